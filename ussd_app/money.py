@@ -1,0 +1,35 @@
+"""Money is an integer number of minor units (cents) everywhere; this is the only edge.
+
+Amounts typed on a phone are whole major units ("100" = KES 100). They become minor units
+here and are formatted back (``KES 1,250.00``) only when shown to a person.
+"""
+
+MINOR_PER_MAJOR = 100
+# The largest amount anyone may type: far above any limit, far below 64-bit overflow.
+MAX_MAJOR_AMOUNT = 10_000_000
+
+
+class InvalidAmount(ValueError):
+    pass
+
+
+def parse_major(text: str) -> int:
+    """'1250' -> 125000. Only whole, positive major units; anything else is InvalidAmount."""
+    text = (text or "").strip().replace(",", "")
+    if not text.isascii() or not text.isdigit():
+        raise InvalidAmount(text)
+    major = int(text)
+    if major <= 0 or major > MAX_MAJOR_AMOUNT:
+        raise InvalidAmount(text)
+    return major * MINOR_PER_MAJOR
+
+
+def to_minor(major: int) -> int:
+    return int(major) * MINOR_PER_MAJOR
+
+
+def format_amount(minor: int, currency: str = "KES") -> str:
+    """125000 -> 'KES 1,250.00'."""
+    sign = "-" if minor < 0 else ""
+    major, cents = divmod(abs(int(minor)), MINOR_PER_MAJOR)
+    return f"{sign}{currency} {major:,}.{cents:02d}"

@@ -1,0 +1,93 @@
+"""The worker side of a transfer: execute queued requests in batches, one transaction each.
+
+One batch = up to TRANSFER_BATCH_SIZE requests, their ledger transfers, their new statuses and
+their outbox rows, committed together. On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several
+workers take disjoint batches; the ledger then locks accounts in id order, so batches that
+share a hot account queue behind each other instead of deadlocking.
+"""
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from ..database import is_postgres
+from ..ledger import TransferResult, create_transfers
+from ..sms import receipts
+from .legs import HouseAccounts, legs_for
+from .models import RequestStatus, TransferRequest
+
+log = logging.getLogger(__name__)
+
+RETRIES = 5
+
+
+def _take_queued(session, limit: int) -> list[TransferRequest]:
+    query = (
+        select(TransferRequest)
+        .where(TransferRequest.status == RequestStatus.QUEUED.value)
+        .order_by(TransferRequest.created_at, TransferRequest.id)
+        .limit(limit)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return list(session.execute(query).scalars())
+
+
+def execute_requests(session, requests: list[TransferRequest]) -> None:
+    """Post ``requests`` through the ledger and write their outcome and SMS. No commit."""
+    house = HouseAccounts(session)
+    specs, spans = [], []
+    for request in requests:
+        legs = legs_for(request, house)
+        spans.append((request, len(specs), len(specs) + len(legs)))
+        specs.extend(legs)
+    results = create_transfers(session, specs)
+    people = receipts.People(session, requests)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for request, start, end in spans:
+        chain = results[start:end]
+        request.attempts += 1
+        request.executed_at = now
+        if all(r.succeeded for r in chain):
+            request.status = RequestStatus.POSTED.value
+            request.result = TransferResult.OK.value
+            if all(r == TransferResult.OK for r in chain):
+                receipts.write_posted(session, request, people)
+        else:
+            failure = next(
+                (r for r in chain if not r.succeeded and r != TransferResult.LINKED_EVENT_FAILED),
+                chain[0],
+            )
+            request.status = RequestStatus.REJECTED.value
+            request.result = failure.value
+            receipts.write_rejected(session, request, failure, people)
+    session.flush()
+
+
+def execute_batch(session, limit: int) -> int:
+    """Take up to ``limit`` queued requests and execute them in one committed transaction.
+
+    Returns how many were executed. Retries the whole batch when the database reports a
+    conflict (a unique index won a race, a deadlock, a serialization failure): the retry
+    re-reads everything, so the loser sees the winner's rows.
+    """
+    for attempt in range(1, RETRIES + 1):
+        try:
+            requests = _take_queued(session, limit)
+            if requests:
+                execute_requests(session, requests)
+            session.commit()
+            return len(requests)
+        except (IntegrityError, DBAPIError) as exc:
+            session.rollback()
+            if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError) and not _is_conflict(exc):
+                raise
+            log.warning("batch conflict, retrying (attempt %d): %s", attempt, type(exc.orig).__name__)
+    raise RuntimeError("transfer batch kept conflicting; left queued for the next job")
+
+
+def _is_conflict(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in {"40001", "40P01", "55P03"} or "database is locked" in str(exc.orig)

@@ -1,0 +1,90 @@
+"""Transfer requests: what a person asked for, recorded before any money moves.
+
+The web side records a request under the id it minted when the person confirmed, then
+announces it to the workers. A worker turns it into ledger transfers (one linked chain) and
+sets its final status in the same database transaction as the postings and the outbox rows.
+The database row, not the Redis job, is the truth: a lost job only delays a request.
+"""
+
+import base64
+import enum
+import hashlib
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, func, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from ..ledger.models import ID_LENGTH
+
+
+class RequestKind(enum.StrEnum):
+    SEND = "send"  # customer to customer, with a fee leg
+    FLOAT_ISSUE = "float_issue"  # trust bank deposit to an agent's e-float
+
+
+class RequestStatus(enum.StrEnum):
+    QUEUED = "queued"
+    POSTED = "posted"
+    REJECTED = "rejected"
+
+
+def transaction_code(request_id: str) -> str:
+    """The 10-character code people read on receipts, derived from the request id."""
+    digest = hashlib.sha256(request_id.encode()).digest()
+    return base64.b32encode(digest).decode()[:10]
+
+
+class TransferRequest(db.Model):
+    __tablename__ = "transfer_requests"
+    __table_args__ = (
+        Index(
+            "ix_transfer_requests_queued",
+            "created_at",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    code: Mapped[str] = mapped_column(String(10), unique=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    debit_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    credit_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    fee: Mapped[int] = mapped_column(BigInteger, default=0)  # quoted when the person confirmed
+    reference: Mapped[str | None] = mapped_column(String(64), default=None)
+    status: Mapped[str] = mapped_column(String(12), default=RequestStatus.QUEUED.value)
+    result: Mapped[str | None] = mapped_column(String(40), default=None)  # the ledger's word
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+    executed_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+    def same_order(self, other: "TransferRequest") -> bool:
+        return (
+            self.kind,
+            self.debit_account_id,
+            self.credit_account_id,
+            self.amount,
+            self.fee,
+            self.reference,
+        ) == (
+            other.kind,
+            other.debit_account_id,
+            other.credit_account_id,
+            other.amount,
+            other.fee,
+            other.reference,
+        )
+
+
+class TrustDeposit(db.Model):
+    """Money paid into the trust bank account, against which e-float is issued 1:1."""
+
+    __tablename__ = "trust_deposits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("transfer_requests.id"), unique=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    bank_reference: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())

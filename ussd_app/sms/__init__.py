@@ -1,0 +1,1 @@
+"""SMS: the outbox the worker writes with every posting, and the receipts it holds."""

@@ -1,0 +1,105 @@
+"""People: customers, agents and merchants, each with one wallet account in the ledger."""
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Integer, String, func, select
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from . import phones, pins
+from .extensions import db
+from .ledger import Account, AccountKind, open_account
+
+
+class Role(enum.StrEnum):
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    MERCHANT = "merchant"
+
+
+class Language(enum.StrEnum):
+    ENGLISH = "en"
+    KISWAHILI = "sw"
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), unique=True)  # E.164
+    first_name: Mapped[str] = mapped_column(String(40))
+    last_name: Mapped[str] = mapped_column(String(40), default="")
+    role: Mapped[str] = mapped_column(String(12))
+    language: Mapped[str] = mapped_column(String(2), default=Language.ENGLISH.value)
+    # Buy-goods till or pay-bill business number, for merchants.
+    till: Mapped[str | None] = mapped_column(String(10), unique=True, default=None)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    pin_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    pin_failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+
+    account: Mapped[Account] = relationship()
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class UserError(ValueError):
+    """A user could not be created; the message says why, for the operator or the screen."""
+
+
+def find_by_phone(session, phone: str) -> User | None:
+    return session.execute(select(User).where(User.phone == phone)).scalar_one_or_none()
+
+
+def find_by_till(session, till: str) -> User | None:
+    return session.execute(select(User).where(User.till == till)).scalar_one_or_none()
+
+
+def create_user(
+    session,
+    *,
+    phone: str,
+    name: str,
+    role: Role | str,
+    pin: str | None,
+    till: str | None = None,
+    language: Language | str = Language.ENGLISH,
+) -> User:
+    """Open a wallet and its holder. Adds to the session; the caller commits."""
+    try:
+        phone = phones.normalize(phone)
+    except phones.InvalidPhone as exc:
+        raise UserError(f"not a valid phone number: {phone!r}") from exc
+    role = Role(role)
+    first, _, last = " ".join((name or "").split()).partition(" ")
+    if not first or len(first) > 40 or len(last) > 40:
+        raise UserError("a name is 1 to 40 characters for first and for last name")
+    if pin is not None and not pins.is_valid_pin(pin):
+        raise UserError("a PIN is exactly 4 digits")
+    if till is not None:
+        if role != Role.MERCHANT:
+            raise UserError("only merchants have a till number")
+        if not (till.isascii() and till.isdigit() and 5 <= len(till) <= 7):
+            raise UserError("a till number is 5 to 7 digits")
+    if find_by_phone(session, phone) is not None:
+        raise UserError(f"{phone} is already registered")
+    if till is not None and find_by_till(session, till) is not None:
+        raise UserError(f"till {till} is already taken")
+    account = open_account(session, AccountKind(role.value))
+    user = User(
+        phone=phone,
+        first_name=first,
+        last_name=last,
+        role=role.value,
+        language=Language(language).value,
+        till=till,
+        account_id=account.id,
+        pin_hash=pins.hash_pin(pin) if pin is not None else None,
+        pin_failures=0,
+    )
+    session.add(user)
+    session.flush()
+    return user

@@ -1,0 +1,61 @@
+"""``python -m worker [--burst]``: run an rq worker on Tuma's queues.
+
+Besides the worker, a non-burst run starts rq's cron scheduler in a child process, which
+enqueues the periodic maintenance job (expiry of holds, recovery of stale requests). With
+``--burst`` the maintenance job runs once first, then the worker stops when the queues are
+empty.
+"""
+
+import argparse
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+
+from rq import SimpleWorker
+from rq.cron import CronScheduler
+
+from ussd_app import create_app
+from ussd_app.queues import ALL_QUEUES, MAINTENANCE_QUEUE, get_redis
+
+from . import jobs
+
+
+def _run_cron(interval: int) -> None:
+    app = create_app()
+    with app.app_context():
+        cron = CronScheduler(connection=get_redis(), name=f"tuma-cron-{os.getpid()}")
+        cron.register(jobs.maintain, MAINTENANCE_QUEUE, interval=interval)
+        cron.start()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
+    parser.add_argument("--no-cron", action="store_true", help="do not start the cron scheduler")
+    parser.add_argument("--queues", nargs="*", default=list(ALL_QUEUES))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    app = create_app()
+    cron = None
+    with app.app_context():
+        if args.burst:
+            jobs.maintain()
+        elif not args.no_cron:
+            cron = multiprocessing.get_context("spawn").Process(
+                target=_run_cron, args=(app.config["MAINTENANCE_INTERVAL_SECONDS"],), daemon=True
+            )
+            cron.start()
+        worker = SimpleWorker([q for q in args.queues], connection=get_redis())
+        try:
+            worker.work(burst=args.burst, with_scheduler=not args.burst)
+        finally:
+            if cron is not None and cron.is_alive():
+                os.kill(cron.pid, signal.SIGTERM)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
