@@ -13,7 +13,12 @@ from . import create_app
 from .queues import connect
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop)
     port = os.environ.get("PORT", "8000")
     app = create_app()
     env = dict(os.environ)
@@ -29,7 +34,7 @@ def main() -> int:
     children = [
         subprocess.Popen([python, "-m", "worker"], env=env),
         subprocess.Popen(
-            [python, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "--access-logfile", "-", "wsgi:app"],
+            [python, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
             env=env,
         ),
     ]

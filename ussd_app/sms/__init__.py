@@ -1,1 +1,10 @@
-"""SMS: the outbox the worker writes with every posting, and the receipts it holds."""
+"""SMS: the outbox the worker writes with every posting, receipts, sending through Africa's
+Talking, delivery reports and inbound messages."""
+
+from flask import Blueprint
+
+bp = Blueprint("sms", __name__)
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)

@@ -1,0 +1,9 @@
+"""The USSD surface: Africa's Talking's webhook, sessions, the menu engine and the flows."""
+
+from flask import Blueprint
+
+bp = Blueprint("ussd", __name__)
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)
