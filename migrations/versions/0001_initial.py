@@ -60,7 +60,7 @@ def upgrade():
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('result', sa.String(length=40), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('created_at', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('executed_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['credit_account_id'], ['accounts.id'], name=op.f('fk_transfer_requests_credit_account_id_accounts')),
     sa.ForeignKeyConstraint(['debit_account_id'], ['accounts.id'], name=op.f('fk_transfer_requests_debit_account_id_accounts')),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from .. import faults
 from ..database import is_postgres
 from ..ledger import TransferResult, create_transfers
 from ..sms import receipts
@@ -78,6 +79,7 @@ def execute_batch(session, limit: int) -> int:
             requests = _take_queued(session, limit)
             if requests:
                 execute_requests(session, requests)
+                faults.checkpoint("batch_before_commit")
             session.commit()
             return len(requests)
         except (IntegrityError, DBAPIError) as exc:

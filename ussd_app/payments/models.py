@@ -9,7 +9,7 @@ The database row, not the Redis job, is the truth: a lost job only delays a requ
 import base64
 import enum
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -27,6 +27,10 @@ class RequestStatus(enum.StrEnum):
     QUEUED = "queued"
     POSTED = "posted"
     REJECTED = "rejected"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def transaction_code(request_id: str) -> str:
@@ -57,7 +61,9 @@ class TransferRequest(db.Model):
     status: Mapped[str] = mapped_column(String(12), default=RequestStatus.QUEUED.value)
     result: Mapped[str | None] = mapped_column(String(40), default=None)  # the ledger's word
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+    # Set by the recording process to the microsecond (UTC): the order requests are executed in.
+    # (A database default would give every request in one transaction the same instant.)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
     executed_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
     def same_order(self, other: "TransferRequest") -> bool:

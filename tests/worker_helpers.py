@@ -1,0 +1,61 @@
+"""Running real worker processes from tests."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from flask import current_app
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def worker_env(**extra) -> dict:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = current_app.config["SQLALCHEMY_DATABASE_URI"]
+    env["REDIS_URL"] = current_app.config["REDIS_URL"]
+    env["PIN_PEPPER"] = current_app.config["PIN_PEPPER"]
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def start_worker(*args, **env) -> subprocess.Popen:
+    # End this test's transaction first: on SQLite every transaction holds the write lock
+    # (BEGIN IMMEDIATE), and a read left open would make the worker wait for it.
+    from ussd_app.extensions import db
+
+    db.session.rollback()
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker", *args],
+        cwd=ROOT,
+        env=worker_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, so a kill takes its children too
+    )
+
+
+def kill_worker(proc: subprocess.Popen) -> None:
+    """SIGKILL the worker and everything it started, as a machine losing power would."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+
+
+def run_burst_worker(*args, timeout=120, **env) -> str:
+    proc = start_worker("--burst", *args, **env)
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out
+    return out
+
+
+def wait_for(condition, timeout=30.0, interval=0.05, message="condition"):
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}")
