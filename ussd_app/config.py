@@ -48,3 +48,6 @@ class Config:
     AT_API_KEY = os.environ.get("AT_API_KEY", "dev-key")
     AT_API_URL = os.environ.get("AT_API_URL") or None
     AT_SENDER_ID = os.environ.get("AT_SENDER_ID") or None
+
+    # Fault-injection checkpoints (see ussd_app/faults.py); empty in production.
+    FAULTS = tuple(f for f in os.environ.get("TUMA_FAULTS", "").split(",") if f)
