@@ -7,7 +7,9 @@ disagree, one of them is wrong.
 
 from dataclasses import dataclass, field
 
-from ussd_app.ledger import AccountFlags, TransferFlags as F, TransferResult as R
+from ussd_app.ledger import AccountFlags
+from ussd_app.ledger import TransferFlags as F
+from ussd_app.ledger import TransferResult as R
 
 INT64_MAX = 2**63 - 1
 
@@ -39,7 +41,13 @@ class Model:
             and spec.credit_account_id in (None, stored_spec.credit_account_id)
             and (spec.amount == stored_amount or (void and spec.amount == 0))
             and (spec.code, spec.pending_id, spec.timeout, int(spec.flags), spec.user_data)
-            == (stored_spec.code, stored_spec.pending_id, stored_spec.timeout, int(stored_spec.flags), stored_spec.user_data)
+            == (
+                stored_spec.code,
+                stored_spec.pending_id,
+                stored_spec.timeout,
+                int(stored_spec.flags),
+                stored_spec.user_data,
+            )
         )
 
     def _one(self, s, accounts, transfers, resolved, now):
@@ -51,7 +59,9 @@ class Model:
             return (R.EXISTS if self.same(s, stored_spec, amount) else R.EXISTS_WITH_DIFFERENT_FIELDS), None
         if s.id in self.rejected:
             stored_spec, result = self.rejected[s.id]
-            return (result if self.same(s, stored_spec, stored_spec.amount) else R.EXISTS_WITH_DIFFERENT_FIELDS), None
+            return (
+                result if self.same(s, stored_spec, stored_spec.amount) else R.EXISTS_WITH_DIFFERENT_FIELDS
+            ), None
         kinds = [f for f in (F.PENDING, F.POST_PENDING_TRANSFER, F.VOID_PENDING_TRANSFER) if s.flags & f]
         if len(kinds) > 1:
             return R.FLAGS_ARE_MUTUALLY_EXCLUSIVE, None
@@ -66,7 +76,10 @@ class Model:
             p, p_amount, p_expires = transfers[s.pending_id]
             if not p.flags & F.PENDING:
                 return R.PENDING_TRANSFER_NOT_PENDING, None
-            if s.debit_account_id not in (None, p.debit_account_id) or s.credit_account_id not in (None, p.credit_account_id):
+            if s.debit_account_id not in (None, p.debit_account_id) or s.credit_account_id not in (
+                None,
+                p.credit_account_id,
+            ):
                 return R.PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS, None
             if s.pending_id in resolved:
                 if resolved[s.pending_id] & F.POST_PENDING_TRANSFER:
@@ -80,7 +93,11 @@ class Model:
                 if p_expires is not None and now >= p_expires:
                     return R.PENDING_TRANSFER_EXPIRED, None
             elif s.amount not in (0, p_amount):
-                return (R.EXCEEDS_PENDING_TRANSFER_AMOUNT if s.amount > p_amount else R.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT), None
+                return (
+                    R.EXCEEDS_PENDING_TRANSFER_AMOUNT
+                    if s.amount > p_amount
+                    else R.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
+                ), None
             d, c = accounts[p.debit_account_id], accounts[p.credit_account_id]
             d.dp -= p_amount
             c.cp -= p_amount
@@ -171,7 +188,10 @@ class Model:
 
     def expired_holds(self, now):
         return sorted(
-            (tid for tid, (s, _, exp) in self.transfers.items()
-             if s.flags & F.PENDING and exp is not None and exp <= now and tid not in self.resolved),
+            (
+                tid
+                for tid, (s, _, exp) in self.transfers.items()
+                if s.flags & F.PENDING and exp is not None and exp <= now and tid not in self.resolved
+            ),
             key=lambda tid: (self.transfers[tid][2], tid),
         )

@@ -16,11 +16,13 @@ from ussd_app.extensions import db
 from ussd_app.ledger import (
     Account,
     AccountKind,
-    TransferFlags as F,
     TransferSpec,
     create_transfers,
     house_account,
     open_account,
+)
+from ussd_app.ledger import (
+    TransferFlags as F,
 )
 from ussd_app.ledger.check import check
 from ussd_app.ledger.expiry import expire_holds, expiry_id
@@ -53,10 +55,23 @@ class LedgerMachine(RuleBasedStateMachine):
 
     account = st.integers(min_value=0, max_value=4)
 
-    @rule(tid=IDS, d=account, c=account, amount=AMOUNTS, pending=st.booleans(), timeout=st.sampled_from([0, 5, 60]))
+    @rule(
+        tid=IDS,
+        d=account,
+        c=account,
+        amount=AMOUNTS,
+        pending=st.booleans(),
+        timeout=st.sampled_from([0, 5, 60]),
+    )
     def transfer(self, tid, d, c, amount, pending, timeout):
         flags = F.PENDING if pending else F.NONE
-        self.submit([TransferSpec(tid, self.ids[d], self.ids[c], amount, "t", timeout=timeout if pending else 0, flags=flags)])
+        self.submit(
+            [
+                TransferSpec(
+                    tid, self.ids[d], self.ids[c], amount, "t", timeout=timeout if pending else 0, flags=flags
+                )
+            ]
+        )
 
     @rule(tid=IDS, d=account, c=account, amount=st.integers(min_value=1, max_value=5_000))
     def issue(self, tid, d, c, amount):
@@ -108,7 +123,9 @@ class LedgerMachine(RuleBasedStateMachine):
         db.session.commit()
         assert sorted(h.id for h, _ in outcome) == sorted(expected)
         specs = [
-            TransferSpec(expiry_id(pid), None, None, 0, "expiry", pending_id=pid, flags=F.VOID_PENDING_TRANSFER)
+            TransferSpec(
+                expiry_id(pid), None, None, 0, "expiry", pending_id=pid, flags=F.VOID_PENDING_TRANSFER
+            )
             for pid in expected
         ]
         want = self.model.create(specs, self.now)
@@ -120,7 +137,12 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         for account_id, modelled in self.model.accounts.items():
             a = db.session.get(Account, account_id, populate_existing=True)
-            assert (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted) == modelled.as_tuple()
+            assert (
+                a.debits_pending,
+                a.debits_posted,
+                a.credits_pending,
+                a.credits_posted,
+            ) == modelled.as_tuple()
         failed = [f for f in check(db.session) if not f.ok]
         assert not failed, failed
 
