@@ -14,20 +14,12 @@ import signal
 import sys
 
 from rq import SimpleWorker
-from rq.cron import CronScheduler
 
 from ussd_app import create_app
-from ussd_app.queues import ALL_QUEUES, MAINTENANCE_QUEUE, get_redis
+from ussd_app.queues import ALL_QUEUES, get_redis
 
 from . import jobs
-
-
-def _run_cron(interval: int) -> None:
-    app = create_app()
-    with app.app_context():
-        cron = CronScheduler(connection=get_redis(), name=f"tuma-cron-{os.getpid()}")
-        cron.register(jobs.maintain, MAINTENANCE_QUEUE, interval=interval)
-        cron.start()
+from .cron import run_cron
 
 
 def main(argv=None) -> int:
@@ -45,7 +37,7 @@ def main(argv=None) -> int:
             jobs.maintain()
         elif not args.no_cron:
             cron = multiprocessing.get_context("spawn").Process(
-                target=_run_cron, args=(app.config["MAINTENANCE_INTERVAL_SECONDS"],), daemon=True
+                target=run_cron, args=(app.config["MAINTENANCE_INTERVAL_SECONDS"],), daemon=True
             )
             cron.start()
         worker = SimpleWorker([q for q in args.queues], connection=get_redis())
