@@ -20,13 +20,14 @@ Rules, in TigerBeetle's words:
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 
 from ..database import db_clock_us
 from .models import ID_LENGTH, Account, AccountFlags, RejectedTransfer, Transfer, TransferFlags
 from .results import TransferResult as R
 
 INT64_MAX = 2**63 - 1
+BALANCE_FIELDS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 _RESOLVING = TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER
 _KIND_FLAGS = TransferFlags.PENDING | _RESOLVING
 
@@ -68,28 +69,32 @@ class TransferSpec:
 
 
 class _Balances:
-    """Copy-on-write view of account balances, so a failed linked chain leaves no trace."""
+    """Balances as ``[dp, dpo, cp, cpo]`` lists by account id. A fork is a copy-on-write view
+    over its parent holding only what one linked chain touched: merged into the parent if the
+    chain succeeds, dropped if it fails, so a failed chain leaves no trace."""
 
-    FIELDS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
-
-    def __init__(self, accounts: dict[int, Account]):
-        self.accounts = accounts
+    def __init__(self, base: dict[int, list[int]], parent: "_Balances | None" = None):
+        self.base = base
+        self.parent = parent
         self.changed: dict[int, list[int]] = {}
 
     def get(self, account_id: int) -> list[int]:
         if account_id not in self.changed:
-            a = self.accounts[account_id]
-            self.changed[account_id] = [getattr(a, f) for f in self.FIELDS]
+            source = self.parent.get(account_id) if self.parent is not None else self.base[account_id]
+            self.changed[account_id] = list(source)
         return self.changed[account_id]
 
     def fork(self) -> "_Balances":
-        child = _Balances(self.accounts)
-        child.changed = {k: list(v) for k, v in self.changed.items()}
-        return child
+        return _Balances(self.base, parent=self)
+
+    def merge(self) -> None:
+        """Make this fork's changes the parent's."""
+        self.parent.changed.update(self.changed)
 
 
 class _Batch:
-    def __init__(self, session, specs: Sequence[TransferSpec], now: int):
+    def __init__(self, session, specs: Sequence[TransferSpec], now: int, snapshots: dict | None = None):
+        self.snapshots = snapshots
         self.session = session
         self.specs = specs
         self.now = now
@@ -106,17 +111,15 @@ class _Batch:
                 account_ids |= {d, c}
         account_ids.discard(None)
         # Lock in one fixed order; everything read after this sees the latest commits.
-        self.accounts = {
-            a.id: a
-            for a in session.execute(
-                select(Account)
-                .where(Account.id.in_(account_ids))
-                .order_by(Account.id)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            ).scalars()
-        }
-        self.balances = _Balances(self.accounts)
+        table = Account.__table__
+        rows = session.execute(
+            select(table.c.id, table.c.flags, *(table.c[f] for f in BALANCE_FIELDS))
+            .where(table.c.id.in_(account_ids))
+            .order_by(table.c.id)
+            .with_for_update()
+        ).all()
+        self.flags = {r[0]: r[1] for r in rows}
+        self.balances = _Balances({r[0]: list(r[2:]) for r in rows})
         lookup = ids | pending_ids
         self.transfers = {
             t.id: t for t in session.execute(select(Transfer).where(Transfer.id.in_(lookup))).scalars()
@@ -163,13 +166,13 @@ class _Batch:
             return R.AMOUNT_MUST_BE_POSITIVE, None
         if s.debit_account_id == s.credit_account_id:
             return R.ACCOUNTS_MUST_BE_DIFFERENT, None
-        if s.debit_account_id not in self.accounts:
+        if s.debit_account_id not in self.flags:
             return R.DEBIT_ACCOUNT_NOT_FOUND, None
-        if s.credit_account_id not in self.accounts:
+        if s.credit_account_id not in self.flags:
             return R.CREDIT_ACCOUNT_NOT_FOUND, None
         d, c = bal.get(s.debit_account_id), bal.get(s.credit_account_id)
-        d_flags = self.accounts[s.debit_account_id].flags
-        c_flags = self.accounts[s.credit_account_id].flags
+        d_flags = self.flags[s.debit_account_id]
+        c_flags = self.flags[s.credit_account_id]
         if d_flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and d[0] + d[1] + s.amount > d[3]:
             return R.EXCEEDS_CREDITS, None
         if c_flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS and c[2] + c[3] + s.amount > c[1]:
@@ -257,6 +260,13 @@ class _Batch:
             chain = specs[i : j + 1]
             open_chain = bool(chain[-1].flags & TransferFlags.LINKED)
             results.extend(self._run_chain(chain, open_chain))
+            if self.snapshots is not None:
+                # What each touched account can spend right after this chain, for receipts.
+                touched = self.balances.fork()
+                for account_id in {a for s in chain for a in (s.debit_account_id, s.credit_account_id)}:
+                    if account_id in self.flags:
+                        dp, dpo, _, cpo = touched.get(account_id)
+                        self.snapshots.setdefault(i, {})[account_id] = cpo - dpo - dp
             i = j + 1
         return results
 
@@ -277,7 +287,7 @@ class _Batch:
             failed_at = len(chain) - 1
             outcomes[failed_at] = R.LINKED_EVENT_CHAIN_OPEN
         if failed_at is None:
-            self.balances = bal
+            bal.merge()
             for row in staged.values():
                 self.new_transfers.append(row)
                 self.transfers[row["id"]] = row
@@ -323,21 +333,39 @@ class _Batch:
             self.session.execute(insert(Transfer), self.new_transfers)
         if self.new_rejections:
             self.session.execute(insert(RejectedTransfer), self.new_rejections)
-        for account_id, values in self.balances.changed.items():
-            account = self.accounts[account_id]
-            for field, value in zip(_Balances.FIELDS, values, strict=True):
-                setattr(account, field, value)
-        self.session.flush()
+        changed = self.balances.changed
+        if changed:
+            table = Account.__table__
+            self.session.execute(
+                update(table)
+                .where(table.c.id == bindparam("account_id"))
+                .values({f: bindparam(f"new_{f}") for f in BALANCE_FIELDS}),
+                [
+                    {
+                        "account_id": account_id,
+                        **{f"new_{f}": v for f, v in zip(BALANCE_FIELDS, values, strict=True)},
+                    }
+                    for account_id, values in changed.items()
+                ],
+            )
+            # Account objects this session already holds are now stale: reload on next use.
+            for obj in list(self.session.identity_map.values()):
+                if isinstance(obj, Account) and obj.id in changed:
+                    self.session.expire(obj, BALANCE_FIELDS)
 
 
-def create_transfers(session, specs: Sequence[TransferSpec], now: int | None = None) -> list[R]:
+def create_transfers(
+    session, specs: Sequence[TransferSpec], now: int | None = None, snapshots: dict | None = None
+) -> list[R]:
     """Create a batch of transfers in the caller's database transaction; one result each.
 
     ``now`` (µs, database clock) is for tests that move the clock; by default the database's.
+    ``snapshots``, if given, is filled with {index of a chain's first transfer: {account id:
+    available balance right after that chain}} so receipts can show each one's new balance.
     """
     if not specs:
         return []
-    batch = _Batch(session, specs, db_clock_us(session) if now is None else now)
+    batch = _Batch(session, specs, db_clock_us(session) if now is None else now, snapshots)
     results = batch.run()
     batch.write()
     return results

@@ -1,0 +1,5 @@
+"""The job that does nothing: the baseline cost of one rq job."""
+
+
+def noop():
+    return None
