@@ -6,4 +6,6 @@ bp = Blueprint("ussd", __name__)
 
 
 def init_app(app) -> None:
+    from . import views  # noqa: F401  (registers the routes on bp, and the ussd_events table)
+
     app.register_blueprint(bp)

@@ -1,0 +1,82 @@
+"""A phone talking to ``POST /ussd`` the way Africa's Talking relays it, and people to talk to."""
+
+import itertools
+import re
+
+from ussd_app.extensions import db
+from ussd_app.users import create_user
+
+_sessions = itertools.count(1)
+SERVICE_CODE = "*384*7#"
+
+
+class Phone:
+    """One USSD session from ``number``. ``send`` types an input; the gateway joins all inputs
+    so far with ``*`` (``append=True``) or, like some networks, sends only the newest one."""
+
+    def __init__(self, client, number: str, *, append: bool = True, session_id: str | None = None):
+        self.client = client
+        self.number = number
+        self.append = append
+        self.session_id = session_id or f"ATUid_test_{next(_sessions)}"
+        self.inputs: list[str] = []
+        self.last_text: str | None = None
+
+    def post(self, text: str) -> str:
+        self.last_text = text
+        response = self.client.post(
+            "/ussd",
+            data={
+                "sessionId": self.session_id,
+                "serviceCode": SERVICE_CODE,
+                "phoneNumber": self.number,
+                "networkCode": "63902",
+                "text": text,
+            },
+        )
+        assert response.status_code == 200, response.status_code
+        assert response.mimetype == "text/plain"
+        body = response.get_data(as_text=True)
+        assert body.startswith(("CON ", "END ")), body
+        return body
+
+    def dial(self) -> str:
+        return self.post("")
+
+    def send(self, value: str) -> str:
+        self.inputs.append(value)
+        return self.post("*".join(self.inputs) if self.append else value)
+
+    def repeat(self) -> str:
+        """The gateway sends the last request again (a retry after a timeout)."""
+        return self.post(self.last_text)
+
+    def walk(self, *values: str) -> str:
+        body = self.dial()
+        for value in values:
+            body = self.send(value)
+        return body
+
+
+def screen(body: str) -> str:
+    return body[4:]
+
+
+def options(body: str) -> dict[str, str]:
+    """{"1": "Send money", ...} from a menu screen."""
+    return dict(re.findall(r"^(\d+)\. (.+)$", screen(body), flags=re.M))
+
+
+def person(
+    phone: str, name: str = "Juma Otieno", *, pin: str = "8642", role: str = "customer", language="en"
+):
+    user = create_user(db.session, phone=phone, name=name, role=role, pin=pin, language=language)
+    db.session.commit()
+    return user
+
+
+def available(account_id: int) -> int:
+    """A wallet's available balance, read fresh (worker jobs end the session they used)."""
+    from ussd_app.ledger import Account
+
+    return db.session.get(Account, account_id, populate_existing=True).available

@@ -1,0 +1,63 @@
+"""Approvals: things that wait for a customer's PIN, from whichever module asked.
+
+Payment requests, agent-started withdrawals and reversal requests (other issues) each plug in
+an ``ApprovalProvider``; the "My approvals" flow lists what every provider has pending for
+the customer and, after the PIN, calls the provider's ``approve`` or ``decline``. The menu
+never knows what an approval does.
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+SEPARATOR = ":"
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    key: str  # unique within its provider, no ":"
+    summary: str  # one short line in the customer's language, e.g. "Pay KES 500 to Mama Mboga"
+
+
+class ApprovalProvider(Protocol):
+    name: str  # unique, no ":"
+
+    def pending(self, session, user) -> list[PendingApproval]:
+        """What waits for ``user``'s PIN, oldest first."""
+
+    def approve(self, session, user, key: str) -> bool:
+        """Carry out the approval (adds to the session; the request commits). False when the
+        item is no longer pending (expired, withdrawn, already decided)."""
+
+    def decline(self, session, user, key: str) -> bool:
+        """Refuse it. False when it is no longer pending."""
+
+
+_providers: dict[str, ApprovalProvider] = {}
+
+
+def register(provider: ApprovalProvider) -> None:
+    if SEPARATOR in provider.name:
+        raise ValueError(f"a provider name has no {SEPARATOR!r}: {provider.name!r}")
+    _providers[provider.name] = provider
+
+
+def unregister(name: str) -> None:
+    _providers.pop(name, None)
+
+
+def pending_for(session, user) -> list[tuple[str, str]]:
+    """[(reference, summary)] over every provider; a reference is "provider:key"."""
+    found = []
+    for name, provider in sorted(_providers.items()):
+        for item in provider.pending(session, user):
+            found.append((f"{name}{SEPARATOR}{item.key}", item.summary))
+    return found
+
+
+def decide(session, user, reference: str, *, approve: bool) -> bool:
+    """Approve or decline the item ``reference`` names; False when it is gone."""
+    name, _, key = (reference or "").partition(SEPARATOR)
+    provider = _providers.get(name)
+    if provider is None or not key:
+        return False
+    return provider.approve(session, user, key) if approve else provider.decline(session, user, key)

@@ -1,0 +1,20 @@
+"""The flows, one module each, and the engine that runs them all."""
+
+from ..engine import Engine
+from . import common, home, my_account, my_approvals, registration, send_money
+
+MODULES = {
+    "common": common,
+    "home": home,
+    "registration": registration,
+    "send_money": send_money,
+    "my_account": my_account,
+    "my_approvals": my_approvals,
+}
+
+engine = Engine({name: module.FLOW for name, module in MODULES.items()})
+
+HOME_UNREGISTERED = "registration.language"
+HOME_CUSTOMER = "home.customer"
+HOME_BUSINESS = "home.business"
+LOCKED = "common.locked"

@@ -1,0 +1,100 @@
+"""What several flows share: input guards (pure: text in, value or None out), the PIN step,
+and the screens every flow may end on."""
+
+import re
+
+from flask import current_app
+
+from ... import phones, pins
+from ...extensions import db
+from ...money import InvalidAmount, format_amount, parse_major
+from ..engine import N_, Retry, Screen, Step
+from ..gsm7 import shorten
+from ..pin_guard import check_pin, tries_left
+
+NAME_LIMIT = 20  # septets of a name as typed at registration
+SHOWN_NAME_LIMIT = 24  # septets of a full name on a confirm screen
+_NAME = re.compile(r"[A-Za-z][A-Za-z'\-]{0,19}")
+LANGUAGES = {"1": "en", "2": "sw"}
+
+
+# -- guards ----------------------------------------------------------------------------------
+
+
+def pin_format(text: str) -> str | None:
+    return text if pins.is_valid_pin(text) else None
+
+
+def phone_number(text: str) -> str | None:
+    try:
+        return phones.normalize(text.strip())
+    except phones.InvalidPhone:
+        return None
+
+
+def amount(text: str) -> int | None:
+    # Digits only: parse_major also takes "1,000", but "1,0,0" typed on a keypad is a mistake.
+    if not (text.isascii() and text.isdigit()):
+        return None
+    try:
+        return parse_major(text)
+    except InvalidAmount:
+        return None
+
+
+def name(text: str) -> str | None:
+    text = text.strip()
+    if not _NAME.fullmatch(text):
+        return None
+    return text[0].upper() + text[1:]
+
+
+def language(text: str) -> str | None:
+    return LANGUAGES.get(text)
+
+
+# -- helpers for steps -----------------------------------------------------------------------
+
+
+def money(minor: int) -> str:
+    return format_amount(minor, current_app.config["CURRENCY"])
+
+
+def shown_name(user) -> str:
+    return shorten(user.name, SHOWN_NAME_LIMIT)
+
+
+def pin_step(then: str, retry_at: str) -> Step:
+    """Check the PIN just typed on ``retry_at``; a wrong one re-asks there, saying how many
+    tries are left; the last wrong one locks the account and ends the session."""
+
+    def run(ctx) -> str:
+        result = check_pin(db.session, ctx.user, ctx.secret)
+        ctx.data["tries_left"] = tries_left(ctx.user)
+        return result.value
+
+    return Step(
+        "check the PIN, counting wrong ones",
+        run,
+        {
+            "ok": then,
+            "wrong": Retry(retry_at, N_("Wrong PIN. {tries_left} tries left.")),
+            "locked": "common.locked",
+        },
+    )
+
+
+FLOW = {
+    "locked": Screen(
+        "the account's PIN is locked",
+        N_("Your PIN is locked after too many wrong tries. Ask an agent or customer care to unlock it."),
+        end=True,
+    ),
+    "error": Screen(
+        "something failed on our side",
+        N_("Sorry, something went wrong. Nothing was sent. Please try again later."),
+        end=True,
+    ),
+}
+
+SAMPLE = {"tries_left": 2}

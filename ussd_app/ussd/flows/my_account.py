@@ -1,0 +1,188 @@
+"""My account: balance and mini statement (after the PIN), change PIN, language."""
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import or_, select
+
+from ... import pins
+from ...extensions import db
+from ...i18n import t
+from ...ledger.models import Transfer
+from ...payments.models import TransferRequest
+from ...sms.outbox import add_sms
+from ...users import User
+from .. import gsm7
+from ..engine import N_, Choice, Option, Retry, Screen, Step
+from . import common
+
+STATEMENT_SIZE = 5
+
+
+def show_balance(ctx) -> str:
+    db.session.refresh(ctx.user.account)
+    ctx.data["balance_text"] = common.money(ctx.user.account.available)
+    return "ok"
+
+
+def statement_lines(session, user, lang: str) -> list[str]:
+    """The last transfers of ``user``'s wallet, newest first, one short line each:
+    "21/11 JX4K2M9QPA -KES 1,000.00 Juma Otieno" (fees are counted in the amount)."""
+    account_id = user.account_id
+    rows = session.execute(
+        select(Transfer.user_data, Transfer.created_at)
+        .where(or_(Transfer.debit_account_id == account_id, Transfer.credit_account_id == account_id))
+        .where(Transfer.user_data.is_not(None))
+        .order_by(Transfer.created_at.desc(), Transfer.id.desc())
+        .limit(STATEMENT_SIZE * 4)
+    ).all()
+    newest: dict[str, int] = {}
+    for request_id, created_at in rows:
+        newest.setdefault(request_id, created_at)
+    ids = list(newest)[:STATEMENT_SIZE]
+    requests = {
+        r.id: r for r in session.execute(select(TransferRequest).where(TransferRequest.id.in_(ids))).scalars()
+    }
+    others = {r.debit_account_id for r in requests.values()} | {
+        r.credit_account_id for r in requests.values()
+    }
+    people = {
+        u.account_id: u for u in session.execute(select(User).where(User.account_id.in_(others))).scalars()
+    }
+    tz = ZoneInfo(current_app.config.get("TIMEZONE", "Africa/Nairobi"))
+    lines = []
+    for request_id in ids:
+        request = requests.get(request_id)
+        if request is None:
+            continue
+        when = datetime.fromtimestamp(newest[request_id] / 1_000_000, UTC).astimezone(tz)
+        outgoing = request.debit_account_id == account_id
+        amount = request.amount + (request.fee if outgoing else 0)
+        other = people.get(request.credit_account_id if outgoing else request.debit_account_id)
+        who = gsm7.shorten(other.name, 16) if other else t(lang, "Tuma")
+        sign = "-" if outgoing else "+"
+        lines.append(f"{when:%d/%m} {request.code} {sign}{common.money(amount)} {who}")
+    return lines
+
+
+def mini_statement(ctx) -> str:
+    lines = statement_lines(db.session, ctx.user, ctx.lang)
+    if not lines:
+        ctx.data["statement_text"] = t(ctx.lang, "No transactions yet.")
+        return "ok"
+    sms = t(ctx.lang, "Tuma mini statement:") + "\n" + "\n".join(lines)
+    add_sms(db.session, phone=ctx.user.phone, body=sms)
+    # The screen shows as many lines as fit; the SMS carries them all.
+    footer = t(ctx.lang, "Full statement sent by SMS.")
+    shown: list[str] = []
+    for line in lines:
+        if not gsm7.fits("\n".join([*shown, line, footer])):
+            break
+        shown.append(line)
+    ctx.data["statement_text"] = "\n".join([*shown, footer])
+    return "ok"
+
+
+def hold_new_pin(ctx) -> str:
+    """Keep a hash of the new PIN (never the PIN) until it is typed again."""
+    if pins.verify_pin(ctx.user.pin_hash, ctx.secret):
+        return "same"
+    ctx.data["_new_pin_hash"] = pins.hash_pin(ctx.secret)
+    return "ok"
+
+
+def save_new_pin(ctx) -> str:
+    held = ctx.data.pop("_new_pin_hash", None)
+    if not held or not pins.verify_pin(held, ctx.secret):
+        return "mismatch"
+    ctx.user.pin_hash = held
+    return "ok"
+
+
+def set_language(ctx) -> str:
+    ctx.user.language = ctx.data.pop("new_language")
+    ctx.lang = ctx.user.language
+    return "ok"
+
+
+FLOW = {
+    "menu": Screen(
+        "my account menu",
+        N_("My account"),
+        options=(
+            Option(N_("Balance"), "balance_pin"),
+            Option(N_("Mini statement"), "statement_pin"),
+            Option(N_("Change PIN"), "old_pin"),
+            Option(N_("Language"), "language"),
+        ),
+    ),
+    "balance_pin": Screen(
+        "PIN before the balance",
+        N_("Enter your PIN to see your balance"),
+        choices=(Choice(common.pin_format, "check_balance_pin"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "check_balance_pin": common.pin_step("show_balance", "balance_pin"),
+    "show_balance": Step("read the wallet's available balance", show_balance, {"ok": "balance"}),
+    "balance": Screen("the balance", N_("Your balance is {balance_text}."), end=True),
+    "statement_pin": Screen(
+        "PIN before the mini statement",
+        N_("Enter your PIN to see your mini statement"),
+        choices=(Choice(common.pin_format, "check_statement_pin"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "check_statement_pin": common.pin_step("make_statement", "statement_pin"),
+    "make_statement": Step(
+        "the last 5 transactions, on screen and by SMS", mini_statement, {"ok": "statement"}
+    ),
+    "statement": Screen("the mini statement", "{statement_text}", end=True),
+    "old_pin": Screen(
+        "the current PIN, before changing it",
+        N_("Change PIN\nEnter your current PIN"),
+        choices=(Choice(common.pin_format, "check_old_pin"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "check_old_pin": common.pin_step("new_pin", "old_pin"),
+    "new_pin": Screen(
+        "the new PIN",
+        N_("Enter your new 4-digit PIN"),
+        choices=(Choice(common.pin_format, "hold_new_pin"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "hold_new_pin": Step(
+        "keep a hash of the new PIN until it is confirmed",
+        hold_new_pin,
+        {"ok": "confirm_pin", "same": Retry("new_pin", N_("The new PIN must differ from the old one."))},
+    ),
+    "confirm_pin": Screen(
+        "the new PIN again",
+        N_("Enter your new PIN again"),
+        choices=(Choice(common.pin_format, "save_new_pin"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "save_new_pin": Step(
+        "set the new PIN if both entries match",
+        save_new_pin,
+        {"ok": "pin_changed", "mismatch": Retry("new_pin", N_("The PINs did not match. Try again."))},
+    ),
+    "pin_changed": Screen("the PIN was changed", N_("Your PIN has been changed."), end=True),
+    "language": Screen(
+        "choose the language of menus and SMS",
+        N_("Choose language\n1. English\n2. Kiswahili"),
+        choices=(Choice(common.language, "set_language", save="new_language"),),
+    ),
+    "set_language": Step("store the chosen language", set_language, {"ok": "language_set"}),
+    "language_set": Screen("the language was set", N_("Language set to English."), end=True),
+}
+
+SAMPLE = {
+    "balance_text": "KES 10,000,000.00",
+    "statement_text": "\n".join(["21/11 JX4K2M9QPA -KES 10,000,108.00 " + "W" * 14 + ".."] * 2)
+    + "\nFull statement sent by SMS.",
+}

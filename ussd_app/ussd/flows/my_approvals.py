@@ -1,0 +1,97 @@
+"""My approvals: what other modules left waiting for this customer's PIN (payment requests,
+agent-started withdrawals, reversal requests), approved or declined after the PIN. The
+providers live in ``ussd_app.ussd.approvals``; this flow only lists and asks."""
+
+from ...extensions import db
+from .. import approvals, gsm7
+from ..engine import N_, Choice, Option, Retry, Screen, Step
+from ..pin_guard import PinCheck, check_pin, tries_left
+from . import common
+
+SUMMARY_LIMIT = 60  # septets of one line in the list
+
+
+def load(ctx) -> str:
+    items = approvals.pending_for(db.session, ctx.user)
+    ctx.data["approvals"] = [[ref, gsm7.shorten(summary, SUMMARY_LIMIT)] for ref, summary in items]
+    return "some" if items else "none"
+
+
+def chosen(ctx) -> str:
+    summaries = dict((ref, summary) for ref, summary in ctx.data.get("approvals") or [])
+    ctx.data["approval_summary"] = summaries.get(ctx.data.get("approval"), "")
+    return "ok"
+
+
+def _decide(ctx, approve: bool) -> str:
+    result = check_pin(db.session, ctx.user, ctx.secret)
+    ctx.data["tries_left"] = tries_left(ctx.user)
+    if result != PinCheck.OK:
+        return result.value
+    if not approvals.decide(db.session, ctx.user, ctx.data.get("approval", ""), approve=approve):
+        return "gone"
+    return "ok"
+
+
+def approve(ctx) -> str:
+    return _decide(ctx, True)
+
+
+def decline(ctx) -> str:
+    return _decide(ctx, False)
+
+
+def _pin_exits(done: str, at: str) -> dict:
+    return {
+        "ok": done,
+        "gone": "gone",
+        "wrong": Retry(at, N_("Wrong PIN. {tries_left} tries left.")),
+        "locked": "common.locked",
+    }
+
+
+FLOW = {
+    "load": Step("collect what waits, from every provider", load, {"some": "list", "none": "empty"}),
+    "list": Screen(
+        "what waits for this customer's PIN",
+        N_("Waiting for your approval:"),
+        items="approvals",
+        pick=("chosen", "approval"),
+    ),
+    "chosen": Step("remember which item was picked", chosen, {"ok": "item"}),
+    "empty": Screen("nothing waits", N_("Nothing is waiting for your approval."), end=True),
+    "item": Screen(
+        "one item: approve or decline",
+        "{approval_summary}",
+        options=(Option(N_("Approve"), "approve_pin"), Option(N_("Decline"), "decline_pin")),
+    ),
+    "approve_pin": Screen(
+        "PIN to approve",
+        N_("Enter your PIN to approve"),
+        choices=(Choice(common.pin_format, "approve"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "approve": Step(
+        "check the PIN, then approve through the provider", approve, _pin_exits("approved", "approve_pin")
+    ),
+    "decline_pin": Screen(
+        "PIN to decline",
+        N_("Enter your PIN to decline"),
+        choices=(Choice(common.pin_format, "decline"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "decline": Step(
+        "check the PIN, then decline through the provider", decline, _pin_exits("declined", "decline_pin")
+    ),
+    "approved": Screen("approved", N_("Approved. You will receive an SMS confirmation."), end=True),
+    "declined": Screen("declined", N_("Declined."), end=True),
+    "gone": Screen("the item went meanwhile", N_("This is no longer waiting for you."), end=True),
+}
+
+SAMPLE = {
+    "approvals": [[f"p:{i}", "W" * SUMMARY_LIMIT] for i in range(7)],
+    "approval": "p:0",
+    "approval_summary": "W" * SUMMARY_LIMIT,
+}

@@ -1,0 +1,94 @@
+"""Registration of a number the service does not know: language, first and last name, a PIN
+typed twice. No account exists until both PINs match; a mismatch starts the PIN again."""
+
+from ... import pins
+from ...extensions import db
+from ...users import Role, UserError, create_user, find_by_phone
+from ..engine import N_, Choice, Retry, Screen, Step
+from . import common
+
+
+def set_language(ctx) -> str:
+    ctx.lang = ctx.data["lang"]
+    return "ok"
+
+
+def hold_pin(ctx) -> str:
+    """Keep a hash of the chosen PIN (never the PIN) until it is typed again."""
+    ctx.data["_pin_hash"] = pins.hash_pin(ctx.secret)
+    return "ok"
+
+
+def create_account(ctx) -> str:
+    held = ctx.data.pop("_pin_hash", None)
+    if not held or not pins.verify_pin(held, ctx.secret):
+        return "mismatch"
+    if find_by_phone(db.session, ctx.phone) is not None:
+        return "taken"
+    try:
+        user = create_user(
+            db.session,
+            phone=ctx.phone,
+            name=f"{ctx.data['first_name']} {ctx.data['last_name']}",
+            role=Role.CUSTOMER,
+            pin=None,
+            language=ctx.data.get("lang", "en"),
+        )
+    except UserError:
+        return "taken"
+    user.pin_hash = held  # the hash made from the first entry, now confirmed
+    return "ok"
+
+
+FLOW = {
+    "language": Screen(
+        "welcome; choose the language for everything after",
+        N_("Welcome to Tuma. Choose language\n1. English\n2. Kiswahili"),
+        choices=(Choice(common.language, "set_language", save="lang"),),
+    ),
+    "set_language": Step("speak the chosen language from now on", set_language, {"ok": "first_name"}),
+    "first_name": Screen(
+        "first name",
+        N_("Register\nEnter your first name"),
+        choices=(Choice(common.name, "last_name", save="first_name"),),
+        otherwise=N_("Use letters only, up to 20."),
+    ),
+    "last_name": Screen(
+        "last name",
+        N_("Enter your last name"),
+        choices=(Choice(common.name, "pin", save="last_name"),),
+        otherwise=N_("Use letters only, up to 20."),
+    ),
+    "pin": Screen(
+        "choose a PIN",
+        N_("Choose a 4-digit PIN"),
+        choices=(Choice(common.pin_format, "hold_pin"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "hold_pin": Step("keep a hash of the chosen PIN until it is confirmed", hold_pin, {"ok": "confirm_pin"}),
+    "confirm_pin": Screen(
+        "the chosen PIN again",
+        N_("Enter the PIN again to confirm"),
+        choices=(Choice(common.pin_format, "create"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "create": Step(
+        "open the account once both PINs match",
+        create_account,
+        {
+            "ok": "welcome",
+            "mismatch": Retry("pin", N_("The PINs did not match. Choose a PIN again.")),
+            "taken": "taken",
+        },
+    ),
+    "welcome": Screen(
+        "the account is open",
+        N_("Welcome to Tuma, {first_name}! Your account is ready. Dial again to send money."),
+        end=True,
+    ),
+    "taken": Screen("the number registered meanwhile", N_("This number is already registered."), end=True),
+}
+
+SAMPLE = {"lang": "sw", "first_name": "W" * common.NAME_LIMIT, "last_name": "W" * common.NAME_LIMIT}

@@ -1,0 +1,140 @@
+"""Send money to another customer: number, amount, confirm (name, amount, fee), PIN.
+
+The transfer id is minted when the confirm screen is reached and kept in the session, so the
+request recorded after the PIN always carries it: a repeated or resumed final request finds
+the one already recorded and nothing is sent twice.
+"""
+
+from ...extensions import db
+from ...payments.models import RequestKind
+from ...payments.submit import ConflictingRequest, announce, mint_request_id, record_request
+from ...tariffs import quote
+from ...users import Role, find_by_phone
+from ..engine import N_, Choice, Option, Retry, Screen, Step
+from ..pin_guard import PinCheck, check_pin, tries_left
+from . import common
+
+
+def find_recipient(ctx) -> str:
+    phone = ctx.data["recipient_phone"]
+    if phone == ctx.user.phone:
+        return "self"
+    recipient = find_by_phone(db.session, phone)
+    if recipient is None:
+        return "unknown"
+    if recipient.role != Role.CUSTOMER.value:
+        return "not_customer"
+    ctx.data["recipient_name"] = common.shown_name(recipient)
+    ctx.data["recipient_account"] = recipient.account_id
+    return "ok"
+
+
+def quote_and_mint(ctx) -> str:
+    amount = ctx.data["amount"]
+    fee = quote(RequestKind.SEND.value, amount)
+    ctx.data.update(
+        fee=fee,
+        amount_text=common.money(amount),
+        fee_text=common.money(fee),
+        transfer_id=mint_request_id(),
+    )
+    return "ok"
+
+
+def submit(ctx) -> str:
+    result = check_pin(db.session, ctx.user, ctx.secret)
+    ctx.data["tries_left"] = tries_left(ctx.user)
+    if result != PinCheck.OK:
+        return result.value
+    data, account = ctx.data, ctx.user.account
+    db.session.refresh(account)
+    if account.available < data["amount"] + data["fee"]:
+        data["balance_text"] = common.money(account.available)
+        return "short"
+    try:
+        request = record_request(
+            db.session,
+            request_id=data["transfer_id"],
+            kind=RequestKind.SEND.value,
+            debit_account_id=ctx.user.account_id,
+            credit_account_id=data["recipient_account"],
+            amount=data["amount"],
+            fee=data["fee"],
+        )
+    except ConflictingRequest:
+        return "error"
+    ctx.after_commit.append(lambda: announce(request.id))
+    return "ok"
+
+
+FLOW = {
+    "recipient": Screen(
+        "the recipient's phone number",
+        N_("Send money\nEnter the recipient's phone number"),
+        choices=(Choice(common.phone_number, "find", save="recipient_phone"),),
+        otherwise=N_("Not a valid phone number."),
+    ),
+    "find": Step(
+        "look up the recipient; refuse yourself and numbers without a customer account",
+        find_recipient,
+        {
+            "ok": "amount",
+            "self": Retry("recipient", N_("You cannot send money to yourself.")),
+            "unknown": Retry("recipient", N_("{recipient_phone} is not registered with Tuma.")),
+            "not_customer": Retry("recipient", N_("{recipient_phone} cannot receive money here.")),
+        },
+    ),
+    "amount": Screen(
+        "the amount to send",
+        N_("Send to {recipient_name}\nEnter amount"),
+        choices=(Choice(common.amount, "quote", save="amount"),),
+        otherwise=N_("Enter a whole amount, like 500."),
+    ),
+    "quote": Step("quote the fee and mint the transfer id", quote_and_mint, {"ok": "confirm"}),
+    "confirm": Screen(
+        "confirm recipient, amount and fee",
+        N_("Send {amount_text} to {recipient_name} {recipient_phone}?\nFee: {fee_text}"),
+        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
+    ),
+    "pin": Screen(
+        "the PIN that authorises the transfer",
+        N_("Enter your PIN to send {amount_text} to {recipient_name}"),
+        choices=(Choice(common.pin_format, "submit"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "submit": Step(
+        "check the PIN, then record the transfer request under the minted id and queue it",
+        submit,
+        {
+            "ok": "done",
+            "wrong": Retry("pin", N_("Wrong PIN. {tries_left} tries left.")),
+            "locked": "common.locked",
+            "short": "short",
+            "error": "common.error",
+        },
+    ),
+    "done": Screen(
+        "the transfer is queued",
+        N_("Sending {amount_text} to {recipient_name}. You will receive an SMS confirmation shortly."),
+        end=True,
+    ),
+    "short": Screen(
+        "not enough money for amount and fee",
+        N_("Not enough money to send {amount_text} plus fee {fee_text}. Your balance is {balance_text}."),
+        end=True,
+    ),
+    "cancelled": Screen("the customer cancelled", N_("Cancelled. Nothing was sent."), end=True),
+}
+
+SAMPLE = {
+    "recipient_phone": "+" + "9" * 15,  # E.164 allows up to 15 digits
+    "recipient_name": "W" * common.SHOWN_NAME_LIMIT,
+    "recipient_account": 1,
+    "amount": 1_000_000_000,
+    "fee": 10_800,
+    "amount_text": "KES 10,000,000.00",
+    "fee_text": "KES 108.00",
+    "balance_text": "KES 10,000,000.00",
+    "transfer_id": "0" * 32,
+}

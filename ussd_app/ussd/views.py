@@ -1,0 +1,172 @@
+"""Africa's Talking's USSD webhooks: ``POST /ussd`` (one hop) and ``POST /ussd/events``.
+
+Every hop answers ``text/plain`` starting ``CON `` or ``END ``, whatever was sent: missing or
+malformed fields and our own failures end the session with a short message, never a 500.
+The ``text`` field carries PINs, so it is never logged, stored or echoed; logs get a
+redacted form that keeps only the shape of the input.
+"""
+
+import logging
+import traceback
+
+from flask import Response, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import phones
+from ..extensions import db
+from ..i18n import t
+from ..users import Role, find_by_phone
+from . import bp, sessions
+from .engine import RESUME, Context
+from .flows import HOME_BUSINESS, HOME_CUSTOMER, HOME_UNREGISTERED, LOCKED, engine
+from .models import UssdEvent
+from .pin_guard import is_locked
+
+log = logging.getLogger(__name__)
+
+MAX_FIELD = 100  # longest sessionId / phoneNumber / serviceCode we accept
+MAX_TEXT = 2000  # far more than any phone sends; longer is not a real hop
+
+
+def redact(text: str | None) -> str:
+    """The shape of the input without its content: '1*0712345678*4321' -> '#*#(10)*#(4)'."""
+    if not text:
+        return "''"
+    return "*".join(f"#({len(part)})" if len(part) != 1 else "#" for part in text.split("*")[-20:])
+
+
+def mask(phone: str) -> str:
+    return phone[:5] + "***" + phone[-3:] if len(phone) > 8 else "***"
+
+
+def plain(body: str, status: int = 200) -> Response:
+    return Response(body, status=status, mimetype="text/plain")
+
+
+def _home_for(user) -> str:
+    if user is None:
+        return HOME_UNREGISTERED
+    if is_locked(user):
+        return LOCKED
+    return HOME_CUSTOMER if user.role == Role.CUSTOMER.value else HOME_BUSINESS
+
+
+@bp.post("/ussd")
+def ussd():
+    form = request.form
+    session_id = (form.get("sessionId") or "").strip()
+    raw_phone = (form.get("phoneNumber") or "").strip()
+    text = form.get("text") or ""
+    if not session_id or len(session_id) > MAX_FIELD or not raw_phone or len(raw_phone) > MAX_FIELD:
+        log.warning("ussd hop with missing or malformed sessionId/phoneNumber")
+        return plain("END " + t("en", "Sorry, this request could not be read. Please dial again."))
+    try:
+        phone = phones.normalize(raw_phone)
+    except phones.InvalidPhone:
+        log.warning("ussd hop from an unreadable phone number")
+        return plain("END " + t("en", "Sorry, this request could not be read. Please dial again."))
+    log.info("ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), redact(text))
+    try:
+        with sessions.locked(session_id):
+            return plain(_answer(session_id, phone, text[:MAX_TEXT]))
+    except sessions.SessionBusy:
+        log.warning("ussd session=%s busy: a repeat arrived while the first was running", session_id[:40])
+        return plain("END " + t("en", "Sorry, we are busy. Please dial again."))
+    except Exception as exc:  # the person must get a screen, whatever failed
+        db.session.rollback()
+        # Only the type and the frames: an exception's message may quote the input (a PIN).
+        log.error(
+            "ussd hop failed session=%s: %s\n%s",
+            session_id[:40],
+            type(exc).__name__,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        # Not "nothing was sent": the failure may come after a request was committed.
+        return plain("END " + t("en", "Sorry, something went wrong. Please try again later."))
+
+
+def _answer(session_id: str, phone: str, text: str) -> str:
+    stored = sessions.load(session_id)
+    digest = sessions.text_digest(session_id, text)
+    if stored is not None:
+        if stored.phone != phone:
+            return "END " + t("en", "Sorry, this request could not be read. Please dial again.")
+        if stored.last_text == digest or stored.conversation.ended:
+            # A repeat (the gateway retried, or the phone resent): the same screen, nothing again.
+            return stored.last_reply or "END"
+    user = find_by_phone(db.session, phone)
+    data = stored.data if stored else {}
+    lang = user.language if user is not None else data.get("lang", "en")
+    ctx = Context(phone=phone, lang=lang, home=_home_for(user), data=data, user=user)
+    if stored is None:
+        # The first hop: its text is what was dialled after the service code (a shortcut such
+        # as *384*7*1#); menus start at home, so it is not applied.
+        conversation, reply = engine.begin(ctx, sessions.load_resume(phone))
+    else:
+        conversation = stored.conversation
+        reply = engine.handle(conversation, ctx, text.rsplit("*", 1)[-1])
+    db.session.commit()
+    body = reply.body
+    sessions.save(
+        session_id,
+        sessions.StoredSession(
+            phone=phone, conversation=conversation, data=ctx.data, last_text=digest, last_reply=body
+        ),
+    )
+    if conversation.state != RESUME:
+        sessions.save_resume(phone, engine.snapshot(conversation, ctx))
+    for callback in ctx.after_commit:
+        try:
+            callback()
+        except Exception as exc:  # committed is committed: the answer stands
+            # A lost announcement only delays the transfer: the maintenance job re-announces
+            # requests left queued (REQUEUE_AFTER_SECONDS).
+            log.error("ussd after-commit action failed session=%s: %s", session_id[:40], type(exc).__name__)
+    return body
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    try:
+        return int(float(raw)) if raw not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _cut(raw: str | None, limit: int) -> str | None:
+    return raw[:limit] if raw else None
+
+
+@bp.post("/ussd/events")
+def ussd_events():
+    """Record Africa's Talking's end-of-session notification. AT only wants a 200 back; a
+    notification without a session id is not one of theirs, so it gets a 400."""
+    form = request.form
+    session_id = (form.get("sessionId") or "").strip()
+    if not session_id or len(session_id) > MAX_FIELD:
+        return plain("missing sessionId", 400)
+    try:
+        phone = phones.normalize((form.get("phoneNumber") or "").strip())
+    except phones.InvalidPhone:
+        phone = None
+    text = form.get("input") or ""
+    event = UssdEvent(
+        session_id=session_id,
+        phone=phone,
+        service_code=_cut(form.get("serviceCode"), 40),
+        network_code=_cut(form.get("networkCode"), 20),
+        status=_cut(form.get("status"), 40),
+        cost=_cut(form.get("cost"), 40),
+        duration_ms=_int_or_none(form.get("durationInMillis")),
+        hops=len(text.split("*")) if text else 0,
+        error_message=_cut(form.get("errorMessage"), 255),
+        reported_at=_cut(form.get("date"), 40),
+    )
+    try:
+        db.session.add(event)
+        db.session.commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.error("ussd event not recorded session=%s: %s", session_id[:40], type(exc).__name__)
+        return plain("not recorded", 503)
+    log.info("ussd session ended session=%s status=%s", session_id[:40], event.status)
+    return plain("OK")
