@@ -41,6 +41,20 @@ def test_redis_url() -> str:
     return REDIS_URL or embedded_redis_url()
 
 
+_gateway = None
+
+
+def default_gateway_url() -> str:
+    """A local Africa's Talking gateway for the whole run, so no test (nor a worker process it
+    starts) ever reaches for the real API. SMS tests start their own with the faults they need."""
+    global _gateway
+    if _gateway is None:
+        from ussd_app.sms.gateway import serve_in_thread
+
+        _gateway = serve_in_thread()
+    return _gateway.url
+
+
 def sqlite_url(name: str = "tuma") -> str:
     return f"sqlite:///{os.path.join(_TMP, name + '.sqlite3')}"
 
@@ -59,6 +73,8 @@ def make_app(db_url: str, **overrides):
         "REDIS_URL": test_redis_url(),
         "PIN_PEPPER": "test-pepper",
         "SECRET_KEY": "test",
+        "AT_API_URL": default_gateway_url(),
+        "AT_API_KEY": "test-key",
     }
     config.update(overrides)
     app = create_app(config)
@@ -77,6 +93,8 @@ def _dispose_engines():
         with app.app_context():
             db.engine.dispose()
         app.extensions["redis"].close()
+    if _gateway is not None:
+        _gateway.stop()
 
 
 def _fresh_schema() -> None:

@@ -16,6 +16,8 @@ def worker_env(**extra) -> dict:
     env["DATABASE_URL"] = current_app.config["SQLALCHEMY_DATABASE_URI"]
     env["REDIS_URL"] = current_app.config["REDIS_URL"]
     env["PIN_PEPPER"] = current_app.config["PIN_PEPPER"]
+    env["AT_API_URL"] = current_app.config["AT_API_URL"] or ""
+    env["AT_API_KEY"] = current_app.config["AT_API_KEY"]
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -14,11 +14,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
 
-    from . import cli, database, models, queues  # noqa: F401  (models: every table registered)
+    from . import cli, database, models, queues, sms, ussd  # noqa: F401  (models: every table registered)
 
     database.init_app(app)
     queues.init_app(app)
+    sms.init_app(app)
     cli.init_app(app)
+    ussd.init_app(app)
 
     @app.get("/healthz")
     def healthz():

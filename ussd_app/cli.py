@@ -13,6 +13,7 @@ from .payments.emoney import FloatError, issue_float
 from .payments.models import TrustDeposit
 from .phones import InvalidPhone, normalize
 from .users import Role, UserError, create_user, find_by_phone
+from .ussd.pin_guard import unlock_pin
 
 accounts_cli = Blueprint("accounts", __name__, cli_group="accounts")
 float_cli = Blueprint("float", __name__, cli_group="float")
@@ -38,6 +39,21 @@ def create_account(phone, name, role, pin, till, language):
         db.session.rollback()
         raise click.ClickException(str(exc)) from exc
     click.echo(f"created {user.role} {user.name} {user.phone} (account {user.account_id})")
+
+
+@accounts_cli.cli.command("unlock")
+@click.option("--phone", required=True, help="local or international form")
+def unlock_account(phone):
+    """Lift a PIN lock after too many wrong PINs (after checking who is asking)."""
+    try:
+        user = find_by_phone(db.session, normalize(phone))
+    except InvalidPhone as exc:
+        raise click.ClickException(f"not a valid phone number: {phone}") from exc
+    if user is None:
+        raise click.ClickException(f"no account for {phone}")
+    unlock_pin(db.session, user)
+    db.session.commit()
+    click.echo(f"unlocked {user.name} {user.phone}")
 
 
 @float_cli.cli.command("issue")

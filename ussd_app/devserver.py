@@ -2,6 +2,10 @@
 
 Starts (when REDIS_URL is unset) the embedded redis-server, migrates, seeds the demo, then runs
 the web app under gunicorn and one worker, and stops them all on Ctrl-C.
+
+Unless AT_API_URL is set, it also runs the local Africa's Talking gateway
+(``ussd_app.sms.gateway``, port ``AT_GATEWAY_PORT``, default 8025) and points the web app and
+the worker at it, so receipts are recorded there (``GET /messages?phone=...``) instead of sent.
 """
 
 import os
@@ -29,9 +33,15 @@ def main() -> int:
         env["REDIS_URL"] = f"unix://{redis.socket_file}"
     python = sys.executable
     flask = [python, "-m", "flask", "--app", "wsgi"]
+    gateway_port = None
+    if not env.get("AT_API_URL"):
+        gateway_port = env.get("AT_GATEWAY_PORT", "8025")
+        env["AT_API_URL"] = f"http://127.0.0.1:{gateway_port}"
     subprocess.run([*flask, "db", "upgrade"], check=True, env=env)
     subprocess.run([*flask, "demo", "seed"], check=True, env=env)
+    gateway = [python, "-m", "ussd_app.sms.gateway", "--port", gateway_port] if gateway_port else None
     children = [
+        *([subprocess.Popen(gateway, env=env)] if gateway else []),
         subprocess.Popen([python, "-m", "worker"], env=env),
         subprocess.Popen(
             [python, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],

@@ -16,7 +16,7 @@ import sys
 from rq import SimpleWorker
 
 from ussd_app import create_app
-from ussd_app.queues import ALL_QUEUES, get_redis
+from ussd_app.queues import ALL_QUEUES
 
 from . import jobs
 from .cron import run_cron
@@ -31,21 +31,21 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     app = create_app()
+    jobs.use_app(app)  # each job runs in its own context of this app
     cron = None
-    with app.app_context():
-        if args.burst:
-            jobs.maintain()
-        elif not args.no_cron:
-            cron = multiprocessing.get_context("spawn").Process(
-                target=run_cron, args=(app.config["MAINTENANCE_INTERVAL_SECONDS"],), daemon=True
-            )
-            cron.start()
-        worker = SimpleWorker([q for q in args.queues], connection=get_redis())
-        try:
-            worker.work(burst=args.burst, with_scheduler=not args.burst)
-        finally:
-            if cron is not None and cron.is_alive():
-                os.kill(cron.pid, signal.SIGTERM)
+    if args.burst:
+        jobs.maintain()
+    elif not args.no_cron:
+        cron = multiprocessing.get_context("spawn").Process(
+            target=run_cron, args=(app.config["MAINTENANCE_INTERVAL_SECONDS"],), daemon=True
+        )
+        cron.start()
+    worker = SimpleWorker(list(args.queues), connection=app.extensions["redis"])
+    try:
+        worker.work(burst=args.burst, with_scheduler=not args.burst)
+    finally:
+        if cron is not None and cron.is_alive():
+            os.kill(cron.pid, signal.SIGTERM)
     return 0
 
 

@@ -13,35 +13,37 @@ from ussd_app.payments.execute import execute_batch
 from ussd_app.payments.maintenance import requeue_stale
 from ussd_app.payments.submit import DOORBELL_KEY, announce
 from ussd_app.queues import get_redis
+from ussd_app.sms import sender
+from ussd_app.sms.client import get_client
 
 log = logging.getLogger(__name__)
 
 _app = None
 
 
-def _ensure_app():
-    """Jobs run inside the worker's app context; a job run elsewhere (a test, a shell) makes one."""
+def use_app(app) -> None:
+    """The app jobs run in (``python -m worker`` sets it; otherwise one is made on first use)."""
     global _app
-    if has_app_context():
-        return None
-    if _app is None:
-        from ussd_app import create_app
-
-        _app = create_app()
-    ctx = _app.app_context()
-    ctx.push()
-    return ctx
+    _app = app
 
 
 def _in_app(func):
+    """Run the job in an app context of its own, with a database session that ends with it
+    (no identity map or transaction carried from one job to the next). Called where an app
+    context is already active (a test, a shell), the job runs in that one and leaves it be."""
+
     def wrapper(*args, **kwargs):
-        ctx = _ensure_app()
-        try:
+        if has_app_context():
             return func(*args, **kwargs)
-        finally:
-            if ctx is not None:
+        if _app is None:
+            from ussd_app import create_app
+
+            use_app(create_app())
+        with _app.app_context():
+            try:
+                return func(*args, **kwargs)
+            finally:
                 db.session.remove()
-                ctx.pop()
 
     wrapper.__name__ = func.__name__
     wrapper.__qualname__ = func.__qualname__
@@ -55,25 +57,43 @@ def execute_transfers(request_id: str | None = None) -> int:
     announcement woke this job (for the logs); the batch takes the oldest queued ones."""
     get_redis().delete(DOORBELL_KEY)
     size = current_app.config["TRANSFER_BATCH_SIZE"]
-    try:
-        done = execute_batch(db.session, size)
-    finally:
-        db.session.remove()
+    done = execute_batch(db.session, size)
+    if done:
+        sender.announce()  # the batch's receipts are committed: ring the SMS sender
     if done >= size:
-        announce()  # more may be waiting: let this or another worker take the next batch
+        # More may be waiting: queue the next batch now, whether or not the doorbell is rung,
+        # so while there is a backlog every worker can take a batch of its own.
+        announce(request_id, force=True)
     log.info("executed %d transfer requests (woken by %s)", done, request_id)
     return done
 
 
 @_in_app
+def send_sms() -> dict:
+    """Hand up to SMS_BATCH_SIZE due outbox rows to Africa's Talking (``ussd_app.sms.sender``).
+
+    Every HTTP call happens between two committed transactions, never inside one. Safe to run
+    twice, or side by side: each row is claimed before it is sent."""
+    get_redis().delete(sender.DOORBELL_KEY)
+    size = current_app.config["SMS_BATCH_SIZE"]
+    counts = sender.send_due(db.session, get_client(), size)
+    if not counts["paused"] and counts["sent"] + counts["retry"] + counts["failed"] >= size:
+        sender.announce()  # more may be due (after a pause, the periodic job rings instead)
+    log.info("sms: %s", counts)
+    return counts
+
+
+@_in_app
 def maintain() -> dict:
-    """Periodic: void expired holds, re-announce requests left queued too long."""
-    try:
-        expired = expire_holds(db.session)
-        db.session.commit()
-        stale = requeue_stale(db.session)
-    finally:
-        db.session.remove()
+    """Periodic: void expired holds, re-announce requests left queued too long, and wake the
+    SMS sender for retries that have come due (and rows whose sender died)."""
+    expired = expire_holds(db.session)
+    db.session.commit()
+    stale = requeue_stale(db.session)
+    sms_due = sender.count_due(db.session)
+    db.session.commit()
     if stale:
         announce(force=True)
-    return {"expired": len(expired), "stale_requests": stale}
+    if sms_due:
+        sender.announce()
+    return {"expired": len(expired), "stale_requests": stale, "sms_due": sms_due}

@@ -9,8 +9,9 @@ share a hot account queue behind each other instead of deadlocking.
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import faults
 from ..database import is_postgres
@@ -44,26 +45,51 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
         legs = legs_for(request, house)
         spans.append((request, len(specs), len(specs) + len(legs)))
         specs.extend(legs)
-    results = create_transfers(session, specs)
-    people = receipts.People(session, requests)
+    snapshots: dict[int, dict[int, int]] = {}
+    results = create_transfers(session, specs, snapshots=snapshots)
     now = datetime.now(UTC).replace(tzinfo=None)
+    outcomes = []
     for request, start, end in spans:
         chain = results[start:end]
-        request.attempts += 1
-        request.executed_at = now
         if all(r.succeeded for r in chain):
-            request.status = RequestStatus.POSTED.value
-            request.result = TransferResult.OK.value
-            if all(r == TransferResult.OK for r in chain):
+            status, result = RequestStatus.POSTED, TransferResult.OK
+        else:
+            status = RequestStatus.REJECTED
+            result = next(
+                (r for r in chain if not r.succeeded and r != TransferResult.LINKED_EVENT_FAILED), chain[0]
+            )
+        # Written in one statement below; the objects are told without another flush.
+        for key, value in (
+            ("status", status.value),
+            ("result", result.value),
+            ("attempts", request.attempts + 1),
+            ("executed_at", now),
+        ):
+            set_committed_value(request, key, value)
+        outcomes.append((request, chain, result, snapshots.get(start, {})))
+    # Before the statuses change: receipts count today's earlier sends against the limit.
+    people = receipts.People(session, requests)
+    session.execute(
+        update(TransferRequest.__table__)
+        .where(TransferRequest.__table__.c.id == bindparam("request_id"))
+        .values(
+            status=bindparam("new_status"),
+            result=bindparam("new_result"),
+            attempts=bindparam("new_attempts"),
+            executed_at=now,
+        ),
+        [
+            {"request_id": r.id, "new_status": r.status, "new_result": r.result, "new_attempts": r.attempts}
+            for r, _, _, _ in outcomes
+        ],
+    )
+    for request, chain, result, balances_after in outcomes:
+        people.balances_after = balances_after
+        if result == TransferResult.OK:
+            if all(r == TransferResult.OK for r in chain):  # not a repeat: receipts once
                 receipts.write_posted(session, request, people)
         else:
-            failure = next(
-                (r for r in chain if not r.succeeded and r != TransferResult.LINKED_EVENT_FAILED),
-                chain[0],
-            )
-            request.status = RequestStatus.REJECTED.value
-            request.result = failure.value
-            receipts.write_rejected(session, request, failure, people)
+            receipts.write_rejected(session, request, result, people)
     session.flush()
 
 

@@ -7,4 +7,6 @@ bp = Blueprint("sms", __name__)
 
 
 def init_app(app) -> None:
+    from . import webhooks  # noqa: F401  (registers the views on bp)
+
     app.register_blueprint(bp)

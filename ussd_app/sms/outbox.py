@@ -1,7 +1,18 @@
 """The transactional outbox: SMS written in the same database transaction as the posting.
 
-A row is the promise that a message will be sent; a separate job sends it, so no network
-call ever happens inside a ledger transaction.
+A row is the promise that a message will be sent; a separate job sends it (``sender.py``), so
+no network call ever happens inside a ledger transaction.
+
+Life of a row::
+
+    pending --claim--> sending --gateway accepted--> sent --delivery report--> delivered
+       ^                  |  \\--permanent refusal, or out of attempts--> failed
+       |                  |                                  sent --report: failed--> failed
+       +--transient-------+   (next_attempt_at = now + backoff)
+
+A claim is committed before the HTTP call and names the attempt (``attempts``, ``claim_token``);
+the answer is recorded only against that claim. A row left in ``sending`` (its sender died) is
+claimed again after ``SMS_CLAIM_TIMEOUT_SECONDS``. A row recorded as sent is never claimed again.
 """
 
 import enum
@@ -14,7 +25,8 @@ from ..extensions import db
 
 
 class OutboxStatus(enum.StrEnum):
-    PENDING = "pending"  # waiting to be handed to the gateway
+    PENDING = "pending"  # waiting to be handed to the gateway (at ``next_attempt_at``, if set)
+    SENDING = "sending"  # claimed by a sender, which is talking to the gateway right now
     SENT = "sent"  # the gateway accepted it
     DELIVERED = "delivered"  # the delivery report says it reached the phone
     FAILED = "failed"  # gave up; ``failure_reason`` says why
@@ -29,6 +41,12 @@ class OutboxMessage(db.Model):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
+        Index(
+            "ix_outbox_messages_sending",
+            "claimed_at",
+            postgresql_where=text("status = 'sending'"),
+            sqlite_where=text("status = 'sending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -36,15 +54,34 @@ class OutboxMessage(db.Model):
     phone: Mapped[str] = mapped_column(String(20), index=True)
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(12), default=OutboxStatus.PENDING.value)
+    # Hand-overs to the gateway so far (each claim adds one).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     gateway_message_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     failure_reason: Mapped[str | None] = mapped_column(String(120), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
+    # Sending (0003). Times are naive UTC.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    claim_token: Mapped[str | None] = mapped_column(String(32), default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    # Africa's Talking's word on the hand-over: per-recipient statusCode and status, and the
+    # cost exactly as it says it ("KES 0.8000": its currency and precision, not our money).
+    gateway_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    gateway_status: Mapped[str | None] = mapped_column(String(40), default=None)
+    cost: Mapped[str | None] = mapped_column(String(24), default=None)
+    # The latest delivery report.
+    delivery_status: Mapped[str | None] = mapped_column(String(20), default=None)
+    network_code: Mapped[str | None] = mapped_column(String(10), default=None)
+    delivery_retry_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    delivery_reported_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
-def add_sms(session, *, phone: str, body: str, request_id: str | None = None) -> None:
-    session.add(
-        OutboxMessage(
-            phone=phone, body=body, request_id=request_id, status=OutboxStatus.PENDING.value, attempts=0
-        )
+
+def add_sms(session, *, phone: str, body: str, request_id: str | None = None) -> OutboxMessage:
+    """Promise ``body`` to ``phone``, in the caller's transaction. The caller commits, then
+    announces (``sender.announce``); the periodic job finds it anyway if nobody does."""
+    message = OutboxMessage(
+        phone=phone, body=body, request_id=request_id, status=OutboxStatus.PENDING.value, attempts=0
     )
+    session.add(message)
+    return message

@@ -1,128 +1,192 @@
 """Receipts: the SMS each party gets for a request, in that party's language.
 
 The shape people already trust: transaction code, ``Confirmed.``, amount, counterparty name
-and number, date and time, new balance, transaction cost.
+and number, date and time, new balance, transaction cost, and what is left of today's limit.
+
+``RECEIPTS`` is the whole catalogue: one entry per kind of request, one English template per
+party. A new kind (buy goods, deposit, withdrawal) plugs in with one entry; its Kiswahili goes
+into ``translations/sw/LC_MESSAGES/sms.po`` under the same English text.
+
+Parties: the payer is the ``sender``; the payee is the ``merchant`` or ``agent`` when that is
+their role (falling back to ``recipient``), else the ``recipient``; ``failed`` goes to the payer
+when the ledger refused the request.
+
+Length: a receipt is one SMS segment (160 GSM-7 characters) where it can be; the sender's,
+which carries the most, may take two segments (306), as the real thing does. Names and numbers
+are GSM-7 for the people we register; a name with other characters makes the SMS UCS-2.
 """
 
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import select
 
+from .. import limits
+from ..i18n import t
 from ..ledger import TransferResult
 from ..money import format_amount
-from ..users import User
+from ..users import Role, User
 from .outbox import add_sms
 
-TEMPLATES = {
-    "en": {
-        "send.sender": "{code} Confirmed. {amount} sent to {name} {phone} on {date} at {time}. "
-        "New balance is {balance}. Transaction cost, {fee}.",
-        "send.recipient": "{code} Confirmed. You have received {amount} from {name} {phone} "
+RECEIPTS: dict[str, dict[str, str]] = {
+    "send": {
+        "sender": "{code} Confirmed. {amount} sent to {name} {phone} on {date} at {time}. "
+        "New balance is {balance}. Transaction cost, {fee}. "
+        "Amount you can transact within the day is {left_today}.",
+        "recipient": "{code} Confirmed. You have received {amount} from {name} {phone} "
         "on {date} at {time}. New balance is {balance}.",
-        "float_issue.recipient": "{code} Confirmed. E-float of {amount} issued to you on {date} "
-        "at {time}. New float balance is {balance}.",
+        "merchant": "{code} Confirmed. {amount} received from {name} {phone} on {date} at {time}. "
+        "New till balance is {balance}.",
+        "agent": "{code} Confirmed. {amount} received from {name} {phone} on {date} at {time}. "
+        "New float balance is {balance}.",
         "failed": "{code} Failed. {reason} You tried to send {amount} to {name} {phone} on {date} "
         "at {time}. Your balance is {balance}.",
-        "reason.exceeds_credits": "Insufficient funds to send {amount} plus {fee} cost.",
-        "reason.other": "The transfer could not be completed ({result}).",
     },
-    "sw": {
-        "send.sender": "{code} Imethibitishwa. {amount} imetumwa kwa {name} {phone} tarehe {date} "
-        "saa {time}. Salio jipya ni {balance}. Gharama ya muamala, {fee}.",
-        "send.recipient": "{code} Imethibitishwa. Umepokea {amount} kutoka kwa {name} {phone} "
-        "tarehe {date} saa {time}. Salio jipya ni {balance}.",
-        "float_issue.recipient": "{code} Imethibitishwa. E-float ya {amount} imetolewa kwako tarehe "
-        "{date} saa {time}. Salio jipya la float ni {balance}.",
-        "failed": "{code} Imeshindikana. {reason} Ulijaribu kutuma {amount} kwa {name} {phone} "
-        "tarehe {date} saa {time}. Salio lako ni {balance}.",
-        "reason.exceeds_credits": "Salio halitoshi kutuma {amount} pamoja na gharama ya {fee}.",
-        "reason.other": "Muamala haukukamilika ({result}).",
+    "float_issue": {
+        "agent": "{code} Confirmed. E-float of {amount} issued to you on {date} at {time}. "
+        "New float balance is {balance}.",
     },
 }
 
+# For a kind whose entry has no ``failed`` template.
+FAILED = "{code} Failed. {reason} Your balance is {balance}."
+
+# Why the ledger refused, in words; every other result reads as REASON_OTHER.
+REASONS: dict[str, str] = {
+    TransferResult.EXCEEDS_CREDITS.value: "Insufficient funds to send {amount} plus {fee} cost.",
+}
+REASON_OTHER = "The transfer could not be completed ({result})."
+
 
 class People:
-    """The registered holders of the accounts in a batch, looked up in one query."""
+    """The registered holders of the accounts in a batch, looked up in one query, and what
+    each payer had already sent today before the batch (one more query)."""
 
     def __init__(self, session, requests):
         ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
         self.by_account = {
             u.account_id: u for u in session.execute(select(User).where(User.account_id.in_(ids))).scalars()
         }
+        # Read before the batch's statuses change, then kept current as receipts are written,
+        # so two sends in one batch each report what was left after them.
+        payers = [r.debit_account_id for r in requests if r.debit_account_id in self.by_account]
+        self._spent = limits.spent_today(session, payers)
+        # {account id: available balance right after the request being written}, set by the
+        # caller from the ledger's snapshots, so each receipt shows its own new balance.
+        self.balances_after: dict[int, int] = {}
 
     def get(self, account_id: int) -> User | None:
         return self.by_account.get(account_id)
 
+    def balance(self, user: User) -> int:
+        """``user``'s available balance right after the request, else as it stands now."""
+        if user.account_id in self.balances_after:
+            return self.balances_after[user.account_id]
+        return user.account.available
+
+    def spend(self, request) -> int:
+        """Count ``request`` (just posted) against its payer's day; what is left, minor units."""
+        spent = self._spent.get(request.debit_account_id, 0)
+        if request.kind in limits.COUNTED_KINDS:
+            spent += request.amount + request.fee
+        self._spent[request.debit_account_id] = spent
+        return max(0, limits.daily_limit() - spent)
+
+
+def when(moment: datetime) -> tuple[str, str]:
+    """A naive-UTC moment as the date and time people read, in ``TIMEZONE``."""
+    local = moment.replace(tzinfo=UTC).astimezone(ZoneInfo(current_app.config["TIMEZONE"]))
+    return local.strftime("%d/%m/%y"), local.strftime("%H:%M")
+
+
+def money(minor: int) -> str:
+    return format_amount(minor, current_app.config["CURRENCY"])
+
 
 def _common(request) -> dict:
-    tz = ZoneInfo(current_app.config.get("TIMEZONE", "Africa/Nairobi"))
-    when = request.executed_at.replace(tzinfo=ZoneInfo("UTC")).astimezone(tz)
-    currency = current_app.config["CURRENCY"]
+    date, time_ = when(request.executed_at)
     return {
         "code": request.code,
-        "amount": format_amount(request.amount, currency),
-        "fee": format_amount(request.fee, currency),
-        "date": when.strftime("%d/%m/%y"),
-        "time": when.strftime("%H:%M"),
+        "amount": money(request.amount),
+        "fee": money(request.fee),
+        "date": date,
+        "time": time_,
     }
 
 
-def _send(session, user: User, key: str, request, **fields) -> None:
-    templates = TEMPLATES.get(user.language, TEMPLATES["en"])
-    body = templates[key].format(**fields)
-    add_sms(session, phone=user.phone, body=body, request_id=request.id)
+def payee_party(user: User) -> str:
+    return {Role.MERCHANT.value: "merchant", Role.AGENT.value: "agent"}.get(user.role, "recipient")
 
 
-def _balance(user: User) -> str:
-    return format_amount(user.account.available, current_app.config["CURRENCY"])
+def template(kind: str, party: str) -> str | None:
+    """The English template for ``party`` of a ``kind`` request (None: that party gets none)."""
+    entry = RECEIPTS.get(kind, {})
+    if party == "failed":
+        return entry.get("failed", FAILED)
+    if party in ("merchant", "agent"):
+        return entry.get(party) or entry.get("recipient")
+    return entry.get(party)
+
+
+def render(user: User, english: str, **fields) -> str:
+    return t(user.language, english, domain="sms", **fields)
+
+
+def _write(session, user: User, english: str, request, **fields) -> None:
+    add_sms(session, phone=user.phone, body=render(user, english, **fields), request_id=request.id)
+
+
+def _counterparty(user: User | None) -> dict:
+    return {"name": user.name.upper(), "phone": user.phone} if user else {"name": "", "phone": ""}
 
 
 def write_posted(session, request, people: People) -> None:
+    """One receipt per registered party of a posted request. No commit."""
     common = _common(request)
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
-    if request.kind == "send" and payer is not None and payee is not None:
-        _send(
-            session,
-            payer,
-            "send.sender",
-            request,
-            **common,
-            name=payee.name.upper(),
-            phone=payee.phone,
-            balance=_balance(payer),
-        )
+    if payer is not None:
+        left = people.spend(request)
+        english = template(request.kind, "sender")
+        if english is not None:
+            _write(
+                session,
+                payer,
+                english,
+                request,
+                **common,
+                **_counterparty(payee),
+                balance=money(people.balance(payer)),
+                left_today=money(left),
+            )
     if payee is not None:
-        key = f"{request.kind}.recipient"
-        peer = payer or payee
-        _send(
-            session,
-            payee,
-            key,
-            request,
-            **common,
-            name=peer.name.upper(),
-            phone=peer.phone,
-            balance=_balance(payee),
-        )
+        english = template(request.kind, payee_party(payee))
+        if english is not None:
+            _write(
+                session,
+                payee,
+                english,
+                request,
+                **common,
+                **_counterparty(payer),
+                balance=money(people.balance(payee)),
+            )
 
 
 def write_rejected(session, request, result: TransferResult, people: People) -> None:
+    """The payer's failure message (the payee never hears of a refused request). No commit."""
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
     if payer is None:
         return  # e.g. an operator's float issue: the operator sees the result on the CLI
     common = _common(request)
-    templates = TEMPLATES.get(payer.language, TEMPLATES["en"])
-    reason_key = f"reason.{result.value}" if f"reason.{result.value}" in templates else "reason.other"
-    reason = templates[reason_key].format(**common, result=result.value)
-    _send(
+    reason = render(payer, REASONS.get(result.value, REASON_OTHER), **common, result=result.value)
+    _write(
         session,
         payer,
-        "failed",
+        template(request.kind, "failed"),
         request,
         **common,
+        **_counterparty(payee),
         reason=reason,
-        name=(payee.name.upper() if payee else ""),
-        phone=(payee.phone if payee else ""),
-        balance=_balance(payer),
+        balance=money(people.balance(payer)),
     )

@@ -1,0 +1,272 @@
+"""Africa's Talking's callbacks, posted as real form bodies: delivery reports and inbound SMS,
+well-formed and malformed (a clear 4xx or a logged no-op, never a 500)."""
+
+import logging
+
+import pytest
+from sqlalchemy import select
+
+from tests import sms_helpers
+from tests.sms_helpers import agent_with_float, execute, outbox, person, send
+from ussd_app.extensions import db
+from ussd_app.payments.models import TransferRequest
+from ussd_app.queues import SMS_QUEUE, get_queue
+from ussd_app.sms.inbound import InboundMessage
+from worker import jobs
+
+gateway = sms_helpers.gateway  # the fixture
+
+
+def deliver():
+    counts = jobs.send_sms()
+    db.session.remove()
+    return counts
+
+
+def code_of(request_id):
+    return db.session.execute(
+        select(TransferRequest.code).where(TransferRequest.id == request_id)
+    ).scalar_one()
+
+
+@pytest.fixture
+def sent(app, gateway):
+    """One receipt handed to the gateway: (its outbox row id, Africa's Talking's message id)."""
+    agent = agent_with_float()
+    amina = person("+254712000401", "Amina Hassan")
+    send(agent, amina, 100_00)
+    execute()
+    deliver()
+    row = outbox(phone="+254712000401")[0]
+    return row.id, row.gateway_message_id
+
+
+def report(client, **fields):
+    return client.post("/sms/delivery", data=fields)
+
+
+# -- delivery reports ---------------------------------------------------------------------
+
+
+def test_success_report_marks_the_message_delivered(client, sent):
+    row_id, message_id = sent
+    answer = report(
+        client,
+        id=message_id,
+        status="Success",
+        phoneNumber="+254712000401",
+        networkCode="63902",
+        retryCount="0",
+    )
+    assert answer.status_code == 200
+    [row] = [r for r in outbox() if r.id == row_id]
+    assert (row.status, row.delivery_status, row.network_code, row.delivery_retry_count) == (
+        "delivered",
+        "Success",
+        "63902",
+        0,
+    )
+    assert row.delivery_reported_at is not None
+
+
+def test_failed_report_marks_the_message_failed_with_the_reason(client, sent):
+    row_id, message_id = sent
+    answer = report(client, id=message_id, status="Failed", failureReason="UserInBlacklist", retryCount="3")
+    assert answer.status_code == 200
+    [row] = [r for r in outbox() if r.id == row_id]
+    assert (row.status, row.failure_reason, row.delivery_retry_count) == (
+        "failed",
+        "delivery Failed: UserInBlacklist",
+        3,
+    )
+
+
+def test_reports_out_of_order_do_not_undo_a_final_status(client, sent):
+    row_id, message_id = sent
+    assert report(client, id=message_id, status="Buffered").status_code == 200
+    assert [r.status for r in outbox() if r.id == row_id] == ["sent"]
+    assert report(client, id=message_id, status="Success").status_code == 200
+    assert report(client, id=message_id, status="Buffered").status_code == 200
+    [row] = [r for r in outbox() if r.id == row_id]
+    assert (row.status, row.delivery_status) == ("delivered", "Success")
+
+
+def test_unknown_ids_are_acknowledged_and_logged(client, app, caplog, monkeypatch):
+    # Alembic's fileConfig (run by the fixtures' migrations) disables loggers that already
+    # exist; a deployed web process never runs it.
+    monkeypatch.setattr(logging.getLogger("ussd_app.sms.webhooks"), "disabled", False)
+    with caplog.at_level(logging.WARNING, logger="ussd_app.sms.webhooks"):
+        answer = report(client, id="ATXid_nobody", status="Success", phoneNumber="+254700000999")
+    assert answer.status_code == 200
+    assert "unknown message id 'ATXid_nobody'" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({}, "missing field: id"),
+        ({"status": "Success"}, "missing field: id"),
+        ({"id": "ATXid_1"}, "missing field: status"),
+        ({"id": "ATXid_1", "status": "Delivered!"}, "unknown status"),
+        ({"id": "ATXid_1", "status": "Success", "retryCount": "two"}, "retryCount must be a whole number"),
+        ({"id": "ATXid_1", "status": "Success", "retryCount": "-1"}, "retryCount must be a whole number"),
+        ({"id": "x" * 65, "status": "Success"}, "field too long: id"),
+        ({"id": "  ", "status": "Success"}, "missing field: id"),
+    ],
+)
+def test_malformed_delivery_reports_get_a_clear_400(client, app, fields, says):
+    answer = report(client, **fields)
+    assert answer.status_code == 400
+    assert says in answer.get_data(as_text=True)
+
+
+def test_a_json_or_oversized_body_is_a_4xx_not_a_500(client, app):
+    assert client.post("/sms/delivery", json={"id": "a", "status": "Success"}).status_code == 400
+    assert (
+        client.post("/sms/inbound", data=b"\xff\xfe\x00garbage", content_type="text/plain").status_code == 400
+    )
+    huge = client.post("/sms/delivery", data={"id": "a", "status": "Success", "pad": "x" * 20_000})
+    assert huge.status_code == 413
+    assert client.get("/sms/delivery").status_code == 405
+
+
+def test_a_webhook_token_keeps_strangers_out(client, sent, app):
+    _, message_id = sent
+    app.config["SMS_WEBHOOK_TOKEN"] = "s3cret"
+    try:
+        assert client.post("/sms/delivery", data={"id": message_id, "status": "Success"}).status_code == 403
+        assert (
+            client.post("/sms/delivery?token=nope", data={"id": message_id, "status": "Success"}).status_code
+            == 403
+        )
+        ok = client.post("/sms/delivery?token=s3cret", data={"id": message_id, "status": "Success"})
+        assert ok.status_code == 200
+    finally:
+        app.config["SMS_WEBHOOK_TOKEN"] = None
+
+
+# -- inbound SMS --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def transfer(app, gateway):
+    """Amina (English) sent KES 250 to Juma (Kiswahili); receipts already delivered."""
+    agent = agent_with_float()
+    amina = person("+254712000501", "Amina Hassan")
+    juma = person("+254712000502", "Juma Mwangi", language="sw")
+    send(agent, amina, 1_000_00)
+    execute()
+    rid = send(amina, juma, 250_00)
+    execute()
+    deliver()
+    return code_of(rid), rid
+
+
+_ids = iter(range(1, 1_000_000))
+
+
+def text_us(client, phone, body, **extra):
+    fields = {
+        "from": phone,
+        "to": "22384",
+        "text": body,
+        "date": "2026-11-21 19:40:00",
+        "id": f"at-inbound-{next(_ids)}",
+        "linkId": "link-1",
+    }
+    fields.update(extra)
+    return client.post("/sms/inbound", data=fields)
+
+
+def reply_to(gateway, phone):
+    deliver()
+    return gateway.inbox(phone)[-1].message
+
+
+def test_a_party_texting_a_code_learns_it_is_genuine(client, gateway, transfer):
+    code, _ = transfer
+    assert text_us(client, "0712000501", f"  {code.lower()} ").status_code == 200
+    reply = reply_to(gateway, "+254712000501")
+    assert reply.startswith(
+        f"{code} is genuine: KES 250.00 from AMINA HASSAN +254712000501 to JUMA MWANGI +254712000502 on "
+    )
+    assert reply.endswith("Status: completed.")
+    # The payee, in Kiswahili.
+    assert text_us(client, "+254712000502", code).status_code == 200
+    assert reply_to(gateway, "+254712000502").startswith(
+        f"{code} ni halali: KES 250.00 kutoka kwa AMINA HASSAN"
+    )
+
+
+def test_a_stranger_texting_a_real_code_gets_the_unknown_code_answer(client, gateway, transfer):
+    code, _ = transfer
+    stranger = "+254712000599"
+    text_us(client, stranger, code)
+    real = reply_to(gateway, stranger)
+    text_us(client, stranger, "ABCDEFGHIJ")
+    made_up = reply_to(gateway, stranger)
+    assert real == made_up.replace("ABCDEFGHIJ", code)
+    assert "AMINA" not in real and "250" not in real
+    assert real == (
+        f"{code} is not a Tuma transaction of yours. "
+        "Do not hand over goods or cash against a message with this code."
+    )
+
+
+def test_reverse_is_recorded_and_answered_honestly_and_moves_no_money(client, gateway, transfer):
+    code, rid = transfer
+    balances = [r.body for r in outbox()]
+    assert text_us(client, "+254712000501", f"reverse {code}").status_code == 200
+    assert reply_to(gateway, "+254712000501") == (
+        f"Received: your request to reverse {code}. It is recorded, but reversals are not available yet, "
+        "so no money has moved."
+    )
+    [recorded] = db.session.execute(select(InboundMessage)).scalars()
+    assert (recorded.intent, recorded.code, recorded.request_id, recorded.link_id) == (
+        "reverse",
+        code,
+        rid,
+        "link-1",
+    )
+    # Only the payer can ask; the payee gets the answer a stranger gets.
+    text_us(client, "+254712000502", f"REVERSE {code}")
+    assert reply_to(gateway, "+254712000502").startswith(f"{code} si muamala wako wa Tuma.")
+    assert len(outbox()) == len(balances) + 2  # two replies, no new receipts: nothing moved
+
+
+def test_anything_else_gets_help(client, gateway, app):
+    assert text_us(client, "+254712000601", "hello?").status_code == 200
+    assert text_us(client, "+254712000602", "").status_code == 200
+    for phone in ("+254712000601", "+254712000602"):
+        assert reply_to(gateway, phone).startswith(
+            "Tuma: to check a receipt, send its 10-character transaction code."
+        )
+
+
+def test_a_retried_callback_is_answered_once(client, gateway, app):
+    get_queue(SMS_QUEUE).empty()
+    assert text_us(client, "+254712000701", "help", id="at-same").status_code == 200
+    assert get_queue(SMS_QUEUE).count == 1  # the reply's send job was announced
+    again = text_us(client, "+254712000701", "help", id="at-same")
+    assert again.status_code == 200 and again.get_data(as_text=True) == "already received"
+    deliver()
+    assert len(gateway.inbox("+254712000701")) == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"from": ""}, "missing field: from"),
+        ({"from": "not-a-phone"}, "from is not a phone number"),
+        ({"from": "+1"}, "from is not a phone number"),
+        ({"id": ""}, "missing field: id"),
+        ({"to": ""}, "missing field: to"),
+        ({"text": "x" * 481}, "field too long: text"),
+        ({"from": "+2547" + "1" * 40}, "field too long: from"),
+    ],
+)
+def test_malformed_inbound_sms_gets_a_clear_400(client, app, fields, says):
+    answer = text_us(client, "+254712000801", "help", **fields)
+    assert answer.status_code == 400
+    assert says in answer.get_data(as_text=True)
+    assert outbox() == []

@@ -1,0 +1,55 @@
+"""The one place Tuma talks to Africa's Talking's SMS API: the ``africastalking`` SDK, one
+instance per app (not the SDK's module globals), with our timeouts and sender id.
+
+Base URL: the SDK picks production, or the sandbox when ``AT_USERNAME`` is ``sandbox``.
+``AT_API_URL`` overrides both (the local gateway in tests and ``make run``): the SDK has no
+setting for it, so ``make_service`` sets the service's ``_baseUrl`` to ``{AT_API_URL}/version1``
+right after construction, and nowhere else. The SDK then POSTs to ``{base}/messaging``.
+
+How the SDK answers (africastalking 2.0.3, Service.py): 2xx gives the parsed JSON (only when
+the content type is exactly ``application/json``, else the text); any other status raises
+``AfricasTalkingException`` carrying only the body, not the status; network errors and
+timeouts raise ``requests`` exceptions; an invalid number raises ``ValueError`` before any
+request is made.
+"""
+
+from dataclasses import dataclass
+
+from africastalking.SMS import SMSService
+from flask import current_app
+
+
+def make_service(username: str, api_key: str, api_url: str | None = None) -> SMSService:
+    service = SMSService(username, api_key)
+    if api_url:
+        service._baseUrl = f"{api_url.rstrip('/')}/version1"
+    return service
+
+
+@dataclass
+class SmsClient:
+    service: SMSService
+    sender_id: str | None
+    timeout: tuple[float, float]  # (connect, read) seconds, as requests takes them
+
+    def send(self, phone: str, body: str):
+        """Hand one message for one number to the gateway; the SDK's answer, or its exception."""
+        return self.service.send(body, [phone], sender_id=self.sender_id, timeout=self.timeout)
+
+    @property
+    def messaging_url(self) -> str:
+        return self.service._make_url("/messaging")
+
+
+def client_for(config) -> SmsClient:
+    return SmsClient(
+        service=make_service(config["AT_USERNAME"], config["AT_API_KEY"], config.get("AT_API_URL")),
+        sender_id=config.get("AT_SENDER_ID"),
+        timeout=(config["SMS_CONNECT_TIMEOUT_SECONDS"], config["SMS_READ_TIMEOUT_SECONDS"]),
+    )
+
+
+def get_client() -> SmsClient:
+    """A client from the current app's config. Built per job, not cached: it is cheap (no
+    connection is held) and a changed setting takes effect at the next job."""
+    return client_for(current_app.config)

@@ -1,0 +1,280 @@
+"""Sending the outbox through Africa's Talking: claim, hand over, record. One row at a time.
+
+The protocol, and why:
+
+1. **Claim** (own committed transaction): take the oldest due row (``pending`` and due, or
+   ``sending`` for longer than the claim timeout), set ``sending``, add one to ``attempts``,
+   stamp ``claimed_at`` and a fresh ``claim_token``. On PostgreSQL ``FOR UPDATE SKIP LOCKED``
+   lets several senders work side by side; SQLite serialises the claim (``BEGIN IMMEDIATE``).
+2. **Hand over** with no database transaction open: one ``SMS.send`` for this row, with the
+   SDK's timeouts.
+3. **Record** (own committed transaction) against the claim only (``claim_token`` matches and
+   the row is still ``sending``): ``sent`` with Africa's Talking's messageId, status and cost;
+   ``pending`` with a backoff for a transient failure; ``failed`` with the reason for a
+   permanent one or when the attempts are used up.
+
+A failure that is about the gateway or our account rather than one number (network error,
+non-2xx answer, 405 InsufficientBalance, 402 InvalidSenderId) pauses the batch: the rows not
+yet tried stay due, untouched, and the periodic job wakes the sender again, instead of one job
+spending every row's attempt (and the worker's time) on a gateway that is down.
+
+So a row is handed to the gateway at most once per attempt, and a row recorded as sent is
+never handed over again. A sender killed between 2 and 3 leaves the row ``sending``; after
+``SMS_CLAIM_TIMEOUT_SECONDS`` (kept above the SDK's timeouts, so a live sender has always given
+up on its call by then) it is claimed and sent again. That window, one HTTP call wide, is the
+one place a message can reach a phone twice: Africa's Talking's SMS API takes no idempotency
+key, and losing a receipt is worse than repeating one. Claiming one row at a time keeps the
+window that small, and keeps a slow batch from outliving the claims of its later rows.
+"""
+
+import enum
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import requests
+from africastalking.Service import AfricasTalkingException
+from flask import current_app
+from sqlalchemy import and_, func, or_, select, update
+
+from ..database import is_postgres
+from ..queues import SMS_QUEUE, get_queue, get_redis
+from .client import SmsClient
+from .outbox import OutboxMessage, OutboxStatus
+
+log = logging.getLogger(__name__)
+
+DOORBELL_KEY = "tuma:sms:doorbell"
+DOORBELL_TTL_SECONDS = 60
+
+# Africa's Talking's per-recipient statusCode.
+ACCEPTED = {100: "Processed", 101: "Sent", 102: "Queued"}
+# Refusals that no retry can fix: the number or the person is the problem.
+PERMANENT = {
+    403: "InvalidPhoneNumber",
+    404: "UnsupportedNumberType",
+    406: "UserInBlacklist",
+    409: "DoNotDisturbRejection",
+}
+# Retried, and no use trying other numbers until they are fixed.
+ACCOUNT_WIDE = {402: "InvalidSenderId", 405: "InsufficientBalance"}
+# Everything else is retried with backoff until SMS_MAX_ATTEMPTS: 405 InsufficientBalance (our
+# account gets topped up), 500/501/502 (their side), 401 RiskHold, 402 InvalidSenderId
+# (an operator fixes the setting), 407 CouldNotRoute, and codes we do not know.
+
+
+class Outcome(enum.StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one hand-over came to."""
+
+    outcome: Outcome
+    reason: str | None = None
+    message_id: str | None = None
+    status_code: int | None = None
+    status: str | None = None
+    cost: str | None = None
+    pause: bool = False  # the gateway or our account is the problem: stop this batch
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed row, copied out of the session so the hand-over touches no database."""
+
+    id: int
+    phone: str
+    body: str
+    attempt: int
+    token: str
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def hand_over(client: SmsClient, phone: str, body: str) -> Answer:
+    """One ``SMS.send`` and what it means. Never raises for anything the gateway or the
+    network does; only a bug in our code gets through (and reaches rq)."""
+    try:
+        answer = client.send(phone, body)
+    except ValueError as exc:  # the SDK refused the number before any request
+        return Answer(Outcome.FAILED, reason=f"invalid number: {exc}")
+    except requests.RequestException as exc:  # connection refused, reset, timed out
+        return Answer(Outcome.RETRY, reason=f"network: {type(exc).__name__}", pause=True)
+    except AfricasTalkingException as exc:  # a non-2xx answer; the SDK keeps only the body
+        return Answer(Outcome.RETRY, reason=f"gateway error: {str(exc)[:80]}", pause=True)
+    return read_answer(answer)
+
+
+def read_answer(answer) -> Answer:
+    """Africa's Talking's 2xx answer for one recipient."""
+    try:
+        data = answer["SMSMessageData"]
+        recipients = data.get("Recipients") or []
+    except (TypeError, KeyError, AttributeError):
+        return Answer(Outcome.RETRY, reason=f"unexpected answer: {str(answer)[:80]}", pause=True)
+    if not recipients:
+        # e.g. {"Message": "InvalidSenderId", "Recipients": []}: nothing was sent.
+        return Answer(Outcome.RETRY, reason=f"not sent: {str(data.get('Message'))[:80]}", pause=True)
+    first = recipients[0]
+    try:
+        code = int(first.get("statusCode"))
+    except (TypeError, ValueError):
+        return Answer(Outcome.RETRY, reason=f"unexpected answer: {str(first)[:80]}")
+    status = str(first.get("status") or "")[:40]
+    fields = {"status_code": code, "status": status, "cost": str(first.get("cost") or "")[:24] or None}
+    if code in ACCEPTED:
+        return Answer(Outcome.SENT, message_id=str(first.get("messageId") or "")[:64] or None, **fields)
+    if code in PERMANENT:
+        return Answer(Outcome.FAILED, reason=f"{code} {status or PERMANENT[code]}", **fields)
+    return Answer(Outcome.RETRY, reason=f"{code} {status}".strip(), pause=code in ACCOUNT_WIDE, **fields)
+
+
+def backoff(attempt: int) -> timedelta:
+    config = current_app.config
+    base = config["SMS_RETRY_BASE_SECONDS"]
+    return timedelta(seconds=min(config["SMS_RETRY_MAX_SECONDS"], base * 2 ** max(0, attempt - 1)))
+
+
+def claim_timeout() -> timedelta:
+    config = current_app.config
+    floor = config["SMS_CONNECT_TIMEOUT_SECONDS"] + config["SMS_READ_TIMEOUT_SECONDS"] + 5
+    return timedelta(seconds=max(config["SMS_CLAIM_TIMEOUT_SECONDS"], floor))
+
+
+def _due(now: datetime):
+    return or_(
+        and_(
+            OutboxMessage.status == OutboxStatus.PENDING.value,
+            or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now),
+        ),
+        and_(
+            OutboxMessage.status == OutboxStatus.SENDING.value,
+            OutboxMessage.claimed_at <= now - claim_timeout(),
+        ),
+    )
+
+
+def count_due(session, now: datetime | None = None) -> int:
+    return int(session.execute(select(func.count()).where(_due(now or utcnow()))).scalar_one())
+
+
+def claim(session, now: datetime | None = None) -> Claim | None:
+    """Claim the oldest due row and commit. None when nothing is due."""
+    max_attempts = current_app.config["SMS_MAX_ATTEMPTS"]
+    while True:
+        now = now or utcnow()
+        query = select(OutboxMessage).where(_due(now)).order_by(OutboxMessage.id).limit(1)
+        if is_postgres(session):
+            query = query.with_for_update(skip_locked=True)
+        row = session.execute(query).scalar_one_or_none()
+        if row is None:
+            session.commit()
+            return None
+        if row.status == OutboxStatus.SENDING.value and row.attempts >= max_attempts:
+            # Its last sender died before recording; there is no attempt left to spend.
+            row.status = OutboxStatus.FAILED.value
+            row.failure_reason = f"no answer recorded after {row.attempts} attempts"
+            row.claim_token = None
+            session.commit()
+            continue
+        if row.status == OutboxStatus.SENDING.value:
+            log.warning(
+                "sms %d: sender stopped before recording attempt %d; sending again", row.id, row.attempts
+            )
+        row.status = OutboxStatus.SENDING.value
+        row.attempts += 1
+        row.claimed_at = now
+        row.claim_token = uuid.uuid4().hex
+        taken = Claim(row.id, row.phone, row.body, row.attempts, row.claim_token)
+        session.commit()
+        return taken
+
+
+def record(session, taken: Claim, answer: Answer, now: datetime | None = None) -> bool:
+    """Write the answer against the claim and commit. False when the claim was lost (another
+    sender claimed the row again after the timeout): that sender records its own answer."""
+    now = now or utcnow()
+    values: dict = {"claim_token": None, "claimed_at": None}
+    if answer.status_code is not None:
+        values.update(gateway_status_code=answer.status_code, gateway_status=answer.status)
+    if answer.outcome == Outcome.SENT:
+        values.update(
+            status=OutboxStatus.SENT.value,
+            gateway_message_id=answer.message_id,
+            cost=answer.cost,
+            sent_at=now,
+            failure_reason=None,
+            next_attempt_at=None,
+        )
+    elif answer.outcome == Outcome.FAILED or taken.attempt >= current_app.config["SMS_MAX_ATTEMPTS"]:
+        values.update(status=OutboxStatus.FAILED.value, failure_reason=(answer.reason or "")[:120])
+    else:
+        values.update(
+            status=OutboxStatus.PENDING.value,
+            failure_reason=(answer.reason or "")[:120],  # the last error, for the operator
+            next_attempt_at=now + backoff(taken.attempt),
+        )
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == taken.id,
+            OutboxMessage.claim_token == taken.token,
+            OutboxMessage.status == OutboxStatus.SENDING.value,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if result.rowcount != 1:
+        log.warning(
+            "sms %d: claim for attempt %d was lost before its answer was recorded", taken.id, taken.attempt
+        )
+        return False
+    return True
+
+
+def send_due(session, client: SmsClient, limit: int, now: datetime | None = None) -> dict[str, int]:
+    """Hand over up to ``limit`` due rows, one claim at a time. Counts by outcome, and
+    ``paused`` = 1 when the batch stopped early because the gateway or the account failed."""
+    counts = {o.value: 0 for o in Outcome} | {"paused": 0}
+    for _ in range(limit):
+        taken = claim(session, now)
+        if taken is None:
+            break
+        answer = hand_over(client, taken.phone, taken.body)
+        if answer.outcome != Outcome.SENT:
+            log.info("sms %d attempt %d: %s (%s)", taken.id, taken.attempt, answer.outcome, answer.reason)
+        record(session, taken, answer, now)
+        counts[answer.outcome.value] += 1
+        if answer.pause:
+            counts["paused"] = 1
+            break
+    return counts
+
+
+def announce(*, force: bool = False) -> bool:
+    """Make sure a send job will look at the outbox soon. True if one was enqueued.
+
+    At most one announcement waits at a time (the doorbell key); the job deletes the key before
+    it reads the outbox, so rows committed after that read ring again. Call after commit.
+    """
+    redis = get_redis()
+    if not force and not redis.set(DOORBELL_KEY, "1", nx=True, ex=DOORBELL_TTL_SECONDS):
+        return False
+    config = current_app.config
+    per_message = config["SMS_CONNECT_TIMEOUT_SECONDS"] + config["SMS_READ_TIMEOUT_SECONDS"]
+    get_queue(SMS_QUEUE).enqueue(
+        "worker.jobs.send_sms",
+        # A job that runs out of time leaves at most one row "sending", reclaimed later.
+        job_timeout=int(config["SMS_BATCH_SIZE"] * per_message) + 60,
+        result_ttl=60,
+        failure_ttl=24 * 3600,
+    )
+    return True
