@@ -1,8 +1,10 @@
 """Languages: English (the message ids themselves) and Kiswahili, from gettext catalogs.
 
 Catalogs are ordinary gettext ``.po`` files under ``ussd_app/translations/<lang>/LC_MESSAGES/``,
-one per domain (``ussd`` for screens, ``sms`` for messages), read with Babel at first use, so
-there is no compile step to forget. Message ids are the English text with ``{named}``
+per domain (``ussd`` for screens, ``sms`` for messages), read with Babel at first use, so there
+is no compile step to forget. A domain may be split by feature: ``ussd.po`` plus any
+``ussd-<feature>.po`` (e.g. ``ussd-agents.po``) are read as one catalog, so flows built side by
+side do not edit the same file. Message ids are the English text with ``{named}``
 placeholders; ``t("sw", "Enter PIN")`` gives the Kiswahili, falling back to English.
 
 Extract new ids with ``pybabel extract -k t:2 -o messages.pot ussd_app`` and merge them into
@@ -10,6 +12,7 @@ the ``.po`` files with ``pybabel update``.
 """
 
 import functools
+import glob
 import os
 
 from babel.messages.pofile import read_po
@@ -22,12 +25,16 @@ _DIR = os.path.join(os.path.dirname(__file__), "translations")
 
 @functools.cache
 def catalog(language: str, domain: str) -> dict[str, str]:
-    path = os.path.join(_DIR, language, "LC_MESSAGES", f"{domain}.po")
-    if not os.path.exists(path):
-        return {}
-    with open(path, "rb") as fh:
-        po = read_po(fh, locale=language, domain=domain)
-    return {m.id: m.string for m in po if m.id and m.string and not m.fuzzy}
+    folder = os.path.join(_DIR, language, "LC_MESSAGES")
+    names = [os.path.join(folder, f"{domain}.po"), *sorted(glob.glob(os.path.join(folder, f"{domain}-*.po")))]
+    messages: dict[str, str] = {}
+    for path in names:
+        if not os.path.exists(path):
+            continue
+        with open(path, "rb") as fh:
+            po = read_po(fh, locale=language, domain=domain)
+        messages.update({m.id: m.string for m in po if m.id and m.string and not m.fuzzy})
+    return messages
 
 
 def t(language: str | None, message: str, domain: str = "ussd", **params) -> str:
