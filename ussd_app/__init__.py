@@ -14,16 +14,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
 
-    from . import cli, database, models, queues, sms, ussd  # noqa: F401  (models: every table registered)
+    from . import admin, cli, database, models, ops, queues, security, simulator, sms, ussd  # noqa: F401
 
     database.init_app(app)
     queues.init_app(app)
-    sms.init_app(app)
-    cli.init_app(app)
+    security.init_app(app)
     ussd.init_app(app)
-
-    @app.get("/healthz")
-    def healthz():
-        return {"status": "ok"}
-
+    sms.init_app(app)
+    ops.init_app(app)
+    admin.init_app(app)
+    simulator.init_app(app)
+    cli.init_app(app)
     return app
