@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint check-ledger clean
+.PHONY: install run test lint check-ledger clean bench
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,8 @@ check-ledger: install
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .hypothesis
+
+## Benchmarks (PostgreSQL and Redis on this machine, wrk, pgbench): prints a table, writes BENCHMARKS.md.
+bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/run_all.py

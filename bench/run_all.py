@@ -1,0 +1,85 @@
+"""``make bench``: every benchmark, one table, written with the machine's details to BENCHMARKS.md."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def machine() -> str:
+    def first(cmd):
+        try:
+            return (
+                subprocess.run(cmd, capture_output=True, text=True, check=False)
+                .stdout.strip()
+                .splitlines()[0]
+            )
+        except (OSError, IndexError):
+            return "unknown"
+
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        "unknown",
+    )
+    mem_kb = next((int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB, {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}; {first(['psql', '--version'])}; {first(['redis-server', '--version'])}"
+    )
+
+
+def main() -> int:
+    from bench import ledger_bench, ussd_bench
+
+    out = tempfile.mkdtemp(prefix="tuma-bench-")
+    py = sys.executable
+    codes = []
+    for name, script in (("ledger", "ledger_bench.py"), ("ussd", "ussd_bench.py")):
+        codes.append(
+            subprocess.run(
+                [py, os.path.join(ROOT, "bench", script), "--json", os.path.join(out, f"{name}.json")],
+                cwd=ROOT,
+                check=False,
+                stdout=subprocess.DEVNULL,
+            ).returncode
+        )
+    ledger = json.load(open(os.path.join(out, "ledger.json")))
+    ussd = json.load(open(os.path.join(out, "ussd.json")))
+
+    class Args:  # the defaults the scripts ran with
+        transfers, accounts, batch, workers, runs = 20_000, 100_000, 500, 2, 3
+        users, seconds = 24_000, 8
+
+    report = "\n".join(
+        [
+            "# Benchmarks",
+            "",
+            f"Run by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
+            "Absolute figures drift on a shared machine; the ratios to the baselines measured in the same run hold.",
+            "",
+            "## Ledger throughput",
+            "",
+            ledger_bench.table(
+                {**ledger, "scaling": {int(k): v for k, v in ledger["scaling"].items()}}, Args
+            ),
+            "",
+            "## USSD hops and end to end",
+            "",
+            ussd_bench.table(ussd, Args),
+            "",
+        ]
+    )
+    print(report)
+    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as fh:
+        fh.write(report)
+    return max(codes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""USSD hops and end-to-end latency, beside a bare Flask route under the same gunicorn setup.
+
+    python bench/ussd_bench.py [--runs 3] [--seconds 8] [--users 2000]
+
+The real app (gunicorn, 2 sync workers) against real PostgreSQL and Redis, driven over loopback
+by wrk with bench/ussd_mix.lua: conversations of a first hop, four menu hops and a final
+confirm hop with the PIN, from many phone numbers. In the same run the same gunicorn setup
+serves bench/bare_app.py. Reports hops/s at saturation (median, min, max of --runs), p50/p99
+at 80% of saturation, the ratio to the bare route, and end to end (final confirm -> receipts
+handed to the local SMS gateway) p50/p99 during the 80% run, with one worker. `ledger check`
+must pass afterwards.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench.ledger_bench import REDIS, fresh_database, psql  # noqa: E402
+
+APP_PORT, BARE_PORT, GATEWAY_PORT = 8191, 8192, 8193
+CONNECTIONS, THREADS = 16, 2
+PIN = "2580"
+RUNS_PER_SLICE = 12  # the payers are split in this many slices, one per wrk run
+
+
+def wait_http(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+_runs = 0
+
+
+def wrk(port: int, seconds: int, users: int, delay_ms: float = 0) -> dict:
+    """One wrk run; each run gets its own slice of the payers (see ussd_mix.lua)."""
+    global _runs
+    payers = users // RUNS_PER_SLICE
+    first = (_runs % RUNS_PER_SLICE) * payers
+    _runs += 1
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{THREADS}",
+            f"-c{CONNECTIONS}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            os.path.join(ROOT, "bench", "ussd_mix.lua"),
+            f"http://127.0.0.1:{port}",
+            "--",
+            str(users),
+            PIN,
+            str(int(delay_ms)),
+            str(time.time_ns()),
+            str(first),
+            str(payers),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    line = next(line for line in out.splitlines() if line.startswith("JSON "))
+    result = json.loads(line[5:])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def populate(users: int) -> None:
+    """Customers +254710000000... with one shared PIN hash (hashing each would take minutes)."""
+    from sqlalchemy import insert, select
+
+    from ussd_app.extensions import db
+    from ussd_app.ledger import Account, AccountKind, TransferSpec, create_transfers, house_account
+    from ussd_app.pins import hash_pin
+    from ussd_app.users import User
+
+    session = db.session
+    session.execute(
+        insert(Account),
+        [
+            dict(
+                kind="customer",
+                flags=1,
+                debits_pending=0,
+                debits_posted=0,
+                credits_pending=0,
+                credits_posted=0,
+            )
+            for _ in range(users)
+        ],
+    )
+    session.commit()
+    ids = list(
+        session.execute(select(Account.id).where(Account.kind == "customer").order_by(Account.id)).scalars()
+    )
+    pin_hash = hash_pin(PIN)
+    session.execute(
+        insert(User),
+        [
+            dict(
+                phone=f"+254710{i:06d}",
+                first_name="Bench",
+                last_name=f"User{i}",
+                role="customer",
+                language="en",
+                account_id=account_id,
+                pin_hash=pin_hash,
+                pin_failures=0,
+            )
+            for i, account_id in enumerate(ids)
+        ],
+    )
+    trust = house_account(session, AccountKind.TRUST).id
+    create_transfers(session, [TransferSpec(f"fund-{i}", trust, i, 100_000_000, "float_issue") for i in ids])
+    session.commit()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--users", type=int, default=24_000)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    db_url = fresh_database("tuma_bench_ussd")
+    env = dict(
+        os.environ,
+        DATABASE_URL=db_url,
+        REDIS_URL=REDIS,
+        AT_API_URL=f"http://127.0.0.1:{GATEWAY_PORT}",
+        AT_API_KEY="bench",
+        PIN_PEPPER="bench-pepper",
+    )
+    os.environ.update(env)
+    import flask_migrate
+    from sqlalchemy import func, select
+
+    from ussd_app import create_app
+    from ussd_app.extensions import db
+    from ussd_app.ledger.check import check
+    from ussd_app.payments.models import TransferRequest
+    from ussd_app.queues import get_redis
+    from ussd_app.sms.outbox import OutboxMessage
+
+    app = create_app()
+    procs = []
+    results = {}
+    try:
+        with app.app_context():
+            get_redis().flushdb()
+            flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
+            populate(args.users)
+        quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gunicorn = [sys.executable, "-m", "gunicorn", "-w", "2", "--log-level", "warning"]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "ussd_app.sms.gateway", "--port", str(GATEWAY_PORT)],
+                cwd=ROOT,
+                env=env,
+                **quiet,
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [*gunicorn, "-b", f"127.0.0.1:{APP_PORT}", "wsgi:app"], cwd=ROOT, env=env, **quiet
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [*gunicorn, "-b", f"127.0.0.1:{BARE_PORT}", "bench.bare_app:app"], cwd=ROOT, env=env, **quiet
+            )
+        )
+        for port in (GATEWAY_PORT, APP_PORT, BARE_PORT):
+            wait_http(port)
+        worker = subprocess.Popen([sys.executable, "-m", "worker", "--no-cron"], cwd=ROOT, env=env, **quiet)
+        procs.append(worker)
+
+        wrk(APP_PORT, 2, args.users)  # warm up both
+        wrk(BARE_PORT, 2, args.users)
+        for name, port in (("ussd", APP_PORT), ("bare", BARE_PORT)):
+            runs = [wrk(port, args.seconds, args.users)["rps"] for _ in range(args.runs)]
+            results[name] = dict(median=statistics.median(runs), min=min(runs), max=max(runs))
+            rate = 0.8 * results[name]["median"]
+            delay_ms = CONNECTIONS / rate * 1000
+            started = datetime.now(UTC).replace(tzinfo=None)
+            paced = wrk(port, args.seconds, args.users, delay_ms)
+            results[name].update(
+                p50_ms=paced["p50_us"] / 1000,
+                p99_ms=paced["p99_us"] / 1000,
+                paced_rps=paced["rps"],
+                errors=paced["errors"] + paced["non2xx"],
+            )
+            if name == "ussd":
+                results["e2e"] = end_to_end(app, started, TransferRequest, OutboxMessage, func, select, db)
+        with app.app_context():
+            findings = check(db.session)
+            results["ledger_check"] = all(f.ok for f in findings)
+            results["requests_recorded"] = db.session.execute(
+                select(func.count()).select_from(TransferRequest)
+            ).scalar_one()
+            results["requests_by_status"] = dict(
+                db.session.execute(
+                    select(TransferRequest.status, func.count()).group_by(TransferRequest.status)
+                ).all()
+            )
+            results["sms_by_status"] = dict(
+                db.session.execute(
+                    select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+                ).all()
+            )
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        with app.app_context():
+            db.engine.dispose()
+        psql("DROP DATABASE IF EXISTS tuma_bench_ussd WITH (FORCE)")
+
+    print(table(results, args))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return 0 if results["ledger_check"] else 1
+
+
+def table(results: dict, args) -> str:
+    u, b, e = results["ussd"], results["bare"], results["e2e"]
+    lines = [
+        f"USSD: gunicorn, 2 sync workers, PostgreSQL + Redis, wrk -t{THREADS} -c{CONNECTIONS} over loopback; conversations of "
+        f"first hop, 4 menu hops and a final confirm with PIN from {args.users:,} phones; median (min–max) of {args.runs} "
+        f"runs of {args.seconds} s; latency at 80% of the median saturation rate.",
+        "",
+        "| target | hops/s at saturation | p50 / p99 at 80% | ratio to bare |",
+        "| --- | ---: | ---: | ---: |",
+        f"| USSD hop, real app | {u['median']:.0f} ({u['min']:.0f}–{u['max']:.0f}) | {u['p50_ms']:.1f} / {u['p99_ms']:.1f} ms | {u['median'] / b['median']:.2f} |",
+        f"| bare Flask route, fixed CON | {b['median']:.0f} ({b['min']:.0f}–{b['max']:.0f}) | {b['p50_ms']:.1f} / {b['p99_ms']:.1f} ms | 1.00 |",
+        "",
+        f"End to end, final confirm → receipts handed to the local SMS gateway, 1 worker, during the 80% run: "
+        f"{e['count']} transfers, p50 {e['p50_ms']:.0f} ms, p99 {e['p99_ms']:.0f} ms.",
+        f"Requests by status: {results['requests_by_status']}; SMS by status: {results['sms_by_status']}; "
+        f"ledger check {'passed' if results['ledger_check'] else 'FAILED'}.",
+    ]
+    return "\n".join(lines)
+
+
+def end_to_end(app, since, TransferRequest, OutboxMessage, func, select, db) -> dict:
+    """Final confirm (request recorded) to the last of its receipts handed to the gateway."""
+    with app.app_context():
+        session = db.session
+        deadline = time.monotonic() + 60
+        pending = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "pending")
+        queued = select(func.count()).select_from(TransferRequest).where(TransferRequest.status == "queued")
+        while (
+            session.execute(pending).scalar_one() or session.execute(queued).scalar_one()
+        ) and time.monotonic() < deadline:
+            session.rollback()
+            time.sleep(0.1)
+        rows = session.execute(
+            select(TransferRequest.created_at, func.max(OutboxMessage.sent_at))
+            .join(OutboxMessage, OutboxMessage.request_id == TransferRequest.id)
+            .where(TransferRequest.created_at >= since, OutboxMessage.sent_at.is_not(None))
+            .group_by(TransferRequest.id, TransferRequest.created_at)
+        ).all()
+        session.rollback()
+    latencies = sorted((sent - created).total_seconds() * 1000 for created, sent in rows)
+    if not latencies:
+        return dict(count=0, p50_ms=float("nan"), p99_ms=float("nan"))
+    return dict(
+        count=len(latencies),
+        p50_ms=latencies[len(latencies) // 2],
+        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
