@@ -113,8 +113,12 @@ def test_language_choice_is_stored_and_used_from_then_on(client, juma):
     assert Phone(client, "0712000111").walk("2", "4", "1") == "END Language set to English."
 
 
-def test_agents_and_merchants_get_the_account_and_approvals_items_only(client):
+def test_agents_and_merchants_get_their_own_menus_with_my_account(client):
     person("+254712000555", "Amina Agent", pin=PIN, role="agent")
-    body = Phone(client, "0712000555").dial()
-    assert options(body) == {"1": "My account", "2": "My approvals"}
-    assert Phone(client, "0712000555").walk("1", "1", PIN) == "END Your balance is KES 0.00."
+    person("+254712000666", "Mama Mboga", pin=PIN, role="merchant")
+    agent_menu = options(Phone(client, "0712000555").dial())
+    assert agent_menu["1"] == "Deposit" and agent_menu["7"] == "My account"
+    assert Phone(client, "0712000555").walk("7", "1", PIN) == "END Your balance is KES 0.00."
+    merchant_menu = options(Phone(client, "0712000666").dial())
+    assert merchant_menu == {"1": "Balance", "2": "Statement", "3": "My account", "4": "My approvals"}
+    assert Phone(client, "0712000666").walk("3", "1", PIN) == "END Your balance is KES 0.00."

@@ -39,6 +39,9 @@ def test_unknown_number_registers_with_names_pin_twice_and_language(client):
         "1": "Send money",
         "2": "My account",
         "3": "My approvals",
+        "4": "Withdraw cash",
+        "5": "Buy goods",
+        "6": "Pay bill",
     }
 
 

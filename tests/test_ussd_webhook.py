@@ -9,7 +9,14 @@ from ussd_app.extensions import db
 from ussd_app.ussd.models import UssdEvent
 
 PIN = "8642"
-MENU = {"1": "Send money", "2": "My account", "3": "My approvals"}
+MENU = {
+    "1": "Send money",
+    "2": "My account",
+    "3": "My approvals",
+    "4": "Withdraw cash",
+    "5": "Buy goods",
+    "6": "Pay bill",
+}
 
 
 @pytest.fixture

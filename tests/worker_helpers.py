@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from flask import current_app
@@ -28,26 +29,40 @@ def start_worker(*args, **env) -> subprocess.Popen:
     from ussd_app.extensions import db
 
     db.session.rollback()
-    return subprocess.Popen(
+    # Output to a file, not a pipe: a worker logging more than a pipe holds while nobody
+    # reads it would block mid-batch.
+    log = tempfile.TemporaryFile(mode="w+", prefix="worker-")
+    proc = subprocess.Popen(
         [sys.executable, "-m", "worker", *args],
         cwd=ROOT,
         env=worker_env(**env),
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group, so a kill takes its children too
     )
+    proc.log = log
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> str:
+    """Wait for the worker to exit; its output."""
+    proc.wait(timeout=timeout)
+    proc.log.seek(0)
+    out = proc.log.read()
+    proc.log.close()
+    return out
 
 
 def kill_worker(proc: subprocess.Popen) -> None:
     """SIGKILL the worker and everything it started, as a machine losing power would."""
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=10)
+    finish(proc, timeout=10)
 
 
 def run_burst_worker(*args, timeout=120, **env) -> str:
     proc = start_worker("--burst", *args, **env)
-    out, _ = proc.communicate(timeout=timeout)
+    out = finish(proc, timeout=timeout)
     assert proc.returncode == 0, out
     return out
 

@@ -1,17 +1,22 @@
-"""Operator commands: ``flask --app wsgi accounts|float|ledger|demo ...``."""
+"""Operator commands: ``flask --app wsgi accounts|float|ledger|demo|tariffs|review ...``."""
 
+import json
 import sys
+from datetime import UTC, datetime
 
 import click
 from flask import Blueprint, current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from . import limits, tariffs
 from .extensions import db
 from .ledger import check as ledger_check
 from .money import InvalidAmount, format_amount, parse_major
 from .payments.emoney import FloatError, issue_float
-from .payments.models import TrustDeposit
+from .payments.models import RequestStatus, TransferRequest, TrustDeposit
+from .payments.submit import announce
 from .phones import InvalidPhone, normalize
+from .sms import receipts, sender
 from .users import Role, UserError, create_user, find_by_phone
 from .ussd.pin_guard import unlock_pin
 
@@ -27,12 +32,22 @@ demo_cli = Blueprint("demo", __name__, cli_group="demo")
 @click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
 @click.option("--pin", required=True, help="4 digits")
 @click.option("--till", default=None, help="merchants: till or pay-bill number")
+@click.option("--paybill", is_flag=True, help="merchants: --till is a pay-bill number (takes an account)")
+@click.option("--id-number", default=None, help="the holder's national ID number")
 @click.option("--language", default="en", type=click.Choice(["en", "sw"]))
-def create_account(phone, name, role, pin, till, language):
+def create_account(phone, name, role, pin, till, paybill, id_number, language):
     """Open a wallet for a customer, agent or merchant."""
     try:
         user = create_user(
-            db.session, phone=phone, name=name, role=role, pin=pin, till=till, language=language
+            db.session,
+            phone=phone,
+            name=name,
+            role=role,
+            pin=pin,
+            till=till,
+            language=language,
+            paybill=paybill,
+            id_number=id_number,
         )
         db.session.commit()
     except UserError as exc:
@@ -121,5 +136,132 @@ def seed():
 
 
 def init_app(app) -> None:
-    for bp in (accounts_cli, float_cli, ledger_cli, demo_cli):
+    from .payments.disputes_cli import disputes_cli  # issue 5: the operator decides disputes
+
+    app.register_blueprint(disputes_cli)
+    for bp in (accounts_cli, float_cli, ledger_cli, demo_cli, tariffs_cli, review_cli):
         app.register_blueprint(bp)
+
+
+# -- Tariffs, tiers and review (issue 6) ----------------------------------------------------
+
+tariffs_cli = Blueprint("tariffs", __name__, cli_group="tariffs")
+review_cli = Blueprint("review", __name__, cli_group="review")
+
+
+@tariffs_cli.cli.command("show")
+@click.option("--all", "show_all", is_flag=True, help="every version, not only the one in force")
+def tariffs_show(show_all):
+    """Print the tariff in force (seeding the built-in defaults as version 1 if none exists)."""
+    tariffs.ensure_seeded(db.session)
+    db.session.commit()
+    current = tariffs.in_force(db.session)
+    for version in tariffs.versions(db.session) if show_all else []:
+        mark = "*" if version.id == current.id else " "
+        start = f"{version.effective_from:%Y-%m-%d %H:%M} UTC"
+        click.echo(f"{mark} version {version.id} from {start} {version.note or ''}")
+    click.echo(f"in force: version {current.id}")
+    click.echo(json.dumps(current.document, indent=2, sort_keys=True))
+
+
+@tariffs_cli.cli.command("set")
+@click.option("--file", "path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--effective-from", default=None, help="UTC, e.g. 2026-12-01T00:00 (default: now)")
+@click.option("--note", default=None, help="why, for the record")
+def tariffs_set(path, effective_from, note):
+    """Add a tariff version from a JSON file (minor units; see ussd_app/tariffs.py)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            document = json.load(fh)
+        start = datetime.fromisoformat(effective_from) if effective_from else None
+        if start is not None and start.tzinfo is not None:
+            start = start.astimezone(UTC).replace(tzinfo=None)
+        tariffs.ensure_seeded(db.session)
+        version = tariffs.add_version(db.session, document, effective_from=start, note=note)
+        db.session.commit()
+    except (ValueError, tariffs.InvalidTariff) as exc:  # JSONDecodeError is a ValueError
+        db.session.rollback()
+        raise click.ClickException(f"refused: {exc}") from exc
+    click.echo(f"tariff version {version.id} in force from {version.effective_from:%Y-%m-%d %H:%M} UTC")
+
+
+@accounts_cli.cli.command("tier")
+@click.option("--phone", required=True, help="local or international form")
+@click.option("--tier", required=True, type=click.Choice(["basic", "full"]))
+def account_tier(phone, tier):
+    """Set a customer's KYC tier (full: an agent has checked their ID)."""
+    try:
+        user = find_by_phone(db.session, normalize(phone))
+    except InvalidPhone as exc:
+        raise click.ClickException(f"not a valid phone number: {phone}") from exc
+    if user is None:
+        raise click.ClickException(f"no account for {phone}")
+    user.tier = tier
+    db.session.commit()
+    click.echo(f"{user.name} {user.phone} is now tier {tier}")
+
+
+@review_cli.cli.command("list")
+def review_list():
+    """Transfers held for review by a velocity rule, oldest first."""
+    held = db.session.execute(
+        select(TransferRequest)
+        .where(TransferRequest.status == RequestStatus.REVIEW.value)
+        .order_by(TransferRequest.created_at)
+    ).scalars()
+    currency = current_app.config["CURRENCY"]
+    for r in held:
+        click.echo(
+            f"{r.code} {r.kind} {format_amount(r.amount, currency)} account {r.debit_account_id} -> "
+            f"{r.credit_account_id} held {r.executed_at:%Y-%m-%d %H:%M} UTC ({r.result})"
+        )
+
+
+def _held(code: str):
+    request = db.session.execute(
+        select(TransferRequest).where(TransferRequest.code == code.upper())
+    ).scalar_one_or_none()
+    if request is None:
+        raise click.ClickException(f"no transfer with code {code}")
+    if request.status != RequestStatus.REVIEW.value:
+        raise click.ClickException(f"{request.code} is {request.status}, not held for review")
+    return request
+
+
+@review_cli.cli.command("release")
+@click.option("--code", required=True, help="the transaction code")
+def review_release(code):
+    """Let a held transfer go ahead: queued again, skipping the velocity rules (limits still apply)."""
+    request = _held(code)
+    done = db.session.execute(
+        update(TransferRequest)
+        .where(TransferRequest.id == request.id, TransferRequest.status == RequestStatus.REVIEW.value)
+        .values(status=RequestStatus.QUEUED.value, result=limits.RELEASED)
+    ).rowcount
+    db.session.commit()
+    if not done:
+        raise click.ClickException(f"{request.code} was decided by someone else meanwhile")
+    announce(request.id)
+    click.echo(f"{request.code} released: queued for the worker")
+
+
+@review_cli.cli.command("refuse")
+@click.option("--code", required=True, help="the transaction code")
+def review_refuse(code):
+    """Refuse a held transfer: rejected, and the payer gets an SMS saying so."""
+    request = _held(code)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    done = db.session.execute(
+        update(TransferRequest)
+        .where(TransferRequest.id == request.id, TransferRequest.status == RequestStatus.REVIEW.value)
+        .values(status=RequestStatus.REJECTED.value, result=limits.Result.REVIEW_REFUSED, executed_at=now)
+    ).rowcount
+    if not done:
+        db.session.rollback()
+        raise click.ClickException(f"{request.code} was decided by someone else meanwhile")
+    db.session.refresh(request)
+    refusal = limits.Refusal(limits.Result.REVIEW_REFUSED, 0, 0)
+    limits.write_refusal(db.session, request, refusal, receipts.People(db.session, [request]))
+    db.session.commit()
+    sender.announce()
+    click.echo(f"{request.code} refused; the payer is told by SMS")

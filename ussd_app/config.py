@@ -73,8 +73,6 @@ class Config:
 
     # Receipts show dates and times, and "today" for daily limits starts at midnight, here.
     TIMEZONE = os.environ.get("TUMA_TIMEZONE", "Africa/Nairobi")
-    # Default daily send limit per customer, major units (reported on receipts; ussd_app/limits.py).
-    DAILY_LIMIT_MAJOR = _int("TUMA_DAILY_LIMIT_MAJOR", 300_000)
 
     # Fault-injection checkpoints (see ussd_app/faults.py); empty in production.
     FAULTS = tuple(f for f in os.environ.get("TUMA_FAULTS", "").split(",") if f)
@@ -86,3 +84,54 @@ class Config:
     # Wrong PINs in a row that lock an account, and for how long (seconds).
     PIN_MAX_ATTEMPTS = _int("TUMA_PIN_MAX_ATTEMPTS", 3)
     PIN_LOCK_SECONDS = _int("TUMA_PIN_LOCK_SECONDS", 24 * 3600)
+
+    # -- Tariffs, limits and fraud controls (issue 6) -------------------------------------
+    # "production" makes create_app refuse the development defaults of SECRET_KEY, PIN_PEPPER
+    # and AT_API_KEY (ussd_app/security.py). Secrets are read from the environment only.
+    TUMA_ENV = os.environ.get("TUMA_ENV", "development")
+    # Limits per KYC tier, major units: per transfer, per day (sent, amount + fee), wallet
+    # balance. "basic" is USSD self-registration; "full" after an agent has checked an ID.
+    LIMITS_BASIC_MAJOR = os.environ.get("TUMA_LIMITS_BASIC_MAJOR", "70000,150000,100000")
+    LIMITS_FULL_MAJOR = os.environ.get("TUMA_LIMITS_FULL_MAJOR", "250000,500000,500000")
+    # Velocity: more than this many transfers, or more than this value (major units), sent from
+    # one wallet in a rolling hour holds further transfers for review (0 turns a rule off).
+    VELOCITY_MAX_COUNT = _int("TUMA_VELOCITY_MAX_COUNT", 10)
+    VELOCITY_MAX_VALUE_MAJOR = _int("TUMA_VELOCITY_MAX_VALUE_MAJOR", 200_000)
+    # SIM swap: transfers above this (major units) ask Africa's Talking's SIM-swap insight
+    # first; a swap within SIM_SWAP_WINDOW_HOURS blocks them. Answers are cached for
+    # SIM_SWAP_CACHE_SECONDS; the gateway gets SIM_SWAP_TIMEOUT_SECONDS (connect and read).
+    SIM_SWAP_THRESHOLD_MAJOR = _int("TUMA_SIM_SWAP_THRESHOLD_MAJOR", 10_000)
+    SIM_SWAP_WINDOW_HOURS = _int("TUMA_SIM_SWAP_WINDOW_HOURS", 72)
+    SIM_SWAP_CACHE_SECONDS = _int("TUMA_SIM_SWAP_CACHE_SECONDS", 600)
+    SIM_SWAP_TIMEOUT_SECONDS = _float("TUMA_SIM_SWAP_TIMEOUT_SECONDS", 2.0)
+    # Name look-ups: beyond NAME_CANCEL_LIMIT send flows cancelled at the name screen within
+    # NAME_WINDOW_SECONDS, each further look-up waits NAME_DELAY_SECONDS (doubling per cancel,
+    # capped at the window); NAME_LOOKUP_LIMIT look-ups in the window block them until it ends.
+    NAME_WINDOW_SECONDS = _int("TUMA_NAME_WINDOW_SECONDS", 3600)
+    NAME_CANCEL_LIMIT = _int("TUMA_NAME_CANCEL_LIMIT", 3)
+    NAME_DELAY_SECONDS = _int("TUMA_NAME_DELAY_SECONDS", 60)
+    NAME_LOOKUP_LIMIT = _int("TUMA_NAME_LOOKUP_LIMIT", 30)
+    # Webhooks (/ussd, /ussd/events, /sms/*): a shared secret in the callback URL (?key=) or as
+    # the HTTP basic-auth password; an IP allow-list (comma-separated addresses or networks);
+    # how many proxies in front add X-Forwarded-For (0: use the socket's address); requests
+    # per phone number per minute; the largest body accepted, bytes. Unset = off.
+    WEBHOOK_SECRET = os.environ.get("TUMA_WEBHOOK_SECRET") or None
+    WEBHOOK_ALLOWED_IPS = os.environ.get("TUMA_WEBHOOK_ALLOWED_IPS") or None
+    WEBHOOK_TRUSTED_PROXIES = _int("TUMA_WEBHOOK_TRUSTED_PROXIES", 0)
+    WEBHOOK_RATE_PER_MINUTE = _int("TUMA_WEBHOOK_RATE_PER_MINUTE", 60)
+    WEBHOOK_MAX_BODY_BYTES = _int("TUMA_WEBHOOK_MAX_BODY_BYTES", 16 * 1024)
+
+    # Back office, phone simulator and observability (ussd_app/admin, simulator, ops).
+    # Minutes without a page after which an operator's session ends.
+    ADMIN_IDLE_MINUTES = _int("TUMA_ADMIN_IDLE_MINUTES", 30)
+    # The phone simulator at /simulator/ (on in `make run`; never in production).
+    SIMULATOR_ENABLED = os.environ.get("TUMA_SIMULATOR_ENABLED", "") in {"1", "true", "yes"}
+    # Flask-WTF: CSRF tokens on every back-office form expire after this many seconds.
+    WTF_CSRF_TIME_LIMIT = _int("TUMA_CSRF_TIME_LIMIT_SECONDS", 8 * 3600)
+
+    # -- Agents, merchants and escrow-held payments (issue 5) ------------------------------
+    # Seconds money sent to an unregistered number is held in suspense before it is refunded.
+    SUSPENSE_HOLD_SECONDS = _int("TUMA_SUSPENSE_HOLD_SECONDS", 7 * 24 * 3600)
+    # Seconds a protected purchase is held before it is paid to the merchant without the
+    # buyer's confirmation of delivery.
+    PROTECTED_HOLD_SECONDS = _int("TUMA_PROTECTED_HOLD_SECONDS", 72 * 3600)

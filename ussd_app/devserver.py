@@ -3,12 +3,16 @@
 Starts (when REDIS_URL is unset) the embedded redis-server, migrates, seeds the demo, then runs
 the web app under gunicorn and one worker, and stops them all on Ctrl-C.
 
+It turns the phone simulator on (``/simulator/``) and Prometheus multiprocess mode (samples
+under ``instance/prometheus``).
+
 Unless AT_API_URL is set, it also runs the local Africa's Talking gateway
 (``ussd_app.sms.gateway``, port ``AT_GATEWAY_PORT``, default 8025) and points the web app and
 the worker at it, so receipts are recorded there (``GET /messages?phone=...``) instead of sent.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +35,13 @@ def main() -> int:
     redis = connect(app)
     if not app.config.get("REDIS_URL"):
         env["REDIS_URL"] = f"unix://{redis.socket_file}"
+    # The phone simulator (/simulator/) is on for `make run`, off unless asked for elsewhere.
+    env.setdefault("TUMA_SIMULATOR_ENABLED", "1")
+    # Prometheus multiprocess mode: gunicorn's workers and the rq worker all write their samples
+    # here, and /metrics adds them up. Emptied at every start (samples of dead processes).
+    metrics_dir = env.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(app.instance_path, "prometheus"))
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, exist_ok=True)
     python = sys.executable
     flask = [python, "-m", "flask", "--app", "wsgi"]
     gateway_port = None
@@ -44,11 +55,20 @@ def main() -> int:
         *([subprocess.Popen(gateway, env=env)] if gateway else []),
         subprocess.Popen([python, "-m", "worker"], env=env),
         subprocess.Popen(
-            [python, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+            [
+                *(python, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}"),
+                *("-c", "python:ussd_app.ops.gunicorn_conf", "wsgi:app"),
+            ],
             env=env,
         ),
     ]
     print(f"Tuma is running: POST http://127.0.0.1:{port}/ussd  (Ctrl-C stops it)", flush=True)
+    if env["TUMA_SIMULATOR_ENABLED"] in {"1", "true", "yes"}:
+        print(f"  phone simulator  http://127.0.0.1:{port}/simulator/", flush=True)
+    print(
+        f"  back office      http://127.0.0.1:{port}/admin/  (flask --app wsgi operators create)", flush=True
+    )
+    print(f"  health, metrics  http://127.0.0.1:{port}/healthz  /metrics", flush=True)
     try:
         for child in children:
             child.wait()

@@ -1,30 +1,50 @@
-"""Daily limits: how much a customer may send in a day, and how much of it is left.
+"""Limits by KYC tier, and velocity rules, enforced by the worker inside the batch's
+database transaction (the menus may warn earlier, but this is the check that holds).
 
-Only reporting lives here for now (receipts say what is left of today's limit); refusing a
-transfer over the limit is the limits issue's work and will build on these functions.
+Each customer has a tier (``users.tier``: ``basic`` after USSD self-registration, ``full``
+after an agent checked an ID); each tier has three limits (``LIMITS_<TIER>_MAJOR``):
 
-"Today" starts at midnight in ``TIMEZONE``. What counts against the limit is every posted
-request the person paid out of their wallet, of a kind listed in ``COUNTED_KINDS``, amount
-plus fee, in minor units.
+- per transfer: ``amount > per_transfer`` → ``limit_transaction_exceeded``;
+- per day: ``spent today + amount + fee > daily`` → ``limit_daily_exceeded``;
+- wallet balance, for the payee: ``balance + amount > max_balance`` → ``limit_balance_exceeded``.
+
+"Today" starts at midnight in ``TIMEZONE``. What counts against the daily limit is every
+posted request the person paid out of their wallet, of a kind listed in ``COUNTED_KINDS``,
+amount plus fee, in minor units. The same requests feed the velocity rules: more than
+``VELOCITY_MAX_COUNT`` of them, or more than ``VELOCITY_MAX_VALUE_MAJOR`` sent, in the last
+hour holds the next one for review (status ``review``) until an operator releases it
+(``flask --app wsgi review release``; released requests skip the velocity rules) or refuses it.
+
+No race can pass a limit: ``check_batch`` runs after ``lock_accounts`` has locked every
+account the batch touches, in id order (the order the ledger locks them in), so a second
+batch for the same payer waits until the first has committed, then reads its postings.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import func, select
 
+from .database import is_postgres
+from .ledger.models import Account
 from .money import to_minor
 from .payments.models import RequestStatus, TransferRequest
 
-# Kinds that spend from the payer's daily limit. New kinds that take money out of a
-# customer's wallet (buy goods, pay bill, withdrawal) join this set.
-COUNTED_KINDS = frozenset({"send"})
+# Kinds that spend from the payer's daily limit (and count for velocity); holds count when
+# they are made (their release or refund is not counted again).
+COUNTED_KINDS = frozenset(
+    {"send", "withdrawal", "buy_goods", "pay_bill", "send_unregistered", "protected_purchase"}
+)
+# Kinds whose payee is a customer wallet held to its tier's maximum balance.
+CREDITED_KINDS = frozenset({"send", "deposit"})
+RELEASED = "review_released"  # the result an operator's release leaves on a request
 
 
-def daily_limit() -> int:
-    """The default daily send limit, minor units (``DAILY_LIMIT_MAJOR``)."""
-    return to_minor(current_app.config["DAILY_LIMIT_MAJOR"])
+def daily_limit(tier: str | None = None) -> int:
+    """The daily limit of ``tier`` (the basic tier's when unknown), minor units."""
+    return tier_limits(tier).daily
 
 
 def start_of_today(now: datetime | None = None) -> datetime:
@@ -62,6 +82,181 @@ def spent_today(session, account_ids, now: datetime | None = None) -> dict[int, 
     return spent
 
 
-def left_today(session, account_id: int, now: datetime | None = None) -> int:
-    """What ``account_id`` may still send today, minor units, never below zero."""
-    return max(0, daily_limit() - spent_today(session, [account_id], now)[account_id])
+def left_today(session, account_id: int, tier: str | None = None, now: datetime | None = None) -> int:
+    """What ``account_id`` (of ``tier``) may still send today, minor units, never below zero."""
+    return max(0, daily_limit(tier) - spent_today(session, [account_id], now)[account_id])
+
+
+# -- enforcement --------------------------------------------------------------------------
+
+
+class Result:
+    """The words a refused or held request's ``result`` carries."""
+
+    TRANSACTION = "limit_transaction_exceeded"
+    DAILY = "limit_daily_exceeded"
+    BALANCE = "limit_balance_exceeded"
+    VELOCITY_COUNT = "velocity_count"
+    VELOCITY_VALUE = "velocity_value"
+    REVIEW_REFUSED = "review_refused"
+
+
+@dataclass(frozen=True)
+class TierLimits:
+    per_transfer: int
+    daily: int
+    max_balance: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request may not go ahead: ``result``, the ``limit`` it hit and by how much
+    (``excess``), minor units; ``hold`` means "held for review", not refused."""
+
+    result: str
+    limit: int
+    excess: int
+    hold: bool = False
+
+    @property
+    def status(self) -> str:
+        return (RequestStatus.REVIEW if self.hold else RequestStatus.REJECTED).value
+
+
+def tier_limits(tier: str | None) -> TierLimits:
+    """The limits of ``tier`` (an unknown tier gets the basic tier's), minor units."""
+    key = f"LIMITS_{(tier or 'basic').upper()}_MAJOR"
+    raw = current_app.config.get(key) or current_app.config["LIMITS_BASIC_MAJOR"]
+    try:
+        per_transfer, daily, max_balance = (to_minor(int(part)) for part in str(raw).split(","))
+    except ValueError as exc:
+        raise ValueError(f"{key} must be three whole numbers: per transfer, daily, balance") from exc
+    return TierLimits(per_transfer, daily, max_balance)
+
+
+def lock_accounts(session, account_ids) -> None:
+    """Lock the accounts' rows in id order (the ledger's order; it re-locks them for free).
+    On SQLite the whole database is already the batch's (BEGIN IMMEDIATE)."""
+    ids = sorted({a for a in account_ids if a is not None})
+    if ids and is_postgres(session):
+        session.execute(select(Account.id).where(Account.id.in_(ids)).order_by(Account.id).with_for_update())
+
+
+def sent_last_hour(session, account_ids, now: datetime) -> dict[int, tuple[int, int]]:
+    """{payer account: (posted count, posted amount)} over the rolling hour before ``now``."""
+    ids = list(set(account_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(
+            TransferRequest.debit_account_id, func.count(), func.coalesce(func.sum(TransferRequest.amount), 0)
+        )
+        .where(
+            TransferRequest.debit_account_id.in_(ids),
+            TransferRequest.status == RequestStatus.POSTED.value,
+            TransferRequest.kind.in_(COUNTED_KINDS),
+            TransferRequest.executed_at >= now - timedelta(hours=1),
+        )
+        .group_by(TransferRequest.debit_account_id)
+    )
+    found = dict.fromkeys(ids, (0, 0))
+    found.update({account_id: (int(n), int(total)) for account_id, n, total in rows})
+    return found
+
+
+def check_batch(session, requests, now: datetime | None = None) -> dict[str, Refusal]:
+    """{request id: Refusal} for the requests of a batch that break a limit or a velocity rule.
+
+    Call it after ``lock_accounts`` for every account the batch touches. Requests are checked
+    in batch order; each one let through counts against the next ones of the same payer or
+    payee (even if the ledger then refuses it for funds: a conservative count)."""
+    from .users import Role, User  # users imports the ledger; keep this module light to import
+
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
+    customers = dict(
+        session.execute(
+            select(User.account_id, User.tier).where(
+                User.account_id.in_(ids), User.role == Role.CUSTOMER.value
+            )
+        ).all()
+    )
+    payers = {r.debit_account_id for r in requests if r.debit_account_id in customers}
+    payees = {r.credit_account_id for r in requests if r.credit_account_id in customers}
+    spent = spent_today(session, payers, now)
+    hour = sent_last_hour(session, payers, now)
+    balances = {
+        a.id: a.credits_posted - a.debits_posted
+        for a in session.execute(select(Account).where(Account.id.in_(payees))).scalars()
+    }
+    max_count = current_app.config["VELOCITY_MAX_COUNT"]
+    max_value = to_minor(current_app.config["VELOCITY_MAX_VALUE_MAJOR"])
+
+    refusals: dict[str, Refusal] = {}
+    for r in requests:
+        payer = r.debit_account_id if r.debit_account_id in customers else None
+        payee = r.credit_account_id if r.credit_account_id in customers else None
+        refusal = None
+        if payer is not None and r.kind in COUNTED_KINDS:
+            limits = tier_limits(customers[payer])
+            count, value = hour[payer]
+            if r.amount > limits.per_transfer:
+                refusal = Refusal(Result.TRANSACTION, limits.per_transfer, r.amount - limits.per_transfer)
+            elif spent[payer] + r.amount + r.fee > limits.daily:
+                refusal = Refusal(Result.DAILY, limits.daily, spent[payer] + r.amount + r.fee - limits.daily)
+            elif r.result != RELEASED and max_count and count >= max_count:
+                refusal = Refusal(Result.VELOCITY_COUNT, max_count, count + 1 - max_count, hold=True)
+            elif r.result != RELEASED and max_value and value + r.amount > max_value:
+                refusal = Refusal(Result.VELOCITY_VALUE, max_value, value + r.amount - max_value, hold=True)
+        if refusal is None and payee is not None and r.kind in CREDITED_KINDS:
+            limits = tier_limits(customers[payee])
+            if balances[payee] + r.amount > limits.max_balance:
+                refusal = Refusal(
+                    Result.BALANCE, limits.max_balance, balances[payee] + r.amount - limits.max_balance
+                )
+        if refusal is not None:
+            refusals[r.id] = refusal
+            continue
+        if payer is not None and r.kind in COUNTED_KINDS:
+            spent[payer] += r.amount + r.fee
+            count, value = hour[payer]
+            hour[payer] = (count + 1, value + r.amount)
+        if payee is not None and payee in balances:
+            balances[payee] += r.amount
+    return refusals
+
+
+# What the payer is told when a request is held for review (``receipts.REASONS`` holds the
+# refusals' reasons). Kiswahili: translations/sw/LC_MESSAGES/sms-limits.po.
+HELD = (
+    "{code} On hold. Your request to send {amount} to {name} {phone} on {date} at {time} is held "
+    "for a security check. We will SMS you when it is decided. Nothing has left your account."
+)
+
+
+def write_refusal(session, request, refusal: Refusal, people) -> None:
+    """The payer's SMS for a request refused by a limit or held for review. No commit."""
+    from .sms import receipts  # receipts reads this module too
+
+    payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
+    if payer is None:
+        return
+    common = receipts._common(request)
+    counterparty = receipts._counterparty(payee)
+    fields = dict(
+        **common, **counterparty, limit=receipts.money(refusal.limit), excess=receipts.money(refusal.excess)
+    )
+    if refusal.hold:
+        receipts._write(session, payer, HELD, request, **fields)
+        return
+    english = receipts.REASONS.get(refusal.result, receipts.REASON_OTHER)
+    reason = receipts.render(payer, english, **fields, result=refusal.result)
+    receipts._write(
+        session,
+        payer,
+        receipts.template(request.kind, "failed"),
+        request,
+        **fields,
+        reason=reason,
+        balance=receipts.money(people.balance(payer)),
+    )

@@ -1,8 +1,10 @@
 """Every table, imported in one place so Alembic and ``create_app`` see the whole schema."""
 
+from .admin.models import AuditEntry, Operator  # noqa: F401
 from .ledger.models import Account, RejectedTransfer, Transfer  # noqa: F401
 from .payments.models import TransferRequest, TrustDeposit  # noqa: F401
 from .sms.inbound import InboundMessage  # noqa: F401
 from .sms.outbox import OutboxMessage  # noqa: F401
+from .tariffs import TariffVersion  # noqa: F401
 from .users import User  # noqa: F401
 from .ussd.models import UssdEvent  # noqa: F401

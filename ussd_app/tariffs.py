@@ -4,6 +4,15 @@ Shaped like Kenya's: sending up to KES 100 is free (micropayments must stay free
 fee rises by band. Bands are (upper bound inclusive, fee), both in minor units.
 """
 
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import has_app_context
+from sqlalchemy import DateTime, Integer, String, Text, func, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
 from .money import to_minor
 
 SEND_BANDS: tuple[tuple[int, int], ...] = tuple(
@@ -24,16 +33,226 @@ SEND_BANDS: tuple[tuple[int, int], ...] = tuple(
     )
 )
 
-FREE_KINDS = frozenset({"float_issue", "deposit"})
+# Cash-out at an agent: (upper bound inclusive, fee, the agent's commission out of that fee).
+# The commission is owed to the agent (house account ``commissions``) as a linked leg.
+WITHDRAWAL_BANDS: tuple[tuple[int, int, int], ...] = tuple(
+    (to_minor(upper), to_minor(fee), to_minor(commission))
+    for upper, fee, commission in (
+        (100, 11, 5),
+        (2_500, 29, 12),
+        (3_500, 52, 21),
+        (5_000, 69, 28),
+        (7_500, 87, 35),
+        (10_000, 115, 46),
+        (15_000, 167, 67),
+        (20_000, 185, 74),
+        (35_000, 197, 79),
+        (50_000, 278, 111),
+        (250_000, 309, 124),
+    )
+)
+# The most one withdrawal may take out (the last band's upper bound), and the least.
+WITHDRAWAL_MIN = to_minor(50)
+WITHDRAWAL_MAX = WITHDRAWAL_BANDS[-1][0]
+
+# Deposits are free; paying a merchant is free for the customer (a capped merchant-side
+# percentage belongs to the tariffs issue).
+FREE_KINDS = frozenset({"float_issue", "deposit", "buy_goods", "pay_bill"})
+
+
+def _withdrawal_band(amount: int) -> tuple[int, int, int]:
+    for band in WITHDRAWAL_BANDS:
+        if amount <= band[0]:
+            return band
+    return WITHDRAWAL_BANDS[-1]
+
+
+def commission(kind: str, amount: int) -> int:
+    """The agent's share of the fee for ``amount`` minor units as ``kind`` (0 for most kinds),
+    from the tariff in force."""
+    return in_force().commission(kind, amount)
 
 
 def quote(kind: str, amount: int) -> int:
-    """The fee for moving ``amount`` minor units as ``kind``."""
-    if kind in FREE_KINDS:
-        return 0
-    if kind == "send":
-        for upper, fee in SEND_BANDS:
-            if amount <= upper:
-                return fee
-        return SEND_BANDS[-1][1]
-    raise ValueError(f"no tariff for {kind!r}")
+    """The fee the payer pays for moving ``amount`` minor units as ``kind``, from the tariff in
+    force. Record ``in_force().id`` with it when the person confirms (``tariff_version_id``)."""
+    return in_force().fee(kind, amount)
+
+
+# -- Versions: the operator changes tariffs without a deploy ---------------------------------
+#
+# A tariff is a JSON document, one entry per kind of request, amounts in minor units:
+#
+#   {"send":       {"bands": [[10000, 0], [50000, 700], ...]},        # [up to, fee]
+#    "withdrawal": {"bands": [[10000, 1100, 500], ...]},              # [up to, fee, commission]
+#    "buy_goods":  {"payee_basis_points": 50, "payee_cap": 20000},    # free for the customer
+#    "deposit":    {}}                                                # free
+#
+# A band applies to amounts up to its bound (inclusive); an amount above the last bound pays
+# the last band. A kind with no "bands" is free for the payer; "payee_basis_points" and
+# "payee_cap" make the payee (a merchant) pay a capped percentage. A kind that is not in the
+# document has no tariff (quote raises ValueError), so a typo never makes a kind free.
+# Every ``tariffs set`` adds a version; the one in force is the latest whose effective_from
+# has passed. With no version stored, the built-in defaults below apply (id None).
+
+FREE_SEND_UP_TO = to_minor(100)  # no tariff may charge for sending this much or less
+MERCHANT_BASIS_POINTS = 50  # 0.5% of a merchant payment, paid by the merchant ...
+MERCHANT_CAP = to_minor(200)  # ... at most KES 200
+
+
+def default_document() -> dict:
+    """The built-in tariff, shaped like Kenya's (also what ``tariffs seed`` stores)."""
+    document: dict = {kind: {} for kind in sorted(FREE_KINDS | {"registration", "balance"})}
+    document["send"] = {"bands": [list(band) for band in SEND_BANDS]}
+    document["withdrawal"] = {"bands": [list(band) for band in WITHDRAWAL_BANDS]}
+    for kind in ("buy_goods", "pay_bill"):
+        document[kind] = {"payee_basis_points": MERCHANT_BASIS_POINTS, "payee_cap": MERCHANT_CAP}
+    return document
+
+
+class InvalidTariff(ValueError):
+    """A tariff document the operator gave is malformed; the message says where."""
+
+
+def _whole(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidTariff(f"{where}: a whole number of minor units >= 0, not {value!r}")
+    return value
+
+
+def validate(document) -> dict:
+    """``document`` checked and normalised, or InvalidTariff saying what is wrong."""
+    if not isinstance(document, dict) or not document:
+        raise InvalidTariff("a tariff is a JSON object with one entry per kind of request")
+    clean: dict = {}
+    for kind, rule in document.items():
+        if not isinstance(kind, str) or not kind or not isinstance(rule, dict):
+            raise InvalidTariff(f"{kind!r}: each kind maps to an object")
+        unknown = set(rule) - {"bands", "payee_basis_points", "payee_cap"}
+        if unknown:
+            raise InvalidTariff(f"{kind}: unknown keys {sorted(unknown)}")
+        entry: dict = {}
+        if "bands" in rule:
+            bands = rule["bands"]
+            if not isinstance(bands, list) or not bands:
+                raise InvalidTariff(f"{kind}.bands: a non-empty list of [up to, fee(, commission)]")
+            previous = -1
+            entry["bands"] = []
+            for n, band in enumerate(bands):
+                where = f"{kind}.bands[{n}]"
+                if not isinstance(band, list) or len(band) not in (2, 3):
+                    raise InvalidTariff(f"{where}: [up to, fee] or [up to, fee, commission]")
+                numbers = [_whole(v, where) for v in band]
+                if numbers[0] <= previous:
+                    raise InvalidTariff(f"{where}: bounds must rise")
+                if len(numbers) == 3 and numbers[2] > numbers[1]:
+                    raise InvalidTariff(f"{where}: the commission is a share of the fee")
+                previous = numbers[0]
+                entry["bands"].append(numbers)
+        for key in ("payee_basis_points", "payee_cap"):
+            if key in rule:
+                entry[key] = _whole(rule[key], f"{kind}.{key}")
+        if entry.get("payee_basis_points", 0) > 10_000:
+            raise InvalidTariff(f"{kind}.payee_basis_points: at most 10000 (100%)")
+        clean[kind] = entry
+    for band in clean.get("send", {}).get("bands", []):
+        if band[1] != 0:
+            raise InvalidTariff("send: sending up to KES 100 must stay free (micropayments)")
+        if band[0] >= FREE_SEND_UP_TO:
+            break
+    return clean
+
+
+@dataclass(frozen=True)
+class Tariff:
+    """One tariff version (id None: the built-in defaults)."""
+
+    id: int | None
+    document: dict
+
+    def _rule(self, kind: str) -> dict:
+        try:
+            return self.document[kind]
+        except KeyError:
+            raise ValueError(f"no tariff for {kind!r}") from None
+
+    def _band(self, kind: str, amount: int) -> list[int] | None:
+        bands = self._rule(kind).get("bands")
+        if not bands:
+            return None
+        return next((band for band in bands if amount <= band[0]), bands[-1])
+
+    def fee(self, kind: str, amount: int) -> int:
+        band = self._band(kind, amount)
+        return band[1] if band else 0
+
+    def commission(self, kind: str, amount: int) -> int:
+        band = self._band(kind, amount)
+        return band[2] if band and len(band) == 3 else 0
+
+    def payee_fee(self, kind: str, amount: int) -> int:
+        """What the payee (a merchant) pays: a percentage of ``amount``, capped."""
+        rule = self._rule(kind)
+        share = amount * rule.get("payee_basis_points", 0) // 10_000
+        cap = rule.get("payee_cap")
+        return min(share, cap) if cap is not None else share
+
+
+class TariffVersion(db.Model):
+    __tablename__ = "tariff_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    effective_from: Mapped[datetime] = mapped_column(DateTime, index=True)  # naive UTC
+    bands: Mapped[str] = mapped_column(Text)  # the JSON document
+    note: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+
+    def tariff(self) -> Tariff:
+        return Tariff(self.id, json.loads(self.bands))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def in_force(session=None, at: datetime | None = None) -> Tariff:
+    """The tariff in force ``at`` (now): the latest stored version that has started, else the
+    built-in defaults. Outside an app (no database) the defaults."""
+    if session is None:
+        if not has_app_context():
+            return Tariff(None, validate(default_document()))
+        session = db.session
+    version = session.execute(
+        select(TariffVersion)
+        .where(TariffVersion.effective_from <= (at or _utcnow()))
+        .order_by(TariffVersion.effective_from.desc(), TariffVersion.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return version.tariff() if version is not None else Tariff(None, validate(default_document()))
+
+
+def add_version(session, document, *, effective_from: datetime | None = None, note: str | None = None):
+    """Store a new version (validated). Adds to the session; the caller commits."""
+    version = TariffVersion(
+        effective_from=effective_from or _utcnow(),
+        bands=json.dumps(validate(document), sort_keys=True),
+        note=note,
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def ensure_seeded(session) -> TariffVersion | None:
+    """Store the built-in defaults as the first version when none exists (None otherwise)."""
+    if session.execute(select(TariffVersion.id).limit(1)).first() is not None:
+        return None
+    return add_version(session, default_document(), effective_from=datetime(2000, 1, 1), note="defaults")
+
+
+def versions(session) -> list[TariffVersion]:
+    return list(
+        session.execute(
+            select(TariffVersion).order_by(TariffVersion.effective_from, TariffVersion.id)
+        ).scalars()
+    )

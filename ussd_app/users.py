@@ -17,6 +17,13 @@ class Role(enum.StrEnum):
     MERCHANT = "merchant"
 
 
+class Tier(enum.StrEnum):
+    """KYC tiers; each has its own limits (``ussd_app.limits``)."""
+
+    BASIC = "basic"  # registered themselves over USSD
+    FULL = "full"  # an agent has checked an ID
+
+
 class Language(enum.StrEnum):
     ENGLISH = "en"
     KISWAHILI = "sw"
@@ -31,8 +38,14 @@ class User(db.Model):
     last_name: Mapped[str] = mapped_column(String(40), default="")
     role: Mapped[str] = mapped_column(String(12))
     language: Mapped[str] = mapped_column(String(2), default=Language.ENGLISH.value)
+    tier: Mapped[str] = mapped_column(String(12), default=Tier.BASIC.value, server_default=Tier.BASIC.value)
     # Buy-goods till or pay-bill business number, for merchants.
     till: Mapped[str | None] = mapped_column(String(10), unique=True, default=None)
+    # How a merchant's number is paid: "till" (buy goods) or "paybill" (with an account reference).
+    business_kind: Mapped[str | None] = mapped_column(String(8), default=None)
+    # National ID number, recorded when an agent registers the customer; checked before an
+    # agent unlocks the customer's PIN.
+    id_number: Mapped[str | None] = mapped_column(String(20), default=None)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
     pin_hash: Mapped[str | None] = mapped_column(String(200), default=None)
     pin_failures: Mapped[int] = mapped_column(Integer, default=0)
@@ -58,6 +71,19 @@ def find_by_till(session, till: str) -> User | None:
     return session.execute(select(User).where(User.till == till)).scalar_one_or_none()
 
 
+class BusinessKind(enum.StrEnum):
+    TILL = "till"  # buy goods
+    PAYBILL = "paybill"  # pay bill, with an account reference
+
+
+def find_business(session, number: str, kind: "BusinessKind | str") -> User | None:
+    """The merchant whose till (or pay-bill number) is ``number``, if it is paid that way."""
+    user = find_by_till(session, number)
+    if user is None or user.role != Role.MERCHANT.value or (user.business_kind or "till") != kind:
+        return None
+    return user
+
+
 def create_user(
     session,
     *,
@@ -67,6 +93,8 @@ def create_user(
     pin: str | None,
     till: str | None = None,
     language: Language | str = Language.ENGLISH,
+    paybill: bool = False,
+    id_number: str | None = None,
 ) -> User:
     """Open a wallet and its holder. Adds to the session; the caller commits."""
     try:
@@ -84,6 +112,12 @@ def create_user(
             raise UserError("only merchants have a till number")
         if not (till.isascii() and till.isdigit() and 5 <= len(till) <= 7):
             raise UserError("a till number is 5 to 7 digits")
+    if paybill and till is None:
+        raise UserError("a pay-bill merchant needs a business number")
+    if id_number is not None and not (
+        id_number.isascii() and id_number.isalnum() and 5 <= len(id_number) <= 20
+    ):
+        raise UserError("an ID number is 5 to 20 letters or digits")
     if find_by_phone(session, phone) is not None:
         raise UserError(f"{phone} is already registered")
     if till is not None and find_by_till(session, till) is not None:
@@ -96,6 +130,8 @@ def create_user(
         role=role.value,
         language=Language(language).value,
         till=till,
+        business_kind=(BusinessKind.PAYBILL if paybill else BusinessKind.TILL).value if till else None,
+        id_number=id_number,
         account_id=account.id,
         pin_hash=pins.hash_pin(pin) if pin is not None else None,
         pin_failures=0,

@@ -6,10 +6,13 @@ Jobs are small: they find the app, then call the domain (``ussd_app.payments``, 
 import logging
 
 from flask import current_app, has_app_context
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ussd_app.extensions import db
 from ussd_app.ledger.expiry import expire_holds
-from ussd_app.payments.execute import execute_batch
+from ussd_app.ops.metrics import observe_job
+from ussd_app.payments.execute import RETRIES, execute_batch
+from ussd_app.payments.holds import resolve_due
 from ussd_app.payments.maintenance import requeue_stale
 from ussd_app.payments.submit import DOORBELL_KEY, announce
 from ussd_app.queues import get_redis
@@ -31,6 +34,7 @@ def _in_app(func):
     """Run the job in an app context of its own, with a database session that ends with it
     (no identity map or transaction carried from one job to the next). Called where an app
     context is already active (a test, a shell), the job runs in that one and leaves it be."""
+    func = observe_job(func)  # metrics and request-id tracing (ussd_app/ops)
 
     def wrapper(*args, **kwargs):
         if has_app_context():
@@ -89,11 +93,30 @@ def maintain() -> dict:
     SMS sender for retries that have come due (and rows whose sender died)."""
     expired = expire_holds(db.session)
     db.session.commit()
+    # Escrow holds that fell due (refund unregistered sends, pay protected purchases), with
+    # their receipts, in one transaction; safe side by side (payments/holds.py).
+    resolved = resolve_due_holds()
     stale = requeue_stale(db.session)
     sms_due = sender.count_due(db.session)
     db.session.commit()
     if stale:
         announce(force=True)
-    if sms_due:
+    if sms_due or resolved:
         sender.announce()
-    return {"expired": len(expired), "stale_requests": stale, "sms_due": sms_due}
+    return {"expired": len(expired), "holds_resolved": resolved, "stale_requests": stale, "sms_due": sms_due}
+
+
+def resolve_due_holds(now: int | None = None) -> int:
+    """Resolve the escrow holds that have fallen due and commit; retried like a batch when two
+    jobs collide (the loser re-reads and finds nothing left to do). ``now``: µs, for tests."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            done = resolve_due(db.session, now=now)
+            db.session.commit()
+            return len(done)
+        except (IntegrityError, DBAPIError) as exc:
+            db.session.rollback()
+            if attempt == RETRIES:
+                raise
+            log.warning("hold expiry conflict, retrying (attempt %d): %s", attempt, type(exc.orig).__name__)
+    return 0

@@ -1,9 +1,94 @@
-"""The operator back office at /admin."""
+"""The operator back office at /admin.
 
-from flask import Blueprint
+- Operators sign in with email and password (argon2id hash; ``flask operators create``).
+  The signed session cookie holds the operator's id; it ends on sign-out, after
+  ``ADMIN_IDLE_MINUTES`` without a page, or when the operator is deactivated.
+- Every POST to /admin carries a CSRF token (Flask-WTF), the sign-in form included.
+- Every action writes an ``audit_log`` row in the same transaction as the change.
+"""
 
-bp = Blueprint("admin", __name__, url_prefix="/admin")
+import functools
+import time
+
+from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from wtforms import ValidationError
+
+from ..extensions import db
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+
+SESSION_KEY = "admin_operator_id"
+SEEN_KEY = "admin_seen"
+
+
+def current_operator():
+    return g.get("operator")
+
+
+def login_required(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_operator() is None:
+            return redirect(
+                url_for("admin.login", next=request.full_path if request.method == "GET" else None)
+            )
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+@bp.before_request
+def _load_operator_and_check_csrf():
+    from .models import Operator
+
+    # Flask-WTF caches the token on ``g``, which lives as long as the app context: one request
+    # in production, but a whole test (or shell) that holds a context. Start each request clean.
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
+    if request.method == "POST" and current_app.config.get("WTF_CSRF_ENABLED", True):
+        try:
+            validate_csrf(request.form.get("csrf_token"))
+        except (ValidationError, CSRFError):
+            return render_template(
+                "admin/error.html",
+                message="This form has expired or did not come from "
+                "this site. Go back, reload the page and try again.",
+            ), 400
+    g.operator = None
+    operator_id = session.get(SESSION_KEY)
+    if operator_id is None:
+        return None
+    idle = current_app.config.get("ADMIN_IDLE_MINUTES", 30) * 60
+    seen = session.get(SEEN_KEY, 0)
+    operator = db.session.get(Operator, operator_id) if isinstance(operator_id, int) else None
+    if operator is None or not operator.active or time.time() - seen > idle:
+        session.pop(SESSION_KEY, None)
+        session.pop(SEEN_KEY, None)
+        return None
+    session[SEEN_KEY] = int(time.time())
+    g.operator = operator
+    return None
+
+
+@bp.app_template_global()
+def csrf_token() -> str:
+    return generate_csrf()
+
+
+@bp.after_request
+def _no_store(response):
+    # Back-office pages show balances and phone numbers: never cache them.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
 
 
 def init_app(app) -> None:
+    from . import views  # noqa: F401  (routes on bp)
+    from .cli import operators_cli
+
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.register_blueprint(bp)
+    app.register_blueprint(operators_cli)

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
-from .. import faults
+from .. import faults, limits
 from ..database import is_postgres
 from ..ledger import TransferResult, create_transfers
 from ..sms import receipts
@@ -40,16 +40,30 @@ def _take_queued(session, limit: int) -> list[TransferRequest]:
 def execute_requests(session, requests: list[TransferRequest]) -> None:
     """Post ``requests`` through the ledger and write their outcome and SMS. No commit."""
     house = HouseAccounts(session)
+    legs = {request.id: legs_for(request, house) for request in requests}
+    # Limits and velocity: checked under the locks the ledger takes next, so that a batch
+    # racing for the same payer reads this one's postings (ussd_app/limits.py).
+    limits.lock_accounts(
+        session,
+        {a for chain in legs.values() for s in chain for a in (s.debit_account_id, s.credit_account_id)},
+    )
+    refusals = limits.check_batch(session, requests)
     specs, spans = [], []
     for request in requests:
-        legs = legs_for(request, house)
-        spans.append((request, len(specs), len(specs) + len(legs)))
-        specs.extend(legs)
+        start = len(specs)
+        if request.id not in refusals:
+            specs.extend(legs[request.id])
+        spans.append((request, start, len(specs)))
     snapshots: dict[int, dict[int, int]] = {}
-    results = create_transfers(session, specs, snapshots=snapshots)
+    results = create_transfers(session, specs, snapshots=snapshots) if specs else []
     now = datetime.now(UTC).replace(tzinfo=None)
     outcomes = []
     for request, start, end in spans:
+        if request.id in refusals:  # refused by a limit or held for review: no transfers
+            refusal = refusals[request.id]
+            _set(request, refusal.status, refusal.result, now)
+            outcomes.append((request, None, refusal, {}))
+            continue
         chain = results[start:end]
         if all(r.succeeded for r in chain):
             status, result = RequestStatus.POSTED, TransferResult.OK
@@ -58,14 +72,7 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
             result = next(
                 (r for r in chain if not r.succeeded and r != TransferResult.LINKED_EVENT_FAILED), chain[0]
             )
-        # Written in one statement below; the objects are told without another flush.
-        for key, value in (
-            ("status", status.value),
-            ("result", result.value),
-            ("attempts", request.attempts + 1),
-            ("executed_at", now),
-        ):
-            set_committed_value(request, key, value)
+        _set(request, status.value, result.value, now)
         outcomes.append((request, chain, result, snapshots.get(start, {})))
     # Before the statuses change: receipts count today's earlier sends against the limit.
     people = receipts.People(session, requests)
@@ -85,12 +92,25 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
     )
     for request, chain, result, balances_after in outcomes:
         people.balances_after = balances_after
-        if result == TransferResult.OK:
+        if chain is None:
+            limits.write_refusal(session, request, result, people)
+        elif result == TransferResult.OK:
             if all(r == TransferResult.OK for r in chain):  # not a repeat: receipts once
                 receipts.write_posted(session, request, people)
         else:
             receipts.write_rejected(session, request, result, people)
     session.flush()
+
+
+def _set(request: TransferRequest, status: str, result: str, now: datetime) -> None:
+    """Written in one statement by the caller; the object is told without another flush."""
+    for key, value in (
+        ("status", status),
+        ("result", result),
+        ("attempts", request.attempts + 1),
+        ("executed_at", now),
+    ):
+        set_committed_value(request, key, value)
 
 
 def execute_batch(session, limit: int) -> int:

@@ -21,12 +21,33 @@ from ..ledger.models import ID_LENGTH
 class RequestKind(enum.StrEnum):
     SEND = "send"  # customer to customer, with a fee leg
     FLOAT_ISSUE = "float_issue"  # trust bank deposit to an agent's e-float
+    DEPOSIT = "deposit"  # cash-in: an agent's e-float to a customer, free
+    WITHDRAWAL = "withdrawal"  # cash-out: a customer to an agent, with fee and commission legs
+    BUY_GOODS = "buy_goods"  # a customer pays a merchant's till, free for the customer
+    PAY_BILL = "pay_bill"  # a customer pays a merchant's pay-bill number, with an account reference
+    # Holds (a PENDING transfer) and the requests that resolve them (payments/holds.py).
+    SEND_UNREGISTERED = "send_unregistered"  # sender -> suspense, for a number not on Tuma yet
+    SUSPENSE_RELEASE = "suspense_release"  # post the hold, suspense -> the newly registered
+    SUSPENSE_REFUND = "suspense_refund"  # void the hold: back to the sender
+    PROTECTED_PURCHASE = "protected_purchase"  # buyer -> merchant, held until delivery
+    PROTECTED_RELEASE = "protected_release"  # post it: delivery confirmed, or the hold fell due
+    PROTECTED_REFUND = "protected_refund"  # void it: a dispute decided for the buyer
+
+
+class HoldState(enum.StrEnum):
+    """Where a hold request stands. Moved only by compare-and-set (payments/holds.py)."""
+
+    HELD = "held"
+    RELEASED = "released"  # a posting request is recorded
+    REFUNDED = "refunded"  # a voiding request is recorded
+    DISPUTED = "disputed"  # waiting for the operator
 
 
 class RequestStatus(enum.StrEnum):
     QUEUED = "queued"
     POSTED = "posted"
     REJECTED = "rejected"
+    REVIEW = "review"  # held by a velocity rule until an operator releases or refuses it
 
 
 def _utcnow() -> datetime:
@@ -48,6 +69,9 @@ class TransferRequest(db.Model):
             postgresql_where=text("status = 'queued'"),
             sqlite_where=text("status = 'queued'"),
         ),
+        Index("ix_transfer_requests_hold", "hold_state", "kind"),
+        # The daily-limit and velocity sums (ussd_app/limits.py).
+        Index("ix_transfer_requests_payer_executed", "debit_account_id", "executed_at"),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
@@ -57,7 +81,16 @@ class TransferRequest(db.Model):
     credit_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
     fee: Mapped[int] = mapped_column(BigInteger, default=0)  # quoted when the person confirmed
+    # The tariff version the fee was quoted from (None: the built-in defaults, or no fee).
+    tariff_version_id: Mapped[int | None] = mapped_column(ForeignKey("tariff_versions.id"), default=None)
+    # The agent's share of a withdrawal's fee, quoted with it; posted fees -> commissions.
+    commission: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     reference: Mapped[str | None] = mapped_column(String(64), default=None)
+    # For a resolution request: the hold request (and PENDING transfer id) it posts or voids.
+    pending_request_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), default=None, index=True)
+    # For a hold request: its HoldState, and seconds after posting when it falls due.
+    hold_state: Mapped[str | None] = mapped_column(String(12), default=None)
+    hold_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
     status: Mapped[str] = mapped_column(String(12), default=RequestStatus.QUEUED.value)
     result: Mapped[str | None] = mapped_column(String(40), default=None)  # the ledger's word
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -73,14 +106,18 @@ class TransferRequest(db.Model):
             self.credit_account_id,
             self.amount,
             self.fee,
+            self.commission,
             self.reference,
+            self.pending_request_id,
         ) == (
             other.kind,
             other.debit_account_id,
             other.credit_account_id,
             other.amount,
             other.fee,
+            other.commission,
             other.reference,
+            other.pending_request_id,
         )
 
 

@@ -35,7 +35,11 @@ def record_request(
     credit_account_id: int,
     amount: int,
     fee: int = 0,
+    commission: int = 0,
     reference: str | None = None,
+    tariff_version_id: int | None = None,
+    pending_request_id: str | None = None,
+    hold_seconds: int | None = None,
 ) -> TransferRequest:
     """Add the request, or return the one already recorded under this id. Caller commits."""
     wanted = TransferRequest(
@@ -46,7 +50,12 @@ def record_request(
         credit_account_id=credit_account_id,
         amount=amount,
         fee=fee,
+        commission=commission,
         reference=reference,
+        tariff_version_id=tariff_version_id,
+        pending_request_id=pending_request_id,
+        hold_state="held" if hold_seconds is not None else None,
+        hold_seconds=hold_seconds,
         status=RequestStatus.QUEUED.value,
         attempts=0,
     )

@@ -1,8 +1,91 @@
-"""The phone simulator: a feature phone in a web page that drives the real /ussd webhook."""
+"""The phone simulator: feature phones in a web page that drive the real /ussd webhook.
 
-from flask import Blueprint
+``/simulator/`` shows several phones side by side (a sender, a recipient, an agent, a
+merchant). Each dials the service code and posts every hop to ``POST /ussd`` with Africa's
+Talking's form fields (sessionId, serviceCode, phoneNumber, networkCode, text = every input so
+far joined by ``*``), and shows that number's SMS inbox, read from the local Africa's Talking
+gateway (``ussd_app.sms.gateway``) through ``/simulator/messages`` on this same origin.
 
-bp = Blueprint("simulator", __name__, url_prefix="/simulator")
+Off unless ``SIMULATOR_ENABLED`` (``TUMA_SIMULATOR_ENABLED=1``; ``make run`` sets it): it
+lets anyone type into any number's phone.
+"""
+
+import logging
+
+import requests
+from flask import Blueprint, abort, current_app, jsonify, render_template, request
+
+from .. import phones
+
+bp = Blueprint(
+    "simulator",
+    __name__,
+    url_prefix="/simulator",
+    template_folder="templates",
+    static_folder="static",
+)
+log = logging.getLogger(__name__)
+
+NETWORK_CODE = "63902"  # Safaricom, as Africa's Talking names it
+GATEWAY_TIMEOUT_SECONDS = 2
+
+
+@bp.before_request
+def _only_when_enabled():
+    if not current_app.config.get("SIMULATOR_ENABLED"):
+        abort(404)
+
+
+def _demo_phones() -> list[dict]:
+    from ..cli import DEMO
+
+    return [{"phone": phone, "label": f"{name} ({role})"} for phone, name, role, _pin, _till in DEMO]
+
+
+@bp.get("/")
+def page():
+    return render_template(
+        "simulator/index.html",
+        service_code=current_app.config["SERVICE_CODE"],
+        network_code=NETWORK_CODE,
+        demo=_demo_phones(),
+    )
+
+
+@bp.get("/messages")
+def messages():
+    """That number's SMS as the local gateway recorded them: ``{"messages": [...]}``."""
+    raw = (request.args.get("phone") or "").strip()[:30]
+    try:
+        phone = phones.normalize(raw)
+    except phones.InvalidPhone:
+        return jsonify({"messages": [], "error": "not a phone number"}), 400
+    base = current_app.config.get("AT_API_URL")
+    if not base:
+        return jsonify({"messages": [], "error": "no local SMS gateway (AT_API_URL is not set)"}), 503
+    try:
+        answer = requests.get(
+            f"{base.rstrip('/')}/messages", params={"phone": phone}, timeout=GATEWAY_TIMEOUT_SECONDS
+        )
+        answer.raise_for_status()
+        found = answer.json().get("messages", [])
+    except (requests.RequestException, ValueError, AttributeError) as exc:
+        log.warning("simulator: the SMS gateway did not answer: %s", type(exc).__name__)
+        return jsonify({"messages": [], "error": "the SMS gateway did not answer"}), 502
+    return jsonify(
+        {
+            "messages": [
+                {
+                    "id": m.get("id"),
+                    "from": m.get("sender") or "TUMA",
+                    "text": m.get("message"),
+                    "at": m.get("received_at"),
+                }
+                for m in found
+                if isinstance(m, dict)
+            ]
+        }
+    )
 
 
 def init_app(app) -> None:

@@ -53,3 +53,25 @@ def get_client() -> SmsClient:
     """A client from the current app's config. Built per job, not cached: it is cheap (no
     connection is held) and a changed setting takes effect at the next job."""
     return client_for(current_app.config)
+
+
+# -- SIM-swap insight (ussd_app/fraud.py) ---------------------------------------------------
+# The SDK's InsightService POSTs JSON to ``{base}/sim-swap`` (base https://insights.
+# africastalking.com/v1). ``AT_API_URL`` replaces the base with ``{AT_API_URL}/v1`` here, the
+# same one place and the same way as for SMS; the local gateway answers there.
+
+
+def make_insights(username: str, api_key: str, api_url: str | None = None):
+    from africastalking.Insights import InsightService
+
+    service = InsightService(username, api_key)
+    if api_url:
+        service._baseUrl = f"{api_url.rstrip('/')}/v1"
+    return service
+
+
+def check_sim_swap_state(config, phone: str, timeout: float):
+    """Africa's Talking's SIM-swap answer for ``phone`` (the SDK's parsed JSON), or the SDK's
+    exception (``requests`` errors on timeout, ``AfricasTalkingException`` on a non-2xx)."""
+    service = make_insights(config["AT_USERNAME"], config["AT_API_KEY"], config.get("AT_API_URL"))
+    return service.check_sim_swap_state([phone], timeout=(timeout, timeout))

@@ -19,6 +19,8 @@ runs in a thread, or ``POST /_gateway/faults`` (JSON) when it runs as a process:
 
 Other products plug in as blueprints on the same app (airtime ``/version1/airtime/send``, SIM
 swap insights): add a blueprint factory next to ``_messaging`` and register it in ``create_gateway``.
+SIM swap: ``POST /v1/sim-swap`` answers like Africa's Talking's insight (``Gateway.sim_swaps``:
+``swap(phone, days_ago)`` marks a number swapped, ``hang()``/``release()`` make it not answer).
 
 ``python -m ussd_app.sms.gateway --port 8025`` runs it; ``serve_in_thread()`` runs it in the
 background and returns a handle with its URL.
@@ -29,7 +31,7 @@ import itertools
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Flask, jsonify, request
 from werkzeug.serving import make_server
@@ -61,6 +63,55 @@ class Message:
     received_at: str
 
 
+class SimSwaps:
+    """The SIM-swap insight's state: numbers whose SIM was swapped, and whether to hang.
+
+    ``swap(phone, days_ago=0)`` records a swap; ``hang()`` makes every check wait until
+    ``release()`` (a gateway that does not answer in time). Thread-safe."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._swapped: dict[str, datetime] = {}
+        self._answer = threading.Event()
+        self._answer.set()
+        self.checks = 0
+
+    def swap(self, phone: str, days_ago: int = 0) -> None:
+        with self._lock:
+            self._swapped[phone] = datetime.now(UTC) - timedelta(days=days_ago)
+
+    def hang(self) -> None:
+        self._answer.clear()
+
+    def release(self) -> None:
+        self._answer.set()
+
+    def check(self, payload, api_key: str | None, expected_key: str | None):
+        with self._lock:
+            self.checks += 1
+        self._answer.wait()
+        if not api_key or (expected_key is not None and api_key != expected_key):
+            return "The supplied authentication is invalid", 401
+        numbers = payload.get("phoneNumbers") if isinstance(payload, dict) else None
+        if not payload.get("username") or not isinstance(numbers, list) or not numbers:
+            return "Missing required field: username and phoneNumbers are required", 400
+        responses = []
+        for number in numbers:
+            with self._lock:
+                swapped = self._swapped.get(str(number))
+            responses.append(
+                {
+                    "phoneNumber": {"number": str(number), "numberType": "Mobile"},
+                    "status": "Swapped" if swapped else "NotSwapped",
+                    "lastSimSwapDate": swapped.strftime("%d-%m-%Y") if swapped else "01-01-1900",
+                    "requestId": f"ATSwpid_{uuid.uuid4().hex}",
+                }
+            )
+        return jsonify(
+            {"status": "Processed", "transactionId": str(uuid.uuid4()), "responses": responses}
+        ), 200
+
+
 @dataclass
 class Gateway:
     """The gateway's state: what it received and how it should misbehave. Thread-safe."""
@@ -75,6 +126,7 @@ class Gateway:
     _holds: int = 0
     _held: int = 0
     _released: threading.Event = field(default_factory=threading.Event, repr=False)
+    sim_swaps: SimSwaps = field(default_factory=SimSwaps, repr=False)
 
     # -- faults ---------------------------------------------------------------------------
     def fail_next(self, times: int = 1, http_status: int = 500) -> None:
@@ -196,11 +248,40 @@ def _messaging(gateway: Gateway) -> Blueprint:
     return bp
 
 
+def _sim_swap(gateway: Gateway) -> Blueprint:
+    """``POST /v1/sim-swap`` as the SDK's InsightService sends it (JSON: username,
+    phoneNumbers; header apiKey); ``POST /_gateway/sim-swap`` (JSON: swap, days_ago, hang,
+    release) sets it up when the gateway runs as a process."""
+    bp = Blueprint("sim_swap", __name__)
+
+    @bp.post("/v1/sim-swap")
+    def check():
+        payload = request.get_json(silent=True) or {}
+        return gateway.sim_swaps.check(payload, request.headers.get("apiKey"), gateway.api_key)
+
+    @bp.post("/_gateway/sim-swap")
+    def control():
+        spec = request.get_json(silent=True) or {}
+        try:
+            if "swap" in spec:
+                gateway.sim_swaps.swap(str(spec["swap"]), int(spec.get("days_ago", 0)))
+            if spec.get("hang"):
+                gateway.sim_swaps.hang()
+            if spec.get("release"):
+                gateway.sim_swaps.release()
+        except (TypeError, ValueError):
+            return jsonify({"error": "bad sim-swap spec"}), 400
+        return jsonify({"ok": True})
+
+    return bp
+
+
 def create_gateway(gateway: Gateway | None = None) -> Flask:
     gateway = gateway or Gateway()
     app = Flask(__name__)
     app.extensions["gateway"] = gateway
     app.register_blueprint(_messaging(gateway))
+    app.register_blueprint(_sim_swap(gateway))
     return app
 
 
@@ -223,6 +304,7 @@ class RunningGateway:
 
     def stop(self) -> None:
         self.gateway.release()  # a held request must not keep the server from stopping
+        self.gateway.sim_swaps.release()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -43,11 +43,92 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "failed": "{code} Failed. {reason} You tried to send {amount} to {name} {phone} on {date} "
         "at {time}. Your balance is {balance}.",
     },
+    # Cash-in: the agent (payer) hands over cash... in e-money; the customer has it at once.
+    "deposit": {
+        "sender": "{code} Confirmed. Give {amount} cash to {name} {phone} on {date} at {time}. "
+        "New float balance is {balance}.",
+        "recipient": "{code} Confirmed. On {date} at {time} you deposited {amount} with agent {name} "
+        "{phone}. New balance is {balance}.",
+        "failed": "{code} Failed. {reason} You tried to deposit {amount} to {name} {phone}. "
+        "Your float balance is {balance}.",
+    },
+    # Cash-out: the customer (payer) pays the agent in e-money; the agent pays out cash.
+    "withdrawal": {
+        "sender": "{code} Confirmed. On {date} at {time} Withdraw {amount} from agent {name} {phone}. "
+        "New balance is {balance}. Transaction cost, {fee}.",
+        "agent": "{code} Confirmed. Pay out {amount} cash to {name} {phone} on {date} at {time}. "
+        "New float balance is {balance}. Commission {commission}.",
+        "failed": "{code} Failed. {reason} You tried to withdraw {amount} from agent {name} {phone}. "
+        "Your balance is {balance}.",
+    },
+    "buy_goods": {
+        "sender": "{code} Confirmed. {amount} paid to {name} till {till} on {date} at {time}. "
+        "New balance is {balance}. Transaction cost, {fee}.",
+        "merchant": "{code} Confirmed. {amount} received from {name} {phone} on {date} at {time}. "
+        "New till balance is {balance}.",
+        "failed": "{code} Failed. {reason} You tried to pay {amount} to {name}. Your balance is {balance}.",
+    },
+    "pay_bill": {
+        "sender": "{code} Confirmed. {amount} sent to {name} for account {reference} on {date} at {time}. "
+        "New balance is {balance}. Transaction cost, {fee}.",
+        "merchant": "{code} Confirmed. {amount} received from {name} {phone} for account {reference} "
+        "on {date} at {time}. New balance is {balance}.",
+        "failed": "{code} Failed. {reason} You tried to pay {amount} to {name} for account {reference}. "
+        "Your balance is {balance}.",
+    },
+    # Holds (payments/holds.py). {reference} is the unregistered number for suspense sends.
+    "send_unregistered": {
+        "sender": "{code} Confirmed. {amount} sent to {reference} on {date} at {time}, held until they "
+        "register with Tuma; if they do not within {days} days it comes back to you. "
+        "New balance is {balance}. Transaction cost, {fee}.",
+    },
+    "suspense_release": {
+        "sender": "{code} Confirmed. {name} {phone} registered and received the {amount} you sent "
+        "on {date} at {time}.",
+        "recipient": "{code} Confirmed. You have received {amount} from {name} {phone} on {date} at "
+        "{time}. New balance is {balance}.",
+    },
+    "suspense_refund": {
+        "recipient": "{code} Confirmed. {amount} you sent to {reference} was not collected and is back "
+        "in your account on {date} at {time}. New balance is {balance}.",
+    },
+    "protected_purchase": {
+        "sender": "{code} Confirmed. {amount} held for {name} till {till} on {date} at {time}. Confirm "
+        "delivery in My approvals; it is paid to them in {days} days unless you dispute it. "
+        "New balance is {balance}.",
+        "merchant": "{code} Confirmed. {amount} from {name} {phone} is held for you until delivery is "
+        "confirmed, at most {days} days, on {date} at {time}.",
+    },
+    "protected_release": {
+        "sender": "{code} Confirmed. {amount} released to {name} for your protected purchase on {date} "
+        "at {time}.",
+        "merchant": "{code} Confirmed. {amount} from {name} {phone} is released to you on {date} at "
+        "{time}. New till balance is {balance}.",
+    },
+    "protected_refund": {
+        "sender": "{code} Dispute decided for the buyer: {amount} from {name} {phone} was returned to "
+        "them on {date} at {time}.",
+        "recipient": "{code} Confirmed. Dispute decided for you: {amount} is back in your account on "
+        "{date} at {time}. New balance is {balance}.",
+    },
     "float_issue": {
         "agent": "{code} Confirmed. E-float of {amount} issued to you on {date} at {time}. "
         "New float balance is {balance}.",
     },
 }
+
+# To an unregistered number money was sent to (their language is not known: English).
+INVITE = (
+    "{name} {phone} sent you {amount} on Tuma. Dial {service_code} within {days} days to register "
+    "and receive it."
+)
+# To both sides when a buyer disputes a protected purchase.
+DISPUTE_OPENED = "{code} Dispute opened for {amount} ({name}). The money stays held until Tuma decides."
+
+# To a customer an agent registered (no request: the account was opened for them).
+OPENED_BY_AGENT = (
+    "Welcome to Tuma, {first_name}. Agent {agent} opened your account. Dial {code} to choose your PIN."
+)
 
 # For a kind whose entry has no ``failed`` template.
 FAILED = "{code} Failed. {reason} Your balance is {balance}."
@@ -55,6 +136,12 @@ FAILED = "{code} Failed. {reason} Your balance is {balance}."
 # Why the ledger refused, in words; every other result reads as REASON_OTHER.
 REASONS: dict[str, str] = {
     TransferResult.EXCEEDS_CREDITS.value: "Insufficient funds to send {amount} plus {fee} cost.",
+    # Limits and review (ussd_app/limits.py; Kiswahili in sms-limits.po). {limit} and {excess}
+    # are amounts; the recipient's balance limit does not say by how much (their balance).
+    "limit_transaction_exceeded": "{amount} is over your limit of {limit} per transaction by {excess}.",
+    "limit_daily_exceeded": "This is over your daily limit of {limit} by {excess}.",
+    "limit_balance_exceeded": "{name} cannot receive {amount} now: it is over their balance limit.",
+    "review_refused": "It was stopped after a security check. Visit an agent with your ID.",
 }
 REASON_OTHER = "The transfer could not be completed ({result})."
 
@@ -91,7 +178,8 @@ class People:
         if request.kind in limits.COUNTED_KINDS:
             spent += request.amount + request.fee
         self._spent[request.debit_account_id] = spent
-        return max(0, limits.daily_limit() - spent)
+        payer = self.get(request.debit_account_id)
+        return max(0, limits.daily_limit(payer.tier if payer is not None else None) - spent)
 
 
 def when(moment: datetime) -> tuple[str, str]:
@@ -110,9 +198,21 @@ def _common(request) -> dict:
         "code": request.code,
         "amount": money(request.amount),
         "fee": money(request.fee),
+        "commission": money(request.commission or 0),
+        "reference": request.reference or "",
+        "days": _hold_days(request),
         "date": date,
         "time": time_,
     }
+
+
+def _hold_days(request) -> int:
+    """Days a hold of ``request``'s kind lasts (rounded up), for the receipts that say so."""
+    if request.hold_seconds:
+        return -(-request.hold_seconds // 86_400)
+    setting = {"send_unregistered": "SUSPENSE_HOLD_SECONDS", "protected_purchase": "PROTECTED_HOLD_SECONDS"}
+    seconds = current_app.config.get(setting.get(request.kind, ""), 0)
+    return -(-seconds // 86_400)
 
 
 def payee_party(user: User) -> str:
@@ -138,7 +238,9 @@ def _write(session, user: User, english: str, request, **fields) -> None:
 
 
 def _counterparty(user: User | None) -> dict:
-    return {"name": user.name.upper(), "phone": user.phone} if user else {"name": "", "phone": ""}
+    if user is None:
+        return {"name": "", "phone": "", "till": ""}
+    return {"name": user.name.upper(), "phone": user.phone, "till": user.till or ""}
 
 
 def write_posted(session, request, people: People) -> None:
@@ -159,6 +261,20 @@ def write_posted(session, request, people: People) -> None:
                 balance=money(people.balance(payer)),
                 left_today=money(left),
             )
+    if request.kind == "send_unregistered" and payer is not None and request.reference:
+        # The recipient is not on Tuma: no wallet, no language; tell them how to collect it.
+        add_sms(
+            session,
+            phone=request.reference,
+            body=t(
+                "en",
+                INVITE,
+                domain="sms",
+                **{**common, **_counterparty(payer)},
+                service_code=current_app.config["SERVICE_CODE"],
+            ),
+            request_id=request.id,
+        )
     if payee is not None:
         english = template(request.kind, payee_party(payee))
         if english is not None:

@@ -9,7 +9,7 @@ redacted form that keeps only the shape of the input.
 import logging
 import traceback
 
-from flask import Response, request
+from flask import Response, g, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import phones
@@ -107,6 +107,7 @@ def _answer(session_id: str, phone: str, text: str) -> str:
         reply = engine.handle(conversation, ctx, text.rsplit("*", 1)[-1])
     db.session.commit()
     body = reply.body
+    g.ussd_screen = conversation.state  # for the metrics (ops/tracing.py)
     sessions.save(
         session_id,
         sessions.StoredSession(

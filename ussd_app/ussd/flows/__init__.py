@@ -1,7 +1,7 @@
 """The flows, one module each, and the engine that runs them all."""
 
 from ..engine import Engine
-from . import common, home, my_account, my_approvals, registration, send_money
+from . import agent, common, escrow, home, my_account, my_approvals, pay, registration, send_money, withdraw
 
 MODULES = {
     "common": common,
@@ -10,8 +10,13 @@ MODULES = {
     "send_money": send_money,
     "my_account": my_account,
     "my_approvals": my_approvals,
+    "withdraw": withdraw,
+    "pay": pay,
+    "agent": agent,
 }
 
+# Not a flow: the escrow providers of My approvals, registered on import.
+assert escrow.DeliveryConfirmations
 engine = Engine({name: module.FLOW for name, module in MODULES.items()})
 
 HOME_UNREGISTERED = "registration.language"

@@ -60,6 +60,10 @@ def money(minor: int) -> str:
     return format_amount(minor, current_app.config["CURRENCY"])
 
 
+def service_code() -> str:
+    return current_app.config["SERVICE_CODE"]
+
+
 def shown_name(user) -> str:
     return shorten(user.name, SHOWN_NAME_LIMIT)
 
@@ -82,6 +86,52 @@ def pin_step(then: str, retry_at: str) -> Step:
             "locked": "common.locked",
         },
     )
+
+
+def record_payment(ctx, *, kind: str, debit_account_id: int, credit_account_id: int, **fields) -> str:
+    """After the PIN: check the payer can cover amount + fee, record the request under the id
+    minted at the confirm screen and announce it once committed. "ok", "short" or "error"."""
+    from ...payments.submit import ConflictingRequest, announce, record_request
+
+    data, account = ctx.data, ctx.user.account
+    db.session.refresh(account)
+    if account.available < data["amount"] + data.get("fee", 0):
+        data["balance_text"] = money(account.available)
+        return "short"
+    try:
+        request = record_request(
+            db.session,
+            request_id=data["transfer_id"],
+            kind=kind,
+            debit_account_id=debit_account_id,
+            credit_account_id=credit_account_id,
+            amount=data["amount"],
+            fee=data.get("fee", 0),
+            **fields,
+        )
+    except ConflictingRequest:
+        return "error"
+    ctx.after_commit.append(lambda: announce(request.id))
+    return "ok"
+
+
+def pin_then(ctx, then) -> str:
+    """Check the PIN just typed (counting wrong ones), then run ``then(ctx)``."""
+    result = check_pin(db.session, ctx.user, ctx.secret)
+    ctx.data["tries_left"] = tries_left(ctx.user)
+    if result.value != "ok":
+        return result.value
+    return then(ctx)
+
+
+def pin_exits(at: str, **more) -> dict:
+    """The exits of a step that checks the PIN typed on ``at``, plus ``more``."""
+    return {
+        "wrong": Retry(at, N_("Wrong PIN. {tries_left} tries left.")),
+        "locked": "common.locked",
+        "error": "common.error",
+        **more,
+    }
 
 
 FLOW = {

@@ -1,22 +1,71 @@
-"""The root menus. Agents and merchants get their own menus in a later issue; until then they
-see the account and approvals items only (sending from e-float or a till is not P2P)."""
+"""The root menus, one per role. ``customer`` and ``business`` are where the web side starts
+(by role); each is a step that picks the menu: a customer an agent registered, who has no PIN
+yet, chooses one first; agents and merchants get their own menus."""
 
-from ..engine import N_, Option, Screen
+from ...users import Role
+from ..engine import N_, Option, Screen, Step
+
+
+def _needs_pin(ctx) -> bool:
+    if ctx.user is not None and not ctx.user.pin_hash:
+        ctx.data["first_name"] = ctx.user.first_name
+        return True
+    return False
+
+
+def customer_home(ctx) -> str:
+    return "set_pin" if _needs_pin(ctx) else "menu"
+
+
+def business_home(ctx) -> str:
+    if _needs_pin(ctx):
+        return "set_pin"
+    return "agent" if ctx.user is not None and ctx.user.role == Role.AGENT.value else "merchant"
+
 
 FLOW = {
-    "customer": Screen(
+    "customer": Step(
+        "a customer's start: the menu, or choosing a PIN first",
+        customer_home,
+        {"menu": "customer_menu", "set_pin": "registration.set_pin"},
+    ),
+    "customer_menu": Screen(
         "main menu of a customer",
         N_("Tuma"),
         options=(
             Option(N_("Send money"), "send_money.recipient"),
             Option(N_("My account"), "my_account.menu"),
             Option(N_("My approvals"), "my_approvals.load"),
+            Option(N_("Withdraw cash"), "withdraw.agent"),
+            Option(N_("Buy goods"), "pay.till"),
+            Option(N_("Pay bill"), "pay.paybill"),
         ),
     ),
-    "business": Screen(
-        "main menu of an agent or merchant, until their own menus come",
-        N_("Tuma (agent and merchant menus are coming soon)"),
+    "business": Step(
+        "an agent's or merchant's start: their own menu",
+        business_home,
+        {"agent": "agent", "merchant": "merchant", "set_pin": "registration.set_pin"},
+    ),
+    "agent": Screen(
+        "main menu of an agent",
+        N_("Tuma Agent"),
         options=(
+            Option(N_("Deposit"), "agent.deposit"),
+            Option(N_("Float balance"), "my_account.balance_pin"),
+            Option(N_("Commission"), "agent.commission_pin"),
+            Option(N_("Last transactions"), "my_account.statement_pin"),
+            Option(N_("Register customer"), "agent.register"),
+            Option(N_("Unlock customer PIN"), "agent.unlock"),
+            Option(N_("My account"), "my_account.menu"),
+            Option(N_("My approvals"), "my_approvals.load"),
+        ),
+    ),
+    "merchant": Screen(
+        "main menu of a merchant",
+        N_("Tuma Business"),
+        options=(
+            Option(N_("Balance"), "my_account.balance_pin"),
+            Option(N_("Statement"), "my_account.statement_pin"),
             Option(N_("My account"), "my_account.menu"),
             Option(N_("My approvals"), "my_approvals.load"),
         ),

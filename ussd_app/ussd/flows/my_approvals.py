@@ -3,6 +3,7 @@ agent-started withdrawals, reversal requests), approved or declined after the PI
 providers live in ``ussd_app.ussd.approvals``; this flow only lists and asks."""
 
 from ...extensions import db
+from ...payments.submit import announce
 from .. import approvals, gsm7
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from ..pin_guard import PinCheck, check_pin, tries_left
@@ -30,6 +31,9 @@ def _decide(ctx, approve: bool) -> str:
         return result.value
     if not approvals.decide(db.session, ctx.user, ctx.data.get("approval", ""), approve=approve):
         return "gone"
+    # A decision may have recorded a transfer request (a release): ring the workers once it
+    # is committed (nothing queued: the job finds nothing).
+    ctx.after_commit.append(announce)
     return "ok"
 
 

@@ -3,6 +3,8 @@ typed twice. No account exists until both PINs match; a mismatch starts the PIN 
 
 from ... import pins
 from ...extensions import db
+from ...payments import holds
+from ...payments.submit import announce
 from ...users import Role, UserError, create_user, find_by_phone
 from ..engine import N_, Choice, Retry, Screen, Step
 from . import common
@@ -37,6 +39,30 @@ def create_account(ctx) -> str:
     except UserError:
         return "taken"
     user.pin_hash = held  # the hash made from the first entry, now confirmed
+    release_held_sends(ctx, user)
+    return "ok"
+
+
+def release_held_sends(ctx, user) -> None:
+    """Money sent to this number before it registered is released to the new account."""
+    if holds.release_to_new_customer(db.session, user):
+        ctx.after_commit.append(announce)
+
+
+def hold_first_pin(ctx) -> str:
+    """A customer an agent registered chooses a PIN: keep its hash until it is typed again."""
+    ctx.data["_pin_hash"] = pins.hash_pin(ctx.secret)
+    return "ok"
+
+
+def save_first_pin(ctx) -> str:
+    held = ctx.data.pop("_pin_hash", None)
+    if not held or not pins.verify_pin(held, ctx.secret):
+        return "mismatch"
+    db.session.refresh(ctx.user, with_for_update=True)
+    if ctx.user.pin_hash:
+        return "taken"  # chosen meanwhile, in another session
+    ctx.user.pin_hash = held
     return "ok"
 
 
@@ -89,6 +115,34 @@ FLOW = {
         end=True,
     ),
     "taken": Screen("the number registered meanwhile", N_("This number is already registered."), end=True),
+    # A customer registered by an agent has no PIN until they dial and choose one.
+    "set_pin": Screen(
+        "choose a PIN for an account an agent opened",
+        N_("Welcome to Tuma, {first_name}. Choose a 4-digit PIN"),
+        choices=(Choice(common.pin_format, "hold_first_pin"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "hold_first_pin": Step(
+        "keep a hash of the chosen PIN until it is confirmed", hold_first_pin, {"ok": "confirm_first_pin"}
+    ),
+    "confirm_first_pin": Screen(
+        "the chosen PIN again",
+        N_("Enter the PIN again to confirm"),
+        choices=(Choice(common.pin_format, "save_first_pin"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "save_first_pin": Step(
+        "set the PIN once both entries match",
+        save_first_pin,
+        {
+            "ok": "pin_set",
+            "mismatch": Retry("set_pin", N_("The PINs did not match. Choose a PIN again.")),
+            "taken": "pin_set",
+        },
+    ),
+    "pin_set": Screen("the PIN is set", N_("Your PIN is set. Dial again to use Tuma."), end=True),
 }
 
 SAMPLE = {"lang": "sw", "first_name": "W" * common.NAME_LIMIT, "last_name": "W" * common.NAME_LIMIT}

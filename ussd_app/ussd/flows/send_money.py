@@ -5,7 +5,10 @@ request recorded after the PIN always carries it: a repeated or resumed final re
 the one already recorded and nothing is sent twice.
 """
 
+from flask import current_app
+
 from ...extensions import db
+from ...payments.holds import suspense_account_id
 from ...payments.models import RequestKind
 from ...payments.submit import ConflictingRequest, announce, mint_request_id, record_request
 from ...tariffs import quote
@@ -19,13 +22,22 @@ def find_recipient(ctx) -> str:
     phone = ctx.data["recipient_phone"]
     if phone == ctx.user.phone:
         return "self"
+    ctx.data.pop("unregistered", None)
     recipient = find_by_phone(db.session, phone)
     if recipient is None:
+        days = current_app.config["SUSPENSE_HOLD_SECONDS"] // 86_400
+        ctx.data.update(recipient_name=phone, hold_days=days)
         return "unknown"
     if recipient.role != Role.CUSTOMER.value:
         return "not_customer"
     ctx.data["recipient_name"] = common.shown_name(recipient)
     ctx.data["recipient_account"] = recipient.account_id
+    return "ok"
+
+
+def send_unregistered(ctx) -> str:
+    """The sender chose to send to a number that is not on Tuma: it is held in suspense."""
+    ctx.data["unregistered"] = True
     return "ok"
 
 
@@ -51,15 +63,24 @@ def submit(ctx) -> str:
     if account.available < data["amount"] + data["fee"]:
         data["balance_text"] = common.money(account.available)
         return "short"
+    if data.get("unregistered"):
+        # Held in suspense until the number registers, refunded when it falls due (holds.py).
+        target = dict(
+            kind=RequestKind.SEND_UNREGISTERED.value,
+            credit_account_id=suspense_account_id(db.session),
+            reference=data["recipient_phone"],
+            hold_seconds=current_app.config["SUSPENSE_HOLD_SECONDS"],
+        )
+    else:
+        target = dict(kind=RequestKind.SEND.value, credit_account_id=data["recipient_account"])
     try:
         request = record_request(
             db.session,
             request_id=data["transfer_id"],
-            kind=RequestKind.SEND.value,
             debit_account_id=ctx.user.account_id,
-            credit_account_id=data["recipient_account"],
             amount=data["amount"],
             fee=data["fee"],
+            **target,
         )
     except ConflictingRequest:
         return "error"
@@ -80,10 +101,18 @@ FLOW = {
         {
             "ok": "amount",
             "self": Retry("recipient", N_("You cannot send money to yourself.")),
-            "unknown": Retry("recipient", N_("{recipient_phone} is not registered with Tuma.")),
+            "unknown": "unregistered",
             "not_customer": Retry("recipient", N_("{recipient_phone} cannot receive money here.")),
         },
     ),
+    "unregistered": Screen(
+        "the number is not on Tuma: offer to hold the money for them",
+        N_(
+            "{recipient_phone} is not on Tuma. Send anyway? They get an SMS to register; if not in {hold_days} days it comes back."  # noqa: E501
+        ),
+        options=(Option(N_("Send anyway"), "send_unregistered"), Option(N_("Cancel"), "cancelled")),
+    ),
+    "send_unregistered": Step("remember to hold it in suspense", send_unregistered, {"ok": "amount"}),
     "amount": Screen(
         "the amount to send",
         N_("Send to {recipient_name}\nEnter amount"),
@@ -137,4 +166,5 @@ SAMPLE = {
     "fee_text": "KES 108.00",
     "balance_text": "KES 10,000,000.00",
     "transfer_id": "0" * 32,
+    "hold_days": 30,
 }

@@ -1,0 +1,101 @@
+"""What the escrow tests share: a funded customer, a merchant, the outbox, the clock moved on."""
+
+import threading
+
+from sqlalchemy import select
+
+from tests.ussd_helpers import person
+from ussd_app.database import db_clock_us
+from ussd_app.extensions import db
+from ussd_app.ledger import Account, AccountKind, house_account
+from ussd_app.ledger.check import check
+from ussd_app.payments.emoney import issue_float
+from ussd_app.payments.models import RequestKind
+from ussd_app.payments.submit import mint_request_id, record_request
+from ussd_app.sms.outbox import OutboxMessage
+from ussd_app.users import create_user
+from worker import jobs
+
+PIN = "8642"
+FUNDS = 10_000_00
+DAY_US = 24 * 3600 * 1_000_000
+
+
+def funded_customer(phone="+254712000111", name="Juma Otieno") -> int:
+    agent = person("+254700000101", "Ali Agent", pin="1111", role="agent")
+    issue_float(db.session, agent, FUNDS, "BANK-1")
+    customer = person(phone, name, pin=PIN)
+    record_request(
+        db.session,
+        request_id=mint_request_id(),
+        kind=RequestKind.DEPOSIT.value,
+        debit_account_id=agent.account_id,
+        credit_account_id=customer.account_id,
+        amount=FUNDS,
+    )
+    db.session.commit()
+    jobs.execute_transfers()
+    return customer.account_id
+
+
+def merchant(phone="+254700000002", name="Mama Mboga", till="123456") -> int:
+    user = create_user(db.session, phone=phone, name=name, role="merchant", pin="2222", till=till)
+    db.session.commit()
+    return user.account_id
+
+
+def sms_to(phone: str) -> list[str]:
+    db.session.expire_all()
+    bodies = list(
+        db.session.execute(
+            select(OutboxMessage.body).where(OutboxMessage.phone == phone).order_by(OutboxMessage.id)
+        ).scalars()
+    )
+    db.session.commit()
+    return bodies
+
+
+def ledger_ok():
+    failed = [f for f in check(db.session, trust_deposits_total=FUNDS) if not f.ok]
+    assert not failed, failed
+
+
+def house(kind: AccountKind) -> Account:
+    account = house_account(db.session, kind)
+    db.session.refresh(account)
+    return account
+
+
+def later(days: float) -> int:
+    """The database clock moved on by ``days`` (µs), for the expiry functions' ``now``."""
+    now = db_clock_us(db.session)
+    db.session.commit()
+    return now + int(days * DAY_US)
+
+
+def at_once(app, *calls):
+    """Run each call in its own thread, app context and database session, all released
+    together; return their results (exceptions are re-raised)."""
+    db.session.commit()  # SQLite: this session must not hold the write lock meanwhile
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+    errors: list = []
+
+    def run(i, call):
+        with app.app_context():
+            try:
+                barrier.wait(timeout=10)
+                results[i] = call()
+            except Exception as exc:  # re-raised below, in the test's thread
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    if errors:
+        raise errors[0]
+    return results

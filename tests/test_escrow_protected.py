@@ -1,0 +1,170 @@
+"""Protected purchases: Buy goods with protection holds the money for the merchant (a
+PENDING transfer, no ledger timeout); the buyer confirms delivery in My approvals (posted),
+or the hold falls due (posted: auto-release), or the buyer disputes and the operator decides
+(`flask disputes decide`). Each resolves exactly once, races included."""
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.escrow_helpers import (
+    FUNDS,
+    PIN,
+    at_once,
+    funded_customer,
+    house,
+    later,
+    ledger_ok,
+    merchant,
+    sms_to,
+)
+from tests.ussd_helpers import Phone, available
+from ussd_app.extensions import db
+from ussd_app.ledger import AccountKind, Transfer
+from ussd_app.payments import holds
+from ussd_app.payments.models import HoldState, RequestKind, TransferRequest
+from ussd_app.users import find_by_phone
+from worker import jobs
+
+
+@pytest.fixture
+def juma(app):
+    return funded_customer()
+
+
+@pytest.fixture
+def till(app):
+    return merchant()
+
+
+def buy_protected(client, amount="300") -> TransferRequest:
+    phone = Phone(client, "0712000111")
+    confirm = phone.walk("5", "123456", amount)
+    assert confirm.endswith("1. Confirm\n2. Cancel\n3. Pay with protection")
+    assert phone.send("3") == f"CON Enter your PIN to pay KES {int(amount)}.00 to Mama Mboga with protection"
+    assert phone.send(PIN) == (
+        f"END Paying KES {int(amount)}.00 to Mama Mboga, held until you confirm delivery in My approvals."
+    )
+    assert jobs.execute_transfers() == 1
+    db.session.expire_all()
+    return db.session.execute(
+        select(TransferRequest).where(TransferRequest.kind == RequestKind.PROTECTED_PURCHASE.value)
+    ).scalar_one()
+
+
+def resolutions(hold_id: str) -> int:
+    db.session.expire_all()
+    count = db.session.execute(select(func.count()).where(Transfer.pending_id == hold_id)).scalar_one()
+    db.session.commit()
+    return count
+
+
+def test_the_money_is_held_and_released_when_the_buyer_confirms_delivery(client, juma, till):
+    hold = buy_protected(client)
+    assert available(juma) == FUNDS - 300_00
+    assert available(till) == 0
+    assert "KES 300.00 held for MAMA MBOGA till 123456" in sms_to("+254712000111")[-1]
+    [held] = sms_to("+254700000002")
+    assert f"{hold.code} Confirmed. KES 300.00 from JUMA OTIENO +254712000111 is held for you" in held
+    ledger_ok()
+
+    phone = Phone(client, "0712000111")
+    assert phone.walk("3") == (
+        "CON Waiting for your approval:\n1. Confirm delivery: KES 300.00 to Mama Mboga"
+    )
+    assert phone.send("1") == "CON Confirm delivery: KES 300.00 to Mama Mboga\n1. Approve\n2. Decline"
+    phone.send("1")
+    assert phone.send(PIN) == "END Approved. You will receive an SMS confirmation."
+    assert jobs.execute_transfers() == 1
+    assert available(till) == 300_00
+    assert available(juma) == FUNDS - 300_00
+    assert "KES 300.00 from JUMA OTIENO +254712000111 is released to you" in sms_to("+254700000002")[-1]
+    assert "KES 300.00 released to MAMA MBOGA" in sms_to("+254712000111")[-1]
+    assert resolutions(hold.id) == 1
+    ledger_ok()
+    assert Phone(client, "0712000111").walk("3") == "END Nothing is waiting for your approval."
+    assert jobs.resolve_due_holds(now=later(4)) == 0
+
+
+def test_the_hold_is_paid_to_the_merchant_when_it_falls_due(client, juma, till):
+    hold = buy_protected(client)
+    assert jobs.resolve_due_holds(now=later(2.9)) == 0
+    assert jobs.resolve_due_holds(now=later(3.01)) == 1
+    assert jobs.resolve_due_holds(now=later(3.02)) == 0
+    assert available(till) == 300_00
+    assert "is released to you" in sms_to("+254700000002")[-1]
+    assert resolutions(hold.id) == 1
+    assert Phone(client, "0712000111").walk("3") == "END Nothing is waiting for your approval."
+    ledger_ok()
+
+
+def test_confirming_delivery_and_the_hold_falling_due_at_once_resolve_it_once(app, client, juma, till):
+    hold = buy_protected(client)
+    hold_id = hold.id  # read here: the threads must not touch this session's objects
+    when = later(4)
+
+    def confirm():
+        user = find_by_phone(db.session, "+254712000111")
+        recorded = holds.resolve(
+            db.session, db.session.get(TransferRequest, hold_id), RequestKind.PROTECTED_RELEASE
+        )
+        db.session.commit()
+        return "confirmed" if recorded is not None and user is not None else "gone"
+
+    def expire():
+        return "expired" if jobs.resolve_due_holds(now=when) else "nothing"
+
+    results = at_once(app, confirm, expire)
+    assert results in (["confirmed", "nothing"], ["gone", "expired"]), results
+    jobs.execute_transfers()
+    assert available(till) == 300_00
+    assert resolutions(hold_id) == 1
+    assert sum("is released to you" in b for b in sms_to("+254700000002")) == 1
+    ledger_ok()
+
+
+def test_two_expiry_jobs_at_once_release_once(app, client, juma, till):
+    hold = buy_protected(client)
+    when = later(4)
+    results = at_once(app, lambda: jobs.resolve_due_holds(now=when), lambda: jobs.resolve_due_holds(now=when))
+    assert sorted(results) == [0, 1]
+    assert available(till) == 300_00
+    assert resolutions(hold.id) == 1
+    ledger_ok()
+
+
+def test_a_dispute_keeps_the_money_held_until_the_operator_decides(client, runner, juma, till):
+    hold = buy_protected(client)
+    phone = Phone(client, "0712000111")
+    phone.walk("3", "1", "2")
+    assert phone.send(PIN) == "END Declined."
+    assert f"{hold.code} Dispute opened for KES 300.00 (MAMA MBOGA)." in sms_to("+254712000111")[-1]
+    assert f"{hold.code} Dispute opened for KES 300.00 (JUMA OTIENO)." in sms_to("+254700000002")[-1]
+    assert jobs.resolve_due_holds(now=later(10)) == 0  # a disputed hold never auto-releases
+    assert house(AccountKind.MERCHANT if False else AccountKind.SUSPENSE).credits_pending == 0
+    assert available(till) == 0
+
+    result = runner.invoke(args=["disputes", "list"])
+    assert hold.code in result.output
+    result = runner.invoke(args=["disputes", "decide", "--code", hold.code, "--for", "buyer"])
+    assert result.exit_code == 0, result.output
+    assert available(juma) == FUNDS
+    assert available(till) == 0
+    assert "Dispute decided for you: KES 300.00 is back in your account" in sms_to("+254712000111")[-1]
+    assert "Dispute decided for the buyer: KES 300.00 from JUMA OTIENO" in sms_to("+254700000002")[-1]
+    db.session.expire_all()
+    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.REFUNDED.value
+    # Deciding again is refused: the hold resolved once.
+    again = runner.invoke(args=["disputes", "decide", "--code", hold.code, "--for", "merchant"])
+    assert again.exit_code != 0 and "not in dispute" in again.output
+    assert resolutions(hold.id) == 1
+    ledger_ok()
+
+
+def test_the_operator_may_decide_for_the_merchant(client, runner, juma, till):
+    hold = buy_protected(client)
+    phone = Phone(client, "0712000111")
+    phone.walk("3", "1", "2", PIN)
+    result = runner.invoke(args=["disputes", "decide", "--code", hold.code, "--for", "merchant"])
+    assert result.exit_code == 0, result.output
+    assert available(till) == 300_00
+    ledger_ok()

@@ -1,0 +1,103 @@
+"""Logs are JSON lines with a request id that follows a transfer from the webhook to the worker
+to its SMS, and never carry a PIN or the raw USSD ``text``."""
+
+import io
+import json
+import logging
+
+import pytest
+from sqlalchemy import select
+
+from tests.helpers import fund
+from tests.ussd_helpers import Phone, person
+from ussd_app.extensions import db
+from ussd_app.logging_setup import JsonFormatter, new_request_id
+from ussd_app.payments.models import TransferRequest
+from worker.jobs import execute_transfers, send_sms
+
+PIN = "8642"
+ID_FIELDS = {"request_id", "transfer_id", "ts"}
+
+
+@pytest.fixture
+def log_lines():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def test_a_transfer_is_traced_by_request_id_and_no_pin_is_logged(client, app, log_lines):
+    juma = person("+254712600111", "Juma Otieno", pin=PIN)
+    fund(juma.account_id, 500_000)
+    person("+254712600222", "Wanjiru Kamau", pin="9753")
+    phone = Phone(client, "0712600111")
+    phone.walk("1", "0712600222", "1000", "1")
+    response = client.post(
+        "/ussd",
+        data={
+            "sessionId": phone.session_id,
+            "serviceCode": "*384*7#",
+            "phoneNumber": "0712600111",
+            "networkCode": "63902",
+            "text": f"1*0712600222*1000*1*{PIN}",
+        },
+        headers={"X-Request-Id": "req-from-the-proxy-0001"},
+    )
+    assert response.headers["X-Request-Id"] == "req-from-the-proxy-0001"
+    [request] = db.session.execute(select(TransferRequest)).scalars()
+    execute_transfers(request.id)  # as the rq job announced by the webhook is called
+    send_sms()
+
+    lines = log_lines()
+    hops = [line for line in lines if line["logger"] == "ussd_app.ussd.views"]
+    assert len(hops) == 6 and all(line["request_id"] for line in hops)
+    for line in lines:
+        for key, value in line.items():
+            if key not in ID_FIELDS:
+                assert PIN not in str(value), line
+                assert "0712600222*1000" not in str(value), line
+
+    traced = [line for line in lines if line["request_id"] == "req-from-the-proxy-0001"]
+    messages = [line["message"] for line in traced]
+    assert any(m.startswith("ussd hop") for m in messages)  # the webhook
+    assert "transfer request recorded" in messages
+    assert any(m.startswith("executed 1 transfer requests") for m in messages)  # the worker
+    assert messages.count("sms receipt written to the outbox") == 2  # one per party
+    assert messages.count("sms claimed for sending") == 2  # the sender
+    for line in traced:
+        if line["message"].startswith(("transfer request", "sms")):
+            assert line["transfer_id"] == request.id
+
+
+def test_every_hop_gets_its_own_request_id(client, app, log_lines):
+    first = client.post("/ussd", data={"sessionId": "s-log-1", "phoneNumber": "0712600333", "text": ""})
+    second = client.post("/ussd", data={"sessionId": "s-log-1", "phoneNumber": "0712600333", "text": "1"})
+    ids = {first.headers["X-Request-Id"], second.headers["X-Request-Id"]}
+    assert len(ids) == 2
+    hops = [line for line in log_lines() if line["message"].startswith("ussd hop")]
+    assert {line["request_id"] for line in hops} == ids
+
+
+def test_a_request_id_offered_by_a_client_is_used_only_when_well_formed():
+    assert new_request_id("abc12345-proxy") == "abc12345-proxy"
+    for bad in ("short", "has spaces in it", "x" * 65, "<script>alert(1)</script>", None):
+        assert new_request_id(bad) != bad and len(new_request_id(bad)) == 32
+
+
+def test_exceptions_are_logged_without_their_message(log_lines):
+    pin = "8642"
+    try:
+        raise ValueError(f"PIN was {pin}")
+    except ValueError:
+        logging.getLogger("tuma.test").exception("it failed")
+    [line] = [x for x in log_lines() if x["logger"] == "tuma.test"]
+    assert line["exception"] == "ValueError" and "8642" not in json.dumps(line)

@@ -1,0 +1,86 @@
+"""The phone simulator: off unless enabled; its page drives the real /ussd with Africa's
+Talking's form fields, and its inbox reads the local SMS gateway through this origin."""
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from tests.helpers import fund
+from tests.ops_helpers import closed_port
+from tests.ussd_helpers import person
+from ussd_app.extensions import db
+from ussd_app.payments.models import TransferRequest
+from worker.jobs import execute_transfers, send_sms
+
+
+@pytest.fixture
+def simulator(app):
+    app.config["SIMULATOR_ENABLED"] = True
+    yield app.test_client()
+    app.config["SIMULATOR_ENABLED"] = False
+
+
+def test_off_unless_enabled(client):
+    assert client.get("/simulator/").status_code == 404
+    assert client.get("/simulator/messages?phone=0700000003").status_code == 404
+    assert client.get("/simulator/static/simulator.js").status_code == 404
+
+
+def test_page_shows_several_phones_and_its_script_speaks_africas_talking(simulator):
+    page = simulator.get("/simulator/").get_data(as_text=True)
+    for number in ("+254700000001", "+254700000002", "+254700000003", "+254700000004"):
+        assert f'data-phone="{number}"' in page
+    assert 'data-ussd-url="/ussd"' in page and 'data-service-code="*384*7#"' in page
+    assert 'data-messages-url="/simulator/messages"' in page
+    [script_url] = re.findall(r'<script src="([^"]+)"', page)
+    with simulator.get(script_url) as response:
+        script = response.get_data(as_text=True)
+    for field in ("sessionId", "serviceCode", "phoneNumber", "networkCode", "text"):
+        assert f"{field}:" in script
+    assert 'this.inputs.join("*")' in script  # every input so far, as Africa's Talking sends
+    assert "cdn" not in script.lower() and "http" not in script  # nothing from outside
+
+
+def test_a_conversation_as_the_script_posts_it_and_the_inbox(simulator, app):
+    juma = person("+254712700111", "Juma Otieno", pin="8642")
+    fund(juma.account_id, 500_000)
+    person("+254712700222", "Wanjiru Kamau", pin="9753")
+    inputs = []
+    for key in ("", "1", "0712700222", "1000", "1", "8642"):
+        if key:
+            inputs.append(key)
+        reply = simulator.post(
+            "/ussd",
+            data={
+                "sessionId": "SIMabc123",
+                "serviceCode": "*384*7#",
+                "phoneNumber": "+254712700111",
+                "networkCode": "63902",
+                "text": "*".join(inputs),
+            },
+        ).get_data(as_text=True)
+    assert reply.startswith("END ") and "SMS" in reply
+    assert simulator.get("/simulator/messages?phone=%2B254712700222").json == {"messages": []}
+
+    [request] = db.session.execute(select(TransferRequest)).scalars()
+    execute_transfers(request.id)
+    send_sms()
+    inbox = simulator.get("/simulator/messages?phone=0712700222").json["messages"]
+    assert len(inbox) == 1
+    assert "Confirmed" in inbox[0]["text"] and "JUMA OTIENO" in inbox[0]["text"]
+    assert set(inbox[0]) == {"id", "from", "text", "at"}
+    sender_inbox = simulator.get("/simulator/messages?phone=%2B254712700111").json["messages"]
+    assert len(sender_inbox) == 1 and "WANJIRU KAMAU" in sender_inbox[0]["text"]
+
+
+def test_inbox_errors_are_answers_not_500s(simulator, app):
+    assert simulator.get("/simulator/messages?phone=not-a-phone").status_code == 400
+    assert simulator.get("/simulator/messages").status_code == 400
+    url = app.config["AT_API_URL"]
+    app.config["AT_API_URL"] = f"http://127.0.0.1:{closed_port()}"
+    try:
+        response = simulator.get("/simulator/messages?phone=0712700222")
+        assert response.status_code == 502 and response.json["messages"] == []
+    finally:
+        app.config["AT_API_URL"] = url

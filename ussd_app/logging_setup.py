@@ -1,0 +1,96 @@
+"""Structured logs: one JSON object a line, each carrying the request id it belongs to.
+
+The request id is minted (or taken from a well-formed ``X-Request-Id``) when a web request
+starts, and follows a transfer from the webhook to the worker to the SMS: ``ops.tracing``
+remembers, for each transfer request recorded, the request id that recorded it, and the
+worker's jobs and the SMS sender's log lines name it again.
+
+Nothing here logs request bodies. The USSD ``text`` field carries PINs: the webhook logs only
+its redacted shape (``ussd.views.redact``), and that is the rule for every log line.
+"""
+
+import contextvars
+import json
+import logging
+import re
+import traceback
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+transfer_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("transfer_id", default=None)
+
+_WELL_FORMED = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def new_request_id(offered: str | None = None) -> str:
+    """The caller's id when it looks like one (a proxy's), else a fresh one."""
+    if offered and _WELL_FORMED.match(offered):
+        return offered
+    return uuid.uuid4().hex
+
+
+def current_request_id() -> str | None:
+    return request_id_var.get()
+
+
+@contextmanager
+def bound(request_id: str | None = None, transfer_id: str | None = None):
+    """Log lines inside carry these ids (a job, one receipt)."""
+    tokens = []
+    if request_id is not None:
+        tokens.append((request_id_var, request_id_var.set(request_id)))
+    if transfer_id is not None:
+        tokens.append((transfer_id_var, transfer_id_var.set(transfer_id)))
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"ts", "level", "logger", "message", "request_id", "transfer_id", ...extra}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or request_id_var.get(),
+        }
+        transfer_id = getattr(record, "transfer_id", None) or transfer_id_var.get()
+        if transfer_id:
+            entry["transfer_id"] = transfer_id
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in entry and not key.startswith("_"):
+                entry[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)
+        if record.exc_info:
+            # The type and the frames only: an exception's message may quote the input.
+            exc_type, exc, tb = record.exc_info
+            entry["exception"] = exc_type.__name__ if exc_type else None
+            entry["stack"] = [line.rstrip() for line in traceback.format_tb(tb)[-10:]]
+            cause = exc.__cause__ or exc.__context__ if exc is not None else None
+            if cause is not None:
+                entry["cause"] = type(cause).__name__
+        return json.dumps(entry, ensure_ascii=False)
+
+
+_MARK = "_tuma_json"
+
+
+def configure(level: int = logging.INFO) -> None:
+    """Make every root handler write JSON (adding one on stderr when there is none). Idempotent:
+    create_app may run several times in one process."""
+    root = logging.getLogger()
+    if not any(getattr(h, _MARK, False) for h in root.handlers):
+        if not root.handlers:
+            root.addHandler(logging.StreamHandler())
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
+            setattr(handler, _MARK, True)
+    if root.level == logging.NOTSET or root.level > level:
+        root.setLevel(level)

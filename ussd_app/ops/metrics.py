@@ -1,0 +1,184 @@
+"""Prometheus metrics: counters and histograms kept by each process, and figures read from the
+database and Redis when ``/metrics`` is scraped.
+
+Under gunicorn (several workers) and with the rq worker beside it, set
+``PROMETHEUS_MULTIPROC_DIR`` to an empty directory shared by them all before they start
+(``make run`` does): every process writes its samples there and ``/metrics`` adds them up.
+Without it, ``/metrics`` shows the one process that answers.
+
+Figures that are the state of the system (transfers by kind and result, holds open, queue
+depth, SMS by status) are read at scrape time from the database and Redis, the truth every
+process shares, rather than kept as gauges in one process.
+"""
+
+import os
+import time
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
+
+from ..extensions import db
+
+USSD_REQUESTS = Counter(
+    "tuma_ussd_requests",
+    "USSD hops answered, by the screen shown and whether the session goes on (con) or ends (end)",
+    ["screen", "outcome"],
+)
+HTTP_LATENCY = Histogram(
+    "tuma_http_request_duration_seconds",
+    "Time to answer a web request, by endpoint (ussd.ussd is the USSD webhook)",
+    ["endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+HTTP_REQUESTS = Counter("tuma_http_requests", "Web requests, by endpoint and status", ["endpoint", "status"])
+JOBS = Counter("tuma_jobs", "Worker jobs run, by job and result (ok, error)", ["job", "result"])
+JOB_DURATION = Histogram(
+    "tuma_job_duration_seconds",
+    "Time a worker job ran",
+    ["job"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+JOB_WAIT = Histogram(
+    "tuma_job_queue_wait_seconds",
+    "Time a job waited in its queue before a worker started it",
+    ["job"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class StateCollector:
+    """Figures read from the database and Redis at scrape time (needs an app context)."""
+
+    def collect(self):
+        from ..ledger.models import Transfer, TransferFlags
+        from ..payments.models import TransferRequest
+        from ..queues import ALL_QUEUES, get_queue
+        from ..sms.outbox import OutboxMessage
+
+        session = db.session
+        requests = GaugeMetricFamily(
+            "tuma_transfer_requests",
+            "Transfer requests, by kind, status and result",
+            labels=["kind", "status", "result"],
+        )
+        rows = session.execute(
+            select(
+                TransferRequest.kind, TransferRequest.status, TransferRequest.result, func.count()
+            ).group_by(TransferRequest.kind, TransferRequest.status, TransferRequest.result)
+        )
+        for kind, status, result, count in rows:
+            requests.add_metric([kind, status, result or ""], count)
+        yield requests
+
+        resolution = aliased(Transfer)
+        held = session.execute(
+            select(Transfer.code, func.count(), func.coalesce(func.sum(Transfer.amount), 0))
+            .outerjoin(resolution, resolution.pending_id == Transfer.id)
+            .where(Transfer.flags.op("&")(int(TransferFlags.PENDING)) != 0, resolution.id.is_(None))
+            .group_by(Transfer.code)
+        ).all()
+        holds = GaugeMetricFamily(
+            "tuma_holds_open", "Pending transfers (escrow holds) not yet resolved, by code", labels=["code"]
+        )
+        held_amount = GaugeMetricFamily(
+            "tuma_holds_open_amount_minor", "Money held by open holds, minor units, by code", labels=["code"]
+        )
+        for code, count, amount in held:
+            holds.add_metric([code], count)
+            held_amount.add_metric([code], int(amount))
+        yield holds
+        yield held_amount
+
+        sms = GaugeMetricFamily("tuma_sms", "Outbox messages, by status", labels=["status"])
+        for status, count in session.execute(
+            select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+        ):
+            sms.add_metric([status], count)
+        yield sms
+        session.rollback()  # end the read transaction (SQLite holds the write lock in one)
+
+        depth = GaugeMetricFamily("tuma_queue_depth", "Jobs waiting in each rq queue", labels=["queue"])
+        failed = GaugeMetricFamily(
+            "tuma_queue_failed_jobs", "Jobs in each queue's failed registry", labels=["queue"]
+        )
+        for name in ALL_QUEUES:
+            queue = get_queue(name)
+            depth.add_metric([name], queue.count)
+            failed.add_metric([name], queue.failed_job_registry.count)
+        yield depth
+        yield failed
+
+
+def exposition() -> bytes:
+    if multiprocess():
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    state = CollectorRegistry(auto_describe=False)
+    state.register(StateCollector())
+    return generate_latest(registry) + generate_latest(state)
+
+
+def observe_request(endpoint: str, status: int, seconds: float) -> None:
+    HTTP_LATENCY.labels(endpoint).observe(seconds)
+    HTTP_REQUESTS.labels(endpoint, str(status)).inc()
+
+
+def observe_ussd(screen: str, outcome: str) -> None:
+    USSD_REQUESTS.labels(screen, outcome).inc()
+
+
+def observe_job(func):
+    """Wrap an rq job function: count it, time it, and time its wait in the queue. Also binds
+    the log lines it writes to the request id that asked for it (``ops.tracing``)."""
+    import functools
+
+    from rq import get_current_job
+
+    from ..logging_setup import bound
+    from . import tracing
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        name = func.__name__
+        job = get_current_job()
+        if job is not None and job.enqueued_at is not None:
+            started = _naive(job.started_at or _utcnow())
+            JOB_WAIT.labels(name).observe(max(0.0, (started - _naive(job.enqueued_at)).total_seconds()))
+        request_id = tracing.job_request_id(job, args)
+        start = time.perf_counter()
+        result = "error"
+        try:
+            with bound(request_id=request_id):
+                value = func(*args, **kwargs)
+            result = "ok"
+            return value
+        finally:
+            JOB_DURATION.labels(name).observe(time.perf_counter() - start)
+            JOBS.labels(name, result).inc()
+
+    return wrapper
+
+
+def _utcnow():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _naive(moment):
+    return moment.replace(tzinfo=None) if moment.tzinfo else moment

@@ -1,0 +1,154 @@
+"""Request ids on every web request, and the thread that ties a transfer to the request that
+asked for it, through the worker, to its SMS.
+
+- Each web request gets a request id (``X-Request-Id`` in and out), bound to its log lines.
+- When a transfer request is recorded, its id is remembered in Redis against the web request
+  id (a day), and a log line names both.
+- Worker jobs run bound to the request id of the transfer that woke them
+  (``metrics.observe_job``); each SMS receipt written, and each claim to send one, logs the
+  transfer id and that request id.
+
+Hooks only (SQLAlchemy mapper events, Flask request hooks): the modules they watch are not
+changed.
+"""
+
+import logging
+import time
+
+from flask import g, request
+from sqlalchemy import event
+
+from ..logging_setup import bound, new_request_id, request_id_var
+from . import metrics
+
+log = logging.getLogger("tuma.trace")
+
+TRACE_TTL_SECONDS = 24 * 3600
+_cache: dict[str, str] = {}
+_CACHE_SIZE = 10_000
+
+
+def _trace_key(transfer_id: str) -> str:
+    return f"tuma:trace:{transfer_id}"
+
+
+def remember(transfer_id: str, request_id: str) -> None:
+    from ..queues import get_redis
+
+    try:
+        get_redis().set(_trace_key(transfer_id), request_id, ex=TRACE_TTL_SECONDS)
+    except Exception:  # tracing must never break a transfer
+        log.warning("could not remember the request id of transfer %s", transfer_id)
+
+
+def request_id_for(transfer_id: str | None) -> str | None:
+    """The web request id that recorded ``transfer_id``, if known."""
+    if not transfer_id:
+        return None
+    if transfer_id in _cache:
+        return _cache[transfer_id]
+    from ..queues import get_redis
+
+    try:
+        raw = get_redis().get(_trace_key(transfer_id))
+    except Exception:
+        return None
+    if raw is None:
+        return None
+    value = raw.decode() if isinstance(raw, bytes) else str(raw)
+    if len(_cache) >= _CACHE_SIZE:
+        _cache.clear()
+    _cache[transfer_id] = value
+    return value
+
+
+def job_request_id(job, args) -> str | None:
+    """A job runs under the request id of the transfer that woke it, else its own job id."""
+    transfer_id = args[0] if args and isinstance(args[0], str) else None
+    return request_id_for(transfer_id) or (f"job-{job.id}" if job is not None else None)
+
+
+# -- mapper events -----------------------------------------------------------------------
+
+
+def _transfer_recorded(mapper, connection, target) -> None:
+    request_id = request_id_var.get()
+    if request_id:
+        remember(target.id, request_id)
+    log.info(
+        "transfer request recorded",
+        extra={"transfer_id": target.id, "kind": target.kind, "code": target.code},
+    )
+
+
+def _sms_written(mapper, connection, target) -> None:
+    if target.request_id:
+        request_id = request_id_var.get() or request_id_for(target.request_id)
+        with bound(request_id=request_id, transfer_id=target.request_id):
+            log.info("sms receipt written to the outbox")
+
+
+def _sms_updated(mapper, connection, target) -> None:
+    if target.status == "sending":
+        request_id = request_id_for(target.request_id)
+        with bound(request_id=request_id, transfer_id=target.request_id):
+            log.info("sms claimed for sending", extra={"sms_id": target.id, "attempt": target.attempts})
+
+
+_listening = False
+
+
+def listen() -> None:
+    global _listening
+    if _listening:
+        return
+    from ..payments.models import TransferRequest
+    from ..sms.outbox import OutboxMessage
+
+    event.listen(TransferRequest, "after_insert", _transfer_recorded)
+    event.listen(OutboxMessage, "after_insert", _sms_written)
+    event.listen(OutboxMessage, "after_update", _sms_updated)
+    _listening = True
+
+
+# -- request hooks -----------------------------------------------------------------------
+
+
+def _before_request() -> None:
+    g.request_id = new_request_id(request.headers.get("X-Request-Id"))
+    g.request_id_token = request_id_var.set(g.request_id)
+    g.request_started = time.perf_counter()
+
+
+def _after_request(response):
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    endpoint = request.endpoint or "unmatched"
+    started = g.get("request_started")
+    if started is not None:
+        metrics.observe_request(endpoint, response.status_code, time.perf_counter() - started)
+    if endpoint == "ussd.ussd":
+        _observe_ussd(response)
+    return response
+
+
+def _observe_ussd(response) -> None:
+    """The screen the hop left the session on (the view sets ``g.ussd_screen``), and con or end."""
+    body = response.get_data()[:4]
+    outcome = "con" if body.startswith(b"CON") else "end"
+    metrics.observe_ussd(g.get("ussd_screen", "none"), outcome)
+
+
+def _teardown_request(exc) -> None:
+    token = g.pop("request_id_token", None)
+    if token is not None:
+        try:
+            request_id_var.reset(token)
+        except ValueError:  # set in another context (a streamed response): leave it
+            pass
+
+
+def init_app(app) -> None:
+    listen()
+    app.before_request(_before_request)
+    app.after_request(_after_request)
+    app.teardown_request(_teardown_request)

@@ -1,0 +1,41 @@
+"""``flask --app wsgi disputes list|decide``: the operator decides disputed protected purchases."""
+
+import click
+from flask import Blueprint
+from sqlalchemy import select
+
+from ..extensions import db
+from ..money import format_amount
+from .holds import DisputeError, decide_dispute
+from .models import HoldState, RequestKind, TransferRequest
+
+disputes_cli = Blueprint("disputes", __name__, cli_group="disputes")
+
+
+@disputes_cli.cli.command("list")
+def list_disputes():
+    """Protected purchases waiting for a decision, oldest first."""
+    rows = db.session.execute(
+        select(TransferRequest)
+        .where(
+            TransferRequest.kind == RequestKind.PROTECTED_PURCHASE.value,
+            TransferRequest.hold_state == HoldState.DISPUTED.value,
+        )
+        .order_by(TransferRequest.created_at)
+    ).scalars()
+    for hold in rows:
+        click.echo(f"{hold.code} {format_amount(hold.amount, 'KES')} {hold.created_at:%Y-%m-%d %H:%M}")
+
+
+@disputes_cli.cli.command("decide")
+@click.option("--code", required=True, help="the protected purchase's transaction code")
+@click.option("--for", "side", required=True, type=click.Choice(["buyer", "merchant"]))
+def decide(code, side):
+    """Refund the buyer (void the hold) or pay the merchant (post it), with both SMS."""
+    try:
+        request = decide_dispute(db.session, code.strip().upper(), for_buyer=side == "buyer")
+        db.session.commit()
+    except DisputeError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{code}: decided for the {side} ({request.code})")

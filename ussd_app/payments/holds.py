@@ -1,0 +1,178 @@
+"""Escrow-held payments: a hold is a request whose main leg is a PENDING transfer; a later
+resolution request names it (``pending_request_id``) and posts or voids it.
+
+- send_unregistered: sender -> suspense. Posted when the number registers (suspense_release,
+  which then pays suspense -> the new customer); voided when it falls due (suspense_refund).
+- protected_purchase: buyer -> merchant. Posted when the buyer confirms delivery or when it
+  falls due (protected_release); voided when the operator decides a dispute for the buyer
+  (protected_refund).
+
+Exactly once: a hold's ``hold_state`` moves out of ``held`` (or ``disputed``) only by a
+compare-and-set UPDATE in the transaction that records the one resolution request, whose id is
+derived from the hold's (``<hold>.r``). Two expiry jobs, or the buyer and the expiry job, race
+on that UPDATE: the database lets one win and the other sees no row. Behind it, the ledger's
+unique ``pending_id`` index would refuse a second resolution anyway.
+
+No ledger timeout: the ledger may only void an expired hold, but a protected purchase must be
+*posted* when it falls due; so every hold here falls due by ``hold_seconds`` after its PENDING
+transfer was created (database clock), and ``resolve_due`` resolves it. Nothing here commits.
+"""
+
+from sqlalchemy import BigInteger, cast, select, update
+
+from ..database import db_clock_us
+from ..ledger import AccountKind, Transfer, house_account
+from .execute import execute_requests
+from .models import HoldState, RequestKind, RequestStatus, TransferRequest
+from .submit import record_request
+
+RELEASES = {
+    RequestKind.SEND_UNREGISTERED: RequestKind.SUSPENSE_RELEASE,
+    RequestKind.PROTECTED_PURCHASE: RequestKind.PROTECTED_RELEASE,
+}
+REFUNDS = {
+    RequestKind.SEND_UNREGISTERED: RequestKind.SUSPENSE_REFUND,
+    RequestKind.PROTECTED_PURCHASE: RequestKind.PROTECTED_REFUND,
+}
+# What a hold becomes when it falls due.
+ON_DUE = {
+    RequestKind.SEND_UNREGISTERED: RequestKind.SUSPENSE_REFUND,  # the money comes back
+    RequestKind.PROTECTED_PURCHASE: RequestKind.PROTECTED_RELEASE,  # the merchant is paid
+}
+
+
+def resolution_id(hold_id: str) -> str:
+    return f"{hold_id}.r"
+
+
+def _claim(session, hold_id: str, from_state: HoldState, to_state: HoldState) -> bool:
+    """Compare-and-set the hold's state; True for the one caller that moved it."""
+    result = session.execute(
+        update(TransferRequest)
+        .where(
+            TransferRequest.id == hold_id,
+            TransferRequest.hold_state == from_state.value,
+            TransferRequest.status == RequestStatus.POSTED.value,
+        )
+        .values(hold_state=to_state.value)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def resolve(
+    session,
+    hold: TransferRequest,
+    kind: RequestKind,
+    *,
+    from_state: HoldState = HoldState.HELD,
+    recipient_account_id: int | None = None,
+) -> TransferRequest | None:
+    """Claim ``hold`` and record the request that resolves it as ``kind``; None when someone
+    else resolved it first (or it is not posted yet). The caller executes or announces it."""
+    posting = kind in (RequestKind.SUSPENSE_RELEASE, RequestKind.PROTECTED_RELEASE)
+    if not _claim(session, hold.id, from_state, HoldState.RELEASED if posting else HoldState.REFUNDED):
+        return None
+    # Who pays whom, as receipts read it: the payer is the debit account, the payee the credit.
+    payer, payee = {
+        RequestKind.SUSPENSE_RELEASE: (hold.debit_account_id, recipient_account_id),
+        RequestKind.SUSPENSE_REFUND: (hold.credit_account_id, hold.debit_account_id),
+        RequestKind.PROTECTED_RELEASE: (hold.debit_account_id, hold.credit_account_id),
+        RequestKind.PROTECTED_REFUND: (hold.credit_account_id, hold.debit_account_id),
+    }[kind]
+    return record_request(
+        session,
+        request_id=resolution_id(hold.id),
+        kind=kind.value,
+        debit_account_id=payer,
+        credit_account_id=payee,
+        amount=hold.amount,
+        reference=hold.reference,
+        pending_request_id=hold.id,
+    )
+
+
+def held(session, kind: RequestKind, **where) -> list[TransferRequest]:
+    """Posted holds of ``kind`` still held, oldest first, filtered by column=value."""
+    query = select(TransferRequest).where(
+        TransferRequest.kind == kind.value,
+        TransferRequest.hold_state == HoldState.HELD.value,
+        TransferRequest.status == RequestStatus.POSTED.value,
+    )
+    for name, value in where.items():
+        query = query.where(getattr(TransferRequest, name) == value)
+    return list(session.execute(query.order_by(TransferRequest.created_at)).scalars())
+
+
+def due_holds(session, now: int, limit: int) -> list[TransferRequest]:
+    """Held holds whose PENDING transfer is older than their ``hold_seconds`` at ``now`` (µs)."""
+    return list(
+        session.execute(
+            select(TransferRequest)
+            .join(Transfer, Transfer.id == TransferRequest.id)
+            .where(
+                TransferRequest.hold_state == HoldState.HELD.value,
+                TransferRequest.status == RequestStatus.POSTED.value,
+                Transfer.created_at + cast(TransferRequest.hold_seconds, BigInteger) * 1_000_000 <= now,
+            )
+            .order_by(Transfer.created_at)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def resolve_due(session, now: int | None = None, limit: int = 500) -> list[TransferRequest]:
+    """Resolve every hold that has fallen due (refund unregistered sends, pay protected
+    purchases) and execute the resolutions now, in the caller's transaction, receipts and
+    statuses with them. ``now`` (µs, database clock) lets tests move the clock."""
+    now = db_clock_us(session) if now is None else now
+    done = []
+    for hold in due_holds(session, now, limit):
+        request = resolve(session, hold, ON_DUE[RequestKind(hold.kind)])
+        if request is not None:
+            done.append(request)
+    if done:
+        execute_requests(session, done)
+    return done
+
+
+def release_to_new_customer(session, user) -> list[TransferRequest]:
+    """``user`` just registered: record the release of every send held for their number."""
+    found = []
+    for hold in held(session, RequestKind.SEND_UNREGISTERED, reference=user.phone):
+        request = resolve(session, hold, RequestKind.SUSPENSE_RELEASE, recipient_account_id=user.account_id)
+        if request is not None:
+            found.append(request)
+    return found
+
+
+def suspense_account_id(session) -> int:
+    return house_account(session, AccountKind.SUSPENSE).id
+
+
+class DisputeError(ValueError):
+    pass
+
+
+def open_dispute(session, hold: TransferRequest) -> bool:
+    """The buyer disputes a protected purchase: it waits for the operator. False if gone."""
+    return _claim(session, hold.id, HoldState.HELD, HoldState.DISPUTED)
+
+
+def decide_dispute(session, code: str, *, for_buyer: bool) -> TransferRequest:
+    """The operator's decision, executed at once (the operator waits for the answer)."""
+    hold = session.execute(
+        select(TransferRequest).where(
+            TransferRequest.code == code, TransferRequest.kind == RequestKind.PROTECTED_PURCHASE.value
+        )
+    ).scalar_one_or_none()
+    if hold is None:
+        raise DisputeError(f"no protected purchase with code {code}")
+    kind = RequestKind.PROTECTED_REFUND if for_buyer else RequestKind.PROTECTED_RELEASE
+    request = resolve(session, hold, kind, from_state=HoldState.DISPUTED)
+    if request is None:
+        raise DisputeError(f"{code} is not in dispute (it is {hold.hold_state})")
+    execute_requests(session, [request])
+    if request.status != RequestStatus.POSTED.value:
+        raise DisputeError(f"the ledger refused the decision: {request.result}")
+    return request

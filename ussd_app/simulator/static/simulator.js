@@ -1,0 +1,163 @@
+// Tuma phone simulator: each handset talks to POST /ussd exactly as Africa's Talking relays a
+// phone (sessionId, serviceCode, phoneNumber, networkCode, text = every input so far joined by
+// "*"), and polls that number's SMS inbox from the local gateway through /simulator/messages.
+// Plain script, no build step, no dependencies.
+(function () {
+  "use strict";
+  var root = document.getElementById("phones");
+  var SERVICE_CODE = root.dataset.serviceCode;
+  var NETWORK_CODE = root.dataset.networkCode;
+  var USSD_URL = root.dataset.ussdUrl;
+  var MESSAGES_URL = root.dataset.messagesUrl;
+  var POLL_MS = 1000;
+  var template = document.getElementById("phone-template");
+
+  function Phone(slot) {
+    this.slot = slot;
+    slot.appendChild(template.content.cloneNode(true));
+    this.handset = slot.querySelector(".handset");
+    this.numberInput = slot.querySelector(".phone-number");
+    this.display = slot.querySelector(".display");
+    this.entry = slot.querySelector(".entry");
+    this.list = slot.querySelector(".messages");
+    this.count = slot.querySelector(".count");
+    slot.querySelector(".who").textContent = slot.dataset.label || "";
+    this.numberInput.value = slot.dataset.phone || "";
+    this.seen = {};
+    this.idle();
+    var self = this;
+    slot.querySelectorAll(".key").forEach(function (button) {
+      button.addEventListener("click", function () { self.press(button.dataset.key); self.handset.focus(); });
+    });
+    this.handset.addEventListener("keydown", function (event) {
+      if (event.target === self.numberInput) return;
+      var key = event.key;
+      if (/^[0-9*#]$/.test(key)) self.press(key);
+      else if (key === "Enter") self.press("call");
+      else if (key === "Backspace") self.press("clear");
+      else if (key === "Escape") self.press("end");
+      else return;
+      event.preventDefault();
+    });
+    this.numberInput.addEventListener("change", function () {
+      self.press("end");
+      self.list.innerHTML = "";
+      self.seen = {};
+      self.poll();
+    });
+    this.poll();
+    setInterval(function () { self.poll(); }, POLL_MS);
+  }
+
+  Phone.prototype.idle = function () {
+    this.sessionId = null;
+    this.inputs = [];
+    this.typed = "";
+    this.ended = false;
+    this.display.textContent = "Tuma\n\nDial " + SERVICE_CODE + "\nthen press the green key.";
+    this.entry.textContent = "";
+  };
+
+  Phone.prototype.press = function (key) {
+    if (this.busy) return;
+    if (key === "end") { this.idle(); return; }
+    if (this.ended) { this.idle(); if (key !== "call") this.typeKey(key); return; }
+    if (key === "clear") { this.typed = this.typed.slice(0, -1); this.entry.textContent = this.typed; return; }
+    if (key === "call") {
+      if (this.sessionId === null) this.dial();
+      else this.answer();
+      return;
+    }
+    this.typeKey(key);
+  };
+
+  Phone.prototype.typeKey = function (key) {
+    if (this.typed.length < 182) this.typed += key;
+    this.entry.textContent = this.typed;
+  };
+
+  Phone.prototype.dial = function () {
+    var code = this.typed || SERVICE_CODE;
+    if (code !== SERVICE_CODE) {
+      this.display.textContent = "Unknown service code " + code + ".\nDial " + SERVICE_CODE + ".";
+      this.typed = "";
+      this.entry.textContent = "";
+      return;
+    }
+    this.sessionId = "SIM" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
+    this.inputs = [];
+    this.typed = "";
+    this.entry.textContent = "";
+    this.hop("");
+  };
+
+  Phone.prototype.answer = function () {
+    this.inputs.push(this.typed);
+    this.typed = "";
+    this.entry.textContent = "";
+    this.hop(this.inputs.join("*"));
+  };
+
+  Phone.prototype.hop = function (text) {
+    var self = this;
+    var body = new URLSearchParams({
+      sessionId: this.sessionId,
+      serviceCode: SERVICE_CODE,
+      phoneNumber: this.numberInput.value.trim(),
+      networkCode: NETWORK_CODE,
+      text: text
+    });
+    this.busy = true;
+    this.handset.classList.add("busy");
+    fetch(USSD_URL, { method: "POST", body: body })
+      .then(function (response) { return response.text(); })
+      .then(function (reply) { self.show(reply); })
+      .catch(function () { self.show("END Network error: the service did not answer."); })
+      .finally(function () { self.busy = false; self.handset.classList.remove("busy"); });
+  };
+
+  Phone.prototype.show = function (reply) {
+    var ends = reply.indexOf("END") === 0;
+    this.display.textContent = reply.replace(/^(CON|END) ?/, "");
+    if (ends) {
+      this.ended = true;
+      this.display.textContent += "\n\n[session ended]";
+    }
+  };
+
+  Phone.prototype.poll = function () {
+    var self = this;
+    var number = this.numberInput.value.trim();
+    if (!number) return;
+    fetch(MESSAGES_URL + "?phone=" + encodeURIComponent(number))
+      .then(function (response) { return response.json(); })
+      .then(function (data) { self.render(data.messages || []); })
+      .catch(function () { /* the next poll tries again */ });
+  };
+
+  Phone.prototype.render = function (messages) {
+    var self = this;
+    this.count.textContent = "(" + messages.length + ")";
+    messages.forEach(function (m) {
+      if (self.seen[m.id]) return;
+      self.seen[m.id] = true;
+      var item = document.createElement("li");
+      var when = document.createElement("time");
+      when.textContent = (m.from || "") + " · " + (m.at || "");
+      item.appendChild(when);
+      item.appendChild(document.createTextNode(m.text || ""));
+      item.className = "new";
+      setTimeout(function () { item.className = ""; }, 4000);
+      self.list.insertBefore(item, self.list.firstChild);
+    });
+  };
+
+  document.querySelectorAll(".phone-slot").forEach(function (slot) { new Phone(slot); });
+  document.getElementById("add-phone").addEventListener("click", function () {
+    var slot = document.createElement("section");
+    slot.className = "phone-slot";
+    slot.dataset.label = "another phone";
+    root.appendChild(slot);
+    new Phone(slot).numberInput.focus();
+  });
+})();

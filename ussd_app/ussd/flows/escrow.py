@@ -1,0 +1,78 @@
+"""My approvals for escrow-held payments: a protected purchase waits for its buyer to confirm
+delivery (approve: the merchant is paid) or to dispute it (decline: the operator decides).
+Registered with ``ussd.approvals`` when the flows are loaded."""
+
+from ...i18n import t
+from ...money import format_amount
+from ...payments import holds
+from ...payments.models import RequestKind, TransferRequest
+from ...sms import receipts
+from ...sms.outbox import add_sms
+from ...users import User
+from .. import approvals
+from ..engine import N_
+
+
+def _money(minor: int) -> str:
+    from flask import current_app
+
+    return format_amount(minor, current_app.config["CURRENCY"])
+
+
+def _owned(session, user, key: str) -> TransferRequest | None:
+    hold = session.get(TransferRequest, key)
+    if hold is None or hold.kind != RequestKind.PROTECTED_PURCHASE.value:
+        return None
+    return hold if hold.debit_account_id == user.account_id else None
+
+
+class DeliveryConfirmations:
+    name = "delivery"
+
+    def pending(self, session, user) -> list[approvals.PendingApproval]:
+        found = []
+        for hold in holds.held(session, RequestKind.PROTECTED_PURCHASE, debit_account_id=user.account_id):
+            merchant = session.query(User).filter_by(account_id=hold.credit_account_id).one_or_none()
+            summary = t(
+                user.language,
+                N_("Confirm delivery: {amount} to {name}"),
+                amount=_money(hold.amount),
+                name=merchant.name if merchant else "",
+            )
+            found.append(approvals.PendingApproval(hold.id, summary))
+        return found
+
+    def approve(self, session, user, key: str) -> bool:
+        hold = _owned(session, user, key)
+        return hold is not None and holds.resolve(session, hold, RequestKind.PROTECTED_RELEASE) is not None
+
+    def decline(self, session, user, key: str) -> bool:
+        """Declining a delivery opens a dispute: the money stays held for the operator."""
+        hold = _owned(session, user, key)
+        if hold is None or not holds.open_dispute(session, hold):
+            return False
+        merchant = session.query(User).filter_by(account_id=hold.credit_account_id).one_or_none()
+        for person, other in ((user, merchant), (merchant, user)):
+            if person is None:
+                continue
+            add_sms(
+                session,
+                phone=person.phone,
+                body=t(
+                    person.language,
+                    receipts.DISPUTE_OPENED,
+                    domain="sms",
+                    code=hold.code,
+                    amount=_money(hold.amount),
+                    name=other.name.upper() if other else "",
+                ),
+                request_id=hold.id,
+            )
+        return True
+
+
+def register() -> None:
+    approvals.register(DeliveryConfirmations())
+
+
+register()

@@ -1,0 +1,201 @@
+"""Pay a merchant: Buy goods (a till number) or Pay bill (a business number and an account
+reference). The merchant's registered name is shown before the PIN; paying is free for the
+customer. The merchant gets an SMS with the payer's name, number, amount and code."""
+
+import re
+
+from flask import current_app
+
+from ...extensions import db
+from ...payments.models import RequestKind
+from ...payments.submit import mint_request_id
+from ...tariffs import quote
+from ...users import BusinessKind, find_business
+from ..engine import N_, Choice, Option, Retry, Screen, Step
+from . import common
+
+REFERENCE_LIMIT = 20
+_NUMBER = re.compile(r"\d{5,7}")
+_REFERENCE = re.compile(r"[A-Za-z0-9\-]{1,20}")
+
+
+def business_number(text: str) -> str | None:
+    text = text.strip()
+    return text if text.isascii() and _NUMBER.fullmatch(text) else None
+
+
+def account_reference(text: str) -> str | None:
+    text = text.strip().upper()
+    return text if text.isascii() and _REFERENCE.fullmatch(text) else None
+
+
+def _find(ctx, kind: BusinessKind) -> str:
+    merchant = find_business(db.session, ctx.data["business_number"], kind)
+    if merchant is None:
+        return "unknown"
+    if merchant.account_id == ctx.user.account_id:
+        return "self"
+    ctx.data.update(
+        merchant_name=common.shown_name(merchant), merchant_account=merchant.account_id, pay_kind=kind.value
+    )
+    return "ok"
+
+
+def find_till(ctx) -> str:
+    return _find(ctx, BusinessKind.TILL)
+
+
+def find_paybill(ctx) -> str:
+    return _find(ctx, BusinessKind.PAYBILL)
+
+
+def quote_payment(ctx) -> str:
+    kind = RequestKind.BUY_GOODS if ctx.data["pay_kind"] == BusinessKind.TILL else RequestKind.PAY_BILL
+    fee = quote(kind.value, ctx.data["amount"])
+    ctx.data.update(
+        request_kind=kind.value,
+        fee=fee,
+        amount_text=common.money(ctx.data["amount"]),
+        fee_text=common.money(fee),
+        transfer_id=mint_request_id(),
+    )
+    return ctx.data["pay_kind"]
+
+
+def choose_protection(ctx) -> str:
+    """Buy goods with protection: the money is held for the merchant until the buyer confirms
+    delivery (or the hold falls due); the buyer may dispute instead (payments/holds.py)."""
+    ctx.data["request_kind"] = RequestKind.PROTECTED_PURCHASE.value
+    return "ok"
+
+
+def submit(ctx) -> str:
+    protected = ctx.data["request_kind"] == RequestKind.PROTECTED_PURCHASE.value
+    hold = {"hold_seconds": current_app.config["PROTECTED_HOLD_SECONDS"]} if protected else {}
+    return common.pin_then(
+        ctx,
+        lambda c: common.record_payment(
+            c,
+            kind=c.data["request_kind"],
+            debit_account_id=c.user.account_id,
+            credit_account_id=c.data["merchant_account"],
+            reference=c.data.get("account_reference"),
+            **hold,
+        ),
+    )
+
+
+_AMOUNT = dict(
+    choices=(Choice(common.amount, "quote", save="amount"),),
+    otherwise=N_("Enter a whole amount, like 500."),
+)
+
+FLOW = {
+    "till": Screen(
+        "the merchant's till number",
+        N_("Buy goods\nEnter till number"),
+        choices=(Choice(business_number, "find_till", save="business_number"),),
+        otherwise=N_("A till number is 5 to 7 digits."),
+    ),
+    "find_till": Step(
+        "look up the till",
+        find_till,
+        {
+            "ok": "till_amount",
+            "unknown": Retry("till", N_("Till {business_number} is not on Tuma.")),
+            "self": Retry("till", N_("You cannot pay yourself.")),
+        },
+    ),
+    "till_amount": Screen("the amount to pay", N_("Pay {merchant_name}\nEnter amount"), **_AMOUNT),
+    "paybill": Screen(
+        "the business number",
+        N_("Pay bill\nEnter business number"),
+        choices=(Choice(business_number, "find_paybill", save="business_number"),),
+        otherwise=N_("A business number is 5 to 7 digits."),
+    ),
+    "find_paybill": Step(
+        "look up the pay-bill number",
+        find_paybill,
+        {
+            "ok": "reference",
+            "unknown": Retry("paybill", N_("Business number {business_number} is not on Tuma.")),
+            "self": Retry("paybill", N_("You cannot pay yourself.")),
+        },
+    ),
+    "reference": Screen(
+        "the account the payment is for, at the business",
+        N_("Pay {merchant_name}\nEnter account number"),
+        choices=(Choice(account_reference, "bill_amount", save="account_reference"),),
+        otherwise=N_("Use up to 20 letters or digits."),
+    ),
+    "bill_amount": Screen("the amount to pay", N_("Account {account_reference}\nEnter amount"), **_AMOUNT),
+    "quote": Step(
+        "quote the fee (none) and mint the transfer id",
+        quote_payment,
+        {"till": "till_confirm", "paybill": "confirm"},
+    ),
+    "till_confirm": Screen(
+        "confirm merchant, amount and fee; or pay with protection (held until delivery)",
+        N_("Pay {amount_text} to {merchant_name} ({business_number})?\nFee: {fee_text}"),
+        options=(
+            Option(N_("Confirm"), "pin"),
+            Option(N_("Cancel"), "cancelled"),
+            Option(N_("Pay with protection"), "protect"),
+        ),
+    ),
+    "protect": Step("hold the payment until delivery", choose_protection, {"ok": "protected_pin"}),
+    "protected_pin": Screen(
+        "the PIN that authorises the protected payment",
+        N_("Enter your PIN to pay {amount_text} to {merchant_name} with protection"),
+        choices=(Choice(common.pin_format, "submit_protected"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "submit_protected": Step(
+        "check the PIN, then record the held payment under the minted id and queue it",
+        submit,
+        common.pin_exits("protected_pin", ok="protected_done", short="short"),
+    ),
+    "protected_done": Screen(
+        "the protected payment is queued",
+        N_("Paying {amount_text} to {merchant_name}, held until you confirm delivery in My approvals."),
+        end=True,
+    ),
+    "confirm": Screen(
+        "confirm merchant, amount and fee",
+        N_("Pay {amount_text} to {merchant_name} ({business_number})?\nFee: {fee_text}"),
+        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
+    ),
+    "pin": Screen(
+        "the PIN that authorises the payment",
+        N_("Enter your PIN to pay {amount_text} to {merchant_name}"),
+        choices=(Choice(common.pin_format, "submit"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "submit": Step(
+        "check the PIN, then record the payment under the minted id and queue it",
+        submit,
+        common.pin_exits("pin", ok="done", short="short"),
+    ),
+    "done": Screen(
+        "the payment is queued",
+        N_("Paying {amount_text} to {merchant_name}. You will receive an SMS confirmation shortly."),
+        end=True,
+    ),
+    "short": Screen(
+        "not enough money",
+        N_("Not enough money to pay {amount_text}. Your balance is {balance_text}."),
+        end=True,
+    ),
+    "cancelled": Screen("the customer cancelled", N_("Cancelled. Nothing was sent."), end=True),
+}
+
+SAMPLE = {
+    "business_number": "9" * 7,
+    "merchant_name": "W" * common.SHOWN_NAME_LIMIT,
+    "merchant_account": 1,
+    "pay_kind": "till",
+    "request_kind": "buy_goods",
+    "account_reference": "W" * REFERENCE_LIMIT,
+}

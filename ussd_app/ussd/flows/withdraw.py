@@ -1,0 +1,123 @@
+"""Withdraw cash at an agent, started by the customer: the agent's number, the amount, a
+confirm screen with the agent's registered name and the fee, the customer's PIN. The agent's
+commission is quoted with the fee and posted as a linked leg (``payments.legs``)."""
+
+from ...extensions import db
+from ...payments.models import RequestKind
+from ...payments.submit import mint_request_id
+from ...tariffs import WITHDRAWAL_MAX, WITHDRAWAL_MIN, commission, quote
+from ...users import Role, find_by_phone
+from ..engine import N_, Choice, Option, Retry, Screen, Step
+from . import common
+
+
+def find_agent(ctx) -> str:
+    phone = ctx.data["agent_phone"]
+    if phone == ctx.user.phone:
+        return "self"
+    agent = find_by_phone(db.session, phone)
+    if agent is None or agent.role != Role.AGENT.value:
+        return "not_agent"
+    ctx.data["agent_name"] = common.shown_name(agent)
+    ctx.data["agent_account"] = agent.account_id
+    return "ok"
+
+
+def quote_withdrawal(ctx) -> str:
+    amount = ctx.data["amount"]
+    if not WITHDRAWAL_MIN <= amount <= WITHDRAWAL_MAX:
+        ctx.data.update(min_text=common.money(WITHDRAWAL_MIN), max_text=common.money(WITHDRAWAL_MAX))
+        return "out_of_range"
+    kind = RequestKind.WITHDRAWAL.value
+    fee = quote(kind, amount)
+    ctx.data.update(
+        fee=fee,
+        commission=commission(kind, amount),
+        amount_text=common.money(amount),
+        fee_text=common.money(fee),
+        transfer_id=mint_request_id(),
+    )
+    return "ok"
+
+
+def submit(ctx) -> str:
+    return common.pin_then(
+        ctx,
+        lambda c: common.record_payment(
+            c,
+            kind=RequestKind.WITHDRAWAL.value,
+            debit_account_id=c.user.account_id,
+            credit_account_id=c.data["agent_account"],
+            commission=c.data["commission"],
+        ),
+    )
+
+
+FLOW = {
+    "agent": Screen(
+        "the agent's phone number",
+        N_("Withdraw cash\nEnter the agent's phone number"),
+        choices=(Choice(common.phone_number, "find", save="agent_phone"),),
+        otherwise=N_("Not a valid phone number."),
+    ),
+    "find": Step(
+        "look up the agent",
+        find_agent,
+        {
+            "ok": "amount",
+            "self": Retry("agent", N_("Enter the agent's number, not yours.")),
+            "not_agent": Retry("agent", N_("{agent_phone} is not a Tuma agent.")),
+        },
+    ),
+    "amount": Screen(
+        "the amount to withdraw",
+        N_("Withdraw from {agent_name}\nEnter amount"),
+        choices=(Choice(common.amount, "quote", save="amount"),),
+        otherwise=N_("Enter a whole amount, like 500."),
+    ),
+    "quote": Step(
+        "quote the fee and the agent's commission, mint the transfer id",
+        quote_withdrawal,
+        {
+            "ok": "confirm",
+            "out_of_range": Retry("amount", N_("You can withdraw from {min_text} to {max_text}.")),
+        },
+    ),
+    "confirm": Screen(
+        "confirm agent, amount and fee",
+        N_("Withdraw {amount_text} from agent {agent_name} {agent_phone}?\nFee: {fee_text}"),
+        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
+    ),
+    "pin": Screen(
+        "the PIN that authorises the withdrawal",
+        N_("Enter your PIN to withdraw {amount_text} from {agent_name}"),
+        choices=(Choice(common.pin_format, "submit"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "submit": Step(
+        "check the PIN, then record the withdrawal under the minted id and queue it",
+        submit,
+        common.pin_exits("pin", ok="done", short="short"),
+    ),
+    "done": Screen(
+        "the withdrawal is queued",
+        N_("Withdrawing {amount_text} from {agent_name}. Take your cash when you receive the SMS."),
+        end=True,
+    ),
+    "short": Screen(
+        "not enough money for amount and fee",
+        N_("Not enough money to withdraw {amount_text} plus fee {fee_text}. Your balance is {balance_text}."),
+        end=True,
+    ),
+    "cancelled": Screen("the customer cancelled", N_("Cancelled. Nothing was sent."), end=True),
+}
+
+SAMPLE = {
+    "agent_phone": "+" + "9" * 15,
+    "agent_name": "W" * common.SHOWN_NAME_LIMIT,
+    "agent_account": 1,
+    "commission": 12_400,
+    "min_text": "KES 50.00",
+    "max_text": "KES 250,000.00",
+}
