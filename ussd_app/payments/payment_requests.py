@@ -44,10 +44,11 @@ INVITE = (
 )
 REMIND = "Reminder: {name} asks you for {amount} for {reason}. Dial {service_code} > My approvals"
 PAID = "{name} {phone} paid your request of {amount} for {reason}. {paid} of {count} have paid."
+PAID_ONE = "{name} {phone} paid your request of {amount} for {reason}."
 DECLINED = "{name} {phone} declined your request of {amount} for {reason}."
 EXPIRED = "Your request of {amount} from {phone} for {reason} expired unpaid."
 ALL_PAID = "Everyone has paid your request for {reason}: {total} from {count} people."
-MESSAGES = (ASK, INVITE, REMIND, PAID, DECLINED, EXPIRED, ALL_PAID)
+MESSAGES = (ASK, INVITE, REMIND, PAID, PAID_ONE, DECLINED, EXPIRED, ALL_PAID)
 
 
 class Kind(enum.StrEnum):
@@ -256,6 +257,15 @@ def _payment(request: PaymentRequest, requester: User) -> tuple[RequestKind, str
     return kind, f"PR-{request.group_id[:8]}-{request.id.rsplit('.', 1)[1]}".upper()
 
 
+def fee(session, request: PaymentRequest) -> int:
+    """What paying ``request`` costs the payer, from the tariff in force."""
+    from ..tariffs import in_force
+
+    requester = _requester(session, request)
+    kind = _payment(request, requester)[0] if requester is not None else RequestKind.SEND
+    return in_force().fee(kind.value, request.amount)
+
+
 def pay(session, payer: User, request_id: str, now: datetime | None = None) -> TransferRequest | None:
     """The payer approved with their PIN: record the transfer and move ``open -> paying`` in
     this transaction. None when the request is no longer open for this payer (paid by another
@@ -418,7 +428,10 @@ def settle(session, limit: int = 500) -> int:
         for member in members:
             session.refresh(member)
         paid = [m for m in members if m.state == State.PAID]
-        _tell_requester(session, request, PAID, paid=len(paid), count=len(members))
+        if len(members) == 1:
+            _tell_requester(session, request, PAID_ONE)
+        else:
+            _tell_requester(session, request, PAID, paid=len(paid), count=len(members))
         if len(members) > 1 and len(paid) == len(members):
             from ..sms.outbox import add_sms
 

@@ -268,10 +268,14 @@ class PaymentRequests:
         found = []
         for request in pr.waiting_for(session, user):
             requester = pr._requester(session, request)
+            cost = pr.fee(session, request)
             summary = t(
                 user.language,
-                N_("Pay {amount} to {name}: {reason}"),
+                N_("Pay {amount} (fee {fee}) to {name}: {reason}")
+                if cost
+                else N_("Pay {amount} to {name}: {reason}"),
                 amount=common.money(request.amount),
+                fee=common.money(cost),
                 name=requester.name if requester else "",
                 reason=request.reason,
             )
