@@ -13,6 +13,7 @@ from tests.ussd_helpers import Phone, available, person
 from ussd_app.extensions import db
 from ussd_app.payments import payment_requests as pr
 from ussd_app.payments.emoney import issue_float
+from ussd_app.payments.execute import execute_batch
 from ussd_app.payments.models import RequestKind, TransferRequest
 from ussd_app.payments.submit import mint_request_id, record_request
 from ussd_app.users import find_by_phone
@@ -220,6 +221,22 @@ def test_paying_the_same_request_from_two_sessions_at_once_moves_money_once(app,
     # And a session that tries again later finds nothing to pay.
     assert approvals_of(client, BOB)[1] == "END Nothing is waiting for your approval."
     ledger_ok()
+
+
+def test_the_last_payments_settling_side_by_side_send_one_summary(app, client, table):
+    ask(client, [BOB, CHRIS, DAVE], each=100, reason="cake")
+    for payer in (BOB, CHRIS, DAVE):
+        assert pay_first(client, payer) == "END Approved. You will receive an SMS confirmation."
+    # Post the three transfers without settling them, then settle from two jobs at once.
+    assert execute_batch(db.session, 10) == 3
+    results = at_once(app, jobs.settle_payment_requests, jobs.settle_payment_requests)
+    assert sum(results) == 3, results
+    trail = sms_to(AMINA)
+    assert sum("paid your request of KES 100.00 for cake" in body for body in trail) == 3
+    assert [body for body in trail if "Everyone has paid" in body] == [
+        "Everyone has paid your request for cake: KES 300.00 from 3 people."
+    ]
+    assert available(table[AMINA]) == EACH + 300_00
 
 
 def test_a_repeated_final_request_asks_nobody_twice(client, table):

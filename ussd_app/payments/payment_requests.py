@@ -280,8 +280,7 @@ def pay(session, payer: User, request_id: str, now: datetime | None = None) -> T
     requester = _requester(session, request)
     if requester is None or requester.account_id == payer.account_id:
         return None
-    attempt = request.pay_attempts
-    tid = f"{request.id}.p{attempt}"
+    attempt, tid = request.pay_attempts, transfer_id(request)
     if not _move(
         session,
         request.id,
