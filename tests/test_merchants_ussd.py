@@ -111,6 +111,8 @@ def test_buy_goods_pays_the_till_free_and_the_merchant_gets_an_sms(client, juma,
         "2": "Statement",
         "3": "My account",
         "4": "My approvals",
+        "5": "Request payment",
+        "6": "My requests",
     }
     assert Phone(client, "0700000002").walk("1", MERCHANT_PIN) == "END Your balance is KES 250.00."
     statement = Phone(client, "0700000002").walk("2", MERCHANT_PIN)

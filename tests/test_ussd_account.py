@@ -122,5 +122,12 @@ def test_agents_and_merchants_get_their_own_menus_with_my_account(client):
     assert agent_menu["1"] == "Deposit" and agent_menu["7"] == "My account"
     assert Phone(client, "0712000555").walk("7", "1", PIN) == "END Your balance is KES 0.00."
     merchant_menu = options(Phone(client, "0712000666").dial())
-    assert merchant_menu == {"1": "Balance", "2": "Statement", "3": "My account", "4": "My approvals"}
+    assert merchant_menu == {
+        "1": "Balance",
+        "2": "Statement",
+        "3": "My account",
+        "4": "My approvals",
+        "5": "Request payment",
+        "6": "My requests",
+    }
     assert Phone(client, "0712000666").walk("3", "1", PIN) == "END Your balance is KES 0.00."

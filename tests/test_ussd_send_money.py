@@ -17,6 +17,8 @@ CUSTOMER_MENU = {
     "4": "Withdraw cash",
     "5": "Buy goods",
     "6": "Pay bill",
+    "7": "Request money",
+    "8": "My requests",
 }
 PIN = "8642"
 
@@ -196,6 +198,8 @@ def test_kiswahili_speaker_sees_kiswahili(client, wanjiru):
         "4": "Toa pesa",
         "5": "Nunua bidhaa",
         "6": "Lipa bili",
+        "7": "Omba pesa",
+        "8": "Maombi yangu",
     }
     phone.send("1")
     phone.send("0712000222")

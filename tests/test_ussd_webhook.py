@@ -16,6 +16,8 @@ MENU = {
     "4": "Withdraw cash",
     "5": "Buy goods",
     "6": "Pay bill",
+    "7": "Request money",
+    "8": "My requests",
 }
 
 

@@ -135,3 +135,11 @@ class Config:
     # Seconds a protected purchase is held before it is paid to the merchant without the
     # buyer's confirmation of delivery.
     PROTECTED_HOLD_SECONDS = _int("TUMA_PROTECTED_HOLD_SECONDS", 72 * 3600)
+
+    # -- Payment requests: merchants' (issue 5) and request money / split a bill (issue 10) --
+    # Seconds a merchant's payment request waits for the customer before it expires.
+    MERCHANT_REQUEST_SECONDS = _int("TUMA_MERCHANT_REQUEST_SECONDS", 24 * 3600)
+    # Seconds a customer's request for money waits for each payer before it expires.
+    PERSONAL_REQUEST_SECONDS = _int("TUMA_PERSONAL_REQUEST_SECONDS", 7 * 24 * 3600)
+    # How many requests one requester may make of one payer's number per day (no spam).
+    REQUESTS_PER_PAYER_PER_DAY = _int("TUMA_REQUESTS_PER_PAYER_PER_DAY", 3)

@@ -63,6 +63,7 @@ def execute_transfers(request_id: str | None = None) -> int:
     size = current_app.config["TRANSFER_BATCH_SIZE"]
     done = execute_batch(db.session, size)
     if done:
+        settle_payment_requests()  # payment requests paid by this batch (or refused)
         sender.announce()  # the batch's receipts are committed: ring the SMS sender
     if done >= size:
         # More may be waiting: queue the next batch now, whether or not the doorbell is rung,
@@ -96,14 +97,21 @@ def maintain() -> dict:
     # Escrow holds that fell due (refund unregistered sends, pay protected purchases), with
     # their receipts, in one transaction; safe side by side (payments/holds.py).
     resolved = resolve_due_holds()
+    requests_settled = settle_payment_requests(expire=True)  # payment requests: settle, lapse
     stale = requeue_stale(db.session)
     sms_due = sender.count_due(db.session)
     db.session.commit()
     if stale:
         announce(force=True)
-    if sms_due or resolved:
+    if sms_due or resolved or requests_settled:
         sender.announce()
-    return {"expired": len(expired), "holds_resolved": resolved, "stale_requests": stale, "sms_due": sms_due}
+    return {
+        "expired": len(expired),
+        "holds_resolved": resolved,
+        "stale_requests": stale,
+        "sms_due": sms_due,
+        "payment_requests": requests_settled,
+    }
 
 
 def resolve_due_holds(now: int | None = None) -> int:
@@ -119,4 +127,27 @@ def resolve_due_holds(now: int | None = None) -> int:
             if attempt == RETRIES:
                 raise
             log.warning("hold expiry conflict, retrying (attempt %d): %s", attempt, type(exc.orig).__name__)
+    return 0
+
+
+def settle_payment_requests(*, expire: bool = False, now=None) -> int:
+    """Settle payment requests whose transfer the worker finished and, with ``expire``, lapse
+    the ones past due; committed, retried like a batch on a conflict (compare-and-set inside,
+    so a second job finds nothing left). ``now``: naive UTC, for tests."""
+    from ussd_app.payments import payment_requests
+
+    for attempt in range(1, RETRIES + 1):
+        try:
+            done = payment_requests.settle(db.session)
+            if expire:
+                done += payment_requests.expire(db.session, now=now)
+            db.session.commit()
+            return done
+        except (IntegrityError, DBAPIError) as exc:
+            db.session.rollback()
+            if attempt == RETRIES:
+                raise
+            log.warning(
+                "payment request conflict, retrying (attempt %d): %s", attempt, type(exc.orig).__name__
+            )
     return 0

@@ -39,6 +39,8 @@ FLOW = {
             Option(N_("Withdraw cash"), "withdraw.agent"),
             Option(N_("Buy goods"), "pay.till"),
             Option(N_("Pay bill"), "pay.paybill"),
+            Option(N_("Request money"), "requests.customer"),
+            Option(N_("My requests"), "requests.mine"),
         ),
     ),
     "business": Step(
@@ -68,6 +70,8 @@ FLOW = {
             Option(N_("Statement"), "my_account.statement_pin"),
             Option(N_("My account"), "my_account.menu"),
             Option(N_("My approvals"), "my_approvals.load"),
+            Option(N_("Request payment"), "requests.merchant"),
+            Option(N_("My requests"), "requests.mine"),
         ),
     ),
 }
