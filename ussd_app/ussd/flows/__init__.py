@@ -2,6 +2,7 @@
 
 from ..engine import Engine
 from . import agent, common, escrow, home, my_account, my_approvals, pay, registration, send_money, withdraw
+from . import fraud_checks as fraud
 
 MODULES = {
     "common": common,
@@ -13,6 +14,7 @@ MODULES = {
     "withdraw": withdraw,
     "pay": pay,
     "agent": agent,
+    "fraud": fraud,
 }
 
 # Not a flow: the escrow providers of My approvals, registered on import.

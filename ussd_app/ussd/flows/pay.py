@@ -12,7 +12,7 @@ from ...payments.submit import mint_request_id
 from ...tariffs import quote
 from ...users import BusinessKind, find_business
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from . import common
+from . import common, fraud_checks
 
 REFERENCE_LIMIT = 20
 _NUMBER = re.compile(r"\d{5,7}")
@@ -74,13 +74,15 @@ def submit(ctx) -> str:
     hold = {"hold_seconds": current_app.config["PROTECTED_HOLD_SECONDS"]} if protected else {}
     return common.pin_then(
         ctx,
-        lambda c: common.record_payment(
-            c,
-            kind=c.data["request_kind"],
-            debit_account_id=c.user.account_id,
-            credit_account_id=c.data["merchant_account"],
-            reference=c.data.get("account_reference"),
-            **hold,
+        fraud_checks.guarded(
+            lambda c: common.record_payment(
+                c,
+                kind=c.data["request_kind"],
+                debit_account_id=c.user.account_id,
+                credit_account_id=c.data["merchant_account"],
+                reference=c.data.get("account_reference"),
+                **hold,
+            )
         ),
     )
 
@@ -154,7 +156,7 @@ FLOW = {
     "submit_protected": Step(
         "check the PIN, then record the held payment under the minted id and queue it",
         submit,
-        common.pin_exits("protected_pin", ok="protected_done", short="short"),
+        common.pin_exits("protected_pin", ok="protected_done", short="short", **fraud_checks.EXITS),
     ),
     "protected_done": Screen(
         "the protected payment is queued",
@@ -176,7 +178,7 @@ FLOW = {
     "submit": Step(
         "check the PIN, then record the payment under the minted id and queue it",
         submit,
-        common.pin_exits("pin", ok="done", short="short"),
+        common.pin_exits("pin", ok="done", short="short", **fraud_checks.EXITS),
     ),
     "done": Screen(
         "the payment is queued",
