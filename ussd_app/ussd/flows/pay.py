@@ -9,7 +9,7 @@ from flask import current_app
 from ...extensions import db
 from ...payments.models import RequestKind
 from ...payments.submit import mint_request_id
-from ...tariffs import quote
+from ...tariffs import payee_fee, quote
 from ...users import BusinessKind, find_business
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common, fraud_checks
@@ -55,6 +55,8 @@ def quote_payment(ctx) -> str:
     ctx.data.update(
         request_kind=kind.value,
         fee=fee,
+        # The merchant's share, quoted now (the tariff in force when the payer confirms).
+        payee_fee=payee_fee(kind.value, ctx.data["amount"]),
         amount_text=common.money(ctx.data["amount"]),
         fee_text=common.money(fee),
         transfer_id=mint_request_id(),
@@ -81,6 +83,7 @@ def submit(ctx) -> str:
                 debit_account_id=c.user.account_id,
                 credit_account_id=c.data["merchant_account"],
                 reference=c.data.get("account_reference"),
+                payee_fee=c.data.get("payee_fee", 0),
                 **hold,
             )
         ),
