@@ -25,6 +25,8 @@ from ussd_app.payments.models import HoldState, RequestKind, TransferRequest
 from ussd_app.users import find_by_phone
 from worker import jobs
 
+MERCHANT_FEE = 1_50  # the merchant's 0.5% of KES 300, charged when the hold is paid to them
+
 
 @pytest.fixture
 def juma(app):
@@ -75,7 +77,7 @@ def test_the_money_is_held_and_released_when_the_buyer_confirms_delivery(client,
     phone.send("1")
     assert phone.send(PIN) == "END Approved. You will receive an SMS confirmation."
     assert jobs.execute_transfers() == 1
-    assert available(till) == 300_00
+    assert available(till) == 300_00 - MERCHANT_FEE
     assert available(juma) == FUNDS - 300_00
     assert "KES 300.00 from JUMA OTIENO +254712000111 is released to you" in sms_to("+254700000002")[-1]
     assert "KES 300.00 released to MAMA MBOGA" in sms_to("+254712000111")[-1]
@@ -90,7 +92,7 @@ def test_the_hold_is_paid_to_the_merchant_when_it_falls_due(client, juma, till):
     assert jobs.resolve_due_holds(now=later(2.9)) == 0
     assert jobs.resolve_due_holds(now=later(3.01)) == 1
     assert jobs.resolve_due_holds(now=later(3.02)) == 0
-    assert available(till) == 300_00
+    assert available(till) == 300_00 - MERCHANT_FEE
     assert "is released to you" in sms_to("+254700000002")[-1]
     assert resolutions(hold.id) == 1
     assert Phone(client, "0712000111").walk("3") == "END Nothing is waiting for your approval."
@@ -116,7 +118,7 @@ def test_confirming_delivery_and_the_hold_falling_due_at_once_resolve_it_once(ap
     results = at_once(app, confirm, expire)
     assert results in (["confirmed", "nothing"], ["gone", "expired"]), results
     jobs.execute_transfers()
-    assert available(till) == 300_00
+    assert available(till) == 300_00 - MERCHANT_FEE
     assert resolutions(hold_id) == 1
     assert sum("is released to you" in b for b in sms_to("+254700000002")) == 1
     ledger_ok()
@@ -127,7 +129,7 @@ def test_two_expiry_jobs_at_once_release_once(app, client, juma, till):
     when = later(4)
     results = at_once(app, lambda: jobs.resolve_due_holds(now=when), lambda: jobs.resolve_due_holds(now=when))
     assert sorted(results) == [0, 1]
-    assert available(till) == 300_00
+    assert available(till) == 300_00 - MERCHANT_FEE
     assert resolutions(hold.id) == 1
     ledger_ok()
 
@@ -166,5 +168,5 @@ def test_the_operator_may_decide_for_the_merchant(client, runner, juma, till):
     phone.walk("3", "1", "2", PIN)
     result = runner.invoke(args=["disputes", "decide", "--code", hold.code, "--for", "merchant"])
     assert result.exit_code == 0, result.output
-    assert available(till) == 300_00
+    assert available(till) == 300_00 - MERCHANT_FEE
     ledger_ok()

@@ -93,13 +93,13 @@ def test_buy_goods_pays_the_till_free_and_the_merchant_gets_an_sms(client, juma,
     )
     assert execute_transfers() == 1
     assert available(juma) == FUNDS - 250_00
-    assert available(till) == 250_00
+    assert available(till) == 250_00 - 1_25  # the merchant pays 0.5% (tariffs.payee_fee)
     request = only_request(RequestKind.BUY_GOODS)
     [merchant_sms] = sms_to("+254700000002")
     assert merchant_sms.startswith(
         f"{request.code} Confirmed. KES 250.00 received from JUMA OTIENO +254712000111"
     )
-    assert "New till balance is KES 250.00." in merchant_sms
+    assert "Fee KES 1.25. New till balance is KES 248.75." in merchant_sms
     customer_sms = sms_to("+254712000111")[-1]
     assert f"{request.code} Confirmed. KES 250.00 paid to MAMA MBOGA till 123456" in customer_sms
     assert "Transaction cost, KES 0.00." in customer_sms
@@ -114,9 +114,9 @@ def test_buy_goods_pays_the_till_free_and_the_merchant_gets_an_sms(client, juma,
         "5": "Request payment",
         "6": "My requests",
     }
-    assert Phone(client, "0700000002").walk("1", MERCHANT_PIN) == "END Your balance is KES 250.00."
+    assert Phone(client, "0700000002").walk("1", MERCHANT_PIN) == "END Your balance is KES 248.75."
     statement = Phone(client, "0700000002").walk("2", MERCHANT_PIN)
-    assert f"{request.code} +KES 250.00 Juma Otieno" in statement
+    assert f"{request.code} +KES 248.75 Juma Otieno" in statement  # net of the merchant's fee
 
 
 def test_pay_bill_carries_the_account_reference_to_both_parties(client, juma, paybill):
@@ -129,7 +129,7 @@ def test_pay_bill_carries_the_account_reference_to_both_parties(client, juma, pa
     assert phone.send(PIN).startswith("END Paying KES 1,200.00 to Kisumu Water.")
     execute_transfers()
     assert available(juma) == FUNDS - 1_200_00
-    assert available(paybill) == 1_200_00
+    assert available(paybill) == 1_200_00 - 6_00  # the merchant pays 0.5%
     request = only_request(RequestKind.PAY_BILL)
     assert request.reference == "ACC-42"
     [merchant_sms] = sms_to("+254700000003")

@@ -55,8 +55,8 @@ WITHDRAWAL_BANDS: tuple[tuple[int, int, int], ...] = tuple(
 WITHDRAWAL_MIN = to_minor(50)
 WITHDRAWAL_MAX = WITHDRAWAL_BANDS[-1][0]
 
-# Deposits are free; paying a merchant is free for the customer (a capped merchant-side
-# percentage belongs to the tariffs issue).
+# Deposits are free; paying a merchant is free for the customer (the merchant pays a capped
+# percentage: ``payee_fee``).
 FREE_KINDS = frozenset({"float_issue", "deposit", "buy_goods", "pay_bill"})
 
 
@@ -71,6 +71,12 @@ def commission(kind: str, amount: int) -> int:
     """The agent's share of the fee for ``amount`` minor units as ``kind`` (0 for most kinds),
     from the tariff in force."""
     return in_force().commission(kind, amount)
+
+
+def payee_fee(kind: str, amount: int) -> int:
+    """What the payee (a merchant) pays for receiving ``amount`` minor units as ``kind``, from
+    the tariff in force: quote it with the payer's fee, when the payer confirms."""
+    return in_force().payee_fee(kind, amount)
 
 
 def quote(kind: str, amount: int) -> int:

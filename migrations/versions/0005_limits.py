@@ -7,6 +7,8 @@ Revises: 0004
   ``effective_from`` (UTC) until a later one starts; the bands are a JSON document.
 - ``transfer_requests.tariff_version_id``: the tariff the fee was quoted from when the person
   confirmed (the worker charges the recorded fee, never a re-quote).
+- ``transfer_requests.payee_fee``: what the payee (a merchant) pays on a payment, quoted with
+  the payer's fee when the payer confirmed.
 - ``users.tier``: the KYC tier whose limits apply (``basic`` until an agent checks an ID).
 - an index on (payer, executed_at) for the daily-limit and velocity sums.
 """
@@ -35,6 +37,7 @@ def upgrade():
 
     with op.batch_alter_table("transfer_requests", schema=None) as batch_op:
         batch_op.add_column(sa.Column("tariff_version_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("payee_fee", sa.BigInteger(), server_default="0", nullable=False))
         batch_op.create_foreign_key(
             "fk_transfer_requests_tariff_version", "tariff_versions", ["tariff_version_id"], ["id"]
         )
@@ -52,6 +55,7 @@ def downgrade():
     with op.batch_alter_table("transfer_requests", schema=None) as batch_op:
         batch_op.drop_index("ix_transfer_requests_payer_executed")
         batch_op.drop_constraint("fk_transfer_requests_tariff_version", type_="foreignkey")
+        batch_op.drop_column("payee_fee")
         batch_op.drop_column("tariff_version_id")
     with op.batch_alter_table("tariff_versions", schema=None) as batch_op:
         batch_op.drop_index("ix_tariff_versions_effective_from")

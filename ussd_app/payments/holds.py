@@ -89,6 +89,8 @@ def resolve(
         amount=hold.amount,
         reference=hold.reference,
         pending_request_id=hold.id,
+        # The merchant's fee quoted when the buyer confirmed, charged when it is paid to them.
+        payee_fee=hold.payee_fee if kind == RequestKind.PROTECTED_RELEASE else 0,
     )
 
 

@@ -1,5 +1,6 @@
 """How each kind of request becomes ledger transfers: one linked chain per request
-(payment, then the fee when there is one, then an agent's commission when there is one).
+(payment, then the fee when there is one, then an agent's commission when there is one, then
+the merchant's fee when there is one).
 
 Leg ids are derived from the request id, so executing a request twice asks the ledger for
 the same transfers and gets EXISTS back: a retried job can never post twice.
@@ -71,7 +72,23 @@ def legs_for(request: TransferRequest, house: HouseAccounts) -> list[TransferSpe
                 user_data=request.id,
             )
         )
+    if request.payee_fee and kind not in HOLD_KINDS:
+        legs.append(_payee_fee_leg(request, house))
     return [_linked(leg) for leg in legs[:-1]] + legs[-1:]
+
+
+def _payee_fee_leg(request: TransferRequest, house: HouseAccounts) -> TransferSpec:
+    """The merchant's fee, out of the payment it was just credited in the same chain (so the
+    fee can never fail for want of funds, and is never charged without the payment). A held
+    payment (protected purchase) charges it when the hold is posted to the merchant."""
+    return TransferSpec(
+        id=leg_id(request.id, "payee_fee"),
+        debit_account_id=request.credit_account_id,
+        credit_account_id=house[AccountKind.FEES],
+        amount=request.payee_fee,
+        code="payee_fee",
+        user_data=request.id,
+    )
 
 
 def _resolution_legs(request: TransferRequest, kind: RequestKind, house: HouseAccounts) -> list[TransferSpec]:
@@ -88,6 +105,8 @@ def _resolution_legs(request: TransferRequest, kind: RequestKind, house: HouseAc
         flags=TransferFlags.POST_PENDING_TRANSFER if post else TransferFlags.VOID_PENDING_TRANSFER,
         user_data=request.id,
     )
+    if kind == RequestKind.PROTECTED_RELEASE and request.payee_fee:
+        return [_linked(resolve), _payee_fee_leg(request, house)]
     if kind != RequestKind.SUSPENSE_RELEASE:
         return [resolve]
     pay_on = TransferSpec(

@@ -85,6 +85,9 @@ class TransferRequest(db.Model):
     tariff_version_id: Mapped[int | None] = mapped_column(ForeignKey("tariff_versions.id"), default=None)
     # The agent's share of a withdrawal's fee, quoted with it; posted fees -> commissions.
     commission: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # What the payee (a merchant) pays on this payment, quoted when the payer confirmed:
+    # posted from the payee's wallet to fee revenue, linked to the payment (payments/legs.py).
+    payee_fee: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     reference: Mapped[str | None] = mapped_column(String(64), default=None)
     # For a resolution request: the hold request (and PENDING transfer id) it posts or voids.
     pending_request_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), default=None, index=True)
@@ -107,6 +110,7 @@ class TransferRequest(db.Model):
             self.amount,
             self.fee,
             self.commission,
+            self.payee_fee or 0,
             self.reference,
             self.pending_request_id,
         ) == (
@@ -116,6 +120,7 @@ class TransferRequest(db.Model):
             other.amount,
             other.fee,
             other.commission,
+            other.payee_fee or 0,
             other.reference,
             other.pending_request_id,
         )

@@ -64,15 +64,16 @@ RECEIPTS: dict[str, dict[str, str]] = {
     "buy_goods": {
         "sender": "{code} Confirmed. {amount} paid to {name} till {till} on {date} at {time}. "
         "New balance is {balance}. Transaction cost, {fee}.",
+        # {payee_fee}: the merchant's own fee (tariffs.payee_fee); Kiswahili in sms-tariffs.po.
         "merchant": "{code} Confirmed. {amount} received from {name} {phone} on {date} at {time}. "
-        "New till balance is {balance}.",
+        "Fee {payee_fee}. New till balance is {balance}.",
         "failed": "{code} Failed. {reason} You tried to pay {amount} to {name}. Your balance is {balance}.",
     },
     "pay_bill": {
         "sender": "{code} Confirmed. {amount} sent to {name} for account {reference} on {date} at {time}. "
         "New balance is {balance}. Transaction cost, {fee}.",
         "merchant": "{code} Confirmed. {amount} received from {name} {phone} for account {reference} "
-        "on {date} at {time}. New balance is {balance}.",
+        "on {date} at {time}. Fee {payee_fee}. New balance is {balance}.",
         "failed": "{code} Failed. {reason} You tried to pay {amount} to {name} for account {reference}. "
         "Your balance is {balance}.",
     },
@@ -103,7 +104,7 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "sender": "{code} Confirmed. {amount} released to {name} for your protected purchase on {date} "
         "at {time}.",
         "merchant": "{code} Confirmed. {amount} from {name} {phone} is released to you on {date} at "
-        "{time}. New till balance is {balance}.",
+        "{time}. Fee {payee_fee}. New till balance is {balance}.",
     },
     "protected_refund": {
         "sender": "{code} Dispute decided for the buyer: {amount} from {name} {phone} was returned to "
@@ -199,6 +200,7 @@ def _common(request) -> dict:
         "amount": money(request.amount),
         "fee": money(request.fee),
         "commission": money(request.commission or 0),
+        "payee_fee": money(request.payee_fee or 0),
         "reference": request.reference or "",
         "days": _hold_days(request),
         "date": date,

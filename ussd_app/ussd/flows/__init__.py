@@ -14,6 +14,7 @@ from . import (
     send_money,
     withdraw,
 )
+from . import fraud_checks as fraud
 
 MODULES = {
     "common": common,
@@ -26,6 +27,7 @@ MODULES = {
     "pay": pay,
     "agent": agent,
     "requests": requests,  # payment requests; also their My approvals provider
+    "fraud": fraud,
 }
 
 # Not a flow: the escrow providers of My approvals, registered on import.

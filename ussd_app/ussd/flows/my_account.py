@@ -58,7 +58,8 @@ def statement_lines(session, user, lang: str) -> list[str]:
             continue
         when = datetime.fromtimestamp(newest[request_id] / 1_000_000, UTC).astimezone(tz)
         outgoing = request.debit_account_id == account_id
-        amount = request.amount + (request.fee if outgoing else 0)
+        # The payer's fee adds to what went out; a merchant's own fee comes off what came in.
+        amount = request.amount + request.fee if outgoing else request.amount - (request.payee_fee or 0)
         other = people.get(request.credit_account_id if outgoing else request.debit_account_id)
         who = gsm7.shorten(other.name, 16) if other else t(lang, "Tuma")
         sign = "-" if outgoing else "+"

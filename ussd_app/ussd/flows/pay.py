@@ -9,10 +9,10 @@ from flask import current_app
 from ...extensions import db
 from ...payments.models import RequestKind
 from ...payments.submit import mint_request_id
-from ...tariffs import quote
+from ...tariffs import payee_fee, quote
 from ...users import BusinessKind, find_business
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from . import common
+from . import common, fraud_checks
 
 REFERENCE_LIMIT = 20
 _NUMBER = re.compile(r"\d{5,7}")
@@ -55,6 +55,8 @@ def quote_payment(ctx) -> str:
     ctx.data.update(
         request_kind=kind.value,
         fee=fee,
+        # The merchant's share, quoted now (the tariff in force when the payer confirms).
+        payee_fee=payee_fee(kind.value, ctx.data["amount"]),
         amount_text=common.money(ctx.data["amount"]),
         fee_text=common.money(fee),
         transfer_id=mint_request_id(),
@@ -74,13 +76,16 @@ def submit(ctx) -> str:
     hold = {"hold_seconds": current_app.config["PROTECTED_HOLD_SECONDS"]} if protected else {}
     return common.pin_then(
         ctx,
-        lambda c: common.record_payment(
-            c,
-            kind=c.data["request_kind"],
-            debit_account_id=c.user.account_id,
-            credit_account_id=c.data["merchant_account"],
-            reference=c.data.get("account_reference"),
-            **hold,
+        fraud_checks.guarded(
+            lambda c: common.record_payment(
+                c,
+                kind=c.data["request_kind"],
+                debit_account_id=c.user.account_id,
+                credit_account_id=c.data["merchant_account"],
+                reference=c.data.get("account_reference"),
+                payee_fee=c.data.get("payee_fee", 0),
+                **hold,
+            )
         ),
     )
 
@@ -154,7 +159,7 @@ FLOW = {
     "submit_protected": Step(
         "check the PIN, then record the held payment under the minted id and queue it",
         submit,
-        common.pin_exits("protected_pin", ok="protected_done", short="short"),
+        common.pin_exits("protected_pin", ok="protected_done", short="short", **fraud_checks.EXITS),
     ),
     "protected_done": Screen(
         "the protected payment is queued",
@@ -176,7 +181,7 @@ FLOW = {
     "submit": Step(
         "check the PIN, then record the payment under the minted id and queue it",
         submit,
-        common.pin_exits("pin", ok="done", short="short"),
+        common.pin_exits("pin", ok="done", short="short", **fraud_checks.EXITS),
     ),
     "done": Screen(
         "the payment is queued",

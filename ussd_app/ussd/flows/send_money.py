@@ -15,13 +15,17 @@ from ...tariffs import quote
 from ...users import Role, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from ..pin_guard import PinCheck, check_pin, tries_left
-from . import common
+from . import common, fraud_checks
 
 
 def find_recipient(ctx) -> str:
     phone = ctx.data["recipient_phone"]
     if phone == ctx.user.phone:
         return "self"
+    # Every look-up tells the caller whether a number is on Tuma and whose it is: counted,
+    # and refused while the number is slowed down for harvesting names (fraud_checks).
+    if not fraud_checks.lookup_allowed(ctx):
+        return "throttled"
     ctx.data.pop("unregistered", None)
     recipient = find_by_phone(db.session, phone)
     if recipient is None:
@@ -53,11 +57,20 @@ def quote_and_mint(ctx) -> str:
     return "ok"
 
 
+def cancel_at_name(ctx) -> str:
+    if not ctx.data.get("unregistered"):  # a registered name was on the screen
+        fraud_checks.note_cancel(ctx)
+    return "ok"
+
+
 def submit(ctx) -> str:
     result = check_pin(db.session, ctx.user, ctx.secret)
     ctx.data["tries_left"] = tries_left(ctx.user)
     if result != PinCheck.OK:
         return result.value
+    refused = fraud_checks.sim_swap_gate(ctx)  # after the PIN, before recording: see there
+    if refused:
+        return refused
     data, account = ctx.data, ctx.user.account
     db.session.refresh(account)
     if account.available < data["amount"] + data["fee"]:
@@ -103,6 +116,7 @@ FLOW = {
             "self": Retry("recipient", N_("You cannot send money to yourself.")),
             "unknown": "unregistered",
             "not_customer": Retry("recipient", N_("{recipient_phone} cannot receive money here.")),
+            "throttled": "fraud.throttled",
         },
     ),
     "unregistered": Screen(
@@ -123,7 +137,12 @@ FLOW = {
     "confirm": Screen(
         "confirm recipient, amount and fee",
         N_("Send {amount_text} to {recipient_name} {recipient_phone}?\nFee: {fee_text}"),
-        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
+        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancel_at_name")),
+    ),
+    "cancel_at_name": Step(
+        "count a cancel at the screen that showed a name (name harvesting, fraud_checks)",
+        cancel_at_name,
+        {"ok": "cancelled"},
     ),
     "pin": Screen(
         "the PIN that authorises the transfer",
@@ -141,6 +160,7 @@ FLOW = {
             "locked": "common.locked",
             "short": "short",
             "error": "common.error",
+            **fraud_checks.EXITS,
         },
     ),
     "done": Screen(

@@ -8,7 +8,7 @@ from ...payments.submit import mint_request_id
 from ...tariffs import WITHDRAWAL_MAX, WITHDRAWAL_MIN, commission, quote
 from ...users import Role, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from . import common
+from . import common, fraud_checks
 
 
 def find_agent(ctx) -> str:
@@ -43,12 +43,14 @@ def quote_withdrawal(ctx) -> str:
 def submit(ctx) -> str:
     return common.pin_then(
         ctx,
-        lambda c: common.record_payment(
-            c,
-            kind=RequestKind.WITHDRAWAL.value,
-            debit_account_id=c.user.account_id,
-            credit_account_id=c.data["agent_account"],
-            commission=c.data["commission"],
+        fraud_checks.guarded(
+            lambda c: common.record_payment(
+                c,
+                kind=RequestKind.WITHDRAWAL.value,
+                debit_account_id=c.user.account_id,
+                credit_account_id=c.data["agent_account"],
+                commission=c.data["commission"],
+            )
         ),
     )
 
@@ -98,7 +100,7 @@ FLOW = {
     "submit": Step(
         "check the PIN, then record the withdrawal under the minted id and queue it",
         submit,
-        common.pin_exits("pin", ok="done", short="short"),
+        common.pin_exits("pin", ok="done", short="short", **fraud_checks.EXITS),
     ),
     "done": Screen(
         "the withdrawal is queued",
