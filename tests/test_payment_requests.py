@@ -16,6 +16,7 @@ from ussd_app.payments.emoney import issue_float
 from ussd_app.payments.execute import execute_batch
 from ussd_app.payments.models import RequestKind, TransferRequest
 from ussd_app.payments.submit import mint_request_id, record_request
+from ussd_app.tariffs import payee_fee
 from ussd_app.users import find_by_phone
 from ussd_app.ussd import approvals
 from worker import jobs
@@ -408,7 +409,9 @@ def test_a_merchant_requests_payment_and_the_customer_pays(client, shop, table):
     )
     assert pay_first(client, BOB) == "END Approved. You will receive an SMS confirmation."
     jobs.execute_transfers()
-    assert available(shop) == 250_00
+    merchant_fee = payee_fee("buy_goods", 250_00)
+    assert merchant_fee > 0
+    assert available(shop) == 250_00 - merchant_fee  # the merchant's capped fee, as at a till
     assert available(table[BOB]) == EACH - 250_00  # paying a merchant is free
     [paid] = [r for r in requests_of(BOB)]
     transfer = db.session.get(TransferRequest, paid.transfer_request_id)

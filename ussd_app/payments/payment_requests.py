@@ -302,6 +302,7 @@ def pay(session, payer: User, request_id: str, now: datetime | None = None) -> T
         credit_account_id=requester.account_id,
         amount=request.amount,
         fee=tariff.fee(kind.value, request.amount),
+        payee_fee=tariff.payee_fee(kind.value, request.amount),  # a merchant's own capped fee
         reference=reference,
         tariff_version_id=tariff.id,
     )
