@@ -196,6 +196,8 @@ class FakeDisputes:
 
 
 def test_disputes_page_is_honest_when_empty_and_decides_through_the_seam(signed_in, monkeypatch):
+    assert "Nothing awaits a decision." in signed_in.get("/admin/disputes").get_data(as_text=True)
+    monkeypatch.setattr(seams, "_decision_sources", {})
     assert "No disputes yet" in signed_in.get("/admin/disputes").get_data(as_text=True)
     fake = FakeDisputes()
     monkeypatch.setitem(seams._decision_sources, "fake", fake)
@@ -237,6 +239,7 @@ def test_queues_page_and_audit_log(signed_in, app):
     page = signed_in.get("/admin/queues").get_data(as_text=True)
     for name in ("transfers", "sms", "maintenance"):
         assert f"<td>{name}</td>" in page
+    assert "No worker is running" in page  # none in this test (tests/test_browser.py runs one)
     assert post(signed_in, "/admin/queues/nosuch/requeue/x").status_code == 404
     post(signed_in, "/admin/queues/sms/requeue/no-such-job")
     assert not audit_rows("job.requeue")

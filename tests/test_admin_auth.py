@@ -153,3 +153,26 @@ def test_operators_cli_prompts_for_the_password_and_refuses_short_ones(runner):
         args=["operators", "create", "--email", "p@tuma.example", "--name", "P", "--password", PASSWORD]
     )
     assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_the_demo_operator_of_make_run_is_created_once_and_never_in_production(runner, app):
+    from ussd_app.admin.cli import DEMO_OPERATOR
+
+    email, _name, password = DEMO_OPERATOR
+    for _ in range(2):
+        result = runner.invoke(args=["operators", "demo"])
+        assert result.exit_code == 0, result.output
+        assert f"demo operator: {email} / {password}" in result.output
+    [op] = db.session.execute(select(Operator)).scalars()
+    assert op.email == email and op.check_password(password) and password not in op.password_hash
+    assert actions() == ["operator.create"]
+    db.session.delete(op)
+    db.session.execute(AuditEntry.__table__.delete())
+    db.session.commit()
+    app.config["TUMA_ENV"] = "production"
+    try:
+        refused = runner.invoke(args=["operators", "demo"])
+    finally:
+        app.config["TUMA_ENV"] = "development"
+    assert refused.exit_code != 0 and "no demo operator in production" in refused.output
+    assert db.session.execute(select(Operator)).scalars().all() == []

@@ -4,7 +4,8 @@ Starts (when REDIS_URL is unset) the embedded redis-server, migrates, seeds the 
 the web app under gunicorn and one worker, and stops them all on Ctrl-C.
 
 It turns the phone simulator on (``/simulator/``) and Prometheus multiprocess mode (samples
-under ``instance/prometheus``).
+under ``instance/prometheus``), and creates the demo operator of the back office
+(``flask operators demo``: demo@tuma.example, password "demo operator passphrase").
 
 Unless AT_API_URL is set, it also runs the local Africa's Talking gateway
 (``ussd_app.sms.gateway``, port ``AT_GATEWAY_PORT``, default 8025) and points the web app and
@@ -18,6 +19,7 @@ import subprocess
 import sys
 
 from . import create_app
+from .admin.cli import DEMO_OPERATOR
 from .queues import connect
 
 
@@ -50,6 +52,7 @@ def main() -> int:
         env["AT_API_URL"] = f"http://127.0.0.1:{gateway_port}"
     subprocess.run([*flask, "db", "upgrade"], check=True, env=env)
     subprocess.run([*flask, "demo", "seed"], check=True, env=env)
+    subprocess.run([*flask, "operators", "demo"], check=True, env=env, stdout=subprocess.DEVNULL)
     gateway = [python, "-m", "ussd_app.sms.gateway", "--port", gateway_port] if gateway_port else None
     children = [
         *([subprocess.Popen(gateway, env=env)] if gateway else []),
@@ -66,7 +69,9 @@ def main() -> int:
     if env["TUMA_SIMULATOR_ENABLED"] in {"1", "true", "yes"}:
         print(f"  phone simulator  http://127.0.0.1:{port}/simulator/", flush=True)
     print(
-        f"  back office      http://127.0.0.1:{port}/admin/  (flask --app wsgi operators create)", flush=True
+        f"  back office      http://127.0.0.1:{port}/admin/  demo operator {DEMO_OPERATOR[0]}, "
+        f"password '{DEMO_OPERATOR[2]}'",
+        flush=True,
     )
     print(f"  health, metrics  http://127.0.0.1:{port}/healthz  /metrics", flush=True)
     try:

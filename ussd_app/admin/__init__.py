@@ -85,10 +85,11 @@ def _no_store(response):
 
 
 def init_app(app) -> None:
-    from . import views  # noqa: F401  (routes on bp)
+    from . import disputes, views  # noqa: F401  (routes on bp)
     from .cli import operators_cli
 
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.register_blueprint(bp)
     app.register_blueprint(operators_cli)
+    disputes.init_app(app)

@@ -1,4 +1,5 @@
-"""``flask --app wsgi operators create --email E --name N [--password P]``."""
+"""``flask --app wsgi operators create --email E --name N [--password P]``, ``operators deactivate``,
+and ``operators demo`` (the demo operator of ``make run``)."""
 
 import click
 from flask import Blueprint
@@ -42,3 +43,22 @@ def deactivate(email):
     record(db.session, None, "operator.deactivate", operator.email, via="cli")
     db.session.commit()
     click.echo(f"deactivated {operator.email}")
+
+
+# The demo operator `make run` signs in with. Demo only: refused when TUMA_ENV=production.
+DEMO_OPERATOR = ("demo@tuma.example", "Demo Operator", "demo operator passphrase")
+
+
+@operators_cli.cli.command("demo")
+def demo():
+    """Create the demo operator (idempotent) and print how to sign in; never in production."""
+    from flask import current_app
+
+    email, name, password = DEMO_OPERATOR
+    if current_app.config.get("TUMA_ENV") == "production":
+        raise click.ClickException("no demo operator in production: use `operators create`")
+    if find_operator(db.session, email) is None:
+        create_operator(db.session, email=email, name=name, password=password)
+        record(db.session, None, "operator.create", email, via="cli", demo=True)
+        db.session.commit()
+    click.echo(f"demo operator: {email} / {password}")

@@ -64,7 +64,10 @@ def login():
         password = request.form.get("password") or ""
         operator = find_operator(db.session, email)
         if operator is None or not operator.active or not operator.check_password(password[:1000]):
-            record(db.session, operator.id if operator else None, "login.refused", email.lower())
+            # The target is the operator's email, never what was typed when no operator has
+            # it: a password typed in the wrong box must not land in the audit log in clear.
+            target = operator.email if operator else "(no such operator)"
+            record(db.session, operator.id if operator else None, "login.refused", target)
             db.session.commit()
             log.warning("admin sign-in refused")
             error = "Wrong email or password."
@@ -403,7 +406,14 @@ def transfer_trail(session, request_row: TransferRequest) -> dict:
     ).scalar_one_or_none()
     audits = list(
         session.execute(
-            select(AuditEntry).where(AuditEntry.target == request_row.code).order_by(AuditEntry.id)
+            select(AuditEntry)
+            .where(
+                or_(
+                    AuditEntry.target == request_row.code,
+                    AuditEntry.target.like(f"%:{request_row.code}"),  # decisions: "<source>:<code>"
+                )
+            )
+            .order_by(AuditEntry.id)
         ).scalars()
     )
     return {"legs": legs, "rejected": rejected, "sms": sms, "deposit": deposit, "audits": audits}
@@ -472,7 +482,18 @@ def decide(source, decision_id):
     except ValueError as exc:
         db.session.rollback()
         flash(f"Refused: {exc}", "error")
+        return redirect(url_for("admin.disputes"))
+    _ring_sms_sender("decision")  # a decision's receipts are committed with it
     return redirect(url_for("admin.disputes"))
+
+
+def _ring_sms_sender(why: str) -> None:
+    from ..sms import sender
+
+    try:
+        sender.announce()
+    except Exception as exc:  # committed: the periodic job sends it anyway
+        log.warning("%s: could not wake the SMS sender: %s", why, type(exc).__name__)
 
 
 # -- SMS ---------------------------------------------------------------------------------
@@ -632,7 +653,30 @@ def queues():
                     "error": last[0][:200],
                 }
             )
-    return render_template("admin/queues.html", queues=_queue_summary(), failed=failed)
+    return render_template("admin/queues.html", queues=_queue_summary(), failed=failed, workers=_workers())
+
+
+def _workers() -> list[dict]:
+    """The rq workers registered in Redis (each refreshes its key while alive)."""
+    from rq import Worker
+
+    from ..queues import get_redis
+
+    found = []
+    for worker in Worker.all(connection=get_redis()):
+        job = worker.get_current_job_id()
+        found.append(
+            {
+                "name": worker.name,
+                "queues": ", ".join(worker.queue_names()),
+                "state": worker.get_state(),
+                "job": job or "",
+                "seen": worker.last_heartbeat,
+                "done": worker.successful_job_count,
+                "failed": worker.failed_job_count,
+            }
+        )
+    return sorted(found, key=lambda w: w["name"])
 
 
 @bp.post("/queues/<name>/requeue/<job_id>")

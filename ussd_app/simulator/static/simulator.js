@@ -32,7 +32,8 @@
     this.handset.addEventListener("keydown", function (event) {
       if (event.target === self.numberInput) return;
       var key = event.key;
-      if (/^[0-9*#]$/.test(key)) self.press(key);
+      // Letters too: registration asks for names, which a real handset types by multi-tap.
+      if (/^[0-9A-Za-z*# '-]$/.test(key)) self.press(key);
       else if (key === "Enter") self.press("call");
       else if (key === "Backspace") self.press("clear");
       else if (key === "Escape") self.press("end");
@@ -40,6 +41,8 @@
       event.preventDefault();
     });
     this.numberInput.addEventListener("change", function () {
+      var number = self.numberInput.value.trim();
+      slot.querySelector(".who").textContent = number === slot.dataset.phone ? slot.dataset.label || "" : "";
       self.press("end");
       self.list.innerHTML = "";
       self.seen = {};

@@ -4,6 +4,7 @@ providers live in ``ussd_app.ussd.approvals``; this flow only lists and asks."""
 
 from ...extensions import db
 from ...payments.submit import announce
+from ...sms import sender as sms_sender
 from .. import approvals, gsm7
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from ..pin_guard import PinCheck, check_pin, tries_left
@@ -34,6 +35,8 @@ def _decide(ctx, approve: bool) -> str:
     # A decision may have recorded a transfer request (a release): ring the workers once it
     # is committed (nothing queued: the job finds nothing).
     ctx.after_commit.append(announce)
+    # ... and it may have written SMS of its own (a dispute's notices): ring the SMS sender.
+    ctx.after_commit.append(sms_sender.announce)
     return "ok"
 
 
