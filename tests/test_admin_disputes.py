@@ -12,6 +12,7 @@ from ussd_app.extensions import db
 from ussd_app.payments.models import HoldState, RequestKind, TransferRequest
 from ussd_app.queues import SMS_QUEUE, get_queue
 from ussd_app.sms import sender
+from ussd_app.tariffs import payee_fee
 from worker import jobs
 
 
@@ -76,7 +77,9 @@ def test_refusing_the_dispute_pays_the_merchant(signed_in, disputed):
     hold, juma, till = disputed
     post(signed_in, f"/admin/disputes/protected/{hold.code}", {"decision": "refuse"})
     assert "dispute refused, paid to the merchant" in signed_in.get("/admin/disputes").get_data(as_text=True)
-    assert available(till) == 300_00 and available(juma) == FUNDS - 300_00
+    # The merchant is paid, less their own capped fee (quoted as for buying goods at the till).
+    assert available(till) == 300_00 - payee_fee("buy_goods", 300_00)
+    assert available(juma) == FUNDS - 300_00
     assert "KES 300.00 from JUMA OTIENO +254712000111 is released to you" in sms_to("+254700000002")[-1]
     ledger_ok()
 
