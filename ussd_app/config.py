@@ -135,3 +135,11 @@ class Config:
     # Seconds a protected purchase is held before it is paid to the merchant without the
     # buyer's confirmation of delivery.
     PROTECTED_HOLD_SECONDS = _int("TUMA_PROTECTED_HOLD_SECONDS", 72 * 3600)
+
+    # -- Agent-started withdrawals, reversals and airtime (issue 5, escrow2) ---------------
+    # Seconds a withdrawal an agent started waits for the customer's approval.
+    AGENT_WITHDRAWAL_EXPIRY_SECONDS = _int("TUMA_AGENT_WITHDRAWAL_EXPIRY_SECONDS", 10 * 60)
+    # Seconds after a transfer during which its sender may ask for it to be reversed.
+    REVERSAL_WINDOW_SECONDS = _int("TUMA_REVERSAL_WINDOW_SECONDS", 24 * 3600)
+    # Seconds the recipient's funds are held for a reversal before the hold lapses (voided).
+    REVERSAL_HOLD_SECONDS = _int("TUMA_REVERSAL_HOLD_SECONDS", 72 * 3600)

@@ -2,6 +2,7 @@
 
 from .admin.models import AuditEntry, Operator  # noqa: F401
 from .ledger.models import Account, RejectedTransfer, Transfer  # noqa: F401
+from .payments.agent_withdrawals import WithdrawalApproval  # noqa: F401
 from .payments.models import TransferRequest, TrustDeposit  # noqa: F401
 from .sms.inbound import InboundMessage  # noqa: F401
 from .sms.outbox import OutboxMessage  # noqa: F401

@@ -96,6 +96,7 @@ def maintain() -> dict:
     # Escrow holds that fell due (refund unregistered sends, pay protected purchases), with
     # their receipts, in one transaction; safe side by side (payments/holds.py).
     resolved = resolve_due_holds()
+    resolved += expire_agent_withdrawals()
     stale = requeue_stale(db.session)
     sms_due = sender.count_due(db.session)
     db.session.commit()
@@ -119,4 +120,25 @@ def resolve_due_holds(now: int | None = None) -> int:
             if attempt == RETRIES:
                 raise
             log.warning("hold expiry conflict, retrying (attempt %d): %s", attempt, type(exc.orig).__name__)
+    return 0
+
+
+def expire_agent_withdrawals(now=None) -> int:
+    """Expire withdrawals agents started that their customers left unapproved, telling each
+    agent, and commit; safe side by side (compare-and-set, payments/agent_withdrawals.py).
+    ``now``: a naive UTC datetime, for tests."""
+    from ussd_app.payments.agent_withdrawals import expire_due
+
+    for attempt in range(1, RETRIES + 1):
+        try:
+            done = expire_due(db.session, now=now)
+            db.session.commit()
+            return done
+        except (IntegrityError, DBAPIError) as exc:
+            db.session.rollback()
+            if attempt == RETRIES:
+                raise
+            log.warning(
+                "withdrawal expiry conflict, retrying (attempt %d): %s", attempt, type(exc.orig).__name__
+            )
     return 0

@@ -1,7 +1,19 @@
 """The flows, one module each, and the engine that runs them all."""
 
 from ..engine import Engine
-from . import agent, common, escrow, home, my_account, my_approvals, pay, registration, send_money, withdraw
+from . import (
+    agent,
+    agent_withdraw,
+    common,
+    escrow,
+    home,
+    my_account,
+    my_approvals,
+    pay,
+    registration,
+    send_money,
+    withdraw,
+)
 
 MODULES = {
     "common": common,
@@ -13,6 +25,7 @@ MODULES = {
     "withdraw": withdraw,
     "pay": pay,
     "agent": agent,
+    "agent_withdraw": agent_withdraw,
 }
 
 # Not a flow: the escrow providers of My approvals, registered on import.

@@ -58,6 +58,7 @@ FLOW = {
             Option(N_("Unlock customer PIN"), "agent.unlock"),
             Option(N_("My account"), "my_account.menu"),
             Option(N_("My approvals"), "my_approvals.load"),
+            Option(N_("Withdraw cash"), "agent_withdraw.customer"),
         ),
     ),
     "merchant": Screen(
