@@ -114,6 +114,7 @@ def test_declining_to_resume_starts_at_home_and_forgets_it(client, juma):
         "2": "Mini statement",
         "3": "Change PIN",
         "4": "Language",
+        "5": "Reverse a transaction",
     }
 
 

@@ -6,6 +6,8 @@ Revises: 0006
 - ``withdrawal_approvals``: a withdrawal an agent started, waiting for the customer's PIN in
   My approvals; ``state`` leaves ``pending`` by compare-and-set only (approved: the withdrawal
   request is recorded under the same id; declined; expired).
+- ``uq_transfer_requests_open_reversal``: at most one open reversal (a REVERSAL hold still
+  held, not refused by the ledger) per send; ``reference`` is the send's code.
 """
 
 from alembic import op
@@ -15,6 +17,8 @@ revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
+
+OPEN = "kind = 'reversal' AND hold_state = 'held' AND status <> 'rejected'"
 
 
 def upgrade():
@@ -45,9 +49,19 @@ def upgrade():
         batch_op.create_index(
             "ix_withdrawal_approvals_customer_account_id", ["customer_account_id"], unique=False
         )
+    with op.batch_alter_table("transfer_requests", schema=None) as batch_op:
+        batch_op.create_index(
+            "uq_transfer_requests_open_reversal",
+            ["reference"],
+            unique=True,
+            postgresql_where=sa.text(OPEN),
+            sqlite_where=sa.text(OPEN),
+        )
 
 
 def downgrade():
+    with op.batch_alter_table("transfer_requests", schema=None) as batch_op:
+        batch_op.drop_index("uq_transfer_requests_open_reversal")
     with op.batch_alter_table("withdrawal_approvals", schema=None) as batch_op:
         batch_op.drop_index("ix_withdrawal_approvals_customer_account_id")
         batch_op.drop_index("ix_withdrawal_approvals_state")

@@ -32,6 +32,10 @@ class RequestKind(enum.StrEnum):
     PROTECTED_PURCHASE = "protected_purchase"  # buyer -> merchant, held until delivery
     PROTECTED_RELEASE = "protected_release"  # post it: delivery confirmed, or the hold fell due
     PROTECTED_REFUND = "protected_refund"  # void it: a dispute decided for the buyer
+    # Reversal of a wrong send (payments/reversals.py): the recipient's funds held for the sender.
+    REVERSAL = "reversal"  # recipient -> sender, held until the recipient or the operator decides
+    REVERSAL_POST = "reversal_post"  # post it: the recipient agreed, or the operator decided so
+    REVERSAL_VOID = "reversal_void"  # void it: refused, or the hold fell due
 
 
 class HoldState(enum.StrEnum):

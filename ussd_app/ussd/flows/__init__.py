@@ -11,6 +11,7 @@ from . import (
     my_approvals,
     pay,
     registration,
+    reversal,
     send_money,
     withdraw,
 )
@@ -26,6 +27,7 @@ MODULES = {
     "pay": pay,
     "agent": agent,
     "agent_withdraw": agent_withdraw,
+    "reversal": reversal,
 }
 
 # Not a flow: the escrow providers of My approvals, registered on import.
