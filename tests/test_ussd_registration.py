@@ -42,6 +42,7 @@ def test_unknown_number_registers_with_names_pin_twice_and_language(client):
         "4": "Withdraw cash",
         "5": "Buy goods",
         "6": "Pay bill",
+        "7": "Buy airtime",
     }
 
 

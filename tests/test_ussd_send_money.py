@@ -17,6 +17,7 @@ CUSTOMER_MENU = {
     "4": "Withdraw cash",
     "5": "Buy goods",
     "6": "Pay bill",
+    "7": "Buy airtime",
 }
 PIN = "8642"
 
@@ -196,6 +197,7 @@ def test_kiswahili_speaker_sees_kiswahili(client, wanjiru):
         "4": "Toa pesa",
         "5": "Nunua bidhaa",
         "6": "Lipa bili",
+        "7": "Nunua muda wa maongezi",
     }
     phone.send("1")
     phone.send("0712000222")

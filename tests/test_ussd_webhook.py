@@ -16,6 +16,7 @@ MENU = {
     "4": "Withdraw cash",
     "5": "Buy goods",
     "6": "Pay bill",
+    "7": "Buy airtime",
 }
 
 

@@ -143,3 +143,6 @@ class Config:
     REVERSAL_WINDOW_SECONDS = _int("TUMA_REVERSAL_WINDOW_SECONDS", 24 * 3600)
     # Seconds the recipient's funds are held for a reversal before the hold lapses (voided).
     REVERSAL_HOLD_SECONDS = _int("TUMA_REVERSAL_HOLD_SECONDS", 72 * 3600)
+    # Airtime: seconds after its hold was made that an airtime purchase whose job died (or got
+    # no answer from Africa's Talking) is asked for again, with the same idempotency key.
+    AIRTIME_RETRY_SECONDS = _int("TUMA_AIRTIME_RETRY_SECONDS", 60)

@@ -64,6 +64,7 @@ def execute_transfers(request_id: str | None = None) -> int:
     done = execute_batch(db.session, size)
     if done:
         sender.announce()  # the batch's receipts are committed: ring the SMS sender
+        _announce_airtime()
     if done >= size:
         # More may be waiting: queue the next batch now, whether or not the doorbell is rung,
         # so while there is a backlog every worker can take a batch of its own.
@@ -97,6 +98,7 @@ def maintain() -> dict:
     # their receipts, in one transaction; safe side by side (payments/holds.py).
     resolved = resolve_due_holds()
     resolved += expire_agent_withdrawals()
+    resolved += sum(buy_airtime().values())
     stale = requeue_stale(db.session)
     sms_due = sender.count_due(db.session)
     db.session.commit()
@@ -142,3 +144,29 @@ def expire_agent_withdrawals(now=None) -> int:
                 "withdrawal expiry conflict, retrying (attempt %d): %s", attempt, type(exc.orig).__name__
             )
     return 0
+
+
+def _announce_airtime() -> None:
+    """Queue the airtime job when a batch made airtime holds that wait for Africa's Talking."""
+    from ussd_app.payments import airtime
+    from ussd_app.queues import TRANSFERS_QUEUE, get_queue
+
+    if airtime.waiting(db.session):
+        get_queue(TRANSFERS_QUEUE).enqueue("worker.jobs.buy_airtime", result_ttl=60, failure_ttl=24 * 3600)
+    db.session.commit()
+
+
+@_in_app
+def buy_airtime() -> dict:
+    """Ask Africa's Talking for the airtime held purchases wait for; post or void each
+    (payments/airtime.py). Safe to run twice, or side by side."""
+    from ussd_app.payments import airtime
+    from ussd_app.sms.client import send_airtime
+
+    config = current_app.config
+    counts = airtime.buy_waiting(
+        db.session, lambda phone, amount, key: send_airtime(config, phone, amount, key)
+    )
+    if counts["sent"] or counts["failed"]:
+        sender.announce()
+    return counts

@@ -134,6 +134,20 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "recipient": "{code} Confirmed. The {amount} held for the reversal of {reference} is yours again on "
         "{date} at {time}. New balance is {balance}.",
     },
+    # Airtime (payments/airtime.py). {reference} is the number topped up; the hold itself has no
+    # receipt (its outcome follows within seconds).
+    "airtime": {
+        "failed": "{code} Failed. {reason} You tried to buy {amount} airtime for {reference}. "
+        "Your balance is {balance}.",
+    },
+    "airtime_post": {
+        "sender": "{code} Confirmed. You bought {amount} of airtime for {reference} on {date} at {time}. "
+        "New balance is {balance}.",
+    },
+    "airtime_void": {
+        "recipient": "{code} Failed. {amount} of airtime for {reference} could not be bought. The money "
+        "is back in your account on {date} at {time}. New balance is {balance}.",
+    },
     "float_issue": {
         "agent": "{code} Confirmed. E-float of {amount} issued to you on {date} at {time}. "
         "New float balance is {balance}.",

@@ -4,6 +4,7 @@ from ..engine import Engine
 from . import (
     agent,
     agent_withdraw,
+    airtime,
     common,
     escrow,
     home,
@@ -28,6 +29,7 @@ MODULES = {
     "agent": agent,
     "agent_withdraw": agent_withdraw,
     "reversal": reversal,
+    "airtime": airtime,
 }
 
 # Not a flow: the escrow providers of My approvals, registered on import.

@@ -39,6 +39,7 @@ FLOW = {
             Option(N_("Withdraw cash"), "withdraw.agent"),
             Option(N_("Buy goods"), "pay.till"),
             Option(N_("Pay bill"), "pay.paybill"),
+            Option(N_("Buy airtime"), "airtime.menu"),
         ),
     ),
     "business": Step(
