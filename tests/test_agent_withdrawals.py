@@ -31,14 +31,14 @@ def agent_account() -> int:
     return find_by_phone(db.session, AGENT).account_id
 
 
-def agent_asks(client, customer="0712000111", amount="1000") -> str:
+def agent_asks(client, customer="0712000111", amount="1000", fee="29.00") -> str:
     phone = Phone(client, "0700000101")
     assert options(phone.dial())["8"] == "My approvals"  # the menu's first page
     assert phone.send("98") == "CON 9. Withdraw cash\n0. Back"
     assert phone.send("9") == "CON Withdraw for a customer\nEnter the customer's phone number"
     assert phone.send(customer) == "CON Withdraw for Juma Otieno\nEnter amount"
     assert phone.send(amount) == (
-        f"CON Withdraw KES {int(amount):,}.00 for Juma Otieno +254712000111?\nFee: KES 29.00\n"
+        f"CON Withdraw KES {int(amount):,}.00 for Juma Otieno +254712000111?\nFee: KES {fee}\n"
         "1. Confirm\n2. Cancel"
     )
     assert phone.send("1") == "CON Enter your PIN to ask Juma Otieno to approve"
@@ -221,3 +221,22 @@ def test_kiswahili_customer_reads_the_request_in_kiswahili(client, juma):
         .walk("3")
         .endswith("1. Toa KES 1,000.00 kwa wakala Ali Agent, ada KES 29.00")
     )
+
+
+def test_approving_without_the_money_tells_both_and_moves_nothing(client, juma):
+    agent_asks(client, amount="9990", fee="115.00")  # with the fee, more than Juma's KES 10,000
+    before = len(sms_to(AGENT))
+    phone = Phone(client, "0712000111")
+    phone.walk("3", "1", "1")
+    assert phone.send(PIN) == "END Approved. You will receive an SMS confirmation."
+    assert withdrawals() == 0 and jobs.execute_transfers() == 0
+    assert sms_to(AGENT)[before:] == [
+        "JUMA OTIENO +254712000111 does not have enough money to withdraw KES 9,990.00. "
+        "Do not pay out any cash."
+    ]
+    assert sms_to(CUSTOMER)[-1] == (
+        "Not enough money to withdraw KES 9,990.00 plus fee KES 115.00 at agent ALI AGENT. "
+        "Your balance is KES 10,000.00."
+    )
+    assert Phone(client, "0712000111").walk("3") == "END Nothing is waiting for your approval."
+    ledger_ok()

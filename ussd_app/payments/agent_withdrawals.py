@@ -35,7 +35,12 @@ ASKED = (
 )
 DECLINED = "{name} {phone} declined your request to withdraw {amount}. Do not pay out any cash."
 EXPIRED = "Your request to withdraw {amount} from {name} {phone} expired unapproved. Do not pay out any cash."
-MESSAGES = (ASKED, DECLINED, EXPIRED)
+# The customer approved without the money for it: nothing is recorded, both are told.
+SHORT_AGENT = "{name} {phone} does not have enough money to withdraw {amount}. Do not pay out any cash."
+SHORT_CUSTOMER = (
+    "Not enough money to withdraw {amount} plus fee {fee} at agent {agent}. Your balance is {balance}."
+)
+MESSAGES = (ASKED, DECLINED, EXPIRED, SHORT_AGENT, SHORT_CUSTOMER)
 
 
 class ApprovalState(enum.StrEnum):
@@ -43,6 +48,7 @@ class ApprovalState(enum.StrEnum):
     APPROVED = "approved"  # the withdrawal request is recorded
     DECLINED = "declined"
     EXPIRED = "expired"
+    FAILED = "failed"  # approved without the money for it
 
 
 def utcnow() -> datetime:
@@ -144,14 +150,37 @@ def _claim(session, approval_id: str, to_state: ApprovalState, now: datetime, **
     return result.rowcount == 1
 
 
-def approve(session, customer: User, approval_id: str):
-    """The customer approved (PIN checked): record the withdrawal under the approval's id.
-    The transfer request, or None when it is no longer pending. The caller announces it."""
+def approve(session, customer: User, approval_id: str) -> str:
+    """The customer approved (PIN checked): record the withdrawal under the approval's id
+    ("approved"; the caller announces it), or, without the money for amount and fee, tell
+    both and record nothing ("short"); "gone" when it is no longer pending."""
     now = utcnow()
-    if not _claim(session, approval_id, ApprovalState.APPROVED, now, customer_account_id=customer.account_id):
-        return None
     row = session.get(WithdrawalApproval, approval_id)
-    return record_request(
+    if row is None:
+        return "gone"
+    session.refresh(customer.account)
+    short = customer.account.available < row.amount + row.fee
+    to_state = ApprovalState.FAILED if short else ApprovalState.APPROVED
+    if not _claim(session, approval_id, to_state, now, customer_account_id=customer.account_id):
+        return "gone"
+    if short:
+        _tell_agent(session, row, SHORT_AGENT)
+        agent = _user(session, row.agent_account_id)
+        add_sms(
+            session,
+            phone=customer.phone,
+            body=t(
+                customer.language,
+                SHORT_CUSTOMER,
+                domain="sms",
+                amount=_money(row.amount),
+                fee=_money(row.fee),
+                agent=agent.name.upper() if agent else "",
+                balance=_money(customer.account.available),
+            ),
+        )
+        return "short"
+    record_request(
         session,
         request_id=row.id,
         kind=RequestKind.WITHDRAWAL.value,
@@ -161,6 +190,7 @@ def approve(session, customer: User, approval_id: str):
         fee=row.fee,
         commission=row.commission,
     )
+    return "approved"
 
 
 def _tell_agent(session, row: WithdrawalApproval, english: str) -> None:

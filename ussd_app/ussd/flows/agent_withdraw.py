@@ -120,7 +120,8 @@ class AgentWithdrawals:
         return found
 
     def approve(self, session, user, key: str) -> bool:
-        return agent_withdrawals.approve(session, user, key) is not None
+        # "short": decided all the same (both are told by SMS that nothing was withdrawn).
+        return agent_withdrawals.approve(session, user, key) != "gone"
 
     def decline(self, session, user, key: str) -> bool:
         return agent_withdrawals.decline(session, user, key)
