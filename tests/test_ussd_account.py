@@ -69,7 +69,9 @@ def test_mini_statement_shows_the_latest_on_screen_and_all_five_by_sms(client, j
     assert "-KES 600.00 Wanjiru Kamau" in lines[0]  # newest first
     assert len(body) - 4 <= 160
     [sms] = (
-        db.session.execute(select(OutboxMessage).where(OutboxMessage.phone == juma_phone))
+        db.session.execute(
+            select(OutboxMessage).where(OutboxMessage.phone == juma_phone).order_by(OutboxMessage.id)
+        )
         .scalars()
         .all()[-1:]
     )
