@@ -213,14 +213,17 @@ def test_a_stranger_texting_a_real_code_gets_the_unknown_code_answer(client, gat
     )
 
 
-def test_reverse_is_recorded_and_answered_honestly_and_moves_no_money(client, gateway, transfer):
+def test_reverse_is_recorded_and_asks_for_the_reversal(client, gateway, transfer):
     code, rid = transfer
     balances = [r.body for r in outbox()]
     assert text_us(client, "+254712000501", f"reverse {code}").status_code == 200
     assert reply_to(gateway, "+254712000501") == (
-        f"Received: your request to reverse {code}. It is recorded, but reversals are not available yet, "
-        "so no money has moved."
+        f"Received: your request to reverse {code}, KES 250.00 sent to JUMA MWANGI +254712000502. "
+        "They are asked to agree; we will SMS you."
     )
+    # The hold of Juma's funds is queued for the workers (tests/test_reversals.py follows it).
+    [hold] = db.session.execute(select(TransferRequest).where(TransferRequest.kind == "reversal")).scalars()
+    assert (hold.reference, hold.status, hold.amount) == (code, "queued", 250_00)
     [recorded] = db.session.execute(select(InboundMessage)).scalars()
     assert (recorded.intent, recorded.code, recorded.request_id, recorded.link_id) == (
         "reverse",
@@ -231,7 +234,7 @@ def test_reverse_is_recorded_and_answered_honestly_and_moves_no_money(client, ga
     # Only the payer can ask; the payee gets the answer a stranger gets.
     text_us(client, "+254712000502", f"REVERSE {code}")
     assert reply_to(gateway, "+254712000502").startswith(f"{code} si muamala wako wa Tuma.")
-    assert len(outbox()) == len(balances) + 2  # two replies, no new receipts: nothing moved
+    assert len(outbox()) == len(balances) + 2  # two replies, no receipts before the worker runs
 
 
 def test_anything_else_gets_help(client, gateway, app):

@@ -30,6 +30,7 @@ def test_balance_after_pin(client, juma):
         "2": "Mini statement",
         "3": "Change PIN",
         "4": "Language",
+        "5": "Reverse a transaction",
     }
     assert screen(phone.send("1")) == "Enter your PIN to see your balance"
     assert phone.send(PIN) == "END Your balance is KES 12,345.00."

@@ -42,8 +42,9 @@ def test_unknown_number_registers_with_names_pin_twice_and_language(client):
         "4": "Withdraw cash",
         "5": "Buy goods",
         "6": "Pay bill",
-        "7": "Request money",
-        "8": "My requests",
+        "7": "Buy airtime",
+        "8": "Request money",
+        "9": "My requests",
     }
 
 

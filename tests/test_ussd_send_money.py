@@ -17,8 +17,9 @@ CUSTOMER_MENU = {
     "4": "Withdraw cash",
     "5": "Buy goods",
     "6": "Pay bill",
-    "7": "Request money",
-    "8": "My requests",
+    "7": "Buy airtime",
+    "8": "Request money",
+    "9": "My requests",
 }
 PIN = "8642"
 
@@ -198,8 +199,9 @@ def test_kiswahili_speaker_sees_kiswahili(client, wanjiru):
         "4": "Toa pesa",
         "5": "Nunua bidhaa",
         "6": "Lipa bili",
-        "7": "Omba pesa",
-        "8": "Maombi yangu",
+        "7": "Nunua muda wa maongezi",
+        "8": "Omba pesa",
+        "9": "Maombi yangu",
     }
     phone.send("1")
     phone.send("0712000222")

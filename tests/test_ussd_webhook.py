@@ -16,8 +16,9 @@ MENU = {
     "4": "Withdraw cash",
     "5": "Buy goods",
     "6": "Pay bill",
-    "7": "Request money",
-    "8": "My requests",
+    "7": "Buy airtime",
+    "8": "Request money",
+    "9": "My requests",
 }
 
 
@@ -116,6 +117,7 @@ def test_declining_to_resume_starts_at_home_and_forgets_it(client, juma):
         "2": "Mini statement",
         "3": "Change PIN",
         "4": "Language",
+        "5": "Reverse a transaction",
     }
 
 

@@ -143,3 +143,14 @@ class Config:
     PERSONAL_REQUEST_SECONDS = _int("TUMA_PERSONAL_REQUEST_SECONDS", 7 * 24 * 3600)
     # How many requests one requester may make of one payer's number per day (no spam).
     REQUESTS_PER_PAYER_PER_DAY = _int("TUMA_REQUESTS_PER_PAYER_PER_DAY", 3)
+
+    # -- Agent-started withdrawals, reversals and airtime (issue 5, escrow2) ---------------
+    # Seconds a withdrawal an agent started waits for the customer's approval.
+    AGENT_WITHDRAWAL_EXPIRY_SECONDS = _int("TUMA_AGENT_WITHDRAWAL_EXPIRY_SECONDS", 10 * 60)
+    # Seconds after a transfer during which its sender may ask for it to be reversed.
+    REVERSAL_WINDOW_SECONDS = _int("TUMA_REVERSAL_WINDOW_SECONDS", 24 * 3600)
+    # Seconds the recipient's funds are held for a reversal before the hold lapses (voided).
+    REVERSAL_HOLD_SECONDS = _int("TUMA_REVERSAL_HOLD_SECONDS", 72 * 3600)
+    # Airtime: seconds after its hold was made that an airtime purchase whose job died (or got
+    # no answer from Africa's Talking) is asked for again, with the same idempotency key.
+    AIRTIME_RETRY_SECONDS = _int("TUMA_AIRTIME_RETRY_SECONDS", 60)

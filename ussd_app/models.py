@@ -2,6 +2,8 @@
 
 from .admin.models import AuditEntry, Operator  # noqa: F401
 from .ledger.models import Account, RejectedTransfer, Transfer  # noqa: F401
+from .payments import reversals  # noqa: F401  (its index on transfer_requests)
+from .payments.agent_withdrawals import WithdrawalApproval  # noqa: F401
 from .payments.models import TransferRequest, TrustDeposit  # noqa: F401
 from .payments.payment_requests import PaymentRequest  # noqa: F401
 from .sms.inbound import InboundMessage  # noqa: F401

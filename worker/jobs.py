@@ -65,6 +65,7 @@ def execute_transfers(request_id: str | None = None) -> int:
     if done:
         settle_payment_requests()  # payment requests paid by this batch (or refused)
         sender.announce()  # the batch's receipts are committed: ring the SMS sender
+        _announce_airtime()
     if done >= size:
         # More may be waiting: queue the next batch now, whether or not the doorbell is rung,
         # so while there is a backlog every worker can take a batch of its own.
@@ -98,6 +99,8 @@ def maintain() -> dict:
     # their receipts, in one transaction; safe side by side (payments/holds.py).
     resolved = resolve_due_holds()
     requests_settled = settle_payment_requests(expire=True)  # payment requests: settle, lapse
+    resolved += expire_agent_withdrawals()
+    resolved += sum(buy_airtime().values())
     stale = requeue_stale(db.session)
     sms_due = sender.count_due(db.session)
     db.session.commit()
@@ -130,24 +133,65 @@ def resolve_due_holds(now: int | None = None) -> int:
     return 0
 
 
-def settle_payment_requests(*, expire: bool = False, now=None) -> int:
-    """Settle payment requests whose transfer the worker finished and, with ``expire``, lapse
-    the ones past due; committed, retried like a batch on a conflict (compare-and-set inside,
-    so a second job finds nothing left). ``now``: naive UTC, for tests."""
-    from ussd_app.payments import payment_requests
-
+def _committed_with_retries(work, what: str) -> int:
+    """Run ``work()`` (a count of what it did) and commit, retried like a batch when two jobs
+    collide (compare-and-set inside, so the loser re-reads and finds nothing left to do)."""
     for attempt in range(1, RETRIES + 1):
         try:
-            done = payment_requests.settle(db.session)
-            if expire:
-                done += payment_requests.expire(db.session, now=now)
+            done = work()
             db.session.commit()
             return done
         except (IntegrityError, DBAPIError) as exc:
             db.session.rollback()
             if attempt == RETRIES:
                 raise
-            log.warning(
-                "payment request conflict, retrying (attempt %d): %s", attempt, type(exc.orig).__name__
-            )
+            log.warning("%s conflict, retrying (attempt %d): %s", what, attempt, type(exc.orig).__name__)
     return 0
+
+
+def settle_payment_requests(*, expire: bool = False, now=None) -> int:
+    """Settle payment requests whose transfer the worker finished and, with ``expire``, lapse
+    the ones past due; committed. ``now``: naive UTC, for tests."""
+    from ussd_app.payments import payment_requests
+
+    def work() -> int:
+        done = payment_requests.settle(db.session)
+        if expire:
+            done += payment_requests.expire(db.session, now=now)
+        return done
+
+    return _committed_with_retries(work, "payment request")
+
+
+def expire_agent_withdrawals(now=None) -> int:
+    """Expire withdrawals agents started that their customers left unapproved, telling each
+    agent; committed (compare-and-set, payments/agent_withdrawals.py). ``now``: naive UTC."""
+    from ussd_app.payments.agent_withdrawals import expire_due
+
+    return _committed_with_retries(lambda: expire_due(db.session, now=now), "withdrawal expiry")
+
+
+def _announce_airtime() -> None:
+    """Queue the airtime job when a batch made airtime holds that wait for Africa's Talking."""
+    from ussd_app.payments import airtime
+    from ussd_app.queues import TRANSFERS_QUEUE, get_queue
+
+    if airtime.waiting(db.session):
+        get_queue(TRANSFERS_QUEUE).enqueue("worker.jobs.buy_airtime", result_ttl=60, failure_ttl=24 * 3600)
+    db.session.commit()
+
+
+@_in_app
+def buy_airtime() -> dict:
+    """Ask Africa's Talking for the airtime held purchases wait for; post or void each
+    (payments/airtime.py). Safe to run twice, or side by side."""
+    from ussd_app.payments import airtime
+    from ussd_app.sms.client import send_airtime
+
+    config = current_app.config
+    counts = airtime.buy_waiting(
+        db.session, lambda phone, amount, key: send_airtime(config, phone, amount, key)
+    )
+    if counts["sent"] or counts["failed"]:
+        sender.announce()
+    return counts

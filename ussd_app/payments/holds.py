@@ -29,15 +29,18 @@ from .submit import record_request
 RELEASES = {
     RequestKind.SEND_UNREGISTERED: RequestKind.SUSPENSE_RELEASE,
     RequestKind.PROTECTED_PURCHASE: RequestKind.PROTECTED_RELEASE,
+    RequestKind.REVERSAL: RequestKind.REVERSAL_POST,
 }
 REFUNDS = {
     RequestKind.SEND_UNREGISTERED: RequestKind.SUSPENSE_REFUND,
     RequestKind.PROTECTED_PURCHASE: RequestKind.PROTECTED_REFUND,
+    RequestKind.REVERSAL: RequestKind.REVERSAL_VOID,
 }
 # What a hold becomes when it falls due.
 ON_DUE = {
     RequestKind.SEND_UNREGISTERED: RequestKind.SUSPENSE_REFUND,  # the money comes back
     RequestKind.PROTECTED_PURCHASE: RequestKind.PROTECTED_RELEASE,  # the merchant is paid
+    RequestKind.REVERSAL: RequestKind.REVERSAL_VOID,  # the recipient keeps the money
 }
 
 
@@ -70,7 +73,12 @@ def resolve(
 ) -> TransferRequest | None:
     """Claim ``hold`` and record the request that resolves it as ``kind``; None when someone
     else resolved it first (or it is not posted yet). The caller executes or announces it."""
-    posting = kind in (RequestKind.SUSPENSE_RELEASE, RequestKind.PROTECTED_RELEASE)
+    posting = kind in (
+        RequestKind.SUSPENSE_RELEASE,
+        RequestKind.PROTECTED_RELEASE,
+        RequestKind.REVERSAL_POST,
+        RequestKind.AIRTIME_POST,
+    )
     if not _claim(session, hold.id, from_state, HoldState.RELEASED if posting else HoldState.REFUNDED):
         return None
     # Who pays whom, as receipts read it: the payer is the debit account, the payee the credit.
@@ -79,6 +87,10 @@ def resolve(
         RequestKind.SUSPENSE_REFUND: (hold.credit_account_id, hold.debit_account_id),
         RequestKind.PROTECTED_RELEASE: (hold.debit_account_id, hold.credit_account_id),
         RequestKind.PROTECTED_REFUND: (hold.credit_account_id, hold.debit_account_id),
+        RequestKind.REVERSAL_POST: (hold.debit_account_id, hold.credit_account_id),
+        RequestKind.REVERSAL_VOID: (hold.credit_account_id, hold.debit_account_id),
+        RequestKind.AIRTIME_POST: (hold.debit_account_id, hold.credit_account_id),
+        RequestKind.AIRTIME_VOID: (hold.credit_account_id, hold.debit_account_id),
     }[kind]
     return record_request(
         session,

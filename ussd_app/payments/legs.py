@@ -29,9 +29,25 @@ class HouseAccounts:
 
 # Holds: the main leg is a PENDING transfer (no ledger timeout: payments/holds.py decides when
 # each falls due, because a protected purchase must be posted, not voided, when it does).
-HOLD_KINDS = frozenset({RequestKind.SEND_UNREGISTERED, RequestKind.PROTECTED_PURCHASE})
-POSTING_KINDS = frozenset({RequestKind.SUSPENSE_RELEASE, RequestKind.PROTECTED_RELEASE})
-VOIDING_KINDS = frozenset({RequestKind.SUSPENSE_REFUND, RequestKind.PROTECTED_REFUND})
+HOLD_KINDS = frozenset(
+    {RequestKind.SEND_UNREGISTERED, RequestKind.PROTECTED_PURCHASE, RequestKind.REVERSAL, RequestKind.AIRTIME}
+)
+POSTING_KINDS = frozenset(
+    {
+        RequestKind.SUSPENSE_RELEASE,
+        RequestKind.PROTECTED_RELEASE,
+        RequestKind.REVERSAL_POST,
+        RequestKind.AIRTIME_POST,
+    }
+)
+VOIDING_KINDS = frozenset(
+    {
+        RequestKind.SUSPENSE_REFUND,
+        RequestKind.PROTECTED_REFUND,
+        RequestKind.REVERSAL_VOID,
+        RequestKind.AIRTIME_VOID,
+    }
+)
 
 
 def legs_for(request: TransferRequest, house: HouseAccounts) -> list[TransferSpec]:

@@ -32,6 +32,14 @@ class RequestKind(enum.StrEnum):
     PROTECTED_PURCHASE = "protected_purchase"  # buyer -> merchant, held until delivery
     PROTECTED_RELEASE = "protected_release"  # post it: delivery confirmed, or the hold fell due
     PROTECTED_REFUND = "protected_refund"  # void it: a dispute decided for the buyer
+    # Reversal of a wrong send (payments/reversals.py): the recipient's funds held for the sender.
+    REVERSAL = "reversal"  # recipient -> sender, held until the recipient or the operator decides
+    REVERSAL_POST = "reversal_post"  # post it: the recipient agreed, or the operator decided so
+    REVERSAL_VOID = "reversal_void"  # void it: refused, or the hold fell due
+    # Airtime (payments/airtime.py): customer -> airtime clearing, held while Africa's Talking sends it.
+    AIRTIME = "airtime"
+    AIRTIME_POST = "airtime_post"  # Africa's Talking sent it
+    AIRTIME_VOID = "airtime_void"  # it could not: the money goes back
 
 
 class HoldState(enum.StrEnum):
@@ -41,6 +49,7 @@ class HoldState(enum.StrEnum):
     RELEASED = "released"  # a posting request is recorded
     REFUNDED = "refunded"  # a voiding request is recorded
     DISPUTED = "disputed"  # waiting for the operator
+    SENDING = "sending"  # airtime: claimed by a job that is asking Africa's Talking
 
 
 class RequestStatus(enum.StrEnum):

@@ -75,3 +75,30 @@ def check_sim_swap_state(config, phone: str, timeout: float):
     exception (``requests`` errors on timeout, ``AfricasTalkingException`` on a non-2xx)."""
     service = make_insights(config["AT_USERNAME"], config["AT_API_KEY"], config.get("AT_API_URL"))
     return service.check_sim_swap_state([phone], timeout=(timeout, timeout))
+
+
+# -- Airtime (ussd_app/payments/airtime.py) --------------------------------------------------
+# The SDK's AirtimeService POSTs a form to ``{base}/send`` (base https://api.africastalking.com/
+# version1/airtime); ``AT_API_URL`` replaces the base with ``{AT_API_URL}/version1/airtime``.
+
+
+def make_airtime(username: str, api_key: str, api_url: str | None = None):
+    from africastalking.Airtime import AirtimeService
+
+    service = AirtimeService(username, api_key)
+    if api_url:
+        service._baseUrl = f"{api_url.rstrip('/')}/version1/airtime"
+    return service
+
+
+def send_airtime(config, phone: str, amount_major: str, idempotency_key: str):
+    """Africa's Talking's answer to topping up ``phone`` (the SDK's parsed JSON), or the SDK's
+    exception. ``idempotency_key`` makes a repeated call send nothing twice."""
+    service = make_airtime(config["AT_USERNAME"], config["AT_API_KEY"], config.get("AT_API_URL"))
+    return service.send(
+        phone_number=phone,
+        amount=amount_major,
+        currency_code=config["CURRENCY"],
+        idempotency_key=idempotency_key,
+        timeout=(config["SMS_CONNECT_TIMEOUT_SECONDS"], config["SMS_READ_TIMEOUT_SECONDS"]),
+    )

@@ -2,8 +2,8 @@
 
 A customer who texts a transaction code learns whether it is genuine (the answer to fake-receipt
 fraud), but only a party to the transfer learns its details: anyone else gets the same answer
-as for a code that does not exist, so codes cannot be probed. ``REVERSE <code>`` is recorded
-(for the reversal flow, which is another piece of work) and answered honestly.
+as for a code that does not exist, so codes cannot be probed. ``REVERSE <code>`` from the
+sender of a send asks for its reversal (``payments/reversals.py``), answered with the outcome.
 """
 
 import enum
@@ -114,14 +114,16 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
     if intent == Intent.REVERSE:
         if payer is None or payer.phone != phone:
             return intent, code, None, unknown
-        reply = t(
-            language,
-            "Received: your request to reverse {code}. It is recorded, but reversals are not "
-            "available yet, so no money has moved.",
-            domain="sms",
-            code=code,
-        )
-        return intent, code, request.id, reply
+        # Held from the recipient for them to agree (payments/reversals.py); the webhook
+        # announces the hold to the workers once committed.
+        from ..payments import reversals
+        from ..payments.submit import mint_request_id
+
+        outcome, found = reversals.start(session, payer, code, mint_request_id())
+        if outcome == reversals.UNKNOWN:
+            return intent, code, None, unknown
+        english, fields = reversals.sms_reply(outcome, found, code)
+        return intent, code, request.id, t(language, english, domain="sms", **fields)
     status = {
         "posted": t(language, "completed", domain="sms"),
         "queued": t(language, "in progress", domain="sms"),

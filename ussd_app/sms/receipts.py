@@ -112,6 +112,43 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "recipient": "{code} Confirmed. Dispute decided for you: {amount} is back in your account on "
         "{date} at {time}. New balance is {balance}.",
     },
+    # Reversal of a wrong send (payments/reversals.py; Kiswahili in sms-reversals.po). The hold's
+    # payer is the one who received the send; {reference} is the send's code.
+    "reversal": {
+        "sender": "{code} {name} {phone} asks you to return {amount} they sent by mistake ({reference}). "
+        "It is held from your balance until you agree or refuse in My approvals, at most {days} days. "
+        "New balance is {balance}.",
+        "recipient": "{code} Confirmed. {amount} you sent to {name} {phone} ({reference}) is held for your "
+        "reversal until they agree, at most {days} days.",
+        "failed": "{code} Failed. {name} {phone} no longer has the {amount} you sent ({reference}), so it "
+        "cannot be reversed now. Please call customer care.",
+    },
+    "reversal_post": {
+        "sender": "{code} Confirmed. {amount} ({reference}) was returned to {name} {phone} on {date} at "
+        "{time}. New balance is {balance}.",
+        "recipient": "{code} Confirmed. {amount} you sent to {name} {phone} ({reference}) is reversed to "
+        "you on {date} at {time}. New balance is {balance}.",
+    },
+    "reversal_void": {
+        "sender": "{code} Your reversal of {reference} was refused or not answered in time: {amount} stays "
+        "with {name} {phone}. Please call customer care for help.",
+        "recipient": "{code} Confirmed. The {amount} held for the reversal of {reference} is yours again on "
+        "{date} at {time}. New balance is {balance}.",
+    },
+    # Airtime (payments/airtime.py). {reference} is the number topped up; the hold itself has no
+    # receipt (its outcome follows within seconds).
+    "airtime": {
+        "failed": "{code} Failed. {reason} You tried to buy {amount} airtime for {reference}. "
+        "Your balance is {balance}.",
+    },
+    "airtime_post": {
+        "sender": "{code} Confirmed. You bought {amount} of airtime for {reference} on {date} at {time}. "
+        "New balance is {balance}.",
+    },
+    "airtime_void": {
+        "recipient": "{code} Failed. {amount} of airtime for {reference} could not be bought. The money "
+        "is back in your account on {date} at {time}. New balance is {balance}.",
+    },
     "float_issue": {
         "agent": "{code} Confirmed. E-float of {amount} issued to you on {date} at {time}. "
         "New float balance is {balance}.",
@@ -130,6 +167,9 @@ DISPUTE_OPENED = "{code} Dispute opened for {amount} ({name}). The money stays h
 OPENED_BY_AGENT = (
     "Welcome to Tuma, {first_name}. Agent {agent} opened your account. Dial {code} to choose your PIN."
 )
+
+# Kinds whose refusal is told to the payee, who asked for it (a reversal's hold).
+PAYEE_HEARS_FAILURE = frozenset({"reversal"})
 
 # For a kind whose entry has no ``failed`` template.
 FAILED = "{code} Failed. {reason} Your balance is {balance}."
@@ -294,6 +334,8 @@ def write_posted(session, request, people: People) -> None:
 def write_rejected(session, request, result: TransferResult, people: People) -> None:
     """The payer's failure message (the payee never hears of a refused request). No commit."""
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
+    if request.kind in PAYEE_HEARS_FAILURE:
+        payer, payee = payee, payer
     if payer is None:
         return  # e.g. an operator's float issue: the operator sees the result on the CLI
     common = _common(request)

@@ -134,4 +134,8 @@ def inbound_sms():
     if message is None:
         return _plain("already received")
     sender.announce()
+    if message.intent == inbound.Intent.REVERSE.value and message.request_id:
+        from ..payments.submit import announce
+
+        announce()  # a reversal's hold may have been recorded: ring the workers
     return _plain("OK")

@@ -3,6 +3,8 @@
 from ..engine import Engine
 from . import (
     agent,
+    agent_withdraw,
+    airtime,
     common,
     escrow,
     home,
@@ -11,6 +13,7 @@ from . import (
     pay,
     registration,
     requests,
+    reversal,
     send_money,
     withdraw,
 )
@@ -28,6 +31,9 @@ MODULES = {
     "agent": agent,
     "requests": requests,  # payment requests; also their My approvals provider
     "fraud": fraud,
+    "agent_withdraw": agent_withdraw,
+    "reversal": reversal,
+    "airtime": airtime,
 }
 
 # Not a flow: the escrow providers of My approvals, registered on import.

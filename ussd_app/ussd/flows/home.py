@@ -39,6 +39,7 @@ FLOW = {
             Option(N_("Withdraw cash"), "withdraw.agent"),
             Option(N_("Buy goods"), "pay.till"),
             Option(N_("Pay bill"), "pay.paybill"),
+            Option(N_("Buy airtime"), "airtime.menu"),
             Option(N_("Request money"), "requests.customer"),
             Option(N_("My requests"), "requests.mine"),
         ),
@@ -60,6 +61,7 @@ FLOW = {
             Option(N_("Unlock customer PIN"), "agent.unlock"),
             Option(N_("My account"), "my_account.menu"),
             Option(N_("My approvals"), "my_approvals.load"),
+            Option(N_("Withdraw cash"), "agent_withdraw.customer"),
         ),
     ),
     "merchant": Screen(

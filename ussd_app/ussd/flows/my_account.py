@@ -116,6 +116,7 @@ FLOW = {
             Option(N_("Mini statement"), "statement_pin"),
             Option(N_("Change PIN"), "old_pin"),
             Option(N_("Language"), "language"),
+            Option(N_("Reverse a transaction"), "reversal.code"),
         ),
     ),
     "balance_pin": Screen(

@@ -1,0 +1,129 @@
+"""Airtime: the money is held (PENDING to the airtime clearing account), a worker job asks
+Africa's Talking through the SDK (against the local gateway's airtime endpoint), posts the
+hold when the airtime was sent, voids it with an SMS when it was refused; a failed call is
+asked again later with the same idempotency key; each purchase resolves once."""
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.escrow_helpers import FUNDS, PIN, at_once, funded_customer, house, ledger_ok, sms_to
+from tests.sms_helpers import gateway  # noqa: F401  (a fixture)
+from tests.ussd_helpers import Phone, available, person
+from ussd_app.extensions import db
+from ussd_app.ledger import AccountKind, Transfer
+from ussd_app.payments.holds import resolution_id
+from ussd_app.payments.models import HoldState, RequestKind, TransferRequest, transaction_code
+from worker import jobs
+
+JUMA = "+254712000111"
+
+
+@pytest.fixture
+def juma(app):
+    return funded_customer()
+
+
+def buy(client, *, other: str | None = None, amount="100") -> TransferRequest:
+    phone = Phone(client, "0712000111")
+    phone.dial()
+    assert phone.send("7") == "CON Buy airtime\n1. For my number\n2. For another number"
+    if other:
+        assert phone.send("2") == "CON Enter the phone number to top up"
+        target = phone.send(other)
+    else:
+        target = phone.send("1")
+    number = other and "+254" + other[1:] or JUMA
+    assert target == f"CON Airtime for {number}\nEnter amount"
+    assert phone.send(amount) == f"CON Buy KES {amount}.00 of airtime for {number}?\n1. Confirm\n2. Cancel"
+    assert phone.send("1") == f"CON Enter your PIN to buy KES {amount}.00 of airtime"
+    done = phone.send(PIN)
+    assert done == f"END Buying KES {amount}.00 of airtime for {number}. You will receive an SMS."
+    assert phone.repeat() == done
+    assert jobs.execute_transfers() == 1
+    db.session.expire_all()
+    hold = db.session.execute(
+        select(TransferRequest).where(TransferRequest.kind == RequestKind.AIRTIME.value)
+    ).scalar_one()
+    db.session.commit()
+    return hold
+
+
+def resolutions(hold_id: str) -> int:
+    db.session.expire_all()
+    count = db.session.execute(select(func.count()).where(Transfer.pending_id == hold_id)).scalar_one()
+    db.session.commit()
+    return count
+
+
+def test_airtime_for_myself_is_held_then_posted_when_sent(client, juma, gateway):  # noqa: F811
+    hold = buy(client)
+    assert available(juma) == FUNDS - 100_00
+    assert house(AccountKind.AIRTIME_CLEARING).credits_pending == 100_00
+    assert jobs.buy_airtime() == {"sent": 1, "failed": 0, "retry": 0}
+    assert [(s["phoneNumber"], s["amount"], s["key"]) for s in gateway.airtime.sent] == [
+        (JUMA, "KES 100", hold.id)
+    ]
+    clearing = house(AccountKind.AIRTIME_CLEARING)
+    assert (clearing.credits_pending, clearing.credits_posted) == (0, 100_00)
+    assert available(juma) == FUNDS - 100_00
+    code = transaction_code(resolution_id(hold.id))  # the resolution's receipt
+    assert sms_to(JUMA)[-1].startswith(f"{code} Confirmed. You bought KES 100.00 of airtime for {JUMA} on ")
+    # Safe to run again: nothing is asked twice.
+    assert jobs.buy_airtime() == {"sent": 0, "failed": 0, "retry": 0}
+    assert gateway.airtime.calls == 1 and resolutions(hold.id) == 1
+    ledger_ok()
+
+
+def test_a_refused_top_up_is_voided_and_the_customer_told(client, juma, gateway):  # noqa: F811
+    gateway.airtime.fail("+254799000111")
+    hold = buy(client, other="0799000111", amount="250")
+    assert jobs.buy_airtime() == {"sent": 0, "failed": 1, "retry": 0}
+    assert available(juma) == FUNDS
+    assert house(AccountKind.AIRTIME_CLEARING).credits_posted == 0
+    assert sms_to(JUMA)[-1].startswith(
+        f"{transaction_code(resolution_id(hold.id))} Failed. KES 250.00 of airtime for +254799000111 "
+        "could not be bought. "
+        "The money is back in your account on "
+    )
+    db.session.expire_all()
+    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.REFUNDED.value
+    ledger_ok()
+
+
+def test_a_gateway_error_is_asked_again_later_with_the_same_key(app, client, juma, gateway):  # noqa: F811
+    gateway.airtime.fail_next(1, http_status=500)
+    hold = buy(client)
+    assert jobs.buy_airtime() == {"sent": 0, "failed": 0, "retry": 1}
+    assert available(juma) == FUNDS - 100_00  # still held
+    assert jobs.buy_airtime() == {"sent": 0, "failed": 0, "retry": 0}  # not yet due again
+    app.config["AIRTIME_RETRY_SECONDS"] = 0
+    try:
+        assert jobs.buy_airtime() == {"sent": 1, "failed": 0, "retry": 0}
+    finally:
+        app.config["AIRTIME_RETRY_SECONDS"] = 60
+    assert len(gateway.airtime.sent) == 1 and resolutions(hold.id) == 1
+    ledger_ok()
+
+
+def test_two_jobs_at_once_buy_it_once(app, client, juma, gateway):  # noqa: F811
+    hold = buy(client)
+    app.config["AIRTIME_RETRY_SECONDS"] = 0  # the second job even retries the first's claim
+    try:
+        results = at_once(app, jobs.buy_airtime, jobs.buy_airtime)
+    finally:
+        app.config["AIRTIME_RETRY_SECONDS"] = 60
+    assert sum(r["sent"] for r in results) == 1
+    assert len(gateway.airtime.sent) == 1  # the idempotency key: sent once however often asked
+    assert resolutions(hold.id) == 1
+    assert available(juma) == FUNDS - 100_00
+    ledger_ok()
+
+
+def test_amounts_outside_the_range_and_more_than_the_balance(client, app):
+    person("+254712000333", "Wanjiru Kamau", pin=PIN)  # nothing in her wallet
+    phone = Phone(client, "0712000333")
+    assert phone.walk("7", "1", "5").startswith("CON You can buy airtime from KES 10.00 to KES 10,000.00.")
+    phone.send("50")
+    phone.send("1")
+    assert phone.send(PIN) == "END Not enough money to buy KES 50.00 of airtime. Your balance is KES 0.00."
+    assert jobs.execute_transfers() == 0

@@ -1,0 +1,130 @@
+"""Withdraw cash, started by the agent: the customer's number, the amount, a confirm screen
+with the customer's registered name and the fee, the agent's PIN. The customer then approves
+(or declines) in My approvals with their own PIN; approved, it is a withdrawal like the one
+the customer starts (``withdraw.py``): same kind, fee and commission legs.
+
+The approval id is minted at the confirm screen, so a repeated request never asks twice.
+Registers its My approvals provider when the flows are loaded.
+"""
+
+from sqlalchemy import select
+
+from ...extensions import db
+from ...i18n import t
+from ...payments import agent_withdrawals
+from ...users import User, find_by_phone
+from .. import approvals
+from ..engine import N_, Choice, Option, Retry, Screen, Step
+from . import common
+from .agent import find_depositor
+from .withdraw import quote_withdrawal
+
+
+def submit(ctx) -> str:
+    def run(c) -> str:
+        customer = find_by_phone(db.session, c.data["customer_phone"])
+        if customer is None:
+            return "error"
+        agent_withdrawals.ask(
+            db.session,
+            approval_id=c.data["transfer_id"],
+            agent=c.user,
+            customer=customer,
+            amount=c.data["amount"],
+            fee=c.data["fee"],
+            commission=c.data["commission"],
+        )
+        return "ok"
+
+    return common.pin_then(ctx, run)
+
+
+FLOW = {
+    "customer": Screen(
+        "the customer's phone number, for a withdrawal they will approve",
+        N_("Withdraw for a customer\nEnter the customer's phone number"),
+        choices=(Choice(common.phone_number, "find", save="customer_phone"),),
+        otherwise=N_("Not a valid phone number."),
+    ),
+    "find": Step(
+        "look up the customer",
+        find_depositor,
+        {
+            "ok": "amount",
+            "self": Retry("customer", N_("Enter the customer's number, not yours.")),
+            "unknown": Retry("customer", N_("{customer_phone} is not registered with Tuma.")),
+            "not_customer": Retry("customer", N_("{customer_phone} is not a customer account.")),
+        },
+    ),
+    "amount": Screen(
+        "the amount the customer withdraws",
+        N_("Withdraw for {customer_name}\nEnter amount"),
+        choices=(Choice(common.amount, "quote", save="amount"),),
+        otherwise=N_("Enter a whole amount, like 500."),
+    ),
+    "quote": Step(
+        "quote the fee and the agent's commission, mint the approval id",
+        quote_withdrawal,
+        {
+            "ok": "confirm",
+            "out_of_range": Retry("amount", N_("You can withdraw from {min_text} to {max_text}.")),
+        },
+    ),
+    "confirm": Screen(
+        "confirm customer, amount and fee",
+        N_("Withdraw {amount_text} for {customer_name} {customer_phone}?\nFee: {fee_text}"),
+        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
+    ),
+    "pin": Screen(
+        "the agent's PIN that sends the request to the customer",
+        N_("Enter your PIN to ask {customer_name} to approve"),
+        choices=(Choice(common.pin_format, "submit"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "submit": Step(
+        "check the PIN, then record the request for the customer's approval",
+        submit,
+        common.pin_exits("pin", ok="done"),
+    ),
+    "done": Screen(
+        "the request waits for the customer",
+        N_("Sent to {customer_name} to approve in My approvals. Pay out cash only after the SMS."),
+        end=True,
+    ),
+    "cancelled": Screen("the agent cancelled", N_("Cancelled. Nothing was sent."), end=True),
+}
+
+SAMPLE: dict = {}
+
+
+class AgentWithdrawals:
+    """My approvals: a withdrawal an agent asked for, waiting for this customer's PIN."""
+
+    name = "withdrawal"
+
+    def pending(self, session, user) -> list[approvals.PendingApproval]:
+        found = []
+        for row in agent_withdrawals.pending_for(session, user):
+            agent = session.execute(
+                select(User).where(User.account_id == row.agent_account_id)
+            ).scalar_one_or_none()
+            summary = t(
+                user.language,
+                N_("Withdraw {amount} at agent {name}, fee {fee}"),
+                amount=common.money(row.amount),
+                name=agent.name if agent else "",
+                fee=common.money(row.fee),
+            )
+            found.append(approvals.PendingApproval(row.id, summary))
+        return found
+
+    def approve(self, session, user, key: str) -> bool:
+        # "short": decided all the same (both are told by SMS that nothing was withdrawn).
+        return agent_withdrawals.approve(session, user, key) != "gone"
+
+    def decline(self, session, user, key: str) -> bool:
+        return agent_withdrawals.decline(session, user, key)
+
+
+approvals.register(AgentWithdrawals())
