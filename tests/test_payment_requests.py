@@ -21,6 +21,9 @@ from ussd_app.users import find_by_phone
 from ussd_app.ussd import approvals
 from worker import jobs
 
+# The customer menu's items for this feature (ussd_app/ussd/flows/home.py).
+REQUEST_MONEY, MY_REQUESTS = "8", "9"
+
 AMINA, BOB, CHRIS, DAVE = "+254712000111", "+254712000222", "+254712000333", "+254712000444"
 SHOP = "+254700000002"
 EACH = FUNDS // 4  # what each funded customer gets
@@ -58,7 +61,7 @@ def local(phone: str) -> str:
 
 def ask(client, payers, *, total=None, each=None, reason="lunch", who=AMINA) -> str:
     phone = Phone(client, local(who))
-    phone.walk("7", *[local(p) for p in payers])
+    phone.walk(REQUEST_MONEY, *[local(p) for p in payers])
     how = phone.send("#") if len(payers) < 10 else None
     assert (
         how is None or how == f"CON Numbers entered: {len(payers)}\n1. Amount each\n2. Total to split evenly"
@@ -179,7 +182,7 @@ def test_split_a_bill_two_pay_one_declines(client, table):
 
 def test_a_summary_when_everyone_has_paid_and_my_requests_shows_who(client, table):
     ask(client, [BOB, CHRIS], each=250, reason="taxi")
-    mine, body = fresh(client, AMINA, "8")
+    mine, body = fresh(client, AMINA, MY_REQUESTS)
     assert body == "CON My requests\n1. KES 500.00 taxi: 0/2 paid"
     assert mine.send("1") == (
         "CON taxi: 0/2 paid\n1. Remind unpaid\n2. Cancel unpaid\n"
@@ -187,7 +190,7 @@ def test_a_summary_when_everyone_has_paid_and_my_requests_shows_who(client, tabl
     )
     pay_first(client, BOB)
     jobs.execute_transfers()
-    assert fresh(client, AMINA, "8", "1")[1] == (
+    assert fresh(client, AMINA, MY_REQUESTS, "1")[1] == (
         "CON taxi: 1/2 paid\n1. Remind unpaid\n2. Cancel unpaid\n"
         "3. Bob Kamau: paid\n4. Chris Wanjiru: not paid"
     )
@@ -198,7 +201,7 @@ def test_a_summary_when_everyone_has_paid_and_my_requests_shows_who(client, tabl
     assert sum("Everyone has paid" in body for body in trail) == 1
     assert jobs.maintain()["payment_requests"] == 0  # nothing left to settle: no second summary
     assert sum("Everyone has paid" in body for body in sms_to(AMINA)) == 1
-    assert fresh(client, AMINA, "8")[1] == "END You have no open requests."
+    assert fresh(client, AMINA, MY_REQUESTS)[1] == "END You have no open requests."
 
 
 def test_paying_the_same_request_from_two_sessions_at_once_moves_money_once(app, client, table):
@@ -242,7 +245,7 @@ def test_the_last_payments_settling_side_by_side_send_one_summary(app, client, t
 
 def test_a_repeated_final_request_asks_nobody_twice(client, table):
     phone = Phone(client, local(AMINA))
-    phone.walk("7", local(BOB), "#", "1", "100", "tea")
+    phone.walk(REQUEST_MONEY, local(BOB), "#", "1", "100", "tea")
     assert phone.send("1").startswith("END Requests sent: 1.")
     assert phone.repeat().startswith("END Requests sent: 1.")
     assert len(requests_of(BOB)) == 1
@@ -305,7 +308,7 @@ def test_unregistered_numbers_get_an_invitation_and_see_it_after_registering(cli
 
 def test_numbers_are_checked_one_per_screen(client, table):
     phone = Phone(client, local(AMINA))
-    assert phone.walk("7") == "CON Request money\nEnter number 1, or # to finish"
+    assert phone.walk(REQUEST_MONEY) == "CON Request money\nEnter number 1, or # to finish"
     assert phone.send("#") == "CON Enter at least one number.\nRequest money\nEnter number 1, or # to finish"
     assert (
         phone.send(local(AMINA))
@@ -327,7 +330,7 @@ def test_numbers_are_checked_one_per_screen(client, table):
 
 def test_ten_numbers_at_most(client, table):
     phone = Phone(client, local(AMINA))
-    phone.walk("7")
+    phone.walk(REQUEST_MONEY)
     for n in range(10):
         body = phone.send(f"07220000{n:02d}")
     assert body == "CON Numbers entered: 10\n1. Amount each\n2. Total to split evenly"
@@ -338,7 +341,7 @@ def test_a_payer_is_asked_at_most_so_often_a_day(client, table, app):
     ask(client, [BOB], each=100)
     ask(client, [BOB], each=100)
     phone = Phone(client, local(AMINA))
-    assert phone.walk("7", local(BOB)) == (
+    assert phone.walk(REQUEST_MONEY, local(BOB)) == (
         "CON You have asked +254712000222 2 times today. Try tomorrow.\n"
         "Request money\nEnter number 1, or # to finish"
     )
@@ -350,13 +353,13 @@ def test_one_reminder_per_payer_per_day_and_cancel(client, table):
     ask(client, [BOB, CHRIS], each=200, reason="fuel")
     pay_first(client, CHRIS)
     jobs.execute_transfers()
-    phone, _ = fresh(client, AMINA, "8", "1")
+    phone, _ = fresh(client, AMINA, MY_REQUESTS, "1")
     assert phone.send("1") == "END Reminders sent: 1. Each person gets at most one a day."
     assert (
         sms_to(BOB)[-1]
         == "Reminder: Amina Hassan asks you for KES 200.00 for fuel. Dial *384*7# > My approvals"
     )
-    again, _ = fresh(client, AMINA, "8", "1", "3")  # Bob's line
+    again, _ = fresh(client, AMINA, MY_REQUESTS, "1", "3")  # Bob's line
     assert again.send("1") == "END Reminders sent: 0. Each person gets at most one a day."
     assert sum(body.startswith("Reminder:") for body in sms_to(BOB)) == 1
     # Tomorrow he may be reminded again.
@@ -367,12 +370,12 @@ def test_one_reminder_per_payer_per_day_and_cancel(client, table):
     db.session.commit()
     assert sum(body.startswith("Reminder:") for body in sms_to(BOB)) == 2
 
-    cancel, _ = fresh(client, AMINA, "8", "1")
+    cancel, _ = fresh(client, AMINA, MY_REQUESTS, "1")
     assert cancel.send("2") == "CON Cancel the unpaid requests? Paid ones stay paid.\n1. Yes, cancel\n2. No"
     assert cancel.send("1") == "END Requests cancelled: 1."
     assert [r.state for r in requests_of(BOB) + requests_of(CHRIS)] == ["cancelled", "paid"]
     assert approvals_of(client, BOB)[1] == "END Nothing is waiting for your approval."
-    assert fresh(client, AMINA, "8")[1] == "END You have no open requests."
+    assert fresh(client, AMINA, MY_REQUESTS)[1] == "END You have no open requests."
 
 
 # -- merchants (issue 5) ----------------------------------------------------------------------
