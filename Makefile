@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint check-ledger clean bench
+.PHONY: install run test lint check-ledger clean bench chaos
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,8 @@ clean:
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/run_all.py
+
+## Faults under load (PostgreSQL from DATABASE_URL, a database <name>_chaos made and dropped; its own
+## redis-server on CHAOS_REDIS_PORT, 6390): prints a summary line; CHAOS_SEED=N replays a run.
+chaos: install
+	$(BIN)/python -m chaos
