@@ -337,7 +337,7 @@ class Chaos:
             "merchants": [m.account_id for m in self.merchants],
             "customers": [(c.account_id, c.phone) for c in self.customers],
         }
-        self.unregistered = [f"+25472{i:07d}" for i in range(40)]
+        self.unregistered = [f"+25472{i:07d}" for i in range(max(40, self.s.transfers // 20))]
         self.registered_later: list[str] = []
         self.report.transfers += len(self.customers)
         self.accepted.update(f"seed-{c.account_id}" for c in self.customers)
@@ -410,7 +410,9 @@ class Chaos:
         agent = rng.choice(self.accounts["agents"])
         merchant = rng.choice(self.accounts["merchants"])
         hold_key = rng.random()
-        new_phone = rng.choice(self.unregistered)
+        new_phone = rng.choice(self.unregistered) if self.unregistered else None
+        if new_phone is None and op in ("send_unregistered", "register"):
+            op = "send"
 
         def rec(kind, debit, credit, **kw):
             def build(session):
