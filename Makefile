@@ -20,10 +20,12 @@ run: install
 ## Run the whole test suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set).
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/bandit -r ussd_app worker -q
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/bandit -r ussd_app worker -q
 	$(BIN)/ruff format --check ussd_app worker tests
 
 check-ledger: install
