@@ -23,6 +23,7 @@ drawn for); process scheduling still varies between runs.
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -565,10 +566,14 @@ class Chaos:
                 return "malformed answer"
             if body.startswith("END "):
                 if value == PIN and body.startswith("END Sending"):
+                    # What the customer was told is sent: after a dropped session the phone may
+                    # have been offered an earlier one back (the resume), with its own amount.
+                    told = re.match(r"END Sending KES ([\d,]+)\.(\d\d) ", body)
+                    amount = int(told.group(1).replace(",", "")) * 100 + int(told.group(2))
                     with self.ussd_lock:
-                        self.ussd_accepted.append((payer, amount_major * 100))
+                        self.ussd_accepted.append((payer, amount))
                     self.report.transfers += 1
-                    return "accepted"
+                    return "accepted" if amount == amount_major * 100 else "accepted (a resumed session)"
                 if value == PIN:
                     return "ended at the PIN (outcome unknown)"
                 return "ended early (told to dial again)"
