@@ -144,7 +144,8 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def _cut(raw: str | None, limit: int) -> str | None:
-    return raw[:limit] if raw else None
+    """At most ``limit`` characters, without NULs (no PostgreSQL text column takes one)."""
+    return raw.replace("\x00", "")[:limit] if raw else None
 
 
 @bp.post("/ussd/events")
@@ -152,7 +153,7 @@ def ussd_events():
     """Record Africa's Talking's end-of-session notification. AT only wants a 200 back; a
     notification without a session id is not one of theirs, so it gets a 400."""
     form = request.form
-    session_id = (form.get("sessionId") or "").strip()
+    session_id = (form.get("sessionId") or "").replace("\x00", "").strip()
     if not session_id or len(session_id) > MAX_FIELD:
         return plain("missing sessionId", 400)
     try:
