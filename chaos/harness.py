@@ -648,7 +648,7 @@ class Chaos:
                 quiet_since = None
             elif quiet_since is None:
                 quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since > 3:
+            elif time.monotonic() - quiet_since > 1.5:
                 return
             time.sleep(0.5)
         self.report.problems.append(
