@@ -629,6 +629,7 @@ class Chaos:
 
         deadline = time.monotonic() + self.s.quiesce_timeout
         quiet_since = None
+        last = None
         while time.monotonic() < deadline:
             self.cluster.supervise()
             try:
@@ -644,6 +645,9 @@ class Chaos:
                 db.session.rollback()
                 time.sleep(0.5)
                 continue
+            if (queued, unsent, due) != last:
+                self.s.log(f"  waiting: {queued} queued, {unsent} SMS unsent, {due} holds due")
+                last = (queued, unsent, due)
             if queued or unsent or due:
                 quiet_since = None
             elif quiet_since is None:
