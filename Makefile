@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint check-ledger clean bench
+.PHONY: install run test lint check-ledger clean bench chaos
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,12 @@ run: install
 ## Run the whole test suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set).
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/bandit -r ussd_app worker -q
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/bandit -r ussd_app worker -q
 	$(BIN)/ruff format --check ussd_app worker tests
 
 check-ledger: install
@@ -36,3 +38,8 @@ clean:
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/run_all.py
+
+## Faults under load (PostgreSQL from DATABASE_URL, a database <name>_chaos made and dropped; its own
+## redis-server on CHAOS_REDIS_PORT, 6390): prints a summary line; CHAOS_SEED=N replays a run.
+chaos: install
+	$(BIN)/python -m chaos

@@ -15,7 +15,7 @@ the worker at it, so receipts are recorded there (``GET /messages?phone=...``) i
 import os
 import shutil
 import signal
-import subprocess
+import subprocess  # nosec B404  # starts its own fixed commands, never input
 import sys
 
 from . import create_app
@@ -50,14 +50,16 @@ def main() -> int:
     if not env.get("AT_API_URL"):
         gateway_port = env.get("AT_GATEWAY_PORT", "8025")
         env["AT_API_URL"] = f"http://127.0.0.1:{gateway_port}"
-    subprocess.run([*flask, "db", "upgrade"], check=True, env=env)
-    subprocess.run([*flask, "demo", "seed"], check=True, env=env)
-    subprocess.run([*flask, "operators", "demo"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run([*flask, "db", "upgrade"], check=True, env=env)  # nosec B603  # fixed argv (sys.executable -m ...)
+    subprocess.run([*flask, "demo", "seed"], check=True, env=env)  # nosec B603  # fixed argv (sys.executable -m ...)
+    subprocess.run(  # nosec B603  # fixed argv (sys.executable -m ...)
+        [*flask, "operators", "demo"], check=True, env=env, stdout=subprocess.DEVNULL
+    )
     gateway = [python, "-m", "ussd_app.sms.gateway", "--port", gateway_port] if gateway_port else None
     children = [
-        *([subprocess.Popen(gateway, env=env)] if gateway else []),
-        subprocess.Popen([python, "-m", "worker"], env=env),
-        subprocess.Popen(
+        *([subprocess.Popen(gateway, env=env)] if gateway else []),  # nosec B603  # fixed argv (sys.executable -m ...)
+        subprocess.Popen([python, "-m", "worker"], env=env),  # nosec B603  # fixed argv (sys.executable -m ...)
+        subprocess.Popen(  # nosec B603  # fixed argv (sys.executable -m ...)
             [
                 *(python, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}"),
                 *("-c", "python:ussd_app.ops.gunicorn_conf", "wsgi:app"),

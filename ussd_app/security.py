@@ -34,7 +34,8 @@ PROTECTED_BLUEPRINTS = ("ussd", "sms")
 USSD_ENDPOINT = "ussd.ussd"  # the hop itself answers CON/END, even when refused
 
 # The development defaults in config.py; production refuses to start with any of them.
-DEV_SECRETS = {"SECRET_KEY": "dev-only-not-secret", "PIN_PEPPER": "dev-pepper", "AT_API_KEY": "dev-key"}
+# The known-bad defaults, listed so that production can refuse them.
+DEV_SECRETS = {"SECRET_KEY": "dev-only-not-secret", "PIN_PEPPER": "dev-pepper", "AT_API_KEY": "dev-key"}  # nosec B105  # the defaults production refuses, not secrets
 
 
 class InsecureConfig(RuntimeError):

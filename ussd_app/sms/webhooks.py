@@ -42,6 +42,8 @@ def _field(name: str, *, required: bool = True, max_length: int = 64) -> str | N
     value = value.strip()
     if len(value) > max_length:
         raise Invalid(f"field too long: {name}")
+    if "\x00" in value:  # no text column (PostgreSQL's) takes a NUL: not a real callback
+        raise Invalid(f"malformed field: {name}")
     return value
 
 
@@ -115,6 +117,8 @@ def inbound_sms():
     text = request.form.get("text", "").strip()
     if len(text) > 480:
         raise Invalid("field too long: text")
+    if "\x00" in text:
+        raise Invalid("malformed field: text")
     link_id = _field("linkId", required=False)
     date = _field("date", required=False, max_length=40)
     try:

@@ -10,6 +10,7 @@ import logging
 import traceback
 
 from flask import Response, g, request
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import phones
@@ -66,11 +67,19 @@ def ussd():
         log.warning("ussd hop from an unreadable phone number")
         return plain("END " + t("en", "Sorry, this request could not be read. Please dial again."))
     log.info("ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), redact(text))
+    g.ussd_committed = False
     try:
         with sessions.locked(session_id):
             return plain(_answer(session_id, phone, text[:MAX_TEXT]))
     except sessions.SessionBusy:
         log.warning("ussd session=%s busy: a repeat arrived while the first was running", session_id[:40])
+        return plain("END " + t("en", "Sorry, we are busy. Please dial again."))
+    except RedisError as exc:
+        db.session.rollback()
+        log.error("ussd hop failed session=%s: Redis unavailable (%s)", session_id[:40], type(exc).__name__)
+        if g.get("ussd_committed"):  # a request may be recorded: do not invite a second one
+            return plain("END " + t("en", "Sorry, something went wrong. Please try again later."))
+        # Nothing was done; the session's state is gone or unreachable: start again.
         return plain("END " + t("en", "Sorry, we are busy. Please dial again."))
     except Exception as exc:  # the person must get a screen, whatever failed
         db.session.rollback()
@@ -106,6 +115,7 @@ def _answer(session_id: str, phone: str, text: str) -> str:
         conversation = stored.conversation
         reply = engine.handle(conversation, ctx, text.rsplit("*", 1)[-1])
     db.session.commit()
+    g.ussd_committed = True
     body = reply.body
     g.ussd_screen = conversation.state  # for the metrics (ops/tracing.py)
     sessions.save(
@@ -134,7 +144,8 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def _cut(raw: str | None, limit: int) -> str | None:
-    return raw[:limit] if raw else None
+    """At most ``limit`` characters, without NULs (no PostgreSQL text column takes one)."""
+    return raw.replace("\x00", "")[:limit] if raw else None
 
 
 @bp.post("/ussd/events")
@@ -142,7 +153,7 @@ def ussd_events():
     """Record Africa's Talking's end-of-session notification. AT only wants a 200 back; a
     notification without a session id is not one of theirs, so it gets a 400."""
     form = request.form
-    session_id = (form.get("sessionId") or "").strip()
+    session_id = (form.get("sessionId") or "").replace("\x00", "").strip()
     if not session_id or len(session_id) > MAX_FIELD:
         return plain("missing sessionId", 400)
     try:

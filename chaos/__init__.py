@@ -1,0 +1,1 @@
+"""Fault injection under load (``make chaos``); see ``chaos/harness.py``."""

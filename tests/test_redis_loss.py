@@ -1,0 +1,107 @@
+"""Losing Redis: a USSD session in flight ends cleanly, and a transfer accepted before the loss
+(its job lost with Redis) is still executed, recovered from the database by the maintenance job.
+
+Each test runs against a redis-server of its own, which it stops and restarts (empty).
+"""
+
+import shutil
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import default_db_url, make_app, reset_data
+from tests.helpers import fund
+from tests.redis_helpers import OwnRedis
+from tests.ussd_helpers import Phone, available, person
+from tests.worker_helpers import run_burst_worker
+from ussd_app.extensions import db
+from ussd_app.ledger.check import check
+from ussd_app.payments.models import TransferRequest
+from ussd_app.queues import get_queue
+from ussd_app.sms.outbox import OutboxMessage
+
+pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs a redis-server binary")
+PIN = "8642"
+
+
+@pytest.fixture
+def own_redis():
+    server = OwnRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def loss_app(own_redis):
+    app = make_app(default_db_url(), REDIS_URL=own_redis.url)
+    with app.app_context():
+        reset_data()
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def people(loss_app):
+    juma = person("+254712000111", "Juma Otieno", pin=PIN)
+    fund(juma.account_id, 500_000)
+    wanjiru = person("+254712000222", "Wanjiru Kamau", pin="9753")
+    return juma, wanjiru
+
+
+def requests_count() -> int:
+    n = db.session.execute(select(func.count()).select_from(TransferRequest)).scalar_one()
+    db.session.commit()
+    return n
+
+
+def test_losing_redis_mid_session_ends_it_with_dial_again_and_moves_nothing(loss_app, own_redis, people):
+    client = loss_app.test_client()
+    phone = Phone(client, "0712000111")
+    phone.walk("1", "0712000222", "1000")  # at the confirm screen
+
+    own_redis.stop()
+    answer = phone.send("1")  # Phone.post asserts a 200 with CON/END
+    assert answer == "END Sorry, we are busy. Please dial again."
+    assert requests_count() == 0
+
+    own_redis.start()  # back, empty: the session's state is gone
+    answer = phone.send(PIN)  # the late hop of the old session starts nothing
+    assert answer.startswith(("CON ", "END ")) and PIN not in answer
+    assert requests_count() == 0
+
+    again = Phone(client, "0712000111")  # dialling again works as on any day
+    assert again.dial().startswith("CON ")
+    done = again.walk("1", "0712000222", "1000", "1", PIN)
+    assert done.startswith("END Sending KES 1,000.00")
+    assert requests_count() == 1
+
+
+def test_a_transfer_accepted_before_redis_is_lost_is_executed_after_it_comes_back(
+    loss_app, own_redis, people
+):
+    juma, wanjiru = people
+    client = loss_app.test_client()
+    done = Phone(client, "0712000111").walk("1", "0712000222", "1000", "1", PIN)
+    assert done.startswith("END Sending KES 1,000.00")
+    [request] = db.session.execute(select(TransferRequest)).scalars()
+    request_id = request.id
+    db.session.commit()
+    assert get_queue().count == 1  # the announcement, about to be lost
+
+    own_redis.restart()
+    assert get_queue().count == 0  # the job went with Redis; the database still has the request
+
+    # A worker's maintenance job finds it queued in the database and announces it again.
+    run_burst_worker(TUMA_REQUEUE_AFTER_SECONDS=0)
+
+    db.session.expire_all()
+    request = db.session.get(TransferRequest, request_id)
+    assert request.status == "posted"
+    assert available(wanjiru.account_id) == 100_000
+    assert available(juma.account_id) == 500_000 - 100_000 - request.fee
+    receipts = db.session.execute(
+        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.request_id == request_id)
+    ).scalar_one()
+    assert receipts == 2
+    assert all(f.ok for f in check(db.session)), check(db.session)
