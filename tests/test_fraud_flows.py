@@ -210,3 +210,42 @@ def test_the_refusal_in_kiswahili(client, people, config):
     assert Phone(client, "0712000111").walk("1", "0712000222") == (
         "END Maombi mengi mno ya kutafuta majina. Jaribu tena baada ya dakika 60."
     )
+
+
+def _merchant_asks_juma(client, amount: str) -> None:
+    shop = Phone(client, "0700000002")
+    shop.walk("5", "0712000111", amount, "Goods", "1")
+    assert shop.send("2222").startswith("END Request sent")
+
+
+def _approvals(client) -> Phone:
+    phone = Phone(client, "0712000111")
+    assert phone.walk("3").startswith("CON Waiting for your approval:\n1. ")
+    phone.send("1")
+    return phone
+
+
+def test_approving_a_large_payment_request_after_a_sim_swap_is_blocked(client, gateway, people):
+    """My approvals moves money too: the same gate as the menus, after the PIN."""
+    gateway.sim_swaps.swap(JUMA, days_ago=1)
+    _merchant_asks_juma(client, LARGE)
+    phone = _approvals(client)
+    phone.send("1")  # approve
+    assert phone.send(PIN) == BLOCKED
+    assert gateway.sim_swaps.checks == 1
+    assert recorded() == []  # nothing paid
+    # Declining moves nothing: never asked about, always possible.
+    phone = _approvals(client)
+    phone.send("2")
+    assert phone.send(PIN) == "END Declined."
+    assert gateway.sim_swaps.checks == 1
+
+
+def test_approving_a_small_payment_request_never_asks(client, gateway, people):
+    gateway.sim_swaps.swap(JUMA, days_ago=1)
+    _merchant_asks_juma(client, SMALL)
+    phone = _approvals(client)
+    phone.send("1")
+    assert phone.send(PIN) == "END Approved. You will receive an SMS confirmation."
+    assert gateway.sim_swaps.checks == 0
+    assert [kind for kind, _ in recorded()] == ["buy_goods"]

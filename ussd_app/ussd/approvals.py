@@ -16,6 +16,9 @@ SEPARATOR = ":"
 class PendingApproval:
     key: str  # unique within its provider, no ":"
     summary: str  # one short line in the customer's language, e.g. "Pay KES 500 to Mama Mboga"
+    # What approving sends out of (or releases from) this customer's wallet, minor units: large
+    # amounts pass the SIM-swap gate first, as in every other flow that moves their money.
+    spends: int = 0
 
 
 class ApprovalProvider(Protocol):
@@ -45,12 +48,12 @@ def unregister(name: str) -> None:
     _providers.pop(name, None)
 
 
-def pending_for(session, user) -> list[tuple[str, str]]:
-    """[(reference, summary)] over every provider; a reference is "provider:key"."""
+def pending_for(session, user) -> list[tuple[str, str, int]]:
+    """[(reference, summary, spends)] over every provider; a reference is "provider:key"."""
     found = []
     for name, provider in sorted(_providers.items()):
         for item in provider.pending(session, user):
-            found.append((f"{name}{SEPARATOR}{item.key}", item.summary))
+            found.append((f"{name}{SEPARATOR}{item.key}", item.summary, item.spends))
     return found
 
 

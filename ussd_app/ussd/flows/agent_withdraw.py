@@ -116,7 +116,7 @@ class AgentWithdrawals:
                 name=agent.name if agent else "",
                 fee=common.money(row.fee),
             )
-            found.append(approvals.PendingApproval(row.id, summary))
+            found.append(approvals.PendingApproval(row.id, summary, spends=row.amount + row.fee))
         return found
 
     def approve(self, session, user, key: str) -> bool:

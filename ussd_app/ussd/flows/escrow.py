@@ -39,7 +39,7 @@ class DeliveryConfirmations:
                 amount=_money(hold.amount),
                 name=merchant.name if merchant else "",
             )
-            found.append(approvals.PendingApproval(hold.id, summary))
+            found.append(approvals.PendingApproval(hold.id, summary, spends=hold.amount))
         return found
 
     def approve(self, session, user, key: str) -> bool:

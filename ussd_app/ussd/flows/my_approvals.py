@@ -8,20 +8,24 @@ from ...sms import sender as sms_sender
 from .. import approvals, gsm7
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from ..pin_guard import PinCheck, check_pin, tries_left
-from . import common
+from . import common, fraud_checks
 
 SUMMARY_LIMIT = 60  # septets of one line in the list
 
 
 def load(ctx) -> str:
     items = approvals.pending_for(db.session, ctx.user)
-    ctx.data["approvals"] = [[ref, gsm7.shorten(summary, SUMMARY_LIMIT)] for ref, summary in items]
+    ctx.data["approvals"] = [[ref, gsm7.shorten(summary, SUMMARY_LIMIT)] for ref, summary, _ in items]
+    # What approving each would move out of this wallet, for the SIM-swap gate.
+    ctx.data["approval_spends"] = {ref: spends for ref, _, spends in items}
     return "some" if items else "none"
 
 
 def chosen(ctx) -> str:
     summaries = dict((ref, summary) for ref, summary in ctx.data.get("approvals") or [])
-    ctx.data["approval_summary"] = summaries.get(ctx.data.get("approval"), "")
+    ref = ctx.data.get("approval")
+    ctx.data["approval_summary"] = summaries.get(ref, "")
+    ctx.data["amount"] = (ctx.data.get("approval_spends") or {}).get(ref, 0)
     return "ok"
 
 
@@ -30,6 +34,12 @@ def _decide(ctx, approve: bool) -> str:
     ctx.data["tries_left"] = tries_left(ctx.user)
     if result != PinCheck.OK:
         return result.value
+    # Approving moves this customer's money: above the threshold, not with a freshly swapped
+    # SIM (fraud_checks; small amounts never ask). Declining moves nothing: never gated.
+    if approve and ctx.data.get("amount"):
+        refused = fraud_checks.sim_swap_gate(ctx)
+        if refused:
+            return refused
     if not approvals.decide(db.session, ctx.user, ctx.data.get("approval", ""), approve=approve):
         return "gone"
     # A decision may have recorded a transfer request (a release): ring the workers once it
@@ -80,7 +90,9 @@ FLOW = {
         secret=True,
     ),
     "approve": Step(
-        "check the PIN, then approve through the provider", approve, _pin_exits("approved", "approve_pin")
+        "check the PIN and the SIM, then approve through the provider",
+        approve,
+        {**_pin_exits("approved", "approve_pin"), **fraud_checks.EXITS},
     ),
     "decline_pin": Screen(
         "PIN to decline",
@@ -99,6 +111,7 @@ FLOW = {
 
 SAMPLE = {
     "approvals": [[f"p:{i}", "W" * SUMMARY_LIMIT] for i in range(7)],
+    "approval_spends": {f"p:{i}": 100_00 for i in range(7)},
     "approval": "p:0",
     "approval_summary": "W" * SUMMARY_LIMIT,
 }

@@ -279,7 +279,7 @@ class PaymentRequests:
                 name=requester.name if requester else "",
                 reason=request.reason,
             )
-            found.append(approvals.PendingApproval(request.id, summary))
+            found.append(approvals.PendingApproval(request.id, summary, spends=request.amount + cost))
         return found
 
     def approve(self, session, user, key: str) -> bool:

@@ -167,7 +167,7 @@ class ReversalApprovals:
                 name=sender.name if sender else "",
                 code=hold.reference,
             )
-            found.append(approvals.PendingApproval(hold.id, summary))
+            found.append(approvals.PendingApproval(hold.id, summary, spends=hold.amount))
         return found
 
     def _decide(self, session, user, key: str, agree: bool) -> bool:
