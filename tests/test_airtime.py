@@ -127,3 +127,27 @@ def test_amounts_outside_the_range_and_more_than_the_balance(client, app):
     phone.send("1")
     assert phone.send(PIN) == "END Not enough money to buy KES 50.00 of airtime. Your balance is KES 0.00."
     assert jobs.execute_transfers() == 0
+
+
+def test_airtime_spends_from_the_daily_limit(app, client, juma, gateway):  # noqa: F811
+    from ussd_app import limits
+
+    saved = app.config["LIMITS_BASIC_MAJOR"]
+    app.config["LIMITS_BASIC_MAJOR"] = "70000,150,100000"  # a daily limit of KES 150
+    try:
+        first = buy(client, amount="100")
+        assert first.status == "posted"
+        assert limits.left_today(db.session, juma, "basic") == 50_00
+        second = Phone(client, "0712000111")
+        second.walk("7", "1", "100", "1", PIN)
+        jobs.execute_transfers()
+        db.session.expire_all()
+        refused = db.session.execute(
+            select(TransferRequest).where(
+                TransferRequest.kind == RequestKind.AIRTIME.value, TransferRequest.id != first.id
+            )
+        ).scalar_one()
+        assert (refused.status, refused.result) == ("rejected", "limit_daily_exceeded")
+        db.session.commit()
+    finally:
+        app.config["LIMITS_BASIC_MAJOR"] = saved

@@ -35,7 +35,7 @@ from .payments.models import RequestStatus, TransferRequest
 # Kinds that spend from the payer's daily limit (and count for velocity); holds count when
 # they are made (their release or refund is not counted again).
 COUNTED_KINDS = frozenset(
-    {"send", "withdrawal", "buy_goods", "pay_bill", "send_unregistered", "protected_purchase"}
+    {"send", "withdrawal", "buy_goods", "pay_bill", "send_unregistered", "protected_purchase", "airtime"}
 )
 # Kinds whose payee is a customer wallet held to its tier's maximum balance.
 CREDITED_KINDS = frozenset({"send", "deposit"})
