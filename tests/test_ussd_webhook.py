@@ -189,3 +189,11 @@ def test_malformed_events_are_refused_or_kept_as_far_as_they_make_sense(client):
     assert response.status_code == 200
     [event] = db.session.execute(select(UssdEvent)).scalars()
     assert (event.phone, event.duration_ms, len(event.error_message)) == (None, None, 255)
+
+
+@pytest.mark.parametrize("duration", ["1e300", "99999999999999999999", "-5", "inf", "nan"])
+def test_an_event_with_an_impossible_duration_is_kept_without_it(client, duration):
+    response = client.post("/ussd/events", data={"sessionId": "ATUid_3", "durationInMillis": duration})
+    assert response.status_code == 200
+    [event] = db.session.execute(select(UssdEvent)).scalars()
+    assert event.duration_ms is None

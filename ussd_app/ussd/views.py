@@ -137,10 +137,13 @@ def _answer(session_id: str, phone: str, text: str) -> str:
 
 
 def _int_or_none(raw: str | None) -> int | None:
+    """A count from a callback field (e.g. durationInMillis), or None if it is not one that
+    fits the column (negative, or beyond a 32-bit integer: PostgreSQL and SQLite would refuse)."""
     try:
-        return int(float(raw)) if raw not in (None, "") else None
+        value = int(float(raw)) if raw not in (None, "") else None
     except (TypeError, ValueError, OverflowError):
         return None
+    return value if value is not None and 0 <= value < 2**31 else None
 
 
 def _cut(raw: str | None, limit: int) -> str | None:
