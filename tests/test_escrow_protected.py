@@ -170,3 +170,19 @@ def test_the_operator_may_decide_for_the_merchant(client, runner, juma, till):
     assert result.exit_code == 0, result.output
     assert available(till) == 300_00 - MERCHANT_FEE
     ledger_ok()
+
+
+def test_the_mini_statement_marks_money_in_escrow_until_it_is_released(client, juma, till):
+    hold = buy_protected(client)
+    statement = Phone(client, "0712000111").walk("2", "2", PIN)
+    [line] = [x for x in statement.splitlines() if hold.code in x]
+    assert line.endswith("-KES 300.00 Mama Mboga (held)")
+    merchant = Phone(client, "0700000002").walk("2", "2222")
+    assert any(hold.code in x and x.endswith("(held)") for x in merchant.splitlines()), merchant
+
+    phone = Phone(client, "0712000111")
+    phone.walk("3", "1", "1")
+    phone.send(PIN)
+    jobs.execute_transfers()
+    statement = Phone(client, "0712000111").walk("2", "2", PIN)
+    assert hold.code in statement and "(held)" not in statement

@@ -10,7 +10,7 @@ from ... import pins
 from ...extensions import db
 from ...i18n import t
 from ...ledger.models import Transfer
-from ...payments.models import TransferRequest
+from ...payments.models import HoldState, TransferRequest
 from ...sms.outbox import add_sms
 from ...users import User
 from .. import gsm7
@@ -63,7 +63,10 @@ def statement_lines(session, user, lang: str) -> list[str]:
         other = people.get(request.credit_account_id if outgoing else request.debit_account_id)
         who = gsm7.shorten(other.name, 16) if other else t(lang, "Tuma")
         sign = "-" if outgoing else "+"
-        lines.append(f"{when:%d/%m} {request.code} {sign}{common.money(amount)} {who}")
+        # Money in escrow has not arrived (or is not final) yet: say so on its line.
+        held = request.hold_state in (HoldState.HELD.value, HoldState.DISPUTED.value)
+        suffix = " " + t(lang, "(held)") if held else ""
+        lines.append(f"{when:%d/%m} {request.code} {sign}{common.money(amount)} {who}{suffix}")
     return lines
 
 
