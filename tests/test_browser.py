@@ -244,3 +244,40 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     assert grew("tuma_job_duration_seconds_count", job="send_sms") >= 3
     assert total(after, "tuma_sms", status="sent") + total(after, "tuma_sms", status="delivered") >= 10
     assert ("tuma_queue_depth", (("queue", "transfers"),)) in after
+
+    # A reversal: Neema asks for her send back; the operator approves it in the back office.
+    phones = on_simulator(browser, stack)
+    newcomer, wanjiru = phones["+254700000003"], phones["+254700000004"]
+    newcomer.use_number(NEWCOMER)
+    newcomer.key("*384*7#", "My account")
+    newcomer.key("2", "Reverse a transaction")
+    newcomer.key("5", "Enter the transaction code from the SMS")
+    newcomer.key(code, "They must agree.")
+    newcomer.key("1", f"Enter your PIN to reverse {code}")
+    newcomer.key("5678", f"Reversal of {code} requested.")
+    wanjiru.wait_sms(f"asks you to return KES 1,000.00 they sent by mistake ({code})")
+    browser.get(f"{stack.url}/admin/disputes")
+    row = browser.find_element(By.XPATH, f"//tr[td/a[text()='{code}']]")
+    assert "to return a send made by mistake" in row.text
+    row.find_element(By.NAME, "note").send_keys("sent to the wrong number")
+    screenshot(browser, "16-admin-reversal")
+    row.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
+    wait_until(
+        browser,
+        lambda d: (
+            f"Reversal of {code}: KES 1,000.00 returned to the sender"
+            in d.find_element(By.TAG_NAME, "body").text
+        ),
+        message="the reversal decision",
+    )
+    screenshot(browser, "17-admin-reversal-decided")
+    phones = on_simulator(browser, stack)
+    phones["+254700000003"].use_number(NEWCOMER)
+    phones["+254700000004"].wait_sms(f"KES 1,000.00 ({code}) was returned to NEEMA WAFULA")
+    phones["+254700000003"].wait_sms(
+        f"KES 1,000.00 you sent to WANJIRU KAMAU +254700000004 ({code}) is reversed"
+    )
+    screenshot(browser, "18-simulator-after-reversal")
+    failed = [f for f in check(db.session, trust_deposits_total=DEMO_FLOAT_MAJOR * 100) if not f.ok]
+    assert not failed, failed
+    db.session.rollback()
