@@ -103,7 +103,7 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     agent.wait_sms("Give KES 5,000.00 cash to NEEMA WAFULA")
 
     # The newcomer sends money to a second number; both inboxes show the receipts.
-    newcomer.key("*384*7#", "Send money")
+    newcomer.key("*384*7#", "1. Send money")
     newcomer.key("1", "Enter the recipient's phone number")
     newcomer.key("0700000004", "Send to Wanjiru Kamau")
     newcomer.key("1000", "Send KES 1,000.00 to Wanjiru Kamau +254700000004?")
@@ -115,14 +115,14 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     assert CODE.search(sent).group(1) == code
 
     # Wanjiru buys with protection from the demo merchant, then disputes the delivery.
-    wanjiru.key("*384*7#", "Buy goods")
+    wanjiru.key("*384*7#", "5. Buy goods")
     wanjiru.key("5", "Enter till number")
     wanjiru.key("123456", "Pay Mama Mboga")
     wanjiru.key("300", "3. Pay with protection")
     wanjiru.key("3", "Enter your PIN to pay KES 300.00 to Mama Mboga with protection")
     wanjiru.key("4444", "held until you confirm delivery")
     wanjiru.wait_sms("unless you dispute it")
-    wanjiru.key("*384*7#", "My approvals")
+    wanjiru.key("*384*7#", "3. My approvals")  # not the last END's "in My approvals"
     wanjiru.key("3", "Waiting for your approval")
     wanjiru.key("1", "2. Decline")
     wanjiru.key("2", "Enter your PIN to decline")
@@ -249,7 +249,7 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     phones = on_simulator(browser, stack)
     newcomer, wanjiru = phones["+254700000003"], phones["+254700000004"]
     newcomer.use_number(NEWCOMER)
-    newcomer.key("*384*7#", "My account")
+    newcomer.key("*384*7#", "2. My account")
     newcomer.key("2", "Reverse a transaction")
     newcomer.key("5", "Enter the transaction code from the SMS")
     newcomer.key(code, "They must agree.")
