@@ -241,7 +241,11 @@ def main() -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
-    return 0 if results["ledger_check"] else 1
+    # A run whose transfers were all refused (a limit, a rule) measured refusals, not payments.
+    posted = results["requests_by_status"].get("posted", 0)
+    if not posted:
+        print(f"no transfer was posted ({results['requests_by_status']}): this run measured nothing")
+    return 0 if results["ledger_check"] and posted else 1
 
 
 def table(results: dict, args) -> str:
