@@ -45,10 +45,15 @@ def _key(kind: str, phone: str) -> str:
     return f"tuma:fraud:{kind}:{phone}"
 
 
+def may_ask(amount: int) -> bool:
+    """Whether moving ``amount`` minor units needs the SIM-swap insight (above the threshold)."""
+    return amount > to_minor(current_app.config["SIM_SWAP_THRESHOLD_MAJOR"])
+
+
 def check_sim_swap(phone: str, amount: int) -> SimSwap:
     """Whether ``phone`` may move ``amount`` minor units now, as far as SIM swaps go."""
     config = current_app.config
-    if amount <= to_minor(config["SIM_SWAP_THRESHOLD_MAJOR"]):
+    if not may_ask(amount):
         return SimSwap.OK
     redis = get_redis()
     cached = redis.get(_key("simswap", phone))

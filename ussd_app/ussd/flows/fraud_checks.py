@@ -27,6 +27,7 @@ to wait, the look-up is refused with how long to wait, before the name is read.
 import math
 
 from ... import fraud
+from ...extensions import db
 from ..engine import N_, Screen
 
 # Exits to add to a step that calls ``sim_swap_gate`` (see ``guarded``).
@@ -36,7 +37,13 @@ EXITS = {"sim_swap": "fraud.sim_swap", "sim_swap_unknown": "fraud.sim_swap_unkno
 def sim_swap_gate(ctx) -> str | None:
     """None when the customer's SIM lets them move ``ctx.data["amount"]`` now, else the
     outcome to leave by ("sim_swap" or "sim_swap_unknown", see ``EXITS``)."""
-    verdict = fraud.check_sim_swap(ctx.user.phone, ctx.data["amount"])
+    phone, amount = ctx.user.phone, ctx.data["amount"]
+    if fraud.may_ask(amount):
+        # The insight is a network call of up to SIM_SWAP_TIMEOUT_SECONDS: end the hop's
+        # transaction first (the PIN check is final either way), so no database lock (SQLite's
+        # write lock, the user's row) is held while Africa's Talking answers.
+        db.session.commit()
+    verdict = fraud.check_sim_swap(phone, amount)
     if verdict == fraud.SimSwap.BLOCKED:
         return "sim_swap"
     if verdict == fraud.SimSwap.UNKNOWN:
