@@ -17,6 +17,7 @@ import time
 
 from flask import g, request
 from sqlalchemy import event
+from sqlalchemy.orm import Session, object_session
 
 from ..logging_setup import bound, new_request_id, request_id_var
 from . import metrics
@@ -43,23 +44,27 @@ def remember(transfer_id: str, request_id: str) -> None:
 
 def request_id_for(transfer_id: str | None) -> str | None:
     """The web request id that recorded ``transfer_id``, if known."""
-    if not transfer_id:
-        return None
-    if transfer_id in _cache:
-        return _cache[transfer_id]
-    from ..queues import get_redis
+    return request_ids_for([transfer_id]).get(transfer_id) if transfer_id else None
 
-    try:
-        raw = get_redis().get(_trace_key(transfer_id))
-    except Exception:
-        return None
-    if raw is None:
-        return None
-    value = raw.decode() if isinstance(raw, bytes) else str(raw)
-    if len(_cache) >= _CACHE_SIZE:
-        _cache.clear()
-    _cache[transfer_id] = value
-    return value
+
+def request_ids_for(transfer_ids) -> dict[str, str]:
+    """{transfer id: web request id} for those known, in one round trip for the uncached."""
+    found = {t: _cache[t] for t in transfer_ids if t in _cache}
+    missing = [t for t in transfer_ids if t not in _cache]
+    if missing:
+        from ..queues import get_redis
+
+        try:
+            values = get_redis().mget([_trace_key(t) for t in missing])
+        except Exception:  # tracing must never break anything
+            values = [None] * len(missing)
+        for transfer_id, raw in zip(missing, values, strict=True):
+            if raw is not None:
+                found[transfer_id] = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.clear()
+        _cache.update({t: found[t] for t in missing if t in found})
+    return found
 
 
 def job_request_id(job, args) -> str | None:
@@ -81,18 +86,40 @@ def _transfer_recorded(mapper, connection, target) -> None:
     )
 
 
+# SMS log lines are written when their transaction commits, not from inside it: the request id
+# of each transfer is read from Redis once per commit (one MGET), never per row while the
+# batch's database transaction and its locks are open.
+_PENDING = "tuma_trace_sms"
+
+
+def _defer(target, message: str, **extra) -> None:
+    session = object_session(target)
+    if session is not None and target.request_id:
+        session.info.setdefault(_PENDING, []).append((message, target.request_id, extra))
+
+
 def _sms_written(mapper, connection, target) -> None:
-    if target.request_id:
-        request_id = request_id_var.get() or request_id_for(target.request_id)
-        with bound(request_id=request_id, transfer_id=target.request_id):
-            log.info("sms receipt written to the outbox")
+    _defer(target, "sms receipt written to the outbox")
 
 
 def _sms_updated(mapper, connection, target) -> None:
     if target.status == "sending":
-        request_id = request_id_for(target.request_id)
-        with bound(request_id=request_id, transfer_id=target.request_id):
-            log.info("sms claimed for sending", extra={"sms_id": target.id, "attempt": target.attempts})
+        _defer(target, "sms claimed for sending", sms_id=target.id, attempt=target.attempts)
+
+
+def _after_commit(session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    current = request_id_var.get()
+    known = {} if current else request_ids_for({transfer_id for _, transfer_id, _ in pending})
+    for message, transfer_id, extra in pending:
+        with bound(request_id=current or known.get(transfer_id), transfer_id=transfer_id):
+            log.info(message, extra=extra or None)
+
+
+def _after_rollback(session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 _listening = False
@@ -108,6 +135,8 @@ def listen() -> None:
     event.listen(TransferRequest, "after_insert", _transfer_recorded)
     event.listen(OutboxMessage, "after_insert", _sms_written)
     event.listen(OutboxMessage, "after_update", _sms_updated)
+    event.listen(Session, "after_commit", _after_commit)
+    event.listen(Session, "after_rollback", _after_rollback)
     _listening = True
 
 
