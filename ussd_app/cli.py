@@ -56,16 +56,22 @@ def create_account(phone, name, role, pin, till, paybill, id_number, language):
     click.echo(f"created {user.role} {user.name} {user.phone} (account {user.account_id})")
 
 
-@accounts_cli.cli.command("unlock")
-@click.option("--phone", required=True, help="local or international form")
-def unlock_account(phone):
-    """Lift a PIN lock after too many wrong PINs (after checking who is asking)."""
+def _holder(phone: str):
+    """The account holder of ``phone`` (any form), or a clear refusal."""
     try:
         user = find_by_phone(db.session, normalize(phone))
     except InvalidPhone as exc:
         raise click.ClickException(f"not a valid phone number: {phone}") from exc
     if user is None:
         raise click.ClickException(f"no account for {phone}")
+    return user
+
+
+@accounts_cli.cli.command("unlock")
+@click.option("--phone", required=True, help="local or international form")
+def unlock_account(phone):
+    """Lift a PIN lock after too many wrong PINs (after checking who is asking)."""
+    user = _holder(phone)
     unlock_pin(db.session, user)
     db.session.commit()
     click.echo(f"unlocked {user.name} {user.phone}")
@@ -190,12 +196,7 @@ def tariffs_set(path, effective_from, note):
 @click.option("--tier", required=True, type=click.Choice(["basic", "full"]))
 def account_tier(phone, tier):
     """Set a customer's KYC tier (full: an agent has checked their ID)."""
-    try:
-        user = find_by_phone(db.session, normalize(phone))
-    except InvalidPhone as exc:
-        raise click.ClickException(f"not a valid phone number: {phone}") from exc
-    if user is None:
-        raise click.ClickException(f"no account for {phone}")
+    user = _holder(phone)
     user.tier = tier
     db.session.commit()
     click.echo(f"{user.name} {user.phone} is now tier {tier}")

@@ -28,6 +28,12 @@ def to_minor(major: int) -> int:
     return int(major) * MINOR_PER_MAJOR
 
 
+def major_text(minor: int) -> str:
+    """125000 -> '1250', 125050 -> '1250.50': an amount as an API takes it, integers only."""
+    major, cents = divmod(int(minor), MINOR_PER_MAJOR)
+    return str(major) if cents == 0 else f"{major}.{cents:02d}"
+
+
 def format_amount(minor: int, currency: str = "KES") -> str:
     """125000 -> 'KES 1,250.00'."""
     sign = "-" if minor < 0 else ""

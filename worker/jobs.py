@@ -118,19 +118,8 @@ def maintain() -> dict:
 
 
 def resolve_due_holds(now: int | None = None) -> int:
-    """Resolve the escrow holds that have fallen due and commit; retried like a batch when two
-    jobs collide (the loser re-reads and finds nothing left to do). ``now``: µs, for tests."""
-    for attempt in range(1, RETRIES + 1):
-        try:
-            done = resolve_due(db.session, now=now)
-            db.session.commit()
-            return len(done)
-        except (IntegrityError, DBAPIError) as exc:
-            db.session.rollback()
-            if attempt == RETRIES:
-                raise
-            log.warning("hold expiry conflict, retrying (attempt %d): %s", attempt, type(exc.orig).__name__)
-    return 0
+    """Resolve the escrow holds that have fallen due; committed. ``now``: µs, for tests."""
+    return _committed_with_retries(lambda: len(resolve_due(db.session, now=now)), "hold expiry")
 
 
 def _committed_with_retries(work, what: str) -> int:

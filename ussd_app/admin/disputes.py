@@ -9,8 +9,7 @@ resolves the hold exactly once, as the ``flask disputes decide`` command does.
 
 from sqlalchemy import select
 
-from ..payments.holds import decide_dispute
-from ..payments.models import HoldState, RequestKind, TransferRequest
+from ..payments.holds import decide_dispute, disputed
 from ..users import User
 from .seams import PendingDecision
 
@@ -19,16 +18,7 @@ class ProtectedPurchaseDisputes:
     name = "protected"
 
     def pending(self, session) -> list[PendingDecision]:
-        rows = list(
-            session.execute(
-                select(TransferRequest)
-                .where(
-                    TransferRequest.kind == RequestKind.PROTECTED_PURCHASE.value,
-                    TransferRequest.hold_state == HoldState.DISPUTED.value,
-                )
-                .order_by(TransferRequest.created_at)
-            ).scalars()
-        )
+        rows = disputed(session)
         ids = {r.debit_account_id for r in rows} | {r.credit_account_id for r in rows}
         people = (
             {u.account_id: u for u in session.execute(select(User).where(User.account_id.in_(ids))).scalars()}

@@ -18,6 +18,7 @@ from sqlalchemy import BigInteger, cast, select
 
 from ..database import db_clock_us
 from ..ledger import AccountKind, Transfer, house_account
+from ..money import major_text
 from . import holds
 from .execute import execute_requests
 from .models import HoldState, RequestKind, RequestStatus, TransferRequest
@@ -48,23 +49,17 @@ def record(session, *, request_id: str, account_id: int, phone: str, amount: int
     return request
 
 
-def waiting(session) -> bool:
-    return (
-        session.execute(
-            select(TransferRequest.id)
-            .where(
-                TransferRequest.kind == RequestKind.AIRTIME.value,
-                TransferRequest.status == RequestStatus.POSTED.value,
-                TransferRequest.hold_state == HoldState.HELD.value,
-            )
-            .limit(1)
-        ).first()
-        is not None
+def _held():
+    """Airtime holds posted and still held: waiting for Africa's Talking."""
+    return select(TransferRequest.id).where(
+        TransferRequest.kind == RequestKind.AIRTIME.value,
+        TransferRequest.status == RequestStatus.POSTED.value,
+        TransferRequest.hold_state == HoldState.HELD.value,
     )
 
 
-def _major(minor: int) -> str:
-    return str(minor // 100) if minor % 100 == 0 else f"{minor / 100:.2f}"
+def waiting(session) -> bool:
+    return session.execute(_held().limit(1)).first() is not None
 
 
 def _sent(answer) -> bool:
@@ -77,18 +72,7 @@ def buy_waiting(session, send, limit: int = 50) -> dict:
     through ``send(phone, amount_major, key)`` and resolve them; commits as it goes."""
     now = db_clock_us(session)
     retry_us = current_app.config["AIRTIME_RETRY_SECONDS"] * 1_000_000
-    fresh = list(
-        session.execute(
-            select(TransferRequest.id)
-            .where(
-                TransferRequest.kind == RequestKind.AIRTIME.value,
-                TransferRequest.status == RequestStatus.POSTED.value,
-                TransferRequest.hold_state == HoldState.HELD.value,
-            )
-            .order_by(TransferRequest.created_at)
-            .limit(limit)
-        ).scalars()
-    )
+    fresh = list(session.execute(_held().order_by(TransferRequest.created_at).limit(limit)).scalars())
     claimed = [i for i in fresh if holds._claim(session, i, HoldState.HELD, HoldState.SENDING)]
     stale = list(
         session.execute(
@@ -109,7 +93,7 @@ def buy_waiting(session, send, limit: int = 50) -> dict:
         phone, amount = hold.reference, hold.amount
         session.commit()  # no transaction open during the call
         try:
-            answer = send(phone, _major(amount), hold_id)
+            answer = send(phone, major_text(amount), hold_id)
         except Exception as exc:  # network, timeout, HTTP error: ask again later, same key
             log.warning("airtime for %s not answered (%s); retried later", hold_id, type(exc).__name__)
             counts["retry"] += 1

@@ -2,12 +2,10 @@
 
 import click
 from flask import Blueprint
-from sqlalchemy import select
 
 from ..extensions import db
 from ..money import format_amount
-from .holds import DisputeError, decide_dispute
-from .models import HoldState, RequestKind, TransferRequest
+from .holds import DisputeError, decide_dispute, disputed
 
 disputes_cli = Blueprint("disputes", __name__, cli_group="disputes")
 
@@ -15,15 +13,7 @@ disputes_cli = Blueprint("disputes", __name__, cli_group="disputes")
 @disputes_cli.cli.command("list")
 def list_disputes():
     """Protected purchases waiting for a decision, oldest first."""
-    rows = db.session.execute(
-        select(TransferRequest)
-        .where(
-            TransferRequest.kind == RequestKind.PROTECTED_PURCHASE.value,
-            TransferRequest.hold_state == HoldState.DISPUTED.value,
-        )
-        .order_by(TransferRequest.created_at)
-    ).scalars()
-    for hold in rows:
+    for hold in disputed(db.session):
         click.echo(f"{hold.code} {format_amount(hold.amount, 'KES')} {hold.created_at:%Y-%m-%d %H:%M}")
 
 

@@ -118,6 +118,20 @@ def held(session, kind: RequestKind, **where) -> list[TransferRequest]:
     return list(session.execute(query.order_by(TransferRequest.created_at)).scalars())
 
 
+def disputed(session) -> list[TransferRequest]:
+    """Protected purchases in dispute, waiting for the operator, oldest first."""
+    return list(
+        session.execute(
+            select(TransferRequest)
+            .where(
+                TransferRequest.kind == RequestKind.PROTECTED_PURCHASE.value,
+                TransferRequest.hold_state == HoldState.DISPUTED.value,
+            )
+            .order_by(TransferRequest.created_at)
+        ).scalars()
+    )
+
+
 def due_holds(session, now: int, limit: int) -> list[TransferRequest]:
     """Held holds whose PENDING transfer is older than their ``hold_seconds`` at ``now`` (µs)."""
     return list(
