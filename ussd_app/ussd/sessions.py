@@ -9,11 +9,13 @@ Both expire on their own; nothing here needs cleaning up.
 import hashlib
 import hmac
 import json
+import secrets
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from flask import current_app
-from redis.exceptions import LockError
+from redis.exceptions import RedisError
 
 from ..queues import get_redis
 from .engine import Conversation
@@ -21,6 +23,7 @@ from .engine import Conversation
 PREFIX = "tuma:ussd"
 LOCK_SECONDS = 15  # longest one request may hold its session (AT gives up well before)
 LOCK_WAIT_SECONDS = 10
+LOCK_POLL_SECONDS = 0.05
 
 
 class SessionBusy(RuntimeError):
@@ -74,42 +77,82 @@ def _resume_key(phone: str) -> str:
 
 
 def load(session_id: str) -> StoredSession | None:
+    """The stored session, read without its lock (for inspection and tests)."""
     raw = get_redis().get(_session_key(session_id))
     return StoredSession.from_json(raw) if raw else None
 
 
-def save(session_id: str, stored: StoredSession) -> None:
-    ttl = current_app.config["USSD_SESSION_TTL_SECONDS"]
-    get_redis().set(_session_key(session_id), stored.to_json(), ex=ttl)
+# Deletes the lock only if it is still ours (it may have run out and been taken over).
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
-def load_resume(phone: str) -> dict | None:
-    raw = get_redis().get(_resume_key(phone))
-    return json.loads(raw) if raw else None
+class Hold:
+    """One request's hold on its session: what Redis held when the lock was taken, and the
+    writes to make when it is let go (sent with the release, in the same round trip)."""
 
+    def __init__(self, session_id: str, phone: str, stored: StoredSession | None, resume: dict | None):
+        self.session_id, self.phone = session_id, phone
+        self.stored = stored  # None on a session's first request
+        self.resume = resume  # the phone's snapshot of an unfinished earlier session, if any
+        self._writes: tuple[StoredSession, dict | None, bool] | None = None
 
-def save_resume(phone: str, snapshot: dict | None) -> None:
-    """Keep ``snapshot`` for the resume window, or forget any when it is None."""
-    if snapshot is None:
-        get_redis().delete(_resume_key(phone))
-    else:
-        ttl = current_app.config["USSD_RESUME_WINDOW_SECONDS"]
-        get_redis().set(_resume_key(phone), json.dumps(snapshot), ex=ttl)
+    def save(self, stored: StoredSession, snapshot: dict | None, *, keep_resume: bool = False) -> None:
+        """Keep ``stored`` for this session and ``snapshot`` as the phone's resume point (None
+        forgets it, unless ``keep_resume``). Written when the request lets go of the session."""
+        self._writes = (stored, snapshot, keep_resume)
+
+    def _queue_writes(self, pipe) -> None:
+        if self._writes is None:
+            return
+        stored, snapshot, keep_resume = self._writes
+        config = current_app.config
+        pipe.set(_session_key(self.session_id), stored.to_json(), ex=config["USSD_SESSION_TTL_SECONDS"])
+        if snapshot is not None:
+            pipe.set(_resume_key(self.phone), json.dumps(snapshot), ex=config["USSD_RESUME_WINDOW_SECONDS"])
+        elif not keep_resume:
+            pipe.delete(_resume_key(self.phone))
 
 
 @contextmanager
-def locked(session_id: str):
+def locked(session_id: str, phone: str):
     """Answer one request of a session at a time, so a repeat that arrives while the first is
-    still running waits and then gets the stored answer instead of running the flow again."""
-    lock = get_redis().lock(
-        f"{PREFIX}:lock:{session_id}", timeout=LOCK_SECONDS, blocking_timeout=LOCK_WAIT_SECONDS
+    still running waits and then gets the stored answer instead of running the flow again.
+
+    Two round trips to Redis per request: taking the lock reads the session and the phone's
+    resume snapshot in the same pipeline; letting go writes them back and releases the lock."""
+    redis = get_redis()
+    lock_key, token = f"{PREFIX}:lock:{session_id}", secrets.token_hex(16)
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        pipe = redis.pipeline(transaction=False)
+        pipe.set(lock_key, token, nx=True, px=LOCK_SECONDS * 1000)
+        pipe.get(_session_key(session_id))
+        pipe.get(_resume_key(phone))
+        taken, raw, resume = pipe.execute()
+        if taken:
+            break
+        if time.monotonic() >= deadline:
+            raise SessionBusy(session_id)
+        time.sleep(LOCK_POLL_SECONDS)
+    hold = Hold(
+        session_id,
+        phone,
+        StoredSession.from_json(raw) if raw else None,
+        json.loads(resume) if resume else None,
     )
-    if not lock.acquire():
-        raise SessionBusy(session_id)
+    finished = False
     try:
-        yield
+        yield hold
+        finished = True
     finally:
-        try:
-            lock.release()
-        except LockError:
-            pass  # held past its timeout and taken over: nothing of ours to release
+        pipe = redis.pipeline(transaction=False)
+        if finished:
+            hold._queue_writes(pipe)
+        pipe.eval(_RELEASE, 1, lock_key, token)
+        if finished:
+            pipe.execute()  # a failed write must be seen: the view answers accordingly
+        else:
+            try:
+                pipe.execute()
+            except RedisError:
+                pass  # the request failed already; the lock runs out on its own

@@ -69,8 +69,8 @@ def ussd():
     log.info("ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), redact(text))
     g.ussd_committed = False
     try:
-        with sessions.locked(session_id):
-            return plain(_answer(session_id, phone, text[:MAX_TEXT]))
+        with sessions.locked(session_id, phone) as hold:
+            return plain(_answer(hold, text[:MAX_TEXT]))
     except sessions.SessionBusy:
         log.warning("ussd session=%s busy: a repeat arrived while the first was running", session_id[:40])
         return plain("END " + t("en", "Sorry, we are busy. Please dial again."))
@@ -94,8 +94,8 @@ def ussd():
         return plain("END " + t("en", "Sorry, something went wrong. Please try again later."))
 
 
-def _answer(session_id: str, phone: str, text: str) -> str:
-    stored = sessions.load(session_id)
+def _answer(hold: sessions.Hold, text: str) -> str:
+    session_id, phone, stored = hold.session_id, hold.phone, hold.stored
     digest = sessions.text_digest(session_id, text)
     if stored is not None:
         if stored.phone != phone:
@@ -110,7 +110,7 @@ def _answer(session_id: str, phone: str, text: str) -> str:
     if stored is None:
         # The first hop: its text is what was dialled after the service code (a shortcut such
         # as *384*7*1#); menus start at home, so it is not applied.
-        conversation, reply = engine.begin(ctx, sessions.load_resume(phone))
+        conversation, reply = engine.begin(ctx, hold.resume)
     else:
         conversation = stored.conversation
         reply = engine.handle(conversation, ctx, text.rsplit("*", 1)[-1])
@@ -118,14 +118,13 @@ def _answer(session_id: str, phone: str, text: str) -> str:
     g.ussd_committed = True
     body = reply.body
     g.ussd_screen = conversation.state  # for the metrics (ops/tracing.py)
-    sessions.save(
-        session_id,
+    hold.save(
         sessions.StoredSession(
             phone=phone, conversation=conversation, data=ctx.data, last_text=digest, last_reply=body
         ),
+        engine.snapshot(conversation, ctx) if conversation.state != RESUME else None,
+        keep_resume=conversation.state == RESUME,
     )
-    if conversation.state != RESUME:
-        sessions.save_resume(phone, engine.snapshot(conversation, ctx))
     for callback in ctx.after_commit:
         try:
             callback()
