@@ -8,7 +8,8 @@ with "database is locked" because another writer got in between.
 
 import os
 
-from sqlalchemy import event, text
+from sqlalchemy import any_, bindparam, event, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 
 from .extensions import db, migrate
@@ -19,6 +20,17 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 def is_postgres(session_or_engine) -> bool:
     bind = getattr(session_or_engine, "bind", None) or session_or_engine.get_bind()
     return bind.dialect.name == "postgresql"
+
+
+def among(session, column, values):
+    """``column IN values`` for a batch's worth of values. On PostgreSQL it is
+    ``column = ANY(:array)``: one parameter however many values, so the statement's text is
+    the same for every batch and the driver parses and prepares it once, instead of parsing
+    hundreds of placeholders each time (a fifth of a transfer batch's time before this)."""
+    values = list(values)
+    if is_postgres(session):
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import func, select
 
-from .database import is_postgres
+from .database import among, is_postgres
 from .ledger.models import Account
 from .money import to_minor
 from .payments.models import RequestStatus, TransferRequest
@@ -69,7 +69,7 @@ def spent_today(session, account_ids, now: datetime | None = None) -> dict[int, 
             func.coalesce(func.sum(TransferRequest.amount + TransferRequest.fee), 0),
         )
         .where(
-            TransferRequest.debit_account_id.in_(ids),
+            among(session, TransferRequest.debit_account_id, ids),
             TransferRequest.status == RequestStatus.POSTED.value,
             TransferRequest.kind.in_(COUNTED_KINDS),
             TransferRequest.executed_at >= since,
@@ -139,7 +139,9 @@ def lock_accounts(session, account_ids) -> None:
     On SQLite the whole database is already the batch's (BEGIN IMMEDIATE)."""
     ids = sorted({a for a in account_ids if a is not None})
     if ids and is_postgres(session):
-        session.execute(select(Account.id).where(Account.id.in_(ids)).order_by(Account.id).with_for_update())
+        session.execute(
+            select(Account.id).where(among(session, Account.id, ids)).order_by(Account.id).with_for_update()
+        )
 
 
 def sent_last_hour(session, account_ids, now: datetime) -> dict[int, tuple[int, int]]:
@@ -152,7 +154,7 @@ def sent_last_hour(session, account_ids, now: datetime) -> dict[int, tuple[int, 
             TransferRequest.debit_account_id, func.count(), func.coalesce(func.sum(TransferRequest.amount), 0)
         )
         .where(
-            TransferRequest.debit_account_id.in_(ids),
+            among(session, TransferRequest.debit_account_id, ids),
             TransferRequest.status == RequestStatus.POSTED.value,
             TransferRequest.kind.in_(COUNTED_KINDS),
             TransferRequest.executed_at >= now - timedelta(hours=1),
@@ -177,7 +179,7 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
     customers = dict(
         session.execute(
             select(User.account_id, User.tier).where(
-                User.account_id.in_(ids), User.role == Role.CUSTOMER.value
+                among(session, User.account_id, ids), User.role == Role.CUSTOMER.value
             )
         ).all()
     )
@@ -187,7 +189,7 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
     hour = sent_last_hour(session, payers, now)
     balances = {
         a.id: a.credits_posted - a.debits_posted
-        for a in session.execute(select(Account).where(Account.id.in_(payees))).scalars()
+        for a in session.execute(select(Account).where(among(session, Account.id, payees))).scalars()
     }
     max_count = current_app.config["VELOCITY_MAX_COUNT"]
     max_value = to_minor(current_app.config["VELOCITY_MAX_VALUE_MAJOR"])

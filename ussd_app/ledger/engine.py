@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, select, update
 
-from ..database import db_clock_us
+from ..database import among, db_clock_us
 from .models import ID_LENGTH, Account, AccountFlags, RejectedTransfer, Transfer, TransferFlags
 from .results import TransferResult as R
 
@@ -105,7 +105,7 @@ class _Batch:
         if pending_ids:
             for d, c in session.execute(
                 select(Transfer.debit_account_id, Transfer.credit_account_id).where(
-                    Transfer.id.in_(pending_ids)
+                    among(session, Transfer.id, pending_ids)
                 )
             ):
                 account_ids |= {d, c}
@@ -114,7 +114,7 @@ class _Batch:
         table = Account.__table__
         rows = session.execute(
             select(table.c.id, table.c.flags, *(table.c[f] for f in BALANCE_FIELDS))
-            .where(table.c.id.in_(account_ids))
+            .where(among(session, table.c.id, account_ids))
             .order_by(table.c.id)
             .with_for_update()
         ).all()
@@ -122,16 +122,21 @@ class _Batch:
         self.balances = _Balances({r[0]: list(r[2:]) for r in rows})
         lookup = ids | pending_ids
         self.transfers = {
-            t.id: t for t in session.execute(select(Transfer).where(Transfer.id.in_(lookup))).scalars()
+            t.id: t
+            for t in session.execute(select(Transfer).where(among(session, Transfer.id, lookup))).scalars()
         }
         self.rejected = {
             r.id: r
-            for r in session.execute(select(RejectedTransfer).where(RejectedTransfer.id.in_(ids))).scalars()
+            for r in session.execute(
+                select(RejectedTransfer).where(among(session, RejectedTransfer.id, ids))
+            ).scalars()
         }
         # pending id -> flags of the transfer that resolved it
         self.resolved = dict(
             session.execute(
-                select(Transfer.pending_id, Transfer.flags).where(Transfer.pending_id.in_(pending_ids))
+                select(Transfer.pending_id, Transfer.flags).where(
+                    among(session, Transfer.pending_id, pending_ids)
+                )
             ).all()
         )
         self.new_transfers: list[dict] = []

@@ -23,6 +23,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from .. import limits
+from ..database import among
 from ..i18n import t
 from ..ledger import TransferResult
 from ..money import format_amount
@@ -194,7 +195,8 @@ class People:
     def __init__(self, session, requests):
         ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
         self.by_account = {
-            u.account_id: u for u in session.execute(select(User).where(User.account_id.in_(ids))).scalars()
+            u.account_id: u
+            for u in session.execute(select(User).where(among(session, User.account_id, ids))).scalars()
         }
         # Read before the batch's statuses change, then kept current as receipts are written,
         # so two sends in one batch each report what was left after them.
