@@ -5,6 +5,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -90,26 +92,30 @@ def test_per_recipient_transient_codes_are_retried(app, gateway, status_code):
     assert len(gateway.inbox("+254712000104")) == 1
 
 
-def test_an_unreachable_gateway_is_retried_and_pauses_the_batch(app, gateway):
+def test_an_unreachable_gateway_is_retried_and_pauses_the_job(app, gateway, monkeypatch):
+    monkeypatch.setitem(app.config, "SMS_CLAIM_BATCH", 2)
     promise("+254712000105", "+254712000115", "+254712000125")
     running_url = app.config["AT_API_URL"]
     app.config["AT_API_URL"] = "http://127.0.0.1:9"  # discard port: connection refused
     try:
-        assert send_at(utcnow()) == {"sent": 0, "retry": 1, "failed": 0, "paused": 1}
+        # The first batch (two rows, handed over together) fails; no second batch is claimed.
+        assert send_at(utcnow()) == {"sent": 0, "retry": 2, "failed": 0, "paused": 1}
     finally:
         app.config["AT_API_URL"] = running_url
-    tried, *untried = outbox()
-    assert tried.status == "pending" and tried.failure_reason == "network: ConnectionError"
-    # The others kept their attempts for when the gateway is back, and are due at once.
-    assert [(r.status, r.attempts, r.next_attempt_at) for r in untried] == [("pending", 0, None)] * 2
+    *tried, untried = outbox()
+    assert [(r.status, r.failure_reason) for r in tried] == [("pending", "network: ConnectionError")] * 2
+    # The other kept its attempts for when the gateway is back, and is due at once.
+    assert (untried.status, untried.attempts, untried.next_attempt_at) == ("pending", 0, None)
     assert send_at(utcnow() + timedelta(seconds=10))["sent"] == 3
 
 
-def test_insufficient_balance_on_our_account_pauses_the_batch(app, gateway):
-    promise("+254712000106", "+254712000116")
+def test_insufficient_balance_on_our_account_pauses_the_job(app, gateway, monkeypatch):
+    monkeypatch.setitem(app.config, "SMS_CLAIM_BATCH", 2)
+    promise("+254712000106", "+254712000116", "+254712000126")
     gateway.refuse("+254712000106", 405, times=1)
-    assert send_at(utcnow()) == {"sent": 0, "retry": 1, "failed": 0, "paused": 1}
-    assert [r.attempts for r in outbox()] == [1, 0]
+    # Its batch-mate was handed over beside it and keeps its own answer; the third waits.
+    assert send_at(utcnow()) == {"sent": 1, "retry": 1, "failed": 0, "paused": 1}
+    assert [(r.status, r.attempts) for r in outbox()] == [("pending", 1), ("sent", 1), ("pending", 0)]
 
 
 def test_a_gateway_that_hangs_past_the_read_timeout_is_retried(app, gateway):
@@ -166,17 +172,44 @@ def test_a_row_whose_sender_died_on_its_last_attempt_is_failed_not_left_hanging(
     assert (row.status, row.failure_reason) == ("failed", "no answer recorded after 1 attempts")
 
 
+def test_a_claim_batch_takes_one_row_per_number_and_gives_no_place_to_rows_out_of_attempts(app, monkeypatch):
+    promise("+254712000111", "+254712000112")
+    promise("+254712000111", body="Second message")
+    promise("+254712000113")
+    t0 = utcnow()
+    first = sender.claim_batch(db.session, 10, t0)
+    # The second message to ...111 waits for the next batch, so it cannot overtake the first.
+    assert [t.phone for t in first] == ["+254712000111", "+254712000112", "+254712000113"]
+    assert [(r.status, r.attempts) for r in outbox()] == [("sending", 1)] * 2 + [
+        ("pending", 0),
+        ("sending", 1),
+    ]
+
+    # Their sender died on what is now the last attempt: they are failed, not claimed, and the
+    # number's next message takes the place.
+    monkeypatch.setitem(app.config, "SMS_MAX_ATTEMPTS", 1)
+    [again] = sender.claim_batch(db.session, 10, t0 + claim_timeout())
+    assert (again.phone, again.body, again.attempt) == (
+        "+254712000111",
+        "Second message for +254712000111",
+        1,
+    )
+    assert [r.status for r in outbox()] == ["failed", "failed", "sending", "failed"]
+
+
 def test_a_sender_killed_mid_batch_loses_nothing_and_resends_nothing_recorded(app, gateway):
     phones = [f"+25471200020{i}" for i in range(5)]
     promise(*phones)
     db.session.remove()
-    gateway.hold_next(1, after=2)  # the third hand-over hangs
+    # Batches of two: the first goes through; of the second, one call is answered and one hangs.
+    gateway.hold_next(1, after=3)
     env = dict(
         os.environ,
         DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
         REDIS_URL=app.config["REDIS_URL"],
         AT_API_URL=app.config["AT_API_URL"],
         AT_API_KEY="test-key",
+        TUMA_SMS_CLAIM_BATCH="2",
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", "from worker.jobs import send_sms; send_sms()"],
@@ -186,7 +219,11 @@ def test_a_sender_killed_mid_batch_loses_nothing_and_resends_nothing_recorded(ap
         stderr=subprocess.PIPE,
     )
     try:
-        wait_for(lambda: gateway.held == 1 or proc.poll() is not None, timeout=30, message="the held request")
+        wait_for(
+            lambda: (gateway.held == 1 and len(gateway.inbox()) == 3) or proc.poll() is not None,
+            timeout=30,
+            message="the held request beside an answered one",
+        )
         assert proc.poll() is None, proc.stderr.read().decode()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
@@ -196,29 +233,28 @@ def test_a_sender_killed_mid_batch_loses_nothing_and_resends_nothing_recorded(ap
         proc.stderr.close()
 
     rows = outbox()
-    assert [r.status for r in rows] == ["sent", "sent", "sending", "pending", "pending"]
-    recorded = {r.phone for r in rows if r.status == "sent"}
-    in_flight = rows[2].phone
-    # The gateway had the message when the sender died; it answers into a closed socket.
+    # The second batch was handed over but never recorded: both its rows are still claimed.
+    assert [r.status for r in rows] == ["sent", "sent", "sending", "sending", "pending"]
+    in_flight = {r.phone for r in rows if r.status == "sending"}
+    # The gateway had the held message when the sender died; it answers into a closed socket.
     gateway.release()
-    wait_for(lambda: len(gateway.inbox()) == 3, message="the held message to be accepted")
+    wait_for(lambda: len(gateway.inbox()) == 4, message="the held message to be accepted")
 
-    # Restart: too early, the in-flight row is still someone's claim; after the timeout it is not.
-    assert send_at(utcnow())["sent"] == 2
-    assert outbox()[2].status == "sending"
-    assert send_at(utcnow() + claim_timeout() + timedelta(seconds=1))["sent"] == 1
+    # Restart: too early, the in-flight rows are still someone's claim; after the timeout not.
+    assert send_at(utcnow())["sent"] == 1
+    assert [r.status for r in outbox()][2:4] == ["sending", "sending"]
+    assert send_at(utcnow() + claim_timeout() + timedelta(seconds=1))["sent"] == 2
 
     rows = outbox()
     assert {r.status for r in rows} == {"sent"}
-    for phone in phones:
-        count = len(gateway.inbox(phone))
-        if phone == in_flight:
-            # The one message whose answer was never recorded went out twice: the documented
-            # at-least-once window, one HTTP call wide.
-            assert count == 2 and rows[2].attempts == 2
+    for row in rows:
+        count = len(gateway.inbox(row.phone))
+        if row.phone in in_flight:
+            # The killed batch's messages, whose answers were never recorded, went out twice:
+            # the documented at-least-once window, one HTTP call wide for each of its rows.
+            assert (count, row.attempts) == (2, 2), row.phone
         else:
-            assert count == 1, phone
-    assert all(len(gateway.inbox(p)) == 1 for p in recorded)
+            assert (count, row.attempts) == (1, 1), row.phone
 
 
 def test_the_job_is_safe_to_run_twice_and_rings_after_a_transfer_batch(app, gateway, redis):
@@ -246,6 +282,139 @@ def test_maintenance_wakes_the_sender_for_due_retries(app, gateway, redis):
     assert queue.count == 1
     assert jobs.send_sms()["sent"] == 1
     assert jobs.maintain()["sms_due"] == 0
+
+
+# -- batches: a burst, a failing gateway, side by side ---------------------------------------
+
+
+def handed_over(gateway):
+    """What the gateway received, as (phone, body) pairs with how many times each."""
+    return Counter((m.to, m.message) for m in gateway.inbox())
+
+
+def promised(rows):
+    return Counter((r.phone, r.body) for r in rows)
+
+
+def test_a_burst_of_receipts_reaches_the_gateway_once_each(app, gateway, redis, monkeypatch):
+    monkeypatch.setitem(app.config, "SMS_CLAIM_BATCH", 16)
+    agent = agent_with_float()
+    for i in range(20):
+        sms_helpers.send(agent, person(f"+2547120005{i:02d}", f"Customer {i}"), 100_00)
+    assert execute() == 20
+
+    counts = jobs.send_sms()  # 41 rows (the float's SMS, two receipts a transfer): 3 batches
+    assert counts == {"sent": 41, "retry": 0, "failed": 0, "paused": 0}
+    rows = outbox()
+    assert len(rows) == 41 and {(r.status, r.attempts) for r in rows} == {("sent", 1)}
+    assert handed_over(gateway) == promised(rows)  # every receipt, each exactly once
+    assert set(handed_over(gateway).values()) == {1} and gateway.requests_seen == 41
+    assert {r.gateway_message_id for r in rows} == {m.id for m in gateway.inbox()}
+    # Each person's messages reached the gateway in the order they were written: the agent's
+    # 21 (the float, then a receipt a transfer, each with the balance after it) in particular.
+    for phone in {r.phone for r in rows}:
+        assert [m.message for m in gateway.inbox(phone)] == [r.body for r in rows if r.phone == phone]
+
+    assert sum(jobs.send_sms().values()) == 0
+    assert gateway.requests_seen == 41
+
+
+def test_a_job_hands_over_no_more_than_its_limit(app, gateway, monkeypatch):
+    monkeypatch.setitem(app.config, "SMS_CLAIM_BATCH", 4)
+    promise(*[f"+2547120006{i:02d}" for i in range(12)])
+    assert send_at(utcnow(), limit=10) == {"sent": 10, "retry": 0, "failed": 0, "paused": 0}
+    assert [r.attempts for r in outbox()] == [1] * 10 + [0] * 2
+    assert gateway.requests_seen == 10
+
+
+@pytest.mark.parametrize("failing", [3, 16])
+def test_a_gateway_failing_mid_burst_loses_nothing_and_stops_the_job(app, gateway, monkeypatch, failing):
+    monkeypatch.setitem(app.config, "SMS_CLAIM_BATCH", 16)
+    promise(*[f"+2547120007{i:02d}" for i in range(40)])
+    gateway.fail_next(failing, http_status=500)  # the first batch's calls: some or all of them
+    t0 = utcnow()
+
+    # The whole first batch was handed over; its own answers are kept, and no second batch
+    # is claimed while the gateway is in trouble.
+    assert send_at(t0) == {"sent": 16 - failing, "retry": failing, "failed": 0, "paused": 1}
+    rows = outbox()
+    first, rest = rows[:16], rows[16:]
+    retried = [r for r in first if r.status == "pending"]
+    assert len(retried) == failing and len([r for r in first if r.status == "sent"]) == 16 - failing
+    assert all(r.failure_reason.startswith("gateway error") for r in retried)
+    assert {(r.attempts, r.next_attempt_at) for r in retried} == {(1, t0 + timedelta(seconds=10))}
+    assert {(r.status, r.attempts, r.next_attempt_at) for r in rest} == {("pending", 0, None)}
+
+    # The gateway is back: everything not yet sent goes, and nothing goes twice.
+    assert send_at(t0 + timedelta(seconds=10)) == {"sent": 24 + failing, "retry": 0, "failed": 0, "paused": 0}
+    rows = outbox()
+    assert {r.status for r in rows} == {"sent"}
+    assert handed_over(gateway) == promised(rows)
+    assert gateway.requests_seen == 40 + failing
+
+
+def in_thread(app, work):
+    """Run ``work()`` in a thread of its own with its own app context (so its own session)."""
+    result = {}
+
+    def run():
+        with app.app_context():
+            try:
+                result["value"] = work()
+            except BaseException as exc:  # surfaced by the test
+                result["error"] = exc
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_a_batch_is_handed_over_side_by_side_with_no_transaction_open(app, gateway, monkeypatch):
+    monkeypatch.setitem(app.config, "SMS_CLAIM_BATCH", 4)
+    promise(*[f"+2547120008{i:02d}" for i in range(4)])
+    db.session.remove()
+    gateway.hold_next(4)  # every call hangs until released
+    thread, result = in_thread(app, lambda: send_due(db.session, get_client(), 100))
+    try:
+        # All four calls are at the gateway at once: the batch takes one call's time.
+        wait_for(lambda: gateway.held == 4 or not thread.is_alive(), timeout=10, message="4 calls in flight")
+        assert gateway.held == 4, result
+        # The claims were committed before the calls, and the sender holds no transaction
+        # while it waits (on SQLite this write would wait for the sender's lock).
+        assert [r.status for r in outbox()] == ["sending"] * 4
+        promise("+254712000899")
+    finally:
+        gateway.release()
+        thread.join(timeout=30)
+    # The row written meanwhile went out in the next batch of the same job.
+    assert result == {"value": {"sent": 5, "retry": 0, "failed": 0, "paused": 0}}
+    assert [r.status for r in outbox()] == ["sent"] * 5
+
+
+def test_two_senders_side_by_side_never_hand_the_same_row_over_twice(app, gateway, monkeypatch):
+    """On PostgreSQL the claims are FOR UPDATE SKIP LOCKED; on SQLite they take turns."""
+    monkeypatch.setitem(app.config, "SMS_CLAIM_BATCH", 4)
+    promise(*[f"+254712{i:06d}" for i in range(200)])
+    db.session.remove()
+    start = threading.Barrier(2)
+
+    def sender_job():
+        start.wait(timeout=10)
+        return send_due(db.session, get_client(), 1000)
+
+    senders = [in_thread(app, sender_job) for _ in range(2)]
+    for thread, _ in senders:
+        thread.join(timeout=60)
+    results = [result for _, result in senders]
+    assert all("value" in r for r in results), results
+    sent = [r["value"]["sent"] for r in results]
+    assert sum(sent) == 200 and all(sent), sent  # both worked, and between them sent it all
+    rows = outbox()
+    assert {(r.status, r.attempts) for r in rows} == {("sent", 1)}
+    assert handed_over(gateway) == promised(rows)
+    assert gateway.requests_seen == 200
 
 
 def test_base_url_sandbox_production_and_override():

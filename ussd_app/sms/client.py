@@ -11,6 +11,10 @@ the content type is exactly ``application/json``, else the text); any other stat
 ``AfricasTalkingException`` carrying only the body, not the status; network errors and
 timeouts raise ``requests`` exceptions; an invalid number raises ``ValueError`` before any
 request is made.
+
+One client may be used from several threads at once (the sender hands a batch over side by
+side): ``SMSService.send`` only reads the service's attributes, builds the form afresh, and
+calls ``requests.post``, which opens and closes a ``requests.Session`` of its own per call.
 """
 
 from dataclasses import dataclass
