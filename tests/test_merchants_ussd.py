@@ -6,18 +6,16 @@ merchant's menu shows balance and statement."""
 import pytest
 from sqlalchemy import select
 
+from tests.escrow_helpers import FUNDS, ledger_ok, sms_to
 from tests.ussd_helpers import Phone, available, options, person
 from ussd_app.extensions import db
-from ussd_app.ledger.check import check
 from ussd_app.payments.emoney import issue_float
 from ussd_app.payments.models import RequestKind, TransferRequest
 from ussd_app.payments.submit import mint_request_id, record_request
-from ussd_app.sms.outbox import OutboxMessage
 from ussd_app.users import create_user
 from worker.jobs import execute_transfers
 
 PIN, MERCHANT_PIN = "8642", "2222"
-FUNDS = 10_000_00
 
 
 @pytest.fixture
@@ -55,22 +53,6 @@ def till(app):
 @pytest.fixture
 def paybill(app):
     return merchant("+254700000003", "Kisumu Water", "888880", paybill=True)
-
-
-def sms_to(phone: str) -> list[str]:
-    db.session.expire_all()
-    bodies = list(
-        db.session.execute(
-            select(OutboxMessage.body).where(OutboxMessage.phone == phone).order_by(OutboxMessage.id)
-        ).scalars()
-    )
-    db.session.commit()
-    return bodies
-
-
-def ledger_ok():
-    failed = [f for f in check(db.session, trust_deposits_total=FUNDS) if not f.ok]
-    assert not failed, failed
 
 
 def only_request(kind: RequestKind) -> TransferRequest:
