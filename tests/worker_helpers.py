@@ -46,8 +46,19 @@ def start_worker(*args, **env) -> subprocess.Popen:
 
 
 def finish(proc: subprocess.Popen, timeout: float = 120) -> str:
-    """Wait for the worker to exit; its output."""
-    proc.wait(timeout=timeout)
+    """Wait for the worker to exit; its output. A worker still running after ``timeout`` is
+    killed (with its children) and the test fails with the worker's output, so a slow run
+    never leaves a worker behind to write into the next test's database."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        raise AssertionError(f"worker still running after {timeout} s:\n{_output(proc)[-4000:]}") from None
+    return _output(proc)
+
+
+def _output(proc: subprocess.Popen) -> str:
     proc.log.seek(0)
     out = proc.log.read()
     proc.log.close()
