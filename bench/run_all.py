@@ -6,6 +6,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,6 +38,7 @@ def machine() -> str:
 def main() -> int:
     from bench import ledger_bench, ussd_bench
 
+    started = time.monotonic()
     out = tempfile.mkdtemp(prefix="tuma-bench-")
     py = sys.executable
     codes = []
@@ -53,7 +55,7 @@ def main() -> int:
     ussd = json.load(open(os.path.join(out, "ussd.json")))
 
     class Args:  # the defaults the scripts ran with
-        transfers, accounts, batch, workers, runs = 20_000, 100_000, 500, 2, 3
+        transfers, accounts, batch, workers, runs = 12_000, 100_000, 500, 2, 3
         users, seconds = 24_000, 8
 
     report = "\n".join(
@@ -61,7 +63,8 @@ def main() -> int:
             "# Benchmarks",
             "",
             f"Run by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
-            "Absolute figures drift on a shared machine; the ratios to the baselines measured in the same run hold.",
+            "Absolute figures drift on a shared machine; the ratios to the baselines measured in the same run hold. "
+            f"The whole run took {(time.monotonic() - started) / 60:.1f} minutes.",
             "",
             "## Ledger throughput",
             "",
@@ -72,6 +75,9 @@ def main() -> int:
             "## USSD hops and end to end",
             "",
             ussd_bench.table(ussd, Args),
+            "",
+            # The profiles and what they mean are written by hand; the figures above are this run's.
+            open(os.path.join(ROOT, "bench", "analysis.md")).read().rstrip(),
             "",
         ]
     )

@@ -3,7 +3,8 @@
 -- (send money), under its own sessionId; conversations interleave so a session's next hop
 -- is sent long after its previous one was answered.
 -- Arguments: <users> <pin> <delay_ms per request per connection (0 = as fast as possible)> <run id>
---            <first payer> <payers>
+--            <first payer> <payers> [<hops per conversation>: 6, or 5 to stop at the confirm screen
+--            without the PIN hop (menu hops only)]
 -- (the run id keeps session ids unique across runs, and each run has payers of its own: Redis
 -- still holds the last run's sessions, and a phone with an unfinished one is offered to resume)
 
@@ -21,9 +22,10 @@ function init(args)
   run_id = args[4] or "0"
   first_payer = tonumber(args[5] or "0")
   payers = tonumber(args[6] or tostring(users))
+  hops = tonumber(args[7] or "6")
   interleave = 64
   convs = {}
-  for i = 1, interleave do convs[i] = { step = 6 } end
+  for i = 1, interleave do convs[i] = { step = hops } end
   counter = 0
   started = 0
 end
@@ -48,7 +50,7 @@ local function local_phone(i) return string.format("0710%06d", i) end
 function request()
   counter = counter + 1
   local c = convs[(counter % interleave) + 1]
-  if c.step >= 6 then new_conversation(c) end
+  if c.step >= hops then new_conversation(c) end
   local r = local_phone(c.payee)
   local texts = { "", "1", "1*" .. r, "1*" .. r .. "*50", "1*" .. r .. "*50*1", "1*" .. r .. "*50*1*" .. pin }
   local text = texts[c.step + 1]
