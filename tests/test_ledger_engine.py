@@ -188,3 +188,53 @@ def test_unknown_accounts_and_bad_fields_have_named_results(two):
     ]
     assert db.session.execute(select(Transfer).where(Transfer.id.like("x%"))).first() is None
     assert_invariants()
+
+
+def test_a_balance_write_that_misses_an_account_writes_nothing(two):
+    """The batch writes (one statement per table on PostgreSQL) refuse to half-apply: a row
+    naming an account that is not there fails the whole write, and rolling back leaves every
+    balance as it was."""
+    from ussd_app.database import update_rows
+
+    a, b = two
+    before = balances(a), balances(b)
+    table = Account.__table__
+    with pytest.raises(RuntimeError, match="updated 1 of 2 rows"):
+        update_rows(
+            db.session,
+            table,
+            "id",
+            [
+                {"id": a, "debits_posted": 1, "credits_posted": 2},
+                {"id": 999_999, "debits_posted": 3, "credits_posted": 4},
+            ],
+        )
+    db.session.rollback()
+    assert (balances(a), balances(b)) == before
+
+
+def test_batch_writes_keep_every_value_as_given(two):
+    """Nulls, 64-bit amounts and text survive the array-per-column insert and update."""
+    from ussd_app.database import insert_rows, update_rows
+
+    a, b = two
+    big = 2**62
+    row = dict(
+        id="batch-write-1",
+        debit_account_id=a,
+        credit_account_id=b,
+        amount=big,
+        pending_id=None,
+        code="float_issue",
+        flags=0,
+        timeout=0,
+        expires_at=None,
+        created_at=big + 1,
+        user_data="ü-ref",
+    )
+    insert_rows(db.session, Transfer.__table__, [row])
+    update_rows(db.session, Account.__table__, "id", [{"id": b, "credits_pending": big}])
+    db.session.commit()
+    stored = db.session.get(Transfer, "batch-write-1", populate_existing=True)
+    assert {k: getattr(stored, k) for k in row} == row
+    assert balances(b)[2] == big

@@ -8,7 +8,7 @@ with "database is locked" because another writer got in between.
 
 import os
 
-from sqlalchemy import any_, bindparam, event, text
+from sqlalchemy import any_, bindparam, event, insert, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 
@@ -31,6 +31,69 @@ def among(session, column, values):
     if is_postgres(session):
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+def _arrays(session, table, columns: list[str], rows: list[dict]) -> tuple[list[str], list]:
+    """One ``CAST(:name AS type[])`` per column and its bind parameter: the column's values
+    across ``rows``. Every row must name exactly these columns."""
+    if any(row.keys() != rows[0].keys() for row in rows):
+        raise ValueError(f"{table.name}: every row must name the same columns")
+    dialect = session.get_bind().dialect
+    casts, params = [], []
+    for i, name in enumerate(columns):
+        column = table.c[name]
+        casts.append(f"CAST(:c{i} AS {column.type.compile(dialect=dialect)}[])")
+        params.append(bindparam(f"c{i}", [row[name] for row in rows], type_=ARRAY(column.type)))
+    return casts, params
+
+
+def insert_rows(session, table, rows: list[dict]) -> None:
+    """Insert ``rows`` (each naming the same columns; no defaults are filled in) in the
+    caller's transaction. On PostgreSQL they go as one array per column in one statement
+    (``INSERT ... SELECT * FROM unnest(...)``): a few µs of Python per row, where executemany
+    spends ~40 (most of a ledger batch's insert time). SQLite, in process, takes executemany."""
+    if not rows:
+        return
+    if not is_postgres(session):
+        session.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    casts, params = _arrays(session, table, columns, rows)
+    # Table and column names come from our models, never from input; the values are bound.
+    names, arrays = ", ".join(columns), ", ".join(casts)
+    sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    result = session.execute(text(sql).bindparams(*params))
+    if result.rowcount != len(rows):
+        raise RuntimeError(f"{table.name}: inserted {result.rowcount} of {len(rows)} rows")
+
+
+def update_rows(session, table, key: str, rows: list[dict]) -> None:
+    """Set, for each of ``rows``, its columns on the row of ``table`` whose ``key`` it names
+    (keys distinct; every row naming the same columns), in the caller's transaction. Each row
+    must match exactly one row of the table, or nothing is written and RuntimeError says so:
+    a balance written to no account is money lost. On PostgreSQL, one statement
+    (``UPDATE ... FROM unnest(...)``), as ``insert_rows``; on SQLite, executemany."""
+    if not rows:
+        return
+    columns = [name for name in rows[0] if name != key]
+    if is_postgres(session):
+        casts, params = _arrays(session, table, [key, *columns], rows)
+        # Table and column names come from our models, never from input; the values are bound.
+        sets = ", ".join(f"{name} = v.{name}" for name in columns)
+        names, arrays, t = ", ".join([key, *columns]), ", ".join(casts), table.name
+        sql = f"UPDATE {t} SET {sets} FROM unnest({arrays}) AS v({names}) WHERE {t}.{key} = v.{key}"  # noqa: S608
+        result = session.execute(text(sql).bindparams(*params))
+    else:
+        statement = (
+            update(table)
+            .where(table.c[key] == bindparam("_key"))
+            .values({name: bindparam(f"_new_{name}") for name in columns})
+        )
+        result = session.execute(
+            statement, [{"_key": row[key], **{f"_new_{name}": row[name] for name in columns}} for row in rows]
+        )
+    if result.rowcount != len(rows):
+        raise RuntimeError(f"{table.name}: updated {result.rowcount} of {len(rows)} rows")
 
 
 def _configure_sqlite(engine: Engine) -> None:

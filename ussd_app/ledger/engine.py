@@ -20,9 +20,9 @@ Rules, in TigerBeetle's words:
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 
-from ..database import among, db_clock_us
+from ..database import among, db_clock_us, insert_rows, update_rows
 from .models import ID_LENGTH, Account, AccountFlags, RejectedTransfer, Transfer, TransferFlags
 from .results import TransferResult as R
 
@@ -334,22 +334,16 @@ class _Batch:
         self.new_rejections.append({c: getattr(row, c) for c in RejectedTransfer.__table__.columns.keys()})
 
     def write(self) -> None:
-        if self.new_transfers:
-            self.session.execute(insert(Transfer), self.new_transfers)
-        if self.new_rejections:
-            self.session.execute(insert(RejectedTransfer), self.new_rejections)
+        insert_rows(self.session, Transfer.__table__, self.new_transfers)
+        insert_rows(self.session, RejectedTransfer.__table__, self.new_rejections)
         changed = self.balances.changed
         if changed:
-            table = Account.__table__
-            self.session.execute(
-                update(table)
-                .where(table.c.id == bindparam("account_id"))
-                .values({f: bindparam(f"new_{f}") for f in BALANCE_FIELDS}),
+            update_rows(
+                self.session,
+                Account.__table__,
+                "id",
                 [
-                    {
-                        "account_id": account_id,
-                        **{f"new_{f}": v for f, v in zip(BALANCE_FIELDS, values, strict=True)},
-                    }
+                    {"id": account_id, **dict(zip(BALANCE_FIELDS, values, strict=True))}
                     for account_id, values in changed.items()
                 ],
             )

@@ -9,12 +9,12 @@ share a hot account queue behind each other instead of deadlocking.
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import faults, limits
-from ..database import is_postgres
+from ..database import is_postgres, update_rows
 from ..ledger import TransferResult, create_transfers
 from ..sms import receipts
 from .legs import HouseAccounts, legs_for
@@ -76,17 +76,12 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
         outcomes.append((request, chain, result, snapshots.get(start, {})))
     # Before the statuses change: receipts count today's earlier sends against the limit.
     people = receipts.People(session, requests)
-    session.execute(
-        update(TransferRequest.__table__)
-        .where(TransferRequest.__table__.c.id == bindparam("request_id"))
-        .values(
-            status=bindparam("new_status"),
-            result=bindparam("new_result"),
-            attempts=bindparam("new_attempts"),
-            executed_at=now,
-        ),
+    update_rows(
+        session,
+        TransferRequest.__table__,
+        "id",
         [
-            {"request_id": r.id, "new_status": r.status, "new_result": r.result, "new_attempts": r.attempts}
+            {"id": r.id, "status": r.status, "result": r.result, "attempts": r.attempts, "executed_at": now}
             for r, _, _, _ in outcomes
         ],
     )
