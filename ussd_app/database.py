@@ -48,10 +48,11 @@ def _arrays(session, table, columns: list[str], rows: list[dict]) -> tuple[list[
 
 
 def insert_rows(session, table, rows: list[dict]) -> None:
-    """Insert ``rows`` (each naming the same columns; no defaults are filled in) in the
-    caller's transaction. On PostgreSQL they go as one array per column in one statement
-    (``INSERT ... SELECT * FROM unnest(...)``): a few µs of Python per row, where executemany
-    spends ~40 (most of a ledger batch's insert time). SQLite, in process, takes executemany."""
+    """Insert ``rows``, in their order, in the caller's transaction. Every row names the same
+    columns; a column none names takes the database's default (not the model's Python-side
+    one). On PostgreSQL they go as one array per column in one statement (``INSERT ... SELECT
+    FROM unnest(...)``): a few µs of Python per row, where executemany spends ~40 (most of a
+    ledger batch's insert time). SQLite, in process, takes executemany."""
     if not rows:
         return
     if not is_postgres(session):
@@ -61,7 +62,9 @@ def insert_rows(session, table, rows: list[dict]) -> None:
     casts, params = _arrays(session, table, columns, rows)
     # Table and column names come from our models, never from input; the values are bound.
     names, arrays = ", ".join(columns), ", ".join(casts)
-    sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    # In the rows' order (WITH ORDINALITY): serial ids follow it, as they would one by one.
+    source = f"unnest({arrays}) WITH ORDINALITY AS v({names}, row_order)"
+    sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {source} ORDER BY row_order"  # noqa: S608  # nosec B608
     result = session.execute(text(sql).bindparams(*params))
     if result.rowcount != len(rows):
         raise RuntimeError(f"{table.name}: inserted {result.rowcount} of {len(rows)} rows")
@@ -81,7 +84,7 @@ def update_rows(session, table, key: str, rows: list[dict]) -> None:
         # Table and column names come from our models, never from input; the values are bound.
         sets = ", ".join(f"{name} = v.{name}" for name in columns)
         names, arrays, t = ", ".join([key, *columns]), ", ".join(casts), table.name
-        sql = f"UPDATE {t} SET {sets} FROM unnest({arrays}) AS v({names}) WHERE {t}.{key} = v.{key}"  # noqa: S608
+        sql = f"UPDATE {t} SET {sets} FROM unnest({arrays}) AS v({names}) WHERE {t}.{key} = v.{key}"  # noqa: S608  # nosec B608
         result = session.execute(text(sql).bindparams(*params))
     else:
         statement = (

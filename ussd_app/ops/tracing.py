@@ -102,6 +102,14 @@ def _sms_written(mapper, connection, target) -> None:
     _defer(target, "sms receipt written to the outbox")
 
 
+def sms_written(session, request_ids) -> None:
+    """The same line for rows written without the ORM (``outbox.batched``)."""
+    if not _listening:  # nobody would take them off the session after the commit
+        return
+    pending = session.info.setdefault(_PENDING, [])
+    pending.extend(("sms receipt written to the outbox", rid, {}) for rid in request_ids if rid)
+
+
 def _sms_updated(mapper, connection, target) -> None:
     if target.status == "sending":
         _defer(target, "sms claimed for sending", sms_id=target.id, attempt=target.attempts)

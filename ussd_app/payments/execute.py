@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from .. import faults, limits
 from ..database import is_postgres, update_rows
 from ..ledger import TransferResult, create_transfers
-from ..sms import receipts
+from ..sms import outbox, receipts
 from .legs import HouseAccounts, legs_for
 from .models import RequestStatus, TransferRequest
 
@@ -85,15 +85,16 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
             for r, _, _, _ in outcomes
         ],
     )
-    for request, chain, result, balances_after in outcomes:
-        people.balances_after = balances_after
-        if chain is None:
-            limits.write_refusal(session, request, result, people)
-        elif result == TransferResult.OK:
-            if all(r == TransferResult.OK for r in chain):  # not a repeat: receipts once
-                receipts.write_posted(session, request, people)
-        else:
-            receipts.write_rejected(session, request, result, people)
+    with outbox.batched(session):  # the batch's receipts in one insert
+        for request, chain, result, balances_after in outcomes:
+            people.balances_after = balances_after
+            if chain is None:
+                limits.write_refusal(session, request, result, people)
+            elif result == TransferResult.OK:
+                if all(r == TransferResult.OK for r in chain):  # not a repeat: receipts once
+                    receipts.write_posted(session, request, people)
+            else:
+                receipts.write_rejected(session, request, result, people)
     session.flush()
 
 

@@ -15,13 +15,16 @@ the answer is recorded only against that claim. A row left in ``sending`` (its s
 claimed again after ``SMS_CLAIM_TIMEOUT_SECONDS``. A row recorded as sent is never claimed again.
 """
 
+import contextlib
 import enum
 from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..database import insert_rows
 from ..extensions import db
+from ..ops import tracing
 
 
 class OutboxStatus(enum.StrEnum):
@@ -77,11 +80,34 @@ class OutboxMessage(db.Model):
     delivery_reported_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
 
-def add_sms(session, *, phone: str, body: str, request_id: str | None = None) -> OutboxMessage:
+def add_sms(session, *, phone: str, body: str, request_id: str | None = None) -> None:
     """Promise ``body`` to ``phone``, in the caller's transaction. The caller commits, then
-    announces (``sender.announce``); the periodic job finds it anyway if nobody does."""
-    message = OutboxMessage(
-        phone=phone, body=body, request_id=request_id, status=OutboxStatus.PENDING.value, attempts=0
-    )
-    session.add(message)
-    return message
+    announces (``sender.announce``); the periodic job finds it anyway if nobody does. Inside
+    ``batched(session)`` the row is written when the batch ends, with the batch's others."""
+    row = dict(phone=phone, body=body, request_id=request_id, status=OutboxStatus.PENDING.value, attempts=0)
+    batch = session.info.get(_BATCH)
+    if batch is not None:
+        batch.append(row)
+    else:
+        session.add(OutboxMessage(**row))
+
+
+_BATCH = "tuma_outbox_batch"
+
+
+@contextlib.contextmanager
+def batched(session):
+    """Collect the ``add_sms`` rows of a block and write them, in the order they were added
+    (a person's receipts are sent in id order), in one statement when the block ends without
+    an error: a transfer batch's receipts cost one insert, not an ORM flush of each row. Still
+    the caller's transaction; no commit."""
+    if session.info.get(_BATCH) is not None:
+        raise RuntimeError("outbox.batched does not nest")
+    rows: list[dict] = []
+    session.info[_BATCH] = rows
+    try:
+        yield
+    finally:
+        session.info.pop(_BATCH, None)
+    insert_rows(session, OutboxMessage.__table__, rows)
+    tracing.sms_written(session, [row["request_id"] for row in rows])
