@@ -49,8 +49,9 @@ def _arrays(session, table, columns: list[str], rows: list[dict]) -> tuple[list[
 
 def insert_rows(session, table, rows: list[dict]) -> None:
     """Insert ``rows``, in their order, in the caller's transaction. Every row names the same
-    columns; a column none names takes the database's default (not the model's Python-side
-    one). On PostgreSQL they go as one array per column in one statement (``INSERT ... SELECT
+    columns, including any with a Python-side default in the model (PostgreSQL's path does
+    not apply those); the database's own defaults (ids, ``server_default``) fill the rest.
+    On PostgreSQL the rows go as one array per column in one statement (``INSERT ... SELECT
     FROM unnest(...)``): a few µs of Python per row, where executemany spends ~40 (most of a
     ledger batch's insert time). SQLite, in process, takes executemany."""
     if not rows:
@@ -73,9 +74,10 @@ def insert_rows(session, table, rows: list[dict]) -> None:
 def update_rows(session, table, key: str, rows: list[dict]) -> None:
     """Set, for each of ``rows``, its columns on the row of ``table`` whose ``key`` it names
     (keys distinct; every row naming the same columns), in the caller's transaction. Each row
-    must match exactly one row of the table, or nothing is written and RuntimeError says so:
-    a balance written to no account is money lost. On PostgreSQL, one statement
-    (``UPDATE ... FROM unnest(...)``), as ``insert_rows``; on SQLite, executemany."""
+    must match exactly one row of the table, else RuntimeError, and the caller's transaction
+    must roll back (``execute_batch`` does): a balance written to no account is money lost.
+    On PostgreSQL, one statement (``UPDATE ... FROM unnest(...)``), as ``insert_rows``; on
+    SQLite, executemany."""
     if not rows:
         return
     columns = [name for name in rows[0] if name != key]
