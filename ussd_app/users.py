@@ -7,6 +7,7 @@ from sqlalchemy import DateTime, ForeignKey, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from . import phones, pins
+from .database import among
 from .extensions import db
 from .ledger import Account, AccountKind, open_account
 
@@ -65,6 +66,20 @@ class UserError(ValueError):
 
 def find_by_phone(session, phone: str) -> User | None:
     return session.execute(select(User).where(User.phone == phone)).scalar_one_or_none()
+
+
+def find_by_account(session, account_id: int) -> User | None:
+    """The holder of a wallet; None for a house account."""
+    return session.execute(select(User).where(User.account_id == account_id)).scalar_one_or_none()
+
+
+def holders(session, account_ids) -> dict[int, User]:
+    """{account id: holder} for many wallets, in one query (house accounts are left out)."""
+    ids = set(account_ids)
+    if not ids:
+        return {}
+    users = session.execute(select(User).where(among(session, User.account_id, ids))).scalars()
+    return {u.account_id: u for u in users}
 
 
 def find_by_till(session, till: str) -> User | None:

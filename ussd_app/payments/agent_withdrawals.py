@@ -24,7 +24,7 @@ from ..i18n import t
 from ..ledger.models import ID_LENGTH
 from ..money import format_amount
 from ..sms.outbox import add_sms
-from ..users import User
+from ..users import User, find_by_account
 from .models import RequestKind
 from .submit import record_request
 
@@ -74,10 +74,6 @@ class WithdrawalApproval(db.Model):
 
 def _money(minor: int) -> str:
     return format_amount(minor, current_app.config["CURRENCY"])
-
-
-def _user(session, account_id: int) -> User | None:
-    return session.execute(select(User).where(User.account_id == account_id)).scalar_one_or_none()
 
 
 def ask(
@@ -165,7 +161,7 @@ def approve(session, customer: User, approval_id: str) -> str:
         return "gone"
     if short:
         _tell_agent(session, row, SHORT_AGENT)
-        agent = _user(session, row.agent_account_id)
+        agent = find_by_account(session, row.agent_account_id)
         add_sms(
             session,
             phone=customer.phone,
@@ -194,7 +190,10 @@ def approve(session, customer: User, approval_id: str) -> str:
 
 
 def _tell_agent(session, row: WithdrawalApproval, english: str) -> None:
-    agent, customer = _user(session, row.agent_account_id), _user(session, row.customer_account_id)
+    agent, customer = (
+        find_by_account(session, row.agent_account_id),
+        find_by_account(session, row.customer_account_id),
+    )
     if agent is None:
         return
     add_sms(

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..extensions import db
 from ..i18n import t
 from ..money import format_amount
-from ..users import Role, User, find_by_phone
+from ..users import Role, User, find_by_account, find_by_phone
 from .models import RequestKind, RequestStatus, TransferRequest
 from .submit import record_request
 
@@ -119,9 +119,7 @@ def lifetime(kind: Kind | str) -> int:
 
 
 def _requester(session, request: PaymentRequest) -> User | None:
-    return session.execute(
-        select(User).where(User.account_id == request.requester_account_id)
-    ).scalar_one_or_none()
+    return find_by_account(session, request.requester_account_id)
 
 
 def asked_today(session, requester_account_id: int, payer_phone: str, now: datetime | None = None) -> int:

@@ -18,7 +18,7 @@ from sqlalchemy import Index, select, text
 from sqlalchemy.exc import IntegrityError
 
 from ..ledger import Account
-from ..users import User
+from ..users import User, find_by_account
 from . import holds
 from .execute import execute_requests
 from .models import HoldState, RequestKind, RequestStatus, TransferRequest
@@ -67,9 +67,7 @@ def check(session, sender: User, code: str) -> tuple[str, Found | None]:
     send = session.execute(select(TransferRequest).where(TransferRequest.code == code)).scalar_one_or_none()
     if send is None or send.debit_account_id != sender.account_id:
         return UNKNOWN, None
-    recipient = session.execute(
-        select(User).where(User.account_id == send.credit_account_id)
-    ).scalar_one_or_none()
+    recipient = find_by_account(session, send.credit_account_id)
     found = Found(send, recipient)
     if send.kind != RequestKind.SEND.value or send.status != RequestStatus.POSTED.value or recipient is None:
         return NOT_SEND, found

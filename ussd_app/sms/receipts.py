@@ -20,14 +20,12 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import select
 
 from .. import limits
-from ..database import among
 from ..i18n import t
 from ..ledger import TransferResult
 from ..money import format_amount
-from ..users import Role, User
+from ..users import Role, User, holders
 from .outbox import add_sms
 
 RECEIPTS: dict[str, dict[str, str]] = {
@@ -194,10 +192,7 @@ class People:
 
     def __init__(self, session, requests):
         ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
-        self.by_account = {
-            u.account_id: u
-            for u in session.execute(select(User).where(among(session, User.account_id, ids))).scalars()
-        }
+        self.by_account = holders(session, ids)
         # Read before the batch's statuses change, then kept current as receipts are written,
         # so two sends in one batch each report what was left after them.
         payers = [r.debit_account_id for r in requests if r.debit_account_id in self.by_account]

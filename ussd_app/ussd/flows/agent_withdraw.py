@@ -7,12 +7,10 @@ The approval id is minted at the confirm screen, so a repeated request never ask
 Registers its My approvals provider when the flows are loaded.
 """
 
-from sqlalchemy import select
-
 from ...extensions import db
 from ...i18n import t
 from ...payments import agent_withdrawals
-from ...users import User, find_by_phone
+from ...users import find_by_phone, holders
 from .. import approvals
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common
@@ -105,10 +103,10 @@ class AgentWithdrawals:
 
     def pending(self, session, user) -> list[approvals.PendingApproval]:
         found = []
-        for row in agent_withdrawals.pending_for(session, user):
-            agent = session.execute(
-                select(User).where(User.account_id == row.agent_account_id)
-            ).scalar_one_or_none()
+        waiting = agent_withdrawals.pending_for(session, user)
+        agents = holders(session, (row.agent_account_id for row in waiting))
+        for row in waiting:
+            agent = agents.get(row.agent_account_id)
             summary = t(
                 user.language,
                 N_("Withdraw {amount} at agent {name}, fee {fee}"),

@@ -8,7 +8,7 @@ from ...payments import holds
 from ...payments.models import RequestKind, TransferRequest
 from ...sms import receipts
 from ...sms.outbox import add_sms
-from ...users import User
+from ...users import find_by_account, holders
 from .. import approvals
 from ..engine import N_
 
@@ -31,8 +31,10 @@ class DeliveryConfirmations:
 
     def pending(self, session, user) -> list[approvals.PendingApproval]:
         found = []
-        for hold in holds.held(session, RequestKind.PROTECTED_PURCHASE, debit_account_id=user.account_id):
-            merchant = session.query(User).filter_by(account_id=hold.credit_account_id).one_or_none()
+        waiting = holds.held(session, RequestKind.PROTECTED_PURCHASE, debit_account_id=user.account_id)
+        merchants = holders(session, (hold.credit_account_id for hold in waiting))
+        for hold in waiting:
+            merchant = merchants.get(hold.credit_account_id)
             summary = t(
                 user.language,
                 N_("Confirm delivery: {amount} to {name}"),
@@ -51,7 +53,7 @@ class DeliveryConfirmations:
         hold = _owned(session, user, key)
         if hold is None or not holds.open_dispute(session, hold):
             return False
-        merchant = session.query(User).filter_by(account_id=hold.credit_account_id).one_or_none()
+        merchant = find_by_account(session, hold.credit_account_id)
         for person, other in ((user, merchant), (merchant, user)):
             if person is None:
                 continue

@@ -11,7 +11,6 @@ from datetime import UTC
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import select
 
 from ...admin import seams
 from ...extensions import db
@@ -19,7 +18,7 @@ from ...i18n import t
 from ...payments import holds, reversals
 from ...payments.models import RequestKind
 from ...payments.submit import mint_request_id
-from ...users import User
+from ...users import find_by_account
 from .. import approvals
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common
@@ -147,10 +146,6 @@ SAMPLE = {
 }
 
 
-def _person(session, account_id: int) -> User | None:
-    return session.execute(select(User).where(User.account_id == account_id)).scalar_one_or_none()
-
-
 class ReversalApprovals:
     """My approvals: a sender asks this customer to return money sent by mistake."""
 
@@ -159,7 +154,7 @@ class ReversalApprovals:
     def pending(self, session, user) -> list[approvals.PendingApproval]:
         found = []
         for hold in holds.held(session, RequestKind.REVERSAL, debit_account_id=user.account_id):
-            sender = _person(session, hold.credit_account_id)
+            sender = find_by_account(session, hold.credit_account_id)
             summary = t(
                 user.language,
                 N_("{code}: return {amount} to {name}"),
@@ -190,8 +185,8 @@ class OperatorReversals:
         found = []
         for hold in holds.held(session, RequestKind.REVERSAL):
             sender, recipient = (
-                _person(session, hold.credit_account_id),
-                _person(session, hold.debit_account_id),
+                find_by_account(session, hold.credit_account_id),
+                find_by_account(session, hold.debit_account_id),
             )
             summary = (
                 f"{sender.name if sender else '?'} {sender.phone if sender else ''} asks "
