@@ -153,6 +153,15 @@ def runner(app):
     return app.test_cli_runner()
 
 
+@pytest.fixture
+def config(app):
+    """``config(KEY=value, ...)`` for one test; the whole config is put back after it."""
+    saved = dict(app.config)
+    yield app.config.update
+    app.config.clear()
+    app.config.update(saved)
+
+
 BACKENDS = [
     "sqlite",
     pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="DATABASE_URL not set")),

@@ -2,15 +2,15 @@
 
 import threading
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tests.ussd_helpers import person
 from ussd_app.database import db_clock_us
 from ussd_app.extensions import db
-from ussd_app.ledger import Account, AccountKind, house_account
+from ussd_app.ledger import Account, AccountKind, Transfer, house_account
 from ussd_app.ledger.check import check
 from ussd_app.payments.emoney import issue_float
-from ussd_app.payments.models import RequestKind
+from ussd_app.payments.models import RequestKind, TransferRequest
 from ussd_app.payments.submit import mint_request_id, record_request
 from ussd_app.sms.outbox import OutboxMessage
 from ussd_app.users import create_user
@@ -53,6 +53,24 @@ def sms_to(phone: str) -> list[str]:
     )
     db.session.commit()
     return bodies
+
+
+def the_request(kind: RequestKind) -> TransferRequest:
+    """The one request of ``kind`` (a hold, typically), read afresh."""
+    db.session.expire_all()
+    request = db.session.execute(
+        select(TransferRequest).where(TransferRequest.kind == kind.value)
+    ).scalar_one()
+    db.session.commit()
+    return request
+
+
+def resolutions(hold_id: str) -> int:
+    """How many transfers resolved the hold ``hold_id`` (exactly one, once it is decided)."""
+    db.session.expire_all()
+    count = db.session.execute(select(func.count()).where(Transfer.pending_id == hold_id)).scalar_one()
+    db.session.commit()
+    return count
 
 
 def ledger_ok():

@@ -4,13 +4,23 @@ hold when the airtime was sent, voids it with an SMS when it was refused; a fail
 asked again later with the same idempotency key; each purchase resolves once."""
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from tests.escrow_helpers import FUNDS, PIN, at_once, funded_customer, house, ledger_ok, sms_to
+from tests.escrow_helpers import (
+    FUNDS,
+    PIN,
+    at_once,
+    funded_customer,
+    house,
+    ledger_ok,
+    resolutions,
+    sms_to,
+    the_request,
+)
 from tests.sms_helpers import gateway  # noqa: F401  (a fixture)
 from tests.ussd_helpers import Phone, available, person
 from ussd_app.extensions import db
-from ussd_app.ledger import AccountKind, Transfer
+from ussd_app.ledger import AccountKind
 from ussd_app.payments.holds import resolution_id
 from ussd_app.payments.models import HoldState, RequestKind, TransferRequest, transaction_code
 from worker import jobs
@@ -40,19 +50,7 @@ def buy(client, *, other: str | None = None, amount="100") -> TransferRequest:
     assert done == f"END Buying KES {amount}.00 of airtime for {number}. You will receive an SMS."
     assert phone.repeat() == done
     assert jobs.execute_transfers() == 1
-    db.session.expire_all()
-    hold = db.session.execute(
-        select(TransferRequest).where(TransferRequest.kind == RequestKind.AIRTIME.value)
-    ).scalar_one()
-    db.session.commit()
-    return hold
-
-
-def resolutions(hold_id: str) -> int:
-    db.session.expire_all()
-    count = db.session.execute(select(func.count()).where(Transfer.pending_id == hold_id)).scalar_one()
-    db.session.commit()
-    return count
+    return the_request(RequestKind.AIRTIME)
 
 
 def test_airtime_for_myself_is_held_then_posted_when_sent(client, juma, gateway):  # noqa: F811

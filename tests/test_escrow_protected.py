@@ -4,7 +4,6 @@ or the hold falls due (posted: auto-release), or the buyer disputes and the oper
 (`flask disputes decide`). Each resolves exactly once, races included."""
 
 import pytest
-from sqlalchemy import func, select
 
 from tests.escrow_helpers import (
     FUNDS,
@@ -15,11 +14,13 @@ from tests.escrow_helpers import (
     later,
     ledger_ok,
     merchant,
+    resolutions,
     sms_to,
+    the_request,
 )
 from tests.ussd_helpers import Phone, available
 from ussd_app.extensions import db
-from ussd_app.ledger import AccountKind, Transfer
+from ussd_app.ledger import AccountKind
 from ussd_app.payments import holds
 from ussd_app.payments.models import HoldState, RequestKind, TransferRequest
 from ussd_app.users import find_by_phone
@@ -47,17 +48,7 @@ def buy_protected(client, amount="300") -> TransferRequest:
         f"END Paying KES {int(amount)}.00 to Mama Mboga, held until you confirm delivery in My approvals."
     )
     assert jobs.execute_transfers() == 1
-    db.session.expire_all()
-    return db.session.execute(
-        select(TransferRequest).where(TransferRequest.kind == RequestKind.PROTECTED_PURCHASE.value)
-    ).scalar_one()
-
-
-def resolutions(hold_id: str) -> int:
-    db.session.expire_all()
-    count = db.session.execute(select(func.count()).where(Transfer.pending_id == hold_id)).scalar_one()
-    db.session.commit()
-    return count
+    return the_request(RequestKind.PROTECTED_PURCHASE)
 
 
 def test_the_money_is_held_and_released_when_the_buyer_confirms_delivery(client, juma, till):

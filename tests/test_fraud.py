@@ -16,14 +16,6 @@ SMALL = 500_00  # KES 500
 LARGE = 50_000_00  # KES 50,000, above the default KES 10,000 threshold
 
 
-@pytest.fixture
-def config(app):
-    saved = dict(app.config)
-    yield app.config.update
-    app.config.clear()
-    app.config.update(saved)
-
-
 def test_small_payments_never_ask_and_never_wait(gateway):
     gateway.sim_swaps.swap(PHONE)
     gateway.sim_swaps.hang()

@@ -29,14 +29,6 @@ LARGE, SMALL = "20000", "500"  # KES; the threshold is KES 10,000
 
 
 @pytest.fixture
-def config(app):
-    saved = dict(app.config)
-    yield app.config.update
-    app.config.clear()
-    app.config.update(saved)
-
-
-@pytest.fixture
 def people(app):
     """Juma (KES 100,000), a customer to send to, an agent, a till and a pay-bill number."""
     juma = person(JUMA, "Juma Otieno", pin=PIN)

@@ -20,14 +20,6 @@ GUESSES = ["0000", "1111", "1234", "2580", "9999", "1212", "4321", "0852", "5555
 
 
 @pytest.fixture
-def config(app):
-    saved = dict(app.config)
-    yield app.config.update
-    app.config.clear()
-    app.config.update(saved)
-
-
-@pytest.fixture
 def juma(app):
     user = person("+254712000111", "Juma Otieno", pin=PIN)
     person("+254712000222", "Wanjiru Kamau", pin="9753")

@@ -11,7 +11,17 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tests.admin_helpers import login, operator, post
-from tests.escrow_helpers import FUNDS, PIN, at_once, funded_customer, later, ledger_ok, sms_to
+from tests.escrow_helpers import (
+    FUNDS,
+    PIN,
+    at_once,
+    funded_customer,
+    later,
+    ledger_ok,
+    resolutions,
+    sms_to,
+    the_request,
+)
 from tests.ussd_helpers import Phone, available, person
 from ussd_app.extensions import db
 from ussd_app.ledger import Transfer, TransferFlags
@@ -73,19 +83,7 @@ def ask_by_ussd(client, code: str) -> str:
 
 
 def the_hold() -> TransferRequest:
-    db.session.expire_all()
-    hold = db.session.execute(
-        select(TransferRequest).where(TransferRequest.kind == RequestKind.REVERSAL.value)
-    ).scalar_one()
-    db.session.commit()
-    return hold
-
-
-def resolutions(hold_id: str) -> int:
-    db.session.expire_all()
-    count = db.session.execute(select(func.count()).where(Transfer.pending_id == hold_id)).scalar_one()
-    db.session.commit()
-    return count
+    return the_request(RequestKind.REVERSAL)
 
 
 def held(client, sent) -> TransferRequest:

@@ -12,14 +12,6 @@ from ussd_app.security import InsecureConfig, check_secrets
 PHONE = "+254711000001"
 
 
-@pytest.fixture
-def config(app):
-    saved = dict(app.config)
-    yield app.config.update
-    app.config.clear()
-    app.config.update(saved)
-
-
 def hop(client, text="", phone=PHONE, query="", **kwargs):
     return client.post(
         "/ussd" + query,

@@ -26,14 +26,6 @@ USSD_TOO_LARGE = "END Sorry, this request could not be read. Please dial again."
 USSD_TOO_MANY = "END Too many requests. Please wait a minute and dial again."
 
 
-@pytest.fixture
-def config(app):
-    saved = dict(app.config)
-    yield app.config.update
-    app.config.clear()
-    app.config.update(saved)
-
-
 def _fill_rate(redis, phone: str, limit: int) -> None:
     """This minute's (and the next one's) budget for ``phone`` already spent."""
     minute = int(time.time() // 60)
