@@ -125,15 +125,14 @@ def main() -> int:
     from rq import Worker
     from sqlalchemy import func, insert, select
 
+    from bench.population import customers
     from ussd_app import create_app
     from ussd_app.extensions import db
-    from ussd_app.ledger import Account, AccountKind, TransferSpec, create_transfers, house_account
     from ussd_app.ledger.check import check
     from ussd_app.payments.models import TransferRequest, transaction_code
     from ussd_app.payments.submit import announce
     from ussd_app.queues import get_redis
     from ussd_app.sms.outbox import OutboxMessage
-    from ussd_app.users import User
 
     app = create_app()
     rng = random.Random(42)
@@ -143,53 +142,7 @@ def main() -> int:
         get_redis().flushdb()
         flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
         session = db.session
-        session.execute(
-            insert(Account),
-            [
-                dict(
-                    kind="customer",
-                    flags=1,
-                    debits_pending=0,
-                    debits_posted=0,
-                    credits_pending=0,
-                    credits_posted=0,
-                )
-                for _ in range(args.accounts)
-            ],
-        )
-        session.commit()
-        ids = list(
-            session.execute(
-                select(Account.id).where(Account.kind == "customer").order_by(Account.id)
-            ).scalars()
-        )
-        for chunk in range(0, len(ids), 20_000):
-            session.execute(
-                insert(User),
-                [
-                    dict(
-                        phone=f"+2547{10_000_000 + k:08d}",
-                        first_name="Bench",
-                        last_name=f"Customer {k}",
-                        role="customer",
-                        language="sw" if k % 3 == 0 else "en",
-                        tier="full",
-                        account_id=account_id,
-                    )
-                    for k, account_id in enumerate(ids[chunk : chunk + 20_000], start=chunk)
-                ],
-            )
-        session.commit()
-        trust = house_account(session, AccountKind.TRUST).id
-        for chunk in range(0, len(ids), 5000):
-            create_transfers(
-                session,
-                [
-                    TransferSpec(f"fund-{i}", trust, i, 10_000_000_000, "float_issue")
-                    for i in ids[chunk : chunk + 5000]
-                ],
-            )
-            session.commit()
+        ids = customers(session, args.accounts, balance=10_000_000_000, tier="full", kiswahili_every=3)
         hot = ids[0]
         zipf = Zipf(len(ids), 1.1, rng)
 

@@ -84,54 +84,13 @@ def wrk(port: int, seconds: int, users: int, delay_ms: float = 0, hops: int = 6)
 
 
 def populate(users: int) -> None:
-    """Customers +254710000000... with one shared PIN hash (hashing each would take minutes)."""
-    from sqlalchemy import insert, select
-
+    """Customers +254710000000... with one shared PIN hash, KES 50,000 each: under the basic
+    tier's balance limit, so sends are not refused by it."""
+    from bench.population import customers
     from ussd_app.extensions import db
-    from ussd_app.ledger import Account, AccountKind, TransferSpec, create_transfers, house_account
     from ussd_app.pins import hash_pin
-    from ussd_app.users import User
 
-    session = db.session
-    session.execute(
-        insert(Account),
-        [
-            dict(
-                kind="customer",
-                flags=1,
-                debits_pending=0,
-                debits_posted=0,
-                credits_pending=0,
-                credits_posted=0,
-            )
-            for _ in range(users)
-        ],
-    )
-    session.commit()
-    ids = list(
-        session.execute(select(Account.id).where(Account.kind == "customer").order_by(Account.id)).scalars()
-    )
-    pin_hash = hash_pin(PIN)
-    session.execute(
-        insert(User),
-        [
-            dict(
-                phone=f"+254710{i:06d}",
-                first_name="Bench",
-                last_name=f"User{i}",
-                role="customer",
-                language="en",
-                account_id=account_id,
-                pin_hash=pin_hash,
-                pin_failures=0,
-            )
-            for i, account_id in enumerate(ids)
-        ],
-    )
-    trust = house_account(session, AccountKind.TRUST).id
-    # KES 50,000 each: under the basic tier's balance limit, so sends are not refused by it.
-    create_transfers(session, [TransferSpec(f"fund-{i}", trust, i, 5_000_000, "float_issue") for i in ids])
-    session.commit()
+    customers(db.session, users, balance=5_000_000, pin_hash=hash_pin(PIN))
 
 
 def main() -> int:
