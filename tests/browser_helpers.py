@@ -144,13 +144,22 @@ class Stack:
 
 
 def wait_until(driver, condition, timeout=15.0, message="the page"):
-    """WebDriverWait with a message that says what did not happen."""
-    from selenium.common.exceptions import TimeoutException
+    """WebDriverWait with a message that says what did not happen. An element that went stale
+    (the page was replaced while the condition read it, as after a form's redirect) or is not
+    there yet means "not yet", not a failure."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        TimeoutException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
     start = time.monotonic()
+    ignored = (NoSuchElementException, StaleElementReferenceException)
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d))
+        return WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=ignored).until(
+            lambda d: condition(d)
+        )
     except TimeoutException as exc:
         raise AssertionError(
             f"timed out after {time.monotonic() - start:.1f}s waiting for {message}"
