@@ -20,3 +20,26 @@ def normalize(raw: str, region: str | None = None) -> str:
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone(raw)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class NotLocalMobile(InvalidPhone):
+    """A real number, but not a mobile number of the service's own country (``COUNTRY``):
+    foreign, landline, toll-free or premium numbers can never register, so they never receive
+    money, invitations or airtime, and never dial in."""
+
+
+_MOBILE_TYPES = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+
+
+def normalize_mobile(raw: str, region: str | None = None) -> str:
+    """Like ``normalize``, but only a mobile number of the service's own country is accepted:
+    anything else valid raises ``NotLocalMobile``, anything invalid ``InvalidPhone``."""
+    region = region or current_app.config["COUNTRY"]
+    e164 = normalize(raw, region)
+    number = phonenumbers.parse(e164)
+    if (
+        phonenumbers.region_code_for_number(number) != region
+        or phonenumbers.number_type(number) not in _MOBILE_TYPES
+    ):
+        raise NotLocalMobile(raw)
+    return e164
