@@ -148,6 +148,27 @@ def test_going_back_restores_the_data_as_that_screen_showed_it():
     assert toy.handle(conv, ctx, "1").text == "Done plain"
 
 
+def test_walking_in_circles_keeps_the_stored_session_bounded():
+    toy = Engine(
+        {
+            "toy": {
+                "home": Screen("home", "Home", options=(Option("Go", "a"),)),
+                "a": Screen("a", "A", options=(Option("To B", "b"),)),
+                "b": Screen("b", "B {n}", options=(Option("To A", "a"),)),
+            }
+        }
+    )
+    ctx = Context(phone="+254712000111", lang="en", home="toy.home", data={"n": "x" * 500})
+    conv, _ = toy.begin(ctx)
+    toy.handle(conv, ctx, "1")
+    for _ in range(200):
+        toy.handle(conv, ctx, "1")
+    assert len(conv.history) == len(conv.marks) == 30
+    assert len(json.dumps(conv.to_json())) < 30 * 600
+    toy.handle(conv, ctx, "0")
+    assert conv.state in ("toy.a", "toy.b") and len(conv.history) == 29
+
+
 # Inputs tried on every screen by the walk below: menu numbers and one valid value of each
 # kind a screen asks for (never a PIN: a PIN screen is where a walk stops).
 TRIES = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0712000222", "0712000999", "123456", "888880"]
@@ -221,6 +242,15 @@ def test_the_resume_offer_in_kiswahili(client, app):
     Phone(client, "0712000111").walk("1", "0712000222", "1613")
     body = screen(Phone(client, "0712000111").dial())
     assert body == "Endelea kutuma KES 1,613.00 kwa Wanjiru Kamau?\n1. Ndiyo\n2. Hapana, anza upya"
+
+
+def test_an_agents_deposit_is_offered_back_by_what_it_does(client, juma):
+    agent = person("+254700000101", "Ali Agent", pin="1111", role="agent")
+    fund(agent.account_id, 1_000_000)
+    Phone(client, "0700000101").walk("1", "0712000111", "5000")  # drops at the confirm screen
+    again = Phone(client, "0700000101")
+    assert screen(again.dial()) == "Continue depositing KES 5,000.00 to Juma Otieno?" + OFFER
+    assert screen(again.send("1")).startswith("Deposit KES 5,000.00 to Juma Otieno +254712000111?")
 
 
 def test_a_resumed_final_step_carries_the_id_minted_in_the_first_session(client, juma):

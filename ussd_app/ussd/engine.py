@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 BACK, HOME, MORE = "0", "00", "98"
 RESUME = "_resume"  # the engine's own screen: "continue where you left off?"
 MAX_STEPS = 12  # a flow that chains more steps than this without a screen is a bug
+MAX_HISTORY = 30  # screens "0" can go back through; older ones (and their data marks) are dropped
 
 
 def N_(message: str) -> str:
@@ -163,6 +164,8 @@ class Conversation:
         self.marks.extend({} for _ in range(len(self.history) - len(self.marks)))
         self.history.append(state)
         self.marks.append(mark)
+        # Bounded: a session that walks in circles cannot grow its stored state without end.
+        del self.history[:-MAX_HISTORY], self.marks[:-MAX_HISTORY]
 
     def back(self) -> dict | None:
         """Leave for the previous screen: the data as it was shown there, or None if unknown."""

@@ -169,7 +169,9 @@ FLOW = {
     ),
     "confirm": Screen(
         "confirm merchant, account, amount and fee",
-        N_("Pay {amount_text} to {merchant_name} ({business_number}) for account {account_reference}?\nFee: {fee_text}"),  # noqa: E501
+        N_(
+            "Pay {amount_text} to {merchant_name} ({business_number}) for account {account_reference}?\nFee: {fee_text}"  # noqa: E501
+        ),
         options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
         resume=N_("Continue paying {amount_text} to {merchant_name} for account {account_reference}?"),
     ),
