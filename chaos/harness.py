@@ -538,7 +538,12 @@ class Chaos:
 
         inputs: list[str] = []
         url = f"http://127.0.0.1:{self.cluster.web_port}/ussd"
-        for value in [None, "1", "0" + payee_phone[4:], str(amount_major), "1", PIN]:
+        # A person reads the resume offer ("Continue sending KES 1,613.00 to Juma?"): yes only
+        # to this send's own amount, no to anything else (another send of the same phone).
+        own = f"Continue sending KES {amount_major:,}.00 "
+        script = [None, "1", "0" + payee_phone[4:], str(amount_major), "1", PIN]
+        while script:
+            value = script.pop(0)
             if value is not None:
                 inputs.append(value)
             try:
@@ -564,6 +569,11 @@ class Chaos:
             if response.status_code != 200 or not body.startswith(("CON ", "END ")):
                 self.report.problems.append(f"USSD hop answered {response.status_code} {body[:60]!r}")
                 return "malformed answer"
+            if value is None and body.endswith("\n1. Yes\n2. No, start again"):
+                # Then the script goes on (on a resumed confirm screen, only "1" and the PIN
+                # count; the number and amount are refused as invalid choices).
+                script.insert(0, "1" if body.startswith("CON " + own) else "2")
+                continue
             if body.startswith("END "):
                 if value == PIN and body.startswith("END Sending"):
                     # What the customer was told is sent: after a dropped session the phone may

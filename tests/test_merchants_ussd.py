@@ -106,7 +106,7 @@ def test_pay_bill_carries_the_account_reference_to_both_parties(client, juma, pa
     assert phone.walk("6") == "CON Pay bill\nEnter business number"
     assert phone.send("888880") == "CON Pay Kisumu Water\nEnter account number"
     assert phone.send("acc-42") == "CON Account ACC-42\nEnter amount"
-    assert phone.send("1200").startswith("CON Pay KES 1,200.00 to Kisumu Water (888880)?")
+    assert phone.send("1200").startswith("CON Pay KES 1,200.00 to Kisumu Water (888880) for account ACC-42?")
     phone.send("1")
     assert phone.send(PIN).startswith("END Paying KES 1,200.00 to Kisumu Water.")
     execute_transfers()

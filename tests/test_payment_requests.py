@@ -84,7 +84,7 @@ def fresh(client, who, *inputs) -> tuple[Phone, str]:
     """A new session of ``who`` from the home menu (not resuming an unfinished one)."""
     phone = Phone(client, local(who))
     body = phone.dial()
-    if "Continue where you stopped?" in body:
+    if body.endswith("\n1. Yes\n2. No, start again"):  # the resume offer
         body = phone.send("2")
     for value in inputs:
         body = phone.send(value)
@@ -94,7 +94,7 @@ def fresh(client, who, *inputs) -> tuple[Phone, str]:
 def approvals_of(client, who) -> tuple[Phone, str]:
     """My approvals of ``who`` (an earlier session left at the list is not resumed)."""
     phone = Phone(client, local(who))
-    if "Continue where you stopped?" in phone.dial():
+    if phone.dial().endswith("\n1. Yes\n2. No, start again"):  # the resume offer
         phone.send("2")
     return phone, phone.send("3")
 

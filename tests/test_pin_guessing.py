@@ -48,7 +48,7 @@ def test_guessing_over_many_sessions_gets_three_tries_then_even_the_right_pin_is
         path = ("1", "0712000222", "1000", "1") if len(answers) % 2 else ("2", "1")
         answers.append(Phone(client, "0712000111").walk(*path, guess))
     assert answers[0].startswith("CON Wrong PIN. 2 tries left.")
-    assert answers[1].startswith("CON Wrong PIN. 1 tries left.")
+    assert answers[1].startswith("CON Wrong PIN. 1 try left.")
     assert answers[2:] == [LOCKED] * (len(answers) - 2)  # the right PIN too
     assert not any("Your balance" in a for a in answers)
     assert state() == (app.config["PIN_MAX_ATTEMPTS"], True)

@@ -39,7 +39,7 @@ def user():
 def test_three_wrong_pins_lock_the_account_for_a_day_and_send_nothing(app, client, juma):
     phone = at_send_pin(client)
     assert phone.send("1111").startswith("CON Wrong PIN. 2 tries left.")
-    assert phone.send("2222").startswith("CON Wrong PIN. 1 tries left.")
+    assert phone.send("2222").startswith("CON Wrong PIN. 1 try left.")
     assert phone.send("3333") == LOCKED
     locked_until = user().locked_until
     expected = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=app.config["PIN_LOCK_SECONDS"])

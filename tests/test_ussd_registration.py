@@ -17,7 +17,9 @@ def users() -> int:
 
 def test_unknown_number_registers_with_names_pin_twice_and_language(client):
     phone = Phone(client, NUMBER)
-    assert screen(phone.dial()) == "Welcome to Tuma. Choose language\n1. English\n2. Kiswahili"
+    assert screen(phone.dial()) == (
+        "Welcome to Tuma. Choose language\nKaribu Tuma. Chagua lugha\n1. English\n2. Kiswahili"
+    )
     assert screen(phone.send("1")) == "Register\nEnter your first name"
     assert screen(phone.send("amina")) == "Enter your last name"
     assert screen(phone.send("Hassan")) == "Choose a 4-digit PIN"

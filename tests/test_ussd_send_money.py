@@ -181,7 +181,7 @@ def test_wrong_pin_says_how_many_tries_are_left_and_a_right_one_still_works(clie
     phone.send("1")
     assert phone.send("1111").startswith("CON Wrong PIN. 2 tries left.\nEnter your PIN")
     assert phone.send("12").startswith("CON A PIN is 4 digits.")  # not a PIN: not counted
-    assert phone.send("2222").startswith("CON Wrong PIN. 1 tries left.")
+    assert phone.send("2222").startswith("CON Wrong PIN. 1 try left.")
     assert phone.send(PIN).startswith("END Sending KES 1,000.00")
     db.session.refresh(juma)
     assert juma.pin_failures == 0

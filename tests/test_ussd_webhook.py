@@ -83,10 +83,7 @@ def test_dropped_session_is_offered_to_resume_and_continues_where_it_stopped(cli
     dropped = Phone(client, "0712000111")
     dropped.walk("1", "0712000222")  # then the network drops it
     again = Phone(client, "0712000111")
-    assert (
-        screen(again.dial())
-        == "You did not finish last time. Continue where you stopped?\n1. Yes\n2. No, start again"
-    )
+    assert screen(again.dial()) == "Continue sending money to Wanjiru Kamau?\n1. Yes\n2. No, start again"
     assert screen(again.send("1")) == "Send to Wanjiru Kamau\nEnter amount"
     assert "Fee: KES 13.00" in again.send("1000")
     again.send("1")
@@ -107,11 +104,11 @@ def test_declining_to_resume_starts_at_home_and_forgets_it(client, juma):
     Phone(client, "0712000111").walk("1", "0712000222")
     again = Phone(client, "0712000111")
     again.dial()
-    assert again.send("7").startswith("CON Invalid choice.\nYou did not finish last time.")
+    assert again.send("7").startswith("CON Invalid choice.\nContinue sending money to Wanjiru Kamau?")
     assert options(again.send("2")) == MENU
     again.send("2")  # now in My account; drops here: that is resumable in turn
     third = Phone(client, "0712000111")
-    assert "Continue where you stopped?" in third.dial()
+    assert screen(third.dial()) == "Continue in My account?\n1. Yes\n2. No, start again"
     assert options(third.send("1")) == {
         "1": "Balance",
         "2": "Mini statement",

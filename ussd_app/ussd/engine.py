@@ -14,6 +14,7 @@ It knows nothing about money, people or databases.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,11 +28,30 @@ log = logging.getLogger(__name__)
 BACK, HOME, MORE = "0", "00", "98"
 RESUME = "_resume"  # the engine's own screen: "continue where you left off?"
 MAX_STEPS = 12  # a flow that chains more steps than this without a screen is a bug
+MAX_HISTORY = 30  # screens "0" can go back through; older ones (and their data marks) are dropped
 
 
 def N_(message: str) -> str:
     """Marks a message id for extraction (``pybabel extract -k N_``); translated when shown."""
     return message
+
+
+# Message ids whose wording depends on a count in the data: many -> (data key, the id for one).
+_SINGULAR: dict[str, tuple[str, str]] = {}
+
+
+def singular(many: str, key: str, one: str) -> None:
+    """Show ``one`` instead of ``many`` when ``data[key] == 1`` ("1 try left", not "1 tries")."""
+    _SINGULAR[many] = (key, one)
+
+
+def say(lang: str, message: str, data: dict) -> str:
+    """``message`` in ``lang`` with the conversation's data filled in, in the count's number."""
+    if message in _SINGULAR:
+        key, one = _SINGULAR[message]
+        if data.get(key) == 1:
+            message = one
+    return t(lang, message, **data)
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,10 @@ class Screen:
     otherwise: str = N_("Invalid choice.")
     secret: bool = False  # input is a PIN: never stored, never resumed at, redacted
     end: bool = False  # the answer is END: the conversation is over
+    # Message id of the resume offer from here, saying what would be continued ("Continue
+    # sending {amount_text} to {recipient_name}?"). A screen that leads straight to a PIN is
+    # offered back only when it has one: nobody continues a payment they cannot see.
+    resume: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +127,9 @@ class Conversation:
 
     state: str
     history: list[str] = field(default_factory=list)
+    # The flow's data as it was when each screen of ``history`` was shown (same order): "0"
+    # back to a screen puts it back, so nothing an abandoned branch set outlives going back.
+    marks: list[dict] = field(default_factory=list)
     page: int = 0
     reason: str | None = None
     ended: bool = False
@@ -112,6 +139,7 @@ class Conversation:
         return {
             "state": self.state,
             "history": self.history,
+            "marks": self.marks,
             "page": self.page,
             "reason": self.reason,
             "ended": self.ended,
@@ -123,11 +151,32 @@ class Conversation:
         return cls(
             state=raw["state"],
             history=list(raw.get("history") or []),
+            marks=list(raw.get("marks") or []),
             page=int(raw.get("page") or 0),
             reason=raw.get("reason"),
             ended=bool(raw.get("ended")),
             resume=raw.get("resume"),
         )
+
+    def push(self, state: str, mark: dict) -> None:
+        # A session stored before marks existed has fewer marks than history: pad, so the
+        # two stay in step (an empty mark is never restored, see ``back``).
+        self.marks.extend({} for _ in range(len(self.history) - len(self.marks)))
+        self.history.append(state)
+        self.marks.append(mark)
+        # Bounded: a session that walks in circles cannot grow its stored state without end.
+        del self.history[:-MAX_HISTORY], self.marks[:-MAX_HISTORY]
+
+    def back(self) -> dict | None:
+        """Leave for the previous screen: the data as it was shown there, or None if unknown."""
+        self.state = self.history.pop()
+        mark = self.marks.pop() if len(self.marks) > len(self.history) else None
+        del self.marks[len(self.history) :]
+        return mark
+
+    def forget_from(self, index: int) -> None:
+        del self.history[index:]
+        del self.marks[index:]
 
 
 @dataclass(frozen=True)
@@ -151,6 +200,12 @@ class Engine:
         for flow, states in flows.items():
             for name, state in states.items():
                 self.states[f"{flow}.{name}"] = state
+        # Screens one input away from a PIN: offered back only with their own resume question.
+        self._before_pin = {
+            name
+            for name, state in self.states.items()
+            if isinstance(state, Screen) and self._leads_to_pin(name)
+        }
 
     # -- addressing -------------------------------------------------------------------------
 
@@ -170,11 +225,11 @@ class Engine:
 
     def begin(self, ctx: Context, snapshot: dict | None = None) -> tuple[Conversation, Reply]:
         """A new session: the home screen, or the offer to resume an unfinished one."""
-        if snapshot and snapshot.get("home") == ctx.home and snapshot.get("state") in self.states:
+        if snapshot and snapshot.get("home") == ctx.home and self._offer(ctx, snapshot) is not None:
             conv = Conversation(state=RESUME, resume=snapshot)
             return conv, self.render(conv, ctx)
         conv = Conversation(state=ctx.home)
-        return conv, self._arrive(conv, ctx, ctx.home, push=False)
+        return conv, self._arrive(conv, ctx, ctx.home)
 
     def handle(self, conv: Conversation, ctx: Context, text: str) -> Reply:
         """Apply the newest input ``text`` to the conversation and answer with a screen."""
@@ -183,15 +238,21 @@ class Engine:
             return self._handle_resume(conv, ctx, text)
         if text == HOME:
             ctx.data.clear()
-            conv.history.clear()
-            return self._arrive(conv, ctx, ctx.home, push=False)
+            conv.forget_from(0)
+            return self._arrive(conv, ctx, ctx.home)
         if text == BACK:
             if conv.page > 0:
                 conv.page -= 1
             elif conv.history:
-                conv.state = conv.history.pop()
+                mark = conv.back()
+                if mark is not None:  # forget what was chosen and looked up after that screen
+                    ctx.data.clear()
+                    ctx.data.update(copy.deepcopy(mark))
                 conv.page = 0
             return self.render(conv, ctx)
+        # The data as this screen shows it, before its input changes anything: where "0" from
+        # the next screen comes back to.
+        mark = copy.deepcopy(ctx.data)
         screen = self.state(conv.state)
         if not isinstance(screen, Screen):
             raise FlowError(f"conversation parked on a step: {conv.state}")
@@ -205,7 +266,7 @@ class Engine:
                 if int(text) == number:
                     if value is not None and screen.pick:
                         ctx.data[screen.pick[1]] = value
-                    return self._arrive(conv, ctx, target)
+                    return self._arrive(conv, ctx, target, mark=mark)
         for choice in screen.choices:
             value = choice.guard(text)
             if value is None:
@@ -214,16 +275,17 @@ class Engine:
                 ctx.secret = value
             elif choice.save:
                 ctx.data[choice.save] = value
-            return self._arrive(conv, ctx, self.resolve(conv.state, choice.to))
+            return self._arrive(conv, ctx, self.resolve(conv.state, choice.to), mark=mark)
         conv.reason = screen.otherwise
         return self.render(conv, ctx)
 
     # -- moving -----------------------------------------------------------------------------
 
-    def _arrive(self, conv: Conversation, ctx: Context, target: str, *, push: bool = True) -> Reply:
-        """Go to ``target``, running any steps on the way, and show the screen we land on."""
-        if push and conv.state != RESUME and conv.state != target:
-            conv.history.append(conv.state)
+    def _arrive(self, conv: Conversation, ctx: Context, target: str, *, mark: dict | None = None) -> Reply:
+        """Go to ``target``, running any steps on the way, and show the screen we land on.
+        ``mark`` (the data as the screen we leave showed it) puts that screen in the history."""
+        if mark is not None and conv.state != RESUME and conv.state != target:
+            conv.push(conv.state, mark)
         reason = None
         for _ in range(MAX_STEPS):
             state = self.state(target)
@@ -238,7 +300,7 @@ class Engine:
                 # Re-showing an earlier screen: forget the history from there on, so "0"
                 # goes back to what came before it, as if the user had just arrived.
                 if target in conv.history:
-                    del conv.history[conv.history.index(target) :]
+                    conv.forget_from(conv.history.index(target))
             else:
                 target, reason = self.resolve(target, exit_), None
         else:
@@ -247,37 +309,89 @@ class Engine:
         if state.end:
             conv.ended = True
         if target == ctx.home:
-            conv.history.clear()
+            conv.forget_from(0)
         return self.render(conv, ctx)
 
     def _handle_resume(self, conv: Conversation, ctx: Context, text: str) -> Reply:
-        snapshot = conv.resume or {}
+        snapshot = conv.resume
         conv.resume = None
-        if text == "1":
+        if text == "1" and snapshot:
             ctx.data.clear()
             ctx.data.update(snapshot.get("data") or {})
             conv.state = snapshot["state"]
             conv.history = list(snapshot.get("history") or [])
+            conv.marks = [dict(mark) for mark in snapshot.get("marks") or []]
             conv.page = 0
             return self.render(conv, ctx)
+        if text == "1":
+            # Withdrawn meanwhile (the web side found its money recorded): nothing to continue,
+            # and a habitual next "1" must not start anything either. The person dials again.
+            ctx.data.clear()
+            conv.forget_from(0)
+            conv.state, conv.ended = ctx.home, True
+            done = N_("What you started last time is already done. Check your SMS.")
+            return Reply(fit(t(ctx.lang, done)), end=True)
         if text in ("2", HOME):
             ctx.data.clear()
-            conv.history.clear()
-            return self._arrive(conv, ctx, ctx.home, push=False)
+            conv.forget_from(0)
+            return self._arrive(conv, ctx, ctx.home)
         conv.resume, conv.reason = snapshot, N_("Invalid choice.")
         return self.render(conv, ctx)
 
     def snapshot(self, conv: Conversation, ctx: Context) -> dict | None:
         """What a dropped session may resume from, or None when it may not: never at a PIN
-        screen, never once over, never from home (there is nothing to resume)."""
+        screen, never once over, never from home (there is nothing to resume), never from a
+        screen that leads to a PIN without saying what would be continued."""
         if conv.ended or conv.state in (RESUME, ctx.home) or not conv.history:
             return None
         state = self.state(conv.state)
         if not isinstance(state, Screen) or state.secret:
             return None
         # Keys starting with "_" are for this session only (a PIN hash between two screens).
-        data = {k: v for k, v in ctx.data.items() if not k.startswith("_")}
-        return {"home": ctx.home, "state": conv.state, "history": conv.history, "data": data}
+        snapshot = {
+            "home": ctx.home,
+            "state": conv.state,
+            "history": conv.history,
+            "marks": [_lasting(mark) for mark in conv.marks],
+            "data": _lasting(ctx.data),
+        }
+        return snapshot if self._offer(ctx, snapshot) is not None else None
+
+    def _offer(self, ctx: Context, snapshot: dict) -> str | None:
+        """The question of the resume offer for ``snapshot``, or None when it is not offered."""
+        screen = self.states.get(snapshot.get("state"))
+        if not isinstance(screen, Screen) or screen.secret:
+            return None
+        if screen.resume is None:
+            if snapshot["state"] in self._before_pin:
+                return None
+            return t(ctx.lang, "You did not finish last time. Continue where you stopped?")
+        try:
+            return t(ctx.lang, screen.resume, **(snapshot.get("data") or {}))
+        except (KeyError, IndexError, ValueError):  # data from an older version of the flow
+            return None
+
+    def _leads_to_pin(self, name: str) -> bool:
+        """Whether some input on screen ``name`` lands on a PIN screen (through any steps)."""
+        screen = self.states[name]
+        seen: set[str] = set()
+        todo = [self.resolve(name, o.to) for o in screen.options]
+        todo += [self.resolve(name, c.to) for c in screen.choices]
+        if screen.pick:
+            todo.append(self.resolve(name, screen.pick[0]))
+        while todo:
+            target = todo.pop()
+            if target in seen:
+                continue
+            seen.add(target)
+            state = self.states[target]
+            if isinstance(state, Screen):
+                if state.secret:
+                    return True
+                continue
+            for exit_ in state.exits.values():
+                todo.append(self.resolve(target, exit_.to if isinstance(exit_, Retry) else exit_))
+        return False
 
     # -- showing ----------------------------------------------------------------------------
 
@@ -294,7 +408,7 @@ class Engine:
         return lines
 
     def _head(self, ctx: Context, screen: Screen) -> str:
-        return t(ctx.lang, screen.say, **ctx.data)
+        return say(ctx.lang, screen.say, ctx.data)
 
     def _pages(self, ctx: Context, numbered, head: str) -> list[tuple[list[str], bool]]:
         """Split the menu lines into pages that fit one screen each: (lines, more after).
@@ -328,10 +442,10 @@ class Engine:
     def compose(self, conv: Conversation, ctx: Context) -> Reply:
         """The screen for where ``conv`` stands, before the last guard of the length rule."""
         if conv.state == RESUME:
-            text = t(
-                ctx.lang,
-                "You did not finish last time. Continue where you stopped?\n1. Yes\n2. No, start again",
+            question = self._offer(ctx, conv.resume or {}) or t(
+                ctx.lang, "You did not finish last time. Continue where you stopped?"
             )
+            text = question + "\n" + t(ctx.lang, "1. Yes\n2. No, start again")
             if conv.reason:
                 text = t(ctx.lang, conv.reason) + "\n" + text
             return Reply(text, end=False)
@@ -339,7 +453,7 @@ class Engine:
         if not isinstance(screen, Screen):
             raise FlowError(f"cannot show a step: {conv.state}")
         head = self._head(ctx, screen)
-        reason = t(ctx.lang, conv.reason, **ctx.data) if conv.reason else None
+        reason = say(ctx.lang, conv.reason, ctx.data) if conv.reason else None
         numbered = self._numbered(screen, ctx, conv.state)
         if not numbered:
             return Reply("\n".join(filter(None, [reason, head])), end=screen.end)
@@ -355,6 +469,11 @@ class Engine:
             if gsm7.fits(text):
                 break
         return Reply(text, end=screen.end)
+
+
+def _lasting(data: dict) -> dict:
+    """``data`` without the keys for this session only (starting with "_": a PIN hash)."""
+    return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 def fit(text: str) -> str:

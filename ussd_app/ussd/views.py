@@ -16,6 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import phones
 from ..extensions import db
 from ..i18n import t
+from ..payments import payment_requests
+from ..payments.models import TransferRequest
 from ..users import Role, find_by_phone
 from . import bp, sessions
 from .engine import RESUME, Context
@@ -105,14 +107,21 @@ def _answer(hold: sessions.Hold, text: str) -> str:
             return stored.last_reply or "END"
     user = find_by_phone(db.session, phone)
     data = stored.data if stored else {}
-    lang = user.language if user is not None else data.get("lang", "en")
+    offered = hold.resume if stored is None else stored.conversation.resume
+    if offered is not None and already_recorded(offered):
+        offered = None  # its money was recorded meanwhile: never offered, never continued
+    if user is not None:
+        lang = user.language
+    else:  # someone registering: the language chosen so far, in this session or the dropped one
+        lang = data.get("lang") or ((offered or {}).get("data") or {}).get("lang") or "en"
     ctx = Context(phone=phone, lang=lang, home=_home_for(user), data=data, user=user)
     if stored is None:
         # The first hop: its text is what was dialled after the service code (a shortcut such
         # as *384*7*1#); menus start at home, so it is not applied.
-        conversation, reply = engine.begin(ctx, hold.resume)
+        conversation, reply = engine.begin(ctx, offered)
     else:
         conversation = stored.conversation
+        conversation.resume = offered
         reply = engine.handle(conversation, ctx, text.rsplit("*", 1)[-1])
     db.session.commit()
     g.ussd_committed = True
@@ -133,6 +142,30 @@ def _answer(hold: sessions.Hold, text: str) -> str:
             # requests left queued (REQUEUE_AFTER_SECONDS).
             log.error("ussd after-commit action failed session=%s: %s", session_id[:40], type(exc).__name__)
     return body
+
+
+# The ids a flow mints at its confirm screen (kept in the session's data) and where the request
+# made under each is recorded: a snapshot holding one that is recorded is never offered back.
+def _transfer_recorded(request_id: str) -> bool:
+    return db.session.get(TransferRequest, request_id) is not None
+
+
+def _group_recorded(group_id: str) -> bool:
+    return bool(payment_requests.group(db.session, group_id))
+
+
+MINTED_IDS = {
+    "transfer_id": _transfer_recorded,
+    "reversal_id": _transfer_recorded,
+    "group_id": _group_recorded,
+}
+
+
+def already_recorded(snapshot: dict) -> bool:
+    """Whether the request a resume snapshot would complete was recorded already (by the
+    session that dropped, or by another that resumed it): then there is nothing to continue."""
+    data = snapshot.get("data") or {}
+    return any(isinstance(data.get(key), str) and recorded(data[key]) for key, recorded in MINTED_IDS.items())
 
 
 def _int_or_none(raw: str | None) -> int | None:

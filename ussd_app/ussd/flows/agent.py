@@ -174,6 +174,7 @@ FLOW = {
         "confirm customer and amount",
         N_("Deposit {amount_text} to {customer_name} {customer_phone}?"),
         options=(Option(N_("Confirm"), "deposit_pin"), Option(N_("Cancel"), "cancelled")),
+        resume=N_("Continue depositing {amount_text} to {customer_name}?"),
     ),
     "deposit_pin": Screen(
         "the agent's PIN that authorises the deposit",

@@ -72,6 +72,7 @@ FLOW = {
         "confirm customer, amount and fee",
         N_("Withdraw {amount_text} for {customer_name} {customer_phone}?\nFee: {fee_text}"),
         options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
+        resume=N_("Continue the withdrawal of {amount_text} for {customer_name}?"),
     ),
     "pin": Screen(
         "the agent's PIN that sends the request to the customer",

@@ -78,6 +78,7 @@ FLOW = {
         "confirm number and amount",
         N_("Buy {amount_text} of airtime for {airtime_phone}?"),
         options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
+        resume=N_("Continue buying {amount_text} of airtime for {airtime_phone}?"),
     ),
     "pin": Screen(
         "the PIN that authorises the purchase",

@@ -8,7 +8,7 @@ from flask import current_app
 from ... import phones, pins
 from ...extensions import db
 from ...money import InvalidAmount, format_amount, parse_major
-from ..engine import N_, Retry, Screen, Step
+from ..engine import N_, Retry, Screen, Step, singular
 from ..gsm7 import shorten
 from ..pin_guard import check_pin, tries_left
 
@@ -16,6 +16,9 @@ NAME_LIMIT = 20  # septets of a name as typed at registration
 SHOWN_NAME_LIMIT = 24  # septets of a full name on a confirm screen
 _NAME = re.compile(r"[A-Za-z][A-Za-z'\-]{0,19}")
 LANGUAGES = {"1": "en", "2": "sw"}
+
+# Every flow's wrong-PIN reason says "1 try left", not "1 tries left" (the engine picks it).
+singular(N_("Wrong PIN. {tries_left} tries left."), "tries_left", N_("Wrong PIN. {tries_left} try left."))
 
 
 # -- guards ----------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ FLOW = {
     "menu": Screen(
         "my account menu",
         N_("My account"),
+        resume=N_("Continue in My account?"),
         options=(
             Option(N_("Balance"), "balance_pin"),
             Option(N_("Mini statement"), "statement_pin"),

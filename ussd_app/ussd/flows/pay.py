@@ -147,6 +147,7 @@ FLOW = {
             Option(N_("Cancel"), "cancelled"),
             Option(N_("Pay with protection"), "protect"),
         ),
+        resume=N_("Continue paying {amount_text} to {merchant_name}?"),
     ),
     "protect": Step("hold the payment until delivery", choose_protection, {"ok": "protected_pin"}),
     "protected_pin": Screen(
@@ -167,9 +168,12 @@ FLOW = {
         end=True,
     ),
     "confirm": Screen(
-        "confirm merchant, amount and fee",
-        N_("Pay {amount_text} to {merchant_name} ({business_number})?\nFee: {fee_text}"),
+        "confirm merchant, account, amount and fee",
+        N_(
+            "Pay {amount_text} to {merchant_name} ({business_number}) for account {account_reference}?\nFee: {fee_text}"  # noqa: E501
+        ),
         options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
+        resume=N_("Continue paying {amount_text} to {merchant_name} for account {account_reference}?"),
     ),
     "pin": Screen(
         "the PIN that authorises the payment",

@@ -69,8 +69,10 @@ def save_first_pin(ctx) -> str:
 FLOW = {
     "language": Screen(
         "welcome; choose the language for everything after",
-        N_("Welcome to Tuma. Choose language\n1. English\n2. Kiswahili"),
+        # Before the language is chosen nobody knows which one to speak: this screen speaks both.
+        N_("Welcome to Tuma. Choose language\nKaribu Tuma. Chagua lugha\n1. English\n2. Kiswahili"),
         choices=(Choice(common.language, "set_language", save="lang"),),
+        otherwise=N_("Choose 1 or 2. / Chagua 1 au 2."),
     ),
     "set_language": Step("speak the chosen language from now on", set_language, {"ok": "first_name"}),
     "first_name": Screen(
@@ -84,6 +86,7 @@ FLOW = {
         N_("Enter your last name"),
         choices=(Choice(common.name, "pin", save="last_name"),),
         otherwise=N_("Use letters only, up to 20."),
+        resume=N_("Continue registering as {first_name}?"),
     ),
     "pin": Screen(
         "choose a PIN",

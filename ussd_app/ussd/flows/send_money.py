@@ -53,6 +53,12 @@ def quote_and_mint(ctx) -> str:
         amount_text=common.money(amount),
         fee_text=common.money(fee),
         transfer_id=mint_request_id(),
+        # A number not on Tuma has no name: the confirm screen shows the number once.
+        recipient_shown=(
+            ctx.data["recipient_phone"]
+            if ctx.data.get("unregistered")
+            else f"{ctx.data['recipient_name']} {ctx.data['recipient_phone']}"
+        ),
     )
     return "ok"
 
@@ -132,12 +138,14 @@ FLOW = {
         N_("Send to {recipient_name}\nEnter amount"),
         choices=(Choice(common.amount, "quote", save="amount"),),
         otherwise=N_("Enter a whole amount, like 500."),
+        resume=N_("Continue sending money to {recipient_name}?"),
     ),
     "quote": Step("quote the fee and mint the transfer id", quote_and_mint, {"ok": "confirm"}),
     "confirm": Screen(
         "confirm recipient, amount and fee",
-        N_("Send {amount_text} to {recipient_name} {recipient_phone}?\nFee: {fee_text}"),
+        N_("Send {amount_text} to {recipient_shown}?\nFee: {fee_text}"),
         options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancel_at_name")),
+        resume=N_("Continue sending {amount_text} to {recipient_name}?"),
     ),
     "cancel_at_name": Step(
         "count a cancel at the screen that showed a name (name harvesting, fraud_checks)",
@@ -179,6 +187,7 @@ FLOW = {
 SAMPLE = {
     "recipient_phone": "+" + "9" * 15,  # E.164 allows up to 15 digits
     "recipient_name": "W" * common.SHOWN_NAME_LIMIT,
+    "recipient_shown": "W" * common.SHOWN_NAME_LIMIT + " +" + "9" * 15,
     "recipient_account": 1,
     "amount": 1_000_000_000,
     "fee": 10_800,

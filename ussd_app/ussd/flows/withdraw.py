@@ -89,6 +89,7 @@ FLOW = {
         "confirm agent, amount and fee",
         N_("Withdraw {amount_text} from agent {agent_name} {agent_phone}?\nFee: {fee_text}"),
         options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
+        resume=N_("Continue withdrawing {amount_text} from agent {agent_name}?"),
     ),
     "pin": Screen(
         "the PIN that authorises the withdrawal",
