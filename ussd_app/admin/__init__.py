@@ -85,11 +85,12 @@ def _no_store(response):
 
 
 def init_app(app) -> None:
-    from . import disputes, views  # noqa: F401  (routes on bp)
+    from . import disputes, tiers, views  # noqa: F401  (routes on bp)
     from .cli import operators_cli
 
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    tiers.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(operators_cli)
     disputes.init_app(app)

@@ -308,17 +308,32 @@ def upgrade_tier(user_id):
     if provider is None:
         flash("Tiers cannot be changed here yet.", "error")
     elif tier not in provider.tiers or not document:
-        flash("Choose a tier and record the ID document checked.", "error")
+        flash("Choose a tier and record the ID document checked (or why the tier is lowered).", "error")
     else:
+        old = provider.tier_of(user)
         try:
             provider.upgrade(db.session, user, tier, current_operator().id, document)
-            audit("account.tier", user.phone, tier=tier, id_document=document)
+            audit("account.tier", user.phone, old_tier=old, new_tier=tier, id_document=document)
             db.session.commit()
-            flash(f"{user.name} is now {tier}.", "ok")
+            flash(f"{user.name} {user.phone}: tier {old} → {tier}.", "ok")
+            _warn_over_balance_limit(user, tier)
         except ValueError as exc:
             db.session.rollback()
             flash(f"Refused: {exc}", "error")
     return redirect(url_for("admin.accounts", q=user.phone))
+
+
+def _warn_over_balance_limit(user: User, tier: str) -> None:
+    from ..limits import tier_limits
+
+    balance = user.account.credits_posted - user.account.debits_posted
+    limit = tier_limits(tier).max_balance
+    if balance > limit:
+        flash(
+            f"{user.name} holds {money(balance)}, over the {tier} tier's balance limit of {money(limit)}: "
+            "they cannot receive money until their balance is below it.",
+            "error",
+        )
 
 
 # -- transfers ---------------------------------------------------------------------------
