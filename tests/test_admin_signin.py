@@ -2,6 +2,8 @@
 costs one argon2 verify whether the e-mail is an operator's or not, and every failure is in
 the audit log (without the password)."""
 
+import threading
+
 import argon2
 import pytest
 from sqlalchemy import select
@@ -184,3 +186,30 @@ def test_operators_cli_lifts_an_account_lock(client, runner):
 def test_the_login_helper_still_signs_in(client):
     operator()
     assert login(client).status_code == 302
+
+
+def test_guesses_sent_at_once_cannot_pass_the_limit_together(backend_app):
+    """The slot is taken (INCR) before the password is checked: twelve guesses in parallel
+    get five answers, on SQLite and PostgreSQL."""
+    backend_app.config.update(ADMIN_SIGNIN_MAX_PER_ACCOUNT=5, ADMIN_SIGNIN_MAX_PER_ADDRESS=20)
+    operator()
+    clients = []
+    for i in range(12):
+        browser = backend_app.test_client()
+        browser.environ_base["REMOTE_ADDR"] = f"203.0.113.{i}"
+        clients.append((browser, csrf_token(browser)))
+    start = threading.Barrier(len(clients))
+    statuses = []
+
+    def guess(browser, token):
+        start.wait()
+        data = {"email": EMAIL, "password": WRONG, "csrf_token": token}
+        statuses.append(browser.post("/admin/login", data=data).status_code)
+
+    threads = [threading.Thread(target=guess, args=pair) for pair in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [401] * 5 + [429] * 7
+    assert len(rows("login.refused")) == 5 and len(rows("login.locked")) == 1
