@@ -213,3 +213,15 @@ def test_guesses_sent_at_once_cannot_pass_the_limit_together(backend_app):
         t.join()
     assert sorted(statuses) == [401] * 5 + [429] * 7
     assert len(rows("login.refused")) == 5 and len(rows("login.locked")) == 1
+
+
+def test_refusals_while_locked_do_not_count_against_the_address(client, config):
+    """Only real failures count: hammering a locked account does not lock out colleagues
+    behind the same address (an office NAT), nor stretch the lock."""
+    config(ADMIN_SIGNIN_MAX_PER_ADDRESS=8)
+    operator()
+    operator(email="colleague@tuma.example", name="Colleague")
+    statuses = [sign_in(client, address="192.0.2.80").status_code for _ in range(15)]
+    assert statuses == [401] * 5 + [429] * 10
+    colleague = sign_in(client, email="colleague@tuma.example", password=PASSWORD, address="192.0.2.80")
+    assert colleague.status_code == 302

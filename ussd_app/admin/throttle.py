@@ -1,18 +1,19 @@
 """Throttling of back-office sign-in, per account and per client address (Redis counters).
 
-Each sign-in attempt first takes a slot in two counters, atomically (INCR), before any
-password is checked:
+Each sign-in attempt first takes a slot in two counters, in one Redis script (atomic),
+before any password is checked:
 
-- ``tuma:admin:signin:account:<HMAC-SHA256 of the normalised e-mail>`` (known or not, so the answer
-  never tells whether an e-mail is an operator's), at most ``ADMIN_SIGNIN_MAX_PER_ACCOUNT``;
+- ``tuma:admin:signin:account:<HMAC-SHA256 of the normalised e-mail>`` (known or not, so the
+  answer never tells whether an e-mail is an operator's), at most
+  ``ADMIN_SIGNIN_MAX_PER_ACCOUNT``;
 - ``tuma:admin:signin:address:<client address>`` (the webhooks' client address, so behind the
   trusted proxies it is the caller, not the proxy), at most ``ADMIN_SIGNIN_MAX_PER_ADDRESS``.
 
-A counter lives ``ADMIN_SIGNIN_LOCK_MINUTES`` from its first failure. Past either limit the
-attempt is refused with 429 and ``Retry-After``, without checking the password (even a right
-one: the lock must not be a way to test guesses). A successful sign-in gives its slots back,
-so only failures count. Taking the slot before checking means concurrent attempts cannot pass
-the limit together.
+A counter lives ``ADMIN_SIGNIN_LOCK_MINUTES`` from its first attempt. When either is full the
+attempt is refused with 429 and ``Retry-After``, takes no slot and checks no password (not
+even a right one: the lock must not be a way to test guesses). A successful sign-in gives
+its slots back, so only failures count. Taking the slot before checking means concurrent
+attempts cannot pass the limit together.
 """
 
 import hashlib
@@ -37,10 +38,15 @@ class Attempt:
         return self.refused_by is not None
 
     @property
-    def newly_locked(self) -> bool:
-        """This attempt is the first one past a limit (audited once, not on every refusal)."""
+    def locks(self) -> str | None:
+        """Which limit this (failed) attempt filled: "account", "address" or None. Audited
+        once per lock, not on every refusal that follows."""
         account, address = self.counts
-        return account == _limit("account") + 1 or address == _limit("address") + 1
+        if account == _limit("account"):
+            return "account"
+        if address == _limit("address"):
+            return "address"
+        return None
 
     @property
     def minutes(self) -> int:
@@ -74,21 +80,35 @@ def keys_for(email: str, address: str) -> tuple[str, str]:
 
 
 def take(email: str, address: str) -> Attempt:
-    """Count an attempt against both limits. Raises redis errors (the caller answers 503)."""
+    """Take a slot in both counters, or none when either is full (then ``refused``).
+    Raises redis errors (the caller answers 503)."""
     keys = keys_for(email, address)
-    pipe = current_app.extensions["redis"].pipeline()
-    for key in keys:
-        pipe.set(key, 0, ex=_window(), nx=True)  # the window starts at the first attempt
-        pipe.incr(key)
-        pipe.ttl(key)
-    _, account, account_ttl, _, address_count, address_ttl = pipe.execute()
-    refused_by, retry_after = None, 0
-    if account > _limit("account"):
-        refused_by, retry_after = "account", max(account_ttl, 1)
-    if address_count > _limit("address"):
-        refused_by = refused_by or "address"
-        retry_after = max(retry_after, address_ttl, 1)
-    return Attempt(keys, (int(account), int(address_count)), retry_after, refused_by)
+    refused, account, address_count, account_ttl, address_ttl = current_app.extensions["redis"].eval(
+        _TAKE, 2, *keys, _window(), _limit("account"), _limit("address")
+    )
+    refused_by = {0: None, 1: "account", 2: "address", 3: "account"}[int(refused)]
+    retry_after = max([ttl for bit, ttl in ((1, account_ttl), (2, address_ttl)) if refused & bit] + [1])
+    return Attempt(keys, (int(account), int(address_count)), int(retry_after), refused_by)
+
+
+# KEYS: account, address counters; ARGV: window seconds, account limit, address limit.
+# Returns {refused (bit 1 account, bit 2 address), account count, address count, their TTLs}.
+_TAKE = """
+local counts, ttls, refused = {}, {}, 0
+for i, key in ipairs(KEYS) do
+  counts[i] = tonumber(redis.call('GET', key) or '0')
+  ttls[i] = redis.call('TTL', key)
+  if counts[i] >= tonumber(ARGV[i + 1]) then refused = refused + i end
+end
+if refused == 0 then
+  for i, key in ipairs(KEYS) do
+    redis.call('SET', key, 0, 'EX', ARGV[1], 'NX')
+    counts[i] = redis.call('INCR', key)
+    ttls[i] = redis.call('TTL', key)
+  end
+end
+return {refused, counts[1], counts[2], ttls[1], ttls[2]}
+"""
 
 
 def give_back(attempt: Attempt) -> None:

@@ -77,16 +77,6 @@ def login():
     # password typed in the wrong box must not land in the audit log in clear.
     target = operator.email if operator else "(no such operator)"
     if attempt.refused:
-        if attempt.newly_locked:  # once per lock, so a flood cannot fill the audit log
-            record(
-                db.session,
-                operator.id if operator else None,
-                "login.locked",
-                target,
-                by=attempt.refused_by,
-                minutes=attempt.minutes,
-            )
-            db.session.commit()
         log.warning("admin sign-in throttled (%s)", attempt.refused_by)
         error = (
             f"Too many failed sign-ins for this account or from this network. "
@@ -104,6 +94,16 @@ def login():
             else ("deactivated" if not operator.active else "wrong password")
         )
         record(db.session, operator.id if operator else None, "login.refused", target, why=why)
+        if attempt.locks:  # this failure filled a limit: once per lock, never per refusal
+            minutes = current_app.config.get("ADMIN_SIGNIN_LOCK_MINUTES") or 15
+            record(
+                db.session,
+                operator.id if operator else None,
+                "login.locked",
+                target,
+                by=attempt.locks,
+                minutes=minutes,
+            )
         db.session.commit()
         log.warning("admin sign-in refused")
         return render_template("admin/login.html", error="Wrong email or password."), 401
