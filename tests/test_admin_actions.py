@@ -211,29 +211,6 @@ def test_disputes_page_is_honest_when_empty_and_decides_through_the_seam(signed_
     assert post(signed_in, "/admin/disputes/other/d1", {"decision": "approve"}).status_code == 404
 
 
-class FakeTiers:
-    tiers = ["basic", "full"]
-
-    def tier_of(self, user):
-        return getattr(user, "_fake_tier", "basic")
-
-    def upgrade(self, session, user, tier, operator_id, id_document):
-        user._fake_tier = tier
-
-
-def test_tier_upgrade_goes_through_the_seam(signed_in, two_people, monkeypatch):
-    juma, _ = two_people
-    assert "Tier upgrades after an ID check appear here" in signed_in.get("/admin/accounts").get_data(
-        as_text=True
-    )
-    monkeypatch.setattr(seams, "_tier_provider", [FakeTiers()])
-    post(signed_in, f"/admin/accounts/{juma.id}/tier", {"tier": "full", "id_document": "ID 12345678"})
-    [row] = audit_rows("account.tier")
-    assert row.details == {"id_document": "ID 12345678", "tier": "full"}
-    post(signed_in, f"/admin/accounts/{juma.id}/tier", {"tier": "platinum", "id_document": "x"})
-    assert len(audit_rows("account.tier")) == 1
-
-
 def test_queues_page_and_audit_log(signed_in, app):
     page = signed_in.get("/admin/queues").get_data(as_text=True)
     for name in ("transfers", "sms", "maintenance"):

@@ -3,6 +3,7 @@ too): refused without a session, every form refused without its CSRF token; and 
 password is nowhere in clear: not in the database, the audit log, the logs or the cookie."""
 
 import base64
+import hashlib
 import logging
 import zlib
 
@@ -96,7 +97,13 @@ def test_an_operators_password_is_never_stored_in_clear(app, client, runner, cap
     login(client, email=f"{PASSWORD}@oops", password=PASSWORD)
     assert login(client).status_code == 302
     payload = _cookie_payload(client)
-    assert "admin_operator_id" in payload and PASSWORD not in payload
+    assert "admin_session" in payload and PASSWORD not in payload
+    # Nor in Redis (sessions, sign-in counters), not even as a plain hash of the e-mail box.
+    redis = app.extensions["redis"]
+    in_redis = " ".join(str(k) + str(redis.dump(k)) for k in redis.scan_iter("tuma:admin:*"))
+    assert "tuma:admin:signin:account:" in in_redis
+    for secret in (PASSWORD, hashlib.sha256(PASSWORD.encode()).hexdigest()):
+        assert secret not in in_redis
 
     stored = []
     for model in (Operator, AuditEntry):

@@ -127,6 +127,13 @@ class Config:
     # Back office, phone simulator and observability (ussd_app/admin, simulator, ops).
     # Minutes without a page after which an operator's session ends.
     ADMIN_IDLE_MINUTES = _int("TUMA_ADMIN_IDLE_MINUTES", 30)
+    # Hours after sign-in at which an operator's session ends however busy it is.
+    ADMIN_ABSOLUTE_HOURS = _int("TUMA_ADMIN_ABSOLUTE_HOURS", 12)
+    # Failed sign-ins allowed per account (e-mail) and per client address within
+    # ADMIN_SIGNIN_LOCK_MINUTES of the first one; past that, sign-in answers 429 until it ends.
+    ADMIN_SIGNIN_MAX_PER_ACCOUNT = _int("TUMA_ADMIN_SIGNIN_MAX_PER_ACCOUNT", 5)
+    ADMIN_SIGNIN_MAX_PER_ADDRESS = _int("TUMA_ADMIN_SIGNIN_MAX_PER_ADDRESS", 20)
+    ADMIN_SIGNIN_LOCK_MINUTES = _int("TUMA_ADMIN_SIGNIN_LOCK_MINUTES", 15)
     # The phone simulator at /simulator/ (on in `make run`; never in production).
     SIMULATOR_ENABLED = os.environ.get("TUMA_SIMULATOR_ENABLED", "") in {"1", "true", "yes"}
     # Flask-WTF: CSRF tokens on every back-office form expire after this many seconds.

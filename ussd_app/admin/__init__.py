@@ -1,25 +1,30 @@
 """The operator back office at /admin.
 
 - Operators sign in with email and password (argon2id hash; ``flask operators create``).
-  The signed session cookie holds the operator's id; it ends on sign-out, after
-  ``ADMIN_IDLE_MINUTES`` without a page, or when the operator is deactivated.
+  Failed sign-ins are throttled per account and per client address (``throttle.py``).
+- The session lives on the server (``operator_sessions.py``, Redis); the signed cookie holds
+  only its random token. It ends at once on sign-out, on deactivation, after
+  ``ADMIN_IDLE_MINUTES`` without a page and ``ADMIN_ABSOLUTE_HOURS`` after sign-in. In
+  production the cookie is ``Secure``, ``HttpOnly`` and ``SameSite=Lax``.
 - Every POST to /admin carries a CSRF token (Flask-WTF), the sign-in form included.
 - Every action writes an ``audit_log`` row in the same transaction as the change.
 """
 
 import functools
-import time
+import logging
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError
 
 from ..extensions import db
+from . import operator_sessions
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 
-SESSION_KEY = "admin_operator_id"
-SEEN_KEY = "admin_seen"
+SESSION_KEY = "admin_session"  # the cookie's only back-office entry: a random token
+
+log = logging.getLogger(__name__)
 
 
 def current_operator():
@@ -55,17 +60,20 @@ def _load_operator_and_check_csrf():
                 "this site. Go back, reload the page and try again.",
             ), 400
     g.operator = None
-    operator_id = session.get(SESSION_KEY)
-    if operator_id is None:
+    token = session.get(SESSION_KEY)
+    if token is None:
         return None
-    idle = current_app.config.get("ADMIN_IDLE_MINUTES", 30) * 60
-    seen = session.get(SEEN_KEY, 0)
-    operator = db.session.get(Operator, operator_id) if isinstance(operator_id, int) else None
-    if operator is None or not operator.active or time.time() - seen > idle:
+    try:
+        operator_id = operator_sessions.operator_id(token)
+    except Exception as exc:  # Redis down: nobody is signed in (sign-in says why)
+        log.error("back office: operator sessions unavailable: %s", type(exc).__name__)
+        operator_id = None
+    operator = db.session.get(Operator, operator_id) if operator_id is not None else None
+    if operator is None or not operator.active:
         session.pop(SESSION_KEY, None)
-        session.pop(SEEN_KEY, None)
+        if operator is not None:
+            operator_sessions.end(token, operator.id)
         return None
-    session[SEEN_KEY] = int(time.time())
     g.operator = operator
     return None
 
@@ -85,11 +93,16 @@ def _no_store(response):
 
 
 def init_app(app) -> None:
-    from . import disputes, views  # noqa: F401  (routes on bp)
+    from . import disputes, tiers, views  # noqa: F401  (routes on bp)
     from .cli import operators_cli
 
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    if app.config.get("TUMA_ENV") == "production":
+        # Production is served over HTTPS only: the cookie never travels in clear.
+        app.config["SESSION_COOKIE_SECURE"] = True
+    tiers.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(operators_cli)
     disputes.init_app(app)

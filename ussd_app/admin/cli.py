@@ -1,5 +1,5 @@
 """``flask --app wsgi operators create --email E --name N [--password P]``, ``operators deactivate``,
-and ``operators demo`` (the demo operator of ``make run``)."""
+``operators unlock-sign-in`` and ``operators demo`` (the demo operator of ``make run``)."""
 
 import click
 from flask import Blueprint
@@ -35,14 +35,31 @@ def create(email, name, password):
 @operators_cli.cli.command("deactivate")
 @click.option("--email", required=True)
 def deactivate(email):
-    """Stop an operator from signing in (their open sessions end at the next page)."""
+    """Stop an operator from signing in and end every session they have open, at once."""
+    from . import operator_sessions
+
     operator = find_operator(db.session, email)
     if operator is None:
         raise click.ClickException(f"no operator {email}")
     operator.active = False
     record(db.session, None, "operator.deactivate", operator.email, via="cli")
     db.session.commit()
-    click.echo(f"deactivated {operator.email}")
+    ended = operator_sessions.end_all(operator.id)
+    click.echo(f"deactivated {operator.email} ({ended} open session{'' if ended == 1 else 's'} ended)")
+
+
+@operators_cli.cli.command("unlock-sign-in")
+@click.option("--email", required=True)
+def unlock_sign_in(email):
+    """Lift the lock on an account after too many failed sign-ins (the lock by client address
+    stays until it runs out)."""
+    from . import throttle
+    from .models import normalize_email
+
+    throttle.clear_account(normalize_email(email))
+    record(db.session, None, "operator.unlock_sign_in", normalize_email(email)[:100], via="cli")
+    db.session.commit()
+    click.echo(f"sign-in unlocked for {normalize_email(email)}")
 
 
 # The demo operator `make run` signs in with. Demo only: refused when TUMA_ENV=production.

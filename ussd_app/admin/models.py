@@ -7,7 +7,9 @@
   never updated or deleted by the app.
 """
 
+import functools
 import json
+import secrets
 from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
@@ -90,6 +92,25 @@ def create_operator(session, *, email: str, name: str, password: str) -> Operato
     return operator
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random password, made with the operators' parameters (once per process)."""
+    return _hasher.hash(secrets.token_urlsafe(32))
+
+
+def verify_sign_in(operator: Operator | None, password: str) -> bool:
+    """True when ``operator`` is active and ``password`` is theirs. Every call costs one
+    argon2 verify, also for an unknown e-mail (against a dummy hash) or a deactivated
+    operator, so the time taken does not tell which e-mails are operators'."""
+    if operator is None:
+        try:
+            _hasher.verify(_dummy_hash(), password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            pass
+        return False
+    return operator.check_password(password) and bool(operator.active)
+
+
 def find_operator(session, email: str) -> Operator | None:
     return session.execute(
         select(Operator).where(Operator.email == normalize_email(email))
@@ -98,11 +119,12 @@ def find_operator(session, email: str) -> Operator | None:
 
 def record(session, operator_id: int | None, action: str, target: str | None = None, **detail) -> AuditEntry:
     """One audit row, in the caller's transaction. ``detail`` must never hold a secret."""
-    from flask import has_request_context, request
+    from flask import has_request_context
 
     from ..logging_setup import current_request_id
+    from .throttle import client_address
 
-    ip = request.remote_addr if has_request_context() else None
+    ip = client_address() if has_request_context() else None
     entry = AuditEntry(
         operator_id=operator_id,
         action=action,

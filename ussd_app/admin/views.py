@@ -18,8 +18,8 @@ from ..payments.models import RequestStatus, TransferRequest, TrustDeposit
 from ..queues import ALL_QUEUES, get_queue
 from ..sms.outbox import OutboxMessage, OutboxStatus
 from ..users import Role, User, find_by_phone
-from . import SEEN_KEY, SESSION_KEY, bp, charts, current_operator, login_required, seams
-from .models import AuditEntry, find_operator, record, utcnow
+from . import SESSION_KEY, bp, charts, current_operator, login_required, operator_sessions, seams, throttle
+from .models import AuditEntry, find_operator, normalize_email, record, utcnow, verify_sign_in
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +56,69 @@ def _safe_next(target: str | None) -> str:
 # -- signing in and out ------------------------------------------------------------------
 
 
+SIGN_IN_UNAVAILABLE = (
+    "Sign-in is unavailable for a moment (the session store cannot be reached). Try again shortly."
+)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error = None
-    if request.method == "POST":
-        email = _text(request.form.get("email"), 200)
-        password = request.form.get("password") or ""
-        operator = find_operator(db.session, email)
-        if operator is None or not operator.active or not operator.check_password(password[:1000]):
-            # The target is the operator's email, never what was typed when no operator has
-            # it: a password typed in the wrong box must not land in the audit log in clear.
-            target = operator.email if operator else "(no such operator)"
-            record(db.session, operator.id if operator else None, "login.refused", target)
-            db.session.commit()
-            log.warning("admin sign-in refused")
-            error = "Wrong email or password."
-        else:
-            session.clear()  # a fresh session: nothing carried over from before sign-in
-            session[SESSION_KEY] = operator.id
-            session[SEEN_KEY] = int(datetime.now(UTC).timestamp())
-            operator.last_login_at = utcnow()
-            record(db.session, operator.id, "login", operator.email)
-            db.session.commit()
-            return redirect(_safe_next(request.args.get("next")))
-    return render_template("admin/login.html", error=error), (401 if error else 200)
+    if request.method != "POST":
+        return render_template("admin/login.html", error=None)
+    email = normalize_email(_text(request.form.get("email"), 200))
+    password = (request.form.get("password") or "")[:1000]
+    try:
+        attempt = throttle.take(email, throttle.client_address())
+    except Exception as exc:  # Redis down: no throttle, no session store, so no sign-in
+        log.error("admin sign-in: throttle unavailable: %s", type(exc).__name__)
+        return render_template("admin/login.html", error=SIGN_IN_UNAVAILABLE), 503
+    operator = find_operator(db.session, email)
+    # The target is the operator's email, never what was typed when no operator has it: a
+    # password typed in the wrong box must not land in the audit log in clear.
+    target = operator.email if operator else "(no such operator)"
+    if attempt.refused:
+        log.warning("admin sign-in throttled (%s)", attempt.refused_by)
+        error = (
+            f"Too many failed sign-ins for this account or from this network. "
+            f"Sign-in is paused: try again in {attempt.minutes} minute{'s' if attempt.minutes != 1 else ''}."
+        )
+        return (
+            render_template("admin/login.html", error=error),
+            429,
+            {"Retry-After": str(attempt.retry_after)},
+        )
+    if not verify_sign_in(operator, password):
+        why = (
+            "unknown email"
+            if operator is None
+            else ("deactivated" if not operator.active else "wrong password")
+        )
+        record(db.session, operator.id if operator else None, "login.refused", target, why=why)
+        if attempt.locks:  # this failure filled a limit: once per lock, never per refusal
+            minutes = current_app.config.get("ADMIN_SIGNIN_LOCK_MINUTES") or 15
+            record(
+                db.session,
+                operator.id if operator else None,
+                "login.locked",
+                target,
+                by=attempt.locks,
+                minutes=minutes,
+            )
+        db.session.commit()
+        log.warning("admin sign-in refused")
+        return render_template("admin/login.html", error="Wrong email or password."), 401
+    try:
+        throttle.give_back(attempt)
+        token = operator_sessions.start(operator.id)
+    except Exception as exc:
+        log.error("admin sign-in: session store unavailable: %s", type(exc).__name__)
+        return render_template("admin/login.html", error=SIGN_IN_UNAVAILABLE), 503
+    session.clear()  # a fresh session: nothing carried over from before sign-in
+    session[SESSION_KEY] = token
+    operator.last_login_at = utcnow()
+    record(db.session, operator.id, "login", operator.email)
+    db.session.commit()
+    return redirect(_safe_next(request.args.get("next")))
 
 
 @bp.post("/logout")
@@ -87,6 +126,7 @@ def login():
 def logout():
     audit("logout", current_operator().email)
     db.session.commit()
+    operator_sessions.end(session.get(SESSION_KEY), current_operator().id)
     session.clear()
     return redirect(url_for("admin.login"))
 
@@ -308,17 +348,32 @@ def upgrade_tier(user_id):
     if provider is None:
         flash("Tiers cannot be changed here yet.", "error")
     elif tier not in provider.tiers or not document:
-        flash("Choose a tier and record the ID document checked.", "error")
+        flash("Choose a tier and record the ID document checked (or why the tier is lowered).", "error")
     else:
+        old = provider.tier_of(user)
         try:
             provider.upgrade(db.session, user, tier, current_operator().id, document)
-            audit("account.tier", user.phone, tier=tier, id_document=document)
+            audit("account.tier", user.phone, old_tier=old, new_tier=tier, id_document=document)
             db.session.commit()
-            flash(f"{user.name} is now {tier}.", "ok")
+            flash(f"{user.name} {user.phone}: tier {old} → {tier}.", "ok")
+            _warn_over_balance_limit(user, tier)
         except ValueError as exc:
             db.session.rollback()
             flash(f"Refused: {exc}", "error")
     return redirect(url_for("admin.accounts", q=user.phone))
+
+
+def _warn_over_balance_limit(user: User, tier: str) -> None:
+    from ..limits import tier_limits
+
+    balance = user.account.credits_posted - user.account.debits_posted
+    limit = tier_limits(tier).max_balance
+    if balance > limit:
+        flash(
+            f"{user.name} holds {money(balance)}, over the {tier} tier's balance limit of {money(limit)}: "
+            "they cannot receive money until their balance is below it.",
+            "error",
+        )
 
 
 # -- transfers ---------------------------------------------------------------------------
