@@ -373,6 +373,17 @@ def test_a_merchant_request_to_a_number_not_on_tuma_takes_an_invitation(client, 
     assert [r.payer_phone for r in payment_requests()] == [stranger(0)]
 
 
+def test_a_reminder_to_a_number_not_on_tuma_takes_an_invitation(client, people, config):
+    config(INVITES_PER_DAY=2)
+    phone, _ = fresh(client, local(AMINA), REQUEST_MONEY, local(BOB), local(stranger(0)), "#")
+    phone.send("1"), phone.send("50"), phone.send("tea"), phone.send("1")
+    assert phone.send(PIN).startswith("END Requests sent: 2.")  # one invitation
+    phone, _ = fresh(client, local(AMINA), MY_REQUESTS, "1")
+    assert phone.send("1") == "END Reminders sent: 2. Each person gets at most one a day."  # two
+    assert len(sms_to(stranger(0))) == 2
+    assert send_to_stranger(client, local(AMINA), 1).startswith("END You can invite 2 numbers")
+
+
 def test_two_sessions_racing_for_the_last_invitation_get_one(backend_app):
     """Both sessions passed the screen that said one was left; after the PIN, INCRBY decides."""
     app = backend_app
