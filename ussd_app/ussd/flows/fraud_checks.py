@@ -19,15 +19,26 @@ large transfer for now and asks them to try again in a few minutes: for a transf
 failing closed costs a retry, failing open could cost a victim their savings. Nothing is
 recorded in either case.
 
-Name look-ups. Send money shows the recipient's registered name. Each look-up is counted, and
-so is a cancel at the confirm screen that showed it; when ``fraud.lookup_delay_or_block`` says
-to wait, the look-up is refused with how long to wait, before the name is read.
+Name look-ups. Every screen that shows a holder's registered name is a look-up: send money's
+recipient, an agent's customer (deposit, withdraw for a customer, unlock), and the payers of a
+payment request (My requests shows their names once it is recorded). Each is counted, and when
+``fraud.lookup_delay_or_block`` says to wait, refused with how long to wait, before the name is
+read. Leaving a flow that showed a name without recording anything counts as a cancel however it
+is left (Cancel, ``0``, ``00``, a dropped session): ``name_shown`` counts the cancel at once and
+``name_used`` takes it back when the request is recorded.
+
+Invitations. Sending to a number not on Tuma and asking one for money send it an SMS invitation;
+``fraud.take_invites`` caps them per sender per day (``INVITES_PER_DAY``) after the PIN, right
+before recording; send money also says so before the amount when none are left.
 """
 
 import math
 
+from flask import current_app
+
 from ... import fraud
 from ...extensions import db
+from ...users import Role
 from ..engine import N_, Screen
 
 # Exits to add to a step that calls ``sim_swap_gate`` (see ``guarded``).
@@ -60,19 +71,83 @@ def guarded(record):
     return run
 
 
-def lookup_allowed(ctx) -> bool:
-    """Whether the customer may look a name up now; counts the look-up when they may.
-    When not, ``wait_minutes`` says how long to wait (for ``fraud.throttled``)."""
-    wait = fraud.lookup_delay_or_block(ctx.user.phone)
+def _limit(ctx) -> int:
+    config = current_app.config
+    business = ctx.user.role in (Role.AGENT.value, Role.MERCHANT.value)
+    return config["NAME_LOOKUP_LIMIT_BUSINESS" if business else "NAME_LOOKUP_LIMIT"]
+
+
+def lookups_allowed(ctx, count: int = 1) -> bool:
+    """Whether the user may look ``count`` names up now (nothing counted). When not,
+    ``wait_minutes`` says how long to wait (for ``fraud.throttled``)."""
+    wait = fraud.lookup_delay_or_block(ctx.user.phone, count, _limit(ctx))
     if wait > 0:
         ctx.data["wait_minutes"] = max(1, math.ceil(wait / 60))
+        return False
+    return True
+
+
+def lookup_allowed(ctx) -> bool:
+    """Whether the user may look a name up now; counts the look-up when they may."""
+    if not lookups_allowed(ctx):
         return False
     fraud.note_name_lookup(ctx.user.phone)
     return True
 
 
+def note_lookups(ctx, count: int) -> None:
+    """Count ``count`` names about to be shown (a payment request's payers)."""
+    fraud.note_name_lookup(ctx.user.phone, count)
+
+
+def note_cancels(ctx, count: int) -> None:
+    """Count ``count`` asks called off after their names were shown (My requests, Cancel)."""
+    if count:
+        fraud.note_cancel_at_name(ctx.user.phone, count)
+
+
+def name_shown(ctx, phone: str) -> None:
+    """The registered name of ``phone`` is about to be shown: a cancel until this flow records
+    its request. A name shown before in this flow for another number was left: its cancel stays
+    counted; the same number again (back, then the same number) is one cancel, not two."""
+    if ctx.data.get("name_shown") != phone:
+        fraud.note_cancel_at_name(ctx.user.phone)
+    ctx.data["name_shown"] = phone
+
+
+def name_used(ctx, token: str) -> None:
+    """The flow that showed a name recorded its request ``token``: not a cancel after all."""
+    if ctx.data.pop("name_shown", None):
+        fraud.note_name_used(ctx.user.phone, token)
+
+
 def note_cancel(ctx) -> None:
-    fraud.note_cancel_at_name(ctx.user.phone)
+    """Cancel chosen at a screen that showed a name: counted already when it was shown
+    (``name_shown``); the flag goes, so nothing can take the cancel back."""
+    if not ctx.data.pop("name_shown", None):
+        fraud.note_cancel_at_name(ctx.user.phone)
+
+
+def invites_allowed(ctx, count: int) -> bool:
+    """Take ``count`` of the user's invitations for today; when over the cap, none, and
+    ``invites_per_day`` is set for ``fraud.invites``."""
+    if fraud.take_invites(ctx.user.phone, count):
+        return True
+    ctx.data["invites_per_day"] = current_app.config["INVITES_PER_DAY"]
+    return False
+
+
+def invites_left(ctx) -> bool:
+    """Whether the user may invite another number today (nothing taken); when not,
+    ``invites_per_day`` is set for ``fraud.invites``."""
+    if fraud.invites_left(ctx.user.phone) > 0:
+        return True
+    ctx.data["invites_per_day"] = current_app.config["INVITES_PER_DAY"]
+    return False
+
+
+def give_back_invites(ctx, count: int) -> None:
+    fraud.give_back_invites(ctx.user.phone, count)
 
 
 FLOW = {
@@ -93,6 +168,11 @@ FLOW = {
         N_("Too many look-ups. Try again in {wait_minutes} min."),
         end=True,
     ),
+    "invites": Screen(
+        "the sender invited as many numbers not on Tuma as a day allows",
+        N_("You can invite {invites_per_day} numbers not on Tuma a day. Nothing was sent. Try tomorrow."),
+        end=True,
+    ),
 }
 
-SAMPLE = {"wait_minutes": 60}
+SAMPLE = {"wait_minutes": 60, "invites_per_day": 999}

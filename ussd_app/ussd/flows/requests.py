@@ -4,7 +4,13 @@ who paid, remind and cancel. Payers see the requests in My approvals (the provid
 pay them with their PIN: an ordinary transfer (ussd_app/payments/payment_requests.py).
 
 The group id is minted when the confirm screen is reached and kept in the session, so a
-repeated final request finds the group already recorded and asks nobody twice."""
+repeated final request finds the group already recorded and asks nobody twice.
+
+Asking is behind the requester's PIN, like every other act that reaches other people: once
+recorded, My requests shows each payer's registered name, so every number asked is a name
+look-up (counted and throttled, ``fraud_checks``), and each number not on Tuma gets an SMS
+invitation (capped per sender per day, ``fraud.take_invites``). At most ``pr.MAX_PAYERS``
+numbers, whichever way the number screen is reached (going back, a resumed session)."""
 
 import re
 
@@ -17,7 +23,7 @@ from ...payments.submit import mint_request_id
 from ...users import find_by_phone
 from .. import approvals, gsm7
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from . import common
+from . import common, fraud_checks
 
 _REASON = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .,'&/\-]*")
 LINE_NAME_LIMIT = 16
@@ -89,6 +95,9 @@ def merchant_submit(ctx) -> str:
         data = c.data
         if _over_cap(c, [data["payer_phone"]]):
             return "too_often"
+        refused = _names_and_invites(c, [data["payer_phone"]])
+        if refused:
+            return refused
         pr.create(
             db.session,
             c.user,
@@ -109,10 +118,17 @@ def customer_start(ctx) -> str:
 
 
 def add_payer(ctx) -> str:
+    payers = ctx.data.setdefault("payers", [])
+    if len(payers) >= pr.MAX_PAYERS:  # back at the number screen with the list full
+        ctx.data.update(payer_count=len(payers), payer_max=pr.MAX_PAYERS)
+        return "too_many"
     outcome = check_payer(ctx)
     if outcome != "ok":
         return outcome
-    payers = ctx.data.setdefault("payers", [])
+    # Each number asked will show its holder's name in My requests: refuse early, before the
+    # customer types the rest, when the look-ups would be refused when recording.
+    if not fraud_checks.lookups_allowed(ctx, len(payers) + 1):
+        return "throttled"
     payers.append(ctx.data["payer_phone"])
     ctx.data["payer_next"] = len(payers) + 1
     ctx.data["payer_count"] = len(payers)
@@ -164,10 +180,39 @@ def _over_cap(ctx, phones: list[str]) -> bool:
     return False
 
 
+def _names_and_invites(ctx, phones: list[str]) -> str | None:
+    """Before recording a new group (after the PIN): every number asked is a name look-up,
+    refused while throttled; every number not on Tuma takes one of today's invitations. None
+    when the group may be recorded (the look-ups and invitations are then counted)."""
+    if pr.group(db.session, ctx.data["group_id"]):  # a repeated final request: counted before
+        return None
+    if not fraud_checks.lookups_allowed(ctx, len(phones)):
+        return "throttled"
+    # Counted even if the invitations are refused: the refusal, too, tells who is not on Tuma.
+    fraud_checks.note_lookups(ctx, len(phones))
+    strangers = sum(find_by_phone(db.session, phone) is None for phone in phones)
+    if not fraud_checks.invites_allowed(ctx, strangers):
+        return "invites"
+    return None
+
+
 def customer_submit(ctx) -> str:
+    return common.pin_then(ctx, _customer_record)
+
+
+def _customer_record(ctx) -> str:
     data = ctx.data
-    if _over_cap(ctx, data["payers"]):
+    payers, shares = data.get("payers") or [], data.get("shares") or []
+    if not 1 <= len(payers) <= pr.MAX_PAYERS or len(shares) != len(payers):
+        # Not reachable through the screens; should a session ever carry such a list, start
+        # the numbers again rather than fail.
+        customer_start(ctx)
+        return "restart"
+    if _over_cap(ctx, payers):
         return "too_often"
+    refused = _names_and_invites(ctx, payers)
+    if refused:
+        return refused
     pr.create(
         db.session,
         ctx.user,
@@ -238,23 +283,38 @@ def _unpaid(ctx) -> list[str]:
     return [r.id for r in pr.group(db.session, ctx.data["my_group"]) if r.state == pr.State.OPEN]
 
 
+def _remind(ctx, request_id: str) -> bool:
+    """A reminder to a number still not on Tuma is another invitation SMS: it takes one of
+    today's invitations (none left: not reminded)."""
+    request = pr.owned(db.session, ctx.user, request_id)
+    stranger = request is not None and find_by_phone(db.session, request.payer_phone) is None
+    if stranger and not fraud_checks.invites_allowed(ctx, 1):
+        return False
+    reminded = pr.remind(db.session, ctx.user, request_id)
+    if stranger and not reminded:
+        fraud_checks.give_back_invites(ctx, 1)
+    return reminded
+
+
 def remind_all(ctx) -> str:
-    ctx.data["reminded"] = sum(pr.remind(db.session, ctx.user, rid) for rid in _unpaid(ctx))
+    ctx.data["reminded"] = sum(_remind(ctx, rid) for rid in _unpaid(ctx))
     return "ok"
 
 
 def remind_one(ctx) -> str:
-    ctx.data["reminded"] = int(pr.remind(db.session, ctx.user, ctx.data["my_request"]))
+    ctx.data["reminded"] = int(_remind(ctx, ctx.data["my_request"]))
     return "ok"
 
 
 def cancel_all(ctx) -> str:
     ctx.data["cancelled"] = sum(pr.cancel(db.session, ctx.user, rid) for rid in _unpaid(ctx))
+    fraud_checks.note_cancels(ctx, ctx.data["cancelled"])  # asked, shown the names, called off
     return "ok"
 
 
 def cancel_one(ctx) -> str:
     ctx.data["cancelled"] = int(pr.cancel(db.session, ctx.user, ctx.data["my_request"]))
+    fraud_checks.note_cancels(ctx, ctx.data["cancelled"])
     return "ok"
 
 
@@ -342,7 +402,9 @@ FLOW = {
     "m_submit": Step(
         "check the PIN, then record the request and the customer's SMS",
         merchant_submit,
-        common.pin_exits("m_pin", ok="m_done", too_often="too_often"),
+        common.pin_exits(
+            "m_pin", ok="m_done", too_often="too_often", throttled="fraud.throttled", invites="fraud.invites"
+        ),
     ),
     "m_done": Screen(
         "the request is sent",
@@ -360,7 +422,15 @@ FLOW = {
     "c_add": Step(
         "add the number (up to 10); refuse yourself, repeats and numbers asked too often",
         add_payer,
-        {"more": "c_number", "full": "c_how", **{k: Retry("c_number", v) for k, v in _PAYER_EXITS.items()}},
+        {
+            "more": "c_number",
+            "full": "c_how",
+            "too_many": Retry(
+                "c_number", N_("You have entered {payer_max} numbers, the most. Enter # to finish.")
+            ),
+            "throttled": "fraud.throttled",
+            **{k: Retry("c_number", v) for k, v in _PAYER_EXITS.items()},
+        },
     ),
     "c_finish": Step(
         "at least one number",
@@ -396,12 +466,26 @@ FLOW = {
     "c_confirm": Screen(
         "confirm who is asked, how much and why",
         N_("Request {total_text} for {reason}: {share_text}. Expires in {expiry_days} days."),
-        options=(Option(N_("Confirm"), "c_submit"), Option(N_("Cancel"), "cancelled")),
+        options=(Option(N_("Confirm"), "c_pin"), Option(N_("Cancel"), "cancelled")),
+    ),
+    "c_pin": Screen(
+        "the PIN that authorises the requests",
+        N_("Enter your PIN to send the requests"),
+        choices=(Choice(common.pin_format, "c_submit"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
     ),
     "c_submit": Step(
-        "record the requests and each payer's SMS",
+        "check the PIN, then record the requests and each payer's SMS",
         customer_submit,
-        {"ok": "c_done", "too_often": "too_often"},
+        common.pin_exits(
+            "c_pin",
+            ok="c_done",
+            too_often="too_often",
+            throttled="fraud.throttled",
+            invites="fraud.invites",
+            restart=Retry("c_number", N_("Please enter the numbers again.")),
+        ),
     ),
     "c_done": Screen(
         "the requests are sent",
@@ -456,6 +540,7 @@ SAMPLE = {
     "payer_phone": "+" + "9" * 15,
     "payer_next": 10,
     "payer_count": 10,
+    "payer_max": 10,
     "payers": ["+" + "9" * 15] * 10,
     "per_day": 99,
     "reason": "W" * pr.REASON_LIMIT,

@@ -9,7 +9,7 @@ from flask import current_app
 
 from ...extensions import db
 from ...payments.holds import suspense_account_id
-from ...payments.models import RequestKind
+from ...payments.models import RequestKind, TransferRequest
 from ...payments.submit import ConflictingRequest, announce, mint_request_id, record_request
 from ...tariffs import quote
 from ...users import Role, find_by_phone
@@ -29,11 +29,14 @@ def find_recipient(ctx) -> str:
     ctx.data.pop("unregistered", None)
     recipient = find_by_phone(db.session, phone)
     if recipient is None:
+        if not fraud_checks.invites_left(ctx):  # the money would wait for an invitation
+            return "invites"
         days = current_app.config["SUSPENSE_HOLD_SECONDS"] // 86_400
         ctx.data.update(recipient_name=phone, hold_days=days)
         return "unknown"
     if recipient.role != Role.CUSTOMER.value:
         return "not_customer"
+    fraud_checks.name_shown(ctx, phone)  # a cancel until the send is recorded, however it is left
     ctx.data["recipient_name"] = common.shown_name(recipient)
     ctx.data["recipient_account"] = recipient.account_id
     return "ok"
@@ -92,6 +95,9 @@ def submit(ctx) -> str:
         )
     else:
         target = dict(kind=RequestKind.SEND.value, credit_account_id=data["recipient_account"])
+    invite = bool(data.get("unregistered")) and db.session.get(TransferRequest, data["transfer_id"]) is None
+    if invite and not fraud_checks.invites_allowed(ctx, 1):
+        return "invites"
     try:
         request = record_request(
             db.session,
@@ -102,7 +108,10 @@ def submit(ctx) -> str:
             **target,
         )
     except ConflictingRequest:
+        fraud_checks.give_back_invites(ctx, int(invite))
         return "error"
+    if not data.get("unregistered"):
+        fraud_checks.name_used(ctx, request.id)
     ctx.after_commit.append(lambda: announce(request.id))
     return "ok"
 
@@ -123,6 +132,7 @@ FLOW = {
             "unknown": "unregistered",
             "not_customer": Retry("recipient", N_("{recipient_phone} cannot receive money here.")),
             "throttled": "fraud.throttled",
+            "invites": "fraud.invites",
         },
     ),
     "unregistered": Screen(
@@ -168,6 +178,7 @@ FLOW = {
             "locked": "common.locked",
             "short": "short",
             "error": "common.error",
+            "invites": "fraud.invites",
             **fraud_checks.EXITS,
         },
     ),
