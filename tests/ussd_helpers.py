@@ -62,6 +62,11 @@ def screen(body: str) -> str:
     return body[4:]
 
 
+def is_resume_offer(body: str) -> bool:
+    """The offer to continue a dropped session ("Continue sending ... ?" and the like)."""
+    return body.startswith("CON ") and body.endswith("\n1. Yes\n2. No, start again")
+
+
 def options(body: str) -> dict[str, str]:
     """{"1": "Send money", ...} from a menu screen."""
     return dict(re.findall(r"^(\d+)\. (.+)$", screen(body), flags=re.M))

@@ -194,7 +194,10 @@ class FlowError(RuntimeError):
 
 
 class Engine:
-    def __init__(self, flows: dict[str, dict[str, State]]):
+    def __init__(self, flows: dict[str, dict[str, State]], *, lasting: tuple[str, ...] = ()):
+        # Data keys that record what the person was shown rather than what they chose (a
+        # registered name looked up): "0" back does not take them back, since the person saw it.
+        self.lasting = lasting
         # States are addressed as "flow.state"; inside a flow a bare name means the same flow.
         self.states: dict[str, State] = {}
         for flow, states in flows.items():
@@ -246,8 +249,10 @@ class Engine:
             elif conv.history:
                 mark = conv.back()
                 if mark is not None:  # forget what was chosen and looked up after that screen
+                    seen = {key: ctx.data[key] for key in self.lasting if key in ctx.data}
                     ctx.data.clear()
                     ctx.data.update(copy.deepcopy(mark))
+                    ctx.data.update(seen)
                 conv.page = 0
             return self.render(conv, ctx)
         # The data as this screen shows it, before its input changes anything: where "0" from

@@ -38,7 +38,8 @@ MODULES = {
 
 # Not a flow: the escrow providers of My approvals, registered on import.
 assert escrow.DeliveryConfirmations  # nosec B101  # marks the import used; nothing relies on it
-engine = Engine({name: module.FLOW for name, module in MODULES.items()})
+# ``name_shown`` (fraud_checks.name_shown) records a name the person saw: going back keeps it.
+engine = Engine({name: module.FLOW for name, module in MODULES.items()}, lasting=("name_shown",))
 
 HOME_UNREGISTERED = "registration.language"
 HOME_CUSTOMER = "home.customer"
