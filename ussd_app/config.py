@@ -116,18 +116,22 @@ class Config:
     NAME_LOOKUP_LIMIT = _int("TUMA_NAME_LOOKUP_LIMIT", 30)
     # Webhooks (/ussd, /ussd/events, /sms/*): a shared secret in the callback URL (?key=) or as
     # the HTTP basic-auth password; an IP allow-list (comma-separated addresses or networks);
-    # how many proxies in front add X-Forwarded-For (0: use the socket's address); requests
-    # per phone number per minute; the largest body accepted, bytes. Unset = off.
+    # the proxies in front that add X-Forwarded-For, as comma-separated addresses or networks
+    # (the header is believed only when the connecting peer is one of them; unset: always the
+    # socket's address). The older form, a count of proxies ("1"), believes the header from any
+    # peer: still read outside production, refused in production. Requests per phone number
+    # (E.164) per minute; the largest body accepted, bytes. Unset = off. In production either
+    # the secret or the allow-list must be set, or create_app refuses to start.
     WEBHOOK_SECRET = os.environ.get("TUMA_WEBHOOK_SECRET") or None
     WEBHOOK_ALLOWED_IPS = os.environ.get("TUMA_WEBHOOK_ALLOWED_IPS") or None
-    WEBHOOK_TRUSTED_PROXIES = _int("TUMA_WEBHOOK_TRUSTED_PROXIES", 0)
+    WEBHOOK_TRUSTED_PROXIES = os.environ.get("TUMA_WEBHOOK_TRUSTED_PROXIES") or None
     WEBHOOK_RATE_PER_MINUTE = _int("TUMA_WEBHOOK_RATE_PER_MINUTE", 60)
     WEBHOOK_MAX_BODY_BYTES = _int("TUMA_WEBHOOK_MAX_BODY_BYTES", 16 * 1024)
 
     # Back office, phone simulator and observability (ussd_app/admin, simulator, ops).
     # Minutes without a page after which an operator's session ends.
     ADMIN_IDLE_MINUTES = _int("TUMA_ADMIN_IDLE_MINUTES", 30)
-    # The phone simulator at /simulator/ (on in `make run`; never in production).
+    # The phone simulator at /simulator/ (on in `make run`; production refuses to start with it).
     SIMULATOR_ENABLED = os.environ.get("TUMA_SIMULATOR_ENABLED", "") in {"1", "true", "yes"}
     # Flask-WTF: CSRF tokens on every back-office form expire after this many seconds.
     WTF_CSRF_TIME_LIMIT = _int("TUMA_CSRF_TIME_LIMIT_SECONDS", 8 * 3600)

@@ -13,7 +13,7 @@ from flask import Response, g, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import phones
+from .. import phones, security
 from ..extensions import db
 from ..i18n import t
 from ..users import Role, find_by_phone
@@ -67,10 +67,11 @@ def ussd():
     if not session_id or len(session_id) > MAX_FIELD or not raw_phone or len(raw_phone) > MAX_FIELD:
         log.warning("ussd hop with missing or malformed sessionId/phoneNumber")
         return plain("END " + t("en", "Sorry, this request could not be read. Please dial again."))
-    try:
-        phone = phones.normalize(raw_phone)
-    except phones.InvalidPhone:
-        log.warning("ussd hop from an unreadable phone number")
+    # E.164, normalised once at the edge (security.caller_phone, which the rate limit keyed on
+    # too): only a mobile number of our own country dials in.
+    phone = security.caller_phone()
+    if phone is None:
+        log.warning("ussd hop from a number that is not a mobile number of ours")
         return plain("END " + t("en", "Sorry, this request could not be read. Please dial again."))
     if len(text) > MAX_TEXT:
         log.warning("ussd hop session=%s with a text of %d characters: ended", session_id[:40], len(text))
