@@ -90,7 +90,7 @@ def test_one_address_trying_many_accounts_is_stopped_and_xff_does_not_help(clien
 
 
 def test_behind_a_trusted_proxy_the_client_address_is_the_one_counted(client, config):
-    config(ADMIN_SIGNIN_MAX_PER_ADDRESS=3, WEBHOOK_TRUSTED_PROXIES=1)
+    config(ADMIN_SIGNIN_MAX_PER_ADDRESS=3, WEBHOOK_TRUSTED_PROXIES="192.0.2.1")
     operator()
     proxy = "192.0.2.1"  # every request reaches the app from the proxy
     statuses = [

@@ -13,6 +13,7 @@ from tests.helpers import fund
 from tests.sms_helpers import agent_with_float, execute, outbox, person, send
 from tests.ussd_helpers import Phone
 from tests.ussd_helpers import person as ussd_person
+from ussd_app import phones
 from ussd_app.extensions import db
 from ussd_app.payments.models import TransferRequest
 from ussd_app.sms.inbound import InboundMessage
@@ -27,7 +28,9 @@ USSD_TOO_MANY = "END Too many requests. Please wait a minute and dial again."
 
 
 def _fill_rate(redis, phone: str, limit: int) -> None:
-    """This minute's (and the next one's) budget for ``phone`` already spent."""
+    """This minute's (and the next one's) budget for ``phone`` already spent (counted by the
+    number in E.164, whatever its spelling)."""
+    phone = phones.normalize(phone)
     minute = int(time.time() // 60)
     for m in (minute, minute + 1):
         redis.set(f"tuma:ratelimit:{phone}:{m}", limit, ex=180)

@@ -71,7 +71,14 @@ def test_success_report_marks_the_message_delivered(client, sent):
 
 def test_failed_report_marks_the_message_failed_with_the_reason(client, sent):
     row_id, message_id = sent
-    answer = report(client, id=message_id, status="Failed", failureReason="UserInBlacklist", retryCount="3")
+    answer = report(
+        client,
+        id=message_id,
+        status="Failed",
+        phoneNumber="+254712000401",
+        failureReason="UserInBlacklist",
+        retryCount="3",
+    )
     assert answer.status_code == 200
     [row] = [r for r in outbox() if r.id == row_id]
     assert (row.status, row.failure_reason, row.delivery_retry_count) == (
@@ -83,10 +90,39 @@ def test_failed_report_marks_the_message_failed_with_the_reason(client, sent):
 
 def test_reports_out_of_order_do_not_undo_a_final_status(client, sent):
     row_id, message_id = sent
-    assert report(client, id=message_id, status="Buffered").status_code == 200
+    to = "+254712000401"
+    assert report(client, id=message_id, status="Buffered", phoneNumber=to).status_code == 200
     assert [r.status for r in outbox() if r.id == row_id] == ["sent"]
-    assert report(client, id=message_id, status="Success").status_code == 200
-    assert report(client, id=message_id, status="Buffered").status_code == 200
+    assert report(client, id=message_id, status="Success", phoneNumber=to).status_code == 200
+    assert report(client, id=message_id, status="Buffered", phoneNumber=to).status_code == 200
+    [row] = [r for r in outbox() if r.id == row_id]
+    assert (row.status, row.delivery_status) == ("delivered", "Success")
+
+
+def test_a_report_naming_another_number_is_ignored_and_logged(client, config, sent, caplog, monkeypatch):
+    """Issue 15 item 13: a report for the right message id but another phone changes nothing."""
+    row_id, message_id = sent
+    monkeypatch.setattr(logging.getLogger("ussd_app.sms.webhooks"), "disabled", False)
+    config(SMS_WEBHOOK_TOKEN="tok-s3cret-value", WEBHOOK_SECRET="key-s3cret-value")
+    with caplog.at_level(logging.WARNING, logger="ussd_app.sms.webhooks"):
+        for other in ("+254712000999", "0712 000 999", "not a number", "+14155552671"):
+            answer = client.post(
+                "/sms/delivery?token=tok-s3cret-value&key=key-s3cret-value",
+                data={"id": message_id, "status": "Failed", "phoneNumber": other, "failureReason": "x"},
+            )
+            assert answer.status_code == 200
+            assert answer.get_data(as_text=True) == "phone number does not match, ignored"
+    [row] = [r for r in outbox() if r.id == row_id]
+    assert (row.status, row.delivery_status, row.failure_reason) == ("sent", None, None)
+    assert f"delivery report for '{message_id}' ignored" in caplog.text
+    assert "tok-s3cret-value" not in caplog.text and "key-s3cret-value" not in caplog.text
+    assert "+254712000999" not in caplog.text and "+254712000401" not in caplog.text  # masked
+    # The message's own number, in any spelling, is the same number.
+    answer = client.post(
+        "/sms/delivery?token=tok-s3cret-value&key=key-s3cret-value",
+        data={"id": message_id, "status": "Success", "phoneNumber": "0712-000-401"},
+    )
+    assert answer.get_data(as_text=True) == "OK"
     [row] = [r for r in outbox() if r.id == row_id]
     assert (row.status, row.delivery_status) == ("delivered", "Success")
 
@@ -112,6 +148,7 @@ def test_unknown_ids_are_acknowledged_and_logged(client, app, caplog, monkeypatc
         ({"id": "ATXid_1", "status": "Success", "retryCount": "-1"}, "retryCount must be a whole number"),
         ({"id": "x" * 65, "status": "Success"}, "field too long: id"),
         ({"id": "  ", "status": "Success"}, "missing field: id"),
+        ({"id": "ATXid_1", "status": "Success"}, "missing field: phoneNumber"),
     ],
 )
 def test_malformed_delivery_reports_get_a_clear_400(client, app, fields, says):
@@ -139,7 +176,10 @@ def test_a_webhook_token_keeps_strangers_out(client, sent, app):
             client.post("/sms/delivery?token=nope", data={"id": message_id, "status": "Success"}).status_code
             == 403
         )
-        ok = client.post("/sms/delivery?token=s3cret", data={"id": message_id, "status": "Success"})
+        ok = client.post(
+            "/sms/delivery?token=s3cret",
+            data={"id": message_id, "status": "Success", "phoneNumber": "+254712000401"},
+        )
         assert ok.status_code == 200
     finally:
         app.config["SMS_WEBHOOK_TOKEN"] = None

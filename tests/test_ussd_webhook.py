@@ -194,3 +194,27 @@ def test_an_event_with_an_impossible_duration_is_kept_without_it(client, duratio
     assert response.status_code == 200
     [event] = db.session.execute(select(UssdEvent)).scalars()
     assert event.duration_ms is None
+
+
+def test_a_long_session_still_answers_each_new_input(client, juma):
+    """Issue 15 item 12: past 2,000 characters of text every input was taken for a repeat (the
+    text was cut before the newest input and the repeat check were read): the session froze."""
+    phone = Phone(client, "0712000111")
+    phone.dial()
+    for _ in range(25):  # a wrong 100-digit answer at home, 25 times: 2,524 characters
+        assert phone.send("9" * 100).startswith("CON ")
+    assert 2_000 < len(phone.last_text) < 4_000
+    assert "recipient's phone number" in phone.send("1")
+    assert "Send to Wanjiru Kamau" in phone.send("0712000222")
+    assert "Send to Wanjiru Kamau" in phone.repeat()  # a repeat of the whole text is still one
+    assert "Confirm" in phone.send("100")
+
+
+def test_a_text_longer_than_any_gateway_sends_ends_cleanly(client, juma):
+    phone = Phone(client, "0712000111")
+    phone.dial()
+    assert "recipient's phone number" in phone.send("1")
+    too_long = phone.post("1*" + "0712000222*" * 400)  # 4,402 characters
+    assert too_long == "END Sorry, this request could not be read. Please dial again."
+    # Nothing was run or stored for it: the session's own next input is answered as before.
+    assert "Send to Wanjiru Kamau" in phone.send("0712000222")

@@ -121,11 +121,15 @@ class Config:
     INVITES_PER_DAY = _int("TUMA_INVITES_PER_DAY", 5)
     # Webhooks (/ussd, /ussd/events, /sms/*): a shared secret in the callback URL (?key=) or as
     # the HTTP basic-auth password; an IP allow-list (comma-separated addresses or networks);
-    # how many proxies in front add X-Forwarded-For (0: use the socket's address); requests
-    # per phone number per minute; the largest body accepted, bytes. Unset = off.
+    # the proxies in front that add X-Forwarded-For, as comma-separated addresses or networks
+    # (the header is believed only when the connecting peer is one of them; unset: always the
+    # socket's address). The older form, a count of proxies ("1"), believes the header from any
+    # peer: still read outside production, refused in production. Requests per phone number
+    # (E.164) per minute; the largest body accepted, bytes. Unset = off. In production either
+    # the secret or the allow-list must be set, or create_app refuses to start.
     WEBHOOK_SECRET = os.environ.get("TUMA_WEBHOOK_SECRET") or None
     WEBHOOK_ALLOWED_IPS = os.environ.get("TUMA_WEBHOOK_ALLOWED_IPS") or None
-    WEBHOOK_TRUSTED_PROXIES = _int("TUMA_WEBHOOK_TRUSTED_PROXIES", 0)
+    WEBHOOK_TRUSTED_PROXIES = os.environ.get("TUMA_WEBHOOK_TRUSTED_PROXIES") or None
     WEBHOOK_RATE_PER_MINUTE = _int("TUMA_WEBHOOK_RATE_PER_MINUTE", 60)
     WEBHOOK_MAX_BODY_BYTES = _int("TUMA_WEBHOOK_MAX_BODY_BYTES", 16 * 1024)
 
@@ -139,7 +143,7 @@ class Config:
     ADMIN_SIGNIN_MAX_PER_ACCOUNT = _int("TUMA_ADMIN_SIGNIN_MAX_PER_ACCOUNT", 5)
     ADMIN_SIGNIN_MAX_PER_ADDRESS = _int("TUMA_ADMIN_SIGNIN_MAX_PER_ADDRESS", 20)
     ADMIN_SIGNIN_LOCK_MINUTES = _int("TUMA_ADMIN_SIGNIN_LOCK_MINUTES", 15)
-    # The phone simulator at /simulator/ (on in `make run`; never in production).
+    # The phone simulator at /simulator/ (on in `make run`; production refuses to start with it).
     SIMULATOR_ENABLED = os.environ.get("TUMA_SIMULATOR_ENABLED", "") in {"1", "true", "yes"}
     # Flask-WTF: CSRF tokens on every back-office form expire after this many seconds.
     WTF_CSRF_TIME_LIMIT = _int("TUMA_CSRF_TIME_LIMIT_SECONDS", 8 * 3600)

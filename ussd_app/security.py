@@ -7,17 +7,33 @@ configured, so ``make run`` and the tests work without them:
 
 1. body size: more than ``WEBHOOK_MAX_BODY_BYTES`` → 413 (``/ussd``: a clean ``END``);
 2. IP allow-list ``WEBHOOK_ALLOWED_IPS`` (addresses or networks, comma-separated) → 403.
-   The client's address is the socket's, or, behind ``WEBHOOK_TRUSTED_PROXIES`` proxies, the
-   address that many hops from the right of ``X-Forwarded-For`` (never a client's own claim);
+   The client's address is the socket's (``remote_addr``). ``X-Forwarded-For`` is believed only
+   when that socket's peer is one of our own proxies, ``WEBHOOK_TRUSTED_PROXIES`` (addresses or
+   networks, comma-separated): then the client is the right-most address in it that is not one
+   of our proxies (each proxy appends the address it saw; anything left of that is the caller's
+   own claim). A direct caller's ``X-Forwarded-For`` is never read. The older form, a bare
+   count of proxies, trusts the header from any peer: it still works outside production (and
+   is logged as unsafe), and production refuses to start with it;
 3. shared secret ``WEBHOOK_SECRET``: the callback URL carries ``?key=<secret>``, or the request
    carries it as the HTTP basic-auth password (any user name) → else 403. Prefer basic auth:
    a query string can end up in access logs. ``/sms/*`` also keeps its own older
    ``?token=`` check (``SMS_WEBHOOK_TOKEN``, sms/webhooks.py) when that is set: both must pass;
-4. per-phone rate limit ``WEBHOOK_RATE_PER_MINUTE`` (a fixed one-minute window in Redis, by the
-   form's ``phoneNumber`` or ``from``) → 429 (``/ussd``: a clean ``END``). If Redis is down the
-   request goes through (logged): the webhook must still answer.
+4. per-phone rate limit ``WEBHOOK_RATE_PER_MINUTE`` (a fixed one-minute window in Redis) →
+   429 (``/ussd``: a clean ``END``). The key is the form's ``phoneNumber`` (or ``from``) in
+   E.164, read once by ``caller_phone`` (``phones.normalize_mobile``), so ``0711…``,
+   ``+254 711 …``, ``tel:+254711…`` and ``254-711-…`` share one count, and the views use that
+   same number. A missing field, or one that is not a mobile number of our own country, is
+   counted against the client's address instead (its own bucket), so made-up numbers cannot be
+   used to get a fresh count per request. If Redis is down the request goes through (logged):
+   the webhook must still answer.
 
 None of these ever raises: a refusal is a short plain-text answer, never a 500.
+
+In production (``TUMA_ENV=production``) ``check_config`` refuses to start (``InsecureConfig``)
+with a development secret, with open webhooks (neither ``WEBHOOK_SECRET`` nor
+``WEBHOOK_ALLOWED_IPS``: anyone who reaches ``/ussd`` could act as any phone number), with the
+phone simulator on, or with ``WEBHOOK_TRUSTED_PROXIES`` given as a count. A malformed
+``WEBHOOK_ALLOWED_IPS`` or ``WEBHOOK_TRUSTED_PROXIES`` refuses to start in every environment.
 """
 
 import hmac
@@ -28,10 +44,13 @@ import time
 from flask import Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from . import phones
+
 log = logging.getLogger(__name__)
 
 PROTECTED_BLUEPRINTS = ("ussd", "sms")
 USSD_ENDPOINT = "ussd.ussd"  # the hop itself answers CON/END, even when refused
+_CALLER_PHONE = "tuma.caller_phone"  # where caller_phone keeps its answer for the request
 
 # The development defaults in config.py; production refuses to start with any of them.
 # The known-bad defaults, listed so that production can refuse them.
@@ -39,7 +58,8 @@ DEV_SECRETS = {"SECRET_KEY": "dev-only-not-secret", "PIN_PEPPER": "dev-pepper", 
 
 
 class InsecureConfig(RuntimeError):
-    """Production was asked to start with a development secret."""
+    """Production was asked to start with a development secret or an open door, or a security
+    setting cannot be read."""
 
 
 def check_secrets(config) -> None:
@@ -52,8 +72,37 @@ def check_secrets(config) -> None:
         raise InsecureConfig(f"TUMA_ENV=production but {', '.join(bad)} not set in the environment")
 
 
+def check_config(config) -> None:
+    """Everything ``create_app`` refuses to start with (see the module docstring)."""
+    check_secrets(config)
+    _networks("WEBHOOK_ALLOWED_IPS", config.get("WEBHOOK_ALLOWED_IPS"))
+    proxies = trusted_proxies(config.get("WEBHOOK_TRUSTED_PROXIES"))
+    if config.get("TUMA_ENV") != "production":
+        if isinstance(proxies, int) and proxies:
+            log.warning(
+                "TUMA_WEBHOOK_TRUSTED_PROXIES is a count: X-Forwarded-For is believed from any peer; "
+                "name the proxies' addresses instead (production refuses a count)"
+            )
+        return
+    refused = []
+    if not config.get("WEBHOOK_SECRET") and not config.get("WEBHOOK_ALLOWED_IPS"):
+        refused.append(
+            "neither TUMA_WEBHOOK_SECRET nor TUMA_WEBHOOK_ALLOWED_IPS is set (anyone who can reach "
+            "/ussd could act as any phone number): set one, better both"
+        )
+    if config.get("SIMULATOR_ENABLED"):
+        refused.append("TUMA_SIMULATOR_ENABLED is on (the phone simulator lets anyone type as any number)")
+    if isinstance(proxies, int) and proxies:
+        refused.append(
+            "TUMA_WEBHOOK_TRUSTED_PROXIES is a count: give the proxies' addresses or networks, so "
+            "X-Forwarded-For is believed only from them"
+        )
+    if refused:
+        raise InsecureConfig("TUMA_ENV=production but " + "; and ".join(refused))
+
+
 def init_app(app) -> None:
-    check_secrets(app.config)
+    check_config(app.config)
     app.before_request(_guard)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
 
@@ -79,7 +128,7 @@ def _guard():
         if request.content_length is not None and request.content_length > limit:
             return _too_large(None)
     allowed = config.get("WEBHOOK_ALLOWED_IPS")
-    if allowed and not _ip_allowed(allowed, config.get("WEBHOOK_TRUSTED_PROXIES", 0)):
+    if allowed and not _ip_allowed(allowed):
         log.warning("webhook refused: address not allowed (%s)", request.endpoint)
         return _refuse(403, "forbidden")
     secret = config.get("WEBHOOK_SECRET")
@@ -92,27 +141,80 @@ def _guard():
     return None
 
 
-def client_address(trusted_proxies: int) -> str | None:
-    """The caller's address: the socket's, or ``trusted_proxies`` hops from the right of
-    X-Forwarded-For (each trusted proxy appends the address it saw)."""
-    if trusted_proxies > 0:
-        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
-        if len(hops) >= trusted_proxies:
-            return hops[-trusted_proxies]
-        return None  # fewer hops than proxies: not through our proxies
-    return request.remote_addr
+def _networks(name: str, value) -> tuple:
+    """Comma-separated addresses or networks; anything else is ``InsecureConfig``."""
+    found = []
+    for entry in str(value or "").split(","):
+        if entry.strip():
+            try:
+                found.append(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError:
+                raise InsecureConfig(f"TUMA_{name} has an entry that is not an address or network") from None
+    return tuple(found)
 
 
-def _ip_allowed(allowed: str, trusted_proxies: int) -> bool:
+def trusted_proxies(value) -> int | tuple:
+    """``WEBHOOK_TRUSTED_PROXIES`` read: a tuple of our proxies' networks, or (the older form)
+    a count of proxies; 0 or empty is no proxies."""
+    if isinstance(value, int):
+        return max(0, value)
+    if value is None or not str(value).strip():
+        return 0
+    if str(value).strip().isdigit():
+        return int(str(value).strip())
+    return _networks("WEBHOOK_TRUSTED_PROXIES", value)
+
+
+def _address(text: str | None):
     try:
-        address = ipaddress.ip_address(client_address(trusted_proxies) or "")
+        return ipaddress.ip_address((text or "").strip())
     except ValueError:
+        return None
+
+
+def client_address(proxies) -> str | None:
+    """The caller's address: the socket's, unless the socket's peer is one of our ``proxies``
+    (``trusted_proxies``); then the right-most address of X-Forwarded-For that is not one of
+    ours. With the older count form, that many hops from the right (whoever the peer is)."""
+    peer = request.remote_addr
+    if not proxies:
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getlist("X-Forwarded-For")).split(",") if h.strip()]
+    if isinstance(proxies, int):
+        return hops[-proxies] if len(hops) >= proxies else None  # fewer hops: not through them
+
+    def ours(text):
+        address = _address(text)
+        return address is not None and any(address in network for network in proxies)
+
+    if not ours(peer):
+        return peer  # a direct caller: its X-Forwarded-For is its own claim
+    for hop in reversed(hops):
+        if not ours(hop):
+            return hop  # not an address at all: fails any allow-list
+    return hops[0] if hops else peer  # sent by one of our proxies itself
+
+
+def caller_address() -> str | None:
+    """``client_address`` under the configured proxies (a setting changed after start that
+    cannot be read: the socket's address, never a header)."""
+    try:
+        proxies = trusted_proxies(current_app.config.get("WEBHOOK_TRUSTED_PROXIES"))
+    except InsecureConfig as exc:
+        log.error("webhook guard: %s", exc)
+        proxies = 0
+    return client_address(proxies)
+
+
+def _ip_allowed(allowed: str) -> bool:
+    address = _address(caller_address())
+    if address is None:
         return False
     for entry in allowed.split(","):
         try:
             if entry.strip() and address in ipaddress.ip_network(entry.strip(), strict=False):
                 return True
-        except ValueError:
+        except ValueError:  # create_app refuses these; one set after start is skipped
             log.error("WEBHOOK_ALLOWED_IPS has an entry that is not an address or network")
     return False
 
@@ -124,16 +226,30 @@ def _has_secret(secret: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), secret.encode())
 
 
+def caller_phone() -> str | None:
+    """The form's ``phoneNumber`` (or ``from``) as E.164, read once per request; None when it
+    is missing or not a mobile number of our own country (``phones.normalize_mobile``). Every
+    per-phone count, and the views, use this number, never the raw string."""
+    # Kept on the request itself (not ``g``: an app context can outlive one request).
+    if _CALLER_PHONE not in request.environ:
+        raw = (request.form.get("phoneNumber") or request.form.get("from") or "").strip()
+        try:
+            request.environ[_CALLER_PHONE] = phones.normalize_mobile(raw)
+        except phones.InvalidPhone:
+            request.environ[_CALLER_PHONE] = None
+    return request.environ[_CALLER_PHONE]
+
+
 def _over_rate(per_minute: int) -> bool:
     try:
-        phone = (request.form.get("phoneNumber") or request.form.get("from") or "").strip()[:32]
+        phone = caller_phone()
     except RequestEntityTooLarge:
         raise
     except Exception:  # an unreadable form: the view will say so
         return False
-    if not phone:
-        return False
-    key = f"tuma:ratelimit:{phone}:{int(time.time() // 60)}"
+    # No number, or not a real one: it counts against the address it came from.
+    who = phone if phone is not None else f"address:{caller_address()}"
+    key = f"tuma:ratelimit:{who}:{int(time.time() // 60)}"
     try:
         redis = current_app.extensions["redis"]
         count, _ = redis.pipeline().incr(key).expire(key, 120).execute()
@@ -142,7 +258,10 @@ def _over_rate(per_minute: int) -> bool:
         return False
     if count > per_minute:
         log.warning(
-            "webhook rate limit: %d requests this minute from one phone (%s)", count, request.endpoint
+            "webhook rate limit: %d requests this minute from one %s (%s)",
+            count,
+            "phone" if phone is not None else "address without a valid phone",
+            request.endpoint,
         )
         return True
     return False

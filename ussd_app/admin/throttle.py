@@ -65,9 +65,9 @@ def _window() -> int:
 def client_address() -> str:
     """The caller's address as the webhooks see it (``security.client_address``: behind the
     configured proxies, from X-Forwarded-For; otherwise the socket's)."""
-    from ..security import client_address as webhook_client_address
+    from ..security import caller_address
 
-    found = webhook_client_address(current_app.config.get("WEBHOOK_TRUSTED_PROXIES", 0))
+    found = caller_address()
     return found or request.remote_addr or "unknown"
 
 

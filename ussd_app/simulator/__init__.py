@@ -32,7 +32,8 @@ GATEWAY_TIMEOUT_SECONDS = 2
 
 @bp.before_request
 def _only_when_enabled():
-    if not current_app.config.get("SIMULATOR_ENABLED"):
+    # create_app refuses production with it on; this holds even if it is switched on later.
+    if not current_app.config.get("SIMULATOR_ENABLED") or current_app.config.get("TUMA_ENV") == "production":
         abort(404)
 
 

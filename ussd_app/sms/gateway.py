@@ -22,13 +22,14 @@ swap insights): add a blueprint factory next to ``_messaging`` and register it i
 SIM swap: ``POST /v1/sim-swap`` answers like Africa's Talking's insight (``Gateway.sim_swaps``:
 ``swap(phone, days_ago)`` marks a number swapped, ``hang()``/``release()`` make it not answer).
 
-``python -m ussd_app.sms.gateway --port 8025`` runs it; ``serve_in_thread()`` runs it in the
-background and returns a handle with its URL.
+``python -m ussd_app.sms.gateway --port 8025`` runs it (never with ``TUMA_ENV=production``: it
+refuses); ``serve_in_thread()`` runs it in the background and returns a handle with its URL.
 """
 
 import argparse
 import itertools
 import json
+import os
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -424,6 +425,11 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
     args = parser.parse_args(argv)
+    if os.environ.get("TUMA_ENV") == "production":
+        # It accepts any API key and records every message instead of sending it.
+        parser.exit(
+            2, "Refusing to start: TUMA_ENV=production. The local gateway is for development and tests.\n"
+        )
     server = make_server(args.host, args.port, create_gateway(), threaded=True)
     print(f"Local Africa's Talking gateway on http://{args.host}:{args.port}", flush=True)
     try:

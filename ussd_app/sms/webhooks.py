@@ -47,6 +47,19 @@ def _field(name: str, *, required: bool = True, max_length: int = 64) -> str | N
     return value
 
 
+def _e164(raw: str) -> str | None:
+    try:
+        return phones.normalize(raw)
+    except phones.InvalidPhone:
+        return None
+
+
+def _mask(phone: str | None) -> str:
+    """Enough of a number to tell two apart in a log, not the whole of it."""
+    phone = (phone or "").replace("\n", " ")[:32]
+    return repr(phone[:5] + "***" + phone[-3:] if len(phone) > 8 else "***")
+
+
 def _plain(text: str, status: int = 200):
     return text, status, {"Content-Type": "text/plain; charset=utf-8"}
 
@@ -78,17 +91,27 @@ def delivery_report():
     retry_count = _field("retryCount", required=False, max_length=6)
     if retry_count is not None and not (retry_count.isascii() and retry_count.isdigit()):
         raise Invalid("retryCount must be a whole number")
-    phone = _field("phoneNumber", required=False, max_length=32)
+    # Africa's Talking always names the number; a report without it cannot be checked.
+    phone = _field("phoneNumber", max_length=32)
 
     row = db.session.execute(
         select(OutboxMessage).where(OutboxMessage.gateway_message_id == message_id)
     ).scalar_one_or_none()
     if row is None:
-        log.warning("delivery report for unknown message id %r (%s, %s)", message_id, status, phone)
+        log.warning("delivery report for unknown message id %r (%s, %s)", message_id, status, _mask(phone))
         db.session.rollback()
         return _plain("unknown id, ignored")
-    if phone and phone.replace(" ", "") != row.phone:
-        log.warning("delivery report for %r names %r, but it was sent to %r", message_id, phone, row.phone)
+    if _e164(phone) != row.phone:
+        # Not about this message: a report for another number must not mark it delivered or
+        # failed. Acknowledged (Africa's Talking would only retry it) and logged, numbers masked.
+        log.warning(
+            "delivery report for %r ignored: it names %s, the message went to %s",
+            message_id,
+            _mask(phone),
+            _mask(row.phone),
+        )
+        db.session.rollback()
+        return _plain("phone number does not match, ignored")
     if row.status in (OutboxStatus.DELIVERED.value, OutboxStatus.FAILED.value):
         # Reports can arrive out of order; a late "Buffered" does not undo "Success".
         db.session.rollback()

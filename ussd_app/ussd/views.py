@@ -13,7 +13,7 @@ from flask import Response, g, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import phones
+from .. import phones, security
 from ..extensions import db
 from ..i18n import t
 from ..payments import payment_requests
@@ -28,7 +28,13 @@ from .pin_guard import is_locked
 log = logging.getLogger(__name__)
 
 MAX_FIELD = 100  # longest sessionId / phoneNumber / serviceCode we accept
-MAX_TEXT = 2000  # far more than any phone sends; longer is not a real hop
+# The longest ``text`` (every input of the session joined by ``*``) we answer. A USSD input is
+# at most 182 characters and a session lives 180 s at a few seconds a hop: menu choices,
+# numbers, amounts and names come to a few hundred characters; 4,000 leaves ten times that.
+# Even percent-encoded (3 bytes a character) it stays below the 16 KiB body cap, so this, not
+# the cap, answers it. Longer is not a real hop: it ends cleanly. Never cut: the newest input
+# and the repeat check are taken from the whole text.
+MAX_TEXT = 4000
 
 
 def redact(text: str | None) -> str:
@@ -63,16 +69,20 @@ def ussd():
     if not session_id or len(session_id) > MAX_FIELD or not raw_phone or len(raw_phone) > MAX_FIELD:
         log.warning("ussd hop with missing or malformed sessionId/phoneNumber")
         return plain("END " + t("en", "Sorry, this request could not be read. Please dial again."))
-    try:
-        phone = phones.normalize(raw_phone)
-    except phones.InvalidPhone:
-        log.warning("ussd hop from an unreadable phone number")
+    # E.164, normalised once at the edge (security.caller_phone, which the rate limit keyed on
+    # too): only a mobile number of our own country dials in.
+    phone = security.caller_phone()
+    if phone is None:
+        log.warning("ussd hop from a number that is not a mobile number of ours")
+        return plain("END " + t("en", "Sorry, this request could not be read. Please dial again."))
+    if len(text) > MAX_TEXT:
+        log.warning("ussd hop session=%s with a text of %d characters: ended", session_id[:40], len(text))
         return plain("END " + t("en", "Sorry, this request could not be read. Please dial again."))
     log.info("ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), redact(text))
     g.ussd_committed = False
     try:
         with sessions.locked(session_id, phone) as hold:
-            return plain(_answer(hold, text[:MAX_TEXT]))
+            return plain(_answer(hold, text))
     except sessions.SessionBusy:
         log.warning("ussd session=%s busy: a repeat arrived while the first was running", session_id[:40])
         return plain("END " + t("en", "Sorry, we are busy. Please dial again."))
