@@ -77,3 +77,107 @@ def test_a_locked_sender_cannot_reverse_by_sms_and_is_told_why(client, lock):
     assert jobs.execute_transfers() == 0
     assert not [b for b in sms_to(AMINA) if "asks you to return" in b]
     ledger_ok()
+
+
+# -- item 9: only mobiles of our own country receive, are invited or get airtime -------------
+
+NOT_OURS = ["+14155552671", "+255712345678", "+254202222222", "0800720000"]
+REFUSED = "Only mobile numbers starting +254 can be used."
+
+
+def outbox_phones() -> set[str]:
+    from ussd_app.sms.outbox import OutboxMessage
+
+    db.session.expire_all()
+    phones_ = set(db.session.execute(db.select(OutboxMessage.phone)).scalars())
+    db.session.commit()
+    return phones_
+
+
+def requests_recorded() -> int:
+    db.session.expire_all()
+    n = db.session.query(TransferRequest).count()
+    db.session.commit()
+    return n
+
+
+@pytest.mark.parametrize("number", NOT_OURS)
+def test_send_money_refuses_numbers_that_can_never_register(client, number):
+    funded_customer()
+    before, sms_before = requests_recorded(), outbox_phones()
+    phone = Phone(client, "0712000111")
+    phone.walk("1")
+    body = phone.send(number)
+    assert body == f"CON {REFUSED}\nSend money\nEnter the recipient's phone number"
+    # Nothing was offered ("Send anyway"), recorded or sent; a good number still goes on.
+    assert requests_recorded() == before and outbox_phones() == sms_before
+    assert phone.send("0712000999").startswith("CON +254712000999 is not on Tuma. Send anyway?")
+
+
+@pytest.mark.parametrize("number", NOT_OURS)
+def test_airtime_refuses_foreign_and_landline_numbers(client, number):
+    funded_customer()
+    phone = Phone(client, "0712000111")
+    phone.walk("7")
+    assert phone.send("2") == "CON Enter the phone number to top up"
+    assert phone.send(number) == f"CON {REFUSED}\nEnter the phone number to top up"
+    assert phone.send("0712000999") == "CON Airtime for +254712000999\nEnter amount"
+
+
+def test_kiswahili_says_it_in_kiswahili(client):
+    funded_customer()
+    juma = find_by_phone(db.session, JUMA)
+    juma.language = "sw"
+    db.session.commit()
+    phone = Phone(client, "0712000111")
+    phone.walk("1")
+    assert phone.send("+14155552671").startswith(
+        "CON Nambari za simu za mkononi zinazoanza na +254 pekee ndizo zinatumika."
+    )
+
+
+AGENT, MERCHANT = "+254700000101", "+254700000002"
+NUMBER_SCREENS = [
+    (JUMA, ["4"], "Withdraw cash\nEnter the agent's phone number"),
+    (JUMA, ["8"], "Request money\nEnter number 1, or # to finish"),
+    (MERCHANT, ["5"], "Request payment\nEnter the customer's phone number"),
+    (AGENT, ["1"], "Deposit\nEnter the customer's phone number"),
+    (AGENT, ["5"], "Register customer\nEnter their phone number"),
+    (AGENT, ["6"], "Unlock PIN\nEnter the customer's phone number"),
+    (AGENT, ["9"], "Withdraw for a customer\nEnter the customer's phone number"),
+]
+
+
+@pytest.mark.parametrize(
+    "who,path,prompt", NUMBER_SCREENS, ids=[p.split("\n")[0] for _, _, p in NUMBER_SCREENS]
+)
+def test_every_number_screen_refuses_numbers_that_are_not_our_mobiles(client, who, path, prompt):
+    funded_customer()  # Juma, and the agent Ali
+    merchant = person(MERCHANT, "Mama Mboga", pin="2222", role="merchant")
+    assert merchant.role == "merchant"
+    before, sms_before = requests_recorded(), outbox_phones()
+    phone = Phone(client, who)
+    assert phone.walk(*path) == f"CON {prompt}"
+    for number in NOT_OURS:
+        assert phone.send(number) == f"CON {REFUSED}\n{prompt}", number
+    assert requests_recorded() == before and outbox_phones() == sms_before
+
+
+def test_the_cli_opens_no_account_for_a_number_that_is_not_our_mobile(runner):
+    for number in NOT_OURS:
+        result = runner.invoke(
+            args=[
+                "accounts",
+                "create",
+                "--phone",
+                number,
+                "--name",
+                "Far Away",
+                "--role",
+                "customer",
+                "--pin",
+                "1234",
+            ]
+        )
+        assert result.exit_code != 0 and "not a mobile number of KE (+254)" in result.output, result.output
+        assert find_by_phone(db.session, number if number.startswith("+") else "+254800720000") is None

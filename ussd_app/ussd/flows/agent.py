@@ -313,6 +313,11 @@ FLOW = {
     ),
 }
 
+# Only mobile numbers of our own country can be customers (issue 15 item 9).
+FLOW["find_depositor"] = common.mobile_only("customer_phone", "deposit", FLOW["find_depositor"])
+FLOW["check_new_number"] = common.mobile_only("new_phone", "register", FLOW["check_new_number"])
+FLOW["find_locked"] = common.mobile_only("locked_phone", "unlock", FLOW["find_locked"])
+
 SAMPLE = {
     "customer_phone": "+" + "9" * 15,
     "customer_name": "W" * common.SHOWN_NAME_LIMIT,

@@ -93,6 +93,9 @@ FLOW = {
     "cancelled": Screen("the agent cancelled", N_("Cancelled. Nothing was sent."), end=True),
 }
 
+# Only mobile numbers of our own country can be customers (issue 15 item 9).
+FLOW["find"] = common.mobile_only("customer_phone", "customer", FLOW["find"])
+
 SAMPLE: dict = {}
 
 

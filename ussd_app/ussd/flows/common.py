@@ -3,6 +3,7 @@ and the screens every flow may end on."""
 
 import re
 
+import phonenumbers
 from flask import current_app
 
 from ... import phones, pins
@@ -30,6 +31,29 @@ def phone_number(text: str) -> str | None:
         return phones.normalize(text.strip())
     except phones.InvalidPhone:
         return None
+
+
+# Why a real number was refused: only mobiles of the service's own country (``COUNTRY``) can
+# be customers, so only they receive money, invitations or airtime (phones.normalize_mobile).
+NOT_MOBILE = N_("Only mobile numbers starting +{country_code} can be used.")
+
+
+def mobile_only(key: str, screen: str, step: Step) -> Step:
+    """``step``, after checking that the number saved under ``key`` (typed on ``screen``) is a
+    mobile number of the service's own country; any other valid number (foreign, landline,
+    toll-free) re-shows ``screen`` with NOT_MOBILE. The guard ``phone_number`` lets every valid
+    number through so that this step can say why it is refused."""
+
+    def run(ctx) -> str:
+        try:
+            ctx.data[key] = phones.normalize_mobile(ctx.data[key])
+        except phones.InvalidPhone:
+            region = current_app.config["COUNTRY"]
+            ctx.data["country_code"] = str(phonenumbers.country_code_for_region(region))
+            return "not_mobile"
+        return step.run(ctx)
+
+    return Step(step.about, run, {**step.exits, "not_mobile": Retry(screen, NOT_MOBILE)})
 
 
 def amount(text: str) -> int | None:
@@ -147,4 +171,4 @@ FLOW = {
     ),
 }
 
-SAMPLE = {"tries_left": 2}
+SAMPLE = {"tries_left": 2, "country_code": "9999"}

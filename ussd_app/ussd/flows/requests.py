@@ -452,6 +452,10 @@ FLOW = {
     "cancelled": Screen("the requester cancelled", N_("Cancelled. Nobody was asked."), end=True),
 }
 
+# Only mobile numbers of our own country can be customers (issue 15 item 9).
+FLOW["m_check"] = common.mobile_only("payer_phone", "m_phone", FLOW["m_check"])
+FLOW["c_add"] = common.mobile_only("payer_phone", "c_number", FLOW["c_add"])
+
 SAMPLE = {
     "payer_phone": "+" + "9" * 15,
     "payer_next": 10,
