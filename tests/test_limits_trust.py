@@ -6,6 +6,7 @@ import pytest
 from tests.admin_helpers import login, operator, post
 from tests.escrow_helpers import funded_customer, ledger_ok, sms_to
 from tests.ussd_helpers import Phone, person
+from ussd_app import limits
 from ussd_app.extensions import db
 from ussd_app.payments.models import RequestKind, TransferRequest
 from ussd_app.payments.submit import mint_request_id, record_request
@@ -181,3 +182,245 @@ def test_the_cli_opens_no_account_for_a_number_that_is_not_our_mobile(runner):
         )
         assert result.exit_code != 0 and "not a mobile number of KE (+254)" in result.output, result.output
         assert find_by_phone(db.session, number if number.startswith("+") else "+254800720000") is None
+
+
+# -- item 6: every kind that credits a wallet respects the receiver's balance limit ----------
+
+NEWCOMER = "+254712000999"
+SENDERS = [
+    ("+254712000111", "Juma Otieno"),
+    ("+254712000222", "Amina Hassan"),
+    ("+254712000333", "Baraka Mwangi"),
+]
+BANK = 1_000_000_00
+
+
+def agent_and_senders(senders=SENDERS, each=65_000_00):
+    """An agent with KES 1,000,000 of e-float, and customers each holding ``each``."""
+    from ussd_app.payments.emoney import issue_float
+
+    agent = person(AGENT, "Ali Agent", pin="1111", role="agent")
+    issue_float(db.session, agent, BANK, "BANK-LIMITS-1")
+    people = [person(phone, name) for phone, name in senders]
+    for customer in people:
+        record_request(
+            db.session,
+            request_id=mint_request_id(),
+            kind=RequestKind.DEPOSIT.value,
+            debit_account_id=agent.account_id,
+            credit_account_id=customer.account_id,
+            amount=each,
+        )
+    db.session.commit()
+    assert jobs.execute_transfers() == len(people)
+    return agent, people
+
+
+def send_by_ussd(client, sender: str, to: str, amount: str, *, unregistered=False) -> str:
+    phone = Phone(client, sender)
+    phone.walk("1", to)
+    if unregistered:
+        phone.send("1")  # Send anyway
+    phone.send(amount)
+    phone.send("1")
+    return phone.send("8642")
+
+
+def balance(phone: str) -> int:
+    from tests.ussd_helpers import available
+
+    return available(find_by_phone(db.session, phone).account_id)
+
+
+def ledger_holds(total=BANK):
+    from ussd_app.ledger.check import check
+
+    failed = [f for f in check(db.session, trust_deposits_total=total) if not f.ok]
+    assert not failed, failed
+
+
+def test_money_held_for_a_newcomer_never_takes_them_over_their_balance_limit(backend_app):
+    """The attack: three people send KES 60,000 each to an unregistered number; a basic account
+    may hold KES 100,000. On registering, the first send arrives, the second in part (KES 40,000)
+    and none of the third: the rest goes back to each sender, with an SMS saying why, and the
+    newcomer is told what arrived."""
+    client = backend_app.test_client()
+    agent_and_senders()
+    fee = quote("send", 60_000_00)
+    for sender, _ in SENDERS:
+        body = send_by_ussd(client, sender, "0712000999", "60000", unregistered=True)
+        assert body.startswith("END Sending KES 60,000.00 to +254712000999"), body
+        assert jobs.execute_transfers() == 1
+    assert Phone(client, NEWCOMER).walk("1", "Akinyi", "Odhiambo", "2468", "2468").startswith("END Welcome")
+    assert jobs.execute_transfers() == 3
+
+    assert balance(NEWCOMER) == 100_000_00  # the basic tier's balance limit, not 180,000
+    juma, amina, baraka = (balance(p) for p, _ in SENDERS)
+    assert juma == 65_000_00 - 60_000_00 - fee
+    assert amina == 65_000_00 - 60_000_00 - fee + 20_000_00
+    assert baraka == 65_000_00 - fee
+    ledger_holds()
+    from tests.escrow_helpers import house
+    from ussd_app.ledger import AccountKind
+
+    suspense = house(AccountKind.SUSPENSE)
+    assert suspense.credits_pending == 0 and suspense.credits_posted == suspense.debits_posted == 100_000_00
+
+    assert (
+        "AKINYI ODHIAMBO +254712000999 registered and received the KES 60,000.00" in sms_to(SENDERS[0][0])[-1]
+    )
+    assert sms_to(SENDERS[1][0])[-1].endswith(
+        "AKINYI ODHIAMBO +254712000999 can hold only KES 40,000.00 of the KES 60,000.00: KES 20,000.00 is "
+        f"over their balance limit and is back with you. New balance is {money(amina)}."
+    )
+    assert sms_to(SENDERS[2][0])[-1].endswith(
+        "AKINYI ODHIAMBO +254712000999 cannot receive the KES 60,000.00: it is over their balance limit and "
+        f"is back with you. New balance is {money(baraka)}."
+    )
+    newcomer = sms_to(NEWCOMER)
+    assert any("You have received KES 60,000.00 from JUMA OTIENO" in b for b in newcomer)
+    assert any(
+        "You have received KES 40,000.00 from AMINA HASSAN +254712000222" in b
+        and "KES 20,000.00 more is over your balance limit of KES 100,000.00 and went back. "
+        "New balance is KES 100,000.00."
+        in b
+        for b in newcomer
+    )
+    assert any(
+        "BARAKA MWANGI +254712000333 sent you KES 60,000.00, but it is over your balance limit of "
+        "KES 100,000.00, so it went back to them" in b
+        for b in newcomer
+    )
+    # What each request says is what happened: statements and code checks read it.
+    db.session.expire_all()
+    releases = db.session.query(TransferRequest).filter_by(kind="suspense_release").all()
+    assert sorted(r.amount for r in releases) == [0, 40_000_00, 60_000_00]
+    holds = {h.id: h for h in db.session.query(TransferRequest).filter_by(kind="send_unregistered")}
+    states = sorted((r.amount, holds[r.pending_request_id].hold_state) for r in releases)
+    assert states == [(0, "refunded"), (40_000_00, "released"), (60_000_00, "released")]
+    db.session.commit()
+    # Nothing is left to expire or release twice.
+    assert jobs.execute_transfers() == 0
+    ledger_holds()
+
+
+def money(minor: int) -> str:
+    from ussd_app.money import format_amount
+
+    return format_amount(minor, "KES")
+
+
+def _request_of_kind(kind, payer_account, payee_account, amount, pending=None):
+    return TransferRequest(
+        id=mint_request_id(),
+        code="X",
+        kind=kind.value,
+        debit_account_id=payer_account,
+        credit_account_id=payee_account,
+        amount=amount,
+        fee=0,
+        commission=0,
+        payee_fee=0,
+        pending_request_id=pending,
+        status="queued",
+        attempts=0,
+    )
+
+
+def test_the_table_of_credited_kinds_names_every_kind_and_agrees_with_the_legs_it_posts(app):
+    """A kind credits its payee when one of its legs posts money into the payee's account: a
+    plain transfer into it, or the posting of a hold (whose credit side is the payee)."""
+    from ussd_app.ledger import TransferFlags
+    from ussd_app.payments.legs import HouseAccounts, legs_for
+
+    assert set(limits.CREDITS_PAYEE) == set(RequestKind)  # a new kind must be classified
+    house = HouseAccounts(db.session)
+    for kind in RequestKind:
+        request = _request_of_kind(kind, 1, 2, 100, pending="h")
+        legs = legs_for(request, house)
+        credits = any(
+            leg.flags & TransferFlags.POST_PENDING_TRANSFER
+            or (
+                leg.credit_account_id == 2
+                and not leg.flags & (TransferFlags.PENDING | TransferFlags.VOID_PENDING_TRANSFER)
+            )
+            for leg in legs
+        )
+        assert credits == limits.CREDITS_PAYEE[kind], kind
+        assert (kind.value in limits.CREDITED_KINDS) == credits
+
+
+@pytest.mark.parametrize("kind", sorted(k for k in RequestKind if k.value in limits.CREDITED_KINDS))
+def test_the_balance_limit_applies_to_every_kind_that_credits_a_wallet(app, kind):
+    """Kind by kind: a customer KES 1 under their balance limit cannot be credited KES 2 by any
+    credited kind (a hold's posting gets KES 1 of it in, the rest goes back)."""
+
+    payer, payee = person(JUMA, "Juma Otieno"), person(AMINA, "Amina Hassan")
+    cap = limits.tier_limits(payee.tier).max_balance
+    payee.account.credits_posted = cap - 1_00  # as if earlier postings brought it there
+    db.session.flush()
+    request = _request_of_kind(kind, payer.account_id, payee.account_id, 2_00, pending="h")
+    refusal = limits.check_batch(db.session, [request]).get(request.id)
+    assert refusal is not None and refusal.result == limits.Result.BALANCE, kind
+    assert refusal.excess == 1_00
+    if kind.value in limits.POSTS_WHAT_FITS:
+        assert refusal.fits == 1_00
+    db.session.rollback()
+
+
+def test_a_reversal_paid_back_over_the_senders_balance_limit_returns_only_what_fits(backend_app):
+    """A reversal credits the wrong send's sender: KES 200 of room under their limit takes
+    KES 200 of the KES 500; the rest stays with the recipient, and both are told."""
+    client = backend_app.test_client()
+    agent, (juma, amina) = agent_and_senders(SENDERS[:2], each=1_000_00)
+    assert send_by_ussd(client, JUMA, "0712000222", "500").startswith("END Sending KES 500.00")
+    assert jobs.execute_transfers() == 1
+    sent = db.session.query(TransferRequest).filter_by(kind="send").one()
+    db.session.commit()
+    top_up = 100_000_00 - 200_00 - balance(JUMA)
+    record_request(
+        db.session,
+        request_id=mint_request_id(),
+        kind="deposit",
+        debit_account_id=agent.account_id,
+        credit_account_id=juma.account_id,
+        amount=top_up,
+    )
+    db.session.commit()
+    assert jobs.execute_transfers() == 1 and balance(JUMA) == 100_000_00 - 200_00
+    assert text_us(client, JUMA, f"REVERSE {sent.code}").startswith("Received: your request to reverse")
+    assert jobs.execute_transfers() == 1
+    phone = Phone(client, AMINA)
+    assert phone.walk("3").startswith("CON Waiting for your approval:\n1. ")
+    phone.send("1")
+    phone.send("1")
+    phone.send("8642")
+    assert jobs.execute_transfers() == 1
+    assert balance(JUMA) == 100_000_00  # the limit, not KES 300 over it
+    assert balance(AMINA) == 1_000_00 + 300_00
+    assert sms_to(AMINA)[-1].endswith(
+        "JUMA OTIENO +254712000111 can hold only KES 200.00 of the KES 500.00: KES 300.00 is over their "
+        "balance limit and is back with you. New balance is KES 1,300.00."
+    )
+    assert "You have received KES 200.00 from AMINA HASSAN +254712000222" in sms_to(JUMA)[-1]
+    ledger_holds()
+
+
+def test_the_new_sms_have_kiswahili_with_the_same_placeholders(app):
+    import string
+
+    from ussd_app.i18n import catalog
+
+    sw = catalog("sw", "sms")
+    fields = lambda s: {f for _, f, _, _ in string.Formatter().parse(s) if f}  # noqa: E731
+    for english in (
+        limits.RETURNED_PAYER_PART,
+        limits.RETURNED_PAYER_ALL,
+        limits.RETURNED_PAYEE_PART,
+        limits.RETURNED_PAYEE_ALL,
+        limits.DEPOSIT_REFUSED,
+        "Your Tuma account is locked, so we cannot start a reversal. Ask an agent or customer care "
+        "to unlock it, then try again.",
+    ):
+        assert sw.get(english), english
+        assert fields(sw[english]) == fields(english), english

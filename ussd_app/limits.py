@@ -30,15 +30,46 @@ from sqlalchemy import func, select
 from .database import among, is_postgres
 from .ledger.models import Account
 from .money import to_minor
-from .payments.models import RequestStatus, TransferRequest
+from .payments.models import RequestKind, RequestStatus, TransferRequest
 
 # Kinds that spend from the payer's daily limit (and count for velocity); holds count when
 # they are made (their release or refund is not counted again).
 COUNTED_KINDS = frozenset(
     {"send", "withdrawal", "buy_goods", "pay_bill", "send_unregistered", "protected_purchase", "airtime"}
 )
-# Kinds whose payee is a customer wallet held to its tier's maximum balance.
-CREDITED_KINDS = frozenset({"send", "deposit"})
+# Every kind of request, and whether it posts money into its payee's (credit) account. The
+# one table of credited kinds: when that payee is a customer, the balance limit of their tier
+# applies, whatever the kind (a send, a cash-in, a held send released when they register, a
+# reversal paid back to them). Voids are not credits: they only give back what was held from
+# the payer, and leave the posted balances as they were. A new kind must be entered here
+# (tests/test_limits_trust.py holds this table against the legs each kind posts).
+CREDITS_PAYEE: dict[RequestKind, bool] = {
+    RequestKind.SEND: True,
+    RequestKind.FLOAT_ISSUE: True,
+    RequestKind.DEPOSIT: True,
+    RequestKind.WITHDRAWAL: True,
+    RequestKind.BUY_GOODS: True,
+    RequestKind.PAY_BILL: True,
+    RequestKind.SEND_UNREGISTERED: False,  # a hold: suspense is credited when it is released
+    RequestKind.SUSPENSE_RELEASE: True,  # suspense -> the customer who just registered
+    RequestKind.SUSPENSE_REFUND: False,
+    RequestKind.PROTECTED_PURCHASE: False,
+    RequestKind.PROTECTED_RELEASE: True,
+    RequestKind.PROTECTED_REFUND: False,
+    RequestKind.REVERSAL: False,
+    RequestKind.REVERSAL_POST: True,  # back to the sender of the wrong send
+    RequestKind.REVERSAL_VOID: False,
+    RequestKind.AIRTIME: False,
+    RequestKind.AIRTIME_POST: True,
+    RequestKind.AIRTIME_VOID: False,
+}
+CREDITED_KINDS = frozenset(kind.value for kind, credits in CREDITS_PAYEE.items() if credits)
+# Kinds that post a hold to its payee. A hold must resolve, so when the payee's balance limit
+# has room for only part of it, that part is posted and the rest goes back to the payer (a
+# partial post releases the rest of a hold); with no room at all the hold is voided.
+POSTS_WHAT_FITS = frozenset(
+    {RequestKind.SUSPENSE_RELEASE.value, RequestKind.REVERSAL_POST.value, RequestKind.PROTECTED_RELEASE.value}
+)
 RELEASED = "review_released"  # the result an operator's release leaves on a request
 
 
@@ -96,6 +127,9 @@ class Result:
     TRANSACTION = "limit_transaction_exceeded"
     DAILY = "limit_daily_exceeded"
     BALANCE = "limit_balance_exceeded"
+    # A hold posted only in part (or voided) because of the payee's balance limit: the request
+    # is posted, its amount is what reached the payee, the rest went back to the payer.
+    BALANCE_RETURNED = "limit_balance_returned"
     VELOCITY_COUNT = "velocity_count"
     VELOCITY_VALUE = "velocity_value"
     REVIEW_REFUSED = "review_refused"
@@ -117,6 +151,9 @@ class Refusal:
     limit: int
     excess: int
     hold: bool = False
+    # For a kind in POSTS_WHAT_FITS refused by the payee's balance limit: the part that is
+    # posted to the payee all the same (0: none); the rest goes back to the payer.
+    fits: int | None = None
 
     @property
     def status(self) -> str:
@@ -212,10 +249,11 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
                 refusal = Refusal(Result.VELOCITY_VALUE, max_value, value + r.amount - max_value, hold=True)
         if refusal is None and payee is not None and r.kind in CREDITED_KINDS:
             limits = tier_limits(customers[payee])
-            if balances[payee] + r.amount > limits.max_balance:
-                refusal = Refusal(
-                    Result.BALANCE, limits.max_balance, balances[payee] + r.amount - limits.max_balance
-                )
+            over = balances[payee] + r.amount - limits.max_balance
+            if over > 0:
+                fits = max(0, r.amount - over) if r.kind in POSTS_WHAT_FITS else None
+                refusal = Refusal(Result.BALANCE, limits.max_balance, over, fits=fits)
+                balances[payee] += fits or 0
         if refusal is not None:
             refusals[r.id] = refusal
             continue
@@ -251,6 +289,17 @@ def write_refusal(session, request, refusal: Refusal, people) -> None:
     if refusal.hold:
         receipts._write(session, payer, HELD, request, **fields)
         return
+    if refusal.result == Result.BALANCE and request.kind == RequestKind.DEPOSIT.value and payee is not None:
+        # The customer waits at the counter with cash handed over: they must hear it too.
+        receipts._write(
+            session,
+            payee,
+            DEPOSIT_REFUSED,
+            request,
+            **common,
+            **receipts._counterparty(payer),
+            limit=fields["limit"],
+        )
     english = receipts.REASONS.get(refusal.result, receipts.REASON_OTHER)
     reason = receipts.render(payer, english, **fields, result=refusal.result)
     receipts._write(
@@ -262,3 +311,68 @@ def write_refusal(session, request, refusal: Refusal, people) -> None:
         reason=reason,
         balance=receipts.money(people.balance(payer)),
     )
+
+
+# A hold its payee's balance limit sent back, in part (PART) or whole (ALL), for each side
+# (Kiswahili: translations/sw/LC_MESSAGES/sms-trust-limits.po). {amount} is what arrived,
+# {sent} the whole hold, {returned} the rest; the payer of a suspense release is its sender.
+RETURNED_PAYER_PART = (
+    "{code} {name} {phone} can hold only {amount} of the {sent}: {returned} is over their balance "
+    "limit and is back with you. New balance is {balance}."
+)
+RETURNED_PAYER_ALL = (
+    "{code} {name} {phone} cannot receive the {sent}: it is over their balance limit and is back "
+    "with you. New balance is {balance}."
+)
+RETURNED_PAYEE_PART = (
+    "{code} Confirmed. You have received {amount} from {name} {phone} on {date} at {time}. {returned} "
+    "more is over your balance limit of {limit} and went back. New balance is {balance}."
+)
+RETURNED_PAYEE_ALL = (
+    "{code} {name} {phone} sent you {sent}, but it is over your balance limit of {limit}, so it "
+    "went back to them on {date} at {time}."
+)
+# To the customer at the counter when the worker refuses a deposit over their balance limit.
+DEPOSIT_REFUSED = (
+    "{code} Failed. {name} {phone} could not deposit {amount} for you: it is over your balance "
+    "limit of {limit}. Nothing was deposited; ask for your cash back."
+)
+
+
+def write_returned(session, request, refusal: Refusal, held: int, people) -> None:
+    """Both sides' SMS for a hold posted in part (or voided) because of the payee's balance
+    limit: ``request.amount`` reached the payee, the rest of ``held`` went back. No commit."""
+    from .sms import receipts
+
+    payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
+    fields = dict(
+        **receipts._common(request),
+        sent=receipts.money(held),
+        returned=receipts.money(held - request.amount),
+        limit=receipts.money(refusal.limit),
+    )
+    part = request.amount > 0
+    if payer is not None:
+        english = RETURNED_PAYER_PART if part else RETURNED_PAYER_ALL
+        counterparty = receipts._counterparty(payee)
+        receipts._write(
+            session,
+            payer,
+            english,
+            request,
+            **fields,
+            **counterparty,
+            balance=receipts.money(people.balance(payer)),
+        )
+    if payee is not None:
+        english = RETURNED_PAYEE_PART if part else RETURNED_PAYEE_ALL
+        counterparty = receipts._counterparty(payer)
+        receipts._write(
+            session,
+            payee,
+            english,
+            request,
+            **fields,
+            **counterparty,
+            balance=receipts.money(people.balance(payee)),
+        )
