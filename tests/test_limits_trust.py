@@ -424,3 +424,137 @@ def test_the_new_sms_have_kiswahili_with_the_same_placeholders(app):
     ):
         assert sw.get(english), english
         assert fields(sw[english]) == fields(english), english
+
+
+# -- item 16: limits said at the confirm screen, before the PIN ------------------------------
+
+SMALL = {"LIMITS_BASIC_MAJOR": "1000,2000,5000", "LIMITS_FULL_MAJOR": "3000,6000,20000"}
+
+
+@pytest.fixture
+def small_limits(app, config):
+    """Juma funded (KES 10,000), Amina, the agent Ali, a till and a pay bill; then small
+    limits: basic KES 1,000 a transfer, 2,000 a day, 5,000 held."""
+    funded_customer()
+    person(AMINA, "Amina Hassan", pin=AMINA_PIN)
+    from ussd_app.users import create_user
+
+    create_user(db.session, phone=MERCHANT, name="Mama Mboga", role="merchant", pin="2222", till="123456")
+    create_user(
+        db.session,
+        phone="+254700000003",
+        name="Kisumu Water",
+        role="merchant",
+        pin="2222",
+        till="888880",
+        paybill=True,
+    )
+    db.session.commit()
+    config(**SMALL)
+
+
+PER_TRANSFER = "Over your limit of KES 1,000.00 per transaction."
+CUSTOMER_FLOWS = [
+    (["1", "0712000222"], "Send to Amina Hassan\nEnter amount"),
+    (["5", "123456"], "Pay Mama Mboga\nEnter amount"),
+    (["6", "888880", "ACC1"], "Account ACC1\nEnter amount"),
+    (["4", "0700000101"], None),
+    (["7", "1"], None),
+]
+
+
+@pytest.mark.parametrize(
+    "path,prompt", CUSTOMER_FLOWS, ids=["send", "buy goods", "pay bill", "withdraw", "airtime"]
+)
+def test_the_per_transfer_limit_is_said_on_the_amount_screen_before_the_pin(
+    client, small_limits, path, prompt
+):
+    phone = Phone(client, JUMA)
+    amount_screen = phone.walk(*path)
+    prompt = prompt or amount_screen[4:]
+    assert amount_screen == f"CON {prompt}"
+    assert phone.send("1500") == f"CON {PER_TRANSFER}\n{prompt}"
+    confirm = phone.send("100")
+    assert confirm.startswith("CON ") and "Over your" not in confirm and "KES 100.00" in confirm
+    assert requests_recorded() == 2  # only the funding: nothing was recorded on the way
+
+
+def test_the_daily_limit_says_what_is_left_today(client, small_limits):
+    fee = quote("send", 1_000_00)
+    assert send_by_ussd(client, JUMA, "0712000222", "1000").startswith("END Sending KES 1,000.00")
+    assert jobs.execute_transfers() == 1
+    left = 2_000_00 - 1_000_00 - fee
+    phone = Phone(client, JUMA)
+    phone.walk("1", "0712000222")
+    assert phone.send("1000") == (
+        f"CON Over your daily limit of KES 2,000.00: {money(left)} left today, fees included.\n"
+        "Send to Amina Hassan\nEnter amount"
+    )
+    # Kiswahili says it in Kiswahili.
+    juma = find_by_phone(db.session, JUMA)
+    juma.language = "sw"
+    db.session.commit()
+    phone = Phone(client, JUMA)
+    phone.walk("1", "0712000222")
+    assert phone.send("1000").startswith(
+        f"CON Imezidi kikomo chako cha siku cha KES 2,000.00: zimebaki {money(left)}"
+    )
+
+
+def test_an_agent_is_told_the_customers_balance_room_before_the_pin(client, small_limits):
+    phone = Phone(client, AGENT)
+    assert phone.walk("1", "0712000222") == "CON Deposit to Amina Hassan\nEnter amount"
+    assert phone.send("6000") == (
+        "CON Over the customer's balance limit of KES 5,000.00: room for KES 5,000.00 now.\n"
+        "Deposit to Amina Hassan\nEnter amount"
+    )
+    assert phone.send("5000").startswith("CON Deposit KES 5,000.00 to Amina Hassan")
+
+
+def test_an_agent_is_told_the_customers_daily_limit_before_asking_them(client, small_limits):
+    phone = Phone(client, AGENT)
+    assert phone.walk("9", "0712000111") == "CON Withdraw for Juma Otieno\nEnter amount"
+    assert phone.send("1500") == (
+        "CON Over the customer's limit of KES 1,000.00 per transaction.\n"
+        "Withdraw for Juma Otieno\nEnter amount"
+    )
+
+
+def test_a_deposit_the_worker_refuses_is_told_to_the_customer_at_the_counter(backend_app):
+    """The confirm screen let KES 4,000 through; another deposit landed before the agent's PIN;
+    the worker's check is the final word, and the customer hears it, not only the agent."""
+    client = backend_app.test_client()
+    agent, (amina,) = agent_and_senders([(AMINA, "Amina Hassan")], each=1_00)
+    saved = {key: backend_app.config[key] for key in SMALL}
+    backend_app.config.update(SMALL)
+    try:
+        deposit_refused_after_the_confirm_screen(client, agent, amina)
+    finally:
+        backend_app.config.update(saved)
+
+
+def deposit_refused_after_the_confirm_screen(client, agent, amina):
+    phone = Phone(client, AGENT)
+    phone.walk("1", "0712000222")
+    assert phone.send("4000").startswith("CON Deposit KES 4,000.00 to Amina Hassan")
+    record_request(
+        db.session,
+        request_id=mint_request_id(),
+        kind="deposit",
+        debit_account_id=agent.account_id,
+        credit_account_id=amina.account_id,
+        amount=2_000_00,
+    )
+    db.session.commit()
+    assert jobs.execute_transfers() == 1
+    phone.send("1")
+    assert phone.send("1111").startswith("END ")
+    assert jobs.execute_transfers() == 1
+    assert balance(AMINA) == 2_001_00
+    [refused] = [b for b in sms_to(AMINA) if "Failed." in b]
+    assert refused.endswith(
+        "Failed. ALI AGENT +254700000101 could not deposit KES 4,000.00 for you: it is over your balance "
+        "limit of KES 5,000.00. Nothing was deposited; ask for your cash back."
+    )
+    assert "Failed." in sms_to(AGENT)[-1]
+    ledger_holds()

@@ -20,7 +20,7 @@ account the batch touches, in id order (the order the ledger locks them in), so 
 batch for the same payer waits until the first has committed, then reads its postings.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -154,6 +154,9 @@ class Refusal:
     # For a kind in POSTS_WHAT_FITS refused by the payee's balance limit: the part that is
     # posted to the payee all the same (0: none); the rest goes back to the payer.
     fits: int | None = None
+    # What the limit still allows (per transfer: the limit; daily: what is left today, fees
+    # included; balance: the room under the payee's limit), for the screens that say so.
+    left: int | None = None
 
     @property
     def status(self) -> str:
@@ -169,6 +172,68 @@ def tier_limits(tier: str | None) -> TierLimits:
     except ValueError as exc:
         raise ValueError(f"{key} must be three whole numbers: per transfer, daily, balance") from exc
     return TierLimits(per_transfer, daily, max_balance)
+
+
+def over_limit(
+    amount: int,
+    fee: int = 0,
+    *,
+    payer: TierLimits | None = None,
+    spent: int = 0,
+    payee: TierLimits | None = None,
+    payee_balance: int = 0,
+) -> Refusal | None:
+    """The tier rules, pure: ``amount`` (+ ``fee``) against the payer's limits (``payer``,
+    having ``spent`` today) and the payee's balance limit (``payee``, holding
+    ``payee_balance``); None for either side that is not checked. The first rule broken, with
+    the figures to say it (``limit``, ``excess``, ``left``), or None. Minor units."""
+    if payer is not None:
+        if amount > payer.per_transfer:
+            return Refusal(
+                Result.TRANSACTION, payer.per_transfer, amount - payer.per_transfer, left=payer.per_transfer
+            )
+        if spent + amount + fee > payer.daily:
+            over = spent + amount + fee - payer.daily
+            return Refusal(Result.DAILY, payer.daily, over, left=max(0, payer.daily - spent))
+    if payee is not None and payee_balance + amount > payee.max_balance:
+        over = payee_balance + amount - payee.max_balance
+        return Refusal(
+            Result.BALANCE, payee.max_balance, over, left=max(0, payee.max_balance - payee_balance)
+        )
+    return None
+
+
+def before_pin(
+    session, kind: str, amount: int, fee: int = 0, *, payer_account_id=None, payee_account_id=None
+) -> Refusal | None:
+    """What can be known at a confirm screen, before the PIN: the payer's per-transfer and
+    daily limits (when ``kind`` counts against them) and the payee's balance limit (when
+    ``kind`` credits them), for whichever of them is a customer. The worker's check_batch,
+    under the accounts' locks, stays the final word; this only saves a refusal after the PIN."""
+    from .users import Role, User
+
+    ids = {a for a in (payer_account_id, payee_account_id) if a is not None}
+    tiers = (
+        dict(
+            session.execute(
+                select(User.account_id, User.tier).where(
+                    among(session, User.account_id, list(ids)), User.role == Role.CUSTOMER.value
+                )
+            ).all()
+        )
+        if ids
+        else {}
+    )
+    payer = payee = None
+    spent = payee_balance = 0
+    if payer_account_id in tiers and kind in COUNTED_KINDS:
+        payer = tier_limits(tiers[payer_account_id])
+        spent = spent_today(session, [payer_account_id])[payer_account_id]
+    if payee_account_id in tiers and kind in CREDITED_KINDS:
+        payee = tier_limits(tiers[payee_account_id])
+        account = session.get(Account, payee_account_id)
+        payee_balance = account.credits_posted - account.debits_posted
+    return over_limit(amount, fee, payer=payer, spent=spent, payee=payee, payee_balance=payee_balance)
 
 
 def lock_accounts(session, account_ids) -> None:
@@ -237,23 +302,20 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
         payee = r.credit_account_id if r.credit_account_id in customers else None
         refusal = None
         if payer is not None and r.kind in COUNTED_KINDS:
-            limits = tier_limits(customers[payer])
             count, value = hour[payer]
-            if r.amount > limits.per_transfer:
-                refusal = Refusal(Result.TRANSACTION, limits.per_transfer, r.amount - limits.per_transfer)
-            elif spent[payer] + r.amount + r.fee > limits.daily:
-                refusal = Refusal(Result.DAILY, limits.daily, spent[payer] + r.amount + r.fee - limits.daily)
-            elif r.result != RELEASED and max_count and count >= max_count:
-                refusal = Refusal(Result.VELOCITY_COUNT, max_count, count + 1 - max_count, hold=True)
-            elif r.result != RELEASED and max_value and value + r.amount > max_value:
-                refusal = Refusal(Result.VELOCITY_VALUE, max_value, value + r.amount - max_value, hold=True)
+            refusal = over_limit(r.amount, r.fee, payer=tier_limits(customers[payer]), spent=spent[payer])
+            if refusal is None and r.result != RELEASED:  # then velocity: held for review
+                if max_count and count >= max_count:
+                    refusal = Refusal(Result.VELOCITY_COUNT, max_count, count + 1 - max_count, hold=True)
+                elif max_value and value + r.amount > max_value:
+                    refusal = Refusal(
+                        Result.VELOCITY_VALUE, max_value, value + r.amount - max_value, hold=True
+                    )
         if refusal is None and payee is not None and r.kind in CREDITED_KINDS:
-            limits = tier_limits(customers[payee])
-            over = balances[payee] + r.amount - limits.max_balance
-            if over > 0:
-                fits = max(0, r.amount - over) if r.kind in POSTS_WHAT_FITS else None
-                refusal = Refusal(Result.BALANCE, limits.max_balance, over, fits=fits)
-                balances[payee] += fits or 0
+            refusal = over_limit(r.amount, payee=tier_limits(customers[payee]), payee_balance=balances[payee])
+            if refusal is not None and r.kind in POSTS_WHAT_FITS:  # what fits is the room left
+                refusal = replace(refusal, fits=refusal.left)
+                balances[payee] += refusal.fits
         if refusal is not None:
             refusals[r.id] = refusal
             continue

@@ -95,6 +95,9 @@ FLOW = {
 
 # Only mobile numbers of our own country can be customers (issue 15 item 9).
 FLOW["find"] = common.mobile_only("customer_phone", "customer", FLOW["find"])
+# Limits said before the PIN, not after it (issue 15 item 16).
+FLOW["quote"] = common.within_limits(FLOW["quote"], "amount", kind="withdrawal", payer="customer")
+
 
 SAMPLE: dict = {}
 

@@ -108,5 +108,8 @@ FLOW = {
 FLOW["check_phone"] = common.mobile_only(
     "airtime_phone", "phone", Step("only they can get airtime", lambda ctx: "ok", {"ok": "amount"})
 )
+# Limits said before the PIN, not after it (issue 15 item 16).
+FLOW["quote"] = common.within_limits(FLOW["quote"], "amount", kind="airtime")
+
 
 SAMPLE = {"airtime_phone": "+" + "9" * 15}

@@ -6,7 +6,7 @@ import re
 import phonenumbers
 from flask import current_app
 
-from ... import phones, pins
+from ... import limits, phones, pins
 from ...extensions import db
 from ...money import InvalidAmount, format_amount, parse_major
 from ..engine import N_, Retry, Screen, Step
@@ -54,6 +54,61 @@ def mobile_only(key: str, screen: str, step: Step) -> Step:
         return step.run(ctx)
 
     return Step(step.about, run, {**step.exits, "not_mobile": Retry(screen, NOT_MOBILE)})
+
+
+# Limits said before the PIN (limits.before_pin), on the amount screen: the limit and what is
+# left. The payer's own, or, on an agent's screens, the customer's.
+OVER_YOURS = {
+    limits.Result.TRANSACTION: N_("Over your limit of {limit_text} per transaction."),
+    limits.Result.DAILY: N_("Over your daily limit of {limit_text}: {left_text} left today, fees included."),
+}
+OVER_CUSTOMERS = {
+    limits.Result.TRANSACTION: N_("Over the customer's limit of {limit_text} per transaction."),
+    limits.Result.DAILY: N_("Over the customer's daily limit of {limit_text}: {left_text} left today."),
+    limits.Result.BALANCE: N_("Over the customer's balance limit of {limit_text}: room for {left_text} now."),
+}
+
+
+def within_limits(
+    step: Step, retry_at, *, kind, payer: str | None = "self", payee: str | None = None
+) -> Step:
+    """``step`` (which quotes ``amount`` and ``fee``), then the limits that can be known
+    before the PIN (``limits.before_pin``) for a request of ``kind`` (or ``kind(ctx)``): when
+    one is broken, the amount screen ``retry_at`` is shown again saying the limit and what is
+    left. ``retry_at`` maps each outcome of ``step`` that leads on to its amount screen (a
+    plain name stands for {"ok": name}). ``payer``/``payee``: "self" (the caller), "customer"
+    (the account in ``customer_account``) or None (not checked). The receiver's balance is
+    only checked where they stand at the counter (an agent's deposit): anywhere else, the
+    answer would tell a stranger how much they hold. The worker's check stays the final word."""
+    screens = retry_at if isinstance(retry_at, dict) else {"ok": retry_at}
+    accounts = {
+        "self": lambda ctx: ctx.user.account_id,
+        "customer": lambda ctx: ctx.data.get("customer_account"),
+        None: lambda ctx: None,
+    }
+
+    def run(ctx) -> str:
+        outcome = step.run(ctx)
+        if outcome not in screens:
+            return outcome
+        refusal = limits.before_pin(
+            db.session,
+            kind(ctx) if callable(kind) else kind,
+            ctx.data["amount"],
+            ctx.data.get("fee", 0),
+            payer_account_id=accounts[payer](ctx),
+            payee_account_id=accounts[payee](ctx),
+        )
+        if refusal is None:
+            return outcome
+        ctx.data.update(limit_text=money(refusal.limit), left_text=money(refusal.left))
+        return f"{refusal.result}@{outcome}"
+
+    words = OVER_YOURS if payer == "self" else OVER_CUSTOMERS
+    exits = dict(step.exits)
+    for outcome, screen in screens.items():
+        exits.update({f"{result}@{outcome}": Retry(screen, message) for result, message in words.items()})
+    return Step(step.about, run, exits)
 
 
 def amount(text: str) -> int | None:
@@ -171,4 +226,9 @@ FLOW = {
     ),
 }
 
-SAMPLE = {"tries_left": 2, "country_code": "9999"}
+SAMPLE = {
+    "tries_left": 2,
+    "country_code": "9999",
+    "limit_text": "KES 10,000,000.00",
+    "left_text": "KES 10,000,000.00",
+}

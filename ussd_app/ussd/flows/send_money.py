@@ -178,6 +178,9 @@ FLOW = {
 
 # Only mobile numbers of our own country can be customers (issue 15 item 9).
 FLOW["find"] = common.mobile_only("recipient_phone", "recipient", FLOW["find"])
+# Limits said before the PIN, not after it (issue 15 item 16).
+FLOW["quote"] = common.within_limits(FLOW["quote"], "amount", kind="send")
+
 
 SAMPLE = {
     "recipient_phone": "+" + "9" * 15,  # E.164 allows up to 15 digits

@@ -117,6 +117,9 @@ FLOW = {
 
 # Only mobile numbers of our own country can be customers (issue 15 item 9).
 FLOW["find"] = common.mobile_only("agent_phone", "agent", FLOW["find"])
+# Limits said before the PIN, not after it (issue 15 item 16).
+FLOW["quote"] = common.within_limits(FLOW["quote"], "amount", kind="withdrawal")
+
 
 SAMPLE = {
     "agent_phone": "+" + "9" * 15,
