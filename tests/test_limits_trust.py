@@ -558,3 +558,45 @@ def deposit_refused_after_the_confirm_screen(client, agent, amina):
     )
     assert "Failed." in sms_to(AGENT)[-1]
     ledger_holds()
+
+
+def test_paying_a_request_over_the_limit_is_refused_before_the_pin(client, small_limits):
+    from ussd_app.payments import payment_requests as pr
+
+    amina = find_by_phone(db.session, AMINA)
+    pr.create(db.session, amina, mint_request_id(), pr.Kind.PERSONAL, [(JUMA, 1_500_00)], "Rent")
+    db.session.commit()
+    phone = Phone(client, JUMA)
+    listing = phone.walk("3")
+    assert listing.startswith("CON Waiting for your approval:\n1. ")
+    item = phone.send("1")
+    assert item.endswith("\n1. Approve\n2. Decline")
+    refused = phone.send("1")
+    assert refused.startswith(f"CON {PER_TRANSFER}\n") and refused.endswith("\n1. Approve\n2. Decline")
+    assert requests_recorded() == 2  # the funding only
+    assert phone.send("2") == "CON Enter your PIN to decline"  # declining still works
+
+
+def test_approving_an_agents_withdrawal_over_the_daily_limit_is_refused_before_the_pin(client, small_limits):
+    from ussd_app.payments import agent_withdrawals
+
+    juma, agent = find_by_phone(db.session, JUMA), find_by_phone(db.session, AGENT)
+    fee = quote("withdrawal", 1_000_00)
+    agent_withdrawals.ask(
+        db.session,
+        approval_id=mint_request_id(),
+        agent=agent,
+        customer=juma,
+        amount=1_000_00,
+        fee=fee,
+        commission=0,
+    )
+    db.session.commit()
+    assert send_by_ussd(client, JUMA, "0712000222", "1000").startswith("END Sending")
+    assert jobs.execute_transfers() == 1
+    left = 2_000_00 - 1_000_00 - quote("send", 1_000_00)
+    phone = Phone(client, JUMA)
+    phone.walk("3", "1")
+    assert phone.send("1").startswith(
+        f"CON Over your daily limit of KES 2,000.00: {money(left)} left today, fees included.\n"
+    )

@@ -7,6 +7,7 @@ The approval id is minted at the confirm screen, so a repeated request never ask
 Registers its My approvals provider when the flows are loaded.
 """
 
+from ... import limits
 from ...extensions import db
 from ...i18n import t
 from ...payments import agent_withdrawals
@@ -122,6 +123,13 @@ class AgentWithdrawals:
             )
             found.append(approvals.PendingApproval(row.id, summary, spends=row.amount + row.fee))
         return found
+
+    def before_approving(self, session, user, key: str):
+        """The customer's own limits, before the PIN."""
+        row = session.get(agent_withdrawals.WithdrawalApproval, key)
+        if row is None or row.customer_account_id != user.account_id:
+            return None
+        return limits.before_pin(session, "withdrawal", row.amount, row.fee, payer_account_id=user.account_id)
 
     def approve(self, session, user, key: str) -> bool:
         # "short": decided all the same (both are told by SMS that nothing was withdrawn).
