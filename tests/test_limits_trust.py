@@ -600,3 +600,36 @@ def test_approving_an_agents_withdrawal_over_the_daily_limit_is_refused_before_t
     assert phone.send("1").startswith(
         f"CON Over your daily limit of KES 2,000.00: {money(left)} left today, fees included.\n"
     )
+
+
+def test_a_deposit_racing_the_release_never_takes_the_newcomer_over_the_limit(backend_app):
+    """Two workers at once: one releases a held KES 60,000 to a newcomer, the other deposits
+    KES 50,000 to them. Whichever locks the wallet first, the other reads its posting: the
+    newcomer ends at KES 60,000 (deposit refused) or KES 100,000 (release posted in part)."""
+    from tests.escrow_helpers import at_once
+    from ussd_app.payments.execute import execute_batch
+
+    client = backend_app.test_client()
+    agent, _ = agent_and_senders(SENDERS[:1])
+    assert send_by_ussd(client, JUMA, "0712000999", "60000", unregistered=True).startswith("END Sending")
+    assert jobs.execute_transfers() == 1
+    assert Phone(client, NEWCOMER).walk("1", "Akinyi", "Odhiambo", "2468", "2468").startswith("END Welcome")
+    newcomer = find_by_phone(db.session, NEWCOMER)
+    record_request(
+        db.session,
+        request_id=mint_request_id(),
+        kind="deposit",
+        debit_account_id=agent.account_id,
+        credit_account_id=newcomer.account_id,
+        amount=50_000_00,
+    )
+    db.session.commit()
+    one = lambda: execute_batch(db.session, 1)  # noqa: E731  # each worker takes one request
+    assert sorted(at_once(backend_app, one, one)) == [1, 1]
+    juma_after_send = 65_000_00 - 60_000_00 - quote("send", 60_000_00)
+    outcomes = {
+        60_000_00: juma_after_send,  # the release went first; the deposit was refused
+        100_000_00: juma_after_send + 10_000_00,  # the deposit went first; KES 10,000 came back
+    }
+    assert outcomes[balance(NEWCOMER)] == balance(JUMA)
+    ledger_holds()
