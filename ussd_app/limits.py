@@ -6,7 +6,13 @@ after an agent checked an ID); each tier has three limits (``LIMITS_<TIER>_MAJOR
 
 - per transfer: ``amount > per_transfer`` → ``limit_transaction_exceeded``;
 - per day: ``spent today + amount + fee > daily`` → ``limit_daily_exceeded``;
-- wallet balance, for the payee: ``balance + amount > max_balance`` → ``limit_balance_exceeded``.
+- wallet balance, for the payee: ``balance + amount > max_balance`` → ``limit_balance_exceeded``,
+  for every kind that credits the payee (``CREDITS_PAYEE``, one entry per kind of request).
+  A hold being posted to its payee (``POSTS_WHAT_FITS``) must still resolve: the part that fits
+  is posted, the rest goes back to the payer (``limit_balance_returned``, an SMS to each side).
+
+``over_limit`` is these rules, pure; ``check_batch`` (the worker) and ``before_pin`` (the
+confirm screens, which say the limit and what is left before the PIN) both use it.
 
 "Today" starts at midnight in ``TIMEZONE``. What counts against the daily limit is every
 posted request the person paid out of their wallet, of a kind listed in ``COUNTED_KINDS``,
