@@ -61,6 +61,8 @@ def mobile_only(key: str, screen: str, step: Step) -> Step:
 OVER_YOURS = {
     limits.Result.TRANSACTION: N_("Over your limit of {limit_text} per transaction."),
     limits.Result.DAILY: N_("Over your daily limit of {limit_text}: {left_text} left today, fees included."),
+    # Not how much room is left: that would tell the payer what the receiver holds.
+    limits.Result.BALANCE: N_("Over the receiver's balance limit of {limit_text}."),
 }
 OVER_CUSTOMERS = {
     limits.Result.TRANSACTION: N_("Over the customer's limit of {limit_text} per transaction."),
