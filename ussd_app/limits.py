@@ -6,7 +6,13 @@ after an agent checked an ID); each tier has three limits (``LIMITS_<TIER>_MAJOR
 
 - per transfer: ``amount > per_transfer`` → ``limit_transaction_exceeded``;
 - per day: ``spent today + amount + fee > daily`` → ``limit_daily_exceeded``;
-- wallet balance, for the payee: ``balance + amount > max_balance`` → ``limit_balance_exceeded``.
+- wallet balance, for the payee: ``balance + amount > max_balance`` → ``limit_balance_exceeded``,
+  for every kind that credits the payee (``CREDITS_PAYEE``, one entry per kind of request).
+  A hold being posted to its payee (``POSTS_WHAT_FITS``) must still resolve: the part that fits
+  is posted, the rest goes back to the payer (``limit_balance_returned``, an SMS to each side).
+
+``over_limit`` is these rules, pure; ``check_batch`` (the worker) and ``before_pin`` (the
+confirm screens, which say the limit and what is left before the PIN) both use it.
 
 "Today" starts at midnight in ``TIMEZONE``. What counts against the daily limit is every
 posted request the person paid out of their wallet, of a kind listed in ``COUNTED_KINDS``,
@@ -20,7 +26,7 @@ account the batch touches, in id order (the order the ledger locks them in), so 
 batch for the same payer waits until the first has committed, then reads its postings.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -30,15 +36,46 @@ from sqlalchemy import func, select
 from .database import among, is_postgres
 from .ledger.models import Account
 from .money import to_minor
-from .payments.models import RequestStatus, TransferRequest
+from .payments.models import RequestKind, RequestStatus, TransferRequest
 
 # Kinds that spend from the payer's daily limit (and count for velocity); holds count when
 # they are made (their release or refund is not counted again).
 COUNTED_KINDS = frozenset(
     {"send", "withdrawal", "buy_goods", "pay_bill", "send_unregistered", "protected_purchase", "airtime"}
 )
-# Kinds whose payee is a customer wallet held to its tier's maximum balance.
-CREDITED_KINDS = frozenset({"send", "deposit"})
+# Every kind of request, and whether it posts money into its payee's (credit) account. The
+# one table of credited kinds: when that payee is a customer, the balance limit of their tier
+# applies, whatever the kind (a send, a cash-in, a held send released when they register, a
+# reversal paid back to them). Voids are not credits: they only give back what was held from
+# the payer, and leave the posted balances as they were. A new kind must be entered here
+# (tests/test_limits_trust.py holds this table against the legs each kind posts).
+CREDITS_PAYEE: dict[RequestKind, bool] = {
+    RequestKind.SEND: True,
+    RequestKind.FLOAT_ISSUE: True,
+    RequestKind.DEPOSIT: True,
+    RequestKind.WITHDRAWAL: True,
+    RequestKind.BUY_GOODS: True,
+    RequestKind.PAY_BILL: True,
+    RequestKind.SEND_UNREGISTERED: False,  # a hold: suspense is credited when it is released
+    RequestKind.SUSPENSE_RELEASE: True,  # suspense -> the customer who just registered
+    RequestKind.SUSPENSE_REFUND: False,
+    RequestKind.PROTECTED_PURCHASE: False,
+    RequestKind.PROTECTED_RELEASE: True,
+    RequestKind.PROTECTED_REFUND: False,
+    RequestKind.REVERSAL: False,
+    RequestKind.REVERSAL_POST: True,  # back to the sender of the wrong send
+    RequestKind.REVERSAL_VOID: False,
+    RequestKind.AIRTIME: False,
+    RequestKind.AIRTIME_POST: True,
+    RequestKind.AIRTIME_VOID: False,
+}
+CREDITED_KINDS = frozenset(kind.value for kind, credits in CREDITS_PAYEE.items() if credits)
+# Kinds that post a hold to its payee. A hold must resolve, so when the payee's balance limit
+# has room for only part of it, that part is posted and the rest goes back to the payer (a
+# partial post releases the rest of a hold); with no room at all the hold is voided.
+POSTS_WHAT_FITS = frozenset(
+    {RequestKind.SUSPENSE_RELEASE.value, RequestKind.REVERSAL_POST.value, RequestKind.PROTECTED_RELEASE.value}
+)
 RELEASED = "review_released"  # the result an operator's release leaves on a request
 
 
@@ -96,6 +133,9 @@ class Result:
     TRANSACTION = "limit_transaction_exceeded"
     DAILY = "limit_daily_exceeded"
     BALANCE = "limit_balance_exceeded"
+    # A hold posted only in part (or voided) because of the payee's balance limit: the request
+    # is posted, its amount is what reached the payee, the rest went back to the payer.
+    BALANCE_RETURNED = "limit_balance_returned"
     VELOCITY_COUNT = "velocity_count"
     VELOCITY_VALUE = "velocity_value"
     REVIEW_REFUSED = "review_refused"
@@ -117,6 +157,12 @@ class Refusal:
     limit: int
     excess: int
     hold: bool = False
+    # For a kind in POSTS_WHAT_FITS refused by the payee's balance limit: the part that is
+    # posted to the payee all the same (0: none); the rest goes back to the payer.
+    fits: int | None = None
+    # What the limit still allows (per transfer: the limit; daily: what is left today, fees
+    # included; balance: the room under the payee's limit), for the screens that say so.
+    left: int | None = None
 
     @property
     def status(self) -> str:
@@ -132,6 +178,68 @@ def tier_limits(tier: str | None) -> TierLimits:
     except ValueError as exc:
         raise ValueError(f"{key} must be three whole numbers: per transfer, daily, balance") from exc
     return TierLimits(per_transfer, daily, max_balance)
+
+
+def over_limit(
+    amount: int,
+    fee: int = 0,
+    *,
+    payer: TierLimits | None = None,
+    spent: int = 0,
+    payee: TierLimits | None = None,
+    payee_balance: int = 0,
+) -> Refusal | None:
+    """The tier rules, pure: ``amount`` (+ ``fee``) against the payer's limits (``payer``,
+    having ``spent`` today) and the payee's balance limit (``payee``, holding
+    ``payee_balance``); None for either side that is not checked. The first rule broken, with
+    the figures to say it (``limit``, ``excess``, ``left``), or None. Minor units."""
+    if payer is not None:
+        if amount > payer.per_transfer:
+            return Refusal(
+                Result.TRANSACTION, payer.per_transfer, amount - payer.per_transfer, left=payer.per_transfer
+            )
+        if spent + amount + fee > payer.daily:
+            over = spent + amount + fee - payer.daily
+            return Refusal(Result.DAILY, payer.daily, over, left=max(0, payer.daily - spent))
+    if payee is not None and payee_balance + amount > payee.max_balance:
+        over = payee_balance + amount - payee.max_balance
+        return Refusal(
+            Result.BALANCE, payee.max_balance, over, left=max(0, payee.max_balance - payee_balance)
+        )
+    return None
+
+
+def before_pin(
+    session, kind: str, amount: int, fee: int = 0, *, payer_account_id=None, payee_account_id=None
+) -> Refusal | None:
+    """What can be known at a confirm screen, before the PIN: the payer's per-transfer and
+    daily limits (when ``kind`` counts against them) and the payee's balance limit (when
+    ``kind`` credits them), for whichever of them is a customer. The worker's check_batch,
+    under the accounts' locks, stays the final word; this only saves a refusal after the PIN."""
+    from .users import Role, User
+
+    ids = {a for a in (payer_account_id, payee_account_id) if a is not None}
+    tiers = (
+        dict(
+            session.execute(
+                select(User.account_id, User.tier).where(
+                    among(session, User.account_id, list(ids)), User.role == Role.CUSTOMER.value
+                )
+            ).all()
+        )
+        if ids
+        else {}
+    )
+    payer = payee = None
+    spent = payee_balance = 0
+    if payer_account_id in tiers and kind in COUNTED_KINDS:
+        payer = tier_limits(tiers[payer_account_id])
+        spent = spent_today(session, [payer_account_id])[payer_account_id]
+    if payee_account_id in tiers and kind in CREDITED_KINDS:
+        payee = tier_limits(tiers[payee_account_id])
+        account = session.get(Account, payee_account_id)
+        payee_balance = account.credits_posted - account.debits_posted
+    return over_limit(amount, fee, payer=payer, spent=spent, payee=payee, payee_balance=payee_balance)
 
 
 def lock_accounts(session, account_ids) -> None:
@@ -200,22 +308,20 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
         payee = r.credit_account_id if r.credit_account_id in customers else None
         refusal = None
         if payer is not None and r.kind in COUNTED_KINDS:
-            limits = tier_limits(customers[payer])
             count, value = hour[payer]
-            if r.amount > limits.per_transfer:
-                refusal = Refusal(Result.TRANSACTION, limits.per_transfer, r.amount - limits.per_transfer)
-            elif spent[payer] + r.amount + r.fee > limits.daily:
-                refusal = Refusal(Result.DAILY, limits.daily, spent[payer] + r.amount + r.fee - limits.daily)
-            elif r.result != RELEASED and max_count and count >= max_count:
-                refusal = Refusal(Result.VELOCITY_COUNT, max_count, count + 1 - max_count, hold=True)
-            elif r.result != RELEASED and max_value and value + r.amount > max_value:
-                refusal = Refusal(Result.VELOCITY_VALUE, max_value, value + r.amount - max_value, hold=True)
+            refusal = over_limit(r.amount, r.fee, payer=tier_limits(customers[payer]), spent=spent[payer])
+            if refusal is None and r.result != RELEASED:  # then velocity: held for review
+                if max_count and count >= max_count:
+                    refusal = Refusal(Result.VELOCITY_COUNT, max_count, count + 1 - max_count, hold=True)
+                elif max_value and value + r.amount > max_value:
+                    refusal = Refusal(
+                        Result.VELOCITY_VALUE, max_value, value + r.amount - max_value, hold=True
+                    )
         if refusal is None and payee is not None and r.kind in CREDITED_KINDS:
-            limits = tier_limits(customers[payee])
-            if balances[payee] + r.amount > limits.max_balance:
-                refusal = Refusal(
-                    Result.BALANCE, limits.max_balance, balances[payee] + r.amount - limits.max_balance
-                )
+            refusal = over_limit(r.amount, payee=tier_limits(customers[payee]), payee_balance=balances[payee])
+            if refusal is not None and r.kind in POSTS_WHAT_FITS:  # what fits is the room left
+                refusal = replace(refusal, fits=refusal.left)
+                balances[payee] += refusal.fits
         if refusal is not None:
             refusals[r.id] = refusal
             continue
@@ -251,6 +357,17 @@ def write_refusal(session, request, refusal: Refusal, people) -> None:
     if refusal.hold:
         receipts._write(session, payer, HELD, request, **fields)
         return
+    if refusal.result == Result.BALANCE and request.kind == RequestKind.DEPOSIT.value and payee is not None:
+        # The customer waits at the counter with cash handed over: they must hear it too.
+        receipts._write(
+            session,
+            payee,
+            DEPOSIT_REFUSED,
+            request,
+            **common,
+            **receipts._counterparty(payer),
+            limit=fields["limit"],
+        )
     english = receipts.REASONS.get(refusal.result, receipts.REASON_OTHER)
     reason = receipts.render(payer, english, **fields, result=refusal.result)
     receipts._write(
@@ -262,3 +379,68 @@ def write_refusal(session, request, refusal: Refusal, people) -> None:
         reason=reason,
         balance=receipts.money(people.balance(payer)),
     )
+
+
+# A hold its payee's balance limit sent back, in part (PART) or whole (ALL), for each side
+# (Kiswahili: translations/sw/LC_MESSAGES/sms-trust-limits.po). {amount} is what arrived,
+# {sent} the whole hold, {returned} the rest; the payer of a suspense release is its sender.
+RETURNED_PAYER_PART = (
+    "{code} {name} {phone} can hold only {amount} of the {sent}: {returned} is over their balance "
+    "limit and is back with you. New balance is {balance}."
+)
+RETURNED_PAYER_ALL = (
+    "{code} {name} {phone} cannot receive the {sent}: it is over their balance limit and is back "
+    "with you. New balance is {balance}."
+)
+RETURNED_PAYEE_PART = (
+    "{code} Confirmed. You have received {amount} from {name} {phone} on {date} at {time}. {returned} "
+    "more is over your balance limit of {limit} and went back. New balance is {balance}."
+)
+RETURNED_PAYEE_ALL = (
+    "{code} {name} {phone} sent you {sent}, but it is over your balance limit of {limit}, so it "
+    "went back to them on {date} at {time}."
+)
+# To the customer at the counter when the worker refuses a deposit over their balance limit.
+DEPOSIT_REFUSED = (
+    "{code} Failed. {name} {phone} could not deposit {amount} for you: it is over your balance "
+    "limit of {limit}. Nothing was deposited; ask for your cash back."
+)
+
+
+def write_returned(session, request, refusal: Refusal, held: int, people) -> None:
+    """Both sides' SMS for a hold posted in part (or voided) because of the payee's balance
+    limit: ``request.amount`` reached the payee, the rest of ``held`` went back. No commit."""
+    from .sms import receipts
+
+    payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
+    fields = dict(
+        **receipts._common(request),
+        sent=receipts.money(held),
+        returned=receipts.money(held - request.amount),
+        limit=receipts.money(refusal.limit),
+    )
+    part = request.amount > 0
+    if payer is not None:
+        english = RETURNED_PAYER_PART if part else RETURNED_PAYER_ALL
+        counterparty = receipts._counterparty(payee)
+        receipts._write(
+            session,
+            payer,
+            english,
+            request,
+            **fields,
+            **counterparty,
+            balance=receipts.money(people.balance(payer)),
+        )
+    if payee is not None:
+        english = RETURNED_PAYEE_PART if part else RETURNED_PAYEE_ALL
+        counterparty = receipts._counterparty(payer)
+        receipts._write(
+            session,
+            payee,
+            english,
+            request,
+            **fields,
+            **counterparty,
+            balance=receipts.money(people.balance(payee)),
+        )

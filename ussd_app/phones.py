@@ -43,3 +43,18 @@ def normalize_mobile(raw: str, region: str | None = None) -> str:
     ):
         raise NotLocalMobile(raw)
     return e164
+
+
+def country_name(region: str | None = None) -> str:
+    """``COUNTRY`` as people read it with its calling code, e.g. "KE (+254)"."""
+    region = region or current_app.config["COUNTRY"]
+    return f"{region} (+{phonenumbers.country_code_for_region(region)})"
+
+
+def is_local_mobile(raw: str) -> bool:
+    """True when ``raw`` is a mobile number of the service's own country."""
+    try:
+        normalize_mobile(raw)
+    except InvalidPhone:
+        return False
+    return True

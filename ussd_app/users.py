@@ -113,7 +113,10 @@ def create_user(
 ) -> User:
     """Open a wallet and its holder. Adds to the session; the caller commits."""
     try:
-        phone = phones.normalize(phone)
+        # Only a mobile of our own country can dial in and receive SMS (issue 15 item 9).
+        phone = phones.normalize_mobile(phone)
+    except phones.NotLocalMobile as exc:
+        raise UserError(f"not a mobile number of {phones.country_name()}: {phone!r}") from exc
     except phones.InvalidPhone as exc:
         raise UserError(f"not a valid phone number: {phone!r}") from exc
     role = Role(role)

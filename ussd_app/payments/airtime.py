@@ -16,6 +16,7 @@ import logging
 from flask import current_app
 from sqlalchemy import BigInteger, cast, select
 
+from .. import phones
 from ..database import db_clock_us
 from ..ledger import AccountKind, Transfer, house_account
 from ..money import major_text
@@ -31,7 +32,9 @@ SENT = {"Sent", "Success"}
 
 
 def record(session, *, request_id: str, account_id: int, phone: str, amount: int) -> TransferRequest:
-    """Record the hold (the caller announces it once committed); repeated ids are no-ops."""
+    """Record the hold (the caller announces it once committed); repeated ids are no-ops.
+    Only a mobile of our own country gets airtime (NotLocalMobile otherwise)."""
+    phone = phones.normalize_mobile(phone)
     request = record_request(
         session,
         request_id=request_id,

@@ -9,7 +9,7 @@ share a hot account queue behind each other instead of deadlocking.
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -18,7 +18,7 @@ from ..database import is_postgres, update_rows
 from ..ledger import TransferResult, create_transfers
 from ..sms import outbox, receipts
 from .legs import HouseAccounts, legs_for
-from .models import RequestStatus, TransferRequest
+from .models import HoldState, RequestStatus, TransferRequest
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,15 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
         {a for chain in legs.values() for s in chain for a in (s.debit_account_id, s.credit_account_id)},
     )
     refusals = limits.check_batch(session, requests)
+    # A hold that does not fit under its payee's balance limit is posted in part or voided,
+    # never left unresolved: the rest goes back to the payer (limits.POSTS_WHAT_FITS).
+    returned = {rid: refusals.pop(rid) for rid in list(refusals) if refusals[rid].fits is not None}
+    held_amounts = {}
+    for request in requests:
+        if request.id in returned:
+            held_amounts[request.id] = request.amount
+            set_committed_value(request, "amount", returned[request.id].fits)
+            legs[request.id] = legs_for(request, house)
     specs, spans = [], []
     for request in requests:
         start = len(specs)
@@ -67,7 +76,13 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
         chain = results[start:end]
         if all(r.succeeded for r in chain):
             status, result = RequestStatus.POSTED, TransferResult.OK
+            if request.id in returned:
+                _set(request, status.value, limits.Result.BALANCE_RETURNED, now)
+                outcomes.append((request, chain, returned[request.id], snapshots.get(start, {})))
+                continue
         else:
+            if request.id in returned:  # refused by the ledger: its receipt names the whole hold
+                set_committed_value(request, "amount", held_amounts[request.id])
             status = RequestStatus.REJECTED
             result = next(
                 (r for r in chain if not r.succeeded and r != TransferResult.LINKED_EVENT_FAILED), chain[0]
@@ -85,17 +100,39 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
             for r, _, _, _ in outcomes
         ],
     )
+    _record_returns(session, [r for r, _, result, _ in outcomes if isinstance(result, limits.Refusal)])
     with outbox.batched(session):  # the batch's receipts in one insert
         for request, chain, result, balances_after in outcomes:
             people.balances_after = balances_after
             if chain is None:
                 limits.write_refusal(session, request, result, people)
+            elif isinstance(result, limits.Refusal):  # posted in part, or voided: see above
+                limits.write_returned(session, request, result, held_amounts[request.id], people)
             elif result == TransferResult.OK:
                 if all(r == TransferResult.OK for r in chain):  # not a repeat: receipts once
                     receipts.write_posted(session, request, people)
             else:
                 receipts.write_rejected(session, request, result, people)
     session.flush()
+
+
+def _record_returns(session, requests: list[TransferRequest]) -> None:
+    """Holds posted in part keep the amount that reached the payee on their request (what its
+    receipts, statements and code checks say); a hold voided because nothing fitted is
+    marked refunded, as the money went back."""
+    if not requests:
+        return
+    update_rows(
+        session, TransferRequest.__table__, "id", [{"id": r.id, "amount": r.amount} for r in requests]
+    )
+    voided = [r.pending_request_id for r in requests if r.amount == 0]
+    if voided:
+        session.execute(
+            update(TransferRequest)
+            .where(TransferRequest.id.in_(voided))
+            .values(hold_state=HoldState.REFUNDED.value)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _set(request: TransferRequest, status: str, result: str, now: datetime) -> None:

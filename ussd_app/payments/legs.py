@@ -110,7 +110,9 @@ def _payee_fee_leg(request: TransferRequest, house: HouseAccounts) -> TransferSp
 def _resolution_legs(request: TransferRequest, kind: RequestKind, house: HouseAccounts) -> list[TransferSpec]:
     """Post or void the hold named by ``pending_request_id`` (its main leg has the hold
     request's id); a suspense release then pays the held money on to the new customer."""
-    post = kind in POSTING_KINDS
+    # A posting kind with nothing to post voids the hold instead: none of it fitted under the
+    # payee's balance limit, so it all goes back to the payer (limits.POSTS_WHAT_FITS).
+    post = kind in POSTING_KINDS and request.amount > 0
     resolve = TransferSpec(
         id=leg_id(request.id, "main"),
         debit_account_id=None,
@@ -121,9 +123,9 @@ def _resolution_legs(request: TransferRequest, kind: RequestKind, house: HouseAc
         flags=TransferFlags.POST_PENDING_TRANSFER if post else TransferFlags.VOID_PENDING_TRANSFER,
         user_data=request.id,
     )
-    if kind == RequestKind.PROTECTED_RELEASE and request.payee_fee:
+    if kind == RequestKind.PROTECTED_RELEASE and request.payee_fee and post:
         return [_linked(resolve), _payee_fee_leg(request, house)]
-    if kind != RequestKind.SUSPENSE_RELEASE:
+    if kind != RequestKind.SUSPENSE_RELEASE or not post:
         return [resolve]
     pay_on = TransferSpec(
         id=leg_id(request.id, "pay"),

@@ -26,6 +26,7 @@ from flask import current_app
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from .. import phones
 from ..extensions import db
 from ..i18n import t
 from ..money import format_amount
@@ -158,6 +159,8 @@ def create(session, requester: User, group_id: str, kind: Kind, asks: list[tuple
     for n, (phone, amount) in enumerate(asks, 1):
         if amount <= 0 or phone == requester.phone:
             raise RequestError("a payer other than the requester, and an amount")
+        if not phones.is_local_mobile(phone):  # never invite a number that cannot register
+            raise RequestError(f"not a mobile number of {phones.country_name()}: {phone}")
         request = PaymentRequest(
             id=f"{group_id}.{n}",
             group_id=group_id,

@@ -101,6 +101,20 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
                 domain="sms",
             ),
         )
+    if intent == Intent.REVERSE and _locked(session, phone):
+        # A locked account (wrong PINs, or the operator) starts nothing, by USSD or by SMS:
+        # whoever holds the phone may not be its owner. Said before any code is looked up.
+        return (
+            intent,
+            code,
+            None,
+            t(
+                language,
+                "Your Tuma account is locked, so we cannot start a reversal. "
+                "Ask an agent or customer care to unlock it, then try again.",
+                domain="sms",
+            ),
+        )
     request, payer, payee = _find_for(session, code, phone)
     unknown = t(
         language,
@@ -143,6 +157,13 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
         status=status,
     )
     return intent, code, None, reply
+
+
+def _locked(session, phone: str) -> bool:
+    from ..ussd.pin_guard import is_locked  # the one rule for "locked" (PIN tries or operator)
+
+    user = find_by_phone(session, phone)
+    return user is not None and is_locked(user)
 
 
 def _who(user: User | None) -> str:

@@ -64,3 +64,12 @@ def decide(session, user, reference: str, *, approve: bool) -> bool:
     if provider is None or not key:
         return False
     return provider.approve(session, user, key) if approve else provider.decline(session, user, key)
+
+
+def before_approving(session, user, reference: str):
+    """Why approving ``reference`` would be refused, if its provider can tell before the PIN
+    (a limit: ``limits.Refusal``), else None. Providers may offer
+    ``before_approving(session, user, key)``; the worker's check stays the final word."""
+    name, _, key = (reference or "").partition(SEPARATOR)
+    check = getattr(_providers.get(name), "before_approving", None)
+    return check(session, user, key) if check is not None and key else None

@@ -331,6 +331,16 @@ FLOW = {
     ),
 }
 
+# Only mobile numbers of our own country can be customers (issue 15 item 9).
+FLOW["find_depositor"] = common.mobile_only("customer_phone", "deposit", FLOW["find_depositor"])
+FLOW["check_new_number"] = common.mobile_only("new_phone", "register", FLOW["check_new_number"])
+FLOW["find_locked"] = common.mobile_only("locked_phone", "unlock", FLOW["find_locked"])
+# Limits said before the PIN, not after it (issue 15 item 16).
+FLOW["quote_deposit"] = common.within_limits(
+    FLOW["quote_deposit"], "deposit_amount", kind="deposit", payer=None, payee="customer"
+)
+
+
 SAMPLE = {
     "customer_phone": "+" + "9" * 15,
     "customer_name": "W" * common.SHOWN_NAME_LIMIT,

@@ -7,6 +7,7 @@ The approval id is minted at the confirm screen, so a repeated request never ask
 Registers its My approvals provider when the flows are loaded.
 """
 
+from ... import limits
 from ...extensions import db
 from ...i18n import t
 from ...payments import agent_withdrawals
@@ -96,6 +97,12 @@ FLOW = {
     "cancelled": Screen("the agent cancelled", N_("Cancelled. Nothing was sent."), end=True),
 }
 
+# Only mobile numbers of our own country can be customers (issue 15 item 9).
+FLOW["find"] = common.mobile_only("customer_phone", "customer", FLOW["find"])
+# Limits said before the PIN, not after it (issue 15 item 16).
+FLOW["quote"] = common.within_limits(FLOW["quote"], "amount", kind="withdrawal", payer="customer")
+
+
 SAMPLE: dict = {}
 
 
@@ -119,6 +126,13 @@ class AgentWithdrawals:
             )
             found.append(approvals.PendingApproval(row.id, summary, spends=row.amount + row.fee))
         return found
+
+    def before_approving(self, session, user, key: str):
+        """The customer's own limits, before the PIN."""
+        row = session.get(agent_withdrawals.WithdrawalApproval, key)
+        if row is None or row.customer_account_id != user.account_id:
+            return None
+        return limits.before_pin(session, "withdrawal", row.amount, row.fee, payer_account_id=user.account_id)
 
     def approve(self, session, user, key: str) -> bool:
         # "short": decided all the same (both are told by SMS that nothing was withdrawn).

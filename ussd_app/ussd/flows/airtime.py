@@ -57,7 +57,7 @@ FLOW = {
     "phone": Screen(
         "the number to top up",
         N_("Enter the phone number to top up"),
-        choices=(Choice(common.phone_number, "amount", save="airtime_phone"),),
+        choices=(Choice(common.phone_number, "check_phone", save="airtime_phone"),),
         otherwise=N_("Not a valid phone number."),
     ),
     "amount": Screen(
@@ -104,5 +104,13 @@ FLOW = {
     ),
     "cancelled": Screen("the customer cancelled", N_("Cancelled. Nothing was sent."), end=True),
 }
+
+# Only mobile numbers of our own country can be customers (issue 15 item 9).
+FLOW["check_phone"] = common.mobile_only(
+    "airtime_phone", "phone", Step("only they can get airtime", lambda ctx: "ok", {"ok": "amount"})
+)
+# Limits said before the PIN, not after it (issue 15 item 16).
+FLOW["quote"] = common.within_limits(FLOW["quote"], "amount", kind="airtime")
+
 
 SAMPLE = {"airtime_phone": "+" + "9" * 15}

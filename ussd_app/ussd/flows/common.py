@@ -3,9 +3,10 @@ and the screens every flow may end on."""
 
 import re
 
+import phonenumbers
 from flask import current_app
 
-from ... import phones, pins
+from ... import limits, phones, pins
 from ...extensions import db
 from ...money import InvalidAmount, format_amount, parse_major
 from ..engine import N_, Retry, Screen, Step, singular
@@ -33,6 +34,86 @@ def phone_number(text: str) -> str | None:
         return phones.normalize(text.strip())
     except phones.InvalidPhone:
         return None
+
+
+# Why a real number was refused: only mobiles of the service's own country (``COUNTRY``) can
+# be customers, so only they receive money, invitations or airtime (phones.normalize_mobile).
+NOT_MOBILE = N_("Only mobile numbers starting +{country_code} can be used.")
+
+
+def mobile_only(key: str, screen: str, step: Step) -> Step:
+    """``step``, after checking that the number saved under ``key`` (typed on ``screen``) is a
+    mobile number of the service's own country; any other valid number (foreign, landline,
+    toll-free) re-shows ``screen`` with NOT_MOBILE. The guard ``phone_number`` lets every valid
+    number through so that this step can say why it is refused."""
+
+    def run(ctx) -> str:
+        try:
+            ctx.data[key] = phones.normalize_mobile(ctx.data[key])
+        except phones.InvalidPhone:
+            region = current_app.config["COUNTRY"]
+            ctx.data["country_code"] = str(phonenumbers.country_code_for_region(region))
+            return "not_mobile"
+        return step.run(ctx)
+
+    return Step(step.about, run, {**step.exits, "not_mobile": Retry(screen, NOT_MOBILE)})
+
+
+# Limits said before the PIN (limits.before_pin), on the amount screen: the limit and what is
+# left. The payer's own, or, on an agent's screens, the customer's.
+OVER_YOURS = {
+    limits.Result.TRANSACTION: N_("Over your limit of {limit_text} per transaction."),
+    limits.Result.DAILY: N_("Over your daily limit of {limit_text}: {left_text} left today, fees included."),
+    # Not how much room is left: that would tell the payer what the receiver holds.
+    limits.Result.BALANCE: N_("Over the receiver's balance limit of {limit_text}."),
+}
+OVER_CUSTOMERS = {
+    limits.Result.TRANSACTION: N_("Over the customer's limit of {limit_text} per transaction."),
+    limits.Result.DAILY: N_("Over the customer's daily limit of {limit_text}: {left_text} left today."),
+    limits.Result.BALANCE: N_("Over the customer's balance limit of {limit_text}: room for {left_text} now."),
+}
+
+
+def within_limits(
+    step: Step, retry_at, *, kind, payer: str | None = "self", payee: str | None = None
+) -> Step:
+    """``step`` (which quotes ``amount`` and ``fee``), then the limits that can be known
+    before the PIN (``limits.before_pin``) for a request of ``kind`` (or ``kind(ctx)``): when
+    one is broken, the amount screen ``retry_at`` is shown again saying the limit and what is
+    left. ``retry_at`` maps each outcome of ``step`` that leads on to its amount screen (a
+    plain name stands for {"ok": name}). ``payer``/``payee``: "self" (the caller), "customer"
+    (the account in ``customer_account``) or None (not checked). The receiver's balance is
+    only checked where they stand at the counter (an agent's deposit): anywhere else, the
+    answer would tell a stranger how much they hold. The worker's check stays the final word."""
+    screens = retry_at if isinstance(retry_at, dict) else {"ok": retry_at}
+    accounts = {
+        "self": lambda ctx: ctx.user.account_id,
+        "customer": lambda ctx: ctx.data.get("customer_account"),
+        None: lambda ctx: None,
+    }
+
+    def run(ctx) -> str:
+        outcome = step.run(ctx)
+        if outcome not in screens:
+            return outcome
+        refusal = limits.before_pin(
+            db.session,
+            kind(ctx) if callable(kind) else kind,
+            ctx.data["amount"],
+            ctx.data.get("fee", 0),
+            payer_account_id=accounts[payer](ctx),
+            payee_account_id=accounts[payee](ctx),
+        )
+        if refusal is None:
+            return outcome
+        ctx.data.update(limit_text=money(refusal.limit), left_text=money(refusal.left))
+        return f"{refusal.result}@{outcome}"
+
+    words = OVER_YOURS if payer == "self" else OVER_CUSTOMERS
+    exits = dict(step.exits)
+    for outcome, screen in screens.items():
+        exits.update({f"{result}@{outcome}": Retry(screen, message) for result, message in words.items()})
+    return Step(step.about, run, exits)
 
 
 def amount(text: str) -> int | None:
@@ -150,4 +231,9 @@ FLOW = {
     ),
 }
 
-SAMPLE = {"tries_left": 2}
+SAMPLE = {
+    "tries_left": 2,
+    "country_code": "9999",
+    "limit_text": "KES 10,000,000.00",
+    "left_text": "KES 10,000,000.00",
+}

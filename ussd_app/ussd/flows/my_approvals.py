@@ -50,6 +50,15 @@ def _decide(ctx, approve: bool) -> str:
     return "ok"
 
 
+def check_limits(ctx) -> str:
+    """Before the PIN: would approving break one of this customer's limits? Say so here."""
+    refusal = approvals.before_approving(db.session, ctx.user, ctx.data.get("approval", ""))
+    if refusal is None:
+        return "ok"
+    ctx.data.update(limit_text=common.money(refusal.limit), left_text=common.money(refusal.left))
+    return refusal.result
+
+
 def approve(ctx) -> str:
     return _decide(ctx, True)
 
@@ -80,7 +89,15 @@ FLOW = {
     "item": Screen(
         "one item: approve or decline",
         "{approval_summary}",
-        options=(Option(N_("Approve"), "approve_pin"), Option(N_("Decline"), "decline_pin")),
+        options=(Option(N_("Approve"), "check_limits"), Option(N_("Decline"), "decline_pin")),
+    ),
+    "check_limits": Step(
+        "before the PIN, the limits approving would break (issue 15 item 16)",
+        check_limits,
+        {
+            "ok": "approve_pin",
+            **{result: Retry("item", words) for result, words in common.OVER_YOURS.items()},
+        },
     ),
     "approve_pin": Screen(
         "PIN to approve",

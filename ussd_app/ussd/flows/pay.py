@@ -199,6 +199,13 @@ FLOW = {
     ),
     "cancelled": Screen("the customer cancelled", N_("Cancelled. Nothing was sent."), end=True),
 }
+# Limits said before the PIN, not after it (issue 15 item 16).
+FLOW["quote"] = common.within_limits(
+    FLOW["quote"],
+    {"till": "till_amount", "paybill": "bill_amount"},
+    kind=lambda ctx: ctx.data["request_kind"],
+)
+
 
 SAMPLE = {
     "business_number": "9" * 7,

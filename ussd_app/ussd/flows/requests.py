@@ -16,6 +16,7 @@ import re
 
 from flask import current_app
 
+from ... import limits
 from ...extensions import db
 from ...i18n import t
 from ...payments import payment_requests as pr
@@ -345,6 +346,17 @@ class PaymentRequests:
     def approve(self, session, user, key: str) -> bool:
         return pr.pay(session, user, key) is not None
 
+    def before_approving(self, session, user, key: str):
+        """The payer's own limits, before the PIN (not the requester's balance: private)."""
+        request = session.get(pr.PaymentRequest, key)
+        requester = pr._requester(session, request) if request is not None else None
+        if requester is None or request.payer_phone != user.phone:
+            return None
+        kind = pr._payment(request, requester)[0].value
+        return limits.before_pin(
+            session, kind, request.amount, pr.fee(session, request), payer_account_id=user.account_id
+        )
+
     def decline(self, session, user, key: str) -> bool:
         return pr.decline(session, user, key)
 
@@ -535,6 +547,10 @@ FLOW = {
     "too_often": Screen("a payer was asked too often today, in another session", _TOO_OFTEN, end=True),
     "cancelled": Screen("the requester cancelled", N_("Cancelled. Nobody was asked."), end=True),
 }
+
+# Only mobile numbers of our own country can be customers (issue 15 item 9).
+FLOW["m_check"] = common.mobile_only("payer_phone", "m_phone", FLOW["m_check"])
+FLOW["c_add"] = common.mobile_only("payer_phone", "c_number", FLOW["c_add"])
 
 SAMPLE = {
     "payer_phone": "+" + "9" * 15,

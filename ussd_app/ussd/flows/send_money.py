@@ -195,6 +195,12 @@ FLOW = {
     "cancelled": Screen("the customer cancelled", N_("Cancelled. Nothing was sent."), end=True),
 }
 
+# Only mobile numbers of our own country can be customers (issue 15 item 9).
+FLOW["find"] = common.mobile_only("recipient_phone", "recipient", FLOW["find"])
+# Limits said before the PIN, not after it (issue 15 item 16).
+FLOW["quote"] = common.within_limits(FLOW["quote"], "amount", kind="send")
+
+
 SAMPLE = {
     "recipient_phone": "+" + "9" * 15,  # E.164 allows up to 15 digits
     "recipient_name": "W" * common.SHOWN_NAME_LIMIT,
