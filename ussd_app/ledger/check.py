@@ -4,7 +4,8 @@
 2. No account breaks its flag's limit.
 3. Every pending transfer is resolved at most once, and only pending transfers are resolved.
 4. E-money in circulation (what every other account holds) = the trust account's balance =
-   the trust deposits on record.
+   the trust deposits on record, and no bank reference issued e-float twice (the caller, who
+   knows the deposits, says which references were used more than once).
 5. Replaying the transfer log reproduces every account's four balances.
 """
 
@@ -27,7 +28,9 @@ def _sum(session, column) -> int:
     return int(session.execute(select(func.coalesce(func.sum(column), 0))).scalar_one())
 
 
-def check(session, trust_deposits_total: int | None = None) -> list[Finding]:
+def check(
+    session, trust_deposits_total: int | None = None, references_issued_twice: dict[str, int] | None = None
+) -> list[Finding]:
     findings: list[Finding] = []
 
     dp, cp = _sum(session, Account.debits_pending), _sum(session, Account.credits_pending)
@@ -88,6 +91,10 @@ def check(session, trust_deposits_total: int | None = None) -> list[Finding]:
         detail += f", deposits {trust_deposits_total}"
         ok = ok and trust_deposits_total == trust_balance
     findings.append(Finding("e-money in circulation = trust balance", ok, detail))
+    if references_issued_twice is not None:
+        twice = ", ".join(f"{ref} ({n} deposits)" for ref, n in references_issued_twice.items())
+        ok = not references_issued_twice
+        findings.append(Finding("each bank reference issued once", ok, twice or "no reference twice"))
 
     findings.append(_replay(session))
     return findings

@@ -110,13 +110,16 @@ class _Batch:
             ):
                 account_ids |= {d, c}
         account_ids.discard(None)
-        # Lock in one fixed order; everything read after this sees the latest commits.
+        # Lock in one fixed order; everything read after this sees the latest commits. FOR NO
+        # KEY UPDATE (the lock PostgreSQL's own UPDATE of a balance takes) leaves alone the key
+        # share locks that inserting a row naming an account takes: a transaction that records
+        # a request and then posts it would otherwise deadlock with another doing the same.
         table = Account.__table__
         rows = session.execute(
             select(table.c.id, table.c.flags, *(table.c[f] for f in BALANCE_FIELDS))
             .where(among(session, table.c.id, account_ids))
             .order_by(table.c.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         ).all()
         self.flags = {r[0]: r[1] for r in rows}
         self.balances = _Balances({r[0]: list(r[2:]) for r in rows})

@@ -126,12 +126,14 @@ def execute_batch(session, limit: int) -> int:
             return len(requests)
         except (IntegrityError, DBAPIError) as exc:
             session.rollback()
-            if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError) and not _is_conflict(exc):
+            if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError) and not is_conflict(exc):
                 raise
             log.warning("batch conflict, retrying (attempt %d): %s", attempt, type(exc.orig).__name__)
     raise RuntimeError("transfer batch kept conflicting; left queued for the next job")
 
 
-def _is_conflict(exc: DBAPIError) -> bool:
+def is_conflict(exc: DBAPIError) -> bool:
+    """A failure that trying the whole transaction again can cure: a serialization failure,
+    a deadlock, a lock not available, SQLite's busy database."""
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     return code in {"40001", "40P01", "55P03"} or "database is locked" in str(exc.orig)
