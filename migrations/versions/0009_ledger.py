@@ -3,8 +3,8 @@
 Revision ID: 0009_ledger
 Revises: 0008
 
-- ``trust_deposits.reference_key``: the bank reference in its one compared form (surrounding
-  space trimmed, inner runs of space made one, upper case), unique. Filled here from
+- ``trust_deposits.reference_key``: the bank reference in its one compared form (without
+  spaces, upper case), unique. Filled here from
   ``bank_reference``; a reference already used by an earlier deposit (possible before this
   rule) keeps NULL on the later deposits, which ``flask ledger check`` reports.
 """
@@ -25,7 +25,7 @@ def _key(reference):
     this migration does the same thing whatever that function becomes)."""
     if reference is None:
         return None
-    key = re.sub(r"\s+", " ", reference).strip().upper()
+    key = re.sub(r"\s+", "", reference).upper()
     return key[:64] or None
 
 

@@ -56,12 +56,13 @@ def tidy_reference(raw: str | None) -> str | None:
 def normalize_reference(raw: str | None) -> str | None:
     """A bank reference in the one form references are compared in, or None when blank.
 
-    Banks print references in capitals and operators copy them by hand, so case and stray
-    spaces say nothing about which deposit is meant: ``" ft 12  34x"`` is ``"FT 12 34X"``.
-    Everything else (dashes, slashes, digits) is kept: two references that differ in it may
-    be two deposits."""
+    Banks print references in capitals, sometimes spaced out for reading, and operators copy
+    them by hand: case and spaces say nothing about which deposit is meant, so both go
+    (``" ft 12  34x"`` is ``"FT1234X"``). Dashes, slashes and digits stay: references that
+    differ in them may be two deposits. (Two deposits whose references differ only in spaces
+    would be refused as one: an operator can see that; a deposit issued twice nobody sees.)"""
     reference = tidy_reference(raw)
-    return None if reference is None else reference.upper()
+    return None if reference is None else reference.replace(" ", "").upper()
 
 
 def earlier_issue(session, key: str) -> DuplicateDeposit | None:
@@ -145,7 +146,7 @@ def references_issued_twice(session) -> dict[str, int]:
     counts: dict[str, int] = {}
     references = select(TrustDeposit.bank_reference).where(TrustDeposit.bank_reference.is_not(None))
     for raw in session.execute(references).scalars():
-        key = re.sub(r"\s+", " ", raw).strip().upper()  # normalize_reference, never refusing
+        key = re.sub(r"\s+", "", raw).upper()  # normalize_reference, never refusing
         if key:
             counts[key] = counts.get(key, 0) + 1
     return {reference: n for reference, n in sorted(counts.items()) if n > 1}
