@@ -12,6 +12,7 @@
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
 from .models import Account, AccountFlags, AccountKind, Transfer, TransferFlags
@@ -25,7 +26,15 @@ class Finding:
 
 
 def _sum(session, column) -> int:
-    return int(session.execute(select(func.coalesce(func.sum(column), 0))).scalar_one())
+    """Σ column. Every balance fits 64 bits, but their sum over all accounts may not: SQLite's
+    SUM then fails ("integer overflow"), and the sum is taken here instead (PostgreSQL's SUM of
+    a bigint is a numeric and never overflows)."""
+    try:
+        return int(session.execute(select(func.coalesce(func.sum(column), 0))).scalar_one())
+    except OperationalError as exc:
+        if "integer overflow" not in str(exc.orig):
+            raise
+        return sum(int(v) for v in session.execute(select(column)).scalars())
 
 
 def check(

@@ -65,13 +65,16 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
             outcomes.append((request, None, refusal, {}))
             continue
         chain = results[start:end]
-        if all(r.succeeded for r in chain):
+        # A chain is written whole or not at all, and its legs' ids derive from the request's
+        # (legs.py): a first leg that exists means this request was posted before. The ledger
+        # then answers exists, linked_event_failed, ... (any result but ok fails a chain, as in
+        # TigerBeetle), and the request stays posted, with no second set of receipts.
+        if chain[0] == TransferResult.EXISTS or all(r == TransferResult.OK for r in chain):
             status, result = RequestStatus.POSTED, TransferResult.OK
         else:
             status = RequestStatus.REJECTED
-            result = next(
-                (r for r in chain if not r.succeeded and r != TransferResult.LINKED_EVENT_FAILED), chain[0]
-            )
+            passive = (TransferResult.OK, TransferResult.LINKED_EVENT_FAILED)
+            result = next((r for r in chain if r not in passive), chain[0])  # the leg that failed
         _set(request, status.value, result.value, now)
         outcomes.append((request, chain, result, snapshots.get(start, {})))
     # Before the statuses change: receipts count today's earlier sends against the limit.
