@@ -6,7 +6,8 @@ PENDING_TRANSFER_EXPIRED, as in TigerBeetle.
 
 The void transfer's id is derived from the hold's, and the unique index on ``pending_id``
 decides any race (the owner posting at the same moment, or two expiry jobs): one resolution
-wins, the other gets PENDING_TRANSFER_ALREADY_* and changes nothing.
+wins, the other gets EXISTS, PENDING_TRANSFER_ALREADY_POSTED or PENDING_TRANSFER_EXPIRED and
+changes nothing.
 """
 
 from sqlalchemy import select
