@@ -103,7 +103,7 @@ def issue_float(session, agent: User, amount: int, bank_reference: str | None = 
         reference=reference,
     )
     # The deposit before the posting: a concurrent issue of this reference waits here on the
-    # unique key until this transaction ends, and then fails without having locked an account.
+    # unique key until this transaction ends, and then fails before locking an account to post.
     session.add(
         TrustDeposit(request_id=request.id, amount=amount, bank_reference=reference, reference_key=key)
     )
