@@ -238,3 +238,121 @@ def test_batch_writes_keep_every_value_as_given(two):
     stored = db.session.get(Transfer, "batch-write-1", populate_existing=True)
     assert {k: getattr(stored, k) for k in row} == row
     assert balances(b)[2] == big
+
+
+# -- Issue 15, items 21-24: where the ledger follows TigerBeetle, and where not (docs/ledger.md)
+
+
+def test_an_expired_hold_answers_expired_before_and_after_the_expiry_job(two):
+    """Item 21: once its timeout has passed a hold answers pending_transfer_expired to a post
+    or a void, whether or not the expiry job has voided it yet (it answered
+    pending_transfer_already_voided after the job had run)."""
+    a, b = two
+    run(spec("h", a, b, 3_000, flags=F.PENDING, timeout=60))
+    later = db.session.get(Transfer, "h").created_at + 61 * 1_000_000
+    post = spec("p", None, None, 3_000, pending_id="h", flags=F.POST_PENDING_TRANSFER)
+    void = spec("v", None, None, 0, pending_id="h", flags=F.VOID_PENDING_TRANSFER)
+    assert run(post, now=later) == [R.PENDING_TRANSFER_EXPIRED]
+    assert run(void, now=later) == [R.PENDING_TRANSFER_EXPIRED]
+    assert balances(a) == (3_000, 0, 0, 10_000)  # still held until the job runs
+
+    assert [res for _, res in expire_holds(db.session, now=later)] == [R.OK]
+    db.session.commit()
+    assert balances(a) == (0, 0, 0, 10_000)
+    for again in ("p2", "v2"):
+        resolution = post if again == "p2" else void
+        retry = spec(again, None, None, resolution.amount, pending_id="h", flags=resolution.flags)
+        assert run(retry, now=later + 1) == [R.PENDING_TRANSFER_EXPIRED]
+
+    # A hold its owner voided in time stays "already voided", even after its timeout.
+    run(spec("h2", a, b, 1_000, flags=F.PENDING, timeout=60))
+    assert run(spec("v3", None, None, 0, pending_id="h2", flags=F.VOID_PENDING_TRANSFER)) == [R.OK]
+    too_late = db.session.get(Transfer, "h2").created_at + 61 * 1_000_000
+    assert run(
+        spec("p3", None, None, 1_000, pending_id="h2", flags=F.POST_PENDING_TRANSFER), now=too_late
+    ) == [R.PENDING_TRANSFER_ALREADY_VOIDED]
+    assert_invariants()
+
+
+def test_exists_in_a_linked_chain_fails_the_chain(two):
+    """Item 22: any result but ok fails a linked chain, exists included (TigerBeetle): the
+    exists keeps its result, the rest of the chain gets linked_event_failed and applies
+    nothing. (Before, a chain went on past an exists and posted its new legs.)"""
+    a, b = two
+    assert run(spec("old", a, b, 100)) == [R.OK]
+    assert run(spec("new", a, b, 200, flags=F.LINKED), spec("old", a, b, 100)) == [
+        R.LINKED_EVENT_FAILED,
+        R.EXISTS,
+    ]
+    assert balances(b) == (0, 0, 0, 100)
+    assert db.session.get(Transfer, "new") is None
+    # A whole chain submitted again: exists, then linked_event_failed; nothing moves twice.
+    chain = [spec("c1", a, b, 10, flags=F.LINKED), spec("c2", a, b, 20)]
+    assert run(*chain) == [R.OK, R.OK]
+    assert run(*chain) == [R.EXISTS, R.LINKED_EVENT_FAILED]
+    # An exists first stops a new transfer after it too.
+    assert run(chain[0], spec("c3", a, b, 300)) == [R.EXISTS, R.LINKED_EVENT_FAILED]
+    assert db.session.get(Transfer, "c3") is None
+    assert db.session.get(RejectedTransfer, "c2") is None  # it exists: not recorded as failed
+    assert balances(b) == (0, 0, 0, 130)
+    assert_invariants()
+
+
+def test_zero_amounts_are_refused_but_a_void_of_zero_releases_the_whole_hold(two):
+    """Item 23: TigerBeetle 0.16 accepts amount 0; Tuma refuses it (docs/ledger.md says why),
+    except on a void, where 0 means the whole hold, as in TigerBeetle."""
+    a, b = two
+    assert run(spec("z1", a, b, 0)) == [R.AMOUNT_MUST_BE_POSITIVE]
+    assert run(spec("z2", a, b, 0, flags=F.PENDING)) == [R.AMOUNT_MUST_BE_POSITIVE]
+    run(spec("h", a, b, 500, flags=F.PENDING))
+    assert run(spec("z3", None, None, 0, pending_id="h", flags=F.POST_PENDING_TRANSFER)) == [
+        R.AMOUNT_MUST_BE_POSITIVE
+    ]
+    assert run(spec("z4", None, None, 0, pending_id="h", flags=F.VOID_PENDING_TRANSFER)) == [R.OK]
+    assert db.session.get(Transfer, "z4").amount == 500
+    assert balances(a) == (0, 0, 0, 10_000)
+    assert db.session.execute(select(Transfer).where(Transfer.amount <= 0)).first() is None
+
+
+def test_a_hold_whose_posting_would_overflow_is_refused(backend_app):
+    """Item 24: a pending transfer reserves only the pending columns, but posting it adds to the
+    posted ones: it is refused when that could pass 2**63 - 1 (TigerBeetle's overflows_*)."""
+    from ussd_app.ledger import AccountKind, house_account
+
+    a, b = wallets(2)
+    big = 2**63 - 1 - 20_000
+    fund(b, big)  # b's credits_posted and the trust account's debits_posted near the limit
+    fund(a, 10_000)
+    trust = house_account(db.session, AccountKind.TRUST).id
+    assert run(spec("h1", a, b, 25_000, flags=F.PENDING)) == [R.OVERFLOWS_CREDITS_POSTED]
+    assert run(spec("h2", trust, a, 15_000, flags=F.PENDING)) == [R.OVERFLOWS_DEBITS_POSTED]
+    assert run(spec("t1", a, b, 25_000)) == [R.OVERFLOWS_CREDITS_POSTED]  # before exceeds_credits
+    assert run(spec("h3", a, b, 10_000, flags=F.PENDING)) == [R.OK]  # what fits is held ...
+    assert run(spec("p3", None, None, 10_000, pending_id="h3", flags=F.POST_PENDING_TRANSFER)) == [R.OK]
+    assert balances(b) == (0, 0, 0, big + 10_000)  # ... and posted
+    assert_invariants()
+
+
+def test_results_come_in_tigerbeetles_order(two):
+    """Item 24: accounts_must_be_different before the pending_id rules; a chain left open at
+    the end of the batch ends in linked_event_chain_open even after an earlier failure; the
+    amount rules of a post or void before already_posted/voided; a transfer cannot resolve
+    itself."""
+    a, b = two
+    assert run(spec("x1", a, a, 1, pending_id="nope")) == [R.ACCOUNTS_MUST_BE_DIFFERENT]
+    assert run(spec("x2", a, b, 50_000, flags=F.LINKED), spec("x3", a, b, 1, flags=F.LINKED)) == [
+        R.EXCEEDS_CREDITS,
+        R.LINKED_EVENT_CHAIN_OPEN,
+    ]
+    run(spec("h", a, b, 100, flags=F.PENDING))
+    run(spec("v", None, None, 0, pending_id="h", flags=F.VOID_PENDING_TRANSFER))
+    assert run(spec("p", None, None, 101, pending_id="h", flags=F.POST_PENDING_TRANSFER)) == [
+        R.EXCEEDS_PENDING_TRANSFER_AMOUNT
+    ]
+    assert run(spec("v2", None, None, 7, pending_id="h", flags=F.VOID_PENDING_TRANSFER)) == [
+        R.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
+    ]
+    assert run(spec("self", None, None, 1, pending_id="self", flags=F.POST_PENDING_TRANSFER)) == [
+        R.PENDING_ID_MUST_BE_DIFFERENT
+    ]
+    assert balances(b) == (0, 0, 0, 0)

@@ -29,6 +29,7 @@ from ussd_app.ledger.expiry import expire_holds, expiry_id
 
 IDS = st.sampled_from([f"t{i}" for i in range(16)])
 AMOUNTS = st.integers(min_value=-2, max_value=3_000)
+HUGE = st.sampled_from([2**62, 2**62 + 1, 2**63 - 1, 2**63, 2**64]) | st.integers(2**61, 2**63)
 SECOND = 1_000_000
 
 
@@ -73,10 +74,26 @@ class LedgerMachine(RuleBasedStateMachine):
             ]
         )
 
-    @rule(tid=IDS, d=account, c=account, amount=st.integers(min_value=1, max_value=5_000))
+    @rule(tid=IDS, d=account, c=account, amount=st.integers(min_value=1, max_value=5_000) | HUGE)
     def issue(self, tid, d, c, amount):
-        """Money enters from the trust account, so wallets have something to spend."""
+        """Money enters from the trust account, so wallets have something to spend (at times
+        near the columns' limit)."""
         self.submit([TransferSpec("i" + tid, self.ids[0], self.ids[2 + c % 3], amount, "float_issue")])
+
+    @rule(
+        tid=IDS,
+        d=account,
+        c=account,
+        amount=HUGE,
+        pending=st.booleans(),
+        timeout=st.sampled_from([0, 5, 2**31 - 1, 2**31]),
+    )
+    def huge(self, tid, d, c, amount, pending, timeout):
+        """Amounts and timeouts at the edges of the columns: overflows are refused by name, a
+        hold that could not be posted among them."""
+        flags = F.PENDING if pending else F.NONE
+        spec = TransferSpec("h" + tid, self.ids[d], self.ids[c], amount, "h", timeout=timeout, flags=flags)
+        self.submit([spec])
 
     @rule(tid=IDS, pid=IDS, amount=AMOUNTS, post=st.booleans(), with_accounts=st.booleans())
     def resolve(self, tid, pid, amount, post, with_accounts):
@@ -128,7 +145,7 @@ class LedgerMachine(RuleBasedStateMachine):
             )
             for pid in expected
         ]
-        want = self.model.create(specs, self.now)
+        want = self.model.create(specs, self.now, expiry=True)
         assert [r for _, r in outcome] == want
 
     @invariant()

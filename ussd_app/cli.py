@@ -6,14 +6,13 @@ from datetime import UTC, datetime
 
 import click
 from flask import Blueprint, current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from . import limits, tariffs
 from .extensions import db
-from .ledger import check as ledger_check
 from .money import InvalidAmount, format_amount, parse_major
-from .payments.emoney import FloatError, issue_float
-from .payments.models import RequestStatus, TransferRequest, TrustDeposit
+from .payments.emoney import FloatError, check_ledger, issue_float, issue_float_and_commit
+from .payments.models import RequestStatus, TransferRequest
 from .payments.submit import announce
 from .phones import InvalidPhone, normalize
 from .sms import receipts, sender
@@ -80,7 +79,7 @@ def unlock_account(phone):
 @float_cli.cli.command("issue")
 @click.option("--phone", required=True, help="the agent's phone number")
 @click.option("--amount", required=True, help="major units, e.g. 50000 for KES 50,000")
-@click.option("--reference", default=None, help="the trust bank deposit's reference")
+@click.option("--reference", default=None, help="the trust bank deposit's reference (issues e-float once)")
 def float_issue(phone, amount, reference):
     """Record a trust bank deposit and issue the same amount of e-float to an agent."""
     try:
@@ -88,8 +87,7 @@ def float_issue(phone, amount, reference):
         agent = find_by_phone(db.session, normalize(phone))
         if agent is None:
             raise click.ClickException(f"no account for {phone}")
-        request = issue_float(db.session, agent, minor, reference)
-        db.session.commit()
+        request = issue_float_and_commit(db.session, agent.id, minor, reference)
     except (InvalidAmount, InvalidPhone, FloatError) as exc:
         db.session.rollback()
         raise click.ClickException(f"refused: {exc}") from exc
@@ -102,8 +100,7 @@ def float_issue(phone, amount, reference):
 
 
 def run_check() -> bool:
-    deposits = int(db.session.execute(select(func.coalesce(func.sum(TrustDeposit.amount), 0))).scalar_one())
-    findings = ledger_check.check(db.session, trust_deposits_total=deposits)
+    findings = check_ledger(db.session)
     for f in findings:
         click.echo(f"{'ok  ' if f.ok else 'FAIL'} {f.name}: {f.detail}")
     return all(f.ok for f in findings)

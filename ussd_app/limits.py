@@ -248,7 +248,10 @@ def lock_accounts(session, account_ids) -> None:
     ids = sorted({a for a in account_ids if a is not None})
     if ids and is_postgres(session):
         session.execute(
-            select(Account.id).where(among(session, Account.id, ids)).order_by(Account.id).with_for_update()
+            select(Account.id)
+            .where(among(session, Account.id, ids))
+            .order_by(Account.id)
+            .with_for_update(key_share=True)  # the ledger's lock (ledger/engine.py says why)
         )
 
 

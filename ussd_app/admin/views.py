@@ -11,9 +11,8 @@ from sqlalchemy.orm import aliased
 from .. import phones
 from ..extensions import db
 from ..ledger import Account, AccountKind, RejectedTransfer, Transfer, TransferFlags, house_account
-from ..ledger import check as ledger_check
 from ..money import InvalidAmount, format_amount, parse_major
-from ..payments.emoney import FloatError, issue_float
+from ..payments.emoney import FloatError, check_ledger, issue_float_and_commit
 from ..payments.models import RequestStatus, TransferRequest, TrustDeposit
 from ..queues import ALL_QUEUES, get_queue
 from ..sms.outbox import OutboxMessage, OutboxStatus
@@ -248,7 +247,7 @@ def trust_figures(session) -> dict:
 @login_required
 def ledger():
     figures = trust_figures(db.session)
-    findings = ledger_check.check(db.session, trust_deposits_total=figures["deposits"])
+    findings = check_ledger(db.session)
     return render_template(
         "admin/ledger.html", findings=findings, ok=all(f.ok for f in findings), figures=figures
     )
@@ -641,14 +640,13 @@ def float_issue():
                 raise FloatError(f"{agent.name} is a {agent.role}, not an agent")
             if not form["reference"]:
                 raise FloatError("record the trust bank deposit's reference")
-            duplicate = db.session.execute(
-                select(TrustDeposit).where(TrustDeposit.bank_reference == form["reference"])
-            ).scalar_one_or_none()
-            if duplicate is not None:
-                raise FloatError(f"deposit {form['reference']} has already been issued")
-            issued = issue_float(db.session, agent, minor, form["reference"])
-            audit("float.issue", issued.code, phone=agent.phone, amount=minor, reference=form["reference"])
-            db.session.commit()
+            phone = agent.phone
+
+            def audited(issued):
+                audit("float.issue", issued.code, phone=phone, amount=minor, reference=issued.reference)
+
+            # Once per reference, whatever races; committed with its audit row (payments/emoney.py).
+            issued = issue_float_and_commit(db.session, agent.id, minor, form["reference"], also=audited)
         except InvalidAmount:
             db.session.rollback()
             error = "The amount is a whole number of shillings, more than 0."

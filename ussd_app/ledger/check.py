@@ -4,13 +4,15 @@
 2. No account breaks its flag's limit.
 3. Every pending transfer is resolved at most once, and only pending transfers are resolved.
 4. E-money in circulation (what every other account holds) = the trust account's balance =
-   the trust deposits on record.
+   the trust deposits on record, and no bank reference issued e-float twice (the caller, who
+   knows the deposits, says which references were used more than once).
 5. Replaying the transfer log reproduces every account's four balances.
 """
 
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
 from .models import Account, AccountFlags, AccountKind, Transfer, TransferFlags
@@ -24,10 +26,20 @@ class Finding:
 
 
 def _sum(session, column) -> int:
-    return int(session.execute(select(func.coalesce(func.sum(column), 0))).scalar_one())
+    """Σ column. Every balance fits 64 bits, but their sum over all accounts may not: SQLite's
+    SUM then fails ("integer overflow"), and the sum is taken here instead (PostgreSQL's SUM of
+    a bigint is a numeric and never overflows)."""
+    try:
+        return int(session.execute(select(func.coalesce(func.sum(column), 0))).scalar_one())
+    except OperationalError as exc:
+        if "integer overflow" not in str(exc.orig):
+            raise
+        return sum(int(v) for v in session.execute(select(column)).scalars())
 
 
-def check(session, trust_deposits_total: int | None = None) -> list[Finding]:
+def check(
+    session, trust_deposits_total: int | None = None, references_issued_twice: dict[str, int] | None = None
+) -> list[Finding]:
     findings: list[Finding] = []
 
     dp, cp = _sum(session, Account.debits_pending), _sum(session, Account.credits_pending)
@@ -88,6 +100,10 @@ def check(session, trust_deposits_total: int | None = None) -> list[Finding]:
         detail += f", deposits {trust_deposits_total}"
         ok = ok and trust_deposits_total == trust_balance
     findings.append(Finding("e-money in circulation = trust balance", ok, detail))
+    if references_issued_twice is not None:
+        twice = ", ".join(f"{ref} ({n} deposits)" for ref, n in references_issued_twice.items())
+        ok = not references_issued_twice
+        findings.append(Finding("each bank reference issued once", ok, twice or "no reference twice"))
 
     findings.append(_replay(session))
     return findings

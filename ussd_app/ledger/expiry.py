@@ -1,8 +1,13 @@
 """Expiry: a hold past its timeout is voided, by the database clock, exactly once.
 
+Once a hold's timeout has passed, only this job may resolve it (``create_transfers(...,
+expiry=True)``); its owner's post or void, before or after this job, answers
+PENDING_TRANSFER_EXPIRED, as in TigerBeetle.
+
 The void transfer's id is derived from the hold's, and the unique index on ``pending_id``
 decides any race (the owner posting at the same moment, or two expiry jobs): one resolution
-wins, the other gets PENDING_TRANSFER_ALREADY_* and changes nothing.
+wins, the other gets EXISTS, PENDING_TRANSFER_ALREADY_POSTED or PENDING_TRANSFER_EXPIRED and
+changes nothing.
 """
 
 from sqlalchemy import select
@@ -57,5 +62,5 @@ def expire_holds(session, now: int | None = None, limit: int = 500) -> list[tupl
         )
         for h in holds
     ]
-    results = create_transfers(session, specs, now=now)
+    results = create_transfers(session, specs, now=now, expiry=True)
     return list(zip(holds, results, strict=True))

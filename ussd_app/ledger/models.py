@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..extensions import db
 
 ID_LENGTH = 64
+CODE_LENGTH = 24
 
 
 class AccountKind(enum.StrEnum):
@@ -111,7 +112,7 @@ class Transfer(db.Model):
     amount: Mapped[int] = mapped_column(BigInteger)
     # The pending transfer this one posts or voids. Unique: a hold resolves at most once.
     pending_id: Mapped[str | None] = mapped_column(ForeignKey("transfers.id"), unique=True, default=None)
-    code: Mapped[str] = mapped_column(String(24))
+    code: Mapped[str] = mapped_column(String(CODE_LENGTH))
     flags: Mapped[int] = mapped_column(Integer, default=0)
     timeout: Mapped[int] = mapped_column(Integer, default=0)  # seconds; 0 = never expires
     expires_at: Mapped[int | None] = mapped_column(BigInteger, index=True, default=None)  # µs
@@ -134,7 +135,7 @@ class RejectedTransfer(db.Model):
     credit_account_id: Mapped[int | None] = mapped_column(Integer)
     amount: Mapped[int] = mapped_column(BigInteger)
     pending_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
-    code: Mapped[str] = mapped_column(String(24))
+    code: Mapped[str] = mapped_column(String(CODE_LENGTH))
     flags: Mapped[int] = mapped_column(Integer)
     timeout: Mapped[int] = mapped_column(Integer)
     result: Mapped[str] = mapped_column(String(40))

@@ -74,7 +74,11 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
             outcomes.append((request, None, refusal, {}))
             continue
         chain = results[start:end]
-        if all(r.succeeded for r in chain):
+        # A chain is written whole or not at all, and its legs' ids derive from the request's
+        # (legs.py): a first leg that exists means this request was posted before. The ledger
+        # then answers exists, linked_event_failed, ... (any result but ok fails a chain, as in
+        # TigerBeetle), and the request stays posted, with no second set of receipts.
+        if chain[0] == TransferResult.EXISTS or all(r == TransferResult.OK for r in chain):
             status, result = RequestStatus.POSTED, TransferResult.OK
             if request.id in returned:
                 _set(request, status.value, limits.Result.BALANCE_RETURNED, now)
@@ -84,9 +88,8 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
             if request.id in returned:  # refused by the ledger: its receipt names the whole hold
                 set_committed_value(request, "amount", held_amounts[request.id])
             status = RequestStatus.REJECTED
-            result = next(
-                (r for r in chain if not r.succeeded and r != TransferResult.LINKED_EVENT_FAILED), chain[0]
-            )
+            passive = (TransferResult.OK, TransferResult.LINKED_EVENT_FAILED)
+            result = next((r for r in chain if r not in passive), chain[0])  # the leg that failed
         _set(request, status.value, result.value, now)
         outcomes.append((request, chain, result, snapshots.get(start, {})))
     # Before the statuses change: receipts count today's earlier sends against the limit.
@@ -163,12 +166,14 @@ def execute_batch(session, limit: int) -> int:
             return len(requests)
         except (IntegrityError, DBAPIError) as exc:
             session.rollback()
-            if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError) and not _is_conflict(exc):
+            if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError) and not is_conflict(exc):
                 raise
             log.warning("batch conflict, retrying (attempt %d): %s", attempt, type(exc.orig).__name__)
     raise RuntimeError("transfer batch kept conflicting; left queued for the next job")
 
 
-def _is_conflict(exc: DBAPIError) -> bool:
+def is_conflict(exc: DBAPIError) -> bool:
+    """A failure that trying the whole transaction again can cure: a serialization failure,
+    a deadlock, a lock not available, SQLite's busy database."""
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     return code in {"40001", "40P01", "55P03"} or "database is locked" in str(exc.orig)

@@ -144,4 +144,8 @@ class TrustDeposit(db.Model):
     request_id: Mapped[str] = mapped_column(ForeignKey("transfer_requests.id"), unique=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     bank_reference: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The reference in its one compared form (``emoney.normalize_reference``). Unique: a bank
+    # deposit issues e-float once, whatever races. NULL without a reference, and for a deposit
+    # recorded under a reference already used before this rule existed (ledger check lists those).
+    reference_key: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
