@@ -318,8 +318,10 @@ def test_reverse_by_sms_holds_the_funds_and_kiswahili_reads_kiswahili(client, se
     user = find_by_phone(db.session, AMINA)
     user.language = "sw"
     db.session.commit()
-    # Only the sender: the recipient gets the answer a stranger gets.
-    assert text_us(client, AMINA, f"REVERSE {sent.code}").startswith(f"{sent.code} si muamala wako wa Tuma.")
+    # Only the sender: the recipient is told so (not warned of a fake receipt).
+    assert text_us(client, AMINA, f"REVERSE {sent.code}").startswith(
+        f"Ni mtumaji pekee anayeweza kuomba {sent.code}"
+    )
     assert text_us(client, JUMA, f"reverse {sent.code.lower()}") == (
         f"Received: your request to reverse {sent.code}, KES 500.00 sent to AMINA HASSAN {AMINA}. "
         "They are asked to agree; we will SMS you."

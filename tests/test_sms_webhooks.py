@@ -231,9 +231,9 @@ def test_reverse_is_recorded_and_asks_for_the_reversal(client, gateway, transfer
         rid,
         "link-1",
     )
-    # Only the payer can ask; the payee gets the answer a stranger gets.
+    # Only the payer can ask; the payee is told so (not warned of a fake receipt).
     text_us(client, "+254712000502", f"REVERSE {code}")
-    assert reply_to(gateway, "+254712000502").startswith(f"{code} si muamala wako wa Tuma.")
+    assert reply_to(gateway, "+254712000502").startswith(f"Ni mtumaji pekee anayeweza kuomba {code}")
     assert len(outbox()) == len(balances) + 2  # two replies, no receipts before the worker runs
 
 

@@ -8,7 +8,7 @@ sender of a send asks for its reversal (``payments/reversals.py``), answered wit
 
 import enum
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import DateTime, Integer, String, func, select
@@ -17,7 +17,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..extensions import db
 from ..i18n import t
 from ..money import format_amount
-from ..payments.models import TransferRequest
+from ..payments import holds
+from ..payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
 from ..users import User, find_by_phone
 from .outbox import add_sms
 from .receipts import when
@@ -113,7 +114,8 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
         return intent, code, None, unknown
     if intent == Intent.REVERSE:
         if payer is None or payer.phone != phone:
-            return intent, code, None, unknown
+            # The genuine recipient: a proper answer, not the fake-receipt warning.
+            return intent, code, None, t(language, RECIPIENT_CANNOT_REVERSE, domain="sms", code=code)
         # Held from the recipient for them to agree (payments/reversals.py); the webhook
         # announces the hold to the workers once committed.
         from ..payments import reversals
@@ -124,11 +126,7 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
             return intent, code, None, unknown
         english, fields = reversals.sms_reply(outcome, found, code)
         return intent, code, request.id, t(language, english, domain="sms", **fields)
-    status = {
-        "posted": t(language, "completed", domain="sms"),
-        "queued": t(language, "in progress", domain="sms"),
-        "rejected": t(language, "failed", domain="sms"),
-    }.get(request.status, request.status)
+    status = _status(session, request, language)
     date, time_ = when(request.executed_at or request.created_at)
     reply = t(
         language,
@@ -143,6 +141,75 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
         status=status,
     )
     return intent, code, None, reply
+
+
+RECIPIENT_CANNOT_REVERSE = (
+    "Only the sender can ask to reverse {code}. To return money you received, use Send money."
+)
+
+
+def _status(session, request: TransferRequest, language: str) -> str:
+    """Where the money of ``request`` really stands: a receipt is only "completed" when the
+    money is final with its payee (not held, disputed, refunded or reversed)."""
+
+    def say(english: str, **fields) -> str:
+        return t(language, english, domain="sms", **fields)
+
+    if request.status == RequestStatus.QUEUED.value:
+        return say("in progress")
+    if request.status == RequestStatus.REVIEW.value:
+        return say("held for a security check")
+    if request.status != RequestStatus.POSTED.value:
+        return say("failed")
+    if request.hold_state is not None:  # an escrow hold (payments/holds.py)
+        return _hold_status(session, request, say)
+    if request.kind == RequestKind.SEND.value:
+        # A reversal the sender asked for holds the recipient's funds, then posts them back.
+        for reversal in session.execute(
+            select(TransferRequest).where(
+                TransferRequest.kind == RequestKind.REVERSAL.value,
+                TransferRequest.reference == request.code,
+                TransferRequest.status == RequestStatus.POSTED.value,
+            )
+        ).scalars():
+            if reversal.hold_state == HoldState.HELD.value:
+                return say("held for a reversal until {date}", date=_until(reversal))
+            if reversal.hold_state == HoldState.RELEASED.value:
+                return say("reversed") if _resolved(session, reversal) else say("being reversed")
+    return say("completed")
+
+
+def _hold_status(session, hold: TransferRequest, say) -> str:
+    state = hold.hold_state
+    if state == HoldState.HELD.value:
+        return say("held until {date}, not final", date=_until(hold))
+    if state == HoldState.DISPUTED.value:
+        return say("disputed, held until Tuma decides")
+    if state == HoldState.SENDING.value or not _resolved(session, hold):
+        return say("in progress")
+    if hold.kind == RequestKind.REVERSAL.value:  # the hold is the returning of a send
+        return say("reversed") if state == HoldState.RELEASED.value else say("reversal refused")
+    if state == HoldState.RELEASED.value:
+        return say("completed")
+    return say("refunded to the sender")
+
+
+def _resolved(session, hold: TransferRequest) -> bool:
+    """Whether the request that resolves ``hold`` (post or void) has been posted."""
+    resolution = session.get(TransferRequest, holds.resolution_id(hold.id))
+    return resolution is not None and resolution.status == RequestStatus.POSTED.value
+
+
+def _until(hold: TransferRequest) -> str:
+    """The date a hold falls due (the receipts' date format)."""
+    setting = {
+        RequestKind.SEND_UNREGISTERED.value: "SUSPENSE_HOLD_SECONDS",
+        RequestKind.PROTECTED_PURCHASE.value: "PROTECTED_HOLD_SECONDS",
+        RequestKind.REVERSAL.value: "REVERSAL_HOLD_SECONDS",
+    }
+    seconds = hold.hold_seconds or current_app.config.get(setting.get(hold.kind, ""), 0)
+    date, _ = when((hold.executed_at or hold.created_at) + timedelta(seconds=seconds))
+    return date
 
 
 def _who(user: User | None) -> str:
