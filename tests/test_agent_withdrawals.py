@@ -34,7 +34,7 @@ def agent_account() -> int:
 def agent_asks(client, customer="0712000111", amount="1000", fee="29.00") -> str:
     phone = Phone(client, "0700000101")
     assert options(phone.dial())["8"] == "My approvals"  # the menu's first page
-    assert phone.send("98") == "CON 9. Withdraw cash\n0. Back"
+    assert phone.send("98") == "CON 9. Withdraw cash\n10. Verify customer ID\n0. Back"
     assert phone.send("9") == "CON Withdraw for a customer\nEnter the customer's phone number"
     assert phone.send(customer) == "CON Withdraw for Juma Otieno\nEnter amount"
     assert phone.send(amount) == (

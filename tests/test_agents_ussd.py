@@ -1,6 +1,6 @@
 """Agents by USSD: deposit (cash-in), customer-started withdrawal (cash-out) with the fee and
 the agent's commission as linked legs, float balance, commission, last transactions,
-registering a customer, unlocking a customer's PIN after checking their ID number."""
+registering a customer (unlocking a PIN and raising the tier: tests/test_agent_unlock.py)."""
 
 import pytest
 from sqlalchemy import select
@@ -195,36 +195,6 @@ def test_agent_registers_a_customer_who_then_chooses_a_pin(client, agent):
         Phone(client, "0700000101")
         .walk("5", "0712000333")
         .startswith("CON +254712000333 is already registered.")
-    )
-
-
-def test_agent_unlocks_a_locked_pin_only_with_the_right_id_number(client, agent):
-    Phone(client, "0700000101").walk("5", "0712000333", "Akinyi", "Odhiambo", "12345678", "1", AGENT_PIN)
-    customer = Phone(client, "0712000333")
-    customer.walk("2468", "2468")
-    locked = Phone(client, "0712000333")
-    locked.walk("2", "1", "0000", "0000", "0000")
-    assert Phone(client, "0712000333").dial().startswith("END Your PIN is locked")
-
-    agent_phone = Phone(client, "0700000101")
-    assert agent_phone.walk("6", "0712000333") == (
-        "CON Check the ID card of Akinyi Odhiambo\nEnter the ID number"
-    )
-    agent_phone.send("87654321")
-    assert agent_phone.send(AGENT_PIN) == (
-        "END The ID number does not match our records. Nothing was changed."
-    )
-    assert Phone(client, "0712000333").dial().startswith("END Your PIN is locked")
-
-    agent_phone = Phone(client, "0700000101")
-    agent_phone.walk("6", "0712000333", "12345678")
-    assert agent_phone.send(AGENT_PIN) == "END The PIN of Akinyi Odhiambo is unlocked. They can dial again."
-    assert Phone(client, "0712000333").walk("2", "1", "2468") == "END Your balance is KES 0.00."
-    # Not locked any more: nothing to unlock.
-    assert (
-        Phone(client, "0700000101")
-        .walk("6", "0712000333")
-        .startswith("CON The PIN of +254712000333 is not locked.")
     )
 
 
