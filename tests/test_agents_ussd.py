@@ -74,7 +74,10 @@ def test_deposit_moves_float_to_the_customer_and_both_get_an_sms(client, agent, 
     assert available(juma) == 5_000_00
     assert available(agent) == FLOAT - 5_000_00
     agent_sms = sms_to("+254700000101")[-1]  # after the float issue's
-    assert "Confirmed. Give KES 5,000.00 cash to JUMA OTIENO +254712000111" in agent_sms
+    assert (
+        "Confirmed. You received KES 5,000.00 cash from JUMA OTIENO +254712000111 and deposited it"
+        in agent_sms
+    )
     assert "New float balance is KES 95,000.00." in agent_sms
     [customer_sms] = sms_to("+254712000111")
     assert "you deposited KES 5,000.00 with agent ALI AGENT +254700000101" in customer_sms
@@ -209,6 +212,6 @@ def test_kiswahili_agent_and_customer(client, juma):
     phone.walk("1", "0712000111", "700", "1", AGENT_PIN)
     execute_transfers()
     agent_sms = sms_to("+254700000102")[-1]
-    assert "Mpe JUMA OTIENO +254712000111 pesa taslimu KES 700.00" in agent_sms
+    assert "Umepokea pesa taslimu KES 700.00 kutoka kwa JUMA OTIENO +254712000111" in agent_sms
     [customer_sms] = sms_to("+254712000111")
     assert "umeweka KES 700.00 kwa wakala BARAKA WAKALA" in customer_sms

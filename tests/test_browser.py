@@ -100,7 +100,7 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     agent.key("1", "Enter your PIN to deposit")
     agent.key("1111", "Depositing KES 5,000.00 to Neema Wafula.")
     newcomer.wait_sms("you deposited KES 5,000.00 with agent AMINA AGENT")
-    agent.wait_sms("Give KES 5,000.00 cash to NEEMA WAFULA")
+    agent.wait_sms("You received KES 5,000.00 cash from NEEMA WAFULA")
 
     # The newcomer sends money to a second number; both inboxes show the receipts.
     newcomer.key("*384*7#", "1. Send money")

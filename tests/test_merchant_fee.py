@@ -161,7 +161,10 @@ def test_a_protected_purchase_refunded_to_the_buyer_costs_the_merchant_nothing(c
     jobs.execute_transfers()
     phone = Phone(client, "0712000111")
     phone.walk("3", "1", "2")
-    assert phone.send(PIN) == "END Declined."  # a dispute
+    assert (
+        phone.send(PIN)
+        == "END Problem reported. The money stays held until Tuma decides. You will get an SMS."
+    )  # a dispute
     result = runner.invoke(args=["disputes", "decide", "--code", hold.code, "--for", "buyer"])
     assert result.exit_code == 0, result.output
     assert available(people["juma"]) == 100_000_00

@@ -26,6 +26,7 @@ from ..i18n import t
 from ..ledger import TransferResult
 from ..money import format_amount
 from ..users import Role, User, holders
+from ..ussd.gsm7 import shorten
 from .outbox import add_sms
 
 RECEIPTS: dict[str, dict[str, str]] = {
@@ -42,10 +43,11 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "failed": "{code} Failed. {reason} You tried to send {amount} to {name} {phone} on {date} "
         "at {time}. Your balance is {balance}.",
     },
-    # Cash-in: the agent (payer) hands over cash... in e-money; the customer has it at once.
+    # Cash-in: the customer hands the agent cash; the agent (payer) pays it in as e-money, and
+    # the customer has it at once.
     "deposit": {
-        "sender": "{code} Confirmed. Give {amount} cash to {name} {phone} on {date} at {time}. "
-        "New float balance is {balance}.",
+        "sender": "{code} Confirmed. You received {amount} cash from {name} {phone} and deposited it "
+        "on {date} at {time}. New float balance is {balance}.",
         "recipient": "{code} Confirmed. On {date} at {time} you deposited {amount} with agent {name} "
         "{phone}. New balance is {balance}.",
         "failed": "{code} Failed. {reason} You tried to deposit {amount} to {name} {phone}. "
@@ -96,8 +98,9 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "sender": "{code} Confirmed. {amount} held for {name} till {till} on {date} at {time}. Confirm "
         "delivery in My approvals; it is paid to them in {days} days unless you dispute it. "
         "New balance is {balance}.",
-        "merchant": "{code} Confirmed. {amount} from {name} {phone} is held for you until delivery is "
-        "confirmed, at most {days} days, on {date} at {time}.",
+        # Not "Confirmed.": the money is not the merchant's yet (a held payment is not final).
+        "merchant": "{code} Held, not paid yet: {amount} from {name} {phone}. Yours when the buyer "
+        "confirms delivery, or in {days} days.",
     },
     "protected_release": {
         "sender": "{code} Confirmed. {amount} released to {name} for your protected purchase on {date} "
@@ -154,6 +157,31 @@ RECEIPTS: dict[str, dict[str, str]] = {
     },
 }
 
+# Kinds whose sender's receipt may take two SMS segments (306 characters), as the real thing
+# does; every other SMS fits one (160), in every language (tests/test_sms_segments.py).
+TWO_SEGMENTS = frozenset(
+    {
+        "send",
+        "deposit",
+        "withdrawal",
+        "buy_goods",
+        "pay_bill",
+        "send_unregistered",
+        "protected_purchase",
+        "airtime_post",
+    }
+)
+
+# Septets of a person's name in an SMS: the longest name registration takes (20 + 1 + 20) is cut
+# to this, ending in "..", so every one-segment SMS fits with the longest name.
+SMS_NAME_LIMIT = 20
+
+
+def sms_name(user) -> str:
+    """``user``'s name as every SMS shows it: upper case, at most ``SMS_NAME_LIMIT`` septets."""
+    return shorten(user.name.upper(), SMS_NAME_LIMIT)
+
+
 # To an unregistered number money was sent to (their language is not known: English).
 INVITE = (
     "{name} {phone} sent you {amount} on Tuma. Dial {service_code} within {days} days to register "
@@ -161,6 +189,13 @@ INVITE = (
 )
 # To both sides when a buyer disputes a protected purchase.
 DISPUTE_OPENED = "{code} Dispute opened for {amount} ({name}). The money stays held until Tuma decides."
+
+# To the buyer when the operator decides a dispute for the merchant (a decision for the buyer is
+# told by the refund's receipt).
+DISPUTE_FOR_MERCHANT = (
+    "{code} Dispute decided for the merchant: the {amount} held for {name} is paid to them. "
+    "Call customer care if you disagree."
+)
 
 # To a customer an agent registered (no request: the account was opened for them).
 OPENED_BY_AGENT = (
@@ -279,7 +314,7 @@ def _write(session, user: User, english: str, request, **fields) -> None:
 def _counterparty(user: User | None) -> dict:
     if user is None:
         return {"name": "", "phone": "", "till": ""}
-    return {"name": user.name.upper(), "phone": user.phone, "till": user.till or ""}
+    return {"name": sms_name(user), "phone": user.phone, "till": user.till or ""}
 
 
 def write_posted(session, request, people: People) -> None:

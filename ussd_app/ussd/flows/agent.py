@@ -141,11 +141,6 @@ UNLOCK_CODE_SMS = (
     "Tuma: agent {agent} {agent_phone} asks to unlock your PIN. Code {code}, valid {minutes} min. "
     "Tell it only to an agent you are with now."
 )
-UNLOCKED_SMS = (
-    "Tuma: your PIN was unlocked by agent {agent} {agent_phone} on {date} at {time}. "
-    "Not you? Call customer care now."
-)
-
 
 def full_name(text: str) -> str | None:
     text = " ".join(text.split())
@@ -220,21 +215,7 @@ def unlock_customer(ctx) -> str:
         return "wrong"
     if outcome != unlock_codes.OK:
         return "spent"
-    unlock_pin(db.session, user)
-    date, time_ = receipts.when(datetime.now(UTC).replace(tzinfo=None))
-    add_sms(
-        db.session,
-        phone=user.phone,
-        body=t(
-            user.language,
-            UNLOCKED_SMS,
-            domain="sms",
-            agent=_sms_name(ctx.user),
-            agent_phone=ctx.user.phone,
-            date=date,
-            time=time_,
-        ),
-    )
+    unlock_pin(db.session, user, agent=ctx.user)  # and tells the customer by SMS
     return "ok"
 
 
