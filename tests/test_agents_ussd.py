@@ -131,7 +131,7 @@ def test_customer_withdrawal_pays_fee_and_commission_as_linked_legs(client, agen
     assert "Withdraw KES 1,000.00 from agent ALI AGENT +254700000101" in customer_sms
     assert "New balance is KES 3,971.00. Transaction cost, KES 29.00." in customer_sms
     agent_sms = sms_to("+254700000101")[-1]
-    assert "Pay out KES 1,000.00 cash to JUMA OTIENO +254712000111" in agent_sms
+    assert "Pay KES 1,000.00 cash to JUMA OTIENO +254712000111" in agent_sms
     assert "Commission KES 12.00." in agent_sms
     ledger_ok()
 

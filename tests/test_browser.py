@@ -255,7 +255,7 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     newcomer.key(code, "They must agree.")
     newcomer.key("1", f"Enter your PIN to reverse {code}")
     newcomer.key("5678", f"Reversal of {code} requested.")
-    wanjiru.wait_sms(f"asks you to return KES 1,000.00 they sent by mistake ({code})")
+    wanjiru.wait_sms(f"asks you to return KES 1,000.00 ({code})")
     browser.get(f"{stack.url}/admin/disputes")
     row = browser.find_element(By.XPATH, f"//tr[td/a[text()='{code}']]")
     assert "to return a send made by mistake" in row.text

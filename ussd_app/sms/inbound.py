@@ -21,7 +21,7 @@ from ..payments import holds
 from ..payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
 from ..users import User, find_by_phone
 from .outbox import add_sms
-from .receipts import when
+from .receipts import sms_name, when
 
 # Transaction codes are base32 (A-Z, 2-7), 10 characters (payments.models.transaction_code).
 CODE = re.compile(r"^[A-Z2-7]{10}$")
@@ -213,7 +213,7 @@ def _until(hold: TransferRequest) -> str:
 
 
 def _who(user: User | None) -> str:
-    return f"{user.name.upper()} {user.phone}" if user is not None else "TUMA"
+    return f"{sms_name(user)} {user.phone}" if user is not None else "TUMA"
 
 
 def receive(

@@ -40,8 +40,7 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "New till balance is {balance}.",
         "agent": "{code} Confirmed. {amount} received from {name} {phone} on {date} at {time}. "
         "New float balance is {balance}.",
-        "failed": "{code} Failed. {reason} You tried to send {amount} to {name} {phone} on {date} "
-        "at {time}. Your balance is {balance}.",
+        "failed": "{code} Failed: {amount} not sent. {reason} Balance {balance}.",
     },
     # Cash-in: the customer hands the agent cash; the agent (payer) pays it in as e-money, and
     # the customer has it at once.
@@ -50,33 +49,30 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "on {date} at {time}. New float balance is {balance}.",
         "recipient": "{code} Confirmed. On {date} at {time} you deposited {amount} with agent {name} "
         "{phone}. New balance is {balance}.",
-        "failed": "{code} Failed. {reason} You tried to deposit {amount} to {name} {phone}. "
-        "Your float balance is {balance}.",
+        "failed": "{code} Failed: deposit of {amount} not made. {reason} Float balance {balance}.",
     },
     # Cash-out: the customer (payer) pays the agent in e-money; the agent pays out cash.
     "withdrawal": {
         "sender": "{code} Confirmed. On {date} at {time} Withdraw {amount} from agent {name} {phone}. "
         "New balance is {balance}. Transaction cost, {fee}.",
-        "agent": "{code} Confirmed. Pay out {amount} cash to {name} {phone} on {date} at {time}. "
-        "New float balance is {balance}. Commission {commission}.",
-        "failed": "{code} Failed. {reason} You tried to withdraw {amount} from agent {name} {phone}. "
-        "Your balance is {balance}.",
+        "agent": "{code} Confirmed. Pay {amount} cash to {name} {phone} on {date} at {time}. Float "
+        "{balance}. Commission {commission}.",
+        "failed": "{code} Failed: withdrawal of {amount} not made. {reason} Balance {balance}.",
     },
     "buy_goods": {
         "sender": "{code} Confirmed. {amount} paid to {name} till {till} on {date} at {time}. "
         "New balance is {balance}. Transaction cost, {fee}.",
         # {payee_fee}: the merchant's own fee (tariffs.payee_fee); Kiswahili in sms-tariffs.po.
-        "merchant": "{code} Confirmed. {amount} received from {name} {phone} on {date} at {time}. "
-        "Fee {payee_fee}. New till balance is {balance}.",
-        "failed": "{code} Failed. {reason} You tried to pay {amount} to {name}. Your balance is {balance}.",
+        "merchant": "{code} Confirmed. {amount} from {name} {phone} on {date} at {time}. Fee {payee_fee}. "
+        "Till balance {balance}.",
+        "failed": "{code} Failed: {amount} not paid. {reason} Balance {balance}.",
     },
     "pay_bill": {
         "sender": "{code} Confirmed. {amount} sent to {name} for account {reference} on {date} at {time}. "
         "New balance is {balance}. Transaction cost, {fee}.",
-        "merchant": "{code} Confirmed. {amount} received from {name} {phone} for account {reference} "
-        "on {date} at {time}. Fee {payee_fee}. New balance is {balance}.",
-        "failed": "{code} Failed. {reason} You tried to pay {amount} to {name} for account {reference}. "
-        "Your balance is {balance}.",
+        "merchant": "{code} Confirmed. {name} {phone} paid {amount} for {reference} {date} {time}. Fee "
+        "{payee_fee}. Balance {balance}.",
+        "failed": "{code} Failed: {amount} not paid. {reason} Balance {balance}.",
     },
     # Holds (payments/holds.py). {reference} is the unregistered number for suspense sends.
     "send_unregistered": {
@@ -91,8 +87,8 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "{time}. New balance is {balance}.",
     },
     "suspense_refund": {
-        "recipient": "{code} Confirmed. {amount} you sent to {reference} was not collected and is back "
-        "in your account on {date} at {time}. New balance is {balance}.",
+        "recipient": "{code} Confirmed. {amount} you sent to {reference} was not collected: it is back on "
+        "{date} at {time}. New balance is {balance}.",
     },
     "protected_purchase": {
         "sender": "{code} Confirmed. {amount} held for {name} till {till} on {date} at {time}. Confirm "
@@ -105,8 +101,8 @@ RECEIPTS: dict[str, dict[str, str]] = {
     "protected_release": {
         "sender": "{code} Confirmed. {amount} released to {name} for your protected purchase on {date} "
         "at {time}.",
-        "merchant": "{code} Confirmed. {amount} from {name} {phone} is released to you on {date} at "
-        "{time}. Fee {payee_fee}. New till balance is {balance}.",
+        "merchant": "{code} Confirmed. {amount} from {name} {phone} released to you {date} {time}. Fee "
+        "{payee_fee}. Till balance {balance}.",
     },
     "protected_refund": {
         "sender": "{code} Dispute decided for the buyer: {amount} from {name} {phone} was returned to "
@@ -117,39 +113,37 @@ RECEIPTS: dict[str, dict[str, str]] = {
     # Reversal of a wrong send (payments/reversals.py; Kiswahili in sms-reversals.po). The hold's
     # payer is the one who received the send; {reference} is the send's code.
     "reversal": {
-        "sender": "{code} {name} {phone} asks you to return {amount} they sent by mistake ({reference}). "
-        "It is held from your balance until you agree or refuse in My approvals, at most {days} days. "
-        "New balance is {balance}.",
-        "recipient": "{code} Confirmed. {amount} you sent to {name} {phone} ({reference}) is held for your "
-        "reversal until they agree, at most {days} days.",
-        "failed": "{code} Failed. {name} {phone} no longer has the {amount} you sent ({reference}), so it "
-        "cannot be reversed now. Please call customer care.",
+        "sender": "{code} {name} {phone} asks you to return {amount} ({reference}). Held until you decide "
+        "in My approvals, at most {days} days.",
+        "recipient": "{code} {amount} you sent to {name} {phone} ({reference}) is held for your reversal "
+        "until they agree, at most {days} days.",
+        "failed": "{code} Failed: {name} {phone} no longer has the {amount} you sent ({reference}). Please "
+        "call customer care.",
     },
     "reversal_post": {
-        "sender": "{code} Confirmed. {amount} ({reference}) was returned to {name} {phone} on {date} at "
+        "sender": "{code} Confirmed. {amount} ({reference}) returned to {name} on {date} at {time}. New "
+        "balance is {balance}.",
+        "recipient": "{code} Confirmed. {amount} ({reference}) reversed to you from {name} on {date} at "
         "{time}. New balance is {balance}.",
-        "recipient": "{code} Confirmed. {amount} you sent to {name} {phone} ({reference}) is reversed to "
-        "you on {date} at {time}. New balance is {balance}.",
     },
     "reversal_void": {
-        "sender": "{code} Your reversal of {reference} was refused or not answered in time: {amount} stays "
-        "with {name} {phone}. Please call customer care for help.",
+        "sender": "{code} Reversal of {reference} refused or not answered: {amount} stays with {name} "
+        "{phone}. Call customer care.",
         "recipient": "{code} Confirmed. The {amount} held for the reversal of {reference} is yours again on "
         "{date} at {time}. New balance is {balance}.",
     },
     # Airtime (payments/airtime.py). {reference} is the number topped up; the hold itself has no
     # receipt (its outcome follows within seconds).
     "airtime": {
-        "failed": "{code} Failed. {reason} You tried to buy {amount} airtime for {reference}. "
-        "Your balance is {balance}.",
+        "failed": "{code} Failed: {amount} airtime not bought. {reason} Balance {balance}.",
     },
     "airtime_post": {
         "sender": "{code} Confirmed. You bought {amount} of airtime for {reference} on {date} at {time}. "
         "New balance is {balance}.",
     },
     "airtime_void": {
-        "recipient": "{code} Failed. {amount} of airtime for {reference} could not be bought. The money "
-        "is back in your account on {date} at {time}. New balance is {balance}.",
+        "recipient": "{code} Failed: {amount} airtime for {reference} not bought; the money is back on "
+        "{date} at {time}. New balance is {balance}.",
     },
     "float_issue": {
         "agent": "{code} Confirmed. E-float of {amount} issued to you on {date} at {time}. "
@@ -210,15 +204,15 @@ FAILED = "{code} Failed. {reason} Your balance is {balance}."
 
 # Why the ledger refused, in words; every other result reads as REASON_OTHER.
 REASONS: dict[str, str] = {
-    TransferResult.EXCEEDS_CREDITS.value: "Insufficient funds to send {amount} plus {fee} cost.",
+    TransferResult.EXCEEDS_CREDITS.value: "Not enough money for {amount} plus {fee} cost.",
     # Limits and review (ussd_app/limits.py; Kiswahili in sms-limits.po). {limit} and {excess}
     # are amounts; the recipient's balance limit does not say by how much (their balance).
-    "limit_transaction_exceeded": "{amount} is over your limit of {limit} per transaction by {excess}.",
-    "limit_daily_exceeded": "This is over your daily limit of {limit} by {excess}.",
-    "limit_balance_exceeded": "{name} cannot receive {amount} now: it is over their balance limit.",
-    "review_refused": "It was stopped after a security check. Visit an agent with your ID.",
+    "limit_transaction_exceeded": "Over your limit of {limit} a transaction by {excess}.",
+    "limit_daily_exceeded": "Over your daily limit of {limit} by {excess}.",
+    "limit_balance_exceeded": "{name} cannot receive it: over their balance limit.",
+    "review_refused": "Stopped by a security check. Visit an agent with your ID.",
 }
-REASON_OTHER = "The transfer could not be completed ({result})."
+REASON_OTHER = "It could not be completed."
 
 
 class People:

@@ -21,13 +21,11 @@ from ...sms import receipts
 from ...sms.outbox import add_sms
 from ...users import Role, Tier, UserError, create_user, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from ..gsm7 import shorten
 from ..pin_guard import is_locked, unlock_pin
 from . import common
 from .registration import release_held_sends
 
 ID_LIMIT = 20
-SMS_NAME_LIMIT = 20  # septets of a name in the SMS written here (each fits one segment)
 
 
 def id_number(text: str) -> str | None:
@@ -142,6 +140,7 @@ UNLOCK_CODE_SMS = (
     "Tell it only to an agent you are with now."
 )
 
+
 def full_name(text: str) -> str | None:
     text = " ".join(text.split())
     return text if _FULL_NAME.fullmatch(text) else None
@@ -175,10 +174,6 @@ def check_unlock_name(ctx) -> str:
     return "ok"
 
 
-def _sms_name(user) -> str:
-    return shorten(user.name.upper(), SMS_NAME_LIMIT)
-
-
 def send_unlock_code(ctx) -> str:
     def run(c) -> str:
         user = find_by_phone(db.session, c.data["locked_phone"])
@@ -194,7 +189,7 @@ def send_unlock_code(ctx) -> str:
                 user.language,
                 UNLOCK_CODE_SMS,
                 domain="sms",
-                agent=_sms_name(c.user),
+                agent=receipts.sms_name(c.user),
                 agent_phone=c.user.phone,
                 code=code,
                 minutes=-(-current_app.config["UNLOCK_CODE_SECONDS"] // 60),
@@ -267,7 +262,7 @@ def raise_tier(ctx) -> str:
                 user.language,
                 TIER_RAISED_SMS,
                 domain="sms",
-                agent=_sms_name(c.user),
+                agent=receipts.sms_name(c.user),
                 agent_phone=c.user.phone,
                 date=date,
             ),
