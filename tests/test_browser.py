@@ -124,9 +124,9 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     wanjiru.wait_sms("unless you dispute it")
     wanjiru.key("*384*7#", "3. My approvals")  # not the last END's "in My approvals"
     wanjiru.key("3", "Waiting for your approval")
-    wanjiru.key("1", "2. Decline")
-    wanjiru.key("2", "Enter your PIN to decline")
-    wanjiru.key("4444", "Declined.")
+    wanjiru.key("1", "2. Report a problem")
+    wanjiru.key("2", "Enter your PIN to report a problem")
+    wanjiru.key("4444", "Problem reported.")
     opened = wanjiru.wait_sms("Dispute opened for KES 300.00 (MAMA MBOGA)")
     purchase_code = re.search(r"\b([A-Z2-7]{10}) Dispute opened", opened).group(1)
     phones["+254700000002"].wait_sms(f"{purchase_code} Dispute opened for KES 300.00 (WANJIRU KAMAU)")
@@ -273,10 +273,8 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     screenshot(browser, "17-admin-reversal-decided")
     phones = on_simulator(browser, stack)
     phones["+254700000003"].use_number(NEWCOMER)
-    phones["+254700000004"].wait_sms(f"KES 1,000.00 ({code}) was returned to NEEMA WAFULA")
-    phones["+254700000003"].wait_sms(
-        f"KES 1,000.00 you sent to WANJIRU KAMAU +254700000004 ({code}) is reversed"
-    )
+    phones["+254700000004"].wait_sms(f"KES 1,000.00 ({code}) returned to NEEMA WAFULA")
+    phones["+254700000003"].wait_sms(f"KES 1,000.00 ({code}) reversed to you from WANJIRU KAMAU")
     screenshot(browser, "18-simulator-after-reversal")
     failed = [f for f in check(db.session, trust_deposits_total=DEMO_FLOAT_MAJOR * 100) if not f.ok]
     assert not failed, failed
