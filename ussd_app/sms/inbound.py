@@ -128,19 +128,41 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
         return intent, code, request.id, t(language, english, domain="sms", **fields)
     status = _status(session, request, language)
     date, time_ = when(request.executed_at or request.created_at)
+    # The one asking is a party: name the other one (one SMS segment with the longest names).
+    asker_paid = payer is not None and payer.phone == phone
     reply = t(
         language,
-        "{code} is genuine: {amount} from {payer} to {payee} on {date} at {time}. Status: {status}.",
+        CHECK_REPLIES["payer" if asker_paid else "payee"],
         domain="sms",
         code=code,
         amount=format_amount(request.amount, current_app.config["CURRENCY"]),
-        payer=_who(payer),
-        payee=_who(payee),
+        who=_who(payee if asker_paid else payer),
         date=date,
         time=time_,
         status=status,
     )
     return intent, code, None, reply
+
+
+# The answer to a party checking a code: the other party, and where the money stands
+# (``STATUSES``). Kiswahili in translations/sw/LC_MESSAGES/sms-trust-messages.po.
+CHECK_REPLIES = {
+    "payer": "{code} is genuine: {amount} to {who} on {date} at {time}. Status: {status}.",
+    "payee": "{code} is genuine: {amount} from {who} on {date} at {time}. Status: {status}.",
+}
+STATUSES = (
+    "completed",
+    "in progress",
+    "failed",
+    "held for a security check",
+    "held for a reversal until {date}",
+    "reversed",
+    "being reversed",
+    "held until {date}, not final",
+    "disputed, held until Tuma decides",
+    "reversal refused",
+    "refunded to the sender",
+)
 
 
 RECIPIENT_CANNOT_REVERSE = (
@@ -150,7 +172,8 @@ RECIPIENT_CANNOT_REVERSE = (
 
 def _status(session, request: TransferRequest, language: str) -> str:
     """Where the money of ``request`` really stands: a receipt is only "completed" when the
-    money is final with its payee (not held, disputed, refunded or reversed)."""
+    money is final with its payee (not held, disputed, refunded or reversed). Every word said
+    here is listed in ``STATUSES`` (the one-segment test renders the longest)."""
 
     def say(english: str, **fields) -> str:
         return t(language, english, domain="sms", **fields)
