@@ -130,9 +130,10 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
     date, time_ = when(request.executed_at or request.created_at)
     # The one asking is a party: name the other one (one SMS segment with the longest names).
     asker_paid = payer is not None and payer.phone == phone
+    english = CHECK_REPLIES["payer"] if asker_paid else CHECK_REPLIES["payee"]
     reply = t(
         language,
-        CHECK_REPLIES["payer" if asker_paid else "payee"],
+        english,
         domain="sms",
         code=code,
         amount=format_amount(request.amount, current_app.config["CURRENCY"]),
