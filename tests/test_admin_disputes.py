@@ -30,7 +30,10 @@ def disputed(client):
     phone = Phone(client, "0712000111")
     phone.walk("5", "123456", "300", "3", PIN)
     assert jobs.execute_transfers() == 1
-    assert Phone(client, "0712000111").walk("3", "1", "2", PIN) == "END Declined."
+    assert (
+        Phone(client, "0712000111").walk("3", "1", "2", PIN)
+        == "END Problem reported. The money stays held until Tuma decides. You will get an SMS."
+    )
     hold = db.session.execute(
         select(TransferRequest).where(TransferRequest.kind == RequestKind.PROTECTED_PURCHASE.value)
     ).scalar_one()
@@ -80,7 +83,12 @@ def test_refusing_the_dispute_pays_the_merchant(signed_in, disputed):
     # The merchant is paid, less their own capped fee (quoted as for buying goods at the till).
     assert available(till) == 300_00 - payee_fee("buy_goods", 300_00)
     assert available(juma) == FUNDS - 300_00
-    assert "KES 300.00 from JUMA OTIENO +254712000111 is released to you" in sms_to("+254700000002")[-1]
+    assert "KES 300.00 from JUMA OTIENO +254712000111 released to you" in sms_to("+254700000002")[-1]
+    # The buyer is told the dispute went against them (not only that the money was released).
+    assert sms_to("+254712000111")[-1] == (
+        f"{hold.code} Dispute decided for the merchant: the KES 300.00 held for MAMA MBOGA is paid to "
+        "them. Call customer care if you disagree."
+    )
     ledger_ok()
 
 

@@ -34,7 +34,7 @@ def agent_account() -> int:
 def agent_asks(client, customer="0712000111", amount="1000", fee="29.00") -> str:
     phone = Phone(client, "0700000101")
     assert options(phone.dial())["8"] == "My approvals"  # the menu's first page
-    assert phone.send("98") == "CON 9. Withdraw cash\n0. Back"
+    assert phone.send("98") == "CON 9. Withdraw cash\n10. Verify customer ID\n0. Back"
     assert phone.send("9") == "CON Withdraw for a customer\nEnter the customer's phone number"
     assert phone.send(customer) == "CON Withdraw for Juma Otieno\nEnter amount"
     assert phone.send(amount) == (
@@ -80,8 +80,8 @@ def test_the_customer_approves_and_it_executes_like_a_withdrawal(client, juma):
     assert withdrawals() == 0 and jobs.execute_transfers() == 0  # nothing moves before approval
     [asked] = sms_to(CUSTOMER)[1:]  # after the deposit's receipt
     assert asked == (
-        "Agent ALI AGENT +254700000101 asks to withdraw KES 1,000.00 from your Tuma account, fee "
-        "KES 29.00. If you are at this agent, dial *384*7# > My approvals within 10 minutes."
+        "Agent ALI AGENT +254700000101 asks to withdraw KES 1,000.00, fee KES 29.00. "
+        "With this agent now? Dial *384*7# > My approvals within 10 min."
     )
     float_before = available(agent_account())
 
@@ -102,7 +102,7 @@ def test_the_customer_approves_and_it_executes_like_a_withdrawal(client, juma):
     assert f"{request.code} Confirmed. On " in sms_to(CUSTOMER)[-1]
     assert "Withdraw KES 1,000.00 from agent ALI AGENT +254700000101" in sms_to(CUSTOMER)[-1]
     agent_sms = sms_to(AGENT)[-1]
-    assert "Pay out KES 1,000.00 cash to JUMA OTIENO +254712000111" in agent_sms
+    assert "Pay KES 1,000.00 cash to JUMA OTIENO +254712000111" in agent_sms
     assert "Commission KES 12.00." in agent_sms
     ledger_ok()
     assert Phone(client, "0712000111").walk("3") == "END Nothing is waiting for your approval."
@@ -173,7 +173,7 @@ def test_two_sessions_approving_at_once_execute_it_once(app, client, juma):
     assert available(juma) == FUNDS - 1_029_00
     db.session.expire_all()
     assert db.session.execute(select(func.count()).where(Transfer.code == "withdrawal")).scalar_one() == 1
-    assert sum("Pay out KES 1,000.00" in b for b in sms_to(AGENT)) == 1
+    assert sum("Pay KES 1,000.00 cash" in b for b in sms_to(AGENT)) == 1
     ledger_ok()
 
 

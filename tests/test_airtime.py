@@ -79,9 +79,8 @@ def test_a_refused_top_up_is_voided_and_the_customer_told(client, juma, gateway)
     assert available(juma) == FUNDS
     assert house(AccountKind.AIRTIME_CLEARING).credits_posted == 0
     assert sms_to(JUMA)[-1].startswith(
-        f"{transaction_code(resolution_id(hold.id))} Failed. KES 250.00 of airtime for +254799000111 "
-        "could not be bought. "
-        "The money is back in your account on "
+        f"{transaction_code(resolution_id(hold.id))} Failed: KES 250.00 airtime for +254799000111 "
+        "not bought; the money is back on "
     )
     db.session.expire_all()
     assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.REFUNDED.value

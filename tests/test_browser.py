@@ -100,7 +100,7 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     agent.key("1", "Enter your PIN to deposit")
     agent.key("1111", "Depositing KES 5,000.00 to Neema Wafula.")
     newcomer.wait_sms("you deposited KES 5,000.00 with agent AMINA AGENT")
-    agent.wait_sms("Give KES 5,000.00 cash to NEEMA WAFULA")
+    agent.wait_sms("You received KES 5,000.00 cash from NEEMA WAFULA")
 
     # The newcomer sends money to a second number; both inboxes show the receipts.
     newcomer.key("*384*7#", "1. Send money")
@@ -124,9 +124,9 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     wanjiru.wait_sms("unless you dispute it")
     wanjiru.key("*384*7#", "3. My approvals")  # not the last END's "in My approvals"
     wanjiru.key("3", "Waiting for your approval")
-    wanjiru.key("1", "2. Decline")
-    wanjiru.key("2", "Enter your PIN to decline")
-    wanjiru.key("4444", "Declined.")
+    wanjiru.key("1", "2. Report a problem")
+    wanjiru.key("2", "Enter your PIN to report a problem")
+    wanjiru.key("4444", "Problem reported.")
     opened = wanjiru.wait_sms("Dispute opened for KES 300.00 (MAMA MBOGA)")
     purchase_code = re.search(r"\b([A-Z2-7]{10}) Dispute opened", opened).group(1)
     phones["+254700000002"].wait_sms(f"{purchase_code} Dispute opened for KES 300.00 (WANJIRU KAMAU)")
@@ -255,7 +255,7 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     newcomer.key(code, "They must agree.")
     newcomer.key("1", f"Enter your PIN to reverse {code}")
     newcomer.key("5678", f"Reversal of {code} requested.")
-    wanjiru.wait_sms(f"asks you to return KES 1,000.00 they sent by mistake ({code})")
+    wanjiru.wait_sms(f"asks you to return KES 1,000.00 ({code})")
     browser.get(f"{stack.url}/admin/disputes")
     row = browser.find_element(By.XPATH, f"//tr[td/a[text()='{code}']]")
     assert "to return a send made by mistake" in row.text
@@ -273,10 +273,8 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     screenshot(browser, "17-admin-reversal-decided")
     phones = on_simulator(browser, stack)
     phones["+254700000003"].use_number(NEWCOMER)
-    phones["+254700000004"].wait_sms(f"KES 1,000.00 ({code}) was returned to NEEMA WAFULA")
-    phones["+254700000003"].wait_sms(
-        f"KES 1,000.00 you sent to WANJIRU KAMAU +254700000004 ({code}) is reversed"
-    )
+    phones["+254700000004"].wait_sms(f"KES 1,000.00 ({code}) returned to NEEMA WAFULA")
+    phones["+254700000003"].wait_sms(f"KES 1,000.00 ({code}) reversed to you from WANJIRU KAMAU")
     screenshot(browser, "18-simulator-after-reversal")
     failed = [f for f in check(db.session, trust_deposits_total=DEMO_FLOAT_MAJOR * 100) if not f.ok]
     assert not failed, failed

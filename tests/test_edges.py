@@ -94,7 +94,7 @@ LIMIT_EDGES = {
         [],
         (SEND, "amina", "baraka", 1_000_01),
         ("rejected", "limit_transaction_exceeded"),
-        "over your limit of KES 1,000.00 per transaction by KES 0.01.",
+        "Over your limit of KES 1,000.00 a transaction by KES 0.01.",
     ),
     "daily, at": (
         {"LIMITS_BASIC_MAJOR": "2000,2000,5000"},
@@ -108,7 +108,7 @@ LIMIT_EDGES = {
         [(BUY, "amina", "till", 1_999_99)],
         (BUY, "amina", "till", 2),
         ("rejected", "limit_daily_exceeded"),
-        "over your daily limit of KES 2,000.00 by KES 0.01.",
+        "Over your daily limit of KES 2,000.00 by KES 0.01.",
     ),
     "daily with fees, at": (
         {},
@@ -122,7 +122,7 @@ LIMIT_EDGES = {
         [(SEND, "amina", "baraka", 987_00)],
         (SEND, "amina", "baraka", 987_01),
         ("rejected", "limit_daily_exceeded"),
-        "over your daily limit of KES 2,000.00 by KES 0.01.",
+        "Over your daily limit of KES 2,000.00 by KES 0.01.",
     ),
     "balance by deposit, at": ({}, [], (DEPOSIT, "agent", "baraka", 5_000_00), ("posted", None), None),
     "balance by deposit, one over": (
@@ -144,7 +144,7 @@ LIMIT_EDGES = {
         [(DEPOSIT, "agent", "baraka", 4_500_00)],
         (SEND, "amina", "baraka", 500_01),
         ("rejected", "limit_balance_exceeded"),
-        "BARAKA OTIENO cannot receive KES 500.01 now: it is over their balance limit.",
+        "BARAKA OTIENO cannot receive it: over their balance limit.",
     ),
     "velocity count, at": (
         {"VELOCITY_MAX_COUNT": 2},
@@ -158,7 +158,7 @@ LIMIT_EDGES = {
         [(SEND, "amina", "baraka", 50_00), (SEND, "amina", "baraka", 50_00)],
         (SEND, "amina", "baraka", 50_00),
         ("review", "velocity_count"),
-        "On hold.",
+        "On hold:",
     ),
     "velocity value, at": (
         {"VELOCITY_MAX_VALUE_MAJOR": 1_500},
@@ -172,7 +172,7 @@ LIMIT_EDGES = {
         [(SEND, "amina", "baraka", 1_000_00)],
         (SEND, "amina", "baraka", 500_01),
         ("review", "velocity_value"),
-        "On hold.",
+        "On hold:",
     ),
 }
 

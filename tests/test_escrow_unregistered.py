@@ -94,7 +94,7 @@ def test_unclaimed_money_is_refunded_after_the_hold_once(client, juma):
     assert available(juma) == FUNDS - FEE  # the fee paid for the send is not refunded
     assert house(AccountKind.SUSPENSE).credits_pending == 0
     refund = sms_to("+254712000111")[-1]
-    assert "KES 500.00 you sent to +254712000999 was not collected and is back in your account" in refund
+    assert "KES 500.00 you sent to +254712000999 was not collected: it is back on " in refund
     db.session.expire_all()
     assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.REFUNDED.value
     ledger_ok()

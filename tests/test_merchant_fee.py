@@ -87,7 +87,7 @@ def test_buy_goods_is_free_for_the_customer_and_the_merchant_pays_half_a_percent
         ("payee_fee", "payee_fee", 1_25, TransferFlags.NONE),
     ]
     [receipt] = sms_to(SHOP)
-    assert receipt.endswith("Fee KES 1.25. New till balance is KES 248.75.")
+    assert receipt.endswith("Fee KES 1.25. Till balance KES 248.75.")
     assert "Transaction cost, KES 0.00." in sms_to("+254712000111")[-1]
     # A retried job asks the ledger for the same legs: nothing is charged twice.
     jobs.execute_transfers()
@@ -116,7 +116,7 @@ def test_pay_bill_merchant_fee_on_a_kiswahili_receipt(client, people):
     assert available(people["water"]) == 1_194_00
     [receipt] = sms_to(WATER)
     assert "kwa akaunti ACC-42" in receipt
-    assert receipt.endswith("Ada KES 6.00. Salio jipya ni KES 1,194.00.")
+    assert receipt.endswith("Ada KES 6.00. Salio KES 1,194.00.")
 
 
 def test_the_merchant_fee_is_the_one_in_force_when_the_customer_confirmed(client, runner, people, tmp_path):
@@ -152,7 +152,7 @@ def test_a_protected_purchase_charges_the_merchant_when_it_is_paid_to_them(clien
     ]
     assert available(people["shop"]) == 298_50
     assert house(AccountKind.FEES).credits_posted == 1_50
-    assert sms_to(SHOP)[-1].endswith("Fee KES 1.50. New till balance is KES 298.50.")
+    assert sms_to(SHOP)[-1].endswith("Fee KES 1.50. Till balance KES 298.50.")
     ledger_ok()
 
 
@@ -161,7 +161,10 @@ def test_a_protected_purchase_refunded_to_the_buyer_costs_the_merchant_nothing(c
     jobs.execute_transfers()
     phone = Phone(client, "0712000111")
     phone.walk("3", "1", "2")
-    assert phone.send(PIN) == "END Declined."  # a dispute
+    assert (
+        phone.send(PIN)
+        == "END Problem reported. The money stays held until Tuma decides. You will get an SMS."
+    )  # a dispute
     result = runner.invoke(args=["disputes", "decide", "--code", hold.code, "--for", "buyer"])
     assert result.exit_code == 0, result.output
     assert available(people["juma"]) == 100_000_00

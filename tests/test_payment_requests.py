@@ -283,7 +283,7 @@ def test_a_refused_payment_reopens_the_request(client, table):
     ask(client, [BOB], each=EACH // 100)  # all Bob has: the fee is missing
     assert pay_first(client, BOB) == "END Approved. You will receive an SMS confirmation."
     jobs.execute_transfers()
-    assert "Failed." in sms_to(BOB)[-1]
+    assert "Failed:" in sms_to(BOB)[-1]
     [request] = requests_of(BOB)
     assert (request.state, request.pay_attempts, request.transfer_request_id) == ("open", 1, None)
     assert available(table[AMINA]) == EACH
@@ -296,8 +296,8 @@ def test_unregistered_numbers_get_an_invitation_and_see_it_after_registering(cli
     stranger = "+254712000999"
     ask(client, [stranger], each=150, reason="rent share")
     assert sms_to(stranger) == [
-        "Amina Hassan +254712000111 asks you for KES 150.00 for rent share on Tuma. Dial *384*7# to "
-        "register, then pay it in My approvals within 7 days."
+        "Amina Hassan +254712000111 asks you for KES 150.00 for rent share. Dial *384*7# to join Tuma, "
+        "then pay in My approvals within 7 days."
     ]
     person(stranger, "Eve Njeri", pin=PIN)
     _phone, listing = approvals_of(client, stranger)
@@ -422,7 +422,7 @@ def test_a_merchant_requests_payment_and_the_customer_pays(client, shop, table):
     assert transfer.kind == "buy_goods"
     assert "KES 250.00 paid to MAMA MBOGA till 123456" in sms_to(BOB)[-1]
     received, told = sms_to(SHOP)
-    assert f"{transfer.code} Confirmed. KES 250.00 received from BOB KAMAU +254712000222" in received
+    assert f"{transfer.code} Confirmed. KES 250.00 from BOB KAMAU +254712000222" in received
     assert told == "BOB KAMAU +254712000222 paid your request of KES 250.00 for School fees."
     ledger_ok()
 

@@ -88,7 +88,7 @@ def test_insufficient_funds_is_rejected_with_an_sms_and_moves_nothing(app):
     row = db.session.get(TransferRequest, request.id)
     assert (row.status, row.result) == (RequestStatus.REJECTED, "exceeds_credits")
     [sms] = db.session.execute(select(OutboxMessage).where(OutboxMessage.request_id == request.id)).scalars()
-    assert sms.phone == amina.phone and "Insufficient funds" in sms.body
+    assert sms.phone == amina.phone and "Not enough money" in sms.body
     assert balance(baraka) == 0
     assert_ledger_ok()
 

@@ -262,6 +262,7 @@ def test_the_job_is_safe_to_run_twice_and_rings_after_a_transfer_batch(app, gate
     amina = person("+254712000301", "Amina Hassan")
     queue = get_queue(SMS_QUEUE)
     queue.empty()
+    redis.delete(sender.DOORBELL_KEY)  # the float issue's commit rang already
     sms_helpers.send(agent, amina, 100_00)
     assert execute() == 1
     assert queue.count == 1  # the send job was announced once the batch committed

@@ -173,3 +173,13 @@ class Config:
     # Airtime: seconds after its hold was made that an airtime purchase whose job died (or got
     # no answer from Africa's Talking) is asked for again, with the same idempotency key.
     AIRTIME_RETRY_SECONDS = _int("TUMA_AIRTIME_RETRY_SECONDS", 60)
+
+    # -- Agents unlocking a customer's PIN with a one-time code (issue 15, messages) -----------
+    # Seconds an unlock code sent to the locked phone stays valid.
+    UNLOCK_CODE_SECONDS = _int("TUMA_UNLOCK_CODE_SECONDS", 10 * 60)
+    # Wrong codes an agent may enter before the code is spent (a new one must be sent).
+    UNLOCK_CODE_TRIES = _int("TUMA_UNLOCK_CODE_TRIES", 3)
+    # Unlock attempts (name checks and codes sent) one agent may make per hour, and codes one
+    # customer's phone may be sent per hour.
+    UNLOCK_ATTEMPTS_PER_AGENT_PER_HOUR = _int("TUMA_UNLOCK_ATTEMPTS_PER_AGENT_PER_HOUR", 10)
+    UNLOCK_CODES_PER_CUSTOMER_PER_HOUR = _int("TUMA_UNLOCK_CODES_PER_CUSTOMER_PER_HOUR", 3)

@@ -340,8 +340,8 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
 # What the payer is told when a request is held for review (``receipts.REASONS`` holds the
 # refusals' reasons). Kiswahili: translations/sw/LC_MESSAGES/sms-limits.po.
 HELD = (
-    "{code} On hold. Your request to send {amount} to {name} {phone} on {date} at {time} is held "
-    "for a security check. We will SMS you when it is decided. Nothing has left your account."
+    "{code} On hold: {amount} to {name} {phone} waits for a security check. We will SMS the "
+    "decision. Nothing has left your account."
 )
 
 

@@ -24,14 +24,15 @@ from ..i18n import t
 from ..ledger.models import ID_LENGTH
 from ..money import format_amount
 from ..sms.outbox import add_sms
+from ..sms.receipts import sms_name
 from ..users import User, find_by_account
 from .models import RequestKind
 from .submit import record_request
 
 # SMS (Kiswahili in translations/sw/LC_MESSAGES/sms-reversals.po).
 ASKED = (
-    "Agent {agent} {agent_phone} asks to withdraw {amount} from your Tuma account, fee {fee}. "
-    "If you are at this agent, dial {service_code} > My approvals within {minutes} minutes."
+    "Agent {agent} {agent_phone} asks to withdraw {amount}, fee {fee}. With this agent now? "
+    "Dial {service_code} > My approvals within {minutes} min."
 )
 DECLINED = "{name} {phone} declined your request to withdraw {amount}. Do not pay out any cash."
 EXPIRED = "Your request to withdraw {amount} from {name} {phone} expired unapproved. Do not pay out any cash."
@@ -105,7 +106,7 @@ def ask(
             customer.language,
             ASKED,
             domain="sms",
-            agent=agent.name.upper(),
+            agent=sms_name(agent),
             agent_phone=agent.phone,
             amount=_money(amount),
             fee=_money(fee),
@@ -171,7 +172,7 @@ def approve(session, customer: User, approval_id: str) -> str:
                 domain="sms",
                 amount=_money(row.amount),
                 fee=_money(row.fee),
-                agent=agent.name.upper() if agent else "",
+                agent=sms_name(agent) if agent else "",
                 balance=_money(customer.account.available),
             ),
         )
@@ -203,7 +204,7 @@ def _tell_agent(session, row: WithdrawalApproval, english: str) -> None:
             agent.language,
             english,
             domain="sms",
-            name=customer.name.upper() if customer else "",
+            name=sms_name(customer) if customer else "",
             phone=customer.phone if customer else "",
             amount=_money(row.amount),
         ),

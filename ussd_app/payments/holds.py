@@ -203,4 +203,33 @@ def decide_dispute(session, code: str, *, for_buyer: bool) -> TransferRequest:
     execute_requests(session, [request])
     if request.status != RequestStatus.POSTED.value:
         raise DisputeError(f"the ledger refused the decision: {request.result}")
+    if not for_buyer:
+        _tell_buyer_the_merchant_won(session, hold)  # a refund's receipt tells them otherwise
     return request
+
+
+def _tell_buyer_the_merchant_won(session, hold: TransferRequest) -> None:
+    from ..i18n import t
+    from ..sms import receipts
+    from ..sms.outbox import add_sms
+    from ..users import find_by_account
+
+    buyer, merchant = (
+        find_by_account(session, hold.debit_account_id),
+        find_by_account(session, hold.credit_account_id),
+    )
+    if buyer is None:
+        return
+    add_sms(
+        session,
+        phone=buyer.phone,
+        body=t(
+            buyer.language,
+            receipts.DISPUTE_FOR_MERCHANT,
+            domain="sms",
+            code=hold.code,
+            amount=receipts.money(hold.amount),
+            name=receipts.sms_name(merchant) if merchant else "",
+        ),
+        request_id=hold.id,
+    )

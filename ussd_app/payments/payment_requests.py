@@ -30,7 +30,9 @@ from .. import phones
 from ..extensions import db
 from ..i18n import t
 from ..money import format_amount
+from ..sms.receipts import SMS_NAME_LIMIT, sms_name
 from ..users import Role, User, find_by_account, find_by_phone
+from ..ussd.gsm7 import shorten
 from .models import RequestKind, RequestStatus, TransferRequest
 from .submit import record_request
 
@@ -40,8 +42,8 @@ MAX_PAYERS = 10
 # SMS (English message ids; Kiswahili in translations/sw/LC_MESSAGES/sms-requests.po).
 ASK = "{name} asks you for {amount} for {reason}. Dial {service_code} > My approvals"
 INVITE = (
-    "{name} {phone} asks you for {amount} for {reason} on Tuma. Dial {service_code} to register, "
-    "then pay it in My approvals within {days} days."
+    "{name} {phone} asks you for {amount} for {reason}. Dial {service_code} to join Tuma, "
+    "then pay in My approvals within {days} days."
 )
 REMIND = "Reminder: {name} asks you for {amount} for {reason}. Dial {service_code} > My approvals"
 PAID = "{name} {phone} paid your request of {amount} for {reason}. {paid} of {count} have paid."
@@ -187,7 +189,7 @@ def _tell_payer(session, requester: User, request: PaymentRequest, english: str)
 
     payer = find_by_phone(session, request.payer_phone)
     fields = dict(
-        name=requester.name,
+        name=shorten(requester.name, SMS_NAME_LIMIT),  # one SMS segment with the longest name
         phone=requester.phone,
         amount=money(request.amount),
         reason=request.reason,
@@ -212,7 +214,7 @@ def _tell_requester(session, request: PaymentRequest, english: str, **fields) ->
         requester.language,
         english,
         domain="sms",
-        name=payer.name.upper() if payer else request.payer_phone,
+        name=sms_name(payer) if payer else request.payer_phone,
         phone=request.payer_phone,
         amount=money(request.amount),
         reason=request.reason,

@@ -157,11 +157,12 @@ SMS_REPLIES = {
 def sms_reply(outcome: str, found: Found | None, code: str) -> tuple[str, dict]:
     """The English reply to ``REVERSE <code>`` for ``outcome`` and the fields it needs."""
     from ..money import format_amount
+    from ..sms.receipts import sms_name
 
     fields = {"code": code, "hours": current_app.config["REVERSAL_WINDOW_SECONDS"] // 3600}
     if found is not None:
         fields["amount"] = format_amount(found.send.amount, current_app.config["CURRENCY"])
         recipient = found.recipient
-        fields["name"] = recipient.name.upper() if recipient else ""
+        fields["name"] = sms_name(recipient) if recipient else ""
         fields["phone"] = recipient.phone if recipient else ""
     return SMS_REPLIES[outcome], fields

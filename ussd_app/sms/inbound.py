@@ -8,7 +8,7 @@ sender of a send asks for its reversal (``payments/reversals.py``), answered wit
 
 import enum
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import DateTime, Integer, String, func, select
@@ -17,10 +17,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..extensions import db
 from ..i18n import t
 from ..money import format_amount
-from ..payments.models import TransferRequest
+from ..payments import holds
+from ..payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
 from ..users import User, find_by_phone
 from .outbox import add_sms
-from .receipts import when
+from .receipts import sms_name, when
 
 # Transaction codes are base32 (A-Z, 2-7), 10 characters (payments.models.transaction_code).
 CODE = re.compile(r"^[A-Z2-7]{10}$")
@@ -127,7 +128,8 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
         return intent, code, None, unknown
     if intent == Intent.REVERSE:
         if payer is None or payer.phone != phone:
-            return intent, code, None, unknown
+            # The genuine recipient: a proper answer, not the fake-receipt warning.
+            return intent, code, None, t(language, RECIPIENT_CANNOT_REVERSE, domain="sms", code=code)
         # Held from the recipient for them to agree (payments/reversals.py); the webhook
         # announces the hold to the workers once committed.
         from ..payments import reversals
@@ -138,20 +140,18 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
             return intent, code, None, unknown
         english, fields = reversals.sms_reply(outcome, found, code)
         return intent, code, request.id, t(language, english, domain="sms", **fields)
-    status = {
-        "posted": t(language, "completed", domain="sms"),
-        "queued": t(language, "in progress", domain="sms"),
-        "rejected": t(language, "failed", domain="sms"),
-    }.get(request.status, request.status)
+    status = _status(session, request, language)
     date, time_ = when(request.executed_at or request.created_at)
+    # The one asking is a party: name the other one (one SMS segment with the longest names).
+    asker_paid = payer is not None and payer.phone == phone
+    english = CHECK_REPLIES["payer"] if asker_paid else CHECK_REPLIES["payee"]
     reply = t(
         language,
-        "{code} is genuine: {amount} from {payer} to {payee} on {date} at {time}. Status: {status}.",
+        english,
         domain="sms",
         code=code,
         amount=format_amount(request.amount, current_app.config["CURRENCY"]),
-        payer=_who(payer),
-        payee=_who(payee),
+        who=_who(payee if asker_paid else payer),
         date=date,
         time=time_,
         status=status,
@@ -166,8 +166,99 @@ def _locked(session, phone: str) -> bool:
     return user is not None and is_locked(user)
 
 
+# The answer to a party checking a code: the other party, and where the money stands
+# (``STATUSES``). Kiswahili in translations/sw/LC_MESSAGES/sms-trust-messages.po.
+CHECK_REPLIES = {
+    "payer": "{code} is genuine: {amount} to {who} on {date} at {time}. Status: {status}.",
+    "payee": "{code} is genuine: {amount} from {who} on {date} at {time}. Status: {status}.",
+}
+STATUSES = (
+    "completed",
+    "in progress",
+    "failed",
+    "held for a security check",
+    "held for a reversal until {date}",
+    "reversed",
+    "being reversed",
+    "held until {date}, not final",
+    "disputed, held until Tuma decides",
+    "reversal refused",
+    "refunded to the sender",
+)
+
+
+RECIPIENT_CANNOT_REVERSE = (
+    "Only the sender can ask to reverse {code}. To return money you received, use Send money."
+)
+
+
+def _status(session, request: TransferRequest, language: str) -> str:
+    """Where the money of ``request`` really stands: a receipt is only "completed" when the
+    money is final with its payee (not held, disputed, refunded or reversed). Every word said
+    here is listed in ``STATUSES`` (the one-segment test renders the longest)."""
+
+    def say(english: str, **fields) -> str:
+        return t(language, english, domain="sms", **fields)
+
+    if request.status == RequestStatus.QUEUED.value:
+        return say("in progress")
+    if request.status == RequestStatus.REVIEW.value:
+        return say("held for a security check")
+    if request.status != RequestStatus.POSTED.value:
+        return say("failed")
+    if request.hold_state is not None:  # an escrow hold (payments/holds.py)
+        return _hold_status(session, request, say)
+    if request.kind == RequestKind.SEND.value:
+        # A reversal the sender asked for holds the recipient's funds, then posts them back.
+        for reversal in session.execute(
+            select(TransferRequest).where(
+                TransferRequest.kind == RequestKind.REVERSAL.value,
+                TransferRequest.reference == request.code,
+                TransferRequest.status == RequestStatus.POSTED.value,
+            )
+        ).scalars():
+            if reversal.hold_state == HoldState.HELD.value:
+                return say("held for a reversal until {date}", date=_until(reversal))
+            if reversal.hold_state == HoldState.RELEASED.value:
+                return say("reversed") if _resolved(session, reversal) else say("being reversed")
+    return say("completed")
+
+
+def _hold_status(session, hold: TransferRequest, say) -> str:
+    state = hold.hold_state
+    if state == HoldState.HELD.value:
+        return say("held until {date}, not final", date=_until(hold))
+    if state == HoldState.DISPUTED.value:
+        return say("disputed, held until Tuma decides")
+    if state == HoldState.SENDING.value or not _resolved(session, hold):
+        return say("in progress")
+    if hold.kind == RequestKind.REVERSAL.value:  # the hold is the returning of a send
+        return say("reversed") if state == HoldState.RELEASED.value else say("reversal refused")
+    if state == HoldState.RELEASED.value:
+        return say("completed")
+    return say("refunded to the sender")
+
+
+def _resolved(session, hold: TransferRequest) -> bool:
+    """Whether the request that resolves ``hold`` (post or void) has been posted."""
+    resolution = session.get(TransferRequest, holds.resolution_id(hold.id))
+    return resolution is not None and resolution.status == RequestStatus.POSTED.value
+
+
+def _until(hold: TransferRequest) -> str:
+    """The date a hold falls due (the receipts' date format)."""
+    setting = {
+        RequestKind.SEND_UNREGISTERED.value: "SUSPENSE_HOLD_SECONDS",
+        RequestKind.PROTECTED_PURCHASE.value: "PROTECTED_HOLD_SECONDS",
+        RequestKind.REVERSAL.value: "REVERSAL_HOLD_SECONDS",
+    }
+    seconds = hold.hold_seconds or current_app.config.get(setting.get(hold.kind, ""), 0)
+    date, _ = when((hold.executed_at or hold.created_at) + timedelta(seconds=seconds))
+    return date
+
+
 def _who(user: User | None) -> str:
-    return f"{user.name.upper()} {user.phone}" if user is not None else "TUMA"
+    return f"{sms_name(user)} {user.phone}" if user is not None else "TUMA"
 
 
 def receive(

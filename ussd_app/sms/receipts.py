@@ -26,6 +26,7 @@ from ..i18n import t
 from ..ledger import TransferResult
 from ..money import format_amount
 from ..users import Role, User, holders
+from ..ussd.gsm7 import shorten
 from .outbox import add_sms
 
 RECEIPTS: dict[str, dict[str, str]] = {
@@ -39,42 +40,39 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "New till balance is {balance}.",
         "agent": "{code} Confirmed. {amount} received from {name} {phone} on {date} at {time}. "
         "New float balance is {balance}.",
-        "failed": "{code} Failed. {reason} You tried to send {amount} to {name} {phone} on {date} "
-        "at {time}. Your balance is {balance}.",
+        "failed": "{code} Failed: {amount} not sent. {reason} Balance {balance}.",
     },
-    # Cash-in: the agent (payer) hands over cash... in e-money; the customer has it at once.
+    # Cash-in: the customer hands the agent cash; the agent (payer) pays it in as e-money, and
+    # the customer has it at once.
     "deposit": {
-        "sender": "{code} Confirmed. Give {amount} cash to {name} {phone} on {date} at {time}. "
-        "New float balance is {balance}.",
+        "sender": "{code} Confirmed. You received {amount} cash from {name} {phone} and deposited it "
+        "on {date} at {time}. New float balance is {balance}.",
         "recipient": "{code} Confirmed. On {date} at {time} you deposited {amount} with agent {name} "
         "{phone}. New balance is {balance}.",
-        "failed": "{code} Failed. {reason} You tried to deposit {amount} to {name} {phone}. "
-        "Your float balance is {balance}.",
+        "failed": "{code} Failed: deposit of {amount} not made. {reason} Float balance {balance}.",
     },
     # Cash-out: the customer (payer) pays the agent in e-money; the agent pays out cash.
     "withdrawal": {
         "sender": "{code} Confirmed. On {date} at {time} Withdraw {amount} from agent {name} {phone}. "
         "New balance is {balance}. Transaction cost, {fee}.",
-        "agent": "{code} Confirmed. Pay out {amount} cash to {name} {phone} on {date} at {time}. "
-        "New float balance is {balance}. Commission {commission}.",
-        "failed": "{code} Failed. {reason} You tried to withdraw {amount} from agent {name} {phone}. "
-        "Your balance is {balance}.",
+        "agent": "{code} Confirmed. Pay {amount} cash to {name} {phone} on {date} at {time}. Float "
+        "{balance}. Commission {commission}.",
+        "failed": "{code} Failed: withdrawal of {amount} not made. {reason} Balance {balance}.",
     },
     "buy_goods": {
         "sender": "{code} Confirmed. {amount} paid to {name} till {till} on {date} at {time}. "
         "New balance is {balance}. Transaction cost, {fee}.",
         # {payee_fee}: the merchant's own fee (tariffs.payee_fee); Kiswahili in sms-tariffs.po.
-        "merchant": "{code} Confirmed. {amount} received from {name} {phone} on {date} at {time}. "
-        "Fee {payee_fee}. New till balance is {balance}.",
-        "failed": "{code} Failed. {reason} You tried to pay {amount} to {name}. Your balance is {balance}.",
+        "merchant": "{code} Confirmed. {amount} from {name} {phone} on {date} at {time}. Fee {payee_fee}. "
+        "Till balance {balance}.",
+        "failed": "{code} Failed: {amount} not paid. {reason} Balance {balance}.",
     },
     "pay_bill": {
         "sender": "{code} Confirmed. {amount} sent to {name} for account {reference} on {date} at {time}. "
         "New balance is {balance}. Transaction cost, {fee}.",
-        "merchant": "{code} Confirmed. {amount} received from {name} {phone} for account {reference} "
-        "on {date} at {time}. Fee {payee_fee}. New balance is {balance}.",
-        "failed": "{code} Failed. {reason} You tried to pay {amount} to {name} for account {reference}. "
-        "Your balance is {balance}.",
+        "merchant": "{code} Confirmed. {name} {phone} paid {amount} for {reference} {date} {time}. Fee "
+        "{payee_fee}. Balance {balance}.",
+        "failed": "{code} Failed: {amount} not paid. {reason} Balance {balance}.",
     },
     # Holds (payments/holds.py). {reference} is the unregistered number for suspense sends.
     "send_unregistered": {
@@ -89,21 +87,22 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "{time}. New balance is {balance}.",
     },
     "suspense_refund": {
-        "recipient": "{code} Confirmed. {amount} you sent to {reference} was not collected and is back "
-        "in your account on {date} at {time}. New balance is {balance}.",
+        "recipient": "{code} Confirmed. {amount} you sent to {reference} was not collected: it is back on "
+        "{date} at {time}. New balance is {balance}.",
     },
     "protected_purchase": {
         "sender": "{code} Confirmed. {amount} held for {name} till {till} on {date} at {time}. Confirm "
         "delivery in My approvals; it is paid to them in {days} days unless you dispute it. "
         "New balance is {balance}.",
-        "merchant": "{code} Confirmed. {amount} from {name} {phone} is held for you until delivery is "
-        "confirmed, at most {days} days, on {date} at {time}.",
+        # Not "Confirmed.": the money is not the merchant's yet (a held payment is not final).
+        "merchant": "{code} Held, not paid yet: {amount} from {name} {phone}. Yours when the buyer "
+        "confirms delivery, or in {days} days.",
     },
     "protected_release": {
         "sender": "{code} Confirmed. {amount} released to {name} for your protected purchase on {date} "
         "at {time}.",
-        "merchant": "{code} Confirmed. {amount} from {name} {phone} is released to you on {date} at "
-        "{time}. Fee {payee_fee}. New till balance is {balance}.",
+        "merchant": "{code} Confirmed. {amount} from {name} {phone} released to you {date} {time}. Fee "
+        "{payee_fee}. Till balance {balance}.",
     },
     "protected_refund": {
         "sender": "{code} Dispute decided for the buyer: {amount} from {name} {phone} was returned to "
@@ -114,45 +113,68 @@ RECEIPTS: dict[str, dict[str, str]] = {
     # Reversal of a wrong send (payments/reversals.py; Kiswahili in sms-reversals.po). The hold's
     # payer is the one who received the send; {reference} is the send's code.
     "reversal": {
-        "sender": "{code} {name} {phone} asks you to return {amount} they sent by mistake ({reference}). "
-        "It is held from your balance until you agree or refuse in My approvals, at most {days} days. "
-        "New balance is {balance}.",
-        "recipient": "{code} Confirmed. {amount} you sent to {name} {phone} ({reference}) is held for your "
-        "reversal until they agree, at most {days} days.",
-        "failed": "{code} Failed. {name} {phone} no longer has the {amount} you sent ({reference}), so it "
-        "cannot be reversed now. Please call customer care.",
+        "sender": "{code} {name} {phone} asks you to return {amount} ({reference}). Held until you decide "
+        "in My approvals, at most {days} days.",
+        "recipient": "{code} {amount} you sent to {name} {phone} ({reference}) is held for your reversal "
+        "until they agree, at most {days} days.",
+        "failed": "{code} Failed: {name} {phone} no longer has the {amount} you sent ({reference}). Please "
+        "call customer care.",
     },
     "reversal_post": {
-        "sender": "{code} Confirmed. {amount} ({reference}) was returned to {name} {phone} on {date} at "
+        "sender": "{code} Confirmed. {amount} ({reference}) returned to {name} on {date} at {time}. New "
+        "balance is {balance}.",
+        "recipient": "{code} Confirmed. {amount} ({reference}) reversed to you from {name} on {date} at "
         "{time}. New balance is {balance}.",
-        "recipient": "{code} Confirmed. {amount} you sent to {name} {phone} ({reference}) is reversed to "
-        "you on {date} at {time}. New balance is {balance}.",
     },
     "reversal_void": {
-        "sender": "{code} Your reversal of {reference} was refused or not answered in time: {amount} stays "
-        "with {name} {phone}. Please call customer care for help.",
+        "sender": "{code} Reversal of {reference} refused or not answered: {amount} stays with {name} "
+        "{phone}. Call customer care.",
         "recipient": "{code} Confirmed. The {amount} held for the reversal of {reference} is yours again on "
         "{date} at {time}. New balance is {balance}.",
     },
     # Airtime (payments/airtime.py). {reference} is the number topped up; the hold itself has no
     # receipt (its outcome follows within seconds).
     "airtime": {
-        "failed": "{code} Failed. {reason} You tried to buy {amount} airtime for {reference}. "
-        "Your balance is {balance}.",
+        "failed": "{code} Failed: {amount} airtime not bought. {reason} Balance {balance}.",
     },
     "airtime_post": {
         "sender": "{code} Confirmed. You bought {amount} of airtime for {reference} on {date} at {time}. "
         "New balance is {balance}.",
     },
     "airtime_void": {
-        "recipient": "{code} Failed. {amount} of airtime for {reference} could not be bought. The money "
-        "is back in your account on {date} at {time}. New balance is {balance}.",
+        "recipient": "{code} Failed: {amount} airtime for {reference} not bought; the money is back on "
+        "{date} at {time}. New balance is {balance}.",
     },
     "float_issue": {
         "agent": "{code} Confirmed. E-float of {amount} issued to you on {date} at {time}. "
         "New float balance is {balance}.",
     },
 }
+
+# Kinds whose sender's receipt may take two SMS segments (306 characters), as the real thing
+# does; every other SMS fits one (160), in every language (tests/test_sms_segments.py).
+TWO_SEGMENTS = frozenset(
+    {
+        "send",
+        "deposit",
+        "withdrawal",
+        "buy_goods",
+        "pay_bill",
+        "send_unregistered",
+        "protected_purchase",
+        "airtime_post",
+    }
+)
+
+# Septets of a person's name in an SMS: the longest name registration takes (20 + 1 + 20) is cut
+# to this, ending in "..", so every one-segment SMS fits with the longest name.
+SMS_NAME_LIMIT = 20
+
+
+def sms_name(user) -> str:
+    """``user``'s name as every SMS shows it: upper case, at most ``SMS_NAME_LIMIT`` septets."""
+    return shorten(user.name.upper(), SMS_NAME_LIMIT)
+
 
 # To an unregistered number money was sent to (their language is not known: English).
 INVITE = (
@@ -161,6 +183,13 @@ INVITE = (
 )
 # To both sides when a buyer disputes a protected purchase.
 DISPUTE_OPENED = "{code} Dispute opened for {amount} ({name}). The money stays held until Tuma decides."
+
+# To the buyer when the operator decides a dispute for the merchant (a decision for the buyer is
+# told by the refund's receipt).
+DISPUTE_FOR_MERCHANT = (
+    "{code} Dispute decided for the merchant: the {amount} held for {name} is paid to them. "
+    "Call customer care if you disagree."
+)
 
 # To a customer an agent registered (no request: the account was opened for them).
 OPENED_BY_AGENT = (
@@ -175,15 +204,15 @@ FAILED = "{code} Failed. {reason} Your balance is {balance}."
 
 # Why the ledger refused, in words; every other result reads as REASON_OTHER.
 REASONS: dict[str, str] = {
-    TransferResult.EXCEEDS_CREDITS.value: "Insufficient funds to send {amount} plus {fee} cost.",
+    TransferResult.EXCEEDS_CREDITS.value: "Not enough money for {amount} plus {fee} cost.",
     # Limits and review (ussd_app/limits.py; Kiswahili in sms-limits.po). {limit} and {excess}
     # are amounts; the recipient's balance limit does not say by how much (their balance).
-    "limit_transaction_exceeded": "{amount} is over your limit of {limit} per transaction by {excess}.",
-    "limit_daily_exceeded": "This is over your daily limit of {limit} by {excess}.",
-    "limit_balance_exceeded": "{name} cannot receive {amount} now: it is over their balance limit.",
-    "review_refused": "It was stopped after a security check. Visit an agent with your ID.",
+    "limit_transaction_exceeded": "Over your limit of {limit} a transaction by {excess}.",
+    "limit_daily_exceeded": "Over your daily limit of {limit} by {excess}.",
+    "limit_balance_exceeded": "{name} cannot receive it: over their balance limit.",
+    "review_refused": "Stopped by a security check. Visit an agent with your ID.",
 }
-REASON_OTHER = "The transfer could not be completed ({result})."
+REASON_OTHER = "It could not be completed."
 
 
 class People:
@@ -279,7 +308,7 @@ def _write(session, user: User, english: str, request, **fields) -> None:
 def _counterparty(user: User | None) -> dict:
     if user is None:
         return {"name": "", "phone": "", "till": ""}
-    return {"name": user.name.upper(), "phone": user.phone, "till": user.till or ""}
+    return {"name": sms_name(user), "phone": user.phone, "till": user.till or ""}
 
 
 def write_posted(session, request, people: People) -> None:

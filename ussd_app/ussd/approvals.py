@@ -57,6 +57,14 @@ def pending_for(session, user) -> list[tuple[str, str, int]]:
     return found
 
 
+def declining_reports_a_problem(reference: str) -> bool:
+    """Whether declining the item ``reference`` names reports a problem for Tuma to decide (a
+    provider's ``decline_reports_a_problem``, e.g. a protected purchase's dispute), so the menu
+    says so instead of "Decline"."""
+    provider = _providers.get((reference or "").partition(SEPARATOR)[0])
+    return bool(getattr(provider, "decline_reports_a_problem", False))
+
+
 def decide(session, user, reference: str, *, approve: bool) -> bool:
     """Approve or decline the item ``reference`` names; False when it is gone."""
     name, _, key = (reference or "").partition(SEPARATOR)

@@ -1,8 +1,9 @@
 """Checking a PIN typed on a phone, with the lock-out after too many wrong ones.
 
 ``PIN_MAX_ATTEMPTS`` wrong PINs in a row lock the account for ``PIN_LOCK_SECONDS``; a right
-PIN resets the count. An agent or the operator lifts a lock with ``unlock_pin``. Nothing here
-commits: the request owns the transaction (so the count is saved with the answer).
+PIN resets the count. An agent or the operator lifts a lock with ``unlock_pin``. The holder is
+told by SMS when the PIN locks and when it is unlocked (someone else may be trying it). Nothing
+here commits: the request owns the transaction (so the count is saved with the answer).
 """
 
 import enum
@@ -12,6 +13,29 @@ from flask import current_app
 
 from .. import pins
 from ..users import User
+
+# SMS to the holder (Kiswahili in translations/sw/LC_MESSAGES/sms-trust-messages.po).
+LOCKED_SMS = (
+    "Tuma: your PIN was locked on {date} at {time} after {tries} wrong tries. Ask an agent to "
+    "unlock it. Not you? Call customer care."
+)
+UNLOCKED_SMS = "Tuma: your PIN was unlocked on {date} at {time}. Not you? Call customer care now."
+UNLOCKED_BY_AGENT_SMS = (
+    "Tuma: your PIN was unlocked by agent {agent} {agent_phone} on {date} at {time}. "
+    "Not you? Call customer care now."
+)
+CHANGED_SMS = "Tuma: your PIN was changed on {date} at {time}. Not you? Call customer care now."
+
+
+def tell(session, user: User, english: str, **fields) -> None:
+    """SMS ``user`` about their PIN, dated now, in their language (in the caller's transaction)."""
+    from ..i18n import t
+    from ..sms.outbox import add_sms
+    from ..sms.receipts import when
+
+    date, time_ = when(_now())
+    body = t(user.language, english, domain="sms", date=date, time=time_, **fields)
+    add_sms(session, phone=user.phone, body=body)
 
 
 class PinCheck(enum.StrEnum):
@@ -46,12 +70,23 @@ def check_pin(session, user: User, pin: str | None) -> PinCheck:
     user.pin_failures = (user.pin_failures or 0) + 1
     if user.pin_failures >= current_app.config["PIN_MAX_ATTEMPTS"]:
         user.locked_until = _now() + timedelta(seconds=current_app.config["PIN_LOCK_SECONDS"])
+        tell(session, user, LOCKED_SMS, tries=user.pin_failures)
         return PinCheck.LOCKED
     return PinCheck.WRONG
 
 
-def unlock_pin(session, user: User) -> None:
-    """Lift a PIN lock and reset the count of wrong PINs (an agent's or the operator's act)."""
+def unlock_pin(session, user: User, *, agent: User | None = None) -> None:
+    """Lift a PIN lock and reset the count of wrong PINs (an agent's or the operator's act),
+    telling the holder by SMS (naming the ``agent`` who did it, if one did)."""
+    was_locked = is_locked(user)
     user.pin_failures = 0
     user.locked_until = None
     session.add(user)
+    if not was_locked:
+        return
+    if agent is None:
+        tell(session, user, UNLOCKED_SMS)
+    else:
+        from ..sms.receipts import sms_name
+
+        tell(session, user, UNLOCKED_BY_AGENT_SMS, agent=sms_name(agent), agent_phone=agent.phone)

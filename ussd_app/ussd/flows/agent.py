@@ -1,19 +1,25 @@
 """An agent's own menu: deposit (cash-in) for a customer, commission earned, registering a
-customer, unlocking a customer's PIN after checking their ID number. Float balance and last
+customer, unlocking a customer's PIN with a one-time code sent to the locked phone, and raising
+a customer whose ID card the agent checked to the full tier. Float balance and last
 transactions are My account's screens (an agent's wallet is the e-float).
 
 Deposit: the customer's number, the amount, a confirm screen with the customer's registered
 name, the agent's PIN; the transfer id is minted at the confirm screen, as for sending money.
 """
 
+import re
+from datetime import UTC, datetime
+
+from flask import current_app
 from sqlalchemy import func, select
 
+from ... import unlock_codes
 from ...extensions import db
 from ...i18n import t
 from ...payments.models import RequestKind, RequestStatus, TransferRequest
 from ...sms import receipts
 from ...sms.outbox import add_sms
-from ...users import Role, UserError, create_user, find_by_phone
+from ...users import Role, Tier, UserError, create_user, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from ..pin_guard import is_locked, unlock_pin
 from . import common, fraud_checks
@@ -136,6 +142,31 @@ def register_customer(ctx) -> str:
 
 
 # -- unlock a customer's PIN ---------------------------------------------------------------
+#
+# Works for every customer, with or without an ID number on record: the agent types the
+# registered name, Tuma sends a one-time code to the locked phone, the customer tells the agent
+# the code (ussd_app/unlock_codes.py). The name is never shown before it is typed right.
+
+_FULL_NAME = re.compile(r"[A-Za-z][A-Za-z' \-]{0,81}")
+
+UNLOCK_CODE_SMS = (
+    "Tuma: agent {agent} {agent_phone} asks to unlock your PIN. Code {code}, valid {minutes} min. "
+    "Tell it only to an agent you are with now."
+)
+
+
+def full_name(text: str) -> str | None:
+    text = " ".join(text.split())
+    return text if _FULL_NAME.fullmatch(text) else None
+
+
+def unlock_code(text: str) -> str | None:
+    text = text.strip()
+    return text if text.isascii() and text.isdigit() and len(text) == unlock_codes.DIGITS else None
+
+
+def _same_name(typed: str, registered: str) -> bool:
+    return " ".join(typed.split()).casefold() == " ".join(registered.split()).casefold()
 
 
 def find_locked(ctx) -> str:
@@ -144,17 +175,114 @@ def find_locked(ctx) -> str:
         return outcome
     if not is_locked(user):
         return "not_locked"
+    return "ok"
+
+
+def check_unlock_name(ctx) -> str:
+    if not unlock_codes.agent_attempt(ctx.user.phone):
+        return "throttled"
+    user = find_by_phone(db.session, ctx.data["locked_phone"])
+    if user is None or not _same_name(ctx.data.pop("typed_name", ""), user.name):
+        return "mismatch"
     ctx.data["locked_name"] = common.shown_name(user)
     return "ok"
 
 
-def unlock_customer(ctx) -> str:
+def send_unlock_code(ctx) -> str:
     def run(c) -> str:
         user = find_by_phone(db.session, c.data["locked_phone"])
-        if user is None or not user.id_number or user.id_number != c.data.pop("locked_id", None):
+        if user is None:
+            return "error"
+        code = unlock_codes.issue(c.user.phone, user.phone)
+        if code is None:
+            return "throttled"
+        add_sms(
+            db.session,
+            phone=user.phone,
+            body=t(
+                user.language,
+                UNLOCK_CODE_SMS,
+                domain="sms",
+                agent=receipts.sms_name(c.user),
+                agent_phone=c.user.phone,
+                code=code,
+                minutes=-(-current_app.config["UNLOCK_CODE_SECONDS"] // 60),
+            ),
+        )
+        return "ok"
+
+    return common.pin_then(ctx, run)
+
+
+def unlock_customer(ctx) -> str:
+    user = find_by_phone(db.session, ctx.data["locked_phone"])
+    if user is None:
+        return "spent"
+    outcome = unlock_codes.verify(ctx.user.phone, user.phone, ctx.secret or "")
+    if outcome == unlock_codes.WRONG:
+        ctx.data["code_tries_left"] = unlock_codes.tries_left(user.phone)
+        return "wrong"
+    if outcome != unlock_codes.OK:
+        return "spent"
+    unlock_pin(db.session, user, agent=ctx.user)  # and tells the customer by SMS
+    fraud_checks.name_used(ctx, f"unlock:{user.id}:{ctx.data['locked_phone']}")
+    return "ok"
+
+
+# -- raise a customer to the full tier after checking their ID card ------------------------
+
+TIER_RAISED_SMS = (
+    "Tuma: agent {agent} {agent_phone} checked your ID on {date}. Your account is now on the full "
+    "tier, with higher limits."
+)
+
+
+def find_to_verify(ctx) -> str:
+    outcome, user = _look_up(ctx, "verify_phone")
+    if user is None:
+        return outcome
+    if user.tier == Tier.FULL.value:
+        return "full"
+    ctx.data["verify_name"] = common.shown_name(user)
+    return "ok"
+
+
+def check_verify_id(ctx) -> str:
+    user = find_by_phone(db.session, ctx.data["verify_phone"])
+    if user is not None and user.id_number and user.id_number != ctx.data["verify_id"]:
+        return "mismatch"  # an ID number on record is never replaced from a phone
+    return "ok"
+
+
+def raise_tier(ctx) -> str:
+    def run(c) -> str:
+        from ...admin.models import record
+
+        user = find_by_phone(db.session, c.data["verify_phone"])
+        if user is None:
+            return "error"
+        db.session.refresh(user, with_for_update=True)
+        if user.id_number and user.id_number != c.data["verify_id"]:
             return "mismatch"
-        unlock_pin(db.session, user)
-        fraud_checks.name_used(c, f"unlock:{user.id}:{c.data['locked_phone']}")
+        was = user.tier
+        user.id_number = c.data["verify_id"]
+        user.tier = Tier.FULL.value
+        # Where tier changes are audited (the back office's own changes go there too).
+        record(db.session, None, "tier.raise", user.phone, by_agent=c.user.phone, was=was, now=user.tier)
+        date, _ = receipts.when(datetime.now(UTC).replace(tzinfo=None))
+        add_sms(
+            db.session,
+            phone=user.phone,
+            body=t(
+                user.language,
+                TIER_RAISED_SMS,
+                domain="sms",
+                agent=receipts.sms_name(c.user),
+                agent_phone=c.user.phone,
+                date=date,
+            ),
+        )
+        fraud_checks.name_used(c, f"tier:{user.id}:{c.data['verify_phone']}")
         return "ok"
 
     return common.pin_then(ctx, run)
@@ -295,7 +423,7 @@ FLOW = {
         "look up the customer and make sure the PIN is locked",
         find_locked,
         {
-            "ok": "unlock_id",
+            "ok": "unlock_name",
             "self": Retry("unlock", N_("Enter the customer's number, not yours.")),
             "unknown": Retry("unlock", N_("{locked_phone} is not registered with Tuma.")),
             "not_customer": Retry("unlock", N_("{locked_phone} is not a customer account.")),
@@ -303,26 +431,113 @@ FLOW = {
             "throttled": "fraud.throttled",
         },
     ),
-    "unlock_id": Screen(
-        "the ID number on the customer's ID card",
-        N_("Check the ID card of {locked_name}\nEnter the ID number"),
-        choices=(Choice(id_number, "unlock_pin", save="locked_id"),),
-        otherwise=N_("An ID number is 5 to 20 letters or digits."),
+    "unlock_name": Screen(
+        "the customer's registered name, as the customer says it",
+        N_("Enter the customer's first and last name as registered"),
+        choices=(Choice(full_name, "check_unlock_name", save="typed_name"),),
+        otherwise=N_("Use letters only."),
+    ),
+    "check_unlock_name": Step(
+        "compare the name with the registered one (counted per agent)",
+        check_unlock_name,
+        {
+            "ok": "unlock_pin",
+            "mismatch": Retry("unlock_name", N_("The name does not match. Check it with the customer.")),
+            "throttled": "unlock_throttled",
+        },
     ),
     "unlock_pin": Screen(
-        "the agent's PIN",
-        N_("Enter your PIN to unlock {locked_name}"),
-        choices=(Choice(common.pin_format, "unlock_customer"),),
+        "the agent's PIN, before a code is sent to the locked phone",
+        N_("Enter your PIN to send {locked_name} an unlock code by SMS"),
+        choices=(Choice(common.pin_format, "send_unlock_code"),),
         otherwise=N_("A PIN is 4 digits."),
         secret=True,
     ),
+    "send_unlock_code": Step(
+        "check the agent's PIN, then send a one-time code to the locked phone",
+        send_unlock_code,
+        common.pin_exits("unlock_pin", ok="unlock_code", throttled="unlock_throttled"),
+    ),
+    "unlock_code": Screen(
+        "the one-time code the customer received by SMS",
+        N_("Code sent by SMS to {locked_phone}. Ask the customer for it and enter it"),
+        choices=(Choice(unlock_code, "unlock_customer"),),
+        otherwise=N_("The code is 6 digits."),
+        secret=True,
+    ),
     "unlock_customer": Step(
-        "check the agent's PIN and the ID number, then lift the lock",
+        "check the code, then lift the lock and tell the customer",
         unlock_customer,
-        common.pin_exits("unlock_pin", ok="unlocked", mismatch="id_mismatch"),
+        {
+            "ok": "unlocked",
+            "wrong": Retry("unlock_code", N_("Wrong code. Tries left: {code_tries_left}.")),
+            "spent": "unlock_spent",
+        },
     ),
     "unlocked": Screen(
         "the PIN is unlocked", N_("The PIN of {locked_name} is unlocked. They can dial again."), end=True
+    ),
+    "unlock_spent": Screen(
+        "the code expired, was used or had too many wrong tries",
+        N_("That code is no longer valid. Start again to send a new one."),
+        end=True,
+    ),
+    "unlock_throttled": Screen(
+        "too many unlock attempts for this agent or customer",
+        N_("Too many unlock attempts. Try again in an hour."),
+        end=True,
+    ),
+    # raise a customer to the full tier
+    "verify_id": Screen(
+        "the customer's phone number, to check their ID card",
+        N_("Verify customer ID\nEnter the customer's phone number"),
+        choices=(Choice(common.phone_number, "find_to_verify", save="verify_phone"),),
+        otherwise=N_("Not a valid phone number."),
+    ),
+    "find_to_verify": Step(
+        "look up the customer; refuse one already on the full tier",
+        find_to_verify,
+        {
+            "ok": "verify_id_number",
+            "self": Retry("verify_id", N_("Enter the customer's number, not yours.")),
+            "unknown": Retry("verify_id", N_("{verify_phone} is not registered with Tuma.")),
+            "not_customer": Retry("verify_id", N_("{verify_phone} is not a customer account.")),
+            "full": Retry("verify_id", N_("{verify_phone} is already on the full tier.")),
+            "throttled": "fraud.throttled",
+        },
+    ),
+    "verify_id_number": Screen(
+        "the ID number on the customer's ID card",
+        N_("Check the ID card of {verify_name}\nEnter the ID number"),
+        choices=(Choice(id_number, "check_verify_id", save="verify_id"),),
+        otherwise=N_("An ID number is 5 to 20 letters or digits."),
+    ),
+    "check_verify_id": Step(
+        "an ID number on record must match",
+        check_verify_id,
+        {"ok": "verify_confirm", "mismatch": "id_mismatch"},
+    ),
+    "verify_confirm": Screen(
+        "confirm raising the customer to the full tier",
+        N_("Raise {verify_name} {verify_phone} ID {verify_id} to the full tier?"),
+        options=(Option(N_("Confirm"), "verify_pin"), Option(N_("Cancel"), "cancelled")),
+    ),
+    "verify_pin": Screen(
+        "the agent's PIN",
+        N_("Enter your PIN to confirm you checked the ID card"),
+        choices=(Choice(common.pin_format, "raise_tier"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "raise_tier": Step(
+        "check the agent's PIN, then raise the tier (audited) and tell the customer",
+        raise_tier,
+        common.pin_exits("verify_pin", ok="tier_raised", mismatch="id_mismatch"),
+    ),
+    "tier_raised": Screen(
+        "the customer is on the full tier",
+        N_("{verify_name} is now on the full tier."),
+        end=True,
     ),
     "id_mismatch": Screen(
         "the ID number does not match the one on record",
@@ -335,6 +550,7 @@ FLOW = {
 FLOW["find_depositor"] = common.mobile_only("customer_phone", "deposit", FLOW["find_depositor"])
 FLOW["check_new_number"] = common.mobile_only("new_phone", "register", FLOW["check_new_number"])
 FLOW["find_locked"] = common.mobile_only("locked_phone", "unlock", FLOW["find_locked"])
+FLOW["find_to_verify"] = common.mobile_only("verify_phone", "verify_id", FLOW["find_to_verify"])
 # Limits said before the PIN, not after it (issue 15 item 16).
 FLOW["quote_deposit"] = common.within_limits(
     FLOW["quote_deposit"], "deposit_amount", kind="deposit", payer=None, payee="customer"
@@ -352,4 +568,8 @@ SAMPLE = {
     "new_id": "W" * ID_LIMIT,
     "locked_phone": "+" + "9" * 15,
     "locked_name": "W" * common.SHOWN_NAME_LIMIT,
+    "code_tries_left": 9,
+    "verify_phone": "+" + "9" * 15,
+    "verify_name": "W" * common.SHOWN_NAME_LIMIT,
+    "verify_id": "W" * ID_LIMIT,
 }

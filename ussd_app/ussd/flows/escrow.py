@@ -28,6 +28,7 @@ def _owned(session, user, key: str) -> TransferRequest | None:
 
 class DeliveryConfirmations:
     name = "delivery"
+    decline_reports_a_problem = True  # "Report a problem" in My approvals (a dispute)
 
     def pending(self, session, user) -> list[approvals.PendingApproval]:
         found = []
@@ -66,7 +67,7 @@ class DeliveryConfirmations:
                     domain="sms",
                     code=hold.code,
                     amount=_money(hold.amount),
-                    name=other.name.upper() if other else "",
+                    name=receipts.sms_name(other) if other else "",
                 ),
                 request_id=hold.id,
             )

@@ -62,6 +62,7 @@ FLOW = {
             Option(N_("My account"), "my_account.menu"),
             Option(N_("My approvals"), "my_approvals.load"),
             Option(N_("Withdraw cash"), "agent_withdraw.customer"),
+            Option(N_("Verify customer ID"), "agent.verify_id"),
         ),
     ),
     "merchant": Screen(

@@ -13,7 +13,7 @@ from ...ledger.models import Transfer
 from ...payments.models import HoldState, TransferRequest
 from ...sms.outbox import add_sms
 from ...users import User
-from .. import gsm7
+from .. import gsm7, pin_guard
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common
 
@@ -101,6 +101,7 @@ def save_new_pin(ctx) -> str:
     if not held or not pins.verify_pin(held, ctx.secret):
         return "mismatch"
     ctx.user.pin_hash = held
+    pin_guard.tell(db.session, ctx.user, pin_guard.CHANGED_SMS)
     return "ok"
 
 

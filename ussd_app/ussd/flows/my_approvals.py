@@ -26,7 +26,7 @@ def chosen(ctx) -> str:
     ref = ctx.data.get("approval")
     ctx.data["approval_summary"] = summaries.get(ref, "")
     ctx.data["amount"] = (ctx.data.get("approval_spends") or {}).get(ref, 0)
-    return "ok"
+    return "report" if approvals.declining_reports_a_problem(ref) else "ok"
 
 
 def _decide(ctx, approve: bool) -> str:
@@ -84,7 +84,7 @@ FLOW = {
         items="approvals",
         pick=("chosen", "approval"),
     ),
-    "chosen": Step("remember which item was picked", chosen, {"ok": "item"}),
+    "chosen": Step("remember which item was picked", chosen, {"ok": "item", "report": "item_report"}),
     "empty": Screen("nothing waits", N_("Nothing is waiting for your approval."), end=True),
     "item": Screen(
         "one item: approve or decline",
@@ -98,6 +98,29 @@ FLOW = {
             "ok": "approve_pin",
             **{result: Retry("item", words) for result, words in common.OVER_YOURS.items()},
         },
+    ),
+    # Declining a protected purchase's delivery is a dispute: say so, never a bare "Decline".
+    "item_report": Screen(
+        "one item whose refusal is a report for Tuma to decide: approve or report a problem",
+        "{approval_summary}",
+        options=(Option(N_("Approve"), "approve_pin"), Option(N_("Report a problem"), "report_pin")),
+    ),
+    "report_pin": Screen(
+        "PIN to report a problem",
+        N_("Enter your PIN to report a problem. The money stays held until Tuma decides"),
+        choices=(Choice(common.pin_format, "report"),),
+        otherwise=N_("A PIN is 4 digits."),
+        secret=True,
+    ),
+    "report": Step(
+        "check the PIN, then report the problem through the provider",
+        decline,
+        _pin_exits("reported", "report_pin"),
+    ),
+    "reported": Screen(
+        "the problem is reported",
+        N_("Problem reported. The money stays held until Tuma decides. You will get an SMS."),
+        end=True,
     ),
     "approve_pin": Screen(
         "PIN to approve",
