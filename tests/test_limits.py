@@ -1,6 +1,7 @@
 """Limits by KYC tier and velocity rules, as the worker enforces them inside the batch's
 transaction: what the payer's wallet, the request and the SMS say afterwards."""
 
+import json
 import threading
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 from tests.conftest import PG_URL
 from tests.sms_helpers import agent_with_float, execute, outbox, person, send, wait_for
 from ussd_app import limits
+from ussd_app.admin.models import AuditEntry
 from ussd_app.extensions import db
 from ussd_app.ledger import Account, Transfer
 from ussd_app.ledger.check import check
@@ -129,6 +131,9 @@ def test_a_full_tier_customer_may_send_more(funded, runner):
     execute()
     assert request_of(request_id).status == "posted"
     assert db.session.execute(select(User.tier).where(User.phone == amina.phone)).scalar_one() == "full"
+    # Audited like the back office's changes: who (the CLI), the customer, old and new tier.
+    entry = db.session.execute(select(AuditEntry).where(AuditEntry.action == "account.tier")).scalar_one()
+    assert entry.target == amina.phone and json.loads(entry.detail)["old_tier"] == "basic"
 
 
 def test_a_wallet_cannot_be_credited_past_its_tier_balance(funded):

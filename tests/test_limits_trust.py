@@ -270,19 +270,18 @@ def test_money_held_for_a_newcomer_never_takes_them_over_their_balance_limit(bac
         "AKINYI ODHIAMBO +254712000999 registered and received the KES 60,000.00" in sms_to(SENDERS[0][0])[-1]
     )
     assert sms_to(SENDERS[1][0])[-1].endswith(
-        "AKINYI ODHIAMBO +254712000999 can hold only KES 40,000.00 of the KES 60,000.00: KES 20,000.00 is "
-        f"over their balance limit and is back with you. New balance is {money(amina)}."
+        "AKINYI ODHIAMBO +254712000999 got KES 40,000.00; KES 20,000.00 was over their balance limit and "
+        f"is back with you. Balance {money(amina)}."
     )
     assert sms_to(SENDERS[2][0])[-1].endswith(
-        "AKINYI ODHIAMBO +254712000999 cannot receive the KES 60,000.00: it is over their balance limit and "
-        f"is back with you. New balance is {money(baraka)}."
+        "AKINYI ODHIAMBO +254712000999 cannot receive KES 60,000.00: over their balance limit. It is back "
+        f"with you. Balance {money(baraka)}."
     )
     newcomer = sms_to(NEWCOMER)
     assert any("You have received KES 60,000.00 from JUMA OTIENO" in b for b in newcomer)
     assert any(
-        "You have received KES 40,000.00 from AMINA HASSAN +254712000222" in b
-        and "KES 20,000.00 more is over your balance limit of KES 100,000.00 and went back. "
-        "New balance is KES 100,000.00."
+        "You received KES 40,000.00 from AMINA HASSAN. KES 20,000.00 more was over your limit and went back. "
+        "Balance KES 100,000.00."
         in b
         for b in newcomer
     )
@@ -399,10 +398,10 @@ def test_a_reversal_paid_back_over_the_senders_balance_limit_returns_only_what_f
     assert balance(JUMA) == 100_000_00  # the limit, not KES 300 over it
     assert balance(AMINA) == 1_000_00 + 300_00
     assert sms_to(AMINA)[-1].endswith(
-        "JUMA OTIENO +254712000111 can hold only KES 200.00 of the KES 500.00: KES 300.00 is over their "
-        "balance limit and is back with you. New balance is KES 1,300.00."
+        "JUMA OTIENO +254712000111 got KES 200.00; KES 300.00 was over their balance limit and is back with "
+        "you. Balance KES 1,300.00."
     )
-    assert "You have received KES 200.00 from AMINA HASSAN +254712000222" in sms_to(JUMA)[-1]
+    assert "You received KES 200.00 from AMINA HASSAN." in sms_to(JUMA)[-1]
     ledger_holds()
 
 
@@ -551,12 +550,12 @@ def deposit_refused_after_the_confirm_screen(client, agent, amina):
     assert phone.send("1111").startswith("END ")
     assert jobs.execute_transfers() == 1
     assert balance(AMINA) == 2_001_00
-    [refused] = [b for b in sms_to(AMINA) if "Failed." in b]
+    [refused] = [b for b in sms_to(AMINA) if "Failed:" in b]
     assert refused.endswith(
-        "Failed. ALI AGENT +254700000101 could not deposit KES 4,000.00 for you: it is over your balance "
-        "limit of KES 5,000.00. Nothing was deposited; ask for your cash back."
+        "Failed: ALI AGENT +254700000101 could not deposit KES 4,000.00: over your balance limit of "
+        "KES 5,000.00. Ask for your cash back."
     )
-    assert "Failed." in sms_to(AGENT)[-1]
+    assert "Failed:" in sms_to(AGENT)[-1]
     ledger_holds()
 
 

@@ -87,6 +87,8 @@ def longest(app) -> dict:
         "left_today": money,
         "limit": money,
         "excess": money,
+        "sent": money,  # a hold sent back in part or whole (limits.RETURNED_*)
+        "returned": money,
         "total": format_amount(10 * biggest, currency),
         "name": person,
         "agent": person,

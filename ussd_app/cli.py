@@ -192,9 +192,14 @@ def tariffs_set(path, effective_from, note):
 @click.option("--phone", required=True, help="local or international form")
 @click.option("--tier", required=True, type=click.Choice(["basic", "full"]))
 def account_tier(phone, tier):
-    """Set a customer's KYC tier (full: an agent has checked their ID)."""
+    """Set a customer's KYC tier (full: an agent has checked their ID). Audited, like the back
+    office's and an agent's tier changes."""
+    from .admin.models import record
+
     user = _holder(phone)
+    was = user.tier
     user.tier = tier
+    record(db.session, None, "account.tier", user.phone, by="cli", old_tier=was, new_tier=tier)
     db.session.commit()
     click.echo(f"{user.name} {user.phone} is now tier {tier}")
 

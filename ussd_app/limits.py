@@ -387,26 +387,27 @@ def write_refusal(session, request, refusal: Refusal, people) -> None:
 # A hold its payee's balance limit sent back, in part (PART) or whole (ALL), for each side
 # (Kiswahili: translations/sw/LC_MESSAGES/sms-trust-limits.po). {amount} is what arrived,
 # {sent} the whole hold, {returned} the rest; the payer of a suspense release is its sender.
+# Each fits one SMS segment at its longest (tests/test_sms_segments.py).
 RETURNED_PAYER_PART = (
-    "{code} {name} {phone} can hold only {amount} of the {sent}: {returned} is over their balance "
-    "limit and is back with you. New balance is {balance}."
+    "{code} {name} {phone} got {amount}; {returned} was over their balance limit and is back "
+    "with you. Balance {balance}."
 )
 RETURNED_PAYER_ALL = (
-    "{code} {name} {phone} cannot receive the {sent}: it is over their balance limit and is back "
-    "with you. New balance is {balance}."
+    "{code} {name} {phone} cannot receive {sent}: over their balance limit. It is back with "
+    "you. Balance {balance}."
 )
 RETURNED_PAYEE_PART = (
-    "{code} Confirmed. You have received {amount} from {name} {phone} on {date} at {time}. {returned} "
-    "more is over your balance limit of {limit} and went back. New balance is {balance}."
+    "{code} Confirmed. You received {amount} from {name}. {returned} more was over your limit "
+    "and went back. Balance {balance}."
 )
 RETURNED_PAYEE_ALL = (
-    "{code} {name} {phone} sent you {sent}, but it is over your balance limit of {limit}, so it "
-    "went back to them on {date} at {time}."
+    "{code} {name} {phone} sent you {sent}, but it is over your balance limit of {limit}, so "
+    "it went back to them."
 )
 # To the customer at the counter when the worker refuses a deposit over their balance limit.
 DEPOSIT_REFUSED = (
-    "{code} Failed. {name} {phone} could not deposit {amount} for you: it is over your balance "
-    "limit of {limit}. Nothing was deposited; ask for your cash back."
+    "{code} Failed: {name} {phone} could not deposit {amount}: over your balance limit of "
+    "{limit}. Ask for your cash back."
 )
 
 
