@@ -7,7 +7,6 @@ from ...payments.submit import announce
 from ...sms import sender as sms_sender
 from .. import approvals, gsm7
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from ..pin_guard import PinCheck, check_pin, tries_left
 from . import common, fraud_checks
 
 SUMMARY_LIMIT = 60  # septets of one line in the list
@@ -30,10 +29,10 @@ def chosen(ctx) -> str:
 
 
 def _decide(ctx, approve: bool) -> str:
-    result = check_pin(db.session, ctx.user, ctx.secret)
-    ctx.data["tries_left"] = tries_left(ctx.user)
-    if result != PinCheck.OK:
-        return result.value
+    return common.pin_then(ctx, lambda c: _carry_out(c, approve))
+
+
+def _carry_out(ctx, approve: bool) -> str:
     # Approving moves this customer's money: above the threshold, not with a freshly swapped
     # SIM (fraud_checks; small amounts never ask). Declining moves nothing: never gated.
     if approve and ctx.data.get("amount"):

@@ -14,7 +14,6 @@ from ...payments.submit import ConflictingRequest, announce, mint_request_id, re
 from ...tariffs import quote
 from ...users import Role, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from ..pin_guard import PinCheck, check_pin, tries_left
 from . import common, fraud_checks
 
 
@@ -73,10 +72,11 @@ def cancel_at_name(ctx) -> str:
 
 
 def submit(ctx) -> str:
-    result = check_pin(db.session, ctx.user, ctx.secret)
-    ctx.data["tries_left"] = tries_left(ctx.user)
-    if result != PinCheck.OK:
-        return result.value
+    return common.pin_then(ctx, send)
+
+
+def send(ctx) -> str:
+    """After the PIN: the SIM-swap gate, the balance, then the request is recorded."""
     refused = fraud_checks.sim_swap_gate(ctx)  # after the PIN, before recording: see there
     if refused:
         return refused
