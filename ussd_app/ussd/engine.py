@@ -194,16 +194,7 @@ class FlowError(RuntimeError):
 
 
 class Engine:
-    def __init__(
-        self,
-        flows: dict[str, dict[str, State]],
-        *,
-        lasting: tuple[str, ...] = (),
-        renamed: dict[str, str] | None = None,
-    ):
-        # States renamed since a session may have been stored (old "flow.state" -> new): a
-        # session or resume snapshot stored before the rename carries on where it stood.
-        self.renamed = dict(renamed or {})
+    def __init__(self, flows: dict[str, dict[str, State]], *, lasting: tuple[str, ...] = ()):
         # Data keys that record what the person was shown rather than what they chose (a
         # registered name looked up): "0" back does not take them back, since the person saw it.
         self.lasting = lasting
@@ -233,29 +224,10 @@ class Engine:
         except KeyError:
             raise FlowError(f"no state {name!r}") from None
 
-    def _upgrade(self, conv: Conversation) -> None:
-        """Rename in place what ``conv`` names by a state's old name (see ``renamed``)."""
-        if self.renamed:
-            conv.state = self.renamed.get(conv.state, conv.state)
-            conv.history = [self.renamed.get(name, name) for name in conv.history]
-            conv.resume = self._upgraded(conv.resume) if conv.resume else conv.resume
-
-    def _upgraded(self, snapshot: dict) -> dict:
-        """``snapshot`` with the states it names by their current names (see ``renamed``)."""
-        if not self.renamed:
-            return snapshot
-        state, history = snapshot.get("state"), snapshot.get("history") or []
-        return {
-            **snapshot,
-            "state": self.renamed.get(state, state),
-            "history": [self.renamed.get(name, name) for name in history],
-        }
-
     # -- the two entry points ---------------------------------------------------------------
 
     def begin(self, ctx: Context, snapshot: dict | None = None) -> tuple[Conversation, Reply]:
         """A new session: the home screen, or the offer to resume an unfinished one."""
-        snapshot = self._upgraded(snapshot) if snapshot else snapshot
         if snapshot and snapshot.get("home") == ctx.home and self._offer(ctx, snapshot) is not None:
             conv = Conversation(state=RESUME, resume=snapshot)
             return conv, self.render(conv, ctx)
@@ -265,7 +237,6 @@ class Engine:
     def handle(self, conv: Conversation, ctx: Context, text: str) -> Reply:
         """Apply the newest input ``text`` to the conversation and answer with a screen."""
         conv.reason = None
-        self._upgrade(conv)
         if conv.state == RESUME:
             return self._handle_resume(conv, ctx, text)
         if text == HOME:

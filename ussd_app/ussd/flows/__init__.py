@@ -1,6 +1,6 @@
 """The flows, one module each, and the engine that runs them all."""
 
-from ..engine import Engine
+from ..engine import Conversation, Engine
 from . import (
     agent,
     agent_withdraw,
@@ -43,10 +43,11 @@ MODULES = {
 
 # Not a flow: the escrow providers of My approvals, registered on import.
 assert escrow.DeliveryConfirmations  # nosec B101  # marks the import used; nothing relies on it
-# The three payment-request flows were one, "requests", told apart by prefixes, until issue 16:
-# a session or resume snapshot stored under the old names carries on under the new ones. Only
-# screens are listed: a session stands on a screen, never on a step, and one that ended on an
-# end screen is never run again nor offered back.
+# States renamed since a session may have been stored (old -> new), for ``renamed`` and
+# ``rename_states``. The three payment-request flows were one, "requests", told apart by
+# prefixes, until issue 16: a session or resume snapshot stored under the old names carries on
+# under the new ones. Only screens are listed: a session stands on a screen, never on a step,
+# and one that ended on an end screen is never run again nor offered back.
 RENAMED = {
     "requests.m_phone": "request_payment.phone",
     "requests.m_amount": "request_payment.amount",
@@ -67,11 +68,23 @@ RENAMED = {
 }
 
 # ``name_shown`` (fraud_checks.name_shown) records a name the person saw: going back keeps it.
-engine = Engine(
-    {name: module.FLOW for name, module in MODULES.items()}, lasting=("name_shown",), renamed=RENAMED
-)
+engine = Engine({name: module.FLOW for name, module in MODULES.items()}, lasting=("name_shown",))
 
 HOME_UNREGISTERED = "registration.language"
 HOME_CUSTOMER = "home.customer"
 HOME_BUSINESS = "home.business"
 LOCKED = "common.locked"
+
+
+def renamed(snapshot: dict | None) -> dict | None:
+    """A resume ``snapshot`` with the states it names by their current names (``RENAMED``)."""
+    if not snapshot:
+        return snapshot
+    state, history = snapshot.get("state"), snapshot.get("history") or []
+    return {**snapshot, "state": RENAMED.get(state, state), "history": [RENAMED.get(n, n) for n in history]}
+
+
+def rename_states(conversation: Conversation) -> None:
+    """Name a stored conversation's states by their current names (``RENAMED``), in place."""
+    conversation.state = RENAMED.get(conversation.state, conversation.state)
+    conversation.history = [RENAMED.get(name, name) for name in conversation.history]
