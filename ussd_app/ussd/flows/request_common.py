@@ -97,11 +97,13 @@ def names_and_invites(ctx, phones: list[str]) -> str | None:
 SUBMIT_EXITS = {"too_often": "too_often", "throttled": "fraud.throttled", "invites": "fraud.invites"}
 
 
+CANCELLED = N_("Cancelled. Nobody was asked.")
+
+
 def endings() -> dict:
-    """The screens both asking flows may end on, one copy in each."""
+    """The screen both asking flows may end on besides their tail's, one copy in each."""
     return {
         "too_often": Screen("a payer was asked too often today, in another session", TOO_OFTEN, end=True),
-        "cancelled": Screen("the requester cancelled", N_("Cancelled. Nobody was asked."), end=True),
     }
 
 

@@ -12,7 +12,7 @@ from ...extensions import db
 from ...payments import payment_requests as pr
 from ...payments.submit import mint_request_id
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from . import common, fraud_checks
+from . import common, fraud_checks, tail
 from . import request_common as shared
 
 
@@ -76,11 +76,8 @@ def mint(ctx) -> str:
     return "ok"
 
 
-def submit(ctx) -> str:
-    return common.pin_then(ctx, _record)
-
-
-def _record(ctx) -> str:
+def record(ctx) -> str:
+    """After the PIN: the requests and each payer's SMS are recorded."""
     data = ctx.data
     payers, shares = data.get("payers") or [], data.get("shares") or []
     if not 1 <= len(payers) <= pr.MAX_PAYERS or len(shares) != len(payers):
@@ -156,32 +153,14 @@ FLOW = {
         otherwise=shared.BAD_REASON,
     ),
     "mint": Step("show the shares and mint the group's id", mint, {"ok": "confirm"}),
-    "confirm": Screen(
-        "confirm who is asked, how much and why",
-        N_("Request {total_text} for {reason}: {share_text}. Expires in {expiry_days} days."),
-        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
-    ),
-    "pin": Screen(
-        "the PIN that authorises the requests",
-        N_("Enter your PIN to send the requests"),
-        choices=(Choice(common.pin_format, "submit"),),
-        otherwise=N_("A PIN is 4 digits."),
-        secret=True,
-    ),
-    "submit": Step(
-        "check the PIN, then record the requests and each payer's SMS",
-        submit,
-        common.pin_exits(
-            "pin",
-            ok="done",
-            restart=Retry("number", N_("Please enter the numbers again.")),
-            **shared.SUBMIT_EXITS,
-        ),
-    ),
-    "done": Screen(
-        "the requests are sent",
-        N_("Requests sent: {payer_count}. You will get an SMS as each one pays or declines."),
-        end=True,
+    **tail.money_tail(
+        record,
+        what="the requests",
+        confirm=N_("Request {total_text} for {reason}: {share_text}. Expires in {expiry_days} days."),
+        ask=N_("Enter your PIN to send the requests"),
+        done=N_("Requests sent: {payer_count}. You will get an SMS as each one pays or declines."),
+        cancelled=shared.CANCELLED,
+        exits={"restart": Retry("number", N_("Please enter the numbers again.")), **shared.SUBMIT_EXITS},
     ),
     **shared.endings(),
 }

@@ -9,8 +9,8 @@ repeated final request finds it already recorded and asks nobody twice."""
 from ...extensions import db
 from ...payments import payment_requests as pr
 from ...payments.submit import mint_request_id
-from ..engine import N_, Choice, Option, Screen, Step
-from . import common
+from ..engine import N_, Choice, Screen, Step
+from . import common, tail
 from . import request_common as shared
 
 
@@ -28,25 +28,23 @@ def mint(ctx) -> str:
     return "ok"
 
 
-def submit(ctx) -> str:
-    def create(c) -> str:
-        data = c.data
-        if shared.over_cap(c, [data["payer_phone"]]):
-            return "too_often"
-        refused = shared.names_and_invites(c, [data["payer_phone"]])
-        if refused:
-            return refused
-        pr.create(
-            db.session,
-            c.user,
-            data["group_id"],
-            pr.Kind.MERCHANT,
-            [(data["payer_phone"], data["amount"])],
-            data["reason"],
-        )
-        return "ok"
-
-    return common.pin_then(ctx, create)
+def record(ctx) -> str:
+    """After the PIN: the request and the customer's SMS are recorded."""
+    data = ctx.data
+    if shared.over_cap(ctx, [data["payer_phone"]]):
+        return "too_often"
+    refused = shared.names_and_invites(ctx, [data["payer_phone"]])
+    if refused:
+        return refused
+    pr.create(
+        db.session,
+        ctx.user,
+        data["group_id"],
+        pr.Kind.MERCHANT,
+        [(data["payer_phone"], data["amount"])],
+        data["reason"],
+    )
+    return "ok"
 
 
 FLOW = {
@@ -75,27 +73,16 @@ FLOW = {
         otherwise=shared.BAD_REASON,
     ),
     "mint": Step("mint the request's id", mint, {"ok": "confirm"}),
-    "confirm": Screen(
-        "confirm customer, amount and reason",
-        N_("Ask {payer_phone} to pay {amount_text} for {reason}? It expires in {expiry_hours} hours."),
-        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
-    ),
-    "pin": Screen(
-        "the PIN that authorises the request",
-        N_("Enter your PIN to send the request"),
-        choices=(Choice(common.pin_format, "submit"),),
-        otherwise=N_("A PIN is 4 digits."),
-        secret=True,
-    ),
-    "submit": Step(
-        "check the PIN, then record the request and the customer's SMS",
-        submit,
-        common.pin_exits("pin", ok="done", **shared.SUBMIT_EXITS),
-    ),
-    "done": Screen(
-        "the request is sent",
-        N_("Request sent to {payer_phone}. You will get an SMS when they pay or decline."),
-        end=True,
+    **tail.money_tail(
+        record,
+        what="the request",
+        confirm=N_(
+            "Ask {payer_phone} to pay {amount_text} for {reason}? It expires in {expiry_hours} hours."
+        ),
+        ask=N_("Enter your PIN to send the request"),
+        done=N_("Request sent to {payer_phone}. You will get an SMS when they pay or decline."),
+        cancelled=shared.CANCELLED,
+        exits=shared.SUBMIT_EXITS,
     ),
     **shared.endings(),
 }
