@@ -1,5 +1,6 @@
-"""The tail every flow that moves money ends in: confirm → PIN → submit → done, short or
-cancelled. A flow gives what is its own (the texts, what it records once the PIN is right,
+"""The tail every flow that moves money (send money, buy goods and pay bill, withdraw, airtime,
+My approvals, an agent's deposit and withdrawal; also both payment-request flows) ends in:
+confirm → PIN → submit → done, short or cancelled. A flow gives what is its own (the texts, what it records once the PIN is right,
 where else its submit may lead) and ``money_tail`` builds the states:
 
 ```
@@ -14,8 +15,9 @@ cancelled  END "Cancelled. Nothing was sent."
 ```
 
 State names are the flow's (``Names``): a stored session or resume snapshot names them, so a
-flow keeps the names it had. A flow with a confirm screen of its own (more options), or none
-(My approvals asks on the item), leaves ``confirm`` out and builds one with ``confirm_screen``.
+flow keeps the names it had. A flow with a confirm screen of its own (Buy goods' third option,
+"Pay with protection", leads to a second tail) builds it with ``confirm_screen`` and leaves
+``confirm`` out; so does My approvals, whose item screen asks approve or decline.
 """
 
 from collections.abc import Callable
