@@ -1,7 +1,8 @@
 """The tail every flow that moves money (send money, buy goods and pay bill, withdraw, airtime,
 My approvals, an agent's deposit and withdrawal; also both payment-request flows) ends in:
-confirm → PIN → submit → done, short or cancelled. A flow gives what is its own (the texts, what it records once the PIN is right,
-where else its submit may lead) and ``money_tail`` builds the states:
+confirm → PIN → submit → done, short or cancelled. A flow gives what is its own (the texts,
+what it records once the PIN is right, where else its submit may lead) and ``money_tail``
+builds the states:
 
 ```
 confirm    "{the flow's question}"     1 -> pin | 2 -> cancelled (or the flow's cancel step)
