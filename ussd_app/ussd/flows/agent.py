@@ -22,7 +22,7 @@ from ...sms.outbox import add_sms
 from ...users import Role, Tier, UserError, create_user, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from ..pin_guard import is_locked, unlock_pin
-from . import common, fraud_checks
+from . import common, fraud_checks, tail
 from .registration import release_held_sends
 
 ID_LIMIT = 20
@@ -74,19 +74,17 @@ def quote_deposit(ctx) -> str:
     return "ok"
 
 
-def submit_deposit(ctx) -> str:
-    def record(c) -> str:
-        outcome = common.record_payment(
-            c,
-            kind=RequestKind.DEPOSIT.value,
-            debit_account_id=c.user.account_id,
-            credit_account_id=c.data["customer_account"],
-        )
-        if outcome == "ok":
-            fraud_checks.name_used(c, c.data["transfer_id"])
-        return outcome
-
-    return common.pin_then(ctx, record)
+def record_deposit(ctx) -> str:
+    """After the agent's PIN: the deposit is recorded (the agent's float must cover it)."""
+    outcome = common.record_payment(
+        ctx,
+        kind=RequestKind.DEPOSIT.value,
+        debit_account_id=ctx.user.account_id,
+        credit_account_id=ctx.data["customer_account"],
+    )
+    if outcome == "ok":
+        fraud_checks.name_used(ctx, ctx.data["transfer_id"])
+    return outcome
 
 
 # -- commission ----------------------------------------------------------------------------
@@ -314,35 +312,22 @@ FLOW = {
         otherwise=N_("Enter a whole amount, like 500."),
     ),
     "quote_deposit": Step("mint the transfer id", quote_deposit, {"ok": "deposit_confirm"}),
-    "deposit_confirm": Screen(
-        "confirm customer and amount",
-        N_("Deposit {amount_text} to {customer_name} {customer_phone}?"),
-        options=(Option(N_("Confirm"), "deposit_pin"), Option(N_("Cancel"), "cancelled")),
+    **tail.money_tail(
+        record_deposit,
+        what="the deposit",
+        confirm=N_("Deposit {amount_text} to {customer_name} {customer_phone}?"),
         resume=N_("Continue depositing {amount_text} to {customer_name}?"),
+        ask=N_("Enter your PIN to deposit {amount_text} to {customer_name}"),
+        done=N_("Depositing {amount_text} to {customer_name}. You will both receive an SMS shortly."),
+        short=N_("Not enough float to deposit {amount_text}. Your float balance is {balance_text}."),
+        names=tail.Names(
+            confirm="deposit_confirm",
+            pin="deposit_pin",
+            submit="submit_deposit",
+            done="deposit_done",
+            short="float_short",
+        ),
     ),
-    "deposit_pin": Screen(
-        "the agent's PIN that authorises the deposit",
-        N_("Enter your PIN to deposit {amount_text} to {customer_name}"),
-        choices=(Choice(common.pin_format, "submit_deposit"),),
-        otherwise=N_("A PIN is 4 digits."),
-        secret=True,
-    ),
-    "submit_deposit": Step(
-        "check the PIN, then record the deposit under the minted id and queue it",
-        submit_deposit,
-        common.pin_exits("deposit_pin", ok="deposit_done", short="float_short"),
-    ),
-    "deposit_done": Screen(
-        "the deposit is queued",
-        N_("Depositing {amount_text} to {customer_name}. You will both receive an SMS shortly."),
-        end=True,
-    ),
-    "float_short": Screen(
-        "not enough e-float",
-        N_("Not enough float to deposit {amount_text}. Your float balance is {balance_text}."),
-        end=True,
-    ),
-    "cancelled": Screen("the agent cancelled", N_("Cancelled. Nothing was sent."), end=True),
     # commission
     "commission_pin": Screen(
         "PIN before the commission earned",

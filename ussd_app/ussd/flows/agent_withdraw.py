@@ -13,30 +13,28 @@ from ...i18n import t
 from ...payments import agent_withdrawals
 from ...users import find_by_phone, holders
 from .. import approvals
-from ..engine import N_, Choice, Option, Retry, Screen, Step
-from . import common, fraud_checks
+from ..engine import N_, Choice, Retry, Screen, Step
+from . import common, fraud_checks, tail
 from .agent import find_depositor
 from .withdraw import quote_withdrawal
 
 
-def submit(ctx) -> str:
-    def run(c) -> str:
-        customer = find_by_phone(db.session, c.data["customer_phone"])
-        if customer is None:
-            return "error"
-        agent_withdrawals.ask(
-            db.session,
-            approval_id=c.data["transfer_id"],
-            agent=c.user,
-            customer=customer,
-            amount=c.data["amount"],
-            fee=c.data["fee"],
-            commission=c.data["commission"],
-        )
-        fraud_checks.name_used(c, c.data["transfer_id"])
-        return "ok"
-
-    return common.pin_then(ctx, run)
+def record(ctx) -> str:
+    """After the agent's PIN: the request waits for the customer's approval."""
+    customer = find_by_phone(db.session, ctx.data["customer_phone"])
+    if customer is None:
+        return "error"
+    agent_withdrawals.ask(
+        db.session,
+        approval_id=ctx.data["transfer_id"],
+        agent=ctx.user,
+        customer=customer,
+        amount=ctx.data["amount"],
+        fee=ctx.data["fee"],
+        commission=ctx.data["commission"],
+    )
+    fraud_checks.name_used(ctx, ctx.data["transfer_id"])
+    return "ok"
 
 
 FLOW = {
@@ -71,30 +69,14 @@ FLOW = {
             "out_of_range": Retry("amount", N_("You can withdraw from {min_text} to {max_text}.")),
         },
     ),
-    "confirm": Screen(
-        "confirm customer, amount and fee",
-        N_("Withdraw {amount_text} for {customer_name} {customer_phone}?\nFee: {fee_text}"),
-        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
+    **tail.money_tail(
+        record,
+        what="the request for the customer's approval",
+        confirm=N_("Withdraw {amount_text} for {customer_name} {customer_phone}?\nFee: {fee_text}"),
         resume=N_("Continue the withdrawal of {amount_text} for {customer_name}?"),
+        ask=N_("Enter your PIN to ask {customer_name} to approve"),
+        done=N_("Sent to {customer_name} to approve in My approvals. Pay out cash only after the SMS."),
     ),
-    "pin": Screen(
-        "the agent's PIN that sends the request to the customer",
-        N_("Enter your PIN to ask {customer_name} to approve"),
-        choices=(Choice(common.pin_format, "submit"),),
-        otherwise=N_("A PIN is 4 digits."),
-        secret=True,
-    ),
-    "submit": Step(
-        "check the PIN, then record the request for the customer's approval",
-        submit,
-        common.pin_exits("pin", ok="done"),
-    ),
-    "done": Screen(
-        "the request waits for the customer",
-        N_("Sent to {customer_name} to approve in My approvals. Pay out cash only after the SMS."),
-        end=True,
-    ),
-    "cancelled": Screen("the agent cancelled", N_("Cancelled. Nothing was sent."), end=True),
 }
 
 # Only mobile numbers of our own country can be customers (issue 15 item 9).

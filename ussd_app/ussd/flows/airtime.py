@@ -6,7 +6,7 @@ from ...extensions import db
 from ...payments import airtime
 from ...payments.submit import mint_request_id
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from . import common
+from . import common, tail
 
 
 def for_self(ctx) -> str:
@@ -25,26 +25,24 @@ def quote(ctx) -> str:
     return "ok"
 
 
-def submit(ctx) -> str:
-    def run(c) -> str:
-        from ...payments.submit import announce
+def record(ctx) -> str:
+    """After the PIN: the money is held and the purchase queued."""
+    from ...payments.submit import announce
 
-        account = c.user.account
-        db.session.refresh(account)
-        if account.available < c.data["amount"]:
-            c.data["balance_text"] = common.money(account.available)
-            return "short"
-        airtime.record(
-            db.session,
-            request_id=c.data["transfer_id"],
-            account_id=c.user.account_id,
-            phone=c.data["airtime_phone"],
-            amount=c.data["amount"],
-        )
-        c.after_commit.append(lambda: announce(c.data["transfer_id"]))
-        return "ok"
-
-    return common.pin_then(ctx, run)
+    account = ctx.user.account
+    db.session.refresh(account)
+    if account.available < ctx.data["amount"]:
+        ctx.data["balance_text"] = common.money(account.available)
+        return "short"
+    airtime.record(
+        db.session,
+        request_id=ctx.data["transfer_id"],
+        account_id=ctx.user.account_id,
+        phone=ctx.data["airtime_phone"],
+        amount=ctx.data["amount"],
+    )
+    ctx.after_commit.append(lambda: announce(ctx.data["transfer_id"]))
+    return "ok"
 
 
 FLOW = {
@@ -74,35 +72,15 @@ FLOW = {
             "out_of_range": Retry("amount", N_("You can buy airtime from {min_text} to {max_text}.")),
         },
     ),
-    "confirm": Screen(
-        "confirm number and amount",
-        N_("Buy {amount_text} of airtime for {airtime_phone}?"),
-        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
+    **tail.money_tail(
+        record,
+        what="the airtime purchase",
+        confirm=N_("Buy {amount_text} of airtime for {airtime_phone}?"),
         resume=N_("Continue buying {amount_text} of airtime for {airtime_phone}?"),
+        ask=N_("Enter your PIN to buy {amount_text} of airtime"),
+        done=N_("Buying {amount_text} of airtime for {airtime_phone}. You will receive an SMS."),
+        short=N_("Not enough money to buy {amount_text} of airtime. Your balance is {balance_text}."),
     ),
-    "pin": Screen(
-        "the PIN that authorises the purchase",
-        N_("Enter your PIN to buy {amount_text} of airtime"),
-        choices=(Choice(common.pin_format, "submit"),),
-        otherwise=N_("A PIN is 4 digits."),
-        secret=True,
-    ),
-    "submit": Step(
-        "check the PIN, then hold the money and queue the purchase",
-        submit,
-        common.pin_exits("pin", ok="done", short="short"),
-    ),
-    "done": Screen(
-        "the purchase is queued",
-        N_("Buying {amount_text} of airtime for {airtime_phone}. You will receive an SMS."),
-        end=True,
-    ),
-    "short": Screen(
-        "not enough money",
-        N_("Not enough money to buy {amount_text} of airtime. Your balance is {balance_text}."),
-        end=True,
-    ),
-    "cancelled": Screen("the customer cancelled", N_("Cancelled. Nothing was sent."), end=True),
 }
 
 # Only mobile numbers of our own country can be customers (issue 15 item 9).

@@ -152,18 +152,21 @@ def shown_name(user) -> str:
     return shorten(user.name, SHOWN_NAME_LIMIT)
 
 
+def typed_pin(ctx) -> str:
+    """The PIN just typed (``ctx.secret``), checked with the lock-out (``pin_guard``): "ok",
+    "wrong" (``tries_left`` set for the reason shown) or "locked". Every flow checks a PIN
+    here, through ``pin_step`` or ``pin_then``."""
+    result = check_pin(db.session, ctx.user, ctx.secret)
+    ctx.data["tries_left"] = tries_left(ctx.user)
+    return result.value
+
+
 def pin_step(then: str, retry_at: str) -> Step:
     """Check the PIN just typed on ``retry_at``; a wrong one re-asks there, saying how many
     tries are left; the last wrong one locks the account and ends the session."""
-
-    def run(ctx) -> str:
-        result = check_pin(db.session, ctx.user, ctx.secret)
-        ctx.data["tries_left"] = tries_left(ctx.user)
-        return result.value
-
     return Step(
         "check the PIN, counting wrong ones",
-        run,
+        typed_pin,
         {
             "ok": then,
             "wrong": Retry(retry_at, N_("Wrong PIN. {tries_left} tries left.")),
@@ -201,11 +204,8 @@ def record_payment(ctx, *, kind: str, debit_account_id: int, credit_account_id: 
 
 def pin_then(ctx, then) -> str:
     """Check the PIN just typed (counting wrong ones), then run ``then(ctx)``."""
-    result = check_pin(db.session, ctx.user, ctx.secret)
-    ctx.data["tries_left"] = tries_left(ctx.user)
-    if result.value != "ok":
-        return result.value
-    return then(ctx)
+    outcome = typed_pin(ctx)
+    return then(ctx) if outcome == "ok" else outcome
 
 
 def pin_exits(at: str, **more) -> dict:

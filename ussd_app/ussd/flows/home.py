@@ -40,8 +40,8 @@ FLOW = {
             Option(N_("Buy goods"), "pay.till"),
             Option(N_("Pay bill"), "pay.paybill"),
             Option(N_("Buy airtime"), "airtime.menu"),
-            Option(N_("Request money"), "requests.customer"),
-            Option(N_("My requests"), "requests.mine"),
+            Option(N_("Request money"), "request_money.start"),
+            Option(N_("My requests"), "my_requests.start"),
         ),
     ),
     "business": Step(
@@ -73,8 +73,8 @@ FLOW = {
             Option(N_("Statement"), "my_account.statement_pin"),
             Option(N_("My account"), "my_account.menu"),
             Option(N_("My approvals"), "my_approvals.load"),
-            Option(N_("Request payment"), "requests.merchant"),
-            Option(N_("My requests"), "requests.mine"),
+            Option(N_("Request payment"), "request_payment.start"),
+            Option(N_("My requests"), "my_requests.start"),
         ),
     ),
 }

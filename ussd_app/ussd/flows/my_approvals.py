@@ -6,9 +6,8 @@ from ...extensions import db
 from ...payments.submit import announce
 from ...sms import sender as sms_sender
 from .. import approvals, gsm7
-from ..engine import N_, Choice, Option, Retry, Screen, Step
-from ..pin_guard import PinCheck, check_pin, tries_left
-from . import common, fraud_checks
+from ..engine import N_, Option, Retry, Screen, Step
+from . import common, fraud_checks, tail
 
 SUMMARY_LIMIT = 60  # septets of one line in the list
 
@@ -30,10 +29,7 @@ def chosen(ctx) -> str:
 
 
 def _decide(ctx, approve: bool) -> str:
-    result = check_pin(db.session, ctx.user, ctx.secret)
-    ctx.data["tries_left"] = tries_left(ctx.user)
-    if result != PinCheck.OK:
-        return result.value
+    """After the PIN: carry out the decision through the provider."""
     # Approving moves this customer's money: above the threshold, not with a freshly swapped
     # SIM (fraud_checks; small amounts never ask). Declining moves nothing: never gated.
     if approve and ctx.data.get("amount"):
@@ -67,15 +63,6 @@ def decline(ctx) -> str:
     return _decide(ctx, False)
 
 
-def _pin_exits(done: str, at: str) -> dict:
-    return {
-        "ok": done,
-        "gone": "gone",
-        "wrong": Retry(at, N_("Wrong PIN. {tries_left} tries left.")),
-        "locked": "common.locked",
-    }
-
-
 FLOW = {
     "load": Step("collect what waits, from every provider", load, {"some": "list", "none": "empty"}),
     "list": Screen(
@@ -105,47 +92,33 @@ FLOW = {
         "{approval_summary}",
         options=(Option(N_("Approve"), "approve_pin"), Option(N_("Report a problem"), "report_pin")),
     ),
-    "report_pin": Screen(
-        "PIN to report a problem",
-        N_("Enter your PIN to report a problem. The money stays held until Tuma decides"),
-        choices=(Choice(common.pin_format, "report"),),
-        otherwise=N_("A PIN is 4 digits."),
-        secret=True,
-    ),
-    "report": Step(
-        "check the PIN, then report the problem through the provider",
+    **tail.money_tail(
         decline,
-        _pin_exits("reported", "report_pin"),
+        what="the report of a problem",
+        ask=N_("Enter your PIN to report a problem. The money stays held until Tuma decides"),
+        done=N_("Problem reported. The money stays held until Tuma decides. You will get an SMS."),
+        cancelled=None,
+        exits={"gone": "gone"},
+        names=tail.Names(pin="report_pin", submit="report", done="reported"),
     ),
-    "reported": Screen(
-        "the problem is reported",
-        N_("Problem reported. The money stays held until Tuma decides. You will get an SMS."),
-        end=True,
-    ),
-    "approve_pin": Screen(
-        "PIN to approve",
-        N_("Enter your PIN to approve"),
-        choices=(Choice(common.pin_format, "approve"),),
-        otherwise=N_("A PIN is 4 digits."),
-        secret=True,
-    ),
-    "approve": Step(
-        "check the PIN and the SIM, then approve through the provider",
+    **tail.money_tail(
         approve,
-        {**_pin_exits("approved", "approve_pin"), **fraud_checks.EXITS},
+        what="the approval",
+        ask=N_("Enter your PIN to approve"),
+        done=N_("Approved. You will receive an SMS confirmation."),
+        cancelled=None,
+        exits={"gone": "gone", **fraud_checks.EXITS},
+        names=tail.Names(pin="approve_pin", submit="approve", done="approved"),
     ),
-    "decline_pin": Screen(
-        "PIN to decline",
-        N_("Enter your PIN to decline"),
-        choices=(Choice(common.pin_format, "decline"),),
-        otherwise=N_("A PIN is 4 digits."),
-        secret=True,
+    **tail.money_tail(
+        decline,
+        what="the decline",
+        ask=N_("Enter your PIN to decline"),
+        done=N_("Declined."),
+        cancelled=None,
+        exits={"gone": "gone"},
+        names=tail.Names(pin="decline_pin", submit="decline", done="declined"),
     ),
-    "decline": Step(
-        "check the PIN, then decline through the provider", decline, _pin_exits("declined", "decline_pin")
-    ),
-    "approved": Screen("approved", N_("Approved. You will receive an SMS confirmation."), end=True),
-    "declined": Screen("declined", N_("Declined."), end=True),
     "gone": Screen("the item went meanwhile", N_("This is no longer waiting for you."), end=True),
 }
 

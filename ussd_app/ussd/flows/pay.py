@@ -12,7 +12,7 @@ from ...payments.submit import mint_request_id
 from ...tariffs import payee_fee, quote
 from ...users import BusinessKind, find_business
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from . import common, fraud_checks
+from . import common, fraud_checks, tail
 
 REFERENCE_LIMIT = 20
 _NUMBER = re.compile(r"\d{5,7}")
@@ -71,23 +71,21 @@ def choose_protection(ctx) -> str:
     return "ok"
 
 
-def submit(ctx) -> str:
+def record(ctx) -> str:
+    """After the PIN: the SIM-swap gate, then the payment (held, when protected) is recorded."""
     protected = ctx.data["request_kind"] == RequestKind.PROTECTED_PURCHASE.value
     hold = {"hold_seconds": current_app.config["PROTECTED_HOLD_SECONDS"]} if protected else {}
-    return common.pin_then(
-        ctx,
-        fraud_checks.guarded(
-            lambda c: common.record_payment(
-                c,
-                kind=c.data["request_kind"],
-                debit_account_id=c.user.account_id,
-                credit_account_id=c.data["merchant_account"],
-                reference=c.data.get("account_reference"),
-                payee_fee=c.data.get("payee_fee", 0),
-                **hold,
-            )
-        ),
-    )
+    return fraud_checks.guarded(
+        lambda c: common.record_payment(
+            c,
+            kind=c.data["request_kind"],
+            debit_account_id=c.user.account_id,
+            credit_account_id=c.data["merchant_account"],
+            reference=c.data.get("account_reference"),
+            payee_fee=c.data.get("payee_fee", 0),
+            **hold,
+        )
+    )(ctx)
 
 
 _AMOUNT = dict(
@@ -139,65 +137,34 @@ FLOW = {
         quote_payment,
         {"till": "till_confirm", "paybill": "confirm"},
     ),
-    "till_confirm": Screen(
-        "confirm merchant, amount and fee; or pay with protection (held until delivery)",
+    "till_confirm": tail.confirm_screen(
+        "merchant, amount and fee; or pay with protection (held until delivery)",
         N_("Pay {amount_text} to {merchant_name} ({business_number})?\nFee: {fee_text}"),
-        options=(
-            Option(N_("Confirm"), "pin"),
-            Option(N_("Cancel"), "cancelled"),
-            Option(N_("Pay with protection"), "protect"),
-        ),
         resume=N_("Continue paying {amount_text} to {merchant_name}?"),
+        more=(Option(N_("Pay with protection"), "protect"),),
     ),
     "protect": Step("hold the payment until delivery", choose_protection, {"ok": "protected_pin"}),
-    "protected_pin": Screen(
-        "the PIN that authorises the protected payment",
-        N_("Enter your PIN to pay {amount_text} to {merchant_name} with protection"),
-        choices=(Choice(common.pin_format, "submit_protected"),),
-        otherwise=N_("A PIN is 4 digits."),
-        secret=True,
+    **tail.money_tail(
+        record,
+        what="the protected payment",
+        ask=N_("Enter your PIN to pay {amount_text} to {merchant_name} with protection"),
+        done=N_("Paying {amount_text} to {merchant_name}, held until you confirm delivery in My approvals."),
+        cancelled=None,  # the plain payment's, below
+        exits={"short": "short", **fraud_checks.EXITS},
+        names=tail.Names(pin="protected_pin", submit="submit_protected", done="protected_done"),
     ),
-    "submit_protected": Step(
-        "check the PIN, then record the held payment under the minted id and queue it",
-        submit,
-        common.pin_exits("protected_pin", ok="protected_done", short="short", **fraud_checks.EXITS),
-    ),
-    "protected_done": Screen(
-        "the protected payment is queued",
-        N_("Paying {amount_text} to {merchant_name}, held until you confirm delivery in My approvals."),
-        end=True,
-    ),
-    "confirm": Screen(
-        "confirm merchant, account, amount and fee",
-        N_(
+    **tail.money_tail(
+        record,
+        what="the payment",
+        confirm=N_(
             "Pay {amount_text} to {merchant_name} ({business_number}) for account {account_reference}?\nFee: {fee_text}"  # noqa: E501
         ),
-        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
         resume=N_("Continue paying {amount_text} to {merchant_name} for account {account_reference}?"),
+        ask=N_("Enter your PIN to pay {amount_text} to {merchant_name}"),
+        done=N_("Paying {amount_text} to {merchant_name}. You will receive an SMS confirmation shortly."),
+        short=N_("Not enough money to pay {amount_text}. Your balance is {balance_text}."),
+        exits=fraud_checks.EXITS,
     ),
-    "pin": Screen(
-        "the PIN that authorises the payment",
-        N_("Enter your PIN to pay {amount_text} to {merchant_name}"),
-        choices=(Choice(common.pin_format, "submit"),),
-        otherwise=N_("A PIN is 4 digits."),
-        secret=True,
-    ),
-    "submit": Step(
-        "check the PIN, then record the payment under the minted id and queue it",
-        submit,
-        common.pin_exits("pin", ok="done", short="short", **fraud_checks.EXITS),
-    ),
-    "done": Screen(
-        "the payment is queued",
-        N_("Paying {amount_text} to {merchant_name}. You will receive an SMS confirmation shortly."),
-        end=True,
-    ),
-    "short": Screen(
-        "not enough money",
-        N_("Not enough money to pay {amount_text}. Your balance is {balance_text}."),
-        end=True,
-    ),
-    "cancelled": Screen("the customer cancelled", N_("Cancelled. Nothing was sent."), end=True),
 }
 # Limits said before the PIN, not after it (issue 15 item 16).
 FLOW["quote"] = common.within_limits(

@@ -14,8 +14,7 @@ from ...payments.submit import ConflictingRequest, announce, mint_request_id, re
 from ...tariffs import quote
 from ...users import Role, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from ..pin_guard import PinCheck, check_pin, tries_left
-from . import common, fraud_checks
+from . import common, fraud_checks, tail
 
 
 def find_recipient(ctx) -> str:
@@ -72,11 +71,8 @@ def cancel_at_name(ctx) -> str:
     return "ok"
 
 
-def submit(ctx) -> str:
-    result = check_pin(db.session, ctx.user, ctx.secret)
-    ctx.data["tries_left"] = tries_left(ctx.user)
-    if result != PinCheck.OK:
-        return result.value
+def send(ctx) -> str:
+    """After the PIN: the SIM-swap gate, the balance, then the request is recorded."""
     refused = fraud_checks.sim_swap_gate(ctx)  # after the PIN, before recording: see there
     if refused:
         return refused
@@ -151,48 +147,24 @@ FLOW = {
         resume=N_("Continue sending money to {recipient_name}?"),
     ),
     "quote": Step("quote the fee and mint the transfer id", quote_and_mint, {"ok": "confirm"}),
-    "confirm": Screen(
-        "confirm recipient, amount and fee",
-        N_("Send {amount_text} to {recipient_shown}?\nFee: {fee_text}"),
-        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancel_at_name")),
-        resume=N_("Continue sending {amount_text} to {recipient_name}?"),
-    ),
     "cancel_at_name": Step(
         "count a cancel at the screen that showed a name (name harvesting, fraud_checks)",
         cancel_at_name,
         {"ok": "cancelled"},
     ),
-    "pin": Screen(
-        "the PIN that authorises the transfer",
-        N_("Enter your PIN to send {amount_text} to {recipient_name}"),
-        choices=(Choice(common.pin_format, "submit"),),
-        otherwise=N_("A PIN is 4 digits."),
-        secret=True,
+    **tail.money_tail(
+        send,
+        what="the transfer",
+        confirm=N_("Send {amount_text} to {recipient_shown}?\nFee: {fee_text}"),
+        resume=N_("Continue sending {amount_text} to {recipient_name}?"),
+        cancel="cancel_at_name",
+        ask=N_("Enter your PIN to send {amount_text} to {recipient_name}"),
+        done=N_("Sending {amount_text} to {recipient_name}. You will receive an SMS confirmation shortly."),
+        short=N_(
+            "Not enough money to send {amount_text} plus fee {fee_text}. Your balance is {balance_text}."
+        ),
+        exits={"invites": "fraud.invites", **fraud_checks.EXITS},
     ),
-    "submit": Step(
-        "check the PIN, then record the transfer request under the minted id and queue it",
-        submit,
-        {
-            "ok": "done",
-            "wrong": Retry("pin", N_("Wrong PIN. {tries_left} tries left.")),
-            "locked": "common.locked",
-            "short": "short",
-            "error": "common.error",
-            "invites": "fraud.invites",
-            **fraud_checks.EXITS,
-        },
-    ),
-    "done": Screen(
-        "the transfer is queued",
-        N_("Sending {amount_text} to {recipient_name}. You will receive an SMS confirmation shortly."),
-        end=True,
-    ),
-    "short": Screen(
-        "not enough money for amount and fee",
-        N_("Not enough money to send {amount_text} plus fee {fee_text}. Your balance is {balance_text}."),
-        end=True,
-    ),
-    "cancelled": Screen("the customer cancelled", N_("Cancelled. Nothing was sent."), end=True),
 }
 
 # Only mobile numbers of our own country can be customers (issue 15 item 9).

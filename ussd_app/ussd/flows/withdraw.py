@@ -7,8 +7,8 @@ from ...payments.models import RequestKind
 from ...payments.submit import mint_request_id
 from ...tariffs import WITHDRAWAL_MAX, WITHDRAWAL_MIN, commission, quote
 from ...users import Role, find_by_phone
-from ..engine import N_, Choice, Option, Retry, Screen, Step
-from . import common, fraud_checks
+from ..engine import N_, Choice, Retry, Screen, Step
+from . import common, fraud_checks, tail
 
 
 def find_agent(ctx) -> str:
@@ -40,19 +40,17 @@ def quote_withdrawal(ctx) -> str:
     return "ok"
 
 
-def submit(ctx) -> str:
-    return common.pin_then(
-        ctx,
-        fraud_checks.guarded(
-            lambda c: common.record_payment(
-                c,
-                kind=RequestKind.WITHDRAWAL.value,
-                debit_account_id=c.user.account_id,
-                credit_account_id=c.data["agent_account"],
-                commission=c.data["commission"],
-            )
-        ),
-    )
+def record(ctx) -> str:
+    """After the PIN: the SIM-swap gate, then the withdrawal is recorded."""
+    return fraud_checks.guarded(
+        lambda c: common.record_payment(
+            c,
+            kind=RequestKind.WITHDRAWAL.value,
+            debit_account_id=c.user.account_id,
+            credit_account_id=c.data["agent_account"],
+            commission=c.data["commission"],
+        )
+    )(ctx)
 
 
 FLOW = {
@@ -85,35 +83,18 @@ FLOW = {
             "out_of_range": Retry("amount", N_("You can withdraw from {min_text} to {max_text}.")),
         },
     ),
-    "confirm": Screen(
-        "confirm agent, amount and fee",
-        N_("Withdraw {amount_text} from agent {agent_name} {agent_phone}?\nFee: {fee_text}"),
-        options=(Option(N_("Confirm"), "pin"), Option(N_("Cancel"), "cancelled")),
+    **tail.money_tail(
+        record,
+        what="the withdrawal",
+        confirm=N_("Withdraw {amount_text} from agent {agent_name} {agent_phone}?\nFee: {fee_text}"),
         resume=N_("Continue withdrawing {amount_text} from agent {agent_name}?"),
+        ask=N_("Enter your PIN to withdraw {amount_text} from {agent_name}"),
+        done=N_("Withdrawing {amount_text} from {agent_name}. Take your cash when you receive the SMS."),
+        short=N_(
+            "Not enough money to withdraw {amount_text} plus fee {fee_text}. Your balance is {balance_text}."
+        ),
+        exits=fraud_checks.EXITS,
     ),
-    "pin": Screen(
-        "the PIN that authorises the withdrawal",
-        N_("Enter your PIN to withdraw {amount_text} from {agent_name}"),
-        choices=(Choice(common.pin_format, "submit"),),
-        otherwise=N_("A PIN is 4 digits."),
-        secret=True,
-    ),
-    "submit": Step(
-        "check the PIN, then record the withdrawal under the minted id and queue it",
-        submit,
-        common.pin_exits("pin", ok="done", short="short", **fraud_checks.EXITS),
-    ),
-    "done": Screen(
-        "the withdrawal is queued",
-        N_("Withdrawing {amount_text} from {agent_name}. Take your cash when you receive the SMS."),
-        end=True,
-    ),
-    "short": Screen(
-        "not enough money for amount and fee",
-        N_("Not enough money to withdraw {amount_text} plus fee {fee_text}. Your balance is {balance_text}."),
-        end=True,
-    ),
-    "cancelled": Screen("the customer cancelled", N_("Cancelled. Nothing was sent."), end=True),
 }
 
 # Only mobile numbers of our own country can be customers (issue 15 item 9).
