@@ -93,7 +93,7 @@ def _no_store(response):
 
 
 def init_app(app) -> None:
-    from . import disputes, tiers, views  # noqa: F401  (routes on bp)
+    from . import decisions, tiers, views  # noqa: F401  (routes on bp)
     from .cli import operators_cli
 
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
@@ -105,4 +105,4 @@ def init_app(app) -> None:
     tiers.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(operators_cli)
-    disputes.init_app(app)
+    decisions.init_app(app)
