@@ -93,7 +93,7 @@ def _no_store(response):
 
 
 def init_app(app) -> None:
-    from . import decisions, tiers, views  # noqa: F401  (routes on bp)
+    from . import decisions, pages, tiers  # noqa: F401  (pages: routes on bp)
     from .cli import operators_cli
 
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
