@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 
 import click
 from flask import Blueprint, current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
-from . import limits, tariffs
+from . import limits, reports, tariffs
 from .extensions import db
 from .ledger import check as ledger_check
 from .money import InvalidAmount, format_amount, parse_major
 from .payments.emoney import FloatError, issue_float
-from .payments.models import RequestStatus, TransferRequest, TrustDeposit
+from .payments.models import RequestStatus, TransferRequest
 from .payments.submit import announce
 from .phones import InvalidPhone, normalize
 from .sms import receipts, sender
@@ -102,7 +102,7 @@ def float_issue(phone, amount, reference):
 
 
 def run_check() -> bool:
-    deposits = int(db.session.execute(select(func.coalesce(func.sum(TrustDeposit.amount), 0))).scalar_one())
+    deposits = reports.trust_deposits_total(db.session)
     findings = ledger_check.check(db.session, trust_deposits_total=deposits)
     for f in findings:
         click.echo(f"{'ok  ' if f.ok else 'FAIL'} {f.name}: {f.detail}")

@@ -11,13 +11,12 @@
 """
 
 from flask import current_app
-from sqlalchemy import select
 
 from ..money import format_amount
 from ..payments import holds, reversals
 from ..payments.holds import decide_dispute, disputed
 from ..payments.models import RequestKind
-from ..users import User, find_by_account
+from ..users import find_by_account, holders
 from .seams import PendingDecision
 
 
@@ -27,11 +26,7 @@ class ProtectedPurchaseDisputes:
     def pending(self, session) -> list[PendingDecision]:
         rows = disputed(session)
         ids = {r.debit_account_id for r in rows} | {r.credit_account_id for r in rows}
-        people = (
-            {u.account_id: u for u in session.execute(select(User).where(User.account_id.in_(ids))).scalars()}
-            if ids
-            else {}
-        )
+        people = holders(session, ids)
 
         def who(account_id: int) -> str:
             user = people.get(account_id)

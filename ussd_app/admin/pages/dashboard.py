@@ -4,38 +4,13 @@ held, queues and SMS delivery."""
 from datetime import timedelta
 
 from flask import render_template
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import aliased
 
+from ... import reports
 from ...extensions import db
-from ...ledger import AccountKind, Transfer, TransferFlags, house_account
-from ...payments.models import RequestStatus, TransferRequest
-from ...sms.outbox import OutboxMessage
+from ...ledger import AccountKind, house_account
 from .. import bp, charts, login_required
 from ..models import utcnow
 from .common import money
-from .queues import _queue_summary
-
-
-def _hour_bucket(column):
-    if db.engine.dialect.name == "postgresql":
-        return func.to_char(func.date_trunc("hour", column), text("'YYYY-MM-DD HH24:00'"))
-    return func.strftime("%Y-%m-%d %H:00", column)
-
-
-def open_holds_by_code(session) -> list[tuple[str, int, int]]:
-    """Escrow held right now: (flow code, holds, amount) over pending transfers not resolved."""
-    resolution = aliased(Transfer)
-    return [
-        (code, count, int(amount))
-        for code, count, amount in session.execute(
-            select(Transfer.code, func.count(), func.coalesce(func.sum(Transfer.amount), 0))
-            .outerjoin(resolution, resolution.pending_id == Transfer.id)
-            .where(Transfer.flags.op("&")(int(TransferFlags.PENDING)) != 0, resolution.id.is_(None))
-            .group_by(Transfer.code)
-            .order_by(Transfer.code)
-        )
-    ]
 
 
 @bp.get("/")
@@ -45,18 +20,7 @@ def dashboard():
     since = now - timedelta(hours=23)
     labels = [(since + timedelta(hours=i)).strftime("%Y-%m-%d %H:00") for i in range(24)]
     index = {label: i for i, label in enumerate(labels)}
-    bucket = _hour_bucket(TransferRequest.created_at)
-    rows = db.session.execute(
-        select(
-            bucket,
-            TransferRequest.kind,
-            func.count(),
-            func.coalesce(func.sum(TransferRequest.amount), 0),
-            func.coalesce(func.sum(TransferRequest.fee), 0),
-        )
-        .where(TransferRequest.created_at >= since, TransferRequest.status == RequestStatus.POSTED.value)
-        .group_by(bucket, TransferRequest.kind)
-    ).all()
+    rows = reports.posted_by_hour_and_kind(db.session, since)
     counts: dict[str, list[int]] = {}
     values: dict[str, list[int]] = {}
     fees = [0] * 24
@@ -68,15 +32,9 @@ def dashboard():
         values.setdefault(kind, [0] * 24)[i] += int(amount)
         fees[i] += int(fee)
     fee_account = house_account(db.session, AccountKind.FEES)
-    sms = dict(
-        db.session.execute(
-            select(OutboxMessage.status, func.count())
-            .where(OutboxMessage.created_at >= since)
-            .group_by(OutboxMessage.status)
-        ).all()
-    )
+    sms = reports.sms_by_status(db.session, since)
     handed = sum(sms.get(s, 0) for s in ("sent", "delivered", "failed"))
-    queues = _queue_summary()
+    queues = reports.queue_depths(detail=True)
     return render_template(
         "admin/dashboard.html",
         count_chart=charts.stacked_bars(labels, counts, title="Transfers per hour, by kind (24 h, UTC)"),
@@ -86,7 +44,7 @@ def dashboard():
         ),
         fees_24h=sum(fees),
         fees_balance=fee_account.credits_posted - fee_account.debits_posted,
-        holds=open_holds_by_code(db.session),
+        holds=reports.open_holds_by_code(db.session),
         queues=queues,
         sms=sms,
         delivery_rate=(sms.get("delivered", 0) / handed) if handed else None,

@@ -3,26 +3,11 @@ workers alive."""
 
 from flask import abort, flash, redirect, render_template, url_for
 
+from ... import reports
 from ...extensions import db
 from ...queues import ALL_QUEUES, get_queue
 from .. import bp, login_required
 from .common import audit
-
-
-def _queue_summary() -> list[dict]:
-    summary = []
-    for name in ALL_QUEUES:
-        queue = get_queue(name)
-        summary.append(
-            {
-                "name": name,
-                "waiting": queue.count,
-                "running": queue.started_job_registry.count,
-                "failed": queue.failed_job_registry.count,
-                "scheduled": queue.scheduled_job_registry.count,
-            }
-        )
-    return summary
 
 
 @bp.get("/queues")
@@ -45,7 +30,9 @@ def queues():
                     "error": last[0][:200],
                 }
             )
-    return render_template("admin/queues.html", queues=_queue_summary(), failed=failed, workers=_workers())
+    return render_template(
+        "admin/queues.html", queues=reports.queue_depths(detail=True), failed=failed, workers=_workers()
+    )
 
 
 def _workers() -> list[dict]:

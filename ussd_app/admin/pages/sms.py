@@ -3,9 +3,9 @@
 import logging
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from ... import phones
+from ... import phones, reports
 from ...extensions import db
 from ...payments.models import TransferRequest
 from ...sms.outbox import OutboxMessage, OutboxStatus
@@ -30,9 +30,7 @@ def sms():
             query = query.where(OutboxMessage.phone == phones.normalize(phone))
         except phones.InvalidPhone:
             flash("Not a phone number.", "error")
-    counts = dict(
-        db.session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
-    )
+    counts = reports.sms_by_status(db.session)
     rows = list(db.session.execute(query).scalars())
     request_ids = {m.request_id for m in rows if m.request_id}
     codes = (

@@ -6,12 +6,12 @@ from datetime import UTC, date, datetime, timedelta
 from flask import abort, redirect, render_template, request, url_for
 from sqlalchemy import or_, select
 
-from ... import phones
+from ... import phones, reports
 from ...extensions import db
-from ...ledger import Account, RejectedTransfer, Transfer, TransferFlags
+from ...ledger import RejectedTransfer, Transfer, TransferFlags
 from ...payments.models import TransferRequest, TrustDeposit
 from ...sms.outbox import OutboxMessage
-from ...users import User, find_by_phone
+from ...users import find_by_phone
 from .. import bp, login_required
 from ..models import AuditEntry
 from .common import PAGE, _text
@@ -48,22 +48,15 @@ def transfers():
     if len(rows) == 1 and q and rows[0].code == q.upper():
         return redirect(url_for("admin.transfer", code=rows[0].code))
     return render_template(
-        "admin/transfers.html", q=q, day=day, rows=rows, error=error, holders=_holders(rows)
+        "admin/transfers.html",
+        q=q,
+        day=day,
+        rows=rows,
+        error=error,
+        holders=reports.account_labels(
+            db.session, {r.debit_account_id for r in rows} | {r.credit_account_id for r in rows}
+        ),
     )
-
-
-def _holders(requests) -> dict[int, str]:
-    """account id -> 'Name +2547...' (or the house account's kind) for the accounts shown."""
-    ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
-    if not ids:
-        return {}
-    names = {
-        u.account_id: f"{u.name} {u.phone}"
-        for u in db.session.execute(select(User).where(User.account_id.in_(ids))).scalars()
-    }
-    for account in db.session.execute(select(Account).where(Account.id.in_(ids))).scalars():
-        names.setdefault(account.id, f"[{account.kind}]")
-    return names
 
 
 def transfer_trail(session, request_row: TransferRequest) -> dict:
@@ -137,11 +130,9 @@ def transfer(code):
     if row is None:
         abort(404)
     trail = transfer_trail(db.session, row)
-    ids = {row.debit_account_id, row.credit_account_id}
-    ids |= {t.debit_account_id for t in trail["legs"]} | {t.credit_account_id for t in trail["legs"]}
-    holders = _holders([row])
-    for account in db.session.execute(select(Account).where(Account.id.in_(ids))).scalars():
-        holders.setdefault(account.id, f"[{account.kind}]")
+    legs = {t.debit_account_id for t in trail["legs"]} | {t.credit_account_id for t in trail["legs"]}
+    # The request's two parties by name; the other accounts its legs touch by kind.
+    holders = reports.account_labels(db.session, {row.debit_account_id, row.credit_account_id}, legs)
     return render_template(
         "admin/transfer.html", r=row, trail=trail, holders=holders, leg_kind=leg_kind, micros=micros
     )
