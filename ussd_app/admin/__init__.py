@@ -8,6 +8,8 @@
   production the cookie is ``Secure``, ``HttpOnly`` and ``SameSite=Lax``.
 - Every POST to /admin carries a CSRF token (Flask-WTF), the sign-in form included.
 - Every action writes an ``audit_log`` row in the same transaction as the change.
+- One module per page in ``pages/``; the disputes page's decision sources are wired in
+  ``decisions.py`` and the tier form's provider in ``tiers.py``, both from ``init_app``.
 """
 
 import functools

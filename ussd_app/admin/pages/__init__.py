@@ -1,6 +1,8 @@
 """The back-office pages, one module per page; importing this package puts every page's routes
-on the ``admin`` blueprint. Reads go straight to the models; each change is one transaction
-with its audit row, and every POST has passed the CSRF check (``admin/__init__.py``).
+on the ``admin`` blueprint. Figures (counts, sums, queue depths, ledger totals) come from the
+read model, ``ussd_app/reports.py``, which ``/metrics`` and ``flask ledger check`` read too; a
+page's own lists (a search, a transfer's trail) are its own queries. Each change is one
+transaction with its audit row, and every POST has passed the CSRF check (``admin/__init__.py``).
 
 | module | page |
 | --- | --- |
