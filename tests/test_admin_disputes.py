@@ -1,12 +1,17 @@
 """Disputed protected purchases on the back office's disputes page: approving refunds the buyer,
 refusing pays the merchant, each once, with its audit row and both SMS on their way."""
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 from sqlalchemy import select
 
 from tests.admin_helpers import login, operator, post
 from tests.escrow_helpers import FUNDS, PIN, funded_customer, ledger_ok, merchant, sms_to
 from tests.ussd_helpers import Phone, available
+from tests.worker_helpers import ROOT
 from ussd_app.admin.models import AuditEntry
 from ussd_app.extensions import db
 from ussd_app.payments.models import HoldState, RequestKind, TransferRequest
@@ -97,3 +102,23 @@ def test_an_unknown_code_is_a_reason_not_a_500(signed_in, app):
     assert "no protected purchase with code NOSUCHCODE" in signed_in.get("/admin/disputes").get_data(
         as_text=True
     )
+
+
+def test_the_back_office_wires_its_decision_sources_and_the_menus_do_not_import_it():
+    """Issue 16 item 7: the disputes page's sources (reversals, protected purchases) are
+    registered by the back office's ``init_app``; loading the USSD menus loads no back office."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import ussd_app.ussd.flows, ussd_app.ussd.views
+        assert not [m for m in sys.modules if m.startswith("ussd_app.admin")], "menus import admin"
+        from ussd_app import create_app
+        from ussd_app.admin import seams
+        create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://"})
+        print(" ".join(seams.decision_sources()))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, check=True, timeout=60, capture_output=True, text=True
+    ).stdout
+    assert out.split() == ["reversals", "protected"]

@@ -8,6 +8,8 @@
   production the cookie is ``Secure``, ``HttpOnly`` and ``SameSite=Lax``.
 - Every POST to /admin carries a CSRF token (Flask-WTF), the sign-in form included.
 - Every action writes an ``audit_log`` row in the same transaction as the change.
+- One module per page in ``pages/``; the disputes page's decision sources are wired in
+  ``decisions.py`` and the tier form's provider in ``tiers.py``, both from ``init_app``.
 """
 
 import functools
@@ -93,7 +95,7 @@ def _no_store(response):
 
 
 def init_app(app) -> None:
-    from . import disputes, tiers, views  # noqa: F401  (routes on bp)
+    from . import decisions, pages, tiers  # noqa: F401  (pages: routes on bp)
     from .cli import operators_cli
 
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
@@ -105,4 +107,4 @@ def init_app(app) -> None:
     tiers.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(operators_cli)
-    disputes.init_app(app)
+    decisions.init_app(app)

@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
-from .models import Account, AccountFlags, AccountKind, Transfer, TransferFlags
+from .figures import e_money, unresolved_holds
+from .models import Account, AccountFlags, Transfer, TransferFlags
 
 
 @dataclass
@@ -85,15 +86,7 @@ def check(
         )
     )
 
-    trust = session.execute(select(Account).where(Account.kind == AccountKind.TRUST.value)).scalar_one()
-    trust_balance = trust.debits_posted - trust.credits_posted
-    circulation = int(
-        session.execute(
-            select(func.coalesce(func.sum(Account.credits_posted - Account.debits_posted), 0)).where(
-                Account.id != trust.id
-            )
-        ).scalar_one()
-    )
+    trust_balance, circulation = e_money(session)
     detail = f"e-money {circulation}, trust {trust_balance}"
     ok = circulation == trust_balance
     if trust_deposits_total is not None:
@@ -115,12 +108,7 @@ def _replay(session) -> Finding:
     posted = select(Transfer.debit_account_id, Transfer.credit_account_id, Transfer.amount).where(
         flag(int(TransferFlags.PENDING | TransferFlags.VOID_PENDING_TRANSFER)) == 0
     )
-    resolution = aliased(Transfer)
-    open_holds = (
-        select(Transfer.debit_account_id, Transfer.credit_account_id, Transfer.amount)
-        .outerjoin(resolution, resolution.pending_id == Transfer.id)
-        .where(flag(int(TransferFlags.PENDING)) != 0, resolution.id.is_(None))
-    )
+    open_holds = unresolved_holds(Transfer.debit_account_id, Transfer.credit_account_id, Transfer.amount)
     expected: dict[int, list[int]] = {}
     for query, debit_slot, credit_slot in ((open_holds, 0, 2), (posted, 1, 3)):
         rows = query.subquery()

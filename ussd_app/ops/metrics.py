@@ -8,7 +8,8 @@ Without it, ``/metrics`` shows the one process that answers.
 
 Figures that are the state of the system (transfers by kind and result, holds open, queue
 depth, SMS by status) are read at scrape time from the database and Redis, the truth every
-process shares, rather than kept as gauges in one process.
+process shares, rather than kept as gauges in one process; the questions are the read
+model's (``ussd_app/reports.py``), which the back office asks too.
 """
 
 import os
@@ -23,8 +24,6 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy import func, select
-from sqlalchemy.orm import aliased
 
 from ..extensions import db
 
@@ -63,10 +62,7 @@ class StateCollector:
     """Figures read from the database and Redis at scrape time (needs an app context)."""
 
     def collect(self):
-        from ..ledger.models import Transfer, TransferFlags
-        from ..payments.models import TransferRequest
-        from ..queues import ALL_QUEUES, get_queue
-        from ..sms.outbox import OutboxMessage
+        from .. import reports
 
         session = db.session
         requests = GaugeMetricFamily(
@@ -74,38 +70,24 @@ class StateCollector:
             "Transfer requests, by kind, status and result",
             labels=["kind", "status", "result"],
         )
-        rows = session.execute(
-            select(
-                TransferRequest.kind, TransferRequest.status, TransferRequest.result, func.count()
-            ).group_by(TransferRequest.kind, TransferRequest.status, TransferRequest.result)
-        )
-        for kind, status, result, count in rows:
+        for kind, status, result, count in reports.transfer_requests_by_state(session):
             requests.add_metric([kind, status, result or ""], count)
         yield requests
 
-        resolution = aliased(Transfer)
-        held = session.execute(
-            select(Transfer.code, func.count(), func.coalesce(func.sum(Transfer.amount), 0))
-            .outerjoin(resolution, resolution.pending_id == Transfer.id)
-            .where(Transfer.flags.op("&")(int(TransferFlags.PENDING)) != 0, resolution.id.is_(None))
-            .group_by(Transfer.code)
-        ).all()
         holds = GaugeMetricFamily(
             "tuma_holds_open", "Pending transfers (escrow holds) not yet resolved, by code", labels=["code"]
         )
         held_amount = GaugeMetricFamily(
             "tuma_holds_open_amount_minor", "Money held by open holds, minor units, by code", labels=["code"]
         )
-        for code, count, amount in held:
+        for code, count, amount in reports.open_holds_by_code(session):
             holds.add_metric([code], count)
-            held_amount.add_metric([code], int(amount))
+            held_amount.add_metric([code], amount)
         yield holds
         yield held_amount
 
         sms = GaugeMetricFamily("tuma_sms", "Outbox messages, by status", labels=["status"])
-        for status, count in session.execute(
-            select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
-        ):
+        for status, count in reports.sms_by_status(session).items():
             sms.add_metric([status], count)
         yield sms
         session.rollback()  # end the read transaction (SQLite holds the write lock in one)
@@ -114,10 +96,9 @@ class StateCollector:
         failed = GaugeMetricFamily(
             "tuma_queue_failed_jobs", "Jobs in each queue's failed registry", labels=["queue"]
         )
-        for name in ALL_QUEUES:
-            queue = get_queue(name)
-            depth.add_metric([name], queue.count)
-            failed.add_metric([name], queue.failed_job_registry.count)
+        for queue in reports.queue_depths():
+            depth.add_metric([queue["name"]], queue["waiting"])
+            failed.add_metric([queue["name"]], queue["failed"])
         yield depth
         yield failed
 

@@ -11,7 +11,7 @@ import logging
 import re
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..ledger import AccountKind, house_account
@@ -154,6 +154,8 @@ def references_issued_twice(session) -> dict[str, int]:
 
 def check_ledger(session) -> list[Finding]:
     """Every ledger invariant, with the trust deposits on record (``flask ledger check``)."""
-    total = int(session.execute(select(func.coalesce(func.sum(TrustDeposit.amount), 0))).scalar_one())
+    from ..reports import trust_deposits_total
+
+    total = trust_deposits_total(session)
     twice = references_issued_twice(session)
     return check(session, trust_deposits_total=total, references_issued_twice=twice)

@@ -2,8 +2,9 @@
 sees who received it, and confirms with their PIN; the recipient's funds for it are held and
 the recipient is asked in My approvals (``payments/reversals.py``).
 
-Also registers, when the flows are loaded, the My approvals provider that asks the recipient
-and the back office's decision source for reversals (``admin/seams.py``).
+Also registers, when the flows are loaded, the My approvals provider that asks the recipient.
+The back office's decision source for reversals is wired by the back office itself
+(``admin/decisions.py``).
 """
 
 import re
@@ -12,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 
-from ...admin import seams
 from ...extensions import db
 from ...i18n import t
 from ...payments import holds, reversals
@@ -176,35 +176,4 @@ class ReversalApprovals:
         return self._decide(session, user, key, False)
 
 
-class OperatorReversals:
-    """The back office: reversals still held, which the operator may decide either way."""
-
-    name = "reversals"
-
-    def pending(self, session) -> list[seams.PendingDecision]:
-        found = []
-        for hold in holds.held(session, RequestKind.REVERSAL):
-            sender, recipient = (
-                find_by_account(session, hold.credit_account_id),
-                find_by_account(session, hold.debit_account_id),
-            )
-            summary = (
-                f"{sender.name if sender else '?'} {sender.phone if sender else ''} asks "
-                f"{recipient.name if recipient else '?'} {recipient.phone if recipient else ''} "
-                f"to return a send made by mistake (hold {hold.code})"
-            )
-            found.append(
-                seams.PendingDecision(
-                    self.name, hold.id, "reversal", summary, hold.amount, hold.created_at, hold.reference
-                )
-            )
-        return found
-
-    def decide(self, session, decision_id: str, approve: bool, operator_id: int, note: str) -> str:
-        request = reversals.operator_decides(session, decision_id, approve=approve)
-        verb = "returned to the sender" if approve else "left with the recipient (hold released)"
-        return f"Reversal of {request.reference}: {common.money(request.amount)} {verb}."
-
-
 approvals.register(ReversalApprovals())
-seams.register_decision_source(OperatorReversals())

@@ -1,0 +1,95 @@
+"""The decision sources of the back office's disputes page, wired in ``init_app``.
+
+- Disputed protected purchases. A buyer who declines a delivery in "My approvals" opens a
+  dispute (``payments/holds.py``): the money stays held until an operator decides. Approving
+  the dispute sides with the buyer (the hold is voided, the money goes back); refusing it sides
+  with the merchant (the hold is posted). The decision runs ``holds.decide_dispute`` in the
+  page's transaction, with its audit row; it resolves the hold exactly once, as the
+  ``flask disputes decide`` command does.
+- Reversals still held (``payments/reversals.py``): the sender asked for a send made by mistake
+  back; the operator may decide either way in the recipient's place.
+"""
+
+from flask import current_app
+
+from ..money import format_amount
+from ..payments import holds, reversals
+from ..payments.holds import decide_dispute, disputed
+from ..payments.models import RequestKind
+from ..users import find_by_account, holders
+from .seams import PendingDecision
+
+
+class ProtectedPurchaseDisputes:
+    name = "protected"
+
+    def pending(self, session) -> list[PendingDecision]:
+        rows = disputed(session)
+        ids = {r.debit_account_id for r in rows} | {r.credit_account_id for r in rows}
+        people = holders(session, ids)
+
+        def who(account_id: int) -> str:
+            user = people.get(account_id)
+            return f"{user.name} {user.phone}" if user else f"account {account_id}"
+
+        return [
+            PendingDecision(
+                source=self.name,
+                id=r.code,
+                kind="dispute",
+                summary=(
+                    f"{who(r.debit_account_id)} disputes a protected purchase from "
+                    f"{who(r.credit_account_id)}. Approve refunds the buyer; refuse pays the merchant."
+                ),
+                amount=r.amount,
+                created_at=r.created_at,
+                transfer_code=r.code,
+            )
+            for r in rows
+        ]
+
+    def decide(self, session, decision_id: str, approve: bool, operator_id: int, note: str) -> str:
+        code = (decision_id or "").strip().upper()[:10]
+        # DisputeError is a ValueError: the page shows its reason.
+        request = decide_dispute(session, code, for_buyer=approve)
+        side = "refunded to the buyer" if approve else "paid to the merchant"
+        return f"{code}: dispute {'approved' if approve else 'refused'}, {side} ({request.code})."
+
+
+class OperatorReversals:
+    """The back office: reversals still held, which the operator may decide either way."""
+
+    name = "reversals"
+
+    def pending(self, session) -> list[PendingDecision]:
+        found = []
+        for hold in holds.held(session, RequestKind.REVERSAL):
+            sender, recipient = (
+                find_by_account(session, hold.credit_account_id),
+                find_by_account(session, hold.debit_account_id),
+            )
+            summary = (
+                f"{sender.name if sender else '?'} {sender.phone if sender else ''} asks "
+                f"{recipient.name if recipient else '?'} {recipient.phone if recipient else ''} "
+                f"to return a send made by mistake (hold {hold.code})"
+            )
+            found.append(
+                PendingDecision(
+                    self.name, hold.id, "reversal", summary, hold.amount, hold.created_at, hold.reference
+                )
+            )
+        return found
+
+    def decide(self, session, decision_id: str, approve: bool, operator_id: int, note: str) -> str:
+        request = reversals.operator_decides(session, decision_id, approve=approve)
+        verb = "returned to the sender" if approve else "left with the recipient (hold released)"
+        amount = format_amount(request.amount, current_app.config["CURRENCY"])
+        return f"Reversal of {request.reference}: {amount} {verb}."
+
+
+def init_app(app) -> None:
+    from . import seams
+
+    # Reversals first: the disputes page lists the sources in the order they registered.
+    seams.register_decision_source(OperatorReversals())
+    seams.register_decision_source(ProtectedPurchaseDisputes())

@@ -1,0 +1,51 @@
+"""Disputes and reversals waiting for an operator (``/admin/disputes``), from the decision sources
+registered in ``admin/decisions.py``; each decision is audited and its receipts rung."""
+
+import logging
+
+from flask import abort, flash, redirect, render_template, request, url_for
+
+from ...extensions import db
+from .. import bp, current_operator, login_required, seams
+from .common import _text, audit
+
+log = logging.getLogger(__name__)
+
+
+@bp.get("/disputes")
+@login_required
+def disputes():
+    pending = []
+    for source in seams.decision_sources().values():
+        pending += source.pending(db.session)
+    return render_template("admin/disputes.html", pending=pending, sources=seams.decision_sources())
+
+
+@bp.post("/disputes/<source>/<decision_id>")
+@login_required
+def decide(source, decision_id):
+    provider = seams.decision_sources().get(source)
+    verdict = request.form.get("decision")
+    note = _text(request.form.get("note"), 200)
+    if provider is None or verdict not in ("approve", "refuse"):
+        abort(404)
+    try:
+        outcome = provider.decide(db.session, decision_id, verdict == "approve", current_operator().id, note)
+        audit(f"decision.{verdict}", f"{source}:{decision_id}"[:100], note=note, outcome=outcome)
+        db.session.commit()
+        flash(outcome, "ok")
+    except ValueError as exc:
+        db.session.rollback()
+        flash(f"Refused: {exc}", "error")
+        return redirect(url_for("admin.disputes"))
+    _ring_sms_sender("decision")  # a decision's receipts are committed with it
+    return redirect(url_for("admin.disputes"))
+
+
+def _ring_sms_sender(why: str) -> None:
+    from ...sms import sender
+
+    try:
+        sender.announce()
+    except Exception as exc:  # committed: the periodic job sends it anyway
+        log.warning("%s: could not wake the SMS sender: %s", why, type(exc).__name__)
