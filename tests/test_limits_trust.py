@@ -1,6 +1,8 @@
 """Issue 15, items 6, 7, 9 and 16: limits a receiver or a locked sender could get round, and
 numbers that can never be customers. Through the real webhooks, with the real worker job."""
 
+import re
+
 import pytest
 
 from tests.admin_helpers import login, operator, post
@@ -53,6 +55,17 @@ def lock_by_operator(client):
     assert response.status_code == 302
 
 
+LOCKED_REPLIES = {
+    lock_by_wrong_pins: (
+        "Your Tuma account is locked, so we cannot start a reversal. Ask an agent or customer care "
+        "to unlock it, then try again."
+    ),
+    lock_by_operator: (
+        "Your Tuma account is locked by Tuma, so we cannot start a reversal. Please call customer care."
+    ),
+}
+
+
 @pytest.mark.parametrize("lock", [lock_by_wrong_pins, lock_by_operator], ids=["pin", "operator"])
 def test_a_locked_sender_cannot_reverse_by_sms_and_is_told_why(client, lock):
     juma = funded_customer()
@@ -70,10 +83,8 @@ def test_a_locked_sender_cannot_reverse_by_sms_and_is_told_why(client, lock):
     assert jobs.execute_transfers() == 1
     lock(client)
     reply = text_us(client, JUMA, f"REVERSE {sent.code}")
-    assert reply == (
-        "Your Tuma account is locked, so we cannot start a reversal. Ask an agent or customer care "
-        "to unlock it, then try again."
-    )
+    # Only customer care lifts an operator's lock: an agent is not offered for it.
+    assert reply == LOCKED_REPLIES[lock]
     assert count(RequestKind.REVERSAL) == 0
     assert jobs.execute_transfers() == 0
     assert not [b for b in sms_to(AMINA) if "asks you to return" in b]
@@ -281,8 +292,7 @@ def test_money_held_for_a_newcomer_never_takes_them_over_their_balance_limit(bac
     assert any("You have received KES 60,000.00 from JUMA OTIENO" in b for b in newcomer)
     assert any(
         "You received KES 40,000.00 from AMINA HASSAN. KES 20,000.00 more was over your limit and went back. "
-        "Balance KES 100,000.00."
-        in b
+        "Balance KES 100,000.00." in b
         for b in newcomer
     )
     assert any(
@@ -418,8 +428,8 @@ def test_the_new_sms_have_kiswahili_with_the_same_placeholders(app):
         limits.RETURNED_PAYEE_PART,
         limits.RETURNED_PAYEE_ALL,
         limits.DEPOSIT_REFUSED,
-        "Your Tuma account is locked, so we cannot start a reversal. Ask an agent or customer care "
-        "to unlock it, then try again.",
+        *LOCKED_REPLIES.values(),
+        "{name} cannot take payments now.",
     ):
         assert sw.get(english), english
         assert fields(sw[english]) == fields(english), english
@@ -500,23 +510,45 @@ def test_the_daily_limit_says_what_is_left_today(client, small_limits):
     )
 
 
-def test_an_agent_is_told_the_customers_balance_room_before_the_pin(client, small_limits):
+def test_an_agents_deposit_screens_show_nothing_of_the_customers_balance(client, small_limits):
+    """Any agent can type any number: the customer's balance room is theirs alone, not even a
+    yes/no (a search on amounts would find the figure). The worker refuses a deposit over the
+    limit and tells both by SMS."""
+    from ussd_app.payments.emoney import issue_float
+
+    issue_float(db.session, find_by_phone(db.session, AGENT), 10_000_00, "BANK-FIXB-1")
+    db.session.commit()
     phone = Phone(client, AGENT)
     assert phone.walk("1", "0712000222") == "CON Deposit to Amina Hassan\nEnter amount"
-    assert phone.send("6000") == (
-        "CON Over the customer's balance limit of KES 5,000.00: room for KES 5,000.00 now.\n"
-        "Deposit to Amina Hassan\nEnter amount"
+    confirm = phone.send("6000")
+    assert confirm.startswith("CON Deposit KES 6,000.00 to Amina Hassan +254712000222?")
+    assert not re.search(r"limit|room|balance|KES 5,000", confirm, flags=re.I), confirm
+    phone.send("1")
+    assert phone.send("1111").startswith("END Depositing KES 6,000.00 to Amina Hassan.")
+    assert jobs.execute_transfers() == 1
+    assert balance(AMINA) == 0
+    assert sms_to(AMINA)[-1].endswith(
+        "Failed: ALI AGENT +254700000101 could not deposit KES 6,000.00: over your balance limit of "
+        "KES 5,000.00. Ask for your cash back."
     )
-    assert phone.send("5000").startswith("CON Deposit KES 5,000.00 to Amina Hassan")
+    assert "Failed: deposit of KES 6,000.00 not made." in sms_to(AGENT)[-1]
 
 
-def test_an_agent_is_told_the_customers_daily_limit_before_asking_them(client, small_limits):
+def test_an_agents_withdrawal_screens_show_nothing_of_the_customers_limits(client, small_limits):
+    """The agent learns nothing of the customer's limits or spending; the customer is told her
+    own limit before her PIN, in My approvals."""
     phone = Phone(client, AGENT)
     assert phone.walk("9", "0712000111") == "CON Withdraw for Juma Otieno\nEnter amount"
-    assert phone.send("1500") == (
-        "CON Over the customer's limit of KES 1,000.00 per transaction.\n"
-        "Withdraw for Juma Otieno\nEnter amount"
-    )
+    confirm = phone.send("1500")
+    assert confirm.startswith("CON Withdraw KES 1,500.00 for Juma Otieno +254712000111?")
+    assert not re.search(r"limit|left|KES 1,000|KES 2,000", confirm, flags=re.I), confirm
+    phone.send("1")
+    assert phone.send("1111").startswith("END Sent to Juma Otieno to approve in My approvals.")
+    juma = Phone(client, JUMA)
+    juma.walk("3", "1")
+    assert juma.send("1").startswith("CON Over your limit of KES 1,000.00 per transaction.\n")
+    assert jobs.execute_transfers() == 0
+    assert balance(JUMA) == 10_000_00
 
 
 def test_a_deposit_the_worker_refuses_is_told_to_the_customer_at_the_counter(backend_app):

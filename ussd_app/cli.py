@@ -69,9 +69,10 @@ def _holder(phone: str):
 @accounts_cli.cli.command("unlock")
 @click.option("--phone", required=True, help="local or international form")
 def unlock_account(phone):
-    """Lift a PIN lock after too many wrong PINs (after checking who is asking)."""
+    """Lift a PIN lock after too many wrong PINs, or an operator's lock (after checking who is
+    asking)."""
     user = _holder(phone)
-    unlock_pin(db.session, user)
+    unlock_pin(db.session, user, operator=True)
     db.session.commit()
     click.echo(f"unlocked {user.name} {user.phone}")
 

@@ -136,6 +136,9 @@ class Result:
     # A hold posted only in part (or voided) because of the payee's balance limit: the request
     # is posted, its amount is what reached the payee, the rest went back to the payer.
     BALANCE_RETURNED = "limit_balance_returned"
+    # The payee is a business (agent or merchant) an operator has locked: nothing is paid to
+    # it, whenever the request was recorded (the flows refuse it at the number screen).
+    PAYEE_LOCKED = "payee_locked"
     VELOCITY_COUNT = "velocity_count"
     VELOCITY_VALUE = "velocity_value"
     REVIEW_REFUSED = "review_refused"
@@ -277,8 +280,30 @@ def sent_last_hour(session, account_ids, now: datetime) -> dict[int, tuple[int, 
     return found
 
 
+def _locked_businesses(session, account_ids) -> set[int]:
+    """The accounts among ``account_ids`` of an agent or merchant an operator has locked."""
+    from .users import Role, User
+    from .ussd.pin_guard import OPERATOR_LOCK_UNTIL
+
+    ids = [a for a in account_ids if a is not None]
+    if not ids:
+        return set()
+    return set(
+        session.execute(
+            select(User.account_id).where(
+                among(session, User.account_id, ids),
+                User.role != Role.CUSTOMER.value,
+                User.locked_until >= OPERATOR_LOCK_UNTIL,
+            )
+        ).scalars()
+    )
+
+
 def check_batch(session, requests, now: datetime | None = None) -> dict[str, Refusal]:
     """{request id: Refusal} for the requests of a batch that break a limit or a velocity rule.
+
+    A payment (a kind in COUNTED_KINDS) to an agent or merchant an operator has locked is
+    refused (``payee_locked``) before any limit is looked at.
 
     Call it after ``lock_accounts`` for every account the batch touches. Requests are checked
     in batch order; each one let through counts against the next ones of the same payer or
@@ -294,6 +319,7 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
             )
         ).all()
     )
+    locked_businesses = _locked_businesses(session, {r.credit_account_id for r in requests} - set(customers))
     payers = {r.debit_account_id for r in requests if r.debit_account_id in customers}
     payees = {r.credit_account_id for r in requests if r.credit_account_id in customers}
     spent = spent_today(session, payers, now)
@@ -310,7 +336,9 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
         payer = r.debit_account_id if r.debit_account_id in customers else None
         payee = r.credit_account_id if r.credit_account_id in customers else None
         refusal = None
-        if payer is not None and r.kind in COUNTED_KINDS:
+        if r.kind in COUNTED_KINDS and r.credit_account_id in locked_businesses:
+            refusal = Refusal(Result.PAYEE_LOCKED, 0, 0)
+        elif payer is not None and r.kind in COUNTED_KINDS:
             count, value = hour[payer]
             refusal = over_limit(r.amount, r.fee, payer=tier_limits(customers[payer]), spent=spent[payer])
             if refusal is None and r.result != RELEASED:  # then velocity: held for review

@@ -102,20 +102,12 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
                 domain="sms",
             ),
         )
-    if intent == Intent.REVERSE and _locked(session, phone):
+    lock = _lock(session, phone) if intent == Intent.REVERSE else None
+    if lock is not None:
         # A locked account (wrong PINs, or the operator) starts nothing, by USSD or by SMS:
         # whoever holds the phone may not be its owner. Said before any code is looked up.
-        return (
-            intent,
-            code,
-            None,
-            t(
-                language,
-                "Your Tuma account is locked, so we cannot start a reversal. "
-                "Ask an agent or customer care to unlock it, then try again.",
-                domain="sms",
-            ),
-        )
+        # Only customer care lifts an operator's lock: an agent is not offered for it.
+        return intent, code, None, t(language, LOCKED_REPLIES[lock], domain="sms")
     request, payer, payee = _find_for(session, code, phone)
     unknown = t(
         language,
@@ -159,11 +151,28 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
     return intent, code, None, reply
 
 
-def _locked(session, phone: str) -> bool:
-    from ..ussd.pin_guard import is_locked  # the one rule for "locked" (PIN tries or operator)
+# The answer to REVERSE from a locked account, by who locked it (``_lock``). Kiswahili in
+# sms-trust-limits.po (pin) and sms-trust-fixb.po (operator).
+LOCKED_REPLIES = {
+    "pin": (
+        "Your Tuma account is locked, so we cannot start a reversal. "
+        "Ask an agent or customer care to unlock it, then try again."
+    ),
+    "operator": (
+        "Your Tuma account is locked by Tuma, so we cannot start a reversal. Please call customer care."
+    ),
+}
+
+
+def _lock(session, phone: str) -> str | None:
+    """ "pin" (wrong PINs), "operator" (the back office) or None: who locked ``phone``."""
+    # The one rule for "locked" (PIN tries or operator).
+    from ..ussd.pin_guard import is_locked, is_operator_locked
 
     user = find_by_phone(session, phone)
-    return user is not None and is_locked(user)
+    if user is None or not is_locked(user):
+        return None
+    return "operator" if is_operator_locked(user) else "pin"
 
 
 # The answer to a party checking a code: the other party, and where the money stands

@@ -211,6 +211,8 @@ REASONS: dict[str, str] = {
     "limit_daily_exceeded": "Over your daily limit of {limit} by {excess}.",
     "limit_balance_exceeded": "{name} cannot receive it: over their balance limit.",
     "review_refused": "Stopped by a security check. Visit an agent with your ID.",
+    # An agent or merchant an operator locked (limits.Result.PAYEE_LOCKED).
+    "payee_locked": "{name} cannot take payments now.",
 }
 REASON_OTHER = "It could not be completed."
 

@@ -4,6 +4,10 @@
 PIN resets the count. An agent or the operator lifts a lock with ``unlock_pin``. The holder is
 told by SMS when the PIN locks and when it is unlocked (someone else may be trying it). Nothing
 here commits: the request owns the transaction (so the count is saved with the answer).
+
+An operator's lock (the back office's "lock", for a stolen phone or fraud) is the same column
+set to ``OPERATOR_LOCK_UNTIL``, a time no PIN lock reaches: it never runs out, and only an
+operator lifts it (``unlock_pin(..., operator=True)``), never an agent.
 """
 
 import enum
@@ -24,6 +28,9 @@ UNLOCKED_BY_AGENT_SMS = (
     "Tuma: your PIN was unlocked by agent {agent} {agent_phone} on {date} at {time}. "
     "Not you? Call customer care now."
 )
+# An operator's lock: a lock that never runs out until an operator lifts it.
+OPERATOR_LOCK_UNTIL = datetime(9999, 12, 31)
+
 CHANGED_SMS = "Tuma: your PIN was changed on {date} at {time}. Not you? Call customer care now."
 
 
@@ -52,6 +59,15 @@ def is_locked(user: User) -> bool:
     return user.locked_until is not None and user.locked_until > _now()
 
 
+def is_operator_locked(user: User) -> bool:
+    """Locked by an operator (the back office), not by wrong PINs: only an operator lifts it."""
+    return user.locked_until is not None and user.locked_until >= OPERATOR_LOCK_UNTIL
+
+
+class OperatorLock(Exception):
+    """An agent (or anyone but an operator) tried to lift an operator's lock."""
+
+
 def tries_left(user: User) -> int:
     return max(0, current_app.config["PIN_MAX_ATTEMPTS"] - (user.pin_failures or 0))
 
@@ -75,9 +91,12 @@ def check_pin(session, user: User, pin: str | None) -> PinCheck:
     return PinCheck.WRONG
 
 
-def unlock_pin(session, user: User, *, agent: User | None = None) -> None:
+def unlock_pin(session, user: User, *, agent: User | None = None, operator: bool = False) -> None:
     """Lift a PIN lock and reset the count of wrong PINs (an agent's or the operator's act),
-    telling the holder by SMS (naming the ``agent`` who did it, if one did)."""
+    telling the holder by SMS (naming the ``agent`` who did it, if one did). An operator's
+    lock is lifted only for an operator (``operator=True``): anyone else gets OperatorLock."""
+    if is_operator_locked(user) and (agent is not None or not operator):
+        raise OperatorLock(user.phone)
     was_locked = is_locked(user)
     user.pin_failures = 0
     user.locked_until = None

@@ -1,20 +1,16 @@
 """Accounts (``/admin/accounts``): find a person, lock and unlock them, change a customer's KYC
 tier (``admin/tiers.py``), each audited."""
 
-from datetime import datetime
-
 from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select
 
 from ... import phones
 from ...extensions import db
 from ...users import User
+from ...ussd.pin_guard import OPERATOR_LOCK_UNTIL
 from .. import bp, current_operator, login_required, seams
 from ..models import utcnow
 from .common import PAGE, _text, audit, money
-
-# An operator's lock: a PIN lock that never runs out until an operator lifts it.
-OPERATOR_LOCK_UNTIL = datetime(9999, 12, 31)
 
 
 def _people_matching(q: str) -> list[User]:
@@ -91,7 +87,7 @@ def unlock(user_id):
 
     user = _person(user_id)
     was = lock_state(user)
-    unlock_pin(db.session, user)
+    unlock_pin(db.session, user, operator=True)
     audit("account.unlock", user.phone, was=was)
     db.session.commit()
     flash(f"Unlocked {user.name} {user.phone}.", "ok")

@@ -21,7 +21,7 @@ from ...sms import receipts
 from ...sms.outbox import add_sms
 from ...users import Role, Tier, UserError, create_user, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
-from ..pin_guard import is_locked, unlock_pin
+from ..pin_guard import OperatorLock, is_locked, is_operator_locked, unlock_pin
 from . import common, fraud_checks, tail
 from .registration import release_held_sends
 
@@ -173,6 +173,8 @@ def find_locked(ctx) -> str:
         return outcome
     if not is_locked(user):
         return "not_locked"
+    if is_operator_locked(user):  # only customer care lifts Tuma's own lock: no code is sent
+        return "by_tuma"
     return "ok"
 
 
@@ -191,6 +193,8 @@ def send_unlock_code(ctx) -> str:
         user = find_by_phone(db.session, c.data["locked_phone"])
         if user is None:
             return "error"
+        if is_operator_locked(user):  # locked by an operator since the number was typed
+            return "by_tuma"
         code = unlock_codes.issue(c.user.phone, user.phone)
         if code is None:
             return "throttled"
@@ -222,7 +226,10 @@ def unlock_customer(ctx) -> str:
         return "wrong"
     if outcome != unlock_codes.OK:
         return "spent"
-    unlock_pin(db.session, user, agent=ctx.user)  # and tells the customer by SMS
+    try:
+        unlock_pin(db.session, user, agent=ctx.user)  # and tells the customer by SMS
+    except OperatorLock:  # locked by an operator since the code was sent
+        return "by_tuma"
     fraud_checks.name_used(ctx, f"unlock:{user.id}:{ctx.data['locked_phone']}")
     return "ok"
 
@@ -413,6 +420,7 @@ FLOW = {
             "unknown": Retry("unlock", N_("{locked_phone} is not registered with Tuma.")),
             "not_customer": Retry("unlock", N_("{locked_phone} is not a customer account.")),
             "not_locked": Retry("unlock", N_("The PIN of {locked_phone} is not locked.")),
+            "by_tuma": "unlock_by_tuma",
             "throttled": "fraud.throttled",
         },
     ),
@@ -441,7 +449,9 @@ FLOW = {
     "send_unlock_code": Step(
         "check the agent's PIN, then send a one-time code to the locked phone",
         send_unlock_code,
-        common.pin_exits("unlock_pin", ok="unlock_code", throttled="unlock_throttled"),
+        common.pin_exits(
+            "unlock_pin", ok="unlock_code", throttled="unlock_throttled", by_tuma="unlock_by_tuma"
+        ),
     ),
     "unlock_code": Screen(
         "the one-time code the customer received by SMS",
@@ -457,7 +467,13 @@ FLOW = {
             "ok": "unlocked",
             "wrong": Retry("unlock_code", N_("Wrong code. Tries left: {code_tries_left}.")),
             "spent": "unlock_spent",
+            "by_tuma": "unlock_by_tuma",
         },
+    ),
+    "unlock_by_tuma": Screen(
+        "the account is locked by an operator: no code is sent, only customer care unlocks it",
+        N_("This account was locked by Tuma. Only customer care can unlock it."),
+        end=True,
     ),
     "unlocked": Screen(
         "the PIN is unlocked", N_("The PIN of {locked_name} is unlocked. They can dial again."), end=True
@@ -536,10 +552,8 @@ FLOW["find_depositor"] = common.mobile_only("customer_phone", "deposit", FLOW["f
 FLOW["check_new_number"] = common.mobile_only("new_phone", "register", FLOW["check_new_number"])
 FLOW["find_locked"] = common.mobile_only("locked_phone", "unlock", FLOW["find_locked"])
 FLOW["find_to_verify"] = common.mobile_only("verify_phone", "verify_id", FLOW["find_to_verify"])
-# Limits said before the PIN, not after it (issue 15 item 16).
-FLOW["quote_deposit"] = common.within_limits(
-    FLOW["quote_deposit"], "deposit_amount", kind="deposit", payer=None, payee="customer"
-)
+# No limit of the customer's is said before the agent's PIN: their balance room is theirs
+# alone (common.within_limits). The worker refuses a deposit over it and SMSes both.
 
 
 SAMPLE = {

@@ -81,8 +81,8 @@ FLOW = {
 
 # Only mobile numbers of our own country can be customers (issue 15 item 9).
 FLOW["find"] = common.mobile_only("customer_phone", "customer", FLOW["find"])
-# Limits said before the PIN, not after it (issue 15 item 16).
-FLOW["quote"] = common.within_limits(FLOW["quote"], "amount", kind="withdrawal", payer="customer")
+# The customer's limits are not said to the agent (common.within_limits): the customer is
+# told them before their own PIN in My approvals, and the worker's check is the final word.
 
 
 SAMPLE: dict = {}

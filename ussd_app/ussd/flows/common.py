@@ -11,7 +11,7 @@ from ...extensions import db
 from ...money import InvalidAmount, format_amount, parse_major
 from ..engine import N_, Retry, Screen, Step, singular
 from ..gsm7 import shorten
-from ..pin_guard import check_pin, tries_left
+from ..pin_guard import check_pin, is_operator_locked, tries_left
 
 NAME_LIMIT = 20  # septets of a name as typed at registration
 SHOWN_NAME_LIMIT = 24  # septets of a full name on a confirm screen
@@ -60,37 +60,25 @@ def mobile_only(key: str, screen: str, step: Step) -> Step:
 
 
 # Limits said before the PIN (limits.before_pin), on the amount screen: the limit and what is
-# left. The payer's own, or, on an agent's screens, the customer's.
+# left. The payer's own only (``within_limits`` says why).
 OVER_YOURS = {
     limits.Result.TRANSACTION: N_("Over your limit of {limit_text} per transaction."),
     limits.Result.DAILY: N_("Over your daily limit of {limit_text}: {left_text} left today, fees included."),
     # Not how much room is left: that would tell the payer what the receiver holds.
     limits.Result.BALANCE: N_("Over the receiver's balance limit of {limit_text}."),
 }
-OVER_CUSTOMERS = {
-    limits.Result.TRANSACTION: N_("Over the customer's limit of {limit_text} per transaction."),
-    limits.Result.DAILY: N_("Over the customer's daily limit of {limit_text}: {left_text} left today."),
-    limits.Result.BALANCE: N_("Over the customer's balance limit of {limit_text}: room for {left_text} now."),
-}
 
 
-def within_limits(
-    step: Step, retry_at, *, kind, payer: str | None = "self", payee: str | None = None
-) -> Step:
-    """``step`` (which quotes ``amount`` and ``fee``), then the limits that can be known
-    before the PIN (``limits.before_pin``) for a request of ``kind`` (or ``kind(ctx)``): when
-    one is broken, the amount screen ``retry_at`` is shown again saying the limit and what is
-    left. ``retry_at`` maps each outcome of ``step`` that leads on to its amount screen (a
-    plain name stands for {"ok": name}). ``payer``/``payee``: "self" (the caller), "customer"
-    (the account in ``customer_account``) or None (not checked). The receiver's balance is
-    only checked where they stand at the counter (an agent's deposit): anywhere else, the
-    answer would tell a stranger how much they hold. The worker's check stays the final word."""
+def within_limits(step: Step, retry_at, *, kind) -> Step:
+    """``step`` (which quotes ``amount`` and ``fee``), then the caller's own limits that can be
+    known before the PIN (``limits.before_pin``) for a request of ``kind`` (or ``kind(ctx)``):
+    when one is broken, the amount screen ``retry_at`` is shown again saying the limit and
+    what is left. ``retry_at`` maps each outcome of ``step`` that leads on to its amount screen
+    (a plain name stands for {"ok": name}). Only the caller's own limits: another person's
+    balance room or spending is theirs alone (an agent's screen must not tell a customer's
+    balance, even as a yes/no that a search on amounts would turn into the figure), so the
+    worker's check, the final word, refuses those and tells both by SMS."""
     screens = retry_at if isinstance(retry_at, dict) else {"ok": retry_at}
-    accounts = {
-        "self": lambda ctx: ctx.user.account_id,
-        "customer": lambda ctx: ctx.data.get("customer_account"),
-        None: lambda ctx: None,
-    }
 
     def run(ctx) -> str:
         outcome = step.run(ctx)
@@ -101,18 +89,16 @@ def within_limits(
             kind(ctx) if callable(kind) else kind,
             ctx.data["amount"],
             ctx.data.get("fee", 0),
-            payer_account_id=accounts[payer](ctx),
-            payee_account_id=accounts[payee](ctx),
+            payer_account_id=ctx.user.account_id,
         )
         if refusal is None:
             return outcome
         ctx.data.update(limit_text=money(refusal.limit), left_text=money(refusal.left))
         return f"{refusal.result}@{outcome}"
 
-    words = OVER_YOURS if payer == "self" else OVER_CUSTOMERS
     exits = dict(step.exits)
     for outcome, screen in screens.items():
-        exits.update({f"{result}@{outcome}": Retry(screen, message) for result, message in words.items()})
+        exits.update({f"{r}@{outcome}": Retry(screen, message) for r, message in OVER_YOURS.items()})
     return Step(step.about, run, exits)
 
 
@@ -218,10 +204,24 @@ def pin_exits(at: str, **more) -> dict:
     }
 
 
+def which_lock(ctx) -> str:
+    """An operator's lock is lifted only by customer care, never by an agent: say which."""
+    return "by_tuma" if ctx.user is not None and is_operator_locked(ctx.user) else "pin"
+
+
 FLOW = {
-    "locked": Screen(
-        "the account's PIN is locked",
+    # Where every locked account lands (the home of a locked caller, a PIN check that locks).
+    "locked": Step(
+        "which lock: wrong PINs or Tuma's", which_lock, {"pin": "pin_locked", "by_tuma": "by_tuma"}
+    ),
+    "pin_locked": Screen(
+        "the account's PIN is locked after wrong tries (an agent may unlock it)",
         N_("Your PIN is locked after too many wrong tries. Ask an agent or customer care to unlock it."),
+        end=True,
+    ),
+    "by_tuma": Screen(
+        "the account is locked by an operator (only customer care unlocks it)",
+        N_("Your Tuma account is locked by Tuma. Please call customer care."),
         end=True,
     ),
     "error": Screen(

@@ -12,6 +12,7 @@ from ...payments.submit import mint_request_id
 from ...tariffs import payee_fee, quote
 from ...users import BusinessKind, find_business
 from ..engine import N_, Choice, Option, Retry, Screen, Step
+from ..pin_guard import is_operator_locked
 from . import common, fraud_checks, tail
 
 REFERENCE_LIMIT = 20
@@ -35,6 +36,8 @@ def _find(ctx, kind: BusinessKind) -> str:
         return "unknown"
     if merchant.account_id == ctx.user.account_id:
         return "self"
+    if is_operator_locked(merchant):  # the worker refuses it too, whenever it was recorded
+        return "locked"
     ctx.data.update(
         merchant_name=common.shown_name(merchant), merchant_account=merchant.account_id, pay_kind=kind.value
     )
@@ -107,6 +110,7 @@ FLOW = {
             "ok": "till_amount",
             "unknown": Retry("till", N_("Till {business_number} is not on Tuma.")),
             "self": Retry("till", N_("You cannot pay yourself.")),
+            "locked": Retry("till", N_("This business cannot take payments now.")),
         },
     ),
     "till_amount": Screen("the amount to pay", N_("Pay {merchant_name}\nEnter amount"), **_AMOUNT),
@@ -123,6 +127,7 @@ FLOW = {
             "ok": "reference",
             "unknown": Retry("paybill", N_("Business number {business_number} is not on Tuma.")),
             "self": Retry("paybill", N_("You cannot pay yourself.")),
+            "locked": Retry("paybill", N_("This business cannot take payments now.")),
         },
     ),
     "reference": Screen(

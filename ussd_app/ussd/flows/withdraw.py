@@ -8,6 +8,7 @@ from ...payments.submit import mint_request_id
 from ...tariffs import WITHDRAWAL_MAX, WITHDRAWAL_MIN, commission, quote
 from ...users import Role, find_by_phone
 from ..engine import N_, Choice, Retry, Screen, Step
+from ..pin_guard import is_operator_locked
 from . import common, fraud_checks, tail
 
 
@@ -18,6 +19,8 @@ def find_agent(ctx) -> str:
     agent = find_by_phone(db.session, phone)
     if agent is None or agent.role != Role.AGENT.value:
         return "not_agent"
+    if is_operator_locked(agent):  # the worker refuses it too, whenever it was recorded
+        return "locked"
     ctx.data["agent_name"] = common.shown_name(agent)
     ctx.data["agent_account"] = agent.account_id
     return "ok"
@@ -67,6 +70,7 @@ FLOW = {
             "ok": "amount",
             "self": Retry("agent", N_("Enter the agent's number, not yours.")),
             "not_agent": Retry("agent", N_("{agent_phone} is not a Tuma agent.")),
+            "locked": Retry("agent", N_("This agent cannot take withdrawals now.")),
         },
     ),
     "amount": Screen(
