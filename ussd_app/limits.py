@@ -300,54 +300,14 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
     return refusals
 
 
+# -- what people are told (the SMS are written by sms/limit_receipts.py) --------------------
+
 # What the payer is told when a request is held for review (``receipts.REASONS`` holds the
 # refusals' reasons). Kiswahili: translations/sw/LC_MESSAGES/sms-limits.po.
 HELD = (
     "{code} On hold: {amount} to {name} {phone} waits for a security check. We will SMS the "
     "decision. Nothing has left your account."
 )
-
-
-def write_refusal(session, request, refusal: Refusal, people) -> None:
-    """The payer's SMS for a request refused by a limit or held for review. No commit."""
-    from .sms import receipts  # receipts reads this module too
-
-    payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
-    if payer is None:
-        return
-    common = receipts._common(request)
-    counterparty = receipts._counterparty(payee)
-    fields = dict(
-        **common, **counterparty, limit=receipts.money(refusal.limit), excess=receipts.money(refusal.excess)
-    )
-    if refusal.hold:
-        receipts._write(session, payer, HELD, request, **fields)
-        return
-    told = kinds.spec(request.kind).payee_told_of_balance_refusal
-    if refusal.result == Result.BALANCE and told and payee is not None:
-        # The customer waits at the counter with cash handed over (a deposit): they must hear it too.
-        receipts._write(
-            session,
-            payee,
-            DEPOSIT_REFUSED,
-            request,
-            **common,
-            **receipts._counterparty(payer),
-            limit=fields["limit"],
-        )
-    english = receipts.REASONS.get(refusal.result, receipts.REASON_OTHER)
-    reason = receipts.render(payer, english, **fields, result=refusal.result)
-    receipts._write(
-        session,
-        payer,
-        receipts.template(request.kind, "failed"),
-        request,
-        **fields,
-        reason=reason,
-        balance=receipts.money(people.balance(payer)),
-    )
-
-
 # A hold its payee's balance limit sent back, in part (PART) or whole (ALL), for each side
 # (Kiswahili: translations/sw/LC_MESSAGES/sms-trust-limits.po). {amount} is what arrived,
 # {sent} the whole hold, {returned} the rest; the payer of a suspense release is its sender.
@@ -373,42 +333,3 @@ DEPOSIT_REFUSED = (
     "{code} Failed: {name} {phone} could not deposit {amount}: over your balance limit of "
     "{limit}. Ask for your cash back."
 )
-
-
-def write_returned(session, request, refusal: Refusal, held: int, people) -> None:
-    """Both sides' SMS for a hold posted in part (or voided) because of the payee's balance
-    limit: ``request.amount`` reached the payee, the rest of ``held`` went back. No commit."""
-    from .sms import receipts
-
-    payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
-    fields = dict(
-        **receipts._common(request),
-        sent=receipts.money(held),
-        returned=receipts.money(held - request.amount),
-        limit=receipts.money(refusal.limit),
-    )
-    part = request.amount > 0
-    if payer is not None:
-        english = RETURNED_PAYER_PART if part else RETURNED_PAYER_ALL
-        counterparty = receipts._counterparty(payee)
-        receipts._write(
-            session,
-            payer,
-            english,
-            request,
-            **fields,
-            **counterparty,
-            balance=receipts.money(people.balance(payer)),
-        )
-    if payee is not None:
-        english = RETURNED_PAYEE_PART if part else RETURNED_PAYEE_ALL
-        counterparty = receipts._counterparty(payer)
-        receipts._write(
-            session,
-            payee,
-            english,
-            request,
-            **fields,
-            **counterparty,
-            balance=receipts.money(people.balance(payee)),
-        )
