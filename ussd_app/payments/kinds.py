@@ -70,8 +70,8 @@ class KindSpec:
     receipts: str = ""
     # The sender's receipt may take two SMS segments (306 characters); every other SMS fits one.
     two_segments: bool = False
-    # Who is told when the ledger or a limit refuses the request: the payer, or for a hold the
-    # payee asked for (a reversal) the payee.
+    # Who is told when the ledger refuses the request: the payer, or for a hold the payee asked
+    # for (a reversal) the payee. (A limit's refusal is told to the payer: sms/limit_receipts.py.)
     failure_to: Side = Side.PAYER
     # The payer's receipt is followed by an invitation to the unregistered number in
     # ``reference`` (its language unknown: English).
