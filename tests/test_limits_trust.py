@@ -10,6 +10,7 @@ from tests.escrow_helpers import funded_customer, ledger_ok, sms_to
 from tests.ussd_helpers import Phone, person
 from ussd_app import limits
 from ussd_app.extensions import db
+from ussd_app.payments import kinds
 from ussd_app.payments.models import RequestKind, TransferRequest
 from ussd_app.payments.submit import mint_request_id, record_request
 from ussd_app.tariffs import quote
@@ -336,30 +337,7 @@ def _request_of_kind(kind, payer_account, payee_account, amount, pending=None):
     )
 
 
-def test_the_table_of_credited_kinds_names_every_kind_and_agrees_with_the_legs_it_posts(app):
-    """A kind credits its payee when one of its legs posts money into the payee's account: a
-    plain transfer into it, or the posting of a hold (whose credit side is the payee)."""
-    from ussd_app.ledger import TransferFlags
-    from ussd_app.payments.legs import HouseAccounts, legs_for
-
-    assert set(limits.CREDITS_PAYEE) == set(RequestKind)  # a new kind must be classified
-    house = HouseAccounts(db.session)
-    for kind in RequestKind:
-        request = _request_of_kind(kind, 1, 2, 100, pending="h")
-        legs = legs_for(request, house)
-        credits = any(
-            leg.flags & TransferFlags.POST_PENDING_TRANSFER
-            or (
-                leg.credit_account_id == 2
-                and not leg.flags & (TransferFlags.PENDING | TransferFlags.VOID_PENDING_TRANSFER)
-            )
-            for leg in legs
-        )
-        assert credits == limits.CREDITS_PAYEE[kind], kind
-        assert (kind.value in limits.CREDITED_KINDS) == credits
-
-
-@pytest.mark.parametrize("kind", sorted(k for k in RequestKind if k.value in limits.CREDITED_KINDS))
+@pytest.mark.parametrize("kind", sorted(k for k in RequestKind if k.value in kinds.CREDITED_KINDS))
 def test_the_balance_limit_applies_to_every_kind_that_credits_a_wallet(app, kind):
     """Kind by kind: a customer KES 1 under their balance limit cannot be credited KES 2 by any
     credited kind (a hold's posting gets KES 1 of it in, the rest goes back)."""
@@ -372,7 +350,7 @@ def test_the_balance_limit_applies_to_every_kind_that_credits_a_wallet(app, kind
     refusal = limits.check_batch(db.session, [request]).get(request.id)
     assert refusal is not None and refusal.result == limits.Result.BALANCE, kind
     assert refusal.excess == 1_00
-    if kind.value in limits.POSTS_WHAT_FITS:
+    if kind.value in kinds.POSTS_WHAT_FITS:
         assert refusal.fits == 1_00
     db.session.rollback()
 

@@ -1,5 +1,5 @@
 """Every SMS template fits one segment (160 GSM-7 characters) in English and Kiswahili at its
-longest field values; only the sender's receipt of a kind named in ``receipts.TWO_SEGMENTS``
+longest field values; only the sender's receipt of a kind named in ``kinds.TWO_SEGMENTS``
 may take two (306), as the real thing does (issue 15 item 18).
 
 The templates are enumerated from the modules that hold them (every module-level string with a
@@ -122,9 +122,9 @@ def _reasons(app, language: str, fields: dict) -> list[str]:
 
 
 def _allowed(path) -> int:
-    from ussd_app.sms import receipts
+    from ussd_app.payments import kinds
 
-    if path[:2] == ("receipts", "RECEIPTS") and path[3] == "sender" and path[2] in receipts.TWO_SEGMENTS:
+    if path[:2] == ("receipts", "RECEIPTS") and path[3] == "sender" and path[2] in kinds.TWO_SEGMENTS:
         return TWO_SEGMENTS
     return ONE_SEGMENT
 

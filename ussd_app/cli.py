@@ -15,7 +15,7 @@ from .payments.emoney import FloatError, check_ledger, issue_float, issue_float_
 from .payments.models import RequestStatus, TransferRequest
 from .payments.submit import announce
 from .phones import InvalidPhone, normalize
-from .sms import receipts, sender
+from .sms import limit_receipts, receipts, sender
 from .users import Role, UserError, create_user, find_by_phone
 from .ussd.pin_guard import unlock_pin
 
@@ -265,7 +265,7 @@ def review_refuse(code):
         raise click.ClickException(f"{request.code} was decided by someone else meanwhile")
     db.session.refresh(request)
     refusal = limits.Refusal(limits.Result.REVIEW_REFUSED, 0, 0)
-    limits.write_refusal(db.session, request, refusal, receipts.People(db.session, [request]))
+    limit_receipts.write_refusal(db.session, request, refusal, receipts.People(db.session, [request]))
     db.session.commit()
     sender.announce()
     click.echo(f"{request.code} refused; the payer is told by SMS")

@@ -7,15 +7,15 @@ after an agent checked an ID); each tier has three limits (``LIMITS_<TIER>_MAJOR
 - per transfer: ``amount > per_transfer`` → ``limit_transaction_exceeded``;
 - per day: ``spent today + amount + fee > daily`` → ``limit_daily_exceeded``;
 - wallet balance, for the payee: ``balance + amount > max_balance`` → ``limit_balance_exceeded``,
-  for every kind that credits the payee (``CREDITS_PAYEE``, one entry per kind of request).
-  A hold being posted to its payee (``POSTS_WHAT_FITS``) must still resolve: the part that fits
+  for every kind that credits the payee (``credits_payee`` in ``payments/kinds.py``).
+  A hold being posted to its payee (``posts_what_fits``) must still resolve: the part that fits
   is posted, the rest goes back to the payer (``limit_balance_returned``, an SMS to each side).
 
 ``over_limit`` is these rules, pure; ``check_batch`` (the worker) and ``before_pin`` (the
 confirm screens, which say the limit and what is left before the PIN) both use it.
 
 "Today" starts at midnight in ``TIMEZONE``. What counts against the daily limit is every
-posted request the person paid out of their wallet, of a kind listed in ``COUNTED_KINDS``,
+posted request the person paid out of their wallet, of a kind ``counted`` in the kinds table,
 amount plus fee, in minor units. The same requests feed the velocity rules: more than
 ``VELOCITY_MAX_COUNT`` of them, or more than ``VELOCITY_MAX_VALUE_MAJOR`` sent, in the last
 hour holds the next one for review (status ``review``) until an operator releases it
@@ -36,46 +36,9 @@ from sqlalchemy import func, select
 from .database import among, is_postgres
 from .ledger.models import Account
 from .money import to_minor
-from .payments.models import RequestKind, RequestStatus, TransferRequest
+from .payments import kinds
+from .payments.models import RequestStatus, TransferRequest
 
-# Kinds that spend from the payer's daily limit (and count for velocity); holds count when
-# they are made (their release or refund is not counted again).
-COUNTED_KINDS = frozenset(
-    {"send", "withdrawal", "buy_goods", "pay_bill", "send_unregistered", "protected_purchase", "airtime"}
-)
-# Every kind of request, and whether it posts money into its payee's (credit) account. The
-# one table of credited kinds: when that payee is a customer, the balance limit of their tier
-# applies, whatever the kind (a send, a cash-in, a held send released when they register, a
-# reversal paid back to them). Voids are not credits: they only give back what was held from
-# the payer, and leave the posted balances as they were. A new kind must be entered here
-# (tests/test_limits_trust.py holds this table against the legs each kind posts).
-CREDITS_PAYEE: dict[RequestKind, bool] = {
-    RequestKind.SEND: True,
-    RequestKind.FLOAT_ISSUE: True,
-    RequestKind.DEPOSIT: True,
-    RequestKind.WITHDRAWAL: True,
-    RequestKind.BUY_GOODS: True,
-    RequestKind.PAY_BILL: True,
-    RequestKind.SEND_UNREGISTERED: False,  # a hold: suspense is credited when it is released
-    RequestKind.SUSPENSE_RELEASE: True,  # suspense -> the customer who just registered
-    RequestKind.SUSPENSE_REFUND: False,
-    RequestKind.PROTECTED_PURCHASE: False,
-    RequestKind.PROTECTED_RELEASE: True,
-    RequestKind.PROTECTED_REFUND: False,
-    RequestKind.REVERSAL: False,
-    RequestKind.REVERSAL_POST: True,  # back to the sender of the wrong send
-    RequestKind.REVERSAL_VOID: False,
-    RequestKind.AIRTIME: False,
-    RequestKind.AIRTIME_POST: True,
-    RequestKind.AIRTIME_VOID: False,
-}
-CREDITED_KINDS = frozenset(kind.value for kind, credits in CREDITS_PAYEE.items() if credits)
-# Kinds that post a hold to its payee. A hold must resolve, so when the payee's balance limit
-# has room for only part of it, that part is posted and the rest goes back to the payer (a
-# partial post releases the rest of a hold); with no room at all the hold is voided.
-POSTS_WHAT_FITS = frozenset(
-    {RequestKind.SUSPENSE_RELEASE.value, RequestKind.REVERSAL_POST.value, RequestKind.PROTECTED_RELEASE.value}
-)
 RELEASED = "review_released"  # the result an operator's release leaves on a request
 
 
@@ -108,7 +71,7 @@ def spent_today(session, account_ids, now: datetime | None = None) -> dict[int, 
         .where(
             among(session, TransferRequest.debit_account_id, ids),
             TransferRequest.status == RequestStatus.POSTED.value,
-            TransferRequest.kind.in_(COUNTED_KINDS),
+            TransferRequest.kind.in_(kinds.COUNTED_KINDS),
             TransferRequest.executed_at >= since,
             TransferRequest.executed_at < until,
         )
@@ -160,7 +123,7 @@ class Refusal:
     limit: int
     excess: int
     hold: bool = False
-    # For a kind in POSTS_WHAT_FITS refused by the payee's balance limit: the part that is
+    # For a kind in kinds.POSTS_WHAT_FITS refused by the payee's balance limit: the part that is
     # posted to the payee all the same (0: none); the rest goes back to the payer.
     fits: int | None = None
     # What the limit still allows (per transfer: the limit; daily: what is left today, fees
@@ -235,10 +198,10 @@ def before_pin(
     )
     payer = payee = None
     spent = payee_balance = 0
-    if payer_account_id in tiers and kind in COUNTED_KINDS:
+    if payer_account_id in tiers and kind in kinds.COUNTED_KINDS:
         payer = tier_limits(tiers[payer_account_id])
         spent = spent_today(session, [payer_account_id])[payer_account_id]
-    if payee_account_id in tiers and kind in CREDITED_KINDS:
+    if payee_account_id in tiers and kind in kinds.CREDITED_KINDS:
         payee = tier_limits(tiers[payee_account_id])
         account = session.get(Account, payee_account_id)
         payee_balance = account.credits_posted - account.debits_posted
@@ -270,7 +233,7 @@ def sent_last_hour(session, account_ids, now: datetime) -> dict[int, tuple[int, 
         .where(
             among(session, TransferRequest.debit_account_id, ids),
             TransferRequest.status == RequestStatus.POSTED.value,
-            TransferRequest.kind.in_(COUNTED_KINDS),
+            TransferRequest.kind.in_(kinds.COUNTED_KINDS),
             TransferRequest.executed_at >= now - timedelta(hours=1),
         )
         .group_by(TransferRequest.debit_account_id)
@@ -336,9 +299,9 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
         payer = r.debit_account_id if r.debit_account_id in customers else None
         payee = r.credit_account_id if r.credit_account_id in customers else None
         refusal = None
-        if r.kind in COUNTED_KINDS and r.credit_account_id in locked_businesses:
+        if r.kind in kinds.COUNTED_KINDS and r.credit_account_id in locked_businesses:
             refusal = Refusal(Result.PAYEE_LOCKED, 0, 0)
-        elif payer is not None and r.kind in COUNTED_KINDS:
+        elif payer is not None and r.kind in kinds.COUNTED_KINDS:
             count, value = hour[payer]
             refusal = over_limit(r.amount, r.fee, payer=tier_limits(customers[payer]), spent=spent[payer])
             if refusal is None and r.result != RELEASED:  # then velocity: held for review
@@ -348,15 +311,15 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
                     refusal = Refusal(
                         Result.VELOCITY_VALUE, max_value, value + r.amount - max_value, hold=True
                     )
-        if refusal is None and payee is not None and r.kind in CREDITED_KINDS:
+        if refusal is None and payee is not None and r.kind in kinds.CREDITED_KINDS:
             refusal = over_limit(r.amount, payee=tier_limits(customers[payee]), payee_balance=balances[payee])
-            if refusal is not None and r.kind in POSTS_WHAT_FITS:  # what fits is the room left
+            if refusal is not None and r.kind in kinds.POSTS_WHAT_FITS:  # what fits is the room left
                 refusal = replace(refusal, fits=refusal.left)
                 balances[payee] += refusal.fits
         if refusal is not None:
             refusals[r.id] = refusal
             continue
-        if payer is not None and r.kind in COUNTED_KINDS:
+        if payer is not None and r.kind in kinds.COUNTED_KINDS:
             spent[payer] += r.amount + r.fee
             count, value = hour[payer]
             hour[payer] = (count + 1, value + r.amount)
@@ -365,53 +328,14 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
     return refusals
 
 
+# -- what people are told (the SMS are written by sms/limit_receipts.py) --------------------
+
 # What the payer is told when a request is held for review (``receipts.REASONS`` holds the
 # refusals' reasons). Kiswahili: translations/sw/LC_MESSAGES/sms-limits.po.
 HELD = (
     "{code} On hold: {amount} to {name} {phone} waits for a security check. We will SMS the "
     "decision. Nothing has left your account."
 )
-
-
-def write_refusal(session, request, refusal: Refusal, people) -> None:
-    """The payer's SMS for a request refused by a limit or held for review. No commit."""
-    from .sms import receipts  # receipts reads this module too
-
-    payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
-    if payer is None:
-        return
-    common = receipts._common(request)
-    counterparty = receipts._counterparty(payee)
-    fields = dict(
-        **common, **counterparty, limit=receipts.money(refusal.limit), excess=receipts.money(refusal.excess)
-    )
-    if refusal.hold:
-        receipts._write(session, payer, HELD, request, **fields)
-        return
-    if refusal.result == Result.BALANCE and request.kind == RequestKind.DEPOSIT.value and payee is not None:
-        # The customer waits at the counter with cash handed over: they must hear it too.
-        receipts._write(
-            session,
-            payee,
-            DEPOSIT_REFUSED,
-            request,
-            **common,
-            **receipts._counterparty(payer),
-            limit=fields["limit"],
-        )
-    english = receipts.REASONS.get(refusal.result, receipts.REASON_OTHER)
-    reason = receipts.render(payer, english, **fields, result=refusal.result)
-    receipts._write(
-        session,
-        payer,
-        receipts.template(request.kind, "failed"),
-        request,
-        **fields,
-        reason=reason,
-        balance=receipts.money(people.balance(payer)),
-    )
-
-
 # A hold its payee's balance limit sent back, in part (PART) or whole (ALL), for each side
 # (Kiswahili: translations/sw/LC_MESSAGES/sms-trust-limits.po). {amount} is what arrived,
 # {sent} the whole hold, {returned} the rest; the payer of a suspense release is its sender.
@@ -437,42 +361,3 @@ DEPOSIT_REFUSED = (
     "{code} Failed: {name} {phone} could not deposit {amount}: over your balance limit of "
     "{limit}. Ask for your cash back."
 )
-
-
-def write_returned(session, request, refusal: Refusal, held: int, people) -> None:
-    """Both sides' SMS for a hold posted in part (or voided) because of the payee's balance
-    limit: ``request.amount`` reached the payee, the rest of ``held`` went back. No commit."""
-    from .sms import receipts
-
-    payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
-    fields = dict(
-        **receipts._common(request),
-        sent=receipts.money(held),
-        returned=receipts.money(held - request.amount),
-        limit=receipts.money(refusal.limit),
-    )
-    part = request.amount > 0
-    if payer is not None:
-        english = RETURNED_PAYER_PART if part else RETURNED_PAYER_ALL
-        counterparty = receipts._counterparty(payee)
-        receipts._write(
-            session,
-            payer,
-            english,
-            request,
-            **fields,
-            **counterparty,
-            balance=receipts.money(people.balance(payer)),
-        )
-    if payee is not None:
-        english = RETURNED_PAYEE_PART if part else RETURNED_PAYEE_ALL
-        counterparty = receipts._counterparty(payer)
-        receipts._write(
-            session,
-            payee,
-            english,
-            request,
-            **fields,
-            **counterparty,
-            balance=receipts.money(people.balance(payee)),
-        )

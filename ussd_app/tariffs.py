@@ -14,6 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
 from .money import to_minor
+from .payments import kinds
 
 SEND_BANDS: tuple[tuple[int, int], ...] = tuple(
     (to_minor(upper), to_minor(fee))
@@ -54,10 +55,6 @@ WITHDRAWAL_BANDS: tuple[tuple[int, int, int], ...] = tuple(
 # The most one withdrawal may take out (the last band's upper bound), and the least.
 WITHDRAWAL_MIN = to_minor(50)
 WITHDRAWAL_MAX = WITHDRAWAL_BANDS[-1][0]
-
-# Deposits are free; paying a merchant is free for the customer (the merchant pays a capped
-# percentage: ``payee_fee``).
-FREE_KINDS = frozenset({"float_issue", "deposit", "buy_goods", "pay_bill"})
 
 
 def _withdrawal_band(amount: int) -> tuple[int, int, int]:
@@ -108,10 +105,12 @@ MERCHANT_CAP = to_minor(200)  # ... at most KES 200
 
 def default_document() -> dict:
     """The built-in tariff, shaped like Kenya's (also what ``tariffs seed`` stores)."""
-    document: dict = {kind: {} for kind in sorted(FREE_KINDS | {"registration", "balance"})}
+    # Free kinds (``free`` in payments/kinds.py: deposits; paying a merchant is free for the
+    # customer, the merchant paying a capped percentage: ``payee_fee``).
+    document: dict = {kind: {} for kind in sorted(kinds.FREE_KINDS | {"registration", "balance"})}
     document["send"] = {"bands": [list(band) for band in SEND_BANDS]}
     document["withdrawal"] = {"bands": [list(band) for band in WITHDRAWAL_BANDS]}
-    for kind in ("buy_goods", "pay_bill"):
+    for kind in sorted(kinds.PAYEE_PAYS_KINDS):
         document[kind] = {"payee_basis_points": MERCHANT_BASIS_POINTS, "payee_cap": MERCHANT_CAP}
     return document
 

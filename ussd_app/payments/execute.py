@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from .. import faults, limits
 from ..database import is_postgres, update_rows
 from ..ledger import TransferResult, create_transfers
-from ..sms import outbox, receipts
+from ..sms import limit_receipts, outbox, receipts
 from .legs import HouseAccounts, legs_for
 from .models import HoldState, RequestStatus, TransferRequest
 
@@ -108,9 +108,9 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
         for request, chain, result, balances_after in outcomes:
             people.balances_after = balances_after
             if chain is None:
-                limits.write_refusal(session, request, result, people)
+                limit_receipts.write_refusal(session, request, result, people)
             elif isinstance(result, limits.Refusal):  # posted in part, or voided: see above
-                limits.write_returned(session, request, result, held_amounts[request.id], people)
+                limit_receipts.write_returned(session, request, result, held_amounts[request.id], people)
             elif result == TransferResult.OK:
                 if all(r == TransferResult.OK for r in chain):  # not a repeat: receipts once
                     receipts.write_posted(session, request, people)

@@ -7,6 +7,9 @@ resolution request names it (``pending_request_id``) and posts or voids it.
   falls due (protected_release); voided when the operator decides a dispute for the buyer
   (protected_refund).
 
+Which kind posts or voids which hold, and what each hold becomes when it falls due, is the
+table in ``payments/kinds.py``.
+
 Exactly once: a hold's ``hold_state`` moves out of ``held`` (or ``disputed``) only by a
 compare-and-set UPDATE in the transaction that records the one resolution request, whose id is
 derived from the hold's (``<hold>.r``). Two expiry jobs, or the buyer and the expiry job, race
@@ -23,25 +26,9 @@ from sqlalchemy import BigInteger, cast, select, update
 from ..database import db_clock_us
 from ..ledger import AccountKind, Transfer, house_account
 from .execute import execute_requests
+from .kinds import Phase, on_due, spec
 from .models import HoldState, RequestKind, RequestStatus, TransferRequest
 from .submit import record_request
-
-RELEASES = {
-    RequestKind.SEND_UNREGISTERED: RequestKind.SUSPENSE_RELEASE,
-    RequestKind.PROTECTED_PURCHASE: RequestKind.PROTECTED_RELEASE,
-    RequestKind.REVERSAL: RequestKind.REVERSAL_POST,
-}
-REFUNDS = {
-    RequestKind.SEND_UNREGISTERED: RequestKind.SUSPENSE_REFUND,
-    RequestKind.PROTECTED_PURCHASE: RequestKind.PROTECTED_REFUND,
-    RequestKind.REVERSAL: RequestKind.REVERSAL_VOID,
-}
-# What a hold becomes when it falls due.
-ON_DUE = {
-    RequestKind.SEND_UNREGISTERED: RequestKind.SUSPENSE_REFUND,  # the money comes back
-    RequestKind.PROTECTED_PURCHASE: RequestKind.PROTECTED_RELEASE,  # the merchant is paid
-    RequestKind.REVERSAL: RequestKind.REVERSAL_VOID,  # the recipient keeps the money
-}
 
 
 def resolution_id(hold_id: str) -> str:
@@ -73,25 +60,20 @@ def resolve(
 ) -> TransferRequest | None:
     """Claim ``hold`` and record the request that resolves it as ``kind``; None when someone
     else resolved it first (or it is not posted yet). The caller executes or announces it."""
-    posting = kind in (
-        RequestKind.SUSPENSE_RELEASE,
-        RequestKind.PROTECTED_RELEASE,
-        RequestKind.REVERSAL_POST,
-        RequestKind.AIRTIME_POST,
-    )
+    row = spec(kind)
+    if row.resolves != hold.kind:
+        raise ValueError(f"{kind} does not resolve a {hold.kind} hold")
+    posting = row.phase == Phase.POST
     if not _claim(session, hold.id, from_state, HoldState.RELEASED if posting else HoldState.REFUNDED):
         return None
     # Who pays whom, as receipts read it: the payer is the debit account, the payee the credit.
-    payer, payee = {
-        RequestKind.SUSPENSE_RELEASE: (hold.debit_account_id, recipient_account_id),
-        RequestKind.SUSPENSE_REFUND: (hold.credit_account_id, hold.debit_account_id),
-        RequestKind.PROTECTED_RELEASE: (hold.debit_account_id, hold.credit_account_id),
-        RequestKind.PROTECTED_REFUND: (hold.credit_account_id, hold.debit_account_id),
-        RequestKind.REVERSAL_POST: (hold.debit_account_id, hold.credit_account_id),
-        RequestKind.REVERSAL_VOID: (hold.credit_account_id, hold.debit_account_id),
-        RequestKind.AIRTIME_POST: (hold.debit_account_id, hold.credit_account_id),
-        RequestKind.AIRTIME_VOID: (hold.credit_account_id, hold.debit_account_id),
-    }[kind]
+    # A post keeps the hold's direction (or pays on to ``recipient_account_id``); a void turns
+    # it round, the money going back to the hold's payer.
+    if posting:
+        payer = hold.debit_account_id
+        payee = recipient_account_id if row.pays_on else hold.credit_account_id
+    else:
+        payer, payee = hold.credit_account_id, hold.debit_account_id
     return record_request(
         session,
         request_id=resolution_id(hold.id),
@@ -102,7 +84,7 @@ def resolve(
         reference=hold.reference,
         pending_request_id=hold.id,
         # The merchant's fee quoted when the buyer confirmed, charged when it is paid to them.
-        payee_fee=hold.payee_fee if kind == RequestKind.PROTECTED_RELEASE else 0,
+        payee_fee=hold.payee_fee if row.payee_fee_on_post else 0,
     )
 
 
@@ -156,7 +138,7 @@ def resolve_due(session, now: int | None = None, limit: int = 500) -> list[Trans
     now = db_clock_us(session) if now is None else now
     done = []
     for hold in due_holds(session, now, limit):
-        request = resolve(session, hold, ON_DUE[RequestKind(hold.kind)])
+        request = resolve(session, hold, on_due(hold.kind))
         if request is not None:
             done.append(request)
     if done:

@@ -1,12 +1,13 @@
 """How each kind of request becomes ledger transfers: one linked chain per request
 (payment, then the fee when there is one, then an agent's commission when there is one, then
-the merchant's fee when there is one).
+the merchant's fee when there is one). Which kinds hold, post or void: payments/kinds.py.
 
 Leg ids are derived from the request id, so executing a request twice asks the ledger for
 the same transfers and gets EXISTS back: a retried job can never post twice.
 """
 
 from ..ledger import AccountKind, TransferFlags, TransferSpec, house_account
+from .kinds import Phase, spec
 from .models import RequestKind, TransferRequest
 
 
@@ -27,32 +28,10 @@ class HouseAccounts:
         return self._ids[kind]
 
 
-# Holds: the main leg is a PENDING transfer (no ledger timeout: payments/holds.py decides when
-# each falls due, because a protected purchase must be posted, not voided, when it does).
-HOLD_KINDS = frozenset(
-    {RequestKind.SEND_UNREGISTERED, RequestKind.PROTECTED_PURCHASE, RequestKind.REVERSAL, RequestKind.AIRTIME}
-)
-POSTING_KINDS = frozenset(
-    {
-        RequestKind.SUSPENSE_RELEASE,
-        RequestKind.PROTECTED_RELEASE,
-        RequestKind.REVERSAL_POST,
-        RequestKind.AIRTIME_POST,
-    }
-)
-VOIDING_KINDS = frozenset(
-    {
-        RequestKind.SUSPENSE_REFUND,
-        RequestKind.PROTECTED_REFUND,
-        RequestKind.REVERSAL_VOID,
-        RequestKind.AIRTIME_VOID,
-    }
-)
-
-
 def legs_for(request: TransferRequest, house: HouseAccounts) -> list[TransferSpec]:
     kind = RequestKind(request.kind)
-    if kind in POSTING_KINDS or kind in VOIDING_KINDS:
+    row = spec(kind)
+    if row.resolves is not None:
         return _resolution_legs(request, kind, house)
     main = TransferSpec(
         id=leg_id(request.id, "main"),
@@ -60,7 +39,9 @@ def legs_for(request: TransferRequest, house: HouseAccounts) -> list[TransferSpe
         credit_account_id=request.credit_account_id,
         amount=request.amount,
         code=kind.value,
-        flags=TransferFlags.PENDING if kind in HOLD_KINDS else TransferFlags.NONE,
+        # A hold (payments/kinds.py) has no ledger timeout: payments/holds.py decides when each
+        # falls due, because a protected purchase must be posted, not voided, when it does.
+        flags=TransferFlags.PENDING if row.phase == Phase.PENDING else TransferFlags.NONE,
         user_data=request.id,
     )
     legs = [main]
@@ -88,7 +69,7 @@ def legs_for(request: TransferRequest, house: HouseAccounts) -> list[TransferSpe
                 user_data=request.id,
             )
         )
-    if request.payee_fee and kind not in HOLD_KINDS:
+    if request.payee_fee and row.phase != Phase.PENDING:
         legs.append(_payee_fee_leg(request, house))
     return [_linked(leg) for leg in legs[:-1]] + legs[-1:]
 
@@ -109,10 +90,12 @@ def _payee_fee_leg(request: TransferRequest, house: HouseAccounts) -> TransferSp
 
 def _resolution_legs(request: TransferRequest, kind: RequestKind, house: HouseAccounts) -> list[TransferSpec]:
     """Post or void the hold named by ``pending_request_id`` (its main leg has the hold
-    request's id); a suspense release then pays the held money on to the new customer."""
+    request's id); a post that ``pays_on`` (a suspense release) then pays the held money on
+    to the new customer."""
     # A posting kind with nothing to post voids the hold instead: none of it fitted under the
-    # payee's balance limit, so it all goes back to the payer (limits.POSTS_WHAT_FITS).
-    post = kind in POSTING_KINDS and request.amount > 0
+    # payee's balance limit, so it all goes back to the payer (kinds.POSTS_WHAT_FITS).
+    row = spec(kind)
+    post = row.phase == Phase.POST and request.amount > 0
     resolve = TransferSpec(
         id=leg_id(request.id, "main"),
         debit_account_id=None,
@@ -123,9 +106,9 @@ def _resolution_legs(request: TransferRequest, kind: RequestKind, house: HouseAc
         flags=TransferFlags.POST_PENDING_TRANSFER if post else TransferFlags.VOID_PENDING_TRANSFER,
         user_data=request.id,
     )
-    if kind == RequestKind.PROTECTED_RELEASE and request.payee_fee and post:
+    if row.payee_fee_on_post and request.payee_fee and post:
         return [_linked(resolve), _payee_fee_leg(request, house)]
-    if kind != RequestKind.SUSPENSE_RELEASE or not post:
+    if not row.pays_on or not post:
         return [resolve]
     pay_on = TransferSpec(
         id=leg_id(request.id, "pay"),

@@ -3,16 +3,18 @@
 The shape people already trust: transaction code, ``Confirmed.``, amount, counterparty name
 and number, date and time, new balance, transaction cost, and what is left of today's limit.
 
-``RECEIPTS`` is the whole catalogue: one entry per kind of request, one English template per
-party. A new kind (buy goods, deposit, withdrawal) plugs in with one entry; its Kiswahili goes
-into ``translations/sw/LC_MESSAGES/sms.po`` under the same English text.
+``RECEIPTS`` is the whole catalogue: one entry per kind of request (named by its row in
+``payments/kinds.py``, which also says who hears a failure), one English template per party.
+A new kind plugs in with its row and one entry here; its Kiswahili goes into
+``translations/sw/LC_MESSAGES/sms.po`` under the same English text.
 
 Parties: the payer is the ``sender``; the payee is the ``merchant`` or ``agent`` when that is
 their role (falling back to ``recipient``), else the ``recipient``; ``failed`` goes to the payer
 when the ledger refused the request.
 
 Length: a receipt is one SMS segment (160 GSM-7 characters) where it can be; the sender's,
-which carries the most, may take two segments (306), as the real thing does. Names and numbers
+which carries the most, may take two segments (306) for the kinds whose row in
+``payments/kinds.py`` says ``two_segments``, as the real thing does. Names and numbers
 are GSM-7 for the people we register; a name with other characters makes the SMS UCS-2.
 """
 
@@ -25,6 +27,7 @@ from .. import limits
 from ..i18n import t
 from ..ledger import TransferResult
 from ..money import format_amount
+from ..payments import kinds
 from ..users import Role, User, holders
 from ..ussd.gsm7 import shorten
 from .outbox import add_sms
@@ -151,21 +154,6 @@ RECEIPTS: dict[str, dict[str, str]] = {
     },
 }
 
-# Kinds whose sender's receipt may take two SMS segments (306 characters), as the real thing
-# does; every other SMS fits one (160), in every language (tests/test_sms_segments.py).
-TWO_SEGMENTS = frozenset(
-    {
-        "send",
-        "deposit",
-        "withdrawal",
-        "buy_goods",
-        "pay_bill",
-        "send_unregistered",
-        "protected_purchase",
-        "airtime_post",
-    }
-)
-
 # Septets of a person's name in an SMS: the longest name registration takes (20 + 1 + 20) is cut
 # to this, ending in "..", so every one-segment SMS fits with the longest name.
 SMS_NAME_LIMIT = 20
@@ -195,9 +183,6 @@ DISPUTE_FOR_MERCHANT = (
 OPENED_BY_AGENT = (
     "Welcome to Tuma, {first_name}. Agent {agent} opened your account. Dial {code} to choose your PIN."
 )
-
-# Kinds whose refusal is told to the payee, who asked for it (a reversal's hold).
-PAYEE_HEARS_FAILURE = frozenset({"reversal"})
 
 # For a kind whose entry has no ``failed`` template.
 FAILED = "{code} Failed. {reason} Your balance is {balance}."
@@ -244,7 +229,7 @@ class People:
     def spend(self, request) -> int:
         """Count ``request`` (just posted) against its payer's day; what is left, minor units."""
         spent = self._spent.get(request.debit_account_id, 0)
-        if request.kind in limits.COUNTED_KINDS:
+        if request.kind in kinds.COUNTED_KINDS:
             spent += request.amount + request.fee
         self._spent[request.debit_account_id] = spent
         payer = self.get(request.debit_account_id)
@@ -280,8 +265,8 @@ def _hold_days(request) -> int:
     """Days a hold of ``request``'s kind lasts (rounded up), for the receipts that say so."""
     if request.hold_seconds:
         return -(-request.hold_seconds // 86_400)
-    setting = {"send_unregistered": "SUSPENSE_HOLD_SECONDS", "protected_purchase": "PROTECTED_HOLD_SECONDS"}
-    seconds = current_app.config.get(setting.get(request.kind, ""), 0)
+    setting = kinds.spec(request.kind).hold_setting
+    seconds = current_app.config.get(setting, 0) if setting else 0
     return -(-seconds // 86_400)
 
 
@@ -291,7 +276,7 @@ def payee_party(user: User) -> str:
 
 def template(kind: str, party: str) -> str | None:
     """The English template for ``party`` of a ``kind`` request (None: that party gets none)."""
-    entry = RECEIPTS.get(kind, {})
+    entry = RECEIPTS.get(kinds.spec(kind).receipts, {})
     if party == "failed":
         return entry.get("failed", FAILED)
     if party in ("merchant", "agent"):
@@ -331,7 +316,7 @@ def write_posted(session, request, people: People) -> None:
                 balance=money(people.balance(payer)),
                 left_today=money(left),
             )
-    if request.kind == "send_unregistered" and payer is not None and request.reference:
+    if kinds.spec(request.kind).invites and payer is not None and request.reference:
         # The recipient is not on Tuma: no wallet, no language; tell them how to collect it.
         add_sms(
             session,
@@ -362,7 +347,7 @@ def write_posted(session, request, people: People) -> None:
 def write_rejected(session, request, result: TransferResult, people: People) -> None:
     """The payer's failure message (the payee never hears of a refused request). No commit."""
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
-    if request.kind in PAYEE_HEARS_FAILURE:
+    if kinds.spec(request.kind).failure_to == kinds.Side.PAYEE:
         payer, payee = payee, payer
     if payer is None:
         return  # e.g. an operator's float issue: the operator sees the result on the CLI

@@ -1,0 +1,194 @@
+"""The one table of kinds: what each kind of transfer request does, one row per kind.
+
+Every module that treats kinds differently reads it here: the legs a request posts
+(``legs.py``), how a hold resolves and what it becomes when it falls due (``holds.py``), the
+daily and balance limits (``limits.py``), the built-in tariff (``tariffs.py``) and who hears
+which receipt (``sms/receipts.py``). Adding a kind is one row here plus its message templates
+(an entry in ``receipts.RECEIPTS``, its Kiswahili in the sms catalogue) and, if it has a fee,
+its bands in the tariff.
+
+Phases, in the ledger's words: a ``single`` request posts at once; a ``pending`` one holds the
+money (its main leg is a PENDING transfer); a ``post`` or ``void`` request resolves the hold of
+the kind it ``resolves`` (named by ``pending_request_id``). Each pending kind has exactly one
+posting and one voiding kind (tests/test_kinds.py holds the table against the legs).
+
+The stored values (``transfer_requests.kind``) are the ``RequestKind`` values; the derived sets
+below hold those strings, so they compare with a stored kind as they are.
+"""
+
+import enum
+from dataclasses import dataclass
+
+from .models import RequestKind
+
+
+class Phase(enum.StrEnum):
+    SINGLE = "single"  # one posted transfer (with its fee, commission and payee-fee legs)
+    PENDING = "pending"  # a hold: the main leg is a PENDING transfer
+    POST = "post"  # posts the hold it resolves (all of it, or what fits: ``posts_what_fits``)
+    VOID = "void"  # voids the hold it resolves: the money goes back to the hold's payer
+
+
+class Side(enum.StrEnum):
+    PAYER = "payer"  # the request's debit account
+    PAYEE = "payee"  # its credit account
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    kind: RequestKind
+    phase: Phase
+    # For a post or void: the pending kind whose hold it resolves.
+    resolves: RequestKind | None = None
+    # Spends from the payer's daily limit and counts for the velocity rules (amount + fee).
+    # A hold counts when it is made; its post or void is not counted again.
+    counted: bool = False
+    # Posts money into the payee's account, so the payee's balance limit applies (when the
+    # payee is a customer). A hold is not a credit (it is credited when posted), nor is a void
+    # (it only gives back what was held from the payer).
+    credits_payee: bool = False
+    # A post that, when the payee's balance limit has room for only part of the hold, posts
+    # that part and sends the rest back to the payer (none: the hold is voided). A hold must
+    # resolve, so it cannot simply be refused.
+    posts_what_fits: bool = False
+    # Free for the payer in the built-in tariff (no bands).
+    free: bool = False
+    # In the built-in tariff the payee (a merchant) pays a capped percentage.
+    payee_pays: bool = False
+    # For a pending kind: the setting holding how long it is held (seconds), and whether it is
+    # posted or voided when it falls due (None: it never falls due; something else resolves it).
+    hold_setting: str | None = None
+    on_due: Phase | None = None
+    # For a post: the hold was to suspense, and the post pays it on to the account named when
+    # it is released (the newly registered customer), in the same chain.
+    pays_on: bool = False
+    # For a post: charges the payee's fee quoted with the hold (the merchant of a protected
+    # purchase pays it when the money is theirs).
+    payee_fee_on_post: bool = False
+    # The entry of ``sms.receipts.RECEIPTS`` with this kind's templates, one per party that
+    # hears of it ("" means the kind's own value).
+    receipts: str = ""
+    # The sender's receipt may take two SMS segments (306 characters); every other SMS fits one.
+    two_segments: bool = False
+    # Who is told when the ledger refuses the request: the payer, or for a hold the payee asked
+    # for (a reversal) the payee. (A limit's refusal is told to the payer: sms/limit_receipts.py.)
+    failure_to: Side = Side.PAYER
+    # The payer's receipt is followed by an invitation to the unregistered number in
+    # ``reference`` (its language unknown: English).
+    invites: bool = False
+    # The payee waits at an agent's counter: a refusal by their balance limit is told to them too.
+    payee_told_of_balance_refusal: bool = False
+
+    def __post_init__(self):
+        if not self.receipts:
+            object.__setattr__(self, "receipts", self.kind.value)
+
+
+K, P = RequestKind, Phase
+ROWS: tuple[KindSpec, ...] = (
+    KindSpec(K.SEND, P.SINGLE, counted=True, credits_payee=True, two_segments=True),
+    KindSpec(K.FLOAT_ISSUE, P.SINGLE, credits_payee=True, free=True),  # trust deposit -> e-float
+    KindSpec(
+        K.DEPOSIT,  # cash-in: an agent's e-float to a customer
+        P.SINGLE,
+        credits_payee=True,
+        free=True,
+        two_segments=True,
+        payee_told_of_balance_refusal=True,
+    ),
+    KindSpec(K.WITHDRAWAL, P.SINGLE, counted=True, credits_payee=True, two_segments=True),
+    KindSpec(
+        K.BUY_GOODS, P.SINGLE, counted=True, credits_payee=True, free=True, payee_pays=True, two_segments=True
+    ),
+    KindSpec(
+        K.PAY_BILL, P.SINGLE, counted=True, credits_payee=True, free=True, payee_pays=True, two_segments=True
+    ),
+    # Sender -> suspense, for a number not on Tuma yet: paid on when it registers, else back.
+    KindSpec(
+        K.SEND_UNREGISTERED,
+        P.PENDING,
+        counted=True,
+        hold_setting="SUSPENSE_HOLD_SECONDS",
+        on_due=P.VOID,
+        two_segments=True,
+        invites=True,
+    ),
+    KindSpec(
+        K.SUSPENSE_RELEASE,
+        P.POST,
+        resolves=K.SEND_UNREGISTERED,
+        credits_payee=True,
+        posts_what_fits=True,
+        pays_on=True,
+    ),
+    KindSpec(K.SUSPENSE_REFUND, P.VOID, resolves=K.SEND_UNREGISTERED),
+    # Buyer -> merchant, held until delivery is confirmed (or it falls due: the merchant is paid).
+    KindSpec(
+        K.PROTECTED_PURCHASE,
+        P.PENDING,
+        counted=True,
+        hold_setting="PROTECTED_HOLD_SECONDS",
+        on_due=P.POST,
+        two_segments=True,
+    ),
+    KindSpec(
+        K.PROTECTED_RELEASE,
+        P.POST,
+        resolves=K.PROTECTED_PURCHASE,
+        credits_payee=True,
+        posts_what_fits=True,
+        payee_fee_on_post=True,
+    ),
+    KindSpec(K.PROTECTED_REFUND, P.VOID, resolves=K.PROTECTED_PURCHASE),  # a dispute decided for the buyer
+    # The recipient of a wrong send -> its sender, held until the recipient or the operator
+    # decides (falling due: the recipient keeps the money). The sender asked for it.
+    KindSpec(
+        K.REVERSAL, P.PENDING, hold_setting="REVERSAL_HOLD_SECONDS", on_due=P.VOID, failure_to=Side.PAYEE
+    ),
+    KindSpec(K.REVERSAL_POST, P.POST, resolves=K.REVERSAL, credits_payee=True, posts_what_fits=True),
+    KindSpec(K.REVERSAL_VOID, P.VOID, resolves=K.REVERSAL),
+    # Customer -> airtime clearing, held while Africa's Talking sends it; its answer resolves it.
+    KindSpec(K.AIRTIME, P.PENDING, counted=True),
+    KindSpec(K.AIRTIME_POST, P.POST, resolves=K.AIRTIME, credits_payee=True, two_segments=True),
+    KindSpec(K.AIRTIME_VOID, P.VOID, resolves=K.AIRTIME),
+)
+del K, P
+
+KINDS: dict[RequestKind, KindSpec] = {row.kind: row for row in ROWS}
+
+
+def spec(kind: str) -> KindSpec:
+    """The row of ``kind`` (a RequestKind or its stored value); KeyError for an unknown kind."""
+    return KINDS[kind]
+
+
+def resolution(hold_kind: str, phase: Phase) -> RequestKind:
+    """The kind that posts (``Phase.POST``) or voids (``Phase.VOID``) a hold of ``hold_kind``."""
+    for row in ROWS:
+        if row.resolves == hold_kind and row.phase == phase:
+            return row.kind
+    raise KeyError(f"no {phase} kind resolves {hold_kind}")
+
+
+def on_due(hold_kind: str) -> RequestKind:
+    """What a hold of ``hold_kind`` becomes when it falls due; KeyError if it never does."""
+    phase = spec(hold_kind).on_due
+    if phase is None:
+        raise KeyError(f"{hold_kind} never falls due")
+    return resolution(hold_kind, phase)
+
+
+def _values(test) -> frozenset[str]:
+    return frozenset(row.kind.value for row in ROWS if test(row))
+
+
+HOLD_KINDS = _values(lambda row: row.phase == Phase.PENDING)
+POSTING_KINDS = _values(lambda row: row.phase == Phase.POST)
+VOIDING_KINDS = _values(lambda row: row.phase == Phase.VOID)
+COUNTED_KINDS = _values(lambda row: row.counted)
+CREDITED_KINDS = _values(lambda row: row.credits_payee)
+POSTS_WHAT_FITS = _values(lambda row: row.posts_what_fits)
+FREE_KINDS = _values(lambda row: row.free)
+PAYEE_PAYS_KINDS = _values(lambda row: row.payee_pays)
+# RECEIPTS entries whose sender's receipt may take two segments.
+TWO_SEGMENTS = frozenset(row.receipts for row in ROWS if row.two_segments)
