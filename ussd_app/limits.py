@@ -343,6 +343,36 @@ HELD = (
     "{code} On hold: {amount} to {name} {phone} waits for a security check. We will SMS the "
     "decision. Nothing has left your account."
 )
+# The same, for kinds whose payee is not a person on Tuma, or who waits at a counter
+# (Kiswahili: translations/sw/LC_MESSAGES/sms-limits-fixc.po). {phone} of the first two is the
+# number topped up or invited (the request's reference).
+HELD_AIRTIME = (
+    "{code} On hold: {amount} of airtime for {phone} waits for a security check. We will SMS the "
+    "decision. Nothing has left your account."
+)
+HELD_TO_NUMBER = (
+    "{code} On hold: {amount} to {phone} waits for a security check. We will SMS the decision. "
+    "Nothing has left your account."
+)
+# A withdrawal at the counter: the customer's screen promised cash "when you receive the SMS",
+# so neither side may read this as the go-ahead; the agent waits for the "Confirmed" SMS.
+HELD_WITHDRAWAL = (
+    "{code} On hold: withdrawal of {amount} at agent {name} waits for a security check. "
+    "Take no cash until we SMS the decision."
+)
+HELD_AGENT = (
+    "{code} On hold: {name} {phone} withdrawing {amount} waits for a security check. "
+    "Pay out no cash until a Confirmed SMS."
+)
+STOPPED_AGENT = (
+    "{code} Withdrawal of {amount} by {name} {phone} was stopped by a security check. "
+    "Do not pay out any cash."
+)
+HELD_BY_KIND = {
+    RequestKind.AIRTIME.value: HELD_AIRTIME,
+    RequestKind.SEND_UNREGISTERED.value: HELD_TO_NUMBER,
+    RequestKind.WITHDRAWAL.value: HELD_WITHDRAWAL,
+}
 
 
 def write_refusal(session, request, refusal: Refusal, people) -> None:
@@ -357,9 +387,16 @@ def write_refusal(session, request, refusal: Refusal, people) -> None:
     fields = dict(
         **common, **counterparty, limit=receipts.money(refusal.limit), excess=receipts.money(refusal.excess)
     )
+    if request.kind in (RequestKind.AIRTIME.value, RequestKind.SEND_UNREGISTERED.value):
+        fields["phone"] = request.reference or ""  # the number topped up or invited
+    withdrawal = request.kind == RequestKind.WITHDRAWAL.value and payee is not None
     if refusal.hold:
-        receipts._write(session, payer, HELD, request, **fields)
+        receipts._write(session, payer, HELD_BY_KIND.get(request.kind, HELD), request, **fields)
+        if withdrawal:  # the agent at the counter waits too
+            receipts._write(session, payee, HELD_AGENT, request, **common, **receipts._counterparty(payer))
         return
+    if withdrawal and refusal.result == Result.REVIEW_REFUSED:  # the agent was told to wait
+        receipts._write(session, payee, STOPPED_AGENT, request, **common, **receipts._counterparty(payer))
     if refusal.result == Result.BALANCE and request.kind == RequestKind.DEPOSIT.value and payee is not None:
         # The customer waits at the counter with cash handed over: they must hear it too.
         receipts._write(
