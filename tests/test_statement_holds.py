@@ -157,3 +157,65 @@ def test_refused_airtime_is_a_plus_line_in_kiswahili_too(client, juma, gateway):
     assert ends(lines, transaction_code(holds.resolution_id(refused.id))) == [
         "+KES 60.00 +254799000222 (imerudishwa)"
     ]
+
+
+AMINA = "+254712000222"
+
+
+@pytest.fixture
+def wrong_send(juma):
+    """Juma sent KES 500 to Amina by mistake, and asked for it back (a reversal hold)."""
+    from tests.ussd_helpers import person
+    from ussd_app.payments.submit import mint_request_id, record_request
+
+    amina = person(AMINA, "Amina Hassan", pin="9753").account_id
+    sent = record_request(
+        db.session,
+        request_id=mint_request_id(),
+        kind=RequestKind.SEND.value,
+        debit_account_id=juma,
+        credit_account_id=amina,
+        amount=500_00,
+        fee=quote("send", 500_00),
+    )
+    db.session.commit()
+    assert jobs.execute_transfers() == 1
+    return sent.code
+
+
+def reverse(client, code: str):
+    phone = Phone(client, "0712000111")
+    phone.walk("2", "5", code, "1")
+    assert phone.send(PIN).startswith("END Reversal of")
+    assert jobs.execute_transfers() == 1
+    return the_request(RequestKind.REVERSAL)
+
+
+def amina_decides(client, choice: str):
+    phone = Phone(client, "0712000222")
+    phone.walk("3", "1", choice)
+    assert phone.send("9753").startswith("END ")
+    assert jobs.execute_transfers() == 1
+
+
+def test_a_reversal_agreed_is_one_line_each_side(client, wrong_send):
+    hold = reverse(client, wrong_send)
+    assert ends(statement(client, AMINA, "9753"), hold.code) == ["-KES 500.00 Juma Otieno (held)"]
+    assert ends(statement(client), hold.code) == ["+KES 500.00 Amina Hassan (held)"]
+    amina_decides(client, "1")
+    release = transaction_code(holds.resolution_id(hold.id))
+    amina = statement(client, AMINA, "9753")
+    assert ends(amina, hold.code) == ["-KES 500.00 Juma Otieno"] and ends(amina, release) == []
+    juma = statement(client)
+    assert ends(juma, hold.code) == [] and ends(juma, release) == ["+KES 500.00 Amina Hassan"]
+
+
+def test_a_reversal_refused_comes_back_to_the_recipient(client, wrong_send):
+    hold = reverse(client, wrong_send)
+    amina_decides(client, "2")
+    void = transaction_code(holds.resolution_id(hold.id))
+    amina = statement(client, AMINA, "9753")
+    assert ends(amina, hold.code) == ["-KES 500.00 Juma Otieno"]
+    assert ends(amina, void) == ["+KES 500.00 Juma Otieno (returned)"]
+    juma = statement(client)  # nothing of Juma's moved: no line for the hold or its void
+    assert ends(juma, hold.code) == [] and ends(juma, void) == []
