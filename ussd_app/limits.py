@@ -37,7 +37,7 @@ from .database import among, is_postgres
 from .ledger.models import Account
 from .money import to_minor
 from .payments import kinds
-from .payments.models import RequestStatus, TransferRequest
+from .payments.models import RequestKind, RequestStatus, TransferRequest
 
 RELEASED = "review_released"  # the result an operator's release leaves on a request
 
@@ -245,8 +245,7 @@ def sent_last_hour(session, account_ids, now: datetime) -> dict[int, tuple[int, 
 
 def _locked_businesses(session, account_ids) -> set[int]:
     """The accounts among ``account_ids`` of an agent or merchant an operator has locked."""
-    from .users import Role, User
-    from .ussd.pin_guard import OPERATOR_LOCK_UNTIL
+    from .users import OPERATOR_LOCK_UNTIL, Role, User
 
     ids = [a for a in account_ids if a is not None]
     if not ids:
@@ -336,6 +335,37 @@ HELD = (
     "{code} On hold: {amount} to {name} {phone} waits for a security check. We will SMS the "
     "decision. Nothing has left your account."
 )
+# The same, for kinds whose payee is not a person on Tuma, or who waits at a counter
+# (Kiswahili: translations/sw/LC_MESSAGES/sms-limits-fixc.po). {phone} of the first two is the
+# number topped up or invited (the request's reference).
+HELD_AIRTIME = (
+    "{code} On hold: {amount} of airtime for {phone} waits for a security check. We will SMS the "
+    "decision. Nothing has left your account."
+)
+HELD_TO_NUMBER = (
+    "{code} On hold: {amount} to {phone} waits for a security check. We will SMS the decision. "
+    "Nothing has left your account."
+)
+# A withdrawal at the counter: the customer's screen promised cash "when you receive the SMS",
+# so neither side may read this as the go-ahead; the agent waits for the "Confirmed" SMS.
+HELD_WITHDRAWAL = (
+    "{code} On hold: withdrawal of {amount} at agent {name} waits for a security check. "
+    "Take no cash until we SMS the decision."
+)
+HELD_AGENT = (
+    "{code} On hold: {name} {phone} withdrawing {amount} waits for a security check. "
+    "Pay out no cash until a Confirmed SMS."
+)
+STOPPED_AGENT = (
+    "{code} Withdrawal of {amount} by {name} {phone} was stopped by a security check. "
+    "Do not pay out any cash."
+)
+HELD_BY_KIND = {
+    RequestKind.AIRTIME.value: HELD_AIRTIME,
+    RequestKind.SEND_UNREGISTERED.value: HELD_TO_NUMBER,
+    RequestKind.WITHDRAWAL.value: HELD_WITHDRAWAL,
+}
+
 # A hold its payee's balance limit sent back, in part (PART) or whole (ALL), for each side
 # (Kiswahili: translations/sw/LC_MESSAGES/sms-trust-limits.po). {amount} is what arrived,
 # {sent} the whole hold, {returned} the rest; the payer of a suspense release is its sender.

@@ -11,6 +11,10 @@ from .database import among
 from .extensions import db
 from .ledger import Account, AccountKind, open_account
 
+# An operator's lock (``User.locked_until``): a time no PIN-tries lock reaches, so it never runs
+# out, and only an operator lifts it (``ussd.pin_guard``).
+OPERATOR_LOCK_UNTIL = datetime(9999, 12, 31)
+
 
 class Role(enum.StrEnum):
     CUSTOMER = "customer"

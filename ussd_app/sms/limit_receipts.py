@@ -2,12 +2,13 @@
 held for review, or a hold posted only in part (or voided) because of its payee's balance limit.
 
 The limits decide (a ``Refusal``); this module tells the people concerned, in their language,
-through the outbox, in the caller's transaction. The templates are ``limits``' (HELD,
+through the outbox, in the caller's transaction. The templates are ``limits``' (HELD and the rest,
 RETURNED_*, DEPOSIT_REFUSED) and ``receipts``' (REASONS, the kinds' ``failed`` entries).
 """
 
 from .. import limits
 from ..payments import kinds
+from ..payments.models import RequestKind
 from . import receipts
 
 
@@ -21,9 +22,20 @@ def write_refusal(session, request, refusal: limits.Refusal, people) -> None:
     fields = dict(
         **common, **counterparty, limit=receipts.money(refusal.limit), excess=receipts.money(refusal.excess)
     )
+    if request.kind in (RequestKind.AIRTIME.value, RequestKind.SEND_UNREGISTERED.value):
+        fields["phone"] = request.reference or ""  # the number topped up or invited
+    withdrawal = request.kind == RequestKind.WITHDRAWAL.value and payee is not None
     if refusal.hold:
-        receipts._write(session, payer, limits.HELD, request, **fields)
+        receipts._write(session, payer, limits.HELD_BY_KIND.get(request.kind, limits.HELD), request, **fields)
+        if withdrawal:  # the agent at the counter waits too
+            receipts._write(
+                session, payee, limits.HELD_AGENT, request, **common, **receipts._counterparty(payer)
+            )
         return
+    if withdrawal and refusal.result == limits.Result.REVIEW_REFUSED:  # the agent was told to wait
+        receipts._write(
+            session, payee, limits.STOPPED_AGENT, request, **common, **receipts._counterparty(payer)
+        )
     told = kinds.spec(request.kind).payee_told_of_balance_refusal
     if refusal.result == limits.Result.BALANCE and told and payee is not None:
         # The customer waits at the counter with cash handed over (a deposit): they must hear it too.

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from flask import current_app
 
 from .. import pins
-from ..users import User
+from ..users import OPERATOR_LOCK_UNTIL, User
 
 # SMS to the holder (Kiswahili in translations/sw/LC_MESSAGES/sms-trust-messages.po).
 LOCKED_SMS = (
@@ -28,8 +28,6 @@ UNLOCKED_BY_AGENT_SMS = (
     "Tuma: your PIN was unlocked by agent {agent} {agent_phone} on {date} at {time}. "
     "Not you? Call customer care now."
 )
-# An operator's lock: a lock that never runs out until an operator lifts it.
-OPERATOR_LOCK_UNTIL = datetime(9999, 12, 31)
 
 CHANGED_SMS = "Tuma: your PIN was changed on {date} at {time}. Not you? Call customer care now."
 

@@ -6,8 +6,7 @@ from sqlalchemy import func, or_, select
 
 from ... import phones
 from ...extensions import db
-from ...users import User
-from ...ussd.pin_guard import OPERATOR_LOCK_UNTIL
+from ...users import OPERATOR_LOCK_UNTIL, User
 from .. import bp, current_operator, login_required, seams
 from ..models import utcnow
 from .common import PAGE, _text, audit, money

@@ -10,7 +10,7 @@ from ... import pins
 from ...extensions import db
 from ...i18n import t
 from ...ledger.models import Transfer
-from ...payments.models import HoldState, TransferRequest
+from ...payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
 from ...sms.outbox import add_sms
 from ...users import User
 from .. import gsm7, pin_guard
@@ -27,47 +27,129 @@ def show_balance(ctx) -> str:
 
 
 def statement_lines(session, user, lang: str) -> list[str]:
-    """The last transfers of ``user``'s wallet, newest first, one short line each:
-    "21/11 JX4K2M9QPA -KES 1,000.00 Juma Otieno" (fees are counted in the amount)."""
+    """The last movements of ``user``'s available balance, newest first, one short line each:
+    "21/11 JX4K2M9QPA -KES 1,000.00 Juma Otieno" (fees are counted in the amount).
+
+    A hold (payments/holds.py) is one line: its payer's money left when it was held, so the
+    line stays where the hold is, "(held)" while it is, and names who finally got it; the
+    posting that resolves it is not a second debit. What came back (a void, or the part a
+    balance limit returned) is a "+" line "(returned)". Its payee sees "(held)" while it is
+    held, then the posting's line; a void moved nothing of theirs and has no line."""
     account_id = user.account_id
     rows = session.execute(
         select(Transfer.user_data, Transfer.created_at)
         .where(or_(Transfer.debit_account_id == account_id, Transfer.credit_account_id == account_id))
         .where(Transfer.user_data.is_not(None))
         .order_by(Transfer.created_at.desc(), Transfer.id.desc())
-        .limit(STATEMENT_SIZE * 4)
+        .limit(STATEMENT_SIZE * 8)
     ).all()
     newest: dict[str, int] = {}
     for request_id, created_at in rows:
         newest.setdefault(request_id, created_at)
-    ids = list(newest)[:STATEMENT_SIZE]
     requests = {
-        r.id: r for r in session.execute(select(TransferRequest).where(TransferRequest.id.in_(ids))).scalars()
+        r.id: r
+        for r in session.execute(
+            select(TransferRequest).where(TransferRequest.id.in_(list(newest)))
+        ).scalars()
     }
-    others = {r.debit_account_id for r in requests.values()} | {
-        r.credit_account_id for r in requests.values()
+    # Each hold and the (one, posted) request that resolved it, whichever of them is listed.
+    hold_ids = {r.pending_request_id for r in requests.values() if r.pending_request_id} | {
+        r.id for r in requests.values() if r.hold_state is not None
     }
+    holds = {
+        r.id: r
+        for r in session.execute(select(TransferRequest).where(TransferRequest.id.in_(hold_ids))).scalars()
+    }
+    resolved = {
+        r.pending_request_id: r
+        for r in session.execute(
+            select(TransferRequest).where(
+                TransferRequest.pending_request_id.in_(hold_ids),
+                TransferRequest.status == RequestStatus.POSTED.value,
+            )
+        ).scalars()
+    }
+    everyone = [*requests.values(), *holds.values(), *resolved.values()]
+    others = {r.debit_account_id for r in everyone} | {r.credit_account_id for r in everyone}
     people = {
         u.account_id: u for u in session.execute(select(User).where(User.account_id.in_(others))).scalars()
     }
     tz = ZoneInfo(current_app.config.get("TIMEZONE", "Africa/Nairobi"))
+
+    def name(request, account: int) -> str:
+        other = people.get(account)
+        if other is not None:
+            return gsm7.shorten(other.name, 16)
+        if request.kind in NUMBER_KINDS and request.reference:  # the number topped up or invited
+            return request.reference
+        return t(lang, "Tuma")
+
     lines = []
-    for request_id in ids:
+    for request_id in newest:
         request = requests.get(request_id)  # nosec B113  # a dict of transfer requests, not HTTP
         if request is None:
             continue
+        line = _line(request, account_id, holds, resolved, name)
+        if line is None:
+            continue
+        sign, amount, who, marker = line
         when = datetime.fromtimestamp(newest[request_id] / 1_000_000, UTC).astimezone(tz)
-        outgoing = request.debit_account_id == account_id
-        # The payer's fee adds to what went out; a merchant's own fee comes off what came in.
-        amount = request.amount + request.fee if outgoing else request.amount - (request.payee_fee or 0)
-        other = people.get(request.credit_account_id if outgoing else request.debit_account_id)
-        who = gsm7.shorten(other.name, 16) if other else t(lang, "Tuma")
-        sign = "-" if outgoing else "+"
-        # Money in escrow has not arrived (or is not final) yet: say so on its line.
-        held = request.hold_state in (HoldState.HELD.value, HoldState.DISPUTED.value)
-        suffix = " " + t(lang, "(held)") if held else ""
+        suffix = " " + t(lang, marker) if marker else ""
         lines.append(f"{when:%d/%m} {request.code} {sign}{common.money(amount)} {who}{suffix}")
+        if len(lines) == STATEMENT_SIZE:
+            break
     return lines
+
+
+# Holds whose payee is a house account: the line names the number instead.
+NUMBER_KINDS = frozenset({RequestKind.SEND_UNREGISTERED.value, RequestKind.AIRTIME.value})
+POSTING_KINDS = frozenset(
+    k.value
+    for k in (
+        RequestKind.SUSPENSE_RELEASE,
+        RequestKind.PROTECTED_RELEASE,
+        RequestKind.REVERSAL_POST,
+        RequestKind.AIRTIME_POST,
+    )
+)
+STILL_HELD = (HoldState.HELD.value, HoldState.DISPUTED.value, HoldState.SENDING.value)
+
+
+def _line(request, account_id: int, holds: dict, resolved: dict, name):
+    """(sign, amount, who, marker) of ``request``'s line for ``account_id``, or None."""
+    if request.hold_state is not None:  # a hold
+        resolution = resolved.get(request.id)
+        if request.debit_account_id == account_id:
+            # What left, once; named after who finally got it (a newcomer, for a send held
+            # for their number).
+            payee = request.credit_account_id
+            if resolution is not None and resolution.kind in POSTING_KINDS and resolution.amount:
+                payee = resolution.credit_account_id
+            marker = N_("(held)") if request.hold_state in STILL_HELD else None
+            return "-", request.amount + request.fee, name(request, payee), marker
+        if request.hold_state in STILL_HELD:  # its payee: not theirs yet
+            return "+", request.amount, name(request, request.debit_account_id), N_("(held)")
+        return None  # resolved: the resolution's line says what arrived, if anything
+    hold = holds.get(request.pending_request_id) if request.pending_request_id else None
+    if hold is not None:  # a post or void of a hold
+        posted = request.amount if request.kind in POSTING_KINDS else 0
+        if hold.debit_account_id == account_id:  # the hold's payer: only what came back
+            back = hold.amount - posted
+            if back <= 0:
+                return None
+            payee = request.credit_account_id if posted else hold.credit_account_id
+            return "+", back, name(hold, payee), N_("(returned)")
+        if hold.credit_account_id == account_id and not posted:
+            return None  # a void of a hold for this payee: nothing of theirs moved
+    outgoing = request.debit_account_id == account_id
+    # The payer's fee adds to what went out; a merchant's own fee comes off what came in.
+    amount = request.amount + request.fee if outgoing else request.amount - (request.payee_fee or 0)
+    return (
+        ("-" if outgoing else "+"),
+        amount,
+        name(request, request.credit_account_id if outgoing else request.debit_account_id),
+        None,
+    )
 
 
 def mini_statement(ctx) -> str:
