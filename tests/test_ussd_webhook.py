@@ -53,10 +53,6 @@ def test_missing_or_malformed_fields_end_cleanly(client, fields):
     assert response.get_data(as_text=True) == "END Sorry, this request could not be read. Please dial again."
 
 
-def test_only_post_is_accepted(client):
-    assert client.get("/ussd").status_code == 405
-
-
 def test_a_session_belongs_to_one_phone(client, juma):
     phone = Phone(client, "0712000111", session_id="shared")
     phone.dial()
