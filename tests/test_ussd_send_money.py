@@ -4,23 +4,12 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.helpers import fund
-from tests.ussd_helpers import Phone, available, options, person, screen
+from tests.ussd_helpers import CUSTOMER_MENU, Phone, available, options, person, screen
 from ussd_app.extensions import db
 from ussd_app.payments.models import TransferRequest
 from ussd_app.ussd import sessions
 from worker.jobs import execute_transfers
 
-CUSTOMER_MENU = {
-    "1": "Send money",
-    "2": "My account",
-    "3": "My approvals",
-    "4": "Withdraw cash",
-    "5": "Buy goods",
-    "6": "Pay bill",
-    "7": "Buy airtime",
-    "8": "Request money",
-    "9": "My requests",
-}
 PIN = "8642"
 
 

@@ -9,6 +9,19 @@ from ussd_app.users import create_user
 _sessions = itertools.count(1)
 SERVICE_CODE = "*384*7#"
 
+# The home menu a registered customer sees, as ``options`` reads it.
+CUSTOMER_MENU = {
+    "1": "Send money",
+    "2": "My account",
+    "3": "My approvals",
+    "4": "Withdraw cash",
+    "5": "Buy goods",
+    "6": "Pay bill",
+    "7": "Buy airtime",
+    "8": "Request money",
+    "9": "My requests",
+}
+
 
 class Phone:
     """One USSD session from ``number``. ``send`` types an input; the gateway joins all inputs
