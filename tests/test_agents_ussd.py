@@ -21,16 +21,16 @@ FLOAT = 100_000_00  # KES 100,000
 
 
 @pytest.fixture
-def agent(app):
-    user = person("+254700000101", "Ali Agent", pin=AGENT_PIN, role="agent")
-    issue_float(db.session, user, FLOAT, "BANK-1")
+def agent(agent):
+    """The cast's agent with KES 100,000 of float."""
+    issue_float(db.session, agent, FLOAT, "BANK-1")
     db.session.commit()
-    return user.account_id
+    return agent.account_id
 
 
 @pytest.fixture
-def juma(app):
-    return person("+254712000111", "Juma Otieno", pin=PIN).account_id
+def juma(customer):
+    return customer.account_id
 
 
 def sms_to(phone: str) -> list[str]:

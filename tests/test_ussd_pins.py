@@ -22,11 +22,10 @@ LOCKED = "END Your PIN is locked after too many wrong tries. Ask an agent or cus
 
 
 @pytest.fixture
-def juma(app):
-    user = person("+254712000111", "Juma Otieno", pin=PIN)
-    person("+254712000222", "Wanjiru Kamau", pin="9753")
-    fund(user.account_id, 500_000)
-    return user
+def juma(customer, second_customer):
+    """The cast's customer with KES 5,000, and someone to send to."""
+    fund(customer.account_id, 500_000)
+    return customer
 
 
 def at_send_pin(client) -> Phone:

@@ -14,15 +14,14 @@ PIN = "8642"
 
 
 @pytest.fixture
-def juma(app):
-    user = person("+254712000111", "Juma Otieno", pin=PIN)
-    fund(user.account_id, 500_000)  # KES 5,000
-    return user
+def juma(customer):
+    fund(customer.account_id, 500_000)  # KES 5,000
+    return customer
 
 
 @pytest.fixture
-def wanjiru(app):
-    return person("+254712000222", "Wanjiru Kamau", pin="9753")
+def wanjiru(second_customer):
+    return second_customer
 
 
 def requests_count() -> int:

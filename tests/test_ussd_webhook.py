@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.helpers import fund
-from tests.ussd_helpers import CUSTOMER_MENU, Phone, options, person, screen
+from tests.ussd_helpers import CUSTOMER_MENU, Phone, options, screen
 from ussd_app.extensions import db
 from ussd_app.ussd.models import UssdEvent
 
@@ -12,11 +12,10 @@ PIN = "8642"
 
 
 @pytest.fixture
-def juma(app):
-    user = person("+254712000111", "Juma Otieno", pin=PIN)
-    person("+254712000222", "Wanjiru Kamau", pin="9753")
-    fund(user.account_id, 500_000)
-    return user
+def juma(customer, second_customer):
+    """The cast's customer with KES 5,000, and someone to send to."""
+    fund(customer.account_id, 500_000)
+    return customer
 
 
 def post(client, **fields):
