@@ -111,19 +111,19 @@ LARGE_TYPED, SMALL_TYPED = "20000", "500"  # as typed, in KES; the threshold is 
 
 
 @pytest.fixture
-def people(app):
-    """Juma (KES 100,000), a customer to send to, an agent, a till and a pay-bill number."""
-    juma = person(JUMA, "Juma Otieno", pin=PIN)
-    fund(juma.account_id, 100_000_00)
-    person("+254712000222", "Wanjiru Kamau", pin="9753")
-    person("+254700000101", "Ali Agent", pin="1111", role="agent")
-    for phone, name, number, paybill in (
-        ("+254700000002", "Mama Mboga", "123456", False),
-        ("+254700000003", "Kisumu Water", "888880", True),
-    ):
-        create_user(
-            db.session, phone=phone, name=name, role="merchant", pin="2222", till=number, paybill=paybill
-        )
+def people(customer, second_customer, agent, merchant):
+    """The cast (Juma with KES 100,000, Wanjiru to send to, the agent, the till) and a pay-bill
+    number."""
+    fund(customer.account_id, 100_000_00)
+    create_user(
+        db.session,
+        phone="+254700000003",
+        name="Kisumu Water",
+        role="merchant",
+        pin="2222",
+        till="888880",
+        paybill=True,
+    )
     db.session.commit()
 
 
