@@ -156,8 +156,9 @@ def test_customer_withdrawal_pays_fee_and_commission_as_linked_legs(client, agen
     assert f"{request.code} +KES 1,000.00 Juma Otieno" in statement
 
 
-def test_withdrawal_refuses_non_agents_small_amounts_and_more_than_the_balance(client, agent, juma):
-    person("+254712000222", "Wanjiru Kamau", pin="9753")
+def test_withdrawal_refuses_non_agents_small_amounts_and_more_than_the_balance(
+    client, agent, juma, second_customer
+):
     phone = Phone(client, "0712000111")
     assert phone.walk("4", "0712000222") == (
         "CON +254712000222 is not a Tuma agent.\nWithdraw cash\nEnter the agent's phone number"
