@@ -18,8 +18,9 @@ import time
 import pytest
 import requests
 
+from tests.helpers import wait_for
 from tests.ops_helpers import closed_port
-from tests.worker_helpers import ROOT, finish, start_worker, wait_for, worker_env
+from tests.worker_helpers import ROOT, finish, start_worker, worker_env
 
 CHROMIUM = os.environ.get("TUMA_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("TUMA_CHROMEDRIVER", "/usr/bin/chromedriver")

@@ -14,6 +14,7 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import text
 
+from tests import ussd_helpers
 from ussd_app import create_app
 from ussd_app.config import database_url
 from ussd_app.extensions import db
@@ -183,3 +184,31 @@ def backend_app(request):
 @pytest.fixture
 def redis(app) -> redis_lib.Redis:
     return app.extensions["redis"]
+
+
+# One cast for every test: registered people with their PINs and no money (a test funds whom it
+# needs). Who they are is in tests/ussd_helpers.py (CUSTOMER, SECOND_CUSTOMER, AGENT, MERCHANT).
+
+
+@pytest.fixture
+def customer(app):
+    """Juma Otieno, +254712000111, PIN 8642."""
+    return ussd_helpers.person(**ussd_helpers.CUSTOMER)
+
+
+@pytest.fixture
+def second_customer(app):
+    """Wanjiru Kamau, +254712000222, PIN 9753."""
+    return ussd_helpers.person(**ussd_helpers.SECOND_CUSTOMER)
+
+
+@pytest.fixture
+def agent(app):
+    """Ali Agent, +254700000101, PIN 1111, no float."""
+    return ussd_helpers.person(**ussd_helpers.AGENT)
+
+
+@pytest.fixture
+def merchant(app):
+    """Mama Mboga, till 123456 on +254700000002, PIN 2222."""
+    return ussd_helpers.person(**ussd_helpers.MERCHANT)

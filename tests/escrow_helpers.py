@@ -4,7 +4,7 @@ import threading
 
 from sqlalchemy import func, select
 
-from tests.ussd_helpers import person
+from tests.ussd_helpers import AGENT, CUSTOMER, MERCHANT, person
 from ussd_app.database import db_clock_us
 from ussd_app.extensions import db
 from ussd_app.ledger import Account, AccountKind, Transfer, house_account
@@ -21,8 +21,9 @@ FUNDS = 10_000_00
 DAY_US = 24 * 3600 * 1_000_000
 
 
-def funded_customer(phone="+254712000111", name="Juma Otieno") -> int:
-    agent = person("+254700000101", "Ali Agent", pin="1111", role="agent")
+def funded_customer(phone=CUSTOMER["phone"], name=CUSTOMER["name"]) -> int:
+    """A customer (the cast's, unless told) with KES 10,000 cashed in at the cast's agent."""
+    agent = person(**AGENT)
     issue_float(db.session, agent, FUNDS, "BANK-1")
     customer = person(phone, name, pin=PIN)
     record_request(
@@ -38,8 +39,8 @@ def funded_customer(phone="+254712000111", name="Juma Otieno") -> int:
     return customer.account_id
 
 
-def merchant(phone="+254700000002", name="Mama Mboga", till="123456") -> int:
-    user = create_user(db.session, phone=phone, name=name, role="merchant", pin="2222", till=till)
+def merchant(phone=MERCHANT["phone"], name=MERCHANT["name"], till=MERCHANT["till"]) -> int:
+    user = create_user(db.session, phone=phone, name=name, role="merchant", pin=MERCHANT["pin"], till=till)
     db.session.commit()
     return user.account_id
 

@@ -1,5 +1,7 @@
 """Small builders shared by tests (not fixtures: plain functions with obvious arguments)."""
 
+import time
+
 from ussd_app.extensions import db
 from ussd_app.ledger import AccountKind, TransferFlags, TransferSpec, create_transfers, open_account
 
@@ -23,3 +25,15 @@ def fund(account_id: int, amount: int, transfer_id: str | None = None) -> None:
 
 def spec(id, debit, credit, amount, *, pending_id=None, timeout=0, flags=TransferFlags.NONE, code="test"):
     return TransferSpec(id, debit, credit, amount, code, pending_id=pending_id, timeout=timeout, flags=flags)
+
+
+def wait_for(condition, timeout=30.0, interval=0.02, message="condition"):
+    """Poll ``condition`` until it is truthy and return its value; fail after ``timeout`` seconds
+    (a bound for a stuck test, never a timed assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}")

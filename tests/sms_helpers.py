@@ -4,7 +4,6 @@ The gateway is the real local stand-in for Africa's Talking (ussd_app/sms/gatewa
 real port; the app's AT_API_URL points the real africastalking SDK at it.
 """
 
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -85,14 +84,3 @@ def outbox(**where):
     rows = list(db.session.execute(query).scalars())
     db.session.commit()  # release SQLite's lock: senders in other threads/processes need it
     return rows
-
-
-def wait_for(condition, timeout=15.0, interval=0.02, message="condition"):
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {message}")

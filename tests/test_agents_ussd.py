@@ -21,16 +21,16 @@ FLOAT = 100_000_00  # KES 100,000
 
 
 @pytest.fixture
-def agent(app):
-    user = person("+254700000101", "Ali Agent", pin=AGENT_PIN, role="agent")
-    issue_float(db.session, user, FLOAT, "BANK-1")
+def agent(agent):
+    """The cast's agent with KES 100,000 of float."""
+    issue_float(db.session, agent, FLOAT, "BANK-1")
     db.session.commit()
-    return user.account_id
+    return agent.account_id
 
 
 @pytest.fixture
-def juma(app):
-    return person("+254712000111", "Juma Otieno", pin=PIN).account_id
+def juma(customer):
+    return customer.account_id
 
 
 def sms_to(phone: str) -> list[str]:
@@ -156,8 +156,9 @@ def test_customer_withdrawal_pays_fee_and_commission_as_linked_legs(client, agen
     assert f"{request.code} +KES 1,000.00 Juma Otieno" in statement
 
 
-def test_withdrawal_refuses_non_agents_small_amounts_and_more_than_the_balance(client, agent, juma):
-    person("+254712000222", "Wanjiru Kamau", pin="9753")
+def test_withdrawal_refuses_non_agents_small_amounts_and_more_than_the_balance(
+    client, agent, juma, second_customer
+):
     phone = Phone(client, "0712000111")
     assert phone.walk("4", "0712000222") == (
         "CON +254712000222 is not a Tuma agent.\nWithdraw cash\nEnter the agent's phone number"

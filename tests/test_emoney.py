@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from tests.admin_helpers import csrf_token, login, operator, post
-from tests.sms_helpers import wait_for
+from tests.helpers import wait_for
 from tests.ussd_helpers import available, person
 from tests.worker_helpers import ROOT, worker_env
 from ussd_app.cli import run_check

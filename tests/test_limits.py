@@ -9,7 +9,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from tests.conftest import PG_URL
-from tests.sms_helpers import agent_with_float, execute, outbox, person, send, wait_for
+from tests.helpers import wait_for
+from tests.sms_helpers import agent_with_float, execute, outbox, person, send
 from ussd_app import limits
 from ussd_app.admin.models import AuditEntry
 from ussd_app.extensions import db

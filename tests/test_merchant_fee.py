@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from tests.escrow_helpers import house, later, sms_to
 from tests.helpers import fund
-from tests.ussd_helpers import Phone, available, person
+from tests.ussd_helpers import Phone, available
 from ussd_app.extensions import db
 from ussd_app.ledger import AccountKind, Transfer, TransferFlags
 from ussd_app.ledger.check import check
@@ -24,29 +24,24 @@ SHOP, WATER = "+254700000002", "+254700000003"
 
 
 @pytest.fixture
-def people(app):
-    juma = person("+254712000111", "Juma Otieno", pin=PIN)
-    juma.tier = "full"  # an agent checked his ID: large payments
+def people(customer, merchant):
+    """The cast's customer (KES 100,000, full tier) and merchant (the shop), and a Kiswahili
+    pay-bill number."""
+    customer.tier = "full"  # an agent checked his ID: large payments
     db.session.commit()
-    fund(juma.account_id, 100_000_00)
-    accounts = {"juma": juma.account_id}
-    for key, phone, name, number, paybill, language in (
-        ("shop", SHOP, "Mama Mboga", "123456", False, "en"),
-        ("water", WATER, "Kisumu Water", "888880", True, "sw"),
-    ):
-        user = create_user(
-            db.session,
-            phone=phone,
-            name=name,
-            role="merchant",
-            pin="2222",
-            till=number,
-            paybill=paybill,
-            language=language,
-        )
-        db.session.commit()
-        accounts[key] = user.account_id
-    return accounts
+    fund(customer.account_id, 100_000_00)
+    water = create_user(
+        db.session,
+        phone=WATER,
+        name="Kisumu Water",
+        role="merchant",
+        pin="2222",
+        till="888880",
+        paybill=True,
+        language="sw",
+    )
+    db.session.commit()
+    return {"juma": customer.account_id, "shop": merchant.account_id, "water": water.account_id}
 
 
 def buy(client, amount: str, choice="1") -> TransferRequest:

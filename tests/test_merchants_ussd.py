@@ -6,12 +6,10 @@ merchant's menu shows balance and statement."""
 import pytest
 from sqlalchemy import select
 
-from tests.escrow_helpers import FUNDS, ledger_ok, sms_to
-from tests.ussd_helpers import Phone, available, options, person
+from tests.escrow_helpers import FUNDS, funded_customer, ledger_ok, sms_to
+from tests.ussd_helpers import Phone, available, options
 from ussd_app.extensions import db
-from ussd_app.payments.emoney import issue_float
 from ussd_app.payments.models import RequestKind, TransferRequest
-from ussd_app.payments.submit import mint_request_id, record_request
 from ussd_app.users import create_user
 from worker.jobs import execute_transfers
 
@@ -21,20 +19,7 @@ PIN, MERCHANT_PIN = "8642", "2222"
 @pytest.fixture
 def juma(app):
     """A customer with KES 10,000, cashed in at an agent."""
-    agent = person("+254700000101", "Ali Agent", pin="1111", role="agent")
-    issue_float(db.session, agent, FUNDS, "BANK-1")
-    juma = person("+254712000111", "Juma Otieno", pin=PIN)
-    record_request(
-        db.session,
-        request_id=mint_request_id(),
-        kind=RequestKind.DEPOSIT.value,
-        debit_account_id=agent.account_id,
-        credit_account_id=juma.account_id,
-        amount=FUNDS,
-    )
-    db.session.commit()
-    execute_transfers()
-    return juma.account_id
+    return funded_customer()
 
 
 def merchant(phone, name, number, *, paybill=False):

@@ -3,7 +3,8 @@
 import pytest
 from sqlalchemy import func, select
 
-from tests.worker_helpers import kill_worker, run_burst_worker, start_worker, wait_for
+from tests.helpers import wait_for
+from tests.worker_helpers import kill_worker, run_burst_worker, start_worker
 from ussd_app.extensions import db
 from ussd_app.ledger import Account, Transfer
 from ussd_app.ledger.check import check

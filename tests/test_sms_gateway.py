@@ -12,7 +12,8 @@ import requests
 from africastalking.Service import AfricasTalkingException
 
 from tests import sms_helpers
-from tests.sms_helpers import agent_with_float, person, send, wait_for
+from tests.helpers import wait_for
+from tests.sms_helpers import agent_with_float, person, send
 from ussd_app.sms.client import make_service
 
 gateway = sms_helpers.gateway  # the fixture

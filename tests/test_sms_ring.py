@@ -8,9 +8,10 @@ import pytest
 from rq import Queue
 
 from tests.escrow_helpers import PIN, funded_customer
+from tests.helpers import wait_for
 from tests.sms_helpers import gateway  # noqa: F401  (fixture)
 from tests.ussd_helpers import Phone
-from tests.worker_helpers import kill_worker, start_worker, wait_for
+from tests.worker_helpers import kill_worker, start_worker
 from ussd_app.extensions import db
 from ussd_app.queues import SMS_QUEUE, get_redis
 

@@ -12,7 +12,8 @@ from datetime import timedelta
 import pytest
 
 from tests import sms_helpers
-from tests.sms_helpers import agent_with_float, execute, outbox, person, wait_for
+from tests.helpers import wait_for
+from tests.sms_helpers import agent_with_float, execute, outbox, person
 from ussd_app.extensions import db
 from ussd_app.queues import SMS_QUEUE, get_queue
 from ussd_app.sms import sender

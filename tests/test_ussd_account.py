@@ -16,10 +16,9 @@ PIN = "8642"
 
 
 @pytest.fixture
-def juma(app):
-    user = person("+254712000111", "Juma Otieno", pin=PIN)
-    fund(user.account_id, 1_234_500)
-    return user
+def juma(customer):
+    fund(customer.account_id, 1_234_500)
+    return customer
 
 
 def test_balance_after_pin(client, juma):

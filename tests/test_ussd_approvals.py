@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.ussd_helpers import Phone, options, person, screen
+from tests.ussd_helpers import Phone, options, screen
 from ussd_app.ussd import approvals
 from ussd_app.ussd.approvals import PendingApproval
 
@@ -45,8 +45,8 @@ def provider():
 
 
 @pytest.fixture
-def juma(app):
-    return person("+254712000111", "Juma Otieno", pin=PIN)
+def juma(customer):
+    return customer
 
 
 def test_nothing_waiting(client, juma):

@@ -2,7 +2,7 @@
 
 from sqlalchemy import func, select
 
-from tests.ussd_helpers import Phone, options, screen
+from tests.ussd_helpers import CUSTOMER_MENU, Phone, options, screen
 from ussd_app import pins
 from ussd_app.extensions import db
 from ussd_app.users import User, find_by_phone
@@ -37,17 +37,7 @@ def test_unknown_number_registers_with_names_pin_twice_and_language(client):
     assert pins.verify_pin(user.pin_hash, "8642")
     assert user.account.available == 0
     # Dialling again now gives the customer menu.
-    assert options(Phone(client, NUMBER).dial()) == {
-        "1": "Send money",
-        "2": "My account",
-        "3": "My approvals",
-        "4": "Withdraw cash",
-        "5": "Buy goods",
-        "6": "Pay bill",
-        "7": "Buy airtime",
-        "8": "Request money",
-        "9": "My requests",
-    }
+    assert options(Phone(client, NUMBER).dial()) == CUSTOMER_MENU
 
 
 def test_a_pin_mismatch_starts_the_pin_again_and_creates_nothing(client):

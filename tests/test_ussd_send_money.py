@@ -4,36 +4,24 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.helpers import fund
-from tests.ussd_helpers import Phone, available, options, person, screen
+from tests.ussd_helpers import CUSTOMER_MENU, Phone, available, options, person, screen
 from ussd_app.extensions import db
 from ussd_app.payments.models import TransferRequest
 from ussd_app.ussd import sessions
 from worker.jobs import execute_transfers
 
-CUSTOMER_MENU = {
-    "1": "Send money",
-    "2": "My account",
-    "3": "My approvals",
-    "4": "Withdraw cash",
-    "5": "Buy goods",
-    "6": "Pay bill",
-    "7": "Buy airtime",
-    "8": "Request money",
-    "9": "My requests",
-}
 PIN = "8642"
 
 
 @pytest.fixture
-def juma(app):
-    user = person("+254712000111", "Juma Otieno", pin=PIN)
-    fund(user.account_id, 500_000)  # KES 5,000
-    return user
+def juma(customer):
+    fund(customer.account_id, 500_000)  # KES 5,000
+    return customer
 
 
 @pytest.fixture
-def wanjiru(app):
-    return person("+254712000222", "Wanjiru Kamau", pin="9753")
+def wanjiru(second_customer):
+    return second_customer
 
 
 def requests_count() -> int:

@@ -22,11 +22,10 @@ OFFER = "\n1. Yes\n2. No, start again"
 
 
 @pytest.fixture
-def juma(app):
-    user = person("+254712000111", "Juma Otieno", pin=PIN)
-    person("+254712000222", "Wanjiru Kamau", pin="9753")
-    fund(user.account_id, 5_000_000)
-    return user
+def juma(customer, second_customer):
+    """The cast's customer with KES 50,000, and someone to send to."""
+    fund(customer.account_id, 5_000_000)
+    return customer
 
 
 @pytest.fixture

@@ -9,6 +9,19 @@ from ussd_app.users import create_user
 _sessions = itertools.count(1)
 SERVICE_CODE = "*384*7#"
 
+# The home menu a registered customer sees, as ``options`` reads it.
+CUSTOMER_MENU = {
+    "1": "Send money",
+    "2": "My account",
+    "3": "My approvals",
+    "4": "Withdraw cash",
+    "5": "Buy goods",
+    "6": "Pay bill",
+    "7": "Buy airtime",
+    "8": "Request money",
+    "9": "My requests",
+}
+
 
 class Phone:
     """One USSD session from ``number``. ``send`` types an input; the gateway joins all inputs
@@ -73,11 +86,25 @@ def options(body: str) -> dict[str, str]:
 
 
 def person(
-    phone: str, name: str = "Juma Otieno", *, pin: str = "8642", role: str = "customer", language="en"
+    phone: str,
+    name: str = "Juma Otieno",
+    *,
+    pin: str = "8642",
+    role: str = "customer",
+    language="en",
+    till: str | None = None,
 ):
-    user = create_user(db.session, phone=phone, name=name, role=role, pin=pin, language=language)
+    user = create_user(db.session, phone=phone, name=name, role=role, pin=pin, language=language, till=till)
     db.session.commit()
     return user
+
+
+# The cast every test shares (the fixtures ``customer``, ``second_customer``, ``agent`` and
+# ``merchant`` in conftest.py): who they are, their numbers and PINs. Money is the test's own.
+CUSTOMER = dict(phone="+254712000111", name="Juma Otieno", pin="8642")
+SECOND_CUSTOMER = dict(phone="+254712000222", name="Wanjiru Kamau", pin="9753")
+AGENT = dict(phone="+254700000101", name="Ali Agent", pin="1111", role="agent")
+MERCHANT = dict(phone="+254700000002", name="Mama Mboga", pin="2222", role="merchant", till="123456")
 
 
 def available(account_id: int) -> int:

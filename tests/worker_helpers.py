@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 from flask import current_app
 
@@ -76,14 +75,3 @@ def run_burst_worker(*args, timeout=120, **env) -> str:
     out = finish(proc, timeout=timeout)
     assert proc.returncode == 0, out
     return out
-
-
-def wait_for(condition, timeout=30.0, interval=0.05, message="condition"):
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {message}")

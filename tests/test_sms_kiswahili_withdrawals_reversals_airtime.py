@@ -20,7 +20,6 @@ MINE = [
 
 def test_every_message_has_its_kiswahili_with_the_same_placeholders():
     sw = catalog("sw", "sms")
-    assert len(MINE) == 5 + 6 + 10
     for english in MINE:
         assert english in sw, english
         assert set(re.findall(r"{\w+}", sw[english])) == set(re.findall(r"{\w+}", english)), english
