@@ -72,7 +72,7 @@ def resolve(
     recipient_account_id: int | None = None,
 ) -> TransferRequest | None:
     """Claim ``hold`` and record the request that resolves it as ``kind``; None when someone
-    else resolved it first (or it is not posted yet). The caller executes or announces it."""
+    else resolved it first (or it is not posted yet). The caller executes it, or its commit announces it."""
     posting = kind in (
         RequestKind.SUSPENSE_RELEASE,
         RequestKind.PROTECTED_RELEASE,
