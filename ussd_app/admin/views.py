@@ -536,18 +536,7 @@ def decide(source, decision_id):
     except ValueError as exc:
         db.session.rollback()
         flash(f"Refused: {exc}", "error")
-        return redirect(url_for("admin.disputes"))
-    _ring_sms_sender("decision")  # a decision's receipts are committed with it
-    return redirect(url_for("admin.disputes"))
-
-
-def _ring_sms_sender(why: str) -> None:
-    from ..sms import sender
-
-    try:
-        sender.announce()
-    except Exception as exc:  # committed: the periodic job sends it anyway
-        log.warning("%s: could not wake the SMS sender: %s", why, type(exc).__name__)
+    return redirect(url_for("admin.disputes"))  # a decision's receipts rang the sender at commit
 
 
 # -- SMS ---------------------------------------------------------------------------------
@@ -597,7 +586,7 @@ def sms():
 @bp.post("/sms/<int:message_id>/retry")
 @login_required
 def retry_sms(message_id):
-    from ..sms import sender
+    from ..queues import Bell, ring_after_commit
 
     message = db.session.get(OutboxMessage, message_id)
     if message is None:
@@ -612,11 +601,8 @@ def retry_sms(message_id):
     message.claim_token = None
     message.claimed_at = None
     audit("sms.retry", str(message.id), phone=message.phone, was=was)
+    ring_after_commit(db.session, Bell.SMS)  # pending again: the sender hears it once committed
     db.session.commit()
-    try:
-        sender.announce()
-    except Exception as exc:  # committed: the periodic job sends it anyway
-        log.warning("sms retry: could not wake the sender: %s", type(exc).__name__)
     flash(f"Message {message.id} to {message.phone} will be sent again.", "ok")
     return redirect(url_for("admin.sms", status="failed"))
 
