@@ -61,10 +61,6 @@ def _held():
     )
 
 
-def waiting(session) -> bool:
-    return session.execute(_held().limit(1)).first() is not None
-
-
 def _sent(answer) -> bool:
     responses = answer.get("responses") if isinstance(answer, dict) else None
     return bool(responses) and all(r.get("status") in SENT for r in responses)
