@@ -13,9 +13,9 @@ from .extensions import db
 from .money import InvalidAmount, format_amount, parse_major
 from .payments.emoney import FloatError, check_ledger, issue_float, issue_float_and_commit
 from .payments.models import RequestStatus, TransferRequest
-from .payments.submit import announce
 from .phones import InvalidPhone, normalize
-from .sms import limit_receipts, receipts, sender
+from .queues import Bell, ring_after_commit
+from .sms import limit_receipts, receipts
 from .users import Role, UserError, create_user, find_by_phone
 from .ussd.pin_guard import unlock_pin
 
@@ -242,10 +242,11 @@ def review_release(code):
         .where(TransferRequest.id == request.id, TransferRequest.status == RequestStatus.REVIEW.value)
         .values(status=RequestStatus.QUEUED.value, result=limits.RELEASED)
     ).rowcount
+    if done:
+        ring_after_commit(db.session, Bell.TRANSFERS, request.id)  # queued again: the workers hear it
     db.session.commit()
     if not done:
         raise click.ClickException(f"{request.code} was decided by someone else meanwhile")
-    announce(request.id)
     click.echo(f"{request.code} released: queued for the worker")
 
 
@@ -267,5 +268,4 @@ def review_refuse(code):
     refusal = limits.Refusal(limits.Result.REVIEW_REFUSED, 0, 0)
     limit_receipts.write_refusal(db.session, request, refusal, receipts.People(db.session, [request]))
     db.session.commit()
-    sender.announce()
     click.echo(f"{request.code} refused; the payer is told by SMS")

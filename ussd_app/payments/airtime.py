@@ -32,7 +32,7 @@ SENT = {"Sent", "Success"}
 
 
 def record(session, *, request_id: str, account_id: int, phone: str, amount: int) -> TransferRequest:
-    """Record the hold (the caller announces it once committed); repeated ids are no-ops.
+    """Record the hold (its commit announces it to the workers); repeated ids are no-ops.
     Only a mobile of our own country gets airtime (NotLocalMobile otherwise)."""
     phone = phones.normalize_mobile(phone)
     request = record_request(
@@ -59,10 +59,6 @@ def _held():
         TransferRequest.status == RequestStatus.POSTED.value,
         TransferRequest.hold_state == HoldState.HELD.value,
     )
-
-
-def waiting(session) -> bool:
-    return session.execute(_held().limit(1)).first() is not None
 
 
 def _sent(answer) -> bool:

@@ -16,9 +16,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 from .. import faults, limits
 from ..database import is_postgres, update_rows
 from ..ledger import TransferResult, create_transfers
+from ..queues import Bell, cancel_ring, ring_after_commit
 from ..sms import limit_receipts, outbox, receipts
 from .legs import HouseAccounts, legs_for
-from .models import HoldState, RequestStatus, TransferRequest
+from .models import HoldState, RequestKind, RequestStatus, TransferRequest
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,11 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
             else:
                 receipts.write_rejected(session, request, result, people)
     session.flush()
+    # Once committed: no worker needed for these (some were recorded in this transaction and
+    # executed at once), and airtime holds now posted wait for the airtime job (queues.py).
+    cancel_ring(session, Bell.TRANSFERS, [r.id for r in requests])
+    if any(r.kind == RequestKind.AIRTIME.value and r.status == RequestStatus.POSTED.value for r in requests):
+        ring_after_commit(session, Bell.AIRTIME)
 
 
 def _record_returns(session, requests: list[TransferRequest]) -> None:

@@ -59,7 +59,7 @@ def resolve(
     recipient_account_id: int | None = None,
 ) -> TransferRequest | None:
     """Claim ``hold`` and record the request that resolves it as ``kind``; None when someone
-    else resolved it first (or it is not posted yet). The caller executes or announces it."""
+    else resolved it first (or it is not posted yet). The caller executes it, or its commit announces it."""
     row = spec(kind)
     if row.resolves != hold.kind:
         raise ValueError(f"{kind} does not resolve a {hold.kind} hold")

@@ -9,7 +9,7 @@ from .models import RequestStatus, TransferRequest
 
 
 def requeue_stale(session) -> int:
-    """How many requests have waited longer than REQUEUE_AFTER_SECONDS (the caller announces)."""
+    """How many requests have waited longer than REQUEUE_AFTER_SECONDS (the caller re-announces)."""
     cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(
         seconds=current_app.config["REQUEUE_AFTER_SECONDS"]
     )

@@ -1,7 +1,7 @@
 """Transfer requests: what a person asked for, recorded before any money moves.
 
-The web side records a request under the id it minted when the person confirmed, then
-announces it to the workers. A worker turns it into ledger transfers (one linked chain) and
+The web side records a request under the id it minted when the person confirmed; its commit
+rings the workers (queues.py). A worker turns it into ledger transfers (one linked chain) and
 sets its final status in the same database transaction as the postings and the outbox rows.
 The database row, not the Redis job, is the truth: a lost job only delays a request.
 """

@@ -272,7 +272,7 @@ def fee(session, request: PaymentRequest) -> int:
 def pay(session, payer: User, request_id: str, now: datetime | None = None) -> TransferRequest | None:
     """The payer approved with their PIN: record the transfer and move ``open -> paying`` in
     this transaction. None when the request is no longer open for this payer (paid by another
-    session, declined, expired, cancelled). The caller commits, then announces."""
+    session, declined, expired, cancelled). The caller commits (which announces it)."""
     from ..tariffs import in_force
 
     now = now or utcnow()

@@ -85,8 +85,8 @@ def check(session, sender: User, code: str) -> tuple[str, Found | None]:
 
 
 def start(session, sender: User, code: str, request_id: str) -> tuple[str, Found | None]:
-    """Check, then record the hold under ``request_id`` (the caller announces it once
-    committed). A repeated request with the same id is "ok" again, nothing twice."""
+    """Check, then record the hold under ``request_id`` (its commit announces it).
+    A repeated request with the same id is "ok" again, nothing twice."""
     existing = session.get(TransferRequest, request_id)
     if existing is not None and existing.kind == RequestKind.REVERSAL.value and existing.reference == code:
         return "ok", Found(existing, None)

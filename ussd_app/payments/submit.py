@@ -1,21 +1,19 @@
-"""The web side of a transfer: record the request under its minted id, then announce it.
+"""The web side of a transfer: record the request under its minted id; its commit announces it.
 
-The web process never posts to the ledger. It validates, records, commits, and only then
-rings the workers' doorbell, so a worker never looks for a request that is not committed.
+The web process never posts to the ledger. It validates, records and commits; the commit
+rings the workers' doorbell (``queues.ring_after_commit``), so a worker never looks for a
+request that is not committed.
 """
 
 import logging
 import uuid
 
-from flask import current_app
-
-from ..queues import TRANSFERS_QUEUE, get_queue, get_redis
+from ..queues import TRANSFERS_DOORBELL, Bell, ring, ring_after_commit
 from .models import RequestStatus, TransferRequest, transaction_code
 
 log = logging.getLogger(__name__)
 
-DOORBELL_KEY = "tuma:transfers:doorbell"
-DOORBELL_TTL_SECONDS = 60
+DOORBELL_KEY = TRANSFERS_DOORBELL  # the job deletes it before it reads (worker/jobs.py)
 
 
 class ConflictingRequest(ValueError):
@@ -42,7 +40,9 @@ def record_request(
     pending_request_id: str | None = None,
     hold_seconds: int | None = None,
 ) -> TransferRequest:
-    """Add the request, or return the one already recorded under this id. Caller commits."""
+    """Add the request, or return the one already recorded under this id. Caller commits; the
+    commit announces a new request to the workers (unless it is executed in the same
+    transaction: ``execute_requests`` takes the note back)."""
     wanted = TransferRequest(
         id=request_id,
         code=transaction_code(request_id),
@@ -68,23 +68,15 @@ def record_request(
         return existing
     session.add(wanted)
     session.flush()
+    ring_after_commit(session, Bell.TRANSFERS, request_id)
     return wanted
 
 
 def announce(request_id: str | None = None, *, force: bool = False) -> bool:
     """Make sure a worker job will look at the queued requests soon. True if one was enqueued.
 
-    At most one announcement waits in the queue at a time (the doorbell key); the job deletes
-    the key before it reads, so a request committed after that read rings again.
+    For committed work only, and not for the web side: a commit that recorded a request rings
+    by itself. At most one announcement waits in the queue at a time (the doorbell key); the
+    job deletes the key before it reads, so a request committed after that read rings again.
     """
-    redis = get_redis()
-    if not force and not redis.set(DOORBELL_KEY, request_id or "1", nx=True, ex=DOORBELL_TTL_SECONDS):
-        return False
-    get_queue(TRANSFERS_QUEUE).enqueue(
-        "worker.jobs.execute_transfers",
-        request_id,
-        job_timeout=current_app.config.get("TRANSFER_JOB_TIMEOUT", 120),
-        result_ttl=60,
-        failure_ttl=24 * 3600,
-    )
-    return True
+    return ring(Bell.TRANSFERS, request_id, force=force)

@@ -122,8 +122,8 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
         if payer is None or payer.phone != phone:
             # The genuine recipient: a proper answer, not the fake-receipt warning.
             return intent, code, None, t(language, RECIPIENT_CANNOT_REVERSE, domain="sms", code=code)
-        # Held from the recipient for them to agree (payments/reversals.py); the webhook
-        # announces the hold to the workers once committed.
+        # Held from the recipient for them to agree (payments/reversals.py); its commit
+        # announces the hold to the workers (queues.py).
         from ..payments import reversals
         from ..payments.submit import mint_request_id
 

@@ -20,12 +20,13 @@ import enum
 import logging
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, event, func, text
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy.orm import Mapped, mapped_column
 
 from ..database import insert_rows
 from ..extensions import db
 from ..ops import tracing
+from ..queues import Bell, ring_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,13 @@ class OutboxMessage(db.Model):
 
 def add_sms(session, *, phone: str, body: str, request_id: str | None = None) -> None:
     """Promise ``body`` to ``phone``, in the caller's transaction. The caller commits; the commit
-    rings the sender (``_ring_after_commit``), and the periodic job finds the row anyway if the
-    ring is lost. Inside ``batched(session)`` the row is written when the batch ends, with the
+    rings the sender (``queues.ring_after_commit``), and the periodic job finds the row anyway
+    if the ring is lost. Inside ``batched(session)`` the row is written when the batch ends, with the
     batch's others."""
     row = dict(phone=phone, body=body, request_id=request_id, status=OutboxStatus.PENDING.value, attempts=0)
-    session.info[_RING] = True
+    # People wait at a counter for some SMS (a withdrawal's approval request, a mini
+    # statement, an e-float issue): they must not wait for the periodic job.
+    ring_after_commit(session, Bell.SMS)
     batch = session.info.get(_BATCH)
     if batch is not None:
         batch.append(row)
@@ -116,32 +119,3 @@ def batched(session):
         session.info.pop(_BATCH, None)
     insert_rows(session, OutboxMessage.__table__, rows)
     tracing.sms_written(session, [row["request_id"] for row in rows])
-
-
-# -- ringing the sender after commit -------------------------------------------------------
-#
-# People wait at a counter for some SMS (a withdrawal's approval request, a mini statement, an
-# e-float issue): they must not wait for the periodic job. Whoever writes a row, the commit that
-# makes it visible rings the sender, here and nowhere else; a rolled back row rings nothing.
-# ``sender.announce`` keeps at most one announcement waiting, so ringing twice costs one SET.
-
-_RING = "tuma_outbox_ring"
-
-
-def _ring_after_commit(session) -> None:
-    if not session.info.pop(_RING, False):
-        return
-    from . import sender
-
-    try:
-        sender.announce()
-    except Exception as exc:  # committed is committed; the periodic job sends it anyway
-        log.warning("sms written but the sender could not be rung: %s", type(exc).__name__)
-
-
-def _forget_ring(session) -> None:
-    session.info.pop(_RING, None)
-
-
-event.listen(Session, "after_commit", _ring_after_commit)
-event.listen(Session, "after_rollback", _forget_ring)

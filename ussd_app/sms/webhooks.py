@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import phones
 from ..extensions import db
-from . import bp, inbound, sender
+from . import bp, inbound
 from .outbox import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -160,9 +160,4 @@ def inbound_sms():
         message = None
     if message is None:
         return _plain("already received")
-    sender.announce()
-    if message.intent == inbound.Intent.REVERSE.value and message.request_id:
-        from ..payments.submit import announce
-
-        announce()  # a reversal's hold may have been recorded: ring the workers
-    return _plain("OK")
+    return _plain("OK")  # the reply (and a reversal's hold) rang their workers at commit

@@ -118,7 +118,6 @@ class Context:
     data: dict = field(default_factory=dict)
     user: Any = None  # whatever the web side loaded for this phone; opaque to the engine
     secret: str | None = None
-    after_commit: list[Callable[[], Any]] = field(default_factory=list)
 
 
 @dataclass

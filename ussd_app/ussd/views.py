@@ -146,13 +146,6 @@ def _answer(hold: sessions.Hold, text: str) -> str:
         engine.snapshot(conversation, ctx) if conversation.state != RESUME else None,
         keep_resume=conversation.state == RESUME,
     )
-    for callback in ctx.after_commit:
-        try:
-            callback()
-        except Exception as exc:  # committed is committed: the answer stands
-            # A lost announcement only delays the transfer: the maintenance job re-announces
-            # requests left queued (REQUEUE_AFTER_SECONDS).
-            log.error("ussd after-commit action failed session=%s: %s", session_id[:40], type(exc).__name__)
     return body
 
 

@@ -37,15 +37,4 @@ def decide(source, decision_id):
     except ValueError as exc:
         db.session.rollback()
         flash(f"Refused: {exc}", "error")
-        return redirect(url_for("admin.disputes"))
-    _ring_sms_sender("decision")  # a decision's receipts are committed with it
-    return redirect(url_for("admin.disputes"))
-
-
-def _ring_sms_sender(why: str) -> None:
-    from ...sms import sender
-
-    try:
-        sender.announce()
-    except Exception as exc:  # committed: the periodic job sends it anyway
-        log.warning("%s: could not wake the SMS sender: %s", why, type(exc).__name__)
+    return redirect(url_for("admin.disputes"))  # a decision's receipts rang the sender at commit

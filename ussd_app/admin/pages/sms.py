@@ -57,7 +57,7 @@ def sms():
 @bp.post("/sms/<int:message_id>/retry")
 @login_required
 def retry_sms(message_id):
-    from ...sms import sender
+    from ...queues import Bell, ring_after_commit
 
     message = db.session.get(OutboxMessage, message_id)
     if message is None:
@@ -72,10 +72,7 @@ def retry_sms(message_id):
     message.claim_token = None
     message.claimed_at = None
     audit("sms.retry", str(message.id), phone=message.phone, was=was)
+    ring_after_commit(db.session, Bell.SMS)  # pending again: the sender hears it once committed
     db.session.commit()
-    try:
-        sender.announce()
-    except Exception as exc:  # committed: the periodic job sends it anyway
-        log.warning("sms retry: could not wake the sender: %s", type(exc).__name__)
     flash(f"Message {message.id} to {message.phone} will be sent again.", "ok")
     return redirect(url_for("admin.sms", status="failed"))

@@ -27,8 +27,6 @@ def quote(ctx) -> str:
 
 def record(ctx) -> str:
     """After the PIN: the money is held and the purchase queued."""
-    from ...payments.submit import announce
-
     account = ctx.user.account
     db.session.refresh(account)
     if account.available < ctx.data["amount"]:
@@ -41,7 +39,6 @@ def record(ctx) -> str:
         phone=ctx.data["airtime_phone"],
         amount=ctx.data["amount"],
     )
-    ctx.after_commit.append(lambda: announce(ctx.data["transfer_id"]))
     return "ok"
 
 

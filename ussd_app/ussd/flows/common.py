@@ -163,8 +163,8 @@ def pin_step(then: str, retry_at: str) -> Step:
 
 def record_payment(ctx, *, kind: str, debit_account_id: int, credit_account_id: int, **fields) -> str:
     """After the PIN: check the payer can cover amount + fee, record the request under the id
-    minted at the confirm screen and announce it once committed. "ok", "short" or "error"."""
-    from ...payments.submit import ConflictingRequest, announce, record_request
+    minted at the confirm screen (its commit announces it). "ok", "short" or "error"."""
+    from ...payments.submit import ConflictingRequest, record_request
 
     data, account = ctx.data, ctx.user.account
     db.session.refresh(account)
@@ -172,7 +172,7 @@ def record_payment(ctx, *, kind: str, debit_account_id: int, credit_account_id: 
         data["balance_text"] = money(account.available)
         return "short"
     try:
-        request = record_request(
+        record_request(
             db.session,
             request_id=data["transfer_id"],
             kind=kind,
@@ -184,7 +184,6 @@ def record_payment(ctx, *, kind: str, debit_account_id: int, credit_account_id: 
         )
     except ConflictingRequest:
         return "error"
-    ctx.after_commit.append(lambda: announce(request.id))
     return "ok"
 
 

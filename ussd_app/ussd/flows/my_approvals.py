@@ -3,8 +3,6 @@ agent-started withdrawals, reversal requests), approved or declined after the PI
 providers live in ``ussd_app.ussd.approvals``; this flow only lists and asks."""
 
 from ...extensions import db
-from ...payments.submit import announce
-from ...sms import sender as sms_sender
 from .. import approvals, gsm7
 from ..engine import N_, Option, Retry, Screen, Step
 from . import common, fraud_checks, tail
@@ -38,11 +36,7 @@ def _decide(ctx, approve: bool) -> str:
             return refused
     if not approvals.decide(db.session, ctx.user, ctx.data.get("approval", ""), approve=approve):
         return "gone"
-    # A decision may have recorded a transfer request (a release): ring the workers once it
-    # is committed (nothing queued: the job finds nothing).
-    ctx.after_commit.append(announce)
-    # ... and it may have written SMS of its own (a dispute's notices): ring the SMS sender.
-    ctx.after_commit.append(sms_sender.announce)
+    # A transfer request or SMS the decision recorded rings its workers at commit (queues.py).
     return "ok"
 
 

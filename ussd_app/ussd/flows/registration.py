@@ -4,7 +4,6 @@ typed twice. No account exists until both PINs match; a mismatch starts the PIN 
 from ... import pins
 from ...extensions import db
 from ...payments import holds
-from ...payments.submit import announce
 from ...users import Role, UserError, create_user, find_by_phone
 from ..engine import N_, Choice, Retry, Screen, Step
 from . import common
@@ -59,7 +58,6 @@ def release_held_sends(ctx, user) -> None:
     new customer is told it is coming."""
     released = holds.release_to_new_customer(db.session, user)
     if released:
-        ctx.after_commit.append(announce)
         _tell(user, MONEY_WAITING, amount=common.money(sum(r.amount for r in released)))
 
 

@@ -55,12 +55,8 @@ def find(ctx) -> str:
 
 def submit(ctx) -> str:
     def run(c) -> str:
-        outcome, found = reversals.start(db.session, c.user, c.data["reverse_code"], c.data["reversal_id"])
-        if outcome == "ok":
-            from ...payments.submit import announce
-
-            c.after_commit.append(lambda: announce(c.data["reversal_id"]))
-        return outcome
+        outcome, _ = reversals.start(db.session, c.user, c.data["reverse_code"], c.data["reversal_id"])
+        return outcome  # the hold, once committed, is announced to the workers (queues.py)
 
     return common.pin_then(ctx, run)
 

@@ -10,7 +10,7 @@ from flask import current_app
 from ...extensions import db
 from ...payments.holds import suspense_account_id
 from ...payments.models import RequestKind, TransferRequest
-from ...payments.submit import ConflictingRequest, announce, mint_request_id, record_request
+from ...payments.submit import ConflictingRequest, mint_request_id, record_request
 from ...tariffs import quote
 from ...users import Role, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
@@ -108,7 +108,6 @@ def send(ctx) -> str:
         return "error"
     if not data.get("unregistered"):
         fraud_checks.name_used(ctx, request.id)
-    ctx.after_commit.append(lambda: announce(request.id))
     return "ok"
 
 
