@@ -13,7 +13,7 @@ from africastalking.Service import AfricasTalkingException
 
 from tests import sms_helpers
 from tests.sms_helpers import agent_with_float, person, send, wait_for
-from ussd_app.sms.client import make_service
+from ussd_app.africas_talking import make_service
 
 gateway = sms_helpers.gateway  # the fixture
 
