@@ -16,8 +16,8 @@ from tests.ussd_helpers import person as ussd_person
 from ussd_app import phones
 from ussd_app.extensions import db
 from ussd_app.payments.models import TransferRequest
-from ussd_app.sms.inbound import InboundMessage
 from ussd_app.sms.outbox import OutboxMessage
+from ussd_app.sms_commands.inbound import InboundMessage
 from ussd_app.users import User
 from ussd_app.ussd import sessions
 
