@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from ussd_app.africas_talking import get_client
 from ussd_app.extensions import db
 from ussd_app.ledger.expiry import expire_holds
-from ussd_app.ops.metrics import observe_job
+from ussd_app.ops.jobs import observe_job
 from ussd_app.payments.execute import RETRIES, execute_batch
 from ussd_app.payments.holds import resolve_due
 from ussd_app.payments.maintenance import requeue_stale

@@ -57,13 +57,10 @@ from sqlalchemy import and_, func, or_, select, update
 
 from ..africas_talking import SmsClient
 from ..database import is_postgres
-from ..queues import SMS_QUEUE, get_queue, get_redis
+from .doorbell import DOORBELL_KEY, announce  # noqa: F401  (callers ring through the sender)
 from .outbox import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
-
-DOORBELL_KEY = "tuma:sms:doorbell"
-DOORBELL_TTL_SECONDS = 60
 
 # Africa's Talking's per-recipient statusCode.
 ACCEPTED = {100: "Processed", 101: "Sent", 102: "Queued"}
@@ -343,25 +340,3 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
                 counts["paused"] = 1
                 break
     return counts
-
-
-def announce(*, force: bool = False) -> bool:
-    """Make sure a send job will look at the outbox soon. True if one was enqueued.
-
-    At most one announcement waits at a time (the doorbell key); the job deletes the key before
-    it reads the outbox, so rows committed after that read ring again. Call after commit.
-    """
-    redis = get_redis()
-    if not force and not redis.set(DOORBELL_KEY, "1", nx=True, ex=DOORBELL_TTL_SECONDS):
-        return False
-    config = current_app.config
-    per_message = config["SMS_CONNECT_TIMEOUT_SECONDS"] + config["SMS_READ_TIMEOUT_SECONDS"]
-    get_queue(SMS_QUEUE).enqueue(
-        "worker.jobs.send_sms",
-        # Generous: a batch takes about one message's time. A job that runs out of time leaves
-        # at most one claim batch "sending", reclaimed later.
-        job_timeout=int(config["SMS_BATCH_SIZE"] * per_message) + 60,
-        result_ttl=60,
-        failure_ttl=24 * 3600,
-    )
-    return True
