@@ -2,8 +2,9 @@
 sees who received it, and confirms with their PIN; the recipient's funds for it are held and
 the recipient is asked in My approvals (``payments/reversals.py``).
 
-Also registers, when the flows are loaded, the My approvals provider that asks the recipient
-and the back office's decision source for reversals (``admin/seams.py``).
+Also registers, when the flows are loaded, the back office's decision source for reversals
+(``admin/seams.py``). Its My approvals provider (``ReversalApprovals``) is registered by
+``flows.init_app``.
 """
 
 import re
@@ -206,5 +207,4 @@ class OperatorReversals:
         return f"Reversal of {request.reference}: {common.money(request.amount)} {verb}."
 
 
-approvals.register(ReversalApprovals())
 seams.register_decision_source(OperatorReversals())
