@@ -83,7 +83,7 @@ class Stack:
     up the web workers and the rq worker."""
 
     def __init__(self):
-        from ussd_app.sms.gateway import serve_in_thread
+        from devtools.gateway import serve_in_thread
 
         self.gateway = serve_in_thread()
         self.metrics_dir = tempfile.mkdtemp(prefix="tuma-metrics-")

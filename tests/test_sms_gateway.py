@@ -42,7 +42,7 @@ def post_json(url, payload):
 def gateway_process():
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ussd_app.sms.gateway", "--port", str(port)],
+        [sys.executable, "-m", "devtools.gateway", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
