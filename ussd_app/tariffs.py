@@ -60,13 +60,6 @@ WITHDRAWAL_MAX = WITHDRAWAL_BANDS[-1][0]
 FREE_KINDS = frozenset({"float_issue", "deposit", "buy_goods", "pay_bill"})
 
 
-def _withdrawal_band(amount: int) -> tuple[int, int, int]:
-    for band in WITHDRAWAL_BANDS:
-        if amount <= band[0]:
-            return band
-    return WITHDRAWAL_BANDS[-1]
-
-
 def commission(kind: str, amount: int) -> int:
     """The agent's share of the fee for ``amount`` minor units as ``kind`` (0 for most kinds),
     from the tariff in force."""
