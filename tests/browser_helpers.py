@@ -100,7 +100,8 @@ class Stack:
         self.web = subprocess.Popen(
             [
                 *(sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4"),
-                *("-b", f"127.0.0.1:{port}", "-c", "python:ussd_app.ops.gunicorn_conf", "wsgi:app"),
+                *("-b", f"127.0.0.1:{port}", "-c", "python:ussd_app.ops.gunicorn_conf"),
+                "devtools:create_app()",  # the service plus the phone simulator, as under make run
             ],
             cwd=ROOT,
             env=web_env,
