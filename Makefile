@@ -15,18 +15,18 @@ install: $(BIN)/.installed
 
 ## Run the service on the embedded default (SQLite + embedded Redis under instance/).
 run: install
-	$(BIN)/python -m ussd_app.devserver
+	$(BIN)/python -m devtools.devserver
 
 ## Run the whole test suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set).
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/bandit -r ussd_app worker -q
+	$(BIN)/bandit -r ussd_app worker devtools -q
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/bandit -r ussd_app worker -q
-	$(BIN)/ruff format --check ussd_app worker tests
+	$(BIN)/bandit -r ussd_app worker devtools -q
+	$(BIN)/ruff format --check ussd_app worker devtools tests
 
 check-ledger: install
 	$(BIN)/flask --app wsgi ledger check

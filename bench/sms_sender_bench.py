@@ -55,12 +55,12 @@ def main(argv=None) -> int:
     import flask_migrate
     from sqlalchemy import delete
 
+    from devtools.gateway import serve_in_thread
     from ussd_app import create_app
+    from ussd_app.africas_talking import client_for
     from ussd_app.config import database_url
     from ussd_app.extensions import db
     from ussd_app.sms import sender as new
-    from ussd_app.sms.client import client_for
-    from ussd_app.sms.gateway import serve_in_thread
     from ussd_app.sms.outbox import OutboxMessage, add_sms
 
     old = old_sender(args.old)

@@ -133,7 +133,7 @@ def main() -> int:
         gunicorn = [sys.executable, "-m", "gunicorn", "-w", "2", "--log-level", "warning"]
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "ussd_app.sms.gateway", "--port", str(GATEWAY_PORT)],
+                [sys.executable, "-m", "devtools.gateway", "--port", str(GATEWAY_PORT)],
                 cwd=ROOT,
                 env=env,
                 **quiet,

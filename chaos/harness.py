@@ -255,7 +255,6 @@ class Chaos:
             AT_API_KEY="chaos",
             PIN_PEPPER="chaos-pepper",
             SECRET_KEY="chaos",
-            TUMA_FAULTS="",
             # Rules that would hold or refuse a load generator's transfers on purpose.
             TUMA_VELOCITY_MAX_COUNT="0",
             TUMA_VELOCITY_MAX_VALUE_MAJOR="0",
@@ -766,7 +765,7 @@ class Chaos:
     def run(self) -> Report:
         import tempfile
 
-        from ussd_app.sms.gateway import Gateway, serve_in_thread
+        from devtools.gateway import Gateway, serve_in_thread
 
         started = time.monotonic()
         log = self.s.log

@@ -84,7 +84,7 @@ class Stack:
     up the web workers and the rq worker."""
 
     def __init__(self):
-        from ussd_app.sms.gateway import serve_in_thread
+        from devtools.gateway import serve_in_thread
 
         self.gateway = serve_in_thread()
         self.metrics_dir = tempfile.mkdtemp(prefix="tuma-metrics-")
@@ -101,7 +101,8 @@ class Stack:
         self.web = subprocess.Popen(
             [
                 *(sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4"),
-                *("-b", f"127.0.0.1:{port}", "-c", "python:ussd_app.ops.gunicorn_conf", "wsgi:app"),
+                *("-b", f"127.0.0.1:{port}", "-c", "python:ussd_app.ops.gunicorn_conf"),
+                "devtools:create_app()",  # the service plus the phone simulator, as under make run
             ],
             cwd=ROOT,
             env=web_env,

@@ -14,8 +14,8 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import text
 
+from devtools import create_app  # the service's app plus the simulator and the demo commands
 from tests import ussd_helpers
-from ussd_app import create_app
 from ussd_app.config import database_url
 from ussd_app.extensions import db
 from ussd_app.ledger import ensure_house_accounts
@@ -50,7 +50,7 @@ def default_gateway_url() -> str:
     starts) ever reaches for the real API. SMS tests start their own with the faults they need."""
     global _gateway
     if _gateway is None:
-        from ussd_app.sms.gateway import serve_in_thread
+        from devtools.gateway import serve_in_thread
 
         _gateway = serve_in_thread()
     return _gateway.url

@@ -1,6 +1,6 @@
 """Builders and fixtures shared by the SMS tests (imported by tests/test_sms_*.py).
 
-The gateway is the real local stand-in for Africa's Talking (ussd_app/sms/gateway.py) on a
+The gateway is the real local stand-in for Africa's Talking (devtools/gateway/) on a
 real port; the app's AT_API_URL points the real africastalking SDK at it.
 """
 
@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
+from devtools.gateway import serve_in_thread
 from ussd_app.extensions import db
 from ussd_app.payments.emoney import issue_float
 from ussd_app.payments.submit import mint_request_id, record_request
-from ussd_app.sms.gateway import serve_in_thread
 from ussd_app.sms.outbox import OutboxMessage
 from ussd_app.tariffs import quote
 from ussd_app.users import create_user

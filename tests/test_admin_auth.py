@@ -156,11 +156,11 @@ def test_operators_cli_prompts_for_the_password_and_refuses_short_ones(runner):
 
 
 def test_the_demo_operator_of_make_run_is_created_once_and_never_in_production(runner, app):
-    from ussd_app.admin.cli import DEMO_OPERATOR
+    from devtools.demo import DEMO_OPERATOR
 
     email, _name, password = DEMO_OPERATOR
     for _ in range(2):
-        result = runner.invoke(args=["operators", "demo"])
+        result = runner.invoke(args=["demo", "operator"])
         assert result.exit_code == 0, result.output
         assert f"demo operator: {email} / {password}" in result.output
     [op] = db.session.execute(select(Operator)).scalars()
@@ -171,7 +171,7 @@ def test_the_demo_operator_of_make_run_is_created_once_and_never_in_production(r
     db.session.commit()
     app.config["TUMA_ENV"] = "production"
     try:
-        refused = runner.invoke(args=["operators", "demo"])
+        refused = runner.invoke(args=["demo", "operator"])
     finally:
         app.config["TUMA_ENV"] = "development"
     assert refused.exit_code != 0 and "no demo operator in production" in refused.output

@@ -16,9 +16,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from devtools.demo import DEMO_FLOAT_MAJOR
 from tests.browser_helpers import SimPhone, Stack, chromium, screenshot, skip_without_browser, wait_until
 from ussd_app.admin.models import AuditEntry, create_operator
-from ussd_app.cli import DEMO_FLOAT_MAJOR
 from ussd_app.extensions import db
 from ussd_app.ledger.check import check
 from ussd_app.payments.models import HoldState, RequestKind, RequestStatus, TransferRequest

@@ -1,4 +1,4 @@
-"""``make run`` (``python -m ussd_app.devserver``) as a developer runs it: a real process tree
+"""``make run`` (``python -m devtools.devserver``) as a developer runs it: a real process tree
 (embedded redis-server, gunicorn, the worker, the local gateway) that stops as a whole, and that
 refuses to run in production. Issue 15 items 1 and 20."""
 
@@ -33,7 +33,7 @@ def devserver(instance, **extra) -> tuple[subprocess.Popen, int]:
     env.update(TUMA_INSTANCE_PATH=str(instance), PORT=str(port), AT_GATEWAY_PORT=str(free_port()), **extra)
     log = open(instance / "devserver.log", "wb")  # noqa: SIM115  # closed with the process
     process = subprocess.Popen(
-        [sys.executable, "-m", "ussd_app.devserver"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "devtools.devserver"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     log.close()
     return process, port
@@ -128,7 +128,7 @@ def test_make_run_and_the_local_gateway_refuse_production(tmp_path):
         AT_GATEWAY_PORT=str(free_port()),
     )
     run = subprocess.run(
-        [sys.executable, "-m", "ussd_app.devserver"],
+        [sys.executable, "-m", "devtools.devserver"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -140,7 +140,7 @@ def test_make_run_and_the_local_gateway_refuse_production(tmp_path):
     assert not (tmp_path / "redis.rdb.settings").exists()  # no redis-server was started
     port = free_port()
     gateway = subprocess.run(
-        [sys.executable, "-m", "ussd_app.sms.gateway", "--port", str(port)],
+        [sys.executable, "-m", "devtools.gateway", "--port", str(port)],
         cwd=ROOT,
         env=env,
         capture_output=True,

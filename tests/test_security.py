@@ -22,8 +22,8 @@ from ussd_app import create_app, phones
 from ussd_app.extensions import db
 from ussd_app.payments.models import TransferRequest
 from ussd_app.security import InsecureConfig, check_config, check_secrets
-from ussd_app.sms.inbound import InboundMessage
 from ussd_app.sms.outbox import OutboxMessage
+from ussd_app.sms_commands.inbound import InboundMessage
 from ussd_app.users import User
 from ussd_app.ussd import sessions
 

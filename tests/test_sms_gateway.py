@@ -14,7 +14,7 @@ from africastalking.Service import AfricasTalkingException
 from tests import sms_helpers
 from tests.helpers import wait_for
 from tests.sms_helpers import agent_with_float, person, send
-from ussd_app.sms.client import make_service
+from ussd_app.africas_talking import make_service
 
 gateway = sms_helpers.gateway  # the fixture
 
@@ -43,7 +43,7 @@ def post_json(url, payload):
 def gateway_process():
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ussd_app.sms.gateway", "--port", str(port)],
+        [sys.executable, "-m", "devtools.gateway", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

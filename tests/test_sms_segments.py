@@ -17,7 +17,7 @@ from ussd_app.ussd.gsm7 import length
 
 MODULES = (
     "ussd_app.sms.receipts",
-    "ussd_app.sms.inbound",
+    "ussd_app.sms_commands.inbound",
     "ussd_app.limits",
     "ussd_app.payments.payment_requests",
     "ussd_app.payments.agent_withdrawals",
@@ -136,7 +136,7 @@ def test_there_are_templates_to_check(app):
 
 @pytest.mark.parametrize("language", ["en", "sw"])
 def test_every_sms_fits_one_segment_at_its_longest(app, language):
-    from ussd_app.sms import inbound
+    from ussd_app.sms_commands import inbound
 
     fields = longest(app)
     # The receipt check's status: the longest of its words in this language, with a date.

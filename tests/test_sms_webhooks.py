@@ -11,7 +11,7 @@ from tests.sms_helpers import agent_with_float, execute, outbox, person, send
 from ussd_app.extensions import db
 from ussd_app.payments.models import TransferRequest
 from ussd_app.queues import SMS_QUEUE, get_queue
-from ussd_app.sms.inbound import InboundMessage
+from ussd_app.sms_commands.inbound import InboundMessage
 from worker import jobs
 
 gateway = sms_helpers.gateway  # the fixture

@@ -116,3 +116,24 @@ def test_invalid_choice_reshows_the_list(client, juma, provider):
         screen(phone.send("5"))
         == "Invalid choice.\nWaiting for your approval:\n1. Pay KES 500.00 to Mama Mboga"
     )
+
+
+def test_providers_are_wired_by_the_app_not_by_importing_a_flow():
+    """Importing the flows registers nothing (the USSD menus import no back office, no side
+    effects); the app's ``init_app`` registers every provider of My approvals."""
+    import subprocess
+    import sys
+
+    script = (
+        "from ussd_app.ussd import approvals, flows\n"
+        "print(sorted(approvals._providers))\n"
+        "from ussd_app import create_app\n"
+        "create_app({'TESTING': True, 'SQLALCHEMY_DATABASE_URI': 'sqlite://'})\n"
+        "print(sorted(approvals._providers))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    on_import, in_app = run.stdout.splitlines()[-2:]
+    assert on_import == "[]"
+    assert in_app == str(sorted(["delivery", "request", "reversal", "withdrawal"]))

@@ -31,8 +31,10 @@ def start_worker(*args, **env) -> subprocess.Popen:
     # Output to a file, not a pipe: a worker logging more than a pipe holds while nobody
     # reads it would block mid-batch.
     log = tempfile.TemporaryFile(mode="w+", prefix="worker-")
+    # A worker asked for fault checkpoints runs with them installed (devtools/faults.py).
+    module = "devtools.faults" if env.get("TUMA_FAULTS") else "worker"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=worker_env(**env),
         stdout=log,

@@ -14,15 +14,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
 
-    from . import admin, cli, database, models, ops, queues, security, simulator, sms, ussd  # noqa: F401
+    from . import admin, cli, database, models, ops, queues, security, sms, sms_commands, ussd  # noqa: F401
 
     database.init_app(app)
     queues.init_app(app)
     security.init_app(app)
     ussd.init_app(app)
     sms.init_app(app)
+    sms_commands.init_app(app)
     ops.init_app(app)
     admin.init_app(app)
-    simulator.init_app(app)
     cli.init_app(app)
     return app

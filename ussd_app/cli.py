@@ -1,4 +1,4 @@
-"""Operator commands: ``flask --app wsgi accounts|float|ledger|demo|tariffs|review ...``."""
+"""Operator commands: ``flask --app wsgi accounts|float|ledger|tariffs|review ...``."""
 
 import json
 import sys
@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from . import limits, tariffs
 from .extensions import db
 from .money import InvalidAmount, format_amount, parse_major
-from .payments.emoney import FloatError, check_ledger, issue_float, issue_float_and_commit
+from .payments.emoney import FloatError, check_ledger, issue_float_and_commit
 from .payments.models import RequestStatus, TransferRequest
 from .phones import InvalidPhone, normalize
 from .queues import Bell, ring_after_commit
@@ -22,7 +22,6 @@ from .ussd.pin_guard import unlock_pin
 accounts_cli = Blueprint("accounts", __name__, cli_group="accounts")
 float_cli = Blueprint("float", __name__, cli_group="float")
 ledger_cli = Blueprint("ledger", __name__, cli_group="ledger")
-demo_cli = Blueprint("demo", __name__, cli_group="demo")
 
 
 @accounts_cli.cli.command("create")
@@ -115,35 +114,11 @@ def check_command():
     sys.exit(0 if ok else 1)
 
 
-DEMO = (
-    # phone, name, role, pin, till
-    ("+254700000001", "Amina Agent", "agent", "1111", None),
-    ("+254700000002", "Mama Mboga", "merchant", "2222", "123456"),
-    ("+254700000003", "Juma Otieno", "customer", "3333", None),
-    ("+254700000004", "Wanjiru Kamau", "customer", "4444", None),
-)
-DEMO_FLOAT_MAJOR = 100_000
-
-
-@demo_cli.cli.command("seed")
-def seed():
-    """Create the demo people (idempotent) and give the demo agent e-float."""
-    for phone, name, role, pin, till in DEMO:
-        if find_by_phone(db.session, phone) is None:
-            create_user(db.session, phone=phone, name=name, role=role, pin=pin, till=till)
-            click.echo(f"demo {role}: {name} {phone}" + (f" till {till}" if till else ""))
-    agent = find_by_phone(db.session, DEMO[0][0])
-    if agent.account.credits_posted == 0:
-        issue_float(db.session, agent, DEMO_FLOAT_MAJOR * 100, "DEMO-DEPOSIT")
-        click.echo(f"demo agent float: KES {DEMO_FLOAT_MAJOR:,}")
-    db.session.commit()
-
-
 def init_app(app) -> None:
     from .payments.disputes_cli import disputes_cli  # issue 5: the operator decides disputes
 
     app.register_blueprint(disputes_cli)
-    for bp in (accounts_cli, float_cli, ledger_cli, demo_cli, tariffs_cli, review_cli):
+    for bp in (accounts_cli, float_cli, ledger_cli, tariffs_cli, review_cli):
         app.register_blueprint(bp)
 
 

@@ -77,9 +77,6 @@ class Config:
     # Receipts show dates and times, and "today" for daily limits starts at midnight, here.
     TIMEZONE = os.environ.get("TUMA_TIMEZONE", "Africa/Nairobi")
 
-    # Fault-injection checkpoints (see ussd_app/faults.py); empty in production.
-    FAULTS = tuple(f for f in os.environ.get("TUMA_FAULTS", "").split(",") if f)
-
     # USSD: Africa's Talking drops a session after about 180 s; ours lives as long.
     USSD_SESSION_TTL_SECONDS = _int("TUMA_USSD_SESSION_TTL_SECONDS", 180)
     # How long after a dropped session a new dial is offered to continue where it stopped.

@@ -4,7 +4,7 @@
 
 SIM swap. A stolen number's new SIM is the usual way into a wallet, so before a transfer
 above ``SIM_SWAP_THRESHOLD_MAJOR`` we ask Africa's Talking's SIM-swap insight (through the SDK,
-``sms/client.py``). ``check_sim_swap(phone, amount)`` answers:
+``africas_talking.py``). ``check_sim_swap(phone, amount)`` answers:
 
 - ``ok``: small enough not to ask, or the SIM was not swapped within ``SIM_SWAP_WINDOW_HOURS``;
 - ``blocked``: swapped within the window: refuse and tell the customer to visit an agent;
@@ -39,9 +39,9 @@ from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 
+from . import africas_talking
 from .money import to_minor
 from .queues import get_redis
-from .sms import client
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def check_sim_swap(phone: str, amount: int) -> SimSwap:
     if cached is not None:
         return SimSwap(cached.decode())
     try:
-        answer = client.check_sim_swap_state(config, phone, config["SIM_SWAP_TIMEOUT_SECONDS"])
+        answer = africas_talking.check_sim_swap_state(config, phone, config["SIM_SWAP_TIMEOUT_SECONDS"])
         swapped_at = _last_swap(answer, phone)
     except Exception as exc:  # timeouts, refusals, a garbled answer: all mean "no answer"
         log.warning("sim-swap check failed for a transfer above the threshold: %s", type(exc).__name__)

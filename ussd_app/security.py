@@ -1,9 +1,9 @@
 """Protection of the webhooks (Africa's Talking does not sign its callbacks), and the refusal
 to run in production with development secrets.
 
-Every request to the ``ussd`` and ``sms`` blueprints (``/ussd``, ``/ussd/events``,
-``/sms/delivery``, ``/sms/inbound``) passes these checks, in this order; each is off until
-configured, so ``make run`` and the tests work without them:
+Every request to the ``ussd``, ``sms`` and ``sms_commands`` blueprints (``/ussd``,
+``/ussd/events``, ``/sms/delivery``, ``/sms/inbound``) passes these checks, in this order; each
+is off until configured, so ``make run`` and the tests work without them:
 
 1. body size: more than ``WEBHOOK_MAX_BODY_BYTES`` → 413 (``/ussd``: a clean ``END``);
 2. IP allow-list ``WEBHOOK_ALLOWED_IPS`` (addresses or networks, comma-separated) → 403.
@@ -17,7 +17,7 @@ configured, so ``make run`` and the tests work without them:
 3. shared secret ``WEBHOOK_SECRET``: the callback URL carries ``?key=<secret>``, or the request
    carries it as the HTTP basic-auth password (any user name) → else 403. Prefer basic auth:
    a query string can end up in access logs. ``/sms/*`` also keeps its own older
-   ``?token=`` check (``SMS_WEBHOOK_TOKEN``, sms/webhooks.py) when that is set: both must pass;
+   ``?token=`` check (``SMS_WEBHOOK_TOKEN``, sms/callbacks.py) when that is set: both must pass;
 4. per-phone rate limit ``WEBHOOK_RATE_PER_MINUTE`` (a fixed one-minute window in Redis) →
    429 (``/ussd``: a clean ``END``). The key is the form's ``phoneNumber`` (or ``from``) in
    E.164, read once by ``caller_phone`` (``phones.normalize_mobile``), so ``0711…``,
@@ -48,7 +48,7 @@ from . import phones
 
 log = logging.getLogger(__name__)
 
-PROTECTED_BLUEPRINTS = ("ussd", "sms")
+PROTECTED_BLUEPRINTS = ("ussd", "sms", "sms_commands")
 USSD_ENDPOINT = "ussd.ussd"  # the hop itself answers CON/END, even when refused
 _CALLER_PHONE = "tuma.caller_phone"  # where caller_phone keeps its answer for the request
 

@@ -57,13 +57,6 @@ WITHDRAWAL_MIN = to_minor(50)
 WITHDRAWAL_MAX = WITHDRAWAL_BANDS[-1][0]
 
 
-def _withdrawal_band(amount: int) -> tuple[int, int, int]:
-    for band in WITHDRAWAL_BANDS:
-        if amount <= band[0]:
-            return band
-    return WITHDRAWAL_BANDS[-1]
-
-
 def commission(kind: str, amount: int) -> int:
     """The agent's share of the fee for ``amount`` minor units as ``kind`` (0 for most kinds),
     from the tariff in force."""

@@ -8,16 +8,16 @@ import logging
 from flask import current_app, has_app_context
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from ussd_app.africas_talking import get_client
 from ussd_app.extensions import db
 from ussd_app.ledger.expiry import expire_holds
-from ussd_app.ops.metrics import observe_job
+from ussd_app.ops.jobs import observe_job
 from ussd_app.payments.execute import RETRIES, execute_batch
 from ussd_app.payments.holds import resolve_due
 from ussd_app.payments.maintenance import requeue_stale
 from ussd_app.payments.submit import DOORBELL_KEY, announce
 from ussd_app.queues import get_redis
 from ussd_app.sms import sender
-from ussd_app.sms.client import get_client
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +165,8 @@ def expire_agent_withdrawals(now=None) -> int:
 def buy_airtime() -> dict:
     """Ask Africa's Talking for the airtime held purchases wait for; post or void each
     (payments/airtime.py). Safe to run twice, or side by side."""
+    from ussd_app.africas_talking import send_airtime
     from ussd_app.payments import airtime
-    from ussd_app.sms.client import send_airtime
 
     config = current_app.config
     # Posting or voiding a hold writes its receipts, which ring the sender at each commit.

@@ -1,5 +1,5 @@
-"""``flask --app wsgi operators create --email E --name N [--password P]``, ``operators deactivate``,
-``operators unlock-sign-in`` and ``operators demo`` (the demo operator of ``make run``)."""
+"""``flask --app wsgi operators create --email E --name N [--password P]``, ``operators deactivate``
+and ``operators unlock-sign-in``. (The demo operator of ``make run``: ``devtools/demo.py``.)"""
 
 import click
 from flask import Blueprint
@@ -60,22 +60,3 @@ def unlock_sign_in(email):
     record(db.session, None, "operator.unlock_sign_in", normalize_email(email)[:100], via="cli")
     db.session.commit()
     click.echo(f"sign-in unlocked for {normalize_email(email)}")
-
-
-# The demo operator `make run` signs in with. Demo only: refused when TUMA_ENV=production.
-DEMO_OPERATOR = ("demo@tuma.example", "Demo Operator", "demo operator passphrase")
-
-
-@operators_cli.cli.command("demo")
-def demo():
-    """Create the demo operator (idempotent) and print how to sign in; never in production."""
-    from flask import current_app
-
-    email, name, password = DEMO_OPERATOR
-    if current_app.config.get("TUMA_ENV") == "production":
-        raise click.ClickException("no demo operator in production: use `operators create`")
-    if find_operator(db.session, email) is None:
-        create_operator(db.session, email=email, name=name, password=password)
-        record(db.session, None, "operator.create", email, via="cli", demo=True)
-        db.session.commit()
-    click.echo(f"demo operator: {email} / {password}")

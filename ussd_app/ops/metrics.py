@@ -13,7 +13,6 @@ model's (``ussd_app/reports.py``), which the back office asks too.
 """
 
 import os
-import time
 
 from prometheus_client import (
     REGISTRY,
@@ -121,45 +120,3 @@ def observe_request(endpoint: str, status: int, seconds: float) -> None:
 
 def observe_ussd(screen: str, outcome: str) -> None:
     USSD_REQUESTS.labels(screen, outcome).inc()
-
-
-def observe_job(func):
-    """Wrap an rq job function: count it, time it, and time its wait in the queue. Also binds
-    the log lines it writes to the request id that asked for it (``ops.tracing``)."""
-    import functools
-
-    from rq import get_current_job
-
-    from ..logging_setup import bound
-    from . import tracing
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        name = func.__name__
-        job = get_current_job()
-        if job is not None and job.enqueued_at is not None:
-            started = _naive(job.started_at or _utcnow())
-            JOB_WAIT.labels(name).observe(max(0.0, (started - _naive(job.enqueued_at)).total_seconds()))
-        request_id = tracing.job_request_id(job, args)
-        start = time.perf_counter()
-        result = "error"
-        try:
-            with bound(request_id=request_id):
-                value = func(*args, **kwargs)
-            result = "ok"
-            return value
-        finally:
-            JOB_DURATION.labels(name).observe(time.perf_counter() - start)
-            JOBS.labels(name, result).inc()
-
-    return wrapper
-
-
-def _utcnow():
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _naive(moment):
-    return moment.replace(tzinfo=None) if moment.tzinfo else moment

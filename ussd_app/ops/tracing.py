@@ -5,7 +5,7 @@ asked for it, through the worker, to its SMS.
 - When a transfer request is recorded, its id is remembered in Redis against the web request
   id (a day), and a log line names both.
 - Worker jobs run bound to the request id of the transfer that woke them
-  (``metrics.observe_job``); each SMS receipt written, and each claim to send one, logs the
+  (``jobs.observe_job``); each SMS receipt written, and each claim to send one, logs the
   transfer id and that request id.
 
 Hooks only (SQLAlchemy mapper events, Flask request hooks): the modules they watch are not
@@ -103,7 +103,8 @@ def _sms_written(mapper, connection, target) -> None:
 
 
 def sms_written(session, request_ids) -> None:
-    """The same line for rows written without the ORM (``outbox.batched``)."""
+    """The same line for rows written without the ORM (``outbox.batched``, which calls this
+    once ``listen`` has asked it to: ``outbox.on_bulk_insert``)."""
     if not _listening:  # nobody would take them off the session after the commit
         return
     pending = session.info.setdefault(_PENDING, [])
@@ -138,8 +139,10 @@ def listen() -> None:
     if _listening:
         return
     from ..payments.models import TransferRequest
+    from ..sms import outbox
     from ..sms.outbox import OutboxMessage
 
+    outbox.on_bulk_insert(sms_written)
     event.listen(TransferRequest, "after_insert", _transfer_recorded)
     event.listen(OutboxMessage, "after_insert", _sms_written)
     event.listen(OutboxMessage, "after_update", _sms_updated)

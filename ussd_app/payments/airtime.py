@@ -1,6 +1,6 @@
 """Airtime: the customer's money is held (an AIRTIME request: a PENDING transfer customer ->
 airtime clearing, ``reference`` = the number topped up), then a worker job asks Africa's
-Talking to send it (``sms/client.send_airtime``, through the SDK) and posts the hold when it
+Talking to send it (``africas_talking.send_airtime``, through the SDK) and posts the hold when it
 was sent, or voids it (the money comes back, with an SMS) when it was refused.
 
 Exactly once: the job claims a hold by compare-and-set (``held`` -> ``sending``) and commits

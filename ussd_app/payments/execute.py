@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
-from .. import faults, limits
+from .. import limits
 from ..database import is_postgres, update_rows
 from ..ledger import TransferResult, create_transfers
 from ..queues import Bell, cancel_ring, ring_after_commit
@@ -167,7 +167,6 @@ def execute_batch(session, limit: int) -> int:
             requests = _take_queued(session, limit)
             if requests:
                 execute_requests(session, requests)
-                faults.checkpoint("batch_before_commit")
             session.commit()
             return len(requests)
         except (IntegrityError, DBAPIError) as exc:

@@ -141,7 +141,7 @@ def operator_decides(session, hold_id: str, *, approve: bool) -> TransferRequest
     return request
 
 
-# Answers to ``REVERSE <code>`` by SMS (sms/inbound.py; Kiswahili in sms-reversals.po).
+# Answers to ``REVERSE <code>`` by SMS (sms_commands/inbound.py; Kiswahili in sms-reversals.po).
 SMS_REPLIES = {
     "ok": "Received: your request to reverse {code}, {amount} sent to {name} {phone}. They are asked to "
     "agree; we will SMS you.",

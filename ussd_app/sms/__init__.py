@@ -1,5 +1,6 @@
-"""SMS: the outbox the worker writes with every posting, receipts, sending through Africa's
-Talking, delivery reports and inbound messages."""
+"""SMS, the transport: the outbox the worker writes with every posting, receipts, sending
+through Africa's Talking (``ussd_app/africas_talking.py``) and delivery reports. What people
+text us is a channel of its own: ``ussd_app/sms_commands/``."""
 
 from flask import Blueprint
 

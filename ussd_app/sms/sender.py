@@ -55,9 +55,9 @@ from africastalking.Service import AfricasTalkingException
 from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
 
+from ..africas_talking import SmsClient
 from ..database import is_postgres
 from ..queues import SMS_DOORBELL, Bell, ring
-from .client import SmsClient
 from .outbox import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)

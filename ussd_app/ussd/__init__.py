@@ -6,6 +6,7 @@ bp = Blueprint("ussd", __name__)
 
 
 def init_app(app) -> None:
-    from . import views  # noqa: F401  (registers the routes on bp, and the ussd_events table)
+    from . import flows, views  # noqa: F401  (views: the routes on bp, and the ussd_events table)
 
+    flows.init_app(app)
     app.register_blueprint(bp)

@@ -1,5 +1,6 @@
 """The flows, one module each, and the engine that runs them all."""
 
+from .. import approvals
 from ..engine import Conversation, Engine
 from . import (
     agent,
@@ -13,6 +14,7 @@ from . import (
     my_requests,
     pay,
     registration,
+    request_common,
     request_money,
     request_payment,
     reversal,
@@ -41,8 +43,14 @@ MODULES = {
     "airtime": airtime,
 }
 
-# Not a flow: the escrow providers of My approvals, registered on import.
-assert escrow.DeliveryConfirmations  # nosec B101  # marks the import used; nothing relies on it
+# What waits for a customer's PIN in My approvals (``ussd/approvals.py``), one provider each;
+# registered by ``init_app``, never as a side effect of importing a flow.
+APPROVAL_PROVIDERS = (
+    request_common.PaymentRequests,  # payment requests, from both asking flows
+    escrow.DeliveryConfirmations,  # protected purchases: confirm delivery or dispute
+    agent_withdraw.AgentWithdrawals,  # a withdrawal an agent started
+    reversal.ReversalApprovals,  # a sender asks this recipient to return a send
+)
 # States renamed since a session may have been stored (old -> new), for ``renamed`` and
 # ``rename_states``. The three payment-request flows were one, "requests", told apart by
 # prefixes, until issue 16: a session or resume snapshot stored under the old names carries on
@@ -74,6 +82,12 @@ HOME_UNREGISTERED = "registration.language"
 HOME_CUSTOMER = "home.customer"
 HOME_BUSINESS = "home.business"
 LOCKED = "common.locked"
+
+
+def init_app(app) -> None:
+    """Register My approvals' providers (idempotent: one per name)."""
+    for provider in APPROVAL_PROVIDERS:
+        approvals.register(provider())
 
 
 def renamed(snapshot: dict | None) -> dict | None:

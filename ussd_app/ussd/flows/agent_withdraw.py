@@ -4,7 +4,7 @@ with the customer's registered name and the fee, the agent's PIN. The customer t
 the customer starts (``withdraw.py``): same kind, fee and commission legs.
 
 The approval id is minted at the confirm screen, so a repeated request never asks twice.
-Registers its My approvals provider when the flows are loaded.
+Its My approvals provider (``AgentWithdrawals``) is registered by ``flows.init_app``.
 """
 
 from ... import limits
@@ -122,6 +122,3 @@ class AgentWithdrawals:
 
     def decline(self, session, user, key: str) -> bool:
         return agent_withdrawals.decline(session, user, key)
-
-
-approvals.register(AgentWithdrawals())

@@ -1,6 +1,6 @@
 """My approvals for escrow-held payments: a protected purchase waits for its buyer to confirm
 delivery (approve: the merchant is paid) or to dispute it (decline: the operator decides).
-Registered with ``ussd.approvals`` when the flows are loaded."""
+Registered with ``ussd.approvals`` by ``flows.init_app``."""
 
 from ...i18n import t
 from ...money import format_amount
@@ -72,10 +72,3 @@ class DeliveryConfirmations:
                 request_id=hold.id,
             )
         return True
-
-
-def register() -> None:
-    approvals.register(DeliveryConfirmations())
-
-
-register()

@@ -155,6 +155,3 @@ class PaymentRequests:
 
     def decline(self, session, user, key: str) -> bool:
         return pr.decline(session, user, key)
-
-
-approvals.register(PaymentRequests())

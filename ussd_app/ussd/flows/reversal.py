@@ -2,8 +2,8 @@
 sees who received it, and confirms with their PIN; the recipient's funds for it are held and
 the recipient is asked in My approvals (``payments/reversals.py``).
 
-Also registers, when the flows are loaded, the My approvals provider that asks the recipient.
-The back office's decision source for reversals is wired by the back office itself
+Its My approvals provider (``ReversalApprovals``) is registered by ``flows.init_app``; the
+back office's decision source for reversals is wired by the back office itself
 (``admin/decisions.py``).
 """
 
@@ -172,4 +172,3 @@ class ReversalApprovals:
         return self._decide(session, user, key, False)
 
 
-approvals.register(ReversalApprovals())

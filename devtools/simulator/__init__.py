@@ -4,10 +4,11 @@
 merchant). Each dials the service code and posts every hop to ``POST /ussd`` with Africa's
 Talking's form fields (sessionId, serviceCode, phoneNumber, networkCode, text = every input so
 far joined by ``*``), and shows that number's SMS inbox, read from the local Africa's Talking
-gateway (``ussd_app.sms.gateway``) through ``/simulator/messages`` on this same origin.
+gateway (``devtools.gateway``) through ``/simulator/messages`` on this same origin.
 
-Off unless ``SIMULATOR_ENABLED`` (``TUMA_SIMULATOR_ENABLED=1``; ``make run`` sets it): it
-lets anyone type into any number's phone.
+Registered only by the development app (``devtools.create_app``), never by the service's own
+``create_app``; even there off unless ``SIMULATOR_ENABLED`` (``TUMA_SIMULATOR_ENABLED=1``;
+``make run`` sets it): it lets anyone type into any number's phone.
 """
 
 import logging
@@ -15,7 +16,7 @@ import logging
 import requests
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
-from .. import phones
+from ussd_app import phones
 
 bp = Blueprint(
     "simulator",
@@ -38,7 +39,7 @@ def _only_when_enabled():
 
 
 def _demo_phones() -> list[dict]:
-    from ..cli import DEMO
+    from ..demo import DEMO
 
     return [{"phone": phone, "label": f"{name} ({role})"} for phone, name, role, _pin, _till in DEMO]
 

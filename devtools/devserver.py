@@ -11,12 +11,14 @@ Settings: ``PORT`` (8000), ``AT_GATEWAY_PORT`` (8025), ``TUMA_INSTANCE_PATH`` (`
 Development only: with ``TUMA_ENV=production`` it refuses to start (it turns on the phone
 simulator and the local gateway, which production never runs).
 
-It turns the phone simulator on (``/simulator/``) and Prometheus multiprocess mode (samples
-under ``instance/prometheus``), and creates the demo operator of the back office
-(``flask operators demo``: demo@tuma.example, password "demo operator passphrase").
+It serves the development app (``devtools.create_app``: the service plus the phone simulator
+and the demo commands), turns the phone simulator on (``/simulator/``) and Prometheus
+multiprocess mode (samples under ``instance/prometheus``), and creates the demo operator of the
+back office (``flask --app devtools demo operator``: demo@tuma.example, password "demo operator
+passphrase"). The worker is the service's own (``python -m worker``).
 
 Unless AT_API_URL is set, it also runs the local Africa's Talking gateway
-(``ussd_app.sms.gateway``, port ``AT_GATEWAY_PORT``, default 8025) and points the web app and
+(``devtools.gateway``, port ``AT_GATEWAY_PORT``, default 8025) and points the web app and
 the worker at it, so receipts are recorded there (``GET /messages?phone=...``) instead of sent.
 """
 
@@ -29,9 +31,10 @@ import time
 
 import psutil
 
+from ussd_app.queues import connect
+
 from . import create_app
-from .admin.cli import DEMO_OPERATOR
-from .queues import connect
+from .demo import DEMO_OPERATOR
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CHILD_STOP_SECONDS = 10  # a child that has not stopped by then after SIGTERM is killed
@@ -45,7 +48,7 @@ def _stop(signum, frame):
 def main() -> int:
     if os.environ.get("TUMA_ENV") == "production":
         print(
-            "Refusing to start: TUMA_ENV=production. `make run` (ussd_app.devserver) is for development: "
+            "Refusing to start: TUMA_ENV=production. `make run` (devtools.devserver) is for development: "
             "it turns on the phone simulator and the local Africa's Talking gateway.",
             file=sys.stderr,
         )
@@ -84,7 +87,7 @@ def _run(app, env: dict, port: str, children: list) -> int:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)
     python = sys.executable
-    flask = [python, "-m", "flask", "--app", "wsgi"]
+    flask = [python, "-m", "flask", "--app", "devtools"]
     gateway_port = None
     if not env.get("AT_API_URL"):
         gateway_port = env.get("AT_GATEWAY_PORT", "8025")
@@ -92,14 +95,14 @@ def _run(app, env: dict, port: str, children: list) -> int:
     subprocess.run([*flask, "db", "upgrade"], check=True, env=env)  # nosec B603  # fixed argv (sys.executable -m ...)
     subprocess.run([*flask, "demo", "seed"], check=True, env=env)  # nosec B603  # fixed argv (sys.executable -m ...)
     subprocess.run(  # nosec B603  # fixed argv (sys.executable -m ...)
-        [*flask, "operators", "demo"], check=True, env=env, stdout=subprocess.DEVNULL
+        [*flask, "demo", "operator"], check=True, env=env, stdout=subprocess.DEVNULL
     )
     commands = [
-        *([[python, "-m", "ussd_app.sms.gateway", "--port", gateway_port]] if gateway_port else []),
+        *([[python, "-m", "devtools.gateway", "--port", gateway_port]] if gateway_port else []),
         [python, "-m", "worker"],
         [
             *(python, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}"),
-            *("-c", "python:ussd_app.ops.gunicorn_conf", "wsgi:app"),
+            *("-c", "python:ussd_app.ops.gunicorn_conf", "devtools:create_app()"),
         ],
     ]
     for command in commands:  # one by one, so that every started child is stopped with the rest

@@ -1,5 +1,6 @@
-"""The one place Tuma talks to Africa's Talking's SMS API: the ``africastalking`` SDK, one
-instance per app (not the SDK's module globals), with our timeouts and sender id.
+"""The one place Tuma talks to Africa's Talking: SMS, SIM-swap insight and airtime, through the
+``africastalking`` SDK (one service per call, not the SDK's module globals), with our
+timeouts and sender id. Named so as not to shadow the SDK's own ``africastalking`` package.
 
 Base URL: the SDK picks production, or the sandbox when ``AT_USERNAME`` is ``sandbox``.
 ``AT_API_URL`` overrides both (the local gateway in tests and ``make run``): the SDK has no
@@ -39,10 +40,6 @@ class SmsClient:
     def send(self, phone: str, body: str):
         """Hand one message for one number to the gateway; the SDK's answer, or its exception."""
         return self.service.send(body, [phone], sender_id=self.sender_id, timeout=self.timeout)
-
-    @property
-    def messaging_url(self) -> str:
-        return self.service._make_url("/messaging")
 
 
 def client_for(config) -> SmsClient:

@@ -1,4 +1,4 @@
-"""Inbound SMS: what people text to our short code, and what we answer.
+"""SMS commands: what people text to our short code, and what we answer.
 
 A customer who texts a transaction code learns whether it is genuine (the answer to fake-receipt
 fraud), but only a party to the transfer learns its details: anyone else gets the same answer
@@ -19,9 +19,9 @@ from ..i18n import t
 from ..money import format_amount
 from ..payments import holds
 from ..payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
+from ..sms.outbox import add_sms
+from ..sms.receipts import sms_name, when
 from ..users import User, find_by_phone
-from .outbox import add_sms
-from .receipts import sms_name, when
 
 # Transaction codes are base32 (A-Z, 2-7), 10 characters (payments.models.transaction_code).
 CODE = re.compile(r"^[A-Z2-7]{10}$")

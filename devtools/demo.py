@@ -1,0 +1,53 @@
+"""The demo of ``make run``: ``flask --app devtools demo seed`` (four demo people and the demo
+agent's e-float) and ``flask --app devtools demo operator`` (the back office's demo operator).
+Both are idempotent; the operator is refused with ``TUMA_ENV=production``. Demo PINs and the
+demo password only: never use them for real accounts."""
+
+import click
+from flask import Blueprint, current_app
+
+from ussd_app.admin.models import create_operator, find_operator, record
+from ussd_app.extensions import db
+from ussd_app.payments.emoney import issue_float
+from ussd_app.users import create_user, find_by_phone
+
+demo_cli = Blueprint("demo", __name__, cli_group="demo")
+
+DEMO = (
+    # phone, name, role, pin, till
+    ("+254700000001", "Amina Agent", "agent", "1111", None),
+    ("+254700000002", "Mama Mboga", "merchant", "2222", "123456"),
+    ("+254700000003", "Juma Otieno", "customer", "3333", None),
+    ("+254700000004", "Wanjiru Kamau", "customer", "4444", None),
+)
+DEMO_FLOAT_MAJOR = 100_000
+
+# The demo operator `make run` signs in with. Demo only: refused when TUMA_ENV=production.
+DEMO_OPERATOR = ("demo@tuma.example", "Demo Operator", "demo operator passphrase")
+
+
+@demo_cli.cli.command("seed")
+def seed():
+    """Create the demo people (idempotent) and give the demo agent e-float."""
+    for phone, name, role, pin, till in DEMO:
+        if find_by_phone(db.session, phone) is None:
+            create_user(db.session, phone=phone, name=name, role=role, pin=pin, till=till)
+            click.echo(f"demo {role}: {name} {phone}" + (f" till {till}" if till else ""))
+    agent = find_by_phone(db.session, DEMO[0][0])
+    if agent.account.credits_posted == 0:
+        issue_float(db.session, agent, DEMO_FLOAT_MAJOR * 100, "DEMO-DEPOSIT")
+        click.echo(f"demo agent float: KES {DEMO_FLOAT_MAJOR:,}")
+    db.session.commit()
+
+
+@demo_cli.cli.command("operator")
+def operator():
+    """Create the demo operator (idempotent) and print how to sign in; never in production."""
+    email, name, password = DEMO_OPERATOR
+    if current_app.config.get("TUMA_ENV") == "production":
+        raise click.ClickException("no demo operator in production: use `operators create`")
+    if find_operator(db.session, email) is None:
+        create_operator(db.session, email=email, name=name, password=password)
+        record(db.session, None, "operator.create", email, via="cli", demo=True)
+        db.session.commit()
+    click.echo(f"demo operator: {email} / {password}")
