@@ -9,7 +9,7 @@ fails, and is answered with the first issue (``DuplicateDeposit``) when
 An issue without a reference (``float issue --phone P --amount A``, a stable, scripted
 interface) cannot be recognised by its deposit, so a repeat of the command is: an issue without
 a reference to the same agent for the same amount within ``UNREFERENCED_WINDOW`` of another is
-refused (``RepeatedIssue``), decided under the lock on the trust account's row that every float
+refused (``RepeatedIssue``), decided under the locks on the trust and agent rows that every float
 issue takes to post, so concurrent runs are told apart on PostgreSQL too.
 """
 
