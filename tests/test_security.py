@@ -8,6 +8,7 @@ report applied, no inbound SMS stored or answered. The same request, let through
 (so each check below could fail)."""
 
 import base64
+import ipaddress
 import time
 
 import pytest
@@ -239,6 +240,27 @@ def test_trusted_proxies_as_a_count_is_refused_in_production_and_bad_entries_any
         with pytest.raises(InsecureConfig) as refused:
             check_config({"TUMA_ENV": "development", setting: "10.0.0.5, proxy.internal"})
         assert f"TUMA_{setting} has an entry that is not an address or network" in str(refused.value)
+
+
+@pytest.mark.parametrize("setting", ["WEBHOOK_TRUSTED_PROXIES", "WEBHOOK_ALLOWED_IPS"])
+@pytest.mark.parametrize("network", ["0.0.0.0/0", "::/0", "1.0.0.0/7", "2001::/16", "::ffff:0:0/96"])
+def test_production_will_not_start_with_a_network_that_is_most_of_the_internet(app, setting, network):
+    """0.0.0.0/0 as our proxies believes X-Forwarded-For from anyone; as the allow-list it
+    passed the open-webhooks check while allowing everyone (attack on issue 15 item 1)."""
+    settings = {"WEBHOOK_ALLOWED_IPS": "198.51.100.0/24", setting: f"10.0.0.5, {network}"}
+    said = refusal(**settings)
+    wide = ipaddress.ip_network(network, strict=False)
+    assert f"TUMA_{setting} has {wide}, wider than /8 (IPv4) or /32 (IPv6)" in said
+    check_config({**PRODUCTION, **settings, "TUMA_ENV": "development"})  # a lab may open it
+
+
+def test_production_starts_with_networks_of_a_sane_size(app):
+    client = production_app(
+        WEBHOOK_ALLOWED_IPS="198.51.100.0/24, 2001:db8::/32", WEBHOOK_TRUSTED_PROXIES="10.0.0.0/8, fd00::/48"
+    ).test_client()
+    forged = {"X-Forwarded-For": "198.51.100.7"}
+    assert hop(client, environ_base={"REMOTE_ADDR": STRANGER}, headers=forged).status_code == 403
+    assert hop(client, environ_base={"REMOTE_ADDR": PROXY}, headers=forged).status_code == 200
 
 
 PIN = "8642"

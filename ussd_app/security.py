@@ -32,7 +32,10 @@ None of these ever raises: a refusal is a short plain-text answer, never a 500.
 In production (``TUMA_ENV=production``) ``check_config`` refuses to start (``InsecureConfig``)
 with a development secret, with open webhooks (neither ``WEBHOOK_SECRET`` nor
 ``WEBHOOK_ALLOWED_IPS``: anyone who reaches ``/ussd`` could act as any phone number), with the
-phone simulator on, or with ``WEBHOOK_TRUSTED_PROXIES`` given as a count. A malformed
+phone simulator on, with ``WEBHOOK_TRUSTED_PROXIES`` given as a count, or with a network in
+``WEBHOOK_ALLOWED_IPS`` or ``WEBHOOK_TRUSTED_PROXIES`` wider than ``WIDEST_NETWORK`` (``0.0.0.0/0``
+would believe X-Forwarded-For from anyone, or allow everyone while looking like a closed door).
+A malformed
 ``WEBHOOK_ALLOWED_IPS`` or ``WEBHOOK_TRUSTED_PROXIES`` refuses to start in every environment.
 """
 
@@ -57,6 +60,25 @@ _CALLER_PHONE = "tuma.caller_phone"  # where caller_phone keeps its answer for t
 DEV_SECRETS = {"SECRET_KEY": "dev-only-not-secret", "PIN_PEPPER": "dev-pepper", "AT_API_KEY": "dev-key"}  # nosec B105  # the defaults production refuses, not secrets
 
 
+# The widest network production accepts in an address list, by IP version: a /8 is the largest
+# private range (10.0.0.0/8) and larger than any block Africa's Talking calls from; a /32 is a
+# whole provider's IPv6 allocation. Wider is not a list of our proxies or of Africa's Talking,
+# it is a large part of the internet. IPv6 networks that embed IPv4 addresses (IPv4-mapped
+# ``::ffff:0:0/96``, NAT64 ``64:ff9b::/96``) are held to the IPv4 bound on the embedded part.
+WIDEST_NETWORK = {4: 8, 6: 32}
+_EMBEDDED_IPV4 = tuple(ipaddress.ip_network(n) for n in ("::ffff:0:0/96", "64:ff9b::/96"))
+
+
+def too_wide(network) -> bool:
+    """Whether ``network`` is wider than production accepts (``WIDEST_NETWORK``)."""
+    if network.version == 6:
+        for embedding in _EMBEDDED_IPV4:
+            if network.overlaps(embedding):
+                # Inside the embedding: held to the IPv4 bound; containing it: wider still.
+                return network.prefixlen < embedding.prefixlen + WIDEST_NETWORK[4]
+    return network.prefixlen < WIDEST_NETWORK[network.version]
+
+
 class InsecureConfig(RuntimeError):
     """Production was asked to start with a development secret or an open door, or a security
     setting cannot be read."""
@@ -75,7 +97,7 @@ def check_secrets(config) -> None:
 def check_config(config) -> None:
     """Everything ``create_app`` refuses to start with (see the module docstring)."""
     check_secrets(config)
-    _networks("WEBHOOK_ALLOWED_IPS", config.get("WEBHOOK_ALLOWED_IPS"))
+    allowed = _networks("WEBHOOK_ALLOWED_IPS", config.get("WEBHOOK_ALLOWED_IPS"))
     proxies = trusted_proxies(config.get("WEBHOOK_TRUSTED_PROXIES"))
     if config.get("TUMA_ENV") != "production":
         if isinstance(proxies, int) and proxies:
@@ -97,6 +119,15 @@ def check_config(config) -> None:
             "TUMA_WEBHOOK_TRUSTED_PROXIES is a count: give the proxies' addresses or networks, so "
             "X-Forwarded-For is believed only from them"
         )
+    for name, networks in (("WEBHOOK_ALLOWED_IPS", allowed), ("WEBHOOK_TRUSTED_PROXIES", proxies)):
+        wide = [str(n) for n in (networks if isinstance(networks, tuple) else ()) if too_wide(n)]
+        if wide:
+            refused.append(
+                f"TUMA_{name} has {', '.join(wide)}, wider than /{WIDEST_NETWORK[4]} (IPv4) or "
+                f"/{WIDEST_NETWORK[6]} (IPv6): that is a large part of the internet, not "
+                + ("Africa's Talking's addresses" if name == "WEBHOOK_ALLOWED_IPS" else "your proxies")
+                + "; list their own addresses or networks"
+            )
     if refused:
         raise InsecureConfig("TUMA_ENV=production but " + "; and ".join(refused))
 

@@ -3,13 +3,13 @@
 Revision ID: 0009_ledger
 Revises: 0008
 
-- ``trust_deposits.reference_key``: the bank reference in its one compared form (without
-  spaces, upper case), unique. Filled here from
+- ``trust_deposits.reference_key``: the bank reference in its one compared form (its letters
+  and digits only, after Unicode NFKC, digits as ASCII, letters upper case), unique. Filled here from
   ``bank_reference``; a reference already used by an earlier deposit (possible before this
   rule) keeps NULL on the later deposits, which ``flask ledger check`` reports.
 """
 
-import re
+import unicodedata
 
 import sqlalchemy as sa
 from alembic import op
@@ -21,12 +21,19 @@ depends_on = None
 
 
 def _key(reference):
-    """The form of ussd_app.payments.emoney.normalize_reference at this revision (copied, so
-    this migration does the same thing whatever that function becomes)."""
+    """ussd_app.payments.emoney.reference_key at this revision, copied: a migration must not
+    import app code, which may change later, and must do the same thing whenever it runs.
+    Cut to the column's 64 characters (a longer key can only be a reference issued before
+    this rule; two cut to the same key are kept as one: the later keeps no key, as a repeat does)."""
     if reference is None:
         return None
-    key = re.sub(r"\s+", "", reference).upper()
-    return key[:64] or None
+    kept = []
+    for ch in unicodedata.normalize("NFKC", reference):
+        if unicodedata.category(ch) == "Nd":
+            kept.append(str(unicodedata.digit(ch)))
+        elif ch.isalpha():
+            kept.append(ch.casefold().upper())
+    return "".join(kept)[:64] or None
 
 
 def upgrade():

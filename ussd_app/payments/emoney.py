@@ -1,19 +1,27 @@
 """Issuing e-money: every shilling of e-float is a shilling deposited in the trust account.
 
-A bank deposit issues e-float once. Its reference is compared in one form
-(``normalize_reference``) under a unique constraint, and the deposit row is written before the
+A bank deposit issues e-float once. Its reference is compared by its letters and digits only
+(``reference_key``) under a unique constraint, and the deposit row is written before the
 ledger posting: a second issue of the same deposit, however close in time, waits on that row,
 fails, and is answered with the first issue (``DuplicateDeposit``) when
 ``issue_float_and_commit`` retries it.
+
+An issue without a reference (``float issue --phone P --amount A``, a stable, scripted
+interface) cannot be recognised by its deposit, so a repeat of the command is: an issue without
+a reference to the same agent for the same amount within ``UNREFERENCED_WINDOW`` of another is
+refused (``RepeatedIssue``), decided under the locks on the trust and agent rows that every float
+issue takes to post, so concurrent runs are told apart on PostgreSQL too.
 """
 
 import logging
 import re
-from datetime import datetime
+import unicodedata
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from .. import limits
 from ..ledger import AccountKind, house_account
 from ..ledger.check import Finding, check
 from ..users import Role, User
@@ -25,6 +33,7 @@ log = logging.getLogger(__name__)
 
 REFERENCE_LENGTH = 64
 RETRIES = 5
+UNREFERENCED_WINDOW = timedelta(hours=24)  # a repeat of an issue without a reference, refused
 
 
 class FloatError(ValueError):
@@ -38,6 +47,43 @@ class DuplicateDeposit(FloatError):
         self.reference, self.code, self.amount, self.when = reference, code, amount, when
         at = f" on {when:%Y-%m-%d %H:%M} UTC" if when else ""
         super().__init__(f"deposit {reference} has already been issued: {code}{at}")
+
+
+class RepeatedIssue(FloatError):
+    """An issue without a reference repeats one made to the same agent for the same amount
+    within ``UNREFERENCED_WINDOW``: most likely the same command run again."""
+
+    def __init__(self, phone: str, code: str, when: datetime):
+        self.code, self.when = code, when
+        super().__init__(
+            f"the same amount was issued to {phone} without a reference ({code}) at "
+            f"{when:%Y-%m-%d %H:%M} UTC: give the bank reference with --reference to issue another"
+        )
+
+
+def reference_key(raw: str | None) -> str | None:
+    """A bank reference in the one form references are compared in: its letters and digits,
+    nothing else, or None when it has none.
+
+    Banks print references in capitals, with dashes, spaces or slashes for reading, and
+    operators copy them by hand or paste them from PDFs and e-mails that turn ``-`` into
+    ``‐``, ``–`` or ``－`` and letters into their fullwidth forms. None of that says which
+    deposit is meant, so: Unicode NFKC (fullwidth and other compatibility forms become plain
+    ones), every decimal digit of any script as its ASCII digit, letters upper-cased (after
+    case folding), and every other character (punctuation, dashes of any kind, underscores,
+    spaces, symbols, marks) dropped. ``"bank-ref 001"``, ``"BANK‐REF‐001"``, ``"ＢＡＮＫ_REF_００１"``
+    are all ``"BANKREF001"``. (Two deposits whose references differ only in punctuation would be
+    refused as one: an operator sees that refusal; a deposit issued twice nobody sees.)
+    Never refuses: the migration (a copy) and ``ledger check`` use it on stored references."""
+    if raw is None:
+        return None
+    kept = []
+    for ch in unicodedata.normalize("NFKC", raw):
+        if unicodedata.category(ch) == "Nd":
+            kept.append(str(unicodedata.digit(ch)))
+        elif ch.isalpha():
+            kept.append(ch.casefold().upper())
+    return "".join(kept) or None
 
 
 def tidy_reference(raw: str | None) -> str | None:
@@ -54,15 +100,23 @@ def tidy_reference(raw: str | None) -> str | None:
 
 
 def normalize_reference(raw: str | None) -> str | None:
-    """A bank reference in the one form references are compared in, or None when blank.
-
-    Banks print references in capitals, sometimes spaced out for reading, and operators copy
-    them by hand: case and spaces say nothing about which deposit is meant, so both go
-    (``" ft 12  34x"`` is ``"FT1234X"``). Dashes, slashes and digits stay: references that
-    differ in them may be two deposits. (Two deposits whose references differ only in spaces
-    would be refused as one: an operator can see that; a deposit issued twice nobody sees.)"""
+    """``reference_key`` of a reference an operator types, or None when blank; refuses one
+    with no letter or digit, one whose compared form is too long for the column, and letters
+    other than A-Z after NFKC (a Cyrillic ``А`` looks like a Latin ``A`` but would make another
+    key: bank references are ASCII)."""
     reference = tidy_reference(raw)
-    return None if reference is None else reference.replace(" ", "").upper()
+    if reference is None:
+        return None
+    key = reference_key(reference)
+    if key is None:
+        raise FloatError(f"{reference!r} is not a bank reference: it has no letter or digit")
+    if not (key.isascii() and key.isalnum()):
+        raise FloatError(
+            "a bank reference has only the letters A-Z and digits (spaces and punctuation are ignored)"
+        )
+    if len(key) > REFERENCE_LENGTH:
+        raise FloatError(f"a bank reference has at most {REFERENCE_LENGTH} letters and digits")
+    return key
 
 
 def earlier_issue(session, key: str) -> DuplicateDeposit | None:
@@ -77,13 +131,33 @@ def earlier_issue(session, key: str) -> DuplicateDeposit | None:
     return None if row is None else DuplicateDeposit(*row)
 
 
+def earlier_unreferenced_issue(session, agent: User, amount: int, now: datetime) -> RepeatedIssue | None:
+    """The refusal to give for an issue without a reference of ``amount`` to ``agent`` when
+    another was made within ``UNREFERENCED_WINDOW`` before ``now``; None if none was."""
+    row = session.execute(
+        select(TransferRequest.code, TransferRequest.created_at)
+        .join(TrustDeposit, TrustDeposit.request_id == TransferRequest.id)
+        .where(
+            TransferRequest.kind == RequestKind.FLOAT_ISSUE.value,
+            TransferRequest.credit_account_id == agent.account_id,
+            TrustDeposit.amount == amount,
+            TrustDeposit.bank_reference.is_(None),
+            TransferRequest.created_at > now - UNREFERENCED_WINDOW,
+        )
+        .order_by(TransferRequest.created_at.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else RepeatedIssue(agent.phone, *row)
+
+
 def issue_float(session, agent: User, amount: int, bank_reference: str | None = None) -> TransferRequest:
     """Record a trust deposit of ``amount`` minor units and credit it to the agent's e-float,
     in the caller's transaction (posted at once: the operator is waiting for the answer).
 
     Raises DuplicateDeposit for a reference already issued; a concurrent issue of the same
     reference makes the database refuse this one at the flush (IntegrityError: roll back and
-    retry, as ``issue_float_and_commit`` does)."""
+    retry, as ``issue_float_and_commit`` does). Without a reference, raises RepeatedIssue for a
+    repeat (see the module docstring)."""
     if agent.role != Role.AGENT.value:
         raise FloatError(f"{agent.phone} is a {agent.role}, not an agent")
     if amount <= 0:
@@ -93,6 +167,14 @@ def issue_float(session, agent: User, amount: int, bank_reference: str | None = 
     if key is not None and (duplicate := earlier_issue(session, key)) is not None:
         raise duplicate
     trust = house_account(session, AccountKind.TRUST)
+    if key is None:
+        # The ledger's locks, in its order, taken now instead of at the posting: a concurrent
+        # issue without a reference to this agent waits here until this one commits, and then
+        # reads it (READ COMMITTED; SQLite's BEGIN IMMEDIATE already serialises writers).
+        limits.lock_accounts(session, {trust.id, agent.account_id})
+        now = datetime.now(UTC).replace(tzinfo=None)
+        if (repeat := earlier_unreferenced_issue(session, agent, amount, now)) is not None:
+            raise repeat
     request = record_request(
         session,
         request_id=mint_request_id(),
@@ -141,15 +223,25 @@ def issue_float_and_commit(
 
 
 def references_issued_twice(session) -> dict[str, int]:
-    """{reference: number of deposits} for every reference with more than one deposit (only
-    possible for deposits recorded before the unique reference; ``flask ledger check``)."""
-    counts: dict[str, int] = {}
-    references = select(TrustDeposit.bank_reference).where(TrustDeposit.bank_reference.is_not(None))
+    """{the references as typed, " = " between spellings: number of deposits} for every
+    reference (compared by ``reference_key``, computed here, not read from the stored key) with
+    more than one deposit: deposits recorded before the unique key, or before the key dropped
+    punctuation (``flask ledger check``)."""
+    spellings: dict[str, list[str]] = {}
+    references = (
+        select(TrustDeposit.bank_reference)
+        .where(TrustDeposit.bank_reference.is_not(None))
+        .order_by(TrustDeposit.id)
+    )
     for raw in session.execute(references).scalars():
-        key = re.sub(r"\s+", "", raw).upper()  # normalize_reference, never refusing
+        key = reference_key(raw)
         if key:
-            counts[key] = counts.get(key, 0) + 1
-    return {reference: n for reference, n in sorted(counts.items()) if n > 1}
+            spellings.setdefault(key, []).append(raw)
+    return {
+        " = ".join(dict.fromkeys(typed)): len(typed)
+        for _, typed in sorted(spellings.items())
+        if len(typed) > 1
+    }
 
 
 def check_ledger(session) -> list[Finding]:
