@@ -261,13 +261,17 @@ def _common(request) -> dict:
     }
 
 
+def hold_seconds(request) -> int:
+    """Seconds a hold of ``request`` lasts: its own, else its kind's setting (``kinds``)."""
+    if request.hold_seconds:
+        return request.hold_seconds
+    setting = kinds.spec(request.kind).hold_setting
+    return current_app.config.get(setting, 0) if setting else 0
+
+
 def _hold_days(request) -> int:
     """Days a hold of ``request``'s kind lasts (rounded up), for the receipts that say so."""
-    if request.hold_seconds:
-        return -(-request.hold_seconds // 86_400)
-    setting = kinds.spec(request.kind).hold_setting
-    seconds = current_app.config.get(setting, 0) if setting else 0
-    return -(-seconds // 86_400)
+    return -(-hold_seconds(request) // 86_400)
 
 
 def payee_party(user: User) -> str:

@@ -20,7 +20,7 @@ from ..money import format_amount
 from ..payments import holds
 from ..payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
 from ..sms.outbox import add_sms
-from ..sms.receipts import sms_name, when
+from ..sms.receipts import hold_seconds, sms_name, when
 from ..users import User, find_by_phone
 
 # Transaction codes are base32 (A-Z, 2-7), 10 characters (payments.models.transaction_code).
@@ -256,13 +256,7 @@ def _resolved(session, hold: TransferRequest) -> bool:
 
 def _until(hold: TransferRequest) -> str:
     """The date a hold falls due (the receipts' date format)."""
-    setting = {
-        RequestKind.SEND_UNREGISTERED.value: "SUSPENSE_HOLD_SECONDS",
-        RequestKind.PROTECTED_PURCHASE.value: "PROTECTED_HOLD_SECONDS",
-        RequestKind.REVERSAL.value: "REVERSAL_HOLD_SECONDS",
-    }
-    seconds = hold.hold_seconds or current_app.config.get(setting.get(hold.kind, ""), 0)
-    date, _ = when((hold.executed_at or hold.created_at) + timedelta(seconds=seconds))
+    date, _ = when((hold.executed_at or hold.created_at) + timedelta(seconds=hold_seconds(hold)))
     return date
 
 
