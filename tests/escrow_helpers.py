@@ -21,6 +21,25 @@ FUNDS = 10_000_00
 DAY_US = 24 * 3600 * 1_000_000
 
 
+def posted_send(payer_account: int, payee_account: int, amount: int = 500_00) -> TransferRequest:
+    """A send from ``payer_account`` to ``payee_account``, with its fee, executed and posted."""
+    from ussd_app.tariffs import quote
+
+    request = record_request(
+        db.session,
+        request_id=mint_request_id(),
+        kind=RequestKind.SEND.value,
+        debit_account_id=payer_account,
+        credit_account_id=payee_account,
+        amount=amount,
+        fee=quote("send", amount),
+    )
+    db.session.commit()
+    assert jobs.execute_transfers() == 1
+    db.session.expire_all()
+    return db.session.get(TransferRequest, request.id)
+
+
 def funded_customer(phone=CUSTOMER["phone"], name=CUSTOMER["name"]) -> int:
     """A customer (the cast's, unless told) with KES 10,000 cashed in at the cast's agent."""
     agent = person(**AGENT)

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from tests.admin_helpers import login, operator, post
-from tests.escrow_helpers import funded_customer, ledger_ok, sms_to
+from tests.escrow_helpers import funded_customer, ledger_ok, posted_send, sms_to
 from tests.ussd_helpers import Phone, person
 from ussd_app import limits
 from ussd_app.extensions import db
@@ -71,17 +71,7 @@ LOCKED_REPLIES = {
 def test_a_locked_sender_cannot_reverse_by_sms_and_is_told_why(client, lock):
     juma = funded_customer()
     amina = person(AMINA, "Amina Hassan", pin=AMINA_PIN).account_id
-    sent = record_request(
-        db.session,
-        request_id=mint_request_id(),
-        kind=RequestKind.SEND.value,
-        debit_account_id=juma,
-        credit_account_id=amina,
-        amount=500_00,
-        fee=quote("send", 500_00),
-    )
-    db.session.commit()
-    assert jobs.execute_transfers() == 1
+    sent = posted_send(juma, amina)
     lock(client)
     reply = text_us(client, JUMA, f"REVERSE {sent.code}")
     # Only customer care lifts an operator's lock: an agent is not offered for it.

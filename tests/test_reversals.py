@@ -18,6 +18,7 @@ from tests.escrow_helpers import (
     funded_customer,
     later,
     ledger_ok,
+    posted_send,
     resolutions,
     sms_to,
     the_request,
@@ -51,19 +52,7 @@ def amina(app):
 @pytest.fixture
 def sent(juma, amina) -> TransferRequest:
     """Juma sent KES 500 to Amina by mistake."""
-    request = record_request(
-        db.session,
-        request_id=mint_request_id(),
-        kind=RequestKind.SEND.value,
-        debit_account_id=juma,
-        credit_account_id=amina,
-        amount=500_00,
-        fee=FEE,
-    )
-    db.session.commit()
-    assert jobs.execute_transfers() == 1
-    db.session.expire_all()
-    return db.session.get(TransferRequest, request.id)
+    return posted_send(juma, amina)
 
 
 def ask_by_ussd(client, code: str) -> str:

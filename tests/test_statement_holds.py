@@ -5,7 +5,16 @@ limit returned) is a "+" line "(returned)". Through /ussd and the real worker jo
 
 import pytest
 
-from tests.escrow_helpers import FUNDS, PIN, funded_customer, later, merchant, sms_to, the_request
+from tests.escrow_helpers import (
+    FUNDS,
+    PIN,
+    funded_customer,
+    later,
+    merchant,
+    posted_send,
+    sms_to,
+    the_request,
+)
 from tests.sms_helpers import gateway  # noqa: F401  (a fixture)
 from tests.ussd_helpers import Phone, available
 from ussd_app.extensions import db
@@ -166,21 +175,9 @@ AMINA = "+254712000222"
 def wrong_send(juma):
     """Juma sent KES 500 to Amina by mistake, and asked for it back (a reversal hold)."""
     from tests.ussd_helpers import person
-    from ussd_app.payments.submit import mint_request_id, record_request
 
     amina = person(AMINA, "Amina Hassan", pin="9753").account_id
-    sent = record_request(
-        db.session,
-        request_id=mint_request_id(),
-        kind=RequestKind.SEND.value,
-        debit_account_id=juma,
-        credit_account_id=amina,
-        amount=500_00,
-        fee=quote("send", 500_00),
-    )
-    db.session.commit()
-    assert jobs.execute_transfers() == 1
-    return sent.code
+    return posted_send(juma, amina).code
 
 
 def reverse(client, code: str):
