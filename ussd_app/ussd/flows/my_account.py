@@ -12,7 +12,7 @@ from ...i18n import t
 from ...ledger.models import Transfer
 from ...payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
 from ...sms.outbox import add_sms
-from ...users import User
+from ...users import holders
 from .. import gsm7, pin_guard
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common
@@ -71,9 +71,7 @@ def statement_lines(session, user, lang: str) -> list[str]:
     }
     everyone = [*requests.values(), *holds.values(), *resolved.values()]
     others = {r.debit_account_id for r in everyone} | {r.credit_account_id for r in everyone}
-    people = {
-        u.account_id: u for u in session.execute(select(User).where(User.account_id.in_(others))).scalars()
-    }
+    people = holders(session, others)
     tz = ZoneInfo(current_app.config.get("TIMEZONE", "Africa/Nairobi"))
 
     def name(request, account: int) -> str:
