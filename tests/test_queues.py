@@ -65,7 +65,7 @@ def send(payer: int, phone: str, amount: int = 10_00) -> TransferRequest:
     )
 
 
-EMPTY = {TRANSFERS_QUEUE: [], SMS_QUEUE: [], "maintenance": []}
+EMPTY = {TRANSFERS_QUEUE: [], SMS_QUEUE: [], "events": [], "maintenance": []}
 
 
 def test_one_commit_of_many_requests_and_sms_rings_each_queue_once(payer):
@@ -79,6 +79,7 @@ def test_one_commit_of_many_requests_and_sms_rings_each_queue_once(payer):
     assert queued() == {
         TRANSFERS_QUEUE: ["worker.jobs.execute_transfers"],
         SMS_QUEUE: ["worker.jobs.send_sms"],
+        "events": [],
         "maintenance": [],
     }
 
@@ -90,7 +91,12 @@ def test_a_batch_that_posts_many_airtime_holds_rings_the_airtime_job_once(app, p
     nothing_waiting(redis)
 
     assert jobs.execute_transfers() == 5  # five holds, one commit (no receipt until bought)
-    assert queued() == {TRANSFERS_QUEUE: ["worker.jobs.buy_airtime"], SMS_QUEUE: [], "maintenance": []}
+    assert queued() == {
+        TRANSFERS_QUEUE: ["worker.jobs.buy_airtime"],
+        SMS_QUEUE: [],
+        "events": [],
+        "maintenance": [],
+    }
 
 
 def test_a_request_executed_in_its_own_transaction_rings_no_transfer_job(app, redis):
@@ -101,7 +107,12 @@ def test_a_request_executed_in_its_own_transaction_rings_no_transfer_job(app, re
     nothing_waiting(redis)
     issue_float(db.session, agent, 1_000_00, "BANK-9")
     db.session.commit()
-    assert queued() == {TRANSFERS_QUEUE: [], SMS_QUEUE: ["worker.jobs.send_sms"], "maintenance": []}
+    assert queued() == {
+        TRANSFERS_QUEUE: [],
+        SMS_QUEUE: ["worker.jobs.send_sms"],
+        "events": [],
+        "maintenance": [],
+    }
 
 
 def test_a_rollback_rings_nothing(payer):
@@ -124,7 +135,12 @@ def test_a_rolled_back_savepoint_rings_nothing_and_a_released_one_waits_for_the_
             send(payer, CUSTOMERS[1])
             raise LookupError
     db.session.commit()
-    assert queued() == {TRANSFERS_QUEUE: [], SMS_QUEUE: ["worker.jobs.send_sms"], "maintenance": []}
+    assert queued() == {
+        TRANSFERS_QUEUE: [],
+        SMS_QUEUE: ["worker.jobs.send_sms"],
+        "events": [],
+        "maintenance": [],
+    }
 
     get_queue(SMS_QUEUE).empty()
     with db.session.begin_nested():

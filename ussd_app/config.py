@@ -145,6 +145,26 @@ class Config:
     # Flask-WTF: CSRF tokens on every back-office form expire after this many seconds.
     WTF_CSRF_TIME_LIMIT = _int("TUMA_CSRF_TIME_LIMIT_SECONDS", 8 * 3600)
 
+    # -- Merchants' systems: events and their webhooks (issue 17, ussd_app/events) ----------
+    # Each POST of an event: connect and read timeouts (seconds). Deliveries claimed and POSTed
+    # side by side per batch, and at most this many per job.
+    EVENT_CONNECT_TIMEOUT_SECONDS = _float("TUMA_EVENT_CONNECT_TIMEOUT_SECONDS", 3.05)
+    EVENT_READ_TIMEOUT_SECONDS = _float("TUMA_EVENT_READ_TIMEOUT_SECONDS", 10.0)
+    EVENT_CLAIM_BATCH = _int("TUMA_EVENT_CLAIM_BATCH", 16)
+    EVENT_JOB_LIMIT = _int("TUMA_EVENT_JOB_LIMIT", 200)
+    # Retries: the first after about EVENT_RETRY_BASE_SECONDS, doubling (with jitter) up to
+    # EVENT_RETRY_MAX_SECONDS apart, for EVENT_RETRY_FOR_SECONDS after the event; then failed.
+    EVENT_RETRY_BASE_SECONDS = _int("TUMA_EVENT_RETRY_BASE_SECONDS", 30)
+    EVENT_RETRY_MAX_SECONDS = _int("TUMA_EVENT_RETRY_MAX_SECONDS", 6 * 3600)
+    EVENT_RETRY_FOR_SECONDS = _int("TUMA_EVENT_RETRY_FOR_SECONDS", 3 * 86400)
+    # A delivery left "sending" this long (its job died) is claimed again.
+    EVENT_CLAIM_TIMEOUT_SECONDS = _int("TUMA_EVENT_CLAIM_TIMEOUT_SECONDS", 60)
+    # A merchant's pay-bill validation URL gets this long (seconds, all told) to accept or refuse
+    # an account reference; with no clear answer in time, PAYBILL_VALIDATION_DEFAULT decides
+    # ("accept" or "refuse").
+    PAYBILL_VALIDATION_TIMEOUT_SECONDS = _float("TUMA_PAYBILL_VALIDATION_TIMEOUT_SECONDS", 2.0)
+    PAYBILL_VALIDATION_DEFAULT = os.environ.get("TUMA_PAYBILL_VALIDATION_DEFAULT", "accept")
+
     # -- Agents, merchants and escrow-held payments (issue 5) ------------------------------
     # Seconds money sent to an unregistered number is held in suspense before it is refunded.
     SUSPENSE_HOLD_SECONDS = _int("TUMA_SUSPENSE_HOLD_SECONDS", 7 * 24 * 3600)

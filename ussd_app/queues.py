@@ -38,10 +38,12 @@ log = logging.getLogger(__name__)
 TRANSFERS_QUEUE = "transfers"
 SMS_QUEUE = "sms"
 MAINTENANCE_QUEUE = "maintenance"
-ALL_QUEUES = (TRANSFERS_QUEUE, SMS_QUEUE, MAINTENANCE_QUEUE)
+EVENTS_QUEUE = "events"  # webhook deliveries to merchants' systems: a slow one never holds up an SMS
+ALL_QUEUES = (TRANSFERS_QUEUE, SMS_QUEUE, EVENTS_QUEUE, MAINTENANCE_QUEUE)
 
 TRANSFERS_DOORBELL = "tuma:transfers:doorbell"
 SMS_DOORBELL = "tuma:sms:doorbell"
+EVENTS_DOORBELL = "tuma:events:doorbell"
 DOORBELL_TTL_SECONDS = 60
 
 
@@ -75,6 +77,7 @@ class Bell(enum.StrEnum):
     TRANSFERS = "transfers"  # queued transfer requests: execute a batch
     SMS = "sms"  # pending outbox rows: send them
     AIRTIME = "airtime"  # airtime holds waiting for Africa's Talking: buy it
+    EVENTS = "events"  # webhook deliveries due: POST them (ussd_app/events/delivery.py)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,12 @@ def _sms_timeout(config) -> int:
     return int(config["SMS_BATCH_SIZE"] * per_message) + 60
 
 
+def _events_timeout(config) -> int:
+    per_call = config["EVENT_CONNECT_TIMEOUT_SECONDS"] + config["EVENT_READ_TIMEOUT_SECONDS"]
+    batches = -(-config["EVENT_JOB_LIMIT"] // max(1, config["EVENT_CLAIM_BATCH"]))
+    return int(batches * per_call) + 60
+
+
 JOBS = {
     Bell.TRANSFERS: Job(
         TRANSFERS_QUEUE,
@@ -105,6 +114,7 @@ JOBS = {
     ),
     Bell.SMS: Job(SMS_QUEUE, "worker.jobs.send_sms", SMS_DOORBELL, timeout=_sms_timeout),
     Bell.AIRTIME: Job(TRANSFERS_QUEUE, "worker.jobs.buy_airtime"),
+    Bell.EVENTS: Job(EVENTS_QUEUE, "worker.jobs.deliver_events", EVENTS_DOORBELL, timeout=_events_timeout),
 }
 
 

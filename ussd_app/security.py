@@ -97,6 +97,8 @@ def check_secrets(config) -> None:
 def check_config(config) -> None:
     """Everything ``create_app`` refuses to start with (see the module docstring)."""
     check_secrets(config)
+    if config.get("PAYBILL_VALIDATION_DEFAULT", "accept") not in ("accept", "refuse"):
+        raise InsecureConfig("TUMA_PAYBILL_VALIDATION_DEFAULT must be accept or refuse")
     allowed = _networks("WEBHOOK_ALLOWED_IPS", config.get("WEBHOOK_ALLOWED_IPS"))
     proxies = trusted_proxies(config.get("WEBHOOK_TRUSTED_PROXIES"))
     if config.get("TUMA_ENV") != "production":

@@ -9,6 +9,7 @@ from flask import current_app, has_app_context
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ussd_app.africas_talking import get_client
+from ussd_app.events import delivery
 from ussd_app.extensions import db
 from ussd_app.ledger.expiry import expire_holds
 from ussd_app.ops.jobs import observe_job
@@ -89,9 +90,24 @@ def send_sms() -> dict:
 
 
 @_in_app
+def deliver_events() -> dict:
+    """POST up to EVENT_JOB_LIMIT due webhook deliveries to merchants' systems
+    (``ussd_app.events.delivery``): every call between two committed transactions, never
+    inside one. Safe to run twice, or side by side: each delivery is claimed before it is sent."""
+    get_redis().delete(delivery.DOORBELL_KEY)
+    limit = current_app.config["EVENT_JOB_LIMIT"]
+    counts = delivery.deliver_due(db.session, limit)
+    if sum(counts.values()) >= limit:
+        delivery.announce()  # more may be due
+    log.info("webhooks: %s", counts)
+    return counts
+
+
+@_in_app
 def maintain() -> dict:
     """Periodic: void expired holds, re-announce requests left queued too long, and wake the
-    SMS sender for retries that have come due (and rows whose sender died)."""
+    SMS sender and the webhook deliverer for retries that have come due (and rows whose
+    sender died, and rings that were lost)."""
     expired = expire_holds(db.session)
     db.session.commit()
     # Escrow holds that fell due (refund unregistered sends, pay protected purchases), with
@@ -102,6 +118,7 @@ def maintain() -> dict:
     resolved += sum(buy_airtime().values())
     stale = requeue_stale(db.session)
     sms_due = sender.count_due(db.session)
+    events_due = delivery.count_due(db.session)
     db.session.commit()
     # What this job wrote rang at its commits (queues.py); these are the safety net: requests
     # whose announcement was lost, SMS retries come due (and rows whose sender died).
@@ -109,11 +126,14 @@ def maintain() -> dict:
         announce(force=True)
     if sms_due:
         sender.announce()
+    if events_due:  # webhook retries come due, and rings that were lost
+        delivery.announce()
     return {
         "expired": len(expired),
         "holds_resolved": resolved,
         "stale_requests": stale,
         "sms_due": sms_due,
+        "events_due": events_due,
         "payment_requests": requests_settled,
     }
 

@@ -15,9 +15,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import limits
 from ..database import is_postgres, update_rows
+from ..events import emit
 from ..ledger import TransferResult, create_transfers
 from ..queues import Bell, cancel_ring, ring_after_commit
 from ..sms import limit_receipts, outbox, receipts
+from . import kinds
 from .legs import HouseAccounts, legs_for
 from .models import HoldState, RequestKind, RequestStatus, TransferRequest
 
@@ -105,18 +107,26 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
         ],
     )
     _record_returns(session, [r for r, _, result, _ in outcomes if isinstance(result, limits.Refusal)])
+    executed = []  # (request, events.POSTED | events.FAILED) for merchants' systems, once each
     with outbox.batched(session):  # the batch's receipts in one insert
         for request, chain, result, balances_after in outcomes:
             people.balances_after = balances_after
             if chain is None:
                 limit_receipts.write_refusal(session, request, result, people)
+                if request.status == RequestStatus.REJECTED.value:  # not held for review
+                    executed.append((request, emit.FAILED))
             elif isinstance(result, limits.Refusal):  # posted in part, or voided: see above
                 limit_receipts.write_returned(session, request, result, held_amounts[request.id], people)
+                executed.append((request, emit.POSTED))  # what reached the payee (none: no event)
             elif result == TransferResult.OK:
                 if all(r == TransferResult.OK for r in chain):  # not a repeat: receipts once
                     receipts.write_posted(session, request, people)
+                    executed.append((request, emit.POSTED))
             else:
                 receipts.write_rejected(session, request, result, people)
+                executed.append((request, emit.FAILED))
+    # Events (payment received, payout posted, ...) in the same transaction: kinds.py says which.
+    emit.for_requests(session, [(r, o) for r, o in executed if r.kind in kinds.EVENT_KINDS], people)
     session.flush()
     # Once committed: no worker needed for these (some were recorded in this transaction and
     # executed at once), and airtime holds now posted wait for the airtime job (queues.py).

@@ -5,7 +5,7 @@ Every module that treats kinds differently reads it here: the legs a request pos
 daily and balance limits (``limits.py``), the built-in tariff (``tariffs.py``) and who hears
 which receipt (``sms/receipts.py``). Adding a kind is one row here plus its message templates
 (an entry in ``receipts.RECEIPTS``, its Kiswahili in the sms catalogue) and, if it has a fee,
-its bands in the tariff.
+its bands in the tariff; if merchants' systems should hear of it, its ``events``.
 
 Phases, in the ledger's words: a ``single`` request posts at once; a ``pending`` one holds the
 money (its main leg is a PENDING transfer); a ``post`` or ``void`` request resolves the hold of
@@ -32,6 +32,21 @@ class Phase(enum.StrEnum):
 class Side(enum.StrEnum):
     PAYER = "payer"  # the request's debit account
     PAYEE = "payee"  # its credit account
+
+
+@dataclass(frozen=True)
+class Events:
+    """The webhook events (``ussd_app/events``) a kind's outcome sends to a merchant's system:
+    the event type when the request posts, and when it is refused (None: no event), and which
+    side of the request is the merchant whose endpoint hears of it. The other side is the
+    counterparty the event names (masked): the payer of a payment, the recipient of a payout."""
+
+    posted: str | None = None
+    failed: str | None = None
+    merchant: Side = Side.PAYEE
+
+
+PAYMENT_RECEIVED = Events(posted="payment.received")
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,8 @@ class KindSpec:
     invites: bool = False
     # The payee waits at an agent's counter: a refusal by their balance limit is told to them too.
     payee_told_of_balance_refusal: bool = False
+    # The webhook events its outcome emits (``Events``); None: merchants' systems never hear of it.
+    events: Events | None = None
 
     def __post_init__(self):
         if not self.receipts:
@@ -98,10 +115,24 @@ ROWS: tuple[KindSpec, ...] = (
     ),
     KindSpec(K.WITHDRAWAL, P.SINGLE, counted=True, credits_payee=True, two_segments=True),
     KindSpec(
-        K.BUY_GOODS, P.SINGLE, counted=True, credits_payee=True, free=True, payee_pays=True, two_segments=True
+        K.BUY_GOODS,
+        P.SINGLE,
+        counted=True,
+        credits_payee=True,
+        free=True,
+        payee_pays=True,
+        two_segments=True,
+        events=PAYMENT_RECEIVED,
     ),
     KindSpec(
-        K.PAY_BILL, P.SINGLE, counted=True, credits_payee=True, free=True, payee_pays=True, two_segments=True
+        K.PAY_BILL,
+        P.SINGLE,
+        counted=True,
+        credits_payee=True,
+        free=True,
+        payee_pays=True,
+        two_segments=True,
+        events=PAYMENT_RECEIVED,
     ),
     # Sender -> suspense, for a number not on Tuma yet: paid on when it registers, else back.
     KindSpec(
@@ -138,6 +169,7 @@ ROWS: tuple[KindSpec, ...] = (
         credits_payee=True,
         posts_what_fits=True,
         payee_fee_on_post=True,
+        events=PAYMENT_RECEIVED,  # the money is the merchant's now (a hold is not a payment)
     ),
     KindSpec(K.PROTECTED_REFUND, P.VOID, resolves=K.PROTECTED_PURCHASE),  # a dispute decided for the buyer
     # The recipient of a wrong send -> its sender, held until the recipient or the operator
@@ -188,6 +220,8 @@ VOIDING_KINDS = _values(lambda row: row.phase == Phase.VOID)
 COUNTED_KINDS = _values(lambda row: row.counted)
 CREDITED_KINDS = _values(lambda row: row.credits_payee)
 POSTS_WHAT_FITS = _values(lambda row: row.posts_what_fits)
+# Kinds whose outcome sends a webhook event (ussd_app/events/emit.py).
+EVENT_KINDS = _values(lambda row: row.events is not None)
 FREE_KINDS = _values(lambda row: row.free)
 PAYEE_PAYS_KINDS = _values(lambda row: row.payee_pays)
 # RECEIPTS entries whose sender's receipt may take two segments.

@@ -223,6 +223,13 @@ def _tell_requester(session, request: PaymentRequest, english: str, **fields) ->
     add_sms(session, phone=requester.phone, body=body, request_id=request.transfer_request_id)
 
 
+def _event(session, request: PaymentRequest, event_type: str) -> None:
+    """The merchant's system hears of the move (ussd_app/events), in the move's transaction."""
+    from ..events import EventType, for_payment_request
+
+    for_payment_request(session, request, EventType(event_type))
+
+
 def _move(session, request_id: str, from_state: State, to_state: State, *conditions, **values) -> bool:
     """Compare-and-set: True for the one caller that moved the request."""
     result = session.execute(
@@ -319,6 +326,7 @@ def decline(session, payer: User, request_id: str, now: datetime | None = None) 
         return False
     session.refresh(request)
     _tell_requester(session, request, DECLINED)
+    _event(session, request, "payment_request.declined")
     return True
 
 
@@ -428,6 +436,7 @@ def settle(session, limit: int = 500) -> int:
             continue
         done += 1
         session.refresh(request)
+        _event(session, request, "payment_request.paid")
         for member in members:
             session.refresh(member)
         paid = [m for m in members if m.state == State.PAID]
@@ -472,5 +481,6 @@ def expire(session, now: datetime | None = None, limit: int = 500) -> int:
         if _move(session, request.id, State.OPEN, State.EXPIRED, decided_at=now):
             done += 1
             _tell_requester(session, request, EXPIRED)
+            _event(session, request, "payment_request.expired")
     session.flush()
     return done

@@ -6,6 +6,7 @@ import re
 
 from flask import current_app
 
+from ...events import validation
 from ...extensions import db
 from ...payments.models import RequestKind
 from ...payments.submit import mint_request_id
@@ -50,6 +51,25 @@ def find_till(ctx) -> str:
 
 def find_paybill(ctx) -> str:
     return _find(ctx, BusinessKind.PAYBILL)
+
+
+def check_account(ctx) -> str:
+    """Pay bill: a merchant that set a validation URL is asked whether it takes this account
+    reference and amount (``events/validation.py``: 2 s, then the configured default). The
+    hop's database transaction is ended first: nothing is held open while its server answers
+    (on SQLite a transaction holds the write lock), and nothing has been written yet."""
+    asked = validation.question(
+        db.session,
+        ctx.data["merchant_account"],
+        business_number=ctx.data["business_number"],
+        reference=ctx.data["account_reference"],
+        amount=ctx.data["amount"],
+        payer_phone=ctx.phone,
+    )
+    if asked is None:
+        return "ok"
+    db.session.commit()
+    return "ok" if validation.ask(asked) == validation.ACCEPT else "refused"
 
 
 def quote_payment(ctx) -> str:
@@ -136,7 +156,20 @@ FLOW = {
         choices=(Choice(account_reference, "bill_amount", save="account_reference"),),
         otherwise=N_("Use up to 20 letters or digits."),
     ),
-    "bill_amount": Screen("the amount to pay", N_("Account {account_reference}\nEnter amount"), **_AMOUNT),
+    "bill_amount": Screen(
+        "the amount to pay",
+        N_("Account {account_reference}\nEnter amount"),
+        choices=(Choice(common.amount, "check_account", save="amount"),),
+        otherwise=_AMOUNT["otherwise"],
+    ),
+    "check_account": Step(
+        "ask the business whether it takes this account (its validation URL, if it set one)",
+        check_account,
+        {
+            "ok": "quote",
+            "refused": Retry("reference", N_("{merchant_name} does not accept account {account_reference}.")),
+        },
+    ),
     "quote": Step(
         "quote the fee (none) and mint the transfer id",
         quote_payment,
