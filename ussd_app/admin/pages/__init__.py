@@ -13,6 +13,7 @@ transaction with its audit row, and every POST has passed the CSRF check (``admi
 | ``transfers`` | transfers and one transfer's trail |
 | ``disputes`` | disputes and reversals awaiting a decision |
 | ``sms`` | the SMS outbox and retries |
+| ``webhooks`` | webhook deliveries to merchants' systems, and resends |
 | ``efloat`` | e-float issue against a trust deposit |
 | ``queues`` | rq queues, failed jobs, workers |
 | ``audit`` | the audit log |
@@ -20,4 +21,16 @@ transaction with its audit row, and every POST has passed the CSRF check (``admi
 ``common`` holds what they share (money, form text, the audit row).
 """
 
-from . import accounts, audit, dashboard, disputes, efloat, ledger, queues, signin, sms, transfers  # noqa: F401
+from . import (  # noqa: F401
+    accounts,
+    audit,
+    dashboard,
+    disputes,
+    efloat,
+    ledger,
+    queues,
+    signin,
+    sms,
+    transfers,
+    webhooks,
+)
