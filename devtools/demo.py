@@ -1,12 +1,16 @@
-"""The demo of ``make run``: ``flask --app devtools demo seed`` (four demo people and the demo
-agent's e-float) and ``flask --app devtools demo operator`` (the back office's demo operator).
+"""The demo of ``make run``: ``flask --app devtools demo seed`` (four demo people, the demo
+agent's e-float, and the demo merchant's webhook endpoint on the local receiver) and
+``flask --app devtools demo operator`` (the back office's demo operator).
 Both are idempotent; the operator is refused with ``TUMA_ENV=production``. Demo PINs and the
 demo password only: never use them for real accounts."""
+
+import os
 
 import click
 from flask import Blueprint, current_app
 
 from ussd_app.admin.models import create_operator, find_operator, record
+from ussd_app.events import endpoints
 from ussd_app.extensions import db
 from ussd_app.payments.emoney import issue_float
 from ussd_app.users import create_user, find_by_phone
@@ -22,6 +26,22 @@ DEMO = (
 )
 DEMO_FLOAT_MAJOR = 100_000
 
+# The demo merchant's system: the local receiver (devtools.receiver, started by `make run`) at
+# TUMA_DEMO_RECEIVER_URL, its events signed with this known demo secret, which the receiver is
+# given to verify them. Demo only.
+DEMO_RECEIVER_URL = "http://127.0.0.1:8026"
+DEMO_WEBHOOK_SECRET = "whsec_demo-only-not-secret"  # noqa: S105  # nosec B105  # the demo's, never real
+
+
+def demo_receiver_url() -> str:
+    return (os.environ.get("TUMA_DEMO_RECEIVER_URL") or DEMO_RECEIVER_URL).rstrip("/")
+
+
+def demo_hooks_name() -> str:
+    """The receiver path the demo merchant's events arrive at (its till number)."""
+    return next(till for _phone, _name, role, _pin, till in DEMO if role == "merchant")
+
+
 # The demo operator `make run` signs in with. Demo only: refused when TUMA_ENV=production.
 DEMO_OPERATOR = ("demo@tuma.example", "Demo Operator", "demo operator passphrase")
 
@@ -33,6 +53,11 @@ def seed():
         if find_by_phone(db.session, phone) is None:
             create_user(db.session, phone=phone, name=name, role=role, pin=pin, till=till)
             click.echo(f"demo {role}: {name} {phone}" + (f" till {till}" if till else ""))
+    merchant = find_by_phone(db.session, DEMO[1][0])
+    if endpoints.for_account(db.session, merchant.account_id) is None:
+        url = f"{demo_receiver_url()}/hooks/{demo_hooks_name()}"
+        endpoints.configure(db.session, merchant.account_id, url=url, secret=DEMO_WEBHOOK_SECRET)
+        click.echo(f"demo merchant's webhooks: {url}")
     agent = find_by_phone(db.session, DEMO[0][0])
     if agent.account.credits_posted == 0:
         issue_float(db.session, agent, DEMO_FLOAT_MAJOR * 100, "DEMO-DEPOSIT")

