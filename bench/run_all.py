@@ -36,13 +36,17 @@ def machine() -> str:
 
 
 def main() -> int:
-    from bench import ledger_bench, ussd_bench
+    from bench import ledger_bench, ussd_bench, webhooks_bench
 
     started = time.monotonic()
     out = tempfile.mkdtemp(prefix="tuma-bench-")
     py = sys.executable
     codes = []
-    for name, script in (("ledger", "ledger_bench.py"), ("ussd", "ussd_bench.py")):
+    for name, script in (
+        ("ledger", "ledger_bench.py"),
+        ("ussd", "ussd_bench.py"),
+        ("webhooks", "webhooks_bench.py"),
+    ):
         codes.append(
             subprocess.run(
                 [py, os.path.join(ROOT, "bench", script), "--json", os.path.join(out, f"{name}.json")],
@@ -53,6 +57,7 @@ def main() -> int:
         )
     ledger = json.load(open(os.path.join(out, "ledger.json")))
     ussd = json.load(open(os.path.join(out, "ussd.json")))
+    webhooks = json.load(open(os.path.join(out, "webhooks.json")))
 
     class Args:  # the defaults the scripts ran with
         transfers, accounts, batch, workers, runs = 12_000, 100_000, 500, 2, 3
@@ -75,6 +80,12 @@ def main() -> int:
             "## USSD hops and end to end",
             "",
             ussd_bench.table(ussd, Args),
+            "",
+            "## Webhook deliveries",
+            "",
+            "Events POSTed signed to the local receiver by the delivery job's code (SQLite, one process).",
+            "",
+            webhooks_bench.table(webhooks),
             "",
             # The profiles and what they mean are written by hand; the figures above are this run's.
             open(os.path.join(ROOT, "bench", "analysis.md")).read().rstrip(),
