@@ -6,6 +6,8 @@ Revises: 0009_ledger
 - ``api_keys``: one row per key, the SHA-256 of the key (never the key), its owner and scopes.
 - ``api_idempotency_keys``: (key, Idempotency-Key) -> the request's fingerprint and its stored
   answer, kept at least 24 hours.
+- ``payment_requests.reference``: the merchant's own reference on a request made by the API.
+- ``transfer_requests``: indexes for a wallet's statement (credits side) and a payment's refunds.
 """
 
 import sqlalchemy as sa
@@ -51,7 +53,18 @@ def upgrade():
     )
 
 
+    op.add_column("payment_requests", sa.Column("reference", sa.String(length=64), nullable=True))
+    op.create_index(
+        "ix_transfer_requests_payee_executed", "transfer_requests", ["credit_account_id", "executed_at"]
+    )
+    op.create_index("ix_transfer_requests_reference", "transfer_requests", ["reference"])
+
+
 def downgrade():
+    op.drop_index("ix_transfer_requests_reference", table_name="transfer_requests")
+    op.drop_index("ix_transfer_requests_payee_executed", table_name="transfer_requests")
+    with op.batch_alter_table("payment_requests") as batch:
+        batch.drop_column("reference")
     op.drop_index(op.f("ix_api_idempotency_keys_created_at"), table_name="api_idempotency_keys")
     op.drop_table("api_idempotency_keys")
     op.drop_index(op.f("ix_api_keys_user_id"), table_name="api_keys")

@@ -24,7 +24,7 @@ from ..extensions import db
 from . import idempotency
 from .auth import authenticate, require_scope
 from .errors import ApiError
-from .schemas import IdempotencyHeaders
+from .schemas import ErrorBody, IdempotencyHeaders
 from .spec import responses, spec
 
 
@@ -88,6 +88,7 @@ def operation(
     json_model: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
     reader=None,
+    body_doc: type[BaseModel] | None = None,
     ok: dict,
     tags: tuple[str, ...] = (),
     operation_id: str | None = None,
@@ -96,13 +97,21 @@ def operation(
 
     ``json_model``: the body's model (POST); ``reader``: instead, a function that reads and
     validates the body itself (e.g. JSON or CSV) and returns (input, fingerprint source);
-    ``query``: the query string's model; ``ok``: the success and extra error responses for
-    the document (``HTTP_201=Model, HTTP_404=ErrorBody``)."""
+    ``body_doc``: the body's model for the document when ``reader`` reads it; ``query``: the
+    query string's model; ``ok``: the success and extra error responses for the document
+    (``{"HTTP_201": Model, "HTTP_404": ErrorBody}``). A POST may also answer 409."""
     post = json_model is not None or reader is not None
 
     def decorate(view):
         @wraps(view)
         def run(**path):
+            try:
+                return _run(view, path)
+            except BaseException:
+                db.session.rollback()  # a refusal leaves nothing behind, whoever owns the session
+                raise
+
+        def _run(view, path):
             caller = authenticate()
             require_scope(caller, scope)
             data, source = None, None
@@ -120,7 +129,7 @@ def operation(
                 db.session.rollback()  # a read: nothing to keep
                 return answer(model, status)
             claimed = idempotency.claim(caller.key.id, key, idempotency.fingerprint(source))
-            if not isinstance(claimed, idempotency.IdempotencyRecord):
+            if not isinstance(claimed, tuple):
                 return claimed  # the first answer, replayed
             model, status = view(caller, data, idempotency_key=key, **path)
             response = answer(model, status)
@@ -128,8 +137,10 @@ def operation(
             db.session.commit()
             return response
 
+        if post:
+            ok.setdefault("HTTP_409", ErrorBody)
         documented = spec.validate(
-            json=json_model,
+            json=json_model or body_doc,
             query=query,
             headers=IdempotencyHeaders if post else None,
             resp=responses(**ok),

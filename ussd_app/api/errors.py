@@ -33,6 +33,7 @@ CODES: dict[str, tuple[int, str]] = {
     "refund_exceeds_payment": (422, "More than what is left of that payment to refund."),
     "rate_limited": (429, "Too many requests for this key; slow down."),
     "internal_error": (500, "Something went wrong on our side; it was logged."),
+    "not_priced": (503, "Payouts have no price in the tariff in force; ask Tuma's operators."),
 }
 
 

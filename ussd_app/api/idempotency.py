@@ -28,7 +28,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from flask import Response, current_app, request
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, delete, text
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, delete, insert, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -86,21 +86,22 @@ def derived_id(api_key_id: int, key: str) -> str:
     return hashlib.sha256(f"api\0{api_key_id}\0{key}".encode()).hexdigest()[:32]
 
 
-def claim(api_key_id: int, key: str, print_: str) -> IdempotencyRecord | Response:
-    """The row this request owns (insert it, in the request's transaction), or the answer to
-    give instead: the stored one replayed, or an ApiError (reused key, still in progress)."""
+def claim(api_key_id: int, key: str, print_: str) -> tuple[int, str] | Response:
+    """Claim (API key, key) for this request (its row inserted in the request's transaction),
+    or the answer to give instead: the stored one replayed, or an ApiError (reused key, still
+    in progress)."""
     session = db.session
+    row = {"api_key_id": api_key_id, "key": key, "fingerprint": print_, "status": 0, "body": ""}
     for _ in range(3):
-        record = IdempotencyRecord(api_key_id=api_key_id, key=key, fingerprint=print_, status=0, body="")
         try:
             if is_postgres(session):
                 wait = int(current_app.config["API_IDEMPOTENCY_WAIT_MS"])
                 session.execute(text(f"SET LOCAL lock_timeout = {wait}"))
-            session.add(record)
-            session.flush()
+            # A statement, not an object: the answer stored later is an UPDATE of this row.
+            session.execute(insert(IdempotencyRecord).values(**row, created_at=_utcnow()))
             if is_postgres(session):
                 session.execute(text("SET LOCAL lock_timeout = 0"))
-            return record
+            return api_key_id, key
         except IntegrityError:
             session.rollback()  # nothing else was done yet in this transaction
         except DBAPIError as exc:
@@ -108,12 +109,12 @@ def claim(api_key_id: int, key: str, print_: str) -> IdempotencyRecord | Respons
             if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_timeout: the first still runs
                 raise ApiError("idempotency_in_progress", headers={"Retry-After": "1"}) from None
             raise
-        existing = session.get(IdempotencyRecord, (api_key_id, key))
+        existing = session.get(IdempotencyRecord, (api_key_id, key), populate_existing=True)
         if existing is None:
-            continue  # it was purged in between: claim it again
+            continue  # purged in between: claim it again
         if existing.fingerprint != print_:
             raise ApiError("idempotency_key_reused")
-        if not existing.status:  # cannot happen (stored before commit); be safe, not sorry
+        if not existing.status:  # cannot happen (stored before the commit); refuse, never guess
             raise ApiError("idempotency_in_progress", headers={"Retry-After": "1"})
         replay = Response(existing.body, status=existing.status, mimetype="application/json")
         replay.headers["Idempotent-Replayed"] = "true"
@@ -121,11 +122,14 @@ def claim(api_key_id: int, key: str, print_: str) -> IdempotencyRecord | Respons
     raise ApiError("idempotency_in_progress", headers={"Retry-After": "1"})
 
 
-def remember(record: IdempotencyRecord, response: Response) -> None:
+def remember(claimed: tuple[int, str], response: Response) -> None:
     """Store the answer in the claimed row (the caller commits it with the effect)."""
-    record.status = response.status_code
-    record.body = response.get_data(as_text=True)
-    db.session.flush()
+    api_key_id, key = claimed
+    db.session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.api_key_id == api_key_id, IdempotencyRecord.key == key)
+        .values(status=response.status_code, body=response.get_data(as_text=True))
+    )
 
 
 def keep_hours(config) -> int:

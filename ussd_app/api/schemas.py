@@ -19,7 +19,10 @@ MAX_BATCH = 10_000
 CODE_PATTERN = r"^[A-Z2-7]{10}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 REFERENCE_LIMIT = 64
+REFERENCE_PATTERN = r"^[\x20-\x7E]{1,64}$"  # printable ASCII: it shows in lists and statements
 DESCRIPTION_LIMIT = 20  # it goes into the customer's SMS (payment_requests.REASON_LIMIT)
+# What a USSD payment request's reason may hold (ussd/flows/request_common.py): GSM-7, one segment.
+DESCRIPTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 .,'&/\-]{0,19}$"
 
 Amount = Field(gt=0, le=MAX_AMOUNT, description="Minor units (KES 1 = 100).", examples=[15000])
 Phone = Field(
@@ -122,7 +125,7 @@ class PayoutCreate(In):
     phone: str = Phone
     amount: int = Amount
     currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN, examples=["KES"])
-    reference: str | None = Field(default=None, max_length=REFERENCE_LIMIT, examples=["SALARY-2026-11"])
+    reference: str | None = Field(default=None, pattern=REFERENCE_PATTERN, examples=["SALARY-2026-11"])
 
 
 class Payout(Out):
@@ -186,11 +189,10 @@ class PaymentRequestCreate(In):
     phone: str = Phone
     amount: int = Amount
     currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
-    reference: str | None = Field(default=None, max_length=REFERENCE_LIMIT, examples=["ORDER-77"])
+    reference: str | None = Field(default=None, pattern=REFERENCE_PATTERN, examples=["ORDER-77"])
     description: str = Field(
-        min_length=1,
-        max_length=DESCRIPTION_LIMIT,
-        description="Shown to the customer.",
+        pattern=DESCRIPTION_PATTERN,
+        description="Shown to the customer (SMS, My approvals): 1 to 20 letters, digits, spaces, .,'&/-",
         examples=["2 bags of maize"],
     )
     expires_in: int | None = Field(
