@@ -86,7 +86,7 @@ def test_an_accepted_account_goes_on_to_the_confirm_screen(client, juma, water, 
         "account_reference": "ACC-42",
         "amount": 1_200_00,
         "currency": "KES",
-        "payer": {"phone": "+2547***111"},
+        "payer": {"phone": "+2547120***11"},
     }
     phone.send("1")
     assert phone.send(PIN).startswith("END Paying KES 1,200.00 to Kisumu Water.")

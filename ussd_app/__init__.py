@@ -14,7 +14,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
 
-    from . import admin, cli, database, models, ops, queues, security, sms, sms_commands, ussd  # noqa: F401
+    from . import admin, api, cli, database, models, ops, queues, security, sms, sms_commands, ussd  # noqa: F401
 
     database.init_app(app)
     queues.init_app(app)
@@ -24,5 +24,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     sms_commands.init_app(app)
     ops.init_app(app)
     admin.init_app(app)
+    api.init_app(app)
     cli.init_app(app)
     return app

@@ -200,3 +200,15 @@ class Config:
     # customer's phone may be sent per hour.
     UNLOCK_ATTEMPTS_PER_AGENT_PER_HOUR = _int("TUMA_UNLOCK_ATTEMPTS_PER_AGENT_PER_HOUR", 10)
     UNLOCK_CODES_PER_CUSTOMER_PER_HOUR = _int("TUMA_UNLOCK_CODES_PER_CUSTOMER_PER_HOUR", 3)
+
+    # -- The merchant API, /api/v1 (issue 17; ussd_app/api) ----------------------------------
+    # Requests per API key per minute (a fixed window in Redis); over it: 429. Production
+    # refuses 0 (off).
+    API_RATE_PER_MINUTE = _int("TUMA_API_RATE_PER_MINUTE", 600)
+    # The largest body accepted, bytes: a batch of 10,000 payouts as JSON fits in 2 MiB.
+    API_MAX_BODY_BYTES = _int("TUMA_API_MAX_BODY_BYTES", 2 * 1024 * 1024)
+    # Hours an Idempotency-Key is remembered (never less than 24).
+    API_IDEMPOTENCY_HOURS = _int("TUMA_API_IDEMPOTENCY_HOURS", 24)
+    # PostgreSQL: how long a request waits for another with the same Idempotency-Key to finish
+    # before answering 409 idempotency_in_progress (milliseconds).
+    API_IDEMPOTENCY_WAIT_MS = _int("TUMA_API_IDEMPOTENCY_WAIT_MS", 5000)

@@ -1,6 +1,8 @@
 """Every table, imported in one place so Alembic and ``create_app`` see the whole schema."""
 
 from .admin.models import AuditEntry, Operator  # noqa: F401
+from .api.idempotency import IdempotencyRecord  # noqa: F401
+from .api.keys import ApiKey  # noqa: F401
 from .events.models import Delivery, Event, WebhookEndpoint  # noqa: F401
 from .ledger.models import Account, RejectedTransfer, Transfer  # noqa: F401
 from .payments import reversals  # noqa: F401  (its index on transfer_requests)

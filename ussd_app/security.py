@@ -282,12 +282,8 @@ def _over_rate(per_minute: int) -> bool:
         return False
     # No number, or not a real one: it counts against the address it came from.
     who = phone if phone is not None else f"address:{caller_address()}"
-    key = f"tuma:ratelimit:{who}:{int(time.time() // 60)}"
-    try:
-        redis = current_app.extensions["redis"]
-        count, _ = redis.pipeline().incr(key).expire(key, 120).execute()
-    except Exception as exc:  # Redis down: answer anyway (the sessions will say what they can)
-        log.error("webhook rate limit unavailable: %s", type(exc).__name__)
+    count = window_count(who)
+    if count is None:  # Redis down: answer anyway (the sessions will say what they can)
         return False
     if count > per_minute:
         log.warning(
@@ -298,3 +294,18 @@ def _over_rate(per_minute: int) -> bool:
         )
         return True
     return False
+
+
+def window_count(who: str, seconds: int = 60) -> int | None:
+    """Count one more request by ``who`` in the current fixed window of ``seconds`` (Redis,
+    ``tuma:ratelimit:<who>:<window>``) and return the count so far; None when Redis cannot
+    say (logged: the caller decides whether to answer anyway). The webhooks count per phone;
+    the API counts per key (``api/rates.py``)."""
+    key = f"tuma:ratelimit:{who}:{int(time.time() // seconds)}"
+    try:
+        redis = current_app.extensions["redis"]
+        count, _ = redis.pipeline().incr(key).expire(key, 2 * seconds).execute()
+    except Exception as exc:
+        log.error("rate limit unavailable: %s", type(exc).__name__)
+        return None
+    return int(count)

@@ -103,6 +103,8 @@ def default_document() -> dict:
     document: dict = {kind: {} for kind in sorted(kinds.FREE_KINDS | {"registration", "balance"})}
     document["send"] = {"bands": [list(band) for band in SEND_BANDS]}
     document["withdrawal"] = {"bands": [list(band) for band in WITHDRAWAL_BANDS]}
+    # A business paying a customer out (the merchant API) pays what a customer sending pays.
+    document["payout"] = {"bands": [list(band) for band in SEND_BANDS]}
     for kind in sorted(kinds.PAYEE_PAYS_KINDS):
         document[kind] = {"payee_basis_points": MERCHANT_BASIS_POINTS, "payee_cap": MERCHANT_CAP}
     return document

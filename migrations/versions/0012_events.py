@@ -1,7 +1,7 @@
 """Events for merchants' systems and their webhook deliveries (issue 17)
 
 Revision ID: 0012_events
-Revises: 0009_ledger
+Revises: 0011_api
 
 - ``events``: what happened, written in the posting's transaction; (type, source_id) unique.
 - ``webhook_endpoints``: one per merchant account: URL, event types, signing secret,
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_events"
-down_revision = "0009_ledger"
+down_revision = "0011_api"
 branch_labels = None
 depends_on = None
 

@@ -36,10 +36,11 @@ def event_id(event_type: str, source_id: str) -> str:
 
 
 def mask(phone: str | None) -> str | None:
-    """A number as merchants' systems see it: "+2547***111"."""
+    """A number as merchants' systems see it, the same in events as in the API's answers
+    (``api/transactions.py: mask``): ``+254712345678`` -> ``+2547123***78``."""
     if not phone:
         return None
-    return phone[:5] + "***" + phone[-3:] if len(phone) > 8 else "***"
+    return phone[:-5] + "***" + phone[-2:] if len(phone) > 8 else "***"
 
 
 def party(user, phone: str | None = None) -> dict:
@@ -163,7 +164,8 @@ def for_payment_request(session, request, event_type: EventType) -> int:
     data = {
         "payment_request": request.id,
         **_money(request.amount),
-        "reference": request.reason,
+        "reference": getattr(request, "reference", None),  # the merchant's own (set through the API)
+        "description": request.reason,
         "payer": party(find_by_phone(session, request.payer_phone), request.payer_phone),
         "transaction": transfer.code
         if transfer is not None and event_type == EventType.PAYMENT_REQUEST_PAID

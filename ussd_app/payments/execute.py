@@ -19,7 +19,7 @@ from ..events import emit
 from ..ledger import TransferResult, create_transfers
 from ..queues import Bell, cancel_ring, ring_after_commit
 from ..sms import limit_receipts, outbox, receipts
-from . import kinds
+from . import kinds, refunds
 from .legs import HouseAccounts, legs_for
 from .models import HoldState, RequestKind, RequestStatus, TransferRequest
 
@@ -51,6 +51,8 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
         {a for chain in legs.values() for s in chain for a in (s.debit_account_id, s.credit_account_id)},
     )
     refusals = limits.check_batch(session, requests)
+    # Refunds: never more than their payment brought in, checked under the same locks.
+    refusals.update(refunds.check_batch(session, [r for r in requests if r.id not in refusals]))
     # A hold that does not fit under its payee's balance limit is posted in part or voided,
     # never left unresolved: the rest goes back to the payer (limits.POSTS_WHAT_FITS).
     returned = {rid: refusals.pop(rid) for rid in list(refusals) if refusals[rid].fits is not None}

@@ -93,6 +93,9 @@ class KindSpec:
     invites: bool = False
     # The payee waits at an agent's counter: a refusal by their balance limit is told to them too.
     payee_told_of_balance_refusal: bool = False
+    # The payer is a business's own system (the merchant API): it learns every outcome from the
+    # API (and its webhooks), never by one SMS per request, so it gets no receipt nor refusal SMS.
+    payer_is_api: bool = False
     # The webhook events its outcome emits (``Events``); None: merchants' systems never hear of it.
     events: Events | None = None
 
@@ -183,6 +186,25 @@ ROWS: tuple[KindSpec, ...] = (
     KindSpec(K.AIRTIME, P.PENDING, counted=True),
     KindSpec(K.AIRTIME_POST, P.POST, resolves=K.AIRTIME, credits_payee=True, two_segments=True),
     KindSpec(K.AIRTIME_VOID, P.VOID, resolves=K.AIRTIME),
+    # The merchant API (ussd_app/api). A payout is not counted against a customer's daily
+    # limit (its payer is a business); the customer's balance limit applies as to any credit.
+    KindSpec(
+        K.PAYOUT,
+        P.SINGLE,
+        credits_payee=True,
+        payer_is_api=True,
+        events=Events(posted="payout.posted", failed="payout.failed", merchant=Side.PAYER),
+    ),
+    # A refund's ``reference`` is the code of the payment it gives back; payments/refunds.py
+    # checks, under the batch's locks, that no more is refunded than that payment brought in.
+    KindSpec(
+        K.REFUND,
+        P.SINGLE,
+        credits_payee=True,
+        free=True,
+        payer_is_api=True,
+        events=Events(posted="refund.posted", failed="refund.failed", merchant=Side.PAYER),
+    ),
 )
 del K, P
 
@@ -224,5 +246,6 @@ POSTS_WHAT_FITS = _values(lambda row: row.posts_what_fits)
 EVENT_KINDS = _values(lambda row: row.events is not None)
 FREE_KINDS = _values(lambda row: row.free)
 PAYEE_PAYS_KINDS = _values(lambda row: row.payee_pays)
+API_PAYER_KINDS = _values(lambda row: row.payer_is_api)
 # RECEIPTS entries whose sender's receipt may take two segments.
 TWO_SEGMENTS = frozenset(row.receipts for row in ROWS if row.two_segments)

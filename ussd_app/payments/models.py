@@ -40,6 +40,9 @@ class RequestKind(enum.StrEnum):
     AIRTIME = "airtime"
     AIRTIME_POST = "airtime_post"  # Africa's Talking sent it
     AIRTIME_VOID = "airtime_void"  # it could not: the money goes back
+    # The merchant API (ussd_app/api): asked for by a business's own system.
+    PAYOUT = "payout"  # a merchant's (or agent's) wallet to a customer (B2C), with a fee
+    REFUND = "refund"  # all or part of a payment the merchant received, back to its payer
 
 
 class HoldState(enum.StrEnum):
@@ -81,6 +84,10 @@ class TransferRequest(db.Model):
         Index("ix_transfer_requests_hold", "hold_state", "kind"),
         # The daily-limit and velocity sums (ussd_app/limits.py).
         Index("ix_transfer_requests_payer_executed", "debit_account_id", "executed_at"),
+        # A wallet's statement, its credits side (the merchant API's GET /transactions).
+        Index("ix_transfer_requests_payee_executed", "credit_account_id", "executed_at"),
+        # The refunds of a payment (their reference is its code: payments/refunds.py).
+        Index("ix_transfer_requests_reference", "reference"),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)

@@ -96,6 +96,8 @@ class PaymentRequest(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    # The merchant's own reference, for a request made through the API (ussd_app/api).
+    reference: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class RequestError(ValueError):

@@ -15,7 +15,7 @@ from . import receipts
 def write_refusal(session, request, refusal: limits.Refusal, people) -> None:
     """The payer's SMS for a request refused by a limit or held for review. No commit."""
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
-    if payer is None:
+    if payer is None or kinds.spec(request.kind).payer_is_api:  # the API says it (kinds.py)
         return
     common = receipts._common(request)
     counterparty = receipts._counterparty(payee)

@@ -148,6 +148,17 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "recipient": "{code} Failed: {amount} airtime for {reference} not bought; the money is back on "
         "{date} at {time}. New balance is {balance}.",
     },
+    # The merchant API (ussd_app/api; Kiswahili in sms-api.po). The paying business reads the
+    # outcome from the API, so only the customer is told. {reference} of a refund is the code
+    # of the payment it gives back.
+    "payout": {
+        "recipient": "{code} Confirmed. You have received {amount} from {name} on {date} at {time}. "
+        "New balance is {balance}.",
+    },
+    "refund": {
+        "recipient": "{code} Confirmed. {name} refunded {amount} of your payment {reference} on {date} "
+        "at {time}. New balance is {balance}.",
+    },
     "float_issue": {
         "agent": "{code} Confirmed. E-float of {amount} issued to you on {date} at {time}. "
         "New float balance is {balance}.",
@@ -353,7 +364,7 @@ def write_rejected(session, request, result: TransferResult, people: People) -> 
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
     if kinds.spec(request.kind).failure_to == kinds.Side.PAYEE:
         payer, payee = payee, payer
-    if payer is None:
+    if payer is None or kinds.spec(request.kind).payer_is_api:  # the API says it (kinds.py)
         return  # e.g. an operator's float issue: the operator sees the result on the CLI
     common = _common(request)
     reason = render(payer, REASONS.get(result.value, REASON_OTHER), **common, result=result.value)

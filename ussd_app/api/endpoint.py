@@ -1,0 +1,154 @@
+"""How one operation runs, in this order, for every route of ``/api/v1``:
+
+1. the key (``auth.authenticate``: 401, 403 locked owner, 429 rate);
+2. the key's scope (403 ``insufficient_scope``);
+3. a POST's ``Idempotency-Key`` (422 when missing or malformed);
+4. the body or query, read within ``API_MAX_BODY_BYTES`` and validated by its model (400, 413,
+   415, 422 with the first problem named);
+5. a POST claims its idempotency row (a replay or 422/409 answers here: ``idempotency.py``);
+6. the view, given the caller and the validated input, returns (model, status);
+7. a POST stores its answer with its effect; the request's one commit.
+
+Nothing in a view commits; a refusal (``ApiError``) rolls back everything the request did.
+"""
+
+import csv
+import io
+import json
+from functools import wraps
+
+from flask import current_app, jsonify, request
+from pydantic import BaseModel, ValidationError
+
+from ..extensions import db
+from . import idempotency
+from .auth import authenticate, require_scope
+from .errors import ApiError
+from .schemas import ErrorBody, IdempotencyHeaders
+from .spec import responses, spec
+
+
+def describe(exc: ValidationError) -> str:
+    """The first problem of a validation error, in one line: ``amount: ...``."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    message = first.get("msg", "invalid")
+    return f"{where}: {message}" if where else message
+
+
+def _read_body() -> bytes:
+    limit = current_app.config["API_MAX_BODY_BYTES"]
+    request.max_content_length = limit  # also caps a body sent without Content-Length
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError("body_too_large")
+    return request.get_data(cache=True)
+
+
+def json_body():
+    """The body as JSON (any value; the model says what it must be)."""
+    raw = _read_body()
+    if request.mimetype != "application/json":
+        raise ApiError("unsupported_media_type")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError("invalid_json") from None
+
+
+def csv_rows(columns: tuple[str, ...]) -> list[dict]:
+    """A ``text/csv`` body with a header row naming ``columns`` (in any order) -> its rows."""
+    raw = _read_body()
+    try:
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
+        if set(reader.fieldnames or ()) - set(columns) or not {"phone", "amount"} <= set(
+            reader.fieldnames or ()
+        ):
+            raise ApiError("invalid_csv")
+        return [dict(row) for row in reader]
+    except (UnicodeDecodeError, csv.Error):
+        raise ApiError("invalid_csv") from None
+
+
+def validated(model: type[BaseModel], data):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError("invalid_request", describe(exc)) from None
+
+
+def answer(model: BaseModel, status: int = 200):
+    response = jsonify(model.model_dump(mode="json"))
+    response.status_code = status
+    return response
+
+
+def operation(
+    *,
+    scope: str,
+    json_model: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    reader=None,
+    body_doc: type[BaseModel] | None = None,
+    ok: dict,
+    tags: tuple[str, ...] = (),
+    operation_id: str | None = None,
+):
+    """Wrap a view ``view(caller, data, **path)`` -> (model, status) as described above.
+
+    ``json_model``: the body's model (POST); ``reader``: instead, a function that reads and
+    validates the body itself (e.g. JSON or CSV) and returns (input, fingerprint source);
+    ``body_doc``: the body's model for the document when ``reader`` reads it; ``query``: the
+    query string's model; ``ok``: the success and extra error responses for the document
+    (``{"HTTP_201": Model, "HTTP_404": ErrorBody}``). A POST may also answer 409."""
+    post = json_model is not None or reader is not None
+
+    def decorate(view):
+        @wraps(view)
+        def run(**path):
+            try:
+                return _run(view, path)
+            except BaseException:
+                db.session.rollback()  # a refusal leaves nothing behind, whoever owns the session
+                raise
+
+        def _run(view, path):
+            caller = authenticate()
+            require_scope(caller, scope)
+            data, source = None, None
+            if post:
+                key = idempotency.header_key()
+                if reader is not None:
+                    data, source = reader()
+                else:
+                    source = json_body()
+                    data = validated(json_model, source)
+            elif query is not None:
+                data = validated(query, request.args.to_dict())
+            if not post:
+                model, status = view(caller, data, **path)
+                db.session.rollback()  # a read: nothing to keep
+                return answer(model, status)
+            claimed = idempotency.claim(caller.key.id, key, idempotency.fingerprint(source))
+            if not isinstance(claimed, tuple):
+                return claimed  # the first answer, replayed
+            model, status = view(caller, data, idempotency_key=key, **path)
+            response = answer(model, status)
+            idempotency.remember(claimed, response)
+            db.session.commit()
+            return response
+
+        if post:
+            ok.setdefault("HTTP_409", ErrorBody)
+        documented = spec.validate(
+            json=json_model or body_doc,
+            query=query,
+            headers=IdempotencyHeaders if post else None,
+            resp=responses(**ok),
+            tags=tags,
+            security={"bearer": []},
+            skip_validation=True,
+            operation_id=operation_id,
+        )(run)
+        return documented
+
+    return decorate

@@ -1,0 +1,100 @@
+"""``POST /api/v1/payment-requests`` and ``GET /api/v1/payment-requests/{id}``: ask a customer
+to pay (USSD has no push: an SMS and an entry in My approvals, as a merchant's request made
+on USSD gets; ``payments/payment_requests.py`` does the rest, the same way for both).
+
+The request's group id derives from (key, Idempotency-Key), so a retry finds the same request.
+The customer must be registered (an API cannot invite strangers by SMS), and the owner may ask
+one number at most ``REQUESTS_PER_PAYER_PER_DAY`` times a day, as on USSD.
+"""
+
+from datetime import timedelta
+
+from flask import current_app
+
+from ..extensions import db
+from ..payments import payment_requests as pr
+from ..payments.models import TransferRequest
+from ..users import Role, find_by_phone
+from . import bp
+from .endpoint import operation
+from .errors import ApiError
+from .idempotency import derived_id
+from .keys import Scope
+from .payouts import check_currency, mobile
+from .schemas import ErrorBody, PaymentRequest, PaymentRequestCreate
+
+
+def view(request: pr.PaymentRequest) -> PaymentRequest:
+    code = None
+    if request.state == pr.State.PAID.value and request.transfer_request_id:
+        paid = db.session.get(TransferRequest, request.transfer_request_id)
+        code = paid.code if paid is not None else None
+    return PaymentRequest(
+        id=request.id,
+        phone=request.payer_phone,
+        amount=request.amount,
+        currency=current_app.config["CURRENCY"],
+        reference=request.reference,
+        description=request.reason,
+        status=request.state,
+        transaction=code,
+        created=request.created_at,
+        expires_at=request.expires_at,
+    )
+
+
+@bp.post("/payment-requests")
+@operation(
+    scope=Scope.COLLECT,
+    json_model=PaymentRequestCreate,
+    ok={"HTTP_201": PaymentRequest},
+    tags=("payment requests",),
+    operation_id="createPaymentRequest",
+)
+def create_payment_request(caller, body: PaymentRequestCreate, idempotency_key: str):
+    """Ask a customer to pay
+
+    The customer gets an SMS and finds the request in My approvals on USSD, where they pay it
+    with their PIN (or decline). Read its status with ``GET /payment-requests/{id}``."""
+    check_currency(body.currency)
+    phone = mobile(body.phone)
+    payer = find_by_phone(db.session, phone)
+    if payer is None or payer.role != Role.CUSTOMER.value:
+        raise ApiError("payer_not_found")
+    owner = caller.owner
+    if payer.account_id == owner.account_id:
+        raise ApiError("own_number")
+    if not pr.may_ask(db.session, owner, phone):
+        raise ApiError("too_many_requests_to_payer")
+    made = pr.create(
+        db.session,
+        owner,
+        derived_id(caller.key.id, idempotency_key),
+        pr.Kind.MERCHANT,
+        [(phone, body.amount)],
+        body.description,
+    )
+    request = made[0]
+    request.reference = body.reference
+    if body.expires_in is not None:
+        request.expires_at = request.created_at + timedelta(seconds=body.expires_in)
+    db.session.flush()
+    return view(request), 201
+
+
+@bp.get("/payment-requests/<request_id>")
+@operation(
+    scope=Scope.READ,
+    ok={"HTTP_200": PaymentRequest, "HTTP_404": ErrorBody},
+    tags=("payment requests",),
+    operation_id="getPaymentRequest",
+)
+def get_payment_request(caller, _data, request_id: str):
+    """A payment request and its status
+
+    ``open`` (waiting), ``paying`` (approved, being posted), ``paid`` (with its transaction),
+    ``declined``, ``expired`` or ``cancelled``. Another owner's request answers 404."""
+    request = pr.owned(db.session, caller.owner, request_id[:40])
+    if request is None:
+        raise ApiError("not_found")
+    return view(request), 200

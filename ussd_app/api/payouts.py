@@ -1,0 +1,254 @@
+"""``POST /api/v1/payouts`` and ``POST /api/v1/payouts/batch``: the key owner's wallet pays
+customers (B2C).
+
+Each payout is an ordinary transfer request of kind ``payout`` (``payments/kinds.py``): its fee
+from the tariff in force (the owner pays it), the customer's balance limit, the ledger's rule
+that the wallet never goes below zero, and the customer's receipt SMS. The API records it and
+answers 202 (``queued``); the worker executes it (``payments/execute.py``); its outcome is read
+with ``GET /transactions/{code}``.
+
+Its id derives from (key, Idempotency-Key) (``idempotency.derived_id``), a batch row's from that
+and its row number, so even a retry whose first answer was lost records nothing new.
+
+A batch takes up to 10,000 rows as JSON (``{"payouts": [...]}``) or CSV (``text/csv``, a header
+row ``phone,amount,reference``). Each row is checked on its own and answered on its own: the
+valid rows are recorded (in one insert), the others say why not. The worker executes them in
+its usual batches.
+"""
+
+from datetime import timedelta
+
+from flask import current_app, request
+
+from ..database import among, insert_rows
+from ..extensions import db
+from ..payments.models import RequestKind, RequestStatus, TransferRequest, _utcnow, transaction_code
+from ..payments.submit import record_request
+from ..phones import InvalidPhone, country_name, normalize_mobile
+from ..queues import Bell, ring_after_commit
+from ..tariffs import in_force
+from ..users import Role, User
+from . import bp
+from .endpoint import csv_rows, describe, json_body, operation
+from .errors import CODES, ApiError
+from .idempotency import derived_id
+from .keys import Scope
+from .schemas import (
+    MAX_BATCH,
+    BatchRow,
+    Error,
+    ErrorBody,
+    Payout,
+    PayoutBatch,
+    PayoutBatchCreate,
+    PayoutCreate,
+)
+
+KIND = RequestKind.PAYOUT.value
+
+
+def check_currency(currency: str | None) -> None:
+    if currency is not None and currency != current_app.config["CURRENCY"]:
+        raise ApiError("currency_not_supported", f"Amounts are in {current_app.config['CURRENCY']} only.")
+
+
+def mobile(raw: str) -> str:
+    try:
+        return normalize_mobile(raw)
+    except InvalidPhone:
+        raise ApiError("invalid_request", f"phone: not a mobile number of {country_name()}") from None
+
+
+def customers_by_phone(phones) -> dict[str, User]:
+    """{E.164: the customer} for those of ``phones`` who are customers, in one query."""
+    phones = list(set(phones))
+    if not phones:
+        return {}
+    users = db.session.execute(
+        User.__table__.select().where(among(db.session, User.phone, phones), User.role == Role.CUSTOMER.value)
+    ).all()
+    return {u.phone: u for u in users}
+
+
+def recipient(caller, phone: str):
+    found = customers_by_phone([phone]).get(phone)
+    if found is None:
+        raise ApiError("recipient_not_found")
+    if found.account_id == caller.account_id:
+        raise ApiError("own_number")
+    return found
+
+
+def fee_of(tariff, amount: int) -> int:
+    try:
+        return tariff.fee(KIND, amount)
+    except ValueError:  # the operator's tariff has no row for payouts
+        raise ApiError("not_priced") from None
+
+
+def view(request: TransferRequest, phone: str) -> Payout:
+    return Payout(
+        id=request.id,
+        transaction=request.code,
+        phone=phone,
+        amount=request.amount,
+        fee=request.fee,
+        currency=current_app.config["CURRENCY"],
+        reference=request.reference,
+        status=request.status,
+        result=request.result if request.status != RequestStatus.POSTED.value else None,
+        created=request.created_at,
+    )
+
+
+@bp.post("/payouts")
+@operation(
+    scope=Scope.PAYOUT,
+    json_model=PayoutCreate,
+    ok={"HTTP_202": Payout, "HTTP_503": ErrorBody},
+    tags=("payouts",),
+    operation_id="createPayout",
+)
+def create_payout(caller, body: PayoutCreate, idempotency_key: str):
+    """Pay a customer
+
+    Records a payout from the key owner's wallet to the customer with this phone number and
+    answers 202 with its status ``queued``; the worker posts it within a second or so (read it
+    with ``GET /transactions/{transaction}``). The customer gets a receipt SMS."""
+    check_currency(body.currency)
+    phone = mobile(body.phone)
+    payee = recipient(caller, phone)
+    tariff = in_force()
+    recorded = record_request(
+        db.session,
+        request_id=derived_id(caller.key.id, idempotency_key),
+        kind=KIND,
+        debit_account_id=caller.account_id,
+        credit_account_id=payee.account_id,
+        amount=body.amount,
+        fee=fee_of(tariff, body.amount),
+        reference=body.reference,
+        tariff_version_id=tariff.id,
+    )
+    return view(recorded, phone), 202
+
+
+# -- the batch ----------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("phone", "amount", "reference")
+
+
+def _csv_row(row: dict) -> dict:
+    """A CSV row as the JSON row it stands for: a whole-number amount as a number, an empty
+    reference as none (anything else is left for the model to refuse)."""
+    amount = (row.get("amount") or "").strip()
+    fixed = {"phone": (row.get("phone") or "").strip(), "amount": int(amount) if amount.isdigit() else amount}
+    if (row.get("reference") or "").strip():
+        fixed["reference"] = row["reference"].strip()
+    return fixed
+
+
+def read_batch() -> tuple[list, object]:
+    """The rows (each still to be checked) and what the Idempotency-Key compares."""
+    if request.mimetype == "text/csv":
+        rows = [_csv_row(r) for r in csv_rows(CSV_COLUMNS)]
+        source = request.get_data()
+    else:
+        source = json_body()
+        if (
+            not isinstance(source, dict)
+            or set(source) != {"payouts"}
+            or not isinstance(source["payouts"], list)
+        ):
+            raise ApiError(
+                "invalid_json", 'The body is {"payouts": [{"phone", "amount", "reference"}, ...]}.'
+            )
+        rows = source["payouts"]
+    if not 1 <= len(rows) <= MAX_BATCH:
+        raise ApiError("invalid_request", f"payouts: 1 to {MAX_BATCH} rows")
+    return rows, source
+
+
+def _refused(n: int, code: str, message: str | None = None) -> BatchRow:
+    return BatchRow(row=n, status="rejected", error=Error(code=code, message=message or CODES[code][1]))
+
+
+@bp.post("/payouts/batch")
+@operation(
+    scope=Scope.PAYOUT,
+    reader=read_batch,
+    body_doc=PayoutBatchCreate,
+    ok={"HTTP_202": PayoutBatch, "HTTP_503": ErrorBody},
+    tags=("payouts",),
+    operation_id="createPayoutBatch",
+)
+def create_payout_batch(caller, rows: list, idempotency_key: str):
+    """Pay many customers
+
+    Up to 10,000 payouts in one request, as JSON (``{"payouts": [...]}``, each row as for
+    ``POST /payouts``) or as CSV (``Content-Type: text/csv``, header ``phone,amount,reference``).
+    Every row gets its own result, in order: ``accepted`` with its id and transaction code, or
+    ``rejected`` with an error. Accepted rows are executed by the worker in its batches."""
+    currency = current_app.config["CURRENCY"]
+    results: list[BatchRow | None] = [None] * len(rows)
+    wanted: list[tuple[int, PayoutCreate, str]] = []
+    for n, raw in enumerate(rows, 1):
+        try:
+            body = PayoutCreate.model_validate(raw)
+        except Exception as exc:  # a ValidationError, or a row that is not an object at all
+            message = describe(exc) if hasattr(exc, "errors") else "not a payout object"
+            results[n - 1] = _refused(n, "invalid_request", message)
+            continue
+        if body.currency is not None and body.currency != currency:
+            results[n - 1] = _refused(n, "currency_not_supported")
+            continue
+        try:
+            wanted.append((n, body, normalize_mobile(body.phone)))
+        except InvalidPhone:
+            results[n - 1] = _refused(n, "invalid_request", f"phone: not a mobile number of {country_name()}")
+    payees = customers_by_phone(phone for _, _, phone in wanted)
+    tariff = in_force()
+    base = derived_id(caller.key.id, idempotency_key)
+    now = _utcnow()
+    records = []
+    for n, body, phone in wanted:
+        payee = payees.get(phone)
+        if payee is None:
+            results[n - 1] = _refused(n, "recipient_not_found")
+            continue
+        if payee.account_id == caller.account_id:
+            results[n - 1] = _refused(n, "own_number")
+            continue
+        request_id = f"{base}.{n}"
+        records.append(
+            {
+                "id": request_id,
+                "code": transaction_code(request_id),
+                "kind": KIND,
+                "debit_account_id": caller.account_id,
+                "credit_account_id": payee.account_id,
+                "amount": body.amount,
+                "fee": fee_of(tariff, body.amount),
+                "tariff_version_id": tariff.id,
+                "commission": 0,
+                "payee_fee": 0,
+                "reference": body.reference,
+                "pending_request_id": None,
+                "hold_state": None,
+                "hold_seconds": None,
+                "status": RequestStatus.QUEUED.value,
+                "result": None,
+                "attempts": 0,
+                # Executed in row order: each its own microsecond (execute.py orders by it).
+                "created_at": now + timedelta(microseconds=n),
+                "executed_at": None,
+            }
+        )
+        results[n - 1] = BatchRow(row=n, status="accepted", id=request_id, transaction=records[-1]["code"])
+    if records:
+        insert_rows(db.session, TransferRequest.__table__, records)
+        ring_after_commit(db.session, Bell.TRANSFERS, base)
+    accepted = len(records)
+    return PayoutBatch(
+        count=len(rows), accepted=accepted, rejected=len(rows) - accepted, results=results
+    ), 202

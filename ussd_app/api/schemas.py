@@ -1,0 +1,213 @@
+"""The shapes of ``/api/v1``: every body in and out, as pydantic models. The OpenAPI document
+is generated from these (``spec.py``), so what is validated and what is documented are one.
+
+Bodies in are strict (no ``"100"`` for 100, no unknown fields); amounts are integers of minor
+units (KES 1 = 100), positive and at most ``MAX_AMOUNT``; strings are capped. Phone numbers are
+checked against our country's mobiles by the operations (``phones.normalize_mobile``), which
+need the app's configured country.
+"""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# One payout, refund or payment request: KES 1,000,000 (the tiers' limits are lower; the worker
+# applies them, this only keeps absurd numbers out at the edge).
+MAX_AMOUNT = 100_000_000
+MAX_BATCH = 10_000
+CODE_PATTERN = r"^[A-Z2-7]{10}$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+REFERENCE_LIMIT = 64
+REFERENCE_PATTERN = r"^[\x20-\x7E]{1,64}$"  # printable ASCII: it shows in lists and statements
+DESCRIPTION_LIMIT = 20  # it goes into the customer's SMS (payment_requests.REASON_LIMIT)
+# What a USSD payment request's reason may hold (ussd/flows/request_common.py): GSM-7, one segment.
+DESCRIPTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 .,'&/\-]{0,19}$"
+
+Amount = Field(gt=0, le=MAX_AMOUNT, description="Minor units (KES 1 = 100).", examples=[15000])
+Phone = Field(
+    min_length=1,
+    max_length=32,
+    description="A mobile number of our country, local or +254 form.",
+    examples=["0712345678"],
+)
+
+
+class In(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+class Error(Out):
+    code: str = Field(description="Stable: branch on this (docs/api.md lists them).", examples=["not_found"])
+    message: str = Field(
+        description="For people; may change.", examples=["No such resource for this key's owner."]
+    )
+
+
+class ErrorBody(Out):
+    error: Error
+
+
+class IdempotencyHeaders(BaseModel):
+    """Every POST: the same key with the same body is answered once."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    idempotency_key: str = Field(
+        alias="Idempotency-Key",
+        pattern=r"^[A-Za-z0-9._:\-]{1,255}$",
+        description="Your unique id for this operation (a UUID is good); kept at least 24 hours.",
+        examples=["3f1c2a8e-0d4b-4a7e-9a55-1b2c3d4e5f60"],
+    )
+
+
+# -- balance ----------------------------------------------------------------------------------
+
+
+class Balance(Out):
+    available: int = Field(description="What can be paid out now, minor units.", examples=[1250000])
+    held: int = Field(description="Held for pending transfers out of the wallet, minor units.", examples=[0])
+    currency: str = Field(examples=["KES"])
+
+
+# -- transactions -----------------------------------------------------------------------------
+
+
+class Counterparty(Out):
+    name: str = Field(examples=["Wanjiru Kamau"])
+    phone: str = Field(description="Masked: the first digits and the last three.", examples=["+2547123***78"])
+
+
+Status = Literal["queued", "posted", "rejected", "review"]
+
+
+class Transaction(Out):
+    transaction: str = Field(description="The 10-character code on the receipts.", examples=["QK3D7XZB2M"])
+    type: str = Field(description="payout, refund, buy_goods, pay_bill, send, ...", examples=["buy_goods"])
+    direction: Literal["in", "out"]
+    amount: int = Field(examples=[15000])
+    fee: int = Field(
+        description="What the owner paid on it (or had taken from it), minor units.", examples=[0]
+    )
+    currency: str = Field(examples=["KES"])
+    status: Status
+    result: str | None = Field(description="Why it was refused, when it was.", examples=[None])
+    reference: str | None = Field(examples=["INV-1001"])
+    counterparty: Counterparty | None
+    created: datetime
+    posted_at: datetime | None
+
+
+class TransactionPage(Out):
+    data: list[Transaction]
+    has_more: bool
+    next_cursor: str | None = Field(description="Pass as cursor= for the next page.")
+
+
+class TransactionQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: datetime | None = Field(default=None, description="Posted at or after (ISO 8601, UTC).")
+    until: datetime | None = Field(default=None, description="Posted before (ISO 8601, UTC).")
+    cursor: str | None = Field(default=None, max_length=200, description="next_cursor of the page before.")
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+# -- payouts ----------------------------------------------------------------------------------
+
+
+class PayoutCreate(In):
+    phone: str = Phone
+    amount: int = Amount
+    currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN, examples=["KES"])
+    reference: str | None = Field(default=None, pattern=REFERENCE_PATTERN, examples=["SALARY-2026-11"])
+
+
+class Payout(Out):
+    id: str = Field(description="The transfer request's id.", examples=["5f0e8c2b9a1d4e7f8a6b3c2d1e0f9a8b"])
+    transaction: str = Field(examples=["QK3D7XZB2M"])
+    phone: str = Field(examples=["+254712345678"])
+    amount: int = Field(examples=[15000])
+    fee: int = Field(examples=[0])
+    currency: str = Field(examples=["KES"])
+    reference: str | None
+    status: Status
+    result: str | None
+    created: datetime
+
+
+class PayoutBatchCreate(In):
+    payouts: list[PayoutCreate] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchRow(Out):
+    row: int = Field(description="1-based, in the order sent.")
+    status: Literal["accepted", "rejected"]
+    id: str | None = None
+    transaction: str | None = None
+    error: Error | None = None
+
+
+class PayoutBatch(Out):
+    count: int
+    accepted: int
+    rejected: int
+    results: list[BatchRow]
+
+
+# -- refunds ----------------------------------------------------------------------------------
+
+
+class RefundCreate(In):
+    transaction: str = Field(pattern=CODE_PATTERN, description="The code of a payment you received.")
+    amount: int | None = Field(
+        default=None, gt=0, le=MAX_AMOUNT, description="Minor units; leave out to refund all that is left."
+    )
+    currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
+
+
+class Refund(Out):
+    id: str
+    transaction: str = Field(description="The refund's own code.")
+    refunded_transaction: str
+    amount: int
+    currency: str
+    status: Status
+    result: str | None
+    created: datetime
+
+
+# -- payment requests -------------------------------------------------------------------------
+
+
+class PaymentRequestCreate(In):
+    phone: str = Phone
+    amount: int = Amount
+    currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
+    reference: str | None = Field(default=None, pattern=REFERENCE_PATTERN, examples=["ORDER-77"])
+    description: str = Field(
+        pattern=DESCRIPTION_PATTERN,
+        description="Shown to the customer (SMS, My approvals): 1 to 20 letters, digits, spaces, .,'&/-",
+        examples=["2 bags of maize"],
+    )
+    expires_in: int | None = Field(
+        default=None, ge=60, le=7 * 24 * 3600, description="Seconds; the service's default when left out."
+    )
+
+
+class PaymentRequest(Out):
+    id: str
+    phone: str
+    amount: int
+    currency: str
+    reference: str | None
+    description: str
+    status: Literal["open", "paying", "paid", "declined", "expired", "cancelled"]
+    transaction: str | None = Field(description="The payment's code once paid.")
+    created: datetime
+    expires_at: datetime
