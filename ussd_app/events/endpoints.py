@@ -40,9 +40,14 @@ def event_types(raw) -> str:
 
 
 def check_url(url, field: str) -> str:
-    """``url`` if we would call it (``urls.check``: https and a public address in production)."""
+    """``url`` if we would call it (``urls.check``: https and a public address in production,
+    resolved now; elsewhere its form only, resolved when it is called)."""
+    production = current_app.config.get("TUMA_ENV") == "production"
     try:
-        urls.check(url, production=current_app.config.get("TUMA_ENV") == "production")
+        if production:
+            urls.check(url, production=True)
+        else:
+            urls.parse(url, production=False)
     except urls.UnsafeURL as exc:
         raise EndpointError(f"{field}: {exc}") from None
     return url
