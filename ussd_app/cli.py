@@ -9,6 +9,7 @@ from flask import Blueprint, current_app
 from sqlalchemy import select, update
 
 from . import limits, tariffs
+from .events import emit
 from .extensions import db
 from .money import InvalidAmount, format_amount, parse_major
 from .payments.emoney import FloatError, check_ledger, issue_float_and_commit
@@ -241,6 +242,8 @@ def review_refuse(code):
         raise click.ClickException(f"{request.code} was decided by someone else meanwhile")
     db.session.refresh(request)
     refusal = limits.Refusal(limits.Result.REVIEW_REFUSED, 0, 0)
-    limit_receipts.write_refusal(db.session, request, refusal, receipts.People(db.session, [request]))
+    people = receipts.People(db.session, [request])
+    limit_receipts.write_refusal(db.session, request, refusal, people)
+    emit.for_requests(db.session, [(request, emit.FAILED)], people)  # a payout's system hears of it
     db.session.commit()
     click.echo(f"{request.code} refused; the payer is told by SMS")

@@ -25,7 +25,7 @@ import logging
 import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -51,8 +51,8 @@ class Claim:
     event_id: str
     event_type: str
     url: str
-    secret: str
-    body: str
+    secret: str = field(repr=False)  # never in a log line, even by accident
+    body: str = field(repr=False)
     give_up_at: datetime
 
 
@@ -224,15 +224,25 @@ def deliver_due(session, limit: int, now: datetime | None = None) -> dict[str, i
                     return post(taken)
 
             futures = [pool.submit(contextvars.copy_context().run, run, taken) for taken in claims]
-            results = [f.result() for f in futures]
+            results, bug = [], None
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except Exception as exc:  # a bug of ours: record the others' answers, then let it out
+                    results.append(None)
+                    bug = bug or exc
             moment = now or utcnow()
             for taken, result in zip(claims, results, strict=True):
+                if result is None:
+                    continue  # stays ``sending``; claimed again after the claim timeout
                 status = _record(session, taken, result, moment)
                 if status is not None:
                     counts[{"pending": "retry"}.get(status, status)] += 1
                 if not result.delivered:
                     log.info("webhook %s attempt %d: %s", taken.event_id, taken.attempt, result.error)
             session.commit()
+            if bug is not None:
+                raise bug
     return counts
 
 

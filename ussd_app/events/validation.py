@@ -17,7 +17,7 @@ The request: ``POST <validation_url>`` with ``Tuma-Signature`` (as for events) a
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
 
@@ -33,7 +33,7 @@ ACCEPT, REFUSE = "accept", "refuse"
 @dataclass(frozen=True)
 class Question:
     url: str
-    secret: str
+    secret: str = field(repr=False)  # never in a log line, even by accident
     body: bytes
 
 
