@@ -26,6 +26,7 @@ CODES: dict[str, tuple[int, str]] = {
     "idempotency_key_missing": (422, "Every POST needs an Idempotency-Key header."),
     "idempotency_key_reused": (422, "This Idempotency-Key was used with another request body."),
     "currency_not_supported": (422, "Amounts are in this service's currency only."),
+    "invalid_phone": (422, "Not a mobile number of this service's country."),
     "recipient_not_found": (422, "No Tuma customer has that phone number."),
     "payer_not_found": (422, "No Tuma customer has that phone number."),
     "own_number": (422, "That is the key owner's own number."),
