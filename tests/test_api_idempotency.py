@@ -1,7 +1,7 @@
 """Idempotency keys are kept at least 24 hours, then purged by the maintenance job; production
 refuses to start with the API's protections off."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -21,8 +21,8 @@ def test_keys_are_kept_a_day_then_purged(client, merchant, customer, config):
             post(client, "/payouts", key, {"phone": customer.phone, "amount": 100}, name).status_code == 202
         )
     rows = {r.key: r for r in db.session.query(IdempotencyRecord)}
-    rows["old"].created_at = datetime.now() - timedelta(hours=25)
-    rows["young"].created_at = datetime.now() - timedelta(hours=23)
+    rows["old"].created_at = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=25)
+    rows["young"].created_at = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=23)
     db.session.commit()
     assert jobs.maintain()["idempotency_keys_purged"] == 1
     assert [r.key for r in db.session.query(IdempotencyRecord)] == ["young"]

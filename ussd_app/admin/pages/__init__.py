@@ -14,10 +14,23 @@ transaction with its audit row, and every POST has passed the CSRF check (``admi
 | ``disputes`` | disputes and reversals awaiting a decision |
 | ``sms`` | the SMS outbox and retries |
 | ``efloat`` | e-float issue against a trust deposit |
+| ``api_keys`` | merchants' API keys: make (shown once) and revoke |
 | ``queues`` | rq queues, failed jobs, workers |
 | ``audit`` | the audit log |
 
 ``common`` holds what they share (money, form text, the audit row).
 """
 
-from . import accounts, audit, dashboard, disputes, efloat, ledger, queues, signin, sms, transfers  # noqa: F401
+from . import (  # noqa: F401
+    accounts,
+    api_keys,
+    audit,
+    dashboard,
+    disputes,
+    efloat,
+    ledger,
+    queues,
+    signin,
+    sms,
+    transfers,
+)
