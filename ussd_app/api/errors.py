@@ -19,7 +19,6 @@ CODES: dict[str, tuple[int, str]] = {
     "not_found": (404, "No such resource for this key's owner."),
     "method_not_allowed": (405, "This method is not allowed here."),
     "idempotency_in_progress": (409, "A request with this Idempotency-Key is still being processed; retry."),
-    "not_refundable": (409, "That transaction cannot be refunded (not a posted payment to you)."),
     "body_too_large": (413, "The body is larger than this API accepts."),
     "unsupported_media_type": (415, "Send application/json (or text/csv where the operation says so)."),
     "invalid_request": (422, "The request is not valid."),
