@@ -36,13 +36,13 @@ def machine() -> str:
 
 
 def main() -> int:
-    from bench import ledger_bench, ussd_bench
+    from bench import api_bench, ledger_bench, ussd_bench
 
     started = time.monotonic()
     out = tempfile.mkdtemp(prefix="tuma-bench-")
     py = sys.executable
     codes = []
-    for name, script in (("ledger", "ledger_bench.py"), ("ussd", "ussd_bench.py")):
+    for name, script in (("ledger", "ledger_bench.py"), ("ussd", "ussd_bench.py"), ("api", "api_bench.py")):
         codes.append(
             subprocess.run(
                 [py, os.path.join(ROOT, "bench", script), "--json", os.path.join(out, f"{name}.json")],
@@ -53,10 +53,12 @@ def main() -> int:
         )
     ledger = json.load(open(os.path.join(out, "ledger.json")))
     ussd = json.load(open(os.path.join(out, "ussd.json")))
+    api = json.load(open(os.path.join(out, "api.json")))
 
     class Args:  # the defaults the scripts ran with
         transfers, accounts, batch, workers, runs = 12_000, 100_000, 500, 2, 3
         users, seconds = 24_000, 8
+        payouts = 10_000
 
     report = "\n".join(
         [
@@ -75,6 +77,10 @@ def main() -> int:
             "## USSD hops and end to end",
             "",
             ussd_bench.table(ussd, Args),
+            "",
+            "## Merchant API payouts",
+            "",
+            api_bench.table(api, Args),
             "",
             # The profiles and what they mean are written by hand; the figures above are this run's.
             open(os.path.join(ROOT, "bench", "analysis.md")).read().rstrip(),
