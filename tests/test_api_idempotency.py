@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.api_helpers import make_key, post
+from tests.conftest import PG_URL
 from ussd_app.api import check_config
 from ussd_app.api.idempotency import IdempotencyRecord
+from ussd_app.api.keys import ApiKey
 from ussd_app.extensions import db
 from ussd_app.security import InsecureConfig
 from worker import jobs
@@ -45,3 +47,48 @@ def test_production_refuses_the_api_unprotected(unsafe):
     with pytest.raises(InsecureConfig):
         check_config({**PRODUCTION, "API_IDEMPOTENCY_HOURS": 24, **unsafe})
     check_config({**PRODUCTION, **unsafe, "TUMA_ENV": "development"})  # fine outside production
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL only: on SQLite the second request waits its turn")
+def test_a_second_request_gives_up_waiting_with_409_while_the_first_still_runs(
+    app, client, merchant, customer, config
+):
+    """The first request's transaction holds the new row (here: held open by hand); the second
+    waits API_IDEMPOTENCY_WAIT_MS on the unique key, then answers 409 and records nothing."""
+    import threading
+
+    from sqlalchemy import insert
+
+    config(API_IDEMPOTENCY_WAIT_MS=300)
+    key = make_key(merchant)
+    key_row = db.session.query(ApiKey).one()
+    holding, release = threading.Event(), threading.Event()
+
+    def first():
+        with app.app_context():
+            db.session.execute(
+                insert(IdempotencyRecord).values(
+                    api_key_id=key_row.id,
+                    key="busy",
+                    fingerprint="x",
+                    status=0,
+                    body="",
+                    created_at=datetime(2026, 1, 1),
+                )
+            )
+            holding.set()
+            release.wait(10)
+            db.session.rollback()
+            db.session.remove()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    holding.wait(10)
+    try:
+        response = post(client, "/payouts", key, {"phone": customer.phone, "amount": 100}, "busy")
+    finally:
+        release.set()
+        thread.join(10)
+    assert response.status_code == 409 and response.json["error"]["code"] == "idempotency_in_progress"
+    assert response.headers["Retry-After"] == "1"
+    assert post(client, "/payouts", key, {"phone": customer.phone, "amount": 100}, "busy").status_code == 202
