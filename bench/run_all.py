@@ -36,7 +36,7 @@ def machine() -> str:
 
 
 def main() -> int:
-    from bench import ledger_bench, ussd_bench, webhooks_bench
+    from bench import api_bench, ledger_bench, ussd_bench, webhooks_bench
 
     started = time.monotonic()
     out = tempfile.mkdtemp(prefix="tuma-bench-")
@@ -45,6 +45,7 @@ def main() -> int:
     for name, script in (
         ("ledger", "ledger_bench.py"),
         ("ussd", "ussd_bench.py"),
+        ("api", "api_bench.py"),
         ("webhooks", "webhooks_bench.py"),
     ):
         codes.append(
@@ -57,11 +58,13 @@ def main() -> int:
         )
     ledger = json.load(open(os.path.join(out, "ledger.json")))
     ussd = json.load(open(os.path.join(out, "ussd.json")))
+    api = json.load(open(os.path.join(out, "api.json")))
     webhooks = json.load(open(os.path.join(out, "webhooks.json")))
 
     class Args:  # the defaults the scripts ran with
         transfers, accounts, batch, workers, runs = 12_000, 100_000, 500, 2, 3
         users, seconds = 24_000, 8
+        payouts = 10_000
 
     report = "\n".join(
         [
@@ -80,6 +83,10 @@ def main() -> int:
             "## USSD hops and end to end",
             "",
             ussd_bench.table(ussd, Args),
+            "",
+            "## Merchant API payouts",
+            "",
+            api_bench.table(api, Args),
             "",
             "## Webhook deliveries",
             "",

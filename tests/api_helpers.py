@@ -67,3 +67,44 @@ def execute_all() -> int:
         total += done
     db.session.commit()  # SQLite: release the database for the next request or thread
     return total
+
+
+def many_customers(n: int) -> list[str]:
+    """``n`` registered customers (no PIN, no money) made in two inserts; their numbers."""
+    from sqlalchemy import func, select
+
+    from ussd_app.database import insert_rows
+    from ussd_app.ledger import Account, AccountKind
+    from ussd_app.ledger.accounts import FLAGS_BY_KIND
+
+    before = db.session.execute(select(func.coalesce(func.max(Account.id), 0))).scalar_one()
+    zero = {"debits_pending": 0, "debits_posted": 0, "credits_pending": 0, "credits_posted": 0}
+    flags = int(FLAGS_BY_KIND[AccountKind.CUSTOMER])
+    insert_rows(
+        db.session, Account.__table__, [{"kind": "customer", "flags": flags, **zero} for _ in range(n)]
+    )
+    ids = list(
+        db.session.execute(select(Account.id).where(Account.id > before).order_by(Account.id)).scalars()
+    )
+    phones = [f"+254711{i:06d}" for i in range(n)]
+    rows = [
+        {
+            "phone": phone,
+            "first_name": "Payee",
+            "last_name": f"N{i}",
+            "role": "customer",
+            "language": "en",
+            "tier": "basic",
+            "till": None,
+            "business_kind": None,
+            "id_number": None,
+            "account_id": account_id,
+            "pin_hash": None,
+            "pin_failures": 0,
+            "locked_until": None,
+        }
+        for i, (phone, account_id) in enumerate(zip(phones, ids, strict=True))
+    ]
+    insert_rows(db.session, User.__table__, rows)
+    db.session.commit()
+    return phones

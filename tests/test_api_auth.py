@@ -74,3 +74,23 @@ def test_the_document_is_openapi_3_1_and_the_page_renders(client):
     assert "/api/v1/balance" in doc["paths"]
     page = client.get("/api/v1/docs")
     assert page.status_code == 200 and b"/api/v1/balance" in page.data and b"unpkg" not in page.data
+
+
+def test_the_key_is_never_logged(client, merchant, caplog):
+    key = make_key(merchant)
+    with caplog.at_level("DEBUG"):
+        get(client, "/balance", key)
+        get(client, "/balance", key[:-2] + "zz")  # a wrong one is logged as refused, not shown
+        client.get("/api/v1/balance", headers={"Authorization": "Bearer " + key + "x"})
+    assert "refused a request with an unknown or revoked key" in caplog.text
+    assert key[len("tuma_") + 13 :] not in caplog.text and "Bearer" not in caplog.text
+
+
+def test_docs_api_md_lists_every_error_code():
+    import pathlib
+
+    from ussd_app.api.errors import CODES
+
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    missing = [code for code in CODES if f"`{code}`" not in text]
+    assert not missing, missing

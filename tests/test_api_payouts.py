@@ -125,8 +125,8 @@ def test_a_retry_after_the_remembered_answer_is_gone_still_pays_once(client, mer
 def test_bad_input_is_refused_with_a_clear_code_never_a_500(client, merchant, customer, config):
     key = make_key(merchant)
     cases = [
-        ({"phone": "+12025550123", "amount": 100}, "invalid_request"),  # not our country
-        ({"phone": "0201234567", "amount": 100}, "invalid_request"),  # a landline
+        ({"phone": "+12025550123", "amount": 100}, "invalid_phone"),  # not our country
+        ({"phone": "0201234567", "amount": 100}, "invalid_phone"),  # a landline
         ({"phone": customer.phone, "amount": 0}, "invalid_request"),
         ({"phone": customer.phone, "amount": -5}, "invalid_request"),
         ({"phone": customer.phone, "amount": "100"}, "invalid_request"),
@@ -165,23 +165,21 @@ def test_a_batch_answers_each_row_and_records_the_good_ones(
     rows = [
         {"phone": customer.phone, "amount": 100_00, "reference": "r1"},
         {"phone": "0712999999", "amount": 100},
-        {"phone": second_customer.phone, "amount": 0},
-        "not an object",
+        {"phone": "+12025550123", "amount": 100},
+        {"phone": merchant.phone, "amount": 100},
         {"phone": "0712000222", "amount": 200_00},
     ]
     answer = post(client, "/payouts/batch", key, {"payouts": rows})
     assert answer.status_code == 202, answer.json
     batch = answer.json
     assert (batch["count"], batch["accepted"], batch["rejected"]) == (5, 2, 3)
-    assert [r["status"] for r in batch["results"]] == [
-        "accepted",
-        "rejected",
-        "rejected",
-        "rejected",
-        "accepted",
-    ]
-    assert batch["results"][1]["error"]["code"] == "recipient_not_found"
-    assert batch["results"][2]["error"]["code"] == "invalid_request"
+    errors = [r["error"]["code"] if r["error"] else None for r in batch["results"]]
+    assert errors == [None, "recipient_not_found", "invalid_phone", "recipient_not_found", None]
+    assert [r["row"] for r in batch["results"]] == [1, 2, 3, 4, 5]
+    malformed = post(
+        client, "/payouts/batch", key, {"payouts": [rows[0], rows[1], {"phone": "0712000222", "amount": 0}]}
+    )
+    assert malformed.status_code == 422 and malformed.json["error"]["message"].startswith("row 3: amount")
     execute_all()
     assert available(customer.account_id) == 100_00 and available(second_customer.account_id) == 200_00
     ledger_check(runner)
@@ -190,10 +188,14 @@ def test_a_batch_answers_each_row_and_records_the_good_ones(
 def test_a_batch_as_csv(client, merchant, customer, second_customer):
     fund_merchant(merchant.phone, 1_000_00)
     key = make_key(merchant)
-    body = "phone,amount,reference\n0712000111,5000,jan\n+254712000222,7000,\n0712000111,abc,x\n"
+    body = "phone,amount,reference\n0712000111,5000,jan\n+254712000222,7000,\n0712999999,1,x\n"
     answer = post(client, "/payouts/batch", key, body, **{"Content-Type": "text/csv"})
     assert answer.status_code == 202, answer.json
     assert [r["status"] for r in answer.json["results"]] == ["accepted", "accepted", "rejected"]
+    bad = post(
+        client, "/payouts/batch", key, "phone,amount\n0712000111,abc\n", **{"Content-Type": "text/csv"}
+    )
+    assert bad.status_code == 422 and bad.json["error"]["message"].startswith("row 1: amount")
     again = post(
         client, "/payouts/batch", key, "phone,amount\n0712000111,5000\n", **{"Content-Type": "text/csv"}
     )

@@ -9,6 +9,7 @@ from flask import current_app, has_app_context
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ussd_app.africas_talking import get_client
+from ussd_app.api.idempotency import purge as purge_idempotency_keys
 from ussd_app.events import delivery
 from ussd_app.extensions import db
 from ussd_app.ledger.expiry import expire_holds
@@ -105,9 +106,10 @@ def deliver_events() -> dict:
 
 @_in_app
 def maintain() -> dict:
-    """Periodic: void expired holds, re-announce requests left queued too long, and wake the
-    SMS sender and the webhook deliverer for retries that have come due (and rows whose
-    sender died, and rings that were lost)."""
+    """Periodic: void expired holds, re-announce requests left queued too long, wake the SMS
+    sender and the webhook deliverer for retries that have come due (and rows whose sender
+    died, and rings that were lost), and forget the API's Idempotency-Keys once they are past
+    their keeping time."""
     expired = expire_holds(db.session)
     db.session.commit()
     # Escrow holds that fell due (refund unregistered sends, pay protected purchases), with
@@ -119,6 +121,8 @@ def maintain() -> dict:
     stale = requeue_stale(db.session)
     sms_due = sender.count_due(db.session)
     events_due = delivery.count_due(db.session)
+    # The merchant API's Idempotency-Keys past their keeping time (at least 24 hours).
+    keys_purged = purge_idempotency_keys(db.session)
     db.session.commit()
     # What this job wrote rang at its commits (queues.py); these are the safety net: requests
     # whose announcement was lost, SMS retries come due (and rows whose sender died).
@@ -135,6 +139,7 @@ def maintain() -> dict:
         "sms_due": sms_due,
         "events_due": events_due,
         "payment_requests": requests_settled,
+        "idempotency_keys_purged": keys_purged,
     }
 
 

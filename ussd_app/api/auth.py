@@ -58,4 +58,4 @@ def authenticate() -> Caller:
 
 def require_scope(caller: Caller, scope: str) -> None:
     if scope not in caller.key.scope_set:
-        raise ApiError("insufficient_scope", f"This key has no {scope!r} scope.")
+        raise ApiError("insufficient_scope", f"This key has no '{scope}' scope.")

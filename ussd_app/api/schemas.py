@@ -7,10 +7,10 @@ checked against our country's mobiles by the operations (``phones.normalize_mobi
 need the app's configured country.
 """
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 # One payout, refund or payment request: KES 1,000,000 (the tiers' limits are lower; the worker
 # applies them, this only keeps absurd numbers out at the edge).
@@ -39,6 +39,10 @@ class In(BaseModel):
 
 class Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# A moment in an answer: the database keeps naive UTC; the API says so (RFC 3339, ``Z``).
+When = Annotated[datetime, AfterValidator(lambda d: d if d.tzinfo else d.replace(tzinfo=UTC))]
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -100,8 +104,8 @@ class Transaction(Out):
     result: str | None = Field(description="Why it was refused, when it was.", examples=[None])
     reference: str | None = Field(examples=["INV-1001"])
     counterparty: Counterparty | None
-    created: datetime
-    posted_at: datetime | None
+    created: When
+    posted_at: When | None
 
 
 class TransactionPage(Out):
@@ -110,10 +114,24 @@ class TransactionPage(Out):
     next_cursor: str | None = Field(description="Pass as cursor= for the next page.")
 
 
+def _iso_8601(value):
+    """Only ISO 8601 text (pydantic alone also takes a bare number as a Unix time)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("an ISO 8601 date and time")
+    return datetime.fromisoformat(value)
+
+
+Moment = Annotated[datetime, BeforeValidator(_iso_8601)]
+
+
 class TransactionQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    since: datetime | None = Field(default=None, description="Posted at or after (ISO 8601, UTC).")
-    until: datetime | None = Field(default=None, description="Posted before (ISO 8601, UTC).")
+    since: Moment | None = Field(
+        default=None, description="Posted at or after (ISO 8601; UTC unless it says)."
+    )
+    until: Moment | None = Field(default=None, description="Posted before (ISO 8601; UTC unless it says).")
     cursor: str | None = Field(default=None, max_length=200, description="next_cursor of the page before.")
     limit: int = Field(default=50, ge=1, le=500)
 
@@ -138,7 +156,7 @@ class Payout(Out):
     reference: str | None
     status: Status
     result: str | None
-    created: datetime
+    created: When
 
 
 class PayoutBatchCreate(In):
@@ -179,7 +197,7 @@ class Refund(Out):
     currency: str
     status: Status
     result: str | None
-    created: datetime
+    created: When
 
 
 # -- payment requests -------------------------------------------------------------------------
@@ -209,5 +227,5 @@ class PaymentRequest(Out):
     description: str
     status: Literal["open", "paying", "paid", "declined", "expired", "cancelled"]
     transaction: str | None = Field(description="The payment's code once paid.")
-    created: datetime
-    expires_at: datetime
+    created: When
+    expires_at: When

@@ -15,6 +15,7 @@ transaction with its audit row, and every POST has passed the CSRF check (``admi
 | ``sms`` | the SMS outbox and retries |
 | ``webhooks`` | webhook deliveries to merchants' systems, and resends |
 | ``efloat`` | e-float issue against a trust deposit |
+| ``api_keys`` | merchants' API keys: make (shown once) and revoke |
 | ``queues`` | rq queues, failed jobs, workers |
 | ``audit`` | the audit log |
 
@@ -23,6 +24,7 @@ transaction with its audit row, and every POST has passed the CSRF check (``admi
 
 from . import (  # noqa: F401
     accounts,
+    api_keys,
     audit,
     dashboard,
     disputes,

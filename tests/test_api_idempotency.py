@@ -1,0 +1,94 @@
+"""Idempotency keys are kept at least 24 hours, then purged by the maintenance job; production
+refuses to start with the API's protections off."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.api_helpers import make_key, post
+from tests.conftest import PG_URL
+from ussd_app.api import check_config
+from ussd_app.api.idempotency import IdempotencyRecord
+from ussd_app.api.keys import ApiKey
+from ussd_app.extensions import db
+from ussd_app.security import InsecureConfig
+from worker import jobs
+
+
+def test_keys_are_kept_a_day_then_purged(client, merchant, customer, config):
+    config(API_IDEMPOTENCY_HOURS=1)  # never less than 24 hours, whatever is set
+    key = make_key(merchant)
+    for name in ("old", "young"):
+        assert (
+            post(client, "/payouts", key, {"phone": customer.phone, "amount": 100}, name).status_code == 202
+        )
+    rows = {r.key: r for r in db.session.query(IdempotencyRecord)}
+    rows["old"].created_at = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=25)
+    rows["young"].created_at = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=23)
+    db.session.commit()
+    assert jobs.maintain()["idempotency_keys_purged"] == 1
+    assert [r.key for r in db.session.query(IdempotencyRecord)] == ["young"]
+
+
+PRODUCTION = {"TUMA_ENV": "production", "API_RATE_PER_MINUTE": 600, "API_MAX_BODY_BYTES": 2**21}
+
+
+@pytest.mark.parametrize(
+    "unsafe",
+    [
+        {"API_RATE_PER_MINUTE": 0},
+        {"API_MAX_BODY_BYTES": 0},
+        {"API_MAX_BODY_BYTES": 2**30},
+        {"API_IDEMPOTENCY_HOURS": 1},
+    ],
+)
+def test_production_refuses_the_api_unprotected(unsafe):
+    check_config({**PRODUCTION, "API_IDEMPOTENCY_HOURS": 24})
+    with pytest.raises(InsecureConfig):
+        check_config({**PRODUCTION, "API_IDEMPOTENCY_HOURS": 24, **unsafe})
+    check_config({**PRODUCTION, **unsafe, "TUMA_ENV": "development"})  # fine outside production
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL only: on SQLite the second request waits its turn")
+def test_a_second_request_gives_up_waiting_with_409_while_the_first_still_runs(
+    app, client, merchant, customer, config
+):
+    """The first request's transaction holds the new row (here: held open by hand); the second
+    waits API_IDEMPOTENCY_WAIT_MS on the unique key, then answers 409 and records nothing."""
+    import threading
+
+    from sqlalchemy import insert
+
+    config(API_IDEMPOTENCY_WAIT_MS=300)
+    key = make_key(merchant)
+    key_row = db.session.query(ApiKey).one()
+    holding, release = threading.Event(), threading.Event()
+
+    def first():
+        with app.app_context():
+            db.session.execute(
+                insert(IdempotencyRecord).values(
+                    api_key_id=key_row.id,
+                    key="busy",
+                    fingerprint="x",
+                    status=0,
+                    body="",
+                    created_at=datetime(2026, 1, 1),
+                )
+            )
+            holding.set()
+            release.wait(10)
+            db.session.rollback()
+            db.session.remove()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    holding.wait(10)
+    try:
+        response = post(client, "/payouts", key, {"phone": customer.phone, "amount": 100}, "busy")
+    finally:
+        release.set()
+        thread.join(10)
+    assert response.status_code == 409 and response.json["error"]["code"] == "idempotency_in_progress"
+    assert response.headers["Retry-After"] == "1"
+    assert post(client, "/payouts", key, {"phone": customer.phone, "amount": 100}, "busy").status_code == 202

@@ -1,0 +1,71 @@
+"""An independent fuzzer against the served document: schemathesis generates requests for every
+operation of /api/v1/openapi.json (valid and invalid) and checks that none gets a server
+error and that every answer matches the document (status codes, content types, schemas)."""
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.api_helpers import fund_merchant, make_key
+from tests.escrow_helpers import funded_customer
+
+
+def served_document() -> dict:
+    """The document as /api/v1/openapi.json serves it (an app of its own: tests are collected
+    before any fixture runs; it touches neither database nor Redis)."""
+    from devtools import create_app
+
+    app = create_app(
+        {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    )
+    return app.test_client().get("/api/v1/openapi.json").json
+
+
+schema = schemathesis.openapi.from_dict(served_document())
+
+
+@pytest.fixture
+def api_key(app, config, merchant, second_customer):
+    """A funded merchant's key with every scope, a customer to pay, a rate that never bites."""
+    config(API_RATE_PER_MINUTE=1_000_000)
+    funded_customer()
+    fund_merchant(merchant.phone, 1_000_00)
+    return make_key(merchant)
+
+
+def test_the_document_lists_every_operation(client):
+    paths = client.get("/api/v1/openapi.json").json["paths"]
+    operations = {(method.upper(), path) for path, methods in paths.items() for method in methods}
+    assert operations >= {
+        ("GET", "/api/v1/balance"),
+        ("GET", "/api/v1/transactions"),
+        ("GET", "/api/v1/transactions/{code}"),
+        ("POST", "/api/v1/payouts"),
+        ("POST", "/api/v1/payouts/batch"),
+        ("POST", "/api/v1/refunds"),
+        ("POST", "/api/v1/payment-requests"),
+        ("GET", "/api/v1/payment-requests/{request_id}"),
+    }
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_server_error_and_every_answer_matches_the_document(case, app, api_key):
+    case.call_and_validate(
+        app=app,
+        headers={"Authorization": f"Bearer {api_key}"},
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+            negative_data_rejection,
+        ],
+    )
