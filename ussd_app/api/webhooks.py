@@ -9,7 +9,6 @@ secret. A URL we would not call is refused (422 ``invalid_request``, saying why)
 only ``https`` to a public address (``events/urls.py``).
 """
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -22,7 +21,7 @@ from . import bp
 from .endpoint import operation
 from .errors import ApiError
 from .keys import Scope
-from .schemas import ErrorBody, In, Out
+from .schemas import ErrorBody, In, Out, When
 
 EventName = Literal["*", *[t.value for t in EventType]]  # type: ignore[valid-type]
 Url = Field(min_length=1, max_length=2048, examples=["https://shop.example/tuma/events"])
@@ -50,7 +49,7 @@ class Webhook(Out):
     url: str = Field(examples=["https://shop.example/tuma/events"])
     events: list[str] = Field(examples=[["payment.received", "payout.posted", "payout.failed"]])
     validation_url: str | None = Field(examples=["https://shop.example/tuma/validate"])
-    updated: datetime
+    updated: When
 
 
 class WebhookWithSecret(Webhook):
