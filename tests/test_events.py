@@ -247,3 +247,21 @@ def test_a_merchants_payment_requests_tell_its_system_paid_declined_and_expired(
     assert got["payment_request.declined"]["payment_request"] == declined.id
     assert got["payment_request.expired"]["payment_request"] == lapsed.id
     assert got["payment_request.expired"]["transaction"] is None
+
+
+def test_a_job_that_died_mid_post_leaves_its_claim_to_be_sent_again_after_the_timeout(
+    app, juma, till, receiver
+):
+    """The one window for a duplicate: the receiver may see the id twice and must ignore it."""
+    endpoint_for(till, receiver)
+    buy_goods(juma, till, 100_00)
+    jobs.execute_transfers()
+    [taken] = delivery.claim_batch(db.session, 10)  # claimed and committed; then the job dies
+    assert delivery.count_due(db.session) == 0  # nobody else sends it meanwhile
+    assert jobs.deliver_events() == {"delivered": 0, "retry": 0, "failed": 0}
+    later = taken.give_up_at - timedelta(days=3) + delivery.claim_timeout() + timedelta(seconds=1)
+    assert delivery.deliver_due(db.session, 10, now=later) == {"delivered": 1, "retry": 0, "failed": 0}
+    db.session.expire_all()
+    row = db.session.get(Delivery, taken.id)
+    assert (row.status, row.attempts) == ("delivered", 2)
+    assert [r.event_id for r in receiver.receiver.events()] == [taken.event_id]

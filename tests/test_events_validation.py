@@ -157,3 +157,13 @@ def test_a_merchant_without_a_validation_url_is_not_asked(client, juma, receiver
     phone = Phone(client, "0712000111")
     assert phone.walk("6", "777770", "m-1", "50").startswith("CON Pay KES 50.00 to Nairobi Power (777770)")
     assert receiver.receiver.questions == []
+
+
+def test_the_default_must_be_accept_or_refuse():
+    from ussd_app import create_app
+    from ussd_app.security import InsecureConfig
+
+    with pytest.raises(InsecureConfig, match="TUMA_PAYBILL_VALIDATION_DEFAULT"):
+        create_app(
+            {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", "PAYBILL_VALIDATION_DEFAULT": "maybe"}
+        )
