@@ -137,13 +137,12 @@ def operation(
             db.session.commit()
             return response
 
-        if post:
-            ok.setdefault("HTTP_409", ErrorBody)
+        documented_answers = {**ok, "HTTP_409": ErrorBody} if post else ok
         documented = spec.validate(
             json=json_model or body_doc,
             query=query,
             headers=IdempotencyHeaders if post else None,
-            resp=responses(**ok),
+            resp=responses(**documented_answers),
             tags=tags,
             security={"bearer": []},
             skip_validation=True,
