@@ -43,6 +43,7 @@ from .schemas import (
     PayoutBatchCreate,
     PayoutCreate,
 )
+from .transactions import result_of, status_of
 
 KIND = RequestKind.PAYOUT.value
 
@@ -95,8 +96,8 @@ def view(request: TransferRequest, phone: str) -> Payout:
         fee=request.fee,
         currency=current_app.config["CURRENCY"],
         reference=request.reference,
-        status=request.status,
-        result=request.result if request.status != RequestStatus.POSTED.value else None,
+        status=status_of(request),
+        result=result_of(request),
         created=request.created_at,
     )
 
