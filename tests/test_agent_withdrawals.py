@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 
 from tests.escrow_helpers import FUNDS, PIN, at_once, funded_customer, house, ledger_ok, sms_to
 from tests.ussd_helpers import Phone, available, options, person
+from ussd_app.clock import utcnow
 from ussd_app.extensions import db
 from ussd_app.ledger import AccountKind, Transfer
-from ussd_app.payments.agent_withdrawals import WithdrawalApproval, utcnow
+from ussd_app.payments.agent_withdrawals import WithdrawalApproval
 from ussd_app.payments.models import RequestKind, RequestStatus, TransferRequest
 from ussd_app.users import find_by_phone
 from ussd_app.ussd import approvals

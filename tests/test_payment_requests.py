@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from tests.escrow_helpers import FUNDS, PIN, at_once, ledger_ok, merchant, sms_to
 from tests.ussd_helpers import Phone, available, person
+from ussd_app.clock import utcnow
 from ussd_app.extensions import db
 from ussd_app.payments import payment_requests as pr
 from ussd_app.payments.emoney import issue_float
@@ -368,7 +369,7 @@ def test_one_reminder_per_payer_per_day_and_cancel(client, table):
     # Tomorrow he may be reminded again.
     [request] = requests_of(BOB)
     assert pr.remind(
-        db.session, find_by_phone(db.session, AMINA), request.id, now=pr.utcnow() + timedelta(days=1)
+        db.session, find_by_phone(db.session, AMINA), request.id, now=utcnow() + timedelta(days=1)
     )
     db.session.commit()
     assert sum(body.startswith("Reminder:") for body in sms_to(BOB)) == 2

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app
 from sqlalchemy import select, update
 
 from . import limits, tariffs
+from .clock import utcnow
 from .extensions import db
 from .money import InvalidAmount, format_amount, parse_major
 from .payments.emoney import FloatError, check_ledger, issue_float_and_commit
@@ -230,7 +231,7 @@ def review_release(code):
 def review_refuse(code):
     """Refuse a held transfer: rejected, and the payer gets an SMS saying so."""
     request = _held(code)
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     done = db.session.execute(
         update(TransferRequest)
         .where(TransferRequest.id == request.id, TransferRequest.status == RequestStatus.REVIEW.value)

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import func, select
 
+from .clock import utcnow
 from .database import among, is_postgres
 from .ledger.models import Account
 from .money import to_minor
@@ -50,7 +51,7 @@ def daily_limit(tier: str | None = None) -> int:
 def start_of_today(now: datetime | None = None) -> datetime:
     """Midnight of ``now``'s day in ``TIMEZONE``, as naive UTC (how the database stores times)."""
     tz = ZoneInfo(current_app.config["TIMEZONE"])
-    now = now or datetime.now(UTC).replace(tzinfo=None)
+    now = now or utcnow()
     local = now.replace(tzinfo=UTC).astimezone(tz)
     midnight = datetime.combine(local.date(), time(0), tzinfo=tz)
     return midnight.astimezone(UTC).replace(tzinfo=None)
@@ -272,7 +273,7 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
     payee (even if the ledger then refuses it for funds: a conservative count)."""
     from .users import Role, User  # users imports the ledger; keep this module light to import
 
-    now = now or datetime.now(UTC).replace(tzinfo=None)
+    now = now or utcnow()
     ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
     customers = dict(
         session.execute(

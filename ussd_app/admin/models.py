@@ -10,21 +10,18 @@
 import functools
 import json
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..clock import utcnow
 from ..extensions import db
 
 _hasher = PasswordHasher()  # argon2id, the library's interactive defaults
 MIN_PASSWORD_LENGTH = 12
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Operator(db.Model):

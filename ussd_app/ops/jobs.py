@@ -4,10 +4,10 @@ neither of those two imports the other's caller."""
 
 import functools
 import time
-from datetime import UTC, datetime
 
 from rq import get_current_job
 
+from ..clock import utcnow
 from ..logging_setup import bound
 from . import tracing
 from .metrics import JOB_DURATION, JOB_WAIT, JOBS
@@ -22,7 +22,7 @@ def observe_job(func):
         name = func.__name__
         job = get_current_job()
         if job is not None and job.enqueued_at is not None:
-            started = _naive(job.started_at or _utcnow())
+            started = _naive(job.started_at or utcnow())
             JOB_WAIT.labels(name).observe(max(0.0, (started - _naive(job.enqueued_at)).total_seconds()))
         request_id = tracing.job_request_id(job, args)
         start = time.perf_counter()
@@ -37,10 +37,6 @@ def observe_job(func):
             JOBS.labels(name, result).inc()
 
     return wrapper
-
-
-def _utcnow():
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _naive(moment):

@@ -13,12 +13,13 @@ Nothing here commits.
 """
 
 import enum
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..clock import utcnow
 from ..extensions import db
 from ..i18n import t
 from ..ledger.models import ID_LENGTH
@@ -50,10 +51,6 @@ class ApprovalState(enum.StrEnum):
     DECLINED = "declined"
     EXPIRED = "expired"
     FAILED = "failed"  # approved without the money for it
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class WithdrawalApproval(db.Model):

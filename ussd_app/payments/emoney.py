@@ -16,12 +16,13 @@ issue takes to post, so concurrent runs are told apart on PostgreSQL too.
 import logging
 import re
 import unicodedata
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .. import limits
+from ..clock import utcnow
 from ..ledger import AccountKind, house_account
 from ..ledger.check import Finding, check
 from ..users import Role, User
@@ -172,7 +173,7 @@ def issue_float(session, agent: User, amount: int, bank_reference: str | None = 
         # issue without a reference to this agent waits here until this one commits, and then
         # reads it (READ COMMITTED; SQLite's BEGIN IMMEDIATE already serialises writers).
         limits.lock_accounts(session, {trust.id, agent.account_id})
-        now = datetime.now(UTC).replace(tzinfo=None)
+        now = utcnow()
         if (repeat := earlier_unreferenced_issue(session, agent, amount, now)) is not None:
             raise repeat
     request = record_request(

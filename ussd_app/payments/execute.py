@@ -7,13 +7,14 @@ share a hot account queue behind each other instead of deadlocking.
 """
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import limits
+from ..clock import utcnow
 from ..database import is_postgres, update_rows
 from ..ledger import TransferResult, create_transfers
 from ..queues import Bell, cancel_ring, ring_after_commit
@@ -66,7 +67,7 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
         spans.append((request, start, len(specs)))
     snapshots: dict[int, dict[int, int]] = {}
     results = create_transfers(session, specs, snapshots=snapshots) if specs else []
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     outcomes = []
     for request, start, end in spans:
         if request.id in refusals:  # refused by a limit or held for review: no transfers

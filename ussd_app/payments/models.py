@@ -9,11 +9,12 @@ The database row, not the Redis job, is the truth: a lost job only delays a requ
 import base64
 import enum
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..clock import utcnow
 from ..extensions import db
 from ..ledger.models import ID_LENGTH
 
@@ -57,10 +58,6 @@ class RequestStatus(enum.StrEnum):
     POSTED = "posted"
     REJECTED = "rejected"
     REVIEW = "review"  # held by a velocity rule until an operator releases or refuses it
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def transaction_code(request_id: str) -> str:
@@ -108,7 +105,7 @@ class TransferRequest(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Set by the recording process to the microsecond (UTC): the order requests are executed in.
     # (A database default would give every request in one transaction the same instant.)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     executed_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
     def same_order(self, other: "TransferRequest") -> bool:

@@ -20,13 +20,14 @@ Everything here adds to the caller's session; nothing commits.
 """
 
 import enum
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .. import phones
+from ..clock import utcnow
 from ..extensions import db
 from ..i18n import t
 from ..money import format_amount
@@ -66,10 +67,6 @@ class State(enum.StrEnum):
     DECLINED = "declined"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class PaymentRequest(db.Model):

@@ -11,12 +11,13 @@ one reversal of a send is open at a time: the partial unique index below refuses
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import Index, select, text
 from sqlalchemy.exc import IntegrityError
 
+from ..clock import utcnow
 from ..ledger import Account
 from ..users import User, find_by_account
 from . import holds
@@ -48,10 +49,6 @@ class Found:
     recipient: User | None
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def _reversals_of(session, code: str) -> list[TransferRequest]:
     return list(
         session.execute(
@@ -72,7 +69,7 @@ def check(session, sender: User, code: str) -> tuple[str, Found | None]:
     if send.kind != RequestKind.SEND.value or send.status != RequestStatus.POSTED.value or recipient is None:
         return NOT_SEND, found
     window = timedelta(seconds=current_app.config["REVERSAL_WINDOW_SECONDS"])
-    if send.executed_at is None or send.executed_at < _utcnow() - window:
+    if send.executed_at is None or send.executed_at < utcnow() - window:
         return LATE, found
     for earlier in _reversals_of(session, code):
         if earlier.status == RequestStatus.REJECTED.value:

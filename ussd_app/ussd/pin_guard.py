@@ -11,11 +11,12 @@ operator lifts it (``unlock_pin(..., operator=True)``), never an agent.
 """
 
 import enum
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from flask import current_app
 
 from .. import pins
+from ..clock import utcnow
 from ..users import OPERATOR_LOCK_UNTIL, User
 
 # SMS to the holder (Kiswahili in translations/sw/LC_MESSAGES/sms-trust-messages.po).
@@ -38,7 +39,7 @@ def tell(session, user: User, english: str, **fields) -> None:
     from ..sms.outbox import add_sms
     from ..sms.receipts import when
 
-    date, time_ = when(_now())
+    date, time_ = when(utcnow())
     body = t(user.language, english, domain="sms", date=date, time=time_, **fields)
     add_sms(session, phone=user.phone, body=body)
 
@@ -49,12 +50,8 @@ class PinCheck(enum.StrEnum):
     LOCKED = "locked"  # locked now (this attempt was the last one) or already
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as the database stores it
-
-
 def is_locked(user: User) -> bool:
-    return user.locked_until is not None and user.locked_until > _now()
+    return user.locked_until is not None and user.locked_until > utcnow()
 
 
 def is_operator_locked(user: User) -> bool:
@@ -83,7 +80,7 @@ def check_pin(session, user: User, pin: str | None) -> PinCheck:
         return PinCheck.OK
     user.pin_failures = (user.pin_failures or 0) + 1
     if user.pin_failures >= current_app.config["PIN_MAX_ATTEMPTS"]:
-        user.locked_until = _now() + timedelta(seconds=current_app.config["PIN_LOCK_SECONDS"])
+        user.locked_until = utcnow() + timedelta(seconds=current_app.config["PIN_LOCK_SECONDS"])
         tell(session, user, LOCKED_SMS, tries=user.pin_failures)
         return PinCheck.LOCKED
     return PinCheck.WRONG
