@@ -152,7 +152,7 @@ def test_the_built_in_tariff_charges_the_payer_of_a_free_kind_nothing(app):
 
 
 def test_every_kind_names_a_receipts_entry_and_every_entry_has_its_kind():
-    from ussd_app.sms.receipts import RECEIPTS
+    from ussd_app.messages.receipts import RECEIPTS
 
     named = {row.receipts for row in kinds.ROWS}
     assert named == set(RECEIPTS)

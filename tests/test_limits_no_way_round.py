@@ -10,6 +10,7 @@ from tests.escrow_helpers import funded_customer, ledger_ok, posted_send, sms_to
 from tests.ussd_helpers import Phone, person
 from ussd_app import limits
 from ussd_app.extensions import db
+from ussd_app.messages import refusals
 from ussd_app.payments import kinds
 from ussd_app.payments.models import RequestKind, TransferRequest
 from ussd_app.payments.submit import mint_request_id, record_request
@@ -391,11 +392,11 @@ def test_the_new_sms_have_kiswahili_with_the_same_placeholders(app):
     sw = catalog("sw", "sms")
     fields = lambda s: {f for _, f, _, _ in string.Formatter().parse(s) if f}  # noqa: E731
     for english in (
-        limits.RETURNED_PAYER_PART,
-        limits.RETURNED_PAYER_ALL,
-        limits.RETURNED_PAYEE_PART,
-        limits.RETURNED_PAYEE_ALL,
-        limits.DEPOSIT_REFUSED,
+        refusals.RETURNED_PAYER_PART,
+        refusals.RETURNED_PAYER_ALL,
+        refusals.RETURNED_PAYEE_PART,
+        refusals.RETURNED_PAYEE_ALL,
+        refusals.DEPOSIT_REFUSED,
         *LOCKED_REPLIES.values(),
         "{name} cannot take payments now.",
     ):

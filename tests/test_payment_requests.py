@@ -459,7 +459,9 @@ def test_every_request_sms_has_its_kiswahili(app):
     from ussd_app.i18n import catalog
 
     sw = catalog("sw", "sms")
-    for message in pr.MESSAGES:
+    from ussd_app.messages import payment_requests as texts
+
+    for message in texts.MESSAGES:
         assert message in sw, message
         assert set(re.findall(r"{\w+}", sw[message])) == set(re.findall(r"{\w+}", message))
 

@@ -10,9 +10,9 @@ import pytest
 from tests.escrow_helpers import PIN, funded_customer, later, merchant, sms_to, the_request
 from tests.ussd_helpers import Phone, person
 from ussd_app.extensions import db
+from ussd_app.messages import when
 from ussd_app.payments.models import RequestKind
 from ussd_app.payments.submit import mint_request_id, record_request
-from ussd_app.sms.receipts import when
 from worker import jobs
 
 JUMA, AMINA, MERCHANT = "+254712000111", "+254712000222", "+254700000002"

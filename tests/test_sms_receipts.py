@@ -11,9 +11,10 @@ from tests import sms_helpers
 from tests.sms_helpers import agent_with_float, execute, outbox, person, send
 from ussd_app import limits
 from ussd_app.extensions import db
+from ussd_app.messages import when
+from ussd_app.messages.receipts import FAILED, REASON_OTHER, REASONS, RECEIPTS
 from ussd_app.money import format_amount
 from ussd_app.payments.models import TransferRequest
-from ussd_app.sms.receipts import FAILED, REASON_OTHER, REASONS, RECEIPTS, when
 from ussd_app.tariffs import quote
 from ussd_app.users import find_by_phone
 from worker import jobs
@@ -231,8 +232,8 @@ def test_every_message_has_its_kiswahili(app):
     sw = catalog("sw", "sms")
     english = [t for parties in RECEIPTS.values() for t in parties.values()]
     english += [FAILED, REASON_OTHER, *REASONS.values()]
-    # ... and every t(...) call in the SMS package (inbound replies).
-    root = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ussd_app", "sms")
+    # ... and every t(...) call where SMS are written (inbound replies).
+    root = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ussd_app", "sms_commands")
     english += [m for _f, _l, m, *_ in extract_from_dir(root, keywords={"t": (2,)}) if isinstance(m, str)]
     assert len(english) > 15
     for message in english:

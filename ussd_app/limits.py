@@ -38,7 +38,7 @@ from .database import among, is_postgres
 from .ledger.models import Account
 from .money import to_minor
 from .payments import kinds
-from .payments.models import RequestKind, RequestStatus, TransferRequest
+from .payments.models import RequestStatus, TransferRequest
 
 RELEASED = "review_released"  # the result an operator's release leaves on a request
 
@@ -326,69 +326,3 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
         if payee is not None and payee in balances:
             balances[payee] += r.amount
     return refusals
-
-
-# -- what people are told (the SMS are written by sms/limit_receipts.py) --------------------
-
-# What the payer is told when a request is held for review (``receipts.REASONS`` holds the
-# refusals' reasons). Kiswahili: translations/sw/LC_MESSAGES/sms-limits.po.
-HELD = (
-    "{code} On hold: {amount} to {name} {phone} waits for a security check. We will SMS the "
-    "decision. Nothing has left your account."
-)
-# The same, for kinds whose payee is not a person on Tuma, or who waits at a counter
-# (Kiswahili: translations/sw/LC_MESSAGES/sms-limits-fixc.po). {phone} of the first two is the
-# number topped up or invited (the request's reference).
-HELD_AIRTIME = (
-    "{code} On hold: {amount} of airtime for {phone} waits for a security check. We will SMS the "
-    "decision. Nothing has left your account."
-)
-HELD_TO_NUMBER = (
-    "{code} On hold: {amount} to {phone} waits for a security check. We will SMS the decision. "
-    "Nothing has left your account."
-)
-# A withdrawal at the counter: the customer's screen promised cash "when you receive the SMS",
-# so neither side may read this as the go-ahead; the agent waits for the "Confirmed" SMS.
-HELD_WITHDRAWAL = (
-    "{code} On hold: withdrawal of {amount} at agent {name} waits for a security check. "
-    "Take no cash until we SMS the decision."
-)
-HELD_AGENT = (
-    "{code} On hold: {name} {phone} withdrawing {amount} waits for a security check. "
-    "Pay out no cash until a Confirmed SMS."
-)
-STOPPED_AGENT = (
-    "{code} Withdrawal of {amount} by {name} {phone} was stopped by a security check. "
-    "Do not pay out any cash."
-)
-HELD_BY_KIND = {
-    RequestKind.AIRTIME.value: HELD_AIRTIME,
-    RequestKind.SEND_UNREGISTERED.value: HELD_TO_NUMBER,
-    RequestKind.WITHDRAWAL.value: HELD_WITHDRAWAL,
-}
-
-# A hold its payee's balance limit sent back, in part (PART) or whole (ALL), for each side
-# (Kiswahili: translations/sw/LC_MESSAGES/sms-trust-limits.po). {amount} is what arrived,
-# {sent} the whole hold, {returned} the rest; the payer of a suspense release is its sender.
-# Each fits one SMS segment at its longest (tests/test_sms_segments.py).
-RETURNED_PAYER_PART = (
-    "{code} {name} {phone} got {amount}; {returned} was over their balance limit and is back "
-    "with you. Balance {balance}."
-)
-RETURNED_PAYER_ALL = (
-    "{code} {name} {phone} cannot receive {sent}: over their balance limit. It is back with "
-    "you. Balance {balance}."
-)
-RETURNED_PAYEE_PART = (
-    "{code} Confirmed. You received {amount} from {name}. {returned} more was over your limit "
-    "and went back. Balance {balance}."
-)
-RETURNED_PAYEE_ALL = (
-    "{code} {name} {phone} sent you {sent}, but it is over your balance limit of {limit}, so "
-    "it went back to them."
-)
-# To the customer at the counter when the worker refuses a deposit over their balance limit.
-DEPOSIT_REFUSED = (
-    "{code} Failed: {name} {phone} could not deposit {amount}: over your balance limit of "
-    "{limit}. Ask for your cash back."
-)

@@ -165,8 +165,27 @@ class DisputeError(ValueError):
 
 
 def open_dispute(session, hold: TransferRequest) -> bool:
-    """The buyer disputes a protected purchase: it waits for the operator. False if gone."""
-    return _claim(session, hold.id, HoldState.HELD, HoldState.DISPUTED)
+    """The buyer disputes a protected purchase: it waits for the operator, and both sides are
+    told (in this transaction). False if gone."""
+    if not _claim(session, hold.id, HoldState.HELD, HoldState.DISPUTED):
+        return False
+    from ..messages import receipts as texts
+    from ..sms.outbox import add_sms
+    from ..users import find_by_account
+
+    buyer, merchant = (
+        find_by_account(session, hold.debit_account_id),
+        find_by_account(session, hold.credit_account_id),
+    )
+    for person, other in ((buyer, merchant), (merchant, buyer)):
+        if person is not None:
+            add_sms(
+                session,
+                phone=person.phone,
+                body=texts.dispute_opened(hold, person, other),
+                request_id=hold.id,
+            )
+    return True
 
 
 def decide_dispute(session, code: str, *, for_buyer: bool) -> TransferRequest:
@@ -191,8 +210,7 @@ def decide_dispute(session, code: str, *, for_buyer: bool) -> TransferRequest:
 
 
 def _tell_buyer_the_merchant_won(session, hold: TransferRequest) -> None:
-    from ..i18n import t
-    from ..sms import receipts
+    from ..messages import receipts as texts
     from ..sms.outbox import add_sms
     from ..users import find_by_account
 
@@ -203,15 +221,5 @@ def _tell_buyer_the_merchant_won(session, hold: TransferRequest) -> None:
     if buyer is None:
         return
     add_sms(
-        session,
-        phone=buyer.phone,
-        body=t(
-            buyer.language,
-            receipts.DISPUTE_FOR_MERCHANT,
-            domain="sms",
-            code=hold.code,
-            amount=receipts.money(hold.amount),
-            name=receipts.sms_name(merchant) if merchant else "",
-        ),
-        request_id=hold.id,
+        session, phone=buyer.phone, body=texts.dispute_for_merchant(hold, buyer, merchant), request_id=hold.id
     )

@@ -29,30 +29,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .. import phones
 from ..clock import utcnow
 from ..extensions import db
-from ..i18n import t
-from ..money import format_amount
-from ..sms.receipts import SMS_NAME_LIMIT, sms_name
+from ..messages import payment_requests as texts
 from ..users import Role, User, find_by_account, find_by_phone
-from ..ussd.gsm7 import shorten
 from .models import RequestKind, RequestStatus, TransferRequest
 from .submit import record_request
 
 REASON_LIMIT = 20
 MAX_PAYERS = 10
-
-# SMS (English message ids; Kiswahili in translations/sw/LC_MESSAGES/sms-requests.po).
-ASK = "{name} asks you for {amount} for {reason}. Dial {service_code} > My approvals"
-INVITE = (
-    "{name} {phone} asks you for {amount} for {reason}. Dial {service_code} to join Tuma, "
-    "then pay in My approvals within {days} days."
-)
-REMIND = "Reminder: {name} asks you for {amount} for {reason}. Dial {service_code} > My approvals"
-PAID = "{name} {phone} paid your request of {amount} for {reason}. {paid} of {count} have paid."
-PAID_ONE = "{name} {phone} paid your request of {amount} for {reason}."
-DECLINED = "{name} {phone} declined your request of {amount} for {reason}."
-EXPIRED = "Your request of {amount} from {phone} for {reason} expired unpaid."
-ALL_PAID = "Everyone has paid your request for {reason}: {total} from {count} people."
-MESSAGES = (ASK, INVITE, REMIND, PAID, PAID_ONE, DECLINED, EXPIRED, ALL_PAID)
 
 
 class Kind(enum.StrEnum):
@@ -97,10 +80,6 @@ class PaymentRequest(db.Model):
 
 class RequestError(ValueError):
     pass
-
-
-def money(minor: int) -> str:
-    return format_amount(minor, current_app.config["CURRENCY"])
 
 
 def split(total: int, count: int) -> list[int]:
@@ -176,47 +155,30 @@ def create(session, requester: User, group_id: str, kind: Kind, asks: list[tuple
         )
         session.add(request)
         made.append(request)
-        _tell_payer(session, requester, request, ASK)
+        _tell_payer(session, requester, request)
     session.flush()
     return made
 
 
-def _tell_payer(session, requester: User, request: PaymentRequest, english: str) -> None:
+def _tell_payer(session, requester: User, request: PaymentRequest, *, reminder: bool = False) -> None:
+    """Ask the payer (again, for a reminder); a number not on Tuma is invited to join."""
     from ..sms.outbox import add_sms
 
     payer = find_by_phone(session, request.payer_phone)
-    fields = dict(
-        name=shorten(requester.name, SMS_NAME_LIMIT),  # one SMS segment with the longest name
-        phone=requester.phone,
-        amount=money(request.amount),
-        reason=request.reason,
-        service_code=current_app.config["SERVICE_CODE"],
-        days=-(-lifetime(request.kind) // 86_400),
-    )
-    if payer is None:  # not on Tuma: no language known, and an invitation to register
-        body = t("en", INVITE, domain="sms", **fields)
-    else:
-        body = t(payer.language, english, domain="sms", **fields)
+    days = -(-lifetime(request.kind) // 86_400)
+    body = texts.ask(payer, requester, request, days=days, reminder=reminder)
     add_sms(session, phone=request.payer_phone, body=body)
 
 
-def _tell_requester(session, request: PaymentRequest, english: str, **fields) -> None:
+def _tell_requester(session, request: PaymentRequest, news, **counts) -> None:
+    """Tell the requester ``news`` (a ``messages.payment_requests`` function) about ``request``."""
     from ..sms.outbox import add_sms
 
     requester = _requester(session, request)
     if requester is None:
         return
     payer = find_by_phone(session, request.payer_phone)
-    body = t(
-        requester.language,
-        english,
-        domain="sms",
-        name=sms_name(payer) if payer else request.payer_phone,
-        phone=request.payer_phone,
-        amount=money(request.amount),
-        reason=request.reason,
-        **fields,
-    )
+    body = news(requester, payer, request, **counts)
     add_sms(session, phone=requester.phone, body=body, request_id=request.transfer_request_id)
 
 
@@ -315,7 +277,7 @@ def decline(session, payer: User, request_id: str, now: datetime | None = None) 
     if not _move(session, request.id, State.OPEN, State.DECLINED, decided_at=now or utcnow()):
         return False
     session.refresh(request)
-    _tell_requester(session, request, DECLINED)
+    _tell_requester(session, request, texts.declined)
     return True
 
 
@@ -370,7 +332,7 @@ def remind(session, requester: User, request_id: str, now: datetime | None = Non
     )
     if result.rowcount != 1:
         return False
-    _tell_payer(session, requester, request, REMIND)
+    _tell_payer(session, requester, request, reminder=True)
     return True
 
 
@@ -429,26 +391,15 @@ def settle(session, limit: int = 500) -> int:
             session.refresh(member)
         paid = [m for m in members if m.state == State.PAID]
         if len(members) == 1:
-            _tell_requester(session, request, PAID_ONE)
+            _tell_requester(session, request, texts.paid)
         else:
-            _tell_requester(session, request, PAID, paid=len(paid), count=len(members))
+            _tell_requester(session, request, texts.paid, paid=len(paid), count=len(members))
         if len(members) > 1 and len(paid) == len(members):
             from ..sms.outbox import add_sms
 
             requester = _requester(session, request)
             if requester is not None:
-                add_sms(
-                    session,
-                    phone=requester.phone,
-                    body=t(
-                        requester.language,
-                        ALL_PAID,
-                        domain="sms",
-                        reason=request.reason,
-                        total=money(sum(m.amount for m in members)),
-                        count=len(members),
-                    ),
-                )
+                add_sms(session, phone=requester.phone, body=texts.all_paid(requester, request, members))
     session.flush()
     return done
 
@@ -468,6 +419,6 @@ def expire(session, now: datetime | None = None, limit: int = 500) -> int:
     for request in due:
         if _move(session, request.id, State.OPEN, State.EXPIRED, decided_at=now):
             done += 1
-            _tell_requester(session, request, EXPIRED)
+            _tell_requester(session, request, texts.expired)
     session.flush()
     return done

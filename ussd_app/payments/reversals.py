@@ -136,30 +136,3 @@ def operator_decides(session, hold_id: str, *, approve: bool) -> TransferRequest
     if request.status != RequestStatus.POSTED.value:
         raise ReversalError(f"the ledger refused the decision: {request.result}")
     return request
-
-
-# Answers to ``REVERSE <code>`` by SMS (sms_commands/inbound.py; Kiswahili in sms-reversals.po).
-SMS_REPLIES = {
-    "ok": "Received: your request to reverse {code}, {amount} sent to {name} {phone}. They are asked to "
-    "agree; we will SMS you.",
-    NOT_SEND: "{code} cannot be reversed by SMS. Only money sent to a person can be.",
-    LATE: "{code} is more than {hours} hours old and cannot be reversed by SMS. Please call customer care.",
-    OPEN_ALREADY: "A reversal of {code} is already waiting for {name} {phone}.",
-    DECIDED: "A reversal of {code} was already decided.",
-    SHORT: "{name} {phone} no longer has the {amount} you sent ({code}), so it cannot be reversed. "
-    "Please call customer care.",
-}
-
-
-def sms_reply(outcome: str, found: Found | None, code: str) -> tuple[str, dict]:
-    """The English reply to ``REVERSE <code>`` for ``outcome`` and the fields it needs."""
-    from ..money import format_amount
-    from ..sms.receipts import sms_name
-
-    fields = {"code": code, "hours": current_app.config["REVERSAL_WINDOW_SECONDS"] // 3600}
-    if found is not None:
-        fields["amount"] = format_amount(found.send.amount, current_app.config["CURRENCY"])
-        recipient = found.recipient
-        fields["name"] = sms_name(recipient) if recipient else ""
-        fields["phone"] = recipient.phone if recipient else ""
-    return SMS_REPLIES[outcome], fields

@@ -16,11 +16,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
 from ..i18n import t
+from ..messages import sms_name, when
+from ..messages.receipts import hold_seconds
 from ..money import format_amount
 from ..payments import holds
 from ..payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
 from ..sms.outbox import add_sms
-from ..sms.receipts import hold_seconds, sms_name, when
 from ..users import User, find_by_phone
 
 # Transaction codes are base32 (A-Z, 2-7), 10 characters (payments.models.transaction_code).
@@ -124,14 +125,14 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
             return intent, code, None, t(language, RECIPIENT_CANNOT_REVERSE, domain="sms", code=code)
         # Held from the recipient for them to agree (payments/reversals.py); its commit
         # announces the hold to the workers (queues.py).
+        from ..messages import reversals as reversal_texts
         from ..payments import reversals
         from ..payments.submit import mint_request_id
 
         outcome, found = reversals.start(session, payer, code, mint_request_id())
         if outcome == reversals.UNKNOWN:
             return intent, code, None, unknown
-        english, fields = reversals.sms_reply(outcome, found, code)
-        return intent, code, request.id, t(language, english, domain="sms", **fields)
+        return intent, code, request.id, reversal_texts.reply(language, outcome, found, code)
     status = _status(session, request, language)
     date, time_ = when(request.executed_at or request.created_at)
     # The one asking is a party: name the other one (one SMS segment with the longest names).
