@@ -1,17 +1,15 @@
 """Receipts as people get them: through the worker, the outbox, the real africastalking SDK
 and the local gateway, each party in their own language."""
 
-import os
 import re
 
-from babel.messages.extract import extract_from_dir
 from sqlalchemy import select
 
 from tests import sms_helpers
 from tests.sms_helpers import agent_with_float, execute, outbox, person, send
 from ussd_app import limits
 from ussd_app.extensions import db
-from ussd_app.messages import when
+from ussd_app.messages import inbound, when
 from ussd_app.messages.receipts import FAILED, REASON_OTHER, REASONS, RECEIPTS
 from ussd_app.money import format_amount
 from ussd_app.payments.models import TransferRequest
@@ -232,9 +230,11 @@ def test_every_message_has_its_kiswahili(app):
     sw = catalog("sw", "sms")
     english = [t for parties in RECEIPTS.values() for t in parties.values()]
     english += [FAILED, REASON_OTHER, *REASONS.values()]
-    # ... and every t(...) call where SMS are written (inbound replies).
-    root = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ussd_app", "sms_commands")
-    english += [m for _f, _l, m, *_ in extract_from_dir(root, keywords={"t": (2,)}) if isinstance(m, str)]
+    # ... and every other SMS template (messages/: an upper-case constant, or in one).
+    from tests.test_sms_segments import templates
+
+    english += [text for path, text in templates()]
+    english += [inbound.HELP, *inbound.LOCKED_REPLIES.values(), *inbound.STATUSES]
     assert len(english) > 15
     for message in english:
         assert message in sw, message

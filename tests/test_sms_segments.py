@@ -21,12 +21,8 @@ MODULES = (
     "ussd_app.messages.payment_requests",
     "ussd_app.messages.agent_withdrawals",
     "ussd_app.messages.reversals",
-    "ussd_app.sms_commands.inbound",
-    "ussd_app.ussd.flows.agent_register",
-    "ussd_app.ussd.flows.agent_unlock",
-    "ussd_app.ussd.flows.registration",
-    "ussd_app.ussd.flows.my_account",
-    "ussd_app.ussd.pin_guard",
+    "ussd_app.messages.account",
+    "ussd_app.messages.inbound",
 )
 ONE_SEGMENT, TWO_SEGMENTS = 160, 306
 
@@ -136,7 +132,7 @@ def test_there_are_templates_to_check(app):
 
 @pytest.mark.parametrize("language", ["en", "sw"])
 def test_every_sms_fits_one_segment_at_its_longest(app, language):
-    from ussd_app.sms_commands import inbound
+    from ussd_app.messages import inbound
 
     fields = longest(app)
     # The receipt check's status: the longest of its words in this language, with a date.

@@ -5,13 +5,14 @@ import sys
 from datetime import UTC, datetime
 
 import click
-from flask import Blueprint, current_app
+from flask import Blueprint
 from sqlalchemy import select, update
 
 from . import limits, tariffs
 from .clock import utcnow
 from .extensions import db
-from .money import InvalidAmount, format_amount, parse_major
+from .messages import money
+from .money import InvalidAmount, parse_major
 from .payments.emoney import FloatError, check_ledger, issue_float_and_commit
 from .payments.models import RequestStatus, TransferRequest
 from .phones import InvalidPhone, normalize
@@ -92,11 +93,10 @@ def float_issue(phone, amount, reference):
     except (InvalidAmount, InvalidPhone, FloatError) as exc:
         db.session.rollback()
         raise click.ClickException(f"refused: {exc}") from exc
-    currency = current_app.config["CURRENCY"]
     db.session.refresh(agent.account)
     click.echo(
-        f"{request.code} issued {format_amount(minor, currency)} to {agent.name} {agent.phone}; "
-        f"float balance {format_amount(agent.account.available, currency)}"
+        f"{request.code} issued {money(minor)} to {agent.name} {agent.phone}; "
+        f"float balance {money(agent.account.available)}"
     )
 
 
@@ -189,10 +189,9 @@ def review_list():
         .where(TransferRequest.status == RequestStatus.REVIEW.value)
         .order_by(TransferRequest.created_at)
     ).scalars()
-    currency = current_app.config["CURRENCY"]
     for r in held:
         click.echo(
-            f"{r.code} {r.kind} {format_amount(r.amount, currency)} account {r.debit_account_id} -> "
+            f"{r.code} {r.kind} {money(r.amount)} account {r.debit_account_id} -> "
             f"{r.credit_account_id} held {r.executed_at:%Y-%m-%d %H:%M} UTC ({r.result})"
         )
 

@@ -10,9 +10,7 @@
   back; the operator may decide either way in the recipient's place.
 """
 
-from flask import current_app
-
-from ..money import format_amount
+from ..messages import money
 from ..payments import holds, reversals
 from ..payments.holds import decide_dispute, disputed
 from ..payments.models import RequestKind
@@ -83,7 +81,7 @@ class OperatorReversals:
     def decide(self, session, decision_id: str, approve: bool, operator_id: int, note: str) -> str:
         request = reversals.operator_decides(session, decision_id, approve=approve)
         verb = "returned to the sender" if approve else "left with the recipient (hold released)"
-        amount = format_amount(request.amount, current_app.config["CURRENCY"])
+        amount = money(request.amount)
         return f"Reversal of {request.reference}: {amount} {verb}."
 
 

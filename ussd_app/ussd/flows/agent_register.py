@@ -4,12 +4,8 @@ ID card the agent checked to the full tier. Part of the agent's flow (``agent.py
 are ``agent.<name>``; both confirm screens' Cancel is the flow's ``cancelled`` screen (in
 ``agent_deposit``'s tail)."""
 
-from datetime import UTC, datetime
-
+from ... import notices
 from ...extensions import db
-from ...i18n import t
-from ...sms import receipts
-from ...sms.outbox import add_sms
 from ...users import Role, Tier, UserError, create_user, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common, fraud_checks
@@ -45,28 +41,11 @@ def register_customer(ctx) -> str:
     except UserError:
         return "taken"
     release_held_sends(ctx, user)
-    code = common.service_code()
-    add_sms(
-        db.session,
-        phone=user.phone,
-        body=t(
-            user.language,
-            receipts.OPENED_BY_AGENT,
-            domain="sms",
-            first_name=user.first_name,
-            agent=ctx.user.name,
-            code=code,
-        ),
-    )
+    notices.opened_by_agent(db.session, user, ctx.user)
     return "ok"
 
 
 # -- raise a customer to the full tier after checking their ID card ------------------------
-
-TIER_RAISED_SMS = (
-    "Tuma: agent {agent} {agent_phone} checked your ID on {date}. Your account is now on the full "
-    "tier, with higher limits."
-)
 
 
 def find_to_verify(ctx) -> str:
@@ -101,19 +80,7 @@ def raise_tier(ctx) -> str:
         user.tier = Tier.FULL.value
         # Where tier changes are audited (the back office's own changes go there too).
         record(db.session, None, "tier.raise", user.phone, by_agent=c.user.phone, was=was, now=user.tier)
-        date, _ = receipts.when(datetime.now(UTC).replace(tzinfo=None))
-        add_sms(
-            db.session,
-            phone=user.phone,
-            body=t(
-                user.language,
-                TIER_RAISED_SMS,
-                domain="sms",
-                agent=receipts.sms_name(c.user),
-                agent_phone=c.user.phone,
-                date=date,
-            ),
-        )
+        notices.tier_raised(db.session, user, c.user)
         fraud_checks.name_used(c, f"tier:{user.id}:{c.data['verify_phone']}")
         return "ok"
 

@@ -8,13 +8,8 @@ customer care lifts a lock Tuma's operators set: then no code is sent."""
 
 import re
 
-from flask import current_app
-
-from ... import unlock_codes
+from ... import notices, unlock_codes
 from ...extensions import db
-from ...i18n import t
-from ...sms import receipts
-from ...sms.outbox import add_sms
 from ...users import find_by_phone
 from ..engine import N_, Choice, Retry, Screen, Step
 from ..pin_guard import OperatorLock, is_locked, is_operator_locked, unlock_pin
@@ -22,11 +17,6 @@ from . import common, fraud_checks
 from .agent_lookup import look_up
 
 _FULL_NAME = re.compile(r"[A-Za-z][A-Za-z' \-]{0,81}")
-
-UNLOCK_CODE_SMS = (
-    "Tuma: agent {agent} {agent_phone} asks to unlock your PIN. Code {code}, valid {minutes} min. "
-    "Tell it only to an agent you are with now."
-)
 
 
 def full_name(text: str) -> str | None:
@@ -74,19 +64,7 @@ def send_unlock_code(ctx) -> str:
         code = unlock_codes.issue(c.user.phone, user.phone)
         if code is None:
             return "throttled"
-        add_sms(
-            db.session,
-            phone=user.phone,
-            body=t(
-                user.language,
-                UNLOCK_CODE_SMS,
-                domain="sms",
-                agent=receipts.sms_name(c.user),
-                agent_phone=c.user.phone,
-                code=code,
-                minutes=-(-current_app.config["UNLOCK_CODE_SECONDS"] // 60),
-            ),
-        )
+        notices.unlock_code(db.session, user, c.user, code)
         return "ok"
 
     return common.pin_then(ctx, run)

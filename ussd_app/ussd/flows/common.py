@@ -8,7 +8,8 @@ from flask import current_app
 
 from ... import limits, phones, pins
 from ...extensions import db
-from ...money import InvalidAmount, format_amount, parse_major
+from ...messages import money  # noqa: F401  (the flows' common.money: the one house format)
+from ...money import InvalidAmount, parse_major
 from ..engine import N_, Retry, Screen, Step, singular
 from ..gsm7 import shorten
 from ..pin_guard import check_pin, is_operator_locked, tries_left
@@ -124,10 +125,6 @@ def language(text: str) -> str | None:
 
 
 # -- helpers for steps -----------------------------------------------------------------------
-
-
-def money(minor: int) -> str:
-    return format_amount(minor, current_app.config["CURRENCY"])
 
 
 def service_code() -> str:

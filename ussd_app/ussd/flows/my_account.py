@@ -6,14 +6,13 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import or_, select
 
-from ... import pins
+from ... import notices, pins
 from ...extensions import db
 from ...i18n import t
 from ...ledger.models import Transfer
 from ...payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
-from ...sms.outbox import add_sms
 from ...users import holders
-from .. import gsm7, pin_guard
+from .. import gsm7
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common
 
@@ -155,8 +154,7 @@ def mini_statement(ctx) -> str:
     if not lines:
         ctx.data["statement_text"] = t(ctx.lang, "No transactions yet.")
         return "ok"
-    sms = t(ctx.lang, "Tuma mini statement:") + "\n" + "\n".join(lines)
-    add_sms(db.session, phone=ctx.user.phone, body=sms)
+    notices.mini_statement(db.session, ctx.user, ctx.lang, lines)
     # The screen shows as many lines as fit; the SMS carries them all.
     footer = t(ctx.lang, "Full statement sent by SMS.")
     shown: list[str] = []
@@ -181,7 +179,7 @@ def save_new_pin(ctx) -> str:
     if not held or not pins.verify_pin(held, ctx.secret):
         return "mismatch"
     ctx.user.pin_hash = held
-    pin_guard.tell(db.session, ctx.user, pin_guard.CHANGED_SMS)
+    notices.pin_changed(db.session, ctx.user)
     return "ok"
 
 
