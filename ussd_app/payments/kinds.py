@@ -4,8 +4,8 @@ Every module that treats kinds differently reads it here: the legs a request pos
 (``legs.py``), how a hold resolves and what it becomes when it falls due (``holds.py``), the
 daily and balance limits (``limits.py``), the built-in tariff (``tariffs.py``) and who hears
 which receipt (``sms/receipts.py``). Adding a kind is one row here plus its message templates
-(an entry in ``receipts.RECEIPTS``, its Kiswahili in the sms catalogue) and, if it has a fee,
-its bands in the tariff.
+(an entry in ``messages/receipts.py: RECEIPTS``, its Kiswahili in the sms catalogue) and, if it
+has a fee, its bands in the tariff.
 
 Phases, in the ledger's words: a ``single`` request posts at once; a ``pending`` one holds the
 money (its main leg is a PENDING transfer); a ``post`` or ``void`` request resolves the hold of
@@ -65,7 +65,7 @@ class KindSpec:
     # For a post: charges the payee's fee quoted with the hold (the merchant of a protected
     # purchase pays it when the money is theirs).
     payee_fee_on_post: bool = False
-    # The entry of ``sms.receipts.RECEIPTS`` with this kind's templates, one per party that
+    # The entry of ``messages.receipts.RECEIPTS`` with this kind's templates, one per party that
     # hears of it ("" means the kind's own value).
     receipts: str = ""
     # The sender's receipt may take two SMS segments (306 characters); every other SMS fits one.
