@@ -275,9 +275,3 @@ def dispute_for_merchant(hold, buyer, merchant) -> str:
         amount=money(hold.amount),
         name=sms_name(merchant) if merchant else "",
     )
-
-
-# To a customer an agent registered (no request: the account was opened for them).
-OPENED_BY_AGENT = (
-    "Welcome to Tuma, {first_name}. Agent {agent} opened your account. Dial {code} to choose your PIN."
-)
