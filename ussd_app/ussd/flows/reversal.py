@@ -170,5 +170,3 @@ class ReversalApprovals:
 
     def decline(self, session, user, key: str) -> bool:
         return self._decide(session, user, key, False)
-
-
