@@ -1,7 +1,8 @@
 """The flows, one module each, and the engine that runs them all."""
 
 from .. import approvals
-from ..engine import Conversation, Engine
+from ..conversation import Conversation
+from ..engine import Engine
 from . import (
     agent,
     agent_withdraw,
