@@ -9,11 +9,10 @@ from tests.escrow_helpers import (
     FUNDS,
     PIN,
     at_once,
-    funded_customer,
+    cash_in,
     house,
     later,
     ledger_ok,
-    merchant,
     resolutions,
     sms_to,
     the_request,
@@ -30,13 +29,14 @@ MERCHANT_FEE = 1_50  # the merchant's 0.5% of KES 300, charged when the hold is 
 
 
 @pytest.fixture
-def juma(app):
-    return funded_customer()
+def juma(customer, agent):
+    """The cast's customer with KES 10,000 cashed in at the cast's agent."""
+    return cash_in(customer, agent)
 
 
 @pytest.fixture
-def till(app):
-    return merchant()
+def till(merchant):
+    return merchant.account_id
 
 
 def buy_protected(client, amount="300") -> TransferRequest:

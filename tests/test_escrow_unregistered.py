@@ -6,7 +6,7 @@ exactly once even with two expiry jobs at the same time."""
 import pytest
 from sqlalchemy import func, select
 
-from tests.escrow_helpers import FUNDS, PIN, at_once, funded_customer, house, later, ledger_ok, sms_to
+from tests.escrow_helpers import FUNDS, PIN, at_once, cash_in, house, later, ledger_ok, sms_to
 from tests.ussd_helpers import Phone, available
 from ussd_app.extensions import db
 from ussd_app.ledger import AccountKind, Transfer, TransferFlags
@@ -19,8 +19,9 @@ FEE = quote("send", 500_00)
 
 
 @pytest.fixture
-def juma(app):
-    return funded_customer()
+def juma(customer, agent):
+    """The cast's customer with KES 10,000 cashed in at the cast's agent."""
+    return cash_in(customer, agent)
 
 
 def send_to_unregistered(client) -> TransferRequest:

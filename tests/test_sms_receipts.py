@@ -6,7 +6,7 @@ import re
 from sqlalchemy import select
 
 from tests import sms_helpers
-from tests.sms_helpers import agent_with_float, execute, outbox, person, send
+from tests.sms_helpers import Person, agent_with_float, execute, outbox, person, send
 from ussd_app import limits
 from ussd_app.extensions import db
 from ussd_app.messages import inbound, when
@@ -85,30 +85,31 @@ def test_send_gives_sender_and_recipient_their_receipts_through_the_gateway(app,
     assert all(m.sender == "TUMA" for m in gateway.inbox())
 
 
-def test_each_party_reads_the_receipt_in_their_own_language(app, gateway):
+def test_each_party_reads_the_receipt_in_their_own_language(gateway, customer, second_customer):
+    customer.language = "sw"  # the cast's customer reads Kiswahili; the second customer English
+    juma = Person(customer.phone, customer.account_id)
+    wanjiru = Person(second_customer.phone, second_customer.account_id)
     agent = agent_with_float()
-    juma = person("+254712000011", "Juma Mwangi", language="sw")
-    eve = person("+254712000012", "Eve Njeri", language="en")
     send(agent, juma, 5_000_00)
     execute()
-    rid = send(juma, eve, 700_00)
+    rid = send(juma, wanjiru, 700_00)
     execute()
     deliver()
 
     code = request_row(rid).code
-    juma_says = gateway.inbox("+254712000011")[-1].message
+    juma_says = gateway.inbox("+254712000111")[-1].message
     assert juma_says.startswith(
-        f"{code} Imethibitishwa. KES 700.00 imetumwa kwa EVE NJERI +254712000012 tarehe "
+        f"{code} Imethibitishwa. KES 700.00 imetumwa kwa WANJIRU KAMAU +254712000222 tarehe "
     )
     assert "Gharama ya muamala, KES 13.00." in juma_says
     left = format_amount(limits.daily_limit("basic") - 700_00 - 13_00)
     assert f"Kiasi unachoweza kutuma leo ni {left}." in juma_says
-    eve_reads = only(gateway, "+254712000012")
-    assert eve_reads.startswith(
-        f"{code} Confirmed. You have received KES 700.00 from JUMA MWANGI +254712000011"
+    wanjiru_reads = only(gateway, "+254712000222")
+    assert wanjiru_reads.startswith(
+        f"{code} Confirmed. You have received KES 700.00 from JUMA OTIENO +254712000111"
     )
     # The cash-in receipt Juma got was in Kiswahili too.
-    cash_in = gateway.inbox("+254712000011")[0].message
+    cash_in = gateway.inbox("+254712000111")[0].message
     assert "Umepokea KES 5,000.00 kutoka kwa ALI AGENT +254700000101" in cash_in
 
 

@@ -10,9 +10,10 @@ from ... import limits, phones, pins
 from ...extensions import db
 from ...messages import money  # noqa: F401  (the flows' common.money: the one house format)
 from ...money import InvalidAmount, parse_major
-from ..engine import N_, Retry, Screen, Step, singular
+from ..engine import N_, Retry, Screen, Step
 from ..gsm7 import shorten
 from ..pin_guard import check_pin, is_operator_locked, tries_left
+from ..render import singular
 
 NAME_LIMIT = 20  # septets of a name as typed at registration
 SHOWN_NAME_LIMIT = 24  # septets of a full name on a confirm screen
