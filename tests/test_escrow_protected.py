@@ -100,7 +100,7 @@ def test_confirming_delivery_and_the_hold_falling_due_at_once_resolve_it_once(ap
     def confirm():
         user = find_by_phone(db.session, "+254712000111")
         recorded = holds.resolve(
-            db.session, db.session.get(TransferRequest, hold_id), RequestKind.PROTECTED_RELEASE
+            db.session, db.session.get(TransferRequest, hold_id), RequestKind.PROTECTED_POST
         )
         db.session.commit()
         return "confirmed" if recorded is not None and user is not None else "gone"
@@ -150,7 +150,7 @@ def test_a_dispute_keeps_the_money_held_until_the_operator_decides(client, runne
     assert "Dispute decided for you: KES 300.00 is back in your account" in sms_to("+254712000111")[-1]
     assert "Dispute decided for the buyer: KES 300.00 from JUMA OTIENO" in sms_to("+254700000002")[-1]
     db.session.expire_all()
-    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.REFUNDED.value
+    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.VOIDED.value
     # Deciding again is refused: the hold resolved once.
     again = runner.invoke(args=["disputes", "decide", "--code", hold.code, "--for", "merchant"])
     assert again.exit_code != 0 and "not in dispute" in again.output

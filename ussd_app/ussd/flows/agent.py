@@ -23,7 +23,7 @@ from ...users import Role, Tier, UserError, create_user, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from ..pin_guard import OperatorLock, is_locked, is_operator_locked, unlock_pin
 from . import common, fraud_checks, tail
-from .registration import release_held_sends
+from .registration import post_held_sends
 
 ID_LIMIT = 20
 
@@ -95,7 +95,7 @@ def commission_earned(ctx) -> str:
         select(func.coalesce(func.sum(TransferRequest.commission), 0)).where(
             TransferRequest.credit_account_id == ctx.user.account_id,
             TransferRequest.kind == RequestKind.WITHDRAWAL.value,
-            TransferRequest.status == RequestStatus.POSTED.value,
+            TransferRequest.status == RequestStatus.ACCEPTED.value,
         )
     ).scalar_one()
     ctx.data["commission_text"] = common.money(int(total))
@@ -122,7 +122,7 @@ def register_customer(ctx) -> str:
         )
     except UserError:
         return "taken"
-    release_held_sends(ctx, user)
+    post_held_sends(ctx, user)
     code = common.service_code()
     add_sms(
         db.session,

@@ -65,7 +65,7 @@ def statement_lines(session, user, lang: str) -> list[str]:
         for r in session.execute(
             select(TransferRequest).where(
                 TransferRequest.pending_request_id.in_(hold_ids),
-                TransferRequest.status == RequestStatus.POSTED.value,
+                TransferRequest.status == RequestStatus.ACCEPTED.value,
             )
         ).scalars()
     }
@@ -104,13 +104,13 @@ NUMBER_KINDS = frozenset({RequestKind.SEND_UNREGISTERED.value, RequestKind.AIRTI
 POSTING_KINDS = frozenset(
     k.value
     for k in (
-        RequestKind.SUSPENSE_RELEASE,
-        RequestKind.PROTECTED_RELEASE,
+        RequestKind.SUSPENSE_POST,
+        RequestKind.PROTECTED_POST,
         RequestKind.REVERSAL_POST,
         RequestKind.AIRTIME_POST,
     )
 )
-STILL_HELD = (HoldState.HELD.value, HoldState.DISPUTED.value, HoldState.SENDING.value)
+STILL_HELD = (HoldState.PENDING.value, HoldState.DISPUTED.value, HoldState.SENDING.value)
 
 
 def _line(request, account_id: int, holds: dict, resolved: dict, name):

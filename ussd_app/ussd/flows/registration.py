@@ -49,16 +49,16 @@ def create_account(ctx) -> str:
         return "taken"
     user.pin_hash = held  # the hash made from the first entry, now confirmed
     _tell(user, WELCOME, first_name=user.first_name, service_code=common.service_code())
-    release_held_sends(ctx, user)
+    post_held_sends(ctx, user)
     return "ok"
 
 
-def release_held_sends(ctx, user) -> None:
-    """Money sent to this number before it registered is released to the new account, and the
+def post_held_sends(ctx, user) -> None:
+    """Money sent to this number before it registered is posted to the new account, and the
     new customer is told it is coming."""
-    released = holds.release_to_new_customer(db.session, user)
-    if released:
-        _tell(user, MONEY_WAITING, amount=common.money(sum(r.amount for r in released)))
+    posts = holds.post_to_new_customer(db.session, user)
+    if posts:
+        _tell(user, MONEY_WAITING, amount=common.money(sum(r.amount for r in posts)))
 
 
 def _tell(user, english: str, **fields) -> None:
