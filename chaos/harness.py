@@ -11,7 +11,7 @@ the SMS gateway answer 500 or hang, and kills and restarts gunicorn.
 
 Then it heals everything, lets the workers (with the maintenance job re-announcing stale
 requests) run to quiescence, and checks: ``ledger check`` passes; every request reached exactly
-one final state; every request the harness saw accepted exists; no request posted more legs
+one final state; every request the harness saw accepted exists; no request accepted more legs
 than it has; every executed request has its SMS, all sent. It prints a summary line
 ``N transfers, M faults injected, 0 lost, 0 doubled, ledger check passed`` and exits non-zero
 on any failure.
@@ -720,7 +720,7 @@ class Chaos:
             if t.hold_state in (HoldState.POSTED.value, HoldState.VOIDED.value):
                 resolution = requests.get(f"{t.id}.r")
                 if resolution is None or resolution.status != RequestStatus.ACCEPTED.value:
-                    r.lost.append(f"hold {t.id} is {t.hold_state} without a posted resolution")
+                    r.lost.append(f"hold {t.id} is {t.hold_state} without an accepted resolution")
         # SMS: every executed request told someone, and everything written was handed over.
         with_sms = set(
             session.execute(

@@ -167,7 +167,7 @@ def test_requests_in_one_batch_count_against_each_other(funded):
     assert "by KES 452.00" in last_sms(amina)
 
 
-def test_velocity_holds_for_review_and_the_operator_releases_or_refuses(funded, config, runner):
+def test_velocity_holds_for_review_and_the_operator_clears_or_refuses(funded, config, runner):
     _, amina, baraka = funded
     config(VELOCITY_MAX_COUNT=2, LIMITS_BASIC_MAJOR="100000,100000,100000")
     ids = [send(amina, baraka, kes(50)) for _ in range(4)]

@@ -165,7 +165,7 @@ def test_worker_killed_mid_batch_posts_every_request_exactly_once_after_restart(
         .group_by(Transfer.user_data)
     ).all()
     amounts = {r: (i + 1) * 100 for i, r in enumerate(ids)}
-    # each request posted once: its payment, plus a fee leg where the tariff charges one
+    # each request accepted once: its payment, plus a fee leg where the tariff charges one
     assert sorted(per_request) == sorted((r, 2 if quote("send", amounts[r]) else 1) for r in ids)
     expected = sum((i + 1) * 100 for i in range(200))
     assert sum(balance(c) for c in customers) == expected

@@ -184,7 +184,7 @@ def test_a_lost_announcement_is_logged_and_the_maintenance_job_announces_it(
     assert db.session.get(TransferRequest, request_id, populate_existing=True).status == "accepted"
 
 
-def test_a_transfer_released_from_review_rings_the_workers_once_committed(payer, redis, config, runner):
+def test_a_transfer_cleared_from_review_rings_the_workers_once_committed(payer, redis, config, runner):
     config(VELOCITY_MAX_COUNT=1)
     first, second = send(payer, CUSTOMERS[0]), send(payer, CUSTOMERS[1])
     db.session.commit()

@@ -127,7 +127,7 @@ def test_the_recipient_agrees_and_the_money_goes_back(client, sent, juma, amina)
     ledger_ok()
 
 
-def test_the_recipient_refuses_and_the_hold_is_released(client, sent, juma, amina):
+def test_the_recipient_refuses_and_the_hold_is_voided(client, sent, juma, amina):
     hold = held(client, sent)
     assert amina_decides(client, "2", sent.code) == "END Declined."
     assert jobs.execute_transfers() == 1

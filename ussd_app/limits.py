@@ -15,7 +15,7 @@ after an agent checked an ID); each tier has three limits (``LIMITS_<TIER>_MAJOR
 confirm screens, which say the limit and what is left before the PIN) both use it.
 
 "Today" starts at midnight in ``TIMEZONE``. What counts against the daily limit is every
-posted request the person paid out of their wallet, of a kind ``counted`` in the kinds table,
+accepted request the person paid out of their wallet, of a kind ``counted`` in the kinds table,
 amount plus fee, in minor units. The same requests feed the velocity rules: more than
 ``VELOCITY_MAX_COUNT`` of them, or more than ``VELOCITY_MAX_VALUE_MAJOR`` sent, in the last
 hour holds the next one for review (status ``review``) until an operator clears it

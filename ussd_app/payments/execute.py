@@ -76,9 +76,9 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
             continue
         chain = results[start:end]
         # A chain is written whole or not at all, and its legs' ids derive from the request's
-        # (legs.py): a first leg that exists means this request was posted before. The ledger
+        # (legs.py): a first leg that exists means this request was accepted before. The ledger
         # then answers exists, linked_event_failed, ... (any result but ok fails a chain, as in
-        # TigerBeetle), and the request stays posted, with no second set of receipts.
+        # TigerBeetle), and the request stays accepted, with no second set of receipts.
         if chain[0] == TransferResult.EXISTS or all(r == TransferResult.OK for r in chain):
             status, result = RequestStatus.ACCEPTED, TransferResult.OK
             if request.id in returned:

@@ -303,7 +303,7 @@ def _counterparty(user: User | None) -> dict:
 
 
 def write_posted(session, request, people: People) -> None:
-    """One receipt per registered party of a posted request. No commit."""
+    """One receipt per registered party of an accepted request. No commit."""
     common = _common(request)
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
     if payer is not None:

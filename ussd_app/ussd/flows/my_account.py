@@ -110,7 +110,7 @@ POSTING_KINDS = frozenset(
         RequestKind.AIRTIME_POST,
     )
 )
-STILL_HELD = (HoldState.PENDING.value, HoldState.DISPUTED.value, HoldState.SENDING.value)
+STILL_PENDING = (HoldState.PENDING.value, HoldState.DISPUTED.value, HoldState.SENDING.value)
 
 
 def _line(request, account_id: int, holds: dict, resolved: dict, name):
@@ -123,9 +123,9 @@ def _line(request, account_id: int, holds: dict, resolved: dict, name):
             payee = request.credit_account_id
             if resolution is not None and resolution.kind in POSTING_KINDS and resolution.amount:
                 payee = resolution.credit_account_id
-            marker = N_("(held)") if request.hold_state in STILL_HELD else None
+            marker = N_("(held)") if request.hold_state in STILL_PENDING else None
             return "-", request.amount + request.fee, name(request, payee), marker
-        if request.hold_state in STILL_HELD:  # its payee: not theirs yet
+        if request.hold_state in STILL_PENDING:  # its payee: not theirs yet
             return "+", request.amount, name(request, request.debit_account_id), N_("(held)")
         return None  # resolved: the resolution's line says what arrived, if anything
     hold = holds.get(request.pending_request_id) if request.pending_request_id else None
