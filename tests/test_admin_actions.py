@@ -72,7 +72,7 @@ def test_lock_and_unlock_an_account(signed_in, two_people):
         "reason": "reported stolen phone"
     }
     assert unlock[0].details["was"] == "locked by an operator"
-    assert lock[0].operator_id is not None and lock[0].request_id
+    assert lock[0].operator_id is not None and lock[0].trace_id
 
 
 def test_lock_needs_a_reason_and_an_account(signed_in, two_people):
@@ -130,7 +130,7 @@ def test_transfer_search_and_trail(signed_in, two_people):
     assert signed_in.get("/admin/transfers?date=31/12/2026").status_code == 200
 
     trail = signed_in.get(f"/admin/transfers/{request.code}").get_data(as_text=True)
-    assert "posted (ok)" in trail
+    assert "accepted (ok)" in trail
     assert "Juma Otieno +254712000111" in trail and "Wanjiru Kamau +254712000222" in trail
     assert trail.count("<td>posted</td>") == 2  # the payment and the fee leg
     assert "Confirmed." in trail and trail.count("+2547120001") >= 2  # both receipts

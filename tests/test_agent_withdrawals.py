@@ -97,7 +97,7 @@ def test_the_customer_approves_and_it_executes_like_a_withdrawal(client, juma):
     request = db.session.get(TransferRequest, approval_id())
     assert (request.kind, request.status, request.fee, request.commission) == (
         RequestKind.WITHDRAWAL.value,
-        RequestStatus.POSTED.value,
+        RequestStatus.ACCEPTED.value,
         29_00,
         12_00,
     )

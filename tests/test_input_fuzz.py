@@ -166,10 +166,10 @@ def test_float_form_takes_any_input_without_a_500_or_a_partial_issue(
         signed_in, "/admin/float", {"phone": phone, "amount": amount, "reference": reference}, "/admin/float"
     )
     assert response.status_code < 500, (phone, amount, reference)
-    # Issued whole or not at all: every request posted, and the ledger's invariants hold.
+    # Issued whole or not at all: every request accepted, and the ledger's invariants hold.
     statuses = set(db.session.execute(select(TransferRequest.status)).scalars())
     db.session.commit()
-    assert statuses <= {"posted"}
+    assert statuses <= {"accepted"}
     assert run_check()
 
 

@@ -294,13 +294,13 @@ def test_money_held_for_a_newcomer_never_takes_them_over_their_balance_limit(bac
     )
     # What each request says is what happened: statements and code checks read it.
     db.session.expire_all()
-    releases = db.session.query(TransferRequest).filter_by(kind="suspense_release").all()
-    assert sorted(r.amount for r in releases) == [0, 40_000_00, 60_000_00]
+    posts = db.session.query(TransferRequest).filter_by(kind="suspense_post").all()
+    assert sorted(r.amount for r in posts) == [0, 40_000_00, 60_000_00]
     holds = {h.id: h for h in db.session.query(TransferRequest).filter_by(kind="send_unregistered")}
-    states = sorted((r.amount, holds[r.pending_request_id].hold_state) for r in releases)
-    assert states == [(0, "refunded"), (40_000_00, "released"), (60_000_00, "released")]
+    states = sorted((r.amount, holds[r.pending_request_id].hold_state) for r in posts)
+    assert states == [(0, "voided"), (40_000_00, "posted"), (60_000_00, "posted")]
     db.session.commit()
-    # Nothing is left to expire or release twice.
+    # Nothing is left to expire or post twice.
     assert jobs.execute_transfers() == 0
     ledger_holds()
 
@@ -599,10 +599,10 @@ def test_approving_an_agents_withdrawal_over_the_daily_limit_is_refused_before_t
     )
 
 
-def test_a_deposit_racing_the_release_never_takes_the_newcomer_over_the_limit(backend_app):
-    """Two workers at once: one releases a held KES 60,000 to a newcomer, the other deposits
+def test_a_deposit_racing_the_suspense_post_never_takes_the_newcomer_over_the_limit(backend_app):
+    """Two workers at once: one posts a held KES 60,000 to a newcomer, the other deposits
     KES 50,000 to them. Whichever locks the wallet first, the other reads its posting: the
-    newcomer ends at KES 60,000 (deposit refused) or KES 100,000 (release posted in part)."""
+    newcomer ends at KES 60,000 (deposit refused) or KES 100,000 (the post in part)."""
     from tests.escrow_helpers import at_once
     from ussd_app.payments.execute import execute_batch
 
@@ -625,7 +625,7 @@ def test_a_deposit_racing_the_release_never_takes_the_newcomer_over_the_limit(ba
     assert sorted(at_once(backend_app, one, one)) == [1, 1]
     juma_after_send = 65_000_00 - 60_000_00 - quote("send", 60_000_00)
     outcomes = {
-        60_000_00: juma_after_send,  # the release went first; the deposit was refused
+        60_000_00: juma_after_send,  # the post went first; the deposit was refused
         100_000_00: juma_after_send + 10_000_00,  # the deposit went first; KES 10,000 came back
     }
     assert outcomes[balance(NEWCOMER)] == balance(JUMA)

@@ -49,7 +49,7 @@ def test_metrics_after_a_ussd_conversation(client, app, customer, second_custome
     assert grew("tuma_ussd_requests_total", screen="send_money.done", outcome="end") == 1
     assert grew("tuma_http_request_duration_seconds_count", endpoint="ussd.ussd") == 6
     assert grew("tuma_http_request_duration_seconds_bucket", endpoint="ussd.ussd", le="+Inf") == 6
-    assert value(after, "tuma_transfer_requests", kind="send", status="posted", result="ok") == 1
+    assert value(after, "tuma_transfer_requests", kind="send", status="accepted", result="ok") == 1
     assert grew("tuma_jobs_total", job="execute_transfers", result="ok") == 1
     assert grew("tuma_job_duration_seconds_count", job="send_sms") == 1
     assert value(after, "tuma_sms", status="sent") == 2  # a receipt for each party

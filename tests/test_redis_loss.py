@@ -98,11 +98,11 @@ def test_a_transfer_accepted_before_redis_is_lost_is_executed_after_it_comes_bac
 
     db.session.expire_all()
     request = db.session.get(TransferRequest, request_id)
-    assert request.status == "posted"
+    assert request.status == "accepted"
     assert available(wanjiru.account_id) == 100_000
     assert available(juma.account_id) == 500_000 - 100_000 - request.fee
     receipts = db.session.execute(
-        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.request_id == request_id)
+        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.transfer_request_id == request_id)
     ).scalar_one()
     assert receipts == 2
     assert all(f.ok for f in check(db.session)), check(db.session)

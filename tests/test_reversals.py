@@ -82,7 +82,7 @@ def held(client, sent) -> TransferRequest:
     )
     assert jobs.execute_transfers() == 1
     hold = the_hold()
-    assert (hold.status, hold.hold_state, hold.reference) == ("posted", "held", sent.code)
+    assert (hold.status, hold.hold_state, hold.reference) == ("accepted", "pending", sent.code)
     return hold
 
 
@@ -119,7 +119,7 @@ def test_the_recipient_agrees_and_the_money_goes_back(client, sent, juma, wanjir
     assert "KES 500.00 (" + sent.code + ") returned to JUMA OTIENO" in sms_to(WANJIRU)[-1]
     assert f"KES 500.00 ({sent.code}) reversed to you from WANJIRU KAMAU" in sms_to(JUMA)[-1]
     assert "New balance is KES 9,9" in sms_to(JUMA)[-1]
-    assert the_hold().hold_state == HoldState.RELEASED.value
+    assert the_hold().hold_state == HoldState.POSTED.value
     assert resolutions(hold.id) == 1
     assert jobs.resolve_due_holds(now=later(4)) == 0
     assert Phone(client, "0712000222").walk("3") == "END Nothing is waiting for your approval."
@@ -128,7 +128,7 @@ def test_the_recipient_agrees_and_the_money_goes_back(client, sent, juma, wanjir
     ledger_ok()
 
 
-def test_the_recipient_refuses_and_the_hold_is_released(client, sent, juma, wanjiru):
+def test_the_recipient_refuses_and_the_hold_is_voided(client, sent, juma, wanjiru):
     hold = held(client, sent)
     assert wanjiru_decides(client, "2", sent.code) == "END Declined."
     assert jobs.execute_transfers() == 1
@@ -139,7 +139,7 @@ def test_the_recipient_refuses_and_the_hold_is_released(client, sent, juma, wanj
         f"WANJIRU KAMAU {WANJIRU}. Call customer care."
     )
     assert f"The KES 500.00 held for the reversal of {sent.code} is yours again" in sms_to(WANJIRU)[-1]
-    assert the_hold().hold_state == HoldState.REFUNDED.value
+    assert the_hold().hold_state == HoldState.VOIDED.value
     assert resolutions(hold.id) == 1
     ledger_ok()
 

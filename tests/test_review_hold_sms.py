@@ -86,8 +86,8 @@ def test_a_held_withdrawal_tells_both_sides_no_cash_yet(client, runner, juma):
         f"{request.code} On hold: JUMA OTIENO +254712000111 withdrawing KES 1,000.00 waits for a "
         "security check. Pay out no cash until a Confirmed SMS."
     ]
-    # Released: the agent gets the usual "Confirmed. Pay ... cash".
-    result = runner.invoke(args=["review", "release", "--code", request.code])
+    # Cleared: the agent gets the usual "Confirmed. Pay ... cash".
+    result = runner.invoke(args=["review", "clear", "--code", request.code])
     assert result.exit_code == 0, result.output
     assert jobs.execute_transfers() == 1
     assert sms_to(AGENT)[-1].startswith(f"{request.code} Confirmed. Pay KES 1,000.00 cash to JUMA OTIENO")

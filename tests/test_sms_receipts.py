@@ -77,7 +77,7 @@ def test_send_gives_sender_and_recipient_their_receipts_through_the_gateway(app,
         f"on {date} at {time_}. New balance is KES 1,250.00."
     )
     # The gateway's answer is on the row: message id, status and cost.
-    rows = outbox(request_id=rid)
+    rows = outbox(transfer_request_id=rid)
     assert {r.status for r in rows} == {"sent"}
     assert all(r.gateway_message_id.startswith("ATXid_") and r.cost == "KES 0.8000" for r in rows)
     delivered = {m.id for m in gateway.inbox() if m.message.startswith(request.code)}
@@ -192,7 +192,7 @@ def test_left_today_counts_every_posted_send_of_the_day_in_batch_order(app, gate
         assert reported[0] == format_amount(1_000_00 - 300_00 - fee)
         assert reported[-1] == format_amount(1_000_00 - 950_00 - 3 * fee)
         assert limits.left_today(db.session, amina.account_id) == 1_000_00 - 950_00 - 3 * fee
-        assert {request_row(r).status for r in (first, second, third)} == {"posted"}
+        assert {request_row(r).status for r in (first, second, third)} == {"accepted"}
     finally:
         app.config["LIMITS_BASIC_MAJOR"] = basic
 
@@ -247,9 +247,9 @@ def test_outbox_rows_are_written_with_the_posting_not_after(app):
     amina = person("+254712000071", "Amina Hassan")
     db.session.commit()
     rid = send(agent, amina, 100_00)
-    assert outbox(request_id=rid) == []
+    assert outbox(transfer_request_id=rid) == []
     execute()
-    rows = outbox(request_id=rid)
+    rows = outbox(transfer_request_id=rid)
     assert [r.status for r in rows] == ["pending", "pending"]
     status = db.session.execute(select(TransferRequest.status).where(TransferRequest.id == rid)).scalar_one()
-    assert status == "posted"
+    assert status == "accepted"

@@ -266,7 +266,7 @@ def test_reverse_is_recorded_and_asks_for_the_reversal(client, gateway, transfer
     [hold] = db.session.execute(select(TransferRequest).where(TransferRequest.kind == "reversal")).scalars()
     assert (hold.reference, hold.status, hold.amount) == (code, "queued", 250_00)
     [recorded] = db.session.execute(select(InboundMessage)).scalars()
-    assert (recorded.intent, recorded.code, recorded.request_id, recorded.link_id) == (
+    assert (recorded.intent, recorded.code, recorded.transfer_request_id, recorded.link_id) == (
         "reverse",
         code,
         rid,

@@ -114,11 +114,11 @@ def test_the_part_a_balance_limit_returned_is_a_plus_line(client, app, juma, mon
     fee = quote("send", 5_000_00)
     Phone(client, NEWCOMER).walk("1", "Neo", "Mwangi", "2468", "2468")
     assert jobs.execute_transfers() == 1
-    release = holds.resolution_id(hold.id)
+    resolution = holds.resolution_id(hold.id)
     lines = statement(client)
     total = f"KES {(5_000_00 + fee) // 100:,}.{(5_000_00 + fee) % 100:02d}"
     assert ends(lines, hold.code) == [f"-{total} Neo Mwangi"]
-    assert ends(lines, transaction_code(release)) == ["+KES 3,000.00 Neo Mwangi (returned)"]
+    assert ends(lines, transaction_code(resolution)) == ["+KES 3,000.00 Neo Mwangi (returned)"]
     assert len(lines) == 3, lines  # and the deposit: nothing else
     assert available(juma) == FUNDS - 2_000_00 - fee
 
@@ -197,11 +197,11 @@ def test_a_reversal_agreed_is_one_line_each_side(client, wrong_send):
     assert ends(statement(client, WANJIRU, "9753"), hold.code) == ["-KES 500.00 Juma Otieno (held)"]
     assert ends(statement(client), hold.code) == ["+KES 500.00 Wanjiru Kamau (held)"]
     wanjiru_decides(client, "1")
-    release = transaction_code(holds.resolution_id(hold.id))
+    resolution = transaction_code(holds.resolution_id(hold.id))
     wanjiru = statement(client, WANJIRU, "9753")
-    assert ends(wanjiru, hold.code) == ["-KES 500.00 Juma Otieno"] and ends(wanjiru, release) == []
+    assert ends(wanjiru, hold.code) == ["-KES 500.00 Juma Otieno"] and ends(wanjiru, resolution) == []
     juma = statement(client)
-    assert ends(juma, hold.code) == [] and ends(juma, release) == ["+KES 500.00 Wanjiru Kamau"]
+    assert ends(juma, hold.code) == [] and ends(juma, resolution) == ["+KES 500.00 Wanjiru Kamau"]
 
 
 def test_a_reversal_refused_comes_back_to_the_recipient(client, wrong_send):

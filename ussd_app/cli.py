@@ -207,22 +207,27 @@ def _held(code: str):
     return request
 
 
-@review_cli.cli.command("release")
+@review_cli.cli.command("clear")
 @click.option("--code", required=True, help="the transaction code")
-def review_release(code):
-    """Let a held transfer go ahead: queued again, skipping the velocity rules (limits still apply)."""
+def review_clear(code):
+    """Clear a transfer held for review: queued again, skipping the velocity rules (limits still
+    apply). ``review release`` is the same command under its earlier name."""
     request = _held(code)
     done = db.session.execute(
         update(TransferRequest)
         .where(TransferRequest.id == request.id, TransferRequest.status == RequestStatus.REVIEW.value)
-        .values(status=RequestStatus.QUEUED.value, result=limits.RELEASED)
+        .values(status=RequestStatus.QUEUED.value, result=limits.REVIEW_CLEARED)
     ).rowcount
     if done:
         ring_after_commit(db.session, Bell.TRANSFERS, request.id)  # queued again: the workers hear it
     db.session.commit()
     if not done:
         raise click.ClickException(f"{request.code} was decided by someone else meanwhile")
-    click.echo(f"{request.code} released: queued for the worker")
+    click.echo(f"{request.code} cleared: queued for the worker")
+
+
+# Operators' scripts written before the vocabulary was settled still say ``review release``.
+review_cli.cli.add_command(review_clear, "release")
 
 
 @review_cli.cli.command("refuse")

@@ -15,11 +15,11 @@ after an agent checked an ID); each tier has three limits (``LIMITS_<TIER>_MAJOR
 confirm screens, which say the limit and what is left before the PIN) both use it.
 
 "Today" starts at midnight in ``TIMEZONE``. What counts against the daily limit is every
-posted request the person paid out of their wallet, of a kind ``counted`` in the kinds table,
+accepted request the person paid out of their wallet, of a kind ``counted`` in the kinds table,
 amount plus fee, in minor units. The same requests feed the velocity rules: more than
 ``VELOCITY_MAX_COUNT`` of them, or more than ``VELOCITY_MAX_VALUE_MAJOR`` sent, in the last
-hour holds the next one for review (status ``review``) until an operator releases it
-(``flask --app wsgi review release``; released requests skip the velocity rules) or refuses it.
+hour holds the next one for review (status ``review``) until an operator clears it
+(``flask --app wsgi review clear``; cleared requests skip the velocity rules) or refuses it.
 
 No race can pass a limit: ``check_batch`` runs after ``lock_accounts`` has locked every
 account the batch touches, in id order (the order the ledger locks them in), so a second
@@ -40,7 +40,7 @@ from .money import to_minor
 from .payments import kinds
 from .payments.models import RequestStatus, TransferRequest
 
-RELEASED = "review_released"  # the result an operator's release leaves on a request
+REVIEW_CLEARED = "review_cleared"  # the result an operator's clearing leaves on a request
 
 
 def daily_limit(tier: str | None = None) -> int:
@@ -71,7 +71,7 @@ def spent_today(session, account_ids, now: datetime | None = None) -> dict[int, 
         )
         .where(
             among(session, TransferRequest.debit_account_id, ids),
-            TransferRequest.status == RequestStatus.POSTED.value,
+            TransferRequest.status == RequestStatus.ACCEPTED.value,
             TransferRequest.kind.in_(kinds.COUNTED_KINDS),
             TransferRequest.executed_at >= since,
             TransferRequest.executed_at < until,
@@ -233,7 +233,7 @@ def sent_last_hour(session, account_ids, now: datetime) -> dict[int, tuple[int, 
         )
         .where(
             among(session, TransferRequest.debit_account_id, ids),
-            TransferRequest.status == RequestStatus.POSTED.value,
+            TransferRequest.status == RequestStatus.ACCEPTED.value,
             TransferRequest.kind.in_(kinds.COUNTED_KINDS),
             TransferRequest.executed_at >= now - timedelta(hours=1),
         )
@@ -304,7 +304,7 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
         elif payer is not None and r.kind in kinds.COUNTED_KINDS:
             count, value = hour[payer]
             refusal = over_limit(r.amount, r.fee, payer=tier_limits(customers[payer]), spent=spent[payer])
-            if refusal is None and r.result != RELEASED:  # then velocity: held for review
+            if refusal is None and r.result != REVIEW_CLEARED:  # then velocity: held for review
                 if max_count and count >= max_count:
                     refusal = Refusal(Result.VELOCITY_COUNT, max_count, count + 1 - max_count, hold=True)
                 elif max_value and value + r.amount > max_value:

@@ -76,13 +76,13 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "register with Tuma; if they do not within {days} days it comes back to you. "
         "New balance is {balance}. Transaction cost, {fee}.",
     },
-    "suspense_release": {
+    "suspense_post": {
         "sender": "{code} Confirmed. {name} {phone} registered and received the {amount} you sent "
         "on {date} at {time}.",
         "recipient": "{code} Confirmed. You have received {amount} from {name} {phone} on {date} at "
         "{time}. New balance is {balance}.",
     },
-    "suspense_refund": {
+    "suspense_void": {
         "recipient": "{code} Confirmed. {amount} you sent to {reference} was not collected: it is back on "
         "{date} at {time}. New balance is {balance}.",
     },
@@ -94,13 +94,13 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "merchant": "{code} Held, not paid yet: {amount} from {name} {phone}. Yours when the buyer "
         "confirms delivery, or in {days} days.",
     },
-    "protected_release": {
+    "protected_post": {
         "sender": "{code} Confirmed. {amount} released to {name} for your protected purchase on {date} "
         "at {time}.",
         "merchant": "{code} Confirmed. {amount} from {name} {phone} released to you {date} {time}. Fee "
         "{payee_fee}. Till balance {balance}.",
     },
-    "protected_refund": {
+    "protected_void": {
         "sender": "{code} Dispute decided for the buyer: {amount} from {name} {phone} was returned to "
         "them on {date} at {time}.",
         "recipient": "{code} Confirmed. Dispute decided for you: {amount} is back in your account on "

@@ -15,7 +15,7 @@ from .metrics import JOB_DURATION, JOB_WAIT, JOBS
 
 def observe_job(func):
     """Wrap an rq job function: count it, time it, and time its wait in the queue. Also binds
-    the log lines it writes to the request id that asked for it (``ops.tracing``)."""
+    the log lines it writes to the trace id of the web request that asked for it (``ops.tracing``)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -24,11 +24,11 @@ def observe_job(func):
         if job is not None and job.enqueued_at is not None:
             started = _naive(job.started_at or utcnow())
             JOB_WAIT.labels(name).observe(max(0.0, (started - _naive(job.enqueued_at)).total_seconds()))
-        request_id = tracing.job_request_id(job, args)
+        trace_id = tracing.job_trace_id(job, args)
         start = time.perf_counter()
         result = "error"
         try:
-            with bound(request_id=request_id):
+            with bound(trace_id=trace_id):
                 value = func(*args, **kwargs)
             result = "ok"
             return value

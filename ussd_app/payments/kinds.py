@@ -60,7 +60,7 @@ class KindSpec:
     hold_setting: str | None = None
     on_due: Phase | None = None
     # For a post: the hold was to suspense, and the post pays it on to the account named when
-    # it is released (the newly registered customer), in the same chain.
+    # it is posted (the newly registered customer), in the same chain.
     pays_on: bool = False
     # For a post: charges the payee's fee quoted with the hold (the merchant of a protected
     # purchase pays it when the money is theirs).
@@ -114,14 +114,14 @@ ROWS: tuple[KindSpec, ...] = (
         invites=True,
     ),
     KindSpec(
-        K.SUSPENSE_RELEASE,
+        K.SUSPENSE_POST,
         P.POST,
         resolves=K.SEND_UNREGISTERED,
         credits_payee=True,
         posts_what_fits=True,
         pays_on=True,
     ),
-    KindSpec(K.SUSPENSE_REFUND, P.VOID, resolves=K.SEND_UNREGISTERED),
+    KindSpec(K.SUSPENSE_VOID, P.VOID, resolves=K.SEND_UNREGISTERED),
     # Buyer -> merchant, held until delivery is confirmed (or it falls due: the merchant is paid).
     KindSpec(
         K.PROTECTED_PURCHASE,
@@ -132,14 +132,14 @@ ROWS: tuple[KindSpec, ...] = (
         two_segments=True,
     ),
     KindSpec(
-        K.PROTECTED_RELEASE,
+        K.PROTECTED_POST,
         P.POST,
         resolves=K.PROTECTED_PURCHASE,
         credits_payee=True,
         posts_what_fits=True,
         payee_fee_on_post=True,
     ),
-    KindSpec(K.PROTECTED_REFUND, P.VOID, resolves=K.PROTECTED_PURCHASE),  # a dispute decided for the buyer
+    KindSpec(K.PROTECTED_VOID, P.VOID, resolves=K.PROTECTED_PURCHASE),  # a dispute decided for the buyer
     # The recipient of a wrong send -> its sender, held until the recipient or the operator
     # decides (falling due: the recipient keeps the money). The sender asked for it.
     KindSpec(

@@ -179,14 +179,16 @@ def _tell_requester(session, request: PaymentRequest, news, **counts) -> None:
         return
     payer = find_by_phone(session, request.payer_phone)
     body = news(requester, payer, request, **counts)
-    add_sms(session, phone=requester.phone, body=body, request_id=request.transfer_request_id)
+    add_sms(session, phone=requester.phone, body=body, transfer_request_id=request.transfer_request_id)
 
 
-def _move(session, request_id: str, from_state: State, to_state: State, *conditions, **values) -> bool:
+def _move(
+    session, payment_request_id: str, from_state: State, to_state: State, *conditions, **values
+) -> bool:
     """Compare-and-set: True for the one caller that moved the request."""
     result = session.execute(
         update(PaymentRequest)
-        .where(PaymentRequest.id == request_id, PaymentRequest.state == from_state.value, *conditions)
+        .where(PaymentRequest.id == payment_request_id, PaymentRequest.state == from_state.value, *conditions)
         .values(state=to_state.value, **values)
         .execution_options(synchronize_session=False)
     )
@@ -228,14 +230,14 @@ def fee(session, request: PaymentRequest) -> int:
     return in_force().fee(kind.value, request.amount)
 
 
-def pay(session, payer: User, request_id: str, now: datetime | None = None) -> TransferRequest | None:
+def pay(session, payer: User, payment_request_id: str, now: datetime | None = None) -> TransferRequest | None:
     """The payer approved with their PIN: record the transfer and move ``open -> paying`` in
     this transaction. None when the request is no longer open for this payer (paid by another
     session, declined, expired, cancelled). The caller commits (which announces it)."""
     from ..tariffs import in_force
 
     now = now or utcnow()
-    request = session.get(PaymentRequest, request_id)
+    request = session.get(PaymentRequest, payment_request_id)
     if request is None or request.payer_phone != payer.phone:
         return None
     session.refresh(request)
@@ -270,8 +272,8 @@ def pay(session, payer: User, request_id: str, now: datetime | None = None) -> T
     )
 
 
-def decline(session, payer: User, request_id: str, now: datetime | None = None) -> bool:
-    request = session.get(PaymentRequest, request_id)
+def decline(session, payer: User, payment_request_id: str, now: datetime | None = None) -> bool:
+    request = session.get(PaymentRequest, payment_request_id)
     if request is None or request.payer_phone != payer.phone:
         return False
     if not _move(session, request.id, State.OPEN, State.DECLINED, decided_at=now or utcnow()):
@@ -306,17 +308,17 @@ def group(session, group_id: str) -> list[PaymentRequest]:
     return sorted(rows, key=lambda r: int(r.id.rsplit(".", 1)[1]))
 
 
-def owned(session, requester: User, request_id: str) -> PaymentRequest | None:
-    request = session.get(PaymentRequest, request_id)
+def owned(session, requester: User, payment_request_id: str) -> PaymentRequest | None:
+    request = session.get(PaymentRequest, payment_request_id)
     return request if request is not None and request.requester_account_id == requester.account_id else None
 
 
-def remind(session, requester: User, request_id: str, now: datetime | None = None) -> bool:
+def remind(session, requester: User, payment_request_id: str, now: datetime | None = None) -> bool:
     """One reminder SMS to the payer of an open request, at most one per payer per day."""
     from ..limits import start_of_today
 
     now = now or utcnow()
-    request = owned(session, requester, request_id)
+    request = owned(session, requester, payment_request_id)
     if request is None:
         return False
     result = session.execute(
@@ -336,8 +338,8 @@ def remind(session, requester: User, request_id: str, now: datetime | None = Non
     return True
 
 
-def cancel(session, requester: User, request_id: str, now: datetime | None = None) -> bool:
-    request = owned(session, requester, request_id)
+def cancel(session, requester: User, payment_request_id: str, now: datetime | None = None) -> bool:
+    request = owned(session, requester, payment_request_id)
     return request is not None and _move(
         session, request.id, State.OPEN, State.CANCELLED, decided_at=now or utcnow()
     )
@@ -355,7 +357,7 @@ def settle(session, limit: int = 500) -> int:
         .join(TransferRequest, TransferRequest.id == PaymentRequest.transfer_request_id)
         .where(
             PaymentRequest.state == State.PAYING.value,
-            TransferRequest.status.in_((RequestStatus.POSTED.value, RequestStatus.REJECTED.value)),
+            TransferRequest.status.in_((RequestStatus.ACCEPTED.value, RequestStatus.REJECTED.value)),
         )
         .order_by(PaymentRequest.decided_at)
         .limit(limit)

@@ -25,7 +25,7 @@ from .execute import execute_requests
 from .models import HoldState, RequestKind, RequestStatus, TransferRequest
 from .submit import record_request
 
-OPEN = "kind = 'reversal' AND hold_state = 'held' AND status <> 'rejected'"
+OPEN = "kind = 'reversal' AND hold_state = 'pending' AND status <> 'rejected'"
 Index(
     "uq_transfer_requests_open_reversal",
     TransferRequest.reference,
@@ -66,7 +66,11 @@ def check(session, sender: User, code: str) -> tuple[str, Found | None]:
         return UNKNOWN, None
     recipient = find_by_account(session, send.credit_account_id)
     found = Found(send, recipient)
-    if send.kind != RequestKind.SEND.value or send.status != RequestStatus.POSTED.value or recipient is None:
+    if (
+        send.kind != RequestKind.SEND.value
+        or send.status != RequestStatus.ACCEPTED.value
+        or recipient is None
+    ):
         return NOT_SEND, found
     window = timedelta(seconds=current_app.config["REVERSAL_WINDOW_SECONDS"])
     if send.executed_at is None or send.executed_at < utcnow() - window:
@@ -74,7 +78,7 @@ def check(session, sender: User, code: str) -> tuple[str, Found | None]:
     for earlier in _reversals_of(session, code):
         if earlier.status == RequestStatus.REJECTED.value:
             continue
-        return (OPEN_ALREADY if earlier.hold_state == HoldState.HELD.value else DECIDED), found
+        return (OPEN_ALREADY if earlier.hold_state == HoldState.PENDING.value else DECIDED), found
     account = session.get(Account, send.credit_account_id, populate_existing=True)
     if account.available < send.amount:
         return SHORT, found
@@ -133,6 +137,6 @@ def operator_decides(session, hold_id: str, *, approve: bool) -> TransferRequest
     if request is None:
         raise ReversalError(f"the reversal of {hold.reference} is already decided ({hold.hold_state})")
     execute_requests(session, [request])
-    if request.status != RequestStatus.POSTED.value:
+    if request.status != RequestStatus.ACCEPTED.value:
         raise ReversalError(f"the ledger refused the decision: {request.result}")
     return request

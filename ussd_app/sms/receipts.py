@@ -57,7 +57,7 @@ def payee_party(user: User) -> str:
 def write(session, user: User, body: str | None, request) -> None:
     """``body`` (None: nothing) to ``user``, about ``request``, in the caller's transaction."""
     if body is not None:
-        add_sms(session, phone=user.phone, body=body, request_id=request.id)
+        add_sms(session, phone=user.phone, body=body, transfer_request_id=request.id)
 
 
 def write_posted(session, request, people: People) -> None:
@@ -69,7 +69,12 @@ def write_posted(session, request, people: People) -> None:
         write(session, payer, body, request)
     if kinds.spec(request.kind).invites and payer is not None and request.reference:
         # The recipient is not on Tuma: no wallet, no language; tell them how to collect it.
-        add_sms(session, phone=request.reference, body=texts.invite(request, payer), request_id=request.id)
+        add_sms(
+            session,
+            phone=request.reference,
+            body=texts.invite(request, payer),
+            transfer_request_id=request.id,
+        )
     if payee is not None:
         body = texts.posted(request, payee_party(payee), payee, payer, balance=people.balance(payee))
         write(session, payee, body, request)

@@ -49,7 +49,7 @@ class InboundMessage(db.Model):
     intent: Mapped[str] = mapped_column(String(12))
     code: Mapped[str | None] = mapped_column(String(10), index=True, default=None)
     # For REVERSE: the request it names, when the sender is its payer (else NULL).
-    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    transfer_request_id: Mapped[str | None] = mapped_column(String(64), default=None)
     received_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 
@@ -145,7 +145,7 @@ def _status(session, request: TransferRequest) -> tuple[str, dict]:
         return say("in progress")
     if request.status == RequestStatus.REVIEW.value:
         return say("held for a security check")
-    if request.status != RequestStatus.POSTED.value:
+    if request.status != RequestStatus.ACCEPTED.value:
         return say("failed")
     if request.hold_state is not None:  # an escrow hold (payments/holds.py)
         return _hold_status(session, request, say)
@@ -155,27 +155,27 @@ def _status(session, request: TransferRequest) -> tuple[str, dict]:
             select(TransferRequest).where(
                 TransferRequest.kind == RequestKind.REVERSAL.value,
                 TransferRequest.reference == request.code,
-                TransferRequest.status == RequestStatus.POSTED.value,
+                TransferRequest.status == RequestStatus.ACCEPTED.value,
             )
         ).scalars():
-            if reversal.hold_state == HoldState.HELD.value:
+            if reversal.hold_state == HoldState.PENDING.value:
                 return say("held for a reversal until {date}", date=_until(reversal))
-            if reversal.hold_state == HoldState.RELEASED.value:
+            if reversal.hold_state == HoldState.POSTED.value:
                 return say("reversed") if _resolved(session, reversal) else say("being reversed")
     return say("completed")
 
 
 def _hold_status(session, hold: TransferRequest, say) -> tuple[str, dict]:
     state = hold.hold_state
-    if state == HoldState.HELD.value:
+    if state == HoldState.PENDING.value:
         return say("held until {date}, not final", date=_until(hold))
     if state == HoldState.DISPUTED.value:
         return say("disputed, held until Tuma decides")
     if state == HoldState.SENDING.value or not _resolved(session, hold):
         return say("in progress")
     if hold.kind == RequestKind.REVERSAL.value:  # the hold is the returning of a send
-        return say("reversed") if state == HoldState.RELEASED.value else say("reversal refused")
-    if state == HoldState.RELEASED.value:
+        return say("reversed") if state == HoldState.POSTED.value else say("reversal refused")
+    if state == HoldState.POSTED.value:
         return say("completed")
     return say("refunded to the sender")
 
@@ -183,7 +183,7 @@ def _hold_status(session, hold: TransferRequest, say) -> tuple[str, dict]:
 def _resolved(session, hold: TransferRequest) -> bool:
     """Whether the request that resolves ``hold`` (post or void) has been posted."""
     resolution = session.get(TransferRequest, holds.resolution_id(hold.id))
-    return resolution is not None and resolution.status == RequestStatus.POSTED.value
+    return resolution is not None and resolution.status == RequestStatus.ACCEPTED.value
 
 
 def _until(hold: TransferRequest) -> str:
@@ -211,7 +211,7 @@ def receive(
         sent_at=date,
         intent=intent.value,
         code=code,
-        request_id=request_id,
+        transfer_request_id=request_id,
     )
     session.add(message)
     add_sms(session, phone=phone, body=reply)

@@ -25,7 +25,7 @@ def commission_earned(ctx) -> str:
         select(func.coalesce(func.sum(TransferRequest.commission), 0)).where(
             TransferRequest.credit_account_id == ctx.user.account_id,
             TransferRequest.kind == RequestKind.WITHDRAWAL.value,
-            TransferRequest.status == RequestStatus.POSTED.value,
+            TransferRequest.status == RequestStatus.ACCEPTED.value,
         )
     ).scalar_one()
     ctx.data["commission_text"] = common.money(int(total))

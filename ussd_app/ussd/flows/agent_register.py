@@ -10,7 +10,7 @@ from ...users import Role, Tier, UserError, create_user, find_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common, fraud_checks
 from .agent_lookup import look_up
-from .registration import release_held_sends
+from .registration import post_held_sends
 
 ID_LIMIT = 20
 
@@ -40,7 +40,7 @@ def register_customer(ctx) -> str:
         )
     except UserError:
         return "taken"
-    release_held_sends(ctx, user)
+    post_held_sends(ctx, user)
     notices.opened_by_agent(db.session, user, ctx.user)
     return "ok"
 

@@ -24,7 +24,9 @@ class DeliveryConfirmations:
 
     def pending(self, session, user) -> list[approvals.PendingApproval]:
         found = []
-        waiting = holds.held(session, RequestKind.PROTECTED_PURCHASE, debit_account_id=user.account_id)
+        waiting = holds.pending_holds(
+            session, RequestKind.PROTECTED_PURCHASE, debit_account_id=user.account_id
+        )
         merchants = holders(session, (hold.credit_account_id for hold in waiting))
         for hold in waiting:
             merchant = merchants.get(hold.credit_account_id)
@@ -39,7 +41,7 @@ class DeliveryConfirmations:
 
     def approve(self, session, user, key: str) -> bool:
         hold = _owned(session, user, key)
-        return hold is not None and holds.resolve(session, hold, RequestKind.PROTECTED_RELEASE) is not None
+        return hold is not None and holds.resolve(session, hold, RequestKind.PROTECTED_POST) is not None
 
     def decline(self, session, user, key: str) -> bool:
         """Declining a delivery opens a dispute: the money stays held for the operator."""

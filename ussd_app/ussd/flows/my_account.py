@@ -64,7 +64,7 @@ def statement_lines(session, user, lang: str) -> list[str]:
         for r in session.execute(
             select(TransferRequest).where(
                 TransferRequest.pending_request_id.in_(hold_ids),
-                TransferRequest.status == RequestStatus.POSTED.value,
+                TransferRequest.status == RequestStatus.ACCEPTED.value,
             )
         ).scalars()
     }
@@ -103,13 +103,13 @@ NUMBER_KINDS = frozenset({RequestKind.SEND_UNREGISTERED.value, RequestKind.AIRTI
 POSTING_KINDS = frozenset(
     k.value
     for k in (
-        RequestKind.SUSPENSE_RELEASE,
-        RequestKind.PROTECTED_RELEASE,
+        RequestKind.SUSPENSE_POST,
+        RequestKind.PROTECTED_POST,
         RequestKind.REVERSAL_POST,
         RequestKind.AIRTIME_POST,
     )
 )
-STILL_HELD = (HoldState.HELD.value, HoldState.DISPUTED.value, HoldState.SENDING.value)
+STILL_PENDING = (HoldState.PENDING.value, HoldState.DISPUTED.value, HoldState.SENDING.value)
 
 
 def _line(request, account_id: int, holds: dict, resolved: dict, name):
@@ -122,9 +122,9 @@ def _line(request, account_id: int, holds: dict, resolved: dict, name):
             payee = request.credit_account_id
             if resolution is not None and resolution.kind in POSTING_KINDS and resolution.amount:
                 payee = resolution.credit_account_id
-            marker = N_("(held)") if request.hold_state in STILL_HELD else None
+            marker = N_("(held)") if request.hold_state in STILL_PENDING else None
             return "-", request.amount + request.fee, name(request, payee), marker
-        if request.hold_state in STILL_HELD:  # its payee: not theirs yet
+        if request.hold_state in STILL_PENDING:  # its payee: not theirs yet
             return "+", request.amount, name(request, request.debit_account_id), N_("(held)")
         return None  # resolved: the resolution's line says what arrived, if anything
     hold = holds.get(request.pending_request_id) if request.pending_request_id else None

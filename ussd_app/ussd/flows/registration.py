@@ -39,16 +39,16 @@ def create_account(ctx) -> str:
         return "taken"
     user.pin_hash = held  # the hash made from the first entry, now confirmed
     notices.welcome(db.session, user)
-    release_held_sends(ctx, user)
+    post_held_sends(ctx, user)
     return "ok"
 
 
-def release_held_sends(ctx, user) -> None:
-    """Money sent to this number before it registered is released to the new account, and the
+def post_held_sends(ctx, user) -> None:
+    """Money sent to this number before it registered is posted to the new account, and the
     new customer is told it is coming."""
-    released = holds.release_to_new_customer(db.session, user)
-    if released:
-        notices.money_waiting(db.session, user, sum(r.amount for r in released))
+    posts = holds.post_to_new_customer(db.session, user)
+    if posts:
+        notices.money_waiting(db.session, user, sum(r.amount for r in posts))
 
 
 def hold_first_pin(ctx) -> str:
