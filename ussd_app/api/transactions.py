@@ -27,7 +27,7 @@ from .schemas import CODE_PATTERN, Counterparty, ErrorBody, Transaction, Transac
 # A transfer request's status as the API says it (the ledger's words, one place to change).
 API_STATUS = {
     RequestStatus.QUEUED.value: "queued",
-    RequestStatus.POSTED.value: "posted",
+    RequestStatus.ACCEPTED.value: "posted",
     RequestStatus.REJECTED.value: "rejected",
     RequestStatus.REVIEW.value: "review",
 }
@@ -154,7 +154,7 @@ def list_transactions(caller, query: TransactionQuery):
     account_id = caller.account_id
     since, until = _naive_utc(query.since), _naive_utc(query.until)
     statement = select(TransferRequest).where(
-        _owned(account_id), TransferRequest.status == RequestStatus.POSTED.value
+        _owned(account_id), TransferRequest.status == RequestStatus.ACCEPTED.value
     )
     if since is not None:
         statement = statement.where(TransferRequest.executed_at >= since)
