@@ -21,9 +21,10 @@ from datetime import timedelta
 from flask import current_app, request
 from pydantic import ValidationError
 
+from ..clock import utcnow
 from ..database import among, insert_rows
 from ..extensions import db
-from ..payments.models import RequestKind, RequestStatus, TransferRequest, _utcnow, transaction_code
+from ..payments.models import RequestKind, RequestStatus, TransferRequest, transaction_code
 from ..payments.submit import record_request
 from ..phones import InvalidPhone, country_name, normalize_mobile
 from ..queues import Bell, ring_after_commit
@@ -216,7 +217,7 @@ def create_payout_batch(caller, batch: PayoutBatchCreate, idempotency_key: str):
     payees |= customers_by_phone(phone for _, _, phone in wanted if phone not in payees)
     tariff = in_force()
     base = derived_id(caller.key.id, idempotency_key)
-    now = _utcnow()
+    now = utcnow()
     records = []
     for n, body, phone in wanted:
         payee = payees.get(phone)
