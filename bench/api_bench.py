@@ -138,7 +138,7 @@ def main() -> int:
                 .where(
                     TransferRequest.created_at >= since,
                     TransferRequest.kind == kind,
-                    TransferRequest.status == "posted",
+                    TransferRequest.status == "accepted",
                 )
             ).scalar_one()
             session.rollback()

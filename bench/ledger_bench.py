@@ -227,12 +227,12 @@ def main() -> int:
             posted = session.execute(
                 select(func.count())
                 .select_from(TransferRequest)
-                .where(TransferRequest.created_at >= base, TransferRequest.status == "posted")
+                .where(TransferRequest.created_at >= base, TransferRequest.status == "accepted")
             ).scalar_one()
             receipts = session.execute(
                 select(func.count())
                 .select_from(OutboxMessage)
-                .join(TransferRequest, OutboxMessage.request_id == TransferRequest.id)
+                .join(TransferRequest, OutboxMessage.transfer_request_id == TransferRequest.id)
                 .where(TransferRequest.created_at >= base)
             ).scalar_one()
             session.rollback()

@@ -206,10 +206,10 @@ def main() -> int:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
     # A run whose transfers were all refused (a limit, a rule) measured refusals, not payments.
-    posted = results["requests_by_status"].get("posted", 0)
-    if not posted:
+    accepted = results["requests_by_status"].get("accepted", 0)
+    if not accepted:
         print(f"no transfer was posted ({results['requests_by_status']}): this run measured nothing")
-    return 0 if results["ledger_check"] and posted else 1
+    return 0 if results["ledger_check"] and accepted else 1
 
 
 def table(results: dict, args) -> str:
@@ -249,7 +249,7 @@ def end_to_end(app, since, TransferRequest, OutboxMessage, func, select, db) -> 
             time.sleep(0.1)
         rows = session.execute(
             select(TransferRequest.created_at, TransferRequest.executed_at, func.max(OutboxMessage.sent_at))
-            .join(OutboxMessage, OutboxMessage.request_id == TransferRequest.id)
+            .join(OutboxMessage, OutboxMessage.transfer_request_id == TransferRequest.id)
             .where(TransferRequest.created_at >= since, OutboxMessage.sent_at.is_not(None))
             .group_by(TransferRequest.id, TransferRequest.created_at, TransferRequest.executed_at)
         ).all()

@@ -11,7 +11,7 @@ the SMS gateway answer 500 or hang, and kills and restarts gunicorn.
 
 Then it heals everything, lets the workers (with the maintenance job re-announcing stale
 requests) run to quiescence, and checks: ``ledger check`` passes; every request reached exactly
-one final state; every request the harness saw accepted exists; no request posted more legs
+one final state; every request the harness saw accepted exists; no request accepted more legs
 than it has; every executed request has its SMS, all sent. It prints a summary line
 ``N transfers, M faults injected, 0 lost, 0 doubled, ledger check passed`` and exits non-zero
 on any failure.
@@ -465,11 +465,11 @@ class Chaos:
         elif op == "confirm_delivery":
 
             def build(session):
-                waiting = holds.held(session, RequestKind.PROTECTED_PURCHASE)
+                waiting = holds.pending_holds(session, RequestKind.PROTECTED_PURCHASE)
                 if not waiting:
                     return []
                 hold = waiting[int(hold_key * len(waiting))]
-                request = holds.resolve(session, hold, RequestKind.PROTECTED_RELEASE)
+                request = holds.resolve(session, hold, RequestKind.PROTECTED_POST)
                 return [request.id] if request is not None else []
 
         elif op == "register":
@@ -491,7 +491,7 @@ class Chaos:
                     session, phone=new_phone, name="Newly Registered", role="customer", pin=None
                 )
                 session.flush()
-                return [r.id for r in holds.release_to_new_customer(session, user)] or []
+                return [r.id for r in holds.post_to_new_customer(session, user)] or []
 
             rid_list = self.submit(build)
             if rid_list is not None or self._registered(new_phone):
@@ -682,7 +682,7 @@ class Chaos:
         requests = {t.id: t for t in session.execute(select(TransferRequest)).scalars()}
         r.by_status = dict(Counter(t.status for t in requests.values()))
         r.by_kind = dict(Counter(t.kind for t in requests.values()))
-        final = {RequestStatus.POSTED.value, RequestStatus.REJECTED.value}
+        final = {RequestStatus.ACCEPTED.value, RequestStatus.REJECTED.value}
         for rid in sorted(self.accepted):
             if rid not in requests:
                 r.lost.append(f"{rid}: accepted but not in the database")
@@ -708,7 +708,7 @@ class Chaos:
         )
         house = HouseAccounts(session)
         for t in requests.values():
-            want = len(legs_for(t, house)) if t.status == RequestStatus.POSTED.value else 0
+            want = len(legs_for(t, house)) if t.status == RequestStatus.ACCEPTED.value else 0
             if t.kind == "float_issue":
                 continue  # issued by the operator command, its legs counted by the ledger check
             if legs[t.id] > want:
@@ -717,14 +717,16 @@ class Chaos:
                 r.lost.append(f"{t.id} ({t.kind}): {legs[t.id]} transfers, expected {want}")
         # Holds: resolved at most once, and a resolved hold has its posted resolution.
         for t in requests.values():
-            if t.hold_state in (HoldState.RELEASED.value, HoldState.REFUNDED.value):
+            if t.hold_state in (HoldState.POSTED.value, HoldState.VOIDED.value):
                 resolution = requests.get(f"{t.id}.r")
-                if resolution is None or resolution.status != RequestStatus.POSTED.value:
-                    r.lost.append(f"hold {t.id} is {t.hold_state} without a posted resolution")
+                if resolution is None or resolution.status != RequestStatus.ACCEPTED.value:
+                    r.lost.append(f"hold {t.id} is {t.hold_state} without an accepted resolution")
         # SMS: every executed request told someone, and everything written was handed over.
         with_sms = set(
             session.execute(
-                select(OutboxMessage.request_id).where(OutboxMessage.request_id.is_not(None))
+                select(OutboxMessage.transfer_request_id).where(
+                    OutboxMessage.transfer_request_id.is_not(None)
+                )
             ).scalars()
         )
         for t in requests.values():
@@ -739,9 +741,9 @@ class Chaos:
             r.problems.append(f"{unsent} SMS not sent after the gateway healed: {by_sms_status}")
         dupes = session.execute(
             select(func.count()).select_from(
-                select(OutboxMessage.request_id, OutboxMessage.phone)
-                .where(OutboxMessage.request_id.is_not(None))
-                .group_by(OutboxMessage.request_id, OutboxMessage.phone, OutboxMessage.body)
+                select(OutboxMessage.transfer_request_id, OutboxMessage.phone)
+                .where(OutboxMessage.transfer_request_id.is_not(None))
+                .group_by(OutboxMessage.transfer_request_id, OutboxMessage.phone, OutboxMessage.body)
                 .having(func.count() > 1)
                 .subquery()
             )

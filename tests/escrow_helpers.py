@@ -41,10 +41,16 @@ def posted_send(payer_account: int, payee_account: int, amount: int = 500_00) ->
 
 
 def funded_customer(phone=CUSTOMER["phone"], name=CUSTOMER["name"]) -> int:
-    """A customer (the cast's, unless told) with KES 10,000 cashed in at the cast's agent."""
+    """A customer (the cast's, unless told) with KES 10,000 cashed in at the cast's agent, for a
+    test without the cast's fixtures (a test with them: ``cash_in(customer, agent)``)."""
     agent = person(**AGENT)
+    return cash_in(person(phone, name, pin=PIN), agent)
+
+
+def cash_in(customer, agent) -> int:
+    """``customer`` (a user) with KES 10,000 cashed in at ``agent``, whose float is issued from
+    the trust account for it; the customer's account id."""
     issue_float(db.session, agent, FUNDS, "BANK-1")
-    customer = person(phone, name, pin=PIN)
     record_request(
         db.session,
         request_id=mint_request_id(),

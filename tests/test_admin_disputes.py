@@ -64,7 +64,7 @@ def test_a_disputed_purchase_waits_on_the_page_and_approving_refunds_the_buyer(s
     assert "Nothing awaits a decision." in page
     assert available(juma) == FUNDS and available(till) == 0
     db.session.expire_all()
-    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.REFUNDED.value
+    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.VOIDED.value
     assert "Dispute decided for you: KES 300.00 is back in your account" in sms_to("+254712000111")[-1]
     assert get_queue(SMS_QUEUE).count == 1  # the SMS sender was rung for the two receipts
     [entry] = db.session.execute(select(AuditEntry).where(AuditEntry.action == "decision.approve")).scalars()
@@ -75,7 +75,7 @@ def test_a_disputed_purchase_waits_on_the_page_and_approving_refunds_the_buyer(s
 
     # Deciding again is refused with the reason, and changes nothing.
     post(signed_in, f"/admin/disputes/protected/{hold.code}", {"decision": "refuse"})
-    assert "is not in dispute (it is refunded)" in signed_in.get("/admin/disputes").get_data(as_text=True)
+    assert "is not in dispute (it is voided)" in signed_in.get("/admin/disputes").get_data(as_text=True)
     assert not db.session.execute(select(AuditEntry).where(AuditEntry.action == "decision.refuse")).all()
     assert available(till) == 0
     ledger_ok()

@@ -64,7 +64,7 @@ def test_raising_a_tier_is_audited_and_lifts_the_limits_at_once(signed_in):
     baraka = person("+254711000002", "Baraka Otieno")
     deposit = send(agent, amina, kes(4_000), kind="deposit")
     execute()
-    assert result_of(deposit).status == "posted"
+    assert result_of(deposit).status == "accepted"
 
     too_much = send(amina, baraka, kes(2_500))  # over basic's KES 1,000 a transfer
     execute()
@@ -83,7 +83,7 @@ def test_raising_a_tier_is_audited_and_lifts_the_limits_at_once(signed_in):
 
     allowed = send(amina, baraka, kes(2_500))  # within full's KES 3,000 a transfer
     execute()
-    assert result_of(allowed).status == "posted"
+    assert result_of(allowed).status == "accepted"
 
     # Lowering it again (say the ID was forged) is audited the same way and bites at once.
     page = client.get("/admin/accounts?q=0711000001").get_data(as_text=True)
@@ -109,7 +109,7 @@ def test_lowering_a_tier_below_the_balance_held_says_so(signed_in):
     set_tier(client, amina.phone, "full", "Passport A1234567")
     deposit = send(agent, amina, kes(8_000), kind="deposit")  # fits full's KES 20,000
     execute()
-    assert result_of(deposit).status == "posted"
+    assert result_of(deposit).status == "accepted"
     response = set_tier(client, amina.phone, "basic", "ID check failed")
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "over the basic tier&#39;s balance limit of KES 5,000.00" in page

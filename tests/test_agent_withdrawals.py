@@ -8,11 +8,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from tests.escrow_helpers import FUNDS, PIN, at_once, funded_customer, house, ledger_ok, sms_to
-from tests.ussd_helpers import Phone, available, options, person
+from tests.escrow_helpers import FUNDS, PIN, at_once, cash_in, house, ledger_ok, sms_to
+from tests.ussd_helpers import Phone, available, options
+from ussd_app.clock import utcnow
 from ussd_app.extensions import db
 from ussd_app.ledger import AccountKind, Transfer
-from ussd_app.payments.agent_withdrawals import WithdrawalApproval, utcnow
+from ussd_app.payments.agent_withdrawals import WithdrawalApproval
 from ussd_app.payments.models import RequestKind, RequestStatus, TransferRequest
 from ussd_app.users import find_by_phone
 from ussd_app.ussd import approvals
@@ -23,8 +24,9 @@ AGENT, CUSTOMER = "+254700000101", "+254712000111"
 
 
 @pytest.fixture
-def juma(app):
-    return funded_customer()
+def juma(customer, agent):
+    """The cast's customer with KES 10,000 cashed in at the cast's agent."""
+    return cash_in(customer, agent)
 
 
 def agent_account() -> int:
@@ -95,7 +97,7 @@ def test_the_customer_approves_and_it_executes_like_a_withdrawal(client, juma):
     request = db.session.get(TransferRequest, approval_id())
     assert (request.kind, request.status, request.fee, request.commission) == (
         RequestKind.WITHDRAWAL.value,
-        RequestStatus.POSTED.value,
+        RequestStatus.ACCEPTED.value,
         29_00,
         12_00,
     )
@@ -200,8 +202,7 @@ def test_approving_while_it_expires_resolves_it_once(app, client, juma):
     ledger_ok()
 
 
-def test_only_customers_and_amounts_in_range(client, juma):
-    person("+254700000002", "Mama Mboga", role="merchant")
+def test_only_customers_and_amounts_in_range(client, juma, merchant):
     phone = Phone(client, "0700000101")
     assert phone.walk("9", "0700000101").startswith("CON Enter the customer's number, not yours.")
     assert phone.send("0799999999").startswith("CON +254799999999 is not registered with Tuma.")

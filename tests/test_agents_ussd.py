@@ -142,7 +142,7 @@ def test_customer_withdrawal_pays_fee_and_commission_as_linked_legs(client, agen
     request = db.session.execute(
         select(TransferRequest).where(TransferRequest.kind == RequestKind.WITHDRAWAL.value)
     ).scalar_one()
-    assert request.status == RequestStatus.POSTED.value and request.commission == 12_00
+    assert request.status == RequestStatus.ACCEPTED.value and request.commission == 12_00
     execute_requests(db.session, [request])
     db.session.commit()
     assert available(juma) == 5_000_00 - 1_029_00

@@ -36,10 +36,8 @@ def test_ten_thousand_payouts_post_once_each_with_receipts(client, runner, merch
         return value
 
     payout = RequestKind.PAYOUT.value
-    assert (
-        count(select(func.count()).where(TransferRequest.kind == payout, TransferRequest.status == "posted"))
-        == N
-    )
+    accepted = TransferRequest.status == "accepted"
+    assert count(select(func.count()).where(TransferRequest.kind == payout, accepted)) == N
     assert count(select(func.count()).where(Transfer.code == payout)) == N  # one transfer each
     paid = (
         select(func.count())

@@ -75,7 +75,7 @@ def test_the_worker_refuses_what_the_edge_could_not_see(client, runner, merchant
     execute_all()
     db.session.expire_all()
     first, second = (db.session.get(TransferRequest, i) for i in ids)
-    assert first.status == "posted"
+    assert first.status == "accepted"
     assert (second.status, second.result) == ("rejected", "refund_exceeds_payment")
     assert not [s for s in sms_to(merchant.phone) if second.code in s]  # the API says it
     ledger_check(runner)

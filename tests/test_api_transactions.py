@@ -52,3 +52,27 @@ def test_another_wallet_is_invisible_and_bad_cursors_are_refused(client, merchan
     for params in ({"cursor": "garbage!"}, {"limit": 0}, {"limit": 501}, {"since": "yesterday"}, {"x": "1"}):
         response = get(client, "/transactions", other, **params)
         assert response.status_code == 422 and response.json["error"]["code"] == "invalid_request", params
+
+
+def test_money_held_for_the_merchant_reads_pending_not_posted(client, merchant):
+    from tests.escrow_helpers import funded_customer
+    from ussd_app.extensions import db
+    from ussd_app.payments.submit import mint_request_id, record_request
+
+    buyer = funded_customer()
+    hold = record_request(
+        db.session,
+        request_id=mint_request_id(),
+        kind="protected_purchase",
+        debit_account_id=buyer,
+        credit_account_id=merchant.account_id,
+        amount=300_00,
+        hold_seconds=3600,
+    )
+    code = hold.code
+    db.session.commit()
+    execute_all()
+    key = make_key(merchant)
+    seen = get(client, f"/transactions/{code}", key).json
+    assert (seen["status"], seen["posted_at"], seen["direction"]) == ("pending", None, "in")
+    assert get(client, "/balance", key).json["available"] == 0

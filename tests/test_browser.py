@@ -134,7 +134,7 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
 
     db.session.expire_all()
     [send] = db.session.execute(select(TransferRequest).where(TransferRequest.code == code)).scalars()
-    assert (send.kind, send.status, send.amount) == ("send", RequestStatus.POSTED.value, 1_000_00)
+    assert (send.kind, send.status, send.amount) == ("send", RequestStatus.ACCEPTED.value, 1_000_00)
     db.session.rollback()
 
     # The back office: a stranger is sent to sign in.
@@ -157,7 +157,7 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     trail = browser.find_element(By.TAG_NAME, "body").text
     assert f"Transfer {code}" in trail
     assert "Neema Wafula +254712345601" in trail and "Wanjiru Kamau +254700000004" in trail
-    assert "KES 1,000.00" in trail and "posted" in trail
+    assert "KES 1,000.00" in trail and "accepted" in trail
     assert "Ledger: holds, posts, voids" in trail and "No ledger transfer" not in trail
     assert f"{code} Confirmed. You have received KES 1,000.00" in trail  # the recipient's SMS
     assert f"{code} Confirmed. KES 1,000.00 sent to WANJIRU KAMAU" in trail  # the sender's
@@ -215,7 +215,7 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     [hold] = db.session.execute(
         select(TransferRequest).where(TransferRequest.kind == RequestKind.PROTECTED_PURCHASE.value)
     ).scalars()
-    assert hold.hold_state == HoldState.REFUNDED.value
+    assert hold.hold_state == HoldState.VOIDED.value
     [decision] = db.session.execute(
         select(AuditEntry).where(AuditEntry.action == "decision.approve")
     ).scalars()
@@ -235,9 +235,9 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     assert grew("tuma_ussd_requests_total") == hops
     assert grew("tuma_ussd_requests_total", outcome="end") == 5
     assert grew("tuma_http_request_duration_seconds_count", endpoint="ussd.ussd") == hops
-    assert total(after, "tuma_transfer_requests", kind="send", status="posted", result="ok") == 1
-    assert total(after, "tuma_transfer_requests", kind="deposit", status="posted", result="ok") == 1
-    assert total(after, "tuma_transfer_requests", kind="protected_refund", status="posted") == 1
+    assert total(after, "tuma_transfer_requests", kind="send", status="accepted", result="ok") == 1
+    assert total(after, "tuma_transfer_requests", kind="deposit", status="accepted", result="ok") == 1
+    assert total(after, "tuma_transfer_requests", kind="protected_void", status="accepted") == 1
     assert total(after, "tuma_holds_open") == 0  # the purchase's hold was voided
     assert grew("tuma_jobs_total", job="execute_transfers", result="ok") >= 3
     assert grew("tuma_job_queue_wait_seconds_count", job="execute_transfers") >= 3

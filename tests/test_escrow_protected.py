@@ -1,6 +1,6 @@
 """Protected purchases: Buy goods with protection holds the money for the merchant (a
 PENDING transfer, no ledger timeout); the buyer confirms delivery in My approvals (posted),
-or the hold falls due (posted: auto-release), or the buyer disputes and the operator decides
+or the hold falls due (posted), or the buyer disputes and the operator decides
 (`flask disputes decide`). Each resolves exactly once, races included."""
 
 import pytest
@@ -9,11 +9,10 @@ from tests.escrow_helpers import (
     FUNDS,
     PIN,
     at_once,
-    funded_customer,
+    cash_in,
     house,
     later,
     ledger_ok,
-    merchant,
     resolutions,
     sms_to,
     the_request,
@@ -30,13 +29,14 @@ MERCHANT_FEE = 1_50  # the merchant's 0.5% of KES 300, charged when the hold is 
 
 
 @pytest.fixture
-def juma(app):
-    return funded_customer()
+def juma(customer, agent):
+    """The cast's customer with KES 10,000 cashed in at the cast's agent."""
+    return cash_in(customer, agent)
 
 
 @pytest.fixture
-def till(app):
-    return merchant()
+def till(merchant):
+    return merchant.account_id
 
 
 def buy_protected(client, amount="300") -> TransferRequest:
@@ -51,7 +51,7 @@ def buy_protected(client, amount="300") -> TransferRequest:
     return the_request(RequestKind.PROTECTED_PURCHASE)
 
 
-def test_the_money_is_held_and_released_when_the_buyer_confirms_delivery(client, juma, till):
+def test_the_money_is_held_and_posted_when_the_buyer_confirms_delivery(client, juma, till):
     hold = buy_protected(client)
     assert available(juma) == FUNDS - 300_00
     assert available(till) == 0
@@ -100,7 +100,7 @@ def test_confirming_delivery_and_the_hold_falling_due_at_once_resolve_it_once(ap
     def confirm():
         user = find_by_phone(db.session, "+254712000111")
         recorded = holds.resolve(
-            db.session, db.session.get(TransferRequest, hold_id), RequestKind.PROTECTED_RELEASE
+            db.session, db.session.get(TransferRequest, hold_id), RequestKind.PROTECTED_POST
         )
         db.session.commit()
         return "confirmed" if recorded is not None and user is not None else "gone"
@@ -117,7 +117,7 @@ def test_confirming_delivery_and_the_hold_falling_due_at_once_resolve_it_once(ap
     ledger_ok()
 
 
-def test_two_expiry_jobs_at_once_release_once(app, client, juma, till):
+def test_two_expiry_jobs_at_once_post_once(app, client, juma, till):
     hold = buy_protected(client)
     when = later(4)
     results = at_once(app, lambda: jobs.resolve_due_holds(now=when), lambda: jobs.resolve_due_holds(now=when))
@@ -137,7 +137,7 @@ def test_a_dispute_keeps_the_money_held_until_the_operator_decides(client, runne
     )
     assert f"{hold.code} Dispute opened for KES 300.00 (MAMA MBOGA)." in sms_to("+254712000111")[-1]
     assert f"{hold.code} Dispute opened for KES 300.00 (JUMA OTIENO)." in sms_to("+254700000002")[-1]
-    assert jobs.resolve_due_holds(now=later(10)) == 0  # a disputed hold never auto-releases
+    assert jobs.resolve_due_holds(now=later(10)) == 0  # a disputed hold is never posted when it falls due
     assert house(AccountKind.MERCHANT if False else AccountKind.SUSPENSE).credits_pending == 0
     assert available(till) == 0
 
@@ -150,7 +150,7 @@ def test_a_dispute_keeps_the_money_held_until_the_operator_decides(client, runne
     assert "Dispute decided for you: KES 300.00 is back in your account" in sms_to("+254712000111")[-1]
     assert "Dispute decided for the buyer: KES 300.00 from JUMA OTIENO" in sms_to("+254700000002")[-1]
     db.session.expire_all()
-    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.REFUNDED.value
+    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.VOIDED.value
     # Deciding again is refused: the hold resolved once.
     again = runner.invoke(args=["disputes", "decide", "--code", hold.code, "--for", "merchant"])
     assert again.exit_code != 0 and "not in dispute" in again.output
@@ -168,7 +168,7 @@ def test_the_operator_may_decide_for_the_merchant(client, runner, juma, till):
     ledger_ok()
 
 
-def test_the_mini_statement_marks_money_in_escrow_until_it_is_released(client, juma, till):
+def test_the_mini_statement_marks_money_in_escrow_until_it_is_posted(client, juma, till):
     hold = buy_protected(client)
     statement = Phone(client, "0712000111").walk("2", "2", PIN)
     [line] = [x for x in statement.splitlines() if hold.code in x]

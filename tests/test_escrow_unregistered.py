@@ -1,12 +1,12 @@
 """Sending to a number that is not on Tuma: the money is held in suspense (a PENDING
-transfer), the number gets an SMS inviting it to register; it is released when they register
-and refunded to the sender when the hold falls due (7 days by default), each with an SMS,
+transfer), the number gets an SMS inviting it to register; it is posted to them when they register
+and voided back to the sender when the hold falls due (7 days by default), each with an SMS,
 exactly once even with two expiry jobs at the same time."""
 
 import pytest
 from sqlalchemy import func, select
 
-from tests.escrow_helpers import FUNDS, PIN, at_once, funded_customer, house, later, ledger_ok, sms_to
+from tests.escrow_helpers import FUNDS, PIN, at_once, cash_in, house, later, ledger_ok, sms_to
 from tests.ussd_helpers import Phone, available
 from ussd_app.extensions import db
 from ussd_app.ledger import AccountKind, Transfer, TransferFlags
@@ -19,8 +19,9 @@ FEE = quote("send", 500_00)
 
 
 @pytest.fixture
-def juma(app):
-    return funded_customer()
+def juma(customer, agent):
+    """The cast's customer with KES 10,000 cashed in at the cast's agent."""
+    return cash_in(customer, agent)
 
 
 def send_to_unregistered(client) -> TransferRequest:
@@ -45,7 +46,7 @@ def send_to_unregistered(client) -> TransferRequest:
 
 def test_money_is_held_in_suspense_and_the_number_is_invited(client, juma):
     hold = send_to_unregistered(client)
-    assert hold.status == RequestStatus.POSTED.value and hold.hold_state == HoldState.HELD.value
+    assert hold.status == RequestStatus.ACCEPTED.value and hold.hold_state == HoldState.PENDING.value
     assert available(juma) == FUNDS - 500_00 - FEE
     suspense = house(AccountKind.SUSPENSE)
     assert suspense.credits_pending == 500_00 and suspense.credits_posted == 0
@@ -64,7 +65,7 @@ def test_money_is_held_in_suspense_and_the_number_is_invited(client, juma):
     ledger_ok()
 
 
-def test_registering_releases_the_money_to_the_new_customer(client, juma):
+def test_registering_posts_the_money_to_the_new_customer(client, juma):
     hold = send_to_unregistered(client)
     body = Phone(client, "0712000999").walk("1", "Akinyi", "Odhiambo", "2468", "2468")
     assert body.startswith("END Welcome to Tuma, Akinyi!")
@@ -83,7 +84,7 @@ def test_registering_releases_the_money_to_the_new_customer(client, juma):
     assert jobs.resolve_due_holds(now=later(8)) == 0
     assert available(juma) == FUNDS - 500_00 - FEE
     db.session.expire_all()
-    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.RELEASED.value
+    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.POSTED.value
 
 
 def test_unclaimed_money_is_refunded_after_the_hold_once(client, juma):
@@ -96,7 +97,7 @@ def test_unclaimed_money_is_refunded_after_the_hold_once(client, juma):
     refund = sms_to("+254712000111")[-1]
     assert "KES 500.00 you sent to +254712000999 was not collected: it is back on " in refund
     db.session.expire_all()
-    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.REFUNDED.value
+    assert db.session.get(TransferRequest, hold.id).hold_state == HoldState.VOIDED.value
     ledger_ok()
     # Registering afterwards brings nothing: the money went back.
     Phone(client, "0712000999").walk("1", "Akinyi", "Odhiambo", "2468", "2468")
@@ -104,15 +105,15 @@ def test_unclaimed_money_is_refunded_after_the_hold_once(client, juma):
     assert available(find_by_phone(db.session, "+254712000999").account_id) == 0
 
 
-def test_two_expiry_jobs_at_once_refund_once(app, client, juma):
+def test_two_expiry_jobs_at_once_void_once(app, client, juma):
     send_to_unregistered(client)
     when = later(8)
     results = at_once(app, lambda: jobs.resolve_due_holds(now=when), lambda: jobs.resolve_due_holds(now=when))
     assert sorted(results) == [0, 1]
     assert available(juma) == FUNDS - FEE
-    refunds = db.session.execute(
-        select(func.count()).where(TransferRequest.kind == RequestKind.SUSPENSE_REFUND.value)
+    voids = db.session.execute(
+        select(func.count()).where(TransferRequest.kind == RequestKind.SUSPENSE_VOID.value)
     ).scalar_one()
-    assert refunds == 1
+    assert voids == 1
     assert sum("was not collected" in b for b in sms_to("+254712000111")) == 1
     ledger_ok()

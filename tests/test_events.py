@@ -188,7 +188,7 @@ def test_a_protected_purchase_is_a_payment_when_its_hold_is_posted(app, juma, ti
     db.session.expire_all()
     hold = db.session.get(TransferRequest, hold.id)
     # The buyer confirms delivery: the hold is posted to the merchant.
-    assert holds.resolve(db.session, hold, RequestKind.PROTECTED_RELEASE) is not None
+    assert holds.resolve(db.session, hold, RequestKind.PROTECTED_POST) is not None
     db.session.commit()
     jobs.execute_transfers()
     [event] = db.session.execute(select(Event)).scalars()
@@ -203,7 +203,7 @@ def test_every_kind_that_emits_names_known_event_types():
         if row.events is not None:
             for name in (row.events.posted, row.events.failed):
                 assert name is None or name in {t.value for t in EventType}
-    assert {"buy_goods", "pay_bill", "protected_release"} <= kinds.EVENT_KINDS
+    assert {"buy_goods", "pay_bill", "protected_post"} <= kinds.EVENT_KINDS
 
 
 def test_a_merchants_payment_requests_tell_its_system_paid_declined_and_expired(app, juma, till, receiver):

@@ -116,8 +116,8 @@ def test_each_hold_has_one_post_and_one_void_and_falls_due_into_one_of_them():
         for phase in (Phase.POST, Phase.VOID):
             resolving = [row.kind for row in kinds.ROWS if row.resolves == hold and row.phase == phase]
             assert resolving == [kinds.resolution(hold, phase)], (hold, phase)
-    assert kinds.on_due(RequestKind.SEND_UNREGISTERED) == RequestKind.SUSPENSE_REFUND  # money back
-    assert kinds.on_due(RequestKind.PROTECTED_PURCHASE) == RequestKind.PROTECTED_RELEASE  # merchant paid
+    assert kinds.on_due(RequestKind.SEND_UNREGISTERED) == RequestKind.SUSPENSE_VOID  # money back
+    assert kinds.on_due(RequestKind.PROTECTED_PURCHASE) == RequestKind.PROTECTED_POST  # merchant paid
     assert kinds.on_due(RequestKind.REVERSAL) == RequestKind.REVERSAL_VOID  # recipient keeps it
     with pytest.raises(KeyError):
         kinds.on_due(RequestKind.AIRTIME)  # Africa's Talking's answer resolves it, not the clock
@@ -152,7 +152,7 @@ def test_the_built_in_tariff_charges_the_payer_of_a_free_kind_nothing(app):
 
 
 def test_every_kind_names_a_receipts_entry_and_every_entry_has_its_kind():
-    from ussd_app.sms.receipts import RECEIPTS
+    from ussd_app.messages.receipts import RECEIPTS
 
     named = {row.receipts for row in kinds.ROWS}
     assert named == set(RECEIPTS)

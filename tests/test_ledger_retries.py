@@ -1,8 +1,8 @@
 """Payment chains run again (a lost status update, a worker that died after committing): the
 ledger answers a chain whose first leg exists with exists, linked_event_failed, ... (any
-result but ok fails a chain, as in TigerBeetle), and the worker reads that as "posted before":
-the request stays posted, nothing moves twice, no second receipt (docs/ledger.md, Retried
-chains). tests/test_payments.py pins it for a payment with a fee; this one for a hold's release,
+result but ok fails a chain, as in TigerBeetle), and the worker reads that as "accepted before":
+the request stays accepted, nothing moves twice, no second receipt (docs/ledger.md, Retried
+chains). tests/test_payments.py pins it for a payment with a fee; this one for a suspense post,
 a chain of a post and a payment on."""
 
 from sqlalchemy import func, select
@@ -19,26 +19,26 @@ from ussd_app.users import find_by_phone
 from worker import jobs
 
 
-def test_a_release_run_again_stays_posted_and_pays_once(app, client):
+def test_a_suspense_post_run_again_stays_accepted_and_pays_once(app, client):
     funded_customer()
     send_to_unregistered(client)
     Phone(client, "0712000999").walk("1", "Akinyi", "Odhiambo", "2468", "2468")
     assert jobs.execute_transfers() == 1
-    release = db.session.execute(
-        select(TransferRequest).where(TransferRequest.kind == RequestKind.SUSPENSE_RELEASE.value)
+    suspense_post = db.session.execute(
+        select(TransferRequest).where(TransferRequest.kind == RequestKind.SUSPENSE_POST.value)
     ).scalar_one()
-    assert release.status == RequestStatus.POSTED.value
+    assert suspense_post.status == RequestStatus.ACCEPTED.value
     akinyi = find_by_phone(db.session, "+254712000999").account_id
     sms_before = db.session.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
 
-    release.status = RequestStatus.QUEUED.value  # as if the status had never been written
-    execute_requests(db.session, [release])
+    suspense_post.status = RequestStatus.QUEUED.value  # as if the status had never been written
+    execute_requests(db.session, [suspense_post])
     db.session.commit()
 
-    assert release.status == RequestStatus.POSTED.value
+    assert suspense_post.status == RequestStatus.ACCEPTED.value
     assert available(akinyi) == 500_00
     legs = db.session.execute(
-        select(func.count()).select_from(Transfer).where(Transfer.user_data == release.id)
+        select(func.count()).select_from(Transfer).where(Transfer.user_data == suspense_post.id)
     ).scalar_one()
     assert legs == 2  # the post of the hold and the payment on, once each
     assert db.session.execute(select(func.count()).select_from(OutboxMessage)).scalar_one() == sms_before

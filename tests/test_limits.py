@@ -99,7 +99,7 @@ def test_daily_limit_refuses_the_send_that_passes_it_and_says_by_how_much(funded
     first = send(amina, baraka, kes(1_000))  # + KES 13 fee
     second = send(amina, baraka, kes(1_000))  # 2,026 > 2,000
     execute()
-    assert request_of(first).status == "posted"
+    assert request_of(first).status == "accepted"
     refused = request_of(second)
     assert (refused.status, refused.result) == ("rejected", "limit_daily_exceeded")
     assert legs_of(second) == 0
@@ -108,7 +108,7 @@ def test_daily_limit_refuses_the_send_that_passes_it_and_says_by_how_much(funded
     assert sms.startswith(
         f"{refused.code} Failed: KES 1,000.00 not sent. Over your daily limit of KES 2,000.00 by KES 26.00."
     )
-    assert not [m for m in outbox(phone=baraka.phone) if m.request_id == second]
+    assert not [m for m in outbox(phone=baraka.phone) if m.transfer_request_id == second]
     assert_ledger_ok()
 
 
@@ -130,7 +130,7 @@ def test_a_full_tier_customer_may_send_more(funded, runner):
     assert result.exit_code == 0, result.output
     request_id = send(amina, baraka, kes(2_500))
     execute()
-    assert request_of(request_id).status == "posted"
+    assert request_of(request_id).status == "accepted"
     assert db.session.execute(select(User.tier).where(User.phone == amina.phone)).scalar_one() == "full"
     # Audited like the back office's changes: who (the CLI), the customer, old and new tier.
     entry = db.session.execute(select(AuditEntry).where(AuditEntry.action == "account.tier")).scalar_one()
@@ -163,17 +163,17 @@ def test_requests_in_one_batch_count_against_each_other(funded):
     _, amina, baraka = funded
     ids = [send(amina, baraka, kes(600)) for _ in range(4)]  # 3 x 613 = 1,839; the 4th passes 2,000
     execute()
-    assert [request_of(i).status for i in ids] == ["posted", "posted", "posted", "rejected"]
+    assert [request_of(i).status for i in ids] == ["accepted", "accepted", "accepted", "rejected"]
     assert "by KES 452.00" in last_sms(amina)
 
 
-def test_velocity_holds_for_review_and_the_operator_releases_or_refuses(funded, config, runner):
+def test_velocity_holds_for_review_and_the_operator_clears_or_refuses(funded, config, runner):
     _, amina, baraka = funded
     config(VELOCITY_MAX_COUNT=2, LIMITS_BASIC_MAJOR="100000,100000,100000")
     ids = [send(amina, baraka, kes(50)) for _ in range(4)]
     execute()
     held = [request_of(i) for i in ids]
-    assert [r.status for r in held] == ["posted", "posted", "review", "review"]
+    assert [r.status for r in held] == ["accepted", "accepted", "review", "review"]
     assert held[2].result == "velocity_count"
     codes = [r.code for r in held]
     assert f"{codes[3]} On hold:" in last_sms(amina)
@@ -182,10 +182,10 @@ def test_velocity_holds_for_review_and_the_operator_releases_or_refuses(funded, 
     listing = runner.invoke(args=["review", "list"])
     assert codes[2] in listing.output and codes[3] in listing.output
 
-    released = runner.invoke(args=["review", "release", "--code", codes[2]])
-    assert released.exit_code == 0, released.output
+    cleared = runner.invoke(args=["review", "clear", "--code", codes[2]])
+    assert cleared.exit_code == 0, cleared.output
     execute()
-    assert request_of(ids[2]).status == "posted"  # released: the velocity rule is not asked again
+    assert request_of(ids[2]).status == "accepted"  # cleared: the velocity rule is not asked again
     assert available(baraka) == kes(150)
 
     refused = runner.invoke(args=["review", "refuse", "--code", codes[3].lower()])
@@ -202,7 +202,7 @@ def test_velocity_by_value_in_the_rolling_hour(funded, config):
     config(VELOCITY_MAX_VALUE_MAJOR=1_500)
     first, second = send(amina, baraka, kes(1_000)), send(amina, baraka, kes(600))
     execute()
-    assert request_of(first).status == "posted"
+    assert request_of(first).status == "accepted"
     assert (request_of(second).status, request_of(second).result) == ("review", "velocity_value")
 
 
@@ -244,6 +244,6 @@ def test_two_batches_racing_for_one_payer_cannot_pass_the_daily_limit(app, funde
     finally:
         a.close()
         b.close()
-    assert request_of(first).status == "posted"
+    assert request_of(first).status == "accepted"
     assert (request_of(second).status, request_of(second).result) == ("rejected", "limit_daily_exceeded")
     assert available(amina) == kes(4_000) - kes(1_000) - quote("send", kes(1_000))

@@ -6,10 +6,11 @@ import re
 import pytest
 
 from tests.admin_helpers import login, operator, post
-from tests.escrow_helpers import funded_customer, ledger_ok, posted_send, sms_to
-from tests.ussd_helpers import Phone, person
+from tests.escrow_helpers import cash_in, ledger_ok, posted_send, sms_to
+from tests.ussd_helpers import SECOND_CUSTOMER, Phone, person
 from ussd_app import limits
 from ussd_app.extensions import db
+from ussd_app.messages import refusals
 from ussd_app.payments import kinds
 from ussd_app.payments.models import RequestKind, TransferRequest
 from ussd_app.payments.submit import mint_request_id, record_request
@@ -18,9 +19,16 @@ from ussd_app.users import find_by_phone
 from worker import jobs
 
 JUMA, AMINA = "+254712000111", "+254712000222"
-PIN, AMINA_PIN = "8642", "9753"
+PIN = "8642"
+WANJIRU = SECOND_CUSTOMER["phone"]  # the cast's second customer
 
 _ids = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def juma(customer, agent):
+    """The cast's customer with KES 10,000 cashed in at the cast's agent."""
+    return cash_in(customer, agent)
 
 
 def text_us(client, phone, body) -> str:
@@ -68,17 +76,15 @@ LOCKED_REPLIES = {
 
 
 @pytest.mark.parametrize("lock", [lock_by_wrong_pins, lock_by_operator], ids=["pin", "operator"])
-def test_a_locked_sender_cannot_reverse_by_sms_and_is_told_why(client, lock):
-    juma = funded_customer()
-    amina = person(AMINA, "Amina Hassan", pin=AMINA_PIN).account_id
-    sent = posted_send(juma, amina)
+def test_a_locked_sender_cannot_reverse_by_sms_and_is_told_why(client, juma, second_customer, lock):
+    sent = posted_send(juma, second_customer.account_id)
     lock(client)
     reply = text_us(client, JUMA, f"REVERSE {sent.code}")
     # Only customer care lifts an operator's lock: an agent is not offered for it.
     assert reply == LOCKED_REPLIES[lock]
     assert count(RequestKind.REVERSAL) == 0
     assert jobs.execute_transfers() == 0
-    assert not [b for b in sms_to(AMINA) if "asks you to return" in b]
+    assert not [b for b in sms_to(WANJIRU) if "asks you to return" in b]
     ledger_ok()
 
 
@@ -105,8 +111,7 @@ def requests_recorded() -> int:
 
 
 @pytest.mark.parametrize("number", NOT_OURS)
-def test_send_money_refuses_numbers_that_can_never_register(client, number):
-    funded_customer()
+def test_send_money_refuses_numbers_that_can_never_register(client, juma, number):
     before, sms_before = requests_recorded(), outbox_phones()
     phone = Phone(client, "0712000111")
     phone.walk("1")
@@ -118,8 +123,7 @@ def test_send_money_refuses_numbers_that_can_never_register(client, number):
 
 
 @pytest.mark.parametrize("number", NOT_OURS)
-def test_airtime_refuses_foreign_and_landline_numbers(client, number):
-    funded_customer()
+def test_airtime_refuses_foreign_and_landline_numbers(client, juma, number):
     phone = Phone(client, "0712000111")
     phone.walk("7")
     assert phone.send("2") == "CON Enter the phone number to top up"
@@ -127,10 +131,8 @@ def test_airtime_refuses_foreign_and_landline_numbers(client, number):
     assert phone.send("0712000999") == "CON Airtime for +254712000999\nEnter amount"
 
 
-def test_kiswahili_says_it_in_kiswahili(client):
-    funded_customer()
-    juma = find_by_phone(db.session, JUMA)
-    juma.language = "sw"
+def test_kiswahili_says_it_in_kiswahili(client, customer, juma):
+    customer.language = "sw"
     db.session.commit()
     phone = Phone(client, "0712000111")
     phone.walk("1")
@@ -154,10 +156,9 @@ NUMBER_SCREENS = [
 @pytest.mark.parametrize(
     "who,path,prompt", NUMBER_SCREENS, ids=[p.split("\n")[0] for _, _, p in NUMBER_SCREENS]
 )
-def test_every_number_screen_refuses_numbers_that_are_not_our_mobiles(client, who, path, prompt):
-    funded_customer()  # Juma, and the agent Ali
-    merchant = person(MERCHANT, "Mama Mboga", pin="2222", role="merchant")
-    assert merchant.role == "merchant"
+def test_every_number_screen_refuses_numbers_that_are_not_our_mobiles(
+    client, juma, merchant, who, path, prompt
+):
     before, sms_before = requests_recorded(), outbox_phones()
     phone = Phone(client, who)
     assert phone.walk(*path) == f"CON {prompt}"
@@ -293,13 +294,13 @@ def test_money_held_for_a_newcomer_never_takes_them_over_their_balance_limit(bac
     )
     # What each request says is what happened: statements and code checks read it.
     db.session.expire_all()
-    releases = db.session.query(TransferRequest).filter_by(kind="suspense_release").all()
-    assert sorted(r.amount for r in releases) == [0, 40_000_00, 60_000_00]
+    posts = db.session.query(TransferRequest).filter_by(kind="suspense_post").all()
+    assert sorted(r.amount for r in posts) == [0, 40_000_00, 60_000_00]
     holds = {h.id: h for h in db.session.query(TransferRequest).filter_by(kind="send_unregistered")}
-    states = sorted((r.amount, holds[r.pending_request_id].hold_state) for r in releases)
-    assert states == [(0, "refunded"), (40_000_00, "released"), (60_000_00, "released")]
+    states = sorted((r.amount, holds[r.pending_request_id].hold_state) for r in posts)
+    assert states == [(0, "voided"), (40_000_00, "posted"), (60_000_00, "posted")]
     db.session.commit()
-    # Nothing is left to expire or release twice.
+    # Nothing is left to expire or post twice.
     assert jobs.execute_transfers() == 0
     ledger_holds()
 
@@ -328,11 +329,11 @@ def _request_of_kind(kind, payer_account, payee_account, amount, pending=None):
 
 
 @pytest.mark.parametrize("kind", sorted(k for k in RequestKind if k.value in kinds.CREDITED_KINDS))
-def test_the_balance_limit_applies_to_every_kind_that_credits_a_wallet(app, kind):
+def test_the_balance_limit_applies_to_every_kind_that_credits_a_wallet(customer, second_customer, kind):
     """Kind by kind: a customer KES 1 under their balance limit cannot be credited KES 2 by any
     credited kind (a hold's posting gets KES 1 of it in, the rest goes back)."""
 
-    payer, payee = person(JUMA, "Juma Otieno"), person(AMINA, "Amina Hassan")
+    payer, payee = customer, second_customer
     cap = limits.tier_limits(payee.tier).max_balance
     payee.account.credits_posted = cap - 1_00  # as if earlier postings brought it there
     db.session.flush()
@@ -391,11 +392,11 @@ def test_the_new_sms_have_kiswahili_with_the_same_placeholders(app):
     sw = catalog("sw", "sms")
     fields = lambda s: {f for _, f, _, _ in string.Formatter().parse(s) if f}  # noqa: E731
     for english in (
-        limits.RETURNED_PAYER_PART,
-        limits.RETURNED_PAYER_ALL,
-        limits.RETURNED_PAYEE_PART,
-        limits.RETURNED_PAYEE_ALL,
-        limits.DEPOSIT_REFUSED,
+        refusals.RETURNED_PAYER_PART,
+        refusals.RETURNED_PAYER_ALL,
+        refusals.RETURNED_PAYEE_PART,
+        refusals.RETURNED_PAYEE_ALL,
+        refusals.DEPOSIT_REFUSED,
         *LOCKED_REPLIES.values(),
         "{name} cannot take payments now.",
     ):
@@ -409,14 +410,11 @@ SMALL = {"LIMITS_BASIC_MAJOR": "1000,2000,5000", "LIMITS_FULL_MAJOR": "3000,6000
 
 
 @pytest.fixture
-def small_limits(app, config):
-    """Juma funded (KES 10,000), Amina, the agent Ali, a till and a pay bill; then small
+def small_limits(config, juma, second_customer, merchant):
+    """Juma funded (KES 10,000), Wanjiru, the agent Ali, the till and a pay bill; then small
     limits: basic KES 1,000 a transfer, 2,000 a day, 5,000 held."""
-    funded_customer()
-    person(AMINA, "Amina Hassan", pin=AMINA_PIN)
     from ussd_app.users import create_user
 
-    create_user(db.session, phone=MERCHANT, name="Mama Mboga", role="merchant", pin="2222", till="123456")
     create_user(
         db.session,
         phone="+254700000003",
@@ -432,7 +430,7 @@ def small_limits(app, config):
 
 PER_TRANSFER = "Over your limit of KES 1,000.00 per transaction."
 CUSTOMER_FLOWS = [
-    (["1", "0712000222"], "Send to Amina Hassan\nEnter amount"),
+    (["1", "0712000222"], "Send to Wanjiru Kamau\nEnter amount"),
     (["5", "123456"], "Pay Mama Mboga\nEnter amount"),
     (["6", "888880", "ACC1"], "Account ACC1\nEnter amount"),
     (["4", "0700000101"], None),
@@ -465,7 +463,7 @@ def test_the_daily_limit_says_what_is_left_today(client, small_limits):
     phone.walk("1", "0712000222")
     assert phone.send("1000") == (
         f"CON Over your daily limit of KES 2,000.00: {money(left)} left today, fees included.\n"
-        "Send to Amina Hassan\nEnter amount"
+        "Send to Wanjiru Kamau\nEnter amount"
     )
     # Kiswahili says it in Kiswahili.
     juma = find_by_phone(db.session, JUMA)
@@ -487,15 +485,15 @@ def test_an_agents_deposit_screens_show_nothing_of_the_customers_balance(client,
     issue_float(db.session, find_by_phone(db.session, AGENT), 10_000_00, "BANK-FIXB-1")
     db.session.commit()
     phone = Phone(client, AGENT)
-    assert phone.walk("1", "0712000222") == "CON Deposit to Amina Hassan\nEnter amount"
+    assert phone.walk("1", "0712000222") == "CON Deposit to Wanjiru Kamau\nEnter amount"
     confirm = phone.send("6000")
-    assert confirm.startswith("CON Deposit KES 6,000.00 to Amina Hassan +254712000222?")
+    assert confirm.startswith("CON Deposit KES 6,000.00 to Wanjiru Kamau +254712000222?")
     assert not re.search(r"limit|room|balance|KES 5,000", confirm, flags=re.I), confirm
     phone.send("1")
-    assert phone.send("1111").startswith("END Depositing KES 6,000.00 to Amina Hassan.")
+    assert phone.send("1111").startswith("END Depositing KES 6,000.00 to Wanjiru Kamau.")
     assert jobs.execute_transfers() == 1
-    assert balance(AMINA) == 0
-    assert sms_to(AMINA)[-1].endswith(
+    assert balance(WANJIRU) == 0
+    assert sms_to(WANJIRU)[-1].endswith(
         "Failed: ALI AGENT +254700000101 could not deposit KES 6,000.00: over your balance limit of "
         "KES 5,000.00. Ask for your cash back."
     )
@@ -562,8 +560,8 @@ def deposit_refused_after_the_confirm_screen(client, agent, amina):
 def test_paying_a_request_over_the_limit_is_refused_before_the_pin(client, small_limits):
     from ussd_app.payments import payment_requests as pr
 
-    amina = find_by_phone(db.session, AMINA)
-    pr.create(db.session, amina, mint_request_id(), pr.Kind.PERSONAL, [(JUMA, 1_500_00)], "Rent")
+    wanjiru = find_by_phone(db.session, WANJIRU)
+    pr.create(db.session, wanjiru, mint_request_id(), pr.Kind.PERSONAL, [(JUMA, 1_500_00)], "Rent")
     db.session.commit()
     phone = Phone(client, JUMA)
     listing = phone.walk("3")
@@ -601,10 +599,10 @@ def test_approving_an_agents_withdrawal_over_the_daily_limit_is_refused_before_t
     )
 
 
-def test_a_deposit_racing_the_release_never_takes_the_newcomer_over_the_limit(backend_app):
-    """Two workers at once: one releases a held KES 60,000 to a newcomer, the other deposits
+def test_a_deposit_racing_the_suspense_post_never_takes_the_newcomer_over_the_limit(backend_app):
+    """Two workers at once: one posts a held KES 60,000 to a newcomer, the other deposits
     KES 50,000 to them. Whichever locks the wallet first, the other reads its posting: the
-    newcomer ends at KES 60,000 (deposit refused) or KES 100,000 (release posted in part)."""
+    newcomer ends at KES 60,000 (deposit refused) or KES 100,000 (the post in part)."""
     from tests.escrow_helpers import at_once
     from ussd_app.payments.execute import execute_batch
 
@@ -627,7 +625,7 @@ def test_a_deposit_racing_the_release_never_takes_the_newcomer_over_the_limit(ba
     assert sorted(at_once(backend_app, one, one)) == [1, 1]
     juma_after_send = 65_000_00 - 60_000_00 - quote("send", 60_000_00)
     outcomes = {
-        60_000_00: juma_after_send,  # the release went first; the deposit was refused
+        60_000_00: juma_after_send,  # the post went first; the deposit was refused
         100_000_00: juma_after_send + 10_000_00,  # the deposit went first; KES 10,000 came back
     }
     assert outcomes[balance(NEWCOMER)] == balance(JUMA)

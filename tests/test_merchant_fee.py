@@ -137,12 +137,12 @@ def test_a_protected_purchase_charges_the_merchant_when_it_is_paid_to_them(clien
     assert available(people["shop"]) == 0 and house(AccountKind.FEES).credits_posted == 0
     assert jobs.resolve_due_holds(now=later(3.01)) == 1  # the hold falls due: paid to the merchant
     db.session.expire_all()
-    release = db.session.execute(
-        select(TransferRequest).where(TransferRequest.kind == RequestKind.PROTECTED_RELEASE.value)
+    post = db.session.execute(
+        select(TransferRequest).where(TransferRequest.kind == RequestKind.PROTECTED_POST.value)
     ).scalar_one()
-    assert release.payee_fee == 1_50
-    assert [leg[:3] for leg in legs(release.id)] == [
-        ("main", "protected_release", 300_00),
+    assert post.payee_fee == 1_50
+    assert [leg[:3] for leg in legs(post.id)] == [
+        ("main", "protected_post", 300_00),
         ("payee_fee", "payee_fee", 1_50),
     ]
     assert available(people["shop"]) == 298_50

@@ -6,38 +6,42 @@ merchant's menu shows balance and statement."""
 import pytest
 from sqlalchemy import select
 
-from tests.escrow_helpers import FUNDS, funded_customer, ledger_ok, sms_to
-from tests.ussd_helpers import Phone, available, options
+from tests.escrow_helpers import FUNDS, cash_in, ledger_ok, sms_to
+from tests.ussd_helpers import MERCHANT, Phone, available, options
 from ussd_app.extensions import db
 from ussd_app.payments.models import RequestKind, TransferRequest
 from ussd_app.users import create_user
 from worker.jobs import execute_transfers
 
-PIN, MERCHANT_PIN = "8642", "2222"
+PIN, MERCHANT_PIN = "8642", MERCHANT["pin"]
 
 
 @pytest.fixture
-def juma(app):
-    """A customer with KES 10,000, cashed in at an agent."""
-    return funded_customer()
-
-
-def merchant(phone, name, number, *, paybill=False):
-    user = create_user(
-        db.session, phone=phone, name=name, role="merchant", pin=MERCHANT_PIN, till=number, paybill=paybill
-    )
-    db.session.commit()
-    return user.account_id
+def juma(customer, agent):
+    """The cast's customer with KES 10,000 cashed in at the cast's agent."""
+    return cash_in(customer, agent)
 
 
 @pytest.fixture
-def till(app):
-    return merchant("+254700000002", "Mama Mboga", "123456")
+def till(merchant):
+    """The cast's merchant, Mama Mboga, till 123456."""
+    return merchant.account_id
 
 
 @pytest.fixture
 def paybill(app):
-    return merchant("+254700000003", "Kisumu Water", "888880", paybill=True)
+    """A pay-bill business, Kisumu Water (888880)."""
+    user = create_user(
+        db.session,
+        phone="+254700000003",
+        name="Kisumu Water",
+        role="merchant",
+        pin=MERCHANT["pin"],
+        till="888880",
+        paybill=True,
+    )
+    db.session.commit()
+    return user.account_id
 
 
 def only_request(kind: RequestKind) -> TransferRequest:

@@ -3,10 +3,20 @@
 A column added to a model without its migration (or the other way round) would work in the
 tests' ORM and fail on a real upgrade: Alembic's own comparison catches it here."""
 
+import os
+from datetime import datetime
+
+import flask_migrate
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
+from tests.conftest import reset_data
 from ussd_app.extensions import db
+from ussd_app.ledger import AccountKind, house_account
+from ussd_app.payments.models import HoldState, RequestKind, TransferRequest
 
 
 def test_the_migrated_schema_matches_the_models(app):
@@ -14,3 +24,107 @@ def test_the_migrated_schema_matches_the_models(app):
         context = MigrationContext.configure(connection, opts={"compare_type": False})
         differences = compare_metadata(context, db.metadata)
     assert differences == []
+
+
+MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
+
+# Rows as 0009 stored them, in the words used before the vocabulary was settled (0010).
+OLD_ROWS = [
+    "INSERT INTO transfer_requests (id, code, kind, debit_account_id, credit_account_id, amount, fee,"
+    " status, attempts, created_at, hold_state, pending_request_id, result) VALUES"
+    " ('r-hold', 'C1', 'send_unregistered', :a, :b, 500, 0, 'posted', 1, :now, 'released', NULL, 'ok'),"
+    " ('r-hold.r', 'C2', 'suspense_release', :b, :a, 500, 0, 'posted', 1, :now, NULL, 'r-hold', 'ok'),"
+    " ('r-buy', 'C3', 'protected_purchase', :a, :b, 300, 0, 'posted', 1, :now, 'refunded', NULL, 'ok'),"
+    " ('r-buy.r', 'C4', 'protected_refund', :b, :a, 300, 0, 'queued', 0, :now, NULL, 'r-buy', NULL),"
+    " ('r-air', 'C5', 'airtime', :a, :b, 20, 0, 'posted', 1, :now, 'held', NULL, 'ok'),"
+    " ('r-rev', 'C6', 'send', :a, :b, 70, 0, 'queued', 1, :now, NULL, NULL, 'review_released')",
+    # An open reversal of the send C1 (its reference), as the partial unique index saw it.
+    "INSERT INTO transfer_requests (id, code, kind, debit_account_id, credit_account_id, amount, fee,"
+    " status, attempts, created_at, hold_state, reference) VALUES"
+    " ('r-rv', 'C7', 'reversal', :b, :a, 9, 0, 'posted', 1, :now, 'held', 'C1')",
+    "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, code, flags, timeout,"
+    " created_at) VALUES ('r-hold.r.pay', :b, :a, 500, 'suspense_release', 0, 0, 1)",
+    "INSERT INTO rejected_transfers (id, debit_account_id, credit_account_id, amount, code, flags, timeout,"
+    " result, created_at) VALUES ('r-x', :a, :b, 5, 'protected_release', 0, 0, 'exceeds_credits', 1)",
+    "INSERT INTO outbox_messages (request_id, phone, body, status, attempts) VALUES"
+    " ('r-hold', '+254700000001', 'hello', 'pending', 0)",
+    'INSERT INTO inbound_messages (at_id, phone, "to", text, intent, request_id) VALUES'
+    " ('at-1', '+254700000001', '12345', 'REVERSE C1', 'reverse', 'r-hold')",
+    "INSERT INTO trust_deposits (request_id, amount) VALUES ('r-air', 20)",
+    "INSERT INTO audit_log (action, request_id, created_at) VALUES ('test', 'trace-0001', :now)",
+]
+
+
+def _read(connection, sql):
+    return [tuple(row) for row in connection.execute(text(sql)).all()]
+
+
+def test_the_upgrade_renames_stored_words_and_the_downgrade_puts_them_back(app):
+    """Rows written before 0010 read in the new words after it (kinds, hold states, statuses,
+    a review's result, the ledger codes of the legs, the renamed columns), and back again."""
+    a, b = (house_account(db.session, kind).id for kind in (AccountKind.SUSPENSE, AccountKind.FEES))
+    db.session.commit()
+    try:
+        flask_migrate.downgrade(directory=MIGRATIONS, revision="0009_ledger")
+        with db.engine.begin() as connection:
+            for sql in OLD_ROWS:
+                connection.execute(text(sql), {"a": a, "b": b, "now": datetime(2026, 12, 1, 12, 0)})
+        flask_migrate.upgrade(directory=MIGRATIONS)
+        with db.engine.connect() as connection:
+            requests = _read(
+                connection, "SELECT id, kind, status, hold_state, result FROM transfer_requests ORDER BY id"
+            )
+            assert requests == [
+                ("r-air", "airtime", "accepted", "pending", "ok"),
+                ("r-buy", "protected_purchase", "accepted", "voided", "ok"),
+                ("r-buy.r", "protected_void", "queued", None, None),
+                ("r-hold", "send_unregistered", "accepted", "posted", "ok"),
+                ("r-hold.r", "suspense_post", "accepted", None, "ok"),
+                ("r-rev", "send", "queued", None, "review_cleared"),
+                ("r-rv", "reversal", "accepted", "pending", None),
+            ]
+            assert _read(connection, "SELECT code FROM transfers WHERE id = 'r-hold.r.pay'") == [
+                ("suspense_post",)
+            ]
+            assert _read(connection, "SELECT code FROM rejected_transfers") == [("protected_post",)]
+            assert _read(connection, "SELECT transfer_request_id FROM outbox_messages") == [("r-hold",)]
+            assert _read(connection, "SELECT transfer_request_id FROM inbound_messages") == [("r-hold",)]
+            assert _read(connection, "SELECT transfer_request_id FROM trust_deposits") == [("r-air",)]
+            assert _read(connection, "SELECT trace_id FROM audit_log") == [("trace-0001",)]
+        # Still one open reversal per send: a second one for C1 is refused by the database.
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO transfer_requests (id, code, kind, debit_account_id, credit_account_id,"
+                    " amount, fee, status, attempts, created_at, hold_state, reference) VALUES"
+                    " ('r-rv2', 'C8', 'reversal', :b, :a, 9, 0, 'queued', 0, :now, 'pending', 'C1')"
+                ),
+                {"a": a, "b": b, "now": datetime(2026, 12, 1, 12, 0)},
+            )
+        assert db.session.get(TransferRequest, "r-hold.r").kind == RequestKind.SUSPENSE_POST
+        assert db.session.get(TransferRequest, "r-hold").hold_state == HoldState.POSTED
+        db.session.rollback()
+
+        flask_migrate.downgrade(directory=MIGRATIONS, revision="0009_ledger")
+        with db.engine.connect() as connection:
+            assert _read(
+                connection, "SELECT id, kind, status, hold_state, result FROM transfer_requests ORDER BY id"
+            ) == [
+                ("r-air", "airtime", "posted", "held", "ok"),
+                ("r-buy", "protected_purchase", "posted", "refunded", "ok"),
+                ("r-buy.r", "protected_refund", "queued", None, None),
+                ("r-hold", "send_unregistered", "posted", "released", "ok"),
+                ("r-hold.r", "suspense_release", "posted", None, "ok"),
+                ("r-rev", "send", "queued", None, "review_released"),
+                ("r-rv", "reversal", "posted", "held", None),
+            ]
+            assert _read(connection, "SELECT code FROM transfers WHERE id = 'r-hold.r.pay'") == [
+                ("suspense_release",)
+            ]
+            assert _read(connection, "SELECT request_id FROM outbox_messages") == [("r-hold",)]
+            assert _read(connection, "SELECT request_id FROM audit_log") == [("trace-0001",)]
+    finally:
+        db.session.rollback()
+        flask_migrate.upgrade(directory=MIGRATIONS)
+        reset_data()
+    test_the_migrated_schema_matches_the_models(app)

@@ -221,7 +221,7 @@ def test_a_payment_recorded_before_the_lock_is_refused_by_the_worker(
 
 def test_the_locked_answers_fit_one_segment_in_both_languages(app):
     from ussd_app.i18n import t
-    from ussd_app.sms_commands.inbound import LOCKED_REPLIES
+    from ussd_app.messages.inbound import LOCKED_REPLIES
     from ussd_app.ussd.gsm7 import length
 
     for language in ("en", "sw"):

@@ -1,4 +1,4 @@
-"""Logs are JSON lines with a request id that follows a transfer from the webhook to the worker
+"""Logs are JSON lines with a trace id that follows a transfer from the webhook to the worker
 to its SMS, and never carry a PIN or the raw USSD ``text``."""
 
 import io
@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy import select
 
 from tests.helpers import fund
-from tests.ussd_helpers import Phone, person
+from tests.ussd_helpers import Phone
 from ussd_app.extensions import db
-from ussd_app.logging_setup import JsonFormatter, new_request_id
+from ussd_app.logging_setup import JsonFormatter, new_trace_id
 from ussd_app.payments.models import TransferRequest
 from worker.jobs import execute_transfers, send_sms
 
 PIN = "8642"
-ID_FIELDS = {"request_id", "transfer_id", "ts"}
+ID_FIELDS = {"trace_id", "transfer_id", "ts"}
 
 
 @pytest.fixture
@@ -35,20 +35,20 @@ def log_lines():
         root.setLevel(old_level)
 
 
-def test_a_transfer_is_traced_by_request_id_and_no_pin_is_logged(client, app, log_lines):
-    juma = person("+254712600111", "Juma Otieno", pin=PIN)
-    fund(juma.account_id, 500_000)
-    person("+254712600222", "Wanjiru Kamau", pin="9753")
-    phone = Phone(client, "0712600111")
-    phone.walk("1", "0712600222", "1000", "1")
+def test_a_transfer_is_traced_by_its_trace_id_and_no_pin_is_logged(
+    client, app, log_lines, customer, second_customer
+):
+    fund(customer.account_id, 500_000)
+    phone = Phone(client, "0712000111")
+    phone.walk("1", "0712000222", "1000", "1")
     response = client.post(
         "/ussd",
         data={
             "sessionId": phone.session_id,
             "serviceCode": "*384*7#",
-            "phoneNumber": "0712600111",
+            "phoneNumber": "0712000111",
             "networkCode": "63902",
-            "text": f"1*0712600222*1000*1*{PIN}",
+            "text": f"1*0712000222*1000*1*{PIN}",
         },
         headers={"X-Request-Id": "req-from-the-proxy-0001"},
     )
@@ -59,14 +59,14 @@ def test_a_transfer_is_traced_by_request_id_and_no_pin_is_logged(client, app, lo
 
     lines = log_lines()
     hops = [line for line in lines if line["logger"] == "ussd_app.ussd.views"]
-    assert len(hops) == 6 and all(line["request_id"] for line in hops)
+    assert len(hops) == 6 and all(line["trace_id"] for line in hops)
     for line in lines:
         for key, value in line.items():
             if key not in ID_FIELDS:
                 assert PIN not in str(value), line
-                assert "0712600222*1000" not in str(value), line
+                assert "0712000222*1000" not in str(value), line
 
-    traced = [line for line in lines if line["request_id"] == "req-from-the-proxy-0001"]
+    traced = [line for line in lines if line["trace_id"] == "req-from-the-proxy-0001"]
     messages = [line["message"] for line in traced]
     assert any(m.startswith("ussd hop") for m in messages)  # the webhook
     assert "transfer request recorded" in messages
@@ -78,19 +78,19 @@ def test_a_transfer_is_traced_by_request_id_and_no_pin_is_logged(client, app, lo
             assert line["transfer_id"] == request.id
 
 
-def test_every_hop_gets_its_own_request_id(client, app, log_lines):
+def test_every_hop_gets_its_own_trace_id(client, app, log_lines):
     first = client.post("/ussd", data={"sessionId": "s-log-1", "phoneNumber": "0712600333", "text": ""})
     second = client.post("/ussd", data={"sessionId": "s-log-1", "phoneNumber": "0712600333", "text": "1"})
     ids = {first.headers["X-Request-Id"], second.headers["X-Request-Id"]}
     assert len(ids) == 2
     hops = [line for line in log_lines() if line["message"].startswith("ussd hop")]
-    assert {line["request_id"] for line in hops} == ids
+    assert {line["trace_id"] for line in hops} == ids
 
 
-def test_a_request_id_offered_by_a_client_is_used_only_when_well_formed():
-    assert new_request_id("abc12345-proxy") == "abc12345-proxy"
+def test_a_trace_id_offered_by_a_client_is_used_only_when_well_formed():
+    assert new_trace_id("abc12345-proxy") == "abc12345-proxy"
     for bad in ("short", "has spaces in it", "x" * 65, "<script>alert(1)</script>", None):
-        assert new_request_id(bad) != bad and len(new_request_id(bad)) == 32
+        assert new_trace_id(bad) != bad and len(new_trace_id(bad)) == 32
 
 
 def test_exceptions_are_logged_without_their_message(log_lines):

@@ -3,7 +3,6 @@ a customer to pay; payers pay with PIN or decline in My approvals; requests expi
 requester hears of every payment and decline, and of everyone having paid. Paying is an
 ordinary transfer (fee, limits, receipts) and moves money once, even from two sessions at once."""
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -11,6 +10,7 @@ from sqlalchemy import func, select
 
 from tests.escrow_helpers import FUNDS, PIN, at_once, ledger_ok, merchant, sms_to
 from tests.ussd_helpers import Phone, available, person
+from ussd_app.clock import utcnow
 from ussd_app.extensions import db
 from ussd_app.payments import payment_requests as pr
 from ussd_app.payments.emoney import issue_float
@@ -19,8 +19,7 @@ from ussd_app.payments.models import RequestKind, TransferRequest
 from ussd_app.payments.submit import mint_request_id, record_request
 from ussd_app.tariffs import payee_fee
 from ussd_app.users import find_by_phone
-from ussd_app.ussd import approvals, sessions
-from ussd_app.ussd.flows import RENAMED
+from ussd_app.ussd import approvals
 from worker import jobs
 
 # The customer menu's items for this feature (ussd_app/ussd/flows/home.py).
@@ -368,7 +367,7 @@ def test_one_reminder_per_payer_per_day_and_cancel(client, table):
     # Tomorrow he may be reminded again.
     [request] = requests_of(BOB)
     assert pr.remind(
-        db.session, find_by_phone(db.session, AMINA), request.id, now=pr.utcnow() + timedelta(days=1)
+        db.session, find_by_phone(db.session, AMINA), request.id, now=utcnow() + timedelta(days=1)
     )
     db.session.commit()
     assert sum(body.startswith("Reminder:") for body in sms_to(BOB)) == 2
@@ -458,7 +457,9 @@ def test_every_request_sms_has_its_kiswahili(app):
     from ussd_app.i18n import catalog
 
     sw = catalog("sw", "sms")
-    for message in pr.MESSAGES:
+    from ussd_app.messages import payment_requests as texts
+
+    for message in texts.MESSAGES:
         assert message in sw, message
         assert set(re.findall(r"{\w+}", sw[message])) == set(re.findall(r"{\w+}", message))
 
@@ -467,42 +468,3 @@ def test_split_puts_the_remainder_on_the_first():
     assert pr.split(1000_00, 3) == [333_34, 333_33, 333_33]
     assert pr.split(100_00, 1) == [100_00]
     assert sum(pr.split(7, 3)) == 7
-
-
-def _rename_back(redis, key: str, doc_path: tuple[str, ...], old: dict[str, str]) -> None:
-    """Rewrite the JSON at ``key`` as it was stored before issue 16 split "requests" in three:
-    every state named by its old name."""
-    doc = json.loads(redis.get(key))
-    node = doc
-    for part in doc_path:
-        node = node[part]
-    node["state"] = old.get(node["state"], node["state"])
-    node["history"] = [old.get(name, name) for name in node["history"]]
-    redis.set(key, json.dumps(doc), ex=600)
-
-
-def test_a_session_stored_under_the_old_state_names_carries_on(client, table, redis):
-    """Deploying the split must not drop anyone who is half-way through a request: a live
-    session and a resume snapshot that name the old "requests.c_*" states carry on."""
-    old = {new: old for old, new in RENAMED.items()}
-    phone = Phone(client, local(AMINA))
-    phone.walk(REQUEST_MONEY, local(BOB))
-    _rename_back(redis, f"tuma:ussd:session:{phone.session_id}", ("conversation",), old)
-    assert sessions.load(phone.session_id).conversation.state == "requests.c_number"
-    assert phone.send(local(CHRIS)) == "CON Request money\nEnter number 3, or # to finish"
-    assert phone.send("0") == "CON Request money\nEnter number 2, or # to finish"
-    assert phone.send("#") == "CON Numbers entered: 1\n1. Amount each\n2. Total to split evenly"
-    # The session drops here; the snapshot it left names the old states too.
-    _rename_back(redis, f"tuma:ussd:resume:{AMINA}", (), old)
-    again = Phone(client, local(AMINA))
-    assert (
-        again.dial()
-        == "CON You did not finish last time. Continue where you stopped?\n1. Yes\n2. No, start again"
-    )
-    assert again.send("1") == "CON Numbers entered: 1\n1. Amount each\n2. Total to split evenly"
-    again.send("1")
-    again.send("300")
-    assert again.send("lunch").startswith("CON Request KES 300.00 for lunch")
-    assert again.send("1") == "CON Enter your PIN to send the requests"
-    assert again.send(PIN).startswith("END Requests sent: 1.")
-    assert [r.payer_phone for r in pr.open_groups(db.session, find_by_phone(db.session, AMINA))[0]] == [BOB]

@@ -62,7 +62,7 @@ def test_worker_process_executes_queued_sends_with_fee_and_receipts(app):
     run_burst_worker()
 
     db.session.expire_all()
-    assert db.session.get(TransferRequest, request.id).status == RequestStatus.POSTED
+    assert db.session.get(TransferRequest, request.id).status == RequestStatus.ACCEPTED
     fee = quote("send", 150_00)
     assert fee > 0
     assert balance(amina) == 500_00 + 0 - 150_00 - fee - quote("send", 500_00) * 0
@@ -70,7 +70,7 @@ def test_worker_process_executes_queued_sends_with_fee_and_receipts(app):
     bodies = [
         m.body
         for m in db.session.execute(
-            select(OutboxMessage).where(OutboxMessage.request_id == request.id)
+            select(OutboxMessage).where(OutboxMessage.transfer_request_id == request.id)
         ).scalars()
     ]
     assert len(bodies) == 2
@@ -88,7 +88,9 @@ def test_insufficient_funds_is_rejected_with_an_sms_and_moves_nothing(app):
     db.session.expire_all()
     row = db.session.get(TransferRequest, request.id)
     assert (row.status, row.result) == (RequestStatus.REJECTED, "exceeds_credits")
-    [sms] = db.session.execute(select(OutboxMessage).where(OutboxMessage.request_id == request.id)).scalars()
+    [sms] = db.session.execute(
+        select(OutboxMessage).where(OutboxMessage.transfer_request_id == request.id)
+    ).scalars()
     assert sms.phone == amina.phone and "Not enough money" in sms.body
     assert balance(baraka) == 0
     assert_ledger_ok()
@@ -114,14 +116,14 @@ def test_executing_a_request_twice_posts_it_once(app):
     request.status = RequestStatus.QUEUED.value  # as if the status had never been written
     execute_requests(db.session, [request])
     db.session.commit()
-    assert request.status == RequestStatus.POSTED
+    assert request.status == RequestStatus.ACCEPTED
     assert balance(amina) == 300_00
     legs = db.session.execute(
         select(func.count()).select_from(Transfer).where(Transfer.user_data == request.id)
     ).scalar_one()
     assert legs == 2  # the payment and its fee, once each
     sms = db.session.execute(
-        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.request_id == request.id)
+        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.transfer_request_id == request.id)
     ).scalar_one()
     assert sms == 2  # no second set of receipts
     assert_ledger_ok()
@@ -156,14 +158,14 @@ def test_worker_killed_mid_batch_posts_every_request_exactly_once_after_restart(
     statuses = db.session.execute(
         select(TransferRequest.status, func.count()).group_by(TransferRequest.status)
     ).all()
-    assert dict(statuses) == {"posted": 201}  # 200 sends + the float issue
+    assert dict(statuses) == {"accepted": 201}  # 200 sends + the float issue
     per_request = db.session.execute(
         select(Transfer.user_data, func.count())
         .where(Transfer.user_data.in_(ids))
         .group_by(Transfer.user_data)
     ).all()
     amounts = {r: (i + 1) * 100 for i, r in enumerate(ids)}
-    # each request posted once: its payment, plus a fee leg where the tariff charges one
+    # each request accepted once: its payment, plus a fee leg where the tariff charges one
     assert sorted(per_request) == sorted((r, 2 if quote("send", amounts[r]) else 1) for r in ids)
     expected = sum((i + 1) * 100 for i in range(200))
     assert sum(balance(c) for c in customers) == expected

@@ -197,22 +197,22 @@ def test_a_lost_announcement_is_logged_and_the_maintenance_job_announces_it(
     assert jobs.maintain()["stale_requests"] == 1
     assert queued()[TRANSFERS_QUEUE] == ["worker.jobs.execute_transfers"]
     assert jobs.execute_transfers() == 1
-    assert db.session.get(TransferRequest, request_id, populate_existing=True).status == "posted"
+    assert db.session.get(TransferRequest, request_id, populate_existing=True).status == "accepted"
 
 
-def test_a_transfer_released_from_review_rings_the_workers_once_committed(payer, redis, config, runner):
+def test_a_transfer_cleared_from_review_rings_the_workers_once_committed(payer, redis, config, runner):
     config(VELOCITY_MAX_COUNT=1)
     first, second = send(payer, CUSTOMERS[0]), send(payer, CUSTOMERS[1])
     db.session.commit()
     assert jobs.execute_transfers() == 2
     held = db.session.get(TransferRequest, second.id, populate_existing=True)
-    assert (first.status, held.status) == ("posted", "review")
+    assert (first.status, held.status) == ("accepted", "review")
     nothing_waiting(redis)
 
-    released = runner.invoke(args=["review", "release", "--code", held.code])
-    assert released.exit_code == 0, released.output
+    cleared = runner.invoke(args=["review", "clear", "--code", held.code])
+    assert cleared.exit_code == 0, cleared.output
     [job] = get_queue(TRANSFERS_QUEUE).get_jobs()
     assert (job.func_name, job.args) == ("worker.jobs.execute_transfers", (held.id,))
-    again = runner.invoke(args=["review", "release", "--code", held.code])
+    again = runner.invoke(args=["review", "clear", "--code", held.code])
     assert again.exit_code != 0 and "not held for review" in again.output
     assert len(get_queue(TRANSFERS_QUEUE).get_jobs()) == 1

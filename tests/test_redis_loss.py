@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from tests.conftest import default_db_url, make_app, reset_data
 from tests.helpers import fund
 from tests.redis_helpers import OwnRedis
-from tests.ussd_helpers import Phone, available, person
+from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, available, person
 from tests.worker_helpers import run_burst_worker
 from ussd_app.extensions import db
 from ussd_app.ledger.check import check
@@ -43,10 +43,11 @@ def loss_app(own_redis):
 
 @pytest.fixture
 def people(loss_app):
-    juma = person("+254712000111", "Juma Otieno", pin=PIN)
+    """The cast's customer with KES 5,000, and the second customer, in this module's own app (the
+    conftest fixtures belong to the shared one)."""
+    juma = person(**CUSTOMER)
     fund(juma.account_id, 500_000)
-    wanjiru = person("+254712000222", "Wanjiru Kamau", pin="9753")
-    return juma, wanjiru
+    return juma, person(**SECOND_CUSTOMER)
 
 
 def requests_count() -> int:
@@ -97,11 +98,11 @@ def test_a_transfer_accepted_before_redis_is_lost_is_executed_after_it_comes_bac
 
     db.session.expire_all()
     request = db.session.get(TransferRequest, request_id)
-    assert request.status == "posted"
+    assert request.status == "accepted"
     assert available(wanjiru.account_id) == 100_000
     assert available(juma.account_id) == 500_000 - 100_000 - request.fee
     receipts = db.session.execute(
-        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.request_id == request_id)
+        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.transfer_request_id == request_id)
     ).scalar_one()
     assert receipts == 2
     assert all(f.ok for f in check(db.session)), check(db.session)

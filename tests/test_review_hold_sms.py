@@ -5,7 +5,7 @@ Through /ussd, the worker's job and the review CLI."""
 
 import pytest
 
-from tests.escrow_helpers import PIN, funded_customer, sms_to, the_request
+from tests.escrow_helpers import PIN, cash_in, sms_to, the_request
 from tests.ussd_helpers import Phone, available
 from ussd_app.payments.models import RequestKind, RequestStatus
 from ussd_app.ussd.gsm7 import length
@@ -15,8 +15,8 @@ JUMA, AGENT = "+254712000111", "+254700000101"
 
 
 @pytest.fixture
-def juma(app, monkeypatch):
-    account = funded_customer()
+def juma(app, customer, agent, monkeypatch):
+    account = cash_in(customer, agent)
     monkeypatch.setitem(app.config, "VELOCITY_MAX_VALUE_MAJOR", 50)  # anything over KES 50 is held
     return account
 
@@ -86,8 +86,8 @@ def test_a_held_withdrawal_tells_both_sides_no_cash_yet(client, runner, juma):
         f"{request.code} On hold: JUMA OTIENO +254712000111 withdrawing KES 1,000.00 waits for a "
         "security check. Pay out no cash until a Confirmed SMS."
     ]
-    # Released: the agent gets the usual "Confirmed. Pay ... cash".
-    result = runner.invoke(args=["review", "release", "--code", request.code])
+    # Cleared: the agent gets the usual "Confirmed. Pay ... cash".
+    result = runner.invoke(args=["review", "clear", "--code", request.code])
     assert result.exit_code == 0, result.output
     assert jobs.execute_transfers() == 1
     assert sms_to(AGENT)[-1].startswith(f"{request.code} Confirmed. Pay KES 1,000.00 cash to JUMA OTIENO")

@@ -18,7 +18,6 @@ from tests import conftest
 from tests.helpers import fund
 from tests.sms_helpers import agent_with_float, execute, outbox, person, send
 from tests.ussd_helpers import Phone
-from tests.ussd_helpers import person as ussd_person
 from ussd_app import create_app, phones
 from ussd_app.extensions import db
 from ussd_app.payments.models import TransferRequest
@@ -333,9 +332,8 @@ def requests_count() -> int:
 
 
 @pytest.mark.parametrize("case", IDS)
-def test_a_refused_first_hop_starts_no_session(client, redis, config, case):
+def test_a_refused_first_hop_starts_no_session(client, redis, config, customer, case):
     arm, extra, (status, body), _ = CASES[case]
-    ussd_person("+254712000111", "Juma Otieno", pin=PIN)
     phone = Phone(client, "0712000111")
     arm(config, redis, phone.number)
     answer = post(client, "/ussd", ussd_fields(phone, ""), extra)
@@ -345,11 +343,11 @@ def test_a_refused_first_hop_starts_no_session(client, redis, config, case):
 
 
 @pytest.mark.parametrize("case", IDS)
-def test_a_refused_pin_hop_sends_nothing_and_leaves_the_session_where_it_was(client, redis, config, case):
+def test_a_refused_pin_hop_sends_nothing_and_leaves_the_session_where_it_was(
+    client, redis, config, customer, second_customer, case
+):
     arm, extra, (status, body), _ = CASES[case]
-    juma = ussd_person("+254712000111", "Juma Otieno", pin=PIN)
-    fund(juma.account_id, 5_000_00)
-    ussd_person("+254712000222", "Wanjiru Kamau", pin="9753")
+    fund(customer.account_id, 5_000_00)
     phone = Phone(client, "0712000111")
     assert phone.walk("1", "0712000222", "1000", "1").startswith("CON Enter your PIN")
     before = sessions.load(phone.session_id).to_json()
@@ -360,7 +358,7 @@ def test_a_refused_pin_hop_sends_nothing_and_leaves_the_session_where_it_was(cli
     assert requests_count() == 0
     assert sessions.load(phone.session_id).to_json() == before
     db.session.expire_all()
-    assert db.session.get(User, juma.id).pin_failures in (0, None)
+    assert db.session.get(User, customer.id).pin_failures in (0, None)
     # Let through, the very same hop sends the money once.
     config(**OFF)
     assert phone.send(PIN).startswith("END Sending KES 1,000.00 to Wanjiru Kamau")

@@ -2,8 +2,8 @@
 or changed (someone else may be at it), and when they register (saying if money sent to them
 before they registered is waiting in suspense)."""
 
-from tests.escrow_helpers import funded_customer, sms_to
-from tests.ussd_helpers import Phone, person
+from tests.escrow_helpers import cash_in, sms_to
+from tests.ussd_helpers import Phone
 from ussd_app.extensions import db
 from ussd_app.payments.holds import suspense_account_id
 from ussd_app.payments.models import RequestKind
@@ -14,8 +14,7 @@ JUMA, PIN = "+254712000111", "8642"
 NEW = "+254712000777"
 
 
-def test_a_pin_lock_and_its_unlock_are_told_to_the_holder(app, client, runner):
-    person(JUMA, "Juma Otieno", pin=PIN)
+def test_a_pin_lock_and_its_unlock_are_told_to_the_holder(client, runner, customer):
     Phone(client, "0712000111").walk("2", "1", "0000", "0000")
     assert sms_to(JUMA) == []  # two wrong tries: nothing yet
     assert Phone(client, "0712000111").walk("2", "1", "0000").startswith("END Your PIN is locked")
@@ -32,8 +31,9 @@ def test_a_pin_lock_and_its_unlock_are_told_to_the_holder(app, client, runner):
     assert sms_to(JUMA)[-1].endswith("Not you? Call customer care now.")
 
 
-def test_a_pin_change_is_told_to_the_holder_in_their_language(app, client):
-    person(JUMA, "Juma Otieno", pin=PIN, language="sw")
+def test_a_pin_change_is_told_to_the_holder_in_their_language(client, customer):
+    customer.language = "sw"
+    db.session.commit()
     phone = Phone(client, "0712000111")
     phone.walk("2", "3", PIN, "1357", "1357")
     [changed] = sms_to(JUMA)
@@ -51,8 +51,8 @@ def test_registering_gets_a_welcome_sms(app, client):
     ]
 
 
-def test_registering_says_money_is_waiting_in_suspense(app, client):
-    juma = funded_customer()
+def test_registering_says_money_is_waiting_in_suspense(client, customer, agent):
+    juma = cash_in(customer, agent)
     for amount in (200_00, 50_00):
         record_request(
             db.session,

@@ -7,15 +7,15 @@ from datetime import timedelta
 
 import pytest
 
-from tests.escrow_helpers import PIN, funded_customer, later, merchant, sms_to, the_request
-from tests.ussd_helpers import Phone, person
+from tests.escrow_helpers import PIN, cash_in, later, sms_to, the_request
+from tests.ussd_helpers import Phone
 from ussd_app.extensions import db
+from ussd_app.messages import when
 from ussd_app.payments.models import RequestKind
 from ussd_app.payments.submit import mint_request_id, record_request
-from ussd_app.sms.receipts import when
 from worker import jobs
 
-JUMA, AMINA, MERCHANT = "+254712000111", "+254712000222", "+254700000002"
+JUMA, WANJIRU, MERCHANT = "+254712000111", "+254712000222", "+254700000002"
 _ids = itertools.count(1)
 
 
@@ -37,12 +37,12 @@ def due_date(request, days: int) -> str:
 
 
 @pytest.fixture
-def juma(app):
-    return funded_customer()
+def juma(customer, agent):
+    """The cast's customer with KES 10,000 cashed in at the cast's agent."""
+    return cash_in(customer, agent)
 
 
-def test_a_protected_purchase_is_held_then_disputed_then_refunded(client, runner, juma):
-    merchant()
+def test_a_protected_purchase_is_held_then_disputed_then_refunded(client, runner, juma, merchant):
     phone = Phone(client, "0712000111")
     phone.walk("5", "123456", "300", "3")
     assert phone.send(PIN).startswith("END ")
@@ -63,29 +63,29 @@ def test_a_protected_purchase_is_held_then_disputed_then_refunded(client, runner
     assert status_of(client, JUMA, hold.code) == "refunded to the sender."
 
 
-def test_a_send_held_for_reversal_then_reversed(client, juma):
-    amina = person(AMINA, "Amina Hassan", pin="9753")
+def test_a_send_held_for_reversal_then_reversed(client, juma, second_customer):
+    wanjiru = second_customer
     send = record_request(
         db.session,
         request_id=mint_request_id(),
         kind=RequestKind.SEND.value,
         debit_account_id=juma,
-        credit_account_id=amina.account_id,
+        credit_account_id=wanjiru.account_id,
         amount=500_00,
     )
     db.session.commit()
     assert jobs.execute_transfers() == 1
     code = send.code
-    assert status_of(client, AMINA, code) == "completed."
+    assert status_of(client, WANJIRU, code) == "completed."
 
     # The genuine recipient asking to reverse is told who can, not warned of a fake receipt.
-    assert text_us(client, AMINA, f"REVERSE {code}") == (
+    assert text_us(client, WANJIRU, f"REVERSE {code}") == (
         f"Only the sender can ask to reverse {code}. To return money you received, use Send money."
     )
     assert text_us(client, JUMA, f"REVERSE {code}").startswith(f"Received: your request to reverse {code}")
     assert jobs.execute_transfers() == 1
     hold = the_request(RequestKind.REVERSAL)
-    assert status_of(client, AMINA, code) == f"held for a reversal until {due_date(hold, 3)}."
+    assert status_of(client, WANJIRU, code) == f"held for a reversal until {due_date(hold, 3)}."
 
     phone = Phone(client, "0712000222")
     phone.walk("3", "1", "1")
@@ -93,7 +93,7 @@ def test_a_send_held_for_reversal_then_reversed(client, juma):
     assert status_of(client, JUMA, code) == "being reversed."  # recorded, not yet posted
     assert jobs.execute_transfers() == 1
     assert status_of(client, JUMA, code) == "reversed."
-    assert status_of(client, AMINA, code) == "reversed."
+    assert status_of(client, WANJIRU, code) == "reversed."
     assert status_of(client, JUMA, hold.code) == "reversed."
 
 
@@ -116,19 +116,20 @@ def test_money_in_suspense_is_held_then_refunded(client, juma):
     assert status_of(client, JUMA, send.code) == "refunded to the sender."
 
 
-def test_kiswahili_reads_the_state_in_kiswahili(client, juma):
-    amina = person(AMINA, "Amina Hassan", pin="9753", language="sw")
+def test_kiswahili_reads_the_state_in_kiswahili(client, juma, second_customer):
+    wanjiru = second_customer
+    wanjiru.language = "sw"
     send = record_request(
         db.session,
         request_id=mint_request_id(),
         kind=RequestKind.SEND.value,
         debit_account_id=juma,
-        credit_account_id=amina.account_id,
+        credit_account_id=wanjiru.account_id,
         amount=500_00,
     )
     db.session.commit()
     jobs.execute_transfers()
-    assert text_us(client, AMINA, f"REVERSE {send.code}") == (
+    assert text_us(client, WANJIRU, f"REVERSE {send.code}") == (
         f"Ni mtumaji pekee anayeweza kuomba {send.code} irudishwe. "
         "Kurudisha pesa ulizopokea, tumia Tuma pesa."
     )

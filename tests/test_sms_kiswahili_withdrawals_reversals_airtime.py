@@ -4,8 +4,8 @@ the same placeholders (the receipts' own test covers RECEIPTS; these live in the
 import re
 
 from ussd_app.i18n import catalog
-from ussd_app.payments import agent_withdrawals, reversals
-from ussd_app.sms.receipts import RECEIPTS
+from ussd_app.messages import agent_withdrawals, reversals
+from ussd_app.messages.receipts import RECEIPTS
 
 MINE = [
     *agent_withdrawals.MESSAGES,

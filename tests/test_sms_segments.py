@@ -16,17 +16,13 @@ from ussd_app.ussd.flows.pay import REFERENCE_LIMIT
 from ussd_app.ussd.gsm7 import length
 
 MODULES = (
-    "ussd_app.sms.receipts",
-    "ussd_app.sms_commands.inbound",
-    "ussd_app.limits",
-    "ussd_app.payments.payment_requests",
-    "ussd_app.payments.agent_withdrawals",
-    "ussd_app.payments.reversals",
-    "ussd_app.ussd.flows.agent",
-    "ussd_app.ussd.flows.registration",
-    "ussd_app.ussd.flows.my_account",
-    "ussd_app.ussd.pin_guard",
-    "ussd_app.payments.holds",
+    "ussd_app.messages.receipts",
+    "ussd_app.messages.refusals",
+    "ussd_app.messages.payment_requests",
+    "ussd_app.messages.agent_withdrawals",
+    "ussd_app.messages.reversals",
+    "ussd_app.messages.account",
+    "ussd_app.messages.inbound",
 )
 ONE_SEGMENT, TWO_SEGMENTS = 160, 306
 
@@ -64,7 +60,7 @@ def templates():
 def longest(app) -> dict:
     """The longest value each field can take."""
     from ussd_app import limits
-    from ussd_app.sms.receipts import sms_name
+    from ussd_app.messages import sms_name
     from ussd_app.ussd.flows import common
 
     currency = app.config["CURRENCY"]
@@ -115,7 +111,7 @@ def longest(app) -> dict:
 
 
 def _reasons(app, language: str, fields: dict) -> list[str]:
-    from ussd_app.sms import receipts
+    from ussd_app.messages import receipts
 
     english = [*receipts.REASONS.values(), receipts.REASON_OTHER]
     return [t(language, r, domain="sms", **fields) for r in english]
@@ -136,7 +132,7 @@ def test_there_are_templates_to_check(app):
 
 @pytest.mark.parametrize("language", ["en", "sw"])
 def test_every_sms_fits_one_segment_at_its_longest(app, language):
-    from ussd_app.sms_commands import inbound
+    from ussd_app.messages import inbound
 
     fields = longest(app)
     # The receipt check's status: the longest of its words in this language, with a date.

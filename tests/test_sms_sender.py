@@ -15,11 +15,12 @@ from tests import sms_helpers
 from tests.helpers import wait_for
 from tests.sms_helpers import agent_with_float, execute, outbox, person
 from ussd_app.africas_talking import get_client, make_service
+from ussd_app.clock import utcnow
 from ussd_app.extensions import db
 from ussd_app.queues import SMS_QUEUE, get_queue
 from ussd_app.sms import sender
 from ussd_app.sms.outbox import add_sms
-from ussd_app.sms.sender import Outcome, claim, claim_timeout, record, send_due, utcnow
+from ussd_app.sms.sender import Outcome, claim, claim_timeout, record, send_due
 from worker import jobs
 
 gateway = sms_helpers.gateway  # the fixture

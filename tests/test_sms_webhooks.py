@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from tests import sms_helpers
-from tests.sms_helpers import agent_with_float, execute, outbox, person, send
+from tests.sms_helpers import Person, agent_with_float, execute, outbox, send
 from ussd_app.extensions import db
 from ussd_app.payments.models import TransferRequest
 from ussd_app.queues import SMS_QUEUE, get_queue
@@ -30,14 +30,14 @@ def code_of(request_id):
 
 
 @pytest.fixture
-def sent(app, gateway):
-    """One receipt handed to the gateway: (its outbox row id, Africa's Talking's message id)."""
+def sent(gateway, customer):
+    """One receipt, to the cast's customer, handed to the gateway: (its outbox row id, Africa's
+    Talking's message id)."""
     agent = agent_with_float()
-    amina = person("+254712000401", "Amina Hassan")
-    send(agent, amina, 100_00)
+    send(agent, Person(customer.phone, customer.account_id), 100_00)
     execute()
     deliver()
-    row = outbox(phone="+254712000401")[0]
+    row = outbox(phone="+254712000111")[0]
     return row.id, row.gateway_message_id
 
 
@@ -54,7 +54,7 @@ def test_success_report_marks_the_message_delivered(client, sent):
         client,
         id=message_id,
         status="Success",
-        phoneNumber="+254712000401",
+        phoneNumber="+254712000111",
         networkCode="63902",
         retryCount="0",
     )
@@ -75,7 +75,7 @@ def test_failed_report_marks_the_message_failed_with_the_reason(client, sent):
         client,
         id=message_id,
         status="Failed",
-        phoneNumber="+254712000401",
+        phoneNumber="+254712000111",
         failureReason="UserInBlacklist",
         retryCount="3",
     )
@@ -90,7 +90,7 @@ def test_failed_report_marks_the_message_failed_with_the_reason(client, sent):
 
 def test_reports_out_of_order_do_not_undo_a_final_status(client, sent):
     row_id, message_id = sent
-    to = "+254712000401"
+    to = "+254712000111"
     assert report(client, id=message_id, status="Buffered", phoneNumber=to).status_code == 200
     assert [r.status for r in outbox() if r.id == row_id] == ["sent"]
     assert report(client, id=message_id, status="Success", phoneNumber=to).status_code == 200
@@ -116,11 +116,11 @@ def test_a_report_naming_another_number_is_ignored_and_logged(client, config, se
     assert (row.status, row.delivery_status, row.failure_reason) == ("sent", None, None)
     assert f"delivery report for '{message_id}' ignored" in caplog.text
     assert "tok-s3cret-value" not in caplog.text and "key-s3cret-value" not in caplog.text
-    assert "+254712000999" not in caplog.text and "+254712000401" not in caplog.text  # masked
+    assert "+254712000999" not in caplog.text and "+254712000111" not in caplog.text  # masked
     # The message's own number, in any spelling, is the same number.
     answer = client.post(
         "/sms/delivery?token=tok-s3cret-value&key=key-s3cret-value",
-        data={"id": message_id, "status": "Success", "phoneNumber": "0712-000-401"},
+        data={"id": message_id, "status": "Success", "phoneNumber": "0712-000-111"},
     )
     assert answer.get_data(as_text=True) == "OK"
     [row] = [r for r in outbox() if r.id == row_id]
@@ -178,7 +178,7 @@ def test_a_webhook_token_keeps_strangers_out(client, sent, app):
         )
         ok = client.post(
             "/sms/delivery?token=s3cret",
-            data={"id": message_id, "status": "Success", "phoneNumber": "+254712000401"},
+            data={"id": message_id, "status": "Success", "phoneNumber": "+254712000111"},
         )
         assert ok.status_code == 200
     finally:
@@ -189,14 +189,15 @@ def test_a_webhook_token_keeps_strangers_out(client, sent, app):
 
 
 @pytest.fixture
-def transfer(app, gateway):
-    """Amina (English) sent KES 250 to Juma (Kiswahili); receipts already delivered."""
+def transfer(gateway, customer, second_customer):
+    """Juma (English) sent KES 250 to Wanjiru (told Kiswahili); receipts already delivered."""
+    second_customer.language = "sw"
+    juma = Person(customer.phone, customer.account_id)
+    wanjiru = Person(second_customer.phone, second_customer.account_id)
     agent = agent_with_float()
-    amina = person("+254712000501", "Amina Hassan")
-    juma = person("+254712000502", "Juma Mwangi", language="sw")
-    send(agent, amina, 1_000_00)
+    send(agent, juma, 1_000_00)
     execute()
-    rid = send(amina, juma, 250_00)
+    rid = send(juma, wanjiru, 250_00)
     execute()
     deliver()
     return code_of(rid), rid
@@ -225,16 +226,16 @@ def reply_to(gateway, phone):
 
 def test_a_party_texting_a_code_learns_it_is_genuine(client, gateway, transfer):
     code, _ = transfer
-    assert text_us(client, "0712000501", f"  {code.lower()} ").status_code == 200
-    reply = reply_to(gateway, "+254712000501")
+    assert text_us(client, "0712000111", f"  {code.lower()} ").status_code == 200
+    reply = reply_to(gateway, "+254712000111")
     assert reply.startswith(
-        f"{code} is genuine: KES 250.00 to JUMA MWANGI +254712000502 on "  # the other party
+        f"{code} is genuine: KES 250.00 to WANJIRU KAMAU +254712000222 on "  # the other party
     )
     assert reply.endswith("Status: completed.")
     # The payee, in Kiswahili.
-    assert text_us(client, "+254712000502", code).status_code == 200
-    assert reply_to(gateway, "+254712000502").startswith(
-        f"{code} ni halali: KES 250.00 kutoka kwa AMINA HASSAN +254712000501 tarehe "
+    assert text_us(client, "+254712000222", code).status_code == 200
+    assert reply_to(gateway, "+254712000222").startswith(
+        f"{code} ni halali: KES 250.00 kutoka kwa JUMA OTIENO +254712000111 tarehe "
     )
 
 
@@ -246,7 +247,7 @@ def test_a_stranger_texting_a_real_code_gets_the_unknown_code_answer(client, gat
     text_us(client, stranger, "ABCDEFGHIJ")
     made_up = reply_to(gateway, stranger)
     assert real == made_up.replace("ABCDEFGHIJ", code)
-    assert "AMINA" not in real and "250" not in real
+    assert "JUMA" not in real and "250" not in real
     assert real == (
         f"{code} is not a Tuma transaction of yours. "
         "Do not hand over goods or cash against a message with this code."
@@ -256,24 +257,24 @@ def test_a_stranger_texting_a_real_code_gets_the_unknown_code_answer(client, gat
 def test_reverse_is_recorded_and_asks_for_the_reversal(client, gateway, transfer):
     code, rid = transfer
     balances = [r.body for r in outbox()]
-    assert text_us(client, "+254712000501", f"reverse {code}").status_code == 200
-    assert reply_to(gateway, "+254712000501") == (
-        f"Received: your request to reverse {code}, KES 250.00 sent to JUMA MWANGI +254712000502. "
+    assert text_us(client, "+254712000111", f"reverse {code}").status_code == 200
+    assert reply_to(gateway, "+254712000111") == (
+        f"Received: your request to reverse {code}, KES 250.00 sent to WANJIRU KAMAU +254712000222. "
         "They are asked to agree; we will SMS you."
     )
-    # The hold of Juma's funds is queued for the workers (tests/test_reversals.py follows it).
+    # The hold of Wanjiru's funds is queued for the workers (tests/test_reversals.py follows it).
     [hold] = db.session.execute(select(TransferRequest).where(TransferRequest.kind == "reversal")).scalars()
     assert (hold.reference, hold.status, hold.amount) == (code, "queued", 250_00)
     [recorded] = db.session.execute(select(InboundMessage)).scalars()
-    assert (recorded.intent, recorded.code, recorded.request_id, recorded.link_id) == (
+    assert (recorded.intent, recorded.code, recorded.transfer_request_id, recorded.link_id) == (
         "reverse",
         code,
         rid,
         "link-1",
     )
     # Only the payer can ask; the payee is told so (not warned of a fake receipt).
-    text_us(client, "+254712000502", f"REVERSE {code}")
-    assert reply_to(gateway, "+254712000502").startswith(f"Ni mtumaji pekee anayeweza kuomba {code}")
+    text_us(client, "+254712000222", f"REVERSE {code}")
+    assert reply_to(gateway, "+254712000222").startswith(f"Ni mtumaji pekee anayeweza kuomba {code}")
     assert len(outbox()) == len(balances) + 2  # two replies, no receipts before the worker runs
 
 

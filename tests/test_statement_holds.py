@@ -8,9 +8,8 @@ import pytest
 from tests.escrow_helpers import (
     FUNDS,
     PIN,
-    funded_customer,
+    cash_in,
     later,
-    merchant,
     posted_send,
     sms_to,
     the_request,
@@ -29,8 +28,9 @@ NEWCOMER = "0712000999"
 
 
 @pytest.fixture
-def juma(app):
-    return funded_customer()
+def juma(customer, agent):
+    """The cast's customer with KES 10,000 cashed in at the cast's agent."""
+    return cash_in(customer, agent)
 
 
 def statement(client, number=JUMA, pin=PIN, *menu) -> list[str]:
@@ -64,8 +64,7 @@ def send_unregistered(client, amount: str):
     return the_request(RequestKind.SEND_UNREGISTERED)
 
 
-def test_a_confirmed_protected_purchase_is_one_debit(client, juma):
-    merchant()
+def test_a_confirmed_protected_purchase_is_one_debit(client, juma, merchant):
     hold = buy_protected(client)
     assert ends(statement(client), hold.code) == ["-KES 300.00 Mama Mboga (held)"]
     Phone(client, "0712000111").walk("3", "1", "1", PIN)  # confirm delivery
@@ -78,8 +77,9 @@ def test_a_confirmed_protected_purchase_is_one_debit(client, juma):
     assert [x.split(" ", 2)[2] for x in merchant_lines] == ["+KES 298.50 Juma Otieno"], merchant_lines
 
 
-def test_a_protected_purchase_refunded_comes_back_and_the_merchant_sees_nothing(client, runner, juma):
-    merchant()
+def test_a_protected_purchase_refunded_comes_back_and_the_merchant_sees_nothing(
+    client, runner, juma, merchant
+):
     hold = buy_protected(client)
     Phone(client, "0712000111").walk("3", "1", "2", PIN)  # dispute
     result = runner.invoke(args=["disputes", "decide", "--code", hold.code, "--for", "buyer"])
@@ -114,11 +114,11 @@ def test_the_part_a_balance_limit_returned_is_a_plus_line(client, app, juma, mon
     fee = quote("send", 5_000_00)
     Phone(client, NEWCOMER).walk("1", "Neo", "Mwangi", "2468", "2468")
     assert jobs.execute_transfers() == 1
-    release = holds.resolution_id(hold.id)
+    resolution = holds.resolution_id(hold.id)
     lines = statement(client)
     total = f"KES {(5_000_00 + fee) // 100:,}.{(5_000_00 + fee) % 100:02d}"
     assert ends(lines, hold.code) == [f"-{total} Neo Mwangi"]
-    assert ends(lines, transaction_code(release)) == ["+KES 3,000.00 Neo Mwangi (returned)"]
+    assert ends(lines, transaction_code(resolution)) == ["+KES 3,000.00 Neo Mwangi (returned)"]
     assert len(lines) == 3, lines  # and the deposit: nothing else
     assert available(juma) == FUNDS - 2_000_00 - fee
 
@@ -168,16 +168,13 @@ def test_refused_airtime_is_a_plus_line_in_kiswahili_too(client, juma, gateway):
     ]
 
 
-AMINA = "+254712000222"
+WANJIRU = "+254712000222"
 
 
 @pytest.fixture
-def wrong_send(juma):
-    """Juma sent KES 500 to Amina by mistake, and asked for it back (a reversal hold)."""
-    from tests.ussd_helpers import person
-
-    amina = person(AMINA, "Amina Hassan", pin="9753").account_id
-    return posted_send(juma, amina).code
+def wrong_send(juma, second_customer):
+    """Juma sent KES 500 to Wanjiru by mistake, and asked for it back (a reversal hold)."""
+    return posted_send(juma, second_customer.account_id).code
 
 
 def reverse(client, code: str):
@@ -188,7 +185,7 @@ def reverse(client, code: str):
     return the_request(RequestKind.REVERSAL)
 
 
-def amina_decides(client, choice: str):
+def wanjiru_decides(client, choice: str):
     phone = Phone(client, "0712000222")
     phone.walk("3", "1", choice)
     assert phone.send("9753").startswith("END ")
@@ -197,22 +194,22 @@ def amina_decides(client, choice: str):
 
 def test_a_reversal_agreed_is_one_line_each_side(client, wrong_send):
     hold = reverse(client, wrong_send)
-    assert ends(statement(client, AMINA, "9753"), hold.code) == ["-KES 500.00 Juma Otieno (held)"]
-    assert ends(statement(client), hold.code) == ["+KES 500.00 Amina Hassan (held)"]
-    amina_decides(client, "1")
-    release = transaction_code(holds.resolution_id(hold.id))
-    amina = statement(client, AMINA, "9753")
-    assert ends(amina, hold.code) == ["-KES 500.00 Juma Otieno"] and ends(amina, release) == []
+    assert ends(statement(client, WANJIRU, "9753"), hold.code) == ["-KES 500.00 Juma Otieno (held)"]
+    assert ends(statement(client), hold.code) == ["+KES 500.00 Wanjiru Kamau (held)"]
+    wanjiru_decides(client, "1")
+    resolution = transaction_code(holds.resolution_id(hold.id))
+    wanjiru = statement(client, WANJIRU, "9753")
+    assert ends(wanjiru, hold.code) == ["-KES 500.00 Juma Otieno"] and ends(wanjiru, resolution) == []
     juma = statement(client)
-    assert ends(juma, hold.code) == [] and ends(juma, release) == ["+KES 500.00 Amina Hassan"]
+    assert ends(juma, hold.code) == [] and ends(juma, resolution) == ["+KES 500.00 Wanjiru Kamau"]
 
 
 def test_a_reversal_refused_comes_back_to_the_recipient(client, wrong_send):
     hold = reverse(client, wrong_send)
-    amina_decides(client, "2")
+    wanjiru_decides(client, "2")
     void = transaction_code(holds.resolution_id(hold.id))
-    amina = statement(client, AMINA, "9753")
-    assert ends(amina, hold.code) == ["-KES 500.00 Juma Otieno"]
-    assert ends(amina, void) == ["+KES 500.00 Juma Otieno (returned)"]
+    wanjiru = statement(client, WANJIRU, "9753")
+    assert ends(wanjiru, hold.code) == ["-KES 500.00 Juma Otieno"]
+    assert ends(wanjiru, void) == ["+KES 500.00 Juma Otieno (returned)"]
     juma = statement(client)  # nothing of Juma's moved: no line for the hold or its void
     assert ends(juma, hold.code) == [] and ends(juma, void) == []

@@ -88,7 +88,7 @@ SEND, BUY, DEPOSIT = "send", "buy_goods", "deposit"
 # A request is (kind, payer, payee, amount in minor units); fees are quoted as the menus do.
 # Send fees: KES 501-1,000 costs 13, KES 101-500 costs 7; buying goods and deposits are free.
 LIMIT_EDGES = {
-    "per transfer, at": ({}, [], (SEND, "amina", "baraka", 1_000_00), ("posted", None), None),
+    "per transfer, at": ({}, [], (SEND, "amina", "baraka", 1_000_00), ("accepted", None), None),
     "per transfer, one over": (
         {},
         [],
@@ -100,7 +100,7 @@ LIMIT_EDGES = {
         {"LIMITS_BASIC_MAJOR": "2000,2000,5000"},
         [(BUY, "amina", "till", 1_999_99)],
         (BUY, "amina", "till", 1),
-        ("posted", None),
+        ("accepted", None),
         None,
     ),
     "daily, one over": (
@@ -114,7 +114,7 @@ LIMIT_EDGES = {
         {},
         [(SEND, "amina", "baraka", 987_00)],  # + 13 = 1,000
         (SEND, "amina", "baraka", 987_00),  # 2,000 with its fee
-        ("posted", None),
+        ("accepted", None),
         None,
     ),
     "daily with fees, one over": (
@@ -124,7 +124,7 @@ LIMIT_EDGES = {
         ("rejected", "limit_daily_exceeded"),
         "Over your daily limit of KES 2,000.00 by KES 0.01.",
     ),
-    "balance by deposit, at": ({}, [], (DEPOSIT, "agent", "baraka", 5_000_00), ("posted", None), None),
+    "balance by deposit, at": ({}, [], (DEPOSIT, "agent", "baraka", 5_000_00), ("accepted", None), None),
     "balance by deposit, one over": (
         {},
         [],
@@ -136,7 +136,7 @@ LIMIT_EDGES = {
         {},
         [(DEPOSIT, "agent", "baraka", 4_500_00)],
         (SEND, "amina", "baraka", 500_00),
-        ("posted", None),
+        ("accepted", None),
         None,
     ),
     "balance by send, one over": (
@@ -150,7 +150,7 @@ LIMIT_EDGES = {
         {"VELOCITY_MAX_COUNT": 2},
         [(SEND, "amina", "baraka", 50_00)],
         (SEND, "amina", "baraka", 50_00),
-        ("posted", None),
+        ("accepted", None),
         None,
     ),
     "velocity count, one over": (
@@ -164,7 +164,7 @@ LIMIT_EDGES = {
         {"VELOCITY_MAX_VALUE_MAJOR": 1_500},
         [(SEND, "amina", "baraka", 1_000_00)],
         (SEND, "amina", "baraka", 500_00),
-        ("posted", None),
+        ("accepted", None),
         None,
     ),
     "velocity value, one over": (
@@ -205,7 +205,7 @@ def people(config):
     ).id
     db.session.commit()
     execute()
-    assert db.session.get(TransferRequest, deposit_id).status == "posted"
+    assert db.session.get(TransferRequest, deposit_id).status == "accepted"
     return found
 
 
@@ -216,13 +216,13 @@ def test_every_limit_at_its_edge_and_one_minor_unit_over(config, people, name):
     for kind, payer, payee, amount in earlier:
         request_id = send(people[payer], people[payee], amount, kind)
         execute()
-        assert db.session.get(TransferRequest, request_id).status == "posted", (name, kind, amount)
+        assert db.session.get(TransferRequest, request_id).status == "accepted", (name, kind, amount)
     kind, payer, payee, amount = edge
     request_id = send(people[payer], people[payee], amount, kind)
     execute()
     db.session.expire_all()
     request = db.session.execute(select(TransferRequest).where(TransferRequest.id == request_id)).scalar_one()
-    assert (request.status, request.result if status != "posted" else None) == (status, result)
+    assert (request.status, request.result if status != "accepted" else None) == (status, result)
     if sms is not None:
-        told = [m.body for m in outbox(phone=people[payer].phone) if m.request_id == request_id]
+        told = [m.body for m in outbox(phone=people[payer].phone) if m.transfer_request_id == request_id]
         assert len(told) == 1 and sms in told[0], told

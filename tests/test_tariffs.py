@@ -132,8 +132,8 @@ def test_the_fee_charged_is_the_one_quoted_when_the_customer_confirmed(app, runn
     execute()
 
     request = db.session.get(TransferRequest, request_id)
-    assert (request.status, request.fee, request.tariff_version_id) == ("posted", kes(13), confirmed.id)
+    assert (request.status, request.fee, request.tariff_version_id) == ("accepted", kes(13), confirmed.id)
     wallet = db.session.execute(select(Account).where(Account.id == amina.account_id)).scalar_one()
     assert wallet.available == kes(5_000) - kes(1_000) - kes(13)
-    (receipt,) = [m.body for m in outbox(phone=amina.phone) if m.request_id == request_id]
+    (receipt,) = [m.body for m in outbox(phone=amina.phone) if m.transfer_request_id == request_id]
     assert "Transaction cost, KES 13.00." in receipt

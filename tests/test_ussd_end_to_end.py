@@ -55,7 +55,7 @@ def test_register_fund_send_execute_and_check(backend_app):
     [sent] = db.session.execute(
         select(TransferRequest).where(TransferRequest.debit_account_id == juma)
     ).scalars()
-    assert sent.status == RequestStatus.POSTED.value
+    assert sent.status == RequestStatus.ACCEPTED.value
     assert available(juma) == 500_000 - 200_000 - 3_300
     assert available(wanjiru) == 200_000
     assert available(agent_account) == 10_000_000 - 500_000

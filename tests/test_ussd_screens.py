@@ -6,7 +6,8 @@ from babel.messages.extract import extract_from_dir
 
 from ussd_app.i18n import LANGUAGES, catalog
 from ussd_app.ussd import gsm7
-from ussd_app.ussd.engine import RESUME, Context, Conversation, Retry, Screen, Step
+from ussd_app.ussd.conversation import Conversation
+from ussd_app.ussd.engine import RESUME, Context, Retry, Screen, Step
 from ussd_app.ussd.flows import MODULES, engine
 
 USSD_DIR = "ussd_app/ussd"

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from tests.helpers import fund
-from tests.ussd_helpers import Phone, person
+from tests.ussd_helpers import Phone
 from ussd_app.ussd.engine import Step
 from ussd_app.ussd.flows import engine
 from ussd_app.ussd.views import redact
@@ -65,10 +65,10 @@ def monkeypatch_disabled(logger: logging.Logger) -> None:
     logger.disabled = False
 
 
-def test_no_pin_in_any_log_line_or_redis_during_send_money(app, client, redis, everything_logged):
-    juma = person("+254712000111", "Juma Otieno", pin=PIN)
-    person("+254712000222", "Wanjiru Kamau", pin="9753")
-    fund(juma.account_id, 500_000)
+def test_no_pin_in_any_log_line_or_redis_during_send_money(
+    app, client, redis, everything_logged, customer, second_customer
+):
+    fund(customer.account_id, 500_000)
     phone = Phone(client, "0712000111")
     phone.walk("1", "0712000222", "1000", "1", "1111")  # a wrong PIN first
     assert phone.send(PIN).startswith("END Sending")
@@ -95,9 +95,8 @@ def test_no_pin_in_redis_while_registering_or_changing_pin(app, client, redis, e
     assert [r.getMessage() for r in everything_logged.records if LEAK.search(r.getMessage())] == []
 
 
-def test_a_failure_mid_request_logs_no_pin(app, client, redis, everything_logged, monkeypatch):
+def test_a_failure_mid_request_logs_no_pin(app, client, redis, everything_logged, monkeypatch, customer):
     """Even an unexpected error whose message quotes the input logs only its type."""
-    person("+254712000111", "Juma Otieno", pin=PIN)
 
     def broken(ctx):
         raise RuntimeError(f"boom with {ctx.secret}")

@@ -14,7 +14,8 @@ from ussd_app.i18n import LANGUAGES
 from ussd_app.payments.models import RequestKind, TransferRequest
 from ussd_app.users import create_user
 from ussd_app.ussd import gsm7, sessions
-from ussd_app.ussd.engine import RESUME, Choice, Context, Conversation, Engine, Option, Screen, Step
+from ussd_app.ussd.conversation import Conversation
+from ussd_app.ussd.engine import RESUME, Choice, Context, Engine, Option, Screen, Step
 from ussd_app.ussd.flows import MODULES, engine
 
 PIN = "8642"

@@ -5,13 +5,15 @@ import sys
 from datetime import UTC, datetime
 
 import click
-from flask import Blueprint, current_app
+from flask import Blueprint
 from sqlalchemy import select, update
 
 from . import limits, tariffs
+from .clock import utcnow
 from .events import emit
 from .extensions import db
-from .money import InvalidAmount, format_amount, parse_major
+from .messages import money
+from .money import InvalidAmount, parse_major
 from .payments.emoney import FloatError, check_ledger, issue_float_and_commit
 from .payments.models import RequestStatus, TransferRequest
 from .phones import InvalidPhone, normalize
@@ -92,11 +94,10 @@ def float_issue(phone, amount, reference):
     except (InvalidAmount, InvalidPhone, FloatError) as exc:
         db.session.rollback()
         raise click.ClickException(f"refused: {exc}") from exc
-    currency = current_app.config["CURRENCY"]
     db.session.refresh(agent.account)
     click.echo(
-        f"{request.code} issued {format_amount(minor, currency)} to {agent.name} {agent.phone}; "
-        f"float balance {format_amount(agent.account.available, currency)}"
+        f"{request.code} issued {money(minor)} to {agent.name} {agent.phone}; "
+        f"float balance {money(agent.account.available)}"
     )
 
 
@@ -189,10 +190,9 @@ def review_list():
         .where(TransferRequest.status == RequestStatus.REVIEW.value)
         .order_by(TransferRequest.created_at)
     ).scalars()
-    currency = current_app.config["CURRENCY"]
     for r in held:
         click.echo(
-            f"{r.code} {r.kind} {format_amount(r.amount, currency)} account {r.debit_account_id} -> "
+            f"{r.code} {r.kind} {money(r.amount)} account {r.debit_account_id} -> "
             f"{r.credit_account_id} held {r.executed_at:%Y-%m-%d %H:%M} UTC ({r.result})"
         )
 
@@ -208,22 +208,27 @@ def _held(code: str):
     return request
 
 
-@review_cli.cli.command("release")
+@review_cli.cli.command("clear")
 @click.option("--code", required=True, help="the transaction code")
-def review_release(code):
-    """Let a held transfer go ahead: queued again, skipping the velocity rules (limits still apply)."""
+def review_clear(code):
+    """Clear a transfer held for review: queued again, skipping the velocity rules (limits still
+    apply). ``review release`` is the same command under its earlier name."""
     request = _held(code)
     done = db.session.execute(
         update(TransferRequest)
         .where(TransferRequest.id == request.id, TransferRequest.status == RequestStatus.REVIEW.value)
-        .values(status=RequestStatus.QUEUED.value, result=limits.RELEASED)
+        .values(status=RequestStatus.QUEUED.value, result=limits.REVIEW_CLEARED)
     ).rowcount
     if done:
         ring_after_commit(db.session, Bell.TRANSFERS, request.id)  # queued again: the workers hear it
     db.session.commit()
     if not done:
         raise click.ClickException(f"{request.code} was decided by someone else meanwhile")
-    click.echo(f"{request.code} released: queued for the worker")
+    click.echo(f"{request.code} cleared: queued for the worker")
+
+
+# Operators' scripts written before the vocabulary was settled still say ``review release``.
+review_cli.cli.add_command(review_clear, "release")
 
 
 @review_cli.cli.command("refuse")
@@ -231,7 +236,7 @@ def review_release(code):
 def review_refuse(code):
     """Refuse a held transfer: rejected, and the payer gets an SMS saying so."""
     request = _held(code)
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     done = db.session.execute(
         update(TransferRequest)
         .where(TransferRequest.id == request.id, TransferRequest.status == RequestStatus.REVIEW.value)

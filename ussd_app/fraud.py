@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from flask import current_app
 
 from . import africas_talking
+from .clock import utcnow
 from .money import to_minor
 from .queues import get_redis
 
@@ -183,7 +184,7 @@ def _invites_key(phone: str) -> tuple[str, int]:
     from .limits import start_of_today  # limits reads the ledger; keep this module light
 
     midnight = start_of_today()
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     ends_in = int((midnight + timedelta(days=1) - now).total_seconds()) + 3600
     return _key("invites", f"{phone}:{midnight:%Y%m%d%H}"), ends_in
 

@@ -15,11 +15,11 @@ after an agent checked an ID); each tier has three limits (``LIMITS_<TIER>_MAJOR
 confirm screens, which say the limit and what is left before the PIN) both use it.
 
 "Today" starts at midnight in ``TIMEZONE``. What counts against the daily limit is every
-posted request the person paid out of their wallet, of a kind ``counted`` in the kinds table,
+accepted request the person paid out of their wallet, of a kind ``counted`` in the kinds table,
 amount plus fee, in minor units. The same requests feed the velocity rules: more than
 ``VELOCITY_MAX_COUNT`` of them, or more than ``VELOCITY_MAX_VALUE_MAJOR`` sent, in the last
-hour holds the next one for review (status ``review``) until an operator releases it
-(``flask --app wsgi review release``; released requests skip the velocity rules) or refuses it.
+hour holds the next one for review (status ``review``) until an operator clears it
+(``flask --app wsgi review clear``; cleared requests skip the velocity rules) or refuses it.
 
 No race can pass a limit: ``check_batch`` runs after ``lock_accounts`` has locked every
 account the batch touches, in id order (the order the ledger locks them in), so a second
@@ -33,13 +33,14 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import func, select
 
+from .clock import utcnow
 from .database import among, is_postgres
 from .ledger.models import Account
 from .money import to_minor
 from .payments import kinds
-from .payments.models import RequestKind, RequestStatus, TransferRequest
+from .payments.models import RequestStatus, TransferRequest
 
-RELEASED = "review_released"  # the result an operator's release leaves on a request
+REVIEW_CLEARED = "review_cleared"  # the result an operator's clearing leaves on a request
 
 
 def daily_limit(tier: str | None = None) -> int:
@@ -50,7 +51,7 @@ def daily_limit(tier: str | None = None) -> int:
 def start_of_today(now: datetime | None = None) -> datetime:
     """Midnight of ``now``'s day in ``TIMEZONE``, as naive UTC (how the database stores times)."""
     tz = ZoneInfo(current_app.config["TIMEZONE"])
-    now = now or datetime.now(UTC).replace(tzinfo=None)
+    now = now or utcnow()
     local = now.replace(tzinfo=UTC).astimezone(tz)
     midnight = datetime.combine(local.date(), time(0), tzinfo=tz)
     return midnight.astimezone(UTC).replace(tzinfo=None)
@@ -70,7 +71,7 @@ def spent_today(session, account_ids, now: datetime | None = None) -> dict[int, 
         )
         .where(
             among(session, TransferRequest.debit_account_id, ids),
-            TransferRequest.status == RequestStatus.POSTED.value,
+            TransferRequest.status == RequestStatus.ACCEPTED.value,
             TransferRequest.kind.in_(kinds.COUNTED_KINDS),
             TransferRequest.executed_at >= since,
             TransferRequest.executed_at < until,
@@ -232,7 +233,7 @@ def sent_last_hour(session, account_ids, now: datetime) -> dict[int, tuple[int, 
         )
         .where(
             among(session, TransferRequest.debit_account_id, ids),
-            TransferRequest.status == RequestStatus.POSTED.value,
+            TransferRequest.status == RequestStatus.ACCEPTED.value,
             TransferRequest.kind.in_(kinds.COUNTED_KINDS),
             TransferRequest.executed_at >= now - timedelta(hours=1),
         )
@@ -272,7 +273,7 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
     payee (even if the ledger then refuses it for funds: a conservative count)."""
     from .users import Role, User  # users imports the ledger; keep this module light to import
 
-    now = now or datetime.now(UTC).replace(tzinfo=None)
+    now = now or utcnow()
     ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
     customers = dict(
         session.execute(
@@ -303,7 +304,7 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
         elif payer is not None and r.kind in kinds.COUNTED_KINDS:
             count, value = hour[payer]
             refusal = over_limit(r.amount, r.fee, payer=tier_limits(customers[payer]), spent=spent[payer])
-            if refusal is None and r.result != RELEASED:  # then velocity: held for review
+            if refusal is None and r.result != REVIEW_CLEARED:  # then velocity: held for review
                 if max_count and count >= max_count:
                     refusal = Refusal(Result.VELOCITY_COUNT, max_count, count + 1 - max_count, hold=True)
                 elif max_value and value + r.amount > max_value:
@@ -325,69 +326,3 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
         if payee is not None and payee in balances:
             balances[payee] += r.amount
     return refusals
-
-
-# -- what people are told (the SMS are written by sms/limit_receipts.py) --------------------
-
-# What the payer is told when a request is held for review (``receipts.REASONS`` holds the
-# refusals' reasons). Kiswahili: translations/sw/LC_MESSAGES/sms-limits.po.
-HELD = (
-    "{code} On hold: {amount} to {name} {phone} waits for a security check. We will SMS the "
-    "decision. Nothing has left your account."
-)
-# The same, for kinds whose payee is not a person on Tuma, or who waits at a counter
-# (Kiswahili: translations/sw/LC_MESSAGES/sms-limits-fixc.po). {phone} of the first two is the
-# number topped up or invited (the request's reference).
-HELD_AIRTIME = (
-    "{code} On hold: {amount} of airtime for {phone} waits for a security check. We will SMS the "
-    "decision. Nothing has left your account."
-)
-HELD_TO_NUMBER = (
-    "{code} On hold: {amount} to {phone} waits for a security check. We will SMS the decision. "
-    "Nothing has left your account."
-)
-# A withdrawal at the counter: the customer's screen promised cash "when you receive the SMS",
-# so neither side may read this as the go-ahead; the agent waits for the "Confirmed" SMS.
-HELD_WITHDRAWAL = (
-    "{code} On hold: withdrawal of {amount} at agent {name} waits for a security check. "
-    "Take no cash until we SMS the decision."
-)
-HELD_AGENT = (
-    "{code} On hold: {name} {phone} withdrawing {amount} waits for a security check. "
-    "Pay out no cash until a Confirmed SMS."
-)
-STOPPED_AGENT = (
-    "{code} Withdrawal of {amount} by {name} {phone} was stopped by a security check. "
-    "Do not pay out any cash."
-)
-HELD_BY_KIND = {
-    RequestKind.AIRTIME.value: HELD_AIRTIME,
-    RequestKind.SEND_UNREGISTERED.value: HELD_TO_NUMBER,
-    RequestKind.WITHDRAWAL.value: HELD_WITHDRAWAL,
-}
-
-# A hold its payee's balance limit sent back, in part (PART) or whole (ALL), for each side
-# (Kiswahili: translations/sw/LC_MESSAGES/sms-trust-limits.po). {amount} is what arrived,
-# {sent} the whole hold, {returned} the rest; the payer of a suspense release is its sender.
-# Each fits one SMS segment at its longest (tests/test_sms_segments.py).
-RETURNED_PAYER_PART = (
-    "{code} {name} {phone} got {amount}; {returned} was over their balance limit and is back "
-    "with you. Balance {balance}."
-)
-RETURNED_PAYER_ALL = (
-    "{code} {name} {phone} cannot receive {sent}: over their balance limit. It is back with "
-    "you. Balance {balance}."
-)
-RETURNED_PAYEE_PART = (
-    "{code} Confirmed. You received {amount} from {name}. {returned} more was over your limit "
-    "and went back. Balance {balance}."
-)
-RETURNED_PAYEE_ALL = (
-    "{code} {name} {phone} sent you {sent}, but it is over your balance limit of {limit}, so "
-    "it went back to them."
-)
-# To the customer at the counter when the worker refuses a deposit over their balance limit.
-DEPOSIT_REFUSED = (
-    "{code} Failed: {name} {phone} could not deposit {amount}: over your balance limit of "
-    "{limit}. Ask for your cash back."
-)

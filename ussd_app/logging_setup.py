@@ -1,9 +1,11 @@
-"""Structured logs: one JSON object a line, each carrying the request id it belongs to.
+"""Structured logs: one JSON object a line, each carrying the trace id it belongs to.
 
-The request id is minted (or taken from a well-formed ``X-Request-Id``) when a web request
-starts, and follows a transfer from the webhook to the worker to the SMS: ``ops.tracing``
-remembers, for each transfer request recorded, the request id that recorded it, and the
-worker's jobs and the SMS sender's log lines name it again.
+The trace id names one web request: it is minted (or taken from a well-formed ``X-Request-Id``
+header, the name proxies use) when the web request starts, and follows a transfer from the
+webhook to the worker to the SMS: ``ops.tracing`` remembers, for each transfer request
+recorded, the trace id of the web request that recorded it, and the worker's jobs and the SMS
+sender's log lines name it again. (A trace id is never a transfer request's id: that is
+``transfer_id`` in a log line.)
 
 Nothing here logs request bodies. The USSD ``text`` field carries PINs: the webhook logs only
 its redacted shape (``ussd.views.redact``), and that is the rule for every log line.
@@ -18,30 +20,30 @@ import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+trace_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id", default=None)
 transfer_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("transfer_id", default=None)
 
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
-def new_request_id(offered: str | None = None) -> str:
+def new_trace_id(offered: str | None = None) -> str:
     """The caller's id when it looks like one (a proxy's), else a fresh one."""
     if offered and _WELL_FORMED.match(offered):
         return offered
     return uuid.uuid4().hex
 
 
-def current_request_id() -> str | None:
-    return request_id_var.get()
+def current_trace_id() -> str | None:
+    return trace_id_var.get()
 
 
 @contextmanager
-def bound(request_id: str | None = None, transfer_id: str | None = None):
+def bound(trace_id: str | None = None, transfer_id: str | None = None):
     """Log lines inside carry these ids (a job, one receipt)."""
     tokens = []
-    if request_id is not None:
-        tokens.append((request_id_var, request_id_var.set(request_id)))
+    if trace_id is not None:
+        tokens.append((trace_id_var, trace_id_var.set(trace_id)))
     if transfer_id is not None:
         tokens.append((transfer_id_var, transfer_id_var.set(transfer_id)))
     try:
@@ -52,7 +54,7 @@ def bound(request_id: str | None = None, transfer_id: str | None = None):
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "message", "request_id", "transfer_id", ...extra}``."""
+    """``{"ts", "level", "logger", "message", "trace_id", "transfer_id", ...extra}``."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -60,7 +62,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or request_id_var.get(),
+            "trace_id": getattr(record, "trace_id", None) or trace_id_var.get(),
         }
         transfer_id = getattr(record, "transfer_id", None) or transfer_id_var.get()
         if transfer_id:

@@ -64,7 +64,7 @@ def posted_by_hour_and_kind(session, since: datetime) -> list[tuple[str, str, in
             func.coalesce(func.sum(TransferRequest.amount), 0),
             func.coalesce(func.sum(TransferRequest.fee), 0),
         )
-        .where(TransferRequest.created_at >= since, TransferRequest.status == RequestStatus.POSTED.value)
+        .where(TransferRequest.created_at >= since, TransferRequest.status == RequestStatus.ACCEPTED.value)
         .group_by(bucket, TransferRequest.kind)
     ).all()
 

@@ -6,12 +6,13 @@ fee rises by band. Bands are (upper bound inclusive, fee), both in minor units.
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import has_app_context
 from sqlalchemy import DateTime, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from .clock import utcnow
 from .extensions import db
 from .money import to_minor
 from .payments import kinds
@@ -211,10 +212,6 @@ class TariffVersion(db.Model):
         return Tariff(self.id, json.loads(self.bands))
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def in_force(session=None, at: datetime | None = None) -> Tariff:
     """The tariff in force ``at`` (now): the latest stored version that has started, else the
     built-in defaults. Outside an app (no database) the defaults."""
@@ -224,7 +221,7 @@ def in_force(session=None, at: datetime | None = None) -> Tariff:
         session = db.session
     version = session.execute(
         select(TariffVersion)
-        .where(TariffVersion.effective_from <= (at or _utcnow()))
+        .where(TariffVersion.effective_from <= (at or utcnow()))
         .order_by(TariffVersion.effective_from.desc(), TariffVersion.id.desc())
         .limit(1)
     ).scalar_one_or_none()
@@ -234,7 +231,7 @@ def in_force(session=None, at: datetime | None = None) -> Tariff:
 def add_version(session, document, *, effective_from: datetime | None = None, note: str | None = None):
     """Store a new version (validated). Adds to the session; the caller commits."""
     version = TariffVersion(
-        effective_from=effective_from or _utcnow(),
+        effective_from=effective_from or utcnow(),
         bands=json.dumps(validate(document), sort_keys=True),
         note=note,
     )

@@ -112,7 +112,7 @@ def maintain() -> dict:
     their keeping time."""
     expired = expire_holds(db.session)
     db.session.commit()
-    # Escrow holds that fell due (refund unregistered sends, pay protected purchases), with
+    # Escrow holds that fell due (void unregistered sends, post protected purchases), with
     # their receipts, in one transaction; safe side by side (payments/holds.py).
     resolved = resolve_due_holds()
     requests_settled = settle_payment_requests(expire=True)  # payment requests: settle, lapse

@@ -1,7 +1,7 @@
 """The merchant API: keys and idempotency keys
 
 Revision ID: 0011_api
-Revises: 0009_ledger
+Revises: 0010_vocabulary
 
 - ``api_keys``: one row per key, the SHA-256 of the key (never the key), its owner and scopes.
 - ``api_idempotency_keys``: (key, Idempotency-Key) -> the request's fingerprint and its stored
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_api"
-down_revision = "0009_ledger"
+down_revision = "0010_vocabulary"
 branch_labels = None
 depends_on = None
 

@@ -10,9 +10,7 @@
   back; the operator may decide either way in the recipient's place.
 """
 
-from flask import current_app
-
-from ..money import format_amount
+from ..messages import money
 from ..payments import holds, reversals
 from ..payments.holds import decide_dispute, disputed
 from ..payments.models import RequestKind
@@ -63,7 +61,7 @@ class OperatorReversals:
 
     def pending(self, session) -> list[PendingDecision]:
         found = []
-        for hold in holds.held(session, RequestKind.REVERSAL):
+        for hold in holds.pending_holds(session, RequestKind.REVERSAL):
             sender, recipient = (
                 find_by_account(session, hold.credit_account_id),
                 find_by_account(session, hold.debit_account_id),
@@ -82,8 +80,8 @@ class OperatorReversals:
 
     def decide(self, session, decision_id: str, approve: bool, operator_id: int, note: str) -> str:
         request = reversals.operator_decides(session, decision_id, approve=approve)
-        verb = "returned to the sender" if approve else "left with the recipient (hold released)"
-        amount = format_amount(request.amount, current_app.config["CURRENCY"])
+        verb = "returned to the sender" if approve else "left with the recipient (hold voided)"
+        amount = money(request.amount)
         return f"Reversal of {request.reference}: {amount} {verb}."
 
 

@@ -10,21 +10,18 @@
 import functools
 import json
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..clock import utcnow
 from ..extensions import db
 
 _hasher = PasswordHasher()  # argon2id, the library's interactive defaults
 MIN_PASSWORD_LENGTH = 12
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Operator(db.Model):
@@ -57,7 +54,8 @@ class AuditEntry(db.Model):
     target: Mapped[str | None] = mapped_column(String(100), index=True, default=None)
     detail: Mapped[str | None] = mapped_column(Text, default=None)  # JSON
     ip: Mapped[str | None] = mapped_column(String(64), default=None)
-    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The trace id of the web request that did it (logging_setup).
+    trace_id: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
     @property
@@ -121,7 +119,7 @@ def record(session, operator_id: int | None, action: str, target: str | None = N
     """One audit row, in the caller's transaction. ``detail`` must never hold a secret."""
     from flask import has_request_context
 
-    from ..logging_setup import current_request_id
+    from ..logging_setup import current_trace_id
     from .throttle import client_address
 
     ip = client_address() if has_request_context() else None
@@ -131,7 +129,7 @@ def record(session, operator_id: int | None, action: str, target: str | None = N
         target=(str(target)[:100] if target is not None else None),
         detail=json.dumps(detail, default=str, sort_keys=True) if detail else None,
         ip=ip,
-        request_id=current_request_id(),
+        trace_id=current_trace_id(),
     )
     session.add(entry)
     return entry

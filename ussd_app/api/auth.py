@@ -8,10 +8,10 @@ use to tell a revoked key from a made-up one.
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from flask import request
 
+from ..clock import utcnow
 from ..extensions import db
 from ..users import User
 from . import rates
@@ -48,7 +48,7 @@ def authenticate() -> Caller:
         raise ApiError("unauthenticated", headers=CHALLENGE)
     rates.check(key.key_id)
     owner = key.owner
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     if owner.role not in OWNER_ROLES or (owner.locked_until is not None and owner.locked_until > now):
         log.warning("api: refused key %s: its owner is locked", key.display())
         raise ApiError("account_locked")

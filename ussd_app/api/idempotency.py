@@ -25,13 +25,14 @@ Even a lost answer cannot make a second transfer: the transfer requests' ids are
 import hashlib
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import Response, current_app, request
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, delete, insert, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..clock import utcnow
 from ..database import is_postgres
 from ..extensions import db
 from .errors import ApiError
@@ -42,10 +43,6 @@ _KEY = re.compile(KEY_PATTERN)
 MIN_HOURS = 24
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 class IdempotencyRecord(db.Model):
     __tablename__ = "api_idempotency_keys"
 
@@ -54,7 +51,7 @@ class IdempotencyRecord(db.Model):
     fingerprint: Mapped[str] = mapped_column(String(64))
     status: Mapped[int] = mapped_column(Integer, default=0)  # 0 until the answer is stored
     body: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
 def header_key() -> str:
@@ -98,7 +95,7 @@ def claim(api_key_id: int, key: str, print_: str) -> tuple[int, str] | Response:
                 wait = int(current_app.config["API_IDEMPOTENCY_WAIT_MS"])
                 session.execute(text(f"SET LOCAL lock_timeout = {wait}"))
             # A statement, not an object: the answer stored later is an UPDATE of this row.
-            session.execute(insert(IdempotencyRecord).values(**row, created_at=_utcnow()))
+            session.execute(insert(IdempotencyRecord).values(**row, created_at=utcnow()))
             if is_postgres(session):
                 session.execute(text("SET LOCAL lock_timeout = 0"))
             return api_key_id, key
@@ -138,6 +135,6 @@ def keep_hours(config) -> int:
 
 def purge(session, now: datetime | None = None) -> int:
     """Delete the rows older than the keeping time. No commit."""
-    cutoff = (now or _utcnow()) - timedelta(hours=keep_hours(current_app.config))
+    cutoff = (now or utcnow()) - timedelta(hours=keep_hours(current_app.config))
     result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
     return result.rowcount or 0

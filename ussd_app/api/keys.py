@@ -16,11 +16,12 @@ import enum
 import hashlib
 import hmac
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ..clock import utcnow
 from ..extensions import db
 from ..users import Role, User
 
@@ -39,10 +40,6 @@ class Scope(enum.StrEnum):
 ALL_SCOPES = tuple(s.value for s in Scope)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 class ApiKey(db.Model):
     __tablename__ = "api_keys"
 
@@ -52,7 +49,7 @@ class ApiKey(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     name: Mapped[str] = mapped_column(String(NAME_LIMIT))
     scopes: Mapped[str] = mapped_column(String(64))  # comma-separated Scope values
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
     owner: Mapped[User] = relationship()
@@ -126,7 +123,7 @@ def revoke(session, key_id: str) -> ApiKey | None:
     key_id = key_id.removeprefix(PREFIX).split("_", 1)[0]
     row = session.execute(select(ApiKey).where(ApiKey.key_id == key_id)).scalar_one_or_none()
     if row is not None and row.revoked_at is None:
-        row.revoked_at = _utcnow()
+        row.revoked_at = utcnow()
     return row
 
 

@@ -21,9 +21,10 @@ from datetime import timedelta
 from flask import current_app, request
 from pydantic import ValidationError
 
+from ..clock import utcnow
 from ..database import among, insert_rows
 from ..extensions import db
-from ..payments.models import RequestKind, RequestStatus, TransferRequest, _utcnow, transaction_code
+from ..payments.models import RequestKind, RequestStatus, TransferRequest, transaction_code
 from ..payments.submit import record_request
 from ..phones import InvalidPhone, country_name, normalize_mobile
 from ..queues import Bell, ring_after_commit
@@ -43,6 +44,7 @@ from .schemas import (
     PayoutBatchCreate,
     PayoutCreate,
 )
+from .transactions import result_of, status_of
 
 KIND = RequestKind.PAYOUT.value
 
@@ -95,8 +97,8 @@ def view(request: TransferRequest, phone: str) -> Payout:
         fee=request.fee,
         currency=current_app.config["CURRENCY"],
         reference=request.reference,
-        status=request.status,
-        result=request.result if request.status != RequestStatus.POSTED.value else None,
+        status=status_of(request),
+        result=result_of(request),
         created=request.created_at,
     )
 
@@ -215,7 +217,7 @@ def create_payout_batch(caller, batch: PayoutBatchCreate, idempotency_key: str):
     payees |= customers_by_phone(phone for _, _, phone in wanted if phone not in payees)
     tariff = in_force()
     base = derived_id(caller.key.id, idempotency_key)
-    now = _utcnow()
+    now = utcnow()
     records = []
     for n, body, phone in wanted:
         payee = payees.get(phone)

@@ -11,7 +11,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..payments import refunds
-from ..payments.models import RequestKind, RequestStatus
+from ..payments.models import RequestKind
 from ..payments.submit import record_request
 from . import bp
 from .endpoint import operation
@@ -20,6 +20,7 @@ from .idempotency import derived_id
 from .keys import Scope
 from .payouts import check_currency
 from .schemas import ErrorBody, Refund, RefundCreate
+from .transactions import result_of, status_of
 
 
 def view(request, refunded_code: str) -> Refund:
@@ -29,8 +30,8 @@ def view(request, refunded_code: str) -> Refund:
         refunded_transaction=refunded_code,
         amount=request.amount,
         currency=current_app.config["CURRENCY"],
-        status=request.status,
-        result=request.result if request.status != RequestStatus.POSTED.value else None,
+        status=status_of(request),
+        result=result_of(request),
         created=request.created_at,
     )
 

@@ -88,7 +88,9 @@ class Counterparty(Out):
     phone: str = Field(description="Masked: the first digits and the last three.", examples=["+2547123***78"])
 
 
-Status = Literal["queued", "posted", "rejected", "review"]
+# queued: recorded, not executed yet; posted: the money moved; pending: held (not the owner's
+# yet); rejected: refused (``result`` says why); review: held by a security check.
+Status = Literal["queued", "posted", "pending", "rejected", "review"]
 
 
 class Transaction(Out):

@@ -15,6 +15,7 @@ from flask import current_app
 from sqlalchemy import and_, or_, select
 
 from ..extensions import db
+from ..payments import kinds
 from ..payments.models import RequestStatus, TransferRequest
 from ..users import User, holders
 from . import bp
@@ -22,6 +23,30 @@ from .endpoint import operation
 from .errors import ApiError
 from .keys import Scope
 from .schemas import CODE_PATTERN, Counterparty, ErrorBody, Transaction, TransactionPage, TransactionQuery
+
+# A transfer request's status as the API says it (the ledger's words, one place to change).
+API_STATUS = {
+    RequestStatus.QUEUED.value: "queued",
+    RequestStatus.ACCEPTED.value: "posted",
+    RequestStatus.REJECTED.value: "rejected",
+    RequestStatus.REVIEW.value: "review",
+}
+
+
+def status_of(request: TransferRequest) -> str:
+    """``queued``, ``posted``, ``pending`` (a hold the ledger accepted: the money is held, not
+    moved yet; its post or void is a transfer of its own), ``rejected`` or ``review``."""
+    status = API_STATUS.get(request.status, request.status)
+    return "pending" if status == "posted" and request.kind in kinds.HOLD_KINDS else status
+
+
+def result_of(request: TransferRequest) -> str | None:
+    """Why it was refused or is held for review (the ledger's or the limits' word), else None."""
+    return request.result if status_of(request) in ("rejected", "review") else None
+
+
+def posted_at(request: TransferRequest):
+    return request.executed_at if status_of(request) == "posted" else None
 
 
 def mask(phone: str) -> str:
@@ -43,12 +68,12 @@ def transaction(request: TransferRequest, account_id: int, other: User | None) -
         amount=request.amount,
         fee=request.fee if out else (request.payee_fee or 0),
         currency=current_app.config["CURRENCY"],
-        status=request.status,
-        result=request.result if request.status != RequestStatus.POSTED.value else None,
+        status=status_of(request),
+        result=result_of(request),
         reference=request.reference,
         counterparty=counterparty(other),
         created=request.created_at,
-        posted_at=request.executed_at if request.status == RequestStatus.POSTED.value else None,
+        posted_at=posted_at(request),
     )
 
 
@@ -122,13 +147,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 def list_transactions(caller, query: TransactionQuery):
     """The wallet's statement
 
-    Posted transfers into and out of the key owner's wallet, oldest first. Follow
+    Transfers into and out of the key owner's wallet that the ledger accepted (``posted``, or
+    ``pending`` for money held for the owner that is not theirs yet), oldest first. Follow
     ``next_cursor`` (as ``cursor=``) while ``has_more``; ``since`` and ``until`` (ISO 8601) bound
     the posting time."""
     account_id = caller.account_id
     since, until = _naive_utc(query.since), _naive_utc(query.until)
     statement = select(TransferRequest).where(
-        _owned(account_id), TransferRequest.status == RequestStatus.POSTED.value
+        _owned(account_id), TransferRequest.status == RequestStatus.ACCEPTED.value
     )
     if since is not None:
         statement = statement.where(TransferRequest.executed_at >= since)

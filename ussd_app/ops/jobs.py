@@ -4,10 +4,10 @@ neither of those two imports the other's caller."""
 
 import functools
 import time
-from datetime import UTC, datetime
 
 from rq import get_current_job
 
+from ..clock import utcnow
 from ..logging_setup import bound
 from . import tracing
 from .metrics import JOB_DURATION, JOB_WAIT, JOBS
@@ -15,20 +15,20 @@ from .metrics import JOB_DURATION, JOB_WAIT, JOBS
 
 def observe_job(func):
     """Wrap an rq job function: count it, time it, and time its wait in the queue. Also binds
-    the log lines it writes to the request id that asked for it (``ops.tracing``)."""
+    the log lines it writes to the trace id of the web request that asked for it (``ops.tracing``)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         name = func.__name__
         job = get_current_job()
         if job is not None and job.enqueued_at is not None:
-            started = _naive(job.started_at or _utcnow())
+            started = _naive(job.started_at or utcnow())
             JOB_WAIT.labels(name).observe(max(0.0, (started - _naive(job.enqueued_at)).total_seconds()))
-        request_id = tracing.job_request_id(job, args)
+        trace_id = tracing.job_trace_id(job, args)
         start = time.perf_counter()
         result = "error"
         try:
-            with bound(request_id=request_id):
+            with bound(trace_id=trace_id):
                 value = func(*args, **kwargs)
             result = "ok"
             return value
@@ -37,10 +37,6 @@ def observe_job(func):
             JOBS.labels(name, result).inc()
 
     return wrapper
-
-
-def _utcnow():
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _naive(moment):

@@ -1,12 +1,13 @@
-"""Request ids on every web request, and the thread that ties a transfer to the request that
+"""Trace ids on every web request, and the thread that ties a transfer to the web request that
 asked for it, through the worker, to its SMS.
 
-- Each web request gets a request id (``X-Request-Id`` in and out), bound to its log lines.
-- When a transfer request is recorded, its id is remembered in Redis against the web request
-  id (a day), and a log line names both.
-- Worker jobs run bound to the request id of the transfer that woke them
+- Each web request gets a trace id (the ``X-Request-Id`` header in and out, the name proxies
+  use), bound to its log lines.
+- When a transfer request is recorded, its id is remembered in Redis against the trace id
+  (a day), and a log line names both.
+- Worker jobs run bound to the trace id of the transfer that woke them
   (``jobs.observe_job``); each SMS receipt written, and each claim to send one, logs the
-  transfer id and that request id.
+  transfer id and that trace id.
 
 Hooks only (SQLAlchemy mapper events, Flask request hooks): the modules they watch are not
 changed.
@@ -19,7 +20,7 @@ from flask import g, request
 from sqlalchemy import event
 from sqlalchemy.orm import Session, object_session
 
-from ..logging_setup import bound, new_request_id, request_id_var
+from ..logging_setup import bound, new_trace_id, trace_id_var
 from . import metrics
 
 log = logging.getLogger("tuma.trace")
@@ -33,22 +34,22 @@ def _trace_key(transfer_id: str) -> str:
     return f"tuma:trace:{transfer_id}"
 
 
-def remember(transfer_id: str, request_id: str) -> None:
+def remember(transfer_id: str, trace_id: str) -> None:
     from ..queues import get_redis
 
     try:
-        get_redis().set(_trace_key(transfer_id), request_id, ex=TRACE_TTL_SECONDS)
+        get_redis().set(_trace_key(transfer_id), trace_id, ex=TRACE_TTL_SECONDS)
     except Exception:  # tracing must never break a transfer
-        log.warning("could not remember the request id of transfer %s", transfer_id)
+        log.warning("could not remember the trace id of transfer %s", transfer_id)
 
 
-def request_id_for(transfer_id: str | None) -> str | None:
-    """The web request id that recorded ``transfer_id``, if known."""
-    return request_ids_for([transfer_id]).get(transfer_id) if transfer_id else None
+def trace_id_for(transfer_id: str | None) -> str | None:
+    """The trace id of the web request that recorded ``transfer_id``, if known."""
+    return trace_ids_for([transfer_id]).get(transfer_id) if transfer_id else None
 
 
-def request_ids_for(transfer_ids) -> dict[str, str]:
-    """{transfer id: web request id} for those known, in one round trip for the uncached."""
+def trace_ids_for(transfer_ids) -> dict[str, str]:
+    """{transfer id: trace id} for those known, in one round trip for the uncached."""
     found = {t: _cache[t] for t in transfer_ids if t in _cache}
     missing = [t for t in transfer_ids if t not in _cache]
     if missing:
@@ -67,26 +68,26 @@ def request_ids_for(transfer_ids) -> dict[str, str]:
     return found
 
 
-def job_request_id(job, args) -> str | None:
-    """A job runs under the request id of the transfer that woke it, else its own job id."""
+def job_trace_id(job, args) -> str | None:
+    """A job runs under the trace id of the transfer that woke it, else its own job id."""
     transfer_id = args[0] if args and isinstance(args[0], str) else None
-    return request_id_for(transfer_id) or (f"job-{job.id}" if job is not None else None)
+    return trace_id_for(transfer_id) or (f"job-{job.id}" if job is not None else None)
 
 
 # -- mapper events -----------------------------------------------------------------------
 
 
 def _transfer_recorded(mapper, connection, target) -> None:
-    request_id = request_id_var.get()
-    if request_id:
-        remember(target.id, request_id)
+    trace_id = trace_id_var.get()
+    if trace_id:
+        remember(target.id, trace_id)
     log.info(
         "transfer request recorded",
         extra={"transfer_id": target.id, "kind": target.kind, "code": target.code},
     )
 
 
-# SMS log lines are written when their transaction commits, not from inside it: the request id
+# SMS log lines are written when their transaction commits, not from inside it: the trace id
 # of each transfer is read from Redis once per commit (one MGET), never per row while the
 # batch's database transaction and its locks are open.
 _PENDING = "tuma_trace_sms"
@@ -94,21 +95,21 @@ _PENDING = "tuma_trace_sms"
 
 def _defer(target, message: str, **extra) -> None:
     session = object_session(target)
-    if session is not None and target.request_id:
-        session.info.setdefault(_PENDING, []).append((message, target.request_id, extra))
+    if session is not None and target.transfer_request_id:
+        session.info.setdefault(_PENDING, []).append((message, target.transfer_request_id, extra))
 
 
 def _sms_written(mapper, connection, target) -> None:
     _defer(target, "sms receipt written to the outbox")
 
 
-def sms_written(session, request_ids) -> None:
+def sms_written(session, transfer_ids) -> None:
     """The same line for rows written without the ORM (``outbox.batched``, which calls this
     once ``listen`` has asked it to: ``outbox.on_bulk_insert``)."""
     if not _listening:  # nobody would take them off the session after the commit
         return
     pending = session.info.setdefault(_PENDING, [])
-    pending.extend(("sms receipt written to the outbox", rid, {}) for rid in request_ids if rid)
+    pending.extend(("sms receipt written to the outbox", rid, {}) for rid in transfer_ids if rid)
 
 
 def _sms_updated(mapper, connection, target) -> None:
@@ -120,10 +121,10 @@ def _after_commit(session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
-    current = request_id_var.get()
-    known = {} if current else request_ids_for({transfer_id for _, transfer_id, _ in pending})
+    current = trace_id_var.get()
+    known = {} if current else trace_ids_for({transfer_id for _, transfer_id, _ in pending})
     for message, transfer_id, extra in pending:
-        with bound(request_id=current or known.get(transfer_id), transfer_id=transfer_id):
+        with bound(trace_id=current or known.get(transfer_id), transfer_id=transfer_id):
             log.info(message, extra=extra or None)
 
 
@@ -155,13 +156,13 @@ def listen() -> None:
 
 
 def _before_request() -> None:
-    g.request_id = new_request_id(request.headers.get("X-Request-Id"))
-    g.request_id_token = request_id_var.set(g.request_id)
+    g.trace_id = new_trace_id(request.headers.get("X-Request-Id"))
+    g.trace_id_token = trace_id_var.set(g.trace_id)
     g.request_started = time.perf_counter()
 
 
 def _after_request(response):
-    response.headers["X-Request-Id"] = g.get("request_id", "")
+    response.headers["X-Request-Id"] = g.get("trace_id", "")
     endpoint = request.endpoint or "unmatched"
     started = g.get("request_started")
     if started is not None:
@@ -179,10 +180,10 @@ def _observe_ussd(response) -> None:
 
 
 def _teardown_request(exc) -> None:
-    token = g.pop("request_id_token", None)
+    token = g.pop("trace_id_token", None)
     if token is not None:
         try:
-            request_id_var.reset(token)
+            trace_id_var.reset(token)
         except ValueError:  # set in another context (a streamed response): leave it
             pass
 

@@ -13,35 +13,20 @@ Nothing here commits.
 """
 
 import enum
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..clock import utcnow
 from ..extensions import db
-from ..i18n import t
 from ..ledger.models import ID_LENGTH
-from ..money import format_amount
+from ..messages import agent_withdrawals as texts
 from ..sms.outbox import add_sms
-from ..sms.receipts import sms_name
 from ..users import User, find_by_account
 from .models import RequestKind
 from .submit import record_request
-
-# SMS (Kiswahili in translations/sw/LC_MESSAGES/sms-reversals.po).
-ASKED = (
-    "Agent {agent} {agent_phone} asks to withdraw {amount}, fee {fee}. With this agent now? "
-    "Dial {service_code} > My approvals within {minutes} min."
-)
-DECLINED = "{name} {phone} declined your request to withdraw {amount}. Do not pay out any cash."
-EXPIRED = "Your request to withdraw {amount} from {name} {phone} expired unapproved. Do not pay out any cash."
-# The customer approved without the money for it: nothing is recorded, both are told.
-SHORT_AGENT = "{name} {phone} does not have enough money to withdraw {amount}. Do not pay out any cash."
-SHORT_CUSTOMER = (
-    "Not enough money to withdraw {amount} plus fee {fee} at agent {agent}. Your balance is {balance}."
-)
-MESSAGES = (ASKED, DECLINED, EXPIRED, SHORT_AGENT, SHORT_CUSTOMER)
 
 
 class ApprovalState(enum.StrEnum):
@@ -50,10 +35,6 @@ class ApprovalState(enum.StrEnum):
     DECLINED = "declined"
     EXPIRED = "expired"
     FAILED = "failed"  # approved without the money for it
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class WithdrawalApproval(db.Model):
@@ -71,10 +52,6 @@ class WithdrawalApproval(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
-
-
-def _money(minor: int) -> str:
-    return format_amount(minor, current_app.config["CURRENCY"])
 
 
 def ask(
@@ -102,17 +79,7 @@ def ask(
     add_sms(
         session,
         phone=customer.phone,
-        body=t(
-            customer.language,
-            ASKED,
-            domain="sms",
-            agent=sms_name(agent),
-            agent_phone=agent.phone,
-            amount=_money(amount),
-            fee=_money(fee),
-            service_code=current_app.config["SERVICE_CODE"],
-            minutes=-(-seconds // 60),
-        ),
+        body=texts.asked(customer, agent, amount=amount, fee=fee, seconds=seconds),
     )
     session.flush()
     return True
@@ -161,21 +128,9 @@ def approve(session, customer: User, approval_id: str) -> str:
     if not _claim(session, approval_id, to_state, now, customer_account_id=customer.account_id):
         return "gone"
     if short:
-        _tell_agent(session, row, SHORT_AGENT)
+        _tell_agent(session, row, texts.short_agent)
         agent = find_by_account(session, row.agent_account_id)
-        add_sms(
-            session,
-            phone=customer.phone,
-            body=t(
-                customer.language,
-                SHORT_CUSTOMER,
-                domain="sms",
-                amount=_money(row.amount),
-                fee=_money(row.fee),
-                agent=sms_name(agent) if agent else "",
-                balance=_money(customer.account.available),
-            ),
-        )
+        add_sms(session, phone=customer.phone, body=texts.short_customer(customer, agent, row))
         return "short"
     record_request(
         session,
@@ -190,32 +145,22 @@ def approve(session, customer: User, approval_id: str) -> str:
     return "approved"
 
 
-def _tell_agent(session, row: WithdrawalApproval, english: str) -> None:
+def _tell_agent(session, row: WithdrawalApproval, news) -> None:
+    """Tell the agent ``news`` (a ``messages.agent_withdrawals`` function) about ``row``."""
     agent, customer = (
         find_by_account(session, row.agent_account_id),
         find_by_account(session, row.customer_account_id),
     )
     if agent is None:
         return
-    add_sms(
-        session,
-        phone=agent.phone,
-        body=t(
-            agent.language,
-            english,
-            domain="sms",
-            name=sms_name(customer) if customer else "",
-            phone=customer.phone if customer else "",
-            amount=_money(row.amount),
-        ),
-    )
+    add_sms(session, phone=agent.phone, body=news(agent, customer, row))
 
 
 def decline(session, customer: User, approval_id: str) -> bool:
     now = utcnow()
     if not _claim(session, approval_id, ApprovalState.DECLINED, now, customer_account_id=customer.account_id):
         return False
-    _tell_agent(session, session.get(WithdrawalApproval, approval_id), DECLINED)
+    _tell_agent(session, session.get(WithdrawalApproval, approval_id), texts.declined)
     return True
 
 
@@ -234,7 +179,7 @@ def expire_due(session, now: datetime | None = None, limit: int = 500) -> int:
     done = 0
     for approval_id in list(due):
         if _claim(session, approval_id, ApprovalState.EXPIRED, now):
-            _tell_agent(session, session.get(WithdrawalApproval, approval_id), EXPIRED)
+            _tell_agent(session, session.get(WithdrawalApproval, approval_id), texts.expired)
             done += 1
     session.flush()
     return done

@@ -3,7 +3,7 @@ airtime clearing, ``reference`` = the number topped up), then a worker job asks 
 Talking to send it (``africas_talking.send_airtime``, through the SDK) and posts the hold when it
 was sent, or voids it (the money comes back, with an SMS) when it was refused.
 
-Exactly once: the job claims a hold by compare-and-set (``held`` -> ``sending``) and commits
+Exactly once: the job claims a hold by compare-and-set (``pending`` -> ``sending``) and commits
 before the HTTP call, which never happens inside a transaction; it then resolves it from
 ``sending`` by compare-and-set. A job that died after its claim leaves the hold ``sending``;
 ``AIRTIME_RETRY_SECONDS`` after the hold was made, a later job asks again with the same
@@ -47,17 +47,17 @@ def record(session, *, request_id: str, account_id: int, phone: str, amount: int
     # Held with no due time: only the job's answer resolves it (payments/holds.py's
     # resolve_due never sees it: its hold_seconds is NULL).
     if request.hold_state is None and request.status == RequestStatus.QUEUED.value:  # new, not a repeat
-        request.hold_state = HoldState.HELD.value
+        request.hold_state = HoldState.PENDING.value
         session.flush()
     return request
 
 
 def _held():
-    """Airtime holds posted and still held: waiting for Africa's Talking."""
+    """Airtime holds accepted and still pending: waiting for Africa's Talking."""
     return select(TransferRequest.id).where(
         TransferRequest.kind == RequestKind.AIRTIME.value,
-        TransferRequest.status == RequestStatus.POSTED.value,
-        TransferRequest.hold_state == HoldState.HELD.value,
+        TransferRequest.status == RequestStatus.ACCEPTED.value,
+        TransferRequest.hold_state == HoldState.PENDING.value,
     )
 
 
@@ -72,7 +72,7 @@ def buy_waiting(session, send, limit: int = 50) -> dict:
     now = db_clock_us(session)
     retry_us = current_app.config["AIRTIME_RETRY_SECONDS"] * 1_000_000
     fresh = list(session.execute(_held().order_by(TransferRequest.created_at).limit(limit)).scalars())
-    claimed = [i for i in fresh if holds._claim(session, i, HoldState.HELD, HoldState.SENDING)]
+    claimed = [i for i in fresh if holds._claim(session, i, HoldState.PENDING, HoldState.SENDING)]
     stale = list(
         session.execute(
             select(TransferRequest.id)

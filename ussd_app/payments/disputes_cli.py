@@ -4,7 +4,7 @@ import click
 from flask import Blueprint
 
 from ..extensions import db
-from ..money import format_amount
+from ..messages import money
 from .holds import DisputeError, decide_dispute, disputed
 
 disputes_cli = Blueprint("disputes", __name__, cli_group="disputes")
@@ -14,7 +14,7 @@ disputes_cli = Blueprint("disputes", __name__, cli_group="disputes")
 def list_disputes():
     """Protected purchases waiting for a decision, oldest first."""
     for hold in disputed(db.session):
-        click.echo(f"{hold.code} {format_amount(hold.amount, 'KES')} {hold.created_at:%Y-%m-%d %H:%M}")
+        click.echo(f"{hold.code} {money(hold.amount)} {hold.created_at:%Y-%m-%d %H:%M}")
 
 
 @disputes_cli.cli.command("decide")

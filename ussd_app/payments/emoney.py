@@ -16,12 +16,13 @@ issue takes to post, so concurrent runs are told apart on PostgreSQL too.
 import logging
 import re
 import unicodedata
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .. import limits
+from ..clock import utcnow
 from ..ledger import AccountKind, house_account
 from ..ledger.check import Finding, check
 from ..users import Role, User
@@ -125,7 +126,7 @@ def earlier_issue(session, key: str) -> DuplicateDeposit | None:
     deposit = TrustDeposit
     row = session.execute(
         select(deposit.bank_reference, TransferRequest.code, deposit.amount, deposit.created_at)
-        .join(TransferRequest, TransferRequest.id == TrustDeposit.request_id)
+        .join(TransferRequest, TransferRequest.id == TrustDeposit.transfer_request_id)
         .where(TrustDeposit.reference_key == key)
     ).first()
     return None if row is None else DuplicateDeposit(*row)
@@ -136,7 +137,7 @@ def earlier_unreferenced_issue(session, agent: User, amount: int, now: datetime)
     another was made within ``UNREFERENCED_WINDOW`` before ``now``; None if none was."""
     row = session.execute(
         select(TransferRequest.code, TransferRequest.created_at)
-        .join(TrustDeposit, TrustDeposit.request_id == TransferRequest.id)
+        .join(TrustDeposit, TrustDeposit.transfer_request_id == TransferRequest.id)
         .where(
             TransferRequest.kind == RequestKind.FLOAT_ISSUE.value,
             TransferRequest.credit_account_id == agent.account_id,
@@ -172,7 +173,7 @@ def issue_float(session, agent: User, amount: int, bank_reference: str | None = 
         # issue without a reference to this agent waits here until this one commits, and then
         # reads it (READ COMMITTED; SQLite's BEGIN IMMEDIATE already serialises writers).
         limits.lock_accounts(session, {trust.id, agent.account_id})
-        now = datetime.now(UTC).replace(tzinfo=None)
+        now = utcnow()
         if (repeat := earlier_unreferenced_issue(session, agent, amount, now)) is not None:
             raise repeat
     request = record_request(
@@ -187,11 +188,13 @@ def issue_float(session, agent: User, amount: int, bank_reference: str | None = 
     # The deposit before the posting: a concurrent issue of this reference waits here on the
     # unique key until this transaction ends, and then fails before locking an account to post.
     session.add(
-        TrustDeposit(request_id=request.id, amount=amount, bank_reference=reference, reference_key=key)
+        TrustDeposit(
+            transfer_request_id=request.id, amount=amount, bank_reference=reference, reference_key=key
+        )
     )
     session.flush()
     execute_requests(session, [request])
-    if request.status != RequestStatus.POSTED.value:
+    if request.status != RequestStatus.ACCEPTED.value:
         raise FloatError(f"the ledger refused the issue: {request.result}")
     return request
 

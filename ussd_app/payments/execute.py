@@ -7,13 +7,14 @@ share a hot account queue behind each other instead of deadlocking.
 """
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import limits
+from ..clock import utcnow
 from ..database import is_postgres, update_rows
 from ..events import emit
 from ..ledger import TransferResult, create_transfers
@@ -70,7 +71,7 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
         spans.append((request, start, len(specs)))
     snapshots: dict[int, dict[int, int]] = {}
     results = create_transfers(session, specs, snapshots=snapshots) if specs else []
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     outcomes = []
     for request, start, end in spans:
         if request.id in refusals:  # refused by a limit or held for review: no transfers
@@ -80,11 +81,11 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
             continue
         chain = results[start:end]
         # A chain is written whole or not at all, and its legs' ids derive from the request's
-        # (legs.py): a first leg that exists means this request was posted before. The ledger
+        # (legs.py): a first leg that exists means this request was accepted before. The ledger
         # then answers exists, linked_event_failed, ... (any result but ok fails a chain, as in
-        # TigerBeetle), and the request stays posted, with no second set of receipts.
+        # TigerBeetle), and the request stays accepted, with no second set of receipts.
         if chain[0] == TransferResult.EXISTS or all(r == TransferResult.OK for r in chain):
-            status, result = RequestStatus.POSTED, TransferResult.OK
+            status, result = RequestStatus.ACCEPTED, TransferResult.OK
             if request.id in returned:
                 _set(request, status.value, limits.Result.BALANCE_RETURNED, now)
                 outcomes.append((request, chain, returned[request.id], snapshots.get(start, {})))
@@ -133,14 +134,16 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
     # Once committed: no worker needed for these (some were recorded in this transaction and
     # executed at once), and airtime holds now posted wait for the airtime job (queues.py).
     cancel_ring(session, Bell.TRANSFERS, [r.id for r in requests])
-    if any(r.kind == RequestKind.AIRTIME.value and r.status == RequestStatus.POSTED.value for r in requests):
+    if any(
+        r.kind == RequestKind.AIRTIME.value and r.status == RequestStatus.ACCEPTED.value for r in requests
+    ):
         ring_after_commit(session, Bell.AIRTIME)
 
 
 def _record_returns(session, requests: list[TransferRequest]) -> None:
     """Holds posted in part keep the amount that reached the payee on their request (what its
     receipts, statements and code checks say); a hold voided because nothing fitted is
-    marked refunded, as the money went back."""
+    marked voided, as the money went back."""
     if not requests:
         return
     update_rows(
@@ -151,7 +154,7 @@ def _record_returns(session, requests: list[TransferRequest]) -> None:
         session.execute(
             update(TransferRequest)
             .where(TransferRequest.id.in_(voided))
-            .values(hold_state=HoldState.REFUNDED.value)
+            .values(hold_state=HoldState.VOIDED.value)
             .execution_options(synchronize_session=False)
         )
 

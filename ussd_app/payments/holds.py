@@ -1,16 +1,20 @@
 """Escrow-held payments: a hold is a request whose main leg is a PENDING transfer; a later
 resolution request names it (``pending_request_id``) and posts or voids it.
 
-- send_unregistered: sender -> suspense. Posted when the number registers (suspense_release,
-  which then pays suspense -> the new customer); voided when it falls due (suspense_refund).
+- send_unregistered: sender -> suspense. Posted when the number registers (suspense_post,
+  which then pays suspense -> the new customer); voided when it falls due (suspense_void).
 - protected_purchase: buyer -> merchant. Posted when the buyer confirms delivery or when it
-  falls due (protected_release); voided when the operator decides a dispute for the buyer
-  (protected_refund).
+  falls due (protected_post); voided when the operator decides a dispute for the buyer
+  (protected_void).
+
+A hold's ``hold_state`` (``HoldState``) says how far it is resolved: ``pending`` until a post
+or void request is recorded for it, then ``posted`` or ``voided``; ``disputed`` and ``sending``
+are pending holds that an operator or the airtime job has claimed.
 
 Which kind posts or voids which hold, and what each hold becomes when it falls due, is the
 table in ``payments/kinds.py``.
 
-Exactly once: a hold's ``hold_state`` moves out of ``held`` (or ``disputed``) only by a
+Exactly once: a hold's ``hold_state`` moves out of ``pending`` (or ``disputed``, ``sending``) only by a
 compare-and-set UPDATE in the transaction that records the one resolution request, whose id is
 derived from the hold's (``<hold>.r``). Two expiry jobs, or the buyer and the expiry job, race
 on that UPDATE: the database lets one win and the other sees no row. Behind it, the ledger's
@@ -42,7 +46,7 @@ def _claim(session, hold_id: str, from_state: HoldState, to_state: HoldState) ->
         .where(
             TransferRequest.id == hold_id,
             TransferRequest.hold_state == from_state.value,
-            TransferRequest.status == RequestStatus.POSTED.value,
+            TransferRequest.status == RequestStatus.ACCEPTED.value,
         )
         .values(hold_state=to_state.value)
         .execution_options(synchronize_session=False)
@@ -55,16 +59,16 @@ def resolve(
     hold: TransferRequest,
     kind: RequestKind,
     *,
-    from_state: HoldState = HoldState.HELD,
+    from_state: HoldState = HoldState.PENDING,
     recipient_account_id: int | None = None,
 ) -> TransferRequest | None:
     """Claim ``hold`` and record the request that resolves it as ``kind``; None when someone
-    else resolved it first (or it is not posted yet). The caller executes it, or its commit announces it."""
+    else resolved it first (or it is not accepted yet). The caller executes it, or its commit announces it."""
     row = spec(kind)
     if row.resolves != hold.kind:
         raise ValueError(f"{kind} does not resolve a {hold.kind} hold")
     posting = row.phase == Phase.POST
-    if not _claim(session, hold.id, from_state, HoldState.RELEASED if posting else HoldState.REFUNDED):
+    if not _claim(session, hold.id, from_state, HoldState.POSTED if posting else HoldState.VOIDED):
         return None
     # Who pays whom, as receipts read it: the payer is the debit account, the payee the credit.
     # A post keeps the hold's direction (or pays on to ``recipient_account_id``); a void turns
@@ -88,12 +92,12 @@ def resolve(
     )
 
 
-def held(session, kind: RequestKind, **where) -> list[TransferRequest]:
-    """Posted holds of ``kind`` still held, oldest first, filtered by column=value."""
+def pending_holds(session, kind: RequestKind, **where) -> list[TransferRequest]:
+    """Accepted holds of ``kind`` still pending, oldest first, filtered by column=value."""
     query = select(TransferRequest).where(
         TransferRequest.kind == kind.value,
-        TransferRequest.hold_state == HoldState.HELD.value,
-        TransferRequest.status == RequestStatus.POSTED.value,
+        TransferRequest.hold_state == HoldState.PENDING.value,
+        TransferRequest.status == RequestStatus.ACCEPTED.value,
     )
     for name, value in where.items():
         query = query.where(getattr(TransferRequest, name) == value)
@@ -115,14 +119,14 @@ def disputed(session) -> list[TransferRequest]:
 
 
 def due_holds(session, now: int, limit: int) -> list[TransferRequest]:
-    """Held holds whose PENDING transfer is older than their ``hold_seconds`` at ``now`` (µs)."""
+    """Pending holds whose PENDING transfer is older than their ``hold_seconds`` at ``now`` (µs)."""
     return list(
         session.execute(
             select(TransferRequest)
             .join(Transfer, Transfer.id == TransferRequest.id)
             .where(
-                TransferRequest.hold_state == HoldState.HELD.value,
-                TransferRequest.status == RequestStatus.POSTED.value,
+                TransferRequest.hold_state == HoldState.PENDING.value,
+                TransferRequest.status == RequestStatus.ACCEPTED.value,
                 Transfer.created_at + cast(TransferRequest.hold_seconds, BigInteger) * 1_000_000 <= now,
             )
             .order_by(Transfer.created_at)
@@ -132,7 +136,7 @@ def due_holds(session, now: int, limit: int) -> list[TransferRequest]:
 
 
 def resolve_due(session, now: int | None = None, limit: int = 500) -> list[TransferRequest]:
-    """Resolve every hold that has fallen due (refund unregistered sends, pay protected
+    """Resolve every hold that has fallen due (void unregistered sends, post protected
     purchases) and execute the resolutions now, in the caller's transaction, receipts and
     statuses with them. ``now`` (µs, database clock) lets tests move the clock."""
     now = db_clock_us(session) if now is None else now
@@ -146,11 +150,11 @@ def resolve_due(session, now: int | None = None, limit: int = 500) -> list[Trans
     return done
 
 
-def release_to_new_customer(session, user) -> list[TransferRequest]:
-    """``user`` just registered: record the release of every send held for their number."""
+def post_to_new_customer(session, user) -> list[TransferRequest]:
+    """``user`` just registered: record the post of every send held for their number."""
     found = []
-    for hold in held(session, RequestKind.SEND_UNREGISTERED, reference=user.phone):
-        request = resolve(session, hold, RequestKind.SUSPENSE_RELEASE, recipient_account_id=user.account_id)
+    for hold in pending_holds(session, RequestKind.SEND_UNREGISTERED, reference=user.phone):
+        request = resolve(session, hold, RequestKind.SUSPENSE_POST, recipient_account_id=user.account_id)
         if request is not None:
             found.append(request)
     return found
@@ -165,8 +169,27 @@ class DisputeError(ValueError):
 
 
 def open_dispute(session, hold: TransferRequest) -> bool:
-    """The buyer disputes a protected purchase: it waits for the operator. False if gone."""
-    return _claim(session, hold.id, HoldState.HELD, HoldState.DISPUTED)
+    """The buyer disputes a protected purchase: it waits for the operator, and both sides are
+    told (in this transaction). False if gone."""
+    if not _claim(session, hold.id, HoldState.PENDING, HoldState.DISPUTED):
+        return False
+    from ..messages import receipts as texts
+    from ..sms.outbox import add_sms
+    from ..users import find_by_account
+
+    buyer, merchant = (
+        find_by_account(session, hold.debit_account_id),
+        find_by_account(session, hold.credit_account_id),
+    )
+    for person, other in ((buyer, merchant), (merchant, buyer)):
+        if person is not None:
+            add_sms(
+                session,
+                phone=person.phone,
+                body=texts.dispute_opened(hold, person, other),
+                transfer_request_id=hold.id,
+            )
+    return True
 
 
 def decide_dispute(session, code: str, *, for_buyer: bool) -> TransferRequest:
@@ -178,21 +201,20 @@ def decide_dispute(session, code: str, *, for_buyer: bool) -> TransferRequest:
     ).scalar_one_or_none()
     if hold is None:
         raise DisputeError(f"no protected purchase with code {code}")
-    kind = RequestKind.PROTECTED_REFUND if for_buyer else RequestKind.PROTECTED_RELEASE
+    kind = RequestKind.PROTECTED_VOID if for_buyer else RequestKind.PROTECTED_POST
     request = resolve(session, hold, kind, from_state=HoldState.DISPUTED)
     if request is None:
         raise DisputeError(f"{code} is not in dispute (it is {hold.hold_state})")
     execute_requests(session, [request])
-    if request.status != RequestStatus.POSTED.value:
+    if request.status != RequestStatus.ACCEPTED.value:
         raise DisputeError(f"the ledger refused the decision: {request.result}")
     if not for_buyer:
-        _tell_buyer_the_merchant_won(session, hold)  # a refund's receipt tells them otherwise
+        _tell_buyer_the_merchant_won(session, hold)  # a void's receipt tells them otherwise
     return request
 
 
 def _tell_buyer_the_merchant_won(session, hold: TransferRequest) -> None:
-    from ..i18n import t
-    from ..sms import receipts
+    from ..messages import receipts as texts
     from ..sms.outbox import add_sms
     from ..users import find_by_account
 
@@ -205,13 +227,6 @@ def _tell_buyer_the_merchant_won(session, hold: TransferRequest) -> None:
     add_sms(
         session,
         phone=buyer.phone,
-        body=t(
-            buyer.language,
-            receipts.DISPUTE_FOR_MERCHANT,
-            domain="sms",
-            code=hold.code,
-            amount=receipts.money(hold.amount),
-            name=receipts.sms_name(merchant) if merchant else "",
-        ),
-        request_id=hold.id,
+        body=texts.dispute_for_merchant(hold, buyer, merchant),
+        transfer_request_id=hold.id,
     )

@@ -4,8 +4,8 @@ Every module that treats kinds differently reads it here: the legs a request pos
 (``legs.py``), how a hold resolves and what it becomes when it falls due (``holds.py``), the
 daily and balance limits (``limits.py``), the built-in tariff (``tariffs.py``) and who hears
 which receipt (``sms/receipts.py``). Adding a kind is one row here plus its message templates
-(an entry in ``receipts.RECEIPTS``, its Kiswahili in the sms catalogue) and, if it has a fee,
-its bands in the tariff; if merchants' systems should hear of it, its ``events``.
+(an entry in ``messages/receipts.py: RECEIPTS``, its Kiswahili in the sms catalogue) and, if it
+has a fee, its bands in the tariff; if merchants' systems should hear of it, its ``events``.
 
 Phases, in the ledger's words: a ``single`` request posts at once; a ``pending`` one holds the
 money (its main leg is a PENDING transfer); a ``post`` or ``void`` request resolves the hold of
@@ -75,12 +75,12 @@ class KindSpec:
     hold_setting: str | None = None
     on_due: Phase | None = None
     # For a post: the hold was to suspense, and the post pays it on to the account named when
-    # it is released (the newly registered customer), in the same chain.
+    # it is posted (the newly registered customer), in the same chain.
     pays_on: bool = False
     # For a post: charges the payee's fee quoted with the hold (the merchant of a protected
     # purchase pays it when the money is theirs).
     payee_fee_on_post: bool = False
-    # The entry of ``sms.receipts.RECEIPTS`` with this kind's templates, one per party that
+    # The entry of ``messages.receipts.RECEIPTS`` with this kind's templates, one per party that
     # hears of it ("" means the kind's own value).
     receipts: str = ""
     # The sender's receipt may take two SMS segments (306 characters); every other SMS fits one.
@@ -148,14 +148,14 @@ ROWS: tuple[KindSpec, ...] = (
         invites=True,
     ),
     KindSpec(
-        K.SUSPENSE_RELEASE,
+        K.SUSPENSE_POST,
         P.POST,
         resolves=K.SEND_UNREGISTERED,
         credits_payee=True,
         posts_what_fits=True,
         pays_on=True,
     ),
-    KindSpec(K.SUSPENSE_REFUND, P.VOID, resolves=K.SEND_UNREGISTERED),
+    KindSpec(K.SUSPENSE_VOID, P.VOID, resolves=K.SEND_UNREGISTERED),
     # Buyer -> merchant, held until delivery is confirmed (or it falls due: the merchant is paid).
     KindSpec(
         K.PROTECTED_PURCHASE,
@@ -166,7 +166,7 @@ ROWS: tuple[KindSpec, ...] = (
         two_segments=True,
     ),
     KindSpec(
-        K.PROTECTED_RELEASE,
+        K.PROTECTED_POST,
         P.POST,
         resolves=K.PROTECTED_PURCHASE,
         credits_payee=True,
@@ -174,7 +174,7 @@ ROWS: tuple[KindSpec, ...] = (
         payee_fee_on_post=True,
         events=PAYMENT_RECEIVED,  # the money is the merchant's now (a hold is not a payment)
     ),
-    KindSpec(K.PROTECTED_REFUND, P.VOID, resolves=K.PROTECTED_PURCHASE),  # a dispute decided for the buyer
+    KindSpec(K.PROTECTED_VOID, P.VOID, resolves=K.PROTECTED_PURCHASE),  # a dispute decided for the buyer
     # The recipient of a wrong send -> its sender, held until the recipient or the operator
     # decides (falling due: the recipient keeps the money). The sender asked for it.
     KindSpec(

@@ -90,7 +90,7 @@ def _payee_fee_leg(request: TransferRequest, house: HouseAccounts) -> TransferSp
 
 def _resolution_legs(request: TransferRequest, kind: RequestKind, house: HouseAccounts) -> list[TransferSpec]:
     """Post or void the hold named by ``pending_request_id`` (its main leg has the hold
-    request's id); a post that ``pays_on`` (a suspense release) then pays the held money on
+    request's id); a post that ``pays_on`` (a suspense post) then pays the held money on
     to the new customer."""
     # A posting kind with nothing to post voids the hold instead: none of it fitted under the
     # payee's balance limit, so it all goes back to the payer (kinds.POSTS_WHAT_FITS).

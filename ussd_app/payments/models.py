@@ -9,11 +9,12 @@ The database row, not the Redis job, is the truth: a lost job only delays a requ
 import base64
 import enum
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..clock import utcnow
 from ..extensions import db
 from ..ledger.models import ID_LENGTH
 
@@ -25,13 +26,13 @@ class RequestKind(enum.StrEnum):
     WITHDRAWAL = "withdrawal"  # cash-out: a customer to an agent, with fee and commission legs
     BUY_GOODS = "buy_goods"  # a customer pays a merchant's till, free for the customer
     PAY_BILL = "pay_bill"  # a customer pays a merchant's pay-bill number, with an account reference
-    # Holds (a PENDING transfer) and the requests that resolve them (payments/holds.py).
+    # Holds (a PENDING transfer) and the requests that post or void them (payments/holds.py).
     SEND_UNREGISTERED = "send_unregistered"  # sender -> suspense, for a number not on Tuma yet
-    SUSPENSE_RELEASE = "suspense_release"  # post the hold, suspense -> the newly registered
-    SUSPENSE_REFUND = "suspense_refund"  # void the hold: back to the sender
+    SUSPENSE_POST = "suspense_post"  # post the hold, suspense -> the newly registered
+    SUSPENSE_VOID = "suspense_void"  # void the hold: back to the sender
     PROTECTED_PURCHASE = "protected_purchase"  # buyer -> merchant, held until delivery
-    PROTECTED_RELEASE = "protected_release"  # post it: delivery confirmed, or the hold fell due
-    PROTECTED_REFUND = "protected_refund"  # void it: a dispute decided for the buyer
+    PROTECTED_POST = "protected_post"  # post it: delivery confirmed, or the hold fell due
+    PROTECTED_VOID = "protected_void"  # void it: a dispute decided for the buyer
     # Reversal of a wrong send (payments/reversals.py): the recipient's funds held for the sender.
     REVERSAL = "reversal"  # recipient -> sender, held until the recipient or the operator decides
     REVERSAL_POST = "reversal_post"  # post it: the recipient agreed, or the operator decided so
@@ -46,24 +47,27 @@ class RequestKind(enum.StrEnum):
 
 
 class HoldState(enum.StrEnum):
-    """Where a hold request stands. Moved only by compare-and-set (payments/holds.py)."""
+    """Where a hold request stands, in the ledger's words (set only on a request whose kind
+    has the ``pending`` phase). Moved only by compare-and-set (payments/holds.py)."""
 
-    HELD = "held"
-    RELEASED = "released"  # a posting request is recorded
-    REFUNDED = "refunded"  # a voiding request is recorded
-    DISPUTED = "disputed"  # waiting for the operator
-    SENDING = "sending"  # airtime: claimed by a job that is asking Africa's Talking
+    # Nothing has posted or voided it yet. Read it with ``status``: only an accepted hold has a
+    # PENDING transfer holding the money (a queued one has none yet, a rejected one never will).
+    PENDING = "pending"
+    POSTED = "posted"  # the request that posts it is recorded (its own status says if it was accepted)
+    VOIDED = "voided"  # the request that voids it is recorded, or it was voided in whole for want of room
+    DISPUTED = "disputed"  # still pending, waiting for the operator
+    SENDING = "sending"  # airtime: still pending, claimed by a job that is asking Africa's Talking
 
 
 class RequestStatus(enum.StrEnum):
-    QUEUED = "queued"
-    POSTED = "posted"
-    REJECTED = "rejected"
-    REVIEW = "review"  # held by a velocity rule until an operator releases or refuses it
+    """Where a transfer request stands with the worker."""
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    QUEUED = "queued"  # recorded, waiting for a worker
+    # The ledger accepted its transfers (all of them, one linked chain). For a hold this means
+    # its PENDING transfer exists: the money is held, not yet posted (see ``hold_state``).
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # refused by the ledger or a limit; ``result`` says why; no transfer
+    REVIEW = "review"  # held by a velocity rule until an operator clears or refuses it
 
 
 def transaction_code(request_id: str) -> str:
@@ -115,7 +119,7 @@ class TransferRequest(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Set by the recording process to the microsecond (UTC): the order requests are executed in.
     # (A database default would give every request in one transaction the same instant.)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     executed_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
     def same_order(self, other: "TransferRequest") -> bool:
@@ -148,7 +152,7 @@ class TrustDeposit(db.Model):
     __tablename__ = "trust_deposits"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    request_id: Mapped[str] = mapped_column(ForeignKey("transfer_requests.id"), unique=True)
+    transfer_request_id: Mapped[str] = mapped_column(ForeignKey("transfer_requests.id"), unique=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     bank_reference: Mapped[str | None] = mapped_column(String(64), default=None)
     # The reference in its one compared form (``emoney.normalize_reference``). Unique: a bank

@@ -20,38 +20,22 @@ Everything here adds to the caller's session; nothing commits.
 """
 
 import enum
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .. import phones
+from ..clock import utcnow
 from ..extensions import db
-from ..i18n import t
-from ..money import format_amount
-from ..sms.receipts import SMS_NAME_LIMIT, sms_name
+from ..messages import payment_requests as texts
 from ..users import Role, User, find_by_account, find_by_phone
-from ..ussd.gsm7 import shorten
 from .models import RequestKind, RequestStatus, TransferRequest
 from .submit import record_request
 
 REASON_LIMIT = 20
 MAX_PAYERS = 10
-
-# SMS (English message ids; Kiswahili in translations/sw/LC_MESSAGES/sms-requests.po).
-ASK = "{name} asks you for {amount} for {reason}. Dial {service_code} > My approvals"
-INVITE = (
-    "{name} {phone} asks you for {amount} for {reason}. Dial {service_code} to join Tuma, "
-    "then pay in My approvals within {days} days."
-)
-REMIND = "Reminder: {name} asks you for {amount} for {reason}. Dial {service_code} > My approvals"
-PAID = "{name} {phone} paid your request of {amount} for {reason}. {paid} of {count} have paid."
-PAID_ONE = "{name} {phone} paid your request of {amount} for {reason}."
-DECLINED = "{name} {phone} declined your request of {amount} for {reason}."
-EXPIRED = "Your request of {amount} from {phone} for {reason} expired unpaid."
-ALL_PAID = "Everyone has paid your request for {reason}: {total} from {count} people."
-MESSAGES = (ASK, INVITE, REMIND, PAID, PAID_ONE, DECLINED, EXPIRED, ALL_PAID)
 
 
 class Kind(enum.StrEnum):
@@ -66,10 +50,6 @@ class State(enum.StrEnum):
     DECLINED = "declined"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class PaymentRequest(db.Model):
@@ -102,10 +82,6 @@ class PaymentRequest(db.Model):
 
 class RequestError(ValueError):
     pass
-
-
-def money(minor: int) -> str:
-    return format_amount(minor, current_app.config["CURRENCY"])
 
 
 def split(total: int, count: int) -> list[int]:
@@ -181,48 +157,31 @@ def create(session, requester: User, group_id: str, kind: Kind, asks: list[tuple
         )
         session.add(request)
         made.append(request)
-        _tell_payer(session, requester, request, ASK)
+        _tell_payer(session, requester, request)
     session.flush()
     return made
 
 
-def _tell_payer(session, requester: User, request: PaymentRequest, english: str) -> None:
+def _tell_payer(session, requester: User, request: PaymentRequest, *, reminder: bool = False) -> None:
+    """Ask the payer (again, for a reminder); a number not on Tuma is invited to join."""
     from ..sms.outbox import add_sms
 
     payer = find_by_phone(session, request.payer_phone)
-    fields = dict(
-        name=shorten(requester.name, SMS_NAME_LIMIT),  # one SMS segment with the longest name
-        phone=requester.phone,
-        amount=money(request.amount),
-        reason=request.reason,
-        service_code=current_app.config["SERVICE_CODE"],
-        days=-(-lifetime(request.kind) // 86_400),
-    )
-    if payer is None:  # not on Tuma: no language known, and an invitation to register
-        body = t("en", INVITE, domain="sms", **fields)
-    else:
-        body = t(payer.language, english, domain="sms", **fields)
+    days = -(-lifetime(request.kind) // 86_400)
+    body = texts.ask(payer, requester, request, days=days, reminder=reminder)
     add_sms(session, phone=request.payer_phone, body=body)
 
 
-def _tell_requester(session, request: PaymentRequest, english: str, **fields) -> None:
+def _tell_requester(session, request: PaymentRequest, news, **counts) -> None:
+    """Tell the requester ``news`` (a ``messages.payment_requests`` function) about ``request``."""
     from ..sms.outbox import add_sms
 
     requester = _requester(session, request)
     if requester is None:
         return
     payer = find_by_phone(session, request.payer_phone)
-    body = t(
-        requester.language,
-        english,
-        domain="sms",
-        name=sms_name(payer) if payer else request.payer_phone,
-        phone=request.payer_phone,
-        amount=money(request.amount),
-        reason=request.reason,
-        **fields,
-    )
-    add_sms(session, phone=requester.phone, body=body, request_id=request.transfer_request_id)
+    body = news(requester, payer, request, **counts)
+    add_sms(session, phone=requester.phone, body=body, transfer_request_id=request.transfer_request_id)
 
 
 def _event(session, request: PaymentRequest, event_type: str) -> None:
@@ -232,11 +191,13 @@ def _event(session, request: PaymentRequest, event_type: str) -> None:
     for_payment_request(session, request, EventType(event_type))
 
 
-def _move(session, request_id: str, from_state: State, to_state: State, *conditions, **values) -> bool:
+def _move(
+    session, payment_request_id: str, from_state: State, to_state: State, *conditions, **values
+) -> bool:
     """Compare-and-set: True for the one caller that moved the request."""
     result = session.execute(
         update(PaymentRequest)
-        .where(PaymentRequest.id == request_id, PaymentRequest.state == from_state.value, *conditions)
+        .where(PaymentRequest.id == payment_request_id, PaymentRequest.state == from_state.value, *conditions)
         .values(state=to_state.value, **values)
         .execution_options(synchronize_session=False)
     )
@@ -278,14 +239,14 @@ def fee(session, request: PaymentRequest) -> int:
     return in_force().fee(kind.value, request.amount)
 
 
-def pay(session, payer: User, request_id: str, now: datetime | None = None) -> TransferRequest | None:
+def pay(session, payer: User, payment_request_id: str, now: datetime | None = None) -> TransferRequest | None:
     """The payer approved with their PIN: record the transfer and move ``open -> paying`` in
     this transaction. None when the request is no longer open for this payer (paid by another
     session, declined, expired, cancelled). The caller commits (which announces it)."""
     from ..tariffs import in_force
 
     now = now or utcnow()
-    request = session.get(PaymentRequest, request_id)
+    request = session.get(PaymentRequest, payment_request_id)
     if request is None or request.payer_phone != payer.phone:
         return None
     session.refresh(request)
@@ -320,14 +281,14 @@ def pay(session, payer: User, request_id: str, now: datetime | None = None) -> T
     )
 
 
-def decline(session, payer: User, request_id: str, now: datetime | None = None) -> bool:
-    request = session.get(PaymentRequest, request_id)
+def decline(session, payer: User, payment_request_id: str, now: datetime | None = None) -> bool:
+    request = session.get(PaymentRequest, payment_request_id)
     if request is None or request.payer_phone != payer.phone:
         return False
     if not _move(session, request.id, State.OPEN, State.DECLINED, decided_at=now or utcnow()):
         return False
     session.refresh(request)
-    _tell_requester(session, request, DECLINED)
+    _tell_requester(session, request, texts.declined)
     _event(session, request, "payment_request.declined")
     return True
 
@@ -357,17 +318,17 @@ def group(session, group_id: str) -> list[PaymentRequest]:
     return sorted(rows, key=lambda r: int(r.id.rsplit(".", 1)[1]))
 
 
-def owned(session, requester: User, request_id: str) -> PaymentRequest | None:
-    request = session.get(PaymentRequest, request_id)
+def owned(session, requester: User, payment_request_id: str) -> PaymentRequest | None:
+    request = session.get(PaymentRequest, payment_request_id)
     return request if request is not None and request.requester_account_id == requester.account_id else None
 
 
-def remind(session, requester: User, request_id: str, now: datetime | None = None) -> bool:
+def remind(session, requester: User, payment_request_id: str, now: datetime | None = None) -> bool:
     """One reminder SMS to the payer of an open request, at most one per payer per day."""
     from ..limits import start_of_today
 
     now = now or utcnow()
-    request = owned(session, requester, request_id)
+    request = owned(session, requester, payment_request_id)
     if request is None:
         return False
     result = session.execute(
@@ -383,12 +344,12 @@ def remind(session, requester: User, request_id: str, now: datetime | None = Non
     )
     if result.rowcount != 1:
         return False
-    _tell_payer(session, requester, request, REMIND)
+    _tell_payer(session, requester, request, reminder=True)
     return True
 
 
-def cancel(session, requester: User, request_id: str, now: datetime | None = None) -> bool:
-    request = owned(session, requester, request_id)
+def cancel(session, requester: User, payment_request_id: str, now: datetime | None = None) -> bool:
+    request = owned(session, requester, payment_request_id)
     return request is not None and _move(
         session, request.id, State.OPEN, State.CANCELLED, decided_at=now or utcnow()
     )
@@ -406,7 +367,7 @@ def settle(session, limit: int = 500) -> int:
         .join(TransferRequest, TransferRequest.id == PaymentRequest.transfer_request_id)
         .where(
             PaymentRequest.state == State.PAYING.value,
-            TransferRequest.status.in_((RequestStatus.POSTED.value, RequestStatus.REJECTED.value)),
+            TransferRequest.status.in_((RequestStatus.ACCEPTED.value, RequestStatus.REJECTED.value)),
         )
         .order_by(PaymentRequest.decided_at)
         .limit(limit)
@@ -443,26 +404,15 @@ def settle(session, limit: int = 500) -> int:
             session.refresh(member)
         paid = [m for m in members if m.state == State.PAID]
         if len(members) == 1:
-            _tell_requester(session, request, PAID_ONE)
+            _tell_requester(session, request, texts.paid)
         else:
-            _tell_requester(session, request, PAID, paid=len(paid), count=len(members))
+            _tell_requester(session, request, texts.paid, paid=len(paid), count=len(members))
         if len(members) > 1 and len(paid) == len(members):
             from ..sms.outbox import add_sms
 
             requester = _requester(session, request)
             if requester is not None:
-                add_sms(
-                    session,
-                    phone=requester.phone,
-                    body=t(
-                        requester.language,
-                        ALL_PAID,
-                        domain="sms",
-                        reason=request.reason,
-                        total=money(sum(m.amount for m in members)),
-                        count=len(members),
-                    ),
-                )
+                add_sms(session, phone=requester.phone, body=texts.all_paid(requester, request, members))
     session.flush()
     return done
 
@@ -482,7 +432,7 @@ def expire(session, now: datetime | None = None, limit: int = 500) -> int:
     for request in due:
         if _move(session, request.id, State.OPEN, State.EXPIRED, decided_at=now):
             done += 1
-            _tell_requester(session, request, EXPIRED)
+            _tell_requester(session, request, texts.expired)
             _event(session, request, "payment_request.expired")
     session.flush()
     return done

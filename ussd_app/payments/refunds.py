@@ -33,7 +33,7 @@ def refundable(session, merchant_account_id: int, code: str) -> TransferRequest 
         payment is None
         or payment.kind not in REFUNDABLE_KINDS
         or payment.credit_account_id != merchant_account_id
-        or payment.status != RequestStatus.POSTED.value
+        or payment.status != RequestStatus.ACCEPTED.value
     ):
         return None
     return payment
@@ -44,7 +44,7 @@ def refunded(session, codes, *, queued_too: bool = False) -> dict[str, int]:
     codes = list(set(codes))
     if not codes:
         return {}
-    statuses = [RequestStatus.POSTED.value] + ([RequestStatus.QUEUED.value] if queued_too else [])
+    statuses = [RequestStatus.ACCEPTED.value] + ([RequestStatus.QUEUED.value] if queued_too else [])
     rows = session.execute(
         select(TransferRequest.reference, func.coalesce(func.sum(TransferRequest.amount), 0))
         .where(

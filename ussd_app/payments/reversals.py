@@ -11,12 +11,13 @@ one reversal of a send is open at a time: the partial unique index below refuses
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import Index, select, text
 from sqlalchemy.exc import IntegrityError
 
+from ..clock import utcnow
 from ..ledger import Account
 from ..users import User, find_by_account
 from . import holds
@@ -24,7 +25,7 @@ from .execute import execute_requests
 from .models import HoldState, RequestKind, RequestStatus, TransferRequest
 from .submit import record_request
 
-OPEN = "kind = 'reversal' AND hold_state = 'held' AND status <> 'rejected'"
+OPEN = "kind = 'reversal' AND hold_state = 'pending' AND status <> 'rejected'"
 Index(
     "uq_transfer_requests_open_reversal",
     TransferRequest.reference,
@@ -48,10 +49,6 @@ class Found:
     recipient: User | None
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def _reversals_of(session, code: str) -> list[TransferRequest]:
     return list(
         session.execute(
@@ -69,15 +66,19 @@ def check(session, sender: User, code: str) -> tuple[str, Found | None]:
         return UNKNOWN, None
     recipient = find_by_account(session, send.credit_account_id)
     found = Found(send, recipient)
-    if send.kind != RequestKind.SEND.value or send.status != RequestStatus.POSTED.value or recipient is None:
+    if (
+        send.kind != RequestKind.SEND.value
+        or send.status != RequestStatus.ACCEPTED.value
+        or recipient is None
+    ):
         return NOT_SEND, found
     window = timedelta(seconds=current_app.config["REVERSAL_WINDOW_SECONDS"])
-    if send.executed_at is None or send.executed_at < _utcnow() - window:
+    if send.executed_at is None or send.executed_at < utcnow() - window:
         return LATE, found
     for earlier in _reversals_of(session, code):
         if earlier.status == RequestStatus.REJECTED.value:
             continue
-        return (OPEN_ALREADY if earlier.hold_state == HoldState.HELD.value else DECIDED), found
+        return (OPEN_ALREADY if earlier.hold_state == HoldState.PENDING.value else DECIDED), found
     account = session.get(Account, send.credit_account_id, populate_existing=True)
     if account.available < send.amount:
         return SHORT, found
@@ -136,33 +137,6 @@ def operator_decides(session, hold_id: str, *, approve: bool) -> TransferRequest
     if request is None:
         raise ReversalError(f"the reversal of {hold.reference} is already decided ({hold.hold_state})")
     execute_requests(session, [request])
-    if request.status != RequestStatus.POSTED.value:
+    if request.status != RequestStatus.ACCEPTED.value:
         raise ReversalError(f"the ledger refused the decision: {request.result}")
     return request
-
-
-# Answers to ``REVERSE <code>`` by SMS (sms_commands/inbound.py; Kiswahili in sms-reversals.po).
-SMS_REPLIES = {
-    "ok": "Received: your request to reverse {code}, {amount} sent to {name} {phone}. They are asked to "
-    "agree; we will SMS you.",
-    NOT_SEND: "{code} cannot be reversed by SMS. Only money sent to a person can be.",
-    LATE: "{code} is more than {hours} hours old and cannot be reversed by SMS. Please call customer care.",
-    OPEN_ALREADY: "A reversal of {code} is already waiting for {name} {phone}.",
-    DECIDED: "A reversal of {code} was already decided.",
-    SHORT: "{name} {phone} no longer has the {amount} you sent ({code}), so it cannot be reversed. "
-    "Please call customer care.",
-}
-
-
-def sms_reply(outcome: str, found: Found | None, code: str) -> tuple[str, dict]:
-    """The English reply to ``REVERSE <code>`` for ``outcome`` and the fields it needs."""
-    from ..money import format_amount
-    from ..sms.receipts import sms_name
-
-    fields = {"code": code, "hours": current_app.config["REVERSAL_WINDOW_SECONDS"] // 3600}
-    if found is not None:
-        fields["amount"] = format_amount(found.send.amount, current_app.config["CURRENCY"])
-        recipient = found.recipient
-        fields["name"] = sms_name(recipient) if recipient else ""
-        fields["phone"] = recipient.phone if recipient else ""
-    return SMS_REPLIES[outcome], fields

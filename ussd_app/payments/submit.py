@@ -9,7 +9,7 @@ import logging
 import uuid
 
 from ..queues import TRANSFERS_DOORBELL, Bell, ring, ring_after_commit
-from .models import RequestStatus, TransferRequest, transaction_code
+from .models import HoldState, RequestStatus, TransferRequest, transaction_code
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def record_request(
         reference=reference,
         tariff_version_id=tariff_version_id,
         pending_request_id=pending_request_id,
-        hold_state="held" if hold_seconds is not None else None,
+        hold_state=HoldState.PENDING.value if hold_seconds is not None else None,
         hold_seconds=hold_seconds,
         status=RequestStatus.QUEUED.value,
         attempts=0,

@@ -56,7 +56,8 @@ class OutboxMessage(db.Model):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    request_id: Mapped[str | None] = mapped_column(ForeignKey("transfer_requests.id"), index=True)
+    # The transfer request this message is about (a receipt), if any.
+    transfer_request_id: Mapped[str | None] = mapped_column(ForeignKey("transfer_requests.id"), index=True)
     phone: Mapped[str] = mapped_column(String(20), index=True)
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(12), default=OutboxStatus.PENDING.value)
@@ -83,12 +84,18 @@ class OutboxMessage(db.Model):
     delivery_reported_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
 
-def add_sms(session, *, phone: str, body: str, request_id: str | None = None) -> None:
+def add_sms(session, *, phone: str, body: str, transfer_request_id: str | None = None) -> None:
     """Promise ``body`` to ``phone``, in the caller's transaction. The caller commits; the commit
     rings the sender (``queues.ring_after_commit``), and the periodic job finds the row anyway
     if the ring is lost. Inside ``batched(session)`` the row is written when the batch ends, with the
     batch's others."""
-    row = dict(phone=phone, body=body, request_id=request_id, status=OutboxStatus.PENDING.value, attempts=0)
+    row = dict(
+        phone=phone,
+        body=body,
+        transfer_request_id=transfer_request_id,
+        status=OutboxStatus.PENDING.value,
+        attempts=0,
+    )
     # People wait at a counter for some SMS (a withdrawal's approval request, a mini
     # statement, an e-float issue): they must not wait for the periodic job.
     ring_after_commit(session, Bell.SMS)
@@ -118,7 +125,7 @@ def batched(session):
         session.info.pop(_BATCH, None)
     insert_rows(session, OutboxMessage.__table__, rows)
     for listener in _bulk_listeners:
-        listener(session, [row["request_id"] for row in rows])
+        listener(session, [row["transfer_request_id"] for row in rows])
 
 
 # The ORM's events do not see ``batched``'s one insert: whoever watches the outbox (the log

@@ -48,7 +48,7 @@ import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import requests
 from africastalking.Service import AfricasTalkingException
@@ -56,6 +56,7 @@ from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
 
 from ..africas_talking import SmsClient
+from ..clock import utcnow
 from ..database import is_postgres
 from ..queues import SMS_DOORBELL, Bell, ring
 from .outbox import OutboxMessage, OutboxStatus
@@ -108,10 +109,6 @@ class Claim:
     body: str
     attempt: int
     token: str
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def hand_over(client: SmsClient, phone: str, body: str) -> Answer:

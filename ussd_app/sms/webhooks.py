@@ -6,11 +6,11 @@ channel of their own: ``ussd_app/sms_commands/``.
 """
 
 import logging
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 
 from .. import phones
+from ..clock import utcnow
 from ..extensions import db
 from . import bp
 from .callbacks import Invalid, field, plain, protect
@@ -81,7 +81,7 @@ def delivery_report():
     row.delivery_status = status
     row.network_code = network_code
     row.delivery_retry_count = int(retry_count) if retry_count is not None else None
-    row.delivery_reported_at = datetime.now(UTC).replace(tzinfo=None)
+    row.delivery_reported_at = utcnow()
     if status in DELIVERED:
         row.status = OutboxStatus.DELIVERED.value
     elif status in UNDELIVERED:

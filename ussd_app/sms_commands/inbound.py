@@ -10,17 +10,16 @@ import enum
 import re
 from datetime import datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import DateTime, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from ..i18n import t
-from ..money import format_amount
+from ..messages import inbound as texts
+from ..messages import when
+from ..messages.receipts import hold_seconds
 from ..payments import holds
 from ..payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
 from ..sms.outbox import add_sms
-from ..sms.receipts import hold_seconds, sms_name, when
 from ..users import User, find_by_phone
 
 # Transaction codes are base32 (A-Z, 2-7), 10 characters (payments.models.transaction_code).
@@ -50,7 +49,7 @@ class InboundMessage(db.Model):
     intent: Mapped[str] = mapped_column(String(12))
     code: Mapped[str | None] = mapped_column(String(10), index=True, default=None)
     # For REVERSE: the request it names, when the sender is its payer (else NULL).
-    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    transfer_request_id: Mapped[str | None] = mapped_column(String(64), default=None)
     received_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 
@@ -91,77 +90,36 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
     """(intent, code, request id for a reversal, the reply) for ``text`` from ``phone``."""
     intent, code = parse(text)
     if intent == Intent.HELP:
-        return (
-            intent,
-            None,
-            None,
-            t(
-                language,
-                "Tuma: to check a receipt, send its 10-character transaction code. "
-                "To ask for a reversal, send REVERSE and the code.",
-                domain="sms",
-            ),
-        )
+        return intent, None, None, texts.help_reply(language)
     lock = _lock(session, phone) if intent == Intent.REVERSE else None
     if lock is not None:
         # A locked account (wrong PINs, or the operator) starts nothing, by USSD or by SMS:
         # whoever holds the phone may not be its owner. Said before any code is looked up.
         # Only customer care lifts an operator's lock: an agent is not offered for it.
-        return intent, code, None, t(language, LOCKED_REPLIES[lock], domain="sms")
+        return intent, code, None, texts.locked(language, lock)
     request, payer, payee = _find_for(session, code, phone)
-    unknown = t(
-        language,
-        "{code} is not a Tuma transaction of yours. Do not hand over goods or cash against a "
-        "message with this code.",
-        domain="sms",
-        code=code,
-    )
+    unknown = texts.not_yours(language, code)
     if request is None:
         return intent, code, None, unknown
     if intent == Intent.REVERSE:
         if payer is None or payer.phone != phone:
             # The genuine recipient: a proper answer, not the fake-receipt warning.
-            return intent, code, None, t(language, RECIPIENT_CANNOT_REVERSE, domain="sms", code=code)
+            return intent, code, None, texts.recipient_cannot_reverse(language, code)
         # Held from the recipient for them to agree (payments/reversals.py); its commit
         # announces the hold to the workers (queues.py).
+        from ..messages import reversals as reversal_texts
         from ..payments import reversals
         from ..payments.submit import mint_request_id
 
         outcome, found = reversals.start(session, payer, code, mint_request_id())
         if outcome == reversals.UNKNOWN:
             return intent, code, None, unknown
-        english, fields = reversals.sms_reply(outcome, found, code)
-        return intent, code, request.id, t(language, english, domain="sms", **fields)
-    status = _status(session, request, language)
-    date, time_ = when(request.executed_at or request.created_at)
+        return intent, code, request.id, reversal_texts.reply(language, outcome, found, code)
+    status = _status(session, request)
     # The one asking is a party: name the other one (one SMS segment with the longest names).
     asker_paid = payer is not None and payer.phone == phone
-    english = CHECK_REPLIES["payer"] if asker_paid else CHECK_REPLIES["payee"]
-    reply = t(
-        language,
-        english,
-        domain="sms",
-        code=code,
-        amount=format_amount(request.amount, current_app.config["CURRENCY"]),
-        who=_who(payee if asker_paid else payer),
-        date=date,
-        time=time_,
-        status=status,
-    )
+    reply = texts.genuine(language, request, payee if asker_paid else payer, status, asker_paid=asker_paid)
     return intent, code, None, reply
-
-
-# The answer to REVERSE from a locked account, by who locked it (``_lock``). Kiswahili in
-# sms-trust-limits.po (pin) and sms-trust-fixb.po (operator).
-LOCKED_REPLIES = {
-    "pin": (
-        "Your Tuma account is locked, so we cannot start a reversal. "
-        "Ask an agent or customer care to unlock it, then try again."
-    ),
-    "operator": (
-        "Your Tuma account is locked by Tuma, so we cannot start a reversal. Please call customer care."
-    ),
-}
 
 
 def _lock(session, phone: str) -> str | None:
@@ -175,45 +133,19 @@ def _lock(session, phone: str) -> str | None:
     return "operator" if is_operator_locked(user) else "pin"
 
 
-# The answer to a party checking a code: the other party, and where the money stands
-# (``STATUSES``). Kiswahili in translations/sw/LC_MESSAGES/sms-trust-messages.po.
-CHECK_REPLIES = {
-    "payer": "{code} is genuine: {amount} to {who} on {date} at {time}. Status: {status}.",
-    "payee": "{code} is genuine: {amount} from {who} on {date} at {time}. Status: {status}.",
-}
-STATUSES = (
-    "completed",
-    "in progress",
-    "failed",
-    "held for a security check",
-    "held for a reversal until {date}",
-    "reversed",
-    "being reversed",
-    "held until {date}, not final",
-    "disputed, held until Tuma decides",
-    "reversal refused",
-    "refunded to the sender",
-)
+def _status(session, request: TransferRequest) -> tuple[str, dict]:
+    """Where the money of ``request`` really stands, as a word of ``messages.inbound.STATUSES``
+    (the English is its id) and its fields: a receipt is only "completed" when the money is
+    final with its payee (not held, disputed, refunded or reversed)."""
 
-
-RECIPIENT_CANNOT_REVERSE = (
-    "Only the sender can ask to reverse {code}. To return money you received, use Send money."
-)
-
-
-def _status(session, request: TransferRequest, language: str) -> str:
-    """Where the money of ``request`` really stands: a receipt is only "completed" when the
-    money is final with its payee (not held, disputed, refunded or reversed). Every word said
-    here is listed in ``STATUSES`` (the one-segment test renders the longest)."""
-
-    def say(english: str, **fields) -> str:
-        return t(language, english, domain="sms", **fields)
+    def say(english: str, **fields) -> tuple[str, dict]:
+        return english, fields
 
     if request.status == RequestStatus.QUEUED.value:
         return say("in progress")
     if request.status == RequestStatus.REVIEW.value:
         return say("held for a security check")
-    if request.status != RequestStatus.POSTED.value:
+    if request.status != RequestStatus.ACCEPTED.value:
         return say("failed")
     if request.hold_state is not None:  # an escrow hold (payments/holds.py)
         return _hold_status(session, request, say)
@@ -223,27 +155,27 @@ def _status(session, request: TransferRequest, language: str) -> str:
             select(TransferRequest).where(
                 TransferRequest.kind == RequestKind.REVERSAL.value,
                 TransferRequest.reference == request.code,
-                TransferRequest.status == RequestStatus.POSTED.value,
+                TransferRequest.status == RequestStatus.ACCEPTED.value,
             )
         ).scalars():
-            if reversal.hold_state == HoldState.HELD.value:
+            if reversal.hold_state == HoldState.PENDING.value:
                 return say("held for a reversal until {date}", date=_until(reversal))
-            if reversal.hold_state == HoldState.RELEASED.value:
+            if reversal.hold_state == HoldState.POSTED.value:
                 return say("reversed") if _resolved(session, reversal) else say("being reversed")
     return say("completed")
 
 
-def _hold_status(session, hold: TransferRequest, say) -> str:
+def _hold_status(session, hold: TransferRequest, say) -> tuple[str, dict]:
     state = hold.hold_state
-    if state == HoldState.HELD.value:
+    if state == HoldState.PENDING.value:
         return say("held until {date}, not final", date=_until(hold))
     if state == HoldState.DISPUTED.value:
         return say("disputed, held until Tuma decides")
     if state == HoldState.SENDING.value or not _resolved(session, hold):
         return say("in progress")
     if hold.kind == RequestKind.REVERSAL.value:  # the hold is the returning of a send
-        return say("reversed") if state == HoldState.RELEASED.value else say("reversal refused")
-    if state == HoldState.RELEASED.value:
+        return say("reversed") if state == HoldState.POSTED.value else say("reversal refused")
+    if state == HoldState.POSTED.value:
         return say("completed")
     return say("refunded to the sender")
 
@@ -251,17 +183,13 @@ def _hold_status(session, hold: TransferRequest, say) -> str:
 def _resolved(session, hold: TransferRequest) -> bool:
     """Whether the request that resolves ``hold`` (post or void) has been posted."""
     resolution = session.get(TransferRequest, holds.resolution_id(hold.id))
-    return resolution is not None and resolution.status == RequestStatus.POSTED.value
+    return resolution is not None and resolution.status == RequestStatus.ACCEPTED.value
 
 
 def _until(hold: TransferRequest) -> str:
     """The date a hold falls due (the receipts' date format)."""
     date, _ = when((hold.executed_at or hold.created_at) + timedelta(seconds=hold_seconds(hold)))
     return date
-
-
-def _who(user: User | None) -> str:
-    return f"{sms_name(user)} {user.phone}" if user is not None else "TUMA"
 
 
 def receive(
@@ -283,7 +211,7 @@ def receive(
         sent_at=date,
         intent=intent.value,
         code=code,
-        request_id=request_id,
+        transfer_request_id=request_id,
     )
     session.add(message)
     add_sms(session, phone=phone, body=reply)

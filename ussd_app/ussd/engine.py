@@ -9,49 +9,30 @@ for this one request and never writes it into the conversation.
 
 The engine owns what every flow shares: ``0`` back, ``00`` home, ``98`` more on long lists,
 re-showing a screen with a short reason after wrong input, and the 160-character budget.
-It knows nothing about money, people or databases.
+It knows nothing about money, people or databases. Turning a screen into text (the message
+filled in, pages, the length rule) is ``render.py``'s.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..i18n import t
 from . import gsm7
-
-log = logging.getLogger(__name__)
+from .conversation import Conversation
+from .render import fit, pages, say, screen_text
 
 BACK, HOME, MORE = "0", "00", "98"
 RESUME = "_resume"  # the engine's own screen: "continue where you left off?"
 MAX_STEPS = 12  # a flow that chains more steps than this without a screen is a bug
-MAX_HISTORY = 30  # screens "0" can go back through; older ones (and their data marks) are dropped
 
 
 def N_(message: str) -> str:
     """Marks a message id for extraction (``pybabel extract -k N_``); translated when shown."""
     return message
-
-
-# Message ids whose wording depends on a count in the data: many -> (data key, the id for one).
-_SINGULAR: dict[str, tuple[str, str]] = {}
-
-
-def singular(many: str, key: str, one: str) -> None:
-    """Show ``one`` instead of ``many`` when ``data[key] == 1`` ("1 try left", not "1 tries")."""
-    _SINGULAR[many] = (key, one)
-
-
-def say(lang: str, message: str, data: dict) -> str:
-    """``message`` in ``lang`` with the conversation's data filled in, in the count's number."""
-    if message in _SINGULAR:
-        key, one = _SINGULAR[message]
-        if data.get(key) == 1:
-            message = one
-    return t(lang, message, **data)
 
 
 @dataclass(frozen=True)
@@ -118,64 +99,6 @@ class Context:
     data: dict = field(default_factory=dict)
     user: Any = None  # whatever the web side loaded for this phone; opaque to the engine
     secret: str | None = None
-
-
-@dataclass
-class Conversation:
-    """Where one USSD session stands. Serialised to Redis as plain JSON."""
-
-    state: str
-    history: list[str] = field(default_factory=list)
-    # The flow's data as it was when each screen of ``history`` was shown (same order): "0"
-    # back to a screen puts it back, so nothing an abandoned branch set outlives going back.
-    marks: list[dict] = field(default_factory=list)
-    page: int = 0
-    reason: str | None = None
-    ended: bool = False
-    resume: dict | None = None  # the snapshot offered on the RESUME screen
-
-    def to_json(self) -> dict:
-        return {
-            "state": self.state,
-            "history": self.history,
-            "marks": self.marks,
-            "page": self.page,
-            "reason": self.reason,
-            "ended": self.ended,
-            "resume": self.resume,
-        }
-
-    @classmethod
-    def from_json(cls, raw: dict) -> Conversation:
-        return cls(
-            state=raw["state"],
-            history=list(raw.get("history") or []),
-            marks=list(raw.get("marks") or []),
-            page=int(raw.get("page") or 0),
-            reason=raw.get("reason"),
-            ended=bool(raw.get("ended")),
-            resume=raw.get("resume"),
-        )
-
-    def push(self, state: str, mark: dict) -> None:
-        # A session stored before marks existed has fewer marks than history: pad, so the
-        # two stay in step (an empty mark is never restored, see ``back``).
-        self.marks.extend({} for _ in range(len(self.history) - len(self.marks)))
-        self.history.append(state)
-        self.marks.append(mark)
-        # Bounded: a session that walks in circles cannot grow its stored state without end.
-        del self.history[:-MAX_HISTORY], self.marks[:-MAX_HISTORY]
-
-    def back(self) -> dict | None:
-        """Leave for the previous screen: the data as it was shown there, or None if unknown."""
-        self.state = self.history.pop()
-        mark = self.marks.pop() if len(self.marks) > len(self.history) else None
-        del self.marks[len(self.history) :]
-        return mark
-
-    def forget_from(self, index: int) -> None:
-        del self.history[index:]
-        del self.marks[index:]
 
 
 @dataclass(frozen=True)
@@ -261,8 +184,8 @@ class Engine:
         if not isinstance(screen, Screen):
             raise FlowError(f"conversation parked on a step: {conv.state}")
         numbered = self._numbered(screen, ctx, conv.state)
-        pages = self._pages(ctx, numbered, self._head(ctx, screen)) if numbered else []
-        if text == MORE and pages and pages[min(conv.page, len(pages) - 1)][1]:
+        split = pages(ctx.lang, numbered, say(ctx.lang, screen.say, ctx.data)) if numbered else []
+        if text == MORE and split and split[min(conv.page, len(split) - 1)][1]:
             conv.page += 1
             return self.render(conv, ctx)
         if numbered and text.isascii() and text.isdigit() and len(text) <= 3:
@@ -411,34 +334,6 @@ class Engine:
                 lines.append((len(lines) + 1, gsm7.clean(str(label)), target, key))
         return lines
 
-    def _head(self, ctx: Context, screen: Screen) -> str:
-        return say(ctx.lang, screen.say, ctx.data)
-
-    def _pages(self, ctx: Context, numbered, head: str) -> list[tuple[list[str], bool]]:
-        """Split the menu lines into pages that fit one screen each: (lines, more after).
-        The split never depends on a reason being shown, so "98" always follows on."""
-        """Split the menu lines into pages that fit one screen each: (lines, more after)."""
-        lines = [f"{n}. {label}" for n, label, _to, _v in numbered]
-        more, back = t(ctx.lang, "98. More"), t(ctx.lang, "0. Back")
-        pages: list[tuple[list[str], bool]] = []
-        start = 0
-        while True:
-            first = not pages
-            budget_head = head if first else ""
-            taken: list[str] = []
-            for i in range(start, len(lines)):
-                trial = taken + [lines[i]]
-                rest = i + 1 < len(lines)
-                footer = ([more] if rest else []) + ([] if first else [back])
-                if gsm7.fits("\n".join(filter(None, [budget_head, *trial, *footer]))) or not taken:
-                    taken = trial
-                else:
-                    break
-            start += len(taken)
-            pages.append((taken, start < len(lines)))
-            if start >= len(lines):
-                return pages
-
     def render(self, conv: Conversation, ctx: Context) -> Reply:
         reply = self.compose(conv, ctx)
         return Reply(fit(reply.text), reply.end)
@@ -456,35 +351,13 @@ class Engine:
         screen = self.state(conv.state)
         if not isinstance(screen, Screen):
             raise FlowError(f"cannot show a step: {conv.state}")
-        head = self._head(ctx, screen)
+        head = say(ctx.lang, screen.say, ctx.data)
         reason = say(ctx.lang, conv.reason, ctx.data) if conv.reason else None
         numbered = self._numbered(screen, ctx, conv.state)
-        if not numbered:
-            return Reply("\n".join(filter(None, [reason, head])), end=screen.end)
-        pages = self._pages(ctx, numbered, head)
-        conv.page = min(conv.page, len(pages) - 1)
-        lines, more = pages[conv.page]
-        footer = ([t(ctx.lang, "98. More")] if more else []) + ([t(ctx.lang, "0. Back")] if conv.page else [])
-        # Page one carries the heading; a reason goes first, and when heading, reason and lines
-        # do not all fit, the reason stands in for the heading.
-        tops = [[reason, head], [reason], [head]] if conv.page == 0 else [[reason], []]
-        for top in tops:
-            text = "\n".join(filter(None, [*top, *lines, *footer]))
-            if gsm7.fits(text):
-                break
+        text, conv.page = screen_text(ctx.lang, head, reason, numbered, conv.page)
         return Reply(text, end=screen.end)
 
 
 def _lasting(data: dict) -> dict:
     """``data`` without the keys for this session only (starting with "_": a PIN hash)."""
     return {k: v for k, v in data.items() if not k.startswith("_")}
-
-
-def fit(text: str) -> str:
-    """The last guard of the 160-character rule: a screen that would not fit is cut (the
-    screen-walking test makes sure no designed screen ever needs this)."""
-    text = gsm7.clean(text)
-    if gsm7.fits(text):
-        return text
-    log.error("screen over %d GSM-7 characters was cut", gsm7.SCREEN_LIMIT)
-    return gsm7.shorten(text, gsm7.SCREEN_LIMIT)

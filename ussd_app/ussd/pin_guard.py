@@ -11,36 +11,13 @@ operator lifts it (``unlock_pin(..., operator=True)``), never an agent.
 """
 
 import enum
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from flask import current_app
 
-from .. import pins
+from .. import notices, pins
+from ..clock import utcnow
 from ..users import OPERATOR_LOCK_UNTIL, User
-
-# SMS to the holder (Kiswahili in translations/sw/LC_MESSAGES/sms-trust-messages.po).
-LOCKED_SMS = (
-    "Tuma: your PIN was locked on {date} at {time} after {tries} wrong tries. Ask an agent to "
-    "unlock it. Not you? Call customer care."
-)
-UNLOCKED_SMS = "Tuma: your PIN was unlocked on {date} at {time}. Not you? Call customer care now."
-UNLOCKED_BY_AGENT_SMS = (
-    "Tuma: your PIN was unlocked by agent {agent} {agent_phone} on {date} at {time}. "
-    "Not you? Call customer care now."
-)
-
-CHANGED_SMS = "Tuma: your PIN was changed on {date} at {time}. Not you? Call customer care now."
-
-
-def tell(session, user: User, english: str, **fields) -> None:
-    """SMS ``user`` about their PIN, dated now, in their language (in the caller's transaction)."""
-    from ..i18n import t
-    from ..sms.outbox import add_sms
-    from ..sms.receipts import when
-
-    date, time_ = when(_now())
-    body = t(user.language, english, domain="sms", date=date, time=time_, **fields)
-    add_sms(session, phone=user.phone, body=body)
 
 
 class PinCheck(enum.StrEnum):
@@ -49,12 +26,8 @@ class PinCheck(enum.StrEnum):
     LOCKED = "locked"  # locked now (this attempt was the last one) or already
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as the database stores it
-
-
 def is_locked(user: User) -> bool:
-    return user.locked_until is not None and user.locked_until > _now()
+    return user.locked_until is not None and user.locked_until > utcnow()
 
 
 def is_operator_locked(user: User) -> bool:
@@ -83,8 +56,8 @@ def check_pin(session, user: User, pin: str | None) -> PinCheck:
         return PinCheck.OK
     user.pin_failures = (user.pin_failures or 0) + 1
     if user.pin_failures >= current_app.config["PIN_MAX_ATTEMPTS"]:
-        user.locked_until = _now() + timedelta(seconds=current_app.config["PIN_LOCK_SECONDS"])
-        tell(session, user, LOCKED_SMS, tries=user.pin_failures)
+        user.locked_until = utcnow() + timedelta(seconds=current_app.config["PIN_LOCK_SECONDS"])
+        notices.pin_locked(session, user, user.pin_failures)
         return PinCheck.LOCKED
     return PinCheck.WRONG
 
@@ -101,9 +74,4 @@ def unlock_pin(session, user: User, *, agent: User | None = None, operator: bool
     session.add(user)
     if not was_locked:
         return
-    if agent is None:
-        tell(session, user, UNLOCKED_SMS)
-    else:
-        from ..sms.receipts import sms_name
-
-        tell(session, user, UNLOCKED_BY_AGENT_SMS, agent=sms_name(agent), agent_phone=agent.phone)
+    notices.pin_unlocked(session, user, agent)

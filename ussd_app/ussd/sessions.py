@@ -18,7 +18,7 @@ from flask import current_app
 from redis.exceptions import RedisError
 
 from ..queues import get_redis
-from .engine import Conversation
+from .conversation import Conversation
 
 PREFIX = "tuma:ussd"
 LOCK_SECONDS = 15  # longest one request may hold its session (AT gives up well before)

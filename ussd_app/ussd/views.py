@@ -21,7 +21,7 @@ from ..payments.models import TransferRequest
 from ..users import Role, find_by_phone
 from . import bp, sessions
 from .engine import RESUME, Context
-from .flows import HOME_BUSINESS, HOME_CUSTOMER, HOME_UNREGISTERED, LOCKED, engine, rename_states, renamed
+from .flows import HOME_BUSINESS, HOME_CUSTOMER, HOME_UNREGISTERED, LOCKED, engine
 from .models import UssdEvent
 from .pin_guard import is_locked
 
@@ -117,8 +117,7 @@ def _answer(hold: sessions.Hold, text: str) -> str:
             return stored.last_reply or "END"
     user = find_by_phone(db.session, phone)
     data = stored.data if stored else {}
-    # Stored by an earlier version, a session may name states since renamed.
-    offered = renamed(hold.resume if stored is None else stored.conversation.resume)
+    offered = hold.resume if stored is None else stored.conversation.resume
     if offered is not None and already_recorded(offered):
         offered = None  # its money was recorded meanwhile: never offered, never continued
     if user is not None:
@@ -132,7 +131,6 @@ def _answer(hold: sessions.Hold, text: str) -> str:
         conversation, reply = engine.begin(ctx, offered)
     else:
         conversation = stored.conversation
-        rename_states(conversation)
         conversation.resume = offered
         reply = engine.handle(conversation, ctx, text.rsplit("*", 1)[-1])
     db.session.commit()

@@ -1,18 +1,12 @@
 """What every back-office page uses: the page size, money as the operator reads it, a form
 field's clean text, and the audit row written with each change."""
 
-from flask import current_app
-
 from ...extensions import db
-from ...money import format_amount
+from ...messages import money
 from .. import bp, current_operator
 from ..models import record
 
 PAGE = 100
-
-
-def money(minor: int) -> str:
-    return format_amount(int(minor or 0), current_app.config["CURRENCY"])
 
 
 def _text(raw: str | None, limit: int) -> str:

@@ -32,7 +32,7 @@ def sms():
             flash("Not a phone number.", "error")
     counts = reports.sms_by_status(db.session)
     rows = list(db.session.execute(query).scalars())
-    request_ids = {m.request_id for m in rows if m.request_id}
+    request_ids = {m.transfer_request_id for m in rows if m.transfer_request_id}
     codes = (
         {
             r.id: r.code

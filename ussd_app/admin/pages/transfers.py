@@ -84,11 +84,13 @@ def transfer_trail(session, request_row: TransferRequest) -> dict:
     )
     sms = list(
         session.execute(
-            select(OutboxMessage).where(OutboxMessage.request_id == request_row.id).order_by(OutboxMessage.id)
+            select(OutboxMessage)
+            .where(OutboxMessage.transfer_request_id == request_row.id)
+            .order_by(OutboxMessage.id)
         ).scalars()
     )
     deposit = session.execute(
-        select(TrustDeposit).where(TrustDeposit.request_id == request_row.id)
+        select(TrustDeposit).where(TrustDeposit.transfer_request_id == request_row.id)
     ).scalar_one_or_none()
     audits = list(
         session.execute(

@@ -15,7 +15,7 @@ from ...users import find_by_phone, holders
 from .. import approvals
 from ..engine import N_, Choice, Retry, Screen, Step
 from . import common, fraud_checks, tail
-from .agent import find_depositor
+from .agent_deposit import find_depositor
 from .withdraw import quote_withdrawal
 
 

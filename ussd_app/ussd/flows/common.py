@@ -8,10 +8,12 @@ from flask import current_app
 
 from ... import limits, phones, pins
 from ...extensions import db
-from ...money import InvalidAmount, format_amount, parse_major
-from ..engine import N_, Retry, Screen, Step, singular
+from ...messages import money  # noqa: F401  (the flows' common.money: the one house format)
+from ...money import InvalidAmount, parse_major
+from ..engine import N_, Retry, Screen, Step
 from ..gsm7 import shorten
 from ..pin_guard import check_pin, is_operator_locked, tries_left
+from ..render import singular
 
 NAME_LIMIT = 20  # septets of a name as typed at registration
 SHOWN_NAME_LIMIT = 24  # septets of a full name on a confirm screen
@@ -124,10 +126,6 @@ def language(text: str) -> str | None:
 
 
 # -- helpers for steps -----------------------------------------------------------------------
-
-
-def money(minor: int) -> str:
-    return format_amount(minor, current_app.config["CURRENCY"])
 
 
 def service_code() -> str:

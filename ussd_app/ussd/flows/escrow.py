@@ -3,20 +3,12 @@ delivery (approve: the merchant is paid) or to dispute it (decline: the operator
 Registered with ``ussd.approvals`` by ``flows.init_app``."""
 
 from ...i18n import t
-from ...money import format_amount
+from ...messages import money
 from ...payments import holds
 from ...payments.models import RequestKind, TransferRequest
-from ...sms import receipts
-from ...sms.outbox import add_sms
-from ...users import find_by_account, holders
+from ...users import holders
 from .. import approvals
 from ..engine import N_
-
-
-def _money(minor: int) -> str:
-    from flask import current_app
-
-    return format_amount(minor, current_app.config["CURRENCY"])
 
 
 def _owned(session, user, key: str) -> TransferRequest | None:
@@ -32,14 +24,16 @@ class DeliveryConfirmations:
 
     def pending(self, session, user) -> list[approvals.PendingApproval]:
         found = []
-        waiting = holds.held(session, RequestKind.PROTECTED_PURCHASE, debit_account_id=user.account_id)
+        waiting = holds.pending_holds(
+            session, RequestKind.PROTECTED_PURCHASE, debit_account_id=user.account_id
+        )
         merchants = holders(session, (hold.credit_account_id for hold in waiting))
         for hold in waiting:
             merchant = merchants.get(hold.credit_account_id)
             summary = t(
                 user.language,
                 N_("Confirm delivery: {amount} to {name}"),
-                amount=_money(hold.amount),
+                amount=money(hold.amount),
                 name=merchant.name if merchant else "",
             )
             found.append(approvals.PendingApproval(hold.id, summary, spends=hold.amount))
@@ -47,28 +41,9 @@ class DeliveryConfirmations:
 
     def approve(self, session, user, key: str) -> bool:
         hold = _owned(session, user, key)
-        return hold is not None and holds.resolve(session, hold, RequestKind.PROTECTED_RELEASE) is not None
+        return hold is not None and holds.resolve(session, hold, RequestKind.PROTECTED_POST) is not None
 
     def decline(self, session, user, key: str) -> bool:
         """Declining a delivery opens a dispute: the money stays held for the operator."""
         hold = _owned(session, user, key)
-        if hold is None or not holds.open_dispute(session, hold):
-            return False
-        merchant = find_by_account(session, hold.credit_account_id)
-        for person, other in ((user, merchant), (merchant, user)):
-            if person is None:
-                continue
-            add_sms(
-                session,
-                phone=person.phone,
-                body=t(
-                    person.language,
-                    receipts.DISPUTE_OPENED,
-                    domain="sms",
-                    code=hold.code,
-                    amount=_money(hold.amount),
-                    name=receipts.sms_name(other) if other else "",
-                ),
-                request_id=hold.id,
-            )
-        return True
+        return hold is not None and holds.open_dispute(session, hold)

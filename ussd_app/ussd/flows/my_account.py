@@ -6,14 +6,13 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import or_, select
 
-from ... import pins
+from ... import notices, pins
 from ...extensions import db
 from ...i18n import t
 from ...ledger.models import Transfer
 from ...payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
-from ...sms.outbox import add_sms
 from ...users import holders
-from .. import gsm7, pin_guard
+from .. import gsm7
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common
 
@@ -65,7 +64,7 @@ def statement_lines(session, user, lang: str) -> list[str]:
         for r in session.execute(
             select(TransferRequest).where(
                 TransferRequest.pending_request_id.in_(hold_ids),
-                TransferRequest.status == RequestStatus.POSTED.value,
+                TransferRequest.status == RequestStatus.ACCEPTED.value,
             )
         ).scalars()
     }
@@ -104,13 +103,13 @@ NUMBER_KINDS = frozenset({RequestKind.SEND_UNREGISTERED.value, RequestKind.AIRTI
 POSTING_KINDS = frozenset(
     k.value
     for k in (
-        RequestKind.SUSPENSE_RELEASE,
-        RequestKind.PROTECTED_RELEASE,
+        RequestKind.SUSPENSE_POST,
+        RequestKind.PROTECTED_POST,
         RequestKind.REVERSAL_POST,
         RequestKind.AIRTIME_POST,
     )
 )
-STILL_HELD = (HoldState.HELD.value, HoldState.DISPUTED.value, HoldState.SENDING.value)
+STILL_PENDING = (HoldState.PENDING.value, HoldState.DISPUTED.value, HoldState.SENDING.value)
 
 
 def _line(request, account_id: int, holds: dict, resolved: dict, name):
@@ -123,9 +122,9 @@ def _line(request, account_id: int, holds: dict, resolved: dict, name):
             payee = request.credit_account_id
             if resolution is not None and resolution.kind in POSTING_KINDS and resolution.amount:
                 payee = resolution.credit_account_id
-            marker = N_("(held)") if request.hold_state in STILL_HELD else None
+            marker = N_("(held)") if request.hold_state in STILL_PENDING else None
             return "-", request.amount + request.fee, name(request, payee), marker
-        if request.hold_state in STILL_HELD:  # its payee: not theirs yet
+        if request.hold_state in STILL_PENDING:  # its payee: not theirs yet
             return "+", request.amount, name(request, request.debit_account_id), N_("(held)")
         return None  # resolved: the resolution's line says what arrived, if anything
     hold = holds.get(request.pending_request_id) if request.pending_request_id else None
@@ -155,8 +154,7 @@ def mini_statement(ctx) -> str:
     if not lines:
         ctx.data["statement_text"] = t(ctx.lang, "No transactions yet.")
         return "ok"
-    sms = t(ctx.lang, "Tuma mini statement:") + "\n" + "\n".join(lines)
-    add_sms(db.session, phone=ctx.user.phone, body=sms)
+    notices.mini_statement(db.session, ctx.user, ctx.lang, lines)
     # The screen shows as many lines as fit; the SMS carries them all.
     footer = t(ctx.lang, "Full statement sent by SMS.")
     shown: list[str] = []
@@ -181,7 +179,7 @@ def save_new_pin(ctx) -> str:
     if not held or not pins.verify_pin(held, ctx.secret):
         return "mismatch"
     ctx.user.pin_hash = held
-    pin_guard.tell(db.session, ctx.user, pin_guard.CHANGED_SMS)
+    notices.pin_changed(db.session, ctx.user)
     return "ok"
 
 

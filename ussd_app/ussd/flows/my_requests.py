@@ -81,14 +81,14 @@ def _unpaid(ctx) -> list[str]:
     return [r.id for r in pr.group(db.session, ctx.data["my_group"]) if r.state == pr.State.OPEN]
 
 
-def _remind(ctx, request_id: str) -> bool:
+def _remind(ctx, payment_request_id: str) -> bool:
     """A reminder to a number still not on Tuma is another invitation SMS: it takes one of
     today's invitations (none left: not reminded)."""
-    request = pr.owned(db.session, ctx.user, request_id)
+    request = pr.owned(db.session, ctx.user, payment_request_id)
     stranger = request is not None and find_by_phone(db.session, request.payer_phone) is None
     if stranger and not fraud_checks.invites_allowed(ctx, 1):
         return False
-    reminded = pr.remind(db.session, ctx.user, request_id)
+    reminded = pr.remind(db.session, ctx.user, payment_request_id)
     if stranger and not reminded:
         fraud_checks.give_back_invites(ctx, 1)
     return reminded

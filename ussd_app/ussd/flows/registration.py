@@ -1,22 +1,12 @@
 """Registration of a number the service does not know: language, first and last name, a PIN
 typed twice. No account exists until both PINs match; a mismatch starts the PIN again."""
 
-from ... import pins
+from ... import notices, pins
 from ...extensions import db
 from ...payments import holds
 from ...users import Role, UserError, create_user, find_by_phone
 from ..engine import N_, Choice, Retry, Screen, Step
 from . import common
-
-# SMS (Kiswahili in translations/sw/LC_MESSAGES/sms-trust-messages.po).
-WELCOME = (
-    "Welcome to Tuma, {first_name}. Your account is ready. Dial {service_code} to send money, pay "
-    "and check your balance."
-)
-MONEY_WAITING = (
-    "Tuma: {amount} sent to you before you registered is being paid into your account now. "
-    "You will get an SMS for each payment."
-)
 
 
 def set_language(ctx) -> str:
@@ -48,24 +38,17 @@ def create_account(ctx) -> str:
     except UserError:
         return "taken"
     user.pin_hash = held  # the hash made from the first entry, now confirmed
-    _tell(user, WELCOME, first_name=user.first_name, service_code=common.service_code())
-    release_held_sends(ctx, user)
+    notices.welcome(db.session, user)
+    post_held_sends(ctx, user)
     return "ok"
 
 
-def release_held_sends(ctx, user) -> None:
-    """Money sent to this number before it registered is released to the new account, and the
+def post_held_sends(ctx, user) -> None:
+    """Money sent to this number before it registered is posted to the new account, and the
     new customer is told it is coming."""
-    released = holds.release_to_new_customer(db.session, user)
-    if released:
-        _tell(user, MONEY_WAITING, amount=common.money(sum(r.amount for r in released)))
-
-
-def _tell(user, english: str, **fields) -> None:
-    from ...i18n import t
-    from ...sms.outbox import add_sms
-
-    add_sms(db.session, phone=user.phone, body=t(user.language, english, domain="sms", **fields))
+    posts = holds.post_to_new_customer(db.session, user)
+    if posts:
+        notices.money_waiting(db.session, user, sum(r.amount for r in posts))
 
 
 def hold_first_pin(ctx) -> str:

@@ -149,7 +149,7 @@ class ReversalApprovals:
 
     def pending(self, session, user) -> list[approvals.PendingApproval]:
         found = []
-        for hold in holds.held(session, RequestKind.REVERSAL, debit_account_id=user.account_id):
+        for hold in holds.pending_holds(session, RequestKind.REVERSAL, debit_account_id=user.account_id):
             sender = find_by_account(session, hold.credit_account_id)
             summary = t(
                 user.language,
@@ -170,5 +170,3 @@ class ReversalApprovals:
 
     def decline(self, session, user, key: str) -> bool:
         return self._decide(session, user, key, False)
-
-
