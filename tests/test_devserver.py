@@ -30,7 +30,13 @@ def devserver(instance, **extra) -> tuple[subprocess.Popen, int]:
     """Start the devserver on the embedded default (no DATABASE_URL/REDIS_URL) in ``instance``."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "AT_API_URL"}}
     port = free_port()
-    env.update(TUMA_INSTANCE_PATH=str(instance), PORT=str(port), AT_GATEWAY_PORT=str(free_port()), **extra)
+    env.update(
+        TUMA_INSTANCE_PATH=str(instance),
+        PORT=str(port),
+        AT_GATEWAY_PORT=str(free_port()),
+        RECEIVER_PORT=str(free_port()),
+        **extra,
+    )
     log = open(instance / "devserver.log", "wb")  # noqa: SIM115  # closed with the process
     process = subprocess.Popen(
         [sys.executable, "-m", "devtools.devserver"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
