@@ -173,7 +173,7 @@ def _record(session, taken: Claim, result: Result, now: datetime) -> str | None:
     """Write the answer against the claim, in the caller's transaction: the new status, or None
     when the claim was lost (another job claimed the row again after the timeout)."""
     values: dict = {
-        "claim_token": None,
+        "claim_token": None,  # nosec B105: a claim released, not a password
         "claimed_at": None,
         "last_status_code": result.status_code,
         "last_error": result.error,
