@@ -27,7 +27,14 @@ def test_the_production_app_and_the_worker_never_load_the_development_tools(tmp_
     run = subprocess.run(
         [sys.executable, "-c", PRODUCTION_SIDE],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "TUMA_INSTANCE_PATH": str(tmp_path), "PYTHONPATH": ROOT},
+        # A Redis URL nothing listens on: importing must not need Redis, and no embedded
+        # redis-server is started that would outlive the child.
+        env={
+            "PATH": "/usr/bin:/bin",
+            "TUMA_INSTANCE_PATH": str(tmp_path),
+            "PYTHONPATH": ROOT,
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+        },
         capture_output=True,
         text=True,
         timeout=120,
