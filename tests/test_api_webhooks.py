@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from tests.api_helpers import auth, fund_merchant, get, make_key, post
 from tests.events_helpers import running_receiver, signed_by
+from ussd_app.api.idempotency import IdempotencyRecord
 from ussd_app.events.models import Event
 from ussd_app.extensions import db
 from worker import jobs
@@ -26,25 +27,44 @@ def put(client, key, body, idempotency_key=None):
     return client.put("/api/v1/webhooks", json=body, headers=headers)
 
 
-def test_the_secret_is_kept_across_puts_unless_rotated(client, merchant, receiver):
+def test_the_secret_is_shown_only_when_made_and_kept_across_puts_unless_rotated(client, merchant, receiver):
     key = make_key(merchant)
     assert get(client, "/webhooks", key).status_code == 404
     first = put(client, key, {"url": f"{receiver.url}/hooks/a", "events": ["payment.received"]})
     assert first.status_code == 200, first.get_json()
     secret = first.get_json()["secret"]
     assert secret.startswith("whsec_") and len(secret) > 30
-    moved = put(client, key, {"url": f"{receiver.url}/hooks/b"}).get_json()
-    assert moved["secret"] == secret and moved["url"].endswith("/hooks/b") and moved["events"] == ["*"]
+    moved = put(client, key, {"url": f"{receiver.url}/hooks/b"})
+    assert moved.status_code == 200 and "secret" not in moved.get_json()
+    assert moved.get_json()["url"].endswith("/hooks/b") and moved.get_json()["events"] == ["*"]
+    assert secret not in moved.get_data(as_text=True)
 
     rotation = {"url": f"{receiver.url}/hooks/b", "rotate_secret": True}
     rotated = put(client, key, rotation, idempotency_key="rotate-1").get_json()
-    assert rotated["secret"] != secret
-    again = put(client, key, rotation, idempotency_key="rotate-1").get_json()  # a retried rotation
-    assert again["secret"] == rotated["secret"]
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != secret
+    # Not replayed from a store: a retried rotation rotates again, its answer's secret signs.
+    again = put(client, key, rotation, idempotency_key="rotate-1")
+    assert again.headers.get("Idempotent-Replayed") is None
+    assert again.get_json()["secret"] not in (secret, rotated["secret"])
+    receiver.receiver.secret = again.get_json()["secret"]
 
     shown = get(client, "/webhooks", key)
     assert shown.status_code == 200 and "secret" not in shown.get_json()
-    assert rotated["secret"] not in shown.get_data(as_text=True)
+    assert again.get_json()["secret"] not in shown.get_data(as_text=True)
+
+
+def test_a_collect_key_cannot_read_the_secret_and_no_secret_is_stored(client, merchant, receiver):
+    """A leaked collect-scope key of the same merchant sets the endpoint again: no secret comes
+    back, and none lies in the idempotency table (the answers it keeps for 24 hours)."""
+    owner = make_key(merchant, name="back office")
+    made = put(client, owner, {"url": f"{receiver.url}/hooks/a"}, idempotency_key="made-1").get_json()
+    secret = made["secret"]
+    leaked = make_key(merchant, scopes=["collect"], name="till app")
+    answer = put(client, leaked, {"url": f"{receiver.url}/hooks/a"}, idempotency_key="leaked-1")
+    assert answer.status_code == 200 and "secret" not in answer.get_json()
+    assert secret not in answer.get_data(as_text=True)
+    stored = [r.body for r in db.session.execute(select(IdempotencyRecord)).scalars()]
+    assert not any(secret in body or "whsec_" in body for body in stored)
 
 
 @pytest.mark.parametrize(

@@ -2,16 +2,18 @@
 retried with backoff for three days, once per event id however the receiver misbehaves."""
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from tests.escrow_helpers import funded_customer, ledger_ok
-from tests.events_helpers import endpoint_for, running_receiver, signed_by
+from tests.events_helpers import endpoint_for, running_receiver, signed_by, trickling_server
 from tests.ussd_helpers import MERCHANT, Phone
 from tests.worker_helpers import run_burst_worker
 from ussd_app.events import delivery
+from ussd_app.events.endpoints import configure
 from ussd_app.events.models import Delivery, DeliveryStatus, Event, utcnow
 from ussd_app.extensions import db
 from ussd_app.payments import kinds
@@ -265,3 +267,39 @@ def test_a_job_that_died_mid_post_leaves_its_claim_to_be_sent_again_after_the_ti
     row = db.session.get(Delivery, taken.id)
     assert (row.status, row.attempts) == ("delivered", 2)
     assert [r.event_id for r in receiver.receiver.events()] == [taken.event_id]
+
+
+@pytest.fixture
+def trickler():
+    yield from trickling_server(every=0.2)
+
+
+def test_a_merchant_whose_server_trickles_delays_the_others_by_the_deadline_at_most(
+    app, config, juma, till, receiver, trickler
+):
+    """Mama Mboga's server answers 200, Content-Length 100, then a byte every 0.2 s (20 s in
+    all); Kisumu Water's answers at once. Their events are in one batch: Kisumu Water's is
+    recorded delivered within the per-delivery deadline, not after the trickle."""
+    water = create_user(
+        db.session, phone="+254700000003", name="Kisumu Water", role="merchant", pin="2222", till="888880"
+    )
+    db.session.commit()
+    endpoint_for(water.account_id, receiver, "water")
+    configure(db.session, till, url=f"{trickler.url}/hooks/mboga")
+    db.session.commit()
+    buy_goods(juma, till, 100_00)
+    buy_goods(juma, water.account_id, 200_00)
+    jobs.execute_transfers()
+    config(EVENT_DELIVERY_DEADLINE_SECONDS=1.0)
+
+    started = time.monotonic()
+    counts = delivery.deliver_due(db.session, 10)
+    elapsed = time.monotonic() - started
+
+    assert counts == {"delivered": 1, "retry": 1, "failed": 0}
+    assert elapsed < 1.0 + 1.5, elapsed
+    assert [e.name for e in receiver.receiver.events()] == ["water"]
+    slow = db.session.execute(
+        select(Delivery).where(Delivery.status == DeliveryStatus.PENDING.value)
+    ).scalar_one()
+    assert slow.last_error == "no answer: deadline passed"

@@ -34,6 +34,15 @@ REFUSED_IN_PRODUCTION = [
     "https://[fe80::1]/hooks",
     "https://[fd00::1]/hooks",
     "https://[::ffff:127.0.0.1]/hooks",  # IPv4-mapped loopback
+    "https://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
+    "https://[64:ff9b::5db8:d70e]/",  # NAT64 of a public address: refused all the same
+    "https://[64:ff9b:1::a9fe:a9fe]/",  # local-use NAT64
+    "https://[2002:a9fe:a9fe::]/",  # 6to4 of 169.254.169.254
+    "https://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+    "https://[2002:5db8:d70e::]/",  # 6to4 of a public address: a tunnel, refused all the same
+    "https://[::127.0.0.1]/",  # IPv4-compatible
+    "https://[::a9fe:a9fe]/",
+    "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",  # Teredo, client 127.0.0.1
     "https://localhost/hooks",
     "https://user:password@example.com/hooks",
     "ftp://example.com/hooks",
@@ -60,6 +69,15 @@ def test_a_host_name_that_resolves_to_a_private_address_is_refused():
     with pytest.raises(urls.UnsafeURL, match="public address"):
         urls.check(f"https://{name}/hooks", production=True)
     assert urls.check(f"http://{name}/hooks", production=False).addresses  # fine in development
+
+
+def test_a_name_not_resolved_by_the_deadline_is_no_answer():
+    import time
+
+    with pytest.raises(urls.CallFailed):
+        urls.check("http://localhost/hooks", production=False, deadline=time.monotonic() - 1)
+    in_time = urls.check("http://localhost/hooks", production=False, deadline=time.monotonic() + 5)
+    assert in_time.addresses
 
 
 def test_a_public_https_address_is_accepted_and_pinned():

@@ -3,15 +3,17 @@ reference before the customer confirms; no answer in 2 s means the configured de
 database transaction is open while its server is asked."""
 
 import json
+import time
 
 import pytest
 from sqlalchemy import func, select
 
 from tests.escrow_helpers import funded_customer
-from tests.events_helpers import running_receiver, signed_by
+from tests.events_helpers import running_receiver, signed_by, trickling_server
 from tests.ussd_helpers import Phone, is_resume_offer
 from ussd_app.events import validation
 from ussd_app.events.endpoints import configure
+from ussd_app.events.models import WebhookEndpoint
 from ussd_app.extensions import db
 from ussd_app.payments.models import TransferRequest
 from ussd_app.users import create_user
@@ -119,6 +121,34 @@ def test_no_answer_in_time_takes_the_configured_default(client, config, juma, wa
     receiver.receiver.fail_next(1, http_status=503)  # an error is no answer either
     _, screen = pay_bill(client, "acc-3")
     assert screen.startswith("CON Kisumu Water does not accept account ACC-3.")
+
+
+@pytest.fixture
+def trickler():
+    yield from trickling_server(every=0.2)
+
+
+def test_an_answer_sent_a_byte_at_a_time_is_cut_off_at_the_timeout(client, config, juma, water, trickler):
+    """200 and Content-Length 100, then a byte every 0.2 s (20 s in all): the customer waits the
+    timeout, not the trickle, and the default decides."""
+    config(PAYBILL_VALIDATION_TIMEOUT_SECONDS=0.5, PAYBILL_VALIDATION_DEFAULT="refuse")
+    endpoint = db.session.execute(
+        select(WebhookEndpoint).where(WebhookEndpoint.validation_url.is_not(None))
+    ).scalar_one()
+    endpoint.validation_url = f"{trickler.url}/validate/water"
+    db.session.commit()
+    asked = validation.question(
+        db.session,
+        endpoint.account_id,
+        business_number="888880",
+        reference="ACC-7",
+        amount=120000,
+        payer_phone="+254712000111",
+    )
+    db.session.rollback()
+    started = time.monotonic()
+    assert validation.ask(asked) == validation.REFUSE
+    assert time.monotonic() - started < 0.5 + 1.0
 
 
 def test_the_question_is_signed_like_an_event(app, water, receiver):

@@ -150,6 +150,9 @@ class Config:
     # side by side per batch, and at most this many per job.
     EVENT_CONNECT_TIMEOUT_SECONDS = _float("TUMA_EVENT_CONNECT_TIMEOUT_SECONDS", 3.05)
     EVENT_READ_TIMEOUT_SECONDS = _float("TUMA_EVENT_READ_TIMEOUT_SECONDS", 10.0)
+    # One delivery all told by the wall clock (DNS, connect, headers, body): a slow merchant
+    # holds the others of its batch at most this long.
+    EVENT_DELIVERY_DEADLINE_SECONDS = _float("TUMA_EVENT_DELIVERY_DEADLINE_SECONDS", 10.0)
     EVENT_CLAIM_BATCH = _int("TUMA_EVENT_CLAIM_BATCH", 16)
     EVENT_JOB_LIMIT = _int("TUMA_EVENT_JOB_LIMIT", 200)
     # Retries: the first after about EVENT_RETRY_BASE_SECONDS, doubling (with jitter) up to

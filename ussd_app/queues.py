@@ -99,7 +99,7 @@ def _sms_timeout(config) -> int:
 
 
 def _events_timeout(config) -> int:
-    per_call = config["EVENT_CONNECT_TIMEOUT_SECONDS"] + config["EVENT_READ_TIMEOUT_SECONDS"]
+    per_call = config["EVENT_DELIVERY_DEADLINE_SECONDS"] + 1  # a batch's calls run side by side
     batches = -(-config["EVENT_JOB_LIMIT"] // max(1, config["EVENT_CLAIM_BATCH"]))
     return int(batches * per_call) + 60
 

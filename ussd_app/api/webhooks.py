@@ -1,16 +1,24 @@
 """``PUT /api/v1/webhooks`` and ``GET /api/v1/webhooks``: where the key owner's events go
 (``ussd_app/events``), which types, and an optional pay-bill validation URL.
 
-The PUT answers with the signing ``secret``: made on the first PUT and kept across later ones
-(changing the URL does not change it), unless ``rotate_secret`` is true (then a new one, and the
-old one stops signing at once). Like every write here it takes an ``Idempotency-Key``, so a
-retried rotation returns the same new secret instead of rotating twice. The GET never shows the
-secret. A URL we would not call is refused (422 ``invalid_request``, saying why): in production
-only ``https`` to a public address (``events/urls.py``).
+The signing ``secret`` is shown twice only: in the answer to the PUT that creates the endpoint,
+and in the answer to a PUT with ``rotate_secret`` true (a new one; the old one stops signing at
+once). Any other PUT, and the GET, answer without it: a key that can set the endpoint (even a
+leaked one) cannot read the secret and sign events of its own; a merchant that lost its secret
+rotates.
+
+The PUT is idempotent by nature (it sets the whole endpoint), so it does **not** go through the
+idempotency store (``idempotency.py``, which keeps each answer 24 hours): no secret is ever
+written there or replayed. An ``Idempotency-Key`` sent with it is ignored. The cost: a
+rotation retried after a lost answer rotates again, and the secret in the last answer is the
+one that signs. A URL we would not call is refused (422 ``invalid_request``, saying why): in
+production only ``https`` to a public address (``events/urls.py``).
 """
 
+from functools import wraps
 from typing import Literal
 
+from flask import jsonify
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError
 
@@ -18,10 +26,12 @@ from ..events import endpoints
 from ..events.models import EventType
 from ..extensions import db
 from . import bp
-from .endpoint import operation
+from .auth import authenticate, require_scope
+from .endpoint import json_body, operation, validated
 from .errors import ApiError
 from .keys import Scope
 from .schemas import ErrorBody, In, Out, When
+from .spec import responses, spec
 
 EventName = Literal["*", *[t.value for t in EventType]]  # type: ignore[valid-type]
 Url = Field(min_length=1, max_length=2048, examples=["https://shop.example/tuma/events"])
@@ -53,8 +63,13 @@ class Webhook(Out):
 
 
 class WebhookWithSecret(Webhook):
-    secret: str = Field(
-        description="Verify each Tuma-Signature with it (docs/api.md). Kept across PUTs unless rotated.",
+    secret: str | None = Field(
+        default=None,
+        description=(
+            "Verify each Tuma-Signature with it (docs/api.md). Only in the answer to the PUT that"
+            " creates the endpoint or rotates the secret; left out otherwise (lost it? PUT with"
+            " rotate_secret true)."
+        ),
         examples=["whsec_q8mJd0wXlV2yZ7nT4bC1aE6rP9sK3uH5gF0iL2oN8jM"],
     )
 
@@ -69,19 +84,44 @@ def _view(endpoint, model=Webhook, **extra):
     )
 
 
+def _unstored_write(view):
+    """The steps of ``endpoint.operation`` for a write (key, scope, body within its limit,
+    validated; one commit; a refusal rolls back), without the idempotency store: the answer
+    may hold a secret, which must not be kept or replayed."""
+
+    @wraps(view)
+    def run():
+        try:
+            caller = authenticate()
+            require_scope(caller, Scope.COLLECT)
+            body = validated(WebhookSettings, json_body())
+            model, status = view(caller, body)
+            response = jsonify(model.model_dump(mode="json", exclude_unset=True))
+            response.status_code = status
+            db.session.commit()
+            return response
+        except BaseException:
+            db.session.rollback()
+            raise
+
+    return spec.validate(
+        json=WebhookSettings,
+        resp=responses(HTTP_200=WebhookWithSecret, HTTP_409=ErrorBody),
+        tags=("webhooks",),
+        security={"bearer": []},
+        skip_validation=True,
+        operation_id="putWebhooks",
+    )(run)
+
+
 @bp.put("/webhooks")
-@operation(
-    scope=Scope.COLLECT,
-    json_model=WebhookSettings,
-    ok={"HTTP_200": WebhookWithSecret},
-    tags=("webhooks",),
-    operation_id="putWebhooks",
-)
-def put_webhooks(caller, body: WebhookSettings, idempotency_key: str):
+@_unstored_write
+def put_webhooks(caller, body: WebhookSettings):
     """Set where your events go
 
-    One endpoint per key owner: this replaces it. Answers with the signing ``secret``, the
-    same on every PUT unless ``rotate_secret`` is true."""
+    One endpoint per key owner: this replaces it. The signing ``secret`` is in the answer only
+    when this PUT creates the endpoint or has ``rotate_secret`` true. Not kept by the
+    idempotency store (it is idempotent by nature): no ``Idempotency-Key`` needed."""
     try:
         configured = endpoints.configure(
             db.session,
@@ -95,7 +135,9 @@ def put_webhooks(caller, body: WebhookSettings, idempotency_key: str):
         raise ApiError("invalid_request", str(exc)) from None
     except IntegrityError:  # a first PUT raced another: theirs stands; this one is a retry away
         raise ApiError("idempotency_in_progress", "Another PUT made this endpoint just now; retry.") from None
-    return _view(configured.endpoint, WebhookWithSecret, secret=configured.secret), 200
+    if configured.created or configured.rotated:
+        return _view(configured.endpoint, WebhookWithSecret, secret=configured.secret), 200
+    return _view(configured.endpoint, WebhookWithSecret), 200
 
 
 @bp.get("/webhooks")

@@ -8,7 +8,9 @@
    SQLite serialises the claim (``BEGIN IMMEDIATE``).
 2. **POST** with no database transaction open, the batch's calls side by side (a thread each):
    the event's stored JSON body, signed now (``signing.py``), through ``urls.post`` (checked and
-   pinned address, no redirects, timeouts).
+   pinned address, no redirects, timeouts). Each delivery has ``EVENT_DELIVERY_DEADLINE_SECONDS``
+   (10 s) by the wall clock, name resolution to the last byte of the answer, so one merchant's
+   slow (or trickling) server delays the other deliveries of its batch by at most that.
 3. **Record** (one committed transaction) each answer against its claim only: ``delivered`` on
    any 2xx; otherwise ``pending`` again at ``now + backoff`` (exponential, with jitter, capped),
    or ``failed`` once an attempt fails at or after ``give_up_at`` (three days after the event by
@@ -23,6 +25,7 @@ unless an operator resends it.
 import contextvars
 import logging
 import random
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -76,7 +79,7 @@ def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
 
 def claim_timeout() -> timedelta:
     config = current_app.config
-    floor = config["EVENT_CONNECT_TIMEOUT_SECONDS"] + config["EVENT_READ_TIMEOUT_SECONDS"] + 5
+    floor = config["EVENT_DELIVERY_DEADLINE_SECONDS"] + 5
     return timedelta(seconds=max(config["EVENT_CLAIM_TIMEOUT_SECONDS"], floor))
 
 
@@ -147,8 +150,9 @@ def post(taken: Claim) -> Result:
     config = current_app.config
     production = config.get("TUMA_ENV") == "production"
     body = taken.body.encode()
+    deadline = time.monotonic() + float(config["EVENT_DELIVERY_DEADLINE_SECONDS"])
     try:
-        target = urls.check(taken.url, production=production)
+        target = urls.check(taken.url, production=production, deadline=deadline)
         answer = urls.post(
             target,
             body,
@@ -159,6 +163,7 @@ def post(taken: Claim) -> Result:
             },
             connect_timeout=config["EVENT_CONNECT_TIMEOUT_SECONDS"],
             read_timeout=config["EVENT_READ_TIMEOUT_SECONDS"],
+            deadline=deadline,
         )
     except urls.UnsafeURL as exc:
         return Result(False, error=f"URL refused: {exc}"[:200])

@@ -1,8 +1,9 @@
 """A merchant's webhook endpoint: set by ``PUT /api/v1/webhooks`` (``ussd_app/api/webhooks.py``)
 and by the demo seed. The signing secret is made on the first PUT and kept across later ones
 (a merchant changing the URL keeps verifying with the secret it has); ``rotate`` makes a new
-one, and the old one stops signing at once."""
+one, and the old one stops signing at once. The API shows the secret only when it is made."""
 
+import time
 from dataclasses import dataclass
 
 from flask import current_app
@@ -12,6 +13,7 @@ from . import signing, urls
 from .models import EventType, WebhookEndpoint, utcnow
 
 MAX_EVENT_TYPES = len(EventType)
+RESOLVE_SECONDS = 5.0  # a PUT waits at most this long for the URL's host name to resolve
 
 
 class EndpointError(ValueError):
@@ -21,7 +23,7 @@ class EndpointError(ValueError):
 @dataclass(frozen=True)
 class Configured:
     endpoint: WebhookEndpoint
-    secret: str  # returned to the merchant with every PUT (theirs to verify with)
+    secret: str  # shown to the merchant only when created or rotated (api/webhooks.py)
     created: bool
     rotated: bool
 
@@ -45,11 +47,13 @@ def check_url(url, field: str) -> str:
     production = current_app.config.get("TUMA_ENV") == "production"
     try:
         if production:
-            urls.check(url, production=True)
+            urls.check(url, production=True, deadline=time.monotonic() + RESOLVE_SECONDS)
         else:
             urls.parse(url, production=False)
     except urls.UnsafeURL as exc:
         raise EndpointError(f"{field}: {exc}") from None
+    except urls.CallFailed:
+        raise EndpointError(f"{field}: a host that resolves in time") from None
     return url
 
 

@@ -6,13 +6,19 @@ A merchant chooses the URL, so a URL is untrusted input that our servers will co
 
 - only ``https`` URLs, with a host name or a public address, no user name or password;
 - the host is resolved here and **every** address it resolves to must be public (not private,
-  loopback, link-local, shared, multicast, reserved or unspecified; an IPv4-mapped IPv6 address
-  is judged as its IPv4 address). A host with any such address is refused;
+  loopback, link-local, shared, multicast, reserved or unspecified). IPv6 forms that carry an
+  IPv4 address are refused outright (NAT64 ``64:ff9b::/96`` and ``64:ff9b:1::/48``, 6to4
+  ``2002::/16``, IPv4-compatible ``::/96``), and an embedded IPv4 address (IPv4-mapped, 6to4,
+  Teredo) must pass the same rules. A host with any such address is refused;
 - the connection goes to the address checked (pinned), never to a second resolution of the name
   (a DNS answer that changes between the check and the connect cannot send us inside); the TLS
   certificate is still checked against the host name;
 - no redirects are followed, the answer is read up to ``MAX_ANSWER_BYTES``, and connect and read
-  have timeouts.
+  have timeouts;
+- a caller's ``deadline`` (``time.monotonic()``) bounds the whole call by the wall clock: the
+  name resolution (in a thread of its own, waited for with the time left), the connect, the
+  headers and the body. A server that sends its answer a byte at a time is cut off at the
+  deadline (a watchdog shuts its socket), not when each byte resets a read timeout.
 
 Outside production, ``http`` and local addresses are allowed (the local receiver of ``make run``
 and of the tests listens on 127.0.0.1); the rest of the path is the same.
@@ -20,6 +26,8 @@ and of the tests listens on 127.0.0.1); the rest of the path is the same.
 
 import ipaddress
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -54,11 +62,55 @@ class Answer:
     body: bytes
 
 
+# IPv6 networks whose addresses carry an IPv4 address (a translator or a tunnel may deliver
+# them to it): refused whatever the IPv4 address is.
+_CARRIERS = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96"))
+
+
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        if any(e is not None and not _public(str(e)) for e in embedded):
+            return False
+        if ip.ipv4_mapped is not None:
+            return True  # judged as its IPv4 address, just above
+        if any(ip in net for net in _CARRIERS):
+            return False
     return ip.is_global and not ip.is_multicast
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds left before ``deadline`` (None: no deadline); CallFailed once it has passed."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise CallFailed("deadline passed")
+    return left
+
+
+def _resolve(host: str, port: int, deadline: float | None):
+    """getaddrinfo, waited for at most until ``deadline`` (the lookup runs in a thread of its
+    own: a resolver cannot be interrupted, but nobody waits for it past the deadline)."""
+    if deadline is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    found: dict = {}
+
+    def look_up():
+        try:
+            found["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            found["error"] = exc
+
+    lookup = threading.Thread(target=look_up, name="webhook-dns", daemon=True)
+    lookup.start()
+    lookup.join(_left(deadline))
+    if lookup.is_alive():
+        raise CallFailed("name resolution timed out")
+    if "error" in found:
+        raise found["error"]
+    return found["infos"]
 
 
 def parse(url: str, *, production: bool) -> tuple[str, str, int, str]:
@@ -86,8 +138,9 @@ def parse(url: str, *, production: bool) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port, path
 
 
-def check(url: str, *, production: bool) -> Target:
-    """Parse and resolve ``url``; in production, refuse it unless every address is public."""
+def check(url: str, *, production: bool, deadline: float | None = None) -> Target:
+    """Parse and resolve ``url``; in production, refuse it unless every address is public.
+    With a ``deadline``, CallFailed when the name is not resolved by then."""
     scheme, host, port, path = parse(url, production=production)
     try:
         literal = ipaddress.ip_address(host)
@@ -99,7 +152,7 @@ def check(url: str, *, production: bool) -> Target:
         if production and (host == "localhost" or host.endswith((".localhost", ".local", ".internal"))):
             raise UnsafeURL("a public host")
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = _resolve(host, port, deadline)
         except (OSError, UnicodeError):
             raise UnsafeURL(f"a host that resolves ({host} does not)") from None
         addresses = tuple(dict.fromkeys(info[4][0] for info in infos))
@@ -117,15 +170,19 @@ def post(
     *,
     connect_timeout: float,
     read_timeout: float,
-    total_timeout: float | None = None,
+    deadline: float | None = None,
 ) -> Answer:
-    """POST ``body`` to the first checked address of ``target``. CallFailed when nothing answered."""
+    """POST ``body`` to the first checked address of ``target``. CallFailed when nothing answered,
+    or when the whole answer (headers and body) is not in by ``deadline`` (``time.monotonic()``)."""
     address = target.addresses[0]
     default_port = 443 if target.scheme == "https" else 80
     host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
     if ":" in target.host:  # an IPv6 literal
         host_header = f"[{target.host}]" if target.port == default_port else f"[{target.host}]:{target.port}"
-    timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout, total=total_timeout)
+    left = _left(deadline)
+    if left is not None:
+        connect_timeout, read_timeout = min(connect_timeout, left), min(read_timeout, left)
+    timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
     common = dict(port=target.port, timeout=timeout, retries=False, maxsize=1)
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
@@ -138,6 +195,7 @@ def post(
         )
     else:
         pool = urllib3.HTTPConnectionPool(address, **common)
+    watchdog = _Watchdog(pool, left)
     sent = {"Host": host_header, "User-Agent": USER_AGENT, "Content-Type": "application/json", **headers}
     try:
         response = pool.urlopen(
@@ -150,13 +208,63 @@ def post(
             assert_same_host=False,
         )
         try:
-            data = response.read(MAX_ANSWER_BYTES, decode_content=False)
+            data = b""
+            while len(data) < MAX_ANSWER_BYTES:
+                chunk = response.read(min(_CHUNK, MAX_ANSWER_BYTES - len(data)), decode_content=False)
+                if not chunk:
+                    break
+                data += chunk
+                _left(deadline)
         finally:
             response.release_conn()
-        return Answer(response.status, data or b"")
+        if watchdog.fired:
+            raise CallFailed("deadline passed")
+        return Answer(response.status, data)
     except urllib3.exceptions.HTTPError as exc:
-        raise CallFailed(type(exc).__name__) from None
+        raise CallFailed("deadline passed" if watchdog.fired else type(exc).__name__) from None
     except OSError as exc:
-        raise CallFailed(type(exc).__name__) from None
+        raise CallFailed("deadline passed" if watchdog.fired else type(exc).__name__) from None
     finally:
+        watchdog.cancel()
         pool.close()
+
+
+_CHUNK = 4096
+
+
+class _Watchdog:
+    """Shuts the call's socket when its time is up, which ends a read blocked on a server that
+    sends a byte now and then (each byte would reset a read timeout). None: no deadline."""
+
+    def __init__(self, pool, seconds: float | None):
+        self.fired = False
+        self._connections: list = []
+        self._timer = None
+        if seconds is None:
+            return
+        made = pool.ConnectionCls
+
+        def connection(*args, **kwargs):
+            made_now = made(*args, **kwargs)
+            self._connections.append(made_now)
+            return made_now
+
+        pool.ConnectionCls = connection
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        for connection in list(self._connections):
+            sock = getattr(connection, "sock", None)
+            if sock is None:
+                continue
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed: nothing left to end
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()

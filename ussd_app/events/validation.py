@@ -5,9 +5,10 @@ Daraja's C2B validation URL in our words.
 The USSD pay-bill flow (``ussd/flows/pay.py``) reads the question (``question``: the URL, the
 secret and the signed body, all copied out of the database), ends its database transaction,
 then ``ask``s: no transaction is open while a merchant's server takes its time. The merchant
-has ``PAYBILL_VALIDATION_TIMEOUT_SECONDS`` (2 s) all told; without a clear answer in that
-time (no answer, not 2xx, not the JSON below, a URL we refuse) ``PAYBILL_VALIDATION_DEFAULT``
-decides.
+has ``PAYBILL_VALIDATION_TIMEOUT_SECONDS`` (2 s) all told, by the wall clock (name resolution,
+connect, headers and body: ``urls.py``'s deadline, so an answer sent a byte at a time is cut
+off); without a clear answer in that time (no answer, not 2xx, not the JSON below, a URL we
+refuse) ``PAYBILL_VALIDATION_DEFAULT`` decides.
 
 The request: ``POST <validation_url>`` with ``Tuma-Signature`` (as for events) and the body
 ``{"type": "paybill.validation", "business_number", "account_reference", "amount",
@@ -17,6 +18,7 @@ The request: ``POST <validation_url>`` with ``Tuma-Signature`` (as for events) a
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 from flask import current_app
@@ -65,15 +67,16 @@ def ask(asked: Question) -> str:
     config = current_app.config
     default = config["PAYBILL_VALIDATION_DEFAULT"]
     timeout = float(config["PAYBILL_VALIDATION_TIMEOUT_SECONDS"])
+    deadline = time.monotonic() + timeout  # the whole call: name, connect, headers and body
     try:
-        target = urls.check(asked.url, production=config.get("TUMA_ENV") == "production")
+        target = urls.check(asked.url, production=config.get("TUMA_ENV") == "production", deadline=deadline)
         answer = urls.post(
             target,
             asked.body,
             {signing.HEADER: signing.signature(asked.secret, asked.body)},
             connect_timeout=timeout,
             read_timeout=timeout,
-            total_timeout=timeout,
+            deadline=deadline,
         )
     except (urls.UnsafeURL, urls.CallFailed) as exc:
         log.info("pay-bill validation: no answer (%s): %s", type(exc).__name__, default)
