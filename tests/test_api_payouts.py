@@ -211,3 +211,30 @@ def test_the_answer_is_json_even_for_an_empty_or_odd_batch(client, merchant):
     for body in ({"payouts": []}, {"payouts": {}}, {}, json.loads("[]")):
         response = post(client, "/payouts/batch", key, body)
         assert response.status_code in (400, 422) and "error" in response.json
+
+
+def test_a_csv_row_is_paid_exactly_as_the_file_shows_or_refused(client, merchant, customer):
+    """A row with more or fewer cells than the header, a header naming a column twice (or an
+    unknown one), or an amount in anything but ASCII digits is refused whole, naming the row:
+    never paid as some other amount."""
+    fund_merchant(merchant.phone, 1_000_00)
+    key = make_key(merchant)
+    csv_type = {"Content-Type": "text/csv"}
+    cases = [
+        ("phone,amount\n0712000111,150,000\n", 400, "invalid_csv", "row 1"),
+        ("phone,amount\n0712000111,100\n0712000111\n", 400, "invalid_csv", "row 2"),
+        ("phone,amount,amount\n0712000111,150,000\n", 400, "invalid_csv", "amount"),
+        ("phone,amount,tip\n0712000111,150,5\n", 400, "invalid_csv", "tip"),
+        ("phone,amount\n0712000111,\u00b2\n", 422, "invalid_request", "row 1: amount"),
+        ("phone,amount\n0712000111,\u0661\u0660\u0660\n", 422, "invalid_request", "row 1: amount"),
+    ]
+    for body, status, code, named in cases:
+        response = post(client, "/payouts/batch", key, body, **csv_type)
+        assert response.status_code == status, (body, response.json)
+        assert response.json["error"]["code"] == code and named in response.json["error"]["message"], (
+            body,
+            response.json,
+        )
+    assert payouts() == 0
+    execute_all()
+    assert available(customer.account_id) == 0

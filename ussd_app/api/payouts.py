@@ -142,9 +142,12 @@ CSV_COLUMNS = ("phone", "amount", "reference")
 
 def _csv_row(row: dict) -> dict:
     """A CSV row as the JSON row it stands for: a whole-number amount as a number, an empty
-    reference as none (anything else is left for the model to refuse)."""
+    reference as none (anything else is left for the model to refuse). Only ASCII digits are a
+    number: ``str.isdigit`` also takes ``²`` (which ``int`` refuses) and ``١٠٠`` (which it reads
+    as 100)."""
     amount = (row.get("amount") or "").strip()
-    fixed = {"phone": (row.get("phone") or "").strip(), "amount": int(amount) if amount.isdigit() else amount}
+    whole = amount.isascii() and amount.isdigit()
+    fixed = {"phone": (row.get("phone") or "").strip(), "amount": int(amount) if whole else amount}
     if (row.get("reference") or "").strip():
         fixed["reference"] = row["reference"].strip()
     return fixed
