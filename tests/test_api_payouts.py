@@ -238,3 +238,17 @@ def test_a_csv_row_is_paid_exactly_as_the_file_shows_or_refused(client, merchant
     assert payouts() == 0
     execute_all()
     assert available(customer.account_id) == 0
+
+
+def test_a_moneyless_payout_never_measures_the_customers_balance(client, merchant, customer, config):
+    """A payout the owner cannot pay is refused for that (exceeds_credits), not for the
+    customer's balance limit; and a payout never posted names no one, only the masked number."""
+    config(LIMITS_BASIC_MAJOR="1000,2000,5000")
+    fund_merchant(customer.phone, 4_500_00)
+    key = make_key(merchant)
+    code = post(client, "/payouts", key, {"phone": customer.phone, "amount": 600_00}).json["transaction"]
+    execute_all()
+    seen = get(client, f"/transactions/{code}", key).json
+    assert (seen["status"], seen["result"]) == ("rejected", "exceeds_credits")
+    assert seen["counterparty"] == {"name": None, "phone": "+2547120***11"}
+    assert available(customer.account_id) == 4_500_00
