@@ -44,13 +44,30 @@ def _read_body() -> bytes:
     return request.get_data(cache=True)
 
 
+class _KeyTwice(ValueError):
+    pass
+
+
+def _one_each(pairs: list[tuple[str, object]]) -> dict:
+    """An object's members, each name at most once: ``{"amount": 100, "amount": 5000}`` is
+    refused, never read as its last value (which another reader may not)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        twice = next(name for n, (name, _) in enumerate(pairs) if name in dict(pairs[:n]))
+        raise _KeyTwice(twice)
+    return found
+
+
 def json_body():
-    """The body as JSON (any value; the model says what it must be)."""
+    """The body as JSON (any value; the model says what it must be); an object naming a key
+    twice is 400 ``invalid_json``."""
     raw = _read_body()
     if request.mimetype != "application/json":
         raise ApiError("unsupported_media_type")
     try:
-        return json.loads(raw)
+        return json.loads(raw, object_pairs_hook=_one_each)
+    except _KeyTwice as exc:
+        raise ApiError("invalid_json", f"The body names {str(exc)!r} twice in one object.") from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError("invalid_json") from None
 
