@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from flask import current_app, request
 from pydantic import ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 
 from ..clock import utcnow
 from ..database import among, insert_rows
@@ -96,10 +96,11 @@ REUSED = "This Idempotency-Key already paid another request body (keys are never
 
 def already_recorded(base: str) -> dict[str, TransferRequest]:
     """{id: request} of what this key recorded before: the payout ``base`` or a batch's rows
-    ``base.<row>`` (``base``: 32 hex digits, nothing ``LIKE`` reads as a wildcard)."""
-    found = db.session.execute(
-        select(TransferRequest).where(or_(TransferRequest.id == base, TransferRequest.id.like(f"{base}.%")))
-    ).scalars()
+    ``base.<row>``: the ids between ``base.`` and ``base/`` in byte order (the databases'
+    collation, C.UTF-8 or SQLite's), a range the primary key's index answers (a ``LIKE`` would
+    read the whole table on PostgreSQL)."""
+    rows = and_(TransferRequest.id > f"{base}.", TransferRequest.id < f"{base}/")
+    found = db.session.execute(select(TransferRequest).where(or_(TransferRequest.id == base, rows))).scalars()
     return {r.id: r for r in found}
 
 
