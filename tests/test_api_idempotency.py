@@ -92,3 +92,48 @@ def test_a_second_request_gives_up_waiting_with_409_while_the_first_still_runs(
     assert response.status_code == 409 and response.json["error"]["code"] == "idempotency_in_progress"
     assert response.headers["Retry-After"] == "1"
     assert post(client, "/payouts", key, {"phone": customer.phone, "amount": 100}, "busy").status_code == 202
+
+
+def _purge() -> None:
+    db.session.query(IdempotencyRecord).delete()
+    db.session.commit()
+
+
+def _recorded() -> list[tuple[str, int]]:
+    from ussd_app.payments.models import TransferRequest
+
+    db.session.expire_all()
+    rows = [(r.id, r.amount) for r in db.session.query(TransferRequest).filter_by(kind="payout")]
+    db.session.commit()
+    return sorted(rows)
+
+
+def test_a_key_once_used_never_pays_another_body_even_after_its_row_is_purged(
+    client, merchant, customer, second_customer
+):
+    """The transfers' ids derive from the key: after the 24 h purge, a key's second body is
+    refused (422 idempotency_key_reused), never a 500, never paid; the same body replays."""
+    key = make_key(merchant)
+    csv_type = {"Content-Type": "text/csv"}
+    assert post(client, "/payouts", key, {"phone": customer.phone, "amount": 100}, "k1").status_code == 202
+    batch = "phone,amount\n0712000111,100\n0712000222,200\n"
+    first_batch = post(client, "/payouts/batch", key, batch, "k2", **csv_type)
+    assert first_batch.status_code == 202
+    before = _recorded()
+    _purge()
+    refused = [
+        post(client, "/payouts", key, {"phone": customer.phone, "amount": 5000}, "k1"),
+        post(client, "/payouts/batch", key, "phone,amount\n0712000111,5000\n", "k2", **csv_type),
+        post(client, "/payouts/batch", key, "phone,amount\n0712000111,100\n", "k2", **csv_type),
+        post(client, "/payouts/batch", key, "phone,amount\n0712000111,100\n", "k1", **csv_type),
+        post(client, "/payouts", key, {"phone": customer.phone, "amount": 100}, "k2"),
+    ]
+    for answer in refused:
+        assert answer.status_code == 422, answer.json
+        assert answer.json["error"]["code"] == "idempotency_key_reused"
+    assert _recorded() == before
+    _purge()
+    again = post(client, "/payouts/batch", key, batch, "k2", **csv_type)
+    assert again.status_code == 202 and again.json == first_batch.json  # the same body: the same rows
+    same = post(client, "/payouts", key, {"phone": customer.phone, "amount": 100}, "k1")
+    assert same.status_code == 202 and _recorded() == before

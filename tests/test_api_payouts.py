@@ -211,3 +211,82 @@ def test_the_answer_is_json_even_for_an_empty_or_odd_batch(client, merchant):
     for body in ({"payouts": []}, {"payouts": {}}, {}, json.loads("[]")):
         response = post(client, "/payouts/batch", key, body)
         assert response.status_code in (400, 422) and "error" in response.json
+
+
+def test_a_csv_row_is_paid_exactly_as_the_file_shows_or_refused(client, merchant, customer):
+    """A row with more or fewer cells than the header, a header naming a column twice (or an
+    unknown one), or an amount in anything but ASCII digits is refused whole, naming the row:
+    never paid as some other amount."""
+    fund_merchant(merchant.phone, 1_000_00)
+    key = make_key(merchant)
+    csv_type = {"Content-Type": "text/csv"}
+    cases = [
+        ("phone,amount\n0712000111,150,000\n", 400, "invalid_csv", "row 1"),
+        ("phone,amount\n0712000111,100\n0712000111\n", 400, "invalid_csv", "row 2"),
+        ("phone,amount,amount\n0712000111,150,000\n", 400, "invalid_csv", "amount"),
+        ("phone,amount,tip\n0712000111,150,5\n", 400, "invalid_csv", "tip"),
+        ("phone,amount\n0712000111,\u00b2\n", 422, "invalid_request", "row 1: amount"),
+        ("phone,amount\n0712000111,\u0661\u0660\u0660\n", 422, "invalid_request", "row 1: amount"),
+    ]
+    for body, status, code, named in cases:
+        response = post(client, "/payouts/batch", key, body, **csv_type)
+        assert response.status_code == status, (body, response.json)
+        assert response.json["error"]["code"] == code and named in response.json["error"]["message"], (
+            body,
+            response.json,
+        )
+    assert payouts() == 0
+    execute_all()
+    assert available(customer.account_id) == 0
+
+
+def test_a_moneyless_payout_never_measures_the_customers_balance(client, merchant, customer, config):
+    """A payout the owner cannot pay is refused for that (exceeds_credits), not for the
+    customer's balance limit; and a payout never posted names no one, only the masked number."""
+    config(LIMITS_BASIC_MAJOR="1000,2000,5000")
+    fund_merchant(customer.phone, 4_500_00)
+    key = make_key(merchant)
+    code = post(client, "/payouts", key, {"phone": customer.phone, "amount": 600_00}).json["transaction"]
+    execute_all()
+    seen = get(client, f"/transactions/{code}", key).json
+    assert (seen["status"], seen["result"]) == ("rejected", "exceeds_credits")
+    assert seen["counterparty"] == {"name": None, "phone": "+2547120***11"}
+    assert available(customer.account_id) == 4_500_00
+
+
+def test_a_phone_with_anything_but_ascii_digits_and_separators_is_refused(client, merchant, customer):
+    """A NUL, a control character or another script's digits is not read past: the number is
+    refused (422 invalid_phone), never paid as the digits left over."""
+    fund_merchant(merchant.phone, 1_000_00)
+    key = make_key(merchant)
+    for phone in (
+        "0712000111\u0000",
+        "\u00000712000111",
+        "0712000111\n",
+        "07120\t00111",
+        "\u0660\u0667\u0661\u0662\u0660\u0660\u0660\u0661\u0661\u0661",  # Arabic-Indic digits
+        "\uff10\uff17\uff11\uff12\uff10\uff10\uff10\uff11\uff11\uff11",  # full-width digits
+    ):
+        answer = post(client, "/payouts", key, {"phone": phone, "amount": 100})
+        assert answer.status_code == 422, (phone, answer.json)
+        assert answer.json["error"]["code"] == "invalid_phone"
+        batch = post(client, "/payouts/batch", key, {"payouts": [{"phone": phone, "amount": 100}]})
+        assert batch.json["results"][0]["error"]["code"] == "invalid_phone", (phone, batch.json)
+    separators = post(client, "/payouts", key, {"phone": "+254 (712) 000-111", "amount": 100})
+    assert separators.status_code == 202 and separators.json["phone"] == customer.phone
+    assert payouts() == 1
+
+
+def test_a_json_body_naming_a_key_twice_is_refused(client, merchant, customer):
+    """``{"amount": 100, "amount": 5000}`` is not read as its last value: 400 invalid_json."""
+    fund_merchant(merchant.phone, 1_000_00)
+    key = make_key(merchant)
+    json_type = {"Content-Type": "application/json"}
+    twice = f'{{"phone": "{customer.phone}", "amount": 100, "amount": 5000}}'
+    answer = post(client, "/payouts", key, twice, **json_type)
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "invalid_json"
+    assert "amount" in answer.json["error"]["message"]
+    nested = f'{{"payouts": [{{"phone": "{customer.phone}", "amount": 1, "amount": 5000}}]}}'
+    batch = post(client, "/payouts/batch", key, nested, **json_type)
+    assert batch.status_code == 400 and batch.json["error"]["code"] == "invalid_json"
+    assert payouts() == 0

@@ -93,3 +93,20 @@ def test_only_a_posted_payment_to_the_key_owner_can_be_refunded(client, merchant
     key = make_key(merchant)
     assert post(client, "/refunds", key, {"transaction": send.code}).status_code == 404
     assert post(client, "/refunds", key, {"transaction": "nope"}).status_code == 422
+
+
+def test_a_refund_key_reused_after_the_purge_is_refused_not_a_500(client, merchant):
+    """The refund's id derives from the key: after its idempotency row is purged (24 h), the
+    key with another body is 422 idempotency_key_reused, and nothing more is refunded."""
+    from ussd_app.api.idempotency import IdempotencyRecord
+
+    buyer = funded_customer()
+    code = paid(buyer, merchant.account_id, 1_000_00)
+    key = make_key(merchant)
+    assert post(client, "/refunds", key, {"transaction": code, "amount": 100_00}, "r1").status_code == 202
+    db.session.query(IdempotencyRecord).delete()
+    db.session.commit()
+    again = post(client, "/refunds", key, {"transaction": code, "amount": 900_00}, "r1")
+    assert again.status_code == 422 and again.json["error"]["code"] == "idempotency_key_reused"
+    refunds = db.session.execute(select(TransferRequest.amount).where(TransferRequest.kind == "refund"))
+    assert refunds.scalars().all() == [100_00]

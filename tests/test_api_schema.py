@@ -53,6 +53,8 @@ def test_the_document_lists_every_operation(client):
         ("POST", "/api/v1/payment-requests"),
         ("GET", "/api/v1/payment-requests/{request_id}"),
     }
+    batch = paths["/api/v1/payouts/batch"]["post"]["requestBody"]["content"]
+    assert {"application/json", "text/csv"} <= set(batch)  # the batch reads CSV too
 
 
 @schema.parametrize()

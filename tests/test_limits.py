@@ -159,6 +159,24 @@ def test_a_wallet_cannot_be_credited_past_its_tier_balance(funded):
     assert "deposit of KES 1,500.00 not made. AMINA WANJIKU cannot receive it" in last_sms(agent)
 
 
+def test_a_payer_without_the_money_is_told_so_never_the_payees_limit(funded):
+    """The payee's balance limit is no answer to a payer who cannot pay: else refused sends
+    would measure the payee's balance to the shilling (the payer's own refusal comes first)."""
+    agent, amina, baraka = funded
+    deposit(agent, baraka, kes(4_500))
+    zawadi = person("+254711000003", "Zawadi Njeri")
+    deposit(agent, zawadi, kes(100))
+    broke = send(zawadi, baraka, kes(600))  # 4,500 + 600 > 5,000, and Zawadi has 100
+    execute()
+    assert (request_of(broke).status, request_of(broke).result) == ("rejected", "exceeds_credits")
+    assert "cannot receive" not in last_sms(zawadi) and "balance limit" not in last_sms(zawadi)
+    assert available(baraka) == kes(4_500) and available(zawadi) == kes(100)
+    able = send(amina, baraka, kes(600))  # Amina can pay: the limit refuses it, as before
+    execute()
+    assert request_of(able).result == "limit_balance_exceeded"
+    assert_ledger_ok()
+
+
 def test_requests_in_one_batch_count_against_each_other(funded):
     _, amina, baraka = funded
     ids = [send(amina, baraka, kes(600)) for _ in range(4)]  # 3 x 613 = 1,839; the 4th passes 2,000

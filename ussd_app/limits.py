@@ -10,6 +10,9 @@ after an agent checked an ID); each tier has three limits (``LIMITS_<TIER>_MAJOR
   for every kind that credits the payee (``credits_payee`` in ``payments/kinds.py``).
   A hold being posted to its payee (``posts_what_fits``) must still resolve: the part that fits
   is posted, the rest goes back to the payer (``limit_balance_returned``, an SMS to each side).
+  A payer who cannot cover amount + fee is refused for that (the ledger's ``exceeds_credits``),
+  never for the payee's limit (``cannot_cover``): the payee's limit is no answer to a payer
+  without the money, else any payer could learn a customer's balance by refused sends.
 
 ``over_limit`` is these rules, pure; ``check_batch`` (the worker) and ``before_pin`` (the
 confirm screens, which say the limit and what is left before the PIN) both use it.
@@ -35,7 +38,7 @@ from sqlalchemy import func, select
 
 from .clock import utcnow
 from .database import among, is_postgres
-from .ledger.models import Account
+from .ledger.models import Account, AccountFlags, Transfer
 from .money import to_minor
 from .payments import kinds
 from .payments.models import RequestStatus, TransferRequest
@@ -326,3 +329,40 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
         if payee is not None and payee in balances:
             balances[payee] += r.amount
     return refusals
+
+
+def cannot_cover(session, requests, legs) -> set[str]:
+    """The ids of ``requests`` whose payer certainly cannot cover what the request debits from
+    them (amount + fee) whatever else the batch does: the ledger will refuse each with
+    ``exceeds_credits``. ``legs``: {request id: its transfer specs} for the whole batch.
+
+    Certain, never a guess: the payer's room (``credits_posted - debits_posted -
+    debits_pending``) is counted with every credit to the payer anywhere in the batch and
+    every hold of theirs the batch may post or void, so a payee's limit is only ever set aside
+    for a request the ledger refuses (``execute.py`` uses this to put the payer's refusal
+    first). Call it after ``lock_accounts``."""
+    specs = [spec for chain in legs.values() for spec in chain]
+    payers = {r.debit_account_id for r in requests}
+    if not requests or not payers:
+        return set()
+    room = {
+        a.id: a.credits_posted - a.debits_posted - a.debits_pending
+        for a in session.execute(select(Account).where(among(session, Account.id, payers))).scalars()
+        if a.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+    }
+    held = [spec.pending_id for spec in specs if spec.pending_id]
+    if held:
+        for t in session.execute(select(Transfer).where(among(session, Transfer.id, held))).scalars():
+            for account_id in {t.debit_account_id, t.credit_account_id} & room.keys():
+                room[account_id] += t.amount  # a void gives it back; a post may credit it on
+    for spec in specs:
+        if spec.credit_account_id in room:
+            room[spec.credit_account_id] += spec.amount
+    found = set()
+    for r in requests:
+        if r.debit_account_id not in room:
+            continue
+        debited = sum(s.amount for s in legs.get(r.id, ()) if s.debit_account_id == r.debit_account_id)
+        if debited > room[r.debit_account_id]:
+            found.add(r.id)
+    return found

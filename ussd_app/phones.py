@@ -1,7 +1,14 @@
 """Phone numbers: accepted in local or international form, stored in E.164."""
 
+import re
+
 import phonenumbers
 from flask import current_app
+
+# What a typed number may hold: ASCII digits and the usual separators. phonenumbers itself
+# skips a NUL or other control characters and reads any script's digits ("١٠٠" as 100), so a
+# number with those would be accepted as some other text than was sent.
+_TYPED = re.compile(r"[0-9 +\-()]+")
 
 
 class InvalidPhone(ValueError):
@@ -9,8 +16,9 @@ class InvalidPhone(ValueError):
 
 
 def normalize(raw: str, region: str | None = None) -> str:
-    """'0712 345 678' or '+254712345678' -> '+254712345678'; anything else is InvalidPhone."""
-    if not raw or len(raw) > 32:
+    """'0712 345 678' or '+254712345678' -> '+254712345678'; anything else is InvalidPhone,
+    including any character but ASCII digits, spaces, '+', '-', '(' and ')'."""
+    if not raw or len(raw) > 32 or not _TYPED.fullmatch(raw):
         raise InvalidPhone(raw)
     region = region or current_app.config["COUNTRY"]
     try:

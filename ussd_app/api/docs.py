@@ -7,9 +7,20 @@ from flask import jsonify, render_template
 from . import bp
 from .spec import spec
 
+# Bodies an operation reads besides JSON (its ``reader``), which spectree cannot declare.
+CSV_BODIES = {
+    "/api/v1/payouts/batch": "A header row naming phone, amount and optionally reference (each "
+    "once), then one row per payout with exactly as many cells (quote a value with a comma).",
+}
+
 
 def document() -> dict:
-    return spec.spec
+    generated = spec.spec
+    for path, description in CSV_BODIES.items():
+        body = generated.get("paths", {}).get(path, {}).get("post", {}).get("requestBody")
+        if body is not None:
+            body["content"].setdefault("text/csv", {"schema": {"type": "string", "description": description}})
+    return generated
 
 
 @bp.get("/openapi.json")

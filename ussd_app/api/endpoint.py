@@ -44,29 +44,69 @@ def _read_body() -> bytes:
     return request.get_data(cache=True)
 
 
+class _KeyTwice(ValueError):
+    pass
+
+
+def _one_each(pairs: list[tuple[str, object]]) -> dict:
+    """An object's members, each name at most once: ``{"amount": 100, "amount": 5000}`` is
+    refused, never read as its last value (which another reader may not)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        twice = next(name for n, (name, _) in enumerate(pairs) if name in dict(pairs[:n]))
+        raise _KeyTwice(twice)
+    return found
+
+
 def json_body():
-    """The body as JSON (any value; the model says what it must be)."""
+    """The body as JSON (any value; the model says what it must be); an object naming a key
+    twice is 400 ``invalid_json``."""
     raw = _read_body()
     if request.mimetype != "application/json":
         raise ApiError("unsupported_media_type")
     try:
-        return json.loads(raw)
+        return json.loads(raw, object_pairs_hook=_one_each)
+    except _KeyTwice as exc:
+        raise ApiError("invalid_json", f"The body names {str(exc)!r} twice in one object.") from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError("invalid_json") from None
 
 
-def csv_rows(columns: tuple[str, ...]) -> list[dict]:
-    """A ``text/csv`` body with a header row naming ``columns`` (in any order) -> its rows."""
+def csv_rows(columns: tuple[str, ...], required: tuple[str, ...] = ("phone", "amount")) -> list[dict]:
+    """A ``text/csv`` body with a header row naming ``columns`` (in any order, each at most
+    once, ``required`` ones present) -> its rows as {column: cell}. A row with more or fewer
+    cells than the header is refused (400 ``invalid_csv`` naming it), never cut or padded: a
+    cell the header does not name would otherwise vanish (``0700000004,150,000`` paid 150)."""
     raw = _read_body()
     try:
-        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
-        if set(reader.fieldnames or ()) - set(columns) or not {"phone", "amount"} <= set(
-            reader.fieldnames or ()
-        ):
-            raise ApiError("invalid_csv")
-        return [dict(row) for row in reader]
+        lines = [cells for cells in csv.reader(io.StringIO(raw.decode("utf-8-sig"))) if cells]
     except (UnicodeDecodeError, csv.Error):
         raise ApiError("invalid_csv") from None
+    if not lines:
+        raise ApiError("invalid_csv")
+    header = [name.strip() for name in lines[0]]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    unknown = [name for name in header if name not in columns]
+    missing = [name for name in required if name not in header]
+    if repeated or unknown or missing:
+        problem = (
+            f"column named twice: {', '.join(repeated)}"
+            if repeated
+            else f"unknown column: {', '.join(unknown)}"
+            if unknown
+            else f"missing column: {', '.join(missing)}"
+        )
+        raise ApiError("invalid_csv", f"header: {problem} (the header is {','.join(columns)})")
+    rows = []
+    for n, cells in enumerate(lines[1:], 1):
+        if len(cells) != len(header):
+            raise ApiError(
+                "invalid_csv",
+                f"row {n}: {len(cells)} cells for the header's {len(header)} "
+                "(a comma inside a value needs the value in double quotes)",
+            )
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
 
 
 def validated(model: type[BaseModel], data):

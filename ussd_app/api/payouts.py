@@ -8,7 +8,9 @@ answers 202 (``queued``); the worker executes it (``payments/execute.py``); its 
 with ``GET /transactions/{code}``.
 
 Its id derives from (key, Idempotency-Key) (``idempotency.derived_id``), a batch row's from that
-and its row number, so even a retry whose first answer was lost records nothing new.
+and its row number, so even a retry whose first answer was lost records nothing new, and a key
+once used can never pay another body, even after its idempotency row is purged (24 h): that is
+422 ``idempotency_key_reused`` (``already_recorded``).
 
 A batch takes up to 10,000 rows as JSON (``{"payouts": [...]}``) or CSV (``text/csv``, a header
 row ``phone,amount,reference``). Each row is checked on its own and answered on its own: the
@@ -20,12 +22,13 @@ from datetime import timedelta
 
 from flask import current_app, request
 from pydantic import ValidationError
+from sqlalchemy import and_, or_, select
 
 from ..clock import utcnow
 from ..database import among, insert_rows
 from ..extensions import db
 from ..payments.models import RequestKind, RequestStatus, TransferRequest, transaction_code
-from ..payments.submit import record_request
+from ..payments.submit import ConflictingRequest, record_request
 from ..phones import InvalidPhone, country_name, normalize_mobile
 from ..queues import Bell, ring_after_commit
 from ..tariffs import in_force
@@ -88,6 +91,22 @@ def fee_of(tariff, amount: int) -> int:
         raise ApiError("not_priced") from None
 
 
+REUSED = "This Idempotency-Key already paid another request body (keys are never reused, even after 24 h)."
+
+
+def already_recorded(base: str) -> dict[str, TransferRequest]:
+    """{id: request} of what this key recorded before: the payout ``base`` or a batch's rows
+    ``base.<row>``: the ids between ``base.`` and ``base/`` in byte order (the databases'
+    collation, C.UTF-8 or SQLite's), a range the primary key's index answers (a ``LIKE`` would
+    read the whole table on PostgreSQL)."""
+    rows = and_(TransferRequest.id > f"{base}.", TransferRequest.id < f"{base}/")
+    found = db.session.execute(select(TransferRequest).where(or_(TransferRequest.id == base, rows))).scalars()
+    return {r.id: r for r in found}
+
+
+_SAME = ("kind", "debit_account_id", "credit_account_id", "amount", "fee", "reference")
+
+
 def view(request: TransferRequest, phone: str) -> Payout:
     return Payout(
         id=request.id,
@@ -121,17 +140,23 @@ def create_payout(caller, body: PayoutCreate, idempotency_key: str):
     phone = mobile(body.phone)
     payee = recipient(caller, phone)
     tariff = in_force()
-    recorded = record_request(
-        db.session,
-        request_id=derived_id(caller.key.id, idempotency_key),
-        kind=KIND,
-        debit_account_id=caller.account_id,
-        credit_account_id=payee.account_id,
-        amount=body.amount,
-        fee=fee_of(tariff, body.amount),
-        reference=body.reference,
-        tariff_version_id=tariff.id,
-    )
+    request_id = derived_id(caller.key.id, idempotency_key)
+    if set(already_recorded(request_id)) - {request_id}:  # a batch's key
+        raise ApiError("idempotency_key_reused", REUSED)
+    try:
+        recorded = record_request(
+            db.session,
+            request_id=request_id,
+            kind=KIND,
+            debit_account_id=caller.account_id,
+            credit_account_id=payee.account_id,
+            amount=body.amount,
+            fee=fee_of(tariff, body.amount),
+            reference=body.reference,
+            tariff_version_id=tariff.id,
+        )
+    except ConflictingRequest:  # the key's row was purged: the id still remembers its body
+        raise ApiError("idempotency_key_reused", REUSED) from None
     return view(recorded, phone), 202
 
 
@@ -142,9 +167,12 @@ CSV_COLUMNS = ("phone", "amount", "reference")
 
 def _csv_row(row: dict) -> dict:
     """A CSV row as the JSON row it stands for: a whole-number amount as a number, an empty
-    reference as none (anything else is left for the model to refuse)."""
+    reference as none (anything else is left for the model to refuse). Only ASCII digits are a
+    number: ``str.isdigit`` also takes ``²`` (which ``int`` refuses) and ``١٠٠`` (which it reads
+    as 100)."""
     amount = (row.get("amount") or "").strip()
-    fixed = {"phone": (row.get("phone") or "").strip(), "amount": int(amount) if amount.isdigit() else amount}
+    whole = amount.isascii() and amount.isdigit()
+    fixed = {"phone": (row.get("phone") or "").strip(), "amount": int(amount) if whole else amount}
     if (row.get("reference") or "").strip():
         fixed["reference"] = row["reference"].strip()
     return fixed
@@ -253,10 +281,18 @@ def create_payout_batch(caller, batch: PayoutBatchCreate, idempotency_key: str):
             }
         )
         results[n - 1] = BatchRow(row=n, status="accepted", id=request_id, transaction=records[-1]["code"])
+    earlier = already_recorded(base)
+    if earlier:  # this key paid before (its idempotency row since purged): the same rows or 422
+        same = set(earlier) == {r["id"] for r in records} and all(
+            all(getattr(earlier[r["id"]], name) == r[name] for name in _SAME) for r in records
+        )
+        if not same:
+            raise ApiError("idempotency_key_reused", REUSED)
+        records = []  # recorded already: answered as the first time, nothing new
     if records:
         insert_rows(db.session, TransferRequest.__table__, records)
         ring_after_commit(db.session, Bell.TRANSFERS, base)
-    accepted = len(records)
+    accepted = sum(1 for r in results if r is not None and r.status == "accepted")
     return PayoutBatch(
         count=len(rows), accepted=accepted, rejected=len(rows) - accepted, results=results
     ), 202

@@ -12,7 +12,7 @@ from flask import current_app
 from ..extensions import db
 from ..payments import refunds
 from ..payments.models import RequestKind
-from ..payments.submit import record_request
+from ..payments.submit import ConflictingRequest, record_request
 from . import bp
 from .endpoint import operation
 from .errors import ApiError
@@ -60,13 +60,16 @@ def create_refund(caller, body: RefundCreate, idempotency_key: str):
     amount = body.amount if body.amount is not None else left
     if amount <= 0 or amount > left:
         raise ApiError("refund_exceeds_payment", f"At most {left} (minor units) is left to refund.")
-    recorded = record_request(
-        db.session,
-        request_id=request_id,
-        kind=RequestKind.REFUND.value,
-        debit_account_id=caller.account_id,
-        credit_account_id=payment.debit_account_id,
-        amount=amount,
-        reference=payment.code,
-    )
+    try:
+        recorded = record_request(
+            db.session,
+            request_id=request_id,
+            kind=RequestKind.REFUND.value,
+            debit_account_id=caller.account_id,
+            credit_account_id=payment.debit_account_id,
+            amount=amount,
+            reference=payment.code,
+        )
+    except ConflictingRequest:  # the key's row was purged (24 h): the id still remembers its body
+        raise ApiError("idempotency_key_reused") from None
     return view(recorded, payment.code), 202

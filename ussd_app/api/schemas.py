@@ -84,7 +84,12 @@ class Balance(Out):
 
 
 class Counterparty(Out):
-    name: str = Field(examples=["Wanjiru Kamau"])
+    name: str | None = Field(
+        None,
+        description="The registered name, once the ledger accepted the transfer (posted or pending); "
+        "none before or without that (queued, rejected, review).",
+        examples=["Wanjiru Kamau"],
+    )
     phone: str = Field(description="Masked: the first digits and the last three.", examples=["+2547123***78"])
 
 

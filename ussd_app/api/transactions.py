@@ -54,8 +54,13 @@ def mask(phone: str) -> str:
     return phone[:-5] + "***" + phone[-2:] if len(phone) > 8 else "***"
 
 
-def counterparty(user: User | None) -> Counterparty | None:
-    return Counterparty(name=user.name, phone=mask(user.phone)) if user is not None else None
+def counterparty(user: User | None, accepted: bool = True) -> Counterparty | None:
+    """The other side: its masked number, and its registered name only once the ledger accepted
+    the transfer. A refused one names no one, so a key cannot learn who holds a number by
+    paying it nothing."""
+    if user is None:
+        return None
+    return Counterparty(name=user.name if accepted else None, phone=mask(user.phone))
 
 
 def transaction(request: TransferRequest, account_id: int, other: User | None) -> Transaction:
@@ -71,7 +76,7 @@ def transaction(request: TransferRequest, account_id: int, other: User | None) -
         status=status_of(request),
         result=result_of(request),
         reference=request.reference,
-        counterparty=counterparty(other),
+        counterparty=counterparty(other, accepted=status_of(request) in ("posted", "pending")),
         created=request.created_at,
         posted_at=posted_at(request),
     )

@@ -52,6 +52,15 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
         {a for chain in legs.values() for s in chain for a in (s.debit_account_id, s.credit_account_id)},
     )
     refusals = limits.check_batch(session, requests)
+    # A payer without the money is refused for that, never for the payee's balance limit
+    # (which would tell any payer how much the payee holds): the ledger says exceeds_credits.
+    over_payees_limit = [
+        r for r in requests if r.id in refusals and refusals[r.id].result == limits.Result.BALANCE
+    ]
+    for request_id in limits.cannot_cover(
+        session, [r for r in over_payees_limit if refusals[r.id].fits is None], legs
+    ):
+        del refusals[request_id]
     # Refunds: never more than their payment brought in, checked under the same locks.
     refusals.update(refunds.check_batch(session, [r for r in requests if r.id not in refusals]))
     # A hold that does not fit under its payee's balance limit is posted in part or voided,
