@@ -5,10 +5,11 @@ import re
 import phonenumbers
 from flask import current_app
 
-# What a typed number may hold: ASCII digits and the usual separators. phonenumbers itself
-# skips a NUL or other control characters and reads any script's digits ("١٠٠" as 100), so a
-# number with those would be accepted as some other text than was sent.
-_TYPED = re.compile(r"[0-9 +\-()]+")
+# What a typed number may hold: ASCII digits and the usual separators (and a gateway's RFC 3966
+# "tel:" in front). phonenumbers itself skips a NUL or other control characters and reads any
+# script's digits ("١٠٠" as 100), so a number with those would be accepted as other text than
+# was sent.
+_TYPED = re.compile(r"(tel:)?[0-9 +\-().]+")
 
 
 class InvalidPhone(ValueError):
@@ -17,7 +18,8 @@ class InvalidPhone(ValueError):
 
 def normalize(raw: str, region: str | None = None) -> str:
     """'0712 345 678' or '+254712345678' -> '+254712345678'; anything else is InvalidPhone,
-    including any character but ASCII digits, spaces, '+', '-', '(' and ')'."""
+    including any character but ASCII digits, spaces, '+', '-', '(', ')' and '.' (after an
+    optional "tel:")."""
     if not raw or len(raw) > 32 or not _TYPED.fullmatch(raw):
         raise InvalidPhone(raw)
     region = region or current_app.config["COUNTRY"]
