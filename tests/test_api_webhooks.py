@@ -115,3 +115,22 @@ def test_a_payout_made_through_the_api_arrives_as_payout_posted(client, merchant
     assert signed_by(secret, got.body, got.signature)
     [event] = db.session.execute(select(Event).where(Event.type == "payout.posted")).scalars()
     assert event.account_id == merchant.account_id
+
+
+def test_a_refused_payout_arrives_as_payout_failed_without_the_recipients_name(
+    client, merchant, customer, receiver
+):
+    """The merchant has no money: the event says why, and names no one (a refused payout must
+    not tell a merchant whose number it was)."""
+    key = make_key(merchant)
+    put(client, key, {"url": f"{receiver.url}/hooks/shop"})
+    answer = post(
+        client, "/payouts", key, {"phone": customer.phone, "amount": 1_000_00, "reference": "SAL-2"}
+    )
+    assert answer.status_code == 202, answer.get_json()
+    jobs.execute_transfers()
+    jobs.deliver_events()
+    [got] = [e for e in receiver.receiver.events() if e.type == "payout.failed"]
+    data = json.loads(got.body)["data"]
+    assert data["failure"] == "exceeds_credits" and data["reference"] == "SAL-2"
+    assert data["recipient"] == {"name": None, "phone": "+2547120***11"}

@@ -137,11 +137,15 @@ def for_requests(session, executed: list[tuple[object, str]], people) -> int:
         merchant_is_payee = spec.merchant == kinds.Side.PAYEE
         merchant_account = request.credit_account_id if merchant_is_payee else request.debit_account_id
         other_account = request.debit_account_id if merchant_is_payee else request.credit_account_id
+        other = people.get(other_account)
+        # A registered name only once money moved: a refused payout must not name whoever owns
+        # a number the merchant typed (the API's transactions hide it too).
+        shown = party(other) if outcome == POSTED else party(None, other.phone if other else None)
         data = {
             "transaction": request.code,
             **_money(request.amount),
             "reference": request.reference,
-            ("payer" if merchant_is_payee else "recipient"): party(people.get(other_account)),
+            ("payer" if merchant_is_payee else "recipient"): shown,
         }
         if outcome == FAILED:
             data["failure"] = request.result
