@@ -68,3 +68,11 @@ def is_local_mobile(raw: str) -> bool:
     except InvalidPhone:
         return False
     return True
+
+
+def masked(phone: str | None) -> str | None:
+    """A number as merchants' systems see it, in the API's answers and in events:
+    ``+254712345678`` -> ``+2547123***78``: enough to recognise, not to call."""
+    if not phone:
+        return None
+    return phone[:-5] + "***" + phone[-2:] if len(phone) > 8 else "***"

@@ -17,6 +17,7 @@ from sqlalchemy import and_, or_, select
 from ..extensions import db
 from ..payments import kinds
 from ..payments.models import RequestStatus, TransferRequest
+from ..phones import masked
 from ..users import User, holders
 from . import bp
 from .endpoint import operation
@@ -49,18 +50,13 @@ def posted_at(request: TransferRequest):
     return request.executed_at if status_of(request) == "posted" else None
 
 
-def mask(phone: str) -> str:
-    """``+254712345678`` -> ``+2547123***78``: enough to recognise, not to call."""
-    return phone[:-5] + "***" + phone[-2:] if len(phone) > 8 else "***"
-
-
 def counterparty(user: User | None, accepted: bool = True) -> Counterparty | None:
     """The other side: its masked number, and its registered name only once the ledger accepted
     the transfer. A refused one names no one, so a key cannot learn who holds a number by
     paying it nothing."""
     if user is None:
         return None
-    return Counterparty(name=user.name if accepted else None, phone=mask(user.phone))
+    return Counterparty(name=user.name if accepted else None, phone=masked(user.phone))
 
 
 def transaction(request: TransferRequest, account_id: int, other: User | None) -> Transaction:

@@ -24,6 +24,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..database import among, insert_rows
+from ..phones import masked
 from ..queues import Bell, ring_after_commit
 from .models import Delivery, DeliveryStatus, Event, EventType, WebhookEndpoint, utcnow
 
@@ -35,19 +36,11 @@ def event_id(event_type: str, source_id: str) -> str:
     return "evt_" + base64.b32encode(digest).decode()[:24].lower()
 
 
-def mask(phone: str | None) -> str | None:
-    """A number as merchants' systems see it, the same in events as in the API's answers
-    (``api/transactions.py: mask``): ``+254712345678`` -> ``+2547123***78``."""
-    if not phone:
-        return None
-    return phone[:-5] + "***" + phone[-2:] if len(phone) > 8 else "***"
-
-
 def party(user, phone: str | None = None) -> dict:
     """A counterparty as events name it: registered name and masked number."""
     if user is None:
-        return {"name": None, "phone": mask(phone)}
-    return {"name": user.name, "phone": mask(user.phone)}
+        return {"name": None, "phone": masked(phone)}
+    return {"name": user.name, "phone": masked(user.phone)}
 
 
 def body(event_id_: str, event_type: str, created: datetime, data: dict) -> str:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
+from ..phones import masked
 from . import signing, urls
-from .emit import mask
 from .endpoints import for_account
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def question(
             "account_reference": reference,
             "amount": int(amount),
             "currency": current_app.config["CURRENCY"],
-            "payer": {"phone": mask(payer_phone)},
+            "payer": {"phone": masked(payer_phone)},
         },
         separators=(",", ":"),
         sort_keys=True,
