@@ -23,6 +23,7 @@ MODULES = (
     "ussd_app.messages.reversals",
     "ussd_app.messages.account",
     "ussd_app.messages.inbound",
+    "ussd_app.messages.tips",
 )
 ONE_SEGMENT, TWO_SEGMENTS = 160, 306
 

@@ -32,12 +32,12 @@ ledger_cli = Blueprint("ledger", __name__, cli_group="ledger")
 @click.option("--name", required=True, help="first and last name")
 @click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
 @click.option("--pin", required=True, help="4 digits")
-@click.option("--till", default=None, help="merchants: till or pay-bill number")
+@click.option("--till", default=None, help="merchants: till or pay-bill number; causes: the code people tip")
 @click.option("--paybill", is_flag=True, help="merchants: --till is a pay-bill number (takes an account)")
 @click.option("--id-number", default=None, help="the holder's national ID number")
 @click.option("--language", default="en", type=click.Choice(["en", "sw"]))
 def create_account(phone, name, role, pin, till, paybill, id_number, language):
-    """Open a wallet for a customer, agent or merchant."""
+    """Open a wallet for a customer, agent, merchant or cause (a creator or cause taking tips)."""
     try:
         user = create_user(
             db.session,

@@ -183,6 +183,12 @@ class Config:
     # How many requests one requester may make of one payer's number per day (no spam).
     REQUESTS_PER_PAYER_PER_DAY = _int("TUMA_REQUESTS_PER_PAYER_PER_DAY", 3)
 
+    # -- Tips and donations to creators and causes (issue 18; ussd_app/payments/tips.py) ------
+    # Tips up to this much (major units) send no SMS to either party; larger ones get receipts.
+    TIP_SILENT_MAX_MAJOR = _int("TUMA_TIP_SILENT_MAX_MAJOR", 100)
+    # The hour (TIMEZONE) from which each cause gets its SMS digest of the day before's tips.
+    TIP_DIGEST_HOUR = _int("TUMA_TIP_DIGEST_HOUR", 8)
+
     # -- Agent-started withdrawals, reversals and airtime (issue 5, escrow2) ---------------
     # Seconds a withdrawal an agent started waits for the customer's approval.
     AGENT_WITHDRAWAL_EXPIRY_SECONDS = _int("TUMA_AGENT_WITHDRAWAL_EXPIRY_SECONDS", 10 * 60)

@@ -92,7 +92,8 @@ def quote(kind: str, amount: int) -> int:
 # Every ``tariffs set`` adds a version; the one in force is the latest whose effective_from
 # has passed. With no version stored, the built-in defaults below apply (id None).
 
-FREE_SEND_UP_TO = to_minor(100)  # no tariff may charge for sending this much or less
+FREE_SEND_UP_TO = to_minor(100)  # no tariff may charge for sending (or tipping) this much or less
+FREE_BAND_KINDS = ("send", "tip")
 MERCHANT_BASIS_POINTS = 50  # 0.5% of a merchant payment, paid by the merchant ...
 MERCHANT_CAP = to_minor(200)  # ... at most KES 200
 
@@ -106,6 +107,8 @@ def default_document() -> dict:
     document["withdrawal"] = {"bands": [list(band) for band in WITHDRAWAL_BANDS]}
     # A business paying a customer out (the merchant API) pays what a customer sending pays.
     document["payout"] = {"bands": [list(band) for band in SEND_BANDS]}
+    # A tip is an ordinary transfer to a cause: priced like a send, so free up to the free band.
+    document["tip"] = {"bands": [list(band) for band in SEND_BANDS]}
     for kind in sorted(kinds.PAYEE_PAYS_KINDS):
         document[kind] = {"payee_basis_points": MERCHANT_BASIS_POINTS, "payee_cap": MERCHANT_CAP}
     return document
@@ -156,11 +159,12 @@ def validate(document) -> dict:
         if entry.get("payee_basis_points", 0) > 10_000:
             raise InvalidTariff(f"{kind}.payee_basis_points: at most 10000 (100%)")
         clean[kind] = entry
-    for band in clean.get("send", {}).get("bands", []):
-        if band[1] != 0:
-            raise InvalidTariff("send: sending up to KES 100 must stay free (micropayments)")
-        if band[0] >= FREE_SEND_UP_TO:
-            break
+    for kind in FREE_BAND_KINDS:
+        for band in clean.get(kind, {}).get("bands", []):
+            if band[1] != 0:
+                raise InvalidTariff(f"{kind}: up to KES 100 must stay free (micropayments)")
+            if band[0] >= FREE_SEND_UP_TO:
+                break
     return clean
 
 

@@ -1,4 +1,4 @@
-"""People: customers, agents and merchants, each with one wallet account in the ledger."""
+"""People: customers, agents, merchants and causes, each with one wallet account in the ledger."""
 
 import enum
 from datetime import datetime
@@ -20,6 +20,9 @@ class Role(enum.StrEnum):
     CUSTOMER = "customer"
     AGENT = "agent"
     MERCHANT = "merchant"
+    # A creator or cause that takes tips and donations (``payments/tips.py``) under its code
+    # (stored as ``till``, in the same namespace as merchants' numbers); never paid as a till.
+    CAUSE = "cause"
 
 
 class Tier(enum.StrEnum):
@@ -44,7 +47,7 @@ class User(db.Model):
     role: Mapped[str] = mapped_column(String(12))
     language: Mapped[str] = mapped_column(String(2), default=Language.ENGLISH.value)
     tier: Mapped[str] = mapped_column(String(12), default=Tier.BASIC.value, server_default=Tier.BASIC.value)
-    # Buy-goods till or pay-bill business number, for merchants.
+    # Buy-goods till or pay-bill business number, for merchants; the code people tip, for causes.
     till: Mapped[str | None] = mapped_column(String(10), unique=True, default=None)
     # How a merchant's number is paid: "till" (buy goods) or "paybill" (with an account reference).
     business_kind: Mapped[str | None] = mapped_column(String(8), default=None)
@@ -90,6 +93,12 @@ def find_by_till(session, till: str) -> User | None:
     return session.execute(select(User).where(User.till == till)).scalar_one_or_none()
 
 
+def find_cause(session, code: str) -> User | None:
+    """The cause whose code is ``code``; None for a merchant's till or any other number."""
+    user = find_by_till(session, code)
+    return user if user is not None and user.role == Role.CAUSE.value else None
+
+
 class BusinessKind(enum.StrEnum):
     TILL = "till"  # buy goods
     PAYBILL = "paybill"  # pay bill, with an account reference
@@ -130,12 +139,14 @@ def create_user(
     if pin is not None and not pins.is_valid_pin(pin):
         raise UserError("a PIN is exactly 4 digits")
     if till is not None:
-        if role != Role.MERCHANT:
-            raise UserError("only merchants have a till number")
+        if role not in (Role.MERCHANT, Role.CAUSE):
+            raise UserError("only merchants and causes have a till number")
         if not (till.isascii() and till.isdigit() and 5 <= len(till) <= 7):
             raise UserError("a till number is 5 to 7 digits")
     if paybill and till is None:
         raise UserError("a pay-bill merchant needs a business number")
+    if role == Role.CAUSE and (till is None or paybill):
+        raise UserError("a cause needs a code people tip (--till, 5 to 7 digits), and takes no bills")
     if id_number is not None and not (
         id_number.isascii() and id_number.isalnum() and 5 <= len(id_number) <= 20
     ):
@@ -152,7 +163,9 @@ def create_user(
         role=role.value,
         language=Language(language).value,
         till=till,
-        business_kind=(BusinessKind.PAYBILL if paybill else BusinessKind.TILL).value if till else None,
+        business_kind=(BusinessKind.PAYBILL if paybill else BusinessKind.TILL).value
+        if till and role == Role.MERCHANT
+        else None,
         id_number=id_number,
         account_id=account.id,
         pin_hash=pins.hash_pin(pin) if pin is not None else None,

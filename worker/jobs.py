@@ -106,7 +106,8 @@ def deliver_events() -> dict:
 
 @_in_app
 def maintain() -> dict:
-    """Periodic: void expired holds, re-announce requests left queued too long, wake the SMS
+    """Periodic: void expired holds, re-announce requests left queued too long, write causes'
+    daily tip digests, wake the SMS
     sender and the webhook deliverer for retries that have come due (and rows whose sender
     died, and rings that were lost), and forget the API's Idempotency-Keys once they are past
     their keeping time."""
@@ -118,6 +119,7 @@ def maintain() -> dict:
     requests_settled = settle_payment_requests(expire=True)  # payment requests: settle, lapse
     resolved += expire_agent_withdrawals()
     resolved += sum(buy_airtime().values())
+    digests = write_tip_digests()  # each cause's SMS of yesterday's tips, once a day
     stale = requeue_stale(db.session)
     sms_due = sender.count_due(db.session)
     events_due = delivery.count_due(db.session)
@@ -140,6 +142,7 @@ def maintain() -> dict:
         "events_due": events_due,
         "payment_requests": requests_settled,
         "idempotency_keys_purged": keys_purged,
+        "tip_digests": digests,
     }
 
 
@@ -162,6 +165,24 @@ def _committed_with_retries(work, what: str) -> int:
                 raise
             log.warning("%s conflict, retrying (attempt %d): %s", what, attempt, type(exc.orig).__name__)
     return 0
+
+
+def write_tip_digests(now=None) -> int:
+    """Each cause's digest SMS of the day before's tips, once the digest hour has come;
+    committed (payments/tips.py: once per cause and day, by its row's key, even side by side).
+    A Redis mark says the day is done, so the other runs of the day skip the query; a lost mark
+    only costs one query more. ``now``: naive UTC, for tests."""
+    from ussd_app.payments import tips
+
+    day = tips.digest_due(now)
+    if day is None:
+        return 0
+    mark = f"tuma:tips:digested:{day.isoformat()}"
+    if get_redis().exists(mark):
+        return 0
+    written = _committed_with_retries(lambda: tips.write_digests(db.session, now=now), "tip digest")
+    get_redis().set(mark, "1", ex=2 * 86_400)
+    return written
 
 
 def settle_payment_requests(*, expire: bool = False, now=None) -> int:

@@ -28,6 +28,7 @@ class AccountKind(enum.StrEnum):
     CUSTOMER = "customer"  # a customer's wallet
     AGENT = "agent"  # an agent's e-float
     MERCHANT = "merchant"  # a merchant's till or pay-bill wallet
+    CAUSE = "cause"  # a creator's or cause's wallet: takes tips and donations
     TRUST = "trust"  # the trust (escrow) bank account that backs all e-money 1:1
     FEES = "fees"  # fee revenue
     COMMISSIONS = "commissions"  # commissions owed to agents
@@ -39,7 +40,7 @@ class AccountKind(enum.StrEnum):
         return self in WALLET_KINDS
 
 
-WALLET_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.AGENT, AccountKind.MERCHANT})
+WALLET_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.AGENT, AccountKind.MERCHANT, AccountKind.CAUSE})
 HOUSE_KINDS = tuple(k for k in AccountKind if k not in WALLET_KINDS)
 
 

@@ -70,6 +70,17 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "{payee_fee}. Balance {balance}.",
         "failed": "{code} Failed: {amount} not paid. {reason} Balance {balance}.",
     },
+    # A tip to a creator or cause (payments/tips.py; Kiswahili in sms-tips.po): sent only for a
+    # tip above TIP_SILENT_MAX_MAJOR; a smaller one is told by the END screen and the statement,
+    # and the cause's daily digest. A refusal is always told.
+    "tip": {
+        "sender": "{code} Confirmed. You gave {amount} to {name} ({till}) on {date} at {time}. "
+        "New balance is {balance}. Transaction cost, {fee}. "
+        "Amount you can transact within the day is {left_today}.",
+        "recipient": "{code} Confirmed. Tip of {amount} from {name} {phone} on {date} at {time}. "
+        "New balance is {balance}.",
+        "failed": "{code} Failed: tip of {amount} not sent. {reason} Balance {balance}.",
+    },
     # Holds (payments/holds.py). {reference} is the unregistered number for suspense sends.
     "send_unregistered": {
         "sender": "{code} Confirmed. {amount} sent to {reference} on {date} at {time}, held until they "

@@ -98,6 +98,10 @@ class KindSpec:
     payer_is_api: bool = False
     # The webhook events its outcome emits (``Events``); None: merchants' systems never hear of it.
     events: Events | None = None
+    # The setting (major units) up to which a posted request sends no receipt to either party
+    # (a tip: an SMS costs more than the tip; the payer reads the code on the END screen and in
+    # the statement, the payee a daily digest). A refusal is still told. None: always receipts.
+    silent_up_to: str | None = None
 
     def __post_init__(self):
         if not self.receipts:
@@ -136,6 +140,16 @@ ROWS: tuple[KindSpec, ...] = (
         payee_pays=True,
         two_segments=True,
         events=PAYMENT_RECEIVED,
+    ),
+    # Customer -> a creator or cause (payments/tips.py): an ordinary transfer, priced like a send
+    # (free up to the free band), silent up to TIP_SILENT_MAX_MAJOR.
+    KindSpec(
+        K.TIP,
+        P.SINGLE,
+        counted=True,
+        credits_payee=True,
+        two_segments=True,
+        silent_up_to="TIP_SILENT_MAX_MAJOR",
     ),
     # Sender -> suspense, for a number not on Tuma yet: paid on when it registers, else back.
     KindSpec(

@@ -26,6 +26,7 @@ class RequestKind(enum.StrEnum):
     WITHDRAWAL = "withdrawal"  # cash-out: a customer to an agent, with fee and commission legs
     BUY_GOODS = "buy_goods"  # a customer pays a merchant's till, free for the customer
     PAY_BILL = "pay_bill"  # a customer pays a merchant's pay-bill number, with an account reference
+    TIP = "tip"  # a customer tips a creator or cause (payments/tips.py): small ones send no SMS
     # Holds (a PENDING transfer) and the requests that post or void them (payments/holds.py).
     SEND_UNREGISTERED = "send_unregistered"  # sender -> suspense, for a number not on Tuma yet
     SUSPENSE_POST = "suspense_post"  # post the hold, suspense -> the newly registered

@@ -2,16 +2,17 @@
 the batch's transaction (the text of each is ``messages/receipts.py``'s).
 
 One receipt per registered party of a posted request (the payer's says what is left of today's
-limit); the invitation to an unregistered number money was sent to; the payer's failure when
-the ledger refused (the payee never hears of a refused request, except for the kinds whose row
-in ``payments/kinds.py`` says the payee hears it). A refusal by the limits is
-``sms/limit_receipts.py``'s.
+limit), except a small tip's (``payments/tips.py``: none); the invitation to an unregistered
+number money was sent to; the payer's failure when the ledger refused (the payee never hears
+of a refused request, except for the kinds whose row in ``payments/kinds.py`` says the payee
+hears it). A refusal by the limits is ``sms/limit_receipts.py``'s.
 """
 
 from .. import limits
 from ..ledger import TransferResult
 from ..messages import receipts as texts
 from ..payments import kinds
+from ..payments.tips import silent
 from ..users import Role, User, holders
 from .outbox import add_sms
 
@@ -61,8 +62,13 @@ def write(session, user: User, body: str | None, request) -> None:
 
 
 def write_posted(session, request, people: People) -> None:
-    """One receipt per registered party of a posted request. No commit."""
+    """One receipt per registered party of a posted request; none for a small tip (its kind's
+    ``silent_up_to``: payments/tips.py), which still counts against the payer's day. No commit."""
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
+    if silent(request.kind, request.amount):
+        if payer is not None:
+            people.spend(request)  # the next receipt in the batch says what is left today
+        return
     if payer is not None:
         left = people.spend(request)
         body = texts.posted(request, "sender", payer, payee, balance=people.balance(payer), left_today=left)

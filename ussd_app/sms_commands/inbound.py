@@ -4,6 +4,8 @@ A customer who texts a transaction code learns whether it is genuine (the answer
 fraud), but only a party to the transfer learns its details: anyone else gets the same answer
 as for a code that does not exist, so codes cannot be probed. ``REVERSE <code>`` from the
 sender of a send asks for its reversal (``payments/reversals.py``), answered with the outcome.
+``TOTAL <code>`` from anyone tells a cause's name and what it has received this month
+(``payments/tips.py``): public by design; any code that is not a cause's gets one answer.
 """
 
 import enum
@@ -15,21 +17,25 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
 from ..messages import inbound as texts
+from ..messages import tips as tip_texts
 from ..messages import when
 from ..messages.receipts import hold_seconds
-from ..payments import holds
+from ..payments import holds, tips
 from ..payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
 from ..sms.outbox import add_sms
-from ..users import User, find_by_phone
+from ..users import User, find_by_phone, find_cause
 
 # Transaction codes are base32 (A-Z, 2-7), 10 characters (payments.models.transaction_code).
 CODE = re.compile(r"^[A-Z2-7]{10}$")
 REVERSE = re.compile(r"^REVERSE\s+(\S+)$")
+TOTAL = re.compile(r"^TOTAL(?:\s+(.*)|([0-9]+))?$")  # "TOTAL 55555", also typed "TOTAL55555"
+CAUSE_CODE = re.compile(r"^[0-9]{5,7}$")  # a cause's code is a till number (users.create_user)
 
 
 class Intent(enum.StrEnum):
     CHECK = "check"  # a transaction code: is this receipt genuine?
     REVERSE = "reverse"  # REVERSE <code>
+    TOTAL = "total"  # TOTAL <a cause's code>: what it has received this month
     HELP = "help"  # anything else
 
 
@@ -60,6 +66,10 @@ def parse(text: str) -> tuple[Intent, str | None]:
     match = REVERSE.match(words)
     if match and CODE.match(match.group(1)):
         return Intent.REVERSE, match.group(1)
+    match = TOTAL.match(words)
+    if match:
+        code = (match.group(1) or match.group(2) or "").replace(" ", "")
+        return Intent.TOTAL, code if CAUSE_CODE.match(code) else None
     return Intent.HELP, None
 
 
@@ -91,6 +101,8 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
     intent, code = parse(text)
     if intent == Intent.HELP:
         return intent, None, None, texts.help_reply(language)
+    if intent == Intent.TOTAL:
+        return intent, code, None, _total(session, code, language)
     lock = _lock(session, phone) if intent == Intent.REVERSE else None
     if lock is not None:
         # A locked account (wrong PINs, or the operator) starts nothing, by USSD or by SMS:
@@ -120,6 +132,16 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
     asker_paid = payer is not None and payer.phone == phone
     reply = texts.genuine(language, request, payee if asker_paid else payer, status, asker_paid=asker_paid)
     return intent, code, None, reply
+
+
+def _total(session, code: str | None, language: str) -> str:
+    """The answer to ``TOTAL <code>``: the cause's name and this month's tips, or, for anything
+    that is not a cause's code (a merchant's till, unknown, garbage), the one same answer."""
+    cause = find_cause(session, code) if code is not None else None
+    if cause is None:
+        return tip_texts.no_cause(language)
+    count, amount, since = tips.month_total(session, cause)
+    return tip_texts.total(language, cause, count, amount, since)
 
 
 def _lock(session, phone: str) -> str | None:

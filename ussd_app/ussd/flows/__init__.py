@@ -19,6 +19,7 @@ from . import (
     request_payment,
     reversal,
     send_money,
+    tips,
     withdraw,
 )
 from . import fraud_checks as fraud
@@ -41,6 +42,7 @@ MODULES = {
     "agent_withdraw": agent_withdraw,
     "reversal": reversal,
     "airtime": airtime,
+    "tips": tips,  # tip or donate to a creator or cause
 }
 
 # What waits for a customer's PIN in My approvals (``ussd/approvals.py``), one provider each;

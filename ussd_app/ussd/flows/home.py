@@ -1,6 +1,6 @@
 """The root menus, one per role. ``customer`` and ``business`` are where the web side starts
 (by role); each is a step that picks the menu: a customer an agent registered, who has no PIN
-yet, chooses one first; agents and merchants get their own menus."""
+yet, chooses one first; agents, merchants and causes get their own menus."""
 
 from ...users import Role
 from ..engine import N_, Option, Screen, Step
@@ -20,7 +20,8 @@ def customer_home(ctx) -> str:
 def business_home(ctx) -> str:
     if _needs_pin(ctx):
         return "set_pin"
-    return "agent" if ctx.user is not None and ctx.user.role == Role.AGENT.value else "merchant"
+    role = ctx.user.role if ctx.user is not None else None
+    return {Role.AGENT.value: "agent", Role.CAUSE.value: "cause"}.get(role, "merchant")
 
 
 FLOW = {
@@ -42,12 +43,13 @@ FLOW = {
             Option(N_("Buy airtime"), "airtime.menu"),
             Option(N_("Request money"), "request_money.start"),
             Option(N_("My requests"), "my_requests.start"),
+            Option(N_("Tip or donate"), "tips.code"),
         ),
     ),
     "business": Step(
         "an agent's or merchant's start: their own menu",
         business_home,
-        {"agent": "agent", "merchant": "merchant", "set_pin": "registration.set_pin"},
+        {"agent": "agent", "merchant": "merchant", "cause": "cause", "set_pin": "registration.set_pin"},
     ),
     "agent": Screen(
         "main menu of an agent",
@@ -75,6 +77,17 @@ FLOW = {
             Option(N_("My approvals"), "my_approvals.load"),
             Option(N_("Request payment"), "request_payment.start"),
             Option(N_("My requests"), "my_requests.start"),
+        ),
+    ),
+    # A creator or cause (payments/tips.py): tips arrive without an SMS each, so what it has is
+    # read here, and its daily digest SMS says what came in the day before.
+    "cause": Screen(
+        "main menu of a creator or cause that takes tips",
+        N_("Tuma Cause"),
+        options=(
+            Option(N_("Balance"), "my_account.balance_pin"),
+            Option(N_("Statement"), "my_account.statement_pin"),
+            Option(N_("My account"), "my_account.menu"),
         ),
     ),
 }
