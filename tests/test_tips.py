@@ -345,3 +345,29 @@ def test_a_tariff_may_not_charge_small_tips(app):
     document["tip"] = {"bands": [[50_00, 0], [100_00, 1_00], [1_000_00, 5_00]]}
     with pytest.raises(tariffs.InvalidTariff, match="tip: up to KES 100 must stay free"):
         tariffs.validate(document)
+
+
+def test_a_stored_tariff_without_tips_refuses_them_before_the_pin(client, juma, cause):
+    """A tariff the operator stored before tips existed has no entry for them: tips are not
+    taken (never free by accident, never a 500) until the operator prices them."""
+    from ussd_app import tariffs
+
+    document = tariffs.default_document()
+    del document["tip"]
+    tariffs.add_version(db.session, document, effective_from=datetime(2000, 1, 1), note="before tips")
+    db.session.commit()
+    phone = Phone(client, "0712000111")
+    tip_menu(phone)
+    phone.send(CAUSE_CODE)
+    assert phone.send("5") == "END Tips cannot be taken right now. Nothing was sent."
+    assert tips() == []
+
+
+def test_the_tippers_code_checks_as_genuine_by_sms(client, juma, cause):
+    end = tip(client, "5")
+    jobs.execute_transfers()
+    [request] = tips()
+    assert f"Code {request.code}." in end
+    reply = text_us(client, CUSTOMER["phone"], request.code)
+    assert reply.startswith(f"{request.code} is genuine: KES 5.00 to MTOTO FUND +254700000055 on ")
+    assert reply.endswith("Status: completed.")
