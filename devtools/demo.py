@@ -23,6 +23,7 @@ DEMO = (
     ("+254700000002", "Mama Mboga", "merchant", "2222", "123456"),
     ("+254700000003", "Juma Otieno", "customer", "3333", None),
     ("+254700000004", "Wanjiru Kamau", "customer", "4444", None),
+    ("+254700000005", "Mtoto Fund", "cause", "5555", "55555"),  # takes tips: Tip or donate, TOTAL 55555
 )
 DEMO_FLOAT_MAJOR = 100_000
 
