@@ -171,7 +171,11 @@ def test_only_a_cause_takes_tips(client, juma, cause, merchant):
     assert phone.send("77777") == (
         "CON No cause has code 77777 on Tuma.\nTip or donate\nEnter the cause's code"
     )
-    assert phone.send("0712000222").startswith("CON A cause's code is 5 to 7 digits.")
+    assert phone.send("0712000222") == (
+        "CON Tips go to a cause's code. To send to a person, use Send money.\n"
+        "Tip or donate\nEnter the cause's code"
+    )
+    assert phone.send("12ab").startswith("CON A cause's code is 5 to 7 digits.")
     assert phone.send(CAUSE_CODE) == "CON Tip Mtoto Fund\nEnter amount"
     assert phone.send("0").startswith("CON Tip or donate")  # back to the code
     assert tips() == []

@@ -81,8 +81,16 @@ FLOW = {
     "code": Screen(
         "the code of the creator or cause to tip",
         N_("Tip or donate\nEnter the cause's code"),
-        choices=(Choice(pay.business_number, "find", save="cause_code"),),
+        choices=(
+            Choice(pay.business_number, "find", save="cause_code"),
+            Choice(common.phone_number, "person"),  # a person's number: not a cause
+        ),
         otherwise=N_("A cause's code is 5 to 7 digits."),
+    ),
+    "person": Step(
+        "a phone number typed for a cause's code",
+        lambda ctx: "person",
+        {"person": Retry("code", N_("Tips go to a cause's code. To send to a person, use Send money."))},
     ),
     "find": Step(
         "look up the cause (only a cause takes tips)",
