@@ -23,6 +23,7 @@ MODULES = (
     "ussd_app.messages.reversals",
     "ussd_app.messages.account",
     "ussd_app.messages.inbound",
+    "ussd_app.messages.standing_orders",
 )
 ONE_SEGMENT, TWO_SEGMENTS = 160, 306
 
@@ -107,6 +108,11 @@ def longest(app) -> dict:
         "tries": 10,
         "result": "pending_transfer_already_posted",
         "until": "31/12/26",
+        # Standing orders (messages/standing_orders.py): how often and why a run was not paid,
+        # each the longest of its words in either language; the next run's date.
+        "often": "W" * 11,
+        "why": "W" * 34,
+        "next": "31/12/26",
     }
 
 

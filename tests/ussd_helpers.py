@@ -20,6 +20,7 @@ CUSTOMER_MENU = {
     "7": "Buy airtime",
     "8": "Request money",
     "9": "My requests",
+    "10": "Standing orders",
 }
 
 

@@ -183,6 +183,11 @@ class Config:
     # How many requests one requester may make of one payer's number per day (no spam).
     REQUESTS_PER_PAYER_PER_DAY = _int("TUMA_REQUESTS_PER_PAYER_PER_DAY", 3)
 
+    # -- Standing orders (issue 18; ussd_app/payments/standing_orders.py) ----------------------
+    # Seconds after a refused run (no money, a limit) that it is tried once more; never past
+    # the end of that day (TIMEZONE): at 23:59 at the latest (refused after that: skipped).
+    STANDING_ORDER_RETRY_SECONDS = _int("TUMA_STANDING_ORDER_RETRY_SECONDS", 4 * 3600)
+
     # -- Agent-started withdrawals, reversals and airtime (issue 5, escrow2) ---------------
     # Seconds a withdrawal an agent started waits for the customer's approval.
     AGENT_WITHDRAWAL_EXPIRY_SECONDS = _int("TUMA_AGENT_WITHDRAWAL_EXPIRY_SECONDS", 10 * 60)

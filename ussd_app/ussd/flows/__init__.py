@@ -19,6 +19,7 @@ from . import (
     request_payment,
     reversal,
     send_money,
+    standing_orders,
     withdraw,
 )
 from . import fraud_checks as fraud
@@ -41,6 +42,7 @@ MODULES = {
     "agent_withdraw": agent_withdraw,
     "reversal": reversal,
     "airtime": airtime,
+    "standing_orders": standing_orders,  # issue 18: pay on a schedule, the PIN once
 }
 
 # What waits for a customer's PIN in My approvals (``ussd/approvals.py``), one provider each;

@@ -42,6 +42,7 @@ FLOW = {
             Option(N_("Buy airtime"), "airtime.menu"),
             Option(N_("Request money"), "request_money.start"),
             Option(N_("My requests"), "my_requests.start"),
+            Option(N_("Standing orders"), "standing_orders.menu"),
         ),
     ),
     "business": Step(
