@@ -84,7 +84,7 @@ def test_set_up_to_a_person_with_the_pin_once(client, customer, agent, second_cu
         f"JUMA OTIENO {ME} set up a standing order to pay you KES 150.00 every month, first on {dd(first)}."
     ]
     assert sms_to(ME)[-1] == (
-        f"Standing order set up: KES 150.00 every month to WANJIRU KAMAU, first on {dd(first)}, last by "
+        f"Standing order set up: KES 150.00 every month to WANJIRU KAMAU, first on {dd(first)}, to "
         f"{dd(last)}. Fee KES 7.00 each. Dial *384*7# to change it."
     )
 
@@ -124,7 +124,7 @@ def test_set_up_to_a_till_and_to_a_pay_bill_shows_the_business_name(client, cust
     bill.send("2")  # from tomorrow
     bill.send("1")
     confirm = bill.send("12")
-    assert confirm.startswith("CON Pay Maji Water (654321) account ACC-42 KES 1,000.00 daily from ")
+    assert confirm.startswith("CON Pay Maji Water account ACC-42 KES 1,000.00 daily from ")
     bill.send("1")
     bill.send(PIN)
     till_order, bill_order = orders()
@@ -144,7 +144,7 @@ def test_my_standing_orders_pause_resume_and_cancel_with_the_pin(client, custome
     tomorrow = today() + timedelta(days=1)
     phone = Phone(client, local(ME))
     assert phone.walk(STANDING_ORDERS, "2") == "CON My standing orders\n1. KES 150.00 daily Wanjiru Kamau"
-    details = f"To Wanjiru Kamau {PAYEE}\nKES 150.00 daily\nNext: {dd(tomorrow)}\nEnds after 3 (0 made)\n"
+    details = f"To Wanjiru Kamau {PAYEE}\nKES 150.00 daily\nNext: {dd(tomorrow)}\nPayments: 0 of 3\n"
     assert phone.send("1") == "CON " + details + "1. Pause\n2. Cancel order"
     assert phone.send("0") == "CON My standing orders\n1. KES 150.00 daily Wanjiru Kamau"  # back
     phone.send("1")

@@ -17,20 +17,16 @@ PAYER_STARTED_RUNS = (
     "Fee {fee} each. Dial {service_code} to change it."
 )
 PAYER_STARTED_UNTIL = (
-    "Standing order set up: {amount} {often} to {name}, first on {date}, last by {until}. "
+    "Standing order set up: {amount} {often} to {name}, first on {date}, to {until}. "
     "Fee {fee} each. Dial {service_code} to change it."
 )
 RETRY = (
-    "{code} Standing order: {amount} to {name} due {date} was not paid. {why} "
-    "We will try once more at {time}. No fee was charged."
+    "{code} Standing order: {amount} to {name} due {date} not paid. {why} "
+    "We will try again at {time}. No fee."
 )
-SKIPPED = (
-    "{code} Standing order: {amount} to {name} due {date} was not paid. {why} "
-    "This payment is skipped; the next is on {next}."
-)
+SKIPPED = "{code} Standing order: {amount} to {name} due {date} not paid. {why} Skipped; next payment {next}."
 SKIPPED_LAST = (
-    "{code} Standing order: {amount} to {name} due {date} was not paid. {why} "
-    "It was the last payment of this order."
+    "{code} Standing order: {amount} to {name} due {date} not paid. {why} Skipped; it was the last."
 )
 PAYEE_CANCELLED = "{name} {phone} cancelled the standing order paying you {amount} {often}."
 PAYEE_FINISHED = (

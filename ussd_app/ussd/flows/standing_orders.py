@@ -82,9 +82,20 @@ def find_person(ctx) -> str:
         so_kind=RequestKind.SEND.value,
         so_payee_account=person.account_id,
         so_payee_name=common.shown_name(person),
-        so_payee=f"{common.shown_name(person)} {phone}",
+        so_payee=payee_shown(ctx.lang, RequestKind.SEND.value, common.shown_name(person), phone, None),
     )
     return "ok"
+
+
+def payee_shown(lang: str, kind: str, name: str, number: str, reference: str | None) -> str:
+    """The payee as the confirm screen and the details say it: a person's name and number, a
+    till's name and number, a pay bill's name and the account paid (its number is on the
+    screen before)."""
+    if kind == RequestKind.PAY_BILL.value:
+        return t(lang, N_("{name} account {reference}"), name=name, reference=reference or "")
+    if kind == RequestKind.BUY_GOODS.value:
+        return f"{name} ({number})"
+    return f"{name} {number}"
 
 
 def _business(find, kind: RequestKind):
@@ -95,7 +106,9 @@ def _business(find, kind: RequestKind):
                 so_kind=kind.value,
                 so_payee_account=ctx.data["merchant_account"],
                 so_payee_name=ctx.data["merchant_name"],
-                so_payee=f"{ctx.data['merchant_name']} ({ctx.data['business_number']})",
+                so_payee=payee_shown(
+                    ctx.lang, kind.value, ctx.data["merchant_name"], ctx.data["business_number"], None
+                ),
             )
         return outcome
 
@@ -104,12 +117,8 @@ def _business(find, kind: RequestKind):
 
 def with_account(ctx) -> str:
     """Pay bill: the account the payments are for is part of what the payer confirms."""
-    ctx.data["so_payee"] = t(
-        ctx.lang,
-        N_("{name} ({number}) account {reference}"),
-        name=ctx.data["merchant_name"],
-        number=ctx.data["business_number"],
-        reference=ctx.data["account_reference"],
+    ctx.data["so_payee"] = payee_shown(
+        ctx.lang, RequestKind.PAY_BILL.value, ctx.data["merchant_name"], "", ctx.data["account_reference"]
     )
     return "ok"
 
@@ -218,18 +227,13 @@ def record(ctx) -> str:
 # -- my standing orders ---------------------------------------------------------------------
 
 
-def _payee_line(order: so.StandingOrder) -> tuple[str, str]:
-    """(short name, full) of the order's payee, as the list and the details show it."""
+def _payee_line(lang: str, order: so.StandingOrder) -> tuple[str, str]:
+    """(short name, as shown in full) of the order's payee, for the list and the details."""
     payee = find_by_account(db.session, order.payee_account_id)
     if payee is None:
         return "?", "?"
-    name = common.shown_name(payee)
-    if order.kind == RequestKind.SEND.value:
-        full = f"{name} {payee.phone}"
-    elif order.reference:
-        full = f"{name} ({payee.till}) {order.reference}"
-    else:
-        full = f"{name} ({payee.till})"
+    number = payee.phone if order.kind == RequestKind.SEND.value else payee.till or ""
+    full = payee_shown(lang, order.kind, common.shown_name(payee), number, order.reference)
     return gsm7.shorten(payee.name, LINE_NAME_LIMIT), full
 
 
@@ -245,7 +249,7 @@ def load_mine(ctx) -> str:
                 else N_("{amount} {name} (paused)"),
                 amount=common.money(order.amount),
                 often=t(ctx.lang, OFTEN[so.Frequency(order.frequency)]),
-                name=_payee_line(order)[0],
+                name=_payee_line(ctx.lang, order)[0],
             ),
         ]
         for order in orders[:30]
@@ -263,7 +267,7 @@ def load_order(ctx) -> str:
         )
     else:
         end = t(ctx.lang, N_("Ends {date}"), date=day_text(order.ends_on))
-    full = _payee_line(order)[1]
+    full = _payee_line(ctx.lang, order)[1]
     ctx.data["so_payee"] = full
     ctx.data["so_details"] = t(
         ctx.lang,
@@ -513,16 +517,17 @@ FLOW["find_person"] = common.mobile_only("so_phone", "person", FLOW["find_person
 SAMPLE = {
     "so_phone": "+" + "9" * 15,
     "so_payee_name": "W" * common.SHOWN_NAME_LIMIT,
-    "so_payee": "W" * common.SHOWN_NAME_LIMIT + " (9999999) " + "W" * pay.REFERENCE_LIMIT,
-    "so_often_text": "monthly",
+    # The longest way a payee is shown: a pay bill's name and account, in Kiswahili.
+    "so_payee": "W" * common.SHOWN_NAME_LIMIT + " akaunti " + "W" * pay.REFERENCE_LIMIT,
+    "so_often_text": "W" * 10,  # "kila mwezi"
     "so_first_text": "31/12/26",
-    "so_end_text": "999 payments",
+    "so_end_text": "W" * 13,  # "hadi 31/12/26"
     "so_next_text": "31/12/26",
-    "so_orders": [["so" + "0" * 22, "KES 10,000,000.00 monthly " + "W" * LINE_NAME_LIMIT]] * 12,
+    "so_orders": [["so" + "0" * 22, "KES 10,000,000.00 kila mwezi " + "W" * LINE_NAME_LIMIT]] * 12,
     "so_order": "so" + "0" * 22,
-    "so_details": "To "
+    "so_details": "Kwa "
     + "W" * common.SHOWN_NAME_LIMIT
-    + " (9999999) "
+    + " akaunti "
     + "W" * pay.REFERENCE_LIMIT
-    + "\nKES 10,000,000.00 monthly\nNext: 31/12/26\nEnds after 999 (999 made)",
+    + "\nKES 10,000,000.00 kila mwezi\nIjayo: 31/12/26\nMalipo: 999 kati ya 999",
 }
