@@ -262,9 +262,7 @@ def load_order(ctx) -> str:
     if order is None or order.state not in (so.State.ACTIVE, so.State.PAUSED):
         return "gone"
     if order.runs_limit:
-        end = t(
-            ctx.lang, N_("Ends after {count} ({made} made)"), count=order.runs_limit, made=order.runs_made
-        )
+        end = t(ctx.lang, N_("Payments: {made} of {count}"), count=order.runs_limit, made=order.runs_made)
     else:
         end = t(ctx.lang, N_("Ends {date}"), date=day_text(order.ends_on))
     full = _payee_line(ctx.lang, order)[1]
