@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from tests.escrow_helpers import cash_in, house, ledger_ok, merchant, posted_send, sms_to
+from tests.escrow_helpers import at_once, cash_in, house, ledger_ok, merchant, posted_send, sms_to
 from tests.standing_order_helpers import (
     instant,
     orders,
@@ -86,6 +86,31 @@ def test_a_daily_order_run_twice_at_one_instant_pays_once(client, runner, payer,
         "Transaction cost, KES 7.00. Amount you can transact within the day is KES 149,843.00."
     )
     assert "You have received KES 150.00 from JUMA OTIENO" in sms_to(PAYEE)[-1]
+    ledger_ok()
+    check = runner.invoke(args=["ledger", "check"])
+    assert check.exit_code == 0 and "ledger check passed" in check.output
+
+
+def test_two_schedulers_at_one_instant_record_one_run(app, payer, second_customer):
+    first = today() + timedelta(days=1)
+    order = so.create(
+        db.session,
+        payer,
+        order_id=so.mint_order_id(),
+        kind="send",
+        payee_account_id=second_customer.account_id,
+        amount=AMOUNT,
+        frequency="daily",
+        first_date=first,
+        runs_limit=5,
+    )
+    db.session.commit()
+    now = utc(first, 6)
+    recorded = at_once(app, *[lambda: jobs.run_standing_orders(now=now)] * 3)
+    assert sorted(len(r) for r in recorded) == [0, 0, 1]
+    execute()
+    assert [r.id for r in requests_from(payer.account_id)] == [f"{order.id}.{first:%Y%m%d}.a1"]
+    assert available(second_customer.account_id) == AMOUNT
     ledger_ok()
 
 
