@@ -140,10 +140,10 @@ def test_daily_runs_over_several_days_then_it_ends_and_the_payee_is_told(
     last = first + timedelta(days=2)
     assert (
         f"The standing order from JUMA OTIENO {CUSTOMER['phone']} paying you KES 150.00 every day has "
-        f"ended. Its last payment is on {last:%d/%m/%y}."
+        f"ended; its last date was {last:%d/%m/%y}."
     ) in sms_to(PAYEE)
     assert (
-        f"Your standing order of KES 150.00 every day to WANJIRU KAMAU has ended. Its last payment is on "
+        f"Your standing order of KES 150.00 every day to WANJIRU KAMAU has ended; its last date was "
         f"{last:%d/%m/%y}."
     ) in sms_to(CUSTOMER["phone"])
     ledger_ok()
@@ -388,3 +388,36 @@ def test_every_word_the_sms_fill_in_has_its_kiswahili_and_fits(app):
     assert max(len(w) for w in [*texts.OFTEN.values(), *(sw[w] for w in texts.OFTEN.values())]) <= 11
     words = [*texts.WHY.values(), texts.WHY_OTHER]
     assert max(len(w) for w in [*words, *(sw[w] for w in words)]) <= 30
+
+
+def test_a_last_run_refused_at_the_days_end_is_skipped_at_once_and_the_order_ends(
+    app, payer, second_customer
+):
+    first = today() + timedelta(days=1)
+    so.create(
+        db.session,
+        payer,
+        order_id=so.mint_order_id(),
+        kind="send",
+        payee_account_id=second_customer.account_id,
+        amount=20_000_00,  # more than the payer's KES 10,000
+        frequency="weekly",
+        first_date=first,
+        runs_limit=1,
+    )
+    db.session.commit()
+    told = len(sms_to(CUSTOMER["phone"]))
+    [recorded] = jobs.run_standing_orders(now=utc(first, 23, 59))  # no time left that day to retry
+    execute()
+    [request] = requests_from(payer.account_id)
+    assert sms_to(CUSTOMER["phone"])[told:] == [  # one SMS: it says it was the last
+        f"{request.code} Standing order: KES 20,000.00 to WANJIRU KAMAU due {first:%d/%m/%y} not paid. "
+        "Not enough money. Skipped; it was the last."
+    ]
+    assert sms_to(PAYEE)[-1] == (
+        f"The standing order from JUMA OTIENO {CUSTOMER['phone']} paying you KES 20,000.00 every week has "
+        f"ended; its last date was {first:%d/%m/%y}."
+    )
+    assert [(r.state, r.attempt) for r in runs()] == [("skipped", 1)] and recorded == request.id
+    assert jobs.run_standing_orders(now=utc(first + timedelta(days=7))) == []
+    ledger_ok()

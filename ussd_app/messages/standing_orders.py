@@ -30,10 +30,9 @@ SKIPPED_LAST = (
 )
 PAYEE_CANCELLED = "{name} {phone} cancelled the standing order paying you {amount} {often}."
 PAYEE_FINISHED = (
-    "The standing order from {name} {phone} paying you {amount} {often} has ended. "
-    "Its last payment is on {date}."
+    "The standing order from {name} {phone} paying you {amount} {often} has ended; its last date was {date}."
 )
-PAYER_FINISHED = "Your standing order of {amount} {often} to {name} has ended. Its last payment is on {date}."
+PAYER_FINISHED = "Your standing order of {amount} {often} to {name} has ended; its last date was {date}."
 
 # How often, as the SMS says it (keyed by ``standing_orders.Frequency``).
 OFTEN = {"daily": "every day", "weekly": "every week", "monthly": "every month"}

@@ -22,7 +22,8 @@ shorter months. An occurrence the scheduler missed (it was down) is paid late, o
 States, each moved only by compare-and-set (an UPDATE ... WHERE state = <from>):
 
 - order: ``active`` -> ``paused`` -> ``active`` (the payer); ``active``/``paused`` ->
-  ``cancelled`` (the payer, with the PIN); ``active`` -> ``finished`` when its last run is made.
+  ``cancelled`` (the payer, with the PIN); ``active`` -> ``finished`` when its last run is made
+  (both sides are told it has ended once that run is settled, paid or skipped).
   Dates that pass while it is paused make no run (and do not count towards a number of runs).
 - run: ``paying`` (an attempt is recorded) -> ``paid`` | ``retry`` (refused: one more try at
   ``retry_at``, later the same day, never past its end) -> ``paying`` (attempt 2) -> ``paid`` |
@@ -337,16 +338,21 @@ def _last_run_date(session, order: StandingOrder) -> date | None:
     ).scalar_one_or_none()
 
 
-def _tell_ended(session, order: StandingOrder, *, cancelled: bool, last: date | None) -> None:
-    payer = find_by_account(session, order.payer_account_id)
+def _tell_ended(
+    session, order: StandingOrder, *, cancelled: bool, last: date | None, payer: bool = True
+) -> None:
+    """The payee hears the order to them has ended (cancelled, or finished after its last run,
+    ``last``); for a finished one the payer too, unless ``payer`` is False."""
+    payer_user = find_by_account(session, order.payer_account_id)
     payee = find_by_account(session, order.payee_account_id)
-    if payer is None or payee is None:
+    if payer_user is None or payee is None:
         return
     if cancelled or last is None:
-        _sms(session, payee, texts.payee_ended(payee, payer, order, cancelled=True))
+        _sms(session, payee, texts.payee_ended(payee, payer_user, order, cancelled=True))
         return
-    _sms(session, payee, texts.payee_ended(payee, payer, order, cancelled=False, last_date=last))
-    _sms(session, payer, texts.payer_finished(payer, payee, order, last))
+    _sms(session, payee, texts.payee_ended(payee, payer_user, order, cancelled=False, last_date=last))
+    if payer:
+        _sms(session, payer_user, texts.payer_finished(payer_user, payee, order, last))
 
 
 def _sms(session, user: User, body: str, transfer_request_id: str | None = None) -> None:
@@ -425,14 +431,22 @@ def _make_run(session, order: StandingOrder, now: datetime, recorded: list) -> b
         run.state, run.result, run.settled_at = RunState.SKIPPED.value, "payer_locked", now
         session.add(run)
         session.flush()
+        _ended_with(session, run)
     else:
         run.state, run.transfer_request_id = RunState.PAYING.value, run_request_id(run.id, 1)
         session.add(run)
         session.flush()
         recorded.append(_record(session, order, run))
-    if last:
-        _tell_ended(session, order, cancelled=False, last=day)
     return True
+
+
+def _ended_with(session, run: StandingOrderRun, *, payer_told: bool = False) -> None:
+    """``run`` is settled (paid or skipped): when it was its finished order's last, both sides
+    hear that the order has ended (the payer not again when the skip's SMS said it was the last)."""
+    order = session.get(StandingOrder, run.order_id, populate_existing=True)
+    if order.state != State.FINISHED or _last_run_date(session, order) != run.run_date:
+        return
+    _tell_ended(session, order, cancelled=False, last=run.run_date, payer=not payer_told)
 
 
 def _payer_locked(payer: User) -> bool:
@@ -467,7 +481,8 @@ def _retry(session, run: StandingOrderRun, now: datetime, recorded: list) -> Non
     payer = find_by_account(session, order.payer_account_id)
     going = order.state in (State.ACTIVE.value, State.FINISHED.value)
     if not going or payer is None or _payer_locked(payer):
-        _move_run(session, run, RunState.RETRY, RunState.SKIPPED, settled_at=now)
+        if _move_run(session, run, RunState.RETRY, RunState.SKIPPED, settled_at=now):
+            _ended_with(session, run)
         return
     tid = run_request_id(run.id, run.attempt + 1)
     if _move_run(
@@ -544,13 +559,17 @@ def settle(session, now: datetime | None = None, limit: int = 500) -> int:
     for run, request in rows:
         same = (StandingOrderRun.transfer_request_id == request.id,)
         if request.status == RequestStatus.ACCEPTED.value:
-            done += _move_run(session, run, RunState.PAYING, RunState.PAID, *same, settled_at=now)
+            if _move_run(session, run, RunState.PAYING, RunState.PAID, *same, settled_at=now):
+                done += 1
+                _ended_with(session, run)
             continue
         again = retry_at(run.tried_at) if run.attempt == 1 else None
         from ..limits import Result
 
         if request.result == Result.REVIEW_REFUSED:  # the operator's refusal was told already
-            done += _move_run(session, run, RunState.PAYING, RunState.SKIPPED, *same, settled_at=now)
+            if _move_run(session, run, RunState.PAYING, RunState.SKIPPED, *same, settled_at=now):
+                done += 1
+                _ended_with(session, run)
             continue
         if again is not None:
             moved = _move_run(
@@ -569,5 +588,7 @@ def settle(session, now: datetime | None = None, limit: int = 500) -> int:
         if payer is not None:
             body = texts.not_paid(payer, payee, order, run, request, retry_at=again)
             _sms(session, payer, body, request.id)
+        if again is None:  # skipped: the payer's SMS said whether it was the last
+            _ended_with(session, run, payer_told=True)
     session.flush()
     return done
