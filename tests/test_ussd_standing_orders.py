@@ -198,3 +198,12 @@ def test_kiswahili_screens(client, second_customer):
     assert phone.send("1") == "CON Malipo mapya ya kudumu\nLipa:\n1. Mtu\n2. Till\n3. Pay bill"
     phone.send("1")
     assert phone.send(local(PAYEE)) == "CON Lipa Wanjiru Kamau\nWeka kiasi cha kila malipo"
+
+
+def test_a_payer_with_the_most_orders_allowed_cancels_one_first(client, config, customer, second_customer):
+    config(STANDING_ORDERS_PER_PAYER=1)
+    set_up_to_person(client, ME, PIN, PAYEE, 150, runs=3)
+    assert Phone(client, local(ME)).walk(STANDING_ORDERS, "1") == (
+        "END You have 1 standing orders running, the most allowed. Cancel one first."
+    )
+    assert len(orders()) == 1

@@ -236,6 +236,8 @@ def create(
         raise OrderError("the end date is before the first date or too far ahead")
     if runs_limit is not None and not 1 <= runs_limit <= MAX_RUNS:
         raise OrderError(f"between 1 and {MAX_RUNS} runs")
+    if not room_for_another(session, payer):
+        raise OrderError("as many orders running as a payer may have")
     order = StandingOrder(
         id=order_id,
         payer_account_id=payer.account_id,
@@ -259,6 +261,11 @@ def create(
         _sms(session, payee, texts.payee_started(payee, payer, order))
         _sms(session, payer, texts.payer_started(payer, payee, order, fee(kind, amount)))
     return order
+
+
+def room_for_another(session, payer: User) -> bool:
+    """Whether ``payer`` may set up one more order (``STANDING_ORDERS_PER_PAYER`` running)."""
+    return len(mine(session, payer)) < current_app.config["STANDING_ORDERS_PER_PAYER"]
 
 
 def mine(session, payer: User) -> list[StandingOrder]:

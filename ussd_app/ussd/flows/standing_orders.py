@@ -19,6 +19,8 @@ repeated or resumed final request finds the order already recorded and sets up n
 
 from datetime import date, timedelta
 
+from flask import current_app
+
 from ...extensions import db
 from ...i18n import t
 from ...limits import Result, tier_limits
@@ -63,6 +65,15 @@ def payments_count(text: str) -> int | None:
 
 
 # -- the payee ------------------------------------------------------------------------------
+
+
+def may_add(ctx) -> str:
+    """A payer with as many orders running as allowed cancels one first (said before any
+    look-up or PIN; ``so.create`` refuses it too)."""
+    if so.room_for_another(db.session, ctx.user):
+        return "ok"
+    ctx.data["so_most"] = current_app.config["STANDING_ORDERS_PER_PAYER"]
+    return "full"
 
 
 def find_person(ctx) -> str:
@@ -308,7 +319,13 @@ FLOW = {
     "menu": Screen(
         "standing orders: set one up, or see mine",
         N_("Standing orders"),
-        options=(Option(N_("New"), "new"), Option(N_("My standing orders"), "mine")),
+        options=(Option(N_("New"), "may_add"), Option(N_("My standing orders"), "mine")),
+    ),
+    "may_add": Step("room for one more order?", may_add, {"ok": "new", "full": "full"}),
+    "full": Screen(
+        "as many orders running as a payer may have",
+        N_("You have {so_most} standing orders running, the most allowed. Cancel one first."),
+        end=True,
     ),
     "new": Screen(
         "whom the new standing order pays",
@@ -514,6 +531,7 @@ FLOW["find_person"] = common.mobile_only("so_phone", "person", FLOW["find_person
 
 SAMPLE = {
     "so_phone": "+" + "9" * 15,
+    "so_most": 999,
     "so_payee_name": "W" * common.SHOWN_NAME_LIMIT,
     # The longest way a payee is shown: a pay bill's name and account, in Kiswahili.
     "so_payee": "W" * common.SHOWN_NAME_LIMIT + " akaunti " + "W" * pay.REFERENCE_LIMIT,
