@@ -4,9 +4,13 @@ back; My standing orders lists them, shows one, pauses, resumes and cancels (wit
 
 from datetime import timedelta
 
+import pytest
+
 from tests.escrow_helpers import cash_in, sms_to
+from tests.events_helpers import running_receiver
 from tests.standing_order_helpers import STANDING_ORDERS, ddmmyyyy, local, orders, set_up_to_person, today
 from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, options, person
+from ussd_app.events.endpoints import configure
 from ussd_app.extensions import db
 from ussd_app.users import create_user
 
@@ -207,3 +211,32 @@ def test_a_payer_with_the_most_orders_allowed_cancels_one_first(client, config, 
         "END You have 1 standing orders running, the most allowed. Cancel one first."
     )
     assert len(orders()) == 1
+
+
+@pytest.fixture
+def receiver():
+    yield from running_receiver()
+
+
+def test_a_pay_bill_that_refuses_the_account_is_said_before_the_pin(client, customer, receiver):
+    water = create_user(
+        db.session,
+        phone="+254700000003",
+        name="Kisumu Water",
+        role="merchant",
+        pin="2222",
+        till="888880",
+        paybill=True,
+    )
+    url = receiver.url
+    configure(db.session, water.account_id, url=f"{url}/hooks/water", validation_url=f"{url}/validate/water")
+    db.session.commit()
+    receiver.receiver.refuse("ACC-99")
+    phone = Phone(client, local(ME))
+    phone.walk(STANDING_ORDERS, "1", "3", "888880", "acc-99")
+    assert phone.send("500") == (
+        "CON Kisumu Water does not accept account ACC-99.\nPay Kisumu Water\nEnter account number"
+    )
+    phone.send("acc-42")
+    assert phone.send("500") == "CON How often?\n1. Daily\n2. Weekly\n3. Monthly"
+    assert [q["account_reference"] for q in receiver.receiver.questions] == ["ACC-99", "ACC-42"]

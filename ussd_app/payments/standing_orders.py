@@ -60,6 +60,7 @@ MAX_RUNS = 999
 # How far ahead a first or last date may be set, in days.
 MAX_DAYS_AHEAD = 2 * 366
 # A run's transfer request id: ``<order id>.<YYYYMMDD>.a<attempt>``.
+_ORDER_ID = re.compile(r"so[0-9a-f]{22}")
 _RUN_REQUEST = re.compile(r"so[0-9a-f]{22}\.\d{8}\.a\d")
 
 
@@ -180,17 +181,6 @@ def following(frequency: str, first: date, day: date) -> date:
     return on_or_after(frequency, first, day + timedelta(days=1))
 
 
-def last_date(order: StandingOrder) -> date | None:
-    """The date of the order's last run, when it can be known (None: it ends on a date no run
-    may pass, or was paused; see ``ends_on``)."""
-    if order.runs_limit:
-        day = order.first_date
-        for _ in range(order.runs_limit - 1):
-            day = following(order.frequency, order.first_date, day)
-        return day
-    return None
-
-
 # -- the payer's side (the menus) ------------------------------------------------------------
 
 
@@ -224,6 +214,8 @@ def create(
             raise OrderError("order id taken")
         return existing
     today = local_date(now)
+    if not _ORDER_ID.fullmatch(order_id):  # the shape quiet_refusals knows a run by
+        raise OrderError("an order id from mint_order_id")
     if kind not in KINDS or amount <= 0 or payee_account_id == payer.account_id:
         raise OrderError("a payment of a kind standing orders make, to someone else")
     if frequency not in set(Frequency):

@@ -137,6 +137,13 @@ def with_account(ctx) -> str:
 # -- amount, how often, when ----------------------------------------------------------------
 
 
+def check_account(ctx) -> str:
+    """Pay bill: a business that set a validation URL is asked, as for a bill paid by hand,
+    whether it takes this account and amount (``pay.check_account``); the runs are not asked
+    again."""
+    return pay.check_account(ctx) if ctx.data["so_kind"] == RequestKind.PAY_BILL.value else "ok"
+
+
 def quote_fee(ctx) -> str:
     """The fee each payment costs (the tariff in force), and the payer's per-payment limit said
     before the PIN (a day's limit is the worker's to apply on the day)."""
@@ -395,8 +402,16 @@ FLOW = {
     "amount": Screen(
         "the amount of each payment",
         N_("Pay {so_payee_name}\nEnter the amount of each payment"),
-        choices=(Choice(common.amount, "quote", save="amount"),),
+        choices=(Choice(common.amount, "check_account", save="amount"),),
         otherwise=_AMOUNT,
+    ),
+    "check_account": Step(
+        "a pay bill: ask the business whether it takes this account (its validation URL, if set)",
+        check_account,
+        {
+            "ok": "quote",
+            "refused": Retry("reference", N_("{merchant_name} does not accept account {account_reference}.")),
+        },
     ),
     "quote": Step(
         "quote the fee per payment; say the per-payment limit",
