@@ -49,6 +49,7 @@ from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, Integer, S
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..clock import utcnow
+from ..database import among
 from ..extensions import db
 from ..messages import standing_orders as texts
 from ..users import OPERATOR_LOCK_UNTIL, User, find_by_account
@@ -532,7 +533,9 @@ def quiet_refusals(session, requests) -> set[str]:
         return set()
     return set(
         session.execute(
-            select(StandingOrderRun.transfer_request_id).where(StandingOrderRun.transfer_request_id.in_(ids))
+            select(StandingOrderRun.transfer_request_id).where(
+                among(session, StandingOrderRun.transfer_request_id, ids)
+            )
         ).scalars()
     )
 
