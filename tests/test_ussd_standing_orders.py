@@ -208,7 +208,7 @@ def test_a_payer_with_the_most_orders_allowed_cancels_one_first(client, config, 
     config(STANDING_ORDERS_PER_PAYER=1)
     set_up_to_person(client, ME, PIN, PAYEE, 150, runs=3)
     assert Phone(client, local(ME)).walk(STANDING_ORDERS, "1") == (
-        "END You have 1 standing orders running, the most allowed. Cancel one first."
+        "END You have 1 standing order running, the most allowed. Cancel it first."
     )
     assert len(orders()) == 1
 

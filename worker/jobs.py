@@ -192,8 +192,9 @@ def settle_standing_orders(now=None) -> int:
 
 def run_standing_orders(now=None) -> list[str]:
     """Record the standing orders' runs due at ``now`` (naive UTC; now when None), committed;
-    the ids recorded. What ``flask --app wsgi standing-orders run-due`` calls. Safe twice: the
-    run ids derive from the order and the date (payments/standing_orders.py)."""
+    the ids recorded. ``standing_orders.run_due`` is the function ``flask --app wsgi
+    standing-orders run-due`` calls too. Safe twice: the run ids derive from the order and the
+    date (payments/standing_orders.py)."""
     from ussd_app.payments import standing_orders
 
     recorded: list[str] = []

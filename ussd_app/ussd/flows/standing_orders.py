@@ -30,6 +30,7 @@ from ...tariffs import quote
 from ...users import Role, find_by_account, find_by_phone
 from .. import gsm7
 from ..engine import N_, Choice, Option, Retry, Screen, Step
+from ..render import singular
 from . import common, fraud_checks, pay, tail
 
 LINE_NAME_LIMIT = 14  # septets of the payee's name on a line of the list
@@ -317,6 +318,9 @@ def cancel(ctx) -> str:
     return "ok" if so.cancel(db.session, ctx.user, ctx.data.get("so_order") or "") else "gone"
 
 
+FULL = N_("You have {so_most} standing orders running, the most allowed. Cancel one first.")
+singular(FULL, "so_most", N_("You have 1 standing order running, the most allowed. Cancel it first."))
+
 _AMOUNT = N_("Enter a whole amount, like 500.")
 _PAST = N_("That date is past. Enter today or later.")
 _FAR = N_("That date is too far ahead.")
@@ -331,7 +335,7 @@ FLOW = {
     "may_add": Step("room for one more order?", may_add, {"ok": "new", "full": "full"}),
     "full": Screen(
         "as many orders running as a payer may have",
-        N_("You have {so_most} standing orders running, the most allowed. Cancel one first."),
+        FULL,
         end=True,
     ),
     "new": Screen(
