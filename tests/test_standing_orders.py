@@ -421,3 +421,29 @@ def test_a_last_run_refused_at_the_days_end_is_skipped_at_once_and_the_order_end
     assert [(r.state, r.attempt) for r in runs()] == [("skipped", 1)] and recorded == request.id
     assert jobs.run_standing_orders(now=utc(first + timedelta(days=7))) == []
     ledger_ok()
+
+
+def test_an_order_whose_end_date_passed_while_paused_ends_when_resumed(app, payer, second_customer):
+    first = today() + timedelta(days=1)
+    order = so.create(
+        db.session,
+        payer,
+        order_id=so.mint_order_id(),
+        kind="send",
+        payee_account_id=second_customer.account_id,
+        amount=AMOUNT,
+        frequency="weekly",
+        first_date=first,
+        ends_on=first + timedelta(days=3),
+    )
+    assert so.pause(db.session, payer, order.id)
+    db.session.commit()
+    assert so.resume(db.session, payer, order.id, now=utc(first + timedelta(days=4)))
+    db.session.commit()
+    [order] = orders()
+    assert (order.state, order.next_date) == ("finished", None)
+    assert sms_to(PAYEE)[-1] == (
+        f"The standing order from JUMA OTIENO {CUSTOMER['phone']} paying you KES 150.00 every week has "
+        f"ended; its last date was {first + timedelta(days=3):%d/%m/%y}."
+    )
+    assert jobs.run_standing_orders(now=utc(first + timedelta(days=7))) == []

@@ -325,7 +325,8 @@ def _end(session, order: StandingOrder, from_states, *, cancelled: bool, now=Non
     if not _move(session, order.id, from_states, to, next_date=None, ended_at=now or utcnow()):
         return False
     session.refresh(order)
-    _tell_ended(session, order, cancelled=cancelled, last=_last_run_date(session, order))
+    # A finished order's last date: its last run's, else (it ended while paused) its end date.
+    _tell_ended(session, order, cancelled=cancelled, last=_last_run_date(session, order) or order.ends_on)
     return True
 
 
