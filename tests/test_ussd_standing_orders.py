@@ -240,3 +240,17 @@ def test_a_pay_bill_that_refuses_the_account_is_said_before_the_pin(client, cust
     phone.send("acc-42")
     assert phone.send("500") == "CON How often?\n1. Daily\n2. Weekly\n3. Monthly"
     assert [q["account_reference"] for q in receiver.receiver.questions] == ["ACC-99", "ACC-42"]
+
+
+def test_a_dropped_session_resumes_at_the_confirm_screen_never_at_the_pin(client, customer, second_customer):
+    first = Phone(client, local(ME))
+    confirm = first.walk(STANDING_ORDERS, "1", "1", local(PAYEE), "150", "1", "2", "1", "3")
+    assert confirm.startswith("CON Pay Wanjiru Kamau")  # the session drops here
+    again = Phone(client, local(ME))
+    assert again.dial() == (
+        "CON Continue the standing order of KES 150.00 to Wanjiru Kamau?\n1. Yes\n2. No, start again"
+    )
+    assert again.send("1") == confirm
+    again.send("1")
+    assert again.send(PIN).startswith("END Standing order set up.")
+    assert len(orders()) == 1
