@@ -24,6 +24,7 @@ MODULES = (
     "ussd_app.messages.account",
     "ussd_app.messages.inbound",
     "ussd_app.messages.tips",
+    "ussd_app.messages.standing_orders",
 )
 ONE_SEGMENT, TWO_SEGMENTS = 160, 306
 
@@ -108,6 +109,11 @@ def longest(app) -> dict:
         "tries": 10,
         "result": "pending_transfer_already_posted",
         "until": "31/12/26",
+        # Standing orders (messages/standing_orders.py): how often and why a run was not paid,
+        # each the longest of its words in either language; the next run's date.
+        "often": "W" * 11,
+        "why": "W" * 30,
+        "next": "31/12/26",
     }
 
 

@@ -21,6 +21,7 @@ CUSTOMER_MENU = {
     "8": "Request money",
     "9": "My requests",
     "10": "Tip or donate",
+    "11": "Standing orders",
 }
 
 

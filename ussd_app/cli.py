@@ -120,6 +120,9 @@ def init_app(app) -> None:
     from .payments.disputes_cli import disputes_cli  # issue 5: the operator decides disputes
 
     app.register_blueprint(disputes_cli)
+    from .payments.standing_orders_cli import standing_orders_cli  # issue 18: scheduled payments
+
+    app.register_blueprint(standing_orders_cli)
     for bp in (accounts_cli, float_cli, ledger_cli, tariffs_cli, review_cli):
         app.register_blueprint(bp)
 

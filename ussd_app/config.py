@@ -188,6 +188,13 @@ class Config:
     TIP_SILENT_MAX_MAJOR = _int("TUMA_TIP_SILENT_MAX_MAJOR", 100)
     # The hour (TIMEZONE) from which each cause gets its SMS digest of the day before's tips.
     TIP_DIGEST_HOUR = _int("TUMA_TIP_DIGEST_HOUR", 8)
+    # -- Standing orders (issue 18; ussd_app/payments/standing_orders.py) ----------------------
+    # Seconds after a refused run (no money, a limit) that it is tried once more; never past
+    # the end of that day (TIMEZONE): at 23:59 at the latest (refused after that: skipped).
+    STANDING_ORDER_RETRY_SECONDS = _int("TUMA_STANDING_ORDER_RETRY_SECONDS", 4 * 3600)
+    # Orders one payer may have running (active or paused) at once: each one set up sends its
+    # payee an SMS, and each run is a transfer to carry out.
+    STANDING_ORDERS_PER_PAYER = _int("TUMA_STANDING_ORDERS_PER_PAYER", 20)
 
     # -- Agent-started withdrawals, reversals and airtime (issue 5, escrow2) ---------------
     # Seconds a withdrawal an agent started waits for the customer's approval.

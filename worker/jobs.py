@@ -66,6 +66,7 @@ def execute_transfers(request_id: str | None = None) -> int:
     done = execute_batch(db.session, size)
     if done:
         settle_payment_requests()  # payment requests paid by this batch (or refused)
+        settle_standing_orders()  # standing orders' runs paid by this batch (or refused)
     # The batch's receipts and airtime holds rang their jobs when it committed (queues.py).
     if done >= size:
         # More may be waiting: queue the next batch now, whether or not the doorbell is rung,
@@ -117,6 +118,8 @@ def maintain() -> dict:
     # their receipts, in one transaction; safe side by side (payments/holds.py).
     resolved = resolve_due_holds()
     requests_settled = settle_payment_requests(expire=True)  # payment requests: settle, lapse
+    # Standing orders: settle runs the batches finished, then record the runs due now.
+    orders_run = settle_standing_orders() + len(run_standing_orders())
     resolved += expire_agent_withdrawals()
     resolved += sum(buy_airtime().values())
     digests = write_tip_digests()  # each cause's SMS of yesterday's tips, once a day
@@ -141,6 +144,7 @@ def maintain() -> dict:
         "sms_due": sms_due,
         "events_due": events_due,
         "payment_requests": requests_settled,
+        "standing_orders": orders_run,
         "idempotency_keys_purged": keys_purged,
         "tip_digests": digests,
     }
@@ -197,6 +201,31 @@ def settle_payment_requests(*, expire: bool = False, now=None) -> int:
         return done
 
     return _committed_with_retries(work, "payment request")
+
+
+def settle_standing_orders(now=None) -> int:
+    """Settle standing orders' runs whose transfer the worker finished (paid, or refused: tried
+    again later that day, or skipped, the payer told); committed. ``now``: naive UTC."""
+    from ussd_app.payments import standing_orders
+
+    return _committed_with_retries(lambda: standing_orders.settle(db.session, now=now), "standing order")
+
+
+def run_standing_orders(now=None) -> list[str]:
+    """Record the standing orders' runs due at ``now`` (naive UTC; now when None), committed;
+    the ids recorded. ``standing_orders.run_due`` is the function ``flask --app wsgi
+    standing-orders run-due`` calls too. Safe twice: the run ids derive from the order and the
+    date (payments/standing_orders.py)."""
+    from ussd_app.payments import standing_orders
+
+    recorded: list[str] = []
+
+    def work() -> int:
+        recorded[:] = [r.id for r in standing_orders.run_due(db.session, now=now)]
+        return len(recorded)
+
+    _committed_with_retries(work, "standing order run")
+    return recorded
 
 
 def expire_agent_withdrawals(now=None) -> int:

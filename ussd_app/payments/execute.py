@@ -20,7 +20,7 @@ from ..events import emit
 from ..ledger import TransferResult, create_transfers
 from ..queues import Bell, cancel_ring, ring_after_commit
 from ..sms import limit_receipts, outbox, receipts
-from . import kinds, refunds
+from . import kinds, refunds, standing_orders
 from .legs import HouseAccounts, legs_for
 from .models import HoldState, RequestKind, RequestStatus, TransferRequest
 
@@ -120,10 +120,17 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
     )
     _record_returns(session, [r for r, _, result, _ in outcomes if isinstance(result, limits.Refusal)])
     executed = []  # (request, events.POSTED | events.FAILED) for merchants' systems, once each
+    # A standing order's refused run: its payer hears of it once, from the order's settle
+    # (tried again later, or skipped), not also from a refusal receipt here.
+    quiet = standing_orders.quiet_refusals(
+        session, [r for r, _, _, _ in outcomes if r.status == RequestStatus.REJECTED.value]
+    )
     with outbox.batched(session):  # the batch's receipts in one insert
         for request, chain, result, balances_after in outcomes:
             people.balances_after = balances_after
-            if chain is None:
+            if request.id in quiet:
+                executed.append((request, emit.FAILED))
+            elif chain is None:
                 limit_receipts.write_refusal(session, request, result, people)
                 if request.status == RequestStatus.REJECTED.value:  # not held for review
                     executed.append((request, emit.FAILED))

@@ -20,6 +20,7 @@ from . import (
     reversal,
     send_money,
     tips,
+    standing_orders,
     withdraw,
 )
 from . import fraud_checks as fraud
@@ -43,6 +44,7 @@ MODULES = {
     "reversal": reversal,
     "airtime": airtime,
     "tips": tips,  # tip or donate to a creator or cause
+    "standing_orders": standing_orders,  # issue 18: pay on a schedule, the PIN once
 }
 
 # What waits for a customer's PIN in My approvals (``ussd/approvals.py``), one provider each;

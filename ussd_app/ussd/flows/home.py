@@ -44,6 +44,7 @@ FLOW = {
             Option(N_("Request money"), "request_money.start"),
             Option(N_("My requests"), "my_requests.start"),
             Option(N_("Tip or donate"), "tips.code"),
+            Option(N_("Standing orders"), "standing_orders.menu"),
         ),
     ),
     "business": Step(

@@ -1,0 +1,48 @@
+"""``flask --app wsgi standing-orders run-due [--at ISO-8601]``: record the standing orders'
+runs due at an instant (what the maintenance job does every few seconds with now)."""
+
+from datetime import UTC, datetime
+
+import click
+from flask import Blueprint
+
+from ..extensions import db
+from ..messages import money
+from ..users import find_by_account
+from .standing_orders import run_due
+
+standing_orders_cli = Blueprint("standing_orders", __name__, cli_group="standing-orders")
+
+
+def _instant(text: str | None) -> datetime | None:
+    """An ISO-8601 instant as naive UTC; one without an offset is read as UTC (as stored)."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO-8601 instant: {text}", param_hint="--at") from exc
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+@standing_orders_cli.cli.command("run-due")
+@click.option("--at", "at", default=None, help="the instant, ISO-8601 (default: now); no offset = UTC")
+def run_due_command(at):
+    """Record the transfer of every run due at the instant (and second tries come due), and
+    commit. Safe to run twice for one instant: it pays once."""
+    requests = run_due(db.session, now=_instant(at))
+    lines = []
+    for request in requests:
+        payer = find_by_account(db.session, request.debit_account_id)
+        payee = find_by_account(db.session, request.credit_account_id)
+        lines.append(
+            f"{request.id} {request.code} {request.kind} {money(request.amount)} "
+            f"{payer.phone if payer else request.debit_account_id} -> "
+            f"{payee.phone if payee else request.credit_account_id}"
+        )
+    db.session.commit()
+    for line in lines:
+        click.echo(f"recorded {line}")
+    click.echo(f"{len(requests)} standing order run(s) recorded")
