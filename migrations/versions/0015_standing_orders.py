@@ -1,7 +1,7 @@
 """Standing orders and their runs (issue 18 item 3)
 
 Revision ID: 0015_standing_orders
-Revises: 0012_events
+Revises: 0014_tips
 
 - ``standing_orders``: who pays whom (send, buy goods, pay bill), how much, how often, from
   which first date, until an end date or for a number of runs; its state and next date.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_standing_orders"
-down_revision = "0012_events"
+down_revision = "0014_tips"
 branch_labels = None
 depends_on = None
 
