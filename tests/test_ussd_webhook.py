@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.helpers import fund
-from tests.ussd_helpers import CUSTOMER_MENU, Phone, options, screen
+from tests.ussd_helpers import CUSTOMER_MENU, CUSTOMER_MENU_ITEMS, Phone, options, screen
 from ussd_app.extensions import db
 from ussd_app.ussd.models import UssdEvent
 
@@ -202,3 +202,11 @@ def test_a_text_longer_than_any_gateway_sends_ends_cleanly(client, juma):
     assert too_long == "END Sorry, this request could not be read. Please dial again."
     # Nothing was run or stored for it: the session's own next input is answered as before.
     assert "Send to Wanjiru Kamau" in phone.send("0712000222")
+
+
+def test_the_customer_menu_pages_with_98_and_every_item_is_on_it(client, juma):
+    phone = Phone(client, "0712000111")
+    first = options(phone.dial())
+    rest = options(phone.send("98"))
+    assert first == CUSTOMER_MENU and rest.pop("0") == "Back"
+    assert {k: v for k, v in {**first, **rest}.items() if k != "98"} == CUSTOMER_MENU_ITEMS

@@ -9,8 +9,8 @@ from ussd_app.users import create_user
 _sessions = itertools.count(1)
 SERVICE_CODE = "*384*7#"
 
-# The home menu a registered customer sees, as ``options`` reads it.
-CUSTOMER_MENU = {
+# Every item of a registered customer's home menu, by number (``options`` reads them).
+CUSTOMER_MENU_ITEMS = {
     "1": "Send money",
     "2": "My account",
     "3": "My approvals",
@@ -23,6 +23,8 @@ CUSTOMER_MENU = {
     "10": "Tip or donate",
     "11": "Standing orders",
 }
+# Its first screen: the first nine items, then "98. More" (the rest is on the next page).
+CUSTOMER_MENU = {**{key: CUSTOMER_MENU_ITEMS[key] for key in "123456789"}, "98": "More"}
 
 
 class Phone:
