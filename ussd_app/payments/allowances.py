@@ -976,6 +976,16 @@ def _period_over(session, allowance: Allowance, now: datetime) -> int:
     return int(settle(session, allowance.id, why=Why.PERIOD_END, now=now) is not None)
 
 
+def last_settlement(session, allowance_id: str) -> AllowanceSettlement | None:
+    """An allowance's latest settlement (None before the first)."""
+    return session.execute(
+        select(AllowanceSettlement)
+        .where(AllowanceSettlement.allowance_id == allowance_id)
+        .order_by(AllowanceSettlement.created_at.desc(), AllowanceSettlement.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
 def settlements(session, allowance_id: str) -> list[AllowanceSettlement]:
     """An allowance's settlements, oldest first."""
     return list(
