@@ -326,22 +326,24 @@ def test_30_charges_racing_take_exactly_what_is_left(backend_app):
 
     def one(n):
         def call():
-            outcome = al.charge(db.session, allowance_id, merchant.account_id, 3_00, None, charge_id=f"r-{n}")
+            outcome = al.charge(db.session, allowance_id, merchant.account_id, 1_00, None, charge_id=f"r-{n}")
             db.session.commit()
-            return outcome.ok
+            return outcome.code
 
         return call
 
-    taken = at_once(backend_app, *(one(n) for n in range(30)))
-    assert sum(taken) == 6  # 6 x KES 3 = 18 of the KES 20 left; the 7th would pass the limit
+    codes = at_once(backend_app, *(one(n) for n in range(30)))
+    assert codes.count(None) == 20  # exactly the KES 20 left, one shilling each
+    assert codes.count("exceeds_allowance_left") == 10
     allowance = the(allowance_id)
-    assert allowance.charged == 20_00 + 18_00 <= allowance.limit_amount
+    assert allowance.charged == allowance.limit_amount == 40_00 and al.left(allowance) == 0
     lines = db.session.execute(
         select(func.sum(al.AllowanceCharge.amount)).where(al.AllowanceCharge.allowance_id == allowance_id)
     ).scalar_one()
+    db.session.commit()
     assert lines == allowance.charged
     assert period_over(allowance_id) == 1
-    assert db.session.get(TransferRequest, f"{allowance_id}.h1.r").amount == 38_00
+    assert db.session.get(TransferRequest, f"{allowance_id}.h1.r").amount == 40_00
     ledger_ok()
 
 
@@ -352,8 +354,10 @@ def test_kinds_are_silent_receipts_and_the_settlement_code_checks_like_a_receipt
     period_over(allowance_id)
     post = db.session.get(TransferRequest, f"{allowance_id}.h1.r")
     assert post.kind == RequestKind.ALLOWANCE_POST.value
-    # Only the allowance's own SMS: the ask and the settlement (no hold or post receipt).
-    assert len(sms_to(customer.phone)) == 2
+    # Only the allowance's own SMS after the cash-in receipt: the ask and the settlement (no
+    # receipt for the holds, nor a second one for the post).
+    told = sms_to(customer.phone)
+    assert len(told) == 3 and told[1].startswith("MAMA MBOGA asks") and told[2].startswith(post.code)
     from ussd_app.sms_commands.inbound import answer
 
     reply = answer(db.session, customer.phone, post.code, language="en")[3]
