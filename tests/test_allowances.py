@@ -324,9 +324,11 @@ def test_30_charges_racing_take_exactly_what_is_left(backend_app):
     for n in range(10):
         charge(allowance_id, merchant, 2_00, n)  # KES 20 left
 
+    merchant_account_id = merchant.account_id  # read here: the threads have sessions of their own
+
     def one(n):
         def call():
-            outcome = al.charge(db.session, allowance_id, merchant.account_id, 1_00, None, charge_id=f"r-{n}")
+            outcome = al.charge(db.session, allowance_id, merchant_account_id, 1_00, None, charge_id=f"r-{n}")
             db.session.commit()
             return outcome.code
 
