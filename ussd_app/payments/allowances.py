@@ -875,7 +875,15 @@ def _settlements_done(session, now: datetime, limit: int) -> int:
         customer = find_by_phone(session, allowance.customer_phone)
         posted = request.kind == RequestKind.ALLOWANCE_POST.value and request.amount > 0
         if customer is not None and posted and request.status == RequestStatus.ACCEPTED.value:
-            body = texts.settled(customer, _merchant(session, allowance), allowance, settlement, request)
+            body = texts.settled(
+                customer,
+                _merchant(session, allowance),
+                allowance,
+                settlement,
+                request,
+                ended=allowance.state in FINAL,
+                left=left(allowance),
+            )
             _sms(session, customer.phone, body, request.id)
     return done
 
