@@ -252,6 +252,13 @@ def test_cancel_settles_the_tab_and_releases_the_rest(cast):
     assert available(customer.account_id) == FUNDS - 20_00
     assert sms_to(customer.phone)[-1].endswith("Allowance ended: the rest of its hold is released.")
     assert events("allowance.cancelled")[0]["allowance"] == allowance_id
+    # The mini statement: the week's limit left once, what came back as returned.
+    from ussd_app.ussd.flows.my_account import statement_lines
+
+    lines = statement_lines(db.session, customer, "en")
+    hold = db.session.get(TransferRequest, f"{allowance_id}.h1")
+    assert lines[0].endswith(f"{post.code} +KES 180.00 Mama Mboga (returned)")
+    assert lines[1].endswith(f"{hold.code} -KES 200.00 Mama Mboga")
     assert charge(allowance_id, merchant, 1_00, 9).code == "allowance_not_active"
     assert not al.cancel(db.session, customer, allowance_id)  # once
     ledger_ok()
