@@ -403,3 +403,25 @@ def test_the_maintenance_job_settles_a_period_that_ended(cast):
     )
     assert jobs.maintain()["allowances"] == 0  # nothing more is due
     ledger_ok()
+
+
+def test_a_kiswahili_customer_reads_the_ask_and_the_settlement_in_kiswahili(backend_app):
+    customer = person(**CUSTOMER, language="sw")
+    merchant = person(**MERCHANT)
+    cash_in(customer, person(**AGENT))
+    allowance_id = asked(customer, merchant)
+    assert sms_to(customer.phone)[-1] == (
+        "MAMA MBOGA anaomba kukutoza hadi KES 200.00 kwa wiki, isizidi KES 5.00 kila malipo. "
+        "Kubali au kataa: piga *384*7# > Idhini zangu"
+    )
+    assert al.approve(db.session, customer, allowance_id)
+    db.session.commit()
+    execute_all()
+    charge(allowance_id, merchant, 5_00, 1)
+    assert al.cancel(db.session, customer, allowance_id)
+    db.session.commit()
+    execute_all()
+    post = db.session.get(TransferRequest, f"{allowance_id}.h1.r")
+    assert sms_to(customer.phone)[-1].startswith(
+        f"{post.code} Imethibitishwa. KES 5.00 zimelipwa kwa MAMA MBOGA kwa malipo 1, "
+    )
