@@ -210,7 +210,8 @@ def test_no_money_for_the_next_period_pauses_and_tells_the_customer(backend_app)
     assert allowance.state == "paused"
     paused = sms_to(customer.phone)[-1]
     assert paused.startswith("Allowance for MAMA MBOGA paused: KES 200.00 could not be held")
-    assert events("allowance.paused")[0]["allowance"] == allowance_id
+    [event] = events("allowance.paused")
+    assert (event["allowance"], event["failure"]) == (allowance_id, "exceeds_credits")
     assert charge(allowance_id, merchant, 1_00, 99).code == "allowance_not_active"
     assert available(customer.account_id) == LIMIT + 10_00 - 50_00  # the tab paid, nothing held
     ledger_ok_without_deposits()
