@@ -1,4 +1,4 @@
-"""Allowances (payments/allowances.py): approved once with the PIN, then many small charges with
+"""Allowances (payments/allowances/): approved once with the PIN, then many small charges with
 no SMS and no ledger posting, each checked against what is left and against max_charge; the tab
 settles as one posting and one SMS; the next period's hold, or a pause when the money is short.
 

@@ -1,5 +1,5 @@
 """``/api/v1/allowances``: ask a customer for an allowance, charge it, settle it, read it
-(``payments/allowances.py`` does the rest; the customer approves in My approvals with the PIN).
+(``payments/allowances/`` does the rest; the customer approves in My approvals with the PIN).
 
 - ``POST /allowances``: the customer gets an SMS and finds it in My approvals; its id derives
   from (key, Idempotency-Key), so a retry finds the same allowance. The customer must be

@@ -1,4 +1,4 @@
-"""What allowances tell customers (``payments/allowances.py`` decides when): a merchant asks;
+"""What allowances tell customers (``payments/allowances/`` decides when): a merchant asks;
 each settlement (ONE SMS, however many charges it closed: never one per charge or per hold);
 a period's limit that could not be held. Merchants hear through webhook events only.
 """

@@ -211,7 +211,7 @@ ROWS: tuple[KindSpec, ...] = (
         payer_is_api=True,
         events=Events(posted="refund.posted", failed="refund.failed", merchant=Side.PAYER),
     ),
-    # Allowances (payments/allowances.py): the period's limit held customer -> merchant, counted
+    # Allowances (payments/allowances/): the period's limit held customer -> merchant, counted
     # against the customer's day when held; the merchant's charges are tab lines, no transfer.
     # The allowance's period end (or a settlement) resolves the hold, never a hold timeout.
     KindSpec(K.ALLOWANCE, P.PENDING, counted=True, free=True, told_by_its_flow=True),
