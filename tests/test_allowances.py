@@ -120,6 +120,13 @@ def test_200_one_shilling_charges_send_no_sms_and_post_nothing_then_settle_as_on
     assert state(allowance_id) == "active"
     assert events("allowance.approved")[0]["limit"] == LIMIT
     assert available(customer.account_id) == FUNDS - LIMIT  # the week's limit is held
+    # The hold's code (in the mini statement) checks by SMS as held until the week's end.
+    from ussd_app.messages import when
+    from ussd_app.sms_commands.inbound import answer
+
+    hold = db.session.get(TransferRequest, f"{allowance_id}.h1")
+    reply = answer(db.session, customer.phone, hold.code, language="en")[3]
+    assert f"held until {when(the(allowance_id).period_ends_at)[0]}, not final" in reply
     sms_before, transfers_before = count(OutboxMessage), transfer_ids()
 
     for n in range(200):
