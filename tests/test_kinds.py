@@ -137,6 +137,7 @@ def test_a_hold_counts_against_the_daily_limit_when_made_never_again_when_resolv
         "protected_purchase",
         "airtime",
         "tip",
+        "allowance",  # the period's limit, when it is held (its charges are not transfers)
     }
 
 

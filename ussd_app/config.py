@@ -195,6 +195,9 @@ class Config:
     # Orders one payer may have running (active or paused) at once: each one set up sends its
     # payee an SMS, and each run is a transfer to carry out.
     STANDING_ORDERS_PER_PAYER = _int("TUMA_STANDING_ORDERS_PER_PAYER", 20)
+    # -- Allowances (issue 18: payments/allowances/) -------------------------------------
+    # Seconds a merchant's request for an allowance waits for the customer before it expires.
+    ALLOWANCE_ASK_SECONDS = _int("TUMA_ALLOWANCE_ASK_SECONDS", 7 * 24 * 3600)
 
     # -- Agent-started withdrawals, reversals and airtime (issue 5, escrow2) ---------------
     # Seconds a withdrawal an agent started waits for the customer's approval.

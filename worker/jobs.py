@@ -67,6 +67,7 @@ def execute_transfers(request_id: str | None = None) -> int:
     if done:
         settle_payment_requests()  # payment requests paid by this batch (or refused)
         settle_standing_orders()  # standing orders' runs paid by this batch (or refused)
+        after_allowance_batch()  # allowances' holds and settlements this batch executed
     # The batch's receipts and airtime holds rang their jobs when it committed (queues.py).
     if done >= size:
         # More may be waiting: queue the next batch now, whether or not the doorbell is rung,
@@ -120,6 +121,9 @@ def maintain() -> dict:
     requests_settled = settle_payment_requests(expire=True)  # payment requests: settle, lapse
     # Standing orders: settle runs the batches finished, then record the runs due now.
     orders_run = settle_standing_orders() + len(run_standing_orders())
+    # Allowances: periods that ended settle (one posting each), paused ones try again, asks
+    # lapse; and what a batch left behind (its job died after its commit) is caught up.
+    allowances_moved = settle_allowances() + after_allowance_batch()
     resolved += expire_agent_withdrawals()
     resolved += sum(buy_airtime().values())
     digests = write_tip_digests()  # each cause's SMS of yesterday's tips, once a day
@@ -145,6 +149,7 @@ def maintain() -> dict:
         "events_due": events_due,
         "payment_requests": requests_settled,
         "standing_orders": orders_run,
+        "allowances": allowances_moved,
         "idempotency_keys_purged": keys_purged,
         "tip_digests": digests,
     }
@@ -226,6 +231,21 @@ def run_standing_orders(now=None) -> list[str]:
 
     _committed_with_retries(work, "standing order run")
     return recorded
+def after_allowance_batch() -> int:
+    """Allowances after a batch: holds accepted -> active, refused -> paused (the customer told),
+    settlements posted -> the customer's one SMS and the next period's hold; committed."""
+    from ussd_app.payments import allowances
+
+    return _committed_with_retries(lambda: allowances.after_batch(db.session), "allowance batch")
+
+
+def settle_allowances(now=None) -> int:
+    """Settle the allowances whose period ended (or that expired); committed. The settlements'
+    postings ring the transfers queue; ``after_allowance_batch`` follows their batch. ``now``:
+    naive UTC, for tests."""
+    from ussd_app.payments import allowances
+
+    return _committed_with_retries(lambda: allowances.settle_due(db.session, now=now), "allowance settlement")
 
 
 def expire_agent_withdrawals(now=None) -> int:

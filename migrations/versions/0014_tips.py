@@ -1,7 +1,7 @@
 """Tips and donations to creators and causes (issue 18 item 2)
 
 Revision ID: 0014_tips
-Revises: 0012_events
+Revises: 0013_allowances
 
 - ``tip_digests``: one row per cause and local day whose digest SMS was written; its primary
   key (cause account, day) makes the digest once however often the maintenance job runs.
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_tips"
-down_revision = "0012_events"
+down_revision = "0013_allowances"
 branch_labels = None
 depends_on = None
 

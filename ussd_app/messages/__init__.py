@@ -8,7 +8,7 @@ transaction.
 
 - ``receipts``: the receipt of each kind of request, per party, and why a request failed;
 - ``refusals``: a request the limits held for review, refused, or sent back in part;
-- ``payment_requests``, ``agent_withdrawals``, ``reversals``: those flows' own SMS;
+- ``payment_requests``, ``agent_withdrawals``, ``reversals``, ``allowances``: those flows' own SMS;
 - ``account``: notices about a person's account (welcome, PIN, tier, unlock code, statement);
 - ``inbound``: the answers to what people text us (a transaction code, ``REVERSE <code>``).
 

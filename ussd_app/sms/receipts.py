@@ -62,10 +62,13 @@ def write(session, user: User, body: str | None, request) -> None:
 
 
 def write_posted(session, request, people: People) -> None:
-    """One receipt per registered party of a posted request; none for a small tip (its kind's
-    ``silent_up_to``: payments/tips.py), which still counts against the payer's day. No commit."""
+    """One receipt per registered party of a posted request; none for a kind told by its own
+    flow (``told_by_its_flow``) nor for a small tip (its kind's ``silent_up_to``:
+    payments/tips.py), which still count against the payer's day. No commit."""
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
-    if silent(request.kind, request.amount):
+    # A kind whose own module tells people (allowances: one SMS per settlement), or a small tip
+    # (payments/tips.py): no receipt, but still counted against the payer's day.
+    if kinds.spec(request.kind).told_by_its_flow or silent(request.kind, request.amount):
         if payer is not None:
             people.spend(request)  # the next receipt in the batch says what is left today
         return
@@ -91,6 +94,7 @@ def write_rejected(session, request, result: TransferResult, people: People) -> 
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
     if kinds.spec(request.kind).failure_to == kinds.Side.PAYEE:
         payer, payee = payee, payer
-    if payer is None or kinds.spec(request.kind).payer_is_api:  # the API says it (kinds.py)
+    row = kinds.spec(request.kind)
+    if payer is None or row.payer_is_api or row.told_by_its_flow:  # the API, or its flow, says it
         return  # e.g. an operator's float issue: the operator sees the result on the CLI
     write(session, payer, texts.failed(request, payer, payee, result.value, people.balance(payer)), request)

@@ -209,7 +209,14 @@ def _resolved(session, hold: TransferRequest) -> bool:
 
 
 def _until(hold: TransferRequest) -> str:
-    """The date a hold falls due (the receipts' date format)."""
+    """The date a hold falls due (the receipts' date format); an allowance's hold, the end of
+    its period (its reference is the allowance's id)."""
+    if hold.kind == RequestKind.ALLOWANCE.value:
+        from ..payments.allowances import Allowance
+
+        allowance = db.session.get(Allowance, hold.reference or "")
+        if allowance is not None and allowance.period_ends_at is not None:
+            return when(allowance.period_ends_at)[0]
     date, _ = when((hold.executed_at or hold.created_at) + timedelta(seconds=hold_seconds(hold)))
     return date
 
