@@ -42,6 +42,8 @@ FLOW = {
             Option(N_("Buy airtime"), "airtime.menu"),
             Option(N_("Request money"), "request_money.start"),
             Option(N_("My requests"), "my_requests.start"),
+            # Last, so the numbers people know keep their items; it pages behind "98".
+            Option(N_("Allowances"), "allowances.menu"),
         ),
     ),
     "business": Step(

@@ -12,16 +12,21 @@ SUMMARY_LIMIT = 60  # septets of one line in the list
 
 def load(ctx) -> str:
     items = approvals.pending_for(db.session, ctx.user)
-    ctx.data["approvals"] = [[ref, gsm7.shorten(summary, SUMMARY_LIMIT)] for ref, summary, _ in items]
+    ctx.data["approvals"] = [[ref, gsm7.shorten(item.summary, SUMMARY_LIMIT)] for ref, item in items]
     # What approving each would move out of this wallet, for the SIM-swap gate.
-    ctx.data["approval_spends"] = {ref: spends for ref, _, spends in items}
+    ctx.data["approval_spends"] = {ref: item.spends for ref, item in items}
+    # The item screens that say more than their line of the list (approvals.PendingApproval).
+    ctx.data["approval_details"] = {
+        ref: gsm7.shorten(item.details, approvals.DETAILS_LIMIT) for ref, item in items if item.details
+    }
     return "some" if items else "none"
 
 
 def chosen(ctx) -> str:
     summaries = dict((ref, summary) for ref, summary in ctx.data.get("approvals") or [])
     ref = ctx.data.get("approval")
-    ctx.data["approval_summary"] = summaries.get(ref, "")
+    details = (ctx.data.get("approval_details") or {}).get(ref)
+    ctx.data["approval_summary"] = details or summaries.get(ref, "")
     ctx.data["amount"] = (ctx.data.get("approval_spends") or {}).get(ref, 0)
     return "report" if approvals.declining_reports_a_problem(ref) else "ok"
 
@@ -120,5 +125,6 @@ SAMPLE = {
     "approvals": [[f"p:{i}", "W" * SUMMARY_LIMIT] for i in range(7)],
     "approval_spends": {f"p:{i}": 100_00 for i in range(7)},
     "approval": "p:0",
-    "approval_summary": "W" * SUMMARY_LIMIT,
+    "approval_details": {"p:0": "W" * approvals.DETAILS_LIMIT},
+    "approval_summary": "W" * approvals.DETAILS_LIMIT,
 }

@@ -1,0 +1,402 @@
+"""Allowances on USSD (issue 18 item 1), through the webhook: an allowance a merchant asked for
+is approved with the PIN in My approvals and the worker makes it active; a customer starts one
+from the menu (till, the merchant's name, the limit, the period, the PIN); My allowances shows
+what is left after charges, the charges five a screen, and cancels with the PIN (settled at
+once: one SMS). Wrong input says why, a wrong PIN counts, 0 goes back, every screen fits."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.escrow_helpers import FUNDS, PIN, cash_in, ledger_ok, sms_to
+from tests.test_ussd_secrets import leaks_in_redis
+from tests.ussd_helpers import AGENT, CUSTOMER, MERCHANT, Phone, available, is_resume_offer, person
+from ussd_app.clock import utcnow
+from ussd_app.extensions import db
+from ussd_app.payments import allowances as al
+from ussd_app.users import create_user, find_by_phone
+from ussd_app.ussd import gsm7
+from worker import jobs
+
+JUMA = CUSTOMER["phone"]
+ALLOWANCES, APPROVALS = "10", "3"  # the customer menu's items (flows/home.py)
+TILL = MERCHANT["till"]
+
+
+class Screens(Phone):
+    """A phone that checks every screen it is shown: CON/END, and 160 GSM-7 characters."""
+
+    def post(self, text: str) -> str:
+        body = super().post(text)
+        assert gsm7.fits(body[4:]), (gsm7.length(body[4:]), body)
+        return body
+
+
+def dial(client, number=JUMA) -> Screens:
+    """A new session at the home menu (an unfinished one is not resumed)."""
+    phone = Screens(client, number)
+    if is_resume_offer(phone.dial()):
+        phone.send("2")
+    return phone
+
+
+def work():
+    """What the worker does after a hop recorded something: the batch of transfers (the
+    allowance's hold among them); its commit leaves the allowance active or told why not."""
+    jobs.execute_transfers()
+    db.session.remove()
+
+
+def allowance(allowance_id: str) -> al.Allowance:
+    db.session.expire_all()
+    found = db.session.get(al.Allowance, allowance_id)
+    db.session.commit()
+    return found
+
+
+def only_allowance() -> al.Allowance:
+    db.session.expire_all()
+    found = db.session.execute(select(al.Allowance)).scalar_one()
+    db.session.commit()
+    return found
+
+
+def asked(merchant, *, limit=100_00, most=5_00, period="week", allowance_id="al_test1") -> str:
+    """The merchant asks Juma for an allowance (as the API does)."""
+    al.ask(
+        db.session,
+        merchant,
+        JUMA,
+        limit=limit,
+        max_charge=most,
+        period=period,
+        description="Daily articles",
+        reference=None,
+        allowance_id=allowance_id,
+    )
+    db.session.commit()
+    return allowance_id
+
+
+def charge(allowance_id: str, merchant, amount: int, reference: str, n: int):
+    outcome = al.charge(
+        db.session, allowance_id, merchant.account_id, amount, reference, charge_id=f"ch_{allowance_id}_{n}"
+    )
+    db.session.commit()
+    return outcome
+
+
+class Cast:
+    """Juma with KES 10,000 (cashed in at Ali's), and Mama Mboga's till."""
+
+    def __init__(self):
+        self.agent = person(**AGENT)
+        self.juma = person(**CUSTOMER)
+        self.merchant = person(**MERCHANT)
+        cash_in(self.juma, self.agent)
+        self.account = self.juma.account_id
+
+
+@pytest.fixture
+def cast(backend_app):
+    """The cast on SQLite and on PostgreSQL (money moves)."""
+    return Cast()
+
+
+@pytest.fixture
+def on_sqlite(app):
+    """The cast on the default database only (screens, no money moved)."""
+    return Cast()
+
+
+def active(client, cast, *, limit="100", period="2") -> str:
+    """Juma starts an allowance to Mama Mboga from the menu; the worker makes it active."""
+    phone = dial(client)
+    phone.send(ALLOWANCES)
+    phone.send("1")
+    phone.send(TILL)
+    phone.send(limit)
+    phone.send(period)
+    phone.send("1")
+    assert phone.send(PIN).startswith("END Allowance to Mama Mboga active")
+    work()
+    found = only_allowance()
+    assert found.state == al.State.ACTIVE
+    return found.id
+
+
+# -- the menu --------------------------------------------------------------------------------
+
+
+def test_the_customer_menu_offers_allowances_behind_more(client, on_sqlite):
+    phone = dial(client)
+    assert phone.send("98") == "CON 10. Allowances\n0. Back"
+    assert phone.send(ALLOWANCES) == "CON Allowances\n1. Start an allowance\n2. My allowances"
+    assert phone.send("0") == "CON 10. Allowances\n0. Back"
+    # Its number works from the first page too, as every number on a paged menu does.
+    phone = dial(client)
+    assert phone.send(ALLOWANCES).startswith("CON Allowances\n")
+
+
+def test_merchants_and_agents_have_no_allowances_menu(client, on_sqlite):
+    for number in (MERCHANT["phone"], AGENT["phone"]):
+        phone = Screens(client, number)
+        assert "Allowances" not in phone.dial()
+        assert "Allowances" not in phone.send("98")
+
+
+def test_a_locked_customer_cannot_start_one(client, on_sqlite):
+    juma = find_by_phone(db.session, JUMA)
+    juma.locked_until = utcnow() + timedelta(hours=1)
+    db.session.commit()
+    assert Screens(client, JUMA).dial().startswith("END Your PIN is locked")
+
+
+# -- start one from the menu -----------------------------------------------------------------
+
+
+def test_start_an_allowance_from_the_menu_and_the_worker_makes_it_active(client, cast):
+    phone = dial(client)
+    phone.send(ALLOWANCES)
+    assert phone.send("1") == "CON Start an allowance\nEnter till number"
+    assert phone.send(TILL) == ("CON Allowance to Mama Mboga\nEnter the most it may charge a period, in KES")
+    assert phone.send("100") == (
+        "CON How often does the limit of KES 100.00 start again?\n1. Daily\n2. Weekly\n3. Monthly"
+    )
+    assert phone.send("2") == (
+        "CON Allow Mama Mboga (123456) up to KES 100.00 a week? Charges are free; the merchant"
+        " pays the fee.\n1. Confirm\n2. Cancel"
+    )
+    assert phone.send("1") == "CON Enter your PIN to allow Mama Mboga up to KES 100.00 a week"
+    assert phone.send("1111") == (
+        "CON Wrong PIN. 2 tries left.\nEnter your PIN to allow Mama Mboga up to KES 100.00 a week"
+    )
+    assert db.session.execute(select(func.count()).select_from(al.Allowance)).scalar_one() == 0
+    done = phone.send(PIN)
+    assert done == (
+        "END Allowance to Mama Mboga active once the money is held. You will get one SMS per settlement."
+    )
+    assert phone.repeat() == done  # the gateway's retry records nothing twice
+    started = only_allowance()
+    assert (started.state, started.limit_amount, started.max_charge, started.period) == (
+        al.State.APPROVING,
+        100_00,
+        100_00,
+        "week",
+    )
+    assert started.merchant_account_id == cast.merchant.account_id
+    assert find_by_phone(db.session, JUMA).pin_failures == 0  # the right PIN reset the count
+    work()
+    assert only_allowance().state == al.State.ACTIVE
+    assert available(cast.account) == FUNDS - 100_00  # the week's limit is held
+    # My allowances says so.
+    phone = dial(client)
+    phone.send(ALLOWANCES)
+    assert phone.send("2") == "CON My allowances\n1. Mama Mboga: KES 100.00 left"
+    ledger_ok()
+
+
+def test_wrong_input_on_the_way_says_why_and_0_goes_back(client, on_sqlite):
+    create_user(
+        db.session,
+        phone="+254700000003",
+        name="Kisumu Water",
+        role="merchant",
+        pin="2222",
+        till="888880",
+        paybill=True,
+    )
+    db.session.commit()
+    phone = dial(client)
+    phone.send(ALLOWANCES)
+    phone.send("1")
+    prompt = "Start an allowance\nEnter till number"
+    assert phone.send("12") == f"CON A till number is 5 to 7 digits.\n{prompt}"
+    assert phone.send("999999") == f"CON Till 999999 is not on Tuma.\n{prompt}"
+    assert phone.send("888880") == f"CON 888880 is not a merchant's till.\n{prompt}"
+    amount = "Allowance to Mama Mboga\nEnter the most it may charge a period, in KES"
+    assert phone.send(TILL) == f"CON {amount}"
+    for wrong in ("0", "abc", "12.50", "99999999999"):
+        assert phone.send(wrong) == f"CON Enter a whole amount, like 500.\n{amount}"
+    assert phone.send("0") == f"CON {prompt}"  # back to the till
+    assert phone.send(TILL) == f"CON {amount}"
+    phone.send("50")
+    assert phone.send("7").startswith("CON Invalid choice.\nHow often")
+    assert phone.send("1").startswith("CON Allow Mama Mboga (123456) up to KES 50.00 a day?")
+    assert phone.send("0").startswith("CON How often does the limit of KES 50.00")
+    assert phone.send("3").startswith("CON Allow Mama Mboga (123456) up to KES 50.00 a month?")
+    assert phone.send("2") == "END Cancelled. Nothing was sent."
+    assert db.session.execute(select(func.count()).select_from(al.Allowance)).scalar_one() == 0
+
+
+def test_the_limit_is_checked_against_the_customers_own_limits_before_the_pin(client, config, on_sqlite):
+    config(LIMITS_BASIC_MAJOR="1000,2000,5000")
+    phone = dial(client)
+    phone.send(ALLOWANCES)
+    phone.send("1")
+    phone.send(TILL)
+    assert phone.send("1500") == (
+        "CON Over your limit of KES 1,000.00 per transaction.\n"
+        "Allowance to Mama Mboga\nEnter the most it may charge a period, in KES"
+    )
+    assert phone.send("1000").startswith("CON How often does the limit of KES 1,000.00")
+
+
+def test_not_enough_money_to_hold_the_limit(client, on_sqlite):
+    phone = dial(client)
+    for value in (ALLOWANCES, "1", TILL, "20000", "3", "1"):
+        phone.send(value)
+    assert phone.send(PIN) == ("END Not enough money to hold KES 20,000.00. Your balance is KES 10,000.00.")
+    assert db.session.execute(select(func.count()).select_from(al.Allowance)).scalar_one() == 0
+
+
+def test_three_wrong_pins_lock_the_account_and_start_nothing(client, on_sqlite):
+    phone = dial(client)
+    for value in (ALLOWANCES, "1", TILL, "100", "2", "1"):
+        phone.send(value)
+    phone.send("1111")
+    phone.send("2222")
+    assert phone.send("3333").startswith("END Your PIN is locked")
+    assert db.session.execute(select(func.count()).select_from(al.Allowance)).scalar_one() == 0
+    assert Screens(client, JUMA).dial().startswith("END Your PIN is locked")
+
+
+def test_a_dropped_session_resumes_at_the_confirm_screen_and_no_pin_is_kept(client, redis, on_sqlite):
+    phone = dial(client)
+    for value in (ALLOWANCES, "1", TILL, "100", "2"):
+        phone.send(value)
+    again = Screens(client, JUMA)
+    assert again.dial() == ("CON Continue starting an allowance to Mama Mboga?\n1. Yes\n2. No, start again")
+    assert again.send("1").startswith("CON Allow Mama Mboga (123456) up to KES 100.00 a week?")
+    again.send("1")
+    assert again.send(PIN).startswith("END Allowance to Mama Mboga active")
+    # Recorded: the first session's snapshot is not offered again, and no PIN is stored.
+    assert not is_resume_offer(Screens(client, JUMA).dial())
+    assert leaks_in_redis(redis) == []
+
+
+# -- My approvals ----------------------------------------------------------------------------
+
+
+def test_approve_in_my_approvals_with_the_pin_then_the_worker_makes_it_active(client, cast):
+    allowance_id = asked(cast.merchant)
+    phone = dial(client)
+    assert phone.send(APPROVALS) == (
+        "CON Waiting for your approval:\n1. Allow Mama Mboga KES 100.00 a week, max KES 5.00 each"
+    )
+    assert phone.send("1") == (
+        "CON Allow Mama Mboga to charge up to KES 100.00 a week, at most KES 5.00 a charge?"
+        " The limit is held each period.\n1. Approve\n2. Decline"
+    )
+    assert phone.send("1") == "CON Enter your PIN to approve"
+    assert phone.send("0000").startswith("CON Wrong PIN. 2 tries left.")
+    assert allowance(allowance_id).state == al.State.AWAITING_APPROVAL
+    assert phone.send(PIN) == "END Approved. You will receive an SMS confirmation."
+    assert allowance(allowance_id).state == al.State.APPROVING
+    work()
+    assert allowance(allowance_id).state == al.State.ACTIVE
+    assert available(cast.account) == FUNDS - 100_00
+    assert dial(client).send(APPROVALS) == "END Nothing is waiting for your approval."
+    ledger_ok()
+
+
+def test_decline_in_my_approvals(client, on_sqlite):
+    allowance_id = asked(find_by_phone(db.session, MERCHANT["phone"]))
+    phone = dial(client)
+    phone.send(APPROVALS)
+    phone.send("1")
+    phone.send("2")
+    assert phone.send(PIN) == "END Declined."
+    assert allowance(allowance_id).state == al.State.DECLINED
+
+
+def test_a_long_merchant_name_gives_way_to_the_figures(client, on_sqlite):
+    long_name = create_user(
+        db.session,
+        phone="+254700000004",
+        name="Nairobi Evening Chronicle Digital Edition",
+        role="merchant",
+        pin="2222",
+        till="777777",
+    )
+    db.session.commit()
+    asked(long_name, limit=10_000_00, most=1_000_00, period="month")
+    line = dial(client).send(APPROVALS).splitlines()[1]
+    assert line.endswith("KES 10,000.00 a month, max KES 1,000.00 each"), line
+    assert gsm7.length(line) <= len("1. ") + 60
+
+
+# -- My allowances ---------------------------------------------------------------------------
+
+
+def test_my_allowances_shows_what_is_left_after_charges_and_the_charges_five_a_screen(client, cast):
+    allowance_id = active(client, cast)
+    for n in range(1, 8):
+        assert charge(allowance_id, cast.merchant, 2_00, f"ART-{n}", n).ok
+    phone = dial(client)
+    phone.send(ALLOWANCES)
+    assert phone.send("2") == "CON My allowances\n1. Mama Mboga: KES 86.00 left"
+    details = phone.send("1")
+    assert re.fullmatch(
+        r"CON Mama Mboga\nKES 100\.00 a week, KES 86\.00 left\n"
+        r"Until \d\d/\d\d/\d\d \d\d:\d\d: 7 charges\n1\. Latest charges\n2\. Cancel allowance",
+        details,
+    ), details
+    first = phone.send("1")
+    lines = first[4:].splitlines()
+    assert len(lines) == 6 and lines[-1] == "98. More", first
+    for line, n in zip(lines, range(7, 2, -1), strict=False):  # newest first
+        assert re.fullmatch(rf"\d\d/\d\d \d\d:\d\d KES 2\.00 ART-{n}", line), line
+    second = phone.send("98")
+    assert [line.split()[-1] for line in second[4:].splitlines()] == ["ART-2", "ART-1"]
+    assert phone.send("98").startswith("CON Invalid choice.\n")  # nothing older
+    assert phone.send("0") == first  # back a screen
+    assert phone.send("0") == details
+    assert phone.send("0") == "CON My allowances\n1. Mama Mboga: KES 86.00 left"
+
+
+def test_cancel_with_the_pin_settles_what_was_charged_with_one_sms(client, cast):
+    allowance_id = active(client, cast)
+    for n in range(1, 4):
+        assert charge(allowance_id, cast.merchant, 5_00, f"R{n}", n).ok
+    before = len(sms_to(JUMA))
+    phone = dial(client)
+    for value in (ALLOWANCES, "2", "1"):
+        phone.send(value)
+    assert phone.send("2") == (
+        "CON Cancel your allowance to Mama Mboga? What it charged this period is settled now."
+        "\n1. Confirm\n2. Cancel"
+    )
+    assert phone.send("2") == "END Nothing changed. Your allowance goes on."
+    assert allowance(allowance_id).state == al.State.ACTIVE
+    phone = dial(client)
+    for value in (ALLOWANCES, "2", "1", "2", "1"):
+        phone.send(value)
+    assert phone.send("1234").startswith("CON Wrong PIN. 2 tries left.\nEnter your PIN to cancel")
+    assert allowance(allowance_id).state == al.State.ACTIVE
+    assert phone.send(PIN) == (
+        "END Allowance to Mama Mboga cancelled. Settled now: KES 15.00 for 3 charges. You will get an SMS."
+    )
+    work()
+    assert allowance(allowance_id).state == al.State.CANCELLED
+    assert available(cast.account) == FUNDS - 15_00  # the rest of the hold is back
+    assert len(sms_to(JUMA)) == before + 1  # one SMS for the settlement, none per charge
+    assert available(cast.merchant.account_id) > 0
+    phone = dial(client)
+    phone.send(ALLOWANCES)
+    assert phone.send("2") == "END You have no allowances."
+    ledger_ok()
+
+
+def test_kiswahili_screens(client, on_sqlite):
+    juma = find_by_phone(db.session, JUMA)
+    juma.language = "sw"
+    db.session.commit()
+    phone = dial(client)
+    assert phone.send(ALLOWANCES) == "CON Vibali vya malipo\n1. Anzisha kibali\n2. Vibali vyangu"
+    phone.send("1")
+    phone.send(TILL)
+    phone.send("100")
+    assert phone.send("3").startswith("CON Ruhusu Mama Mboga (123456) hadi KES 100.00 kwa mwezi?")
