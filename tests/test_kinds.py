@@ -136,6 +136,7 @@ def test_a_hold_counts_against_the_daily_limit_when_made_never_again_when_resolv
         "send_unregistered",
         "protected_purchase",
         "airtime",
+        "allowance",  # the period's limit, when it is held (its charges are not transfers)
     }
 
 

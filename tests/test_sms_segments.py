@@ -23,6 +23,7 @@ MODULES = (
     "ussd_app.messages.reversals",
     "ussd_app.messages.account",
     "ussd_app.messages.inbound",
+    "ussd_app.messages.allowances",
 )
 ONE_SEGMENT, TWO_SEGMENTS = 160, 306
 
@@ -81,6 +82,7 @@ def longest(app) -> dict:
         "payee_fee": format_amount(200_00, currency),
         "balance": balance,
         "left_today": money,
+        "left": money,  # what is left of an allowance's period
         "limit": money,
         "excess": money,
         "sent": money,  # a hold sent back in part or whole (limits.RETURNED_*)

@@ -183,6 +183,10 @@ class Config:
     # How many requests one requester may make of one payer's number per day (no spam).
     REQUESTS_PER_PAYER_PER_DAY = _int("TUMA_REQUESTS_PER_PAYER_PER_DAY", 3)
 
+    # -- Allowances (issue 18: payments/allowances.py) -------------------------------------
+    # Seconds a merchant's request for an allowance waits for the customer before it expires.
+    ALLOWANCE_ASK_SECONDS = _int("TUMA_ALLOWANCE_ASK_SECONDS", 7 * 24 * 3600)
+
     # -- Agent-started withdrawals, reversals and airtime (issue 5, escrow2) ---------------
     # Seconds a withdrawal an agent started waits for the customer's approval.
     AGENT_WITHDRAWAL_EXPIRY_SECONDS = _int("TUMA_AGENT_WITHDRAWAL_EXPIRY_SECONDS", 10 * 60)

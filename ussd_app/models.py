@@ -7,6 +7,7 @@ from .events.models import Delivery, Event, WebhookEndpoint  # noqa: F401
 from .ledger.models import Account, RejectedTransfer, Transfer  # noqa: F401
 from .payments import reversals  # noqa: F401  (its index on transfer_requests)
 from .payments.agent_withdrawals import WithdrawalApproval  # noqa: F401
+from .payments.allowances import Allowance, AllowanceCharge, AllowanceSettlement  # noqa: F401
 from .payments.models import TransferRequest, TrustDeposit  # noqa: F401
 from .payments.payment_requests import PaymentRequest  # noqa: F401
 from .sms.outbox import OutboxMessage  # noqa: F401

@@ -66,6 +66,7 @@ def execute_transfers(request_id: str | None = None) -> int:
     done = execute_batch(db.session, size)
     if done:
         settle_payment_requests()  # payment requests paid by this batch (or refused)
+        after_allowance_batch()  # allowances' holds and settlements this batch executed
     # The batch's receipts and airtime holds rang their jobs when it committed (queues.py).
     if done >= size:
         # More may be waiting: queue the next batch now, whether or not the doorbell is rung,
@@ -116,6 +117,9 @@ def maintain() -> dict:
     # their receipts, in one transaction; safe side by side (payments/holds.py).
     resolved = resolve_due_holds()
     requests_settled = settle_payment_requests(expire=True)  # payment requests: settle, lapse
+    # Allowances: periods that ended settle (one posting each), paused ones try again, asks
+    # lapse; and what a batch left behind (its job died after its commit) is caught up.
+    allowances_moved = settle_allowances() + after_allowance_batch()
     resolved += expire_agent_withdrawals()
     resolved += sum(buy_airtime().values())
     stale = requeue_stale(db.session)
@@ -139,6 +143,7 @@ def maintain() -> dict:
         "sms_due": sms_due,
         "events_due": events_due,
         "payment_requests": requests_settled,
+        "allowances": allowances_moved,
         "idempotency_keys_purged": keys_purged,
     }
 
@@ -176,6 +181,23 @@ def settle_payment_requests(*, expire: bool = False, now=None) -> int:
         return done
 
     return _committed_with_retries(work, "payment request")
+
+
+def after_allowance_batch() -> int:
+    """Allowances after a batch: holds accepted -> active, refused -> paused (the customer told),
+    settlements posted -> the customer's one SMS and the next period's hold; committed."""
+    from ussd_app.payments import allowances
+
+    return _committed_with_retries(lambda: allowances.after_batch(db.session), "allowance batch")
+
+
+def settle_allowances(now=None) -> int:
+    """Settle the allowances whose period ended (or that expired); committed. The settlements'
+    postings ring the transfers queue; ``after_allowance_batch`` follows their batch. ``now``:
+    naive UTC, for tests."""
+    from ussd_app.payments import allowances
+
+    return _committed_with_retries(lambda: allowances.settle_due(db.session, now=now), "allowance settlement")
 
 
 def expire_agent_withdrawals(now=None) -> int:

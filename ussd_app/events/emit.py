@@ -137,7 +137,7 @@ def for_requests(session, executed: list[tuple[object, str]], people) -> int:
         data = {
             "transaction": request.code,
             **_money(request.amount),
-            "reference": request.reference,
+            spec.reference_as: request.reference,
             ("payer" if merchant_is_payee else "recipient"): shown,
         }
         if outcome == FAILED:

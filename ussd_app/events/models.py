@@ -25,6 +25,13 @@ class EventType(enum.StrEnum):
     PAYOUT_FAILED = "payout.failed"
     REFUND_POSTED = "refund.posted"
     REFUND_FAILED = "refund.failed"
+    # Allowances (payments/allowances.py): settled is written with the settlement's posting.
+    ALLOWANCE_APPROVED = "allowance.approved"  # the first period's limit is held: charge away
+    ALLOWANCE_DECLINED = "allowance.declined"
+    ALLOWANCE_EXPIRED = "allowance.expired"  # not answered in time, or past its end
+    ALLOWANCE_PAUSED = "allowance.paused"  # a period's limit could not be held
+    ALLOWANCE_CANCELLED = "allowance.cancelled"  # by the customer
+    ALLOWANCE_SETTLED = "allowance.settled"
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -156,6 +156,11 @@ RECEIPTS: dict[str, dict[str, str]] = {
         "recipient": "{code} Confirmed. {name} refunded {amount} of your payment {reference} on {date} "
         "at {time}. New balance is {balance}.",
     },
+    # Allowances tell people themselves (payments/allowances.py, messages/allowances.py): one
+    # SMS per settlement, none per hold or charge (``told_by_its_flow`` in payments/kinds.py).
+    "allowance": {},
+    "allowance_post": {},
+    "allowance_void": {},
 }
 
 # To an unregistered number money was sent to (their language is not known: English).

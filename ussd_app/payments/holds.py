@@ -61,9 +61,15 @@ def resolve(
     *,
     from_state: HoldState = HoldState.PENDING,
     recipient_account_id: int | None = None,
+    amount: int | None = None,
+    payee_fee: int | None = None,
 ) -> TransferRequest | None:
     """Claim ``hold`` and record the request that resolves it as ``kind``; None when someone
-    else resolved it first (or it is not accepted yet). The caller executes it, or its commit announces it."""
+    else resolved it first (or it is not accepted yet). The caller executes it, or its commit announces it.
+
+    A post takes the whole hold unless ``amount`` says how much of it (the ledger releases the
+    rest: an allowance's settlement), with the merchant's fee quoted with the hold unless
+    ``payee_fee`` is given."""
     row = spec(kind)
     if row.resolves != hold.kind:
         raise ValueError(f"{kind} does not resolve a {hold.kind} hold")
@@ -84,11 +90,11 @@ def resolve(
         kind=kind.value,
         debit_account_id=payer,
         credit_account_id=payee,
-        amount=hold.amount,
+        amount=hold.amount if amount is None or not posting else amount,
         reference=hold.reference,
         pending_request_id=hold.id,
         # The merchant's fee quoted when the buyer confirmed, charged when it is paid to them.
-        payee_fee=hold.payee_fee if row.payee_fee_on_post else 0,
+        payee_fee=(hold.payee_fee if payee_fee is None else payee_fee) if row.payee_fee_on_post else 0,
     )
 
 

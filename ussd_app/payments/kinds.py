@@ -44,6 +44,9 @@ class Events:
     posted: str | None = None
     failed: str | None = None
     merchant: Side = Side.PAYEE
+    # What the event calls the request's ``reference``: a payment's own reference, or for an
+    # allowance's settlement (whose reference is the allowance's id) ``allowance``.
+    reference_as: str = "reference"
 
 
 PAYMENT_RECEIVED = Events(posted="payment.received")
@@ -98,6 +101,9 @@ class KindSpec:
     payer_is_api: bool = False
     # The webhook events its outcome emits (``Events``); None: merchants' systems never hear of it.
     events: Events | None = None
+    # The module that made the request tells people itself, so ``sms/`` writes no receipt,
+    # failure or limit SMS for it (allowances: one SMS per settlement, never one per hold).
+    told_by_its_flow: bool = False
 
     def __post_init__(self):
         if not self.receipts:
@@ -205,6 +211,25 @@ ROWS: tuple[KindSpec, ...] = (
         payer_is_api=True,
         events=Events(posted="refund.posted", failed="refund.failed", merchant=Side.PAYER),
     ),
+    # Allowances (payments/allowances.py): the period's limit held customer -> merchant, counted
+    # against the customer's day when held; the merchant's charges are tab lines, no transfer.
+    # The allowance's period end (or a settlement) resolves the hold, never a hold timeout.
+    KindSpec(K.ALLOWANCE, P.PENDING, counted=True, free=True, told_by_its_flow=True),
+    # One settlement: the tab's sum posted from the hold (the rest released), the merchant
+    # paying the tariff's fee on it; one SMS to the customer from allowances.py.
+    KindSpec(
+        K.ALLOWANCE_POST,
+        P.POST,
+        resolves=K.ALLOWANCE,
+        credits_payee=True,
+        posts_what_fits=True,
+        free=True,
+        payee_pays=True,
+        payee_fee_on_post=True,
+        told_by_its_flow=True,
+        events=Events(posted="allowance.settled", reference_as="allowance"),
+    ),
+    KindSpec(K.ALLOWANCE_VOID, P.VOID, resolves=K.ALLOWANCE, free=True, told_by_its_flow=True),
 )
 del K, P
 

@@ -44,6 +44,11 @@ class RequestKind(enum.StrEnum):
     # The merchant API (ussd_app/api): asked for by a business's own system.
     PAYOUT = "payout"  # a merchant's (or agent's) wallet to a customer (B2C), with a fee
     REFUND = "refund"  # all or part of a payment the merchant received, back to its payer
+    # Allowances (payments/allowances.py): a period's limit held customer -> merchant; the
+    # merchant's charges are tab lines, settled as one partial post of the hold.
+    ALLOWANCE = "allowance"
+    ALLOWANCE_POST = "allowance_post"  # settle: post the sum of the tab, the rest released
+    ALLOWANCE_VOID = "allowance_void"  # nothing charged (or the allowance ended first): all back
 
 
 class HoldState(enum.StrEnum):

@@ -15,7 +15,8 @@ from .receipts import write
 def write_refusal(session, request, refusal: limits.Refusal, people) -> None:
     """The payer's SMS for a request refused by a limit or held for review. No commit."""
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
-    if payer is None or kinds.spec(request.kind).payer_is_api:  # the API says it (kinds.py)
+    row = kinds.spec(request.kind)
+    if payer is None or row.payer_is_api or row.told_by_its_flow:  # the API, or its flow, says it
         return
     withdrawal = request.kind == RequestKind.WITHDRAWAL.value and payee is not None
     if refusal.hold:
@@ -36,6 +37,8 @@ def write_returned(session, request, refusal: limits.Refusal, held: int, people)
     """Both sides' SMS for a hold posted in part (or voided) because of the payee's balance
     limit: ``request.amount`` reached the payee, the rest of ``held`` went back. No commit."""
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
+    if kinds.spec(request.kind).told_by_its_flow:  # its own module tells (kinds.py)
+        return
     if payer is not None:
         body = texts.returned(request, payer, payee, refusal, held, people.balance(payer), payer=True)
         write(session, payer, body, request)

@@ -63,6 +63,10 @@ def write(session, user: User, body: str | None, request) -> None:
 def write_posted(session, request, people: People) -> None:
     """One receipt per registered party of a posted request. No commit."""
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
+    if kinds.spec(request.kind).told_by_its_flow:  # its own module tells (kinds.py)
+        if payer is not None:
+            people.spend(request)  # still counted against the payer's day for later receipts
+        return
     if payer is not None:
         left = people.spend(request)
         body = texts.posted(request, "sender", payer, payee, balance=people.balance(payer), left_today=left)
@@ -85,6 +89,7 @@ def write_rejected(session, request, result: TransferResult, people: People) -> 
     payer, payee = people.get(request.debit_account_id), people.get(request.credit_account_id)
     if kinds.spec(request.kind).failure_to == kinds.Side.PAYEE:
         payer, payee = payee, payer
-    if payer is None or kinds.spec(request.kind).payer_is_api:  # the API says it (kinds.py)
+    row = kinds.spec(request.kind)
+    if payer is None or row.payer_is_api or row.told_by_its_flow:  # the API, or its flow, says it
         return  # e.g. an operator's float issue: the operator sees the result on the CLI
     write(session, payer, texts.failed(request, payer, payee, result.value, people.balance(payer)), request)

@@ -1,0 +1,79 @@
+"""What allowances tell customers (``payments/allowances.py`` decides when): a merchant asks;
+each settlement (ONE SMS, however many charges it closed: never one per charge or per hold);
+a period's limit that could not be held. Merchants hear through webhook events only.
+"""
+
+from flask import current_app
+
+from . import money, sms_name, tell, when
+
+# SMS (English message ids; Kiswahili in translations/sw/LC_MESSAGES/sms-allowances.po).
+# A merchant asks (the API), one text per period so each reads naturally in both languages.
+ASKED = {
+    "day": "{name} asks to charge you up to {limit} a day, at most {amount} a charge. Approve or "
+    "decline: dial {service_code} > My approvals",
+    "week": "{name} asks to charge you up to {limit} a week, at most {amount} a charge. Approve or "
+    "decline: dial {service_code} > My approvals",
+    "month": "{name} asks to charge you up to {limit} a month, at most {amount} a charge. Approve or "
+    "decline: dial {service_code} > My approvals",
+}
+# A settlement: the tab's charges posted as one payment (its code verifies like any receipt).
+SETTLED = (
+    "{code} Confirmed. {amount} paid to {name} for {count} charges, {date} {time}. "
+    "Allowance left: {left} until {until}."
+)
+# The last settlement of an allowance the customer cancelled, or that reached its end.
+SETTLED_ENDED = (
+    "{code} Confirmed. {amount} paid to {name} for {count} charges, {date} {time}. "
+    "Allowance ended: the rest of its hold is released."
+)
+PAUSED = (
+    "Allowance for {name} paused: {amount} could not be held (not enough money, or over a limit). "
+    "Next try {date}."
+)
+MESSAGES = (*ASKED.values(), SETTLED, SETTLED_ENDED, PAUSED)
+
+
+def asked(customer, merchant, allowance) -> str:
+    """To the customer a merchant asks (``customer`` None: not known, English)."""
+    fields = dict(
+        name=sms_name(merchant),
+        limit=money(allowance.limit_amount),
+        amount=money(allowance.max_charge),
+        service_code=current_app.config["SERVICE_CODE"],
+    )
+    english = ASKED[allowance.period]
+    if customer is None:
+        from . import say
+
+        return say("en", english, **fields)
+    return tell(customer, english, **fields)
+
+
+def _name(merchant) -> str:
+    return sms_name(merchant) if merchant is not None else ""
+
+
+def settled(customer, merchant, allowance, settlement, request) -> str:
+    """To the customer: one settlement (``request`` is its post, executed)."""
+    from ..payments.allowances import FINAL, left
+
+    date, time_ = when(request.executed_at or settlement.created_at)
+    fields = dict(
+        code=request.code,
+        amount=money(request.amount),
+        name=_name(merchant),
+        count=settlement.charges,
+        date=date,
+        time=time_,
+    )
+    if allowance.state in FINAL:
+        return tell(customer, SETTLED_ENDED, **fields)
+    until = when(allowance.period_ends_at)[0] if allowance.period_ends_at else date
+    return tell(customer, SETTLED, **fields, left=money(left(allowance)), until=until)
+
+
+def paused(customer, merchant, allowance, amount: int) -> str:
+    """To the customer whose period's limit could not be held: tried again next period."""
+    next_try = when(allowance.period_ends_at)[0] if allowance.period_ends_at else ""
+    return tell(customer, PAUSED, name=_name(merchant), amount=money(amount), date=next_try)
