@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from tests.api_helpers import execute_all
 from tests.escrow_helpers import FUNDS, PIN, cash_in, ledger_ok, sms_to
 from tests.test_ussd_secrets import leaks_in_redis
 from tests.ussd_helpers import AGENT, CUSTOMER, MERCHANT, Phone, available, is_resume_offer, person
@@ -18,7 +19,6 @@ from ussd_app.extensions import db
 from ussd_app.payments import allowances as al
 from ussd_app.users import create_user, find_by_phone
 from ussd_app.ussd import gsm7
-from worker import jobs
 
 JUMA = CUSTOMER["phone"]
 ALLOWANCES, APPROVALS = "10", "3"  # the customer menu's items (flows/home.py)
@@ -43,9 +43,10 @@ def dial(client, number=JUMA) -> Screens:
 
 
 def work():
-    """What the worker does after a hop recorded something: the batch of transfers (the
-    allowance's hold among them); its commit leaves the allowance active or told why not."""
-    jobs.execute_transfers()
+    """What the worker does after a hop recorded something: batches of transfers (an
+    allowance's hold or settlement among them), each followed by ``allowances.after_batch``
+    (active, or paused and told; a settlement's one SMS)."""
+    execute_all()
     db.session.remove()
 
 
@@ -130,14 +131,19 @@ def active(client, cast, *, limit="100", period="2") -> str:
 # -- the menu --------------------------------------------------------------------------------
 
 
-def test_the_customer_menu_offers_allowances_behind_more(client, on_sqlite):
-    phone = dial(client)
-    assert phone.send("98") == "CON 10. Allowances\n0. Back"
+def test_the_customer_menu_offers_allowances_last(client, on_sqlite):
+    phone = Screens(client, JUMA)
+    assert phone.dial().endswith("\n9. My requests\n10. Allowances")
     assert phone.send(ALLOWANCES) == "CON Allowances\n1. Start an allowance\n2. My allowances"
-    assert phone.send("0") == "CON 10. Allowances\n0. Back"
-    # Its number works from the first page too, as every number on a paged menu does.
+    assert phone.send("0").endswith("\n10. Allowances")
+    # Kiswahili takes more room: the menu pages, and 10 works from either page.
+    juma = find_by_phone(db.session, JUMA)
+    juma.language = "sw"
+    db.session.commit()
     phone = dial(client)
-    assert phone.send(ALLOWANCES).startswith("CON Allowances\n")
+    assert phone.send("98") == "CON 10. Vibali vya malipo\n0. Rudi"
+    assert phone.send(ALLOWANCES) == "CON Vibali vya malipo\n1. Anzisha kibali\n2. Vibali vyangu"
+    assert dial(client).send(ALLOWANCES).startswith("CON Vibali vya malipo\n")
 
 
 def test_merchants_and_agents_have_no_allowances_menu(client, on_sqlite):
@@ -161,7 +167,7 @@ def test_start_an_allowance_from_the_menu_and_the_worker_makes_it_active(client,
     phone = dial(client)
     phone.send(ALLOWANCES)
     assert phone.send("1") == "CON Start an allowance\nEnter till number"
-    assert phone.send(TILL) == ("CON Allowance to Mama Mboga\nEnter the most it may charge a period, in KES")
+    assert phone.send(TILL) == ("CON Allowance to Mama Mboga\nEnter the limit per period")
     assert phone.send("100") == (
         "CON How often does the limit of KES 100.00 start again?\n1. Daily\n2. Weekly\n3. Monthly"
     )
@@ -216,7 +222,7 @@ def test_wrong_input_on_the_way_says_why_and_0_goes_back(client, on_sqlite):
     assert phone.send("12") == f"CON A till number is 5 to 7 digits.\n{prompt}"
     assert phone.send("999999") == f"CON Till 999999 is not on Tuma.\n{prompt}"
     assert phone.send("888880") == f"CON 888880 is not a merchant's till.\n{prompt}"
-    amount = "Allowance to Mama Mboga\nEnter the most it may charge a period, in KES"
+    amount = "Allowance to Mama Mboga\nEnter the limit per period"
     assert phone.send(TILL) == f"CON {amount}"
     for wrong in ("0", "abc", "12.50", "99999999999"):
         assert phone.send(wrong) == f"CON Enter a whole amount, like 500.\n{amount}"
@@ -239,7 +245,7 @@ def test_the_limit_is_checked_against_the_customers_own_limits_before_the_pin(cl
     phone.send(TILL)
     assert phone.send("1500") == (
         "CON Over your limit of KES 1,000.00 per transaction.\n"
-        "Allowance to Mama Mboga\nEnter the most it may charge a period, in KES"
+        "Allowance to Mama Mboga\nEnter the limit per period"
     )
     assert phone.send("1000").startswith("CON How often does the limit of KES 1,000.00")
 
@@ -293,7 +299,9 @@ def test_approve_in_my_approvals_with_the_pin_then_the_worker_makes_it_active(cl
     assert phone.send("1") == "CON Enter your PIN to approve"
     assert phone.send("0000").startswith("CON Wrong PIN. 2 tries left.")
     assert allowance(allowance_id).state == al.State.AWAITING_APPROVAL
-    assert phone.send(PIN) == "END Approved. You will receive an SMS confirmation."
+    assert phone.send(PIN) == (
+        "END Approved. The allowance is active once the money is held. You will get one SMS per settlement."
+    )
     assert allowance(allowance_id).state == al.State.APPROVING
     work()
     assert allowance(allowance_id).state == al.State.ACTIVE
@@ -351,7 +359,7 @@ def test_my_allowances_shows_what_is_left_after_charges_and_the_charges_five_a_s
         assert re.fullmatch(rf"\d\d/\d\d \d\d:\d\d KES 2\.00 ART-{n}", line), line
     second = phone.send("98")
     assert [line.split()[-1] for line in second[4:].splitlines()] == ["ART-2", "ART-1"]
-    assert phone.send("98").startswith("CON Invalid choice.\n")  # nothing older
+    assert phone.send("98") == "CON Invalid.\n" + second[4:]  # nothing older
     assert phone.send("0") == first  # back a screen
     assert phone.send("0") == details
     assert phone.send("0") == "CON My allowances\n1. Mama Mboga: KES 86.00 left"

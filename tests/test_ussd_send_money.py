@@ -190,6 +190,7 @@ def test_kiswahili_speaker_sees_kiswahili(client, wanjiru):
         "7": "Nunua muda wa maongezi",
         "8": "Omba pesa",
         "9": "Maombi yangu",
+        "98": "Zaidi",  # 10 Vibali vya malipo (allowances) is on the next page
     }
     phone.send("1")
     phone.send("0712000222")

@@ -9,7 +9,7 @@ from ussd_app.users import create_user
 _sessions = itertools.count(1)
 SERVICE_CODE = "*384*7#"
 
-# The first page of the home menu a registered customer sees, as ``options`` reads it.
+# The home menu a registered customer sees, as ``options`` reads it.
 CUSTOMER_MENU = {
     "1": "Send money",
     "2": "My account",
@@ -20,7 +20,7 @@ CUSTOMER_MENU = {
     "7": "Buy airtime",
     "8": "Request money",
     "9": "My requests",
-    "98": "More",  # 10 Allowances is on the next page
+    "10": "Allowances",
 }
 
 

@@ -72,6 +72,14 @@ def declining_reports_a_problem(reference: str) -> bool:
     return bool(getattr(provider, "decline_reports_a_problem", False))
 
 
+def approved_text(reference: str) -> str | None:
+    """The message id of the END screen after approving ``reference`` when its provider says
+    what follows itself (``approved_text``: an allowance sends no SMS until it settles); None:
+    My approvals' own ("You will receive an SMS confirmation")."""
+    provider = _providers.get((reference or "").partition(SEPARATOR)[0])
+    return getattr(provider, "approved_text", None)
+
+
 def decide(session, user, reference: str, *, approve: bool) -> bool:
     """Approve or decline the item ``reference`` names; False when it is gone."""
     name, _, key = (reference or "").partition(SEPARATOR)

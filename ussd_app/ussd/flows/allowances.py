@@ -11,8 +11,6 @@ per period, held from the customer's wallet once a period and settled as one pos
   its charges (five a screen, newest first) and cancel with the PIN (settled at once).
 """
 
-import secrets
-
 from ... import limits
 from ...extensions import db
 from ...i18n import t
@@ -27,7 +25,9 @@ from . import common, fraud_checks, pay, tail
 LIST_NAME_LIMIT = 16  # septets of a merchant's name on a line of My allowances
 LIST_SIZE = 20  # allowances listed (the engine pages them)
 CHARGES_PER_SCREEN = 5
-CHARGE_LINE_LIMIT = 28  # septets of one charge line: five lines and "98. More" fit a screen
+# Septets of one charge line: five lines, "98. More" and the short reason fit one screen.
+CHARGE_LINE_LIMIT = 27
+NOT_A_CHOICE = N_("Invalid.")  # the charges' screens' reason: their lines leave no room for more
 SUMMARY_LIMIT = 60  # a line of My approvals (my_approvals.SUMMARY_LIMIT): the name gives way
 
 # How often, as the confirm screen, My approvals and My allowances say it.
@@ -36,12 +36,6 @@ PER_PERIOD = {
     al.Period.WEEK.value: N_("a week"),
     al.Period.MONTH.value: N_("a month"),
 }
-
-
-def mint_allowance_id() -> str:
-    """The id an allowance started on USSD is recorded under, minted at the confirm screen (kept
-    in the session), so a repeated final request finds it instead of starting a second one."""
-    return "al_" + secrets.token_urlsafe(16)
 
 
 def _per(lang: str, period: str) -> str:
@@ -62,10 +56,10 @@ DETAILS = N_(
 )
 
 
-def _name_gives_way(lang: str, message: str, limit: int, name: str, **fields) -> str:
-    """``message`` filled in within ``limit`` septets: the figures are what the PIN agrees to,
+def _name_gives_way(lang: str, message: str, budget: int, name: str, **fields) -> str:
+    """``message`` filled in within ``budget`` septets: the figures are what the PIN agrees to,
     so when the text is too long the merchant's name is cut, never them."""
-    room = limit - (gsm7.length(t(lang, message, name="", **fields)) or limit)
+    room = budget - (gsm7.length(t(lang, message, name="", **fields)) or budget)
     return t(lang, message, name=gsm7.shorten(name, max(room, 6)), **fields)
 
 
@@ -85,6 +79,10 @@ class Allowances:
     My approvals) records the first period's hold; the worker makes the allowance active."""
 
     name = "allowance"
+    # No SMS now: the customer hears once a period, when it settles (or if it cannot be held).
+    approved_text = N_(
+        "Approved. The allowance is active once the money is held. You will get one SMS per settlement."
+    )
 
     def pending(self, session, user) -> list[approvals.PendingApproval]:
         found = []
@@ -140,7 +138,9 @@ def _period(period: str):
         ctx.data.update(
             allowance_period=period,
             allowance_per=_per(ctx.lang, period),
-            allowance_id=mint_allowance_id(),
+            # Minted here and kept in the session: a repeated final request (or a resumed one)
+            # finds the allowance recorded instead of starting a second (views.MINTED_IDS).
+            allowance_id=al.new_id(),
         )
         return "ok"
 
@@ -158,14 +158,17 @@ def start(ctx) -> str:
     merchant = find_business(db.session, ctx.data["business_number"], BusinessKind.TILL)
     if merchant is None or merchant.account_id != ctx.data["merchant_account"]:
         return "gone"
-    al.start(
-        db.session,
-        ctx.user,
-        merchant,
-        limit=ctx.data["amount"],
-        period=ctx.data["allowance_period"],
-        allowance_id=ctx.data["allowance_id"],
-    )
+    try:
+        al.start(
+            db.session,
+            ctx.user,
+            merchant,
+            limit=ctx.data["amount"],
+            period=ctx.data["allowance_period"],
+            allowance_id=ctx.data["allowance_id"],
+        )
+    except al.AllowanceError:  # the screens let no such terms through: a bug, said as ours
+        return "error"
     return "ok"
 
 
@@ -179,6 +182,17 @@ STATUS = {
 }
 
 
+def _starting(allowance) -> bool:
+    """Its first hold is not made yet (later periods' holds show as running: it goes on)."""
+    return allowance.state == al.State.APPROVING.value and allowance.hold_no <= 1
+
+
+def _line_of(allowance) -> str:
+    if _starting(allowance):
+        return STATUS[al.State.APPROVING.value]
+    return STATUS[al.State.PAUSED.value] if allowance.state == al.State.PAUSED.value else LEFT
+
+
 def load_mine(ctx) -> str:
     mine = al.of_customer(db.session, ctx.user)[:LIST_SIZE]
     ctx.data["allowances"] = [
@@ -186,7 +200,7 @@ def load_mine(ctx) -> str:
             allowance.id,
             t(
                 ctx.lang,
-                STATUS.get(allowance.state, LEFT),
+                _line_of(allowance),
                 name=gsm7.shorten(al.merchant_name(db.session, allowance), LIST_NAME_LIMIT),
                 left=common.money(al.left(allowance)),
             ),
@@ -201,15 +215,14 @@ def _mine(ctx):
     allowance = db.session.get(al.Allowance, ctx.data.get("allowance") or "", populate_existing=True)
     if allowance is None or allowance.customer_phone != ctx.user.phone:
         return None
-    running = (al.State.APPROVING.value, al.State.ACTIVE.value, al.State.PAUSED.value)
-    return allowance if allowance.state in running else None
+    return allowance if allowance.state in al.LIVE else None
 
 
 def load_one(ctx) -> str:
     allowance = _mine(ctx)
     if allowance is None:
         return "gone"
-    if allowance.state == al.State.APPROVING.value:
+    if _starting(allowance):
         status = t(ctx.lang, N_("Starting once the money is held."))
     elif allowance.state == al.State.PAUSED.value:
         status = t(ctx.lang, N_("Paused: not enough money to hold the limit."))
@@ -277,7 +290,9 @@ def cancel(ctx) -> str:
     allowance = _mine(ctx)
     if allowance is None:
         return "gone"
-    charged, count = allowance.charged, allowance.charge_count
+    # What the settlement will post: the tab (charges not settled yet; a merchant may have
+    # settled earlier in the period). The SMS after it is the final word.
+    charged, count = allowance.tab_amount, allowance.tab_count
     if not al.cancel(db.session, ctx.user, allowance.id):
         return "gone"
     ctx.data.update(allowance_charged_text=common.money(charged), allowance_count=count)
@@ -321,7 +336,7 @@ FLOW = {
     ),
     "limit": Screen(
         "the most the merchant may charge a period (held from the wallet each period)",
-        N_("Allowance to {merchant_name}\nEnter the most it may charge a period, in KES"),
+        N_("Allowance to {merchant_name}\nEnter the limit per period"),
         choices=(Choice(common.amount, "check_limit", save="amount"),),
         otherwise=N_("Enter a whole amount, like 500."),
     ),
@@ -381,11 +396,12 @@ FLOW = {
         "five charges (time, amount, the merchant's reference); 98 for older ones",
         "{charges_text}",
         choices=(Choice(more, "charges_next"),),
+        otherwise=NOT_A_CHOICE,
     ),
     "charges_next": Step(
         "the next five charges", next_charges, {"more": "charges_page", "last": "charges_last"}
     ),
-    "charges_last": Screen("the oldest charges", "{charges_text}"),
+    "charges_last": Screen("the oldest charges", "{charges_text}", otherwise=NOT_A_CHOICE),
     "no_charges": Screen("no charges yet", N_("No charges yet.")),
     **tail.money_tail(
         cancel,

@@ -3,6 +3,7 @@ agent-started withdrawals, reversal requests), approved or declined after the PI
 providers live in ``ussd_app.ussd.approvals``; this flow only lists and asks."""
 
 from ...extensions import db
+from ...i18n import t
 from .. import approvals, gsm7
 from ..engine import N_, Option, Retry, Screen, Step
 from . import common, fraud_checks, tail
@@ -42,6 +43,10 @@ def _decide(ctx, approve: bool) -> str:
     if not approvals.decide(db.session, ctx.user, ctx.data.get("approval", ""), approve=approve):
         return "gone"
     # A transfer request or SMS the decision recorded rings its workers at commit (queues.py).
+    own = approvals.approved_text(ctx.data.get("approval", "")) if approve else None
+    if own:
+        ctx.data["approved_text"] = t(ctx.lang, own)
+        return "told"
     return "ok"
 
 
@@ -106,8 +111,11 @@ FLOW = {
         ask=N_("Enter your PIN to approve"),
         done=N_("Approved. You will receive an SMS confirmation."),
         cancelled=None,
-        exits={"gone": "gone", **fraud_checks.EXITS},
+        exits={"gone": "gone", "told": "approved_own", **fraud_checks.EXITS},
         names=tail.Names(pin="approve_pin", submit="approve", done="approved"),
+    ),
+    "approved_own": Screen(
+        "approved; the provider says what follows (approvals.approved_text)", "{approved_text}", end=True
     ),
     **tail.money_tail(
         decline,
@@ -127,4 +135,5 @@ SAMPLE = {
     "approval": "p:0",
     "approval_details": {"p:0": "W" * approvals.DETAILS_LIMIT},
     "approval_summary": "W" * approvals.DETAILS_LIMIT,
+    "approved_text": "W" * 120,
 }
