@@ -13,7 +13,16 @@ from sqlalchemy import func, select
 from tests.api_helpers import execute_all
 from tests.escrow_helpers import FUNDS, PIN, cash_in, ledger_ok, sms_to
 from tests.test_ussd_secrets import leaks_in_redis
-from tests.ussd_helpers import AGENT, CUSTOMER, MERCHANT, Phone, available, is_resume_offer, person
+from tests.ussd_helpers import (
+    AGENT,
+    CUSTOMER,
+    MERCHANT,
+    SECOND_CUSTOMER,
+    Phone,
+    available,
+    is_resume_offer,
+    person,
+)
 from ussd_app.clock import utcnow
 from ussd_app.extensions import db
 from ussd_app.payments import allowances as al
@@ -37,7 +46,8 @@ class Screens(Phone):
 def dial(client, number=JUMA) -> Screens:
     """A new session at the home menu (an unfinished one is not resumed)."""
     phone = Screens(client, number)
-    if is_resume_offer(phone.dial()):
+    body = phone.dial()
+    if is_resume_offer(body) or body.endswith("\n1. Ndiyo\n2. Hapana, anza upya"):
         phone.send("2")
     return phone
 
@@ -81,40 +91,43 @@ def asked(merchant, *, limit=100_00, most=5_00, period="week", allowance_id="al_
     return allowance_id
 
 
-def charge(allowance_id: str, merchant, amount: int, reference: str, n: int):
-    outcome = al.charge(
-        db.session, allowance_id, merchant.account_id, amount, reference, charge_id=f"ch_{allowance_id}_{n}"
-    )
+def charge(allowance_id: str, shop: int, amount: int, reference: str, n: int):
+    """The merchant (its account ``shop``) charges, as the API does."""
+    outcome = al.charge(db.session, allowance_id, shop, amount, reference, charge_id=f"ch_{allowance_id}_{n}")
     db.session.commit()
     return outcome
 
 
 class Cast:
-    """Juma with KES 10,000 (cashed in at Ali's), and Mama Mboga's till."""
+    """Juma with KES 10,000 (cashed in at Ali's), Mama Mboga's till, and a phone line to
+    ``app``'s webhook."""
 
-    def __init__(self):
+    def __init__(self, app):
+        self.client = app.test_client()
         self.agent = person(**AGENT)
         self.juma = person(**CUSTOMER)
         self.merchant = person(**MERCHANT)
         cash_in(self.juma, self.agent)
+        # Plain numbers: they outlive the sessions the worker's jobs end.
         self.account = self.juma.account_id
+        self.shop = self.merchant.account_id
 
 
 @pytest.fixture
 def cast(backend_app):
-    """The cast on SQLite and on PostgreSQL (money moves)."""
-    return Cast()
+    """The cast on SQLite and on PostgreSQL: for the tests where money moves."""
+    return Cast(backend_app)
 
 
 @pytest.fixture
-def on_sqlite(app):
-    """The cast on the default database only (screens, no money moved)."""
-    return Cast()
+def people(app):
+    """The cast on the default database: for the tests of screens."""
+    return Cast(app)
 
 
-def active(client, cast, *, limit="100", period="2") -> str:
+def active(cast, *, limit="100", period="2") -> str:
     """Juma starts an allowance to Mama Mboga from the menu; the worker makes it active."""
-    phone = dial(client)
+    phone = dial(cast.client)
     phone.send(ALLOWANCES)
     phone.send("1")
     phone.send(TILL)
@@ -131,7 +144,8 @@ def active(client, cast, *, limit="100", period="2") -> str:
 # -- the menu --------------------------------------------------------------------------------
 
 
-def test_the_customer_menu_offers_allowances_last(client, on_sqlite):
+def test_the_customer_menu_offers_allowances_last(people):
+    client = people.client
     phone = Screens(client, JUMA)
     assert phone.dial().endswith("\n9. My requests\n10. Allowances")
     assert phone.send(ALLOWANCES) == "CON Allowances\n1. Start an allowance\n2. My allowances"
@@ -146,14 +160,16 @@ def test_the_customer_menu_offers_allowances_last(client, on_sqlite):
     assert dial(client).send(ALLOWANCES).startswith("CON Vibali vya malipo\n")
 
 
-def test_merchants_and_agents_have_no_allowances_menu(client, on_sqlite):
+def test_merchants_and_agents_have_no_allowances_menu(people):
+    client = people.client
     for number in (MERCHANT["phone"], AGENT["phone"]):
         phone = Screens(client, number)
         assert "Allowances" not in phone.dial()
         assert "Allowances" not in phone.send("98")
 
 
-def test_a_locked_customer_cannot_start_one(client, on_sqlite):
+def test_a_locked_customer_cannot_start_one(people):
+    client = people.client
     juma = find_by_phone(db.session, JUMA)
     juma.locked_until = utcnow() + timedelta(hours=1)
     db.session.commit()
@@ -163,7 +179,8 @@ def test_a_locked_customer_cannot_start_one(client, on_sqlite):
 # -- start one from the menu -----------------------------------------------------------------
 
 
-def test_start_an_allowance_from_the_menu_and_the_worker_makes_it_active(client, cast):
+def test_start_an_allowance_from_the_menu_and_the_worker_makes_it_active(cast):
+    client = cast.client
     phone = dial(client)
     phone.send(ALLOWANCES)
     assert phone.send("1") == "CON Start an allowance\nEnter till number"
@@ -192,7 +209,7 @@ def test_start_an_allowance_from_the_menu_and_the_worker_makes_it_active(client,
         100_00,
         "week",
     )
-    assert started.merchant_account_id == cast.merchant.account_id
+    assert started.merchant_account_id == cast.shop
     assert find_by_phone(db.session, JUMA).pin_failures == 0  # the right PIN reset the count
     work()
     assert only_allowance().state == al.State.ACTIVE
@@ -204,7 +221,8 @@ def test_start_an_allowance_from_the_menu_and_the_worker_makes_it_active(client,
     ledger_ok()
 
 
-def test_wrong_input_on_the_way_says_why_and_0_goes_back(client, on_sqlite):
+def test_wrong_input_on_the_way_says_why_and_0_goes_back(people):
+    client = people.client
     create_user(
         db.session,
         phone="+254700000003",
@@ -224,7 +242,7 @@ def test_wrong_input_on_the_way_says_why_and_0_goes_back(client, on_sqlite):
     assert phone.send("888880") == f"CON 888880 is not a merchant's till.\n{prompt}"
     amount = "Allowance to Mama Mboga\nEnter the limit per period"
     assert phone.send(TILL) == f"CON {amount}"
-    for wrong in ("0", "abc", "12.50", "99999999999"):
+    for wrong in ("000", "abc", "12.50", "-5", "99999999999"):
         assert phone.send(wrong) == f"CON Enter a whole amount, like 500.\n{amount}"
     assert phone.send("0") == f"CON {prompt}"  # back to the till
     assert phone.send(TILL) == f"CON {amount}"
@@ -237,7 +255,8 @@ def test_wrong_input_on_the_way_says_why_and_0_goes_back(client, on_sqlite):
     assert db.session.execute(select(func.count()).select_from(al.Allowance)).scalar_one() == 0
 
 
-def test_the_limit_is_checked_against_the_customers_own_limits_before_the_pin(client, config, on_sqlite):
+def test_the_limit_is_checked_against_the_customers_own_limits_before_the_pin(config, people):
+    client = people.client
     config(LIMITS_BASIC_MAJOR="1000,2000,5000")
     phone = dial(client)
     phone.send(ALLOWANCES)
@@ -250,7 +269,8 @@ def test_the_limit_is_checked_against_the_customers_own_limits_before_the_pin(cl
     assert phone.send("1000").startswith("CON How often does the limit of KES 1,000.00")
 
 
-def test_not_enough_money_to_hold_the_limit(client, on_sqlite):
+def test_not_enough_money_to_hold_the_limit(people):
+    client = people.client
     phone = dial(client)
     for value in (ALLOWANCES, "1", TILL, "20000", "3", "1"):
         phone.send(value)
@@ -258,7 +278,8 @@ def test_not_enough_money_to_hold_the_limit(client, on_sqlite):
     assert db.session.execute(select(func.count()).select_from(al.Allowance)).scalar_one() == 0
 
 
-def test_three_wrong_pins_lock_the_account_and_start_nothing(client, on_sqlite):
+def test_three_wrong_pins_lock_the_account_and_start_nothing(people):
+    client = people.client
     phone = dial(client)
     for value in (ALLOWANCES, "1", TILL, "100", "2", "1"):
         phone.send(value)
@@ -269,7 +290,8 @@ def test_three_wrong_pins_lock_the_account_and_start_nothing(client, on_sqlite):
     assert Screens(client, JUMA).dial().startswith("END Your PIN is locked")
 
 
-def test_a_dropped_session_resumes_at_the_confirm_screen_and_no_pin_is_kept(client, redis, on_sqlite):
+def test_a_dropped_session_resumes_at_the_confirm_screen_and_no_pin_is_kept(redis, people):
+    client = people.client
     phone = dial(client)
     for value in (ALLOWANCES, "1", TILL, "100", "2"):
         phone.send(value)
@@ -286,7 +308,8 @@ def test_a_dropped_session_resumes_at_the_confirm_screen_and_no_pin_is_kept(clie
 # -- My approvals ----------------------------------------------------------------------------
 
 
-def test_approve_in_my_approvals_with_the_pin_then_the_worker_makes_it_active(client, cast):
+def test_approve_in_my_approvals_with_the_pin_then_the_worker_makes_it_active(cast):
+    client = cast.client
     allowance_id = asked(cast.merchant)
     phone = dial(client)
     assert phone.send(APPROVALS) == (
@@ -310,7 +333,8 @@ def test_approve_in_my_approvals_with_the_pin_then_the_worker_makes_it_active(cl
     ledger_ok()
 
 
-def test_decline_in_my_approvals(client, on_sqlite):
+def test_decline_in_my_approvals(people):
+    client = people.client
     allowance_id = asked(find_by_phone(db.session, MERCHANT["phone"]))
     phone = dial(client)
     phone.send(APPROVALS)
@@ -320,7 +344,8 @@ def test_decline_in_my_approvals(client, on_sqlite):
     assert allowance(allowance_id).state == al.State.DECLINED
 
 
-def test_a_long_merchant_name_gives_way_to_the_figures(client, on_sqlite):
+def test_a_long_merchant_name_gives_way_to_the_figures(people):
+    client = people.client
     long_name = create_user(
         db.session,
         phone="+254700000004",
@@ -339,10 +364,11 @@ def test_a_long_merchant_name_gives_way_to_the_figures(client, on_sqlite):
 # -- My allowances ---------------------------------------------------------------------------
 
 
-def test_my_allowances_shows_what_is_left_after_charges_and_the_charges_five_a_screen(client, cast):
-    allowance_id = active(client, cast)
+def test_my_allowances_shows_what_is_left_after_charges_and_the_charges_five_a_screen(cast):
+    client = cast.client
+    allowance_id = active(cast)
     for n in range(1, 8):
-        assert charge(allowance_id, cast.merchant, 2_00, f"ART-{n}", n).ok
+        assert charge(allowance_id, cast.shop, 2_00, f"ART-{n}", n).ok
     phone = dial(client)
     phone.send(ALLOWANCES)
     assert phone.send("2") == "CON My allowances\n1. Mama Mboga: KES 86.00 left"
@@ -363,12 +389,18 @@ def test_my_allowances_shows_what_is_left_after_charges_and_the_charges_five_a_s
     assert phone.send("0") == first  # back a screen
     assert phone.send("0") == details
     assert phone.send("0") == "CON My allowances\n1. Mama Mboga: KES 86.00 left"
+    # Juma's allowances are his: another customer sees none of them.
+    person(**SECOND_CUSTOMER)
+    other = dial(client, SECOND_CUSTOMER["phone"])
+    other.send(ALLOWANCES)
+    assert other.send("2") == "END You have no allowances."
 
 
-def test_cancel_with_the_pin_settles_what_was_charged_with_one_sms(client, cast):
-    allowance_id = active(client, cast)
+def test_cancel_with_the_pin_settles_what_was_charged_with_one_sms(cast):
+    client = cast.client
+    allowance_id = active(cast)
     for n in range(1, 4):
-        assert charge(allowance_id, cast.merchant, 5_00, f"R{n}", n).ok
+        assert charge(allowance_id, cast.shop, 5_00, f"R{n}", n).ok
     before = len(sms_to(JUMA))
     phone = dial(client)
     for value in (ALLOWANCES, "2", "1"):
@@ -391,14 +423,15 @@ def test_cancel_with_the_pin_settles_what_was_charged_with_one_sms(client, cast)
     assert allowance(allowance_id).state == al.State.CANCELLED
     assert available(cast.account) == FUNDS - 15_00  # the rest of the hold is back
     assert len(sms_to(JUMA)) == before + 1  # one SMS for the settlement, none per charge
-    assert available(cast.merchant.account_id) > 0
+    assert available(cast.shop) > 0
     phone = dial(client)
     phone.send(ALLOWANCES)
     assert phone.send("2") == "END You have no allowances."
     ledger_ok()
 
 
-def test_kiswahili_screens(client, on_sqlite):
+def test_kiswahili_screens(people):
+    client = people.client
     juma = find_by_phone(db.session, JUMA)
     juma.language = "sw"
     db.session.commit()

@@ -441,7 +441,9 @@ SAMPLE = {
     "allowance_head": "W" * common.SHOWN_NAME_LIMIT
     + f"\n{_WORST} a month, {_WORST} left\nUntil 31/12/26 23:59: 9999 charges",
     "charges_offset": 0,
-    "charges_text": "\n".join(["W" * CHARGE_LINE_LIMIT] * CHARGES_PER_SCREEN + ["98. More"]),
+    # Five lines and a last one as long as "98. Zaidi" (not "98" itself: the screen walk would
+    # take it for the engine's paging, which these screens do not use).
+    "charges_text": "\n".join(["W" * CHARGE_LINE_LIMIT] * CHARGES_PER_SCREEN + ["W" * 10]),
     "allowance_charged_text": _WORST,
     "allowance_count": 9999,
     "balance_text": _WORST,
