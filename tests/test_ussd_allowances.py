@@ -333,6 +333,17 @@ def test_approve_in_my_approvals_with_the_pin_then_the_worker_makes_it_active(ca
     ledger_ok()
 
 
+def test_approving_over_the_customers_own_limit_is_refused_before_the_pin(config, people):
+    client = people.client
+    config(LIMITS_BASIC_MAJOR="1000,2000,5000")
+    allowance_id = asked(people.merchant, limit=1_500_00)
+    phone = dial(client)
+    phone.send(APPROVALS)
+    phone.send("1")
+    assert phone.send("1") == ("CON Over your limit of KES 1,000.00 per transaction.\n1. Approve\n2. Decline")
+    assert allowance(allowance_id).state == al.State.AWAITING_APPROVAL
+
+
 def test_decline_in_my_approvals(people):
     client = people.client
     allowance_id = asked(find_by_phone(db.session, MERCHANT["phone"]))

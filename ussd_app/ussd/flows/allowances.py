@@ -16,6 +16,7 @@ from ...extensions import db
 from ...i18n import t
 from ...messages import when
 from ...payments import allowances as al
+from ...payments.models import RequestKind
 from ...users import BusinessKind, find_business, find_by_till
 from .. import approvals, gsm7
 from ..engine import N_, Choice, Option, Retry, Screen, Step
@@ -29,6 +30,7 @@ CHARGES_PER_SCREEN = 5
 CHARGE_LINE_LIMIT = 27
 NOT_A_CHOICE = N_("Invalid.")  # the charges' screens' reason: their lines leave no room for more
 SUMMARY_LIMIT = 60  # a line of My approvals (my_approvals.SUMMARY_LIMIT): the name gives way
+HOLD_KIND = RequestKind.ALLOWANCE.value  # a period's hold: what the customer's limits count
 
 # How often, as the confirm screen, My approvals and My allowances say it.
 PER_PERIOD = {
@@ -104,7 +106,7 @@ class Allowances:
         if allowance is None or allowance.customer_phone != user.phone:
             return None
         return limits.before_pin(
-            session, "allowance", allowance.limit_amount, 0, payer_account_id=user.account_id
+            session, HOLD_KIND, allowance.limit_amount, 0, payer_account_id=user.account_id
         )
 
     def approve(self, session, user, key: str) -> bool:
@@ -426,7 +428,7 @@ FLOW = {
     ),
 }
 # Limits said before the PIN, not after it (issue 15 item 16): the period's hold counts.
-FLOW["check_limit"] = common.within_limits(FLOW["check_limit"], "limit", kind="allowance")
+FLOW["check_limit"] = common.within_limits(FLOW["check_limit"], "limit", kind=HOLD_KIND)
 
 
 _WORST = "KES 10,000,000.00"
