@@ -12,7 +12,8 @@ One place per idea:
 | how one operation runs, in order | ``endpoint.py`` |
 | the shapes in and out | ``schemas.py`` |
 | the OpenAPI document and its page | ``spec.py``, ``docs.py`` |
-| one module per resource | ``balance``, ``transactions``, ``payouts``, ``refunds``, ``payment_requests`` |
+| one module per resource | ``balance``, ``transactions``, ``payouts``, ``refunds``, ``payment_requests``, |
+| | ``allowances`` |
 
 The API records requests; the worker executes them (``payments/execute.py``), as for USSD.
 Nothing here commits except ``endpoint.operation``, once per request.
@@ -25,7 +26,16 @@ from flask import Blueprint
 bp = Blueprint("api", __name__, url_prefix="/api/v1", template_folder="templates")
 
 # Resource modules, each adding its routes to ``bp`` when imported (``webhooks`` if present).
-RESOURCES = ("balance", "transactions", "payouts", "refunds", "payment_requests", "webhooks", "docs")
+RESOURCES = (
+    "balance",
+    "transactions",
+    "payouts",
+    "refunds",
+    "payment_requests",
+    "allowances",
+    "webhooks",
+    "docs",
+)
 
 
 def _load() -> None:

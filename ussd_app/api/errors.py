@@ -31,6 +31,15 @@ CODES: dict[str, tuple[int, str]] = {
     "own_number": (422, "That is the key owner's own number."),
     "too_many_requests_to_payer": (422, "Too many payment requests to this number today."),
     "refund_exceeds_payment": (422, "More than what is left of that payment to refund."),
+    # Allowances (api/allowances.py; the charge refusals are payments/allowances.Refusal's words).
+    "customer_not_found": (422, "No Tuma customer has that phone number."),
+    "too_many_allowance_requests": (422, "Too many allowance requests to this number today."),
+    "allowance_not_active": (
+        409,
+        "The allowance is not taking charges now (not approved, settling, paused or ended).",
+    ),
+    "exceeds_allowance_left": (409, "More than what is left of the allowance this period."),
+    "exceeds_max_charge": (422, "More than the allowance's most per charge."),
     "rate_limited": (429, "Too many requests for this key; slow down."),
     "internal_error": (500, "Something went wrong on our side; it was logged."),
     "not_priced": (503, "Payouts have no price in the tariff in force; ask Tuma's operators."),

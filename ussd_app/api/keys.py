@@ -32,7 +32,7 @@ OWNER_ROLES = (Role.MERCHANT.value, Role.AGENT.value)
 
 
 class Scope(enum.StrEnum):
-    COLLECT = "collect"  # ask customers to pay (payment requests)
+    COLLECT = "collect"  # ask customers to pay (payment requests), allowances and their charges
     PAYOUT = "payout"  # move money out of the wallet: payouts and refunds
     READ = "read"  # read the wallet: balance, transactions, payment requests
 

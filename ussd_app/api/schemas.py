@@ -10,7 +10,7 @@ need the app's configured country.
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 # One payout, refund or payment request: KES 1,000,000 (the tiers' limits are lower; the worker
 # applies them, this only keeps absurd numbers out at the edge).
@@ -236,3 +236,109 @@ class PaymentRequest(Out):
     transaction: str | None = Field(description="The payment's code once paid.")
     created: When
     expires_at: When
+
+
+# -- allowances -------------------------------------------------------------------------------
+
+# Charges taken in one batch request (each a tab line, all in one transaction).
+MAX_CHARGE_BATCH = 1_000
+AllowanceStatus = Literal[
+    "awaiting_approval", "approving", "active", "settling", "paused", "declined", "cancelled", "expired"
+]
+
+
+class AllowanceCreate(In):
+    phone: str = Phone
+    limit: int = Field(gt=0, le=MAX_AMOUNT, description="The most you may charge a period, minor units.")
+    max_charge: int = Field(gt=0, le=MAX_AMOUNT, description="The most one charge may be (at most limit).")
+    period: Literal["day", "week", "month"] = Field(description="A period starts when the customer approves.")
+    description: str = Field(
+        pattern=DESCRIPTION_PATTERN,
+        description="What it is for, shown to the customer: 1 to 20 letters, digits, spaces, .,'&/-",
+        examples=["Daily News"],
+    )
+    reference: str | None = Field(default=None, pattern=REFERENCE_PATTERN, examples=["READER-77"])
+    currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
+
+    @model_validator(mode="after")
+    def _max_charge_within_limit(self):
+        if self.max_charge > self.limit:
+            raise ValueError("max_charge: at most the limit")
+        return self
+
+
+class AllowanceSettlementView(Out):
+    transaction: str = Field(description="The settlement's code (the customer's SMS quotes it).")
+    amount: int = Field(description="The charges it settled, minor units (0: nothing was charged).")
+    charges: int
+    status: Status
+    created: When
+
+
+class Allowance(Out):
+    id: str = Field(examples=["al_3f1c2a8e0d4b4a7e9a55"])
+    status: AllowanceStatus
+    phone: str = Field(examples=["+254712345678"])
+    limit: int
+    max_charge: int
+    period: Literal["day", "week", "month"]
+    currency: str
+    description: str
+    reference: str | None
+    charged: int = Field(description="Charged this period (settled or not), minor units.")
+    left: int = Field(description="What may still be charged this period, minor units.")
+    charges: int = Field(description="How many charges this period.")
+    tab: int = Field(description="Charged and not settled yet, minor units.")
+    period_starts: When | None
+    period_ends: When | None = Field(description="The tab settles then, and a new period starts.")
+    last_settlement: AllowanceSettlementView | None
+    created: When
+
+
+class AllowanceChargeCreate(In):
+    amount: int = Field(gt=0, le=MAX_AMOUNT, description="Minor units, at most the allowance's max_charge.")
+    reference: str | None = Field(default=None, pattern=REFERENCE_PATTERN, examples=["ARTICLE-2231"])
+
+
+class AllowanceCharge(Out):
+    id: str
+    allowance: str
+    amount: int
+    reference: str | None
+    currency: str
+    left: int = Field(description="What may still be charged this period after it.")
+    charged: int
+    charges: int
+    created: When
+
+
+class AllowanceChargeBatchCreate(In):
+    charges: list[AllowanceChargeCreate] = Field(min_length=1, max_length=MAX_CHARGE_BATCH)
+
+
+class AllowanceChargeRow(Out):
+    row: int = Field(description="1-based, in the order sent.")
+    status: Literal["accepted", "rejected"]
+    id: str | None = None
+    amount: int
+    error: Error | None = None
+
+
+class AllowanceChargeBatch(Out):
+    count: int
+    accepted: int
+    rejected: int
+    left: int = Field(description="What may still be charged this period after the batch.")
+    charged: int
+    results: list[AllowanceChargeRow]
+
+
+class AllowanceSettleCreate(In):
+    """No fields: send ``{}`` (or no body)."""
+
+
+class AllowanceSettle(Out):
+    allowance: Allowance
+    settlement: AllowanceSettlementView | None = Field(
+        description="The settlement just recorded; none when nothing was charged since the last one."
+    )

@@ -54,10 +54,9 @@ def _name(merchant) -> str:
     return sms_name(merchant) if merchant is not None else ""
 
 
-def settled(customer, merchant, allowance, settlement, request) -> str:
-    """To the customer: one settlement (``request`` is its post, executed)."""
-    from ..payments.allowances import FINAL, left
-
+def settled(customer, merchant, allowance, settlement, request, *, ended: bool, left: int) -> str:
+    """To the customer: one settlement (``request`` is its post, executed); ``ended``: the
+    allowance goes no further; ``left``: what may still be charged this period."""
     date, time_ = when(request.executed_at or settlement.created_at)
     fields = dict(
         code=request.code,
@@ -67,10 +66,10 @@ def settled(customer, merchant, allowance, settlement, request) -> str:
         date=date,
         time=time_,
     )
-    if allowance.state in FINAL:
+    if ended:
         return tell(customer, SETTLED_ENDED, **fields)
     until = when(allowance.period_ends_at)[0] if allowance.period_ends_at else date
-    return tell(customer, SETTLED, **fields, left=money(left(allowance)), until=until)
+    return tell(customer, SETTLED, **fields, left=money(left), until=until)
 
 
 def paused(customer, merchant, allowance, amount: int) -> str:

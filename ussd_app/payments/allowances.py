@@ -875,7 +875,15 @@ def _settlements_done(session, now: datetime, limit: int) -> int:
         customer = find_by_phone(session, allowance.customer_phone)
         posted = request.kind == RequestKind.ALLOWANCE_POST.value and request.amount > 0
         if customer is not None and posted and request.status == RequestStatus.ACCEPTED.value:
-            body = texts.settled(customer, _merchant(session, allowance), allowance, settlement, request)
+            body = texts.settled(
+                customer,
+                _merchant(session, allowance),
+                allowance,
+                settlement,
+                request,
+                ended=allowance.state in FINAL,
+                left=left(allowance),
+            )
             _sms(session, customer.phone, body, request.id)
     return done
 
@@ -974,6 +982,16 @@ def _period_over(session, allowance: Allowance, now: datetime) -> int:
             )
         )
     return int(settle(session, allowance.id, why=Why.PERIOD_END, now=now) is not None)
+
+
+def last_settlement(session, allowance_id: str) -> AllowanceSettlement | None:
+    """An allowance's latest settlement (None before the first)."""
+    return session.execute(
+        select(AllowanceSettlement)
+        .where(AllowanceSettlement.allowance_id == allowance_id)
+        .order_by(AllowanceSettlement.created_at.desc(), AllowanceSettlement.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
 
 
 def settlements(session, allowance_id: str) -> list[AllowanceSettlement]:
