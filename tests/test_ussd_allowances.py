@@ -344,6 +344,35 @@ def test_approving_over_the_customers_own_limit_is_refused_before_the_pin(config
     assert allowance(allowance_id).state == al.State.AWAITING_APPROVAL
 
 
+def test_an_allowance_whose_limit_cannot_be_held_shows_as_paused(cast):
+    client = cast.client
+    allowance_id = asked(cast.merchant, limit=20_000_00, most=10_00, period="month")
+    phone = dial(client)
+    for value in (APPROVALS, "1", "1"):
+        phone.send(value)
+    assert phone.send(PIN).startswith("END Approved.")
+    work()  # the hold is refused: Juma has KES 10,000
+    assert allowance(allowance_id).state == al.State.PAUSED
+    assert sms_to(JUMA)[-1].startswith("Allowance for MAMA MBOGA paused")
+    assert available(cast.account) == FUNDS
+    phone = dial(client)
+    phone.send(ALLOWANCES)
+    assert phone.send("2") == "CON My allowances\n1. Mama Mboga: paused"
+    assert phone.send("1") == (
+        "CON Mama Mboga\nKES 20,000.00 a month, KES 20,000.00 left\n"
+        "Paused: not enough money to hold the limit.\n1. Latest charges\n2. Cancel allowance"
+    )
+    assert phone.send("1") == "CON No charges yet."
+    phone.send("0")
+    phone.send("2")
+    phone.send("1")
+    assert phone.send(PIN) == (
+        "END Allowance to Mama Mboga cancelled. Nothing was charged; any money held is yours again."
+    )
+    assert allowance(allowance_id).state == al.State.CANCELLED
+    ledger_ok()
+
+
 def test_decline_in_my_approvals(people):
     client = people.client
     allowance_id = asked(find_by_phone(db.session, MERCHANT["phone"]))
@@ -448,7 +477,26 @@ def test_kiswahili_screens(people):
     db.session.commit()
     phone = dial(client)
     assert phone.send(ALLOWANCES) == "CON Vibali vya malipo\n1. Anzisha kibali\n2. Vibali vyangu"
-    phone.send("1")
-    phone.send(TILL)
-    phone.send("100")
-    assert phone.send("3").startswith("CON Ruhusu Mama Mboga (123456) hadi KES 100.00 kwa mwezi?")
+    assert phone.send("1") == "CON Anzisha kibali\nWeka nambari ya till"
+    assert phone.send(TILL) == "CON Kibali kwa Mama Mboga\nWeka kikomo kwa kipindi"
+    assert phone.send("100") == (
+        "CON Kikomo cha KES 100.00 kianze upya mara ngapi?\n1. Kila siku\n2. Kila wiki\n3. Kila mwezi"
+    )
+    assert phone.send("3") == (
+        "CON Ruhusu Mama Mboga (123456) hadi KES 100.00 kwa mwezi? Malipo ni bure; mfanyabiashara"
+        " analipa ada.\n1. Thibitisha\n2. Ghairi"
+    )
+    assert phone.send("1") == "CON Weka PIN yako kuruhusu Mama Mboga hadi KES 100.00 kwa mwezi"
+    assert phone.send(PIN) == (
+        "END Kibali kwa Mama Mboga kitaanza pesa zikishikiliwa. Utapata SMS moja kwa kila malipo ya jumla."
+    )
+    # A merchant's ask, in My approvals.
+    asked(people.merchant, allowance_id="al_test2")
+    phone = dial(client)
+    assert phone.send(APPROVALS) == (
+        "CON Zinasubiri idhini yako:\n1. Ruhusu Mama Mboga KES 100.00 kwa wiki, hadi KES 5.00/malipo"
+    )
+    assert phone.send("1") == (
+        "CON Ruhusu Mama Mboga kutoza hadi KES 100.00 kwa wiki, isizidi KES 5.00 kwa malipo? Kiasi"
+        " hicho hushikiliwa kila kipindi.\n1. Idhinisha\n2. Kataa"
+    )

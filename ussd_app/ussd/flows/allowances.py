@@ -420,7 +420,7 @@ FLOW = {
     ),
     "cancel_nothing": Screen(
         "cancelled with nothing charged this period: the hold is released",
-        N_("Allowance to {allowance_name} cancelled. Nothing was charged; the money held is yours again."),
+        N_("Allowance to {allowance_name} cancelled. Nothing was charged; any money held is yours again."),
         end=True,
     ),
     "gone": Screen(
