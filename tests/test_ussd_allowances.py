@@ -317,7 +317,7 @@ def test_approve_in_my_approvals_with_the_pin_then_the_worker_makes_it_active(ca
     )
     assert phone.send("1") == (
         "CON Allow Mama Mboga to charge up to KES 100.00 a week, at most KES 5.00 a charge?"
-        " The limit is held each period.\n1. Approve\n2. Decline"
+        " The limit is held each period.\nDaily articles\n1. Approve\n2. Decline"
     )
     assert phone.send("1") == "CON Enter your PIN to approve"
     assert phone.send("0000").startswith("CON Wrong PIN. 2 tries left.")
@@ -498,5 +498,5 @@ def test_kiswahili_screens(people):
     )
     assert phone.send("1") == (
         "CON Ruhusu Mama Mboga kutoza hadi KES 100.00 kwa wiki, isizidi KES 5.00 kwa malipo? Kiasi"
-        " hicho hushikiliwa kila kipindi.\n1. Idhinisha\n2. Kataa"
+        " hicho hushikiliwa kila kipindi.\nDaily articles\n1. Idhinisha\n2. Kataa"
     )

@@ -31,6 +31,7 @@ CHARGE_LINE_LIMIT = 27
 NOT_A_CHOICE = N_("Invalid.")  # the charges' screens' reason: their lines leave no room for more
 SUMMARY_LIMIT = 60  # a line of My approvals (my_approvals.SUMMARY_LIMIT): the name gives way
 HOLD_KIND = RequestKind.ALLOWANCE.value  # a period's hold: what the customer's limits count
+DESCRIPTION_ROOM = 12  # septets at least, for the merchant's description on the item screen
 
 # How often, as the confirm screen, My approvals and My allowances say it.
 PER_PERIOD = {
@@ -65,15 +66,17 @@ def _name_gives_way(lang: str, message: str, budget: int, name: str, **fields) -
     return t(lang, message, name=gsm7.shorten(name, max(room, 6)), **fields)
 
 
-def asked(lang: str, name: str, limit: int, most: int, period: str) -> tuple[str, str]:
+def asked(lang: str, name: str, limit: int, most: int, period: str, description: str = "") -> tuple[str, str]:
     """What My approvals shows of an allowance a merchant asked for: its line in the list (at
     most ``SUMMARY_LIMIT`` septets) and its own screen before the PIN (the name in full when
-    it fits): the merchant, the limit per period, the period and the most a charge."""
+    it fits): the merchant, the limit per period, the period and the most a charge; then what
+    the merchant says it is for, in the room left."""
     fields = dict(limit=common.money(limit), most=common.money(most), per_period=_per(lang, period))
-    return (
-        _name_gives_way(lang, SUMMARY, SUMMARY_LIMIT, name, **fields),
-        _name_gives_way(lang, DETAILS, approvals.DETAILS_LIMIT, name, **fields),
-    )
+    details = _name_gives_way(lang, DETAILS, approvals.DETAILS_LIMIT, name, **fields)
+    room = approvals.DETAILS_LIMIT - (gsm7.length(details) or approvals.DETAILS_LIMIT) - 1
+    if description.strip() and room >= DESCRIPTION_ROOM:
+        details += "\n" + gsm7.shorten(" ".join(description.split()), room)
+    return _name_gives_way(lang, SUMMARY, SUMMARY_LIMIT, name, **fields), details
 
 
 class Allowances:
@@ -95,6 +98,7 @@ class Allowances:
                 allowance.limit_amount,
                 allowance.max_charge,
                 allowance.period,
+                allowance.description or "",
             )
             # Held from the wallet each period: the SIM-swap gate's figure.
             found.append(approvals.PendingApproval(allowance.id, line, allowance.limit_amount, details))
