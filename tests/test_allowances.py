@@ -263,7 +263,8 @@ def test_a_hold_still_queued_when_cancelled_is_released_once_made(cast):
     assert al.approve(db.session, customer, allowance_id)
     assert al.cancel(db.session, customer, allowance_id)
     db.session.commit()
-    execute_all()  # the hold is made, then released by after_batch's void
+    execute_all()  # the hold is made; the maintenance job then releases it
+    assert jobs.settle_allowances() == 1
     execute_all()
     assert state(allowance_id) == "cancelled"
     assert db.session.get(TransferRequest, f"{allowance_id}.h1.r").kind == "allowance_void"
@@ -364,3 +365,34 @@ def test_kinds_are_silent_receipts_and_the_settlement_code_checks_like_a_receipt
 
     reply = answer(db.session, customer.phone, post.code, language="en")[3]
     assert post.code in reply and "completed" in reply and "MAMA MBOGA" in reply.upper()
+
+
+def test_the_maintenance_job_settles_a_period_that_ended(cast):
+    """``python -m worker``'s periodic job (``maintain``) settles what fell due; the batch that
+    posts it is followed by the customer's SMS and the next hold (``after_allowance_batch``)."""
+    from sqlalchemy import update
+
+    from ussd_app.clock import utcnow
+
+    customer, merchant = cast
+    allowance_id = approved(customer, merchant)
+    charge(allowance_id, merchant, 5_00, 1)
+    db.session.execute(
+        update(al.Allowance)
+        .where(al.Allowance.id == allowance_id)
+        .values(period_ends_at=utcnow() - timedelta(minutes=1))
+    )
+    db.session.commit()
+    assert jobs.maintain()["allowances"] == 1
+    execute_all()
+    post = db.session.get(TransferRequest, f"{allowance_id}.h1.r")
+    assert (post.amount, post.status) == (5_00, "accepted")
+    assert sms_to(customer.phone)[-1].startswith(f"{post.code} Confirmed. KES 5.00 paid to MAMA MBOGA")
+    allowance = the(allowance_id)
+    assert (allowance.state, allowance.period_no, allowance.hold_request_id) == (
+        "active",
+        2,
+        f"{allowance_id}.h2",
+    )
+    assert jobs.maintain()["allowances"] == 0  # nothing more is due
+    ledger_ok()

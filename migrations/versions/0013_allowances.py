@@ -55,6 +55,7 @@ def upgrade():
     op.create_index(
         "ix_allowances_state_period_ends", "allowances", ["state", "period_ends_at"], unique=False
     )
+    op.create_index(op.f("ix_allowances_hold_request_id"), "allowances", ["hold_request_id"], unique=False)
     op.create_table(
         "allowance_charges",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -97,6 +98,7 @@ def downgrade():
     op.drop_table("allowance_settlements")
     op.drop_index("ix_allowance_charges_allowance_created", table_name="allowance_charges")
     op.drop_table("allowance_charges")
+    op.drop_index(op.f("ix_allowances_hold_request_id"), table_name="allowances")
     op.drop_index("ix_allowances_state_period_ends", table_name="allowances")
     op.drop_index("ix_allowances_merchant_created", table_name="allowances")
     op.drop_index("ix_allowances_customer_state", table_name="allowances")

@@ -145,7 +145,7 @@ class Allowance(db.Model):
     tab_amount: Mapped[int] = mapped_column(BigInteger, default=0)  # charged, not settled yet
     tab_count: Mapped[int] = mapped_column(Integer, default=0)
     hold_no: Mapped[int] = mapped_column(Integer, default=0)  # holds made so far
-    hold_request_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), default=None)
+    hold_request_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     ends_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)  # optional overall end
@@ -789,12 +789,11 @@ def _renew(session, allowance: Allowance, from_state: str, now: datetime) -> boo
 
 def after_batch(session, limit: int = 500) -> int:
     """After a batch executed: holds accepted -> ``active``; holds refused -> ``paused`` and
-    the customer told; settlements posted -> the customer's one SMS, then the next hold;
-    allowances that ended with a hold still held -> released. How many moved. Each move is a
-    compare-and-set: safe twice, and side by side."""
+    the customer told; settlements posted -> the customer's one SMS, then the next hold. How
+    many moved. Each move is a compare-and-set: safe twice, and side by side. (It reads only
+    allowances in motion, so it costs little after a batch that held none.)"""
     now = utcnow()
     done = _holds_decided(session, limit) + _settlements_done(session, now, limit)
-    done += _ended_with_a_hold(session, limit)
     session.flush()
     return done
 
@@ -889,13 +888,16 @@ def _settlements_done(session, now: datetime, limit: int) -> int:
 
 
 def _ended_with_a_hold(session, limit: int) -> int:
+    """Allowances cancelled while their hold was still queued: the hold, made since, released
+    (read from the pending allowance holds, one per allowance still going)."""
     rows = session.execute(
         select(Allowance)
         .join(TransferRequest, TransferRequest.id == Allowance.hold_request_id)
         .where(
-            Allowance.state.in_((State.CANCELLED.value, State.EXPIRED.value)),
-            TransferRequest.status == RequestStatus.ACCEPTED.value,
+            TransferRequest.kind == RequestKind.ALLOWANCE.value,
             TransferRequest.hold_state == HoldState.PENDING.value,
+            TransferRequest.status == RequestStatus.ACCEPTED.value,
+            Allowance.state.in_((State.CANCELLED.value, State.EXPIRED.value)),
         )
         .limit(limit)
     ).scalars()
@@ -914,9 +916,10 @@ def _terms(allowance: Allowance) -> dict:
 def settle_due(session, now: datetime | None = None, limit: int = 500) -> int:
     """The maintenance job: periods that ended are settled (or, with nothing charged and the
     whole limit still held, simply rolled on); paused allowances try again at their next
-    period; allowances past their end expire; asks left unanswered expire. How many moved."""
+    period; allowances past their end expire; asks left unanswered expire; a hold made after
+    its allowance was cancelled is released. How many moved."""
     now = now or utcnow()
-    done = 0
+    done = _ended_with_a_hold(session, limit)
     due = list(
         session.execute(
             select(Allowance)
