@@ -210,7 +210,8 @@ def test_no_money_for_the_next_period_pauses_and_tells_the_customer(backend_app)
     assert allowance.state == "paused"
     paused = sms_to(customer.phone)[-1]
     assert paused.startswith("Allowance for MAMA MBOGA paused: KES 200.00 could not be held")
-    assert events("allowance.paused")[0]["allowance"] == allowance_id
+    [event] = events("allowance.paused")
+    assert (event["allowance"], event["failure"]) == (allowance_id, "exceeds_credits")
     assert charge(allowance_id, merchant, 1_00, 99).code == "allowance_not_active"
     assert available(customer.account_id) == LIMIT + 10_00 - 50_00  # the tab paid, nothing held
     ledger_ok_without_deposits()
@@ -252,6 +253,13 @@ def test_cancel_settles_the_tab_and_releases_the_rest(cast):
     assert available(customer.account_id) == FUNDS - 20_00
     assert sms_to(customer.phone)[-1].endswith("Allowance ended: the rest of its hold is released.")
     assert events("allowance.cancelled")[0]["allowance"] == allowance_id
+    # The mini statement: the week's limit left once, what came back as returned.
+    from ussd_app.ussd.flows.my_account import statement_lines
+
+    lines = statement_lines(db.session, customer, "en")
+    hold = db.session.get(TransferRequest, f"{allowance_id}.h1")
+    assert lines[0].endswith(f"{post.code} +KES 180.00 Mama Mboga (returned)")
+    assert lines[1].endswith(f"{hold.code} -KES 200.00 Mama Mboga")
     assert charge(allowance_id, merchant, 1_00, 9).code == "allowance_not_active"
     assert not al.cancel(db.session, customer, allowance_id)  # once
     ledger_ok()
@@ -396,3 +404,25 @@ def test_the_maintenance_job_settles_a_period_that_ended(cast):
     )
     assert jobs.maintain()["allowances"] == 0  # nothing more is due
     ledger_ok()
+
+
+def test_a_kiswahili_customer_reads_the_ask_and_the_settlement_in_kiswahili(backend_app):
+    customer = person(**CUSTOMER, language="sw")
+    merchant = person(**MERCHANT)
+    cash_in(customer, person(**AGENT))
+    allowance_id = asked(customer, merchant)
+    assert sms_to(customer.phone)[-1] == (
+        "MAMA MBOGA anaomba kukutoza hadi KES 200.00 kwa wiki, isizidi KES 5.00 kila malipo. "
+        "Kubali au kataa: piga *384*7# > Idhini zangu"
+    )
+    assert al.approve(db.session, customer, allowance_id)
+    db.session.commit()
+    execute_all()
+    charge(allowance_id, merchant, 5_00, 1)
+    assert al.cancel(db.session, customer, allowance_id)
+    db.session.commit()
+    execute_all()
+    post = db.session.get(TransferRequest, f"{allowance_id}.h1.r")
+    assert sms_to(customer.phone)[-1].startswith(
+        f"{post.code} Imethibitishwa. KES 5.00 zimelipwa kwa MAMA MBOGA kwa malipo 1, "
+    )

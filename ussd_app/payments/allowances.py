@@ -829,15 +829,16 @@ def _holds_decided(session, limit: int) -> int:
                 _event(session, allowance, "allowance.approved", **_terms(allowance))
             continue
         customer = find_by_phone(session, allowance.customer_phone)
+        hold = session.get(TransferRequest, allowance.hold_request_id)
         if customer is not None:
-            hold = session.get(TransferRequest, allowance.hold_request_id)
             _sms(
                 session,
                 customer.phone,
                 texts.paused(customer, _merchant(session, allowance), allowance, hold.amount),
                 hold.id,
             )
-        _event(session, allowance, "allowance.paused")
+        # Why, in the ledger's or the limits' word (exceeds_credits, limit_daily_exceeded, ...).
+        _event(session, allowance, "allowance.paused", failure=hold.result)
     return done
 
 

@@ -10,6 +10,7 @@ from ... import notices, pins
 from ...extensions import db
 from ...i18n import t
 from ...ledger.models import Transfer
+from ...payments import kinds
 from ...payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
 from ...users import holders
 from .. import gsm7
@@ -100,15 +101,9 @@ def statement_lines(session, user, lang: str) -> list[str]:
 
 # Holds whose payee is a house account: the line names the number instead.
 NUMBER_KINDS = frozenset({RequestKind.SEND_UNREGISTERED.value, RequestKind.AIRTIME.value})
-POSTING_KINDS = frozenset(
-    k.value
-    for k in (
-        RequestKind.SUSPENSE_POST,
-        RequestKind.PROTECTED_POST,
-        RequestKind.REVERSAL_POST,
-        RequestKind.AIRTIME_POST,
-    )
-)
+# Every kind that posts a hold (the kinds table's), so a hold posted in part, as an allowance's
+# settlement is, shows only what came back as returned.
+POSTING_KINDS = kinds.POSTING_KINDS
 STILL_PENDING = (HoldState.PENDING.value, HoldState.DISPUTED.value, HoldState.SENDING.value)
 
 
