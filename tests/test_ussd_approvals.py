@@ -136,4 +136,4 @@ def test_providers_are_wired_by_the_app_not_by_importing_a_flow():
     )
     on_import, in_app = run.stdout.splitlines()[-2:]
     assert on_import == "[]"
-    assert in_app == str(sorted(["delivery", "request", "reversal", "withdrawal"]))
+    assert in_app == str(sorted(["allowance", "delivery", "request", "reversal", "withdrawal"]))

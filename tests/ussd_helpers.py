@@ -22,6 +22,7 @@ CUSTOMER_MENU_ITEMS = {
     "9": "My requests",
     "10": "Tip or donate",
     "11": "Standing orders",
+    "12": "Allowances",
 }
 # Its first screen: the first nine items, then "98. More" (the rest is on the next page).
 CUSTOMER_MENU = {**{key: CUSTOMER_MENU_ITEMS[key] for key in "123456789"}, "98": "More"}

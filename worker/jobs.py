@@ -231,6 +231,8 @@ def run_standing_orders(now=None) -> list[str]:
 
     _committed_with_retries(work, "standing order run")
     return recorded
+
+
 def after_allowance_batch() -> int:
     """Allowances after a batch: holds accepted -> active, refused -> paused (the customer told),
     settlements posted -> the customer's one SMS and the next period's hold; committed."""

@@ -19,6 +19,13 @@ class PendingApproval:
     # What approving sends out of (or releases from) this customer's wallet, minor units: large
     # amounts pass the SIM-swap gate first, as in every other flow that moves their money.
     spends: int = 0
+    # The item's own screen, before the PIN, when one line of the list cannot say all that
+    # approving agrees to (an allowance: who, the limit, the period, the most a charge); at most
+    # DETAILS_LIMIT septets. Empty: the summary.
+    details: str = ""
+
+
+DETAILS_LIMIT = 136  # septets: the item screen's text above "1. Approve / 2. Decline"
 
 
 class ApprovalProvider(Protocol):
@@ -48,12 +55,12 @@ def unregister(name: str) -> None:
     _providers.pop(name, None)
 
 
-def pending_for(session, user) -> list[tuple[str, str, int]]:
-    """[(reference, summary, spends)] over every provider; a reference is "provider:key"."""
+def pending_for(session, user) -> list[tuple[str, PendingApproval]]:
+    """[(reference, item)] over every provider; a reference is "provider:key"."""
     found = []
     for name, provider in sorted(_providers.items()):
         for item in provider.pending(session, user):
-            found.append((f"{name}{SEPARATOR}{item.key}", item.summary, item.spends))
+            found.append((f"{name}{SEPARATOR}{item.key}", item))
     return found
 
 
@@ -63,6 +70,14 @@ def declining_reports_a_problem(reference: str) -> bool:
     says so instead of "Decline"."""
     provider = _providers.get((reference or "").partition(SEPARATOR)[0])
     return bool(getattr(provider, "decline_reports_a_problem", False))
+
+
+def approved_text(reference: str) -> str | None:
+    """The message id of the END screen after approving ``reference`` when its provider says
+    what follows itself (``approved_text``: an allowance sends no SMS until it settles); None:
+    My approvals' own ("You will receive an SMS confirmation")."""
+    provider = _providers.get((reference or "").partition(SEPARATOR)[0])
+    return getattr(provider, "approved_text", None)
 
 
 def decide(session, user, reference: str, *, approve: bool) -> bool:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import phones, security
 from ..extensions import db
 from ..i18n import t
-from ..payments import payment_requests
+from ..payments import allowances, payment_requests
 from ..payments.models import TransferRequest
 from ..users import Role, find_by_phone
 from . import bp, sessions
@@ -157,10 +157,15 @@ def _group_recorded(group_id: str) -> bool:
     return bool(payment_requests.group(db.session, group_id))
 
 
+def _allowance_recorded(allowance_id: str) -> bool:
+    return db.session.get(allowances.Allowance, allowance_id) is not None
+
+
 MINTED_IDS = {
     "transfer_id": _transfer_recorded,
     "reversal_id": _transfer_recorded,
     "group_id": _group_recorded,
+    "allowance_id": _allowance_recorded,
 }
 
 

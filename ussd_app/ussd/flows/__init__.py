@@ -6,6 +6,7 @@ from . import (
     agent,
     agent_withdraw,
     airtime,
+    allowances,
     common,
     escrow,
     home,
@@ -19,8 +20,8 @@ from . import (
     request_payment,
     reversal,
     send_money,
-    tips,
     standing_orders,
+    tips,
     withdraw,
 )
 from . import fraud_checks as fraud
@@ -45,6 +46,7 @@ MODULES = {
     "airtime": airtime,
     "tips": tips,  # tip or donate to a creator or cause
     "standing_orders": standing_orders,  # issue 18: pay on a schedule, the PIN once
+    "allowances": allowances,  # its My approvals provider is there too
 }
 
 # What waits for a customer's PIN in My approvals (``ussd/approvals.py``), one provider each;
@@ -54,6 +56,7 @@ APPROVAL_PROVIDERS = (
     escrow.DeliveryConfirmations,  # protected purchases: confirm delivery or dispute
     agent_withdraw.AgentWithdrawals,  # a withdrawal an agent started
     reversal.ReversalApprovals,  # a sender asks this recipient to return a send
+    allowances.Allowances,  # a merchant asks to charge up to a limit a period
 )
 # ``name_shown`` (fraud_checks.name_shown) records a name the person saw: going back keeps it.
 engine = Engine({name: module.FLOW for name, module in MODULES.items()}, lasting=("name_shown",))

@@ -45,6 +45,7 @@ FLOW = {
             Option(N_("My requests"), "my_requests.start"),
             Option(N_("Tip or donate"), "tips.code"),
             Option(N_("Standing orders"), "standing_orders.menu"),
+            Option(N_("Allowances"), "allowances.menu"),
         ),
     ),
     "business": Step(

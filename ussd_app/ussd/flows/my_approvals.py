@@ -3,6 +3,7 @@ agent-started withdrawals, reversal requests), approved or declined after the PI
 providers live in ``ussd_app.ussd.approvals``; this flow only lists and asks."""
 
 from ...extensions import db
+from ...i18n import t
 from .. import approvals, gsm7
 from ..engine import N_, Option, Retry, Screen, Step
 from . import common, fraud_checks, tail
@@ -12,16 +13,21 @@ SUMMARY_LIMIT = 60  # septets of one line in the list
 
 def load(ctx) -> str:
     items = approvals.pending_for(db.session, ctx.user)
-    ctx.data["approvals"] = [[ref, gsm7.shorten(summary, SUMMARY_LIMIT)] for ref, summary, _ in items]
+    ctx.data["approvals"] = [[ref, gsm7.shorten(item.summary, SUMMARY_LIMIT)] for ref, item in items]
     # What approving each would move out of this wallet, for the SIM-swap gate.
-    ctx.data["approval_spends"] = {ref: spends for ref, _, spends in items}
+    ctx.data["approval_spends"] = {ref: item.spends for ref, item in items}
+    # The item screens that say more than their line of the list (approvals.PendingApproval).
+    ctx.data["approval_details"] = {
+        ref: gsm7.shorten(item.details, approvals.DETAILS_LIMIT) for ref, item in items if item.details
+    }
     return "some" if items else "none"
 
 
 def chosen(ctx) -> str:
     summaries = dict((ref, summary) for ref, summary in ctx.data.get("approvals") or [])
     ref = ctx.data.get("approval")
-    ctx.data["approval_summary"] = summaries.get(ref, "")
+    details = (ctx.data.get("approval_details") or {}).get(ref)
+    ctx.data["approval_summary"] = details or summaries.get(ref, "")
     ctx.data["amount"] = (ctx.data.get("approval_spends") or {}).get(ref, 0)
     return "report" if approvals.declining_reports_a_problem(ref) else "ok"
 
@@ -37,6 +43,10 @@ def _decide(ctx, approve: bool) -> str:
     if not approvals.decide(db.session, ctx.user, ctx.data.get("approval", ""), approve=approve):
         return "gone"
     # A transfer request or SMS the decision recorded rings its workers at commit (queues.py).
+    own = approvals.approved_text(ctx.data.get("approval", "")) if approve else None
+    if own:
+        ctx.data["approved_text"] = t(ctx.lang, own)
+        return "told"
     return "ok"
 
 
@@ -101,8 +111,11 @@ FLOW = {
         ask=N_("Enter your PIN to approve"),
         done=N_("Approved. You will receive an SMS confirmation."),
         cancelled=None,
-        exits={"gone": "gone", **fraud_checks.EXITS},
+        exits={"gone": "gone", "told": "approved_own", **fraud_checks.EXITS},
         names=tail.Names(pin="approve_pin", submit="approve", done="approved"),
+    ),
+    "approved_own": Screen(
+        "approved; the provider says what follows (approvals.approved_text)", "{approved_text}", end=True
     ),
     **tail.money_tail(
         decline,
@@ -120,5 +133,7 @@ SAMPLE = {
     "approvals": [[f"p:{i}", "W" * SUMMARY_LIMIT] for i in range(7)],
     "approval_spends": {f"p:{i}": 100_00 for i in range(7)},
     "approval": "p:0",
-    "approval_summary": "W" * SUMMARY_LIMIT,
+    "approval_details": {"p:0": "W" * approvals.DETAILS_LIMIT},
+    "approval_summary": "W" * approvals.DETAILS_LIMIT,
+    "approved_text": "W" * 120,
 }
