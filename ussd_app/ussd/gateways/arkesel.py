@@ -6,7 +6,7 @@ input typed), ``msisdn`` (233...), ``userData`` and ``network``. The answer repe
 ``sessionID``, ``userID`` and ``msisdn`` and adds ``message`` and ``continueSession`` (false
 ends the session). Arkesel sends no end-of-session notice and numbers no message, so a resend
 cannot be told from the same key typed again: each request is a new input (a session that
-ended still answers its last screen). Fixtures: tests/fixtures/gateways/arkesel/.
+ended still answers its last screen). Fixtures: tests/gateway_fixtures/arkesel.py.
 """
 
 from . import BEGIN, INPUT, Message, flag, loose, split, text

@@ -7,7 +7,7 @@ A request has ``command`` (``initiate``: the session begins; ``continue``: the p
 carries the screen in ``payload.request`` with a ``payload.request_id``. We number our answers
 (the request's ``request_id`` plus one); the next request carries that number back, so a resend
 (same ``request_id``, same ``response``) is recognised and answered from the store.
-Fixtures: tests/fixtures/gateways/beem/.
+Fixtures: tests/gateway_fixtures/beem.py.
 """
 
 from . import BEGIN, END, INPUT, Message, Unreadable, loose, split, text

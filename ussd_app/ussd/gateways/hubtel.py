@@ -10,7 +10,7 @@ input) or ``Release`` (show and end), ``Message``, and the display fields of Hub
 channels (``Label``, ``DataType``, ``FieldType``).
 
 Sequence numbers each message, so a resend (same ``Sequence``, same ``Message``) is recognised
-and answered from the store. Fixtures: tests/fixtures/gateways/hubtel/.
+and answered from the store. Fixtures: tests/gateway_fixtures/hubtel.py.
 """
 
 from . import BEGIN, END, INPUT, Message, Unreadable, loose, split, text
@@ -53,4 +53,4 @@ def answer(body: str, message: Message | None) -> dict:
 
 
 def closed(message: Message) -> dict:
-    return {**message.echo, "Type": "Release", "Message": "", "ClientState": ""}
+    return answer("END ", message)

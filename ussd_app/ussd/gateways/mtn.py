@@ -8,7 +8,7 @@ optionally ``cellId``, ``language``, ``imsi``. The answer is MTN's envelope (``s
 ``0000``, ``statusMessage``, ``transactionId``, ``_link``) around ``data``: ``inboundResponse``
 (the screen), ``userInputRequired``, ``messageType`` (``1`` continue or ``2`` end),
 ``serviceCode``, ``msisdn``. MTN numbers no message, so a resend cannot be told from the same
-key typed again (see ``views.hop``). Fixtures: tests/fixtures/gateways/mtn/.
+key typed again (see ``views.hop``). Fixtures: tests/gateway_fixtures/mtn.py.
 """
 
 from . import BEGIN, END, INPUT, NOTICE, Message, Unreadable, loose, split, text

@@ -10,7 +10,7 @@ kept per E.164 number in Redis for the session's lifetime), false continues the 
 current one; if that has expired, the hop starts at home as any unknown session does. A phone
 has one USSD session at a time, so this is the session. Nalo numbers no message and sends no
 end notice: a resend cannot be told from the same key typed again (see ``views.hop``).
-Fixtures: tests/fixtures/gateways/nalo/.
+Fixtures: tests/gateway_fixtures/nalo.py.
 """
 
 import logging
