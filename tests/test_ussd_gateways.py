@@ -14,6 +14,7 @@ from tests.ussd_helpers import CUSTOMER_MENU, Phone, available, options, screen
 from ussd_app.extensions import db
 from ussd_app.ledger.check import check
 from ussd_app.payments.models import RequestStatus, TransferRequest
+from ussd_app.security import InsecureConfig, check_config
 from ussd_app.ussd import gateways
 from worker.jobs import execute_transfers
 
@@ -211,6 +212,18 @@ def test_a_number_that_hammers_a_gateway_is_told_to_wait_whatever_its_spelling(c
         assert GatewayPhone(client, gateway, number=number).dial().startswith("CON ")
     late = GatewayPhone(client, gateway, number="254 712 000 111").dial()
     assert late == "END Too many requests. Please wait a minute and dial again."
+
+
+def test_production_refuses_a_gateway_allow_list_that_is_most_of_the_internet(app):
+    from tests.test_security import refusal
+
+    said = refusal(WEBHOOK_SECRET="a-long-webhook-secret", USSD_HUBTEL_ALLOWED_IPS="0.0.0.0/0")
+    assert "TUMA_USSD_HUBTEL_ALLOWED_IPS has 0.0.0.0/0, wider than /8" in said
+    with pytest.raises(InsecureConfig) as refused:  # a malformed one, in any environment
+        check_config(
+            {"TUMA_ENV": "development", "USSD_GATEWAYS": ("mtn",), "USSD_MTN_ALLOWED_IPS": "mtn.example"}
+        )
+    assert "TUMA_USSD_MTN_ALLOWED_IPS has an entry that is not an address or network" in str(refused.value)
 
 
 # -- odd input ------------------------------------------------------------------------------
