@@ -128,7 +128,7 @@ def test_a_send_through_the_gateway_is_the_same_transfer_as_through_africas_talk
     assert not failed, failed
 
 
-@pytest.mark.parametrize("gateway", NUMBERED)
+@pytest.mark.parametrize("gateway", GATEWAYS)
 def test_a_resent_message_mid_session_gets_the_same_screen_and_moves_nothing(client, juma, gateway):
     phone = GatewayPhone(client, gateway)
     phone.dial()
@@ -136,11 +136,24 @@ def test_a_resent_message_mid_session_gets_the_same_screen_and_moves_nothing(cli
     assert phone.repeat() == first  # the gateway resent "1": still the number screen
     assert "Send to Wanjiru Kamau" in phone.send("0712000222")
     assert "Confirm" in phone.send("500")
+    phone.send("1")
+    assert phone.repeat().startswith("CON Enter your PIN")  # the resent "1" costs no PIN try
+    assert phone.send(PIN).startswith("END Sending KES 500.00")
 
 
 @pytest.mark.parametrize("gateway", [g for g in GATEWAYS if g not in NUMBERED])
-def test_without_message_numbers_the_same_key_typed_again_is_a_new_input(client, juma, gateway):
-    """Arkesel, Nalo and MTN number no message: "2" then "2" is My account then Mini statement."""
+def test_without_message_numbers_the_same_key_typed_later_is_a_new_input(client, config, juma, gateway):
+    """Arkesel, Nalo and MTN number no message: past the resend window, "2" then "2" is My
+    account then Mini statement (with the window at 0, every message is past it)."""
+    config(USSD_RESEND_WINDOW_SECONDS=0)
+    phone = GatewayPhone(client, gateway)
+    phone.dial()
+    assert "My account" in phone.send("2")
+    assert "Enter your PIN" in phone.send("2")
+
+
+@pytest.mark.parametrize("gateway", NUMBERED)
+def test_numbered_messages_tell_the_same_key_typed_again_from_a_resend_at_once(client, juma, gateway):
     phone = GatewayPhone(client, gateway)
     phone.dial()
     assert "My account" in phone.send("2")

@@ -134,6 +134,10 @@ class Config:
     # TUMA_USSD_<GATEWAY>_ALLOWED_IPS (same forms as above); unset, the WEBHOOK_ ones apply.
     # The body cap and the per-phone rate are the webhooks' own.
     USSD_GATEWAYS = ("hubtel", "arkesel", "nalo", "beem", "mtn")
+    # A gateway that numbers no message (Arkesel, Nalo, MTN): the same input again within this
+    # many seconds of our answer is its retry (answered from the store, applied once); later, a
+    # person typing the same key on the next screen. 0: every message is a new input.
+    USSD_RESEND_WINDOW_SECONDS = _float("TUMA_USSD_RESEND_WINDOW_SECONDS", 2.0)
     USSD_HUBTEL_SECRET = os.environ.get("TUMA_USSD_HUBTEL_SECRET") or None
     USSD_HUBTEL_ALLOWED_IPS = os.environ.get("TUMA_USSD_HUBTEL_ALLOWED_IPS") or None
     USSD_ARKESEL_SECRET = os.environ.get("TUMA_USSD_ARKESEL_SECRET") or None

@@ -7,7 +7,7 @@ redacted form that keeps only the shape of the input.
 """
 
 import logging
-import secrets
+import time
 import traceback
 
 from flask import Response, g, request
@@ -90,25 +90,23 @@ ussd.ussd_refusal = lambda text: plain("END " + text)
 UNREADABLE = "Sorry, this request could not be read. Please dial again."
 
 
-def hop(session_id: str, phone: str, repeat_key: str | None, newest: str) -> str:
+def hop(session_id: str, phone: str, repeat_key: str, newest: str, *, fresh_for: float | None = None) -> str:
     """Answer one hop of a session: the body ``CON ...`` or ``END ...``, whatever fails.
 
     The one core every gateway shares (``/ussd`` and ``ussd/gateways/``): the session locked
     and read in one round trip, a repeat answered from the store, only ``newest`` applied.
     ``repeat_key`` is what tells a repeat: the same key again in the same session gets the
     stored answer and runs nothing (Africa's Talking: the cumulative text; a gateway that
-    numbers its messages: number and input). None: the gateway gives nothing that tells a
-    resend from the same key typed again, so every hop is new (a session that ended still
-    answers its last screen). ``session_id`` is already namespaced by the caller."""
-    log.info(
-        "ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), redact(repeat_key or newest)
-    )
+    numbers its messages: number and input). A gateway that numbers nothing can only give the
+    input itself, and the same key may be typed again on the next screen: ``fresh_for`` then
+    bounds a repeat to that many seconds after the stored answer (a gateway's retry follows at
+    once; a person reads the screen first). ``session_id`` is already namespaced by the caller."""
+    shape = redact(repeat_key if fresh_for is None else newest)
+    log.info("ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), shape)
     g.ussd_committed = False
-    if repeat_key is None:
-        repeat_key = "\x00fresh:" + secrets.token_hex(16)
     try:
         with sessions.locked(session_id, phone) as hold:
-            return _answer(hold, repeat_key, newest)
+            return _answer(hold, repeat_key, newest, fresh_for)
     except sessions.SessionBusy:
         log.warning("ussd session=%s busy: a repeat arrived while the first was running", session_id[:40])
         return "END " + t("en", "Sorry, we are busy. Please dial again.")
@@ -154,13 +152,16 @@ def close(session_id: str, phone: str) -> bool:
         return False
 
 
-def _answer(hold: sessions.Hold, repeat_key: str, newest: str) -> str:
+def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float | None) -> str:
     session_id, phone, stored = hold.session_id, hold.phone, hold.stored
     digest = sessions.text_digest(session_id, repeat_key)
     if stored is not None:
         if stored.phone != phone:
             return "END " + t("en", UNREADABLE)
-        if stored.last_text == digest or stored.conversation.ended:
+        recent = fresh_for is None or (
+            stored.answered_at is not None and time.time() - stored.answered_at <= fresh_for
+        )
+        if (stored.last_text == digest and recent) or stored.conversation.ended:
             # A repeat (the gateway retried, or the phone resent): the same screen, nothing again.
             return stored.last_reply or "END"
     user = find_by_phone(db.session, phone)
@@ -187,7 +188,12 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str) -> str:
     g.ussd_screen = conversation.state  # for the metrics (ops/tracing.py)
     hold.save(
         sessions.StoredSession(
-            phone=phone, conversation=conversation, data=ctx.data, last_text=digest, last_reply=body
+            phone=phone,
+            conversation=conversation,
+            data=ctx.data,
+            last_text=digest,
+            last_reply=body,
+            answered_at=time.time(),
         ),
         engine.snapshot(conversation, ctx) if conversation.state != RESUME else None,
         keep_resume=conversation.state == RESUME,

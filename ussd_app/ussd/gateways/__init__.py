@@ -23,7 +23,7 @@ would see (body too large, too many requests) is the gateway's own end-of-sessio
 import logging
 from dataclasses import dataclass, field
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 
 from ... import security
 from ...i18n import t
@@ -45,7 +45,8 @@ class Message:
     kind: str  # BEGIN (``text`` is what was dialled), INPUT, END (over: close it), NOTICE
     session: str  # the gateway's session id ("" when it sends none)
     text: str = ""  # the newest input
-    # What tells a repeat of this very request (see ``views.hop``); None when nothing can.
+    # What tells a repeat of this very request (see ``views.hop``); None when the gateway
+    # numbers nothing: then the same input within USSD_RESEND_WINDOW_SECONDS is its retry.
     repeat_key: str | None = None
     echo: dict = field(default_factory=dict)  # what the answer repeats back to the gateway
 
@@ -121,7 +122,12 @@ def _handle(gateway) -> dict:
         views.close(session, phone)
         return gateway.closed(message)
     newest = message.text if message.kind == INPUT else ""
-    return gateway.answer(views.hop(session, phone, message.repeat_key, newest), message)
+    if message.repeat_key is not None:
+        body = views.hop(session, phone, message.repeat_key, newest)
+    else:  # nothing numbers the messages: the same input again, at once, is the gateway's retry
+        window = current_app.config["USSD_RESEND_WINDOW_SECONDS"]
+        body = views.hop(session, phone, f"{message.kind}\x00{message.text}", newest, fresh_for=window)
+    return gateway.answer(body, message)
 
 
 def register(gateway) -> None:

@@ -4,9 +4,9 @@ A request has ``sessionID``, ``userID`` (our account at Arkesel), ``newSession``
 first request of a session, whose ``userData`` is the dialled string; false after, with the one
 input typed), ``msisdn`` (233...), ``userData`` and ``network``. The answer repeats
 ``sessionID``, ``userID`` and ``msisdn`` and adds ``message`` and ``continueSession`` (false
-ends the session). Arkesel sends no end-of-session notice and numbers no message, so a resend
-cannot be told from the same key typed again: each request is a new input (a session that
-ended still answers its last screen). Fixtures: tests/gateway_fixtures/arkesel.py.
+ends the session). Arkesel sends no end-of-session notice and numbers no message: the same input
+again within ``USSD_RESEND_WINDOW_SECONDS`` of our answer is taken for its retry (see
+``views.hop``). Fixtures: tests/gateway_fixtures/arkesel.py.
 """
 
 from . import BEGIN, INPUT, Message, flag, loose, split, text

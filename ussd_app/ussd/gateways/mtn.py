@@ -7,8 +7,9 @@ is over; ``3`` notification: nothing to answer), ``msisdn``, ``serviceCode``, ``
 optionally ``cellId``, ``language``, ``imsi``. The answer is MTN's envelope (``statusCode``
 ``0000``, ``statusMessage``, ``transactionId``, ``_link``) around ``data``: ``inboundResponse``
 (the screen), ``userInputRequired``, ``messageType`` (``1`` continue or ``2`` end),
-``serviceCode``, ``msisdn``. MTN numbers no message, so a resend cannot be told from the same
-key typed again (see ``views.hop``). Fixtures: tests/gateway_fixtures/mtn.py.
+``serviceCode``, ``msisdn``. MTN numbers no message: the same input again
+within ``USSD_RESEND_WINDOW_SECONDS`` of our answer is taken for its retry (see ``views.hop``).
+Fixtures: tests/gateway_fixtures/mtn.py.
 """
 
 from . import BEGIN, END, INPUT, NOTICE, Message, Unreadable, loose, split, text

@@ -9,7 +9,8 @@ With no session id, the session is the number's: ``MSGTYPE`` true starts a new o
 kept per E.164 number in Redis for the session's lifetime), false continues the number's
 current one; if that has expired, the hop starts at home as any unknown session does. A phone
 has one USSD session at a time, so this is the session. Nalo numbers no message and sends no
-end notice: a resend cannot be told from the same key typed again (see ``views.hop``).
+end notice: the same input again within ``USSD_RESEND_WINDOW_SECONDS`` of our answer is taken for
+its retry (see ``views.hop``).
 Fixtures: tests/gateway_fixtures/nalo.py.
 """
 
