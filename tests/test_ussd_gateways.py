@@ -185,6 +185,21 @@ def test_nalo_keys_the_session_on_the_number_and_a_new_dial_starts_a_new_one(cli
     assert "Wanjiru" not in other.dial()
 
 
+def test_gateway_hops_are_counted_by_screen_like_africas_talkings(client, juma):
+    from tests.test_ops_metrics import samples, value
+
+    before = samples(client)
+    GatewayPhone(client, "hubtel").walk("1")
+    after = samples(client)
+
+    def grew(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("tuma_ussd_requests_total", screen="home.customer_menu", outcome="con") == 1
+    assert grew("tuma_ussd_requests_total", screen="send_money.recipient", outcome="con") == 1
+    assert grew("tuma_http_request_duration_seconds_count", endpoint="ussd.gateway_hubtel") == 2
+
+
 # -- guards ---------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ would see (body too large, too many requests) is the gateway's own end-of-sessio
 import logging
 from dataclasses import dataclass, field
 
-from flask import current_app, jsonify, request
+from flask import current_app, g, jsonify, request
 
 from ... import security
 from ...i18n import t
@@ -95,27 +95,32 @@ def _json_body():
     return doc if isinstance(doc, dict) else None
 
 
+def _reply(gateway, body: str, message: Message | None) -> dict:
+    g.ussd_outcome = "con" if body.startswith("CON ") else "end"  # for the metrics (ops/tracing.py)
+    return gateway.answer(body, message)
+
+
 def _handle(gateway) -> dict:
     doc = _json_body()
     if doc is None:
         log.warning("ussd %s: body is not a JSON object", gateway.NAME)
-        return gateway.answer("END " + t("en", views.UNREADABLE), None)
+        return _reply(gateway, "END " + t("en", views.UNREADABLE), None)
     try:
         message = gateway.read(doc)
     except Unreadable as exc:
         log.warning("ussd %s: unreadable request (%s)", gateway.NAME, exc)
-        return gateway.answer("END " + t("en", views.UNREADABLE), None)
+        return _reply(gateway, "END " + t("en", views.UNREADABLE), None)
     phone = security.caller_phone()  # E.164, as the rate limit counted it
     if phone is None:
         log.warning("ussd %s: from a number that is not a mobile number of ours", gateway.NAME)
-        return gateway.answer("END " + t("en", views.UNREADABLE), message)
+        return _reply(gateway, "END " + t("en", views.UNREADABLE), message)
     if len(message.text) > views.MAX_TEXT:
         log.warning("ussd %s: an input of %d characters: ended", gateway.NAME, len(message.text))
-        return gateway.answer("END " + t("en", views.UNREADABLE), message)
+        return _reply(gateway, "END " + t("en", views.UNREADABLE), message)
     session_for = getattr(gateway, "session_for", None)
     session = session_for(message, phone) if session_for else f"{gateway.NAME}:{message.session}"
     if session is None:
-        return gateway.answer("END " + t("en", "Sorry, we are busy. Please dial again."), message)
+        return _reply(gateway, "END " + t("en", "Sorry, we are busy. Please dial again."), message)
     if message.kind == NOTICE:
         return gateway.closed(message)
     if message.kind == END:
@@ -127,7 +132,7 @@ def _handle(gateway) -> dict:
     else:  # nothing numbers the messages: the same input again, at once, is the gateway's retry
         window = current_app.config["USSD_RESEND_WINDOW_SECONDS"]
         body = views.hop(session, phone, f"{message.kind}\x00{message.text}", newest, fresh_for=window)
-    return gateway.answer(body, message)
+    return _reply(gateway, body, message)
 
 
 def register(gateway) -> None:
