@@ -52,7 +52,6 @@ from . import phones
 log = logging.getLogger(__name__)
 
 PROTECTED_BLUEPRINTS = ("ussd", "sms", "sms_commands")
-USSD_ENDPOINT = "ussd.ussd"  # the hop itself answers CON/END, even when refused
 _CALLER_PHONE = "tuma.caller_phone"  # where caller_phone keeps its answer for the request
 
 # The development defaults in config.py; production refuses to start with any of them.
@@ -100,6 +99,12 @@ def check_config(config) -> None:
     if config.get("PAYBILL_VALIDATION_DEFAULT", "accept") not in ("accept", "refuse"):
         raise InsecureConfig("TUMA_PAYBILL_VALIDATION_DEFAULT must be accept or refuse")
     allowed = _networks("WEBHOOK_ALLOWED_IPS", config.get("WEBHOOK_ALLOWED_IPS"))
+    gateway_lists = {
+        f"USSD_{name.upper()}_ALLOWED_IPS": _networks(
+            f"USSD_{name.upper()}_ALLOWED_IPS", config.get(f"USSD_{name.upper()}_ALLOWED_IPS")
+        )
+        for name in config.get("USSD_GATEWAYS", ())
+    }
     proxies = trusted_proxies(config.get("WEBHOOK_TRUSTED_PROXIES"))
     if config.get("TUMA_ENV") != "production":
         if isinstance(proxies, int) and proxies:
@@ -121,13 +126,14 @@ def check_config(config) -> None:
             "TUMA_WEBHOOK_TRUSTED_PROXIES is a count: give the proxies' addresses or networks, so "
             "X-Forwarded-For is believed only from them"
         )
-    for name, networks in (("WEBHOOK_ALLOWED_IPS", allowed), ("WEBHOOK_TRUSTED_PROXIES", proxies)):
+    lists = [("WEBHOOK_ALLOWED_IPS", allowed), ("WEBHOOK_TRUSTED_PROXIES", proxies), *gateway_lists.items()]
+    for name, networks in lists:
         wide = [str(n) for n in (networks if isinstance(networks, tuple) else ()) if too_wide(n)]
         if wide:
             refused.append(
                 f"TUMA_{name} has {', '.join(wide)}, wider than /{WIDEST_NETWORK[4]} (IPv4) or "
                 f"/{WIDEST_NETWORK[6]} (IPv6): that is a large part of the internet, not "
-                + ("Africa's Talking's addresses" if name == "WEBHOOK_ALLOWED_IPS" else "your proxies")
+                + ("your proxies" if name == "WEBHOOK_TRUSTED_PROXIES" else "the gateway's addresses")
                 + "; list their own addresses or networks"
             )
     if refused:
@@ -140,10 +146,16 @@ def init_app(app) -> None:
     app.register_error_handler(RequestEntityTooLarge, _too_large)
 
 
+def _view():
+    return current_app.view_functions.get(request.endpoint) if request.endpoint else None
+
+
 def _refuse(status: int, text: str, ussd_text: str | None = None) -> Response:
-    if ussd_text is not None and request.endpoint == USSD_ENDPOINT:
-        # Africa's Talking shows our answer on the phone: a clean END, never an error page.
-        return Response("END " + ussd_text, status=200, mimetype="text/plain")
+    answer = getattr(_view(), "ussd_refusal", None)
+    if ussd_text is not None and answer is not None:
+        # A USSD gateway shows our answer on the phone: its own "session over" shape (on
+        # /ussd a clean END), never an error page.
+        return answer(ussd_text)
     return Response(text, status=status, mimetype="text/plain")
 
 
@@ -160,11 +172,11 @@ def _guard():
         request.max_content_length = limit  # also caps a body sent without Content-Length
         if request.content_length is not None and request.content_length > limit:
             return _too_large(None)
-    allowed = config.get("WEBHOOK_ALLOWED_IPS")
+    allowed = _setting(config, "ALLOWED_IPS")
     if allowed and not _ip_allowed(allowed):
         log.warning("webhook refused: address not allowed (%s)", request.endpoint)
         return _refuse(403, "forbidden")
-    secret = config.get("WEBHOOK_SECRET")
+    secret = _setting(config, "SECRET")
     if secret and not _has_secret(secret):
         log.warning("webhook refused: missing or wrong secret (%s)", request.endpoint)
         return _refuse(403, "forbidden")
@@ -172,6 +184,15 @@ def _guard():
     if per_minute and _over_rate(per_minute):
         return _refuse(429, "too many requests", "Too many requests. Please wait a minute and dial again.")
     return None
+
+
+def _setting(config, what: str):
+    """``WEBHOOK_<what>``, or for another USSD gateway's endpoint (its view names the gateway,
+    ``ussd/gateways/``) that gateway's own ``USSD_<GATEWAY>_<what>`` when it is set: each
+    gateway is given its own callback secret and calls from its own addresses."""
+    gateway = getattr(_view(), "ussd_gateway", None)
+    own = config.get(f"USSD_{gateway.upper()}_{what}") if gateway else None
+    return own or config.get(f"WEBHOOK_{what}")
 
 
 def _networks(name: str, value) -> tuple:
@@ -265,7 +286,11 @@ def caller_phone() -> str | None:
     per-phone count, and the views, use this number, never the raw string."""
     # Kept on the request itself (not ``g``: an app context can outlive one request).
     if _CALLER_PHONE not in request.environ:
-        raw = (request.form.get("phoneNumber") or request.form.get("from") or "").strip()
+        reader = getattr(_view(), "raw_caller", None)  # a gateway that posts JSON says where
+        if reader is not None:
+            raw = reader()
+        else:
+            raw = (request.form.get("phoneNumber") or request.form.get("from") or "").strip()
         try:
             request.environ[_CALLER_PHONE] = phones.normalize_mobile(raw)
         except phones.InvalidPhone:
