@@ -9,8 +9,8 @@ from .payments import reversals  # noqa: F401  (its index on transfer_requests)
 from .payments.agent_withdrawals import WithdrawalApproval  # noqa: F401
 from .payments.models import TransferRequest, TrustDeposit  # noqa: F401
 from .payments.payment_requests import PaymentRequest  # noqa: F401
-from .payments.tips import TipDigest  # noqa: F401  (and its index on transfer_requests)
 from .payments.standing_orders import StandingOrder, StandingOrderRun  # noqa: F401
+from .payments.tips import TipDigest  # noqa: F401  (and its index on transfer_requests)
 from .sms.outbox import OutboxMessage  # noqa: F401
 from .sms_commands.inbound import InboundMessage  # noqa: F401
 from .tariffs import TariffVersion  # noqa: F401

@@ -27,7 +27,9 @@ States, each moved only by compare-and-set (an UPDATE ... WHERE state = <from>):
   Dates that pass while it is paused make no run (and do not count towards a number of runs).
 - run: ``paying`` (an attempt is recorded) -> ``paid`` | ``retry`` (refused: one more try at
   ``retry_at``, later the same day, never past its end) -> ``paying`` (attempt 2) -> ``paid`` |
-  ``skipped`` (the payer is told; the order's next run goes on as scheduled).
+  ``skipped`` (the payer is told; the order's next run goes on as scheduled). A retry the
+  scheduler reaches only after that day (it was down) is skipped, never paid beside the next
+  day's run.
 
 A refused run posts nothing (the ledger writes a chain whole or not at all: no fee), and the
 worker writes no refusal receipt for it (``quiet_refusals``): the payer gets ONE SMS per
@@ -477,13 +479,20 @@ def _record(session, order: StandingOrder, run: StandingOrderRun) -> TransferReq
 
 def _retry(session, run: StandingOrderRun, now: datetime, recorded: list) -> None:
     """The second and last attempt of a refused run, unless the payer paused or cancelled the
-    order meanwhile (then the run is skipped: they stopped it themselves)."""
+    order meanwhile (then the run is skipped: they stopped it themselves), or the day of the
+    refused attempt is over (skipped, and the payer told)."""
     order = session.get(StandingOrder, run.order_id)
     payer = find_by_account(session, order.payer_account_id)
     going = order.state in (State.ACTIVE.value, State.FINISHED.value)
     if not going or payer is None or _payer_locked(payer):
         if _move_run(session, run, RunState.RETRY, RunState.SKIPPED, settled_at=now):
             _ended_with(session, run)
+        return
+    if local_date(now) != local_date(run.tried_at):
+        # The retry was promised for the day of the refused attempt; a scheduler that was down
+        # until the next day skips it (and says so), rather than pay it beside that day's run.
+        if _move_run(session, run, RunState.RETRY, RunState.SKIPPED, settled_at=now):
+            _tell_skipped(session, order, run, payer)
         return
     tid = run_request_id(run.id, run.attempt + 1)
     if _move_run(
@@ -586,12 +595,18 @@ def settle(session, now: datetime | None = None, limit: int = 500) -> int:
             continue
         done += 1
         order = session.get(StandingOrder, run.order_id, populate_existing=True)
-        payer = find_by_account(session, order.payer_account_id)
-        payee = find_by_account(session, order.payee_account_id)
-        if payer is not None:
-            body = texts.not_paid(payer, payee, order, run, request, retry_at=again)
-            _sms(session, payer, body, request.id)
-        if again is None:  # skipped: the payer's SMS said whether it was the last
-            _ended_with(session, run, payer_told=True)
+        _tell_skipped(session, order, run, find_by_account(session, order.payer_account_id), again)
     session.flush()
     return done
+
+
+def _tell_skipped(session, order: StandingOrder, run: StandingOrderRun, payer, again=None) -> None:
+    """The payer hears that ``run`` (its current attempt refused) is tried again at ``again``,
+    or, when None, skipped: then, if it was its order's last, both sides hear it has ended."""
+    request = session.get(TransferRequest, run.transfer_request_id)
+    if payer is not None:
+        payee = find_by_account(session, order.payee_account_id)
+        body = texts.not_paid(payer, payee, order, run, request, retry_at=again)
+        _sms(session, payer, body, request.id)
+    if again is None:  # skipped: the payer's SMS said whether it was the last
+        _ended_with(session, run, payer_told=True)

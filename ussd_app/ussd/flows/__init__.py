@@ -19,8 +19,8 @@ from . import (
     request_payment,
     reversal,
     send_money,
-    tips,
     standing_orders,
+    tips,
     withdraw,
 )
 from . import fraud_checks as fraud
