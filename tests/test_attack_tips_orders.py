@@ -4,13 +4,23 @@ webhooks, the CLI and the jobs the workers run; each test is a hole found and cl
 from datetime import timedelta
 
 from tests.escrow_helpers import cash_in, ledger_ok, sms_to
-from tests.standing_order_helpers import requests_from, runs, today, utc
-from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, available
+from tests.standing_order_helpers import (
+    STANDING_ORDERS,
+    local,
+    orders,
+    requests_from,
+    runs,
+    set_up_to_person,
+    today,
+    utc,
+)
+from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, available
 from ussd_app.extensions import db
 from ussd_app.payments import standing_orders as so
 from worker import jobs
 
 PAYEE = SECOND_CUSTOMER["phone"]
+PIN = CUSTOMER["pin"]
 
 
 def execute() -> None:
@@ -64,3 +74,37 @@ def test_a_retry_the_scheduler_missed_is_skipped_on_the_next_day_not_paid_twice(
         f"due {d1:%d/%m/%y} not paid. Not enough money. Skipped; next payment {d3:%d/%m/%y}."
     )
     ledger_ok()
+
+
+def set_up_and_cancel(client, payer_phone: str, pin: str, payee_phone: str) -> str:
+    """One order set up by USSD, then cancelled at once (My standing orders, its PIN); the END
+    screen of the set-up (or what refused it)."""
+    body = Phone(client, local(payer_phone)).walk(STANDING_ORDERS, "1")
+    if body.startswith("END"):
+        return body
+    body = set_up_to_person(client, payer_phone, pin, payee_phone, 5, runs=1)
+    phone = Phone(client, local(payer_phone))
+    assert phone.walk(STANDING_ORDERS, "2", "1", "2").startswith("CON Cancel the standing order")
+    phone.send("1")
+    assert phone.send(pin) == "END Standing order cancelled. The payee is told by SMS."
+    return body
+
+
+def test_setting_up_and_cancelling_orders_in_a_loop_cannot_spam_a_stranger(
+    client, config, redis, customer, second_customer
+):
+    """Each order set up and each one cancelled sends its payee an SMS. The cap on orders
+    running stopped nothing once each was cancelled: setting up and cancelling in a loop sent
+    a stranger two SMS a loop, without a shilling moving. A payer sets up at most
+    STANDING_ORDERS_PER_PAYER orders a day, cancelled or not."""
+    config(STANDING_ORDERS_PER_PAYER=3, WEBHOOK_RATE_PER_MINUTE=10_000)
+    for _ in range(3):
+        redis.delete(*redis.keys("tuma:fraud:*") or ["none"])  # the look-up cool-down: not this test's
+        body = set_up_and_cancel(client, CUSTOMER["phone"], PIN, PAYEE)
+        assert body.startswith("END Standing order set up.")
+    told = len(sms_to(PAYEE))
+    assert told == 6
+    assert set_up_and_cancel(client, CUSTOMER["phone"], PIN, PAYEE) == (
+        "END You have set up 3 standing orders today, the most allowed. Try again tomorrow."
+    )
+    assert len(sms_to(PAYEE)) == told and len(orders()) == 3

@@ -47,7 +47,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, select, update
+from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..clock import utcnow
@@ -231,8 +231,8 @@ def create(
         raise OrderError("the end date is before the first date or too far ahead")
     if runs_limit is not None and not 1 <= runs_limit <= MAX_RUNS:
         raise OrderError(f"between 1 and {MAX_RUNS} runs")
-    if not room_for_another(session, payer):
-        raise OrderError("as many orders running as a payer may have")
+    if not room_for_another(session, payer, now):
+        raise OrderError("as many orders running, or set up today, as a payer may have")
     order = StandingOrder(
         id=order_id,
         payer_account_id=payer.account_id,
@@ -258,9 +258,25 @@ def create(
     return order
 
 
-def room_for_another(session, payer: User) -> bool:
-    """Whether ``payer`` may set up one more order (``STANDING_ORDERS_PER_PAYER`` running)."""
-    return len(mine(session, payer)) < current_app.config["STANDING_ORDERS_PER_PAYER"]
+def room_for_another(session, payer: User, now: datetime | None = None) -> bool:
+    return no_room(session, payer, now) is None
+
+
+def no_room(session, payer: User, now: datetime | None = None) -> str | None:
+    """Why ``payer`` may not set up one more order: "running" (``STANDING_ORDERS_PER_PAYER``
+    running), "today" (that many set up today, cancelled or not: each set-up and each cancel
+    SMSes the payee, so setting up and cancelling in a loop would spam a stranger for free);
+    None when they may."""
+    most = current_app.config["STANDING_ORDERS_PER_PAYER"]
+    if len(mine(session, payer)) >= most:
+        return "running"
+    today = session.execute(
+        select(func.count()).where(
+            StandingOrder.payer_account_id == payer.account_id,
+            StandingOrder.created_at >= midnight(local_date(now)),
+        )
+    ).scalar_one()
+    return "today" if today >= most else None
 
 
 def mine(session, payer: User) -> list[StandingOrder]:

@@ -69,12 +69,14 @@ def payments_count(text: str) -> int | None:
 
 
 def may_add(ctx) -> str:
-    """A payer with as many orders running as allowed cancels one first (said before any
-    look-up or PIN; ``so.create`` refuses it too)."""
-    if so.room_for_another(db.session, ctx.user):
+    """A payer with as many orders running as allowed cancels one first; one who set up as
+    many today waits for tomorrow (said before any look-up or PIN; ``so.create`` refuses it
+    too)."""
+    why = so.no_room(db.session, ctx.user)
+    if why is None:
         return "ok"
     ctx.data["so_most"] = current_app.config["STANDING_ORDERS_PER_PAYER"]
-    return "full"
+    return "full" if why == "running" else "full_today"
 
 
 def find_person(ctx) -> str:
@@ -320,6 +322,10 @@ def cancel(ctx) -> str:
 
 FULL = N_("You have {so_most} standing orders running, the most allowed. Cancel one first.")
 singular(FULL, "so_most", N_("You have 1 standing order running, the most allowed. Cancel it first."))
+FULL_TODAY = N_("You have set up {so_most} standing orders today, the most allowed. Try again tomorrow.")
+singular(
+    FULL_TODAY, "so_most", N_("You have set up 1 standing order today, the most allowed. Try again tomorrow.")
+)
 
 _AMOUNT = N_("Enter a whole amount, like 500.")
 _PAST = N_("That date is past. Enter today or later.")
@@ -332,12 +338,15 @@ FLOW = {
         N_("Standing orders"),
         options=(Option(N_("New"), "may_add"), Option(N_("My standing orders"), "mine")),
     ),
-    "may_add": Step("room for one more order?", may_add, {"ok": "new", "full": "full"}),
+    "may_add": Step(
+        "room for one more order?", may_add, {"ok": "new", "full": "full", "full_today": "full_today"}
+    ),
     "full": Screen(
         "as many orders running as a payer may have",
         FULL,
         end=True,
     ),
+    "full_today": Screen("as many orders set up today as a payer may", FULL_TODAY, end=True),
     "new": Screen(
         "whom the new standing order pays",
         N_("New standing order\nPay:"),
