@@ -3,6 +3,8 @@ webhooks, the CLI and the jobs the workers run; each test is a hole found and cl
 
 from datetime import timedelta
 
+import pytest
+
 from tests.escrow_helpers import cash_in, ledger_ok, sms_to
 from tests.standing_order_helpers import (
     STANDING_ORDERS,
@@ -108,3 +110,43 @@ def test_setting_up_and_cancelling_orders_in_a_loop_cannot_spam_a_stranger(
         "END You have set up 3 standing orders today, the most allowed. Try again tomorrow."
     )
     assert len(sms_to(PAYEE)) == told and len(orders()) == 3
+
+
+def cancel_by_ussd(client, payer_phone: str, pin: str) -> str:
+    phone = Phone(client, local(payer_phone))
+    assert phone.walk(STANDING_ORDERS, "2", "1", "2").startswith("CON Cancel the standing order")
+    phone.send("1")
+    return phone.send(pin)
+
+
+def pause_by_ussd(client, payer_phone: str) -> str:
+    return Phone(client, local(payer_phone)).walk(STANDING_ORDERS, "2", "1", "1")
+
+
+@pytest.mark.parametrize("stop", ["cancel", "pause"])
+def test_a_run_still_queued_when_the_payer_stops_the_order_is_not_paid(
+    client, stop, customer, agent, second_customer
+):
+    """The scheduler recorded today's run; before a worker took it (a backlog at midnight),
+    the payer cancelled ("No more payments will be made") or paused the order. The queued run
+    is refused by the worker: nothing moves, no fee, no "not paid" SMS (they stopped it)."""
+    cash_in(customer, agent)
+    d1 = today() + timedelta(days=1)
+    order = daily_order(customer, second_customer, d1)
+    [recorded] = jobs.run_standing_orders(now=utc(d1, 0, 1))
+    if stop == "cancel":
+        assert cancel_by_ussd(client, CUSTOMER["phone"], PIN) == (
+            "END Standing order cancelled. The payee is told by SMS."
+        )
+    else:
+        assert pause_by_ussd(client, CUSTOMER["phone"]) == "END Paused. No payments until you resume it."
+    before, told = available(customer.account_id), len(sms_to(CUSTOMER["phone"]))
+    execute()
+    [request] = requests_from(customer.account_id)[-1:]
+    assert (request.id, request.status) == (recorded, "rejected")
+    assert available(customer.account_id) == before and available(second_customer.account_id) == 0
+    assert [(r.state, r.attempt) for r in runs()] == [("skipped", 1)]
+    assert sms_to(CUSTOMER["phone"])[told:] == []  # they stopped it themselves: nothing to tell
+    assert orders()[0].state == ("cancelled" if stop == "cancel" else "paused")
+    assert order.id in recorded
+    ledger_ok()

@@ -31,6 +31,9 @@ States, each moved only by compare-and-set (an UPDATE ... WHERE state = <from>):
   scheduler reaches only after that day (it was down) is skipped, never paid beside the next
   day's run.
 
+A run still queued when its payer pauses or cancels the order is refused by the worker
+(``stopped_runs``: ``order_stopped``) and skipped without a word.
+
 A refused run posts nothing (the ledger writes a chain whole or not at all: no fee), and the
 worker writes no refusal receipt for it (``quiet_refusals``): the payer gets ONE SMS per
 failure, from ``settle`` here, saying when it is tried again, or that the run is skipped.
@@ -550,20 +553,39 @@ def retry_at(tried_at: datetime) -> datetime | None:
 # -- the worker's side ------------------------------------------------------------------------
 
 
-def quiet_refusals(session, requests) -> set[str]:
-    """The ids of ``requests`` (refused ones) that are standing-order runs: their payer hears
-    of the refusal from ``settle`` (one SMS saying what happens next), so the worker writes no
-    refusal receipt of its own. No query unless an id has a run's shape."""
+# A run's result when the payer paused or cancelled its order after it was recorded.
+STOPPED = "order_stopped"
+
+
+def _runs_among(session, requests, *conditions) -> set[str]:
+    """The ids of ``requests`` that are standing-order runs (meeting ``conditions`` on the run
+    and its order). No query unless an id has a run's shape."""
     ids = [r.id for r in requests if _RUN_REQUEST.fullmatch(r.id)]
     if not ids:
         return set()
     return set(
         session.execute(
-            select(StandingOrderRun.transfer_request_id).where(
-                among(session, StandingOrderRun.transfer_request_id, ids)
-            )
+            select(StandingOrderRun.transfer_request_id)
+            .join(StandingOrder, StandingOrder.id == StandingOrderRun.order_id)
+            .where(among(session, StandingOrderRun.transfer_request_id, ids), *conditions)
         ).scalars()
     )
+
+
+def stopped_runs(session, requests) -> set[str]:
+    """The ids of ``requests`` (about to be executed) that are runs of an order its payer has
+    paused or cancelled since the run was recorded (a backlog at midnight; the cancel screen
+    says no more payments will be made): the worker refuses them (``STOPPED``), and ``settle``
+    skips them without a word."""
+    stopped = (State.PAUSED.value, State.CANCELLED.value)
+    return _runs_among(session, requests, StandingOrder.state.in_(stopped))
+
+
+def quiet_refusals(session, requests) -> set[str]:
+    """The ids of ``requests`` (refused ones) that are standing-order runs: their payer hears
+    of the refusal from ``settle`` (one SMS saying what happens next), so the worker writes no
+    refusal receipt of its own. No query unless an id has a run's shape."""
+    return _runs_among(session, requests)
 
 
 def settle(session, now: datetime | None = None, limit: int = 500) -> int:
@@ -594,7 +616,7 @@ def settle(session, now: datetime | None = None, limit: int = 500) -> int:
         again = retry_at(run.tried_at) if run.attempt == 1 else None
         from ..limits import Result
 
-        if request.result == Result.REVIEW_REFUSED:  # the operator's refusal was told already
+        if request.result in (Result.REVIEW_REFUSED, STOPPED):  # told already, or the payer's doing
             if _move_run(session, run, RunState.PAYING, RunState.SKIPPED, *same, settled_at=now):
                 done += 1
                 _ended_with(session, run)
