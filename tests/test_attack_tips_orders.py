@@ -150,3 +150,48 @@ def test_a_run_still_queued_when_the_payer_stops_the_order_is_not_paid(
     assert orders()[0].state == ("cancelled" if stop == "cancel" else "paused")
     assert order.id in recorded
     ledger_ok()
+
+
+def test_an_order_the_tariff_in_force_does_not_price_stops_neither_the_others_nor_the_job(
+    runner, customer, agent, second_customer, merchant
+):
+    """An operator stores a tariff with no entry for buy goods (as one stored before tips has
+    none for tips). The scheduler's run then raised for the till's order, rolling back every
+    other order's run and failing the whole maintenance job each time (no digests, no stale
+    requests re-announced, no SMS retries). That order now waits, unpaid and unmoved, until
+    the operator prices it; the others run."""
+    from datetime import datetime
+
+    from ussd_app import tariffs
+
+    cash_in(customer, agent)
+    d1 = today() + timedelta(days=1)
+    till = so.create(
+        db.session,
+        customer,
+        order_id=so.mint_order_id(),
+        kind="buy_goods",
+        payee_account_id=merchant.account_id,
+        amount=100_00,
+        frequency="daily",
+        first_date=d1,
+        runs_limit=2,
+    )
+    person = daily_order(customer, second_customer, d1)
+    document = tariffs.default_document()
+    del document["buy_goods"]
+    tariffs.add_version(db.session, document, effective_from=datetime(2000, 1, 1), note="no buy goods")
+    db.session.commit()
+
+    assert jobs.run_standing_orders(now=utc(d1, 6)) == [f"{person.id}.{d1:%Y%m%d}.a1"]
+    assert jobs.maintain()["standing_orders"] == 0  # the job goes on, nothing more to run
+    execute()
+    assert available(second_customer.account_id) == 150_00 and available(merchant.account_id) == 0
+    assert [o.next_date for o in orders() if o.id == till.id] == [d1]  # waits, not skipped
+
+    tariffs.add_version(db.session, tariffs.default_document(), effective_from=datetime(2001, 1, 1))
+    db.session.commit()
+    assert jobs.run_standing_orders(now=utc(d1, 7)) == [f"{till.id}.{d1:%Y%m%d}.a1"]
+    execute()
+    assert available(merchant.account_id) > 0
+    ledger_ok()

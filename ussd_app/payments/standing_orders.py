@@ -44,6 +44,7 @@ Everything here adds to the caller's session; nothing commits.
 
 import calendar
 import enum
+import logging
 import re
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
@@ -60,6 +61,8 @@ from ..messages import standing_orders as texts
 from ..users import OPERATOR_LOCK_UNTIL, User, find_by_account
 from .models import RequestKind, RequestStatus, TransferRequest
 from .submit import record_request
+
+log = logging.getLogger(__name__)
 
 KINDS = frozenset({RequestKind.SEND.value, RequestKind.BUY_GOODS.value, RequestKind.PAY_BILL.value})
 MAX_RUNS = 999
@@ -389,8 +392,10 @@ def _sms(session, user: User, body: str, transfer_request_id: str | None = None)
 def run_due(session, now: datetime | None = None, limit: int = 500) -> list[TransferRequest]:
     """Record the transfer of every run due at ``now`` (naive UTC): each active order's runs
     dated today or before (one per date), and the second attempts whose ``retry_at`` has come.
-    Safe twice and side by side (see the module's docstring). The caller commits; the commit
-    rings the workers. Returns the transfer requests recorded (or found recorded)."""
+    Safe twice and side by side (see the module's docstring). An order whose kind the tariff
+    in force does not price waits, unmoved (``_price``), and stops no other. The caller
+    commits; the commit rings the workers. Returns the transfer requests recorded (or found
+    recorded)."""
     now = now or utcnow()
     today = local_date(now)
     recorded: list[TransferRequest] = []
@@ -424,6 +429,9 @@ def _make_run(session, order: StandingOrder, now: datetime, recorded: list) -> b
     """Move ``order`` past its next date and record that date's run. False when another
     scheduler moved it first (nothing recorded here)."""
     day = order.next_date
+    price = _price(order)
+    if price is None:
+        return False  # waits, unmoved, until the operator prices its kind
     after = following(order.frequency, order.first_date, day)
     made = order.runs_made + 1
     last = (order.runs_limit is not None and made >= order.runs_limit) or (
@@ -458,7 +466,7 @@ def _make_run(session, order: StandingOrder, now: datetime, recorded: list) -> b
         run.state, run.transfer_request_id = RunState.PAYING.value, run_request_id(run.id, 1)
         session.add(run)
         session.flush()
-        recorded.append(_record(session, order, run))
+        recorded.append(_record(session, order, run, price))
     return True
 
 
@@ -476,12 +484,24 @@ def _payer_locked(payer: User) -> bool:
     return payer.locked_until is not None and payer.locked_until >= OPERATOR_LOCK_UNTIL
 
 
-def _record(session, order: StandingOrder, run: StandingOrderRun) -> TransferRequest:
-    """The run's attempt as an ordinary request of the order's kind, priced by the tariff in
-    force (a merchant's own fee as well), under the attempt's derived id."""
+def _price(order: StandingOrder) -> tuple[int, int, int | None] | None:
+    """(fee, payee's fee, tariff version) of a run of ``order`` under the tariff in force; None
+    when that tariff has no entry for its kind (an operator's document without it): the run
+    waits, logged, and the scheduler's other orders and the maintenance job go on."""
     from ..tariffs import in_force
 
     tariff = in_force()
+    try:
+        return tariff.fee(order.kind, order.amount), tariff.payee_fee(order.kind, order.amount), tariff.id
+    except ValueError:
+        log.warning("standing order %s waits: the tariff in force has no price for %s", order.id, order.kind)
+        return None
+
+
+def _record(session, order: StandingOrder, run: StandingOrderRun, price) -> TransferRequest:
+    """The run's attempt as an ordinary request of the order's kind, at ``price`` (``_price``:
+    the tariff in force, a merchant's own fee as well), under the attempt's derived id."""
+    fee, payee_fee, tariff_version_id = price
     return record_request(
         session,
         request_id=run.transfer_request_id,
@@ -489,10 +509,10 @@ def _record(session, order: StandingOrder, run: StandingOrderRun) -> TransferReq
         debit_account_id=order.payer_account_id,
         credit_account_id=order.payee_account_id,
         amount=order.amount,
-        fee=tariff.fee(order.kind, order.amount),
-        payee_fee=tariff.payee_fee(order.kind, order.amount),
+        fee=fee,
+        payee_fee=payee_fee,
         reference=order.reference,
-        tariff_version_id=tariff.id,
+        tariff_version_id=tariff_version_id,
     )
 
 
@@ -513,6 +533,9 @@ def _retry(session, run: StandingOrderRun, now: datetime, recorded: list) -> Non
         if _move_run(session, run, RunState.RETRY, RunState.SKIPPED, settled_at=now):
             _tell_skipped(session, order, run, payer)
         return
+    price = _price(order)
+    if price is None:
+        return  # stays to retry once the kind is priced (skipped if that day is over by then)
     tid = run_request_id(run.id, run.attempt + 1)
     if _move_run(
         session,
@@ -526,7 +549,7 @@ def _retry(session, run: StandingOrderRun, now: datetime, recorded: list) -> Non
         retry_at=None,
     ):
         session.refresh(run)
-        recorded.append(_record(session, order, run))
+        recorded.append(_record(session, order, run, price))
 
 
 def _move_run(
