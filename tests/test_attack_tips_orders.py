@@ -195,3 +195,26 @@ def test_an_order_the_tariff_in_force_does_not_price_stops_neither_the_others_no
     execute()
     assert available(merchant.account_id) > 0
     ledger_ok()
+
+
+def test_a_refusal_settled_after_midnight_is_skipped_at_once_not_promised_for_a_time_past(
+    customer, second_customer
+):
+    """The worker had a backlog: a run refused on its day is settled only after midnight. The
+    payer was promised "we will try again at 23:59" (a time already past, on a day that is
+    over), then told it was skipped. One SMS now: skipped."""
+    from ussd_app.payments.execute import execute_batch
+
+    d1 = today() + timedelta(days=1)
+    d2 = d1 + timedelta(days=1)
+    daily_order(customer, second_customer, d1)  # no money: refused
+    jobs.run_standing_orders(now=utc(d1, 23, 30))
+    execute_batch(db.session, 100)  # the batch; its settle comes after midnight
+    told = len(sms_to(CUSTOMER["phone"]))
+    assert jobs.settle_standing_orders(now=utc(d2, 0, 5)) == 1
+    assert [r.state for r in runs()] == ["skipped"]
+    [body] = sms_to(CUSTOMER["phone"])[told:]
+    assert body.endswith(
+        f"due {d1:%d/%m/%y} not paid. Not enough money. Skipped; next payment {d2:%d/%m/%y}."
+    )
+    assert jobs.run_standing_orders(now=utc(d2, 0, 6)) == [runs()[0].order_id + f".{d2:%Y%m%d}.a1"]

@@ -527,7 +527,7 @@ def _retry(session, run: StandingOrderRun, now: datetime, recorded: list) -> Non
         if _move_run(session, run, RunState.RETRY, RunState.SKIPPED, settled_at=now):
             _ended_with(session, run)
         return
-    if local_date(now) != local_date(run.tried_at):
+    if local_date(now) > local_date(run.tried_at):
         # The retry was promised for the day of the refused attempt; a scheduler that was down
         # until the next day skips it (and says so), rather than pay it beside that day's run.
         if _move_run(session, run, RunState.RETRY, RunState.SKIPPED, settled_at=now):
@@ -636,7 +636,10 @@ def settle(session, now: datetime | None = None, limit: int = 500) -> int:
                 done += 1
                 _ended_with(session, run)
             continue
+        # One more try on the day of the first, never once that day is over (a backlog).
         again = retry_at(run.tried_at) if run.attempt == 1 else None
+        if again is not None and local_date(now) > local_date(run.tried_at):
+            again = None
         from ..limits import Result
 
         if request.result in (Result.REVIEW_REFUSED, STOPPED):  # told already, or the payer's doing
