@@ -16,6 +16,7 @@ from tests.standing_order_helpers import (
     today,
     utc,
 )
+from tests.test_tips import create_cause
 from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, available
 from ussd_app.extensions import db
 from ussd_app.payments import standing_orders as so
@@ -218,3 +219,15 @@ def test_a_refusal_settled_after_midnight_is_skipped_at_once_not_promised_for_a_
         f"due {d1:%d/%m/%y} not paid. Not enough money. Skipped; next payment {d2:%d/%m/%y}."
     )
     assert jobs.run_standing_orders(now=utc(d2, 0, 6)) == [runs()[0].order_id + f".{d2:%Y%m%d}.a1"]
+
+
+def test_total_typed_without_a_space_is_answered_as_total_not_as_a_fake_receipt(client, runner):
+    """``TOTAL55555`` is ten characters of A-Z and 2-7: the shape of a transaction code. It was
+    read as a receipt check and answered "not a Tuma transaction of yours. Do not hand over
+    goods or cash...", to someone asking what a cause has received."""
+    create_cause(runner)
+    asked = "+254712000909"
+    for i, text in enumerate(("TOTAL55555", "total55555", "TOTAL 55555")):
+        fields = {"from": asked, "to": "22384", "text": text, "id": f"at-attack-total-{i}"}
+        assert client.post("/sms/inbound", data=fields).status_code == 200
+        assert sms_to(asked)[-1].startswith("Tips and donations to MTOTO FUND (code 55555) since "), text
