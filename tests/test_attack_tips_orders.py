@@ -231,3 +231,29 @@ def test_total_typed_without_a_space_is_answered_as_total_not_as_a_fake_receipt(
         fields = {"from": asked, "to": "22384", "text": text, "id": f"at-attack-total-{i}"}
         assert client.post("/sms/inbound", data=fields).status_code == 200
         assert sms_to(asked)[-1].startswith("Tips and donations to MTOTO FUND (code 55555) since "), text
+
+
+def test_resuming_a_paused_order_takes_the_pin(client, customer, second_customer):
+    """Pausing stops money; resuming starts it again. Anyone holding the payer's phone for a
+    minute resumed a paused order (to themselves, say) without the PIN, though setting one up
+    and cancelling one both take it."""
+    set_up_to_person(client, CUSTOMER["phone"], PIN, PAYEE, 150, runs=3)
+    assert pause_by_ussd(client, CUSTOMER["phone"]) == "END Paused. No payments until you resume it."
+    phone = Phone(client, local(CUSTOMER["phone"]))
+    assert phone.walk(STANDING_ORDERS, "2", "1", "1") == (
+        f"CON Resume the standing order to Wanjiru Kamau {PAYEE}? Payments start again.\n"
+        "1. Confirm\n2. Cancel"
+    )
+    assert orders()[0].state == "paused"
+    assert phone.send("1") == "CON Enter your PIN to resume the standing order"
+    assert phone.send("0000") == "CON Wrong PIN. 2 tries left.\nEnter your PIN to resume the standing order"
+    assert orders()[0].state == "paused"
+    tomorrow = today() + timedelta(days=1)
+    assert phone.send(PIN) == f"END Resumed. Next payment on {tomorrow:%d/%m/%y}."
+    assert orders()[0].state == "active"
+    # Keeping it paused at the question changes nothing.
+    pause_by_ussd(client, CUSTOMER["phone"])
+    assert Phone(client, local(CUSTOMER["phone"])).walk(STANDING_ORDERS, "2", "1", "1", "2") == (
+        "END Nothing was changed."
+    )
+    assert orders()[0].state == "paused"

@@ -9,8 +9,8 @@ often      1 Daily | 2 Weekly | 3 Monthly
 first      1 Today | 2 Tomorrow | 3 Enter a date (DDMMYYYY, never in the past)
 ends       1 After a number of payments | 2 On a date
 confirm    payee, amount, how often, first date, end, fee per payment -> PIN -> END
-mine       the payer's running orders (paged) -> one: details, next date; pause or resume;
-           cancel (confirm, PIN)
+mine       the payer's running orders (paged) -> one: details, next date; pause; resume
+           (confirm, PIN); cancel (confirm, PIN)
 ```
 
 The order's id is minted when the confirm screen is reached and kept in the session, so a
@@ -305,6 +305,7 @@ def pause(ctx) -> str:
 
 
 def resume(ctx) -> str:
+    """After the PIN: payments start again from the schedule's next date."""
     order_id = ctx.data.get("so_order") or ""
     if not so.resume(db.session, ctx.user, order_id):
         return "gone"
@@ -526,12 +527,22 @@ FLOW = {
     "paused": Screen(
         "a paused order: resume or cancel",
         "{so_details}",
-        options=(Option(N_("Resume"), "resume"), Option(N_("Cancel order"), "cancel_ask")),
+        options=(Option(N_("Resume"), "resume_ask"), Option(N_("Cancel order"), "cancel_ask")),
     ),
     "pause": Step("pause it", pause, {"ok": "paused_done", "gone": "gone"}),
     "paused_done": Screen("paused", N_("Paused. No payments until you resume it."), end=True),
-    "resume": Step("resume it", resume, {"ok": "resumed", "ended": "ended", "gone": "gone"}),
-    "resumed": Screen("resumed", N_("Resumed. Next payment on {so_next_text}."), end=True),
+    # Resuming starts payments again: with the PIN, as setting one up (pausing stops money: no PIN).
+    **tail.money_tail(
+        resume,
+        what="resuming the standing order",
+        confirm=N_("Resume the standing order to {so_payee}? Payments start again."),
+        ask=N_("Enter your PIN to resume the standing order"),
+        done=N_("Resumed. Next payment on {so_next_text}."),
+        cancel="kept",
+        cancelled=None,
+        exits={"ended": "ended", "gone": "gone"},
+        names=tail.Names(confirm="resume_ask", pin="resume_pin", submit="resume_submit", done="resumed"),
+    ),
     "ended": Screen(
         "its end date passed while paused", N_("Its last date has passed: the order has ended."), end=True
     ),
