@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests import sms_helpers
 from tests.escrow_helpers import cash_in, ledger_ok, sms_to
 from tests.standing_order_helpers import (
     STANDING_ORDERS,
@@ -257,3 +258,47 @@ def test_resuming_a_paused_order_takes_the_pin(client, customer, second_customer
         "END Nothing was changed."
     )
     assert orders()[0].state == "paused"
+
+
+gateway = sms_helpers.gateway  # the fixture: a local Africa's Talking, the SDK pointed at it
+
+BLOCKED = (
+    "END For your safety this transfer is blocked: your SIM card was changed recently. "
+    "Nothing was sent. Visit a Tuma agent with your ID."
+)
+
+
+def test_a_recent_sim_swap_blocks_an_order_whose_payments_add_up_to_a_large_sum(
+    client, gateway, customer, second_customer
+):
+    """Whoever took over the payer's number (a SIM swap) and learnt the PIN could not send
+    more than KES 10,000 at once, but set up KES 9,000 a day for 30 days to themselves: each
+    payment under the threshold, none asked about, and the order went on paying long after
+    the owner had their number back. The gate now weighs what the order will pay in all."""
+    gateway.sim_swaps.swap(CUSTOMER["phone"], days_ago=1)
+    assert set_up_to_person(client, CUSTOMER["phone"], PIN, PAYEE, 9000, runs=30) == BLOCKED
+    assert orders() == [] and not [b for b in sms_to(PAYEE) if "standing order" in b]
+    # A small order (three of KES 150: KES 450 in all) is not asked about.
+    assert set_up_to_person(client, CUSTOMER["phone"], PIN, PAYEE, 150, runs=3).startswith(
+        "END Standing order set up."
+    )
+    assert gateway.sim_swaps.checks == 1
+
+
+def test_an_old_sim_swap_lets_a_large_order_be_set_up(client, gateway, customer, second_customer):
+    gateway.sim_swaps.swap(CUSTOMER["phone"], days_ago=5)  # the window is 72 hours
+    assert set_up_to_person(client, CUSTOMER["phone"], PIN, PAYEE, 9000, runs=30).startswith(
+        "END Standing order set up."
+    )
+    assert gateway.sim_swaps.checks == 1
+
+
+def test_what_an_order_pays_in_all_counts_its_runs_or_its_dates(app):
+    from datetime import date
+
+    assert so.total("daily", date(2027, 1, 1), 100, runs_limit=999) == 99_900
+    assert so.total("daily", date(2027, 1, 1), 100, ends_on=date(2027, 1, 3)) == 300
+    assert so.total("weekly", date(2027, 1, 1), 100, ends_on=date(2027, 1, 14)) == 200
+    # The 31st, on the last day of shorter months: 31/01, 28/02, 31/03, 30/04.
+    assert so.total("monthly", date(2027, 1, 31), 100, ends_on=date(2027, 4, 30)) == 400
+    assert so.total("daily", date(2027, 1, 1), 100, ends_on=date(2028, 12, 31)) == 100 * 731

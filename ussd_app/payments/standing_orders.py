@@ -264,6 +264,20 @@ def create(
     return order
 
 
+def total(
+    frequency: str, first: date, amount: int, *, ends_on: date | None = None, runs_limit: int | None = None
+) -> int:
+    """What an order will pay in all (minor units, fees apart): ``amount`` times its runs, the
+    number given or the dates of the schedule from ``first`` to ``ends_on``. What the SIM-swap
+    gate weighs at set-up: a payment under the threshold repeated for months is a large sum."""
+    if runs_limit is not None:
+        return amount * runs_limit
+    runs, day = 0, first
+    while ends_on is not None and day <= ends_on and runs < MAX_RUNS:
+        runs, day = runs + 1, following(frequency, first, day)
+    return amount * max(runs, 1)
+
+
 def room_for_another(session, payer: User, now: datetime | None = None) -> bool:
     return no_room(session, payer, now) is None
 

@@ -222,8 +222,21 @@ def summary(ctx) -> str:
     return "ok"
 
 
+def order_total(ctx) -> int:
+    """All the order's payments: what the SIM-swap gate weighs (not one payment: whoever took
+    over a number would set up payments just under the threshold, for months)."""
+    data = ctx.data
+    return so.total(
+        data["so_often"],
+        date.fromisoformat(data["so_first"]),
+        data["amount"],
+        ends_on=date.fromisoformat(data["so_until"]) if data.get("so_until") else None,
+        runs_limit=data.get("so_count") or None,
+    )
+
+
 def record(ctx) -> str:
-    """After the PIN: the SIM-swap gate (as for a payment of the amount), then the order."""
+    """After the PIN: the SIM-swap gate (weighing all the order's payments), then the order."""
     data = ctx.data
     try:
         order = so.create(
@@ -497,7 +510,7 @@ FLOW = {
     ),
     "summary": Step("what the confirm screen says; mint the order's id", summary, {"ok": "confirm"}),
     **tail.money_tail(
-        fraud_checks.guarded(record),
+        fraud_checks.guarded(record, amount=order_total),
         what="the standing order",
         confirm=N_(
             "Pay {so_payee} {amount_text} {so_often_text} from {so_first_text}, {so_end_text}?\nFee each: {fee_text}"  # noqa: E501
