@@ -302,3 +302,12 @@ def test_what_an_order_pays_in_all_counts_its_runs_or_its_dates(app):
     # The 31st, on the last day of shorter months: 31/01, 28/02, 31/03, 30/04.
     assert so.total("monthly", date(2027, 1, 31), 100, ends_on=date(2027, 4, 30)) == 400
     assert so.total("daily", date(2027, 1, 1), 100, ends_on=date(2028, 12, 31)) == 100 * 731
+
+
+def test_run_due_at_the_ends_of_the_calendar_is_a_clear_error(runner):
+    """An instant the time zone pushes past year 9999 (or before year 1) crashed with an
+    OverflowError traceback; it is refused like any instant that cannot be read."""
+    for at in ("9999-12-31T23:59:59", "0001-01-01T00:00:00+05:00"):
+        result = runner.invoke(args=["standing-orders", "run-due", "--at", at])
+        assert result.exit_code == 2, (at, result.output)
+        assert f"out of the calendar's range: {at}" in result.output
