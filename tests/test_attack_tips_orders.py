@@ -311,3 +311,20 @@ def test_run_due_at_the_ends_of_the_calendar_is_a_clear_error(runner):
         result = runner.invoke(args=["standing-orders", "run-due", "--at", at])
         assert result.exit_code == 2, (at, result.output)
         assert f"out of the calendar's range: {at}" in result.output
+
+
+def test_the_silent_tip_threshold_is_inclusive_and_its_end_screen_says_so(client, runner, customer, agent):
+    """Exactly KES 100 (the default TIP_SILENT_MAX_MAJOR) is silent for both sides and its END
+    screen says no SMS comes; KES 101 gets its receipts and a screen that promises one: the
+    screen and the worker never disagree at the edge."""
+    from tests.test_tips import CAUSE_PHONE, tip
+
+    cash_in(customer, agent)
+    create_cause(runner)
+    assert tip(client, "100").endswith("No SMS for small tips: see My account.")
+    jobs.execute_transfers()
+    assert sms_to(CAUSE_PHONE) == [] and not [b for b in sms_to(CUSTOMER["phone"]) if "MTOTO" in b]
+    assert tip(client, "101").endswith("You will receive an SMS confirmation shortly.")
+    jobs.execute_transfers()
+    assert len(sms_to(CAUSE_PHONE)) == 1 and len([b for b in sms_to(CUSTOMER["phone"]) if "MTOTO" in b]) == 1
+    ledger_ok()
