@@ -328,3 +328,36 @@ def test_the_silent_tip_threshold_is_inclusive_and_its_end_screen_says_so(client
     jobs.execute_transfers()
     assert len(sms_to(CAUSE_PHONE)) == 1 and len([b for b in sms_to(CUSTOMER["phone"]) if "MTOTO" in b]) == 1
     ledger_ok()
+
+
+def test_orders_the_tariff_does_not_price_never_crowd_out_the_others(
+    customer, agent, second_customer, merchant
+):
+    """The scheduler takes the due orders oldest first, a batch at a time: orders that wait for
+    a price must not fill every batch, or no other order would ever run."""
+    from datetime import datetime
+
+    from ussd_app import tariffs
+
+    cash_in(customer, agent)
+    d1 = today() + timedelta(days=1)
+    d2 = d1 + timedelta(days=1)
+    so.create(
+        db.session,
+        customer,
+        order_id=so.mint_order_id(),
+        kind="buy_goods",
+        payee_account_id=merchant.account_id,
+        amount=100_00,
+        frequency="daily",
+        first_date=d1,  # older: first in the batch
+        runs_limit=2,
+    )
+    person = daily_order(customer, second_customer, d2)
+    document = tariffs.default_document()
+    del document["buy_goods"]
+    tariffs.add_version(db.session, document, effective_from=datetime(2000, 1, 1), note="no buy goods")
+    db.session.commit()
+    recorded = so.run_due(db.session, now=utc(d2, 6), limit=1)  # a batch of one
+    db.session.commit()
+    assert [r.id for r in recorded] == [f"{person.id}.{d2:%Y%m%d}.a1"]

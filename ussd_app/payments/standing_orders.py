@@ -416,7 +416,11 @@ def run_due(session, now: datetime | None = None, limit: int = 500) -> list[Tran
     due = list(
         session.execute(
             select(StandingOrder)
-            .where(StandingOrder.state == State.ACTIVE.value, StandingOrder.next_date <= today)
+            .where(
+                StandingOrder.state == State.ACTIVE.value,
+                StandingOrder.next_date <= today,
+                StandingOrder.kind.in_(_priced_kinds()),  # the waiting never fill a batch
+            )
             .order_by(StandingOrder.next_date, StandingOrder.id)
             .limit(limit)
         ).scalars()
@@ -496,6 +500,21 @@ def _ended_with(session, run: StandingOrderRun, *, payer_told: bool = False) -> 
 def _payer_locked(payer: User) -> bool:
     """Locked by Tuma (an operator), not by wrong PINs."""
     return payer.locked_until is not None and payer.locked_until >= OPERATOR_LOCK_UNTIL
+
+
+def _priced_kinds() -> list[str]:
+    """The kinds of ``KINDS`` the tariff in force prices (an entry for the kind)."""
+    from ..tariffs import in_force
+
+    tariff = in_force()
+    priced = []
+    for kind in sorted(KINDS):
+        try:
+            tariff.fee(kind, 0)
+        except ValueError:
+            continue
+        priced.append(kind)
+    return priced
 
 
 def _price(order: StandingOrder) -> tuple[int, int, int | None] | None:
