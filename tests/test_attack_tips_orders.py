@@ -361,3 +361,41 @@ def test_orders_the_tariff_does_not_price_never_crowd_out_the_others(
     recorded = so.run_due(db.session, now=utc(d2, 6), limit=1)  # a batch of one
     db.session.commit()
     assert [r.id for r in recorded] == [f"{person.id}.{d2:%Y%m%d}.a1"]
+
+
+def test_two_set_ups_at_once_never_pass_the_cap_together(backend_app):
+    """Two sessions of one payer confirm their PIN at the same instant with room for one more
+    order: each counted the orders running before the other wrote its own, and both were set
+    up (on PostgreSQL). The payer's row is locked while counting: one is set up."""
+    from tests.escrow_helpers import at_once
+    from tests.ussd_helpers import person
+
+    backend_app.config["STANDING_ORDERS_PER_PAYER"] = 1
+    payer = person(**CUSTOMER)
+    payee = person(**SECOND_CUSTOMER)
+    payer_id, payee_account = payer.id, payee.account_id
+    first = today() + timedelta(days=1)
+
+    def set_up():
+        from ussd_app.users import User
+
+        try:
+            so.create(
+                db.session,
+                db.session.get(User, payer_id),
+                order_id=so.mint_order_id(),
+                kind="send",
+                payee_account_id=payee_account,
+                amount=150_00,
+                frequency="daily",
+                first_date=first,
+                runs_limit=3,
+            )
+            db.session.commit()
+            return "set up"
+        except so.OrderError:
+            db.session.rollback()
+            return "refused"
+
+    assert sorted(at_once(backend_app, set_up, set_up, set_up)) == ["refused", "refused", "set up"]
+    assert len(orders()) == 1

@@ -237,6 +237,8 @@ def create(
         raise OrderError("the end date is before the first date or too far ahead")
     if runs_limit is not None and not 1 <= runs_limit <= MAX_RUNS:
         raise OrderError(f"between 1 and {MAX_RUNS} runs")
+    # The payer's row, locked: two sessions confirming at once count one after the other.
+    session.execute(select(User.id).where(User.id == payer.id).with_for_update())
     if not room_for_another(session, payer, now):
         raise OrderError("as many orders running, or set up today, as a payer may have")
     order = StandingOrder(
