@@ -370,7 +370,8 @@ def test_two_set_ups_at_once_never_pass_the_cap_together(backend_app):
     from tests.escrow_helpers import at_once
     from tests.ussd_helpers import person
 
-    backend_app.config["STANDING_ORDERS_PER_PAYER"] = 1
+    most = backend_app.config["STANDING_ORDERS_PER_PAYER"]
+    backend_app.config["STANDING_ORDERS_PER_PAYER"] = 1  # the app is shared: put back below
     payer = person(**CUSTOMER)
     payee = person(**SECOND_CUSTOMER)
     payer_id, payee_account = payer.id, payee.account_id
@@ -397,5 +398,9 @@ def test_two_set_ups_at_once_never_pass_the_cap_together(backend_app):
             db.session.rollback()
             return "refused"
 
-    assert sorted(at_once(backend_app, set_up, set_up, set_up)) == ["refused", "refused", "set up"]
+    try:
+        outcomes = at_once(backend_app, set_up, set_up, set_up)
+    finally:
+        backend_app.config["STANDING_ORDERS_PER_PAYER"] = most
+    assert sorted(outcomes) == ["refused", "refused", "set up"]
     assert len(orders()) == 1
