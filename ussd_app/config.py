@@ -211,8 +211,9 @@ class Config:
     # Seconds after a refused run (no money, a limit) that it is tried once more; never past
     # the end of that day (TIMEZONE): at 23:59 at the latest (refused after that: skipped).
     STANDING_ORDER_RETRY_SECONDS = _int("TUMA_STANDING_ORDER_RETRY_SECONDS", 4 * 3600)
-    # Orders one payer may have running (active or paused) at once: each one set up sends its
-    # payee an SMS, and each run is a transfer to carry out.
+    # Orders one payer may have running (active or paused) at once, and set up in a day
+    # (cancelled ones count): each one set up or cancelled sends its payee an SMS, and each run
+    # is a transfer to carry out.
     STANDING_ORDERS_PER_PAYER = _int("TUMA_STANDING_ORDERS_PER_PAYER", 20)
     # -- Allowances (issue 18: payments/allowances/) -------------------------------------
     # Seconds a merchant's request for an allowance waits for the customer before it expires.
