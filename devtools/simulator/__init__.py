@@ -7,7 +7,8 @@ far joined by ``*``), and shows that number's SMS inbox, read from the local Afr
 gateway (``devtools.gateway``) through ``/simulator/messages`` on this same origin.
 
 Beside the phones, a pane lists the webhook events the demo merchant's system received: the
-local receiver (``devtools.receiver``), read through ``/simulator/events``.
+local receiver (``devtools.receiver``), read through ``/simulator/events``. The page links to
+the demo news site (``devtools.news``), whose allowances are approved on these phones.
 
 Registered only by the development app (``devtools.create_app``), never by the service's own
 ``create_app``; even there off unless ``SIMULATOR_ENABLED`` (``TUMA_SIMULATOR_ENABLED=1``;
@@ -53,6 +54,12 @@ def _demo_till() -> str:
     return demo_hooks_name()
 
 
+def _news_url() -> str:
+    from ..demo import demo_news_url
+
+    return demo_news_url()
+
+
 @bp.get("/")
 def page():
     return render_template(
@@ -61,6 +68,7 @@ def page():
         network_code=NETWORK_CODE,
         demo=_demo_phones(),
         merchant_till=_demo_till(),
+        news_url=_news_url(),
     )
 
 
