@@ -93,6 +93,10 @@ def kes(minor: int | None) -> str:
     return f"KES {(minor or 0) / 100:,.2f}"
 
 
+def reads(n: int) -> str:
+    return f"{n} read" if n == 1 else f"{n} reads"
+
+
 # What a reader is told for each of Tuma's refusals (the API's stable codes).
 REFUSALS = {
     "allowance_not_active": "Your allowance is not active yet: approve it in My approvals on your phone.",
@@ -152,6 +156,7 @@ def create_news(tuma: Tuma, *, limit: int = 20_00, price: int = 1_00, period: st
             price=price,
             period=period,
             kes=kes,
+            reads=reads,
         )
 
     @app.post("/allowance")
@@ -191,7 +196,7 @@ def create_news(tuma: Tuma, *, limit: int = 20_00, price: int = 1_00, period: st
         if status != 201:
             flash(refused(body))
             return redirect(url_for("home"))
-        return render_template("news/article.html", article=article, charge=body, kes=kes)
+        return render_template("news/article.html", article=article, charge=body, kes=kes, reads=reads)
 
     @app.post("/settle")
     def settle():
@@ -206,7 +211,7 @@ def create_news(tuma: Tuma, *, limit: int = 20_00, price: int = 1_00, period: st
             else:
                 done = body["settlement"]
                 flash(
-                    f"Settled {done['charges']} reads, {kes(done['amount'])}, as one payment "
+                    f"Settled {reads(done['charges'])}, {kes(done['amount'])}, as one payment "
                     f"({done['transaction']}). Your SMS is on its way."
                 )
         return redirect(url_for("home"))
