@@ -72,12 +72,12 @@ def seed():
         if find_by_phone(db.session, phone) is None:
             create_user(db.session, phone=phone, name=name, role=role, pin=pin, till=till)
             click.echo(f"demo {role}: {name} {phone}" + (f" till {till}" if till else ""))
+    _seed_news_site()
     merchant = find_by_phone(db.session, DEMO[1][0])
     if endpoints.for_account(db.session, merchant.account_id) is None:
         url = f"{demo_receiver_url()}/hooks/{demo_hooks_name()}"
         endpoints.configure(db.session, merchant.account_id, url=url, secret=DEMO_WEBHOOK_SECRET)
         click.echo(f"demo merchant's webhooks: {url}")
-    _seed_news_site()
     agent = find_by_phone(db.session, DEMO[0][0])
     if agent.account.credits_posted == 0:
         issue_float(db.session, agent, DEMO_FLOAT_MAJOR * 100, "DEMO-DEPOSIT")
@@ -86,13 +86,17 @@ def seed():
 
 
 def _seed_news_site() -> None:
-    """The news site's merchant and its known API key (collect and read), once each."""
+    """The news site's merchant and its known API key (collect and read), once each; never the
+    key in production (anyone could collect in that merchant's name with it)."""
     phone, name, role, pin, till = DEMO_NEWS
     merchant = find_by_phone(db.session, phone)
     if merchant is None:
         merchant = create_user(db.session, phone=phone, name=name, role=role, pin=pin, till=till)
         db.session.flush()
         click.echo(f"demo news site's merchant: {name} {phone} till {till}")
+    if current_app.config.get("TUMA_ENV") == "production":
+        click.echo("no demo news site's API key in production: its key is known to everyone")
+        return
     key_id = DEMO_NEWS_API_KEY.removeprefix(keys.PREFIX).split("_", 1)[0]
     known = select(keys.ApiKey).where(keys.ApiKey.key_id == key_id)
     if db.session.execute(known).scalar_one_or_none() is None:

@@ -147,6 +147,14 @@ def test_the_reader_is_told_when_the_number_has_no_account_or_tuma_is_away(site)
     assert answer.status_code == 200 and "Tuma did not answer" in answer.get_data(as_text=True)
 
 
+def test_the_demo_seed_never_makes_the_known_key_in_production(app, config, runner, client):
+    config(TUMA_ENV="production")
+    seeded = runner.invoke(args=["demo", "seed"])  # (it fails later: the demo webhooks are http)
+    assert "no demo news site's API key in production" in seeded.output
+    refused = client.get("/api/v1/balance", headers={"Authorization": f"Bearer {DEMO_NEWS_API_KEY}"})
+    assert refused.status_code == 401
+
+
 def test_the_demo_seed_makes_the_news_sites_key_once(app, runner, client):
     for _ in range(2):
         assert runner.invoke(args=["demo", "seed"]).exit_code == 0
