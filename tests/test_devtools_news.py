@@ -134,6 +134,12 @@ def test_a_reader_reads_three_articles_for_a_shilling_each_and_gets_one_sms(site
     ledger_check(runner)
 
 
+def test_the_simulator_links_to_the_news_site(site, client, monkeypatch):
+    monkeypatch.setenv("TUMA_DEMO_NEWS_URL", "http://127.0.0.1:18027")
+    simulator = client.get("/simulator/").get_data(as_text=True)
+    assert 'id="news-link" href="http://127.0.0.1:18027/"' in simulator
+
+
 def test_the_reader_is_told_when_the_number_has_no_account_or_tuma_is_away(site):
     told = site.post("/allowance", data={"phone": "0712999999"}, follow_redirects=True).get_data(as_text=True)
     assert "That number has no Tuma account" in told
