@@ -10,7 +10,8 @@ JSON to ``POST /ussd/<gateway>`` (ussd_app/ussd/gateways/), so the same menus sh
 JSON or Beem's.
 
 Beside the phones, a pane lists the webhook events the demo merchant's system received: the
-local receiver (``devtools.receiver``), read through ``/simulator/events``.
+local receiver (``devtools.receiver``), read through ``/simulator/events``. The page links to
+the demo news site (``devtools.news``), whose allowances are approved on these phones.
 
 Registered only by the development app (``devtools.create_app``), never by the service's own
 ``create_app``; even there off unless ``SIMULATOR_ENABLED`` (``TUMA_SIMULATOR_ENABLED=1``;
@@ -65,6 +66,12 @@ def _demo_till() -> str:
     return demo_hooks_name()
 
 
+def _news_url() -> str:
+    from ..demo import demo_news_url
+
+    return demo_news_url()
+
+
 @bp.get("/")
 def page():
     return render_template(
@@ -75,6 +82,7 @@ def page():
         merchant_till=_demo_till(),
         gateways=GATEWAYS,
         gateway_urls={name: url_for(f"ussd.gateway_{name}") for name, _label in GATEWAYS if name != "at"},
+        news_url=_news_url(),
     )
 
 
