@@ -243,7 +243,12 @@ def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list[O
     ids = [row_id for phone in phones for row_id in expected[phone]]
     if not ids:
         return {phone: [] for phone in phones}
-    query = select(OutboxMessage).where(among(session, OutboxMessage.id, ids)).order_by(OutboxMessage.id)
+    query = (
+        select(OutboxMessage)
+        .where(among(session, OutboxMessage.id, ids))
+        .order_by(OutboxMessage.id)
+        .execution_options(populate_existing=True)  # as the database has them now, not as last seen
+    )
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     got = {row.id: row for row in session.execute(query).scalars()}
@@ -317,11 +322,6 @@ def claim(session, now: datetime | None = None) -> Claim | None:
     """Claim the oldest due row and commit. None when nothing is due."""
     taken = claim_lanes(session, 1, 1, now)
     return taken[0][0] if taken else None
-
-
-def claim_batch(session, size: int, now: datetime | None = None) -> list[Claim]:
-    """Claim the next due row of up to ``size`` numbers (lanes one row deep), and commit."""
-    return [lane[0] for lane in claim_lanes(session, size, 1, now)]
 
 
 def _values(taken: Claim, answer: Answer, now: datetime) -> dict:
