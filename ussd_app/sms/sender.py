@@ -53,7 +53,9 @@ claimed and sent again, in order. Those handed over but unrecorded are the one p
 can reach a phone twice: Africa's Talking's SMS API takes no idempotency key, and losing a
 receipt is worse than repeating one; the rest of a dead sender's lanes were never handed over
 and go once. ``SMS_CLAIM_BATCH`` bounds how many rows one dead sender can leave to be repeated,
-each in that window for about one HTTP call and one commit.
+each in that window for about one HTTP call and one commit. The price of lanes is in the delay,
+not the count: a dead sender's lanes (up to ``SMS_CLAIM_BATCH`` × ``SMS_LANE_DEPTH`` rows) wait
+for the claim timeout before anyone sends them, where a batch left at most ``SMS_CLAIM_BATCH``.
 """
 
 import contextvars
