@@ -66,7 +66,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import requests
@@ -441,6 +441,7 @@ class _Lanes:
     # handed over, and ("end", phone, exception or None) when a lane is done.
     news: queue.SimpleQueue
     max_attempts: int
+    errors: list = field(default_factory=list)  # what each ended lane raised (None: nothing)
 
     def run(self, lane: list[Claim], deadline: float) -> None:
         """Hand the lane's rows over one after another (each after the one before was accepted
@@ -457,7 +458,10 @@ class _Lanes:
 
     def _hand_over(self, lane: list[Claim], deadline: float) -> None:
         for i, taken in enumerate(lane):
-            self.places.acquire()
+            while not self.places.acquire(timeout=PLACE_WAIT_SECONDS):
+                if self.stop.is_set():  # the job stopped recording: a place may never come
+                    self._release(lane[i:])
+                    return
             if self.stop.is_set() or time.monotonic() > deadline:
                 self.places.release()
                 self._release(lane[i:])
@@ -498,6 +502,8 @@ def _record_news(session, lanes: _Lanes, news: list, counts: dict, now: datetime
         lanes.places.release()
 
 
+# How often a lane waiting for a place looks whether the job has stopped.
+PLACE_WAIT_SECONDS = 0.1
 # While a lane is free, how often the job looks for new numbers to give lanes to.
 CLAIM_POLL_SECONDS = 0.25
 # How long the job waits for more answers to record in one commit, once one has come.
@@ -558,44 +564,56 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
         config["SMS_MAX_ATTEMPTS"],
     )
     running: set[str] = set()
-    claimed = 0
-    claim_again = True  # until a claim finds nothing; then again once a lane ends
-    last_claim = float("-inf")
-    bug: BaseException | None = None
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool:
-        while True:
-            free = width - len(running)
-            # Claim when half the lanes are free (or none runs), so the claims' cost is shared
-            # by several lanes; and, while any is free, every CLAIM_POLL_SECONDS whatever the
-            # running lanes do: messages written meanwhile start beside a busy or stuck lane.
-            polled = time.monotonic() - last_claim >= CLAIM_POLL_SECONDS
-            if (
-                free
-                and not lanes.stop.is_set()
-                and claimed < limit
-                and ((claim_again and (free >= (width + 1) // 2 or not running)) or polled)
-            ):
-                fresh = claim_lanes(session, free, depth, now, limit=limit - claimed, skip=running)
-                last_claim = time.monotonic()
-                deadline = last_claim + budget
-                for lane in fresh:
-                    claimed += len(lane)
-                    running.add(lane[0].phone)
-                    pool.submit(contextvars.copy_context().run, lanes.run, lane, deadline)
-                claim_again = bool(fresh)
-            if not running:
-                break
-            news = _gather(lanes.news, len(running), width, CLAIM_POLL_SECONDS if free else None)
-            _record_news(session, lanes, news, counts, now)
-            for kind, phone, error in news:
-                if kind == "end":
-                    running.discard(phone)
-                    claim_again = True
-                    bug = bug or error
+        try:
+            _drive(session, pool, lanes, running, width, depth, limit, budget, counts, now)
+        except BaseException:
+            # The database failed us (a claim or a record): stop the lanes (each ends after its
+            # call in flight) and let the job fail. What they hand over now goes unrecorded and
+            # is claimed again after the timeout: the documented window, no wider.
+            lanes.stop.set()
+            raise
+    bug = next((error for error in lanes.errors if error is not None), None)
     if bug is not None:
         raise bug  # its row stays ``sending`` and is claimed again after the timeout
     counts["paused"] = int(lanes.stop.is_set())
     return counts
+
+
+def _drive(session, pool, lanes, running, width, depth, limit, budget, counts, now) -> None:
+    """The job's own thread: claim lanes, start them, record their news, until they are done."""
+    claimed = 0
+    claim_again = True  # until a claim finds nothing; then again once a lane ends
+    last_claim = float("-inf")
+    while True:
+        free = width - len(running)
+        # Claim when half the lanes are free (or none runs), so the claims' cost is shared
+        # by several lanes; and, while any is free, every CLAIM_POLL_SECONDS whatever the
+        # running lanes do: messages written meanwhile start beside a busy or stuck lane.
+        polled = time.monotonic() - last_claim >= CLAIM_POLL_SECONDS
+        if (
+            free
+            and not lanes.stop.is_set()
+            and claimed < limit
+            and ((claim_again and (free >= (width + 1) // 2 or not running)) or polled)
+        ):
+            fresh = claim_lanes(session, free, depth, now, limit=limit - claimed, skip=running)
+            last_claim = time.monotonic()
+            deadline = last_claim + budget
+            for lane in fresh:
+                claimed += len(lane)
+                running.add(lane[0].phone)
+                pool.submit(contextvars.copy_context().run, lanes.run, lane, deadline)
+            claim_again = bool(fresh)
+        if not running:
+            break
+        news = _gather(lanes.news, len(running), width, CLAIM_POLL_SECONDS if free else None)
+        _record_news(session, lanes, news, counts, now)
+        for kind, phone, error in news:
+            if kind == "end":
+                running.discard(phone)
+                claim_again = True
+                lanes.errors.append(error)
 
 
 def announce(*, force: bool = False) -> bool:
