@@ -19,19 +19,21 @@ The protocol, and why:
    (accepted, or refused for good). So a number's messages reach Africa's Talking in the order
    they were written (the balances in a run of receipts read in order), a merchant paid 5,000
    times gets them at the gateway's pace instead of one per claim, and a busy number fills
-   one lane and holds nobody else's receipts back: when a lane ends the job claims new lanes
-   beside those still running. A lane stops early, handing back (``release``) its rows not yet
+   one lane and holds nobody else's receipts back: the job claims new lanes beside those still
+   running (when half the lanes are free, and every ``CLAIM_POLL_SECONDS`` while one is).
+   A lane stops early, handing back (``release``) its rows not yet
    handed over, with their attempt undone: at a transient failure (the number's next messages
    must wait behind the one that failed, which is retried with backoff), when the job pauses,
    or when the lane nears the claim timeout. The SDK's ``SMSService.send`` only reads the
-   service's settings, so the threads share one client (``africas_talking.py``).
+   service's settings, so the threads share one client; each lane's calls go over one
+   kept-alive connection of its own (``SmsClient.kept_alive``, ``africas_talking.py``).
 3. **Record** (committed transactions, in the job's own thread, while the lanes go on) each
    answer against its claim only (``claim_token`` matches and the row is still ``sending``):
    ``sent`` with Africa's Talking's messageId, status and cost; ``pending`` with a backoff for a
    transient failure; ``failed`` with the reason for a permanent one or when the attempts are
    used up. A row whose claim was lost is logged and left to the sender that holds it now.
-   Answers are recorded in groups (whatever arrived while the last group was being committed),
-   so a lane's calls and the commits overlap.
+   Answers are recorded in groups (what arrives within ``GATHER_SECONDS`` of the first, or
+   while the last group was being committed), so a lane's calls and the commits overlap.
 
 A failure that is about the gateway or our account rather than one number (network error,
 non-2xx answer such as a 429 rate limit, 405 InsufficientBalance, 402 InvalidSenderId) pauses
