@@ -1,15 +1,21 @@
-"""Time handing outbox rows to the local Africa's Talking gateway: the sender as it was at
-``--old`` (one row at a time: claim, call, record) against the working tree's (claim batches),
-in one run, on the same database, gateway and SDK.
+"""Receipts handed to the local Africa's Talking gateway per second: the sender as it was at
+``--old`` (claim batches of one row per number) against the working tree's (lanes), in one run,
+on the same database, gateway (over real HTTP) and SDK.
 
     .venv/bin/python bench/sms_sender_bench.py                      # a fresh SQLite file
     .venv/bin/python bench/sms_sender_bench.py --database-url postgresql+psycopg://...
 
-The database must be one the benchmark may migrate and write outbox rows to (it deletes the
-rows it wrote); rounds alternate old and new so neither gets a warmer cache. Prints the median
-time per implementation and the ratio, for each ``--latency-ms``: the local gateway answers at
-once, so a latency stands in for the network between us and Africa's Talking (the gateway
-sleeps that long before answering each call).
+Two workloads: a merchant paid ``--rows`` times in a burst (every receipt to one number), and
+the same number of receipts to as many numbers. The database must be one the benchmark may
+migrate and write outbox rows to (it deletes the rows it wrote); rounds alternate old and new
+so neither gets a warmer cache. The old sender hands one row of a number over per claim batch,
+so it gets ``--old-rows`` of the one-number burst (a rate does not need all 5,000 at 60/s).
+After each run the gateway's received log is read: every row reached it exactly once, and each
+number's messages in the order they were written; a run that breaks that has no result.
+Prints receipts/s handed over, the median (min-max) of ``--rounds``, for each implementation,
+workload and ``--latency-ms`` (the gateway sleeps that long before answering each call: the
+network between us and Africa's Talking), and a bare loop of SDK calls to the same gateway,
+one after another (the most one number's lane can do, since each waits for the one before).
 """
 
 import argparse
@@ -21,12 +27,13 @@ import sys
 import tempfile
 import time
 import types
+from collections import defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-# The last commit whose sender went one row at a time.
-ONE_AT_A_TIME = "0bb42bf6f976c9915756260c2702a200ec6c2f71"
+# The last commit whose sender claimed batches of one row per number (before lanes).
+ONE_PER_NUMBER = "35479b125ca3d3d268acde84534f3d477fcd6b99"
 
 
 def old_sender(rev: str):
@@ -42,18 +49,76 @@ def old_sender(rev: str):
     return module
 
 
+class GatewayProcess:
+    """``python -m devtools.gateway`` in a process of its own, on a free port."""
+
+    def __init__(self):
+        import socket
+
+        import requests
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devtools.gateway", "--port", str(port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{self.url}/messages", timeout=1)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def received_log(gateway) -> list[tuple[str, str]]:
+    """What the gateway received, in the order it accepted them: (number, text)."""
+    if isinstance(gateway, GatewayProcess):
+        import requests
+
+        return [
+            (m["to"], m["message"])
+            for m in requests.get(f"{gateway.url}/messages", timeout=30).json()["messages"]
+        ]
+    return [(m.to, m.message) for m in gateway.gateway.inbox()]
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old", default=ONE_AT_A_TIME, help="git revision of the one-at-a-time sender")
-    parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--old", default=None, help="git revision of the one-per-number sender")
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument(
+        "--old-rows", type=int, default=300, help="of the one-number burst, for the old sender"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
-    parser.add_argument("--latency-ms", default="0,50", help="comma-separated, one run each")
+    parser.add_argument("--latency-ms", default="0", help="comma-separated, one run each (thread gateway)")
+    parser.add_argument(
+        "--gateway",
+        choices=("process", "thread"),
+        default="process",
+        help="the local gateway in a process of its own (as Africa's Talking is), or in a thread of this one",
+    )
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/11"))
     args = parser.parse_args(argv)
 
     import flask_migrate
-    from sqlalchemy import delete
+    from sqlalchemy import delete, select
 
     from devtools.gateway import serve_in_thread
     from ussd_app import create_app
@@ -63,11 +128,17 @@ def main(argv=None) -> int:
     from ussd_app.sms import sender as new
     from ussd_app.sms.outbox import OutboxMessage, add_sms
 
-    old = old_sender(args.old)
+    old_rev = args.old or ONE_PER_NUMBER
+    old = old_sender(old_rev)
     url = (
         database_url(args.database_url) or f"sqlite:///{tempfile.mkdtemp(prefix='tuma-sms-bench-')}/b.sqlite3"
     )
-    gateway = serve_in_thread()
+    if args.gateway == "process":
+        if args.latency_ms != "0":
+            parser.error("--latency-ms needs --gateway thread")
+        gateway = GatewayProcess()
+    else:
+        gateway = serve_in_thread()
     app = create_app(
         {
             "SQLALCHEMY_DATABASE_URI": url,
@@ -80,14 +151,16 @@ def main(argv=None) -> int:
         }
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    answer = gateway.gateway.messaging  # the bound method; the blueprint calls the attribute
     latency = 0.0
+    if args.gateway == "thread":
+        answer = gateway.gateway.messaging  # the bound method; the blueprint calls the attribute
 
-    def slow(form, api_key):
-        time.sleep(latency)
-        return answer(form, api_key)
+        def slow(form, api_key):
+            time.sleep(latency)
+            return answer(form, api_key)
 
-    gateway.gateway.messaging = slow
+        gateway.gateway.messaging = slow
+    implementations = (("one per number per claim", old), ("lanes", new))
     results = []
     try:
         with app.app_context():
@@ -98,33 +171,71 @@ def main(argv=None) -> int:
             dialect = db.engine.dialect.name
             for latency_ms in (float(x) for x in args.latency_ms.split(",")):
                 latency = latency_ms / 1000
-                timings: dict[str, list[float]] = {"one at a time": [], "claim batches": []}
+                rates: dict[tuple[str, str], list[float]] = defaultdict(list)
                 for round_ in range(args.rounds):
-                    for name, module in (("one at a time", old), ("claim batches", new)):
-                        for i in range(args.rows):
-                            add_sms(
-                                db.session, phone=f"+2547{round_:02d}{i:06d}", body=f"Receipt {i} ({name})"
+                    for workload in ("one number", "many numbers"):
+                        for name, module in implementations:
+                            rows = args.rows
+                            if workload == "one number" and module is old:
+                                rows = min(rows, args.old_rows)
+                            for i in range(rows):
+                                phone = (
+                                    "+254711000001"
+                                    if workload == "one number"
+                                    else f"+2547{round_:02d}{i:06d}"
+                                )
+                                add_sms(db.session, phone=phone, body=f"Receipt {i} ({name}, round {round_})")
+                            db.session.commit()
+                            written = [
+                                (phone, body)
+                                for phone, body in db.session.execute(
+                                    select(OutboxMessage.phone, OutboxMessage.body).order_by(OutboxMessage.id)
+                                )
+                            ]
+                            seen = len(received_log(gateway))
+                            started = time.perf_counter()
+                            counts = module.send_due(db.session, client, rows)
+                            elapsed = time.perf_counter() - started
+                            # The received log: each row once, each number's in the order written.
+                            received = received_log(gateway)[seen:]
+                            assert counts["sent"] == rows, counts
+                            assert sorted(received) == sorted(written), "a receipt lost or sent twice"
+                            by_number: dict[str, list[str]] = defaultdict(list)
+                            for phone, body in received:
+                                by_number[phone].append(body)
+                            for phone, bodies in by_number.items():
+                                assert bodies == [b for p, b in written if p == phone], (
+                                    f"{phone}: out of order"
+                                )
+                            rates[(workload, name)].append(rows / elapsed)
+                            db.session.execute(delete(OutboxMessage))
+                            db.session.commit()
+                            print(
+                                f"latency {latency_ms:g} ms, round {round_ + 1}, {workload:12}, {name:24} "
+                                f"{rows} in {elapsed * 1000:8.1f} ms: {rows / elapsed:7.0f}/s",
+                                flush=True,
                             )
-                        db.session.commit()
-                        seen = gateway.gateway.requests_seen
-                        started = time.perf_counter()
-                        counts = module.send_due(db.session, client, args.rows)
-                        elapsed = time.perf_counter() - started
-                        assert counts["sent"] == args.rows, counts
-                        assert gateway.gateway.requests_seen - seen == args.rows
-                        timings[name].append(elapsed)
-                        db.session.execute(delete(OutboxMessage))
-                        db.session.commit()
-                        print(
-                            f"latency {latency_ms:g} ms, round {round_ + 1}, {name:14} {elapsed * 1000:8.1f} ms"
-                        )
-                old_ms, new_ms = (statistics.median(timings[k]) * 1000 for k in timings)
+                    # The ceiling of one number's lane: SDK calls one after another.
+                    started = time.perf_counter()
+                    calls = min(args.rows, 500)
+                    with client.kept_alive():
+                        for i in range(calls):
+                            client.send("+254711000002", f"bare {i}")
+                    rates[("one number", "bare SDK calls in turn")].append(
+                        calls / (time.perf_counter() - started)
+                    )
                 results.append(
-                    f"{args.rows} rows on {dialect}, gateway latency {latency_ms:g} ms: "
-                    f"one at a time {old_ms:.0f} ms ({old_ms / args.rows:.2f} ms/SMS), "
-                    f"claim batches of {app.config['SMS_CLAIM_BATCH']} {new_ms:.0f} ms "
-                    f"({new_ms / args.rows:.2f} ms/SMS): {old_ms / new_ms:.1f}x (median of {args.rounds})"
+                    f"{dialect}, gateway in a {args.gateway}, latency {latency_ms:g} ms, {args.rows} receipts "
+                    f"(SMS_CLAIM_BATCH {app.config['SMS_CLAIM_BATCH']}, SMS_LANE_DEPTH "
+                    f"{app.config['SMS_LANE_DEPTH']}), receipts/s handed over, median (min–max) of "
+                    f"{args.rounds}, order per number checked in the gateway's log:"
                 )
+                for (workload, name), values in rates.items():
+                    results.append(f"  {workload:12}  {name:26} {spread(values):>24}")
+                for workload in ("one number", "many numbers"):
+                    before = statistics.median(rates[(workload, implementations[0][0])])
+                    after = statistics.median(rates[(workload, implementations[1][0])])
+                    results.append(f"  {workload:12}  lanes ÷ one per number: {after / before:.1f}x")
     finally:
         gateway.stop()
     print("\n".join(results))

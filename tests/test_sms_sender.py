@@ -100,14 +100,21 @@ def test_an_unreachable_gateway_is_retried_and_pauses_the_job(app, gateway, monk
     running_url = app.config["AT_API_URL"]
     app.config["AT_API_URL"] = "http://127.0.0.1:9"  # discard port: connection refused
     try:
-        # The first batch (two rows, handed over together) fails; no second batch is claimed.
-        assert send_at(utcnow()) == {"sent": 0, "retry": 2, "failed": 0, "paused": 1}
+        # Two lanes side by side: the first refused call stops both (the other may have had its
+        # own call in flight by then); no lane is claimed after it.
+        counts = send_at(utcnow())
     finally:
         app.config["AT_API_URL"] = running_url
-    *tried, untried = outbox()
-    assert [(r.status, r.failure_reason) for r in tried] == [("pending", "network: ConnectionError")] * 2
-    # The other kept its attempts for when the gateway is back, and is due at once.
-    assert (untried.status, untried.attempts, untried.next_attempt_at) == ("pending", 0, None)
+    assert (counts["sent"], counts["failed"], counts["paused"]) == (0, 0, 1) and counts["retry"] in (1, 2)
+    rows = outbox()
+    tried = [r for r in rows if r.attempts]
+    assert [(r.status, r.failure_reason) for r in tried] == [
+        ("pending", "network: ConnectionError")
+    ] * counts["retry"]
+    # The others kept their attempts for when the gateway is back, and are due at once.
+    assert {(r.status, r.attempts, r.next_attempt_at) for r in rows if r not in tried} == {
+        ("pending", 0, None)
+    }
     assert send_at(utcnow() + timedelta(seconds=10))["sent"] == 3
 
 
@@ -115,9 +122,13 @@ def test_insufficient_balance_on_our_account_pauses_the_job(app, gateway, monkey
     monkeypatch.setitem(app.config, "SMS_CLAIM_BATCH", 2)
     promise("+254712000106", "+254712000116", "+254712000126")
     gateway.refuse("+254712000106", 405, times=1)
-    # Its batch-mate was handed over beside it and keeps its own answer; the third waits.
-    assert send_at(utcnow()) == {"sent": 1, "retry": 1, "failed": 0, "paused": 1}
-    assert [(r.status, r.attempts) for r in outbox()] == [("pending", 1), ("sent", 1), ("pending", 0)]
+    # Its lane-mate keeps its own answer if its call was in flight by then (else it waits,
+    # attempt untouched); the third waits: no lane is claimed after the pause.
+    counts = send_at(utcnow())
+    assert (counts["retry"], counts["failed"], counts["paused"]) == (1, 0, 1) and counts["sent"] in (0, 1)
+    mate = ("sent", 1) if counts["sent"] else ("pending", 0)
+    assert [(r.status, r.attempts) for r in outbox()] == [("pending", 1), mate, ("pending", 0)]
+    assert send_at(utcnow() + timedelta(seconds=10))["sent"] == 3 - counts["sent"]
 
 
 def test_a_gateway_that_hangs_past_the_read_timeout_is_retried(app, gateway):
@@ -174,44 +185,60 @@ def test_a_row_whose_sender_died_on_its_last_attempt_is_failed_not_left_hanging(
     assert (row.status, row.failure_reason) == ("failed", "no answer recorded after 1 attempts")
 
 
-def test_a_claim_batch_takes_one_row_per_number_and_gives_no_place_to_rows_out_of_attempts(app, monkeypatch):
+def test_a_lane_takes_a_numbers_due_rows_in_order_and_stops_where_one_must_wait(app, monkeypatch):
     promise("+254712000111", "+254712000112")
     promise("+254712000111", body="Second message")
+    promise("+254712000111", body="Third message")
     promise("+254712000113")
     t0 = utcnow()
-    first = sender.claim_batch(db.session, 10, t0)
-    # The second message to ...111 waits for the next batch, so it cannot overtake the first.
-    assert [t.phone for t in first] == ["+254712000111", "+254712000112", "+254712000113"]
-    assert [(r.status, r.attempts) for r in outbox()] == [("sending", 1)] * 2 + [
-        ("pending", 0),
-        ("sending", 1),
+    lanes = sender.claim_lanes(db.session, 10, 2, t0)
+    # A lane per number, in the order of each number's oldest message; at most two rows deep.
+    assert [[t.body for t in lane] for lane in lanes] == [
+        ["Test message for +254712000111", "Second message for +254712000111"],
+        ["Test message for +254712000112"],
+        ["Test message for +254712000113"],
+    ]
+    # ...111's third message is due, but its number's lane is another sender's (live): no lane.
+    assert sender.claim_lanes(db.session, 10, 2, t0) == []
+
+    # Their sender died on what is now the last attempt: they are failed (final, so the lane
+    # goes on past them) and the number's next message is claimed.
+    monkeypatch.setitem(app.config, "SMS_MAX_ATTEMPTS", 1)
+    [lane] = sender.claim_lanes(db.session, 10, 5, t0 + claim_timeout())
+    assert [(t.body, t.attempt) for t in lane] == [("Third message for +254712000111", 1)]
+    assert [r.status for r in outbox()] == ["failed", "failed", "failed", "sending", "failed"]
+
+
+def test_a_message_in_its_backoff_holds_back_its_numbers_later_ones(app, gateway):
+    promise("+254712000114", body="First")
+    promise("+254712000114", body="Second")
+    gateway.refuse("+254712000114", 500, times=1)  # a per-recipient failure: retried
+    t0 = utcnow()
+    assert send_at(t0) == {"sent": 0, "retry": 1, "failed": 0, "paused": 0}
+    first, second = outbox()
+    assert (first.status, first.attempts, second.status, second.attempts) == ("pending", 1, "pending", 0)
+    # The second is due, but waits until the first is sent: nothing goes before its backoff.
+    assert sum(send_at(t0 + timedelta(seconds=9)).values()) == 0
+    assert send_at(t0 + timedelta(seconds=10))["sent"] == 2
+    assert [m.message for m in gateway.inbox("+254712000114")] == [
+        "First for +254712000114",
+        "Second for +254712000114",
     ]
 
-    # Their sender died on what is now the last attempt: they are failed, not claimed, and the
-    # number's next message takes the place.
-    monkeypatch.setitem(app.config, "SMS_MAX_ATTEMPTS", 1)
-    [again] = sender.claim_batch(db.session, 10, t0 + claim_timeout())
-    assert (again.phone, again.body, again.attempt) == (
-        "+254712000111",
-        "Second message for +254712000111",
-        1,
-    )
-    assert [r.status for r in outbox()] == ["failed", "failed", "sending", "failed"]
 
-
-def test_a_sender_killed_mid_batch_loses_nothing_and_resends_nothing_recorded(app, gateway):
-    phones = [f"+25471200020{i}" for i in range(5)]
-    promise(*phones)
+def test_a_sender_killed_mid_lane_loses_nothing_and_resends_nothing_recorded(app, gateway):
+    till = "+254712000200"
+    for i in range(5):
+        promise(till, body=f"Receipt {i}")
     db.session.remove()
-    # Batches of two: the first goes through; of the second, one call is answered and one hangs.
-    gateway.hold_next(1, after=3)
+    # One lane, one call after another: the first two are answered, the third hangs.
+    gateway.hold_next(1, after=2)
     env = dict(
         os.environ,
         DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
         REDIS_URL=app.config["REDIS_URL"],
         AT_API_URL=app.config["AT_API_URL"],
         AT_API_KEY="test-key",
-        TUMA_SMS_CLAIM_BATCH="2",
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", "from worker.jobs import send_sms; send_sms()"],
@@ -222,9 +249,12 @@ def test_a_sender_killed_mid_batch_loses_nothing_and_resends_nothing_recorded(ap
     )
     try:
         wait_for(
-            lambda: (gateway.held == 1 and len(gateway.inbox()) == 3) or proc.poll() is not None,
+            lambda: (
+                (gateway.held == 1 and [r.status for r in outbox()][:2] == ["sent", "sent"])
+                or proc.poll() is not None
+            ),
             timeout=30,
-            message="the held request beside an answered one",
+            message="the held call after two recorded ones",
         )
         assert proc.poll() is None, proc.stderr.read().decode()
         os.kill(proc.pid, signal.SIGKILL)
@@ -234,29 +264,21 @@ def test_a_sender_killed_mid_batch_loses_nothing_and_resends_nothing_recorded(ap
             proc.kill()
         proc.stderr.close()
 
-    rows = outbox()
-    # The second batch was handed over but never recorded: both its rows are still claimed.
-    assert [r.status for r in rows] == ["sent", "sent", "sending", "sending", "pending"]
-    in_flight = {r.phone for r in rows if r.status == "sending"}
+    # The rest of the lane is still claimed: the one in flight and the two never handed over.
+    assert [(r.status, r.attempts) for r in outbox()] == [("sent", 1)] * 2 + [("sending", 1)] * 3
     # The gateway had the held message when the sender died; it answers into a closed socket.
     gateway.release()
-    wait_for(lambda: len(gateway.inbox()) == 4, message="the held message to be accepted")
+    wait_for(lambda: len(gateway.inbox()) == 3, message="the held message to be accepted")
 
-    # Restart: too early, the in-flight rows are still someone's claim; after the timeout not.
-    assert send_at(utcnow())["sent"] == 1
-    assert [r.status for r in outbox()][2:4] == ["sending", "sending"]
-    assert send_at(utcnow() + claim_timeout() + timedelta(seconds=1))["sent"] == 2
+    # Restart: too early, the lane is still someone's; after the timeout it is claimed again.
+    assert sum(send_at(utcnow()).values()) == 0
+    assert send_at(utcnow() + claim_timeout() + timedelta(seconds=1))["sent"] == 3
 
     rows = outbox()
-    assert {r.status for r in rows} == {"sent"}
-    for row in rows:
-        count = len(gateway.inbox(row.phone))
-        if row.phone in in_flight:
-            # The killed batch's messages, whose answers were never recorded, went out twice:
-            # the documented at-least-once window, one HTTP call wide for each of its rows.
-            assert (count, row.attempts) == (2, 2), row.phone
-        else:
-            assert (count, row.attempts) == (1, 1), row.phone
+    assert [(r.status, r.attempts) for r in rows] == [("sent", 1)] * 2 + [("sent", 2)] * 3
+    # Only the call in flight when the sender died went twice (the documented at-least-once
+    # window); the two never handed over went once; and the number's order held throughout.
+    assert [m.message for m in gateway.inbox(till)] == [f"Receipt {i} for {till}" for i in (0, 1, 2, 2, 3, 4)]
 
 
 def test_the_job_is_safe_to_run_twice_and_rings_after_a_transfer_batch(app, gateway, redis):
@@ -334,22 +356,31 @@ def test_a_job_hands_over_no_more_than_its_limit(app, gateway, monkeypatch):
 def test_a_gateway_failing_mid_burst_loses_nothing_and_stops_the_job(app, gateway, monkeypatch, failing):
     monkeypatch.setitem(app.config, "SMS_CLAIM_BATCH", 16)
     promise(*[f"+2547120007{i:02d}" for i in range(40)])
-    gateway.fail_next(failing, http_status=500)  # the first batch's calls: some or all of them
+    gateway.fail_next(failing, http_status=500)  # the first calls: some or all of the first lanes'
     t0 = utcnow()
 
-    # The whole first batch was handed over; its own answers are kept, and no second batch
-    # is claimed while the gateway is in trouble.
-    assert send_at(t0) == {"sent": 16 - failing, "retry": failing, "failed": 0, "paused": 1}
+    # The first failure stops every lane after the call it has in flight; their answers are
+    # kept, and no lane is claimed while the gateway is in trouble.
+    counts = send_at(t0)
+    assert counts["paused"] == 1 and counts["failed"] == 0
+    assert 1 <= counts["retry"] <= failing and counts["sent"] + counts["retry"] <= 16
     rows = outbox()
-    first, rest = rows[:16], rows[16:]
-    retried = [r for r in first if r.status == "pending"]
-    assert len(retried) == failing and len([r for r in first if r.status == "sent"]) == 16 - failing
+    retried = [r for r in rows if r.status == "pending" and r.attempts]
+    untouched = [r for r in rows if not r.attempts]
+    assert len(retried) == counts["retry"] and len([r for r in rows if r.status == "sent"]) == counts["sent"]
     assert all(r.failure_reason.startswith("gateway error") for r in retried)
     assert {(r.attempts, r.next_attempt_at) for r in retried} == {(1, t0 + timedelta(seconds=10))}
-    assert {(r.status, r.attempts, r.next_attempt_at) for r in rest} == {("pending", 0, None)}
+    assert {(r.status, r.next_attempt_at) for r in untouched} == {("pending", None)}
+    assert len(untouched) == 40 - counts["sent"] - counts["retry"]
 
-    # The gateway is back: everything not yet sent goes, and nothing goes twice.
-    assert send_at(t0 + timedelta(seconds=10)) == {"sent": 24 + failing, "retry": 0, "failed": 0, "paused": 0}
+    # Later jobs spend the gateway's remaining failures the same way; then everything not yet
+    # sent goes, and nothing twice: each failure cost one call, each row one accepted call.
+    moment = t0
+    for _ in range(failing + 1):
+        if {r.status for r in outbox()} == {"sent"}:
+            break
+        moment += timedelta(hours=1)
+        send_at(moment)
     rows = outbox()
     assert {r.status for r in rows} == {"sent"}
     assert handed_over(gateway) == promised(rows)

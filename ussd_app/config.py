@@ -59,9 +59,11 @@ class Config:
     SMS_READ_TIMEOUT_SECONDS = _float("TUMA_SMS_READ_TIMEOUT_SECONDS", 10.0)
     # Messages one send job hands to the gateway before it re-announces itself.
     SMS_BATCH_SIZE = _int("TUMA_SMS_BATCH_SIZE", 100)
-    # Messages claimed in one transaction and handed over side by side (one thread each), then
-    # recorded in one transaction. Also the most HTTP calls to the gateway in flight per sender.
+    # Lanes (one number each) handed over side by side, one thread each; also the most HTTP
+    # calls in flight per sender, and the most messages handed over and not yet recorded.
     SMS_CLAIM_BATCH = _int("TUMA_SMS_CLAIM_BATCH", 16)
+    # Messages of one number claimed into one lane and handed over one after another, in order.
+    SMS_LANE_DEPTH = _int("TUMA_SMS_LANE_DEPTH", 64)
     # Attempts (hand-overs to the gateway) before a message is marked failed.
     SMS_MAX_ATTEMPTS = _int("TUMA_SMS_MAX_ATTEMPTS", 8)
     # Retry backoff after a transient failure: base * 2**(attempt - 1) seconds, capped.

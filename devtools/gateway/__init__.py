@@ -11,7 +11,8 @@ It speaks what the ``africastalking`` SDK sends, so the real SDK talks to it unc
 Tests (and a developer) can make it misbehave, through the Python API of ``Gateway`` when it
 runs in a thread, or ``POST /_gateway/faults`` (JSON) when it runs as a process:
 
-- ``fail_next(times, http_status=500)``: the next ``times`` requests get that HTTP status;
+- ``fail_next(times, http_status=500, after=0)``: after ``after`` more requests, the next
+  ``times`` get that HTTP status (429 for Africa's Talking's rate limit);
 - ``refuse(phone, status_code=403, times=None)``: that number gets a per-recipient refusal
   (every time, or the next ``times`` times);
 - ``hold_next(times, after=0)``: after ``after`` more requests, the next ``times`` wait until
@@ -75,6 +76,7 @@ class Gateway:
     requests_seen: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _failures: list[int] = field(default_factory=list, repr=False)
+    _fail_after: int = 0
     _refusals: dict[str, list] = field(default_factory=dict, repr=False)
     _hold_after: int = 0
     _holds: int = 0
@@ -84,8 +86,9 @@ class Gateway:
     airtime: Airtimes = field(default_factory=Airtimes, repr=False)
 
     # -- faults ---------------------------------------------------------------------------
-    def fail_next(self, times: int = 1, http_status: int = 500) -> None:
+    def fail_next(self, times: int = 1, http_status: int = 500, after: int = 0) -> None:
         with self._lock:
+            self._fail_after = after
             self._failures.extend([http_status] * times)
 
     def refuse(self, phone: str, status_code: int = 403, times: int | None = None) -> None:
@@ -122,6 +125,9 @@ class Gateway:
                 self._holds -= 1
                 self._held += 1
                 return None, True
+            if self._failures and self._fail_after:
+                self._fail_after -= 1
+                return None, False
             return (self._failures.pop(0) if self._failures else None), False
 
     def _refusal(self, number: str) -> int:
@@ -189,7 +195,9 @@ def _messaging(gateway: Gateway) -> Blueprint:
         spec = request.get_json(silent=True) or {}
         try:
             if "fail_next" in spec:
-                gateway.fail_next(int(spec["fail_next"]), int(spec.get("http_status", 500)))
+                gateway.fail_next(
+                    int(spec["fail_next"]), int(spec.get("http_status", 500)), int(spec.get("after", 0))
+                )
             if "refuse" in spec:
                 gateway.refuse(str(spec["refuse"]), int(spec.get("status_code", 403)))
             if "hold_next" in spec:

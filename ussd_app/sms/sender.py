@@ -1,63 +1,84 @@
-"""Sending the outbox through Africa's Talking: claim, hand over, record, a small batch at a time.
+"""Sending the outbox through Africa's Talking: claim, hand over, record, in lanes, one per number.
 
 The protocol, and why:
 
-1. **Claim** (one committed transaction): take up to ``SMS_CLAIM_BATCH`` of the oldest due rows
-   (``pending`` and due, or ``sending`` for longer than the claim timeout); for each, set
-   ``sending``, add one to ``attempts``, stamp ``claimed_at`` and a fresh ``claim_token``. A
-   ``sending`` row with no attempt left is marked ``failed`` instead. A batch takes at most one
-   row per number (its oldest due one): the calls of a batch race each other, so a person's
-   messages go in successive batches and one sender hands them over in the order they were
-   written (the balances in a run of receipts read in order). On PostgreSQL
-   ``FOR UPDATE SKIP LOCKED`` lets several senders work side by side, each on rows of its own;
-   SQLite serialises the claim (``BEGIN IMMEDIATE``).
-2. **Hand over** with no database transaction open: one ``SMS.send`` per row, all the batch's
-   rows at once from a small thread pool (one thread per row), each with the SDK's timeouts.
-   The SDK's ``SMSService.send`` only reads the service's settings and makes a fresh
-   ``requests.post`` (a session of its own) per call, so the threads share one client.
-3. **Record** (one committed transaction) each answer against its claim only (``claim_token``
-   matches and the row is still ``sending``): ``sent`` with Africa's Talking's messageId, status
-   and cost; ``pending`` with a backoff for a transient failure; ``failed`` with the reason for
-   a permanent one or when the attempts are used up. A row whose claim was lost is logged and
-   left to the sender that holds it now.
-
-So a batch costs two commits and about one HTTP call's time, however many rows it has.
+1. **Claim** (one committed transaction): for up to ``SMS_CLAIM_BATCH`` numbers with due rows
+   (in the order of their oldest due row), take that number's *lane*: its unfinished rows
+   (``pending`` or ``sending``) in id order, up to ``SMS_LANE_DEPTH`` of them, while each is due
+   (``pending`` and due, or ``sending`` for longer than the claim timeout). A lane stops at the
+   first row that is not: a row in its retry backoff holds back every later message to its
+   number, and a number one of whose rows another sender holds (``sending``, not timed out) gets
+   no lane at all. For each row taken: ``sending``, one more ``attempts``, ``claimed_at`` and a
+   fresh ``claim_token``. A ``sending`` row with no attempt left is marked ``failed`` instead
+   (final, so the lane goes on past it). On PostgreSQL the lane's rows are locked ``FOR UPDATE
+   SKIP LOCKED`` and a lane is only the locked prefix of its number's rows: two senders that
+   pick the same number at once cannot both take it (the second sees the first's rows locked,
+   or, once committed, ``sending``). SQLite serialises the claim (``BEGIN IMMEDIATE``).
+2. **Hand over** with no database transaction open: the lanes side by side, one thread each;
+   within a lane one ``SMS.send`` after another, each only once the one before was answered
+   (accepted, or refused for good). So a number's messages reach Africa's Talking in the order
+   they were written (the balances in a run of receipts read in order), a merchant paid 5,000
+   times gets them at the gateway's pace instead of one per claim, and a busy number fills
+   one lane and holds nobody else's receipts back: the job claims new lanes beside those still
+   running (when half the lanes are free, and every ``CLAIM_POLL_SECONDS`` while one is).
+   A lane stops early, handing back (``release``) its rows not yet
+   handed over, with their attempt undone: at a transient failure (the number's next messages
+   must wait behind the one that failed, which is retried with backoff), when the job pauses,
+   or when the lane nears the claim timeout. The SDK's ``SMSService.send`` only reads the
+   service's settings, so the threads share one client; each lane's calls go over one
+   kept-alive connection of its own (``SmsClient.kept_alive``, ``africas_talking.py``).
+3. **Record** (committed transactions, in the job's own thread, while the lanes go on) each
+   answer against its claim only (``claim_token`` matches and the row is still ``sending``):
+   ``sent`` with Africa's Talking's messageId, status and cost; ``pending`` with a backoff for a
+   transient failure; ``failed`` with the reason for a permanent one or when the attempts are
+   used up. A row whose claim was lost is logged and left to the sender that holds it now.
+   Answers are recorded in groups (what arrives within ``GATHER_SECONDS`` of the first, or
+   while the last group was being committed), so a lane's calls and the commits overlap.
 
 A failure that is about the gateway or our account rather than one number (network error,
-non-2xx answer, 405 InsufficientBalance, 402 InvalidSenderId) pauses the job: the rows of that
-batch, already handed over side by side, get their own answers recorded; no further batch is
-claimed, the rows not yet claimed stay due, untouched, and the periodic job wakes the sender
-again, instead of one job spending every row's attempt (and the worker's time) on a gateway
-that is down. At most one batch's attempts are spent on a dead gateway per job.
+non-2xx answer such as a 429 rate limit, 405 InsufficientBalance, 402 InvalidSenderId) pauses
+the job: every lane stops after the call it has in flight, each answer is recorded, the rows
+not yet handed over are released (not lost, no attempt spent) and no lane is claimed again;
+the periodic job wakes the sender later, instead of one job spending every row's attempt (and
+the worker's time) on a gateway that is down. At most one call per lane is spent on a dead
+gateway per job.
 
 So a row is handed to the gateway at most once per attempt, and a row recorded as sent is
-never handed over again. A sender killed between 2 and 3 (or whose record commit fails)
-leaves its batch ``sending``; after ``SMS_CLAIM_TIMEOUT_SECONDS`` (kept above the SDK's
-timeouts, so a live sender has always given up on its calls by then) those rows are claimed
-and sent again. That window, one HTTP call
-wide for each row, is the one place a message can reach a phone twice: Africa's Talking's SMS
-API takes no idempotency key, and losing a receipt is worse than repeating one. Because a
-batch's calls run side by side, the whole batch is in that window for one HTTP call's time
-(not one call per row in turn), and a batch is over, recorded, well before its claims could
-time out; ``SMS_CLAIM_BATCH`` bounds how many rows one dead sender can leave to be repeated.
+never handed over again. A lane hands a row over only while it holds one of
+``SMS_CLAIM_BATCH`` places, each given back when that row's answer is committed: at most
+``SMS_CLAIM_BATCH`` rows of a sender are ever handed over and not yet recorded, as many as one
+batch of side-by-side calls before lanes. A sender killed between 2 and 3 (or whose record
+commit fails) leaves its lanes ``sending``; after ``SMS_CLAIM_TIMEOUT_SECONDS`` (kept above the
+SDK's timeouts, so a live sender has always given up on its calls by then; a lane hands nothing
+over once less than the SDK's timeouts are left before its claim times out) those rows are
+claimed and sent again, in order. Those handed over but unrecorded are the one place a message
+can reach a phone twice: Africa's Talking's SMS API takes no idempotency key, and losing a
+receipt is worse than repeating one; the rest of a dead sender's lanes were never handed over
+and go once. ``SMS_CLAIM_BATCH`` bounds how many rows one dead sender can leave to be repeated,
+each in that window for about one HTTP call and one commit. The price of lanes is in the delay,
+not the count: a dead sender's lanes (up to ``SMS_CLAIM_BATCH`` × ``SMS_LANE_DEPTH`` rows) wait
+for the claim timeout before anyone sends them, where a batch left at most ``SMS_CLAIM_BATCH``.
 """
 
 import contextvars
 import enum
 import logging
+import queue
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import requests
 from africastalking.Service import AfricasTalkingException
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from ..africas_talking import SmsClient
 from ..clock import utcnow
-from ..database import is_postgres
+from ..database import among, is_postgres
 from ..queues import SMS_DOORBELL, Bell, ring
 from .outbox import OutboxMessage, OutboxStatus
 
@@ -178,50 +199,124 @@ def count_due(session, now: datetime | None = None) -> int:
     return int(session.execute(select(func.count()).where(_due(now or utcnow()))).scalar_one())
 
 
-# Due rows read per free place in a batch, to find rows for numbers not yet in it.
+# Due rows read per free lane, to find numbers not yet seen; and how many such reads a claim
+# makes before it settles for fewer lanes (numbers held back by a retry fill no lane).
 CLAIM_WINDOW = 4
+CLAIM_LOOKS = 4
+
+_UNFINISHED = (OutboxStatus.PENDING.value, OutboxStatus.SENDING.value)
 
 
-def claim_batch(session, size: int, now: datetime | None = None) -> list[Claim]:
-    """Claim up to ``size`` of the oldest due rows, at most one per number, in one transaction
-    and commit. Rows whose last sender died on their last attempt are marked failed on the way
-    (they fill no place)."""
+def _due_numbers(session, want: int, skip: set[str], now: datetime) -> list[str]:
+    """Up to ``want`` numbers with a due row, not in ``skip``, in the order of their oldest
+    due row: the order in which they were promised something."""
+    found: list[str] = []
+    seen = set(skip)
+    window = want * CLAIM_WINDOW
+    query = select(OutboxMessage.phone).where(_due(now)).order_by(OutboxMessage.id).limit(window)
+    if seen:
+        query = query.where(OutboxMessage.phone.not_in(seen))
+    for phone in session.execute(query).scalars():
+        if phone not in seen:
+            seen.add(phone)
+            found.append(phone)
+            if len(found) == want:
+                break
+    return found
+
+
+def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list[OutboxMessage]]:
+    """Each number's first ``depth`` unfinished rows, in id order. On PostgreSQL they are locked
+    (``SKIP LOCKED``) and read as they are once locked, and a number's list ends before its first
+    row another transaction holds (another sender claiming the number, or recording one of its
+    rows): a lane never skips a row."""
+    numbered = (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.phone,
+            func.row_number().over(partition_by=OutboxMessage.phone, order_by=OutboxMessage.id).label("n"),
+        )
+        .where(OutboxMessage.phone.in_(phones), OutboxMessage.status.in_(_UNFINISHED))
+        .subquery()
+    )
+    expected: dict[str, list[int]] = {phone: [] for phone in phones}
+    for row_id, phone in session.execute(
+        select(numbered.c.id, numbered.c.phone).where(numbered.c.n <= depth).order_by(numbered.c.id)
+    ):
+        expected[phone].append(row_id)
+    ids = [row_id for phone in phones for row_id in expected[phone]]
+    if not ids:
+        return {phone: [] for phone in phones}
+    query = (
+        select(OutboxMessage)
+        .where(among(session, OutboxMessage.id, ids))
+        .order_by(OutboxMessage.id)
+        .execution_options(populate_existing=True)  # as the database has them now, not as last seen
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    got = {row.id: row for row in session.execute(query).scalars()}
+    rows: dict[str, list[OutboxMessage]] = {}
+    for phone in phones:
+        rows[phone] = []
+        for row_id in expected[phone]:
+            row = got.get(row_id)
+            if row is None or row.status not in _UNFINISHED:
+                break  # held by another transaction, or finished meanwhile: stop before it
+            rows[phone].append(row)
+    return rows
+
+
+def claim_lanes(
+    session, lanes: int, depth: int, now: datetime | None = None, *, limit: int | None = None, skip=()
+) -> list[list[Claim]]:
+    """Claim up to ``lanes`` lanes (a number's due rows in order, at most ``depth`` of them, at
+    most ``limit`` rows in all), for numbers not in ``skip``, in one transaction, and commit.
+    Rows whose last sender died on their last attempt are marked failed on the way."""
     max_attempts = current_app.config["SMS_MAX_ATTEMPTS"]
     now = now or utcnow()
-    taken: list[Claim] = []
-    phones: set[str] = set()
-    while len(taken) < size:
-        window = (size - len(taken)) * CLAIM_WINDOW
-        query = select(OutboxMessage).where(_due(now)).order_by(OutboxMessage.id).limit(window)
-        if phones:
-            query = query.where(OutboxMessage.phone.not_in(phones))
-        if is_postgres(session):
-            query = query.with_for_update(skip_locked=True)
-        rows = list(session.execute(query).scalars())
-        for row in rows:
-            if len(taken) == size:
+    left = limit if limit is not None else lanes * depth
+    taken: list[list[Claim]] = []
+    looked: set[str] = set(skip)
+    for _ in range(CLAIM_LOOKS):
+        if len(taken) == lanes or left <= 0:
+            break
+        phones = _due_numbers(session, lanes - len(taken), looked, now)
+        if not phones:
+            break
+        looked.update(phones)
+        unfinished = _unfinished_rows(session, phones, depth)
+        for phone in phones:
+            lane: list[Claim] = []
+            for row in unfinished[phone]:
+                if left <= 0:
+                    break
+                if row.status == OutboxStatus.SENDING.value:
+                    if row.claimed_at is not None and row.claimed_at > now - claim_timeout():
+                        break  # another sender's lane is live: the number waits for it
+                    if row.attempts >= max_attempts:
+                        # Its last sender died before recording; there is no attempt left.
+                        row.status = OutboxStatus.FAILED.value
+                        row.failure_reason = f"no answer recorded after {row.attempts} attempts"
+                        row.claim_token = None
+                        continue
+                    log.warning(
+                        "sms %d: sender stopped before recording attempt %d; sending again",
+                        row.id,
+                        row.attempts,
+                    )
+                elif row.next_attempt_at is not None and row.next_attempt_at > now:
+                    break  # in its backoff: the number's later messages wait behind it
+                row.status = OutboxStatus.SENDING.value
+                row.attempts += 1
+                row.claimed_at = now
+                row.claim_token = uuid.uuid4().hex
+                lane.append(Claim(row.id, row.phone, row.body, row.attempts, row.claim_token))
+                left -= 1
+            if lane:
+                taken.append(lane)
+            if len(taken) == lanes:
                 break
-            if row.phone in phones:
-                continue  # the number's older message goes first; this one, in a later batch
-            if row.status == OutboxStatus.SENDING.value and row.attempts >= max_attempts:
-                # Its last sender died before recording; there is no attempt left to spend.
-                row.status = OutboxStatus.FAILED.value
-                row.failure_reason = f"no answer recorded after {row.attempts} attempts"
-                row.claim_token = None
-                continue
-            if row.status == OutboxStatus.SENDING.value:
-                log.warning(
-                    "sms %d: sender stopped before recording attempt %d; sending again", row.id, row.attempts
-                )
-            row.status = OutboxStatus.SENDING.value
-            row.attempts += 1
-            row.claimed_at = now
-            row.claim_token = uuid.uuid4().hex
-            phones.add(row.phone)
-            taken.append(Claim(row.id, row.phone, row.body, row.attempts, row.claim_token))
-        if len(rows) < window:
-            break  # nothing more is due
-        # Look further, past the numbers already in the batch (failed rows are no longer due).
         session.flush()
     session.commit()
     return taken
@@ -229,13 +324,12 @@ def claim_batch(session, size: int, now: datetime | None = None) -> list[Claim]:
 
 def claim(session, now: datetime | None = None) -> Claim | None:
     """Claim the oldest due row and commit. None when nothing is due."""
-    taken = claim_batch(session, 1, now)
-    return taken[0] if taken else None
+    taken = claim_lanes(session, 1, 1, now)
+    return taken[0][0] if taken else None
 
 
-def _record(session, taken: Claim, answer: Answer, now: datetime) -> bool:
-    """Write the answer against the claim, in the caller's transaction. False when the claim was
-    lost (another sender claimed the row again after the timeout): that sender records its own."""
+def _values(taken: Claim, answer: Answer, now: datetime) -> dict:
+    """The columns an answer sets on its row (the claim cleared)."""
     values: dict = {"claim_token": None, "claimed_at": None}  # nosec B105  # clears a claim, no secret
     if answer.status_code is not None:
         values.update(gateway_status_code=answer.status_code, gateway_status=answer.status)
@@ -256,22 +350,50 @@ def _record(session, taken: Claim, answer: Answer, now: datetime) -> bool:
             failure_reason=(answer.reason or "")[:120],  # the last error, for the operator
             next_attempt_at=now + backoff(taken.attempt),
         )
-    result = session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.id == taken.id,
-            OutboxMessage.claim_token == taken.token,
-            OutboxMessage.status == OutboxStatus.SENDING.value,
+    return values
+
+
+def _record_all(session, answered: list[tuple[Claim, Answer]], now: datetime) -> int:
+    """Write each answer against its claim only (``claim_token`` matches and the row is still
+    ``sending``), in the caller's transaction: one statement (executemany: one round trip on
+    PostgreSQL) per set of columns written, not one per row. How many were recorded; a claim
+    lost meanwhile (another sender claimed the row again after the timeout, and records its own)
+    is logged."""
+    table = OutboxMessage.__table__
+    groups: dict[tuple, list[dict]] = {}
+    for taken, answer in answered:
+        values = _values(taken, answer, now)
+        groups.setdefault(tuple(values), []).append(
+            {"_id": taken.id, "_token": taken.token, **{f"_v_{k}": v for k, v in values.items()}}
         )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
+    recorded = 0
+    for columns, rows in groups.items():
+        statement = (
+            update(table)
+            .where(
+                table.c.id == bindparam("_id"),
+                table.c.claim_token == bindparam("_token"),
+                table.c.status == OutboxStatus.SENDING.value,
+            )
+            .values({name: bindparam(f"_v_{name}") for name in columns})
+        )
+        recorded += session.execute(statement, rows).rowcount
+    if recorded != len(answered):
+        lost = ", ".join(f"sms {t.id} attempt {t.attempt}" for t, _ in answered[:20])
         log.warning(
-            "sms %d: claim for attempt %d was lost before its answer was recorded", taken.id, taken.attempt
+            "%d of %d claims were lost before their answers were recorded (among: %s)",
+            len(answered) - recorded,
+            len(answered),
+            lost,
         )
-        return False
-    return True
+    return recorded
+
+
+def _record(session, taken: Claim, answer: Answer, now: datetime) -> bool:
+    """Write one answer against its claim, in the caller's transaction. False when the claim
+    was lost (another sender claimed the row again after the timeout): that sender records its
+    own."""
+    return _record_all(session, [(taken, answer)], now) == 1
 
 
 def record(session, taken: Claim, answer: Answer, now: datetime | None = None) -> bool:
@@ -284,61 +406,216 @@ def record(session, taken: Claim, answer: Answer, now: datetime | None = None) -
 def record_batch(session, answered: list[tuple[Claim, Answer]], now: datetime | None = None) -> int:
     """Write each answer against its claim, all in one transaction, and commit. How many were
     recorded; a lost claim is logged and skipped, as ``record`` does."""
-    now = now or utcnow()
-    recorded = sum(_record(session, taken, answer, now) for taken, answer in answered)
+    recorded = _record_all(session, answered, now or utcnow())
     session.commit()
     return recorded
 
 
-def hand_over_batch(pool: ThreadPoolExecutor, client: SmsClient, claims: list[Claim]) -> list:
-    """Hand every claimed row over at once, one pool thread each (the pool has a thread per
-    row of a batch), and wait for all. Each row's ``Answer``, or the exception a bug in our code
-    raised for it; nothing here touches the database. Each thread runs in a copy of the
-    caller's context, so log lines keep their request id."""
-    futures = [
-        pool.submit(contextvars.copy_context().run, hand_over, client, taken.phone, taken.body)
-        for taken in claims
-    ]
-    results = []
-    for future in futures:
+def _unclaim(session, released: list[Claim]) -> None:
+    """Hand claimed rows back, never handed over: ``pending`` again with their attempt undone,
+    in the caller's transaction (only where the claim still holds)."""
+    table = OutboxMessage.__table__
+    session.execute(
+        update(table)
+        .where(
+            table.c.id == bindparam("_id"),
+            table.c.claim_token == bindparam("_token"),
+            table.c.status == OutboxStatus.SENDING.value,
+        )
+        .values(
+            status=OutboxStatus.PENDING.value,
+            attempts=table.c.attempts - 1,
+            claim_token=None,
+            claimed_at=None,
+        ),
+        [{"_id": taken.id, "_token": taken.token} for taken in released],
+    )
+
+
+@dataclass
+class _Lanes:
+    """What the job's lanes share with its own thread (which alone touches the database)."""
+
+    client: SmsClient
+    places: threading.BoundedSemaphore  # hand-overs not yet recorded, at most SMS_CLAIM_BATCH
+    stop: threading.Event  # the gateway or our account failed (or our code did): lanes stop
+    # ("answer", Claim, Answer) after each hand-over, ("release", Claim, None) for a row not
+    # handed over, and ("end", phone, exception or None) when a lane is done.
+    news: queue.SimpleQueue
+    max_attempts: int
+    errors: list = field(default_factory=list)  # what each ended lane raised (None: nothing)
+
+    def run(self, lane: list[Claim], deadline: float) -> None:
+        """Hand the lane's rows over one after another (each after the one before was accepted
+        or refused for good); release the rest when it stops early. Runs in a pool thread."""
+        error = None
         try:
-            results.append(future.result())
-        except Exception as exc:  # a bug: record the others' answers first, then let it out
-            results.append(exc)
-    return results
+            with self.client.kept_alive():  # one connection for the lane's calls in turn
+                self._hand_over(lane, deadline)
+        except BaseException as exc:  # a bug in our code: the job records the rest, then raises
+            error = exc
+            self.stop.set()
+        finally:
+            self.news.put(("end", lane[0].phone, error))
+
+    def _hand_over(self, lane: list[Claim], deadline: float) -> None:
+        for i, taken in enumerate(lane):
+            while not self.places.acquire(timeout=PLACE_WAIT_SECONDS):
+                if self.stop.is_set():  # the job stopped recording: a place may never come
+                    self._release(lane[i:])
+                    return
+            if self.stop.is_set() or time.monotonic() > deadline:
+                self.places.release()
+                self._release(lane[i:])
+                return
+            try:
+                answer = hand_over(self.client, taken.phone, taken.body)
+            except BaseException:
+                self.places.release()  # nothing to record: the row stays claimed until its timeout
+                self._release(lane[i + 1 :])
+                raise
+            self.news.put(("answer", taken, answer))
+            if answer.pause:
+                self.stop.set()
+            if answer.pause or (answer.outcome == Outcome.RETRY and taken.attempt < self.max_attempts):
+                self._release(lane[i + 1 :])  # they wait behind this one, which is retried
+                return
+
+    def _release(self, rest: list[Claim]) -> None:
+        for taken in rest:
+            self.news.put(("release", taken, None))
+
+
+def _record_news(session, lanes: _Lanes, news: list, counts: dict, now: datetime | None) -> None:
+    """Record a group of answers and releases in one transaction, then free their places."""
+    answered = [(taken, answer) for kind, taken, answer in news if kind == "answer"]
+    released = [taken for kind, taken, _ in news if kind == "release"]
+    for taken, answer in answered:
+        if answer.outcome != Outcome.SENT:
+            log.info("sms %d attempt %d: %s (%s)", taken.id, taken.attempt, answer.outcome, answer.reason)
+        counts[answer.outcome.value] += 1
+    if answered:
+        _record_all(session, answered, now or utcnow())
+    if released:
+        _unclaim(session, released)
+    if answered or released:
+        session.commit()
+    for _ in answered:
+        lanes.places.release()
+
+
+# How often a lane waiting for a place looks whether the job has stopped.
+PLACE_WAIT_SECONDS = 0.1
+# While a lane is free, how often the job looks for new numbers to give lanes to.
+CLAIM_POLL_SECONDS = 0.25
+# How long the job waits for more answers to record in one commit, once one has come.
+GATHER_SECONDS = 0.005
+
+
+def _gather(news: queue.SimpleQueue, running: int, width: int, wait: float | None) -> list:
+    """The next group of news to record in one commit: the first to come within ``wait``
+    seconds (or ever: every lane ends with an "end"), then what follows within
+    ``GATHER_SECONDS``, until every place is taken by an answer or every running lane has
+    ended. A lane whose places are all taken waits at most that long for them. Empty when
+    nothing came within ``wait``."""
+    try:
+        group = [news.get(timeout=wait)]
+    except queue.Empty:
+        return []
+    answers = ends = 0
+    deadline = time.monotonic() + GATHER_SECONDS
+    while True:
+        kind = group[-1][0]
+        answers += kind == "answer"
+        ends += kind == "end"
+        if answers >= width or ends >= running:
+            break
+        try:
+            group.append(news.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            break
+    try:
+        while True:
+            group.append(news.get_nowait())
+    except queue.Empty:
+        pass
+    return group
 
 
 def send_due(session, client: SmsClient, limit: int, now: datetime | None = None) -> dict[str, int]:
-    """Hand over up to ``limit`` due rows, ``SMS_CLAIM_BATCH`` claims at a time. Counts by
-    outcome, and ``paused`` = 1 when the job stopped early because the gateway or the account
-    failed."""
+    """Hand over up to ``limit`` due rows in lanes, ``SMS_CLAIM_BATCH`` lanes side by side, each
+    up to ``SMS_LANE_DEPTH`` rows of one number. Counts by outcome, and ``paused`` = 1 when the
+    job stopped early because the gateway or the account failed."""
+    config = current_app.config
     counts = {o.value: 0 for o in Outcome} | {"paused": 0}
-    size = min(max(1, current_app.config["SMS_CLAIM_BATCH"]), limit)
-    if size < 1:
+    width = max(1, config["SMS_CLAIM_BATCH"])
+    depth = max(1, config["SMS_LANE_DEPTH"])
+    if limit < 1:
         return counts
-    handed = 0
-    with ThreadPoolExecutor(max_workers=size, thread_name_prefix="sms-hand-over") as pool:
-        while handed < limit:
-            claims = claim_batch(session, min(size, limit - handed), now)
-            if not claims:
-                break
-            handed += len(claims)
-            results = hand_over_batch(pool, client, claims)
-            answered = [(t, a) for t, a in zip(claims, results, strict=True) if isinstance(a, Answer)]
-            for taken, answer in answered:
-                if answer.outcome != Outcome.SENT:
-                    log.info(
-                        "sms %d attempt %d: %s (%s)", taken.id, taken.attempt, answer.outcome, answer.reason
-                    )
-                counts[answer.outcome.value] += 1
-            record_batch(session, answered, now)
-            bug = next((r for r in results if not isinstance(r, Answer)), None)
-            if bug is not None:
-                raise bug  # its row stays ``sending`` and is claimed again after the timeout
-            if any(answer.pause for _, answer in answered):
-                counts["paused"] = 1
-                break
+    # A lane hands nothing over once a call could outlast its claim (see the module docstring).
+    budget = (
+        claim_timeout().total_seconds()
+        - config["SMS_CONNECT_TIMEOUT_SECONDS"]
+        - config["SMS_READ_TIMEOUT_SECONDS"]
+    )
+    lanes = _Lanes(
+        client,
+        threading.BoundedSemaphore(width),
+        threading.Event(),
+        queue.SimpleQueue(),
+        config["SMS_MAX_ATTEMPTS"],
+    )
+    running: set[str] = set()
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool:
+        try:
+            _drive(session, pool, lanes, running, width, depth, limit, budget, counts, now)
+        except BaseException:
+            # The database failed us (a claim or a record): stop the lanes (each ends after its
+            # call in flight) and let the job fail. What they hand over now goes unrecorded and
+            # is claimed again after the timeout: the documented window, no wider.
+            lanes.stop.set()
+            raise
+    bug = next((error for error in lanes.errors if error is not None), None)
+    if bug is not None:
+        raise bug  # its row stays ``sending`` and is claimed again after the timeout
+    counts["paused"] = int(lanes.stop.is_set())
     return counts
+
+
+def _drive(session, pool, lanes, running, width, depth, limit, budget, counts, now) -> None:
+    """The job's own thread: claim lanes, start them, record their news, until they are done."""
+    claimed = 0
+    claim_again = True  # until a claim finds nothing; then again once a lane ends
+    last_claim = float("-inf")
+    while True:
+        free = width - len(running)
+        # Claim when half the lanes are free (or none runs), so the claims' cost is shared
+        # by several lanes; and, while any is free, every CLAIM_POLL_SECONDS whatever the
+        # running lanes do: messages written meanwhile start beside a busy or stuck lane.
+        polled = time.monotonic() - last_claim >= CLAIM_POLL_SECONDS
+        if (
+            free
+            and not lanes.stop.is_set()
+            and claimed < limit
+            and ((claim_again and (free >= (width + 1) // 2 or not running)) or polled)
+        ):
+            fresh = claim_lanes(session, free, depth, now, limit=limit - claimed, skip=running)
+            last_claim = time.monotonic()
+            deadline = last_claim + budget
+            for lane in fresh:
+                claimed += len(lane)
+                running.add(lane[0].phone)
+                pool.submit(contextvars.copy_context().run, lanes.run, lane, deadline)
+            claim_again = bool(fresh)
+        if not running:
+            break
+        news = _gather(lanes.news, len(running), width, CLAIM_POLL_SECONDS if free else None)
+        _record_news(session, lanes, news, counts, now)
+        for kind, phone, error in news:
+            if kind == "end":
+                running.discard(phone)
+                claim_again = True
+                lanes.errors.append(error)
 
 
 def announce(*, force: bool = False) -> bool:
