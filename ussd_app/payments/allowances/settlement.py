@@ -198,8 +198,10 @@ def _holds_decided(session, limit: int) -> int:
         done += 1
         allowance = fresh(session, allowance.id)
         if accepted:
-            if allowance.hold_no == 1:
-                tell_merchant(session, allowance, "allowance.approved", **_terms(allowance))
+            # The first hold accepted, whichever it is (the first may have been refused: paused,
+            # then held next period): the merchant starts charging on this event. Written once
+            # per allowance (tell_merchant finds it written on later holds).
+            tell_merchant(session, allowance, "allowance.approved", **_terms(allowance))
             continue
         customer = find_by_phone(session, allowance.customer_phone)
         hold = session.get(TransferRequest, allowance.hold_request_id)
