@@ -23,6 +23,10 @@ DESCRIPTION_LIMIT = 60
 
 REFERENCE_LIMIT = 64
 
+# An allowance's id is at most this long; a longer one names no allowance (never cut to fit:
+# ``<id>EXTRA`` would then answer, charge and settle as ``<id>``).
+ID_LIMIT = 32
+
 
 class State(enum.StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"  # the merchant asked; the customer has not decided
@@ -80,7 +84,7 @@ class Allowance(db.Model):
         Index("ix_allowances_state_period_ends", "state", "period_ends_at"),
     )
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # "al_" + random, the API's id
+    id: Mapped[str] = mapped_column(String(ID_LIMIT), primary_key=True)  # "al_" + random, the API's id
     merchant_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))  # who is paid
     customer_phone: Mapped[str] = mapped_column(String(20))  # E.164
     customer_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), default=None)
