@@ -84,3 +84,21 @@ def test_another_merchants_charge_does_not_wait_on_the_allowances_lock(backend_a
         holder.close()
         engine.dispose()
     assert outcome.code == "allowance_not_found"
+
+
+@pytest.mark.parametrize("language", ["en", "sw"])
+def test_the_settlement_sms_fits_one_segment_with_as_many_charges_as_its_amount_allows(app, language):
+    """A settlement of 1-cent charges counts as many charges as its amount has minor units
+    (8 digits at the largest per-transfer limit), not the 2 digits the shared segment test
+    assumes: the Kiswahili text ran to 163 characters, a second segment per settlement."""
+    from tests.test_sms_segments import longest
+    from ussd_app import limits
+    from ussd_app.i18n import t
+    from ussd_app.messages import allowances as texts
+    from ussd_app.ussd.gsm7 import length
+
+    biggest = max(limits.tier_limits(tier).per_transfer for tier in ("basic", "full"))
+    fields = {**longest(app), "count": biggest}
+    for english in (texts.SETTLED, texts.SETTLED_ENDED):
+        text = t(language, english, domain="sms", **fields)
+        assert length(text) <= 160, (length(text), text)
