@@ -1,6 +1,8 @@
 """Allowances attacked from outside (the API with real keys, USSD, the worker's jobs): each test
 here once showed a lost promise (money, an event, an identity) and now holds."""
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -102,3 +104,81 @@ def test_the_settlement_sms_fits_one_segment_with_as_many_charges_as_its_amount_
     for english in (texts.SETTLED, texts.SETTLED_ENDED):
         text = t(language, english, domain="sms", **fields)
         assert length(text) <= 160, (length(text), text)
+
+
+def test_charges_racing_a_settlement_the_period_end_and_a_cancel_count_each_shilling_once(backend_app):
+    """On PostgreSQL: charges, the merchant's settle, the maintenance job at the period's end
+    and the customer's cancel all at once: every charge taken is in exactly one settlement
+    (none in two, none in neither), the merchant is paid their sum less the fee, the customer
+    pays exactly that, and the ledger checks."""
+    if not is_postgres(db.session):
+        pytest.skip("a race needs PostgreSQL's row locks (SQLite runs one writer at a time)")
+    from sqlalchemy import func, select
+
+    from tests.escrow_helpers import FUNDS, at_once, cash_in
+    from tests.test_allowances import ledger_ok_without_deposits, the
+    from tests.ussd_helpers import AGENT, available
+    from ussd_app.payments.models import RequestStatus, TransferRequest
+    from worker import jobs
+
+    customer, merchant = person(**CUSTOMER), person(**MERCHANT)
+    cash_in(customer, person(**AGENT))
+    allowance_id = asked(customer, merchant, limit=100_00, max_charge=1_00)
+    assert al.approve(db.session, customer, allowance_id)
+    db.session.commit()
+    execute_all()
+    ends = the(allowance_id).period_ends_at
+    merchant_account_id, customer_id = merchant.account_id, customer.id
+    merchant_before = available(merchant.account_id)
+
+    def one(n, now):
+        def call():
+            outcome = al.charge_many(
+                db.session, allowance_id, merchant_account_id, [(1_00, None, f"r-{n}")], now
+            )
+            db.session.commit()
+            return outcome[0].code
+
+        return call
+
+    def settle():
+        done = al.settle(db.session, allowance_id, why=al.Why.MERCHANT)
+        db.session.commit()
+        return done is not None
+
+    def maintenance():
+        return jobs.settle_allowances(now=ends + timedelta(seconds=1))
+
+    def cancel():
+        from ussd_app.users import User
+
+        done = al.cancel(db.session, db.session.get(User, customer_id), allowance_id)
+        db.session.commit()
+        return done
+
+    before_end = ends - timedelta(microseconds=1)
+    calls = [one(n, before_end) for n in range(20)] + [settle, maintenance, cancel]
+    at_once(backend_app, *calls)
+    for _ in range(3):
+        execute_all()
+        jobs.after_allowance_batch()
+        jobs.settle_allowances(now=ends + timedelta(seconds=1))
+    execute_all()
+    jobs.after_allowance_batch()
+    allowance = the(allowance_id)
+    assert allowance.state == "cancelled"
+    taken = db.session.execute(
+        select(func.coalesce(func.sum(al.AllowanceCharge.amount), 0)).where(
+            al.AllowanceCharge.allowance_id == allowance_id
+        )
+    ).scalar_one()
+    settled = al.settlements(db.session, allowance_id)
+    posted = [db.session.get(TransferRequest, s.id) for s in settled]
+    db.session.commit()
+    assert all(p.status == RequestStatus.ACCEPTED.value for p in posted)
+    assert sum(s.amount for s in settled) == taken  # each charge in one settlement, once
+    assert sum(p.amount for p in posted if p.kind == "allowance_post") == taken
+    fees = sum(p.payee_fee for p in posted if p.kind == "allowance_post")
+    assert available(merchant.account_id) == merchant_before + taken - fees
+    assert available(allowance.customer_account_id) == FUNDS - taken  # nothing still held
+    ledger_ok_without_deposits()
