@@ -182,3 +182,23 @@ def test_charges_racing_a_settlement_the_period_end_and_a_cancel_count_each_shil
     assert available(merchant.account_id) == merchant_before + taken - fees
     assert available(allowance.customer_account_id) == FUNDS - taken  # nothing still held
     ledger_ok_without_deposits()
+
+
+def test_a_tab_of_one_charge_says_1_charge(backend_app):
+    """The settlement SMS of a single charge (a cancel after one article is common) read
+    'for 1 charges'."""
+    from tests.escrow_helpers import cash_in, sms_to
+    from tests.ussd_helpers import AGENT
+
+    customer, merchant = person(**CUSTOMER), person(**MERCHANT)
+    cash_in(customer, person(**AGENT))
+    allowance_id = asked(customer, merchant)
+    assert al.approve(db.session, customer, allowance_id)
+    db.session.commit()
+    execute_all()
+    assert charge(allowance_id, merchant, 3_00, 1).ok
+    assert al.settle(db.session, allowance_id, why=al.Why.MERCHANT) is not None
+    db.session.commit()
+    execute_all()
+    text = sms_to(customer.phone)[-1]
+    assert "paid to MAMA MBOGA for 1 charge, " in text, text
