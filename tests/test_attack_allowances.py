@@ -202,3 +202,67 @@ def test_a_tab_of_one_charge_says_1_charge(backend_app):
     execute_all()
     text = sms_to(customer.phone)[-1]
     assert "paid to MAMA MBOGA for 1 charge, " in text, text
+
+
+def test_a_merchant_settling_after_each_charge_does_not_eat_the_customers_daily_limit(backend_app):
+    """Each settlement posts part of the period's hold and holds the rest anew; each new hold
+    counted whole against the customer's day, so a merchant settling after every KES 1
+    charge used up the customer's daily limit (nothing else could be sent today, and the
+    allowance's own next hold was refused). The period's limit counts once: what was posted,
+    plus what is held."""
+    from tests.escrow_helpers import cash_in
+    from tests.ussd_helpers import AGENT
+    from ussd_app import limits
+    from worker import jobs
+
+    customer, merchant = person(**CUSTOMER), person(**MERCHANT)
+    cash_in(customer, person(**AGENT))
+    allowance_id = asked(customer, merchant, limit=9_000_00, max_charge=100_00)
+    assert al.approve(db.session, customer, allowance_id)
+    db.session.commit()
+    execute_all()
+    daily = limits.tier_limits(customer.tier).daily
+    for n in range(5):
+        assert charge(allowance_id, merchant, 1_00, n).ok
+        assert al.settle(db.session, allowance_id, why=al.Why.MERCHANT) is not None
+        db.session.commit()
+        execute_all()
+        jobs.after_allowance_batch()
+        execute_all()
+        jobs.after_allowance_batch()
+        assert state(allowance_id) == "active"
+    db.session.expire_all()
+    left = limits.left_today(db.session, customer.account_id, customer.tier)
+    db.session.commit()
+    assert left == daily - 9_000_00  # KES 5 posted + KES 8,995 held: the limit, once
+
+
+def test_ten_settlements_in_an_hour_do_not_hold_the_customers_next_payment_for_review(backend_app):
+    """Each renewed hold counted as one more payment in the velocity rules: ten merchant
+    settlements in an hour (VELOCITY_MAX_COUNT) held the customer's next send for review, and
+    the allowance's own next hold with it. A settled hold counts as none."""
+    from tests.escrow_helpers import cash_in
+    from tests.ussd_helpers import AGENT
+    from ussd_app import limits
+    from ussd_app.clock import utcnow
+    from worker import jobs
+
+    customer, merchant = person(**CUSTOMER), person(**MERCHANT)
+    cash_in(customer, person(**AGENT))
+    allowance_id = asked(customer, merchant, limit=100_00, max_charge=1_00)
+    assert al.approve(db.session, customer, allowance_id)
+    db.session.commit()
+    execute_all()
+    for n in range(12):
+        assert charge(allowance_id, merchant, 1_00, n).ok
+        assert al.settle(db.session, allowance_id, why=al.Why.MERCHANT) is not None
+        db.session.commit()
+        execute_all()
+        jobs.after_allowance_batch()
+        execute_all()
+        jobs.after_allowance_batch()
+        assert state(allowance_id) == "active", n
+    db.session.expire_all()
+    count, value = limits.sent_last_hour(db.session, [customer.account_id], utcnow())[customer.account_id]
+    db.session.commit()
+    assert (count, value) == (1, 100_00)  # the live hold: 12 posted + 88 held
