@@ -266,3 +266,30 @@ def test_ten_settlements_in_an_hour_do_not_hold_the_customers_next_payment_for_r
     count, value = limits.sent_last_hour(db.session, [customer.account_id], utcnow())[customer.account_id]
     db.session.commit()
     assert (count, value) == (1, 100_00)  # the live hold: 12 posted + 88 held
+
+
+def test_a_monthly_allowance_begun_on_the_31st_keeps_its_day_after_february(backend_app):
+    """Approved on 31 January: the period ends 28 February (the month is short), then 31
+    March, not 28 March and the 28th for ever after (each period began where the last ended
+    and a short month's day stuck)."""
+    from datetime import datetime
+
+    from tests.escrow_helpers import cash_in
+    from tests.test_allowances import the
+    from tests.ussd_helpers import AGENT
+    from worker import jobs
+
+    customer, merchant = person(**CUSTOMER), person(**MERCHANT)
+    cash_in(customer, person(**AGENT))
+    allowance_id = asked(customer, merchant, period="month")
+    assert al.approve(db.session, customer, allowance_id)
+    db.session.commit()
+    execute_all()
+    began = datetime(2027, 1, 31, 9, 0)
+    allowance = db.session.get(al.Allowance, allowance_id)
+    allowance.decided_at, allowance.period_starts_at = began, began
+    allowance.period_ends_at = al.period_end(began, "month")
+    db.session.commit()
+    assert the(allowance_id).period_ends_at == datetime(2027, 2, 28, 9, 0)
+    jobs.settle_allowances(now=datetime(2027, 2, 28, 9, 0, 1))  # nothing charged: rolls on
+    assert the(allowance_id).period_ends_at == datetime(2027, 3, 31, 9, 0)

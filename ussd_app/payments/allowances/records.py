@@ -165,16 +165,17 @@ def hold_id(allowance: Allowance, hold_no: int) -> str:
     return f"{allowance.id}.h{hold_no}"
 
 
-def period_end(start: datetime, period: str) -> datetime:
+def period_end(start: datetime, period: str, day: int | None = None) -> datetime:
     """When a period that starts at ``start`` ends (a month: the same day next month, or its
-    last day)."""
+    last day). ``day``: the day of the month the allowance began on, so a month cut short
+    (31 Jan -> 28 Feb) does not move every later period to the 28th."""
     if period == Period.DAY:
         return start + timedelta(days=1)
     if period == Period.WEEK:
         return start + timedelta(days=7)
     if period == Period.MONTH:
         year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
-        day = min(start.day, calendar.monthrange(year, month)[1])
+        day = min(day or start.day, calendar.monthrange(year, month)[1])
         return start.replace(year=year, month=month, day=day)
     raise AllowanceError(f"period: day, week or month, not {period!r}")
 
