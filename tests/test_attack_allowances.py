@@ -293,3 +293,27 @@ def test_a_monthly_allowance_begun_on_the_31st_keeps_its_day_after_february(back
     assert the(allowance_id).period_ends_at == datetime(2027, 2, 28, 9, 0)
     jobs.settle_allowances(now=datetime(2027, 2, 28, 9, 0, 1))  # nothing charged: rolls on
     assert the(allowance_id).period_ends_at == datetime(2027, 3, 31, 9, 0)
+
+
+def test_cancelling_while_the_merchants_settlement_is_posted_does_not_say_nothing_was_charged(app):
+    """The merchant settled KES 15 (posting queued) and the customer cancels meanwhile: the
+    END screen said 'Nothing was charged' (it read the tab, emptied by the settlement), then
+    the SMS said KES 15 paid. It quotes the settlement being posted."""
+    from tests.escrow_helpers import PIN, sms_to
+    from tests.test_ussd_allowances import ALLOWANCES, JUMA, Cast, active, dial, work
+    from tests.test_ussd_allowances import charge as ussd_charge
+
+    cast = Cast(app)
+    allowance_id = active(cast)
+    for n in range(1, 4):
+        assert ussd_charge(allowance_id, cast.shop, 5_00, f"R{n}", n).ok
+    assert al.settle(db.session, allowance_id, why=al.Why.MERCHANT) is not None
+    db.session.commit()  # the worker has not posted it yet
+    phone = dial(cast.client)
+    for value in (ALLOWANCES, "2", "1", "2", "1"):
+        phone.send(value)
+    assert phone.send(PIN) == (
+        "END Allowance to Mama Mboga cancelled. Settled now: KES 15.00 for 3 charges. You will get an SMS."
+    )
+    work()
+    assert "KES 15.00 paid to MAMA MBOGA for 3 charges" in sms_to(JUMA)[-1]
