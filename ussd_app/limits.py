@@ -19,7 +19,9 @@ confirm screens, which say the limit and what is left before the PIN) both use i
 
 "Today" starts at midnight in ``TIMEZONE``. What counts against the daily limit is every
 accepted request the person paid out of their wallet, of a kind ``counted`` in the kinds table,
-amount plus fee, in minor units. The same requests feed the velocity rules: more than
+amount plus fee, in minor units; an allowance's hold, once a settlement resolved it, counts what
+that settlement posted (the rest is held anew, and counted, by the next hold), and as no payment
+in the velocity count. The same requests feed the velocity rules: more than
 ``VELOCITY_MAX_COUNT`` of them, or more than ``VELOCITY_MAX_VALUE_MAJOR`` sent, in the last
 hour holds the next one for review (status ``review``) until an operator clears it
 (``flask --app wsgi review clear``; cleared requests skip the velocity rules) or refuses it.
@@ -34,14 +36,15 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import aliased
 
 from .clock import utcnow
 from .database import among, is_postgres
 from .ledger.models import Account, AccountFlags, Transfer
 from .money import to_minor
 from .payments import kinds
-from .payments.models import RequestStatus, TransferRequest
+from .payments.models import RequestKind, RequestStatus, TransferRequest
 
 REVIEW_CLEARED = "review_cleared"  # the result an operator's clearing leaves on a request
 
@@ -70,8 +73,9 @@ def spent_today(session, account_ids, now: datetime | None = None) -> dict[int, 
     rows = session.execute(
         select(
             TransferRequest.debit_account_id,
-            func.coalesce(func.sum(TransferRequest.amount + TransferRequest.fee), 0),
+            func.coalesce(func.sum(_counted_amount() + TransferRequest.fee), 0),
         )
+        .outerjoin(_RESOLUTION, _resolution_of_a_hold())
         .where(
             among(session, TransferRequest.debit_account_id, ids),
             TransferRequest.status == RequestStatus.ACCEPTED.value,
@@ -84,6 +88,34 @@ def spent_today(session, account_ids, now: datetime | None = None) -> dict[int, 
     spent = dict.fromkeys(ids, 0)
     spent.update({account_id: int(total) for account_id, total in rows})
     return spent
+
+
+# A hold that its payer resolved (allowances: each settlement posts part of the period's hold
+# and a new hold is made for the rest) counts what its resolution posts, not the whole hold:
+# else a merchant settling after each charge counts the period's limit again and again, until
+# the customer can send nothing today (and the allowance's own next hold is refused).
+_RESOLUTION = aliased(TransferRequest)
+RESOLVED_HOLD_KINDS = (RequestKind.ALLOWANCE.value,)
+
+
+def _resolution_of_a_hold():
+    """The join to a resolved allowance hold's one resolution (no other kind joins: never a
+    row twice)."""
+    return and_(
+        TransferRequest.kind.in_(RESOLVED_HOLD_KINDS), _RESOLUTION.pending_request_id == TransferRequest.id
+    )
+
+
+def _counted_amount():
+    """What a counted request counts: its amount; a resolved allowance hold, what was posted."""
+    posted = case((_RESOLUTION.kind == RequestKind.ALLOWANCE_POST.value, _RESOLUTION.amount), else_=0)
+    return case(
+        (
+            and_(TransferRequest.kind.in_(RESOLVED_HOLD_KINDS), _RESOLUTION.id.is_not(None)),
+            posted,
+        ),
+        else_=TransferRequest.amount,
+    )
 
 
 def left_today(session, account_id: int, tier: str | None = None, now: datetime | None = None) -> int:
@@ -230,10 +262,15 @@ def sent_last_hour(session, account_ids, now: datetime) -> dict[int, tuple[int, 
     ids = list(set(account_ids))
     if not ids:
         return {}
+    # A resolved allowance hold counts as none (its merchant settled it; the new hold counts).
+    resolved = and_(TransferRequest.kind.in_(RESOLVED_HOLD_KINDS), _RESOLUTION.id.is_not(None))
     rows = session.execute(
         select(
-            TransferRequest.debit_account_id, func.count(), func.coalesce(func.sum(TransferRequest.amount), 0)
+            TransferRequest.debit_account_id,
+            func.coalesce(func.sum(case((resolved, 0), else_=1)), 0),
+            func.coalesce(func.sum(_counted_amount()), 0),
         )
+        .outerjoin(_RESOLUTION, _resolution_of_a_hold())
         .where(
             among(session, TransferRequest.debit_account_id, ids),
             TransferRequest.status == RequestStatus.ACCEPTED.value,

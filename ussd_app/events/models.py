@@ -26,7 +26,7 @@ class EventType(enum.StrEnum):
     REFUND_POSTED = "refund.posted"
     REFUND_FAILED = "refund.failed"
     # Allowances (payments/allowances/): settled is written with the settlement's posting.
-    ALLOWANCE_APPROVED = "allowance.approved"  # the first period's limit is held: charge away
+    ALLOWANCE_APPROVED = "allowance.approved"  # a period's limit is held for the first time: charge away
     ALLOWANCE_DECLINED = "allowance.declined"
     ALLOWANCE_EXPIRED = "allowance.expired"  # not answered in time, or past its end
     ALLOWANCE_PAUSED = "allowance.paused"  # a period's limit could not be held

@@ -27,11 +27,20 @@ SETTLED_ENDED = (
     "{code} Confirmed. {amount} paid to {name} for {count} charges, {date} {time}. "
     "Allowance ended: the rest of its hold is released."
 )
+# The same for a tab of one charge (never "1 charges").
+SETTLED_ONE = (
+    "{code} Confirmed. {amount} paid to {name} for 1 charge, {date} {time}. "
+    "Allowance left: {left} until {until}."
+)
+SETTLED_ENDED_ONE = (
+    "{code} Confirmed. {amount} paid to {name} for 1 charge, {date} {time}. "
+    "Allowance ended: the rest of its hold is released."
+)
 PAUSED = (
     "Allowance for {name} paused: {amount} could not be held (not enough money, or over a limit). "
     "Next try {date}."
 )
-MESSAGES = (*ASKED.values(), SETTLED, SETTLED_ENDED, PAUSED)
+MESSAGES = (*ASKED.values(), SETTLED, SETTLED_ENDED, SETTLED_ONE, SETTLED_ENDED_ONE, PAUSED)
 
 
 def asked(customer, merchant, allowance) -> str:
@@ -66,10 +75,11 @@ def settled(customer, merchant, allowance, settlement, request, *, ended: bool, 
         date=date,
         time=time_,
     )
+    one = settlement.charges == 1
     if ended:
-        return tell(customer, SETTLED_ENDED, **fields)
+        return tell(customer, SETTLED_ENDED_ONE if one else SETTLED_ENDED, **fields)
     until = when(allowance.period_ends_at)[0] if allowance.period_ends_at else date
-    return tell(customer, SETTLED, **fields, left=money(left), until=until)
+    return tell(customer, SETTLED_ONE if one else SETTLED, **fields, left=money(left), until=until)
 
 
 def paused(customer, merchant, allowance, amount: int) -> str:

@@ -8,13 +8,21 @@ from sqlalchemy import select, update
 
 from ...clock import utcnow
 from ...database import among, insert_rows, is_postgres
-from .records import Allowance, AllowanceCharge, ChargeOutcome, Refusal, State
+from .records import ID_LIMIT, Allowance, AllowanceCharge, ChargeOutcome, Refusal, State
 
 
-def _locked(session, allowance_id: str) -> Allowance | None:
-    """The allowance's row, locked until the transaction ends (PostgreSQL: FOR UPDATE; SQLite's
-    transactions hold the database from their first statement)."""
-    query = select(Allowance).where(Allowance.id == allowance_id).execution_options(populate_existing=True)
+def _locked(session, allowance_id: str, merchant_account_id: int) -> Allowance | None:
+    """The merchant's allowance's row, locked until the transaction ends (PostgreSQL: FOR
+    UPDATE; SQLite's transactions hold the database from their first statement). Another
+    merchant's id finds nothing and locks nothing: it neither waits behind the real merchant's
+    charges (a timing oracle that the id exists) nor holds them up."""
+    if len(allowance_id) > ID_LIMIT:
+        return None
+    query = (
+        select(Allowance)
+        .where(Allowance.id == allowance_id, Allowance.merchant_account_id == merchant_account_id)
+        .execution_options(populate_existing=True)
+    )
     if is_postgres(session):
         query = query.with_for_update()
     return session.execute(query).scalar_one_or_none()
@@ -31,8 +39,8 @@ def charge_many(
     the caller's transaction: each taken one is a tab line, durable at the commit; each refused
     one says why. A charge id already taken answers as it was taken (a retry)."""
     now = now or utcnow()
-    allowance = _locked(session, allowance_id[:32])
-    if allowance is None or allowance.merchant_account_id != merchant_account_id:
+    allowance = _locked(session, allowance_id, merchant_account_id)
+    if allowance is None:
         return [
             ChargeOutcome(cid, amount, Refusal.NOT_FOUND.value, 0, 0, 0, ref) for amount, ref, cid in charges
         ]

@@ -12,6 +12,7 @@ from ...users import User, find_by_phone
 from .records import (
     DESCRIPTION_LIMIT,
     FINAL,
+    ID_LIMIT,
     LIVE,
     Allowance,
     AllowanceCharge,
@@ -127,7 +128,9 @@ def of_customer(session, customer: User) -> list[Allowance]:
 
 def owned(session, merchant_account_id: int, allowance_id: str) -> Allowance | None:
     """The allowance if ``merchant_account_id`` is its merchant (None otherwise: no oracle)."""
-    allowance = session.get(Allowance, allowance_id[:32])
+    if len(allowance_id) > ID_LIMIT:
+        return None
+    allowance = session.get(Allowance, allowance_id)
     if allowance is None or allowance.merchant_account_id != merchant_account_id:
         return None
     return allowance

@@ -23,6 +23,10 @@ DESCRIPTION_LIMIT = 60
 
 REFERENCE_LIMIT = 64
 
+# An allowance's id is at most this long; a longer one names no allowance (never cut to fit:
+# ``<id>EXTRA`` would then answer, charge and settle as ``<id>``).
+ID_LIMIT = 32
+
 
 class State(enum.StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"  # the merchant asked; the customer has not decided
@@ -80,7 +84,7 @@ class Allowance(db.Model):
         Index("ix_allowances_state_period_ends", "state", "period_ends_at"),
     )
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # "al_" + random, the API's id
+    id: Mapped[str] = mapped_column(String(ID_LIMIT), primary_key=True)  # "al_" + random, the API's id
     merchant_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))  # who is paid
     customer_phone: Mapped[str] = mapped_column(String(20))  # E.164
     customer_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), default=None)
@@ -161,16 +165,17 @@ def hold_id(allowance: Allowance, hold_no: int) -> str:
     return f"{allowance.id}.h{hold_no}"
 
 
-def period_end(start: datetime, period: str) -> datetime:
+def period_end(start: datetime, period: str, day: int | None = None) -> datetime:
     """When a period that starts at ``start`` ends (a month: the same day next month, or its
-    last day)."""
+    last day). ``day``: the day of the month the allowance began on, so a month cut short
+    (31 Jan -> 28 Feb) does not move every later period to the 28th."""
     if period == Period.DAY:
         return start + timedelta(days=1)
     if period == Period.WEEK:
         return start + timedelta(days=7)
     if period == Period.MONTH:
         year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
-        day = min(start.day, calendar.monthrange(year, month)[1])
+        day = min(day or start.day, calendar.monthrange(year, month)[1])
         return start.replace(year=year, month=month, day=day)
     raise AllowanceError(f"period: day, week or month, not {period!r}")
 

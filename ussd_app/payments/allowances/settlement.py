@@ -47,10 +47,12 @@ def _payee_fee(amount: int) -> int:
 def _next_period(allowance: Allowance, now: datetime) -> dict:
     """The period values after the current one (skipping whole periods that passed unseen)."""
     start, number = allowance.period_ends_at, allowance.period_no
-    end = period_end(start, allowance.period)
+    # The first period began when it was approved (or started): months keep that day.
+    began = allowance.decided_at or allowance.period_starts_at or start
+    end = period_end(start, allowance.period, began.day)
     number += 1
     while end <= now:
-        start, end, number = end, period_end(end, allowance.period), number + 1
+        start, end, number = end, period_end(end, allowance.period, began.day), number + 1
     return {
         "period_no": number,
         "period_starts_at": start,
@@ -198,8 +200,10 @@ def _holds_decided(session, limit: int) -> int:
         done += 1
         allowance = fresh(session, allowance.id)
         if accepted:
-            if allowance.hold_no == 1:
-                tell_merchant(session, allowance, "allowance.approved", **_terms(allowance))
+            # The first hold accepted, whichever it is (the first may have been refused: paused,
+            # then held next period): the merchant starts charging on this event. Written once
+            # per allowance (tell_merchant finds it written on later holds).
+            tell_merchant(session, allowance, "allowance.approved", **_terms(allowance))
             continue
         customer = find_by_phone(session, allowance.customer_phone)
         hold = session.get(TransferRequest, allowance.hold_request_id)

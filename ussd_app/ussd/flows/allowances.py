@@ -296,13 +296,18 @@ def cancel(ctx) -> str:
     allowance = _mine(ctx)
     if allowance is None:
         return "gone"
-    # What the settlement will post: the tab (charges not settled yet; a merchant may have
-    # settled earlier in the period). The SMS after it is the final word.
-    charged, count = allowance.tab_amount, allowance.tab_count
     if not al.cancel(db.session, ctx.user, allowance.id):
         return "gone"
-    ctx.data.update(allowance_charged_text=common.money(charged), allowance_count=count)
-    return "ok" if charged else "nothing"
+    # What is being settled, as recorded (not the tab read before: a charge may have come in
+    # since, or the merchant's own settlement may be posting it): the settlement the customer
+    # has not been told of yet, this cancel's or the merchant's, is what the SMS will say.
+    settlement = al.last_settlement(db.session, allowance.id)
+    if settlement is None or settlement.told_at is not None or settlement.amount == 0:
+        return "nothing"
+    ctx.data.update(
+        allowance_charged_text=common.money(settlement.amount), allowance_count=settlement.charges
+    )
+    return "ok"
 
 
 SETTLED = N_(
