@@ -6,7 +6,8 @@ bp = Blueprint("ussd", __name__)
 
 
 def init_app(app) -> None:
-    from . import flows, views  # noqa: F401  (views: the routes on bp, and the ussd_events table)
+    from . import caller, flows, views  # noqa: F401  (views: the routes on bp, and the ussd_events table)
 
+    caller.listen()
     flows.init_app(app)
     app.register_blueprint(bp)
