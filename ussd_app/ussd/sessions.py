@@ -150,7 +150,7 @@ class Hold:
         phone: str,
         stored: StoredSession | None,
         resume: dict | None,
-        caller_token: str = "",
+        caller_token: str,
     ):
         self.session_id, self.phone = session_id, phone
         self.stored = stored  # None on a session's first request
