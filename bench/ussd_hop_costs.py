@@ -96,6 +96,7 @@ def hop(client, session_id: str, phone: str, text: str) -> str:
     )
     body = response.get_data(as_text=True)
     assert response.status_code == 200 and body.startswith(("CON ", "END ")), body
+    assert not body.startswith("END Sorry"), body  # a failed hop measures nothing
     return body
 
 
@@ -140,6 +141,31 @@ def measure(app, counts: Counts, kind: str, first_payer: int, n: int, users: int
             row["body"] = body[:30]
             found[label].append(row)
     return found
+
+
+def bare_route(counts: Counts, n: int, profile: bool) -> dict:
+    """The same counts for bench/bare_app.py's fixed CON screen through its own test client:
+    what Flask, Werkzeug and the test client cost by themselves."""
+    from bench.bare_app import app as bare
+
+    client = bare.test_client()
+    found = defaultdict(list)
+    for i in range(n + 1):
+        counts.take()
+        profiler = cProfile.Profile() if profile else None
+        started = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        hop(client, f"bare-{i}", "+254710000001", "")
+        if profiler:
+            profiler.disable()
+        row = counts.take()
+        row["us"] = (time.perf_counter() - started) * 1e6
+        if profiler:
+            row["calls"] = pstats.Stats(profiler).total_calls
+        if i:  # the first is the warm-up
+            found["bare Flask route, fixed CON"].append(row)
+    return summary(found)["bare Flask route, fixed CON"]
 
 
 def summary(found: dict) -> dict:
@@ -200,6 +226,7 @@ def main() -> int:
         if args.setup_only:
             return 0
         results = {}
+        bare = bare_route(counts, args.conversations * 5, not args.no_profile)
         payer = 0
         for mode in args.modes.split(","):
             app.config["USSD_CALLER_CACHE"] = mode == "on"
@@ -225,6 +252,10 @@ def main() -> int:
                     f"| {kind}: {label} | {mode} | {row['sql']:.0f} | {row['checkouts']:.0f} | {row['redis_trips']:.0f} "
                     f"| {row['redis_cmds']:.0f} | {row.get('calls', float('nan')):.0f} | {row['us']:.0f} |"
                 )
+    print(
+        f"| bare Flask route, fixed CON | - | {bare['sql']:.0f} | {bare['checkouts']:.0f} | {bare['redis_trips']:.0f} "
+        f"| {bare['redis_cmds']:.0f} | {bare.get('calls', float('nan')):.0f} | {bare['us']:.0f} |"
+    )
     for mode in args.modes.split(","):
         for kind in ("mix", "walk"):
             rows = results[(mode, kind)].values()

@@ -146,7 +146,8 @@ def _answer(hold: sessions.Hold, text: str) -> str:
         conversation = stored.conversation
         conversation.resume = offered
         reply = engine.handle(conversation, ctx, text.rsplit("*", 1)[-1])
-    db.session.commit()
+    if db.session().in_transaction():  # a menu hop that read nothing has nothing to commit
+        db.session.commit()
     g.ussd_committed = True
     body = reply.body
     g.ussd_screen = conversation.state  # for the metrics (ops/tracing.py)
