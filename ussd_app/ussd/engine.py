@@ -94,7 +94,8 @@ class Context:
 
     ``user`` is whatever the web side has for this phone (opaque to the engine): given, or
     loaded by ``load_user`` the first time a flow asks, so a hop whose screens do not need it
-    does not load it."""
+    does not load it. ``phone`` is the caller's number in E.164 (a registered caller's is
+    their row's); ``role`` is theirs too (None: not registered), known without the row."""
 
     def __init__(
         self,
@@ -106,8 +107,9 @@ class Context:
         secret: str | None = None,
         *,
         load_user: Callable[[], Any] | None = None,
+        role: str | None = None,
     ):
-        self.phone, self.lang, self.home = phone, lang, home
+        self.phone, self.lang, self.home, self.role = phone, lang, home, role
         self.data = {} if data is None else data
         self.secret = secret
         self._user, self._load_user = user, load_user

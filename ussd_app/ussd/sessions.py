@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from flask import current_app
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
-from ..queues import get_redis
+from ..queues import get_redis, run_script
 from . import caller
 from .conversation import Conversation
 
@@ -119,17 +119,10 @@ end
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-# Redis names a script by its SHA-1 (a name, not a secret).
-_SHA = {s: hashlib.sha1(s.encode(), usedforsecurity=False).hexdigest() for s in (_ACQUIRE, _RELEASE)}
 
 
 def _script(redis, script: str, keys: list, args: list):
-    """Run ``script`` by its digest (one short command), sending its text only the first time
-    a server sees it (or after a restart or SCRIPT FLUSH)."""
-    try:
-        return redis.evalsha(_SHA[script], len(keys), *keys, *args)
-    except NoScriptError:
-        return redis.eval(script, len(keys), *keys, *args)
+    return run_script(redis, script, keys, args)
 
 
 class TooManyHops(RuntimeError):

@@ -131,7 +131,7 @@ def _answer(hold: sessions.Hold, text: str) -> str:
         lang = facts.language
     else:  # someone registering: the language chosen so far, in this session or the dropped one
         lang = data.get("lang") or ((offered or {}).get("data") or {}).get("lang") or "en"
-    ctx = Context(phone=phone, lang=lang, home=_home_for(facts), data=data, **ctx_user)
+    ctx = Context(phone=phone, lang=lang, home=_home_for(facts), data=data, role=facts.role, **ctx_user)
     if stored is None:
         # The first hop: its text is what was dialled after the service code (a shortcut such
         # as *384*7*1#); menus start at home, so it is not applied.
