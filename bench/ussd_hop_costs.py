@@ -13,8 +13,11 @@ recipient, the amount, "1" to the PIN screen; ``--pin`` adds the PIN hop) and a 
 caller's facts cached in the session (``USSD_CALLER_CACHE``, the default) and once without
 (every hop reads the caller from the database, as before): the baseline in the same run.
 
-With ``--callgrind`` it prints the command that runs it under valgrind, twice (with and
-without conversations), whose difference is instructions per hop.
+With ``--callgrind N``, run under callgrind, it counts instructions per hop instead:
+
+    valgrind --tool=callgrind --collect-atstart=yes python bench/ussd_hop_costs.py --callgrind 40
+
+(the counters are zeroed before the hops and dumped after them, so start-up is not counted).
 
 The database must be one of its own (a fresh one is fine): the schema is brought up to date with the migrations and the bench's
 customers are added once (phones +254710000000 upwards), and Redis's database is flushed.
@@ -146,9 +149,7 @@ def measure(app, counts: Counts, kind: str, first_payer: int, n: int, users: int
 def bare_route(counts: Counts, n: int, profile: bool) -> dict:
     """The same counts for bench/bare_app.py's fixed CON screen through its own test client:
     what Flask, Werkzeug and the test client cost by themselves."""
-    from bench.bare_app import app as bare
-
-    client = bare.test_client()
+    client = bare_app().test_client()
     found = defaultdict(list)
     for i in range(n + 1):
         counts.take()
@@ -166,6 +167,74 @@ def bare_route(counts: Counts, n: int, profile: bool) -> dict:
         if i:  # the first is the warm-up
             found["bare Flask route, fixed CON"].append(row)
     return summary(found)["bare Flask route, fixed CON"]
+
+
+def bare_app():
+    from bench.bare_app import app as bare
+
+    return bare
+
+
+def callgrind(app, bare, n: int, modes: list[str]) -> int:
+    """Instructions per hop, counted by callgrind (this process must run under it): the
+    counters are zeroed before ``n`` hops and dumped after them (``callgrind_control``), so
+    start-up is not counted. Pure menu hops ("2" My account, "0" back, in one session) with
+    the cache off and on, and the bare route's fixed screen. Instruction counts do not change
+    with the machine's load."""
+    import glob
+    import subprocess
+
+    pid = str(os.getpid())
+
+    def section(label: str, run) -> float:
+        subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+        run()
+        subprocess.run(["callgrind_control", "-d", label, pid], check=True, capture_output=True)
+        dump = max(glob.glob(f"callgrind.out.{pid}.*"), key=os.path.getmtime)
+        with open(dump) as fh:
+            total = next(int(line.split()[1]) for line in fh if line.startswith(("totals:", "summary:")))
+        return total / n
+
+    def menu_hops(client, session_id: str, phone: str):
+        def run():
+            text = "2*0" * 1
+            for i in range(n):
+                text += "*2" if i % 2 == 0 else "*0"
+                hop(client, session_id, phone, text)
+
+        hop(client, session_id, phone, "")
+        hop(client, session_id, phone, "2")
+        hop(client, session_id, phone, "2*0")
+        return run
+
+    found = {}
+    for k, mode in enumerate(modes):
+        app.config["USSD_CALLER_CACHE"] = mode == "on"
+        found[f"menu hop, cache {mode}"] = section(
+            f"menu-{mode}",
+            menu_hops(app.test_client(), f"cg-{mode}-{time.time_ns()}", f"+25471000{1900 + k}"),
+        )
+        conversations = max(1, n // len(MIX))
+        mix = f"mix hop (first, Send money, recipient, amount, confirm), cache {mode}"
+        found[mix] = (
+            section(
+                f"mix-{mode}",
+                lambda first=1000 + 100 * k, many=conversations: measure(
+                    app, Counts(), "mix", first, many, 2_000, False, False
+                ),
+            )
+            * n
+            / (conversations * len(MIX))
+        )
+    client = bare.test_client()
+    hop(client, "bare", "+254710000001", "")
+    found["bare Flask route, fixed CON"] = section(
+        "bare", lambda: [hop(client, "bare", "+254710000001", "") for _ in range(n)]
+    )
+    print(f"Instructions per hop (callgrind, {n} hops each, start-up not counted):")
+    for label, per_hop in found.items():
+        print(f"| {label} | {per_hop:,.0f} |")
+    return 0
 
 
 def summary(found: dict) -> dict:
@@ -187,7 +256,10 @@ def main() -> int:
     parser.add_argument("--modes", default="off,on", help="USSD_CALLER_CACHE settings to run, in order")
     parser.add_argument("--no-profile", action="store_true", help="no cProfile (for timings or callgrind)")
     parser.add_argument(
-        "--setup-only", action="store_true", help="prepare and run nothing (callgrind's zero)"
+        "--callgrind",
+        type=int,
+        default=0,
+        help="under valgrind --tool=callgrind: instructions per menu hop (cache off, on) and per bare one",
     )
     args = parser.parse_args()
 
@@ -219,12 +291,13 @@ def main() -> int:
             customers(db.session, args.users, balance=5_000_000, pin_hash=hash_pin(PIN))
         db.session.remove()
         app.extensions["redis"].flushdb()
-        instrument(db.engine, counts)
+        if not args.callgrind:  # callgrind counts the app alone, without these hooks
+            instrument(db.engine, counts)
         # Warm up (imports, catalogues, the pool): one of each, not counted.
         measure(app, counts, "mix", args.users - 10, 1, args.users, args.pin, False)
         measure(app, counts, "walk", args.users - 9, 1, args.users, False, False)
-        if args.setup_only:
-            return 0
+        if args.callgrind:
+            return callgrind(app, bare_app(), args.callgrind, args.modes.split(","))
         results = {}
         bare = bare_route(counts, args.conversations * 5, not args.no_profile)
         payer = 0
