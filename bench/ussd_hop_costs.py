@@ -1,7 +1,7 @@
 """What one USSD hop costs, counted rather than timed: SQL statements, database connection
 check-outs, Redis round trips and commands, and Python function calls, per kind of hop.
 
-    DATABASE_URL=postgresql://... REDIS_URL=redis://.../11 python bench/ussd_hop_costs.py [--conversations 40]
+    REDIS_URL=redis://127.0.0.1:6379/11 python bench/ussd_hop_costs.py [--conversations 30] [--pin]
 
 Counts do not depend on what else the machine is doing (timings on a shared machine do), so
 they say whether a change made a hop cheaper. The app runs as in production (not TESTING: JSON
@@ -19,8 +19,10 @@ With ``--callgrind N``, run under callgrind, it counts instructions per hop inst
 
 (the counters are zeroed before the hops and dumped after them, so start-up is not counted).
 
-The database must be one of its own (a fresh one is fine): the schema is brought up to date with the migrations and the bench's
-customers are added once (phones +254710000000 upwards), and Redis's database is flushed.
+It makes a fresh PostgreSQL database of its own, ``tuma_bench_hop_costs`` (dropped and made
+again each run, like the other benches' ``tuma_bench_*``), with the bench's customers
+(+254710000000 upwards), and flushes the Redis database of ``REDIS_URL`` (BENCH_REDIS, db 11,
+by default).
 """
 
 import argparse
@@ -37,6 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 PIN = "2580"
+DATABASE = "tuma_bench_hop_costs"
 MIX = ("first", "menu: Send money", "recipient", "amount", "confirm -> PIN screen")
 WALK = ("first", "menu: My account", "menu: 0 back", "menu: My account", "menu: 0 back")
 
@@ -127,6 +130,7 @@ def measure(app, counts: Counts, kind: str, first_payer: int, n: int, users: int
         if payee == payer:
             payee = (payer + 1) % users
         session_id = f"costs-{kind}-{first_payer}-{i}-{time.time_ns()}"
+        body = ""
         for label, text in conversation(kind, payer, payee, pin):
             counts.take()
             profiler = cProfile.Profile() if profile else None
@@ -141,8 +145,12 @@ def measure(app, counts: Counts, kind: str, first_payer: int, n: int, users: int
             row["us"] = elapsed * 1e6
             if profiler:
                 row["calls"] = pstats.Stats(profiler).total_calls
-            row["body"] = body[:30]
             found[label].append(row)
+        # The conversation went where it should: a count of something else measures nothing.
+        if kind == "mix":
+            assert body.startswith("END Sending" if pin else "CON Enter your PIN"), body
+        else:
+            assert body.startswith("CON Tuma\n1. Send money"), body
     return found
 
 
@@ -264,52 +272,63 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ.setdefault("PIN_PEPPER", "bench-pepper")
+    from bench.ledger_bench import REDIS, fresh_database, psql
     from ussd_app import create_app
+    from ussd_app.config import database_url
     from ussd_app.extensions import db
 
     logging.getLogger().addHandler(logging.FileHandler(os.devnull))  # production's JSON lines, unseen
     app = create_app(
         {
-            "SQLALCHEMY_DATABASE_URI": os.environ["DATABASE_URL"],
-            "REDIS_URL": os.environ["REDIS_URL"],
+            "SQLALCHEMY_DATABASE_URI": database_url(fresh_database(DATABASE)),
+            "REDIS_URL": os.environ.get("REDIS_URL") or REDIS,
             "WEBHOOK_RATE_PER_MINUTE": 1_000,
             "NAME_LOOKUP_LIMIT": 1_000_000,
             "NAME_CANCEL_LIMIT": 1_000_000,
         }
     )
     counts = Counts()
-    with app.app_context():
-        import flask_migrate
-        from sqlalchemy import func, select
+    try:
+        with app.app_context():
+            import flask_migrate
 
-        from bench.population import customers
-        from ussd_app.pins import hash_pin
-        from ussd_app.users import User
+            from bench.population import customers
+            from ussd_app.pins import hash_pin
 
-        flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
-        if not db.session.execute(select(func.count()).select_from(User)).scalar_one():
+            flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
             customers(db.session, args.users, balance=5_000_000, pin_hash=hash_pin(PIN))
-        db.session.remove()
-        app.extensions["redis"].flushdb()
-        if not args.callgrind:  # callgrind counts the app alone, without these hooks
-            instrument(db.engine, counts)
-        # Warm up (imports, catalogues, the pool): one of each, not counted.
-        measure(app, counts, "mix", args.users - 10, 1, args.users, args.pin, False)
-        measure(app, counts, "walk", args.users - 9, 1, args.users, False, False)
-        if args.callgrind:
-            return callgrind(app, bare_app(), args.callgrind, args.modes.split(","))
-        results = {}
-        bare = bare_route(counts, args.conversations * 5, not args.no_profile)
-        payer = 0
-        for mode in args.modes.split(","):
-            app.config["USSD_CALLER_CACHE"] = mode == "on"
-            for kind in ("mix", "walk"):
-                found = measure(
-                    app, counts, kind, payer, args.conversations, args.users, args.pin, not args.no_profile
-                )
-                payer += args.conversations
-                results[(mode, kind)] = summary(found)
-        dialect = db.engine.dialect.name
+            db.session.remove()
+            app.extensions["redis"].flushdb()
+            if not args.callgrind:  # callgrind counts the app alone, without these hooks
+                instrument(db.engine, counts)
+            # Warm up (imports, catalogues, the pool): one of each, not counted.
+            measure(app, counts, "mix", args.users - 10, 1, args.users, args.pin, False)
+            measure(app, counts, "walk", args.users - 9, 1, args.users, False, False)
+            if args.callgrind:
+                return callgrind(app, bare_app(), args.callgrind, args.modes.split(","))
+            results = {}
+            bare = bare_route(counts, args.conversations * 5, not args.no_profile)
+            payer = 0
+            for mode in args.modes.split(","):
+                app.config["USSD_CALLER_CACHE"] = mode == "on"
+                for kind in ("mix", "walk"):
+                    found = measure(
+                        app,
+                        counts,
+                        kind,
+                        payer,
+                        args.conversations,
+                        args.users,
+                        args.pin,
+                        not args.no_profile,
+                    )
+                    payer += args.conversations
+                    results[(mode, kind)] = summary(found)
+            dialect = db.engine.dialect.name
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+        psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
     print(
         f"Per hop, median of {args.conversations} conversations each, in process (Flask test client, "
         f"{dialect} + Redis); cache off = every hop reads the caller from the database."
