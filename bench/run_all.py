@@ -36,7 +36,7 @@ def machine() -> str:
 
 
 def main() -> int:
-    from bench import api_bench, ledger_bench, ussd_bench, webhooks_bench
+    from bench import allowance_bench, api_bench, ledger_bench, ussd_bench, webhooks_bench
 
     started = time.monotonic()
     out = tempfile.mkdtemp(prefix="tuma-bench-")
@@ -47,6 +47,7 @@ def main() -> int:
         ("ussd", "ussd_bench.py"),
         ("api", "api_bench.py"),
         ("webhooks", "webhooks_bench.py"),
+        ("allowances", "allowance_bench.py"),
     ):
         codes.append(
             subprocess.run(
@@ -60,11 +61,15 @@ def main() -> int:
     ussd = json.load(open(os.path.join(out, "ussd.json")))
     api = json.load(open(os.path.join(out, "api.json")))
     webhooks = json.load(open(os.path.join(out, "webhooks.json")))
+    allowances = json.load(open(os.path.join(out, "allowances.json")))
 
     class Args:  # the defaults the scripts ran with
         transfers, accounts, batch, workers, runs = 12_000, 100_000, 500, 2, 3
         users, seconds = 24_000, 8
         payouts = 10_000
+
+    class AllowanceArgs:  # allowance_bench.py's defaults
+        charges, hot, transfers, workers, runs = 30_000, 50, 5_000, 2, 3
 
     report = "\n".join(
         [
@@ -93,6 +98,10 @@ def main() -> int:
             "Events POSTed signed to the local receiver by the delivery job's code (SQLite, one process).",
             "",
             webhooks_bench.table(webhooks),
+            "",
+            "## Allowances: charges and settlements",
+            "",
+            allowance_bench.table(allowances, AllowanceArgs),
             "",
             # The profiles and what they mean are written by hand; the figures above are this run's.
             open(os.path.join(ROOT, "bench", "analysis.md")).read().rstrip(),

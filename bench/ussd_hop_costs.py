@@ -183,12 +183,13 @@ def bare_app():
     return bare
 
 
-def callgrind(app, bare, n: int, modes: list[str]) -> int:
+def callgrind(app, bare, n: int, modes: list[str], pin: bool) -> int:
     """Instructions per hop, counted by callgrind (this process must run under it): the
     counters are zeroed before ``n`` hops and dumped after them (``callgrind_control``), so
     start-up is not counted. Pure menu hops ("2" My account, "0" back, in one session) with
-    the cache off and on, and the bare route's fixed screen. Instruction counts do not change
-    with the machine's load."""
+    the cache off and on, the bench's menu mix, with ``--pin`` the PIN hop and argon2 alone,
+    and the bare route's fixed screen. Instruction counts do not change with the machine's
+    load."""
     import glob
     import subprocess
 
@@ -200,8 +201,7 @@ def callgrind(app, bare, n: int, modes: list[str]) -> int:
         subprocess.run(["callgrind_control", "-d", label, pid], check=True, capture_output=True)
         dump = max(glob.glob(f"callgrind.out.{pid}.*"), key=os.path.getmtime)
         with open(dump) as fh:
-            total = next(int(line.split()[1]) for line in fh if line.startswith(("totals:", "summary:")))
-        return total / n
+            return next(int(line.split()[1]) for line in fh if line.startswith(("totals:", "summary:")))
 
     def menu_hops(client, session_id: str, phone: str):
         def run():
@@ -218,26 +218,41 @@ def callgrind(app, bare, n: int, modes: list[str]) -> int:
     found = {}
     for k, mode in enumerate(modes):
         app.config["USSD_CALLER_CACHE"] = mode == "on"
-        found[f"menu hop, cache {mode}"] = section(
-            f"menu-{mode}",
-            menu_hops(app.test_client(), f"cg-{mode}-{time.time_ns()}", f"+25471000{1900 + k}"),
+        found[f"menu hop, cache {mode}"] = (
+            section(
+                f"menu-{mode}",
+                menu_hops(app.test_client(), f"cg-{mode}-{time.time_ns()}", f"+25471000{1900 + k}"),
+            )
+            / n
         )
         conversations = max(1, n // len(MIX))
         mix = f"mix hop (first, Send money, recipient, amount, confirm), cache {mode}"
-        found[mix] = (
-            section(
-                f"mix-{mode}",
-                lambda first=1000 + 100 * k, many=conversations: measure(
-                    app, Counts(), "mix", first, many, 2_000, False, False
+        without_pin = section(
+            f"mix-{mode}",
+            lambda first=1000 + 100 * k, many=conversations: measure(
+                app, Counts(), "mix", first, many, 2_000, False, False
+            ),
+        )
+        found[mix] = without_pin / (conversations * len(MIX))
+        if pin:  # the same conversations with the PIN hop: the difference is the PIN hop
+            with_pin = section(
+                f"pin-{mode}",
+                lambda first=1500 + 100 * k, many=conversations: measure(
+                    app, Counts(), "mix", first, many, 2_000, True, False
                 ),
             )
-            * n
-            / (conversations * len(MIX))
+            found[f"PIN hop (send money recorded), cache {mode}"] = (with_pin - without_pin) / conversations
+    if pin:
+        from ussd_app.pins import hash_pin, verify_pin
+
+        hashed = hash_pin(PIN)
+        found["of which argon2id (one verify_pin)"] = (
+            section("argon2", lambda: [verify_pin(hashed, PIN) for _ in range(conversations)]) / conversations
         )
     client = bare.test_client()
     hop(client, "bare", "+254710000001", "")
-    found["bare Flask route, fixed CON"] = section(
-        "bare", lambda: [hop(client, "bare", "+254710000001", "") for _ in range(n)]
+    found["bare Flask route, fixed CON"] = (
+        section("bare", lambda: [hop(client, "bare", "+254710000001", "") for _ in range(n)]) / n
     )
     print(f"Instructions per hop (callgrind, {n} hops each, start-up not counted):")
     for label, per_hop in found.items():
@@ -305,7 +320,7 @@ def main() -> int:
             measure(app, counts, "mix", args.users - 10, 1, args.users, args.pin, False)
             measure(app, counts, "walk", args.users - 9, 1, args.users, False, False)
             if args.callgrind:
-                return callgrind(app, bare_app(), args.callgrind, args.modes.split(","))
+                return callgrind(app, bare_app(), args.callgrind, args.modes.split(","), args.pin)
             results = {}
             bare = bare_route(counts, args.conversations * 5, not args.no_profile)
             payer = 0

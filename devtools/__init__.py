@@ -6,6 +6,7 @@ production app (``ussd_app.create_app``, ``wsgi.py``, ``python -m worker``) neve
 | ``devserver.py`` | ``make run``: the whole service on one machine (``python -m devtools.devserver``) |
 | ``gateway/`` | the local Africa's Talking gateway with its fault API (``python -m devtools.gateway``) |
 | ``receiver/`` | a local merchant's system: webhooks, validation (``python -m devtools.receiver``) |
+| ``news/`` | the demo news site: articles charged to an allowance (``python -m devtools.news``) |
 | ``simulator/`` | the phone simulator (``/simulator/``), on only with ``TUMA_SIMULATOR_ENABLED`` |
 | ``demo.py`` | ``flask --app devtools demo seed`` and ``demo operator`` |
 | ``faults.py`` | fault checkpoints for the crash tests, installed as SQLAlchemy events |

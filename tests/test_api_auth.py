@@ -68,6 +68,17 @@ def test_unknown_paths_and_methods_answer_json(client, merchant):
     assert response.status_code == 405 and response.json["error"]["code"] == "method_not_allowed"
 
 
+def test_a_405_names_the_methods_the_path_takes(client, merchant):
+    """RFC 9110: a 405 carries ``Allow`` (found by schemathesis from outside, check ST204)."""
+    key = make_key(merchant)
+    response = client.open("/api/v1/webhooks", method="TRACE", headers=auth(key))
+    assert response.status_code == 405 and response.json["error"]["code"] == "method_not_allowed"
+    assert {"GET", "PUT"} <= {m.strip() for m in response.headers["Allow"].split(",")}
+    assert response.mimetype == "application/json"
+    response = client.delete("/api/v1/payouts", headers=auth(key))
+    assert response.status_code == 405 and "POST" in response.headers["Allow"]
+
+
 def test_the_document_is_openapi_3_1_and_the_page_renders(client):
     doc = client.get("/api/v1/openapi.json").json
     assert doc["openapi"].startswith("3.1")

@@ -13,7 +13,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.api_helpers import fund_merchant, make_key
+from tests.api_helpers import fund_merchant, get, make_key, post
 from tests.escrow_helpers import funded_customer
 
 
@@ -55,6 +55,58 @@ def test_the_document_lists_every_operation(client):
     }
     batch = paths["/api/v1/payouts/batch"]["post"]["requestBody"]["content"]
     assert {"application/json", "text/csv"} <= set(batch)  # the batch reads CSV too
+
+
+def _follow(body: dict, expression: str):
+    """``$response.body#/results/0/transaction`` read from ``body`` (a JSON pointer)."""
+    prefix = "$response.body#/"
+    assert expression.startswith(prefix), expression
+    for part in expression[len(prefix) :].split("/"):
+        body = body[int(part)] if isinstance(body, list) else body[part]
+    return body
+
+
+def test_every_link_leads_from_an_answer_to_what_it_names(client, api_key):
+    """The document links each created thing to the operation that reads it (OpenAPI links):
+    the stateful phase of the outside fuzz follows them. Each link, followed from a real answer,
+    reaches a 200; a refund's links point at fields its answer has."""
+    doc = client.get("/api/v1/openapi.json").json
+    by_id = {
+        op["operationId"]: (path, method) for path, ops in doc["paths"].items() for method, op in ops.items()
+    }
+    answers = {
+        "/api/v1/payouts": post(client, "/payouts", api_key, {"phone": "0712000222", "amount": 100_00}),
+        "/api/v1/payouts/batch": post(
+            client, "/payouts/batch", api_key, {"payouts": [{"phone": "0712000222", "amount": 50_00}]}
+        ),
+        "/api/v1/payment-requests": post(
+            client,
+            "/payment-requests",
+            api_key,
+            {"phone": "0712000111", "amount": 20_00, "description": "Lunch"},
+        ),
+    }
+    followed = 0
+    for path, ops in doc["paths"].items():
+        for status, answer in ops.get("post", {}).get("responses", {}).items():
+            for name, link in answer.get("links", {}).items():
+                target_path, method = by_id[link["operationId"]]
+                assert method == "get", name
+                [(parameter, expression)] = link["parameters"].items()
+                assert "{" + parameter + "}" in target_path, name
+                if path not in answers:  # a refund: its answer's schema has the field
+                    fields = doc["components"]["schemas"]["Refund"]["properties"]
+                    assert expression.rsplit("/", 1)[1] in fields, name
+                    continue
+                response = answers[path]
+                assert response.status_code == int(status), response.json
+                value = _follow(response.json, expression)
+                reached = get(
+                    client, target_path.removeprefix("/api/v1").replace("{" + parameter + "}", value), api_key
+                )
+                assert reached.status_code == 200, (name, reached.json)
+                followed += 1
+    assert followed == 3
 
 
 @schema.parametrize()

@@ -279,3 +279,22 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     failed = [f for f in check(db.session, trust_deposits_total=DEMO_FLOAT_MAJOR * 100) if not f.ok]
     assert not failed, failed
     db.session.rollback()
+
+
+def test_simulator_phones_over_other_gateways_protocols_in_chromium(stack, browser):
+    """A phone switched to Hubtel's JSON (or MTN's) shows the same menus and answers."""
+    from selenium.webdriver.support.ui import Select
+
+    phones = on_simulator(browser, stack)
+    juma, wanjiru = phones["+254700000003"], phones["+254700000004"]
+    Select(juma.css(".gateway")).select_by_value("hubtel")
+    juma.key("*384*7#", "1. Send money")
+    juma.key("2", "My account")
+    juma.key("1", "Enter your PIN")
+    assert "[session ended]" in juma.key("3333", "Your balance is KES 0.00.")
+    Select(wanjiru.css(".gateway")).select_by_value("mtn")
+    wanjiru.key("*384*7#", "1. Send money")
+    wanjiru.key("2", "My account")
+    wanjiru.key("1", "Enter your PIN")
+    assert "[session ended]" in wanjiru.key("4444", "Your balance is KES 0.00.")
+    screenshot(browser, "02-simulator-gateways")

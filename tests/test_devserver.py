@@ -35,6 +35,7 @@ def devserver(instance, **extra) -> tuple[subprocess.Popen, int]:
         PORT=str(port),
         AT_GATEWAY_PORT=str(free_port()),
         RECEIVER_PORT=str(free_port()),
+        NEWS_PORT=str(free_port()),
         **extra,
     )
     log = open(instance / "devserver.log", "wb")  # noqa: SIM115  # closed with the process
@@ -43,6 +44,12 @@ def devserver(instance, **extra) -> tuple[subprocess.Popen, int]:
     )
     log.close()
     return process, port
+
+
+def started_news_port(instance) -> int:
+    """The demo news site's port, as the devserver printed it."""
+    log = (instance / "devserver.log").read_text()
+    return int(log.split("demo news site (allowances)")[1].split("127.0.0.1:")[1].split("/")[0])
 
 
 def wait_until_healthy(process, port, instance) -> None:
@@ -99,6 +106,13 @@ def test_make_run_stops_as_a_whole_with_its_embedded_redis(tmp_path, how, exit_c
     process, port = devserver(tmp_path)
     try:
         wait_until_healthy(process, port, tmp_path)
+        # The demo news site is up beside it and reaches Tuma's API with the demo seed's key.
+        # (an unknown number: Tuma's answer, through the key, comes back as the site's message).
+        with requests.Session() as reader:
+            news = f"http://127.0.0.1:{started_news_port(tmp_path)}"
+            assert "Ask for an allowance" in reader.get(news, timeout=10).text
+            asked = reader.post(f"{news}/allowance", data={"phone": "0712999999"}, timeout=30)
+            assert "That number has no Tuma account" in asked.text
         socket_file = json.loads((tmp_path / "redis.rdb.settings").read_text())["unixsocket"]
         [server] = redis_servers(socket_file)
         tree = psutil.Process(process.pid).children(recursive=True)

@@ -109,3 +109,24 @@ def test_multiprocess_mode_adds_up_every_process(app, tmp_path):
         text=True,
     ).stdout
     assert 'tuma_ussd_requests_total{outcome="con",screen="test.screen"} 2.0' in out
+
+
+def test_a_gunicorn_worker_exits_quietly_with_or_without_multiprocess_mode(tmp_path, monkeypatch):
+    """``gunicorn -c python:ussd_app.ops.gunicorn_conf`` without PROMETHEUS_MULTIPROC_DIR (one
+    process's own metrics): a worker's exit printed a TypeError traceback into the server's log
+    (seen running gunicorn by hand for the outside fuzz). With the directory set, the dead
+    worker's live gauges are dropped, as before."""
+    from types import SimpleNamespace
+
+    from ussd_app.ops import gunicorn_conf
+
+    worker = SimpleNamespace(pid=424242)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    gunicorn_conf.child_exit(None, worker)  # no error
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    live = tmp_path / "gauge_liveall_424242.db"
+    live.write_bytes(b"")
+    kept = tmp_path / "counter_424242.db"
+    kept.write_bytes(b"")
+    gunicorn_conf.child_exit(None, worker)
+    assert not live.exists() and kept.exists()

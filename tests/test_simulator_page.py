@@ -1,6 +1,8 @@
 """The phone simulator: off unless enabled; its page drives the real /ussd with Africa's
 Talking's form fields, and its inbox reads the local SMS gateway through this origin."""
 
+import html
+import json
 import re
 
 import pytest
@@ -128,3 +130,32 @@ def test_the_events_pane_lists_what_the_demo_merchants_system_received(simulator
 
 def closed_port_url() -> str:
     return f"http://127.0.0.1:{closed_port()}"
+
+
+def test_a_phone_can_switch_to_another_gateways_protocol(simulator, customer):
+    """Each phone offers the other gateways; the page says where each posts and the script
+    writes and reads each one's own fields. A dial over Hubtel's JSON, as the script posts it,
+    shows the same home menu."""
+    page = simulator.get("/simulator/").get_data(as_text=True)
+    for value in ("at", "hubtel", "arkesel", "nalo", "beem", "mtn"):
+        assert f'<option value="{value}">' in page
+    [urls] = re.findall(r'data-gateway-urls="([^"]+)"', page)
+    urls = json.loads(html.unescape(urls))
+    assert urls == {name: f"/ussd/{name}" for name in ("hubtel", "arkesel", "nalo", "beem", "mtn")}
+    [script_url] = re.findall(r'<script src="([^"]+)"', page)
+    with simulator.get(script_url) as response:
+        script = response.get_data(as_text=True)
+    for field in ("SessionId:", "Sequence:", "newSession:", "MSGTYPE:", "session_id:", "messageType:"):
+        assert field in script
+    hubtel = {
+        "Type": "Initiation",
+        "Mobile": "254712000111",
+        "SessionId": "SIMhub1",
+        "ServiceCode": "*384*7#",
+        "Message": "*384*7#",
+        "Operator": "simulator",
+        "Sequence": 1,
+        "ClientState": "",
+    }
+    answer = simulator.post(urls["hubtel"], json=hubtel).get_json()
+    assert answer["Type"] == "Response" and answer["Message"].startswith("Tuma\n1. Send money")

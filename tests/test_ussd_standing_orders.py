@@ -158,7 +158,9 @@ def test_my_standing_orders_pause_resume_and_cancel_with_the_pin(client, custome
     phone = Phone(client, local(ME))
     assert phone.walk(STANDING_ORDERS, "2") == "CON My standing orders\n1. KES 150.00 Wanjiru Kamau (paused)"
     assert phone.send("1") == "CON " + details + "1. Resume\n2. Cancel order"
-    assert phone.send("1") == f"END Resumed. Next payment on {dd(tomorrow)}."
+    assert phone.send("1").startswith("CON Resume the standing order to Wanjiru Kamau")
+    assert phone.send("1") == "CON Enter your PIN to resume the standing order"  # payments again: the PIN
+    assert phone.send(PIN) == f"END Resumed. Next payment on {dd(tomorrow)}."
     assert orders()[0].state == "active"
 
     phone = Phone(client, local(ME))

@@ -133,6 +133,25 @@ class Config:
     WEBHOOK_TRUSTED_PROXIES = os.environ.get("TUMA_WEBHOOK_TRUSTED_PROXIES") or None
     WEBHOOK_RATE_PER_MINUTE = _int("TUMA_WEBHOOK_RATE_PER_MINUTE", 60)
     WEBHOOK_MAX_BODY_BYTES = _int("TUMA_WEBHOOK_MAX_BODY_BYTES", 16 * 1024)
+    # Other USSD gateways (POST /ussd/<gateway>, ussd_app/ussd/gateways/): each may be given its
+    # own callback secret and allow-list, TUMA_USSD_<GATEWAY>_SECRET and
+    # TUMA_USSD_<GATEWAY>_ALLOWED_IPS (same forms as above); unset, the WEBHOOK_ ones apply.
+    # The body cap and the per-phone rate are the webhooks' own.
+    USSD_GATEWAYS = ("hubtel", "arkesel", "nalo", "beem", "mtn")
+    # A gateway that numbers no message (Arkesel, Nalo, MTN): the same input again within this
+    # many seconds of our answer is its retry (answered from the store, applied once); later, a
+    # person typing the same key on the next screen. 0: every message is a new input.
+    USSD_RESEND_WINDOW_SECONDS = _float("TUMA_USSD_RESEND_WINDOW_SECONDS", 2.0)
+    USSD_HUBTEL_SECRET = os.environ.get("TUMA_USSD_HUBTEL_SECRET") or None
+    USSD_HUBTEL_ALLOWED_IPS = os.environ.get("TUMA_USSD_HUBTEL_ALLOWED_IPS") or None
+    USSD_ARKESEL_SECRET = os.environ.get("TUMA_USSD_ARKESEL_SECRET") or None
+    USSD_ARKESEL_ALLOWED_IPS = os.environ.get("TUMA_USSD_ARKESEL_ALLOWED_IPS") or None
+    USSD_NALO_SECRET = os.environ.get("TUMA_USSD_NALO_SECRET") or None
+    USSD_NALO_ALLOWED_IPS = os.environ.get("TUMA_USSD_NALO_ALLOWED_IPS") or None
+    USSD_BEEM_SECRET = os.environ.get("TUMA_USSD_BEEM_SECRET") or None
+    USSD_BEEM_ALLOWED_IPS = os.environ.get("TUMA_USSD_BEEM_ALLOWED_IPS") or None
+    USSD_MTN_SECRET = os.environ.get("TUMA_USSD_MTN_SECRET") or None
+    USSD_MTN_ALLOWED_IPS = os.environ.get("TUMA_USSD_MTN_ALLOWED_IPS") or None
 
     # Back office, phone simulator and observability (ussd_app/admin, simulator, ops).
     # Minutes without a page after which an operator's session ends.
@@ -196,8 +215,9 @@ class Config:
     # Seconds after a refused run (no money, a limit) that it is tried once more; never past
     # the end of that day (TIMEZONE): at 23:59 at the latest (refused after that: skipped).
     STANDING_ORDER_RETRY_SECONDS = _int("TUMA_STANDING_ORDER_RETRY_SECONDS", 4 * 3600)
-    # Orders one payer may have running (active or paused) at once: each one set up sends its
-    # payee an SMS, and each run is a transfer to carry out.
+    # Orders one payer may have running (active or paused) at once, and set up in a day
+    # (cancelled ones count): each one set up or cancelled sends its payee an SMS, and each run
+    # is a transfer to carry out.
     STANDING_ORDERS_PER_PAYER = _int("TUMA_STANDING_ORDERS_PER_PAYER", 20)
     # -- Allowances (issue 18: payments/allowances/) -------------------------------------
     # Seconds a merchant's request for an allowance waits for the customer before it expires.

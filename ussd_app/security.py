@@ -46,7 +46,7 @@ import ipaddress
 import logging
 import time
 
-from flask import Response, current_app, request
+from flask import Response, current_app, has_request_context, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import phones
@@ -54,7 +54,6 @@ from . import phones
 log = logging.getLogger(__name__)
 
 PROTECTED_BLUEPRINTS = ("ussd", "sms", "sms_commands")
-USSD_ENDPOINT = "ussd.ussd"  # the hop itself answers CON/END, even when refused
 _CALLER_PHONE = "tuma.caller_phone"  # where caller_phone keeps its answer for the request
 
 # The development defaults in config.py; production refuses to start with any of them.
@@ -102,6 +101,12 @@ def check_config(config) -> None:
     if config.get("PAYBILL_VALIDATION_DEFAULT", "accept") not in ("accept", "refuse"):
         raise InsecureConfig("TUMA_PAYBILL_VALIDATION_DEFAULT must be accept or refuse")
     allowed = _networks("WEBHOOK_ALLOWED_IPS", config.get("WEBHOOK_ALLOWED_IPS"))
+    gateway_lists = {
+        f"USSD_{name.upper()}_ALLOWED_IPS": _networks(
+            f"USSD_{name.upper()}_ALLOWED_IPS", config.get(f"USSD_{name.upper()}_ALLOWED_IPS")
+        )
+        for name in config.get("USSD_GATEWAYS", ())
+    }
     proxies = trusted_proxies(config.get("WEBHOOK_TRUSTED_PROXIES"))
     if config.get("TUMA_ENV") != "production":
         if isinstance(proxies, int) and proxies:
@@ -123,13 +128,14 @@ def check_config(config) -> None:
             "TUMA_WEBHOOK_TRUSTED_PROXIES is a count: give the proxies' addresses or networks, so "
             "X-Forwarded-For is believed only from them"
         )
-    for name, networks in (("WEBHOOK_ALLOWED_IPS", allowed), ("WEBHOOK_TRUSTED_PROXIES", proxies)):
+    lists = [("WEBHOOK_ALLOWED_IPS", allowed), ("WEBHOOK_TRUSTED_PROXIES", proxies), *gateway_lists.items()]
+    for name, networks in lists:
         wide = [str(n) for n in (networks if isinstance(networks, tuple) else ()) if too_wide(n)]
         if wide:
             refused.append(
                 f"TUMA_{name} has {', '.join(wide)}, wider than /{WIDEST_NETWORK[4]} (IPv4) or "
                 f"/{WIDEST_NETWORK[6]} (IPv6): that is a large part of the internet, not "
-                + ("Africa's Talking's addresses" if name == "WEBHOOK_ALLOWED_IPS" else "your proxies")
+                + ("your proxies" if name == "WEBHOOK_TRUSTED_PROXIES" else "the gateway's addresses")
                 + "; list their own addresses or networks"
             )
     if refused:
@@ -142,10 +148,16 @@ def init_app(app) -> None:
     app.register_error_handler(RequestEntityTooLarge, _too_large)
 
 
+def _view():
+    return current_app.view_functions.get(request.endpoint) if request.endpoint else None
+
+
 def _refuse(status: int, text: str, ussd_text: str | None = None) -> Response:
-    if ussd_text is not None and request.endpoint == USSD_ENDPOINT:
-        # Africa's Talking shows our answer on the phone: a clean END, never an error page.
-        return Response("END " + ussd_text, status=200, mimetype="text/plain")
+    answer = getattr(_view(), "ussd_refusal", None)
+    if ussd_text is not None and answer is not None:
+        # A USSD gateway shows our answer on the phone: its own "session over" shape (on
+        # /ussd a clean END), never an error page.
+        return answer(ussd_text)
     return Response(text, status=status, mimetype="text/plain")
 
 
@@ -162,11 +174,11 @@ def _guard():
         request.max_content_length = limit  # also caps a body sent without Content-Length
         if request.content_length is not None and request.content_length > limit:
             return _too_large(None)
-    allowed = config.get("WEBHOOK_ALLOWED_IPS")
+    allowed = _setting(config, "ALLOWED_IPS")
     if allowed and not _ip_allowed(allowed):
         log.warning("webhook refused: address not allowed (%s)", request.endpoint)
         return _refuse(403, "forbidden")
-    secret = config.get("WEBHOOK_SECRET")
+    secret = _setting(config, "SECRET")
     if secret and not _has_secret(secret):
         log.warning("webhook refused: missing or wrong secret (%s)", request.endpoint)
         return _refuse(403, "forbidden")
@@ -178,13 +190,15 @@ def _guard():
 
 USSD_TOO_MANY = "Too many requests. Please wait a minute and dial again."
 _RATE_DEFERRED = "tuma.rate_deferred"  # request.environ: the hop itself counts (``deferred_rate``)
+# Africa's Talking's hop (``/ussd``) counts itself; the other gateways' hops are counted here.
+_COUNTS_ITS_OWN = "ussd.ussd"
 
 
 def _defer_rate() -> bool:
     """A USSD hop from a valid number is counted by the hop itself, in the round trip that
     takes its session (``sessions.locked``), rather than in one of its own here: same key,
     same window, same limit, still before anything is done. Anything else is counted here."""
-    if request.endpoint != USSD_ENDPOINT:
+    if request.endpoint != _COUNTS_ITS_OWN:
         return False
     try:
         phone = caller_phone()
@@ -201,6 +215,8 @@ def _defer_rate() -> bool:
 def deferred_rate() -> tuple[str, int, int] | None:
     """(key, limit, seconds the key lives) of this USSD hop's one-minute window, when the guard
     left the counting to the hop; None when there is nothing to count (no limit set)."""
+    if not has_request_context():
+        return None
     per_minute = current_app.config.get("WEBHOOK_RATE_PER_MINUTE")
     if not per_minute or not request.environ.get(_RATE_DEFERRED):
         return None
@@ -228,6 +244,15 @@ def over_rate(count: int, per_minute: int, *, phone: bool = True) -> bool:
         request.endpoint,
     )
     return True
+
+
+def _setting(config, what: str):
+    """``WEBHOOK_<what>``, or for another USSD gateway's endpoint (its view names the gateway,
+    ``ussd/gateways/``) that gateway's own ``USSD_<GATEWAY>_<what>`` when it is set: each
+    gateway is given its own callback secret and calls from its own addresses."""
+    gateway = getattr(_view(), "ussd_gateway", None)
+    own = config.get(f"USSD_{gateway.upper()}_{what}") if gateway else None
+    return own or config.get(f"WEBHOOK_{what}")
 
 
 def _networks(name: str, value) -> tuple:
@@ -321,7 +346,11 @@ def caller_phone() -> str | None:
     per-phone count, and the views, use this number, never the raw string."""
     # Kept on the request itself (not ``g``: an app context can outlive one request).
     if _CALLER_PHONE not in request.environ:
-        raw = (request.form.get("phoneNumber") or request.form.get("from") or "").strip()
+        reader = getattr(_view(), "raw_caller", None)  # a gateway that posts JSON says where
+        if reader is not None:
+            raw = reader()
+        else:
+            raw = (request.form.get("phoneNumber") or request.form.get("from") or "").strip()
         try:
             request.environ[_CALLER_PHONE] = phones.normalize_mobile(raw)
         except phones.InvalidPhone:

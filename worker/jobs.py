@@ -181,8 +181,10 @@ def write_tip_digests(now=None) -> int:
     committed (payments/tips.py: once per cause and day, by its row's key, even side by side).
     A Redis mark says the day is done, so the other runs of the day skip the query; a lost mark
     only costs one query more. ``now``: naive UTC, for tests."""
+    from ussd_app.clock import utcnow
     from ussd_app.payments import tips
 
+    now = now or utcnow()  # one reading: the day marked done is the day written, across midnight
     day = tips.digest_due(now)
     if day is None:
         return 0

@@ -4,10 +4,14 @@
 merchant). Each dials the service code and posts every hop to ``POST /ussd`` with Africa's
 Talking's form fields (sessionId, serviceCode, phoneNumber, networkCode, text = every input so
 far joined by ``*``), and shows that number's SMS inbox, read from the local Africa's Talking
-gateway (``devtools.gateway``) through ``/simulator/messages`` on this same origin.
+gateway (``devtools.gateway``) through ``/simulator/messages`` on this same origin. Each phone
+can be switched to another USSD gateway's protocol (``GATEWAYS``): it then posts that gateway's
+JSON to ``POST /ussd/<gateway>`` (ussd_app/ussd/gateways/), so the same menus show over Hubtel's
+JSON or Beem's.
 
 Beside the phones, a pane lists the webhook events the demo merchant's system received: the
-local receiver (``devtools.receiver``), read through ``/simulator/events``.
+local receiver (``devtools.receiver``), read through ``/simulator/events``. The page links to
+the demo news site (``devtools.news``), whose allowances are approved on these phones.
 
 Registered only by the development app (``devtools.create_app``), never by the service's own
 ``create_app``; even there off unless ``SIMULATOR_ENABLED`` (``TUMA_SIMULATOR_ENABLED=1``;
@@ -17,7 +21,7 @@ Registered only by the development app (``devtools.create_app``), never by the s
 import logging
 
 import requests
-from flask import Blueprint, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, abort, current_app, jsonify, render_template, request, url_for
 
 from ussd_app import phones
 
@@ -31,6 +35,15 @@ bp = Blueprint(
 log = logging.getLogger(__name__)
 
 NETWORK_CODE = "63902"  # Safaricom, as Africa's Talking names it
+# The protocols a phone can speak: Africa's Talking's form, or another gateway's JSON.
+GATEWAYS = [
+    ("at", "Africa's Talking"),
+    ("hubtel", "Hubtel"),
+    ("arkesel", "Arkesel"),
+    ("nalo", "Nalo"),
+    ("beem", "Beem"),
+    ("mtn", "MTN"),
+]
 GATEWAY_TIMEOUT_SECONDS = 2
 
 
@@ -53,6 +66,12 @@ def _demo_till() -> str:
     return demo_hooks_name()
 
 
+def _news_url() -> str:
+    from ..demo import demo_news_url
+
+    return demo_news_url()
+
+
 @bp.get("/")
 def page():
     return render_template(
@@ -61,6 +80,9 @@ def page():
         network_code=NETWORK_CODE,
         demo=_demo_phones(),
         merchant_till=_demo_till(),
+        gateways=GATEWAYS,
+        gateway_urls={name: url_for(f"ussd.gateway_{name}") for name, _label in GATEWAYS if name != "at"},
+        news_url=_news_url(),
     )
 
 

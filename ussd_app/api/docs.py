@@ -14,12 +14,44 @@ CSV_BODIES = {
 }
 
 
+# What an answer leads to (OpenAPI links, which spectree cannot declare): the id or code in a
+# success points at the operation that reads it. A merchant's client generator, and a fuzzer's
+# stateful phase, follow them (without them every read by code or id only ever saw 404s).
+# (path, method, status) -> {link name: (operationId, {parameter: runtime expression})}
+LINKS = {
+    ("/api/v1/payouts", "post", "202"): {
+        "GetTransaction": ("getTransaction", {"code": "$response.body#/transaction"}),
+    },
+    ("/api/v1/payouts/batch", "post", "202"): {
+        "GetFirstTransaction": ("getTransaction", {"code": "$response.body#/results/0/transaction"}),
+    },
+    ("/api/v1/refunds", "post", "202"): {
+        "GetRefund": ("getTransaction", {"code": "$response.body#/transaction"}),
+        "GetRefundedTransaction": ("getTransaction", {"code": "$response.body#/refunded_transaction"}),
+    },
+    ("/api/v1/payment-requests", "post", "201"): {
+        "GetPaymentRequest": ("getPaymentRequest", {"request_id": "$response.body#/id"}),
+    },
+}
+
+
 def document() -> dict:
     generated = spec.spec
+    paths = generated.get("paths", {})
     for path, description in CSV_BODIES.items():
-        body = generated.get("paths", {}).get(path, {}).get("post", {}).get("requestBody")
+        body = paths.get(path, {}).get("post", {}).get("requestBody")
         if body is not None:
             body["content"].setdefault("text/csv", {"schema": {"type": "string", "description": description}})
+    for (path, method, status), links in LINKS.items():
+        answer = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if answer is not None:
+            answer.setdefault(
+                "links",
+                {
+                    name: {"operationId": operation, "parameters": parameters}
+                    for name, (operation, parameters) in links.items()
+                },
+            )
     return generated
 
 

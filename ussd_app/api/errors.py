@@ -76,7 +76,10 @@ def _http_error(exc: HTTPException):
     code = _HTTP_CODES.get(exc.code or 500)
     if code is None:
         return error_response("invalid_request", exc.description) if (exc.code or 500) < 500 else exc
-    return error_response(code)
+    # The error's own headers go with our body: a 405 must say which methods the path takes
+    # (``Allow``, RFC 9110), a 429 or 503 when to come back (``Retry-After``).
+    kept = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+    return error_response(code, headers=kept)
 
 
 def _unexpected(exc: Exception):

@@ -169,6 +169,9 @@ def _after_request(response):
         metrics.observe_request(endpoint, response.status_code, time.perf_counter() - started)
     if endpoint == "ussd.ussd":
         _observe_ussd(response)
+    elif endpoint.startswith("ussd.gateway_") and g.get("ussd_outcome"):
+        # Another gateway's JSON: its view says whether the session goes on (ussd/gateways/).
+        metrics.observe_ussd(g.get("ussd_screen", "none"), g.ussd_outcome)
     return response
 
 

@@ -52,6 +52,9 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
         {a for chain in legs.values() for s in chain for a in (s.debit_account_id, s.credit_account_id)},
     )
     refusals = limits.check_batch(session, requests)
+    # A standing order's run whose order the payer paused or cancelled after it was recorded.
+    for request_id in standing_orders.stopped_runs(session, [r for r in requests if r.id not in refusals]):
+        refusals[request_id] = limits.Refusal(result=standing_orders.STOPPED, limit=0, excess=0)
     # A payer without the money is refused for that, never for the payee's balance limit
     # (which would tell any payer how much the payee holds): the ledger says exceeds_credits.
     over_payees_limit = [

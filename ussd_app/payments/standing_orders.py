@@ -27,7 +27,12 @@ States, each moved only by compare-and-set (an UPDATE ... WHERE state = <from>):
   Dates that pass while it is paused make no run (and do not count towards a number of runs).
 - run: ``paying`` (an attempt is recorded) -> ``paid`` | ``retry`` (refused: one more try at
   ``retry_at``, later the same day, never past its end) -> ``paying`` (attempt 2) -> ``paid`` |
-  ``skipped`` (the payer is told; the order's next run goes on as scheduled).
+  ``skipped`` (the payer is told; the order's next run goes on as scheduled). A retry the
+  scheduler reaches only after that day (it was down) is skipped, never paid beside the next
+  day's run.
+
+A run still queued when its payer pauses or cancels the order is refused by the worker
+(``stopped_runs``: ``order_stopped``) and skipped without a word.
 
 A refused run posts nothing (the ledger writes a chain whole or not at all: no fee), and the
 worker writes no refusal receipt for it (``quiet_refusals``): the payer gets ONE SMS per
@@ -39,13 +44,14 @@ Everything here adds to the caller's session; nothing commits.
 
 import calendar
 import enum
+import logging
 import re
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, select, update
+from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..clock import utcnow
@@ -55,6 +61,8 @@ from ..messages import standing_orders as texts
 from ..users import OPERATOR_LOCK_UNTIL, User, find_by_account
 from .models import RequestKind, RequestStatus, TransferRequest
 from .submit import record_request
+
+log = logging.getLogger(__name__)
 
 KINDS = frozenset({RequestKind.SEND.value, RequestKind.BUY_GOODS.value, RequestKind.PAY_BILL.value})
 MAX_RUNS = 999
@@ -229,8 +237,10 @@ def create(
         raise OrderError("the end date is before the first date or too far ahead")
     if runs_limit is not None and not 1 <= runs_limit <= MAX_RUNS:
         raise OrderError(f"between 1 and {MAX_RUNS} runs")
-    if not room_for_another(session, payer):
-        raise OrderError("as many orders running as a payer may have")
+    # The payer's row, locked: two sessions confirming at once count one after the other.
+    session.execute(select(User.id).where(User.id == payer.id).with_for_update())
+    if not room_for_another(session, payer, now):
+        raise OrderError("as many orders running, or set up today, as a payer may have")
     order = StandingOrder(
         id=order_id,
         payer_account_id=payer.account_id,
@@ -256,9 +266,39 @@ def create(
     return order
 
 
-def room_for_another(session, payer: User) -> bool:
-    """Whether ``payer`` may set up one more order (``STANDING_ORDERS_PER_PAYER`` running)."""
-    return len(mine(session, payer)) < current_app.config["STANDING_ORDERS_PER_PAYER"]
+def total(
+    frequency: str, first: date, amount: int, *, ends_on: date | None = None, runs_limit: int | None = None
+) -> int:
+    """What an order will pay in all (minor units, fees apart): ``amount`` times its runs, the
+    number given or the dates of the schedule from ``first`` to ``ends_on``. What the SIM-swap
+    gate weighs at set-up: a payment under the threshold repeated for months is a large sum."""
+    if runs_limit is not None:
+        return amount * runs_limit
+    runs, day = 0, first
+    while ends_on is not None and day <= ends_on and runs < MAX_RUNS:
+        runs, day = runs + 1, following(frequency, first, day)
+    return amount * max(runs, 1)
+
+
+def room_for_another(session, payer: User, now: datetime | None = None) -> bool:
+    return no_room(session, payer, now) is None
+
+
+def no_room(session, payer: User, now: datetime | None = None) -> str | None:
+    """Why ``payer`` may not set up one more order: "running" (``STANDING_ORDERS_PER_PAYER``
+    running), "today" (that many set up today, cancelled or not: each set-up and each cancel
+    SMSes the payee, so setting up and cancelling in a loop would spam a stranger for free);
+    None when they may."""
+    most = current_app.config["STANDING_ORDERS_PER_PAYER"]
+    if len(mine(session, payer)) >= most:
+        return "running"
+    today = session.execute(
+        select(func.count()).where(
+            StandingOrder.payer_account_id == payer.account_id,
+            StandingOrder.created_at >= midnight(local_date(now)),
+        )
+    ).scalar_one()
+    return "today" if today >= most else None
 
 
 def mine(session, payer: User) -> list[StandingOrder]:
@@ -368,15 +408,21 @@ def _sms(session, user: User, body: str, transfer_request_id: str | None = None)
 def run_due(session, now: datetime | None = None, limit: int = 500) -> list[TransferRequest]:
     """Record the transfer of every run due at ``now`` (naive UTC): each active order's runs
     dated today or before (one per date), and the second attempts whose ``retry_at`` has come.
-    Safe twice and side by side (see the module's docstring). The caller commits; the commit
-    rings the workers. Returns the transfer requests recorded (or found recorded)."""
+    Safe twice and side by side (see the module's docstring). An order whose kind the tariff
+    in force does not price waits, unmoved (``_price``), and stops no other. The caller
+    commits; the commit rings the workers. Returns the transfer requests recorded (or found
+    recorded)."""
     now = now or utcnow()
     today = local_date(now)
     recorded: list[TransferRequest] = []
     due = list(
         session.execute(
             select(StandingOrder)
-            .where(StandingOrder.state == State.ACTIVE.value, StandingOrder.next_date <= today)
+            .where(
+                StandingOrder.state == State.ACTIVE.value,
+                StandingOrder.next_date <= today,
+                StandingOrder.kind.in_(_priced_kinds()),  # the waiting never fill a batch
+            )
             .order_by(StandingOrder.next_date, StandingOrder.id)
             .limit(limit)
         ).scalars()
@@ -403,6 +449,9 @@ def _make_run(session, order: StandingOrder, now: datetime, recorded: list) -> b
     """Move ``order`` past its next date and record that date's run. False when another
     scheduler moved it first (nothing recorded here)."""
     day = order.next_date
+    price = _price(order)
+    if price is None:
+        return False  # waits, unmoved, until the operator prices its kind
     after = following(order.frequency, order.first_date, day)
     made = order.runs_made + 1
     last = (order.runs_limit is not None and made >= order.runs_limit) or (
@@ -437,7 +486,7 @@ def _make_run(session, order: StandingOrder, now: datetime, recorded: list) -> b
         run.state, run.transfer_request_id = RunState.PAYING.value, run_request_id(run.id, 1)
         session.add(run)
         session.flush()
-        recorded.append(_record(session, order, run))
+        recorded.append(_record(session, order, run, price))
     return True
 
 
@@ -455,12 +504,39 @@ def _payer_locked(payer: User) -> bool:
     return payer.locked_until is not None and payer.locked_until >= OPERATOR_LOCK_UNTIL
 
 
-def _record(session, order: StandingOrder, run: StandingOrderRun) -> TransferRequest:
-    """The run's attempt as an ordinary request of the order's kind, priced by the tariff in
-    force (a merchant's own fee as well), under the attempt's derived id."""
+def _priced_kinds() -> list[str]:
+    """The kinds of ``KINDS`` the tariff in force prices (an entry for the kind)."""
     from ..tariffs import in_force
 
     tariff = in_force()
+    priced = []
+    for kind in sorted(KINDS):
+        try:
+            tariff.fee(kind, 0)
+        except ValueError:
+            continue
+        priced.append(kind)
+    return priced
+
+
+def _price(order: StandingOrder) -> tuple[int, int, int | None] | None:
+    """(fee, payee's fee, tariff version) of a run of ``order`` under the tariff in force; None
+    when that tariff has no entry for its kind (an operator's document without it): the run
+    waits, logged, and the scheduler's other orders and the maintenance job go on."""
+    from ..tariffs import in_force
+
+    tariff = in_force()
+    try:
+        return tariff.fee(order.kind, order.amount), tariff.payee_fee(order.kind, order.amount), tariff.id
+    except ValueError:
+        log.warning("standing order %s waits: the tariff in force has no price for %s", order.id, order.kind)
+        return None
+
+
+def _record(session, order: StandingOrder, run: StandingOrderRun, price) -> TransferRequest:
+    """The run's attempt as an ordinary request of the order's kind, at ``price`` (``_price``:
+    the tariff in force, a merchant's own fee as well), under the attempt's derived id."""
+    fee, payee_fee, tariff_version_id = price
     return record_request(
         session,
         request_id=run.transfer_request_id,
@@ -468,16 +544,17 @@ def _record(session, order: StandingOrder, run: StandingOrderRun) -> TransferReq
         debit_account_id=order.payer_account_id,
         credit_account_id=order.payee_account_id,
         amount=order.amount,
-        fee=tariff.fee(order.kind, order.amount),
-        payee_fee=tariff.payee_fee(order.kind, order.amount),
+        fee=fee,
+        payee_fee=payee_fee,
         reference=order.reference,
-        tariff_version_id=tariff.id,
+        tariff_version_id=tariff_version_id,
     )
 
 
 def _retry(session, run: StandingOrderRun, now: datetime, recorded: list) -> None:
     """The second and last attempt of a refused run, unless the payer paused or cancelled the
-    order meanwhile (then the run is skipped: they stopped it themselves)."""
+    order meanwhile (then the run is skipped: they stopped it themselves), or the day of the
+    refused attempt is over (skipped, and the payer told)."""
     order = session.get(StandingOrder, run.order_id)
     payer = find_by_account(session, order.payer_account_id)
     going = order.state in (State.ACTIVE.value, State.FINISHED.value)
@@ -485,6 +562,15 @@ def _retry(session, run: StandingOrderRun, now: datetime, recorded: list) -> Non
         if _move_run(session, run, RunState.RETRY, RunState.SKIPPED, settled_at=now):
             _ended_with(session, run)
         return
+    if local_date(now) > local_date(run.tried_at):
+        # The retry was promised for the day of the refused attempt; a scheduler that was down
+        # until the next day skips it (and says so), rather than pay it beside that day's run.
+        if _move_run(session, run, RunState.RETRY, RunState.SKIPPED, settled_at=now):
+            _tell_skipped(session, order, run, payer)
+        return
+    price = _price(order)
+    if price is None:
+        return  # stays to retry once the kind is priced (skipped if that day is over by then)
     tid = run_request_id(run.id, run.attempt + 1)
     if _move_run(
         session,
@@ -498,7 +584,7 @@ def _retry(session, run: StandingOrderRun, now: datetime, recorded: list) -> Non
         retry_at=None,
     ):
         session.refresh(run)
-        recorded.append(_record(session, order, run))
+        recorded.append(_record(session, order, run, price))
 
 
 def _move_run(
@@ -525,20 +611,39 @@ def retry_at(tried_at: datetime) -> datetime | None:
 # -- the worker's side ------------------------------------------------------------------------
 
 
-def quiet_refusals(session, requests) -> set[str]:
-    """The ids of ``requests`` (refused ones) that are standing-order runs: their payer hears
-    of the refusal from ``settle`` (one SMS saying what happens next), so the worker writes no
-    refusal receipt of its own. No query unless an id has a run's shape."""
+# A run's result when the payer paused or cancelled its order after it was recorded.
+STOPPED = "order_stopped"
+
+
+def _runs_among(session, requests, *conditions) -> set[str]:
+    """The ids of ``requests`` that are standing-order runs (meeting ``conditions`` on the run
+    and its order). No query unless an id has a run's shape."""
     ids = [r.id for r in requests if _RUN_REQUEST.fullmatch(r.id)]
     if not ids:
         return set()
     return set(
         session.execute(
-            select(StandingOrderRun.transfer_request_id).where(
-                among(session, StandingOrderRun.transfer_request_id, ids)
-            )
+            select(StandingOrderRun.transfer_request_id)
+            .join(StandingOrder, StandingOrder.id == StandingOrderRun.order_id)
+            .where(among(session, StandingOrderRun.transfer_request_id, ids), *conditions)
         ).scalars()
     )
+
+
+def stopped_runs(session, requests) -> set[str]:
+    """The ids of ``requests`` (about to be executed) that are runs of an order its payer has
+    paused or cancelled since the run was recorded (a backlog at midnight; the cancel screen
+    says no more payments will be made): the worker refuses them (``STOPPED``), and ``settle``
+    skips them without a word."""
+    stopped = (State.PAUSED.value, State.CANCELLED.value)
+    return _runs_among(session, requests, StandingOrder.state.in_(stopped))
+
+
+def quiet_refusals(session, requests) -> set[str]:
+    """The ids of ``requests`` (refused ones) that are standing-order runs: their payer hears
+    of the refusal from ``settle`` (one SMS saying what happens next), so the worker writes no
+    refusal receipt of its own. No query unless an id has a run's shape."""
+    return _runs_among(session, requests)
 
 
 def settle(session, now: datetime | None = None, limit: int = 500) -> int:
@@ -566,10 +671,13 @@ def settle(session, now: datetime | None = None, limit: int = 500) -> int:
                 done += 1
                 _ended_with(session, run)
             continue
+        # One more try on the day of the first, never once that day is over (a backlog).
         again = retry_at(run.tried_at) if run.attempt == 1 else None
+        if again is not None and local_date(now) > local_date(run.tried_at):
+            again = None
         from ..limits import Result
 
-        if request.result == Result.REVIEW_REFUSED:  # the operator's refusal was told already
+        if request.result in (Result.REVIEW_REFUSED, STOPPED):  # told already, or the payer's doing
             if _move_run(session, run, RunState.PAYING, RunState.SKIPPED, *same, settled_at=now):
                 done += 1
                 _ended_with(session, run)
@@ -586,12 +694,18 @@ def settle(session, now: datetime | None = None, limit: int = 500) -> int:
             continue
         done += 1
         order = session.get(StandingOrder, run.order_id, populate_existing=True)
-        payer = find_by_account(session, order.payer_account_id)
-        payee = find_by_account(session, order.payee_account_id)
-        if payer is not None:
-            body = texts.not_paid(payer, payee, order, run, request, retry_at=again)
-            _sms(session, payer, body, request.id)
-        if again is None:  # skipped: the payer's SMS said whether it was the last
-            _ended_with(session, run, payer_told=True)
+        _tell_skipped(session, order, run, find_by_account(session, order.payer_account_id), again)
     session.flush()
     return done
+
+
+def _tell_skipped(session, order: StandingOrder, run: StandingOrderRun, payer, again=None) -> None:
+    """The payer hears that ``run`` (its current attempt refused) is tried again at ``again``,
+    or, when None, skipped: then, if it was its order's last, both sides hear it has ended."""
+    request = session.get(TransferRequest, run.transfer_request_id)
+    if payer is not None:
+        payee = find_by_account(session, order.payee_account_id)
+        body = texts.not_paid(payer, payee, order, run, request, retry_at=again)
+        _sms(session, payer, body, request.id)
+    if again is None:  # skipped: the payer's SMS said whether it was the last
+        _ended_with(session, run, payer_told=True)

@@ -1,7 +1,7 @@
 """``flask --app wsgi standing-orders run-due [--at ISO-8601]``: record the standing orders'
 runs due at an instant (what the maintenance job does every few seconds with now)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 from flask import Blueprint
@@ -9,7 +9,7 @@ from flask import Blueprint
 from ..extensions import db
 from ..messages import money
 from ..users import find_by_account
-from .standing_orders import run_due
+from .standing_orders import local_date, midnight, run_due
 
 standing_orders_cli = Blueprint("standing_orders", __name__, cli_group="standing-orders")
 
@@ -22,8 +22,12 @@ def _instant(text: str | None) -> datetime | None:
         moment = datetime.fromisoformat(text.strip())
     except ValueError as exc:
         raise click.BadParameter(f"not an ISO-8601 instant: {text}", param_hint="--at") from exc
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    try:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        midnight(local_date(moment) + timedelta(days=1))  # the day's end, as a retry reads it
+    except (OverflowError, ValueError) as exc:  # the year 1 or 9999 in another time zone
+        raise click.BadParameter(f"out of the calendar's range: {text}", param_hint="--at") from exc
     return moment
 
 

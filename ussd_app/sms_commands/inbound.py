@@ -61,6 +61,11 @@ class InboundMessage(db.Model):
 
 def parse(text: str) -> tuple[Intent, str | None]:
     words = " ".join(text.split()).upper()
+    # "TOTAL55555" has a transaction code's shape (ten of A-Z, 2-7): TOTAL and a cause's code
+    # are read first, as a code that begins "TOTAL" and ends in digits is next to impossible.
+    total = TOTAL.match(words)
+    if total and total.group(2) and CAUSE_CODE.match(total.group(2)):
+        return Intent.TOTAL, total.group(2)
     if CODE.match(words):
         return Intent.CHECK, words
     match = REVERSE.match(words)

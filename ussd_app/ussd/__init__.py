@@ -1,4 +1,5 @@
-"""The USSD surface: Africa's Talking's webhook, sessions, the menu engine and the flows."""
+"""The USSD surface: Africa's Talking's webhook and other gateways', sessions, the menu engine
+and the flows."""
 
 from flask import Blueprint
 
@@ -6,7 +7,8 @@ bp = Blueprint("ussd", __name__)
 
 
 def init_app(app) -> None:
-    from . import caller, flows, views  # noqa: F401  (views: the routes on bp, and the ussd_events table)
+    # views and gateways: the routes on bp (and the ussd_events table), added once, on import
+    from . import caller, flows, gateways, views  # noqa: F401
 
     caller.listen()
     flows.init_app(app)

@@ -38,6 +38,7 @@ class StoredSession:
     data: dict = field(default_factory=dict)
     last_text: str | None = None  # a keyed digest of the text: the text carries PINs
     last_reply: str | None = None  # the full "CON ..."/"END ..." body
+    answered_at: float | None = None  # when it was answered (epoch seconds): a repeat's window
     # The caller's few facts (``caller.Facts``: who, role, language, lock; never a PIN or its
     # hash), so a menu hop reads no database. None: read them from the database.
     caller: dict | None = None
@@ -50,6 +51,7 @@ class StoredSession:
                 "data": self.data,
                 "last_text_digest": self.last_text,
                 "last_reply": self.last_reply,
+                "answered_at": self.answered_at,
                 "caller": self.caller,
             }
         )
@@ -63,6 +65,7 @@ class StoredSession:
             data=doc.get("data") or {},
             last_text=doc.get("last_text_digest"),
             last_reply=doc.get("last_reply"),
+            answered_at=doc.get("answered_at"),
             caller=doc.get("caller"),
         )
 

@@ -7,6 +7,7 @@ redacted form that keeps only the shape of the input.
 """
 
 import logging
+import time
 import traceback
 
 from flask import Response, current_app, g, request
@@ -70,36 +71,59 @@ def ussd():
         if security.over_deferred_rate():
             return plain("END " + security.USSD_TOO_MANY)
         log.warning("ussd hop with missing or malformed sessionId/phoneNumber")
-        return plain("END " + t("en", "Sorry, this request could not be read. Please dial again."))
+        return plain("END " + t("en", UNREADABLE))
     # E.164, normalised once at the edge (security.caller_phone, which the rate limit keyed on
     # too): only a mobile number of our own country dials in.
     phone = security.caller_phone()
     if phone is None:
         log.warning("ussd hop from a number that is not a mobile number of ours")
-        return plain("END " + t("en", "Sorry, this request could not be read. Please dial again."))
+        return plain("END " + t("en", UNREADABLE))
     if len(text) > MAX_TEXT:
         if security.over_deferred_rate():
             return plain("END " + security.USSD_TOO_MANY)
         log.warning("ussd hop session=%s with a text of %d characters: ended", session_id[:40], len(text))
-        return plain("END " + t("en", "Sorry, this request could not be read. Please dial again."))
-    log.info("ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), redact(text))
+        return plain("END " + t("en", UNREADABLE))
+    # Africa's Talking joins every input so far with "*": the whole text tells a repeat, the
+    # part after the last "*" is the newest input.
+    return plain(hop(session_id, phone, text, text.rsplit("*", 1)[-1]))
+
+
+# Refusals by the webhook guards (security.py) answer the phone in the gateway's own shape.
+ussd.ussd_refusal = lambda text: plain("END " + text)
+
+UNREADABLE = "Sorry, this request could not be read. Please dial again."
+
+
+def hop(session_id: str, phone: str, repeat_key: str, newest: str, *, fresh_for: float | None = None) -> str:
+    """Answer one hop of a session: the body ``CON ...`` or ``END ...``, whatever fails.
+
+    The one core every gateway shares (``/ussd`` and ``ussd/gateways/``): the session locked
+    and read in one round trip, a repeat answered from the store, only ``newest`` applied.
+    ``repeat_key`` is what tells a repeat: the same key again in the same session gets the
+    stored answer and runs nothing (Africa's Talking: the cumulative text; a gateway that
+    numbers its messages: number and input). A gateway that numbers nothing can only give the
+    input itself, and the same key may be typed again on the next screen: ``fresh_for`` then
+    bounds a repeat to that many seconds after the stored answer (a gateway's retry follows at
+    once; a person reads the screen first). ``session_id`` is already namespaced by the caller."""
+    shape = redact(repeat_key if fresh_for is None else newest)
+    log.info("ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), shape)
     g.ussd_committed = False
     try:
         with sessions.locked(session_id, phone, rate=security.deferred_rate()) as hold:
-            return plain(_answer(hold, text))
+            return _answer(hold, repeat_key, newest, fresh_for)
     except sessions.TooManyHops as exc:
         security.over_rate(exc.count, 0)  # logged as the guard logs it
-        return plain("END " + security.USSD_TOO_MANY)
+        return "END " + security.USSD_TOO_MANY
     except sessions.SessionBusy:
         log.warning("ussd session=%s busy: a repeat arrived while the first was running", session_id[:40])
-        return plain("END " + t("en", "Sorry, we are busy. Please dial again."))
+        return "END " + t("en", "Sorry, we are busy. Please dial again.")
     except RedisError as exc:
         db.session.rollback()
         log.error("ussd hop failed session=%s: Redis unavailable (%s)", session_id[:40], type(exc).__name__)
         if g.get("ussd_committed"):  # a request may be recorded: do not invite a second one
-            return plain("END " + t("en", "Sorry, something went wrong. Please try again later."))
+            return "END " + t("en", "Sorry, something went wrong. Please try again later.")
         # Nothing was done; the session's state is gone or unreachable: start again.
-        return plain("END " + t("en", "Sorry, we are busy. Please dial again."))
+        return "END " + t("en", "Sorry, we are busy. Please dial again.")
     except Exception as exc:  # the person must get a screen, whatever failed
         db.session.rollback()
         # Only the type and the frames: an exception's message may quote the input (a PIN).
@@ -110,16 +134,41 @@ def ussd():
             "".join(traceback.format_tb(exc.__traceback__)),
         )
         # Not "nothing was sent": the failure may come after a request was committed.
-        return plain("END " + t("en", "Sorry, something went wrong. Please try again later."))
+        return "END " + t("en", "Sorry, something went wrong. Please try again later.")
 
 
-def _answer(hold: sessions.Hold, text: str) -> str:
+SESSION_ENDED = "Your session has ended. Please dial again."
+
+
+def close(session_id: str, phone: str) -> bool:
+    """The gateway says the session is over (the person left, or it timed out): nothing more
+    is applied to it; a late message of it is told to dial again. The phone's resume snapshot
+    is kept, so a dropped money flow is offered on the next dial as after any drop. False
+    when there was nothing to close or the store could not be reached (logged)."""
+    try:
+        with sessions.locked(session_id, phone) as hold:
+            stored = hold.stored
+            if stored is None or stored.phone != phone:
+                return False
+            stored.conversation.ended = True
+            stored.last_reply = "END " + t("en", SESSION_ENDED)
+            hold.save(stored, None, keep_resume=True)
+            return True
+    except (sessions.SessionBusy, RedisError) as exc:
+        log.warning("ussd session=%s not closed: %s", session_id[:40], type(exc).__name__)
+        return False
+
+
+def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float | None) -> str:
     session_id, phone, stored = hold.session_id, hold.phone, hold.stored
-    digest = sessions.text_digest(session_id, text)
+    digest = sessions.text_digest(session_id, repeat_key)
     if stored is not None:
         if stored.phone != phone:
-            return "END " + t("en", "Sorry, this request could not be read. Please dial again.")
-        if stored.last_text == digest or stored.conversation.ended:
+            return "END " + t("en", UNREADABLE)
+        recent = fresh_for is None or (
+            stored.answered_at is not None and time.time() - stored.answered_at <= fresh_for
+        )
+        if (stored.last_text == digest and recent) or stored.conversation.ended:
             # A repeat (the gateway retried, or the phone resent): the same screen, nothing again.
             return stored.last_reply or "END"
     facts, ctx_user = _caller(hold, phone)
@@ -133,8 +182,8 @@ def _answer(hold: sessions.Hold, text: str) -> str:
         lang = data.get("lang") or ((offered or {}).get("data") or {}).get("lang") or "en"
     ctx = Context(phone=phone, lang=lang, home=_home_for(facts), data=data, role=facts.role, **ctx_user)
     if stored is None:
-        # The first hop: its text is what was dialled after the service code (a shortcut such
-        # as *384*7*1#); menus start at home, so it is not applied.
+        # The first hop: its input is what was dialled (a shortcut such as *384*7*1#); menus
+        # start at home, so it is not applied.
         conversation, reply = engine.begin(ctx, offered)
     elif facts.locked:
         # Locked since the last hop (the back office, the CLI, wrong PINs in another session):
@@ -145,7 +194,7 @@ def _answer(hold: sessions.Hold, text: str) -> str:
     else:
         conversation = stored.conversation
         conversation.resume = offered
-        reply = engine.handle(conversation, ctx, text.rsplit("*", 1)[-1])
+        reply = engine.handle(conversation, ctx, newest)
     if db.session().in_transaction():  # a menu hop that read nothing has nothing to commit
         db.session.commit()
     g.ussd_committed = True
@@ -159,6 +208,7 @@ def _answer(hold: sessions.Hold, text: str) -> str:
             last_text=digest,
             last_reply=body,
             caller=facts.to_json() if current_app.config["USSD_CALLER_CACHE"] else None,
+            answered_at=time.time(),
         ),
         engine.snapshot(conversation, ctx) if conversation.state != RESUME else None,
         keep_resume=conversation.state == RESUME,

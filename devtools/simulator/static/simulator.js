@@ -1,6 +1,9 @@
 // Tuma phone simulator: each handset talks to POST /ussd exactly as Africa's Talking relays a
 // phone (sessionId, serviceCode, phoneNumber, networkCode, text = every input so far joined by
 // "*"), and polls that number's SMS inbox from the local gateway through /simulator/messages.
+// A phone can be switched to another USSD gateway's protocol (Hubtel, Arkesel, Nalo, Beem,
+// MTN): it then posts that gateway's JSON to POST /ussd/<gateway> (the dialled string first,
+// then one input at a time) and reads its answer, so the same menus show over that protocol.
 // Plain script, no build step, no dependencies.
 (function () {
   "use strict";
@@ -9,6 +12,7 @@
   var NETWORK_CODE = root.dataset.networkCode;
   var USSD_URL = root.dataset.ussdUrl;
   var MESSAGES_URL = root.dataset.messagesUrl;
+  var GATEWAY_URLS = JSON.parse(root.dataset.gatewayUrls || "{}");
   var POLL_MS = 1000;
   var template = document.getElementById("phone-template");
 
@@ -17,6 +21,7 @@
     slot.appendChild(template.content.cloneNode(true));
     this.handset = slot.querySelector(".handset");
     this.numberInput = slot.querySelector(".phone-number");
+    this.gatewaySelect = slot.querySelector(".gateway");
     this.display = slot.querySelector(".display");
     this.entry = slot.querySelector(".entry");
     this.list = slot.querySelector(".messages");
@@ -48,6 +53,7 @@
       self.seen = {};
       self.poll();
     });
+    this.gatewaySelect.addEventListener("change", function () { self.press("end"); });
     this.poll();
     setInterval(function () { self.poll(); }, POLL_MS);
   }
@@ -63,7 +69,11 @@
 
   Phone.prototype.press = function (key) {
     if (this.busy) return;
-    if (key === "end") { this.idle(); return; }
+    if (key === "end") {
+      if (this.sessionId !== null && !this.ended) this.hangUp();
+      this.idle();
+      return;
+    }
     if (this.ended) { this.idle(); if (key !== "call") this.typeKey(key); return; }
     if (key === "clear") { this.typed = this.typed.slice(0, -1); this.entry.textContent = this.typed; return; }
     if (key === "call") {
@@ -91,14 +101,80 @@
     this.inputs = [];
     this.typed = "";
     this.entry.textContent = "";
-    this.hop("");
+    this.sequence = 0;
+    this.gateway = this.gatewaySelect.value;
+    if (this.gateway === "at") this.hop("");
+    else this.gatewayHop("begin", code);
   };
 
   Phone.prototype.answer = function () {
     this.inputs.push(this.typed);
     this.typed = "";
     this.entry.textContent = "";
-    this.hop(this.inputs.join("*"));
+    if (this.gateway === "at") this.hop(this.inputs.join("*"));
+    else this.gatewayHop("input", this.inputs[this.inputs.length - 1]);
+  };
+
+  // Another gateway's request: kind is begin (value: what was dialled), input or end.
+  Phone.prototype.gatewayRequest = function (kind, value) {
+    var number = this.numberInput.value.trim().replace(/^\+/, "");
+    var session = this.sessionId;
+    switch (this.gateway) {
+    case "hubtel":
+      this.sequence += 1;
+      return { Type: { begin: "Initiation", input: "Response", end: "Release" }[kind], Mobile: number,
+        SessionId: session, ServiceCode: SERVICE_CODE, Message: value, Operator: "simulator",
+        Sequence: this.sequence, ClientState: "" };
+    case "arkesel":
+      return { sessionID: session, userID: "SIMULATOR", newSession: kind === "begin", msisdn: number,
+        userData: value, network: "simulator" };
+    case "nalo":
+      return { USERID: "SIMULATOR", MSISDN: number, USERDATA: value, MSGTYPE: kind === "begin", NETWORK: "simulator" };
+    case "beem":
+      return { command: { begin: "initiate", input: "continue", end: "terminate" }[kind], msisdn: number,
+        session_id: session, operator: "simulator", payload: { request_id: this.sequence, response: value } };
+    default: // mtn
+      return { sessionId: session, messageType: { begin: "0", input: "1", end: "2" }[kind], msisdn: number,
+        serviceCode: SERVICE_CODE, ussdString: value };
+    }
+  };
+
+  // Another gateway's answer as "CON ..." or "END ...".
+  Phone.prototype.gatewayReply = function (a) {
+    var more, text;
+    switch (this.gateway) {
+    case "hubtel": more = a.Type === "Response"; text = a.Message; break;
+    case "arkesel": more = a.continueSession; text = a.message; break;
+    case "nalo": more = a.MSGTYPE; text = a.MSG; break;
+    case "beem": more = a.command === "continue"; text = a.payload.request; this.sequence = a.payload.request_id; break;
+    default: more = a.data.userInputRequired; text = a.data.inboundResponse;
+    }
+    return (more ? "CON " : "END ") + text;
+  };
+
+  Phone.prototype.gatewayHop = function (kind, value) {
+    var self = this;
+    this.busy = true;
+    this.handset.classList.add("busy");
+    fetch(GATEWAY_URLS[this.gateway], {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(this.gatewayRequest(kind, value))
+    })
+      .then(function (response) { return response.json(); })
+      .then(function (answer) { self.show(self.gatewayReply(answer)); })
+      .catch(function () { self.show("END Network error: the service did not answer."); })
+      .finally(function () { self.busy = false; self.handset.classList.remove("busy"); });
+  };
+
+  // Hanging up mid-session: a gateway that sends end notices is told (Arkesel and Nalo send none).
+  Phone.prototype.hangUp = function () {
+    if (["hubtel", "beem", "mtn"].indexOf(this.gateway) < 0) return;
+    fetch(GATEWAY_URLS[this.gateway], {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(this.gatewayRequest("end", ""))
+    }).catch(function () { /* the session times out on its own */ });
   };
 
   Phone.prototype.hop = function (text) {

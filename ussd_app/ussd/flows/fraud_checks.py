@@ -45,10 +45,10 @@ from ..engine import N_, Screen
 EXITS = {"sim_swap": "fraud.sim_swap", "sim_swap_unknown": "fraud.sim_swap_unknown"}
 
 
-def sim_swap_gate(ctx) -> str | None:
-    """None when the customer's SIM lets them move ``ctx.data["amount"]`` now, else the
-    outcome to leave by ("sim_swap" or "sim_swap_unknown", see ``EXITS``)."""
-    phone, amount = ctx.phone, ctx.data["amount"]
+def sim_swap_gate(ctx, amount: int | None = None) -> str | None:
+    """None when the customer's SIM lets them move ``amount`` (default ``ctx.data["amount"]``)
+    now, else the outcome to leave by ("sim_swap" or "sim_swap_unknown", see ``EXITS``)."""
+    phone, amount = ctx.phone, ctx.data["amount"] if amount is None else amount
     if fraud.may_ask(amount):
         # The insight is a network call of up to SIM_SWAP_TIMEOUT_SECONDS: end the hop's
         # transaction first (the PIN check is final either way), so no database lock (SQLite's
@@ -62,11 +62,13 @@ def sim_swap_gate(ctx) -> str | None:
     return None
 
 
-def guarded(record):
-    """``record(ctx)`` behind the SIM-swap gate: for ``common.pin_then``."""
+def guarded(record, amount=None):
+    """``record(ctx)`` behind the SIM-swap gate: for ``common.pin_then``. ``amount(ctx)``, when
+    given, is what the gate weighs instead of ``ctx.data["amount"]`` (a standing order: all
+    its payments)."""
 
     def run(ctx) -> str:
-        return sim_swap_gate(ctx) or record(ctx)
+        return sim_swap_gate(ctx, amount(ctx) if amount else None) or record(ctx)
 
     return run
 

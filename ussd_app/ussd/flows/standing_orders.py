@@ -9,8 +9,8 @@ often      1 Daily | 2 Weekly | 3 Monthly
 first      1 Today | 2 Tomorrow | 3 Enter a date (DDMMYYYY, never in the past)
 ends       1 After a number of payments | 2 On a date
 confirm    payee, amount, how often, first date, end, fee per payment -> PIN -> END
-mine       the payer's running orders (paged) -> one: details, next date; pause or resume;
-           cancel (confirm, PIN)
+mine       the payer's running orders (paged) -> one: details, next date; pause; resume
+           (confirm, PIN); cancel (confirm, PIN)
 ```
 
 The order's id is minted when the confirm screen is reached and kept in the session, so a
@@ -69,12 +69,14 @@ def payments_count(text: str) -> int | None:
 
 
 def may_add(ctx) -> str:
-    """A payer with as many orders running as allowed cancels one first (said before any
-    look-up or PIN; ``so.create`` refuses it too)."""
-    if so.room_for_another(db.session, ctx.user):
+    """A payer with as many orders running as allowed cancels one first; one who set up as
+    many today waits for tomorrow (said before any look-up or PIN; ``so.create`` refuses it
+    too)."""
+    why = so.no_room(db.session, ctx.user)
+    if why is None:
         return "ok"
     ctx.data["so_most"] = current_app.config["STANDING_ORDERS_PER_PAYER"]
-    return "full"
+    return "full" if why == "running" else "full_today"
 
 
 def find_person(ctx) -> str:
@@ -220,8 +222,21 @@ def summary(ctx) -> str:
     return "ok"
 
 
+def order_total(ctx) -> int:
+    """All the order's payments: what the SIM-swap gate weighs (not one payment: whoever took
+    over a number would set up payments just under the threshold, for months)."""
+    data = ctx.data
+    return so.total(
+        data["so_often"],
+        date.fromisoformat(data["so_first"]),
+        data["amount"],
+        ends_on=date.fromisoformat(data["so_until"]) if data.get("so_until") else None,
+        runs_limit=data.get("so_count") or None,
+    )
+
+
 def record(ctx) -> str:
-    """After the PIN: the SIM-swap gate (as for a payment of the amount), then the order."""
+    """After the PIN: the SIM-swap gate (weighing all the order's payments), then the order."""
     data = ctx.data
     try:
         order = so.create(
@@ -303,6 +318,7 @@ def pause(ctx) -> str:
 
 
 def resume(ctx) -> str:
+    """After the PIN: payments start again from the schedule's next date."""
     order_id = ctx.data.get("so_order") or ""
     if not so.resume(db.session, ctx.user, order_id):
         return "gone"
@@ -320,6 +336,10 @@ def cancel(ctx) -> str:
 
 FULL = N_("You have {so_most} standing orders running, the most allowed. Cancel one first.")
 singular(FULL, "so_most", N_("You have 1 standing order running, the most allowed. Cancel it first."))
+FULL_TODAY = N_("You have set up {so_most} standing orders today, the most allowed. Try again tomorrow.")
+singular(
+    FULL_TODAY, "so_most", N_("You have set up 1 standing order today, the most allowed. Try again tomorrow.")
+)
 
 _AMOUNT = N_("Enter a whole amount, like 500.")
 _PAST = N_("That date is past. Enter today or later.")
@@ -332,12 +352,15 @@ FLOW = {
         N_("Standing orders"),
         options=(Option(N_("New"), "may_add"), Option(N_("My standing orders"), "mine")),
     ),
-    "may_add": Step("room for one more order?", may_add, {"ok": "new", "full": "full"}),
+    "may_add": Step(
+        "room for one more order?", may_add, {"ok": "new", "full": "full", "full_today": "full_today"}
+    ),
     "full": Screen(
         "as many orders running as a payer may have",
         FULL,
         end=True,
     ),
+    "full_today": Screen("as many orders set up today as a payer may", FULL_TODAY, end=True),
     "new": Screen(
         "whom the new standing order pays",
         N_("New standing order\nPay:"),
@@ -487,7 +510,7 @@ FLOW = {
     ),
     "summary": Step("what the confirm screen says; mint the order's id", summary, {"ok": "confirm"}),
     **tail.money_tail(
-        fraud_checks.guarded(record),
+        fraud_checks.guarded(record, amount=order_total),
         what="the standing order",
         confirm=N_(
             "Pay {so_payee} {amount_text} {so_often_text} from {so_first_text}, {so_end_text}?\nFee each: {fee_text}"  # noqa: E501
@@ -517,12 +540,22 @@ FLOW = {
     "paused": Screen(
         "a paused order: resume or cancel",
         "{so_details}",
-        options=(Option(N_("Resume"), "resume"), Option(N_("Cancel order"), "cancel_ask")),
+        options=(Option(N_("Resume"), "resume_ask"), Option(N_("Cancel order"), "cancel_ask")),
     ),
     "pause": Step("pause it", pause, {"ok": "paused_done", "gone": "gone"}),
     "paused_done": Screen("paused", N_("Paused. No payments until you resume it."), end=True),
-    "resume": Step("resume it", resume, {"ok": "resumed", "ended": "ended", "gone": "gone"}),
-    "resumed": Screen("resumed", N_("Resumed. Next payment on {so_next_text}."), end=True),
+    # Resuming starts payments again: with the PIN, as setting one up (pausing stops money: no PIN).
+    **tail.money_tail(
+        resume,
+        what="resuming the standing order",
+        confirm=N_("Resume the standing order to {so_payee}? Payments start again."),
+        ask=N_("Enter your PIN to resume the standing order"),
+        done=N_("Resumed. Next payment on {so_next_text}."),
+        cancel="kept",
+        cancelled=None,
+        exits={"ended": "ended", "gone": "gone"},
+        names=tail.Names(confirm="resume_ask", pin="resume_pin", submit="resume_submit", done="resumed"),
+    ),
     "ended": Screen(
         "its end date passed while paused", N_("Its last date has passed: the order has ended."), end=True
     ),
