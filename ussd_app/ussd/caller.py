@@ -1,7 +1,8 @@
 """Who is dialling: the few facts a USSD hop needs about its caller, kept in the session.
 
 A menu hop needs to know whether the number is registered, its holder's role (which home menu),
-language (which words) and lock (a locked account is refused at once). Reading them from the
+language (which words) and lock (a locked account is refused at once); a limit check before
+the PIN, the holder's wallet (``account_id``). Reading them from the
 database on every hop cost a connection check-out, a query and a commit, most of a menu hop's
 work; so the first hop of a session reads them and the session's Redis value keeps them
 (``Facts``: never a PIN, nor its hash). The full row is read only when a flow touches
@@ -62,6 +63,7 @@ class Facts:
     not registered. ``seen`` is the tokens they were read under; ``at`` when (epoch seconds)."""
 
     user_id: int | None
+    account_id: int | None
     role: str | None
     language: str | None
     locked_until: datetime | None
@@ -71,8 +73,8 @@ class Facts:
     @classmethod
     def of(cls, user: User | None, seen: str) -> Facts:
         if user is None:
-            return cls(None, None, None, None, seen, time.time())
-        return cls(user.id, user.role, user.language, user.locked_until, seen, time.time())
+            return cls(None, None, None, None, None, seen, time.time())
+        return cls(user.id, user.account_id, user.role, user.language, user.locked_until, seen, time.time())
 
     @property
     def registered(self) -> bool:
@@ -90,6 +92,7 @@ class Facts:
     def to_json(self) -> dict:
         return {
             "user_id": self.user_id,
+            "account_id": self.account_id,
             "role": self.role,
             "language": self.language,
             "locked_until": self.locked_until.isoformat() if self.locked_until else None,
@@ -104,6 +107,7 @@ class Facts:
             locked = doc["locked_until"]
             return cls(
                 doc["user_id"],
+                doc["account_id"],
                 doc["role"],
                 doc["language"],
                 datetime.fromisoformat(locked) if locked else None,

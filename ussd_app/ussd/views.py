@@ -180,7 +180,8 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
         lang = facts.language
     else:  # someone registering: the language chosen so far, in this session or the dropped one
         lang = data.get("lang") or ((offered or {}).get("data") or {}).get("lang") or "en"
-    ctx = Context(phone=phone, lang=lang, home=_home_for(facts), data=data, role=facts.role, **ctx_user)
+    home, who = _home_for(facts), dict(role=facts.role, account_id=facts.account_id, **ctx_user)
+    ctx = Context(phone=phone, lang=lang, home=home, data=data, **who)
     if stored is None:
         # The first hop: its input is what was dialled (a shortcut such as *384*7*1#); menus
         # start at home, so it is not applied.
