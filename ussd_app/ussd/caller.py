@@ -13,15 +13,21 @@ They must not outlive a change. Every commit that changes a user (a lock from th
 the CLI or three wrong PINs, a new role, language, tier or PIN, a registration) replaces a
 random token per phone in Redis, ``tuma:caller:<phone>``, after the commit (a listener on
 every SQLAlchemy session, so the web app, the back office, the CLI and the worker all do it);
-a bulk statement on users, which names no phone, replaces ``tuma:caller:epoch``. The hop reads
+an ORM bulk ``update(User)``/``delete(User)``/``insert(User)``, which names no phone,
+replaces ``tuma:caller:epoch``. The hop reads
 both tokens in the round trip that takes the session's lock (``sessions.locked``) and trusts
 its facts only if they were read under the same tokens and are younger than
 ``FACTS_MAX_AGE_SECONDS``; otherwise it reads the row again. The tokens are taken before the
 row is read, so a change committed in between is seen at the next hop at the latest.
 
-What this does not see: a change made outside SQLAlchemy (``psql``), or a token write lost
-because Redis failed just after the writer's commit; both for at most ``FACTS_MAX_AGE_SECONDS``,
-and never on a PIN check (above).
+What this does not see, for at most ``FACTS_MAX_AGE_SECONDS`` and never on a PIN check
+(above): a change made outside SQLAlchemy (``psql``); a statement on the users *table* rather
+than the mapped class (``update(User.__table__)``, ``text("UPDATE users ...")``,
+``bulk_update_mappings``, a separate ``engine.begin()`` connection: no app code writes users
+so today; a listener at the engine's ``before_cursor_execute`` would close it); a token write
+lost because Redis failed just after the writer's commit; and a token key lost (evicted) after
+it changed, since an absent token reads as unchanged (creating one with ``SET NX`` when absent
+would close that).
 """
 
 from __future__ import annotations
