@@ -83,6 +83,10 @@ class Config:
     USSD_SESSION_TTL_SECONDS = _int("TUMA_USSD_SESSION_TTL_SECONDS", 180)
     # How long after a dropped session a new dial is offered to continue where it stopped.
     USSD_RESUME_WINDOW_SECONDS = _int("TUMA_USSD_RESUME_WINDOW_SECONDS", 300)
+    # Keep the caller's few facts (role, language, lock) in the USSD session so a menu hop reads
+    # no database (ussd/caller.py). 0 reads them every hop: the baseline bench/ussd_hop_costs.py
+    # compares against.
+    USSD_CALLER_CACHE = bool(_int("TUMA_USSD_CALLER_CACHE", 1))
     # Wrong PINs in a row that lock an account, and for how long (seconds).
     PIN_MAX_ATTEMPTS = _int("TUMA_PIN_MAX_ATTEMPTS", 3)
     PIN_LOCK_SECONDS = _int("TUMA_PIN_LOCK_SECONDS", 24 * 3600)

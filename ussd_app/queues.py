@@ -22,6 +22,7 @@ A doorbell keeps at most one job waiting (its Redis key, set with NX for
 """
 
 import enum
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -64,6 +65,22 @@ def init_app(app) -> None:
 
 def get_redis() -> redis.Redis:
     return current_app.extensions["redis"]
+
+
+def run_script(redis_client, script: str, keys: list, args: list):
+    """Run the Lua ``script`` by its digest (one short command), sending its text only the
+    first time a server sees it (or after a restart or SCRIPT FLUSH)."""
+    digest = _digests.get(script)
+    if digest is None:
+        # Redis names a script by its SHA-1: a name, not a secret.
+        digest = _digests[script] = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+    try:
+        return redis_client.evalsha(digest, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:
+        return redis_client.eval(script, len(keys), *keys, *args)
+
+
+_digests: dict[str, str] = {}
 
 
 def get_queue(name: str = TRANSFERS_QUEUE) -> Queue:

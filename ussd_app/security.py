@@ -25,7 +25,9 @@ is off until configured, so ``make run`` and the tests work without them:
    same number. A missing field, or one that is not a mobile number of our own country, is
    counted against the client's address instead (its own bucket), so made-up numbers cannot be
    used to get a fresh count per request. If Redis is down the request goes through (logged):
-   the webhook must still answer.
+   the webhook must still answer. A ``/ussd`` hop from a valid number is counted by the hop
+   itself, in the one Redis round trip that takes its session (``deferred_rate``,
+   ``ussd.sessions.locked``): the same key and limit, still before anything is done.
 
 None of these ever raises: a refusal is a short plain-text answer, never a 500.
 
@@ -44,7 +46,7 @@ import ipaddress
 import logging
 import time
 
-from flask import Response, current_app, request
+from flask import Response, current_app, has_request_context, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import phones
@@ -181,9 +183,67 @@ def _guard():
         log.warning("webhook refused: missing or wrong secret (%s)", request.endpoint)
         return _refuse(403, "forbidden")
     per_minute = config.get("WEBHOOK_RATE_PER_MINUTE")
-    if per_minute and _over_rate(per_minute):
-        return _refuse(429, "too many requests", "Too many requests. Please wait a minute and dial again.")
+    if per_minute and not _defer_rate() and _over_rate(per_minute):
+        return _refuse(429, "too many requests", USSD_TOO_MANY)
     return None
+
+
+USSD_TOO_MANY = "Too many requests. Please wait a minute and dial again."
+_RATE_DEFERRED = "tuma.rate_deferred"  # request.environ: the hop itself counts (``deferred_rate``)
+# Africa's Talking's hop (``/ussd``) counts itself; the other gateways' hops are counted here.
+_COUNTS_ITS_OWN = "ussd.ussd"
+
+
+def _defer_rate() -> bool:
+    """A USSD hop from a valid number is counted by the hop itself, in the round trip that
+    takes its session (``sessions.locked``), rather than in one of its own here: same key,
+    same window, same limit, still before anything is done. Anything else is counted here."""
+    if request.endpoint != _COUNTS_ITS_OWN:
+        return False
+    try:
+        phone = caller_phone()
+    except RequestEntityTooLarge:
+        raise
+    except Exception:  # an unreadable form: counted (or not) by _over_rate, as before
+        return False
+    if phone is None:
+        return False  # counted against the address, here
+    request.environ[_RATE_DEFERRED] = True
+    return True
+
+
+def deferred_rate() -> tuple[str, int, int] | None:
+    """(key, limit, seconds the key lives) of this USSD hop's one-minute window, when the guard
+    left the counting to the hop; None when there is nothing to count (no limit set)."""
+    if not has_request_context():
+        return None
+    per_minute = current_app.config.get("WEBHOOK_RATE_PER_MINUTE")
+    if not per_minute or not request.environ.get(_RATE_DEFERRED):
+        return None
+    return window_key(caller_phone()), per_minute, 2 * 60
+
+
+def over_deferred_rate() -> bool:
+    """Count this hop now, for a hop that ends before taking its session (unreadable fields):
+    True if that puts the number over its limit (logged). Redis down: False, as in the guard."""
+    rate = deferred_rate()
+    if rate is None:
+        return False
+    count = window_count(caller_phone())
+    return count is not None and over_rate(count, rate[1])
+
+
+def over_rate(count: int, per_minute: int, *, phone: bool = True) -> bool:
+    """Whether ``count`` requests this minute is over ``per_minute`` (logged when it is)."""
+    if count <= per_minute:
+        return False
+    log.warning(
+        "webhook rate limit: %d requests this minute from one %s (%s)",
+        count,
+        "phone" if phone else "address without a valid phone",
+        request.endpoint,
+    )
+    return True
 
 
 def _setting(config, what: str):
@@ -310,15 +370,12 @@ def _over_rate(per_minute: int) -> bool:
     count = window_count(who)
     if count is None:  # Redis down: answer anyway (the sessions will say what they can)
         return False
-    if count > per_minute:
-        log.warning(
-            "webhook rate limit: %d requests this minute from one %s (%s)",
-            count,
-            "phone" if phone is not None else "address without a valid phone",
-            request.endpoint,
-        )
-        return True
-    return False
+    return over_rate(count, per_minute, phone=phone is not None)
+
+
+def window_key(who: str, seconds: int = 60) -> str:
+    """The Redis key counting ``who``'s requests in the current fixed window of ``seconds``."""
+    return f"tuma:ratelimit:{who}:{int(time.time() // seconds)}"
 
 
 def window_count(who: str, seconds: int = 60) -> int | None:
@@ -326,7 +383,7 @@ def window_count(who: str, seconds: int = 60) -> int | None:
     ``tuma:ratelimit:<who>:<window>``) and return the count so far; None when Redis cannot
     say (logged: the caller decides whether to answer anyway). The webhooks count per phone;
     the API counts per key (``api/rates.py``)."""
-    key = f"tuma:ratelimit:{who}:{int(time.time() // seconds)}"
+    key = window_key(who, seconds)
     try:
         redis = current_app.extensions["redis"]
         count, _ = redis.pipeline().incr(key).expire(key, 2 * seconds).execute()

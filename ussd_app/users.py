@@ -41,7 +41,9 @@ class User(db.Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    phone: Mapped[str] = mapped_column(String(20), unique=True)  # E.164
+    # E.164. ``active_history``: the number a user moves from is known even when it was not
+    # loaded (ussd/caller.py replaces that number's token, so its open sessions forget him).
+    phone: Mapped[str] = mapped_column(String(20), unique=True, active_history=True)
     first_name: Mapped[str] = mapped_column(String(40))
     last_name: Mapped[str] = mapped_column(String(40), default="")
     role: Mapped[str] = mapped_column(String(12))

@@ -8,7 +8,8 @@ bp = Blueprint("ussd", __name__)
 
 def init_app(app) -> None:
     # views and gateways: the routes on bp (and the ussd_events table), added once, on import
-    from . import flows, gateways, views  # noqa: F401
+    from . import caller, flows, gateways, views  # noqa: F401
 
+    caller.listen()
     flows.init_app(app)
     app.register_blueprint(bp)

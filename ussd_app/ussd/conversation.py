@@ -52,7 +52,9 @@ class Conversation:
         # two stay in step (an empty mark is never restored, see ``back``).
         self.marks.extend({} for _ in range(len(self.history) - len(self.marks)))
         self.history.append(state)
-        self.marks.append(mark)
+        # Keys for this hop only ("_": a PIN's hash between two entries) are never kept in a
+        # mark: a finished PIN change would otherwise leave the user's live hash in Redis.
+        self.marks.append({k: v for k, v in mark.items() if not k.startswith("_")})
         # Bounded: a session that walks in circles cannot grow its stored state without end.
         del self.history[:-MAX_HISTORY], self.marks[:-MAX_HISTORY]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..i18n import t
@@ -88,17 +88,47 @@ class Step:
 State = Screen | Step
 
 
-@dataclass
 class Context:
     """What flows see of one request. ``data`` is kept between requests (in Redis), so it
-    must never hold a secret; ``secret`` lives for this request only."""
+    must never hold a secret; ``secret`` lives for this request only.
 
-    phone: str
-    lang: str
-    home: str
-    data: dict = field(default_factory=dict)
-    user: Any = None  # whatever the web side loaded for this phone; opaque to the engine
-    secret: str | None = None
+    ``user`` is whatever the web side has for this phone (opaque to the engine): given, or
+    loaded by ``load_user`` the first time a flow asks, so a hop whose screens do not need it
+    does not load it. ``phone`` is the caller's number in E.164 (a registered caller's is
+    their row's); ``role`` and ``account_id`` (their wallet) are theirs too (None: not
+    registered), known without the row."""
+
+    def __init__(
+        self,
+        phone: str,
+        lang: str,
+        home: str,
+        data: dict | None = None,
+        user: Any = None,
+        secret: str | None = None,
+        *,
+        load_user: Callable[[], Any] | None = None,
+        role: str | None = None,
+        account_id: int | None = None,
+    ):
+        self.phone, self.lang, self.home, self.role = phone, lang, home, role
+        self.account_id = account_id
+        self.data = {} if data is None else data
+        self.secret = secret
+        self._user, self._load_user = user, load_user
+
+    @property
+    def user(self) -> Any:
+        if self._load_user is not None:
+            self._user, self._load_user = self._load_user(), None
+        return self._user
+
+    @user.setter
+    def user(self, value: Any) -> None:
+        self._user, self._load_user = value, None
+
+    def __repr__(self) -> str:  # never the secret
+        return f"Context(phone={self.phone!r}, lang={self.lang!r}, home={self.home!r})"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ Anything outside both tables does not fit the alphabet at all (the gateway would
 whole screen to UCS-2 and halve its length), so such a text never "fits".
 """
 
+import re
+
 SCREEN_LIMIT = 160
 
 BASIC = frozenset(
@@ -13,10 +15,16 @@ BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 EXTENSION = frozenset("^{}\\[~]|€\f")
+# Every screen is measured, several times while its pages are laid out: a text of basic
+# characters only (nearly all of them) is measured by one regular-expression search in C.
+_NOT_BASIC = re.compile("[^" + re.escape("".join(sorted(BASIC))) + "]")
+_NOT_GSM = re.compile("[^" + re.escape("".join(sorted(BASIC | EXTENSION))) + "]")
 
 
 def length(text: str) -> int | None:
     """Septets ``text`` takes in GSM 7-bit, or None when it has a character outside it."""
+    if _NOT_BASIC.search(text) is None:
+        return len(text)
     total = 0
     for ch in text:
         if ch in BASIC:
@@ -36,6 +44,8 @@ def fits(text: str, limit: int = SCREEN_LIMIT) -> bool:
 def clean(text: str) -> str:
     """``text`` with every character outside the alphabet replaced by ``?`` (for names and
     other text that came from elsewhere and is shown on a screen)."""
+    if _NOT_GSM.search(text) is None:
+        return text
     return "".join(ch if ch in BASIC or ch in EXTENSION else "?" for ch in text)
 
 

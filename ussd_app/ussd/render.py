@@ -5,6 +5,7 @@ wrong input, and the last guard of the 160-character rule. The engine (``engine.
 which screen and page to show; this module only turns them into text. It knows nothing about
 money, people or databases."""
 
+import functools
 import logging
 
 from ..i18n import t
@@ -30,13 +31,22 @@ def say(lang: str, message: str, data: dict) -> str:
     return t(lang, message, **data)
 
 
-def pages(lang: str, numbered, head: str) -> list[tuple[list[str], bool]]:
+Pages = tuple[tuple[tuple[str, ...], bool], ...]  # (lines, more after) of each page
+
+
+def pages(lang: str, numbered, head: str) -> Pages:
     """Split the menu lines ``numbered`` ((number, label, ...) each) into pages that fit one
     screen each: (lines, more after). The split never depends on a reason being shown, so "98"
     always follows on."""
-    lines = [f"{n}. {label}" for n, label, _to, _v in numbered]
-    more, back = t(lang, "98. More"), t(lang, "0. Back")
-    split: list[tuple[list[str], bool]] = []
+    lines = tuple(f"{n}. {label}" for n, label, _to, _v in numbered)
+    return _split(head, lines, t(lang, "98. More"), t(lang, "0. Back"))
+
+
+@functools.lru_cache(maxsize=2048)
+def _split(head: str, lines: tuple[str, ...], more: str, back: str) -> Pages:
+    """``pages``' work, remembered: a menu is laid out the same way every time it is shown
+    (to everyone who reads its language), and laying it out measures every trial page."""
+    split: list[tuple[tuple[str, ...], bool]] = []
     start = 0
     while True:
         first = not split
@@ -51,9 +61,9 @@ def pages(lang: str, numbered, head: str) -> list[tuple[list[str], bool]]:
             else:
                 break
         start += len(taken)
-        split.append((taken, start < len(lines)))
+        split.append((tuple(taken), start < len(lines)))
         if start >= len(lines):
-            return split
+            return tuple(split)
 
 
 def screen_text(lang: str, head: str, reason: str | None, numbered, page: int) -> tuple[str, int]:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from flask import current_app
 from redis.exceptions import RedisError
 
-from ..queues import get_redis
+from ..queues import get_redis, run_script
+from . import caller
 from .conversation import Conversation
 
 PREFIX = "tuma:ussd"
@@ -38,6 +39,9 @@ class StoredSession:
     last_text: str | None = None  # a keyed digest of the text: the text carries PINs
     last_reply: str | None = None  # the full "CON ..."/"END ..." body
     answered_at: float | None = None  # when it was answered (epoch seconds): a repeat's window
+    # The caller's few facts (``caller.Facts``: who, role, language, lock; never a PIN or its
+    # hash), so a menu hop reads no database. None: read them from the database.
+    caller: dict | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -48,6 +52,7 @@ class StoredSession:
                 "last_text_digest": self.last_text,
                 "last_reply": self.last_reply,
                 "answered_at": self.answered_at,
+                "caller": self.caller,
             }
         )
 
@@ -61,6 +66,7 @@ class StoredSession:
             last_text=doc.get("last_text_digest"),
             last_reply=doc.get("last_reply"),
             answered_at=doc.get("answered_at"),
+            caller=doc.get("caller"),
         )
 
 
@@ -85,18 +91,68 @@ def load(session_id: str) -> StoredSession | None:
     return StoredSession.from_json(raw) if raw else None
 
 
-# Deletes the lock only if it is still ours (it may have run out and been taken over).
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+# Taking a session: count the hop against the caller's rate limit (when asked), then take the
+# lock and read, in the same round trip, what the request needs: the session, the phone's
+# resume snapshot and the tokens that say whether the caller's cached facts still hold
+# (``caller.py``). Over the limit, nothing is taken or read. Returns {count, taken, ...}.
+# KEYS: lock, session, resume, caller token, caller epoch, rate key.
+# ARGV: lock token, lock ms, rate limit (0: not counted here), rate key's seconds.
+_ACQUIRE = """
+local count = 0
+local limit = tonumber(ARGV[3])
+if limit > 0 then
+  count = redis.call('incr', KEYS[6])
+  redis.call('expire', KEYS[6], ARGV[4])
+  if count > limit then return {count, 0} end
+end
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {count, 0} end
+return {count, 1, redis.call('get', KEYS[2]), redis.call('get', KEYS[3]),
+        redis.call('get', KEYS[4]), redis.call('get', KEYS[5])}
+"""
+# Letting go: the session's writes (if any), then the lock deleted only if it is still ours (it
+# may have run out and been taken over). The writes are made either way, as they always were.
+# KEYS: lock, session, resume. ARGV: lock token, "write" or "", session, its seconds,
+# resume: "set", "del" or "keep", the snapshot, its seconds.
+_RELEASE = """
+if ARGV[2] == 'write' then
+  redis.call('set', KEYS[2], ARGV[3], 'EX', ARGV[4])
+  if ARGV[5] == 'set' then redis.call('set', KEYS[3], ARGV[6], 'EX', ARGV[7])
+  elseif ARGV[5] == 'del' then redis.call('del', KEYS[3]) end
+end
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def _script(redis, script: str, keys: list, args: list):
+    return run_script(redis, script, keys, args)
+
+
+class TooManyHops(RuntimeError):
+    """The caller's number is over its rate limit (``security``): nothing was taken or read."""
+
+    def __init__(self, count: int):
+        super().__init__(count)
+        self.count = count
 
 
 class Hold:
     """One request's hold on its session: what Redis held when the lock was taken, and the
     writes to make when it is let go (sent with the release, in the same round trip)."""
 
-    def __init__(self, session_id: str, phone: str, stored: StoredSession | None, resume: dict | None):
+    def __init__(
+        self,
+        session_id: str,
+        phone: str,
+        stored: StoredSession | None,
+        resume: dict | None,
+        caller_token: str,
+    ):
         self.session_id, self.phone = session_id, phone
         self.stored = stored  # None on a session's first request
         self.resume = resume  # the phone's snapshot of an unfinished earlier session, if any
+        # What the caller's cached facts are checked against (``caller.Facts.fresh``).
+        self.caller_token = caller_token
         self._writes: tuple[StoredSession, dict | None, bool] | None = None
 
     def save(self, stored: StoredSession, snapshot: dict | None, *, keep_resume: bool = False) -> None:
@@ -104,58 +160,72 @@ class Hold:
         forgets it, unless ``keep_resume``). Written when the request lets go of the session."""
         self._writes = (stored, snapshot, keep_resume)
 
-    def _queue_writes(self, pipe) -> None:
+    def _release_args(self, token: str) -> list:
         if self._writes is None:
-            return
+            return [token, ""]
         stored, snapshot, keep_resume = self._writes
         config = current_app.config
-        pipe.set(_session_key(self.session_id), stored.to_json(), ex=config["USSD_SESSION_TTL_SECONDS"])
-        if snapshot is not None:
-            pipe.set(_resume_key(self.phone), json.dumps(snapshot), ex=config["USSD_RESUME_WINDOW_SECONDS"])
-        elif not keep_resume:
-            pipe.delete(_resume_key(self.phone))
+        resume = "set" if snapshot is not None else "keep" if keep_resume else "del"
+        return [
+            token,
+            "write",
+            stored.to_json(),
+            config["USSD_SESSION_TTL_SECONDS"],
+            resume,
+            json.dumps(snapshot) if snapshot is not None else "",
+            config["USSD_RESUME_WINDOW_SECONDS"],
+        ]
+
+
+def _text(raw) -> str:
+    return raw.decode() if isinstance(raw, bytes) else (raw or "")
 
 
 @contextmanager
-def locked(session_id: str, phone: str):
+def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = None):
     """Answer one request of a session at a time, so a repeat that arrives while the first is
     still running waits and then gets the stored answer instead of running the flow again.
 
-    Two round trips to Redis per request: taking the lock reads the session and the phone's
-    resume snapshot in the same pipeline; letting go writes them back and releases the lock."""
+    ``rate`` is (key, limit, seconds) of the caller's rate-limit window (``security``), counted
+    once, in the same round trip as the lock: over the limit, ``TooManyHops`` and nothing taken.
+
+    Two round trips to Redis per request, one command each: taking the lock reads the session,
+    the phone's resume snapshot and the caller's tokens; letting go writes them back and
+    releases the lock."""
     redis = get_redis()
     lock_key, token = f"{PREFIX}:lock:{session_id}", secrets.token_hex(16)
+    keys = [lock_key, _session_key(session_id), _resume_key(phone), *caller.token_keys(phone)]
+    rate_key, limit, seconds = rate or ("", 0, 0)
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
-        pipe = redis.pipeline(transaction=False)
-        pipe.set(lock_key, token, nx=True, px=LOCK_SECONDS * 1000)
-        pipe.get(_session_key(session_id))
-        pipe.get(_resume_key(phone))
-        taken, raw, resume = pipe.execute()
+        args = [token, LOCK_SECONDS * 1000, limit, seconds]
+        count, taken, *read = _script(redis, _ACQUIRE, [*keys, rate_key or lock_key], args)
+        if limit and count > limit:
+            raise TooManyHops(count)
+        limit = 0  # counted once, however long it waits for the lock
         if taken:
             break
         if time.monotonic() >= deadline:
             raise SessionBusy(session_id)
         time.sleep(LOCK_POLL_SECONDS)
+    raw, resume, caller_token, epoch = read
     hold = Hold(
         session_id,
         phone,
         StoredSession.from_json(raw) if raw else None,
         json.loads(resume) if resume else None,
+        f"{_text(caller_token)}/{_text(epoch)}",
     )
     finished = False
     try:
         yield hold
         finished = True
     finally:
-        pipe = redis.pipeline(transaction=False)
-        if finished:
-            hold._queue_writes(pipe)
-        pipe.eval(_RELEASE, 1, lock_key, token)
-        if finished:
-            pipe.execute()  # a failed write must be seen: the view answers accordingly
+        args = hold._release_args(token) if finished else [token, ""]
+        if finished:  # a failed write must be seen: the view answers accordingly
+            _script(redis, _RELEASE, keys[:3], args)
         else:
             try:
-                pipe.execute()
+                _script(redis, _RELEASE, keys[:3], args)
             except RedisError:
                 pass  # the request failed already; the lock runs out on its own

@@ -10,7 +10,7 @@ import logging
 import time
 import traceback
 
-from flask import Response, g, request
+from flask import Response, current_app, g, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -19,12 +19,12 @@ from ..extensions import db
 from ..i18n import t
 from ..payments import allowances, payment_requests
 from ..payments.models import TransferRequest
-from ..users import Role, find_by_phone
+from ..users import Role, User, find_by_phone
 from . import bp, sessions
-from .engine import RESUME, Context
+from .caller import Facts
+from .engine import HOME, RESUME, Context
 from .flows import HOME_BUSINESS, HOME_CUSTOMER, HOME_UNREGISTERED, LOCKED, engine
 from .models import UssdEvent
-from .pin_guard import is_locked
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,12 @@ def plain(body: str, status: int = 200) -> Response:
     return Response(body, status=status, mimetype="text/plain")
 
 
-def _home_for(user) -> str:
-    if user is None:
+def _home_for(facts: Facts) -> str:
+    if not facts.registered:
         return HOME_UNREGISTERED
-    if is_locked(user):
+    if facts.locked:
         return LOCKED
-    return HOME_CUSTOMER if user.role == Role.CUSTOMER.value else HOME_BUSINESS
+    return HOME_CUSTOMER if facts.role == Role.CUSTOMER.value else HOME_BUSINESS
 
 
 @bp.post("/ussd")
@@ -68,6 +68,8 @@ def ussd():
     raw_phone = (form.get("phoneNumber") or "").strip()
     text = form.get("text") or ""
     if not session_id or len(session_id) > MAX_FIELD or not raw_phone or len(raw_phone) > MAX_FIELD:
+        if security.over_deferred_rate():
+            return plain("END " + security.USSD_TOO_MANY)
         log.warning("ussd hop with missing or malformed sessionId/phoneNumber")
         return plain("END " + t("en", UNREADABLE))
     # E.164, normalised once at the edge (security.caller_phone, which the rate limit keyed on
@@ -77,6 +79,8 @@ def ussd():
         log.warning("ussd hop from a number that is not a mobile number of ours")
         return plain("END " + t("en", UNREADABLE))
     if len(text) > MAX_TEXT:
+        if security.over_deferred_rate():
+            return plain("END " + security.USSD_TOO_MANY)
         log.warning("ussd hop session=%s with a text of %d characters: ended", session_id[:40], len(text))
         return plain("END " + t("en", UNREADABLE))
     # Africa's Talking joins every input so far with "*": the whole text tells a repeat, the
@@ -105,8 +109,11 @@ def hop(session_id: str, phone: str, repeat_key: str, newest: str, *, fresh_for:
     log.info("ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), shape)
     g.ussd_committed = False
     try:
-        with sessions.locked(session_id, phone) as hold:
+        with sessions.locked(session_id, phone, rate=security.deferred_rate()) as hold:
             return _answer(hold, repeat_key, newest, fresh_for)
+    except sessions.TooManyHops as exc:
+        security.over_rate(exc.count, 0)  # logged as the guard logs it
+        return "END " + security.USSD_TOO_MANY
     except sessions.SessionBusy:
         log.warning("ussd session=%s busy: a repeat arrived while the first was running", session_id[:40])
         return "END " + t("en", "Sorry, we are busy. Please dial again.")
@@ -164,25 +171,33 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
         if (stored.last_text == digest and recent) or stored.conversation.ended:
             # A repeat (the gateway retried, or the phone resent): the same screen, nothing again.
             return stored.last_reply or "END"
-    user = find_by_phone(db.session, phone)
+    facts, ctx_user = _caller(hold, phone)
     data = stored.data if stored else {}
     offered = hold.resume if stored is None else stored.conversation.resume
     if offered is not None and already_recorded(offered):
         offered = None  # its money was recorded meanwhile: never offered, never continued
-    if user is not None:
-        lang = user.language
+    if facts.registered:
+        lang = facts.language
     else:  # someone registering: the language chosen so far, in this session or the dropped one
         lang = data.get("lang") or ((offered or {}).get("data") or {}).get("lang") or "en"
-    ctx = Context(phone=phone, lang=lang, home=_home_for(user), data=data, user=user)
+    home, who = _home_for(facts), dict(role=facts.role, account_id=facts.account_id, **ctx_user)
+    ctx = Context(phone=phone, lang=lang, home=home, data=data, **who)
     if stored is None:
         # The first hop: its input is what was dialled (a shortcut such as *384*7*1#); menus
         # start at home, so it is not applied.
         conversation, reply = engine.begin(ctx, offered)
+    elif facts.locked:
+        # Locked since the last hop (the back office, the CLI, wrong PINs in another session):
+        # whatever was typed, the session goes where a locked caller's goes, and ends there.
+        conversation = stored.conversation
+        conversation.resume = None
+        reply = engine.handle(conversation, ctx, HOME)
     else:
         conversation = stored.conversation
         conversation.resume = offered
         reply = engine.handle(conversation, ctx, newest)
-    db.session.commit()
+    if db.session().in_transaction():  # a menu hop that read nothing has nothing to commit
+        db.session.commit()
     g.ussd_committed = True
     body = reply.body
     g.ussd_screen = conversation.state  # for the metrics (ops/tracing.py)
@@ -193,12 +208,34 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
             data=ctx.data,
             last_text=digest,
             last_reply=body,
+            caller=facts.to_json() if current_app.config["USSD_CALLER_CACHE"] else None,
             answered_at=time.time(),
         ),
         engine.snapshot(conversation, ctx) if conversation.state != RESUME else None,
         keep_resume=conversation.state == RESUME,
     )
     return body
+
+
+def _caller(hold: sessions.Hold, phone: str) -> tuple[Facts, dict]:
+    """The caller's facts, and how the flows get the caller's row: the facts the session kept
+    while they hold (``caller.py``), the row then loaded only if a flow asks for it; else
+    the row read now, and the facts from it."""
+    stored = hold.stored
+    if stored is not None and current_app.config["USSD_CALLER_CACHE"]:
+        facts = Facts.from_json(stored.caller)
+        if facts is not None and facts.fresh(hold.caller_token):
+            if not facts.registered:
+                return facts, {"user": None}
+            return facts, {"load_user": lambda: _load_user(facts.user_id, phone)}
+    user = find_by_phone(db.session, phone)
+    return Facts.of(user, hold.caller_token), {"user": user}
+
+
+def _load_user(user_id: int, phone: str):
+    user = db.session.get(User, user_id)
+    # The number moved or the row went since the facts were read (the token says so first).
+    return user if user is not None and user.phone == phone else find_by_phone(db.session, phone)
 
 
 # The ids a flow mints at its confirm screen (kept in the session's data) and where the request

@@ -91,7 +91,7 @@ def within_limits(step: Step, retry_at, *, kind) -> Step:
             kind(ctx) if callable(kind) else kind,
             ctx.data["amount"],
             ctx.data.get("fee", 0),
-            payer_account_id=ctx.user.account_id,
+            payer_account_id=ctx.account_id if ctx.account_id is not None else ctx.user.account_id,
         )
         if refusal is None:
             return outcome

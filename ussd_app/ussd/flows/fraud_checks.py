@@ -48,7 +48,7 @@ EXITS = {"sim_swap": "fraud.sim_swap", "sim_swap_unknown": "fraud.sim_swap_unkno
 def sim_swap_gate(ctx, amount: int | None = None) -> str | None:
     """None when the customer's SIM lets them move ``amount`` (default ``ctx.data["amount"]``)
     now, else the outcome to leave by ("sim_swap" or "sim_swap_unknown", see ``EXITS``)."""
-    phone, amount = ctx.user.phone, ctx.data["amount"] if amount is None else amount
+    phone, amount = ctx.phone, ctx.data["amount"] if amount is None else amount
     if fraud.may_ask(amount):
         # The insight is a network call of up to SIM_SWAP_TIMEOUT_SECONDS: end the hop's
         # transaction first (the PIN check is final either way), so no database lock (SQLite's
@@ -75,14 +75,14 @@ def guarded(record, amount=None):
 
 def _limit(ctx) -> int:
     config = current_app.config
-    business = ctx.user.role in (Role.AGENT.value, Role.MERCHANT.value)
+    business = ctx.role in (Role.AGENT.value, Role.MERCHANT.value)
     return config["NAME_LOOKUP_LIMIT_BUSINESS" if business else "NAME_LOOKUP_LIMIT"]
 
 
 def lookups_allowed(ctx, count: int = 1) -> bool:
     """Whether the user may look ``count`` names up now (nothing counted). When not,
     ``wait_minutes`` says how long to wait (for ``fraud.throttled``)."""
-    wait = fraud.lookup_delay_or_block(ctx.user.phone, count, _limit(ctx))
+    wait = fraud.lookup_delay_or_block(ctx.phone, count, _limit(ctx))
     if wait > 0:
         ctx.data["wait_minutes"] = max(1, math.ceil(wait / 60))
         return False
@@ -93,19 +93,19 @@ def lookup_allowed(ctx) -> bool:
     """Whether the user may look a name up now; counts the look-up when they may."""
     if not lookups_allowed(ctx):
         return False
-    fraud.note_name_lookup(ctx.user.phone)
+    fraud.note_name_lookup(ctx.phone)
     return True
 
 
 def note_lookups(ctx, count: int) -> None:
     """Count ``count`` names about to be shown (a payment request's payers)."""
-    fraud.note_name_lookup(ctx.user.phone, count)
+    fraud.note_name_lookup(ctx.phone, count)
 
 
 def note_cancels(ctx, count: int) -> None:
     """Count ``count`` asks called off after their names were shown (My requests, Cancel)."""
     if count:
-        fraud.note_cancel_at_name(ctx.user.phone, count)
+        fraud.note_cancel_at_name(ctx.phone, count)
 
 
 def name_shown(ctx, phone: str) -> None:
@@ -113,27 +113,27 @@ def name_shown(ctx, phone: str) -> None:
     its request. A name shown before in this flow for another number was left: its cancel stays
     counted; the same number again (back, then the same number) is one cancel, not two."""
     if ctx.data.get("name_shown") != phone:
-        fraud.note_cancel_at_name(ctx.user.phone)
+        fraud.note_cancel_at_name(ctx.phone)
     ctx.data["name_shown"] = phone
 
 
 def name_used(ctx, token: str) -> None:
     """The flow that showed a name recorded its request ``token``: not a cancel after all."""
     if ctx.data.pop("name_shown", None):
-        fraud.note_name_used(ctx.user.phone, token)
+        fraud.note_name_used(ctx.phone, token)
 
 
 def note_cancel(ctx) -> None:
     """Cancel chosen at a screen that showed a name: counted already when it was shown
     (``name_shown``); the flag goes, so nothing can take the cancel back."""
     if not ctx.data.pop("name_shown", None):
-        fraud.note_cancel_at_name(ctx.user.phone)
+        fraud.note_cancel_at_name(ctx.phone)
 
 
 def invites_allowed(ctx, count: int) -> bool:
     """Take ``count`` of the user's invitations for today; when over the cap, none, and
     ``invites_per_day`` is set for ``fraud.invites``."""
-    if fraud.take_invites(ctx.user.phone, count):
+    if fraud.take_invites(ctx.phone, count):
         return True
     ctx.data["invites_per_day"] = current_app.config["INVITES_PER_DAY"]
     return False
@@ -142,14 +142,14 @@ def invites_allowed(ctx, count: int) -> bool:
 def invites_left(ctx) -> bool:
     """Whether the user may invite another number today (nothing taken); when not,
     ``invites_per_day`` is set for ``fraud.invites``."""
-    if fraud.invites_left(ctx.user.phone) > 0:
+    if fraud.invites_left(ctx.phone) > 0:
         return True
     ctx.data["invites_per_day"] = current_app.config["INVITES_PER_DAY"]
     return False
 
 
 def give_back_invites(ctx, count: int) -> None:
-    fraud.give_back_invites(ctx.user.phone, count)
+    fraud.give_back_invites(ctx.phone, count)
 
 
 FLOW = {

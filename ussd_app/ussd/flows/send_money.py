@@ -19,7 +19,7 @@ from . import common, fraud_checks, tail
 
 def find_recipient(ctx) -> str:
     phone = ctx.data["recipient_phone"]
-    if phone == ctx.user.phone:
+    if phone == ctx.phone:  # the caller's own number (ctx.phone is the holder's, in E.164)
         return "self"
     # Every look-up tells the caller whether a number is on Tuma and whose it is: counted,
     # and refused while the number is slowed down for harvesting names (fraud_checks).
