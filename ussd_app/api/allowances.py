@@ -17,14 +17,13 @@ exactly as an id that does not exist (no oracle).
 """
 
 from flask import current_app, request
-from pydantic import ValidationError
 
 from ..extensions import db
 from ..payments import allowances as al
 from ..payments.models import TransferRequest
 from ..users import Role, find_by_phone
 from . import bp
-from .endpoint import describe, json_body, operation, validated
+from .endpoint import json_body, operation, validated, validated_batch
 from .errors import CODES, ApiError
 from .idempotency import derived_id
 from .keys import Scope
@@ -217,16 +216,7 @@ def charge_allowance(caller, body: AllowanceChargeCreate, idempotency_key: str, 
 def read_charges() -> tuple[AllowanceChargeBatchCreate, object]:
     """The batch, well-formed as a whole (else 422 naming the first bad row)."""
     data = json_body()
-    try:
-        return AllowanceChargeBatchCreate.model_validate(data), data
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = list(first.get("loc", ()))
-        if where[:1] == ["charges"] and len(where) > 1 and isinstance(where[1], int):
-            field = ".".join(str(p) for p in where[2:])
-            message = f"row {where[1] + 1}: {field + ': ' if field else ''}{first.get('msg', 'invalid')}"
-            raise ApiError("invalid_request", message) from None
-        raise ApiError("invalid_request", describe(exc)) from None
+    return validated_batch(AllowanceChargeBatchCreate, data, "charges"), data
 
 
 @bp.post("/allowances/<allowance_id>/charges/batch")

@@ -36,6 +36,21 @@ def describe(exc: ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
+def validated_batch(model: type[BaseModel], data, rows: str):
+    """``data`` as a ``model`` whose list of rows is the field ``rows``, or a 422 naming the
+    first bad row by its number (``row 3: amount: ...``)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = list(first.get("loc", ()))
+        if where[:1] == [rows] and len(where) > 1 and isinstance(where[1], int):
+            field = ".".join(str(p) for p in where[2:])
+            message = f"row {where[1] + 1}: {field + ': ' if field else ''}{first.get('msg', 'invalid')}"
+            raise ApiError("invalid_request", message) from None
+        raise ApiError("invalid_request", describe(exc)) from None
+
+
 def _read_body() -> bytes:
     limit = current_app.config["API_MAX_BODY_BYTES"]
     request.max_content_length = limit  # also caps a body sent without Content-Length

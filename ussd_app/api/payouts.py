@@ -21,7 +21,6 @@ its usual batches.
 from datetime import timedelta
 
 from flask import current_app, request
-from pydantic import ValidationError
 from sqlalchemy import and_, or_, select
 
 from ..clock import utcnow
@@ -34,7 +33,7 @@ from ..queues import Bell, ring_after_commit
 from ..tariffs import in_force
 from ..users import Role, User
 from . import bp
-from .endpoint import csv_rows, describe, json_body, operation
+from .endpoint import csv_rows, json_body, operation, validated_batch
 from .errors import CODES, ApiError
 from .idempotency import derived_id
 from .keys import Scope
@@ -187,16 +186,7 @@ def read_batch() -> tuple[PayoutBatchCreate, object]:
         source = request.get_data()
     else:
         data = source = json_body()
-    try:
-        return PayoutBatchCreate.model_validate(data), source
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = list(first.get("loc", ()))
-        if where[:1] == ["payouts"] and len(where) > 1 and isinstance(where[1], int):
-            field = ".".join(str(p) for p in where[2:])
-            message = f"row {where[1] + 1}: {field + ': ' if field else ''}{first.get('msg', 'invalid')}"
-            raise ApiError("invalid_request", message) from None
-        raise ApiError("invalid_request", describe(exc)) from None
+    return validated_batch(PayoutBatchCreate, data, "payouts"), source
 
 
 def _refused(n: int, code: str, message: str | None = None) -> BatchRow:
