@@ -5,6 +5,7 @@ import os
 
 from flask import Flask
 
+from . import country
 from .config import Config
 
 
@@ -13,6 +14,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_object(Config)
     if test_config:
         app.config.update(test_config)
+    country.configure(app.config)  # an unknown TUMA_COUNTRY refuses to start
 
     from . import admin, api, cli, database, models, ops, queues, security, sms, sms_commands, ussd  # noqa: F401
 

@@ -11,6 +11,12 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _int_or_none(name: str) -> int | None:
+    """An optional whole number: None when unset, so the country profile's default applies."""
+    raw = os.environ.get(name)
+    return int(raw) if raw else None
+
+
 def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
@@ -36,9 +42,14 @@ class Config:
     # Server-side pepper mixed into every PIN hash. Set it in production.
     PIN_PEPPER = os.environ.get("PIN_PEPPER", "dev-pepper")
 
-    COUNTRY = os.environ.get("TUMA_COUNTRY", "KE")  # region for local phone numbers
-    CURRENCY = os.environ.get("TUMA_CURRENCY", "KES")
-    SERVICE_CODE = os.environ.get("TUMA_SERVICE_CODE", "*384*7#")
+    # The country profile (ussd_app/country.py): KE (the default), GH or TZ. Also the region
+    # local phone numbers are read in. Every setting below left None here is filled in from the
+    # profile by create_app (country.configure); its TUMA_ variable overrides the profile.
+    COUNTRY = os.environ.get("TUMA_COUNTRY") or "KE"
+    CURRENCY = os.environ.get("TUMA_CURRENCY") or None  # ISO 4217 code
+    SERVICE_CODE = os.environ.get("TUMA_SERVICE_CODE") or None  # as SMS tell people to dial it
+    # Languages offered, in menu order (comma-separated codes with catalogues: en, sw).
+    LANGUAGES = tuple(filter(None, os.environ.get("TUMA_LANGUAGES", "").split(","))) or None
 
     # How many transfer requests one worker job executes in one database transaction.
     TRANSFER_BATCH_SIZE = _int("TUMA_TRANSFER_BATCH_SIZE", 500)
@@ -77,7 +88,7 @@ class Config:
     SMS_WEBHOOK_TOKEN = os.environ.get("TUMA_SMS_WEBHOOK_TOKEN") or None
 
     # Receipts show dates and times, and "today" for daily limits starts at midnight, here.
-    TIMEZONE = os.environ.get("TUMA_TIMEZONE", "Africa/Nairobi")
+    TIMEZONE = os.environ.get("TUMA_TIMEZONE") or None  # profile: the country's zone
 
     # USSD: Africa's Talking drops a session after about 180 s; ours lives as long.
     USSD_SESSION_TTL_SECONDS = _int("TUMA_USSD_SESSION_TTL_SECONDS", 180)
@@ -97,16 +108,17 @@ class Config:
     TUMA_ENV = os.environ.get("TUMA_ENV", "development")
     # Limits per KYC tier, major units: per transfer, per day (sent, amount + fee), wallet
     # balance. "basic" is USSD self-registration; "full" after an agent has checked an ID.
-    LIMITS_BASIC_MAJOR = os.environ.get("TUMA_LIMITS_BASIC_MAJOR", "70000,150000,100000")
-    LIMITS_FULL_MAJOR = os.environ.get("TUMA_LIMITS_FULL_MAJOR", "250000,500000,500000")
+    # Unset: the country profile's (KE: "70000,150000,100000" and "250000,500000,500000").
+    LIMITS_BASIC_MAJOR = os.environ.get("TUMA_LIMITS_BASIC_MAJOR") or None
+    LIMITS_FULL_MAJOR = os.environ.get("TUMA_LIMITS_FULL_MAJOR") or None
     # Velocity: more than this many transfers, or more than this value (major units), sent from
     # one wallet in a rolling hour holds further transfers for review (0 turns a rule off).
     VELOCITY_MAX_COUNT = _int("TUMA_VELOCITY_MAX_COUNT", 10)
-    VELOCITY_MAX_VALUE_MAJOR = _int("TUMA_VELOCITY_MAX_VALUE_MAJOR", 200_000)
+    VELOCITY_MAX_VALUE_MAJOR = _int_or_none("TUMA_VELOCITY_MAX_VALUE_MAJOR")  # profile; KE 200,000
     # SIM swap: transfers above this (major units) ask Africa's Talking's SIM-swap insight
     # first; a swap within SIM_SWAP_WINDOW_HOURS blocks them. Answers are cached for
     # SIM_SWAP_CACHE_SECONDS; the gateway gets SIM_SWAP_TIMEOUT_SECONDS (connect and read).
-    SIM_SWAP_THRESHOLD_MAJOR = _int("TUMA_SIM_SWAP_THRESHOLD_MAJOR", 10_000)
+    SIM_SWAP_THRESHOLD_MAJOR = _int_or_none("TUMA_SIM_SWAP_THRESHOLD_MAJOR")  # profile; KE 10,000
     SIM_SWAP_WINDOW_HOURS = _int("TUMA_SIM_SWAP_WINDOW_HOURS", 72)
     SIM_SWAP_CACHE_SECONDS = _int("TUMA_SIM_SWAP_CACHE_SECONDS", 600)
     SIM_SWAP_TIMEOUT_SECONDS = _float("TUMA_SIM_SWAP_TIMEOUT_SECONDS", 2.0)
@@ -210,7 +222,7 @@ class Config:
 
     # -- Tips and donations to creators and causes (issue 18; ussd_app/payments/tips.py) ------
     # Tips up to this much (major units) send no SMS to either party; larger ones get receipts.
-    TIP_SILENT_MAX_MAJOR = _int("TUMA_TIP_SILENT_MAX_MAJOR", 100)
+    TIP_SILENT_MAX_MAJOR = _int_or_none("TUMA_TIP_SILENT_MAX_MAJOR")  # profile; KE 100
     # The hour (TIMEZONE) from which each cause gets its SMS digest of the day before's tips.
     TIP_DIGEST_HOUR = _int("TUMA_TIP_DIGEST_HOUR", 8)
     # -- Standing orders (issue 18; ussd_app/payments/standing_orders.py) ----------------------

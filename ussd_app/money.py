@@ -1,8 +1,15 @@
 """Money is an integer number of minor units (cents) everywhere; this is the only edge.
 
-Amounts typed on a phone are whole major units ("100" = KES 100). They become minor units
-here and are formatted back (``KES 1,250.00``) only when shown to a person.
+Amounts typed on a phone are whole major units ("100" = 100 shillings). They become minor
+units here and are formatted back (``KES 1,250.00``, ``TZS 10,000``) only when shown to a person,
+as the currency's entry in ``country.CURRENCIES`` says.
 """
+
+from .country import DEFAULT_COUNTRY, PROFILES
+from .country import currency as currency_rules
+
+# Outside an app (scripts, tests of this module) amounts read in the default country's currency.
+DEFAULT_CURRENCY = PROFILES[DEFAULT_COUNTRY].currency
 
 MINOR_PER_MAJOR = 100
 # The largest amount anyone may type: far above any limit, far below 64-bit overflow.
@@ -34,8 +41,11 @@ def major_text(minor: int) -> str:
     return str(major) if cents == 0 else f"{major}.{cents:02d}"
 
 
-def format_amount(minor: int, currency: str = "KES") -> str:
-    """125000 -> 'KES 1,250.00'."""
+def format_amount(minor: int, currency: str = DEFAULT_CURRENCY) -> str:
+    """(125000, "KES") -> 'KES 1,250.00'; (1000000, "TZS") -> 'TZS 10,000' (a currency shown
+    without cents still shows a fraction: 'TZS 10,000.50')."""
     sign = "-" if minor < 0 else ""
     major, cents = divmod(abs(int(minor)), MINOR_PER_MAJOR)
+    if cents == 0 and not currency_rules(currency).cents_shown:
+        return f"{sign}{currency} {major:,}"
     return f"{sign}{currency} {major:,}.{cents:02d}"

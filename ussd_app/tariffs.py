@@ -1,7 +1,8 @@
 """Fees, in minor units, by amount band and kind of transfer.
 
-Shaped like Kenya's: sending up to KES 100 is free (micropayments must stay free), then the
-fee rises by band. Bands are (upper bound inclusive, fee), both in minor units.
+The built-in defaults come from the country profile (``country.py``), in its currency: sending
+a small amount is free (micropayments must stay free: up to KES 100, GHS 10, TZS 2,000), then
+the fee rises by band. Bands are (upper bound inclusive, fee), both in minor units.
 """
 
 import json
@@ -12,49 +13,48 @@ from flask import has_app_context
 from sqlalchemy import DateTime, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from . import country
 from .clock import utcnow
+from .country import Profile
 from .extensions import db
-from .money import to_minor
+from .money import format_amount, to_minor
 from .payments import kinds
 
-SEND_BANDS: tuple[tuple[int, int], ...] = tuple(
-    (to_minor(upper), to_minor(fee))
-    for upper, fee in (
-        (100, 0),
-        (500, 7),
-        (1_000, 13),
-        (1_500, 23),
-        (2_500, 33),
-        (3_500, 53),
-        (5_000, 57),
-        (7_500, 78),
-        (10_000, 90),
-        (15_000, 100),
-        (20_000, 105),
-        (10_000_000, 108),
-    )
-)
 
-# Cash-out at an agent: (upper bound inclusive, fee, the agent's commission out of that fee).
-# The commission is owed to the agent (house account ``commissions``) as a linked leg.
-WITHDRAWAL_BANDS: tuple[tuple[int, int, int], ...] = tuple(
-    (to_minor(upper), to_minor(fee), to_minor(commission))
-    for upper, fee, commission in (
-        (100, 11, 5),
-        (2_500, 29, 12),
-        (3_500, 52, 21),
-        (5_000, 69, 28),
-        (7_500, 87, 35),
-        (10_000, 115, 46),
-        (15_000, 167, 67),
-        (20_000, 185, 74),
-        (35_000, 197, 79),
-        (50_000, 278, 111),
-        (250_000, 309, 124),
+def send_bands(profile: Profile | None = None) -> tuple[tuple[int, int], ...]:
+    """The default send bands of ``profile`` (the app's country), minor units."""
+    return tuple((to_minor(upper), to_minor(fee)) for upper, fee in (profile or country.profile()).send_bands)
+
+
+def withdrawal_bands(profile: Profile | None = None) -> tuple[tuple[int, int, int], ...]:
+    """Cash-out at an agent: (upper bound inclusive, fee, the agent's commission out of that
+    fee), minor units. The commission is owed to the agent (house account ``commissions``) as a
+    linked leg."""
+    return tuple(
+        (to_minor(upper), to_minor(fee), to_minor(commission))
+        for upper, fee, commission in (profile or country.profile()).withdrawal_bands
     )
-)
-# The most one withdrawal may take out (the last band's upper bound), and the least.
-WITHDRAWAL_MIN = to_minor(50)
+
+
+def withdrawal_min() -> int:
+    """The least one withdrawal may take out, minor units (the country's)."""
+    return to_minor(country.profile().withdrawal_min)
+
+
+def withdrawal_max() -> int:
+    """The most one withdrawal may take out: the last default band's upper bound."""
+    return withdrawal_bands()[-1][0]
+
+
+def free_send_up_to() -> int:
+    """No tariff may charge for sending (or tipping) this much or less: micropayments."""
+    return to_minor(country.profile().free_send_up_to)
+
+
+# The default country's (KE) bands and bounds, for code and tests outside an app.
+SEND_BANDS = send_bands(country.PROFILES[country.DEFAULT_COUNTRY])
+WITHDRAWAL_BANDS = withdrawal_bands(country.PROFILES[country.DEFAULT_COUNTRY])
+WITHDRAWAL_MIN = to_minor(country.PROFILES[country.DEFAULT_COUNTRY].withdrawal_min)
 WITHDRAWAL_MAX = WITHDRAWAL_BANDS[-1][0]
 
 
@@ -92,25 +92,25 @@ def quote(kind: str, amount: int) -> int:
 # Every ``tariffs set`` adds a version; the one in force is the latest whose effective_from
 # has passed. With no version stored, the built-in defaults below apply (id None).
 
-FREE_SEND_UP_TO = to_minor(100)  # no tariff may charge for sending (or tipping) this much or less
-FREE_BAND_KINDS = ("send", "tip")
-MERCHANT_BASIS_POINTS = 50  # 0.5% of a merchant payment, paid by the merchant ...
-MERCHANT_CAP = to_minor(200)  # ... at most KES 200
+FREE_BAND_KINDS = ("send", "tip")  # free up to ``free_send_up_to()``
+MERCHANT_BASIS_POINTS = 50  # 0.5% of a merchant payment, paid by the merchant, capped (profile)
 
 
 def default_document() -> dict:
-    """The built-in tariff, shaped like Kenya's (also what ``tariffs seed`` stores)."""
+    """The built-in tariff of the app's country (also what ``tariffs seed`` stores)."""
     # Free kinds (``free`` in payments/kinds.py: deposits; paying a merchant is free for the
     # customer, the merchant paying a capped percentage: ``payee_fee``).
     document: dict = {kind: {} for kind in sorted(kinds.FREE_KINDS | {"registration", "balance"})}
-    document["send"] = {"bands": [list(band) for band in SEND_BANDS]}
-    document["withdrawal"] = {"bands": [list(band) for band in WITHDRAWAL_BANDS]}
+    send = send_bands()
+    document["send"] = {"bands": [list(band) for band in send]}
+    document["withdrawal"] = {"bands": [list(band) for band in withdrawal_bands()]}
     # A business paying a customer out (the merchant API) pays what a customer sending pays.
-    document["payout"] = {"bands": [list(band) for band in SEND_BANDS]}
+    document["payout"] = {"bands": [list(band) for band in send]}
     # A tip is an ordinary transfer to a cause: priced like a send, so free up to the free band.
-    document["tip"] = {"bands": [list(band) for band in SEND_BANDS]}
+    document["tip"] = {"bands": [list(band) for band in send]}
+    cap = to_minor(country.profile().merchant_cap)
     for kind in sorted(kinds.PAYEE_PAYS_KINDS):
-        document[kind] = {"payee_basis_points": MERCHANT_BASIS_POINTS, "payee_cap": MERCHANT_CAP}
+        document[kind] = {"payee_basis_points": MERCHANT_BASIS_POINTS, "payee_cap": cap}
     return document
 
 
@@ -159,11 +159,13 @@ def validate(document) -> dict:
         if entry.get("payee_basis_points", 0) > 10_000:
             raise InvalidTariff(f"{kind}.payee_basis_points: at most 10000 (100%)")
         clean[kind] = entry
+    free = free_send_up_to()
     for kind in FREE_BAND_KINDS:
         for band in clean.get(kind, {}).get("bands", []):
             if band[1] != 0:
-                raise InvalidTariff(f"{kind}: up to KES 100 must stay free (micropayments)")
-            if band[0] >= FREE_SEND_UP_TO:
+                shown = format_amount(free, country.profile().currency)
+                raise InvalidTariff(f"{kind}: up to {shown} must stay free (micropayments)")
+            if band[0] >= free:
                 break
     return clean
 

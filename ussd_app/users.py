@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from . import phones, pins
+from . import country, phones, pins
 from .database import among
 from .extensions import db
 from .ledger import Account, AccountKind, open_account
@@ -122,7 +122,7 @@ def create_user(
     role: Role | str,
     pin: str | None,
     till: str | None = None,
-    language: Language | str = Language.ENGLISH,
+    language: Language | str | None = None,  # None: the country's first (country.first_language)
     paybill: bool = False,
     id_number: str | None = None,
 ) -> User:
@@ -163,7 +163,7 @@ def create_user(
         first_name=first,
         last_name=last,
         role=role.value,
-        language=Language(language).value,
+        language=Language(language or country.first_language()).value,
         till=till,
         business_kind=(BusinessKind.PAYBILL if paybill else BusinessKind.TILL).value
         if till and role == Role.MERCHANT

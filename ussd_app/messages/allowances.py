@@ -5,6 +5,7 @@ a period's limit that could not be held. Merchants hear through webhook events o
 
 from flask import current_app
 
+from .. import country
 from . import money, sms_name, tell, when
 
 # SMS (English message ids; Kiswahili in translations/sw/LC_MESSAGES/sms-allowances.po).
@@ -44,7 +45,7 @@ MESSAGES = (*ASKED.values(), SETTLED, SETTLED_ENDED, SETTLED_ONE, SETTLED_ENDED_
 
 
 def asked(customer, merchant, allowance) -> str:
-    """To the customer a merchant asks (``customer`` None: not known, English)."""
+    """To the customer a merchant asks (``customer`` None: not known, the country's first language)."""
     fields = dict(
         name=sms_name(merchant),
         limit=money(allowance.limit_amount),
@@ -55,7 +56,7 @@ def asked(customer, merchant, allowance) -> str:
     if customer is None:
         from . import say
 
-        return say("en", english, **fields)
+        return say(country.first_language(), english, **fields)
     return tell(customer, english, **fields)
 
 

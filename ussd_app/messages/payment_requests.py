@@ -4,6 +4,7 @@ is asked (or reminded, or invited to join when not on Tuma); the requester hears
 
 from flask import current_app
 
+from .. import country
 from ..ussd.gsm7 import shorten
 from . import SMS_NAME_LIMIT, money, say, sms_name, tell
 
@@ -23,7 +24,8 @@ MESSAGES = (ASK, INVITE, REMIND, PAID, PAID_ONE, DECLINED, EXPIRED, ALL_PAID)
 
 
 def ask(payer, requester, request, *, days: int, reminder: bool = False) -> str:
-    """To the payer of ``request`` (None: not on Tuma, so an invitation, in English)."""
+    """To the payer of ``request`` (None: not on Tuma, so an invitation, in the country's first
+    language)."""
     fields = dict(
         name=shorten(requester.name, SMS_NAME_LIMIT),  # one SMS segment with the longest name
         phone=requester.phone,
@@ -33,7 +35,7 @@ def ask(payer, requester, request, *, days: int, reminder: bool = False) -> str:
         days=days,
     )
     if payer is None:  # not on Tuma: no language known, and an invitation to register
-        return say("en", INVITE, **fields)
+        return say(country.first_language(), INVITE, **fields)
     return tell(payer, REMIND if reminder else ASK, **fields)
 
 

@@ -21,6 +21,7 @@ are GSM-7 for the people we register; a name with other characters makes the SMS
 
 from flask import current_app
 
+from .. import country
 from ..ledger import TransferResult
 from ..payments import kinds
 from . import money, say, sms_name, tell, when
@@ -265,9 +266,9 @@ def posted(request, party: str, reader, other, **fields) -> str | None:
 
 
 def invite(request, payer) -> str:
-    """To the unregistered number money was sent to (no language known: English)."""
+    """To the unregistered number money was sent to (no language known: the country's first)."""
     return say(
-        "en",
+        country.first_language(),
         INVITE,
         **{**facts(request), **counterparty(payer)},
         service_code=current_app.config["SERVICE_CODE"],

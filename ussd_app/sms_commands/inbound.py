@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import DateTime, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from .. import country
 from ..extensions import db
 from ..messages import inbound as texts
 from ..messages import tips as tip_texts
@@ -234,7 +235,7 @@ def receive(
     if session.execute(select(InboundMessage.id).where(InboundMessage.at_id == at_id)).first():
         return None
     user = find_by_phone(session, phone)
-    language = user.language if user is not None else "en"
+    language = user.language if user is not None else country.first_language()
     intent, code, request_id, reply = answer(session, phone, text, language=language)
     message = InboundMessage(
         at_id=at_id,

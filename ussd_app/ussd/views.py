@@ -14,7 +14,7 @@ from flask import Response, current_app, g, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import phones, security
+from .. import country, phones, security
 from ..extensions import db
 from ..i18n import t
 from ..payments import allowances, payment_requests
@@ -23,7 +23,7 @@ from ..users import Role, User, find_by_phone
 from . import bp, sessions
 from .caller import Facts
 from .engine import HOME, RESUME, Context
-from .flows import HOME_BUSINESS, HOME_CUSTOMER, HOME_UNREGISTERED, LOCKED, engine
+from .flows import HOME_BUSINESS, HOME_CUSTOMER, LOCKED, engine, home_unregistered
 from .models import UssdEvent
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def plain(body: str, status: int = 200) -> Response:
 
 def _home_for(facts: Facts) -> str:
     if not facts.registered:
-        return HOME_UNREGISTERED
+        return home_unregistered()
     if facts.locked:
         return LOCKED
     return HOME_CUSTOMER if facts.role == Role.CUSTOMER.value else HOME_BUSINESS
@@ -179,7 +179,7 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
     if facts.registered:
         lang = facts.language
     else:  # someone registering: the language chosen so far, in this session or the dropped one
-        lang = data.get("lang") or ((offered or {}).get("data") or {}).get("lang") or "en"
+        lang = data.get("lang") or ((offered or {}).get("data") or {}).get("lang") or country.first_language()
     home, who = _home_for(facts), dict(role=facts.role, account_id=facts.account_id, **ctx_user)
     ctx = Context(phone=phone, lang=lang, home=home, data=data, **who)
     if stored is None:

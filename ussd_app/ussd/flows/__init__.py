@@ -1,5 +1,6 @@
 """The flows, one module each, and the engine that runs them all."""
 
+from ... import country
 from .. import approvals
 from ..engine import Engine
 from . import (
@@ -61,10 +62,17 @@ APPROVAL_PROVIDERS = (
 # ``name_shown`` (fraud_checks.name_shown) records a name the person saw: going back keeps it.
 engine = Engine({name: module.FLOW for name, module in MODULES.items()}, lasting=("name_shown",))
 
-HOME_UNREGISTERED = "registration.language"
+HOME_UNREGISTERED = "registration.language"  # where the country offers more than one language
+HOME_UNREGISTERED_ONE_LANGUAGE = "registration.first_name"
 HOME_CUSTOMER = "home.customer"
 HOME_BUSINESS = "home.business"
 LOCKED = "common.locked"
+
+
+def home_unregistered() -> str:
+    """Where a number not registered starts: choosing a language, unless the country offers
+    only one (``country.languages``): then its first name, in that language."""
+    return HOME_UNREGISTERED if len(country.languages()) > 1 else HOME_UNREGISTERED_ONE_LANGUAGE
 
 
 def init_app(app) -> None:

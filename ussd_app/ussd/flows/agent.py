@@ -14,6 +14,7 @@ agent starts is its own flow (``agent_withdraw.py``).
 
 from sqlalchemy import func, select
 
+from ... import country
 from ...extensions import db
 from ...payments.models import RequestKind, RequestStatus, TransferRequest
 from ..engine import N_, Choice, FlowError, Screen, State, Step
@@ -62,7 +63,7 @@ FLOW = _one_flow(agent_deposit.STATES, COMMISSION, agent_register.STATES, agent_
 
 SAMPLE = {
     **agent_deposit.SAMPLE,
-    "commission_text": "KES 10,000,000.00",
+    "commission_text": country.WIDEST_AMOUNT,
     **agent_register.SAMPLE,
     **agent_unlock.SAMPLE,
 }

@@ -11,7 +11,7 @@ per period, held from the customer's wallet once a period and settled as one pos
   its charges (five a screen, newest first) and cancel with the PIN (settled at once).
 """
 
-from ... import limits
+from ... import country, limits
 from ...extensions import db
 from ...i18n import t
 from ...messages import when
@@ -440,7 +440,7 @@ FLOW = {
 FLOW["check_limit"] = common.within_limits(FLOW["check_limit"], "limit", kind=HOLD_KIND)
 
 
-_WORST = "KES 10,000,000.00"
+_WORST = country.WIDEST_AMOUNT
 SAMPLE = {
     "allowance_limit_text": _WORST,
     "allowance_period": "month",

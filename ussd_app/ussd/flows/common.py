@@ -6,7 +6,7 @@ import re
 import phonenumbers
 from flask import current_app
 
-from ... import limits, phones, pins
+from ... import country, limits, phones, pins
 from ...extensions import db
 from ...messages import money  # noqa: F401  (the flows' common.money: the one house format)
 from ...money import InvalidAmount, parse_major
@@ -18,7 +18,6 @@ from ..render import singular
 NAME_LIMIT = 20  # septets of a name as typed at registration
 SHOWN_NAME_LIMIT = 24  # septets of a full name on a confirm screen
 _NAME = re.compile(r"[A-Za-z][A-Za-z'\-]{0,19}")
-LANGUAGES = {"1": "en", "2": "sw"}
 
 # Every flow's wrong-PIN reason says "1 try left", not "1 tries left" (the engine picks it).
 singular(N_("Wrong PIN. {tries_left} tries left."), "tries_left", N_("Wrong PIN. {tries_left} try left."))
@@ -122,7 +121,11 @@ def name(text: str) -> str | None:
 
 
 def language(text: str) -> str | None:
-    return LANGUAGES.get(text)
+    """The language numbered ``text`` in the country's language menu (``country.language_menu``)."""
+    offered = country.menu_languages()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= len(offered):
+        return None
+    return offered[int(text) - 1]
 
 
 # -- helpers for steps -----------------------------------------------------------------------
@@ -231,6 +234,6 @@ FLOW = {
 SAMPLE = {
     "tries_left": 2,
     "country_code": "9999",
-    "limit_text": "KES 10,000,000.00",
-    "left_text": "KES 10,000,000.00",
+    "limit_text": country.WIDEST_AMOUNT,
+    "left_text": country.WIDEST_AMOUNT,
 }

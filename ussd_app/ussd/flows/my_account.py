@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import or_, select
 
-from ... import notices, pins
+from ... import country, notices, pins
 from ...extensions import db
 from ...i18n import t
 from ...ledger.models import Transfer
@@ -72,7 +72,7 @@ def statement_lines(session, user, lang: str) -> list[str]:
     everyone = [*requests.values(), *holds.values(), *resolved.values()]
     others = {r.debit_account_id for r in everyone} | {r.credit_account_id for r in everyone}
     people = holders(session, others)
-    tz = ZoneInfo(current_app.config.get("TIMEZONE", "Africa/Nairobi"))
+    tz = ZoneInfo(current_app.config["TIMEZONE"])
 
     def name(request, account: int) -> str:
         other = people.get(account)
@@ -178,6 +178,12 @@ def save_new_pin(ctx) -> str:
     return "ok"
 
 
+def offer_languages(ctx) -> str:
+    """The language menu of the country's languages (one only: nothing else is offered)."""
+    ctx.data["language_menu"] = country.language_menu()
+    return "ok"
+
+
 def set_language(ctx) -> str:
     ctx.user.language = ctx.data.pop("new_language")
     ctx.lang = ctx.user.language
@@ -193,7 +199,7 @@ FLOW = {
             Option(N_("Balance"), "balance_pin"),
             Option(N_("Mini statement"), "statement_pin"),
             Option(N_("Change PIN"), "old_pin"),
-            Option(N_("Language"), "language"),
+            Option(N_("Language"), "offer_languages"),
             Option(N_("Reverse a transaction"), "reversal.code"),
         ),
     ),
@@ -252,9 +258,10 @@ FLOW = {
         {"ok": "pin_changed", "mismatch": Retry("new_pin", N_("The PINs did not match. Try again."))},
     ),
     "pin_changed": Screen("the PIN was changed", N_("Your PIN has been changed."), end=True),
+    "offer_languages": Step("the country's languages, numbered", offer_languages, {"ok": "language"}),
     "language": Screen(
         "choose the language of menus and SMS",
-        N_("Choose language\n1. English\n2. Kiswahili"),
+        N_("Choose language\n{language_menu}"),
         choices=(Choice(common.language, "set_language", save="new_language"),),
     ),
     "set_language": Step("store the chosen language", set_language, {"ok": "language_set"}),
@@ -262,7 +269,10 @@ FLOW = {
 }
 
 SAMPLE = {
-    "balance_text": "KES 10,000,000.00",
-    "statement_text": "\n".join(["21/11 JX4K2M9QPA -KES 10,000,108.00 " + "W" * 14 + ".."] * 2)
+    "language_menu": "1. English\n2. Kiswahili",
+    "balance_text": country.WIDEST_AMOUNT,
+    "statement_text": "\n".join(
+        ["21/11 JX4K2M9QPA -" + country.widest(10_000_108_00) + " " + "W" * 14 + ".."] * 2
+    )
     + "\nFull statement sent by SMS.",
 }

@@ -2,6 +2,7 @@
 ``request_money``), who has paid and who has not; remind the unpaid (once per payer per day)
 or cancel them, all of a request or one payer's."""
 
+from ... import country
 from ...extensions import db
 from ...i18n import t
 from ...payments import payment_requests as pr
@@ -160,12 +161,12 @@ FLOW = {
 
 SAMPLE = {
     "reason": "W" * pr.REASON_LIMIT,
-    "my_requests": [["0" * 32, "KES 10,000,000.00 " + "W" * 20 + ": 10/10 paid"]] * 12,
+    "my_requests": [["0" * 32, country.WIDEST_AMOUNT + " " + "W" * 20 + ": 10/10 paid"]] * 12,
     "my_group": "0" * 32,
     "group_head": "W" * 20 + ": 10/10 paid",
     "group_payers": [["0" * 32 + ".10", "+" + "9" * 15 + ": cancelled"]] * 10,
     "my_request": "0" * 32 + ".10",
-    "payer_line": "W" * LINE_NAME_LIMIT + ": KES 10,000,000.00 for " + "W" * 20,
+    "payer_line": "W" * LINE_NAME_LIMIT + ": " + country.WIDEST_AMOUNT + " for " + "W" * 20,
     "reminded": 10,
     "cancelled": 10,
 }

@@ -1,7 +1,11 @@
 """Registration of a number the service does not know: language, first and last name, a PIN
-typed twice. No account exists until both PINs match; a mismatch starts the PIN again."""
+typed twice. No account exists until both PINs match; a mismatch starts the PIN again.
 
-from ... import notices, pins
+The language is asked only where the country offers more than one (``country.languages``):
+elsewhere registration starts at the first name (``flows.home_unregistered``), in the one
+language offered."""
+
+from ... import country, notices, pins
 from ...extensions import db
 from ...payments import holds
 from ...users import Role, UserError, create_user, find_by_phone
@@ -33,7 +37,7 @@ def create_account(ctx) -> str:
             name=f"{ctx.data['first_name']} {ctx.data['last_name']}",
             role=Role.CUSTOMER,
             pin=None,
-            language=ctx.data.get("lang", "en"),
+            language=ctx.data.get("lang") or country.first_language(),
         )
     except UserError:
         return "taken"

@@ -8,6 +8,7 @@ repeated final request finds the group already recorded and asks nobody twice. A
 ``pr.MAX_PAYERS`` numbers, whichever way the number screen is reached (going back, a resumed
 session)."""
 
+from ... import country
 from ...extensions import db
 from ...payments import payment_requests as pr
 from ...payments.submit import mint_request_id
@@ -176,7 +177,7 @@ SAMPLE = {
     "payers": ["+" + "9" * 15] * 10,
     "total": 1_000_000_000,
     "shares": [100_000_000] * 10,
-    "total_text": "KES 10,000,000.00",
-    "share_text": "KES 1,000,000.01 + 9 x KES 1,000,000.00",
+    "total_text": country.WIDEST_AMOUNT,
+    "share_text": country.widest(1_000_000_01) + " + 9 x " + country.widest(1_000_000_00),
     "expiry_days": 99,
 }

@@ -7,6 +7,7 @@ the one already recorded and nothing is sent twice.
 
 from flask import current_app
 
+from ... import country
 from ...extensions import db
 from ...payments.holds import suspense_account_id
 from ...payments.models import RequestKind, TransferRequest
@@ -179,9 +180,9 @@ SAMPLE = {
     "recipient_account": 1,
     "amount": 1_000_000_000,
     "fee": 10_800,
-    "amount_text": "KES 10,000,000.00",
-    "fee_text": "KES 108.00",
-    "balance_text": "KES 10,000,000.00",
+    "amount_text": country.WIDEST_AMOUNT,
+    "fee_text": country.widest(lambda p: p.send_bands[-1][1]),
+    "balance_text": country.WIDEST_AMOUNT,
     "transfer_id": "0" * 32,
     "hold_days": 30,
 }

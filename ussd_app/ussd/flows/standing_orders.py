@@ -21,6 +21,7 @@ from datetime import date, timedelta
 
 from flask import current_app
 
+from ... import country
 from ...extensions import db
 from ...i18n import t
 from ...limits import Result, tier_limits
@@ -591,11 +592,13 @@ SAMPLE = {
     "so_first_text": "31/12/26",
     "so_end_text": "W" * 13,  # "hadi 31/12/26"
     "so_next_text": "31/12/26",
-    "so_orders": [["so" + "0" * 22, "KES 10,000,000.00 kila mwezi " + "W" * LINE_NAME_LIMIT]] * 12,
+    "so_orders": [["so" + "0" * 22, country.WIDEST_AMOUNT + " kila mwezi " + "W" * LINE_NAME_LIMIT]] * 12,
     "so_order": "so" + "0" * 22,
     "so_details": "Kwa "
     + "W" * common.SHOWN_NAME_LIMIT
     + " akaunti "
     + "W" * pay.REFERENCE_LIMIT
-    + "\nKES 10,000,000.00 kila mwezi\nIjayo: 31/12/26\nMalipo: 999 kati ya 999",
+    + "\n"
+    + country.WIDEST_AMOUNT
+    + " kila mwezi\nIjayo: 31/12/26\nMalipo: 999 kati ya 999",
 }

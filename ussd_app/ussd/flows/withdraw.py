@@ -2,10 +2,11 @@
 confirm screen with the agent's registered name and the fee, the customer's PIN. The agent's
 commission is quoted with the fee and posted as a linked leg (``payments.legs``)."""
 
+from ... import country
 from ...extensions import db
 from ...payments.models import RequestKind
 from ...payments.submit import mint_request_id
-from ...tariffs import WITHDRAWAL_MAX, WITHDRAWAL_MIN, commission, quote
+from ...tariffs import commission, quote, withdrawal_max, withdrawal_min
 from ...users import Role, find_by_phone
 from ..engine import N_, Choice, Retry, Screen, Step
 from ..pin_guard import is_operator_locked
@@ -28,8 +29,8 @@ def find_agent(ctx) -> str:
 
 def quote_withdrawal(ctx) -> str:
     amount = ctx.data["amount"]
-    if not WITHDRAWAL_MIN <= amount <= WITHDRAWAL_MAX:
-        ctx.data.update(min_text=common.money(WITHDRAWAL_MIN), max_text=common.money(WITHDRAWAL_MAX))
+    if not withdrawal_min() <= amount <= withdrawal_max():
+        ctx.data.update(min_text=common.money(withdrawal_min()), max_text=common.money(withdrawal_max()))
         return "out_of_range"
     kind = RequestKind.WITHDRAWAL.value
     fee = quote(kind, amount)
@@ -112,6 +113,6 @@ SAMPLE = {
     "agent_name": "W" * common.SHOWN_NAME_LIMIT,
     "agent_account": 1,
     "commission": 12_400,
-    "min_text": "KES 50.00",
-    "max_text": "KES 250,000.00",
+    "min_text": country.widest(lambda p: p.withdrawal_min),
+    "max_text": country.widest(lambda p: p.withdrawal_bands[-1][0]),
 }
