@@ -11,24 +11,53 @@ import click
 from flask import Blueprint, current_app
 from sqlalchemy import select
 
+from ussd_app import country
 from ussd_app.admin.models import create_operator, find_operator, record
 from ussd_app.api import keys
 from ussd_app.events import endpoints
 from ussd_app.extensions import db
+from ussd_app.messages import money
+from ussd_app.money import to_minor
 from ussd_app.payments.emoney import issue_float
 from ussd_app.users import create_user, find_by_phone
 
 demo_cli = Blueprint("demo", __name__, cli_group="demo")
 
-DEMO = (
-    # phone, name, role, pin, till
-    ("+254700000001", "Amina Agent", "agent", "1111", None),
-    ("+254700000002", "Mama Mboga", "merchant", "2222", "123456"),
-    ("+254700000003", "Juma Otieno", "customer", "3333", None),
-    ("+254700000004", "Wanjiru Kamau", "customer", "4444", None),
-    ("+254700000005", "Mtoto Fund", "cause", "5555", "55555"),  # takes tips: Tip or donate, TOTAL 55555
+# The demo's people, in every country: their number is the country profile's example mobile
+# ending in this (``demo_people``: +254700000001 ... in Kenya, +233240000001 ... in Ghana).
+DEMO_PEOPLE = (
+    # n, role, pin, till
+    (1, "agent", "1111", None),
+    (2, "merchant", "2222", "123456"),
+    (3, "customer", "3333", None),
+    (4, "customer", "4444", None),
+    (5, "cause", "5555", "55555"),  # takes tips: Tip or donate, TOTAL 55555
 )
-DEMO_FLOAT_MAJOR = 100_000
+# Their names, by country (the same five people; a country not listed uses Kenya's).
+DEMO_NAMES = {
+    "KE": ("Amina Agent", "Mama Mboga", "Juma Otieno", "Wanjiru Kamau", "Mtoto Fund"),
+    "GH": ("Abena Agent", "Auntie Ama Provisions", "Kwame Mensah", "Efua Owusu", "Nkabom Fund"),
+    "TZ": ("Amina Wakala", "Mama Mboga", "Juma Mwakyusa", "Neema Massawe", "Mfuko wa Watoto"),
+}
+DEMO_FLOAT_MAJOR = 100_000  # Kenya's; demo_float_major() is the country's
+DEMO_FLOAT_BY_COUNTRY = {"KE": 100_000, "GH": 10_000, "TZ": 2_000_000}
+
+
+def demo_people(code: str | None = None) -> list[tuple[str, str, str, str, str | None]]:
+    """(phone, name, role, pin, till) of the demo's people in ``code`` (the app's country)."""
+    chosen = country.profile(code)
+    names = DEMO_NAMES.get(chosen.code, DEMO_NAMES["KE"])
+    return [
+        (chosen.numbered(n), name, role, pin, till)
+        for (n, role, pin, till), name in zip(DEMO_PEOPLE, names, strict=True)
+    ]
+
+
+def demo_float_major() -> int:
+    return DEMO_FLOAT_BY_COUNTRY.get(country.profile().code, DEMO_FLOAT_MAJOR)
+
+
+DEMO = tuple(demo_people("KE"))  # Kenya's, as the tests' cast knows them
 
 # The demo merchant's system: the local receiver (devtools.receiver, started by `make run`) at
 # TUMA_DEMO_RECEIVER_URL, its events signed with this known demo secret, which the receiver is
@@ -41,7 +70,15 @@ DEMO_WEBHOOK_SECRET = "whsec_demo-only-not-secret"  # noqa: S105  # nosec B105  
 # phone on the simulator (a web site, not a handset): its readers' allowances are paid to it.
 # Its API key is this known demo key (the seed stores only its digest, as for every key), which
 # the news site is given, as the receiver is given the webhook secret. Demo only.
-DEMO_NEWS = ("+254700000006", "Habari Daily", "merchant", "6666", "555555")
+DEMO_NEWS = ("+254700000006", "Habari Daily", "merchant", "6666", "555555")  # Kenya's; demo_news()
+
+
+def demo_news() -> tuple[str, str, str, str, str]:
+    """The news site's merchant in the app's country: number 6 of the demo."""
+    _phone, name, role, pin, till = DEMO_NEWS
+    return (country.profile().numbered(6), name, role, pin, till)
+
+
 DEMO_NEWS_API_KEY = "tuma_00000000d3e0_demo-only-news-site-key-not-secret"  # noqa: S105  # nosec B105
 
 
@@ -59,7 +96,7 @@ def demo_news_url() -> str:
 
 def demo_hooks_name() -> str:
     """The receiver path the demo merchant's events arrive at (its till number)."""
-    return next(till for _phone, _name, role, _pin, till in DEMO if role == "merchant")
+    return next(till for _n, role, _pin, till in DEMO_PEOPLE if role == "merchant")
 
 
 # The demo operator `make run` signs in with. Demo only: refused when TUMA_ENV=production.
@@ -69,27 +106,28 @@ DEMO_OPERATOR = ("demo@tuma.example", "Demo Operator", "demo operator passphrase
 @demo_cli.cli.command("seed")
 def seed():
     """Create the demo people (idempotent) and give the demo agent e-float."""
-    for phone, name, role, pin, till in DEMO:
+    people = demo_people()
+    for phone, name, role, pin, till in people:
         if find_by_phone(db.session, phone) is None:
             create_user(db.session, phone=phone, name=name, role=role, pin=pin, till=till)
             click.echo(f"demo {role}: {name} {phone}" + (f" till {till}" if till else ""))
     _seed_news_site()
-    merchant = find_by_phone(db.session, DEMO[1][0])
+    merchant = find_by_phone(db.session, people[1][0])
     if endpoints.for_account(db.session, merchant.account_id) is None:
         url = f"{demo_receiver_url()}/hooks/{demo_hooks_name()}"
         endpoints.configure(db.session, merchant.account_id, url=url, secret=DEMO_WEBHOOK_SECRET)
         click.echo(f"demo merchant's webhooks: {url}")
-    agent = find_by_phone(db.session, DEMO[0][0])
+    agent = find_by_phone(db.session, people[0][0])
     if agent.account.credits_posted == 0:
-        issue_float(db.session, agent, DEMO_FLOAT_MAJOR * 100, "DEMO-DEPOSIT")
-        click.echo(f"demo agent float: KES {DEMO_FLOAT_MAJOR:,}")
+        issue_float(db.session, agent, to_minor(demo_float_major()), "DEMO-DEPOSIT")
+        click.echo(f"demo agent float: {money(to_minor(demo_float_major()))}")
     db.session.commit()
 
 
 def _seed_news_site() -> None:
     """The news site's merchant and its known API key (collect and read), once each; never the
     key in production (anyone could collect in that merchant's name with it)."""
-    phone, name, role, pin, till = DEMO_NEWS
+    phone, name, role, pin, till = demo_news()
     merchant = find_by_phone(db.session, phone)
     if merchant is None:
         merchant = create_user(db.session, phone=phone, name=name, role=role, pin=pin, till=till)

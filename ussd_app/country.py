@@ -64,6 +64,9 @@ class Profile:
     service_code: str
     timezone: str
     languages: tuple[str, ...]  # offered; the first is spoken to strangers (menus: LANGUAGE_NAMES order)
+    # A mobile number of this country ending in 00, for examples and hints; the development
+    # demo's people are numbered from it (devtools/demo.py).
+    example_mobile: str
     # Default tariff, major units. send: (up to, fee); withdrawal: (up to, fee, agent's commission).
     # Sending (and tipping) up to ``free_send_up_to`` is always free: micropayments stay free.
     free_send_up_to: int
@@ -78,6 +81,10 @@ class Profile:
     def calling_code(self) -> int:
         return phonenumbers.country_code_for_region(self.code)
 
+    def numbered(self, n: int) -> str:
+        """``example_mobile`` ending in ``n`` (0-99): the demo's numbers in this country."""
+        return self.example_mobile[:-2] + f"{n:02d}"
+
 
 PROFILES = {
     "KE": Profile(
@@ -87,6 +94,7 @@ PROFILES = {
         service_code="*384*7#",
         timezone="Africa/Nairobi",
         languages=("en", "sw"),
+        example_mobile="+254700000000",
         free_send_up_to=100,
         send_bands=(
             (100, 0),
@@ -135,6 +143,7 @@ PROFILES = {
         service_code="*713*7#",
         timezone="Africa/Accra",
         languages=("en",),
+        example_mobile="+233240000000",
         free_send_up_to=10,
         send_bands=(
             (10, 0),
@@ -173,6 +182,7 @@ PROFILES = {
         service_code="*150*47#",
         timezone="Africa/Dar_es_Salaam",
         languages=("sw", "en"),
+        example_mobile="+255710000000",
         free_send_up_to=2_000,
         send_bands=(
             (2_000, 0),

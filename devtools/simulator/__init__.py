@@ -9,6 +9,12 @@ can be switched to another USSD gateway's protocol (``GATEWAYS``): it then posts
 JSON to ``POST /ussd/<gateway>`` (ussd_app/ussd/gateways/), so the same menus show over Hubtel's
 JSON or Beem's.
 
+The server runs one country (``TUMA_COUNTRY``; ``TUMA_COUNTRY=GH make run`` for Ghana), and
+the page says which. Each phone can also be switched to a country (``countries``): that gives
+it a number of that country and its network's code; a phone of another country than the
+server's dials in as a foreign number, as a roaming or mistaken number would (the service
+refuses it, the page says why beforehand). To see Ghana's menus, run the server in Ghana.
+
 Beside the phones, a pane lists the webhook events the demo merchant's system received: the
 local receiver (``devtools.receiver``), read through ``/simulator/events``. The page links to
 the demo news site (``devtools.news``), whose allowances are approved on these phones.
@@ -23,7 +29,7 @@ import logging
 import requests
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, url_for
 
-from ussd_app import phones
+from ussd_app import country, phones
 
 bp = Blueprint(
     "simulator",
@@ -34,7 +40,8 @@ bp = Blueprint(
 )
 log = logging.getLogger(__name__)
 
-NETWORK_CODE = "63902"  # Safaricom, as Africa's Talking names it
+# The mobile network (MCC+MNC, as Africa's Talking names it) a phone of each country is on.
+NETWORK_CODES = {"KE": "63902", "GH": "62001", "TZ": "64004"}  # Safaricom, MTN Ghana, Vodacom TZ
 # The protocols a phone can speak: Africa's Talking's form, or another gateway's JSON.
 GATEWAYS = [
     ("at", "Africa's Talking"),
@@ -55,9 +62,24 @@ def _only_when_enabled():
 
 
 def _demo_phones() -> list[dict]:
-    from ..demo import DEMO
+    from ..demo import demo_people
 
-    return [{"phone": phone, "label": f"{name} ({role})"} for phone, name, role, _pin, _till in DEMO]
+    return [{"phone": phone, "label": f"{name} ({role})"} for phone, name, role, _pin, _till in demo_people()]
+
+
+def countries() -> list[dict]:
+    """Every country profile as a phone's country select offers it."""
+    return [
+        {
+            "code": p.code,
+            "name": p.name,
+            "calling_code": p.calling_code,
+            "example": p.example_mobile,
+            "network_code": NETWORK_CODES.get(p.code, ""),
+            "currency": p.currency,
+        }
+        for p in country.PROFILES.values()
+    ]
 
 
 def _demo_till() -> str:
@@ -77,7 +99,9 @@ def page():
     return render_template(
         "simulator/index.html",
         service_code=current_app.config["SERVICE_CODE"],
-        network_code=NETWORK_CODE,
+        server_country=country.profile(),
+        currency=current_app.config["CURRENCY"],
+        countries=countries(),
         demo=_demo_phones(),
         merchant_till=_demo_till(),
         gateways=GATEWAYS,

@@ -4,12 +4,17 @@
 // A phone can be switched to another USSD gateway's protocol (Hubtel, Arkesel, Nalo, Beem,
 // MTN): it then posts that gateway's JSON to POST /ussd/<gateway> (the dialled string first,
 // then one input at a time) and reads its answer, so the same menus show over that protocol.
+// A phone can be switched to another country: it gets a number of that country (the same demo
+// slot's ending) and that country's network code. The server runs one country; a phone of
+// another dials in as a foreign number, and says so.
 // Plain script, no build step, no dependencies.
 (function () {
   "use strict";
   var root = document.getElementById("phones");
   var SERVICE_CODE = root.dataset.serviceCode;
-  var NETWORK_CODE = root.dataset.networkCode;
+  var SERVER_COUNTRY = root.dataset.serverCountry;
+  var COUNTRIES = {};
+  JSON.parse(root.dataset.countries || "[]").forEach(function (c) { COUNTRIES[c.code] = c; });
   var USSD_URL = root.dataset.ussdUrl;
   var MESSAGES_URL = root.dataset.messagesUrl;
   var GATEWAY_URLS = JSON.parse(root.dataset.gatewayUrls || "{}");
@@ -22,6 +27,8 @@
     this.handset = slot.querySelector(".handset");
     this.numberInput = slot.querySelector(".phone-number");
     this.gatewaySelect = slot.querySelector(".gateway");
+    this.countrySelect = slot.querySelector(".country");
+    this.foreign = slot.querySelector(".foreign");
     this.display = slot.querySelector(".display");
     this.entry = slot.querySelector(".entry");
     this.list = slot.querySelector(".messages");
@@ -54,9 +61,31 @@
       self.poll();
     });
     this.gatewaySelect.addEventListener("change", function () { self.press("end"); });
+    this.countrySelect.addEventListener("change", function () { self.switchCountry(); });
+    this.markForeign();
     this.poll();
     setInterval(function () { self.poll(); }, POLL_MS);
   }
+
+  // Another country: a number of it, ending as this phone's did (the demo's people keep their
+  // slot), and a warning when it is not the server's country.
+  Phone.prototype.switchCountry = function () {
+    var c = COUNTRIES[this.countrySelect.value];
+    var digits = this.numberInput.value.replace(/\D/g, "");
+    var ending = digits.length >= 2 ? digits.slice(-2) : "00";
+    this.numberInput.value = c.example.slice(0, -2) + ending;
+    this.numberInput.dispatchEvent(new Event("change"));
+    this.markForeign();
+  };
+
+  Phone.prototype.markForeign = function () {
+    var code = this.countrySelect.value;
+    var server = COUNTRIES[SERVER_COUNTRY];
+    this.foreign.hidden = code === SERVER_COUNTRY;
+    this.foreign.textContent = code === SERVER_COUNTRY ? "" : "Foreign number: this server runs " +
+      server.name + " (+" + server.calling_code + "). Run it with TUMA_COUNTRY=" + code + " for " +
+      COUNTRIES[code].name + ".";
+  };
 
   Phone.prototype.idle = function () {
     this.sessionId = null;
@@ -183,7 +212,7 @@
       sessionId: this.sessionId,
       serviceCode: SERVICE_CODE,
       phoneNumber: this.numberInput.value.trim(),
-      networkCode: NETWORK_CODE,
+      networkCode: COUNTRIES[this.countrySelect.value].network_code,
       text: text
     });
     this.busy = true;
