@@ -81,7 +81,7 @@ def unlock_account(phone):
 
 @float_cli.cli.command("issue")
 @click.option("--phone", required=True, help="the agent's phone number")
-@click.option("--amount", required=True, help="major units, e.g. 50000 for KES 50,000")
+@click.option("--amount", required=True, help="major units of CURRENCY, e.g. 50000 for 50,000")
 @click.option("--reference", default=None, help="the trust bank deposit's reference (issues e-float once)")
 def float_issue(phone, amount, reference):
     """Record a trust bank deposit and issue the same amount of e-float to an agent."""

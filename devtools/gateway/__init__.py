@@ -29,6 +29,7 @@ SIM swap is in ``insights.py``, airtime in ``airtime.py``; the command line in `
 """
 
 import itertools
+import os
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,8 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, jsonify, request
 from werkzeug.serving import make_server
+
+from ussd_app import country
 
 from .airtime import Airtimes, airtime_blueprint
 from .insights import SimSwaps, sim_swap_blueprint
@@ -54,7 +57,12 @@ AT_STATUS = {
     501: "GatewayError",
     502: "RejectedByGateway",
 }
-COST_PER_MESSAGE = "0.8000"  # KES, for a one-segment message
+COST_PER_MESSAGE = "0.8000"  # in the account's currency (Gateway.currency), for one segment
+
+
+def _currency() -> str:
+    """An Africa's Talking account bills in its country's currency: ``TUMA_COUNTRY``'s."""
+    return country.profile(os.environ.get("TUMA_COUNTRY") or country.DEFAULT_COUNTRY).currency
 
 
 @dataclass
@@ -72,6 +80,7 @@ class Gateway:
     """The gateway's state: what it received and how it should misbehave. Thread-safe."""
 
     api_key: str | None = None  # when set, requests with another apiKey get 401
+    currency: str = field(default_factory=_currency)  # what the message costs are said in
     messages: list[Message] = field(default_factory=list)
     requests_seen: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -166,12 +175,13 @@ class Gateway:
                     self.messages.append(
                         Message(message_id, number, message, form.get("from"), username, now)
                     )
-                    entry.update(cost=f"KES {COST_PER_MESSAGE}", messageId=message_id)
+                    entry.update(cost=f"{self.currency} {COST_PER_MESSAGE}", messageId=message_id)
                     total += 1
                 else:
                     entry.update(cost="0", messageId="None")
             recipients.append(entry)
-        summary = f"Sent to {total}/{len(recipients)} Total Cost: KES {total * float(COST_PER_MESSAGE):.4f}"
+        cost = f"{self.currency} {total * float(COST_PER_MESSAGE):.4f}"
+        summary = f"Sent to {total}/{len(recipients)} Total Cost: {cost}"
         return jsonify({"SMSMessageData": {"Message": summary, "Recipients": recipients}}), 201
 
 

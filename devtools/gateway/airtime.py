@@ -47,15 +47,16 @@ class Airtimes:
         with self._lock:
             if idempotency_key and idempotency_key in self._answers:
                 return jsonify(self._answers[idempotency_key]), 201
-            responses, sent, total = [], 0, 0.0
+            responses, sent, total, currency = [], 0, 0.0, "KES"
             for recipient in recipients:
                 number, amount = str(recipient.get("phoneNumber")), str(recipient.get("amount"))
+                currency = amount.split()[0] if " " in amount else currency  # as the request says it
                 ok = number not in self._failing
                 responses.append(
                     {
                         "phoneNumber": number,
                         "amount": amount,
-                        "discount": "KES 0.0000",
+                        "discount": f"{currency} 0.0000",
                         "status": "Sent" if ok else "Failed",
                         "requestId": f"ATQid_{uuid.uuid4().hex}" if ok else "None",
                         "errorMessage": "None" if ok else "Invalid phone number",
@@ -68,8 +69,8 @@ class Airtimes:
             answer = {
                 "errorMessage": "None" if sent else "Could not send any airtime",
                 "numSent": sent,
-                "totalAmount": f"KES {total:.4f}",
-                "totalDiscount": "KES 0.0000",
+                "totalAmount": f"{currency} {total:.4f}",
+                "totalDiscount": f"{currency} 0.0000",
                 "responses": responses,
             }
             if idempotency_key:

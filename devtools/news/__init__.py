@@ -2,8 +2,8 @@
 what a merchant's web site does with Tuma's public API, and nothing else.
 
 A reader enters a phone number and asks for an allowance (``POST /api/v1/allowances``, by
-default KES 20 a day, KES 1 a charge); the customer approves it in My approvals on the phone
-simulator; each "Read" then charges KES 1 (``POST /api/v1/allowances/{id}/charges``) and shows
+default 20 a day, 1 a charge, in Tuma's currency); the customer approves it in My approvals on
+the phone simulator; each "Read" then charges 1 (``POST /api/v1/allowances/{id}/charges``) and shows
 the article, and the page shows the tab (``GET /api/v1/allowances/{id}``). "Settle now"
 (``POST .../settle``) turns the tab into one payment, and the customer's one settlement SMS
 appears in the simulator's inbox. No SMS and no PIN per read: that is the point.
@@ -20,12 +20,16 @@ session cookie; it stores nothing else.
 (``make run`` does; refuses ``TUMA_ENV=production``).
 """
 
+import os
 import secrets
 import uuid
 from dataclasses import dataclass
 
 import requests
 from flask import Flask, flash, redirect, render_template, request, session, url_for
+
+from ussd_app import country
+from ussd_app.money import format_amount
 
 TIMEOUT_SECONDS = 5
 NAME = "Habari Daily"  # the API takes 20 characters
@@ -89,8 +93,11 @@ class Tuma:
             }
 
 
-def kes(minor: int | None) -> str:
-    return f"KES {(minor or 0) / 100:,.2f}"
+def money(minor: int | None) -> str:
+    """An amount as Tuma shows it, in the currency of the country Tuma runs in (``TUMA_COUNTRY``,
+    as ``make run`` hands it down; the API's ``currency`` fields say the same)."""
+    code = country.profile(os.environ.get("TUMA_COUNTRY") or country.DEFAULT_COUNTRY).currency
+    return format_amount(minor or 0, code)
 
 
 def reads(n: int) -> str:
@@ -148,14 +155,14 @@ def create_news(tuma: Tuma, *, limit: int = 20_00, price: int = 1_00, period: st
             phone=session.get("phone"),
             allowance=found,
             problem=problem,
-            state=state.format(price=kes(price)) if state else None,
+            state=state.format(price=money(price)) if state else None,
             waiting=bool(found and found["status"] in WAITING),
             articles=ARTICLES,
             read_key=uuid.uuid4().hex,  # one per drawing of the page: a double click is one charge
             limit=limit,
             price=price,
             period=period,
-            kes=kes,
+            money=money,
             reads=reads,
         )
 
@@ -178,7 +185,7 @@ def create_news(tuma: Tuma, *, limit: int = 20_00, price: int = 1_00, period: st
             flash(refused(body))
         else:
             session.update(phone=body["phone"], allowance=body["id"])
-            flash(f"Asked for {kes(limit)} a {period}. Approve it in My approvals on your phone.")
+            flash(f"Asked for {money(limit)} a {period}. Approve it in My approvals on your phone.")
         return redirect(url_for("home"))
 
     @app.post("/read/<slug>")
@@ -196,7 +203,7 @@ def create_news(tuma: Tuma, *, limit: int = 20_00, price: int = 1_00, period: st
         if status != 201:
             flash(refused(body))
             return redirect(url_for("home"))
-        return render_template("news/article.html", article=article, charge=body, kes=kes, reads=reads)
+        return render_template("news/article.html", article=article, charge=body, money=money, reads=reads)
 
     @app.post("/settle")
     def settle():
@@ -211,7 +218,7 @@ def create_news(tuma: Tuma, *, limit: int = 20_00, price: int = 1_00, period: st
             else:
                 done = body["settlement"]
                 flash(
-                    f"Settled {reads(done['charges'])}, {kes(done['amount'])}, as one payment "
+                    f"Settled {reads(done['charges'])}, {money(done['amount'])}, as one payment "
                     f"({done['transaction']}). Your SMS is on its way."
                 )
         return redirect(url_for("home"))

@@ -2,7 +2,7 @@
 is generated from these (``spec.py``), so what is validated and what is documented are one.
 
 Bodies in are strict (no ``"100"`` for 100, no unknown fields); amounts are integers of minor
-units (KES 1 = 100), positive and at most ``MAX_AMOUNT``; strings are capped. Phone numbers are
+units (1 shilling or cedi = 100), positive and at most ``MAX_AMOUNT``; strings are capped. Phone numbers are
 checked against our country's mobiles by the operations (``phones.normalize_mobile``), which
 need the app's configured country.
 """
@@ -12,9 +12,13 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-# One payout, refund or payment request: KES 1,000,000 (the tiers' limits are lower; the worker
-# applies them, this only keeps absurd numbers out at the edge).
-MAX_AMOUNT = 100_000_000
+from ..money import MAX_MAJOR_AMOUNT, MINOR_PER_MAJOR
+
+# One payout, refund or payment request: at most what a phone may type (10,000,000 in the
+# country's currency, money.MAX_MAJOR_AMOUNT): the tiers' limits are lower, and differ by
+# country (TZS 5,000,000 in Tanzania); the worker applies them, this only keeps absurd numbers
+# out at the edge.
+MAX_AMOUNT = MAX_MAJOR_AMOUNT * MINOR_PER_MAJOR
 MAX_BATCH = 10_000
 CODE_PATTERN = r"^[A-Z2-7]{10}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
@@ -24,11 +28,13 @@ DESCRIPTION_LIMIT = 20  # it goes into the customer's SMS (payment_requests.REAS
 # What a USSD payment request's reason may hold (ussd/flows/request_common.py): GSM-7, one segment.
 DESCRIPTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 .,'&/\-]{0,19}$"
 
-Amount = Field(gt=0, le=MAX_AMOUNT, description="Minor units (KES 1 = 100).", examples=[15000])
+Amount = Field(
+    gt=0, le=MAX_AMOUNT, description="Minor units of the service's currency (1 = 100).", examples=[15000]
+)
 Phone = Field(
     min_length=1,
     max_length=32,
-    description="A mobile number of our country, local or +254 form.",
+    description="A mobile number of the service's country (TUMA_COUNTRY), local or international form.",
     examples=["0712345678"],
 )
 

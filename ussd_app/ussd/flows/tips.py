@@ -1,9 +1,9 @@
-"""Tip or donate: a customer gives a creator or cause a few shillings (``payments/tips.py``).
+"""Tip or donate: a customer gives a creator or cause a small amount (``payments/tips.py``).
 
 ```
 code       "Enter the cause's code"   5-7 digits -> find       | else retry
 find       a cause's code             -> amount | a till, unknown, self, locked: retry code
-amount     "Tip {cause_name}"         whole, from KES 1 -> quote (fee, limits said here)
+amount     "Tip {cause_name}"         whole, from 1 -> quote (fee, limits said here)
 quote      the fee (free up to the free band), the transfer id minted -> confirm | confirm_fee
 confirm    name, amount, free         -> pin (the shared money tail)
 submit     PIN, SIM-swap gate, record -> done (END with the tip's code; no SMS for a small tip)
@@ -106,7 +106,7 @@ FLOW = {
         },
     ),
     "amount": Screen(
-        "the amount to give, from KES 1",
+        "the amount to give, whole, from 1",
         N_("Tip {cause_name}\nEnter amount"),
         choices=(Choice(common.amount, "quote", save="amount"),),
         otherwise=N_("Enter a whole amount, like 20."),
