@@ -17,7 +17,7 @@ from . import country
 from .clock import utcnow
 from .country import Profile
 from .extensions import db
-from .money import format_amount, to_minor
+from .money import to_minor
 from .payments import kinds
 
 
@@ -163,7 +163,8 @@ def validate(document) -> dict:
     for kind in FREE_BAND_KINDS:
         for band in clean.get(kind, {}).get("bands", []):
             if band[1] != 0:
-                shown = format_amount(free, country.profile().currency)
+                profile = country.profile()
+                shown = f"{profile.currency} {profile.free_send_up_to:,}"  # "KES 100"
                 raise InvalidTariff(f"{kind}: up to {shown} must stay free (micropayments)")
             if band[0] >= free:
                 break
