@@ -35,7 +35,12 @@ ledger_cli = Blueprint("ledger", __name__, cli_group="ledger")
 @click.option("--till", default=None, help="merchants: till or pay-bill number; causes: the code people tip")
 @click.option("--paybill", is_flag=True, help="merchants: --till is a pay-bill number (takes an account)")
 @click.option("--id-number", default=None, help="the holder's national ID number")
-@click.option("--language", default="en", type=click.Choice(["en", "sw"]))
+@click.option(
+    "--language",
+    default=None,
+    type=click.Choice(["en", "sw"]),
+    help="default: the country's first (TUMA_COUNTRY)",
+)
 def create_account(phone, name, role, pin, till, paybill, id_number, language):
     """Open a wallet for a customer, agent, merchant or cause (a creator or cause taking tips)."""
     try:

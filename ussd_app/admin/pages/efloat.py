@@ -1,7 +1,7 @@
 """E-float issue (``/admin/float``): record a trust bank deposit and issue the same amount to an
 agent, audited."""
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from ... import phones
@@ -39,7 +39,7 @@ def float_issue():
             issued = issue_float_and_commit(db.session, agent.id, minor, form["reference"], also=audited)
         except InvalidAmount:
             db.session.rollback()
-            error = "The amount is a whole number of shillings, more than 0."
+            error = f"The amount is a whole number of {current_app.config['CURRENCY']}, more than 0."
         except phones.InvalidPhone:
             db.session.rollback()
             error = "Not a phone number."
@@ -52,6 +52,7 @@ def float_issue():
     deposits = list(
         db.session.execute(select(TrustDeposit).order_by(TrustDeposit.id.desc()).limit(20)).scalars()
     )
-    return render_template("admin/float.html", form=form, error=error, deposits=deposits), (
-        400 if error else 200
-    )
+    currency = current_app.config["CURRENCY"]
+    return render_template(
+        "admin/float.html", form=form, error=error, deposits=deposits, currency=currency
+    ), (400 if error else 200)
