@@ -265,3 +265,46 @@ def test_every_profile_is_consistent():
             per_transfer, daily, balance = (int(v) for v in profile.settings[key].split(","))
             assert per_transfer <= daily
         assert profile.currency in country.CURRENCIES
+
+
+@pytest.mark.parametrize(
+    "override,says",
+    [
+        ({"LANGUAGES": ("fr",)}, "TUMA_LANGUAGES='fr'"),
+        ({"CURRENCY": "cedi"}, "TUMA_CURRENCY='cedi' is not an ISO 4217 code"),
+        ({"TIMEZONE": "Mars/Olympus"}, "TUMA_TIMEZONE='Mars/Olympus' is not a time zone"),
+    ],
+)
+def test_an_override_the_service_cannot_use_refuses_to_start(override, says):
+    with pytest.raises(country.CountryConfigError, match=says):
+        create_app({"COUNTRY": "GH", "SQLALCHEMY_DATABASE_URI": "sqlite://", **override})
+
+
+# -- the development tools in another country ------------------------------------------------
+
+
+def test_the_demo_seed_in_ghana_numbers_its_people_from_ghanaian_mobiles(ghana):
+    app, _gateway = ghana
+    result = app.test_cli_runner().invoke(args=["demo", "seed"])
+    assert result.exit_code == 0, result.output
+    assert "demo customer: Kwame Mensah +233240000003" in result.output
+    assert "demo agent float: GHS 10,000.00" in result.output
+    agent = find_by_phone(db.session, "+233240000001")
+    assert (agent.role, available(agent.account_id)) == ("agent", 10_000_00)
+    assert "+254" not in result.output
+
+
+def test_the_simulator_in_ghana_says_so_and_each_phone_can_switch_country(ghana):
+    app, _gateway = ghana
+    app.config["SIMULATOR_ENABLED"] = True
+    try:
+        page = app.test_client().get("/simulator/").get_data(as_text=True)
+    finally:
+        app.config["SIMULATOR_ENABLED"] = False
+    assert "This server runs <b>Ghana</b> (GH:\n  GHS, numbers +233)" in page
+    assert "<code>TUMA_COUNTRY=KE make run</code>" in page  # how to see another country
+    assert 'data-service-code="*713*7#"' in page and 'data-server-country="GH"' in page
+    for n in range(1, 6):
+        assert f'data-phone="+23324000000{n}"' in page
+    assert '<option value="GH" selected>Ghana (+233)</option>' in page
+    assert '<option value="TZ">Tanzania (+255)</option>' in page

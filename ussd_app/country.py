@@ -28,7 +28,12 @@ import phonenumbers
 DEFAULT_COUNTRY = "KE"
 
 
-class UnknownCountry(ValueError):
+class CountryConfigError(ValueError):
+    """A setting that overrides the profile cannot be used (a language without catalogues, a
+    currency that is no ISO code, an unknown time zone): the service refuses to start."""
+
+
+class UnknownCountry(CountryConfigError):
     """``TUMA_COUNTRY`` names no profile: the service refuses to start."""
 
 
@@ -249,7 +254,28 @@ def configure(config) -> Profile:
     for key, value in defaults.items():
         if config.get(key) is None:
             config[key] = value
+    _check_overrides(config)
     return chosen
+
+
+def _check_overrides(config) -> None:
+    """What an operator's ``TUMA_*`` override may not be; refused at start with what to fix."""
+    import re
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    unknown = [lang for lang in config["LANGUAGES"] if lang not in LANGUAGE_NAMES]
+    if unknown or not config["LANGUAGES"]:
+        raise CountryConfigError(
+            f"TUMA_LANGUAGES={','.join(config['LANGUAGES'])!r}: each one of {', '.join(LANGUAGE_NAMES)}"
+        )
+    if not re.fullmatch(r"[A-Z]{3}", str(config["CURRENCY"])):
+        raise CountryConfigError(f"TUMA_CURRENCY={config['CURRENCY']!r} is not an ISO 4217 code like KES")
+    try:
+        ZoneInfo(str(config["TIMEZONE"]))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CountryConfigError(
+            f"TUMA_TIMEZONE={config['TIMEZONE']!r} is not a time zone like Africa/Accra"
+        ) from None
 
 
 def languages() -> tuple[str, ...]:
