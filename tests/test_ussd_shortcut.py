@@ -312,3 +312,30 @@ def test_mtn_strips_the_service_code_too(client, juma):
     phone = GatewayPhone(client, "mtn")
     doc = phone._request("begin", "*384*7*2#")
     assert screen(phone.post(doc)).startswith("My account")
+
+
+def test_nalo_sending_the_first_message_again_at_once_keeps_the_session(client, juma, redis):
+    """Nalo has no session id: its retry of the first message must not be a second dial (a
+    second walk, a second look-up of the name); a new dial after typing is a new session."""
+    phone = GatewayPhone(client, "nalo")
+    body = phone.dial("*384*7*1*0712000222*50#")
+    assert body == CONFIRM_50
+    session = redis.get("tuma:ussd:nalo:+254712000111")
+    minted = sessions.load(session.decode()).data["transfer_id"]
+    assert phone.repeat() == body
+    assert redis.get("tuma:ussd:nalo:+254712000111") == session
+    assert sessions.load(session.decode()).data["transfer_id"] == minted  # not walked again
+    assert phone.send("1") == PIN_SCREEN  # the one session goes on
+    assert phone.send(PIN).startswith("END Sending KES 50.00")
+    assert transfers() == 1
+    assert options(phone.dial()) == HOME_OPTIONS  # dialled again later: a new session
+
+
+def test_an_agents_shortcut_walks_the_agents_menu(client, agent, customer):
+    fund(agent.account_id, 500_000)
+    _, body = first_hop(client, "1*0712000111*500", number="0700000101")
+    assert screen(body).startswith("Deposit KES 500.00 to Juma Otieno"), body
+    assert body.endswith("1. Confirm\n2. Cancel")
+    # The float balance asks the PIN first: the walk stays on the menu.
+    _, body = first_hop(client, "2*1111", number="0700000101")
+    assert screen(body).startswith("Tuma Agent\n1. Deposit")
