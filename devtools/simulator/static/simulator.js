@@ -4,6 +4,7 @@
 // A phone can be switched to another USSD gateway's protocol (Hubtel, Arkesel, Nalo, Beem,
 // MTN): it then posts that gateway's JSON to POST /ussd/<gateway> (the dialled string first,
 // then one input at a time) and reads its answer, so the same menus show over that protocol.
+// A shortcut dialled (*384*7*1*0712000222*50#) goes as each gateway sends one.
 // Plain script, no build step, no dependencies.
 (function () {
   "use strict";
@@ -91,19 +92,23 @@
 
   Phone.prototype.dial = function () {
     var code = this.typed || SERVICE_CODE;
-    if (code !== SERVICE_CODE) {
+    // A shortcut: inputs after the service code, before its "#" (*384*7*1*0712000222*50#).
+    var base = SERVICE_CODE.replace(/#$/, "") + "*";
+    var shortcut = code.indexOf(base) === 0 && /#$/.test(code) ? code.slice(base.length, -1) : "";
+    if (code !== SERVICE_CODE && !shortcut) {
       this.display.textContent = "Unknown service code " + code + ".\nDial " + SERVICE_CODE + ".";
       this.typed = "";
       this.entry.textContent = "";
       return;
     }
     this.sessionId = "SIM" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
-    this.inputs = [];
+    // Africa's Talking sends the shortcut's inputs as the first text, and keeps them in it.
+    this.inputs = shortcut ? shortcut.split("*") : [];
     this.typed = "";
     this.entry.textContent = "";
     this.sequence = 0;
     this.gateway = this.gatewaySelect.value;
-    if (this.gateway === "at") this.hop("");
+    if (this.gateway === "at") this.hop(shortcut);
     else this.gatewayHop("begin", code);
   };
 
