@@ -298,3 +298,18 @@ def test_simulator_phones_over_other_gateways_protocols_in_chromium(stack, brows
     wanjiru.key("1", "Enter your PIN")
     assert "[session ended]" in wanjiru.key("4444", "Your balance is KES 0.00.")
     screenshot(browser, "02-simulator-gateways")
+
+
+def test_simulator_phones_dial_a_shortcut_in_chromium(stack, browser):
+    """A shortcut typed on a handset goes as Africa's Talking (or Hubtel) sends one: walked to
+    the confirm screen of the send; the PIN is then asked on a screen of its own."""
+    from selenium.webdriver.support.ui import Select
+
+    phones = on_simulator(browser, stack)
+    juma, wanjiru = phones["+254700000003"], phones["+254700000004"]
+    confirm = juma.key("*384*7*1*0700000004*50#", "Send KES 50.00 to")
+    assert confirm.rstrip().endswith("1. Confirm\n2. Cancel"), confirm
+    juma.key("1", "Enter your PIN")
+    Select(wanjiru.css(".gateway")).select_by_value("hubtel")
+    wanjiru.key("*384*7*2*1*4444#", "My account")  # the PIN in the dial string is dropped
+    wanjiru.key("1", "Enter your PIN")

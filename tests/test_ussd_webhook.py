@@ -58,9 +58,10 @@ def test_newest_input_only_even_when_the_gateway_resends_everything(client, juma
     assert "Confirm" in phone.post("garbage*more*100")
 
 
-def test_a_shortcut_dial_starts_at_home(client, juma):
+def test_a_shortcut_dial_is_walked_to_the_first_screen_that_needs_an_answer(client, juma):
+    # Issue 21 item 3 (tests/test_ussd_shortcut.py): no longer home, the amount screen.
     body = Phone(client, "0712000111").post("1*0712000222")
-    assert options(body) == CUSTOMER_MENU
+    assert screen(body) == "Send to Wanjiru Kamau\nEnter amount"
 
 
 def test_dropped_session_is_offered_to_resume_and_continues_where_it_stopped(client, juma):

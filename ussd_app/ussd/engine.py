@@ -155,6 +155,13 @@ class Engine:
         for flow, states in flows.items():
             for name, state in states.items():
                 self.states[f"{flow}.{name}"] = state
+        # Screens where some input can only end the session (a confirm screen's Cancel, a
+        # choice carried out at once): a shortcut's walk stops on them (``walk``).
+        self._decisions = {
+            name
+            for name, state in self.states.items()
+            if isinstance(state, Screen) and any(self._ends_only(t) for t in self._targets(name))
+        }
         # Screens one input away from a PIN: offered back only with their own resume question.
         self._before_pin = {
             name
@@ -213,28 +220,110 @@ class Engine:
         screen = self.state(conv.state)
         if not isinstance(screen, Screen):
             raise FlowError(f"conversation parked on a step: {conv.state}")
-        numbered = self._numbered(screen, ctx, conv.state)
-        split = pages(ctx.lang, numbered, say(ctx.lang, screen.say, ctx.data)) if numbered else []
-        if text == MORE and split and split[min(conv.page, len(split) - 1)][1]:
+        if text == MORE and self._more(conv, ctx, screen):
             conv.page += 1
             return self.render(conv, ctx)
+        match = self._match(conv, ctx, screen, text)
+        if match is not None:
+            target, key, value = match
+            if screen.secret:
+                ctx.secret = value
+            elif key is not None:
+                ctx.data[key] = value
+            return self._arrive(conv, ctx, target, mark=mark)
+        conv.reason = screen.otherwise
+        return self.render(conv, ctx)
+
+    def _more(self, conv: Conversation, ctx: Context, screen: Screen) -> bool:
+        """Whether the screen shown has a next page ("98" then turns it)."""
+        numbered = self._numbered(screen, ctx, conv.state)
+        split = pages(ctx.lang, numbered, say(ctx.lang, screen.say, ctx.data)) if numbered else []
+        return bool(split and split[min(conv.page, len(split) - 1)][1])
+
+    def _match(
+        self, conv: Conversation, ctx: Context, screen: Screen, text: str
+    ) -> tuple[str, str | None, Any] | None:
+        """What ``text`` picks on ``screen``, applied or not: (the state it leads to, the data key
+        its value is kept under or None, the value), or None when it matches nothing. Only the
+        guards run (pure: text in, value out), so asking changes nothing."""
+        numbered = self._numbered(screen, ctx, conv.state)
         if numbered and text.isascii() and text.isdigit() and len(text) <= 3:
             for number, _label, target, value in numbered:
                 if int(text) == number:
-                    if value is not None and screen.pick:
-                        ctx.data[screen.pick[1]] = value
-                    return self._arrive(conv, ctx, target, mark=mark)
+                    key = screen.pick[1] if value is not None and screen.pick else None
+                    return target, key, value
         for choice in screen.choices:
             value = choice.guard(text)
-            if value is None:
+            if value is not None:
+                return self.resolve(conv.state, choice.to), None if screen.secret else choice.save, value
+        return None
+
+    # -- a shortcut: inputs dialled with the service code, e.g. *384*7*1*0711000002*500# ---------
+
+    def walk(self, conv: Conversation, ctx: Context, inputs: list[str]) -> tuple[Reply, int]:
+        """Apply dialled ``inputs`` one by one, as if typed, from where ``conv`` stands (home,
+        just begun), and show the first screen that still needs the person: (that screen, how
+        many inputs were applied). The rest is dropped, never applied, kept or shown.
+
+        It stops, whatever is left, on a screen (``stops_at``) that is a PIN screen, an end, a
+        list of items (what it holds is the data's, unseen by whoever wrote the dial string) or
+        one where an input ends the session (a confirm screen's Cancel: the confirm screen is
+        always shown); on a screen re-shown with a reason (a wrong input, a refusal); and
+        before an input that would lead to a PIN screen: no walk lands on one, so a PIN in the
+        dial string is never taken as one, and the PIN is asked on a screen the person saw
+        coming. ``0``, ``00`` and ``98`` do what they do when typed."""
+        applied = 0
+        for text in inputs:
+            if self.stops_at(conv):
+                break
+            if text not in (BACK, HOME):
+                screen = self.state(conv.state)
+                turn = text == MORE and self._more(conv, ctx, screen)
+                match = None if turn else self._match(conv, ctx, screen, text)
+                if match is not None and self._to_pin(match[0]):
+                    break
+            self.handle(conv, ctx, text)
+            applied += 1
+        return self.render(conv, ctx), applied
+
+    def stops_at(self, conv: Conversation) -> bool:
+        """Whether a walk stops where ``conv`` stands, before any further input (see ``walk``)."""
+        if conv.ended or conv.reason is not None or conv.state == RESUME:
+            return True
+        screen = self.state(conv.state)
+        return screen.secret or screen.end or screen.items is not None or conv.state in self._decisions
+
+    def _landings(self, target: str) -> set[str]:
+        """The screens ``target`` can land on: itself if a screen, else through its steps' exits."""
+        seen: set[str] = set()
+        found: set[str] = set()
+        todo = [target]
+        while todo:
+            name = todo.pop()
+            if name in seen:
                 continue
-            if screen.secret:
-                ctx.secret = value
-            elif choice.save:
-                ctx.data[choice.save] = value
-            return self._arrive(conv, ctx, self.resolve(conv.state, choice.to), mark=mark)
-        conv.reason = screen.otherwise
-        return self.render(conv, ctx)
+            seen.add(name)
+            state = self.states[name]
+            if isinstance(state, Screen):
+                found.add(name)
+                continue
+            for exit_ in state.exits.values():
+                todo.append(self.resolve(name, exit_.to if isinstance(exit_, Retry) else exit_))
+        return found
+
+    def _to_pin(self, target: str) -> bool:
+        return any(self.states[name].secret for name in self._landings(target))
+
+    def _ends_only(self, target: str) -> bool:
+        return all(self.states[name].end for name in self._landings(target))
+
+    def _targets(self, name: str) -> list[str]:
+        screen = self.states[name]
+        targets = [self.resolve(name, o.to) for o in screen.options]
+        targets += [self.resolve(name, c.to) for c in screen.choices]
+        if screen.pick:
+            targets.append(self.resolve(name, screen.pick[0]))
+        return targets
 
     # -- moving -----------------------------------------------------------------------------
 
@@ -330,25 +419,7 @@ class Engine:
 
     def _leads_to_pin(self, name: str) -> bool:
         """Whether some input on screen ``name`` lands on a PIN screen (through any steps)."""
-        screen = self.states[name]
-        seen: set[str] = set()
-        todo = [self.resolve(name, o.to) for o in screen.options]
-        todo += [self.resolve(name, c.to) for c in screen.choices]
-        if screen.pick:
-            todo.append(self.resolve(name, screen.pick[0]))
-        while todo:
-            target = todo.pop()
-            if target in seen:
-                continue
-            seen.add(target)
-            state = self.states[target]
-            if isinstance(state, Screen):
-                if state.secret:
-                    return True
-                continue
-            for exit_ in state.exits.values():
-                todo.append(self.resolve(target, exit_.to if isinstance(exit_, Retry) else exit_))
-        return False
+        return any(self._to_pin(target) for target in self._targets(name))
 
     # -- showing ----------------------------------------------------------------------------
 

@@ -36,6 +36,12 @@ MAX_FIELD = 100  # longest sessionId / phoneNumber / serviceCode we accept
 # the cap, answers it. Longer is not a real hop: it ends cleanly. Never cut: the newest input
 # and the repeat check are taken from the whole text.
 MAX_TEXT = 4000
+# A shortcut (inputs dialled with the service code, ``*384*7*1*0711000002*500#``) is walked
+# only if it is one a keypad makes: digits in at most MAX_SHORTCUT_INPUTS parts joined by "*",
+# at most MAX_SHORTCUT characters (a USSD string is at most 182). The longest walk through
+# the menus is about ten inputs. Anything else is not walked: the first hop shows home.
+MAX_SHORTCUT = 182
+MAX_SHORTCUT_INPUTS = 16
 
 
 def redact(text: str | None) -> str:
@@ -84,8 +90,9 @@ def ussd():
         log.warning("ussd hop session=%s with a text of %d characters: ended", session_id[:40], len(text))
         return plain("END " + t("en", UNREADABLE))
     # Africa's Talking joins every input so far with "*": the whole text tells a repeat, the
-    # part after the last "*" is the newest input.
-    return plain(hop(session_id, phone, text, text.rsplit("*", 1)[-1]))
+    # part after the last "*" is the newest input. On a session's first hop the text is what
+    # was dialled after the service code (a shortcut), or nothing.
+    return plain(hop(session_id, phone, text, text.rsplit("*", 1)[-1], dialled=text))
 
 
 # Refusals by the webhook guards (security.py) answer the phone in the gateway's own shape.
@@ -94,7 +101,28 @@ ussd.ussd_refusal = lambda text: plain("END " + text)
 UNREADABLE = "Sorry, this request could not be read. Please dial again."
 
 
-def hop(session_id: str, phone: str, repeat_key: str, newest: str, *, fresh_for: float | None = None) -> str:
+def shortcut(dialled: str) -> list[str]:
+    """The inputs of a shortcut (what was dialled after the service code: "1*0711000002*500",
+    a final "#" allowed), or [] when it is none or not one a keypad makes (see MAX_SHORTCUT)."""
+    dialled = dialled.strip()
+    dialled = dialled[:-1] if dialled.endswith("#") else dialled
+    if not dialled or len(dialled) > MAX_SHORTCUT:
+        return []
+    parts = dialled.split("*")
+    if len(parts) > MAX_SHORTCUT_INPUTS or not all(part.isascii() and part.isdigit() for part in parts):
+        return []
+    return parts
+
+
+def hop(
+    session_id: str,
+    phone: str,
+    repeat_key: str,
+    newest: str,
+    *,
+    fresh_for: float | None = None,
+    dialled: str = "",
+) -> str:
     """Answer one hop of a session: the body ``CON ...`` or ``END ...``, whatever fails.
 
     The one core every gateway shares (``/ussd`` and ``ussd/gateways/``): the session locked
@@ -104,13 +132,15 @@ def hop(session_id: str, phone: str, repeat_key: str, newest: str, *, fresh_for:
     numbers its messages: number and input). A gateway that numbers nothing can only give the
     input itself, and the same key may be typed again on the next screen: ``fresh_for`` then
     bounds a repeat to that many seconds after the stored answer (a gateway's retry follows at
-    once; a person reads the screen first). ``session_id`` is already namespaced by the caller."""
+    once; a person reads the screen first). ``session_id`` is already namespaced by the caller.
+    ``dialled`` is what was dialled after the service code: on the session's first hop its
+    inputs are walked (``engine.walk``) for a registered caller; later hops ignore it."""
     shape = redact(repeat_key if fresh_for is None else newest)
     log.info("ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), shape)
     g.ussd_committed = False
     try:
         with sessions.locked(session_id, phone, rate=security.deferred_rate()) as hold:
-            return _answer(hold, repeat_key, newest, fresh_for)
+            return _answer(hold, repeat_key, newest, fresh_for, dialled)
     except sessions.TooManyHops as exc:
         security.over_rate(exc.count, 0)  # logged as the guard logs it
         return "END " + security.USSD_TOO_MANY
@@ -159,7 +189,7 @@ def close(session_id: str, phone: str) -> bool:
         return False
 
 
-def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float | None) -> str:
+def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float | None, dialled: str) -> str:
     session_id, phone, stored = hold.session_id, hold.phone, hold.stored
     digest = sessions.text_digest(session_id, repeat_key)
     if stored is not None:
@@ -182,10 +212,27 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
         lang = data.get("lang") or ((offered or {}).get("data") or {}).get("lang") or country.first_language()
     home, who = _home_for(facts), dict(role=facts.role, account_id=facts.account_id, **ctx_user)
     ctx = Context(phone=phone, lang=lang, home=home, data=data, **who)
+    walked = False
     if stored is None:
-        # The first hop: its input is what was dialled (a shortcut such as *384*7*1#); menus
-        # start at home, so it is not applied.
-        conversation, reply = engine.begin(ctx, offered)
+        # The first hop: what was dialled after the service code (a shortcut such as
+        # *384*7*1*0711000002*500#) is walked from home by a registered, unlocked caller, up to
+        # the first screen that needs them (never past a confirm screen, never onto a PIN
+        # screen: engine.walk). Someone not registered always starts at registration.
+        inputs = shortcut(dialled) if facts.registered and not facts.locked else []
+        if inputs:
+            # A fresh start: the offer to resume is not made (its snapshot is kept, below).
+            conversation, reply = engine.begin(ctx)
+            reply, applied = engine.walk(conversation, ctx, inputs)
+            walked = True
+            log.info(
+                "ussd shortcut session=%s: %d of %d inputs walked, at %s",
+                session_id[:40],
+                applied,
+                len(inputs),
+                conversation.state,
+            )
+        else:
+            conversation, reply = engine.begin(ctx, offered)
     elif facts.locked:
         # Locked since the last hop (the back office, the CLI, wrong PINs in another session):
         # whatever was typed, the session goes where a locked caller's goes, and ends there.
@@ -201,6 +248,7 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
     g.ussd_committed = True
     body = reply.body
     g.ussd_screen = conversation.state  # for the metrics (ops/tracing.py)
+    snapshot = engine.snapshot(conversation, ctx) if conversation.state != RESUME else None
     hold.save(
         sessions.StoredSession(
             phone=phone,
@@ -211,8 +259,9 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
             caller=facts.to_json() if current_app.config["USSD_CALLER_CACHE"] else None,
             answered_at=time.time(),
         ),
-        engine.snapshot(conversation, ctx) if conversation.state != RESUME else None,
-        keep_resume=conversation.state == RESUME,
+        snapshot,
+        # A walk that stopped where nothing can be resumed leaves the earlier snapshot offered.
+        keep_resume=conversation.state == RESUME or (walked and snapshot is None),
     )
     return body
 

@@ -7,6 +7,7 @@
 // A phone can be switched to another country: it gets a number of that country (the same demo
 // slot's ending) and that country's network code. The server runs one country; a phone of
 // another dials in as a foreign number, and says so.
+// A shortcut dialled (*384*7*1*0712000222*50#) goes as each gateway sends one.
 // Plain script, no build step, no dependencies.
 (function () {
   "use strict";
@@ -120,19 +121,23 @@
 
   Phone.prototype.dial = function () {
     var code = this.typed || SERVICE_CODE;
-    if (code !== SERVICE_CODE) {
+    // A shortcut: inputs after the service code, before its "#" (*384*7*1*0712000222*50#).
+    var base = SERVICE_CODE.replace(/#$/, "") + "*";
+    var shortcut = code.indexOf(base) === 0 && /#$/.test(code) ? code.slice(base.length, -1) : "";
+    if (code !== SERVICE_CODE && !shortcut) {
       this.display.textContent = "Unknown service code " + code + ".\nDial " + SERVICE_CODE + ".";
       this.typed = "";
       this.entry.textContent = "";
       return;
     }
     this.sessionId = "SIM" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
-    this.inputs = [];
+    // Africa's Talking sends the shortcut's inputs as the first text, and keeps them in it.
+    this.inputs = shortcut ? shortcut.split("*") : [];
     this.typed = "";
     this.entry.textContent = "";
     this.sequence = 0;
     this.gateway = this.gatewaySelect.value;
-    if (this.gateway === "at") this.hop("");
+    if (this.gateway === "at") this.hop(shortcut);
     else this.gatewayHop("begin", code);
   };
 

@@ -49,6 +49,7 @@ class Message:
     # numbers nothing: then the same input within USSD_RESEND_WINDOW_SECONDS is its retry.
     repeat_key: str | None = None
     echo: dict = field(default_factory=dict)  # what the answer repeats back to the gateway
+    service_code: str = ""  # the gateway's own service-code field, if it sends one (Hubtel, MTN)
 
 
 def text(doc: dict, name: str, *, required: bool = True, limit: int | None = views.MAX_FIELD) -> str:
@@ -90,6 +91,28 @@ def split(body: str) -> tuple[bool, str]:
     return body.startswith("CON "), body[4:] if body.startswith(("CON ", "END ")) else body
 
 
+def after_service_code(dialled: str, service_code: str = "") -> str:
+    """What was dialled after the service's code: "1*0711000002*500#" from
+    "*384*7*1*0711000002*500#", "" from "*384*7#" or from anything that does not start with
+    the code. The code is ours (``SERVICE_CODE``), or the gateway's ``service_code`` field when
+    that is a whole code with its extension ("*384*7#" or "384*7"); a bare short code ("384",
+    as Hubtel sends for "*384*7#") only tells the network's part, so it is never taken as ours:
+    a wrong cut would walk the extension as a menu choice."""
+    dialled = dialled.strip()
+    codes = [current_app.config["SERVICE_CODE"]]
+    given = service_code.strip().strip("*#")
+    if "*" in given:
+        codes.append(given)
+    for code in sorted({"*" + c.strip().strip("*#") for c in codes}, key=len, reverse=True):
+        if code == "*":
+            continue
+        if dialled.startswith(code + "*"):
+            return dialled[len(code) + 1 :]
+        if dialled in (code, code + "#"):
+            return ""
+    return ""
+
+
 def _json_body():
     doc = request.get_json(silent=True)
     return doc if isinstance(doc, dict) else None
@@ -127,11 +150,14 @@ def _handle(gateway) -> dict:
         views.close(session, phone)
         return gateway.closed(message)
     newest = message.text if message.kind == INPUT else ""
+    # The first message carries what was dialled: a shortcut's inputs follow the service code.
+    dialled = after_service_code(message.text, message.service_code) if message.kind == BEGIN else ""
     if message.repeat_key is not None:
-        body = views.hop(session, phone, message.repeat_key, newest)
+        body = views.hop(session, phone, message.repeat_key, newest, dialled=dialled)
     else:  # nothing numbers the messages: the same input again, at once, is the gateway's retry
         window = current_app.config["USSD_RESEND_WINDOW_SECONDS"]
-        body = views.hop(session, phone, f"{message.kind}\x00{message.text}", newest, fresh_for=window)
+        key = f"{message.kind}\x00{message.text}"
+        body = views.hop(session, phone, key, newest, fresh_for=window, dialled=dialled)
     return _reply(gateway, body, message)
 
 

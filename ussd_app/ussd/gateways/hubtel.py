@@ -32,6 +32,7 @@ def read(doc: dict) -> Message:
         text=typed,
         repeat_key=f"{sequence}\x00{typed}" if sequence else None,
         echo={"SessionId": session},
+        service_code=loose(doc, "ServiceCode"),
     )
 
 

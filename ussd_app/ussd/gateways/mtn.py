@@ -32,6 +32,7 @@ def read(doc: dict) -> Message:
             "msisdn": text(doc, "msisdn"),
             "serviceCode": text(doc, "serviceCode", required=False),
         },
+        service_code=loose(doc, "serviceCode"),
     )
 
 

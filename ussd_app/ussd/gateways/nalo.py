@@ -6,7 +6,8 @@ the first request of a session, false after) and ``NETWORK``. The answer repeats
 ``MSISDN`` and adds ``MSG`` (the screen) and ``MSGTYPE`` (true: wait for an input; false: end).
 
 With no session id, the session is the number's: ``MSGTYPE`` true starts a new one (a fresh id,
-kept per E.164 number in Redis for the session's lifetime), false continues the number's
+kept per E.164 number in Redis for the session's lifetime; the same first message again at
+once is Nalo's retry and keeps it), false continues the number's
 current one; if that has expired, the hop starts at home as any unknown session does. A phone
 has one USSD session at a time, so this is the session. Nalo numbers no message and sends no
 end notice: the same input again within ``USSD_RESEND_WINDOW_SECONDS`` of our answer is taken for
@@ -21,7 +22,7 @@ from flask import current_app
 from redis.exceptions import RedisError
 
 from ...queues import get_redis
-from ..sessions import PREFIX
+from ..sessions import PREFIX, text_digest
 from . import BEGIN, INPUT, Message, flag, loose, split, text
 
 log = logging.getLogger(__name__)
@@ -39,21 +40,42 @@ def read(doc: dict) -> Message:
 
 
 def session_for(message: Message, phone: str) -> str | None:
-    """The number's current session (a new one on ``MSGTYPE`` true); None if Redis is down."""
-    key = f"{PREFIX}:nalo:{phone}"
+    """The number's current session (a new one on ``MSGTYPE`` true); None if Redis is down.
+
+    A first message sent again at once (the same dialled string within
+    ``USSD_RESEND_WINDOW_SECONDS``, nothing typed since) is Nalo's retry, not a new dial: it
+    keeps the session, so its stored answer is given and a shortcut is not walked twice. What
+    was dialled is kept only as a keyed digest (it may hold a PIN)."""
+    key, begun = f"{PREFIX}:nalo:{phone}", f"{PREFIX}:nalo-begin:{phone}"
     ttl = current_app.config["USSD_SESSION_TTL_SECONDS"]
+    window_ms = int(current_app.config["USSD_RESEND_WINDOW_SECONDS"] * 1000)
     try:
         redis = get_redis()
-        current = None if message.kind == BEGIN else redis.get(key)
+        # Read (and, past the first message, forget the first message's digest) in one trip.
+        pipe = redis.pipeline(transaction=False)
+        pipe.get(key).get(begun) if message.kind == BEGIN else pipe.get(key).delete(begun)
+        current, previous = pipe.execute()
+        pipe = redis.pipeline(transaction=False)
+        if message.kind == BEGIN:
+            digest = text_digest(key, message.text)
+            if not (window_ms > 0 and _text(previous) == digest):
+                current = None  # a new dial: a new session
+            if window_ms > 0:
+                pipe.set(begun, digest, px=window_ms)
         if current is None:
             current = f"{NAME}:{phone}:{secrets.token_hex(8)}"
         else:
-            current = current.decode() if isinstance(current, bytes) else current
-        redis.set(key, current, ex=ttl)  # each hop keeps it as long as the session lives
+            current = _text(current)
+        pipe.set(key, current, ex=ttl)  # each hop keeps it as long as the session lives
+        pipe.execute()
     except RedisError as exc:
         log.error("ussd nalo: Redis unavailable (%s)", type(exc).__name__)
         return None
     return current
+
+
+def _text(raw) -> str:
+    return raw.decode() if isinstance(raw, bytes) else (raw or "")
 
 
 def caller(doc) -> str:
