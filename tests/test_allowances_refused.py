@@ -5,8 +5,10 @@ posting, the customer's money right. Operators see it in ``flask review list`` a
 refusals. Also: a pause is told once, and two workers after two batches do not read the same
 rows (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)."""
 
+import threading
 from datetime import timedelta
 
+import pytest
 from flask import current_app
 from sqlalchemy import select, update
 
@@ -209,3 +211,50 @@ def test_a_pause_after_money_came_back_is_a_new_pause_and_told(backend_app):
     assert state(allowance_id) == "paused"
     paused = [m for m in sms_to(customer.phone) if m.startswith("Allowance for MAMA MBOGA paused")]
     assert len(paused) == 2
+
+
+def test_two_workers_after_their_batches_take_disjoint_rows(cast):  # noqa: F811
+    """Worker A is telling the settlements of its batch (its transaction open); worker B, after
+    its own batch, finds those rows taken and skips them (FOR UPDATE SKIP LOCKED) instead of
+    reading the same rows and waiting on each one's lock."""
+    from sqlalchemy import text
+
+    from ussd_app.database import is_postgres
+    from ussd_app.payments.execute import execute_batch
+
+    if not is_postgres(db.session):
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer at a time)")
+    customer, merchant = cast
+    ids = [approved(customer, merchant, n=n) for n in (1, 2)]
+    for n, allowance_id in enumerate(ids):
+        charge(allowance_id, merchant, 5_00, n)
+        assert al.settle(db.session, allowance_id, why="merchant") is not None
+    db.session.commit()
+    execute_batch(db.session, 500)  # the posts, without the worker's after-batch call
+    app = current_app._get_current_object()
+    assert al.after_batch(db.session) == 2  # worker A: told, not committed yet
+    found = []
+
+    def worker_b():
+        with app.app_context():
+            try:
+                db.session.execute(text("SET LOCAL lock_timeout = '3s'"))
+                found.append(al.after_batch(db.session))
+                db.session.commit()
+            except Exception as exc:  # a lock wait that timed out: the test fails on it below
+                found.append(exc)
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=worker_b)
+    thread.start()
+    thread.join(timeout=30)
+    db.session.commit()
+    assert found == [0]
+    assert count(OutboxMessage, OutboxMessage.phone == customer.phone) >= 2
+    for allowance_id in ids:
+        assert state(allowance_id) == "approving"  # the next hold, made once
+    execute_all()
+    assert {state(a) for a in ids} == {"active"}
+    ledger_ok()
