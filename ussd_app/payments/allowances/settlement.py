@@ -32,6 +32,8 @@ from .records import (
 
 log = logging.getLogger(__name__)
 
+ANY_STATE = tuple(state.value for state in State)
+
 
 def _payee_fee(amount: int) -> int:
     """The merchant's fee on a settlement, from the tariff in force (a tariff stored before
@@ -352,7 +354,7 @@ def _refused(
     move(
         session,
         allowance.id,
-        allowance.state,
+        ANY_STATE,  # whatever it became meanwhile (a cancel racing this): the charges are owed
         Allowance.hold_request_id == request.pending_request_id,
         tab_amount=Allowance.tab_amount + settlement.amount,
         tab_count=Allowance.tab_count + settlement.charges,
@@ -440,7 +442,7 @@ def _settle_again(session, now: datetime, limit: int) -> int:
             request = holds.resolve(session, hold, RequestKind.ALLOWANCE_VOID)
         if request is None:  # claimed meanwhile: the tab is owed still
             move(
-                session, allowance.id, allowance.state, tab_amount=Allowance.tab_amount + tab,
+                session, allowance.id, ANY_STATE, tab_amount=Allowance.tab_amount + tab,
                 tab_count=Allowance.tab_count + count,
             )  # fmt: skip
             continue
