@@ -51,7 +51,9 @@ def test_the_merchant_sets_an_end_and_the_customer_sees_it_before_the_pin(client
     phone = dial(client)
     phone.send(APPROVALS)
     screen = phone.send("1")
-    assert f"The limit is held each period.\nEnds {day}\n" in screen
+    assert f"a week until {day}, at most KES 5.00 a charge? The limit is held each period.\n" in screen, (
+        screen
+    )
     schema = client.get("/api/v1/openapi.json").json["components"]["schemas"]
     assert "ends_at" in schema["AllowanceCreate"]["properties"]
     assert "ends_at" in schema["Allowance"]["properties"]
@@ -156,3 +158,58 @@ def test_my_allowances_shows_its_end_and_an_ask_past_its_end_cannot_be_approved(
     db.session.rollback()
     assert jobs.settle_allowances() == 1  # it expires
     assert the(late.json["id"]).state == "expired"
+
+
+@pytest.mark.parametrize("language", ["en", "sw"])
+def test_the_end_fits_both_screens_with_a_long_name_and_big_figures(app, language):
+    """The worst case: a long merchant name, KES 1,000,000 a month, 999 charges, Kiswahili.
+    Every screen is checked to fit (``Screens``); the end date and the figures are all there."""
+    from sqlalchemy import update
+
+    from tests.escrow_helpers import cash_in
+    from tests.test_ussd_allowances import JUMA
+    from tests.ussd_helpers import AGENT, CUSTOMER, person
+    from ussd_app.users import User, create_user
+
+    juma = person(**CUSTOMER)
+    cash_in(juma, person(**AGENT))
+    db.session.execute(update(User).where(User.id == juma.id).values(language=language))
+    long_name = create_user(
+        db.session,
+        phone="+254700000004",
+        name="Nairobi Evening Chronicle Digital Edition",
+        role="merchant",
+        pin="2222",
+        till="777777",
+    )
+    db.session.commit()
+    ends = utcnow() + timedelta(days=1000)
+    al.ask(
+        db.session,
+        long_name,
+        JUMA,
+        limit=1_000_000_00,
+        max_charge=1_000_00,
+        period="month",
+        description="Daily articles",
+        reference=None,
+        allowance_id="al_long",
+        ends_at=ends,
+    )
+    db.session.commit()
+    day = when(ends)[0]
+    phone = dial(app.test_client())
+    phone.send(APPROVALS)
+    details = phone.send("1")
+    assert day in details and "1,000,000.00" in details and "1,000.00" in details, details
+    db.session.execute(
+        al.Allowance.__table__.update()
+        .where(al.Allowance.id == "al_long")
+        .values(state="active", charge_count=999, charged=999_999_00, period_ends_at=ends)
+    )
+    db.session.commit()
+    phone = dial(app.test_client())
+    phone.send(ALLOWANCES)
+    phone.send("2")
+    shown = phone.send("1")
+    assert shown.count(day) == 2 and "999" in shown, shown  # the period's end and its own end

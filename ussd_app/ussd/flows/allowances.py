@@ -67,6 +67,11 @@ def _name_gives_way(lang: str, message: str, budget: int, name: str, **fields) -
 
 
 ENDS = N_("Ends {date}")  # the allowance's own end (the merchant's ends_at), when it has one
+# The same terms with the allowance's own end: as short as the worst case needs (a 6-letter
+# name, KES 1,000,000.00 a month, in Kiswahili: 133 of DETAILS_LIMIT's 136).
+DETAILS_UNTIL = N_(
+    "Allow {name} to charge up to {limit} {per_period} until {date}, at most {most} a charge? The limit is held each period."  # noqa: E501
+)
 
 
 def _ends(lang: str, ends_at) -> str:
@@ -80,13 +85,14 @@ def asked(
     most ``SUMMARY_LIMIT`` septets) and its own screen before the PIN (the name in full when
     it fits): the merchant, the limit per period, the period and the most a charge; then what
     the merchant says it is for, in the room left. Its end, if it has one, is a term the PIN
-    agrees to: it comes before the description, and the name gives way for it."""
+    agrees to: it is in the sentence with the figures (the name gives way for it)."""
     fields = dict(limit=common.money(limit), most=common.money(most), per_period=_per(lang, period))
-    end = _ends(lang, ends_at)
-    budget = approvals.DETAILS_LIMIT - (gsm7.length(end) + 1 if end else 0)
-    details = _name_gives_way(lang, DETAILS, budget, name, **fields)
-    if end:
-        details += "\n" + end
+    if ends_at is not None:
+        details = _name_gives_way(
+            lang, DETAILS_UNTIL, approvals.DETAILS_LIMIT, name, date=when(ends_at)[0], **fields
+        )
+    else:
+        details = _name_gives_way(lang, DETAILS, approvals.DETAILS_LIMIT, name, **fields)
     room = approvals.DETAILS_LIMIT - (gsm7.length(details) or approvals.DETAILS_LIMIT) - 1
     if description.strip() and room >= DESCRIPTION_ROOM:
         details += "\n" + gsm7.shorten(" ".join(description.split()), room)
