@@ -74,10 +74,13 @@ def test_the_merchant_sets_an_end_and_the_customer_sees_it_before_the_pin(client
     ],
 )
 def test_an_end_that_is_not_a_future_iso_8601_moment_is_a_clear_422(client, key, ends_at):
+    day = (datetime.now(UTC) + timedelta(days=200)).date()
+    fine = post(client, "/allowances", key, {**TERMS, "ends_at": f"{day}T23:59:59.999999999+03:00"})
+    assert fine.status_code == 201 and fine.json["ends_at"] == f"{day}T20:59:59.999999Z", fine.json
     made = post(client, "/allowances", key, {**TERMS, "ends_at": ends_at})
     assert made.status_code == 422, made.json
     assert made.json["error"]["code"] == "invalid_request", made.json
-    assert count(al.Allowance) == 0
+    assert count(al.Allowance) == 1
 
 
 def test_at_its_end_the_tab_settles_and_it_expires_with_one_sms(cast):  # noqa: F811
