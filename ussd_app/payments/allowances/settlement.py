@@ -336,7 +336,7 @@ def _settlements_done(session, now: datetime, limit: int) -> int:
                 left=left(allowance),
             )
             tell_customer(session, customer.phone, body, request.id)
-        elif settlement.why == Why.EXPIRED.value:  # nothing charged: its end's one SMS
+        elif allowance.state == State.EXPIRED.value:  # at its end with nothing charged: its one SMS
             body = texts.ended(customer, merchant_of(session, allowance), allowance)
             tell_customer(session, customer.phone, body, request.id)
     return done
