@@ -41,7 +41,8 @@ def payer(customer, agent):
 
 
 def run_due(runner, at: str) -> str:
-    result = runner.invoke(args=["standing-orders", "run-due", "--at", at])
+    """The scheduler at ``at`` (days ahead: ``--future``, as the clock cannot be moved)."""
+    result = runner.invoke(args=["standing-orders", "run-due", "--at", at, "--future"])
     assert result.exit_code == 0, result.output
     return result.output
 

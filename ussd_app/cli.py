@@ -192,7 +192,8 @@ def account_tier(phone, tier):
 
 @review_cli.cli.command("list")
 def review_list():
-    """Transfers held for review by a velocity rule, oldest first."""
+    """Transfers held for review by a velocity rule, oldest first; then allowance settlements
+    refused ALLOWANCE_SETTLE_ALERT_AFTER times or more (the money held until one posts)."""
     held = db.session.execute(
         select(TransferRequest)
         .where(TransferRequest.status == RequestStatus.REVIEW.value)
@@ -202,6 +203,18 @@ def review_list():
         click.echo(
             f"{r.code} {r.kind} {money(r.amount)} account {r.debit_account_id} -> "
             f"{r.credit_account_id} held {r.executed_at:%Y-%m-%d %H:%M} UTC ({r.result})"
+        )
+    # Allowance settlements refused again and again (the merchant locked, the ledger): the
+    # customer's money stays held until one posts (payments/allowances/settlement.py).
+    from .payments import holds
+    from .payments.allowances.settlement import refused_settlements
+
+    for allowance, last in refused_settlements(db.session):
+        click.echo(
+            f"{last.code} allowance settlement {money(last.amount)} account {last.debit_account_id} -> "
+            f"{last.credit_account_id} refused {holds.attempt_of(last.pending_request_id, last.id)} times, "
+            f"last {last.executed_at:%Y-%m-%d %H:%M} UTC ({last.result}); allowance {allowance.id}, "
+            f"tried again every TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS"
         )
 
 

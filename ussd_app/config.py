@@ -236,6 +236,15 @@ class Config:
     # -- Allowances (issue 18: payments/allowances/) -------------------------------------
     # Seconds a merchant's request for an allowance waits for the customer before it expires.
     ALLOWANCE_ASK_SECONDS = _int("TUMA_ALLOWANCE_ASK_SECONDS", 7 * 24 * 3600)
+    # Seconds after a settlement was refused (the merchant locked by Tuma, the ledger) before the
+    # maintenance job tries it again (<hold>.r2, .r3, ...); the money stays held meanwhile.
+    ALLOWANCE_SETTLE_RETRY_SECONDS = _int("TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS", 3600)
+    # Refusals of one settlement after which it is listed for operators (``flask review list``)
+    # and logged as an error, not a warning.
+    ALLOWANCE_SETTLE_ALERT_AFTER = _int("TUMA_ALLOWANCE_SETTLE_ALERT_AFTER", 3)
+    # Periods in a row an allowance's hold may be refused (paused, tried again each period)
+    # before it expires, with one SMS; the customer hears of the pause once, not every period.
+    ALLOWANCE_PAUSED_PERIODS = _int("TUMA_ALLOWANCE_PAUSED_PERIODS", 3)
 
     # -- Agent-started withdrawals, reversals and airtime (issue 5, escrow2) ---------------
     # Seconds a withdrawal an agent started waits for the customer's approval.

@@ -99,10 +99,12 @@ RESOLVED_HOLD_KINDS = (RequestKind.ALLOWANCE.value,)
 
 
 def _resolution_of_a_hold():
-    """The join to a resolved allowance hold's one resolution (no other kind joins: never a
-    row twice)."""
+    """The join to a resolved allowance hold's one live resolution (no other kind joins, and a
+    refused attempt does not: never a row twice; ``holds.reopen``)."""
     return and_(
-        TransferRequest.kind.in_(RESOLVED_HOLD_KINDS), _RESOLUTION.pending_request_id == TransferRequest.id
+        TransferRequest.kind.in_(RESOLVED_HOLD_KINDS),
+        _RESOLUTION.pending_request_id == TransferRequest.id,
+        _RESOLUTION.status != RequestStatus.REJECTED.value,
     )
 
 
@@ -302,15 +304,19 @@ def _locked_businesses(session, account_ids) -> set[int]:
     )
 
 
-def check_batch(session, requests, now: datetime | None = None) -> dict[str, Refusal]:
+def check_batch(
+    session, requests, now: datetime | None = None, velocity_exempt: frozenset[str] | set[str] = frozenset()
+) -> dict[str, Refusal]:
     """{request id: Refusal} for the requests of a batch that break a limit or a velocity rule.
 
-    A payment (a kind in COUNTED_KINDS) to an agent or merchant an operator has locked is
-    refused (``payee_locked``) before any limit is looked at.
+    A payment (a kind in COUNTED_KINDS, or an allowance's settlement) to an agent or merchant an
+    operator has locked is refused (``payee_locked``) before any limit is looked at.
 
     Call it after ``lock_accounts`` for every account the batch touches. Requests are checked
     in batch order; each one let through counts against the next ones of the same payer or
-    payee (even if the ledger then refuses it for funds: a conservative count)."""
+    payee (even if the ledger then refuses it for funds: a conservative count).
+    ``velocity_exempt``: ids the velocity rules do not hold (the limits still apply; they still
+    count towards the hour for the payer's other payments)."""
     from .users import Role, User  # users imports the ledger; keep this module light to import
 
     now = now or utcnow()
@@ -339,12 +345,14 @@ def check_batch(session, requests, now: datetime | None = None) -> dict[str, Ref
         payer = r.debit_account_id if r.debit_account_id in customers else None
         payee = r.credit_account_id if r.credit_account_id in customers else None
         refusal = None
-        if r.kind in kinds.COUNTED_KINDS and r.credit_account_id in locked_businesses:
+        if r.kind in kinds.PAYS_A_BUSINESS and r.credit_account_id in locked_businesses:
             refusal = Refusal(Result.PAYEE_LOCKED, 0, 0)
         elif payer is not None and r.kind in kinds.COUNTED_KINDS:
             count, value = hour[payer]
             refusal = over_limit(r.amount, r.fee, payer=tier_limits(customers[payer]), spent=spent[payer])
-            if refusal is None and r.result != REVIEW_CLEARED:  # then velocity: held for review
+            # Then velocity (held for review), except for a request an operator cleared or one in
+            # ``velocity_exempt`` (a standing order's run: its payer set it up with the PIN).
+            if refusal is None and r.result != REVIEW_CLEARED and r.id not in velocity_exempt:
                 if max_count and count >= max_count:
                     refusal = Refusal(Result.VELOCITY_COUNT, max_count, count + 1 - max_count, hold=True)
                 elif max_value and value + r.amount > max_value:

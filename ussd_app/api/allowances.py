@@ -79,6 +79,7 @@ def view(allowance: al.Allowance) -> Allowance:
         tab=allowance.tab_amount,
         period_starts=allowance.period_starts_at,
         period_ends=allowance.period_ends_at,
+        ends_at=allowance.ends_at,
         last_settlement=_settlement(al.last_settlement(db.session, allowance.id)),
         created=allowance.created_at,
     )
@@ -99,7 +100,8 @@ def _same_terms(allowance: al.Allowance, body: AllowanceCreate, phone: str) -> b
         allowance.period,
         allowance.description,
         allowance.reference,
-    ) == (phone, body.limit, body.max_charge, body.period, body.description, body.reference)
+        allowance.ends_at,
+    ) == (phone, body.limit, body.max_charge, body.period, body.description, body.reference, body.ends_at)
 
 
 @bp.post("/allowances")
@@ -116,7 +118,9 @@ def create_allowance(caller, body: AllowanceCreate, idempotency_key: str):
     The customer gets an SMS and approves (with the PIN) or declines in My approvals on USSD.
     Approving holds the period's limit; from then on (status ``active``, event
     ``allowance.approved``) you may charge up to ``max_charge`` a charge and ``limit`` a period,
-    with no SMS and no PIN per charge. Each period's charges settle as one payment to you."""
+    with no SMS and no PIN per charge. Each period's charges settle as one payment to you.
+    With ``ends_at``, the customer sees the end before approving; at that moment the tab
+    settles and the allowance expires (event ``allowance.expired``, one SMS to the customer)."""
     check_currency(body.currency)
     phone = mobile(body.phone)
     customer = find_by_phone(db.session, phone)
@@ -146,6 +150,7 @@ def create_allowance(caller, body: AllowanceCreate, idempotency_key: str):
         description=body.description,
         reference=body.reference,
         allowance_id=allowance_id,
+        ends_at=body.ends_at,
     )
     return view(allowance), 201
 

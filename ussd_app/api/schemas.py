@@ -7,7 +7,7 @@ checked against our country's mobiles by the operations (``phones.normalize_mobi
 need the app's configured country.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -246,6 +246,26 @@ class PaymentRequest(Out):
 
 # -- allowances -------------------------------------------------------------------------------
 
+# How far ahead an allowance's own end may be (days).
+ALLOWANCE_MAX_DAYS = 5 * 366
+
+
+def _future_utc(moment: datetime, max_days: int, name: str) -> datetime:
+    """``moment`` as naive UTC (as stored; no offset means UTC), after now and at most
+    ``max_days`` ahead; else a ValueError naming ``name``."""
+    try:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+    except (OverflowError, ValueError) as exc:  # year 1 or 9999 pushed off the calendar
+        raise ValueError(f"{name}: out of the calendar's range") from exc
+    now = datetime.now(UTC).replace(tzinfo=None)
+    if moment <= now:
+        raise ValueError(f"{name}: in the future")
+    if moment > now + timedelta(days=max_days):
+        raise ValueError(f"{name}: at most {max_days} days ahead")
+    return moment
+
+
 # Charges taken in one batch request (each a tab line, all in one transaction).
 MAX_CHARGE_BATCH = 1_000
 AllowanceStatus = Literal[
@@ -265,11 +285,19 @@ class AllowanceCreate(In):
     )
     reference: str | None = Field(default=None, pattern=REFERENCE_PATTERN, examples=["READER-77"])
     currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
+    ends_at: Moment | None = Field(
+        default=None,
+        description="Optional: when the allowance ends (ISO 8601; UTC unless it says), in the future and "
+        f"at most {ALLOWANCE_MAX_DAYS} days ahead. Then its tab settles and it expires (allowance.expired).",
+        examples=["2027-06-30T23:59:59+03:00"],
+    )
 
     @model_validator(mode="after")
     def _max_charge_within_limit(self):
         if self.max_charge > self.limit:
             raise ValueError("max_charge: at most the limit")
+        if self.ends_at is not None:
+            self.ends_at = _future_utc(self.ends_at, ALLOWANCE_MAX_DAYS, "ends_at")
         return self
 
 
@@ -297,6 +325,7 @@ class Allowance(Out):
     tab: int = Field(description="Charged and not settled yet, minor units.")
     period_starts: When | None
     period_ends: When | None = Field(description="The tab settles then, and a new period starts.")
+    ends_at: When | None = Field(default=None, description="When the allowance ends, if it has an end.")
     last_settlement: AllowanceSettlementView | None
     created: When
 

@@ -41,7 +41,24 @@ PAUSED = (
     "Allowance for {name} paused: {amount} could not be held (not enough money, or over a limit). "
     "Next try {date}."
 )
-MESSAGES = (*ASKED.values(), SETTLED, SETTLED_ENDED, SETTLED_ONE, SETTLED_ENDED_ONE, PAUSED)
+# Its end (the merchant's ``ends_at``) came with nothing charged to settle: the one SMS of its end.
+ENDED = "Allowance for {name} has ended ({date}). Nothing more will be charged or held."
+# Its limit could not be held for ALLOWANCE_PAUSED_PERIODS periods in a row: it ends (the pause
+# itself was told once, when it began).
+ENDED_PAUSED = (
+    "Allowance for {name} has ended: its limit could not be held {count} times in a row. "
+    "Nothing more will be held."
+)
+MESSAGES = (
+    *ASKED.values(),
+    SETTLED,
+    SETTLED_ENDED,
+    SETTLED_ONE,
+    SETTLED_ENDED_ONE,
+    PAUSED,
+    ENDED,
+    ENDED_PAUSED,
+)
 
 
 def asked(customer, merchant, allowance) -> str:
@@ -87,3 +104,12 @@ def paused(customer, merchant, allowance, amount: int) -> str:
     """To the customer whose period's limit could not be held: tried again next period."""
     next_try = when(allowance.period_ends_at)[0] if allowance.period_ends_at else ""
     return tell(customer, PAUSED, name=_name(merchant), amount=money(amount), date=next_try)
+
+
+def ended(customer, merchant, allowance, *, paused_periods: int = 0) -> str:
+    """To the customer: the allowance has ended with nothing to settle, at its own end or after
+    ``paused_periods`` periods paused in a row."""
+    if paused_periods:
+        return tell(customer, ENDED_PAUSED, name=_name(merchant), count=paused_periods)
+    end = allowance.ends_at or allowance.decided_at
+    return tell(customer, ENDED, name=_name(merchant), date=when(end)[0] if end else "")

@@ -20,12 +20,20 @@ derived from the hold's (``<hold>.r``). Two expiry jobs, or the buyer and the ex
 on that UPDATE: the database lets one win and the other sees no row. Behind it, the ledger's
 unique ``pending_id`` index would refuse a second resolution anyway.
 
+A resolution the ledger (or a limit) refused leaves the money held: ``reopen`` puts the hold
+back to ``pending`` (compare-and-set, only while no other resolution of it is live), and the
+next ``resolve`` records attempt 2, ``<hold>.r2``, then ``.r3``, ... The attempt number is read
+from the resolutions already recorded, after the claim (whose UPDATE holds the hold's row until
+commit), so a re-run finds the same id (``record_request`` returns it) and two attempts can
+never both be live: attempt n+1 exists only once attempt n is ``rejected``.
+
 No ledger timeout: the ledger may only void an expired hold, but a protected purchase must be
 *posted* when it falls due; so every hold here falls due by ``hold_seconds`` after its PENDING
 transfer was created (database clock), and ``resolve_due`` resolves it. Nothing here commits.
 """
 
-from sqlalchemy import BigInteger, cast, select, update
+from sqlalchemy import BigInteger, cast, exists, select, update
+from sqlalchemy.orm import aliased
 
 from ..database import db_clock_us
 from ..ledger import AccountKind, Transfer, house_account
@@ -35,8 +43,66 @@ from .models import HoldState, RequestKind, RequestStatus, TransferRequest
 from .submit import record_request
 
 
-def resolution_id(hold_id: str) -> str:
-    return f"{hold_id}.r"
+def resolution_id(hold_id: str, attempt: int = 1) -> str:
+    """The id of the request that resolves ``hold_id``: ``<hold>.r`` (the first attempt, what
+    every hold's resolution has always been called), ``<hold>.r2``, ... after refusals."""
+    return f"{hold_id}.r" if attempt == 1 else f"{hold_id}.r{attempt}"
+
+
+def attempt_of(hold_id: str, request_id: str) -> int:
+    """Which attempt ``request_id`` (a resolution of ``hold_id``) is: ``.r`` 1, ``.r2`` 2, ..."""
+    tail = request_id[len(hold_id) + 2 :]
+    return int(tail) if tail.isdigit() else 1
+
+
+def _next_attempt(session, hold_id: str) -> int:
+    """The attempt to record now (call after the claim): the live one if there is one (a re-run
+    finds its own id), else one past the last refused. Read from the database, not the session."""
+    found = session.execute(
+        select(TransferRequest.id, TransferRequest.status).where(
+            TransferRequest.pending_request_id == hold_id
+        )
+    ).all()
+    live = [attempt_of(hold_id, rid) for rid, status in found if status != RequestStatus.REJECTED.value]
+    if live:
+        return max(live)
+    return max((attempt_of(hold_id, rid) for rid, _ in found), default=0) + 1
+
+
+def resolution(session, hold: TransferRequest) -> TransferRequest | None:
+    """The request that resolves (or resolved) ``hold``: its latest attempt, None before any."""
+    return session.execute(
+        select(TransferRequest)
+        .where(TransferRequest.pending_request_id == hold.id)
+        .order_by(TransferRequest.created_at.desc(), TransferRequest.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def reopen(session, refused: TransferRequest) -> bool:
+    """``refused``, a hold's resolution, was refused (the ledger or a limit): the money is still
+    held, so the hold is ``pending`` again and the next ``resolve`` records the next attempt.
+    True for the one caller that moved it; False when it was not refused, or the hold has
+    moved on (another resolution of it is queued or posted)."""
+    if refused.status != RequestStatus.REJECTED.value or refused.pending_request_id is None:
+        return False
+    claimed = HoldState.POSTED if spec(refused.kind).phase == Phase.POST else HoldState.VOIDED
+    live = aliased(TransferRequest)
+    result = session.execute(
+        update(TransferRequest)
+        .where(
+            TransferRequest.id == refused.pending_request_id,
+            TransferRequest.hold_state == claimed.value,
+            TransferRequest.status == RequestStatus.ACCEPTED.value,
+            ~exists().where(
+                live.pending_request_id == refused.pending_request_id,
+                live.status != RequestStatus.REJECTED.value,
+            ),
+        )
+        .values(hold_state=HoldState.PENDING.value)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 def _claim(session, hold_id: str, from_state: HoldState, to_state: HoldState) -> bool:
@@ -86,7 +152,7 @@ def resolve(
         payer, payee = hold.credit_account_id, hold.debit_account_id
     return record_request(
         session,
-        request_id=resolution_id(hold.id),
+        request_id=resolution_id(hold.id, _next_attempt(session, hold.id)),
         kind=kind.value,
         debit_account_id=payer,
         credit_account_id=payee,

@@ -279,6 +279,10 @@ HOLD_KINDS = _values(lambda row: row.phase == Phase.PENDING)
 POSTING_KINDS = _values(lambda row: row.phase == Phase.POST)
 VOIDING_KINDS = _values(lambda row: row.phase == Phase.VOID)
 COUNTED_KINDS = _values(lambda row: row.counted)
+# Refused to an agent or merchant an operator has locked (limits.check_batch: ``payee_locked``):
+# every counted payment, and an allowance's settlement (its hold was counted when made; the
+# settlement is what pays the merchant, so it waits, held, until the lock is lifted).
+PAYS_A_BUSINESS = COUNTED_KINDS | {RequestKind.ALLOWANCE_POST.value}
 CREDITED_KINDS = _values(lambda row: row.credits_payee)
 POSTS_WHAT_FITS = _values(lambda row: row.posts_what_fits)
 # Kinds whose outcome sends a webhook event (ussd_app/events/emit.py).

@@ -639,6 +639,21 @@ def stopped_runs(session, requests) -> set[str]:
     return _runs_among(session, requests, StandingOrder.state.in_(stopped))
 
 
+# A run of an order set up at least this long ago is not held by the velocity rules.
+VELOCITY_EXEMPT_AFTER = timedelta(days=1)
+
+
+def velocity_exempt(session, requests, now: datetime | None = None) -> set[str]:
+    """The ids of ``requests`` that are runs of an order set up a day ago or more: the velocity
+    rules do not hold them for review (``limits.check_batch``; the limits still apply). Its
+    payer set the payee and amount with the PIN, and up to STANDING_ORDERS_PER_PAYER orders may
+    fall due at one midnight. Orders set up within the day are held like any payment: whoever
+    has the phone and PIN cannot pass the rule by paying through same-day orders. No query
+    unless an id has a run's shape."""
+    since = (now or utcnow()) - VELOCITY_EXEMPT_AFTER
+    return _runs_among(session, requests, StandingOrder.created_at <= since)
+
+
 def quiet_refusals(session, requests) -> set[str]:
     """The ids of ``requests`` (refused ones) that are standing-order runs: their payer hears
     of the refusal from ``settle`` (one SMS saying what happens next), so the worker writes no

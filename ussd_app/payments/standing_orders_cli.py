@@ -6,12 +6,17 @@ from datetime import UTC, datetime, timedelta
 import click
 from flask import Blueprint
 
+from ..clock import utcnow
 from ..extensions import db
 from ..messages import money
 from ..users import find_by_account
 from .standing_orders import local_date, midnight, run_due
 
 standing_orders_cli = Blueprint("standing_orders", __name__, cli_group="standing-orders")
+
+# ``--at`` further ahead than this pays runs not due yet (a year ahead: a year of daily runs at
+# once); refused unless ``--future`` says it is meant (a test, a replay on a copy).
+AHEAD = timedelta(days=1)
 
 
 def _instant(text: str | None) -> datetime | None:
@@ -33,10 +38,24 @@ def _instant(text: str | None) -> datetime | None:
 
 @standing_orders_cli.cli.command("run-due")
 @click.option("--at", "at", default=None, help="the instant, ISO-8601 (default: now); no offset = UTC")
-def run_due_command(at):
+@click.option(
+    "--future",
+    is_flag=True,
+    default=False,
+    help="allow an --at more than a day ahead of the clock (it pays every run due until then)",
+)
+def run_due_command(at, future):
     """Record the transfer of every run due at the instant (and second tries come due), and
-    commit. Safe to run twice for one instant: it pays once."""
-    requests = run_due(db.session, now=_instant(at))
+    commit. Safe to run twice for one instant: it pays once. An instant more than a day ahead
+    is refused without --future: it would pay runs that are not due yet."""
+    moment = _instant(at)
+    if moment is not None and moment > utcnow() + AHEAD and not future:
+        raise click.BadParameter(
+            f"{at} is more than a day ahead of now: it would pay every run due until then "
+            "(add --future if that is meant)",
+            param_hint="--at",
+        )
+    requests = run_due(db.session, now=moment)
     lines = []
     for request in requests:
         payer = find_by_account(db.session, request.debit_account_id)

@@ -210,7 +210,7 @@ def _hold_status(session, hold: TransferRequest, say) -> tuple[str, dict]:
 
 def _resolved(session, hold: TransferRequest) -> bool:
     """Whether the request that resolves ``hold`` (post or void) has been posted."""
-    resolution = session.get(TransferRequest, holds.resolution_id(hold.id))
+    resolution = holds.resolution(session, hold)  # its latest attempt (holds.reopen)
     return resolution is not None and resolution.status == RequestStatus.ACCEPTED.value
 
 

@@ -5,7 +5,7 @@ here commits."""
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from ...clock import utcnow
 from ...users import User, find_by_phone
@@ -65,15 +65,19 @@ def ask(
     description: str,
     reference: str | None,
     allowance_id: str,
+    ends_at: datetime | None = None,
 ) -> Allowance:
     """The merchant asks (the API): recorded ``awaiting_approval`` and the customer told by SMS
-    to approve in My approvals. ``phone`` is E.164. The same id again returns the first one."""
+    to approve in My approvals. ``phone`` is E.164; ``ends_at`` (naive UTC, in the future) its
+    own end, if it has one. The same id again returns the first one."""
     from ...messages import allowances as texts
 
     existing = session.get(Allowance, allowance_id)
     if existing is not None:
         return existing
     _check_terms(limit, max_charge, period, description)
+    if ends_at is not None and ends_at <= utcnow():
+        raise AllowanceError("ends_at: in the future")
     allowance = Allowance(
         id=allowance_id,
         merchant_account_id=merchant.account_id,
@@ -91,6 +95,7 @@ def ask(
         tab_count=0,
         hold_no=0,
         created_at=utcnow(),
+        ends_at=ends_at,
     )
     session.add(allowance)
     session.flush()
@@ -109,6 +114,7 @@ def awaiting(session, customer: User) -> list[Allowance]:
                 Allowance.customer_phone == customer.phone,
                 Allowance.state == State.AWAITING_APPROVAL.value,
                 Allowance.created_at > cutoff,
+                or_(Allowance.ends_at.is_(None), Allowance.ends_at > utcnow()),
             )
             .order_by(Allowance.created_at, Allowance.id)
         ).scalars()
@@ -166,6 +172,7 @@ def approve(session, customer: User, allowance_id: str) -> bool:
         allowance.id,
         State.AWAITING_APPROVAL.value,
         Allowance.created_at > cutoff,
+        or_(Allowance.ends_at.is_(None), Allowance.ends_at > now),  # not approved past its end
         state=State.APPROVING.value,
         customer_account_id=customer.account_id,
         decided_at=now,

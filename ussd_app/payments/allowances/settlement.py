@@ -6,9 +6,10 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from ...clock import utcnow
+from ...database import is_postgres
 from ...users import find_by_phone
 from .. import holds
 from ..models import HoldState, RequestKind, RequestStatus, TransferRequest
@@ -30,6 +31,8 @@ from .records import (
 )
 
 log = logging.getLogger(__name__)
+
+ANY_STATE = tuple(state.value for state in State)
 
 
 def _payee_fee(amount: int) -> int:
@@ -124,8 +127,10 @@ def settle(session, allowance_id: str, *, why: str, now: datetime | None = None)
 
 
 def release_if_held(session, allowance: Allowance) -> TransferRequest | None:
-    """An allowance that ended while its hold was queued: void the hold once it is accepted."""
-    if allowance.hold_request_id is None:
+    """An allowance that ended while its hold was queued: void the hold once it is accepted.
+    Never a hold with charges owed on it (a refused settlement's tab, restored): that is posted,
+    tried again by ``settle_due`` (``_settle_again``)."""
+    if allowance.hold_request_id is None or allowance.tab_amount > 0:
         return None
     hold = session.get(TransferRequest, allowance.hold_request_id)
     if hold is None or hold.status != RequestStatus.ACCEPTED.value:
@@ -135,7 +140,9 @@ def release_if_held(session, allowance: Allowance) -> TransferRequest | None:
 
 def _renew(session, allowance: Allowance, from_state: str, now: datetime) -> bool:
     """Hold what is left of the period (a new period if this one ended): ``approving``, or
-    ``active`` with no hold when nothing is left."""
+    ``active`` with no hold when nothing is left; ``expired`` (no hold) past its own end."""
+    if allowance.ends_at is not None and allowance.ends_at <= now:
+        return _expire(session, allowance, from_state, now)
     values: dict = {}
     if allowance.period_ends_at is None or allowance.period_ends_at <= now:
         values.update(_next_period(allowance, now))
@@ -173,17 +180,31 @@ def after_batch(session, limit: int = 500) -> int:
     return done
 
 
+def _unclaimed(session, query, table):
+    """``query`` for one of several workers: on PostgreSQL the rows another worker's transaction
+    holds are skipped (``FOR UPDATE SKIP LOCKED`` on ``table``'s rows), so two workers after two
+    batches take disjoint rows instead of reading the same 500 and queueing on each UPDATE.
+    SQLite has one writer at a time: nothing to skip."""
+    if is_postgres(session):
+        return query.with_for_update(skip_locked=True, of=table)
+    return query
+
+
 def _holds_decided(session, limit: int) -> int:
     from ...messages import allowances as texts
 
     rows = session.execute(
-        select(Allowance, TransferRequest.status)
-        .join(TransferRequest, TransferRequest.id == Allowance.hold_request_id)
-        .where(
-            Allowance.state == State.APPROVING.value,
-            TransferRequest.status.in_((RequestStatus.ACCEPTED.value, RequestStatus.REJECTED.value)),
+        _unclaimed(
+            session,
+            select(Allowance, TransferRequest.status)
+            .join(TransferRequest, TransferRequest.id == Allowance.hold_request_id)
+            .where(
+                Allowance.state == State.APPROVING.value,
+                TransferRequest.status.in_((RequestStatus.ACCEPTED.value, RequestStatus.REJECTED.value)),
+            )
+            .limit(limit),
+            Allowance,
         )
-        .limit(limit)
     ).all()
     done = 0
     for allowance, status in rows:
@@ -207,30 +228,74 @@ def _holds_decided(session, limit: int) -> int:
             continue
         customer = find_by_phone(session, allowance.customer_phone)
         hold = session.get(TransferRequest, allowance.hold_request_id)
-        if customer is not None:
+        # Why, in the ledger's or the limits' word (exceeds_credits, limit_daily_exceeded, ...).
+        tell_merchant(session, allowance, "allowance.paused", failure=hold.result)
+        refused = _holds_refused_in_a_row(session, allowance)
+        if refused >= current_app.config["ALLOWANCE_PAUSED_PERIODS"]:
+            _expire(session, allowance, State.PAUSED.value, utcnow(), paused_periods=refused)
+        elif refused == 1 and customer is not None:
+            # Told once per pause: the holds tried at the next periods are silent (an SMS every
+            # period, forever, for an allowance the customer may have forgotten, costs more
+            # than it tells); the pause ends, with one SMS, after ALLOWANCE_PAUSED_PERIODS.
             tell_customer(
                 session,
                 customer.phone,
                 texts.paused(customer, merchant_of(session, allowance), allowance, hold.amount),
                 hold.id,
             )
-        # Why, in the ledger's or the limits' word (exceeds_credits, limit_daily_exceeded, ...).
-        tell_merchant(session, allowance, "allowance.paused", failure=hold.result)
     return done
+
+
+def _holds_refused_in_a_row(session, allowance: Allowance) -> int:
+    """How many of the allowance's latest holds were refused in a row (1: it has just paused)."""
+    most = current_app.config["ALLOWANCE_PAUSED_PERIODS"]  # no need to look further back
+    ids = [hold_id(allowance, n) for n in range(allowance.hold_no, max(0, allowance.hold_no - most), -1)]
+    query = select(TransferRequest.id, TransferRequest.status).where(TransferRequest.id.in_(ids))
+    statuses = {request_id: status for request_id, status in session.execute(query).all()}
+    refused = 0
+    for request_id in ids:
+        if statuses.get(request_id) != RequestStatus.REJECTED.value:
+            break
+        refused += 1
+    return refused
+
+
+def _expire(
+    session, allowance: Allowance, from_state: str, now: datetime, *, paused_periods: int = 0
+) -> bool:
+    """End an allowance with no hold (or a hold refused) at its end, or after too many periods
+    paused: ``expired``, the merchant's ``allowance.expired`` and the customer's ONE SMS."""
+    from ...messages import allowances as texts
+
+    if not move(session, allowance.id, from_state, state=State.EXPIRED.value, decided_at=now):
+        return False
+    allowance = fresh(session, allowance.id)
+    tell_merchant(session, allowance, "allowance.expired")
+    customer = find_by_phone(session, allowance.customer_phone)
+    if customer is not None:
+        body = texts.ended(
+            customer, merchant_of(session, allowance), allowance, paused_periods=paused_periods
+        )
+        tell_customer(session, customer.phone, body)
+    return True
 
 
 def _settlements_done(session, now: datetime, limit: int) -> int:
     from ...messages import allowances as texts
 
     rows = session.execute(
-        select(AllowanceSettlement, TransferRequest)
-        .join(TransferRequest, TransferRequest.id == AllowanceSettlement.id)
-        .where(
-            AllowanceSettlement.told_at.is_(None),
-            TransferRequest.status.in_((RequestStatus.ACCEPTED.value, RequestStatus.REJECTED.value)),
+        _unclaimed(
+            session,
+            select(AllowanceSettlement, TransferRequest)
+            .join(TransferRequest, TransferRequest.id == AllowanceSettlement.id)
+            .where(
+                AllowanceSettlement.told_at.is_(None),
+                TransferRequest.status.in_((RequestStatus.ACCEPTED.value, RequestStatus.REJECTED.value)),
+            )
+            .order_by(AllowanceSettlement.created_at)
+            .limit(limit),
+            AllowanceSettlement,
         )
-        .order_by(AllowanceSettlement.created_at)
-        .limit(limit)
     ).all()
     done = 0
     for settlement, request in rows:
@@ -244,14 +309,23 @@ def _settlements_done(session, now: datetime, limit: int) -> int:
             continue
         done += 1
         allowance = fresh(session, settlement.allowance_id)
-        if request.status != RequestStatus.ACCEPTED.value:  # a hold's resolution cannot fail
-            log.error("allowance %s: settlement %s refused (%s)", allowance.id, request.id, request.result)
+        if request.status != RequestStatus.ACCEPTED.value:
+            _refused(session, allowance, settlement, request)
+            continue
         if allowance.state == State.SETTLING.value:
-            _renew(session, allowance, State.SETTLING.value, now)
+            if allowance.ends_at is not None and allowance.ends_at <= now:
+                # Its own end came while this settlement was queued: it ends here (the SMS
+                # below says so), with no next hold.
+                move(session, allowance.id, State.SETTLING.value, state=State.EXPIRED.value, decided_at=now)
+                tell_merchant(session, fresh(session, allowance.id), "allowance.expired")
+            else:
+                _renew(session, allowance, State.SETTLING.value, now)
             allowance = fresh(session, allowance.id)
         customer = find_by_phone(session, allowance.customer_phone)
+        if customer is None:
+            continue
         posted = request.kind == RequestKind.ALLOWANCE_POST.value and request.amount > 0
-        if customer is not None and posted and request.status == RequestStatus.ACCEPTED.value:
+        if posted:
             body = texts.settled(
                 customer,
                 merchant_of(session, allowance),
@@ -262,7 +336,39 @@ def _settlements_done(session, now: datetime, limit: int) -> int:
                 left=left(allowance),
             )
             tell_customer(session, customer.phone, body, request.id)
+        elif allowance.state == State.EXPIRED.value:  # at its end with nothing charged: its one SMS
+            body = texts.ended(customer, merchant_of(session, allowance), allowance)
+            tell_customer(session, customer.phone, body, request.id)
     return done
+
+
+def _refused(
+    session, allowance: Allowance, settlement: AllowanceSettlement, request: TransferRequest
+) -> None:
+    """A settlement the ledger (or a limit: the merchant locked by Tuma) refused: nothing moved,
+    so the hold is ``pending`` again and its charges are owed again (the tab restored on the
+    allowance, which stays where it was: ``settling`` takes no charges and makes no next hold,
+    a cancelled or expired one stays ended). ``settle_due`` tries it again after
+    ALLOWANCE_SETTLE_RETRY_SECONDS as ``<hold>.r2``, ``.r3``, ...; no SMS, as nothing was paid."""
+    holds.reopen(session, request)
+    move(
+        session,
+        allowance.id,
+        ANY_STATE,  # whatever it became meanwhile (a cancel racing this): the charges are owed
+        Allowance.hold_request_id == request.pending_request_id,
+        tab_amount=Allowance.tab_amount + settlement.amount,
+        tab_count=Allowance.tab_count + settlement.charges,
+    )
+    attempt = holds.attempt_of(request.pending_request_id, request.id)
+    alert = attempt >= current_app.config["ALLOWANCE_SETTLE_ALERT_AFTER"]
+    (log.error if alert else log.warning)(
+        "allowance %s: settlement %s refused (%s), attempt %d; tried again later%s",
+        allowance.id,
+        request.id,
+        request.result,
+        attempt,
+        " (listed by `flask review list`)" if alert else "",
+    )
 
 
 def _ended_with_a_hold(session, limit: int) -> int:
@@ -276,10 +382,97 @@ def _ended_with_a_hold(session, limit: int) -> int:
             TransferRequest.hold_state == HoldState.PENDING.value,
             TransferRequest.status == RequestStatus.ACCEPTED.value,
             Allowance.state.in_((State.CANCELLED.value, State.EXPIRED.value)),
+            Allowance.tab_amount == 0,
         )
         .limit(limit)
     ).scalars()
     return sum(1 for allowance in list(rows) if release_if_held(session, allowance) is not None)
+
+
+def _refused_waiting(session, limit: int):
+    """Allowances whose settlement was refused: their hold pending again with a tab owed."""
+    return (
+        select(Allowance)
+        .join(TransferRequest, TransferRequest.id == Allowance.hold_request_id)
+        .where(
+            TransferRequest.kind == RequestKind.ALLOWANCE.value,
+            TransferRequest.hold_state == HoldState.PENDING.value,
+            TransferRequest.status == RequestStatus.ACCEPTED.value,
+            Allowance.state.in_((State.SETTLING.value, State.CANCELLED.value, State.EXPIRED.value)),
+            # A settling one with nothing owed: its void was refused (an ended one's void is
+            # made again by _ended_with_a_hold).
+            or_(Allowance.tab_amount > 0, Allowance.state == State.SETTLING.value),
+        )
+        .order_by(Allowance.id)
+        .limit(limit)
+    )
+
+
+def _settle_again(session, now: datetime, limit: int) -> int:
+    """Refused settlements whose wait is over: the tab posted again from the same hold, as the
+    next attempt (``<hold>.r2``, ...). One retrier per tab: the tab leaves the allowance by
+    compare-and-set, then the hold is claimed (if someone else claimed it first, the tab goes
+    back). What the last attempt said (why, period) is carried over."""
+    cutoff = now - timedelta(seconds=current_app.config["ALLOWANCE_SETTLE_RETRY_SECONDS"])
+    done = 0
+    for allowance in list(session.execute(_refused_waiting(session, limit)).scalars()):
+        last = last_settlement(session, allowance.id)
+        if last is None or not last.id.startswith(f"{allowance.hold_request_id}.r"):
+            continue  # not a refused settlement's tab (nothing else leaves a tab on a pending hold)
+        if last.told_at is None or last.told_at > cutoff:
+            continue
+        tab, count = allowance.tab_amount, allowance.tab_count
+        if not move(
+            session,
+            allowance.id,
+            allowance.state,
+            Allowance.hold_request_id == allowance.hold_request_id,
+            Allowance.tab_amount == tab,
+            Allowance.tab_count == count,
+            tab_amount=0,
+            tab_count=0,
+        ):
+            continue
+        hold = session.get(TransferRequest, allowance.hold_request_id)
+        if tab > 0:
+            request = holds.resolve(
+                session, hold, RequestKind.ALLOWANCE_POST, amount=tab, payee_fee=_payee_fee(tab)
+            )
+        else:
+            request = holds.resolve(session, hold, RequestKind.ALLOWANCE_VOID)
+        if request is None:  # claimed meanwhile: the tab is owed still
+            move(
+                session, allowance.id, ANY_STATE, tab_amount=Allowance.tab_amount + tab,
+                tab_count=Allowance.tab_count + count,
+            )  # fmt: skip
+            continue
+        session.add(
+            AllowanceSettlement(
+                id=request.id,
+                allowance_id=allowance.id,
+                period_no=last.period_no,
+                charges=count,
+                amount=tab,
+                why=last.why,
+                created_at=now,
+                told_at=None,
+            )
+        )
+        session.flush()
+        done += 1
+    return done
+
+
+def refused_settlements(session, at_least: int | None = None) -> list[tuple[Allowance, TransferRequest]]:
+    """For operators: allowances whose settlement was refused ``at_least`` times
+    (ALLOWANCE_SETTLE_ALERT_AFTER) and is not posted yet, with the last refused attempt."""
+    at_least = at_least or current_app.config["ALLOWANCE_SETTLE_ALERT_AFTER"]
+    found = []
+    for allowance in session.execute(_refused_waiting(session, 500)).scalars():
+        last = holds.resolution(session, session.get(TransferRequest, allowance.hold_request_id))
+        if last is not None and holds.attempt_of(allowance.hold_request_id, last.id) >= at_least:
+            found.append((allowance, last))
+    return found
 
 
 def _terms(allowance: Allowance) -> dict:
@@ -297,13 +490,13 @@ def settle_due(session, now: datetime | None = None, limit: int = 500) -> int:
     period; allowances past their end expire; asks left unanswered expire; a hold made after
     its allowance was cancelled is released. How many moved."""
     now = now or utcnow()
-    done = _ended_with_a_hold(session, limit)
+    done = _ended_with_a_hold(session, limit) + _settle_again(session, now, limit)
     due = list(
         session.execute(
             select(Allowance)
             .where(
                 Allowance.state.in_((State.ACTIVE.value, State.PAUSED.value)),
-                Allowance.period_ends_at <= now,
+                or_(Allowance.period_ends_at <= now, Allowance.ends_at <= now),
             )
             .order_by(Allowance.period_ends_at)
             .limit(limit)
@@ -314,7 +507,10 @@ def settle_due(session, now: datetime | None = None, limit: int = 500) -> int:
     cutoff = now - timedelta(seconds=current_app.config["ALLOWANCE_ASK_SECONDS"])
     unanswered = session.execute(
         select(Allowance.id)
-        .where(Allowance.state == State.AWAITING_APPROVAL.value, Allowance.created_at <= cutoff)
+        .where(
+            Allowance.state == State.AWAITING_APPROVAL.value,
+            or_(Allowance.created_at <= cutoff, Allowance.ends_at <= now),
+        )
         .limit(limit)
     ).scalars()
     for allowance_id in list(unanswered):
@@ -330,18 +526,9 @@ def settle_due(session, now: datetime | None = None, limit: int = 500) -> int:
 def _period_over(session, allowance: Allowance, now: datetime) -> int:
     over = allowance.ends_at is not None and allowance.ends_at <= now
     if allowance.state == State.PAUSED.value:
-        if over:
-            moved = move(session, allowance.id, State.PAUSED.value, state=State.EXPIRED.value, decided_at=now)
-            if moved:
-                tell_merchant(session, fresh(session, allowance.id), "allowance.expired")
-            return int(moved)
-        return int(_renew(session, allowance, State.PAUSED.value, now))
+        return int(_renew(session, allowance, State.PAUSED.value, now))  # past its end: expired
     if allowance.hold_request_id is None:  # nothing was left last period: a new hold now
-        if over:
-            return int(
-                move(session, allowance.id, State.ACTIVE.value, state=State.EXPIRED.value, decided_at=now)
-            )
-        return int(_renew(session, allowance, State.ACTIVE.value, now))
+        return int(_renew(session, allowance, State.ACTIVE.value, now))  # past its end: expired
     if over:
         request = settle(session, allowance.id, why=Why.EXPIRED, now=now)
         if request is not None:

@@ -66,13 +66,33 @@ def _name_gives_way(lang: str, message: str, budget: int, name: str, **fields) -
     return t(lang, message, name=gsm7.shorten(name, max(room, 6)), **fields)
 
 
-def asked(lang: str, name: str, limit: int, most: int, period: str, description: str = "") -> tuple[str, str]:
+ENDS = N_("Ends {date}")  # the allowance's own end (the merchant's ends_at), when it has one
+# The same terms with the allowance's own end: as short as the worst case needs (a 6-letter
+# name, KES 1,000,000.00 a month, in Kiswahili: 133 of DETAILS_LIMIT's 136).
+DETAILS_UNTIL = N_(
+    "Allow {name} to charge up to {limit} {per_period} until {date}, at most {most} a charge? The limit is held each period."  # noqa: E501
+)
+
+
+def _ends(lang: str, ends_at) -> str:
+    return t(lang, ENDS, date=when(ends_at)[0]) if ends_at is not None else ""
+
+
+def asked(
+    lang: str, name: str, limit: int, most: int, period: str, description: str = "", ends_at=None
+) -> tuple[str, str]:
     """What My approvals shows of an allowance a merchant asked for: its line in the list (at
     most ``SUMMARY_LIMIT`` septets) and its own screen before the PIN (the name in full when
     it fits): the merchant, the limit per period, the period and the most a charge; then what
-    the merchant says it is for, in the room left."""
+    the merchant says it is for, in the room left. Its end, if it has one, is a term the PIN
+    agrees to: it is in the sentence with the figures (the name gives way for it)."""
     fields = dict(limit=common.money(limit), most=common.money(most), per_period=_per(lang, period))
-    details = _name_gives_way(lang, DETAILS, approvals.DETAILS_LIMIT, name, **fields)
+    if ends_at is not None:
+        details = _name_gives_way(
+            lang, DETAILS_UNTIL, approvals.DETAILS_LIMIT, name, date=when(ends_at)[0], **fields
+        )
+    else:
+        details = _name_gives_way(lang, DETAILS, approvals.DETAILS_LIMIT, name, **fields)
     room = approvals.DETAILS_LIMIT - (gsm7.length(details) or approvals.DETAILS_LIMIT) - 1
     if description.strip() and room >= DESCRIPTION_ROOM:
         details += "\n" + gsm7.shorten(" ".join(description.split()), room)
@@ -99,6 +119,7 @@ class Allowances:
                 allowance.max_charge,
                 allowance.period,
                 allowance.description or "",
+                allowance.ends_at,
             )
             # Held from the wallet each period: the SIM-swap gate's figure.
             found.append(approvals.PendingApproval(allowance.id, line, allowance.limit_amount, details))
@@ -252,7 +273,8 @@ def load_one(ctx) -> str:
             per_period=_per(ctx.lang, allowance.period),
             left=common.money(al.left(allowance)),
             status=status,
-        ),
+        )
+        + ("\n" + _ends(ctx.lang, allowance.ends_at) if allowance.ends_at is not None else ""),
     )
     return "ok"
 

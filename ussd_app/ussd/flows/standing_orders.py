@@ -489,7 +489,9 @@ FLOW = {
     ),
     "count": Screen(
         "how many payments",
-        N_("How many payments? 1 to 999"),
+        # Each date counts, paid or skipped for want of money: the order ends on the date it
+        # said it would (docs/threat-model.md "Standing orders and the velocity rule").
+        N_("How many payments? 1 to 999\nA date skipped for want of money counts as one."),
         choices=(Choice(payments_count, "by_count", save="so_count"),),
         otherwise=N_("Enter a number from 1 to 999."),
     ),
