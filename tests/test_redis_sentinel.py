@@ -49,7 +49,8 @@ class SentinelGroup:
         self.procs[name] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def start(self) -> None:
-        base = [REDIS_SERVER, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.tmp)]
+        base = [REDIS_SERVER, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        base += ["--dir", str(self.tmp)]
         self._start("primary", base + ["--port", str(self.primary_port)])
         follow = ["--replicaof", "127.0.0.1", str(self.primary_port)]
         self._start("replica", base + ["--port", str(self.replica_port), *follow])
