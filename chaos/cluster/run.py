@@ -1,0 +1,577 @@
+"""``make cluster-test``: several hosts, lose any one of them and lose no money.
+
+    python -m chaos.cluster [--seed N]        (or: make cluster-test CLUSTER_SEED=N)
+
+Builds the hosts of chaos/cluster/net.py, starts the real engines on them (chaos/cluster/hosts.py:
+HAProxy, gunicorn, rq workers, PostgreSQL 15 under Patroni with etcd, Redis with Sentinel, the
+local Africa's Talking gateway), then:
+
+1. measures (no faults): the CPU each host spends per USSD hop and per transfer (USSD sends,
+   then API payouts), from /proc of every process in each namespace;
+2. drives load through the load balancer (phones walking the USSD send menu, a merchant's
+   system posting payout batches with Idempotency-Keys, retried after a lost answer) while, in an
+   order drawn from the seed, it: kills web1; SIGKILLs work1 while it executes a batch; cuts
+   work2 off from the database and heals it; kills the Redis primary (a Sentinel promotes the
+   replica); powers off the PostgreSQL primary (Patroni promotes the synchronous standby; the
+   old one, fenced by being off, comes back as a standby through pg_rewind); cuts the load
+   balancer off from a web host and heals it. A probe dials USSD through the load balancer
+   four times a second: the seconds it got no menu are each fault's time without service;
+3. runs to quiescence and checks (chaos/load.py, shared with ``make chaos``) that every
+   transfer a caller was told was accepted is posted exactly once, nothing else was posted,
+   every posting has its receipts, and ``ledger check`` passes on the final primary.
+
+It ends with ``N transfers, M faults, 0 lost, 0 doubled, ledger check passed`` and exits non-zero
+otherwise. Everything is removed at the end (and at the start, after a crashed run).
+"""
+
+import os
+import random
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from chaos.load import LOAD_ENV, LoadAndChecks
+
+from . import hosts as H
+from . import net
+
+FAULTS = (
+    "kill_web1",
+    "kill_work1_mid_batch",
+    "cut_work2_from_db",
+    "redis_failover",
+    "kill_pg_primary",
+    "partition_lb_from_web",
+)
+
+
+@dataclass
+class Settings:
+    seed: int
+    transfers: int = 1000  # sizes the pool of unregistered numbers (chaos/load.py: populate)
+    ussd_threads: int = 3
+    api_batch: int = 25  # payouts per API batch
+    api_pace: float = 2.0  # seconds between batches (each answered within milliseconds)
+    calibrate_batches: int = 24  # API batches measured without faults
+    calibrate_seconds: float = 15.0
+    gap_seconds: tuple = (4.0, 8.0)  # load between one fault healed and the next
+    quiesce_timeout: float = 240.0
+    keep: bool = False  # leave the hosts running (for a look); `python -m chaos.cluster.net down`
+    log: object = print
+
+
+@dataclass
+class FaultRecord:
+    kind: str
+    started: float
+    healed: float = 0.0
+    detail: str = ""
+    outage: float = 0.0  # seconds the probe got no menu
+
+
+@dataclass
+class Calibration:
+    window: float = 0.0
+    ussd_hops: int = 0
+    ussd_transfers: int = 0
+    api_transfers: int = 0
+    cpu_ms: dict = field(default_factory=dict)  # host group -> {"ussd": ms, "api": ms}
+    idle_ms_per_s: dict = field(default_factory=dict)
+
+
+GROUPS = {
+    "lb": ("lb",),
+    "web": H.WEB_HOSTS,
+    "worker": H.WORK_HOSTS,
+    "postgresql": H.PG_HOSTS,
+    "redis": ("r1", "r2"),
+}
+
+
+def cpu_ms(group: str) -> float:
+    """CPU (user + system, with reaped children) of every process now in the group's hosts."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for host in GROUPS[group]:
+        for pid in net.pids(net.ns(host)):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total * 1000 / tick
+
+
+def cpu_all() -> dict:
+    return {g: cpu_ms(g) for g in GROUPS}
+
+
+class ClusterTest(LoadAndChecks):
+    outage_statuses = (500, 502, 503, 504)
+
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self.rng = random.Random(settings.seed)
+        self.fault_rng = random.Random(self.rng.random())
+        self.init_load()
+        self.stop_load = threading.Event()
+        self.api_budget: int | None = None  # batches the API client sends, None: until stopped
+        self.api_pace = settings.api_pace
+        self.probes: list[tuple[float, bool]] = []
+        self.faults: list[FaultRecord] = []
+        self.calibration = Calibration()
+        self.counts = {"ussd_hops": 0, "api_transfers": 0, "ussd_transfers": 0}
+        self.count_lock = threading.Lock()
+        self.ussd_seq = iter(range(10**9))
+        self.seq_lock = threading.Lock()
+
+    # -- what the shared load and checks ask of a harness ---------------------------------------
+    def ussd_url(self) -> str:
+        return f"http://{net.address('lb')}:{H.LB_PORT}/ussd"
+
+    def supervise(self) -> int:
+        return self.hosts.supervise()
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def environment(self) -> dict:
+        url = (
+            H.database_url()
+            + "&keepalives_idle=5&keepalives_interval=2&keepalives_count=2&tcp_user_timeout=5000"
+        )
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(
+            DATABASE_URL=url,
+            REDIS_SENTINELS=H.sentinels(),
+            REDIS_SENTINEL_MASTER=H.SENTINEL_MASTER,
+            TUMA_REDIS_SOCKET_TIMEOUT_SECONDS="2",
+            AT_API_URL=f"http://{net.address('gw')}:{H.GATEWAY_PORT}",
+            TUMA_API_RATE_PER_MINUTE="1000000",
+            **LOAD_ENV,
+        )
+        return env
+
+    def bring_up(self) -> None:
+        log = self.s.log
+        t0 = time.monotonic()
+        net.up()
+        H.reset_state()
+        self.logdir = tempfile.mkdtemp(prefix="tuma-cluster-")
+        self.env = self.environment()
+        self.hosts = H.Hosts(self.logdir, self.env, log)
+        h = self.hosts
+        h.start_etcd()
+        h.start_redis("r1")
+        h.start_redis("r2", replica_of="r1")
+        h.start_sentinels()
+        log(f"cluster: etcd, Redis and Sentinels up ({time.monotonic() - t0:.0f} s)")
+        h.start_postgres_pair()
+        log(f"cluster: PostgreSQL pg1 primary, pg2 synchronous standby ({time.monotonic() - t0:.0f} s)")
+        import psycopg
+
+        with psycopg.connect(
+            host=net.address(h.pg_leader()), user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'CREATE DATABASE "{H.DATABASE}"')
+        h.start_gateway()
+
+    def prepare_data(self) -> None:
+        import flask_migrate
+
+        from ussd_app import create_app
+        from ussd_app.api.keys import create_key
+        from ussd_app.config import database_url
+        from ussd_app.extensions import db
+        from ussd_app.payments.models import RequestKind
+        from ussd_app.payments.submit import record_request
+
+        os.environ.update(self.env)
+        self.app = create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": database_url(self.env["DATABASE_URL"]),
+                "REDIS_URL": None,
+                "REDIS_SENTINELS": self.env["REDIS_SENTINELS"],
+                "REDIS_SENTINEL_MASTER": H.SENTINEL_MASTER,
+                "REDIS_SOCKET_TIMEOUT_SECONDS": 2.0,
+                "PIN_PEPPER": self.env["PIN_PEPPER"],
+                "SECRET_KEY": self.env["SECRET_KEY"],
+                "AT_API_URL": self.env["AT_API_URL"],
+                "AT_API_KEY": self.env["AT_API_KEY"],
+            }
+        )
+        self.ctx = self.app.app_context()
+        self.ctx.push()
+        flask_migrate.upgrade(directory=os.path.join(H.ROOT, "migrations"))
+        self.populate()
+        merchant = self.merchants[0]
+        record_request(
+            db.session,
+            request_id="seed-merchant",
+            kind=RequestKind.DEPOSIT.value,
+            debit_account_id=self.accounts["agents"][0],
+            credit_account_id=merchant.account_id,
+            amount=5_000_000_00,
+        )
+        self.accepted.add("seed-merchant")
+        self.report.transfers += 1
+        _, self.api_key = create_key(db.session, merchant, "cluster test", ["payout", "read"])
+        db.session.commit()
+
+    def start_service(self) -> None:
+        h = self.hosts
+        for host in H.WEB_HOSTS:
+            h.start_web(host)
+        for host in H.WORK_HOSTS:
+            h.start_worker(host)
+        h.start_lb()
+        H.wait_for(lambda: sorted(h.lb_up()) == list(H.WEB_HOSTS), "both web hosts UP behind HAProxy", 60)
+
+    # -- the load -------------------------------------------------------------------------------
+    def ussd_loop(self) -> None:
+        while not self.stop_load.is_set():
+            with self.seq_lock:
+                seq = next(self.ussd_seq)
+            outcome = self.ussd_send(seq)
+            with self.count_lock:
+                self.counts["ussd_transfers"] += outcome.startswith("accepted")
+
+    def api_loop(self) -> None:
+        import requests
+
+        customers = [phone for _, phone in self.accounts["customers"]]
+        rng = random.Random(self.s.seed * 7919)
+        n = 0
+        while not self.stop_load.is_set():
+            if self.api_budget is not None and n >= self.api_budget:
+                return
+            if n:
+                self.stop_load.wait(self.api_pace)
+            n += 1
+            key = f"cluster-{self.s.seed}-{n}"
+            body = {
+                "payouts": [
+                    {
+                        "phone": rng.choice(customers),
+                        "amount": rng.randint(10, 99) * 100,
+                        "reference": f"P{n}-{i}",
+                    }
+                    for i in range(self.s.api_batch)
+                ]
+            }
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    response = requests.post(
+                        f"http://{net.address('lb')}:{H.LB_PORT}/api/v1/payouts/batch",
+                        json=body,
+                        headers={"Authorization": f"Bearer {self.api_key}", "Idempotency-Key": key},
+                        timeout=20,
+                    )
+                except requests.RequestException:
+                    time.sleep(0.3)  # no answer: the same key again, as a merchant's system would
+                    continue
+                if response.status_code == 202:
+                    rows = response.json()["results"]
+                    ids = [r["id"] for r in rows if r["status"] == "accepted"]
+                    self.accepted.update(ids)
+                    self.report.transfers += len(ids)
+                    with self.count_lock:
+                        self.counts["api_transfers"] += len(ids)
+                    break
+                if response.status_code in (409, *self.outage_statuses):
+                    time.sleep(0.3)
+                    continue
+                self.report.problems.append(
+                    f"payout batch {key}: {response.status_code} {response.text[:200]}"
+                )
+                break
+            else:
+                self.report.problems.append(f"payout batch {key}: no answer in 120 s (never told accepted)")
+
+    def probe_loop(self) -> None:
+        import requests
+
+        phone = self.accounts["customers"][0][1]
+        while not self.stop_load.is_set():
+            ok = False
+            try:
+                r = requests.post(
+                    self.ussd_url(),
+                    data={
+                        "sessionId": f"probe-{uuid.uuid4().hex}",
+                        "serviceCode": "*384*7#",
+                        "phoneNumber": phone,
+                        "networkCode": "63902",
+                        "text": "",
+                    },
+                    timeout=2,
+                )
+                ok = r.status_code == 200 and r.text.startswith("CON ")
+            except requests.RequestException:
+                ok = False
+            self.probes.append((time.monotonic(), ok))
+            time.sleep(0.25)
+
+    def start_threads(self, ussd: bool, api: bool, probe: bool) -> list[threading.Thread]:
+        threads = []
+        targets = []
+        if ussd:
+            targets += [self.ussd_loop] * self.s.ussd_threads
+        if api:
+            targets.append(self.api_loop)
+        if probe:
+            targets.append(self.probe_loop)
+        for target in targets:
+            t = threading.Thread(target=target, daemon=True)
+            t.start()
+            threads.append(t)
+        return threads
+
+    def stop_threads(self, threads) -> None:
+        self.stop_load.set()
+        for t in threads:
+            t.join(timeout=180)
+        self.stop_load.clear()
+
+    # -- calibration ----------------------------------------------------------------------------
+    def calibrate(self) -> None:
+        """CPU per USSD hop and per transfer, without faults: USSD alone, then the API alone,
+        each run to quiescence (the workers' share included), less the idle background."""
+        log = self.s.log
+        c = self.calibration
+        self.quiesce()
+        idle0, t0 = cpu_all(), time.monotonic()
+        time.sleep(5)  # the background: health checks, Patroni's loop, heartbeats
+        idle1, t1 = cpu_all(), time.monotonic()
+        c.idle_ms_per_s = {g: (idle1[g] - idle0[g]) / (t1 - t0) for g in GROUPS}
+        for phase, ussd, api in (("ussd", True, False), ("api", False, True)):
+            with self.count_lock:
+                self.counts = {"ussd_hops": 0, "api_transfers": 0, "ussd_transfers": 0}
+            hops = self.report.ussd["hops"]
+            self.api_budget, self.api_pace = self.s.calibrate_batches, 0.0
+            start, t0 = cpu_all(), time.monotonic()
+            threads = self.start_threads(ussd, api, probe=False)
+            if ussd:
+                time.sleep(self.s.calibrate_seconds)
+            else:
+                threads[-1].join(timeout=300)  # the API client: its batches sent
+            self.stop_threads(threads)
+            self.quiesce()
+            end, t1 = cpu_all(), time.monotonic()
+            self.counts["ussd_hops"] = self.report.ussd["hops"] - hops
+            self.api_budget, self.api_pace = None, self.s.api_pace
+            for g in GROUPS:
+                c.cpu_ms.setdefault(g, {})[phase] = max(
+                    0.0, end[g] - start[g] - c.idle_ms_per_s[g] * (t1 - t0)
+                )
+            if phase == "ussd":
+                c.ussd_hops, c.ussd_transfers = self.counts["ussd_hops"], self.counts["ussd_transfers"]
+            else:
+                c.api_transfers = self.counts["api_transfers"]
+            log(f"cluster: calibration {phase}: {self.counts} in {t1 - t0:.0f} s (to quiescence)")
+
+    def capacity_table(self) -> list[str]:
+        c = self.calibration
+        lines = ["CPU-ms per unit (measured, idle background subtracted):"]
+        for g in GROUPS:
+            ussd = c.cpu_ms[g]["ussd"]
+            api = c.cpu_ms[g]["api"]
+            per_hop = ussd / c.ussd_hops if c.ussd_hops else float("nan")
+            per_ussd = ussd / c.ussd_transfers if c.ussd_transfers else float("nan")
+            per_api = api / c.api_transfers if c.api_transfers else float("nan")
+            lines.append(
+                f"  {g:<10} {per_hop:6.2f} per USSD hop  {per_ussd:7.2f} per USSD transfer  "
+                f"{per_api:6.2f} per API payout   (idle {c.idle_ms_per_s[g]:.0f} ms/s)"
+            )
+        lines.append(
+            f"  from {c.ussd_transfers} USSD transfers ({c.ussd_hops} hops) and {c.api_transfers} API payouts"
+        )
+        return lines
+
+    # -- the faults -----------------------------------------------------------------------------
+    def busy_on(self, host: str) -> bool:
+        """A worker on ``host`` is executing a transfer batch now (rq's own record of it)."""
+        from rq import Worker
+
+        from ussd_app.queues import get_redis
+
+        pid = self.hosts.procs[(host, "worker")].pid
+        for w in Worker.all(connection=get_redis()):
+            if w.pid == pid and w.get_state() == "busy":
+                job = w.get_current_job()
+                if job is not None and job.func_name == "worker.jobs.execute_transfers":
+                    return True
+        return False
+
+    def inject(self, kind: str) -> FaultRecord:
+        h = self.hosts
+        rng = self.fault_rng
+        record = FaultRecord(kind, time.monotonic())
+        if kind == "kill_web1":
+            h.power_off("web1")
+            time.sleep(rng.uniform(3, 6))  # the host is down that long, then boots
+            h.start_web("web1")
+            H.wait_for(lambda: "web1" in h.lb_up(), "web1 back behind HAProxy", 60)
+        elif kind == "kill_work1_mid_batch":
+            try:
+                H.wait_for(lambda: self.busy_on("work1"), "work1 executing a batch", 30, every=0.02)
+                record.detail = "while executing a batch"
+            except RuntimeError:
+                record.detail = "no batch caught in 30 s: killed idle"
+            h.power_off("work1")
+            time.sleep(rng.uniform(2, 5))
+            h.start_worker("work1")
+        elif kind == "cut_work2_from_db":
+            net.cut("work2", list(H.PG_HOSTS))
+            time.sleep(rng.uniform(6, 12))
+            net.heal("work2")
+        elif kind == "redis_failover":
+            old = h.redis_primary()
+            other = "r2" if old == "r1" else "r1"
+            h.kill(old, "redis")
+            H.wait_for(lambda: h.redis_primary() == other, f"Sentinel promotes {other}", 60)
+            record.detail = f"{old} killed, {other} promoted"
+            h.start_redis(old, replica_of=other)
+            H.wait_for(lambda: self.redis_in_sync(old), f"{old} back as a replica", 60)
+        elif kind == "kill_pg_primary":
+            old = h.pg_leader()
+            other = next(p for p in H.PG_HOSTS if p != old)
+            h.power_off(old)
+            H.wait_for(lambda: h.pg_leader() == other, f"Patroni promotes {other}", 90)
+            promoted = time.monotonic() - record.started
+            time.sleep(rng.uniform(2, 5))
+            # The old primary comes back: Patroni finds the leader key held by the other,
+            # rewinds its data directory and starts it as a standby (it never takes a write).
+            h.start_patroni(old)
+            H.wait_for(lambda: h.sync_standby() == old, f"{old} back as the synchronous standby", 180)
+            record.detail = f"{old} off, {other} promoted in {promoted:.1f} s, {old} rejoined as standby"
+        elif kind == "partition_lb_from_web":
+            victim = rng.choice(H.WEB_HOSTS)
+            net.cut("lb", [victim])
+            time.sleep(rng.uniform(6, 10))
+            net.heal("lb")
+            H.wait_for(lambda: victim in h.lb_up(), f"{victim} back behind HAProxy", 60)
+            record.detail = f"lb cut from {victim}"
+        record.healed = time.monotonic()
+        return record
+
+    def redis_in_sync(self, host: str) -> bool:
+        import redis
+
+        r = redis.Redis(host=net.address(host), port=H.REDIS_PORT, socket_timeout=1)
+        info = r.info("replication")
+        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
+    def outage(self, record: FaultRecord, until: float) -> float:
+        """Seconds in the fault's window (until 10 s after it healed, or the next fault) the
+        probe got no menu."""
+        end = min(record.healed + 10, until)
+        window = [(t, ok) for t, ok in self.probes if record.started <= t <= end]
+        down = 0.0
+        for (t, ok), (t_next, _) in zip(window, window[1:], strict=False):
+            if not ok:
+                down += t_next - t
+        return down
+
+    def faults_under_load(self) -> None:
+        log = self.s.log
+        order = list(FAULTS)
+        self.fault_rng.shuffle(order)
+        log(f"cluster: faults in this order: {', '.join(order)}")
+        threads = self.start_threads(ussd=True, api=True, probe=True)
+        try:
+            for kind in order:
+                time.sleep(self.fault_rng.uniform(*self.s.gap_seconds))
+                self.supervise()
+                log(f"  fault: {kind}")
+                try:
+                    record = self.inject(kind)
+                except Exception as exc:
+                    self.report.problems.append(f"fault {kind}: {exc!r}")
+                    record = FaultRecord(kind, time.monotonic(), time.monotonic(), detail=f"FAILED: {exc!r}")
+                self.faults.append(record)
+                self.report.faults[kind] += 1
+                log(f"    healed after {record.healed - record.started:.1f} s {record.detail}")
+            time.sleep(10)  # load on the healed cluster (and the probe window of the last fault)
+        finally:
+            self.stop_threads(threads)
+        for record, after in zip(self.faults, self.faults[1:] + [None], strict=True):
+            record.outage = self.outage(record, after.started if after else float("inf"))
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self) -> bool:
+        log = self.s.log
+        started = time.monotonic()
+        log(f"cluster: seed {self.s.seed} (CLUSTER_SEED={self.s.seed} replays)")
+        saved_env = dict(os.environ)
+        self.ctx = None
+        try:
+            self.bring_up()
+            self.prepare_data()
+            self.start_service()
+            log(f"cluster: service up at {time.monotonic() - started:.0f} s; measuring CPU without faults")
+            self.calibrate()
+            for line in self.capacity_table():
+                log(line)
+            log(f"cluster: load and faults at {time.monotonic() - started:.0f} s")
+            self.faults_under_load()
+            log(f"cluster: faults done at {time.monotonic() - started:.0f} s; running to quiescence")
+            self.quiesce()
+            log(f"cluster: quiet at {time.monotonic() - started:.0f} s; checking on {self.hosts.pg_leader()}")
+            self.verify()
+        except Exception as exc:
+            self.report.problems.append(f"the run stopped: {exc!r}")
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            if self.ctx is not None:
+                from ussd_app.extensions import db
+
+                db.session.remove()
+                db.engine.dispose()
+                self.ctx.pop()
+            os.environ.clear()
+            os.environ.update(saved_env)
+            if not self.s.keep:
+                if hasattr(self, "hosts"):
+                    self.hosts.stop_all()
+                net.down()
+        self.report.seconds = time.monotonic() - started
+        self.print_report()
+        return self.report.ok
+
+    def print_report(self) -> None:
+        log = self.s.log
+        r = self.report
+        log(f"requests by status: {r.by_status}")
+        log(f"USSD sessions: {dict(r.ussd)}")
+        log("faults (seconds without service: the USSD probe through the load balancer got no menu):")
+        for f in self.faults:
+            log(
+                f"  {f.kind:<24} {f.outage:5.1f} s without service, healed in {f.healed - f.started:5.1f} s  {f.detail}"
+            )
+        for title, items in (("LOST", r.lost), ("DOUBLED", r.doubled), ("PROBLEM", r.problems)):
+            for item in items[:50]:
+                log(f"{title}: {item}")
+        log(f"cluster: {r.seconds:.0f} s; logs in {getattr(self, 'logdir', '-')}")
+        log(
+            f"{r.transfers} transfers, {sum(r.faults.values())} faults, {len(r.lost)} lost, "
+            f"{len(r.doubled)} doubled, ledger check {'passed' if r.ledger_ok else 'FAILED'}"
+        )
+
+
+def main(seed: int | None = None, keep: bool = False) -> int:
+    if seed is None:
+        seed = (
+            int(os.environ["CLUSTER_SEED"])
+            if os.environ.get("CLUSTER_SEED")
+            else random.SystemRandom().randrange(10**6)
+        )
+    settings = Settings(seed=seed, keep=keep, log=lambda line: print(line, flush=True))
+    test = ClusterTest(settings)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    return 0 if test.run() else 1
