@@ -79,6 +79,10 @@ class Calibration:
     ussd_transfers: int = 0
     api_transfers: int = 0
     cpu_ms: dict = field(default_factory=dict)  # host group -> {"ussd": ms, "api": ms}
+    wal_bytes: dict = field(default_factory=dict)  # phase -> WAL written on the primary
+    commits: dict = field(default_factory=dict)  # phase -> transactions committed in the database
+    idle_commits_per_s: float = 0.0
+    idle_wal_per_s: float = 0.0
     idle_ms_per_s: dict = field(default_factory=dict)
 
 
@@ -119,6 +123,7 @@ class ClusterTest(LoadAndChecks):
         self.fault_rng = random.Random(self.rng.random())
         self.init_load()
         self.stop_load = threading.Event()
+        self.api_batches = 0
         self.api_budget: int | None = None  # batches the API client sends, None: until stopped
         self.api_pace = settings.api_pace
         self.probes: list[tuple[float, bool]] = []
@@ -242,14 +247,16 @@ class ClusterTest(LoadAndChecks):
         import requests
 
         customers = [phone for _, phone in self.accounts["customers"]]
-        rng = random.Random(self.s.seed * 7919)
-        n = 0
+        rng = random.Random(self.s.seed * 7919 + self.api_batches)
+        sent = 0
         while not self.stop_load.is_set():
-            if self.api_budget is not None and n >= self.api_budget:
+            if self.api_budget is not None and sent >= self.api_budget:
                 return
-            if n:
+            if sent:
                 self.stop_load.wait(self.api_pace)
-            n += 1
+            sent += 1
+            self.api_batches += 1
+            n = self.api_batches  # one key per batch over the whole run: a key is one batch
             key = f"cluster-{self.s.seed}-{n}"
             body = {
                 "payouts": [
@@ -344,14 +351,19 @@ class ClusterTest(LoadAndChecks):
         c = self.calibration
         self.quiesce()
         idle0, t0 = cpu_all(), time.monotonic()
-        time.sleep(5)  # the background: health checks, Patroni's loop, heartbeats
+        wal_idle0, commits_idle0 = self.wal_and_commits()
+        time.sleep(5)  # the background: health checks, Patroni's loop, heartbeats, maintenance
         idle1, t1 = cpu_all(), time.monotonic()
         c.idle_ms_per_s = {g: (idle1[g] - idle0[g]) / (t1 - t0) for g in GROUPS}
+        wal_idle1, commits_idle1 = self.wal_and_commits()
+        c.idle_commits_per_s = (commits_idle1 - commits_idle0) / (t1 - t0)
+        c.idle_wal_per_s = (wal_idle1 - wal_idle0) / (t1 - t0)
         for phase, ussd, api in (("ussd", True, False), ("api", False, True)):
             with self.count_lock:
                 self.counts = {"ussd_hops": 0, "api_transfers": 0, "ussd_transfers": 0}
             hops = self.report.ussd["hops"]
             self.api_budget, self.api_pace = self.s.calibrate_batches, 0.0
+            wal0, commits0 = self.wal_and_commits()
             start, t0 = cpu_all(), time.monotonic()
             threads = self.start_threads(ussd, api, probe=False)
             if ussd:
@@ -361,6 +373,9 @@ class ClusterTest(LoadAndChecks):
             self.stop_threads(threads)
             self.quiesce()
             end, t1 = cpu_all(), time.monotonic()
+            wal1, commits1 = self.wal_and_commits()
+            c.wal_bytes[phase] = max(0.0, wal1 - wal0 - c.idle_wal_per_s * (t1 - t0))
+            c.commits[phase] = max(0.0, commits1 - commits0 - c.idle_commits_per_s * (t1 - t0))
             self.counts["ussd_hops"] = self.report.ussd["hops"] - hops
             self.api_budget, self.api_pace = None, self.s.api_pace
             for g in GROUPS:
@@ -372,6 +387,18 @@ class ClusterTest(LoadAndChecks):
             else:
                 c.api_transfers = self.counts["api_transfers"]
             log(f"cluster: calibration {phase}: {self.counts} in {t1 - t0:.0f} s (to quiescence)")
+
+    def wal_and_commits(self) -> tuple[int, int]:
+        """WAL position (bytes) and committed transactions of the database, on the primary."""
+        import psycopg
+
+        with psycopg.connect(
+            host=net.address(self.hosts.pg_leader()), user="postgres", dbname=H.DATABASE, autocommit=True
+        ) as conn:
+            return conn.execute(
+                "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, "
+                "(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())"
+            ).fetchone()
 
     def capacity_table(self) -> list[str]:
         c = self.calibration
@@ -389,6 +416,13 @@ class ClusterTest(LoadAndChecks):
         lines.append(
             f"  from {c.ussd_transfers} USSD transfers ({c.ussd_hops} hops) and {c.api_transfers} API payouts"
         )
+        for phase, n in (("ussd", c.ussd_transfers), ("api", c.api_transfers)):
+            if n:
+                lines.append(
+                    f"  PostgreSQL per {phase} transfer: {c.wal_bytes[phase] / n:,.0f} bytes of WAL, "
+                    f"{c.commits[phase] / n:.2f} commits (idle: {c.idle_wal_per_s:,.0f} bytes/s, "
+                    f"{c.idle_commits_per_s:.1f} commits/s, subtracted)"
+                )
         return lines
 
     # -- the faults -----------------------------------------------------------------------------
@@ -447,6 +481,8 @@ class ClusterTest(LoadAndChecks):
             # rewinds its data directory and starts it as a standby (it never takes a write).
             h.start_patroni(old)
             H.wait_for(lambda: h.sync_standby() == old, f"{old} back as the synchronous standby", 180)
+            if not self.in_recovery(old):
+                self.report.problems.append(f"{old} came back taking writes (not fenced)")
             record.detail = f"{old} off, {other} promoted in {promoted:.1f} s, {old} rejoined as standby"
         elif kind == "partition_lb_from_web":
             victim = rng.choice(H.WEB_HOSTS)
@@ -457,6 +493,14 @@ class ClusterTest(LoadAndChecks):
             record.detail = f"lb cut from {victim}"
         record.healed = time.monotonic()
         return record
+
+    def in_recovery(self, host: str) -> bool:
+        import psycopg
+
+        with psycopg.connect(
+            host=net.address(host), user="postgres", dbname="postgres", connect_timeout=3
+        ) as conn:
+            return conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
 
     def redis_in_sync(self, host: str) -> bool:
         import redis
