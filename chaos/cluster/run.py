@@ -396,7 +396,7 @@ class ClusterTest(LoadAndChecks):
             host=net.address(self.hosts.pg_leader()), user="postgres", dbname=H.DATABASE, autocommit=True
         ) as conn:
             return conn.execute(
-                "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, "
+                "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint, "
                 "(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())"
             ).fetchone()
 
