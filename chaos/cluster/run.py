@@ -78,29 +78,47 @@ class Calibration:
     ussd_hops: int = 0
     ussd_transfers: int = 0
     api_transfers: int = 0
-    cpu_ms: dict = field(default_factory=dict)  # host group -> {"ussd": ms, "api": ms}
-    wal_bytes: dict = field(default_factory=dict)  # phase -> WAL written on the primary
-    commits: dict = field(default_factory=dict)  # phase -> transactions committed in the database
+    # group -> {"ussd": (front ms, execution ms), "api": (...)}
+    cpu_ms: dict = field(default_factory=dict)
+    wal_bytes: dict = field(default_factory=dict)  # phase -> (front, execution) WAL bytes
+    commits: dict = field(default_factory=dict)  # phase -> (front, execution) commits
     idle_commits_per_s: float = 0.0
     idle_wal_per_s: float = 0.0
     idle_ms_per_s: dict = field(default_factory=dict)
 
 
+# What each figure counts: the processes of these hosts whose command line has the word
+# ("" = every process). PostgreSQL without Patroni, Redis without the Sentinels (and etcd).
 GROUPS = {
-    "lb": ("lb",),
-    "web": H.WEB_HOSTS,
-    "worker": H.WORK_HOSTS,
-    "postgresql": H.PG_HOSTS,
-    "redis": ("r1", "r2"),
+    "lb": (("lb",), "haproxy"),
+    "web": (H.WEB_HOSTS, "gunicorn"),
+    "worker": (H.WORK_HOSTS, ""),
+    "postgresql": (H.PG_HOSTS, "postgres:"),
+    "redis": (("r1", "r2"), ":6379"),
+    "coordination": (("pg1", "pg2", "r1", "r2", "arb"), "sentinel|etcd|patroni"),
 }
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def cpu_ms(group: str) -> float:
-    """CPU (user + system, with reaped children) of every process now in the group's hosts."""
+    """CPU (user + system, with reaped children) of the group's processes now running."""
     tick = os.sysconf("SC_CLK_TCK")
+    hosts, words = GROUPS[group]
     total = 0
-    for host in GROUPS[group]:
+    for host in hosts:
         for pid in net.pids(net.ns(host)):
+            line = _cmdline(pid)
+            if words and not any(w in line for w in words.split("|")):
+                continue
+            if group == "redis" and "sentinel" in line:
+                continue
             try:
                 with open(f"/proc/{pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
@@ -344,49 +362,76 @@ class ClusterTest(LoadAndChecks):
         self.stop_load.clear()
 
     # -- calibration ----------------------------------------------------------------------------
+    def pause_workers(self, sig) -> None:
+        for host in H.WORK_HOSTS:
+            proc = self.hosts.procs.get((host, "worker"))
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, sig)
+
+    def sample(self) -> tuple[dict, float, int, int]:
+        wal, commits = self.wal_and_commits()
+        return cpu_all(), time.monotonic(), wal, commits
+
+    def spent(self, before, after) -> tuple[dict, float, float]:
+        """CPU-ms per group, WAL bytes and commits between two samples, less the idle rates."""
+        c = self.calibration
+        seconds = after[1] - before[1]
+        cpu = {g: max(0.0, after[0][g] - before[0][g] - c.idle_ms_per_s[g] * seconds) for g in GROUPS}
+        wal = max(0.0, after[2] - before[2] - c.idle_wal_per_s * seconds)
+        commits = max(0.0, after[3] - before[3] - c.idle_commits_per_s * seconds)
+        return cpu, wal, commits
+
     def calibrate(self) -> None:
-        """CPU per USSD hop and per transfer, without faults: USSD alone, then the API alone,
-        each run to quiescence (the workers' share included), less the idle background."""
+        """CPU per USSD hop and per transfer, without faults, in two halves: the front (the
+        load balancer, web, Redis, PostgreSQL's share of the hops or the API calls) with the
+        workers stopped (SIGSTOP), then the execution (workers, PostgreSQL, Redis) once they
+        are let go on what queued up, run until idle: executed in full batches, as under heavy
+        load. USSD alone, then the API alone; the idle background subtracted."""
         log = self.s.log
         c = self.calibration
         self.quiesce()
-        idle0, t0 = cpu_all(), time.monotonic()
-        wal_idle0, commits_idle0 = self.wal_and_commits()
+        before = self.sample()
         time.sleep(5)  # the background: health checks, Patroni's loop, heartbeats, maintenance
-        idle1, t1 = cpu_all(), time.monotonic()
-        c.idle_ms_per_s = {g: (idle1[g] - idle0[g]) / (t1 - t0) for g in GROUPS}
-        wal_idle1, commits_idle1 = self.wal_and_commits()
-        c.idle_commits_per_s = (commits_idle1 - commits_idle0) / (t1 - t0)
-        c.idle_wal_per_s = (wal_idle1 - wal_idle0) / (t1 - t0)
+        after = self.sample()
+        seconds = after[1] - before[1]
+        c.idle_ms_per_s = {g: (after[0][g] - before[0][g]) / seconds for g in GROUPS}
+        c.idle_wal_per_s = (after[2] - before[2]) / seconds
+        c.idle_commits_per_s = (after[3] - before[3]) / seconds
         for phase, ussd, api in (("ussd", True, False), ("api", False, True)):
             with self.count_lock:
                 self.counts = {"ussd_hops": 0, "api_transfers": 0, "ussd_transfers": 0}
             hops = self.report.ussd["hops"]
             self.api_budget, self.api_pace = self.s.calibrate_batches, 0.0
-            wal0, commits0 = self.wal_and_commits()
-            start, t0 = cpu_all(), time.monotonic()
-            threads = self.start_threads(ussd, api, probe=False)
-            if ussd:
-                time.sleep(self.s.calibrate_seconds)
-            else:
-                threads[-1].join(timeout=300)  # the API client: its batches sent
-            self.stop_threads(threads)
+            self.pause_workers(signal.SIGSTOP)
+            try:
+                s0 = self.sample()
+                threads = self.start_threads(ussd, api, probe=False)
+                if ussd:
+                    time.sleep(self.s.calibrate_seconds)
+                else:
+                    threads[-1].join(timeout=300)  # the API client: its batches sent
+                self.stop_threads(threads)
+                s1 = self.sample()
+            finally:
+                self.pause_workers(signal.SIGCONT)
             self.quiesce()
-            end, t1 = cpu_all(), time.monotonic()
-            wal1, commits1 = self.wal_and_commits()
-            c.wal_bytes[phase] = max(0.0, wal1 - wal0 - c.idle_wal_per_s * (t1 - t0))
-            c.commits[phase] = max(0.0, commits1 - commits0 - c.idle_commits_per_s * (t1 - t0))
-            self.counts["ussd_hops"] = self.report.ussd["hops"] - hops
+            s2 = self.sample()
             self.api_budget, self.api_pace = None, self.s.api_pace
+            self.counts["ussd_hops"] = self.report.ussd["hops"] - hops
+            front, front_wal, front_commits = self.spent(s0, s1)
+            back, back_wal, back_commits = self.spent(s1, s2)
             for g in GROUPS:
-                c.cpu_ms.setdefault(g, {})[phase] = max(
-                    0.0, end[g] - start[g] - c.idle_ms_per_s[g] * (t1 - t0)
-                )
+                c.cpu_ms.setdefault(g, {})[phase] = (front[g], back[g])
+            c.wal_bytes[phase] = (front_wal, back_wal)
+            c.commits[phase] = (front_commits, back_commits)
             if phase == "ussd":
                 c.ussd_hops, c.ussd_transfers = self.counts["ussd_hops"], self.counts["ussd_transfers"]
             else:
                 c.api_transfers = self.counts["api_transfers"]
-            log(f"cluster: calibration {phase}: {self.counts} in {t1 - t0:.0f} s (to quiescence)")
+            log(
+                f"cluster: calibration {phase}: {self.counts}; front {s1[1] - s0[1]:.0f} s, "
+                f"execution to idle {s2[1] - s1[1]:.0f} s"
+            )
 
     def wal_and_commits(self) -> tuple[int, int]:
         """WAL position (bytes) and committed transactions of the database, on the primary."""
@@ -402,27 +447,30 @@ class ClusterTest(LoadAndChecks):
 
     def capacity_table(self) -> list[str]:
         c = self.calibration
-        lines = ["CPU-ms per unit (measured, idle background subtracted):"]
+        n_hops, n_ussd, n_api = c.ussd_hops or 1, c.ussd_transfers or 1, c.api_transfers or 1
+        lines = [
+            f"CPU-ms (idle background subtracted) from {c.ussd_transfers} USSD sends ({c.ussd_hops} hops) "
+            f"and {c.api_transfers} API payouts; front = the calls, execution = the workers' batches:",
+            f"  {'':<13}{'USSD: per hop':>14}{'per send':>10}{'execution':>11}"
+            f"{'API: per payout':>17}{'execution':>11}{'idle ms/s':>11}",
+        ]
         for g in GROUPS:
-            ussd = c.cpu_ms[g]["ussd"]
-            api = c.cpu_ms[g]["api"]
-            per_hop = ussd / c.ussd_hops if c.ussd_hops else float("nan")
-            per_ussd = ussd / c.ussd_transfers if c.ussd_transfers else float("nan")
-            per_api = api / c.api_transfers if c.api_transfers else float("nan")
+            uf, ub = c.cpu_ms[g]["ussd"]
+            af, ab = c.cpu_ms[g]["api"]
             lines.append(
-                f"  {g:<10} {per_hop:6.2f} per USSD hop  {per_ussd:7.2f} per USSD transfer  "
-                f"{per_api:6.2f} per API payout   (idle {c.idle_ms_per_s[g]:.0f} ms/s)"
+                f"  {g:<13}{uf / n_hops:14.2f}{uf / n_ussd:10.2f}{ub / n_ussd:11.2f}"
+                f"{af / n_api:17.2f}{ab / n_api:11.2f}{c.idle_ms_per_s[g]:11.0f}"
+            )
+        for phase, n in (("USSD send", n_ussd), ("API payout", n_api)):
+            key = "ussd" if phase == "USSD send" else "api"
+            (fw, bw), (fc, bc) = c.wal_bytes[key], c.commits[key]
+            lines.append(
+                f"  PostgreSQL per {phase}: WAL {fw / n:,.0f} + {bw / n:,.0f} bytes, "
+                f"commits {fc / n:.2f} + {bc / n:.2f} (front + execution)"
             )
         lines.append(
-            f"  from {c.ussd_transfers} USSD transfers ({c.ussd_hops} hops) and {c.api_transfers} API payouts"
+            f"  (idle: {c.idle_wal_per_s:,.0f} WAL bytes/s, {c.idle_commits_per_s:.1f} commits/s, subtracted)"
         )
-        for phase, n in (("ussd", c.ussd_transfers), ("api", c.api_transfers)):
-            if n:
-                lines.append(
-                    f"  PostgreSQL per {phase} transfer: {c.wal_bytes[phase] / n:,.0f} bytes of WAL, "
-                    f"{c.commits[phase] / n:.2f} commits (idle: {c.idle_wal_per_s:,.0f} bytes/s, "
-                    f"{c.idle_commits_per_s:.1f} commits/s, subtracted)"
-                )
         return lines
 
     # -- the faults -----------------------------------------------------------------------------
