@@ -93,7 +93,8 @@ GROUPS = {
     "lb": (("lb",), "haproxy"),
     "web": (H.WEB_HOSTS, "gunicorn"),
     "worker": (H.WORK_HOSTS, ""),
-    "postgresql": (H.PG_HOSTS, "postgres:"),
+    "postgresql": (H.PG_HOSTS, "bin/postgres|postgres:"),
+    "  of it pg1": (("pg1",), "bin/postgres|postgres:"),  # the primary while calibrating
     "redis": (("r1", "r2"), ":6379"),
     "coordination": (("pg1", "pg2", "r1", "r2", "arb"), "sentinel|etcd|patroni"),
 }
