@@ -230,6 +230,7 @@ class LoadAndChecks:
                     self.report.transfers += 1
                     return "accepted" if amount == amount_major * 100 else "accepted (a resumed session)"
                 if value == PIN:
+                    self.report.ussd[f"  told at the PIN: {body[4:70]!r}"] += 1  # what, for the report
                     return "ended at the PIN (outcome unknown)"
                 return "ended early (told to dial again)"
         return "no final screen"
