@@ -84,6 +84,7 @@ class LoadAndChecks:
         self.report = Report()
         self.accepted: set[str] = set()  # request ids the harness saw committed
         self.ussd_accepted: list[tuple[int, int]] = []  # (payer account, amount) seen accepted
+        self.ussd_asked: set[tuple[int, int]] = set()  # (payer account, amount) a PIN was sent for
         self.ussd_lock = threading.Lock()
 
     def populate(self) -> None:
@@ -187,6 +188,9 @@ class LoadAndChecks:
             value = script.pop(0)
             if value is not None:
                 inputs.append(value)
+            if value == PIN:  # the caller asks for this send (whatever the answer, if any)
+                with self.ussd_lock:
+                    self.ussd_asked.add((payer, amount_major * 100))
             self.report.ussd["hops"] += 1
             try:
                 response = requests.post(
@@ -227,6 +231,7 @@ class LoadAndChecks:
                     amount = int(told.group(1).replace(",", "")) * 100 + int(told.group(2))
                     with self.ussd_lock:
                         self.ussd_accepted.append((payer, amount))
+                        self.ussd_asked.add((payer, amount))
                     self.report.transfers += 1
                     return "accepted" if amount == amount_major * 100 else "accepted (a resumed session)"
                 if value == PIN:
@@ -310,6 +315,12 @@ class LoadAndChecks:
             elif sends[(payer, amount)] > 1:
                 r.doubled.append(
                     f"USSD send of {amount} from account {payer}: recorded {sends[(payer, amount)]} times"
+                )
+        # Nothing posted that nobody asked for: every USSD send in the database had its PIN typed.
+        for payer, amount in sends:
+            if (payer, amount) not in self.ussd_asked:
+                r.problems.append(
+                    f"USSD send of {amount} from account {payer}: recorded, nobody asked for it"
                 )
         # Postings per request: exactly its legs when posted, none when rejected.
         legs = Counter(

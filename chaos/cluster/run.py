@@ -143,6 +143,7 @@ class ClusterTest(LoadAndChecks):
         self.init_load()
         self.stop_load = threading.Event()
         self.api_batches = 0
+        self.unanswered_batches = 0
         self.api_budget: int | None = None  # batches the API client sends, None: until stopped
         self.api_pace = settings.api_pace
         self.probes: list[tuple[float, bool]] = []
@@ -315,6 +316,7 @@ class ClusterTest(LoadAndChecks):
                 )
                 break
             else:
+                self.unanswered_batches += 1
                 self.report.problems.append(f"payout batch {key}: no answer in 120 s (never told accepted)")
 
     def probe_loop(self) -> None:
@@ -615,6 +617,7 @@ class ClusterTest(LoadAndChecks):
             self.quiesce()
             log(f"cluster: quiet at {time.monotonic() - started:.0f} s; checking on {self.hosts.pg_leader()}")
             self.verify()
+            self.verify_payouts()
         except Exception as exc:
             self.report.problems.append(f"the run stopped: {exc!r}")
             import traceback
@@ -636,6 +639,25 @@ class ClusterTest(LoadAndChecks):
         self.report.seconds = time.monotonic() - started
         self.print_report()
         return self.report.ok
+
+    def verify_payouts(self) -> None:
+        """Nothing paid out that the merchant's system was not answered for: every payout in the
+        database is a row of a batch answered 202 (a batch never answered would be the
+        exception, and is reported as a problem by itself)."""
+        from sqlalchemy import select
+
+        from ussd_app.extensions import db
+        from ussd_app.payments.models import RequestKind, TransferRequest
+
+        ids = set(
+            db.session.execute(
+                select(TransferRequest.id).where(TransferRequest.kind == RequestKind.PAYOUT.value)
+            ).scalars()
+        )
+        db.session.rollback()
+        unasked = ids - self.accepted
+        if unasked and not self.unanswered_batches:
+            self.report.problems.append(f"{len(unasked)} payouts recorded that no answered batch holds")
 
     def print_report(self) -> None:
         log = self.s.log
