@@ -36,10 +36,9 @@ with a development secret, with open webhooks (neither ``WEBHOOK_SECRET`` nor
 ``WEBHOOK_ALLOWED_IPS``: anyone who reaches ``/ussd`` could act as any phone number), with the
 phone simulator on, with ``WEBHOOK_TRUSTED_PROXIES`` given as a count, or with a network in
 ``WEBHOOK_ALLOWED_IPS`` or ``WEBHOOK_TRUSTED_PROXIES`` wider than ``WIDEST_NETWORK`` (``0.0.0.0/0``
-would believe X-Forwarded-For from anyone, or allow everyone while looking like a closed door).
-It also refuses a
-``DATABASE_URL`` naming several hosts without ``target_session_attrs=read-write`` (after a
-failover libpq would write to whichever answered first). A malformed ``WEBHOOK_ALLOWED_IPS``,
+would believe X-Forwarded-For from anyone, or allow everyone while looking like a closed door),
+or with a ``DATABASE_URL`` naming several hosts without ``target_session_attrs=read-write``
+(after a failover libpq would write to whichever answered first). A malformed ``WEBHOOK_ALLOWED_IPS``,
 ``WEBHOOK_TRUSTED_PROXIES`` or ``REDIS_SENTINELS`` refuses to start in every environment.
 """
 
