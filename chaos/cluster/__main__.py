@@ -21,7 +21,10 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         parser.exit(2, "the cluster test makes network namespaces: run it as root\n")
     if args.command == "down":
+        from chaos.cluster.hosts import remove_state
+
         net.down()
+        remove_state()
         return 0
     return run(args.seed, keep=args.keep)
 

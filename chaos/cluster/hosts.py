@@ -468,6 +468,10 @@ backend web
         ]
 
 
+def remove_state() -> None:
+    shutil.rmtree(STATE, ignore_errors=True)
+
+
 def reset_state() -> None:
     shutil.rmtree(STATE, ignore_errors=True)
     os.makedirs(STATE, exist_ok=True)

@@ -636,6 +636,7 @@ class ClusterTest(LoadAndChecks):
                 if hasattr(self, "hosts"):
                     self.hosts.stop_all()
                 net.down()
+                H.remove_state()  # the databases' and Redis's files; the logs stay
         self.report.seconds = time.monotonic() - started
         self.print_report()
         return self.report.ok
