@@ -64,3 +64,51 @@ def test_a_gateways_late_first_message_is_not_taken_for_an_input(client, juma, g
     assert phone.post(first) == PIN_SCREEN  # not "A PIN is 4 digits."
     assert phone.send(PIN).startswith("END Sending KES 50.00")
     assert transfers() == 1
+
+
+# -- Nalo: its retry of a first message whose walk was slow -----------------------------------
+
+
+@pytest.fixture
+def slow_water(app):
+    """Kisumu Water, pay bill 888880, whose validation server answers 200 and then trickles the
+    body: every question about an account waits out PAYBILL_VALIDATION_TIMEOUT_SECONDS."""
+    from tests.events_helpers import TricklingServer
+    from ussd_app.events.endpoints import configure
+    from ussd_app.users import create_user
+
+    server = TricklingServer(every=0.2)
+    user = create_user(
+        db.session,
+        phone="+254700000003",
+        name="Kisumu Water",
+        role="merchant",
+        pin="2222",
+        till="888880",
+        paybill=True,
+    )
+    configure(db.session, user.account_id, url=f"{server.url}/hooks", validation_url=f"{server.url}/validate")
+    db.session.commit()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_nalos_retry_of_a_slow_first_message_is_not_walked_again(client, config, juma, slow_water, redis):
+    """Nalo's resend window was counted from the first message's arrival, not from our answer:
+    a walk slower than the window (a pay bill asks the business's validation URL, up to its
+    timeout) was walked again by Nalo's retry, in a new session: the business asked twice, a
+    second transfer id minted, the person's session swapped under them."""
+    config(USSD_RESEND_WINDOW_SECONDS=0.5, PAYBILL_VALIDATION_TIMEOUT_SECONDS=0.8)
+    config(PAYBILL_VALIDATION_DEFAULT="accept")
+    phone = GatewayPhone(client, "nalo")
+    body = phone.dial("*384*7*6*888880*4455*1200#")
+    assert screen(body).startswith("Pay KES 1,200.00 to Kisumu Water"), body
+    session = redis.get("tuma:ussd:nalo:+254712000111")
+    from ussd_app.ussd import sessions
+
+    minted = sessions.load(session.decode()).data["transfer_id"]
+    assert phone.repeat() == body  # Nalo's retry, at once after our answer
+    assert redis.get("tuma:ussd:nalo:+254712000111") == session
+    assert sessions.load(session.decode()).data["transfer_id"] == minted
