@@ -2,6 +2,8 @@
 make a dial string do what a walk must never do, or to make a walk cost more than once, and
 shows it does not any more. See docs/threat-model.md, "A PIN typed in a shortcut"."""
 
+import logging
+
 import pytest
 
 from tests.gateway_helpers import GATEWAYS, GatewayPhone
@@ -112,3 +114,15 @@ def test_nalos_retry_of_a_slow_first_message_is_not_walked_again(client, config,
     assert phone.repeat() == body  # Nalo's retry, at once after our answer
     assert redis.get("tuma:ussd:nalo:+254712000111") == session
     assert sessions.load(session.decode()).data["transfer_id"] == minted
+
+
+def test_nalos_session_id_does_not_put_the_callers_number_in_the_logs(client, juma, caplog):
+    """Every hop's log line masks the number (+2547***111); Nalo's session id, logged beside
+    it (the hop, the walk), was "nalo:+254712000111:<random>", the whole number in clear."""
+    caplog.set_level(logging.DEBUG)
+    phone = GatewayPhone(client, "nalo")
+    assert phone.dial("*384*7*1*0712000222*50#") == CONFIRM_50
+    assert phone.send("1") == PIN_SCREEN
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("ussd shortcut session=" in line for line in logged)
+    assert not [line for line in logged if "712000111" in line]

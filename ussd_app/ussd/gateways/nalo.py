@@ -65,7 +65,8 @@ def session_for(message: Message, phone: str) -> str | None:
                 # while the walk runs is the same dial and waits for its answer.
                 pipe.set(begun, digest, px=window_ms + LOCK_SECONDS * 1000)
         if current is None:
-            current = f"{NAME}:{phone}:{secrets.token_hex(8)}"
+            # Not the number: the id is logged beside the masked number (views.hop).
+            current = f"{NAME}:{secrets.token_hex(12)}"
         else:
             current = _text(current)
         pipe.set(key, current, ex=ttl)  # each hop keeps it as long as the session lives
