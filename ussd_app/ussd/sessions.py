@@ -38,6 +38,9 @@ class StoredSession:
     data: dict = field(default_factory=dict)
     last_text: str | None = None  # a keyed digest of the text: the text carries PINs
     last_reply: str | None = None  # the full "CON ..."/"END ..." body
+    # The keyed digest of the session's first hop when it carried a dial string (a shortcut,
+    # walked or not): a copy of it arriving later is a late copy, never applied as an input.
+    first_text: str | None = None
     answered_at: float | None = None  # when it was answered (epoch seconds): a repeat's window
     # The caller's few facts (``caller.Facts``: who, role, language, lock; never a PIN or its
     # hash), so a menu hop reads no database. None: read them from the database.
@@ -51,6 +54,7 @@ class StoredSession:
                 "data": self.data,
                 "last_text_digest": self.last_text,
                 "last_reply": self.last_reply,
+                "first_text_digest": self.first_text,
                 "answered_at": self.answered_at,
                 "caller": self.caller,
             }
@@ -65,6 +69,7 @@ class StoredSession:
             data=doc.get("data") or {},
             last_text=doc.get("last_text_digest"),
             last_reply=doc.get("last_reply"),
+            first_text=doc.get("first_text_digest"),
             answered_at=doc.get("answered_at"),
             caller=doc.get("caller"),
         )

@@ -201,6 +201,11 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
         if (stored.last_text == digest and recent) or stored.conversation.ended:
             # A repeat (the gateway retried, or the phone resent): the same screen, nothing again.
             return stored.last_reply or "END"
+        if stored.first_text == digest:
+            # A copy of the first hop, delivered after later hops: its dial string was walked
+            # (or dropped) once. Taken for an input, its last part (a PIN in the dial string)
+            # would be typed on the screen the person stands on: the screen again, nothing else.
+            return stored.last_reply or "END"
     facts, ctx_user = _caller(hold, phone)
     data = stored.data if stored else {}
     offered = hold.resume if stored is None else stored.conversation.resume
@@ -258,6 +263,7 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
             last_reply=body,
             caller=facts.to_json() if current_app.config["USSD_CALLER_CACHE"] else None,
             answered_at=time.time(),
+            first_text=(digest if dialled else None) if stored is None else stored.first_text,
         ),
         snapshot,
         # A walk that stopped where nothing can be resumed leaves the earlier snapshot offered.

@@ -12,7 +12,7 @@ gateway's requests), ``caller(doc) -> str`` (the raw number, never raising: the 
 reads it before the view), ``answer(body, message) -> dict`` for an engine body ``CON ...`` /
 ``END ...`` (``message`` None when the request could not be read), ``closed(message) -> dict``
 for an end notice, and optionally ``session_for(message, phone)`` when the gateway sends no
-session id of its own (Nalo).
+session id of its own and ``answered(message, phone)`` after each answer (Nalo).
 
 The endpoints sit on the ``ussd`` blueprint, so the webhook guards (security.py) apply: the
 gateway's own secret or allow-list (``USSD_<GATEWAY>_SECRET``/``_ALLOWED_IPS``, else the
@@ -158,6 +158,9 @@ def _handle(gateway) -> dict:
         window = current_app.config["USSD_RESEND_WINDOW_SECONDS"]
         key = f"{message.kind}\x00{message.text}"
         body = views.hop(session, phone, key, newest, fresh_for=window, dialled=dialled)
+    answered = getattr(gateway, "answered", None)
+    if answered is not None:  # Nalo: its retry window runs from this answer
+        answered(message, phone)
     return _reply(gateway, body, message)
 
 

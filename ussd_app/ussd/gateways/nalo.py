@@ -6,12 +6,12 @@ the first request of a session, false after) and ``NETWORK``. The answer repeats
 ``MSISDN`` and adds ``MSG`` (the screen) and ``MSGTYPE`` (true: wait for an input; false: end).
 
 With no session id, the session is the number's: ``MSGTYPE`` true starts a new one (a fresh id,
-kept per E.164 number in Redis for the session's lifetime; the same first message again at
-once is Nalo's retry and keeps it), false continues the number's
-current one; if that has expired, the hop starts at home as any unknown session does. A phone
-has one USSD session at a time, so this is the session. Nalo numbers no message and sends no
-end notice: the same input again within ``USSD_RESEND_WINDOW_SECONDS`` of our answer is taken for
-its retry (see ``views.hop``).
+kept per E.164 number in Redis for the session's lifetime; the same first message again while
+it is answered or within the resend window after our answer is Nalo's retry and keeps it),
+false continues the number's current one; if that has expired, the hop starts at home as any
+unknown session does. A phone has one USSD session at a time, so this is the session. Nalo
+numbers no message and sends no end notice: the same input again within
+``USSD_RESEND_WINDOW_SECONDS`` of our answer is taken for its retry (see ``views.hop``).
 Fixtures: tests/gateway_fixtures/nalo.py.
 """
 
@@ -22,7 +22,7 @@ from flask import current_app
 from redis.exceptions import RedisError
 
 from ...queues import get_redis
-from ..sessions import PREFIX, text_digest
+from ..sessions import LOCK_SECONDS, PREFIX, text_digest
 from . import BEGIN, INPUT, Message, flag, loose, split, text
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,12 @@ def session_for(message: Message, phone: str) -> str | None:
             if not (window_ms > 0 and _text(previous) == digest):
                 current = None  # a new dial: a new session
             if window_ms > 0:
-                pipe.set(begun, digest, px=window_ms)
+                # Until answered (``answered``) as long as a hop may hold its session: a retry
+                # while the walk runs is the same dial and waits for its answer.
+                pipe.set(begun, digest, px=window_ms + LOCK_SECONDS * 1000)
         if current is None:
-            current = f"{NAME}:{phone}:{secrets.token_hex(8)}"
+            # Not the number: the id is logged beside the masked number (views.hop).
+            current = f"{NAME}:{secrets.token_hex(12)}"
         else:
             current = _text(current)
         pipe.set(key, current, ex=ttl)  # each hop keeps it as long as the session lives
@@ -72,6 +75,21 @@ def session_for(message: Message, phone: str) -> str | None:
         log.error("ussd nalo: Redis unavailable (%s)", type(exc).__name__)
         return None
     return current
+
+
+def answered(message: Message, phone: str) -> None:
+    """The first message was answered: Nalo's retry of it is the one within
+    ``USSD_RESEND_WINDOW_SECONDS`` of this answer (as every gateway's retry is), not of its
+    arrival, so a slow walk (a pay bill asks the business, up to its timeout) is not walked
+    again in a new session by the retry that its slowness caused."""
+    window_ms = int(current_app.config["USSD_RESEND_WINDOW_SECONDS"] * 1000)
+    if message.kind != BEGIN or window_ms <= 0:
+        return
+    key, begun = f"{PREFIX}:nalo:{phone}", f"{PREFIX}:nalo-begin:{phone}"
+    try:
+        get_redis().set(begun, text_digest(key, message.text), px=window_ms, xx=True)
+    except RedisError as exc:
+        log.error("ussd nalo: Redis unavailable (%s)", type(exc).__name__)
 
 
 def _text(raw) -> str:
