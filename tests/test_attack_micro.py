@@ -68,16 +68,16 @@ def test_cancelling_while_a_settlement_is_refused_does_not_say_the_money_is_back
     from tests.test_ussd_allowances import ALLOWANCES, JUMA, PIN, Cast, active, dial, work
     from tests.test_ussd_allowances import charge as ussd_charge
 
-    cast = Cast(backend_app)
-    allowance_id = active(cast)
+    juma = Cast(backend_app)
+    allowance_id = active(juma)
     for n in range(1, 4):
-        assert ussd_charge(allowance_id, cast.shop, 5_00, f"R{n}", n).ok
-    merchant_locked(cast.shop, True)
+        assert ussd_charge(allowance_id, juma.shop, 5_00, f"R{n}", n).ok
+    merchant_locked(juma.shop, True)
     assert al.settle(db.session, allowance_id, why="merchant") is not None
     db.session.commit()
     work()
     assert (state(allowance_id), the(allowance_id).tab_amount) == ("settling", 15_00)
-    phone = dial(cast.client)
+    phone = dial(juma.client)
     for value in (ALLOWANCES, "2", "1", "2", "1"):
         phone.send(value)
     done = phone.send(PIN)
@@ -87,8 +87,8 @@ def test_cancelling_while_a_settlement_is_refused_does_not_say_the_money_is_back
     )
     work()
     assert state(allowance_id) == "cancelled"
-    merchant_locked(cast.shop, False)
+    merchant_locked(juma.shop, False)
     assert retry_due() == 1
-    assert available(cast.account) == FUNDS - 15_00
+    assert available(juma.account) == FUNDS - 15_00
     assert sms_to(JUMA)[-1].endswith("Allowance ended: the rest of its hold is released.")
     ledger_ok()
