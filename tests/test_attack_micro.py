@@ -92,3 +92,69 @@ def test_cancelling_while_a_settlement_is_refused_does_not_say_the_money_is_back
     assert available(juma.account) == FUNDS - 15_00
     assert sms_to(JUMA)[-1].endswith("Allowance ended: the rest of its hold is released.")
     ledger_ok()
+
+
+def maintenance(now=None) -> int:
+    """The maintenance job's allowance step: settle what is due, then catch up what a batch
+    left behind (``after_batch``, for a worker that died after its commit)."""
+    return jobs.settle_allowances(now=now) + jobs.after_allowance_batch()
+
+
+def holds_agree_with_the_ledger() -> None:
+    """Every allowance hold's ``hold_state`` says what the ledger says of its PENDING transfer:
+    ``pending`` exactly when no resolution of it is in the ledger."""
+    from sqlalchemy import select
+
+    from ussd_app.ledger import Transfer
+
+    db.session.expire_all()
+    resolved = set(
+        db.session.execute(select(Transfer.pending_id).where(Transfer.pending_id.is_not(None))).scalars()
+    )
+    for hold in db.session.execute(
+        select(TransferRequest).where(TransferRequest.kind == "allowance")
+    ).scalars():
+        if hold.status != "accepted":
+            continue
+        assert (hold.hold_state == "pending") == (hold.id not in resolved), (hold.id, hold.hold_state)
+    db.session.commit()
+
+
+def test_worker_killed_after_the_refusal_then_cancel_and_end_the_charges_are_paid_once(cast):  # noqa: F811
+    """The worker's batch refuses the settlement and commits, then the worker dies before its
+    after-batch step (the hold still says ``posted``, the tab is 0). Meanwhile the customer
+    cancels and the allowance's own end passes. The maintenance job's after-batch step puts the
+    hold back and the tab; the later attempt pays the 10.00 once; the rest comes back once."""
+    from ussd_app.payments.execute import execute_batch
+
+    customer, merchant = cast
+    allowance_id = approved(customer, merchant)
+    for n in range(2):
+        assert charge(allowance_id, merchant, 5_00, n).ok
+    merchant_locked(merchant.account_id, True)
+    assert al.settle(db.session, allowance_id, why="merchant") is not None
+    db.session.commit()
+    assert execute_batch(db.session, 500) == 1  # refused; the worker dies before after_batch
+    db.session.commit()
+    assert al.cancel(db.session, customer, allowance_id)
+    db.session.commit()
+    ends_in(allowance_id, -timedelta(seconds=1))
+    maintenance()
+    execute_all()
+    maintenance()
+    execute_all()
+    assert (state(allowance_id), the(allowance_id).tab_amount) == ("cancelled", 10_00)
+    assert available(customer.account_id) == FUNDS - 200_00  # still held: 10.00 is owed
+    holds_agree_with_the_ledger()
+    merchant_locked(merchant.account_id, False)
+    maintenance(utcnow() + timedelta(hours=2))
+    execute_all()
+    maintenance(utcnow() + timedelta(hours=4))
+    execute_all()
+    post = db.session.get(TransferRequest, f"{allowance_id}.h1.r2")
+    assert (post.status, post.amount) == ("accepted", 10_00)
+    assert db.session.get(TransferRequest, f"{allowance_id}.h1.r3") is None
+    assert available(customer.account_id) == FUNDS - 10_00
+    assert the(allowance_id).tab_amount == 0
+    holds_agree_with_the_ledger()
+    ledger_ok()
