@@ -158,3 +158,55 @@ def test_worker_killed_after_the_refusal_then_cancel_and_end_the_charges_are_pai
     assert the(allowance_id).tab_amount == 0
     holds_agree_with_the_ledger()
     ledger_ok()
+
+
+def test_a_retry_a_cancel_and_an_after_batch_racing_pay_the_owed_charges_once(cast):  # noqa: F811
+    """Refused settlements (the merchant was locked, now unlocked): the maintenance job's retry,
+    the customer's cancel and a worker's after-batch step run at the same moment, on several
+    allowances. Whoever wins, each tab is posted once, the rest of each hold comes back once,
+    and every hold agrees with the ledger."""
+    from flask import current_app
+    from sqlalchemy.exc import DBAPIError
+
+    from tests.escrow_helpers import at_once
+    from ussd_app.users import find_by_phone
+
+    customer, merchant = cast
+    ids = [approved(customer, merchant, n=n, limit=20_00) for n in range(1, 5)]
+    for allowance_id in ids:
+        assert charge(allowance_id, merchant, 5_00, allowance_id).ok
+    merchant_locked(merchant.account_id, True)
+    for allowance_id in ids:
+        assert al.settle(db.session, allowance_id, why="merchant") is not None
+    db.session.commit()
+    execute_all()
+    assert {(state(a), the(a).tab_amount) for a in ids} == {("settling", 5_00)}
+    merchant_locked(merchant.account_id, False)
+    later = utcnow() + timedelta(hours=2)
+    phone = customer.phone
+
+    def cancel_all():
+        for allowance_id in ids:
+            for _ in range(3):  # a deadlock victim tries again, as the customer would
+                try:
+                    al.cancel(db.session, find_by_phone(db.session, phone), allowance_id)
+                    db.session.commit()
+                    break
+                except DBAPIError:
+                    db.session.rollback()
+
+    app = current_app._get_current_object()
+    at_once(app, lambda: maintenance(later), cancel_all, jobs.after_allowance_batch)
+    for _ in range(3):
+        execute_all()
+        maintenance(utcnow() + timedelta(hours=4))
+    execute_all()
+    for allowance_id in ids:
+        post = db.session.get(TransferRequest, f"{allowance_id}.h1.r2")
+        assert (post.status, post.amount) == ("accepted", 5_00), allowance_id
+        assert db.session.get(TransferRequest, f"{allowance_id}.h1.r3") is None
+        assert the(allowance_id).tab_amount == 0
+    assert {state(a) for a in ids} == {"cancelled"}
+    assert available(customer.account_id) == FUNDS - 4 * 5_00  # the rest of every hold back
+    holds_agree_with_the_ledger()
+    ledger_ok()
