@@ -53,10 +53,13 @@ def charge_many(
     }
     charged, count = allowance.charged, allowance.charge_count
     # Active with no hold only when nothing is left of the period: the limit refuses those.
+    # Not past its own end (ends_at) either: it is still ``active`` in the table until the
+    # maintenance job settles it, but the customer agreed to charges until then, not after.
     open_ = (
         allowance.state == State.ACTIVE.value
         and allowance.period_ends_at is not None
         and now < allowance.period_ends_at
+        and (allowance.ends_at is None or now < allowance.ends_at)
     )
     outcomes, lines, taken, seen = [], [], 0, set()
     for amount, reference, cid in charges:

@@ -324,11 +324,17 @@ def cancel(ctx) -> str:
     # since, or the merchant's own settlement may be posting it): the settlement the customer
     # has not been told of yet, this cancel's or the merchant's, is what the SMS will say.
     settlement = al.last_settlement(db.session, allowance.id)
-    if settlement is None or settlement.told_at is not None or settlement.amount == 0:
+    owed = db.session.get(al.Allowance, allowance.id, populate_existing=True)
+    if owed is not None and owed.tab_amount > 0:
+        # A settlement the worker refused (the merchant locked by Tuma): its charges are owed
+        # again on the hold, which cancelling does not release; they are paid (one SMS) when
+        # a later attempt posts. Never "nothing was charged, the money is yours again".
+        amount, charges = owed.tab_amount, owed.tab_count
+    elif settlement is None or settlement.told_at is not None or settlement.amount == 0:
         return "nothing"
-    ctx.data.update(
-        allowance_charged_text=common.money(settlement.amount), allowance_count=settlement.charges
-    )
+    else:
+        amount, charges = settlement.amount, settlement.charges
+    ctx.data.update(allowance_charged_text=common.money(amount), allowance_count=charges)
     return "ok"
 
 
