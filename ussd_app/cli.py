@@ -214,8 +214,36 @@ def review_list():
             f"{last.code} allowance settlement {money(last.amount)} account {last.debit_account_id} -> "
             f"{last.credit_account_id} refused {holds.attempt_of(last.pending_request_id, last.id)} times, "
             f"last {last.executed_at:%Y-%m-%d %H:%M} UTC ({last.result}); allowance {allowance.id}, "
-            f"tried again every TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS"
+            f"tried again every TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS "
+            f"(or: flask review void --allowance {allowance.id})"
         )
+
+
+@review_cli.cli.command("void")
+@click.option("--allowance", "allowance_id", required=True, help="the allowance's id (al_...)")
+@click.option("--operator", required=True, help="your name, for the audit log")
+@click.option("--reason", required=True, help="why, for the audit log (at most 200 characters)")
+def review_void(allowance_id, operator, reason):
+    """Decide an allowance whose settlement is refused (the merchant locked): void its hold,
+    the whole hold back to the customer and the charges owed forgiven; the allowance ends. The
+    merchant hears ``allowance.voided``, the customer gets one SMS; audited. Left undecided, it
+    is tried again every TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS (the default)."""
+    from .payments.allowances.decisions import DecisionError, void_refused
+
+    try:
+        done = void_refused(db.session, allowance_id, operator=operator, reason=reason)
+        db.session.commit()
+    except DecisionError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"refused: {exc}") from exc
+    if done.already:
+        click.echo(f"allowance {done.allowance_id} was voided already ({done.code}): nothing done")
+        return
+    click.echo(
+        f"allowance {done.allowance_id} voided ({done.code}): {money(done.released)} back to the customer, "
+        f"{money(done.forgiven)} for {done.charges} charge{'' if done.charges == 1 else 's'} forgiven; "
+        f"it is {done.state}. The customer is told by SMS, the merchant by allowance.voided"
+    )
 
 
 def _held(code: str):

@@ -32,6 +32,9 @@ class EventType(enum.StrEnum):
     ALLOWANCE_PAUSED = "allowance.paused"  # a period's limit could not be held
     ALLOWANCE_CANCELLED = "allowance.cancelled"  # by the customer
     ALLOWANCE_SETTLED = "allowance.settled"
+    # Tuma's operator voided the hold of a settlement refused while you were locked: the hold
+    # back to the customer, the charges owed forgiven (payments/allowances/decisions.py).
+    ALLOWANCE_VOIDED = "allowance.voided"
 
 
 class DeliveryStatus(enum.StrEnum):

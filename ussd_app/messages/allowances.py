@@ -49,8 +49,22 @@ ENDED_PAUSED = (
     "Allowance for {name} has ended: its limit could not be held {count} times in a row. "
     "Nothing more will be held."
 )
+# Its settlement refused because Tuma is reviewing the merchant (an operator's lock): told ONCE,
+# at the first such refusal of a hold's settlement, never per retry (payments/allowances/settlement.py).
+UNDER_REVIEW = (
+    "Allowance payment of {amount} to {name} waits while the business is under review. "
+    "Your money stays held; we will SMS you when it is paid."
+)
+# An operator voided the hold of a refused settlement (payments/allowances/decisions.py): the
+# whole hold back to the customer, the owed charges forgiven; the allowance ends.
+VOIDED = (
+    "Allowance for {name} ended by Tuma: the {returned} held for it is yours again. "
+    "The {amount} it charged will not be taken."
+)
 MESSAGES = (
     *ASKED.values(),
+    UNDER_REVIEW,
+    VOIDED,
     SETTLED,
     SETTLED_ENDED,
     SETTLED_ONE,
@@ -113,3 +127,15 @@ def ended(customer, merchant, allowance, *, paused_periods: int = 0) -> str:
         return tell(customer, ENDED_PAUSED, name=_name(merchant), count=paused_periods)
     end = allowance.ends_at or allowance.decided_at
     return tell(customer, ENDED, name=_name(merchant), date=when(end)[0] if end else "")
+
+
+def under_review(customer, merchant, amount: int) -> str:
+    """To the customer whose settlement was refused because the merchant is under review (locked):
+    the money stays held; once per hold's settlement."""
+    return tell(customer, UNDER_REVIEW, name=_name(merchant), amount=money(amount))
+
+
+def voided(customer, merchant, *, held: int, forgiven: int) -> str:
+    """To the customer: an operator voided the hold of a refused settlement; ``held`` came back,
+    ``forgiven`` (the charges owed) will not be taken."""
+    return tell(customer, VOIDED, name=_name(merchant), returned=money(held), amount=money(forgiven))

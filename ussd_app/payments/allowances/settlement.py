@@ -349,8 +349,19 @@ def _refused(
     so the hold is ``pending`` again and its charges are owed again (the tab restored on the
     allowance, which stays where it was: ``settling`` takes no charges and makes no next hold,
     a cancelled or expired one stays ended). ``settle_due`` tries it again after
-    ALLOWANCE_SETTLE_RETRY_SECONDS as ``<hold>.r2``, ``.r3``, ...; no SMS, as nothing was paid."""
+    ALLOWANCE_SETTLE_RETRY_SECONDS as ``<hold>.r2``, ``.r3``, ...; no receipt, as nothing was
+    paid. Refused because Tuma is reviewing the merchant (``payee_locked``): the customer is told
+    ONCE that the money stays held (at the first such refusal of this hold's settlement; the
+    retries are silent). An operator may void the hold instead (``decisions.void_refused``)."""
+    from ...limits import Result
+    from ...messages import allowances as texts
+
     holds.reopen(session, request)
+    if request.result == Result.PAYEE_LOCKED and _first_locked_refusal(session, request):
+        customer = find_by_phone(session, allowance.customer_phone)
+        if customer is not None:
+            body = texts.under_review(customer, merchant_of(session, allowance), settlement.amount)
+            tell_customer(session, customer.phone, body, request.id)
     move(
         session,
         allowance.id,
@@ -369,6 +380,20 @@ def _refused(
         attempt,
         " (listed by `flask review list`)" if alert else "",
     )
+
+
+def _first_locked_refusal(session, request: TransferRequest) -> bool:
+    """``request`` is the only attempt of its hold's settlement refused as ``payee_locked``."""
+    from ...limits import Result
+
+    found = session.execute(
+        select(TransferRequest.id).where(
+            TransferRequest.pending_request_id == request.pending_request_id,
+            TransferRequest.status == RequestStatus.REJECTED.value,
+            TransferRequest.result == Result.PAYEE_LOCKED,
+        )
+    ).scalars()
+    return list(found) == [request.id]
 
 
 def _ended_with_a_hold(session, limit: int) -> int:
