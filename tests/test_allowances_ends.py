@@ -59,6 +59,29 @@ def test_the_merchant_sets_an_end_and_the_customer_sees_it_before_the_pin(client
     assert "ends_at" in schema["Allowance"]["properties"]
 
 
+def test_replaying_a_create_after_its_ends_at_has_passed_answers_as_the_first_time(client, key):
+    """A merchant whose first answer was lost retries with the same key and body; meanwhile its
+    ``ends_at`` has passed. The retry gets the stored answer (the allowance made), not a 422 that
+    would make it think nothing was made; another body on that key is still refused."""
+    import time
+
+    ends = datetime.now(UTC) + timedelta(seconds=1)
+    body = {**TERMS, "ends_at": ends.isoformat()}
+    made = post(client, "/allowances", key, body, "ask-soon")
+    assert made.status_code == 201, made.json
+    while datetime.now(UTC) <= ends:  # until its end has passed
+        time.sleep(0.05)
+    again = post(client, "/allowances", key, body, "ask-soon")
+    assert (again.status_code, again.json) == (201, made.json)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = post(client, "/allowances", key, {**body, "limit": 300_00}, "ask-soon")
+    assert (other.status_code, other.json["error"]["code"]) == (422, "invalid_request")
+    assert "ends_at: in the future" in other.json["error"]["message"]
+    fresh = post(client, "/allowances", key, body, "ask-late")
+    assert (fresh.status_code, fresh.json["error"]["code"]) == (422, "invalid_request")
+    assert count(al.Allowance) == 1
+
+
 @pytest.mark.parametrize(
     "ends_at",
     [

@@ -176,7 +176,16 @@ def operation(
                     data, source = reader()
                 else:
                     source = json_body()
-                    data = validated(json_model, source)
+                    try:
+                        data = validated(json_model, source)
+                    except ApiError:
+                        # Valid when first sent, not now (its ends_at has passed): the same key
+                        # and body replay the stored answer; anything else is refused as it was.
+                        replay = idempotency.stored(caller.key.id, key, idempotency.fingerprint(source))
+                        if replay is None:
+                            raise
+                        db.session.rollback()
+                        return replay
             elif query is not None:
                 data = validated(query, request.args.to_dict())
             if not post:

@@ -113,10 +113,24 @@ def claim(api_key_id: int, key: str, print_: str) -> tuple[int, str] | Response:
             raise ApiError("idempotency_key_reused")
         if not existing.status:  # cannot happen (stored before the commit); refuse, never guess
             raise ApiError("idempotency_in_progress", headers={"Retry-After": "1"})
-        replay = Response(existing.body, status=existing.status, mimetype="application/json")
-        replay.headers["Idempotent-Replayed"] = "true"
-        return replay
+        return _replay(existing)
     raise ApiError("idempotency_in_progress", headers={"Retry-After": "1"})
+
+
+def _replay(record: IdempotencyRecord) -> Response:
+    replay = Response(record.body, status=record.status, mimetype="application/json")
+    replay.headers["Idempotent-Replayed"] = "true"
+    return replay
+
+
+def stored(api_key_id: int, key: str, print_: str) -> Response | None:
+    """The stored answer to this very request (same key, same body), replayed; None if there is
+    none. For a body its model refuses now but took when first sent (a moment "in the future"
+    that has since passed): the retry gets the first answer, not a 422."""
+    existing = db.session.get(IdempotencyRecord, (api_key_id, key), populate_existing=True)
+    if existing is None or existing.fingerprint != print_ or not existing.status:
+        return None
+    return _replay(existing)
 
 
 def remember(claimed: tuple[int, str], response: Response) -> None:
