@@ -240,3 +240,37 @@ def test_a_void_racing_a_retry_one_wins_the_other_does_nothing(cast):  # noqa: F
     assert available(customer.account_id) == FUNDS - 20_00 * posted  # a posted one's next hold
     assert len(events("allowance.voided")) == len(voided)
     ledger_ok()
+
+
+def test_the_back_office_lists_it_and_voids_it_with_the_note_as_the_reason(cast):  # noqa: F811
+    from tests.admin_helpers import login, operator, post
+
+    customer, merchant = cast
+    client = current_app.test_client()
+    allowance_id = refused(customer, merchant)
+    operator()
+    login(client)
+    page = client.get("/admin/disputes").get_data(as_text=True)
+    assert f'action="/admin/disputes/allowances/{allowance_id}"' in page
+    assert "cannot be paid KES 15.00" in page and "(payee_locked, 3 times); KES 200.00 is held" in page
+    # Refuse: left to be tried again, still listed.
+    left = post(client, f"/admin/disputes/allowances/{allowance_id}", {"decision": "refuse", "note": "wait"})
+    assert left.status_code == 302
+    assert the(allowance_id).tab_amount == 15_00 and available(customer.account_id) == FUNDS - LIMIT
+    # Approve without a reason: refused, nothing done.
+    post(client, f"/admin/disputes/allowances/{allowance_id}", {"decision": "approve", "note": ""})
+    assert the(allowance_id).tab_amount == 15_00
+    post(
+        client, f"/admin/disputes/allowances/{allowance_id}", {"decision": "approve", "note": "fraud case 12"}
+    )
+    assert available(customer.account_id) == FUNDS
+    assert the(allowance_id).state == "cancelled"
+    [entry] = db.session.execute(select(AuditEntry).where(AuditEntry.action == "allowance.void")).scalars()
+    detail = json.loads(entry.detail)
+    assert (detail["by"], detail["reason"], detail["via"]) == ("Olive Operator", "fraud case 12", "admin")
+    assert entry.operator_id is not None
+    db.session.commit()
+    assert f"/admin/disputes/allowances/{allowance_id}" not in client.get("/admin/disputes").get_data(
+        as_text=True
+    )
+    ledger_ok()

@@ -8,12 +8,14 @@
   ``flask disputes decide`` command does.
 - Reversals still held (``payments/reversals.py``): the sender asked for a send made by mistake
   back; the operator may decide either way in the recipient's place.
+- Allowances whose settlement the merchant's lock keeps refusing: void the hold (the customer's
+  money back, the charges forgiven) or leave it to be tried again (``RefusedAllowanceSettlements``).
 """
 
 from ..messages import money
 from ..payments import holds, reversals
 from ..payments.holds import decide_dispute, disputed
-from ..payments.models import RequestKind
+from ..payments.models import RequestKind, TransferRequest
 from ..users import find_by_account, holders
 from .seams import PendingDecision
 
@@ -85,9 +87,65 @@ class OperatorReversals:
         return f"Reversal of {request.reference}: {amount} {verb}."
 
 
+class RefusedAllowanceSettlements:
+    """The back office: allowances whose settlement the merchant's lock has refused
+    ALLOWANCE_SETTLE_ALERT_AFTER times (as ``flask review list`` lists them). Approving voids the
+    hold (``allowances.decisions.void_refused``, as ``flask review void`` does: the whole hold
+    back to the customer, the charges forgiven; the note is the reason); refusing leaves it to be
+    tried again (the default: it stays listed while it is refused)."""
+
+    name = "allowances"
+
+    def pending(self, session) -> list[PendingDecision]:
+        from ..payments.allowances.settlement import refused_settlements
+
+        found = []
+        for allowance, last in refused_settlements(session):
+            customer = find_by_account(session, last.debit_account_id)
+            merchant = find_by_account(session, last.credit_account_id)
+            held = session.get(TransferRequest, allowance.hold_request_id)
+            summary = (
+                f"{merchant.name if merchant else '?'} {merchant.phone if merchant else ''} cannot be paid "
+                f"{money(allowance.tab_amount)} of {customer.name if customer else '?'} "
+                f"{customer.phone if customer else ''}'s allowance ({last.result}, "
+                f"{holds.attempt_of(last.pending_request_id, last.id)} times); {money(held.amount)} is held. "
+                "Approve voids the hold: all of it back to the customer, the charges forgiven "
+                "(the note is the reason). Refuse leaves it to be tried again."
+            )
+            found.append(
+                PendingDecision(
+                    self.name, allowance.id, "allowance", summary, held.amount, last.created_at, held.code
+                )
+            )
+        return found
+
+    def decide(self, session, decision_id: str, approve: bool, operator_id: int, note: str) -> str:
+        from ..payments.allowances.decisions import void_refused
+        from .models import Operator
+
+        if not approve:
+            return f"Allowance {decision_id}: left to be tried again."
+        operator = session.get(Operator, operator_id)
+        done = void_refused(
+            session,
+            decision_id,
+            operator=operator.name if operator else str(operator_id),
+            reason=note,
+            operator_id=operator_id,
+            via="admin",
+        )
+        if done.already:
+            return f"Allowance {done.allowance_id} was voided already ({done.code}): nothing done."
+        return (
+            f"Allowance {done.allowance_id} voided ({done.code}): {money(done.released)} back to the "
+            f"customer, {money(done.forgiven)} forgiven."
+        )
+
+
 def init_app(app) -> None:
     from . import seams
 
     # Reversals first: the disputes page lists the sources in the order they registered.
     seams.register_decision_source(OperatorReversals())
     seams.register_decision_source(ProtectedPurchaseDisputes())
+    seams.register_decision_source(RefusedAllowanceSettlements())

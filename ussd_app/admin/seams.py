@@ -21,7 +21,7 @@ class PendingDecision:
 
     source: str  # the registered source's name
     id: str  # the source's own id for it
-    kind: str  # "dispute" or "reversal"
+    kind: str  # "dispute", "reversal" or "allowance" (a settlement refused)
     summary: str  # one line for the operator (no secrets)
     amount: int  # minor units
     created_at: datetime | None = None
