@@ -106,8 +106,8 @@ def test_an_unknown_code_is_a_reason_not_a_500(signed_in, app):
 
 def test_the_back_office_wires_its_decision_sources_and_the_menus_do_not_import_it():
     """Issue 16 item 7: the disputes page's sources (reversals, protected purchases, allowances
-    whose settlement is refused) are
-    registered by the back office's ``init_app``; loading the USSD menus loads no back office."""
+    whose settlement is refused) are registered by the back office's ``init_app``; loading the
+    USSD menus loads no back office."""
     script = textwrap.dedent(
         """
         import sys
