@@ -291,6 +291,17 @@ def first_language() -> str:
     return languages()[0]
 
 
+def spoken(language: str | None) -> str:
+    """The language to speak to someone whose own is ``language``: it, when this service offers
+    it; else the country's first (a stored language the server no longer offers, none known)."""
+    offered = languages()
+    return language if language in offered else offered[0]
+
+
+def offers(language: str | None) -> bool:
+    return language in languages()
+
+
 def menu_languages() -> tuple[str, ...]:
     """The offered languages in the order the language menus number them."""
     offered = languages()
