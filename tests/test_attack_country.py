@@ -55,3 +55,77 @@ def test_a_language_the_country_does_not_offer_is_refused_when_an_account_is_ope
     assert result.exit_code != 0
     assert "Ghana offers en, not sw" in result.output
     assert find_by_phone(db.session, "+233240000005") is None
+
+
+# -- production refuses an override whose figures would be in another currency's scale -------
+
+
+@pytest.mark.parametrize("code,other", [("GH", "KES"), ("KE", "USD"), ("TZ", "KES")])
+def test_production_refuses_a_currency_other_than_the_countrys(code, other):
+    """TUMA_CURRENCY=KES on a Ghanaian server labels Ghana's figures (limits GHS 3,000, a free
+    band up to GHS 10, fees of GHS 1) as shillings: every limit and fee is off by the exchange
+    rate. Outside production it stays a way to try things."""
+    from ussd_app import country, create_app
+
+    config = {"COUNTRY": code, "CURRENCY": other, "SQLALCHEMY_DATABASE_URI": "sqlite://"}
+    with pytest.raises(country.CountryConfigError, match=f"TUMA_CURRENCY={other!r}.*TUMA_COUNTRY={code}"):
+        create_app({**config, "TUMA_ENV": "production"})
+    assert create_app(config).config["CURRENCY"] == other
+
+
+# -- the API's cap on one amount, in each country's scale --------------------------------------
+
+
+def _merchant_key(phone: str):
+    from tests.api_helpers import make_key
+
+    return make_key(person(phone, "Mama Mboga", pin="2222", role="merchant", till="123456"))
+
+
+@pytest.mark.parametrize(
+    "code,merchant,payee,cap",
+    [
+        ("KE", "+254700000002", "+254712000111", 1_000_000_00),  # as before the profiles: KES 1,000,000
+        ("GH", "+233240000002", "+233240000003", 100_000_00),  # a tenth of it, as cedis are
+        ("TZ", "+255710000002", "+255710000003", 10_000_000_00),  # above the full tier's TZS 5,000,000
+    ],
+)
+def test_one_api_amount_is_capped_in_the_countrys_own_scale(code, merchant, payee, cap):
+    """The cap went from KES 1,000,000 to 10,000,000 major units everywhere so Tanzania's limits
+    fit: Kenya's edge let a KES 9,999,999 payout through to fail later, Ghana's GHS 10,000,000
+    (a hundred times its largest balance). Each country caps at its own figure; over it is a
+    refusal naming the cap in the currency, nothing recorded."""
+    from tests.api_helpers import post
+    from ussd_app.payments.models import TransferRequest
+
+    for app, _gateway in _country_app(code):
+        key = _merchant_key(merchant)
+        person(payee, "Juma Otieno")
+        client = app.test_client()
+        over = post(client, "/payouts", key, {"phone": payee, "amount": cap + 1})
+        assert over.status_code == 422, over.get_json()
+        error = over.get_json()["error"]
+        assert error["code"] == "invalid_request"
+        assert error["message"].startswith(f"amount: at most {cap}"), error
+        asked = post(
+            client, "/payment-requests", key, {"phone": payee, "amount": cap + 1, "description": "Rent"}
+        )
+        assert asked.status_code == 422 and asked.get_json()["error"]["message"].startswith("amount: at most")
+        assert db.session.query(TransferRequest).count() == 0
+        at_cap = post(
+            client, "/payment-requests", key, {"phone": payee, "amount": cap, "description": "Rent"}
+        )
+        assert at_cap.status_code in (200, 201, 202), at_cap.get_json()
+
+
+def test_every_countrys_api_cap_is_above_its_limits_and_within_what_a_phone_may_type():
+    from ussd_app import country
+    from ussd_app.money import MAX_MAJOR_AMOUNT
+
+    for profile in country.PROFILES.values():
+        largest = max(
+            int(v)
+            for key in ("LIMITS_BASIC_MAJOR", "LIMITS_FULL_MAJOR")
+            for v in profile.settings[key].split(",")
+        )
+        assert largest <= profile.api_max_amount <= MAX_MAJOR_AMOUNT, profile.code

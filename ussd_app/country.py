@@ -79,6 +79,9 @@ class Profile:
     withdrawal_bands: tuple[tuple[int, int, int], ...]
     withdrawal_min: int
     merchant_cap: int  # the most a merchant pays per payment (0.5%, capped)
+    # The most one amount given to the merchant API may be (a payout, a refund, a payment
+    # request, an allowance's limit): above every tier's limit, in this currency's scale.
+    api_max_amount: int
     # Defaults of the settings in major units of this currency (config key -> value).
     settings: dict = field(default_factory=dict)
 
@@ -130,6 +133,7 @@ PROFILES = {
         ),
         withdrawal_min=50,
         merchant_cap=200,
+        api_max_amount=1_000_000,  # KES 1,000,000, as before the profiles
         settings={
             # per transfer, per day (amount + fee), wallet balance
             "LIMITS_BASIC_MAJOR": "70000,150000,100000",
@@ -171,6 +175,7 @@ PROFILES = {
         ),
         withdrawal_min=5,
         merchant_cap=20,
+        api_max_amount=100_000,
         settings={
             "LIMITS_BASIC_MAJOR": "3000,5000,10000",
             "LIMITS_FULL_MAJOR": "15000,25000,75000",
@@ -209,6 +214,7 @@ PROFILES = {
         ),
         withdrawal_min=1_000,
         merchant_cap=5_000,
+        api_max_amount=10_000_000,  # the most a phone may type (money.MAX_MAJOR_AMOUNT)
         settings={
             "LIMITS_BASIC_MAJOR": "1000000,3000000,3000000",
             "LIMITS_FULL_MAJOR": "5000000,10000000,10000000",
@@ -270,6 +276,15 @@ def _check_overrides(config) -> None:
         )
     if not re.fullmatch(r"[A-Z]{3}", str(config["CURRENCY"])):
         raise CountryConfigError(f"TUMA_CURRENCY={config['CURRENCY']!r} is not an ISO 4217 code like KES")
+    chosen = profile(config["COUNTRY"])
+    if config.get("TUMA_ENV") == "production" and config["CURRENCY"] != chosen.currency:
+        # The profile's tariff, limits and thresholds are figures of its own currency: under
+        # another code every fee and limit would be off by the exchange rate.
+        raise CountryConfigError(
+            f"TUMA_ENV=production but TUMA_CURRENCY={config['CURRENCY']!r} is not the currency of "
+            f"TUMA_COUNTRY={chosen.code} ({chosen.currency}), whose tariff and limits are in "
+            f"{chosen.currency}: unset TUMA_CURRENCY, or choose the country that uses it"
+        )
     try:
         ZoneInfo(str(config["TIMEZONE"]))
     except (ZoneInfoNotFoundError, ValueError):
