@@ -129,3 +129,26 @@ def test_every_countrys_api_cap_is_above_its_limits_and_within_what_a_phone_may_
             for v in profile.settings[key].split(",")
         )
         assert largest <= profile.api_max_amount <= MAX_MAJOR_AMOUNT, profile.code
+
+
+# -- a database kept under another country ---------------------------------------------------
+
+
+def test_ledger_check_fails_on_a_database_kept_under_another_country(ghana):
+    """Kenya's database started with TUMA_COUNTRY=GH reads every KES balance as cedis (KES 1,000
+    becomes GHS 1,000, about ten times as much) and nothing says so: no Kenyan can dial in, but
+    the money is there under the wrong currency. ``ledger check`` (and /admin/ledger) names it."""
+    from tests.conftest import default_db_url, make_app
+
+    app, _gateway = ghana
+    runner = app.test_cli_runner()
+    person("+233240000003", "Kwame Mensah")
+    result = runner.invoke(args=["ledger", "check"])
+    assert result.exit_code == 0, result.output
+    assert "ok   every holder's number is of Ghana (+233): 1 holders" in result.output
+    db.session.remove()
+    with make_app(default_db_url()).app_context():  # the same database, as Kenya kept it
+        person("+254712000111", "Juma Otieno")
+    result = runner.invoke(args=["ledger", "check"])
+    assert result.exit_code == 1, result.output
+    assert "FAIL every holder's number is of Ghana (+233): 1 of 2 are not (+2547120***11)" in result.output

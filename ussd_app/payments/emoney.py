@@ -18,10 +18,10 @@ import re
 import unicodedata
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from .. import limits
+from .. import country, limits, phones
 from ..clock import utcnow
 from ..ledger import AccountKind, house_account
 from ..ledger.check import Finding, check
@@ -253,4 +253,29 @@ def check_ledger(session) -> list[Finding]:
 
     total = trust_deposits_total(session)
     twice = references_issued_twice(session)
-    return check(session, trust_deposits_total=total, references_issued_twice=twice)
+    return [
+        *check(session, trust_deposits_total=total, references_issued_twice=twice),
+        holders_of_this_country(session),
+    ]
+
+
+def holders_of_this_country(session) -> Finding:
+    """Every holder's number is of the service's country (``TUMA_COUNTRY``): only its mobiles can
+    register, so a number of another country means the database was kept under another country,
+    whose currency every balance, limit and tariff in it is counted in (KES read as GHS)."""
+    here = country.profile()
+    prefix = f"+{here.calling_code}"
+    foreign = User.phone.not_like(prefix + "%")
+    holders = session.execute(select(func.count(User.id))).scalar_one()
+    others = session.execute(select(func.count(User.id)).where(foreign)).scalar_one()
+    name = f"every holder's number is of {here.name} ({prefix})"
+    if not others:
+        return Finding(name, True, f"{holders} holders")
+    sample = session.execute(select(User.phone).where(foreign).order_by(User.id).limit(3)).scalars()
+    shown = ", ".join(phones.masked(p) for p in sample)
+    return Finding(
+        name,
+        False,
+        f"{others} of {holders} are not ({shown}): this database was kept under another "
+        "TUMA_COUNTRY, and its amounts are in that country's currency",
+    )
