@@ -152,3 +152,29 @@ def test_ledger_check_fails_on_a_database_kept_under_another_country(ghana):
     result = runner.invoke(args=["ledger", "check"])
     assert result.exit_code == 1, result.output
     assert "FAIL every holder's number is of Ghana (+233): 1 of 2 are not (+2547120***11)" in result.output
+
+
+# -- airtime bounds in the country's own scale -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "code,number,too_small,too_big,says",
+    [
+        # Kenya, as before: KES 10 to KES 10,000.
+        ("KE", "0712000111", "9", "10001", "You can buy airtime from KES 10.00 to KES 10,000.00."),
+        # Ghana: GHS 10,000 of airtime was allowed, ten times Kenya's most, a month's wages.
+        ("GH", "0240000003", None, "1001", "You can buy airtime from GHS 1.00 to GHS 1,000.00."),
+        # Tanzania: TZS 10 (half a Kenyan shilling) was allowed and TZS 10,000 was the most.
+        ("TZ", "0710000003", "199", "200001", "You can buy airtime from TZS 200 to TZS 200,000."),
+    ],
+)
+def test_airtime_bounds_are_the_countrys_own(code, number, too_small, too_big, says):
+    from ussd_app import phones
+
+    for app, _gateway in _country_app(code):
+        user = person(phones.normalize_mobile(number), "Juma Otieno", pin=PIN)
+        fund(user.account_id, 1_000_000_00)
+        for amount in filter(None, (too_small, too_big)):
+            phone = Phone(app.test_client(), number)
+            refused = phone.walk("7", "1", amount)
+            assert screen(refused).startswith(says), refused

@@ -79,6 +79,9 @@ class Profile:
     withdrawal_bands: tuple[tuple[int, int, int], ...]
     withdrawal_min: int
     merchant_cap: int  # the most a merchant pays per payment (0.5%, capped)
+    # Airtime one purchase may buy, least and most (the networks' own bounds, major units).
+    airtime_min: int
+    airtime_max: int
     # The most one amount given to the merchant API may be (a payout, a refund, a payment
     # request, an allowance's limit): above every tier's limit, in this currency's scale.
     api_max_amount: int
@@ -134,6 +137,8 @@ PROFILES = {
         withdrawal_min=50,
         merchant_cap=200,
         api_max_amount=1_000_000,  # KES 1,000,000, as before the profiles
+        airtime_min=10,
+        airtime_max=10_000,
         settings={
             # per transfer, per day (amount + fee), wallet balance
             "LIMITS_BASIC_MAJOR": "70000,150000,100000",
@@ -176,6 +181,8 @@ PROFILES = {
         withdrawal_min=5,
         merchant_cap=20,
         api_max_amount=100_000,
+        airtime_min=1,
+        airtime_max=1_000,
         settings={
             "LIMITS_BASIC_MAJOR": "3000,5000,10000",
             "LIMITS_FULL_MAJOR": "15000,25000,75000",
@@ -215,6 +222,8 @@ PROFILES = {
         withdrawal_min=1_000,
         merchant_cap=5_000,
         api_max_amount=10_000_000,  # the most a phone may type (money.MAX_MAJOR_AMOUNT)
+        airtime_min=200,
+        airtime_max=200_000,
         settings={
             "LIMITS_BASIC_MAJOR": "1000000,3000000,3000000",
             "LIMITS_FULL_MAJOR": "5000000,10000000,10000000",
