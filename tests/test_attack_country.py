@@ -178,3 +178,20 @@ def test_airtime_bounds_are_the_countrys_own(code, number, too_small, too_big, s
             phone = Phone(app.test_client(), number)
             refused = phone.walk("7", "1", amount)
             assert screen(refused).startswith(says), refused
+
+
+# -- what a merchant's developer reads ---------------------------------------------------------
+
+
+def test_the_api_document_of_a_ghanaian_server_shows_no_kenyan_example(ghana):
+    """A Ghanaian merchant's developer reads /api/v1/openapi.json and /api/v1/docs: examples of
+    KES, +254 numbers and Kenyan 07... numbers would be refused by this very server."""
+    import json
+
+    app, _gateway = ghana
+    client = app.test_client()
+    document = json.dumps(client.get("/api/v1/openapi.json").get_json())
+    page = client.get("/api/v1/docs").get_data(as_text=True)
+    for text in (document, page):
+        assert "KES" not in text and "+254" not in text and "0712345678" not in text
+    assert '"GHS"' in document and "+233" in document
