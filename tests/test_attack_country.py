@@ -195,3 +195,19 @@ def test_the_api_document_of_a_ghanaian_server_shows_no_kenyan_example(ghana):
     for text in (document, page):
         assert "KES" not in text and "+254" not in text and "0712345678" not in text
     assert '"GHS"' in document and "+233" in document
+
+
+# -- Kenya as it was ---------------------------------------------------------------------------
+
+
+def test_the_language_menus_take_the_number_as_shown_as_before(client):
+    """Before the profiles "01" or "1 " was no choice on Kenya's language menus ("Invalid choice."):
+    the menus now numbered per country must not start reading other spellings."""
+    for n, typed in enumerate(("01", "1.0", "+1", "٢")):
+        person(f"+25471200011{n}", "Juma Otieno", pin=PIN)  # each a fresh session, no resume offer
+        phone = Phone(client, f"071200011{n}")
+        phone.walk("2", "4")
+        assert screen(phone.send(typed)).startswith("Invalid choice.\nChoose language"), typed
+        newcomer = Phone(client, f"071200099{n}")
+        newcomer.dial()
+        assert screen(newcomer.send(typed)).startswith("Choose 1 or 2. / Chagua 1 au 2.\n"), typed
