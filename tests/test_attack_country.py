@@ -211,3 +211,19 @@ def test_the_language_menus_take_the_number_as_shown_as_before(client):
         newcomer = Phone(client, f"071200099{n}")
         newcomer.dial()
         assert screen(newcomer.send(typed)).startswith("Choose 1 or 2. / Chagua 1 au 2.\n"), typed
+
+
+@pytest.mark.parametrize("code,cap", [("KE", 1_000_000_00), ("GH", 100_000_00), ("TZ", 10_000_000_00)])
+def test_the_api_document_states_the_countrys_own_cap(code, cap):
+    """A client generator or a fuzzer reads ``maximum``: a bound above what the server takes
+    makes valid-looking requests the server refuses."""
+    for app, _gateway in _country_app(code):
+        document = app.test_client().get("/api/v1/openapi.json").get_json()
+        schemas = document["components"]["schemas"]
+        maxima = {
+            field.get("maximum")
+            for schema in schemas.values()
+            for field in schema.get("properties", {}).values()
+            if field.get("maximum", 0) > 1_000_000  # amounts (a page's size is bounded too)
+        }
+        assert maxima == {cap}, maxima

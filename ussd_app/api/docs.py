@@ -6,7 +6,9 @@ import phonenumbers
 from flask import current_app, jsonify, render_template
 
 from .. import country, phones
+from ..money import to_minor
 from . import bp
+from .schemas import MAX_AMOUNT
 from .spec import spec
 
 # Bodies an operation reads besides JSON (its ``reader``), which spectree cannot declare.
@@ -58,15 +60,15 @@ def localised(value):
         "masked": phones.masked(here.numbered(78)),
         "local": "0" + phonenumbers.national_significant_number(number),  # the trunk 0 of all three
     }
-    if here.code == country.DEFAULT_COUNTRY and own["currency"] == "KES":
-        return value
+    kenya = here.code == country.DEFAULT_COUNTRY and own["currency"] == "KES"
+    cap = to_minor(here.api_max_amount)  # what ``schemas.capped`` takes, not every country's most
 
     def walk(item):
         if isinstance(item, dict):
-            return {k: walk(v) for k, v in item.items()}
+            return {k: cap if k == "maximum" and v == MAX_AMOUNT else walk(v) for k, v in item.items()}
         if isinstance(item, list):
             return [walk(v) for v in item]
-        if isinstance(item, str) and item in KENYAN_EXAMPLES:
+        if isinstance(item, str) and item in KENYAN_EXAMPLES and not kenya:
             return own[KENYAN_EXAMPLES[item]]
         return item
 
