@@ -227,3 +227,22 @@ def test_the_api_document_states_the_countrys_own_cap(code, cap):
             if field.get("maximum", 0) > 1_000_000  # amounts (a page's size is bounded too)
         }
         assert maxima == {cap}, maxima
+
+
+def test_ledger_check_says_the_trust_reconciliation_in_the_countrys_currency(tanzania):
+    """``e-money 1000000`` reads as a million shillings in a country whose screens show whole
+    shillings; it is TZS 10,000 (minor units). The reconciliation says the amount as shown too
+    (after the integers, which Kenya's scripts read as before)."""
+    app, _gateway = tanzania
+    agent = person("+255710000001", "Ali Wakala", pin=PIN, role="agent")
+    runner = app.test_cli_runner()
+    issued = runner.invoke(
+        args=["float", "issue", "--phone", agent.phone, "--amount", "10000", "--reference", "DEP1"]
+    )
+    assert issued.exit_code == 0, issued.output
+    result = runner.invoke(args=["ledger", "check"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "ok   e-money in circulation = trust balance: e-money 1000000, trust 1000000, "
+        "deposits 1000000 (minor units; TZS 10,000 each)"
+    ) in result.output

@@ -253,10 +253,10 @@ def check_ledger(session) -> list[Finding]:
 
     total = trust_deposits_total(session)
     twice = references_issued_twice(session)
-    return [
-        *check(session, trust_deposits_total=total, references_issued_twice=twice),
-        holders_of_this_country(session),
-    ]
+    from ..messages import money  # what the reconciliation's minor units are, in the currency
+
+    findings = check(session, trust_deposits_total=total, references_issued_twice=twice, shown=money)
+    return [*findings, holders_of_this_country(session)]
 
 
 def holders_of_this_country(session) -> Finding:
