@@ -246,3 +246,17 @@ def test_ledger_check_says_the_trust_reconciliation_in_the_countrys_currency(tan
         "ok   e-money in circulation = trust balance: e-money 1000000, trust 1000000, "
         "deposits 1000000 (minor units; TZS 10,000 each)"
     ) in result.output
+
+
+# -- the demo news site in Ghana -----------------------------------------------------------------
+
+
+def test_the_news_site_of_a_ghanaian_demo_speaks_cedis_and_ghanaian_numbers(monkeypatch):
+    """``TUMA_COUNTRY=GH make run``: the news site's copy said "a shilling an article" and its
+    number field suggested a Kenyan 0700000003, which Tuma refuses in Ghana."""
+    from devtools.news import Tuma, create_news
+
+    monkeypatch.setenv("TUMA_COUNTRY", "GH")
+    html = create_news(Tuma("http://tuma.invalid", "key")).test_client().get("/").get_data(as_text=True)
+    assert "shilling" not in html and 'placeholder="0700000003"' not in html
+    assert "GHS 1.00 an article" in html and 'placeholder="0240000003"' in html
