@@ -260,3 +260,20 @@ def test_the_news_site_of_a_ghanaian_demo_speaks_cedis_and_ghanaian_numbers(monk
     html = create_news(Tuma("http://tuma.invalid", "key")).test_client().get("/").get_data(as_text=True)
     assert "shilling" not in html and 'placeholder="0700000003"' not in html
     assert "GHS 1.00 an article" in html and 'placeholder="0240000003"' in html
+
+
+# -- a worker started for another country ------------------------------------------------------
+
+
+def test_a_worker_started_for_another_country_refuses_to_start(ghana):
+    """The web runs TUMA_COUNTRY=GH; a worker unit whose environment lacks it runs as Kenya: it
+    would send Ghanaians receipts in KES and hold them to Kenya's limits and tariff. It refuses
+    to start, naming the country its database's holders are of; started for Ghana it runs."""
+    from tests.worker_helpers import finish, run_burst_worker, start_worker
+
+    person("+233240000003", "Kwame Mensah", pin=PIN)
+    refused = start_worker("--burst", "--no-cron")
+    out = finish(refused)
+    assert refused.returncode == 2, out
+    assert "TUMA_COUNTRY=KE but the newest holder's number is +2332400***03, not of Kenya (+254)" in out
+    run_burst_worker("--no-cron", TUMA_COUNTRY="GH")

@@ -259,6 +259,21 @@ def check_ledger(session) -> list[Finding]:
     return [*findings, holders_of_this_country(session)]
 
 
+def newest_holder_abroad(session) -> str | None:
+    """Why this process's country (``TUMA_COUNTRY``) is not its database's, judged by the newest
+    holder's number (one row by primary key: cheap at every start); None when it fits. A worker
+    whose environment lacks the web's TUMA_COUNTRY would otherwise post, charge and tell in
+    another currency."""
+    here = country.profile()
+    newest = session.execute(select(User.phone).order_by(User.id.desc()).limit(1)).scalar()
+    if newest is None or newest.startswith(f"+{here.calling_code}"):
+        return None
+    return (
+        f"TUMA_COUNTRY={here.code} but the newest holder's number is {phones.masked(newest)}, not of "
+        f"{here.name} (+{here.calling_code}): set the TUMA_COUNTRY the service runs with"
+    )
+
+
 def holders_of_this_country(session) -> Finding:
     """Every holder's number is of the service's country (``TUMA_COUNTRY``): only its mobiles can
     register, so a number of another country means the database was kept under another country,
