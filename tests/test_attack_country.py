@@ -277,3 +277,22 @@ def test_a_worker_started_for_another_country_refuses_to_start(ghana):
     assert refused.returncode == 2, out
     assert "TUMA_COUNTRY=KE but the newest holder's number is +2332400***03, not of Kenya (+254)" in out
     run_burst_worker("--no-cron", TUMA_COUNTRY="GH")
+
+
+def test_metrics_say_which_currency_their_minor_units_are(tanzania):
+    """``tuma_holds_open_amount_minor`` is minor units of no stated currency: a dashboard over
+    Kenya's and Tanzania's services adds shillings of both. An info series says the country and
+    currency of every amount the service reports."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app, _gateway = tanzania
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert (
+        found[("tuma_country_info", (("country", "TZ"), ("currency", "TZS"), ("minor_per_major", "100")))]
+        == 1
+    )
