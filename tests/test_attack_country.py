@@ -296,3 +296,37 @@ def test_metrics_say_which_currency_their_minor_units_are(tanzania):
         found[("tuma_country_info", (("country", "TZ"), ("currency", "TZS"), ("minor_per_major", "100")))]
         == 1
     )
+
+
+# -- whole shillings where amounts are shown whole ---------------------------------------------
+
+
+def test_a_tanzanian_tariff_charges_whole_shillings(tanzania):
+    """Tanzanian money is shown, typed and paid out in whole shillings: a TZS 150.50 fee (or a
+    cap of TZS 0.50) would leave every payer's balance with senti nobody can withdraw or send.
+    Kenya's cents stay allowed."""
+    from ussd_app import tariffs
+
+    with pytest.raises(
+        tariffs.InvalidTariff,
+        match=r"send.bands\[1\]: TZS amounts are whole \(multiples of 100 minor units\), not 15050",
+    ):
+        tariffs.validate({"send": {"bands": [[2_000_00, 0], [10_000_00, 150_50]]}})
+    with pytest.raises(tariffs.InvalidTariff, match=r"buy_goods.payee_cap: TZS amounts are whole"):
+        tariffs.validate({"buy_goods": {"payee_basis_points": 50, "payee_cap": 50}})
+    tariffs.validate({"send": {"bands": [[2_000_00, 0], [10_000_00, 150_00]]}})
+
+
+def test_kenyan_tariffs_may_still_charge_cents(app):
+    from ussd_app import tariffs
+
+    tariffs.validate({"send": {"bands": [[100_00, 0], [500_00, 7_50]]}})
+
+
+def test_a_tanzanian_merchant_pays_whole_shillings_of_fee(tanzania):
+    """0.5% of TZS 1,003 is TZS 5.015: the merchant's fee is TZS 5 (rounded down, in the
+    merchant's favour, as before), never TZS 5.01 of senti on a balance shown whole."""
+    from ussd_app import tariffs
+
+    assert tariffs.payee_fee("buy_goods", 1_003_00) == 5_00
+    assert tariffs.payee_fee("buy_goods", 1_000_000_00) == 5_000_00  # the cap, TZS 5,000
