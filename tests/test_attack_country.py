@@ -330,3 +330,26 @@ def test_a_tanzanian_merchant_pays_whole_shillings_of_fee(tanzania):
 
     assert tariffs.payee_fee("buy_goods", 1_003_00) == 5_00
     assert tariffs.payee_fee("buy_goods", 1_000_000_00) == 5_000_00  # the cap, TZS 5,000
+
+
+def test_a_tanzanian_merchant_cannot_pay_out_senti(tanzania):
+    """amount 150 is TZS 1.50: it would leave senti on a balance shown, typed and withdrawn in
+    whole shillings. Refused at the edge, saying so; whole amounts pass."""
+    from tests.api_helpers import post
+
+    app, _gateway = tanzania
+    key = _merchant_key("+255710000002")
+    person("+255710000003", "Juma Mwakyusa")
+    client = app.test_client()
+    answer = post(
+        client, "/payment-requests", key, {"phone": "+255710000003", "amount": 150, "description": "Rent"}
+    )
+    assert answer.status_code == 422, answer.get_json()
+    assert (
+        answer.get_json()["error"]["message"]
+        == "amount: TZS amounts are whole: a multiple of 100 (TZS 1 = 100)"
+    )
+    whole = post(
+        client, "/payment-requests", key, {"phone": "+255710000003", "amount": 200, "description": "Rent"}
+    )
+    assert whole.status_code == 201, whole.get_json()

@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from .. import country
 from ..money import MAX_MAJOR_AMOUNT, MINOR_PER_MAJOR, format_amount, to_minor
+from ..tariffs import shown_unit
 
 # One payout, refund, payment request or allowance figure: at most the country's own cap
 # (``country.Profile.api_max_amount``: KES 1,000,000, GHS 100,000, TZS 10,000,000), above every
@@ -44,6 +45,14 @@ def capped(minor: int | None) -> int | None:
             "amount_over_cap",
             "at most {cap} ({shown}: the most one amount may be in {country})",
             {"cap": cap, "shown": shown, "country": here.name},
+        )
+    unit = shown_unit()  # TZS: whole shillings only, as they are shown, typed and paid out
+    if minor is not None and minor % unit:
+        code = current_app.config["CURRENCY"]
+        raise PydanticCustomError(
+            "amount_not_whole",
+            "{code} amounts are whole: a multiple of {unit} ({code} 1 = {unit})",
+            {"code": code, "unit": unit},
         )
     return minor
 
