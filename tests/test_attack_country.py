@@ -353,3 +353,24 @@ def test_a_tanzanian_merchant_cannot_pay_out_senti(tanzania):
         client, "/payment-requests", key, {"phone": "+255710000003", "amount": 200, "description": "Rent"}
     )
     assert whole.status_code == 201, whole.get_json()
+
+
+# -- what a stranger is told, in the country's first language ----------------------------------
+
+
+def test_a_tanzanian_stranger_is_refused_in_kiswahili_first(tanzania):
+    """Before anyone is known, Tanzania speaks Kiswahili first (its profile's first language);
+    the refusals at the edge were English whatever the country."""
+    app, _gateway = tanzania
+    client = app.test_client()
+    unreadable = client.post("/ussd", data={"sessionId": "", "phoneNumber": "", "text": ""})
+    assert unreadable.get_data(as_text=True) == "END Samahani, ombi hili halikusomeka. Tafadhali piga tena."
+    foreign = Phone(client, "+254712000111").dial()
+    assert foreign == "END Samahani, ombi hili halikusomeka. Tafadhali piga tena."
+    saved, app.config["WEBHOOK_RATE_PER_MINUTE"] = app.config["WEBHOOK_RATE_PER_MINUTE"], 1
+    try:
+        Phone(client, "0710000003").dial()
+        limited = Phone(client, "0710000003").dial()
+    finally:
+        app.config["WEBHOOK_RATE_PER_MINUTE"] = saved
+    assert limited == "END Maombi mengi mno. Subiri dakika moja kisha upige tena."
