@@ -9,7 +9,8 @@ One process serves one country, chosen by ``TUMA_COUNTRY`` (``KE``, the default,
 - the service code SMS tell people to dial, and the time zone receipts and "today" use;
 - the languages offered, first the one spoken to a stranger (an invitation, a new number);
 - the default tariff (``tariffs.default_document`` builds it from the bands here, in the
-  country's currency) and the default limits per KYC tier and other thresholds in major units.
+  country's currency) and the default limits per KYC tier and other thresholds in major units;
+- the bounds of one airtime purchase and the merchant API's cap on one amount, in its scale.
 
 ``configure`` runs once in ``create_app``: an unknown country refuses to start, and every
 setting left unset (``None``) in the configuration is filled in from the profile, so the rest
