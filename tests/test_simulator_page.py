@@ -121,6 +121,8 @@ def test_the_events_pane_lists_what_the_demo_merchants_system_received(simulator
         [event] = simulator.get("/simulator/events").get_json()["events"]
         assert event["type"] == "payment.received" and event["verified"] is True
         assert event["data"]["amount"] == 75_00 and event["data"]["payer"]["name"] == "Juma Otieno"
+        # As Tuma shows amounts (TZS whole, thousands grouped), not the page's own "75.00".
+        assert event["amount_text"] == "KES 75.00"
         assert 'id="merchant-events"' in simulator.get("/simulator/").get_data(as_text=True)
     finally:
         running.stop()

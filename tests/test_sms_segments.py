@@ -62,7 +62,7 @@ def templates():
 
 def longest(app) -> dict:
     """The longest value each field can take."""
-    from ussd_app import limits
+    from ussd_app import country, limits
     from ussd_app.messages import sms_name
     from ussd_app.ussd.flows import common
 
@@ -74,6 +74,7 @@ def longest(app) -> dict:
         first_name = "W" * common.NAME_LIMIT
 
     person = sms_name(Longest)
+    number = country.profile().numbered(99)  # "+254700000099", "+233240000099", ...
     money = format_amount(biggest, currency)
     balance = format_amount(99_999_999_99, currency)  # a busy agent's or merchant's balance
     return {
@@ -92,10 +93,10 @@ def longest(app) -> dict:
         "total": format_amount(10 * biggest, currency),
         "name": person,
         "agent": person,
-        "who": f"{person} +254712345678",  # inbound: a party as "NAME NUMBER"
+        "who": f"{person} {number}",  # inbound: a party as "NAME NUMBER"
         "first_name": Longest.first_name,
-        "phone": "+254712345678",
-        "agent_phone": "+254712345678",
+        "phone": number,
+        "agent_phone": number,
         "till": "9999999",
         "reference": "W" * REFERENCE_LIMIT,
         "reason": "W" * 20,  # payment requests' reason (REASON_LIMIT)
@@ -141,6 +142,28 @@ def test_there_are_templates_to_check(app):
 
 @pytest.mark.parametrize("language", ["en", "sw"])
 def test_every_sms_fits_one_segment_at_its_longest(app, language):
+    check_every_sms(app, language)
+
+
+@pytest.fixture(params=["GH", "TZ"])
+def abroad(request):
+    """The service as Ghana or Tanzania runs it (``TUMA_COUNTRY``)."""
+    from tests.test_country_profiles import _country_app
+
+    yield from _country_app(request.param)
+
+
+def test_every_sms_fits_in_every_country_and_each_of_its_languages(abroad):
+    """Ghana's and Tanzania's SMS, in each language the country offers, at their own currency's
+    and tiers' longest amounts (TZS limits are twenty times Kenya's figures) and numbers."""
+    from ussd_app import country
+
+    app, _gateway = abroad
+    for language in country.languages():
+        check_every_sms(app, language)
+
+
+def check_every_sms(app, language: str) -> None:
     from ussd_app.messages import inbound
 
     fields = longest(app)

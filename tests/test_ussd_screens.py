@@ -104,3 +104,36 @@ def test_every_state_is_reachable_and_every_target_exists():
                 targets.add(engine.resolve(name, exit_.to if isinstance(exit_, Retry) else exit_))
     homes = {"home.customer", "home.business", "registration.language", "common.locked"}
     assert set(engine.states) - targets - homes == set()
+
+
+@pytest.fixture(params=["GH", "TZ"])
+def abroad(request):
+    """The service as Ghana or Tanzania runs it (``TUMA_COUNTRY``)."""
+    from tests.test_country_profiles import _country_app
+
+    yield from _country_app(request.param)
+
+
+def test_every_screen_fits_in_every_country_and_each_of_its_languages(abroad):
+    """Ghana's and Tanzania's screens, in each language the country offers, with its own numbers
+    and the widest amount of any currency: the same 160 characters as Kenya's."""
+    from ussd_app import country
+
+    too_long = []
+    for lang in country.languages():
+        for name, screen in SCREENS:
+            for reason in reasons_for(name, screen):
+                ctx = Context(
+                    phone=country.profile().numbered(12),
+                    lang=lang,
+                    home="home.customer",
+                    data=worst_case_data(),
+                )
+                for page in range(10):
+                    conv = Conversation(state=name, reason=reason, page=page)
+                    text = engine.compose(conv, ctx).text
+                    if not gsm7.fits(text):
+                        too_long.append((country.profile().code, lang, name, gsm7.length(text), text))
+                    if "98" not in "".join(text.splitlines()[-2:]):
+                        break
+    assert not too_long, too_long

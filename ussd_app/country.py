@@ -9,7 +9,8 @@ One process serves one country, chosen by ``TUMA_COUNTRY`` (``KE``, the default,
 - the service code SMS tell people to dial, and the time zone receipts and "today" use;
 - the languages offered, first the one spoken to a stranger (an invitation, a new number);
 - the default tariff (``tariffs.default_document`` builds it from the bands here, in the
-  country's currency) and the default limits per KYC tier and other thresholds in major units.
+  country's currency) and the default limits per KYC tier and other thresholds in major units;
+- the bounds of one airtime purchase and the merchant API's cap on one amount, in its scale.
 
 ``configure`` runs once in ``create_app``: an unknown country refuses to start, and every
 setting left unset (``None``) in the configuration is filled in from the profile, so the rest
@@ -79,6 +80,12 @@ class Profile:
     withdrawal_bands: tuple[tuple[int, int, int], ...]
     withdrawal_min: int
     merchant_cap: int  # the most a merchant pays per payment (0.5%, capped)
+    # Airtime one purchase may buy, least and most (the networks' own bounds, major units).
+    airtime_min: int
+    airtime_max: int
+    # The most one amount given to the merchant API may be (a payout, a refund, a payment
+    # request, an allowance's limit): above every tier's limit, in this currency's scale.
+    api_max_amount: int
     # Defaults of the settings in major units of this currency (config key -> value).
     settings: dict = field(default_factory=dict)
 
@@ -130,6 +137,9 @@ PROFILES = {
         ),
         withdrawal_min=50,
         merchant_cap=200,
+        api_max_amount=1_000_000,  # KES 1,000,000, as before the profiles
+        airtime_min=10,
+        airtime_max=10_000,
         settings={
             # per transfer, per day (amount + fee), wallet balance
             "LIMITS_BASIC_MAJOR": "70000,150000,100000",
@@ -171,6 +181,9 @@ PROFILES = {
         ),
         withdrawal_min=5,
         merchant_cap=20,
+        api_max_amount=100_000,
+        airtime_min=1,
+        airtime_max=1_000,
         settings={
             "LIMITS_BASIC_MAJOR": "3000,5000,10000",
             "LIMITS_FULL_MAJOR": "15000,25000,75000",
@@ -209,6 +222,9 @@ PROFILES = {
         ),
         withdrawal_min=1_000,
         merchant_cap=5_000,
+        api_max_amount=10_000_000,  # the most a phone may type (money.MAX_MAJOR_AMOUNT)
+        airtime_min=200,
+        airtime_max=200_000,
         settings={
             "LIMITS_BASIC_MAJOR": "1000000,3000000,3000000",
             "LIMITS_FULL_MAJOR": "5000000,10000000,10000000",
@@ -270,6 +286,15 @@ def _check_overrides(config) -> None:
         )
     if not re.fullmatch(r"[A-Z]{3}", str(config["CURRENCY"])):
         raise CountryConfigError(f"TUMA_CURRENCY={config['CURRENCY']!r} is not an ISO 4217 code like KES")
+    chosen = profile(config["COUNTRY"])
+    if config.get("TUMA_ENV") == "production" and config["CURRENCY"] != chosen.currency:
+        # The profile's tariff, limits and thresholds are figures of its own currency: under
+        # another code every fee and limit would be off by the exchange rate.
+        raise CountryConfigError(
+            f"TUMA_ENV=production but TUMA_CURRENCY={config['CURRENCY']!r} is not the currency of "
+            f"TUMA_COUNTRY={chosen.code} ({chosen.currency}), whose tariff and limits are in "
+            f"{chosen.currency}: unset TUMA_CURRENCY, or choose the country that uses it"
+        )
     try:
         ZoneInfo(str(config["TIMEZONE"]))
     except (ZoneInfoNotFoundError, ValueError):
@@ -289,6 +314,17 @@ def languages() -> tuple[str, ...]:
 def first_language() -> str:
     """The language spoken to someone whose own is not known (an invitation, a new number)."""
     return languages()[0]
+
+
+def spoken(language: str | None) -> str:
+    """The language to speak to someone whose own is ``language``: it, when this service offers
+    it; else the country's first (a stored language the server no longer offers, none known)."""
+    offered = languages()
+    return language if language in offered else offered[0]
+
+
+def offers(language: str | None) -> bool:
+    return language in languages()
 
 
 def menu_languages() -> tuple[str, ...]:

@@ -17,6 +17,8 @@ import os
 
 from babel.messages.pofile import read_po
 
+from . import country
+
 LANGUAGES = ("en", "sw")
 DEFAULT_LANGUAGE = "en"
 DOMAINS = ("ussd", "sms")
@@ -38,7 +40,12 @@ def catalog(language: str, domain: str) -> dict[str, str]:
 
 
 def t(language: str | None, message: str, domain: str = "ussd", **params) -> str:
-    """``message`` in ``language`` (English when no translation), with ``params`` filled in."""
+    """``message`` in ``language`` (English when no translation), with ``params`` filled in.
+
+    A language the service does not offer (``country.languages``: a Kiswahili speaker's row
+    carried over to a server in Ghana, which offers English only) is spoken as the country's
+    first: nobody is answered in a language whose menu they could not choose again."""
+    language = country.spoken(language)
     language = language if language in LANGUAGES else DEFAULT_LANGUAGE
     text = message if language == DEFAULT_LANGUAGE else catalog(language, domain).get(message, message)
     return text.format(**params) if params else text

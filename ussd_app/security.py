@@ -209,7 +209,11 @@ def _guard():
         return _refuse(403, "forbidden")
     per_minute = config.get("WEBHOOK_RATE_PER_MINUTE")
     if per_minute and not _defer_rate() and _over_rate(per_minute):
-        return _refuse(429, "too many requests", USSD_TOO_MANY)
+        from . import country
+        from .i18n import t
+
+        # Nobody is known yet: the country's first language (Kiswahili in Tanzania).
+        return _refuse(429, "too many requests", t(country.first_language(), USSD_TOO_MANY))
     return None
 
 

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import has_app_context
+from flask import current_app, has_app_context
 from sqlalchemy import DateTime, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -17,7 +17,7 @@ from . import country
 from .clock import utcnow
 from .country import Profile
 from .extensions import db
-from .money import to_minor
+from .money import DEFAULT_CURRENCY, MINOR_PER_MAJOR, to_minor
 from .payments import kinds
 
 
@@ -118,6 +118,16 @@ class InvalidTariff(ValueError):
     """A tariff document the operator gave is malformed; the message says where."""
 
 
+def shown_unit() -> int:
+    """The smallest amount people are shown, in minor units: 1 (a cent), or a whole unit where
+    the currency is shown whole (``country.Currency.cents_shown``: TZS), so that no fee leaves
+    senti on a balance nobody can withdraw or send."""
+    from flask import current_app
+
+    code = current_app.config["CURRENCY"] if has_app_context() else DEFAULT_CURRENCY
+    return 1 if country.currency(code).cents_shown else MINOR_PER_MAJOR
+
+
 def _whole(value, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidTariff(f"{where}: a whole number of minor units >= 0, not {value!r}")
@@ -159,6 +169,15 @@ def validate(document) -> dict:
         if entry.get("payee_basis_points", 0) > 10_000:
             raise InvalidTariff(f"{kind}.payee_basis_points: at most 10000 (100%)")
         clean[kind] = entry
+    unit = shown_unit()
+    for kind, entry in clean.items():
+        amounts = [(f"{kind}.bands[{n}]", v) for n, band in enumerate(entry.get("bands", [])) for v in band]
+        for where, value in [*amounts, (f"{kind}.payee_cap", entry.get("payee_cap", 0))]:
+            if value % unit:
+                code = current_app.config["CURRENCY"]
+                raise InvalidTariff(
+                    f"{where}: {code} amounts are whole (multiples of {unit} minor units), not {value}"
+                )
     free = free_send_up_to()
     for kind in FREE_BAND_KINDS:
         for band in clean.get(kind, {}).get("bands", []):
@@ -201,7 +220,8 @@ class Tariff:
     def payee_fee(self, kind: str, amount: int) -> int:
         """What the payee (a merchant) pays: a percentage of ``amount``, capped."""
         rule = self._rule(kind)
-        share = amount * rule.get("payee_basis_points", 0) // 10_000
+        unit = shown_unit()  # rounded down to what people are shown: whole TZS
+        share = amount * rule.get("payee_basis_points", 0) // 10_000 // unit * unit
         cap = rule.get("payee_cap")
         return min(share, cap) if cap is not None else share
 

@@ -153,6 +153,9 @@ def create_user(
         id_number.isascii() and id_number.isalnum() and 5 <= len(id_number) <= 20
     ):
         raise UserError("an ID number is 5 to 20 letters or digits")
+    if language is not None and not country.offers(Language(language).value):
+        offered = ", ".join(country.languages())
+        raise UserError(f"{country.profile().name} offers {offered}, not {Language(language).value}")
     if find_by_phone(session, phone) is not None:
         raise UserError(f"{phone} is already registered")
     if till is not None and find_by_till(session, till) is not None:

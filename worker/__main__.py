@@ -16,6 +16,8 @@ import sys
 from rq import SimpleWorker
 
 from ussd_app import create_app
+from ussd_app.extensions import db
+from ussd_app.payments.emoney import newest_holder_abroad
 from ussd_app.queues import ALL_QUEUES
 
 from . import jobs
@@ -31,6 +33,12 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     app = create_app()
+    with app.app_context():  # a worker of another country than its database's refuses to start
+        abroad = newest_holder_abroad(db.session)
+        db.session.remove()
+    if abroad:
+        logging.getLogger("worker").error("refusing to start: %s", abroad)
+        return 2
     jobs.use_app(app)  # each job runs in its own context of this app
     cron = None
     if args.burst:

@@ -100,6 +100,14 @@ def money(minor: int | None) -> str:
     return format_amount(minor or 0, code)
 
 
+def local_example(n: int) -> str:
+    """The country's demo mobile ``n`` as people there type it: 0700000003, 0240000003, ..."""
+    import phonenumbers
+
+    here = country.profile(os.environ.get("TUMA_COUNTRY") or country.DEFAULT_COUNTRY)
+    return "0" + phonenumbers.national_significant_number(phonenumbers.parse(here.numbered(n)))
+
+
 def reads(n: int) -> str:
     return f"{n} read" if n == 1 else f"{n} reads"
 
@@ -138,6 +146,12 @@ def create_news(tuma: Tuma, *, limit: int = 20_00, price: int = 1_00, period: st
     app = Flask(__name__)
     app.secret_key = secrets.token_hex(32)  # the reader's cookie lives as long as this process
     articles = {a.slug: a for a in ARTICLES}
+
+    @app.context_processor
+    def country_words():
+        """The price and a number hint as the country Tuma runs in has them (a cedi is no
+        shilling; Tuma refuses a Kenyan 07... in Ghana)."""
+        return {"price_text": money(price), "phone_hint": local_example(3)}
 
     def allowance() -> tuple[dict | None, str | None]:
         """The reader's allowance as Tuma tells it now, or (None, why not)."""

@@ -171,12 +171,22 @@ def events():
                     "verified": bool(e.get("verified")),
                     "at": e.get("received_at"),
                     "data": (e.get("data") or {}).get("data"),
+                    "amount_text": _amount_text((e.get("data") or {}).get("data")),
                 }
                 for e in found
                 if isinstance(e, dict)
             ]
         }
     )
+
+
+def _amount_text(data) -> str | None:
+    """An event's amount as Tuma shows it ("TZS 10,000", "KES 1,250.00"), or None."""
+    from ussd_app.money import format_amount
+
+    if not isinstance(data, dict) or not isinstance(data.get("amount"), int):
+        return None
+    return format_amount(data["amount"], str(data.get("currency") or current_app.config["CURRENCY"]))
 
 
 def init_app(app) -> None:

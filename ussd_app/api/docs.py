@@ -2,9 +2,13 @@
 ``spec.py`` from the operations) and ``GET /api/v1/docs``, a plain HTML page rendered here from
 that same document (Redoc and Swagger UI load from a CDN, which production cannot count on)."""
 
-from flask import jsonify, render_template
+import phonenumbers
+from flask import current_app, jsonify, render_template
 
+from .. import country, phones
+from ..money import to_minor
 from . import bp
+from .schemas import MAX_AMOUNT
 from .spec import spec
 
 # Bodies an operation reads besides JSON (its ``reader``), which spectree cannot declare.
@@ -35,6 +39,42 @@ LINKS = {
 }
 
 
+# The examples in schemas.py are written as Kenya's (the default country); ``localised`` shows
+# each as the server's own country has it, so a Ghanaian developer never copies a number or a
+# currency this server refuses.
+KENYAN_EXAMPLES = {
+    "KES": "currency",
+    "+254712345678": "e164",
+    "+2547123***78": "masked",
+    "0712345678": "local",
+}
+
+
+def localised(value):
+    """``value`` (the document or a part of it) with every Kenyan example the country's own."""
+    here = country.profile()
+    number = phonenumbers.parse(here.numbered(78))
+    own = {
+        "currency": current_app.config["CURRENCY"],
+        "e164": here.numbered(78),
+        "masked": phones.masked(here.numbered(78)),
+        "local": "0" + phonenumbers.national_significant_number(number),  # the trunk 0 of all three
+    }
+    kenya = here.code == country.DEFAULT_COUNTRY and own["currency"] == "KES"
+    cap = to_minor(here.api_max_amount)  # what ``schemas.capped`` takes, not every country's most
+
+    def walk(item):
+        if isinstance(item, dict):
+            return {k: cap if k == "maximum" and v == MAX_AMOUNT else walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        if isinstance(item, str) and item in KENYAN_EXAMPLES and not kenya:
+            return own[KENYAN_EXAMPLES[item]]
+        return item
+
+    return walk(value)
+
+
 def document() -> dict:
     generated = spec.spec
     paths = generated.get("paths", {})
@@ -52,7 +92,7 @@ def document() -> dict:
                     for name, (operation, parameters) in links.items()
                 },
             )
-    return generated
+    return localised(generated)
 
 
 @bp.get("/openapi.json")

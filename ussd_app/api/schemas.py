@@ -11,13 +11,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from ..money import MAX_MAJOR_AMOUNT, MINOR_PER_MAJOR
+from .. import country
+from ..money import MAX_MAJOR_AMOUNT, MINOR_PER_MAJOR, format_amount, to_minor
+from ..tariffs import shown_unit
 
-# One payout, refund or payment request: at most what a phone may type (10,000,000 in the
-# country's currency, money.MAX_MAJOR_AMOUNT): the tiers' limits are lower, and differ by
-# country (TZS 5,000,000 in Tanzania); the worker applies them, this only keeps absurd numbers
-# out at the edge.
+# One payout, refund, payment request or allowance figure: at most the country's own cap
+# (``country.Profile.api_max_amount``: KES 1,000,000, GHS 100,000, TZS 10,000,000), above every
+# tier's limit there; the worker applies the limits, this only keeps absurd numbers out at the
+# edge, in the currency's own scale. ``MAX_AMOUNT`` (what a phone may type, the same in every
+# currency) is the bound the schema documents; ``capped`` holds each amount to the country's.
 MAX_AMOUNT = MAX_MAJOR_AMOUNT * MINOR_PER_MAJOR
 MAX_BATCH = 10_000
 CODE_PATTERN = r"^[A-Z2-7]{10}$"
@@ -28,8 +32,41 @@ DESCRIPTION_LIMIT = 20  # it goes into the customer's SMS (payment_requests.REAS
 # What a USSD payment request's reason may hold (ussd/flows/request_common.py): GSM-7, one segment.
 DESCRIPTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 .,'&/\-]{0,19}$"
 
+
+def capped(minor: int | None) -> int | None:
+    """``minor`` when within the country's cap on one amount; else the refusal naming it."""
+    from flask import current_app
+
+    here = country.profile()
+    cap = to_minor(here.api_max_amount)
+    if minor is not None and minor > cap:
+        shown = format_amount(cap, current_app.config["CURRENCY"])
+        raise PydanticCustomError(
+            "amount_over_cap",
+            "at most {cap} ({shown}: the most one amount may be in {country})",
+            {"cap": cap, "shown": shown, "country": here.name},
+        )
+    unit = shown_unit()  # TZS: whole shillings only, as they are shown, typed and paid out
+    if minor is not None and minor % unit:
+        code = current_app.config["CURRENCY"]
+        raise PydanticCustomError(
+            "amount_not_whole",
+            "{code} amounts are whole: a multiple of {unit} ({code} 1 = {unit})",
+            {"code": code, "unit": unit},
+        )
+    return minor
+
+
+CAP_NOTE = "at most the country's cap (KE 100000000, GH 10000000, TZ 1000000000)"
+Capped = Annotated[int, AfterValidator(capped)]
+# The country's cap is checked by ``capped`` (one message for every amount over it); the
+# schema documents the highest any country has.
+MAXIMUM = {"maximum": MAX_AMOUNT}
 Amount = Field(
-    gt=0, le=MAX_AMOUNT, description="Minor units of the service's currency (1 = 100).", examples=[15000]
+    gt=0,
+    json_schema_extra=MAXIMUM,
+    description=f"Minor units of the service's currency (1 = 100), {CAP_NOTE}.",
+    examples=[15000],
 )
 Phone = Field(
     min_length=1,
@@ -154,7 +191,7 @@ class TransactionQuery(BaseModel):
 
 class PayoutCreate(In):
     phone: str = Phone
-    amount: int = Amount
+    amount: Capped = Amount
     currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN, examples=["KES"])
     reference: str | None = Field(default=None, pattern=REFERENCE_PATTERN, examples=["SALARY-2026-11"])
 
@@ -196,8 +233,11 @@ class PayoutBatch(Out):
 
 class RefundCreate(In):
     transaction: str = Field(pattern=CODE_PATTERN, description="The code of a payment you received.")
-    amount: int | None = Field(
-        default=None, gt=0, le=MAX_AMOUNT, description="Minor units; leave out to refund all that is left."
+    amount: Annotated[int | None, AfterValidator(capped)] = Field(
+        default=None,
+        gt=0,
+        json_schema_extra=MAXIMUM,
+        description="Minor units; leave out to refund all that is left.",
     )
     currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
 
@@ -218,7 +258,7 @@ class Refund(Out):
 
 class PaymentRequestCreate(In):
     phone: str = Phone
-    amount: int = Amount
+    amount: Capped = Amount
     currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
     reference: str | None = Field(default=None, pattern=REFERENCE_PATTERN, examples=["ORDER-77"])
     description: str = Field(
@@ -275,8 +315,12 @@ AllowanceStatus = Literal[
 
 class AllowanceCreate(In):
     phone: str = Phone
-    limit: int = Field(gt=0, le=MAX_AMOUNT, description="The most you may charge a period, minor units.")
-    max_charge: int = Field(gt=0, le=MAX_AMOUNT, description="The most one charge may be (at most limit).")
+    limit: Capped = Field(
+        gt=0, json_schema_extra=MAXIMUM, description="The most you may charge a period, minor units."
+    )
+    max_charge: Capped = Field(
+        gt=0, json_schema_extra=MAXIMUM, description="The most one charge may be (at most limit)."
+    )
     period: Literal["day", "week", "month"] = Field(description="A period starts when the customer approves.")
     description: str = Field(
         pattern=DESCRIPTION_PATTERN,
@@ -331,7 +375,9 @@ class Allowance(Out):
 
 
 class AllowanceChargeCreate(In):
-    amount: int = Field(gt=0, le=MAX_AMOUNT, description="Minor units, at most the allowance's max_charge.")
+    amount: Capped = Field(
+        gt=0, le=MAX_AMOUNT, description="Minor units, at most the allowance's max_charge."
+    )
     reference: str | None = Field(default=None, pattern=REFERENCE_PATTERN, examples=["ARTICLE-2231"])
 
 

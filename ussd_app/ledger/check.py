@@ -39,8 +39,13 @@ def _sum(session, column) -> int:
 
 
 def check(
-    session, trust_deposits_total: int | None = None, references_issued_twice: dict[str, int] | None = None
+    session,
+    trust_deposits_total: int | None = None,
+    references_issued_twice: dict[str, int] | None = None,
+    shown=None,
 ) -> list[Finding]:
+    """Every invariant; ``shown`` writes an amount of the reconciliation as people read it (the
+    caller knows the currency: ``messages.money``) after the bare minor units."""
     findings: list[Finding] = []
 
     dp, cp = _sum(session, Account.debits_pending), _sum(session, Account.credits_pending)
@@ -87,11 +92,17 @@ def check(
     )
 
     trust_balance, circulation = e_money(session)
-    detail = f"e-money {circulation}, trust {trust_balance}"
-    ok = circulation == trust_balance
+    figures = [("e-money", circulation), ("trust", trust_balance)]
     if trust_deposits_total is not None:
-        detail += f", deposits {trust_deposits_total}"
-        ok = ok and trust_deposits_total == trust_balance
+        figures.append(("deposits", trust_deposits_total))
+    ok = len({v for _, v in figures}) == 1
+    detail = ", ".join(f"{name} {v}" for name, v in figures)
+    if shown is not None:  # what the minor units are, as people read them
+        detail += (
+            f" (minor units; {shown(circulation)} each)"
+            if ok
+            else " (minor units; " + ", ".join(shown(v) for _, v in figures) + ")"
+        )
     findings.append(Finding("e-money in circulation = trust balance", ok, detail))
     if references_issued_twice is not None:
         twice = ", ".join(f"{ref} ({n} deposits)" for ref, n in references_issued_twice.items())

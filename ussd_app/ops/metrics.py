@@ -14,6 +14,7 @@ model's (``ussd_app/reports.py``), which the back office asks too.
 
 import os
 
+from flask import current_app
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -25,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ..extensions import db
+from ..money import MINOR_PER_MAJOR
 
 USSD_REQUESTS = Counter(
     "tuma_ussd_requests",
@@ -64,6 +66,18 @@ class StateCollector:
         from .. import reports
 
         session = db.session
+        # What every amount here is counted in: minor units of this currency (a dashboard over
+        # several countries' services joins on it, never adds KES to TZS).
+        info = GaugeMetricFamily(
+            "tuma_country_info",
+            "The country this service runs (TUMA_COUNTRY) and the currency of its minor units",
+            labels=["country", "currency", "minor_per_major"],
+        )
+        info.add_metric(
+            [current_app.config["COUNTRY"], current_app.config["CURRENCY"], str(MINOR_PER_MAJOR)], 1
+        )
+        yield info
+
         requests = GaugeMetricFamily(
             "tuma_transfer_requests",
             "Transfer requests, by kind, status and result",

@@ -16,10 +16,10 @@ import logging
 from flask import current_app
 from sqlalchemy import BigInteger, cast, select
 
-from .. import phones
+from .. import country, phones
 from ..database import db_clock_us
 from ..ledger import AccountKind, Transfer, house_account
-from ..money import major_text
+from ..money import major_text, to_minor
 from . import holds
 from .execute import execute_requests
 from .models import HoldState, RequestKind, RequestStatus, TransferRequest
@@ -27,7 +27,17 @@ from .submit import record_request
 
 log = logging.getLogger(__name__)
 
+# Kenya's bounds on one purchase (KES 10 to KES 10,000); ``bounds`` gives the app's country's.
 AIRTIME_MIN, AIRTIME_MAX = 10_00, 10_000_00
+
+
+def bounds() -> tuple[int, int]:
+    """The least and the most one airtime purchase may be, minor units, in the country's scale
+    (``country.Profile.airtime_min``/``airtime_max``: GHS 1 to 1,000, TZS 200 to 200,000)."""
+    here = country.profile()
+    return to_minor(here.airtime_min), to_minor(here.airtime_max)
+
+
 SENT = {"Sent", "Success"}
 
 

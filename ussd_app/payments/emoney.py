@@ -18,10 +18,10 @@ import re
 import unicodedata
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from .. import limits
+from .. import country, limits, phones
 from ..clock import utcnow
 from ..ledger import AccountKind, house_account
 from ..ledger.check import Finding, check
@@ -253,4 +253,44 @@ def check_ledger(session) -> list[Finding]:
 
     total = trust_deposits_total(session)
     twice = references_issued_twice(session)
-    return check(session, trust_deposits_total=total, references_issued_twice=twice)
+    from ..messages import money  # what the reconciliation's minor units are, in the currency
+
+    findings = check(session, trust_deposits_total=total, references_issued_twice=twice, shown=money)
+    return [*findings, holders_of_this_country(session)]
+
+
+def newest_holder_abroad(session) -> str | None:
+    """Why this process's country (``TUMA_COUNTRY``) is not its database's, judged by the newest
+    holder's number (one row by primary key: cheap at every start); None when it fits. A worker
+    whose environment lacks the web's TUMA_COUNTRY would otherwise post, charge and tell in
+    another currency."""
+    here = country.profile()
+    newest = session.execute(select(User.phone).order_by(User.id.desc()).limit(1)).scalar()
+    if newest is None or newest.startswith(f"+{here.calling_code}"):
+        return None
+    return (
+        f"TUMA_COUNTRY={here.code} but the newest holder's number is {phones.masked(newest)}, not of "
+        f"{here.name} (+{here.calling_code}): set the TUMA_COUNTRY the service runs with"
+    )
+
+
+def holders_of_this_country(session) -> Finding:
+    """Every holder's number is of the service's country (``TUMA_COUNTRY``): only its mobiles can
+    register, so a number of another country means the database was kept under another country,
+    whose currency every balance, limit and tariff in it is counted in (KES read as GHS)."""
+    here = country.profile()
+    prefix = f"+{here.calling_code}"
+    foreign = User.phone.not_like(prefix + "%")
+    holders = session.execute(select(func.count(User.id))).scalar_one()
+    others = session.execute(select(func.count(User.id)).where(foreign)).scalar_one()
+    name = f"every holder's number is of {here.name} ({prefix})"
+    if not others:
+        return Finding(name, True, f"{holders} holders")
+    sample = session.execute(select(User.phone).where(foreign).order_by(User.id).limit(3)).scalars()
+    shown = ", ".join(phones.masked(p) for p in sample)
+    return Finding(
+        name,
+        False,
+        f"{others} of {holders} are not ({shown}): this database was kept under another "
+        "TUMA_COUNTRY, and its amounts are in that country's currency",
+    )

@@ -55,6 +55,12 @@ def mask(phone: str) -> str:
     return phone[:5] + "***" + phone[-3:] if len(phone) > 8 else "***"
 
 
+def to_stranger(message: str) -> str:
+    """``message`` in the country's first language: what a caller not yet known is told (a
+    Kiswahili-first country's refusals are in Kiswahili)."""
+    return t(country.first_language(), message)
+
+
 def plain(body: str, status: int = 200) -> Response:
     return Response(body, status=status, mimetype="text/plain")
 
@@ -75,20 +81,20 @@ def ussd():
     text = form.get("text") or ""
     if not session_id or len(session_id) > MAX_FIELD or not raw_phone or len(raw_phone) > MAX_FIELD:
         if security.over_deferred_rate():
-            return plain("END " + security.USSD_TOO_MANY)
+            return plain("END " + to_stranger(security.USSD_TOO_MANY))
         log.warning("ussd hop with missing or malformed sessionId/phoneNumber")
-        return plain("END " + t("en", UNREADABLE))
+        return plain("END " + to_stranger(UNREADABLE))
     # E.164, normalised once at the edge (security.caller_phone, which the rate limit keyed on
     # too): only a mobile number of our own country dials in.
     phone = security.caller_phone()
     if phone is None:
         log.warning("ussd hop from a number that is not a mobile number of ours")
-        return plain("END " + t("en", UNREADABLE))
+        return plain("END " + to_stranger(UNREADABLE))
     if len(text) > MAX_TEXT:
         if security.over_deferred_rate():
-            return plain("END " + security.USSD_TOO_MANY)
+            return plain("END " + to_stranger(security.USSD_TOO_MANY))
         log.warning("ussd hop session=%s with a text of %d characters: ended", session_id[:40], len(text))
-        return plain("END " + t("en", UNREADABLE))
+        return plain("END " + to_stranger(UNREADABLE))
     # Africa's Talking joins every input so far with "*": the whole text tells a repeat, the
     # part after the last "*" is the newest input. On a session's first hop the text is what
     # was dialled after the service code (a shortcut), or nothing.
@@ -143,17 +149,19 @@ def hop(
             return _answer(hold, repeat_key, newest, fresh_for, dialled)
     except sessions.TooManyHops as exc:
         security.over_rate(exc.count, 0)  # logged as the guard logs it
-        return "END " + security.USSD_TOO_MANY
+        return "END " + to_stranger(security.USSD_TOO_MANY)
     except sessions.SessionBusy:
         log.warning("ussd session=%s busy: a repeat arrived while the first was running", session_id[:40])
-        return "END " + t("en", "Sorry, we are busy. Please dial again.")
+        return "END " + to_stranger("Sorry, we are busy. Please dial again.")
     except RedisError as exc:
         db.session.rollback()
         log.error("ussd hop failed session=%s: Redis unavailable (%s)", session_id[:40], type(exc).__name__)
         if g.get("ussd_committed"):  # a request may be recorded: do not invite a second one
-            return "END " + t("en", "Sorry, something went wrong. Please try again later.")
+            return "END " + t(
+                country.first_language(), "Sorry, something went wrong. Please try again later."
+            )
         # Nothing was done; the session's state is gone or unreachable: start again.
-        return "END " + t("en", "Sorry, we are busy. Please dial again.")
+        return "END " + to_stranger("Sorry, we are busy. Please dial again.")
     except Exception as exc:  # the person must get a screen, whatever failed
         db.session.rollback()
         # Only the type and the frames: an exception's message may quote the input (a PIN).
@@ -164,7 +172,7 @@ def hop(
             "".join(traceback.format_tb(exc.__traceback__)),
         )
         # Not "nothing was sent": the failure may come after a request was committed.
-        return "END " + t("en", "Sorry, something went wrong. Please try again later.")
+        return "END " + to_stranger("Sorry, something went wrong. Please try again later.")
 
 
 SESSION_ENDED = "Your session has ended. Please dial again."
@@ -181,7 +189,7 @@ def close(session_id: str, phone: str) -> bool:
             if stored is None or stored.phone != phone:
                 return False
             stored.conversation.ended = True
-            stored.last_reply = "END " + t("en", SESSION_ENDED)
+            stored.last_reply = "END " + to_stranger(SESSION_ENDED)
             hold.save(stored, None, keep_resume=True)
             return True
     except (sessions.SessionBusy, RedisError) as exc:
@@ -194,7 +202,7 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
     digest = sessions.text_digest(session_id, repeat_key)
     if stored is not None:
         if stored.phone != phone:
-            return "END " + t("en", UNREADABLE)
+            return "END " + to_stranger(UNREADABLE)
         recent = fresh_for is None or (
             stored.answered_at is not None and time.time() - stored.answered_at <= fresh_for
         )

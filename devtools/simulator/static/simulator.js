@@ -284,7 +284,7 @@
             var d = e.data || {};
             var who = d.payer || d.recipient || {};
             item.textContent = (e.at || "") + "  " + e.type + "  " + (d.transaction || d.payment_request || "") +
-              "  " + (d.amount !== undefined ? d.currency + " " + (d.amount / 100).toFixed(2) : "") +
+              "  " + (e.amount_text || "") +
               "  " + (who.name || "") + " " + (who.phone || "") + (d.reference ? "  ref " + d.reference : "") +
               "  " + (e.verified ? "signature ok" : "SIGNATURE NOT VERIFIED") + "  " + e.id;
             list.appendChild(item);

@@ -16,10 +16,9 @@ def for_self(ctx) -> str:
 
 def quote(ctx) -> str:
     amount = ctx.data["amount"]
-    if not airtime.AIRTIME_MIN <= amount <= airtime.AIRTIME_MAX:
-        ctx.data.update(
-            min_text=common.money(airtime.AIRTIME_MIN), max_text=common.money(airtime.AIRTIME_MAX)
-        )
+    least, most = airtime.bounds()
+    if not least <= amount <= most:
+        ctx.data.update(min_text=common.money(least), max_text=common.money(most))
         return "out_of_range"
     ctx.data.update(amount_text=common.money(amount), transfer_id=mint_request_id())
     return "ok"

@@ -122,10 +122,8 @@ def name(text: str) -> str | None:
 
 def language(text: str) -> str | None:
     """The language numbered ``text`` in the country's language menu (``country.language_menu``)."""
-    offered = country.menu_languages()
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= len(offered):
-        return None
-    return offered[int(text) - 1]
+    numbered = {str(n): lang for n, lang in enumerate(country.menu_languages(), start=1)}
+    return numbered.get(text)  # exactly as the menu shows it: "01" or "1.0" is no choice
 
 
 # -- helpers for steps -----------------------------------------------------------------------

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from flask import current_app, g, jsonify, request
 
 from ... import security
-from ...i18n import t
 from .. import bp, views
 
 log = logging.getLogger(__name__)
@@ -127,23 +126,23 @@ def _handle(gateway) -> dict:
     doc = _json_body()
     if doc is None:
         log.warning("ussd %s: body is not a JSON object", gateway.NAME)
-        return _reply(gateway, "END " + t("en", views.UNREADABLE), None)
+        return _reply(gateway, "END " + views.to_stranger(views.UNREADABLE), None)
     try:
         message = gateway.read(doc)
     except Unreadable as exc:
         log.warning("ussd %s: unreadable request (%s)", gateway.NAME, exc)
-        return _reply(gateway, "END " + t("en", views.UNREADABLE), None)
+        return _reply(gateway, "END " + views.to_stranger(views.UNREADABLE), None)
     phone = security.caller_phone()  # E.164, as the rate limit counted it
     if phone is None:
         log.warning("ussd %s: from a number that is not a mobile number of ours", gateway.NAME)
-        return _reply(gateway, "END " + t("en", views.UNREADABLE), message)
+        return _reply(gateway, "END " + views.to_stranger(views.UNREADABLE), message)
     if len(message.text) > views.MAX_TEXT:
         log.warning("ussd %s: an input of %d characters: ended", gateway.NAME, len(message.text))
-        return _reply(gateway, "END " + t("en", views.UNREADABLE), message)
+        return _reply(gateway, "END " + views.to_stranger(views.UNREADABLE), message)
     session_for = getattr(gateway, "session_for", None)
     session = session_for(message, phone) if session_for else f"{gateway.NAME}:{message.session}"
     if session is None:
-        return _reply(gateway, "END " + t("en", "Sorry, we are busy. Please dial again."), message)
+        return _reply(gateway, "END " + views.to_stranger("Sorry, we are busy. Please dial again."), message)
     if message.kind == NOTICE:
         return gateway.closed(message)
     if message.kind == END:
@@ -173,7 +172,10 @@ def register(gateway) -> None:
         except Exception as exc:  # a gateway must get its own shape, never a 500
             log.error("ussd %s failed: %s", gateway.NAME, type(exc).__name__)
             return jsonify(
-                gateway.answer("END " + t("en", "Sorry, something went wrong. Please try again later."), None)
+                gateway.answer(
+                    "END " + views.to_stranger("Sorry, something went wrong. Please try again later."),
+                    None,
+                )
             )
 
     view.__name__ = f"gateway_{gateway.NAME}"
