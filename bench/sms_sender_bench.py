@@ -19,6 +19,7 @@ one after another (the most one number's lane can do, since each waits for the o
 """
 
 import argparse
+import json
 import logging
 import os
 import statistics
@@ -123,6 +124,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--workloads", default="one number,many numbers", help="comma-separated: one number, many numbers"
     )
+    parser.add_argument("--json", default=None, help="also write the figures (the last latency's) here")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/11"))
     args = parser.parse_args(argv)
 
@@ -253,7 +255,52 @@ def main(argv=None) -> int:
     finally:
         gateway.stop()
     print("\n".join(results))
+    if args.json:
+        figures = {
+            f"{workload} / {name}": dict(median=statistics.median(v), min=min(v), max=max(v))
+            for (workload, name), v in rates.items()
+        }
+        with open(args.json, "w") as fh:
+            json.dump(
+                dict(
+                    dialect=dialect,
+                    rows=args.rows,
+                    old_rows=args.old_rows,
+                    rounds=args.rounds,
+                    job_limit=args.job_limit,
+                    lane_depth=app.config["SMS_LANE_DEPTH"],
+                    claim_batch=app.config["SMS_CLAIM_BATCH"],
+                    figures=figures,
+                ),
+                fh,
+                indent=2,
+            )
     return 0
+
+
+def table(results: dict) -> str:
+    """The ``make bench`` row: one merchant paid ``rows`` times, receipts/s handed over."""
+    fig = results["figures"]
+    fmt = lambda f: f"{f['median']:,.0f} ({f['min']:,.0f}–{f['max']:,.0f})"  # noqa: E731
+    lanes, old = fig["one number / lanes"], fig["one number / one per number per claim"]
+    bare = fig.get("one number / bare SDK calls in turn")
+    lines = [
+        f"Receipts to one number (a merchant paid {results['rows']:,} times in a burst) handed to the local "
+        f"gateway (a process of its own, over HTTP) by the sender's code in jobs of {results['job_limit'] or results['rows']} "
+        f"rows (SMS_BATCH_SIZE), {results['dialect']}; median (min–max) of {results['rounds']} runs, each number's "
+        "order checked in the gateway's log after every run.",
+        "",
+        "| sender | receipts/s handed over | ratio |",
+        "| --- | ---: | ---: |",
+        f"| lanes (SMS_LANE_DEPTH {results['lane_depth']}, {results['claim_batch']} side by side) | {fmt(lanes)} | "
+        f"{lanes['median'] / old['median']:.1f}× |",
+        f"| one row per number per claim (the sender before lanes; {results['old_rows']} receipts) | {fmt(old)} | 1.0× |",
+    ]
+    if bare:
+        lines.append(
+            f"| bare SDK calls one after another, one connection (a lane's ceiling) | {fmt(bare)} | |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
