@@ -20,11 +20,19 @@ The protocol, and why:
    they were written (the balances in a run of receipts read in order), a merchant paid 5,000
    times gets them at the gateway's pace instead of one per claim, and a busy number fills
    one lane and holds nobody else's receipts back: the job claims new lanes beside those still
-   running (when half the lanes are free, and every ``CLAIM_POLL_SECONDS`` while one is).
+   running (when half the lanes are free and more may be due, and every ``CLAIM_POLL_SECONDS``
+   while one runs). More may be due after a claim that took every lane it asked for, after a
+   lane as deep as allowed ends (its number may have more) and after rows are handed back; a
+   claim that found fewer lanes than it asked for saw every due number, and rows written after
+   it ring the doorbell for a job of their own, so ordinary receipts cost one claim a job.
+   While its lanes run, the job **renews** their claims (``renew``: ``claimed_at`` moved on
+   where the claim token still holds) every half of what the claim timeout leaves beyond the
+   SDK's timeouts; a lane whose claims were not all renewed is not held any longer.
    A lane stops early, handing back (``release``) its rows not yet
    handed over, with their attempt undone: at a transient failure (the number's next messages
    must wait behind the one that failed, which is retried with backoff), when the job pauses,
-   or when the lane nears the claim timeout. The SDK's ``SMSService.send`` only reads the
+   or when less than the SDK's timeouts is left of its hold (claimed or last renewed, plus the
+   claim timeout). The SDK's ``SMSService.send`` only reads the
    service's settings, so the threads share one client; each lane's calls go over one
    kept-alive connection of its own (``SmsClient.kept_alive``, ``africas_talking.py``).
 3. **Record** (committed transactions, in the job's own thread, while the lanes go on) each
@@ -48,16 +56,21 @@ never handed over again. A lane hands a row over only while it holds one of
 ``SMS_CLAIM_BATCH`` places, each given back when that row's answer is committed: at most
 ``SMS_CLAIM_BATCH`` rows of a sender are ever handed over and not yet recorded, as many as one
 batch of side-by-side calls before lanes. A sender killed between 2 and 3 (or whose record
-commit fails) leaves its lanes ``sending``; after ``SMS_CLAIM_TIMEOUT_SECONDS`` (kept above the
-SDK's timeouts, so a live sender has always given up on its calls by then; a lane hands nothing
-over once less than the SDK's timeouts are left before its claim times out) those rows are
-claimed and sent again, in order. Those handed over but unrecorded are the one place a message
+commit fails) leaves its lanes ``sending`` and renews them no more; once
+``SMS_CLAIM_TIMEOUT_SECONDS`` (20; kept above the SDK's timeouts plus 5 s) pass since their last
+claim or renewal, those rows are claimed and sent again, in order. A live sender has always
+given up on its calls by then: a lane hands nothing over once less than the SDK's timeouts are
+left of its hold, and its hold only moves on with a renewal that found every one of its claims
+still its own (a renewal's time is read before its statement, so the sender's view of its hold
+is never later than the database's). Those handed over but unrecorded are the one place a message
 can reach a phone twice: Africa's Talking's SMS API takes no idempotency key, and losing a
 receipt is worse than repeating one; the rest of a dead sender's lanes were never handed over
 and go once. ``SMS_CLAIM_BATCH`` bounds how many rows one dead sender can leave to be repeated,
 each in that window for about one HTTP call and one commit. The price of lanes is in the delay,
-not the count: a dead sender's lanes (up to ``SMS_CLAIM_BATCH`` × ``SMS_LANE_DEPTH`` rows) wait
-for the claim timeout before anyone sends them, where a batch left at most ``SMS_CLAIM_BATCH``.
+not the count: a dead sender's lanes (up to ``SMS_BATCH_SIZE`` rows, the job's limit) wait for
+the claim timeout before anyone sends them, where a batch left at most ``SMS_CLAIM_BATCH``;
+renewal is what lets that timeout be 20 s, not a minute (it needs only to outlast the SDK's
+timeouts, not a lane's whole run).
 """
 
 import contextvars
