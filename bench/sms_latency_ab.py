@@ -128,16 +128,21 @@ class Side:
             )
             db.session.remove()
 
-    def start(self, which: str, rev: str, gateway_url: str, log: str | None) -> None:
+    def start(
+        self, which: str, rev: str, gateway_url: str, log: str | None, old_tree: str | None = None
+    ) -> None:
         from rq import Worker
 
         from ussd_app.clock import utcnow
         from ussd_app.queues import get_redis
 
         self.which = which
+        command = [sys.executable, os.path.abspath(__file__), "--worker", which, "--old", rev]
+        if which == "old" and old_tree:
+            command = [sys.executable, "-m", "worker", "--no-cron"]  # the whole worker as it was there
         self.worker = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", which, "--old", rev],
-            cwd=ROOT,
+            command,
+            cwd=old_tree if which == "old" and old_tree else ROOT,
             env=dict(self.env, AT_API_URL=gateway_url),
             stdout=subprocess.DEVNULL,
             stderr=open(log, "w") if log else subprocess.DEVNULL,  # noqa: SIM115
@@ -261,6 +266,11 @@ def main(argv=None) -> int:
         help="seconds: each round's requests come within this long at the start of the round instead "
         "of spread over it (as bench/ussd_mix.lua's interleaved conversations reach their confirm "
         "hop together)",
+    )
+    parser.add_argument(
+        "--old-tree",
+        default=None,
+        help="a checkout (e.g. git archive of a commit) whose whole worker, not only its sender, runs as 'old'",
     )
     parser.add_argument("--log", default=None, help="keep each worker's log in <this>.<round>.<which>")
     parser.add_argument("--worker", choices=("old", "new"), help=argparse.SUPPRESS)
