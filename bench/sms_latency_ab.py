@@ -45,7 +45,7 @@ LOAD_ENV = dict(
 )
 
 
-def run_worker(which: str, rev: str) -> int:
+def run_worker(which: str, rev: str, queues: str | None = None) -> int:
     """``python -m worker --no-cron`` with the sender at ``rev`` (which == "old") or as it is."""
     if which == "old":
         from bench.sms_sender_bench import old_sender
@@ -54,7 +54,7 @@ def run_worker(which: str, rev: str) -> int:
         sender.send_due = old_sender(rev).send_due  # worker/jobs.py calls sender.send_due
     from worker.__main__ import main as worker_main
 
-    return worker_main(["--no-cron"])
+    return worker_main(["--no-cron", *(["--queues", *queues.split(",")] if queues else [])])
 
 
 def free_port() -> int:
@@ -129,7 +129,13 @@ class Side:
             db.session.remove()
 
     def start(
-        self, which: str, rev: str, gateway_url: str, log: str | None, old_tree: str | None = None
+        self,
+        which: str,
+        rev: str,
+        gateway_url: str,
+        log: str | None,
+        old_tree: str | None = None,
+        queues: str | None = None,
     ) -> None:
         from rq import Worker
 
@@ -138,6 +144,8 @@ class Side:
 
         self.which = which
         command = [sys.executable, os.path.abspath(__file__), "--worker", which, "--old", rev]
+        if queues:
+            command += ["--worker-queues", queues]
         if which == "old" and old_tree:
             command = [sys.executable, "-m", "worker", "--no-cron"]  # the whole worker as it was there
         self.worker = subprocess.Popen(
@@ -273,10 +281,16 @@ def main(argv=None) -> int:
         help="a checkout (e.g. git archive of a commit) whose whole worker, not only its sender, runs as 'old'",
     )
     parser.add_argument("--log", default=None, help="keep each worker's log in <this>.<round>.<which>")
+    parser.add_argument(
+        "--new-queues",
+        default=None,
+        help="the 'new' worker's queues in the order it takes them (comma-separated; default: the app's)",
+    )
+    parser.add_argument("--worker-queues", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=("old", "new"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        return run_worker(args.worker, args.old)
+        return run_worker(args.worker, args.old, args.worker_queues)
     if not args.database_url or not args.database_url.startswith("postgresql"):
         parser.error("--database-url (or DATABASE_URL): a PostgreSQL database this may fill")
 
@@ -293,7 +307,12 @@ def main(argv=None) -> int:
             order = ("old", "new") if round_ % 2 == 0 else ("new", "old")
             for side, which in zip(sides, order, strict=True):
                 side.start(
-                    which, args.old, gateway.url, f"{args.log}.{round_ + 1}.{which}" if args.log else None
+                    which,
+                    args.old,
+                    gateway.url,
+                    f"{args.log}.{round_ + 1}.{which}" if args.log else None,
+                    old_tree=args.old_tree,
+                    queues=args.new_queues if which == "new" else None,
                 )
             n = int(args.rate * args.seconds)
             start = time.monotonic()
