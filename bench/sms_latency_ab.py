@@ -45,7 +45,7 @@ LOAD_ENV = dict(
 )
 
 
-def run_worker(which: str, rev: str, queues: str | None = None) -> int:
+def run_worker(which: str, rev: str, extra: list[str]) -> int:
     """``python -m worker --no-cron`` with the sender at ``rev`` (which == "old") or as it is."""
     if which == "old":
         from bench.sms_sender_bench import old_sender
@@ -54,7 +54,7 @@ def run_worker(which: str, rev: str, queues: str | None = None) -> int:
         sender.send_due = old_sender(rev).send_due  # worker/jobs.py calls sender.send_due
     from worker.__main__ import main as worker_main
 
-    return worker_main(["--no-cron", *(["--queues", *queues.split(",")] if queues else [])])
+    return worker_main(["--no-cron", *extra])
 
 
 def free_port() -> int:
@@ -135,7 +135,7 @@ class Side:
         gateway_url: str,
         log: str | None,
         old_tree: str | None = None,
-        queues: str | None = None,
+        extra: str | None = None,
     ) -> None:
         from rq import Worker
 
@@ -144,10 +144,16 @@ class Side:
 
         self.which = which
         command = [sys.executable, os.path.abspath(__file__), "--worker", which, "--old", rev]
-        if queues:
-            command += ["--worker-queues", queues]
+        if extra:
+            command += [f"--worker-args={extra}"]
         if which == "old" and old_tree:
-            command = [sys.executable, "-m", "worker", "--no-cron"]  # the whole worker as it was there
+            command = [
+                sys.executable,
+                "-m",
+                "worker",
+                "--no-cron",
+                *(extra or "").split(),
+            ]  # all of it as it was
         self.worker = subprocess.Popen(
             command,
             cwd=old_tree if which == "old" and old_tree else ROOT,
@@ -282,15 +288,18 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--log", default=None, help="keep each worker's log in <this>.<round>.<which>")
     parser.add_argument(
-        "--new-queues",
-        default=None,
-        help="the 'new' worker's queues in the order it takes them (comma-separated; default: the app's)",
+        "--old-worker-args", default="", help="more arguments for the old side's python -m worker"
     )
-    parser.add_argument("--worker-queues", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--new-worker-args",
+        default="",
+        help="more arguments for the new side's python -m worker (e.g. '--dequeue default', '--queues sms transfers')",
+    )
+    parser.add_argument("--worker-args", default="", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=("old", "new"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        return run_worker(args.worker, args.old, args.worker_queues)
+        return run_worker(args.worker, args.old, args.worker_args.split())
     if not args.database_url or not args.database_url.startswith("postgresql"):
         parser.error("--database-url (or DATABASE_URL): a PostgreSQL database this may fill")
 
@@ -312,7 +321,7 @@ def main(argv=None) -> int:
                     gateway.url,
                     f"{args.log}.{round_ + 1}.{which}" if args.log else None,
                     old_tree=args.old_tree,
-                    queues=args.new_queues if which == "new" else None,
+                    extra=args.new_worker_args if which == "new" else args.old_worker_args,
                 )
             n = int(args.rate * args.seconds)
             start = time.monotonic()
