@@ -136,6 +136,7 @@ class Side:
         log: str | None,
         old_tree: str | None = None,
         extra: str | None = None,
+        env: dict | None = None,
     ) -> None:
         from rq import Worker
 
@@ -157,7 +158,7 @@ class Side:
         self.worker = subprocess.Popen(
             command,
             cwd=old_tree if which == "old" and old_tree else ROOT,
-            env=dict(self.env, AT_API_URL=gateway_url),
+            env=dict(self.env, AT_API_URL=gateway_url, **(env or {})),
             stdout=subprocess.DEVNULL,
             stderr=open(log, "w") if log else subprocess.DEVNULL,  # noqa: SIM115
         )
@@ -295,6 +296,11 @@ def main(argv=None) -> int:
         default="",
         help="more arguments for the new side's python -m worker (e.g. '--dequeue default', '--queues sms transfers')",
     )
+    parser.add_argument(
+        "--new-env",
+        default="",
+        help="NAME=value,... set for the new side's worker only (e.g. TUMA_SMS_BATCH_SIZE=32)",
+    )
     parser.add_argument("--worker-args", default="", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=("old", "new"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -322,6 +328,9 @@ def main(argv=None) -> int:
                     f"{args.log}.{round_ + 1}.{which}" if args.log else None,
                     old_tree=args.old_tree,
                     extra=args.new_worker_args if which == "new" else args.old_worker_args,
+                    env=dict(pair.split("=", 1) for pair in args.new_env.split(",") if pair)
+                    if which == "new"
+                    else None,
                 )
             n = int(args.rate * args.seconds)
             start = time.monotonic()
