@@ -2,7 +2,11 @@
 working tree's, side by side in the same seconds, so both see the same machine.
 
     .venv/bin/python bench/sms_latency_ab.py --database-url postgresql://.../tuma_x \\
-        [--rate 15] [--seconds 6] [--rounds 4]
+        [--rate 17 --seconds 6 --burst 1.5] [--rounds 6] [--old REV | --old-tree DIR]
+        [--old-worker-args="--dequeue default"] [--new-env TUMA_SMS_BATCH_SIZE=32]
+
+The figures in bench/analysis.md ("Receipt latency after lanes") were taken with
+``--rate 17 --seconds 6 --burst 1.5 --rounds 6``.
 
 What ``bench/ussd_bench.py``'s end-to-end figure measures after the confirm, without the USSD
 hops: transfer requests are queued at ``--rate`` a second (each rings the transfers doorbell, as
