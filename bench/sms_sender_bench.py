@@ -292,7 +292,8 @@ def table(results: dict) -> str:
         "",
         "| sender | receipts/s handed over | ratio |",
         "| --- | ---: | ---: |",
-        f"| lanes (SMS_LANE_DEPTH {results['lane_depth']}, {results['claim_batch']} side by side) | {fmt(lanes)} | "
+        f"| one merchant paid {results['rows']:,} times: lanes (SMS_LANE_DEPTH {results['lane_depth']}, "
+        f"{results['claim_batch']} side by side) | {fmt(lanes)} | "
         f"{lanes['median'] / old['median']:.1f}× |",
         f"| one row per number per claim (the sender before lanes; {results['old_rows']} receipts) | {fmt(old)} | 1.0× |",
     ]
