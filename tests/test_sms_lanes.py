@@ -5,6 +5,8 @@ the local gateway on a real port (``devtools/gateway``), read through its receiv
 import threading
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from tests import sms_helpers
 from tests.helpers import wait_for
 from tests.sms_helpers import agent_with_float, execute, outbox, person
@@ -12,7 +14,9 @@ from tests.test_sms_sender import handed_over, in_thread, promise, promised, sen
 from ussd_app.africas_talking import get_client
 from ussd_app.clock import utcnow
 from ussd_app.extensions import db
-from ussd_app.sms.sender import send_due
+from ussd_app.sms import sender
+from ussd_app.sms.outbox import OutboxMessage
+from ussd_app.sms.sender import claim_timeout, send_due
 from worker import jobs
 
 gateway = sms_helpers.gateway  # the fixture
@@ -134,3 +138,74 @@ def test_a_busy_number_holds_nobody_elses_receipts_back(app, gateway, monkeypatc
         thread.join(timeout=60)
     assert result == {"value": {"sent": 32, "retry": 0, "failed": 0, "paused": 0}}
     assert bodies(gateway, till) == [f"Receipt {i} for {till}" for i in range(30)]
+
+
+def test_a_renewed_claim_is_nobody_elses_until_a_timeout_after_its_renewal(app):
+    till = "+254713000701"
+    promise(till, body="First")
+    promise(till, body="Second")
+    t0 = utcnow()
+    [lane] = sender.claim_lanes(db.session, 1, 5, t0)
+    later = t0 + claim_timeout() - timedelta(seconds=1)
+    assert sender.renew(db.session, lane, later) == {t.token for t in lane}
+    # When the first claim would have timed out the lane is still its sender's: it renewed.
+    assert sender.claim_lanes(db.session, 1, 5, t0 + claim_timeout()) == []
+    # A timeout after the renewal it is anyone's (its sender died after renewing), in order.
+    [again] = sender.claim_lanes(db.session, 1, 5, later + claim_timeout())
+    assert [(t.id, t.attempt) for t in again] == [(t.id, 2) for t in lane]
+    # The first sender's claims were taken over: renewing them holds nothing any more.
+    assert sender.renew(db.session, lane, later + claim_timeout()) == set()
+
+
+def claims_now():
+    """(id, status, claimed_at) of every outbox row, read and the transaction ended at once (a
+    read left open would keep a sender's commit waiting on SQLite)."""
+    rows = db.session.execute(
+        select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.claimed_at).order_by(OutboxMessage.id)
+    ).all()
+    db.session.commit()
+    return rows
+
+
+def test_a_live_sender_keeps_its_lane_past_the_claim_timeout(app, gateway, monkeypatch):
+    # The claim timeout at its floor, 0.5 + 6 + 5 = 11.5 s: the job renews every 2.5 s.
+    monkeypatch.setitem(app.config, "SMS_CONNECT_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setitem(app.config, "SMS_READ_TIMEOUT_SECONDS", 6.0)
+    monkeypatch.setitem(app.config, "SMS_CLAIM_TIMEOUT_SECONDS", 1)
+    till = "+254713000702"
+    for i in range(3):
+        promise(till, body=f"Receipt {i}")
+    db.session.remove()
+    gateway.hold_next(1, after=1)  # the lane's second call hangs until released
+    thread, result = in_thread(app, lambda: send_due(db.session, get_client(), 100))
+    try:
+        wait_for(
+            lambda: gateway.held == 1 or not thread.is_alive(), timeout=10, message="the second call held"
+        )
+        wait_for(
+            lambda: (
+                [status for _, status, _ in claims_now()] == ["sent", "sending", "sending"]
+                or not thread.is_alive()
+            ),
+            timeout=10,
+            message="the first recorded",
+        )
+        claimed = {i: at for i, status, at in claims_now() if status == "sending"}
+        assert thread.is_alive() and len(claimed) == 2, result
+
+        def renewed():
+            return all(at is not None and at > claimed[i] for i, _, at in claims_now()[1:])
+
+        wait_for(
+            lambda: renewed() or not thread.is_alive(),
+            timeout=10,
+            message="the lane's claims renewed while its sender lives",
+        )
+        assert thread.is_alive() and gateway.held == 1, result
+        # Another sender looking when the lane's claim would have timed out finds it held.
+        assert sender.claim_lanes(db.session, 1, 5, min(claimed.values()) + claim_timeout()) == []
+    finally:
+        gateway.release()
+        thread.join(timeout=30)
+    assert result == {"value": {"sent": 3, "retry": 0, "failed": 0, "paused": 0}}
+    assert bodies(gateway, till) == [f"Receipt {i} for {till}" for i in range(3)]

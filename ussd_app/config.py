@@ -91,8 +91,9 @@ class Config:
     SMS_RETRY_BASE_SECONDS = _int("TUMA_SMS_RETRY_BASE_SECONDS", 10)
     SMS_RETRY_MAX_SECONDS = _int("TUMA_SMS_RETRY_MAX_SECONDS", 1800)
     # Seconds after which a message claimed by a sender that never recorded an answer (it was
-    # killed) is claimed again. Always kept above the SDK's connect + read timeouts.
-    SMS_CLAIM_TIMEOUT_SECONDS = _int("TUMA_SMS_CLAIM_TIMEOUT_SECONDS", 60)
+    # killed) is claimed again; a live sender renews its claims while its lanes run. Always kept
+    # above the SDK's connect + read timeouts.
+    SMS_CLAIM_TIMEOUT_SECONDS = _int("TUMA_SMS_CLAIM_TIMEOUT_SECONDS", 20)
     # When set, /sms/delivery and /sms/inbound require ?token=<this> (configure the callback
     # URLs on Africa's Talking with it): Africa's Talking does not sign its callbacks.
     SMS_WEBHOOK_TOKEN = os.environ.get("TUMA_SMS_WEBHOOK_TOKEN") or None

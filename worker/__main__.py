@@ -14,6 +14,7 @@ import signal
 import sys
 
 from rq import SimpleWorker
+from rq.worker import DequeueStrategy
 
 from ussd_app import create_app
 from ussd_app.extensions import db
@@ -23,12 +24,26 @@ from ussd_app.queues import ALL_QUEUES
 from . import jobs
 from .cron import run_cron
 
+# Which queue's job next. Round robin takes the queues in turn: one worker that runs transfer
+# batches and sends their receipts sends a batch's receipts after at most one more batch, not once
+# the transfers queue runs dry (under a stream of confirms it never does), and a busy till's run
+# of SMS jobs holds transfers back by at most one job. (rq's default takes the first queue with
+# a job, in the order given.)
+DEQUEUE = DequeueStrategy.ROUND_ROBIN
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.splitlines()[0])
     parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
     parser.add_argument("--no-cron", action="store_true", help="do not start the cron scheduler")
     parser.add_argument("--queues", nargs="*", default=list(ALL_QUEUES))
+    parser.add_argument(
+        "--dequeue",
+        choices=[s.value for s in DequeueStrategy],
+        default=DEQUEUE.value,
+        help="which queue's job next: round_robin (the default) takes the queues in turn; "
+        "default takes the first queue, in --queues order, that has a job",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -50,7 +65,9 @@ def main(argv=None) -> int:
         cron.start()
     worker = SimpleWorker(list(args.queues), connection=app.extensions["redis"])
     try:
-        worker.work(burst=args.burst, with_scheduler=not args.burst)
+        worker.work(
+            burst=args.burst, with_scheduler=not args.burst, dequeue_strategy=DequeueStrategy(args.dequeue)
+        )
     finally:
         if cron is not None and cron.is_alive():
             os.kill(cron.pid, signal.SIGTERM)

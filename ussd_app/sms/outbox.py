@@ -11,8 +11,10 @@ Life of a row::
        +--transient-------+   (next_attempt_at = now + backoff)
 
 A claim is committed before the HTTP call and names the attempt (``attempts``, ``claim_token``);
-the answer is recorded only against that claim. A row left in ``sending`` (its sender died) is
-claimed again after ``SMS_CLAIM_TIMEOUT_SECONDS``. A row recorded as sent is never claimed again.
+the answer is recorded only against that claim. A live sender renews its claims
+(``claimed_at``) while it holds them; a row left in ``sending`` (its sender died) is claimed
+again once ``SMS_CLAIM_TIMEOUT_SECONDS`` pass without a renewal. A row recorded as sent is never
+claimed again.
 """
 
 import contextlib

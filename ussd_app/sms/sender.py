@@ -20,11 +20,19 @@ The protocol, and why:
    they were written (the balances in a run of receipts read in order), a merchant paid 5,000
    times gets them at the gateway's pace instead of one per claim, and a busy number fills
    one lane and holds nobody else's receipts back: the job claims new lanes beside those still
-   running (when half the lanes are free, and every ``CLAIM_POLL_SECONDS`` while one is).
+   running (when half the lanes are free and more may be due, and every ``CLAIM_POLL_SECONDS``
+   while one runs). More may be due after a claim that took every lane it asked for, after a
+   lane as deep as allowed ends (its number may have more) and after rows are handed back; a
+   claim that found fewer lanes than it asked for saw every due number, and rows written after
+   it ring the doorbell for a job of their own, so ordinary receipts cost one claim a job.
+   While its lanes run, the job **renews** their claims (``renew``: ``claimed_at`` moved on
+   where the claim token still holds) every half of what the claim timeout leaves beyond the
+   SDK's timeouts; a lane whose claims were not all renewed is not held any longer.
    A lane stops early, handing back (``release``) its rows not yet
    handed over, with their attempt undone: at a transient failure (the number's next messages
    must wait behind the one that failed, which is retried with backoff), when the job pauses,
-   or when the lane nears the claim timeout. The SDK's ``SMSService.send`` only reads the
+   or when less than the SDK's timeouts is left of its hold (claimed or last renewed, plus the
+   claim timeout). The SDK's ``SMSService.send`` only reads the
    service's settings, so the threads share one client; each lane's calls go over one
    kept-alive connection of its own (``SmsClient.kept_alive``, ``africas_talking.py``).
 3. **Record** (committed transactions, in the job's own thread, while the lanes go on) each
@@ -48,16 +56,21 @@ never handed over again. A lane hands a row over only while it holds one of
 ``SMS_CLAIM_BATCH`` places, each given back when that row's answer is committed: at most
 ``SMS_CLAIM_BATCH`` rows of a sender are ever handed over and not yet recorded, as many as one
 batch of side-by-side calls before lanes. A sender killed between 2 and 3 (or whose record
-commit fails) leaves its lanes ``sending``; after ``SMS_CLAIM_TIMEOUT_SECONDS`` (kept above the
-SDK's timeouts, so a live sender has always given up on its calls by then; a lane hands nothing
-over once less than the SDK's timeouts are left before its claim times out) those rows are
-claimed and sent again, in order. Those handed over but unrecorded are the one place a message
+commit fails) leaves its lanes ``sending`` and renews them no more; once
+``SMS_CLAIM_TIMEOUT_SECONDS`` (20; kept above the SDK's timeouts plus 5 s) pass since their last
+claim or renewal, those rows are claimed and sent again, in order. A live sender has always
+given up on its calls by then: a lane hands nothing over once less than the SDK's timeouts are
+left of its hold, and its hold only moves on with a renewal that found every one of its claims
+still its own (a renewal's time is read before its statement, so the sender's view of its hold
+is never later than the database's). Those handed over but unrecorded are the one place a message
 can reach a phone twice: Africa's Talking's SMS API takes no idempotency key, and losing a
 receipt is worse than repeating one; the rest of a dead sender's lanes were never handed over
 and go once. ``SMS_CLAIM_BATCH`` bounds how many rows one dead sender can leave to be repeated,
 each in that window for about one HTTP call and one commit. The price of lanes is in the delay,
-not the count: a dead sender's lanes (up to ``SMS_CLAIM_BATCH`` × ``SMS_LANE_DEPTH`` rows) wait
-for the claim timeout before anyone sends them, where a batch left at most ``SMS_CLAIM_BATCH``.
+not the count: a dead sender's lanes (up to ``SMS_BATCH_SIZE`` rows, the job's limit) wait for
+the claim timeout before anyone sends them, where a batch left at most ``SMS_CLAIM_BATCH``;
+renewal is what lets that timeout be 20 s, not a minute (it needs only to outlast the SDK's
+timeouts, not a lane's whole run).
 """
 
 import contextvars
@@ -433,6 +446,17 @@ def _unclaim(session, released: list[Claim]) -> None:
 
 
 @dataclass
+class _Lane:
+    """One number's claimed rows, handed over in order by one pool thread."""
+
+    claims: list[Claim]
+    # ``time.monotonic()`` when every unfinished claim of the lane was last known to be ours in
+    # the database: taken just before it was claimed, or before a renewal that found them all.
+    # Written by the job's thread, read by the lane's (a float: one atomic store).
+    held_since: float
+
+
+@dataclass
 class _Lanes:
     """What the job's lanes share with its own thread (which alone touches the database)."""
 
@@ -443,42 +467,50 @@ class _Lanes:
     # handed over, and ("end", phone, exception or None) when a lane is done.
     news: queue.SimpleQueue
     max_attempts: int
+    lease: float  # the claim timeout, in seconds: a claim not renewed for this long is anyone's
+    margin: float  # the SDK's connect + read timeouts: the longest a call can take
     errors: list = field(default_factory=list)  # what each ended lane raised (None: nothing)
 
-    def run(self, lane: list[Claim], deadline: float) -> None:
+    def held(self, lane: _Lane) -> bool:
+        """A call started now ends (answered or timed out) before the lane's claim could time
+        out: nobody else can have taken its rows by then."""
+        return time.monotonic() + self.margin < lane.held_since + self.lease
+
+    def run(self, lane: _Lane) -> None:
         """Hand the lane's rows over one after another (each after the one before was accepted
         or refused for good); release the rest when it stops early. Runs in a pool thread."""
         error = None
         try:
             with self.client.kept_alive():  # one connection for the lane's calls in turn
-                self._hand_over(lane, deadline)
+                self._hand_over(lane)
         except BaseException as exc:  # a bug in our code: the job records the rest, then raises
             error = exc
             self.stop.set()
         finally:
-            self.news.put(("end", lane[0].phone, error))
+            self.news.put(("end", lane.claims[0].phone, error))
 
-    def _hand_over(self, lane: list[Claim], deadline: float) -> None:
-        for i, taken in enumerate(lane):
+    def _hand_over(self, lane: _Lane) -> None:
+        claims = lane.claims
+        for i, taken in enumerate(claims):
             while not self.places.acquire(timeout=PLACE_WAIT_SECONDS):
                 if self.stop.is_set():  # the job stopped recording: a place may never come
-                    self._release(lane[i:])
+                    self._release(claims[i:])
                     return
-            if self.stop.is_set() or time.monotonic() > deadline:
+            if self.stop.is_set() or not self.held(lane):
                 self.places.release()
-                self._release(lane[i:])
+                self._release(claims[i:])
                 return
             try:
                 answer = hand_over(self.client, taken.phone, taken.body)
             except BaseException:
                 self.places.release()  # nothing to record: the row stays claimed until its timeout
-                self._release(lane[i + 1 :])
+                self._release(claims[i + 1 :])
                 raise
             self.news.put(("answer", taken, answer))
             if answer.pause:
                 self.stop.set()
             if answer.pause or (answer.outcome == Outcome.RETRY and taken.attempt < self.max_attempts):
-                self._release(lane[i + 1 :])  # they wait behind this one, which is retried
+                self._release(claims[i + 1 :])  # they wait behind this one, which is retried
                 return
 
     def _release(self, rest: list[Claim]) -> None:
@@ -504,9 +536,43 @@ def _record_news(session, lanes: _Lanes, news: list, counts: dict, now: datetime
         lanes.places.release()
 
 
+def renew(session, claims: list[Claim], now: datetime | None = None) -> set[str]:
+    """Move the claims' ``claimed_at`` to ``now`` where they still hold (the row is
+    ``sending`` under that claim token), and commit: a live sender keeps its lanes while they
+    run, so the claim timeout need only cover a dead one. The tokens renewed."""
+    if not claims:
+        return set()
+    table = OutboxMessage.__table__
+    renewed = set(
+        session.execute(
+            update(table)
+            .where(
+                among(session, table.c.claim_token, [taken.token for taken in claims]),
+                table.c.status == OutboxStatus.SENDING.value,
+            )
+            .values(claimed_at=now or utcnow())
+            .returning(table.c.claim_token)
+        ).scalars()
+    )
+    session.commit()
+    return renewed
+
+
+def _renew_lanes(session, running: dict[str, _Lane], settled: set[str], now: datetime | None) -> None:
+    """Renew the running lanes' claims not yet recorded or released; a lane is held for another
+    claim timeout only if every one of them still held (else it stops when its lease runs out)."""
+    started = time.monotonic()  # before the new claimed_at is read: errs on the short side
+    open_claims = [t for lane in running.values() for t in lane.claims if t.token not in settled]
+    renewed = renew(session, open_claims, now)
+    for lane in running.values():
+        if all(t.token in renewed or t.token in settled for t in lane.claims):
+            lane.held_since = started
+
+
 # How often a lane waiting for a place looks whether the job has stopped.
 PLACE_WAIT_SECONDS = 0.1
-# While a lane is free, how often the job looks for new numbers to give lanes to.
+# While a lane runs and another is free, how often the job looks for new numbers to give lanes
+# to (messages written meanwhile start beside a busy or stuck lane).
 CLAIM_POLL_SECONDS = 0.25
 # How long the job waits for more answers to record in one commit, once one has come.
 GATHER_SECONDS = 0.005
@@ -552,27 +618,22 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
     depth = max(1, config["SMS_LANE_DEPTH"])
     if limit < 1:
         return counts
-    # A lane hands nothing over once a call could outlast its claim (see the module docstring).
-    budget = (
-        claim_timeout().total_seconds()
-        - config["SMS_CONNECT_TIMEOUT_SECONDS"]
-        - config["SMS_READ_TIMEOUT_SECONDS"]
-    )
     lanes = _Lanes(
         client,
         threading.BoundedSemaphore(width),
         threading.Event(),
         queue.SimpleQueue(),
         config["SMS_MAX_ATTEMPTS"],
+        lease=claim_timeout().total_seconds(),
+        margin=config["SMS_CONNECT_TIMEOUT_SECONDS"] + config["SMS_READ_TIMEOUT_SECONDS"],
     )
-    running: set[str] = set()
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool:
         try:
-            _drive(session, pool, lanes, running, width, depth, limit, budget, counts, now)
+            _drive(session, pool, lanes, width, depth, limit, counts, now)
         except BaseException:
-            # The database failed us (a claim or a record): stop the lanes (each ends after its
-            # call in flight) and let the job fail. What they hand over now goes unrecorded and
-            # is claimed again after the timeout: the documented window, no wider.
+            # The database failed us (a claim, a record or a renewal): stop the lanes (each
+            # ends after its call in flight) and let the job fail. What they hand over now goes
+            # unrecorded and is claimed again after the timeout: the documented window, no wider.
             lanes.stop.set()
             raise
     bug = next((error for error in lanes.errors if error is not None), None)
@@ -582,40 +643,60 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
     return counts
 
 
-def _drive(session, pool, lanes, running, width, depth, limit, budget, counts, now) -> None:
-    """The job's own thread: claim lanes, start them, record their news, until they are done."""
+def _drive(session, pool, lanes: _Lanes, width: int, depth: int, limit: int, counts: dict, now) -> None:
+    """The job's own thread: claim lanes, start them, renew their claims, record their news,
+    until they are done."""
+    running: dict[str, _Lane] = {}
+    settled: set[str] = set()  # claim tokens recorded or released by this job
     claimed = 0
-    claim_again = True  # until a claim finds nothing; then again once a lane ends
-    last_claim = float("-inf")
+    # Claim again (when half the lanes are free, or none runs) only while more may be due: the
+    # last claim took as many lanes as it asked for, a lane as deep as allowed ended (its number
+    # may have more), or rows were handed back. A claim that found fewer lanes than it asked for
+    # saw every due number; rows written after it ring the doorbell for a job of their own.
+    claim_again = True
+    last_claim = last_renewal = float("-inf")
+    # A lane hands a row over only while its claim outlasts the call (``_Lanes.held``), so the
+    # job renews its lanes' claims well before that stops being so.
+    renew_every = max(0.5, (lanes.lease - lanes.margin) / 2)
     while True:
         free = width - len(running)
-        # Claim when half the lanes are free (or none runs), so the claims' cost is shared
-        # by several lanes; and, while any is free, every CLAIM_POLL_SECONDS whatever the
-        # running lanes do: messages written meanwhile start beside a busy or stuck lane.
-        polled = time.monotonic() - last_claim >= CLAIM_POLL_SECONDS
-        if (
-            free
-            and not lanes.stop.is_set()
-            and claimed < limit
-            and ((claim_again and (free >= (width + 1) // 2 or not running)) or polled)
-        ):
-            fresh = claim_lanes(session, free, depth, now, limit=limit - claimed, skip=running)
+        can_claim = free and not lanes.stop.is_set() and claimed < limit
+        # Beside a running lane, look every CLAIM_POLL_SECONDS whatever the claims found, so
+        # messages written meanwhile start beside a busy or stuck lane instead of after it.
+        polled = running and time.monotonic() - last_claim >= CLAIM_POLL_SECONDS
+        if can_claim and ((claim_again and (free >= (width + 1) // 2 or not running)) or polled):
+            started = time.monotonic()
+            fresh = claim_lanes(session, free, depth, now, limit=limit - claimed, skip=running.keys())
             last_claim = time.monotonic()
-            deadline = last_claim + budget
-            for lane in fresh:
-                claimed += len(lane)
-                running.add(lane[0].phone)
-                pool.submit(contextvars.copy_context().run, lanes.run, lane, deadline)
-            claim_again = bool(fresh)
+            for claims in fresh:
+                claimed += len(claims)
+                lane = _Lane(claims, started)
+                running[claims[0].phone] = lane
+                pool.submit(contextvars.copy_context().run, lanes.run, lane)
+            claim_again = len(fresh) == free
         if not running:
             break
-        news = _gather(lanes.news, len(running), width, CLAIM_POLL_SECONDS if free else None)
+        # Renew when the oldest lane's hold is renew_every old; at most once per renew_every
+        # (a lane whose claim was lost is not renewed, and stops when its hold runs out).
+        renew_at = max(min(lane.held_since for lane in running.values()), last_renewal) + renew_every
+        if renew_at <= time.monotonic():
+            last_renewal = time.monotonic()
+            _renew_lanes(session, running, settled, now)
+            renew_at = last_renewal + renew_every
+        wait = renew_at - time.monotonic()
+        if can_claim:
+            wait = min(wait, CLAIM_POLL_SECONDS)
+        wait = max(0.0, wait)
+        news = _gather(lanes.news, len(running), width, wait)
         _record_news(session, lanes, news, counts, now)
-        for kind, phone, error in news:
+        for kind, item, detail in news:
             if kind == "end":
-                running.discard(phone)
-                claim_again = True
-                lanes.errors.append(error)
+                lane = running.pop(item)
+                claim_again = claim_again or len(lane.claims) >= depth
+                lanes.errors.append(detail)
+            else:
+                settled.add(item.token)
+                claim_again = claim_again or kind == "release"
 
 
 def announce(*, force: bool = False) -> bool:
