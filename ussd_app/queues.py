@@ -150,7 +150,8 @@ class Job:
 
 def _sms_timeout(config) -> int:
     # Generous: a batch takes about one message's time. A job that runs out of time leaves at
-    # most one claim batch "sending", reclaimed later.
+    # most SMS_BATCH_SIZE rows "sending" (its lanes' claims), reclaimed SMS_CLAIM_TIMEOUT_SECONDS
+    # after their last renewal.
     per_message = config["SMS_CONNECT_TIMEOUT_SECONDS"] + config["SMS_READ_TIMEOUT_SECONDS"]
     return int(config["SMS_BATCH_SIZE"] * per_message) + 60
 
