@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from chaos.load import LOAD_ENV, LoadAndChecks, Report
+from chaos.load import LOAD_ENV, LoadAndChecks, Report, stop_group
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAULT_KINDS = ("kill_worker", "restart_redis", "terminate_db", "sms_500", "sms_hang", "restart_web")
@@ -122,17 +122,7 @@ class Cluster:
             )
 
     def _kill(self, proc: subprocess.Popen | None, sig=signal.SIGKILL) -> None:
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc, sig)
 
     # -- Redis (ours, never the shared one) -------------------------------------------------
     def start_redis(self) -> None:

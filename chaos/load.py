@@ -12,6 +12,7 @@ ids seen accepted (``accepted``) and the USSD sends a caller saw "Sending ..." f
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -382,3 +383,19 @@ class LoadAndChecks:
         r.ledger_ok = check.returncode == 0
         if not r.ledger_ok:
             r.problems.append("ledger check: " + check.stdout[-2000:] + check.stderr[-2000:])
+
+
+def stop_group(proc: subprocess.Popen | None, sig=signal.SIGKILL, wait: float = 20) -> None:
+    """Signal a process started in a session of its own and all its children (``killpg``), and
+    wait for it; SIGKILL if it has not gone in ``wait`` seconds. Nothing for one already gone."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

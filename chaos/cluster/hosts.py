@@ -23,6 +23,8 @@ import threading
 import time
 from collections import Counter
 
+from chaos.load import stop_group
+
 from . import net
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -112,18 +114,7 @@ class Hosts:
         return proc is not None and proc.poll() is None
 
     def kill(self, host: str, name: str, sig=signal.SIGKILL) -> None:
-        proc = self.procs.get((host, name))
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(self.procs.get((host, name)), sig, wait=30)
 
     def power_off(self, host: str) -> None:
         """Every process of the host SIGKILLed at once, as a host losing power."""

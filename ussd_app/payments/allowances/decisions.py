@@ -40,6 +40,7 @@ from .records import (
     tell_customer,
     tell_merchant,
 )
+from .settlement import record_settlement
 
 # An AllowanceSettlement's ``why`` for an operator's void: the tab it closed was forgiven.
 FORGIVEN = "forgiven"
@@ -158,19 +159,11 @@ def void_refused(
     execute_requests(session, [request])
     if request.status != RequestStatus.ACCEPTED.value:
         raise DecisionError(f"the ledger refused the void: {request.result}")
-    session.add(
-        AllowanceSettlement(
-            id=request.id,
-            allowance_id=allowance.id,
-            period_no=allowance.period_no,
-            charges=count,
-            amount=0,  # nothing paid: the tab forgiven (its amount is in the audit row and event)
-            why=FORGIVEN,
-            created_at=now,
-            told_at=now,  # told here, not by after_batch
-        )
+    # Nothing paid (amount 0): the tab forgiven, its amount in the audit row and the event; told
+    # here, not by after_batch.
+    record_settlement(
+        session, request, allowance.id, allowance.period_no, count, 0, FORGIVEN, now, told_at=now
     )
-    session.flush()
     allowance = fresh(session, allowance.id)
     tell_merchant(
         session,

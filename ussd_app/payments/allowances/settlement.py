@@ -102,28 +102,48 @@ def settle(session, allowance_id: str, *, why: str, now: datetime | None = None)
             break
     else:
         return None
-    if tab > 0:
-        request = holds.resolve(
-            session, hold, RequestKind.ALLOWANCE_POST, amount=tab, payee_fee=_payee_fee(tab)
-        )
-    else:
-        request = holds.resolve(session, hold, RequestKind.ALLOWANCE_VOID)
+    request = resolve_tab(session, hold, tab)
     if request is None:  # the allowance was active, so its hold is accepted and pending
         raise RuntimeError(f"allowance {allowance.id}: its hold {hold.id} is not pending")
-    session.add(
-        AllowanceSettlement(
-            id=request.id,
-            allowance_id=allowance.id,
-            period_no=allowance.period_no,
-            charges=count,
-            amount=tab,
-            why=why.value,
-            created_at=now,
-            told_at=None,
-        )
-    )
-    session.flush()
+    record_settlement(session, request, allowance.id, allowance.period_no, count, tab, why.value, now)
     return request
+
+
+def resolve_tab(session, hold: TransferRequest, tab: int) -> TransferRequest | None:
+    """The one resolution of an allowance's hold for a tab: a partial post of ``tab`` (the
+    merchant paying the tariff's fee on it, the rest released), or a void when nothing is owed.
+    None when the hold is not pending (claimed by another resolution)."""
+    if tab > 0:
+        return holds.resolve(session, hold, RequestKind.ALLOWANCE_POST, amount=tab, payee_fee=_payee_fee(tab))
+    return holds.resolve(session, hold, RequestKind.ALLOWANCE_VOID)
+
+
+def record_settlement(
+    session,
+    request: TransferRequest,
+    allowance_id: str,
+    period_no: int,
+    charges: int,
+    amount: int,
+    why: str,
+    now: datetime,
+    told_at: datetime | None = None,
+) -> AllowanceSettlement:
+    """The settlement row of one resolution (its id is the resolution's): what the customer's
+    SMS and the merchant's event will say, written in the resolution's transaction."""
+    settlement = AllowanceSettlement(
+        id=request.id,
+        allowance_id=allowance_id,
+        period_no=period_no,
+        charges=charges,
+        amount=amount,
+        why=why,
+        created_at=now,
+        told_at=told_at,
+    )
+    session.add(settlement)
+    session.flush()
+    return settlement
 
 
 def release_if_held(session, allowance: Allowance) -> TransferRequest | None:
@@ -459,31 +479,14 @@ def _settle_again(session, now: datetime, limit: int) -> int:
         ):
             continue
         hold = session.get(TransferRequest, allowance.hold_request_id)
-        if tab > 0:
-            request = holds.resolve(
-                session, hold, RequestKind.ALLOWANCE_POST, amount=tab, payee_fee=_payee_fee(tab)
-            )
-        else:
-            request = holds.resolve(session, hold, RequestKind.ALLOWANCE_VOID)
+        request = resolve_tab(session, hold, tab)
         if request is None:  # claimed meanwhile: the tab is owed still
             move(
                 session, allowance.id, ANY_STATE, tab_amount=Allowance.tab_amount + tab,
                 tab_count=Allowance.tab_count + count,
             )  # fmt: skip
             continue
-        session.add(
-            AllowanceSettlement(
-                id=request.id,
-                allowance_id=allowance.id,
-                period_no=last.period_no,
-                charges=count,
-                amount=tab,
-                why=last.why,
-                created_at=now,
-                told_at=None,
-            )
-        )
-        session.flush()
+        record_settlement(session, request, allowance.id, last.period_no, count, tab, last.why, now)
         done += 1
     return done
 
