@@ -139,11 +139,10 @@ def main() -> int:
                 **quiet,
             )
         )
-        procs.append(
-            subprocess.Popen(
-                [*gunicorn, "-b", f"127.0.0.1:{APP_PORT}", "wsgi:app"], cwd=ROOT, env=env, **quiet
-            )
+        web = subprocess.Popen(
+            [*gunicorn, "-b", f"127.0.0.1:{APP_PORT}", "wsgi:app"], cwd=ROOT, env=env, **quiet
         )
+        procs.append(web)
         procs.append(
             subprocess.Popen(
                 [*gunicorn, "-b", f"127.0.0.1:{BARE_PORT}", "bench.bare_app:app"], cwd=ROOT, env=env, **quiet
@@ -173,6 +172,12 @@ def main() -> int:
             )
             if name == "ussd":
                 results["e2e"] = end_to_end(app, started, TransferRequest, OutboxMessage, func, select, db)
+        # Peak memory, read before the processes stop: the larger of the app's two gunicorn
+        # workers, and the worker that executed the transfers and sent their receipts.
+        results["peak_rss_mib"] = dict(
+            web_worker=max((peak_rss_mib(pid) for pid in children(web.pid)), default=float("nan")),
+            worker=peak_rss_mib(worker.pid),
+        )
         with app.app_context():
             findings = check(db.session)
             results["ledger_check"] = all(f.ok for f in findings)
@@ -232,7 +237,34 @@ def table(results: dict, args) -> str:
         f"Requests by status: {results['requests_by_status']}; SMS by status: {results['sms_by_status']}; "
         f"ledger check {'passed' if results['ledger_check'] else 'FAILED'}.",
     ]
+    rss = results.get("peak_rss_mib")
+    if rss:
+        lines.append(
+            f"Memory (peak RSS, VmHWM, over all the runs above): a web worker (gunicorn sync, the larger "
+            f"of 2) {rss['web_worker']:.0f} MiB; the transfer and SMS worker {rss['worker']:.0f} MiB."
+        )
     return "\n".join(lines)
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (a gunicorn master's workers), from /proc."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(c) for c in fh.read().split()]
+    except OSError:
+        return []
+
+
+def peak_rss_mib(pid: int) -> float:
+    """A live process's peak resident set (``VmHWM``) in MiB; NaN once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def end_to_end(app, since, TransferRequest, OutboxMessage, func, select, db) -> dict:
