@@ -35,6 +35,44 @@ def machine() -> str:
     )
 
 
+def targets(ledger: dict, ussd: dict, sms: dict, minutes: float) -> str:
+    """Each figure of this run beside the target it answers, and whether it meets it."""
+    pg, noop = ledger["pgbench_tpcb"]["median"], ledger["rq_noop_jobs"]["median"]
+    scenarios, scaling = ledger["scenarios"], {int(k): v for k, v in ledger["scaling"].items()}
+    menu, bare, e2e = ussd["menu"], ussd["bare"], ussd["e2e"]
+    till = sms["figures"]["one number / lanes"]["median"]
+    rows = [
+        ("ledger, uniform: ≥ 1.5× pgbench TPC-B", scenarios["uniform"]["median"] / pg, 1.5, "{:.2f}×"),
+        ("ledger, uniform: ≥ 10× the rq no-op job", scenarios["uniform"]["median"] / noop, 10, "{:.1f}×"),
+        ("ledger, with a fee leg: ≥ 1.2× pgbench TPC-B", scenarios["fee"]["median"] / pg, 1.2, "{:.2f}×"),
+        (
+            "ledger, workers: rising from 1 to 2",
+            scaling[2]["median"] / scaling[1]["median"],
+            1.0,
+            "{:.2f}× (2 ÷ 1)",
+        ),
+        ("USSD menu hops: ≥ 0.35× the bare route", menu["median"] / bare["median"], 0.35, "{:.2f}×"),
+        ("USSD menu hops: p99 < 20 ms at 80%", -menu["p99_ms"], -20, None),
+        ("end to end at 80%: p99 < 1 s", -e2e["p99_ms"], -1000, None),
+        ("end to end at 80%: p50 < 150 ms", -e2e["p50_ms"], -150, None),
+        ("one merchant paid 5,000 times: ≥ 500 receipts/s", till, 500, "{:,.0f}/s"),
+        ("the whole make bench (install aside): < 10 min", -minutes, -10, None),
+    ]
+    lines = ["| target | this run | met |", "| --- | ---: | :---: |"]
+    for name, value, bound, fmt in rows:
+        if fmt:
+            shown = fmt.format(value)
+        else:
+            shown = f"{-value:.1f} min" if name.endswith("min") else f"{-value:,.1f} ms"
+        met = value > bound if bound < 0 else value >= bound
+        lines.append(f"| {name} | {shown} | {'yes' if met else 'no'} |")
+    checks = ledger["ledger_check"] and ussd["ledger_check"]
+    lines.append(
+        f"| ledger check and every transfer posted with its receipts, after every run | {'passed' if checks else 'FAILED'} | {'yes' if checks else 'no'} |"
+    )
+    return "\n".join(lines)
+
+
 def main() -> int:
     from bench import allowance_bench, api_bench, ledger_bench, sms_sender_bench, ussd_bench, webhooks_bench
 
@@ -42,6 +80,7 @@ def main() -> int:
     out = tempfile.mkdtemp(prefix="tuma-bench-")
     py = sys.executable
     codes = []
+    minutes: dict[str, float] = {}  # each part's wall time, to keep the whole run under ten minutes
     for name, script in (
         ("ledger", "ledger_bench.py"),
         ("ussd", "ussd_bench.py"),
@@ -49,6 +88,7 @@ def main() -> int:
         ("webhooks", "webhooks_bench.py"),
         ("allowances", "allowance_bench.py"),
     ):
+        part_started = time.monotonic()
         codes.append(
             subprocess.run(
                 [py, os.path.join(ROOT, "bench", script), "--json", os.path.join(out, f"{name}.json")],
@@ -57,8 +97,11 @@ def main() -> int:
                 stdout=subprocess.DEVNULL,
             ).returncode
         )
+        minutes[name] = (time.monotonic() - part_started) / 60
+        print(f"{name}: {minutes[name]:.1f} min", file=sys.stderr, flush=True)
     # Receipts for one merchant paid 5,000 times (about a minute): the sender's code in jobs of
     # SMS_BATCH_SIZE rows against the local gateway, beside the sender before lanes.
+    part_started = time.monotonic()
     sms_url = ledger_bench.fresh_database("tuma_bench_sms")
     codes.append(
         subprocess.run(
@@ -86,6 +129,7 @@ def main() -> int:
         ).returncode
     )
     ledger_bench.psql("DROP DATABASE IF EXISTS tuma_bench_sms WITH (FORCE)")
+    minutes["busy till"] = (time.monotonic() - part_started) / 60
     ledger = json.load(open(os.path.join(out, "ledger.json")))
     sms = json.load(open(os.path.join(out, "sms.json")))
     ussd = json.load(open(os.path.join(out, "ussd.json")))
@@ -108,6 +152,11 @@ def main() -> int:
             f"Run by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
             "Absolute figures drift on a shared machine; the ratios to the baselines measured in the same run hold. "
             f"The whole run took {(time.monotonic() - started) / 60:.1f} minutes.",
+            "Minutes per part: " + ", ".join(f"{name} {m:.1f}" for name, m in minutes.items()) + ".",
+            "",
+            "## Against the targets (issue 19)",
+            "",
+            targets(ledger, ussd, sms, (time.monotonic() - started) / 60),
             "",
             "## Ledger throughput",
             "",
