@@ -27,7 +27,10 @@ sys.path.insert(0, ROOT)
 
 from bench.ledger_bench import REDIS, fresh_database, psql  # noqa: E402
 
-APP_PORT, BARE_PORT, GATEWAY_PORT = 8191, 8192, 8193
+# BENCH_USSD_PORT and BENCH_USSD_DATABASE let two runs (two checkouts) go side by side.
+APP_PORT = int(os.environ.get("BENCH_USSD_PORT", "8191"))
+BARE_PORT, GATEWAY_PORT = APP_PORT + 1, APP_PORT + 2
+DATABASE = os.environ.get("BENCH_USSD_DATABASE", "tuma_bench_ussd")
 CONNECTIONS, THREADS = 16, 2
 PIN = "2580"
 RUNS_PER_SLICE = 16  # the payers are split in this many slices, one per wrk run
@@ -99,9 +102,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--users", type=int, default=24_000)
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--menus-only",
+        action="store_true",
+        help="only the bare route and the menu hops (no PIN mix, no end to end): a quick A/B of the ratio",
+    )
     args = parser.parse_args()
 
-    db_url = fresh_database("tuma_bench_ussd")
+    db_url = fresh_database(DATABASE)
     env = dict(
         os.environ,
         DATABASE_URL=db_url,
@@ -157,7 +165,8 @@ def main() -> int:
         wrk(BARE_PORT, 2, args.users)
         # Menu hops only (conversations stop at the confirm screen) run last: they leave resume
         # snapshots behind, which would change the first hops of later runs from the same phones.
-        for name, port, hops in (("ussd", APP_PORT, 6), ("bare", BARE_PORT, 6), ("menu", APP_PORT, 5)):
+        targets = (("ussd", APP_PORT, 6), ("bare", BARE_PORT, 6), ("menu", APP_PORT, 5))
+        for name, port, hops in targets[1:] if args.menus_only else targets:
             runs = [wrk(port, args.seconds, args.users, hops=hops)["rps"] for _ in range(args.runs)]
             results[name] = dict(median=statistics.median(runs), min=min(runs), max=max(runs))
             rate = 0.8 * results[name]["median"]
@@ -204,7 +213,7 @@ def main() -> int:
                 p.kill()
         with app.app_context():
             db.engine.dispose()
-        psql("DROP DATABASE IF EXISTS tuma_bench_ussd WITH (FORCE)")
+        psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
 
     print(table(results, args))
     if args.json:
@@ -212,13 +221,20 @@ def main() -> int:
             json.dump(results, fh, indent=2)
     # A run whose transfers were all refused (a limit, a rule) measured refusals, not payments.
     accepted = results["requests_by_status"].get("accepted", 0)
+    if args.menus_only:  # no transfer was meant to post; the ledger must still check
+        return 0 if results["ledger_check"] else 1
     if not accepted:
         print(f"no transfer was posted ({results['requests_by_status']}): this run measured nothing")
     return 0 if results["ledger_check"] and accepted else 1
 
 
 def table(results: dict, args) -> str:
-    u, b, m, e = results["ussd"], results["bare"], results["menu"], results["e2e"]
+    nan = float("nan")
+    skipped = dict(median=nan, min=nan, max=nan, p50_ms=nan, p99_ms=nan)
+    u, b, m = results.get("ussd", skipped), results["bare"], results["menu"]
+    e = results.get("e2e") or dict(
+        count=0, **{f"{k}{p}_ms": nan for k in ("", "posted_", "sms_") for p in ("p50", "p99")}
+    )
     lines = [
         f"USSD: gunicorn, 2 sync workers, PostgreSQL + Redis, wrk -t{THREADS} -c{CONNECTIONS} over loopback; conversations of "
         f"first hop, 4 menu hops and a final confirm with PIN from {args.users:,} phones; median (min–max) of {args.runs} "
