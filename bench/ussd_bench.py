@@ -151,11 +151,11 @@ def main() -> int:
             [*gunicorn, "-b", f"127.0.0.1:{APP_PORT}", "wsgi:app"], cwd=ROOT, env=env, **quiet
         )
         procs.append(web)
-        procs.append(
-            subprocess.Popen(
-                [*gunicorn, "-b", f"127.0.0.1:{BARE_PORT}", "bench.bare_app:app"], cwd=ROOT, env=env, **quiet
-            )
+        bare = subprocess.Popen(
+            [*gunicorn, "-b", f"127.0.0.1:{BARE_PORT}", "bench.bare_app:app"], cwd=ROOT, env=env, **quiet
         )
+        procs.append(bare)
+        masters = {APP_PORT: web.pid, BARE_PORT: bare.pid}
         for port in (GATEWAY_PORT, APP_PORT, BARE_PORT):
             wait_http(port)
         worker = subprocess.Popen([sys.executable, "-m", "worker", "--no-cron"], cwd=ROOT, env=env, **quiet)
@@ -167,8 +167,17 @@ def main() -> int:
         # snapshots behind, which would change the first hops of later runs from the same phones.
         targets = (("ussd", APP_PORT, 6), ("bare", BARE_PORT, 6), ("menu", APP_PORT, 5))
         for name, port, hops in targets[1:] if args.menus_only else targets:
-            runs = [wrk(port, args.seconds, args.users, hops=hops)["rps"] for _ in range(args.runs)]
+            workers = children(masters[port])
+            before, done = cpu_seconds(workers), []
+            runs = []
+            for _ in range(args.runs):
+                out = wrk(port, args.seconds, args.users, hops=hops)
+                runs.append(out["rps"])
+                done.append(out["requests"])
             results[name] = dict(median=statistics.median(runs), min=min(runs), max=max(runs))
+            # CPU of the server's own workers per request over the saturation runs: what the
+            # machine's load does not change much (the rate above is what it does change).
+            results[name]["cpu_ms"] = (cpu_seconds(workers) - before) * 1000 / max(1, sum(done))
             rate = 0.8 * results[name]["median"]
             delay_ms = CONNECTIONS / rate * 1000
             started = datetime.now(UTC).replace(tzinfo=None)
@@ -228,6 +237,12 @@ def main() -> int:
     return 0 if results["ledger_check"] and accepted else 1
 
 
+def cpu(row: dict, bare: dict) -> str:
+    """The gunicorn workers' CPU per hop, and the bare route's ÷ it."""
+    ms, base = row.get("cpu_ms", float("nan")), bare.get("cpu_ms", float("nan"))
+    return f"{ms:.2f} ({base / ms:.2f})" if ms else "-"
+
+
 def table(results: dict, args) -> str:
     nan = float("nan")
     skipped = dict(median=nan, min=nan, max=nan, p50_ms=nan, p99_ms=nan)
@@ -240,11 +255,11 @@ def table(results: dict, args) -> str:
         f"first hop, 4 menu hops and a final confirm with PIN from {args.users:,} phones; median (min–max) of {args.runs} "
         f"runs of {args.seconds} s; latency at 80% of the median saturation rate.",
         "",
-        "| target | hops/s at saturation | p50 / p99 at 80% | ratio to bare |",
-        "| --- | ---: | ---: | ---: |",
-        f"| USSD hop, real app | {u['median']:.0f} ({u['min']:.0f}–{u['max']:.0f}) | {u['p50_ms']:.1f} / {u['p99_ms']:.1f} ms | {u['median'] / b['median']:.2f} |",
-        f"| menu hops only (no PIN hop) | {m['median']:.0f} ({m['min']:.0f}–{m['max']:.0f}) | {m['p50_ms']:.1f} / {m['p99_ms']:.1f} ms | {m['median'] / b['median']:.2f} |",
-        f"| bare Flask route, fixed CON | {b['median']:.0f} ({b['min']:.0f}–{b['max']:.0f}) | {b['p50_ms']:.1f} / {b['p99_ms']:.1f} ms | 1.00 |",
+        "| target | hops/s at saturation | p50 / p99 at 80% | ratio to bare | workers' CPU ms a hop (ratio) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| USSD hop, real app | {u['median']:.0f} ({u['min']:.0f}–{u['max']:.0f}) | {u['p50_ms']:.1f} / {u['p99_ms']:.1f} ms | {u['median'] / b['median']:.2f} | {cpu(u, b)} |",
+        f"| menu hops only (no PIN hop) | {m['median']:.0f} ({m['min']:.0f}–{m['max']:.0f}) | {m['p50_ms']:.1f} / {m['p99_ms']:.1f} ms | {m['median'] / b['median']:.2f} | {cpu(m, b)} |",
+        f"| bare Flask route, fixed CON | {b['median']:.0f} ({b['min']:.0f}–{b['max']:.0f}) | {b['p50_ms']:.1f} / {b['p99_ms']:.1f} ms | 1.00 | {cpu(b, b)} |",
         "",
         f"End to end, final confirm → receipts handed to the local SMS gateway, 1 worker, during the 80% run: "
         f"{e['count']} transfers, p50 {e['p50_ms']:.0f} ms, p99 {e['p99_ms']:.0f} ms "
@@ -260,6 +275,19 @@ def table(results: dict, args) -> str:
             f"of 2) {rss['web_worker']:.0f} MiB; the transfer and SMS worker {rss['worker']:.0f} MiB."
         )
     return "\n".join(lines)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the live processes ``pids`` have used (/proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
