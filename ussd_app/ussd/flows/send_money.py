@@ -13,7 +13,7 @@ from ...payments.holds import suspense_account_id
 from ...payments.models import RequestKind, TransferRequest
 from ...payments.submit import ConflictingRequest, mint_request_id, record_request
 from ...tariffs import quote
-from ...users import Role, find_by_phone
+from ...users import Role, holder_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common, fraud_checks, tail
 
@@ -27,7 +27,7 @@ def find_recipient(ctx) -> str:
     # row is read first (nothing of it is shown when refused), so that a name about to be
     # shown is counted as a cancel in the same round trip as the look-up (``name_shown``: a
     # cancel until the send is recorded, however the flow is left).
-    recipient = find_by_phone(db.session, phone)
+    recipient = holder_by_phone(db.session, phone)
     shows = recipient is not None and recipient.role == Role.CUSTOMER.value
     if not fraud_checks.lookup_allowed(ctx, shows=phone if shows else None):
         return "throttled"
