@@ -27,7 +27,10 @@ sys.path.insert(0, ROOT)
 
 from bench.ledger_bench import REDIS, fresh_database, psql  # noqa: E402
 
-APP_PORT, BARE_PORT, GATEWAY_PORT = 8191, 8192, 8193
+# BENCH_USSD_PORT and BENCH_USSD_DATABASE let two runs (two checkouts) go side by side.
+APP_PORT = int(os.environ.get("BENCH_USSD_PORT", "8191"))
+BARE_PORT, GATEWAY_PORT = APP_PORT + 1, APP_PORT + 2
+DATABASE = os.environ.get("BENCH_USSD_DATABASE", "tuma_bench_ussd")
 CONNECTIONS, THREADS = 16, 2
 PIN = "2580"
 RUNS_PER_SLICE = 16  # the payers are split in this many slices, one per wrk run
@@ -99,9 +102,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--users", type=int, default=24_000)
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--menus-only",
+        action="store_true",
+        help="only the bare route and the menu hops (no PIN mix, no end to end): a quick A/B of the ratio",
+    )
     args = parser.parse_args()
 
-    db_url = fresh_database("tuma_bench_ussd")
+    db_url = fresh_database(DATABASE)
     env = dict(
         os.environ,
         DATABASE_URL=db_url,
@@ -143,11 +151,11 @@ def main() -> int:
             [*gunicorn, "-b", f"127.0.0.1:{APP_PORT}", "wsgi:app"], cwd=ROOT, env=env, **quiet
         )
         procs.append(web)
-        procs.append(
-            subprocess.Popen(
-                [*gunicorn, "-b", f"127.0.0.1:{BARE_PORT}", "bench.bare_app:app"], cwd=ROOT, env=env, **quiet
-            )
+        bare = subprocess.Popen(
+            [*gunicorn, "-b", f"127.0.0.1:{BARE_PORT}", "bench.bare_app:app"], cwd=ROOT, env=env, **quiet
         )
+        procs.append(bare)
+        masters = {APP_PORT: web.pid, BARE_PORT: bare.pid}
         for port in (GATEWAY_PORT, APP_PORT, BARE_PORT):
             wait_http(port)
         worker = subprocess.Popen([sys.executable, "-m", "worker", "--no-cron"], cwd=ROOT, env=env, **quiet)
@@ -157,9 +165,19 @@ def main() -> int:
         wrk(BARE_PORT, 2, args.users)
         # Menu hops only (conversations stop at the confirm screen) run last: they leave resume
         # snapshots behind, which would change the first hops of later runs from the same phones.
-        for name, port, hops in (("ussd", APP_PORT, 6), ("bare", BARE_PORT, 6), ("menu", APP_PORT, 5)):
-            runs = [wrk(port, args.seconds, args.users, hops=hops)["rps"] for _ in range(args.runs)]
+        targets = (("ussd", APP_PORT, 6), ("bare", BARE_PORT, 6), ("menu", APP_PORT, 5))
+        for name, port, hops in targets[1:] if args.menus_only else targets:
+            workers = children(masters[port])
+            before, done = cpu_seconds(workers), []
+            runs = []
+            for _ in range(args.runs):
+                out = wrk(port, args.seconds, args.users, hops=hops)
+                runs.append(out["rps"])
+                done.append(out["requests"])
             results[name] = dict(median=statistics.median(runs), min=min(runs), max=max(runs))
+            # CPU of the server's own workers per request over the saturation runs: what the
+            # machine's load does not change much (the rate above is what it does change).
+            results[name]["cpu_ms"] = (cpu_seconds(workers) - before) * 1000 / max(1, sum(done))
             rate = 0.8 * results[name]["median"]
             delay_ms = CONNECTIONS / rate * 1000
             started = datetime.now(UTC).replace(tzinfo=None)
@@ -204,7 +222,7 @@ def main() -> int:
                 p.kill()
         with app.app_context():
             db.engine.dispose()
-        psql("DROP DATABASE IF EXISTS tuma_bench_ussd WITH (FORCE)")
+        psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
 
     print(table(results, args))
     if args.json:
@@ -212,23 +230,36 @@ def main() -> int:
             json.dump(results, fh, indent=2)
     # A run whose transfers were all refused (a limit, a rule) measured refusals, not payments.
     accepted = results["requests_by_status"].get("accepted", 0)
+    if args.menus_only:  # no transfer was meant to post; the ledger must still check
+        return 0 if results["ledger_check"] else 1
     if not accepted:
         print(f"no transfer was posted ({results['requests_by_status']}): this run measured nothing")
     return 0 if results["ledger_check"] and accepted else 1
 
 
+def cpu(row: dict, bare: dict) -> str:
+    """The gunicorn workers' CPU per hop, and the bare route's ÷ it."""
+    ms, base = row.get("cpu_ms", float("nan")), bare.get("cpu_ms", float("nan"))
+    return f"{ms:.2f} ({base / ms:.2f})" if ms else "-"
+
+
 def table(results: dict, args) -> str:
-    u, b, m, e = results["ussd"], results["bare"], results["menu"], results["e2e"]
+    nan = float("nan")
+    skipped = dict(median=nan, min=nan, max=nan, p50_ms=nan, p99_ms=nan)
+    u, b, m = results.get("ussd", skipped), results["bare"], results["menu"]
+    e = results.get("e2e") or dict(
+        count=0, **{f"{k}{p}_ms": nan for k in ("", "posted_", "sms_") for p in ("p50", "p99")}
+    )
     lines = [
         f"USSD: gunicorn, 2 sync workers, PostgreSQL + Redis, wrk -t{THREADS} -c{CONNECTIONS} over loopback; conversations of "
         f"first hop, 4 menu hops and a final confirm with PIN from {args.users:,} phones; median (min–max) of {args.runs} "
         f"runs of {args.seconds} s; latency at 80% of the median saturation rate.",
         "",
-        "| target | hops/s at saturation | p50 / p99 at 80% | ratio to bare |",
-        "| --- | ---: | ---: | ---: |",
-        f"| USSD hop, real app | {u['median']:.0f} ({u['min']:.0f}–{u['max']:.0f}) | {u['p50_ms']:.1f} / {u['p99_ms']:.1f} ms | {u['median'] / b['median']:.2f} |",
-        f"| menu hops only (no PIN hop) | {m['median']:.0f} ({m['min']:.0f}–{m['max']:.0f}) | {m['p50_ms']:.1f} / {m['p99_ms']:.1f} ms | {m['median'] / b['median']:.2f} |",
-        f"| bare Flask route, fixed CON | {b['median']:.0f} ({b['min']:.0f}–{b['max']:.0f}) | {b['p50_ms']:.1f} / {b['p99_ms']:.1f} ms | 1.00 |",
+        "| target | hops/s at saturation | p50 / p99 at 80% | ratio to bare | workers' CPU ms a hop (ratio) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| USSD hop, real app | {u['median']:.0f} ({u['min']:.0f}–{u['max']:.0f}) | {u['p50_ms']:.1f} / {u['p99_ms']:.1f} ms | {u['median'] / b['median']:.2f} | {cpu(u, b)} |",
+        f"| menu hops only (no PIN hop) | {m['median']:.0f} ({m['min']:.0f}–{m['max']:.0f}) | {m['p50_ms']:.1f} / {m['p99_ms']:.1f} ms | {m['median'] / b['median']:.2f} | {cpu(m, b)} |",
+        f"| bare Flask route, fixed CON | {b['median']:.0f} ({b['min']:.0f}–{b['max']:.0f}) | {b['p50_ms']:.1f} / {b['p99_ms']:.1f} ms | 1.00 | {cpu(b, b)} |",
         "",
         f"End to end, final confirm → receipts handed to the local SMS gateway, 1 worker, during the 80% run: "
         f"{e['count']} transfers, p50 {e['p50_ms']:.0f} ms, p99 {e['p99_ms']:.0f} ms "
@@ -244,6 +275,19 @@ def table(results: dict, args) -> str:
             f"of 2) {rss['web_worker']:.0f} MiB; the transfer and SMS worker {rss['worker']:.0f} MiB."
         )
     return "\n".join(lines)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the live processes ``pids`` have used (/proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:

@@ -39,7 +39,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 PIN = "2580"
-DATABASE = "tuma_bench_hop_costs"
+DATABASE = os.environ.get(
+    "BENCH_HOP_COSTS_DATABASE", "tuma_bench_hop_costs"
+)  # another name: runs side by side
 MIX = ("first", "menu: Send money", "recipient", "amount", "confirm -> PIN screen")
 WALK = ("first", "menu: My account", "menu: 0 back", "menu: My account", "menu: 0 back")
 

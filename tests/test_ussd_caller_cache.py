@@ -109,7 +109,16 @@ def test_the_session_keeps_who_and_how_never_the_pin_or_its_hash(app, customer, 
     phone = Phone(app.test_client(), JUMA)
     phone.walk("2")
     doc = json.loads(redis.get(f"tuma:ussd:session:{phone.session_id}"))
-    assert set(doc["caller"]) == {"user_id", "account_id", "role", "language", "locked_until", "seen", "at"}
+    assert set(doc["caller"]) == {
+        "user_id",
+        "account_id",
+        "role",
+        "language",
+        "locked_until",
+        "seen",
+        "at",
+        "tier",
+    }
     assert doc["caller"]["user_id"] == customer.id and doc["caller"]["role"] == "customer"
     assert doc["caller"]["account_id"] == customer.account_id
     assert customer.pin_hash not in json.dumps(doc)

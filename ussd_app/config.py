@@ -109,6 +109,9 @@ class Config:
     # no database (ussd/caller.py). 0 reads them every hop: the baseline bench/ussd_hop_costs.py
     # compares against.
     USSD_CALLER_CACHE = bool(_int("TUMA_USSD_CALLER_CACHE", 1))
+    # Quote fees in the menus from the tariff version this process cached, while the tariffs'
+    # token in Redis says it holds (tariffs.py). 0 reads it from the database every quote.
+    USSD_TARIFF_CACHE = bool(_int("TUMA_USSD_TARIFF_CACHE", 1))
     # Wrong PINs in a row that lock an account, and for how long (seconds).
     PIN_MAX_ATTEMPTS = _int("TUMA_PIN_MAX_ATTEMPTS", 3)
     PIN_LOCK_SECONDS = _int("TUMA_PIN_LOCK_SECONDS", 24 * 3600)

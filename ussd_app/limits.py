@@ -36,7 +36,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import ARRAY, and_, any_, bindparam, case, func, select
 from sqlalchemy.orm import aliased
 
 from .clock import utcnow
@@ -69,25 +69,57 @@ def spent_today(session, account_ids, now: datetime | None = None) -> dict[int, 
     if not ids:
         return {}
     since = start_of_today(now)
-    until = since + timedelta(days=1)
     rows = session.execute(
-        select(
-            TransferRequest.debit_account_id,
-            func.coalesce(func.sum(_counted_amount() + TransferRequest.fee), 0),
-        )
-        .outerjoin(_RESOLUTION, _resolution_of_a_hold())
-        .where(
-            among(session, TransferRequest.debit_account_id, ids),
-            TransferRequest.status == RequestStatus.ACCEPTED.value,
-            TransferRequest.kind.in_(kinds.COUNTED_KINDS),
-            TransferRequest.executed_at >= since,
-            TransferRequest.executed_at < until,
-        )
-        .group_by(TransferRequest.debit_account_id)
+        _spent_statement(is_postgres(session)),
+        {"ids": ids, "since": since, "until": since + timedelta(days=1)},
     )
     spent = dict.fromkeys(ids, 0)
     spent.update({account_id: int(total) for account_id, total in rows})
     return spent
+
+
+_SPENT: dict[bool, object] = {}
+
+
+def _spent_statement(postgres: bool):
+    """``spent_today``'s one statement, on the table (plain rows, no ORM entities), built once
+    per dialect: an amount hop before the PIN runs it, and building it took as long as the
+    round trip. The ids are one array on PostgreSQL (``database.among``), a list elsewhere."""
+    statement = _SPENT.get(postgres)
+    if statement is None:
+        t = TransferRequest.__table__
+        resolution = t.alias("resolution")
+        payer = t.c.debit_account_id
+        ids = (
+            payer == any_(bindparam("ids", type_=ARRAY(payer.type)))
+            if postgres
+            else payer.in_(bindparam("ids", expanding=True))
+        )
+        resolved_hold = and_(t.c.kind.in_(RESOLVED_HOLD_KINDS), resolution.c.id.is_not(None))
+        posted = case((resolution.c.kind == RequestKind.ALLOWANCE_POST.value, resolution.c.amount), else_=0)
+        counted = case((resolved_hold, posted), else_=t.c.amount)
+        statement = _SPENT[postgres] = (
+            select(payer, func.coalesce(func.sum(counted + t.c.fee), 0))
+            .select_from(
+                t.outerjoin(
+                    resolution,
+                    and_(
+                        t.c.kind.in_(RESOLVED_HOLD_KINDS),
+                        resolution.c.pending_request_id == t.c.id,
+                        resolution.c.status != RequestStatus.REJECTED.value,
+                    ),
+                )
+            )
+            .where(
+                ids,
+                t.c.status == RequestStatus.ACCEPTED.value,
+                t.c.kind.in_(kinds.COUNTED_KINDS),
+                t.c.executed_at >= bindparam("since"),
+                t.c.executed_at < bindparam("until"),
+            )
+            .group_by(payer)
+        )
+    return statement
 
 
 # A hold that its payer resolved (allowances: each settlement posts part of the period's hold
@@ -213,16 +245,31 @@ def over_limit(
     return None
 
 
+READ = "read"  # before_pin's payer_tier: not known, read it
+
+
 def before_pin(
-    session, kind: str, amount: int, fee: int = 0, *, payer_account_id=None, payee_account_id=None
+    session,
+    kind: str,
+    amount: int,
+    fee: int = 0,
+    *,
+    payer_account_id=None,
+    payee_account_id=None,
+    payer_tier: str | None = READ,
 ) -> Refusal | None:
     """What can be known at a confirm screen, before the PIN: the payer's per-transfer and
     daily limits (when ``kind`` counts against them) and the payee's balance limit (when
     ``kind`` credits them), for whichever of them is a customer. The worker's check_batch,
-    under the accounts' locks, stays the final word; this only saves a refusal after the PIN."""
+    under the accounts' locks, stays the final word; this only saves a refusal after the PIN.
+    ``payer_tier``, when the caller knows it (a USSD hop's caller facts, kept fresh by
+    ``ussd/caller.py``): the payer customer's tier, or None for a payer who is no customer;
+    ``READ`` (the default) reads it."""
     from .users import Role, User
 
     ids = {a for a in (payer_account_id, payee_account_id) if a is not None}
+    if payer_tier != READ:
+        ids.discard(payer_account_id)
     tiers = (
         dict(
             session.execute(
@@ -234,6 +281,10 @@ def before_pin(
         if ids
         else {}
     )
+    if payer_tier != READ and payer_account_id is not None:
+        tiers.pop(payer_account_id, None)
+        if payer_tier is not None:
+            tiers[payer_account_id] = payer_tier
     payer = payee = None
     spent = payee_balance = 0
     if payer_account_id in tiers and kind in kinds.COUNTED_KINDS:

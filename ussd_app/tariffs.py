@@ -6,12 +6,15 @@ the fee rises by band. Bands are (upper bound inclusive, fee), both in minor uni
 """
 
 import json
+import logging
+import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import current_app, has_app_context
-from sqlalchemy import DateTime, Integer, String, Text, func, select
-from sqlalchemy.orm import Mapped, mapped_column
+from flask import current_app, g, has_app_context
+from sqlalchemy import DateTime, Integer, String, Text, event, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import country
 from .clock import utcnow
@@ -19,6 +22,8 @@ from .country import Profile
 from .extensions import db
 from .money import DEFAULT_CURRENCY, MINOR_PER_MAJOR, to_minor
 from .payments import kinds
+
+log = logging.getLogger(__name__)
 
 
 def send_bands(profile: Profile | None = None) -> tuple[tuple[int, int], ...]:
@@ -241,18 +246,136 @@ class TariffVersion(db.Model):
 
 def in_force(session=None, at: datetime | None = None) -> Tariff:
     """The tariff in force ``at`` (now): the latest stored version that has started, else the
-    built-in defaults. Outside an app (no database) the defaults."""
+    built-in defaults. Outside an app (no database) the defaults. Now, in a request that read
+    the tariffs' stamp (a USSD hop: ``trust``), the version this process cached under that
+    stamp while it holds (see "The tariff in force, cached" below)."""
     if session is None:
         if not has_app_context():
             return Tariff(None, validate(default_document()))
+        if at is None and g.get(_STAMP_IN_REQUEST):
+            return _cached(g.get(_STAMP_IN_REQUEST))
         session = db.session
+    return _read(session, at or utcnow())[0]
+
+
+def _read(session, now: datetime) -> tuple[Tariff, datetime | None]:
+    """The tariff in force at ``now``, and when the next stored version starts (None: none
+    is scheduled)."""
     version = session.execute(
         select(TariffVersion)
-        .where(TariffVersion.effective_from <= (at or utcnow()))
+        .where(TariffVersion.effective_from <= now)
         .order_by(TariffVersion.effective_from.desc(), TariffVersion.id.desc())
         .limit(1)
     ).scalar_one_or_none()
-    return version.tariff() if version is not None else Tariff(None, validate(default_document()))
+    tariff = version.tariff() if version is not None else Tariff(None, validate(default_document()))
+    upcoming = session.execute(
+        select(func.min(TariffVersion.effective_from)).where(TariffVersion.effective_from > now)
+    ).scalar_one_or_none()
+    return tariff, upcoming
+
+
+# -- The tariff in force, cached per process ----------------------------------------------
+#
+# A USSD amount hop quotes a fee: reading the version in force from the database on every
+# such hop cost a query (and its connection's round trips) for a row that changes a few times
+# a year. So each process keeps the version it read, under a stamp that Redis holds
+# (``STAMP_KEY``), as ``ussd/caller.py`` does for callers:
+#
+# - every commit that adds, changes or deletes a version (any SQLAlchemy session: the CLI's
+#   ``tariffs set``, the back office, a test) replaces the stamp after the commit (listeners
+#   below); the hop reads the stamp in the round trip that takes its session's lock
+#   (``sessions.locked``, which also creates it when absent), and hands it to ``trust``;
+# - a cached version is used only under the stamp it was read under, only until the next
+#   stored version's ``effective_from`` (a version scheduled ahead starts on time), and only
+#   for ``CACHE_MAX_AGE_SECONDS``: the bound on what the stamp cannot see (a change made
+#   outside SQLAlchemy, ``psql``; a stamp write lost because Redis failed after the commit).
+#   The stamp is read before the row, so a version committed in between is seen at the next
+#   hop at the latest;
+# - a stamp that is gone (Redis flushed, a failover) is created afresh with another value, so
+#   it never reads as "unchanged".
+#
+# Everything else (the worker, the API, the back office) reads the database as before.
+# The quote is what the confirm screen shows and the request records; the worker charges the
+# request's fee, so a fee is never taken that the payer was not shown.
+
+STAMP_KEY = "tuma:tariff:stamp"
+CACHE_MAX_AGE_SECONDS = 10
+_STAMP_IN_REQUEST = "tariff_stamp"  # flask.g: the stamp this request read
+_CACHE = "tuma_tariff_cache"  # app.extensions: (stamp, tariff, until, read at monotonic)
+
+
+def trust(stamp) -> None:
+    """This request read the tariffs' stamp ``stamp`` (bytes or str; None or empty: not
+    read): ``in_force()`` may use the version cached under it."""
+    if isinstance(stamp, bytes):
+        stamp = stamp.decode()
+    setattr(g, _STAMP_IN_REQUEST, stamp or None)
+
+
+def _cached(stamp: str) -> Tariff:
+    extensions = current_app.extensions
+    hit = extensions.get(_CACHE)
+    now = utcnow()
+    if (
+        hit is not None
+        and hit[0] == stamp
+        and 0 <= time.monotonic() - hit[3] < CACHE_MAX_AGE_SECONDS
+        and (hit[2] is None or now < hit[2])
+    ):
+        return hit[1]
+    read_at = time.monotonic()
+    tariff, upcoming = _read(db.session, now)
+    extensions[_CACHE] = (stamp, tariff, upcoming, read_at)
+    return tariff
+
+
+_CHANGED = "tuma_tariffs_changed"  # session.info: a version was added, changed or deleted
+
+
+def _after_flush(session, _flush_context) -> None:
+    if any(
+        isinstance(o, TariffVersion) for group in (session.new, session.dirty, session.deleted) for o in group
+    ):
+        session.info[_CHANGED] = True
+
+
+def _bulk(orm_execute_state) -> None:
+    if not (orm_execute_state.is_update or orm_execute_state.is_delete or orm_execute_state.is_insert):
+        return
+    if any(mapper.class_ is TariffVersion for mapper in orm_execute_state.all_mappers):
+        orm_execute_state.session.info[_CHANGED] = True
+
+
+def _after_commit(session) -> None:
+    if session.in_nested_transaction():  # a savepoint: wait for the transaction's commit
+        return
+    if session.info.pop(_CHANGED, None):
+        forget()
+
+
+def forget() -> None:
+    """Replace the tariffs' stamp: every process reads the version in force again at its next
+    quote. Committed is committed: a failure is logged (the cache's age bounds it)."""
+    if not has_app_context():
+        log.warning("tariff cache not invalidated: no app (no Redis)")
+        return
+    current_app.extensions.pop(_CACHE, None)  # this process at once
+    try:
+        current_app.extensions["redis"].set(STAMP_KEY, secrets.token_hex(8))
+    except Exception as exc:
+        log.error(
+            "tariff cache not invalidated (%s): stale for up to %d s",
+            type(exc).__name__,
+            CACHE_MAX_AGE_SECONDS,
+        )
+
+
+def listen() -> None:
+    """Register the listeners (every session; once, however many apps are made)."""
+    if not event.contains(Session, "after_flush", _after_flush):
+        event.listen(Session, "after_flush", _after_flush)
+        event.listen(Session, "do_orm_execute", _bulk)
+        event.listen(Session, "after_commit", _after_commit)
 
 
 def add_version(session, document, *, effective_from: datetime | None = None, note: str | None = None):

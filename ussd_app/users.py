@@ -1,9 +1,10 @@
 """People: customers, agents, merchants and causes, each with one wallet account in the ledger."""
 
 import enum
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, func, select
+from sqlalchemy import DateTime, ForeignKey, Integer, String, bindparam, func, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from . import country, phones, pins
@@ -75,6 +76,34 @@ class UserError(ValueError):
 
 def find_by_phone(session, phone: str) -> User | None:
     return session.execute(select(User).where(User.phone == phone)).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A number's holder as a screen that names them needs it: a plain row, not the ORM
+    object (send money's recipient hop reads one on every look-up)."""
+
+    role: str
+    account_id: int
+    first_name: str
+    last_name: str
+
+    name = User.name
+
+
+_HOLDER = None
+
+
+def holder_by_phone(session, phone: str) -> Holder | None:
+    """``phone``'s holder (role, wallet, name) in one prebuilt statement; None if nobody's."""
+    global _HOLDER
+    if _HOLDER is None:
+        t = User.__table__
+        _HOLDER = select(t.c.role, t.c.account_id, t.c.first_name, t.c.last_name).where(
+            t.c.phone == bindparam("phone")
+        )
+    row = session.execute(_HOLDER, {"phone": phone}).first()
+    return Holder(*row) if row is not None else None
 
 
 def find_by_account(session, account_id: int) -> User | None:

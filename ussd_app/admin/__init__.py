@@ -16,6 +16,7 @@ import functools
 import logging
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError
 
@@ -94,8 +95,22 @@ def _no_store(response):
     return response
 
 
+class _CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions (the back office's sign-in), opened without building a
+    signer when the request carries no session cookie: every webhook hop (USSD, SMS,
+    the API) came with none and paid for one (itsdangerous' serializer, ~70 calls a
+    request). With a cookie, and for saving, exactly Flask's."""
+
+    def open_session(self, app, request):
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()  # what Flask answers for no cookie, signer aside
+        return super().open_session(app, request)
+
+
 def init_app(app) -> None:
     from . import decisions, pages, tiers  # noqa: F401  (pages: routes on bp)
+
+    app.session_interface = _CookieSessions()
     from .cli import operators_cli
 
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:

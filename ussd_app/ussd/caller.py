@@ -2,7 +2,7 @@
 
 A menu hop needs to know whether the number is registered, its holder's role (which home menu),
 language (which words) and lock (a locked account is refused at once); a limit check before
-the PIN, the holder's wallet (``account_id``). Reading them from the
+the PIN, the holder's wallet (``account_id``) and KYC tier. Reading them from the
 database on every hop cost a connection check-out, a query and a commit, most of a menu hop's
 work; so the first hop of a session reads them and the session's Redis value keeps them
 (``Facts``: never a PIN, nor its hash). The full row is read only when a flow touches
@@ -75,12 +75,22 @@ class Facts:
     locked_until: datetime | None
     seen: str
     at: float
+    tier: str | None = None  # the KYC tier: the limits said before the PIN (limits.before_pin)
 
     @classmethod
     def of(cls, user: User | None, seen: str) -> Facts:
         if user is None:
             return cls(None, None, None, None, None, seen, time.time())
-        return cls(user.id, user.account_id, user.role, user.language, user.locked_until, seen, time.time())
+        return cls(
+            user.id,
+            user.account_id,
+            user.role,
+            user.language,
+            user.locked_until,
+            seen,
+            time.time(),
+            user.tier,
+        )
 
     @property
     def registered(self) -> bool:
@@ -104,6 +114,7 @@ class Facts:
             "locked_until": self.locked_until.isoformat() if self.locked_until else None,
             "seen": self.seen,
             "at": self.at,
+            "tier": self.tier,
         }
 
     @classmethod
@@ -119,6 +130,7 @@ class Facts:
                 datetime.fromisoformat(locked) if locked else None,
                 doc["seen"],
                 float(doc["at"]),
+                doc["tier"],  # facts kept before the tier was are read again
             )
         except (TypeError, KeyError, ValueError):
             return None

@@ -95,8 +95,8 @@ class Context:
     ``user`` is whatever the web side has for this phone (opaque to the engine): given, or
     loaded by ``load_user`` the first time a flow asks, so a hop whose screens do not need it
     does not load it. ``phone`` is the caller's number in E.164 (a registered caller's is
-    their row's); ``role`` and ``account_id`` (their wallet) are theirs too (None: not
-    registered), known without the row."""
+    their row's); ``role``, ``account_id`` (their wallet) and ``tier`` are theirs too (None:
+    not registered), known without the row."""
 
     def __init__(
         self,
@@ -110,9 +110,10 @@ class Context:
         load_user: Callable[[], Any] | None = None,
         role: str | None = None,
         account_id: int | None = None,
+        tier: str | None = None,
     ):
         self.phone, self.lang, self.home, self.role = phone, lang, home, role
-        self.account_id = account_id
+        self.account_id, self.tier = account_id, tier
         self.data = {} if data is None else data
         self.secret = secret
         self._user, self._load_user = user, load_user

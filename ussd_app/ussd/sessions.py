@@ -18,6 +18,7 @@ from flask import current_app
 from redis.exceptions import RedisError
 
 from ..queues import get_redis, run_script
+from ..tariffs import STAMP_KEY as TARIFF_STAMP
 from . import caller
 from .conversation import Conversation
 
@@ -99,8 +100,10 @@ def load(session_id: str) -> StoredSession | None:
 # Taking a session: count the hop against the caller's rate limit (when asked), then take the
 # lock and read, in the same round trip, what the request needs: the session, the phone's
 # resume snapshot and the tokens that say whether the caller's cached facts still hold
-# (``caller.py``). Over the limit, nothing is taken or read. Returns {count, taken, ...}.
-# KEYS: lock, session, resume, caller token, caller epoch, rate key.
+# (``caller.py``), and the tariffs' stamp (``tariffs.py``: created, with the lock's random
+# token for a value, when it is gone, so that a lost token never reads as "unchanged").
+# Over the limit, nothing is taken or read. Returns {count, taken, ...}.
+# KEYS: lock, session, resume, caller token, caller epoch, rate key, tariffs' stamp.
 # ARGV: lock token, lock ms, rate limit (0: not counted here), rate key's seconds.
 _ACQUIRE = """
 local count = 0
@@ -111,8 +114,9 @@ if limit > 0 then
   if count > limit then return {count, 0} end
 end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {count, 0} end
+redis.call('set', KEYS[7], ARGV[1], 'NX')
 return {count, 1, redis.call('get', KEYS[2]), redis.call('get', KEYS[3]),
-        redis.call('get', KEYS[4]), redis.call('get', KEYS[5])}
+        redis.call('get', KEYS[4]), redis.call('get', KEYS[5]), redis.call('get', KEYS[7])}
 """
 # Letting go: the session's writes (if any), then the lock deleted only if it is still ours (it
 # may have run out and been taken over). The writes are made either way, as they always were.
@@ -152,12 +156,14 @@ class Hold:
         stored: StoredSession | None,
         resume: dict | None,
         caller_token: str,
+        tariff_stamp: str = "",
     ):
         self.session_id, self.phone = session_id, phone
         self.stored = stored  # None on a session's first request
         self.resume = resume  # the phone's snapshot of an unfinished earlier session, if any
         # What the caller's cached facts are checked against (``caller.Facts.fresh``).
         self.caller_token = caller_token
+        self.tariff_stamp = tariff_stamp  # what a quote's cached tariff is checked against
         self._writes: tuple[StoredSession, dict | None, bool] | None = None
 
     def save(self, stored: StoredSession, snapshot: dict | None, *, keep_resume: bool = False) -> None:
@@ -204,7 +210,7 @@ def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = N
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
         args = [token, LOCK_SECONDS * 1000, limit, seconds]
-        count, taken, *read = _script(redis, _ACQUIRE, [*keys, rate_key or lock_key], args)
+        count, taken, *read = _script(redis, _ACQUIRE, [*keys, rate_key or lock_key, TARIFF_STAMP], args)
         if limit and count > limit:
             raise TooManyHops(count)
         limit = 0  # counted once, however long it waits for the lock
@@ -213,13 +219,14 @@ def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = N
         if time.monotonic() >= deadline:
             raise SessionBusy(session_id)
         time.sleep(LOCK_POLL_SECONDS)
-    raw, resume, caller_token, epoch = read
+    raw, resume, caller_token, epoch, tariff_stamp = read
     hold = Hold(
         session_id,
         phone,
         StoredSession.from_json(raw) if raw else None,
         json.loads(resume) if resume else None,
         f"{_text(caller_token)}/{_text(epoch)}",
+        _text(tariff_stamp),
     )
     finished = False
     try:

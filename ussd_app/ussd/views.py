@@ -14,7 +14,7 @@ from flask import Response, current_app, g, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import country, phones, security
+from .. import country, phones, security, tariffs
 from ..extensions import db
 from ..i18n import t
 from ..payments import allowances, payment_requests
@@ -173,6 +173,8 @@ def hop(
         )
         # Not "nothing was sent": the failure may come after a request was committed.
         return "END " + to_stranger("Sorry, something went wrong. Please try again later.")
+    finally:
+        tariffs.trust(None)  # the token read is this hop's: nothing after it quotes by it
 
 
 SESSION_ENDED = "Your session has ended. Please dial again."
@@ -199,6 +201,8 @@ def close(session_id: str, phone: str) -> bool:
 
 def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float | None, dialled: str) -> str:
     session_id, phone, stored = hold.session_id, hold.phone, hold.stored
+    if current_app.config["USSD_TARIFF_CACHE"]:
+        tariffs.trust(hold.tariff_stamp)  # a quote in this hop may use this process's copy (hop() forgets)
     digest = sessions.text_digest(session_id, repeat_key)
     if stored is not None:
         if stored.phone != phone:
@@ -223,7 +227,10 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
         lang = facts.language
     else:  # someone registering: the language chosen so far, in this session or the dropped one
         lang = data.get("lang") or ((offered or {}).get("data") or {}).get("lang") or country.first_language()
-    home, who = _home_for(facts), dict(role=facts.role, account_id=facts.account_id, **ctx_user)
+    home, who = (
+        _home_for(facts),
+        dict(role=facts.role, account_id=facts.account_id, tier=facts.tier, **ctx_user),
+    )
     ctx = Context(phone=phone, lang=lang, home=home, data=data, **who)
     walked = False
     if stored is None:

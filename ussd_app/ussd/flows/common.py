@@ -10,6 +10,7 @@ from ... import country, limits, phones, pins
 from ...extensions import db
 from ...messages import money  # noqa: F401  (the flows' common.money: the one house format)
 from ...money import InvalidAmount, parse_major
+from ...users import Role
 from ..engine import N_, Retry, Screen, Step
 from ..gsm7 import shorten
 from ..pin_guard import check_pin, is_operator_locked, tries_left
@@ -85,12 +86,14 @@ def within_limits(step: Step, retry_at, *, kind) -> Step:
         outcome = step.run(ctx)
         if outcome not in screens:
             return outcome
+        known = ctx.account_id is not None  # the caller's facts: wallet, role and tier
         refusal = limits.before_pin(
             db.session,
             kind(ctx) if callable(kind) else kind,
             ctx.data["amount"],
             ctx.data.get("fee", 0),
-            payer_account_id=ctx.account_id if ctx.account_id is not None else ctx.user.account_id,
+            payer_account_id=ctx.account_id if known else ctx.user.account_id,
+            payer_tier=(ctx.tier if ctx.role == Role.CUSTOMER.value else None) if known else limits.READ,
         )
         if refusal is None:
             return outcome

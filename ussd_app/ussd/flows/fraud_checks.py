@@ -89,11 +89,17 @@ def lookups_allowed(ctx, count: int = 1) -> bool:
     return True
 
 
-def lookup_allowed(ctx) -> bool:
-    """Whether the user may look a name up now; counts the look-up when they may."""
-    if not lookups_allowed(ctx):
+def lookup_allowed(ctx, shows: str | None = None) -> bool:
+    """Whether the user may look a name up now; counts the look-up when they may, in one
+    round trip (``fraud.look_up_name``). ``shows``: the number whose registered name the
+    look-up will show, when already known: its ``name_shown`` is counted in the same trip."""
+    cancel = shows is not None and ctx.data.get("name_shown") != shows
+    wait = fraud.look_up_name(ctx.phone, _limit(ctx), cancel=cancel)
+    if wait > 0:
+        ctx.data["wait_minutes"] = max(1, math.ceil(wait / 60))
         return False
-    fraud.note_name_lookup(ctx.phone)
+    if shows is not None:
+        ctx.data["name_shown"] = shows
     return True
 
 

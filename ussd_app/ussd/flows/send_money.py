@@ -13,7 +13,7 @@ from ...payments.holds import suspense_account_id
 from ...payments.models import RequestKind, TransferRequest
 from ...payments.submit import ConflictingRequest, mint_request_id, record_request
 from ...tariffs import quote
-from ...users import Role, find_by_phone
+from ...users import Role, holder_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common, fraud_checks, tail
 
@@ -23,20 +23,23 @@ def find_recipient(ctx) -> str:
     if phone == ctx.phone:  # the caller's own number (ctx.phone is the holder's, in E.164)
         return "self"
     # Every look-up tells the caller whether a number is on Tuma and whose it is: counted,
-    # and refused while the number is slowed down for harvesting names (fraud_checks).
-    if not fraud_checks.lookup_allowed(ctx):
+    # and refused while the number is slowed down for harvesting names (fraud_checks). The
+    # row is read first (nothing of it is shown when refused), so that a name about to be
+    # shown is counted as a cancel in the same round trip as the look-up (``name_shown``: a
+    # cancel until the send is recorded, however the flow is left).
+    recipient = holder_by_phone(db.session, phone)
+    shows = recipient is not None and recipient.role == Role.CUSTOMER.value
+    if not fraud_checks.lookup_allowed(ctx, shows=phone if shows else None):
         return "throttled"
     ctx.data.pop("unregistered", None)
-    recipient = find_by_phone(db.session, phone)
     if recipient is None:
         if not fraud_checks.invites_left(ctx):  # the money would wait for an invitation
             return "invites"
         days = current_app.config["SUSPENSE_HOLD_SECONDS"] // 86_400
         ctx.data.update(recipient_name=phone, hold_days=days)
         return "unknown"
-    if recipient.role != Role.CUSTOMER.value:
+    if not shows:
         return "not_customer"
-    fraud_checks.name_shown(ctx, phone)  # a cancel until the send is recorded, however it is left
     ctx.data["recipient_name"] = common.shown_name(recipient)
     ctx.data["recipient_account"] = recipient.account_id
     return "ok"
