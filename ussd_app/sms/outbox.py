@@ -105,14 +105,14 @@ def add_sms(session, *, phone: str, body: str, transfer_request_id: str | None =
         status=OutboxStatus.PENDING.value,
         attempts=0,
     )
+    batch = session.info.get(_BATCH)
+    if batch is not None:
+        batch.append(row)  # the batch rings once for all of its rows
+        return
     # People wait at a counter for some SMS (a withdrawal's approval request, a mini
     # statement, an e-float issue): they must not wait for the periodic job.
     ring_after_commit(session, Bell.SMS)
-    batch = session.info.get(_BATCH)
-    if batch is not None:
-        batch.append(row)
-    else:
-        session.add(OutboxMessage(**row))
+    session.add(OutboxMessage(**row))
 
 
 _BATCH = "tuma_outbox_batch"
@@ -133,6 +133,8 @@ def batched(session):
     finally:
         session.info.pop(_BATCH, None)
     insert_rows(session, OutboxMessage.__table__, rows)
+    if rows:
+        ring_after_commit(session, Bell.SMS)
     for listener in _bulk_listeners:
         listener(session, [row["transfer_request_id"] for row in rows])
 
