@@ -34,7 +34,8 @@ The protocol, and why:
    or when less than the SDK's timeouts is left of its hold (claimed or last renewed, plus the
    claim timeout). The SDK's ``SMSService.send`` only reads the
    service's settings, so the threads share one client; each lane's calls go over one
-   kept-alive connection of its own (``SmsClient.kept_alive``, ``africas_talking.py``).
+   kept-alive connection of its own (``SmsClient.kept_alive``, ``africas_talking.py``), handed
+   on to the job's next lane when it ends and closed once the job's lanes are done.
 3. **Record** (committed transactions, in the job's own thread, while the lanes go on) each
    answer against its claim only (``claim_token`` matches and the row is still ``sending``):
    ``sent`` with Africa's Talking's messageId, status and cost; ``pending`` with a backoff for a
@@ -626,12 +627,12 @@ PLACE_WAIT_SECONDS = 0.1
 # to (messages written meanwhile start beside a busy or stuck lane).
 CLAIM_POLL_SECONDS = 0.25
 # How long the job waits for more answers to record in one commit, once one has come; and,
-# while a deep lane runs (more than DEEP_LANE rows: a busy number's), for up to half the places'
-# answers, so its rows cost one commit per half a batch of places instead of one per two or three
-# (the other half of the places lets the lane go on while that commit runs).
+# while a lane deeper than the places runs (a busy number's: the one kind of lane that can be
+# held up waiting for its answers to be recorded), for up to half the places' answers, so its
+# rows cost one commit per half the places instead of one per two or three (the other half lets
+# the lane go on while that commit runs). Ordinary receipts (lanes of a row or two) keep 5 ms.
 GATHER_SECONDS = 0.005
 GATHER_DEEP_SECONDS = 0.02
-DEEP_LANE = 4
 
 
 def _gather(
@@ -687,15 +688,18 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
         lease=claim_timeout().total_seconds(),
         margin=config["SMS_CONNECT_TIMEOUT_SECONDS"] + config["SMS_READ_TIMEOUT_SECONDS"],
     )
-    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool:
-        try:
-            _drive(session, pool, lanes, width, depth, limit, counts, now)
-        except BaseException:
-            # The database failed us (a claim, a record or a renewal): stop the lanes (each
-            # ends after its call in flight) and let the job fail. What they hand over now goes
-            # unrecorded and is claimed again after the timeout: the documented window, no wider.
-            lanes.stop.set()
-            raise
+    try:
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool:
+            try:
+                _drive(session, pool, lanes, width, depth, limit, counts, now)
+            except BaseException:
+                # The database failed us (a claim, a record or a renewal): stop the lanes (each
+                # ends after its call in flight) and let the job fail. What they hand over now
+                # goes unrecorded and is claimed again after the timeout: the documented window.
+                lanes.stop.set()
+                raise
+    finally:
+        client.close_idle()  # the connections the job's lanes passed on to one another
     bug = next((error for error in lanes.errors if error is not None), None)
     if bug is not None:
         raise bug  # its row stays ``sending`` and is claimed again after the timeout
@@ -747,7 +751,7 @@ def _drive(session, pool, lanes: _Lanes, width: int, depth: int, limit: int, cou
         if can_claim:
             wait = min(wait, CLAIM_POLL_SECONDS)
         wait = max(0.0, wait)
-        deep = any(len(lane.claims) > DEEP_LANE for lane in running.values())
+        deep = any(len(lane.claims) > width for lane in running.values())
         news = _gather(lanes.news, len(running), width, wait, deep)
         _record_news(session, lanes, news, counts, now)
         for kind, item, detail in news:
