@@ -40,6 +40,11 @@ class OutboxStatus(enum.StrEnum):
     FAILED = "failed"  # gave up; ``failure_reason`` says why
 
 
+# A row not yet sent or failed, written as the partial index below says it, so a query that uses
+# these words (not bound parameters) lets the planner use that index in every plan.
+UNFINISHED_WHERE = "status IN ('pending', 'sending')"
+
+
 class OutboxMessage(db.Model):
     __tablename__ = "outbox_messages"
     __table_args__ = (
@@ -54,6 +59,15 @@ class OutboxMessage(db.Model):
             "claimed_at",
             postgresql_where=text("status = 'sending'"),
             sqlite_where=text("status = 'sending'"),
+        ),
+        # Each number's unfinished rows in id order: what a claim reads (sender._unfinished_rows),
+        # without visiting the number's sent ones.
+        Index(
+            "ix_outbox_messages_unfinished",
+            "phone",
+            "id",
+            postgresql_where=text(UNFINISHED_WHERE),
+            sqlite_where=text(UNFINISHED_WHERE),
         ),
     )
 
@@ -140,3 +154,20 @@ def on_bulk_insert(listener) -> None:
     transaction (one transfer id per row, None for rows without one)."""
     if listener not in _bulk_listeners:
         _bulk_listeners.append(listener)
+
+
+# Likewise for the sender's claims, which write their rows without the ORM (sender.claim_lanes).
+_claim_listeners: list = []
+
+
+def on_bulk_claim(listener) -> None:
+    """Call ``listener(session, claimed)`` after each claim's write, in its transaction, with
+    ``claimed`` a list of (sms id, attempt, transfer id or None), one per row claimed."""
+    if listener not in _claim_listeners:
+        _claim_listeners.append(listener)
+
+
+def claimed(session, rows: list[tuple[int, int, str | None]]) -> None:
+    """Tell the claim listeners of rows just claimed (``on_bulk_claim``)."""
+    for listener in _claim_listeners:
+        listener(session, rows)

@@ -94,7 +94,8 @@ from ..africas_talking import SmsClient
 from ..clock import utcnow
 from ..database import among, is_postgres, update_rows
 from ..queues import SMS_DOORBELL, Bell, ring
-from .outbox import OutboxMessage, OutboxStatus
+from . import outbox
+from .outbox import UNFINISHED_WHERE, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list]:
             table.c.phone,
             func.row_number().over(partition_by=table.c.phone, order_by=table.c.id).label("n"),
         )
-        .where(table.c.phone.in_(phones), table.c.status.in_(_UNFINISHED))
+        .where(table.c.phone.in_(phones), text(UNFINISHED_WHERE))  # ix_outbox_messages_unfinished
         .subquery()
     )
     expected: dict[str, list[int]] = {phone: [] for phone in phones}
@@ -272,6 +273,7 @@ def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list]:
             table.c.attempts,
             table.c.claimed_at,
             table.c.next_attempt_at,
+            table.c.transfer_request_id,  # for the log line of each claim (ops/tracing.py)
         )
         .where(among(session, table.c.id, ids))
         .order_by(table.c.id)
@@ -314,6 +316,7 @@ def claim_lanes(
         unfinished = _unfinished_rows(session, phones, depth)
         claimed: list[dict] = []
         failed: list[dict] = []
+        transfers: dict[int, str | None] = {}
         for phone in phones:
             lane: list[Claim] = []
             for row in unfinished[phone]:
@@ -341,6 +344,7 @@ def claim_lanes(
                 elif row.next_attempt_at is not None and row.next_attempt_at > now:
                     break  # in its backoff: the number's later messages wait behind it
                 token = uuid.uuid4().hex
+                transfers[row.id] = row.transfer_request_id
                 claimed.append(
                     {
                         "id": row.id,
@@ -359,6 +363,8 @@ def claim_lanes(
         # The rows are ours (locked on PostgreSQL, the database held on SQLite): each matches.
         update_rows(session, table, "id", claimed)
         update_rows(session, table, "id", failed)
+        if claimed:
+            outbox.claimed(session, [(row["id"], row["attempts"], transfers[row["id"]]) for row in claimed])
     session.commit()
     return taken
 
