@@ -40,11 +40,6 @@ class OutboxStatus(enum.StrEnum):
     FAILED = "failed"  # gave up; ``failure_reason`` says why
 
 
-# A row not yet sent or failed, written as the partial index below says it, so a query that uses
-# these words (not bound parameters) lets the planner use that index in every plan.
-UNFINISHED_WHERE = "status IN ('pending', 'sending')"
-
-
 class OutboxMessage(db.Model):
     __tablename__ = "outbox_messages"
     __table_args__ = (
@@ -59,15 +54,6 @@ class OutboxMessage(db.Model):
             "claimed_at",
             postgresql_where=text("status = 'sending'"),
             sqlite_where=text("status = 'sending'"),
-        ),
-        # Each number's unfinished rows in id order: what a claim reads (sender._unfinished_rows),
-        # without visiting the number's sent ones.
-        Index(
-            "ix_outbox_messages_unfinished",
-            "phone",
-            "id",
-            postgresql_where=text(UNFINISHED_WHERE),
-            sqlite_where=text(UNFINISHED_WHERE),
         ),
     )
 

@@ -95,7 +95,7 @@ from ..clock import utcnow
 from ..database import among, is_postgres, update_rows
 from ..queues import SMS_DOORBELL, Bell, ring
 from . import outbox
-from .outbox import UNFINISHED_WHERE, OutboxMessage, OutboxStatus
+from .outbox import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list]:
             table.c.phone,
             func.row_number().over(partition_by=table.c.phone, order_by=table.c.id).label("n"),
         )
-        .where(table.c.phone.in_(phones), text(UNFINISHED_WHERE))  # ix_outbox_messages_unfinished
+        .where(table.c.phone.in_(phones), table.c.status.in_(_UNFINISHED))
         .subquery()
     )
     expected: dict[str, list[int]] = {phone: [] for phone in phones}
