@@ -19,9 +19,12 @@ One client may be used from several threads at once (the sender's lanes run side
 TLS handshake with Africa's Talking) of its own per call. A thread that sends many messages
 in turn (one lane of the sender) wraps them in ``SmsClient.kept_alive()``: its POSTs then go
 through one ``requests.Session`` of that thread's, one connection kept open between calls, so
-each message costs one round trip instead of three or four (the local gateway, werkzeug's
-server, closes every connection anyway), and the environment's proxy and CA settings are read
-once per lane, not per call. ``_KeptAliveSMS._make_request``
+each message costs one round trip instead of three or four (TCP, and TLS with Africa's
+Talking; the local gateway keeps connections alive too), and the environment's proxy and CA
+settings are read once per lane, not per call. A lane that ends hands its session (and its
+open connection) to the job's next lane, so a job's lanes of a receipt or two each do not pay
+a handshake each; the job closes them when its lanes are done (``close_idle``). A lane that
+ended with an exception closes its session instead. ``_KeptAliveSMS._make_request``
 answers exactly as the SDK's does (the paragraph above); nothing else of the SDK is replaced.
 """
 
@@ -56,17 +59,34 @@ class _KeptAliveSMS(SMSService):
     def _init_service(self):
         super()._init_service()
         self._local = threading.local()
+        self._idle: list[requests.Session] = []  # sessions of lanes that ended, for the next
+        self._idle_lock = threading.Lock()
 
     @contextlib.contextmanager
     def kept_alive(self):
         if getattr(self._local, "session", None) is not None:
-            yield  # nested: the outer one closes it
+            yield  # nested: the outer one hands the session back
             return
-        self._local.session = _session_for(self._make_url("/messaging"))
+        with self._idle_lock:
+            session = self._idle.pop() if self._idle else None
+        if session is None:
+            session = _session_for(self._make_url("/messaging"))
+        self._local.session = session
         try:
             yield
-        finally:
-            session, self._local.session = self._local.session, None
+        except BaseException:
+            self._local.session = None
+            session.close()  # whatever went wrong, the next lane starts on a fresh connection
+            raise
+        self._local.session = None
+        with self._idle_lock:
+            self._idle.append(session)
+
+    def close_idle(self) -> None:
+        """Close the sessions (and connections) kept from lanes that ended."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for session in idle:
             session.close()
 
     def _make_request(self, url, method, headers, data, params, callback=None, **kwargs):
@@ -97,10 +117,17 @@ class SmsClient:
         return self.service.send(body, [phone], sender_id=self.sender_id, timeout=self.timeout)
 
     def kept_alive(self):
-        """A context in which this thread's sends share one kept-alive connection."""
+        """A context in which this thread's sends share one kept-alive connection; at its end
+        the connection is kept for the next such context (of any thread) until
+        ``close_idle``."""
         if isinstance(self.service, _KeptAliveSMS):
             return self.service.kept_alive()
         return contextlib.nullcontext()
+
+    def close_idle(self) -> None:
+        """Close the connections kept from ``kept_alive`` contexts that ended."""
+        if isinstance(self.service, _KeptAliveSMS):
+            self.service.close_idle()
 
 
 def client_for(config) -> SmsClient:

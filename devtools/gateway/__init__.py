@@ -26,6 +26,7 @@ SIM swap: ``POST /v1/sim-swap`` answers like Africa's Talking's insight (``Gatew
 ``python -m devtools.gateway --port 8025`` runs it (never with ``TUMA_ENV=production``: it
 refuses); ``serve_in_thread()`` runs it in the background and returns a handle with its URL.
 SIM swap is in ``insights.py``, airtime in ``airtime.py``; the command line in ``__main__.py``.
+It keeps HTTP/1.1 connections alive between requests, as Africa's Talking does (``server.py``).
 """
 
 import itertools
@@ -36,12 +37,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, jsonify, request
-from werkzeug.serving import make_server
 
 from ussd_app import country
 
 from .airtime import Airtimes, airtime_blueprint
 from .insights import SimSwaps, sim_swap_blueprint
+from .server import close_connections, make_gateway_server
 
 AT_STATUS = {
     101: "Success",
@@ -238,7 +239,7 @@ class RunningGateway:
 
     def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 0):
         self.gateway = gateway
-        self._server = make_server(host, port, create_gateway(gateway), threaded=True)
+        self._server = make_gateway_server(host, port, create_gateway(gateway))
         self.url = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -253,6 +254,7 @@ class RunningGateway:
         self.gateway.sim_swaps.release()
         self._server.shutdown()
         self._server.server_close()
+        close_connections(self._server)  # a stopped gateway answers on no connection
         self._thread.join(timeout=5)
 
 

@@ -4,9 +4,8 @@ in a process of its own (``make run`` starts it); refuses ``TUMA_ENV=production`
 import argparse
 import os
 
-from werkzeug.serving import make_server
-
 from . import create_gateway
+from .server import make_gateway_server
 
 
 def main(argv=None) -> int:
@@ -22,7 +21,7 @@ def main(argv=None) -> int:
         parser.exit(
             2, "Refusing to start: TUMA_ENV=production. The local gateway is for development and tests.\n"
         )
-    server = make_server(args.host, args.port, create_gateway(), threaded=True)
+    server = make_gateway_server(args.host, args.port, create_gateway())
     print(f"Local Africa's Talking gateway on http://{args.host}:{args.port}", flush=True)
     try:
         server.serve_forever()

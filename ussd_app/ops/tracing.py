@@ -112,6 +112,19 @@ def sms_written(session, transfer_ids) -> None:
     pending.extend(("sms receipt written to the outbox", rid, {}) for rid in transfer_ids if rid)
 
 
+def sms_claimed(session, claimed) -> None:
+    """The same line for rows claimed without the ORM (``sender.claim_lanes``, through
+    ``outbox.on_bulk_claim``): ``claimed`` is (sms id, attempt, transfer id or None) a row."""
+    if not _listening:
+        return
+    pending = session.info.setdefault(_PENDING, [])
+    pending.extend(
+        ("sms claimed for sending", rid, {"sms_id": sms_id, "attempt": attempt})
+        for sms_id, attempt, rid in claimed
+        if rid
+    )
+
+
 def _sms_updated(mapper, connection, target) -> None:
     if target.status == "sending":
         _defer(target, "sms claimed for sending", sms_id=target.id, attempt=target.attempts)
@@ -144,6 +157,7 @@ def listen() -> None:
     from ..sms.outbox import OutboxMessage
 
     outbox.on_bulk_insert(sms_written)
+    outbox.on_bulk_claim(sms_claimed)
     event.listen(TransferRequest, "after_insert", _transfer_recorded)
     event.listen(OutboxMessage, "after_insert", _sms_written)
     event.listen(OutboxMessage, "after_update", _sms_updated)

@@ -149,3 +149,20 @@ def on_bulk_insert(listener) -> None:
     transaction (one transfer id per row, None for rows without one)."""
     if listener not in _bulk_listeners:
         _bulk_listeners.append(listener)
+
+
+# Likewise for the sender's claims, which write their rows without the ORM (sender.claim_lanes).
+_claim_listeners: list = []
+
+
+def on_bulk_claim(listener) -> None:
+    """Call ``listener(session, claimed)`` after each claim's write, in its transaction, with
+    ``claimed`` a list of (sms id, attempt, transfer id or None), one per row claimed."""
+    if listener not in _claim_listeners:
+        _claim_listeners.append(listener)
+
+
+def claimed(session, rows: list[tuple[int, int, str | None]]) -> None:
+    """Tell the claim listeners of rows just claimed (``on_bulk_claim``)."""
+    for listener in _claim_listeners:
+        listener(session, rows)

@@ -34,7 +34,8 @@ The protocol, and why:
    or when less than the SDK's timeouts is left of its hold (claimed or last renewed, plus the
    claim timeout). The SDK's ``SMSService.send`` only reads the
    service's settings, so the threads share one client; each lane's calls go over one
-   kept-alive connection of its own (``SmsClient.kept_alive``, ``africas_talking.py``).
+   kept-alive connection of its own (``SmsClient.kept_alive``, ``africas_talking.py``), handed
+   on to the job's next lane when it ends and closed once the job's lanes are done.
 3. **Record** (committed transactions, in the job's own thread, while the lanes go on) each
    answer against its claim only (``claim_token`` matches and the row is still ``sending``):
    ``sent`` with Africa's Talking's messageId, status and cost; ``pending`` with a backoff for a
@@ -87,12 +88,13 @@ from datetime import datetime, timedelta
 import requests
 from africastalking.Service import AfricasTalkingException
 from flask import current_app
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import ARRAY, and_, bindparam, func, or_, select, text, update
 
 from ..africas_talking import SmsClient
 from ..clock import utcnow
-from ..database import among, is_postgres
+from ..database import among, is_postgres, update_rows
 from ..queues import SMS_DOORBELL, Bell, ring
+from . import outbox
 from .outbox import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -238,18 +240,20 @@ def _due_numbers(session, want: int, skip: set[str], now: datetime) -> list[str]
     return found
 
 
-def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list[OutboxMessage]]:
-    """Each number's first ``depth`` unfinished rows, in id order. On PostgreSQL they are locked
-    (``SKIP LOCKED``) and read as they are once locked, and a number's list ends before its first
-    row another transaction holds (another sender claiming the number, or recording one of its
-    rows): a lane never skips a row."""
+def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list]:
+    """Each number's first ``depth`` unfinished rows, in id order, as plain rows (no ORM
+    objects: a claim reads and writes up to ``SMS_BATCH_SIZE`` of them). On PostgreSQL they are
+    locked (``SKIP LOCKED``) and read as they are once locked, and a number's list ends before
+    its first row another transaction holds (another sender claiming the number, or recording
+    one of its rows): a lane never skips a row."""
+    table = OutboxMessage.__table__
     numbered = (
         select(
-            OutboxMessage.id,
-            OutboxMessage.phone,
-            func.row_number().over(partition_by=OutboxMessage.phone, order_by=OutboxMessage.id).label("n"),
+            table.c.id,
+            table.c.phone,
+            func.row_number().over(partition_by=table.c.phone, order_by=table.c.id).label("n"),
         )
-        .where(OutboxMessage.phone.in_(phones), OutboxMessage.status.in_(_UNFINISHED))
+        .where(table.c.phone.in_(phones), table.c.status.in_(_UNFINISHED))
         .subquery()
     )
     expected: dict[str, list[int]] = {phone: [] for phone in phones}
@@ -261,15 +265,23 @@ def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list[O
     if not ids:
         return {phone: [] for phone in phones}
     query = (
-        select(OutboxMessage)
-        .where(among(session, OutboxMessage.id, ids))
-        .order_by(OutboxMessage.id)
-        .execution_options(populate_existing=True)  # as the database has them now, not as last seen
+        select(
+            table.c.id,
+            table.c.phone,
+            table.c.body,
+            table.c.status,
+            table.c.attempts,
+            table.c.claimed_at,
+            table.c.next_attempt_at,
+            table.c.transfer_request_id,  # for the log line of each claim (ops/tracing.py)
+        )
+        .where(among(session, table.c.id, ids))
+        .order_by(table.c.id)
     )
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
-    got = {row.id: row for row in session.execute(query).scalars()}
-    rows: dict[str, list[OutboxMessage]] = {}
+    got = {row.id: row for row in session.execute(query)}
+    rows: dict[str, list] = {}
     for phone in phones:
         rows[phone] = []
         for row_id in expected[phone]:
@@ -285,9 +297,12 @@ def claim_lanes(
 ) -> list[list[Claim]]:
     """Claim up to ``lanes`` lanes (a number's due rows in order, at most ``depth`` of them, at
     most ``limit`` rows in all), for numbers not in ``skip``, in one transaction, and commit.
-    Rows whose last sender died on their last attempt are marked failed on the way."""
+    Rows whose last sender died on their last attempt are marked failed on the way. The rows
+    taken are written in one statement (``update_rows``), not one ORM flush of each."""
     max_attempts = current_app.config["SMS_MAX_ATTEMPTS"]
     now = now or utcnow()
+    timed_out = now - claim_timeout()
+    table = OutboxMessage.__table__
     left = limit if limit is not None else lanes * depth
     taken: list[list[Claim]] = []
     looked: set[str] = set(skip)
@@ -299,19 +314,27 @@ def claim_lanes(
             break
         looked.update(phones)
         unfinished = _unfinished_rows(session, phones, depth)
+        claimed: list[dict] = []
+        failed: list[dict] = []
+        transfers: dict[int, str | None] = {}
         for phone in phones:
             lane: list[Claim] = []
             for row in unfinished[phone]:
                 if left <= 0:
                     break
                 if row.status == OutboxStatus.SENDING.value:
-                    if row.claimed_at is not None and row.claimed_at > now - claim_timeout():
+                    if row.claimed_at is not None and row.claimed_at > timed_out:
                         break  # another sender's lane is live: the number waits for it
                     if row.attempts >= max_attempts:
                         # Its last sender died before recording; there is no attempt left.
-                        row.status = OutboxStatus.FAILED.value
-                        row.failure_reason = f"no answer recorded after {row.attempts} attempts"
-                        row.claim_token = None
+                        failed.append(
+                            {
+                                "id": row.id,
+                                "status": OutboxStatus.FAILED.value,
+                                "failure_reason": f"no answer recorded after {row.attempts} attempts",
+                                "claim_token": None,  # nosec B105  # clears a claim, no secret
+                            }
+                        )
                         continue
                     log.warning(
                         "sms %d: sender stopped before recording attempt %d; sending again",
@@ -320,17 +343,28 @@ def claim_lanes(
                     )
                 elif row.next_attempt_at is not None and row.next_attempt_at > now:
                     break  # in its backoff: the number's later messages wait behind it
-                row.status = OutboxStatus.SENDING.value
-                row.attempts += 1
-                row.claimed_at = now
-                row.claim_token = uuid.uuid4().hex
-                lane.append(Claim(row.id, row.phone, row.body, row.attempts, row.claim_token))
+                token = uuid.uuid4().hex
+                transfers[row.id] = row.transfer_request_id
+                claimed.append(
+                    {
+                        "id": row.id,
+                        "status": OutboxStatus.SENDING.value,
+                        "attempts": row.attempts + 1,
+                        "claimed_at": now,
+                        "claim_token": token,
+                    }
+                )
+                lane.append(Claim(row.id, row.phone, row.body, row.attempts + 1, token))
                 left -= 1
             if lane:
                 taken.append(lane)
             if len(taken) == lanes:
                 break
-        session.flush()
+        # The rows are ours (locked on PostgreSQL, the database held on SQLite): each matches.
+        update_rows(session, table, "id", claimed)
+        update_rows(session, table, "id", failed)
+        if claimed:
+            outbox.claimed(session, [(row["id"], row["attempts"], transfers[row["id"]]) for row in claimed])
     session.commit()
     return taken
 
@@ -381,6 +415,9 @@ def _record_all(session, answered: list[tuple[Claim, Answer]], now: datetime) ->
         )
     recorded = 0
     for columns, rows in groups.items():
+        if is_postgres(session):
+            recorded += session.execute(_claimed_update(session, table, columns, rows)).rowcount
+            continue
         statement = (
             update(table)
             .where(
@@ -400,6 +437,27 @@ def _record_all(session, answered: list[tuple[Claim, Answer]], now: datetime) ->
             lost,
         )
     return recorded
+
+
+def _claimed_update(session, table, columns: tuple, rows: list[dict]):
+    """PostgreSQL: ``_record_all``'s executemany as one statement (``UPDATE ... FROM
+    unnest(...)``, one array per column, as ``database.update_rows``), with the same condition
+    for each row (its id, its claim token, still ``sending``); its rowcount is how many held."""
+    dialect = session.get_bind().dialect
+    specs = [("id", table.c.id, "_id"), ("token", table.c.claim_token, "_token")]
+    specs += [(f"v_{name}", table.c[name], f"_v_{name}") for name in columns]
+    casts, params = [], []
+    for i, (_, column, key) in enumerate(specs):
+        casts.append(f"CAST(:a{i} AS {column.type.compile(dialect=dialect)}[])")
+        params.append(bindparam(f"a{i}", [row[key] for row in rows], type_=ARRAY(column.type)))
+    # Table and column names come from our model, never from input; the values are bound.
+    sets = ", ".join(f"{name} = v.v_{name}" for name in columns)
+    names, arrays, t = ", ".join(alias for alias, _, _ in specs), ", ".join(casts), table.name
+    sql = (
+        f"UPDATE {t} SET {sets} FROM unnest({arrays}) AS v({names}) "  # noqa: S608  # nosec B608
+        f"WHERE {t}.id = v.id AND {t}.claim_token = v.token AND {t}.status = :sending"
+    )
+    return text(sql).bindparams(*params, bindparam("sending", OutboxStatus.SENDING.value))
 
 
 def _record(session, taken: Claim, answer: Answer, now: datetime) -> bool:
@@ -574,14 +632,22 @@ PLACE_WAIT_SECONDS = 0.1
 # While a lane runs and another is free, how often the job looks for new numbers to give lanes
 # to (messages written meanwhile start beside a busy or stuck lane).
 CLAIM_POLL_SECONDS = 0.25
-# How long the job waits for more answers to record in one commit, once one has come.
+# How long the job waits for more answers to record in one commit, once one has come; and,
+# while a lane deeper than the places runs (a busy number's: the one kind of lane that can be
+# held up waiting for its answers to be recorded), for up to half the places' answers, so its
+# rows cost one commit per half the places instead of one per two or three (the other half lets
+# the lane go on while that commit runs). Ordinary receipts (lanes of a row or two) keep 5 ms.
 GATHER_SECONDS = 0.005
+GATHER_DEEP_SECONDS = 0.02
 
 
-def _gather(news: queue.SimpleQueue, running: int, width: int, wait: float | None) -> list:
+def _gather(
+    news: queue.SimpleQueue, running: int, width: int, wait: float | None, deep: bool = False
+) -> list:
     """The next group of news to record in one commit: the first to come within ``wait``
     seconds (or ever: every lane ends with an "end"), then what follows within
-    ``GATHER_SECONDS``, until every place is taken by an answer or every running lane has
+    ``GATHER_SECONDS`` (``GATHER_DEEP_SECONDS`` when ``deep``, a deep lane running), until
+    every place is taken by an answer (half of them when ``deep``) or every running lane has
     ended. A lane whose places are all taken waits at most that long for them. Empty when
     nothing came within ``wait``."""
     try:
@@ -589,12 +655,13 @@ def _gather(news: queue.SimpleQueue, running: int, width: int, wait: float | Non
     except queue.Empty:
         return []
     answers = ends = 0
-    deadline = time.monotonic() + GATHER_SECONDS
+    deadline = time.monotonic() + (GATHER_DEEP_SECONDS if deep else GATHER_SECONDS)
+    enough = (width + 1) // 2 if deep else width
     while True:
         kind = group[-1][0]
         answers += kind == "answer"
         ends += kind == "end"
-        if answers >= width or ends >= running:
+        if answers >= enough or ends >= running:
             break
         try:
             group.append(news.get(timeout=max(0.0, deadline - time.monotonic())))
@@ -627,15 +694,18 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
         lease=claim_timeout().total_seconds(),
         margin=config["SMS_CONNECT_TIMEOUT_SECONDS"] + config["SMS_READ_TIMEOUT_SECONDS"],
     )
-    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool:
-        try:
-            _drive(session, pool, lanes, width, depth, limit, counts, now)
-        except BaseException:
-            # The database failed us (a claim, a record or a renewal): stop the lanes (each
-            # ends after its call in flight) and let the job fail. What they hand over now goes
-            # unrecorded and is claimed again after the timeout: the documented window, no wider.
-            lanes.stop.set()
-            raise
+    try:
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool:
+            try:
+                _drive(session, pool, lanes, width, depth, limit, counts, now)
+            except BaseException:
+                # The database failed us (a claim, a record or a renewal): stop the lanes (each
+                # ends after its call in flight) and let the job fail. What they hand over now
+                # goes unrecorded and is claimed again after the timeout: the documented window.
+                lanes.stop.set()
+                raise
+    finally:
+        client.close_idle()  # the connections the job's lanes passed on to one another
     bug = next((error for error in lanes.errors if error is not None), None)
     if bug is not None:
         raise bug  # its row stays ``sending`` and is claimed again after the timeout
@@ -687,7 +757,8 @@ def _drive(session, pool, lanes: _Lanes, width: int, depth: int, limit: int, cou
         if can_claim:
             wait = min(wait, CLAIM_POLL_SECONDS)
         wait = max(0.0, wait)
-        news = _gather(lanes.news, len(running), width, wait)
+        deep = any(len(lane.claims) > width for lane in running.values())
+        news = _gather(lanes.news, len(running), width, wait, deep)
         _record_news(session, lanes, news, counts, now)
         for kind, item, detail in news:
             if kind == "end":
