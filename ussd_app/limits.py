@@ -26,8 +26,8 @@ in the velocity count. The same requests feed the velocity rules: more than
 hour holds the next one for review (status ``review``) until an operator clears it
 (``flask --app wsgi review clear``; cleared requests skip the velocity rules) or refuses it.
 
-No race can pass a limit: ``check_batch`` runs after ``lock_accounts`` has locked every
-account the batch touches, in id order (the order the ledger locks them in), so a second
+No race can pass a limit: ``check_batch`` runs after the ledger's ``lock_accounts`` has locked
+every wallet the batch touches, in the ledger's order (``execute_requests``), so a second
 batch for the same payer waits until the first has committed, then reads its postings.
 """
 

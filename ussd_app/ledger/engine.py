@@ -1,9 +1,11 @@
 """Creating transfers: the only code that changes account balances.
 
-``create_transfers`` takes a batch, locks every account it touches in one fixed order (by
-id, so two batches can never deadlock), applies the transfers in memory in batch order,
-then writes the new transfers, the rejected ids and the new balances. It never commits: the
-caller (a worker job) owns the database transaction and writes its outbox rows in it too.
+``create_transfers`` takes a batch, locks every account it touches in one fixed order
+(wallets, then house accounts, each by id, so two batches can never deadlock: ``Locked``;
+the worker locks them first with ``lock_accounts`` and hands them over), applies the
+transfers in memory in batch order, then writes the new transfers, the rejected ids and the
+new balances. It never commits: the caller (a worker job) owns the database transaction and
+writes its outbox rows in it too.
 
 Rules, in TigerBeetle's words (docs/ledger.md lists where Tuma differs, and why):
 - a transfer flagged LINKED succeeds or fails with the next one; a chain is atomic. Any

@@ -2,8 +2,10 @@
 
 One batch = up to TRANSFER_BATCH_SIZE requests, their ledger transfers, their new statuses and
 their outbox rows, committed together. On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several
-workers take disjoint batches; the ledger then locks accounts in id order, so batches that
-share a hot account queue behind each other instead of deadlocking.
+workers take disjoint batches; the ledger then locks accounts in one fixed order (wallets,
+then house accounts, each by id; ``ledger.engine.Locked``), so batches that share a hot account
+queue behind each other instead of deadlocking, and fee revenue, which every batch only
+credits, is locked by the batch's last statement only.
 """
 
 import logging
