@@ -26,13 +26,14 @@ in the velocity count. The same requests feed the velocity rules: more than
 hour holds the next one for review (status ``review``) until an operator clears it
 (``flask --app wsgi review clear``; cleared requests skip the velocity rules) or refuses it.
 
-No race can pass a limit: ``check_batch`` runs after ``lock_accounts`` has locked every
-account the batch touches, in id order (the order the ledger locks them in), so a second
+No race can pass a limit: ``check_batch`` runs after the ledger's ``lock_accounts`` has locked
+every wallet the batch touches, in the ledger's order (``execute_requests``), so a second
 batch for the same payer waits until the first has committed, then reads its postings.
 """
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -41,7 +42,7 @@ from sqlalchemy.orm import aliased
 
 from .clock import utcnow
 from .database import among, is_postgres
-from .ledger.models import Account, AccountFlags, Transfer
+from .ledger.models import HOUSE_KINDS, Account, AccountFlags, Transfer
 from .money import to_minor
 from .payments import kinds
 from .payments.models import RequestKind, RequestStatus, TransferRequest
@@ -298,14 +299,16 @@ def before_pin(
 
 
 def lock_accounts(session, account_ids) -> None:
-    """Lock the accounts' rows in id order (the ledger's order; it re-locks them for free).
-    On SQLite the whole database is already the batch's (BEGIN IMMEDIATE)."""
+    """Lock the accounts' rows in the ledger's order (wallets, then house accounts, each by id:
+    ``ledger.engine.Locked``; the ledger re-locks them for free). On SQLite the whole database
+    is already the batch's (BEGIN IMMEDIATE). The worker's batches lock through the ledger's
+    own ``lock_accounts`` instead, and read the balances in the same statement."""
     ids = sorted({a for a in account_ids if a is not None})
     if ids and is_postgres(session):
         session.execute(
             select(Account.id)
             .where(among(session, Account.id, ids))
-            .order_by(Account.id)
+            .order_by(Account.kind.in_([k.value for k in HOUSE_KINDS]), Account.id)
             .with_for_update(key_share=True)  # the ledger's lock (ledger/engine.py says why)
         )
 
@@ -356,7 +359,13 @@ def _locked_businesses(session, account_ids) -> set[int]:
 
 
 def check_batch(
-    session, requests, now: datetime | None = None, velocity_exempt: frozenset[str] | set[str] = frozenset()
+    session,
+    requests,
+    now: datetime | None = None,
+    velocity_exempt: frozenset[str] | set[str] = frozenset(),
+    *,
+    people=None,
+    locked=None,
 ) -> dict[str, Refusal]:
     """{request id: Refusal} for the requests of a batch that break a limit or a velocity rule.
 
@@ -367,30 +376,47 @@ def check_batch(
     in batch order; each one let through counts against the next ones of the same payer or
     payee (even if the ledger then refuses it for funds: a conservative count).
     ``velocity_exempt``: ids the velocity rules do not hold (the limits still apply; they still
-    count towards the hour for the payer's other payments)."""
-    from .users import Role, User  # users imports the ledger; keep this module light to import
+    count towards the hour for the payer's other payments).
+    ``people`` (``sms.receipts.People`` of these requests, read under the locks with this
+    ``now``) and ``locked`` (the ledger's ``Locked`` of their accounts): what the worker has
+    already read, so the holders, today's spending and the balances are not read twice."""
+    from .users import OPERATOR_LOCK_UNTIL, Role, User  # users imports the ledger; keep this light
 
     now = now or utcnow()
     ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
-    customers = dict(
-        session.execute(
-            select(User.account_id, User.tier).where(
-                among(session, User.account_id, ids), User.role == Role.CUSTOMER.value
-            )
-        ).all()
-    )
-    locked_businesses = _locked_businesses(session, {r.credit_account_id for r in requests} - set(customers))
+    if people is not None:
+        customers = {
+            a: u.tier for a, u in people.by_account.items() if a in ids and u.role == Role.CUSTOMER.value
+        }
+        locked_businesses = {
+            r.credit_account_id
+            for r in requests
+            if (u := people.get(r.credit_account_id)) is not None
+            and u.role != Role.CUSTOMER.value
+            and u.locked_until is not None
+            and u.locked_until >= OPERATOR_LOCK_UNTIL
+        }
+    else:
+        customers = dict(
+            session.execute(
+                select(User.account_id, User.tier).where(
+                    among(session, User.account_id, ids), User.role == Role.CUSTOMER.value
+                )
+            ).all()
+        )
+        locked_businesses = _locked_businesses(
+            session, {r.credit_account_id for r in requests} - set(customers)
+        )
     payers = {r.debit_account_id for r in requests if r.debit_account_id in customers}
     payees = {r.credit_account_id for r in requests if r.credit_account_id in customers}
-    spent = spent_today(session, payers, now)
-    hour = sent_last_hour(session, payers, now)
-    balances = {
-        a.id: a.credits_posted - a.debits_posted
-        for a in session.execute(select(Account).where(among(session, Account.id, payees))).scalars()
-    }
+    spent = people.spent_before(payers) if people is not None else spent_today(session, payers, now)
     max_count = current_app.config["VELOCITY_MAX_COUNT"]
     max_value = to_minor(current_app.config["VELOCITY_MAX_VALUE_MAJOR"])
+    # With both velocity rules off, the hour's figures are never looked at: not read.
+    hour = sent_last_hour(session, payers, now) if max_count or max_value else dict.fromkeys(payers, (0, 0))
+    balances = _balances(session, payees, locked, lambda dp, dpo, cpo: cpo - dpo)
 
+    limits_of = cache(tier_limits)  # the same configuration for the whole batch
     refusals: dict[str, Refusal] = {}
     for r in requests:
         payer = r.debit_account_id if r.debit_account_id in customers else None
@@ -400,7 +426,7 @@ def check_batch(
             refusal = Refusal(Result.PAYEE_LOCKED, 0, 0)
         elif payer is not None and r.kind in kinds.COUNTED_KINDS:
             count, value = hour[payer]
-            refusal = over_limit(r.amount, r.fee, payer=tier_limits(customers[payer]), spent=spent[payer])
+            refusal = over_limit(r.amount, r.fee, payer=limits_of(customers[payer]), spent=spent[payer])
             # Then velocity (held for review), except for a request an operator cleared or one in
             # ``velocity_exempt`` (a standing order's run: its payer set it up with the PIN).
             if refusal is None and r.result != REVIEW_CLEARED and r.id not in velocity_exempt:
@@ -411,7 +437,7 @@ def check_batch(
                         Result.VELOCITY_VALUE, max_value, value + r.amount - max_value, hold=True
                     )
         if refusal is None and payee is not None and r.kind in kinds.CREDITED_KINDS:
-            refusal = over_limit(r.amount, payee=tier_limits(customers[payee]), payee_balance=balances[payee])
+            refusal = over_limit(r.amount, payee=limits_of(customers[payee]), payee_balance=balances[payee])
             if refusal is not None and r.kind in kinds.POSTS_WHAT_FITS:  # what fits is the room left
                 refusal = replace(refusal, fits=refusal.left)
                 balances[payee] += refusal.fits
@@ -427,7 +453,7 @@ def check_batch(
     return refusals
 
 
-def cannot_cover(session, requests, legs) -> set[str]:
+def cannot_cover(session, requests, legs, locked=None) -> set[str]:
     """The ids of ``requests`` whose payer certainly cannot cover what the request debits from
     them (amount + fee) whatever else the batch does: the ledger will refuse each with
     ``exceeds_credits``. ``legs``: {request id: its transfer specs} for the whole batch.
@@ -436,16 +462,18 @@ def cannot_cover(session, requests, legs) -> set[str]:
     debits_pending``) is counted with every credit to the payer anywhere in the batch and
     every hold of theirs the batch may post or void, so a payee's limit is only ever set aside
     for a request the ledger refuses (``execute.py`` uses this to put the payer's refusal
-    first). Call it after ``lock_accounts``."""
+    first). Call it after ``lock_accounts`` (``locked``: the ledger's, if the caller has it)."""
     specs = [spec for chain in legs.values() for spec in chain]
     payers = {r.debit_account_id for r in requests}
     if not requests or not payers:
         return set()
-    room = {
-        a.id: a.credits_posted - a.debits_posted - a.debits_pending
-        for a in session.execute(select(Account).where(among(session, Account.id, payers))).scalars()
-        if a.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
-    }
+    room = _balances(
+        session,
+        payers,
+        locked,
+        lambda dp, dpo, cpo: cpo - dpo - dp,
+        flagged=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+    )
     held = [spec.pending_id for spec in specs if spec.pending_id]
     if held:
         for t in session.execute(select(Transfer).where(among(session, Transfer.id, held))).scalars():
@@ -461,4 +489,23 @@ def cannot_cover(session, requests, legs) -> set[str]:
         debited = sum(s.amount for s in legs.get(r.id, ()) if s.debit_account_id == r.debit_account_id)
         if debited > room[r.debit_account_id]:
             found.add(r.id)
+    return found
+
+
+def _balances(session, account_ids, locked, figure, flagged: int = 0) -> dict[int, int]:
+    """{account: figure(debits_pending, debits_posted, credits_posted)} for ``account_ids``
+    (those with the ``flagged`` flags only), from ``locked`` (the ledger's ``Locked``, read
+    under the batch's locks) where it holds the account, else read now."""
+    found, missing = {}, []
+    for account_id in account_ids:
+        if locked is not None and locked.available(account_id) is not None:  # locked, read
+            if (locked.flags[account_id] & flagged) == flagged:
+                dp, dpo, _, cpo = locked.balances[account_id]
+                found[account_id] = figure(dp, dpo, cpo)
+        else:
+            missing.append(account_id)
+    if missing:
+        for a in session.execute(select(Account).where(among(session, Account.id, missing))).scalars():
+            if (a.flags & flagged) == flagged:
+                found[a.id] = figure(a.debits_pending, a.debits_posted, a.credits_posted)
     return found

@@ -6,7 +6,7 @@ account; a *pending* transfer holds it until a later transfer *posts* or *voids*
 """
 
 from .accounts import ensure_house_accounts, house_account, open_account
-from .engine import TransferSpec, create_transfers
+from .engine import LateOverflow, Locked, TransferSpec, create_transfers, lock_accounts
 from .models import (
     Account,
     AccountFlags,
@@ -21,6 +21,8 @@ __all__ = [
     "Account",
     "AccountFlags",
     "AccountKind",
+    "LateOverflow",
+    "Locked",
     "RejectedTransfer",
     "Transfer",
     "TransferFlags",
@@ -29,5 +31,6 @@ __all__ = [
     "create_transfers",
     "ensure_house_accounts",
     "house_account",
+    "lock_accounts",
     "open_account",
 ]

@@ -1,9 +1,11 @@
 """Creating transfers: the only code that changes account balances.
 
-``create_transfers`` takes a batch, locks every account it touches in one fixed order (by
-id, so two batches can never deadlock), applies the transfers in memory in batch order,
-then writes the new transfers, the rejected ids and the new balances. It never commits: the
-caller (a worker job) owns the database transaction and writes its outbox rows in it too.
+``create_transfers`` takes a batch, locks every account it touches in one fixed order
+(wallets, then house accounts, each by id, so two batches can never deadlock: ``Locked``;
+the worker locks them first with ``lock_accounts`` and hands them over), applies the
+transfers in memory in batch order, then writes the new transfers, the rejected ids and the
+new balances. It never commits: the caller (a worker job) owns the database transaction and
+writes its outbox rows in it too.
 
 Rules, in TigerBeetle's words (docs/ledger.md lists where Tuma differs, and why):
 - a transfer flagged LINKED succeeds or fails with the next one; a chain is atomic. Any
@@ -29,10 +31,20 @@ When several results apply, the first in ``results.TransferResult`` is the answe
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
-from ..database import among, db_clock_us, insert_rows, update_rows
-from .models import CODE_LENGTH, ID_LENGTH, Account, AccountFlags, RejectedTransfer, Transfer, TransferFlags
+from ..database import among, db_clock_us, insert_rows, is_postgres, update_rows
+from .models import (
+    CODE_LENGTH,
+    HOUSE_KINDS,
+    ID_LENGTH,
+    Account,
+    AccountFlags,
+    RejectedTransfer,
+    Transfer,
+    TransferFlags,
+)
 from .results import TransferResult as R
 
 INT64_MAX = 2**63 - 1
@@ -40,6 +52,11 @@ INT32_MAX = 2**31 - 1
 BALANCE_FIELDS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 _RESOLVING = TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER
 _KIND_FLAGS = TransferFlags.PENDING | _RESOLVING
+_HOUSE = [k.value for k in HOUSE_KINDS]
+# A late account is only ever this far from the largest balance a column holds: the overflow
+# rules cannot answer for it on the figures read without its lock (``Locked``), and
+# ``apply_late`` checks the figures it writes against the same rules all the same.
+LATE_HEADROOM = 2**62
 
 
 def _get(row, field):
@@ -102,9 +119,198 @@ class _Balances:
         self.parent.changed.update(self.changed)
 
 
+class LateOverflow(Exception):
+    """A late account's increment would pass a balance column's largest value (or did, and the
+    database refused it): the transaction must roll back and the batch be run again without
+    late accounts, so that the ledger answers OVERFLOWS_* for it under its lock."""
+
+
+class Locked:
+    """A batch's accounts, locked and read once (``lock_accounts``), for the caller's checks
+    (limits, receipts) and the ledger's.
+
+    ``flags`` and ``balances`` ([dp, dpo, cp, cpo]) by account id: as read under the locks,
+    then as ``create_transfers`` left them (the balances it wrote).
+
+    Late accounts (PostgreSQL, ``late=True``): a house account the batch only credits (or
+    only debits) with plain posted transfers, and whose flags put no limit on that side
+    (e.g. FEES, flagged DEBITS_MUST_NOT_EXCEED_CREDITS, that the batch only credits), is not
+    locked with the others. No rule of the ledger can refuse such a posting on its account's
+    balance but an overflow, and it is far from one (``LATE_HEADROOM``, checked again on the
+    written figures), so the ledger's answers are the same as under the lock. Its postings
+    are added at the end (``apply_late``: ``UPDATE ... SET credits_posted = credits_posted +
+    ...``), so its row lock is held from that statement to commit instead of from the start
+    of the batch: two batches that both pay fees no longer run one after the other. Its
+    figures in ``balances`` are an unlocked read: nothing may show or check them (the
+    ledger's snapshots for receipts leave them out; no house account has a holder).
+
+    Lock order, the same in every transaction, so two can never wait for each other in a
+    circle: wallets first, then house accounts, each by id (``ORDER BY kind is a house kind,
+    id``). A batch takes its early locks in that order in one statement, then its late ones
+    last, by id, and only a house account above every house account it locked early may be
+    late: each transaction's locks are taken in increasing (house, id) order, and a
+    transaction waiting for a row another holds waits for a larger key than any it holds.
+    (Other locks a batch may wait on: the queued requests' rows are taken with SKIP LOCKED,
+    and inserts naming an account take KEY SHARE locks that FOR NO KEY UPDATE does not block.)
+    SQLite has no row locks (a writer has the whole database): nothing is late there.
+    """
+
+    def __init__(self, flags, balances, late, asked, pending):
+        self.flags: dict[int, int] = flags
+        self.balances: dict[int, list[int]] = balances
+        self.late: dict[int, int] = late  # {late account id: the side it takes: _DEBIT or _CREDIT}
+        self.asked: set[int] = asked  # every account id looked for (found or not)
+        self.pending: set[str] = pending  # the holds looked up for their accounts
+        self.increments: dict[int, list[int]] = {}  # late accounts' postings, not yet written
+
+    def available(self, account_id: int) -> int | None:
+        """What the holder of ``account_id`` may spend (None: not read, or read unlocked)."""
+        if account_id not in self.balances or account_id in self.late:
+            return None
+        dp, dpo, _, cpo = self.balances[account_id]
+        return cpo - dpo - dp
+
+    def cover(self, specs: Sequence[TransferSpec]) -> None:
+        """Check that ``specs`` need no account beyond those locked, and post to late ones only
+        as allowed: else a programming error (RuntimeError), never a posting without a lock."""
+        for s in specs:
+            for account_id, side in ((s.debit_account_id, _DEBIT), (s.credit_account_id, _CREDIT)):
+                if account_id is None:
+                    continue
+                if account_id not in self.flags:
+                    # An account no row was found for: the ledger answers *_NOT_FOUND, unless
+                    # it was never asked for, which would leave it unlocked.
+                    if account_id not in self.asked:
+                        raise RuntimeError(f"account {account_id} was not locked for this batch")
+                    continue
+                if account_id in self.late and (self.late[account_id] != side or s.flags & _KIND_FLAGS):
+                    raise RuntimeError(f"account {account_id} is late and cannot take {s.id}")
+            if s.flags & _RESOLVING and s.pending_id not in self.pending:
+                raise RuntimeError(f"hold {s.pending_id} was not looked up for this batch")
+
+    def apply_late(self, session) -> None:
+        """Add the late accounts' postings, one statement each, by id: the last statements of
+        the transaction, so their locks are held only until the commit. Raises LateOverflow
+        when a column would pass the largest value the ledger allows (then roll back)."""
+        for account_id in sorted(self.increments):
+            dp, dpo, cp, cpo = self.increments[account_id]
+            if dp or cp:  # Locked.cover lets no hold near a late account
+                raise RuntimeError(f"account {account_id}: a late account's pending balance changed")
+            if not dpo and not cpo:
+                continue
+            try:
+                row = session.execute(
+                    text(
+                        "UPDATE accounts SET debits_posted = debits_posted + :dpo, "
+                        "credits_posted = credits_posted + :cpo WHERE id = :id "
+                        "RETURNING debits_pending, debits_posted, credits_pending, credits_posted"
+                    ),
+                    {"id": account_id, "dpo": dpo, "cpo": cpo},
+                ).one()
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) == "22003":  # numeric value out of range
+                    raise LateOverflow(account_id) from exc
+                raise
+            dp, dpo_, cp, cpo_ = row
+            if dp + dpo_ > INT64_MAX or cp + cpo_ > INT64_MAX:
+                raise LateOverflow(account_id)
+            _expire(session, {account_id})
+        self.increments.clear()
+
+
+_DEBIT, _CREDIT = 1, 2
+
+
+def lock_accounts(session, specs: Sequence[TransferSpec], *, late: bool = False) -> Locked:
+    """Lock and read every account ``specs`` touch (the accounts of the holds they resolve
+    too), in the ledger's lock order (``Locked``), in one statement; with ``late`` (the
+    caller then calls ``Locked.apply_late`` last before its commit), leave out the house
+    accounts that may take their postings at the end.
+
+    After this, everything read sees the latest commits (READ COMMITTED, PostgreSQL's
+    default, which Tuma keeps). FOR NO KEY UPDATE (the lock PostgreSQL's own UPDATE of a
+    balance takes) leaves alone the key share locks that inserting a row naming an account
+    takes: a transaction that records a request and then posts it would otherwise deadlock
+    with another doing the same."""
+    pending_ids = {s.pending_id for s in specs if s.pending_id}
+    account_ids = {s.debit_account_id for s in specs} | {s.credit_account_id for s in specs}
+    held: dict[str, tuple[int, int]] = {}
+    if pending_ids:
+        for pid, d, c in session.execute(
+            select(Transfer.id, Transfer.debit_account_id, Transfer.credit_account_id).where(
+                among(session, Transfer.id, pending_ids)
+            )
+        ):
+            held[pid] = (d, c)
+            account_ids |= {d, c}
+    account_ids.discard(None)
+    table = Account.__table__
+    columns = (table.c.id, table.c.flags, *(table.c[f] for f in BALANCE_FIELDS))
+    late_ids: dict[int, int] = {}
+    flags: dict[int, int] = {}
+    balances: dict[int, list[int]] = {}
+    if late and is_postgres(session):
+        house = {r[0]: r for r in session.execute(select(*columns).where(table.c.kind.in_(_HOUSE))).all()}
+        late_ids = _late(specs, account_ids, house, {a for pair in held.values() for a in pair})
+        for account_id in late_ids:
+            flags[account_id] = house[account_id][1]
+            balances[account_id] = list(house[account_id][2:])
+    rows = session.execute(
+        select(*columns)
+        .where(among(session, table.c.id, account_ids - late_ids.keys()))
+        .order_by(table.c.kind.in_(_HOUSE), table.c.id)
+        .with_for_update(key_share=True)
+    ).all()
+    flags.update({r[0]: r[1] for r in rows})
+    balances.update({r[0]: list(r[2:]) for r in rows})
+    return Locked(flags, balances, late_ids, account_ids, pending_ids)
+
+
+def _late(specs, account_ids, house, resolved_accounts) -> dict[int, int]:
+    """{house account: side} for the accounts of ``specs`` that may be late (``Locked``)."""
+    sides: dict[int, int] = {}
+    totals: dict[int, int] = {}
+    early = set()
+    for s in specs:
+        for account_id, side in ((s.debit_account_id, _DEBIT), (s.credit_account_id, _CREDIT)):
+            if account_id not in house:
+                continue
+            sides[account_id] = sides.get(account_id, 0) | side
+            totals[account_id] = totals.get(account_id, 0) + max(0, s.amount)
+            if s.flags & _KIND_FLAGS:
+                early.add(account_id)
+    eligible = {}
+    for account_id, side in sides.items():
+        _, account_flags, dp, dpo, cp, cpo = house[account_id]
+        refuses = (
+            AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+            if side == _DEBIT
+            else AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+        )
+        figure = dp + dpo if side == _DEBIT else cp + cpo
+        if (
+            side in (_DEBIT, _CREDIT)
+            and account_id not in early
+            and account_id not in resolved_accounts
+            and not account_flags & refuses
+            and figure + totals[account_id] <= INT64_MAX - LATE_HEADROOM
+        ):
+            eligible[account_id] = side
+    # Only above every house account locked early (the lock order, ``Locked``).
+    locked_house = [a for a in account_ids if a in house and a not in eligible]
+    floor = max(locked_house, default=None)
+    return {a: side for a, side in eligible.items() if floor is None or a > floor}
+
+
 class _Batch:
     def __init__(
-        self, session, specs: Sequence[TransferSpec], now: int, snapshots: dict | None = None, expiry=False
+        self,
+        session,
+        specs: Sequence[TransferSpec],
+        now: int,
+        snapshots: dict | None = None,
+        expiry=False,
+        locked: "Locked | None" = None,
     ):
         self.snapshots = snapshots
         self.expiry = expiry
@@ -113,29 +319,13 @@ class _Batch:
         self.now = now
         ids = {s.id for s in specs if s.id}
         pending_ids = {s.pending_id for s in specs if s.pending_id}
-
-        account_ids = {s.debit_account_id for s in specs} | {s.credit_account_id for s in specs}
-        if pending_ids:
-            for d, c in session.execute(
-                select(Transfer.debit_account_id, Transfer.credit_account_id).where(
-                    among(session, Transfer.id, pending_ids)
-                )
-            ):
-                account_ids |= {d, c}
-        account_ids.discard(None)
-        # Lock in one fixed order; everything read after this sees the latest commits. FOR NO
-        # KEY UPDATE (the lock PostgreSQL's own UPDATE of a balance takes) leaves alone the key
-        # share locks that inserting a row naming an account takes: a transaction that records
-        # a request and then posts it would otherwise deadlock with another doing the same.
-        table = Account.__table__
-        rows = session.execute(
-            select(table.c.id, table.c.flags, *(table.c[f] for f in BALANCE_FIELDS))
-            .where(among(session, table.c.id, account_ids))
-            .order_by(table.c.id)
-            .with_for_update(key_share=True)
-        ).all()
-        self.flags = {r[0]: r[1] for r in rows}
-        self.balances = _Balances({r[0]: list(r[2:]) for r in rows})
+        if locked is None:
+            locked = lock_accounts(session, specs)
+        else:
+            locked.cover(specs)
+        self.locked = locked
+        self.flags = locked.flags
+        self.balances = _Balances(locked.balances)
         lookup = ids | pending_ids
         self.transfers = {
             t.id: t
@@ -307,7 +497,8 @@ class _Batch:
                 # What each touched account can spend right after this chain, for receipts.
                 touched = self.balances.fork()
                 for account_id in {a for s in chain for a in (s.debit_account_id, s.credit_account_id)}:
-                    if account_id in self.flags:
+                    # A late account's figures are an unlocked read (``Locked``): not shown.
+                    if account_id in self.flags and account_id not in self.locked.late:
                         dp, dpo, _, cpo = touched.get(account_id)
                         self.snapshots.setdefault(i, {})[account_id] = cpo - dpo - dp
             i = j + 1
@@ -376,6 +567,14 @@ class _Batch:
         insert_rows(self.session, Transfer.__table__, self.new_transfers)
         insert_rows(self.session, RejectedTransfer.__table__, self.new_rejections)
         changed = self.balances.changed
+        late = {a: v for a, v in changed.items() if a in self.locked.late}
+        changed = {a: v for a, v in changed.items() if a not in late}
+        for account_id, values in late.items():  # posted columns only (Locked.late says why)
+            base = self.locked.balances[account_id]
+            self.locked.increments[account_id] = [
+                n - b + i
+                for n, b, i in zip(values, base, self.locked.increments.get(account_id, [0] * 4), strict=True)
+            ]
         if changed:
             update_rows(
                 self.session,
@@ -387,9 +586,14 @@ class _Batch:
                 ],
             )
             # Account objects this session already holds are now stale: reload on next use.
-            for obj in list(self.session.identity_map.values()):
-                if isinstance(obj, Account) and obj.id in changed:
-                    self.session.expire(obj, BALANCE_FIELDS)
+            _expire(self.session, changed)
+        self.locked.balances.update({a: list(v) for a, v in changed.items()})
+
+
+def _expire(session, account_ids) -> None:
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Account) and obj.id in account_ids:
+            session.expire(obj, BALANCE_FIELDS)
 
 
 def storable(s: TransferSpec) -> bool:
@@ -409,6 +613,7 @@ def create_transfers(
     snapshots: dict | None = None,
     *,
     expiry: bool = False,
+    locked: "Locked | None" = None,
 ) -> list[R]:
     """Create a batch of transfers in the caller's database transaction; one result each.
 
@@ -417,10 +622,14 @@ def create_transfers(
     available balance right after that chain}} so receipts can show each one's new balance.
     ``expiry``: the batch is the expiry job's voids of holds past their timeout, the only
     transfers that may resolve an expired hold (``ledger.expiry``).
+    ``locked``: the batch's accounts, already locked and read by ``lock_accounts`` (the caller
+    read them for its own checks under the same locks); it must cover every account of
+    ``specs``. Its late accounts' postings wait for ``Locked.apply_late``.
     """
     if not specs:
         return []
-    batch = _Batch(session, specs, db_clock_us(session) if now is None else now, snapshots, expiry)
+    now = db_clock_us(session) if now is None else now
+    batch = _Batch(session, specs, now, snapshots, expiry, locked)
     results = batch.run()
     batch.write()
     return results

@@ -2,8 +2,10 @@
 
 One batch = up to TRANSFER_BATCH_SIZE requests, their ledger transfers, their new statuses and
 their outbox rows, committed together. On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several
-workers take disjoint batches; the ledger then locks accounts in id order, so batches that
-share a hot account queue behind each other instead of deadlocking.
+workers take disjoint batches; the ledger then locks accounts in one fixed order (wallets,
+then house accounts, each by id; ``ledger.engine.Locked``), so batches that share a hot account
+queue behind each other instead of deadlocking, and fee revenue, which every batch only
+credits, is locked by the batch's last statement only.
 """
 
 import logging
@@ -17,7 +19,7 @@ from .. import limits
 from ..clock import utcnow
 from ..database import is_postgres, update_rows
 from ..events import emit
-from ..ledger import TransferResult, create_transfers
+from ..ledger import LateOverflow, TransferResult, create_transfers, lock_accounts
 from ..queues import Bell, cancel_ring, ring_after_commit
 from ..sms import limit_receipts, outbox, receipts
 from . import kinds, refunds, standing_orders
@@ -41,20 +43,31 @@ def _take_queued(session, limit: int) -> list[TransferRequest]:
     return list(session.execute(query).scalars())
 
 
-def execute_requests(session, requests: list[TransferRequest]) -> None:
-    """Post ``requests`` through the ledger and write their outcome and SMS. No commit."""
+def execute_requests(session, requests: list[TransferRequest], *, late: bool = False) -> None:
+    """Post ``requests`` through the ledger and write their outcome and SMS. No commit.
+
+    The batch's accounts are locked and read once (``ledger.lock_accounts``), and the
+    holders and what each payer sent today read once (``receipts.People``), under those
+    locks, for the limits, the ledger and the receipts alike. ``late`` (``execute_batch``,
+    which runs the batch again without it on ``LateOverflow``): house accounts the batch only
+    credits (e.g. fee revenue) take their postings in the last statement, locked from there to
+    the commit only (``ledger.engine.Locked`` says why that is safe)."""
     house = HouseAccounts(session)
     legs = {request.id: legs_for(request, house) for request in requests}
-    # Limits and velocity: checked under the locks the ledger takes next, so that a batch
-    # racing for the same payer reads this one's postings (ussd_app/limits.py).
-    limits.lock_accounts(
-        session,
-        {a for chain in legs.values() for s in chain for a in (s.debit_account_id, s.credit_account_id)},
-    )
+    # The holders, before the locks: a user's row is no account's (the account locks are held
+    # to the commit, and a second batch sharing an account waits for all of them).
+    people = receipts.People(session, requests, spent=False)
+    # Limits and velocity: checked under the locks the ledger holds, so that a batch racing
+    # for the same payer reads this one's postings (ussd_app/limits.py).
+    locked = lock_accounts(session, [s for chain in legs.values() for s in chain], late=late)
+    checked_at = utcnow()
+    people.read_spent(session, checked_at, locked)
     # A run of a standing order set up a day ago or more is not held by the velocity rules: its
     # payer set payee and amount with the PIN, and 20 orders may fall due at one midnight.
     exempt = standing_orders.velocity_exempt(session, requests)
-    refusals = limits.check_batch(session, requests, velocity_exempt=exempt)
+    refusals = limits.check_batch(
+        session, requests, checked_at, velocity_exempt=exempt, people=people, locked=locked
+    )
     # A standing order's run whose order the payer paused or cancelled after it was recorded.
     for request_id in standing_orders.stopped_runs(session, [r for r in requests if r.id not in refusals]):
         refusals[request_id] = limits.Refusal(result=standing_orders.STOPPED, limit=0, excess=0)
@@ -64,7 +77,7 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
         r for r in requests if r.id in refusals and refusals[r.id].result == limits.Result.BALANCE
     ]
     for request_id in limits.cannot_cover(
-        session, [r for r in over_payees_limit if refusals[r.id].fits is None], legs
+        session, [r for r in over_payees_limit if refusals[r.id].fits is None], legs, locked
     ):
         del refusals[request_id]
     # Refunds: never more than their payment brought in, checked under the same locks.
@@ -85,7 +98,7 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
             specs.extend(legs[request.id])
         spans.append((request, start, len(specs)))
     snapshots: dict[int, dict[int, int]] = {}
-    results = create_transfers(session, specs, snapshots=snapshots) if specs else []
+    results = create_transfers(session, specs, snapshots=snapshots, locked=locked) if specs else []
     now = utcnow()
     outcomes = []
     for request, start, end in spans:
@@ -113,8 +126,6 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
             result = next((r for r in chain if r not in passive), chain[0])  # the leg that failed
         _set(request, status.value, result.value, now)
         outcomes.append((request, chain, result, snapshots.get(start, {})))
-    # Before the statuses change: receipts count today's earlier sends against the limit.
-    people = receipts.People(session, requests)
     update_rows(
         session,
         TransferRequest.__table__,
@@ -153,6 +164,7 @@ def execute_requests(session, requests: list[TransferRequest]) -> None:
     # Events (payment received, payout posted, ...) in the same transaction: kinds.py says which.
     emit.for_requests(session, [(r, o) for r, o in executed if r.kind in kinds.EVENT_KINDS], people)
     session.flush()
+    locked.apply_late(session)  # last: a late account's lock is held from here to the commit
     # Once committed: no worker needed for these (some were recorded in this transaction and
     # executed at once), and airtime holds now posted wait for the airtime job (queues.py).
     cancel_ring(session, Bell.TRANSFERS, [r.id for r in requests])
@@ -199,13 +211,20 @@ def execute_batch(session, limit: int) -> int:
     conflict (a unique index won a race, a deadlock, a serialization failure): the retry
     re-reads everything, so the loser sees the winner's rows.
     """
+    late = True
     for attempt in range(1, RETRIES + 1):
         try:
             requests = _take_queued(session, limit)
             if requests:
-                execute_requests(session, requests)
+                execute_requests(session, requests, late=late)
             session.commit()
             return len(requests)
+        except LateOverflow:
+            # A house account near the largest balance: run the batch again with it locked
+            # from the start, so the ledger answers for it as for any account.
+            session.rollback()
+            late = False
+            log.warning("batch retried without late accounts (attempt %d)", attempt)
         except (IntegrityError, DBAPIError) as exc:
             session.rollback()
             if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError) and not is_conflict(exc):

@@ -3,7 +3,7 @@
 A refund is an ordinary transfer request of kind ``refund`` from the merchant's wallet to the
 payer of the payment, whose ``reference`` is that payment's code. The rule, checked where it
 holds, in the worker under the batch's row locks (the merchant's account is locked by
-``limits.lock_accounts`` before this runs, so two batches refunding one payment queue behind
+the ledger's ``lock_accounts`` before this runs, so two batches refunding one payment queue behind
 each other, and the second reads the first's postings):
 
     posted refunds of the payment + this refund > the payment's amount  ->  refused
@@ -62,7 +62,7 @@ def refunded(session, codes, *, queued_too: bool = False) -> dict[str, int]:
 def check_batch(session, requests) -> dict[str, Refusal]:
     """{request id: Refusal} for the refunds of a batch that would refund more than their
     payment brought in (``limit``: what was left to refund; ``excess``: by how much). Call it
-    under the batch's locks (``limits.lock_accounts``); refunds are checked in batch order,
+    under the batch's locks (``ledger.lock_accounts``); refunds are checked in batch order,
     each let through counting against the next."""
     refunds = [r for r in requests if r.kind == RequestKind.REFUND.value]
     if not refunds:
