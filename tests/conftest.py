@@ -98,6 +98,43 @@ def _dispose_engines():
         _gateway.stop()
 
 
+class RememberingHasher:
+    """The service's own argon2 ``PasswordHasher`` (its parameters untouched) that remembers the
+    hashes it made: the same secret hashed again gets the hash made the first time.
+
+    Every distinct secret is still hashed by argon2 at the production parameters, and every
+    verification is argon2's own, each time (so sign-in and PIN checks cost what they cost in
+    production, in the races and throttling tests too). A PIN hash costs ~28 ms of CPU and an
+    operator's password ~200 ms, and the cast's four PINs and the operator's password are made
+    again in most tests. The one thing that differs: two holders given the same PIN in a run
+    share a salt."""
+
+    def __init__(self, real):
+        self.real = real
+        self._hashes: dict[str, str] = {}
+
+    def hash(self, secret, **kwargs):
+        if kwargs:
+            return self.real.hash(secret, **kwargs)
+        if secret not in self._hashes:
+            self._hashes[secret] = self.real.hash(secret)
+        return self._hashes[secret]
+
+    def __getattr__(self, name):  # verify and the rest: argon2's own
+        return getattr(self.real, name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remembered_hashes():
+    from ussd_app import pins
+    from ussd_app.admin import models as admin_models
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pins, "_hasher", RememberingHasher(pins._hasher))
+        patch.setattr(admin_models, "_hasher", RememberingHasher(admin_models._hasher))
+        yield
+
+
 def _fresh_schema() -> None:
     """Drop whatever an earlier run left, then build the schema with the real migrations."""
     with db.engine.begin() as conn:
@@ -110,22 +147,38 @@ def _fresh_schema() -> None:
     flask_migrate.upgrade(directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
 
 
-def reset_data() -> None:
-    """Empty every table but keep one zeroed house account of each kind."""
-    session = db.session
-    session.rollback()
+def _reset_statements(dialect) -> list[str]:
+    """The statements that empty every table (children first) but keep the house accounts, zeroed."""
     house = ", ".join(f"'{k.value}'" for k in HOUSE_KINDS)
+    quote = dialect.identifier_preparer.quote
+    statements = []
     for table in reversed(db.metadata.sorted_tables):
         if table.name == "accounts":
-            session.execute(text(f"DELETE FROM accounts WHERE kind NOT IN ({house})"))
-            session.execute(
-                text(
-                    "UPDATE accounts SET debits_pending = 0, debits_posted = 0, "
-                    "credits_pending = 0, credits_posted = 0"
-                )
+            statements.append(f"DELETE FROM accounts WHERE kind NOT IN ({house})")
+            statements.append(
+                "UPDATE accounts SET debits_pending = 0, debits_posted = 0, "
+                "credits_pending = 0, credits_posted = 0"
             )
         else:
-            session.execute(table.delete())
+            statements.append(f"DELETE FROM {quote(table.name)}")
+    return statements
+
+
+def reset_data() -> None:
+    """Empty every table but keep one zeroed house account of each kind.
+
+    On PostgreSQL the statements go as one script, one round trip instead of one a table (the
+    reset runs before every test: 26 round trips were a good part of a short test's time).
+    SQLite's driver takes one statement a call; it is in-process, so each costs little."""
+    session = db.session
+    session.rollback()
+    connection = session.connection()
+    statements = _reset_statements(connection.dialect)
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(";\n".join(statements))
+    else:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
     ensure_house_accounts(session)
     session.commit()
 

@@ -4,7 +4,7 @@ import threading
 
 from sqlalchemy import func, select
 
-from tests.ussd_helpers import AGENT, CUSTOMER, MERCHANT, person
+from tests.ussd_helpers import AGENT, CUSTOMER, MERCHANT, Phone, person
 from ussd_app.database import db_clock_us
 from ussd_app.extensions import db
 from ussd_app.ledger import Account, AccountKind, Transfer, house_account
@@ -89,6 +89,20 @@ def the_request(kind: RequestKind) -> TransferRequest:
     ).scalar_one()
     db.session.commit()
     return request
+
+
+def buy_protected(client, amount="300") -> TransferRequest:
+    """The cast's customer (0712000111) buys ``amount`` from Mama Mboga's till 123456 with
+    protection, by USSD; the worker holds it. The hold's request, read afresh."""
+    phone = Phone(client, CUSTOMER["phone"])
+    confirm = phone.walk("5", MERCHANT["till"], amount)
+    assert confirm.endswith("1. Confirm\n2. Cancel\n3. Pay with protection")
+    assert phone.send("3") == f"CON Enter your PIN to pay KES {int(amount)}.00 to Mama Mboga with protection"
+    assert phone.send(PIN) == (
+        f"END Paying KES {int(amount)}.00 to Mama Mboga, held until you confirm delivery in My approvals."
+    )
+    assert jobs.execute_transfers() == 1
+    return the_request(RequestKind.PROTECTED_PURCHASE)
 
 
 def resolutions(hold_id: str) -> int:

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from tests.ussd_helpers import CUSTOMER_MENU_ITEMS, Phone
+from tests.ussd_helpers import CUSTOMER_MENU_ITEMS, Phone, local
 from ussd_app.extensions import db
 from ussd_app.payments import standing_orders as so
 from ussd_app.payments.models import TransferRequest
@@ -14,10 +14,6 @@ from ussd_app.payments.models import TransferRequest
 # The customer menu's item for this feature (ussd_app/ussd/flows/home.py).
 STANDING_ORDERS = next(key for key, name in CUSTOMER_MENU_ITEMS.items() if name == "Standing orders")
 ZONE = ZoneInfo("Africa/Nairobi")  # the tests' TIMEZONE (the default)
-
-
-def local(phone: str) -> str:
-    return "0" + phone[4:]
 
 
 def today() -> date:

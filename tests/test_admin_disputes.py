@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.admin_helpers import login, operator, post
-from tests.escrow_helpers import FUNDS, PIN, funded_customer, ledger_ok, merchant, sms_to
+from tests.escrow_helpers import FUNDS, PIN, buy_protected, funded_customer, ledger_ok, merchant, sms_to
 from tests.ussd_helpers import Phone, available
 from tests.worker_helpers import ROOT
 from ussd_app.admin.models import AuditEntry
@@ -18,7 +18,6 @@ from ussd_app.payments.models import HoldState, RequestKind, TransferRequest
 from ussd_app.queues import SMS_QUEUE, get_queue
 from ussd_app.sms import sender
 from ussd_app.tariffs import payee_fee
-from worker import jobs
 
 
 @pytest.fixture
@@ -32,9 +31,7 @@ def signed_in(client):
 def disputed(client):
     """Juma bought KES 300.00 from Mama Mboga with protection, then declined the delivery."""
     juma, till = funded_customer(), merchant()
-    phone = Phone(client, "0712000111")
-    phone.walk("5", "123456", "300", "3", PIN)
-    assert jobs.execute_transfers() == 1
+    buy_protected(client)
     assert (
         Phone(client, "0712000111").walk("3", "1", "2", PIN)
         == "END Problem reported. The money stays held until Tuma decides. You will get an SMS."

@@ -154,6 +154,46 @@ def test_ledger_check_fails_on_a_database_kept_under_another_country(ghana):
     assert "FAIL every holder's number is of Ghana (+233): 1 of 2 are not (+2547120***11)" in result.output
 
 
+def test_a_number_is_of_the_country_phonenumbers_places_it_in_not_of_its_prefix():
+    """Whose a holder's number is: ``phones.region_of``, the one place that knows. A calling code
+    may be several countries' (+1: the US, Canada, Jamaica), so a prefix alone can only tell
+    where the code is one country's own, as Kenya's, Ghana's and Tanzania's are."""
+    from ussd_app import phones
+
+    placed = {
+        "+254712000111": "KE",
+        "+233240000003": "GH",
+        "+255710000009": "TZ",
+        "+12025550123": "US",
+        "+14165550123": "CA",
+        "+18765550123": "JM",
+        "+2547": None,
+        "not a number": None,
+    }
+    assert {number: phones.region_of(number) for number in placed} == placed
+    tells = {"KE": True, "GH": True, "TZ": True, "US": False, "CA": False}
+    assert {region: phones.prefix_tells(region) for region in tells} == tells
+    assert phones.calling_prefix("GH") == "+233" and phones.calling_prefix("CA") == "+1"
+
+
+def test_where_the_prefix_cannot_tell_every_holders_number_is_placed(ghana, monkeypatch):
+    """The check as it runs for a country whose calling code is shared: every number read and
+    placed by ``phones.region_of`` (a Ghanaian +233 number passes, a Kenyan one does not)."""
+    from tests.conftest import default_db_url, make_app
+    from ussd_app import phones
+    from ussd_app.payments.emoney import holders_of_this_country, newest_holder_abroad
+
+    monkeypatch.setattr(phones, "prefix_tells", lambda region: False)
+    person("+233240000003", "Kwame Mensah")
+    assert holders_of_this_country(db.session).ok and newest_holder_abroad(db.session) is None
+    db.session.remove()
+    with make_app(default_db_url()).app_context():  # the same database, as Kenya kept it
+        person("+254712000111", "Juma Otieno")
+    finding = holders_of_this_country(db.session)
+    assert not finding.ok and finding.detail.startswith("1 of 2 are not (+2547120***11)"), finding
+    assert "+2547120***11, not of Ghana (+233)" in newest_holder_abroad(db.session)
+
+
 # -- airtime bounds in the country's own scale -------------------------------------------------
 
 

@@ -9,7 +9,6 @@ from tests import sms_helpers
 from tests.escrow_helpers import cash_in, ledger_ok, sms_to
 from tests.standing_order_helpers import (
     STANDING_ORDERS,
-    local,
     orders,
     requests_from,
     runs,
@@ -18,7 +17,7 @@ from tests.standing_order_helpers import (
     utc,
 )
 from tests.test_tips import create_cause
-from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, available
+from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, available, local
 from ussd_app.extensions import db
 from ussd_app.payments import standing_orders as so
 from worker import jobs

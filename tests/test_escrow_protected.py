@@ -9,13 +9,13 @@ from tests.escrow_helpers import (
     FUNDS,
     PIN,
     at_once,
+    buy_protected,
     cash_in,
     house,
     later,
     ledger_ok,
     resolutions,
     sms_to,
-    the_request,
 )
 from tests.ussd_helpers import Phone, available
 from ussd_app.extensions import db
@@ -37,18 +37,6 @@ def juma(customer, agent):
 @pytest.fixture
 def till(merchant):
     return merchant.account_id
-
-
-def buy_protected(client, amount="300") -> TransferRequest:
-    phone = Phone(client, "0712000111")
-    confirm = phone.walk("5", "123456", amount)
-    assert confirm.endswith("1. Confirm\n2. Cancel\n3. Pay with protection")
-    assert phone.send("3") == f"CON Enter your PIN to pay KES {int(amount)}.00 to Mama Mboga with protection"
-    assert phone.send(PIN) == (
-        f"END Paying KES {int(amount)}.00 to Mama Mboga, held until you confirm delivery in My approvals."
-    )
-    assert jobs.execute_transfers() == 1
-    return the_request(RequestKind.PROTECTED_PURCHASE)
 
 
 def test_the_money_is_held_and_posted_when_the_buyer_confirms_delivery(client, juma, till):

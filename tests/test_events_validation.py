@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from tests.escrow_helpers import funded_customer
 from tests.events_helpers import running_receiver, signed_by, trickling_server
-from tests.ussd_helpers import Phone, is_resume_offer
+from tests.ussd_helpers import Phone, fresh
 from ussd_app.events import validation
 from ussd_app.events.endpoints import configure
 from ussd_app.events.models import WebhookEndpoint
@@ -69,12 +69,8 @@ def open_transactions(monkeypatch):
 
 
 def pay_bill(client, reference: str, amount: str = "1200") -> tuple[Phone, str]:
-    phone = Phone(client, "0712000111")
-    if is_resume_offer(phone.dial()):  # an earlier walk of the test, left at its confirm screen
-        phone.send("2")
-    for value in ("6", "888880", reference):
-        phone.send(value)
-    return phone, phone.send(amount)
+    # fresh: an earlier walk of the test may be left at its confirm screen
+    return fresh(client, "0712000111", "6", "888880", reference, amount)
 
 
 def test_an_accepted_account_goes_on_to_the_confirm_screen(client, juma, water, receiver, open_transactions):

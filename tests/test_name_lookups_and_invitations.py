@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from tests.escrow_helpers import FUNDS, PIN, at_once, sms_to
 from tests.test_ussd_secrets import leaks_in_redis
-from tests.ussd_helpers import Phone, is_resume_offer, person
+from tests.ussd_helpers import Phone, fresh, is_resume_offer, local, person
 from ussd_app.extensions import db
 from ussd_app.payments import payment_requests as pr
 from ussd_app.payments.emoney import issue_float
@@ -24,10 +24,6 @@ AMINA, BOB, CHRIS = "+254712000111", "+254712000222", "+254712000333"
 AGENT, AGENT_PIN = "+254700000101", "1111"
 WRONG = "END Sorry, something went wrong. Nothing was sent. Please try again later."
 SENT_TEN = "END Requests sent: 10. You will get an SMS as each one pays or declines."
-
-
-def local(phone: str) -> str:
-    return "0" + phone[4:]
 
 
 def stranger(n: int) -> str:
@@ -52,17 +48,6 @@ def people(app):
     )
     db.session.commit()
     jobs.execute_transfers()
-
-
-def fresh(client, number: str, *inputs: str) -> tuple[Phone, str]:
-    """A new session of ``number`` from the home menu (an unfinished one is not resumed)."""
-    phone = Phone(client, number)
-    body = phone.dial()
-    if is_resume_offer(body):
-        body = phone.send("2")
-    for value in inputs:
-        body = phone.send(value)
-    return phone, body
 
 
 def payment_requests() -> list[pr.PaymentRequest]:

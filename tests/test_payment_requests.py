@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.escrow_helpers import FUNDS, PIN, at_once, ledger_ok, merchant, sms_to
-from tests.ussd_helpers import Phone, available, person
+from tests.ussd_helpers import Phone, available, fresh, local, person
 from ussd_app.clock import utcnow
 from ussd_app.extensions import db
 from ussd_app.payments import payment_requests as pr
@@ -56,10 +56,6 @@ def table(app):
     return fund((AMINA, "Amina Hassan"), (BOB, "Bob Kamau"), (CHRIS, "Chris Wanjiru"), (DAVE, "Dave Otieno"))
 
 
-def local(phone: str) -> str:
-    return "0" + phone[4:]
-
-
 def ask(client, payers, *, total=None, each=None, reason="lunch", who=AMINA) -> str:
     phone = Phone(client, local(who))
     phone.walk(REQUEST_MONEY, *[local(p) for p in payers])
@@ -82,23 +78,9 @@ def ask(client, payers, *, total=None, each=None, reason="lunch", who=AMINA) -> 
     return confirm
 
 
-def fresh(client, who, *inputs) -> tuple[Phone, str]:
-    """A new session of ``who`` from the home menu (not resuming an unfinished one)."""
-    phone = Phone(client, local(who))
-    body = phone.dial()
-    if body.endswith("\n1. Yes\n2. No, start again"):  # the resume offer
-        body = phone.send("2")
-    for value in inputs:
-        body = phone.send(value)
-    return phone, body
-
-
 def approvals_of(client, who) -> tuple[Phone, str]:
     """My approvals of ``who`` (an earlier session left at the list is not resumed)."""
-    phone = Phone(client, local(who))
-    if phone.dial().endswith("\n1. Yes\n2. No, start again"):  # the resume offer
-        phone.send("2")
-    return phone, phone.send("3")
+    return fresh(client, local(who), "3")
 
 
 def pay_first(client, who, *, decline=False) -> str:
@@ -184,7 +166,7 @@ def test_split_a_bill_two_pay_one_declines(client, table):
 
 def test_a_summary_when_everyone_has_paid_and_my_requests_shows_who(client, table):
     ask(client, [BOB, CHRIS], each=250, reason="taxi")
-    mine, body = fresh(client, AMINA, MY_REQUESTS)
+    mine, body = fresh(client, local(AMINA), MY_REQUESTS)
     assert body == "CON My requests\n1. KES 500.00 taxi: 0/2 paid"
     assert mine.send("1") == (
         "CON taxi: 0/2 paid\n1. Remind unpaid\n2. Cancel unpaid\n"
@@ -192,7 +174,7 @@ def test_a_summary_when_everyone_has_paid_and_my_requests_shows_who(client, tabl
     )
     pay_first(client, BOB)
     jobs.execute_transfers()
-    assert fresh(client, AMINA, MY_REQUESTS, "1")[1] == (
+    assert fresh(client, local(AMINA), MY_REQUESTS, "1")[1] == (
         "CON taxi: 1/2 paid\n1. Remind unpaid\n2. Cancel unpaid\n"
         "3. Bob Kamau: paid\n4. Chris Wanjiru: not paid"
     )
@@ -203,7 +185,7 @@ def test_a_summary_when_everyone_has_paid_and_my_requests_shows_who(client, tabl
     assert sum("Everyone has paid" in body for body in trail) == 1
     assert jobs.maintain()["payment_requests"] == 0  # nothing left to settle: no second summary
     assert sum("Everyone has paid" in body for body in sms_to(AMINA)) == 1
-    assert fresh(client, AMINA, MY_REQUESTS)[1] == "END You have no open requests."
+    assert fresh(client, local(AMINA), MY_REQUESTS)[1] == "END You have no open requests."
 
 
 def test_paying_the_same_request_from_two_sessions_at_once_moves_money_once(app, client, table):
@@ -355,13 +337,13 @@ def test_one_reminder_per_payer_per_day_and_cancel(client, table):
     ask(client, [BOB, CHRIS], each=200, reason="fuel")
     pay_first(client, CHRIS)
     jobs.execute_transfers()
-    phone, _ = fresh(client, AMINA, MY_REQUESTS, "1")
+    phone, _ = fresh(client, local(AMINA), MY_REQUESTS, "1")
     assert phone.send("1") == "END Reminders sent: 1. Each person gets at most one a day."
     assert (
         sms_to(BOB)[-1]
         == "Reminder: Amina Hassan asks you for KES 200.00 for fuel. Dial *384*7# > My approvals"
     )
-    again, _ = fresh(client, AMINA, MY_REQUESTS, "1", "3")  # Bob's line
+    again, _ = fresh(client, local(AMINA), MY_REQUESTS, "1", "3")  # Bob's line
     assert again.send("1") == "END Reminders sent: 0. Each person gets at most one a day."
     assert sum(body.startswith("Reminder:") for body in sms_to(BOB)) == 1
     # Tomorrow he may be reminded again.
@@ -372,12 +354,12 @@ def test_one_reminder_per_payer_per_day_and_cancel(client, table):
     db.session.commit()
     assert sum(body.startswith("Reminder:") for body in sms_to(BOB)) == 2
 
-    cancel, _ = fresh(client, AMINA, MY_REQUESTS, "1")
+    cancel, _ = fresh(client, local(AMINA), MY_REQUESTS, "1")
     assert cancel.send("2") == "CON Cancel the unpaid requests? Paid ones stay paid.\n1. Yes, cancel\n2. No"
     assert cancel.send("1") == "END Requests cancelled: 1."
     assert [r.state for r in requests_of(BOB) + requests_of(CHRIS)] == ["cancelled", "paid"]
     assert approvals_of(client, BOB)[1] == "END Nothing is waiting for your approval."
-    assert fresh(client, AMINA, MY_REQUESTS)[1] == "END You have no open requests."
+    assert fresh(client, local(AMINA), MY_REQUESTS)[1] == "END You have no open requests."
 
 
 # -- merchants (issue 5) ----------------------------------------------------------------------

@@ -4,8 +4,7 @@
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.admin_helpers import login, operator
-from tests.escrow_helpers import FUNDS, PIN, funded_customer, merchant
-from tests.ussd_helpers import Phone
+from tests.escrow_helpers import FUNDS, buy_protected, funded_customer, merchant
 from ussd_app.extensions import db
 from worker import jobs
 
@@ -20,8 +19,7 @@ def metrics(client) -> dict:
 
 def test_the_dashboard_metrics_and_ledger_check_agree_on_escrow_and_e_money(client, runner):
     funded_customer(), merchant()
-    Phone(client, "0712000111").walk("5", "123456", "300", "3", PIN)  # a protected purchase: held
-    assert jobs.execute_transfers() == 1
+    buy_protected(client)  # a protected purchase: held
     jobs.send_sms()
     db.session.rollback()
 

@@ -8,6 +8,7 @@ import pytest
 from tests.escrow_helpers import (
     FUNDS,
     PIN,
+    buy_protected,
     cash_in,
     later,
     posted_send,
@@ -45,15 +46,6 @@ def statement(client, number=JUMA, pin=PIN, *menu) -> list[str]:
 def ends(lines: list[str], code: str) -> list[str]:
     """The line ends (amount and name) of ``code``'s lines."""
     return [line.split(" ", 2)[2] for line in lines if line.split(" ")[1] == code]
-
-
-def buy_protected(client, amount="300"):
-    phone = Phone(client, "0712000111")
-    phone.walk("5", "123456", amount)
-    phone.send("3")
-    assert phone.send(PIN).startswith("END Paying")
-    assert jobs.execute_transfers() == 1
-    return the_request(RequestKind.PROTECTED_PURCHASE)
 
 
 def send_unregistered(client, amount: str):

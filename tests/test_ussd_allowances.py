@@ -21,6 +21,7 @@ from tests.ussd_helpers import (
     SECOND_CUSTOMER,
     Phone,
     available,
+    fresh,
     is_resume_offer,
     person,
 )
@@ -48,11 +49,7 @@ class Screens(Phone):
 
 def dial(client, number=JUMA) -> Screens:
     """A new session at the home menu (an unfinished one is not resumed)."""
-    phone = Screens(client, number)
-    body = phone.dial()
-    if is_resume_offer(body) or body.endswith("\n1. Ndiyo\n2. Hapana, anza upya"):
-        phone.send("2")
-    return phone
+    return fresh(client, number, kind=Screens)[0]
 
 
 def work():

@@ -8,8 +8,8 @@ import pytest
 
 from tests.escrow_helpers import cash_in, sms_to
 from tests.events_helpers import running_receiver
-from tests.standing_order_helpers import STANDING_ORDERS, ddmmyyyy, local, orders, set_up_to_person, today
-from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, options, person
+from tests.standing_order_helpers import STANDING_ORDERS, ddmmyyyy, orders, set_up_to_person, today
+from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, local, options, person
 from ussd_app.events.endpoints import configure
 from ussd_app.extensions import db
 from ussd_app.users import create_user

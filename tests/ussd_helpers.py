@@ -85,6 +85,24 @@ def is_resume_offer(body: str) -> bool:
     return body.startswith("CON ") and body.endswith("\n1. Yes\n2. No, start again")
 
 
+def fresh(client, number: str, *inputs: str, kind: type[Phone] = Phone) -> tuple[Phone, str]:
+    """A new session of ``number`` (a ``kind`` of Phone) from the home menu: an unfinished one is
+    not resumed (the offer, in English or Kiswahili, is declined); then ``inputs`` typed one by
+    one. The phone and the last screen."""
+    phone = kind(client, number)
+    body = phone.dial()
+    if is_resume_offer(body) or body.endswith("\n1. Ndiyo\n2. Hapana, anza upya"):
+        body = phone.send("2")
+    for value in inputs:
+        body = phone.send(value)
+    return phone, body
+
+
+def local(phone: str) -> str:
+    """A Kenyan number as people type it: +254712000111 -> 0712000111."""
+    return "0" + phone[4:]
+
+
 def options(body: str) -> dict[str, str]:
     """{"1": "Send money", ...} from a menu screen."""
     return dict(re.findall(r"^(\d+)\. (.+)$", screen(body), flags=re.M))

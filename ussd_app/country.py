@@ -341,20 +341,3 @@ def language_menu() -> str:
 def currency(code: str) -> Currency:
     """How ``code`` is shown; an unknown code (an operator's ``TUMA_CURRENCY``) shows cents."""
     return CURRENCIES.get(code) or Currency(code)
-
-
-def widest(minor) -> str:
-    """``minor`` as the widest of every currency shows it (``minor`` may instead be a function
-    of a profile giving that country's own figure, major units, like its largest fee): screen
-    samples use this, so a screen that fits holds any country's amount."""
-    from .money import format_amount, to_minor
-
-    if callable(minor):
-        shown = (format_amount(to_minor(minor(p)), p.currency) for p in PROFILES.values())
-    else:
-        shown = (format_amount(minor, code) for code in CURRENCIES)
-    return max(shown, key=len)
-
-
-# The widest amount anyone can type (money.MAX_MAJOR_AMOUNT), e.g. "KES 10,000,000.00".
-WIDEST_AMOUNT = widest(10_000_000_00)

@@ -5,7 +5,7 @@ units here and are formatted back (``KES 1,250.00``, ``TZS 10,000``) only when s
 as the currency's entry in ``country.CURRENCIES`` says.
 """
 
-from .country import DEFAULT_COUNTRY, PROFILES
+from .country import CURRENCIES, DEFAULT_COUNTRY, PROFILES
 from .country import currency as currency_rules
 
 # Outside an app (scripts, tests of this module) amounts read in the default country's currency.
@@ -49,3 +49,18 @@ def format_amount(minor: int, currency: str = DEFAULT_CURRENCY) -> str:
     if cents == 0 and not currency_rules(currency).cents_shown:
         return f"{sign}{currency} {major:,}"
     return f"{sign}{currency} {major:,}.{cents:02d}"
+
+
+def widest(minor) -> str:
+    """``minor`` as the widest of every currency shows it (``minor`` may instead be a function
+    of a profile giving that country's own figure, major units, like its largest fee): screen
+    samples use this, so a screen that fits holds any country's amount."""
+    if callable(minor):
+        shown = (format_amount(to_minor(minor(p)), p.currency) for p in PROFILES.values())
+    else:
+        shown = (format_amount(minor, code) for code in CURRENCIES)
+    return max(shown, key=len)
+
+
+# The widest amount anyone can type (MAX_MAJOR_AMOUNT), e.g. "KES 10,000,000.00".
+WIDEST_AMOUNT = widest(to_minor(MAX_MAJOR_AMOUNT))

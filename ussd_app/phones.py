@@ -85,6 +85,30 @@ def country_name(region: str | None = None) -> str:
     return f"{region} (+{phonenumbers.country_code_for_region(region)})"
 
 
+def region_of(e164: str) -> str | None:
+    """The country (ISO 3166 alpha-2, phonenumbers' region) a stored E.164 number is of: its
+    calling code where that code is one country's (+254 is Kenya's alone), its numbering plan
+    where several countries share the code (+1: the US, Canada, Jamaica ...); None for a number
+    phonenumbers cannot place."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def calling_prefix(region: str) -> str:
+    """ "+254" for KE: every number of ``region`` starts with it (see ``prefix_tells``)."""
+    return f"+{phonenumbers.country_code_for_region(region)}"
+
+
+def prefix_tells(region: str) -> bool:
+    """Whether ``region``'s calling code is its own, so that a number starting with
+    ``calling_prefix(region)`` is of ``region`` (True for KE, GH and TZ; False for the US,
+    whose +1 is shared, where only ``region_of`` can tell)."""
+    code = phonenumbers.country_code_for_region(region)
+    return phonenumbers.region_codes_for_country_code(code) == (region,)
+
+
 def is_local_mobile(raw: str) -> bool:
     """True when ``raw`` is a mobile number of the service's own country."""
     try:

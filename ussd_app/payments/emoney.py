@@ -263,30 +263,38 @@ def newest_holder_abroad(session) -> str | None:
     """Why this process's country (``TUMA_COUNTRY``) is not its database's, judged by the newest
     holder's number (one row by primary key: cheap at every start); None when it fits. A worker
     whose environment lacks the web's TUMA_COUNTRY would otherwise post, charge and tell in
-    another currency."""
+    another currency. Which country a number is of: ``phones.region_of``."""
     here = country.profile()
     newest = session.execute(select(User.phone).order_by(User.id.desc()).limit(1)).scalar()
-    if newest is None or newest.startswith(f"+{here.calling_code}"):
+    if newest is None or phones.region_of(newest) == here.code:
         return None
     return (
         f"TUMA_COUNTRY={here.code} but the newest holder's number is {phones.masked(newest)}, not of "
-        f"{here.name} (+{here.calling_code}): set the TUMA_COUNTRY the service runs with"
+        f"{here.name} ({phones.calling_prefix(here.code)}): set the TUMA_COUNTRY the service runs with"
     )
 
 
 def holders_of_this_country(session) -> Finding:
     """Every holder's number is of the service's country (``TUMA_COUNTRY``): only its mobiles can
     register, so a number of another country means the database was kept under another country,
-    whose currency every balance, limit and tariff in it is counted in (KES read as GHS)."""
+    whose currency every balance, limit and tariff in it is counted in (KES read as GHS).
+    ``phones.region_of`` says whose each number is; where the country's calling code is its own
+    (``phones.prefix_tells``) only the numbers without it are read, as only they can be foreign."""
     here = country.profile()
-    prefix = f"+{here.calling_code}"
-    foreign = User.phone.not_like(prefix + "%")
+    prefix = phones.calling_prefix(here.code)
+    numbers = select(User.phone).order_by(User.id)
+    if phones.prefix_tells(here.code):
+        numbers = numbers.where(User.phone.not_like(prefix + "%"))
+    others, sample = 0, []
+    for phone in session.execute(numbers).scalars():
+        if phones.region_of(phone) != here.code:
+            others += 1
+            if len(sample) < 3:
+                sample.append(phone)
     holders = session.execute(select(func.count(User.id))).scalar_one()
-    others = session.execute(select(func.count(User.id)).where(foreign)).scalar_one()
     name = f"every holder's number is of {here.name} ({prefix})"
     if not others:
         return Finding(name, True, f"{holders} holders")
-    sample = session.execute(select(User.phone).where(foreign).order_by(User.id).limit(3)).scalars()
     shown = ", ".join(phones.masked(p) for p in sample)
     return Finding(
         name,

@@ -14,8 +14,8 @@ agent starts is its own flow (``agent_withdraw.py``).
 
 from sqlalchemy import func, select
 
-from ... import country
 from ...extensions import db
+from ...money import WIDEST_AMOUNT
 from ...payments.models import RequestKind, RequestStatus, TransferRequest
 from ..engine import N_, Choice, FlowError, Screen, State, Step
 from . import agent_deposit, agent_register, agent_unlock, common
@@ -63,7 +63,7 @@ FLOW = _one_flow(agent_deposit.STATES, COMMISSION, agent_register.STATES, agent_
 
 SAMPLE = {
     **agent_deposit.SAMPLE,
-    "commission_text": country.WIDEST_AMOUNT,
+    "commission_text": WIDEST_AMOUNT,
     **agent_register.SAMPLE,
     **agent_unlock.SAMPLE,
 }

@@ -11,10 +11,11 @@ per period, held from the customer's wallet once a period and settled as one pos
   its charges (five a screen, newest first) and cancel with the PIN (settled at once).
 """
 
-from ... import country, limits
+from ... import limits
 from ...extensions import db
 from ...i18n import t
 from ...messages import when
+from ...money import WIDEST_AMOUNT
 from ...payments import allowances as al
 from ...payments.models import RequestKind
 from ...users import BusinessKind, find_business, find_by_till
@@ -468,7 +469,7 @@ FLOW = {
 FLOW["check_limit"] = common.within_limits(FLOW["check_limit"], "limit", kind=HOLD_KIND)
 
 
-_WORST = country.WIDEST_AMOUNT
+_WORST = WIDEST_AMOUNT
 SAMPLE = {
     "allowance_limit_text": _WORST,
     "allowance_period": "month",

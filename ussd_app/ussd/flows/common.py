@@ -9,7 +9,7 @@ from flask import current_app
 from ... import country, limits, phones, pins
 from ...extensions import db
 from ...messages import money  # noqa: F401  (the flows' common.money: the one house format)
-from ...money import InvalidAmount, parse_major
+from ...money import WIDEST_AMOUNT, InvalidAmount, parse_major
 from ...users import Role
 from ..engine import N_, Retry, Screen, Step
 from ..gsm7 import shorten
@@ -235,6 +235,6 @@ FLOW = {
 SAMPLE = {
     "tries_left": 2,
     "country_code": "9999",
-    "limit_text": country.WIDEST_AMOUNT,
-    "left_text": country.WIDEST_AMOUNT,
+    "limit_text": WIDEST_AMOUNT,
+    "left_text": WIDEST_AMOUNT,
 }

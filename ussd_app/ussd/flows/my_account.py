@@ -10,6 +10,7 @@ from ... import country, notices, pins
 from ...extensions import db
 from ...i18n import t
 from ...ledger.models import Transfer
+from ...money import WIDEST_AMOUNT, widest
 from ...payments import kinds
 from ...payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
 from ...users import holders
@@ -270,9 +271,7 @@ FLOW = {
 
 SAMPLE = {
     "language_menu": "1. English\n2. Kiswahili",
-    "balance_text": country.WIDEST_AMOUNT,
-    "statement_text": "\n".join(
-        ["21/11 JX4K2M9QPA -" + country.widest(10_000_108_00) + " " + "W" * 14 + ".."] * 2
-    )
+    "balance_text": WIDEST_AMOUNT,
+    "statement_text": "\n".join(["21/11 JX4K2M9QPA -" + widest(10_000_108_00) + " " + "W" * 14 + ".."] * 2)
     + "\nFull statement sent by SMS.",
 }

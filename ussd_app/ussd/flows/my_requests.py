@@ -2,9 +2,9 @@
 ``request_money``), who has paid and who has not; remind the unpaid (once per payer per day)
 or cancel them, all of a request or one payer's."""
 
-from ... import country
 from ...extensions import db
 from ...i18n import t
+from ...money import WIDEST_AMOUNT
 from ...payments import payment_requests as pr
 from ...users import find_by_phone
 from .. import gsm7
@@ -161,12 +161,12 @@ FLOW = {
 
 SAMPLE = {
     "reason": "W" * pr.REASON_LIMIT,
-    "my_requests": [["0" * 32, country.WIDEST_AMOUNT + " " + "W" * 20 + ": 10/10 paid"]] * 12,
+    "my_requests": [["0" * 32, WIDEST_AMOUNT + " " + "W" * 20 + ": 10/10 paid"]] * 12,
     "my_group": "0" * 32,
     "group_head": "W" * 20 + ": 10/10 paid",
     "group_payers": [["0" * 32 + ".10", "+" + "9" * 15 + ": cancelled"]] * 10,
     "my_request": "0" * 32 + ".10",
-    "payer_line": "W" * LINE_NAME_LIMIT + ": " + country.WIDEST_AMOUNT + " for " + "W" * 20,
+    "payer_line": "W" * LINE_NAME_LIMIT + ": " + WIDEST_AMOUNT + " for " + "W" * 20,
     "reminded": 10,
     "cancelled": 10,
 }

@@ -8,8 +8,8 @@ repeated final request finds the group already recorded and asks nobody twice. A
 ``pr.MAX_PAYERS`` numbers, whichever way the number screen is reached (going back, a resumed
 session)."""
 
-from ... import country
 from ...extensions import db
+from ...money import WIDEST_AMOUNT, widest
 from ...payments import payment_requests as pr
 from ...payments.submit import mint_request_id
 from ..engine import N_, Choice, Option, Retry, Screen, Step
@@ -177,7 +177,7 @@ SAMPLE = {
     "payers": ["+" + "9" * 15] * 10,
     "total": 1_000_000_000,
     "shares": [100_000_000] * 10,
-    "total_text": country.WIDEST_AMOUNT,
-    "share_text": country.widest(1_000_000_01) + " + 9 x " + country.widest(1_000_000_00),
+    "total_text": WIDEST_AMOUNT,
+    "share_text": widest(1_000_000_01) + " + 9 x " + widest(1_000_000_00),
     "expiry_days": 99,
 }

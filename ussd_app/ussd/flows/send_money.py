@@ -7,8 +7,8 @@ the one already recorded and nothing is sent twice.
 
 from flask import current_app
 
-from ... import country
 from ...extensions import db
+from ...money import WIDEST_AMOUNT, widest
 from ...payments.holds import suspense_account_id
 from ...payments.models import RequestKind, TransferRequest
 from ...payments.submit import ConflictingRequest, mint_request_id, record_request
@@ -183,9 +183,9 @@ SAMPLE = {
     "recipient_account": 1,
     "amount": 1_000_000_000,
     "fee": 10_800,
-    "amount_text": country.WIDEST_AMOUNT,
-    "fee_text": country.widest(lambda p: p.send_bands[-1][1]),
-    "balance_text": country.WIDEST_AMOUNT,
+    "amount_text": WIDEST_AMOUNT,
+    "fee_text": widest(lambda p: p.send_bands[-1][1]),
+    "balance_text": WIDEST_AMOUNT,
     "transfer_id": "0" * 32,
     "hold_days": 30,
 }

@@ -21,10 +21,10 @@ from datetime import date, timedelta
 
 from flask import current_app
 
-from ... import country
 from ...extensions import db
 from ...i18n import t
 from ...limits import Result, tier_limits
+from ...money import WIDEST_AMOUNT
 from ...payments import standing_orders as so
 from ...payments.models import RequestKind
 from ...tariffs import quote
@@ -594,13 +594,13 @@ SAMPLE = {
     "so_first_text": "31/12/26",
     "so_end_text": "W" * 13,  # "hadi 31/12/26"
     "so_next_text": "31/12/26",
-    "so_orders": [["so" + "0" * 22, country.WIDEST_AMOUNT + " kila mwezi " + "W" * LINE_NAME_LIMIT]] * 12,
+    "so_orders": [["so" + "0" * 22, WIDEST_AMOUNT + " kila mwezi " + "W" * LINE_NAME_LIMIT]] * 12,
     "so_order": "so" + "0" * 22,
     "so_details": "Kwa "
     + "W" * common.SHOWN_NAME_LIMIT
     + " akaunti "
     + "W" * pay.REFERENCE_LIMIT
     + "\n"
-    + country.WIDEST_AMOUNT
+    + WIDEST_AMOUNT
     + " kila mwezi\nIjayo: 31/12/26\nMalipo: 999 kati ya 999",
 }

@@ -2,8 +2,8 @@
 confirm screen with the agent's registered name and the fee, the customer's PIN. The agent's
 commission is quoted with the fee and posted as a linked leg (``payments.legs``)."""
 
-from ... import country
 from ...extensions import db
+from ...money import widest
 from ...payments.models import RequestKind
 from ...payments.submit import mint_request_id
 from ...tariffs import commission, quote, withdrawal_max, withdrawal_min
@@ -113,6 +113,6 @@ SAMPLE = {
     "agent_name": "W" * common.SHOWN_NAME_LIMIT,
     "agent_account": 1,
     "commission": 12_400,
-    "min_text": country.widest(lambda p: p.withdrawal_min),
-    "max_text": country.widest(lambda p: p.withdrawal_bands[-1][0]),
+    "min_text": widest(lambda p: p.withdrawal_min),
+    "max_text": widest(lambda p: p.withdrawal_bands[-1][0]),
 }
