@@ -3,7 +3,8 @@
     python bench/ledger_bench.py [--transfers 12000] [--workers 2] [--accounts 100000]
 
 Needs PostgreSQL and Redis (BENCH_PG, default postgresql://postgres@127.0.0.1/<db>; BENCH_REDIS,
-default redis://127.0.0.1:6379/11). Creates and drops its own databases. Prints one row per
+default redis://127.0.0.1:6379/11). Creates and drops its own databases (BENCH_DB_PREFIX, default
+tuma: tuma_bench and tuma_pgbench; a session benching beside another gives its own). Prints one row per
 scenario: transfers/s, and ratios to pgbench TPC-B (scale 1, same client count) and to the rq
 no-op job rate measured in the same run. `ledger check` must pass after every scenario.
 """
@@ -28,6 +29,8 @@ sys.path.insert(0, ROOT)
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1/postgres")
 PG_BASE = os.environ.get("BENCH_PG_BASE", "postgresql://postgres@127.0.0.1")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/11")
+# Two sessions benching side by side each give their own prefix, or one drops the other's database.
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "tuma")
 
 
 def psql(sql: str, db: str = "postgres") -> str:
@@ -46,19 +49,19 @@ def fresh_database(name: str) -> str:
 
 
 def pgbench_tps(clients: int, seconds: int) -> float:
-    fresh_database("tuma_pgbench")
+    fresh_database(f"{DB_PREFIX}_pgbench")
     env = dict(os.environ, PGHOST="127.0.0.1", PGUSER="postgres")
     subprocess.run(
-        ["pgbench", "-i", "-q", "-s", "1", "tuma_pgbench"], check=True, capture_output=True, env=env
+        ["pgbench", "-i", "-q", "-s", "1", f"{DB_PREFIX}_pgbench"], check=True, capture_output=True, env=env
     )
     out = subprocess.run(
-        ["pgbench", "-c", str(clients), "-j", str(clients), "-T", str(seconds), "tuma_pgbench"],
+        ["pgbench", "-c", str(clients), "-j", str(clients), "-T", str(seconds), f"{DB_PREFIX}_pgbench"],
         check=True,
         capture_output=True,
         text=True,
         env=env,
     ).stdout
-    psql("DROP DATABASE IF EXISTS tuma_pgbench WITH (FORCE)")
+    psql(f"DROP DATABASE IF EXISTS {DB_PREFIX}_pgbench WITH (FORCE)")
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
@@ -108,7 +111,7 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
 
-    db_url = fresh_database("tuma_bench")
+    db_url = fresh_database(f"{DB_PREFIX}_bench")
     # Every account is a full-tier customer's wallet, so each transfer pays for what a real one
     # does: the limit checks run and two receipts are written. The limits are set above what
     # the skewed workloads reach in a day and the velocity rules are off, so every transfer
@@ -263,7 +266,7 @@ def main() -> int:
     )
     results["rq_noop_jobs"] = figure([noop_jobs_per_second() for _ in range(args.runs)])
     results["ledger_check"] = ledger_ok
-    psql("DROP DATABASE IF EXISTS tuma_bench WITH (FORCE)")
+    psql(f"DROP DATABASE IF EXISTS {DB_PREFIX}_bench WITH (FORCE)")
     print(table(results, args))
     if args.json:
         with open(args.json, "w") as fh:

@@ -356,3 +356,57 @@ def test_results_come_in_tigerbeetles_order(two):
         R.PENDING_ID_MUST_BE_DIFFERENT
     ]
     assert balances(b) == (0, 0, 0, 0)
+
+
+def test_a_repeated_transfer_id_in_a_batch_write_is_an_integrity_error(two):
+    """The batch insert (binary COPY on PostgreSQL) reports a unique violation as SQLAlchemy's
+    IntegrityError, the error ``execute_batch`` retries on, and the session rolls back cleanly."""
+    from sqlalchemy.exc import IntegrityError
+
+    from ussd_app.database import insert_rows
+
+    a, b = two
+    row = dict(
+        id="batch-write-dup",
+        debit_account_id=a,
+        credit_account_id=b,
+        amount=5,
+        pending_id=None,
+        code="float_issue",
+        flags=0,
+        timeout=0,
+        expires_at=None,
+        created_at=1,
+        user_data=None,
+    )
+    insert_rows(db.session, Transfer.__table__, [row])
+    db.session.commit()
+    with pytest.raises(IntegrityError):
+        insert_rows(db.session, Transfer.__table__, [{**row, "id": "batch-write-new"}, row])
+    db.session.rollback()
+    assert db.session.get(Transfer, "batch-write-new") is None
+    assert db.session.get(Transfer, "batch-write-dup").amount == 5
+
+
+def test_a_batch_write_stores_an_aware_moment_as_utc(two):
+    """Rows written with the outbox's batch insert keep their order (ids follow it) and an
+    aware moment is stored as naive UTC, as the statement path stores it."""
+    from datetime import datetime, timedelta, timezone
+
+    from ussd_app.database import insert_rows, is_postgres
+    from ussd_app.sms.outbox import OutboxMessage
+
+    nairobi = timezone(timedelta(hours=3))
+    rows = [
+        dict(phone="+254700000001", body=f"body {k}", status="pending", attempts=0, next_attempt_at=moment)
+        for k, moment in enumerate(
+            [datetime(2026, 1, 2, 6, 0, tzinfo=nairobi), datetime(2026, 1, 2, 3, 0), None]
+        )
+    ]
+    insert_rows(db.session, OutboxMessage.__table__, rows)
+    db.session.commit()
+    stored = db.session.query(OutboxMessage).filter_by(phone="+254700000001").order_by(OutboxMessage.id).all()
+    assert [m.body for m in stored] == ["body 0", "body 1", "body 2"]
+    assert [m.next_attempt_at for m in stored][1:] == [datetime(2026, 1, 2, 3, 0), None]
+    if is_postgres(db.session):  # (SQLite's driver drops the zone, as it always did)
+        assert stored[0].next_attempt_at == datetime(2026, 1, 2, 3, 0)

@@ -128,3 +128,42 @@ def test_the_upgrade_renames_stored_words_and_the_downgrade_puts_them_back(app):
         flask_migrate.upgrade(directory=MIGRATIONS)
         reset_data()
     test_the_migrated_schema_matches_the_models(app)
+
+
+def _index_predicates(connection) -> dict[str, str | None]:
+    """{index: its WHERE (None: the whole table)} of the two indexes 0016 made partial."""
+    names = ("ix_transfers_expires_at", "ix_outbox_messages_gateway_message_id")
+    if connection.dialect.name == "postgresql":
+        sql = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+        rows = _read(connection, sql)
+    else:
+        rows = _read(connection, "SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+    found = {}
+    for name, sql in rows:
+        if name in names:
+            where = sql.upper().split(" WHERE ", 1)
+            found[name] = where[1].replace("(", "").replace(")", "").strip() if len(where) == 2 else None
+    return found
+
+
+def test_0016_makes_two_indexes_partial_and_its_downgrade_makes_them_whole(app):
+    """The model says ``WHERE <column> IS NOT NULL`` for both (Alembic's comparison does not
+    look at an index's predicate, so it is checked here), and the downgrade restores the full
+    indexes."""
+    expected = {
+        "ix_transfers_expires_at": "EXPIRES_AT IS NOT NULL",
+        "ix_outbox_messages_gateway_message_id": "GATEWAY_MESSAGE_ID IS NOT NULL",
+    }
+    try:
+        with db.engine.connect() as connection:
+            assert _index_predicates(connection) == expected
+        flask_migrate.downgrade(directory=MIGRATIONS, revision="0015_standing_orders")
+        with db.engine.connect() as connection:
+            assert _index_predicates(connection) == dict.fromkeys(expected)
+        flask_migrate.upgrade(directory=MIGRATIONS)
+        with db.engine.connect() as connection:
+            assert _index_predicates(connection) == expected
+    finally:
+        db.session.rollback()
+        flask_migrate.upgrade(directory=MIGRATIONS)
+    test_the_migrated_schema_matches_the_models(app)

@@ -15,7 +15,7 @@ Transfer guarantees:
 
 import enum
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -105,6 +105,13 @@ class Transfer(db.Model):
         CheckConstraint("debit_account_id <> credit_account_id", name="accounts_differ"),
         Index("ix_transfers_debit_account_created", "debit_account_id", "created_at"),
         Index("ix_transfers_credit_account_created", "credit_account_id", "created_at"),
+        # Only holds have a moment to expire at: the rest (NULL) need no entry (0016).
+        Index(
+            "ix_transfers_expires_at",
+            "expires_at",
+            postgresql_where=text("expires_at IS NOT NULL"),
+            sqlite_where=text("expires_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
@@ -116,7 +123,7 @@ class Transfer(db.Model):
     code: Mapped[str] = mapped_column(String(CODE_LENGTH))
     flags: Mapped[int] = mapped_column(Integer, default=0)
     timeout: Mapped[int] = mapped_column(Integer, default=0)  # seconds; 0 = never expires
-    expires_at: Mapped[int | None] = mapped_column(BigInteger, index=True, default=None)  # µs
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, default=None)  # µs
     created_at: Mapped[int] = mapped_column(BigInteger)  # µs since epoch, database clock
     # Free for the caller: Tuma stores the id of the transfer request that made this transfer.
     user_data: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True, default=None)

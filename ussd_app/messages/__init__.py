@@ -22,6 +22,7 @@ moment as the date and time people read, in ``TIMEZONE``), ``sms_name`` (a perso
 every SMS shows it).
 """
 
+import functools
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -38,20 +39,41 @@ __all__ = ["SMS_NAME_LIMIT", "money", "say", "sms_name", "tell", "when"]
 SMS_NAME_LIMIT = 20
 
 
+# The formatters below are pure functions of their arguments (the amount and currency, the
+# moment and zone, the name), and a transfer batch asks each the same few questions thousands
+# of times (a batch's requests share one execution time; amounts, names and balances repeat):
+# each keeps its recent answers. Bounded, so a long-lived worker's memory stays flat.
+
+
+@functools.lru_cache(maxsize=8192)
+def _money(minor: int, currency: str) -> str:
+    return format_amount(minor, currency)
+
+
+@functools.lru_cache(maxsize=256)
+def _when(moment: datetime, zone: str) -> tuple[str, str]:
+    local = moment.replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
+    return local.strftime("%d/%m/%y"), local.strftime("%H:%M")
+
+
+@functools.lru_cache(maxsize=8192)
+def _sms_name(name: str) -> str:
+    return shorten(name.upper(), SMS_NAME_LIMIT)
+
+
 def money(minor: int | None) -> str:
     """125000 -> 'KES 1,250.00', in the service's ``CURRENCY`` (None reads as nothing)."""
-    return format_amount(int(minor or 0), current_app.config["CURRENCY"])
+    return _money(int(minor or 0), current_app.config["CURRENCY"])
 
 
 def when(moment: datetime) -> tuple[str, str]:
     """A naive-UTC moment as the date and time people read, in ``TIMEZONE``."""
-    local = moment.replace(tzinfo=UTC).astimezone(ZoneInfo(current_app.config["TIMEZONE"]))
-    return local.strftime("%d/%m/%y"), local.strftime("%H:%M")
+    return _when(moment, current_app.config["TIMEZONE"])
 
 
 def sms_name(user) -> str:
     """``user``'s name as every SMS shows it: upper case, at most ``SMS_NAME_LIMIT`` septets."""
-    return shorten(user.name.upper(), SMS_NAME_LIMIT)
+    return _sms_name(user.name)
 
 
 def say(language: str | None, english: str, **fields) -> str:

@@ -19,12 +19,14 @@ which carries the most, may take two segments (306) for the kinds whose row in
 are GSM-7 for the people we register; a name with other characters makes the SMS UCS-2.
 """
 
+import functools
+
 from flask import current_app
 
 from .. import country
 from ..ledger import TransferResult
 from ..payments import kinds
-from . import money, say, sms_name, tell, when
+from . import _money, _when, money, say, sms_name, tell
 
 RECEIPTS: dict[str, dict[str, str]] = {
     "send": {
@@ -223,15 +225,35 @@ def _hold_days(request) -> int:
 
 def facts(request) -> dict:
     """The fields every SMS about ``request`` may use: its code, amounts, date and time."""
-    date, time_ = when(request.executed_at)
+    config = current_app.config
     return {
-        "code": request.code,
-        "amount": money(request.amount),
-        "fee": money(request.fee),
-        "commission": money(request.commission or 0),
-        "payee_fee": money(request.payee_fee or 0),
-        "reference": request.reference or "",
+        **_facts(
+            request.code,
+            int(request.amount or 0),
+            int(request.fee or 0),
+            int(request.commission or 0),
+            int(request.payee_fee or 0),
+            request.reference or "",
+            request.executed_at,
+            config["CURRENCY"],
+            config["TIMEZONE"],
+        ),
         "days": _hold_days(request),
+    }
+
+
+@functools.lru_cache(maxsize=64)
+def _facts(code, amount, fee, commission, payee_fee, reference, executed_at, currency, zone) -> dict:
+    """``facts`` but the hold's days, from the values alone: the receipts of one request (the
+    payer's, the payee's) ask the same, so they are formatted once. Callers get a copy."""
+    date, time_ = _when(executed_at, zone)
+    return {
+        "code": code,
+        "amount": _money(amount, currency),
+        "fee": _money(fee, currency),
+        "commission": _money(commission, currency),
+        "payee_fee": _money(payee_fee, currency),
+        "reference": reference,
         "date": date,
         "time": time_,
     }

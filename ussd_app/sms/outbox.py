@@ -55,6 +55,13 @@ class OutboxMessage(db.Model):
             postgresql_where=text("status = 'sending'"),
             sqlite_where=text("status = 'sending'"),
         ),
+        # NULL until the gateway accepts the message: those rows need no entry (0016).
+        Index(
+            "ix_outbox_messages_gateway_message_id",
+            "gateway_message_id",
+            postgresql_where=text("gateway_message_id IS NOT NULL"),
+            sqlite_where=text("gateway_message_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -65,7 +72,7 @@ class OutboxMessage(db.Model):
     status: Mapped[str] = mapped_column(String(12), default=OutboxStatus.PENDING.value)
     # Hand-overs to the gateway so far (each claim adds one).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    gateway_message_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    gateway_message_id: Mapped[str | None] = mapped_column(String(64), default=None)
     failure_reason: Mapped[str | None] = mapped_column(String(120), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
@@ -98,14 +105,14 @@ def add_sms(session, *, phone: str, body: str, transfer_request_id: str | None =
         status=OutboxStatus.PENDING.value,
         attempts=0,
     )
+    batch = session.info.get(_BATCH)
+    if batch is not None:
+        batch.append(row)  # the batch rings once for all of its rows
+        return
     # People wait at a counter for some SMS (a withdrawal's approval request, a mini
     # statement, an e-float issue): they must not wait for the periodic job.
     ring_after_commit(session, Bell.SMS)
-    batch = session.info.get(_BATCH)
-    if batch is not None:
-        batch.append(row)
-    else:
-        session.add(OutboxMessage(**row))
+    session.add(OutboxMessage(**row))
 
 
 _BATCH = "tuma_outbox_batch"
@@ -126,6 +133,8 @@ def batched(session):
     finally:
         session.info.pop(_BATCH, None)
     insert_rows(session, OutboxMessage.__table__, rows)
+    if rows:
+        ring_after_commit(session, Bell.SMS)
     for listener in _bulk_listeners:
         listener(session, [row["transfer_request_id"] for row in rows])
 
