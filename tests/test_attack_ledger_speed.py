@@ -183,3 +183,129 @@ def test_a_rejection_naming_an_id_beyond_int4_is_never_recorded_against_another_
         if row is not None:
             stored = (row.debit_account_id, row.credit_account_id, row.flags)
             assert stored == (spec.debit_account_id, spec.credit_account_id, int(spec.flags)), stored
+
+
+@pytest.mark.usefixtures("app")
+def test_workers_racing_on_fee_revenue_both_ways_and_one_killed_lose_nothing():
+    """Real worker processes: batches of plain sends (fee revenue only credited: late) race
+    batches with withdrawals (fee revenue debited for the commission: locked early) on the same
+    wallets and agents; one worker is killed (SIGKILL) mid-run. Every request ends posted once
+    or refused, fee revenue holds exactly the fees less the commissions of what was posted, no
+    commission without its fee, and the ledger checks."""
+    import os
+    import random
+    import signal
+    import time
+
+    from sqlalchemy import func
+
+    from tests.conftest import PG_URL
+    from tests.test_payments import assert_ledger_ok
+    from tests.worker_helpers import finish, run_burst_worker, start_worker
+    from ussd_app.ledger import Account, AccountKind, Transfer, house_account
+    from ussd_app.payments.emoney import issue_float
+    from ussd_app.payments.submit import announce, mint_request_id, record_request
+    from ussd_app.queues import TRANSFERS_QUEUE
+    from ussd_app.tariffs import quote
+    from ussd_app.users import create_user
+
+    if not PG_URL:
+        pytest.skip("row locks between worker processes: PostgreSQL (DATABASE_URL)")
+    rng = random.Random(19)
+    session = db.session
+    agents = [
+        create_user(session, phone=f"+25470030{i:04d}", name=f"Agent {i}", role="agent", pin="1111")
+        for i in range(3)
+    ]
+    for agent in agents:
+        issue_float(session, agent, 50_000_000)
+    customers = [
+        create_user(session, phone=f"+25470031{i:04d}", name=f"Mteja {i}", role="customer", pin="1234")
+        for i in range(12)
+    ]
+    session.commit()
+
+    def record(kind, payer, payee, amount, commission=0):
+        return record_request(
+            session,
+            request_id=mint_request_id(),
+            kind=kind,
+            debit_account_id=payer.account_id,
+            credit_account_id=payee.account_id,
+            amount=amount,
+            fee=quote(kind, amount),
+            commission=commission,
+        ).id
+
+    for c in customers:
+        record("send", agents[0], c, 30_000_00)
+    session.commit()
+    run_burst_worker("--queues", TRANSFERS_QUEUE, TUMA_VELOCITY_MAX_COUNT=0, TUMA_VELOCITY_MAX_VALUE_MAJOR=0)
+    session.expire_all()
+    fees = house_account(session, AccountKind.FEES)
+    fees_before = fees.credits_posted - fees.debits_posted
+
+    ids = []
+    for i in range(900):
+        payer = rng.choice(customers)
+        if i // 30 % 3 == 2:  # runs of 30: batches of sends only (fee revenue late) and of withdrawals
+            amount = rng.randint(1, 20) * 100_00
+            fee = quote("withdrawal", amount)
+            ids.append(record("withdrawal", payer, rng.choice(agents), amount, commission=max(1, fee // 2)))
+        else:
+            payee = rng.choice([c for c in customers if c is not payer] + agents[:1])
+            ids.append(record("send", payer, payee, rng.randint(1, 60) * 100))
+        if i % 30 == 29:
+            session.commit()  # a run per transaction: the queue takes them in created_at order
+    for _ in range(40):
+        announce(force=True)
+    env = {
+        "TUMA_TRANSFER_BATCH_SIZE": 30,
+        "TUMA_VELOCITY_MAX_COUNT": 0,
+        "TUMA_VELOCITY_MAX_VALUE_MAJOR": 0,
+    }
+    workers = [start_worker("--burst", "--no-cron", "--queues", TRANSFERS_QUEUE, **env) for _ in range(3)]
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline:  # once the race is under way
+        done = session.execute(
+            select(func.count()).where(TransferRequest.id.in_(ids), TransferRequest.status != "queued")
+        ).scalar_one()
+        session.rollback()
+        if done >= 150:
+            os.killpg(workers[0].pid, signal.SIGKILL)
+            killed = done
+        time.sleep(0.05)
+    assert killed is not None and killed < len(ids), killed
+    workers[0].wait(timeout=30)
+    workers[0].log.close()
+    for w in workers[1:]:
+        out = finish(w, timeout=180)
+        assert w.returncode == 0, out
+    run_burst_worker("--queues", TRANSFERS_QUEUE, TUMA_REQUEUE_AFTER_SECONDS=0, **env)
+
+    session.expire_all()
+    requests = {
+        r.id: r for r in session.execute(select(TransferRequest).where(TransferRequest.id.in_(ids))).scalars()
+    }
+    statuses = {r.status for r in requests.values()}
+    assert "queued" not in statuses, statuses
+    legs = {}
+    for user_data, code, count in session.execute(
+        select(Transfer.user_data, Transfer.code, func.count()).group_by(Transfer.user_data, Transfer.code)
+    ):
+        legs[(user_data, code)] = count
+    fees_in = commissions_out = 0
+    for r in requests.values():
+        posted = r.status == "accepted"
+        assert legs.get((r.id, "fee"), 0) == (1 if posted and r.fee else 0), r.id
+        assert legs.get((r.id, "commission"), 0) == (1 if posted and r.commission else 0), r.id
+        if posted:
+            fees_in += r.fee
+            commissions_out += r.commission or 0
+    assert sum(r.status == "accepted" for r in requests.values()) > 600
+    assert commissions_out > 0
+    fees = session.get(Account, fees.id, populate_existing=True)
+    assert fees.credits_posted - fees.debits_posted == fees_before + fees_in - commissions_out
+    assert fees.debits_posted + fees.debits_pending <= fees.credits_posted
+    assert_ledger_ok()
