@@ -33,6 +33,7 @@ batch for the same payer waits until the first has committed, then reads its pos
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -364,6 +365,7 @@ def check_batch(
     hour = sent_last_hour(session, payers, now) if max_count or max_value else dict.fromkeys(payers, (0, 0))
     balances = _balances(session, payees, locked, lambda dp, dpo, cpo: cpo - dpo)
 
+    limits_of = cache(tier_limits)  # the same configuration for the whole batch
     refusals: dict[str, Refusal] = {}
     for r in requests:
         payer = r.debit_account_id if r.debit_account_id in customers else None
@@ -373,7 +375,7 @@ def check_batch(
             refusal = Refusal(Result.PAYEE_LOCKED, 0, 0)
         elif payer is not None and r.kind in kinds.COUNTED_KINDS:
             count, value = hour[payer]
-            refusal = over_limit(r.amount, r.fee, payer=tier_limits(customers[payer]), spent=spent[payer])
+            refusal = over_limit(r.amount, r.fee, payer=limits_of(customers[payer]), spent=spent[payer])
             # Then velocity (held for review), except for a request an operator cleared or one in
             # ``velocity_exempt`` (a standing order's run: its payer set it up with the PIN).
             if refusal is None and r.result != REVIEW_CLEARED and r.id not in velocity_exempt:
@@ -384,7 +386,7 @@ def check_batch(
                         Result.VELOCITY_VALUE, max_value, value + r.amount - max_value, hold=True
                     )
         if refusal is None and payee is not None and r.kind in kinds.CREDITED_KINDS:
-            refusal = over_limit(r.amount, payee=tier_limits(customers[payee]), payee_balance=balances[payee])
+            refusal = over_limit(r.amount, payee=limits_of(customers[payee]), payee_balance=balances[payee])
             if refusal is not None and r.kind in kinds.POSTS_WHAT_FITS:  # what fits is the room left
                 refusal = replace(refusal, fits=refusal.left)
                 balances[payee] += refusal.fits

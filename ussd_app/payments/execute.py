@@ -54,11 +54,14 @@ def execute_requests(session, requests: list[TransferRequest], *, late: bool = F
     the commit only (``ledger.engine.Locked`` says why that is safe)."""
     house = HouseAccounts(session)
     legs = {request.id: legs_for(request, house) for request in requests}
+    # The holders, before the locks: a user's row is no account's (the account locks are held
+    # to the commit, and a second batch sharing an account waits for all of them).
+    people = receipts.People(session, requests, spent=False)
     # Limits and velocity: checked under the locks the ledger holds, so that a batch racing
     # for the same payer reads this one's postings (ussd_app/limits.py).
     locked = lock_accounts(session, [s for chain in legs.values() for s in chain], late=late)
     checked_at = utcnow()
-    people = receipts.People(session, requests, checked_at, locked)
+    people.read_spent(session, checked_at, locked)
     # A run of a standing order set up a day ago or more is not held by the velocity rules: its
     # payer set payee and amount with the PIN, and 20 orders may fall due at one midnight.
     exempt = standing_orders.velocity_exempt(session, requests)

@@ -21,18 +21,27 @@ class People:
     """The registered holders of the accounts in a batch, looked up in one query, and what
     each payer had already sent today before the batch (one more query)."""
 
-    def __init__(self, session, requests, now=None, locked=None):
+    def __init__(self, session, requests, now=None, *, spent=True):
         ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
         self.by_account = holders(session, ids)
-        # Read before the batch's statuses change, then kept current as receipts are written,
-        # so two sends in one batch each report what was left after them. The worker reads it
-        # under the batch's locks and the limit check uses it too (``spent_before``).
-        payers = [r.debit_account_id for r in requests if r.debit_account_id in self.by_account]
-        self._spent = limits.spent_today(session, payers, now)
+        self._requests = requests
+        self._spent: dict[int, int] = {}
         # {account id: available balance right after the request being written}, set by the
         # caller from the ledger's snapshots, so each receipt shows its own new balance.
         self.balances_after: dict[int, int] = {}
         # The ledger's ``Locked`` of the batch, if the caller has it: the balances it wrote.
+        self._locked = None
+        if spent:
+            self.read_spent(session, now)
+
+    def read_spent(self, session, now=None, locked=None) -> None:
+        """What each payer had sent today. Read before the batch's statuses change, then kept
+        current as receipts are written, so two sends in one batch each report what was left
+        after them. The worker reads the holders before it locks the batch's accounts (no
+        account lock guards a user's row) and this under the locks, and the limit check uses
+        it too (``spent_before``); ``locked``: the ledger's ``Locked`` of the batch."""
+        payers = [r.debit_account_id for r in self._requests if r.debit_account_id in self.by_account]
+        self._spent = limits.spent_today(session, payers, now)
         self._locked = locked
 
     def restart_day(self, session, now) -> None:
