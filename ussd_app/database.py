@@ -9,7 +9,7 @@ with "database is locked" because another writer got in between.
 import os
 from datetime import UTC
 
-from sqlalchemy import any_, bindparam, event, insert, text, update
+from sqlalchemy import String, any_, bindparam, event, insert, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
@@ -44,8 +44,14 @@ def _arrays(session, table, columns: list[str], rows: list[dict]) -> tuple[list[
     casts, params = [], []
     for i, name in enumerate(columns):
         column = table.c[name]
-        casts.append(f"CAST(:c{i} AS {column.type.compile(dialect=dialect)}[])")
-        params.append(bindparam(f"c{i}", [row[name] for row in rows], type_=ARRAY(column.type)))
+        # A cast to VARCHAR(n) cuts a longer value short without a word; cast to VARCHAR and
+        # let the INSERT's own assignment to the column refuse it, as COPY and executemany do.
+        # (The driver casts each bound array to its type as well: the same applies there.)
+        kind, bound = column.type.compile(dialect=dialect), column.type
+        if kind.startswith("VARCHAR("):
+            kind, bound = "VARCHAR", String()
+        casts.append(f"CAST(:c{i} AS {kind}[])")
+        params.append(bindparam(f"c{i}", [row[name] for row in rows], type_=ARRAY(bound)))
     return casts, params
 
 
@@ -61,6 +67,9 @@ _COPY_TYPES = {
     "TIMESTAMP WITHOUT TIME ZONE": "timestamp",
     "BOOLEAN": "bool",
 }
+
+
+_INT_RANGES = {"int2": (-(2**15), 2**15 - 1), "int4": (-(2**31), 2**31 - 1)}
 
 
 def _copy_types(table, columns: list[str], dialect) -> list[str] | None:
@@ -89,6 +98,16 @@ def _copy_rows(session, table, columns: list[str], types: list[str], rows: list[
     sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     # An aware moment is stored as UTC, as PostgreSQL casts one for a session in UTC.
     moments = [i for i, kind in enumerate(types) if kind == "timestamp"]
+    # psycopg's binary int2/int4 fields keep the low bits of a larger int without a word
+    # (2**32 + 5 is stored as 5); an INSERT refuses it: so is it refused here, before COPY.
+    narrow = [(i, _INT_RANGES[kind]) for i, kind in enumerate(types) if kind in _INT_RANGES]
+    for row in rows:
+        for i, (low, high) in narrow:
+            value = row[columns[i]]
+            if value is not None and not low <= value <= high:
+                raise sa_exc.DataError(
+                    sql, None, ValueError(f"{table.name}.{columns[i]}: {value} out of range for {types[i]}")
+                )
     try:
         with driver.cursor() as cursor:
             with cursor.copy(sql) as copy:
@@ -100,6 +119,8 @@ def _copy_rows(session, table, columns: list[str], types: list[str], rows: list[
                             values[i] = values[i].astimezone(UTC).replace(tzinfo=None)
                     copy.write_row(values)
             return cursor.rowcount
+    except OverflowError as exc:  # an int8 field's value beyond 64 bits (the driver refuses it)
+        raise sa_exc.DataError(sql, None, exc) from exc
     except connection.dialect.loaded_dbapi.Error as exc:
         raise sa_exc.DBAPIError.instance(
             sql, None, exc, connection.dialect.loaded_dbapi.Error, dialect=connection.dialect

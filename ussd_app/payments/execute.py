@@ -100,6 +100,11 @@ def execute_requests(session, requests: list[TransferRequest], *, late: bool = F
     snapshots: dict[int, dict[int, int]] = {}
     results = create_transfers(session, specs, snapshots=snapshots, locked=locked) if specs else []
     now = utcnow()
+    if limits.start_of_today(now) != limits.start_of_today(checked_at):
+        # Local midnight passed while the batch ran: its requests are executed (and counted) on
+        # the new day, so the receipts state what is left of that day, read before the statuses
+        # change (the day's figure for the limits stays the conservative one they checked).
+        people.restart_day(session, now)
     outcomes = []
     for request, start, end in spans:
         if request.id in refusals:  # refused by a limit or held for review: no transfers

@@ -44,6 +44,11 @@ class People:
         self._spent = limits.spent_today(session, payers, now)
         self._locked = locked
 
+    def restart_day(self, session, now) -> None:
+        """Read again what each payer sent on ``now``'s day (before the batch), for receipts
+        of a batch executed after the local midnight that followed its limit check."""
+        self._spent = limits.spent_today(session, list(self._spent), now)
+
     def spent_before(self, account_ids) -> dict[int, int]:
         """{payer: posted amount + fee today before the batch} for ``account_ids``, holders'
         accounts of this batch's payers (``limits.spent_today``'s figures, read once)."""
