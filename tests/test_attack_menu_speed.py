@@ -406,3 +406,24 @@ def test_a_tier_downgraded_after_the_confirm_screen_is_the_workers_final_word(
     again = Phone(app.test_client(), "0712000111")
     again.dial(), again.send("1"), again.send("0712000222")
     assert again.send("1000").startswith("CON Over your limit of KES 500.00 per transaction.")
+
+
+def test_a_payment_requests_limits_before_the_pin_use_the_fee_the_list_showed(
+    app, customer, second_customer, config
+):
+    """The check before the PIN counts the quoted fee: a daily limit that amount + shown fee
+    fits is not refused because a dearer version started after the list."""
+    from ussd_app.payments import payment_requests as pr
+    from ussd_app.users import find_by_phone
+    from ussd_app.ussd import approvals
+
+    config(LIMITS_BASIC_MAJOR="5000,1013,100000")
+    asked = _asked_for(customer, second_customer)
+    shown = pr.quote(db.session, db.session.get(pr.PaymentRequest, asked))
+    assert shown["fee"] == 1_300
+    tariffs.add_version(db.session, dearer(), effective_from=utcnow() - timedelta(seconds=1))
+    db.session.commit()
+    juma, reference = find_by_phone(db.session, JUMA), f"request:{asked}"
+    assert approvals.before_approving(db.session, juma, reference, quote=shown) is None
+    assert approvals.before_approving(db.session, juma, reference) is not None  # priced now: KES 21
+    db.session.commit()
