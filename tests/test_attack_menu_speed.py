@@ -277,11 +277,6 @@ def test_an_operator_still_signs_in_and_a_cookie_copied_keeps_working(app):
 # -- My approvals: the fee on the item screen against the fee recorded after the PIN ----------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pre-existing (main too): payment_requests.pay() prices at the PIN hop from the tariff "
-    "then in force, not the fee the item screen showed; a version added in between charges another fee",
-)
 def test_a_payment_request_is_charged_the_fee_its_item_screen_showed(app, customer, second_customer):
     from ussd_app.payments import payment_requests as pr
     from ussd_app.payments.submit import mint_request_id
@@ -301,6 +296,86 @@ def test_a_payment_request_is_charged_the_fee_its_item_screen_showed(app, custom
     [request] = db.session.execute(select(TransferRequest).where(TransferRequest.kind == "send")).scalars()
     db.session.commit()
     assert request.fee == 1_300, f"shown KES 13.00, recorded {request.fee}"
+    # All of the price from the version that priced the screen (here the built-in defaults).
+    assert (request.payee_fee, request.tariff_version_id) == (0, None)
+
+
+def _asked_for(customer, second_customer, amount=100_000):
+    from ussd_app.payments import payment_requests as pr
+    from ussd_app.payments.submit import mint_request_id
+
+    fund(customer.account_id, 500_000)
+    [asked] = pr.create(
+        db.session, second_customer, mint_request_id(), pr.Kind.PERSONAL, [(JUMA, amount)], "Rent"
+    )
+    db.session.commit()
+    return asked.id
+
+
+def _recorded_send():
+    db.session.expire_all()
+    [request] = db.session.execute(select(TransferRequest).where(TransferRequest.kind == "send")).scalars()
+    db.session.commit()
+    return request
+
+
+def test_a_payment_request_with_no_tariff_change_is_charged_as_before(app, customer, second_customer):
+    """Nothing changed between the list and the PIN: the fee, the version and the request's
+    move are what they always were."""
+    from ussd_app.payments import payment_requests as pr
+
+    version = tariffs.add_version(db.session, dearer(), effective_from=utcnow() - timedelta(seconds=5))
+    db.session.commit()
+    asked = _asked_for(customer, second_customer)
+    phone = Phone(app.test_client(), "0712000111")
+    phone.walk("3")
+    assert "(fee KES 21.00)" in phone.send("1")
+    assert phone.send("1") == "CON Enter your PIN to approve"
+    assert phone.send("8642").startswith("END Approved.")
+    request = _recorded_send()
+    assert (request.amount, request.fee, request.tariff_version_id) == (100_000, 2_100, version.id)
+    assert request.id == f"{asked}.p0"
+    row = db.session.get(pr.PaymentRequest, asked)
+    assert (row.state, row.pay_attempts, row.transfer_request_id) == ("paying", 0, request.id)
+
+
+def test_a_payment_request_is_charged_the_shown_version_when_a_cheaper_one_starts(
+    app, customer, second_customer
+):
+    """The shown price is kept whichever way the tariff moves (as Send money's confirm screen
+    quote): a dearer version shown, a cheaper one started before the PIN, the dearer fee and
+    its version recorded, never a mix of two versions."""
+    shown = tariffs.add_version(db.session, dearer(), effective_from=utcnow() - timedelta(seconds=5))
+    db.session.commit()
+    _asked_for(customer, second_customer)
+    phone = Phone(app.test_client(), "0712000111")
+    phone.walk("3")
+    assert "(fee KES 21.00)" in phone.send("1")
+    tariffs.add_version(
+        db.session, tariffs.default_document(), effective_from=utcnow() - timedelta(seconds=1)
+    )
+    db.session.commit()
+    phone.send("1")
+    phone.send("8642")
+    request = _recorded_send()
+    assert (request.fee, request.tariff_version_id) == (2_100, shown.id)
+
+
+def test_a_payment_request_approved_without_a_quote_is_priced_now(app, customer, second_customer):
+    """No quote handed over (the API's path, or a session stored before quotes were kept):
+    priced from the tariff in force, as before."""
+    from ussd_app.payments import payment_requests as pr
+    from ussd_app.users import find_by_phone
+    from ussd_app.ussd import approvals
+
+    asked = _asked_for(customer, second_customer)
+    version = tariffs.add_version(db.session, dearer(), effective_from=utcnow() - timedelta(seconds=1))
+    db.session.commit()
+    assert approvals.decide(db.session, find_by_phone(db.session, JUMA), f"request:{asked}", approve=True)
+    db.session.commit()
+    request = _recorded_send()
+    assert (request.fee, request.tariff_version_id) == (2_100, version.id)
+    assert pr.quote(db.session, db.session.get(pr.PaymentRequest, asked))["fee"] == 2_100
 
 
 # -- a tier downgraded between the confirm screen and the PIN --------------------------------
@@ -331,3 +406,24 @@ def test_a_tier_downgraded_after_the_confirm_screen_is_the_workers_final_word(
     again = Phone(app.test_client(), "0712000111")
     again.dial(), again.send("1"), again.send("0712000222")
     assert again.send("1000").startswith("CON Over your limit of KES 500.00 per transaction.")
+
+
+def test_a_payment_requests_limits_before_the_pin_use_the_fee_the_list_showed(
+    app, customer, second_customer, config
+):
+    """The check before the PIN counts the quoted fee: a daily limit that amount + shown fee
+    fits is not refused because a dearer version started after the list."""
+    from ussd_app.payments import payment_requests as pr
+    from ussd_app.users import find_by_phone
+    from ussd_app.ussd import approvals
+
+    config(LIMITS_BASIC_MAJOR="5000,1013,100000")
+    asked = _asked_for(customer, second_customer)
+    shown = pr.quote(db.session, db.session.get(pr.PaymentRequest, asked))
+    assert shown["fee"] == 1_300
+    tariffs.add_version(db.session, dearer(), effective_from=utcnow() - timedelta(seconds=1))
+    db.session.commit()
+    juma, reference = find_by_phone(db.session, JUMA), f"request:{asked}"
+    assert approvals.before_approving(db.session, juma, reference, quote=shown) is None
+    assert approvals.before_approving(db.session, juma, reference) is not None  # priced now: KES 21
+    db.session.commit()

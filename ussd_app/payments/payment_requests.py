@@ -232,19 +232,37 @@ def _payment(request: PaymentRequest, requester: User) -> tuple[RequestKind, str
 
 def fee(session, request: PaymentRequest) -> int:
     """What paying ``request`` costs the payer, from the tariff in force."""
+    return quote(session, request)["fee"]
+
+
+def quote(session, request: PaymentRequest) -> dict:
+    """Paying ``request`` priced by the tariff in force, all from one version: the payer's fee,
+    the payee's (a merchant's capped fee) and the version's id. What My approvals shows, kept
+    and handed back to ``pay`` after the PIN (JSON: it lives in the USSD session)."""
     from ..tariffs import in_force
 
     requester = _requester(session, request)
     kind = _payment(request, requester)[0] if requester is not None else RequestKind.SEND
-    return in_force().fee(kind.value, request.amount)
+    tariff = in_force()
+    return {
+        "fee": tariff.fee(kind.value, request.amount),
+        "payee_fee": tariff.payee_fee(kind.value, request.amount),
+        "tariff": tariff.id,
+    }
 
 
-def pay(session, payer: User, payment_request_id: str, now: datetime | None = None) -> TransferRequest | None:
+def pay(
+    session, payer: User, payment_request_id: str, now: datetime | None = None, *, quoted: dict | None = None
+) -> TransferRequest | None:
     """The payer approved with their PIN: record the transfer and move ``open -> paying`` in
     this transaction. None when the request is no longer open for this payer (paid by another
-    session, declined, expired, cancelled). The caller commits (which announces it)."""
-    from ..tariffs import in_force
+    session, declined, expired, cancelled). The caller commits (which announces it).
 
+    ``quoted``: the price the payer was shown before the PIN (``quote`` at the list hop);
+    the transfer records it, as Send money and Pay merchant record their confirm screen's
+    quote, even if another tariff version started since (the worker charges the request's
+    fee). None (no screen showed a price: the API, a session from before quotes were kept):
+    priced now, from the tariff in force."""
     now = now or utcnow()
     request = session.get(PaymentRequest, payment_request_id)
     if request is None or request.payer_phone != payer.phone:
@@ -266,7 +284,7 @@ def pay(session, payer: User, payment_request_id: str, now: datetime | None = No
     ):
         return None
     kind, reference = _payment(request, requester)
-    tariff = in_force()
+    price = quoted if quoted is not None else quote(session, request)
     return record_request(
         session,
         request_id=tid,
@@ -274,10 +292,10 @@ def pay(session, payer: User, payment_request_id: str, now: datetime | None = No
         debit_account_id=payer.account_id,
         credit_account_id=requester.account_id,
         amount=request.amount,
-        fee=tariff.fee(kind.value, request.amount),
-        payee_fee=tariff.payee_fee(kind.value, request.amount),  # a merchant's own capped fee
+        fee=price["fee"],
+        payee_fee=price["payee_fee"],  # a merchant's own capped fee
         reference=reference,
-        tariff_version_id=tariff.id,
+        tariff_version_id=price["tariff"],
     )
 
 

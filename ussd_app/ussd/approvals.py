@@ -23,6 +23,13 @@ class PendingApproval:
     # approving agrees to (an allowance: who, the limit, the period, the most a charge); at most
     # DETAILS_LIMIT septets. Empty: the summary.
     details: str = ""
+    # What this item's line was priced at when the list was shown (a payment request's fee from
+    # the tariff in force then), JSON-serialisable, or None when nothing on it is priced at the
+    # list (a stored row's amount and fee). My approvals keeps it and hands it back to the
+    # provider's ``approve`` and ``before_approving`` (keyword ``quote``) so that what is
+    # charged after the PIN is what was shown before it, as Send money records its confirm
+    # screen's quote.
+    quote: dict | None = None
 
 
 DETAILS_LIMIT = 136  # septets: the item screen's text above "1. Approve / 2. Decline"
@@ -36,7 +43,9 @@ class ApprovalProvider(Protocol):
 
     def approve(self, session, user, key: str) -> bool:
         """Carry out the approval (adds to the session; the request commits). False when the
-        item is no longer pending (expired, withdrawn, already decided)."""
+        item is no longer pending (expired, withdrawn, already decided). A provider whose
+        items carry a ``quote`` also takes ``quote=`` (the one shown; None: a list shown before
+        quotes were kept) and charges that, never a price read after the PIN."""
 
     def decline(self, session, user, key: str) -> bool:
         """Refuse it. False when it is no longer pending."""
@@ -80,19 +89,28 @@ def approved_text(reference: str) -> str | None:
     return getattr(provider, "approved_text", None)
 
 
-def decide(session, user, reference: str, *, approve: bool) -> bool:
-    """Approve or decline the item ``reference`` names; False when it is gone."""
+def _quoted(quote) -> dict:
+    """The keyword a provider's ``approve``/``before_approving`` gets: only when its item was
+    quoted, so providers that never quote keep their three-argument signature."""
+    return {} if quote is None else {"quote": quote}
+
+
+def decide(session, user, reference: str, *, approve: bool, quote: dict | None = None) -> bool:
+    """Approve or decline the item ``reference`` names; False when it is gone. ``quote``: the
+    item's ``PendingApproval.quote`` as the list showed it (approving charges that)."""
     name, _, key = (reference or "").partition(SEPARATOR)
     provider = _providers.get(name)
     if provider is None or not key:
         return False
-    return provider.approve(session, user, key) if approve else provider.decline(session, user, key)
+    if approve:
+        return provider.approve(session, user, key, **_quoted(quote))
+    return provider.decline(session, user, key)
 
 
-def before_approving(session, user, reference: str):
+def before_approving(session, user, reference: str, *, quote: dict | None = None):
     """Why approving ``reference`` would be refused, if its provider can tell before the PIN
     (a limit: ``limits.Refusal``), else None. Providers may offer
     ``before_approving(session, user, key)``; the worker's check stays the final word."""
     name, _, key = (reference or "").partition(SEPARATOR)
     check = getattr(_providers.get(name), "before_approving", None)
-    return check(session, user, key) if check is not None and key else None
+    return check(session, user, key, **_quoted(quote)) if check is not None and key else None

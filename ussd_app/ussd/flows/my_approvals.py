@@ -16,6 +16,9 @@ def load(ctx) -> str:
     ctx.data["approvals"] = [[ref, gsm7.shorten(item.summary, SUMMARY_LIMIT)] for ref, item in items]
     # What approving each would move out of this wallet, for the SIM-swap gate.
     ctx.data["approval_spends"] = {ref: item.spends for ref, item in items}
+    # What each priced line was priced at (a payment request's fee): approving charges that,
+    # not the tariff in force after the PIN (prices shown before the PIN are what is charged).
+    ctx.data["approval_quotes"] = {ref: item.quote for ref, item in items if item.quote is not None}
     # The item screens that say more than their line of the list (approvals.PendingApproval).
     ctx.data["approval_details"] = {
         ref: gsm7.shorten(item.details, approvals.DETAILS_LIMIT) for ref, item in items if item.details
@@ -32,6 +35,11 @@ def chosen(ctx) -> str:
     return "report" if approvals.declining_reports_a_problem(ref) else "ok"
 
 
+def _quote(ctx) -> dict | None:
+    """What the chosen item was priced at on the list (``approvals.PendingApproval.quote``)."""
+    return (ctx.data.get("approval_quotes") or {}).get(ctx.data.get("approval"))
+
+
 def _decide(ctx, approve: bool) -> str:
     """After the PIN: carry out the decision through the provider."""
     # Approving moves this customer's money: above the threshold, not with a freshly swapped
@@ -40,7 +48,13 @@ def _decide(ctx, approve: bool) -> str:
         refused = fraud_checks.sim_swap_gate(ctx)
         if refused:
             return refused
-    if not approvals.decide(db.session, ctx.user, ctx.data.get("approval", ""), approve=approve):
+    if not approvals.decide(
+        db.session,
+        ctx.user,
+        ctx.data.get("approval", ""),
+        approve=approve,
+        quote=_quote(ctx) if approve else None,
+    ):
         return "gone"
     # A transfer request or SMS the decision recorded rings its workers at commit (queues.py).
     own = approvals.approved_text(ctx.data.get("approval", "")) if approve else None
@@ -52,7 +66,9 @@ def _decide(ctx, approve: bool) -> str:
 
 def check_limits(ctx) -> str:
     """Before the PIN: would approving break one of this customer's limits? Say so here."""
-    refusal = approvals.before_approving(db.session, ctx.user, ctx.data.get("approval", ""))
+    refusal = approvals.before_approving(
+        db.session, ctx.user, ctx.data.get("approval", ""), quote=_quote(ctx)
+    )
     if refusal is None:
         return "ok"
     ctx.data.update(limit_text=common.money(refusal.limit), left_text=common.money(refusal.left))
@@ -132,6 +148,7 @@ FLOW = {
 SAMPLE = {
     "approvals": [[f"p:{i}", "W" * SUMMARY_LIMIT] for i in range(7)],
     "approval_spends": {f"p:{i}": 100_00 for i in range(7)},
+    "approval_quotes": {},
     "approval": "p:0",
     "approval_details": {"p:0": "W" * approvals.DETAILS_LIMIT},
     "approval_summary": "W" * approvals.DETAILS_LIMIT,

@@ -118,6 +118,15 @@ SAMPLE = {
 # -- My approvals: the payer's side ---------------------------------------------------------
 
 
+def _valid(quote) -> dict | None:
+    """A quote kept in the session as ``pr.quote`` made it, else None (priced now)."""
+    if not isinstance(quote, dict) or set(quote) != {"fee", "payee_fee", "tariff"}:
+        return None
+    fee, payee_fee, tariff = quote["fee"], quote["payee_fee"], quote["tariff"]
+    whole = all(type(v) is int and v >= 0 for v in (fee, payee_fee))
+    return quote if whole and (tariff is None or type(tariff) is int) else None
+
+
 class PaymentRequests:
     name = "request"
 
@@ -125,7 +134,8 @@ class PaymentRequests:
         found = []
         for request in pr.waiting_for(session, user):
             requester = pr._requester(session, request)
-            cost = pr.fee(session, request)
+            price = pr.quote(session, request)
+            cost = price["fee"]
             summary = t(
                 user.language,
                 N_("Pay {amount} (fee {fee}) to {name}: {reason}")
@@ -136,21 +146,26 @@ class PaymentRequests:
                 name=requester.name if requester else "",
                 reason=request.reason,
             )
-            found.append(approvals.PendingApproval(request.id, summary, spends=request.amount + cost))
+            # The price shown is the price paid: kept by My approvals, handed back to approve.
+            found.append(
+                approvals.PendingApproval(request.id, summary, spends=request.amount + cost, quote=price)
+            )
         return found
 
-    def approve(self, session, user, key: str) -> bool:
-        return pr.pay(session, user, key) is not None
+    def approve(self, session, user, key: str, *, quote: dict | None = None) -> bool:
+        return pr.pay(session, user, key, quoted=_valid(quote)) is not None
 
-    def before_approving(self, session, user, key: str):
-        """The payer's own limits, before the PIN (not the requester's balance: private)."""
+    def before_approving(self, session, user, key: str, *, quote: dict | None = None):
+        """The payer's own limits, before the PIN (not the requester's balance: private), on
+        the fee the list showed."""
         request = session.get(pr.PaymentRequest, key)
         requester = pr._requester(session, request) if request is not None else None
         if requester is None or request.payer_phone != user.phone:
             return None
         kind = pr._payment(request, requester)[0].value
+        shown = _valid(quote) or pr.quote(session, request)
         return limits.before_pin(
-            session, kind, request.amount, pr.fee(session, request), payer_account_id=user.account_id
+            session, kind, request.amount, shown["fee"], payer_account_id=user.account_id
         )
 
     def decline(self, session, user, key: str) -> bool:
