@@ -107,7 +107,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median, min, max)")
     parser.add_argument("--scenarios", default="uniform,zipf,hot,fee")
     parser.add_argument("--scaling", default="1,2,4", help="worker counts for the scaling runs (uniform)")
-    parser.add_argument("--pgbench-seconds", type=int, default=10)
+    parser.add_argument("--pgbench-seconds", type=int, default=6)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
 
@@ -162,8 +162,42 @@ def main() -> int:
                     d, c = rng.sample(ids, 2)
                     yield d, c
 
+        def start_workers(workers: int) -> list:
+            """``workers`` worker processes, registered and idle, kept for a figure's runs: their
+            start-up is not what a run measures, and starting them for every run cost seconds."""
+            env = dict(os.environ, TUMA_TRANSFER_BATCH_SIZE=str(args.batch))
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "worker", "--no-cron", "--queues", "transfers"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for _ in range(workers)
+            ]
+            deadline = time.monotonic() + 30
+            while len(Worker.all(connection=get_redis())) < workers and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return procs
+
+        def stop_workers(procs: list) -> None:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    # Seen once: a worker that had finished its work did not stop on SIGTERM
+                    # (rq's warm shutdown). Its work is committed and measured; the check
+                    # reads what it left.
+                    print(f"  a worker did not stop within 30 s of SIGTERM; killed (pid {p.pid})", flush=True)
+                    p.kill()
+                    p.wait()
+
         def one_run(name: str, workers: int) -> float:
-            """Queue ``args.transfers`` requests, let ``workers`` processes execute them; transfers/s."""
+            """Queue ``args.transfers`` requests, let the ``workers`` running processes execute
+            them; transfers/s. The ledger is checked after every run."""
             nonlocal ledger_ok
             base = datetime.now(UTC).replace(tzinfo=None)
             rows = []
@@ -187,20 +221,6 @@ def main() -> int:
             for chunk in range(0, len(rows), 5000):
                 session.execute(insert(TransferRequest), rows[chunk : chunk + 5000])
             session.commit()
-            env = dict(os.environ, TUMA_TRANSFER_BATCH_SIZE=str(args.batch))
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "worker", "--no-cron", "--queues", "transfers"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for _ in range(workers)
-            ]
-            deadline = time.monotonic() + 30
-            while len(Worker.all(connection=get_redis())) < workers and time.monotonic() < deadline:
-                time.sleep(0.05)
             start = time.perf_counter()
             for _ in range(workers):  # each full batch queues the next, so one chain per worker
                 announce(force=True)
@@ -212,18 +232,6 @@ def main() -> int:
                 time.sleep(0.02)
             elapsed = time.perf_counter() - start
             session.rollback()
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    # Seen once: a worker that had finished its work did not stop on SIGTERM
-                    # (rq's warm shutdown). Its work is committed and measured; the check below
-                    # reads what it left.
-                    print(f"  a worker did not stop within 30 s of SIGTERM; killed (pid {p.pid})", flush=True)
-                    p.kill()
-                    p.wait()
             ok = all(f.ok for f in check(session))
             # Every transfer posted, with its two receipts: refusals or holds would be a
             # different (cheaper) workload, not this one.
@@ -252,13 +260,20 @@ def main() -> int:
         def figure(runs: list[float]) -> dict:
             return dict(median=statistics.median(runs), min=min(runs), max=max(runs))
 
+        def runs(name: str, workers: int) -> dict:
+            procs = start_workers(workers)
+            try:
+                return figure([one_run(name, workers) for _ in range(args.runs)])
+            finally:
+                stop_workers(procs)
+
         for name in args.scenarios.split(","):
-            results["scenarios"][name] = figure([one_run(name, args.workers) for _ in range(args.runs)])
+            results["scenarios"][name] = runs(name, args.workers)
         for workers in (int(w) for w in args.scaling.split(",") if w):
             if workers == args.workers and "uniform" in results["scenarios"]:
                 results["scaling"][workers] = results["scenarios"]["uniform"]  # the same runs
                 continue
-            results["scaling"][workers] = figure([one_run("uniform", workers) for _ in range(args.runs)])
+            results["scaling"][workers] = runs("uniform", workers)
         db.engine.dispose()
 
     results["pgbench_tpcb"] = figure(
