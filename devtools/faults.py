@@ -7,7 +7,8 @@ the worker's own code calls nothing. A process reaching a checkpoint writes
 exactly that point (with SIGKILL, for example).
 
 - ``batch_before_commit``: the commit of a transaction that inserted ledger transfers (a
-  worker's batch: every posting is written, nothing is committed yet).
+  worker's batch: every posting is written, nothing is committed yet), by an INSERT or, on
+  PostgreSQL, by the binary COPY of ``database.insert_rows`` (which the engine's events miss).
 """
 
 import os
@@ -36,6 +37,11 @@ def _note_transfers(conn, cursor, statement, parameters, context, executemany) -
         conn.info[_WROTE_TRANSFERS] = True
 
 
+def _note_copy(conn, table_name: str) -> None:
+    if table_name == "transfers":
+        conn.info[_WROTE_TRANSFERS] = True
+
+
 def _before_commit(conn) -> None:  # the engine's "commit" event runs before the database's commit
     if conn.info.pop(_WROTE_TRANSFERS, False):
         stop_here("batch_before_commit")
@@ -54,6 +60,9 @@ def install(names) -> None:
         event.listen(Engine, "before_cursor_execute", _note_transfers)
         event.listen(Engine, "commit", _before_commit)
         event.listen(Engine, "rollback", _forget)
+        from ussd_app.database import on_copy
+
+        on_copy(_note_copy)
 
 
 def main(argv=None) -> int:

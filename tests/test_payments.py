@@ -139,9 +139,13 @@ def test_worker_killed_mid_batch_posts_every_request_exactly_once_after_restart(
     announce(ids[0])
 
     victim = start_worker("--no-cron", TUMA_FAULTS="batch_before_commit")
-    pid = wait_for(
-        lambda: redis.get("tuma:fault:batch_before_commit"), message="worker to reach the checkpoint"
-    )
+    try:
+        pid = wait_for(
+            lambda: redis.get("tuma:fault:batch_before_commit"), message="worker to reach the checkpoint"
+        )
+    except AssertionError:  # never leave a live worker taking the rest of the suite's jobs
+        kill_worker(victim)
+        raise
     assert int(pid) == victim.pid
     kill_worker(victim)
 

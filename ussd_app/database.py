@@ -87,6 +87,18 @@ def _copy_types(table, columns: list[str], dialect) -> list[str] | None:
     return types
 
 
+# SQLAlchemy's statement events do not see a COPY (it goes on the driver's connection): whoever
+# must know of one (the crash tests' fault checkpoints, devtools/faults.py) asks to hear of it
+# here, so this module imports none of them.
+_copy_listeners: list = []
+
+
+def on_copy(listener) -> None:
+    """Call ``listener(connection, table_name)`` before each COPY into a table, with the
+    SQLAlchemy connection it runs on (its ``info`` is the one the engine's events see)."""
+    _copy_listeners.append(listener)
+
+
 def _copy_rows(session, table, columns: list[str], types: list[str], rows: list[dict]) -> int:
     """``rows`` into ``table`` by one binary ``COPY ... FROM STDIN`` on the session's connection,
     in the caller's transaction; the rows copied. The driver's errors come back as SQLAlchemy's
@@ -96,6 +108,8 @@ def _copy_rows(session, table, columns: list[str], types: list[str], rows: list[
     driver = connection.connection.driver_connection
     # Table and column names come from our models, never from input; the values go as data.
     sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    for listener in _copy_listeners:
+        listener(connection, table.name)
     # An aware moment is stored as UTC, as PostgreSQL casts one for a session in UTC.
     moments = [i for i, kind in enumerate(types) if kind == "timestamp"]
     # psycopg's binary int2/int4 fields keep the low bits of a larger int without a word
