@@ -380,7 +380,8 @@ def check_batch(
     ``people`` (``sms.receipts.People`` of these requests, read under the locks with this
     ``now``) and ``locked`` (the ledger's ``Locked`` of their accounts): what the worker has
     already read, so the holders, today's spending and the balances are not read twice."""
-    from .users import OPERATOR_LOCK_UNTIL, Role, User  # users imports the ledger; keep this light
+    from .users import Role, User  # users imports the ledger; keep this module light to import
+    from .ussd.pin_guard import is_operator_locked
 
     now = now or utcnow()
     ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
@@ -393,8 +394,7 @@ def check_batch(
             for r in requests
             if (u := people.get(r.credit_account_id)) is not None
             and u.role != Role.CUSTOMER.value
-            and u.locked_until is not None
-            and u.locked_until >= OPERATOR_LOCK_UNTIL
+            and is_operator_locked(u)
         }
     else:
         customers = dict(
