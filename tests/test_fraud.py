@@ -72,30 +72,31 @@ def test_cancelling_at_the_name_screen_slows_the_next_look_ups(app, config):
     config(NAME_CANCEL_LIMIT=3, NAME_DELAY_SECONDS=60, NAME_LOOKUP_LIMIT=10)
     for _ in range(3):
         assert fraud.lookup_delay_or_block(PHONE) == 0
-        fraud.note_name_lookup(PHONE)
-        fraud.note_cancel_at_name(PHONE)
+        assert fraud.look_up_name(PHONE, cancel=True) == 0  # looked up, then left
     assert fraud.lookup_delay_or_block(PHONE) == 0  # three cancels are allowed
-    fraud.note_name_lookup(PHONE)
-    fraud.note_cancel_at_name(PHONE)
+    assert fraud.look_up_name(PHONE, cancel=True) == 0
     first = fraud.lookup_delay_or_block(PHONE)
     assert 55 <= first <= 60
-    fraud.note_name_lookup(PHONE)
-    fraud.note_cancel_at_name(PHONE)
+    assert fraud.look_up_name(PHONE, cancel=True) == first  # refused: nothing counted
+    config(NAME_DELAY_SECONDS=0)  # the wait is over
+    assert fraud.look_up_name(PHONE, cancel=True) == 0
+    config(NAME_DELAY_SECONDS=60)
     assert 115 <= fraud.lookup_delay_or_block(PHONE) <= 120  # doubles with each cancel
     assert fraud.lookup_delay_or_block("+254711000002") == 0  # only that number
+    assert fraud.lookup_delay_or_block("0711 000 001") == fraud.lookup_delay_or_block(PHONE)  # any spelling
 
 
 def test_too_many_look_ups_block_until_the_window_ends(app, config):
     config(NAME_LOOKUP_LIMIT=5, NAME_WINDOW_SECONDS=3600)
     for _ in range(5):
         assert fraud.lookup_delay_or_block(PHONE) == 0
-        fraud.note_name_lookup(PHONE)  # looked up, then sent: no cancel
+        assert fraud.look_up_name(PHONE) == 0  # looked up, then sent: no cancel
     assert 3500 < fraud.lookup_delay_or_block(PHONE) <= 3600
+    assert 3500 < fraud.look_up_name(PHONE) <= 3600
 
 
 def test_no_pin_or_secret_reaches_redis(app, redis):
-    fraud.note_name_lookup(PHONE)
-    fraud.note_cancel_at_name(PHONE)
+    fraud.look_up_name(PHONE, cancel=True)
     keys = {k.decode() for k in redis.keys("tuma:fraud:*")}
     assert keys == {f"tuma:fraud:{kind}:{PHONE}" for kind in ("lookups", "cancels", "last_lookup")}
 

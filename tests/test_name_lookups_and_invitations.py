@@ -302,6 +302,16 @@ def test_an_agent_who_deposits_is_not_slowed_down_by_cancels(client, people, con
     assert fresh(client, local(AGENT), "1", local(CHRIS))[1] == "END Too many look-ups. Try again in 10 min."
 
 
+def test_an_agent_registering_numbers_is_counted_as_looking_them_up(client, people, config):
+    """ "Already registered" or the next screen tells the agent whether a number is on Tuma."""
+    config(NAME_LOOKUP_LIMIT_BUSINESS=2)
+    agent = local(AGENT)
+    assert fresh(client, agent, "5", local(BOB))[1].startswith("CON +254712000222 is already registered.")
+    assert fresh(client, agent, "5", "0799999999")[1] == "CON Enter their first name"
+    assert fresh(client, agent, "5", "0799999998")[1] == "END Too many look-ups. Try again in 60 min."
+    assert fresh(client, agent, "1", local(BOB))[1] == "END Too many look-ups. Try again in 60 min."
+
+
 # -- item 8: invitations to numbers not on Tuma -------------------------------------------------
 
 

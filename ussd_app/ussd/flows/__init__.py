@@ -59,7 +59,7 @@ APPROVAL_PROVIDERS = (
     reversal.ReversalApprovals,  # a sender asks this recipient to return a send
     allowances.Allowances,  # a merchant asks to charge up to a limit a period
 )
-# ``name_shown`` (fraud_checks.name_shown) records a name the person saw: going back keeps it.
+# ``name_shown`` (fraud_checks.lookup_allowed) records a name the person saw: going back keeps it.
 engine = Engine({name: module.FLOW for name, module in MODULES.items()}, lasting=("name_shown",))
 
 HOME_UNREGISTERED = "registration.language"  # where the country offers more than one language

@@ -23,10 +23,12 @@ def customer(ctx, key: str) -> tuple[str, object]:
 
 def look_up(ctx, key: str) -> tuple[str, object]:
     """``customer``, counted as a name look-up (throttled: ``fraud_checks``): the answer tells
-    the agent whether the number is on Tuma and whose it is."""
-    if ctx.data[key] != ctx.user.phone and not fraud_checks.lookup_allowed(ctx):
-        return "throttled", None
+    the agent whether the number is on Tuma and whose it is. The row is read first (nothing of
+    it is told when refused), so that the customer's name about to be shown is counted as a
+    cancel (until the flow records its request) in the same atomic step as the look-up."""
     outcome, user = customer(ctx, key)
-    if user is not None:
-        fraud_checks.name_shown(ctx, ctx.data[key])  # a cancel until the flow records its request
+    if outcome == "self":
+        return outcome, user
+    if not fraud_checks.lookup_allowed(ctx, shows=ctx.data[key] if user is not None else None):
+        return "throttled", None
     return outcome, user

@@ -24,6 +24,10 @@ def id_number(text: str) -> str | None:
 
 
 def check_new_number(ctx) -> str:
+    # The answer tells the agent whether the number is on Tuma: a look-up like the deposit's
+    # (counted and throttled, ``fraud_checks``), with no name shown (so no cancel).
+    if not fraud_checks.lookup_allowed(ctx):
+        return "throttled"
     return "taken" if find_by_phone(db.session, ctx.data["new_phone"]) is not None else "ok"
 
 
@@ -98,7 +102,11 @@ STATES = {
     "check_new_number": Step(
         "refuse a number that is registered already",
         check_new_number,
-        {"ok": "register_first", "taken": Retry("register", N_("{new_phone} is already registered."))},
+        {
+            "ok": "register_first",
+            "taken": Retry("register", N_("{new_phone} is already registered.")),
+            "throttled": "fraud.throttled",
+        },
     ),
     "register_first": Screen(
         "the new customer's first name",

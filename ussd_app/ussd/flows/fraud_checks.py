@@ -1,5 +1,5 @@
 """Fraud controls in the menus (``ussd_app/fraud.py`` decides; this wires it into the flows):
-the SIM-swap gate before a transfer is recorded, and the name look-up throttle of send money.
+the SIM-swap gate before a transfer is recorded, and the name look-up throttle.
 
 SIM swap. Every flow that moves a customer's money (send money, send to an unregistered
 number, withdraw cash, buy goods, pay bill, protected purchase) asks ``sim_swap_gate`` after
@@ -21,11 +21,13 @@ recorded in either case.
 
 Name look-ups. Every screen that shows a holder's registered name is a look-up: send money's
 recipient, an agent's customer (deposit, withdraw for a customer, unlock), and the payers of a
-payment request (My requests shows their names once it is recorded). Each is counted, and when
-``fraud.lookup_delay_or_block`` says to wait, refused with how long to wait, before the name is
-read. Leaving a flow that showed a name without recording anything counts as a cancel however it
-is left (Cancel, ``0``, ``00``, a dropped session): ``name_shown`` counts the cancel at once and
-``name_used`` takes it back when the request is recorded.
+payment request (My requests shows their names once it is recorded), and the agent's "is this
+number registered?" when registering a customer. Each is counted, or refused with how long to
+wait, in one atomic step (``lookup_allowed``, ``take_lookups``: ``fraud.look_up_names``, the one
+copy of the rule), before anything of the number is told. Leaving a flow that showed a name
+without recording anything counts as a cancel however it is left (Cancel, ``0``, ``00``, a
+dropped session): ``lookup_allowed(shows=...)`` counts the cancel in the same step as the
+look-up, and ``name_used`` takes it back when the request is recorded.
 
 Invitations. Sending to a number not on Tuma and asking one for money send it an SMS invitation;
 ``fraud.take_invites`` caps them per sender per day (``INVITES_PER_DAY``) after the PIN, right
@@ -79,48 +81,45 @@ def _limit(ctx) -> int:
     return config["NAME_LOOKUP_LIMIT_BUSINESS" if business else "NAME_LOOKUP_LIMIT"]
 
 
-def lookups_allowed(ctx, count: int = 1) -> bool:
-    """Whether the user may look ``count`` names up now (nothing counted). When not,
-    ``wait_minutes`` says how long to wait (for ``fraud.throttled``)."""
-    wait = fraud.lookup_delay_or_block(ctx.phone, count, _limit(ctx))
+def _refused(ctx, wait: int) -> bool:
     if wait > 0:
         ctx.data["wait_minutes"] = max(1, math.ceil(wait / 60))
-        return False
-    return True
+        return True
+    return False
+
+
+def lookups_allowed(ctx, count: int = 1) -> bool:
+    """Whether the user may look ``count`` names up now (nothing counted: for a screen that
+    shows no name yet). When not, ``wait_minutes`` says how long to wait (for
+    ``fraud.throttled``)."""
+    return not _refused(ctx, fraud.lookup_delay_or_block(ctx.phone, count, _limit(ctx)))
+
+
+def take_lookups(ctx, count: int) -> bool:
+    """Whether the user may look ``count`` names up now (a payment request's payers); counted
+    when they may, in the same atomic step (``fraud.look_up_names``)."""
+    return not _refused(ctx, fraud.look_up_names(ctx.phone, count, _limit(ctx)))
 
 
 def lookup_allowed(ctx, shows: str | None = None) -> bool:
     """Whether the user may look a name up now; counts the look-up when they may, in one
-    round trip (``fraud.look_up_name``). ``shows``: the number whose registered name the
-    look-up will show, when already known: its ``name_shown`` is counted in the same trip."""
+    atomic step (``fraud.look_up_name``). ``shows``: the number whose registered name the
+    look-up will show (read before, shown only when allowed): a cancel until this flow records
+    its request (``name_used``), counted in the same step. A name shown before in this flow for
+    another number was left: its cancel stays counted; the same number again (back, then the
+    same number) is one cancel, not two."""
     cancel = shows is not None and ctx.data.get("name_shown") != shows
-    wait = fraud.look_up_name(ctx.phone, _limit(ctx), cancel=cancel)
-    if wait > 0:
-        ctx.data["wait_minutes"] = max(1, math.ceil(wait / 60))
+    if _refused(ctx, fraud.look_up_name(ctx.phone, _limit(ctx), cancel=cancel)):
         return False
     if shows is not None:
         ctx.data["name_shown"] = shows
     return True
 
 
-def note_lookups(ctx, count: int) -> None:
-    """Count ``count`` names about to be shown (a payment request's payers)."""
-    fraud.note_name_lookup(ctx.phone, count)
-
-
 def note_cancels(ctx, count: int) -> None:
     """Count ``count`` asks called off after their names were shown (My requests, Cancel)."""
     if count:
         fraud.note_cancel_at_name(ctx.phone, count)
-
-
-def name_shown(ctx, phone: str) -> None:
-    """The registered name of ``phone`` is about to be shown: a cancel until this flow records
-    its request. A name shown before in this flow for another number was left: its cancel stays
-    counted; the same number again (back, then the same number) is one cancel, not two."""
-    if ctx.data.get("name_shown") != phone:
-        fraud.note_cancel_at_name(ctx.phone)
-    ctx.data["name_shown"] = phone
 
 
 def name_used(ctx, token: str) -> None:
@@ -131,7 +130,7 @@ def name_used(ctx, token: str) -> None:
 
 def note_cancel(ctx) -> None:
     """Cancel chosen at a screen that showed a name: counted already when it was shown
-    (``name_shown``); the flag goes, so nothing can take the cancel back."""
+    (``lookup_allowed``); the flag goes, so nothing can take the cancel back."""
     if not ctx.data.pop("name_shown", None):
         fraud.note_cancel_at_name(ctx.phone)
 

@@ -83,10 +83,10 @@ def names_and_invites(ctx, phones: list[str]) -> str | None:
     when the group may be recorded (the look-ups and invitations are then counted)."""
     if pr.group(db.session, ctx.data["group_id"]):  # a repeated final request: counted before
         return None
-    if not fraud_checks.lookups_allowed(ctx, len(phones)):
+    # Checked and counted in one atomic step (two sessions cannot both take the last ones);
+    # counted even if the invitations are refused: the refusal, too, tells who is not on Tuma.
+    if not fraud_checks.take_lookups(ctx, len(phones)):
         return "throttled"
-    # Counted even if the invitations are refused: the refusal, too, tells who is not on Tuma.
-    fraud_checks.note_lookups(ctx, len(phones))
     strangers = sum(find_by_phone(db.session, phone) is None for phone in phones)
     if not fraud_checks.invites_allowed(ctx, strangers):
         return "invites"

@@ -25,7 +25,7 @@ def find_recipient(ctx) -> str:
     # Every look-up tells the caller whether a number is on Tuma and whose it is: counted,
     # and refused while the number is slowed down for harvesting names (fraud_checks). The
     # row is read first (nothing of it is shown when refused), so that a name about to be
-    # shown is counted as a cancel in the same round trip as the look-up (``name_shown``: a
+    # shown is counted as a cancel in the same atomic step as the look-up (``shows``: a
     # cancel until the send is recorded, however the flow is left).
     recipient = holder_by_phone(db.session, phone)
     shows = recipient is not None and recipient.role == Role.CUSTOMER.value

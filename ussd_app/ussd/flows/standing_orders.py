@@ -84,15 +84,17 @@ def find_person(ctx) -> str:
     phone = ctx.data["so_phone"]
     if phone == ctx.user.phone:
         return "self"
-    # A look-up shows whose number it is: counted like send money's (fraud_checks).
-    if not fraud_checks.lookup_allowed(ctx):
-        return "throttled"
+    # A look-up shows whose number it is: counted like send money's (fraud_checks), the name
+    # about to be shown counted as a cancel in the same atomic step (the row is read first;
+    # nothing of it is told when refused).
     person = find_by_phone(db.session, phone)
+    shows = person is not None and person.role == Role.CUSTOMER.value
+    if not fraud_checks.lookup_allowed(ctx, shows=phone if shows else None):
+        return "throttled"
     if person is None:
         return "unknown"
-    if person.role != Role.CUSTOMER.value:
+    if not shows:
         return "not_customer"
-    fraud_checks.name_shown(ctx, phone)
     ctx.data.update(
         so_kind=RequestKind.SEND.value,
         so_payee_account=person.account_id,
