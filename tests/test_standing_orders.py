@@ -326,6 +326,73 @@ def test_a_payer_locked_by_tuma_pays_nothing_and_a_pin_lock_stops_nothing(app, p
     ledger_ok()
 
 
+# Whose lock stops a standing order is ``pin_guard.is_operator_locked``'s answer, the one rule
+# every other place asks (the USSD menus, SMS commands, the worker's check_batch): Tuma's lock
+# (OPERATOR_LOCK_UNTIL, never reached by wrong PINs) and nothing short of it.
+LOCKS = {
+    "none": (None, False),
+    "wrong PINs": (timedelta(hours=6), False),
+    "a second short of Tuma's lock": (OPERATOR_LOCK_UNTIL - timedelta(seconds=1), False),
+    "Tuma's lock": (OPERATOR_LOCK_UNTIL, True),
+}
+
+
+def lock(user, how, day: date) -> None:
+    until = LOCKS[how][0]
+    user.locked_until = utc(day) + until if isinstance(until, timedelta) else until
+    db.session.commit()
+
+
+@pytest.mark.parametrize("how", LOCKS)
+def test_only_tumas_lock_skips_a_run(app, payer, second_customer, how):
+    first = today() + timedelta(days=1)
+    so.create(
+        db.session,
+        payer,
+        order_id=so.mint_order_id(),
+        kind="send",
+        payee_account_id=second_customer.account_id,
+        amount=AMOUNT,
+        frequency="daily",
+        first_date=first,
+        runs_limit=1,
+    )
+    lock(payer, how, first)
+    recorded = jobs.run_standing_orders(now=utc(first))
+    execute()
+    if LOCKS[how][1]:
+        assert recorded == [] and [(r.state, r.result) for r in runs()] == [("skipped", "payer_locked")]
+    else:
+        assert len(recorded) == 1 and [r.state for r in runs()] == ["paid"]
+        assert available(second_customer.account_id) == AMOUNT
+
+
+@pytest.mark.parametrize("how", LOCKS)
+def test_only_tumas_lock_skips_the_retry_of_a_refused_run(app, customer, second_customer, how):
+    first = today() + timedelta(days=1)
+    order = so.create(
+        db.session,
+        customer,  # no money: the first attempt is refused, the retry is at 10:00
+        order_id=so.mint_order_id(),
+        kind="send",
+        payee_account_id=second_customer.account_id,
+        amount=AMOUNT,
+        frequency="daily",
+        first_date=first,
+        runs_limit=1,
+    )
+    db.session.commit()
+    assert len(jobs.run_standing_orders(now=utc(first))) == 1
+    execute()
+    assert [r.state for r in runs()] == ["retry"]
+    lock(customer, how, first)
+    recorded = jobs.run_standing_orders(now=utc(first, 10))
+    if LOCKS[how][1]:
+        assert recorded == [] and [r.state for r in runs()] == ["skipped"]
+    else:
+        assert recorded == [f"{order.id}.{first:%Y%m%d}.a2"]
+
+
 def test_a_till_order_pays_as_buy_goods_with_its_receipts(app, payer):
     shop = merchant()
     first = today()

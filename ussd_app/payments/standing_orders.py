@@ -58,7 +58,8 @@ from ..clock import utcnow
 from ..database import among
 from ..extensions import db
 from ..messages import standing_orders as texts
-from ..users import OPERATOR_LOCK_UNTIL, User, find_by_account
+from ..users import User, find_by_account
+from ..ussd.pin_guard import is_operator_locked
 from .models import RequestKind, RequestStatus, TransferRequest
 from .submit import record_request
 
@@ -474,7 +475,7 @@ def _make_run(session, order: StandingOrder, now: datetime, recorded: list) -> b
         id=f"{order.id}.{day:%Y%m%d}", order_id=order.id, run_date=day, attempt=1, tried_at=now
     )
     payer = find_by_account(session, order.payer_account_id)
-    if payer is None or _payer_locked(payer):
+    if payer is None or is_operator_locked(payer):
         # An account Tuma has locked pays nothing (customer care is talking to its holder):
         # the run is skipped, with no transfer and no SMS. A PIN locked by wrong tries does not
         # stop the orders the payer set up with their PIN.
@@ -497,11 +498,6 @@ def _ended_with(session, run: StandingOrderRun, *, payer_told: bool = False) -> 
     if order.state != State.FINISHED or _last_run_date(session, order) != run.run_date:
         return
     _tell_ended(session, order, cancelled=False, last=run.run_date, payer=not payer_told)
-
-
-def _payer_locked(payer: User) -> bool:
-    """Locked by Tuma (an operator), not by wrong PINs."""
-    return payer.locked_until is not None and payer.locked_until >= OPERATOR_LOCK_UNTIL
 
 
 def _priced_kinds() -> list[str]:
@@ -558,7 +554,7 @@ def _retry(session, run: StandingOrderRun, now: datetime, recorded: list) -> Non
     order = session.get(StandingOrder, run.order_id)
     payer = find_by_account(session, order.payer_account_id)
     going = order.state in (State.ACTIVE.value, State.FINISHED.value)
-    if not going or payer is None or _payer_locked(payer):
+    if not going or payer is None or is_operator_locked(payer):
         if _move_run(session, run, RunState.RETRY, RunState.SKIPPED, settled_at=now):
             _ended_with(session, run)
         return
