@@ -1,0 +1,84 @@
+"""An outsider's attacks on the look-up throttle (branch ``lookups``), through the real /ussd
+webhook and the real Redis: the caller's number spelt otherwise, a gateway's retry of the hop
+that shows a name (alone and racing its original), a session dropped at a name and resumed, and
+the agent's own number on Register customer."""
+
+from tests.escrow_helpers import at_once
+from tests.ussd_helpers import Phone, fresh, local, person
+from ussd_app import fraud
+
+AMINA, BOB, CHRIS = "+254712000111", "+254712000222", "+254712000333"
+AGENT = "+254700000101"
+PIN, AGENT_PIN = "8642", "1111"
+STANDING_ORDER_TO_A_PERSON = ("11", "1", "1")
+THROTTLED = "END Too many look-ups. Try again in 60 min."
+
+
+def cast():
+    person(AMINA, "Amina Hassan", pin=PIN)
+    person(BOB, "Bob Kamau", pin=PIN)
+    person(CHRIS, "Chris Wanjiru", pin=PIN)
+    person(AGENT, "Ali Agent", pin=AGENT_PIN, role="agent")
+
+
+def test_every_spelling_of_the_callers_number_shares_one_allowance(app, client, config):
+    """The gateway may send 07..., 254..., +254... or spaces: one counter, not four."""
+    cast()
+    config(NAME_LOOKUP_LIMIT=3)
+    spellings = ["0712000111", "254712000111", "+254712000111", "0712 000 111"]
+    for spelling in spellings[:3]:
+        assert fresh(client, spelling, *STANDING_ORDER_TO_A_PERSON, local(BOB))[1].startswith("CON ")
+    assert fresh(client, spellings[3], *STANDING_ORDER_TO_A_PERSON, local(BOB))[1] == THROTTLED
+    assert fresh(client, spellings[1], "1", local(CHRIS))[1] == THROTTLED
+
+
+def test_a_gateway_retry_of_the_hop_that_shows_a_name_counts_it_once(app, client, config):
+    cast()
+    config(NAME_LOOKUP_LIMIT=2, NAME_LOOKUP_LIMIT_BUSINESS=2, NAME_CANCEL_LIMIT=100)
+    for caller, inputs, shown in (
+        (AMINA, (*STANDING_ORDER_TO_A_PERSON, local(BOB)), "Bob Kamau"),
+        (AGENT, ("1", local(BOB)), "Deposit to Bob Kamau"),
+        (AGENT, ("5", "0799999999"), "Enter their first name"),
+    ):
+        phone, body = fresh(client, local(caller), *inputs)
+        assert shown in body
+        assert phone.repeat() == body  # the same screen, nothing counted again
+        assert phone.repeat() == body
+    assert fraud.lookup_delay_or_block(AMINA, 1, 2) == 0  # one of two used
+    assert fraud.lookup_delay_or_block(AGENT, 1, 2) > 0  # two of two used, not four
+    assert fresh(client, local(AMINA), "1", local(CHRIS))[1].startswith("CON Send to Chris")
+
+
+def test_a_retry_racing_its_original_counts_the_look_up_once(backend_app):
+    app = backend_app
+    client = app.test_client()
+    with app.app_context():
+        saved = dict(app.config)
+        app.config.update(NAME_LOOKUP_LIMIT_BUSINESS=2)
+        try:
+            cast()
+            phone = Phone(client, local(AGENT))
+            phone.walk("5")
+            text = "5*0799999999"
+            answers = at_once(app, *[lambda: phone.post(text) for _ in range(6)])
+            assert all(a.startswith("CON ") for a in answers), answers
+            assert "CON Enter their first name" in answers
+            assert fraud.lookup_delay_or_block(AGENT, 1, 2) == 0  # one counted, one left
+        finally:
+            app.config.clear()
+            app.config.update(saved)
+
+
+def test_a_session_dropped_at_a_payees_name_is_a_cancel_and_resuming_it_to_the_end_is_not(
+    app, client, config
+):
+    cast()
+    config(NAME_CANCEL_LIMIT=0, NAME_DELAY_SECONDS=600)
+    phone, body = fresh(client, local(AMINA), *STANDING_ORDER_TO_A_PERSON, local(BOB))
+    assert "Bob Kamau" in body  # then the session drops
+    assert 9 <= fraud.lookup_delay_or_block(AMINA) / 60 <= 10  # a cancel: the next waits
+    # The dropped session resumed shows the name it already counted, and records nothing new.
+    again = Phone(client, local(AMINA))
+    offer = again.dial()
+    assert offer.endswith("1. Yes\n2. No, start again"), offer
+    assert "Bob Kamau" in again.send("1")
