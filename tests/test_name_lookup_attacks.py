@@ -82,3 +82,15 @@ def test_a_session_dropped_at_a_payees_name_is_a_cancel_and_resuming_it_to_the_e
     offer = again.dial()
     assert offer.endswith("1. Yes\n2. No, start again"), offer
     assert "Bob Kamau" in again.send("1")
+
+
+def test_the_agents_own_number_on_register_customer_is_no_look_up(app, client, config):
+    """Every other agent look-up answers "your own number" without counting it (nothing about
+    anyone else is told); Register customer counted it, and refused it once throttled."""
+    cast()
+    config(NAME_LOOKUP_LIMIT_BUSINESS=1)
+    for _ in range(3):
+        assert fresh(client, local(AGENT), "5", local(AGENT))[1].startswith(
+            "CON +254700000101 is already registered."
+        )
+    assert fresh(client, local(AGENT), "5", "0799999999")[1] == "CON Enter their first name"

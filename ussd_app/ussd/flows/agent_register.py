@@ -25,7 +25,10 @@ def id_number(text: str) -> str | None:
 
 def check_new_number(ctx) -> str:
     # The answer tells the agent whether the number is on Tuma: a look-up like the deposit's
-    # (counted and throttled, ``fraud_checks``), with no name shown (so no cancel).
+    # (counted and throttled, ``fraud_checks``), with no name shown (so no cancel). The agent's
+    # own number tells nothing about anyone else: not a look-up (as in ``agent_lookup``).
+    if ctx.data["new_phone"] == ctx.user.phone:
+        return "taken"
     if not fraud_checks.lookup_allowed(ctx):
         return "throttled"
     return "taken" if find_by_phone(db.session, ctx.data["new_phone"]) is not None else "ok"
