@@ -94,3 +94,16 @@ def test_the_agents_own_number_on_register_customer_is_no_look_up(app, client, c
             "CON +254700000101 is already registered."
         )
     assert fresh(client, local(AGENT), "5", "0799999999")[1] == "CON Enter their first name"
+
+
+def test_invitations_given_back_after_their_day_ended_leave_no_key_without_expiry(app, redis, config):
+    """The day's key gone (the day rolled over mid-hop, or Redis evicted it) when a request that
+    took an invitation is not recorded after all: a DECRBY there made a key of -1 with no expiry,
+    kept forever (memory) and an extra invitation for its day."""
+    config(INVITES_PER_DAY=2)
+    assert fraud.take_invites(AMINA, 1)
+    for key in redis.keys("tuma:fraud:invites:*"):
+        redis.delete(key)  # the day's key is gone
+    fraud.give_back_invites(AMINA, 1)
+    assert [(key, redis.ttl(key)) for key in redis.keys("tuma:fraud:invites:*") if redis.ttl(key) < 0] == []
+    assert fraud.invites_left(AMINA) == 2  # not 3

@@ -274,8 +274,17 @@ def take_invites(phone: str, count: int) -> bool:
     return True
 
 
+# Give back only to a key that is there: its day may have ended since the invitations were
+# taken (the key is then another day's, or none), or Redis evicted it; a DECRBY there would make
+# a key with no expiry (kept forever) and a negative count (an extra invitation).
+_GIVE_BACK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECRBY', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
 def give_back_invites(phone: str, count: int) -> None:
     """Return invitations taken for a request that was not recorded after all."""
     if count > 0:
         key, _ = _invites_key(phone)
-        get_redis().decrby(key, count)
+        run_script(get_redis(), _GIVE_BACK, [key], [count])
