@@ -3,9 +3,12 @@ webhook and the real Redis: the caller's number spelt otherwise, a gateway's ret
 that shows a name (alone and racing its original), a session dropped at a name and resumed, and
 the agent's own number on Register customer."""
 
+import json
+
 from tests.escrow_helpers import at_once
 from tests.ussd_helpers import Phone, fresh, local, person
 from ussd_app import fraud
+from ussd_app.extensions import db
 
 AMINA, BOB, CHRIS = "+254712000111", "+254712000222", "+254712000333"
 AGENT = "+254700000101"
@@ -107,3 +110,47 @@ def test_invitations_given_back_after_their_day_ended_leave_no_key_without_expir
     fraud.give_back_invites(AMINA, 1)
     assert [(key, redis.ttl(key)) for key in redis.keys("tuma:fraud:invites:*") if redis.ttl(key) < 0] == []
     assert fraud.invites_left(AMINA) == 2  # not 3
+
+
+def test_a_merchants_system_never_hears_the_name_of_a_customer_who_did_not_pay_or_approve(
+    app, client, config, merchant, customer, second_customer
+):
+    """A merchant's key asks any number for money (or an allowance) with the shortest expiry:
+    "payer_not_found" says who is on Tuma (documented, at the key's rate limit), but a declined
+    or expired ask named the customer in its webhook event: a registered name for every number
+    on Tuma, counted nowhere. Names only once money moved or the customer approved, as the
+    refused payout's event and the API's transactions already do."""
+    from datetime import datetime, timedelta
+
+    from sqlalchemy import select
+
+    from tests.api_helpers import make_key, post
+    from ussd_app.events.models import Event
+    from ussd_app.payments import payment_requests as pr
+    from ussd_app.payments.allowances import customer as allowances
+    from worker import jobs
+
+    config(API_RATE_PER_MINUTE=1_000_000)
+    key = make_key(merchant)
+    ask = {"amount": 100, "description": "x", "expires_in": 60}
+    declined = post(client, "/payment-requests", key, {**ask, "phone": customer.phone}).json["id"]
+    post(client, "/payment-requests", key, {**ask, "phone": second_customer.phone})
+    terms = {"limit": 200_00, "max_charge": 5_00, "period": "week", "description": "Daily News"}
+    refused = post(client, "/allowances", key, {**terms, "phone": customer.phone}).json["id"]
+    post(client, "/allowances", key, {**terms, "phone": second_customer.phone})
+    assert pr.decline(db.session, customer, declined)
+    assert allowances.decline(db.session, customer, refused)
+    db.session.commit()
+    jobs.settle_payment_requests(expire=True, now=datetime(2100, 1, 1))
+    jobs.settle_allowances(now=datetime.utcnow() + timedelta(days=30))
+    db.session.expire_all()
+    told = {row.type: json.loads(row.payload)["data"] for row in db.session.execute(select(Event)).scalars()}
+    assert set(told) == {
+        "payment_request.declined",
+        "payment_request.expired",
+        "allowance.declined",
+        "allowance.expired",
+    }
+    for event_type, data in told.items():
+        who = data.get("payer") or data.get("customer")
+        assert who["name"] is None and who["phone"].startswith("+2547120"), (event_type, who)

@@ -163,7 +163,11 @@ def for_payment_request(session, request, event_type: EventType) -> int:
         **_money(request.amount),
         "reference": getattr(request, "reference", None),  # the merchant's own (set through the API)
         "description": request.reason,
-        "payer": party(find_by_phone(session, request.payer_phone), request.payer_phone),
+        # A registered name only once the customer paid: a declined or expired ask must not
+        # name whoever owns a number the merchant typed (a look-up counted nowhere).
+        "payer": party(find_by_phone(session, request.payer_phone), request.payer_phone)
+        if event_type == EventType.PAYMENT_REQUEST_PAID
+        else party(None, request.payer_phone),
         "transaction": transfer.code
         if transfer is not None and event_type == EventType.PAYMENT_REQUEST_PAID
         else None,

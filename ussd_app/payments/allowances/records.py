@@ -220,7 +220,9 @@ def tell_merchant(session, allowance: Allowance, event_type: str, **extra) -> No
     from ...events.emit import event_id, party, write
     from ...events.models import Event
 
-    customer = find_by_phone(session, allowance.customer_phone)
+    # A registered name only once the customer approved (the approval makes hold 1): a declined
+    # or unanswered ask must not name whoever owns a number the merchant typed.
+    customer = find_by_phone(session, allowance.customer_phone) if allowance.hold_no > 0 else None
     data = {
         "allowance": allowance.id,
         "status": allowance.state,
