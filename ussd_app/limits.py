@@ -23,8 +23,9 @@ amount plus fee, in minor units; an allowance's hold, once a settlement resolved
 that settlement posted (the rest is held anew, and counted, by the next hold), and as no payment
 in the velocity count. The same requests feed the velocity rules: more than
 ``VELOCITY_MAX_COUNT`` of them, or more than ``VELOCITY_MAX_VALUE_MAJOR`` sent, in the last
-hour holds the next one for review (status ``review``) until an operator clears it
-(``flask --app wsgi review clear``; cleared requests skip the velocity rules) or refuses it.
+hour holds the next one for review (status ``review``) until an operator clears it (cleared
+requests skip the velocity rules) or refuses it, on the back office's review page or with
+``flask --app wsgi review clear|refuse``: ``payments/review.py``, audited.
 
 No race can pass a limit: ``check_batch`` runs after the ledger's ``lock_accounts`` has locked
 every wallet the batch touches, in the ledger's order (``execute_requests``), so a second
