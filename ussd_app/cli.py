@@ -207,7 +207,8 @@ def review_list():
             f"{last.code} allowance settlement {money(last.amount)} account {last.debit_account_id} -> "
             f"{last.credit_account_id} refused {holds.attempt_of(last.pending_request_id, last.id)} times, "
             f"last {last.executed_at:%Y-%m-%d %H:%M} UTC ({last.result}); allowance {allowance.id}, "
-            f"tried again every TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS "
+            "tried again after TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS, the wait doubling with each "
+            "refusal up to TUMA_ALLOWANCE_SETTLE_RETRY_MAX_SECONDS "
             f"(or: flask review void --allowance {allowance.id})"
         )
 
@@ -220,7 +221,8 @@ def review_void(allowance_id, operator, reason):
     """Decide an allowance whose settlement is refused (the merchant locked): void its hold,
     the whole hold back to the customer and the charges owed forgiven; the allowance ends. The
     merchant hears ``allowance.voided``, the customer gets one SMS; audited. Left undecided, it
-    is tried again every TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS (the default)."""
+    is tried again later (the default): after TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS, the wait doubling
+    with each refusal up to TUMA_ALLOWANCE_SETTLE_RETRY_MAX_SECONDS."""
     from .payments.allowances.decisions import DecisionError, void_refused
 
     try:
