@@ -3,7 +3,9 @@ than VELOCITY_MAX_COUNT sends, or more than VELOCITY_MAX_VALUE_MAJOR sent, in th
 status ``review``, the rule in ``result``). Nothing has moved for it: no hold, no posting.
 
 - ``clear``: queued again with result ``review_cleared``; the worker posts it as any queued
-  request, skipping the velocity rules (limits, balances and locks still apply).
+  request, skipping the velocity rules (limits, balances and a payee's lock still apply). A
+  payer an operator has locked since cannot be cleared (the worker checks no payer's lock):
+  unlock first, or refuse.
 - ``refuse``: rejected (``review_refused``); the payer gets ONE SMS (a held withdrawal's agent
   is told too not to pay out), a payout's system hears ``transfer.failed``.
 
@@ -95,6 +97,22 @@ def _held_request(session, code: str) -> TransferRequest:
     return request
 
 
+def _payer_not_locked(session, request: TransferRequest) -> None:
+    """A payer an operator locked (the back office's Lock: a stolen phone, a suspected fraud) is
+    not paid out of by a clear: the worker checks a payee's lock, never a payer's, so a transfer
+    held before the lock would leave the locked wallet. Unlock first, or refuse it. A lock by
+    wrong PINs is no bar: the payer asked for this transfer with the right PIN."""
+    from ..users import find_by_account
+    from ..ussd.pin_guard import is_operator_locked
+
+    payer = find_by_account(session, request.debit_account_id)
+    if payer is not None and is_operator_locked(payer):
+        raise ReviewError(
+            f"{request.code}: the payer {payer.phone} is locked by an operator; "
+            "unlock them first, or refuse it"
+        )
+
+
 def _claim(session, request: TransferRequest, **values) -> None:
     """The decision's first write: the row leaves ``review`` once, or ReviewError. A second
     operator's UPDATE waits for the first's row lock (PostgreSQL) or write lock (SQLite), then
@@ -139,6 +157,7 @@ def clear(
 
     operator, reason = _who_and_why(operator, reason)
     request = _held_request(session, code)
+    _payer_not_locked(session, request)
     rule = request.result or ""
     _claim(session, request, status=RequestStatus.QUEUED.value, result=limits.REVIEW_CLEARED)
     ring_after_commit(session, Bell.TRANSFERS, request.id)  # queued again: the workers hear it
