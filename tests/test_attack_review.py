@@ -4,6 +4,7 @@ what must not reach a browser unescaped, and what a malformed request must not b
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from tests.admin_helpers import post
@@ -102,6 +103,17 @@ def test_html_in_a_reason_or_a_code_reaches_no_page_unescaped(signed_in, held): 
     post(signed_in, "/admin/review/%3Cb%3Ex", {"decision": "clear", "reason": "why"})
     html = signed_in.get("/admin/review").get_data(as_text=True)
     assert "<B>X" not in html and "no transfer with code &lt;B&gt;X" in html
+
+
+@pytest.mark.parametrize("path", ["/admin/review/AB%00CD", "/admin/review/allowances/al%00x"])
+def test_a_nul_in_the_code_or_allowance_is_told_not_a_server_error(signed_in, held, path):  # noqa: F811
+    """PostgreSQL refuses NUL in a string: a code or id carrying one (a crafted URL) must get the
+    operator's clear message, not a 500."""
+    response = post(signed_in, path, {"decision": "clear", "reason": "why"})
+    assert response.status_code == 302
+    html = signed_in.get("/admin/review").get_data(as_text=True)
+    assert "Refused: " in html
+    assert the(held).status == "review" and audits() == []
 
 
 def test_newlines_and_controls_in_a_reason_are_kept_out_of_the_audit_row(signed_in, held):  # noqa: F811

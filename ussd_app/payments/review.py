@@ -86,7 +86,8 @@ def _decided_before(session, request: TransferRequest) -> str:
 
 
 def _held_request(session, code: str) -> TransferRequest:
-    code = (code or "").strip().upper()[:10]
+    # Printable only: PostgreSQL refuses a NUL (a crafted URL), which would be a server error.
+    code = "".join(c for c in (code or "") if c.isprintable()).strip().upper()[:10]
     request = session.execute(
         select(TransferRequest).where(TransferRequest.code == code)
     ).scalar_one_or_none() if code else None  # fmt: skip

@@ -91,7 +91,7 @@ def review_void(allowance_id):
     try:
         done = void_refused(
             db.session,
-            allowance_id,
+            _text(allowance_id, 64),  # printable only: PostgreSQL refuses a NUL (a crafted URL)
             operator=operator.name,
             reason=reason,
             operator_id=operator.id,
