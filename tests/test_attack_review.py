@@ -21,6 +21,7 @@ from tests.test_admin_review import (  # noqa: F401 (fixtures)
     signed_in,
     the,
 )
+from tests.test_allowances import cast  # noqa: F401 (a fixture)
 from ussd_app.extensions import db
 from ussd_app.queues import TRANSFERS_QUEUE, get_queue
 from ussd_app.users import User, find_by_phone
@@ -84,6 +85,39 @@ def test_a_pin_lock_alone_does_not_stop_a_clear(signed_in, held):  # noqa: F811
     db.session.commit()
     post(signed_in, f"/admin/review/{the(held).code}", {"decision": "clear", "reason": "payer called"})
     assert the(held).status == "queued"
+
+
+def test_cleared_after_the_days_limit_was_used_the_worker_refuses_it_once(signed_in, held, config):  # noqa: F811
+    """Cleared only skips the velocity rules: the payer's day filled up while it was held (here
+    the daily limit lowered to what was sent already), so the worker refuses it for the limit,
+    the payer hears it once, the payee nothing, and it is not held again."""
+    from tests.sms_helpers import execute
+
+    config(LIMITS_BASIC_MAJOR="100000,100,100000")
+    code = the(held).code
+    payer_texts, payee_texts = len(outbox(phone=PAYER)), len(outbox(phone=PAYEE))
+    before = received(PAYEE)
+    post(signed_in, f"/admin/review/{code}", {"decision": "clear", "reason": "payer called"})
+    assert the(held).status == "queued"
+    execute()
+    assert (the(held).status, the(held).result) == ("rejected", "limit_daily_exceeded")
+    assert len(outbox(phone=PAYER)) == payer_texts + 1 and len(outbox(phone=PAYEE)) == payee_texts
+    assert received(PAYEE) == before and legs_of(held) == 0
+    assert [e.action for e in audits()] == ["review.clear"]
+    ledger_ok()
+
+
+def test_a_refusal_is_told_in_the_payers_language_once(signed_in, held):  # noqa: F811
+    amina = find_by_phone(db.session, PAYER)
+    amina.language = "sw"
+    db.session.commit()
+    code = the(held).code
+    texts = len(outbox(phone=PAYER))
+    post(signed_in, f"/admin/review/{code}", {"decision": "refuse", "reason": "SIM swap"})
+    post(signed_in, f"/admin/review/{code}", {"decision": "refuse", "reason": "SIM swap"})  # replayed
+    sent = outbox(phone=PAYER)[texts:]
+    assert len(sent) == 1
+    assert sent[0].body.startswith(f"{code} ") and "Imezuiwa na ukaguzi wa usalama" in sent[0].body
 
 
 # -- Web -----------------------------------------------------------------------------------
@@ -152,3 +186,123 @@ def test_an_id_of_another_kind_is_no_held_transfer(signed_in, held):  # noqa: F8
     assert the(posted.id).status == "accepted" and audits() == []
     assert received(PAYEE) == before
     assert not [m for m in outbox(phone=PAYER) if "Stopped by a security check" in m.body]
+
+
+# -- The migration -------------------------------------------------------------------------
+
+
+def _review_index(connection) -> str | None:
+    """The WHERE of ``ix_transfer_requests_review`` ("" when it has none), None when absent."""
+    from tests.test_migrations import _read
+
+    if connection.dialect.name == "postgresql":
+        sql = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+    else:
+        sql = "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+    for name, definition in _read(connection, sql):
+        if name == "ix_transfer_requests_review":
+            where = definition.upper().split(" WHERE ", 1)
+            return (
+                where[1].replace("(", "").replace(")", "").replace("::TEXT", "").strip()
+                if len(where) == 2
+                else ""
+            )
+    return None
+
+
+def test_0017_makes_a_partial_index_and_its_downgrade_drops_it_with_held_rows_kept(app, held):  # noqa: F811
+    """Up, down and up again on this run's database, with a transfer held: the index holds only
+    the rows in review; the downgrade drops the index alone (the held transfer stays held)."""
+    import flask_migrate
+
+    from tests.test_migrations import MIGRATIONS, test_the_migrated_schema_matches_the_models
+
+    db.session.commit()
+    try:
+        with db.engine.connect() as connection:
+            assert _review_index(connection) == "STATUS = 'REVIEW'"
+        flask_migrate.downgrade(directory=MIGRATIONS, revision="0016_ledgerwrites_indexes")
+        with db.engine.connect() as connection:
+            assert _review_index(connection) is None
+        assert the(held).status == "review"
+        db.session.rollback()  # SQLite: no read left open across the upgrade's DDL
+        flask_migrate.upgrade(directory=MIGRATIONS)
+        with db.engine.connect() as connection:
+            assert _review_index(connection) == "STATUS = 'REVIEW'"
+    finally:
+        db.session.rollback()
+        flask_migrate.upgrade(directory=MIGRATIONS)
+    assert the(held).status == "review"
+    db.session.rollback()
+    test_the_migrated_schema_matches_the_models(app)
+
+
+# -- The settlement retry backoff ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first, most, waits",
+    [
+        (3600, 24 * 3600, [1, 2, 4, 8, 16, 24, 24]),
+        (3600, 0, [1, 1, 1, 1, 1, 1, 1]),  # a maximum below the first wait: the first, always
+        (3600, -5, [1, 1, 1, 1, 1, 1, 1]),
+    ],
+)
+def test_the_retry_wait_doubles_to_its_maximum_and_a_bad_maximum_means_the_first(
+    app, config, first, most, waits
+):
+    from ussd_app.payments.allowances.settlement import retry_wait
+
+    config(ALLOWANCE_SETTLE_RETRY_SECONDS=first, ALLOWANCE_SETTLE_RETRY_MAX_SECONDS=most)
+    assert [retry_wait(n) / timedelta(hours=1) for n in range(1, 8)] == waits
+    # After very many refusals (2^n would be astronomical) the wait is still the maximum.
+    assert retry_wait(10_000) == retry_wait(0) * 2**0 * (max(first, most) // first)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding: _settle_again applies the retry wait after LIMIT (ordered by allowance id), so "
+    "refused settlements still waiting fill the window and later ones are never retried",
+)
+def test_a_settlement_due_again_is_retried_though_more_than_a_batch_of_others_still_wait(cast):  # noqa: F811
+    """A merchant locked for weeks has more refused allowances than one maintenance run reads
+    (``limit``, 500; here 1). Another merchant's refused settlement, its lock lifted and its wait
+    over, must still be tried again, not starve behind allowances whose wait is not over."""
+    from sqlalchemy import update as sql_update
+
+    from tests.api_helpers import execute_all
+    from tests.test_allowances import approved, charge
+    from tests.test_allowances import the as allowance
+    from tests.test_allowances_refused import refuse_payments_to, request, take_payments_again
+    from tests.ussd_helpers import person
+    from ussd_app.clock import utcnow
+    from ussd_app.payments import allowances as al
+
+    customer, locked_for_good = cast
+    other = person("+254700000003", "Duka La Pili", pin="3333", role="merchant", till="654321")
+    first = approved(customer, locked_for_good, n=1)  # al_test1: first in the window
+    second = approved(customer, other, n=2)
+    assert charge(first, locked_for_good, 5_00, 1).ok and charge(second, other, 5_00, 2).ok
+    refuse_payments_to(locked_for_good)
+    refuse_payments_to(other)
+    for allowance_id in (first, second):
+        assert al.settle(db.session, allowance_id, why="merchant") is not None
+        db.session.commit()
+    execute_all()
+    assert request(f"{second}.h1.r").status == "rejected"
+    # The second merchant is unlocked and its wait is over (refused two hours ago); the first's
+    # refusal is recent (its wait not over), and it comes first in the window.
+    take_payments_again(other)
+    db.session.execute(
+        sql_update(al.AllowanceSettlement)
+        .where(al.AllowanceSettlement.id == f"{second}.h1.r")
+        .values(told_at=utcnow() - timedelta(hours=2))
+    )
+    db.session.commit()
+
+    al.settle_due(db.session, now=utcnow(), limit=1)
+    db.session.commit()
+    execute_all()
+    posted = request(f"{second}.h1.r2")
+    assert posted is not None and posted.status == "accepted"
+    assert allowance(second).tab_amount == 0
