@@ -52,7 +52,7 @@ def test_the_merchant_sets_an_end_and_the_customer_sees_it_before_the_pin(client
     asking = [m for m in sms_to("+254712000111") if "asks to charge you" in m]
     assert asking[0] == (
         f"MAMA MBOGA asks to charge you up to KES 200.00 a week till {day}, max KES 5.00 a charge. "
-        "Approve or decline: dial *384*7# > My approvals"
+        "Approve or decline: *384*7# > My approvals"
     )
     assert asking[-1].startswith("MAMA MBOGA asks to charge you up to KES 200.00 a week, at most KES 5.00")
     phone = dial(client)
@@ -79,7 +79,7 @@ def test_the_sms_asking_in_kiswahili_says_the_end(client, key):
     day = when(ends.replace(tzinfo=None))[0]
     assert sms_to("+254712000111")[-1] == (
         f"MAMA MBOGA anaomba kukutoza hadi KES 200.00 kwa wiki mpaka {day}, isizidi KES 5.00 kwa malipo. "
-        "Kubali/kataa: piga *384*7# > Idhini zangu"
+        "Kubali/kataa: *384*7# > Idhini zangu"
     )
 
 

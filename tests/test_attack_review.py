@@ -2,7 +2,7 @@
 the back office's "Held for review" page, ``flask review clear|refuse``): what must not move money,
 what must not reach a browser unescaped, and what a malformed request must not break."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -186,6 +186,52 @@ def test_an_id_of_another_kind_is_no_held_transfer(signed_in, held):  # noqa: F8
     assert the(posted.id).status == "accepted" and audits() == []
     assert received(PAYEE) == before
     assert not [m for m in outbox(phone=PAYER) if "Stopped by a security check" in m.body]
+
+
+# -- The SMS asking for an allowance, with its end ------------------------------------------
+
+
+def _asking_sms_at_the_cap(app) -> list[tuple[int, str]]:
+    """Every SMS asking a customer for an allowance, in each of the country's languages, at the
+    longest merchant name and the most a merchant may ask for (the API's cap, for the period's
+    limit and for one charge: nothing holds an ask to the customer's tier), with an end."""
+    from types import SimpleNamespace
+
+    from ussd_app import country
+    from ussd_app.messages import allowances as texts
+    from ussd_app.money import to_minor
+    from ussd_app.ussd.flows import common
+    from ussd_app.ussd.gsm7 import length
+
+    cap = to_minor(country.profile().api_max_amount)
+    merchant = SimpleNamespace(name="W" * common.NAME_LIMIT + " " + "W" * common.NAME_LIMIT)
+    found = []
+    for language in country.languages():
+        customer = SimpleNamespace(language=language, phone=country.profile().numbered(99))
+        for period in ("day", "week", "month"):
+            allowance = SimpleNamespace(
+                period=period, limit_amount=cap, max_charge=cap, ends_at=datetime(2026, 12, 31, 20, 0)
+            )
+            body = texts.asked(customer, merchant, allowance)
+            found.append((length(body), body))
+    return found
+
+
+@pytest.fixture(params=["KE", "GH", "TZ"])
+def each_country(request, app):
+    if request.param == "KE":
+        yield app
+        return
+    from tests.test_country_profiles import _country_app
+
+    for country_app, _gateway in _country_app(request.param):
+        with country_app.app_context():
+            yield country_app
+
+
+def test_the_sms_asking_for_an_allowance_with_an_end_fits_one_segment_at_the_cap(each_country):
+    too_long = [(size, body) for size, body in _asking_sms_at_the_cap(each_country) if size > 160]
+    assert not too_long, too_long
 
 
 # -- The migration -------------------------------------------------------------------------
