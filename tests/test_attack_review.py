@@ -167,6 +167,17 @@ def test_a_code_in_lower_case_or_with_spaces_is_the_same_transfer(signed_in, hel
     assert the(held).status == "queued" and [e.target for e in audits()] == [code]
 
 
+def test_a_code_with_more_after_it_is_no_transfer_not_the_first_ten_characters(signed_in, runner, held):  # noqa: F811
+    """A decision is on the code typed, not on its first ten characters: a pasted code with a
+    character more (or two codes run together) is no transfer's, and nothing is decided."""
+    code = the(held).code
+    post(signed_in, f"/admin/review/{code}X", {"decision": "clear", "reason": "fine"})
+    assert f"Refused: no transfer with code {code}X." in signed_in.get("/admin/review").get_data(as_text=True)
+    result = review(runner, "refuse", f"{code}{code}")
+    assert result.exit_code != 0 and "no transfer with code" in result.output
+    assert the(held).status == "review" and audits() == []
+
+
 def test_an_id_of_another_kind_is_no_held_transfer(signed_in, held):  # noqa: F811
     """IDOR: the payer's accepted sends, by code, and a request id, cannot be 'decided'."""
     from ussd_app.payments.models import TransferRequest

@@ -87,12 +87,14 @@ def _decided_before(session, request: TransferRequest) -> str:
 
 def _held_request(session, code: str) -> TransferRequest:
     # Printable only: PostgreSQL refuses a NUL (a crafted URL), which would be a server error.
-    code = "".join(c for c in (code or "") if c.isprintable()).strip().upper()[:10]
+    # Exactly the code typed (a code is 10 characters): one with more after it is no transfer's,
+    # not the transfer its first ten name.
+    code = "".join(c for c in (code or "") if c.isprintable()).strip().upper()
     request = session.execute(
         select(TransferRequest).where(TransferRequest.code == code)
-    ).scalar_one_or_none() if code else None  # fmt: skip
+    ).scalar_one_or_none() if 0 < len(code) <= 10 else None  # fmt: skip
     if request is None:
-        raise ReviewError(f"no transfer with code {code or '(none)'}")
+        raise ReviewError(f"no transfer with code {code[:40] or '(none)'}")
     if request.status != RequestStatus.REVIEW.value:
         raise ReviewError(_decided_before(session, request))
     return request
