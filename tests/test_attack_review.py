@@ -75,6 +75,26 @@ def test_the_cli_cannot_clear_a_held_transfer_of_a_locked_payer_either(runner, h
     assert the(held).status == "review" and audits() == []
 
 
+def test_a_payer_locked_after_the_clear_before_the_worker_is_not_paid_out_of(signed_in, held):  # noqa: F811
+    """Cleared, then (before the worker's batch) another operator locks the payer: the worker
+    stops it as a refused review would, the payer told once, the payee nothing, no money moved."""
+    from tests.sms_helpers import execute
+
+    code = the(held).code
+    post(signed_in, f"/admin/review/{code}", {"decision": "clear", "reason": "payer called"})
+    assert the(held).status == "queued"
+    lock_on_the_page(signed_in, PAYER)
+    before_payer, before_payee = received(PAYER), received(PAYEE)
+    payer_texts, payee_texts = len(outbox(phone=PAYER)), len(outbox(phone=PAYEE))
+    execute()
+    assert (the(held).status, the(held).result) == ("rejected", "review_refused")
+    assert (received(PAYER), received(PAYEE), legs_of(held)) == (before_payer, before_payee, 0)
+    told = outbox(phone=PAYER)[payer_texts:]
+    assert len(told) == 1 and "Stopped by a security check" in told[0].body
+    assert len(outbox(phone=PAYEE)) == payee_texts
+    ledger_ok()
+
+
 def test_a_pin_lock_alone_does_not_stop_a_clear(signed_in, held):  # noqa: F811
     """Wrong PINs lock the menus for a while (not an operator's lock): the payer asked for this
     transfer with the right PIN, so an operator may still clear it."""
