@@ -37,3 +37,8 @@ def wait_for(condition, timeout=30.0, interval=0.02, message="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {message}")
+
+
+def review(runner, verb: str, code: str, operator: str = "Olive", reason: str = "checked with the payer"):
+    """``flask review clear|refuse|release --code CODE`` by ``operator``, for ``reason``."""
+    return runner.invoke(args=["review", verb, "--code", code, "--operator", operator, "--reason", reason])

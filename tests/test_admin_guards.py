@@ -43,7 +43,9 @@ def test_the_url_map_has_the_pages_and_forms_the_guards_are_checked_on(app):
     gets = {e for e, _ in admin_routes(app, "GET")}
     posts = {e for e, _ in admin_routes(app, "POST")}
     assert {"admin.dashboard", "admin.ledger", "admin.transfers", "admin.disputes", "admin.queues"} <= gets
+    assert {"admin.review_page"} <= gets
     assert {"admin.logout", "admin.lock", "admin.decide", "admin.retry_sms", "admin.float_issue"} <= posts
+    assert {"admin.review_decide", "admin.review_void"} <= posts
 
 
 def test_no_page_without_signing_in(app, client):

@@ -48,6 +48,13 @@ def test_the_merchant_sets_an_end_and_the_customer_sees_it_before_the_pin(client
     assert plain.status_code == 201 and plain.json["ends_at"] is None
 
     day = when(ends.replace(tzinfo=None))[0]
+    # The SMS asking for approval says the end too (the one without an end does not).
+    asking = [m for m in sms_to("+254712000111") if "asks to charge you" in m]
+    assert asking[0] == (
+        f"MAMA MBOGA asks to charge you up to KES 200.00 a week till {day}, max KES 5.00 a charge. "
+        "Approve or decline: *384*7# > My approvals"
+    )
+    assert asking[-1].startswith("MAMA MBOGA asks to charge you up to KES 200.00 a week, at most KES 5.00")
     phone = dial(client)
     phone.send(APPROVALS)
     screen = phone.send("1")
@@ -57,6 +64,23 @@ def test_the_merchant_sets_an_end_and_the_customer_sees_it_before_the_pin(client
     schema = client.get("/api/v1/openapi.json").json["components"]["schemas"]
     assert "ends_at" in schema["AllowanceCreate"]["properties"]
     assert "ends_at" in schema["Allowance"]["properties"]
+
+
+def test_the_sms_asking_in_kiswahili_says_the_end(client, key):
+    from sqlalchemy import update
+
+    from ussd_app.users import User
+
+    db.session.execute(update(User).where(User.phone == "+254712000111").values(language="sw"))
+    db.session.commit()
+    ends = datetime.now(UTC) + timedelta(days=40)
+    made = post(client, "/allowances", key, {**TERMS, "ends_at": iso(ends)}, "ask-sw")
+    assert made.status_code == 201, made.json
+    day = when(ends.replace(tzinfo=None))[0]
+    assert sms_to("+254712000111")[-1] == (
+        f"MAMA MBOGA anaomba kukutoza hadi KES 200.00 kwa wiki mpaka {day}, isizidi KES 5.00 kwa malipo. "
+        "Kubali/kataa: *384*7# > Idhini zangu"
+    )
 
 
 def test_replaying_a_create_after_its_ends_at_has_passed_answers_as_the_first_time(client, key):

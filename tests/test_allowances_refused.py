@@ -66,8 +66,10 @@ def postings_of(hold_id: str) -> int:
 
 
 def retry_due() -> int:
-    """The maintenance job once the retry wait is over, then the worker."""
-    moved = jobs.settle_allowances(now=utcnow() + timedelta(hours=2))
+    """The maintenance job once the longest retry wait is over (ALLOWANCE_SETTLE_RETRY_MAX_SECONDS:
+    the wait doubles with each refusal), then the worker."""
+    longest = timedelta(seconds=current_app.config["ALLOWANCE_SETTLE_RETRY_MAX_SECONDS"])
+    moved = jobs.settle_allowances(now=utcnow() + longest + timedelta(minutes=1))
     execute_all()
     return moved
 
@@ -119,6 +121,42 @@ def test_a_refused_settlement_stays_held_and_posts_once_on_a_later_attempt(cast)
     from ussd_app.sms_commands.inbound import answer
 
     assert "in progress" not in answer(db.session, customer.phone, request(hold_id).code, language="en")[3]
+    ledger_ok()
+
+
+def test_each_refusal_doubles_the_wait_before_the_next_attempt_up_to_a_day(cast):  # noqa: F811
+    """A merchant locked for days is not asked every hour by each of its allowances: after the
+    n-th refusal the next attempt waits ALLOWANCE_SETTLE_RETRY_SECONDS x 2^(n-1) (1 h, 2 h, 4 h,
+    ...), at most ALLOWANCE_SETTLE_RETRY_MAX_SECONDS (a day)."""
+    customer, merchant = cast
+    allowance_id = approved(customer, merchant)
+    hold_id = f"{allowance_id}.h1"
+    assert charge(allowance_id, merchant, 5_00, 0).ok
+    refuse_payments_to(merchant)
+    assert al.settle(db.session, allowance_id, why="merchant") is not None
+    db.session.commit()
+    execute_all()
+    assert request(f"{hold_id}.r").status == "rejected"
+
+    def tries_after(minutes: int) -> int:
+        moved = jobs.settle_allowances(now=utcnow() + timedelta(minutes=minutes))
+        execute_all()
+        return moved
+
+    # (wait after the refusal, attempt made then): 1 h, 2 h, 4 h, 8 h, 16 h, then a day, a day.
+    for attempt, hours in ((2, 1), (3, 2), (4, 4), (5, 8), (6, 16), (7, 24), (8, 24)):
+        assert tries_after(hours * 60 - 2) == 0, (attempt, hours)
+        assert request(f"{hold_id}.r{attempt}") is None
+        assert tries_after(hours * 60 + 2) == 1, (attempt, hours)
+        assert request(f"{hold_id}.r{attempt}").status == "rejected"
+        # The refusal's time is the real clock's here: take it as the wait's start.
+        db.session.execute(
+            update(al.AllowanceSettlement)
+            .where(al.AllowanceSettlement.id == f"{hold_id}.r{attempt}")
+            .values(told_at=utcnow())
+        )
+        db.session.commit()
+    assert the(allowance_id).tab_amount == 5_00 and available(customer.account_id) == FUNDS - LIMIT
     ledger_ok()
 
 

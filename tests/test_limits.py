@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from tests.conftest import PG_URL
-from tests.helpers import wait_for
+from tests.helpers import review, wait_for
 from tests.sms_helpers import agent_with_float, execute, outbox, person, send
 from ussd_app import limits
 from ussd_app.admin.models import AuditEntry
@@ -200,17 +200,17 @@ def test_velocity_holds_for_review_and_the_operator_clears_or_refuses(funded, co
     listing = runner.invoke(args=["review", "list"])
     assert codes[2] in listing.output and codes[3] in listing.output
 
-    cleared = runner.invoke(args=["review", "clear", "--code", codes[2]])
+    cleared = review(runner, "clear", codes[2])
     assert cleared.exit_code == 0, cleared.output
     execute()
     assert request_of(ids[2]).status == "accepted"  # cleared: the velocity rule is not asked again
     assert available(baraka) == kes(150)
 
-    refused = runner.invoke(args=["review", "refuse", "--code", codes[3].lower()])
+    refused = review(runner, "refuse", codes[3].lower())
     assert refused.exit_code == 0, refused.output
     assert (request_of(ids[3]).status, request_of(ids[3]).result) == ("rejected", "review_refused")
     assert "Stopped by a security check" in last_sms(amina)
-    again = runner.invoke(args=["review", "release", "--code", codes[3]])
+    again = review(runner, "release", codes[3])
     assert again.exit_code != 0 and "not held for review" in again.output
     assert_ledger_ok()
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import default_db_url, make_app, reset_data
 from tests.escrow_helpers import funded_customer
+from tests.helpers import review
 from tests.redis_helpers import OwnRedis
 from tests.ussd_helpers import person
 from ussd_app.extensions import db
@@ -209,10 +210,10 @@ def test_a_transfer_cleared_from_review_rings_the_workers_once_committed(payer, 
     assert (first.status, held.status) == ("accepted", "review")
     nothing_waiting(redis)
 
-    cleared = runner.invoke(args=["review", "clear", "--code", held.code])
+    cleared = review(runner, "clear", held.code)
     assert cleared.exit_code == 0, cleared.output
     [job] = get_queue(TRANSFERS_QUEUE).get_jobs()
     assert (job.func_name, job.args) == ("worker.jobs.execute_transfers", (held.id,))
-    again = runner.invoke(args=["review", "clear", "--code", held.code])
+    again = review(runner, "clear", held.code)
     assert again.exit_code != 0 and "not held for review" in again.output
     assert len(get_queue(TRANSFERS_QUEUE).get_jobs()) == 1

@@ -6,6 +6,7 @@ Through /ussd, the worker's job and the review CLI."""
 import pytest
 
 from tests.escrow_helpers import PIN, cash_in, sms_to, the_request
+from tests.helpers import review
 from tests.ussd_helpers import Phone, available
 from ussd_app.payments.models import RequestKind, RequestStatus
 from ussd_app.ussd.gsm7 import length
@@ -87,7 +88,7 @@ def test_a_held_withdrawal_tells_both_sides_no_cash_yet(client, runner, juma):
         "security check. Pay out no cash until a Confirmed SMS."
     ]
     # Cleared: the agent gets the usual "Confirmed. Pay ... cash".
-    result = runner.invoke(args=["review", "clear", "--code", request.code])
+    result = review(runner, "clear", request.code)
     assert result.exit_code == 0, result.output
     assert jobs.execute_transfers() == 1
     assert sms_to(AGENT)[-1].startswith(f"{request.code} Confirmed. Pay KES 1,000.00 cash to JUMA OTIENO")
@@ -96,7 +97,7 @@ def test_a_held_withdrawal_tells_both_sides_no_cash_yet(client, runner, juma):
 def test_a_refused_withdrawal_tells_the_waiting_agent(client, runner, juma):
     before = available(juma)
     request = withdraw_held(client)
-    result = runner.invoke(args=["review", "refuse", "--code", request.code])
+    result = review(runner, "refuse", request.code)
     assert result.exit_code == 0, result.output
     assert one_segment(sms_to(AGENT)[-1]) == (
         f"{request.code} Withdrawal of KES 1,000.00 by JUMA OTIENO +254712000111 was stopped by a "

@@ -6,19 +6,13 @@ from datetime import UTC, datetime
 
 import click
 from flask import Blueprint
-from sqlalchemy import select, update
 
-from . import limits, tariffs
-from .clock import utcnow
-from .events import emit
+from . import tariffs
 from .extensions import db
 from .messages import money
 from .money import InvalidAmount, parse_major
 from .payments.emoney import FloatError, check_ledger, issue_float_and_commit
-from .payments.models import RequestStatus, TransferRequest
 from .phones import InvalidPhone, normalize
-from .queues import Bell, ring_after_commit
-from .sms import limit_receipts, receipts
 from .users import Role, UserError, create_user, find_by_phone
 from .ussd.pin_guard import unlock_pin
 
@@ -194,15 +188,14 @@ def account_tier(phone, tier):
 def review_list():
     """Transfers held for review by a velocity rule, oldest first; then allowance settlements
     refused ALLOWANCE_SETTLE_ALERT_AFTER times or more (the money held until one posts)."""
-    held = db.session.execute(
-        select(TransferRequest)
-        .where(TransferRequest.status == RequestStatus.REVIEW.value)
-        .order_by(TransferRequest.created_at)
-    ).scalars()
-    for r in held:
+    from .payments import review
+
+    for r in review.held(db.session):
         click.echo(
             f"{r.code} {r.kind} {money(r.amount)} account {r.debit_account_id} -> "
-            f"{r.credit_account_id} held {r.executed_at:%Y-%m-%d %H:%M} UTC ({r.result})"
+            f"{r.credit_account_id} held {r.executed_at:%Y-%m-%d %H:%M} UTC ({r.result}) "
+            f"(or: flask review clear|refuse --code {r.code} --operator NAME --reason TEXT; "
+            "or the back office's review page)"
         )
     # Allowance settlements refused again and again (the merchant locked, the ledger): the
     # customer's money stays held until one posts (payments/allowances/settlement.py).
@@ -214,7 +207,8 @@ def review_list():
             f"{last.code} allowance settlement {money(last.amount)} account {last.debit_account_id} -> "
             f"{last.credit_account_id} refused {holds.attempt_of(last.pending_request_id, last.id)} times, "
             f"last {last.executed_at:%Y-%m-%d %H:%M} UTC ({last.result}); allowance {allowance.id}, "
-            f"tried again every TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS "
+            "tried again after TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS, the wait doubling with each "
+            "refusal up to TUMA_ALLOWANCE_SETTLE_RETRY_MAX_SECONDS "
             f"(or: flask review void --allowance {allowance.id})"
         )
 
@@ -227,7 +221,8 @@ def review_void(allowance_id, operator, reason):
     """Decide an allowance whose settlement is refused (the merchant locked): void its hold,
     the whole hold back to the customer and the charges owed forgiven; the allowance ends. The
     merchant hears ``allowance.voided``, the customer gets one SMS; audited. Left undecided, it
-    is tried again every TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS (the default)."""
+    is tried again later (the default): after TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS, the wait doubling
+    with each refusal up to TUMA_ALLOWANCE_SETTLE_RETRY_MAX_SECONDS."""
     from .payments.allowances.decisions import DecisionError, void_refused
 
     try:
@@ -246,34 +241,33 @@ def review_void(allowance_id, operator, reason):
     )
 
 
-def _held(code: str):
-    request = db.session.execute(
-        select(TransferRequest).where(TransferRequest.code == code.upper())
-    ).scalar_one_or_none()
-    if request is None:
-        raise click.ClickException(f"no transfer with code {code}")
-    if request.status != RequestStatus.REVIEW.value:
-        raise click.ClickException(f"{request.code} is {request.status}, not held for review")
-    return request
+def _decide(decision, code, operator, reason):
+    """Run ``payments.review``'s ``decision`` (clear or refuse) in one transaction with its audit
+    row; a clear refusal otherwise (nothing done)."""
+    from .payments.review import ReviewError
+
+    try:
+        done = decision(db.session, code, operator=operator, reason=reason, via="cli")
+        db.session.commit()
+    except ReviewError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"refused: {exc}") from exc
+    return done
 
 
 @review_cli.cli.command("clear")
 @click.option("--code", required=True, help="the transaction code")
-def review_clear(code):
+@click.option("--operator", required=True, help="your name, for the audit log")
+@click.option("--reason", required=True, help="why, for the audit log (at most 200 characters)")
+def review_clear(code, operator, reason):
     """Clear a transfer held for review: queued again, skipping the velocity rules (limits still
-    apply). ``review release`` is the same command under its earlier name."""
-    request = _held(code)
-    done = db.session.execute(
-        update(TransferRequest)
-        .where(TransferRequest.id == request.id, TransferRequest.status == RequestStatus.REVIEW.value)
-        .values(status=RequestStatus.QUEUED.value, result=limits.REVIEW_CLEARED)
-    ).rowcount
-    if done:
-        ring_after_commit(db.session, Bell.TRANSFERS, request.id)  # queued again: the workers hear it
-    db.session.commit()
-    if not done:
-        raise click.ClickException(f"{request.code} was decided by someone else meanwhile")
-    click.echo(f"{request.code} cleared: queued for the worker")
+    apply); audited. ``review release`` is the same command under its earlier name."""
+    from .payments import review
+
+    done = _decide(review.clear, code, operator, reason)
+    click.echo(
+        f"{done.code} cleared ({money(done.amount)} {done.kind}, held by {done.rule}): queued for the worker"
+    )
 
 
 # Operators' scripts written before the vocabulary was settled still say ``review release``.
@@ -282,22 +276,11 @@ review_cli.cli.add_command(review_clear, "release")
 
 @review_cli.cli.command("refuse")
 @click.option("--code", required=True, help="the transaction code")
-def review_refuse(code):
-    """Refuse a held transfer: rejected, and the payer gets an SMS saying so."""
-    request = _held(code)
-    now = utcnow()
-    done = db.session.execute(
-        update(TransferRequest)
-        .where(TransferRequest.id == request.id, TransferRequest.status == RequestStatus.REVIEW.value)
-        .values(status=RequestStatus.REJECTED.value, result=limits.Result.REVIEW_REFUSED, executed_at=now)
-    ).rowcount
-    if not done:
-        db.session.rollback()
-        raise click.ClickException(f"{request.code} was decided by someone else meanwhile")
-    db.session.refresh(request)
-    refusal = limits.Refusal(limits.Result.REVIEW_REFUSED, 0, 0)
-    people = receipts.People(db.session, [request])
-    limit_receipts.write_refusal(db.session, request, refusal, people)
-    emit.for_requests(db.session, [(request, emit.FAILED)], people)  # a payout's system hears of it
-    db.session.commit()
-    click.echo(f"{request.code} refused; the payer is told by SMS")
+@click.option("--operator", required=True, help="your name, for the audit log")
+@click.option("--reason", required=True, help="why, for the audit log (at most 200 characters)")
+def review_refuse(code, operator, reason):
+    """Refuse a held transfer: rejected, and the payer gets an SMS saying so; audited."""
+    from .payments import review
+
+    done = _decide(review.refuse, code, operator, reason)
+    click.echo(f"{done.code} refused ({money(done.amount)} {done.kind}); the payer is told by SMS")

@@ -250,9 +250,12 @@ class Config:
     # -- Allowances (issue 18: payments/allowances/) -------------------------------------
     # Seconds a merchant's request for an allowance waits for the customer before it expires.
     ALLOWANCE_ASK_SECONDS = _int("TUMA_ALLOWANCE_ASK_SECONDS", 7 * 24 * 3600)
-    # Seconds after a settlement was refused (the merchant locked by Tuma, the ledger) before the
-    # maintenance job tries it again (<hold>.r2, .r3, ...); the money stays held meanwhile.
+    # Seconds after a settlement's first refusal (the merchant locked by Tuma, the ledger) before
+    # the maintenance job tries it again (<hold>.r2, .r3, ...); the money stays held meanwhile.
+    # Each further refusal doubles the wait (1 h, 2 h, 4 h, ...), up to ..._RETRY_MAX_SECONDS: a
+    # merchant locked for days is not asked every hour by each of its allowances.
     ALLOWANCE_SETTLE_RETRY_SECONDS = _int("TUMA_ALLOWANCE_SETTLE_RETRY_SECONDS", 3600)
+    ALLOWANCE_SETTLE_RETRY_MAX_SECONDS = _int("TUMA_ALLOWANCE_SETTLE_RETRY_MAX_SECONDS", 24 * 3600)
     # Refusals of one settlement after which it is listed for operators (``flask review list``)
     # and logged as an error, not a warning.
     ALLOWANCE_SETTLE_ALERT_AFTER = _int("TUMA_ALLOWANCE_SETTLE_ALERT_AFTER", 3)

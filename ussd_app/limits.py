@@ -23,8 +23,9 @@ amount plus fee, in minor units; an allowance's hold, once a settlement resolved
 that settlement posted (the rest is held anew, and counted, by the next hold), and as no payment
 in the velocity count. The same requests feed the velocity rules: more than
 ``VELOCITY_MAX_COUNT`` of them, or more than ``VELOCITY_MAX_VALUE_MAJOR`` sent, in the last
-hour holds the next one for review (status ``review``) until an operator clears it
-(``flask --app wsgi review clear``; cleared requests skip the velocity rules) or refuses it.
+hour holds the next one for review (status ``review``) until an operator clears it (cleared
+requests skip the velocity rules) or refuses it, on the back office's review page or with
+``flask --app wsgi review clear|refuse``: ``payments/review.py``, audited.
 
 No race can pass a limit: ``check_batch`` runs after the ledger's ``lock_accounts`` has locked
 every wallet the batch touches, in the ledger's order (``execute_requests``), so a second
@@ -358,6 +359,27 @@ def _locked_businesses(session, account_ids) -> set[int]:
     )
 
 
+def _locked_payers_cleared(session, requests, people) -> set[int]:
+    """The payers an operator has locked among the requests an operator cleared from review:
+    locked after the clear, before the worker took it (``payments/review.py`` refuses to clear
+    a payer locked already)."""
+    from .users import OPERATOR_LOCK_UNTIL, User
+    from .ussd.pin_guard import is_operator_locked
+
+    ids = {r.debit_account_id for r in requests if r.result == REVIEW_CLEARED}
+    if not ids:
+        return set()
+    if people is not None:
+        return {a for a in ids if (u := people.get(a)) is not None and is_operator_locked(u)}
+    return set(
+        session.execute(
+            select(User.account_id).where(
+                among(session, User.account_id, list(ids)), User.locked_until >= OPERATOR_LOCK_UNTIL
+            )
+        ).scalars()
+    )
+
+
 def check_batch(
     session,
     requests,
@@ -370,7 +392,8 @@ def check_batch(
     """{request id: Refusal} for the requests of a batch that break a limit or a velocity rule.
 
     A payment (a kind in COUNTED_KINDS, or an allowance's settlement) to an agent or merchant an
-    operator has locked is refused (``payee_locked``) before any limit is looked at.
+    operator has locked is refused (``payee_locked``) before any limit is looked at; so is a
+    request cleared from review whose payer an operator has locked since (``review_refused``).
 
     Call it after ``lock_accounts`` for every account the batch touches. Requests are checked
     in batch order; each one let through counts against the next ones of the same payer or
@@ -416,6 +439,7 @@ def check_batch(
     hour = sent_last_hour(session, payers, now) if max_count or max_value else dict.fromkeys(payers, (0, 0))
     balances = _balances(session, payees, locked, lambda dp, dpo, cpo: cpo - dpo)
 
+    locked_payers = _locked_payers_cleared(session, requests, people)
     limits_of = cache(tier_limits)  # the same configuration for the whole batch
     refusals: dict[str, Refusal] = {}
     for r in requests:
@@ -424,6 +448,10 @@ def check_batch(
         refusal = None
         if r.kind in kinds.PAYS_A_BUSINESS and r.credit_account_id in locked_businesses:
             refusal = Refusal(Result.PAYEE_LOCKED, 0, 0)
+        elif r.debit_account_id in locked_payers and r.result == REVIEW_CLEARED:
+            # Cleared, then its payer locked by an operator before this batch: stopped, as a
+            # refusal of the review would have (the payer told; a withdrawal's agent too).
+            refusal = Refusal(Result.REVIEW_REFUSED, 0, 0)
         elif payer is not None and r.kind in kinds.COUNTED_KINDS:
             count, value = hour[payer]
             refusal = over_limit(r.amount, r.fee, payer=limits_of(customers[payer]), spent=spent[payer])

@@ -84,6 +84,16 @@ def open_holds_by_code(session) -> list[tuple[str, int, int]]:
     ]
 
 
+def held_for_review(session) -> tuple[int, int]:
+    """Transfers a velocity rule holds for an operator's decision: (how many, their amount)."""
+    count, amount = session.execute(
+        select(func.count(), func.coalesce(func.sum(TransferRequest.amount), 0)).where(
+            TransferRequest.status == RequestStatus.REVIEW.value
+        )
+    ).one()
+    return int(count), int(amount)
+
+
 def trust_deposits_total(session) -> int:
     """Σ the trust bank deposits on record (each issued the same e-float)."""
     return int(session.execute(select(func.coalesce(func.sum(TrustDeposit.amount), 0))).scalar_one())

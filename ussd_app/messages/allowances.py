@@ -18,6 +18,17 @@ ASKED = {
     "month": "{name} asks to charge you up to {limit} a month, at most {amount} a charge. Approve or "
     "decline: dial {service_code} > My approvals",
 }
+# The same with the allowance's own end (the merchant's ``ends_at``), a term the customer agrees
+# to: the SMS says it as My approvals does before the PIN. No "dial": a merchant may ask for up
+# to the API's cap a period and a charge (KES 1,000,000.00), which with the date took 164.
+ASKED_UNTIL = {
+    "day": "{name} asks to charge you up to {limit} a day till {date}, max {amount} a charge. "
+    "Approve or decline: {service_code} > My approvals",
+    "week": "{name} asks to charge you up to {limit} a week till {date}, max {amount} a charge. "
+    "Approve or decline: {service_code} > My approvals",
+    "month": "{name} asks to charge you up to {limit} a month till {date}, max {amount} a charge. "
+    "Approve or decline: {service_code} > My approvals",
+}
 # A settlement: the tab's charges posted as one payment (its code verifies like any receipt).
 SETTLED = (
     "{code} Confirmed. {amount} paid to {name} for {count} charges, {date} {time}. "
@@ -63,6 +74,7 @@ VOIDED = (
 )
 MESSAGES = (
     *ASKED.values(),
+    *ASKED_UNTIL.values(),
     UNDER_REVIEW,
     VOIDED,
     SETTLED,
@@ -84,6 +96,9 @@ def asked(customer, merchant, allowance) -> str:
         service_code=current_app.config["SERVICE_CODE"],
     )
     english = ASKED[allowance.period]
+    if allowance.ends_at is not None:
+        english = ASKED_UNTIL[allowance.period]
+        fields["date"] = when(allowance.ends_at)[0]
     if customer is None:
         from . import say
 

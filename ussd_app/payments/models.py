@@ -91,6 +91,13 @@ class TransferRequest(db.Model):
             postgresql_where=text("status = 'queued'"),
             sqlite_where=text("status = 'queued'"),
         ),
+        # The transfers held for review (payments/review.py, the back office's dashboard).
+        Index(
+            "ix_transfer_requests_review",
+            "created_at",
+            postgresql_where=text("status = 'review'"),
+            sqlite_where=text("status = 'review'"),
+        ),
         Index("ix_transfer_requests_hold", "hold_state", "kind"),
         # The daily-limit and velocity sums (ussd_app/limits.py).
         Index("ix_transfer_requests_payer_executed", "debit_account_id", "executed_at"),

@@ -12,6 +12,7 @@ transaction with its audit row, and every POST has passed the CSRF check (``admi
 | ``accounts`` | people: search, lock, unlock, KYC tier |
 | ``transfers`` | transfers and one transfer's trail |
 | ``disputes`` | disputes and reversals awaiting a decision |
+| ``review`` | transfers held for review (clear or refuse), allowance settlements refused again and again |
 | ``sms`` | the SMS outbox and retries |
 | ``webhooks`` | webhook deliveries to merchants' systems, and resends |
 | ``efloat`` | e-float issue against a trust deposit |
@@ -31,6 +32,7 @@ from . import (  # noqa: F401
     efloat,
     ledger,
     queues,
+    review,
     signin,
     sms,
     transfers,

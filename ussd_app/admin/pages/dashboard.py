@@ -45,6 +45,7 @@ def dashboard():
         fees_24h=sum(fees),
         fees_balance=fee_account.credits_posted - fee_account.debits_posted,
         holds=reports.open_holds_by_code(db.session),
+        held_for_review=reports.held_for_review(db.session),
         queues=queues,
         sms=sms,
         delivery_rate=(sms.get("delivered", 0) / handed) if handed else None,

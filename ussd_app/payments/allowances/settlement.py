@@ -369,7 +369,8 @@ def _refused(
     so the hold is ``pending`` again and its charges are owed again (the tab restored on the
     allowance, which stays where it was: ``settling`` takes no charges and makes no next hold,
     a cancelled or expired one stays ended). ``settle_due`` tries it again after
-    ALLOWANCE_SETTLE_RETRY_SECONDS as ``<hold>.r2``, ``.r3``, ...; no receipt, as nothing was
+    ``retry_wait`` (ALLOWANCE_SETTLE_RETRY_SECONDS, doubling with each refusal up to
+    ALLOWANCE_SETTLE_RETRY_MAX_SECONDS) as ``<hold>.r2``, ``.r3``, ...; no receipt, as nothing was
     paid. Refused because Tuma is reviewing the merchant (``payee_locked``): the customer is told
     ONCE that the money stays held (at the first such refusal of this hold's settlement; the
     retries are silent). An operator may void the hold instead (``decisions.void_refused``)."""
@@ -453,18 +454,28 @@ def _refused_waiting(session, limit: int):
     )
 
 
+def retry_wait(attempts: int) -> timedelta:
+    """How long a settlement refused ``attempts`` times waits before the next attempt:
+    ALLOWANCE_SETTLE_RETRY_SECONDS after the first refusal, doubling with each further one, at
+    most ALLOWANCE_SETTLE_RETRY_MAX_SECONDS."""
+    first = current_app.config["ALLOWANCE_SETTLE_RETRY_SECONDS"]
+    most = max(first, current_app.config["ALLOWANCE_SETTLE_RETRY_MAX_SECONDS"])
+    return timedelta(seconds=min(most, first * 2 ** min(max(attempts, 1) - 1, 32)))
+
+
 def _settle_again(session, now: datetime, limit: int) -> int:
     """Refused settlements whose wait is over: the tab posted again from the same hold, as the
     next attempt (``<hold>.r2``, ...). One retrier per tab: the tab leaves the allowance by
     compare-and-set, then the hold is claimed (if someone else claimed it first, the tab goes
-    back). What the last attempt said (why, period) is carried over."""
-    cutoff = now - timedelta(seconds=current_app.config["ALLOWANCE_SETTLE_RETRY_SECONDS"])
+    back). What the last attempt said (why, period) is carried over. The wait after the n-th
+    refused attempt is ``retry_wait(n)``: doubling from ALLOWANCE_SETTLE_RETRY_SECONDS."""
     done = 0
     for allowance in list(session.execute(_refused_waiting(session, limit)).scalars()):
         last = last_settlement(session, allowance.id)
         if last is None or not last.id.startswith(f"{allowance.hold_request_id}.r"):
             continue  # not a refused settlement's tab (nothing else leaves a tab on a pending hold)
-        if last.told_at is None or last.told_at > cutoff:
+        wait = retry_wait(holds.attempt_of(allowance.hold_request_id, last.id))
+        if last.told_at is None or last.told_at > now - wait:
             continue
         tab, count = allowance.tab_amount, allowance.tab_count
         if not move(
