@@ -98,9 +98,13 @@ def write_posted(session, request, people: People) -> None:
         if payer is not None:
             people.spend(request)  # the next receipt in the batch says what is left today
         return
+    # The request's facts: the same in both receipts, read and copied once.
+    known = texts.facts(request) if payer is not None or payee is not None else None
     if payer is not None:
         left = people.spend(request)
-        body = texts.posted(request, "sender", payer, payee, balance=people.balance(payer), left_today=left)
+        body = texts.posted(
+            request, "sender", payer, payee, known=known, balance=people.balance(payer), left_today=left
+        )
         write(session, payer, body, request)
     if kinds.spec(request.kind).invites and payer is not None and request.reference:
         # The recipient is not on Tuma: no wallet, no language; tell them how to collect it.
@@ -111,7 +115,9 @@ def write_posted(session, request, people: People) -> None:
             transfer_request_id=request.id,
         )
     if payee is not None:
-        body = texts.posted(request, payee_party(payee), payee, payer, balance=people.balance(payee))
+        body = texts.posted(
+            request, payee_party(payee), payee, payer, known=known, balance=people.balance(payee)
+        )
         write(session, payee, body, request)
 
 
