@@ -1,12 +1,26 @@
 """Ledger throughput through the real queue and workers, beside pgbench and an rq no-op job.
 
     python bench/ledger_bench.py [--transfers 12000] [--workers 2] [--accounts 100000]
+        [--paired uniform,fee] [--runs 3]
 
 Needs PostgreSQL and Redis (BENCH_PG, default postgresql://postgres@127.0.0.1/<db>; BENCH_REDIS,
 default redis://127.0.0.1:6379/11). Creates and drops its own databases (BENCH_DB_PREFIX, default
 tuma: tuma_bench and tuma_pgbench; a session benching beside another gives its own). Prints one row per
 scenario: transfers/s, and ratios to pgbench TPC-B (scale 1, same client count) and to the rq
 no-op job rate measured in the same run. `ledger check` must pass after every scenario.
+
+How the ratio to pgbench is measured. On a shared machine the throughput of both sides drifts
+by tens of percent within minutes (pgbench alone read 1,370-2,309 tps across two whole runs), so
+a ratio of a ledger median taken in one minute to a pgbench median taken minutes later measures
+the drift as much as the ledger. For each workload in ``--paired`` (default: uniform and fee,
+the two with a pgbench target), every ledger run i has its own pgbench run right beside it
+(pgbench after the ledger run for even i, before it for odd i, so a steady drift does not
+favour one side), and the workload's ratio is the **median of its paired ratios**
+(ledger run i / pgbench run i), shown with their min-max. The other workloads are divided by
+the median of all the pgbench runs of this invocation (marked so in the table). The pgbench
+row is the median (min-max) of all its runs; with ``--paired ''`` pgbench runs ``--runs`` times
+after the ledger, as before. The rq no-op job runs at the end (it flushes the Redis database the
+workers use); its ratio is a median's, and its margin to its target is large.
 """
 
 import argparse
@@ -108,6 +122,11 @@ def main() -> int:
     parser.add_argument("--scenarios", default="uniform,zipf,hot,fee")
     parser.add_argument("--scaling", default="1,2,4", help="worker counts for the scaling runs (uniform)")
     parser.add_argument("--pgbench-seconds", type=int, default=6)
+    parser.add_argument(
+        "--paired",
+        default="uniform,fee",
+        help="workloads whose every run has a pgbench run beside it (ratio: median of the pairs)",
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
 
@@ -140,6 +159,7 @@ def main() -> int:
     app = create_app()
     rng = random.Random(42)
     results: dict = {"scenarios": {}, "scaling": {}}
+    pgbench_runs: list[float] = []  # every pgbench run of this invocation, paired or not
     ledger_ok = True
     with app.app_context():
         get_redis().flushdb()
@@ -260,15 +280,40 @@ def main() -> int:
         def figure(runs: list[float]) -> dict:
             return dict(median=statistics.median(runs), min=min(runs), max=max(runs))
 
-        def runs(name: str, workers: int) -> dict:
+        def pgbench_run() -> float:
+            tps = pgbench_tps(args.workers, args.pgbench_seconds)
+            pgbench_runs.append(tps)
+            print(f"  pgbench  {args.workers} clients: {tps:8.0f} tps", flush=True)
+            return tps
+
+        def runs(name: str, workers: int, paired: bool = False) -> dict:
+            """``args.runs`` runs of ``name``; ``paired``: each beside a pgbench run (even
+            runs before their pgbench run, odd ones after it), the ratio being the median of
+            the pairs' ratios (the module's docstring says why)."""
             procs = start_workers(workers)
             try:
-                return figure([one_run(name, workers) for _ in range(args.runs)])
+                tps, pg = [], []
+                for i in range(args.runs):
+                    if paired and i % 2:
+                        pg.append(pgbench_run())
+                    tps.append(one_run(name, workers))
+                    if paired and not i % 2:
+                        pg.append(pgbench_run())
             finally:
                 stop_workers(procs)
+            result = figure(tps)
+            if paired:
+                ratios = [t / p for t, p in zip(tps, pg, strict=True)]
+                result["vs_pgbench"] = {**figure(ratios), "runs": ratios}
+                print(
+                    f"  {name}: × pgbench, median of the pairs {result['vs_pgbench']['median']:.2f}",
+                    flush=True,
+                )
+            return {**result, "runs": tps}
 
+        paired = {name for name in args.paired.split(",") if name}
         for name in args.scenarios.split(","):
-            results["scenarios"][name] = runs(name, args.workers)
+            results["scenarios"][name] = runs(name, args.workers, paired=name in paired)
         for workers in (int(w) for w in args.scaling.split(",") if w):
             if workers == args.workers and "uniform" in results["scenarios"]:
                 results["scaling"][workers] = results["scenarios"]["uniform"]  # the same runs
@@ -276,9 +321,10 @@ def main() -> int:
             results["scaling"][workers] = runs("uniform", workers)
         db.engine.dispose()
 
-    results["pgbench_tpcb"] = figure(
-        [pgbench_tps(args.workers, args.pgbench_seconds) for _ in range(args.runs)]
-    )
+    if not pgbench_runs:  # nothing paired: pgbench after the ledger, as the bench did before
+        for _ in range(args.runs):
+            pgbench_runs.append(pgbench_tps(args.workers, args.pgbench_seconds))
+    results["pgbench_tpcb"] = {**figure(pgbench_runs), "runs": pgbench_runs}
     results["rq_noop_jobs"] = figure([noop_jobs_per_second() for _ in range(args.runs)])
     results["ledger_check"] = ledger_ok
     psql(f"DROP DATABASE IF EXISTS {DB_PREFIX}_bench WITH (FORCE)")
@@ -289,19 +335,42 @@ def main() -> int:
     return 0 if ledger_ok else 1
 
 
+def vs_pgbench(results: dict, name: str) -> float:
+    """Workload ``name``'s ratio to pgbench: the median of its paired ratios when its runs were
+    paired with pgbench runs, else its median over the median of all pgbench runs."""
+    scenario = results["scenarios"][name]
+    if "vs_pgbench" in scenario:
+        return scenario["vs_pgbench"]["median"]
+    return scenario["median"] / results["pgbench_tpcb"]["median"]
+
+
 def table(results: dict, args) -> str:
-    pg, noop = results["pgbench_tpcb"]["median"], results["rq_noop_jobs"]["median"]
+    noop = results["rq_noop_jobs"]["median"]
     fmt = lambda f: f"{f['median']:.0f} ({f['min']:.0f}–{f['max']:.0f})"  # noqa: E731
+    paired = [name for name, f in results["scenarios"].items() if "vs_pgbench" in f]
     lines = [
         f"Ledger: {args.transfers:,} transfers per run through the queue into PostgreSQL, {args.accounts:,} accounts "
         "(each a full-tier customer's wallet: limits checked, two SMS receipts written per transfer), "
         f"batches of {args.batch}, {args.workers} workers; median (min–max) of {args.runs} runs.",
+    ]
+    if paired:
+        lines.append(
+            f"× pgbench for {', '.join(paired)}: each ledger run beside its own pgbench run (alternately "
+            "before and after it), the median (min–max) of the {} paired ratios; for the others (*), "
+            "their median over the median of all pgbench runs.".format(args.runs)
+        )
+    lines += [
         "",
         "| workload | transfers/s | × pgbench TPC-B | × rq no-op job |",
         "| --- | ---: | ---: | ---: |",
     ]
     for name, f in results["scenarios"].items():
-        lines.append(f"| {name} | {fmt(f)} | {f['median'] / pg:.2f} | {f['median'] / noop:.1f} |")
+        if "vs_pgbench" in f:
+            v = f["vs_pgbench"]
+            ratio = f"{v['median']:.2f} ({v['min']:.2f}–{v['max']:.2f})"
+        else:
+            ratio = f"{vs_pgbench(results, name):.2f}{'*' if paired else ''}"
+        lines.append(f"| {name} | {fmt(f)} | {ratio} | {f['median'] / noop:.1f} |")
     hot, uniform = results["scenarios"].get("hot"), results["scenarios"].get("uniform")
     if hot and uniform:
         lines.append(f"| hot ÷ uniform | {hot['median'] / uniform['median']:.2f} | | |")

@@ -10,20 +10,33 @@ queued sends between random pairs (the same seed for every tree), then ``execute
 loop in this one process, one worker, batches of 500. Per run: wall seconds, the worker's CPU
 seconds (its own clock), the PostgreSQL backend's CPU seconds (its /proc/<pid>/stat, so the
 database must run on this machine) and the statements sent. Needs Redis (BENCH_REDIS).
+
+With ``--callgrind``, each child runs under valgrind's callgrind, instrumented only while its
+batches run (``--instr-atstart=no``, switched on and off with ``callgrind_control``): the
+worker's instructions for the batches, a count the machine's load does not change (its CPU
+seconds do: on this shared 2-core machine, by 30% between rounds). Slow: keep
+``--transfers`` and ``--accounts`` small (e.g. 2000 and 5000).
 """
 
 import argparse
+import glob
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
 PG_BASE = os.environ.get("BENCH_PG_BASE", "postgresql://postgres@127.0.0.1")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/11")
+# callgrind's dumps go to a directory of this run's (removed at the end), not into the tree measured.
+CALLGRIND_OUT = os.path.join(
+    os.environ.get("LEDGER_AB_CALLGRIND_DIR", tempfile.gettempdir()), "callgrind.out"
+)
 
 
 def psql(sql: str) -> None:
@@ -109,6 +122,9 @@ def child(args) -> None:
 
                 profiler = cProfile.Profile()
             b0, c0, w0 = backend_cpu(pid), time.process_time(), time.perf_counter()
+            me = str(os.getpid())
+            if args.callgrind:
+                subprocess.run(["callgrind_control", "-i", "on", me], check=True, capture_output=True)
             if profiler:
                 profiler.enable()
             done = 0
@@ -121,6 +137,17 @@ def child(args) -> None:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
             wall, cpu, pg = time.perf_counter() - w0, time.process_time() - c0, backend_cpu(pid) - b0
+            instructions = None
+            if args.callgrind:
+                subprocess.run(["callgrind_control", "-d", "batches", me], check=True, capture_output=True)
+                subprocess.run(["callgrind_control", "-i", "off", me], check=True, capture_output=True)
+                dump = max(glob.glob(f"{CALLGRIND_OUT}.{me}.*"), key=os.path.getmtime)
+                with open(dump) as fh:
+                    instructions = next(
+                        int(line.split()[1]) for line in fh if line.startswith(("totals:", "summary:"))
+                    )
+                for leftover in glob.glob(f"{CALLGRIND_OUT}.{me}*"):
+                    os.remove(leftover)
             posted = session.execute(
                 select(func.count()).select_from(TransferRequest).where(TransferRequest.status == "accepted")
             ).scalar_one()
@@ -135,6 +162,7 @@ def child(args) -> None:
                 pg=pg,
                 statements=statements[0],
                 tps=done / wall,
+                instructions=instructions,
             )
             db.session.remove()
             db.engine.dispose()
@@ -151,12 +179,15 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--scenario", default="uniform")
     parser.add_argument("--profile", default=None)
+    parser.add_argument("--callgrind", action="store_true", help="count the batches' instructions")
     parser.add_argument("--child", action="store_true")
     args = parser.parse_args()
     if args.child:
         child(args)
         return 0
     trees = [os.path.abspath(t) for t in args.trees.split(",")]
+    if args.callgrind:
+        os.environ["LEDGER_AB_CALLGRIND_DIR"] = tempfile.mkdtemp(prefix="ledger-ab-callgrind-")
     results = {t: [] for t in trees}
     for r in range(args.rounds):
         for tree in trees if r % 2 == 0 else reversed(trees):
@@ -170,6 +201,15 @@ def main() -> int:
             ]
             if args.profile:
                 cmd.append(f"--profile={args.profile}.{os.path.basename(tree)}.{r}")
+            if args.callgrind:
+                cmd = [
+                    "valgrind",
+                    "--tool=callgrind",
+                    "--instr-atstart=no",
+                    f"--callgrind-out-file={os.path.join(os.environ['LEDGER_AB_CALLGRIND_DIR'], 'callgrind.out')}.%p",
+                    *cmd,
+                    "--callgrind",
+                ]
             proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if proc.returncode or line is None:
@@ -180,15 +220,27 @@ def main() -> int:
             print(
                 f"round {r} {tree}: {res['tps']:.0f} transfers/s, worker CPU {res['cpu']:.2f} s, "
                 f"PostgreSQL CPU {res['pg']:.2f} s, wall {res['wall']:.2f} s, {res['statements']} statements, "
-                f"posted {res['posted']}, check {'passed' if res['check'] else 'FAILED'}",
+                f"posted {res['posted']}, check {'passed' if res['check'] else 'FAILED'}"
+                + (
+                    f", {res['instructions'] / res['done']:,.0f} instructions a transfer"
+                    if res["instructions"]
+                    else ""
+                ),
                 flush=True,
             )
+    if args.callgrind:
+        shutil.rmtree(os.environ["LEDGER_AB_CALLGRIND_DIR"], ignore_errors=True)
     print()
     for tree, runs in results.items():
         med = {k: statistics.median(x[k] for x in runs) for k in ("tps", "cpu", "pg", "wall", "statements")}
         print(
             f"{tree}: median {med['tps']:.0f} transfers/s, worker CPU {med['cpu']:.2f} s, "
             f"PostgreSQL CPU {med['pg']:.2f} s, {med['statements']:.0f} statements"
+            + (
+                f", {statistics.median(x['instructions'] / x['done'] for x in runs):,.0f} instructions a transfer"
+                if args.callgrind
+                else ""
+            )
         )
     return 0
 

@@ -1,10 +1,11 @@
 """People: customers, agents, merchants and causes, each with one wallet account in the ledger."""
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, bindparam, func, select
+from sqlalchemy import DateTime, ForeignKey, Integer, String, bindparam, func, inspect, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from . import country, phones, pins
@@ -118,6 +119,32 @@ def holders(session, account_ids) -> dict[int, User]:
         return {}
     users = session.execute(select(User).where(among(session, User.account_id, ids))).scalars()
     return {u.account_id: u for u in users}
+
+
+# A holder as a transfer batch reads it (``holder_rows``): the user's columns under their
+# attribute names and ``name``, without the ORM's per-object state (no identity map entry, no
+# ``account`` relationship: ``sms.receipts.People`` reads balances from the ledger). Never
+# the PIN's hash (nothing that reads these wants it), and no repr that would show the rest.
+_USER_ATTRIBUTES = [a for a in inspect(User).column_attrs if a.key != "pin_hash"]
+HolderRow = dataclasses.make_dataclass(
+    "HolderRow",
+    [attribute.key for attribute in _USER_ATTRIBUTES],
+    slots=True,
+    eq=False,
+    repr=False,
+    namespace={"name": User.name},
+)
+
+
+def holder_rows(session, account_ids) -> dict:
+    """``holders`` as ``HolderRow``s, for code that only reads them (a transfer batch's
+    receipts, limits and events): a batch of 500 transfers reads up to 1,000 holders."""
+    ids = set(account_ids)
+    if not ids:
+        return {}
+    columns = [attribute.columns[0] for attribute in _USER_ATTRIBUTES]
+    rows = session.execute(select(*columns).where(among(session, User.account_id, ids)))
+    return {user.account_id: user for user in (HolderRow(*row) for row in rows)}
 
 
 def find_by_till(session, till: str) -> User | None:

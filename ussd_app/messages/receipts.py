@@ -276,15 +276,20 @@ def template(kind: str, party: str) -> str | None:
     return entry.get(party)
 
 
-def posted(request, party: str, reader, other, **fields) -> str | None:
+def posted(request, party: str, reader, other, *, known: dict | None = None, **fields) -> str | None:
     """``reader``'s receipt (as ``party``) for posted ``request`` with ``other`` on the other
     side; ``fields`` add the reader's own figures (``balance`` and, for a payer,
-    ``left_today``, minor units). None when that party of the kind gets no receipt."""
+    ``left_today``, minor units). None when that party of the kind gets no receipt.
+    ``known``: ``facts(request)`` if the caller has it (the payer's and the payee's receipts
+    of one request share it; a batch writes 1,000 receipts)."""
     english = template(request.kind, party)
     if english is None:
         return None
-    figures = {name: money(value) for name, value in fields.items()}
-    return tell(reader, english, **facts(request), **counterparty(other), **figures)
+    currency = current_app.config["CURRENCY"]  # ``money``'s, read once for the figures
+    figures = {name: _money(int(value or 0), currency) for name, value in fields.items()}
+    return tell(
+        reader, english, **(known if known is not None else facts(request)), **counterparty(other), **figures
+    )
 
 
 def invite(request, payer) -> str:

@@ -8,10 +8,11 @@ queue behind each other instead of deadlocking, and fee revenue, which every bat
 credits, is locked by the batch's last statement only.
 """
 
+import dataclasses
 import logging
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import inspect, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -31,20 +32,37 @@ log = logging.getLogger(__name__)
 RETRIES = 5
 
 
-def _take_queued(session, limit: int) -> list[TransferRequest]:
+# A queued request as a batch reads it: the row's columns under the mapped names, and nothing
+# of the ORM's (no identity map entry, no instrumented attributes, no state to flush). A batch
+# of 500 only reads its requests and writes their outcome in one statement (``update_rows``),
+# so the ORM's per-object bookkeeping was the largest Python cost left per transfer. Every
+# consumer (limits, refunds, standing orders, receipts, events, legs) reads attributes only.
+_ATTRIBUTES = inspect(TransferRequest).column_attrs  # every mapped column, under its attribute name
+_TABLE = TransferRequest.__table__
+QueuedRequest = dataclasses.make_dataclass(
+    "QueuedRequest", [attribute.key for attribute in _ATTRIBUTES], slots=True, eq=False
+)
+
+
+def _take_queued(session, limit: int) -> list:
+    """The oldest ``limit`` queued requests as ``QueuedRequest`` rows, locked (``FOR UPDATE
+    SKIP LOCKED`` on PostgreSQL, so another worker takes the next ones)."""
     query = (
-        select(TransferRequest)
-        .where(TransferRequest.status == RequestStatus.QUEUED.value)
-        .order_by(TransferRequest.created_at, TransferRequest.id)
+        select(*(attribute.columns[0] for attribute in _ATTRIBUTES))
+        .where(_TABLE.c.status == RequestStatus.QUEUED.value)
+        .order_by(_TABLE.c.created_at, _TABLE.c.id)
         .limit(limit)
     )
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
-    return list(session.execute(query).scalars())
+    return [QueuedRequest(*row) for row in session.execute(query)]
 
 
-def execute_requests(session, requests: list[TransferRequest], *, late: bool = False) -> None:
+def execute_requests(session, requests: list, *, late: bool = False) -> None:
     """Post ``requests`` through the ledger and write their outcome and SMS. No commit.
+
+    ``requests``: ``TransferRequest`` objects (a flow executing its own request at once), or
+    the ``QueuedRequest`` rows of a worker's batch; either is told its outcome (``_put``).
 
     The batch's accounts are locked and read once (``ledger.lock_accounts``), and the
     holders and what each payer sent today read once (``receipts.People``), under those
@@ -89,7 +107,7 @@ def execute_requests(session, requests: list[TransferRequest], *, late: bool = F
     for request in requests:
         if request.id in returned:
             held_amounts[request.id] = request.amount
-            set_committed_value(request, "amount", returned[request.id].fits)
+            _put(request, "amount", returned[request.id].fits)
             legs[request.id] = legs_for(request, house)
     specs, spans = [], []
     for request in requests:
@@ -125,7 +143,7 @@ def execute_requests(session, requests: list[TransferRequest], *, late: bool = F
                 continue
         else:
             if request.id in returned:  # refused by the ledger: its receipt names the whole hold
-                set_committed_value(request, "amount", held_amounts[request.id])
+                _put(request, "amount", held_amounts[request.id])
             status = RequestStatus.REJECTED
             passive = (TransferResult.OK, TransferResult.LINKED_EVENT_FAILED)
             result = next((r for r in chain if r not in passive), chain[0])  # the leg that failed
@@ -179,7 +197,7 @@ def execute_requests(session, requests: list[TransferRequest], *, late: bool = F
         ring_after_commit(session, Bell.AIRTIME)
 
 
-def _record_returns(session, requests: list[TransferRequest]) -> None:
+def _record_returns(session, requests: list) -> None:
     """Holds posted in part keep the amount that reached the payee on their request (what its
     receipts, statements and code checks say); a hold voided because nothing fitted is
     marked voided, as the money went back."""
@@ -198,7 +216,7 @@ def _record_returns(session, requests: list[TransferRequest]) -> None:
         )
 
 
-def _set(request: TransferRequest, status: str, result: str, now: datetime) -> None:
+def _set(request, status: str, result: str, now: datetime) -> None:
     """Written in one statement by the caller; the object is told without another flush."""
     for key, value in (
         ("status", status),
@@ -206,6 +224,15 @@ def _set(request: TransferRequest, status: str, result: str, now: datetime) -> N
         ("attempts", request.attempts + 1),
         ("executed_at", now),
     ):
+        _put(request, key, value)
+
+
+def _put(request, key: str, value) -> None:
+    """Set ``key`` on a ``QueuedRequest`` row, or on a ``TransferRequest`` as its committed
+    value (the caller writes the row itself; the ORM must not flush it again)."""
+    if isinstance(request, QueuedRequest):
+        setattr(request, key, value)
+    else:
         set_committed_value(request, key, value)
 
 

@@ -9,21 +9,23 @@ hears it). A refusal by the limits is ``sms/limit_receipts.py``'s.
 """
 
 from .. import limits
-from ..ledger import TransferResult
+from ..ledger import Account, TransferResult
 from ..messages import receipts as texts
 from ..payments import kinds
 from ..payments.tips import silent
-from ..users import Role, User, holders
+from ..users import HolderRow, Role, User, holder_rows
 from .outbox import add_sms
 
 
 class People:
     """The registered holders of the accounts in a batch, looked up in one query, and what
-    each payer had already sent today before the batch (one more query)."""
+    each payer had already sent today before the batch (one more query). The holders are
+    ``users.HolderRow``s: everything here only reads them."""
 
     def __init__(self, session, requests, now=None, *, spent=True):
         ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
-        self.by_account = holders(session, ids)
+        self.by_account = holder_rows(session, ids)
+        self._session = session
         self._requests = requests
         self._spent: dict[int, int] = {}
         # {account id: available balance right after the request being written}, set by the
@@ -54,16 +56,16 @@ class People:
         accounts of this batch's payers (``limits.spent_today``'s figures, read once)."""
         return {a: self._spent[a] for a in account_ids}
 
-    def get(self, account_id: int) -> User | None:
+    def get(self, account_id: int) -> HolderRow | None:
         return self.by_account.get(account_id)
 
-    def balance(self, user: User) -> int:
+    def balance(self, user: HolderRow) -> int:
         """``user``'s available balance right after the request, else as it stands now."""
         if user.account_id in self.balances_after:
             return self.balances_after[user.account_id]
         if self._locked is not None and (available := self._locked.available(user.account_id)) is not None:
             return available  # as the ledger left it: what the row says now
-        return user.account.available
+        return self._session.get(Account, user.account_id).available
 
     def spend(self, request) -> int:
         """Count ``request`` (just posted) against its payer's day; what is left, minor units."""
@@ -96,9 +98,13 @@ def write_posted(session, request, people: People) -> None:
         if payer is not None:
             people.spend(request)  # the next receipt in the batch says what is left today
         return
+    # The request's facts: the same in both receipts, read and copied once.
+    known = texts.facts(request) if payer is not None or payee is not None else None
     if payer is not None:
         left = people.spend(request)
-        body = texts.posted(request, "sender", payer, payee, balance=people.balance(payer), left_today=left)
+        body = texts.posted(
+            request, "sender", payer, payee, known=known, balance=people.balance(payer), left_today=left
+        )
         write(session, payer, body, request)
     if kinds.spec(request.kind).invites and payer is not None and request.reference:
         # The recipient is not on Tuma: no wallet, no language; tell them how to collect it.
@@ -109,7 +115,9 @@ def write_posted(session, request, people: People) -> None:
             transfer_request_id=request.id,
         )
     if payee is not None:
-        body = texts.posted(request, payee_party(payee), payee, payer, balance=people.balance(payee))
+        body = texts.posted(
+            request, payee_party(payee), payee, payer, known=known, balance=people.balance(payee)
+        )
         write(session, payee, body, request)
 
 
