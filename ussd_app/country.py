@@ -25,6 +25,7 @@ English being its languages (a new language needs its own catalogues, ``i18n.py`
 from dataclasses import dataclass, field
 
 import phonenumbers
+from flask import current_app, has_app_context
 
 DEFAULT_COUNTRY = "KE"
 
@@ -244,8 +245,6 @@ def profile(code: str | None = None) -> Profile:
     """The profile of ``code`` (the app's ``COUNTRY`` when None, ``DEFAULT_COUNTRY`` outside an
     app); UnknownCountry when there is none."""
     if code is None:
-        from flask import current_app, has_app_context
-
         code = current_app.config.get("COUNTRY", DEFAULT_COUNTRY) if has_app_context() else DEFAULT_COUNTRY
     try:
         return PROFILES[code]
@@ -305,8 +304,8 @@ def _check_overrides(config) -> None:
 
 def languages() -> tuple[str, ...]:
     """The languages this service offers; the first is spoken to strangers."""
-    from flask import current_app, has_app_context
-
+    # (flask imported at the top: an import statement here ran on every message translated,
+    # eight times a menu hop)
     offered = current_app.config.get("LANGUAGES") if has_app_context() else None
     return tuple(offered or profile().languages)
 
