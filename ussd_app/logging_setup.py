@@ -96,11 +96,15 @@ def configure(level: int = logging.INFO) -> None:
             setattr(handler, _MARK, True)
     if root.level == logging.NOTSET or root.level > level:
         root.setLevel(level)
-    # What a JSON line never shows is not gathered for it: where the call was made (a walk up
-    # the stack for every record: a fifth of a line's cost, and one line is logged per USSD
-    # hop) and the thread's and multiprocessing's names. The switches are the ones the
-    # logging HOWTO's "Optimization" section names. The process id stays (gunicorn's own lines
-    # print it).
+    lean_records()
+
+
+def lean_records() -> None:
+    """What a JSON line never shows is not gathered for it: where the call was made (a walk up
+    the stack for every record: a fifth of a line's cost, and one line is logged per USSD hop)
+    and the thread's and multiprocessing's names. The switches are the ones the logging
+    HOWTO's "Optimization" section names. The process id stays (gunicorn's own lines print
+    it)."""
     logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
