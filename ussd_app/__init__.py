@@ -14,19 +14,22 @@ class Tuma(Flask):
     """Flask, with ``ensure_sync``'s answer remembered for each plain function: Flask asks it of
     every hook and view on every request (five times for a USSD hop, each an
     ``inspect.iscoroutinefunction``), and a function's answer never changes. Flask's docs name
-    ``ensure_sync`` as the method to override; anything but a plain function is asked as
-    before (a bound method is a new object each time)."""
+    ``ensure_sync`` as the method to override; anything but a plain function defined once is
+    asked as before (a bound method or a closure is a new object each time)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._sync: dict = {}
 
     def ensure_sync(self, func):
-        if type(func) is not types.FunctionType:
-            return super().ensure_sync(func)
-        found = self._sync.get(func)
+        found = self._sync.get(func) if type(func) is types.FunctionType else None
         if found is None:
-            found = self._sync[func] = super().ensure_sync(func)
+            found = super().ensure_sync(func)
+            # Only functions defined once (a module's or a class's, not a closure made per
+            # request, as ``after_this_request`` takes): the table stays as small as the app.
+            if type(func) is types.FunctionType and "<locals>" not in func.__qualname__:
+                if len(self._sync) < 4096:
+                    self._sync[func] = found
         return found
 
 
