@@ -262,6 +262,21 @@ def callgrind(app, bare, n: int, modes: list[str], pin: bool) -> int:
     return 0
 
 
+def production_logging() -> None:
+    """Root at INFO writing JSON lines (to /dev/null), as a gunicorn worker logs. Alembic's
+    ``fileConfig`` (migrations/alembic.ini, run by the upgrade) replaces the root's handlers
+    and sets it to WARN: until this was called after it, the per-hop INFO line (record,
+    JSON formatter, write) was never made, and the counts left it out."""
+    from ussd_app import logging_setup
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(logging.FileHandler(os.devnull))
+    root.setLevel(logging.NOTSET)
+    logging_setup.configure()
+
+
 def summary(found: dict) -> dict:
     return {
         label: {
@@ -313,6 +328,7 @@ def main() -> int:
             from ussd_app.pins import hash_pin
 
             flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
+            production_logging()  # the migration's fileConfig put root back at WARN, in text
             customers(db.session, args.users, balance=5_000_000, pin_hash=hash_pin(PIN))
             db.session.remove()
             app.extensions["redis"].flushdb()

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from tests.helpers import fund
 from tests.ussd_helpers import Phone
 from ussd_app.extensions import db
-from ussd_app.logging_setup import JsonFormatter, new_trace_id
+from ussd_app.logging_setup import JsonFormatter, bound, lean_records, new_trace_id
 from ussd_app.payments.models import TransferRequest
 from worker.jobs import execute_transfers, send_sms
 
@@ -101,3 +101,40 @@ def test_exceptions_are_logged_without_their_message(log_lines):
         logging.getLogger("tuma.test").exception("it failed")
     [line] = [x for x in log_lines() if x["logger"] == "tuma.test"]
     assert line["exception"] == "ValueError" and "8642" not in json.dumps(line)
+
+
+def test_a_json_line_reads_the_same_when_records_leave_out_what_it_never_shows(monkeypatch):
+    """In production (``configure``) a record no longer gathers the caller's file and line
+    (a walk up the stack per line, one line per USSD hop) or the thread's names: no JSON line
+    carried them, so an operator reads every line as before."""
+    for switch in ("_srcfile", "logThreads", "logMultiprocessing"):
+        monkeypatch.setattr(logging, switch, getattr(logging, switch))  # put back after the test
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("tuma.test.lean")
+    log.addHandler(handler)
+    monkeypatch.setattr(log, "propagate", False)
+    monkeypatch.setattr(log, "level", logging.INFO)
+
+    def line() -> dict:
+        with bound(trace_id="trace-0001"):
+            log.info("ussd hop session=%s text=%s", "s-1", "#*#(4)", extra={"kind": "p2p"})
+        doc = json.loads(stream.getvalue().splitlines()[-1])
+        doc.pop("ts")
+        return doc
+
+    try:
+        before = line()
+        lean_records()
+        after = line()
+    finally:
+        log.removeHandler(handler)
+    assert before == {
+        "level": "info",
+        "logger": "tuma.test.lean",
+        "message": "ussd hop session=s-1 text=#*#(4)",
+        "trace_id": "trace-0001",
+        "kind": "p2p",
+    }
+    assert after == before

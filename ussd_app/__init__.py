@@ -2,6 +2,7 @@
 contents of the subsystems."""
 
 import os
+import types
 
 from flask import Flask
 
@@ -9,8 +10,31 @@ from . import country
 from .config import Config
 
 
+class Tuma(Flask):
+    """Flask, with ``ensure_sync``'s answer remembered for each plain function: Flask asks it of
+    every hook and view on every request (five times for a USSD hop, each an
+    ``inspect.iscoroutinefunction``), and a function's answer never changes. Flask's docs name
+    ``ensure_sync`` as the method to override; anything but a plain function defined once is
+    asked as before (a bound method or a closure is a new object each time)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sync: dict = {}
+
+    def ensure_sync(self, func):
+        found = self._sync.get(func) if type(func) is types.FunctionType else None
+        if found is None:
+            found = super().ensure_sync(func)
+            # Only functions defined once (a module's or a class's, not a closure made per
+            # request, as ``after_this_request`` takes): the table stays as small as the app.
+            if type(func) is types.FunctionType and "<locals>" not in func.__qualname__:
+                if len(self._sync) < 4096:
+                    self._sync[func] = found
+        return found
+
+
 def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_path=os.environ.get("TUMA_INSTANCE_PATH") or None)
+    app = Tuma(__name__, instance_path=os.environ.get("TUMA_INSTANCE_PATH") or None)
     app.config.from_object(Config)
     if test_config:
         app.config.update(test_config)

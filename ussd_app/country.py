@@ -304,6 +304,8 @@ def _check_overrides(config) -> None:
 
 def languages() -> tuple[str, ...]:
     """The languages this service offers; the first is spoken to strangers."""
+    # (flask imported at the top: an import statement here ran on every message translated,
+    # eight times a menu hop)
     offered = current_app.config.get("LANGUAGES") if has_app_context() else None
     return tuple(offered or profile().languages)
 

@@ -199,11 +199,12 @@ def _guard():
         request.max_content_length = limit  # also caps a body sent without Content-Length
         if request.content_length is not None and request.content_length > limit:
             return _too_large(None)
-    allowed = _setting(config, "ALLOWED_IPS")
+    gateway = getattr(_view(), "ussd_gateway", None)  # looked up once for both settings
+    allowed = _setting(config, "ALLOWED_IPS", gateway)
     if allowed and not _ip_allowed(allowed):
         log.warning("webhook refused: address not allowed (%s)", request.endpoint)
         return _refuse(403, "forbidden")
-    secret = _setting(config, "SECRET")
+    secret = _setting(config, "SECRET", gateway)
     if secret and not _has_secret(secret):
         log.warning("webhook refused: missing or wrong secret (%s)", request.endpoint)
         return _refuse(403, "forbidden")
@@ -275,11 +276,10 @@ def over_rate(count: int, per_minute: int, *, phone: bool = True) -> bool:
     return True
 
 
-def _setting(config, what: str):
+def _setting(config, what: str, gateway: str | None):
     """``WEBHOOK_<what>``, or for another USSD gateway's endpoint (its view names the gateway,
-    ``ussd/gateways/``) that gateway's own ``USSD_<GATEWAY>_<what>`` when it is set: each
-    gateway is given its own callback secret and calls from its own addresses."""
-    gateway = getattr(_view(), "ussd_gateway", None)
+    ``gateway``: ``ussd/gateways/``) that gateway's own ``USSD_<GATEWAY>_<what>`` when it is
+    set: each gateway is given its own callback secret and calls from its own addresses."""
     own = config.get(f"USSD_{gateway.upper()}_{what}") if gateway else None
     return own or config.get(f"WEBHOOK_{what}")
 
@@ -374,17 +374,19 @@ def caller_phone() -> str | None:
     is missing or not a mobile number of our own country (``phones.normalize_mobile``). Every
     per-phone count, and the views, use this number, never the raw string."""
     # Kept on the request itself (not ``g``: an app context can outlive one request).
-    if _CALLER_PHONE not in request.environ:
+    environ = request.environ  # (the proxy looked through once: this runs three times a hop)
+    if _CALLER_PHONE not in environ:
         reader = getattr(_view(), "raw_caller", None)  # a gateway that posts JSON says where
         if reader is not None:
             raw = reader()
         else:
-            raw = (request.form.get("phoneNumber") or request.form.get("from") or "").strip()
+            form = request.form
+            raw = (form.get("phoneNumber") or form.get("from") or "").strip()
         try:
-            request.environ[_CALLER_PHONE] = phones.normalize_mobile(raw)
+            environ[_CALLER_PHONE] = phones.normalize_mobile(raw)
         except phones.InvalidPhone:
-            request.environ[_CALLER_PHONE] = None
-    return request.environ[_CALLER_PHONE]
+            environ[_CALLER_PHONE] = None
+    return environ[_CALLER_PHONE]
 
 
 def _over_rate(per_minute: int) -> bool:

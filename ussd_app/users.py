@@ -75,8 +75,16 @@ class UserError(ValueError):
     """A user could not be created; the message says why, for the operator or the screen."""
 
 
+_BY_PHONE = None
+
+
 def find_by_phone(session, phone: str) -> User | None:
-    return session.execute(select(User).where(User.phone == phone)).scalar_one_or_none()
+    # One statement built once, the number bound at each call (building the select cost about
+    # as many Python calls as loading the row: a USSD session's first hop runs this).
+    global _BY_PHONE
+    if _BY_PHONE is None:
+        _BY_PHONE = select(User).where(User.phone == bindparam("phone"))
+    return session.execute(_BY_PHONE, {"phone": phone}).scalar_one_or_none()
 
 
 @dataclass(frozen=True)

@@ -127,10 +127,23 @@ def exposition() -> bytes:
     return generate_latest(registry) + generate_latest(state)
 
 
+# Each metric's child for a set of label values, as ``labels()`` gives it (the same object every
+# time: prometheus_client keeps them too), without its checks and lock on every request. The
+# label values are few (endpoints, statuses, screens, con/end), so this stays small.
+_children: dict = {}
+
+
+def _child(metric, *values: str):
+    child = _children.get((metric, values))
+    if child is None:
+        child = _children[(metric, values)] = metric.labels(*values)
+    return child
+
+
 def observe_request(endpoint: str, status: int, seconds: float) -> None:
-    HTTP_LATENCY.labels(endpoint).observe(seconds)
-    HTTP_REQUESTS.labels(endpoint, str(status)).inc()
+    _child(HTTP_LATENCY, endpoint).observe(seconds)
+    _child(HTTP_REQUESTS, endpoint, str(status)).inc()
 
 
 def observe_ussd(screen: str, outcome: str) -> None:
-    USSD_REQUESTS.labels(screen, outcome).inc()
+    _child(USSD_REQUESTS, screen, outcome).inc()
