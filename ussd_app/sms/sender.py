@@ -88,14 +88,14 @@ from datetime import datetime, timedelta
 import requests
 from africastalking.Service import AfricasTalkingException
 from flask import current_app
-from sqlalchemy import ARRAY, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import ARRAY, and_, bindparam, func, literal_column, or_, select, text, union_all, update
 
 from ..africas_talking import SmsClient
 from ..clock import utcnow
 from ..database import among, is_postgres, update_rows
 from ..queues import SMS_DOORBELL, Bell, ring
 from . import outbox
-from .outbox import OutboxMessage, OutboxStatus
+from .outbox import UNFINISHED_WHERE, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -197,14 +197,26 @@ def claim_timeout() -> timedelta:
     return timedelta(seconds=max(config["SMS_CLAIM_TIMEOUT_SECONDS"], floor))
 
 
+def _status_is(status: OutboxStatus):
+    """``status = '<status>'`` with the value written into the statement, not bound: the
+    partial indexes on ``status`` (``ix_outbox_messages_pending``, ``_sending``, ``_unfinished``)
+    are usable only where the planner sees the value. PostgreSQL's generic plan of a prepared
+    statement (psycopg prepares a statement from its fifth execution on a connection, and the
+    server may then plan it once for any parameters) sees ``status = $1``: for the due rows that
+    plan is a walk of the primary key from the oldest row ever written, through every sent one
+    (77 ms, 9,900 buffers at 300,000 sent rows, against 0.3 ms and 77 buffers through the
+    partial indexes). SQLite never matches a bound parameter to a partial index's condition."""
+    return OutboxMessage.status == literal_column(f"'{status.value}'")
+
+
 def _due(now: datetime):
     return or_(
         and_(
-            OutboxMessage.status == OutboxStatus.PENDING.value,
+            _status_is(OutboxStatus.PENDING),
             or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now),
         ),
         and_(
-            OutboxMessage.status == OutboxStatus.SENDING.value,
+            _status_is(OutboxStatus.SENDING),
             OutboxMessage.claimed_at <= now - claim_timeout(),
         ),
     )
@@ -247,20 +259,24 @@ def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list]:
     its first row another transaction holds (another sender claiming the number, or recording
     one of its rows): a lane never skips a row."""
     table = OutboxMessage.__table__
-    numbered = (
-        select(
-            table.c.id,
-            table.c.phone,
-            func.row_number().over(partition_by=table.c.phone, order_by=table.c.id).label("n"),
-        )
-        .where(table.c.phone.in_(phones), table.c.status.in_(_UNFINISHED))
+    # Each number's first rows of ix_outbox_messages_unfinished (only unfinished rows, by
+    # phone and id): at most ``depth`` entries read per number, however many rows it had sent
+    # before. Through ix_outbox_messages_phone this read visited every row the number ever had
+    # (a busy till's whole history: 7,700 buffers a claim at 100,000 sent rows), and a
+    # ``row_number()`` over the number's unfinished rows read all of them, not ``depth``.
+    lanes = [
+        select(table.c.id, table.c.phone)
+        .where(table.c.phone == phone, text(UNFINISHED_WHERE))
+        .order_by(table.c.id)
+        .limit(depth)
         .subquery()
-    )
+        for phone in phones
+    ]
     expected: dict[str, list[int]] = {phone: [] for phone in phones}
-    for row_id, phone in session.execute(
-        select(numbered.c.id, numbered.c.phone).where(numbered.c.n <= depth).order_by(numbered.c.id)
-    ):
+    for row_id, phone in session.execute(union_all(*(select(lane.c.id, lane.c.phone) for lane in lanes))):
         expected[phone].append(row_id)
+    for row_ids in expected.values():
+        row_ids.sort()  # each arm reads in id order; UNION ALL promises no order of its own
     ids = [row_id for phone in phones for row_id in expected[phone]]
     if not ids:
         return {phone: [] for phone in phones}
