@@ -19,7 +19,7 @@ finds its row dead to every snapshot and marks it (then it is skipped) or a page
 removes it; while a transaction stays open anywhere in the cluster with an xid (its snapshot's
 xmin holds every database back), each claim's scan fetches the row of every such entry of its
 numbers: cost grows with the rows finished during that transaction, never with the history
-(2,084 buffers a claim after 20 claims of 64 rows, at 1,000 and at 100,000 sent rows alike;
+(2,084 buffers a claim after 20 claims of 128 rows, at 1,000 and at 100,000 sent rows alike;
 ~300 once the horizon moves). That is why an earlier try of this index (a ``row_number()`` over
 all of a number's unfinished rows, measured while other sessions held transactions open on a
 shared machine) cost more than the read it replaced: the old read, a bitmap scan, visits each
