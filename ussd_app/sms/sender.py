@@ -42,7 +42,10 @@ The protocol, and why:
    transient failure; ``failed`` with the reason for a permanent one or when the attempts are
    used up. A row whose claim was lost is logged and left to the sender that holds it now.
    Answers are recorded in groups (what arrives within ``GATHER_SECONDS`` of the first, or
-   while the last group was being committed), so a lane's calls and the commits overlap.
+   while the last group was being committed), so a lane's calls and the commits overlap. On
+   PostgreSQL the job's claims, records, releases and renewals go over one connection held for
+   the job (not one checked out, and pinged, per commit); a transaction that finds it lost is
+   done once more on a new one, which each of them allows (``_again_if_lost``).
 
 A failure that is about the gateway or our account rather than one number (network error,
 non-2xx answer such as a 429 rate limit, 405 InsufficientBalance, 402 InvalidSenderId) pauses
@@ -74,6 +77,7 @@ renewal is what lets that timeout be 20 s, not a minute (it needs only to outlas
 timeouts, not a lane's whole run).
 """
 
+import contextlib
 import contextvars
 import enum
 import logging
@@ -89,6 +93,8 @@ import requests
 from africastalking.Service import AfricasTalkingException
 from flask import current_app
 from sqlalchemy import ARRAY, and_, bindparam, func, literal_column, or_, select, text, union_all, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from ..africas_talking import SmsClient
 from ..clock import utcnow
@@ -600,12 +606,16 @@ def _record_news(session, lanes: _Lanes, news: list, counts: dict, now: datetime
         if answer.outcome != Outcome.SENT:
             log.info("sms %d attempt %d: %s (%s)", taken.id, taken.attempt, answer.outcome, answer.reason)
         counts[answer.outcome.value] += 1
-    if answered:
-        _record_all(session, answered, now or utcnow())
-    if released:
-        _unclaim(session, released)
-    if answered or released:
+
+    def write() -> None:
+        if answered:
+            _record_all(session, answered, now or utcnow())
+        if released:
+            _unclaim(session, released)
         session.commit()
+
+    if answered or released:
+        _again_if_lost(session, write)
     for _ in answered:
         lanes.places.release()
 
@@ -691,6 +701,37 @@ def _gather(
     return group
 
 
+@contextlib.contextmanager
+def _one_connection(session):
+    """A session of the job's own on one PostgreSQL connection, held from the first claim to
+    the last record: the pool pings a connection each time it hands one out (``pool_pre_ping``),
+    one round trip per commit (~10% of the job thread's time, py-spy), and the job commits
+    after every group of answers. The ping's one use, a connection lost between two commits,
+    is covered by ``_again_if_lost``. SQLite: the caller's session."""
+    if not is_postgres(session):
+        yield session
+        return
+    with session.get_bind().connect() as connection, Session(bind=connection) as own:
+        yield own
+
+
+def _again_if_lost(session, step, *args, **kwargs):
+    """``step(*args, **kwargs)`` (writes and their commit); if the connection was lost on the
+    way, once more on a new one (the held connection reconnects once rolled back). Safe for each of the job's
+    transactions: a record, a release and a renewal only write where the claim token still
+    holds and the row is still ``sending``, so one done twice (its first commit went through
+    unseen) writes nothing the second time; a claim done twice leaves the rows of the first, if
+    it went through, to the claim timeout, never handed over, so sent once."""
+    try:
+        return step(*args, **kwargs)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        session.rollback()
+        log.warning("sms job: the database connection was lost (%s); once more on a new one", exc.orig)
+        return step(*args, **kwargs)
+
+
 def send_due(session, client: SmsClient, limit: int, now: datetime | None = None) -> dict[str, int]:
     """Hand over up to ``limit`` due rows in lanes, ``SMS_CLAIM_BATCH`` lanes side by side, each
     up to ``SMS_LANE_DEPTH`` rows of one number. Counts by outcome, and ``paused`` = 1 when the
@@ -711,9 +752,12 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
         margin=config["SMS_CONNECT_TIMEOUT_SECONDS"] + config["SMS_READ_TIMEOUT_SECONDS"],
     )
     try:
-        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool:
+        with (
+            _one_connection(session) as own,
+            ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool,
+        ):
             try:
-                _drive(session, pool, lanes, width, depth, limit, counts, now)
+                _drive(own, pool, lanes, width, depth, limit, counts, now)
             except BaseException:
                 # The database failed us (a claim, a record or a renewal): stop the lanes (each
                 # ends after its call in flight) and let the job fail. What they hand over now
@@ -752,7 +796,9 @@ def _drive(session, pool, lanes: _Lanes, width: int, depth: int, limit: int, cou
         polled = running and time.monotonic() - last_claim >= CLAIM_POLL_SECONDS
         if can_claim and ((claim_again and (free >= (width + 1) // 2 or not running)) or polled):
             started = time.monotonic()
-            fresh = claim_lanes(session, free, depth, now, limit=limit - claimed, skip=running.keys())
+            fresh = _again_if_lost(
+                session, claim_lanes, session, free, depth, now, limit=limit - claimed, skip=running.keys()
+            )
             last_claim = time.monotonic()
             for claims in fresh:
                 claimed += len(claims)
@@ -767,7 +813,7 @@ def _drive(session, pool, lanes: _Lanes, width: int, depth: int, limit: int, cou
         renew_at = max(min(lane.held_since for lane in running.values()), last_renewal) + renew_every
         if renew_at <= time.monotonic():
             last_renewal = time.monotonic()
-            _renew_lanes(session, running, settled, now)
+            _again_if_lost(session, _renew_lanes, session, running, settled, now)
             renew_at = last_renewal + renew_every
         wait = renew_at - time.monotonic()
         if can_claim:
