@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.ledger_bench import fresh_database, psql  # noqa: E402
+from bench.common import fresh_database, psql  # noqa: E402
 
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
 DB_NAME = os.environ.get("BENCH_ALLOWANCE_DB", "tuma_allowance_bench")

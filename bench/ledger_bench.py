@@ -41,25 +41,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1/postgres")
-PG_BASE = os.environ.get("BENCH_PG_BASE", "postgresql://postgres@127.0.0.1")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/11")
 # Two sessions benching side by side each give their own prefix, or one drops the other's database.
 DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "tuma")
 
-
-def psql(sql: str, db: str = "postgres") -> str:
-    return subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qtAc", sql],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-def fresh_database(name: str) -> str:
-    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    psql(f"CREATE DATABASE {name}")
-    return f"{PG_BASE}/{name}"
+from bench.common import PG_BASE, fresh_database, psql  # noqa: E402,F401  # run_all and others import them from here
 
 
 def pgbench_tps(clients: int, seconds: int) -> float:

@@ -17,21 +17,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.common import cpu_seconds as cpu_of  # noqa: E402
 from bench.sms_sender_bench import GatewayProcess, old_sender, received_log  # noqa: E402
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_of(pids) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
 
 
 def main(argv=None) -> int:

@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.ledger_bench import REDIS, fresh_database, psql  # noqa: E402
+from bench.common import cpu_seconds, fresh_database, psql  # noqa: E402
+from bench.ledger_bench import REDIS  # noqa: E402
 
 # BENCH_USSD_PORT and BENCH_USSD_DATABASE let two runs (two checkouts) go side by side.
 APP_PORT = int(os.environ.get("BENCH_USSD_PORT", "8191"))
@@ -275,19 +276,6 @@ def table(results: dict, args) -> str:
             f"of 2) {rss['web_worker']:.0f} MiB; the transfer and SMS worker {rss['worker']:.0f} MiB."
         )
     return "\n".join(lines)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds the live processes ``pids`` have used (/proc/<pid>/stat)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-        except OSError:
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:

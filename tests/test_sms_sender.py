@@ -10,8 +10,10 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from tests import sms_helpers
+from tests.conftest import PG_URL
 from tests.helpers import wait_for
 from tests.sms_helpers import agent_with_float, execute, outbox, person
 from ussd_app.africas_talking import get_client, make_service
@@ -425,6 +427,41 @@ def test_a_batch_is_handed_over_side_by_side_with_no_transaction_open(app, gatew
     # The row written meanwhile went out in the next batch of the same job.
     assert result == {"value": {"sent": 5, "retry": 0, "failed": 0, "paused": 0}}
     assert [r.status for r in outbox()] == ["sent"] * 5
+
+
+@pytest.mark.skipif(not PG_URL, reason="the job holds one PostgreSQL connection (DATABASE_URL)")
+def test_a_database_connection_lost_mid_job_loses_nothing_and_sends_nothing_twice(app, gateway):
+    till = "+254712000500"
+    for i in range(4):
+        promise(till, body=f"Receipt {i}")
+    db.session.remove()
+    gateway.hold_next(1, after=1)  # the first call answered and recorded, the second held
+    thread, result = in_thread(app, lambda: send_due(db.session, get_client(), 100))
+    try:
+        wait_for(
+            lambda: (gateway.held == 1 and outbox()[0].status == "sent") or not thread.is_alive(),
+            timeout=30,
+            message="the second call held after the first was recorded",
+        )
+        assert thread.is_alive(), result
+        # The database drops every other connection (a failover, a restart, a network cut):
+        # the job's among them, between two of its commits.
+        dropped = db.session.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+        db.session.remove()
+        assert dropped >= 1
+    finally:
+        gateway.release()
+        thread.join(timeout=60)
+    # The job went on over a new connection: each receipt recorded sent, each reached the
+    # gateway once, in order.
+    assert result == {"value": {"sent": 4, "retry": 0, "failed": 0, "paused": 0}}
+    assert [(r.status, r.attempts) for r in outbox()] == [("sent", 1)] * 4
+    assert [m.message for m in gateway.inbox(till)] == [f"Receipt {i} for {till}" for i in range(4)]
 
 
 def test_two_senders_side_by_side_never_hand_the_same_row_over_twice(app, gateway, monkeypatch):
