@@ -1,7 +1,7 @@
 """Outbox: each number's unfinished rows in id order, from an index of their own
 
-Revision ID: 0017_sender_outbox_unfinished
-Revises: 0016_ledgerwrites_indexes
+Revision ID: 0018_sender_outbox_unfinished
+Revises: 0017_review_held_index
 
 The sender's claim reads, for each number it gives a lane, that number's first unfinished
 (``pending`` or ``sending``) rows in id order, at most ``SMS_LANE_DEPTH`` of them. Through
@@ -32,8 +32,8 @@ The downgrade drops the index.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017_sender_outbox_unfinished"
-down_revision = "0016_ledgerwrites_indexes"
+revision = "0018_sender_outbox_unfinished"
+down_revision = "0017_review_held_index"
 branch_labels = None
 depends_on = None
 
