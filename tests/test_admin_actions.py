@@ -235,6 +235,38 @@ def test_odd_input_is_never_a_500(signed_in, path, status):
     assert signed_in.get(path).status_code == status
 
 
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/admin/transfers/AB%00CD", 404),
+        ("/admin/transfers/%00", 404),
+    ],
+)
+def test_a_nul_in_a_transfer_code_is_not_found_not_a_server_error(signed_in, path, status):
+    """PostgreSQL refuses NUL in a string: a code carrying one (a crafted link) is no transfer's."""
+    assert signed_in.get(path).status_code == status
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/disputes/protected/AB%00CD",
+        "/admin/disputes/reversals/r%00x",
+        "/admin/disputes/allowances/al%00x",
+        "/admin/api-keys/k%00x/revoke",
+        "/admin/queues/sms/requeue/j%00x",
+    ],
+)
+def test_a_nul_in_a_decision_key_or_job_id_is_told_not_a_server_error(signed_in, path):
+    """Each decision, revocation and requeue named by its URL: a NUL in the name (a crafted
+    link) is refused with the page's message, nothing decided or audited, never a 500."""
+    response = post(signed_in, path, {"decision": "approve", "note": "why"})
+    assert response.status_code == 302
+    assert not [a for a in audit_rows() if a.action != "login"]
+    if "/disputes/" in path:
+        assert "Refused: no such decision" in signed_in.get("/admin/disputes").get_data(as_text=True)
+
+
 def test_a_login_with_control_characters_is_refused_cleanly(client):
     operator()
     response = login(client, email="ops\x00@tuma.test", password="x\x00y")

@@ -149,14 +149,38 @@ def test_each_refusal_doubles_the_wait_before_the_next_attempt_up_to_a_day(cast)
         assert request(f"{hold_id}.r{attempt}") is None
         assert tries_after(hours * 60 + 2) == 1, (attempt, hours)
         assert request(f"{hold_id}.r{attempt}").status == "rejected"
-        # The refusal's time is the real clock's here: take it as the wait's start.
-        db.session.execute(
-            update(al.AllowanceSettlement)
-            .where(al.AllowanceSettlement.id == f"{hold_id}.r{attempt}")
-            .values(told_at=utcnow())
-        )
-        db.session.commit()
+        # The refusal is recorded at the real clock's time (after_batch): its wait starts then.
     assert the(allowance_id).tab_amount == 5_00 and available(customer.account_id) == FUNDS - LIMIT
+    ledger_ok()
+
+
+def test_the_longest_due_is_tried_first_and_one_refused_again_waits_behind_the_others(cast):  # noqa: F811
+    """A maintenance run tries at most its batch (``limit``; here 1) of the refused settlements
+    whose wait is over, the one due the longest first (not the first by id); refused again, it
+    waits its longer wait, so the next run reaches the next one: none is starved."""
+    from ussd_app.payments.allowances.settlement import retry_wait
+
+    customer, merchant = cast
+    first, second = approved(customer, merchant, n=1), approved(customer, merchant, n=2)
+    assert charge(first, merchant, 5_00, 1).ok and charge(second, merchant, 5_00, 2).ok
+    refuse_payments_to(merchant)
+    for allowance_id in (second, first):  # the second refused first: due again first
+        assert al.settle(db.session, allowance_id, why="merchant") is not None
+        db.session.commit()
+        execute_all()
+    later = utcnow() + retry_wait(1) + timedelta(minutes=1)  # both due by then
+
+    def one_run() -> int:
+        moved = al.settle_due(db.session, now=later, limit=1)
+        db.session.commit()
+        execute_all()
+        return moved
+
+    assert one_run() == 1
+    assert request(f"{second}.h1.r2").status == "rejected" and request(f"{first}.h1.r2") is None
+    assert one_run() == 1  # the second waits two hours now: the first's turn
+    assert request(f"{first}.h1.r2").status == "rejected" and request(f"{second}.h1.r3") is None
+    assert one_run() == 0  # both wait their doubled wait
     ledger_ok()
 
 

@@ -336,11 +336,6 @@ def test_the_retry_wait_doubles_to_its_maximum_and_a_bad_maximum_means_the_first
     assert retry_wait(10_000) == retry_wait(0) * 2**0 * (max(first, most) // first)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: _settle_again applies the retry wait after LIMIT (ordered by allowance id), so "
-    "refused settlements still waiting fill the window and later ones are never retried",
-)
 def test_a_settlement_due_again_is_retried_though_more_than_a_batch_of_others_still_wait(cast):  # noqa: F811
     """A merchant locked for weeks has more refused allowances than one maintenance run reads
     (``limit``, 500; here 1). Another merchant's refused settlement, its lock lifted and its wait
@@ -354,6 +349,7 @@ def test_a_settlement_due_again_is_retried_though_more_than_a_batch_of_others_st
     from tests.ussd_helpers import person
     from ussd_app.clock import utcnow
     from ussd_app.payments import allowances as al
+    from ussd_app.payments.allowances.settlement import retry_wait
 
     customer, locked_for_good = cast
     other = person("+254700000003", "Duka La Pili", pin="3333", role="merchant", till="654321")
@@ -370,10 +366,16 @@ def test_a_settlement_due_again_is_retried_though_more_than_a_batch_of_others_st
     # The second merchant is unlocked and its wait is over (refused two hours ago); the first's
     # refusal is recent (its wait not over), and it comes first in the window.
     take_payments_again(other)
+    two_hours_ago = utcnow() - timedelta(hours=2)
     db.session.execute(
         sql_update(al.AllowanceSettlement)
         .where(al.AllowanceSettlement.id == f"{second}.h1.r")
-        .values(told_at=utcnow() - timedelta(hours=2))
+        .values(told_at=two_hours_ago)
+    )
+    db.session.execute(  # when it was due again, as its refusal two hours ago stored it
+        sql_update(al.Allowance)
+        .where(al.Allowance.id == second)
+        .values(settle_again_at=two_hours_ago + retry_wait(1))
     )
     db.session.commit()
 

@@ -4,7 +4,7 @@ A column added to a model without its migration (or the other way round) would w
 tests' ORM and fail on a real upgrade: Alembic's own comparison catches it here."""
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import flask_migrate
 import pytest
@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import reset_data
+from tests.test_allowances import cast  # noqa: F401 (a fixture)
 from ussd_app.extensions import db
 from ussd_app.ledger import AccountKind, house_account
 from ussd_app.payments.models import HoldState, RequestKind, TransferRequest
@@ -130,9 +131,11 @@ def test_the_upgrade_renames_stored_words_and_the_downgrade_puts_them_back(app):
     test_the_migrated_schema_matches_the_models(app)
 
 
-def _index_predicates(connection) -> dict[str, str | None]:
-    """{index: its WHERE (None: the whole table)} of the two indexes 0016 made partial."""
-    names = ("ix_transfers_expires_at", "ix_outbox_messages_gateway_message_id")
+def _index_predicates(
+    connection, names=("ix_transfers_expires_at", "ix_outbox_messages_gateway_message_id")
+) -> dict[str, str | None]:
+    """{index: its WHERE (None: the whole table)} of ``names`` (by default the two indexes 0016
+    made partial); an index missing is not in it."""
     if connection.dialect.name == "postgresql":
         sql = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
         rows = _read(connection, sql)
@@ -167,3 +170,56 @@ def test_0016_makes_two_indexes_partial_and_its_downgrade_makes_them_whole(app):
         db.session.rollback()
         flask_migrate.upgrade(directory=MIGRATIONS)
     test_the_migrated_schema_matches_the_models(app)
+
+
+def test_0018_times_the_refused_settlements_waiting_and_its_downgrade_drops_the_column(cast):  # noqa: F811
+    """The upgrade gives each refused allowance settlement waiting the time its next attempt
+    was due (its last refusal's ``told_at`` plus ``retry_wait`` of that attempt), as the refusal
+    itself now stores it; other allowances have none. The downgrade drops the column and its
+    partial index."""
+    from sqlalchemy import inspect
+
+    from tests.api_helpers import execute_all
+    from tests.test_allowances import approved, charge
+    from tests.test_allowances_refused import refuse_payments_to
+    from ussd_app.clock import utcnow
+    from ussd_app.payments import allowances as al
+    from ussd_app.payments.allowances.settlement import retry_wait
+    from worker import jobs
+
+    customer, merchant = cast
+    waiting, other = approved(customer, merchant, n=1), approved(customer, merchant, n=2)
+    assert charge(waiting, merchant, 5_00, 1).ok
+    refuse_payments_to(merchant)
+    assert al.settle(db.session, waiting, why="merchant") is not None
+    db.session.commit()
+    execute_all()
+    jobs.settle_allowances(now=utcnow() + retry_wait(1) + timedelta(minutes=1))  # attempt 2
+    execute_all()
+
+    def due() -> dict:
+        db.session.expire_all()
+        found = {a: db.session.get(al.Allowance, a).settle_again_at for a in (waiting, other)}
+        db.session.commit()
+        return found
+
+    refused = db.session.get(al.AllowanceSettlement, f"{waiting}.h1.r2")
+    assert refused is not None and refused.told_at is not None
+    expected = {waiting: refused.told_at + retry_wait(2), other: None}
+    db.session.commit()
+    assert due() == expected  # as the refusal stored it
+    index = {"ix_allowances_settle_again_at": "SETTLE_AGAIN_AT IS NOT NULL"}
+    try:
+        flask_migrate.downgrade(directory=MIGRATIONS, revision="0017_review_held_index")
+        with db.engine.connect() as connection:
+            columns = {c["name"] for c in inspect(connection).get_columns("allowances")}
+            assert "settle_again_at" not in columns
+            assert _index_predicates(connection, tuple(index)) == {}
+        flask_migrate.upgrade(directory=MIGRATIONS)
+        with db.engine.connect() as connection:
+            assert _index_predicates(connection, tuple(index)) == index
+        assert due() == expected  # as the upgrade filled it
+    finally:
+        db.session.rollback()
+        flask_migrate.upgrade(directory=MIGRATIONS)
+    test_the_migrated_schema_matches_the_models(None)

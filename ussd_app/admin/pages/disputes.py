@@ -29,6 +29,9 @@ def decide(source, decision_id):
     note = _text(request.form.get("note"), 200)
     if provider is None or verdict not in ("approve", "refuse"):
         abort(404)
+    if not decision_id.isprintable():  # PostgreSQL refuses a NUL (a crafted link): no decision's
+        flash(f"Refused: no such decision {_text(decision_id, 100)!r}.", "error")
+        return redirect(url_for("admin.disputes"))
     try:
         outcome = provider.decide(db.session, decision_id, verdict == "approve", current_operator().id, note)
         audit(f"decision.{verdict}", f"{source}:{decision_id}"[:100], note=note, outcome=outcome)

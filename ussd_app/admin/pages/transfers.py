@@ -126,6 +126,8 @@ def micros(us: int | None) -> str:
 @bp.get("/transfers/<code>")
 @login_required
 def transfer(code):
+    if not code.isprintable():  # PostgreSQL refuses a NUL (a crafted link): no transfer's code
+        abort(404)
     row = db.session.execute(
         select(TransferRequest).where(TransferRequest.code == code.upper()[:10])
     ).scalar_one_or_none()

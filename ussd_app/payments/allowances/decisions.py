@@ -137,7 +137,7 @@ def void_refused(
             )
         hold, last = found
         tab, count = allowance.tab_amount, allowance.tab_count
-        values: dict = {"tab_amount": 0, "tab_count": 0}
+        values: dict = {"tab_amount": 0, "tab_count": 0, "settle_again_at": None}
         if allowance.state not in FINAL:
             values.update(state=State.CANCELLED.value, decided_at=now)
         # The retry's own claim: the tab as read leaves the allowance, or someone moved it first.

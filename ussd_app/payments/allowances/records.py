@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, update
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ...clock import utcnow
@@ -82,6 +82,14 @@ class Allowance(db.Model):
         Index("ix_allowances_customer_state", "customer_phone", "state"),
         Index("ix_allowances_merchant_created", "merchant_account_id", "created_at"),
         Index("ix_allowances_state_period_ends", "state", "period_ends_at"),
+        # The refused settlements waiting to be tried again, by when each is due
+        # (settlement._settle_again): only those rows.
+        Index(
+            "ix_allowances_settle_again_at",
+            "settle_again_at",
+            postgresql_where=text("settle_again_at IS NOT NULL"),
+            sqlite_where=text("settle_again_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LIMIT), primary_key=True)  # "al_" + random, the API's id
@@ -106,6 +114,9 @@ class Allowance(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     ends_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)  # optional overall end
+    # When its refused settlement is tried again (set with the refusal, cleared when the retry
+    # claims the hold or an operator voids it); None while no refused settlement waits.
+    settle_again_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
 
 class AllowanceCharge(db.Model):

@@ -330,7 +330,7 @@ def _settlements_done(session, now: datetime, limit: int) -> int:
         done += 1
         allowance = fresh(session, settlement.allowance_id)
         if request.status != RequestStatus.ACCEPTED.value:
-            _refused(session, allowance, settlement, request)
+            _refused(session, allowance, settlement, request, now)
             continue
         if allowance.state == State.SETTLING.value:
             if allowance.ends_at is not None and allowance.ends_at <= now:
@@ -363,17 +363,19 @@ def _settlements_done(session, now: datetime, limit: int) -> int:
 
 
 def _refused(
-    session, allowance: Allowance, settlement: AllowanceSettlement, request: TransferRequest
+    session, allowance: Allowance, settlement: AllowanceSettlement, request: TransferRequest, now: datetime
 ) -> None:
     """A settlement the ledger (or a limit: the merchant locked by Tuma) refused: nothing moved,
     so the hold is ``pending`` again and its charges are owed again (the tab restored on the
     allowance, which stays where it was: ``settling`` takes no charges and makes no next hold,
     a cancelled or expired one stays ended). ``settle_due`` tries it again after
     ``retry_wait`` (ALLOWANCE_SETTLE_RETRY_SECONDS, doubling with each refusal up to
-    ALLOWANCE_SETTLE_RETRY_MAX_SECONDS) as ``<hold>.r2``, ``.r3``, ...; no receipt, as nothing was
-    paid. Refused because Tuma is reviewing the merchant (``payee_locked``): the customer is told
-    ONCE that the money stays held (at the first such refusal of this hold's settlement; the
-    retries are silent). An operator may void the hold instead (``decisions.void_refused``)."""
+    ALLOWANCE_SETTLE_RETRY_MAX_SECONDS) as ``<hold>.r2``, ``.r3``, ...: the time is stored with the
+    restored tab (``settle_again_at``), so the retries are picked in SQL by when each is due; no
+    receipt, as nothing was paid. Refused because Tuma is reviewing the merchant
+    (``payee_locked``): the customer is told ONCE that the money stays held (at the first such
+    refusal of this hold's settlement; the retries are silent). An operator may void the hold
+    instead (``decisions.void_refused``)."""
     from ...limits import Result
     from ...messages import allowances as texts
 
@@ -383,6 +385,7 @@ def _refused(
         if customer is not None:
             body = texts.under_review(customer, merchant_of(session, allowance), settlement.amount)
             tell_customer(session, customer.phone, body, request.id)
+    attempt = holds.attempt_of(request.pending_request_id, request.id)
     move(
         session,
         allowance.id,
@@ -390,8 +393,8 @@ def _refused(
         Allowance.hold_request_id == request.pending_request_id,
         tab_amount=Allowance.tab_amount + settlement.amount,
         tab_count=Allowance.tab_count + settlement.charges,
+        settle_again_at=now + retry_wait(attempt),
     )
-    attempt = holds.attempt_of(request.pending_request_id, request.id)
     alert = attempt >= current_app.config["ALLOWANCE_SETTLE_ALERT_AFTER"]
     (log.error if alert else log.warning)(
         "allowance %s: settlement %s refused (%s), attempt %d; tried again later%s",
@@ -440,17 +443,36 @@ def _refused_waiting(session, limit: int):
     return (
         select(Allowance)
         .join(TransferRequest, TransferRequest.id == Allowance.hold_request_id)
-        .where(
-            TransferRequest.kind == RequestKind.ALLOWANCE.value,
-            TransferRequest.hold_state == HoldState.PENDING.value,
-            TransferRequest.status == RequestStatus.ACCEPTED.value,
-            Allowance.state.in_((State.SETTLING.value, State.CANCELLED.value, State.EXPIRED.value)),
-            # A settling one with nothing owed: its void was refused (an ended one's void is
-            # made again by _ended_with_a_hold).
-            or_(Allowance.tab_amount > 0, Allowance.state == State.SETTLING.value),
-        )
+        .where(*_REFUSED_WAITING)
         .order_by(Allowance.id)
         .limit(limit)
+    )
+
+
+_REFUSED_WAITING = (
+    TransferRequest.kind == RequestKind.ALLOWANCE.value,
+    TransferRequest.hold_state == HoldState.PENDING.value,
+    TransferRequest.status == RequestStatus.ACCEPTED.value,
+    Allowance.state.in_((State.SETTLING.value, State.CANCELLED.value, State.EXPIRED.value)),
+    # A settling one with nothing owed: its void was refused (an ended one's void is made again
+    # by _ended_with_a_hold).
+    or_(Allowance.tab_amount > 0, Allowance.state == State.SETTLING.value),
+)
+
+
+def _due_again(session, now: datetime, limit: int):
+    """The refused settlements whose wait is over, the longest due first, at most ``limit``:
+    chosen in SQL by ``settle_again_at`` (indexed; only the waiting rows have one), so however
+    many still wait (a merchant locked with thousands of readers), one that is due is never
+    crowded out; each one tried and refused again goes to the back (its next wait is longer)."""
+    return _unclaimed(
+        session,
+        select(Allowance)
+        .join(TransferRequest, TransferRequest.id == Allowance.hold_request_id)
+        .where(Allowance.settle_again_at <= now, *_REFUSED_WAITING)
+        .order_by(Allowance.settle_again_at, Allowance.id)
+        .limit(limit),
+        Allowance,
     )
 
 
@@ -464,18 +486,19 @@ def retry_wait(attempts: int) -> timedelta:
 
 
 def _settle_again(session, now: datetime, limit: int) -> int:
-    """Refused settlements whose wait is over: the tab posted again from the same hold, as the
-    next attempt (``<hold>.r2``, ...). One retrier per tab: the tab leaves the allowance by
-    compare-and-set, then the hold is claimed (if someone else claimed it first, the tab goes
-    back). What the last attempt said (why, period) is carried over. The wait after the n-th
-    refused attempt is ``retry_wait(n)``: doubling from ALLOWANCE_SETTLE_RETRY_SECONDS."""
+    """Refused settlements whose wait is over (``_due_again``: the longest due first): the tab
+    posted again from the same hold, as the next attempt (``<hold>.r2``, ...). One retrier per
+    tab: the tab leaves the allowance by compare-and-set, then the hold is claimed (if someone
+    else claimed it first, the tab goes back). What the last attempt said (why, period) is
+    carried over. The wait after the n-th refused attempt is ``retry_wait(n)``: doubling from
+    ALLOWANCE_SETTLE_RETRY_SECONDS, stored by ``_refused`` as ``settle_again_at``."""
     done = 0
-    for allowance in list(session.execute(_refused_waiting(session, limit)).scalars()):
+    for allowance in list(session.execute(_due_again(session, now, limit)).scalars()):
         last = last_settlement(session, allowance.id)
         if last is None or not last.id.startswith(f"{allowance.hold_request_id}.r"):
-            continue  # not a refused settlement's tab (nothing else leaves a tab on a pending hold)
-        wait = retry_wait(holds.attempt_of(allowance.hold_request_id, last.id))
-        if last.told_at is None or last.told_at > now - wait:
+            # Not a refused settlement's tab (nothing else leaves a tab on a pending hold): not
+            # due again, so it takes no place in the next run's batch.
+            move(session, allowance.id, allowance.state, settle_again_at=None)
             continue
         tab, count = allowance.tab_amount, allowance.tab_count
         if not move(
@@ -487,11 +510,12 @@ def _settle_again(session, now: datetime, limit: int) -> int:
             Allowance.tab_count == count,
             tab_amount=0,
             tab_count=0,
+            settle_again_at=None,  # set again if this attempt is refused too
         ):
             continue
         hold = session.get(TransferRequest, allowance.hold_request_id)
         request = resolve_tab(session, hold, tab)
-        if request is None:  # claimed meanwhile: the tab is owed still
+        if request is None:  # claimed meanwhile: the tab is owed still (its claimer's to settle)
             move(
                 session, allowance.id, ANY_STATE, tab_amount=Allowance.tab_amount + tab,
                 tab_count=Allowance.tab_count + count,
