@@ -172,7 +172,7 @@ def test_0016_makes_two_indexes_partial_and_its_downgrade_makes_them_whole(app):
     test_the_migrated_schema_matches_the_models(app)
 
 
-def test_0018_times_the_refused_settlements_waiting_and_its_downgrade_drops_the_column(cast):  # noqa: F811
+def test_0019_times_the_refused_settlements_waiting_and_its_downgrade_drops_the_column(cast):  # noqa: F811
     """The upgrade gives each refused allowance settlement waiting the time its next attempt
     was due (its last refusal's ``told_at`` plus ``retry_wait`` of that attempt), as the refusal
     itself now stores it; other allowances have none. The downgrade drops the column and its
@@ -210,7 +210,7 @@ def test_0018_times_the_refused_settlements_waiting_and_its_downgrade_drops_the_
     assert due() == expected  # as the refusal stored it
     index = {"ix_allowances_settle_again_at": "SETTLE_AGAIN_AT IS NOT NULL"}
     try:
-        flask_migrate.downgrade(directory=MIGRATIONS, revision="0017_review_held_index")
+        flask_migrate.downgrade(directory=MIGRATIONS, revision="0018_sender_outbox_unfinished")
         with db.engine.connect() as connection:
             columns = {c["name"] for c in inspect(connection).get_columns("allowances")}
             assert "settle_again_at" not in columns

@@ -1,7 +1,7 @@
 """When a refused allowance settlement is tried again, stored and indexed
 
-Revision ID: 0018_settle_again_at
-Revises: 0017_review_held_index
+Revision ID: 0019_settle_again_at
+Revises: 0018_sender_outbox_unfinished
 
 The maintenance run read the first 500 refused allowances by id and only then skipped those
 whose wait (``settlement.retry_wait``, doubling to a day) was not over: with more than 500
@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from alembic import op
 from flask import current_app
 
-revision = "0018_settle_again_at"
-down_revision = "0017_review_held_index"
+revision = "0019_settle_again_at"
+down_revision = "0018_sender_outbox_unfinished"
 branch_labels = None
 depends_on = None
 
