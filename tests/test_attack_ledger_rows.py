@@ -2,14 +2,18 @@
 ``users.HolderRow`` through ``sms.receipts.People``): values read before the batch's account
 locks and used after them."""
 
+import json
 import threading
+from datetime import datetime
 
 import pytest
-from sqlalchemy import select, text
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select, text, update
 
 from tests.conftest import PG_URL
 from tests.helpers import wait_for
-from tests.sms_helpers import agent_with_float, execute, outbox, person, send
+from tests.sms_helpers import Person, agent_with_float, execute, outbox, person, send
 from tests.test_admin_review import (  # noqa: F401 (fixtures)
     PAYEE,
     PAYER,
@@ -103,3 +107,168 @@ def test_a_merchant_locked_while_the_batch_waits_for_the_till_is_not_paid(app, s
     assert (the(paid).status, the(paid).result) == ("rejected", "payee_locked")
     assert (received(PAYER), received(PAYEE), legs_of(paid)) == (before_buyer, before_shop, 0)
     ledger_ok()
+
+
+def test_a_batch_never_reads_a_pin_hash(app):
+    """A worker's batch (receipts, limits, events) reads holders but never their PIN's hash:
+    no statement of the batch names the column (the USSD side still checks PINs with it)."""
+    from sqlalchemy import event
+
+    agent = agent_with_float()
+    amina = person(PAYER, "Amina Wanjiku")
+    shop = person(PAYEE, "Duka Bora", role="merchant", till="123456")
+    send(agent, amina, 5_000_00, kind="deposit")
+    send(amina, shop, 1_000_00, kind="buy_goods")
+    send(amina, shop, 999_999_999_00, kind="buy_goods")  # refused: the payer's failure SMS
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        assert execute() == 3
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert any("users" in s for s in statements)
+    assert not [s for s in statements if "pin_hash" in s]
+    assert len(outbox(phone=PAYER)) == 3 and len(outbox(phone=PAYEE)) == 1
+
+
+# -- Plain rows against ORM objects: the same batch, every outcome ----------------------------
+
+HOLDERS = ("amina", "baraka", "shop", "agent", "cause")
+KINDS = {  # kind -> (payers, payees) it is recorded between
+    "send": (("amina", "baraka"), ("amina", "baraka", "agent")),
+    "deposit": (("agent",), ("amina", "baraka")),
+    "withdrawal": (("amina", "baraka"), ("agent",)),
+    "buy_goods": (("amina", "baraka"), ("shop",)),
+    "tip": (("amina", "baraka"), ("cause",)),
+}
+
+
+@st.composite
+def batches(draw):
+    requests = []
+    for _ in range(draw(st.integers(1, 12))):
+        kind = draw(st.sampled_from(sorted(KINDS)))
+        payers, payees = KINDS[kind]
+        amount = draw(st.sampled_from([1, 99, 5_000, 1_250_00, 20_000_00, 70_000_00, 400_000_00]))
+        cleared = draw(st.booleans()) and draw(st.booleans())
+        requests.append((kind, draw(st.sampled_from(payers)), draw(st.sampled_from(payees)), amount, cleared))
+    locked = draw(st.sets(st.sampled_from(HOLDERS), max_size=2))
+    return requests, locked
+
+
+def test_a_batch_of_plain_rows_does_what_the_same_batch_of_orm_objects_did(app, runner, config, monkeypatch):
+    """Random batches (each kind of payer and payee, both languages, payer = payee, the same
+    holder many times, refusals by limits, funds and a locked payee, cleared transfers of
+    locked payers) executed from ``QueuedRequest`` rows and, rolled back in between, from
+    ``TransferRequest`` objects as the worker read them before: the same statuses, results,
+    amounts, postings, balances, SMS (byte for byte) and events."""
+    from tests.test_tips import create_cause
+    from ussd_app.events.models import Event
+    from ussd_app.ledger import Transfer
+    from ussd_app.payments import execute as ex
+    from ussd_app.payments.models import TransferRequest
+    from ussd_app.payments.submit import record_request
+    from ussd_app.sms.outbox import OutboxMessage
+    from ussd_app.tariffs import quote
+    from ussd_app.users import OPERATOR_LOCK_UNTIL
+
+    monkeypatch.setattr(ex, "utcnow", lambda: datetime(2026, 3, 31, 21, 5, 7))
+    config(VELOCITY_MAX_COUNT=3)  # the fourth payment of a payer in the hour is held for review
+    agent = agent_with_float(50_000_000_00)
+    people = {
+        "agent": agent,
+        "amina": person("+254712000601", "Amina Hassan"),
+        "baraka": person("+254712000602", "Baraka Otieno", language="sw"),
+        "shop": person("+254712000604", "Duka Bora", role="merchant", till="123456", language="sw"),
+    }
+    cause = create_cause(runner, language="sw")
+    people["cause"] = Person(cause.phone, cause.account_id)
+    send(agent, people["amina"], 60_000_00, kind="deposit")
+    send(agent, people["baraka"], 3_000_00, kind="deposit")
+    execute()
+    session = db.session
+
+    def run(requests, locked, take) -> tuple:
+        for who in locked:
+            session.execute(
+                update(User).where(User.phone == people[who].phone).values(locked_until=OPERATOR_LOCK_UNTIL)
+            )
+        ids = []
+        for i, (kind, payer, payee, amount, cleared) in enumerate(requests):
+            rid = f"atkledger{i:04d}".ljust(26, "0")
+            record_request(
+                session,
+                request_id=rid,
+                kind=kind,
+                debit_account_id=people[payer].account_id,
+                credit_account_id=people[payee].account_id,
+                amount=amount,
+                fee=quote(kind, amount),
+            )
+            session.flush()
+            if cleared:
+                session.execute(
+                    update(TransferRequest).where(TransferRequest.id == rid).values(result="review_cleared")
+                )
+            ids.append(rid)
+        first = session.execute(select(func.max(OutboxMessage.id))).scalar() or 0
+        session.expire_all()
+        ex.execute_requests(session, take())
+        session.flush()
+        t = TransferRequest
+        outcome = (
+            session.execute(
+                select(t.id, t.status, t.result, t.amount, t.attempts, t.executed_at, t.hold_state)
+                .where(t.id.in_(ids))
+                .order_by(t.id)
+            ).all(),
+            session.execute(
+                select(OutboxMessage.phone, OutboxMessage.body, OutboxMessage.transfer_request_id)
+                .where(OutboxMessage.id > first)
+                .order_by(OutboxMessage.id)
+            ).all(),
+            [
+                (e.type, e.account_id, e.source_id, json.loads(e.payload)["data"])
+                for e in session.execute(
+                    select(Event).where(Event.source_id.in_(ids)).order_by(Event.id)
+                ).scalars()
+            ],
+            session.execute(
+                select(
+                    Account.id, Account.debits_posted, Account.credits_posted, Account.debits_pending
+                ).order_by(Account.id)
+            ).all(),
+            session.execute(
+                select(Transfer.id, Transfer.debit_account_id, Transfer.credit_account_id, Transfer.amount)
+                .where(Transfer.user_data.in_(ids))
+                .order_by(Transfer.id)
+            ).all(),
+        )
+        session.rollback()
+        return outcome
+
+    def orm_objects():
+        t = TransferRequest
+        return list(
+            session.execute(
+                select(t).where(t.status == "queued").order_by(t.created_at, t.id).limit(500)
+            ).scalars()
+        )
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(batches())
+    def same(batch):
+        requests, locked = batch
+        rows = run(requests, locked, lambda: ex._take_queued(session, 500))
+        objects = run(requests, locked, orm_objects)
+        assert rows[0] and len(rows[0]) == len(requests)
+        for name, a, b in zip(
+            ("requests", "sms", "events", "balances", "transfers"), rows, objects, strict=True
+        ):
+            assert a == b, name
+
+    same()
