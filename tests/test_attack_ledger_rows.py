@@ -163,15 +163,19 @@ def batches(draw):
 def test_a_batch_of_plain_rows_does_what_the_same_batch_of_orm_objects_did(app, runner, config, monkeypatch):
     """Random batches (each kind of payer and payee, both languages, payer = payee, the same
     holder many times, refusals by limits, funds and a locked payee, cleared transfers of
-    locked payers) executed from ``QueuedRequest`` rows and, rolled back in between, from
-    ``TransferRequest`` objects as the worker read them before: the same statuses, results,
+    locked payers, transfers held for review) executed from ``QueuedRequest`` rows and
+    ``HolderRow`` holders and, rolled back in between, as main did (``TransferRequest`` and
+    ``User`` objects, each receipt formatting its own facts): the same statuses, results,
     amounts, postings, balances, SMS (byte for byte) and events."""
     from tests.test_tips import create_cause
+    from ussd_app import messages, users
     from ussd_app.events.models import Event
     from ussd_app.ledger import Transfer
+    from ussd_app.messages import receipts as texts
     from ussd_app.payments import execute as ex
     from ussd_app.payments.models import TransferRequest
     from ussd_app.payments.submit import record_request
+    from ussd_app.sms import receipts as sms_receipts
     from ussd_app.sms.outbox import OutboxMessage
     from ussd_app.tariffs import quote
     from ussd_app.users import OPERATOR_LOCK_UNTIL
@@ -251,6 +255,14 @@ def test_a_batch_of_plain_rows_does_what_the_same_batch_of_orm_objects_did(app, 
         session.rollback()
         return outcome
 
+    def posted_before(request, party, reader, other, *, known=None, **fields):
+        """``messages.receipts.posted`` as main had it (``known`` is this branch's)."""
+        english = texts.template(request.kind, party)
+        if english is None:
+            return None
+        figures = {name: messages.money(value) for name, value in fields.items()}
+        return messages.tell(reader, english, **texts.facts(request), **texts.counterparty(other), **figures)
+
     def orm_objects():
         t = TransferRequest
         return list(
@@ -264,7 +276,10 @@ def test_a_batch_of_plain_rows_does_what_the_same_batch_of_orm_objects_did(app, 
     def same(batch):
         requests, locked = batch
         rows = run(requests, locked, lambda: ex._take_queued(session, 500))
-        objects = run(requests, locked, orm_objects)
+        with monkeypatch.context() as before:  # as main had it: User objects, each receipt's facts
+            before.setattr(sms_receipts, "holder_rows", users.holders)
+            before.setattr(texts, "posted", posted_before)
+            objects = run(requests, locked, orm_objects)
         assert rows[0] and len(rows[0]) == len(requests)
         for name, a, b in zip(
             ("requests", "sms", "events", "balances", "transfers"), rows, objects, strict=True
@@ -272,3 +287,42 @@ def test_a_batch_of_plain_rows_does_what_the_same_batch_of_orm_objects_did(app, 
             assert a == b, name
 
     same()
+
+
+@pytest.mark.skipif(not PG_URL, reason="row locks: PostgreSQL (DATABASE_URL)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding (left): the batch reads holders' tiers before it waits for its account locks; "
+    "a tier lowered by an operator during that wait is not applied to the batch",
+)
+def test_a_tier_lowered_while_the_batch_waits_applies_to_it(app, signed_in, config):  # noqa: F811
+    """Amina is on the full tier; her send of KES 5,000 (over the basic tier's KES 1,000 a
+    transfer) waits behind another batch on her wallet while an operator lowers her to basic
+    (the ID she showed was forged). The batch checks the limits after that commit."""
+    config(
+        VELOCITY_MAX_COUNT=0,
+        VELOCITY_MAX_VALUE_MAJOR=0,
+        LIMITS_BASIC_MAJOR="1000,5000,100000",
+        LIMITS_FULL_MAJOR="100000,100000,100000",
+    )
+    agent = agent_with_float()
+    amina, baraka = person(PAYER, "Amina Wanjiku"), person(PAYEE, "Baraka Otieno")
+    db.session.execute(update(User).where(User.phone == PAYER).values(tier="full"))
+    db.session.commit()
+    send(agent, amina, 20_000_00, kind="deposit")
+    execute()
+    paid = send(amina, baraka, 5_000_00)
+    user_id = find_by_phone(db.session, PAYER).id
+
+    def lower():
+        post(
+            signed_in,
+            f"/admin/accounts/{user_id}/tier",
+            {"tier": "basic", "id_document": "forged ID reported by the agent"},
+        )
+        db.session.expire_all()
+        assert find_by_phone(db.session, PAYER).tier == "basic"
+
+    outcome = _while_the_batch_waits_for(app, amina.account_id, lower)
+    assert outcome.get("done") == 1, outcome
+    assert (the(paid).status, the(paid).result) == ("rejected", "limit_transaction_exceeded")
