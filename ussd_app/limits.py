@@ -359,18 +359,17 @@ def _locked_businesses(session, account_ids) -> set[int]:
     )
 
 
-def _locked_payers_cleared(session, requests, people) -> set[int]:
+def _locked_payers_cleared(session, requests) -> set[int]:
     """The payers an operator has locked among the requests an operator cleared from review:
     locked after the clear, before the worker took it (``payments/review.py`` refuses to clear
-    a payer locked already)."""
+    a payer locked already). Read from the database under the batch's account locks, never
+    from holders read before them (a lock committed while the batch waited for a busy wallet);
+    no query unless the batch has a cleared request."""
     from .users import OPERATOR_LOCK_UNTIL, User
-    from .ussd.pin_guard import is_operator_locked
 
     ids = {r.debit_account_id for r in requests if r.result == REVIEW_CLEARED}
     if not ids:
         return set()
-    if people is not None:
-        return {a for a in ids if (u := people.get(a)) is not None and is_operator_locked(u)}
     return set(
         session.execute(
             select(User.account_id).where(
@@ -400,11 +399,12 @@ def check_batch(
     payee (even if the ledger then refuses it for funds: a conservative count).
     ``velocity_exempt``: ids the velocity rules do not hold (the limits still apply; they still
     count towards the hour for the payer's other payments).
-    ``people`` (``sms.receipts.People`` of these requests, read under the locks with this
-    ``now``) and ``locked`` (the ledger's ``Locked`` of their accounts): what the worker has
-    already read, so the holders, today's spending and the balances are not read twice."""
+    ``people`` (``sms.receipts.People`` of these requests: their holders, read before the
+    locks, and today's spending, read under them with this ``now``) and ``locked`` (the
+    ledger's ``Locked`` of their accounts): what the worker has already read, so the holders,
+    today's spending and the balances are not read twice. Operators' locks are read again here,
+    under the locks (a holder read before them may be stale by the wait for them)."""
     from .users import Role, User  # users imports the ledger; keep this module light to import
-    from .ussd.pin_guard import is_operator_locked
 
     now = now or utcnow()
     ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
@@ -412,13 +412,20 @@ def check_batch(
         customers = {
             a: u.tier for a, u in people.by_account.items() if a in ids and u.role == Role.CUSTOMER.value
         }
-        locked_businesses = {
-            r.credit_account_id
-            for r in requests
-            if (u := people.get(r.credit_account_id)) is not None
-            and u.role != Role.CUSTOMER.value
-            and is_operator_locked(u)
-        }
+        # An operator's lock is read here, under the batch's account locks, not from ``people``:
+        # the worker reads the holders before it waits for those locks (behind another batch on
+        # a busy till), and a lock committed during that wait must stop the payment. One query,
+        # only for a batch paying a business; none in a batch of customers alone.
+        locked_businesses = _locked_businesses(
+            session,
+            {
+                r.credit_account_id
+                for r in requests
+                if r.kind in kinds.PAYS_A_BUSINESS
+                and (u := people.get(r.credit_account_id)) is not None
+                and u.role != Role.CUSTOMER.value
+            },
+        )
     else:
         customers = dict(
             session.execute(
@@ -439,7 +446,7 @@ def check_batch(
     hour = sent_last_hour(session, payers, now) if max_count or max_value else dict.fromkeys(payers, (0, 0))
     balances = _balances(session, payees, locked, lambda dp, dpo, cpo: cpo - dpo)
 
-    locked_payers = _locked_payers_cleared(session, requests, people)
+    locked_payers = _locked_payers_cleared(session, requests)
     limits_of = cache(tier_limits)  # the same configuration for the whole batch
     refusals: dict[str, Refusal] = {}
     for r in requests:
