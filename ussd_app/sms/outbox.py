@@ -61,7 +61,7 @@ class OutboxMessage(db.Model):
             postgresql_where=text("status = 'sending'"),
             sqlite_where=text("status = 'sending'"),
         ),
-        # Each number's unfinished rows in id order, and only those (0017): what a claim reads
+        # Each number's unfinished rows in id order, and only those (migration 0018): what a claim reads
         # (sender._unfinished_rows) without walking the number's sent history.
         Index(
             "ix_outbox_messages_unfinished",
