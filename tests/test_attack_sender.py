@@ -1,0 +1,162 @@
+"""Attack tests on the sender's one connection per job and its unfinished-rows index: the
+job's connection cut by the database at each of its commits and inside a claim, and the
+0018 index up, down and up with rows of every status."""
+
+import threading
+
+import flask_migrate
+import pytest
+from sqlalchemy import event, text
+
+from tests import sms_helpers, test_migrations
+from tests.conftest import PG_URL
+from tests.sms_helpers import outbox
+from tests.test_migrations import MIGRATIONS, _read
+from tests.test_sms_sender import in_thread, promise
+from ussd_app.africas_talking import get_client
+from ussd_app.extensions import db
+from ussd_app.sms.outbox import OutboxMessage, OutboxStatus
+from ussd_app.sms.sender import send_due
+
+gateway = sms_helpers.gateway  # the fixture
+
+pg_only = pytest.mark.skipif(not PG_URL, reason="the job holds one PostgreSQL connection (DATABASE_URL)")
+
+
+class Cutter:
+    """Cuts the job thread's own PostgreSQL connection (pg_terminate_backend from another
+    session, waited for) just before its ``nth`` COMMIT, or before its first statement that
+    starts with ``before``: the database goes away with the transaction open, as in a restart
+    or a failover. Only the job's thread is cut, once."""
+
+    def __init__(self, engine, *, nth: int | None = None, before: str | None = None):
+        self.engine, self.nth, self.before = engine, nth, before
+        self.thread: threading.Thread | None = None
+        self.commits = 0
+        self.cut = 0
+
+    def _kill(self, connection) -> None:
+        pid = connection.connection.dbapi_connection.info.backend_pid
+        with self.engine.connect() as other:
+            assert other.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}).scalar()
+        self.cut += 1
+
+    def on_commit(self, connection) -> None:
+        if threading.current_thread() is not self.thread or self.nth is None:
+            return
+        self.commits += 1
+        if self.commits == self.nth and not self.cut:
+            self._kill(connection)
+
+    def on_execute(self, connection, cursor, statement, parameters, context, executemany) -> None:
+        if threading.current_thread() is not self.thread or self.before is None or self.cut:
+            return
+        if statement.lstrip().upper().startswith(self.before):
+            self._kill(connection)
+
+    def __enter__(self):
+        event.listen(self.engine, "commit", self.on_commit)
+        event.listen(self.engine, "before_cursor_execute", self.on_execute)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "commit", self.on_commit)
+        event.remove(self.engine, "before_cursor_execute", self.on_execute)
+
+
+def _job_with_cut(app, monkeypatch, width: int, **cut):
+    monkeypatch.setitem(app.config, "SMS_CLAIM_BATCH", width)
+    till = "+254712000600"
+    for i in range(4):
+        promise(till, body=f"Receipt {i}")
+    db.session.remove()
+    with Cutter(db.engine, **cut) as cutter:
+        thread, result = in_thread(app, lambda: send_due(db.session, get_client(), 100))
+        cutter.thread = thread
+        thread.join(timeout=60)
+    return till, cutter, result
+
+
+@pg_only
+@pytest.mark.parametrize("nth", [1, 2, 3, 4, 5, 6])
+def test_the_job_connection_cut_at_any_of_its_commits_sends_each_receipt_once_in_order(
+    app, gateway, monkeypatch, nth
+):
+    """One lane of a busy number, one place (each answer its own commit): commit 1 is the
+    claim, 2-5 the four records, 6 the last claim that finds nothing. The connection is cut
+    before that commit reaches the server: the job does it once more on a new connection."""
+    till, cutter, result = _job_with_cut(app, monkeypatch, 1, nth=nth)
+    assert cutter.cut == 1, cutter.commits
+    assert result == {"value": {"sent": 4, "retry": 0, "failed": 0, "paused": 0}}
+    assert [(r.status, r.attempts, r.claim_token) for r in outbox()] == [("sent", 1, None)] * 4
+    assert [m.message for m in gateway.inbox(till)] == [f"Receipt {i} for {till}" for i in range(4)]
+
+
+@pg_only
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT OUTBOX_MESSAGES.ID, OUTBOX_MESSAGES.PHONE, OUTBOX_MESSAGES.BODY",  # the claim's locked read
+        "UPDATE OUTBOX_MESSAGES SET STATUS",  # the claim's write
+    ],
+)
+def test_the_job_connection_cut_inside_a_claim_sends_each_receipt_once_in_order(
+    app, gateway, monkeypatch, statement
+):
+    till, cutter, result = _job_with_cut(app, monkeypatch, 4, before=statement)
+    assert cutter.cut == 1
+    assert result == {"value": {"sent": 4, "retry": 0, "failed": 0, "paused": 0}}
+    assert [(r.status, r.attempts) for r in outbox()] == [("sent", 1)] * 4
+    assert [m.message for m in gateway.inbox(till)] == [f"Receipt {i} for {till}" for i in range(4)]
+
+
+def _unfinished_index(connection) -> str | None:
+    """The WHERE of ``ix_outbox_messages_unfinished``, normalised; None when absent."""
+    if connection.dialect.name == "postgresql":
+        sql = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+    else:
+        sql = "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+    for name, definition in _read(connection, sql):
+        if name == "ix_outbox_messages_unfinished":
+            where = definition.upper().split(" WHERE ", 1)[1]
+            for noise in ("(", ")", "::TEXT", "::CHARACTER VARYING", "ARRAY", "[", "]", " "):
+                where = where.replace(noise, "")
+            return where.replace("=ANY", "IN")
+    return None
+
+
+def test_0018_up_down_up_with_rows_of_every_status_keeps_them_and_the_claim_reads_the_same(app, gateway):
+    """0018 up, down and up again on this run's database with a number's rows in every status
+    the outbox has: the index holds the pending and sending ones only, the rows are untouched
+    either way, and the sender sends the pending one whatever the history around it."""
+    till = "+254712000800"
+    statuses = [s.value for s in OutboxStatus]
+    assert set(statuses) == {"pending", "sending", "sent", "delivered", "failed"}  # every status
+    for status in statuses:
+        db.session.add(OutboxMessage(phone=till, body=f"{status} row", status=status, attempts=1))
+    db.session.commit()
+    before = [(r.id, r.status) for r in outbox()]
+    db.session.rollback()  # SQLite: no read left open across the DDL
+    try:
+        with db.engine.connect() as connection:
+            assert _unfinished_index(connection) == "STATUSIN'PENDING','SENDING'"
+        flask_migrate.downgrade(directory=MIGRATIONS, revision="0017_review_held_index")
+        with db.engine.connect() as connection:
+            assert _unfinished_index(connection) is None
+        assert [(r.id, r.status) for r in outbox()] == before
+        db.session.rollback()  # SQLite: no read left open across the upgrade's DDL
+        flask_migrate.upgrade(directory=MIGRATIONS)
+        with db.engine.connect() as connection:
+            assert _unfinished_index(connection) == "STATUSIN'PENDING','SENDING'"
+    finally:
+        db.session.rollback()
+        flask_migrate.upgrade(directory=MIGRATIONS)
+    assert [(r.id, r.status) for r in outbox()] == before
+    db.session.rollback()
+    test_migrations.test_the_migrated_schema_matches_the_models(app)
+    # The number's lane is its pending row, then its 'sending' one (no claimed_at: its sender
+    # is gone), in id order; its sent, delivered and failed rows are never read.
+    counts = send_due(db.session, get_client(), 100)
+    db.session.remove()
+    assert counts["sent"] == 2
+    assert [m.message for m in gateway.inbox(till)] == ["pending row", "sending row"]
