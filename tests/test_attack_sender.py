@@ -1,22 +1,28 @@
 """Attack tests on the sender's one connection per job and its unfinished-rows index: the
-job's connection cut by the database at each of its commits and inside a claim, and the
-0018 index up, down and up with rows of every status."""
+job's connection cut by the database at each of its commits and inside a claim, the database
+away for a moment mid-job, and the 0018 index up, down and up with rows of every status."""
 
+import contextlib
+import socket
 import threading
+from datetime import timedelta
 
 import flask_migrate
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.orm import Session
 
 from tests import sms_helpers, test_migrations
 from tests.conftest import PG_URL
+from tests.helpers import wait_for
 from tests.sms_helpers import outbox
 from tests.test_migrations import MIGRATIONS, _read
 from tests.test_sms_sender import in_thread, promise
 from ussd_app.africas_talking import get_client
+from ussd_app.clock import utcnow
 from ussd_app.extensions import db
 from ussd_app.sms.outbox import OutboxMessage, OutboxStatus
-from ussd_app.sms.sender import send_due
+from ussd_app.sms.sender import claim_timeout, send_due
 
 gateway = sms_helpers.gateway  # the fixture
 
@@ -108,6 +114,115 @@ def test_the_job_connection_cut_inside_a_claim_sends_each_receipt_once_in_order(
     assert result == {"value": {"sent": 4, "retry": 0, "failed": 0, "paused": 0}}
     assert [(r.status, r.attempts) for r in outbox()] == [("sent", 1)] * 4
     assert [m.message for m in gateway.inbox(till)] == [f"Receipt {i} for {till}" for i in range(4)]
+
+
+class Outage:
+    """A TCP hop between the job and PostgreSQL that can go down (every connection through it
+    cut, new ones refused) and come back: the database as a restart or a failover shows it to
+    its clients, without restarting the shared server."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = threading.Event()
+        self.up.set()
+        self.sockets: list[socket.socket] = []
+        self.refused = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            if not self.up.is_set():
+                client.close()  # the server is not there yet
+                self.refused += 1
+                continue
+            server = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def down(self) -> None:
+        self.up.clear()
+        with self.lock:
+            for s in self.sockets:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+            self.sockets = []
+
+    def close(self) -> None:
+        self.listener.close()
+        self.down()
+
+
+@pg_only
+def test_a_database_down_for_a_moment_mid_job_loses_no_answer_and_sends_nothing_twice(
+    app, gateway, monkeypatch
+):
+    """The database goes away while a receipt is at the gateway and comes back a moment later
+    (a restart, a failover): the job records the answer it holds once the database is back,
+    instead of failing with it in hand; unrecorded, that receipt went out again after the claim
+    timeout."""
+    monkeypatch.setitem(app.config, "SMS_CLAIM_BATCH", 1)
+    till = "+254712000700"
+    for i in range(3):
+        promise(till, body=f"Receipt {i}")
+    db.session.remove()
+    url = db.engine.url
+    outage = Outage(url.host or "127.0.0.1", url.port or 5432)
+    engine = create_engine(
+        url.set(host="127.0.0.1", port=outage.port),
+        pool_pre_ping=True,
+        connect_args={"options": "-c timezone=utc"},
+    )
+    gateway.hold_next(1, after=1)  # the first receipt answered and recorded, the second held
+    job = Session(bind=engine)
+    thread, result = in_thread(app, lambda: send_due(job, get_client(), 100))
+    try:
+        wait_for(
+            lambda: (gateway.held == 1 and outbox()[0].status == "sent") or not thread.is_alive(),
+            message="the second receipt at the gateway after the first was recorded",
+        )
+        db.session.remove()
+        assert thread.is_alive(), result
+        outage.down()
+        gateway.release()  # its answer comes back while the database is away
+        wait_for(lambda: len(gateway.inbox(till)) == 2, message="the second receipt answered")
+        # The database stays away while the job tries twice to reach it, then comes back.
+        wait_for(lambda: outage.refused >= 2 or not thread.is_alive(), message="two tries to reconnect")
+        outage.up.set()
+        thread.join(timeout=60)
+    finally:
+        outage.up.set()
+        gateway.release()
+        thread.join(timeout=60)
+        job.close()
+        engine.dispose()
+        outage.close()
+    # Whatever the job made of it, a later job past the claim timeout finishes the number.
+    later = send_due(db.session, get_client(), 100, now=utcnow() + claim_timeout() + timedelta(seconds=1))
+    db.session.remove()
+    assert [r.status for r in outbox()] == ["sent"] * 3, (result, later)
+    assert [m.message for m in gateway.inbox(till)] == [f"Receipt {i} for {till}" for i in range(3)], result
 
 
 def _unfinished_index(connection) -> str | None:
