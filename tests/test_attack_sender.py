@@ -21,8 +21,9 @@ from tests.test_sms_sender import in_thread, promise
 from ussd_app.africas_talking import get_client
 from ussd_app.clock import utcnow
 from ussd_app.extensions import db
-from ussd_app.sms.outbox import OutboxMessage, OutboxStatus
-from ussd_app.sms.sender import claim_timeout, send_due
+from ussd_app.sms.outbox import OutboxMessage, OutboxStatus, add_sms
+from ussd_app.sms.outbox import batched as outbox_batched
+from ussd_app.sms.sender import claim_lanes, claim_timeout, send_due
 
 gateway = sms_helpers.gateway  # the fixture
 
@@ -275,3 +276,17 @@ def test_0018_up_down_up_with_rows_of_every_status_keeps_them_and_the_claim_read
     db.session.remove()
     assert counts["sent"] == 2
     assert [m.message for m in gateway.inbox(till)] == ["pending row", "sending row"]
+
+
+def test_a_claim_of_more_numbers_than_sqlite_takes_in_one_compound_select_claims_them_all(app):
+    """Each number's rows are one arm of a UNION ALL; SQLite refuses more than 500 arms in one
+    statement ("too many terms in compound SELECT"), so TUMA_SMS_CLAIM_BATCH above 500 failed
+    every claim there."""
+    phones = [f"+2547130{i:05d}" for i in range(501)]
+    with outbox_batched(db.session):
+        for phone in phones:
+            add_sms(db.session, phone=phone, body="Receipt")
+    db.session.commit()
+    lanes = claim_lanes(db.session, len(phones), 1)
+    assert sorted(lane[0].phone for lane in lanes) == phones
+    assert {r.status for r in outbox()} == {"sending"}

@@ -259,6 +259,11 @@ def _due_numbers(session, want: int, skip: set[str], now: datetime) -> list[str]
     return found
 
 
+# Numbers read per statement: SQLite takes at most 500 terms in a compound SELECT
+# (SQLITE_MAX_COMPOUND_SELECT), and a claim asks for up to SMS_CLAIM_BATCH numbers.
+UNION_ARMS = 500
+
+
 def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list]:
     """Each number's first ``depth`` unfinished rows, in id order, as plain rows (no ORM
     objects: a claim reads and writes up to ``SMS_BATCH_SIZE`` of them). On PostgreSQL they are
@@ -280,8 +285,10 @@ def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list]:
         for phone in phones
     ]
     expected: dict[str, list[int]] = {phone: [] for phone in phones}
-    for row_id, phone in session.execute(union_all(*(select(lane.c.id, lane.c.phone) for lane in lanes))):
-        expected[phone].append(row_id)
+    for start in range(0, len(lanes), UNION_ARMS):
+        arms = (select(lane.c.id, lane.c.phone) for lane in lanes[start : start + UNION_ARMS])
+        for row_id, phone in session.execute(union_all(*arms)):
+            expected[phone].append(row_id)
     for row_ids in expected.values():
         row_ids.sort()  # each arm reads in id order; UNION ALL promises no order of its own
     ids = [row_id for phone in phones for row_id in expected[phone]]
