@@ -45,7 +45,8 @@ The protocol, and why:
    while the last group was being committed), so a lane's calls and the commits overlap. On
    PostgreSQL the job's claims, records, releases and renewals go over one connection held for
    the job (not one checked out, and pinged, per commit); a transaction that finds it lost is
-   done once more on a new one, which each of them allows (``_again_if_lost``).
+   done again on a new one (at once, then while the database takes no connections, for up to
+   the claim timeout), which each of them allows (``_again_if_lost``).
 
 A failure that is about the gateway or our account rather than one number (network error,
 non-2xx answer such as a 429 rate limit, 405 InsufficientBalance, 402 InvalidSenderId) pauses
@@ -258,6 +259,11 @@ def _due_numbers(session, want: int, skip: set[str], now: datetime) -> list[str]
     return found
 
 
+# Numbers read per statement: SQLite takes at most 500 terms in a compound SELECT
+# (SQLITE_MAX_COMPOUND_SELECT), and a claim asks for up to SMS_CLAIM_BATCH numbers.
+UNION_ARMS = 500
+
+
 def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list]:
     """Each number's first ``depth`` unfinished rows, in id order, as plain rows (no ORM
     objects: a claim reads and writes up to ``SMS_BATCH_SIZE`` of them). On PostgreSQL they are
@@ -279,8 +285,10 @@ def _unfinished_rows(session, phones: list[str], depth: int) -> dict[str, list]:
         for phone in phones
     ]
     expected: dict[str, list[int]] = {phone: [] for phone in phones}
-    for row_id, phone in session.execute(union_all(*(select(lane.c.id, lane.c.phone) for lane in lanes))):
-        expected[phone].append(row_id)
+    for start in range(0, len(lanes), UNION_ARMS):
+        arms = (select(lane.c.id, lane.c.phone) for lane in lanes[start : start + UNION_ARMS])
+        for row_id, phone in session.execute(union_all(*arms)):
+            expected[phone].append(row_id)
     for row_ids in expected.values():
         row_ids.sort()  # each arm reads in id order; UNION ALL promises no order of its own
     ids = [row_id for phone in phones for row_id in expected[phone]]
@@ -715,21 +723,43 @@ def _one_connection(session):
         yield own
 
 
+# The first try again is at once (a connection cut with the server still there); then, while
+# the server does not take connections (a restart, a failover), again after these pauses.
+RECONNECT_PAUSE_SECONDS = 0.05
+RECONNECT_PAUSE_MAX_SECONDS = 1.0
+
+
+def _lost(session, exc: DBAPIError) -> bool:
+    """The job's connection was lost (the error says so), or it was and could not be made again
+    (a connection refused while the server restarts: psycopg's dialect calls no failed connect
+    a disconnect, but the held connection is still marked invalidated)."""
+    bind = session.get_bind()
+    return bool(exc.connection_invalidated or getattr(bind, "invalidated", False))
+
+
 def _again_if_lost(session, step, *args, **kwargs):
     """``step(*args, **kwargs)`` (writes and their commit); if the connection was lost on the
-    way, once more on a new one (the held connection reconnects once rolled back). Safe for each of the job's
-    transactions: a record, a release and a renewal only write where the claim token still
-    holds and the row is still ``sending``, so one done twice (its first commit went through
-    unseen) writes nothing the second time; a claim done twice leaves the rows of the first, if
-    it went through, to the claim timeout, never handed over, so sent once."""
-    try:
-        return step(*args, **kwargs)
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        session.rollback()
-        log.warning("sms job: the database connection was lost (%s); once more on a new one", exc.orig)
-        return step(*args, **kwargs)
+    way, again on a new one (the held connection reconnects once rolled back): at once, then
+    after growing pauses while the database takes no connections, for up to the claim timeout
+    (after that other senders may hold the job's rows; its answers would be recorded nowhere).
+    Safe for each of the job's transactions, however many times: a record, a release and a
+    renewal only write where the claim token still holds and the row is still ``sending``, so
+    one done again (its first commit went through unseen) writes nothing the second time; a
+    claim done again leaves the rows of the first, if it went through, to the claim timeout,
+    never handed over, so sent once. Giving up after one try, a restart or failover of a moment
+    failed the job with answers in hand: those receipts were sent again after the timeout."""
+    deadline = time.monotonic() + claim_timeout().total_seconds()
+    pause = 0.0
+    while True:
+        try:
+            return step(*args, **kwargs)
+        except DBAPIError as exc:
+            if not _lost(session, exc) or time.monotonic() + pause >= deadline:
+                raise
+            session.rollback()
+            log.warning("sms job: the database connection was lost (%s); again on a new one", exc.orig)
+        time.sleep(pause)
+        pause = min(max(pause * 2, RECONNECT_PAUSE_SECONDS), RECONNECT_PAUSE_MAX_SECONDS)
 
 
 def send_due(session, client: SmsClient, limit: int, now: datetime | None = None) -> dict[str, int]:
