@@ -382,3 +382,109 @@ def test_the_page_lists_a_refused_allowance_settlement_and_voids_it_with_a_reaso
     )
     assert entry.operator_id == db.session.execute(select(Operator.id)).scalar_one()
     ledger_ok()
+
+
+def _more_refused_than_a_page(app, customer, merchant) -> list[str]:
+    """Three allowances whose settlement the locked merchant refused once, listed once refused
+    (ALLOWANCE_SETTLE_ALERT_AFTER 1), two to a page (REVIEW_PAGE_SIZE 2; 500 in production):
+    their ids, soonest due again first (the third made is due first, the first last)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from tests.api_helpers import execute_all
+    from tests.test_allowances import approved, charge
+    from tests.test_allowances_refused import refuse_payments_to
+    from ussd_app.clock import utcnow
+    from ussd_app.payments import allowances as al
+
+    app.config.update(ALLOWANCE_SETTLE_ALERT_AFTER=1, REVIEW_PAGE_SIZE=2)
+    made = [approved(customer, merchant, n=n) for n in (1, 2, 3)]
+    for n, allowance_id in enumerate(made):
+        assert charge(allowance_id, merchant, 5_00, n).ok
+    refuse_payments_to(merchant)
+    for allowance_id in made:
+        assert al.settle(db.session, allowance_id, why="merchant") is not None
+        db.session.commit()
+    execute_all()
+    now = utcnow()
+    for hours, allowance_id in zip((3, 2, 1), made, strict=True):
+        db.session.execute(
+            update(al.Allowance).where(al.Allowance.id == allowance_id).values(
+                settle_again_at=now + timedelta(hours=hours)
+            )
+        )  # fmt: skip
+    db.session.commit()
+    return made[::-1]
+
+
+def test_more_refused_settlements_than_a_page_are_counted_and_paged_soonest_due_first(backend_app, cast):  # noqa: F811
+    """A merchant locked with more readers than a page holds: the review list, the CLI and the
+    page say how many wait, show the soonest due first, and the rest are a page away (not
+    silently left out); the Void form of one on a later page works."""
+    from tests.ussd_helpers import available
+
+    customer, merchant = cast
+    first, second, third = _more_refused_than_a_page(backend_app, *cast)
+    runner = backend_app.test_cli_runner()
+
+    listed = runner.invoke(args=["review", "list"]).output
+    assert "refused again and again: showing 1-2 of 3, soonest due again first" in listed
+    assert listed.index(f"allowance {first}") < listed.index(f"allowance {second}")
+    assert f"allowance {third}" not in listed
+    assert "1 more: flask review list --from 3" in listed
+    rest = runner.invoke(args=["review", "list", "--from", "3"]).output
+    assert "showing 3-3 of 3" in rest and f"allowance {third}" in rest
+    assert f"allowance {first}" not in rest and "more:" not in rest
+
+    client = backend_app.test_client()
+    operator()
+    login(client)
+    page = client.get("/admin/review").get_data(as_text=True)
+    assert "Showing 1-2 of 3, soonest due again first." in page
+    assert page.index(f"<tr><td>{first}</td>") < page.index(f"<tr><td>{second}</td>")
+    assert f"<tr><td>{third}</td>" not in page
+    assert 'href="/admin/review?from=3">Next 1 (of 1 more)</a>' in page
+    later = client.get("/admin/review?from=3").get_data(as_text=True)
+    assert "Showing 3-3 of 3, soonest due again first." in later
+    assert f"<tr><td>{third}</td>" in later and f"<tr><td>{first}</td>" not in later
+    assert 'href="/admin/review?from=1">Earlier</a>' in later
+    for bad in ("0", "-1", "x", "99999999999"):  # a bad ?from= is the first page, no error
+        assert "Showing 1-2 of 3" in client.get(f"/admin/review?from={bad}").get_data(as_text=True)
+
+    held = available(customer.account_id)
+    post(client, f"/admin/review/allowances/{third}", {"reason": "merchant closed for fraud"})
+    page = client.get("/admin/review").get_data(as_text=True)
+    assert f"Allowance {third} voided" in page
+    assert "Showing 1-2 of 2, soonest due again first." in page and "more)</a>" not in page
+    assert available(customer.account_id) > held  # its hold back with the customer
+    ledger_ok()
+
+
+def test_the_disputes_page_says_how_many_refused_settlements_wait_beyond_its_page(backend_app, cast):  # noqa: F811
+    first, second, third = _more_refused_than_a_page(backend_app, *cast)
+    client = backend_app.test_client()
+    operator()
+    login(client)
+    page = client.get("/admin/disputes").get_data(as_text=True)
+    assert (
+        "Allowance settlements refused again and again: showing 1-2 of 3, soonest due again first; "
+        "1 more on the review page."
+    ) in page
+    assert f'action="/admin/disputes/allowances/{first}"' in page
+    assert f'action="/admin/disputes/allowances/{second}"' in page
+    assert f'action="/admin/disputes/allowances/{third}"' not in page
+
+
+def test_only_settlements_refused_the_alert_number_of_times_are_counted(backend_app, cast):  # noqa: F811
+    """The refusals are counted in SQL (the attempt numbered ALLOWANCE_SETTLE_ALERT_AFTER
+    exists), so the count agrees with what is listed."""
+    from ussd_app.payments.allowances.settlement import refused_settlements
+
+    _more_refused_than_a_page(backend_app, *cast)
+    assert refused_settlements(db.session, 2).total == 0
+    assert not refused_settlements(db.session, 2).rows
+    assert refused_settlements(db.session, 1).total == 3
+    backend_app.config["ALLOWANCE_SETTLE_ALERT_AFTER"] = 2
+    listed = backend_app.test_cli_runner().invoke(args=["review", "list"]).output
+    assert "refused again and again" not in listed

@@ -185,9 +185,18 @@ def account_tier(phone, tier):
 
 
 @review_cli.cli.command("list")
-def review_list():
+@click.option(
+    "--from",
+    "start",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="the refused allowance settlements from this one on (they are numbered in the summary line)",
+)
+def review_list(start):
     """Transfers held for review by a velocity rule, oldest first; then allowance settlements
-    refused ALLOWANCE_SETTLE_ALERT_AFTER times or more (the money held until one posts)."""
+    refused ALLOWANCE_SETTLE_ALERT_AFTER times or more (the money held until one posts), soonest
+    due again first, TUMA_REVIEW_PAGE_SIZE at a time, with how many wait in all."""
     from .payments import review
 
     for r in review.held(db.session):
@@ -202,7 +211,10 @@ def review_list():
     from .payments import holds
     from .payments.allowances.settlement import refused_settlements
 
-    for allowance, last in refused_settlements(db.session):
+    page = refused_settlements(db.session, start=start - 1)
+    if page.total:
+        click.echo(f"Allowance settlements refused again and again: {page.summary}")
+    for allowance, last in page:
         click.echo(
             f"{last.code} allowance settlement {money(last.amount)} account {last.debit_account_id} -> "
             f"{last.credit_account_id} refused {holds.attempt_of(last.pending_request_id, last.id)} times, "
@@ -211,6 +223,8 @@ def review_list():
             "refusal up to TUMA_ALLOWANCE_SETTLE_RETRY_MAX_SECONDS "
             f"(or: flask review void --allowance {allowance.id})"
         )
+    if page.more:
+        click.echo(f"{page.more:,} more: flask review list --from {page.start + len(page) + 1}")
 
 
 @review_cli.cli.command("void")

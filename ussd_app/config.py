@@ -259,6 +259,9 @@ class Config:
     # Refusals of one settlement after which it is listed for operators (``flask review list``)
     # and logged as an error, not a warning.
     ALLOWANCE_SETTLE_ALERT_AFTER = _int("TUMA_ALLOWANCE_SETTLE_ALERT_AFTER", 3)
+    # How many of those one page of the lists shows (`flask review list`, /admin/review, the
+    # disputes page), soonest due again first; each list says how many wait in all.
+    REVIEW_PAGE_SIZE = _int("TUMA_REVIEW_PAGE_SIZE", 500)
     # Periods in a row an allowance's hold may be refused (paused, tried again each period)
     # before it expires, with one SMS; the customer hears of the pause once, not every period.
     ALLOWANCE_PAUSED_PERIODS = _int("TUMA_ALLOWANCE_PAUSED_PERIODS", 3)

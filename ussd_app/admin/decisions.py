@@ -97,10 +97,22 @@ class RefusedAllowanceSettlements:
     name = "allowances"
 
     def pending(self, session) -> list[PendingDecision]:
+        return self.listed(session)[0]
+
+    def listed(self, session) -> tuple[list[PendingDecision], str | None]:
+        """The first page (REVIEW_PAGE_SIZE, soonest due again first), and a line saying how
+        many wait in all when that is more than the page (None when all are listed)."""
         from ..payments.allowances.settlement import refused_settlements
 
+        page = refused_settlements(session)
+        note = None
+        if page.more:
+            note = (
+                f"Allowance settlements refused again and again: {page.summary}; "
+                f"{page.more:,} more on the review page."
+            )
         found = []
-        for allowance, last in refused_settlements(session):
+        for allowance, last in page:
             customer = find_by_account(session, last.debit_account_id)
             merchant = find_by_account(session, last.credit_account_id)
             held = session.get(TransferRequest, allowance.hold_request_id)
@@ -117,7 +129,7 @@ class RefusedAllowanceSettlements:
                     self.name, allowance.id, "allowance", summary, held.amount, last.created_at, held.code
                 )
             )
-        return found
+        return found, note
 
     def decide(self, session, decision_id: str, approve: bool, operator_id: int, note: str) -> str:
         from ..payments.allowances.decisions import void_refused

@@ -33,6 +33,10 @@ class DecisionSource(Protocol):
 
     def pending(self, session) -> list[PendingDecision]: ...
 
+    # Optional: a source that lists one page at a time also has ``listed(session) ->
+    # (pending, note)``, the note saying how many wait beyond the page (None when none do);
+    # the disputes page shows it (admin/decisions.py's RefusedAllowanceSettlements).
+
     def decide(self, session, decision_id: str, approve: bool, operator_id: int, note: str) -> str:
         """Carry out the decision in the caller's transaction; return one line for the page.
         Raise ValueError with a reason the operator can read to refuse."""

@@ -15,10 +15,17 @@ log = logging.getLogger(__name__)
 @bp.get("/disputes")
 @login_required
 def disputes():
-    pending = []
+    pending, notes = [], []
     for source in seams.decision_sources().values():
-        pending += source.pending(db.session)
-    return render_template("admin/disputes.html", pending=pending, sources=seams.decision_sources())
+        if hasattr(source, "listed"):  # a source that lists a page at a time says how many wait
+            found, note = source.listed(db.session)
+            notes += [note] if note else []
+        else:
+            found = source.pending(db.session)
+        pending += found
+    return render_template(
+        "admin/disputes.html", pending=pending, notes=notes, sources=seams.decision_sources()
+    )
 
 
 @bp.post("/disputes/<source>/<decision_id>")

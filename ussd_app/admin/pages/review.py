@@ -27,9 +27,10 @@ def review_page():
     from ...payments.models import TransferRequest
 
     rows = review.held(db.session)
+    page = refused_settlements(db.session, start=_start(request.args.get("from")) - 1)
     refused = [
         (allowance, last, db.session.get(TransferRequest, allowance.hold_request_id))
-        for allowance, last in refused_settlements(db.session)
+        for allowance, last in page
     ]
     accounts = {r.debit_account_id for r in rows} | {r.credit_account_id for r in rows}
     accounts |= {last.debit_account_id for _, last, _ in refused} | {
@@ -50,9 +51,23 @@ def review_page():
         }
         for allowance, last, hold in refused
     ]
+    earlier = max(page.start - page.size, 0) + 1
     return render_template(
-        "admin/review.html", rows=rows, holders=holders, allowances=allowances, limit=review.REASON_LIMIT
+        "admin/review.html",
+        rows=rows,
+        holders=holders,
+        allowances=allowances,
+        page=page,
+        earlier=url_for("admin.review_page", **{"from": earlier}) if page.start else None,
+        later=url_for("admin.review_page", **{"from": page.start + len(page) + 1}) if page.more else None,
+        limit=review.REASON_LIMIT,
     )
+
+
+def _start(given: str | None) -> int:
+    """``?from=N``: the refused settlements from the N-th on (1 without one, or a bad one)."""
+    given = (given or "").strip()
+    return int(given) if given.isdigit() and 0 < len(given) < 10 else 1
 
 
 @bp.post("/review/<code>")

@@ -3,10 +3,12 @@ is posted, then the next hold (or a pause); the worker's side (``after_batch`` a
 batch, ``settle_due`` in the maintenance job). Nothing here commits."""
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.orm import aliased
 
 from ...clock import utcnow
 from ...database import is_postgres
@@ -438,17 +440,6 @@ def _ended_with_a_hold(session, limit: int) -> int:
     return sum(1 for allowance in list(rows) if release_if_held(session, allowance) is not None)
 
 
-def _refused_waiting(session, limit: int):
-    """Allowances whose settlement was refused: their hold pending again with a tab owed."""
-    return (
-        select(Allowance)
-        .join(TransferRequest, TransferRequest.id == Allowance.hold_request_id)
-        .where(*_REFUSED_WAITING)
-        .order_by(Allowance.id)
-        .limit(limit)
-    )
-
-
 _REFUSED_WAITING = (
     TransferRequest.kind == RequestKind.ALLOWANCE.value,
     TransferRequest.hold_state == HoldState.PENDING.value,
@@ -526,16 +517,79 @@ def _settle_again(session, now: datetime, limit: int) -> int:
     return done
 
 
-def refused_settlements(session, at_least: int | None = None) -> list[tuple[Allowance, TransferRequest]]:
+@dataclass(frozen=True)
+class RefusedPage:
+    """One page of the refused settlements operators must see (``refused_settlements``):
+    ``rows`` (allowance, its last refused attempt), soonest due again first, the first at
+    ``start`` (0-based) of ``total`` waiting; the lists say "showing a-b of total"."""
+
+    rows: list[tuple[Allowance, TransferRequest]]
+    total: int
+    start: int
+    size: int
+
+    @property
+    def more(self) -> int:
+        """How many wait beyond this page."""
+        return max(0, self.total - self.start - len(self.rows))
+
+    @property
+    def summary(self) -> str:
+        """Which of how many: "showing 1-500 of 1,234, soonest due again first"."""
+        if not self.rows:
+            return f"none from {self.start + 1:,} on, of {self.total:,}"
+        first, last = self.start + 1, self.start + len(self.rows)
+        return f"showing {first:,}-{last:,} of {self.total:,}, soonest due again first"
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _refused_at_least(at_least: int):
+    """SQL: the allowance's hold has a refused attempt numbered ``at_least`` or more. Attempts
+    are numbered in order (``.r``, ``.r2``, ...), so that is: the attempt ``at_least`` exists (a
+    primary-key lookup, no attempt read in Python, so the count and the page agree)."""
+    attempt = aliased(TransferRequest)
+    suffix = holds.resolution_id("", max(at_least, 1))  # ".r", ".r2", ...
+    return exists().where(attempt.id == Allowance.hold_request_id + suffix)
+
+
+def refused_settlements(
+    session, at_least: int | None = None, *, start: int = 0, size: int | None = None
+) -> RefusedPage:
     """For operators: allowances whose settlement was refused ``at_least`` times
-    (ALLOWANCE_SETTLE_ALERT_AFTER) and is not posted yet, with the last refused attempt."""
+    (ALLOWANCE_SETTLE_ALERT_AFTER) and is not posted yet, with the last refused attempt; one
+    page of ``size`` (REVIEW_PAGE_SIZE) from ``start``, soonest due again first (``settle_again_at``,
+    then id), and how many wait in all, so a list never drops one silently. Every refused
+    settlement waiting has a ``settle_again_at`` (``_refused`` sets it; only a retry claiming the
+    hold or a void clears it), so both are read from ``ix_allowances_settle_again_at``."""
     at_least = at_least or current_app.config["ALLOWANCE_SETTLE_ALERT_AFTER"]
-    found = []
-    for allowance in session.execute(_refused_waiting(session, 500)).scalars():
+    size = max(1, size or current_app.config["REVIEW_PAGE_SIZE"])
+    start = max(0, start)
+    where = (Allowance.settle_again_at.is_not(None), *_REFUSED_WAITING, _refused_at_least(at_least))
+    total = session.execute(
+        select(func.count())
+        .select_from(Allowance)
+        .join(TransferRequest, TransferRequest.id == Allowance.hold_request_id)
+        .where(*where)
+    ).scalar_one()
+    page = session.execute(
+        select(Allowance)
+        .join(TransferRequest, TransferRequest.id == Allowance.hold_request_id)
+        .where(*where)
+        .order_by(Allowance.settle_again_at, Allowance.id)
+        .offset(start)
+        .limit(size)
+    ).scalars()
+    rows = []
+    for allowance in list(page):
         last = holds.resolution(session, session.get(TransferRequest, allowance.hold_request_id))
-        if last is not None and holds.attempt_of(allowance.hold_request_id, last.id) >= at_least:
-            found.append((allowance, last))
-    return found
+        if last is not None:
+            rows.append((allowance, last))
+    return RefusedPage(rows, total, start, size)
 
 
 def _terms(allowance: Allowance) -> dict:
