@@ -54,7 +54,10 @@ the job: every lane stops after the call it has in flight, each answer is record
 not yet handed over are released (not lost, no attempt spent) and no lane is claimed again;
 the periodic job wakes the sender later, instead of one job spending every row's attempt (and
 the worker's time) on a gateway that is down. At most one call per lane is spent on a dead
-gateway per job.
+gateway per job: at least the first lane's, and how many more depends on how many lanes' threads
+called before its answer came. Lanes are claimed oldest row first, so the rows whose calls failed
+lead the next job's lanes again: while the gateway stays down it is the oldest rows' attempts
+that are spent, and one of them may spend one each job until its ``SMS_MAX_ATTEMPTS`` run out.
 
 So a row is handed to the gateway at most once per attempt, and a row recorded as sent is
 never handed over again. A lane hands a row over only while it holds one of
