@@ -341,9 +341,10 @@ def sent_last_hour(session, account_ids, now: datetime) -> dict[int, tuple[int, 
     return found
 
 
-def _locked_businesses(session, account_ids) -> set[int]:
-    """The accounts among ``account_ids`` of an agent or merchant an operator has locked."""
-    from .users import OPERATOR_LOCK_UNTIL, Role, User
+def _operator_locked(session, account_ids, *where) -> set[int]:
+    """The accounts among ``account_ids`` whose holder an operator has locked (and ``where``),
+    read now: under the batch's account locks when the worker asks."""
+    from .users import OPERATOR_LOCK_UNTIL, User
 
     ids = [a for a in account_ids if a is not None]
     if not ids:
@@ -351,12 +352,17 @@ def _locked_businesses(session, account_ids) -> set[int]:
     return set(
         session.execute(
             select(User.account_id).where(
-                among(session, User.account_id, ids),
-                User.role != Role.CUSTOMER.value,
-                User.locked_until >= OPERATOR_LOCK_UNTIL,
+                among(session, User.account_id, ids), User.locked_until >= OPERATOR_LOCK_UNTIL, *where
             )
         ).scalars()
     )
+
+
+def _locked_businesses(session, account_ids) -> set[int]:
+    """The accounts among ``account_ids`` of an agent or merchant an operator has locked."""
+    from .users import Role, User
+
+    return _operator_locked(session, account_ids, User.role != Role.CUSTOMER.value)
 
 
 def _locked_payers_cleared(session, requests) -> set[int]:
@@ -365,18 +371,7 @@ def _locked_payers_cleared(session, requests) -> set[int]:
     a payer locked already). Read from the database under the batch's account locks, never
     from holders read before them (a lock committed while the batch waited for a busy wallet);
     no query unless the batch has a cleared request."""
-    from .users import OPERATOR_LOCK_UNTIL, User
-
-    ids = {r.debit_account_id for r in requests if r.result == REVIEW_CLEARED}
-    if not ids:
-        return set()
-    return set(
-        session.execute(
-            select(User.account_id).where(
-                among(session, User.account_id, list(ids)), User.locked_until >= OPERATOR_LOCK_UNTIL
-            )
-        ).scalars()
-    )
+    return _operator_locked(session, {r.debit_account_id for r in requests if r.result == REVIEW_CLEARED})
 
 
 def check_batch(

@@ -4,8 +4,8 @@ status ``review``, the rule in ``result``). Nothing has moved for it: no hold, n
 
 - ``clear``: queued again with result ``review_cleared``; the worker posts it as any queued
   request, skipping the velocity rules (limits, balances and a payee's lock still apply). A
-  payer an operator has locked since cannot be cleared (the worker checks no payer's lock):
-  unlock first, or refuse.
+  payer an operator has locked since cannot be cleared: unlock first, or refuse (and the
+  worker stops a cleared one whose payer is locked after the clear: ``limits.check_batch``).
 - ``refuse``: rejected (``review_refused``); the payer gets ONE SMS (a held withdrawal's agent
   is told too not to pay out), a payout's system hears ``transfer.failed``.
 
@@ -102,8 +102,9 @@ def _held_request(session, code: str) -> TransferRequest:
 
 def _payer_not_locked(session, request: TransferRequest) -> None:
     """A payer an operator locked (the back office's Lock: a stolen phone, a suspected fraud) is
-    not paid out of by a clear: the worker checks a payee's lock, never a payer's, so a transfer
-    held before the lock would leave the locked wallet. Unlock first, or refuse it. A lock by
+    not paid out of by a clear: a transfer held before the lock would leave the locked wallet.
+    Told here, at the decision (the worker's check of a cleared request's payer is the
+    backstop for a lock after it). Unlock first, or refuse it. A lock by
     wrong PINs is no bar: the payer asked for this transfer with the right PIN."""
     from ..users import find_by_account
     from ..ussd.pin_guard import is_operator_locked
