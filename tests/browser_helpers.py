@@ -67,6 +67,28 @@ def chromium(width=1600, height=1100):
     return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
 
 
+OPERATOR_EMAIL, OPERATOR_PASSWORD = "olive@tuma.example", "correct horse battery staple"
+
+
+def seed_demo(runner) -> None:
+    """The demo's people (``flask demo seed``) and an operator to sign in as; the caller commits."""
+    from ussd_app.admin.models import create_operator
+    from ussd_app.extensions import db
+
+    seeded = runner.invoke(args=["demo", "seed"])
+    assert seeded.exit_code == 0, seeded.output
+    create_operator(db.session, email=OPERATOR_EMAIL, name="Olive Operator", password=OPERATOR_PASSWORD)
+
+
+def sign_in(driver) -> None:
+    """Fill and send the back office's sign-in form the driver is on, as the seeded operator."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.NAME, "email").send_keys(OPERATOR_EMAIL)
+    driver.find_element(By.NAME, "password").send_keys(OPERATOR_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+
+
 def screenshot(driver, name: str) -> str:
     """Save the whole page as ``<ARTIFACTS>/<name>.png``; its path."""
     os.makedirs(ARTIFACTS, exist_ok=True)

@@ -17,8 +17,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from devtools.demo import DEMO_FLOAT_MAJOR
-from tests.browser_helpers import SimPhone, Stack, chromium, screenshot, skip_without_browser, wait_until
-from ussd_app.admin.models import AuditEntry, create_operator
+from tests.browser_helpers import (
+    SimPhone,
+    Stack,
+    chromium,
+    screenshot,
+    seed_demo,
+    sign_in,
+    skip_without_browser,
+    wait_until,
+)
+from ussd_app.admin.models import AuditEntry
 from ussd_app.extensions import db
 from ussd_app.ledger.check import check
 from ussd_app.payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
@@ -26,16 +35,13 @@ from ussd_app.payments.models import HoldState, RequestKind, RequestStatus, Tran
 pytestmark = pytest.mark.timeout(120)
 
 NEWCOMER = "+254712345601"  # not registered: registers in the simulator
-OPERATOR_EMAIL, OPERATOR_PASSWORD = "olive@tuma.example", "correct horse battery staple"
 CODE = re.compile(r"\b([A-Z2-7]{10}) Confirmed")
 
 
 @pytest.fixture
 def stack(app, runner):
     skip_without_browser()
-    seeded = runner.invoke(args=["demo", "seed"])
-    assert seeded.exit_code == 0, seeded.output
-    create_operator(db.session, email=OPERATOR_EMAIL, name="Olive Operator", password=OPERATOR_PASSWORD)
+    seed_demo(runner)
     db.session.commit()
     running = Stack()
     yield running
@@ -143,9 +149,7 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     browser.get(f"{stack.url}/admin/transfers")
     assert "/admin/login" in browser.current_url
     screenshot(browser, "02-admin-login")
-    browser.find_element(By.NAME, "email").send_keys(OPERATOR_EMAIL)
-    browser.find_element(By.NAME, "password").send_keys(OPERATOR_PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "main button[type=submit], form button[type=submit]").click()
+    sign_in(browser)
     wait_until(browser, lambda d: d.current_url.endswith("/admin/transfers"), message="signed in")
 
     # Finds the transfer by its code and reads its trail: request, ledger posts, SMS.

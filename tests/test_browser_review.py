@@ -8,9 +8,17 @@ and why, in the audit log. Every page is saved as a screenshot (``tests/browser_
 import pytest
 from sqlalchemy import select
 
-from tests.browser_helpers import Stack, chromium, screenshot, skip_without_browser, wait_until
+from tests.browser_helpers import (
+    Stack,
+    chromium,
+    screenshot,
+    seed_demo,
+    sign_in,
+    skip_without_browser,
+    wait_until,
+)
 from tests.sms_helpers import Person, execute, send
-from ussd_app.admin.models import AuditEntry, create_operator
+from ussd_app.admin.models import AuditEntry
 from ussd_app.extensions import db
 from ussd_app.ledger.check import check
 from ussd_app.payments.models import TransferRequest
@@ -20,7 +28,6 @@ from ussd_app.users import find_by_phone
 pytestmark = pytest.mark.timeout(120)
 
 AGENT, JUMA, WANJIRU = "+254700000001", "+254700000003", "+254700000004"
-OPERATOR_EMAIL, OPERATOR_PASSWORD = "olive@tuma.example", "correct horse battery staple"
 
 
 @pytest.fixture
@@ -28,9 +35,7 @@ def held(app, runner, config):
     """Juma's 2nd and 3rd sends of KES 200.00 to Wanjiru, held (VELOCITY_MAX_COUNT 1 in this
     process only: the stack's worker runs with the default rules). Their codes."""
     skip_without_browser()
-    seeded = runner.invoke(args=["demo", "seed"])
-    assert seeded.exit_code == 0, seeded.output
-    create_operator(db.session, email=OPERATOR_EMAIL, name="Olive Operator", password=OPERATOR_PASSWORD)
+    seed_demo(runner)
     agent, juma, wanjiru = (
         Person(p, find_by_phone(db.session, p).account_id) for p in (AGENT, JUMA, WANJIRU)
     )
@@ -80,9 +85,7 @@ def test_an_operator_clears_and_refuses_held_transfers_in_chromium(held, stack, 
 
     cleared, refused = held
     browser.get(f"{stack.url}/admin/login")
-    browser.find_element(By.NAME, "email").send_keys(OPERATOR_EMAIL)
-    browser.find_element(By.NAME, "password").send_keys(OPERATOR_PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    sign_in(browser)
     wait_until(browser, lambda d: "Dashboard" in body(d), message="the dashboard")
     card = browser.find_element(By.XPATH, "//div[@class='card'][a[text()='Held for review']]")
     assert "2" in card.text and "KES 400.00 waiting for an operator" in card.text, card.text
