@@ -112,10 +112,11 @@ class RefusedAllowanceSettlements:
                 f"{page.more:,} more on the review page."
             )
         found = []
+        accounts = {a for _, last in page for a in (last.debit_account_id, last.credit_account_id)}
+        people = holders(session, accounts)
         for allowance, last in page:
-            customer = find_by_account(session, last.debit_account_id)
-            merchant = find_by_account(session, last.credit_account_id)
-            held = session.get(TransferRequest, allowance.hold_request_id)
+            customer, merchant = people.get(last.debit_account_id), people.get(last.credit_account_id)
+            held = session.get(TransferRequest, allowance.hold_request_id)  # loaded with the page
             summary = (
                 f"{merchant.name if merchant else '?'} {merchant.phone if merchant else ''} cannot be paid "
                 f"{money(allowance.tab_amount)} of {customer.name if customer else '?'} "

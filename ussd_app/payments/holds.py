@@ -35,7 +35,7 @@ transfer was created (database clock), and ``resolve_due`` resolves it. Nothing 
 from sqlalchemy import BigInteger, cast, exists, select, update
 from sqlalchemy.orm import aliased
 
-from ..database import db_clock_us
+from ..database import among, db_clock_us
 from ..ledger import AccountKind, Transfer, house_account
 from .execute import execute_requests
 from .kinds import Phase, on_due, spec
@@ -71,12 +71,23 @@ def _next_attempt(session, hold_id: str) -> int:
 
 def resolution(session, hold: TransferRequest) -> TransferRequest | None:
     """The request that resolves (or resolved) ``hold``: its latest attempt, None before any."""
-    return session.execute(
+    return resolutions(session, [hold.id]).get(hold.id)
+
+
+def resolutions(session, hold_ids) -> dict[str, TransferRequest]:
+    """``resolution`` of many holds in one query: {hold id: its latest attempt}, holds with no
+    attempt left out (a hold has a few attempts at most: all are read, the latest kept)."""
+    ids = list(hold_ids)
+    if not ids:
+        return {}
+    latest: dict[str, TransferRequest] = {}
+    for request in session.execute(
         select(TransferRequest)
-        .where(TransferRequest.pending_request_id == hold.id)
+        .where(among(session, TransferRequest.pending_request_id, ids))
         .order_by(TransferRequest.created_at.desc(), TransferRequest.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    ).scalars():
+        latest.setdefault(request.pending_request_id, request)
+    return latest
 
 
 def reopen(session, refused: TransferRequest) -> bool:
