@@ -71,6 +71,12 @@ class User(db.Model):
         return f"{self.first_name} {self.last_name}".strip()
 
 
+def is_operator_locked(user) -> bool:
+    """Locked by an operator (the back office), not by wrong PINs: only an operator lifts it.
+    (``limits._operator_locked`` asks the same of many wallets in SQL.)"""
+    return user.locked_until is not None and user.locked_until >= OPERATOR_LOCK_UNTIL
+
+
 class UserError(ValueError):
     """A user could not be created; the message says why, for the operator or the screen."""
 

@@ -106,8 +106,7 @@ def _payer_not_locked(session, request: TransferRequest) -> None:
     Told here, at the decision (the worker's check of a cleared request's payer is the
     backstop for a lock after it). Unlock first, or refuse it. A lock by
     wrong PINs is no bar: the payer asked for this transfer with the right PIN."""
-    from ..users import find_by_account
-    from ..ussd.pin_guard import is_operator_locked
+    from ..users import find_by_account, is_operator_locked
 
     payer = find_by_account(session, request.debit_account_id)
     if payer is not None and is_operator_locked(payer):

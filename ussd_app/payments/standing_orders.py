@@ -58,8 +58,7 @@ from ..clock import utcnow
 from ..database import among
 from ..extensions import db
 from ..messages import standing_orders as texts
-from ..users import User, find_by_account
-from ..ussd.pin_guard import is_operator_locked
+from ..users import User, find_by_account, is_operator_locked
 from .models import RequestKind, RequestStatus, TransferRequest
 from .submit import record_request
 

@@ -153,7 +153,8 @@ def _total(session, code: str | None, language: str) -> str:
 def _lock(session, phone: str) -> str | None:
     """ "pin" (wrong PINs), "operator" (the back office) or None: who locked ``phone``."""
     # The one rule for "locked" (PIN tries or operator).
-    from ..ussd.pin_guard import is_locked, is_operator_locked
+    from ..users import is_operator_locked
+    from ..ussd.pin_guard import is_locked
 
     user = find_by_phone(session, phone)
     if user is None or not is_locked(user):

@@ -17,7 +17,7 @@ from flask import current_app
 
 from .. import notices, pins
 from ..clock import utcnow
-from ..users import OPERATOR_LOCK_UNTIL, User
+from ..users import OPERATOR_LOCK_UNTIL, User, is_operator_locked  # noqa: F401 (the flows ask here)
 
 
 class PinCheck(enum.StrEnum):
@@ -28,11 +28,6 @@ class PinCheck(enum.StrEnum):
 
 def is_locked(user: User) -> bool:
     return user.locked_until is not None and user.locked_until > utcnow()
-
-
-def is_operator_locked(user: User) -> bool:
-    """Locked by an operator (the back office), not by wrong PINs: only an operator lifts it."""
-    return user.locked_until is not None and user.locked_until >= OPERATOR_LOCK_UNTIL
 
 
 class OperatorLock(Exception):

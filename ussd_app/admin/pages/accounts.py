@@ -6,7 +6,7 @@ from sqlalchemy import func, or_, select
 
 from ... import phones
 from ...extensions import db
-from ...users import OPERATOR_LOCK_UNTIL, User
+from ...users import OPERATOR_LOCK_UNTIL, User, is_operator_locked
 from .. import bp, current_operator, login_required, seams
 from ..models import utcnow
 from .common import PAGE, _text, audit, money
@@ -36,7 +36,7 @@ def _people_matching(q: str) -> list[User]:
 def lock_state(user: User) -> str | None:
     if user.locked_until is None or user.locked_until <= utcnow():
         return None
-    if user.locked_until >= OPERATOR_LOCK_UNTIL:
+    if is_operator_locked(user):
         return "locked by an operator"
     return f"PIN lock until {user.locked_until:%Y-%m-%d %H:%M} UTC"
 
