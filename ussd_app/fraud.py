@@ -251,7 +251,7 @@ def _invites_key(phone: str) -> tuple[str, int]:
     midnight = start_of_today()
     now = utcnow()
     ends_in = int((midnight + timedelta(days=1) - now).total_seconds()) + 3600
-    return _key("invites", f"{phone}:{midnight:%Y%m%d%H}"), ends_in
+    return _key("invites", f"{_caller(phone)}:{midnight:%Y%m%d%H}"), ends_in
 
 
 def invites_left(phone: str) -> int:
@@ -269,7 +269,7 @@ def take_invites(phone: str, count: int) -> bool:
     redis = get_redis()
     total, _ = redis.pipeline().incrby(key, count).expire(key, ends_in).execute()
     if total > current_app.config["INVITES_PER_DAY"]:
-        redis.decrby(key, count)
+        run_script(redis, _GIVE_BACK, [key], [count])  # the one way invitations go back
         return False
     return True
 
