@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import fresh_database, psql  # noqa: E402
+from bench.common import STEPS, fresh_database, minutes_line, psql  # noqa: E402
 
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
 DB_NAME = os.environ.get("BENCH_ALLOWANCE_DB", "tuma_allowance_bench")
@@ -63,6 +63,7 @@ def main() -> int:
     args = parser.parse_args()
     started = time.monotonic()
 
+    STEPS.now("setup")
     db_url = fresh_database(DB_NAME)
     os.environ.update(
         DATABASE_URL=db_url,
@@ -114,6 +115,7 @@ def main() -> int:
         session.commit()
         client = app.test_client()
         headers = {"Authorization": f"Bearer {key}"}
+        STEPS.now("other")
 
         def post(path: str, body) -> dict:
             answer = client.post(
@@ -164,7 +166,8 @@ def main() -> int:
             return n
 
         def ledger_ok(what: str) -> bool:
-            ok = all(f.ok for f in check(session))
+            with STEPS("checks"):
+                ok = all(f.ok for f in check(session))
             session.rollback()
             results["ledger_check"] = results["ledger_check"] and ok
             print(f"    ledger check after {what}: {'passed' if ok else 'FAILED'}", flush=True)
@@ -172,6 +175,7 @@ def main() -> int:
 
         def start_allowances(account_ids: list[int], limit: int) -> list[str]:
             """Allowances to the shop, started and approved as on USSD; active once drained."""
+            previous = STEPS.now("setup")
             people = {
                 u.account_id: u
                 for u in session.execute(select(User).where(User.account_id.in_(account_ids))).scalars()
@@ -192,9 +196,11 @@ def main() -> int:
                 ),
                 "the allowances' holds",
             )
+            STEPS.now(previous)
             return made
 
         try:
+            STEPS.now("start-ups")
             procs = [
                 subprocess.Popen(
                     [sys.executable, "-m", "worker", "--no-cron", "--queues", "transfers"],
@@ -209,6 +215,7 @@ def main() -> int:
             while len(Worker.all(connection=get_redis())) < args.workers and time.monotonic() < deadline:
                 time.sleep(0.05)
 
+            STEPS.now("other")
             # 100,000 charges across 1,000 allowances, settled at their period's end by the
             # maintenance job's own call (settle_due), as the worker's cron would.
             cold = start_allowances(ids[: args.allowances], limit=args.per_allowance * CHARGE)
@@ -218,6 +225,7 @@ def main() -> int:
                 "requests": count(TransferRequest),
                 "sms": count(OutboxMessage),
             }
+            STEPS.now("measured")
             start = time.perf_counter()
             for n, allowance_id in enumerate(cold):
                 if n % 100 == 1:
@@ -247,6 +255,7 @@ def main() -> int:
             )
             drain()
             settling = time.perf_counter() - start
+            STEPS.now("checks")
 
             def of_kind(kind: str) -> tuple[int, int]:
                 found = session.execute(
@@ -277,12 +286,14 @@ def main() -> int:
                 results["ledger_check"] and posts == len(cold) and settled_sum == expected
             )
             print(f"  settled: {json.dumps(results['settled'])}", flush=True)
+            STEPS.now("other")
 
             # Throughput: charges through the batch endpoint beside the uniform ledger.
             hot = start_allowances(ids[args.allowances : args.allowances + args.hot], limit=200_000_00)
             analyzed()
 
             def uniform() -> float:
+                STEPS.now("setup")
                 base = datetime.now(UTC).replace(tzinfo=None)
                 rows = []
                 for k in range(args.transfers):
@@ -303,12 +314,14 @@ def main() -> int:
                             created_at=base + timedelta(microseconds=k),
                         )
                     )
+                STEPS.now("measured")
                 start = time.perf_counter()
                 for chunk in range(0, len(rows), 5000):
                     session.execute(insert(TransferRequest), rows[chunk : chunk + 5000])
                 session.commit()
                 drain()
                 rate = args.transfers / (time.perf_counter() - start)
+                STEPS.now("checks")
                 posted = count(
                     TransferRequest,
                     TransferRequest.created_at >= base,
@@ -317,6 +330,7 @@ def main() -> int:
                 )
                 results["ledger_check"] = results["ledger_check"] and posted == args.transfers
                 print(f"  uniform ledger: {rate:8.0f} transfers/s ({posted} posted)", flush=True)
+                STEPS.now("other")
                 return rate
 
             def charges() -> float:
@@ -326,6 +340,7 @@ def main() -> int:
                     batches.append((hot[len(batches) % len(hot)], rows))
                     k += rows
                 before = count(al.AllowanceCharge)
+                STEPS.now("measured")
                 start = time.perf_counter()
                 for allowance_id, rows in batches:
                     answer = post(
@@ -335,9 +350,11 @@ def main() -> int:
                     assert answer["accepted"] == rows, answer["rejected"]
                 db.session.remove()
                 rate = args.charges / (time.perf_counter() - start)
+                STEPS.now("checks")
                 durable = count(al.AllowanceCharge) - before
                 assert durable == args.charges, f"{durable} tab lines for {args.charges} charges"
                 print(f"  batch charges:  {rate:8.0f} charges/s ({durable} tab lines)", flush=True)
+                STEPS.now("other")
                 return rate
 
             for _ in range(args.runs):
@@ -345,6 +362,7 @@ def main() -> int:
                 results["charges"].append(charges())
             ledger_ok("the throughput runs")
         finally:
+            STEPS.now("start-ups")
             for p in procs:
                 p.terminate()
             for p in procs:
@@ -353,11 +371,14 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+            STEPS.now("setup")
             db.session.remove()
             db.engine.dispose()
     psql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
     results["seconds"] = time.monotonic() - started
+    results["minutes_per_step"] = STEPS.minutes()
     print(table(results, args))
+    print(f"Minutes per step: {minutes_line(results['minutes_per_step'])}.")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

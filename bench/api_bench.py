@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import fresh_database, psql  # noqa: E402
+from bench.common import STEPS, fresh_database, minutes_line, psql  # noqa: E402
 
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
 DB_NAME = os.environ.get("BENCH_API_DB", "tuma_api_bench")
@@ -47,6 +47,7 @@ def main() -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
+    STEPS.now("setup")
     db_url = fresh_database(DB_NAME)
     os.environ.update(
         DATABASE_URL=db_url,
@@ -91,10 +92,13 @@ def main() -> int:
         shop_account = shop.account_id
         session.commit()
         client = app.test_client()
+        STEPS.now("other")
 
-        def workers_run(record) -> float:
-            """Start the workers, call ``record()`` (which queues the work), wait until nothing
-            is queued; seconds from ``record``'s start to the last posting."""
+        def start_workers() -> list:
+            """The workers, registered and idle, kept for all the runs (as bench/ledger_bench.py
+            keeps a figure's): their start-up is not what a run measures, and starting them for
+            each of the six runs cost seconds each time."""
+            STEPS.now("start-ups")
             procs = [
                 subprocess.Popen(
                     [sys.executable, "-m", "worker", "--no-cron", "--queues", "transfers"],
@@ -108,6 +112,25 @@ def main() -> int:
             deadline = time.monotonic() + 30
             while len(Worker.all(connection=get_redis())) < args.workers and time.monotonic() < deadline:
                 time.sleep(0.05)
+            STEPS.now("other")
+            return procs
+
+        def stop_workers(procs: list) -> None:
+            STEPS.now("start-ups")
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            STEPS.now("other")
+
+        def workers_run(record) -> float:
+            """Call ``record()`` (which queues the work), ring the running workers, wait until
+            nothing is queued; seconds from ``record``'s start to the last posting."""
+            STEPS.now("measured")
             start = time.perf_counter()
             record()
             for _ in range(args.workers):  # each full batch queues the next: one chain per worker
@@ -119,18 +142,12 @@ def main() -> int:
                 session.rollback()
                 time.sleep(0.02)
             elapsed = time.perf_counter() - start
+            STEPS.now("other")
             session.rollback()
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
             return elapsed
 
         def verify(since: datetime, kind: str) -> None:
+            STEPS.now("checks")
             ok = all(f.ok for f in check(session))
             posted = session.execute(
                 select(func.count())
@@ -145,6 +162,7 @@ def main() -> int:
             complete = posted == args.payouts
             results["ledger_check"] = results["ledger_check"] and ok and complete
             print(f"    ledger check {'passed' if ok else 'FAILED'}, {posted} {kind} posted", flush=True)
+            STEPS.now("other")
 
         def uniform() -> float:
             base = datetime.now(UTC).replace(tzinfo=None)
@@ -203,13 +221,20 @@ def main() -> int:
             verify(base, "payout")
             return rate
 
-        for _ in range(args.runs):
-            results["uniform"].append(uniform())
-            results["api_batch"].append(api_batch())
+        procs = start_workers()
+        try:
+            for _ in range(args.runs):
+                results["uniform"].append(uniform())
+                results["api_batch"].append(api_batch())
+        finally:
+            stop_workers(procs)
         assert shop_account
         db.engine.dispose()
-    psql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    with STEPS("setup"):
+        psql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    results["minutes_per_step"] = STEPS.minutes()
     print(table(results, args))
+    print(f"Minutes per step: {minutes_line(results['minutes_per_step'])}.")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

@@ -42,3 +42,68 @@ def cpu_seconds(pids) -> float:
         except OSError:
             pass
     return total / os.sysconf("SC_CLK_TCK")
+
+
+class Steps:
+    """Wall seconds a bench spends on each kind of step, so ``make bench``'s minutes can be told
+    apart: ``measured`` (the timed windows a figure is read from, pgbench's and the rq no-op's
+    included), ``setup`` (databases, migrations, populations, work queued before a window),
+    ``start-ups`` (processes started, waited for and stopped), ``warm-ups`` and ``checks``
+    (ledger check and the counts after a run); ``other`` is the rest (imports, tables).
+
+        STEPS.now("setup")       # from here on, until the next step
+        with STEPS("measured"):  # this block, then back to the step before it
+            ...
+    """
+
+    NAMES = ("measured", "setup", "start-ups", "warm-ups", "checks", "other")
+
+    def __init__(self):
+        import time
+
+        self._clock = time.monotonic
+        self.seconds: dict[str, float] = dict.fromkeys(self.NAMES, 0.0)
+        self.detail: dict[str, float] = {}  # "setup: population" and the like, where a step says what
+        self._step, self._what, self._since = "other", "", self._clock()
+
+    def now(self, name: str, what: str = "") -> tuple[str, str]:
+        """Count the time from here to ``name`` (``what`` of it, if said); the step before."""
+        assert name in self.seconds, name
+        at = self._clock()
+        self.seconds[self._step] += at - self._since
+        if self._what:
+            key = f"{self._step}: {self._what}"
+            self.detail[key] = self.detail.get(key, 0.0) + at - self._since
+        previous = self._step, self._what
+        self._step, self._what, self._since = name, what, at
+        return previous
+
+    def __call__(self, name: str, what: str = ""):
+        import contextlib
+
+        @contextlib.contextmanager
+        def timed():
+            previous = self.now(name, what)
+            try:
+                yield
+            finally:
+                self.now(*previous)
+
+        return timed()
+
+    def detail_line(self) -> str:
+        """The steps that said what they were, in minutes, largest first."""
+        return ", ".join(f"{k} {s / 60:.2f}" for k, s in sorted(self.detail.items(), key=lambda kv: -kv[1]))
+
+    def minutes(self) -> dict[str, float]:
+        """Each step's minutes so far."""
+        self.now(self._step, self._what)
+        return {name: s / 60 for name, s in self.seconds.items()}
+
+
+def minutes_line(minutes: dict[str, float]) -> str:
+    """``measured 2.1, setup 1.0, ...``: minutes per step, in Steps.NAMES order."""
+    return ", ".join(f"{name} {minutes.get(name, 0.0):.1f}" for name in Steps.NAMES)
+
+
+STEPS = Steps()

@@ -45,23 +45,35 @@ REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/11")
 # Two sessions benching side by side each give their own prefix, or one drops the other's database.
 DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "tuma")
 
-from bench.common import PG_BASE, fresh_database, psql  # noqa: E402,F401  # run_all and others import them from here
+from bench.common import (  # noqa: E402,F401  # run_all and others import them from here
+    PG_BASE,
+    STEPS,
+    fresh_database,
+    minutes_line,
+    psql,
+)
 
 
 def pgbench_tps(clients: int, seconds: int) -> float:
-    fresh_database(f"{DB_PREFIX}_pgbench")
     env = dict(os.environ, PGHOST="127.0.0.1", PGUSER="postgres")
-    subprocess.run(
-        ["pgbench", "-i", "-q", "-s", "1", f"{DB_PREFIX}_pgbench"], check=True, capture_output=True, env=env
-    )
-    out = subprocess.run(
-        ["pgbench", "-c", str(clients), "-j", str(clients), "-T", str(seconds), f"{DB_PREFIX}_pgbench"],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    ).stdout
-    psql(f"DROP DATABASE IF EXISTS {DB_PREFIX}_pgbench WITH (FORCE)")
+    with STEPS("setup", "pgbench's database"):
+        fresh_database(f"{DB_PREFIX}_pgbench")
+        subprocess.run(
+            ["pgbench", "-i", "-q", "-s", "1", f"{DB_PREFIX}_pgbench"],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+    with STEPS("measured", "pgbench"):
+        out = subprocess.run(
+            ["pgbench", "-c", str(clients), "-j", str(clients), "-T", str(seconds), f"{DB_PREFIX}_pgbench"],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
+    with STEPS("setup", "pgbench's database"):
+        psql(f"DROP DATABASE IF EXISTS {DB_PREFIX}_pgbench WITH (FORCE)")
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
@@ -69,23 +81,25 @@ def noop_jobs_per_second(n: int = 2000) -> float:
     from redis import Redis
     from rq import Queue
 
-    redis = Redis.from_url(REDIS)
-    redis.flushdb()
-    queue = Queue("bench-noop", connection=redis)
-    for _ in range(n):
-        queue.enqueue("bench.noop.noop", result_ttl=0)
-    start = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; sys.path.insert(0, '.'); from redis import Redis; from rq import SimpleWorker, Queue;"
-            f"r = Redis.from_url('{REDIS}'); SimpleWorker([Queue('bench-noop', connection=r)], connection=r).work(burst=True, logging_level='WARNING')",
-        ],
-        check=True,
-        cwd=ROOT,
-    )
-    return n / (time.perf_counter() - start)
+    with STEPS("setup", "no-op jobs queued"):
+        redis = Redis.from_url(REDIS)
+        redis.flushdb()
+        queue = Queue("bench-noop", connection=redis)
+        # In one pipeline (one at a time took seconds): the same jobs, queued the same.
+        queue.enqueue_many([Queue.prepare_data("bench.noop.noop", result_ttl=0) for _ in range(n)])
+    with STEPS("measured", "rq no-op"):
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; sys.path.insert(0, '.'); from redis import Redis; from rq import SimpleWorker, Queue;"
+                f"r = Redis.from_url('{REDIS}'); SimpleWorker([Queue('bench-noop', connection=r)], connection=r).work(burst=True, logging_level='WARNING')",
+            ],
+            check=True,
+            cwd=ROOT,
+        )
+        return n / (time.perf_counter() - start)
 
 
 class Zipf:
@@ -116,7 +130,8 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
 
-    db_url = fresh_database(f"{DB_PREFIX}_bench")
+    with STEPS("setup"):
+        db_url = fresh_database(f"{DB_PREFIX}_bench")
     # Every account is a full-tier customer's wallet, so each transfer pays for what a real one
     # does: the limit checks run and two receipts are written. The limits are set above what
     # the skewed workloads reach in a day and the velocity rules are off, so every transfer
@@ -148,10 +163,12 @@ def main() -> int:
     pgbench_runs: list[float] = []  # every pgbench run of this invocation, paired or not
     ledger_ok = True
     with app.app_context():
-        get_redis().flushdb()
-        flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
-        session = db.session
-        ids = customers(session, args.accounts, balance=10_000_000_000, tier="full", kiswahili_every=3)
+        with STEPS("setup", "migrations"):
+            get_redis().flushdb()
+            flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
+            session = db.session
+        with STEPS("setup", "population"):
+            ids = customers(session, args.accounts, balance=10_000_000_000, tier="full", kiswahili_every=3)
         hot = ids[0]
         zipf = Zipf(len(ids), 1.1, rng)
 
@@ -168,24 +185,33 @@ def main() -> int:
                     d, c = rng.sample(ids, 2)
                     yield d, c
 
-        def start_workers(workers: int) -> list:
-            """``workers`` worker processes, registered and idle, kept for a figure's runs: their
-            start-up is not what a run measures, and starting them for every run cost seconds."""
-            env = dict(os.environ, TUMA_TRANSFER_BATCH_SIZE=str(args.batch))
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "worker", "--no-cron", "--queues", "transfers"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for _ in range(workers)
-            ]
-            deadline = time.monotonic() + 30
-            while len(Worker.all(connection=get_redis())) < workers and time.monotonic() < deadline:
-                time.sleep(0.05)
-            return procs
+        running: list = []  # the worker processes, kept from one figure to the next
+
+        def workers_at(workers: int) -> None:
+            """``workers`` worker processes, registered and idle: the ones running are kept (for
+            a figure's runs, and from one figure to the next), the extra ones stopped, missing
+            ones started. Their start-up is not what a run measures, and starting them again for
+            every run (then for every figure) cost seconds each time."""
+            if len(running) > workers:
+                with STEPS("start-ups", "workers stopped"):
+                    stop_workers(running[workers:])
+                    del running[workers:]
+            if len(running) < workers:
+                with STEPS("start-ups", "workers started"):
+                    env = dict(os.environ, TUMA_TRANSFER_BATCH_SIZE=str(args.batch))
+                    running.extend(
+                        subprocess.Popen(
+                            [sys.executable, "-m", "worker", "--no-cron", "--queues", "transfers"],
+                            cwd=ROOT,
+                            env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
+                        for _ in range(workers - len(running))
+                    )
+                    deadline = time.monotonic() + 30
+                    while len(Worker.all(connection=get_redis())) < workers and time.monotonic() < deadline:
+                        time.sleep(0.05)
 
         def stop_workers(procs: list) -> None:
             for p in procs:
@@ -205,6 +231,7 @@ def main() -> int:
             """Queue ``args.transfers`` requests, let the ``workers`` running processes execute
             them; transfers/s. The ledger is checked after every run."""
             nonlocal ledger_ok
+            STEPS.now("setup", "requests queued")
             base = datetime.now(UTC).replace(tzinfo=None)
             rows = []
             for k, (d, c) in enumerate(pairs(name)):
@@ -227,6 +254,7 @@ def main() -> int:
             for chunk in range(0, len(rows), 5000):
                 session.execute(insert(TransferRequest), rows[chunk : chunk + 5000])
             session.commit()
+            STEPS.now("measured", "ledger")
             start = time.perf_counter()
             for _ in range(workers):  # each full batch queues the next, so one chain per worker
                 announce(force=True)
@@ -237,10 +265,12 @@ def main() -> int:
                 session.rollback()
                 time.sleep(0.02)
             elapsed = time.perf_counter() - start
+            STEPS.now("checks", "ledger check")
             session.rollback()
             ok = all(f.ok for f in check(session))
             # Every transfer posted, with its two receipts: refusals or holds would be a
             # different (cheaper) workload, not this one.
+            STEPS.now("checks", "counts")
             posted = session.execute(
                 select(func.count())
                 .select_from(TransferRequest)
@@ -253,6 +283,7 @@ def main() -> int:
                 .where(TransferRequest.created_at >= base)
             ).scalar_one()
             session.rollback()
+            STEPS.now("other")
             complete = posted == args.transfers and receipts == 2 * args.transfers
             ledger_ok = ledger_ok and ok and complete
             tps = args.transfers / elapsed
@@ -276,17 +307,14 @@ def main() -> int:
             """``args.runs`` runs of ``name``; ``paired``: each beside a pgbench run (even
             runs before their pgbench run, odd ones after it), the ratio being the median of
             the pairs' ratios (the module's docstring says why)."""
-            procs = start_workers(workers)
-            try:
-                tps, pg = [], []
-                for i in range(args.runs):
-                    if paired and i % 2:
-                        pg.append(pgbench_run())
-                    tps.append(one_run(name, workers))
-                    if paired and not i % 2:
-                        pg.append(pgbench_run())
-            finally:
-                stop_workers(procs)
+            workers_at(workers)
+            tps, pg = [], []
+            for i in range(args.runs):
+                if paired and i % 2:
+                    pg.append(pgbench_run())
+                tps.append(one_run(name, workers))
+                if paired and not i % 2:
+                    pg.append(pgbench_run())
             result = figure(tps)
             if paired:
                 ratios = [t / p for t, p in zip(tps, pg, strict=True)]
@@ -298,13 +326,16 @@ def main() -> int:
             return {**result, "runs": tps}
 
         paired = {name for name in args.paired.split(",") if name}
-        for name in args.scenarios.split(","):
-            results["scenarios"][name] = runs(name, args.workers, paired=name in paired)
-        for workers in (int(w) for w in args.scaling.split(",") if w):
-            if workers == args.workers and "uniform" in results["scenarios"]:
-                results["scaling"][workers] = results["scenarios"]["uniform"]  # the same runs
-                continue
-            results["scaling"][workers] = runs("uniform", workers)
+        try:
+            for name in args.scenarios.split(","):
+                results["scenarios"][name] = runs(name, args.workers, paired=name in paired)
+            for workers in (int(w) for w in args.scaling.split(",") if w):
+                if workers == args.workers and "uniform" in results["scenarios"]:
+                    results["scaling"][workers] = results["scenarios"]["uniform"]  # the same runs
+                    continue
+                results["scaling"][workers] = runs("uniform", workers)
+        finally:
+            workers_at(0)
         db.engine.dispose()
 
     if not pgbench_runs:  # nothing paired: pgbench after the ledger, as the bench did before
@@ -313,8 +344,11 @@ def main() -> int:
     results["pgbench_tpcb"] = {**figure(pgbench_runs), "runs": pgbench_runs}
     results["rq_noop_jobs"] = figure([noop_jobs_per_second() for _ in range(args.runs)])
     results["ledger_check"] = ledger_ok
-    psql(f"DROP DATABASE IF EXISTS {DB_PREFIX}_bench WITH (FORCE)")
+    with STEPS("setup"):
+        psql(f"DROP DATABASE IF EXISTS {DB_PREFIX}_bench WITH (FORCE)")
+    results["minutes_per_step"] = STEPS.minutes()
     print(table(results, args))
+    print(f"Minutes per step: {minutes_line(results['minutes_per_step'])}; {STEPS.detail_line()}.")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

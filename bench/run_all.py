@@ -86,6 +86,7 @@ def targets(ledger: dict, ussd: dict, sms: dict, minutes: float) -> str:
 
 def main() -> int:
     from bench import allowance_bench, api_bench, ledger_bench, sms_sender_bench, ussd_bench, webhooks_bench
+    from bench.common import Steps, minutes_line
 
     started = time.monotonic()
     out = tempfile.mkdtemp(prefix="tuma-bench-")
@@ -147,6 +148,21 @@ def main() -> int:
     api = json.load(open(os.path.join(out, "api.json")))
     webhooks = json.load(open(os.path.join(out, "webhooks.json")))
     allowances = json.load(open(os.path.join(out, "allowances.json")))
+    # Where the parts' minutes went (bench/common.py's Steps): what no step of a part covers,
+    # its interpreter's start and imports included, is "other".
+    steps = dict.fromkeys(Steps.NAMES, 0.0)
+    for name, part in (
+        ("ledger", ledger),
+        ("ussd", ussd),
+        ("api", api),
+        ("webhooks", webhooks),
+        ("allowances", allowances),
+        ("busy till", sms),
+    ):
+        counted = part.get("minutes_per_step", {})
+        for step in Steps.NAMES[:-1]:
+            steps[step] += counted.get(step, 0.0)
+        steps["other"] += max(0.0, minutes[name] - sum(counted.get(step, 0.0) for step in Steps.NAMES[:-1]))
 
     class Args:  # the defaults the scripts ran with
         transfers, accounts, batch, workers, runs = 12_000, 100_000, 500, 2, 3
@@ -166,6 +182,7 @@ def main() -> int:
             "beside its own pgbench run, alternately before and after it (bench/ledger_bench.py says why). "
             f"The whole run took {(time.monotonic() - started) / 60:.1f} minutes.",
             "Minutes per part: " + ", ".join(f"{name} {m:.1f}" for name, m in minutes.items()) + ".",
+            f"Minutes per step, all parts: {minutes_line(steps)} (bench/common.py's Steps says which is which).",
             "",
             "## Against the targets (issue 19)",
             "",

@@ -33,6 +33,8 @@ from collections import defaultdict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.common import STEPS, minutes_line  # noqa: E402
+
 # The last commit whose sender claimed batches of one row per number (before lanes).
 ONE_PER_NUMBER = "35479b125ca3d3d268acde84534f3d477fcd6b99"
 
@@ -147,7 +149,8 @@ def main(argv=None) -> int:
     if args.gateway == "process":
         if args.latency_ms != "0":
             parser.error("--latency-ms needs --gateway thread")
-        gateway = GatewayProcess()
+        with STEPS("start-ups"):
+            gateway = GatewayProcess()
     else:
         gateway = serve_in_thread()
     app = create_app(
@@ -175,6 +178,7 @@ def main(argv=None) -> int:
     results = []
     try:
         with app.app_context():
+            STEPS.now("setup")
             flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
             db.session.execute(delete(OutboxMessage))
             db.session.commit()
@@ -186,6 +190,7 @@ def main(argv=None) -> int:
                 for round_ in range(args.rounds):
                     for workload in args.workloads.split(","):
                         for name, module in implementations:
+                            STEPS.now("setup")
                             rows = args.rows
                             if workload == "one number" and module is old:
                                 rows = min(rows, args.old_rows)
@@ -204,6 +209,7 @@ def main(argv=None) -> int:
                                 )
                             ]
                             seen = len(received_log(gateway))
+                            STEPS.now("measured")
                             started = time.perf_counter()
                             counts = {"sent": 0}
                             while counts["sent"] < rows:
@@ -212,6 +218,7 @@ def main(argv=None) -> int:
                                     break
                                 counts["sent"] += got["sent"]
                             elapsed = time.perf_counter() - started
+                            STEPS.now("checks")
                             # The received log: each row once, each number's in the order written.
                             received = received_log(gateway)[seen:]
                             assert counts["sent"] == rows, counts
@@ -224,6 +231,7 @@ def main(argv=None) -> int:
                                     f"{phone}: out of order"
                                 )
                             rates[(workload, name)].append(rows / elapsed)
+                            STEPS.now("setup")
                             db.session.execute(delete(OutboxMessage))
                             db.session.commit()
                             print(
@@ -232,6 +240,7 @@ def main(argv=None) -> int:
                                 flush=True,
                             )
                     # The ceiling of one number's lane: SDK calls one after another.
+                    STEPS.now("measured")
                     started = time.perf_counter()
                     calls = min(args.rows, 500)
                     with client.kept_alive():
@@ -240,6 +249,7 @@ def main(argv=None) -> int:
                     rates[("one number", "bare SDK calls in turn")].append(
                         calls / (time.perf_counter() - started)
                     )
+                    STEPS.now("other")
                 results.append(
                     f"{dialect}, gateway in a {args.gateway}, latency {latency_ms:g} ms, {args.rows} receipts "
                     f"(SMS_CLAIM_BATCH {app.config['SMS_CLAIM_BATCH']}, SMS_LANE_DEPTH "
@@ -253,8 +263,10 @@ def main(argv=None) -> int:
                     after = statistics.median(rates[(workload, implementations[1][0])])
                     results.append(f"  {workload:12}  lanes ÷ one per number: {after / before:.1f}x")
     finally:
-        gateway.stop()
+        with STEPS("start-ups"):
+            gateway.stop()
     print("\n".join(results))
+    print(f"Minutes per step: {minutes_line(STEPS.minutes())}.")
     if args.json:
         figures = {
             f"{workload} / {name}": dict(median=statistics.median(v), min=min(v), max=max(v))
@@ -271,6 +283,7 @@ def main(argv=None) -> int:
                     lane_depth=app.config["SMS_LANE_DEPTH"],
                     claim_batch=app.config["SMS_CLAIM_BATCH"],
                     figures=figures,
+                    minutes_per_step=STEPS.minutes(),
                 ),
                 fh,
                 indent=2,

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import cpu_seconds, fresh_database, psql  # noqa: E402
+from bench.common import STEPS, cpu_seconds, fresh_database, minutes_line, psql  # noqa: E402
 from bench.ledger_bench import REDIS  # noqa: E402
 
 # BENCH_USSD_PORT and BENCH_USSD_DATABASE let two runs (two checkouts) go side by side.
@@ -110,6 +110,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    STEPS.now("setup")
     db_url = fresh_database(DATABASE)
     env = dict(
         os.environ,
@@ -138,6 +139,7 @@ def main() -> int:
             get_redis().flushdb()
             flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
             populate(args.users)
+        STEPS.now("start-ups")
         quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         gunicorn = [sys.executable, "-m", "gunicorn", "-w", "2", "--log-level", "warning"]
         procs.append(
@@ -162,8 +164,10 @@ def main() -> int:
         worker = subprocess.Popen([sys.executable, "-m", "worker", "--no-cron"], cwd=ROOT, env=env, **quiet)
         procs.append(worker)
 
+        STEPS.now("warm-ups")
         wrk(APP_PORT, 2, args.users)  # warm up both
         wrk(BARE_PORT, 2, args.users)
+        STEPS.now("measured")
         # Menu hops only (conversations stop at the confirm screen) run last: they leave resume
         # snapshots behind, which would change the first hops of later runs from the same phones.
         targets = (("ussd", APP_PORT, 6), ("bare", BARE_PORT, 6), ("menu", APP_PORT, 5))
@@ -190,13 +194,17 @@ def main() -> int:
                 errors=paced["errors"] + paced["non2xx"],
             )
             if name == "ussd":
-                results["e2e"] = end_to_end(app, started, TransferRequest, OutboxMessage, func, select, db)
+                with STEPS("checks"):  # the transfers of the 80% run posted and their receipts handed over
+                    results["e2e"] = end_to_end(
+                        app, started, TransferRequest, OutboxMessage, func, select, db
+                    )
         # Peak memory, read before the processes stop: the larger of the app's two gunicorn
         # workers, and the worker that executed the transfers and sent their receipts.
         results["peak_rss_mib"] = dict(
             web_worker=max((peak_rss_mib(pid) for pid in children(web.pid)), default=float("nan")),
             worker=peak_rss_mib(worker.pid),
         )
+        STEPS.now("checks")
         with app.app_context():
             findings = check(db.session)
             results["ledger_check"] = all(f.ok for f in findings)
@@ -214,6 +222,7 @@ def main() -> int:
                 ).all()
             )
     finally:
+        STEPS.now("start-ups")
         for p in procs:
             p.terminate()
         for p in procs:
@@ -221,11 +230,15 @@ def main() -> int:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+        STEPS.now("setup")
         with app.app_context():
             db.engine.dispose()
         psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        STEPS.now("other")
+    results["minutes_per_step"] = STEPS.minutes()
 
     print(table(results, args))
+    print(f"Minutes per step: {minutes_line(results['minutes_per_step'])}.")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

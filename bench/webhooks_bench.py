@@ -21,6 +21,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.common import STEPS, minutes_line  # noqa: E402
+
 
 def run(args) -> dict:
     import flask_migrate
@@ -39,6 +41,7 @@ def run(args) -> dict:
         database_url(args.database_url)
         or f"sqlite:///{tempfile.mkdtemp(prefix='tuma-hooks-bench-')}/b.sqlite3"
     )
+    STEPS.now("start-ups")
     receiver = Receiver()
     running = serve_in_thread(receiver)
     app = create_app(
@@ -51,6 +54,7 @@ def run(args) -> dict:
         }
     )
     rates = []
+    STEPS.now("setup")
     with app.app_context():
         flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
         merchant = find_by_phone(db.session, "+254700009999") or create_user(
@@ -76,10 +80,12 @@ def run(args) -> dict:
                 ],
             )
             db.session.commit()
+            STEPS.now("measured")
             start = time.perf_counter()
             while delivery.deliver_due(db.session, args.events)["delivered"]:
                 pass
             seconds = time.perf_counter() - start
+            STEPS.now("checks")
             delivered = db.session.execute(
                 select(func.count()).where(Delivery.status == DeliveryStatus.DELIVERED.value)
             ).scalar_one()
@@ -88,8 +94,11 @@ def run(args) -> dict:
             db.session.execute(delete(Delivery))
             db.session.execute(delete(Event))
             db.session.commit()
+            STEPS.now("setup")
         verified = sum(r.verified for r in receiver.events())
+    STEPS.now("start-ups")
     running.stop()
+    STEPS.now("other")
     return {
         "events": args.events,
         "rounds": args.rounds,
@@ -124,7 +133,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args(argv)
     result = run(args)
+    result["minutes_per_step"] = STEPS.minutes()
     print(table(result))
+    print(f"Minutes per step: {minutes_line(result['minutes_per_step'])}.")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh)
