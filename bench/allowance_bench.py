@@ -196,7 +196,7 @@ def main() -> int:
                 ),
                 "the allowances' holds",
             )
-            STEPS.now(previous)
+            STEPS.now(*previous)
             return made
 
         try:

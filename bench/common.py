@@ -30,6 +30,30 @@ def fresh_database(name: str) -> str:
     return f"{PG_BASE}/{name}"
 
 
+def copy_rows(session, model, rows: list[dict]) -> None:
+    """``rows`` (dicts with the same keys) into ``model``'s table by one COPY, in the session's
+    transaction (PostgreSQL): the rows ``session.execute(insert(model), rows)`` writes, each
+    column the dicts leave out given its scalar Python-side default as SQLAlchemy would (a
+    column with a callable default must be given). Sending 12,000 requests row by row took
+    about 3 s of each ledger run's setup on a loaded machine; COPY a tenth of it."""
+    if not rows:
+        return
+    table = model.__table__
+    given = list(rows[0])
+    defaults = {}
+    for column in table.columns:
+        if column.name in given or column.default is None:
+            continue
+        assert column.default.is_scalar, f"{column.name}: give it (its default is not a constant)"
+        defaults[column.name] = column.default.arg
+    names = given + list(defaults)
+    fixed = tuple(defaults.values())
+    cursor = session.connection().connection.driver_connection.cursor()
+    with cursor, cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(tuple(row[name] for name in given) + fixed)
+
+
 def cpu_seconds(pids) -> float:
     """User + system CPU seconds the live processes ``pids`` have used, all their threads
     (/proc/<pid>/stat fields 14 and 15); a process gone counts nothing."""

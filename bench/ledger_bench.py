@@ -48,6 +48,7 @@ DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "tuma")
 from bench.common import (  # noqa: E402,F401  # run_all and others import them from here
     PG_BASE,
     STEPS,
+    copy_rows,
     fresh_database,
     minutes_line,
     psql,
@@ -146,7 +147,7 @@ def main() -> int:
 
     import flask_migrate
     from rq import Worker
-    from sqlalchemy import func, insert, select
+    from sqlalchemy import func, select
 
     from bench.population import customers
     from ussd_app import create_app
@@ -251,8 +252,7 @@ def main() -> int:
                         created_at=base + timedelta(microseconds=k),
                     )
                 )
-            for chunk in range(0, len(rows), 5000):
-                session.execute(insert(TransferRequest), rows[chunk : chunk + 5000])
+            copy_rows(session, TransferRequest, rows)
             session.commit()
             STEPS.now("measured", "ledger")
             start = time.perf_counter()
