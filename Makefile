@@ -7,14 +7,15 @@ BIN := $(VENV)/bin
 
 # No pip self-upgrade first: the venv's own pip installs these wheels (Python 3.11's 23.2.1 did),
 # and the upgrade alone took 44 s of a fresh clone's make bench on a loaded 2-core machine.
-# `make bench` needs only what the service runs on (requirements-run.txt: 47 of the 78 packages);
-# `make install` adds the tools (tests, linters, browser, fuzzer: requirements.txt).
-$(BIN)/.installed-run: requirements-run.txt
+# `make bench` needs only what the service runs on (requirements.txt down to its "# Tools" line:
+# 47 of the 78 packages); `make install` adds the tools (tests, linters, browser, fuzzer).
+$(BIN)/.installed-run: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -r requirements-run.txt
+	sed '/^# Tools/,$$d' requirements.txt > $(VENV)/requirements-run.txt
+	$(BIN)/pip install --quiet -r $(VENV)/requirements-run.txt
 	touch $@
 
-$(BIN)/.installed: requirements.txt requirements-run.txt
+$(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@ $(BIN)/.installed-run
