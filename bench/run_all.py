@@ -52,6 +52,16 @@ def targets(ledger: dict, ussd: dict, sms: dict, minutes: float) -> str:
         return "{:.2f}×" + f" (pairs {paired['min']:.2f}–{paired['max']:.2f})"
 
     till = sms["figures"]["one number / lanes"]["median"]
+    # The menu hops' ratios are the median of rounds run one after the other (ussd_bench).
+    ratios = ussd.get("ratios") or {}
+    hops = ratios.get("menu_bare") or dict(median=menu["median"] / bare["median"])
+    floor = ratios.get("floor_bare") or dict(median=float("nan"))
+    to_floor = ratios.get("menu_floor") or dict(median=float("nan"))
+
+    def rounds(x: dict) -> str:
+        return f" (rounds {x['min']:.2f}–{x['max']:.2f})" if "min" in x else ""
+
+    hops_spread, floor_spread, to_floor_spread = rounds(hops), rounds(floor), rounds(to_floor)
     rows = [
         ("ledger, uniform: ≥ 1.5× pgbench TPC-B", vs_pgbench(ledger, "uniform"), 1.5, spread("uniform")),
         ("ledger, uniform: ≥ 10× the rq no-op job", scenarios["uniform"]["median"] / noop, 10, "{:.1f}×"),
@@ -62,7 +72,16 @@ def targets(ledger: dict, ussd: dict, sms: dict, minutes: float) -> str:
             1.0,
             "{:.2f}× (2 ÷ 1)",
         ),
-        ("USSD menu hops: ≥ 0.35× the bare route", menu["median"] / bare["median"], 0.35, "{:.2f}×"),
+        ("USSD menu hops: ≥ 0.35× the bare route", hops["median"], 0.35, "{:.2f}×" + hops_spread),
+        # Not a target of the issue: where the floor of any hop with a locked session in
+        # Redis stands on this machine (bench/floor_app.py), and the menu hops against it.
+        (
+            "(the floor, two Redis round trips: ÷ the bare route)",
+            floor["median"],
+            0.0,
+            "{:.2f}×" + floor_spread,
+        ),
+        ("(USSD menu hops ÷ the floor)", to_floor["median"], 0.0, "{:.2f}×" + to_floor_spread),
         ("USSD menu hops: p99 < 20 ms at 80%", -menu["p99_ms"], -20, None),
         ("end to end at 80%: p99 < 1 s", -e2e["p99_ms"], -1000, None),
         ("end to end at 80%: p50 < 150 ms", -e2e["p50_ms"], -150, None),
@@ -76,7 +95,7 @@ def targets(ledger: dict, ussd: dict, sms: dict, minutes: float) -> str:
         else:
             shown = f"{-value:.1f} min" if name.endswith("min") else f"{-value:,.1f} ms"
         met = value > bound if bound < 0 else value >= bound
-        lines.append(f"| {name} | {shown} | {'yes' if met else 'no'} |")
+        lines.append(f"| {name} | {shown} | {'' if name.startswith('(') else 'yes' if met else 'no'} |")
     checks = ledger["ledger_check"] and ussd["ledger_check"]
     lines.append(
         f"| ledger check and every transfer posted with its receipts, after every run | {'passed' if checks else 'FAILED'} | {'yes' if checks else 'no'} |"

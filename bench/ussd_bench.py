@@ -30,7 +30,7 @@ from bench.ledger_bench import REDIS  # noqa: E402
 
 # BENCH_USSD_PORT and BENCH_USSD_DATABASE let two runs (two checkouts) go side by side.
 APP_PORT = int(os.environ.get("BENCH_USSD_PORT", "8191"))
-BARE_PORT, GATEWAY_PORT = APP_PORT + 1, APP_PORT + 2
+BARE_PORT, GATEWAY_PORT, FLOOR_PORT = APP_PORT + 1, APP_PORT + 2, APP_PORT + 3
 DATABASE = os.environ.get("BENCH_USSD_DATABASE", "tuma_bench_ussd")
 CONNECTIONS, THREADS = 16, 2
 PIN = "2580"
@@ -158,46 +158,85 @@ def main() -> int:
             [*gunicorn, "-b", f"127.0.0.1:{BARE_PORT}", "bench.bare_app:app"], cwd=ROOT, env=env, **quiet
         )
         procs.append(bare)
-        masters = {APP_PORT: web.pid, BARE_PORT: bare.pid}
-        for port in (GATEWAY_PORT, APP_PORT, BARE_PORT):
+        floor = subprocess.Popen(
+            [*gunicorn, "-b", f"127.0.0.1:{FLOOR_PORT}", "bench.floor_app:app"], cwd=ROOT, env=env, **quiet
+        )
+        procs.append(floor)
+        masters = {APP_PORT: web.pid, BARE_PORT: bare.pid, FLOOR_PORT: floor.pid}
+        for port in (GATEWAY_PORT, APP_PORT, BARE_PORT, FLOOR_PORT):
             wait_http(port)
         worker = subprocess.Popen([sys.executable, "-m", "worker", "--no-cron"], cwd=ROOT, env=env, **quiet)
         procs.append(worker)
 
         STEPS.now("warm-ups")
-        wrk(APP_PORT, 2, args.users)  # warm up both
-        wrk(BARE_PORT, 2, args.users)
+        for port in (APP_PORT, BARE_PORT, FLOOR_PORT):  # warm up each
+            wrk(port, 2, args.users)
         STEPS.now("measured")
-        # Menu hops only (conversations stop at the confirm screen) run last: they leave resume
-        # snapshots behind, which would change the first hops of later runs from the same phones.
-        targets = (("ussd", APP_PORT, 6), ("bare", BARE_PORT, 6), ("menu", APP_PORT, 5))
-        for name, port, hops in targets[1:] if args.menus_only else targets:
+        # The app with the PIN hop first: menu hops only (conversations that stop at the
+        # confirm screen) leave resume snapshots behind, which would change the first hops of
+        # later runs from the same phones. Then rounds of the bare route, the floor and the
+        # menu hops one after the other, so that each round's ratios compare runs made a few
+        # seconds apart: the machine's drift over a minute (other processes, CPU steal) is
+        # larger than the differences measured (as the ledger's runs beside pgbench's).
+        saturated = {name: dict(rps=[], requests=0, cpu=0.0) for name in ("ussd", "bare", "floor", "menu")}
+
+        def saturate(name: str, port: int, hops: int) -> float:
             workers = children(masters[port])
-            before, done = cpu_seconds(workers), []
-            runs = []
-            for _ in range(args.runs):
-                out = wrk(port, args.seconds, args.users, hops=hops)
-                runs.append(out["rps"])
-                done.append(out["requests"])
-            results[name] = dict(median=statistics.median(runs), min=min(runs), max=max(runs))
-            # CPU of the server's own workers per request over the saturation runs: what the
-            # machine's load does not change much (the rate above is what it does change).
-            results[name]["cpu_ms"] = (cpu_seconds(workers) - before) * 1000 / max(1, sum(done))
+            before = cpu_seconds(workers)
+            out = wrk(port, args.seconds, args.users, hops=hops)
+            row = saturated[name]
+            row["rps"].append(out["rps"])
+            row["requests"] += out["requests"]
+            # CPU of the server's own workers per request: what the machine's load changes
+            # less than the rate.
+            row["cpu"] += cpu_seconds(workers) - before
+            return out["rps"]
+
+        def summarise(name: str) -> None:
+            row = saturated[name]
+            results[name] = dict(
+                median=statistics.median(row["rps"]),
+                min=min(row["rps"]),
+                max=max(row["rps"]),
+                cpu_ms=row["cpu"] * 1000 / max(1, row["requests"]),
+            )
+
+        def paced(name: str, port: int, hops: int) -> None:
             rate = 0.8 * results[name]["median"]
             delay_ms = CONNECTIONS / rate * 1000
             started = datetime.now(UTC).replace(tzinfo=None)
-            paced = wrk(port, args.seconds, args.users, delay_ms, hops=hops)
+            out = wrk(port, args.seconds, args.users, delay_ms, hops=hops)
             results[name].update(
-                p50_ms=paced["p50_us"] / 1000,
-                p99_ms=paced["p99_us"] / 1000,
-                paced_rps=paced["rps"],
-                errors=paced["errors"] + paced["non2xx"],
+                p50_ms=out["p50_us"] / 1000,
+                p99_ms=out["p99_us"] / 1000,
+                paced_rps=out["rps"],
+                errors=out["errors"] + out["non2xx"],
             )
             if name == "ussd":
                 with STEPS("checks"):  # the transfers of the 80% run posted and their receipts handed over
                     results["e2e"] = end_to_end(
                         app, started, TransferRequest, OutboxMessage, func, select, db
                     )
+
+        if not args.menus_only:
+            for _ in range(args.runs):
+                saturate("ussd", APP_PORT, 6)
+            summarise("ussd")
+            paced("ussd", APP_PORT, 6)
+        ratios = dict(menu_bare=[], menu_floor=[], floor_bare=[])
+        for _ in range(args.runs):
+            bare_rps = saturate("bare", BARE_PORT, 6)
+            floor_rps = saturate("floor", FLOOR_PORT, 6)
+            menu_rps = saturate("menu", APP_PORT, 5)
+            ratios["menu_bare"].append(menu_rps / bare_rps)
+            ratios["menu_floor"].append(menu_rps / floor_rps)
+            ratios["floor_bare"].append(floor_rps / bare_rps)
+        results["ratios"] = {
+            key: dict(median=statistics.median(v), min=min(v), max=max(v)) for key, v in ratios.items()
+        }
+        for name, port, hops in (("bare", BARE_PORT, 6), ("floor", FLOOR_PORT, 6), ("menu", APP_PORT, 5)):
+            summarise(name)
+            paced(name, port, hops)
         # Peak memory, read before the processes stop: the larger of the app's two gunicorn
         # workers, and the worker that executed the transfers and sent their receipts.
         results["peak_rss_mib"] = dict(
@@ -261,19 +300,34 @@ def table(results: dict, args) -> str:
     nan = float("nan")
     skipped = dict(median=nan, min=nan, max=nan, p50_ms=nan, p99_ms=nan)
     u, b, m = results.get("ussd", skipped), results["bare"], results["menu"]
+    f = results.get("floor", skipped)
+    r = results.get("ratios") or {}
     e = results.get("e2e") or dict(
         count=0, **{f"{k}{p}_ms": nan for k in ("", "posted_", "sms_") for p in ("p50", "p99")}
     )
+
+    def paired(key: str) -> str:
+        """A ratio of the rounds' runs: the median of the rounds (min–max)."""
+        x = r.get(key)
+        return f"{x['median']:.2f} ({x['min']:.2f}–{x['max']:.2f})" if x else "-"
+
+    def rate(x: dict) -> str:
+        return f"{x['median']:.0f} ({x['min']:.0f}–{x['max']:.0f}) | {x['p50_ms']:.1f} / {x['p99_ms']:.1f} ms"
+
     lines = [
         f"USSD: gunicorn, 2 sync workers, PostgreSQL + Redis, wrk -t{THREADS} -c{CONNECTIONS} over loopback; conversations of "
         f"first hop, 4 menu hops and a final confirm with PIN from {args.users:,} phones; median (min–max) of {args.runs} "
-        f"runs of {args.seconds} s; latency at 80% of the median saturation rate.",
+        f"runs of {args.seconds} s; latency at 80% of the median saturation rate. The bare route, the floor and the menu "
+        f"hops run in {args.runs} rounds, one after the other; their ratios are the median (min–max) of the rounds' ratios. "
+        "The floor (bench/floor_app.py): Flask, the form read, a JSON log line and the two Redis round trips any hop "
+        "with a locked session needs (lock and read, write and release), a fixed screen: what no menu hop can beat.",
         "",
-        "| target | hops/s at saturation | p50 / p99 at 80% | ratio to bare | workers' CPU ms a hop (ratio) |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| USSD hop, real app | {u['median']:.0f} ({u['min']:.0f}–{u['max']:.0f}) | {u['p50_ms']:.1f} / {u['p99_ms']:.1f} ms | {u['median'] / b['median']:.2f} | {cpu(u, b)} |",
-        f"| menu hops only (no PIN hop) | {m['median']:.0f} ({m['min']:.0f}–{m['max']:.0f}) | {m['p50_ms']:.1f} / {m['p99_ms']:.1f} ms | {m['median'] / b['median']:.2f} | {cpu(m, b)} |",
-        f"| bare Flask route, fixed CON | {b['median']:.0f} ({b['min']:.0f}–{b['max']:.0f}) | {b['p50_ms']:.1f} / {b['p99_ms']:.1f} ms | 1.00 | {cpu(b, b)} |",
+        "| target | hops/s at saturation | p50 / p99 at 80% | ratio to bare | ratio to the floor | workers' CPU ms a hop (ratio to bare) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| USSD hop, real app | {rate(u)} | {u['median'] / b['median']:.2f} | {u['median'] / f['median']:.2f} | {cpu(u, b)} |",
+        f"| menu hops only (no PIN hop) | {rate(m)} | {paired('menu_bare')} | {paired('menu_floor')} | {cpu(m, b)} |",
+        f"| the floor: two Redis round trips, fixed CON | {rate(f)} | {paired('floor_bare')} | 1.00 | {cpu(f, b)} |",
+        f"| bare Flask route, fixed CON | {rate(b)} | 1.00 | | {cpu(b, b)} |",
         "",
         f"End to end, final confirm → receipts handed to the local SMS gateway, 1 worker, during the 80% run: "
         f"{e['count']} transfers, p50 {e['p50_ms']:.0f} ms, p99 {e['p99_ms']:.0f} ms "

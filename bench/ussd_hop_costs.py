@@ -156,10 +156,14 @@ def measure(app, counts: Counts, kind: str, first_payer: int, n: int, users: int
     return found
 
 
-def bare_route(counts: Counts, n: int, profile: bool) -> dict:
+BARE, FLOOR = "bare Flask route, fixed CON", "the floor: two Redis round trips, fixed CON"
+
+
+def bare_route(counts: Counts, n: int, profile: bool, baseline=None, label: str = BARE) -> dict:
     """The same counts for bench/bare_app.py's fixed CON screen through its own test client:
-    what Flask, Werkzeug and the test client cost by themselves."""
-    client = bare_app().test_client()
+    what Flask, Werkzeug and the test client cost by themselves (or for ``baseline``, an
+    app of the same shape: bench/floor_app.py)."""
+    client = (baseline or bare_app()).test_client()
     found = defaultdict(list)
     for i in range(n + 1):
         counts.take()
@@ -175,14 +179,20 @@ def bare_route(counts: Counts, n: int, profile: bool) -> dict:
         if profiler:
             row["calls"] = pstats.Stats(profiler).total_calls
         if i:  # the first is the warm-up
-            found["bare Flask route, fixed CON"].append(row)
-    return summary(found)["bare Flask route, fixed CON"]
+            found[label].append(row)
+    return summary(found)[label]
 
 
 def bare_app():
     from bench.bare_app import app as bare
 
     return bare
+
+
+def floor_app():
+    from bench.floor_app import app as floor
+
+    return floor
 
 
 def callgrind(app, bare, n: int, modes: list[str], pin: bool) -> int:
@@ -253,9 +263,10 @@ def callgrind(app, bare, n: int, modes: list[str], pin: bool) -> int:
         )
     client = bare.test_client()
     hop(client, "bare", "+254710000001", "")
-    found["bare Flask route, fixed CON"] = (
-        section("bare", lambda: [hop(client, "bare", "+254710000001", "") for _ in range(n)]) / n
-    )
+    found[BARE] = section("bare", lambda: [hop(client, "bare", "+254710000001", "") for _ in range(n)]) / n
+    client = floor_app().test_client()
+    hop(client, "floor", "+254710000001", "")
+    found[FLOOR] = section("floor", lambda: [hop(client, "floor", "+254710000001", "") for _ in range(n)]) / n
     print(f"Instructions per hop (callgrind, {n} hops each, start-up not counted):")
     for label, per_hop in found.items():
         print(f"| {label} | {per_hop:,.0f} |")
@@ -341,6 +352,7 @@ def main() -> int:
                 return callgrind(app, bare_app(), args.callgrind, args.modes.split(","), args.pin)
             results = {}
             bare = bare_route(counts, args.conversations * 5, not args.no_profile)
+            floor = bare_route(counts, args.conversations * 5, not args.no_profile, floor_app(), FLOOR)
             payer = 0
             for mode in args.modes.split(","):
                 app.config["USSD_CALLER_CACHE"] = mode == "on"
@@ -377,10 +389,11 @@ def main() -> int:
                     f"| {kind}: {label} | {mode} | {row['sql']:.0f} | {row['checkouts']:.0f} | {row['redis_trips']:.0f} "
                     f"| {row['redis_cmds']:.0f} | {row.get('calls', float('nan')):.0f} | {row['us']:.0f} |"
                 )
-    print(
-        f"| bare Flask route, fixed CON | - | {bare['sql']:.0f} | {bare['checkouts']:.0f} | {bare['redis_trips']:.0f} "
-        f"| {bare['redis_cmds']:.0f} | {bare.get('calls', float('nan')):.0f} | {bare['us']:.0f} |"
-    )
+    for label, row in ((FLOOR, floor), (BARE, bare)):
+        print(
+            f"| {label} | - | {row['sql']:.0f} | {row['checkouts']:.0f} | {row['redis_trips']:.0f} "
+            f"| {row['redis_cmds']:.0f} | {row.get('calls', float('nan')):.0f} | {row['us']:.0f} |"
+        )
     for mode in args.modes.split(","):
         for kind in ("mix", "walk"):
             rows = results[(mode, kind)].values()
