@@ -103,7 +103,8 @@ def load(session_id: str) -> StoredSession | None:
 # (``caller.py``), and the tariffs' stamp (``tariffs.py``: created, with the lock's random
 # token for a value, when it is gone, so that a lost token never reads as "unchanged").
 # Over the limit, nothing is taken or read. Returns {count, taken, ...}.
-# A lock already holding this request's token is taken: the
+# The rate key's expiry is set by the count that makes the key (it lives past its minute);
+# every other count only counts. A lock already holding this request's token is taken: the
 # script sent again by ``queues.SCRIPT_RETRY`` after its connection broke once it had run (the
 # count is then one too many, never one too few).
 # KEYS: lock, session, resume, caller token, caller epoch, rate key, tariffs' stamp.
@@ -113,19 +114,23 @@ local count = 0
 local limit = tonumber(ARGV[3])
 if limit > 0 then
   count = redis.call('incr', KEYS[6])
-  redis.call('expire', KEYS[6], ARGV[4])
+  if count == 1 then redis.call('expire', KEYS[6], ARGV[4]) end
   if count > limit then return {count, 0} end
 end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
    and redis.call('get', KEYS[1]) ~= ARGV[1] then return {count, 0} end
-redis.call('set', KEYS[7], ARGV[1], 'NX')
+local stamp = redis.call('get', KEYS[7])
+if not stamp then
+  stamp = ARGV[1]
+  redis.call('set', KEYS[7], stamp)
+end
 return {count, 1, redis.call('get', KEYS[2]), redis.call('get', KEYS[3]),
-        redis.call('get', KEYS[4]), redis.call('get', KEYS[5]), redis.call('get', KEYS[7])}
+        redis.call('get', KEYS[4]), redis.call('get', KEYS[5]), stamp}
 """
 # Letting go: the session's writes (if any), then the lock deleted only if it is still ours (it
 # may have run out and been taken over). The writes are made either way, as they always were.
 # KEYS: lock, session, resume. ARGV: lock token, "write" or "", session, its seconds,
-# resume: "set", "del" or "keep", the snapshot, its seconds.
+# resume: "set" (then the snapshot and its seconds), "del" or "keep".
 _RELEASE = """
 if ARGV[2] == 'write' then
   redis.call('set', KEYS[2], ARGV[3], 'EX', ARGV[4])
@@ -176,16 +181,10 @@ class Hold:
             return [token, ""]
         stored, snapshot, keep_resume = self._writes
         config = current_app.config
-        resume = "set" if snapshot is not None else "keep" if keep_resume else "del"
-        return [
-            token,
-            "write",
-            stored.to_json(),
-            config["USSD_SESSION_TTL_SECONDS"],
-            resume,
-            json.dumps(snapshot) if snapshot is not None else "",
-            config["USSD_RESUME_WINDOW_SECONDS"],
-        ]
+        args = [token, "write", stored.to_json(), config["USSD_SESSION_TTL_SECONDS"]]
+        if snapshot is None:
+            return [*args, "keep" if keep_resume else "del"]
+        return [*args, "set", json.dumps(snapshot), config["USSD_RESUME_WINDOW_SECONDS"]]
 
 
 def _text(raw) -> str:
