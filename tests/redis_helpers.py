@@ -1,7 +1,10 @@
-"""A redis-server of a test's own, to stop and start (losing its contents) at will."""
+"""A redis-server of a test's own, to stop and start (losing its contents) at will, and a proxy in
+front of one that loses a reply."""
 
 import shutil
+import socket
 import subprocess
+import threading
 import time
 
 import redis as redis_lib
@@ -47,3 +50,71 @@ class OwnRedis:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class ReplyLosingProxy:
+    """A TCP proxy in front of a Redis server that, when told to (``lose_reply_to``), passes the
+    next request holding some bytes on to the server, lets the server run it, and then cuts
+    that connection instead of passing the reply back: a connection broken after the command ran,
+    as a network fault or a dying proxy breaks one. Every other byte goes through unchanged."""
+
+    def __init__(self, port: int):
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        self.lost = 0  # replies not passed back
+        self._marker: bytes | None = None
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def lose_reply_to(self, marker: bytes) -> None:
+        with self._lock:
+            self._marker = marker
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            doomed = threading.Event()  # the next reply on this connection is to be lost
+            threading.Thread(target=self._requests, args=(client, server, doomed), daemon=True).start()
+            threading.Thread(target=self._replies, args=(server, client, doomed), daemon=True).start()
+
+    def _requests(self, client, server, doomed) -> None:
+        try:
+            while data := client.recv(65536):
+                with self._lock:
+                    if self._marker is not None and self._marker in data:
+                        self._marker = None
+                        doomed.set()  # set before the server can answer
+                server.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(server)
+
+    def _replies(self, server, client, doomed) -> None:
+        try:
+            while data := server.recv(65536):
+                if doomed.is_set():
+                    self.lost += 1
+                    break  # the command ran; its reply never arrives
+                client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(client)
+            _close(server)
+
+
+def _close(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

@@ -30,6 +30,7 @@ def app_with():
         with app.app_context():
             db.engine.dispose()
         app.extensions["redis"].close()
+        app.extensions["redis_scripts"].close()
 
 
 def test_healthy(client):

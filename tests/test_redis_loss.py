@@ -1,9 +1,14 @@
 """Losing Redis: a USSD session in flight ends cleanly, and a transfer accepted before the loss
 (its job lost with Redis) is still executed, recovered from the database by the maintenance job.
+A restart between two hops, or a connection broken after a hop's script ran (its reply lost), is
+not seen by the caller: the scripts' client (``queues.ScriptClient``, one connection held for
+good) reconnects and sends the script again (``queues.SCRIPT_RETRY``), and the scripts take that.
 
-Each test runs against a redis-server of its own, which it stops and restarts (empty).
+Each test runs against a redis-server of its own, which it stops and restarts (empty), some
+through a proxy that loses one reply.
 """
 
+import hashlib
 import shutil
 
 import pytest
@@ -11,7 +16,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import default_db_url, make_app, reset_data
 from tests.helpers import fund
-from tests.redis_helpers import OwnRedis
+from tests.redis_helpers import OwnRedis, ReplyLosingProxy
 from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, available, person
 from tests.worker_helpers import run_burst_worker
 from ussd_app.extensions import db
@@ -19,6 +24,7 @@ from ussd_app.ledger.check import check
 from ussd_app.payments.models import TransferRequest
 from ussd_app.queues import get_queue
 from ussd_app.sms.outbox import OutboxMessage
+from ussd_app.ussd import sessions
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs a redis-server binary")
 PIN = "8642"
@@ -35,6 +41,23 @@ def own_redis():
 @pytest.fixture
 def loss_app(own_redis):
     app = make_app(default_db_url(), REDIS_URL=own_redis.url)
+    with app.app_context():
+        reset_data()
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def proxy(own_redis):
+    proxy = ReplyLosingProxy(own_redis.port)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def proxied_app(proxy):
+    """The app with every Redis call going through ``proxy``."""
+    app = make_app(default_db_url(), REDIS_URL=proxy.url)
     with app.app_context():
         reset_data()
         yield app
@@ -106,3 +129,58 @@ def test_a_transfer_accepted_before_redis_is_lost_is_executed_after_it_comes_bac
     ).scalar_one()
     assert receipts == 2
     assert all(f.ok for f in check(db.session)), check(db.session)
+
+
+def test_a_redis_restart_between_two_hops_is_not_seen_by_the_next_hop(loss_app, own_redis, people):
+    client = loss_app.test_client()
+    assert Phone(client, "0712000111").dial().startswith("CON ")  # the scripts' client connected
+
+    own_redis.restart()  # no hop while it was down: the held connection is to the old server
+
+    again = Phone(client, "0712000111")
+    assert again.dial().startswith("CON Tuma")  # not "Sorry, we are busy"
+    for typed in ("1", "0712000222", "1000", "1"):
+        assert again.send(typed).startswith("CON ")
+    assert again.send(PIN).startswith("END Sending KES 1,000.00")
+    assert requests_count() == 1
+
+
+def digest(script: str) -> bytes:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest().encode()  # its name in Redis
+
+
+def both_people(app):
+    juma = person(**CUSTOMER)
+    fund(juma.account_id, 500_000)
+    person(**SECOND_CUSTOMER)
+
+
+def test_a_hop_whose_session_was_taken_but_the_answer_lost_goes_on(proxied_app, proxy):
+    both_people(proxied_app)
+    phone = Phone(proxied_app.test_client(), "0712000111")
+    assert phone.dial().startswith("CON ")  # the scripts are loaded: the next hop sends EVALSHA
+
+    proxy.lose_reply_to(digest(sessions._ACQUIRE))  # lock taken and session read, reply lost
+    asked = phone.send("1")
+    assert proxy.lost == 1
+    # Sent again, the script finds the session locked with this hop's own token: taken, not
+    # "busy" (which it would say after waiting LOCK_WAIT_SECONDS for a lock it held itself).
+    assert asked.startswith("CON ") and "number" in asked, asked
+    amount = phone.send("0712000222")
+    assert amount.startswith("CON ") and "mount" in amount, amount
+    assert phone.send("1000").startswith("CON ") and phone.send("1").startswith("CON ")
+    assert phone.send(PIN).startswith("END Sending KES 1,000.00")
+    assert requests_count() == 1
+
+
+def test_a_hop_whose_session_was_saved_but_the_answer_lost_goes_on(proxied_app, proxy):
+    both_people(proxied_app)
+    phone = Phone(proxied_app.test_client(), "0712000111")
+    assert phone.dial().startswith("CON ")
+
+    proxy.lose_reply_to(digest(sessions._RELEASE))  # session saved and lock let go, reply lost
+    asked = phone.send("1")
+    assert proxy.lost == 1
+    assert asked.startswith("CON ") and "number" in asked, asked  # saved again: the same writes
+    amount = phone.send("0712000222")  # the lock was let go: not "busy"
+    assert amount.startswith("CON ") and "mount" in amount, amount

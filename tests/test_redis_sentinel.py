@@ -5,6 +5,7 @@ accepted (docs/deploy.md).
 
 Real processes, started here on free ports: a primary, its replica and three Sentinels."""
 
+import json
 import shutil
 import subprocess
 import time
@@ -17,7 +18,7 @@ from chaos.harness import free_port
 from tests.conftest import PG_URL
 from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, person
 from ussd_app.config import database_url
-from ussd_app.queues import TRANSFERS_QUEUE, connect, get_queue, sentinel_addresses
+from ussd_app.queues import TRANSFERS_QUEUE, ScriptClient, connect, get_queue, sentinel_addresses
 from ussd_app.security import InsecureConfig, check_config
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -110,15 +111,17 @@ def sentinels(tmp_path):
 
 @pytest.fixture
 def sentinel_app(app, config, sentinels):
-    """The test app, its Redis client made from the Sentinel settings alone (no REDIS_URL)."""
+    """The test app, its Redis clients (the pooled one and the scripts' one) made from the
+    Sentinel settings alone (no REDIS_URL)."""
     config(REDIS_URL=None, REDIS_SENTINELS=sentinels.setting, REDIS_SENTINEL_MASTER=MASTER, REDIS_DB=3)
-    own = app.extensions["redis"]
-    app.extensions["redis"] = connect(app)
+    own = app.extensions["redis"], app.extensions["redis_scripts"]
+    app.extensions["redis"], app.extensions["redis_scripts"] = connect(app), ScriptClient(app)
     try:
         yield app
     finally:
         app.extensions["redis"].close()
-        app.extensions["redis"] = own
+        app.extensions["redis_scripts"].close()
+        app.extensions["redis"], app.extensions["redis_scripts"] = own
 
 
 def test_a_ussd_session_and_queued_work_outlive_the_redis_primary(sentinel_app, sentinels):
@@ -133,6 +136,8 @@ def test_a_ussd_session_and_queued_work_outlive_the_redis_primary(sentinel_app, 
     first_port = sentinels.master_port()
     assert first_port == sentinels.primary_port
     assert r.connection_pool.connection_kwargs["db"] == 3
+    # The hop's session went through the scripts' client to the same primary and database.
+    [session_key] = r.keys("tuma:ussd:session:*")
     get_queue(TRANSFERS_QUEUE).enqueue("worker.jobs.maintain")
     # Replication is asynchronous: what the primary acknowledged in the last instant before it
     # died can be lost (docs/deploy.md). Here the writes are on the replica before the kill.
@@ -145,9 +150,12 @@ def test_a_ussd_session_and_queued_work_outlive_the_redis_primary(sentinel_app, 
     # dead primary), then the Sentinels name the new one.
     _wait(lambda: r.set("tuma:test:after", "1"), "a write through the same client")
     assert r.connection_pool.get_master_address()[1] == sentinels.replica_port
-    # The session goes on where it was: the next screen asks for the amount.
+    # The session goes on where it was: the next screen asks for the amount. The scripts'
+    # client still held its connection to the dead primary: the hop's first script found it
+    # broken, and redis-py's retry (queues.SCRIPT_RETRY) asked the Sentinels and sent it again.
     body = phone.send("0" + SECOND_CUSTOMER["phone"][4:])
     assert body.startswith("CON ") and "mount" in body, body
+    assert json.loads(r.get(session_key))["last_reply"] == body  # written back on the new primary
     assert [job.func_name for job in get_queue(TRANSFERS_QUEUE).get_jobs()] == ["worker.jobs.maintain"]
 
 

@@ -122,6 +122,18 @@ def test_other_spellings_of_a_number_share_its_limit(client, config):
     assert dial(client, "+254711000002").startswith("CON ")  # another number has its own count
 
 
+def test_a_numbers_count_is_kept_by_its_number_and_forgotten_on_its_own(client, config, redis):
+    """The hops count (in the script that takes their session) under the number in E.164,
+    however it was spelt, and the count's key expires by itself (set by the count that made
+    it): Redis is not left a key per number and minute for ever."""
+    config(WEBHOOK_RATE_PER_MINUTE=60)
+    for spelling in SPELLINGS[:3]:
+        assert dial(client, spelling).startswith("CON ")
+    keys = redis.keys("tuma:ratelimit:+254711000001:*")  # one, or two across a minute's end
+    assert sum(int(redis.get(key)) for key in keys) == 3
+    assert all(0 < redis.ttl(key) <= 120 for key in keys)
+
+
 def test_a_number_that_is_not_one_of_our_mobiles_ends_cleanly_and_counts_against_its_address(client, config):
     config(WEBHOOK_RATE_PER_MINUTE=5)
     unreadable = "END Sorry, this request could not be read. Please dial again."

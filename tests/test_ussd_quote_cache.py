@@ -61,6 +61,7 @@ def _dispose_others():
         with other.app_context():
             db.engine.dispose()
         other.extensions["redis"].close()
+        other.extensions["redis_scripts"].close()
 
 
 @pytest.fixture

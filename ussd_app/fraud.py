@@ -142,7 +142,7 @@ def note_name_used(phone: str, token: str) -> None:
     redis = get_redis()
     window = current_app.config["NAME_WINDOW_SECONDS"]
     if redis.set(_key("used", f"{phone}:{token}"), 1, nx=True, ex=window):
-        run_script(redis, _UNCOUNT, [_key("cancels", phone)], [])
+        run_script(_UNCOUNT, [_key("cancels", phone)], [])
 
 
 # The look-up rule, its one copy: every look-up of a registered name (or of whether a number is
@@ -195,7 +195,7 @@ def _lookup(phone: str, wanted: int, limit: int | None, cancels: int, count: boo
         cancels,
         int(count),
     ]
-    return int(run_script(get_redis(), _LOOKUP, keys, args))
+    return int(run_script(_LOOKUP, keys, args))
 
 
 def lookup_delay_or_block(phone: str, wanted: int = 1, limit: int | None = None) -> int:
@@ -229,7 +229,7 @@ return 0
 
 def _count(kind: str, phone: str, count: int = 1) -> None:
     """Add ``count`` to ``phone``'s ``kind`` in its window, in one round trip."""
-    run_script(get_redis(), _COUNT, [_key(kind, phone)], [count, current_app.config["NAME_WINDOW_SECONDS"]])
+    run_script(_COUNT, [_key(kind, phone)], [count, current_app.config["NAME_WINDOW_SECONDS"]])
 
 
 def _caller(phone: str) -> str:
@@ -269,7 +269,7 @@ def take_invites(phone: str, count: int) -> bool:
     redis = get_redis()
     total, _ = redis.pipeline().incrby(key, count).expire(key, ends_in).execute()
     if total > current_app.config["INVITES_PER_DAY"]:
-        run_script(redis, _GIVE_BACK, [key], [count])  # the one way invitations go back
+        run_script(_GIVE_BACK, [key], [count])  # the one way invitations go back
         return False
     return True
 
@@ -287,4 +287,4 @@ def give_back_invites(phone: str, count: int) -> None:
     """Return invitations taken for a request that was not recorded after all."""
     if count > 0:
         key, _ = _invites_key(phone)
-        run_script(get_redis(), _GIVE_BACK, [key], [count])
+        run_script(_GIVE_BACK, [key], [count])

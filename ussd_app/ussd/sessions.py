@@ -103,6 +103,10 @@ def load(session_id: str) -> StoredSession | None:
 # (``caller.py``), and the tariffs' stamp (``tariffs.py``: created, with the lock's random
 # token for a value, when it is gone, so that a lost token never reads as "unchanged").
 # Over the limit, nothing is taken or read. Returns {count, taken, ...}.
+# The rate key's expiry is set by the count that makes the key (it lives past its minute);
+# every other count only counts. A lock already holding this request's token is taken: the
+# script sent again by ``queues.SCRIPT_RETRY`` after its connection broke once it had run (the
+# count is then one too many, never one too few).
 # KEYS: lock, session, resume, caller token, caller epoch, rate key, tariffs' stamp.
 # ARGV: lock token, lock ms, rate limit (0: not counted here), rate key's seconds.
 _ACQUIRE = """
@@ -110,18 +114,23 @@ local count = 0
 local limit = tonumber(ARGV[3])
 if limit > 0 then
   count = redis.call('incr', KEYS[6])
-  redis.call('expire', KEYS[6], ARGV[4])
+  if count == 1 then redis.call('expire', KEYS[6], ARGV[4]) end
   if count > limit then return {count, 0} end
 end
-if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {count, 0} end
-redis.call('set', KEYS[7], ARGV[1], 'NX')
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+   and redis.call('get', KEYS[1]) ~= ARGV[1] then return {count, 0} end
+local stamp = redis.call('get', KEYS[7])
+if not stamp then
+  stamp = ARGV[1]
+  redis.call('set', KEYS[7], stamp)
+end
 return {count, 1, redis.call('get', KEYS[2]), redis.call('get', KEYS[3]),
-        redis.call('get', KEYS[4]), redis.call('get', KEYS[5]), redis.call('get', KEYS[7])}
+        redis.call('get', KEYS[4]), redis.call('get', KEYS[5]), stamp}
 """
 # Letting go: the session's writes (if any), then the lock deleted only if it is still ours (it
 # may have run out and been taken over). The writes are made either way, as they always were.
 # KEYS: lock, session, resume. ARGV: lock token, "write" or "", session, its seconds,
-# resume: "set", "del" or "keep", the snapshot, its seconds.
+# resume: "set" (then the snapshot and its seconds), "del" or "keep".
 _RELEASE = """
 if ARGV[2] == 'write' then
   redis.call('set', KEYS[2], ARGV[3], 'EX', ARGV[4])
@@ -131,10 +140,6 @@ end
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-
-
-def _script(redis, script: str, keys: list, args: list):
-    return run_script(redis, script, keys, args)
 
 
 class TooManyHops(RuntimeError):
@@ -176,16 +181,10 @@ class Hold:
             return [token, ""]
         stored, snapshot, keep_resume = self._writes
         config = current_app.config
-        resume = "set" if snapshot is not None else "keep" if keep_resume else "del"
-        return [
-            token,
-            "write",
-            stored.to_json(),
-            config["USSD_SESSION_TTL_SECONDS"],
-            resume,
-            json.dumps(snapshot) if snapshot is not None else "",
-            config["USSD_RESUME_WINDOW_SECONDS"],
-        ]
+        args = [token, "write", stored.to_json(), config["USSD_SESSION_TTL_SECONDS"]]
+        if snapshot is None:
+            return [*args, "keep" if keep_resume else "del"]
+        return [*args, "set", json.dumps(snapshot), config["USSD_RESUME_WINDOW_SECONDS"]]
 
 
 def _text(raw) -> str:
@@ -203,14 +202,13 @@ def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = N
     Two round trips to Redis per request, one command each: taking the lock reads the session,
     the phone's resume snapshot and the caller's tokens; letting go writes them back and
     releases the lock."""
-    redis = get_redis()
     lock_key, token = f"{PREFIX}:lock:{session_id}", secrets.token_hex(16)
     keys = [lock_key, _session_key(session_id), _resume_key(phone), *caller.token_keys(phone)]
     rate_key, limit, seconds = rate or ("", 0, 0)
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
         args = [token, LOCK_SECONDS * 1000, limit, seconds]
-        count, taken, *read = _script(redis, _ACQUIRE, [*keys, rate_key or lock_key, TARIFF_STAMP], args)
+        count, taken, *read = run_script(_ACQUIRE, [*keys, rate_key or lock_key, TARIFF_STAMP], args)
         if limit and count > limit:
             raise TooManyHops(count)
         limit = 0  # counted once, however long it waits for the lock
@@ -235,9 +233,9 @@ def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = N
     finally:
         args = hold._release_args(token) if finished else [token, ""]
         if finished:  # a failed write must be seen: the view answers accordingly
-            _script(redis, _RELEASE, keys[:3], args)
+            run_script(_RELEASE, keys[:3], args)
         else:
             try:
-                _script(redis, _RELEASE, keys[:3], args)
+                run_script(_RELEASE, keys[:3], args)
             except RedisError:
                 pass  # the request failed already; the lock runs out on its own
