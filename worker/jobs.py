@@ -14,7 +14,7 @@ from ussd_app.events import delivery
 from ussd_app.extensions import db
 from ussd_app.ledger.expiry import expire_holds
 from ussd_app.ops.jobs import observe_job
-from ussd_app.payments.execute import RETRIES, execute_batch
+from ussd_app.payments.execute import RETRIES, execute_queued
 from ussd_app.payments.holds import resolve_due
 from ussd_app.payments.maintenance import requeue_stale
 from ussd_app.payments.submit import DOORBELL_KEY, announce
@@ -63,11 +63,9 @@ def execute_transfers(request_id: str | None = None) -> int:
     announcement woke this job (for the logs); the batch takes the oldest queued ones."""
     get_redis().delete(DOORBELL_KEY)
     size = current_app.config["TRANSFER_BATCH_SIZE"]
-    done = execute_batch(db.session, size)
-    if done:
-        settle_payment_requests()  # payment requests paid by this batch (or refused)
-        settle_standing_orders()  # standing orders' runs paid by this batch (or refused)
-        after_allowance_batch()  # allowances' holds and settlements this batch executed
+    executed = execute_queued(db.session, size)
+    done = len(executed)
+    after_batch(executed)
     # The batch's receipts and airtime holds rang their jobs when it committed (queues.py).
     if done >= size:
         # More may be waiting: queue the next batch now, whether or not the doorbell is rung,
@@ -75,6 +73,22 @@ def execute_transfers(request_id: str | None = None) -> int:
         announce(request_id, force=True)
     log.info("executed %d transfer requests (woken by %s)", done, request_id)
     return done
+
+
+def after_batch(executed: list) -> None:
+    """What follows a batch, for the requests it executed: only the steps that have something
+    to do (each is a query and a commit; a batch of ordinary sends needs none). The
+    maintenance job runs all of them, for whatever a batch's job left (it died after its
+    commit)."""
+    from ussd_app.payments import allowances, payment_requests, standing_orders
+
+    ids = [r.id for r in executed]
+    if payment_requests.pays_any(ids):
+        settle_payment_requests()  # payment requests paid by this batch (or refused)
+    if standing_orders.runs_any(ids):
+        settle_standing_orders()  # standing orders' runs paid by this batch (or refused)
+    if allowances.moved_by_any({r.kind for r in executed}):
+        after_allowance_batch()  # allowances' holds and settlements this batch executed
 
 
 @_in_app
