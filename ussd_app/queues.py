@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import redis
 from flask import current_app
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from sqlalchemy import event
 from sqlalchemy.orm import Session, scoped_session
 
@@ -156,6 +157,13 @@ def _sms_timeout(config) -> int:
     return int(config["SMS_BATCH_SIZE"] * per_message) + 60
 
 
+def _transfers_timeout(config) -> int:
+    # A batch, and the receipts a worker may send in the same job after it (at most
+    # SMS_CLAIM_BATCH rows, ``worker.jobs.send_receipts_now``), each call in its own time.
+    per_message = config["SMS_CONNECT_TIMEOUT_SECONDS"] + config["SMS_READ_TIMEOUT_SECONDS"]
+    return config.get("TRANSFER_JOB_TIMEOUT", 120) + int(config["SMS_CLAIM_BATCH"] * per_message)
+
+
 def _events_timeout(config) -> int:
     per_call = config["EVENT_DELIVERY_DEADLINE_SECONDS"] + 1  # a batch's calls run side by side
     batches = -(-config["EVENT_JOB_LIMIT"] // max(1, config["EVENT_CLAIM_BATCH"]))
@@ -168,7 +176,7 @@ JOBS = {
         "worker.jobs.execute_transfers",
         TRANSFERS_DOORBELL,
         takes_detail=True,
-        timeout=lambda config: config.get("TRANSFER_JOB_TIMEOUT", 120),
+        timeout=_transfers_timeout,
     ),
     Bell.SMS: Job(SMS_QUEUE, "worker.jobs.send_sms", SMS_DOORBELL, timeout=_sms_timeout),
     Bell.AIRTIME: Job(TRANSFERS_QUEUE, "worker.jobs.buy_airtime"),
@@ -187,6 +195,28 @@ def ring(bell: Bell, detail: str | None = None, *, force: bool = False) -> bool:
     args = (detail,) if job.takes_detail else ()
     timeout = job.timeout(current_app.config) if job.timeout else None
     get_queue(job.queue).enqueue(job.func, *args, job_timeout=timeout, result_ttl=60, failure_ttl=24 * 3600)
+    return True
+
+
+def take_waiting(bell: Bell) -> bool:
+    """Take the job waiting in ``bell``'s queue off it, for the caller to do its work in its
+    place: True when there was one (the queue's pop is atomic: of several workers, one gets
+    it, as one would have run it). A job of another kind at the head of the queue is put back
+    and left alone (False)."""
+    job = JOBS[bell]
+    queue = get_queue(job.queue)
+    raw = queue.connection.lpop(queue.key)  # rq's pop_job_id cannot say "none"
+    if raw is None:
+        return False
+    job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+    try:
+        waiting = queue.job_class.fetch(job_id, connection=queue.connection)
+    except NoSuchJobError:
+        return True  # an id left without its job: nothing would have run; the caller does it
+    if waiting.func_name != job.func:
+        queue.push_job_id(job_id, at_front=True)
+        return False
+    waiting.delete(remove_from_queue=False)
     return True
 
 
