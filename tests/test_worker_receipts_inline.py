@@ -79,7 +79,7 @@ def test_a_job_of_another_kind_in_the_queue_is_put_back(app, redis):
     queue = Queue(SMS_QUEUE, connection=redis)
     other = queue.enqueue("bench.noop.noop")
     queue.enqueue("worker.jobs.send_sms")
-    assert take_waiting(Bell.SMS) is False
+    assert take_waiting(Bell.SMS) is None
     assert queue.job_ids[0] == other.id
     assert len(queue) == 2
 
@@ -87,8 +87,8 @@ def test_a_job_of_another_kind_in_the_queue_is_put_back(app, redis):
 def test_one_waiting_job_is_taken_once(app, redis):
     queue = Queue(SMS_QUEUE, connection=redis)
     job = queue.enqueue("worker.jobs.send_sms")
-    assert take_waiting(Bell.SMS) is True
-    assert take_waiting(Bell.SMS) is False  # the second taker (another worker) finds none
+    assert take_waiting(Bell.SMS).id == job.id
+    assert take_waiting(Bell.SMS) is None  # the second taker (another worker) finds none
     assert len(queue) == 0
     assert not redis.exists(job.key)  # no queued job left behind in Redis
 
@@ -109,3 +109,24 @@ def test_a_worker_kept_for_transfers_leaves_the_receipts_to_the_sms_job(app, gat
     output = finish(start_worker("--burst", "--queues", TRANSFERS_QUEUE))
     assert {m.status for m in outbox()} == {"pending"}, output
     assert sms_jobs() == ["worker.jobs.send_sms"]
+
+
+def test_receipts_sent_in_the_batch_job_count_as_an_sms_job_in_metrics(app, client, gateway, payer, inline):  # noqa: F811
+    from tests.test_ops_metrics import samples, value
+
+    agent, payee = payer
+    send(agent, payee, 500_00, kind="deposit")
+    before = samples(client)
+    assert execute() == 1
+    after = samples(client)
+    # An operator's dashboard sees the SMS job it replaced: one run, and its wait in the queue.
+    assert (
+        value(after, "tuma_jobs_total", job="send_sms", result="ok")
+        - value(before, "tuma_jobs_total", job="send_sms", result="ok")
+        == 1
+    )
+    assert (
+        value(after, "tuma_job_queue_wait_seconds_count", job="send_sms")
+        - value(before, "tuma_job_queue_wait_seconds_count", job="send_sms")
+        == 1
+    )

@@ -198,26 +198,26 @@ def ring(bell: Bell, detail: str | None = None, *, force: bool = False) -> bool:
     return True
 
 
-def take_waiting(bell: Bell) -> bool:
+def take_waiting(bell: Bell):
     """Take the job waiting in ``bell``'s queue off it, for the caller to do its work in its
-    place: True when there was one (the queue's pop is atomic: of several workers, one gets
-    it, as one would have run it). A job of another kind at the head of the queue is put back
-    and left alone (False)."""
+    place: that job (deleted from Redis), or None when there was none (the queue's pop is
+    atomic: of several workers, one gets it, as one would have run it). A job of another kind
+    at the head of the queue is put back and left alone (None)."""
     job = JOBS[bell]
     queue = get_queue(job.queue)
     raw = queue.connection.lpop(queue.key)  # rq's pop_job_id cannot say "none"
     if raw is None:
-        return False
+        return None
     job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
     try:
         waiting = queue.job_class.fetch(job_id, connection=queue.connection)
     except NoSuchJobError:
-        return True  # an id left without its job: nothing would have run; the caller does it
+        return None  # an id left without its job: no worker would have run anything for it
     if waiting.func_name != job.func:
         queue.push_job_id(job_id, at_front=True)
-        return False
+        return None
     waiting.delete(remove_from_queue=False)
-    return True
+    return waiting
 
 
 # -- noted on the session, rung once per commit --------------------------------------------

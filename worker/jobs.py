@@ -14,7 +14,7 @@ from ussd_app.api.idempotency import purge as purge_idempotency_keys
 from ussd_app.events import delivery
 from ussd_app.extensions import db
 from ussd_app.ledger.expiry import expire_holds
-from ussd_app.ops.jobs import observe_job
+from ussd_app.ops.jobs import observe_in_place, observe_job
 from ussd_app.payments.execute import RETRIES, execute_queued
 from ussd_app.payments.holds import resolve_due
 from ussd_app.payments.maintenance import requeue_stale
@@ -97,10 +97,11 @@ def send_receipts_now() -> dict | None:
     its queues in turn, so after a transfer job the SMS job ran next anyway: this saves rq's
     handling of a job (two dozen Redis round trips, and the wait for a core between them),
     not a place in the line. None when no SMS job was waiting (another worker has it)."""
-    if not take_waiting(Bell.SMS):
+    taken = take_waiting(Bell.SMS)
+    if taken is None:
         return None
-    try:
-        return _send_due(current_app.config["SMS_CLAIM_BATCH"])
+    try:  # observed (metrics, trace id) as the SMS job it replaces
+        return observe_in_place("send_sms", taken, _send_due, current_app.config["SMS_CLAIM_BATCH"])
     except BaseException:
         # The job taken off the queue is not done: ring for another (its rows claimed by now
         # wait for their claim timeout, as that job's would have), then fail as it would have.
