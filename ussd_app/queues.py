@@ -216,7 +216,8 @@ def take_waiting(bell: Bell):
     if waiting.func_name != job.func:
         queue.push_job_id(job_id, at_front=True)
         return None
-    waiting.delete(remove_from_queue=False)
+    # Never started: no registry, execution or result holds it; its keys are all there is.
+    queue.connection.delete(waiting.key, waiting.dependents_key, waiting.dependencies_key)
     return waiting
 
 
