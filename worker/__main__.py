@@ -25,10 +25,11 @@ from . import jobs
 from .cron import run_cron
 
 # Which queue's job next. Round robin takes the queues in turn: one worker that runs transfer
-# batches and sends their receipts sends a batch's receipts after at most one more batch, not once
-# the transfers queue runs dry (under a stream of confirms it never does), and a busy till's run
-# of SMS jobs holds transfers back by at most one job. (rq's default takes the first queue with
-# a job, in the order given.)
+# batches and sends their receipts sends a batch's receipts right after it (in the batch's own
+# job, for up to SMS_CLAIM_BATCH rows: worker.jobs.send_receipts_now), not once the transfers
+# queue runs dry (under a stream of confirms it never does), and a busy till's run of SMS jobs
+# holds transfers back by at most one job and those rows. (rq's default takes the first queue
+# with a job, in the order given.)
 DEQUEUE = DequeueStrategy.ROUND_ROBIN
 
 
