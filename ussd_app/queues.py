@@ -42,6 +42,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from sqlalchemy import event
 from sqlalchemy.orm import Session, scoped_session
 
@@ -240,6 +241,13 @@ def _sms_timeout(config) -> int:
     return int(config["SMS_BATCH_SIZE"] * per_message) + 60
 
 
+def _transfers_timeout(config) -> int:
+    # A batch, and the receipts a worker may send in the same job after it (at most
+    # SMS_CLAIM_BATCH rows, ``worker.jobs.send_receipts_now``), each call in its own time.
+    per_message = config["SMS_CONNECT_TIMEOUT_SECONDS"] + config["SMS_READ_TIMEOUT_SECONDS"]
+    return config.get("TRANSFER_JOB_TIMEOUT", 120) + int(config["SMS_CLAIM_BATCH"] * per_message)
+
+
 def _events_timeout(config) -> int:
     per_call = config["EVENT_DELIVERY_DEADLINE_SECONDS"] + 1  # a batch's calls run side by side
     batches = -(-config["EVENT_JOB_LIMIT"] // max(1, config["EVENT_CLAIM_BATCH"]))
@@ -252,7 +260,7 @@ JOBS = {
         "worker.jobs.execute_transfers",
         TRANSFERS_DOORBELL,
         takes_detail=True,
-        timeout=lambda config: config.get("TRANSFER_JOB_TIMEOUT", 120),
+        timeout=_transfers_timeout,
     ),
     Bell.SMS: Job(SMS_QUEUE, "worker.jobs.send_sms", SMS_DOORBELL, timeout=_sms_timeout),
     Bell.AIRTIME: Job(TRANSFERS_QUEUE, "worker.jobs.buy_airtime"),
@@ -272,6 +280,29 @@ def ring(bell: Bell, detail: str | None = None, *, force: bool = False) -> bool:
     timeout = job.timeout(current_app.config) if job.timeout else None
     get_queue(job.queue).enqueue(job.func, *args, job_timeout=timeout, result_ttl=60, failure_ttl=24 * 3600)
     return True
+
+
+def take_waiting(bell: Bell):
+    """Take the job waiting in ``bell``'s queue off it, for the caller to do its work in its
+    place: that job (deleted from Redis), or None when there was none (the queue's pop is
+    atomic: of several workers, one gets it, as one would have run it). A job of another kind
+    at the head of the queue is put back and left alone (None)."""
+    job = JOBS[bell]
+    queue = get_queue(job.queue)
+    raw = queue.connection.lpop(queue.key)  # rq's pop_job_id cannot say "none"
+    if raw is None:
+        return None
+    job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+    try:
+        waiting = queue.job_class.fetch(job_id, connection=queue.connection)
+    except NoSuchJobError:
+        return None  # an id left without its job: no worker would have run anything for it
+    if waiting.func_name != job.func:
+        queue.push_job_id(job_id, at_front=True)
+        return None
+    # Never started: no registry, execution or result holds it; its keys are all there is.
+    queue.connection.delete(waiting.key, waiting.dependents_key, waiting.dependencies_key)
+    return waiting
 
 
 # -- noted on the session, rung once per commit --------------------------------------------

@@ -19,16 +19,17 @@ from rq.worker import DequeueStrategy
 from ussd_app import create_app
 from ussd_app.extensions import db
 from ussd_app.payments.emoney import newest_holder_abroad
-from ussd_app.queues import ALL_QUEUES
+from ussd_app.queues import ALL_QUEUES, SMS_QUEUE, TRANSFERS_QUEUE
 
 from . import jobs
 from .cron import run_cron
 
 # Which queue's job next. Round robin takes the queues in turn: one worker that runs transfer
-# batches and sends their receipts sends a batch's receipts after at most one more batch, not once
-# the transfers queue runs dry (under a stream of confirms it never does), and a busy till's run
-# of SMS jobs holds transfers back by at most one job. (rq's default takes the first queue with
-# a job, in the order given.)
+# batches and sends their receipts sends a batch's receipts right after it (in the batch's own
+# job, for up to SMS_CLAIM_BATCH rows: worker.jobs.send_receipts_now), not once the transfers
+# queue runs dry (under a stream of confirms it never does), and a busy till's run of SMS jobs
+# holds transfers back by at most one job and those rows. (rq's default takes the first queue
+# with a job, in the order given.)
 DEQUEUE = DequeueStrategy.ROUND_ROBIN
 
 
@@ -55,6 +56,13 @@ def main(argv=None) -> int:
         logging.getLogger("worker").error("refusing to start: %s", abroad)
         return 2
     jobs.use_app(app)  # each job runs in its own context of this app
+    # A worker that takes the transfers and SMS queues in turn sends a batch's receipts in the
+    # batch's job (the SMS job ran next anyway); one kept for transfers, or taking transfers
+    # first, leaves them to the SMS job.
+    strategy = DequeueStrategy(args.dequeue)
+    jobs.send_receipts_inline(
+        {TRANSFERS_QUEUE, SMS_QUEUE} <= set(args.queues) and strategy == DequeueStrategy.ROUND_ROBIN
+    )
     cron = None
     if args.burst:
         jobs.maintain()
@@ -65,9 +73,7 @@ def main(argv=None) -> int:
         cron.start()
     worker = SimpleWorker(list(args.queues), connection=app.extensions["redis"])
     try:
-        worker.work(
-            burst=args.burst, with_scheduler=not args.burst, dequeue_strategy=DequeueStrategy(args.dequeue)
-        )
+        worker.work(burst=args.burst, with_scheduler=not args.burst, dequeue_strategy=strategy)
     finally:
         if cron is not None and cron.is_alive():
             os.kill(cron.pid, signal.SIGTERM)

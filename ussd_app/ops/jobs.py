@@ -19,24 +19,33 @@ def observe_job(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        name = func.__name__
-        job = get_current_job()
-        if job is not None and job.enqueued_at is not None:
-            started = _naive(job.started_at or utcnow())
-            JOB_WAIT.labels(name).observe(max(0.0, (started - _naive(job.enqueued_at)).total_seconds()))
-        trace_id = tracing.job_trace_id(job, args)
-        start = time.perf_counter()
-        result = "error"
-        try:
-            with bound(trace_id=trace_id):
-                value = func(*args, **kwargs)
-            result = "ok"
-            return value
-        finally:
-            JOB_DURATION.labels(name).observe(time.perf_counter() - start)
-            JOBS.labels(name, result).inc()
+        return _observed(func.__name__, get_current_job(), func, args, kwargs)
 
     return wrapper
+
+
+def observe_in_place(name: str, job, func, *args, **kwargs):
+    """``func(*args, **kwargs)``: the work of the queued ``job`` (taken off its queue), done by
+    the job running now in its place (``worker.jobs.send_receipts_now``), observed as ``job``
+    would have been: counted and timed under ``name``, its wait from its enqueueing to now."""
+    return _observed(name, job, func, args, kwargs)
+
+
+def _observed(name: str, job, func, args, kwargs):
+    if job is not None and job.enqueued_at is not None:
+        started = _naive(job.started_at or utcnow())
+        JOB_WAIT.labels(name).observe(max(0.0, (started - _naive(job.enqueued_at)).total_seconds()))
+    trace_id = tracing.job_trace_id(job, args)
+    start = time.perf_counter()
+    result = "error"
+    try:
+        with bound(trace_id=trace_id):
+            value = func(*args, **kwargs)
+        result = "ok"
+        return value
+    finally:
+        JOB_DURATION.labels(name).observe(time.perf_counter() - start)
+        JOBS.labels(name, result).inc()
 
 
 def _naive(moment):

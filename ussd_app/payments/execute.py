@@ -237,11 +237,17 @@ def _put(request, key: str, value) -> None:
 
 
 def execute_batch(session, limit: int) -> int:
+    """Take up to ``limit`` queued requests and execute them in one committed transaction;
+    how many were executed (``execute_queued`` says which)."""
+    return len(execute_queued(session, limit))
+
+
+def execute_queued(session, limit: int) -> list:
     """Take up to ``limit`` queued requests and execute them in one committed transaction.
 
-    Returns how many were executed. Retries the whole batch when the database reports a
-    conflict (a unique index won a race, a deadlock, a serialization failure): the retry
-    re-reads everything, so the loser sees the winner's rows.
+    Returns the requests executed (``QueuedRequest`` rows, as they were written). Retries the
+    whole batch when the database reports a conflict (a unique index won a race, a deadlock, a
+    serialization failure): the retry re-reads everything, so the loser sees the winner's rows.
     """
     late = True
     for attempt in range(1, RETRIES + 1):
@@ -250,7 +256,7 @@ def execute_batch(session, limit: int) -> int:
             if requests:
                 execute_requests(session, requests, late=late)
             session.commit()
-            return len(requests)
+            return requests
         except LateOverflow:
             # A house account near the largest balance: run the batch again with it locked
             # from the start, so the ledger answers for it as for any account.

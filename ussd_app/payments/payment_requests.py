@@ -20,6 +20,7 @@ Everything here adds to the caller's session; nothing commits.
 """
 
 import enum
+import re
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -92,6 +93,18 @@ def split(total: int, count: int) -> list[int]:
 
 def transfer_id(request: PaymentRequest) -> str:
     return f"{request.id}.p{request.pay_attempts}"
+
+
+# The shape of ``transfer_id``'s ids (keep the two together): what ``pays_any`` looks for.
+_PAYING = re.compile(r".+\.p\d+")
+
+
+def pays_any(transfer_request_ids) -> bool:
+    """Whether any of these transfer requests pays a payment request (by the shape of its id,
+    ``transfer_id``): only then has a batch given ``settle`` something to do. A batch's job
+    asks this instead of running ``settle``'s query after every batch; the maintenance job
+    settles whatever a batch left (its job died after its commit)."""
+    return any(_PAYING.fullmatch(rid) for rid in transfer_request_ids)
 
 
 def lifetime(kind: Kind | str) -> int:

@@ -625,6 +625,13 @@ def _runs_among(session, requests, *conditions) -> set[str]:
     )
 
 
+def runs_any(transfer_request_ids) -> bool:
+    """Whether any of these transfer requests is a standing order's run (by its id's shape):
+    only then has a batch given ``settle`` something to do (the maintenance job settles
+    whatever a batch left)."""
+    return any(_RUN_REQUEST.fullmatch(rid) for rid in transfer_request_ids)
+
+
 def stopped_runs(session, requests) -> set[str]:
     """The ids of ``requests`` (about to be executed) that are runs of an order its payer has
     paused or cancelled since the run was recorded (a backlog at midnight; the cancel screen

@@ -244,22 +244,26 @@ CLAIM_LOOKS = 4
 _UNFINISHED = (OutboxStatus.PENDING.value, OutboxStatus.SENDING.value)
 
 
-def _due_numbers(session, want: int, skip: set[str], now: datetime) -> list[str]:
+def _due_numbers(session, want: int, skip: set[str], now: datetime) -> tuple[list[str], bool]:
     """Up to ``want`` numbers with a due row, not in ``skip``, in the order of their oldest
-    due row: the order in which they were promised something."""
+    due row: the order in which they were promised something; and whether they are all of
+    them (the read came short of its window: every due row of a number not in ``skip`` was
+    read, so no other such number is due)."""
     found: list[str] = []
     seen = set(skip)
     window = want * CLAIM_WINDOW
     query = select(OutboxMessage.phone).where(_due(now)).order_by(OutboxMessage.id).limit(window)
     if seen:
         query = query.where(OutboxMessage.phone.not_in(seen))
+    read = 0
     for phone in session.execute(query).scalars():
+        read += 1
         if phone not in seen:
             seen.add(phone)
             found.append(phone)
             if len(found) == want:
-                break
-    return found
+                return found, False
+    return found, read < window
 
 
 # Numbers read per statement: SQLite takes at most 500 terms in a compound SELECT
@@ -342,7 +346,7 @@ def claim_lanes(
     for _ in range(CLAIM_LOOKS):
         if len(taken) == lanes or left <= 0:
             break
-        phones = _due_numbers(session, lanes - len(taken), looked, now)
+        phones, every_one = _due_numbers(session, lanes - len(taken), looked, now)
         if not phones:
             break
         looked.update(phones)
@@ -398,6 +402,8 @@ def claim_lanes(
         update_rows(session, table, "id", failed)
         if claimed:
             outbox.claimed(session, [(row["id"], row["attempts"], transfers[row["id"]]) for row in claimed])
+        if every_one:
+            break  # another look would find no number due that this one did not see
     session.commit()
     return taken
 

@@ -43,8 +43,9 @@ settlement ``<id>.h<n>.r`` (``holds.resolution_id``), whose transaction code is 
 customer's SMS quotes and what the receipt-check SMS verifies.
 
 The worker executes the holds and settlements (``payments/execute.py``; the kinds table says
-``sms/`` writes nothing for them) and then calls ``after_batch``; the maintenance job calls
-``settle_due``. Nothing here commits.
+``sms/`` writes nothing for them) and then calls ``after_batch`` (after a batch that held one
+of them: ``moved_by_any``); the maintenance job calls ``settle_due`` and ``after_batch``.
+Nothing here commits.
 
 | module | what |
 | --- | --- |
@@ -85,7 +86,7 @@ from .records import (
     new_id,
     period_end,
 )
-from .settlement import after_batch, last_settlement, settle, settle_due, settlements
+from .settlement import after_batch, last_settlement, moved_by_any, settle, settle_due, settlements
 
 __all__ = [
     "FINAL",
@@ -112,6 +113,7 @@ __all__ = [
     "last_settlement",
     "left",
     "merchant_name",
+    "moved_by_any",
     "new_id",
     "of_customer",
     "owned",

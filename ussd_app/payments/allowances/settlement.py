@@ -191,6 +191,18 @@ def _renew(session, allowance: Allowance, from_state: str, now: datetime) -> boo
     return True
 
 
+# The kinds ``after_batch`` follows: the period's hold, and the settlement that posts or voids it.
+AFTER_BATCH_KINDS = frozenset(
+    {RequestKind.ALLOWANCE.value, RequestKind.ALLOWANCE_POST.value, RequestKind.ALLOWANCE_VOID.value}
+)
+
+
+def moved_by_any(kinds) -> bool:
+    """Whether a batch that executed requests of these kinds gave ``after_batch`` something to
+    do (the maintenance job runs it anyway, for what a batch's job left)."""
+    return not AFTER_BATCH_KINDS.isdisjoint(kinds)
+
+
 def after_batch(session, limit: int = 500) -> int:
     """After a batch executed: holds accepted -> ``active``; holds refused -> ``paused`` and
     the customer told; settlements posted -> the customer's one SMS, then the next hold. How

@@ -1,0 +1,132 @@
+"""A worker that takes the transfers and SMS queues in turn sends a batch's receipts in the
+batch's own job, in place of the SMS job the batch's commit rang (taken off its queue first, so
+one worker sends them, once); a worker kept for transfers leaves them to the SMS job.
+
+Real Redis and rq queues, the real local gateway, real worker processes where the worker's
+command line is what is tested."""
+
+import pytest
+from rq import Queue
+
+from tests.sms_helpers import agent_with_float, execute, gateway, outbox, person, send  # noqa: F401
+from tests.worker_helpers import finish, start_worker
+from ussd_app.extensions import db
+from ussd_app.queues import SMS_DOORBELL, SMS_QUEUE, TRANSFERS_QUEUE, Bell, get_queue, take_waiting
+from worker import jobs
+
+PAYEE = "+254712000222"
+
+
+@pytest.fixture
+def inline():
+    jobs.send_receipts_inline(True)
+    try:
+        yield
+    finally:
+        jobs.send_receipts_inline(False)
+
+
+@pytest.fixture
+def payer(app, redis):
+    """An agent with float, a customer to pay; no job or doorbell left from the set-up."""
+    agent = agent_with_float()
+    payee = person(PAYEE, "Wanjiru Kamau")
+    for name in (TRANSFERS_QUEUE, SMS_QUEUE):
+        get_queue(name).empty()
+    redis.delete(SMS_DOORBELL, "tuma:transfers:doorbell")
+    return agent, payee
+
+
+def sms_jobs() -> list[str]:
+    return [job.func_name for job in get_queue(SMS_QUEUE).get_jobs()]
+
+
+def test_the_batch_job_sends_its_receipts_and_leaves_no_sms_job(app, gateway, payer, inline):  # noqa: F811
+    agent, payee = payer
+    send(agent, payee, 500_00, kind="deposit")
+    assert execute() == 1
+    # Both receipts handed over by the batch's job; the SMS job its commit rang is gone.
+    assert {m.status for m in outbox()} == {"sent"}
+    assert gateway.inbox(PAYEE) and gateway.inbox(agent.phone)
+    assert sms_jobs() == []
+
+
+def test_without_it_the_receipts_wait_for_the_sms_job(app, gateway, payer):  # noqa: F811
+    agent, payee = payer
+    send(agent, payee, 500_00, kind="deposit")
+    assert execute() == 1
+    assert {m.status for m in outbox()} == {"pending"}
+    assert sms_jobs() == ["worker.jobs.send_sms"]
+    jobs.send_sms()
+    assert {m.status for m in outbox()} == {"sent"}
+
+
+def test_an_sms_job_another_worker_took_is_left_to_it(app, gateway, payer, redis, inline):  # noqa: F811
+    agent, payee = payer
+    # Another worker has dequeued the SMS job and not yet begun (its doorbell still set): the
+    # batch's commit rings nothing, and the batch's job must not send beside that job.
+    redis.set(SMS_DOORBELL, "1", ex=60)
+    send(agent, payee, 500_00, kind="deposit")
+    assert execute() == 1
+    assert {m.status for m in outbox()} == {"pending"}
+    assert gateway.inbox(PAYEE) == []
+    jobs.send_sms()  # that worker's job, when it runs
+    assert {m.status for m in outbox()} == {"sent"}
+    assert len(gateway.inbox(PAYEE)) == 1
+
+
+def test_a_job_of_another_kind_in_the_queue_is_put_back(app, redis):
+    queue = Queue(SMS_QUEUE, connection=redis)
+    other = queue.enqueue("bench.noop.noop")
+    queue.enqueue("worker.jobs.send_sms")
+    assert take_waiting(Bell.SMS) is None
+    assert queue.job_ids[0] == other.id
+    assert len(queue) == 2
+
+
+def test_one_waiting_job_is_taken_once(app, redis):
+    queue = Queue(SMS_QUEUE, connection=redis)
+    job = queue.enqueue("worker.jobs.send_sms")
+    assert take_waiting(Bell.SMS).id == job.id
+    assert take_waiting(Bell.SMS) is None  # the second taker (another worker) finds none
+    assert len(queue) == 0
+    assert not redis.exists(job.key)  # no queued job left behind in Redis
+
+
+def test_a_worker_on_both_queues_runs_no_sms_job_for_a_batch(app, gateway, payer):  # noqa: F811
+    agent, payee = payer
+    send(agent, payee, 500_00, kind="deposit")
+    db.session.remove()
+    output = finish(start_worker("--burst"))
+    assert {m.status for m in outbox()} == {"sent"}, output
+    assert "worker.jobs.send_sms" not in output  # no SMS job was run: the batch's job sent them
+
+
+def test_a_worker_kept_for_transfers_leaves_the_receipts_to_the_sms_job(app, gateway, payer):  # noqa: F811
+    agent, payee = payer
+    send(agent, payee, 500_00, kind="deposit")
+    db.session.remove()
+    output = finish(start_worker("--burst", "--queues", TRANSFERS_QUEUE))
+    assert {m.status for m in outbox()} == {"pending"}, output
+    assert sms_jobs() == ["worker.jobs.send_sms"]
+
+
+def test_receipts_sent_in_the_batch_job_count_as_an_sms_job_in_metrics(app, client, gateway, payer, inline):  # noqa: F811
+    from tests.test_ops_metrics import samples, value
+
+    agent, payee = payer
+    send(agent, payee, 500_00, kind="deposit")
+    before = samples(client)
+    assert execute() == 1
+    after = samples(client)
+    # An operator's dashboard sees the SMS job it replaced: one run, and its wait in the queue.
+    assert (
+        value(after, "tuma_jobs_total", job="send_sms", result="ok")
+        - value(before, "tuma_jobs_total", job="send_sms", result="ok")
+        == 1
+    )
+    assert (
+        value(after, "tuma_job_queue_wait_seconds_count", job="send_sms")
+        - value(before, "tuma_job_queue_wait_seconds_count", job="send_sms")
+        == 1
+    )
