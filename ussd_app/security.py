@@ -47,7 +47,8 @@ import ipaddress
 import logging
 import time
 
-from flask import Response, current_app, has_request_context, request
+from flask import Response, current_app, request
+from flask.globals import _cv_request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import phones
@@ -254,12 +255,13 @@ def _defer_rate(req, endpoint: str | None, view) -> bool:
 def deferred_rate() -> tuple[str, int, int] | None:
     """(key, limit, seconds the key lives) of this USSD hop's one-minute window, when the guard
     left the counting to the hop; None when there is nothing to count (no limit set)."""
-    if not has_request_context():
+    ctx = _cv_request.get(None)  # has_request_context(), and the request and app behind it
+    if ctx is None:
         return None
-    per_minute = current_app.config.get("WEBHOOK_RATE_PER_MINUTE")
+    per_minute = ctx.app.config.get("WEBHOOK_RATE_PER_MINUTE")
     if not per_minute:
         return None
-    environ = request.environ
+    environ = ctx.request.environ
     if not environ.get(_RATE_DEFERRED):
         return None
     return window_key(environ[_CALLER_PHONE]), per_minute, 2 * 60  # read by the guard (_defer_rate)
