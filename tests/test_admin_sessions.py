@@ -153,3 +153,27 @@ def test_production_cookies_are_secure_httponly_and_samesite(app):
     operator(email="dev@tuma.example")
     cookie = login(dev, email="dev@tuma.example", password=PASSWORD).headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def test_only_the_back_office_reads_or_writes_its_cookie(client, app, redis):
+    """The browser sends the back office's cookie to every path of the site; a webhook or API
+    request with it neither refreshes nor clears it (no Set-Cookie, no "Vary: Cookie"), and
+    the operator is still signed in after it. /admin still reads and refreshes it."""
+    app.config["PERMANENT_SESSION_LIFETIME"] = 3600
+    operator()
+    login(client)
+    cookie = client.get_cookie("session").value
+    hop = client.post("/ussd", data={"sessionId": "s1", "phoneNumber": "0711000001", "text": ""})
+    assert hop.status_code == 200 and hop.get_data(as_text=True).startswith(("CON", "END"))
+    assert "Set-Cookie" not in hop.headers and "Cookie" not in hop.headers.get("Vary", "")
+    assert client.get("/nowhere").headers.get("Set-Cookie") is None
+    assert client.get_cookie("session").value == cookie
+    page = client.get("/admin/accounts")
+    assert page.status_code == 200 and "Cookie" in page.headers.get("Vary", "")
+    # Signed out, a webhook hop does not sign anyone in again or bring the cookie back.
+    client.set_cookie("session", "not a signed value")
+    assert (
+        "Set-Cookie"
+        not in client.post("/ussd", data={"sessionId": "s2", "phoneNumber": "0711000001"}).headers
+    )
+    assert client.get("/admin/accounts").status_code == 302

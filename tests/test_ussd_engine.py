@@ -1,10 +1,14 @@
 """The menu engine on a toy flow: it pages, goes back and home, re-asks with a reason, runs
 steps, and never keeps a secret. It knows nothing about money, so neither does this test."""
 
+import copy
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ussd_app.ussd import gsm7
-from ussd_app.ussd.engine import RESUME, Choice, Context, Engine, Option, Retry, Screen, Step
+from ussd_app.ussd.engine import RESUME, Choice, Context, Engine, Option, Retry, Screen, Step, _copied
 
 FRUITS = [[f"f{i}", f"Fruit number {i:02d} with a long enough name"] for i in range(1, 13)]
 
@@ -103,3 +107,26 @@ def test_resume_snapshot_leaves_out_session_only_keys(engine):
     assert conv2.state == RESUME and "1. Yes" in offer.text
     assert engine.handle(conv2, ctx2, "1").text == "Say a word"
     assert engine.handle(conv2, ctx2, "0").text.startswith("Toy")
+
+
+_JSONISH = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), _JSONISH, max_size=6))
+def test_the_mark_a_screen_keeps_is_a_deep_copy_of_the_data(data):
+    """Where "0" comes back to: equal to the data, sharing nothing that could change with it
+    (the same as copy.deepcopy, also for lists and dicts in the data)."""
+    mark = _copied(data)
+    assert mark == copy.deepcopy(data) and mark is not data
+    for key, value in data.items():
+        if isinstance(value, (list, dict)):
+            assert mark[key] is not value
+    data["added after"] = 1
+    assert "added after" not in mark

@@ -8,6 +8,7 @@ from flask import Flask
 
 from . import country
 from .config import Config
+from .forms import TumaRequest
 
 
 class Tuma(Flask):
@@ -15,7 +16,12 @@ class Tuma(Flask):
     every hook and view on every request (five times for a USSD hop, each an
     ``inspect.iscoroutinefunction``), and a function's answer never changes. Flask's docs name
     ``ensure_sync`` as the method to override; anything but a plain function defined once is
-    asked as before (a bound method or a closure is a new object each time)."""
+    asked as before (a bound method or a closure is a new object each time).
+
+    Its requests read a URL-encoded form the short way (``forms.py``: the same fields, limits
+    and refusals as Werkzeug's)."""
+
+    request_class = TumaRequest
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

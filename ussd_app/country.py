@@ -25,7 +25,7 @@ English being its languages (a new language needs its own catalogues, ``i18n.py`
 from dataclasses import dataclass, field
 
 import phonenumbers
-from flask import current_app, has_app_context
+from flask.globals import _cv_app  # the context variable behind current_app (see ``languages``)
 
 DEFAULT_COUNTRY = "KE"
 
@@ -245,7 +245,8 @@ def profile(code: str | None = None) -> Profile:
     """The profile of ``code`` (the app's ``COUNTRY`` when None, ``DEFAULT_COUNTRY`` outside an
     app); UnknownCountry when there is none."""
     if code is None:
-        code = current_app.config.get("COUNTRY", DEFAULT_COUNTRY) if has_app_context() else DEFAULT_COUNTRY
+        ctx = _cv_app.get(None)
+        code = ctx.app.config.get("COUNTRY", DEFAULT_COUNTRY) if ctx is not None else DEFAULT_COUNTRY
     try:
         return PROFILES[code]
     except KeyError:
@@ -304,9 +305,11 @@ def _check_overrides(config) -> None:
 
 def languages() -> tuple[str, ...]:
     """The languages this service offers; the first is spoken to strangers."""
-    # (flask imported at the top: an import statement here ran on every message translated,
-    # eight times a menu hop)
-    offered = current_app.config.get("LANGUAGES") if has_app_context() else None
+    # Every message translated asks (eight times a menu hop): the app context is read from
+    # Flask's context variable once, what ``has_app_context()`` and ``current_app.config``
+    # would each read again through their proxies.
+    ctx = _cv_app.get(None)
+    offered = ctx.app.config.get("LANGUAGES") if ctx is not None else None
     return tuple(offered or profile().languages)
 
 

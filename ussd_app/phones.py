@@ -51,6 +51,18 @@ def _parse(raw: str, region: str, mobile: bool) -> str:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhone(raw) from exc
+    if mobile and _plain(number):
+        # One number-type computation answers both questions: it is UNKNOWN exactly when
+        # is_valid_number is false (both look the number's region up by its calling code and
+        # test its national number against that region's patterns), and the E.164 text read
+        # back would be this same number (``_plain``), so its type and region are these.
+        kind = phonenumbers.number_type(number)
+        if kind == phonenumbers.PhoneNumberType.UNKNOWN:
+            raise InvalidPhone(raw)
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        if phonenumbers.region_code_for_number(number) != region or kind not in _MOBILE_TYPES:
+            raise NotLocalMobile(raw)
+        return e164
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone(raw)
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
@@ -62,6 +74,24 @@ def _parse(raw: str, region: str, mobile: bool) -> str:
         ):
             raise NotLocalMobile(raw)
     return e164
+
+
+def _plain(number: phonenumbers.PhoneNumber) -> bool:
+    """Whether parsing ``number``'s E.164 text again (what the general path of ``_parse`` does
+    before asking its region and type) gives this very number: no extension (E.164 drops it),
+    no Italian leading zero, and a national number in which that parse would find no national
+    prefix to strip (it tries one on every number, "+" or not: the calling code's main
+    region's ``national_prefix_for_parsing``). Anything else takes the general path."""
+    if number.extension is not None or number.italian_leading_zero:
+        return False
+    code = number.country_code
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+        code, phonenumbers.region_code_for_country_code(code)
+    )
+    if metadata is None:
+        return False
+    prefix = metadata.national_prefix_for_parsing
+    return not prefix or re.match(prefix, str(number.national_number)) is None
 
 
 class NotLocalMobile(InvalidPhone):

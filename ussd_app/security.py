@@ -47,7 +47,8 @@ import ipaddress
 import logging
 import time
 
-from flask import Response, current_app, has_request_context, request
+from flask import Response, current_app, request
+from flask.globals import _cv_request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import phones
@@ -174,7 +175,8 @@ def init_app(app) -> None:
 
 
 def _view():
-    return current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    endpoint = request.endpoint
+    return current_app.view_functions.get(endpoint) if endpoint else None
 
 
 def _refuse(status: int, text: str, ussd_text: str | None = None) -> Response:
@@ -191,25 +193,32 @@ def _too_large(_exc):
 
 
 def _guard():
-    if request.blueprint not in PROTECTED_BLUEPRINTS:
+    # The request, the app and the view looked up once (each proxy access is a few calls,
+    # and this runs before every request).
+    req = request._get_current_object()
+    if req.blueprint not in PROTECTED_BLUEPRINTS:
         return None
-    config = current_app.config
+    app = current_app._get_current_object()
+    config = app.config
     limit = config.get("WEBHOOK_MAX_BODY_BYTES")
     if limit:
-        request.max_content_length = limit  # also caps a body sent without Content-Length
-        if request.content_length is not None and request.content_length > limit:
+        req.max_content_length = limit  # also caps a body sent without Content-Length
+        length = req.content_length
+        if length is not None and length > limit:
             return _too_large(None)
-    gateway = getattr(_view(), "ussd_gateway", None)  # looked up once for both settings
+    endpoint = req.endpoint
+    view = app.view_functions.get(endpoint) if endpoint else None
+    gateway = getattr(view, "ussd_gateway", None)  # looked up once for both settings
     allowed = _setting(config, "ALLOWED_IPS", gateway)
     if allowed and not _ip_allowed(allowed):
-        log.warning("webhook refused: address not allowed (%s)", request.endpoint)
+        log.warning("webhook refused: address not allowed (%s)", endpoint)
         return _refuse(403, "forbidden")
     secret = _setting(config, "SECRET", gateway)
     if secret and not _has_secret(secret):
-        log.warning("webhook refused: missing or wrong secret (%s)", request.endpoint)
+        log.warning("webhook refused: missing or wrong secret (%s)", endpoint)
         return _refuse(403, "forbidden")
     per_minute = config.get("WEBHOOK_RATE_PER_MINUTE")
-    if per_minute and not _defer_rate() and _over_rate(per_minute):
+    if per_minute and not _defer_rate(req, endpoint, view) and _over_rate(per_minute):
         from . import country
         from .i18n import t
 
@@ -224,33 +233,38 @@ _RATE_DEFERRED = "tuma.rate_deferred"  # request.environ: the hop itself counts 
 _COUNTS_ITS_OWN = "ussd.ussd"
 
 
-def _defer_rate() -> bool:
+def _defer_rate(req, endpoint: str | None, view) -> bool:
     """A USSD hop from a valid number is counted by the hop itself, in the round trip that
     takes its session (``sessions.locked``), rather than in one of its own here: same key,
-    same window, same limit, still before anything is done. Anything else is counted here."""
-    if request.endpoint != _COUNTS_ITS_OWN:
+    same window, same limit, still before anything is done. Anything else is counted here.
+    (``req``, ``endpoint``, ``view``: the guard's request, its endpoint and view.)"""
+    if endpoint != _COUNTS_ITS_OWN:
         return False
     try:
-        phone = caller_phone()
+        phone = _caller_phone(req, view)
     except RequestEntityTooLarge:
         raise
     except Exception:  # an unreadable form: counted (or not) by _over_rate, as before
         return False
     if phone is None:
         return False  # counted against the address, here
-    request.environ[_RATE_DEFERRED] = True
+    req.environ[_RATE_DEFERRED] = True
     return True
 
 
 def deferred_rate() -> tuple[str, int, int] | None:
     """(key, limit, seconds the key lives) of this USSD hop's one-minute window, when the guard
     left the counting to the hop; None when there is nothing to count (no limit set)."""
-    if not has_request_context():
+    ctx = _cv_request.get(None)  # has_request_context(), and the request and app behind it
+    if ctx is None:
         return None
-    per_minute = current_app.config.get("WEBHOOK_RATE_PER_MINUTE")
-    if not per_minute or not request.environ.get(_RATE_DEFERRED):
+    per_minute = ctx.app.config.get("WEBHOOK_RATE_PER_MINUTE")
+    if not per_minute:
         return None
-    return window_key(caller_phone()), per_minute, 2 * 60
+    environ = ctx.request.environ
+    if not environ.get(_RATE_DEFERRED):
+        return None
+    return window_key(environ[_CALLER_PHONE]), per_minute, 2 * 60  # read by the guard (_defer_rate)
 
 
 def over_deferred_rate() -> bool:
@@ -374,13 +388,23 @@ def caller_phone() -> str | None:
     is missing or not a mobile number of our own country (``phones.normalize_mobile``). Every
     per-phone count, and the views, use this number, never the raw string."""
     # Kept on the request itself (not ``g``: an app context can outlive one request).
-    environ = request.environ  # (the proxy looked through once: this runs three times a hop)
+    req = request._get_current_object()  # (the proxy looked through once: this runs three times a hop)
+    found = req.environ.get(_CALLER_PHONE, _UNREAD)
+    return _caller_phone(req, _view()) if found is _UNREAD else found
+
+
+_UNREAD = object()
+
+
+def _caller_phone(req, view) -> str | None:
+    """``caller_phone`` for the request ``req`` whose view is ``view``."""
+    environ = req.environ
     if _CALLER_PHONE not in environ:
-        reader = getattr(_view(), "raw_caller", None)  # a gateway that posts JSON says where
+        reader = getattr(view, "raw_caller", None)  # a gateway that posts JSON says where
         if reader is not None:
             raw = reader()
         else:
-            form = request.form
+            form = req.form
             raw = (form.get("phoneNumber") or form.get("from") or "").strip()
         try:
             environ[_CALLER_PHONE] = phones.normalize_mobile(raw)

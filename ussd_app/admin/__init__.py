@@ -16,14 +16,16 @@ import functools
 import logging
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import NullSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError
 
 from ..extensions import db
 from . import operator_sessions
 
-bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+ADMIN_PREFIX = "/admin"
+ADMIN_PATHS = ADMIN_PREFIX + "/"  # and the pages under it (not "/administrator")
+bp = Blueprint("admin", __name__, url_prefix=ADMIN_PREFIX, template_folder="templates")
 
 SESSION_KEY = "admin_session"  # the cookie's only back-office entry: a random token
 
@@ -95,13 +97,32 @@ def _no_store(response):
     return response
 
 
+class _NoSession(NullSession):
+    """The session outside the back office: empty, read-only, never saved. Only /admin signs
+    anyone in or keeps a CSRF token; writing to it elsewhere is a mistake, said so."""
+
+    def _fail(self, *args, **kwargs):
+        raise RuntimeError("the signed-cookie session is the back office's: only /admin opens one")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _fail
+    del _fail
+
+
 class _CookieSessions(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions (the back office's sign-in), opened without building a
-    signer when the request carries no session cookie: every webhook hop (USSD, SMS,
-    the API) came with none and paid for one (itsdangerous' serializer, ~70 calls a
-    request). With a cookie, and for saving, exactly Flask's."""
+    """Flask's signed-cookie sessions, for the back office only (its sign-in and CSRF token).
+
+    A request outside /admin (every USSD hop, SMS callback, API call) gets ``_NoSession``: its
+    cookie is not read and nothing is saved (Flask skips saving a null session), where Flask
+    would read the cookie header, open a session and, after the view, ask seven cookie
+    settings to decide to write nothing. The cookie is sent to every path of the site, but
+    only /admin reads or changes it: there the session is exactly Flask's, cookie rules,
+    signing, refresh and "Vary: Cookie" included (opened without building a signer when the
+    request carries no session cookie)."""
 
     def open_session(self, app, request):
+        path = request.path
+        if not (path == ADMIN_PREFIX or path.startswith(ADMIN_PATHS)):
+            return _NoSession()  # a NullSession: Flask never saves it
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()  # what Flask answers for no cookie, signer aside
         return super().open_session(app, request)

@@ -169,35 +169,41 @@ def listen() -> None:
 # -- request hooks -----------------------------------------------------------------------
 
 
+# (Each hook looks ``g`` and ``request`` up once: a proxy access is a few calls, and these run
+# on every request.)
+
+
 def _before_request() -> None:
-    g.trace_id = new_trace_id(request.headers.get("X-Request-Id"))
-    g.trace_id_token = trace_id_var.set(g.trace_id)
-    g.request_started = time.perf_counter()
+    ctx_g = g._get_current_object()
+    ctx_g.trace_id = trace_id = new_trace_id(request.headers.get("X-Request-Id"))
+    ctx_g.trace_id_token = trace_id_var.set(trace_id)
+    ctx_g.request_started = time.perf_counter()
 
 
 def _after_request(response):
-    response.headers["X-Request-Id"] = g.get("trace_id", "")
+    ctx_g = g._get_current_object()
+    response.headers["X-Request-Id"] = ctx_g.get("trace_id", "")
     endpoint = request.endpoint or "unmatched"
-    started = g.get("request_started")
+    started = ctx_g.get("request_started")
     if started is not None:
         metrics.observe_request(endpoint, response.status_code, time.perf_counter() - started)
     if endpoint == "ussd.ussd":
-        _observe_ussd(response)
-    elif endpoint.startswith("ussd.gateway_") and g.get("ussd_outcome"):
+        _observe_ussd(response, ctx_g)
+    elif endpoint.startswith("ussd.gateway_") and ctx_g.get("ussd_outcome"):
         # Another gateway's JSON: its view says whether the session goes on (ussd/gateways/).
-        metrics.observe_ussd(g.get("ussd_screen", "none"), g.ussd_outcome)
+        metrics.observe_ussd(ctx_g.get("ussd_screen", "none"), ctx_g.ussd_outcome)
     return response
 
 
-def _observe_ussd(response) -> None:
+def _observe_ussd(response, ctx_g) -> None:
     """The screen the hop left the session on (the view sets ``g.ussd_screen``), and con or end."""
     body = response.get_data()[:4]
     outcome = "con" if body.startswith(b"CON") else "end"
-    metrics.observe_ussd(g.get("ussd_screen", "none"), outcome)
+    metrics.observe_ussd(ctx_g.get("ussd_screen", "none"), outcome)
 
 
 def _teardown_request(exc) -> None:
-    token = g.pop("trace_id_token", None)
+    token = g._get_current_object().pop("trace_id_token", None)
     if token is not None:
         try:
             trace_id_var.reset(token)

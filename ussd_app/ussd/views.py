@@ -201,7 +201,9 @@ def close(session_id: str, phone: str) -> bool:
 
 def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float | None, dialled: str) -> str:
     session_id, phone, stored = hold.session_id, hold.phone, hold.stored
-    if current_app.config["USSD_TARIFF_CACHE"]:
+    config = current_app.config  # (looked up once: a proxy access is a few calls)
+    caller_cache = config["USSD_CALLER_CACHE"]
+    if config["USSD_TARIFF_CACHE"]:
         tariffs.trust(hold.tariff_stamp)  # a quote in this hop may use this process's copy (hop() forgets)
     digest = sessions.text_digest(session_id, repeat_key)
     if stored is not None:
@@ -218,7 +220,7 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
             # (or dropped) once. Taken for an input, its last part (a PIN in the dial string)
             # would be typed on the screen the person stands on: the screen again, nothing else.
             return stored.last_reply or "END"
-    facts, ctx_user = _caller(hold, phone)
+    facts, ctx_user = _caller(hold, phone, caller_cache)
     data = stored.data if stored else {}
     offered = hold.resume if stored is None else stored.conversation.resume
     if offered is not None and already_recorded(offered):
@@ -265,9 +267,10 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
         reply = engine.handle(conversation, ctx, newest)
     if db.session().in_transaction():  # a menu hop that read nothing has nothing to commit
         db.session.commit()
-    g.ussd_committed = True
+    ctx_g = g._get_current_object()
+    ctx_g.ussd_committed = True
     body = reply.body
-    g.ussd_screen = conversation.state  # for the metrics (ops/tracing.py)
+    ctx_g.ussd_screen = conversation.state  # for the metrics (ops/tracing.py)
     snapshot = engine.snapshot(conversation, ctx) if conversation.state != RESUME else None
     hold.save(
         sessions.StoredSession(
@@ -276,7 +279,7 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
             data=ctx.data,
             last_text=digest,
             last_reply=body,
-            caller=facts.to_json() if current_app.config["USSD_CALLER_CACHE"] else None,
+            caller=facts.to_json() if caller_cache else None,
             answered_at=time.time(),
             first_text=(digest if dialled else None) if stored is None else stored.first_text,
         ),
@@ -287,12 +290,12 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
     return body
 
 
-def _caller(hold: sessions.Hold, phone: str) -> tuple[Facts, dict]:
+def _caller(hold: sessions.Hold, phone: str, cache: bool) -> tuple[Facts, dict]:
     """The caller's facts, and how the flows get the caller's row: the facts the session kept
-    while they hold (``caller.py``), the row then loaded only if a flow asks for it; else
-    the row read now, and the facts from it."""
+    while they hold (``caller.py``; ``cache``: ``USSD_CALLER_CACHE``), the row then loaded
+    only if a flow asks for it; else the row read now, and the facts from it."""
     stored = hold.stored
-    if stored is not None and current_app.config["USSD_CALLER_CACHE"]:
+    if stored is not None and cache:
         facts = Facts.from_json(stored.caller)
         if facts is not None and facts.fresh(hold.caller_token):
             if not facts.registered:
