@@ -229,7 +229,7 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
         lang = data.get("lang") or ((offered or {}).get("data") or {}).get("lang") or country.first_language()
     home, who = (
         _home_for(facts),
-        dict(role=facts.role, account_id=facts.account_id, tier=facts.tier, **ctx_user),
+        dict(role=facts.role, account_id=facts.account_id, tier=facts.tier, caller=facts, **ctx_user),
     )
     ctx = Context(phone=phone, lang=lang, home=home, data=data, **who)
     walked = False
@@ -289,17 +289,19 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
 
 def _caller(hold: sessions.Hold, phone: str) -> tuple[Facts, dict]:
     """The caller's facts, and how the flows get the caller's row: the facts the session kept
-    while they hold (``caller.py``), the row then loaded only if a flow asks for it; else
-    the row read now, and the facts from it."""
+    while they hold (``caller.py``), else read now (one statement: ``Facts.read``); either
+    way the row is loaded only if a flow asks for it (``ctx.user``), in the hop's session."""
     stored = hold.stored
+    facts = None
     if stored is not None and current_app.config["USSD_CALLER_CACHE"]:
         facts = Facts.from_json(stored.caller)
-        if facts is not None and facts.fresh(hold.caller_token):
-            if not facts.registered:
-                return facts, {"user": None}
-            return facts, {"load_user": lambda: _load_user(facts.user_id, phone)}
-    user = find_by_phone(db.session, phone)
-    return Facts.of(user, hold.caller_token), {"user": user}
+        if facts is not None and not facts.fresh(hold.caller_token):
+            facts = None
+    if facts is None:
+        facts = Facts.read(db.session, phone, hold.caller_token)
+    if not facts.registered:
+        return facts, {"user": None}
+    return facts, {"load_user": lambda: _load_user(facts.user_id, phone)}
 
 
 def _load_user(user_id: int, phone: str):
