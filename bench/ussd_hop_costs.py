@@ -1,5 +1,7 @@
-"""What one USSD hop costs, counted rather than timed: SQL statements, database connection
-check-outs, Redis round trips and commands, and Python function calls, per kind of hop.
+"""What one USSD hop costs, counted rather than timed: SQL statements, round trips to the
+database (statements, pre-pings, BEGIN and COMMIT), connection check-outs, Redis round trips
+and commands, and Python function calls, per kind of hop. A menu hop's reads
+(``ussd_app/reads.py``, their own engine) are counted with the session's.
 
     REDIS_URL=redis://127.0.0.1:6379/11 python bench/ussd_hop_costs.py [--conversations 30] [--pin]
 
