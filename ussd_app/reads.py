@@ -48,17 +48,15 @@ def init_app(app, url, options: dict) -> None:
     """Make the hop reads' engine for a PostgreSQL app (``url`` and the main engine's
     ``options``: the same server, the same connection settings; no connection is opened
     until a hop reads)."""
-    app.extensions[ENGINE] = create_engine(
-        url,
-        **{
-            **options,
-            "pool_pre_ping": False,  # a dropped connection is found by the read itself: retried
-            "isolation_level": "AUTOCOMMIT",  # one statement, no BEGIN/COMMIT
-            "pool_reset_on_return": None,  # nothing to roll back in autocommit
-            "pool_size": POOL_SIZE,
-            "max_overflow": MAX_OVERFLOW,
-        },
-    )
+    options = {
+        **options,
+        "pool_pre_ping": False,  # a dropped connection is found by the read itself: retried
+        "isolation_level": "AUTOCOMMIT",  # one statement, no BEGIN/COMMIT
+        "pool_reset_on_return": None,  # nothing to roll back in autocommit
+    }
+    if "poolclass" not in options:  # a pool of the configuration's own kind is left as it is
+        options.update(pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
+    app.extensions[ENGINE] = create_engine(url, **options)
 
 
 def engine(app=None):
