@@ -1,5 +1,7 @@
-"""What one USSD hop costs, counted rather than timed: SQL statements, database connection
-check-outs, Redis round trips and commands, and Python function calls, per kind of hop.
+"""What one USSD hop costs, counted rather than timed: SQL statements, round trips to the
+database (statements, pre-pings, BEGIN and COMMIT), connection check-outs, Redis round trips
+and commands, and Python function calls, per kind of hop. A menu hop's reads
+(``ussd_app/reads.py``, their own engine) are counted with the session's.
 
     REDIS_URL=redis://127.0.0.1:6379/11 python bench/ussd_hop_costs.py [--conversations 30] [--pin]
 
@@ -50,11 +52,12 @@ class Counts:
     """Counters the hooks below add to; ``take`` reads and zeroes them."""
 
     def __init__(self):
-        self.sql = self.checkouts = self.redis_trips = self.redis_commands = 0
+        self.sql = self.trips = self.checkouts = self.redis_trips = self.redis_commands = 0
 
     def take(self) -> dict:
         out = dict(
             sql=self.sql,
+            trips=self.trips,
             checkouts=self.checkouts,
             redis_trips=self.redis_trips,
             redis_cmds=self.redis_commands,
@@ -63,17 +66,45 @@ class Counts:
         return out
 
 
-def instrument(engine, counts: Counts) -> None:
+def instrument(engine, counts: Counts, *, autocommit: bool = False, redis: bool = True) -> None:
+    """Count ``engine``'s statements, check-outs and round trips to the database: each
+    statement, each pre-ping, and (unless the engine is in autocommit mode, ``reads.py``) the
+    BEGIN psycopg sends before a transaction's first statement and the COMMIT or ROLLBACK
+    that ends a transaction that sent one."""
     from redis import connection
     from sqlalchemy import event
 
+    began: set[int] = set()  # connections whose transaction has sent its BEGIN
+
     @event.listens_for(engine, "before_cursor_execute")
-    def _sql(*_args, **_kw):
+    def _sql(conn, *_args, **_kw):
         counts.sql += 1
+        counts.trips += 1
+        if not autocommit and conn.in_transaction() and id(conn) not in began:
+            began.add(id(conn))
+            counts.trips += 1  # BEGIN
+
+    def _end(conn, *_args):
+        if id(conn) in began:
+            began.discard(id(conn))
+            counts.trips += 1  # COMMIT or ROLLBACK
+
+    event.listen(engine, "commit", _end)
+    event.listen(engine, "rollback", _end)
 
     @event.listens_for(engine.pool, "checkout")
     def _checkout(*_args, **_kw):
-        counts.checkouts += 1  # with pool_pre_ping: a ping round trip, and a COMMIT/ROLLBACK at return
+        counts.checkouts += 1
+
+    ping = engine.dialect.do_ping
+
+    def do_ping(dbapi_connection):
+        counts.trips += 1  # the pool's pre-ping
+        return ping(dbapi_connection)
+
+    engine.dialect.do_ping = do_ping
+    if not redis:
+        return
 
     send = connection.AbstractConnection.send_packed_command
 
@@ -292,7 +323,7 @@ def summary(found: dict) -> dict:
     return {
         label: {
             key: statistics.median(r[key] for r in rows)
-            for key in ("sql", "checkouts", "redis_trips", "redis_cmds", "calls", "us")
+            for key in ("sql", "trips", "checkouts", "redis_trips", "redis_cmds", "calls", "us")
             if key in rows[0]
         }
         for label, rows in found.items()
@@ -321,6 +352,10 @@ def main() -> int:
     from ussd_app.extensions import db
 
     logging.getLogger().addHandler(logging.FileHandler(os.devnull))  # production's JSON lines, unseen
+    try:
+        from ussd_app import reads
+    except ImportError:  # a tree from before the hop reads: the session only
+        reads = None
     app = create_app(
         {
             "SQLALCHEMY_DATABASE_URI": database_url(fresh_database(DATABASE)),
@@ -345,6 +380,9 @@ def main() -> int:
             app.extensions["redis"].flushdb()
             if not args.callgrind:  # callgrind counts the app alone, without these hooks
                 instrument(db.engine, counts)
+                hop_reads = reads.engine(app) if reads is not None else None
+                if hop_reads is not None:  # a menu hop's reads (ussd_app/reads.py): their own engine
+                    instrument(hop_reads, counts, autocommit=True, redis=False)
             # Warm up (imports, catalogues, the pool): one of each, not counted.
             measure(app, counts, "mix", args.users - 10, 1, args.users, args.pin, False)
             measure(app, counts, "walk", args.users - 9, 1, args.users, False, False)
@@ -378,20 +416,20 @@ def main() -> int:
         f"Per hop, median of {args.conversations} conversations each, in process (Flask test client, "
         f"{dialect} + Redis); cache off = every hop reads the caller from the database."
     )
-    header = "| hop | cache | SQL statements | DB check-outs | Redis round trips | Redis commands | Python calls | µs (noisy) |"
+    header = "| hop | cache | SQL statements | DB round trips | DB check-outs | Redis round trips | Redis commands | Python calls | µs (noisy) |"
     print(header)
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for kind in ("mix", "walk"):
         for label in results[(args.modes.split(",")[0], kind)]:
             for mode in args.modes.split(","):
                 row = results[(mode, kind)][label]
                 print(
-                    f"| {kind}: {label} | {mode} | {row['sql']:.0f} | {row['checkouts']:.0f} | {row['redis_trips']:.0f} "
+                    f"| {kind}: {label} | {mode} | {row['sql']:.0f} | {row['trips']:.0f} | {row['checkouts']:.0f} | {row['redis_trips']:.0f} "
                     f"| {row['redis_cmds']:.0f} | {row.get('calls', float('nan')):.0f} | {row['us']:.0f} |"
                 )
     for label, row in ((FLOOR, floor), (BARE, bare)):
         print(
-            f"| {label} | - | {row['sql']:.0f} | {row['checkouts']:.0f} | {row['redis_trips']:.0f} "
+            f"| {label} | - | {row['sql']:.0f} | {row['trips']:.0f} | {row['checkouts']:.0f} | {row['redis_trips']:.0f} "
             f"| {row['redis_cmds']:.0f} | {row.get('calls', float('nan')):.0f} | {row['us']:.0f} |"
         )
     for mode in args.modes.split(","):
@@ -401,7 +439,7 @@ def main() -> int:
                 f"{kind}, cache {mode}: per hop on average "
                 + ", ".join(
                     f"{key} {statistics.mean(r[key] for r in rows):.2f}"
-                    for key in ("sql", "checkouts", "redis_trips", "redis_cmds", "calls")
+                    for key in ("sql", "trips", "checkouts", "redis_trips", "redis_cmds", "calls")
                     if key in next(iter(rows))
                 )
             )

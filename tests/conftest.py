@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from devtools import create_app  # the service's app plus the simulator and the demo commands
 from tests import ussd_helpers
+from ussd_app import reads
 from ussd_app.config import database_url
 from ussd_app.extensions import db
 from ussd_app.ledger import ensure_house_accounts
@@ -94,6 +95,7 @@ def _dispose_engines():
     for app in _apps.values():
         with app.app_context():
             db.engine.dispose()
+        reads.dispose(app)
         app.extensions["redis"].close()
         app.extensions["redis_scripts"].close()
     if _gateway is not None:

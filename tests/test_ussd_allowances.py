@@ -306,6 +306,21 @@ def test_a_dropped_session_resumes_at_the_confirm_screen_and_no_pin_is_kept(redi
     assert leaks_in_redis(redis) == []
 
 
+def test_an_allowance_approved_meanwhile_is_never_continued(people):
+    """The offer to continue is checked against what was recorded (``views.already_recorded``):
+    a session offered a start the first session then approved ends instead of a second one."""
+    client = people.client
+    first = dial(client)
+    for value in (ALLOWANCES, "1", TILL, "100", "2"):
+        first.send(value)
+    second = Screens(client, JUMA)
+    assert is_resume_offer(second.dial())  # offered while still unfinished
+    first.send("1")
+    assert first.send(PIN).startswith("END Allowance to Mama Mboga active")
+    assert second.send("1") == "END What you started last time is already done. Check your SMS."
+    assert db.session.execute(select(func.count()).select_from(al.Allowance)).scalar_one() == 1
+
+
 # -- My approvals ----------------------------------------------------------------------------
 
 

@@ -6,10 +6,9 @@ that is about behaviour runs with the cache on and off: the answers are the same
 import json
 
 import pytest
-from sqlalchemy import event
 
 from tests.admin_helpers import login, operator, post
-from tests.ussd_helpers import CUSTOMER_MENU, Phone, options
+from tests.ussd_helpers import CUSTOMER_MENU, Phone, options, statements_sent
 from ussd_app import security
 from ussd_app.extensions import db
 from ussd_app.users import find_by_phone
@@ -69,13 +68,7 @@ def test_a_language_changed_in_another_session_is_spoken_at_the_next_hop(app, ca
 
 
 def test_a_menu_hop_reads_no_database_once_the_session_knows_its_caller(app, customer):
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args):
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with statements_sent() as statements:
         phone = Phone(app.test_client(), JUMA)
         phone.dial()
         assert statements  # the first hop reads the caller
@@ -83,26 +76,16 @@ def test_a_menu_hop_reads_no_database_once_the_session_knows_its_caller(app, cus
             statements.clear()
             assert phone.send(typed).startswith("CON ")
             assert statements == [], typed
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
 
 
 def test_without_the_cache_every_hop_reads_the_caller(app, customer, config):
     config(USSD_CALLER_CACHE=False)
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args):
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with statements_sent() as statements:
         phone = Phone(app.test_client(), JUMA)
         phone.dial()
         statements.clear()
         phone.send("2")
         assert any("FROM users" in s for s in statements)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
 
 
 def test_the_session_keeps_who_and_how_never_the_pin_or_its_hash(app, customer, redis):
@@ -118,7 +101,9 @@ def test_the_session_keeps_who_and_how_never_the_pin_or_its_hash(app, customer, 
         "seen",
         "at",
         "tier",
+        "has_pin",  # whether a PIN is set: a boolean, never the hash
     }
+    assert doc["caller"]["has_pin"] is True
     assert doc["caller"]["user_id"] == customer.id and doc["caller"]["role"] == "customer"
     assert doc["caller"]["account_id"] == customer.account_id
     assert customer.pin_hash not in json.dumps(doc)

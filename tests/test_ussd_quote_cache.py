@@ -9,10 +9,9 @@ with a cache that went stale: the first conversation fills it, the change comes 
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
 
 from tests.helpers import fund
-from tests.ussd_helpers import Phone
+from tests.ussd_helpers import Phone, statements_sent
 from ussd_app import create_app, tariffs
 from ussd_app.clock import utcnow
 from ussd_app.extensions import db
@@ -142,13 +141,8 @@ def test_an_amount_hop_with_the_tariff_cached_reads_only_todays_spending(app, ju
     confirm(client)  # fills the cache
     phone = Phone(client, JUMA)
     phone.dial(), phone.send("1"), phone.send(WANJIRU)
-    statements: list[str] = []
-    listener = lambda _c, _cur, statement, *_a: statements.append(statement)  # noqa: E731
-    event.listen(db.engine, "before_cursor_execute", listener)
-    try:
+    with statements_sent() as statements:
         assert DEFAULT_FEE in phone.send("1000")
-    finally:
-        event.remove(db.engine, "before_cursor_execute", listener)
     reads = [s for s in statements if s != "BEGIN IMMEDIATE"]  # SQLite's transaction, no read
     assert len(reads) == 1 and "transfer_requests" in reads[0], statements
 

@@ -2,7 +2,12 @@
 
 import itertools
 import re
+from contextlib import contextmanager
 
+from flask import current_app
+from sqlalchemy import event
+
+from ussd_app import reads
 from ussd_app.extensions import db
 from ussd_app.users import create_user
 
@@ -135,3 +140,22 @@ def available(account_id: int) -> int:
     from ussd_app.ledger import Account
 
     return db.session.get(Account, account_id, populate_existing=True).available
+
+
+@contextmanager
+def statements_sent():
+    """The SQL statements sent while inside (a list, filled as they go): by the app's session
+    and by a menu hop's reads (``ussd_app.reads``, their own engine on PostgreSQL)."""
+    sent: list[str] = []
+    engines = [db.engine] + [e for e in [reads.engine(current_app)] if e is not None]
+
+    def note(_conn, _cursor, statement, *_args):
+        sent.append(statement)
+
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield sent
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", note)

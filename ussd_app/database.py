@@ -14,6 +14,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 
+from . import reads
 from .extensions import db, migrate
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -236,6 +237,9 @@ def init_app(app) -> None:
         # Naive timestamps in the database are UTC, as they are on SQLite.
         options.setdefault("connect_args", {"options": "-c timezone=utc"})
     db.init_app(app)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        # A menu hop's one-statement reads: autocommit, no pre-ping (reads.py says why).
+        reads.init_app(app, app.config["SQLALCHEMY_DATABASE_URI"], app.config["SQLALCHEMY_ENGINE_OPTIONS"])
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     with app.app_context():
         if db.engine.dialect.name == "sqlite":

@@ -41,6 +41,7 @@ from flask import current_app
 from sqlalchemy import ARRAY, and_, any_, bindparam, case, func, select
 from sqlalchemy.orm import aliased
 
+from . import reads
 from .clock import utcnow
 from .database import among, is_postgres
 from .ledger.models import HOUSE_KINDS, Account, AccountFlags, Transfer
@@ -65,16 +66,17 @@ def start_of_today(now: datetime | None = None) -> datetime:
     return midnight.astimezone(UTC).replace(tzinfo=None)
 
 
-def spent_today(session, account_ids, now: datetime | None = None) -> dict[int, int]:
-    """Posted amount + fee per payer account since midnight, minor units (0 when nothing)."""
+def spent_today(session, account_ids, now: datetime | None = None, *, hop: bool = False) -> dict[int, int]:
+    """Posted amount + fee per payer account since midnight, minor units (0 when nothing).
+    ``hop``: a menu hop's read before the PIN (``reads.rows``: one round trip when ``session``
+    has no transaction open)."""
     ids = list(set(account_ids))
     if not ids:
         return {}
     since = start_of_today(now)
-    rows = session.execute(
-        _spent_statement(is_postgres(session)),
-        {"ids": ids, "since": since, "until": since + timedelta(days=1)},
-    )
+    statement = _spent_statement(is_postgres(session))
+    params = {"ids": ids, "since": since, "until": since + timedelta(days=1)}
+    rows = reads.rows(session, statement, params) if hop else session.execute(statement, params)
     spent = dict.fromkeys(ids, 0)
     spent.update({account_id: int(total) for account_id, total in rows})
     return spent
@@ -250,6 +252,14 @@ def over_limit(
 READ = "read"  # before_pin's payer_tier: not known, read it
 
 
+def tier_of(user) -> str | None:
+    """``before_pin``'s ``payer_tier`` of a holder whose row the caller has: their tier if a
+    customer, else None (no limits of a customer apply)."""
+    from .users import Role
+
+    return user.tier if user.role == Role.CUSTOMER.value else None
+
+
 def before_pin(
     session,
     kind: str,
@@ -265,8 +275,12 @@ def before_pin(
     ``kind`` credits them), for whichever of them is a customer. The worker's check_batch,
     under the accounts' locks, stays the final word; this only saves a refusal after the PIN.
     ``payer_tier``, when the caller knows it (a USSD hop's caller facts, kept fresh by
-    ``ussd/caller.py``): the payer customer's tier, or None for a payer who is no customer;
-    ``READ`` (the default) reads it."""
+    ``ussd/caller.py``, or the holder's row: ``tier_of``): the payer customer's tier, or None
+    for a payer who is no customer; ``READ`` (the default) reads it.
+
+    A menu hop's amount step knows the payer's tier and names no payee: its one statement is
+    today's spending, a hop read (``reads``: one round trip when the hop has no transaction
+    open). The tiers (``READ``, a payee) and the payee's balance are read in ``session``."""
     from .users import Role, User
 
     ids = {a for a in (payer_account_id, payee_account_id) if a is not None}
@@ -291,7 +305,7 @@ def before_pin(
     spent = payee_balance = 0
     if payer_account_id in tiers and kind in kinds.COUNTED_KINDS:
         payer = tier_limits(tiers[payer_account_id])
-        spent = spent_today(session, [payer_account_id])[payer_account_id]
+        spent = spent_today(session, [payer_account_id], hop=True)[payer_account_id]
     if payee_account_id in tiers and kind in kinds.CREDITED_KINDS:
         payee = tier_limits(tiers[payee_account_id])
         account = session.get(Account, payee_account_id)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String, bindparam, func, inspect, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from . import country, phones, pins
+from . import country, phones, pins, reads
 from .database import among
 from .extensions import db
 from .ledger import Account, AccountKind, open_account
@@ -110,14 +110,15 @@ _HOLDER = None
 
 
 def holder_by_phone(session, phone: str) -> Holder | None:
-    """``phone``'s holder (role, wallet, name) in one prebuilt statement; None if nobody's."""
+    """``phone``'s holder (role, wallet, name) in one prebuilt statement; None if nobody's. A
+    menu hop's read (``reads.first``: one round trip when ``session`` has no transaction open)."""
     global _HOLDER
     if _HOLDER is None:
         t = User.__table__
         _HOLDER = select(t.c.role, t.c.account_id, t.c.first_name, t.c.last_name).where(
             t.c.phone == bindparam("phone")
         )
-    row = session.execute(_HOLDER, {"phone": phone}).first()
+    row = reads.first(session, _HOLDER, {"phone": phone})
     return Holder(*row) if row is not None else None
 
 

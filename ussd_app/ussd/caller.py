@@ -4,10 +4,12 @@ A menu hop needs to know whether the number is registered, its holder's role (wh
 language (which words) and lock (a locked account is refused at once); a limit check before
 the PIN, the holder's wallet (``account_id``) and KYC tier. Reading them from the
 database on every hop cost a connection check-out, a query and a commit, most of a menu hop's
-work; so the first hop of a session reads them and the session's Redis value keeps them
-(``Facts``: never a PIN, nor its hash). The full row is read only when a flow touches
-``ctx.user`` (a step that looks something up or checks a PIN), and a PIN check always reads
-the row afresh and locks it (``pin_guard.check_pin``): no money moves on cached facts.
+work; so the first hop of a session reads them (``Facts.read``: one statement of plain
+columns, one round trip on PostgreSQL: ``reads.py``) and the session's Redis value keeps them
+(``Facts``: never a PIN, nor its hash; only whether one is set, which the home step asks). The
+full row is read only when a flow touches ``ctx.user`` (a step that looks something up or
+checks a PIN), in the hop's session, and a PIN check always reads the row afresh and locks it
+(``pin_guard.check_pin``): no money moves on cached facts.
 
 They must not outlive a change. Every commit that changes a user (a lock from the back office,
 the CLI or three wrong PINs, a new role, language, tier or PIN, a registration) replaces a
@@ -39,9 +41,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app, has_app_context
-from sqlalchemy import event, inspect
+from sqlalchemy import and_, bindparam, event, inspect, literal_column, select
 from sqlalchemy.orm import Session
 
+from .. import reads
 from ..clock import utcnow
 from ..users import User
 
@@ -76,21 +79,20 @@ class Facts:
     seen: str
     at: float
     tier: str | None = None  # the KYC tier: the limits said before the PIN (limits.before_pin)
+    # Whether a PIN is set (a customer an agent registered chooses one first: the home step).
+    # Only that: never the PIN, nor its hash.
+    has_pin: bool | None = None
 
     @classmethod
-    def of(cls, user: User | None, seen: str) -> Facts:
-        if user is None:
+    def read(cls, session, phone: str, seen: str) -> Facts:
+        """The facts of ``phone``'s holder, read now under the tokens ``seen``: one prebuilt
+        statement of plain columns (``reads.first``: one round trip on PostgreSQL), never the
+        row as an ORM object and never the PIN's hash, only whether there is one."""
+        row = reads.first(session, _statement(), {"phone": phone})
+        if row is None:
             return cls(None, None, None, None, None, seen, time.time())
-        return cls(
-            user.id,
-            user.account_id,
-            user.role,
-            user.language,
-            user.locked_until,
-            seen,
-            time.time(),
-            user.tier,
-        )
+        user_id, account_id, role, language, locked_until, tier, has_pin = row
+        return cls(user_id, account_id, role, language, locked_until, seen, time.time(), tier, bool(has_pin))
 
     @property
     def registered(self) -> bool:
@@ -115,6 +117,7 @@ class Facts:
             "seen": self.seen,
             "at": self.at,
             "tier": self.tier,
+            "has_pin": self.has_pin,
         }
 
     @classmethod
@@ -131,9 +134,25 @@ class Facts:
                 doc["seen"],
                 float(doc["at"]),
                 doc["tier"],  # facts kept before the tier was are read again
+                doc["has_pin"],  # and before whether a PIN is set was
             )
         except (TypeError, KeyError, ValueError):
             return None
+
+
+_FACTS = None
+
+
+def _statement():
+    """``Facts.read``'s one statement, built once (building it cost as much as running it)."""
+    global _FACTS
+    if _FACTS is None:
+        t = User.__table__
+        has_pin = and_(t.c.pin_hash.is_not(None), t.c.pin_hash != literal_column("''"))
+        _FACTS = select(
+            t.c.id, t.c.account_id, t.c.role, t.c.language, t.c.locked_until, t.c.tier, has_pin
+        ).where(t.c.phone == bindparam("phone"))
+    return _FACTS
 
 
 # -- the writers' side: a commit that changed a user replaces its token ------------------------

@@ -114,7 +114,9 @@ class Context:
     loaded by ``load_user`` the first time a flow asks, so a hop whose screens do not need it
     does not load it. ``phone`` is the caller's number in E.164 (a registered caller's is
     their row's); ``role``, ``account_id`` (their wallet) and ``tier`` are theirs too (None:
-    not registered), known without the row."""
+    not registered), known without the row, as is ``caller`` (what the web side knows of the
+    caller without the row, opaque to the engine; None when it knows nothing more). A flow that
+    changes the row asks the row afterwards: ``user_loaded`` says whether it is here."""
 
     def __init__(
         self,
@@ -129,9 +131,10 @@ class Context:
         role: str | None = None,
         account_id: int | None = None,
         tier: str | None = None,
+        caller: Any = None,
     ):
         self.phone, self.lang, self.home, self.role = phone, lang, home, role
-        self.account_id, self.tier = account_id, tier
+        self.account_id, self.tier, self.caller = account_id, tier, caller
         self.data = {} if data is None else data
         self.secret = secret
         self._user, self._load_user = user, load_user
@@ -145,6 +148,11 @@ class Context:
     @user.setter
     def user(self, value: Any) -> None:
         self._user, self._load_user = value, None
+
+    @property
+    def user_loaded(self) -> bool:
+        """Whether ``user`` is here (given, or loaded by a flow in this request)."""
+        return self._load_user is None
 
     def __repr__(self) -> str:  # never the secret
         return f"Context(phone={self.phone!r}, lang={self.lang!r}, home={self.home!r})"

@@ -12,9 +12,10 @@ import traceback
 
 from flask import Response, current_app, g, request
 from redis.exceptions import RedisError
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import country, phones, security, tariffs
+from .. import country, phones, reads, security, tariffs
 from ..extensions import db
 from ..i18n import t
 from ..payments import allowances, payment_requests
@@ -231,7 +232,7 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
         lang = data.get("lang") or ((offered or {}).get("data") or {}).get("lang") or country.first_language()
     home, who = (
         _home_for(facts),
-        dict(role=facts.role, account_id=facts.account_id, tier=facts.tier, **ctx_user),
+        dict(role=facts.role, account_id=facts.account_id, tier=facts.tier, caller=facts, **ctx_user),
     )
     ctx = Context(phone=phone, lang=lang, home=home, data=data, **who)
     walked = False
@@ -292,17 +293,20 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
 
 def _caller(hold: sessions.Hold, phone: str, cache: bool) -> tuple[Facts, dict]:
     """The caller's facts, and how the flows get the caller's row: the facts the session kept
-    while they hold (``caller.py``; ``cache``: ``USSD_CALLER_CACHE``), the row then loaded
-    only if a flow asks for it; else the row read now, and the facts from it."""
+    while they hold (``caller.py``; ``cache``: ``USSD_CALLER_CACHE``), else read now (one
+    statement: ``Facts.read``); either way the row is loaded only if a flow asks for it
+    (``ctx.user``), in the hop's session."""
     stored = hold.stored
+    facts = None
     if stored is not None and cache:
         facts = Facts.from_json(stored.caller)
-        if facts is not None and facts.fresh(hold.caller_token):
-            if not facts.registered:
-                return facts, {"user": None}
-            return facts, {"load_user": lambda: _load_user(facts.user_id, phone)}
-    user = find_by_phone(db.session, phone)
-    return Facts.of(user, hold.caller_token), {"user": user}
+        if facts is not None and not facts.fresh(hold.caller_token):
+            facts = None
+    if facts is None:
+        facts = Facts.read(db.session, phone, hold.caller_token)
+    if not facts.registered:
+        return facts, {"user": None}
+    return facts, {"load_user": lambda: _load_user(facts.user_id, phone)}
 
 
 def _load_user(user_id: int, phone: str):
@@ -312,32 +316,34 @@ def _load_user(user_id: int, phone: str):
 
 
 # The ids a flow mints at its confirm screen (kept in the session's data) and where the request
-# made under each is recorded: a snapshot holding one that is recorded is never offered back.
-def _transfer_recorded(request_id: str) -> bool:
-    return db.session.get(TransferRequest, request_id) is not None
-
-
-def _group_recorded(group_id: str) -> bool:
-    return bool(payment_requests.group(db.session, group_id))
-
-
-def _allowance_recorded(allowance_id: str) -> bool:
-    return db.session.get(allowances.Allowance, allowance_id) is not None
-
-
+# made under each is recorded (table, column): a snapshot holding one that is recorded is never
+# offered back. Asked by a prebuilt statement each, a hop read (``reads``: one round trip).
 MINTED_IDS = {
-    "transfer_id": _transfer_recorded,
-    "reversal_id": _transfer_recorded,
-    "group_id": _group_recorded,
-    "allowance_id": _allowance_recorded,
+    "transfer_id": (TransferRequest.__table__, "id"),
+    "reversal_id": (TransferRequest.__table__, "id"),
+    "group_id": (payment_requests.PaymentRequest.__table__, "group_id"),
+    "allowance_id": (allowances.Allowance.__table__, "id"),
 }
+_RECORDED: dict = {}  # (table, column): the statement that finds a row of that id
+
+
+def _recorded(table, column: str, minted: str) -> bool:
+    statement = _RECORDED.get((table.name, column))
+    if statement is None:
+        statement = _RECORDED[(table.name, column)] = (
+            select(table.c[column]).where(table.c[column] == bindparam("minted")).limit(1)
+        )
+    return reads.first(db.session, statement, {"minted": minted}) is not None
 
 
 def already_recorded(snapshot: dict) -> bool:
     """Whether the request a resume snapshot would complete was recorded already (by the
     session that dropped, or by another that resumed it): then there is nothing to continue."""
     data = snapshot.get("data") or {}
-    return any(isinstance(data.get(key), str) and recorded(data[key]) for key, recorded in MINTED_IDS.items())
+    return any(
+        isinstance(data.get(key), str) and _recorded(table, column, data[key])
+        for key, (table, column) in MINTED_IDS.items()
+    )
 
 
 def _int_or_none(raw: str | None) -> int | None:

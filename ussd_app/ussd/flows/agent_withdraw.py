@@ -114,7 +114,14 @@ class AgentWithdrawals:
         row = session.get(agent_withdrawals.WithdrawalApproval, key)
         if row is None or row.customer_account_id != user.account_id:
             return None
-        return limits.before_pin(session, "withdrawal", row.amount, row.fee, payer_account_id=user.account_id)
+        return limits.before_pin(
+            session,
+            "withdrawal",
+            row.amount,
+            row.fee,
+            payer_account_id=user.account_id,
+            payer_tier=limits.tier_of(user),
+        )
 
     def approve(self, session, user, key: str) -> bool:
         # "short": decided all the same (both are told by SMS that nothing was withdrawn).

@@ -132,7 +132,12 @@ class Allowances:
         if allowance is None or allowance.customer_phone != user.phone:
             return None
         return limits.before_pin(
-            session, HOLD_KIND, allowance.limit_amount, 0, payer_account_id=user.account_id
+            session,
+            HOLD_KIND,
+            allowance.limit_amount,
+            0,
+            payer_account_id=user.account_id,
+            payer_tier=limits.tier_of(user),
         )
 
     def approve(self, session, user, key: str) -> bool:

@@ -207,7 +207,10 @@ def pin_exits(at: str, **more) -> dict:
 
 def which_lock(ctx) -> str:
     """An operator's lock is lifted only by customer care, never by an agent: say which."""
-    return "by_tuma" if ctx.user is not None and is_operator_locked(ctx.user) else "pin"
+    # The caller's facts say it (locked_until) unless the hop has the row: a PIN check that
+    # just locked it, or no facts.
+    holder = ctx.user if ctx.user_loaded or ctx.caller is None else ctx.caller
+    return "by_tuma" if holder is not None and is_operator_locked(holder) else "pin"
 
 
 FLOW = {

@@ -7,10 +7,18 @@ from ..engine import N_, Option, Screen, Step
 
 
 def _needs_pin(ctx) -> bool:
-    if ctx.user is not None and not ctx.user.pin_hash:
-        ctx.data["first_name"] = ctx.user.first_name
-        return True
-    return False
+    """A registered caller without a PIN (an agent registered them) chooses one first. A PIN
+    set is taken from the caller's facts (whether there is one, never the hash: a home hop
+    reads no row) unless the hop has the row (a flow may have just set it); none set, from
+    the row, which the PIN screen's greeting needs anyway."""
+    facts = ctx.caller
+    if not ctx.user_loaded and facts is not None and facts.has_pin:
+        return False
+    user = ctx.user
+    if user is None or user.pin_hash:
+        return False
+    ctx.data["first_name"] = user.first_name
+    return True
 
 
 def customer_home(ctx) -> str:
@@ -20,7 +28,10 @@ def customer_home(ctx) -> str:
 def business_home(ctx) -> str:
     if _needs_pin(ctx):
         return "set_pin"
-    role = ctx.user.role if ctx.user is not None else None
+    if ctx.user_loaded or ctx.caller is None:
+        role = ctx.user.role if ctx.user is not None else None
+    else:
+        role = ctx.role  # the caller's facts: the row is not read for a menu
     return {Role.AGENT.value: "agent", Role.CAUSE.value: "cause"}.get(role, "merchant")
 
 

@@ -165,7 +165,12 @@ class PaymentRequests:
         kind = pr._payment(request, requester)[0].value
         shown = _valid(quote) or pr.quote(session, request)
         return limits.before_pin(
-            session, kind, request.amount, shown["fee"], payer_account_id=user.account_id
+            session,
+            kind,
+            request.amount,
+            shown["fee"],
+            payer_account_id=user.account_id,
+            payer_tier=limits.tier_of(user),
         )
 
     def decline(self, session, user, key: str) -> bool:
