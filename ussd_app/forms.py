@@ -42,7 +42,7 @@ class TumaRequest(Request):
             return
         stream = self._get_stream_for_parsing()  # limited to max_content_length: 413 past it
         body = stream.read()
-        if type(stream) is LimitedStream and stream.is_exhausted and self.content_length is None:
+        if self.content_length is None and type(stream) is LimitedStream and stream.is_exhausted:
             _past_the_cap(self.environ)
         try:
             pairs = _pairs(body.decode())
