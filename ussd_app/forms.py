@@ -14,6 +14,11 @@ neither ``max_form_memory_size`` nor ``max_form_parts`` to a URL-encoded body (o
 multipart): nothing is left out. A body that is not UTF-8 is an empty form, as Werkzeug's
 silent parser makes it. Any other content type (multipart, JSON) is Werkzeug's reading as it is.
 tests/test_forms.py compares the two on any body.
+
+One difference, on purpose: a body streamed without a Content-Length (chunked; the server,
+gunicorn, terminates the stream) and longer than the cap is too large here. Werkzeug's stream
+stops at the cap without a word when read whole, and its parser reads the body cut there: the
+fields after the cut dropped, the one cut read as its first part (``_past_the_cap``).
 """
 
 from urllib.parse import unquote
@@ -21,6 +26,8 @@ from urllib.parse import unquote
 import werkzeug.urls  # noqa: F401  (registers the "werkzeug.url_quote" error handler used below)
 from flask import Request
 from flask.globals import _cv_app
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import LimitedStream
 
 URLENCODED = "application/x-www-form-urlencoded"
 
@@ -34,8 +41,11 @@ class TumaRequest(Request):
             super()._load_form_data()
             return
         stream = self._get_stream_for_parsing()  # limited to max_content_length: 413 past it
+        body = stream.read()
+        if self.content_length is None and type(stream) is LimitedStream and stream.is_exhausted:
+            _past_the_cap(self.environ)
         try:
-            pairs = _pairs(stream.read().decode())
+            pairs = _pairs(body.decode())
         except ValueError:  # not UTF-8: FormDataParser (silent) answers empty forms
             pairs = []
         d = self.__dict__
@@ -49,6 +59,15 @@ class TumaRequest(Request):
             from flask.debughelpers import attach_enctype_error_multidict
 
             attach_enctype_error_multidict(self)
+
+
+def _past_the_cap(environ) -> None:
+    """A streamed body (no Content-Length) was read up to the cap, where Werkzeug's limited
+    stream stops reading without a refusal: one more byte from the server's stream says
+    whether the body went on past it. Then it is too large, as a body whose Content-Length
+    says so is (the same 413, the same refusal); a body exactly as long as the cap is read."""
+    if environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
 
 
 def _pairs(text: str) -> list[tuple[str, str]]:
