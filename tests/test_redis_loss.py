@@ -12,6 +12,7 @@ import hashlib
 import shutil
 
 import pytest
+import redis as redis_lib
 from sqlalchemy import func, select
 
 from tests.conftest import default_db_url, make_app, reset_data
@@ -184,3 +185,31 @@ def test_a_hop_whose_session_was_saved_but_the_answer_lost_goes_on(proxied_app, 
     assert asked.startswith("CON ") and "number" in asked, asked  # saved again: the same writes
     amount = phone.send("0712000222")  # the lock was let go: not "busy"
     assert amount.startswith("CON ") and "mount" in amount, amount
+
+
+def test_a_script_reply_that_came_too_late_is_never_read_as_another_hops(own_redis):
+    """As ``test_redis_sentinel``'s test of the same name, through ``REDIS_URL``: the scripts'
+    one held connection, given up on after a timeout, is closed, so its late reply is read by
+    no later hop (redis-py's plain connection closes itself; this keeps it so)."""
+    app = make_app(default_db_url(), REDIS_URL=own_redis.url, REDIS_SOCKET_TIMEOUT_SECONDS=0.3)
+    with app.app_context():
+        reset_data()
+        person(**CUSTOMER)
+        person(**SECOND_CUSTOMER)
+        client = app.test_client()
+        juma = Phone(client, "0712000111")
+        assert juma.walk("1").startswith("CON ")
+        admin = redis_lib.Redis.from_url(own_redis.url)
+        admin.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")  # the scripts wait
+        try:
+            assert juma.send("0712000222") == "END Sorry, we are busy. Please dial again."
+        finally:
+            admin.execute_command("CLIENT", "UNPAUSE")  # Juma's script runs now, and answers late
+            admin.close()
+        wanjiru = Phone(client, "0712000222")
+        home = wanjiru.dial()
+        assert home.startswith("CON ") and "Send money" in home, home
+        assert sessions.load(wanjiru.session_id).phone == SECOND_CUSTOMER["phone"]
+        again = wanjiru.send("2")
+        assert again.startswith("CON ") and "Send money" not in again, again
+        db.session.remove()

@@ -245,3 +245,41 @@ def test_a_script_reply_that_came_too_late_is_never_read_as_another_hops(sentine
     assert sessions.load(juma.session_id).phone == CUSTOMER["phone"]
     again = wanjiru.send("2")  # and the next hop gets its own answer too
     assert again.startswith("CON ") and "Send money" not in again, again
+
+
+def test_a_hop_after_a_switchover_reaches_the_new_primary_though_the_old_one_lives_on(
+    sentinel_app, sentinels
+):
+    """An operator's switchover (``SENTINEL FAILOVER``): the old primary is not dead but made a
+    replica. The scripts' client held its connection to it; the next hop's scripts must reach
+    the promoted one (never write to, or read a stale session from, the demoted one)."""
+    person(**CUSTOMER)
+    person(**SECOND_CUSTOMER)
+    client = sentinel_app.test_client()
+    r = sentinel_app.extensions["redis"]
+    phone = Phone(client, CUSTOMER["phone"])
+    phone.dial()
+    asked = phone.send("1")
+    assert asked.startswith("CON ") and "number" in asked, asked
+    assert r.execute_command("WAIT", 1, 5000) == 1
+
+    sentinel = redis_lib.Redis(port=sentinels.sentinel_ports[0])
+    try:
+        assert sentinel.sentinel_failover(MASTER)
+    finally:
+        sentinel.close()
+    _wait(lambda: sentinels.master_port() == sentinels.replica_port, "replica promoted", timeout=15)
+    old = redis_lib.Redis(port=sentinels.primary_port)
+    try:
+        _wait(lambda: old.info("replication")["role"] == "slave", "old primary demoted", timeout=15)
+    finally:
+        old.close()
+
+    body = phone.send("0" + SECOND_CUSTOMER["phone"][4:])
+    assert body.startswith("CON ") and "mount" in body, body
+    new = redis_lib.Redis(port=sentinels.replica_port, db=3)
+    try:
+        [key] = new.keys("tuma:ussd:session:*")
+        assert json.loads(new.get(key))["last_reply"] == body  # written on the new primary
+    finally:
+        new.close()
