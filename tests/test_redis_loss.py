@@ -9,6 +9,7 @@ through a proxy that loses one reply.
 """
 
 import hashlib
+import os
 import shutil
 
 import pytest
@@ -23,7 +24,7 @@ from tests.worker_helpers import run_burst_worker
 from ussd_app.extensions import db
 from ussd_app.ledger.check import check
 from ussd_app.payments.models import TransferRequest
-from ussd_app.queues import get_queue
+from ussd_app.queues import get_queue, run_script
 from ussd_app.sms.outbox import OutboxMessage
 from ussd_app.ussd import sessions
 
@@ -213,3 +214,33 @@ def test_a_script_reply_that_came_too_late_is_never_read_as_another_hops(own_red
         again = wanjiru.send("2")
         assert again.startswith("CON ") and "Send money" not in again, again
         db.session.remove()
+
+
+ECHO = "return ARGV[1]"
+
+
+def _echoes(tag: str, n: int = 400) -> int:
+    """How many of ``n`` scripts sent through ``run_script`` came back with another's reply."""
+    return sum(run_script(ECHO, [], [f"{tag}-{i}"]) != f"{tag}-{i}".encode() for i in range(n))
+
+
+def test_a_process_forked_after_its_scripts_client_connected_never_shares_its_socket(loss_app):
+    """gunicorn --preload forks its workers from a process that may have run scripts (and rq, a
+    process that made its app): parent and child send scripts at the same time, and each gets
+    its own replies, never the other's (a socket shared across a fork would mix them)."""
+    assert _echoes("warm", 1) == 0  # the parent's one connection is open
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, made on its first script
+        try:
+            os.write(writer, str(_echoes("child")).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    ours = _echoes("parent")
+    theirs = b""
+    while chunk := os.read(reader, 64):
+        theirs += chunk
+    os.close(reader)
+    os.waitpid(pid, 0)
+    assert (ours, theirs) == (0, b"0")
