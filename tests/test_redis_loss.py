@@ -192,7 +192,7 @@ def test_a_script_reply_that_came_too_late_is_never_read_as_another_hops(own_red
     """As ``test_redis_sentinel``'s test of the same name, through ``REDIS_URL``: the scripts'
     one held connection, given up on after a timeout, is closed, so its late reply is read by
     no later hop (redis-py's plain connection closes itself; this keeps it so)."""
-    app = make_app(default_db_url(), REDIS_URL=own_redis.url, REDIS_SOCKET_TIMEOUT_SECONDS=0.3)
+    app = make_app(default_db_url(), REDIS_URL=own_redis.url, REDIS_SOCKET_TIMEOUT_SECONDS=1.0)
     with app.app_context():
         reset_data()
         person(**CUSTOMER)
