@@ -9,9 +9,11 @@ through a proxy that loses one reply.
 """
 
 import hashlib
+import os
 import shutil
 
 import pytest
+import redis as redis_lib
 from sqlalchemy import func, select
 
 from tests.conftest import default_db_url, make_app, reset_data
@@ -22,7 +24,7 @@ from tests.worker_helpers import run_burst_worker
 from ussd_app.extensions import db
 from ussd_app.ledger.check import check
 from ussd_app.payments.models import TransferRequest
-from ussd_app.queues import get_queue
+from ussd_app.queues import get_queue, run_script
 from ussd_app.sms.outbox import OutboxMessage
 from ussd_app.ussd import sessions
 
@@ -184,3 +186,61 @@ def test_a_hop_whose_session_was_saved_but_the_answer_lost_goes_on(proxied_app, 
     assert asked.startswith("CON ") and "number" in asked, asked  # saved again: the same writes
     amount = phone.send("0712000222")  # the lock was let go: not "busy"
     assert amount.startswith("CON ") and "mount" in amount, amount
+
+
+def test_a_script_reply_that_came_too_late_is_never_read_as_another_hops(own_redis):
+    """As ``test_redis_sentinel``'s test of the same name, through ``REDIS_URL``: the scripts'
+    one held connection, given up on after a timeout, is closed, so its late reply is read by
+    no later hop (redis-py's plain connection closes itself; this keeps it so)."""
+    app = make_app(default_db_url(), REDIS_URL=own_redis.url, REDIS_SOCKET_TIMEOUT_SECONDS=1.0)
+    with app.app_context():
+        reset_data()
+        person(**CUSTOMER)
+        person(**SECOND_CUSTOMER)
+        client = app.test_client()
+        juma = Phone(client, "0712000111")
+        assert juma.walk("1").startswith("CON ")
+        admin = redis_lib.Redis.from_url(own_redis.url)
+        admin.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")  # the scripts wait
+        try:
+            assert juma.send("0712000222") == "END Sorry, we are busy. Please dial again."
+        finally:
+            admin.execute_command("CLIENT", "UNPAUSE")  # Juma's script runs now, and answers late
+            admin.close()
+        wanjiru = Phone(client, "0712000222")
+        home = wanjiru.dial()
+        assert home.startswith("CON ") and "Send money" in home, home
+        assert sessions.load(wanjiru.session_id).phone == SECOND_CUSTOMER["phone"]
+        again = wanjiru.send("2")
+        assert again.startswith("CON ") and "Send money" not in again, again
+        db.session.remove()
+
+
+ECHO = "return ARGV[1]"
+
+
+def _echoes(tag: str, n: int = 400) -> int:
+    """How many of ``n`` scripts sent through ``run_script`` came back with another's reply."""
+    return sum(run_script(ECHO, [], [f"{tag}-{i}"]) != f"{tag}-{i}".encode() for i in range(n))
+
+
+def test_a_process_forked_after_its_scripts_client_connected_never_shares_its_socket(loss_app):
+    """gunicorn --preload forks its workers from a process that may have run scripts (and rq, a
+    process that made its app): parent and child send scripts at the same time, and each gets
+    its own replies, never the other's (a socket shared across a fork would mix them)."""
+    assert _echoes("warm", 1) == 0  # the parent's one connection is open
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, made on its first script
+        try:
+            os.write(writer, str(_echoes("child")).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    ours = _echoes("parent")
+    theirs = b""
+    while chunk := os.read(reader, 64):
+        theirs += chunk
+    os.close(reader)
+    os.waitpid(pid, 0)
+    assert (ours, theirs) == (0, b"0")

@@ -20,6 +20,7 @@ from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, person
 from ussd_app.config import database_url
 from ussd_app.queues import TRANSFERS_QUEUE, ScriptClient, connect, get_queue, sentinel_addresses
 from ussd_app.security import InsecureConfig, check_config
+from ussd_app.ussd import sessions
 
 REDIS_SERVER = shutil.which("redis-server")
 MASTER = "tuma-test"
@@ -205,3 +206,80 @@ def test_a_multi_host_database_url_skips_a_host_that_is_down():
         "postgresql://tuma@/tuma?host=10.0.0.11:5432&host=10.0.0.12:5432&target_session_attrs=read-write"
     )
     assert make_url(database_url(written)).query["host"] == ("10.0.0.11:5432", "10.0.0.12:5432")
+
+
+def test_a_script_reply_that_came_too_late_is_never_read_as_another_hops(sentinel_app, sentinels, config):
+    """A hop whose script timed out (the primary stalled past REDIS_SOCKET_TIMEOUT_SECONDS)
+    answers "busy"; the script's reply, arriving later on the scripts' one held connection, must
+    not be read as the answer to the next hop's script: that would hand one caller another's
+    session (its conversation, the caller's cached facts) and every later hop the one before's.
+    redis-py's Sentinel-managed connection does not close itself on a timeout (its
+    ``read_response`` defaults ``disconnect_on_error`` to False, where a pool's check-out finds
+    the stray reply; a single connection has no check-out)."""
+    person(**CUSTOMER)
+    person(**SECOND_CUSTOMER)
+    config(REDIS_SOCKET_TIMEOUT_SECONDS=1.0)
+    sentinel_app.extensions["redis_scripts"].close()
+    sentinel_app.extensions["redis_scripts"] = ScriptClient(sentinel_app)
+    client = sentinel_app.test_client()
+    juma = Phone(client, CUSTOMER["phone"])
+    assert juma.dial().startswith("CON ")
+    asked = juma.send("1")
+    assert asked.startswith("CON ") and "number" in asked, asked
+
+    # A stall of the primary's writes (scripts included; the Sentinels' PINGs are answered, so
+    # they see no failure), ended once Juma's hop has given up on its script.
+    primary = redis_lib.Redis(port=sentinels.master_port())
+    primary.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+    try:
+        assert juma.send("0" + SECOND_CUSTOMER["phone"][4:]) == "END Sorry, we are busy. Please dial again."
+    finally:
+        primary.execute_command("CLIENT", "UNPAUSE")  # Juma's script runs now, and answers late
+        primary.close()
+
+    wanjiru = Phone(client, SECOND_CUSTOMER["phone"])
+    home = wanjiru.dial()
+    assert home.startswith("CON ") and "mount" not in home and "Send money" in home, home
+    stored = sessions.load(wanjiru.session_id)
+    assert stored.phone == SECOND_CUSTOMER["phone"]
+    assert sessions.load(juma.session_id).phone == CUSTOMER["phone"]
+    again = wanjiru.send("2")  # and the next hop gets its own answer too
+    assert again.startswith("CON ") and "Send money" not in again, again
+
+
+def test_a_hop_after_a_switchover_reaches_the_new_primary_though_the_old_one_lives_on(
+    sentinel_app, sentinels
+):
+    """An operator's switchover (``SENTINEL FAILOVER``): the old primary is not dead but made a
+    replica. The scripts' client held its connection to it; the next hop's scripts must reach
+    the promoted one (never write to, or read a stale session from, the demoted one)."""
+    person(**CUSTOMER)
+    person(**SECOND_CUSTOMER)
+    client = sentinel_app.test_client()
+    r = sentinel_app.extensions["redis"]
+    phone = Phone(client, CUSTOMER["phone"])
+    phone.dial()
+    asked = phone.send("1")
+    assert asked.startswith("CON ") and "number" in asked, asked
+    assert r.execute_command("WAIT", 1, 5000) == 1
+
+    sentinel = redis_lib.Redis(port=sentinels.sentinel_ports[0])
+    try:
+        assert sentinel.sentinel_failover(MASTER)
+    finally:
+        sentinel.close()
+    _wait(lambda: sentinels.master_port() == sentinels.replica_port, "replica promoted", timeout=15)
+    old = redis_lib.Redis(port=sentinels.primary_port)
+    try:
+        _wait(lambda: old.info("replication")["role"] == "slave", "old primary demoted", timeout=15)
+    finally:
+        old.close()
+
+    body = phone.send("0" + SECOND_CUSTOMER["phone"][4:])
+    assert body.startswith("CON ") and "mount" in body, body
+    new = redis_lib.Redis(port=sentinels.replica_port, db=3)
+    try:
+        [key] = new.keys("tuma:ussd:session:*")
+        assert json.loads(new.get(key))["last_reply"] == body  # written on the new primary
+    finally:
+        new.close()

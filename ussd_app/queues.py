@@ -120,7 +120,9 @@ def connect(app, *, for_scripts: bool = False) -> redis.Redis:
             connection_class=_SentinelScriptConnection,
             **{**sentinel.connection_kwargs, **settings, **lean},
         )
-        return redis.Redis(connection_pool=pool, single_connection_client=True)
+        client = redis.Redis(connection_pool=pool, single_connection_client=True)
+        client.auto_close_connection_pool = True  # its own pool: closing the client closes its socket
+        return client
     url = config.get("REDIS_URL")
     if url:
         return redis.Redis.from_url(
@@ -146,12 +148,25 @@ class _SentinelScriptConnection(SentinelManagedConnection):
     check-out; a connection held for good (``single_connection_client``) reconnects in
     ``send_packed_command`` instead, to the address it last had, so after a failover it would
     go back to the dead or demoted primary for ever (redis-py issue #3874, open in 8.1). Here
-    that reconnect is ``connect()``, Sentinels first; nothing else changes."""
+    that reconnect is ``connect()``, Sentinels first.
+
+    And it closes itself when a reply is not read whole (a timeout, a broken socket, any
+    exception while reading), as redis-py's plain connection does: the Sentinel-managed one
+    keeps the socket open then (``disconnect_on_error=False``), leaving the late reply to be
+    read as the answer to the next command sent on it. A pool finds that stray reply when the
+    connection is next checked out; a connection held for good has no check-out, so without
+    this a script that timed out hands its reply (a session, a caller's tokens) to the next hop
+    of any caller, and each later command the reply of the one before."""
 
     def send_packed_command(self, command, check_health=True):
         if not self._sock:
             self.connect()
         return super().send_packed_command(command, check_health)
+
+    def read_response(self, disable_decoding=False, *, disconnect_on_error=True, **kwargs):
+        return super().read_response(
+            disable_decoding=disable_decoding, disconnect_on_error=disconnect_on_error, **kwargs
+        )
 
 
 class ScriptClient:
