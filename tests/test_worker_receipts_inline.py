@@ -7,6 +7,7 @@ command line is what is tested."""
 
 import pytest
 from rq import Queue
+from sqlalchemy import text
 
 from tests.sms_helpers import agent_with_float, execute, gateway, outbox, person, send  # noqa: F401
 from tests.worker_helpers import finish, start_worker
@@ -130,3 +131,65 @@ def test_receipts_sent_in_the_batch_job_count_as_an_sms_job_in_metrics(app, clie
         - value(before, "tuma_job_queue_wait_seconds_count", job="send_sms")
         == 1
     )
+
+
+def _refuse_claims(session) -> list[str]:
+    """A real database error at the sender's claim (the row moved to ``sending``): what a
+    claim meets when the database fails it. The statements that undo it."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text(
+                "CREATE FUNCTION atk_refuse_claim() RETURNS trigger AS $$ BEGIN "
+                "IF NEW.status = 'sending' THEN RAISE EXCEPTION 'claim refused'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+        )
+        session.execute(
+            text(
+                "CREATE TRIGGER atk_refuse_claim BEFORE UPDATE ON outbox_messages "
+                "FOR EACH ROW EXECUTE FUNCTION atk_refuse_claim()"
+            )
+        )
+        undo = ["DROP TRIGGER atk_refuse_claim ON outbox_messages", "DROP FUNCTION atk_refuse_claim()"]
+    else:
+        session.execute(
+            text(
+                "CREATE TRIGGER atk_refuse_claim BEFORE UPDATE OF status ON outbox_messages "
+                "WHEN NEW.status = 'sending' BEGIN SELECT RAISE(ABORT, 'claim refused'); END"
+            )
+        )
+        undo = ["DROP TRIGGER atk_refuse_claim"]
+    session.commit()
+    return undo
+
+
+def test_a_failed_inline_send_does_not_fail_the_batch_that_committed(app, client, gateway, payer, inline):  # noqa: F811
+    from tests.test_ops_metrics import samples, value
+
+    agent, payee = payer
+    send(agent, payee, 500_00, kind="deposit")
+    undo = _refuse_claims(db.session)
+    try:
+        before = samples(client)
+        # The batch committed (the money moved): its job succeeds, whatever its receipts met.
+        assert execute() == 1
+        after = samples(client)
+    finally:
+        db.session.rollback()
+        for statement in undo:
+            db.session.execute(text(statement))
+        db.session.commit()
+
+    def delta(job, result):
+        return value(after, "tuma_jobs_total", job=job, result=result) - value(
+            before, "tuma_jobs_total", job=job, result=result
+        )
+
+    # An operator sees a failed send and a batch that worked, not a failed batch.
+    assert delta("send_sms", "error") == 1
+    assert delta("execute_transfers", "ok") == 1 and delta("execute_transfers", "error") == 0
+    # The receipts are rung for again: an SMS job waits, and sends them.
+    assert {m.status for m in outbox()} == {"pending"}
+    assert sms_jobs() == ["worker.jobs.send_sms"]
+    jobs.send_sms()
+    assert {m.status for m in outbox()} == {"sent"}
