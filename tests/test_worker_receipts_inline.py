@@ -193,3 +193,27 @@ def test_a_failed_inline_send_does_not_fail_the_batch_that_committed(app, client
     assert sms_jobs() == ["worker.jobs.send_sms"]
     jobs.send_sms()
     assert {m.status for m in outbox()} == {"sent"}
+
+
+def test_receipts_of_a_worker_killed_after_taking_their_sms_job_are_sent_soon(app, gateway, payer, redis):  # noqa: F811
+    from tests.helpers import wait_for
+    from tests.worker_helpers import kill_worker, run_burst_worker
+
+    agent, payee = payer
+    send(agent, payee, 500_00, kind="deposit")
+    db.session.remove()
+    # A worker on both queues executes the batch, takes the SMS job its commit rang, and dies
+    # before sending anything (the machine lost power).
+    victim = start_worker("--burst", TUMA_FAULTS="sms_taken")
+    try:
+        pid = wait_for(lambda: redis.get("tuma:fault:sms_taken"), message="worker to take the SMS job")
+    finally:
+        kill_worker(victim)
+    assert int(pid) == victim.pid
+    assert {m.status for m in outbox()} == {"pending"}
+    assert sms_jobs() == []
+    # The next worker's maintenance finds the receipts due and rings for them at once, not once
+    # the dead job's doorbell has run out (60 s, during which no commit could ring either).
+    run_burst_worker("--queues", SMS_QUEUE, "maintenance")
+    assert {m.status for m in outbox()} == {"sent"}
+    assert len(gateway.inbox(PAYEE)) == 1
