@@ -109,7 +109,8 @@ def send_receipts_now() -> dict | None:
         # failure (observe_in_place); the batch committed, so its own job does not fail with
         # it (a failed execute_transfers says the money did not move). A signal to stop the
         # worker still stops it.
-        db.session.rollback()
+        with contextlib.suppress(Exception):
+            db.session.rollback()  # may fail too, when the database is what failed
         with contextlib.suppress(Exception):
             sender.announce(force=True)
         if not isinstance(exc, Exception):
