@@ -217,3 +217,43 @@ def test_receipts_of_a_worker_killed_after_taking_their_sms_job_are_sent_soon(ap
     run_burst_worker("--queues", SMS_QUEUE, "maintenance")
     assert {m.status for m in outbox()} == {"sent"}
     assert len(gateway.inbox(PAYEE)) == 1
+
+
+def test_a_worker_killed_during_its_inline_send_loses_no_receipt(app, config, gateway, payer, redis):  # noqa: F811
+    """Killed between a hand-over and its record: the row is handed over again by the next
+    sender once its claim times out (at least once: the documented window), the other sent once."""
+    from tests.helpers import wait_for
+    from tests.worker_helpers import kill_worker, run_burst_worker
+    from ussd_app.sms import sender
+
+    agent, payee = payer
+    send(agent, payee, 500_00, kind="deposit")
+    db.session.remove()
+    gateway.hold_next(1)  # the first receipt's call hangs; the other lane's is answered
+    victim = start_worker("--burst", TUMA_SMS_CONNECT_TIMEOUT_SECONDS=0.5, TUMA_SMS_READ_TIMEOUT_SECONDS=5)
+    try:
+        wait_for(
+            lambda: gateway.held == 1 and len(gateway.messages) == 1, message="one call held, one answered"
+        )
+        wait_for(lambda: {m.status for m in outbox()} == {"sent", "sending"}, message="the answer recorded")
+    finally:
+        kill_worker(victim)
+    gateway.release()  # the hung call ends; the gateway delivers it to a process now gone
+    held = next(m for m in outbox() if m.status == "sending")
+    assert sms_jobs() == []
+    # The next sender's claim timeout: the held row comes due again, and is handed over.
+    fast = dict(
+        TUMA_SMS_CONNECT_TIMEOUT_SECONDS=0.5,
+        TUMA_SMS_READ_TIMEOUT_SECONDS=1,
+        TUMA_SMS_CLAIM_TIMEOUT_SECONDS=1,
+    )
+    config(SMS_CONNECT_TIMEOUT_SECONDS=0.5, SMS_READ_TIMEOUT_SECONDS=1, SMS_CLAIM_TIMEOUT_SECONDS=1)
+    unrecorded = len([m for m in outbox() if m.status == "sending"])  # the held one, those behind it
+    wait_for(lambda: sender.count_due(db.session) == unrecorded, message="the held lane due again")
+    db.session.remove()
+    run_burst_worker("--queues", SMS_QUEUE, "maintenance", **fast)
+    assert {m.status for m in outbox()} == {"sent"}
+    to_held = [m for m in gateway.inbox(held.phone) if m.message == held.body]
+    assert len(to_held) == 2  # the hung call's delivery and the new one
+    for other in (m for m in outbox() if m.id != held.id):
+        assert len([m for m in gateway.inbox(other.phone) if m.message == other.body]) == 1
