@@ -9,6 +9,9 @@ exactly that point (with SIGKILL, for example).
 - ``batch_before_commit``: the commit of a transaction that inserted ledger transfers (a
   worker's batch: every posting is written, nothing is committed yet), by an INSERT or, on
   PostgreSQL, by the binary COPY of ``database.insert_rows`` (which the engine's events miss).
+- ``sms_taken``: a batch's job has taken the SMS job its commit rang off the queue, to send the
+  receipts itself (``worker.jobs.send_receipts_now``), and sent nothing yet (installed by
+  wrapping the job module's ``take_waiting``).
 """
 
 import os
@@ -19,7 +22,7 @@ import threading
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-CHECKPOINTS = ("batch_before_commit",)
+CHECKPOINTS = ("batch_before_commit", "sms_taken")
 _INSERTS_TRANSFERS = re.compile(r"\s*INSERT\s+INTO\s+transfers\b", re.IGNORECASE)
 _WROTE_TRANSFERS = "tuma_fault_wrote_transfers"
 
@@ -51,6 +54,16 @@ def _forget(conn) -> None:
     conn.info.pop(_WROTE_TRANSFERS, None)
 
 
+def _stop_after_taking(take):
+    def taking(bell):
+        taken = take(bell)
+        if taken is not None:
+            stop_here("sms_taken")
+        return taken
+
+    return taking
+
+
 def install(names) -> None:
     """Install the named checkpoints in this process (every engine); unknown names refused."""
     unknown = set(names) - set(CHECKPOINTS)
@@ -63,6 +76,10 @@ def install(names) -> None:
         from ussd_app.database import on_copy
 
         on_copy(_note_copy)
+    if "sms_taken" in names:
+        from worker import jobs
+
+        jobs.take_waiting = _stop_after_taking(jobs.take_waiting)
 
 
 def main(argv=None) -> int:

@@ -297,26 +297,44 @@ def ring(bell: Bell, detail: str | None = None, *, force: bool = False) -> bool:
     return True
 
 
+# Take the job at the head of a queue if it is still ``ARGV[1]``: pop it, delete its keys and
+# the bell's doorbell, all at once (a worker killed at any point leaves the job either queued,
+# as it was, or gone with its doorbell: never a job hash without a TTL nor a doorbell that holds
+# every ring back until it expires). 1 if taken, 0 if another worker took it first.
+_TAKE = """
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
+redis.call('LPOP', KEYS[1])
+redis.call('DEL', unpack(KEYS, 2))
+return 1
+"""
+
+
 def take_waiting(bell: Bell):
     """Take the job waiting in ``bell``'s queue off it, for the caller to do its work in its
-    place: that job (deleted from Redis), or None when there was none (the queue's pop is
-    atomic: of several workers, one gets it, as one would have run it). A job of another kind
-    at the head of the queue is put back and left alone (None)."""
+    place: that job (deleted from Redis, and ``bell``'s doorbell with it, as the job's first
+    step would have: a commit after this rings a job of its own), or None when there was none
+    or another worker took it first (of several workers, one gets it, as one would have run
+    it). A job of another kind at the head of the queue is left where it is (None)."""
     job = JOBS[bell]
     queue = get_queue(job.queue)
-    raw = queue.connection.lpop(queue.key)  # rq's pop_job_id cannot say "none"
-    if raw is None:
+    connection = queue.connection
+    head = connection.lindex(queue.key, 0)
+    if head is None:
         return None
-    job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+    job_id = head.decode() if isinstance(head, bytes) else str(head)
     try:
-        waiting = queue.job_class.fetch(job_id, connection=queue.connection)
+        waiting = queue.job_class.fetch(job_id, connection=connection)
     except NoSuchJobError:
-        return None  # an id left without its job: no worker would have run anything for it
+        return None  # an id left without its job: rq's dequeue skips it
     if waiting.func_name != job.func:
-        queue.push_job_id(job_id, at_front=True)
         return None
     # Never started: no registry, execution or result holds it; its keys are all there is.
-    queue.connection.delete(waiting.key, waiting.dependents_key, waiting.dependencies_key)
+    keys = [queue.key, waiting.key, waiting.dependents_key, waiting.dependencies_key]
+    if job.doorbell_key:
+        keys.append(job.doorbell_key)
+    # LINDEX, HGETALL, this EVALSHA: the three round trips of a pop, a fetch and a delete.
+    if not connection.register_script(_TAKE)(keys=keys, args=[job_id]):
+        return None
     return waiting
 
 

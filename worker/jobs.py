@@ -96,18 +96,27 @@ def send_receipts_now() -> dict | None:
     have, for up to SMS_CLAIM_BATCH rows (more due ring a job of their own). The worker takes
     its queues in turn, so after a transfer job the SMS job ran next anyway: this saves rq's
     handling of a job (two dozen Redis round trips, and the wait for a core between them),
-    not a place in the line. None when no SMS job was waiting (another worker has it)."""
+    not a place in the line. None when no SMS job was waiting (another worker has it), or when
+    the send failed (an SMS job is rung again; the failure is logged and counted as send_sms's)."""
     taken = take_waiting(Bell.SMS)
     if taken is None:
         return None
     try:  # observed (metrics, trace id) as the SMS job it replaces
         return observe_in_place("send_sms", taken, _send_due, current_app.config["SMS_CLAIM_BATCH"])
-    except BaseException:
+    except BaseException as exc:
         # The job taken off the queue is not done: ring for another (its rows claimed by now
-        # wait for their claim timeout, as that job's would have), then fail as it would have.
+        # wait for their claim timeout, as that job's would have). Counted as that job's
+        # failure (observe_in_place); the batch committed, so its own job does not fail with
+        # it (a failed execute_transfers says the money did not move). A signal to stop the
+        # worker still stops it.
+        with contextlib.suppress(Exception):
+            db.session.rollback()  # may fail too, when the database is what failed
         with contextlib.suppress(Exception):
             sender.announce(force=True)
-        raise
+        if not isinstance(exc, Exception):
+            raise
+        log.exception("sms: the batch's receipts were not sent in its job; an SMS job is rung for them")
+        return None
 
 
 def after_batch(executed: list) -> None:
