@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import STEPS, fresh_database, minutes_line, psql  # noqa: E402
+from bench.common import STEPS, fresh_database, minutes_line, psql, stop  # noqa: E402
 
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
 DB_NAME = os.environ.get("BENCH_ALLOWANCE_DB", "tuma_allowance_bench")
@@ -363,14 +363,7 @@ def main() -> int:
             ledger_ok("the throughput runs")
         finally:
             STEPS.now("start-ups")
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop(procs)
             STEPS.now("setup")
             db.session.remove()
             db.engine.dispose()

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import STEPS, fresh_database, minutes_line, psql  # noqa: E402
+from bench.common import STEPS, fresh_database, minutes_line, psql, stop  # noqa: E402
 
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
 DB_NAME = os.environ.get("BENCH_API_DB", "tuma_api_bench")
@@ -117,14 +117,7 @@ def main() -> int:
 
         def stop_workers(procs: list) -> None:
             STEPS.now("start-ups")
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop(procs)
             STEPS.now("other")
 
         def workers_run(record) -> float:

@@ -54,6 +54,24 @@ def copy_rows(session, model, rows: list[dict]) -> None:
             copy.write_row(tuple(row[name] for name in given) + fixed)
 
 
+def stop(procs, timeout: float = 30) -> None:
+    """SIGTERM each process, wait up to ``timeout`` seconds for each, kill what did not stop.
+    (Seen once: a worker that had finished its work did not stop on SIGTERM, rq's warm
+    shutdown; its work is committed and measured, and the check reads what it left.)"""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(
+                f"  a process did not stop within {timeout:.0f} s of SIGTERM; killed (pid {p.pid})",
+                flush=True,
+            )
+            p.kill()
+            p.wait()
+
+
 def cpu_seconds(pids) -> float:
     """User + system CPU seconds the live processes ``pids`` have used, all their threads
     (/proc/<pid>/stat fields 14 and 15); a process gone counts nothing."""

@@ -52,6 +52,7 @@ from bench.common import (  # noqa: E402,F401  # run_all and others import them 
     fresh_database,
     minutes_line,
     psql,
+    stop,
 )
 
 
@@ -195,7 +196,7 @@ def main() -> int:
             every run (then for every figure) cost seconds each time."""
             if len(running) > workers:
                 with STEPS("start-ups", "workers stopped"):
-                    stop_workers(running[workers:])
+                    stop(running[workers:])
                     del running[workers:]
             if len(running) < workers:
                 with STEPS("start-ups", "workers started"):
@@ -213,20 +214,6 @@ def main() -> int:
                     deadline = time.monotonic() + 30
                     while len(Worker.all(connection=get_redis())) < workers and time.monotonic() < deadline:
                         time.sleep(0.05)
-
-        def stop_workers(procs: list) -> None:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    # Seen once: a worker that had finished its work did not stop on SIGTERM
-                    # (rq's warm shutdown). Its work is committed and measured; the check
-                    # reads what it left.
-                    print(f"  a worker did not stop within 30 s of SIGTERM; killed (pid {p.pid})", flush=True)
-                    p.kill()
-                    p.wait()
 
         def one_run(name: str, workers: int) -> float:
             """Queue ``args.transfers`` requests, let the ``workers`` running processes execute
