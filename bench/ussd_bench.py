@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import STEPS, cpu_seconds, fresh_database, minutes_line, psql  # noqa: E402
+from bench.common import STEPS, cpu_seconds, fresh_database, minutes_line, psql, stop  # noqa: E402
 from bench.ledger_bench import REDIS  # noqa: E402
 
 # BENCH_USSD_PORT and BENCH_USSD_DATABASE let two runs (two checkouts) go side by side.
@@ -262,13 +262,7 @@ def main() -> int:
             )
     finally:
         STEPS.now("start-ups")
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs, timeout=20)
         STEPS.now("setup")
         with app.app_context():
             db.engine.dispose()
