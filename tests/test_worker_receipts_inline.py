@@ -230,7 +230,7 @@ def test_a_worker_killed_during_its_inline_send_loses_no_receipt(app, config, ga
     send(agent, payee, 500_00, kind="deposit")
     db.session.remove()
     gateway.hold_next(1)  # the first receipt's call hangs; the other lane's is answered
-    victim = start_worker("--burst", TUMA_SMS_CONNECT_TIMEOUT_SECONDS=0.5, TUMA_SMS_READ_TIMEOUT_SECONDS=5)
+    victim = start_worker("--burst", TUMA_SMS_CONNECT_TIMEOUT_SECONDS=0.5, TUMA_SMS_READ_TIMEOUT_SECONDS=60)
 
     def one_lane_stuck() -> bool:
         # The held call's number's rows still ``sending``; every other number's recorded sent.
