@@ -290,3 +290,42 @@ def test_a_json_body_naming_a_key_twice_is_refused(client, merchant, customer):
     batch = post(client, "/payouts/batch", key, nested, **json_type)
     assert batch.status_code == 400 and batch.json["error"]["code"] == "invalid_json"
     assert payouts() == 0
+
+
+def test_a_batch_streamed_past_the_cap_is_refused_never_read_cut(client, config, merchant, customer):
+    """A CSV batch sent chunked (no Content-Length) and longer than API_MAX_BODY_BYTES is
+    refused whole (413), as one with a Content-Length is: read cut at the cap, its last row's
+    amount 5000 would have been paid as 50. At the cap it is read."""
+    import io
+    import uuid
+
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    from tests.api_helpers import auth
+
+    fund_merchant(merchant.phone, 1_000_00)
+    key = make_key(merchant)
+    head = "phone,amount\n0712000111,100\n"
+    row = "0712000111,5000\n"
+
+    def streamed(cap: int) -> tuple[str, dict]:
+        config(API_MAX_BODY_BYTES=cap)
+        body = (head + row).encode()
+        headers = {**auth(key), "Idempotency-Key": uuid.uuid4().hex}
+        builder = EnvironBuilder(
+            method="POST", path="/api/v1/payouts/batch", content_type="text/csv", headers=headers
+        )
+        environ = builder.get_environ()
+        environ.pop("CONTENT_LENGTH", None)
+        environ.update({"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True})
+        app_iter, status, _ = run_wsgi_app(client.application, environ, buffered=True)
+        return status, json.loads(b"".join(app_iter))
+
+    cut_in_the_amount = len(head) + len("0712000111,50")
+    status, answer = streamed(cut_in_the_amount)
+    assert status.startswith("413") and answer["error"]["code"] == "body_too_large", (status, answer)
+    assert payouts() == 0
+    status, answer = streamed(len(head) + len(row))
+    assert status.startswith("202") and answer["accepted"] == 2, (status, answer)
+    execute_all()
+    assert available(customer.account_id) == 100 + 5000

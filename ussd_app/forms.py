@@ -60,6 +60,19 @@ class TumaRequest(Request):
 
             attach_enctype_error_multidict(self)
 
+    def streamed_past(self, limit: int) -> bool:
+        """Whether a body streamed without a Content-Length (chunked; the server, gunicorn,
+        terminates the stream) goes on past ``limit``. There is no length to refuse up front,
+        and Werkzeug's capped stream, read whole, stops at the cap without a word: a gateway's
+        form or JSON, or a merchant's CSV batch, would be read cut there (a last row's amount
+        5000 read as 50). The body is read here and kept for the view (``get_data(cache=True)``),
+        and the server's stream asked for one byte more only when the body filled the cap. A
+        body with a Content-Length is not read: the caller compares the length."""
+        if self.content_length is not None or "wsgi.input_terminated" not in self.environ:
+            return False
+        self.max_content_length = limit
+        return len(self.get_data(cache=True)) >= limit and bool(self.environ["wsgi.input"].read(1))
+
 
 def _past_the_cap(environ) -> None:
     """A streamed body (no Content-Length) was read up to the cap, where Werkzeug's limited

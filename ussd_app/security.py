@@ -192,16 +192,6 @@ def _too_large(_exc):
     return _refuse(413, "body too large", "Sorry, this request could not be read. Please dial again.")
 
 
-def _streamed_past(req, limit: int) -> bool:
-    """Whether a body streamed without a Content-Length (chunked; the server, gunicorn,
-    terminates the stream) goes on past ``limit``. There is no length to refuse up front, and
-    Werkzeug's capped stream, read whole, stops at the cap without a word: a gateway's JSON or
-    form would be read cut there (a JSON object padded past the cap read as if it were not).
-    The body is read here, kept for the view (``get_data(cache=True)``), and the server's
-    stream asked for one byte more only when the body filled the cap."""
-    return len(req.get_data(cache=True)) >= limit and bool(req.environ["wsgi.input"].read(1))
-
-
 def _guard():
     # The request, the app and the view looked up once (each proxy access is a few calls,
     # and this runs before every request).
@@ -216,7 +206,7 @@ def _guard():
         length = req.content_length
         if length is not None and length > limit:
             return _too_large(None)
-        if length is None and "wsgi.input_terminated" in req.environ and _streamed_past(req, limit):
+        if length is None and req.streamed_past(limit):
             return _too_large(None)
     endpoint = req.endpoint
     view = app.view_functions.get(endpoint) if endpoint else None

@@ -56,6 +56,8 @@ def _read_body() -> bytes:
     request.max_content_length = limit  # also caps a body sent without Content-Length
     if request.content_length is not None and request.content_length > limit:
         raise ApiError("body_too_large")
+    if request.streamed_past(limit):  # chunked and longer: refused whole, never read cut
+        raise ApiError("body_too_large")
     return request.get_data(cache=True)
 
 
