@@ -79,7 +79,7 @@ def test_no_form_without_its_csrf_token_even_signed_in(app, client):
 
 def _cookie_payload(client) -> str:
     """The signed (not encrypted) session cookie's JSON: ``[.]payload.timestamp.signature``."""
-    value = client.get_cookie("session").value
+    value = client.get_cookie("session", path="/admin").value
     compressed = value.startswith(".")
     raw = value.lstrip(".").split(".")[0]
     data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))

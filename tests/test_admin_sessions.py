@@ -23,7 +23,7 @@ def csrf_on(config):
 def copy_of(client, app):
     """Another browser holding a copy of ``client``'s cookie, as an attacker who stole it."""
     thief = app.test_client()
-    thief.set_cookie("session", client.get_cookie("session").value)
+    thief.set_cookie("session", client.get_cookie("session", path="/admin").value)
     return thief
 
 
@@ -55,14 +55,14 @@ def test_a_cookie_copied_before_sign_out_does_not_work_after_it(client, app, red
 def test_the_cookie_holds_a_random_token_not_the_operator(client, app, redis):
     op = operator()
     login(client)
-    first = client.get_cookie("session").value
+    first = client.get_cookie("session", path="/admin").value
     [key] = session_keys(redis)
     assert redis.hget(key, "operator_id") == str(op.id).encode()
     post(client, "/admin/logout")
     login(client)
-    assert client.get_cookie("session").value != first
+    assert client.get_cookie("session", path="/admin").value != first
     serializer = app.session_interface.get_signing_serializer(app)
-    data = serializer.loads(client.get_cookie("session").value)
+    data = serializer.loads(client.get_cookie("session", path="/admin").value)
     assert set(data) - {"csrf_token", "_flashes"} == {"admin_session"}
     assert len(data["admin_session"]) >= 40 and str(op.id) != data["admin_session"]
 
@@ -153,25 +153,29 @@ def test_production_cookies_are_secure_httponly_and_samesite(app):
     operator(email="dev@tuma.example")
     cookie = login(dev, email="dev@tuma.example", password=PASSWORD).headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    assert "Path=/admin;" in cookie + ";"  # sent to the back office only
 
 
 def test_only_the_back_office_reads_or_writes_its_cookie(client, app, redis):
-    """The browser sends the back office's cookie to every path of the site; a webhook or API
-    request with it neither refreshes nor clears it (no Set-Cookie, no "Vary: Cookie"), and
-    the operator is still signed in after it. /admin still reads and refreshes it."""
+    """A browser sends the back office's cookie only under /admin (its Path); a webhook or API
+    request that carries one anyway (a copy set for "/") neither refreshes nor clears it (no
+    Set-Cookie, no "Vary: Cookie"), and the operator is still signed in after it. /admin still
+    reads and refreshes it."""
     app.config["PERMANENT_SESSION_LIFETIME"] = 3600
     operator()
     login(client)
-    cookie = client.get_cookie("session").value
+    cookie = client.get_cookie("session", path="/admin").value
+    client.set_cookie("session", cookie)  # a copy for every path, sent with the hop below
     hop = client.post("/ussd", data={"sessionId": "s1", "phoneNumber": "0711000001", "text": ""})
     assert hop.status_code == 200 and hop.get_data(as_text=True).startswith(("CON", "END"))
     assert "Set-Cookie" not in hop.headers and "Cookie" not in hop.headers.get("Vary", "")
     assert client.get("/nowhere").headers.get("Set-Cookie") is None
-    assert client.get_cookie("session").value == cookie
+    assert client.get_cookie("session", path="/admin").value == cookie
     page = client.get("/admin/accounts")
     assert page.status_code == 200 and "Cookie" in page.headers.get("Vary", "")
     # Signed out, a webhook hop does not sign anyone in again or bring the cookie back.
     client.set_cookie("session", "not a signed value")
+    client.set_cookie("session", "not a signed value", path="/admin")
     assert (
         "Set-Cookie"
         not in client.post("/ussd", data={"sessionId": "s2", "phoneNumber": "0711000001"}).headers

@@ -203,7 +203,7 @@ def test_a_request_that_reaches_a_back_office_view_has_the_back_office_session(
     signed in with it is signed in there; one outside /admin has the null one."""
     operator()
     login(client)
-    cookie = client.get_cookie("session").value
+    cookie = client.get_cookie("session", path="/admin").value
     environ = EnvironBuilder(path="/", headers={"Cookie": f"session={cookie}"}).get_environ()
     environ.update(SCRIPT_NAME=script_name, PATH_INFO=path_info)
     with app.request_context(environ) as ctx:

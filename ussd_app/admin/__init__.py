@@ -137,6 +137,9 @@ def init_app(app) -> None:
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_HTTPONLY"] = True
+    # Only the back office has a session: the browser sends its cookie nowhere else (not to
+    # the webhooks, the merchant API or anything served beside them on this host).
+    app.config["SESSION_COOKIE_PATH"] = ADMIN_PREFIX
     if app.config.get("TUMA_ENV") == "production":
         # Production is served over HTTPS only: the cookie never travels in clear.
         app.config["SESSION_COOKIE_SECURE"] = True
