@@ -217,3 +217,21 @@ def test_a_transfer_cleared_from_review_rings_the_workers_once_committed(payer, 
     again = review(runner, "clear", held.code)
     assert again.exit_code != 0 and "not held for review" in again.output
     assert len(get_queue(TRANSFERS_QUEUE).get_jobs()) == 1
+
+
+def test_a_failed_announcement_leaves_no_doorbell_to_turn_the_next_commit_away(payer, redis, caplog):
+    """The doorbell is set, then rq's enqueue fails (here Redis refuses the push: the queue's
+    key holds a string). The commit is logged as not announced, and the doorbell goes with the
+    failure: the next commit's receipts are announced at once, not after the doorbell's minute."""
+    nothing_waiting(redis)
+    sms_queue = get_queue(SMS_QUEUE)
+    redis.set(sms_queue.key, "not a list")
+    add_sms(db.session, phone=CUSTOMERS[0], body="first")
+    with caplog.at_level(logging.WARNING, logger="ussd_app.queues"):
+        db.session.commit()
+    assert "committed work not announced (sms): ResponseError" in caplog.text
+    assert not redis.exists(SMS_DOORBELL)
+    redis.delete(sms_queue.key)  # Redis takes pushes again
+    add_sms(db.session, phone=CUSTOMERS[1], body="second")
+    db.session.commit()
+    assert queued()[SMS_QUEUE] == ["worker.jobs.send_sms"]

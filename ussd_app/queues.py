@@ -29,6 +29,7 @@ A doorbell keeps at most one job waiting (its Redis key, set with NX for
 ``DOORBELL_TTL_SECONDS``; the job deletes it before it reads), so ringing twice costs one SET.
 """
 
+import contextlib
 import enum
 import hashlib
 import logging
@@ -288,12 +289,22 @@ def ring(bell: Bell, detail: str | None = None, *, force: bool = False) -> bool:
     one was enqueued. Committed work only: the listener below calls it; so does a worker job
     re-announcing itself, and the maintenance job."""
     job = JOBS[bell]
-    if job.doorbell_key and not force:
-        if not get_redis().set(job.doorbell_key, detail or "1", nx=True, ex=DOORBELL_TTL_SECONDS):
-            return False
+    rang = bool(job.doorbell_key) and not force
+    if rang and not get_redis().set(job.doorbell_key, detail or "1", nx=True, ex=DOORBELL_TTL_SECONDS):
+        return False
     args = (detail,) if job.takes_detail else ()
     timeout = job.timeout(current_app.config) if job.timeout else None
-    get_queue(job.queue).enqueue(job.func, *args, job_timeout=timeout, result_ttl=60, failure_ttl=24 * 3600)
+    try:
+        get_queue(job.queue).enqueue(
+            job.func, *args, job_timeout=timeout, result_ttl=60, failure_ttl=24 * 3600
+        )
+    except Exception:
+        # No job waits for the doorbell just set: left, it would turn every ring away for
+        # DOORBELL_TTL_SECONDS while nothing runs (receipts, transfers waiting a minute).
+        if rang:
+            with contextlib.suppress(Exception):
+                get_redis().delete(job.doorbell_key)
+        raise
     return True
 
 
