@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from tests.api_helpers import execute_all, fund_merchant, get, make_key, many_customers, post
-from tests.escrow_helpers import at_once
+from tests.escrow_helpers import at_once, sms_to
 from tests.ussd_helpers import available, fresh, local
 from ussd_app import fraud
 from ussd_app.api.idempotency import IdempotencyRecord
@@ -69,6 +69,16 @@ def test_within_the_allowance_the_name_shows_beyond_it_the_payout_is_paid_and_na
     by_code = {line.split()[1]: line for line in lines}
     assert by_code[codes[0]].endswith("Juma Otieno") and by_code[codes[1]].endswith("Wanjiru Kamau")
     assert by_code[codes[2]].endswith("+2547120***11"), by_code[codes[2]]
+    # Nor does texting a code to the short code (the fake-receipt check, for its parties only).
+    for n, code in enumerate(codes):
+        fields = {"from": merchant.phone, "to": "22384", "text": code, "id": f"at-check-{n}"}
+        assert client.post("/sms/inbound", data=fields).status_code == 200
+    replies = [s for s in sms_to(merchant.phone) if " is genuine: " in s]
+    assert [r.split(" to ")[1].split(" on ")[0] for r in replies] == [
+        "JUMA OTIENO +254712000111",
+        "WANJIRU KAMAU +254712000222",
+        "+254712000111",
+    ], replies
     # The customer's side is not the merchant's look-up: the payout names its payer to them.
     customer_lines = statement_lines(db.session, db.session.get(User, customer.id), "en")
     assert any(codes[2] in line and line.endswith("Mama Mboga") for line in customer_lines)
