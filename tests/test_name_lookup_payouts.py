@@ -202,3 +202,39 @@ def test_a_locked_merchant_and_a_refused_payout_take_no_look_up(client, config, 
     seen = get(client, f"/transactions/{code}", key).json
     assert seen["status"] == "rejected" and seen["counterparty"]["name"] is None
     assert left(merchant.phone, 2) == 1
+
+
+def test_a_batchs_answers_go_by_binary_copy_and_only_a_bool_is_taken(client, config, merchant, monkeypatch):
+    """PostgreSQL: the batch's rows still go by binary COPY with the new boolean column (its
+    SQLAlchemy type has a bind processor, which kept a table off COPY), and COPY refuses a value
+    that is not a bool as the array INSERT does (psycopg's bool field takes any value's truth)."""
+    import pytest
+    from sqlalchemy.exc import StatementError
+
+    from ussd_app import database
+    from ussd_app.payments.models import TransferRequest
+
+    if not database.is_postgres(db.session):
+        pytest.skip("binary COPY: PostgreSQL only")
+    config(NAME_LOOKUP_LIMIT_BUSINESS=1)
+    key = make_key(merchant)
+    phones = many_customers(2)
+    copied = []
+    monkeypatch.setattr(database, "_copy_listeners", [lambda _connection, table: copied.append(table)])
+    answer = post(client, "/payouts/batch", key, {"payouts": [{"phone": p, "amount": 1} for p in phones]})
+    assert answer.json["accepted"] == 2 and copied == ["transfer_requests"]
+    ids = [r["id"] for r in answer.json["results"]]
+    flags = dict(db.session.execute(select(TransferRequest.id, TransferRequest.payee_named)).all())
+    assert [flags[i] for i in ids] == [True, False]
+    row = {
+        c.name: getattr(db.session.get(TransferRequest, ids[0]), c.key) for c in TransferRequest.__table__.c
+    }
+    db.session.commit()
+    for copy in (True, False):
+        with monkeypatch.context() as patch:
+            if not copy:
+                patch.setattr(database, "_copy_types", lambda *a: None)  # the array INSERT
+            bad = {**row, "id": f"odd-{copy}", "code": f"ODD{int(copy)}", "payee_named": "no"}
+            with pytest.raises(StatementError):
+                database.insert_rows(db.session, TransferRequest.__table__, [bad])
+        db.session.rollback()
