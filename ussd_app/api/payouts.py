@@ -12,6 +12,19 @@ and its row number, so even a retry whose first answer was lost records nothing 
 once used can never pay another body, even after its idempotency row is purged (24 h): that is
 422 ``idempotency_key_reused`` (``already_recorded``).
 
+The recipient's registered name is a name look-up of the paying merchant (or agent), as the
+send menus' confirm screen is of its caller (``fraud.py``): the same rule, the same allowance
+(``NAME_LOOKUP_LIMIT_BUSINESS``, keyed on the owner's normalised number, shared with the
+owner's look-ups in the menus), taken once when the payout is accepted (``names_granted``: a
+batch takes one look-up per distinct recipient, as many as are left, in row order) and
+recorded with the request (``payee_named``). The worker's ``payout.posted``, ``GET
+/transactions`` and the owner's mini statement name the recipient only when it was granted;
+beyond the allowance the payout still goes ahead (money is not refused for this) and names
+nobody (``name`` null, the masked number). Without it a payout of 1 minor unit (free in the
+first band) named any number's holder, up to 10,000 a batch, counted nowhere. A replay takes
+nothing more: the idempotency row answers before the view runs, and a request already
+recorded under the derived id keeps its first answer.
+
 A batch takes up to 10,000 rows as JSON (``{"payouts": [...]}``) or CSV (``text/csv``, a header
 row ``phone,amount,reference``). Each row is checked on its own and answered on its own: the
 valid rows are recorded (in one insert), the others say why not. The worker executes them in
@@ -23,6 +36,7 @@ from datetime import timedelta
 from flask import current_app, request
 from sqlalchemy import and_, or_, select
 
+from .. import fraud
 from ..clock import utcnow
 from ..database import among, insert_rows
 from ..extensions import db
@@ -90,6 +104,13 @@ def fee_of(tariff, amount: int) -> int:
         raise ApiError("not_priced") from None
 
 
+def names_granted(caller, wanted: int) -> int:
+    """How many of ``wanted`` recipients this request may name to ``caller``: a name look-up of
+    the key's owner each (merchants and agents, the business allowance), as many as the rule
+    lets it have now, counted in one step (``fraud.grant_look_ups``)."""
+    return fraud.grant_look_ups(caller.owner.phone, wanted, current_app.config["NAME_LOOKUP_LIMIT_BUSINESS"])
+
+
 REUSED = "This Idempotency-Key already paid another request body (keys are never reused, even after 24 h)."
 
 
@@ -134,14 +155,24 @@ def create_payout(caller, body: PayoutCreate, idempotency_key: str):
 
     Records a payout from the key owner's wallet to the customer with this phone number and
     answers 202 with its status ``queued``; the worker posts it within a second or so (read it
-    with ``GET /transactions/{transaction}``). The customer gets a receipt SMS."""
+    with ``GET /transactions/{transaction}``). The customer gets a receipt SMS.
+
+    Naming the recipient is a name look-up of the key's owner, counted when the payout is
+    accepted against the owner's hourly allowance (the one its look-ups in the USSD menus
+    use). Beyond it the payout still goes ahead, but its ``payout.posted`` event and the
+    transaction's ``counterparty`` carry ``name`` null (the masked number only). A replay
+    (the same Idempotency-Key) counts nothing more."""
     check_currency(body.currency)
     phone = mobile(body.phone)
     payee = recipient(caller, phone)
     tariff = in_force()
+    fee = fee_of(tariff, body.amount)
     request_id = derived_id(caller.key.id, idempotency_key)
-    if set(already_recorded(request_id)) - {request_id}:  # a batch's key
+    earlier = already_recorded(request_id)
+    if set(earlier) - {request_id}:  # a batch's key
         raise ApiError("idempotency_key_reused", REUSED)
+    # Recorded before (its idempotency row since purged): its first answer, nothing counted.
+    named = earlier[request_id].payee_named if request_id in earlier else names_granted(caller, 1) == 1
     try:
         recorded = record_request(
             db.session,
@@ -150,9 +181,10 @@ def create_payout(caller, body: PayoutCreate, idempotency_key: str):
             debit_account_id=caller.account_id,
             credit_account_id=payee.account_id,
             amount=body.amount,
-            fee=fee_of(tariff, body.amount),
+            fee=fee,
             reference=body.reference,
             tariff_version_id=tariff.id,
+            payee_named=named,
         )
     except ConflictingRequest:  # the key's row was purged: the id still remembers its body
         raise ApiError("idempotency_key_reused", REUSED) from None
@@ -210,7 +242,13 @@ def create_payout_batch(caller, batch: PayoutBatchCreate, idempotency_key: str):
     Every row gets its own result, in order: ``accepted`` with its id and transaction code, or
     ``rejected`` with an error (an unknown or foreign number, the owner's own number, another
     currency). A batch with a malformed row (a missing field, a zero amount) is refused whole
-    (422 naming the row). Accepted rows are executed by the worker in its batches."""
+    (422 naming the row). Accepted rows are executed by the worker in its batches.
+
+    Naming the recipients is a name look-up of the key's owner for each distinct recipient
+    accepted, counted when the batch is accepted against the owner's hourly allowance (the one
+    its look-ups in the USSD menus use): as many as are left, in row order. The others are
+    paid all the same, but their ``payout.posted`` events and transactions carry ``name`` null
+    (the masked number only). A replay (the same Idempotency-Key) counts nothing more."""
     currency = current_app.config["CURRENCY"]
     rows = batch.payouts
     results: list[BatchRow | None] = [None] * len(rows)
@@ -259,6 +297,7 @@ def create_payout_batch(caller, batch: PayoutBatchCreate, idempotency_key: str):
                 "commission": 0,
                 "payee_fee": 0,
                 "reference": body.reference,
+                "payee_named": False,  # until its look-up is granted, below
                 "pending_request_id": None,
                 "hold_state": None,
                 "hold_seconds": None,
@@ -278,7 +317,12 @@ def create_payout_batch(caller, batch: PayoutBatchCreate, idempotency_key: str):
         )
         if not same:
             raise ApiError("idempotency_key_reused", REUSED)
-        records = []  # recorded already: answered as the first time, nothing new
+        records = []  # recorded already: answered as the first time, nothing new, nothing counted
+    # One look-up per distinct recipient accepted, as many as the owner has left, in row order.
+    recipients = list(dict.fromkeys(r["credit_account_id"] for r in records))
+    named = set(recipients[: names_granted(caller, len(recipients))])
+    for record in records:
+        record["payee_named"] = record["credit_account_id"] in named
     if records:
         insert_rows(db.session, TransferRequest.__table__, records)
         ring_after_commit(db.session, Bell.TRANSFERS, base)

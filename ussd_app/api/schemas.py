@@ -130,7 +130,10 @@ class Counterparty(Out):
     name: str | None = Field(
         None,
         description="The registered name, once the ledger accepted the transfer (posted or pending); "
-        "none before or without that (queued, rejected, review).",
+        "none before or without that (queued, rejected, review). A payout's recipient is named only "
+        "when its name look-up was granted as the payout was accepted: one look-up of the key's "
+        "owner per payout (per distinct recipient of a batch), against the owner's hourly look-up "
+        "allowance, shared with its USSD menus; beyond it the payout is paid and names nobody.",
         examples=["Wanjiru Kamau"],
     )
     phone: str = Field(description="Masked: the first digits and the last three.", examples=["+2547123***78"])

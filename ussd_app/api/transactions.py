@@ -72,7 +72,11 @@ def transaction(request: TransferRequest, account_id: int, other: User | None) -
         status=status_of(request),
         result=result_of(request),
         reference=request.reference,
-        counterparty=counterparty(other, accepted=status_of(request) in ("posted", "pending")),
+        # Named once the ledger accepted it, and a payee only when the payer was granted its
+        # look-up (a payout beyond the owner's allowance: api/payouts.py).
+        counterparty=counterparty(
+            other, accepted=status_of(request) in ("posted", "pending") and (not out or request.payee_named)
+        ),
         created=request.created_at,
         posted_at=posted_at(request),
     )

@@ -132,8 +132,10 @@ def for_requests(session, executed: list[tuple[object, str]], people) -> int:
         other_account = request.debit_account_id if merchant_is_payee else request.credit_account_id
         other = people.get(other_account)
         # A registered name only once money moved: a refused payout must not name whoever owns
-        # a number the merchant typed (the API's transactions hide it too).
-        shown = party(other) if outcome == POSTED else party(None, other.phone if other else None)
+        # a number the merchant typed (the API's transactions hide it too); nor a posted one
+        # whose name look-up the merchant was not granted (``payee_named``, api/payouts.py).
+        named = outcome == POSTED and (merchant_is_payee or request.payee_named)
+        shown = party(other) if named else party(None, other.phone if other else None)
         data = {
             "transaction": request.code,
             **_money(request.amount),

@@ -86,7 +86,9 @@ def genuine(language: str, request, other, status: tuple[str, dict], *, asker_pa
         CHECK_REPLIES["payer" if asker_paid else "payee"],
         code=request.code,
         amount=money(request.amount),
-        who=_who(other),
+        # The payer of a payout whose name look-up was not granted (api/payouts.py) is told
+        # the number it paid, not whose it is.
+        who=other.phone if asker_paid and other is not None and not request.payee_named else _who(other),
         date=date,
         time=time_,
         status=say(language, word, **fields),

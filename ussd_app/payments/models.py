@@ -11,7 +11,7 @@ import enum
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, func, text
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..clock import utcnow
@@ -122,6 +122,10 @@ class TransferRequest(db.Model):
     # posted from the payee's wallet to fee revenue, linked to the payment (payments/legs.py).
     payee_fee: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     reference: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Whether the payer's side may be told the payee's registered name (the API's transactions
+    # and events, the mini statement). False only for a merchant's payout whose name look-up was
+    # not granted when the API accepted it (api/payouts.py): the masked number, no name.
+    payee_named: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # For a resolution request: the hold request (and PENDING transfer id) it posts or voids.
     pending_request_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), default=None, index=True)
     # For a hold request: its HoldState, and seconds after posting when it falls due.

@@ -39,6 +39,7 @@ def record_request(
     tariff_version_id: int | None = None,
     pending_request_id: str | None = None,
     hold_seconds: int | None = None,
+    payee_named: bool = True,
 ) -> TransferRequest:
     """Add the request, or return the one already recorded under this id. Caller commits; the
     commit announces a new request to the workers (unless it is executed in the same
@@ -58,6 +59,7 @@ def record_request(
         pending_request_id=pending_request_id,
         hold_state=HoldState.PENDING.value if hold_seconds is not None else None,
         hold_seconds=hold_seconds,
+        payee_named=payee_named,
         status=RequestStatus.QUEUED.value,
         attempts=0,
     )

@@ -13,6 +13,7 @@ from ...ledger.models import Transfer
 from ...money import WIDEST_AMOUNT, widest
 from ...payments import kinds
 from ...payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
+from ...phones import masked
 from ...users import holders
 from .. import gsm7
 from ..engine import N_, Choice, Option, Retry, Screen, Step
@@ -77,6 +78,8 @@ def statement_lines(session, user, lang: str) -> list[str]:
 
     def name(request, account: int) -> str:
         other = people.get(account)
+        if other is not None and account == request.credit_account_id and not request.payee_named:
+            return masked(other.phone)  # a payout whose name look-up was not granted (api/payouts.py)
         if other is not None:
             return gsm7.shorten(other.name, 16)
         if request.kind in NUMBER_KINDS and request.reference:  # the number topped up or invited
