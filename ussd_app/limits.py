@@ -174,7 +174,7 @@ def holders_now(session, holder_ids, payer_ids, now: datetime | None = None) -> 
     payers = set(payer_ids)
     params = {"ids": ids, "payers": list(payers), "since": since, "until": since + timedelta(days=1)}
     holders, spent_by = {}, {}
-    for account_id, tier, locked_until, spent in session.execute(statement, params):
+    for account_id, tier, locked_until, spent in session.execute(statement, params).all():
         holders[account_id] = (tier, locked_until)
         if account_id in payers:
             spent_by[account_id] = int(spent)
