@@ -29,7 +29,13 @@ requests skip the velocity rules) or refuses it, on the back office's review pag
 
 No race can pass a limit: ``check_batch`` runs after the ledger's ``lock_accounts`` has locked
 every wallet the batch touches, in the ledger's order (``execute_requests``), so a second
-batch for the same payer waits until the first has committed, then reads its postings.
+batch for the same payer waits until the first has committed, then reads its postings. The
+tiers it checks are read after those locks too (``holders_now``, in the statement that reads
+today's spending): a tier an operator lowers (or raises) while the batch waits for a busy
+wallet applies to that batch. One changed after that read, while the batch posts, applies from
+the next batch: the batch's check came first, as a transfer executed a moment earlier would
+have (an operator's tier change takes no account lock, so it never waits for a batch; the
+back office's, the CLI's and an agent's change alike).
 """
 
 from dataclasses import dataclass, replace
@@ -91,39 +97,88 @@ def _spent_statement(postgres: bool):
     round trip. The ids are one array on PostgreSQL (``database.among``), a list elsewhere."""
     statement = _SPENT.get(postgres)
     if statement is None:
-        t = TransferRequest.__table__
-        resolution = t.alias("resolution")
-        payer = t.c.debit_account_id
-        ids = (
-            payer == any_(bindparam("ids", type_=ARRAY(payer.type)))
-            if postgres
-            else payer.in_(bindparam("ids", expanding=True))
-        )
-        resolved_hold = and_(t.c.kind.in_(RESOLVED_HOLD_KINDS), resolution.c.id.is_not(None))
-        posted = case((resolution.c.kind == RequestKind.ALLOWANCE_POST.value, resolution.c.amount), else_=0)
-        counted = case((resolved_hold, posted), else_=t.c.amount)
-        statement = _SPENT[postgres] = (
-            select(payer, func.coalesce(func.sum(counted + t.c.fee), 0))
-            .select_from(
-                t.outerjoin(
-                    resolution,
-                    and_(
-                        t.c.kind.in_(RESOLVED_HOLD_KINDS),
-                        resolution.c.pending_request_id == t.c.id,
-                        resolution.c.status != RequestStatus.REJECTED.value,
-                    ),
-                )
-            )
-            .where(
-                ids,
-                t.c.status == RequestStatus.ACCEPTED.value,
-                t.c.kind.in_(kinds.COUNTED_KINDS),
-                t.c.executed_at >= bindparam("since"),
-                t.c.executed_at < bindparam("until"),
-            )
-            .group_by(payer)
-        )
+        statement = _SPENT[postgres] = _spent_by_payer(postgres, "ids")
     return statement
+
+
+def _ids(column, name: str, postgres: bool):
+    """``column`` among the ids bound as ``name``: one array on PostgreSQL, a list elsewhere."""
+    if postgres:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _spent_by_payer(postgres: bool, ids: str):
+    """(payer, amount + fee posted from ``since`` to ``until``) for the payers bound as ``ids``."""
+    t = TransferRequest.__table__
+    resolution = t.alias("resolution")
+    payer = t.c.debit_account_id
+    resolved_hold = and_(t.c.kind.in_(RESOLVED_HOLD_KINDS), resolution.c.id.is_not(None))
+    posted = case((resolution.c.kind == RequestKind.ALLOWANCE_POST.value, resolution.c.amount), else_=0)
+    counted = case((resolved_hold, posted), else_=t.c.amount)
+    return (
+        select(payer.label("payer"), func.coalesce(func.sum(counted + t.c.fee), 0).label("spent"))
+        .select_from(
+            t.outerjoin(
+                resolution,
+                and_(
+                    t.c.kind.in_(RESOLVED_HOLD_KINDS),
+                    resolution.c.pending_request_id == t.c.id,
+                    resolution.c.status != RequestStatus.REJECTED.value,
+                ),
+            )
+        )
+        .where(
+            _ids(payer, ids, postgres),
+            t.c.status == RequestStatus.ACCEPTED.value,
+            t.c.kind.in_(kinds.COUNTED_KINDS),
+            t.c.executed_at >= bindparam("since"),
+            t.c.executed_at < bindparam("until"),
+        )
+        .group_by(payer)
+    )
+
+
+_HOLDERS_NOW: dict[bool, object] = {}
+
+
+def holders_now(session, holder_ids, payer_ids, now: datetime | None = None) -> tuple[dict, dict]:
+    """What a transfer batch checks of its holders, read in one statement after it holds its
+    account locks: ``({holder's account: (tier, locked_until)}, {payer: spent today})``, the
+    second as ``spent_today`` says it (``payer_ids``: holders' accounts among ``holder_ids``).
+
+    The worker reads its holders (names, languages, numbers for the receipts) before it waits
+    for the locks, to keep that read out of the time a busy wallet is held; a tier or an
+    operator's lock committed during the wait must still apply to the batch, so both are read
+    again here, with today's spending, in the statement the batch runs under its locks anyway:
+    no round trip more. Under READ COMMITTED each statement sees every commit made before it
+    started, so a statement run after the lock statement returned sees whatever an operator
+    committed while the batch waited (the lock statement itself does not: its snapshot is
+    taken before the wait)."""
+    from .users import User  # users imports the ledger; keep this module light to import
+
+    ids = list(set(holder_ids))
+    if not ids:
+        return {}, {}
+    postgres = is_postgres(session)
+    statement = _HOLDERS_NOW.get(postgres)
+    if statement is None:
+        u = User.__table__
+        spent = _spent_by_payer(postgres, "payers").subquery("spent")
+        statement = _HOLDERS_NOW[postgres] = (
+            select(u.c.account_id, u.c.tier, u.c.locked_until, func.coalesce(spent.c.spent, 0))
+            .select_from(u.outerjoin(spent, spent.c.payer == u.c.account_id))
+            .where(_ids(u.c.account_id, "ids", postgres))
+        )
+    since = start_of_today(now)
+    payers = set(payer_ids)
+    params = {"ids": ids, "payers": list(payers), "since": since, "until": since + timedelta(days=1)}
+    holders, spent_by = {}, {}
+    for account_id, tier, locked_until, spent in session.execute(statement, params).all():
+        holders[account_id] = (tier, locked_until)
+        if account_id in payers:
+            spent_by[account_id] = int(spent)
+    return holders, spent_by
 
 
 # A hold that its payer resolved (allowances: each settlement posts part of the period's hold
@@ -357,7 +412,8 @@ def sent_last_hour(session, account_ids, now: datetime) -> dict[int, tuple[int, 
 
 def _operator_locked(session, account_ids, *where) -> set[int]:
     """The accounts among ``account_ids`` whose holder an operator has locked (and ``where``),
-    read now: under the batch's account locks when the worker asks."""
+    read now (``check_batch`` without ``people``; the worker's batch reads the locks with its
+    holders' tiers under its account locks instead: ``holders_now``)."""
     from .users import OPERATOR_LOCK_UNTIL, User
 
     ids = [a for a in account_ids if a is not None]
@@ -382,9 +438,9 @@ def _locked_businesses(session, account_ids) -> set[int]:
 def _locked_payers_cleared(session, requests) -> set[int]:
     """The payers an operator has locked among the requests an operator cleared from review:
     locked after the clear, before the worker took it (``payments/review.py`` refuses to clear
-    a payer locked already). Read from the database under the batch's account locks, never
-    from holders read before them (a lock committed while the batch waited for a busy wallet);
-    no query unless the batch has a cleared request."""
+    a payer locked already). Read now, never from holders read before the caller's account
+    locks (a lock committed while it waited for a busy wallet); no query unless there is a
+    cleared request."""
     return _operator_locked(session, {r.debit_account_id for r in requests if r.result == REVIEW_CLEARED})
 
 
@@ -409,32 +465,36 @@ def check_batch(
     ``velocity_exempt``: ids the velocity rules do not hold (the limits still apply; they still
     count towards the hour for the payer's other payments).
     ``people`` (``sms.receipts.People`` of these requests: their holders, read before the
-    locks, and today's spending, read under them with this ``now``) and ``locked`` (the
-    ledger's ``Locked`` of their accounts): what the worker has already read, so the holders,
-    today's spending and the balances are not read twice. Operators' locks are read again here,
-    under the locks (a holder read before them may be stale by the wait for them)."""
-    from .users import Role, User  # users imports the ledger; keep this module light to import
+    locks, with their tiers, operators' locks and today's spending read again under them with
+    this ``now``: ``People.read_spent``) and ``locked`` (the ledger's ``Locked`` of their
+    accounts): what the worker has already read, so none of it is read twice. Tiers and
+    operators' locks are the ones committed before the batch held its locks, never the ones
+    read before it waited for them (``holders_now`` says why and how)."""
+    from .users import Role, User, is_operator_locked  # users imports the ledger
 
     now = now or utcnow()
     ids = {r.debit_account_id for r in requests} | {r.credit_account_id for r in requests}
     if people is not None:
+        if not people.current:
+            raise RuntimeError("check_batch needs the holders' tiers read under the batch's locks")
         customers = {
             a: u.tier for a, u in people.by_account.items() if a in ids and u.role == Role.CUSTOMER.value
         }
-        # An operator's lock is read here, under the batch's account locks, not from ``people``:
-        # the worker reads the holders before it waits for those locks (behind another batch on
-        # a busy till), and a lock committed during that wait must stop the payment. One query,
-        # only for a batch paying a business; none in a batch of customers alone.
-        locked_businesses = _locked_businesses(
-            session,
-            {
-                r.credit_account_id
-                for r in requests
-                if r.kind in kinds.PAYS_A_BUSINESS
-                and (u := people.get(r.credit_account_id)) is not None
-                and u.role != Role.CUSTOMER.value
-            },
-        )
+        locked_businesses = {
+            r.credit_account_id
+            for r in requests
+            if r.kind in kinds.PAYS_A_BUSINESS
+            and (u := people.get(r.credit_account_id)) is not None
+            and u.role != Role.CUSTOMER.value
+            and is_operator_locked(u)
+        }
+        locked_payers = {
+            r.debit_account_id
+            for r in requests
+            if r.result == REVIEW_CLEARED
+            and (u := people.get(r.debit_account_id)) is not None
+            and is_operator_locked(u)
+        }
     else:
         customers = dict(
             session.execute(
@@ -446,6 +506,7 @@ def check_batch(
         locked_businesses = _locked_businesses(
             session, {r.credit_account_id for r in requests} - set(customers)
         )
+        locked_payers = _locked_payers_cleared(session, requests)
     payers = {r.debit_account_id for r in requests if r.debit_account_id in customers}
     payees = {r.credit_account_id for r in requests if r.credit_account_id in customers}
     spent = people.spent_before(payers) if people is not None else spent_today(session, payers, now)
@@ -455,7 +516,6 @@ def check_batch(
     hour = sent_last_hour(session, payers, now) if max_count or max_value else dict.fromkeys(payers, (0, 0))
     balances = _balances(session, payees, locked, lambda dp, dpo, cpo: cpo - dpo)
 
-    locked_payers = _locked_payers_cleared(session, requests)
     limits_of = cache(tier_limits)  # the same configuration for the whole batch
     refusals: dict[str, Refusal] = {}
     for r in requests:

@@ -64,12 +64,13 @@ def execute_requests(session, requests: list, *, late: bool = False) -> None:
     ``requests``: ``TransferRequest`` objects (a flow executing its own request at once), or
     the ``QueuedRequest`` rows of a worker's batch; either is told its outcome (``_put``).
 
-    The batch's accounts are locked and read once (``ledger.lock_accounts``), and the
-    holders and what each payer sent today read once (``receipts.People``), under those
-    locks, for the limits, the ledger and the receipts alike. ``late`` (``execute_batch``,
-    which runs the batch again without it on ``LateOverflow``): house accounts the batch only
-    credits (e.g. fee revenue) take their postings in the last statement, locked from there to
-    the commit only (``ledger.engine.Locked`` says why that is safe)."""
+    The batch's accounts are locked and read once (``ledger.lock_accounts``); the holders
+    are read once before those locks (``receipts.People``: names, languages, numbers), and
+    their tiers and operators' locks again with what each payer sent today, in one statement
+    under the locks (``People.read_spent``), for the limits, the ledger and the receipts alike.
+    ``late`` (``execute_batch``, which runs the batch again without it on ``LateOverflow``):
+    house accounts the batch only credits (e.g. fee revenue) take their postings in the last
+    statement, locked from there to the commit only (``ledger.engine.Locked`` says why that is safe)."""
     house = HouseAccounts(session)
     legs = {request.id: legs_for(request, house) for request in requests}
     # The holders, before the locks: a user's row is no account's (the account locks are held
@@ -79,6 +80,8 @@ def execute_requests(session, requests: list, *, late: bool = False) -> None:
     # for the same payer reads this one's postings (ussd_app/limits.py).
     locked = lock_accounts(session, [s for chain in legs.values() for s in chain], late=late)
     checked_at = utcnow()
+    # Today's spending, and the holders' tiers and operators' locks as committed now, after the
+    # wait for the locks (an operator may have lowered a tier meanwhile): one statement.
     people.read_spent(session, checked_at, locked)
     # A run of a standing order set up a day ago or more is not held by the velocity rules: its
     # payer set payee and amount with the PIN, and 20 orders may fall due at one midnight.

@@ -19,7 +19,8 @@ from .outbox import add_sms
 
 class People:
     """The registered holders of the accounts in a batch, looked up in one query, and what
-    each payer had already sent today before the batch (one more query). The holders are
+    each payer had already sent today before the batch (one more query, which also reads the
+    holders' tiers and operators' locks again: ``read_spent``). The holders are
     ``users.HolderRow``s: everything here only reads them."""
 
     def __init__(self, session, requests, now=None, *, spent=True):
@@ -33,18 +34,31 @@ class People:
         self.balances_after: dict[int, int] = {}
         # The ledger's ``Locked`` of the batch, if the caller has it: the balances it wrote.
         self._locked = None
+        # True once ``read_spent`` has read the tiers and operators' locks again (for the worker:
+        # under the batch's account locks); ``limits.check_batch`` relies on it.
+        self.current = False
         if spent:
             self.read_spent(session, now)
 
     def read_spent(self, session, now=None, locked=None) -> None:
-        """What each payer had sent today. Read before the batch's statuses change, then kept
-        current as receipts are written, so two sends in one batch each report what was left
-        after them. The worker reads the holders before it locks the batch's accounts (no
-        account lock guards a user's row) and this under the locks, and the limit check uses
-        it too (``spent_before``); ``locked``: the ledger's ``Locked`` of the batch."""
-        payers = [r.debit_account_id for r in self._requests if r.debit_account_id in self.by_account]
-        self._spent = limits.spent_today(session, payers, now)
+        """What each payer had sent today, and every holder's tier and operator's lock as they
+        are now, in one statement (``limits.holders_now``). The worker reads the holders before
+        it locks the batch's accounts (their names and languages: no account lock guards a
+        user's row, and that read stays out of the time a busy wallet is held) and this under
+        the locks, so a tier lowered or raised, or an operator's lock, committed while the
+        batch waited for a busy wallet applies to the whole batch: its limits, and what the
+        payer's receipt says is left today. The spending is read before the batch's statuses
+        change, then kept current as receipts are written, so two sends in one batch each
+        report what was left after them; the limit check uses it too (``spent_before``).
+        ``locked``: the ledger's ``Locked`` of the batch."""
+        payers = {r.debit_account_id for r in self._requests if r.debit_account_id in self.by_account}
+        holders, spent = limits.holders_now(session, self.by_account, payers, now)
+        for account_id, (tier, locked_until) in holders.items():
+            holder = self.by_account[account_id]
+            holder.tier, holder.locked_until = tier, locked_until
+        self._spent = dict.fromkeys(payers, 0) | spent
         self._locked = locked
+        self.current = True
 
     def restart_day(self, session, now) -> None:
         """Read again what each payer sent on ``now``'s day (before the batch), for receipts
