@@ -5,7 +5,44 @@ fixed with it, or ``xfail(strict=True)`` saying why it is left."""
 
 import re
 
+import pytest
+
 from tests.admin_helpers import EMAIL, PASSWORD, operator
+from tests.api_helpers import make_key, many_customers, post
+from tests.ussd_helpers import fresh
+from ussd_app import fraud
+
+# -- 1. a payment request made through the API names its payer in the USSD My requests --------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="A payment request made through the API is no name look-up (it names nobody in the "
+    "API), but the merchant's USSD My requests lists its payer's registered name, as it does for "
+    "a request made in the menus, whose look-up was counted when it was recorded. The fix needs "
+    "a decision: count the API's request as a look-up of the owner (refusing it, or recording "
+    "whether it was granted: a column, migration 0021), or My requests shows the number for a "
+    "request the API made (nothing tells the two apart today).",
+)
+def test_a_payment_request_made_through_the_api_is_no_free_name_in_my_requests(client, config, merchant):
+    """A merchant asks KES 0.01 of numbers through the API (free, not counted), then dials My
+    requests: every payer's registered name, without one look-up taken."""
+    config(NAME_LOOKUP_LIMIT_BUSINESS=1)
+    key = make_key(merchant)
+    phones = many_customers(3)
+    for phone in phones:
+        asked = post(client, "/payment-requests", key, {"phone": phone, "amount": 1, "description": "x"})
+        assert asked.status_code == 201, asked.json
+    assert fraud.lookup_delay_or_block(merchant.phone, 1, 1) == 0  # no look-up was taken
+    phone, listing = fresh(client, merchant.phone, "6")  # Tuma Business: 6. My requests
+    assert listing.startswith("CON My requests"), listing
+    shown = [
+        phone.send(str(n)) if n == 1 else fresh(client, merchant.phone, "6", str(n))[1] for n in (1, 2, 3)
+    ]
+    names = [n for screen in shown for n in re.findall(r"Payee N\d+", screen)]
+    # At most one (the one look-up allowed) may be named; the others only by their number.
+    assert len(names) <= 1, shown
+
 
 # -- 2. the back office behind a proxy's path prefix ----------------------------------------------
 
