@@ -9,8 +9,13 @@ import pytest
 
 from tests.admin_helpers import EMAIL, PASSWORD, operator
 from tests.api_helpers import make_key, many_customers, post
+from tests.escrow_helpers import funded_customer
+from tests.gateway_helpers import GATEWAYS, as_body
 from tests.ussd_helpers import fresh
 from ussd_app import fraud
+from ussd_app.events.endpoints import configure
+from ussd_app.extensions import db
+from ussd_app.users import create_user
 
 # -- 1. a payment request made through the API names its payer in the USSD My requests --------
 
@@ -70,3 +75,93 @@ def test_the_back_office_behind_a_path_prefix_keeps_its_session(app, config):
     # And without a prefix it is /admin, as before.
     plain = app.test_client()
     assert "Path=/admin;" in plain.get("/admin/login").headers["Set-Cookie"] + ";"
+
+
+# -- 3. JSON nested deeper than the parser's recursion: a refusal, never a 500 -------------------
+
+# 6,000 bytes, well inside both caps (the API's 2 MB, a gateway's 16 KB): 3,000 arrays deep,
+# past the JSON decoder's recursion limit, where ``json.loads`` raises RecursionError, which is
+# not the ValueError that the readers catch.
+DEEP = "[" * 3000 + "]" * 3000
+
+
+def test_a_payout_body_nested_past_the_parsers_depth_is_invalid_json_not_a_500(client, config, merchant):
+    config(NAME_LOOKUP_LIMIT_BUSINESS=1)
+    key = make_key(merchant)
+    for path, body in (("/payouts", DEEP), ("/payouts/batch", '{"payouts": ' + DEEP + "}")):
+        answer = client.post(
+            f"/api/v1{path}",
+            data=body,
+            headers={
+                "Authorization": f"Bearer {key}",
+                "Idempotency-Key": "deep" + path.replace("/", "-"),
+                "Content-Type": "application/json",
+            },
+        )
+        assert answer.status_code == 400 and answer.json["error"]["code"] == "invalid_json", (
+            answer.status_code,
+            answer.get_data(as_text=True)[:200],
+        )
+    assert fraud.lookup_delay_or_block(merchant.phone, 1, 1) == 0  # nothing counted
+
+
+@pytest.mark.parametrize("gateway", GATEWAYS)
+def test_a_gateway_body_nested_past_the_parsers_depth_gets_the_gateways_own_end(client, gateway):
+    """The gateways' promise (tests/test_ussd_gateways.py): odd input gets the gateway's own
+    clean answer, never a 500."""
+    answer = client.post(f"/ussd/{gateway}", data=DEEP, content_type="application/json")
+    assert answer.status_code == 200, (answer.status_code, answer.get_data(as_text=True)[:200])
+    assert (
+        as_body(gateway, answer.get_json()) == "END Sorry, this request could not be read. Please dial again."
+    )
+
+
+@pytest.fixture
+def deep_answers():
+    """A merchant's validation server that answers 200 with JSON nested 3,000 deep."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Deep(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = ('{"accept": ' + DEEP.replace("[]", "[true]", 1) + "}").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Deep)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_a_validation_answer_nested_past_the_parsers_depth_takes_the_default(client, config, deep_answers):
+    """``validation.ask`` never raises for what the merchant's server does: an answer nested
+    past the decoder's depth is no clear answer, so the configured default decides (it ended
+    the customer's pay-bill session with "something went wrong")."""
+    config(PAYBILL_VALIDATION_DEFAULT="accept")
+    funded_customer()
+    water = create_user(
+        db.session,
+        phone="+254700000003",
+        name="Kisumu Water",
+        role="merchant",
+        pin="2222",
+        till="888880",
+        paybill=True,
+    )
+    configure(
+        db.session, water.account_id, url=f"{deep_answers}/hooks", validation_url=f"{deep_answers}/validate"
+    )
+    db.session.commit()
+    _, screen = fresh(client, "0712000111", "6", "888880", "acc-42", "1200")
+    assert screen.startswith("CON Pay KES 1,200.00 to Kisumu Water (888880) for account ACC-42?"), screen
