@@ -184,3 +184,29 @@ def test_a_validation_answer_nested_past_the_parsers_depth_takes_the_default(cli
     db.session.commit()
     _, screen = fresh(client, "0712000111", "6", "888880", "acc-42", "1200")
     assert screen.startswith("CON Pay KES 1,200.00 to Kisumu Water (888880) for account ACC-42?"), screen
+
+
+# -- 4. the back office read any body whole, before anyone signed in ---------------------------
+
+
+def test_a_post_to_the_back_office_is_read_within_a_cap_not_whole(app):
+    """Every POST under /admin reads its form for the CSRF check, the sign-in form's included,
+    before anyone is signed in; the app had no MAX_CONTENT_LENGTH, so a 100 MB body (length
+    given, or chunked) was read whole into memory (some 400 MB more per request, measured with
+    ru_maxrss): a few such requests from anywhere take a worker down. Now over the app's cap
+    (``MAX_CONTENT_LENGTH``) it is 413 before it is read; the API and the webhooks keep their own
+    caps (``API_MAX_BODY_BYTES``, ``WEBHOOK_MAX_BODY_BYTES``)."""
+    from werkzeug.test import run_wsgi_app
+
+    from tests.test_attack_edge import streamed_environ
+
+    cap = app.config["MAX_CONTENT_LENGTH"]
+    assert cap is not None and cap < app.config["API_MAX_BODY_BYTES"] * 8
+    body = b"email=a&password=b&pad=" + b"x" * (cap + 1)
+    client = app.test_client()
+    answer = client.post("/admin/login", data=body, content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 413
+    _, status, _ = run_wsgi_app(app, streamed_environ("/admin/login", body), buffered=True)
+    assert status.startswith("413")
+    # A real sign-in form still arrives (and is refused only for its missing CSRF token).
+    assert client.post("/admin/login", data={"email": "a", "password": "b"}).status_code in (200, 400)
