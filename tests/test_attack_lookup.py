@@ -1,7 +1,13 @@
 """Attacks from outside on what the look-up branch built (payouts name their recipients only as
-counted look-ups of their merchant, the API's chunked body cap, the back office's cookie path):
-through the real app (test client), real Redis and the real database. Each test is a finding:
-fixed with it, or ``xfail(strict=True)`` saying why it is left."""
+counted look-ups of their merchant, the API's chunked body cap, the back office's cookie path)
+and on what sits next to it (other ways a merchant hears a name, odd and huge bodies): through
+the real app (test client), real Redis and the real database. Each test is a finding: fixed
+with it, or ``xfail(strict=True)`` saying why it is left. Tried and held (no test here): a
+payout's recipient in other spellings, the merchant's number in other spellings and several
+keys, batches with duplicates and refused rows (JSON and CSV), replays racing in threads and
+after the purge (PostgreSQL and SQLite), a refund or reversal of a payout, the fake-receipt
+SMS check, GET /payment-requests/{id}, allowances' and tips' messages, a chunked batch past
+the cap through gunicorn."""
 
 import re
 
