@@ -161,6 +161,11 @@ class Config:
     WEBHOOK_TRUSTED_PROXIES = os.environ.get("TUMA_WEBHOOK_TRUSTED_PROXIES") or None
     WEBHOOK_RATE_PER_MINUTE = _int("TUMA_WEBHOOK_RATE_PER_MINUTE", 60)
     WEBHOOK_MAX_BODY_BYTES = _int("TUMA_WEBHOOK_MAX_BODY_BYTES", 16 * 1024)
+    # The largest body any other route reads (Flask's own setting; the webhooks and the API set
+    # their caps on each request): the back office's forms are a few KB, and every POST to
+    # /admin reads its form for the CSRF check before anyone signs in. Without it a body was
+    # read whole, however large (100 MB took some 400 MB of a worker).
+    MAX_CONTENT_LENGTH = _int("TUMA_MAX_CONTENT_LENGTH", 1024 * 1024)
     # Other USSD gateways (POST /ussd/<gateway>, ussd_app/ussd/gateways/): each may be given its
     # own callback secret and allow-list, TUMA_USSD_<GATEWAY>_SECRET and
     # TUMA_USSD_<GATEWAY>_ALLOWED_IPS (same forms as above); unset, the WEBHOOK_ ones apply.

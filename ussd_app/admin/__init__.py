@@ -15,7 +15,17 @@
 import functools
 import logging
 
-from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    g,
+    has_request_context,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.sessions import NullSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError
@@ -114,8 +124,9 @@ class _CookieSessions(SecureCookieSessionInterface):
     A request outside /admin (every USSD hop, SMS callback, API call) gets ``_NoSession``: its
     cookie is not read and nothing is saved (Flask skips saving a null session), where Flask
     would read the cookie header, open a session and, after the view, ask seven cookie
-    settings to decide to write nothing. The cookie is sent to every path of the site, but
-    only /admin reads or changes it: there the session is exactly Flask's, cookie rules,
+    settings to decide to write nothing. The cookie's path is the back office's
+    (``get_cookie_path``), and a copy sent elsewhere anyway is not read: only /admin reads or
+    changes it. There the session is exactly Flask's, cookie rules,
     signing, refresh and "Vary: Cookie" included (opened without building a signer when the
     request carries no session cookie)."""
 
@@ -127,6 +138,13 @@ class _CookieSessions(SecureCookieSessionInterface):
             return self.session_class()  # what Flask answers for no cookie, signer aside
         return super().open_session(app, request)
 
+    def get_cookie_path(self, app) -> str:
+        """The back office's path as the browser asks for it: ``/admin``, or under a proxy's
+        prefix (``SCRIPT_NAME``) ``/tuma/admin``, so the browser sends the cookie back there
+        and nowhere else (a fixed ``/admin`` is never returned under a prefix: nobody could
+        sign in)."""
+        return (request.script_root if has_request_context() else "") + ADMIN_PREFIX
+
 
 def init_app(app) -> None:
     from . import decisions, pages, tiers  # noqa: F401  (pages: routes on bp)
@@ -137,9 +155,6 @@ def init_app(app) -> None:
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_HTTPONLY"] = True
-    # Only the back office has a session: the browser sends its cookie nowhere else (not to
-    # the webhooks, the merchant API or anything served beside them on this host).
-    app.config["SESSION_COOKIE_PATH"] = ADMIN_PREFIX
     if app.config.get("TUMA_ENV") == "production":
         # Production is served over HTTPS only: the cookie never travels in clear.
         app.config["SESSION_COOKIE_SECURE"] = True

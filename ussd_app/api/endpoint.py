@@ -85,7 +85,8 @@ def json_body():
         return json.loads(raw, object_pairs_hook=_one_each)
     except _KeyTwice as exc:
         raise ApiError("invalid_json", f"The body names {str(exc)!r} twice in one object.") from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nested deeper than the decoder goes ("[[[[..." in a few KB), was a 500.
         raise ApiError("invalid_json") from None
 
 

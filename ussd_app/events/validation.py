@@ -86,8 +86,8 @@ def ask(asked: Question) -> str:
         return default
     try:
         decision = json.loads(answer.body).get("accept")
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        decision = None
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
+        decision = None  # (RecursionError: nested deeper than the decoder goes, a few KB of "[")
     if decision is True:
         return ACCEPT
     if decision is False:

@@ -113,7 +113,10 @@ def after_service_code(dialled: str, service_code: str = "") -> str:
 
 
 def _json_body():
-    doc = request.get_json(silent=True)
+    try:
+        doc = request.get_json(silent=True)  # silent: a ValueError only
+    except RecursionError:  # nested deeper than the decoder goes: unreadable, not a failure
+        return None
     return doc if isinstance(doc, dict) else None
 
 
