@@ -59,16 +59,26 @@ from bench.common import (  # noqa: E402,F401  # run_all and others import them 
 )
 
 
-def pgbench_tps(clients: int, seconds: int) -> float:
+def pgbench_database() -> None:
+    """A fresh database for pgbench, initialised at scale 1."""
+    fresh_database(f"{DB_PREFIX}_pgbench")
+    subprocess.run(
+        ["pgbench", "-i", "-q", "-s", "1", f"{DB_PREFIX}_pgbench"],
+        check=True,
+        capture_output=True,
+        env=dict(os.environ, PGHOST="127.0.0.1", PGUSER="postgres"),
+    )
+
+
+def pgbench_tps(clients: int, seconds: int, ready=None) -> float:
+    """One pgbench run on a fresh database; ``ready``: a future of ``pgbench_database`` already
+    under way (made while a ledger run was checked)."""
     env = dict(os.environ, PGHOST="127.0.0.1", PGUSER="postgres")
     with STEPS("setup", "pgbench's database"):
-        fresh_database(f"{DB_PREFIX}_pgbench")
-        subprocess.run(
-            ["pgbench", "-i", "-q", "-s", "1", f"{DB_PREFIX}_pgbench"],
-            check=True,
-            capture_output=True,
-            env=env,
-        )
+        if ready is None:
+            pgbench_database()
+        else:
+            ready.result()
     with STEPS("measured", "pgbench"):
         out = subprocess.run(
             ["pgbench", "-c", str(clients), "-j", str(clients), "-T", str(seconds), f"{DB_PREFIX}_pgbench"],
@@ -168,7 +178,7 @@ def main() -> int:
     results: dict = {"scenarios": {}, "scaling": {}}
     pgbench_runs: list[float] = []  # every pgbench run of this invocation, paired or not
     ledger_ok = True
-    background = ThreadPoolExecutor(max_workers=1)
+    background = ThreadPoolExecutor(max_workers=2)
     with app.app_context():
         with STEPS("setup", "migrations"):
             get_redis().flushdb()
@@ -226,10 +236,18 @@ def main() -> int:
                 deadline = time.monotonic() + 30
                 while len(Worker.all(connection=get_redis())) < workers and time.monotonic() < deadline:
                     time.sleep(0.05)
+                registered = len(Worker.all(connection=get_redis()))
+                if registered < workers:  # the runs go on, but say so: they had fewer workers
+                    alive = sum(p.poll() is None for p in running)
+                    print(
+                        f"  only {registered} of {workers} workers registered after 30 s ({alive} alive)",
+                        flush=True,
+                    )
 
-        def queue_requests(name: str, into) -> datetime:
+        def queue_requests(name: str, into, commit: bool = True) -> datetime:
             """``args.transfers`` requests of workload ``name`` recorded queued in session
-            ``into`` and committed; when the first was made."""
+            ``into`` and committed (``commit``; else the caller commits); when the first was
+            made."""
             base = datetime.now(UTC).replace(tzinfo=None)
             rows = []
             for k, (d, c) in enumerate(pairs(name)):
@@ -250,7 +268,8 @@ def main() -> int:
                     )
                 )
             copy_rows(into, TransferRequest, rows)
-            into.commit()
+            if commit:
+                into.commit()
             return base
 
         def workers_idle() -> None:
@@ -265,16 +284,29 @@ def main() -> int:
 
         ahead: dict[str, Future] = {}  # the next run's requests, queued while a run is checked
 
-        def one_run(name: str, workers: int, then: str | None = None, extra_workers: int = 0) -> float:
+        def one_run(
+            name: str,
+            workers: int,
+            then: str | None = None,
+            extra_workers: int = 0,
+            pgbench_next: bool = False,
+        ) -> float:
             """Queue ``args.transfers`` requests, let the ``workers`` running processes execute
             them; transfers/s. The ledger is checked after every run. ``then``: the workload of
             the run that follows right after this one (no pgbench run between), whose requests
-            are queued in another session while this run is checked (the check reads none of
-            them: they are queued, made after this run's, and have no receipts);
-            ``extra_workers`` more workers are started meanwhile, for the next figure."""
+            are written in another session while this run is checked and committed when the
+            next run begins (the check reads none of them: they are queued, made after this
+            run's, have no receipts, and are not committed yet);
+            ``extra_workers`` more workers are started meanwhile, for the next figure, or the
+            database of the pgbench run that comes next is made (``pgbench_next``)."""
             nonlocal ledger_ok
             STEPS.now("setup", "requests queued")
-            base = ahead.pop(name).result() if name in ahead else queue_requests(name, session)
+            if name in ahead:  # queued during the last run's check, committed now
+                base, other = ahead.pop(name).result()
+                other.commit()
+                other.close()
+            else:
+                base = queue_requests(name, session)
             STEPS.now("measured", "ledger")
             start = time.perf_counter()
             for _ in range(workers):  # each full batch queues the next, so one chain per worker
@@ -293,11 +325,15 @@ def main() -> int:
                 start_workers(extra_workers)
             if then is not None:
 
-                def queue_next(name: str = then, engine=db.engine) -> datetime:
-                    with Session(engine) as other:
-                        return queue_requests(name, other)
+                def queue_next(name: str = then, engine=db.engine) -> tuple:
+                    # Not committed until the next run begins: a job of this run still on its
+                    # way (rq's worker between taking it and showing busy) finds none of them.
+                    other = Session(engine)
+                    return queue_requests(name, other, commit=False), other
 
                 ahead[then] = background.submit(queue_next)
+            if pgbench_next:
+                ahead["pgbench"] = background.submit(pgbench_database)
             ok = all(f.ok for f in check(session))
             # Every transfer posted, with its two receipts: refusals or holds would be a
             # different (cheaper) workload, not this one.
@@ -316,7 +352,7 @@ def main() -> int:
             session.rollback()
             if then is not None:
                 STEPS.now("setup", "requests queued")
-                ahead[then].exception()  # queued before the next run begins (raised there if it failed)
+                ahead[then].exception()  # written before this step ends (raised by the next run if it failed)
             STEPS.now("other")
             complete = posted == args.transfers and receipts == 2 * args.transfers
             ledger_ok = ledger_ok and ok and complete
@@ -332,7 +368,7 @@ def main() -> int:
             return dict(median=statistics.median(runs), min=min(runs), max=max(runs))
 
         def pgbench_run() -> float:
-            tps = pgbench_tps(args.workers, args.pgbench_seconds)
+            tps = pgbench_tps(args.workers, args.pgbench_seconds, ahead.pop("pgbench", None))
             pgbench_runs.append(tps)
             print(f"  pgbench  {args.workers} clients: {tps:8.0f} tps", flush=True)
             return tps
@@ -354,7 +390,9 @@ def main() -> int:
                 follows = not (paired and i % 2 == 0) and (not last or after is not None)
                 then = (after[0] if last else name) if follows else None
                 extra = max(0, after[1] - workers) if last and after is not None else 0
-                tps.append(one_run(name, workers, then=then, extra_workers=extra))
+                tps.append(
+                    one_run(name, workers, then=then, extra_workers=extra, pgbench_next=paired and not i % 2)
+                )
                 if paired and not i % 2:
                     pg.append(pgbench_run())
             result = figure(tps)
@@ -385,6 +423,9 @@ def main() -> int:
                 results["scaling"][args.workers] = results["scenarios"]["uniform"]  # the same runs
             results["scaling"] = {w: results["scaling"][w] for w in scaling}  # in --scaling's order
         finally:
+            for waiting in ahead.values():  # none left unless a run failed
+                if waiting.exception() is None and isinstance(waiting.result(), tuple):
+                    waiting.result()[1].close()
             workers_at(0)
         db.engine.dispose()
 
