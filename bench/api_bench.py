@@ -22,7 +22,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -31,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import STEPS, fresh_database, minutes_line, psql, stop  # noqa: E402
+from bench.common import STEPS, fresh_database, kill_idle, minutes_line, psql, spawn  # noqa: E402
 
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
 DB_NAME = os.environ.get("BENCH_API_DB", "tuma_api_bench")
@@ -74,6 +73,33 @@ def main() -> int:
     from ussd_app.queues import get_redis
     from ussd_app.users import User, create_user
 
+    def start_workers() -> list:
+        """The workers, kept for all the runs (as bench/ledger_bench.py keeps a figure's):
+        their start-up is not what a run measures, and starting them for each of the six
+        runs cost seconds each time. Started before the population is written, so that their
+        imports overlap it; ``wait_for_workers`` waits until they are registered and idle."""
+        STEPS.now("start-ups")
+        env = dict(os.environ, TUMA_TRANSFER_BATCH_SIZE=str(args.batch))
+        procs = [
+            spawn(["-m", "worker", "--no-cron", "--queues", "transfers"], ROOT, env)
+            for _ in range(args.workers)
+        ]
+        STEPS.now("setup")
+        return procs
+
+    def wait_for_workers() -> None:
+        STEPS.now("start-ups")
+        deadline = time.monotonic() + 30
+        while len(Worker.all(connection=get_redis())) < args.workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        STEPS.now("other")
+
+    def stop_workers(procs: list) -> None:
+        """Their work done and checked: ended at once (bench/common.py's kill_idle)."""
+        STEPS.now("start-ups")
+        kill_idle(procs, get_redis())
+        STEPS.now("other")
+
     app = create_app()
     rng = random.Random(17)
     results = {"uniform": [], "api_batch": [], "ledger_check": True}
@@ -81,7 +107,12 @@ def main() -> int:
         get_redis().flushdb()
         flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
         session = db.session
-        ids = customers(session, args.accounts, balance=10_000_000_000, tier="full")
+        procs = start_workers()
+        try:
+            ids = customers(session, args.accounts, balance=10_000_000_000, tier="full")
+        except BaseException:
+            stop_workers(procs)
+            raise
         phones = dict(session.execute(select(User.account_id, User.phone)).all())
         shop = create_user(
             session, phone="+254799000001", name="Bench Shop", role="merchant", pin=None, till="99001"
@@ -93,32 +124,6 @@ def main() -> int:
         session.commit()
         client = app.test_client()
         STEPS.now("other")
-
-        def start_workers() -> list:
-            """The workers, registered and idle, kept for all the runs (as bench/ledger_bench.py
-            keeps a figure's): their start-up is not what a run measures, and starting them for
-            each of the six runs cost seconds each time."""
-            STEPS.now("start-ups")
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "worker", "--no-cron", "--queues", "transfers"],
-                    cwd=ROOT,
-                    env=dict(os.environ, TUMA_TRANSFER_BATCH_SIZE=str(args.batch)),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for _ in range(args.workers)
-            ]
-            deadline = time.monotonic() + 30
-            while len(Worker.all(connection=get_redis())) < args.workers and time.monotonic() < deadline:
-                time.sleep(0.05)
-            STEPS.now("other")
-            return procs
-
-        def stop_workers(procs: list) -> None:
-            STEPS.now("start-ups")
-            stop(procs)
-            STEPS.now("other")
 
         def workers_run(record) -> float:
             """Call ``record()`` (which queues the work), ring the running workers, wait until
@@ -214,8 +219,8 @@ def main() -> int:
             verify(base, "payout")
             return rate
 
-        procs = start_workers()
         try:
+            wait_for_workers()
             for _ in range(args.runs):
                 results["uniform"].append(uniform())
                 results["api_batch"].append(api_batch())

@@ -9,7 +9,10 @@ older tree and keeps its own.
 """
 
 import os
+import signal
 import subprocess
+import sys
+import time
 
 PG_BASE = os.environ.get("BENCH_PG_BASE", "postgresql://postgres@127.0.0.1")
 
@@ -70,6 +73,89 @@ def stop(procs, timeout: float = 30) -> None:
             )
             p.kill()
             p.wait()
+
+
+def spawn(args: list[str], root: str, env: dict | None = None) -> subprocess.Popen:
+    """``python ARGS`` from ``root``, output discarded, in a process group of its own (with its
+    children: rq's scheduler process, gunicorn's workers), so that ``kill_idle`` can end the
+    group at once."""
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def kill_idle(procs, redis=None, timeout: float = 30) -> None:
+    """End processes the bench no longer needs, their work done and checked: SIGKILL to each
+    one's process group (``spawn``). With ``redis``, the procs are rq workers: first wait until
+    rq has each idle (no job started), and afterwards remove their registrations, as their own
+    shutdown would (a later count of workers must not see them). rq's warm shutdown on SIGTERM
+    (``stop``) took 1-2 s a worker: its scheduler process joined, its pubsub thread joined with a
+    1 s timeout. A worker that stays busy past ``timeout``, or a process not started by
+    ``spawn``, gets ``stop``'s SIGTERM instead."""
+    from rq import Worker
+
+    procs = [p for p in procs if p.poll() is None]
+    registered = []
+    if redis is not None:
+        pids = {p.pid for p in procs}
+        deadline = time.monotonic() + timeout
+        while True:
+            registered = [w for w in Worker.all(connection=redis) if w.pid in pids]
+            if all(w.state == "idle" for w in registered) or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        busy = {w.pid for w in registered if w.state != "idle"}
+        if busy:
+            stop([p for p in procs if p.pid in busy])
+    groups = set()
+    for p in procs:
+        try:
+            if os.getpgid(p.pid) == p.pid:
+                groups.add(p.pid)
+        except ProcessLookupError:
+            pass
+    schedulers = _schedulers_in(groups, registered, redis) if registered else []
+    for p in procs:
+        if p.pid in groups:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        else:
+            stop([p])
+    # What their own shutdown does in Redis: deregistered, and the lock of a scheduler among
+    # them released (with the scheduler's hash), so a worker started later takes it over.
+    for w in registered:
+        w.register_death()
+    for lock, key in schedulers:
+        redis.delete(lock, key)
+
+
+def _schedulers_in(groups: set[int], workers, redis) -> list[tuple[str, str]]:
+    """rq's scheduler locks held by a scheduler process in one of the process ``groups``, each
+    with its scheduler's hash."""
+    from rq.scheduler import SCHEDULER_KEY_TEMPLATE, SCHEDULER_LOCKING_KEY_TEMPLATE
+
+    held = []
+    for queue in {name for w in workers for name in w.queue_names()}:
+        lock = SCHEDULER_LOCKING_KEY_TEMPLATE % queue
+        holder = redis.get(lock)
+        if holder is None:
+            continue
+        key = SCHEDULER_KEY_TEMPLATE % holder.decode()
+        pid = redis.hget(key, "pid")
+        try:
+            if pid is not None and os.getpgid(int(pid)) in groups:
+                held.append((lock, key))
+        except ProcessLookupError:
+            pass
+    return held
 
 
 def cpu_seconds(pids) -> float:

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,22 +51,34 @@ from bench.common import (  # noqa: E402,F401  # run_all and others import them 
     STEPS,
     copy_rows,
     fresh_database,
+    kill_idle,
     minutes_line,
     psql,
+    spawn,
     stop,
 )
 
 
-def pgbench_tps(clients: int, seconds: int) -> float:
+def pgbench_database() -> None:
+    """A fresh database for pgbench, initialised at scale 1."""
+    fresh_database(f"{DB_PREFIX}_pgbench")
+    subprocess.run(
+        ["pgbench", "-i", "-q", "-s", "1", f"{DB_PREFIX}_pgbench"],
+        check=True,
+        capture_output=True,
+        env=dict(os.environ, PGHOST="127.0.0.1", PGUSER="postgres"),
+    )
+
+
+def pgbench_tps(clients: int, seconds: int, ready=None) -> float:
+    """One pgbench run on a fresh database; ``ready``: a future of ``pgbench_database`` already
+    under way (made while a ledger run was checked)."""
     env = dict(os.environ, PGHOST="127.0.0.1", PGUSER="postgres")
     with STEPS("setup", "pgbench's database"):
-        fresh_database(f"{DB_PREFIX}_pgbench")
-        subprocess.run(
-            ["pgbench", "-i", "-q", "-s", "1", f"{DB_PREFIX}_pgbench"],
-            check=True,
-            capture_output=True,
-            env=env,
-        )
+        if ready is None:
+            pgbench_database()
+        else:
+            ready.result()
     with STEPS("measured", "pgbench"):
         out = subprocess.run(
             ["pgbench", "-c", str(clients), "-j", str(clients), "-T", str(seconds), f"{DB_PREFIX}_pgbench"],
@@ -147,8 +160,9 @@ def main() -> int:
     )
 
     import flask_migrate
-    from rq import Worker
+    from rq import Queue, Worker
     from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
 
     from bench.population import customers
     from ussd_app import create_app
@@ -156,7 +170,7 @@ def main() -> int:
     from ussd_app.ledger.check import check
     from ussd_app.payments.models import TransferRequest, transaction_code
     from ussd_app.payments.submit import announce
-    from ussd_app.queues import get_redis
+    from ussd_app.queues import TRANSFERS_QUEUE, get_redis
     from ussd_app.sms.outbox import OutboxMessage
 
     app = create_app()
@@ -164,13 +178,32 @@ def main() -> int:
     results: dict = {"scenarios": {}, "scaling": {}}
     pgbench_runs: list[float] = []  # every pgbench run of this invocation, paired or not
     ledger_ok = True
+    background = ThreadPoolExecutor(max_workers=2)
     with app.app_context():
         with STEPS("setup", "migrations"):
             get_redis().flushdb()
             flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
             session = db.session
+        running: list = []  # the worker processes, kept from one figure to the next
+
+        def start_workers(n: int) -> None:
+            env = dict(os.environ, TUMA_TRANSFER_BATCH_SIZE=str(args.batch))
+            running.extend(
+                spawn(["-m", "worker", "--no-cron", "--queues", "transfers"], ROOT, env) for _ in range(n)
+            )
+
+        # The first figure's workers start now and import while the population is written
+        # (workers_at waits for them): their start-up, seconds of CPU each, overlaps the setup.
+        with STEPS("start-ups", "workers started"):
+            start_workers(args.workers if args.scenarios else 0)
         with STEPS("setup", "population"):
-            ids = customers(session, args.accounts, balance=10_000_000_000, tier="full", kiswahili_every=3)
+            try:
+                ids = customers(
+                    session, args.accounts, balance=10_000_000_000, tier="full", kiswahili_every=3
+                )
+            except BaseException:
+                kill_idle(running, get_redis())
+                raise
         hot = ids[0]
         zipf = Zipf(len(ids), 1.1, rng)
 
@@ -187,39 +220,34 @@ def main() -> int:
                     d, c = rng.sample(ids, 2)
                     yield d, c
 
-        running: list = []  # the worker processes, kept from one figure to the next
-
         def workers_at(workers: int) -> None:
             """``workers`` worker processes, registered and idle: the ones running are kept (for
-            a figure's runs, and from one figure to the next), the extra ones stopped, missing
-            ones started. Their start-up is not what a run measures, and starting them again for
-            every run (then for every figure) cost seconds each time."""
+            a figure's runs, and from one figure to the next), the extra ones ended (their work
+            done and checked), missing ones started. Their start-up is not what a run measures,
+            and starting them again for every run (then for every figure) cost seconds each time."""
             if len(running) > workers:
                 with STEPS("start-ups", "workers stopped"):
-                    stop(running[workers:])
+                    kill_idle(running[workers:], get_redis())
                     del running[workers:]
             if len(running) < workers:
                 with STEPS("start-ups", "workers started"):
-                    env = dict(os.environ, TUMA_TRANSFER_BATCH_SIZE=str(args.batch))
-                    running.extend(
-                        subprocess.Popen(
-                            [sys.executable, "-m", "worker", "--no-cron", "--queues", "transfers"],
-                            cwd=ROOT,
-                            env=env,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
-                        )
-                        for _ in range(workers - len(running))
+                    start_workers(workers - len(running))
+            with STEPS("start-ups", "workers started"):
+                deadline = time.monotonic() + 30
+                while len(Worker.all(connection=get_redis())) < workers and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                registered = len(Worker.all(connection=get_redis()))
+                if registered < workers:  # the runs go on, but say so: they had fewer workers
+                    alive = sum(p.poll() is None for p in running)
+                    print(
+                        f"  only {registered} of {workers} workers registered after 30 s ({alive} alive)",
+                        flush=True,
                     )
-                    deadline = time.monotonic() + 30
-                    while len(Worker.all(connection=get_redis())) < workers and time.monotonic() < deadline:
-                        time.sleep(0.05)
 
-        def one_run(name: str, workers: int) -> float:
-            """Queue ``args.transfers`` requests, let the ``workers`` running processes execute
-            them; transfers/s. The ledger is checked after every run."""
-            nonlocal ledger_ok
-            STEPS.now("setup", "requests queued")
+        def queue_requests(name: str, into, commit: bool = True) -> datetime:
+            """``args.transfers`` requests of workload ``name`` recorded queued in session
+            ``into`` and committed (``commit``; else the caller commits); when the first was
+            made."""
             base = datetime.now(UTC).replace(tzinfo=None)
             rows = []
             for k, (d, c) in enumerate(pairs(name)):
@@ -239,8 +267,46 @@ def main() -> int:
                         created_at=base + timedelta(microseconds=k),
                     )
                 )
-            copy_rows(session, TransferRequest, rows)
-            session.commit()
+            copy_rows(into, TransferRequest, rows)
+            if commit:
+                into.commit()
+            return base
+
+        def workers_idle() -> None:
+            """Until no job is queued or started (seen twice, 50 ms apart): nothing of the run
+            just measured can take requests queued from now on."""
+            queue = Queue(TRANSFERS_QUEUE, connection=get_redis())
+            quiet = 0
+            while quiet < 2:
+                idle = not queue.count and all(w.state == "idle" for w in Worker.all(connection=get_redis()))
+                quiet = quiet + 1 if idle else 0
+                time.sleep(0.05)
+
+        ahead: dict[str, Future] = {}  # the next run's requests, queued while a run is checked
+
+        def one_run(
+            name: str,
+            workers: int,
+            then: str | None = None,
+            extra_workers: int = 0,
+            pgbench_next: bool = False,
+        ) -> float:
+            """Queue ``args.transfers`` requests, let the ``workers`` running processes execute
+            them; transfers/s. The ledger is checked after every run. ``then``: the workload of
+            the run that follows right after this one (no pgbench run between), whose requests
+            are written in another session while this run is checked and committed when the
+            next run begins (the check reads none of them: they are queued, made after this
+            run's, have no receipts, and are not committed yet);
+            ``extra_workers`` more workers are started meanwhile, for the next figure, or the
+            database of the pgbench run that comes next is made (``pgbench_next``)."""
+            nonlocal ledger_ok
+            STEPS.now("setup", "requests queued")
+            if name in ahead:  # queued during the last run's check, committed now
+                base, other = ahead.pop(name).result()
+                other.commit()
+                other.close()
+            else:
+                base = queue_requests(name, session)
             STEPS.now("measured", "ledger")
             start = time.perf_counter()
             for _ in range(workers):  # each full batch queues the next, so one chain per worker
@@ -254,6 +320,20 @@ def main() -> int:
             elapsed = time.perf_counter() - start
             STEPS.now("checks", "ledger check")
             session.rollback()
+            if then is not None or extra_workers:
+                workers_idle()
+                start_workers(extra_workers)
+            if then is not None:
+
+                def queue_next(name: str = then, engine=db.engine) -> tuple:
+                    # Not committed until the next run begins: a job of this run still on its
+                    # way (rq's worker between taking it and showing busy) finds none of them.
+                    other = Session(engine)
+                    return queue_requests(name, other, commit=False), other
+
+                ahead[then] = background.submit(queue_next)
+            if pgbench_next:
+                ahead["pgbench"] = background.submit(pgbench_database)
             ok = all(f.ok for f in check(session))
             # Every transfer posted, with its two receipts: refusals or holds would be a
             # different (cheaper) workload, not this one.
@@ -270,6 +350,9 @@ def main() -> int:
                 .where(TransferRequest.created_at >= base)
             ).scalar_one()
             session.rollback()
+            if then is not None:
+                STEPS.now("setup", "requests queued")
+                ahead[then].exception()  # written before this step ends (raised by the next run if it failed)
             STEPS.now("other")
             complete = posted == args.transfers and receipts == 2 * args.transfers
             ledger_ok = ledger_ok and ok and complete
@@ -285,21 +368,31 @@ def main() -> int:
             return dict(median=statistics.median(runs), min=min(runs), max=max(runs))
 
         def pgbench_run() -> float:
-            tps = pgbench_tps(args.workers, args.pgbench_seconds)
+            tps = pgbench_tps(args.workers, args.pgbench_seconds, ahead.pop("pgbench", None))
             pgbench_runs.append(tps)
             print(f"  pgbench  {args.workers} clients: {tps:8.0f} tps", flush=True)
             return tps
 
-        def runs(name: str, workers: int, paired: bool = False) -> dict:
+        def runs(name: str, workers: int, paired: bool = False, after: tuple | None = None) -> dict:
             """``args.runs`` runs of ``name``; ``paired``: each beside a pgbench run (even
             runs before their pgbench run, odd ones after it), the ratio being the median of
-            the pairs' ratios (the module's docstring says why)."""
+            the pairs' ratios (the module's docstring says why). ``after``: the workload and
+            worker count of the figure that follows."""
             workers_at(workers)
             tps, pg = [], []
             for i in range(args.runs):
                 if paired and i % 2:
                     pg.append(pgbench_run())
-                tps.append(one_run(name, workers))
+                # The next run's requests queued during this one's check, unless a pgbench run
+                # comes between (this run's pgbench, for an even run of a paired workload); the
+                # next figure's extra workers started during the last run's check.
+                last = i + 1 == args.runs
+                follows = not (paired and i % 2 == 0) and (not last or after is not None)
+                then = (after[0] if last else name) if follows else None
+                extra = max(0, after[1] - workers) if last and after is not None else 0
+                tps.append(
+                    one_run(name, workers, then=then, extra_workers=extra, pgbench_next=paired and not i % 2)
+                )
                 if paired and not i % 2:
                     pg.append(pgbench_run())
             result = figure(tps)
@@ -313,15 +406,26 @@ def main() -> int:
             return {**result, "runs": tps}
 
         paired = {name for name in args.paired.split(",") if name}
+        scenarios = [name for name in args.scenarios.split(",") if name]
+        # The figures in order: (where, key, workload, workers, paired).
+        schedule = [("scenarios", name, name, args.workers, name in paired) for name in scenarios]
+        scaling = [int(w) for w in args.scaling.split(",") if w]
+        schedule += [
+            ("scaling", w, "uniform", w, False)
+            for w in scaling
+            if not (w == args.workers and "uniform" in scenarios)
+        ]
         try:
-            for name in args.scenarios.split(","):
-                results["scenarios"][name] = runs(name, args.workers, paired=name in paired)
-            for workers in (int(w) for w in args.scaling.split(",") if w):
-                if workers == args.workers and "uniform" in results["scenarios"]:
-                    results["scaling"][workers] = results["scenarios"]["uniform"]  # the same runs
-                    continue
-                results["scaling"][workers] = runs("uniform", workers)
+            for k, (where, key, name, workers, pair) in enumerate(schedule):
+                after = schedule[k + 1][2:4] if k + 1 < len(schedule) else None
+                results[where][key] = runs(name, workers, paired=pair, after=after)
+            if args.workers in scaling and "uniform" in scenarios:
+                results["scaling"][args.workers] = results["scenarios"]["uniform"]  # the same runs
+            results["scaling"] = {w: results["scaling"][w] for w in scaling}  # in --scaling's order
         finally:
+            for waiting in ahead.values():  # none left unless a run failed
+                if waiting.exception() is None and isinstance(waiting.result(), tuple):
+                    waiting.result()[1].close()
             workers_at(0)
         db.engine.dispose()
 

@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     from ussd_app.config import database_url
     from ussd_app.extensions import db
     from ussd_app.sms import sender as new
-    from ussd_app.sms.outbox import OutboxMessage, add_sms
+    from ussd_app.sms.outbox import OutboxMessage, add_sms, batched
 
     old_rev = args.old or ONE_PER_NUMBER
     old = old_sender(old_rev)
@@ -194,13 +194,19 @@ def main(argv=None) -> int:
                             rows = args.rows
                             if workload == "one number" and module is old:
                                 rows = min(rows, args.old_rows)
-                            for i in range(rows):
-                                phone = (
-                                    "+254711000001"
-                                    if workload == "one number"
-                                    else f"+2547{round_:02d}{i:06d}"
-                                )
-                                add_sms(db.session, phone=phone, body=f"Receipt {i} ({name}, round {round_})")
+                            # The rows in one statement, as a transfer batch writes its receipts
+                            # (outbox.batched: the same rows in the same order; 5,000 added one
+                            # by one took ~1.8 s a round).
+                            with batched(db.session):
+                                for i in range(rows):
+                                    phone = (
+                                        "+254711000001"
+                                        if workload == "one number"
+                                        else f"+2547{round_:02d}{i:06d}"
+                                    )
+                                    add_sms(
+                                        db.session, phone=phone, body=f"Receipt {i} ({name}, round {round_})"
+                                    )
                             db.session.commit()
                             written = [
                                 (phone, body)

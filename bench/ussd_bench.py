@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import STEPS, cpu_seconds, fresh_database, minutes_line, psql, stop  # noqa: E402
+from bench.common import STEPS, cpu_seconds, fresh_database, kill_idle, minutes_line, psql, spawn  # noqa: E402
 from bench.ledger_bench import REDIS  # noqa: E402
 
 # BENCH_USSD_PORT and BENCH_USSD_DATABASE let two runs (two checkouts) go side by side.
@@ -122,6 +122,8 @@ def main() -> int:
     )
     os.environ.update(env)
     import flask_migrate
+    from redis import Redis
+    from rq import Worker
     from sqlalchemy import func, select
 
     from ussd_app import create_app
@@ -132,7 +134,9 @@ def main() -> int:
     from ussd_app.sms.outbox import OutboxMessage
 
     app = create_app()
+    redis = Redis.from_url(REDIS)
     procs = []
+    worker = None
     results = {}
     try:
         with app.app_context():
@@ -140,33 +144,23 @@ def main() -> int:
             flask_migrate.upgrade(directory=os.path.join(ROOT, "migrations"))
             populate(args.users)
         STEPS.now("start-ups")
-        quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        gunicorn = [sys.executable, "-m", "gunicorn", "-w", "2", "--log-level", "warning"]
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "devtools.gateway", "--port", str(GATEWAY_PORT)],
-                cwd=ROOT,
-                env=env,
-                **quiet,
-            )
-        )
-        web = subprocess.Popen(
-            [*gunicorn, "-b", f"127.0.0.1:{APP_PORT}", "wsgi:app"], cwd=ROOT, env=env, **quiet
-        )
+        gunicorn = ["-m", "gunicorn", "-w", "2", "--log-level", "warning"]
+        procs.append(spawn(["-m", "devtools.gateway", "--port", str(GATEWAY_PORT)], ROOT, env))
+        web = spawn([*gunicorn, "-b", f"127.0.0.1:{APP_PORT}", "wsgi:app"], ROOT, env)
         procs.append(web)
-        bare = subprocess.Popen(
-            [*gunicorn, "-b", f"127.0.0.1:{BARE_PORT}", "bench.bare_app:app"], cwd=ROOT, env=env, **quiet
-        )
+        bare = spawn([*gunicorn, "-b", f"127.0.0.1:{BARE_PORT}", "bench.bare_app:app"], ROOT, env)
         procs.append(bare)
-        floor = subprocess.Popen(
-            [*gunicorn, "-b", f"127.0.0.1:{FLOOR_PORT}", "bench.floor_app:app"], cwd=ROOT, env=env, **quiet
-        )
+        floor = spawn([*gunicorn, "-b", f"127.0.0.1:{FLOOR_PORT}", "bench.floor_app:app"], ROOT, env)
         procs.append(floor)
+        # The worker starts beside the servers (it used to start once they listened): nothing is
+        # asked of it before the warm-ups, and it is registered before they begin.
+        worker = spawn(["-m", "worker", "--no-cron"], ROOT, env)
         masters = {APP_PORT: web.pid, BARE_PORT: bare.pid, FLOOR_PORT: floor.pid}
         for port in (GATEWAY_PORT, APP_PORT, BARE_PORT, FLOOR_PORT):
             wait_http(port)
-        worker = subprocess.Popen([sys.executable, "-m", "worker", "--no-cron"], cwd=ROOT, env=env, **quiet)
-        procs.append(worker)
+        deadline = time.monotonic() + 30
+        while len(Worker.all(connection=redis)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
 
         STEPS.now("warm-ups")
         for port in (APP_PORT, BARE_PORT, FLOOR_PORT):  # warm up each
@@ -262,7 +256,9 @@ def main() -> int:
             )
     finally:
         STEPS.now("start-ups")
-        stop(procs, timeout=20)
+        # Their work done and checked: ended at once (bench/common.py's kill_idle).
+        kill_idle([worker] if worker else [], redis)
+        kill_idle(procs)
         STEPS.now("setup")
         with app.app_context():
             db.engine.dispose()
