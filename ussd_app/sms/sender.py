@@ -103,7 +103,7 @@ from datetime import datetime, timedelta
 import requests
 from africastalking.Service import AfricasTalkingException
 from flask import current_app
-from sqlalchemy import ARRAY, and_, bindparam, func, literal_column, or_, select, text, union_all, update
+from sqlalchemy import and_, bindparam, func, literal_column, or_, select, text, union_all, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -502,9 +502,14 @@ def _record_all(session, answered: list[tuple[Claim, Answer]], now: datetime) ->
             {"_id": taken.id, "_token": taken.token, **{f"_v_{k}": v for k, v in values.items()}}
         )
     recorded = 0
+    postgres = is_postgres(session)
     for columns, rows in groups.items():
-        if is_postgres(session):
-            recorded += session.execute(_claimed_update(session, table, columns, rows)).rowcount
+        if postgres:
+            sql = _claimed_update_sql(session, table, columns)
+            params = {
+                f"a{i}": [row[key] for row in rows] for i, key in enumerate(_claimed_update_keys(columns))
+            }
+            recorded += session.connection().exec_driver_sql(sql, params).rowcount
             continue
         statement = (
             update(table)
@@ -527,25 +532,42 @@ def _record_all(session, answered: list[tuple[Claim, Answer]], now: datetime) ->
     return recorded
 
 
-def _claimed_update(session, table, columns: tuple, rows: list[dict]):
+def _claimed_update_keys(columns: tuple) -> list[str]:
+    """The keys of ``_record_all``'s rows, in the order of ``_claimed_update_sql``'s arrays."""
+    return ["_id", "_token", *(f"_v_{name}" for name in columns)]
+
+
+# The statement for each set of columns an answer writes (a handful: sent, retried, failed).
+_claimed_update_sqls: dict[tuple, str] = {}
+
+
+def _claimed_update_sql(session, table, columns: tuple) -> str:
     """PostgreSQL: ``_record_all``'s executemany as one statement (``UPDATE ... FROM
     unnest(...)``, one array per column, as ``database.update_rows``), with the same condition
-    for each row (its id, its claim token, still ``sending``); its rowcount is how many held."""
+    for each row (its id, its claim token, still ``sending``); its rowcount is how many held.
+    Written once per set of columns and run as the driver's own SQL (its arrays bound as
+    ``%(aN)s``, in ``_claimed_update_keys`` order): a record is the job thread's most frequent
+    statement, and SQLAlchemy's compiling of a ``text()`` with its array parameters (cache key,
+    types) was about as much Python as the rest of the record while the lane waits for the GIL."""
+    sql = _claimed_update_sqls.get(columns)
+    if sql is not None:
+        return sql
     dialect = session.get_bind().dialect
-    specs = [("id", table.c.id, "_id"), ("token", table.c.claim_token, "_token")]
-    specs += [(f"v_{name}", table.c[name], f"_v_{name}") for name in columns]
-    casts, params = [], []
-    for i, (_, column, key) in enumerate(specs):
-        casts.append(f"CAST(:a{i} AS {column.type.compile(dialect=dialect)}[])")
-        params.append(bindparam(f"a{i}", [row[key] for row in rows], type_=ARRAY(column.type)))
+    specs = [("id", table.c.id), ("token", table.c.claim_token)]
+    specs += [(f"v_{name}", table.c[name]) for name in columns]
+    casts = [
+        f"CAST(%(a{i})s AS {column.type.compile(dialect=dialect)}[])" for i, (_, column) in enumerate(specs)
+    ]
     # Table and column names come from our model, never from input; the values are bound.
     sets = ", ".join(f"{name} = v.v_{name}" for name in columns)
-    names, arrays, t = ", ".join(alias for alias, _, _ in specs), ", ".join(casts), table.name
+    names, arrays, t = ", ".join(alias for alias, _ in specs), ", ".join(casts), table.name
+    sending = OutboxStatus.SENDING.value
     sql = (
         f"UPDATE {t} SET {sets} FROM unnest({arrays}) AS v({names}) "  # noqa: S608  # nosec B608
-        f"WHERE {t}.id = v.id AND {t}.claim_token = v.token AND {t}.status = :sending"
+        f"WHERE {t}.id = v.id AND {t}.claim_token = v.token AND {t}.status = '{sending}'"
     )
-    return text(sql).bindparams(*params, bindparam("sending", OutboxStatus.SENDING.value))
+    _claimed_update_sqls[columns] = sql
+    return sql
 
 
 def _record(session, taken: Claim, answer: Answer, now: datetime) -> bool:
