@@ -251,6 +251,41 @@ CLAIM_LOOKS = 4
 _UNFINISHED = (OutboxStatus.PENDING.value, OutboxStatus.SENDING.value)
 
 
+# The statements of ``_due_query``, built once each (by window, and whether numbers are skipped):
+# SQLAlchemy then finds the compiled form by the statement's memoized cache key, where a
+# statement built anew at each claim was keyed again from its parts.
+_due_queries: dict[tuple[int, bool], object] = {}
+
+
+def _due_query(window: int, skipping: bool):
+    """The first ``window`` due rows' numbers, in id order (``now``, ``timed_out`` and, when
+    ``skipping``, the numbers to leave out, ``seen``, bound). The due rows are the pending ones
+    past their backoff and the sending ones past their claim's timeout: one ordered, limited
+    read of each (through ix_outbox_messages_pending, in id order, and
+    ix_outbox_messages_sending), then the first ``window`` of the two. One read with an OR of
+    the two found every due row (a bitmap scan of both indexes, then a sort): a till with
+    1,000 receipts waiting had all of them read by every claim (1,140 buffers, 5 ms)."""
+    query = _due_queries.get((window, skipping))
+    if query is not None:
+        return query
+    table = OutboxMessage.__table__
+    arms = [
+        select(table.c.id, table.c.phone).where(
+            _status_is(OutboxStatus.PENDING),
+            or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= bindparam("now")),
+        ),
+        select(table.c.id, table.c.phone).where(
+            _status_is(OutboxStatus.SENDING), table.c.claimed_at <= bindparam("timed_out")
+        ),
+    ]
+    if skipping:
+        arms = [arm.where(table.c.phone.not_in(bindparam("seen", expanding=True))) for arm in arms]
+    limited = (arm.order_by(table.c.id).limit(window).subquery() for arm in arms)
+    due = union_all(*(select(arm.c.id, arm.c.phone) for arm in limited)).subquery()
+    query = _due_queries[(window, skipping)] = select(due.c.phone).order_by(due.c.id).limit(window)
+    return query
+
+
 def _due_numbers(session, want: int, skip: set[str], now: datetime) -> tuple[list[str], bool]:
     """Up to ``want`` numbers with a due row, not in ``skip``, in the order of their oldest
     due row: the order in which they were promised something; and whether they are all of
@@ -259,32 +294,10 @@ def _due_numbers(session, want: int, skip: set[str], now: datetime) -> tuple[lis
     found: list[str] = []
     seen = set(skip)
     window = want * CLAIM_WINDOW
-    # The due rows are the pending ones past their backoff and the sending ones past their
-    # claim's timeout: one ordered, limited read of each (through ix_outbox_messages_pending,
-    # in id order, and ix_outbox_messages_sending), then the first ``window`` of the two. One
-    # read with an OR of the two found every due row (a bitmap scan of both indexes, then a
-    # sort): a till with 5,000 receipts waiting had all 5,000 read by every claim.
-    table = OutboxMessage.__table__
-    arms = [
-        select(table.c.id, table.c.phone).where(
-            _status_is(OutboxStatus.PENDING),
-            or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= now),
-        ),
-        select(table.c.id, table.c.phone).where(
-            _status_is(OutboxStatus.SENDING), table.c.claimed_at <= now - claim_timeout()
-        ),
-    ]
-    if seen:
-        arms = [arm.where(table.c.phone.not_in(seen)) for arm in arms]
-    due = union_all(
-        *(
-            select(arm.c.id, arm.c.phone)
-            for arm in (a.order_by(table.c.id).limit(window).subquery() for a in arms)
-        )
-    ).subquery()
-    query = select(due.c.phone).order_by(due.c.id).limit(window)
+    query = _due_query(window, bool(seen))
+    params = {"now": now, "timed_out": now - claim_timeout()} | ({"seen": list(seen)} if seen else {})
     read = 0
-    for phone in session.execute(query).scalars():
+    for phone in session.execute(query, params).scalars():
         read += 1
         if phone not in seen:
             seen.add(phone)
@@ -419,13 +432,41 @@ class _Taking:
         """Claim the rows taken, in the caller's transaction. They are ours (locked on
         PostgreSQL, the database held on SQLite): each matches."""
         table = OutboxMessage.__table__
-        update_rows(session, table, "id", self.claimed)
+        if self.claimed and is_postgres(session):
+            _write_claims(session, self.claimed)
+        else:
+            update_rows(session, table, "id", self.claimed)
         update_rows(session, table, "id", self.failed)
         if self.claimed:
             outbox.claimed(
                 session, [(row["id"], row["attempts"], self.transfers[row["id"]]) for row in self.claimed]
             )
         self.claimed, self.failed, self.transfers = [], [], {}
+
+
+# PostgreSQL: ``_Taking.write``'s claims in one statement, as ``update_rows`` would write them,
+# with the two values every row shares (``sending``, the claim's time) bound once instead of
+# as arrays of 64 equal values, and run as the driver's own SQL (no compiling per claim).
+_CLAIM_SQL = (
+    "UPDATE outbox_messages SET status = 'sending', attempts = v.attempts, claimed_at = %(now)s, "
+    "claim_token = v.token FROM unnest(CAST(%(ids)s AS INTEGER[]), CAST(%(attempts)s AS INTEGER[]), "
+    "CAST(%(tokens)s AS VARCHAR[])) AS v(id, attempts, token) WHERE outbox_messages.id = v.id"
+)
+
+
+def _write_claims(session, claimed: list[dict]) -> None:
+    now = claimed[0]["claimed_at"]
+    if any(row["claimed_at"] != now or row["status"] != OutboxStatus.SENDING.value for row in claimed):
+        raise ValueError("one claim's rows share their status and time")
+    params = {
+        "now": now,
+        "ids": [row["id"] for row in claimed],
+        "attempts": [row["attempts"] for row in claimed],
+        "tokens": [row["claim_token"] for row in claimed],
+    }
+    written = session.connection().exec_driver_sql(_CLAIM_SQL, params).rowcount
+    if written != len(claimed):  # each is ours (locked): anything else is a bug; the caller rolls back
+        raise RuntimeError(f"outbox_messages: claimed {written} of {len(claimed)} rows")
 
 
 def claim_lanes(
