@@ -82,6 +82,35 @@ def test_a_rate_limit_mid_lane_stops_it_and_the_rest_follow_in_order_once(app, g
     assert gateway.requests_seen == 6 + 1  # each row accepted once, and the one 429
 
 
+def test_a_busy_lane_given_more_rows_as_it_runs_stops_at_a_refusal_and_hands_the_rest_back(
+    app, gateway, monkeypatch
+):
+    """Lanes four deep: the till's lane is given the number's next rows as it nears its end
+    (``extend_lane``), so 20 receipts go in one lane, not five. A rate limit at the tenth
+    stops it there: the rows claimed ahead for it go back unsent, no attempt spent, and follow
+    in order after the backoff."""
+    monkeypatch.setitem(app.config, "SMS_LANE_DEPTH", 4)
+    till = "+254713000651"
+    for i in range(20):
+        promise(till, body=f"Receipt {i}")
+    gateway.fail_next(1, http_status=429, after=9)
+    t0 = utcnow()
+
+    assert send_at(t0) == {"sent": 9, "retry": 1, "failed": 0, "paused": 1}
+    expected = [f"Receipt {i} for {till}" for i in range(20)]
+    rows = outbox()
+    assert [(r.status, r.attempts) for r in rows] == [("sent", 1)] * 9 + [("pending", 1)] + [
+        ("pending", 0)
+    ] * 10
+    assert all(r.claim_token is None for r in rows)
+    assert bodies(gateway, till) == expected[:9]
+
+    assert sum(send_at(t0 + timedelta(seconds=5)).values()) == 0  # behind the one refused
+    assert send_at(t0 + timedelta(seconds=10)) == {"sent": 11, "retry": 0, "failed": 0, "paused": 0}
+    assert bodies(gateway, till) == expected  # in order, once each
+    assert gateway.requests_seen == 20 + 1
+
+
 def test_two_senders_side_by_side_never_hand_a_message_over_twice_nor_out_of_order(app, gateway, monkeypatch):
     """On PostgreSQL the lanes' rows are locked FOR UPDATE SKIP LOCKED and a lane is only the
     locked prefix of its number's rows; on SQLite the claims take turns."""
