@@ -26,25 +26,17 @@ from ussd_app.users import create_user
 # -- 1. a payment request made through the API names its payer in the USSD My requests --------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A payment request made through the API is no name look-up (it names nobody in the "
-    "API), but the merchant's USSD My requests lists its payer's registered name, as it does for "
-    "a request made in the menus, whose look-up was counted when it was recorded. The fix needs "
-    "a decision: count the API's request as a look-up of the owner (refusing it, or recording "
-    "whether it was granted: a column, migration 0021), or My requests shows the number for a "
-    "request the API made (nothing tells the two apart today).",
-)
 def test_a_payment_request_made_through_the_api_is_no_free_name_in_my_requests(client, config, merchant):
-    """A merchant asks KES 0.01 of numbers through the API (free, not counted), then dials My
-    requests: every payer's registered name, without one look-up taken."""
+    """A merchant asks KES 0.01 of numbers through the API (free), then dials My requests: it
+    listed every payer's registered name, without one look-up taken. Now each request takes a
+    look-up of the owner when accepted (``payer_named``); beyond the allowance, the number."""
     config(NAME_LOOKUP_LIMIT_BUSINESS=1)
     key = make_key(merchant)
     phones = many_customers(3)
     for phone in phones:
         asked = post(client, "/payment-requests", key, {"phone": phone, "amount": 1, "description": "x"})
         assert asked.status_code == 201, asked.json
-    assert fraud.lookup_delay_or_block(merchant.phone, 1, 1) == 0  # no look-up was taken
+    assert fraud.lookup_delay_or_block(merchant.phone, 1, 1) > 0  # the one look-up was taken
     phone, listing = fresh(client, merchant.phone, "6")  # Tuma Business: 6. My requests
     assert listing.startswith("CON My requests"), listing
     shown = [
@@ -55,23 +47,21 @@ def test_a_payment_request_made_through_the_api_is_no_free_name_in_my_requests(c
     assert len(names) <= 1, shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="The same root cause as My requests: the declined SMS to the requester names the "
-    "payer (its look-up paid for a request made in the menus, not for one made through the "
-    "API, whose declined event names nobody on purpose).",
-)
-def test_a_payment_request_made_through_the_api_and_declined_names_nobody_by_sms(client, merchant, customer):
+def test_a_payment_request_made_through_the_api_and_declined_names_nobody_by_sms(
+    client, config, merchant, customer
+):
     """The API's ``payment_request.declined`` event carries no name (a declined ask must not
-    name whoever holds a number the merchant typed), but the SMS the merchant gets names them."""
+    name whoever holds a number the merchant typed), but the SMS the merchant got named them.
+    Now only when the request's look-up was granted: here none is left, so the number."""
     from ussd_app.payments import payment_requests as pr
 
+    config(NAME_LOOKUP_LIMIT_BUSINESS=0)
     key = make_key(merchant)
     asked = post(client, "/payment-requests", key, {"phone": customer.phone, "amount": 1, "description": "x"})
     assert pr.decline(db.session, customer, asked.json["id"])
     db.session.commit()
     told = [body for body in sms_to(merchant.phone) if "declined your request" in body]
-    assert told and not any("JUMA" in body.upper() for body in told), told
+    assert told == ["+254712000111 declined your request of KES 0.01 for x."], told
 
 
 # -- 2. the back office behind a proxy's path prefix ----------------------------------------------

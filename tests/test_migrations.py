@@ -266,3 +266,41 @@ def test_0020_adds_payee_named_true_for_every_request_and_its_downgrade_drops_it
         db.session.rollback()
         flask_migrate.upgrade(directory=MIGRATIONS)
     test_the_migrated_schema_matches_the_models(app)
+
+
+def test_0021_adds_payer_named_true_for_every_request_and_its_downgrade_drops_it(app):
+    """Payment requests recorded before 0021 were named by the code of their day (My requests,
+    the declined SMS): the upgrade keeps them named (the server default). The downgrade drops
+    the column, and with it the API's "not granted" (upgraded again, they are named)."""
+    from sqlalchemy import inspect, select
+
+    from tests.ussd_helpers import person
+    from ussd_app.payments import payment_requests as pr
+
+    owner = person("+254700000002", "Mama Mboga", role="merchant")
+    person("+254712000111")
+    for group_id, named in (("g-named", True), ("g-unnamed", False)):
+        pr.create(
+            db.session, owner, group_id, pr.Kind.MERCHANT, [("+254712000111", 1)], "x", payer_named=named
+        )
+    db.session.commit()
+
+    def flags() -> dict:
+        found = dict(db.session.execute(select(pr.PaymentRequest.id, pr.PaymentRequest.payer_named)).all())
+        db.session.commit()
+        return found
+
+    assert flags() == {"g-named.1": True, "g-unnamed.1": False}
+    try:
+        flask_migrate.downgrade(directory=MIGRATIONS, revision="0020_payee_named")
+        with db.engine.connect() as connection:
+            assert "payer_named" not in {
+                c["name"] for c in inspect(connection).get_columns("payment_requests")
+            }
+            assert connection.execute(text("SELECT count(*) FROM payment_requests")).scalar_one() == 2
+        flask_migrate.upgrade(directory=MIGRATIONS)
+        assert flags() == {"g-named.1": True, "g-unnamed.1": True}
+    finally:
+        db.session.rollback()
+        flask_migrate.upgrade(directory=MIGRATIONS)
+    test_the_migrated_schema_matches_the_models(app)

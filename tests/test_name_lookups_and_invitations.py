@@ -155,11 +155,11 @@ def _request_money(client) -> tuple[Phone, str]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(WALK)
-def test_no_walk_through_request_money_ends_wrong_or_asks_more_than_ten(app, client, people, inputs):
+def test_no_walk_through_request_money_ends_wrong_or_asks_more_than_ten(app, client, config, people, inputs):
     """A state walk: from Request money, any mix of back, home, numbers, #, amounts, reasons,
     the PIN and dropped sessions resumed. No screen says something went wrong; no group ever
     holds more than ten payers."""
-    app.config.update(
+    config(  # put back after the test: the app (and its config) outlives it
         REQUESTS_PER_PAYER_PER_DAY=10_000,
         NAME_LOOKUP_LIMIT=10_000,
         NAME_CANCEL_LIMIT=10_000,

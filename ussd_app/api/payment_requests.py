@@ -5,6 +5,19 @@ on USSD gets; ``payments/payment_requests.py`` does the rest, the same way for b
 The request's group id derives from (key, Idempotency-Key), so a retry finds the same request.
 The customer must be registered (an API cannot invite strangers by SMS), and the owner may ask
 one number at most ``REQUESTS_PER_PAYER_PER_DAY`` times a day, as on USSD.
+
+The payer's registered name is a name look-up of the asking merchant (or agent), as each number
+of a request made in the menus is (``fraud.py``), and as a payout's recipient is
+(``payouts.names_granted``): the same rule, the same allowance (``NAME_LOOKUP_LIMIT_BUSINESS``,
+keyed on the owner's normalised number, shared with its menus and its payouts), taken once when
+the request is accepted, after every check that can refuse it, and recorded with the request
+(``payment_requests.payer_named``). The API itself names nobody (the events name the payer only
+once paid); the owner's USSD My requests and its "declined your request" SMS name the payer
+only when it was granted (``payment_requests.payer_name_shown``). Beyond the allowance the
+request is still made and shows the number. Without it a request of 1 minor unit, free and
+never paid, named any customer's holder in My requests, counted nowhere. A replay takes nothing
+more: the idempotency row answers before the view runs, and a group already recorded under the
+derived id keeps its first answer.
 """
 
 from datetime import timedelta
@@ -20,7 +33,7 @@ from .endpoint import operation
 from .errors import ApiError
 from .idempotency import derived_id
 from .keys import Scope
-from .payouts import check_currency, mobile
+from .payouts import check_currency, mobile, names_granted
 from .schemas import ErrorBody, PaymentRequest, PaymentRequestCreate
 
 
@@ -55,7 +68,14 @@ def create_payment_request(caller, body: PaymentRequestCreate, idempotency_key: 
     """Ask a customer to pay
 
     The customer gets an SMS and finds the request in My approvals on USSD, where they pay it
-    with their PIN (or decline). Read its status with ``GET /payment-requests/{id}``."""
+    with their PIN (or decline). Read its status with ``GET /payment-requests/{id}``.
+
+    Showing you the customer's registered name before they pay (in My requests on USSD, in the
+    SMS saying they declined) is a name look-up of the key's owner, counted when the request is
+    accepted against the owner's hourly allowance (the one its look-ups in the USSD menus and
+    its payouts use). Beyond it the request is made all the same, but shows only the customer's
+    number until they pay. A refused request counts nothing; a replay (the same
+    Idempotency-Key) counts nothing more."""
     check_currency(body.currency)
     phone = mobile(body.phone)
     payer = find_by_phone(db.session, phone)
@@ -66,13 +86,18 @@ def create_payment_request(caller, body: PaymentRequestCreate, idempotency_key: 
         raise ApiError("own_number")
     if not pr.may_ask(db.session, owner, phone):
         raise ApiError("too_many_requests_to_payer")
+    group_id = derived_id(caller.key.id, idempotency_key)
+    # Recorded before (its idempotency row since purged): its first answer, nothing counted.
+    earlier = pr.group(db.session, group_id)
+    named = earlier[0].payer_named if earlier else names_granted(caller, 1) == 1
     made = pr.create(
         db.session,
         owner,
-        derived_id(caller.key.id, idempotency_key),
+        group_id,
         pr.Kind.MERCHANT,
         [(phone, body.amount)],
         body.description,
+        payer_named=named,
     )
     request = made[0]
     request.reference = body.reference

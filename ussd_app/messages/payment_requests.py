@@ -18,9 +18,12 @@ REMIND = "Reminder: {name} asks you for {amount} for {reason}. Dial {service_cod
 PAID = "{name} {phone} paid your request of {amount} for {reason}. {paid} of {count} have paid."
 PAID_ONE = "{name} {phone} paid your request of {amount} for {reason}."
 DECLINED = "{name} {phone} declined your request of {amount} for {reason}."
+# Declined, to a requester not granted the payer's name look-up (a request made through the API
+# beyond its owner's allowance): the number it asked, no name.
+DECLINED_NUMBER = "{phone} declined your request of {amount} for {reason}."
 EXPIRED = "Your request of {amount} from {phone} for {reason} expired unpaid."
 ALL_PAID = "Everyone has paid your request for {reason}: {total} from {count} people."
-MESSAGES = (ASK, INVITE, REMIND, PAID, PAID_ONE, DECLINED, EXPIRED, ALL_PAID)
+MESSAGES = (ASK, INVITE, REMIND, PAID, PAID_ONE, DECLINED, DECLINED_NUMBER, EXPIRED, ALL_PAID)
 
 
 def ask(payer, requester, request, *, days: int, reminder: bool = False) -> str:
@@ -57,7 +60,9 @@ def paid(requester, payer, request, **counts) -> str:
 
 
 def declined(requester, payer, request) -> str:
-    return _to_requester(DECLINED, requester, payer, request)
+    """Named only when the requester was granted the payer's look-up (``payer_named``: a
+    declined request was never paid, so only that decides, ``payer_name_shown``)."""
+    return _to_requester(DECLINED if request.payer_named else DECLINED_NUMBER, requester, payer, request)
 
 
 def expired(requester, payer, request) -> str:

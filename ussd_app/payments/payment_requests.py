@@ -24,7 +24,20 @@ import re
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .. import phones
@@ -79,6 +92,17 @@ class PaymentRequest(db.Model):
     decided_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     # The merchant's own reference, for a request made through the API (ussd_app/api).
     reference: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Whether the requester may be told the payer's registered name before the payer paid (My
+    # requests, the declined SMS). False only for a request made through the API whose name
+    # look-up of its owner was not granted (api/payment_requests.py): the number, no name.
+    payer_named: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+def payer_name_shown(request: PaymentRequest) -> bool:
+    """Whether the requester may see ``request``'s payer's registered name: its look-up was
+    granted (every request made in the menus, whose look-ups were counted when recorded), or
+    the payer paid it (and so told the requester, as every payment's receipt does)."""
+    return request.payer_named or request.state == State.PAID
 
 
 class RequestError(ValueError):
@@ -136,9 +160,20 @@ def may_ask(session, requester: User, payer_phone: str) -> bool:
     )
 
 
-def create(session, requester: User, group_id: str, kind: Kind, asks: list[tuple[str, int]], reason: str):
+def create(
+    session,
+    requester: User,
+    group_id: str,
+    kind: Kind,
+    asks: list[tuple[str, int]],
+    reason: str,
+    *,
+    payer_named: bool = True,
+):
     """Record one request per (payer phone, amount) under ``group_id`` and promise each payer
-    their SMS. Idempotent: a group already recorded (a repeated USSD request) is returned as is."""
+    their SMS. Idempotent: a group already recorded (a repeated USSD request) is returned as is.
+    ``payer_named``: whether the requester was granted the payers' name look-ups (the API's
+    requests; the menus count theirs before recording)."""
     existing = list(
         session.execute(select(PaymentRequest).where(PaymentRequest.group_id == group_id)).scalars()
     )
@@ -165,6 +200,7 @@ def create(session, requester: User, group_id: str, kind: Kind, asks: list[tuple
             state=State.OPEN.value,
             pay_attempts=0,
             reminders=0,
+            payer_named=payer_named,
             created_at=now,
             expires_at=expires,
         )

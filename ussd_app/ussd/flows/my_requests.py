@@ -23,9 +23,13 @@ STATES = {
 }
 
 
-def _who(session, phone: str) -> str:
-    user = find_by_phone(session, phone)
-    return gsm7.shorten(user.name, LINE_NAME_LIMIT) if user else phone
+def _who(session, request: pr.PaymentRequest) -> str:
+    """The payer's registered name, or their number: not on Tuma, or asked through the API
+    beyond the owner's name look-ups and not paid yet (``pr.payer_name_shown``)."""
+    if not pr.payer_name_shown(request):
+        return request.payer_phone
+    user = find_by_phone(session, request.payer_phone)
+    return gsm7.shorten(user.name, LINE_NAME_LIMIT) if user else request.payer_phone
 
 
 def load_mine(ctx) -> str:
@@ -59,7 +63,7 @@ def load_group(ctx) -> str:
         count=len(rows),
     )
     ctx.data["group_payers"] = [
-        [r.id, t(ctx.lang, STATES[pr.State(r.state)], who=_who(db.session, r.payer_phone))] for r in rows
+        [r.id, t(ctx.lang, STATES[pr.State(r.state)], who=_who(db.session, r))] for r in rows
     ]
     return "ok"
 
@@ -71,7 +75,7 @@ def load_payer(ctx) -> str:
     ctx.data["payer_line"] = t(
         ctx.lang,
         N_("{who}: {amount} for {reason}"),
-        who=_who(db.session, request.payer_phone),
+        who=_who(db.session, request),
         amount=common.money(request.amount),
         reason=request.reason,
     )
