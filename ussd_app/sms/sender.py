@@ -31,7 +31,11 @@ The protocol, and why:
    to it): a busy till's lane goes on at the gateway's pace instead of stopping every
    ``SMS_LANE_DEPTH`` rows while its number is claimed again. A lane holds at most
    ``SMS_LANE_DEPTH`` rows not yet handed over; rows claimed for a lane that has meanwhile
-   ended or stopped go back (``release``'s terms: pending, their attempt undone).
+   ended or stopped go back (``release``'s terms: pending, their attempt undone). A lane is not
+   extended while a row of its number with a lower id than its last is ``pending`` (an
+   operator's retry of an older receipt, a row committed late, or one in its backoff after
+   another sender's transient failure): it ends with what it holds, and its number is claimed
+   again from that row, which goes next (or holds the later ones back in its backoff).
    While its lanes run, the job **renews** their claims (``renew``: ``claimed_at`` moved on
    where the claim token still holds) every half of what the claim timeout leaves beyond the
    SDK's timeouts; a lane whose claims were not all renewed is not held any longer.
@@ -505,12 +509,33 @@ def claim_lanes(
     return taken
 
 
-def extend_lane(session, phone: str, after: int, rows: int, now: datetime | None = None) -> list[Claim]:
+def extend_lane(
+    session, phone: str, after: int, rows: int, now: datetime | None = None
+) -> list[Claim] | None:
     """Claim, in one transaction, and commit, up to ``rows`` more of ``phone``'s due rows with
     ids after ``after`` (the last row of the number's running lane), in id order, on the same
     terms as ``claim_lanes``: stopping at a row another sender holds or one in its backoff.
     The running lane hands them over after its own (``_Lane.extend``), so a busy number's lane
-    goes on without a stop at each ``SMS_LANE_DEPTH`` rows while the next ones are claimed."""
+    goes on without a stop at each ``SMS_LANE_DEPTH`` rows while the next ones are claimed.
+
+    None, claiming nothing, when a row of the number with a lower id than ``after`` is
+    ``pending`` (a running lane's own rows are ``sending`` or done): an operator's retry of an
+    older failed receipt, a row committed after later ones, or one in its backoff after another
+    sender's transient failure. The lane then ends with what it holds and its number is claimed
+    again from its first unfinished row, as a lane that was never extended would be: that row
+    goes next (or, in its backoff, holds the later ones back), not after every row the job may
+    still claim for the number."""
+    table = OutboxMessage.__table__
+    # The number's unfinished rows before ``after``: through ix_outbox_messages_unfinished, the
+    # lane's own not yet recorded (a few) and any waiting behind them. Asked in SQL for the
+    # pending ones alone, PostgreSQL may walk ix_outbox_messages_pending instead, through every
+    # other number's pending row older than the lane's last (a backlog's worth).
+    earlier = session.execute(
+        select(table.c.status).where(table.c.phone == phone, text(UNFINISHED_WHERE), table.c.id < after)
+    ).scalars()
+    if OutboxStatus.PENDING.value in set(earlier):
+        session.commit()
+        return None
     now = now or utcnow()
     taking = _Taking(now, now - claim_timeout(), current_app.config["SMS_MAX_ATTEMPTS"])
     lane = taking.lane(_unfinished_rows(session, [phone], rows, after)[phone], rows)
@@ -688,6 +713,9 @@ class _Lane:
     # Written by the job's thread, read by the lane's (a float: one atomic store).
     held_since: float
     more: bool = False  # its last claim or extension took all it asked for: the number may have more
+    # A row of its number with a lower id waits (``extend_lane`` said None): not extended again;
+    # once it ends its number is claimed again from its first unfinished row.
+    behind: bool = False
     taken: int = 0  # rows taken by the lane's thread so far (read by the job's thread)
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -1033,8 +1061,11 @@ def _drive(session, pool, lanes: _Lanes, width: int, depth: int, limit: int, cou
             if lanes.stop.is_set() or claimed >= limit:
                 break
             ask = min(depth - lane.left(), limit - claimed)
-            if lane.more and not lane.closed and lane.left() <= low and ask > 0:
+            if lane.more and not lane.behind and not lane.closed and lane.left() <= low and ask > 0:
                 more = _again_if_lost(session, extend_lane, session, lane.phone, lane.claims[-1].id, ask, now)
+                if more is None:
+                    lane.behind = True  # still ``more``: its number is claimed again once it ends
+                    continue
                 claimed += len(more)
                 lane.more = len(more) == ask
                 if more and not lane.extend(more):
