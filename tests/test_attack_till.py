@@ -6,6 +6,7 @@ lane, a worker killed mid-lane. The real SDK against the local gateway on a real
 gateway here also notes every call it is asked (refused ones too) and how many calls to one
 number it had in flight at once."""
 
+import contextlib
 import threading
 import time
 from collections import Counter, defaultdict
@@ -322,6 +323,29 @@ def a_failed_first_receipt(watched, till):
     return row.id, first
 
 
+@contextlib.contextmanager
+def a_lane_held_once_extended(app, watched, till, call: int, first: int):
+    """The job (limit 100) in a thread, its lane of ``till`` held at the number's ``call``-th
+    call until the block ends; entered once the lane was given its next twelve rows (from
+    ``first``, in id order, ``sending``: extend_lane). Yields the job's result (filled in once
+    its thread ends, after the block)."""
+    go = threading.Event()
+    watched.script[(till, call)] = ("hold", go)
+    db.session.remove()
+    thread, result = in_thread(app, lambda: job(100))
+    try:
+        assert watched.reached[(till, call)].wait(timeout=20), result
+        wait_for(
+            lambda: statuses()[first : first + 12] == ["sending"] * 12 or not thread.is_alive(),
+            timeout=10,
+            message="the lane given its next rows",
+        )
+        yield result
+    finally:
+        go.set()
+        thread.join(timeout=60)
+
+
 def test_an_operators_retry_of_an_older_receipt_mid_lane_waits_no_longer_than_a_lane(
     app, watched, signed_in, monkeypatch
 ):
@@ -334,23 +358,10 @@ def test_an_operators_retry_of_an_older_receipt_mid_lane_waits_no_longer_than_a_
     till = "+254713100041"
     failed_id, first = a_failed_first_receipt(watched, till)
     later = receipts(till, 80, start=1)
-    go = threading.Event()
     # The lane's twelfth receipt hangs with four left to hand over: the lane is given the
     # number's next twelve meanwhile (extend_lane); the operator retries once they are its.
-    watched.script[(till, 13)] = ("hold", go)
-    db.session.remove()
-    thread, result = in_thread(app, lambda: job(100))
-    try:
-        assert watched.reached[(till, 13)].wait(timeout=20), result
-        wait_for(
-            lambda: statuses()[17:29] == ["sending"] * 12 or not thread.is_alive(),
-            timeout=10,
-            message="the lane given its next rows",
-        )
+    with a_lane_held_once_extended(app, watched, till, 13, 17) as result:
         retry_by_operator(signed_in, failed_id)
-    finally:
-        go.set()
-        thread.join(timeout=60)
     assert "value" in result, result
     for _ in range(2):
         job(100)  # the job its retry rang, and the next
@@ -376,24 +387,12 @@ def test_an_older_receipt_in_its_backoff_holds_back_the_lanes_next_rows(app, wat
     till = "+254713100051"
     failed_id, first = a_failed_first_receipt(watched, till)
     later = receipts(till, 60, start=1)
-    go = threading.Event()
-    watched.script[(till, 13)] = ("hold", go)  # the first lane's twelfth, four left: extended
     watched.script[(till, 14)] = ("code", 407)  # the second sender's call: CouldNotRoute
-    db.session.remove()
-    thread, result = in_thread(app, lambda: job(100))
-    try:
-        assert watched.reached[(till, 13)].wait(timeout=20), result
-        wait_for(
-            lambda: statuses()[17:29] == ["sending"] * 12 or not thread.is_alive(),
-            timeout=10,
-            message="the lane given its next rows",
-        )
+    # The first lane's twelfth call hangs, four left: the lane is extended.
+    with a_lane_held_once_extended(app, watched, till, 13, 17) as result:
         retry_by_operator(signed_in, failed_id)
         assert job(100) == {"sent": 0, "retry": 1, "failed": 0, "paused": 0}
         db.session.remove()
-    finally:
-        go.set()
-        thread.join(timeout=60)
     assert "value" in result, result
     held_then = 28  # the first lane's rows when the older receipt was refused: up to Receipt 0028
     during_backoff = [m for m in watched.accepted(till) if m > later[held_then - 1]]
@@ -419,21 +418,9 @@ def test_a_receipt_committed_after_later_ones_mid_lane_waits_no_longer_than_a_la
     late.flush()  # its id taken, not committed
     try:
         later = receipts(till, 60, start=1)
-        go = threading.Event()
-        watched.script[(till, 12)] = ("hold", go)  # the twelfth, four left: the lane extended
-        db.session.remove()
-        thread, result = in_thread(app, lambda: job(100))
-        try:
-            assert watched.reached[(till, 12)].wait(timeout=20), result
-            wait_for(
-                lambda: statuses()[16:28] == ["sending"] * 12 or not thread.is_alive(),
-                timeout=10,
-                message="the lane given its next rows",
-            )
+        # The twelfth call hangs, four left: the lane is extended.
+        with a_lane_held_once_extended(app, watched, till, 12, 16) as result:
             late.commit()
-        finally:
-            go.set()
-            thread.join(timeout=60)
     finally:
         late.close()
     assert "value" in result, result
