@@ -82,5 +82,13 @@ def outbox(**where):
     for name, value in where.items():
         query = query.where(getattr(OutboxMessage, name) == value)
     rows = list(db.session.execute(query).scalars())
-    db.session.commit()  # release SQLite's lock: senders in other threads/processes need it
+    # Release SQLite's lock (senders in other threads/processes need it) and keep the rows as
+    # read: rows expired by the commit would be read again on their first attribute, in a new
+    # transaction left open, holding the lock until the next call (a poll's whole interval).
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
     return rows
