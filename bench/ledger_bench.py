@@ -56,6 +56,7 @@ from bench.common import (  # noqa: E402,F401  # run_all and others import them 
     psql,
     spawn,
     stop,
+    vacuumed,
 )
 
 
@@ -201,6 +202,7 @@ def main() -> int:
                 ids = customers(
                     session, args.accounts, balance=10_000_000_000, tier="full", kiswahili_every=3
                 )
+                vacuumed(db.engine)
             except BaseException:
                 kill_idle(running, get_redis())
                 raise
@@ -334,6 +336,8 @@ def main() -> int:
                 ahead[then] = background.submit(queue_next)
             if pgbench_next:
                 ahead["pgbench"] = background.submit(pgbench_database)
+            with STEPS("checks", "vacuum"):  # as pgbench before each of its runs
+                vacuumed(db.engine)
             ok = all(f.ok for f in check(session))
             # Every transfer posted, with its two receipts: refusals or holds would be a
             # different (cheaper) workload, not this one.

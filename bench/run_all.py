@@ -83,6 +83,12 @@ def targets(ledger: dict, ussd: dict, sms: dict, minutes: float) -> str:
         ),
         ("(USSD menu hops ÷ the floor)", to_floor["median"], 0.0, "{:.2f}×" + to_floor_spread),
         ("USSD menu hops: p99 < 20 ms at 80%", -menu["p99_ms"], -20, None),
+        (
+            "USSD PIN hop: argon2 + ≤ 3 ms (workers' CPU)",
+            -ussd["pin_hop"]["beyond_ms"],
+            -3,
+            "argon2 + {:.1f} ms",
+        ),
         ("end to end at 80%: p99 < 1 s", -e2e["p99_ms"], -1000, None),
         ("end to end at 80%: p50 < 150 ms", -e2e["p50_ms"], -150, None),
         ("one merchant paid 5,000 times: ≥ 500 receipts/s", till, 500, "{:,.0f}/s"),
@@ -91,7 +97,7 @@ def targets(ledger: dict, ussd: dict, sms: dict, minutes: float) -> str:
     lines = ["| target | this run | met |", "| --- | ---: | :---: |"]
     for name, value, bound, fmt in rows:
         if fmt:
-            shown = fmt.format(value)
+            shown = fmt.format(-value if bound < 0 else value)
         else:
             shown = f"{-value:.1f} min" if name.endswith("min") else f"{-value:,.1f} ms"
         met = value > bound if bound < 0 else value >= bound
