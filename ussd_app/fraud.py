@@ -128,11 +128,13 @@ def note_cancel_at_name(phone: str, count: int = 1) -> None:
     _count("cancels", _caller(phone), count)
 
 
-# Take back one cancel, never below zero and never on a key that has expired (a DECR there
-# would start a counter with no expiry).
-_UNCOUNT = """
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n > 0 then return redis.call('DECR', KEYS[1]) end
+# Once per token (KEYS[1] set only if absent, for ARGV[1] seconds), take back one cancel
+# (KEYS[2]), never below zero and never on a key that has expired (a DECR there would start a
+# counter with no expiry). One round trip, one step.
+_UNCOUNT_ONCE = """
+if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then return 0 end
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+if n > 0 then return redis.call('DECR', KEYS[2]) end
 return 0
 """
 
@@ -141,10 +143,8 @@ def note_name_used(phone: str, token: str) -> None:
     """The flow that showed a name recorded its request (``token``: the request's id): take back
     the cancel counted when the name was shown, once per token (a replay takes back nothing)."""
     phone = _caller(phone)
-    redis = get_redis()
     window = current_app.config["NAME_WINDOW_SECONDS"]
-    if redis.set(_key("used", f"{phone}:{token}"), 1, nx=True, ex=window):
-        run_script(_UNCOUNT, [_key("cancels", phone)], [])
+    run_script(_UNCOUNT_ONCE, [_key("used", f"{phone}:{token}"), _key("cancels", phone)], [window])
 
 
 # The look-up rule, its one copy: every look-up of a registered name (or of whether a number is

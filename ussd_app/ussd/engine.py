@@ -149,6 +149,15 @@ class Context:
     def user(self, value: Any) -> None:
         self._user, self._load_user = value, None
 
+    def load_user_locked(self) -> bool:
+        """Load ``user`` with its row locked for this transaction (FOR UPDATE, read fresh) if
+        no flow has loaded it yet; whether it did. A row loaded before is locked by whoever
+        asked (``pin_guard.check_pin`` refreshes it FOR UPDATE)."""
+        if self._load_user is None:
+            return False
+        self._user, self._load_user = self._load_user(for_update=True), None
+        return self._user is not None
+
     @property
     def user_loaded(self) -> bool:
         """Whether ``user`` is here (given, or loaded by a flow in this request)."""

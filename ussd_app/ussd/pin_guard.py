@@ -38,10 +38,12 @@ def tries_left(user: User) -> int:
     return max(0, current_app.config["PIN_MAX_ATTEMPTS"] - (user.pin_failures or 0))
 
 
-def check_pin(session, user: User, pin: str | None) -> PinCheck:
+def check_pin(session, user: User, pin: str | None, *, locked: bool = False) -> PinCheck:
     """Verify ``pin`` for ``user`` and count a failure. The row is locked first, so two
-    sessions guessing at once cannot both get the third try."""
-    session.refresh(user, with_for_update=True)
+    sessions guessing at once cannot both get the third try (``locked``: the caller read it
+    with FOR UPDATE in this transaction just now, so it is not read again)."""
+    if not locked:
+        session.refresh(user, with_for_update=True)
     if is_locked(user):
         return PinCheck.LOCKED
     if user.locked_until is not None:  # an old lock that ran out: a fresh set of tries

@@ -306,13 +306,21 @@ def _caller(hold: sessions.Hold, phone: str, cache: bool) -> tuple[Facts, dict]:
         facts = Facts.read(db.session, phone, hold.caller_token)
     if not facts.registered:
         return facts, {"user": None}
-    return facts, {"load_user": lambda: _load_user(facts.user_id, phone)}
+    return facts, {"load_user": lambda for_update=False: _load_user(facts.user_id, phone, for_update)}
 
 
-def _load_user(user_id: int, phone: str):
-    user = db.session.get(User, user_id)
+def _load_user(user_id: int, phone: str, for_update: bool = False):
+    """The caller's row; ``for_update``: locked for this transaction and read fresh (SELECT ...
+    FOR UPDATE), in one statement where loading it and then locking it took two."""
+    lock = dict(with_for_update=True, populate_existing=True) if for_update else {}
+    user = db.session.get(User, user_id, **lock)
+    if user is not None and user.phone == phone:
+        return user
     # The number moved or the row went since the facts were read (the token says so first).
-    return user if user is not None and user.phone == phone else find_by_phone(db.session, phone)
+    user = find_by_phone(db.session, phone)
+    if user is not None and for_update:
+        db.session.refresh(user, with_for_update=True)
+    return user
 
 
 # The ids a flow mints at its confirm screen (kept in the session's data) and where the request

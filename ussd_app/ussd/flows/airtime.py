@@ -26,8 +26,7 @@ def quote(ctx) -> str:
 
 def record(ctx) -> str:
     """After the PIN: the money is held and the purchase queued."""
-    account = ctx.user.account
-    db.session.refresh(account)
+    account = common.wallet(ctx)
     if account.available < ctx.data["amount"]:
         ctx.data["balance_text"] = common.money(account.available)
         return "short"

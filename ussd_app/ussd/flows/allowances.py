@@ -183,8 +183,7 @@ def _period(period: str):
 def start(ctx) -> str:
     """After the PIN: the SIM-swap gate (the limit is held from the wallet), the balance, then
     the allowance is recorded with its first hold (the worker makes it active)."""
-    account = ctx.user.account
-    db.session.refresh(account)
+    account = common.wallet(ctx)
     if account.available < ctx.data["amount"]:
         ctx.data["balance_text"] = common.money(account.available)
         return "short"

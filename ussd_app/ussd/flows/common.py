@@ -8,6 +8,7 @@ from flask import current_app
 
 from ... import country, limits, phones, pins
 from ...extensions import db
+from ...ledger import Account
 from ...messages import money  # noqa: F401  (the flows' common.money: the one house format)
 from ...money import WIDEST_AMOUNT, InvalidAmount, parse_major
 from ...users import Role
@@ -144,7 +145,9 @@ def typed_pin(ctx) -> str:
     """The PIN just typed (``ctx.secret``), checked with the lock-out (``pin_guard``): "ok",
     "wrong" (``tries_left`` set for the reason shown) or "locked". Every flow checks a PIN
     here, through ``pin_step`` or ``pin_then``."""
-    result = check_pin(db.session, ctx.user, ctx.secret)
+    # The caller's row read once, locked (where loading it and locking it took two statements).
+    locked = ctx.load_user_locked()
+    result = check_pin(db.session, ctx.user, ctx.secret, locked=locked)
     ctx.data["tries_left"] = tries_left(ctx.user)
     return result.value
 
@@ -163,13 +166,18 @@ def pin_step(then: str, retry_at: str) -> Step:
     )
 
 
+def wallet(ctx):
+    """The caller's wallet, read fresh: one statement (loading the relationship, then
+    refreshing it, took two). Every balance a flow shows or checks is read here."""
+    return db.session.get(Account, ctx.user.account_id, populate_existing=True)
+
+
 def record_payment(ctx, *, kind: str, debit_account_id: int, credit_account_id: int, **fields) -> str:
     """After the PIN: check the payer can cover amount + fee, record the request under the id
     minted at the confirm screen (its commit announces it). "ok", "short" or "error"."""
     from ...payments.submit import ConflictingRequest, record_request
 
-    data, account = ctx.data, ctx.user.account
-    db.session.refresh(account)
+    data, account = ctx.data, wallet(ctx)
     if account.available < data["amount"] + data.get("fee", 0):
         data["balance_text"] = money(account.available)
         return "short"

@@ -23,8 +23,7 @@ STATEMENT_SIZE = 5
 
 
 def show_balance(ctx) -> str:
-    db.session.refresh(ctx.user.account)
-    ctx.data["balance_text"] = common.money(ctx.user.account.available)
+    ctx.data["balance_text"] = common.money(common.wallet(ctx).available)
     return "ok"
 
 

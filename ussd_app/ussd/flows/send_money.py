@@ -80,8 +80,7 @@ def send(ctx) -> str:
     refused = fraud_checks.sim_swap_gate(ctx)  # after the PIN, before recording: see there
     if refused:
         return refused
-    data, account = ctx.data, ctx.user.account
-    db.session.refresh(account)
+    data, account = ctx.data, common.wallet(ctx)
     if account.available < data["amount"] + data["fee"]:
         data["balance_text"] = common.money(account.available)
         return "short"
