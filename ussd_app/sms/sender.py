@@ -391,15 +391,20 @@ class _Taking:
 
     def lane(self, rows: list, left: int) -> list[Claim]:
         """Of a number's unfinished rows (in id order, locked), the ones to take, at most
-        ``left``: stop at another sender's live row or one in its backoff (the number's later
-        messages wait behind it)."""
+        ``left``: stop at one in its backoff (the number's later messages wait behind it), and
+        take none while another sender's lane of the number is live (a row of it ``sending``,
+        its claim not timed out), wherever its rows stand: an older row beside it (an
+        operator's retry of a failed receipt, a row committed after later ones) taken now
+        would be a second call to the number in flight. It goes once that lane has ended,
+        first of the number's rows. (A live row this claim cannot see, held by its sender's
+        transaction as it records, or beyond the rows read, is not known here.)"""
+        if any(self._live(row) for row in rows):
+            return []
         lane: list[Claim] = []
         for row in rows:
             if len(lane) >= left:
                 break
             if row.status == OutboxStatus.SENDING.value:
-                if row.claimed_at is not None and row.claimed_at > self.timed_out:
-                    break  # another sender's lane is live: the number waits for it
                 if row.attempts >= self.max_attempts:
                     # Its last sender died before recording; there is no attempt left.
                     self.failed.append(
@@ -431,6 +436,13 @@ class _Taking:
             )
             lane.append(Claim(row.id, row.phone, row.body, row.attempts + 1, token))
         return lane
+
+    def _live(self, row) -> bool:
+        return (
+            row.status == OutboxStatus.SENDING.value
+            and row.claimed_at is not None
+            and row.claimed_at > self.timed_out
+        )
 
     def write(self, session) -> None:
         """Claim the rows taken, in the caller's transaction. They are ours (locked on
