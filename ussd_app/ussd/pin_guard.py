@@ -49,7 +49,8 @@ def check_pin(session, user: User, pin: str | None, *, locked: bool = False) -> 
     if user.locked_until is not None:  # an old lock that ran out: a fresh set of tries
         user.locked_until, user.pin_failures = None, 0
     if pin is not None and pins.verify_pin(user.pin_hash, pin):
-        user.pin_failures = 0
+        if user.pin_failures:  # set only when it changes: an unchanged row is not flushed
+            user.pin_failures = 0
         return PinCheck.OK
     user.pin_failures = (user.pin_failures or 0) + 1
     if user.pin_failures >= current_app.config["PIN_MAX_ATTEMPTS"]:

@@ -167,8 +167,12 @@ def pin_step(then: str, retry_at: str) -> Step:
 
 
 def wallet(ctx):
-    """The caller's wallet, read fresh: one statement (loading the relationship, then
-    refreshing it, took two). Every balance a flow shows or checks is read here."""
+    """The caller's wallet, read fresh: as this request's PIN check read it with the caller's
+    locked row (``ctx.read_locked``: no statement more), else in one statement (loading the
+    relationship, then refreshing it, took two). Every balance a flow shows or checks is read
+    here."""
+    if ctx.read_locked:
+        return ctx.user.account
     return db.session.get(Account, ctx.user.account_id, populate_existing=True)
 
 
