@@ -378,6 +378,27 @@ def _unfinished_rows(session, phones: list[str], depth: int, after: int | None =
     return rows
 
 
+def _live_numbers(session, phones: list[str], timed_out: datetime, after: int | None = None) -> set[str]:
+    """Those of ``phones`` with a row ``sending`` under a claim not timed out (with an id
+    after ``after``, when given): another sender's lane of the number is live, wherever its rows
+    stand among the number's unfinished ones. ``_Taking.lane`` sees such a row only among the
+    rows a claim reads and locks: not beyond ``SMS_LANE_DEPTH`` older rows (an operator's retry
+    of a till's failed receipts), nor one held by its sender's record transaction (``SKIP
+    LOCKED`` ends the number's rows before it, the lane's next call in flight beyond it).
+    Read without a lock, as committed, through ix_outbox_messages_sending (only the rows
+    ``sending`` under a recent claim: a few per live sender)."""
+    if not phones:
+        return set()
+    table = OutboxMessage.__table__
+    query = select(table.c.phone).where(
+        _status_is(OutboxStatus.SENDING),
+        table.c.claimed_at > timed_out,
+        among(session, table.c.phone, phones),
+        *([table.c.id > after] if after is not None else []),
+    )
+    return set(session.execute(query).scalars())
+
+
 class _Taking:
     """The rows one claim (or a lane's extension) takes, in one transaction: ``lane`` picks a
     number's rows as they stand, ``write`` claims them all in one statement (and marks failed
@@ -397,7 +418,7 @@ class _Taking:
         operator's retry of a failed receipt, a row committed after later ones) taken now
         would be a second call to the number in flight. It goes once that lane has ended,
         first of the number's rows. (A live row this claim cannot see, held by its sender's
-        transaction as it records, or beyond the rows read, is not known here.)"""
+        transaction as it records, or beyond the rows read, is found by ``_live_numbers``.)"""
         if any(self._live(row) for row in rows):
             return []
         lane: list[Claim] = []
@@ -506,8 +527,11 @@ def claim_lanes(
             break
         looked.update(phones)
         unfinished = _unfinished_rows(session, phones, depth)
+        live = _live_numbers(session, phones, timed_out)  # after the lock: as committed by then
         taking = _Taking(now, timed_out, max_attempts)
         for phone in phones:
+            if phone in live:
+                continue  # another sender's lane of it is live: one call to a number in flight
             lane = taking.lane(unfinished[phone], left)
             left -= len(lane)
             if lane:
@@ -550,7 +574,11 @@ def extend_lane(
         return None
     now = now or utcnow()
     taking = _Taking(now, now - claim_timeout(), current_app.config["SMS_MAX_ATTEMPTS"])
-    lane = taking.lane(_unfinished_rows(session, [phone], rows, after)[phone], rows)
+    unfinished = _unfinished_rows(session, [phone], rows, after)[phone]
+    if _live_numbers(session, [phone], taking.timed_out, after):
+        session.commit()
+        return []  # another sender's lane of the number, after this one's rows, is live
+    lane = taking.lane(unfinished, rows)
     taking.write(session)
     session.commit()
     return lane
