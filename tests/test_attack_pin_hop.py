@@ -239,3 +239,29 @@ def test_a_replayed_name_used_note_takes_back_one_cancel_and_leaves_no_key_witho
     keys = redis.keys("tuma:fraud:*")
     assert keys and [k for k in keys if redis.ttl(k) < 0] == []
     assert 0 < redis.ttl(f"tuma:fraud:used:{JUMA}:req-1") <= 600
+
+
+def test_two_sessions_buying_airtime_with_the_whole_balance_hold_it_once(app, customer, agent, config):
+    """Airtime holds the money at the worker: two sessions of one number, each buying airtime
+    for most of the balance with the PIN at once, hold it at most once; the wallet never goes
+    below zero and the ledger's books balance."""
+    from tests.escrow_helpers import FUNDS, cash_in, ledger_ok
+
+    config(NAME_CANCEL_LIMIT=100)
+    account_id = cash_in(customer, agent)
+    db.session.commit()
+    phones = []
+    for _ in range(2):
+        phone = Phone(app.test_client(), "0712000111")
+        assert phone.walk("7", "1", "8000", "1").startswith("CON Enter your PIN to buy KES 8,000.00")
+        phones.append(phone)
+    answers = all_at_once(app, phones, [PIN, PIN])
+    assert all(a.startswith(("END Buying KES 8,000.00", "END Not enough money")) for a in answers), answers
+    execute_transfers()
+    held = db.session.execute(
+        select(TransferRequest.status).where(TransferRequest.kind == "airtime")
+    ).scalars()
+    assert sorted(held) in (["accepted", "rejected"], ["accepted"])
+    db.session.commit()
+    assert available(account_id) == FUNDS - 8_000_00
+    ledger_ok()
