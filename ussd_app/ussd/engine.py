@@ -138,7 +138,6 @@ class Context:
         self.data = {} if data is None else data
         self.secret = secret
         self._user, self._load_user = user, load_user
-        self.read_locked = False  # ``load_user_locked`` read the row (and its own) this request
 
     @property
     def user(self) -> Any:
@@ -151,15 +150,13 @@ class Context:
         self._user, self._load_user = value, None
 
     def load_user_locked(self) -> bool:
-        """Load ``user`` with its row locked for this transaction (FOR UPDATE, read fresh, and
-        what the web side reads with it: ``read_locked``) if no flow has loaded it yet;
-        whether it did. A row loaded before is locked by whoever asked
-        (``pin_guard.check_pin`` refreshes it FOR UPDATE)."""
+        """Load ``user`` with its row locked for this transaction (FOR UPDATE, read fresh) if
+        no flow has loaded it yet; whether it did. A row loaded before is locked by whoever
+        asked (``pin_guard.check_pin`` refreshes it FOR UPDATE)."""
         if self._load_user is None:
             return False
         self._user, self._load_user = self._load_user(for_update=True), None
-        self.read_locked = self._user is not None
-        return self.read_locked
+        return self._user is not None
 
     @property
     def user_loaded(self) -> bool:

@@ -14,7 +14,6 @@ from flask import Response, current_app, g, request
 from redis.exceptions import RedisError
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import joinedload
 
 from .. import country, phones, reads, security, tariffs
 from ..extensions import db
@@ -311,26 +310,17 @@ def _caller(hold: sessions.Hold, phone: str, cache: bool) -> tuple[Facts, dict]:
 
 
 def _load_user(user_id: int, phone: str, for_update: bool = False):
-    """The caller's row; ``for_update``: locked for this transaction and read fresh with its
-    wallet (``SELECT ... FOR UPDATE OF users`` joined to the account, not locking it), in one
-    statement where loading the row, locking it and reading the wallet took three."""
-    user = _locked_with_wallet(user_id) if for_update else db.session.get(User, user_id)
+    """The caller's row; ``for_update``: locked for this transaction and read fresh (SELECT ...
+    FOR UPDATE), in one statement where loading it and then locking it took two. (Not its
+    wallet with it: that read may wait for the lock, and the balance must be the one after the
+    wait and the PIN check, ``common.wallet``.)"""
+    lock = dict(with_for_update=True, populate_existing=True) if for_update else {}
+    user = db.session.get(User, user_id, **lock)
     if user is not None and user.phone == phone:
         return user
     # The number moved or the row went since the facts were read (the token says so first).
     user = find_by_phone(db.session, phone)
-    return _locked_with_wallet(user.id) if user is not None and for_update else user
-
-
-def _locked_with_wallet(user_id: int):
-    query = (
-        select(User)
-        .options(joinedload(User.account, innerjoin=True))
-        .where(User.id == user_id)
-        .with_for_update(of=User.__table__)
-        .execution_options(populate_existing=True)
-    )
-    return db.session.execute(query).scalar_one_or_none()
+    return db.session.get(User, user.id, **lock) if user is not None and for_update else user
 
 
 # The ids a flow mints at its confirm screen (kept in the session's data) and where the request

@@ -167,12 +167,10 @@ def pin_step(then: str, retry_at: str) -> Step:
 
 
 def wallet(ctx):
-    """The caller's wallet, read fresh: as this request's PIN check read it with the caller's
-    locked row (``ctx.read_locked``: no statement more), else in one statement (loading the
-    relationship, then refreshing it, took two). Every balance a flow shows or checks is read
-    here."""
-    if ctx.read_locked:
-        return ctx.user.account
+    """The caller's wallet, read fresh now: one statement (loading the relationship, then
+    refreshing it, took two). Every balance a flow shows or checks is read here, after the PIN
+    check where there is one (a read taken with the row lock may have waited for it while a
+    worker posted: tests/test_attack_pin_hop.py)."""
     return db.session.get(Account, ctx.user.account_id, populate_existing=True)
 
 
