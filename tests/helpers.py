@@ -27,6 +27,20 @@ def spec(id, debit, credit, amount, *, pending_id=None, timeout=0, flags=Transfe
     return TransferSpec(id, debit, credit, amount, code, pending_id=pending_id, timeout=timeout, flags=flags)
 
 
+def waiting_on_a_lock() -> int:
+    """PostgreSQL: how many of this database's backends wait for a lock now (a statement of
+    another session blocked behind a row lock), to wait for that instead of sleeping."""
+    from sqlalchemy import text
+
+    with db.engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+
+
 def wait_for(condition, timeout=30.0, interval=0.02, message="condition"):
     """Poll ``condition`` until it is truthy and return its value; fail after ``timeout`` seconds
     (a bound for a stuck test, never a timed assertion)."""

@@ -5,13 +5,14 @@ and the PIN (by the worker, by a second session, or while the hop waited for the
 the once-per-token take-back of a name look-up's cancel."""
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import select, text
 
-from tests.helpers import fund
+from tests.escrow_helpers import at_once
+from tests.helpers import fund, wait_for, waiting_on_a_lock
 from tests.ussd_helpers import Phone, available, person
 from ussd_app import fraud
 from ussd_app.extensions import db
@@ -63,24 +64,8 @@ def statuses() -> list[str]:
 
 
 def all_at_once(app, phones, inputs) -> list[str]:
-    db.session.commit()  # this session holds no lock meanwhile
-    barrier = threading.Barrier(len(phones))
-    answers = [""] * len(phones)
-
-    def go(i):
-        with app.app_context():
-            try:
-                barrier.wait(timeout=10)
-                answers[i] = phones[i].send(inputs[i])
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(phones))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return answers
+    """Each phone sends its input in its own thread, all released together; their answers."""
+    return at_once(app, *(partial(phone.send, text) for phone, text in zip(phones, inputs, strict=True)))
 
 
 def test_guesses_sent_at_once_on_the_send_flow_get_exactly_the_allowed_tries(app, juma):
@@ -192,7 +177,7 @@ def _pin_hop_while_the_row_is_locked_and_the_worker_posts(app, juma) -> str:
         holder.execute(text("SELECT id FROM users WHERE id = :id FOR UPDATE"), {"id": juma.id})
         thread = threading.Thread(target=hop)
         thread.start()
-        time.sleep(0.5)  # the hop's statement is waiting for the row lock
+        wait_for(lambda: waiting_on_a_lock() >= 1, message="the hop's statement waiting for the row lock")
         with app.app_context():
             execute_transfers()  # posts the first KES 4,000 (plus fee) and commits
         holder.rollback()

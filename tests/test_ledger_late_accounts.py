@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from tests.conftest import PG_URL
+from tests.helpers import waiting_on_a_lock
 from ussd_app.extensions import db
 from ussd_app.ledger import (
     Account,
@@ -48,16 +49,6 @@ def _session() -> Session:
     session = Session(db.engine)
     session.execute(text("SET lock_timeout = '20s'"))
     return session
-
-
-def _waiting_on_a_lock() -> int:
-    with db.engine.connect() as conn:
-        return conn.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        ).scalar_one()
 
 
 def _post(session, specs, *, late=True, before_late=None):
@@ -154,9 +145,9 @@ def test_fees_locked_early_and_late_in_either_order_neither_deadlocks(app, early
         second = threading.Thread(target=run_waiter)
         second.start()
         deadline = time.monotonic() + 10
-        while _waiting_on_a_lock() == 0 and time.monotonic() < deadline:
+        while waiting_on_a_lock() == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _waiting_on_a_lock() >= 1  # the second waits for wallet 0...
+        assert waiting_on_a_lock() >= 1  # the second waits for wallet 0...
         assert "waiter" not in outcome
         go_on.set()  # ... until the first commits; then it goes on (no deadlock: 40P01)
         first.join(30)
