@@ -35,8 +35,8 @@ def juma(customer, second_customer, config):
     return customer
 
 
-def at_send_pin(app, amount="4000") -> Phone:
-    phone = Phone(app.test_client(), "0712000111")
+def at_send_pin(app, amount="4000", number="0712000111") -> Phone:
+    phone = Phone(app.test_client(), number)
     assert "Enter your PIN" in phone.walk("1", "0712000222", amount, "1")
     return phone
 
@@ -75,6 +75,18 @@ def test_guesses_sent_at_once_on_the_send_flow_get_exactly_the_allowed_tries(app
     tries = app.config["PIN_MAX_ATTEMPTS"]
     assert len([a for a in answers if a.startswith("CON Wrong PIN")]) == tries - 1, answers
     assert answers.count(LOCKED) == n - (tries - 1), answers
+    user = row()
+    assert (user.pin_failures, user.locked_until is not None) == (tries, True)
+    assert statuses() == []
+
+
+def test_guesses_at_once_under_other_spellings_of_the_number_share_the_same_tries(app, juma):
+    spellings = ["0712000111", "+254712000111", "254712000111"] * 2
+    phones = [at_send_pin(app, number=number) for number in spellings]
+    answers = all_at_once(app, phones, ["1111", "2222", "3333", "4444", "5555", "6666"])
+    tries = app.config["PIN_MAX_ATTEMPTS"]
+    assert len([a for a in answers if a.startswith("CON Wrong PIN")]) == tries - 1, answers
+    assert answers.count(LOCKED) == len(spellings) - (tries - 1), answers
     user = row()
     assert (user.pin_failures, user.locked_until is not None) == (tries, True)
     assert statuses() == []
