@@ -266,8 +266,12 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
         conversation = stored.conversation
         conversation.resume = offered
         reply = engine.handle(conversation, ctx, newest)
-    if db.session().in_transaction():  # a menu hop that read nothing has nothing to commit
-        db.session.commit()
+    # A menu hop that read nothing has nothing to commit. One that never asked for the session
+    # has none in this request: asking ``db.session()`` would make one (and the teardown close
+    # it) only to find no transaction.
+    scoped = db.session
+    if scoped.registry.has() and scoped().in_transaction():
+        scoped.commit()
     ctx_g = g._get_current_object()
     ctx_g.ussd_committed = True
     body = reply.body
