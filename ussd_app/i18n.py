@@ -39,13 +39,23 @@ def catalog(language: str, domain: str) -> dict[str, str]:
     return messages
 
 
+def speaking(language: str | None) -> str:
+    """The catalog ``t`` answers ``language`` from: the language itself when the service
+    offers it and has words for it, else the country's first (or English). Two calls of ``t``
+    with the same message and no ``params`` give the same text exactly when this is the same
+    (the catalogs are read once and never change), so a caller may keep what ``t`` gave under
+    it (``engine``'s menu lines)."""
+    offered = country.languages()  # (``country.spoken``, without a call more: many a hop)
+    language = language if language in offered else offered[0]
+    return language if language in LANGUAGES else DEFAULT_LANGUAGE
+
+
 def t(language: str | None, message: str, domain: str = "ussd", **params) -> str:
     """``message`` in ``language`` (English when no translation), with ``params`` filled in.
 
     A language the service does not offer (``country.languages``: a Kiswahili speaker's row
     carried over to a server in Ghana, which offers English only) is spoken as the country's
     first: nobody is answered in a language whose menu they could not choose again."""
-    language = country.spoken(language)
-    language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+    language = speaking(language)
     text = message if language == DEFAULT_LANGUAGE else catalog(language, domain).get(message, message)
     return text.format(**params) if params else text

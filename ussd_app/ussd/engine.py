@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..i18n import t
+from ..i18n import speaking, t
 from . import gsm7
 from .conversation import Conversation
 from .render import fit, pages, say, screen_text
@@ -186,6 +186,8 @@ class Engine:
         # Data keys that record what the person was shown rather than what they chose (a
         # registered name looked up): "0" back does not take them back, since the person saw it.
         self.lasting = lasting
+        # (state, the language ``t`` speaks): that screen's option lines (``_numbered``).
+        self._option_lines: dict[tuple[str, str], tuple[tuple[int, str, str, Any], ...]] = {}
         # States are addressed as "flow.state"; inside a flow a bare name means the same flow.
         self.states: dict[str, State] = {}
         for flow, states in flows.items():
@@ -461,10 +463,20 @@ class Engine:
 
     def _numbered(self, screen: Screen, ctx: Context, current: str) -> list[tuple[int, str, str, Any]]:
         """(number, shown label, target state, picked value) for every line of the menu."""
-        lines = [
-            (i, t(ctx.lang, o.label), self.resolve(current, o.to), None)
-            for i, o in enumerate(screen.options, 1)
-        ]
+        if not screen.options:
+            lines = []
+        else:
+            # A screen's option lines are the same every time it is shown in one language
+            # (the labels translated, the targets resolved): made once each (``i18n.speaking``
+            # names the words ``t`` gives), where a menu hop made them twice.
+            key = (current, speaking(ctx.lang))
+            options = self._option_lines.get(key)
+            if options is None:
+                options = self._option_lines[key] = tuple(
+                    (i, t(ctx.lang, o.label), self.resolve(current, o.to), None)
+                    for i, o in enumerate(screen.options, 1)
+                )
+            lines = list(options)
         if screen.items and screen.pick:
             target = self.resolve(current, screen.pick[0])
             for key, label in ctx.data.get(screen.items) or []:
