@@ -24,7 +24,9 @@ trace_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace
 transfer_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("transfer_id", default=None)
 
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# ``json.dumps(entry, ensure_ascii=False)`` builds this encoder for every line; one does.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def new_trace_id(offered: str | None = None) -> str:
@@ -67,9 +69,11 @@ class JsonFormatter(logging.Formatter):
         transfer_id = getattr(record, "transfer_id", None) or transfer_id_var.get()
         if transfer_id:
             entry["transfer_id"] = transfer_id
-        for key, value in vars(record).items():
-            if key not in _STANDARD and key not in entry and not key.startswith("_"):
-                entry[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)
+        attributes = vars(record)
+        if attributes.keys() - _STANDARD:  # an ``extra``: most lines have none, nothing to walk
+            for key, value in attributes.items():
+                if key not in _STANDARD and key not in entry and not key.startswith("_"):
+                    entry[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)
         if record.exc_info:
             # The type and the frames only: an exception's message may quote the input.
             exc_type, exc, tb = record.exc_info
@@ -78,7 +82,7 @@ class JsonFormatter(logging.Formatter):
             cause = exc.__cause__ or exc.__context__ if exc is not None else None
             if cause is not None:
                 entry["cause"] = type(cause).__name__
-        return json.dumps(entry, ensure_ascii=False)
+        return _encode(entry)
 
 
 _MARK = "_tuma_json"
