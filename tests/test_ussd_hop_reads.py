@@ -211,3 +211,63 @@ def test_a_read_inside_an_open_transaction_sees_its_writes_and_one_outside_sees_
             assert reads.first(db.session, name_of, {"phone": NEWCOMER}) == ("Neema",)
             other.commit()
         assert reads.first(db.session, name_of, {"phone": NEWCOMER}) == ("Nobody",)
+
+
+def test_every_hop_read_gives_the_rows_sqlalchemy_gives_and_is_counted_as_a_statement(
+    app, customer, second_customer, agent
+):
+    """On PostgreSQL a hop read runs its statement compiled once on the pooled connection's own
+    cursor (``reads._prepared``), not through SQLAlchemy's execution: the same rows, the same
+    values (today's spending after a posted send, with its IN lists of kinds), each statement
+    seen by the engine's ``before_cursor_execute`` listeners as before. On SQLite the session."""
+    from ussd_app import limits, tariffs
+    from ussd_app.users import holder_by_phone
+    from ussd_app.ussd.caller import _statement as facts_statement
+
+    payer = cash_in(customer, agent)
+    phone = Phone(app.test_client(), JUMA)
+    phone.walk("1", "0712000222", "1500", "1")
+    assert phone.send("8642").startswith("END Sending KES 1,500.00")
+    assert jobs.execute_transfers() == 1
+    db.session.remove()
+    holder = holder_by_phone.__globals__["_HOLDER"]
+    asked = [
+        (holder, {"phone": WANJIRU}),
+        (facts_statement(), {"phone": JUMA}),
+        (limits._spent_statement(on_postgresql()), {"ids": [payer], **_today()}),
+        (tariffs._in_force_statement(), {"now": utcnow()}),
+        (_recorded_statement(), {"minted": "nope"}),
+    ]
+    for statement, params in asked:
+        with statements_sent() as sent:
+            found = reads.rows(db.session, statement, params)
+        assert [s for s in sent if not s.startswith("BEGIN")] == sent[-1:]  # (SQLite's BEGIN)
+        assert sent[-1].lstrip().startswith("SELECT")
+        if on_postgresql():  # compiled once, run on the cursor: not SQLAlchemy's path
+            assert app.extensions[reads.PREPARED][statement] is not None
+        db.session.remove()
+        expected = [tuple(row) for row in db.session.execute(statement, params).all()]
+        db.session.remove()
+        assert [tuple(row) for row in found] == expected
+        first = reads.first(db.session, statement, params)
+        assert (tuple(first) if first is not None else None) == (expected[0] if expected else None)
+        db.session.remove()
+    spent = limits.spent_today(db.session, [payer], hop=True)
+    assert spent[payer] >= 150_000  # the KES 1,500 sent (and its fee), in minor units
+
+
+def _today() -> dict:
+    from datetime import timedelta
+
+    from ussd_app.limits import start_of_today
+
+    since = start_of_today()
+    return {"since": since, "until": since + timedelta(days=1)}
+
+
+def _recorded_statement():
+    from ussd_app.ussd import views
+
+    views._recorded(*views.MINTED_IDS["transfer_id"], "warm")
+    db.session.remove()
+    return views._RECORDED[("transfer_requests", "id")]
