@@ -80,7 +80,9 @@ def spent_today(session, account_ids, now: datetime | None = None, *, hop: bool 
     if not ids:
         return {}
     since = start_of_today(now)
-    statement = _spent_statement(is_postgres(session))
+    # A hop's read on an app with the hop reads' engine is PostgreSQL's (asking the session
+    # would make one for a hop that has none only to ask it).
+    statement = _spent_statement((hop and reads.engine() is not None) or is_postgres(session))
     params = {"ids": ids, "since": since, "until": since + timedelta(days=1)}
     rows = reads.rows(session, statement, params) if hop else session.execute(statement, params)
     spent = dict.fromkeys(ids, 0)
