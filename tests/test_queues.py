@@ -294,3 +294,37 @@ def test_redis_writes_noted_for_after_the_commit_go_with_its_doorbells_and_never
     first, *then = trips
     assert TRANSFERS_DOORBELL.encode() in first and b"tuma:test:kept" in first and b"EVALSHA" in first
     assert [t for t in then if b"tuma:test:script" in t and b"EVALSHA" not in t and b"EVAL" in t]
+
+
+def test_a_ussd_hops_announcements_go_with_its_session_release_even_when_the_hop_fails_after_the_commit(
+    payer, redis
+):
+    """While a USSD hop holds its Redis session (``sessions.locked(..., announce=)``) its
+    commits' announcements wait for the release and go with it (one round trip); a rollback's
+    never; a hop that fails after its commit still announces what it committed; afterwards a
+    commit announces at once again."""
+    from ussd_app.ussd import sessions
+
+    with sessions.locked("held-1", CUSTOMERS[0], announce=db.session):
+        request = send(payer, CUSTOMERS[0])
+        db.session.commit()
+        assert queued() == EMPTY  # committed, announced with the release
+        send(payer, CUSTOMERS[1])
+        db.session.rollback()
+    [job] = get_queue(TRANSFERS_QUEUE).get_jobs()
+    assert job.args == (request.id,)
+
+    nothing_waiting(redis)
+    with pytest.raises(LookupError):
+        with sessions.locked("held-2", CUSTOMERS[0], announce=db.session):
+            failed_after_commit = send(payer, CUSTOMERS[2])
+            db.session.commit()
+            raise LookupError
+    [job] = get_queue(TRANSFERS_QUEUE).get_jobs()
+    assert job.args == (failed_after_commit.id,)
+    assert not redis.exists(f"{sessions.PREFIX}:lock:held-2")  # released all the same
+
+    nothing_waiting(redis)
+    send(payer, CUSTOMERS[3])
+    db.session.commit()
+    assert queued()[TRANSFERS_QUEUE] == ["worker.jobs.execute_transfers"]

@@ -31,6 +31,7 @@ A doorbell keeps at most one job waiting (its Redis key, set with NX for
 Other Redis writes that must follow a commit (a transfer's trace id, a name look-up's cancel
 taken back) are noted the same way (``send_after_commit``, ``script_after_commit``), with the
 same rules, and sent in the commit's one pipeline with its doorbells' SETs (``_announce``).
+A USSD hop holds them until its session's release and sends them with it (``send_held``).
 """
 
 import contextlib
@@ -404,8 +405,7 @@ def script_after_commit(session, script: str, keys: list, args: list) -> None:
 
 
 def _note(session, bell, detail) -> None:
-    if isinstance(session, scoped_session):  # ``db.session``: the session it stands for
-        session = session()
+    session = _own(session)  # ``db.session``: the session it stands for
     notes = session.info.setdefault(_NOTES, [])
     note = (session.get_nested_transaction(), bell, detail)
     if not notes or notes[-1] != note:  # a batch's receipts note the sender a thousand times
@@ -438,27 +438,73 @@ def _committed(session) -> None:
             commands.append(detail)
         elif bells.get(bell) is None:
             bells[bell] = detail  # the first detail noted, for the job's logs
+    held = session.info.get(_HELD)
+    if held is not None:  # sent later, with the USSD session's release (``send_held``)
+        held.append((bells, commands))
+        return
     _announce(bells, commands)
 
 
-def _announce(bells: dict[Bell, str | None], commands: list[Command]) -> None:
+# session.info[_HELD]: while a USSD hop holds its Redis session, its commits' announcements
+# ([(bells, commands), ...]), sent with the session's release (``send_held``).
+_HELD = "tuma_announcements_held"
+
+
+def hold_announcements(session) -> None:
+    """Keep each commit's announcements (doorbells, commands) on ``session`` instead of sending
+    them, until ``send_held``: a USSD hop sends them with its session's release, in one round
+    trip (``ussd/sessions.locked``). Still only after a commit, never for a rollback."""
+    _own(session).info[_HELD] = []
+
+
+def send_held(session, script: str, keys: list, args: list):
+    """Stop holding ``session``'s announcements and send what its commits held in one round
+    trip with ``run_script(script, keys, args)``, whose reply is returned (its error raised,
+    once the announcements are done). Nothing held: ``run_script`` alone, as before."""
+    held = _own(session).info.pop(_HELD, None)
+    bells: dict[Bell, str | None] = {}
+    commands: list[Command] = []
+    for their_bells, their_commands in held or ():
+        for bell, detail in their_bells.items():
+            if bells.get(bell) is None:
+                bells[bell] = detail
+        commands.extend(their_commands)
+    if not bells and not commands:
+        return run_script(script, keys, args)
+    first = Command(("EVALSHA", _digest(script), len(keys), *keys, *args), script)
+    return _announce(bells, commands, first)
+
+
+def _own(session):
+    return session() if isinstance(session, scoped_session) else session
+
+
+def _announce(bells: dict[Bell, str | None], commands: list[Command], first: Command | None = None):
     """A commit's doorbells (SET NX each) and commands in one round trip (a pipeline, not a
     transaction), then the job of each bell whose doorbell was free (as ``ring``). Committed
-    is committed: failures are logged; the periodic job finds unannounced work anyway."""
+    is committed: failures are logged; the periodic job finds unannounced work anyway.
+    ``first``: a script sent ahead of them in the same round trip (a USSD session's release,
+    ``send_held``), whose reply is returned and whose failure is raised."""
     doorbells = [bell for bell in bells if JOBS[bell].doorbell_key]
     try:
         pipe = get_redis().pipeline(transaction=False)
+        if first is not None:
+            pipe.execute_command(*first.words)
         for bell in doorbells:
             pipe.set(JOBS[bell].doorbell_key, bells[bell] or "1", nx=True, ex=DOORBELL_TTL_SECONDS)
         for command in commands:
             pipe.execute_command(*command.words)
-        replies = pipe.execute(raise_on_error=False) if doorbells or commands else []
+        replies = pipe.execute(raise_on_error=False) if doorbells or commands or first else []
     except Exception as exc:
         for bell in bells:
             log.warning("committed work not announced (%s): %s", bell.value, type(exc).__name__)
         if commands:
             log.warning("%d Redis commands after the commit not sent: %s", len(commands), type(exc).__name__)
-        return
+        if first is not None:
+            raise
+        return None
+    if first is not None:
+        answer, replies = replies[0], replies[1:]
     free = dict(zip(doorbells, replies, strict=False))
     for bell, detail in bells.items():
         reply = free.get(bell, True)  # a bell without a doorbell always enqueues
@@ -471,13 +517,21 @@ def _announce(bells: dict[Bell, str | None], commands: list[Command]) -> None:
             log.warning("committed work not announced (%s): %s", bell.value, type(exc).__name__)
     for command, reply in zip(commands, replies[len(doorbells) :], strict=True):
         try:
-            if isinstance(reply, redis.exceptions.NoScriptError) and command.script is not None:
-                get_redis().eval(command.script, *command.words[2:])  # the server's first sight of it
-            elif isinstance(reply, Exception):
-                raise reply
+            _answered(command, reply)
         except Exception as exc:
             name = type(exc).__name__
             log.warning("a Redis command after the commit failed (%s): %s", command.words[0], name)
+    return _answered(first, answer) if first is not None else None
+
+
+def _answered(command: Command, reply):
+    """``reply`` of ``command`` sent in a pipeline: an EVALSHA the server did not know is sent
+    again by its text (the server's first sight of it); an error is raised."""
+    if isinstance(reply, redis.exceptions.NoScriptError) and command.script is not None:
+        return get_redis().eval(command.script, *command.words[2:])
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 def _ended(session, transaction) -> None:

@@ -146,7 +146,9 @@ def hop(
     log.info("ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), shape)
     g.ussd_committed = False
     try:
-        with sessions.locked(session_id, phone, rate=security.deferred_rate()) as hold:
+        # What the hop's commit announces (a request's doorbell, its trace id, a name look-up's
+        # cancel taken back) goes with the session's release: one round trip to Redis.
+        with sessions.locked(session_id, phone, rate=security.deferred_rate(), announce=db.session) as hold:
             return _answer(hold, repeat_key, newest, fresh_for, dialled)
     except sessions.TooManyHops as exc:
         security.over_rate(exc.count, 0)  # logged as the guard logs it
