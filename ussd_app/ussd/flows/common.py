@@ -181,9 +181,10 @@ def pin_step(then: str, retry_at: str) -> Step:
 
 def wallet(ctx):
     """The caller's wallet, read fresh now: one statement (loading the relationship, then
-    refreshing it, took two). Every balance a flow shows or checks is read here, after the PIN
-    check where there is one (a read taken with the row lock may have waited for it while a
-    worker posted: tests/test_attack_pin_hop.py)."""
+    refreshing it, took two). Every balance a flow shows or checks is read here (or by
+    ``available``, its one figure without the object), after the PIN check where there is one
+    (a read taken with the row lock may have waited for it while a worker posted:
+    tests/test_attack_pin_hop.py)."""
     return db.session.get(Account, payer_account_id(ctx), populate_existing=True)
 
 
