@@ -257,3 +257,79 @@ def test_two_sessions_buying_airtime_with_the_whole_balance_hold_it_once(app, cu
     db.session.commit()
     assert available(account_id) == FUNDS - 8_000_00
     ledger_ok()
+
+
+def test_the_one_statement_record_writes_once_and_refuses_another_order_under_the_same_id(
+    app, juma, second_customer
+):
+    """``record_request_row`` (the PIN hop's INSERT ... ON CONFLICT (id) DO NOTHING RETURNING):
+    a replay of the same order writes nothing and says so; another order under the same id is
+    refused; the row is the one ``record_request`` writes."""
+    from ussd_app.payments.models import transaction_code
+    from ussd_app.payments.submit import ConflictingRequest, mint_request_id, record_request_row
+
+    request_id = mint_request_id()
+    order = dict(
+        request_id=request_id,
+        kind="send",
+        debit_account_id=juma.account_id,
+        credit_account_id=second_customer.account_id,
+        amount=100_00,
+        fee=5_00,
+    )
+    assert record_request_row(db.session, **order) is True
+    assert record_request_row(db.session, **order) is False
+    with pytest.raises(ConflictingRequest):
+        record_request_row(db.session, **{**order, "amount": 200_00})
+    db.session.commit()
+    assert record_request_row(db.session, **order) is False  # committed: still the one
+    db.session.commit()
+    [request] = db.session.execute(select(TransferRequest)).scalars()
+    assert (request.id, request.code, request.status, request.amount, request.fee, request.attempts) == (
+        request_id,
+        transaction_code(request_id),
+        "queued",
+        100_00,
+        5_00,
+        0,
+    )
+    assert request.created_at is not None and request.hold_state is None and request.payee_named
+    db.session.commit()
+
+
+def test_a_record_rolled_back_remembers_no_trace_and_leaves_the_name_look_ups_cancel_counted(
+    app, juma, second_customer, redis
+):
+    """What the PIN hop sends to Redis about its request (the trace id, the name look-up's cancel
+    taken back) goes only after its commit: a rollback sends none of it."""
+    from ussd_app.logging_setup import trace_id_var
+    from ussd_app.payments.submit import mint_request_id, record_request_row
+
+    fraud.note_cancel_at_name(JUMA, 1)
+    cancels = "tuma:fraud:cancels:" + JUMA
+    token = trace_id_var.set("trace-of-the-hop")
+    try:
+        ids = []
+        for commit in (False, True):
+            request_id = mint_request_id()
+            ids.append(request_id)
+            record_request_row(
+                db.session,
+                request_id=request_id,
+                kind="send",
+                debit_account_id=juma.account_id,
+                credit_account_id=second_customer.account_id,
+                amount=100_00,
+            )
+            fraud.note_name_used(JUMA, request_id, db.session)
+            assert int(redis.get(cancels)) == 1 and not redis.exists(f"tuma:trace:{request_id}")
+            if commit:
+                db.session.commit()
+            else:
+                db.session.rollback()
+    finally:
+        trace_id_var.reset(token)
+    assert not redis.exists(f"tuma:trace:{ids[0]}")
+    assert redis.get(f"tuma:trace:{ids[1]}") == b"trace-of-the-hop"
+    assert int(redis.get(cancels)) == 0
+    assert statuses() == ["queued"]

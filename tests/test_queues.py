@@ -235,3 +235,96 @@ def test_a_failed_announcement_leaves_no_doorbell_to_turn_the_next_commit_away(p
     add_sms(db.session, phone=CUSTOMERS[1], body="second")
     db.session.commit()
     assert queued()[SMS_QUEUE] == ["worker.jobs.send_sms"]
+
+
+def test_redis_writes_noted_for_after_the_commit_go_with_its_doorbells_and_never_after_a_rollback(
+    payer, redis
+):
+    """``send_after_commit`` / ``script_after_commit``: nothing is sent before the commit, nothing
+    for a rollback (nor for a rolled back savepoint), and at the commit the writes and the
+    doorbell go in one round trip; a script the server does not know yet is sent by its text."""
+    from ussd_app.queues import script_after_commit, send_after_commit
+
+    send_after_commit(db.session, "SET", "tuma:test:rolled-back", "1")
+    send(payer, CUSTOMERS[0])
+    db.session.flush()
+    db.session.rollback()
+    assert not redis.exists("tuma:test:rolled-back")
+
+    with pytest.raises(LookupError):
+        with db.session.begin_nested():
+            send_after_commit(db.session, "SET", "tuma:test:savepoint", "1")
+            raise LookupError
+    send_after_commit(db.session, "SET", "tuma:test:kept", "1", "EX", 60)
+    script_after_commit(db.session, "return redis.call('SET', KEYS[1], ARGV[1])", ["tuma:test:script"], ["2"])
+    request = send(payer, CUSTOMERS[1])
+    db.session.flush()
+    assert not redis.exists("tuma:test:kept")  # written, not committed
+    redis.script_flush()  # the script is new to the server: EVALSHA fails, EVAL follows
+    trips = []
+    pool = redis.connection_pool
+    make = pool.get_connection
+
+    def counted(*args, **kwargs):
+        connection = make(*args, **kwargs)
+        if not getattr(connection, "_counted", False):
+            send_packed = connection.send_packed_command
+
+            def send_packed_command(command, check_health=True):
+                trips.append(b"".join(command) if isinstance(command, list) else command)
+                return send_packed(command, check_health)
+
+            connection.send_packed_command = send_packed_command
+            connection._counted = True
+        return connection
+
+    pool.get_connection = counted
+    try:
+        db.session.commit()
+    finally:
+        pool.get_connection = make
+    assert redis.get("tuma:test:kept") == b"1" and 0 < redis.ttl("tuma:test:kept") <= 60
+    assert redis.get("tuma:test:script") == b"2"
+    assert not redis.exists("tuma:test:savepoint")
+    assert queued()[TRANSFERS_QUEUE] == ["worker.jobs.execute_transfers"]
+    [job] = get_queue(TRANSFERS_QUEUE).get_jobs()
+    assert job.args == (request.id,)
+    # One round trip for the doorbell and both writes; then rq's enqueue, and the script by its
+    # text (the server had flushed it).
+    first, *then = trips
+    assert TRANSFERS_DOORBELL.encode() in first and b"tuma:test:kept" in first and b"EVALSHA" in first
+    assert [t for t in then if b"tuma:test:script" in t and b"EVALSHA" not in t and b"EVAL" in t]
+
+
+def test_a_ussd_hops_announcements_go_with_its_session_release_even_when_the_hop_fails_after_the_commit(
+    payer, redis
+):
+    """While a USSD hop holds its Redis session (``sessions.locked(..., announce=)``) its
+    commits' announcements wait for the release and go with it (one round trip); a rollback's
+    never; a hop that fails after its commit still announces what it committed; afterwards a
+    commit announces at once again."""
+    from ussd_app.ussd import sessions
+
+    with sessions.locked("held-1", CUSTOMERS[0], announce=db.session):
+        request = send(payer, CUSTOMERS[0])
+        db.session.commit()
+        assert queued() == EMPTY  # committed, announced with the release
+        send(payer, CUSTOMERS[1])
+        db.session.rollback()
+    [job] = get_queue(TRANSFERS_QUEUE).get_jobs()
+    assert job.args == (request.id,)
+
+    nothing_waiting(redis)
+    with pytest.raises(LookupError):
+        with sessions.locked("held-2", CUSTOMERS[0], announce=db.session):
+            failed_after_commit = send(payer, CUSTOMERS[2])
+            db.session.commit()
+            raise LookupError
+    [job] = get_queue(TRANSFERS_QUEUE).get_jobs()
+    assert job.args == (failed_after_commit.id,)
+    assert not redis.exists(f"{sessions.PREFIX}:lock:held-2")  # released all the same
+
+    nothing_waiting(redis)
+    send(payer, CUSTOMERS[3])
+    db.session.commit()
+    assert queued()[TRANSFERS_QUEUE] == ["worker.jobs.execute_transfers"]

@@ -50,7 +50,7 @@ from . import africas_talking
 from .clock import utcnow
 from .money import to_minor
 from .phones import normalize
-from .queues import get_redis, run_script
+from .queues import get_redis, run_script, script_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +139,18 @@ return 0
 """
 
 
-def note_name_used(phone: str, token: str) -> None:
+def note_name_used(phone: str, token: str, session=None) -> None:
     """The flow that showed a name recorded its request (``token``: the request's id): take back
-    the cancel counted when the name was shown, once per token (a replay takes back nothing)."""
+    the cancel counted when the name was shown, once per token (a replay takes back nothing).
+    With ``session``: once its transaction commits (the request is recorded then; a rollback
+    leaves the cancel counted), in the commit's one round trip to Redis (``queues``)."""
     phone = _caller(phone)
     window = current_app.config["NAME_WINDOW_SECONDS"]
-    run_script(_UNCOUNT_ONCE, [_key("used", f"{phone}:{token}"), _key("cancels", phone)], [window])
+    keys = [_key("used", f"{phone}:{token}"), _key("cancels", phone)]
+    if session is None:
+        run_script(_UNCOUNT_ONCE, keys, [window])
+    else:
+        script_after_commit(session, _UNCOUNT_ONCE, keys, [window])
 
 
 # The look-up rule, its one copy: every look-up of a registered name (or of whether a number is

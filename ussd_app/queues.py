@@ -27,6 +27,11 @@ each noted bell once per commit, and nothing else in the web side or the flows e
 
 A doorbell keeps at most one job waiting (its Redis key, set with NX for
 ``DOORBELL_TTL_SECONDS``; the job deletes it before it reads), so ringing twice costs one SET.
+
+Other Redis writes that must follow a commit (a transfer's trace id, a name look-up's cancel
+taken back) are noted the same way (``send_after_commit``, ``script_after_commit``), with the
+same rules, and sent in the commit's one pipeline with its doorbells' SETs (``_announce``).
+A USSD hop holds them until its session's release and sends them with it (``send_held``).
 """
 
 import contextlib
@@ -210,10 +215,7 @@ def get_redis() -> redis.Redis:
 def run_script(script: str, keys: list, args: list):
     """Run the Lua ``script`` (through ``ScriptClient``) by its digest (one short command),
     sending its text only the first time a server sees it (or after a restart or SCRIPT FLUSH)."""
-    digest = _digests.get(script)
-    if digest is None:
-        # Redis names a script by its SHA-1: a name, not a secret.
-        digest = _digests[script] = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+    digest = _digest(script)
     client = current_app.extensions["redis_scripts"].get()
     try:
         return client.evalsha(digest, len(keys), *keys, *args)
@@ -222,6 +224,14 @@ def run_script(script: str, keys: list, args: list):
 
 
 _digests: dict[str, str] = {}
+
+
+def _digest(script: str) -> str:
+    digest = _digests.get(script)
+    if digest is None:
+        # Redis names a script by its SHA-1: a name, not a secret.
+        digest = _digests[script] = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+    return digest
 
 
 def get_queue(name: str = TRANSFERS_QUEUE) -> Queue:
@@ -292,6 +302,14 @@ def ring(bell: Bell, detail: str | None = None, *, force: bool = False) -> bool:
     rang = bool(job.doorbell_key) and not force
     if rang and not get_redis().set(job.doorbell_key, detail or "1", nx=True, ex=DOORBELL_TTL_SECONDS):
         return False
+    _enqueue(bell, detail, rang)
+    return True
+
+
+def _enqueue(bell: Bell, detail: str | None, rang: bool) -> None:
+    """Enqueue ``bell``'s job; ``rang``: its doorbell was just set for it (taken back if the
+    enqueue fails)."""
+    job = JOBS[bell]
     args = (detail,) if job.takes_detail else ()
     timeout = job.timeout(current_app.config) if job.timeout else None
     try:
@@ -305,7 +323,6 @@ def ring(bell: Bell, detail: str | None = None, *, force: bool = False) -> bool:
             with contextlib.suppress(Exception):
                 get_redis().delete(job.doorbell_key)
         raise
-    return True
 
 
 # Take the job at the head of a queue if it is still ``ARGV[1]``: pop it, delete its keys and
@@ -352,14 +369,43 @@ def take_waiting(bell: Bell):
 # -- noted on the session, rung once per commit --------------------------------------------
 
 # session.info[_NOTES]: [(savepoint, bell, detail), ...]; savepoint is the innermost open
-# savepoint when the note was made (None: the transaction itself).
+# savepoint when the note was made (None: the transaction itself). A note whose bell is
+# _COMMAND is a Redis command to send after the commit (``send_after_commit``), its detail
+# the ``Command``.
 _NOTES = "tuma_rings"
+_COMMAND = object()
+
+
+@dataclass(frozen=True)
+class Command:
+    """A Redis command sent once a transaction commits (``send_after_commit``)."""
+
+    words: tuple
+    script: str | None = None  # the Lua text of an EVALSHA in ``words``: sent by EVAL if unknown
 
 
 def ring_after_commit(session, bell: Bell, detail: str | None = None) -> None:
     """Ring ``bell`` once this session's transaction commits (once, however often noted)."""
-    if isinstance(session, scoped_session):  # ``db.session``: the session it stands for
-        session = session()
+    _note(session, bell, detail)
+
+
+def send_after_commit(session, *words, script: str | None = None) -> None:
+    """Send the Redis command ``words`` once this session's transaction commits, in the one
+    round trip that also sets the commit's doorbells (``_announce``): never before the commit,
+    never after a rollback (a savepoint's as its bells). For what only follows a commit and
+    may be lost with Redis (a trace id, a counter given back): a failure is logged, never
+    raised. ``script``: the Lua text of an EVALSHA in ``words`` (``script_after_commit``)."""
+    _note(session, _COMMAND, Command(words, script))
+
+
+def script_after_commit(session, script: str, keys: list, args: list) -> None:
+    """``run_script(script, keys, args)`` once this session's transaction commits, as
+    ``send_after_commit`` sends a command (by its digest; by its text if the server lacks it)."""
+    send_after_commit(session, "EVALSHA", _digest(script), len(keys), *keys, *args, script=script)
+
+
+def _note(session, bell, detail) -> None:
+    session = _own(session)  # ``db.session``: the session it stands for
     notes = session.info.setdefault(_NOTES, [])
     note = (session.get_nested_transaction(), bell, detail)
     if not notes or notes[-1] != note:  # a batch's receipts note the sender a thousand times
@@ -386,14 +432,106 @@ def _committed(session) -> None:
     if not notes:
         return
     bells: dict[Bell, str | None] = {}
+    commands: list[Command] = []
     for _, bell, detail in notes:
-        if bells.get(bell) is None:
+        if bell is _COMMAND:
+            commands.append(detail)
+        elif bells.get(bell) is None:
             bells[bell] = detail  # the first detail noted, for the job's logs
-    for bell, detail in bells.items():
-        try:
-            ring(bell, detail)
-        except Exception as exc:  # committed is committed; the periodic job finds it anyway
+    held = session.info.get(_HELD)
+    if held is not None:  # sent later, with the USSD session's release (``send_held``)
+        held.append((bells, commands))
+        return
+    _announce(bells, commands)
+
+
+# session.info[_HELD]: while a USSD hop holds its Redis session, its commits' announcements
+# ([(bells, commands), ...]), sent with the session's release (``send_held``).
+_HELD = "tuma_announcements_held"
+
+
+def hold_announcements(session) -> None:
+    """Keep each commit's announcements (doorbells, commands) on ``session`` instead of sending
+    them, until ``send_held``: a USSD hop sends them with its session's release, in one round
+    trip (``ussd/sessions.locked``). Still only after a commit, never for a rollback."""
+    _own(session).info[_HELD] = []
+
+
+def send_held(session, script: str, keys: list, args: list):
+    """Stop holding ``session``'s announcements and send what its commits held in one round
+    trip with ``run_script(script, keys, args)``, whose reply is returned (its error raised,
+    once the announcements are done). Nothing held: ``run_script`` alone, as before."""
+    held = _own(session).info.pop(_HELD, None)
+    bells: dict[Bell, str | None] = {}
+    commands: list[Command] = []
+    for their_bells, their_commands in held or ():
+        for bell, detail in their_bells.items():
+            if bells.get(bell) is None:
+                bells[bell] = detail
+        commands.extend(their_commands)
+    if not bells and not commands:
+        return run_script(script, keys, args)
+    first = Command(("EVALSHA", _digest(script), len(keys), *keys, *args), script)
+    return _announce(bells, commands, first)
+
+
+def _own(session):
+    return session() if isinstance(session, scoped_session) else session
+
+
+def _announce(bells: dict[Bell, str | None], commands: list[Command], first: Command | None = None):
+    """A commit's doorbells (SET NX each) and commands in one round trip (a pipeline, not a
+    transaction), then the job of each bell whose doorbell was free (as ``ring``). Committed
+    is committed: failures are logged; the periodic job finds unannounced work anyway.
+    ``first``: a script sent ahead of them in the same round trip (a USSD session's release,
+    ``send_held``), whose reply is returned and whose failure is raised."""
+    doorbells = [bell for bell in bells if JOBS[bell].doorbell_key]
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        if first is not None:
+            pipe.execute_command(*first.words)
+        for bell in doorbells:
+            pipe.set(JOBS[bell].doorbell_key, bells[bell] or "1", nx=True, ex=DOORBELL_TTL_SECONDS)
+        for command in commands:
+            pipe.execute_command(*command.words)
+        replies = pipe.execute(raise_on_error=False) if doorbells or commands or first else []
+    except Exception as exc:
+        for bell in bells:
             log.warning("committed work not announced (%s): %s", bell.value, type(exc).__name__)
+        if commands:
+            log.warning("%d Redis commands after the commit not sent: %s", len(commands), type(exc).__name__)
+        if first is not None:
+            raise
+        return None
+    if first is not None:
+        answer, replies = replies[0], replies[1:]
+    free = dict(zip(doorbells, replies, strict=False))
+    for bell, detail in bells.items():
+        reply = free.get(bell, True)  # a bell without a doorbell always enqueues
+        try:
+            if isinstance(reply, Exception):
+                raise reply
+            if reply:
+                _enqueue(bell, detail, bell in free)
+        except Exception as exc:
+            log.warning("committed work not announced (%s): %s", bell.value, type(exc).__name__)
+    for command, reply in zip(commands, replies[len(doorbells) :], strict=True):
+        try:
+            _answered(command, reply)
+        except Exception as exc:
+            name = type(exc).__name__
+            log.warning("a Redis command after the commit failed (%s): %s", command.words[0], name)
+    return _answered(first, answer) if first is not None else None
+
+
+def _answered(command: Command, reply):
+    """``reply`` of ``command`` sent in a pipeline: an EVALSHA the server did not know is sent
+    again by its text (the server's first sight of it); an error is raised."""
+    if isinstance(reply, redis.exceptions.NoScriptError) and command.script is not None:
+        return get_redis().eval(command.script, *command.words[2:])
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 def _ended(session, transaction) -> None:

@@ -3,8 +3,8 @@ asked for it, through the worker, to its SMS.
 
 - Each web request gets a trace id (the ``X-Request-Id`` header in and out, the name proxies
   use), bound to its log lines.
-- When a transfer request is recorded, its id is remembered in Redis against the trace id
-  (a day), and a log line names both.
+- When a transfer request is recorded, a log line names it and the trace id, and once its
+  transaction commits its id is remembered in Redis against the trace id (a day).
 - Worker jobs run bound to the trace id of the transfer that woke them
   (``jobs.observe_job``); each SMS receipt written, and each claim to send one, logs the
   transfer id and that trace id.
@@ -43,6 +43,14 @@ def remember(transfer_id: str, trace_id: str) -> None:
         log.warning("could not remember the trace id of transfer %s", transfer_id)
 
 
+def remember_after_commit(session, transfer_id: str, trace_id: str) -> None:
+    """``remember``, once ``session``'s transaction commits (a rolled back request is not
+    remembered), in the commit's one round trip to Redis with its doorbells (queues)."""
+    from ..queues import send_after_commit
+
+    send_after_commit(session, "SET", _trace_key(transfer_id), trace_id, "EX", TRACE_TTL_SECONDS)
+
+
 def trace_id_for(transfer_id: str | None) -> str | None:
     """The trace id of the web request that recorded ``transfer_id``, if known."""
     return trace_ids_for([transfer_id]).get(transfer_id) if transfer_id else None
@@ -78,13 +86,20 @@ def job_trace_id(job, args) -> str | None:
 
 
 def _transfer_recorded(mapper, connection, target) -> None:
+    transfer_recorded(object_session(target), target.id, target.kind, target.code)
+
+
+def transfer_recorded(session, transfer_id: str, kind: str, code: str) -> None:
+    """A transfer request written in ``session``'s transaction: its log line now, its trace id
+    remembered after the commit. The ORM's inserts (``_transfer_recorded``) and those written
+    by a statement (``payments.submit.record_request_row``, through ``submit.on_row_insert``)."""
     trace_id = trace_id_var.get()
     if trace_id:
-        remember(target.id, trace_id)
-    log.info(
-        "transfer request recorded",
-        extra={"transfer_id": target.id, "kind": target.kind, "code": target.code},
-    )
+        if session is not None:
+            remember_after_commit(session, transfer_id, trace_id)
+        else:  # not in a session (never seen): at once, as before
+            remember(transfer_id, trace_id)
+    log.info("transfer request recorded", extra={"transfer_id": transfer_id, "kind": kind, "code": code})
 
 
 # SMS log lines are written when their transaction commits, not from inside it: the trace id
@@ -152,12 +167,14 @@ def listen() -> None:
     global _listening
     if _listening:
         return
+    from ..payments import submit
     from ..payments.models import TransferRequest
     from ..sms import outbox
     from ..sms.outbox import OutboxMessage
 
     outbox.on_bulk_insert(sms_written)
     outbox.on_bulk_claim(sms_claimed)
+    submit.on_row_insert(transfer_recorded)
     event.listen(TransferRequest, "after_insert", _transfer_recorded)
     event.listen(OutboxMessage, "after_insert", _sms_written)
     event.listen(OutboxMessage, "after_update", _sms_updated)

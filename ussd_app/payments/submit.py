@@ -8,6 +8,9 @@ request that is not committed.
 import logging
 import uuid
 
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..clock import utcnow
 from ..queues import TRANSFERS_DOORBELL, Bell, ring, ring_after_commit
 from .models import HoldState, RequestStatus, TransferRequest, transaction_code
 
@@ -72,6 +75,90 @@ def record_request(
     session.flush()
     ring_after_commit(session, Bell.TRANSFERS, request_id)
     return wanted
+
+
+# The insert of ``record_request_row``, one per dialect: a row whose id is taken already is not
+# written (ON CONFLICT on the id alone: a clash of codes still fails), and the id comes back
+# only when this statement wrote it (SQLite >= 3.35 and PostgreSQL alike).
+_INSERTS: dict = {}
+_row_listeners: list = []
+
+
+def _insert(dialect: str):
+    statement = _INSERTS.get(dialect)
+    if statement is None:
+        table = TransferRequest.__table__
+        made = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+        statement = _INSERTS[dialect] = made.on_conflict_do_nothing(index_elements=[table.c.id]).returning(
+            table.c.id
+        )
+    return statement
+
+
+def on_row_insert(listener) -> None:
+    """Call ``listener(session, request_id, kind, code)`` for each request ``record_request_row``
+    writes, in its transaction: what the ORM's insert events are told of the others
+    (``ops/tracing``: the log line and the trace id)."""
+    if listener not in _row_listeners:
+        _row_listeners.append(listener)
+
+
+def record_request_row(
+    session,
+    *,
+    request_id: str,
+    kind: str,
+    debit_account_id: int,
+    credit_account_id: int,
+    amount: int,
+    fee: int = 0,
+    commission: int = 0,
+    payee_fee: int = 0,
+    reference: str | None = None,
+    tariff_version_id: int | None = None,
+    pending_request_id: str | None = None,
+    hold_seconds: int | None = None,
+    payee_named: bool = True,
+) -> bool:
+    """``record_request`` in one statement on the session's transaction, no object made (a USSD
+    PIN hop's: the ORM's look-up, object and flush were a third of the hop beyond argon2): True
+    when this call recorded the request, False when it was recorded before with the same order
+    (a replayed hop: nothing new, nothing rung); ConflictingRequest when with another. The
+    same columns as ``record_request`` writes. Its commit announces it; its listeners
+    (``on_row_insert``) hear of it as the ORM's insert events hear of the others."""
+    code = transaction_code(request_id)
+    values = dict(
+        id=request_id,
+        code=code,
+        kind=kind,
+        debit_account_id=debit_account_id,
+        credit_account_id=credit_account_id,
+        amount=amount,
+        fee=fee,
+        commission=commission,
+        payee_fee=payee_fee,
+        reference=reference,
+        tariff_version_id=tariff_version_id,
+        pending_request_id=pending_request_id,
+        hold_state=HoldState.PENDING.value if hold_seconds is not None else None,
+        hold_seconds=hold_seconds,
+        payee_named=payee_named,
+        status=RequestStatus.QUEUED.value,
+        result=None,
+        attempts=0,
+        created_at=utcnow(),
+        executed_at=None,
+    )
+    connection = session.connection()
+    if connection.execute(_insert(connection.dialect.name), values).first() is None:
+        existing = session.get(TransferRequest, request_id)
+        if existing is None or not existing.same_order(TransferRequest(**values)):
+            raise ConflictingRequest(request_id)
+        return False
+    for listener in _row_listeners:
+        listener(session, request_id, kind, code)
+    ring_after_commit(session, Bell.TRANSFERS, request_id)
+    return True
 
 
 def announce(request_id: str | None = None, *, force: bool = False) -> bool:

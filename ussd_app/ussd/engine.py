@@ -116,7 +116,9 @@ class Context:
     their row's); ``role``, ``account_id`` (their wallet) and ``tier`` are theirs too (None:
     not registered), known without the row, as is ``caller`` (what the web side knows of the
     caller without the row, opaque to the engine; None when it knows nothing more). A flow that
-    changes the row asks the row afterwards: ``user_loaded`` says whether it is here."""
+    changes the row asks the row afterwards: ``user_loaded`` says whether it is here.
+    ``lock_user`` (optional) locks the caller's row without loading it (``lock_user_row``);
+    what it read stays in ``locked`` (None: not locked that way)."""
 
     def __init__(
         self,
@@ -128,6 +130,7 @@ class Context:
         secret: str | None = None,
         *,
         load_user: Callable[[], Any] | None = None,
+        lock_user: Callable[[], Any] | None = None,
         role: str | None = None,
         account_id: int | None = None,
         tier: str | None = None,
@@ -138,6 +141,7 @@ class Context:
         self.data = {} if data is None else data
         self.secret = secret
         self._user, self._load_user = user, load_user
+        self._lock_user, self.locked = lock_user, None
 
     @property
     def user(self) -> Any:
@@ -157,6 +161,17 @@ class Context:
             return False
         self._user, self._load_user = self._load_user(for_update=True), None
         return self._user is not None
+
+    def lock_user_row(self) -> Any:
+        """Lock the caller's row for this transaction (FOR UPDATE) without loading it: what the
+        web side read with the lock (opaque to the engine), kept in ``locked``; ``user`` is still
+        loaded only if a flow asks (the row is this transaction's then: read as it is). None when
+        it cannot (no ``lock_user``, the row loaded already, the number moved): then
+        ``load_user_locked``."""
+        if self._load_user is None or self._lock_user is None:
+            return None
+        self.locked = self._lock_user()
+        return self.locked
 
     @property
     def user_loaded(self) -> bool:

@@ -38,17 +38,22 @@ def tries_left(user: User) -> int:
     return max(0, current_app.config["PIN_MAX_ATTEMPTS"] - (user.pin_failures or 0))
 
 
-def check_pin(session, user: User, pin: str | None, *, locked: bool = False) -> PinCheck:
+def check_pin(
+    session, user: User, pin: str | None, *, locked: bool = False, verified: bool | None = None
+) -> PinCheck:
     """Verify ``pin`` for ``user`` and count a failure. The row is locked first, so two
     sessions guessing at once cannot both get the third try (``locked``: the caller read it
-    with FOR UPDATE in this transaction just now, so it is not read again)."""
+    with FOR UPDATE in this transaction just now, so it is not read again). ``verified``: what
+    ``check_locked_row`` found of this PIN on the row, locked in this transaction and without a
+    lock of its own (argon2 is not run twice)."""
     if not locked:
         session.refresh(user, with_for_update=True)
     if is_locked(user):
         return PinCheck.LOCKED
     if user.locked_until is not None:  # an old lock that ran out: a fresh set of tries
         user.locked_until, user.pin_failures = None, 0
-    if pin is not None and pins.verify_pin(user.pin_hash, pin):
+    right = verified if verified is not None else pin is not None and pins.verify_pin(user.pin_hash, pin)
+    if right:
         if user.pin_failures:  # set only when it changes: an unchanged row is not flushed
             user.pin_failures = 0
         return PinCheck.OK
@@ -58,6 +63,19 @@ def check_pin(session, user: User, pin: str | None, *, locked: bool = False) -> 
         notices.pin_locked(session, user, user.pin_failures)
         return PinCheck.LOCKED
     return PinCheck.WRONG
+
+
+def check_locked_row(row, pin: str | None) -> tuple[PinCheck | None, bool | None]:
+    """``check_pin``'s common case without the row as an object: ``row`` (its pin_hash,
+    pin_failures and locked_until) read with FOR UPDATE in this transaction just now. (OK,
+    True) when the PIN is right and nothing on the row changes (no lock, no wrong tries to
+    reset): nothing to write. Else (None, what was found): the PIN's check (False: wrong; True:
+    right, wrong tries to reset) for ``check_pin(..., verified=)`` on the row loaded, or None
+    (not checked: the row has a lock, which ``check_pin`` weighs first)."""
+    if row.locked_until is not None:
+        return None, None
+    right = pin is not None and pins.verify_pin(row.pin_hash, pin)
+    return (PinCheck.OK if right and not row.pin_failures else None), right
 
 
 def unlock_pin(session, user: User, *, agent: User | None = None, operator: bool = False) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 from redis.exceptions import RedisError
 
-from ..queues import get_redis, run_script
+from ..queues import get_redis, hold_announcements, run_script, send_held
 from ..tariffs import STAMP_KEY as TARIFF_STAMP
 from . import caller
 from .conversation import Conversation
@@ -192,7 +192,7 @@ def _text(raw) -> str:
 
 
 @contextmanager
-def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = None):
+def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = None, announce=None):
     """Answer one request of a session at a time, so a repeat that arrives while the first is
     still running waits and then gets the stored answer instead of running the flow again.
 
@@ -201,7 +201,9 @@ def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = N
 
     Two round trips to Redis per request, one command each: taking the lock reads the session,
     the phone's resume snapshot and the caller's tokens; letting go writes them back and
-    releases the lock."""
+    releases the lock. ``announce``: the database session whose commits' announcements (a
+    request's doorbell, its trace id, a name look-up's cancel taken back: ``queues``) are held
+    while the lock is, and sent with the release in its one round trip (``queues.send_held``)."""
     lock_key, token = f"{PREFIX}:lock:{session_id}", secrets.token_hex(16)
     keys = [lock_key, _session_key(session_id), _resume_key(phone), *caller.token_keys(phone)]
     rate_key, limit, seconds = rate or ("", 0, 0)
@@ -226,16 +228,22 @@ def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = N
         f"{_text(caller_token)}/{_text(epoch)}",
         _text(tariff_stamp),
     )
+    if announce is not None:
+        hold_announcements(announce)
     finished = False
     try:
         yield hold
         finished = True
     finally:
         args = hold._release_args(token) if finished else [token, ""]
+        if announce is not None:
+            release = lambda: send_held(announce, _RELEASE, keys[:3], args)  # noqa: E731
+        else:
+            release = lambda: run_script(_RELEASE, keys[:3], args)  # noqa: E731
         if finished:  # a failed write must be seen: the view answers accordingly
-            run_script(_RELEASE, keys[:3], args)
+            release()
         else:
             try:
-                run_script(_RELEASE, keys[:3], args)
+                release()
             except RedisError:
                 pass  # the request failed already; the lock runs out on its own

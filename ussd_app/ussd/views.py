@@ -146,7 +146,9 @@ def hop(
     log.info("ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), shape)
     g.ussd_committed = False
     try:
-        with sessions.locked(session_id, phone, rate=security.deferred_rate()) as hold:
+        # What the hop's commit announces (a request's doorbell, its trace id, a name look-up's
+        # cancel taken back) goes with the session's release: one round trip to Redis.
+        with sessions.locked(session_id, phone, rate=security.deferred_rate(), announce=db.session) as hold:
             return _answer(hold, repeat_key, newest, fresh_for, dialled)
     except sessions.TooManyHops as exc:
         security.over_rate(exc.count, 0)  # logged as the guard logs it
@@ -310,7 +312,10 @@ def _caller(hold: sessions.Hold, phone: str, cache: bool) -> tuple[Facts, dict]:
         facts = Facts.read(db.session, phone, hold.caller_token)
     if not facts.registered:
         return facts, {"user": None}
-    return facts, {"load_user": lambda for_update=False: _load_user(facts.user_id, phone, for_update)}
+    return facts, {
+        "load_user": lambda for_update=False: _load_user(facts.user_id, phone, for_update),
+        "lock_user": lambda: _lock_user(facts.user_id, phone),
+    }
 
 
 def _load_user(user_id: int, phone: str, for_update: bool = False):
@@ -325,6 +330,23 @@ def _load_user(user_id: int, phone: str, for_update: bool = False):
     # The number moved or the row went since the facts were read (the token says so first).
     user = find_by_phone(db.session, phone)
     return db.session.get(User, user.id, **lock) if user is not None and for_update else user
+
+
+_LOCK_USER: list = []  # the statement of _lock_user, made on first use
+
+
+def _lock_user(user_id: int, phone: str):
+    """The caller's row locked for this transaction (SELECT ... FOR UPDATE) as a plain row of
+    what a PIN check and a payment need (id, phone, account_id, pin_hash, pin_failures,
+    locked_until), read by one statement on the hop's transaction without the ORM (its look-up
+    and object were a fifth of a PIN hop beyond argon2); None when the facts' row no longer has
+    this number (``_load_user`` finds who has it). Not the wallet: see ``_load_user``."""
+    if not _LOCK_USER:
+        t = User.__table__
+        columns = (t.c.id, t.c.phone, t.c.account_id, t.c.pin_hash, t.c.pin_failures, t.c.locked_until)
+        _LOCK_USER.append(select(*columns).where(t.c.id == bindparam("id")).with_for_update())
+    row = db.session.connection().execute(_LOCK_USER[0], {"id": user_id}).first()
+    return row if row is not None and row.phone == phone else None
 
 
 # The ids a flow mints at its confirm screen (kept in the session's data) and where the request

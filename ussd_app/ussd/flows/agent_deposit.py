@@ -29,7 +29,7 @@ def record_deposit(ctx) -> str:
     outcome = common.record_payment(
         ctx,
         kind=RequestKind.DEPOSIT.value,
-        debit_account_id=ctx.user.account_id,
+        debit_account_id=common.payer_account_id(ctx),
         credit_account_id=ctx.data["customer_account"],
     )
     if outcome == "ok":

@@ -5,6 +5,7 @@ import re
 
 import phonenumbers
 from flask import current_app
+from sqlalchemy import bindparam, select
 
 from ... import country, limits, phones, pins
 from ...extensions import db
@@ -14,7 +15,7 @@ from ...money import WIDEST_AMOUNT, InvalidAmount, parse_major
 from ...users import Role
 from ..engine import N_, Retry, Screen, Step
 from ..gsm7 import shorten
-from ..pin_guard import check_pin, is_operator_locked, tries_left
+from ..pin_guard import check_locked_row, check_pin, is_operator_locked, tries_left
 from ..render import singular
 
 NAME_LIMIT = 20  # septets of a name as typed at registration
@@ -145,9 +146,21 @@ def typed_pin(ctx) -> str:
     """The PIN just typed (``ctx.secret``), checked with the lock-out (``pin_guard``): "ok",
     "wrong" (``tries_left`` set for the reason shown) or "locked". Every flow checks a PIN
     here, through ``pin_step`` or ``pin_then``."""
-    # The caller's row read once, locked (where loading it and locking it took two statements).
-    locked = ctx.load_user_locked()
-    result = check_pin(db.session, ctx.user, ctx.secret, locked=locked)
+    # The caller's row locked and read once, as a plain row (``ctx.locked``); the common case (a
+    # right PIN, no lock, no wrong tries) writes nothing and loads no object (ctx.user stays
+    # unloaded until a flow asks). Anything else is decided on the row loaded (already locked:
+    # check_pin) with what argon2 said of the PIN.
+    row = ctx.lock_user_row()
+    if row is not None:
+        result, verified = check_locked_row(row, ctx.secret)
+        if result is not None:
+            ctx.data["tries_left"] = tries_left(row)
+            return result.value
+        ctx.load_user_locked()
+        result = check_pin(db.session, ctx.user, ctx.secret, locked=True, verified=verified)
+    else:  # the row loaded already (then locked here), or the number moved
+        locked = ctx.load_user_locked()
+        result = check_pin(db.session, ctx.user, ctx.secret, locked=locked)
     ctx.data["tries_left"] = tries_left(ctx.user)
     return result.value
 
@@ -168,23 +181,43 @@ def pin_step(then: str, retry_at: str) -> Step:
 
 def wallet(ctx):
     """The caller's wallet, read fresh now: one statement (loading the relationship, then
-    refreshing it, took two). Every balance a flow shows or checks is read here, after the PIN
-    check where there is one (a read taken with the row lock may have waited for it while a
-    worker posted: tests/test_attack_pin_hop.py)."""
-    return db.session.get(Account, ctx.user.account_id, populate_existing=True)
+    refreshing it, took two). Every balance a flow shows or checks is read here (or by
+    ``available``, its one figure without the object), after the PIN check where there is one
+    (a read taken with the row lock may have waited for it while a worker posted:
+    tests/test_attack_pin_hop.py)."""
+    return db.session.get(Account, payer_account_id(ctx), populate_existing=True)
+
+
+def payer_account_id(ctx) -> int:
+    """The caller's wallet: the one on the row the PIN check locked (``ctx.locked``), else the
+    loaded row's."""
+    return ctx.locked.account_id if ctx.locked is not None and not ctx.user_loaded else ctx.user.account_id
+
+
+_AVAILABLE: list = []  # the statement of ``available``, made on first use
+
+
+def available(ctx) -> int:
+    """What the caller may spend, read now: ``wallet(ctx).available`` by one plain statement on
+    the hop's transaction (no object). After the PIN check, as ``wallet`` says."""
+    if not _AVAILABLE:
+        t = Account.__table__
+        spendable = t.c.credits_posted - t.c.debits_posted - t.c.debits_pending  # Account.available
+        _AVAILABLE.append(select(spendable).where(t.c.id == bindparam("id")))
+    return db.session.connection().execute(_AVAILABLE[0], {"id": payer_account_id(ctx)}).scalar_one()
 
 
 def record_payment(ctx, *, kind: str, debit_account_id: int, credit_account_id: int, **fields) -> str:
     """After the PIN: check the payer can cover amount + fee, record the request under the id
     minted at the confirm screen (its commit announces it). "ok", "short" or "error"."""
-    from ...payments.submit import ConflictingRequest, record_request
+    from ...payments.submit import ConflictingRequest, record_request_row
 
-    data, account = ctx.data, wallet(ctx)
-    if account.available < data["amount"] + data.get("fee", 0):
-        data["balance_text"] = money(account.available)
+    data, spendable = ctx.data, available(ctx)
+    if spendable < data["amount"] + data.get("fee", 0):
+        data["balance_text"] = money(spendable)
         return "short"
     try:
-        record_request(
+        record_request_row(
             db.session,
             request_id=data["transfer_id"],
             kind=kind,

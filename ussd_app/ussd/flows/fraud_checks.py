@@ -123,9 +123,10 @@ def note_cancels(ctx, count: int) -> None:
 
 
 def name_used(ctx, token: str) -> None:
-    """The flow that showed a name recorded its request ``token``: not a cancel after all."""
+    """The flow that showed a name recorded its request ``token``: not a cancel after all (once
+    the hop's transaction commits: a rolled back record leaves the cancel counted)."""
     if ctx.data.pop("name_shown", None):
-        fraud.note_name_used(ctx.phone, token)
+        fraud.note_name_used(ctx.phone, token, db.session)
 
 
 def note_cancel(ctx) -> None:

@@ -102,7 +102,7 @@ def record(ctx) -> str:
         lambda c: common.record_payment(
             c,
             kind=c.data["request_kind"],
-            debit_account_id=c.user.account_id,
+            debit_account_id=common.payer_account_id(c),
             credit_account_id=c.data["merchant_account"],
             reference=c.data.get("account_reference"),
             payee_fee=c.data.get("payee_fee", 0),

@@ -11,7 +11,7 @@ from ...extensions import db
 from ...money import WIDEST_AMOUNT, widest
 from ...payments.holds import suspense_account_id
 from ...payments.models import RequestKind, TransferRequest
-from ...payments.submit import ConflictingRequest, mint_request_id, record_request
+from ...payments.submit import ConflictingRequest, mint_request_id, record_request_row
 from ...tariffs import quote
 from ...users import Role, holder_by_phone
 from ..engine import N_, Choice, Option, Retry, Screen, Step
@@ -80,9 +80,9 @@ def send(ctx) -> str:
     refused = fraud_checks.sim_swap_gate(ctx)  # after the PIN, before recording: see there
     if refused:
         return refused
-    data, account = ctx.data, common.wallet(ctx)
-    if account.available < data["amount"] + data["fee"]:
-        data["balance_text"] = common.money(account.available)
+    data, spendable = ctx.data, common.available(ctx)
+    if spendable < data["amount"] + data["fee"]:
+        data["balance_text"] = common.money(spendable)
         return "short"
     if data.get("unregistered"):
         # Held in suspense until the number registers, refunded when it falls due (holds.py).
@@ -98,10 +98,10 @@ def send(ctx) -> str:
     if invite and not fraud_checks.invites_allowed(ctx, 1):
         return "invites"
     try:
-        request = record_request(
+        record_request_row(
             db.session,
             request_id=data["transfer_id"],
-            debit_account_id=ctx.user.account_id,
+            debit_account_id=common.payer_account_id(ctx),
             amount=data["amount"],
             fee=data["fee"],
             **target,
@@ -110,7 +110,7 @@ def send(ctx) -> str:
         fraud_checks.give_back_invites(ctx, int(invite))
         return "error"
     if not data.get("unregistered"):
-        fraud_checks.name_used(ctx, request.id)
+        fraud_checks.name_used(ctx, data["transfer_id"])
     return "ok"
 
 

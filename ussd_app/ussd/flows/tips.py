@@ -67,7 +67,7 @@ def record(ctx) -> str:
         outcome = common.record_payment(
             c,
             kind=KIND,
-            debit_account_id=c.user.account_id,
+            debit_account_id=common.payer_account_id(c),
             credit_account_id=c.data["cause_account"],
         )
         if outcome == "ok" and not silent(KIND, c.data["amount"]):

@@ -50,7 +50,7 @@ def record(ctx) -> str:
         lambda c: common.record_payment(
             c,
             kind=RequestKind.WITHDRAWAL.value,
-            debit_account_id=c.user.account_id,
+            debit_account_id=common.payer_account_id(c),
             credit_account_id=c.data["agent_account"],
             commission=c.data["commission"],
         )
