@@ -4,6 +4,8 @@ to its SMS, and never carry a PIN or the raw USSD ``text``."""
 import io
 import json
 import logging
+import random
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -192,3 +194,40 @@ def test_a_json_line_reads_the_same_when_records_leave_out_what_it_never_shows(m
         "kind": "p2p",
     }
     assert after == before
+
+
+def test_the_timestamp_kept_for_its_second_reads_as_datetime_writes_it():
+    """The formatter keeps the text of the current second and adds the milliseconds: each
+    reads as ``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``, at the
+    edges of a millisecond and of a second too (datetime rounds the microseconds half to even,
+    so 59.9999996 is the next second's .000), out of order as much as in order."""
+    formatter = JsonFormatter()
+    base = 1_796_241_255
+    edges = (0, 4e-7, 5e-7, 6e-7, 4.995e-4, 0.9995, 0.9999994, 0.9999995, 0.9999996, 0.99999999)
+    moments = [base + s + f for s in range(3) for f in edges]
+    rng = random.Random(19)
+    moments += [rng.uniform(1.6e9, 1.9e9) for _ in range(2_000)]
+    for created in moments + sorted(moments):
+        assert formatter._timestamp(created) == datetime.fromtimestamp(created, UTC).isoformat(
+            timespec="milliseconds"
+        ), created
+
+
+def test_a_json_line_is_written_as_json_dumps_writes_it():
+    """Same keys in the same order, the same separators, non-ASCII text as it is."""
+    record = logging.makeLogRecord(
+        {"name": "tuma.trace", "levelno": 20, "levelname": "INFO", "msg": "sms to Ñandú 💸", "receipts": 2}
+    )
+    record.created = 1_796_241_255.25
+    with bound(trace_id="trace-0001", transfer_id="transfer-0001"):
+        line = JsonFormatter().format(record)
+    expected = {
+        "ts": "2026-12-02T19:54:15.250+00:00",
+        "level": "info",
+        "logger": "tuma.trace",
+        "message": "sms to Ñandú 💸",
+        "trace_id": "trace-0001",
+        "transfer_id": "transfer-0001",
+        "receipts": 2,
+    }
+    assert line == json.dumps(expected, ensure_ascii=False)
