@@ -20,7 +20,7 @@ from flask import g, request
 from sqlalchemy import event
 from sqlalchemy.orm import Session, object_session
 
-from ..logging_setup import bound, new_trace_id, trace_id_var
+from ..logging_setup import new_trace_id, trace_id_var
 from . import metrics
 
 log = logging.getLogger("tuma.trace")
@@ -157,13 +157,16 @@ def _sms_updated(mapper, connection, target) -> None:
 def _after_commit(session) -> None:
     session.info.pop(_WRITTEN, None)
     pending = session.info.pop(_PENDING, None)
-    if not pending:
+    if not pending or not log.isEnabledFor(logging.INFO):  # no line to write: no MGET either
         return
     current = trace_id_var.get()
     known = {} if current else trace_ids_for({transfer_id for _, transfer_id, _ in pending})
     for message, transfer_id, extra in pending:
-        with bound(trace_id=current or known.get(transfer_id), transfer_id=transfer_id):
-            log.info(message, extra=extra or None)
+        # The ids as the record's own fields, which the JSON line takes before the context's
+        # (``logging_setup.bound`` here cost a tenth of the line: four context variable calls
+        # and a generator, for one record).
+        ids = {"trace_id": current or known.get(transfer_id), "transfer_id": transfer_id}
+        log.info(message, extra={**ids, **extra} if extra else ids)
 
 
 def _after_rollback(session) -> None:
