@@ -16,11 +16,18 @@ batches run (``--instr-atstart=no``, switched on and off with ``callgrind_contro
 worker's instructions for the batches, a count the machine's load does not change (its CPU
 seconds do: on this shared 2-core machine, by 30% between rounds). Slow: keep
 ``--transfers`` and ``--accounts`` small (e.g. 2000 and 5000).
+
+The migrations' logging setup (alembic's ``fileConfig``: the root logger at WARN) leaves the
+child without the INFO lines a worker writes. With ``--logs`` the child logs as ``python -m
+worker`` does (the app's JSON lines at INFO, written to /dev/null as the ledger bench's
+workers' are), so the batches' cost includes their log lines (the trace lines of
+``ops/tracing.py`` among them).
 """
 
 import argparse
 import glob
 import json
+import logging
 import os
 import random
 import shutil
@@ -81,6 +88,14 @@ def child(args) -> None:
     try:
         with app.app_context():
             flask_migrate.upgrade(directory=os.path.join(os.getcwd(), "migrations"))
+            if args.logs:
+                from ussd_app import logging_setup
+
+                root = logging.getLogger()
+                for handler in list(root.handlers):  # alembic's console handler
+                    root.removeHandler(handler)
+                root.addHandler(logging.StreamHandler(open(os.devnull, "w")))
+                logging_setup.configure()  # JSON, the root at INFO
             session = db.session
             ids = customers(session, args.accounts, balance=10_000_000_000, tier="full", kiswahili_every=3)
             base = datetime.now(UTC).replace(tzinfo=None)
@@ -180,6 +195,7 @@ def main() -> int:
     parser.add_argument("--scenario", default="uniform")
     parser.add_argument("--profile", default=None)
     parser.add_argument("--callgrind", action="store_true", help="count the batches' instructions")
+    parser.add_argument("--logs", action="store_true", help="log as a worker does (JSON at INFO)")
     parser.add_argument("--child", action="store_true")
     args = parser.parse_args()
     if args.child:
@@ -199,6 +215,8 @@ def main() -> int:
                 f"--accounts={args.accounts}",
                 f"--scenario={args.scenario}",
             ]
+            if args.logs:
+                cmd.append("--logs")
             if args.profile:
                 cmd.append(f"--profile={args.profile}.{os.path.basename(tree)}.{r}")
             if args.callgrind:

@@ -25,8 +25,6 @@ transfer_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tr
 
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-# ``json.dumps(entry, ensure_ascii=False)`` builds this encoder for every line; one does.
-_encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def new_trace_id(offered: str | None = None) -> str:
@@ -55,12 +53,37 @@ def bound(trace_id: str | None = None, transfer_id: str | None = None):
             var.reset(token)
 
 
+# One encoder for every line: ``json.dumps`` with an argument builds a new one each call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "message", "trace_id", "transfer_id", ...extra}``."""
+    """``{"ts", "level", "logger", "message", "trace_id", "transfer_id", ...extra}``.
+
+    Per line it does only what changes from one line to the next: the timestamp's text up to
+    the second is kept for the second it names, the extra fields are looked for only when a
+    record has a field a plain record lacks, and one JSON encoder serves every line."""
+
+    _second: tuple[int, str] = (-1, "")  # (a whole second since the epoch, its ISO text)
+
+    def _timestamp(self, created: float) -> str:
+        """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``: its
+        microseconds rounded half to even from the fraction as datetime does (a fraction that
+        rounds up to a whole second counts in the next second), then truncated to milliseconds."""
+        seconds = int(created)
+        micros = round((created - seconds) * 1e6)
+        if micros >= 1_000_000:
+            seconds += 1
+            micros -= 1_000_000
+        second, text = self._second
+        if second != seconds:
+            text = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")[:-6]
+            self._second = (seconds, text)  # one tuple: a thread reads a pair that belongs together
+        return f"{text}.{micros // 1000:03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -69,9 +92,9 @@ class JsonFormatter(logging.Formatter):
         transfer_id = getattr(record, "transfer_id", None) or transfer_id_var.get()
         if transfer_id:
             entry["transfer_id"] = transfer_id
-        attributes = vars(record)
-        if attributes.keys() - _STANDARD:  # an ``extra``: most lines have none, nothing to walk
-            for key, value in attributes.items():
+        fields = vars(record)
+        if fields.keys() - _STANDARD:  # an extra field (most lines have none): in the record's order
+            for key, value in fields.items():
                 if key not in _STANDARD and key not in entry and not key.startswith("_"):
                     entry[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)
         if record.exc_info:
