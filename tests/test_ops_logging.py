@@ -231,3 +231,39 @@ def test_a_json_line_is_written_as_json_dumps_writes_it():
         "receipts": 2,
     }
     assert line == json.dumps(expected, ensure_ascii=False)
+
+
+@pytest.mark.usefixtures("app")
+def test_a_batch_run_under_one_transfers_trace_id_logs_each_transfer_under_its_own(log_lines):
+    """A worker's job runs bound to the trace id of the transfer that woke it; the batch it
+    executes holds others, recorded by other requests. Each one's receipts and claims are logged
+    under the trace id of the request that recorded it, so grepping a trace id finds that
+    transfer's lines and no other's (a transfer with none remembered takes the job's)."""
+    from ussd_app.ops.tracing import remember
+
+    agent = agent_with_float()
+    amina = person("+254712000704", "Amina Hassan")
+    baraka = person("+254712000705", "Baraka Otieno")
+    woke, other, untraced = (
+        send(agent, amina, 5_000_00),
+        send(agent, baraka, 3_000_00),
+        send(amina, baraka, 1_00),
+    )
+    remember(woke, "trace-of-the-first-request")
+    remember(other, "trace-of-the-second-request")
+    before = len(log_lines())
+    with bound(trace_id="trace-of-the-first-request"):  # as observe_job binds the job
+        assert execute_transfers(woke) == 3
+    with bound(trace_id="job-the-sender"):
+        send_sms()
+
+    lines = [line for line in log_lines()[before:] if line["message"] in (WRITTEN, "sms claimed for sending")]
+    by_transfer = {}
+    for line in lines:
+        if line["transfer_id"] in (woke, other, untraced):  # not the float's issue, sent too
+            by_transfer.setdefault(line["transfer_id"], set()).add(line["trace_id"])
+    assert by_transfer == {
+        woke: {"trace-of-the-first-request"},
+        other: {"trace-of-the-second-request"},
+        untraced: {"trace-of-the-first-request", "job-the-sender"},
+    }

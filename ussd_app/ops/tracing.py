@@ -7,7 +7,8 @@ asked for it, through the worker, to its SMS.
   transaction commits its id is remembered in Redis against the trace id (a day).
 - Worker jobs run bound to the trace id of the transfer that woke them
   (``jobs.observe_job``); the SMS receipts a commit wrote for a transfer (one line a transfer,
-  with their count), and each claim to send one, log the transfer id and that trace id.
+  with their count), and each claim to send one, log the transfer id and the trace id of the
+  request that recorded that transfer (a batch's job is bound to only one of them).
 
 Hooks only (SQLAlchemy mapper events, Flask request hooks): the modules they watch are not
 changed.
@@ -16,7 +17,7 @@ changed.
 import logging
 import time
 
-from flask import g, request
+from flask import g, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.orm import Session, object_session
 
@@ -174,13 +175,18 @@ def _after_commit(session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending or not log.isEnabledFor(logging.INFO):  # no line to write: no MGET either
         return
+    # In a web request its lines carry its own trace id. Elsewhere (a worker's job, bound to
+    # the trace id of the one transfer that woke a batch of hundreds) each transfer's line
+    # carries the trace id of the request that recorded it, read in one MGET a commit, and the
+    # job's only for a transfer with none remembered.
     current = trace_id_var.get()
-    known = {} if current else trace_ids_for({transfer_id for _, transfer_id, _ in pending})
+    in_request = current is not None and has_request_context()
+    known = {} if in_request else trace_ids_for({transfer_id for _, transfer_id, _ in pending})
     for message, transfer_id, extra in pending:
         # The ids as the record's own fields, which the JSON line takes before the context's
         # (``logging_setup.bound`` here cost a tenth of the line: four context variable calls
         # and a generator, for one record).
-        ids = {"trace_id": current or known.get(transfer_id), "transfer_id": transfer_id}
+        ids = {"trace_id": known.get(transfer_id) or current, "transfer_id": transfer_id}
         log.info(message, extra={**ids, **extra} if extra else ids)
 
 
