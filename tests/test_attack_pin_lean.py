@@ -307,9 +307,9 @@ def test_a_hop_read_on_a_connection_the_server_ended_is_read_again(app, juma):
 # -- the release's round trip broken after Redis ran it ---------------------------------------
 
 
-@pytest.fixture
-def proxied(request):
-    """An app of its own whose every Redis call goes through a proxy that can lose one reply."""
+def _own_redis_app(with_proxy: bool):
+    """An app of its own on a redis-server of its own (``with_proxy``: every call through a
+    proxy that can lose one reply), Juma with KES 5,000 and Wanjiru: (app, proxy, server)."""
     import shutil
 
     from tests.conftest import default_db_url, make_app, reset_data
@@ -320,8 +320,8 @@ def proxied(request):
         pytest.skip("needs a redis-server binary")
     server = OwnRedis()
     server.start()
-    proxy = ReplyLosingProxy(server.port)
-    app = make_app(default_db_url(), REDIS_URL=proxy.url, NAME_CANCEL_LIMIT=100)
+    proxy = ReplyLosingProxy(server.port) if with_proxy else None
+    app = make_app(default_db_url(), REDIS_URL=proxy.url if proxy else server.url, NAME_CANCEL_LIMIT=100)
     try:
         with app.app_context():
             reset_data()
@@ -329,14 +329,24 @@ def proxied(request):
             fund(juma.account_id, 500_000)
             person(**SECOND_CUSTOMER)
             db.session.commit()
-            yield app, proxy
+            yield app, proxy, server
             db.session.remove()
     finally:
-        proxy.close()
+        if proxy is not None:
+            proxy.close()
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="the release goes in the pooled client's pipeline, never sent again")
+@pytest.fixture
+def proxied():
+    yield from _own_redis_app(True)
+
+
+@pytest.fixture
+def own_redis_app():
+    yield from _own_redis_app(False)
+
+
 def test_a_pin_hop_whose_release_reply_is_lost_says_sending_and_its_transfer_is_rung(proxied):
     """The PIN hop's one round trip after its commit (the session's release with the transfer's
     doorbell, trace id and cancel taken back) runs on the server, and the connection breaks
@@ -347,7 +357,7 @@ def test_a_pin_hop_whose_release_reply_is_lost_says_sending_and_its_transfer_is_
     nothing rings for the next minute, every sender's transfers wait for the periodic job)."""
     from tests.test_redis_loss import digest
 
-    app, proxy = proxied
+    app, proxy, _ = proxied
     phone = at_send_pin(app)
     proxy.lose_reply_to(digest(sessions._RELEASE))
     answer = phone.send(PIN)
@@ -355,3 +365,34 @@ def test_a_pin_hop_whose_release_reply_is_lost_says_sending_and_its_transfer_is_
     [request] = requests()
     assert answer.startswith(SENDING), answer
     assert queued_ids() == [(request.id,)]
+    assert phone.repeat() == answer  # the session was saved: the gateway's retry is a repeat
+    execute_transfers()
+    assert [r.status for r in requests()] == ["accepted"]
+
+
+def test_redis_lost_between_a_pin_hops_commit_and_its_release_leaves_the_transfer_to_the_periodic_job(
+    own_redis_app, monkeypatch
+):
+    """Redis goes down after the PIN hop committed its request, before the release: the person
+    is not told "nothing was sent" (it was recorded), and the request, never rung, is executed
+    once Redis is back by the maintenance job that looks for unannounced requests."""
+    from tests.worker_helpers import run_burst_worker
+    from ussd_app.ussd import views
+
+    app, _, server = own_redis_app
+    phone = at_send_pin(app)
+    real = views.engine.snapshot
+
+    def redis_goes(*args, **kwargs):
+        server.stop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(views.engine, "snapshot", redis_goes)
+    assert phone.send(PIN) == WENT_WRONG
+    monkeypatch.undo()
+    [request] = requests()
+    assert request.status == "queued"
+    server.start()  # back, empty: no job, no doorbell
+    assert queued_ids() == []
+    run_burst_worker(TUMA_REQUEUE_AFTER_SECONDS=0)
+    assert [r.status for r in requests()] == ["accepted"]

@@ -472,20 +472,51 @@ def send_held(session, script: str, keys: list, args: list):
     if not bells and not commands:
         return run_script(script, keys, args)
     first = Command(("EVALSHA", _digest(script), len(keys), *keys, *args), script)
-    return _announce(bells, commands, first)
+    try:
+        return _announce(bells, commands, first)
+    except redis.exceptions.ConnectionError:
+        pass
+    # The round trip broke, perhaps after the server ran it (its reply lost, as the scripts'
+    # client's one retry, SCRIPT_RETRY, allows for): the release is sent again through that
+    # client (the session written again, the lock found let go), the commands again (a trace id
+    # set again, a cancel taken back once per token), and each bell's job enqueued whatever its
+    # doorbell holds (the lost round trip may have set it with no job behind it: nothing would
+    # ring for DOORBELL_TTL_SECONDS). Redis down: the release fails again and is raised.
+    try:
+        answer = run_script(script, keys, args)
+    except Exception as exc:
+        _not_announced(bells, commands, exc)
+        raise
+    _announce(bells, commands, force=True)
+    return answer
 
 
 def _own(session):
     return session() if isinstance(session, scoped_session) else session
 
 
-def _announce(bells: dict[Bell, str | None], commands: list[Command], first: Command | None = None):
+def _not_announced(bells, commands, exc: Exception) -> None:
+    for bell in bells:
+        log.warning("committed work not announced (%s): %s", bell.value, type(exc).__name__)
+    if commands:
+        log.warning("%d Redis commands after the commit not sent: %s", len(commands), type(exc).__name__)
+
+
+def _announce(
+    bells: dict[Bell, str | None],
+    commands: list[Command],
+    first: Command | None = None,
+    *,
+    force: bool = False,
+):
     """A commit's doorbells (SET NX each) and commands in one round trip (a pipeline, not a
     transaction), then the job of each bell whose doorbell was free (as ``ring``). Committed
     is committed: failures are logged; the periodic job finds unannounced work anyway.
     ``first``: a script sent ahead of them in the same round trip (a USSD session's release,
-    ``send_held``), whose reply is returned and whose failure is raised."""
-    doorbells = [bell for bell in bells if JOBS[bell].doorbell_key]
+    ``send_held``), whose reply is returned and whose failure is raised (a broken round trip
+    not logged: ``send_held`` sends it again). ``force``: each bell's job enqueued, its
+    doorbell not asked (as ``ring(..., force=True)``)."""
+    doorbells = [] if force else [bell for bell in bells if JOBS[bell].doorbell_key]
     try:
         pipe = get_redis().pipeline(transaction=False)
         if first is not None:
@@ -496,10 +527,9 @@ def _announce(bells: dict[Bell, str | None], commands: list[Command], first: Com
             pipe.execute_command(*command.words)
         replies = pipe.execute(raise_on_error=False) if doorbells or commands or first else []
     except Exception as exc:
-        for bell in bells:
-            log.warning("committed work not announced (%s): %s", bell.value, type(exc).__name__)
-        if commands:
-            log.warning("%d Redis commands after the commit not sent: %s", len(commands), type(exc).__name__)
+        if first is not None and isinstance(exc, redis.exceptions.ConnectionError):
+            raise  # send_held sends the release again, and these with it
+        _not_announced(bells, commands, exc)
         if first is not None:
             raise
         return None
