@@ -396,3 +396,61 @@ def test_redis_lost_between_a_pin_hops_commit_and_its_release_leaves_the_transfe
     assert queued_ids() == []
     run_burst_worker(TUMA_REQUEUE_AFTER_SECONDS=0)
     assert [r.status for r in requests()] == ["accepted"]
+
+
+# -- at once ----------------------------------------------------------------------------------
+
+
+def _at_once(app, *calls) -> list[str]:
+    from tests.escrow_helpers import at_once
+
+    return at_once(app, *calls)
+
+
+def test_the_same_pin_hop_sent_twice_at_once_by_the_gateway_records_one_transfer(app, juma):
+    phone = at_send_pin(app, "100")
+    text_ = "*".join([*phone.inputs, PIN])
+    answers = _at_once(app, lambda: phone.post(text_), lambda: phone.post(text_))
+    assert all(a.startswith(("END Sending KES 100.00", "END Sorry, we are busy")) for a in answers), answers
+    assert any(a.startswith("END Sending KES 100.00") for a in answers), answers
+    assert len(requests()) == 1
+
+
+def test_two_resumed_sessions_of_one_number_in_two_spellings_confirming_at_once_record_one(app, juma):
+    """Juma dropped at the confirm screen; he dials twice (two spellings of his number reach us
+    from two gateways), each session takes the offer, and both type the PIN at once: one
+    request under the id the first session minted, never two."""
+    first = Phone(app.test_client(), "0712000111")
+    first.walk("1", "0712000222", "1613")
+    sessions_ = [Phone(app.test_client(), number) for number in ("+254712000111", "254712000111")]
+    for again in sessions_:  # both dial while it is on offer
+        assert "Continue sending KES 1,613.00" in again.dial()
+    for again in sessions_:
+        again.send("1")
+        assert "Enter your PIN" in again.send("1")
+    answers = _at_once(app, *(lambda p=p: p.send(PIN) for p in sessions_))
+    assert all(a.startswith("END Sending KES 1,613.00") for a in answers), answers
+    assert len(requests()) == 1
+
+
+def test_two_spellings_spending_the_whole_balance_at_once_one_posts_and_the_other_is_told(app, juma):
+    """Each session of Juma's (two spellings) sends KES 4,000 of his KES 5,000 at once: the
+    wallet pays one; the other is refused by the worker, and Juma gets an SMS about it (the
+    screen said "Sending": the SMS is what tells him it did not go)."""
+    from ussd_app.sms.outbox import OutboxMessage
+
+    phones = [at_send_pin(app, number=number) for number in ("0712000111", "+254712000111")]
+    answers = _at_once(app, *(lambda p=p: p.send(PIN) for p in phones))
+    assert all(a.startswith((SENDING, "END Not enough money")) for a in answers), answers
+    execute_transfers()
+    done = requests()
+    assert sorted(r.status for r in done) in (["accepted"], ["accepted", "rejected"])
+    assert available(juma.account_id) >= 0
+    for refused in (r for r in done if r.status == "rejected"):
+        told = db.session.execute(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.transfer_request_id == refused.id)
+        ).scalar_one()
+        db.session.commit()
+        assert told >= 1, "the refused send was never told"
