@@ -454,3 +454,32 @@ def test_two_spellings_spending_the_whole_balance_at_once_one_posts_and_the_othe
         ).scalar_one()
         db.session.commit()
         assert told >= 1, "the refused send was never told"
+
+
+# -- one person's request id under another's hop ----------------------------------------------
+
+
+@pytest.mark.parametrize("funded", [True, False])
+def test_another_callers_request_id_under_a_pin_hop_is_refused_and_never_answered_with_it(
+    app, juma, redis, funded
+):
+    """Wanjiru's session at the PIN screen carries the id of a request Juma recorded (as if the
+    minted ids met, or her session's data were tampered with): her hop answers the error screen,
+    never "Sending" with Juma's transfer, whether her balance covers it or not (a short balance
+    asks whether the id is recorded: it is, but not as her order)."""
+    juma_phone = at_send_pin(app, "100")
+    assert juma_phone.send(PIN).startswith("END Sending KES 100.00")
+    [jumas] = requests()
+    wanjiru = db.session.execute(select(type(juma)).where(type(juma).phone == "+254712000222")).scalar_one()
+    if funded:
+        fund(wanjiru.account_id, 500_000)
+    db.session.commit()
+    phone = Phone(app.test_client(), "0712000222")
+    assert "Enter your PIN" in phone.walk("1", "0712000111", "100", "1")
+    [key] = redis.keys(f"{sessions.PREFIX}:session:*{phone.session_id}")
+    kept = json.loads(redis.get(key))
+    kept["data"]["transfer_id"] = jumas.id
+    redis.set(key, json.dumps(kept), keepttl=True)
+    answer = phone.send("9753")
+    assert answer == "END Sorry, something went wrong. Nothing was sent. Please try again later.", answer
+    assert [(r.id, r.debit_account_id) for r in requests()] == [(jumas.id, juma.account_id)]
