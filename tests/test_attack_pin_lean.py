@@ -483,3 +483,14 @@ def test_another_callers_request_id_under_a_pin_hop_is_refused_and_never_answere
     answer = phone.send("9753")
     assert answer == "END Sorry, something went wrong. Nothing was sent. Please try again later.", answer
     assert [(r.id, r.debit_account_id) for r in requests()] == [(jumas.id, juma.account_id)]
+
+
+def test_a_menu_hop_that_reads_nothing_makes_no_database_session(app, customer):
+    """Holding the hop's announcements for its release makes no database session (956d86f: a
+    menu hop that never asks for one has none, and no teardown closing it)."""
+    phone = Phone(app.test_client(), "0712000111")
+    phone.dial()
+    assert phone.send("2").startswith("CON ")
+    db.session.remove()  # (the test's app context is the requests' here)
+    assert phone.send("0").startswith("CON ")
+    assert not db.session.registry.has()

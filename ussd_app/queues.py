@@ -40,6 +40,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 import redis
@@ -438,30 +439,35 @@ def _committed(session) -> None:
             commands.append(detail)
         elif bells.get(bell) is None:
             bells[bell] = detail  # the first detail noted, for the job's logs
-    held = session.info.get(_HELD)
+    held = _held.get()
     if held is not None:  # sent later, with the USSD session's release (``send_held``)
         held.append((bells, commands))
         return
     _announce(bells, commands)
 
 
-# session.info[_HELD]: while a USSD hop holds its Redis session, its commits' announcements
-# ([(bells, commands), ...]), sent with the session's release (``send_held``).
-_HELD = "tuma_announcements_held"
+# While a USSD hop holds its Redis session: its commits' announcements ([(bells, commands),
+# ...]), sent with the session's release (``send_held``). Kept by context (the hop's own), not
+# on the database session: holding them makes no session (a menu hop that never asks for one
+# has none, 956d86f); a commit of any session in the hop is held alike, still after its commit.
+_held: ContextVar[list | None] = ContextVar("tuma_announcements_held", default=None)
 
 
-def hold_announcements(session) -> None:
-    """Keep each commit's announcements (doorbells, commands) on ``session`` instead of sending
-    them, until ``send_held``: a USSD hop sends them with its session's release, in one round
-    trip (``ussd/sessions.locked``). Still only after a commit, never for a rollback."""
-    _own(session).info[_HELD] = []
+def hold_announcements() -> Token:
+    """Keep each commit's announcements (doorbells, commands) in this context instead of
+    sending them, until ``send_held`` (given the token this returns): a USSD hop sends them with
+    its session's release, in one round trip (``ussd/sessions.locked``). Still only after a
+    commit, never for a rollback."""
+    return _held.set([])
 
 
-def send_held(session, script: str, keys: list, args: list):
-    """Stop holding ``session``'s announcements and send what its commits held in one round
-    trip with ``run_script(script, keys, args)``, whose reply is returned (its error raised,
-    once the announcements are done). Nothing held: ``run_script`` alone, as before."""
-    held = _own(session).info.pop(_HELD, None)
+def send_held(token: Token, script: str, keys: list, args: list):
+    """Stop holding announcements (``token``: ``hold_announcements``'s) and send what the
+    commits held in one round trip with ``run_script(script, keys, args)``, whose reply is
+    returned (its error raised, once the announcements are done). Nothing held: ``run_script``
+    alone, as before."""
+    held = _held.get()
+    _held.reset(token)
     bells: dict[Bell, str | None] = {}
     commands: list[Command] = []
     for their_bells, their_commands in held or ():
