@@ -494,3 +494,21 @@ def test_a_menu_hop_that_reads_nothing_makes_no_database_session(app, customer):
     db.session.remove()  # (the test's app context is the requests' here)
     assert phone.send("0").startswith("CON ")
     assert not db.session.registry.has()
+
+
+def test_a_retried_buy_goods_pin_hop_after_the_worker_paid_the_till_does_not_say_short(
+    app, juma, merchant, fails_after_commit
+):
+    """The same through ``record_payment`` (buy goods, as withdraw, tips, pay bill and an agent's
+    deposit): KES 4,000 of Juma's KES 5,000 paid, the retried hop says paying, not short."""
+    phone = Phone(app.test_client(), "0712000111")
+    assert phone.walk("5", "123456", "4000", "1").startswith("CON Enter your PIN to pay KES 4,000.00")
+    fails_after_commit()
+    assert phone.send(PIN) == WENT_WRONG
+    fails_after_commit.undo()
+    execute_transfers()
+    [request] = requests()
+    assert request.status == "accepted" and available(juma.account_id) == 500_000 - 400_000
+    again = phone.repeat()
+    assert again.startswith("END Paying KES 4,000.00 to Mama Mboga"), again
+    assert len(requests()) == 1
