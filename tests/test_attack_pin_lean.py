@@ -512,3 +512,45 @@ def test_a_retried_buy_goods_pin_hop_after_the_worker_paid_the_till_does_not_say
     again = phone.repeat()
     assert again.startswith("END Paying KES 4,000.00 to Mama Mboga"), again
     assert len(requests()) == 1
+
+
+def test_the_pin_hops_trace_id_is_remembered_with_its_release_even_when_it_fails_after_the_commit(
+    app, juma, redis, fails_after_commit
+):
+    """The trace id the gateway's proxy gave the PIN hop names its transfer in Redis after the
+    commit (sent with the release), also when the hop failed after its commit."""
+    for fails, trace in ((False, "trace-ok-0001"), (True, "trace-failed-0002")):
+        phone = at_send_pin(app, "100")
+        if fails:
+            fails_after_commit()
+        body = phone.client.post(
+            "/ussd",
+            data={
+                "sessionId": phone.session_id,
+                "serviceCode": "*384*7#",
+                "phoneNumber": phone.number,
+                "networkCode": "63902",
+                "text": "*".join([*phone.inputs, PIN]),
+            },
+            headers={"X-Request-Id": trace},
+        ).get_data(as_text=True)
+        fails_after_commit.undo()
+        assert body == WENT_WRONG if fails else body.startswith("END Sending KES 100.00"), body
+        newest = requests()[-1]
+        assert redis.get(f"tuma:trace:{newest.id}") == trace.encode()
+
+
+def test_the_pin_hop_that_locks_the_pin_rings_the_sms_sender_with_its_release(app, juma, redis):
+    """The lock's SMS to the holder (someone else may be trying his PIN) is written by the hop
+    that locks, and its sender rung with the release: not left for the periodic job."""
+    from ussd_app.queues import SMS_DOORBELL, SMS_QUEUE
+
+    phone = at_send_pin(app)
+    redis.delete(SMS_DOORBELL)
+    get_queue(SMS_QUEUE).empty()
+    for _ in range(app.config["PIN_MAX_ATTEMPTS"] - 1):
+        assert phone.send(WRONG_PIN).startswith("CON Wrong PIN")
+    assert get_queue(SMS_QUEUE).count == 0
+    assert phone.send(WRONG_PIN).startswith("END Your PIN is locked")
+    assert get_queue(SMS_QUEUE).count == 1
+    assert requests() == []
