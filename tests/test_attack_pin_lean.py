@@ -554,3 +554,31 @@ def test_the_pin_hop_that_locks_the_pin_rings_the_sms_sender_with_its_release(ap
     assert phone.send(WRONG_PIN).startswith("END Your PIN is locked")
     assert get_queue(SMS_QUEUE).count == 1
     assert requests() == []
+
+
+def test_a_retried_allowance_pin_hop_after_the_worker_held_its_limit_does_not_say_short(
+    app, juma, merchant, fails_after_commit
+):
+    """An allowance started with KES 4,000 of Juma's KES 5,000 as its limit: the first run of
+    the PIN hop recorded it and failed after its commit; the worker held the limit; the retry
+    is answered as the allowance recorded, not "not enough money"."""
+    from tests.test_ussd_allowances import ALLOWANCES, TILL
+    from tests.test_ussd_allowances import work as worker_runs
+    from ussd_app.payments.allowances import customer as al
+
+    account = juma.account_id  # (the worker's run ends the session)
+    phone = Phone(app.test_client(), "0712000111")
+    phone.walk(ALLOWANCES, "1")
+    phone.send(TILL)
+    phone.send("4000")
+    phone.send("2")
+    assert phone.send("1").startswith("CON Enter your PIN to allow Mama Mboga up to KES 4,000.00")
+    fails_after_commit()
+    assert phone.send(PIN) == WENT_WRONG
+    fails_after_commit.undo()
+    worker_runs()
+    assert available(account) == 500_000 - 400_000
+    again = phone.repeat()
+    assert again.startswith("END Allowance to Mama Mboga active"), again
+    assert db.session.execute(select(func.count()).select_from(al.Allowance)).scalar_one() == 1
+    db.session.commit()
