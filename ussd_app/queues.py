@@ -40,6 +40,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 import redis
@@ -438,30 +439,35 @@ def _committed(session) -> None:
             commands.append(detail)
         elif bells.get(bell) is None:
             bells[bell] = detail  # the first detail noted, for the job's logs
-    held = session.info.get(_HELD)
+    held = _held.get()
     if held is not None:  # sent later, with the USSD session's release (``send_held``)
         held.append((bells, commands))
         return
     _announce(bells, commands)
 
 
-# session.info[_HELD]: while a USSD hop holds its Redis session, its commits' announcements
-# ([(bells, commands), ...]), sent with the session's release (``send_held``).
-_HELD = "tuma_announcements_held"
+# While a USSD hop holds its Redis session: its commits' announcements ([(bells, commands),
+# ...]), sent with the session's release (``send_held``). Kept by context (the hop's own), not
+# on the database session: holding them makes no session (a menu hop that never asks for one
+# has none, 956d86f); a commit of any session in the hop is held alike, still after its commit.
+_held: ContextVar[list | None] = ContextVar("tuma_announcements_held", default=None)
 
 
-def hold_announcements(session) -> None:
-    """Keep each commit's announcements (doorbells, commands) on ``session`` instead of sending
-    them, until ``send_held``: a USSD hop sends them with its session's release, in one round
-    trip (``ussd/sessions.locked``). Still only after a commit, never for a rollback."""
-    _own(session).info[_HELD] = []
+def hold_announcements() -> Token:
+    """Keep each commit's announcements (doorbells, commands) in this context instead of
+    sending them, until ``send_held`` (given the token this returns): a USSD hop sends them with
+    its session's release, in one round trip (``ussd/sessions.locked``). Still only after a
+    commit, never for a rollback."""
+    return _held.set([])
 
 
-def send_held(session, script: str, keys: list, args: list):
-    """Stop holding ``session``'s announcements and send what its commits held in one round
-    trip with ``run_script(script, keys, args)``, whose reply is returned (its error raised,
-    once the announcements are done). Nothing held: ``run_script`` alone, as before."""
-    held = _own(session).info.pop(_HELD, None)
+def send_held(token: Token, script: str, keys: list, args: list):
+    """Stop holding announcements (``token``: ``hold_announcements``'s) and send what the
+    commits held in one round trip with ``run_script(script, keys, args)``, whose reply is
+    returned (its error raised, once the announcements are done). Nothing held: ``run_script``
+    alone, as before."""
+    held = _held.get()
+    _held.reset(token)
     bells: dict[Bell, str | None] = {}
     commands: list[Command] = []
     for their_bells, their_commands in held or ():
@@ -472,20 +478,51 @@ def send_held(session, script: str, keys: list, args: list):
     if not bells and not commands:
         return run_script(script, keys, args)
     first = Command(("EVALSHA", _digest(script), len(keys), *keys, *args), script)
-    return _announce(bells, commands, first)
+    try:
+        return _announce(bells, commands, first)
+    except redis.exceptions.ConnectionError:
+        pass
+    # The round trip broke, perhaps after the server ran it (its reply lost, as the scripts'
+    # client's one retry, SCRIPT_RETRY, allows for): the release is sent again through that
+    # client (the session written again, the lock found let go), the commands again (a trace id
+    # set again, a cancel taken back once per token), and each bell's job enqueued whatever its
+    # doorbell holds (the lost round trip may have set it with no job behind it: nothing would
+    # ring for DOORBELL_TTL_SECONDS). Redis down: the release fails again and is raised.
+    try:
+        answer = run_script(script, keys, args)
+    except Exception as exc:
+        _not_announced(bells, commands, exc)
+        raise
+    _announce(bells, commands, force=True)
+    return answer
 
 
 def _own(session):
     return session() if isinstance(session, scoped_session) else session
 
 
-def _announce(bells: dict[Bell, str | None], commands: list[Command], first: Command | None = None):
+def _not_announced(bells, commands, exc: Exception) -> None:
+    for bell in bells:
+        log.warning("committed work not announced (%s): %s", bell.value, type(exc).__name__)
+    if commands:
+        log.warning("%d Redis commands after the commit not sent: %s", len(commands), type(exc).__name__)
+
+
+def _announce(
+    bells: dict[Bell, str | None],
+    commands: list[Command],
+    first: Command | None = None,
+    *,
+    force: bool = False,
+):
     """A commit's doorbells (SET NX each) and commands in one round trip (a pipeline, not a
     transaction), then the job of each bell whose doorbell was free (as ``ring``). Committed
     is committed: failures are logged; the periodic job finds unannounced work anyway.
     ``first``: a script sent ahead of them in the same round trip (a USSD session's release,
-    ``send_held``), whose reply is returned and whose failure is raised."""
-    doorbells = [bell for bell in bells if JOBS[bell].doorbell_key]
+    ``send_held``), whose reply is returned and whose failure is raised (a broken round trip
+    not logged: ``send_held`` sends it again). ``force``: each bell's job enqueued, its
+    doorbell not asked (as ``ring(..., force=True)``)."""
+    doorbells = [] if force else [bell for bell in bells if JOBS[bell].doorbell_key]
     try:
         pipe = get_redis().pipeline(transaction=False)
         if first is not None:
@@ -496,10 +533,9 @@ def _announce(bells: dict[Bell, str | None], commands: list[Command], first: Com
             pipe.execute_command(*command.words)
         replies = pipe.execute(raise_on_error=False) if doorbells or commands or first else []
     except Exception as exc:
-        for bell in bells:
-            log.warning("committed work not announced (%s): %s", bell.value, type(exc).__name__)
-        if commands:
-            log.warning("%d Redis commands after the commit not sent: %s", len(commands), type(exc).__name__)
+        if first is not None and isinstance(exc, redis.exceptions.ConnectionError):
+            raise  # send_held sends the release again, and these with it
+        _not_announced(bells, commands, exc)
         if first is not None:
             raise
         return None

@@ -201,9 +201,9 @@ def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = N
 
     Two round trips to Redis per request, one command each: taking the lock reads the session,
     the phone's resume snapshot and the caller's tokens; letting go writes them back and
-    releases the lock. ``announce``: the database session whose commits' announcements (a
-    request's doorbell, its trace id, a name look-up's cancel taken back: ``queues``) are held
-    while the lock is, and sent with the release in its one round trip (``queues.send_held``)."""
+    releases the lock. ``announce``: the announcements of the commits made while the lock is
+    held (a request's doorbell, its trace id, a name look-up's cancel taken back: ``queues``)
+    are held, and sent with the release in its one round trip (``queues.send_held``)."""
     lock_key, token = f"{PREFIX}:lock:{session_id}", secrets.token_hex(16)
     keys = [lock_key, _session_key(session_id), _resume_key(phone), *caller.token_keys(phone)]
     rate_key, limit, seconds = rate or ("", 0, 0)
@@ -228,16 +228,15 @@ def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = N
         f"{_text(caller_token)}/{_text(epoch)}",
         _text(tariff_stamp),
     )
-    if announce is not None:
-        hold_announcements(announce)
+    held = hold_announcements() if announce else None
     finished = False
     try:
         yield hold
         finished = True
     finally:
         args = hold._release_args(token) if finished else [token, ""]
-        if announce is not None:
-            release = lambda: send_held(announce, _RELEASE, keys[:3], args)  # noqa: E731
+        if held is not None:
+            release = lambda: send_held(held, _RELEASE, keys[:3], args)  # noqa: E731
         else:
             release = lambda: run_script(_RELEASE, keys[:3], args)  # noqa: E731
         if finished:  # a failed write must be seen: the view answers accordingly

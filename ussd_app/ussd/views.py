@@ -148,7 +148,7 @@ def hop(
     try:
         # What the hop's commit announces (a request's doorbell, its trace id, a name look-up's
         # cancel taken back) goes with the session's release: one round trip to Redis.
-        with sessions.locked(session_id, phone, rate=security.deferred_rate(), announce=db.session) as hold:
+        with sessions.locked(session_id, phone, rate=security.deferred_rate(), announce=True) as hold:
             return _answer(hold, repeat_key, newest, fresh_for, dialled)
     except sessions.TooManyHops as exc:
         security.over_rate(exc.count, 0)  # logged as the guard logs it

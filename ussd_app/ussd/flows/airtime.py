@@ -27,7 +27,7 @@ def quote(ctx) -> str:
 def record(ctx) -> str:
     """After the PIN: the money is held and the purchase queued."""
     account = common.wallet(ctx)
-    if account.available < ctx.data["amount"]:
+    if account.available < ctx.data["amount"] and not common.replayed(ctx):
         ctx.data["balance_text"] = common.money(account.available)
         return "short"
     airtime.record(

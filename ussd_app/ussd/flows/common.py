@@ -207,13 +207,25 @@ def available(ctx) -> int:
     return db.session.connection().execute(_AVAILABLE[0], {"id": payer_account_id(ctx)}).scalar_one()
 
 
+def replayed(ctx) -> bool:
+    """Whether the request this PIN hop records (``transfer_id``) is recorded already: by a
+    first run of the same hop whose answer never reached the phone (it failed after its commit,
+    or its session was not saved), sent again by the gateway or the person. Its money may have
+    gone since, so the balance says nothing of it then: the record's replay answers (nothing
+    new, the same "ok"; another order under the id, "error"), never "not enough money" for a
+    send that went. Asked only when the balance is short: the common hop never asks."""
+    from ...payments.models import TransferRequest
+
+    return db.session.get(TransferRequest, ctx.data["transfer_id"]) is not None
+
+
 def record_payment(ctx, *, kind: str, debit_account_id: int, credit_account_id: int, **fields) -> str:
     """After the PIN: check the payer can cover amount + fee, record the request under the id
     minted at the confirm screen (its commit announces it). "ok", "short" or "error"."""
     from ...payments.submit import ConflictingRequest, record_request_row
 
     data, spendable = ctx.data, available(ctx)
-    if spendable < data["amount"] + data.get("fee", 0):
+    if spendable < data["amount"] + data.get("fee", 0) and not replayed(ctx):
         data["balance_text"] = money(spendable)
         return "short"
     try:

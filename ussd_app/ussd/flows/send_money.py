@@ -81,7 +81,7 @@ def send(ctx) -> str:
     if refused:
         return refused
     data, spendable = ctx.data, common.available(ctx)
-    if spendable < data["amount"] + data["fee"]:
+    if spendable < data["amount"] + data["fee"] and not common.replayed(ctx):
         data["balance_text"] = common.money(spendable)
         return "short"
     if data.get("unregistered"):
