@@ -144,7 +144,7 @@ def hop(
     inputs are walked (``engine.walk``) for a registered caller; later hops ignore it."""
     shape = redact(repeat_key if fresh_for is None else newest)
     log.info("ussd hop session=%s phone=%s text=%s", session_id[:40], mask(phone), shape)
-    g.ussd_committed = False
+    g.ussd_committed, g.ussd_reply = False, None
     try:
         # What the hop's commit announces (a request's doorbell, its trace id, a name look-up's
         # cancel taken back) goes with the session's release: one round trip to Redis.
@@ -160,6 +160,12 @@ def hop(
         db.session.rollback()
         log.error("ussd hop failed session=%s: Redis unavailable (%s)", session_id[:40], type(exc).__name__)
         if g.get("ussd_committed"):  # a request may be recorded: do not invite a second one
+            reply = g.get("ussd_reply")
+            if reply and reply.startswith("END "):
+                # The hop's last screen, answered after its commit ("Sending ...", "Paying
+                # ..."): true, its request recorded and executed by the periodic job once Redis
+                # is back; nothing more to walk, so nothing lost with the session's state.
+                return reply
             return "END " + t(
                 country.first_language(), "Sorry, something went wrong. Please try again later."
             )
@@ -276,7 +282,7 @@ def _answer(hold: sessions.Hold, repeat_key: str, newest: str, fresh_for: float 
         scoped.commit()
     ctx_g = g._get_current_object()
     ctx_g.ussd_committed = True
-    body = reply.body
+    body = ctx_g.ussd_reply = reply.body
     ctx_g.ussd_screen = conversation.state  # for the metrics (ops/tracing.py)
     snapshot = engine.snapshot(conversation, ctx) if conversation.state != RESUME else None
     hold.save(
