@@ -507,12 +507,20 @@ def _write_claims(session, claimed: list[dict]) -> None:
 
 
 def claim_lanes(
-    session, lanes: int, depth: int, now: datetime | None = None, *, limit: int | None = None, skip=()
+    session,
+    lanes: int,
+    depth: int,
+    now: datetime | None = None,
+    *,
+    limit: int | None = None,
+    skip=(),
+    passed: set[str] | None = None,
 ) -> list[list[Claim]]:
     """Claim up to ``lanes`` lanes (a number's due rows in order, at most ``depth`` of them, at
     most ``limit`` rows in all), for numbers not in ``skip``, in one transaction, and commit.
     Rows whose last sender died on their last attempt are marked failed on the way. The rows
-    taken are written in one statement (``update_rows``), not one ORM flush of each."""
+    taken are written in one statement (``update_rows``), not one ORM flush of each. Numbers
+    due but passed over for another sender's live lane are added to ``passed``."""
     max_attempts = current_app.config["SMS_MAX_ATTEMPTS"]
     now = now or utcnow()
     timed_out = now - claim_timeout()
@@ -531,6 +539,8 @@ def claim_lanes(
         taking = _Taking(now, timed_out, max_attempts)
         for phone in phones:
             if phone in live:
+                if passed is not None:
+                    passed.add(phone)
                 continue  # another sender's lane of it is live: one call to a number in flight
             lane = taking.lane(unfinished[phone], left)
             left -= len(lane)
@@ -1069,6 +1079,12 @@ def _drive(session, pool, lanes: _Lanes, width: int, depth: int, limit: int, cou
     # may have more), or rows were handed back. A claim that found fewer lanes than it asked for
     # saw every due number; rows written after it ring the doorbell for a job of their own.
     claim_again = True
+    # Numbers the last claim passed over for another sender's live lane: that sender may end its
+    # lane having seen this job's own lanes live (and passed over their numbers' later rows), so
+    # this job, out of lanes, looks again every CLAIM_POLL_SECONDS until a claim passes over
+    # none, instead of ending and leaving them to the periodic ring (up to 15 s later). Bounded:
+    # a live lane ends, or its claim times out and is no longer live.
+    passed: set[str] = set()
     last_claim = last_renewal = float("-inf")
     # A lane hands a row over only while its claim outlasts the call (``_Lanes.held``), so the
     # job renews its lanes' claims well before that stops being so.
@@ -1081,10 +1097,20 @@ def _drive(session, pool, lanes: _Lanes, width: int, depth: int, limit: int, cou
         # Beside a running lane, look every CLAIM_POLL_SECONDS whatever the claims found, so
         # messages written meanwhile start beside a busy or stuck lane instead of after it.
         polled = running and time.monotonic() - last_claim >= CLAIM_POLL_SECONDS
-        if can_claim and ((claim_again and (free >= (width + 1) // 2 or not running)) or polled):
+        waiting = bool(passed) and not running
+        if can_claim and ((claim_again and (free >= (width + 1) // 2 or not running)) or polled or waiting):
             started = time.monotonic()
+            passed = set()
             fresh = _again_if_lost(
-                session, claim_lanes, session, free, depth, now, limit=limit - claimed, skip=running.keys()
+                session,
+                claim_lanes,
+                session,
+                free,
+                depth,
+                now,
+                limit=limit - claimed,
+                skip=running.keys(),
+                passed=passed,
             )
             last_claim = time.monotonic()
             for claims in fresh:
@@ -1094,7 +1120,10 @@ def _drive(session, pool, lanes: _Lanes, width: int, depth: int, limit: int, cou
                 pool.submit(contextvars.copy_context().run, lanes.run, lane)
             claim_again = len(fresh) == free
         if not running:
-            break
+            if not passed or lanes.stop.is_set() or claimed >= limit:
+                break
+            time.sleep(max(0.0, last_claim + CLAIM_POLL_SECONDS - time.monotonic()))
+            continue
         # A busy number's lane near its end is given the number's next rows before it gets
         # there, so it goes on instead of ending and waiting for a claim of its number again.
         for lane in running.values():
