@@ -931,6 +931,9 @@ PLACE_WAIT_SECONDS = 0.1
 # While a lane runs and another is free, how often the job looks for new numbers to give lanes
 # to (messages written meanwhile start beside a busy or stuck lane).
 CLAIM_POLL_SECONDS = 0.25
+# How long a job out of lanes looks again for numbers its last claim passed over for another
+# sender's live lane (``_drive``): a lane of a few receipts ends well within it.
+PASSED_WAIT_SECONDS = 1.0
 # How long the job waits for more answers to record in one commit, once one has come; and,
 # while a lane deeper than the places runs (a busy number's: the one kind of lane that can be
 # held up waiting for its answers to be recorded), for up to half the places' answers, so its
@@ -1081,10 +1084,11 @@ def _drive(session, pool, lanes: _Lanes, width: int, depth: int, limit: int, cou
     claim_again = True
     # Numbers the last claim passed over for another sender's live lane: that sender may end its
     # lane having seen this job's own lanes live (and passed over their numbers' later rows), so
-    # this job, out of lanes, looks again every CLAIM_POLL_SECONDS until a claim passes over
-    # none, instead of ending and leaving them to the periodic ring (up to 15 s later). Bounded:
-    # a live lane ends, or its claim times out and is no longer live.
+    # this job, out of lanes, looks again every CLAIM_POLL_SECONDS for up to PASSED_WAIT_SECONDS
+    # before it ends and leaves them to the periodic ring (up to 15 s later). Not longer: a lane
+    # held up by a slow gateway must not hold this worker (it takes transfers too) with it.
     passed: set[str] = set()
+    out_of_lanes = None  # when this job last found itself with no lane running
     last_claim = last_renewal = float("-inf")
     # A lane hands a row over only while its claim outlasts the call (``_Lanes.held``), so the
     # job renews its lanes' claims well before that stops being so.
@@ -1120,10 +1124,13 @@ def _drive(session, pool, lanes: _Lanes, width: int, depth: int, limit: int, cou
                 pool.submit(contextvars.copy_context().run, lanes.run, lane)
             claim_again = len(fresh) == free
         if not running:
-            if not passed or lanes.stop.is_set() or claimed >= limit:
+            out_of_lanes = out_of_lanes or time.monotonic()
+            waited = time.monotonic() - out_of_lanes
+            if not passed or lanes.stop.is_set() or claimed >= limit or waited >= PASSED_WAIT_SECONDS:
                 break
             time.sleep(max(0.0, last_claim + CLAIM_POLL_SECONDS - time.monotonic()))
             continue
+        out_of_lanes = None
         # A busy number's lane near its end is given the number's next rows before it gets
         # there, so it goes on instead of ending and waiting for a claim of its number again.
         for lane in running.values():
