@@ -27,8 +27,7 @@ def mint_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def record_request(
-    session,
+def _columns(
     *,
     request_id: str,
     kind: str,
@@ -43,11 +42,10 @@ def record_request(
     pending_request_id: str | None = None,
     hold_seconds: int | None = None,
     payee_named: bool = True,
-) -> TransferRequest:
-    """Add the request, or return the one already recorded under this id. Caller commits; the
-    commit announces a new request to the workers (unless it is executed in the same
-    transaction: ``execute_requests`` takes the note back)."""
-    wanted = TransferRequest(
+) -> dict:
+    """An order's columns as a new request's row has them (queued, not tried): the keywords
+    ``record_request`` and ``record_request_row`` take."""
+    return dict(
         id=request_id,
         code=transaction_code(request_id),
         kind=kind,
@@ -66,6 +64,14 @@ def record_request(
         status=RequestStatus.QUEUED.value,
         attempts=0,
     )
+
+
+def record_request(session, **order) -> TransferRequest:
+    """Add the request (``order``: ``_columns``'s keywords), or return the one already recorded
+    under this id. Caller commits; the commit announces a new request to the workers (unless it
+    is executed in the same transaction: ``execute_requests`` takes the note back)."""
+    wanted = TransferRequest(**_columns(**order))
+    request_id = wanted.id
     existing = session.get(TransferRequest, request_id)
     if existing is not None:
         if not existing.same_order(wanted):
@@ -103,52 +109,15 @@ def on_row_insert(listener) -> None:
         _row_listeners.append(listener)
 
 
-def record_request_row(
-    session,
-    *,
-    request_id: str,
-    kind: str,
-    debit_account_id: int,
-    credit_account_id: int,
-    amount: int,
-    fee: int = 0,
-    commission: int = 0,
-    payee_fee: int = 0,
-    reference: str | None = None,
-    tariff_version_id: int | None = None,
-    pending_request_id: str | None = None,
-    hold_seconds: int | None = None,
-    payee_named: bool = True,
-) -> bool:
+def record_request_row(session, **order) -> bool:
     """``record_request`` in one statement on the session's transaction, no object made (a USSD
     PIN hop's: the ORM's look-up, object and flush were a third of the hop beyond argon2): True
     when this call recorded the request, False when it was recorded before with the same order
     (a replayed hop: nothing new, nothing rung); ConflictingRequest when with another. The
-    same columns as ``record_request`` writes. Its commit announces it; its listeners
-    (``on_row_insert``) hear of it as the ORM's insert events hear of the others."""
-    code = transaction_code(request_id)
-    values = dict(
-        id=request_id,
-        code=code,
-        kind=kind,
-        debit_account_id=debit_account_id,
-        credit_account_id=credit_account_id,
-        amount=amount,
-        fee=fee,
-        commission=commission,
-        payee_fee=payee_fee,
-        reference=reference,
-        tariff_version_id=tariff_version_id,
-        pending_request_id=pending_request_id,
-        hold_state=HoldState.PENDING.value if hold_seconds is not None else None,
-        hold_seconds=hold_seconds,
-        payee_named=payee_named,
-        status=RequestStatus.QUEUED.value,
-        result=None,
-        attempts=0,
-        created_at=utcnow(),
-        executed_at=None,
-    )
+    same columns as ``record_request`` writes (``_columns``). Its commit announces it; its
+    listeners (``on_row_insert``) hear of it as the ORM's insert events hear of the others."""
+    values = _columns(**order) | dict(result=None, created_at=utcnow(), executed_at=None)
+    request_id, kind, code = values["id"], values["kind"], values["code"]
     connection = session.connection()
     if connection.execute(_insert(connection.dialect.name), values).first() is None:
         existing = session.get(TransferRequest, request_id)
