@@ -11,7 +11,9 @@ import logging
 import pytest
 from sqlalchemy import func, select, text
 
+from tests import test_attack_pin_hop as pin_hop
 from tests.helpers import fund
+from tests.test_attack_pin_hop import JUMA, PIN, SENDING, at_send_pin
 from tests.ussd_helpers import Phone, available
 from ussd_app.extensions import db
 from ussd_app.payments.models import TransferRequest
@@ -19,25 +21,9 @@ from ussd_app.queues import TRANSFERS_DOORBELL, TRANSFERS_QUEUE, get_queue
 from ussd_app.ussd import sessions
 from worker.jobs import execute_transfers
 
-JUMA = "+254712000111"
-PIN = "8642"
 WRONG_PIN = "1593"
-SENDING = "END Sending KES 4,000.00"
 WENT_WRONG = "END Sorry, something went wrong. Please try again later."
-
-
-@pytest.fixture
-def juma(customer, second_customer, config):
-    config(NAME_CANCEL_LIMIT=100)
-    fund(customer.account_id, 500_000)  # KES 5,000: one send of KES 4,000 and its fee, not two
-    db.session.commit()
-    return customer
-
-
-def at_send_pin(app, amount="4000", number="0712000111") -> Phone:
-    phone = Phone(app.test_client(), number)
-    assert "Enter your PIN" in phone.walk("1", "0712000222", amount, "1")
-    return phone
+juma = pin_hop.juma  # Juma with KES 5,000: one send of KES 4,000 and its fee, not two
 
 
 def requests() -> list[TransferRequest]:
