@@ -5,6 +5,7 @@ rings the workers' doorbell (``queues.ring_after_commit``), so a worker never lo
 request that is not committed.
 """
 
+import functools
 import logging
 import uuid
 
@@ -83,22 +84,17 @@ def record_request(session, **order) -> TransferRequest:
     return wanted
 
 
-# The insert of ``record_request_row``, one per dialect: a row whose id is taken already is not
-# written (ON CONFLICT on the id alone: a clash of codes still fails), and the id comes back
-# only when this statement wrote it (SQLite >= 3.35 and PostgreSQL alike).
-_INSERTS: dict = {}
 _row_listeners: list = []
 
 
+@functools.cache
 def _insert(dialect: str):
-    statement = _INSERTS.get(dialect)
-    if statement is None:
-        table = TransferRequest.__table__
-        made = (postgresql if dialect == "postgresql" else sqlite).insert(table)
-        statement = _INSERTS[dialect] = made.on_conflict_do_nothing(index_elements=[table.c.id]).returning(
-            table.c.id
-        )
-    return statement
+    """The insert of ``record_request_row``, one per dialect: a row whose id is taken already is
+    not written (ON CONFLICT on the id alone: a clash of codes still fails), and the id comes
+    back only when this statement wrote it (SQLite >= 3.35 and PostgreSQL alike)."""
+    table = TransferRequest.__table__
+    made = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    return made.on_conflict_do_nothing(index_elements=[table.c.id]).returning(table.c.id)
 
 
 def on_row_insert(listener) -> None:

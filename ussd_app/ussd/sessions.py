@@ -6,6 +6,7 @@ twice. A second key per phone holds the resume snapshot of a session that droppe
 Both expire on their own; nothing here needs cleaning up.
 """
 
+import functools
 import hmac
 import json
 import secrets
@@ -235,14 +236,11 @@ def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = N
         finished = True
     finally:
         args = hold._release_args(token) if finished else [token, ""]
-        if held is not None:
-            release = lambda: send_held(held, _RELEASE, keys[:3], args)  # noqa: E731
-        else:
-            release = lambda: run_script(_RELEASE, keys[:3], args)  # noqa: E731
+        release = run_script if held is None else functools.partial(send_held, held)
         if finished:  # a failed write must be seen: the view answers accordingly
-            release()
+            release(_RELEASE, keys[:3], args)
         else:
             try:
-                release()
+                release(_RELEASE, keys[:3], args)
             except RedisError:
                 pass  # the request failed already; the lock runs out on its own

@@ -6,6 +6,7 @@ The ``text`` field carries PINs, so it is never logged, stored or echoed; logs g
 redacted form that keeps only the shape of the input.
 """
 
+import functools
 import logging
 import time
 import traceback
@@ -338,7 +339,11 @@ def _load_user(user_id: int, phone: str, for_update: bool = False):
     return db.session.get(User, user.id, **lock) if user is not None and for_update else user
 
 
-_LOCK_USER: list = []  # the statement of _lock_user, made on first use
+@functools.cache
+def _lock_user_statement():
+    t = User.__table__
+    columns = (t.c.id, t.c.phone, t.c.account_id, t.c.pin_hash, t.c.pin_failures, t.c.locked_until)
+    return select(*columns).where(t.c.id == bindparam("id")).with_for_update()
 
 
 def _lock_user(user_id: int, phone: str):
@@ -347,11 +352,7 @@ def _lock_user(user_id: int, phone: str):
     locked_until), read by one statement on the hop's transaction without the ORM (its look-up
     and object were a fifth of a PIN hop beyond argon2); None when the facts' row no longer has
     this number (``_load_user`` finds who has it). Not the wallet: see ``_load_user``."""
-    if not _LOCK_USER:
-        t = User.__table__
-        columns = (t.c.id, t.c.phone, t.c.account_id, t.c.pin_hash, t.c.pin_failures, t.c.locked_until)
-        _LOCK_USER.append(select(*columns).where(t.c.id == bindparam("id")).with_for_update())
-    row = db.session.connection().execute(_LOCK_USER[0], {"id": user_id}).first()
+    row = db.session.connection().execute(_lock_user_statement(), {"id": user_id}).first()
     return row if row is not None and row.phone == phone else None
 
 

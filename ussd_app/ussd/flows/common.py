@@ -1,6 +1,7 @@
 """What several flows share: input guards (pure: text in, value or None out), the PIN step,
 and the screens every flow may end on."""
 
+import functools
 import re
 
 import phonenumbers
@@ -194,17 +195,18 @@ def payer_account_id(ctx) -> int:
     return ctx.locked.account_id if ctx.locked is not None and not ctx.user_loaded else ctx.user.account_id
 
 
-_AVAILABLE: list = []  # the statement of ``available``, made on first use
+@functools.cache
+def _available_statement():
+    t = Account.__table__
+    spendable = t.c.credits_posted - t.c.debits_posted - t.c.debits_pending  # Account.available
+    return select(spendable).where(t.c.id == bindparam("id"))
 
 
 def available(ctx) -> int:
     """What the caller may spend, read now: ``wallet(ctx).available`` by one plain statement on
     the hop's transaction (no object). After the PIN check, as ``wallet`` says."""
-    if not _AVAILABLE:
-        t = Account.__table__
-        spendable = t.c.credits_posted - t.c.debits_posted - t.c.debits_pending  # Account.available
-        _AVAILABLE.append(select(spendable).where(t.c.id == bindparam("id")))
-    return db.session.connection().execute(_AVAILABLE[0], {"id": payer_account_id(ctx)}).scalar_one()
+    statement = _available_statement()
+    return db.session.connection().execute(statement, {"id": payer_account_id(ctx)}).scalar_one()
 
 
 def replayed(ctx) -> bool:
