@@ -461,6 +461,13 @@ def hold_announcements() -> Token:
     return _held.set([])
 
 
+# A held release's round trip that failed this way is sent again (``send_held``): the connection
+# broke, or the reply did not come in time (REDIS_SOCKET_TIMEOUT_SECONDS). Either may come after
+# the server ran it, and a timeout also before (the server slow, or paused: CLIENT PAUSE in a
+# failover), so what is sent must be safe twice.
+_SENT_AGAIN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
 def send_held(token: Token, script: str, keys: list, args: list):
     """Stop holding announcements (``token``: ``hold_announcements``'s) and send what the
     commits held in one round trip with ``run_script(script, keys, args)``, whose reply is
@@ -480,14 +487,16 @@ def send_held(token: Token, script: str, keys: list, args: list):
     first = Command(("EVALSHA", _digest(script), len(keys), *keys, *args), script)
     try:
         return _announce(bells, commands, first)
-    except redis.exceptions.ConnectionError:
+    except _SENT_AGAIN:
         pass
-    # The round trip broke, perhaps after the server ran it (its reply lost, as the scripts'
-    # client's one retry, SCRIPT_RETRY, allows for): the release is sent again through that
-    # client (the session written again, the lock found let go), the commands again (a trace id
-    # set again, a cancel taken back once per token), and each bell's job enqueued whatever its
-    # doorbell holds (the lost round trip may have set it with no job behind it: nothing would
-    # ring for DOORBELL_TTL_SECONDS). Redis down: the release fails again and is raised.
+    # The round trip broke or timed out, perhaps after the server ran it (its reply lost, as the
+    # scripts' client's one retry, SCRIPT_RETRY, allows for; or the server slow or paused, to
+    # run it later or never): the release is sent again through that client (the session
+    # written again, the lock found let go: its compare-and-delete is safe twice), the commands
+    # again (a trace id set again, a cancel taken back once per token), and each bell's job
+    # enqueued whatever its doorbell holds (the lost round trip may have set it with no job
+    # behind it: nothing would ring for DOORBELL_TTL_SECONDS). Redis down, or still not
+    # answering: the release fails again and is raised.
     try:
         answer = run_script(script, keys, args)
     except Exception as exc:
@@ -519,7 +528,7 @@ def _announce(
     transaction), then the job of each bell whose doorbell was free (as ``ring``). Committed
     is committed: failures are logged; the periodic job finds unannounced work anyway.
     ``first``: a script sent ahead of them in the same round trip (a USSD session's release,
-    ``send_held``), whose reply is returned and whose failure is raised (a broken round trip
+    ``send_held``), whose reply is returned and whose failure is raised (a broken or timed-out round trip
     not logged: ``send_held`` sends it again). ``force``: each bell's job enqueued, its
     doorbell not asked (as ``ring(..., force=True)``)."""
     doorbells = [] if force else [bell for bell in bells if JOBS[bell].doorbell_key]
@@ -533,7 +542,7 @@ def _announce(
             pipe.execute_command(*command.words)
         replies = pipe.execute(raise_on_error=False) if doorbells or commands or first else []
     except Exception as exc:
-        if first is not None and isinstance(exc, redis.exceptions.ConnectionError):
+        if first is not None and isinstance(exc, _SENT_AGAIN):
             raise  # send_held sends the release again, and these with it
         _not_announced(bells, commands, exc)
         if first is not None:
