@@ -432,24 +432,31 @@ def _committed(session) -> None:
     notes = session.info.pop(_NOTES, None)
     if not notes:
         return
+    held = _held.get()
+    if held is not None:  # sent later, with the USSD session's release (``send_held``)
+        held.extend((bell, detail) for _, bell, detail in notes)
+        return
+    _announce(*_gathered((bell, detail) for _, bell, detail in notes))
+
+
+def _gathered(notes) -> tuple[dict[Bell, str | None], list[Command]]:
+    """What ``notes`` ((bell, detail), in the order noted) announce: each bell once, with the
+    first detail noted for it (for the job's logs), and the commands in order."""
     bells: dict[Bell, str | None] = {}
     commands: list[Command] = []
-    for _, bell, detail in notes:
+    for bell, detail in notes:
         if bell is _COMMAND:
             commands.append(detail)
         elif bells.get(bell) is None:
-            bells[bell] = detail  # the first detail noted, for the job's logs
-    held = _held.get()
-    if held is not None:  # sent later, with the USSD session's release (``send_held``)
-        held.append((bells, commands))
-        return
-    _announce(bells, commands)
+            bells[bell] = detail
+    return bells, commands
 
 
-# While a USSD hop holds its Redis session: its commits' announcements ([(bells, commands),
-# ...]), sent with the session's release (``send_held``). Kept by context (the hop's own), not
-# on the database session: holding them makes no session (a menu hop that never asks for one
-# has none, 956d86f); a commit of any session in the hop is held alike, still after its commit.
+# While a USSD hop holds its Redis session: its commits' notes ([(bell, detail), ...], in the
+# order committed), sent with the session's release (``send_held``). Kept by context (the hop's
+# own), not on the database session: holding them makes no session (a menu hop that never asks
+# for one has none, 956d86f); a commit of any session in the hop is held alike, still after
+# its commit.
 _held: ContextVar[list | None] = ContextVar("tuma_announcements_held", default=None)
 
 
@@ -475,13 +482,7 @@ def send_held(token: Token, script: str, keys: list, args: list):
     alone, as before."""
     held = _held.get()
     _held.reset(token)
-    bells: dict[Bell, str | None] = {}
-    commands: list[Command] = []
-    for their_bells, their_commands in held or ():
-        for bell, detail in their_bells.items():
-            if bells.get(bell) is None:
-                bells[bell] = detail
-        commands.extend(their_commands)
+    bells, commands = _gathered(held or ())
     if not bells and not commands:
         return run_script(script, keys, args)
     first = Command(("EVALSHA", _digest(script), len(keys), *keys, *args), script)
@@ -528,8 +529,8 @@ def _announce(
     transaction), then the job of each bell whose doorbell was free (as ``ring``). Committed
     is committed: failures are logged; the periodic job finds unannounced work anyway.
     ``first``: a script sent ahead of them in the same round trip (a USSD session's release,
-    ``send_held``), whose reply is returned and whose failure is raised (a broken or timed-out round trip
-    not logged: ``send_held`` sends it again). ``force``: each bell's job enqueued, its
+    ``send_held``), whose reply is returned and whose failure is raised (a broken or timed-out
+    round trip not logged: ``send_held`` sends it again). ``force``: each bell's job enqueued, its
     doorbell not asked (as ``ring(..., force=True)``)."""
     doorbells = [] if force else [bell for bell in bells if JOBS[bell].doorbell_key]
     try:
