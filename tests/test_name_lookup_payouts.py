@@ -204,6 +204,42 @@ def test_a_locked_merchant_and_a_refused_payout_take_no_look_up(client, config, 
     assert left(merchant.phone, 2) == 1
 
 
+def _checked(client, merchant, code: str, n: int) -> str:
+    """What the fake-receipt check (the code texted to the short code) answers the merchant."""
+    fields = {"from": merchant.phone, "to": "22384", "text": code, "id": f"at-refused-{n}"}
+    assert client.post("/sms/inbound", data=fields).status_code == 200
+    return [s for s in sms_to(merchant.phone) if s.startswith(f"{code} is genuine: ")][-1]
+
+
+def test_a_refused_or_unsent_payout_names_no_one_in_the_receipt_check_even_with_its_look_up(
+    client, config, merchant, customer, second_customer
+):
+    """A merchant with an empty wallet pays numbers KES 0.01: the worker refuses each (nothing
+    moves, nothing paid), and the API and events name no one. Texting the payout's code to the
+    short code named the holder ("JUMA OTIENO +254712000111") when its look-up was granted: a
+    name for nothing paid, free of the menus' cancel rule (a name seen and not paid for slows
+    the next look-up), 300 an hour; and a payout recorded before 0020_payee_named counts as
+    granted without any look-up. The receipt check says the number then, as the API does,
+    until the ledger accepted it; a posted payout's granted name is still said."""
+    config(NAME_LOOKUP_LIMIT_BUSINESS=10)
+    key = make_key(merchant)
+    code = post(client, "/payouts", key, {"phone": customer.phone, "amount": 1}).json["transaction"]
+    # Queued (the worker not there yet): nothing to name either.
+    assert _checked(client, merchant, code, 0).startswith(f"{code} is genuine: KES 0.01 to +254712000111 on ")
+    execute_all()
+    seen = get(client, f"/transactions/{code}", key).json
+    assert seen["status"] == "rejected" and seen["counterparty"]["name"] is None
+    answer = _checked(client, merchant, code, 1)
+    assert answer.startswith(f"{code} is genuine: KES 0.01 to +254712000111 on "), answer
+    assert answer.endswith("Status: failed."), answer
+    # Funded, the same look-up rule names the one that posted.
+    fund_merchant(merchant.phone, 100_00)
+    paid = post(client, "/payouts", key, {"phone": second_customer.phone, "amount": 1}).json["transaction"]
+    execute_all()
+    answer = _checked(client, merchant, paid, 2)
+    assert answer.startswith(f"{paid} is genuine: KES 0.01 to WANJIRU KAMAU +254712000222 on "), answer
+
+
 def test_a_batchs_answers_go_by_binary_copy_and_only_a_bool_is_taken(client, config, merchant, monkeypatch):
     """PostgreSQL: the batch's rows still go by binary COPY with the new boolean column (its
     SQLAlchemy type has a bind processor, which kept a table off COPY), and COPY refuses a value
