@@ -32,6 +32,9 @@ Other Redis writes that must follow a commit (a transfer's trace id, a name look
 taken back) are noted the same way (``send_after_commit``, ``script_after_commit``), with the
 same rules, and sent in the commit's one pipeline with its doorbells' SETs (``_announce``).
 A USSD hop holds them until its session's release and sends them with it (``send_held``).
+
+The other way round, a count taken in Redis for what a transaction records (an API payout's
+name look-up) is given back if that transaction never commits (``undo_unless_committed``).
 """
 
 import contextlib
@@ -590,8 +593,40 @@ def _ended(session, transaction) -> None:
         session.info.pop(_NOTES, None)
 
 
+# -- taken back unless committed -------------------------------------------------------------
+
+# session.info[_UNDO]: what to call if the session's transaction ends without committing.
+_UNDO = "tuma_undo"
+
+
+def undo_unless_committed(session, undo: Callable[[], None]) -> None:
+    """Call ``undo()`` if this session's transaction ends without committing (rolled back, its
+    commit failed, or closed): for a count taken in Redis, in its one atomic step, for what this
+    transaction records (an API payout's name look-up), given back when it is never recorded.
+    Its failure is logged, never raised (the count then stays taken: stricter)."""
+    _own(session).info.setdefault(_UNDO, []).append(undo)
+
+
+def _kept(session) -> None:
+    if not session.in_nested_transaction():  # a savepoint's release is not the commit
+        session.info.pop(_UNDO, None)
+
+
+def _undone(session, transaction) -> None:
+    if transaction.parent is not None or transaction.nested:
+        return
+    for undo in session.info.pop(_UNDO, None) or ():
+        try:
+            undo()
+        except Exception as exc:
+            log.warning("a count taken for work not committed was not given back: %s", type(exc).__name__)
+
+
 def listen() -> None:
-    """Register the listener (every session; once, however many apps are made)."""
+    """Register the listeners (every session; once, however many apps are made)."""
     if not event.contains(Session, "after_commit", _committed):
         event.listen(Session, "after_commit", _committed)
         event.listen(Session, "after_transaction_end", _ended)
+    if not event.contains(Session, "after_commit", _kept):
+        event.listen(Session, "after_commit", _kept)
+        event.listen(Session, "after_transaction_end", _undone)
