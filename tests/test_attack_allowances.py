@@ -428,3 +428,27 @@ def test_the_menu_says_so_when_the_minted_id_is_taken_and_never_says_active(app,
     assert _holds_of(wanjiru.account_id) == []
     db.session.expire_all()
     assert db.session.get(al.Allowance, "al_minted").customer_phone == CUSTOMER["phone"]
+
+
+def test_two_resumed_sessions_starting_one_allowance_at_once_both_say_it_started(app):
+    """Two sessions of one number take the same offer to continue a start (the id minted in the
+    first) and send the PIN at once. The PIN hop locks the caller's row, so the second finds
+    the first's allowance once it commits: the same customer's same terms, the first one, as a
+    replay is; never a failed insert ("Sorry, something went wrong" for an allowance started,
+    inviting a second) nor a conflict."""
+    from tests.escrow_helpers import PIN, at_once
+    from tests.test_ussd_allowances import ALLOWANCES, TILL, Cast, Screens, dial, only_allowance
+    from tests.ussd_helpers import is_resume_offer
+
+    cast = Cast(app)
+    first = dial(cast.client)
+    for value in (ALLOWANCES, "1", TILL, "100", "2"):
+        first.send(value)
+    phones = [Screens(cast.client, CUSTOMER["phone"]) for _ in range(2)]
+    assert all(is_resume_offer(phone.dial()) for phone in phones)  # both offered, then both take it
+    for phone in phones:
+        assert phone.send("1").startswith("CON Allow Mama Mboga (123456) up to KES 100.00 a week?")
+        assert phone.send("1").startswith("CON Enter your PIN")
+    answers = at_once(app, *[lambda p=p: p.send(PIN) for p in phones])
+    assert all(a.startswith("END Allowance to Mama Mboga active") for a in answers), answers
+    assert only_allowance().limit_amount == 100_00
