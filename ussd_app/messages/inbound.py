@@ -76,9 +76,12 @@ def _who(user) -> str:
     return f"{sms_name(user)} {user.phone}" if user is not None else "TUMA"
 
 
-def genuine(language: str, request, other, status: tuple[str, dict], *, asker_paid: bool) -> str:
+def genuine(
+    language: str, request, other, status: tuple[str, dict], *, asker_paid: bool, named: bool = True
+) -> str:
     """To a party checking ``request``'s code: the ``other`` party and the ``status`` (a word of
-    ``STATUSES`` and its fields)."""
+    ``STATUSES`` and its fields). ``named``: whether the other party's registered name may be
+    said (else its number only: ``sms_commands.inbound.named_to_asker``)."""
     date, time_ = when(request.executed_at or request.created_at)
     word, fields = status
     return say(
@@ -86,9 +89,7 @@ def genuine(language: str, request, other, status: tuple[str, dict], *, asker_pa
         CHECK_REPLIES["payer" if asker_paid else "payee"],
         code=request.code,
         amount=money(request.amount),
-        # The payer of a payout whose name look-up was not granted (api/payouts.py) is told
-        # the number it paid, not whose it is.
-        who=other.phone if asker_paid and other is not None and not request.payee_named else _who(other),
+        who=other.phone if other is not None and not named else _who(other),
         date=date,
         time=time_,
         status=say(language, word, **fields),

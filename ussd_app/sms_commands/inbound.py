@@ -136,8 +136,30 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
     status = _status(session, request)
     # The one asking is a party: name the other one (one SMS segment with the longest names).
     asker_paid = payer is not None and payer.phone == phone
-    reply = texts.genuine(language, request, payee if asker_paid else payer, status, asker_paid=asker_paid)
+    reply = texts.genuine(
+        language,
+        request,
+        payee if asker_paid else payer,
+        status,
+        asker_paid=asker_paid,
+        named=named_to_asker(request, asker_paid=asker_paid),
+    )
     return intent, code, None, reply
+
+
+def named_to_asker(request: TransferRequest, *, asker_paid: bool) -> bool:
+    """Whether the party checking ``request``'s code may be told the other's registered name.
+    A payout's payer only once the ledger accepted it and its name look-up was granted
+    (``payee_named``, api/payouts.py), as its events and the API's transactions say it: a
+    queued or refused payout (an empty wallet pays any number nothing) named its recipient for
+    nothing paid, free of the menus' cancel rule, and one recorded before 0020_payee_named
+    counts as granted with no look-up taken. Every other kind names the other party (its payer
+    saw the name in the menus before the PIN; its payee is told who paid)."""
+    if not asker_paid:
+        return True
+    if request.kind == RequestKind.PAYOUT.value:
+        return request.payee_named and request.status == RequestStatus.ACCEPTED.value
+    return request.payee_named
 
 
 def _total(session, code: str | None, language: str) -> str:

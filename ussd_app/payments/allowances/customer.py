@@ -17,6 +17,7 @@ from .records import (
     Allowance,
     AllowanceCharge,
     AllowanceError,
+    ConflictingAllowance,
     Period,
     State,
     Why,
@@ -185,13 +186,33 @@ def approve(session, customer: User, allowance_id: str) -> bool:
     return True
 
 
+def _started_as(allowance: Allowance, customer: User, merchant: User, limit: int, period: str) -> bool:
+    """Whether ``allowance`` is what ``start`` records for these terms (a customer's own: the
+    description empty, no reference, the customer's account set at once)."""
+    return (
+        allowance.customer_phone,
+        allowance.customer_account_id,
+        allowance.merchant_account_id,
+        allowance.limit_amount,
+        allowance.max_charge,
+        allowance.period,
+        allowance.description,
+        allowance.reference,
+    ) == (customer.phone, customer.account_id, merchant.account_id, limit, limit, period, "", None)
+
+
 def start(
     session, customer: User, merchant: User, *, limit: int, period: str, allowance_id: str
 ) -> Allowance:
     """The customer starts one on USSD (PIN checked by the caller): ``max_charge`` is the limit;
-    the first period's hold is recorded at once. The same id again returns the first one."""
+    the first period's hold is recorded at once. The same id again, from the same customer for
+    the same merchant, limit and period (a retried hop), returns the first one; anything else
+    under it (another customer's, other terms, one a merchant asked for) is
+    ``ConflictingAllowance``, never handed back as this one."""
     existing = session.get(Allowance, allowance_id)
     if existing is not None:
+        if not _started_as(existing, customer, merchant, limit, period):
+            raise ConflictingAllowance(allowance_id)
         return existing
     _check_terms(limit, limit, period, "")
     if merchant.account_id == customer.account_id:

@@ -76,6 +76,11 @@ class AllowanceError(ValueError):
     """An allowance could not be made as asked; the message says why."""
 
 
+class ConflictingAllowance(AllowanceError):
+    """The id is taken by another allowance: another customer's or merchant's, other terms, or
+    one a merchant asked for. Never handed back as the caller's."""
+
+
 class Allowance(db.Model):
     __tablename__ = "allowances"
     __table_args__ = (

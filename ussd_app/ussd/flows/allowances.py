@@ -204,7 +204,10 @@ def start(ctx) -> str:
             period=ctx.data["allowance_period"],
             allowance_id=ctx.data["allowance_id"],
         )
-    except al.AllowanceError:  # the screens let no such terms through: a bug, said as ours
+    except al.AllowanceError:
+        # The screens let no such terms through (a bug), or the id is taken by another
+        # allowance (another customer's, or this one's other terms): said as ours, nothing
+        # started; never "active" for terms nobody recorded.
         return "error"
     return "ok"
 

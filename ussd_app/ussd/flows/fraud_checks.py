@@ -27,19 +27,23 @@ wait, in one atomic step (``lookup_allowed``, ``take_lookups``: ``fraud.look_up_
 copy of the rule), before anything of the number is told. Leaving a flow that showed a name
 without recording anything counts as a cancel however it is left (Cancel, ``0``, ``00``, a
 dropped session): ``lookup_allowed(shows=...)`` counts the cancel in the same step as the
-look-up, and ``name_used`` takes it back when the request is recorded.
+look-up, and ``name_used`` takes it back when the request is recorded. A payment request's
+payers, whose names are shown only once it is recorded, are counted after the PIN and given
+back if the hop does not commit (``take_lookups``).
 
 Invitations. Sending to a number not on Tuma and asking one for money send it an SMS invitation;
 ``fraud.take_invites`` caps them per sender per day (``INVITES_PER_DAY``) after the PIN, right
 before recording; send money also says so before the amount when none are left.
 """
 
+import functools
 import math
 
 from flask import current_app
 
 from ... import fraud
 from ...extensions import db
+from ...queues import undo_unless_committed
 from ...users import Role
 from ..engine import N_, Screen
 
@@ -97,8 +101,14 @@ def lookups_allowed(ctx, count: int = 1) -> bool:
 
 def take_lookups(ctx, count: int) -> bool:
     """Whether the user may look ``count`` names up now (a payment request's payers); counted
-    when they may, in the same atomic step (``fraud.look_up_names``)."""
-    return not _refused(ctx, fraud.look_up_names(ctx.phone, count, _limit(ctx)))
+    when they may, in the same atomic step (``fraud.look_up_names``). The names are shown
+    once the request is recorded: a hop whose transaction does not commit (the record failed)
+    gives them back; one that commits keeps them, recorded or refused (the refusal, too, tells
+    who is not on Tuma)."""
+    if _refused(ctx, fraud.look_up_names(ctx.phone, count, _limit(ctx))):
+        return False
+    undo_unless_committed(db.session, functools.partial(fraud.give_back_look_ups, ctx.phone, count))
+    return True
 
 
 def lookup_allowed(ctx, shows: str | None = None) -> bool:
