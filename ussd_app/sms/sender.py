@@ -60,15 +60,18 @@ The protocol, and why:
    the claim timeout), which each of them allows (``_again_if_lost``).
 
 A failure that is about the gateway or our account rather than one number (network error,
-non-2xx answer such as a 429 rate limit, 405 InsufficientBalance, 402 InvalidSenderId) pauses
-the job: every lane stops after the call it has in flight, each answer is recorded, the rows
-not yet handed over are released (not lost, no attempt spent) and no lane is claimed again;
-the periodic job wakes the sender later, instead of one job spending every row's attempt (and
-the worker's time) on a gateway that is down. At most one call per lane is spent on a dead
-gateway per job: at least the first lane's, and how many more depends on how many lanes' threads
-called before its answer came. Lanes are claimed oldest row first, so the rows whose calls failed
-lead the next job's lanes again: while the gateway stays down it is the oldest rows' attempts
-that are spent, and one of them may spend one each job until its ``SMS_MAX_ATTEMPTS`` run out.
+timeout, non-2xx answer such as a 5xx or a 429 rate limit, 405 InsufficientBalance, 402
+InvalidSenderId: ``Answer.pause``) costs its row no attempt (``pending`` again, its attempt
+undone, the reason kept, due at once) and pauses the job: every lane stops after the call it
+has in flight, each answer is recorded, the rows not yet handed over are released (not lost, no
+attempt spent) and no lane is claimed again. It also opens the gateway's circuit
+(``circuit.py``): no sender claims anything for ``SMS_GATEWAY_PAUSE_SECONDS``; then one sender
+probes with one row, and only once the gateway answers it do the senders go on (each failed
+probe doubles the pause, up to ``SMS_GATEWAY_PAUSE_MAX_SECONDS``). So an outage, however long,
+gives no receipt up; the periodic job wakes the sender, and each job in the pause is one Redis
+read. The rows go back in order (a number's row that failed first), so they keep their order
+when the gateway is back. Per-message refusals (403/404/406/409 at once, other per-recipient
+codes after ``SMS_MAX_ATTEMPTS``) still end ``failed``, and open no circuit.
 
 So a row is handed to the gateway at most once per attempt, and a row recorded as sent is
 never handed over again. A lane hands a row over only while it holds one of
@@ -115,7 +118,7 @@ from ..africas_talking import SmsClient
 from ..clock import utcnow
 from ..database import among, is_postgres, update_rows
 from ..queues import SMS_DOORBELL, Bell, ring
-from . import outbox
+from . import circuit, outbox
 from .outbox import UNFINISHED_WHERE, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -131,11 +134,13 @@ PERMANENT = {
     406: "UserInBlacklist",
     409: "DoNotDisturbRejection",
 }
-# Retried, and no use trying other numbers until they are fixed.
+# Our account's, not the message's: no use trying other numbers until they are fixed (our
+# account gets topped up, an operator fixes the sender id). They cost no attempt and open the
+# gateway's circuit (circuit.py), as a network error or a non-2xx answer does.
 ACCOUNT_WIDE = {402: "InvalidSenderId", 405: "InsufficientBalance"}
-# Everything else is retried with backoff until SMS_MAX_ATTEMPTS: 405 InsufficientBalance (our
-# account gets topped up), 500/501/502 (their side), 401 RiskHold, 402 InvalidSenderId
-# (an operator fixes the setting), 407 CouldNotRoute, and codes we do not know.
+# Everything else is retried with backoff until SMS_MAX_ATTEMPTS, then failed: a recipient's
+# 500/501/502 (their side, for that message), 401 RiskHold, 407 CouldNotRoute, and codes we do
+# not know.
 
 
 class Outcome(enum.StrEnum):
@@ -614,6 +619,16 @@ def _values(taken: Claim, answer: Answer, now: datetime) -> dict:
             failure_reason=None,
             next_attempt_at=None,
         )
+    elif answer.pause:
+        # The gateway's or our account's failure, not the message's: its attempt is given back
+        # (an outage never uses up a receipt's attempts) and it is due again as soon as the
+        # gateway's circuit lets a sender call (circuit.py), first of its number's rows.
+        values.update(
+            status=OutboxStatus.PENDING.value,
+            attempts=taken.attempt - 1,
+            failure_reason=(answer.reason or "")[:120],  # the last error, for the operator
+            next_attempt_at=None,
+        )
     elif answer.outcome == Outcome.FAILED or taken.attempt >= current_app.config["SMS_MAX_ATTEMPTS"]:
         values.update(status=OutboxStatus.FAILED.value, failure_reason=(answer.reason or "")[:120])
     else:
@@ -817,6 +832,9 @@ class _Lanes:
     lease: float  # the claim timeout, in seconds: a claim not renewed for this long is anyone's
     margin: float  # the SDK's connect + read timeouts: the longest a call can take
     errors: list = field(default_factory=list)  # what each ended lane raised (None: nothing)
+    # The first answer that was the gateway's failure (``Answer.pause``), as the job's thread
+    # recorded it: (the number, the reason). It opens the gateway's circuit once the job ends.
+    outage: tuple[str, str] | None = None
 
     def held(self, lane: _Lane) -> bool:
         """A call started now ends (answered or timed out) before the lane's claim could time
@@ -873,6 +891,8 @@ def _record_news(session, lanes: _Lanes, news: list, counts: dict, now: datetime
         if answer.outcome != Outcome.SENT:
             log.info("sms %d attempt %d: %s (%s)", taken.id, taken.attempt, answer.outcome, answer.reason)
         counts[answer.outcome.value] += 1
+        if answer.pause and lanes.outage is None:
+            lanes.outage = (taken.phone, answer.reason or "")
 
     def write() -> None:
         if answered:
@@ -1033,12 +1053,18 @@ def _again_if_lost(session, step, *args, **kwargs):
 def send_due(session, client: SmsClient, limit: int, now: datetime | None = None) -> dict[str, int]:
     """Hand over up to ``limit`` due rows in lanes, ``SMS_CLAIM_BATCH`` lanes side by side, each
     up to ``SMS_LANE_DEPTH`` rows of one number. Counts by outcome, and ``paused`` = 1 when the
-    job stopped early because the gateway or the account failed."""
+    job stopped early because the gateway or the account failed, or claimed nothing because the
+    gateway's circuit is open (``circuit.py``): in its pause, or another sender probing it.
+    Once the pause is over the job first probes with one row; the rest only if it was answered."""
     config = current_app.config
     counts = {o.value: 0 for o in Outcome} | {"paused": 0}
     width = max(1, config["SMS_CLAIM_BATCH"])
     depth = max(1, config["SMS_LANE_DEPTH"])
     if limit < 1:
+        return counts
+    state = circuit.read()
+    if state is not None and state.open_at(now or utcnow()):
+        counts["paused"] = 1  # nobody calls the gateway before the pause is over
         return counts
     lanes = _Lanes(
         client,
@@ -1050,25 +1076,66 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
         margin=config["SMS_CONNECT_TIMEOUT_SECONDS"] + config["SMS_READ_TIMEOUT_SECONDS"],
     )
     try:
-        with (
-            _one_connection(session) as own,
-            ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool,
-        ):
-            try:
-                _drive(own, pool, lanes, width, depth, limit, counts, now)
-            except BaseException:
-                # The database failed us (a claim, a record or a renewal): stop the lanes (each
-                # ends after its call in flight) and let the job fail. What they hand over now
-                # goes unrecorded and is claimed again after the timeout: the documented window.
-                lanes.stop.set()
-                raise
+        with _one_connection(session) as own:
+            if state is not None:
+                probed = _probe(own, client, state, counts, now)
+                if probed is None:
+                    counts["paused"] = 1
+                    return counts
+                limit -= probed
+            if limit < 1:
+                return counts
+            with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool:
+                try:
+                    _drive(own, pool, lanes, width, depth, limit, counts, now)
+                except BaseException:
+                    # The database failed us (a claim, a record or a renewal): stop the lanes
+                    # (each ends after its call in flight) and let the job fail. What they hand
+                    # over now goes unrecorded and is claimed again after the timeout: the
+                    # documented window.
+                    lanes.stop.set()
+                    raise
     finally:
         client.close_idle()  # the connections the job's lanes passed on to one another
+    if lanes.outage is not None:
+        circuit.failed(now or utcnow(), lanes.outage[1], lanes.outage[0])
     bug = next((error for error in lanes.errors if error is not None), None)
     if bug is not None:
         raise bug  # its row stays ``sending`` and is claimed again after the timeout
     counts["paused"] = int(lanes.stop.is_set())
     return counts
+
+
+def _probe(session, client: SmsClient, state: circuit.State, counts: dict, now) -> int | None:
+    """The gateway's circuit is past its pause: hand over one row (the oldest due, of another
+    number than the call that failed last when one is due) and record its answer, unless
+    another sender is probing. How many rows it took (0: nothing due) once the gateway
+    answered, the circuit closed; None while it is still open (the probe failed: a longer
+    pause; or another sender's probe is in flight, or nothing was due)."""
+    if not circuit.take_probe(claim_timeout().total_seconds()):
+        return None
+    try:
+        skip = {state.last_phone} if state.last_phone else set()
+        fresh = _again_if_lost(session, claim_lanes, session, 1, 1, now, limit=1, skip=skip)
+        if not fresh and skip:
+            fresh = _again_if_lost(session, claim_lanes, session, 1, 1, now, limit=1)
+        if not fresh:
+            return None  # nothing to probe with: the circuit stays as it is
+        [[taken]] = fresh
+        with client.kept_alive():
+            answer = hand_over(client, taken.phone, taken.body)
+        if answer.outcome != Outcome.SENT:
+            log.info("sms %d attempt %d: %s (%s)", taken.id, taken.attempt, answer.outcome, answer.reason)
+        counts[answer.outcome.value] += 1
+        _again_if_lost(session, record_batch, session, [(taken, answer)], now)
+        moment = now or utcnow()
+        if answer.pause:
+            circuit.failed(moment, answer.reason or "", taken.phone, probe=True)
+            return None
+        circuit.closed(moment, state)
+        return 1
+    finally:
+        circuit.end_probe()
 
 
 def _drive(session, pool, lanes: _Lanes, width: int, depth: int, limit: int, counts: dict, now) -> None:
