@@ -3,7 +3,7 @@ the senders stop calling it, instead of spending the outbox's attempts on it.
 
 A hand-over that fails for a reason that is the gateway's or the account's, not the message's
 (``Answer.pause``: connection refused or reset, a timeout, a non-2xx answer such as a 5xx or a
-429, 402 InvalidSenderId, 405 InsufficientBalance) costs its row no attempt (``sender._values``:
+429, 402 InvalidSenderId, 405 InsufficientBalance) costs its row no attempt (``sender.records._values``:
 ``pending`` again, its attempt undone, the reason kept for the operator) and **opens** the
 circuit: no sender claims anything for ``SMS_GATEWAY_PAUSE_SECONDS``. Once the pause is over,
 the next job **probes**: one sender (``PROBE_KEY``, set NX) claims one row, the oldest due
@@ -19,7 +19,7 @@ The state is one Redis key that every sender reads before it claims (a JSON valu
 gateway was first seen down, until when nobody calls it, how many failures in a row, the last
 reason, the number whose call failed last). Times are the senders' ``now`` (``utcnow()``, or
 a test's). When Redis cannot be read or written the circuit is treated as closed: a failure
-still costs no attempt and still stops the job (``sender.send_due``), so without Redis the
+still costs no attempt and still stops the job (``sender.job.send_due``), so without Redis the
 senders fall back to one short job per ring. The operator sees it in the log (a warning when
 the circuit opens, at each failed probe, and when it closes) and at ``/metrics``
 (``tuma_sms_gateway_down``, ``tuma_sms_gateway_down_since_seconds``, read from this key at
