@@ -116,8 +116,11 @@ def traced_worker(path: str, extra: list[str]) -> int:
         after=lambda r, *a, **k: note("sms_fn_end"),
     )
     around(queues, "ring", after=lambda r, bell, *a, **k: note("rung", bell=bell.value, enqueued=r))
+    # The sender's functions are patched in the modules that call them: its package's ``job`` and
+    # ``lanes`` (one module, ``sender`` itself, before it was split).
+    job_module, lanes_module = getattr(sender, "job", sender), getattr(sender, "lanes", sender)
     around(
-        sender,
+        job_module,
         "claim_lanes",
         after=lambda lanes, *a, **k: note("claimed", ids=[c.id for lane in lanes for c in lane]),
     )
@@ -135,7 +138,7 @@ def traced_worker(path: str, extra: list[str]) -> int:
         return original_run(self, lane)
 
     sender._Lanes.run = run
-    original_hand_over = sender.hand_over
+    original_hand_over = lanes_module.hand_over
 
     def hand_over(client, phone, body):
         note("call_start", phone=phone)
@@ -143,8 +146,8 @@ def traced_worker(path: str, extra: list[str]) -> int:
         note("call_end", phone=phone)
         return answer
 
-    sender.hand_over = hand_over
-    original_record = sender._record_news
+    lanes_module.hand_over = job_module.hand_over = hand_over
+    original_record = job_module._record_news
 
     def record_news(session, lanes, news, counts, now):
         original_record(session, lanes, news, counts, now)
@@ -152,7 +155,7 @@ def traced_worker(path: str, extra: list[str]) -> int:
         if ids:
             note("recorded", ids=ids)
 
-    sender._record_news = record_news
+    job_module._record_news = record_news
     from worker.__main__ import main as worker_main
 
     return worker_main(["--no-cron", *extra])

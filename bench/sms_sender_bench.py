@@ -40,7 +40,8 @@ ONE_PER_NUMBER = "35479b125ca3d3d268acde84534f3d477fcd6b99"
 
 
 def old_sender(rev: str):
-    """``ussd_app/sms/sender.py`` as it was at ``rev``, imported beside the current one."""
+    """``ussd_app/sms/sender.py`` as it was at ``rev`` (one module then; a package since), imported
+    beside the current one."""
     source = subprocess.run(
         ["git", "show", f"{rev}:ussd_app/sms/sender.py"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout

@@ -50,20 +50,27 @@ def test_a_gateway_that_answers_500_twice_then_succeeds_delivers_the_message_onc
 
     assert send_at(t0) == {"sent": 0, "retry": 1, "failed": 0, "paused": 1}
     [row] = outbox()
-    assert (row.status, row.attempts) == ("pending", 1)
+    # The gateway's failure, not the message's: no attempt spent; the gateway's circuit paces it.
+    assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, None)
     assert row.failure_reason.startswith("gateway error")
-    assert row.next_attempt_at == t0 + timedelta(seconds=10)  # SMS_RETRY_BASE_SECONDS
 
-    assert sum(send_at(t0 + timedelta(seconds=9)).values()) == 0  # not due yet
-    assert send_at(t0 + timedelta(seconds=10))["retry"] == 1
-    assert outbox()[0].next_attempt_at == t0 + timedelta(seconds=30)  # backoff doubles
+    paused = {"sent": 0, "retry": 0, "failed": 0, "paused": 1}
+    assert send_at(t0 + timedelta(seconds=9)) == paused  # SMS_GATEWAY_PAUSE_SECONDS not over
+    assert gateway.requests_seen == 1
+    assert send_at(t0 + timedelta(seconds=10)) == {
+        "sent": 0,
+        "retry": 1,
+        "failed": 0,
+        "paused": 1,
+    }  # the probe
+    assert send_at(t0 + timedelta(seconds=29)) == paused  # the pause doubled
     assert send_at(t0 + timedelta(seconds=30))["sent"] == 1
     assert send_at(t0 + timedelta(hours=1))["sent"] == 0  # sent rows are never sent again
 
     assert gateway.requests_seen == 3
     [message] = gateway.inbox("+254712000101")
     [row] = outbox()
-    assert (row.status, row.attempts, row.gateway_message_id) == ("sent", 3, message.id)
+    assert (row.status, row.attempts, row.gateway_message_id) == ("sent", 1, message.id)
     assert (row.gateway_status_code, row.gateway_status, row.cost) == (101, "Success", "KES 0.8000")
 
 
@@ -109,14 +116,11 @@ def test_an_unreachable_gateway_is_retried_and_pauses_the_job(app, gateway, monk
         app.config["AT_API_URL"] = running_url
     assert (counts["sent"], counts["failed"], counts["paused"]) == (0, 0, 1) and counts["retry"] in (1, 2)
     rows = outbox()
-    tried = [r for r in rows if r.attempts]
-    assert [(r.status, r.failure_reason) for r in tried] == [
-        ("pending", "network: ConnectionError")
-    ] * counts["retry"]
-    # The others kept their attempts for when the gateway is back, and are due at once.
-    assert {(r.status, r.attempts, r.next_attempt_at) for r in rows if r not in tried} == {
-        ("pending", 0, None)
-    }
+    tried = [r for r in rows if r.failure_reason]
+    assert [r.failure_reason for r in tried] == ["network: ConnectionError"] * counts["retry"]
+    # Every one kept its attempts for when the gateway is back (the tried ones too: the failure
+    # was the gateway's), and is due once the gateway's pause is over.
+    assert {(r.status, r.attempts, r.next_attempt_at) for r in rows} == {("pending", 0, None)}
     assert send_at(utcnow() + timedelta(seconds=10))["sent"] == 3
 
 
@@ -129,7 +133,9 @@ def test_insufficient_balance_on_our_account_pauses_the_job(app, gateway, monkey
     counts = send_at(utcnow())
     assert (counts["retry"], counts["failed"], counts["paused"]) == (1, 0, 1) and counts["sent"] in (0, 1)
     mate = ("sent", 1) if counts["sent"] else ("pending", 0)
-    assert [(r.status, r.attempts) for r in outbox()] == [("pending", 1), mate, ("pending", 0)]
+    # Our account's failure, not the message's: no attempt spent.
+    assert [(r.status, r.attempts) for r in outbox()] == [("pending", 0), mate, ("pending", 0)]
+    assert outbox()[0].failure_reason == "405 InsufficientBalance"
     assert send_at(utcnow() + timedelta(seconds=10))["sent"] == 3 - counts["sent"]
 
 
@@ -147,16 +153,20 @@ def test_a_gateway_that_hangs_past_the_read_timeout_is_retried(app, gateway):
 
 
 def test_attempts_are_bounded(app, gateway):
-    promise("+254712000107")
-    gateway.fail_next(100, http_status=502)
+    """A message the gateway refuses on its own (a recipient's 502 RejectedByGateway, every
+    time) spends its attempts and is given up; its neighbour goes, and the gateway's circuit
+    never opens (no pause: every job calls)."""
+    promise("+254712000107", "+254712000117")
+    gateway.refuse("+254712000107", 502)
     moment = utcnow()
     for _ in range(app.config["SMS_MAX_ATTEMPTS"] + 2):
-        send_at(moment)
+        assert send_at(moment)["paused"] == 0
         moment += timedelta(hours=1)
-    [row] = outbox()
-    assert (row.status, row.attempts) == ("failed", app.config["SMS_MAX_ATTEMPTS"])
-    assert row.failure_reason.startswith("gateway error")
-    assert gateway.requests_seen == app.config["SMS_MAX_ATTEMPTS"]
+    refused, fine = outbox()
+    assert (refused.status, refused.attempts) == ("failed", app.config["SMS_MAX_ATTEMPTS"])
+    assert refused.failure_reason.startswith("502")
+    assert (fine.status, fine.attempts) == ("sent", 1)
+    assert gateway.requests_seen == app.config["SMS_MAX_ATTEMPTS"] + 1
 
 
 def test_a_claim_reclaimed_after_the_timeout_cannot_record_over_the_new_one(app):
@@ -360,10 +370,9 @@ def test_a_gateway_failing_mid_burst_loses_nothing_and_stops_the_job(app, gatewa
     # Which rows the failures land on is the threads' doing, not the sender's: a job spends one
     # call on each lane that called before the first failure stopped it (all 16, or only the
     # first lane's when the others' threads start after its answer, as on a loaded machine), and
-    # the front lanes, the oldest rows, are claimed first again by every job. So one row may
-    # take every failure; past SMS_MAX_ATTEMPTS (8) of them it is failed, as the design says
-    # (test_attempts_are_bounded). Here no row runs out, wherever the failures land.
-    monkeypatch.setitem(app.config, "SMS_MAX_ATTEMPTS", failing + 1)
+    # the oldest rows lead the probes. The gateway's failures cost no attempt, so one attempt
+    # each is enough, wherever the failures land.
+    monkeypatch.setitem(app.config, "SMS_MAX_ATTEMPTS", 1)
     promise(*[f"+2547120007{i:02d}" for i in range(40)])
     gateway.fail_next(failing, http_status=500)  # the first calls: some or all of the first lanes'
     t0 = utcnow()
@@ -374,12 +383,11 @@ def test_a_gateway_failing_mid_burst_loses_nothing_and_stops_the_job(app, gatewa
     assert counts["paused"] == 1 and counts["failed"] == 0
     assert 1 <= counts["retry"] <= failing and counts["sent"] + counts["retry"] <= 16
     rows = outbox()
-    retried = [r for r in rows if r.status == "pending" and r.attempts]
-    untouched = [r for r in rows if not r.attempts]
+    retried = [r for r in rows if r.status == "pending" and r.failure_reason]
+    untouched = [r for r in rows if r.status == "pending" and not r.failure_reason]
     assert len(retried) == counts["retry"] and len([r for r in rows if r.status == "sent"]) == counts["sent"]
     assert all(r.failure_reason.startswith("gateway error") for r in retried)
-    assert {(r.attempts, r.next_attempt_at) for r in retried} == {(1, t0 + timedelta(seconds=10))}
-    assert {(r.status, r.next_attempt_at) for r in untouched} == {("pending", None)}
+    assert {(r.attempts, r.next_attempt_at) for r in retried + untouched} == {(0, None)}
     assert len(untouched) == 40 - counts["sent"] - counts["retry"]
 
     # Later jobs spend the gateway's remaining failures the same way; then everything not yet
@@ -394,8 +402,8 @@ def test_a_gateway_failing_mid_burst_loses_nothing_and_stops_the_job(app, gatewa
     assert {r.status for r in rows} == {"sent"}
     assert handed_over(gateway) == promised(rows)
     assert gateway.requests_seen == 40 + failing
-    # An attempt is a call: no row was claimed again without one (left ``sending`` by a job).
-    assert sum(r.attempts for r in rows) == 40 + failing
+    # An attempt is an accepted call here: the gateway's failures cost none.
+    assert sum(r.attempts for r in rows) == 40
 
 
 def in_thread(app, work):

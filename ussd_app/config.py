@@ -90,6 +90,11 @@ class Config:
     # Retry backoff after a transient failure: base * 2**(attempt - 1) seconds, capped.
     SMS_RETRY_BASE_SECONDS = _int("TUMA_SMS_RETRY_BASE_SECONDS", 10)
     SMS_RETRY_MAX_SECONDS = _int("TUMA_SMS_RETRY_MAX_SECONDS", 1800)
+    # While the gateway (or our account) fails every call, no sender calls it for this pause,
+    # then one probes with one message; each failed probe doubles it, capped (sms/circuit.py).
+    # Such failures cost the messages no attempt.
+    SMS_GATEWAY_PAUSE_SECONDS = _int("TUMA_SMS_GATEWAY_PAUSE_SECONDS", 10)
+    SMS_GATEWAY_PAUSE_MAX_SECONDS = _int("TUMA_SMS_GATEWAY_PAUSE_MAX_SECONDS", 300)
     # Seconds after which a message claimed by a sender that never recorded an answer (it was
     # killed) is claimed again; a live sender renews its claims while its lanes run. Always kept
     # above the SDK's connect + read timeouts.

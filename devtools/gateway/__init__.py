@@ -16,7 +16,9 @@ runs in a thread, or ``POST /_gateway/faults`` (JSON) when it runs as a process:
 - ``refuse(phone, status_code=403, times=None)``: that number gets a per-recipient refusal
   (every time, or the next ``times`` times);
 - ``hold_next(times, after=0)``: after ``after`` more requests, the next ``times`` wait until
-  ``release()`` (a gateway that hangs).
+  ``release()`` (a gateway that hangs);
+- ``outage(http_status=503)``: every request gets that HTTP status until ``recover()`` (a
+  gateway down for everyone, however long).
 
 Other products plug in as blueprints on the same app (airtime ``/version1/airtime/send``, SIM
 swap insights): a module with its state and a blueprint factory, registered in ``create_gateway``.
@@ -89,6 +91,7 @@ class Gateway:
     _fail_after: int = 0
     _refusals: dict[str, list] = field(default_factory=dict, repr=False)
     _hold_after: int = 0
+    _outage: int | None = None
     _holds: int = 0
     _held: int = 0
     _released: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -114,6 +117,14 @@ class Gateway:
     def release(self) -> None:
         self._released.set()
 
+    def outage(self, http_status: int = 503) -> None:
+        with self._lock:
+            self._outage = http_status
+
+    def recover(self) -> None:
+        with self._lock:
+            self._outage = None
+
     @property
     def held(self) -> int:
         """How many requests are waiting for ``release()`` right now."""
@@ -135,6 +146,8 @@ class Gateway:
                 self._holds -= 1
                 self._held += 1
                 return None, True
+            if self._outage is not None:
+                return self._outage, False
             if self._failures and self._fail_after:
                 self._fail_after -= 1
                 return None, False
@@ -215,6 +228,10 @@ def _messaging(gateway: Gateway) -> Blueprint:
                 gateway.hold_next(int(spec["hold_next"]), int(spec.get("after", 0)))
             if spec.get("release"):
                 gateway.release()
+            if "outage" in spec:
+                gateway.outage(int(spec["outage"]))
+            if spec.get("recover"):
+                gateway.recover()
         except (TypeError, ValueError):
             return jsonify({"error": "bad fault spec"}), 400
         return jsonify({"ok": True})

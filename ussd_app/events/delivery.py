@@ -1,5 +1,5 @@
 """Delivering events: claim, POST, record, a small batch at a time (the shape of
-``sms/sender.py``).
+``sms/sender/``).
 
 1. **Claim** (one committed transaction): up to ``EVENT_CLAIM_BATCH`` due deliveries
    (``pending`` and due, or ``sending`` for longer than the claim timeout: their job died),

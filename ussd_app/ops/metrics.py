@@ -13,6 +13,7 @@ model's (``ussd_app/reports.py``), which the back office asks too.
 """
 
 import os
+from datetime import UTC
 
 from flask import current_app
 from prometheus_client import (
@@ -104,6 +105,23 @@ class StateCollector:
             sms.add_metric([status], count)
         yield sms
         session.rollback()  # end the read transaction (SQLite holds the write lock in one)
+
+        # The SMS gateway's circuit (sms/circuit.py): open while Africa's Talking fails every call.
+        from ..sms import circuit
+
+        state = circuit.read()
+        down = GaugeMetricFamily(
+            "tuma_sms_gateway_down",
+            "1 while the SMS gateway (or our account) fails every call and senders hold off (sms/circuit.py)",
+        )
+        down.add_metric([], 1 if state is not None else 0)
+        yield down
+        since = GaugeMetricFamily(
+            "tuma_sms_gateway_down_since_seconds",
+            "When the SMS gateway was first seen down in this outage (Unix time; 0 when it is up)",
+        )
+        since.add_metric([], state.since.replace(tzinfo=UTC).timestamp() if state is not None else 0)
+        yield since
 
         depth = GaugeMetricFamily("tuma_queue_depth", "Jobs waiting in each rq queue", labels=["queue"])
         failed = GaugeMetricFamily(

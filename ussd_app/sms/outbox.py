@@ -1,6 +1,6 @@
 """The transactional outbox: SMS written in the same database transaction as the posting.
 
-A row is the promise that a message will be sent; a separate job sends it (``sender.py``), so
+A row is the promise that a message will be sent; a separate job sends it (``sender/``), so
 no network call ever happens inside a ledger transaction.
 
 Life of a row::
@@ -62,7 +62,7 @@ class OutboxMessage(db.Model):
             sqlite_where=text("status = 'sending'"),
         ),
         # Each number's unfinished rows in id order, and only those (migration 0018): what a claim reads
-        # (sender._unfinished_rows) without walking the number's sent history.
+        # (sender.claims._unfinished_rows) without walking the number's sent history.
         Index(
             "ix_outbox_messages_unfinished",
             "phone",
