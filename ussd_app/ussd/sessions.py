@@ -104,9 +104,16 @@ def _loads(raw: str | bytes):
 def text_digest(session_id: str, text: str) -> str:
     """Recognises a repeated request without keeping its text, which may hold a PIN. Keyed,
     so the 10,000 possible PINs cannot be tried against it without the server's secret."""
-    key = current_app.config["SECRET_KEY"].encode()
-    # hmac.digest: the same HMAC-SHA256 in one call into OpenSSL, without an HMAC object
-    return hmac.digest(key, f"{session_id}\x00{text}".encode(), "sha256").hex()
+    mac = _keyed(current_app.config["SECRET_KEY"]).copy()
+    mac.update(f"{session_id}\x00{text}".encode())
+    return mac.hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _keyed(key: str):
+    """HMAC-SHA256 keyed with ``key``, copied for each digest: OpenSSL's look-up of the hash and
+    the key's padding made once, where ``hmac.digest`` made them every hop (a third of it)."""
+    return hmac.new(key.encode(), digestmod="sha256")
 
 
 def _session_key(session_id: str) -> str:
