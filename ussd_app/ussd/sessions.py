@@ -7,9 +7,10 @@ Both expire on their own; nothing here needs cleaning up.
 
 The JSON is written and read by pydantic_core (``_dumps``, ``_loads``; pydantic's own core, a
 runtime dependency already): the same documents as ``json.dumps`` and ``json.loads`` give, in
-about a third of their instructions (a session's encode and decode were the largest cost of a
-menu hop above the floor's; bench/analysis.md). Its text is compact and UTF-8 where json
-writes ", " and ``\\u`` escapes: the same document to any reader, older sessions included.
+about a third of their instructions (json's encode and decode of a session were a third of
+what a menu hop cost above bench/floor_app.py's, by callgrind). Its text is compact and UTF-8
+where json writes ", " and ``\\u`` escapes: the same document to any reader, older sessions
+included.
 """
 
 import functools
