@@ -392,3 +392,39 @@ def test_a_newcomer_who_chose_kiswahili_is_offered_back_in_kiswahili(client):
     Phone(client, "0712000999").walk("2", "Amina")  # drops at the last name
     body = screen(Phone(client, "0712000999").dial())
     assert body == "Endelea kujisajili kama Amina?\n1. Ndiyo\n2. Hapana, anza upya"
+
+
+ODD_DATA = {
+    "name": "Wanjirũ Ñandú €",  # non-ASCII: written as UTF-8, not escaped
+    "nul": "a\x00b",
+    "big": 2**70,
+    "at": 1796251707.723726,
+    "items": [["1", "x"], ["2", None]],
+    "empty": {},
+}
+
+
+@pytest.mark.parametrize("lone", [False, True])
+def test_a_stored_session_reads_back_as_json_would_read_it(lone):
+    """The session's JSON (pydantic_core's, compact) is the document json.dumps gives: read
+    back the same, by json as by the session, odd text included; a session stored as
+    json.dumps wrote it (the earlier form) is read the same; and a lone surrogate (a gateway's
+    JSON may carry one), which pydantic_core refuses, is written and read by json."""
+    data = {**ODD_DATA, "lone": "\ud800"} if lone else dict(ODD_DATA)
+    stored = sessions.StoredSession(
+        phone="+254712000111",
+        conversation=Conversation(state="toy.a", history=["toy.home"], marks=[dict(data)]),
+        data=data,
+        last_text="d" * 64,
+        last_reply="CON Ñandú\n1. Yes",
+        answered_at=1796251709.3277485,
+        caller={"user_id": 7, "at": 1796251706.588876, "locked_until": None},
+    )
+    raw = stored.to_json()
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    assert (", " not in text) != lone  # compact unless json wrote it
+    expected = json.loads(json.dumps(json.loads(raw)))
+    for written in (raw, json.dumps(json.loads(raw))):  # this form, and json's
+        again = sessions.StoredSession.from_json(written)
+        assert again == stored
+        assert json.loads(again.to_json()) == expected

@@ -6,6 +6,7 @@ Anything outside both tables does not fit the alphabet at all (the gateway would
 whole screen to UCS-2 and halve its length), so such a text never "fits".
 """
 
+import functools
 import re
 
 SCREEN_LIMIT = 160
@@ -21,6 +22,9 @@ _NOT_BASIC = re.compile("[^" + re.escape("".join(sorted(BASIC))) + "]")
 _NOT_GSM = re.compile("[^" + re.escape("".join(sorted(BASIC | EXTENSION))) + "]")
 
 
+# Remembered for the texts seen last: a hop measures its screen twice (laying it out, then the
+# last guard, ``render.fit``) and most screens are the same text for everyone (the menus).
+@functools.lru_cache(maxsize=1024)
 def length(text: str) -> int | None:
     """Septets ``text`` takes in GSM 7-bit, or None when it has a character outside it."""
     if _NOT_BASIC.search(text) is None:

@@ -89,8 +89,11 @@ def screen_text(lang: str, head: str, reason: str | None, numbered, page: int) -
 def fit(text: str) -> str:
     """The last guard of the 160-character rule: a screen that would not fit is cut (the
     screen-walking test makes sure no designed screen ever needs this)."""
-    text = gsm7.clean(text)
-    if gsm7.fits(text):
+    septets = gsm7.length(text)  # (one scan: a text of the alphabet needs no cleaning)
+    if septets is None:  # a character outside the alphabet: "?" in its place
+        text = gsm7.clean(text)
+        septets = gsm7.length(text)
+    if septets <= gsm7.SCREEN_LIMIT:
         return text
     log.error("screen over %d GSM-7 characters was cut", gsm7.SCREEN_LIMIT)
     return gsm7.shorten(text, gsm7.SCREEN_LIMIT)
