@@ -102,6 +102,25 @@ def test_faults_are_set_over_http(gateway_process):
     assert bad.value.response.status_code == 400
 
 
+def test_an_outage_of_one_number_fails_its_calls_only_until_it_recovers(gateway_process):
+    sms = make_service("sandbox", "dev-key", gateway_process)
+    faults = f"{gateway_process}/_gateway/faults"
+    post_json(faults, {"outage": 500, "phone": "+254712000905"})
+    for _ in range(2):
+        with pytest.raises(AfricasTalkingException):
+            sms.send("poison", ["+254712000905"])
+        [fine] = sms.send("fine", ["+254712000906"])["SMSMessageData"]["Recipients"]
+        assert fine["statusCode"] == 101
+    post_json(faults, {"recover": True, "phone": "+254712000906"})  # another number's: no change
+    with pytest.raises(AfricasTalkingException):
+        sms.send("poison", ["+254712000905"])
+    post_json(faults, {"recover": True, "phone": "+254712000905"})
+    [back] = sms.send("back", ["+254712000905"])["SMSMessageData"]["Recipients"]
+    assert back["statusCode"] == 101
+    inbox = get_json(f"{gateway_process}/messages?phone=%2B254712000905")["messages"]
+    assert [m["message"] for m in inbox] == ["back"]
+
+
 def test_requests_without_credentials_or_fields_are_refused_like_africas_talking(gateway_process):
     url = f"{gateway_process}/version1/messaging"
     no_key = requests.post(url, data={"username": "u", "to": "+254712000904", "message": "m"}, timeout=5)

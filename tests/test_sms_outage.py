@@ -2,7 +2,8 @@
 SDK against the local gateway made to fail for everyone (connection refused, or a 503 on every
 call), then brought back. The receipts keep their attempts, the senders hold off and probe
 with one message, and once the gateway answers every receipt goes, once, in order per number;
-a message the gateway refuses on its own is still given up."""
+a message the gateway refuses on its own is still given up, and so is a "poison" one whose own
+calls fail at the HTTP level (the gateway fine for everyone else), after one pause only."""
 
 import logging
 from datetime import timedelta
@@ -144,3 +145,90 @@ def test_only_one_sender_probes_and_the_probe_goes_to_another_number(app, gatewa
     assert gateway.requests_seen == seen + 3
     assert gateway.inbox()[0].to != state.last_phone
     assert circuit.read() is None
+
+
+POISON = "+254712300177"  # the gateway answers everyone but this number with a 500
+
+
+def test_a_poison_message_is_given_up_after_its_attempts_and_pauses_the_senders_once(
+    app, gateway, small, caplog, monkeypatch
+):
+    monkeypatch.setitem(app.config, "SMS_MAX_ATTEMPTS", 3)
+    caplog.set_level(logging.WARNING, logger="ussd_app.sms.circuit")
+    promise(POISON, body="Poison")  # the oldest row: claimed first, every time it is due
+    expected = {}
+    for phone in NUMBERS:
+        promise(phone, body="Receipt 0")
+        expected[phone] = [f"Receipt 0 for {phone}"]
+    gateway.outage(500, phone=POISON)
+
+    # The sender rung every 15 s, a new receipt promised before each ring: the poison row is
+    # retried with its backoff (10 s, 20 s) until its attempts are spent; the others go as usual.
+    moment = utcnow()
+    paused = late = 0
+    for i in range(1, 9):
+        phone = NUMBERS[i % len(NUMBERS)]
+        promise(phone, body=f"Receipt {i}")
+        expected[phone].append(f"Receipt {i} for {phone}")
+        counts = send_at(moment)
+        paused += counts["paused"]
+        late += f"Receipt {i} for {phone}" not in bodies(gateway, phone)
+        moment += MAINTAIN_EVERY
+
+    [poison] = outbox(phone=POISON)
+    assert (poison.status, poison.attempts) == ("failed", 3)
+    assert poison.failure_reason == "gateway error: Internal Server Error (this number only)"
+    assert bodies(gateway, POISON) == []
+    assert {(r.status, r.attempts) for r in outbox() if r.phone != POISON} == {("sent", 1)}
+    for phone in NUMBERS:
+        assert bodies(gateway, phone) == expected[phone]  # once each, in order
+    # Its first failure was taken for the gateway's: one pause (10 s, over by the next ring),
+    # then the probe to another number closed it; never again after that.
+    assert paused == 1 and late <= 1
+    said = [r.getMessage() for r in caplog.records if r.name == "ussd_app.sms.circuit"]
+    assert len(said) == 2
+    assert said[0].startswith("sms gateway down") and said[1].startswith("sms gateway answers")
+    assert circuit.read() is None
+
+
+def test_an_outage_while_a_number_is_suspect_costs_at_most_its_one_row_an_attempt(
+    app, gateway, small, monkeypatch
+):
+    monkeypatch.setitem(app.config, "SMS_MAX_ATTEMPTS", 3)
+    promise(POISON, *NUMBERS)
+    gateway.outage(500, phone=POISON)
+    t0 = utcnow()
+    send_at(t0)  # the poison row's failure opens the circuit
+    promise(NUMBERS[0], body="Next")  # (the probe goes to another number than the poison one)
+    send_at(t0 + MAINTAIN_EVERY)  # the probe closes it; the poison row spends its attempt 1
+    [poison] = outbox(phone=POISON)
+    assert (poison.status, poison.attempts) == ("pending", 1) and circuit.read() is None
+
+    # Then the gateway fails for everyone while the poison number is still suspect.
+    gateway.recover(POISON)
+    gateway.outage(503)
+    promise(*NUMBERS, body="Later")
+    moment = t0 + MAINTAIN_EVERY
+    for _ in range(12):
+        moment += MAINTAIN_EVERY
+        send_at(moment)
+    assert circuit.read() is not None
+    rows = outbox()
+    assert {(r.status, r.attempts) for r in rows if r.body.startswith("Later")} == {("pending", 0)}
+    [poison] = [r for r in rows if r.phone == POISON]
+    assert poison.status == "pending" and poison.attempts <= 2  # at most one more, its own
+
+    gateway.recover()
+    for _ in range(10):
+        if {r.status for r in outbox()} == {"sent"}:
+            break
+        moment += timedelta(minutes=1)
+        send_at(moment)
+    assert {r.status for r in outbox()} == {"sent"}
+    assert len(bodies(gateway, POISON)) == 1
+    for phone in NUMBERS:
+        assert bodies(gateway, phone) == [
+            f"Test message for {phone}",
+            *([f"Next for {phone}"] if phone == NUMBERS[0] else []),
+            f"Later for {phone}",
+        ]

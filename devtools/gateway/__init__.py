@@ -18,7 +18,9 @@ runs in a thread, or ``POST /_gateway/faults`` (JSON) when it runs as a process:
 - ``hold_next(times, after=0)``: after ``after`` more requests, the next ``times`` wait until
   ``release()`` (a gateway that hangs);
 - ``outage(http_status=503)``: every request gets that HTTP status until ``recover()`` (a
-  gateway down for everyone, however long).
+  gateway down for everyone, however long); ``outage(http_status, phone=...)``: only requests
+  to that number do, until ``recover(phone)`` or ``recover()`` (a "poison" message: its own
+  call fails at the HTTP level while the gateway answers everyone else).
 
 Other products plug in as blueprints on the same app (airtime ``/version1/airtime/send``, SIM
 swap insights): a module with its state and a blueprint factory, registered in ``create_gateway``.
@@ -92,6 +94,7 @@ class Gateway:
     _refusals: dict[str, list] = field(default_factory=dict, repr=False)
     _hold_after: int = 0
     _outage: int | None = None
+    _phone_outages: dict[str, int] = field(default_factory=dict, repr=False)
     _holds: int = 0
     _held: int = 0
     _released: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -117,13 +120,21 @@ class Gateway:
     def release(self) -> None:
         self._released.set()
 
-    def outage(self, http_status: int = 503) -> None:
+    def outage(self, http_status: int = 503, phone: str | None = None) -> None:
         with self._lock:
-            self._outage = http_status
+            if phone is None:
+                self._outage = http_status
+            else:
+                self._phone_outages[phone] = http_status
 
-    def recover(self) -> None:
+    def recover(self, phone: str | None = None) -> None:
+        """End the outage of ``phone`` only, or (None) every outage."""
         with self._lock:
-            self._outage = None
+            if phone is None:
+                self._outage = None
+                self._phone_outages.clear()
+            else:
+                self._phone_outages.pop(phone, None)
 
     @property
     def held(self) -> int:
@@ -153,6 +164,14 @@ class Gateway:
                 return None, False
             return (self._failures.pop(0) if self._failures else None), False
 
+    def _phone_outage(self, to: str | None) -> int | None:
+        """The HTTP status of an outage of one of the request's numbers (``outage(phone=...)``)."""
+        with self._lock:
+            if not self._phone_outages:
+                return None
+            numbers = (n.strip() for n in (to or "").split(","))
+            return next((self._phone_outages[n] for n in numbers if n in self._phone_outages), None)
+
     def _refusal(self, number: str) -> int:
         """The statusCode for ``number`` (101 unless refused). Caller holds the lock."""
         refusal = self._refusals.get(number)
@@ -171,6 +190,8 @@ class Gateway:
             self._released.wait()
             with self._lock:
                 self._held -= 1
+        if status is None:
+            status = self._phone_outage(form.get("to"))
         if status is not None:
             return "Internal Server Error" if status >= 500 else "Request failed", status
         if not api_key or (self.api_key is not None and api_key != self.api_key):
@@ -228,10 +249,11 @@ def _messaging(gateway: Gateway) -> Blueprint:
                 gateway.hold_next(int(spec["hold_next"]), int(spec.get("after", 0)))
             if spec.get("release"):
                 gateway.release()
+            phone = str(spec["phone"]) if spec.get("phone") else None
             if "outage" in spec:
-                gateway.outage(int(spec["outage"]))
+                gateway.outage(int(spec["outage"]), phone)
             if spec.get("recover"):
-                gateway.recover()
+                gateway.recover(phone)
         except (TypeError, ValueError):
             return jsonify({"error": "bad fault spec"}), 400
         return jsonify({"ok": True})

@@ -15,6 +15,20 @@ first), so per-number order holds across the outage. Per-message refusals (403/4
 and per-recipient transient codes such as 407 or a recipient's 500) are the message's: they
 spend attempts and end ``failed`` as before, and the circuit stays closed.
 
+A **suspect** keeps one message from passing its own failure off as the gateway's forever (a
+"poison" message whose own call fails at the HTTP level or times out while the gateway answers
+everyone else: it would cost no attempt, open the circuit, the probe to another number would
+close it, and it would be claimed again, pausing every sender each time). When a probe closes
+the circuit, the number whose call failed last (``State.last_phone``) becomes the suspect
+(``SUSPECT_KEY``, for ``SMS_GATEWAY_PAUSE_MAX_SECONDS``). While the circuit is closed, a
+gateway-type failure of the suspect's row is taken as the message's own (``sender.lanes``):
+it spends its attempt with the usual backoff (so ``SMS_MAX_ATTEMPTS`` bounds it and it ends
+``failed``), stops no other lane and opens no circuit; each such failure keeps the number
+suspect past its backoff (``keep_suspect``), so a poison row pauses the senders once, not once
+per attempt. The price: if the gateway goes down again while a number is suspect, that
+number's one row in flight spends one attempt (the other rows still open the circuit and
+spend none); a real outage costs no other row an attempt.
+
 The state is one Redis key that every sender reads before it claims (a JSON value: when the
 gateway was first seen down, until when nobody calls it, how many failures in a row, the last
 reason, the number whose call failed last). Times are the senders' ``now`` (``utcnow()``, or
@@ -40,6 +54,7 @@ log = logging.getLogger(__name__)
 
 KEY = "tuma:sms:gateway"
 PROBE_KEY = "tuma:sms:gateway:probe"
+SUSPECT_KEY = "tuma:sms:gateway:suspect"  # the number whose failure last opened it, once closed
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,35 @@ def read() -> State | None:
     except (TypeError, ValueError) as exc:
         log.warning("sms gateway circuit: unreadable state (%s); treated as closed", exc)
         return None
+
+
+def look() -> tuple[State | None, str | None]:
+    """The circuit's state (as ``read``) and the suspect number (None: none, or Redis cannot
+    be read), in one round trip."""
+    try:
+        raw, suspect = get_redis().mget(KEY, SUSPECT_KEY)
+    except redis.RedisError as exc:
+        log.warning("sms gateway circuit: Redis unreadable (%s); treated as closed", type(exc).__name__)
+        return None, None
+    if isinstance(suspect, bytes):
+        suspect = suspect.decode()
+    if raw is None:
+        return None, suspect
+    try:
+        return State(**json.loads(raw)), suspect
+    except (TypeError, ValueError) as exc:
+        log.warning("sms gateway circuit: unreadable state (%s); treated as closed", exc)
+        return None, suspect
+
+
+def keep_suspect(phone: str, seconds: float = 0) -> None:
+    """``phone``'s gateway-type failures are its own for ``SMS_GATEWAY_PAUSE_MAX_SECONDS`` more
+    than ``seconds`` (its row's backoff, so its next attempt still finds it suspect)."""
+    ttl = max(1, int(current_app.config["SMS_GATEWAY_PAUSE_MAX_SECONDS"] + seconds + 0.999))
+    try:
+        get_redis().set(SUSPECT_KEY, phone, ex=ttl)
+    except redis.RedisError as exc:
+        log.warning("sms gateway circuit: Redis unwritable (%s)", type(exc).__name__)
 
 
 def take_probe(seconds: float) -> bool:
@@ -136,11 +180,14 @@ def failed(now: datetime, reason: str, phone: str | None, *, probe: bool = False
 
 
 def closed(now: datetime, state: State) -> None:
-    """The probe was answered: every sender sends again."""
+    """The probe was answered: every sender sends again, the number whose call failed last a
+    suspect (the module's docstring)."""
     try:
         get_redis().delete(KEY)
     except redis.RedisError as exc:
         log.warning("sms gateway circuit: Redis unwritable (%s)", type(exc).__name__)
+    if state.last_phone:
+        keep_suspect(state.last_phone)
     log.warning(
         "sms gateway answers again after %d s down (%d failures in a row): sends resume",
         (now - state.since).total_seconds(),

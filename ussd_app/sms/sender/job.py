@@ -20,7 +20,7 @@ from .claims import Claim, claim_lanes, claim_timeout, extend_lane
 from .connection import _again_if_lost, _one_connection
 from .gateway import Outcome, hand_over
 from .lanes import _Lane, _Lanes
-from .records import _record_all, _unclaim, record_batch, renew
+from .records import _record_all, _unclaim, backoff, record_batch, renew
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
     depth = max(1, config["SMS_LANE_DEPTH"])
     if limit < 1:
         return counts
-    state = circuit.read()
+    state, suspect = circuit.look()
     if state is not None and state.open_at(now or utcnow()):
         counts["paused"] = 1  # nobody calls the gateway before the pause is over
         return counts
@@ -157,6 +157,8 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
                     counts["paused"] = 1
                     return counts
                 limit -= probed
+                suspect = state.last_phone  # the probe closed the circuit
+            lanes.suspect = suspect
             if limit < 1:
                 return counts
             with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool:
@@ -173,6 +175,9 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
         client.close_idle()  # the connections the job's lanes passed on to one another
     if lanes.outage is not None:
         circuit.failed(now or utcnow(), lanes.outage[1], lanes.outage[0])
+    if lanes.suspect and lanes.suspect_failed is not None and lanes.suspect_failed < lanes.max_attempts:
+        # Still suspect when its row is due again: its next failure is its own too.
+        circuit.keep_suspect(lanes.suspect, backoff(lanes.suspect_failed).total_seconds())
     bug = next((error for error in lanes.errors if error is not None), None)
     if bug is not None:
         raise bug  # its row stays ``sending`` and is claimed again after the timeout

@@ -4,7 +4,7 @@ thread, each once the one before was answered (the package's docstring, step 2).
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ...africas_talking import SmsClient
 from .claims import Claim
@@ -84,6 +84,11 @@ class _Lanes:
     # The first answer that was the gateway's failure (``Answer.pause``), as the job's thread
     # recorded it: (the number, the reason). It opens the gateway's circuit once the job ends.
     outage: tuple[str, str] | None = None
+    # The circuit's suspect (circuit.py), read while the circuit was closed: its gateway-type
+    # failure is its own (it spends its attempt, stops no lane, opens no circuit); and the
+    # attempt of its row that failed so, if one did.
+    suspect: str | None = None
+    suspect_failed: int | None = None
 
     def held(self, lane: _Lane) -> bool:
         """A call started now ends (answered or timed out) before the lane's claim could time
@@ -116,6 +121,9 @@ class _Lanes:
                 return
             try:
                 answer = hand_over(self.client, taken.phone, taken.body)
+                if answer.pause and taken.phone == self.suspect:
+                    answer = replace(answer, pause=False, reason=f"{answer.reason} (this number only)")
+                    self.suspect_failed = taken.attempt
             except BaseException:
                 self.places.release()  # nothing to record: the row stays claimed until its timeout
                 self._release(lane.close_from(i + 1))
