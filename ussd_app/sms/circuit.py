@@ -25,9 +25,13 @@ gateway-type failure of the suspect's row is taken as the message's own (``sende
 it spends its attempt with the usual backoff (so ``SMS_MAX_ATTEMPTS`` bounds it and it ends
 ``failed``), stops no other lane and opens no circuit; each such failure keeps the number
 suspect past its backoff (``keep_suspect``), so a poison row pauses the senders once, not once
-per attempt. The price: if the gateway goes down again while a number is suspect, that
+per attempt. The price: if the gateway goes down again (flaps) while a number is suspect, that
 number's one row in flight spends one attempt (the other rows still open the circuit and
-spend none); a real outage costs no other row an attempt.
+spend none); a real outage costs no other row an attempt. The suspect's time is Redis's own
+(the key's TTL), not the senders' ``now``. A poison row with no other number due is its own
+probe: it keeps the circuit open (pausing nobody else) until another number's row is due,
+whose probe closes it (after at most ``SMS_GATEWAY_PAUSE_MAX_SECONDS``). One suspect at a
+time: two poison numbers can be each other's probe.
 
 The state is one Redis key that every sender reads before it claims (a JSON value: when the
 gateway was first seen down, until when nobody calls it, how many failures in a row, the last
