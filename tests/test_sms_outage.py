@@ -232,3 +232,25 @@ def test_an_outage_while_a_number_is_suspect_costs_at_most_its_one_row_an_attemp
             *([f"Next for {phone}"] if phone == NUMBERS[0] else []),
             f"Later for {phone}",
         ]
+
+
+def test_two_poison_messages_are_not_each_others_probe_and_both_are_given_up(
+    app, gateway, small, monkeypatch
+):
+    monkeypatch.setitem(app.config, "SMS_MAX_ATTEMPTS", 2)
+    monkeypatch.setitem(app.config, "SMS_CLAIM_BATCH", 1)  # one lane: the poison rows go first, one by one
+    other = "+254712300178"
+    promise(POISON, other, body="Poison")  # the two oldest rows
+    gateway.outage(500, phone=POISON)
+    gateway.outage(502, phone=other)
+    moment = utcnow()
+    for i in range(8):
+        promise(NUMBERS[0], body=f"Receipt {i}")
+        send_at(moment)
+        moment += MAINTAIN_EVERY
+    assert {(r.phone, r.status, r.attempts) for r in outbox() if r.body.startswith("Poison")} == {
+        (POISON, "failed", 2),
+        (other, "failed", 2),
+    }
+    assert bodies(gateway, NUMBERS[0]) == [f"Receipt {i} for {NUMBERS[0]}" for i in range(8)]
+    assert circuit.read() is None

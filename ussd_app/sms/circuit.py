@@ -15,23 +15,24 @@ first), so per-number order holds across the outage. Per-message refusals (403/4
 and per-recipient transient codes such as 407 or a recipient's 500) are the message's: they
 spend attempts and end ``failed`` as before, and the circuit stays closed.
 
-A **suspect** keeps one message from passing its own failure off as the gateway's forever (a
+A **suspect** keeps a message from passing its own failure off as the gateway's forever (a
 "poison" message whose own call fails at the HTTP level or times out while the gateway answers
 everyone else: it would cost no attempt, open the circuit, the probe to another number would
-close it, and it would be claimed again, pausing every sender each time). When a probe closes
-the circuit, the number whose call failed last (``State.last_phone``) becomes the suspect
-(``SUSPECT_KEY``, for ``SMS_GATEWAY_PAUSE_MAX_SECONDS``). While the circuit is closed, a
-gateway-type failure of the suspect's row is taken as the message's own (``sender.lanes``):
-it spends its attempt with the usual backoff (so ``SMS_MAX_ATTEMPTS`` bounds it and it ends
-``failed``), stops no other lane and opens no circuit; each such failure keeps the number
-suspect past its backoff (``keep_suspect``), so a poison row pauses the senders once, not once
-per attempt. The price: if the gateway goes down again (flaps) while a number is suspect, that
-number's one row in flight spends one attempt (the other rows still open the circuit and
-spend none); a real outage costs no other row an attempt. The suspect's time is Redis's own
-(the key's TTL), not the senders' ``now``. A poison row with no other number due is its own
-probe: it keeps the circuit open (pausing nobody else) until another number's row is due,
-whose probe closes it (after at most ``SMS_GATEWAY_PAUSE_MAX_SECONDS``). One suspect at a
-time: two poison numbers can be each other's probe.
+close it, and it would be claimed again, pausing every sender each time). Each probe goes to
+another number than every one whose call failed in this outage (``State.phones``, the last
+``SUSPECTS_MAX``), so a few poison messages cannot be each other's failed probes. When a probe
+closes the circuit, those numbers become suspects (``SUSPECT_KEY``, each for
+``SMS_GATEWAY_PAUSE_MAX_SECONDS``). While the circuit is closed, a gateway-type failure of a
+suspect's row is taken as the message's own (``sender.lanes``): it spends its attempt with the
+usual backoff (so ``SMS_MAX_ATTEMPTS`` bounds it and it ends ``failed``), stops no other lane
+and opens no circuit; each such failure keeps its number suspect past its backoff
+(``keep_suspects``), so a poison message pauses the senders once, not once per attempt. The
+price: if the gateway goes down again (flaps) while numbers are suspect, each suspect's one row
+in flight spends one attempt (the other rows still open the circuit and spend none); a real
+outage costs no other row an attempt. The suspects' time is the wall clock's (``time.time``),
+not the senders' ``now``. A poison row with no other number due is its own probe: it keeps the
+circuit open (pausing nobody else) until another number's row is due, whose probe closes it
+(after at most ``SMS_GATEWAY_PAUSE_MAX_SECONDS``).
 
 The state is one Redis key that every sender reads before it claims (a JSON value: when the
 gateway was first seen down, until when nobody calls it, how many failures in a row, the last
@@ -46,6 +47,7 @@ scrape time).
 
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -58,7 +60,9 @@ log = logging.getLogger(__name__)
 
 KEY = "tuma:sms:gateway"
 PROBE_KEY = "tuma:sms:gateway:probe"
-SUSPECT_KEY = "tuma:sms:gateway:suspect"  # the number whose failure last opened it, once closed
+# Once closed, the numbers whose calls failed in the outage: JSON {number: until, epoch seconds}.
+SUSPECT_KEY = "tuma:sms:gateway:suspects"
+SUSPECTS_MAX = 5  # numbers remembered per outage (State.phones): probes skip them, then suspects
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,11 @@ class State:
     until: str  # ISO time before which no sender calls the gateway
     failures: int  # failures in a row (the first, then each failed probe)
     reason: str
-    last_phone: str | None = None  # whose call failed last: the next probe goes to another number
+    last_phone: str | None = None  # whose call failed last
+    phones: list[str] | None = None  # whose calls failed in this outage (newest last): probes skip them
+
+    def failed_phones(self) -> list[str]:
+        return list(self.phones or ([self.last_phone] if self.last_phone else []))
 
     def open_at(self, now: datetime) -> bool:
         return now < datetime.fromisoformat(self.until)
@@ -101,31 +109,45 @@ def read() -> State | None:
         return None
 
 
-def look() -> tuple[State | None, str | None]:
-    """The circuit's state (as ``read``) and the suspect number (None: none, or Redis cannot
-    be read), in one round trip."""
+def look() -> tuple[State | None, set[str]]:
+    """The circuit's state (as ``read``) and the suspect numbers (none when Redis cannot be
+    read), in one round trip."""
     try:
-        raw, suspect = get_redis().mget(KEY, SUSPECT_KEY)
+        raw, suspects = get_redis().mget(KEY, SUSPECT_KEY)
     except redis.RedisError as exc:
         log.warning("sms gateway circuit: Redis unreadable (%s); treated as closed", type(exc).__name__)
-        return None, None
-    if isinstance(suspect, bytes):
-        suspect = suspect.decode()
-    if raw is None:
-        return None, suspect
+        return None, set()
     try:
-        return State(**json.loads(raw)), suspect
+        state = None if raw is None else State(**json.loads(raw))
     except (TypeError, ValueError) as exc:
         log.warning("sms gateway circuit: unreadable state (%s); treated as closed", exc)
-        return None, suspect
+        state = None
+    return state, set(_suspects(suspects))
 
 
-def keep_suspect(phone: str, seconds: float = 0) -> None:
-    """``phone``'s gateway-type failures are its own for ``SMS_GATEWAY_PAUSE_MAX_SECONDS`` more
-    than ``seconds`` (its row's backoff, so its next attempt still finds it suspect)."""
-    ttl = max(1, int(current_app.config["SMS_GATEWAY_PAUSE_MAX_SECONDS"] + seconds + 0.999))
+def _suspects(raw) -> dict[str, float]:
+    """The live suspects in ``SUSPECT_KEY``'s value: {number: until}."""
     try:
-        get_redis().set(SUSPECT_KEY, phone, ex=ttl)
+        kept = json.loads(raw) if raw is not None else {}
+        now = time.time()
+        return {str(phone): float(until) for phone, until in kept.items() if float(until) > now}
+    except (TypeError, ValueError, AttributeError):
+        return {}
+
+
+def keep_suspects(phones: dict[str, float]) -> None:
+    """Each number's gateway-type failures are its own for ``SMS_GATEWAY_PAUSE_MAX_SECONDS``
+    more than its seconds (its row's backoff, so its next attempt still finds it suspect)."""
+    if not phones:
+        return
+    longest = current_app.config["SMS_GATEWAY_PAUSE_MAX_SECONDS"]
+    now = time.time()
+    try:
+        client = get_redis()
+        kept = _suspects(client.get(SUSPECT_KEY))  # two senders at once: one's may be lost (benign)
+        kept.update({phone: now + longest + seconds for phone, seconds in phones.items()})
+        ttl = max(1, int(max(kept.values()) - now + 1))
+        client.set(SUSPECT_KEY, json.dumps(kept), ex=ttl)
     except redis.RedisError as exc:
         log.warning("sms gateway circuit: Redis unwritable (%s)", type(exc).__name__)
 
@@ -155,12 +177,15 @@ def failed(now: datetime, reason: str, phone: str | None, *, probe: bool = False
         return current
     failures = current.failures + 1 if current is not None else 1
     wait = pause(failures)
+    earlier = [p for p in current.failed_phones() if p != phone] if current is not None else []
+    phones = (earlier + [phone])[-SUSPECTS_MAX:] if phone else earlier
     state = State(
         down_since=current.down_since if current is not None else now.isoformat(),
         until=(now + wait).isoformat(),
         failures=failures,
         reason=(reason or "")[:120],
         last_phone=phone,
+        phones=phones,
     )
     try:
         get_redis().set(KEY, json.dumps(asdict(state)))
@@ -184,14 +209,13 @@ def failed(now: datetime, reason: str, phone: str | None, *, probe: bool = False
 
 
 def closed(now: datetime, state: State) -> None:
-    """The probe was answered: every sender sends again, the number whose call failed last a
-    suspect (the module's docstring)."""
+    """The probe was answered: every sender sends again, the numbers whose calls failed in the
+    outage suspects (the module's docstring)."""
     try:
         get_redis().delete(KEY)
     except redis.RedisError as exc:
         log.warning("sms gateway circuit: Redis unwritable (%s)", type(exc).__name__)
-    if state.last_phone:
-        keep_suspect(state.last_phone)
+    keep_suspects(dict.fromkeys(state.failed_phones(), 0.0))
     log.warning(
         "sms gateway answers again after %d s down (%d failures in a row): sends resume",
         (now - state.since).total_seconds(),

@@ -73,7 +73,7 @@ read. The rows go back in order (a number's row that failed first), so they keep
 when the gateway is back. Per-message refusals (403/404/406/409 at once, other per-recipient
 codes after ``SMS_MAX_ATTEMPTS``) still end ``failed``, and open no circuit; so does a
 "poison" message's own HTTP-level failure once the probe that closed the circuit made its
-number a suspect (``circuit.py``, ``_Lanes.suspect``).
+number a suspect (``circuit.py``, ``_Lanes.suspects``).
 
 So a row is handed to the gateway at most once per attempt, and a row recorded as sent is
 never handed over again. A lane hands a row over only while it holds one of

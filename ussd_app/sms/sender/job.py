@@ -136,7 +136,7 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
     depth = max(1, config["SMS_LANE_DEPTH"])
     if limit < 1:
         return counts
-    state, suspect = circuit.look()
+    state, suspects = circuit.look()
     if state is not None and state.open_at(now or utcnow()):
         counts["paused"] = 1  # nobody calls the gateway before the pause is over
         return counts
@@ -157,8 +157,8 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
                     counts["paused"] = 1
                     return counts
                 limit -= probed
-                suspect = state.last_phone  # the probe closed the circuit
-            lanes.suspect = suspect
+                suspects = set(state.failed_phones())  # the probe closed the circuit
+            lanes.suspects = frozenset(suspects)
             if limit < 1:
                 return counts
             with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sms-lane") as pool:
@@ -175,9 +175,14 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
         client.close_idle()  # the connections the job's lanes passed on to one another
     if lanes.outage is not None:
         circuit.failed(now or utcnow(), lanes.outage[1], lanes.outage[0])
-    if lanes.suspect and lanes.suspect_failed is not None and lanes.suspect_failed < lanes.max_attempts:
-        # Still suspect when its row is due again: its next failure is its own too.
-        circuit.keep_suspect(lanes.suspect, backoff(lanes.suspect_failed).total_seconds())
+    # Still suspect when its row is due again: its next failure is its own too.
+    circuit.keep_suspects(
+        {
+            phone: backoff(attempt).total_seconds()
+            for phone, attempt in lanes.suspects_failed.items()
+            if attempt < lanes.max_attempts
+        }
+    )
     bug = next((error for error in lanes.errors if error is not None), None)
     if bug is not None:
         raise bug  # its row stays ``sending`` and is claimed again after the timeout
@@ -187,14 +192,14 @@ def send_due(session, client: SmsClient, limit: int, now: datetime | None = None
 
 def _probe(session, client: SmsClient, state: circuit.State, counts: dict, now) -> int | None:
     """The gateway's circuit is past its pause: hand over one row (the oldest due, of another
-    number than the call that failed last when one is due) and record its answer, unless
+    number than every call that failed in this outage when one is due) and record its answer, unless
     another sender is probing. How many rows it took (0: nothing due) once the gateway
     answered, the circuit closed; None while it is still open (the probe failed: a longer
     pause; or another sender's probe is in flight, or nothing was due)."""
     if not circuit.take_probe(claim_timeout().total_seconds()):
         return None
     try:
-        skip = {state.last_phone} if state.last_phone else set()
+        skip = set(state.failed_phones())
         fresh = _again_if_lost(session, claim_lanes, session, 1, 1, now, limit=1, skip=skip)
         if not fresh and skip:
             fresh = _again_if_lost(session, claim_lanes, session, 1, 1, now, limit=1)

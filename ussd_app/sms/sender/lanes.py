@@ -84,11 +84,11 @@ class _Lanes:
     # The first answer that was the gateway's failure (``Answer.pause``), as the job's thread
     # recorded it: (the number, the reason). It opens the gateway's circuit once the job ends.
     outage: tuple[str, str] | None = None
-    # The circuit's suspect (circuit.py), read while the circuit was closed: its gateway-type
-    # failure is its own (it spends its attempt, stops no lane, opens no circuit); and the
-    # attempt of its row that failed so, if one did.
-    suspect: str | None = None
-    suspect_failed: int | None = None
+    # The circuit's suspects (circuit.py), read while the circuit was closed: a suspect's
+    # gateway-type failure is its own (it spends its attempt, stops no lane, opens no circuit);
+    # and, for each suspect whose row failed so, that row's attempt.
+    suspects: frozenset[str] = frozenset()
+    suspects_failed: dict[str, int] = field(default_factory=dict)
 
     def held(self, lane: _Lane) -> bool:
         """A call started now ends (answered or timed out) before the lane's claim could time
@@ -121,9 +121,9 @@ class _Lanes:
                 return
             try:
                 answer = hand_over(self.client, taken.phone, taken.body)
-                if answer.pause and taken.phone == self.suspect:
+                if answer.pause and taken.phone in self.suspects:
                     answer = replace(answer, pause=False, reason=f"{answer.reason} (this number only)")
-                    self.suspect_failed = taken.attempt
+                    self.suspects_failed[taken.phone] = taken.attempt  # one lane per number
             except BaseException:
                 self.places.release()  # nothing to record: the row stays claimed until its timeout
                 self._release(lane.close_from(i + 1))
