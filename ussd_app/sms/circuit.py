@@ -7,8 +7,8 @@ A hand-over that fails for a reason that is the gateway's or the account's, not 
 ``pending`` again, its attempt undone, the reason kept for the operator) and **opens** the
 circuit: no sender claims anything for ``SMS_GATEWAY_PAUSE_SECONDS``. Once the pause is over,
 the next job **probes**: one sender (``PROBE_KEY``, set NX) claims one row, the oldest due
-(of another number than the last call that failed, when there is one, so no one message can
-hold the circuit open), and hands it over. Answered (accepted, or refused for that message
+(of another number than the calls that failed in this outage, when there is one, so no one
+message can hold the circuit open), and hands it over. Answered (accepted, or refused for that message
 alone), the circuit **closes** and the job goes on as usual; failed again, the pause doubles,
 up to ``SMS_GATEWAY_PAUSE_MAX_SECONDS``. A number's rows go back in order (the row that failed
 first), so per-number order holds across the outage. Per-message refusals (403/404/406/409,
@@ -20,7 +20,8 @@ A **suspect** keeps a message from passing its own failure off as the gateway's 
 everyone else: it would cost no attempt, open the circuit, the probe to another number would
 close it, and it would be claimed again, pausing every sender each time). Each probe goes to
 another number than every one whose call failed in this outage (``State.phones``, the last
-``SUSPECTS_MAX``), so a few poison messages cannot be each other's failed probes. When a probe
+``SUSPECTS_MAX``), so a few poison messages cannot be each other's failed probes (more than
+``SUSPECTS_MAX`` at once, each older than every healthy row, still could). When a probe
 closes the circuit, those numbers become suspects (``SUSPECT_KEY``, each for
 ``SMS_GATEWAY_PAUSE_MAX_SECONDS``). While the circuit is closed, a gateway-type failure of a
 suspect's row is taken as the message's own (``sender.lanes``): it spends its attempt with the
@@ -36,7 +37,7 @@ circuit open (pausing nobody else) until another number's row is due, whose prob
 
 The state is one Redis key that every sender reads before it claims (a JSON value: when the
 gateway was first seen down, until when nobody calls it, how many failures in a row, the last
-reason, the number whose call failed last). Times are the senders' ``now`` (``utcnow()``, or
+reason, the numbers whose calls failed, the last one last). Times are the senders' ``now`` (``utcnow()``, or
 a test's). When Redis cannot be read or written the circuit is treated as closed: a failure
 still costs no attempt and still stops the job (``sender.job.send_due``), so without Redis the
 senders fall back to one short job per ring. The operator sees it in the log (a warning when
