@@ -231,15 +231,18 @@ def record_payment(ctx, *, kind: str, debit_account_id: int, credit_account_id: 
         fee=data.get("fee", 0),
         **fields,
     )
+    # The request's session itself, not the scoped proxy: the record, its doorbell and its
+    # trace id each looked the proxy's session up (a few calls each).
+    session = db.session()
     try:
         recorded, spendable = record_covered_row(
-            db.session, payer_account_id(ctx), data["amount"] + data.get("fee", 0), **order
+            session, payer_account_id(ctx), data["amount"] + data.get("fee", 0), **order
         )
         if recorded is None:  # short: nothing written
             if not replayed(ctx):
                 data["balance_text"] = money(spendable)
                 return "short"
-            record_request_row(db.session, **order)  # the replay's answer: the same order, or another
+            record_request_row(session, **order)  # the replay's answer: the same order, or another
     except ConflictingRequest:
         return "error"
     return "ok"
