@@ -344,6 +344,16 @@ def table(results: dict, args) -> str:
             f"workers' CPU): {pin['hop_ms']:.1f} ms, argon2 + {pin['beyond_ms']:.1f} ms (a difference of "
             f"two large figures: ±1–2 ms between runs)."
         )
+        if "wsgi_hop_ms" in direct:
+            lines.append(
+                f"The same PIN hop without the test client (`app.wsgi_app` called with an environ shaped "
+                f"as gunicorn's, alternated with the above; median of {direct['conversations']}): "
+                f"{direct['wsgi_hop_ms']:.1f} ms, argon2 + {direct['wsgi_beyond_ms']:.1f} ms. The test "
+                f"client's own cost a hop (the bare Flask route, median of {direct['bare_calls']} each way, "
+                f"alternated): {direct['bare_client_ms']:.2f} ms through the test client, "
+                f"{direct['bare_wsgi_ms']:.2f} ms by a direct WSGI call: "
+                f"+{direct['client_cost_ms']:.2f} ms."
+            )
     rss = results.get("peak_rss_mib")
     if rss:
         lines.append(
@@ -372,39 +382,75 @@ def pin_hop(conversation_hop_ms: float, menu_hop_ms: float, checks: int = 30) ->
     return dict(hop_ms=hop_ms, argon2_ms=argon2_ms, beyond_ms=hop_ms - argon2_ms)
 
 
-def pin_hop_in_process(app, users: int, conversations: int = 30) -> dict:
+def pin_hop_in_process(app, users: int, conversations: int = 30, bare_calls: int = 300) -> dict:
     """The PIN hop's own CPU, measured directly: in this process, through the app's test client
     (this app: the server's configuration, databases and Redis), ``conversations`` from the
     last payers (the wrk runs' slices come later and these end, leaving nothing to resume) are
     walked to the confirm screen and the PIN hop's thread CPU is read; argon2id's alone beside
     it (``verify_pin``, as many times). Medians, in ms: the figure the issue's "argon2 + 3 ms"
-    is judged on; ``pin_hop``'s difference of the saturation runs is its cross-check under load."""
-    from bench.ussd_hop_costs import hop, production_logging
+    is judged on; ``pin_hop``'s difference of the saturation runs is its cross-check under load.
+
+    Beside it (``wsgi_*``), as many conversations from the payers before those, alternated
+    with them, driven through ``app.wsgi_app`` with an environ shaped as gunicorn's
+    (``ussd_hop_costs.wsgi_hop``: no test client); and what the test client itself adds to a
+    hop: bench/bare_app.py's fixed screen ``bare_calls`` times each way, alternated, through
+    the test client (``bare_client_ms``) and by a direct WSGI call (``bare_wsgi_ms``)."""
+    from bench.bare_app import app as bare
+    from bench.ussd_hop_costs import hop, production_logging, wsgi_hop
     from ussd_app.pins import hash_pin, verify_pin
 
     production_logging()  # a hop's INFO line made and written, as a gunicorn worker's is
     client = app.test_client()
-    hops, argon2 = [], []
+    by_client = lambda *args: hop(client, *args)  # noqa: E731
+    by_wsgi = lambda *args: wsgi_hop(app, *args)  # noqa: E731
+    hops, wsgi_hops, argon2 = [], [], []
     with app.app_context():
         stored = hash_pin(PIN)
-    for i in range(conversations):
-        payer = users - 1 - i
+    for i in range(2 * conversations):
+        driven, spans = (by_client, hops) if i % 2 == 0 else (by_wsgi, wsgi_hops)
+        payer = users - 1 - i // 2 - (0 if i % 2 == 0 else conversations)
         payee = (payer * 7 + 1) % users
         if payee == payer:
             payee = (payer + 1) % users
         session_id, phone, to = f"pin-hop-{i}-{time.time_ns()}", f"+254710{payer:06d}", f"0710{payee:06d}"
         for text in ("", "1", f"1*{to}", f"1*{to}*50", f"1*{to}*50*1"):
-            hop(client, session_id, phone, text)
+            driven(session_id, phone, text)
         began = time.thread_time()
-        body = hop(client, session_id, phone, f"1*{to}*50*1*{PIN}")
-        hops.append((time.thread_time() - began) * 1000)
+        body = driven(session_id, phone, f"1*{to}*50*1*{PIN}")
+        spans.append((time.thread_time() - began) * 1000)
         assert body.startswith("END Sending"), body  # the request recorded: the hop measured
-        with app.app_context():
-            began = time.thread_time()
-            assert verify_pin(stored, PIN)
-            argon2.append((time.thread_time() - began) * 1000)
-    hop_ms, argon2_ms = statistics.median(hops), statistics.median(argon2)
-    return dict(hop_ms=hop_ms, argon2_ms=argon2_ms, beyond_ms=hop_ms - argon2_ms, conversations=conversations)
+        if i % 2 == 0:
+            with app.app_context():
+                began = time.thread_time()
+                assert verify_pin(stored, PIN)
+                argon2.append((time.thread_time() - began) * 1000)
+    bare_client, bare_wsgi = bare.test_client(), []
+    bare_spans: list[float] = []
+    for i in range(2 * bare_calls + 2):  # the first of each way: a warm-up
+        began = time.thread_time()
+        if i % 2 == 0:
+            hop(bare_client, f"bare-{i}", "+254710000001", "")
+        else:
+            wsgi_hop(bare, f"bare-{i}", "+254710000001", "")
+        (bare_spans if i % 2 == 0 else bare_wsgi).append((time.thread_time() - began) * 1000)
+    hop_ms, argon2_ms, wsgi_ms = (
+        statistics.median(hops),
+        statistics.median(argon2),
+        statistics.median(wsgi_hops),
+    )
+    bare_client_ms, bare_wsgi_ms = statistics.median(bare_spans[1:]), statistics.median(bare_wsgi[1:])
+    return dict(
+        hop_ms=hop_ms,
+        argon2_ms=argon2_ms,
+        beyond_ms=hop_ms - argon2_ms,
+        conversations=conversations,
+        wsgi_hop_ms=wsgi_ms,
+        wsgi_beyond_ms=wsgi_ms - argon2_ms,
+        bare_client_ms=bare_client_ms,
+        bare_wsgi_ms=bare_wsgi_ms,
+        client_cost_ms=bare_client_ms - bare_wsgi_ms,
+        bare_calls=bare_calls,
+    )
 
 
 def children(pid: int) -> list[int]:

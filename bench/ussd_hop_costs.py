@@ -29,6 +29,7 @@ by default).
 
 import argparse
 import cProfile
+import io
 import logging
 import os
 import pstats
@@ -36,6 +37,8 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from urllib.parse import urlencode
+from wsgiref.util import FileWrapper
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -137,6 +140,56 @@ def hop(client, session_id: str, phone: str, text: str) -> str:
     assert response.status_code == 200 and body.startswith(("CON ", "END ")), body
     assert not body.startswith("END Sorry"), body  # a failed hop measures nothing
     return body
+
+
+def gunicorn_environ(path: str, body: bytes) -> dict:
+    """A WSGI environ for ``POST path`` shaped as a gunicorn 27 sync worker builds it
+    (``gunicorn.http.wsgi.create``: its keys, the request's headers as HTTP_*, the body a
+    file to read), for calling an app's ``wsgi_app`` without Flask's test client."""
+    return {
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+        "wsgi.input_terminated": True,
+        "wsgi.url_scheme": "http",
+        "SERVER_SOFTWARE": "gunicorn/27.0.1",
+        "REQUEST_METHOD": "POST",
+        "QUERY_STRING": "",
+        "RAW_URI": path,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_USER_AGENT": "Africa's Talking",
+        "HTTP_ACCEPT": "*/*",
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "CONTENT_LENGTH": str(len(body)),
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "50000",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+    }
+
+
+def wsgi_hop(app, session_id: str, phone: str, text: str) -> str:
+    """``hop`` without the test client: the same form through ``app.wsgi_app`` with a
+    gunicorn-shaped environ, the response iterated and closed as gunicorn does."""
+    form = {"sessionId": session_id, "serviceCode": "*384*7#", "phoneNumber": phone, "networkCode": "63902"}
+    body = urlencode({**form, "text": text}).encode()
+    status = []
+    response = app.wsgi_app(gunicorn_environ("/ussd", body), lambda s, _headers, _exc=None: status.append(s))
+    try:
+        answer = b"".join(response).decode()
+    finally:
+        if hasattr(response, "close"):
+            response.close()
+    assert status == ["200 OK"] and answer.startswith(("CON ", "END ")), (status, answer)
+    assert not answer.startswith("END Sorry"), answer  # a failed hop measures nothing
+    return answer
 
 
 def conversation(kind: str, payer: int, payee: int, pin: bool) -> list[tuple[str, str]]:

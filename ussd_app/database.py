@@ -6,18 +6,30 @@ with ``BEGIN IMMEDIATE`` so a transaction that reads and then writes can never f
 with "database is locked" because another writer got in between.
 """
 
+import contextvars
+import logging
 import os
+import select as selectors
+import time
 from datetime import UTC
 
 from sqlalchemy import Boolean, String, any_, bindparam, event, insert, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import scoped_session
 
 from . import reads
 from .extensions import db, migrate
 
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A pooled connection used less than this long ago, to which the server sent nothing since, is
+# handed to a statement run by ``first_statement`` without the pool's ping (see there).
+IDLE_PING_SECONDS = 5.0
+_IDLE_SINCE = "tuma_idle_since"  # a pooled connection's info: when it was last given back
+_unpinged = contextvars.ContextVar("tuma_unpinged_checkout", default=False)
 
 
 def is_postgres(session_or_engine) -> bool:
@@ -218,6 +230,75 @@ def update_rows(session, table, key: str, rows: list[dict]) -> None:
         raise RuntimeError(f"{table.name}: updated {result.rowcount} of {len(rows)} rows")
 
 
+def _ping_on_checkout(engine: Engine) -> None:
+    """The pool's pre-ping, done by a ``checkout`` listener: every connection handed out that
+    was used before is pinged (SELECT 1) and, found dead, replaced by a new one (the pool
+    reconnects on the ``DisconnectionError`` raised, and forgets the connections older than
+    it, as ``pool_pre_ping`` does), so the API, the back office, the worker and every
+    transaction are as safe as with ``pool_pre_ping``. One exception: a check-out for
+    ``first_statement`` (the USSD PIN hop's row lock) is not pinged when the connection was
+    given back less than IDLE_PING_SECONDS ago and the server sent it nothing since (a
+    connection ended by the server, by ``pg_terminate_backend`` or a shutdown, has its FATAL
+    message or its close waiting on the socket: one ``poll`` of it, no round trip); the
+    statement itself finds a connection that died anyway and is run again on a new one."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _given_back(dbapi_connection, record):
+        if dbapi_connection is not None:  # (None: invalidated)
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _handed_out(dbapi_connection, record, _proxy):
+        since = record.info.get(_IDLE_SINCE)
+        if since is None:  # a new connection, never given back: pre-ping does not ping it either
+            return
+        recent = time.monotonic() - since < IDLE_PING_SECONDS
+        if recent and _unpinged.get() and not _sent_to(dbapi_connection):
+            return
+        # SQLAlchemy's own pre-ping (its ``handle_error`` events, its test for a disconnect).
+        if not dialect._do_ping_w_event(dbapi_connection):
+            raise sa_exc.InvalidatePoolError()
+
+
+def _sent_to(dbapi_connection) -> bool:
+    """Whether the server sent anything to a connection at rest in the pool (nothing comes to
+    one unless the server ended it), or it cannot be told: then it is pinged."""
+    try:
+        poller = selectors.poll()
+        poller.register(dbapi_connection.fileno(), selectors.POLLIN)
+        return bool(poller.poll(0))
+    except Exception:  # noqa: BLE001 - closed, or no socket to ask: ping it
+        return True
+
+
+def first_statement(session, statement, params: dict):
+    """``statement`` (a read or a row lock: safe to run again) run as the first of ``session``'s
+    transaction, its result. On a connection the pool hands out without its ping when it was
+    used within IDLE_PING_SECONDS and the server sent it nothing since (``_ping_on_checkout``):
+    one round trip fewer. A connection that died anyway (the statement, or the BEGIN before it,
+    finds it: SQLAlchemy invalidates it) is given up with the transaction, which had done
+    nothing yet, and the statement runs once more on a new one (pinged as every check-out).
+    When the transaction has begun already, the statement runs in it as any other."""
+    if isinstance(session, scoped_session):  # db.session: this request's
+        session = session()
+    if session.in_transaction():
+        return session.connection().execute(statement, params)
+    token = _unpinged.set(True)
+    try:
+        connection = session.connection()
+    finally:
+        _unpinged.reset(token)
+    try:
+        return connection.execute(statement, params)
+    except sa_exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("first statement on a dropped database connection: run again on a new one")
+        session.rollback()
+    return session.connection().execute(statement, params)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record):
@@ -243,7 +324,9 @@ def init_app(app) -> None:
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
-        options.setdefault("pool_pre_ping", True)
+        # Pinged at check-out by ``_ping_on_checkout`` (pre-ping's work, but for one statement
+        # that finds a dead connection itself); a configuration's own True keeps SQLAlchemy's.
+        options.setdefault("pool_pre_ping", False)
         # Naive timestamps in the database are UTC, as they are on SQLite.
         options.setdefault("connect_args", {"options": "-c timezone=utc"})
     db.init_app(app)
@@ -254,6 +337,8 @@ def init_app(app) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _configure_sqlite(db.engine)
+        elif not app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"]:
+            _ping_on_checkout(db.engine)
 
 
 def db_clock_us(session) -> int:

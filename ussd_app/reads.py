@@ -19,7 +19,8 @@ one autocommit statement sees the same, and never anything uncommitted.
   transaction's own writes.
 - On SQLite (the embedded default) the read runs in the session: in process, no round trips.
 - Everything else (the worker, the API, the back office, every transaction, the PIN check)
-  uses the ORM session as before; the main engine keeps ``pool_pre_ping`` for all of them.
+  uses the ORM session as before; the main engine pings every check-out for all of them
+  (``database._ping_on_checkout``), but for the PIN hop's first statement (``first_statement``).
 
 On that engine a statement is not executed through SQLAlchemy's execution (its cache key
 walked, an execution context, a result object: some 200 Python calls a read, more than the

@@ -9,9 +9,11 @@ import functools
 import logging
 import uuid
 
+from sqlalchemy import String, bindparam, cast, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..clock import utcnow
+from ..ledger import Account
 from ..queues import TRANSFERS_DOORBELL, Bell, ring, ring_after_commit
 from .models import HoldState, RequestStatus, TransferRequest, transaction_code
 
@@ -112,18 +114,85 @@ def record_request_row(session, **order) -> bool:
     (a replayed hop: nothing new, nothing rung); ConflictingRequest when with another. The
     same columns as ``record_request`` writes (``_columns``). Its commit announces it; its
     listeners (``on_row_insert``) hear of it as the ORM's insert events hear of the others."""
-    values = _columns(**order) | dict(result=None, created_at=utcnow(), executed_at=None)
-    request_id, kind, code = values["id"], values["kind"], values["code"]
+    values = _values(order)
     connection = session.connection()
-    if connection.execute(_insert(connection.dialect.name), values).first() is None:
+    written = connection.execute(_insert(connection.dialect.name), values).first() is not None
+    return _recorded(session, values, written)
+
+
+def _values(order: dict) -> dict:
+    return _columns(**order) | dict(result=None, created_at=utcnow(), executed_at=None)
+
+
+def _recorded(session, values: dict, written: bool) -> bool:
+    """What ``record_request_row`` answers once its insert ran: ``written``, this statement
+    wrote the row (its listeners told, its doorbell noted); else the row under the id is the
+    same order (False) or another (ConflictingRequest)."""
+    request_id = values["id"]
+    if not written:
         existing = session.get(TransferRequest, request_id)
         if existing is None or not existing.same_order(TransferRequest(**values)):
             raise ConflictingRequest(request_id)
         return False
     for listener in _row_listeners:
-        listener(session, request_id, kind, code)
+        listener(session, request_id, values["kind"], values["code"])
     ring_after_commit(session, Bell.TRANSFERS, request_id)
     return True
+
+
+@functools.cache
+def spendable_statement():
+    """What an account may spend now (``Account.available``), by its id (``payer``)."""
+    t = Account.__table__
+    spendable = (t.c.credits_posted - t.c.debits_posted - t.c.debits_pending).label("spendable")
+    return select(spendable).where(t.c.id == bindparam("payer"))
+
+
+@functools.cache
+def _covered_insert():
+    """PostgreSQL: ``_insert``'s row written only when the payer's spendable balance covers
+    ``needed``, and that balance, in one statement (a CTE: one snapshot, taken when the
+    statement starts). Answers one row: (spendable, the id when this statement wrote it)."""
+    table = TransferRequest.__table__
+    balance = spendable_statement().cte("spendable")
+    # Every value cast to its column's type: an INSERT ... SELECT does not type its parameters
+    # by the columns they go to (a NULL would be text). A string to VARCHAR, not VARCHAR(n),
+    # which would cut a longer value short without a word: the column's own assignment
+    # refuses it, as the plain insert's does.
+    kinds = [String() if isinstance(c.type, String) else c.type for c in table.c]
+    values = [cast(bindparam(c.name, type_=c.type), kind) for c, kind in zip(table.c, kinds, strict=True)]
+    row = select(*values).where(balance.c.spendable >= bindparam("needed"))
+    written = (
+        postgresql.insert(table)
+        .from_select([c.name for c in table.c], row)
+        .on_conflict_do_nothing(index_elements=[table.c.id])
+        .returning(table.c.id)
+        .cte("written")
+    )
+    return select(balance.c.spendable, select(written.c.id).scalar_subquery())
+
+
+def record_covered_row(session, payer_account_id: int, needed: int, **order) -> tuple[bool | None, int]:
+    """``record_request_row``, only when ``payer_account_id`` may spend ``needed`` now: (None,
+    spendable) when it may not (nothing written), else (``record_request_row``'s answer,
+    spendable). On PostgreSQL the balance is read and the row written by one statement (one
+    round trip, not two), in one snapshot taken when it starts: run after the caller's row
+    lock (READ COMMITTED: a new statement, a new snapshot), it never reads a balance from
+    before another hop's commit. On SQLite, the balance's read and then the insert (in
+    process; the transaction began IMMEDIATE, so nothing writes between them)."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        spendable = connection.execute(spendable_statement(), {"payer": payer_account_id}).scalar_one()
+        if spendable < needed:
+            return None, spendable
+        return record_request_row(session, **order), spendable
+    values = _values(order)
+    spendable, written = connection.execute(
+        _covered_insert(), {**values, "payer": payer_account_id, "needed": needed}
+    ).one()
+    if written is None and spendable < needed:
+        return None, spendable
+    return _recorded(session, values, written is not None), spendable
 
 
 def announce(request_id: str | None = None, *, force: bool = False) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import country, phones, reads, security, tariffs
+from ..database import first_statement
 from ..extensions import db
 from ..i18n import t
 from ..payments import allowances, payment_requests
@@ -352,7 +353,9 @@ def _lock_user(user_id: int, phone: str):
     locked_until), read by one statement on the hop's transaction without the ORM (its look-up
     and object were a fifth of a PIN hop beyond argon2); None when the facts' row no longer has
     this number (``_load_user`` finds who has it). Not the wallet: see ``_load_user``."""
-    row = db.session.connection().execute(_lock_user_statement(), {"id": user_id}).first()
+    # The hop's first statement: on a connection not pinged when it was just used (one round
+    # trip fewer), run again on a new one if it was dead (``database.first_statement``).
+    row = first_statement(db.session, _lock_user_statement(), {"id": user_id}).first()
     return row if row is not None and row.phone == phone else None
 
 

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def _one_connection(session):
     """A session of the job's own on one PostgreSQL connection, held from the first claim to
-    the last record: the pool pings a connection each time it hands one out (``pool_pre_ping``),
+    the last record: the pool pings a connection each time it hands one out (``database.py``),
     one round trip per commit (~10% of the job thread's time, py-spy), and the job commits
     after every group of answers. The ping's one use, a connection lost between two commits,
     is covered by ``_again_if_lost``. SQLite: the caller's session."""

@@ -1,12 +1,10 @@
 """What several flows share: input guards (pure: text in, value or None out), the PIN step,
 and the screens every flow may end on."""
 
-import functools
 import re
 
 import phonenumbers
 from flask import current_app
-from sqlalchemy import bindparam, select
 
 from ... import country, limits, phones, pins
 from ...extensions import db
@@ -195,18 +193,13 @@ def payer_account_id(ctx) -> int:
     return ctx.locked.account_id if ctx.locked is not None and not ctx.user_loaded else ctx.user.account_id
 
 
-@functools.cache
-def _available_statement():
-    t = Account.__table__
-    spendable = t.c.credits_posted - t.c.debits_posted - t.c.debits_pending  # Account.available
-    return select(spendable).where(t.c.id == bindparam("id"))
-
-
 def available(ctx) -> int:
     """What the caller may spend, read now: ``wallet(ctx).available`` by one plain statement on
     the hop's transaction (no object). After the PIN check, as ``wallet`` says."""
-    statement = _available_statement()
-    return db.session.connection().execute(statement, {"id": payer_account_id(ctx)}).scalar_one()
+    from ...payments.submit import spendable_statement
+
+    payer = {"payer": payer_account_id(ctx)}
+    return db.session.connection().execute(spendable_statement(), payer).scalar_one()
 
 
 def replayed(ctx) -> bool:
@@ -223,24 +216,33 @@ def replayed(ctx) -> bool:
 
 def record_payment(ctx, *, kind: str, debit_account_id: int, credit_account_id: int, **fields) -> str:
     """After the PIN: check the payer can cover amount + fee, record the request under the id
-    minted at the confirm screen (its commit announces it). "ok", "short" or "error"."""
-    from ...payments.submit import ConflictingRequest, record_request_row
+    minted at the confirm screen (its commit announces it). "ok", "short" or "error". On
+    PostgreSQL the balance's read and the insert are one statement
+    (``submit.record_covered_row``), after the PIN check's row lock, as ``wallet`` says."""
+    from ...payments.submit import ConflictingRequest, record_covered_row, record_request_row
 
-    data, spendable = ctx.data, available(ctx)
-    if spendable < data["amount"] + data.get("fee", 0) and not replayed(ctx):
-        data["balance_text"] = money(spendable)
-        return "short"
+    data = ctx.data
+    order = dict(
+        request_id=data["transfer_id"],
+        kind=kind,
+        debit_account_id=debit_account_id,
+        credit_account_id=credit_account_id,
+        amount=data["amount"],
+        fee=data.get("fee", 0),
+        **fields,
+    )
+    # The request's session itself, not the scoped proxy: the record, its doorbell and its
+    # trace id each looked the proxy's session up (a few calls each).
+    session = db.session()
     try:
-        record_request_row(
-            db.session,
-            request_id=data["transfer_id"],
-            kind=kind,
-            debit_account_id=debit_account_id,
-            credit_account_id=credit_account_id,
-            amount=data["amount"],
-            fee=data.get("fee", 0),
-            **fields,
+        recorded, spendable = record_covered_row(
+            session, payer_account_id(ctx), data["amount"] + data.get("fee", 0), **order
         )
+        if recorded is None:  # short: nothing written
+            if not replayed(ctx):
+                data["balance_text"] = money(spendable)
+                return "short"
+            record_request_row(session, **order)  # the replay's answer: the same order, or another
     except ConflictingRequest:
         return "error"
     return "ok"

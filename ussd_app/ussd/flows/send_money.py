@@ -80,37 +80,43 @@ def send(ctx) -> str:
     refused = fraud_checks.sim_swap_gate(ctx)  # after the PIN, before recording: see there
     if refused:
         return refused
-    data, spendable = ctx.data, common.available(ctx)
+    data = ctx.data
+    if not data.get("unregistered"):
+        # The balance checked and the request recorded (one statement on PostgreSQL).
+        outcome = common.record_payment(
+            ctx,
+            kind=RequestKind.SEND.value,
+            debit_account_id=common.payer_account_id(ctx),
+            credit_account_id=data["recipient_account"],
+        )
+        if outcome == "ok":
+            fraud_checks.name_used(ctx, data["transfer_id"])
+        return outcome
+    # To a number not on Tuma: an invitation is counted between the balance and the record
+    # (never for a short balance, nor for a replay), so these stay two statements.
+    spendable = common.available(ctx)
     if spendable < data["amount"] + data["fee"] and not common.replayed(ctx):
         data["balance_text"] = common.money(spendable)
         return "short"
-    if data.get("unregistered"):
-        # Held in suspense until the number registers, refunded when it falls due (holds.py).
-        target = dict(
-            kind=RequestKind.SEND_UNREGISTERED.value,
-            credit_account_id=suspense_account_id(db.session),
-            reference=data["recipient_phone"],
-            hold_seconds=current_app.config["SUSPENSE_HOLD_SECONDS"],
-        )
-    else:
-        target = dict(kind=RequestKind.SEND.value, credit_account_id=data["recipient_account"])
-    invite = bool(data.get("unregistered")) and db.session.get(TransferRequest, data["transfer_id"]) is None
+    invite = db.session.get(TransferRequest, data["transfer_id"]) is None
     if invite and not fraud_checks.invites_allowed(ctx, 1):
         return "invites"
     try:
+        # Held in suspense until the number registers, refunded when it falls due (holds.py).
         record_request_row(
             db.session,
             request_id=data["transfer_id"],
+            kind=RequestKind.SEND_UNREGISTERED.value,
             debit_account_id=common.payer_account_id(ctx),
+            credit_account_id=suspense_account_id(db.session),
             amount=data["amount"],
             fee=data["fee"],
-            **target,
+            reference=data["recipient_phone"],
+            hold_seconds=current_app.config["SUSPENSE_HOLD_SECONDS"],
         )
     except ConflictingRequest:
         fraud_checks.give_back_invites(ctx, int(invite))
         return "error"
-    if not data.get("unregistered"):
-        fraud_checks.name_used(ctx, data["transfer_id"])
     return "ok"
 
 
