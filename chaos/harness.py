@@ -7,7 +7,8 @@ recorded directly, cash-in and cash-out at agents, buy goods, protected purchase
 buyer's confirmation or their expiry, sends to unregistered numbers later registered or
 refunded) flow while, at random moments, the harness SIGKILLs a worker (and starts another),
 restarts Redis empty, terminates every database connection (``pg_terminate_backend``), makes
-the SMS gateway answer 500 or hang, and kills and restarts gunicorn.
+the SMS gateway answer 500 for a few seconds (an outage: the senders' circuit opens, and its
+probe closes it once the gateway answers) or hang, and kills and restarts gunicorn.
 
 Then it heals everything, lets the workers (with the maintenance job re-announcing stale
 requests) run to quiescence, and checks: ``ledger check`` passes; every request reached exactly
@@ -409,7 +410,11 @@ class Chaos(LoadAndChecks):
                 f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
             )
         elif kind == "sms_500":
-            self.gateway.gateway.fail_next(self.fault_rng.randint(3, 30), 500)
+            # An outage of a few seconds, as a gateway's are: every call answered 500 until it
+            # ends. (Not "the next N calls fail": the senders' circuit calls it once a pause, so
+            # N failures would last minutes of doubling pauses, not the gateway's few seconds.)
+            self.gateway.gateway.outage(500)
+            threading.Timer(self.fault_rng.uniform(1, 8), self.gateway.gateway.recover).start()
         elif kind == "sms_hang":
             self.gateway.gateway.hold_next(self.fault_rng.randint(1, 4))
             threading.Timer(self.fault_rng.uniform(2, 6), self.gateway.gateway.release).start()
@@ -482,6 +487,7 @@ class Chaos(LoadAndChecks):
                 self.load_and_faults(app)
                 log(f"chaos: load done at {time.monotonic() - started:.0f} s; healing, running to quiescence")
                 self.gateway.gateway.release()
+                self.gateway.gateway.recover()
                 self.cluster.supervise()
                 self.quiesce()
                 log(f"chaos: quiet at {time.monotonic() - started:.0f} s; checking")
@@ -490,6 +496,7 @@ class Chaos(LoadAndChecks):
         finally:
             self.stop_faults.set()
             self.gateway.gateway.release()
+            self.gateway.gateway.recover()
             self.cluster.stop()
             self.gateway.stop()
             if app is not None:
