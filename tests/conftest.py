@@ -6,6 +6,7 @@ The schema is built once per run by the real Alembic migrations, then every test
 empty tables (the house accounts at zero) and an empty Redis database.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -200,10 +201,22 @@ def default_db_url() -> str:
     return PG_URL or sqlite_url()
 
 
+@contextlib.contextmanager
+def _config_kept(app):
+    """The app is shared by the whole run (``make_app``): whatever a test sets in its config
+    is put back after it, so no setting leaks into the next test (a per-day limit of 2 did)."""
+    saved = dict(app.config)
+    try:
+        yield
+    finally:
+        app.config.clear()
+        app.config.update(saved)
+
+
 @pytest.fixture
 def app():
     app = make_app(default_db_url())
-    with app.app_context():
+    with app.app_context(), _config_kept(app):
         reset_data()
         app.extensions["redis"].flushdb()
         yield app
@@ -240,7 +253,7 @@ def backend_app(request):
     """The same test on SQLite and, when DATABASE_URL is set, on PostgreSQL."""
     url = sqlite_url("backend") if request.param == "sqlite" else PG_URL
     app = make_app(url)
-    with app.app_context():
+    with app.app_context(), _config_kept(app):
         reset_data()
         app.extensions["redis"].flushdb()
         yield app
