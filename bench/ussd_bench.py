@@ -354,6 +354,15 @@ def table(results: dict, args) -> str:
                 f"{direct['bare_wsgi_ms']:.2f} ms by a direct WSGI call: "
                 f"+{direct['client_cost_ms']:.2f} ms."
             )
+        if "stubbed_hop_ms" in direct:
+            lines.append(
+                f"What of it is argon2's beyond its check: the same PIN hop (direct WSGI) with argon2's "
+                f"verify answering at once, {direct['stubbed_hop_ms']:.1f} ms; a menu hop (a new "
+                f"session's first screen) right after an argon2 check {direct['dial_after_argon2_ms']:.2f} ms, "
+                f"right after another menu hop {direct['dial_after_hop_ms']:.2f} ms "
+                f"(+{direct['dial_after_argon2_ms'] - direct['dial_after_hop_ms']:.2f} ms: argon2id's 19 MiB "
+                f"leave the CPU's caches cold for what runs next). Medians of {direct['conversations']}."
+            )
     rss = results.get("peak_rss_mib")
     if rss:
         lines.append(
@@ -424,6 +433,9 @@ def pin_hop_in_process(app, users: int, conversations: int = 30, bare_calls: int
                 began = time.thread_time()
                 assert verify_pin(stored, PIN)
                 argon2.append((time.thread_time() - began) * 1000)
+    stubbed, after_argon2, after_hop = _argon2_apart(
+        app, users, users - 1 - 2 * conversations, conversations, stored
+    )
     bare_client, bare_wsgi = bare.test_client(), []
     bare_spans: list[float] = []
     for i in range(2 * bare_calls + 2):  # the first of each way: a warm-up
@@ -450,7 +462,61 @@ def pin_hop_in_process(app, users: int, conversations: int = 30, bare_calls: int
         bare_wsgi_ms=bare_wsgi_ms,
         client_cost_ms=bare_client_ms - bare_wsgi_ms,
         bare_calls=bare_calls,
+        stubbed_hop_ms=statistics.median(stubbed),
+        dial_after_argon2_ms=statistics.median(after_argon2),
+        dial_after_hop_ms=statistics.median(after_hop),
     )
+
+
+class _AtOnce:
+    """argon2's hasher, but its ``verify`` answers yes at once (the bench's right PIN only)."""
+
+    def __init__(self, hasher):
+        self._hasher = hasher
+
+    def __getattr__(self, name):
+        return getattr(self._hasher, name)
+
+    def verify(self, pin_hash, password) -> bool:
+        return True
+
+
+def _argon2_apart(app, users: int, last_payer: int, conversations: int, stored: str):
+    """What of a PIN hop is argon2's beyond its own check: (1) the PIN hop with argon2's
+    ``verify`` answering at once (``_AtOnce``; driven through ``app.wsgi_app`` as the
+    ``wsgi_*`` hops, from the payers before theirs); (2) a menu hop (a new session's first
+    screen) right after an argon2 check, alternated with the same hop right after another
+    menu hop: argon2id touches its 19 MiB, and whatever runs next finds the CPU's caches
+    holding that instead of the interpreter's working set. Each a list of CPU ms."""
+    from bench.ussd_hop_costs import wsgi_hop
+    from ussd_app import pins
+
+    stubbed, after_argon2, after_hop = [], [], []
+    for i in range(conversations):
+        payer = last_payer - i
+        payee = (payer * 7 + 1) % users
+        if payee == payer:
+            payee = (payer + 1) % users
+        session_id, phone, to = f"pin-stub-{i}-{time.time_ns()}", f"+254710{payer:06d}", f"0710{payee:06d}"
+        for text in ("", "1", f"1*{to}", f"1*{to}*50", f"1*{to}*50*1"):
+            wsgi_hop(app, session_id, phone, text)
+        real, pins._hasher = pins._hasher, _AtOnce(pins._hasher)
+        try:
+            began = time.thread_time()
+            body = wsgi_hop(app, session_id, phone, f"1*{to}*50*1*{PIN}")
+            stubbed.append((time.thread_time() - began) * 1000)
+        finally:
+            pins._hasher = real
+        assert body.startswith("END Sending"), body
+        for spans, before in ((after_argon2, True), (after_hop, False)):
+            wsgi_hop(app, f"warm-{i}-{before}-{time.time_ns()}", phone, "")
+            if before:
+                with app.app_context():
+                    pins.verify_pin(stored, PIN)
+            began = time.thread_time()
+            wsgi_hop(app, f"dial-{i}-{before}-{time.time_ns()}", phone, "")
+            spans.append((time.thread_time() - began) * 1000)
+    return stubbed, after_argon2, after_hop
 
 
 def children(pid: int) -> list[int]:

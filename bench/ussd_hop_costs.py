@@ -33,6 +33,7 @@ import io
 import logging
 import os
 import pstats
+import resource
 import statistics
 import sys
 import time
@@ -220,6 +221,7 @@ def measure(app, counts: Counts, kind: str, first_payer: int, n: int, users: int
         for label, text in conversation(kind, payer, payee, pin):
             counts.take()
             profiler = cProfile.Profile() if profile else None
+            before = _thread_usage()
             started = time.perf_counter()
             if profiler:
                 profiler.enable()
@@ -229,6 +231,7 @@ def measure(app, counts: Counts, kind: str, first_payer: int, n: int, users: int
             elapsed = time.perf_counter() - started
             row = counts.take()
             row["us"] = elapsed * 1e6
+            row.update(_usage_since(before))
             if profiler:
                 row["calls"] = pstats.Stats(profiler).total_calls
             found[label].append(row)
@@ -252,6 +255,7 @@ def bare_route(counts: Counts, n: int, profile: bool, baseline=None, label: str 
     for i in range(n + 1):
         counts.take()
         profiler = cProfile.Profile() if profile else None
+        before = _thread_usage()
         started = time.perf_counter()
         if profiler:
             profiler.enable()
@@ -260,6 +264,7 @@ def bare_route(counts: Counts, n: int, profile: bool, baseline=None, label: str 
             profiler.disable()
         row = counts.take()
         row["us"] = (time.perf_counter() - started) * 1e6
+        row.update(_usage_since(before))
         if profiler:
             row["calls"] = pstats.Stats(profiler).total_calls
         if i:  # the first is the warm-up
@@ -372,11 +377,65 @@ def production_logging() -> None:
     logging_setup.configure()
 
 
+def _thread_usage() -> tuple[int, float]:
+    """This thread's voluntary context switches (each a wait for an answer from another
+    process: a round trip to PostgreSQL or Redis) and its CPU seconds, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_nvcsw, time.thread_time()
+
+
+def _usage_since(before: tuple[int, float]) -> dict:
+    switches, cpu = _thread_usage()
+    return {"waits": switches - before[0], "cpu_us": (cpu - before[1]) * 1e6}
+
+
+def round_trip_cpu(app, n: int = 2_000) -> dict:
+    """What one round trip costs this process's CPU (user and system: the send, the wait, the
+    wake-up), median µs of ``n``: Redis's PING and PostgreSQL's ``SELECT 1`` on a pooled
+    connection of the app's engine (its driver, no SQLAlchemy). On a machine where a switch
+    between processes is dear (a nested virtual machine), this, not Python, is most of a hop."""
+    from ussd_app.extensions import db
+
+    def median_cpu(call) -> float:
+        call()
+        spans = []
+        for _ in range(n):
+            began = time.thread_time()
+            call()
+            spans.append((time.thread_time() - began) * 1e6)
+        return statistics.median(spans)
+
+    with app.app_context():
+        redis_client = app.extensions["redis"]
+        raw = db.engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            if db.engine.dialect.name == "postgresql":
+                driver.autocommit = True
+                postgres = median_cpu(lambda: driver.execute("SELECT 1").fetchone())
+                driver.autocommit = False
+            else:
+                postgres = float("nan")
+        finally:
+            raw.close()
+        return {"redis": median_cpu(redis_client.ping), "postgres": postgres}
+
+
 def summary(found: dict) -> dict:
     return {
         label: {
             key: statistics.median(r[key] for r in rows)
-            for key in ("sql", "trips", "checkouts", "redis_trips", "redis_cmds", "calls", "us")
+            for key in (
+                "sql",
+                "trips",
+                "checkouts",
+                "redis_trips",
+                "redis_cmds",
+                "calls",
+                "us",
+                "waits",
+                "cpu_us",
+            )
             if key in rows[0]
         }
         for label, rows in found.items()
@@ -461,6 +520,7 @@ def main() -> int:
                     payer += args.conversations
                     results[(mode, kind)] = summary(found)
             dialect = db.engine.dialect.name
+            trips = round_trip_cpu(app)
     finally:
         with app.app_context():
             db.engine.dispose()
@@ -469,21 +529,26 @@ def main() -> int:
         f"Per hop, median of {args.conversations} conversations each, in process (Flask test client, "
         f"{dialect} + Redis); cache off = every hop reads the caller from the database."
     )
-    header = "| hop | cache | SQL statements | DB round trips | DB check-outs | Redis round trips | Redis commands | Python calls | µs (noisy) |"
+    header = (
+        "| hop | cache | SQL statements | DB round trips | DB check-outs | Redis round trips | Redis commands "
+        "| Python calls | waits | CPU µs (noisy) | µs (noisy) |"
+    )
     print(header)
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for kind in ("mix", "walk"):
         for label in results[(args.modes.split(",")[0], kind)]:
             for mode in args.modes.split(","):
                 row = results[(mode, kind)][label]
                 print(
                     f"| {kind}: {label} | {mode} | {row['sql']:.0f} | {row['trips']:.0f} | {row['checkouts']:.0f} | {row['redis_trips']:.0f} "
-                    f"| {row['redis_cmds']:.0f} | {row.get('calls', float('nan')):.0f} | {row['us']:.0f} |"
+                    f"| {row['redis_cmds']:.0f} | {row.get('calls', float('nan')):.0f} | {row['waits']:.0f} "
+                    f"| {row['cpu_us']:.0f} | {row['us']:.0f} |"
                 )
     for label, row in ((FLOOR, floor), (BARE, bare)):
         print(
             f"| {label} | - | {row['sql']:.0f} | {row['trips']:.0f} | {row['checkouts']:.0f} | {row['redis_trips']:.0f} "
-            f"| {row['redis_cmds']:.0f} | {row.get('calls', float('nan')):.0f} | {row['us']:.0f} |"
+            f"| {row['redis_cmds']:.0f} | {row.get('calls', float('nan')):.0f} | {row['waits']:.0f} "
+            f"| {row['cpu_us']:.0f} | {row['us']:.0f} |"
         )
     for mode in args.modes.split(","):
         for kind in ("mix", "walk"):
@@ -492,10 +557,25 @@ def main() -> int:
                 f"{kind}, cache {mode}: per hop on average "
                 + ", ".join(
                     f"{key} {statistics.mean(r[key] for r in rows):.2f}"
-                    for key in ("sql", "trips", "checkouts", "redis_trips", "redis_cmds", "calls")
+                    for key in (
+                        "sql",
+                        "trips",
+                        "checkouts",
+                        "redis_trips",
+                        "redis_cmds",
+                        "calls",
+                        "waits",
+                        "cpu_us",
+                    )
                     if key in next(iter(rows))
                 )
             )
+    print(
+        f"waits: the hop's voluntary context switches (each a wait for another process's answer). One round "
+        f"trip's CPU in this process (median of 2,000): Redis PING {trips['redis']:.0f} µs, PostgreSQL "
+        f"SELECT 1 {trips['postgres']:.0f} µs; the bare route's whole hop {bare['cpu_us']:.0f} µs "
+        f"(CPU with cProfile on unless --no-profile)."
+    )
     return 0
 
 
