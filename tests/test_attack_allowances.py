@@ -452,3 +452,38 @@ def test_two_resumed_sessions_starting_one_allowance_at_once_both_say_it_started
     answers = at_once(app, *[lambda p=p: p.send(PIN) for p in phones])
     assert all(a.startswith("END Allowance to Mama Mboga active") for a in answers), answers
     assert only_allowance().limit_amount == 100_00
+
+
+def test_asking_under_an_id_anothers_allowance_holds_is_refused_not_handed_back(backend_app):
+    """``ask`` under a recorded id handed that allowance back whoever asked: another merchant's
+    request, or one to another number, came back as the caller's (its terms, its customer). The
+    API derives the id from the caller's key, so only a caller of the library could; now the
+    same merchant's same request again (a retry) is the first one, anything else a conflict."""
+    customer, merchant = person(**CUSTOMER), person(**MERCHANT)
+    other_shop = person("+254700000003", "Duka Kuu", pin="3333", role="merchant", till="654321")
+    other_customer = person(phone="+254712000333", name="Asha Njeri", pin="1357")
+    allowance_id = asked(customer, merchant)
+    first = db.session.get(al.Allowance, allowance_id)
+    terms = dict(
+        limit=first.limit_amount,
+        max_charge=first.max_charge,
+        period=first.period,
+        description=first.description,
+        reference=first.reference,
+    )
+    for shop, phone, changed in (
+        (other_shop, customer.phone, {}),  # another merchant, the very terms
+        (merchant, other_customer.phone, {}),  # another number
+        (merchant, customer.phone, {"limit": first.limit_amount + 1}),  # other terms
+        (merchant, customer.phone, {"reference": "SOMEONE-ELSE"}),
+    ):
+        with pytest.raises(al.ConflictingAllowance):
+            al.ask(db.session, shop, phone, allowance_id=allowance_id, **{**terms, **changed})
+        db.session.rollback()
+    again = al.ask(db.session, merchant, customer.phone, allowance_id=allowance_id, **terms)
+    assert (again.id, again.merchant_account_id, again.customer_phone) == (
+        allowance_id,
+        merchant.account_id,
+        customer.phone,
+    )
+    assert state(allowance_id) == "awaiting_approval"

@@ -140,18 +140,21 @@ def create_allowance(caller, body: AllowanceCreate, idempotency_key: str):
         >= current_app.config["REQUESTS_PER_PAYER_PER_DAY"]
     ):
         raise ApiError("too_many_allowance_requests")
-    allowance = al.ask(
-        db.session,
-        owner,
-        phone,
-        limit=body.limit,
-        max_charge=body.max_charge,
-        period=body.period,
-        description=body.description,
-        reference=body.reference,
-        allowance_id=allowance_id,
-        ends_at=body.ends_at,
-    )
+    try:
+        allowance = al.ask(
+            db.session,
+            owner,
+            phone,
+            limit=body.limit,
+            max_charge=body.max_charge,
+            period=body.period,
+            description=body.description,
+            reference=body.reference,
+            allowance_id=allowance_id,
+            ends_at=body.ends_at,
+        )
+    except al.ConflictingAllowance:  # recorded under this key since the look above, other terms
+        raise ApiError("idempotency_key_reused", REUSED) from None
     return view(allowance), 201
 
 

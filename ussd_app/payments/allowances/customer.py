@@ -70,11 +70,16 @@ def ask(
 ) -> Allowance:
     """The merchant asks (the API): recorded ``awaiting_approval`` and the customer told by SMS
     to approve in My approvals. ``phone`` is E.164; ``ends_at`` (naive UTC, in the future) its
-    own end, if it has one. The same id again returns the first one."""
+    own end, if it has one. The same id again, from the same merchant to the same number on the
+    same terms (a retried request), returns the first one; anything else under it (another
+    merchant's, another number's, other terms) is ``ConflictingAllowance``, never handed back."""
     from ...messages import allowances as texts
 
     existing = session.get(Allowance, allowance_id)
     if existing is not None:
+        asked_as = (merchant.account_id, phone, limit, max_charge, period, description, reference)
+        if _asked_terms(existing) != asked_as:
+            raise ConflictingAllowance(allowance_id)
         return existing
     _check_terms(limit, max_charge, period, description)
     if ends_at is not None and ends_at <= utcnow():
@@ -103,6 +108,18 @@ def ask(
     customer = find_by_phone(session, phone)
     tell_customer(session, phone, texts.asked(customer, merchant, allowance))
     return allowance
+
+
+def _asked_terms(allowance: Allowance) -> tuple:
+    return (
+        allowance.merchant_account_id,
+        allowance.customer_phone,
+        allowance.limit_amount,
+        allowance.max_charge,
+        allowance.period,
+        allowance.description,
+        allowance.reference,
+    )
 
 
 def awaiting(session, customer: User) -> list[Allowance]:
