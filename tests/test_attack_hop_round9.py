@@ -204,3 +204,26 @@ def test_the_connection_ended_at_the_pin_hops_commit_sends_nothing_then_once(app
     assert recorded() == 1
     execute_transfers()
     assert available(payer) == 500_000 - 4_000_00 - tariffs.quote("send", 4_000_00)
+
+
+ODD_SNAPSHOTS = [
+    {"state": "send_money.no_such_screen", "data": {"amount": 400000}},  # a state renamed by a deploy
+    {"state": "send_money.confirm", "data": "not a dict"},
+    {"data": {"transfer_id": 12}},
+    {"state": 7, "history": "x"},
+]
+
+
+@pytest.mark.parametrize("snapshot", ODD_SNAPSHOTS)
+def test_a_resume_snapshot_of_another_shape_never_fails_a_dial(backend_app, snapshot):
+    import json
+
+    person(**CUSTOMER)
+    redis = backend_app.extensions["redis"]
+    redis.set(f"{sessions.PREFIX}:resume:{JUMA}", json.dumps(snapshot), ex=300)
+    phone = Phone(backend_app.test_client(), JUMA)
+    body = phone.dial()
+    assert body.startswith("CON "), body
+    body = phone.send("1")  # yes to whatever was offered, or the first item of home
+    assert body.startswith("CON "), body
+    assert redis.get(lock_key(phone)) is None
