@@ -244,7 +244,7 @@ def _snapshot(raw, phone: str) -> dict | None:
         snapshot = _loads(raw)
     except ValueError:
         snapshot = None
-    if isinstance(snapshot, dict):
+    if isinstance(snapshot, dict) and isinstance(snapshot.get("data") or {}, dict):
         return snapshot
     log.error("ussd resume snapshot of %s unreadable in Redis: not offered", phone[:5] + "***")
     return None
