@@ -16,6 +16,7 @@ included.
 import functools
 import hmac
 import json
+import logging
 import secrets
 import time
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ from ..tariffs import STAMP_KEY as TARIFF_STAMP
 from . import caller
 from .conversation import Conversation
 
+log = logging.getLogger(__name__)
+
 PREFIX = "tuma:ussd"
 LOCK_SECONDS = 15  # longest one request may hold its session (AT gives up well before)
 LOCK_WAIT_SECONDS = 10
@@ -38,6 +41,16 @@ LOCK_POLL_SECONDS = 0.05
 
 class SessionBusy(RuntimeError):
     """Another request of the same session is still being answered."""
+
+
+class Unreadable(RuntimeError):
+    """The session's value in Redis cannot be read (cut short, not a session): nothing was
+    applied and its lock was let go. Nobody can tell what it held: the session is over."""
+
+
+# What reading a value that is not a session (or not a snapshot) raises: bad JSON or UTF-8
+# (ValueError), a document of another shape (KeyError, TypeError, AttributeError).
+_NOT_A_SESSION = (ValueError, KeyError, TypeError, AttributeError)
 
 
 @dataclass
@@ -221,6 +234,22 @@ class Hold:
         return [*args, "set", _dumps(snapshot), config["USSD_RESUME_WINDOW_SECONDS"]]
 
 
+def _snapshot(raw, phone: str) -> dict | None:
+    """The phone's resume snapshot, or None when there is none or it cannot be read: one cut
+    short or of another shape is no offer (it failed every dial of the number until it ran
+    out); the hop's save replaces or forgets it."""
+    if not raw:
+        return None
+    try:
+        snapshot = _loads(raw)
+    except ValueError:
+        snapshot = None
+    if isinstance(snapshot, dict) and isinstance(snapshot.get("data") or {}, dict):
+        return snapshot
+    log.error("ussd resume snapshot of %s unreadable in Redis: not offered", phone[:5] + "***")
+    return None
+
+
 def _text(raw) -> str:
     return raw.decode() if isinstance(raw, bytes) else (raw or "")
 
@@ -254,11 +283,22 @@ def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = N
             raise SessionBusy(session_id)
         time.sleep(LOCK_POLL_SECONDS)
     raw, resume, caller_token, epoch, tariff_stamp = read
+    try:
+        stored = StoredSession.from_json(raw) if raw else None
+    except _NOT_A_SESSION as exc:
+        # Never left locked: a value nobody can read held the lock 15 s at every hop, and each
+        # retry waited 10 s to be told "busy". (Only the type is logged: never the value.)
+        log.error("ussd session=%s unreadable in Redis (%s): ended", session_id[:40], type(exc).__name__)
+        try:
+            run_script(_RELEASE, keys[:3], [token, ""])
+        except RedisError:
+            pass  # the lock runs out on its own
+        raise Unreadable(session_id) from None
     hold = Hold(
         session_id,
         phone,
-        StoredSession.from_json(raw) if raw else None,
-        _loads(resume) if resume else None,
+        stored,
+        _snapshot(resume, phone),
         f"{_text(caller_token)}/{_text(epoch)}",
         _text(tariff_stamp),
     )

@@ -155,6 +155,8 @@ def hop(
     except sessions.TooManyHops as exc:
         security.over_rate(exc.count, 0)  # logged as the guard logs it
         return "END " + to_stranger(security.USSD_TOO_MANY)
+    except sessions.Unreadable:  # logged; nothing applied, its lock let go
+        return "END " + to_stranger(SESSION_ENDED)
     except sessions.SessionBusy:
         log.warning("ussd session=%s busy: a repeat arrived while the first was running", session_id[:40])
         return "END " + to_stranger("Sorry, we are busy. Please dial again.")

@@ -1,0 +1,229 @@
+"""An outsider's attack on the ninth round's hop changes: the session JSON by pydantic_core
+(``sessions._dumps``/``_loads``), and the PIN hop's unpinged first statement and one-statement
+covered insert on PostgreSQL (``database.first_statement``, ``submit.record_covered_row``).
+
+What a value in Redis that cannot be read does to a number (a truncated or foreign session, a
+resume snapshot that is not one), a connection the server ends inside the PIN hop (after its
+row lock, at its commit), and the balance just enough or one shilling short, through the real
+webhook on both databases where it makes sense."""
+
+import logging
+import time
+
+import pytest
+from sqlalchemy import create_engine, event, func, select, text
+
+from tests.helpers import fund, wait_for
+from tests.test_attack_pin_hop import PIN, SENDING, SHORT, at_send_pin, juma
+from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, available, is_resume_offer, person
+from ussd_app import tariffs
+from ussd_app.extensions import db
+from ussd_app.payments.models import TransferRequest
+from ussd_app.ussd import sessions
+from worker.jobs import execute_transfers
+
+__all__ = ["juma"]  # the fixture, taken from the PIN-hop attack tests
+
+JUMA = "+254712000111"
+RECORD = "INSERT INTO transfer_requests"  # the PIN hop's record (record_covered_row)
+SOMETHING_WENT_WRONG = "END Sorry, something went wrong. Please try again later."
+
+
+def recorded() -> int:
+    found = db.session.execute(select(func.count()).select_from(TransferRequest)).scalar_one()
+    db.session.commit()
+    return found
+
+
+def lock_key(phone: Phone) -> str:
+    return f"{sessions.PREFIX}:lock:{phone.session_id}"
+
+
+# -- values in Redis that cannot be read -----------------------------------------------------
+
+UNREADABLE_RESUMES = [
+    b'{"state": "send_money.confirm", "data": {"transfer_id": "ab',  # cut short
+    b"\xff\xfe not json",
+    b'"a string"',
+    b"[1, 2, 3]",
+    b"null",
+]
+
+
+@pytest.mark.parametrize("raw", UNREADABLE_RESUMES)
+def test_a_resume_snapshot_that_cannot_be_read_does_not_shut_the_number_out(backend_app, raw):
+    """The phone's resume snapshot (a key per number, kept five minutes) cut short or not a
+    snapshot: every dial of that number failed ("something went wrong") until it expired, and
+    each left its session's lock held. It is no offer: the caller gets home, and it is gone."""
+    person(**CUSTOMER)
+    redis = backend_app.extensions["redis"]
+    redis.set(f"{sessions.PREFIX}:resume:{JUMA}", raw, ex=300)
+    phone = Phone(backend_app.test_client(), JUMA)
+    body = phone.dial()
+    assert body.startswith("CON ") and "Send money" in body, body
+    assert redis.get(lock_key(phone)) is None
+    # The home screen forgot the snapshot (nothing to resume): the next dial is home too.
+    assert "Send money" in Phone(backend_app.test_client(), JUMA).dial()
+
+
+UNREADABLE_SESSIONS = [
+    lambda raw: raw[: len(raw) // 2],  # cut short
+    lambda raw: b"\x00" + raw,
+    lambda raw: b'{"phone": "+254712000111"}',  # no conversation
+    lambda raw: b"[]",
+]
+
+
+@pytest.mark.parametrize("spoil", UNREADABLE_SESSIONS)
+def test_a_session_value_that_cannot_be_read_ends_the_session_and_lets_its_lock_go(
+    backend_app, spoil, caplog
+):
+    """The session's value in Redis spoiled between two hops: the hop ends cleanly (never a 500,
+    never an input applied to a conversation nobody can read), and the session's lock is let
+    go: it was held 15 s, so every retry of the gateway waited 10 s to be told 'busy'."""
+    customer, _ = person(**CUSTOMER), person(**SECOND_CUSTOMER)
+    redis = backend_app.extensions["redis"]
+    fund(customer.account_id, 500_000)
+    phone = Phone(backend_app.test_client(), JUMA)
+    phone.walk("1", "0712000222")
+    key = f"{sessions.PREFIX}:session:{phone.session_id}"
+    redis.set(key, spoil(redis.get(key)), ex=180)
+    with caplog.at_level(logging.ERROR):
+        body = phone.send("4000")
+    assert body.startswith("END "), body
+    assert redis.get(lock_key(phone)) is None
+    started = time.monotonic()
+    assert phone.send("1").startswith("END ")  # the next hop is answered at once, not "busy"
+    assert time.monotonic() - started < sessions.LOCK_WAIT_SECONDS / 2
+    assert recorded() == 0
+    # The number is not shut out: a new session starts (offered the send it left, or at home).
+    body = Phone(backend_app.test_client(), JUMA).dial()
+    assert is_resume_offer(body) or "Send money" in body, body
+
+
+# -- the balance just enough, one shilling short -----------------------------------------------
+
+
+@pytest.mark.parametrize("short_by", [0, 1])
+def test_a_balance_of_exactly_amount_and_fee_sends_and_one_cent_less_is_short(backend_app, short_by):
+    customer, _ = person(**CUSTOMER), person(**SECOND_CUSTOMER)
+    amount = 4_000_00
+    needed = amount + tariffs.quote("send", amount)
+    payer = customer.account_id
+    fund(payer, needed - short_by)
+    phone = at_send_pin(backend_app)
+    body = phone.send(PIN)
+    if short_by:
+        assert body.startswith(SHORT), body
+        assert recorded() == 0
+    else:
+        assert body.startswith(SENDING), body
+        assert recorded() == 1
+        execute_transfers()
+        assert available(payer) == 0
+    assert phone.repeat() == body  # the gateway's retry: the same screen, nothing more
+    assert recorded() == (0 if short_by else 1)
+
+
+# -- PostgreSQL: a connection the server ends inside the PIN hop --------------------------------
+
+
+@pytest.fixture
+def admin(app):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("ending server connections: PostgreSQL")
+    engine = create_engine(db.engine.url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        yield connection
+    engine.dispose()
+
+
+def end_backend(admin, pid: int) -> None:
+    admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    wait_for(
+        lambda: (
+            not admin.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            ).scalar_one()
+        ),
+        message="the backend to go",
+    )
+
+
+def ended_at(engine, admin, event_name: str, wanted) -> list:
+    """Listen for ``event_name`` on ``engine``; the first time ``wanted(*args)`` holds, end the
+    server's side of that connection before the statement (or commit) is sent."""
+    ended: list[int] = []
+
+    def listener(conn, *args):
+        if not ended and wanted(*args):
+            pid = conn.connection.dbapi_connection.info.backend_pid
+            ended.append(pid)
+            end_backend(admin, pid)
+
+    event.listen(engine, event_name, listener)
+    return ended, lambda: event.remove(engine, event_name, listener)
+
+
+def test_the_connection_ended_after_the_row_lock_before_the_record_sends_nothing_then_once(app, juma, admin):
+    """The server ends the PIN hop's connection after its row lock and the PIN check, before the
+    one-statement record is sent: the hop ends 'something went wrong' (no 500, never
+    'Sending' nor 'not enough money'), nothing is recorded; the gateway's retry records once."""
+    phone = at_send_pin(app)
+    db.session.remove()
+    ended, stop = ended_at(db.engine, admin, "before_cursor_execute", lambda _cur, sql, *_: RECORD in sql)
+    try:
+        body = phone.send(PIN)
+    finally:
+        stop()
+    assert ended
+    assert body == SOMETHING_WENT_WRONG, body
+    assert recorded() == 0
+    assert phone.repeat().startswith(SENDING)
+    assert recorded() == 1
+    assert phone.repeat().startswith(SENDING)
+    assert recorded() == 1
+
+
+def test_the_connection_ended_at_the_pin_hops_commit_sends_nothing_then_once(app, juma, admin):
+    """The server ends the connection as the PIN hop commits (the COMMIT never reaches it): the
+    hop ends 'something went wrong', nothing is recorded, the session is still at its PIN
+    screen, and the retry records once: no send lost, none doubled."""
+    payer = juma.account_id
+    phone = at_send_pin(app)
+    db.session.remove()
+    ended, stop = ended_at(db.engine, admin, "commit", lambda *_: True)
+    try:
+        body = phone.send(PIN)
+    finally:
+        stop()
+    assert ended
+    assert body == SOMETHING_WENT_WRONG, body
+    assert recorded() == 0
+    assert phone.repeat().startswith(SENDING)
+    assert recorded() == 1
+    execute_transfers()
+    assert available(payer) == 500_000 - 4_000_00 - tariffs.quote("send", 4_000_00)
+
+
+ODD_SNAPSHOTS = [
+    {"state": "send_money.no_such_screen", "data": {"amount": 400000}},  # a state renamed by a deploy
+    {"state": "send_money.confirm", "data": "not a dict"},
+    {"data": {"transfer_id": 12}},
+    {"state": 7, "history": "x"},
+]
+
+
+@pytest.mark.parametrize("snapshot", ODD_SNAPSHOTS)
+def test_a_resume_snapshot_of_another_shape_never_fails_a_dial(backend_app, snapshot):
+    import json
+
+    person(**CUSTOMER)
+    redis = backend_app.extensions["redis"]
+    redis.set(f"{sessions.PREFIX}:resume:{JUMA}", json.dumps(snapshot), ex=300)
+    phone = Phone(backend_app.test_client(), JUMA)
+    body = phone.dial()
+    assert body.startswith("CON "), body
+    body = phone.send("1")  # yes to whatever was offered, or the first item of home
+    assert body.startswith("CON "), body
+    assert redis.get(lock_key(phone)) is None
