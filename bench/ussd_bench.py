@@ -16,6 +16,7 @@ must pass afterwards.
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -363,6 +364,15 @@ def table(results: dict, args) -> str:
                 f"(+{direct['dial_after_argon2_ms'] - direct['dial_after_hop_ms']:.2f} ms: argon2id's 19 MiB "
                 f"leave the CPU's caches cold for what runs next). Medians of {direct['conversations']}."
             )
+        if "menu_waits" in direct:
+            lines.append(
+                f"Waits (the thread's voluntary context switches: answers awaited from PostgreSQL or "
+                f"Redis) and CPU a hop, in process (direct WSGI), the conversation's five menu hops against "
+                f"the floor's hop alternated with them (means of {5 * direct['conversations']} each): menu "
+                f"hops {direct['menu_waits']:.2f} waits, {direct['menu_cpu_ms']:.2f} ms; the floor "
+                f"{direct['floor_waits']:.2f} waits, {direct['floor_cpu_ms']:.2f} ms (a round trip costs "
+                f"this machine about a bare hop of CPU: bench/analysis.md)."
+            )
     rss = results.get("peak_rss_mib")
     if rss:
         lines.append(
@@ -463,9 +473,28 @@ def pin_hop_in_process(app, users: int, conversations: int = 30, bare_calls: int
         client_cost_ms=bare_client_ms - bare_wsgi_ms,
         bare_calls=bare_calls,
         stubbed_hop_ms=statistics.median(stubbed),
+        menu_waits=statistics.mean(w for w, _ in WAITS["menu"]),
+        menu_cpu_ms=statistics.mean(c for _, c in WAITS["menu"]),
+        floor_waits=statistics.mean(w for w, _ in WAITS["floor"]),
+        floor_cpu_ms=statistics.mean(c for _, c in WAITS["floor"]),
         dial_after_argon2_ms=statistics.median(after_argon2),
         dial_after_hop_ms=statistics.median(after_hop),
     )
+
+
+# Per hop, (waits, CPU ms) of the menu hops of ``_argon2_apart``'s conversations and of the
+# floor's hop alternated with them: a wait is a voluntary context switch of this thread (an
+# answer awaited from PostgreSQL or Redis).
+WAITS: dict[str, list[tuple[int, float]]] = {"menu": [], "floor": []}
+
+
+def _waited() -> tuple[int, float]:
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw, time.thread_time()
+
+
+def _since(before: tuple[int, float]) -> tuple[int, float]:
+    switches, cpu = _waited()
+    return switches - before[0], (cpu - before[1]) * 1000
 
 
 class _AtOnce:
@@ -488,6 +517,7 @@ def _argon2_apart(app, users: int, last_payer: int, conversations: int, stored: 
     screen) right after an argon2 check, alternated with the same hop right after another
     menu hop: argon2id touches its 19 MiB, and whatever runs next finds the CPU's caches
     holding that instead of the interpreter's working set. Each a list of CPU ms."""
+    from bench.floor_app import app as floor
     from bench.ussd_hop_costs import wsgi_hop
     from ussd_app import pins
 
@@ -499,7 +529,12 @@ def _argon2_apart(app, users: int, last_payer: int, conversations: int, stored: 
             payee = (payer + 1) % users
         session_id, phone, to = f"pin-stub-{i}-{time.time_ns()}", f"+254710{payer:06d}", f"0710{payee:06d}"
         for text in ("", "1", f"1*{to}", f"1*{to}*50", f"1*{to}*50*1"):
+            before = _waited()
             wsgi_hop(app, session_id, phone, text)
+            WAITS["menu"].append(_since(before))
+            before = _waited()
+            wsgi_hop(floor, session_id, phone, "")
+            WAITS["floor"].append(_since(before))
         real, pins._hasher = pins._hasher, _AtOnce(pins._hasher)
         try:
             began = time.thread_time()
