@@ -227,3 +227,75 @@ def test_a_resume_snapshot_of_another_shape_never_fails_a_dial(backend_app, snap
     body = phone.send("1")  # yes to whatever was offered, or the first item of home
     assert body.startswith("CON "), body
     assert redis.get(lock_key(phone)) is None
+
+
+# -- sealed values: an order rewritten in Redis is never the one a PIN authorises ---------------
+
+SESSION_ENDED = "END Your session has ended. Please dial again."
+
+
+def _session_key(phone: Phone) -> str:
+    return f"{sessions.PREFIX}:session:{phone.session_id}"
+
+
+def _rewritten(owner: str, raw: bytes, how: str) -> bytes:
+    """The session's value with its order changed (KES 4,000 to KES 40,000), written as someone
+    with Redis access might: as plain JSON, or behind the value's own seal."""
+    import json
+
+    doc = json.loads(sessions.unseal(owner, raw))
+    data = doc["data"]
+    assert data["amount"] == 4_000_00, data  # what the person confirmed
+    data["amount"] = 40_000_00
+    body = json.dumps(doc).encode()
+    if how == "plain json":
+        return body
+    return raw[: len(sessions.SEAL_PREFIX) + 65] + body  # the first value's seal, the new order
+
+
+@pytest.mark.parametrize("how", ["plain json", "the old seal"])
+def test_an_order_rewritten_in_redis_between_confirm_and_pin_is_never_sent(backend_app, how):
+    """Someone who can write to Redis changes a confirmed send (KES 4,000 to Wanjiru) into
+    KES 40,000 between the confirm screen and the PIN: the person's PIN would have authorised
+    an order they never saw. The value is sealed for its session: a rewritten one is unreadable,
+    the session ends, nothing is recorded, and the money stays."""
+    customer, _ = person(**CUSTOMER), person(**SECOND_CUSTOMER)
+    fund(customer.account_id, 5_000_000)
+    redis = backend_app.extensions["redis"]
+    phone = at_send_pin(backend_app)
+    key = _session_key(phone)
+    redis.set(key, _rewritten(sessions.session_owner(phone.session_id), redis.get(key), how), ex=180)
+    assert phone.send(PIN) == SESSION_ENDED
+    assert recorded() == 0
+    assert available(customer.account_id) == 5_000_000
+    assert redis.get(lock_key(phone)) is None
+
+
+def test_a_session_value_moved_from_another_session_is_not_taken(backend_app):
+    """Another session's sealed value (Wanjiru's, at her PIN screen) copied under Juma's session
+    id: sealed for its own session, it is not Juma's; his hop ends the session, nothing runs."""
+    juma_user, wanjiru = person(**CUSTOMER), person(**SECOND_CUSTOMER)
+    fund(wanjiru.account_id, 5_000_000)
+    redis = backend_app.extensions["redis"]
+    hers = Phone(backend_app.test_client(), "0712000222")
+    assert "Enter your PIN" in hers.walk("1", "0712000111", "4000", "1")
+    his = Phone(backend_app.test_client(), JUMA)
+    his.dial()
+    redis.set(_session_key(his), redis.get(_session_key(hers)), ex=180)
+    assert his.send(PIN) == SESSION_ENDED
+    assert recorded() == 0
+    assert available(wanjiru.account_id) == 5_000_000 and available(juma_user.account_id) == 0
+
+
+def test_a_resume_snapshot_moved_from_another_number_is_not_offered(backend_app):
+    """Juma's resume snapshot (a send he left at the amount) copied under Wanjiru's number: it
+    is sealed for his, so her dial is no offer of his send, only her home menu."""
+    person(**CUSTOMER), person(**SECOND_CUSTOMER)
+    redis = backend_app.extensions["redis"]
+    Phone(backend_app.test_client(), JUMA).walk("1", "0712000222")
+    his = redis.get(f"{sessions.PREFIX}:resume:{JUMA}")
+    assert his  # he was offered it back
+    assert is_resume_offer(Phone(backend_app.test_client(), JUMA).dial())
+    redis.set(f"{sessions.PREFIX}:resume:+254712000222", his, ex=300)
+    body = Phone(backend_app.test_client(), "0712000222").dial()
+    assert not is_resume_offer(body) and "Send money" in body, body

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text
 from tests import test_attack_pin_hop as pin_hop
 from tests.helpers import fund
 from tests.test_attack_pin_hop import JUMA, PIN, SENDING, at_send_pin
-from tests.ussd_helpers import Phone, available
+from tests.ussd_helpers import Phone, available, put_session_doc, session_doc
 from ussd_app.extensions import db
 from ussd_app.payments.models import TransferRequest
 from ussd_app.queues import TRANSFERS_DOORBELL, TRANSFERS_QUEUE, get_queue
@@ -34,8 +34,7 @@ def requests() -> list[TransferRequest]:
 
 
 def stored(redis, phone: Phone) -> dict:
-    [key] = redis.keys(f"{sessions.PREFIX}:session:*{phone.session_id}")
-    return json.loads(redis.get(key))
+    return session_doc(redis, phone.session_id)
 
 
 def lock_of(redis, phone: Phone) -> list:
@@ -543,10 +542,9 @@ def test_another_callers_request_id_under_a_pin_hop_is_refused_and_never_answere
     db.session.commit()
     phone = Phone(app.test_client(), "0712000222")
     assert "Enter your PIN" in phone.walk("1", "0712000111", "100", "1")
-    [key] = redis.keys(f"{sessions.PREFIX}:session:*{phone.session_id}")
-    kept = json.loads(redis.get(key))
-    kept["data"]["transfer_id"] = jumas.id
-    redis.set(key, json.dumps(kept), keepttl=True)
+    kept = session_doc(redis, phone.session_id)
+    kept["data"]["transfer_id"] = jumas.id  # a minted id that collides (the session sealed as the app would)
+    put_session_doc(redis, phone.session_id, kept)
     answer = phone.send("9753")
     assert answer == "END Sorry, something went wrong. Nothing was sent. Please try again later.", answer
     assert [(r.id, r.debit_account_id) for r in requests()] == [(jumas.id, juma.account_id)]

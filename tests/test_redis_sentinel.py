@@ -5,7 +5,6 @@ accepted (docs/deploy.md).
 
 Real processes, started here on free ports: a primary, its replica and three Sentinels."""
 
-import json
 import shutil
 import subprocess
 import time
@@ -16,7 +15,7 @@ from sqlalchemy import create_engine, text
 
 from chaos.harness import free_port
 from tests.conftest import PG_URL
-from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, person
+from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, person, session_doc
 from ussd_app.config import database_url
 from ussd_app.queues import TRANSFERS_QUEUE, ScriptClient, connect, get_queue, sentinel_addresses
 from ussd_app.security import InsecureConfig, check_config
@@ -156,7 +155,8 @@ def test_a_ussd_session_and_queued_work_outlive_the_redis_primary(sentinel_app, 
     # broken, and redis-py's retry (queues.SCRIPT_RETRY) asked the Sentinels and sent it again.
     body = phone.send("0" + SECOND_CUSTOMER["phone"][4:])
     assert body.startswith("CON ") and "mount" in body, body
-    assert json.loads(r.get(session_key))["last_reply"] == body  # written back on the new primary
+    session_id = session_key.decode().rsplit(":", 1)[1]
+    assert session_doc(r, session_id)["last_reply"] == body  # written back on the new primary
     assert [job.func_name for job in get_queue(TRANSFERS_QUEUE).get_jobs()] == ["worker.jobs.maintain"]
 
 
@@ -280,6 +280,6 @@ def test_a_hop_after_a_switchover_reaches_the_new_primary_though_the_old_one_liv
     new = redis_lib.Redis(port=sentinels.replica_port, db=3)
     try:
         [key] = new.keys("tuma:ussd:session:*")
-        assert json.loads(new.get(key))["last_reply"] == body  # written on the new primary
+        assert session_doc(new, key.decode().rsplit(":", 1)[1])["last_reply"] == body  # on the new primary
     finally:
         new.close()

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.admin_helpers import login, operator, post
-from tests.ussd_helpers import CUSTOMER_MENU, Phone, options, statements_sent
+from tests.ussd_helpers import CUSTOMER_MENU, Phone, options, put_session_doc, session_doc, statements_sent
 from ussd_app import security
 from ussd_app.extensions import db
 from ussd_app.users import find_by_phone
@@ -91,7 +91,7 @@ def test_without_the_cache_every_hop_reads_the_caller(app, customer, config):
 def test_the_session_keeps_who_and_how_never_the_pin_or_its_hash(app, customer, redis):
     phone = Phone(app.test_client(), JUMA)
     phone.walk("2")
-    doc = json.loads(redis.get(f"tuma:ussd:session:{phone.session_id}"))
+    doc = session_doc(redis, phone.session_id)
     assert set(doc["caller"]) == {
         "user_id",
         "account_id",
@@ -119,10 +119,9 @@ def test_facts_past_their_age_are_read_again_even_when_nothing_said_they_changed
     db.session.commit()
     assert options(phone.send("0")) == CUSTOMER_MENU  # the open session's facts still hold
     assert options(Phone(client, JUMA).dial())["2"] == "Akaunti yangu"  # a new one reads the row
-    key = f"tuma:ussd:session:{phone.session_id}"
-    doc = json.loads(redis.get(key))
+    doc = session_doc(redis, phone.session_id)
     doc["caller"]["at"] -= caller.FACTS_MAX_AGE_SECONDS + 1  # what a minute's wait does
-    redis.set(key, json.dumps(doc), ex=180)
+    put_session_doc(redis, phone.session_id, doc)
     assert phone.send("2").startswith("CON Akaunti yangu")
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.helpers import fund
-from tests.ussd_helpers import Phone, options, person, screen
+from tests.ussd_helpers import Phone, options, person, put_session_doc, screen, session_doc
 from ussd_app.extensions import db
 from ussd_app.i18n import LANGUAGES
 from ussd_app.payments.models import RequestKind, TransferRequest
@@ -176,9 +176,9 @@ TRIES += ["ACC1", "700", "Juma", "Rent", "#"]
 
 
 def _clone(redis, session_id: str, new_id: str) -> None:
-    doc = json.loads(redis.get(f"tuma:ussd:session:{session_id}"))
+    doc = session_doc(redis, session_id)
     doc["last_text_digest"] = None
-    redis.set(f"tuma:ussd:session:{new_id}", json.dumps(doc), ex=600)
+    put_session_doc(redis, new_id, doc, ex=600)
 
 
 def test_back_from_every_state_forgets_what_was_chosen_after_it(app, client, juma, shops, redis, config):

@@ -1,6 +1,7 @@
 """A phone talking to ``POST /ussd`` the way Africa's Talking relays it, and people to talk to."""
 
 import itertools
+import json
 import re
 from contextlib import contextmanager
 
@@ -159,3 +160,20 @@ def statements_sent():
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", note)
+
+
+def session_doc(redis, session_id: str) -> dict:
+    """A session's document as Redis holds it, its seal checked and taken off."""
+    from ussd_app.ussd import sessions
+
+    raw = redis.get(f"tuma:ussd:session:{session_id}")
+    return json.loads(sessions.unseal(sessions.session_owner(session_id), raw))
+
+
+def put_session_doc(redis, session_id: str, doc: dict, ex: int = 180) -> None:
+    """Write ``doc`` as the session's value, sealed as the app seals it (a test's shortcut to a
+    state, e.g. facts aged a minute)."""
+    from ussd_app.ussd import sessions
+
+    value = sessions.seal(sessions.session_owner(session_id), json.dumps(doc))
+    redis.set(f"tuma:ussd:session:{session_id}", value, ex=ex)

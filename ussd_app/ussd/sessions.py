@@ -5,6 +5,14 @@ last request's text and answer, so a repeated request gets the same screen and c
 twice. A second key per phone holds the resume snapshot of a session that dropped mid-flow.
 Both expire on their own; nothing here needs cleaning up.
 
+Both values are sealed (``seal``/``unseal``): an HMAC-SHA256 under a key derived from
+``SECRET_KEY`` over the value and what it belongs to (the session's id; the phone for a
+snapshot) goes in front of the JSON. A value someone wrote into Redis by hand, or moved from
+another session or number, is unreadable: the session ends ("Your session has ended"), the
+snapshot is no offer. So the order a person confirmed (whom, how much) is the one their PIN
+authorises, whoever else can write to Redis. (A value of the same session from earlier in it
+still opens: it is one this person's own session held.)
+
 The JSON is written and read by pydantic_core (``_dumps``, ``_loads``; pydantic's own core, a
 runtime dependency already): the same documents as ``json.dumps`` and ``json.loads`` give, in
 about a third of their instructions (json's encode and decode of a session were a third of
@@ -44,8 +52,8 @@ class SessionBusy(RuntimeError):
 
 
 class Unreadable(RuntimeError):
-    """The session's value in Redis cannot be read (cut short, not a session): nothing was
-    applied and its lock was let go. Nobody can tell what it held: the session is over."""
+    """The session's value in Redis cannot be read (cut short, not a session, not sealed for
+    it): nothing was applied and its lock was let go. The session is over."""
 
 
 # What reading a value that is not a session (or not a snapshot) raises: bad JSON or UTF-8
@@ -115,6 +123,44 @@ def _loads(raw: str | bytes):
         return json.loads(raw)
 
 
+SEAL_PREFIX = b"t1."  # then the HMAC's 64 hex digits, ".", the JSON
+_SEAL_LENGTH = len(SEAL_PREFIX) + 64 + 1
+
+
+@functools.lru_cache(maxsize=4)
+def _seal_key(secret: str) -> str:
+    """The sealing key: derived from ``SECRET_KEY`` for this use alone (``text_digest`` uses the
+    secret itself)."""
+    return hmac.new(secret.encode(), b"tuma ussd session seal", "sha256").hexdigest()
+
+
+def _seal_mac(owner: str, body: bytes) -> bytes:
+    mac = _keyed(_seal_key(current_app.config["SECRET_KEY"])).copy()
+    mac.update(owner.encode())
+    mac.update(b"\x00")
+    mac.update(body)
+    return mac.hexdigest().encode()
+
+
+def seal(owner: str, body: bytes | str) -> bytes:
+    """``body`` (a value's JSON) as stored in Redis for ``owner`` (``session:<id>`` or
+    ``resume:<phone>``): its HMAC in front."""
+    body = body.encode() if isinstance(body, str) else body
+    return SEAL_PREFIX + _seal_mac(owner, body) + b"." + body
+
+
+def unseal(owner: str, raw: bytes | str) -> bytes:
+    """The JSON of a value ``seal`` wrote for ``owner``; ValueError for any other (unsealed,
+    another owner's, changed, cut short)."""
+    raw = raw.encode() if isinstance(raw, str) else raw
+    if not raw.startswith(SEAL_PREFIX) or raw[_SEAL_LENGTH - 1 : _SEAL_LENGTH] != b".":
+        raise ValueError("not a sealed value")  # (a value cut short has no "." there either)
+    body = raw[_SEAL_LENGTH:]
+    if not hmac.compare_digest(raw[len(SEAL_PREFIX) : _SEAL_LENGTH - 1], _seal_mac(owner, body)):
+        raise ValueError("seal does not match")
+    return body
+
+
 def text_digest(session_id: str, text: str) -> str:
     """Recognises a repeated request without keeping its text, which may hold a PIN. Keyed,
     so the 10,000 possible PINs cannot be tried against it without the server's secret."""
@@ -138,10 +184,18 @@ def _resume_key(phone: str) -> str:
     return f"{PREFIX}:resume:{phone}"
 
 
+def session_owner(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
+def resume_owner(phone: str) -> str:
+    return f"resume:{phone}"
+
+
 def load(session_id: str) -> StoredSession | None:
     """The stored session, read without its lock (for inspection and tests)."""
     raw = get_redis().get(_session_key(session_id))
-    return StoredSession.from_json(raw) if raw else None
+    return StoredSession.from_json(unseal(session_owner(session_id), raw)) if raw else None
 
 
 # Taking a session: count the hop against the caller's rate limit (when asked), then take the
@@ -228,10 +282,12 @@ class Hold:
             return [token, ""]
         stored, snapshot, keep_resume = self._writes
         config = current_app.config
-        args = [token, "write", stored.to_json(), config["USSD_SESSION_TTL_SECONDS"]]
+        value = seal(session_owner(self.session_id), stored.to_json())
+        args = [token, "write", value, config["USSD_SESSION_TTL_SECONDS"]]
         if snapshot is None:
             return [*args, "keep" if keep_resume else "del"]
-        return [*args, "set", _dumps(snapshot), config["USSD_RESUME_WINDOW_SECONDS"]]
+        snapshot_value = seal(resume_owner(self.phone), _dumps(snapshot))
+        return [*args, "set", snapshot_value, config["USSD_RESUME_WINDOW_SECONDS"]]
 
 
 def _snapshot(raw, phone: str) -> dict | None:
@@ -241,7 +297,7 @@ def _snapshot(raw, phone: str) -> dict | None:
     if not raw:
         return None
     try:
-        snapshot = _loads(raw)
+        snapshot = _loads(unseal(resume_owner(phone), raw))
     except ValueError:
         snapshot = None
     if isinstance(snapshot, dict) and isinstance(snapshot.get("data") or {}, dict):
@@ -284,7 +340,7 @@ def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = N
         time.sleep(LOCK_POLL_SECONDS)
     raw, resume, caller_token, epoch, tariff_stamp = read
     try:
-        stored = StoredSession.from_json(raw) if raw else None
+        stored = StoredSession.from_json(unseal(session_owner(session_id), raw)) if raw else None
     except _NOT_A_SESSION as exc:
         # Never left locked: a value nobody can read held the lock 15 s at every hop, and each
         # retry waited 10 s to be told "busy". (Only the type is logged: never the value.)
