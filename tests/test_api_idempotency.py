@@ -137,3 +137,28 @@ def test_a_key_once_used_never_pays_another_body_even_after_its_row_is_purged(
     assert again.status_code == 202 and again.json == first_batch.json  # the same body: the same rows
     same = post(client, "/payouts", key, {"phone": customer.phone, "amount": 100}, "k1")
     assert same.status_code == 202 and _recorded() == before
+
+
+def test_an_allowance_key_once_used_asks_nothing_new_after_its_row_is_purged(
+    client, merchant, customer, config
+):
+    """The allowance's id derives from the key: after the purge, the same body answers the
+    first allowance (not counted again against the payer's three a day, no second SMS) and
+    another body under the key is refused (422 idempotency_key_reused)."""
+    from ussd_app.payments import allowances as al
+
+    config(REQUESTS_PER_PAYER_PER_DAY=1)
+    key = make_key(merchant)
+    body = {"phone": customer.phone, "limit": 200_00, "max_charge": 5_00, "period": "week"}
+    body["description"] = "News"
+    first = post(client, "/allowances", key, body, "a1")
+    assert first.status_code == 201, first.json
+    _purge()
+    again = post(client, "/allowances", key, body, "a1")
+    assert again.status_code == 201 and again.json == first.json
+    for changed in ({"limit": 300_00}, {"description": "Other"}, {"max_charge": 6_00}):
+        _purge()  # each body meets the allowance the id remembers, not the key's stored answer
+        refused = post(client, "/allowances", key, {**body, **changed}, "a1")
+        assert refused.json["error"]["code"] == "idempotency_key_reused", refused.json
+    db.session.expire_all()
+    assert db.session.query(al.Allowance).count() == 1

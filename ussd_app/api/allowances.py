@@ -92,18 +92,6 @@ def owned(caller, allowance_id: str) -> al.Allowance:
     return allowance
 
 
-def _same_terms(allowance: al.Allowance, body: AllowanceCreate, phone: str) -> bool:
-    return (
-        allowance.customer_phone,
-        allowance.limit_amount,
-        allowance.max_charge,
-        allowance.period,
-        allowance.description,
-        allowance.reference,
-        allowance.ends_at,
-    ) == (phone, body.limit, body.max_charge, body.period, body.description, body.reference, body.ends_at)
-
-
 @bp.post("/allowances")
 @operation(
     scope=Scope.COLLECT,
@@ -130,13 +118,11 @@ def create_allowance(caller, body: AllowanceCreate, idempotency_key: str):
     if customer.account_id == owner.account_id:
         raise ApiError("own_number")
     allowance_id = "al_" + derived_id(caller.key.id, idempotency_key)[:29]
-    existing = db.session.get(al.Allowance, allowance_id)
-    if existing is not None:  # the key's row was purged: the id still remembers its body
-        if not _same_terms(existing, body, phone):
-            raise ApiError("idempotency_key_reused", REUSED)
-        return view(existing), 201
+    # Recorded under this key before (its idempotency row since purged): ``ask`` hands it back
+    # for the same request, counting nothing against the day; other terms are a reused key.
     if (
-        al.asked_today(db.session, owner.account_id, phone)
+        db.session.get(al.Allowance, allowance_id) is None
+        and al.asked_today(db.session, owner.account_id, phone)
         >= current_app.config["REQUESTS_PER_PAYER_PER_DAY"]
     ):
         raise ApiError("too_many_allowance_requests")
@@ -153,7 +139,7 @@ def create_allowance(caller, body: AllowanceCreate, idempotency_key: str):
             allowance_id=allowance_id,
             ends_at=body.ends_at,
         )
-    except al.ConflictingAllowance:  # recorded under this key since the look above, other terms
+    except al.ConflictingAllowance:  # this key's allowance, asked on other terms
         raise ApiError("idempotency_key_reused", REUSED) from None
     return view(allowance), 201
 

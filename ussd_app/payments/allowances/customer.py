@@ -71,13 +71,14 @@ def ask(
     """The merchant asks (the API): recorded ``awaiting_approval`` and the customer told by SMS
     to approve in My approvals. ``phone`` is E.164; ``ends_at`` (naive UTC, in the future) its
     own end, if it has one. The same id again, from the same merchant to the same number on the
-    same terms (a retried request), returns the first one; anything else under it (another
-    merchant's, another number's, other terms) is ``ConflictingAllowance``, never handed back."""
+    same terms, its end included (a retried request), returns the first one; anything else under
+    it (another merchant's, another number's, other terms) is ``ConflictingAllowance``, never
+    handed back."""
     from ...messages import allowances as texts
 
     existing = session.get(Allowance, allowance_id)
     if existing is not None:
-        asked_as = (merchant.account_id, phone, limit, max_charge, period, description, reference)
+        asked_as = (merchant.account_id, phone, limit, max_charge, period, description, reference, ends_at)
         if _asked_terms(existing) != asked_as:
             raise ConflictingAllowance(allowance_id)
         return existing
@@ -119,6 +120,7 @@ def _asked_terms(allowance: Allowance) -> tuple:
         allowance.period,
         allowance.description,
         allowance.reference,
+        allowance.ends_at,
     )
 
 
