@@ -166,8 +166,8 @@ def session_doc(redis, session_id: str) -> dict:
     """A session's document as Redis holds it, its seal checked and taken off."""
     from ussd_app.ussd import sessions
 
-    raw = redis.get(f"tuma:ussd:session:{session_id}")
-    return json.loads(sessions.unseal(sessions.session_owner(session_id), raw))
+    key = f"tuma:ussd:session:{session_id}"
+    return json.loads(sessions.unseal(key, redis.get(key)))
 
 
 def put_session_doc(redis, session_id: str, doc: dict, ex: int = 180) -> None:
@@ -175,5 +175,5 @@ def put_session_doc(redis, session_id: str, doc: dict, ex: int = 180) -> None:
     state, e.g. facts aged a minute)."""
     from ussd_app.ussd import sessions
 
-    value = sessions.seal(sessions.session_owner(session_id), json.dumps(doc))
-    redis.set(f"tuma:ussd:session:{session_id}", value, ex=ex)
+    key = f"tuma:ussd:session:{session_id}"
+    redis.set(key, sessions.seal(key, json.dumps(doc)), ex=ex)

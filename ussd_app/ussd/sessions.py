@@ -6,12 +6,12 @@ twice. A second key per phone holds the resume snapshot of a session that droppe
 Both expire on their own; nothing here needs cleaning up.
 
 Both values are sealed (``seal``/``unseal``): an HMAC-SHA256 under a key derived from
-``SECRET_KEY`` over the value and what it belongs to (the session's id; the phone for a
-snapshot) goes in front of the JSON. A value someone wrote into Redis by hand, or moved from
-another session or number, is unreadable: the session ends ("Your session has ended"), the
-snapshot is no offer. So the order a person confirmed (whom, how much) is the one their PIN
-authorises, whoever else can write to Redis. (A value of the same session from earlier in it
-still opens: it is one this person's own session held.)
+``SECRET_KEY``, over the value and the Redis key it is stored under (the session's id, or the
+phone for a snapshot), goes in front of the JSON. A value someone wrote into Redis by hand, or
+moved from another session or number, is unreadable: the session ends ("Your session has
+ended"), the snapshot is no offer. So the order a person confirmed (whom, how much) is the one
+their PIN authorises, whoever else can write to Redis. (A value of the same session from
+earlier in it still opens: it is one this person's own session held.)
 
 The JSON is written and read by pydantic_core (``_dumps``, ``_loads``; pydantic's own core, a
 runtime dependency already): the same documents as ``json.dumps`` and ``json.loads`` give, in
@@ -143,8 +143,8 @@ def _seal_mac(owner: str, body: bytes) -> bytes:
 
 
 def seal(owner: str, body: bytes | str) -> bytes:
-    """``body`` (a value's JSON) as stored in Redis for ``owner`` (``session:<id>`` or
-    ``resume:<phone>``): its HMAC in front."""
+    """``body`` (a value's JSON) as stored in Redis under the key ``owner`` (the session's, or
+    the phone's snapshot's): its HMAC, over the key and the JSON, in front."""
     body = body.encode() if isinstance(body, str) else body
     return SEAL_PREFIX + _seal_mac(owner, body) + b"." + body
 
@@ -184,18 +184,10 @@ def _resume_key(phone: str) -> str:
     return f"{PREFIX}:resume:{phone}"
 
 
-def session_owner(session_id: str) -> str:
-    return f"session:{session_id}"
-
-
-def resume_owner(phone: str) -> str:
-    return f"resume:{phone}"
-
-
 def load(session_id: str) -> StoredSession | None:
     """The stored session, read without its lock (for inspection and tests)."""
     raw = get_redis().get(_session_key(session_id))
-    return StoredSession.from_json(unseal(session_owner(session_id), raw)) if raw else None
+    return StoredSession.from_json(unseal(_session_key(session_id), raw)) if raw else None
 
 
 # Taking a session: count the hop against the caller's rate limit (when asked), then take the
@@ -282,11 +274,11 @@ class Hold:
             return [token, ""]
         stored, snapshot, keep_resume = self._writes
         config = current_app.config
-        value = seal(session_owner(self.session_id), stored.to_json())
+        value = seal(_session_key(self.session_id), stored.to_json())
         args = [token, "write", value, config["USSD_SESSION_TTL_SECONDS"]]
         if snapshot is None:
             return [*args, "keep" if keep_resume else "del"]
-        snapshot_value = seal(resume_owner(self.phone), _dumps(snapshot))
+        snapshot_value = seal(_resume_key(self.phone), _dumps(snapshot))
         return [*args, "set", snapshot_value, config["USSD_RESUME_WINDOW_SECONDS"]]
 
 
@@ -297,7 +289,7 @@ def _snapshot(raw, phone: str) -> dict | None:
     if not raw:
         return None
     try:
-        snapshot = _loads(unseal(resume_owner(phone), raw))
+        snapshot = _loads(unseal(_resume_key(phone), raw))
     except ValueError:
         snapshot = None
     if isinstance(snapshot, dict) and isinstance(snapshot.get("data") or {}, dict):
@@ -340,7 +332,7 @@ def locked(session_id: str, phone: str, *, rate: tuple[str, int, int] | None = N
         time.sleep(LOCK_POLL_SECONDS)
     raw, resume, caller_token, epoch, tariff_stamp = read
     try:
-        stored = StoredSession.from_json(unseal(session_owner(session_id), raw)) if raw else None
+        stored = StoredSession.from_json(unseal(_session_key(session_id), raw)) if raw else None
     except _NOT_A_SESSION as exc:
         # Never left locked: a value nobody can read held the lock 15 s at every hop, and each
         # retry waited 10 s to be told "busy". (Only the type is logged: never the value.)
