@@ -235,11 +235,9 @@ def runner(app):
 
 @pytest.fixture
 def config(app):
-    """``config(KEY=value, ...)`` for one test; the whole config is put back after it."""
-    saved = dict(app.config)
-    yield app.config.update
-    app.config.clear()
-    app.config.update(saved)
+    """``config(KEY=value, ...)`` for one test; the whole config is put back after it (by the
+    ``app`` fixture, as after every test: ``_config_kept``)."""
+    return app.config.update
 
 
 BACKENDS = [

@@ -11,28 +11,22 @@ import logging
 import time
 
 import pytest
-from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy import event
 
-from tests.helpers import fund, wait_for
+from tests.helpers import fund
 from tests.test_attack_pin_hop import PIN, SENDING, SHORT, at_send_pin, juma
+from tests.test_pin_hop_dropped_connection import admin, end, recorded
 from tests.ussd_helpers import CUSTOMER, SECOND_CUSTOMER, Phone, available, is_resume_offer, person
 from ussd_app import tariffs
 from ussd_app.extensions import db
-from ussd_app.payments.models import TransferRequest
 from ussd_app.ussd import sessions
 from worker.jobs import execute_transfers
 
-__all__ = ["juma"]  # the fixture, taken from the PIN-hop attack tests
+__all__ = ["admin", "juma"]  # the fixtures, taken from the PIN-hop tests
 
 JUMA = "+254712000111"
 RECORD = "INSERT INTO transfer_requests"  # the PIN hop's record (record_covered_row)
 SOMETHING_WENT_WRONG = "END Sorry, something went wrong. Please try again later."
-
-
-def recorded() -> int:
-    found = db.session.execute(select(func.count()).select_from(TransferRequest)).scalar_one()
-    db.session.commit()
-    return found
 
 
 def lock_key(phone: Phone) -> str:
@@ -128,28 +122,6 @@ def test_a_balance_of_exactly_amount_and_fee_sends_and_one_cent_less_is_short(ba
 # -- PostgreSQL: a connection the server ends inside the PIN hop --------------------------------
 
 
-@pytest.fixture
-def admin(app):
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("ending server connections: PostgreSQL")
-    engine = create_engine(db.engine.url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        yield connection
-    engine.dispose()
-
-
-def end_backend(admin, pid: int) -> None:
-    admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    wait_for(
-        lambda: (
-            not admin.execute(
-                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
-            ).scalar_one()
-        ),
-        message="the backend to go",
-    )
-
-
 def ended_at(engine, admin, event_name: str, wanted) -> list:
     """Listen for ``event_name`` on ``engine``; the first time ``wanted(*args)`` holds, end the
     server's side of that connection before the statement (or commit) is sent."""
@@ -159,10 +131,27 @@ def ended_at(engine, admin, event_name: str, wanted) -> list:
         if not ended and wanted(*args):
             pid = conn.connection.dbapi_connection.info.backend_pid
             ended.append(pid)
-            end_backend(admin, pid)
+            end(admin, [pid])
 
     event.listen(engine, event_name, listener)
     return ended, lambda: event.remove(engine, event_name, listener)
+
+
+def _the_record(_cursor, sql, *_) -> bool:
+    return RECORD in sql
+
+
+def pin_with_connection_ended(phone: Phone, admin, event_name: str, wanted) -> str:
+    """The PIN hop's answer when the server ends its connection at ``event_name`` (``ended_at``),
+    which it must have."""
+    db.session.remove()
+    ended, stop = ended_at(db.engine, admin, event_name, wanted)
+    try:
+        body = phone.send(PIN)
+    finally:
+        stop()
+    assert ended
+    return body
 
 
 def test_the_connection_ended_after_the_row_lock_before_the_record_sends_nothing_then_once(app, juma, admin):
@@ -170,13 +159,9 @@ def test_the_connection_ended_after_the_row_lock_before_the_record_sends_nothing
     one-statement record is sent: the hop ends 'something went wrong' (no 500, never
     'Sending' nor 'not enough money'), nothing is recorded; the gateway's retry records once."""
     phone = at_send_pin(app)
-    db.session.remove()
-    ended, stop = ended_at(db.engine, admin, "before_cursor_execute", lambda _cur, sql, *_: RECORD in sql)
-    try:
-        body = phone.send(PIN)
-    finally:
-        stop()
-    assert ended
+    body = pin_with_connection_ended(
+        phone, admin, "before_cursor_execute", lambda _cur, sql, *_: RECORD in sql
+    )
     assert body == SOMETHING_WENT_WRONG, body
     assert recorded() == 0
     assert phone.repeat().startswith(SENDING)
@@ -191,13 +176,7 @@ def test_the_connection_ended_at_the_pin_hops_commit_sends_nothing_then_once(app
     screen, and the retry records once: no send lost, none doubled."""
     payer = juma.account_id
     phone = at_send_pin(app)
-    db.session.remove()
-    ended, stop = ended_at(db.engine, admin, "commit", lambda *_: True)
-    try:
-        body = phone.send(PIN)
-    finally:
-        stop()
-    assert ended
+    body = pin_with_connection_ended(phone, admin, "commit", lambda *_: True)
     assert body == SOMETHING_WENT_WRONG, body
     assert recorded() == 0
     assert phone.repeat().startswith(SENDING)
@@ -264,7 +243,7 @@ def test_an_order_rewritten_in_redis_between_confirm_and_pin_is_never_sent(backe
     redis = backend_app.extensions["redis"]
     phone = at_send_pin(backend_app)
     key = _session_key(phone)
-    redis.set(key, _rewritten(sessions.session_owner(phone.session_id), redis.get(key), how), ex=180)
+    redis.set(key, _rewritten(key, redis.get(key), how), ex=180)
     assert phone.send(PIN) == SESSION_ENDED
     assert recorded() == 0
     assert available(customer.account_id) == 5_000_000
