@@ -443,7 +443,7 @@ def pin_hop_in_process(app, users: int, conversations: int = 30, bare_calls: int
                 began = time.thread_time()
                 assert verify_pin(stored, PIN)
                 argon2.append((time.thread_time() - began) * 1000)
-    stubbed, after_argon2, after_hop = _argon2_apart(
+    stubbed, after_argon2, after_hop, waits = _argon2_apart(
         app, users, users - 1 - 2 * conversations, conversations, stored
     )
     bare_client, bare_wsgi = bare.test_client(), []
@@ -473,22 +473,17 @@ def pin_hop_in_process(app, users: int, conversations: int = 30, bare_calls: int
         client_cost_ms=bare_client_ms - bare_wsgi_ms,
         bare_calls=bare_calls,
         stubbed_hop_ms=statistics.median(stubbed),
-        menu_waits=statistics.mean(w for w, _ in WAITS["menu"]),
-        menu_cpu_ms=statistics.mean(c for _, c in WAITS["menu"]),
-        floor_waits=statistics.mean(w for w, _ in WAITS["floor"]),
-        floor_cpu_ms=statistics.mean(c for _, c in WAITS["floor"]),
+        menu_waits=statistics.mean(w for w, _ in waits["menu"]),
+        menu_cpu_ms=statistics.mean(c for _, c in waits["menu"]),
+        floor_waits=statistics.mean(w for w, _ in waits["floor"]),
+        floor_cpu_ms=statistics.mean(c for _, c in waits["floor"]),
         dial_after_argon2_ms=statistics.median(after_argon2),
         dial_after_hop_ms=statistics.median(after_hop),
     )
 
 
-# Per hop, (waits, CPU ms) of the menu hops of ``_argon2_apart``'s conversations and of the
-# floor's hop alternated with them: a wait is a voluntary context switch of this thread (an
-# answer awaited from PostgreSQL or Redis).
-WAITS: dict[str, list[tuple[int, float]]] = {"menu": [], "floor": []}
-
-
 def _waited() -> tuple[int, float]:
+    """This thread's voluntary context switches and CPU seconds."""
     return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw, time.thread_time()
 
 
@@ -516,12 +511,16 @@ def _argon2_apart(app, users: int, last_payer: int, conversations: int, stored: 
     ``wsgi_*`` hops, from the payers before theirs); (2) a menu hop (a new session's first
     screen) right after an argon2 check, alternated with the same hop right after another
     menu hop: argon2id touches its 19 MiB, and whatever runs next finds the CPU's caches
-    holding that instead of the interpreter's working set. Each a list of CPU ms."""
+    holding that instead of the interpreter's working set. Each a list of CPU ms. And (3)
+    ``waits``: per hop, (waits, CPU ms) of these conversations' menu hops and of the floor's
+    hop alternated with them, a wait being a voluntary context switch of this thread (an
+    answer awaited from PostgreSQL or Redis)."""
     from bench.floor_app import app as floor
     from bench.ussd_hop_costs import wsgi_hop
     from ussd_app import pins
 
     stubbed, after_argon2, after_hop = [], [], []
+    waits: dict[str, list[tuple[int, float]]] = {"menu": [], "floor": []}
     for i in range(conversations):
         payer = last_payer - i
         payee = (payer * 7 + 1) % users
@@ -531,10 +530,10 @@ def _argon2_apart(app, users: int, last_payer: int, conversations: int, stored: 
         for text in ("", "1", f"1*{to}", f"1*{to}*50", f"1*{to}*50*1"):
             before = _waited()
             wsgi_hop(app, session_id, phone, text)
-            WAITS["menu"].append(_since(before))
+            waits["menu"].append(_since(before))
             before = _waited()
             wsgi_hop(floor, session_id, phone, "")
-            WAITS["floor"].append(_since(before))
+            waits["floor"].append(_since(before))
         real, pins._hasher = pins._hasher, _AtOnce(pins._hasher)
         try:
             began = time.thread_time()
@@ -551,7 +550,7 @@ def _argon2_apart(app, users: int, last_payer: int, conversations: int, stored: 
             began = time.thread_time()
             wsgi_hop(app, f"dial-{i}-{before}-{time.time_ns()}", phone, "")
             spans.append((time.thread_time() - began) * 1000)
-    return stubbed, after_argon2, after_hop
+    return stubbed, after_argon2, after_hop, waits
 
 
 def children(pid: int) -> list[int]:

@@ -421,23 +421,13 @@ def round_trip_cpu(app, n: int = 2_000) -> dict:
         return {"redis": median_cpu(redis_client.ping), "postgres": postgres}
 
 
+# What each hop's row holds, beside its wall-clock "us".
+COUNTED = ("sql", "trips", "checkouts", "redis_trips", "redis_cmds", "calls", "waits", "cpu_us")
+
+
 def summary(found: dict) -> dict:
     return {
-        label: {
-            key: statistics.median(r[key] for r in rows)
-            for key in (
-                "sql",
-                "trips",
-                "checkouts",
-                "redis_trips",
-                "redis_cmds",
-                "calls",
-                "us",
-                "waits",
-                "cpu_us",
-            )
-            if key in rows[0]
-        }
+        label: {key: statistics.median(r[key] for r in rows) for key in (*COUNTED, "us") if key in rows[0]}
         for label, rows in found.items()
     }
 
@@ -557,16 +547,7 @@ def main() -> int:
                 f"{kind}, cache {mode}: per hop on average "
                 + ", ".join(
                     f"{key} {statistics.mean(r[key] for r in rows):.2f}"
-                    for key in (
-                        "sql",
-                        "trips",
-                        "checkouts",
-                        "redis_trips",
-                        "redis_cmds",
-                        "calls",
-                        "waits",
-                        "cpu_us",
-                    )
+                    for key in COUNTED
                     if key in next(iter(rows))
                 )
             )
