@@ -19,6 +19,7 @@ from tests.test_attack_pin_hop import (
 )
 from tests.ussd_helpers import available
 from ussd_app.extensions import db
+from ussd_app.money import format_amount
 from ussd_app.payments.models import TransferRequest
 from ussd_app.payments.submit import (
     ConflictingRequest,
@@ -67,12 +68,15 @@ def test_a_covered_order_is_the_row_the_plain_record_writes_and_a_replay_writes_
     assert record_covered_row(db.session, juma.account_id, 4_057_00, **covered) == (True, BALANCE)
     assert record_request_row(db.session, **plain) is True
     db.session.commit()
-    assert record_covered_row(db.session, juma.account_id, 4_057_00, **covered) == (False, BALANCE)
+    # Spendable now: the balance less the plain order (amount and fee), still queued (the covered one is the
+    # replay's own, left out).
+    left = BALANCE - 100_00 - 57_00
+    assert record_covered_row(db.session, juma.account_id, 4_057_00, **covered) == (False, left)
     with pytest.raises(ConflictingRequest):  # another order under the same id
         record_covered_row(db.session, juma.account_id, 4_057_00, **{**covered, "amount": 3_000_00})
     db.session.rollback()
     # Short now (as if the money had gone): nothing written, the caller asks whether it is a replay.
-    assert record_covered_row(db.session, juma.account_id, BALANCE + 1, **covered) == (None, BALANCE)
+    assert record_covered_row(db.session, juma.account_id, BALANCE + 1, **covered) == (None, left)
     db.session.commit()
     rows = {r.id: r for r in db.session.execute(select(TransferRequest)).scalars()}
     db.session.commit()
@@ -97,16 +101,43 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut(app, juma, second_cu
 
 def test_three_pin_hops_of_one_caller_at_once_never_spend_more_than_the_balance(app, juma):
     """Juma, KES 5,000, at the PIN screen in three sessions (three spellings of his number),
-    each sending KES 4,000: all three type the PIN at once. Each hop answers "Sending" or "Not
-    enough money"; the worker posts one; the wallet never goes below zero."""
+    each sending KES 4,000: all three type the PIN at once. One hop answers "Sending", the two
+    others "Not enough money" (the first's request, queued, counts against the balance);
+    the worker posts it; the wallet never goes below zero."""
     phones = [at_send_pin(app, number=n) for n in ("0712000111", "+254712000111", "254712000111")]
     answers = all_at_once(app, phones, [PIN] * 3)
-    assert all(a.startswith((SENDING, SHORT)) for a in answers), answers
-    assert any(a.startswith(SENDING) for a in answers), answers
+    assert [a[: len(SENDING)] for a in answers].count(SENDING) == 1, answers
+    assert sum(a.startswith(SHORT) for a in answers) == 2, answers
+    assert count() == 1
     execute_transfers()
-    assert statuses().count("accepted") == 1
+    assert statuses() == ["accepted"]
     assert available(juma.account_id) == BALANCE - posted_total() >= 0
     # After the post, the next PIN hop of his is told the balance, and records nothing.
     recorded = count()
     assert at_send_pin(app).send(PIN).startswith(SHORT)
     assert count() == recorded
+
+
+def test_a_second_send_typed_before_the_worker_took_the_first_is_told_what_is_left(app, juma):
+    """Juma, KES 5,000, sends KES 4,000 and, before a worker has taken it, KES 2,000 in another
+    session: the second is told "Not enough money" with what is left (5,000 - 4,000 - fee),
+    recorded nothing, and never becomes an SMS refusal after a "Sending". What the first
+    leaves is spendable: KES 900 goes, before and after the worker posts the first."""
+    assert at_send_pin(app).send(PIN).startswith(SENDING)
+    left = BALANCE - posted_or_queued()
+    second = at_send_pin(app, amount="2000").send(PIN)
+    assert second.startswith("END Not enough money to send KES 2,000.00"), second
+    assert f"Your balance is {format_amount(left)}." in second, second
+    assert count() == 1
+    assert at_send_pin(app, amount="900").send(PIN).startswith("END Sending KES 900.00")
+    execute_transfers()
+    assert statuses() == ["accepted", "accepted"]
+    assert available(juma.account_id) == BALANCE - posted_total() >= 0
+    assert at_send_pin(app, amount="20").send(PIN).startswith("END Sending KES 20.00")  # of KES 30 left
+
+
+def posted_or_queued() -> int:
+    """What the recorded requests will take from the payer: amount plus fee."""
+    rows = db.session.execute(select(TransferRequest.amount, TransferRequest.fee)).all()
+    db.session.commit()
+    return sum(a + f for a, f in rows)

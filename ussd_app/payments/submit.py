@@ -9,7 +9,7 @@ import functools
 import logging
 import uuid
 
-from sqlalchemy import String, bindparam, cast, select
+from sqlalchemy import BigInteger, String, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..clock import utcnow
@@ -142,9 +142,25 @@ def _recorded(session, values: dict, written: bool) -> bool:
 
 @functools.cache
 def spendable_statement():
-    """What an account may spend now (``Account.available``), by its id (``payer``)."""
-    t = Account.__table__
-    spendable = (t.c.credits_posted - t.c.debits_posted - t.c.debits_pending).label("spendable")
+    """What an account may spend now, by its id (``payer``): its available balance
+    (``Account.available``) less what its requests recorded and not yet taken by a worker
+    (queued) will debit, amount and fee, the request ``id`` itself left out (a replay of it
+    finds it recorded). Without them, two sends typed one after the other, each covered by the
+    balance but not both, were both told "Sending" and the worker refused the second by SMS.
+    One statement, so the balance and the queue are read in one snapshot: a worker's post
+    (the balance down, the request no longer queued) is seen whole or not at all."""
+    t, r = Account.__table__, TransferRequest.__table__
+    queued = (
+        select(cast(func.coalesce(func.sum(r.c.amount + r.c.fee), 0), BigInteger))
+        .where(
+            r.c.debit_account_id == bindparam("payer"),
+            r.c.executed_at.is_(None),  # the payer's index (debit_account_id, executed_at)
+            r.c.status == RequestStatus.QUEUED.value,
+            r.c.id != bindparam("id", type_=r.c.id.type),
+        )
+        .scalar_subquery()
+    )
+    spendable = (t.c.credits_posted - t.c.debits_posted - t.c.debits_pending - queued).label("spendable")
     return select(spendable).where(t.c.id == bindparam("payer"))
 
 
@@ -182,7 +198,9 @@ def record_covered_row(session, payer_account_id: int, needed: int, **order) -> 
     process; the transaction began IMMEDIATE, so nothing writes between them)."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        spendable = connection.execute(spendable_statement(), {"payer": payer_account_id}).scalar_one()
+        spendable = connection.execute(
+            spendable_statement(), {"payer": payer_account_id, "id": order["request_id"]}
+        ).scalar_one()
         if spendable < needed:
             return None, spendable
         return record_request_row(session, **order), spendable

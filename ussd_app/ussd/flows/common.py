@@ -194,12 +194,13 @@ def payer_account_id(ctx) -> int:
 
 
 def available(ctx) -> int:
-    """What the caller may spend, read now: ``wallet(ctx).available`` by one plain statement on
+    """What the caller may spend, read now (``submit.spendable_statement``: the available
+    balance less the requests still queued, this hop's own left out) by one plain statement on
     the hop's transaction (no object). After the PIN check, as ``wallet`` says."""
     from ...payments.submit import spendable_statement
 
-    payer = {"payer": payer_account_id(ctx)}
-    return db.session.connection().execute(spendable_statement(), payer).scalar_one()
+    params = {"payer": payer_account_id(ctx), "id": ctx.data.get("transfer_id") or ""}
+    return db.session.connection().execute(spendable_statement(), params).scalar_one()
 
 
 def replayed(ctx) -> bool:
