@@ -277,6 +277,10 @@ def _values(test) -> frozenset[str]:
 
 HOLD_KINDS = _values(lambda row: row.phase == Phase.PENDING)
 POSTING_KINDS = _values(lambda row: row.phase == Phase.POST)
+# Kinds whose request takes amount + fee from its debit account when executed (posted, or held).
+# A post or void of a hold takes nothing more: the hold is in debits_pending already, and a
+# void's debit account is the hold's payee (submit.spendable_statement).
+DEBITS_PAYER_KINDS = _values(lambda row: row.phase in (Phase.SINGLE, Phase.PENDING))
 VOIDING_KINDS = _values(lambda row: row.phase == Phase.VOID)
 COUNTED_KINDS = _values(lambda row: row.counted)
 # Refused to an agent or merchant an operator has locked (limits.check_batch: ``payee_locked``):

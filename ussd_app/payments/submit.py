@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..clock import utcnow
 from ..ledger import Account
 from ..queues import TRANSFERS_DOORBELL, Bell, ring, ring_after_commit
+from .kinds import DEBITS_PAYER_KINDS
 from .models import HoldState, RequestStatus, TransferRequest, transaction_code
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,12 @@ def spendable_statement():
     """What an account may spend now, by its id (``payer``): its available balance
     (``Account.available``) less what its requests recorded and not yet taken by a worker
     (queued) will debit, amount and fee, the request ``id`` itself left out (a replay of it
-    finds it recorded). Without them, two sends typed one after the other, each covered by the
-    balance but not both, were both told "Sending" and the worker refused the second by SMS.
+    finds it recorded). Only kinds that take from their debit account (``DEBITS_PAYER_KINDS``):
+    a queued post of a hold is in debits_pending already, and a void's debit account is the
+    hold's payee, who loses nothing (counted, they told a buyer who confirmed delivery, or a
+    sender whose reversal was refused, "Not enough money" for what they have). Without the
+    queued requests, two sends typed one after the other, each covered by the balance but not
+    both, were both told "Sending" and the worker refused the second by SMS.
     One statement, so the balance and the queue are read in one snapshot: a worker's post
     (the balance down, the request no longer queued) is seen whole or not at all."""
     t, r = Account.__table__, TransferRequest.__table__
@@ -156,6 +161,7 @@ def spendable_statement():
             r.c.debit_account_id == bindparam("payer"),
             r.c.executed_at.is_(None),  # the payer's index (debit_account_id, executed_at)
             r.c.status == RequestStatus.QUEUED.value,
+            r.c.kind.in_(sorted(DEBITS_PAYER_KINDS)),
             r.c.id != bindparam("id", type_=r.c.id.type),
         )
         .scalar_subquery()
