@@ -203,6 +203,13 @@ def available(ctx) -> int:
     return db.session.connection().execute(spendable_statement(), params).scalar_one()
 
 
+def spendable_text(spendable: int) -> str:
+    """What a short screen's "Your balance is ..." says: what may be spent, never below zero
+    (requests recorded without this check, a standing order's run or an approved payment
+    request, may queue more than the balance: "-KES 2,110.00" read as a debt)."""
+    return money(max(spendable, 0))
+
+
 def replayed(ctx) -> bool:
     """Whether the request this PIN hop records (``transfer_id``) is recorded already: by a
     first run of the same hop whose answer never reached the phone (it failed after its commit,
@@ -241,7 +248,7 @@ def record_payment(ctx, *, kind: str, debit_account_id: int, credit_account_id: 
         )
         if recorded is None:  # short: nothing written
             if not replayed(ctx):
-                data["balance_text"] = money(spendable)
+                data["balance_text"] = spendable_text(spendable)
                 return "short"
             record_request_row(session, **order)  # the replay's answer: the same order, or another
     except ConflictingRequest:

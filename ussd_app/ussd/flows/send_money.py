@@ -96,7 +96,7 @@ def send(ctx) -> str:
     # (never for a short balance, nor for a replay), so these stay two statements.
     spendable = common.available(ctx)
     if spendable < data["amount"] + data["fee"] and not common.replayed(ctx):
-        data["balance_text"] = common.money(spendable)
+        data["balance_text"] = common.spendable_text(spendable)
         return "short"
     invite = db.session.get(TransferRequest, data["transfer_id"]) is None
     if invite and not fraud_checks.invites_allowed(ctx, 1):
