@@ -10,7 +10,7 @@ from sqlalchemy import select
 from tests.escrow_helpers import at_once
 from tests.helpers import fund
 from tests.test_attack_pin_hop import PIN
-from tests.ussd_helpers import AGENT, CUSTOMER, SECOND_CUSTOMER, Phone, available, person
+from tests.ussd_helpers import AGENT, CUSTOMER, MERCHANT, SECOND_CUSTOMER, Phone, available, person
 from ussd_app.extensions import db
 from ussd_app.ledger.check import check
 from ussd_app.payments import holds
@@ -180,7 +180,7 @@ def test_two_airtime_purchases_at_once_are_never_both_told_buying(cast):
         assert phone.walk("7", "1", "4000", "1").startswith("CON Enter your PIN to buy KES 4,000.00")
         phones.append(phone)
     answers = at_once(app, *(lambda p=p: p.send(PIN) for p in phones))
-    assert sorted(a[:20] for a in answers) == ["END Buying KES 4,000", "END Not enough mone"], answers
+    assert sorted(a[:20] for a in answers) == ["END Buying KES 4,000", "END Not enough money"], answers
 
 
 def test_an_agent_withdrawal_approved_behind_a_queued_send_is_refused_at_the_pin(cast):
@@ -201,3 +201,18 @@ def test_an_agent_withdrawal_approved_behind_a_queued_send_is_refused_at_the_pin
     db.session.commit()
     assert db.session.get(agent_withdrawals.WithdrawalApproval, "wa-1").state == "failed"
     db.session.commit()
+
+
+def test_an_allowance_started_behind_a_queued_send_is_told_not_enough_money(cast):
+    """Juma sends KES 4,000 (queued), then starts an allowance holding KES 2,000 a period: its
+    PIN hop must count the queued send, not start it and leave the worker to refuse the hold."""
+    from tests.test_ussd_allowances import ALLOWANCES, TILL
+
+    app, juma, wanjiru = cast
+    person(MERCHANT["phone"], MERCHANT["name"], role="merchant", pin=MERCHANT["pin"], till=TILL)
+    assert send_pin(app, "4000").startswith("END Sending KES 4,000.00")
+    phone = Phone(app.test_client(), "0712000111")
+    for value in (ALLOWANCES, "1", TILL, "2000", "2", "1"):
+        phone.send(value)
+    answer = phone.send(PIN)
+    assert answer.startswith("END Not enough money to hold KES 2,000.00"), answer

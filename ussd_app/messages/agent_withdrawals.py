@@ -35,15 +35,16 @@ def asked(customer, agent, *, amount: int, fee: int, seconds: int) -> str:
     )
 
 
-def short_customer(customer, agent, approval) -> str:
-    """To the customer who approved without the money for amount and fee."""
+def short_customer(customer, agent, approval, spendable: int) -> str:
+    """To the customer who approved without the money for amount and fee: what they may spend
+    (their balance less their requests still queued)."""
     return tell(
         customer,
         SHORT_CUSTOMER,
         amount=money(approval.amount),
         fee=money(approval.fee),
         agent=sms_name(agent) if agent else "",
-        balance=money(customer.account.available),
+        balance=money(spendable),
     )
 
 

@@ -26,7 +26,7 @@ from ..messages import agent_withdrawals as texts
 from ..sms.outbox import add_sms
 from ..users import User, find_by_account
 from .models import RequestKind
-from .submit import record_request
+from .submit import record_request, spendable_statement
 
 
 class ApprovalState(enum.StrEnum):
@@ -122,15 +122,25 @@ def approve(session, customer: User, approval_id: str) -> str:
     row = session.get(WithdrawalApproval, approval_id)
     if row is None:
         return "gone"
-    session.refresh(customer.account)
-    short = customer.account.available < row.amount + row.fee
+    # What the customer may spend: the available balance less their requests still queued
+    # (submit.spendable_statement), as the PIN hop of a customer's own send reads it: else a
+    # withdrawal approved behind a queued send was refused by the worker (the agent told
+    # "approved" first), the withdrawal's own id left out for a replay.
+    spendable = (
+        session.connection()
+        .execute(spendable_statement(), {"payer": customer.account_id, "id": row.id})
+        .scalar_one()
+    )
+    short = spendable < row.amount + row.fee
     to_state = ApprovalState.FAILED if short else ApprovalState.APPROVED
     if not _claim(session, approval_id, to_state, now, customer_account_id=customer.account_id):
         return "gone"
     if short:
         _tell_agent(session, row, texts.short_agent)
         agent = find_by_account(session, row.agent_account_id)
-        add_sms(session, phone=customer.phone, body=texts.short_customer(customer, agent, row))
+        add_sms(
+            session, phone=customer.phone, body=texts.short_customer(customer, agent, row, max(spendable, 0))
+        )
         return "short"
     record_request(
         session,

@@ -25,10 +25,12 @@ def quote(ctx) -> str:
 
 
 def record(ctx) -> str:
-    """After the PIN: the money is held and the purchase queued."""
-    account = common.wallet(ctx)
-    if account.available < ctx.data["amount"] and not common.replayed(ctx):
-        ctx.data["balance_text"] = common.money(account.available)
+    """After the PIN: the money is held and the purchase queued. What the caller may spend
+    counts their requests still queued (``common.available``), as a send's PIN hop does: else
+    airtime bought behind a queued send was told "Buying" and refused by SMS."""
+    spendable = common.available(ctx)
+    if spendable < ctx.data["amount"] and not common.replayed(ctx):
+        ctx.data["balance_text"] = common.spendable_text(spendable)
         return "short"
     airtime.record(
         db.session,

@@ -183,14 +183,12 @@ def _period(period: str):
 def start(ctx) -> str:
     """After the PIN: the SIM-swap gate (the limit is held from the wallet), the balance, then
     the allowance is recorded with its first hold (the worker makes it active)."""
-    account = common.wallet(ctx)
+    # What the caller may spend: their requests still queued counted (``common.available``).
+    spendable = common.available(ctx)
     # A retried hop whose first run started it (its limit perhaps held since): al.start's
     # replay answers, never "not enough money" (as common.replayed, for an allowance's id).
-    if (
-        account.available < ctx.data["amount"]
-        and db.session.get(al.Allowance, ctx.data["allowance_id"]) is None
-    ):
-        ctx.data["balance_text"] = common.money(account.available)
+    if spendable < ctx.data["amount"] and db.session.get(al.Allowance, ctx.data["allowance_id"]) is None:
+        ctx.data["balance_text"] = common.spendable_text(spendable)
         return "short"
     merchant = find_business(db.session, ctx.data["business_number"], BusinessKind.TILL)
     if merchant is None or merchant.account_id != ctx.data["merchant_account"]:
