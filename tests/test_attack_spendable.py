@@ -216,3 +216,35 @@ def test_an_allowance_started_behind_a_queued_send_is_told_not_enough_money(cast
         phone.send(value)
     answer = phone.send(PIN)
     assert answer.startswith("END Not enough money to hold KES 2,000.00"), answer
+
+
+def test_pin_hops_racing_the_worker_are_never_told_sending_for_what_it_then_refuses(cast):
+    """Juma (KES 5,000) sends KES 1,500 in six sessions at once while the worker runs batch
+    after batch: balance and queue read in one snapshot, so every "Sending" is posted (never
+    refused by SMS), the others are told "Not enough money", and the wallet stays >= 0."""
+    import time
+
+    app, juma, wanjiru = cast
+    numbers = ["0712000111", "+254712000111", "254712000111"] * 2
+    phones = []
+    for number in numbers:
+        phone = Phone(app.test_client(), number)
+        assert "Enter your PIN" in phone.walk("1", "0712000222", "1500", "1")
+        phones.append(phone)
+
+    def worker():
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            execute_transfers()
+        return "worker"
+
+    answers = at_once(app, worker, *(lambda p=p: p.send(PIN) for p in phones))[1:]
+    execute_transfers()
+    sending = [a for a in answers if a.startswith("END Sending KES 1,500.00")]
+    assert len(sending) + sum(a.startswith("END Not enough money") for a in answers) == 6, answers
+    assert len(sending) == BALANCE // (1_500_00 + quote("send", 1_500_00)), answers
+    db.session.expire_all()
+    statuses = sorted(db.session.execute(select(TransferRequest.status)).scalars())
+    db.session.commit()
+    assert statuses == ["accepted"] * len(sending), statuses
+    assert available(juma.account_id) >= 0
