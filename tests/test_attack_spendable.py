@@ -248,3 +248,43 @@ def test_pin_hops_racing_the_worker_are_never_told_sending_for_what_it_then_refu
     db.session.commit()
     assert statuses == ["accepted"] * len(sending), statuses
     assert available(juma.account_id) >= 0
+
+
+def test_paying_a_request_in_my_approvals_behind_a_queued_send_is_told_not_enough_money(cast):
+    """Wanjiru asks Juma (KES 5,000) for KES 1,000 (fee KES 13); he sends KES 4,000 (queued),
+    then approves her request with his PIN: "Not enough money to pay KES 1,013.00" with what is
+    left, nothing recorded, the request still waiting; once the send is posted and money comes
+    in, the same request is paid."""
+    from ussd_app.payments import payment_requests as pr
+
+    app, juma, wanjiru = cast
+    [asked] = pr.create(
+        db.session, wanjiru, mint_request_id(), pr.Kind.PERSONAL, [(juma.phone, 1_000_00)], "Rent"
+    )
+    db.session.commit()
+    assert send_pin(app, "4000").startswith("END Sending KES 4,000.00")
+    left = BALANCE - 4_000_00 - quote("send", 4_000_00)
+
+    def approve() -> str:
+        phone = Phone(app.test_client(), "0712000111")
+        phone.walk("3")
+        assert "Rent" in phone.send("1")
+        assert phone.send("1") == "CON Enter your PIN to approve"
+        return phone.send(PIN)
+
+    answer = approve()
+    assert answer == f"END Not enough money to pay KES 1,013.00. Your balance is KES {left // 100:,}.00.", (
+        answer
+    )
+    queued = db.session.execute(select(TransferRequest.kind)).scalars().all()
+    db.session.commit()
+    assert queued == ["send"]  # nothing recorded for the request
+    assert db.session.get(pr.PaymentRequest, asked.id).state == "open"
+    db.session.commit()
+    execute_transfers()
+    fund(juma.account_id, 1_000_00)
+    assert approve() == "END Approved. You will receive an SMS confirmation."
+    execute_transfers()
+    assert db.session.get(pr.PaymentRequest, asked.id).state == "paid"
+    assert not [f for f in check(db.session, trust_deposits_total=BALANCE + 1_000_00) if not f.ok]
+    db.session.commit()

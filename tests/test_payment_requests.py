@@ -12,6 +12,7 @@ from tests.escrow_helpers import FUNDS, PIN, at_once, ledger_ok, merchant, sms_t
 from tests.ussd_helpers import Phone, available, fresh, local, person
 from ussd_app.clock import utcnow
 from ussd_app.extensions import db
+from ussd_app.money import format_amount
 from ussd_app.payments import payment_requests as pr
 from ussd_app.payments.emoney import issue_float
 from ussd_app.payments.execute import execute_batch
@@ -260,11 +261,35 @@ def test_an_expired_request_cannot_be_paid_and_expires_once(app, client, table):
     assert available(table[BOB]) == EACH
 
 
+def test_a_payment_bob_cannot_cover_is_told_at_the_pin_and_the_request_still_waits(client, table):
+    """All Bob has, asked for: the fee is missing. Approving says "Not enough money" at the PIN
+    (as a send does), records nothing, and the request waits for him as before."""
+    ask(client, [BOB], each=EACH // 100)
+    answer = pay_first(client, BOB)
+    fee = pr.quote(db.session, requests_of(BOB)[0])["fee"]
+    assert answer == (
+        f"END Not enough money to pay {format_amount(EACH + fee)}. Your balance is {format_amount(EACH)}."
+    ), answer
+    [request] = requests_of(BOB)
+    assert (request.state, request.pay_attempts, request.transfer_request_id) == ("open", 0, None)
+    assert transfers_for(request.id) == 0
+    _phone, listing = approvals_of(client, BOB)
+    assert listing.startswith("CON Waiting for your approval:\n1. Pay ")
+
+
 def test_a_refused_payment_reopens_the_request(client, table):
-    """Paying is an ordinary transfer: the ledger may refuse it (here: not enough money); the
-    payer gets the usual failure SMS and the request waits for them again."""
-    ask(client, [BOB], each=EACH // 100)  # all Bob has: the fee is missing
+    """Paying is an ordinary transfer: the ledger may refuse it (here: Bob's money left another
+    way between his PIN and the worker); the payer gets the usual failure SMS and the request
+    waits for them again."""
+    from tests.helpers import spec
+    from ussd_app.ledger import AccountKind, create_transfers, house_account
+
+    ask(client, [BOB], each=EACH // 200)
     assert pay_first(client, BOB) == "END Approved. You will receive an SMS confirmation."
+    trust = house_account(db.session, AccountKind.TRUST).id
+    [out] = create_transfers(db.session, [spec("bob-out", table[BOB], trust, EACH, code="float_redeem")])
+    assert out.succeeded, out
+    db.session.commit()
     jobs.execute_transfers()
     assert "Failed:" in sms_to(BOB)[-1]
     [request] = requests_of(BOB)

@@ -35,6 +35,18 @@ class PendingApproval:
 DETAILS_LIMIT = 136  # septets: the item screen's text above "1. Approve / 2. Decline"
 
 
+class Short(Exception):
+    """A provider's ``approve`` raises it, before writing anything, when what approving takes
+    (``needed``, minor units) is more than the customer may spend now (``spendable``: their
+    balance less their requests still queued, ``submit.spendable_statement``): My approvals
+    says "Not enough money" at the PIN, as Send money does, not "Approved" and then a refusal
+    by SMS."""
+
+    def __init__(self, needed: int, spendable: int):
+        super().__init__(needed, spendable)
+        self.needed, self.spendable = needed, spendable
+
+
 class ApprovalProvider(Protocol):
     name: str  # unique, no ":"
 
@@ -43,7 +55,8 @@ class ApprovalProvider(Protocol):
 
     def approve(self, session, user, key: str) -> bool:
         """Carry out the approval (adds to the session; the request commits). False when the
-        item is no longer pending (expired, withdrawn, already decided). A provider whose
+        item is no longer pending (expired, withdrawn, already decided); ``Short`` when the
+        customer cannot cover it (nothing written). A provider whose
         items carry a ``quote`` also takes ``quote=`` (the one shown; None: a list shown before
         quotes were kept) and charges that, never a price read after the PIN."""
 
@@ -96,8 +109,9 @@ def _quoted(quote) -> dict:
 
 
 def decide(session, user, reference: str, *, approve: bool, quote: dict | None = None) -> bool:
-    """Approve or decline the item ``reference`` names; False when it is gone. ``quote``: the
-    item's ``PendingApproval.quote`` as the list showed it (approving charges that)."""
+    """Approve or decline the item ``reference`` names; False when it is gone (``Short``, from
+    the provider, when the customer cannot cover it). ``quote``: the item's
+    ``PendingApproval.quote`` as the list showed it (approving charges that)."""
     name, _, key = (reference or "").partition(SEPARATOR)
     provider = _providers.get(name)
     if provider is None or not key:

@@ -48,14 +48,20 @@ def _decide(ctx, approve: bool) -> str:
         refused = fraud_checks.sim_swap_gate(ctx)
         if refused:
             return refused
-    if not approvals.decide(
-        db.session,
-        ctx.user,
-        ctx.data.get("approval", ""),
-        approve=approve,
-        quote=_quote(ctx) if approve else None,
-    ):
-        return "gone"
+    try:
+        if not approvals.decide(
+            db.session,
+            ctx.user,
+            ctx.data.get("approval", ""),
+            approve=approve,
+            quote=_quote(ctx) if approve else None,
+        ):
+            return "gone"
+    except approvals.Short as short:  # nothing written
+        ctx.data.update(
+            amount_text=common.money(short.needed), balance_text=common.spendable_text(short.spendable)
+        )
+        return "short"
     # A transfer request or SMS the decision recorded rings its workers at commit (queues.py).
     own = approvals.approved_text(ctx.data.get("approval", "")) if approve else None
     if own:
@@ -126,6 +132,7 @@ FLOW = {
         what="the approval",
         ask=N_("Enter your PIN to approve"),
         done=N_("Approved. You will receive an SMS confirmation."),
+        short=N_("Not enough money to pay {amount_text}. Your balance is {balance_text}."),
         cancelled=None,
         exits={"gone": "gone", "told": "approved_own", **fraud_checks.EXITS},
         names=tail.Names(pin="approve_pin", submit="approve", done="approved"),

@@ -17,6 +17,7 @@ from ... import limits
 from ...extensions import db
 from ...i18n import t
 from ...payments import payment_requests as pr
+from ...payments.submit import spendable_statement
 from ...users import find_by_phone
 from .. import approvals, gsm7
 from ..engine import N_, Retry, Screen
@@ -153,6 +154,15 @@ class PaymentRequests:
         return found
 
     def approve(self, session, user, key: str, *, quote: dict | None = None) -> bool:
+        """Pay it, when the customer may spend amount and fee now (the PIN hop's row lock
+        holds their other hops back); ``approvals.Short`` (nothing written) when not."""
+        request = session.get(pr.PaymentRequest, key, populate_existing=True)
+        if request is not None and request.payer_phone == user.phone and request.state == pr.State.OPEN:
+            needed = request.amount + (_valid(quote) or pr.quote(session, request))["fee"]
+            params = {"payer": user.account_id, "id": pr.transfer_id(request)}
+            spendable = session.connection().execute(spendable_statement(), params).scalar_one()
+            if spendable < needed:
+                raise approvals.Short(needed, spendable)
         return pr.pay(session, user, key, quoted=_valid(quote)) is not None
 
     def before_approving(self, session, user, key: str, *, quote: dict | None = None):
