@@ -16,13 +16,16 @@ from ussd_app.extensions import db
 from ussd_app.ledger.expiry import expire_holds
 from ussd_app.ops.jobs import observe_in_place, observe_job
 from ussd_app.payments.execute import RETRIES, execute_queued
-from ussd_app.payments.holds import resolve_due
+from ussd_app.payments.holds import post_to_registered, resolve_due
 from ussd_app.payments.maintenance import requeue_stale
+from ussd_app.payments.models import RequestKind, RequestStatus
 from ussd_app.payments.submit import DOORBELL_KEY, announce
 from ussd_app.queues import Bell, get_redis, take_waiting
 from ussd_app.sms import sender
 
 log = logging.getLogger(__name__)
+
+ACCEPTED = RequestStatus.ACCEPTED.value
 
 _app = None
 
@@ -133,6 +136,8 @@ def after_batch(executed: list) -> None:
         settle_standing_orders()  # standing orders' runs paid by this batch (or refused)
     if allowances.moved_by_any({r.kind for r in executed}):
         after_allowance_batch()  # allowances' holds and settlements this batch executed
+    if any(r.kind == RequestKind.SEND_UNREGISTERED.value and r.status == ACCEPTED for r in executed):
+        post_held_sends()  # a send held for a number that registered while it was queued
 
 
 @_in_app
@@ -179,6 +184,9 @@ def maintain() -> dict:
     # Escrow holds that fell due (void unregistered sends, post protected purchases), with
     # their receipts, in one transaction; safe side by side (payments/holds.py).
     resolved = resolve_due_holds()
+    # Sends held in suspense for numbers that are customers by now (a batch's job died after
+    # its commit, or the customer was made outside the registration menus).
+    resolved += post_held_sends()
     requests_settled = settle_payment_requests(expire=True)  # payment requests: settle, lapse
     # Standing orders: settle runs the batches finished, then record the runs due now.
     orders_run = settle_standing_orders() + len(run_standing_orders())
@@ -219,6 +227,12 @@ def maintain() -> dict:
 def resolve_due_holds(now: int | None = None) -> int:
     """Resolve the escrow holds that have fallen due; committed. ``now``: µs, for tests."""
     return _committed_with_retries(lambda: len(resolve_due(db.session, now=now)), "hold expiry")
+
+
+def post_held_sends() -> int:
+    """Post the sends held in suspense for numbers that are customers' by now; committed
+    (payments/holds.py: ``post_to_registered``)."""
+    return _committed_with_retries(lambda: len(post_to_registered(db.session)), "held sends")
 
 
 def _committed_with_retries(work, what: str) -> int:

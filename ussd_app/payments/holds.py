@@ -243,6 +243,39 @@ def post_to_new_customer(session, user) -> list[TransferRequest]:
     return found
 
 
+def post_to_registered(session, limit: int = 500) -> list[TransferRequest]:
+    """Post, and execute now in the caller's transaction, every send held in suspense for a
+    number that is a customer's by now. Registration posts the holds it finds
+    (``post_to_new_customer``), but only accepted ones: a send still queued when its number
+    registered (a backlog, a review hold), or a customer made outside the registration menus
+    (``flask accounts create``), would leave the money in suspense for a registered customer
+    until it fell due and went back to the sender. The worker calls this after a batch that
+    held such a send, the maintenance job every run (compare-and-set: safe side by side, and
+    beside a registration posting the same hold)."""
+    from ..users import Role, User
+
+    rows = session.execute(
+        select(TransferRequest, User.account_id)
+        .join(User, User.phone == TransferRequest.reference)
+        .where(
+            TransferRequest.kind == RequestKind.SEND_UNREGISTERED.value,
+            TransferRequest.hold_state == HoldState.PENDING.value,
+            TransferRequest.status == RequestStatus.ACCEPTED.value,
+            User.role == Role.CUSTOMER.value,
+        )
+        .order_by(TransferRequest.created_at)
+        .limit(limit)
+    ).all()
+    done = []
+    for hold, account_id in rows:
+        request = resolve(session, hold, RequestKind.SUSPENSE_POST, recipient_account_id=account_id)
+        if request is not None:
+            done.append(request)
+    if done:
+        execute_requests(session, done)
+    return done
+
+
 def suspense_account_id(session) -> int:
     return house_account(session, AccountKind.SUSPENSE).id
 
