@@ -68,3 +68,56 @@ def test_kiswahili_says_why_the_number_cannot_be_asked(client, cast):
     _, body = fresh(client, "0712000111", "8", "0700000101")
     assert "+254700000101 haiwezi kuombwa kulipa." in body, body
     assert len(body) - 4 <= 160
+
+
+# -- a transaction code typed as people read it ---------------------------------------------------
+# Codes are base32 (A-Z, 2-7): they hold O, I and B but never 0, 1 or 8. A person copying
+# "RXGJORI2HQ" from an SMS onto a keypad types 0 for O and 1 for I; the reversal screen said
+# "A transaction code has 10 letters and digits." (it had), and texting the code to check a
+# receipt got the help text, as if no code had been sent: a merchant reads a genuine receipt
+# as unverifiable.
+
+
+def _send_with_lookalikes(payer, payee) -> tuple[str, str]:
+    """A posted send from ``payer`` to ``payee`` whose code holds an O or an I: the code, and
+    the code as typed with 0 for O and 1 for I."""
+    from ussd_app.payments.models import RequestKind, transaction_code
+    from ussd_app.payments.submit import mint_request_id, record_request
+
+    request_id = next(i for i in iter(mint_request_id, None) if set(transaction_code(i)) & {"O", "I"})
+    send = record_request(
+        db.session,
+        request_id=request_id,
+        kind=RequestKind.SEND.value,
+        debit_account_id=payer.account_id,
+        credit_account_id=payee.account_id,
+        amount=500_00,
+    )
+    db.session.commit()
+    assert execute_transfers() == 1
+    return send.code, send.code.replace("O", "0").replace("I", "1")
+
+
+def test_reversal_takes_a_code_typed_with_0_for_o_and_1_for_i(client, cast):
+    juma, wanjiru = cast[0], cast[1]
+    code, typed = _send_with_lookalikes(juma, wanjiru)
+    _, body = fresh(client, "0712000111", "2", "5", typed.lower())
+    assert "Wanjiru Kamau" in body, body  # the send found: its confirm screen
+    assert "10 letters and digits" not in body
+
+
+def test_a_receipt_checked_by_sms_with_0_for_o_is_still_found(client, cast):
+    from tests.escrow_helpers import sms_to
+
+    juma, wanjiru = cast[0], cast[1]
+    code, typed = _send_with_lookalikes(juma, wanjiru)
+    fields = {"from": wanjiru.phone, "to": "22384", "text": typed, "id": "at-round10-1"}
+    assert client.post("/sms/inbound", data=fields).status_code == 200
+    reply = sms_to(wanjiru.phone)[-1]
+    assert reply.startswith(f"{code} is genuine: "), reply
+
+
+def test_a_phone_number_typed_for_a_code_is_not_read_as_one(client, cast):
+    """Digits alone (a phone number typed by mistake) are not turned into a code."""
+    _, body = fresh(client, "0712000111", "2", "5", "0712000222")
+    assert "A transaction code has 10 letters and digits." in body, body
