@@ -9,6 +9,7 @@ The database row, not the Redis job, is the truth: a lost job only delays a requ
 import base64
 import enum
 import hashlib
+import re
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, func, text, true
@@ -80,6 +81,26 @@ def transaction_code(request_id: str) -> str:
     """The 10-character code people read on receipts, derived from the request id."""
     digest = hashlib.sha256(request_id.encode()).digest()
     return base64.b32encode(digest).decode()[:10]
+
+
+_CODE = re.compile(r"[A-Z2-7]{10}")
+# A code is base32 (A-Z, 2-7): it never holds 0, 1 or 8, which people copying it from an SMS
+# type for O, I and B.
+_LOOKALIKES = str.maketrans("018", "OIB")
+
+
+def typed_code(text: str) -> str | None:
+    """A transaction code as a person typed it (any case, 0/1/8 for O/I/B), or None. Digits
+    alone (a phone number typed by mistake) are never read as a code unless they already are one."""
+    text = text.strip().upper()
+    if not text.isascii():
+        return None
+    if _CODE.fullmatch(text):
+        return text
+    if not any("A" <= ch <= "Z" for ch in text):
+        return None
+    text = text.translate(_LOOKALIKES)
+    return text if _CODE.fullmatch(text) else None
 
 
 class TransferRequest(db.Model):

@@ -22,12 +22,12 @@ from ..messages import tips as tip_texts
 from ..messages import when
 from ..messages.receipts import hold_seconds
 from ..payments import holds, tips
-from ..payments.models import HoldState, RequestKind, RequestStatus, TransferRequest
+from ..payments.models import HoldState, RequestKind, RequestStatus, TransferRequest, typed_code
 from ..sms.outbox import add_sms
 from ..users import User, find_by_phone, find_cause
 
-# Transaction codes are base32 (A-Z, 2-7), 10 characters (payments.models.transaction_code).
-CODE = re.compile(r"^[A-Z2-7]{10}$")
+# Transaction codes are base32 (A-Z, 2-7), 10 characters (payments.models.transaction_code),
+# read as typed by payments.models.typed_code.
 REVERSE = re.compile(r"^REVERSE\s+(\S+)$")
 TOTAL = re.compile(r"^TOTAL(?:\s+(.*)|([0-9]+))?$")  # "TOTAL 55555", also typed "TOTAL55555"
 CAUSE_CODE = re.compile(r"^[0-9]{5,7}$")  # a cause's code is a till number (users.create_user)
@@ -67,11 +67,13 @@ def parse(text: str) -> tuple[Intent, str | None]:
     total = TOTAL.match(words)
     if total and total.group(2) and CAUSE_CODE.match(total.group(2)):
         return Intent.TOTAL, total.group(2)
-    if CODE.match(words):
-        return Intent.CHECK, words
+    # A code as people copy it from an SMS: 0, 1 and 8 typed for O, I and B (typed_code).
+    code = typed_code(words)
+    if code is not None:
+        return Intent.CHECK, code
     match = REVERSE.match(words)
-    if match and CODE.match(match.group(1)):
-        return Intent.REVERSE, match.group(1)
+    if match and typed_code(match.group(1)) is not None:
+        return Intent.REVERSE, typed_code(match.group(1))
     match = TOTAL.match(words)
     if match:
         code = (match.group(1) or match.group(2) or "").replace(" ", "")

@@ -18,7 +18,7 @@ from ...extensions import db
 from ...i18n import t
 from ...payments import payment_requests as pr
 from ...payments.submit import spendable_statement
-from ...users import find_by_phone
+from ...users import Role, find_by_phone, holder_by_phone
 from .. import approvals, gsm7
 from ..engine import N_, Retry, Screen
 from . import common, fraud_checks
@@ -30,6 +30,7 @@ PAYER_EXITS = {
     "self": N_("You cannot ask yourself."),
     "twice": N_("{payer_phone} is already on this request."),
     "too_often": TOO_OFTEN,
+    "not_customer": N_("{payer_phone} cannot be asked to pay."),
 }
 BAD_REASON = N_("Use 1 to 20 letters, digits or spaces.")
 
@@ -48,12 +49,17 @@ def reason(text: str) -> str | None:
 
 
 def check_payer(ctx) -> str:
-    """The number typed on a request screen: not yours, not asked too often today."""
+    """The number typed on a request screen: not yours, not an agent's or a business's (only
+    customers pay requests, as the API's requests: an agent's e-float is for cash, a business
+    pays out by its own means), not asked too often today."""
     phone = ctx.data["payer_phone"]
     if phone == ctx.user.phone:
         return "self"
     if phone in (ctx.data.get("payers") or []):
         return "twice"
+    holder = holder_by_phone(db.session, phone)
+    if holder is not None and holder.role != Role.CUSTOMER.value:
+        return "not_customer"
     if not pr.may_ask(db.session, ctx.user, phone):
         ctx.data["per_day"] = current_app.config["REQUESTS_PER_PAYER_PER_DAY"]
         return "too_often"

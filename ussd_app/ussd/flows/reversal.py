@@ -7,7 +7,6 @@ back office's decision source for reversals is wired by the back office itself
 (``admin/decisions.py``).
 """
 
-import re
 from datetime import UTC
 from zoneinfo import ZoneInfo
 
@@ -16,19 +15,16 @@ from flask import current_app
 from ...extensions import db
 from ...i18n import t
 from ...payments import holds, reversals
-from ...payments.models import RequestKind
+from ...payments.models import RequestKind, typed_code
 from ...payments.submit import mint_request_id
 from ...users import find_by_account
 from .. import approvals
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common
 
-_CODE = re.compile(r"[A-Z2-7]{10}")
-
 
 def transaction_code(text: str) -> str | None:
-    text = text.strip().upper()
-    return text if text.isascii() and _CODE.fullmatch(text) else None
+    return typed_code(text)  # 0, 1 and 8 typed for O, I and B are read as those letters
 
 
 def _explain(ctx, found) -> None:
