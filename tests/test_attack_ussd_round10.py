@@ -61,6 +61,29 @@ def test_an_agents_float_never_pays_a_request_it_was_sent(client, cast):
     assert available(customer.account_id) == 500_000
 
 
+def test_a_request_opened_to_an_agent_before_the_rule_is_never_paid_from_its_float(client, cast):
+    """A request to the agent's number recorded before the number screen refused it (or by any
+    other way): the agent's My approvals shows nothing to pay, and approving it by its reference
+    moves nothing."""
+    from ussd_app.payments import payment_requests as pr
+    from ussd_app.payments.submit import mint_request_id
+    from ussd_app.ussd import approvals
+
+    customer, _, agent, _ = cast
+    [asked] = pr.create(
+        db.session, customer, mint_request_id(), pr.Kind.PERSONAL, [(agent.phone, 1_000_00)], "Loan"
+    )
+    db.session.commit()
+    _, body = fresh(client, "0700000101", "98", "8")
+    assert body == "END Nothing is waiting for your approval.", body
+    assert not approvals.decide(db.session, agent, f"request:{asked.id}", approve=True)
+    db.session.commit()
+    execute_transfers()
+    assert available(agent.account_id) == 500_000
+    assert db.session.get(PaymentRequest, asked.id).state == "open"
+    db.session.commit()
+
+
 def test_kiswahili_says_why_the_number_cannot_be_asked(client, cast):
     customer = cast[0]
     customer.language = "sw"

@@ -138,6 +138,8 @@ class PaymentRequests:
     name = "request"
 
     def pending(self, session, user) -> list[approvals.PendingApproval]:
+        if user.role != Role.CUSTOMER.value:
+            return []  # only customers pay requests (check_payer), also one asked before that rule
         found = []
         for request in pr.waiting_for(session, user):
             requester = pr._requester(session, request)
@@ -161,7 +163,11 @@ class PaymentRequests:
 
     def approve(self, session, user, key: str, *, quote: dict | None = None) -> bool:
         """Pay it, when the customer may spend amount and fee now (the PIN hop's row lock
-        holds their other hops back); ``approvals.Short`` (nothing written) when not."""
+        holds their other hops back); ``approvals.Short`` (nothing written) when not. Only a
+        customer pays one (an agent's e-float is for cash, a business pays out by its own
+        means): anyone else's is gone."""
+        if user.role != Role.CUSTOMER.value:
+            return False
         request = session.get(pr.PaymentRequest, key, populate_existing=True)
         if request is not None and request.payer_phone == user.phone and request.state == pr.State.OPEN:
             needed = request.amount + (_valid(quote) or pr.quote(session, request))["fee"]
