@@ -56,6 +56,20 @@ def view(request: pr.PaymentRequest) -> PaymentRequest:
     )
 
 
+REUSED = "This Idempotency-Key already asked for another payment (keys are never reused, even after 24 h)."
+
+
+def _same_request(first: pr.PaymentRequest, phone: str, body: PaymentRequestCreate) -> bool:
+    """Whether ``body`` asks exactly what ``first`` (recorded under the same key) asked."""
+    lifetime = body.expires_in if body.expires_in is not None else pr.lifetime(pr.Kind.MERCHANT)
+    return (
+        first.kind == pr.Kind.MERCHANT.value
+        and (first.payer_phone, first.amount, first.reason, first.reference)
+        == (phone, body.amount, body.description, body.reference)
+        and first.expires_at == first.created_at + timedelta(seconds=lifetime)
+    )
+
+
 @bp.post("/payment-requests")
 @operation(
     scope=Scope.COLLECT,
@@ -84,12 +98,17 @@ def create_payment_request(caller, body: PaymentRequestCreate, idempotency_key: 
     owner = caller.owner
     if payer.account_id == owner.account_id:
         raise ApiError("own_number")
+    group_id = derived_id(caller.key.id, idempotency_key)
+    # Recorded before (its idempotency row since purged): the same body gets its first answer,
+    # nothing counted or changed; another body is a reused key, as for a payout or a refund.
+    earlier = pr.group(db.session, group_id)
+    if earlier:
+        if not _same_request(earlier[0], phone, body):
+            raise ApiError("idempotency_key_reused", REUSED)
+        return view(earlier[0]), 201
     if not pr.may_ask(db.session, owner, phone):
         raise ApiError("too_many_requests_to_payer")
-    group_id = derived_id(caller.key.id, idempotency_key)
-    # Recorded before (its idempotency row since purged): its first answer, nothing counted.
-    earlier = pr.group(db.session, group_id)
-    named = earlier[0].payer_named if earlier else names_granted(caller, 1) == 1
+    named = names_granted(caller, 1) == 1
     made = pr.create(
         db.session,
         owner,
