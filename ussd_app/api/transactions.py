@@ -120,9 +120,16 @@ def get_transaction(caller, _data, code: str):
 
 
 def _naive_utc(moment: datetime | None) -> datetime | None:
+    """``moment`` as naive UTC (as stored). A moment whose UTC falls off the calendar
+    (``0001-01-01T00:00:00+03:00``, ``9999-12-31T23:59:59-03:00``: a "from the start" or "to
+    the end" bound) is the calendar's first or last moment, which bounds the same rows; it was
+    an OverflowError, a 500."""
     if moment is None or moment.tzinfo is None:
         return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        return datetime.min if moment.year == datetime.min.year else datetime.max
 
 
 def encode_cursor(request: TransferRequest) -> str:
