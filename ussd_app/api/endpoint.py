@@ -1,7 +1,7 @@
 """How one operation runs, in this order, for every route of ``/api/v1``:
 
 1. the key (``auth.authenticate``: 401, 403 locked owner, 429 rate);
-2. the key's scope (403 ``insufficient_scope``);
+2. the key's scope (403 ``insufficient_scope``); a path id with a control character is 404;
 3. a POST's ``Idempotency-Key`` (422 when missing or malformed);
 4. the body or query, read within ``API_MAX_BODY_BYTES`` and validated by its model (400, 413,
    415, 422 with the first problem named);
@@ -172,6 +172,10 @@ def operation(
         def _run(view, path):
             caller = authenticate()
             require_scope(caller, scope)
+            if not all(value.isprintable() for value in path.values()):
+                # No id holds a control character, and PostgreSQL refuses a NUL in a query (a
+                # 500 for ``/allowances/al_%00``): no such resource, as for any unknown id.
+                raise ApiError("not_found")
             data, source = None, None
             if post:
                 key = idempotency.header_key()
