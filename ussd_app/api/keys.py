@@ -76,8 +76,10 @@ def digest(key: str) -> str:
 
 
 def parse_scopes(text: str | None) -> list[str]:
-    """``"collect,payout"`` -> the scopes, in the catalogue's order; KeyRefused for an unknown one."""
-    wanted = [s.strip() for s in (text or ",".join(ALL_SCOPES)).split(",") if s.strip()]
+    """``"collect,payout"`` -> the scopes, in the catalogue's order; KeyRefused for an unknown
+    one or none. Only ``None`` (not given) means every scope: an empty text (``--scopes ""``, a
+    form with nothing ticked) is refused, never read as all of them (a payout key)."""
+    wanted = [s.strip() for s in (",".join(ALL_SCOPES) if text is None else text).split(",") if s.strip()]
     unknown = [s for s in wanted if s not in ALL_SCOPES]
     if unknown or not wanted:
         raise KeyRefused(f"scopes are some of {', '.join(ALL_SCOPES)}")

@@ -32,7 +32,9 @@ def api_key_create():
     form = {
         "phone": _text(request.form.get("phone"), 32),
         "name": _text(request.form.get("name"), 60),
-        "scopes": [s for s in request.form.getlist("scopes") if s in ALL_SCOPES],
+        # Every value ticked, known or not: an unknown one (or none) is refused by create_key,
+        # never dropped (dropping them all made a key of every scope, payouts included).
+        "scopes": [_text(s, 20) for s in request.form.getlist("scopes")],
     }
     try:
         owner = find_by_phone(db.session, phones.normalize(form["phone"]))
