@@ -8,6 +8,7 @@ import pytest
 from tests.admin_helpers import login, operator
 from tests.admin_helpers import post as admin_post
 from tests.api_helpers import get, make_key, post
+from tests.escrow_helpers import at_once, sms_to
 from ussd_app.api.idempotency import IdempotencyRecord
 from ussd_app.api.keys import ApiKey
 from ussd_app.extensions import db
@@ -149,3 +150,22 @@ def test_the_cli_refuses_an_empty_scopes_option_and_defaults_to_every_scope_only
     assert made.exit_code == 0, made.output
     db.session.expire_all()
     assert [k.scopes for k in db.session.query(ApiKey)] == ["collect,payout,read"]
+
+
+@pytest.mark.parametrize("path", ["/payment-requests", "/allowances"])
+def test_asks_to_one_number_sent_at_once_stay_within_the_days_cap(app, merchant, customer, path):
+    """The cap on asks to one number a day (three) was counted, then inserted, with nothing
+    between: eight asks sent side by side (distinct Idempotency-Keys) all passed the count, and
+    the customer got eight SMS where the cap allows three. The count is now taken under the
+    payer's row lock, so they count one after the other."""
+    key = make_key(merchant)
+    body = {"phone": customer.phone, "amount": 100, "description": "Milk"}
+    if path == "/allowances":
+        body = {"phone": customer.phone, "limit": 200_00, "max_charge": 5_00, "period": "week"}
+        body["description"] = "News"
+    answers = at_once(app, *[lambda: post(app.test_client(), path, key, body) for _ in range(8)])
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] * 3 + [422] * 5, statuses
+    refused = {a.json["error"]["code"] for a in answers if a.status_code == 422}
+    assert refused <= {"too_many_requests_to_payer", "too_many_allowance_requests"}
+    assert len(sms_to(customer.phone)) <= 3

@@ -27,7 +27,7 @@ from .endpoint import json_body, operation, validated, validated_batch
 from .errors import CODES, ApiError
 from .idempotency import derived_id
 from .keys import Scope
-from .payouts import check_currency, mobile
+from .payouts import check_currency, lock_asked, mobile
 from .schemas import (
     Allowance,
     AllowanceCharge,
@@ -118,6 +118,7 @@ def create_allowance(caller, body: AllowanceCreate, idempotency_key: str):
     if customer.account_id == owner.account_id:
         raise ApiError("own_number")
     allowance_id = "al_" + derived_id(caller.key.id, idempotency_key)[:29]
+    lock_asked(customer)  # asks sent side by side count one after the other
     # Recorded under this key before (its idempotency row since purged): ``ask`` hands it back
     # for the same request, counting nothing against the day; other terms are a reused key.
     if (

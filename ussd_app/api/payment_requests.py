@@ -33,7 +33,7 @@ from .endpoint import operation
 from .errors import ApiError
 from .idempotency import derived_id
 from .keys import Scope
-from .payouts import check_currency, mobile, names_granted
+from .payouts import check_currency, lock_asked, mobile, names_granted
 from .schemas import ErrorBody, PaymentRequest, PaymentRequestCreate
 
 
@@ -106,6 +106,7 @@ def create_payment_request(caller, body: PaymentRequestCreate, idempotency_key: 
         if not _same_request(earlier[0], phone, body):
             raise ApiError("idempotency_key_reused", REUSED)
         return view(earlier[0]), 201
+    lock_asked(payer)
     if not pr.may_ask(db.session, owner, phone):
         raise ApiError("too_many_requests_to_payer")
     named = names_granted(caller, 1) == 1

@@ -78,6 +78,14 @@ def mobile(raw: str) -> str:
         raise ApiError("invalid_phone", f"phone: not a mobile number of {country_name()}") from None
 
 
+def lock_asked(payer: User) -> None:
+    """Lock the asked customer's row until the request's commit, before an ask (a payment
+    request, an allowance) counts the asks to that number today: asks sent side by side then
+    count one after the other (counted with nothing between, eight at once all passed a cap of
+    three, eight SMS). SQLite's transactions already run one at a time."""
+    db.session.execute(select(User.id).where(User.id == payer.id).with_for_update())
+
+
 def customers_by_phone(phones) -> dict[str, User]:
     """{E.164: the customer} for those of ``phones`` who are customers, in one query."""
     phones = list(set(phones))
