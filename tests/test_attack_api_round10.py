@@ -169,3 +169,58 @@ def test_asks_to_one_number_sent_at_once_stay_within_the_days_cap(app, merchant,
     refused = {a.json["error"]["code"] for a in answers if a.status_code == 422}
     assert refused <= {"too_many_requests_to_payer", "too_many_allowance_requests"}
     assert len(sms_to(customer.phone)) <= 3
+
+
+def _audited(action: str) -> list[tuple]:
+    from ussd_app.admin.models import AuditEntry
+
+    db.session.expire_all()
+    rows = [(e.target, e.details) for e in db.session.query(AuditEntry).filter_by(action=action)]
+    db.session.commit()
+    return rows
+
+
+def test_the_operator_commands_that_move_money_or_grant_access_are_audited_as_the_back_office_is(
+    client, runner, customer, agent, merchant
+):
+    """E-float issued with ``flask float issue`` (money made), a dispute decided with ``flask
+    disputes decide`` (held money sent one way), a lock lifted with ``accounts unlock`` and a
+    key made or revoked with ``api-keys`` wrote no audit row, where the same action in the back
+    office writes one: the audit log missed every one of them. Each now writes the back
+    office's row, ``via: cli`` and no operator."""
+    from tests.escrow_helpers import buy_protected, cash_in
+    from tests.ussd_helpers import Phone
+
+    issued = runner.invoke(
+        args=["float", "issue", "--phone", agent.phone, "--amount", "500", "--reference", "DEP-9"]
+    )
+    assert issued.exit_code == 0, issued.output
+    code = issued.output.split()[0]
+    assert _audited("float.issue") == [
+        (code, {"amount": 500_00, "phone": agent.phone, "reference": "DEP-9", "via": "cli"})
+    ]
+
+    cash_in(customer, agent)
+    hold = buy_protected(client)
+    from tests.escrow_helpers import PIN
+
+    Phone(client, "0712000111").walk("3", "1", "2", PIN)
+    decided = runner.invoke(args=["disputes", "decide", "--code", hold.code, "--for", "buyer"])
+    assert decided.exit_code == 0, decided.output
+    [(target, detail)] = _audited("decision.approve")
+    assert target == f"protected:{hold.code}" and detail["via"] == "cli"
+
+    unlocked = runner.invoke(args=["accounts", "unlock", "--phone", customer.phone])
+    assert unlocked.exit_code == 0, unlocked.output
+    assert _audited("account.unlock") == [(customer.phone, {"via": "cli"})]
+
+    made = runner.invoke(
+        args=["api-keys", "create", "--phone", merchant.phone, "--name", "shop", "--scopes", "read"]
+    )
+    assert made.exit_code == 0, made.output
+    key_id = made.output.strip().splitlines()[-1].split("_")[1]
+    assert _audited("api_key.create") == [(key_id, {"phone": merchant.phone, "scopes": "read", "via": "cli"})]
+    assert made.output.strip().splitlines()[-1] not in str(_audited("api_key.create"))
+    revoked = runner.invoke(args=["api-keys", "revoke", key_id])
+    assert revoked.exit_code == 0, revoked.output
+    assert _audited("api_key.revoke") == [(key_id, {"phone": merchant.phone, "via": "cli"})]

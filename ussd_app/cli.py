@@ -72,8 +72,12 @@ def _holder(phone: str):
 def unlock_account(phone):
     """Lift a PIN lock after too many wrong PINs, or an operator's lock (after checking who is
     asking)."""
+    from .admin.models import record
+
     user = _holder(phone)
     unlock_pin(db.session, user, operator=True)
+    # Audited as the back office's unlock is (its "account.unlock"): the row is the only trace.
+    record(db.session, None, "account.unlock", user.phone, via="cli")
     db.session.commit()
     click.echo(f"unlocked {user.name} {user.phone}")
 
@@ -83,13 +87,22 @@ def unlock_account(phone):
 @click.option("--amount", required=True, help="major units of CURRENCY, e.g. 50000 for 50,000")
 @click.option("--reference", default=None, help="the trust bank deposit's reference (issues e-float once)")
 def float_issue(phone, amount, reference):
-    """Record a trust bank deposit and issue the same amount of e-float to an agent."""
+    """Record a trust bank deposit and issue the same amount of e-float to an agent; audited,
+    as the back office's issue is ("float.issue", committed with it)."""
+    from .admin.models import record
+
     try:
         minor = parse_major(amount)
         agent = find_by_phone(db.session, normalize(phone))
         if agent is None:
             raise click.ClickException(f"no account for {phone}")
-        request = issue_float_and_commit(db.session, agent.id, minor, reference)
+        agent_phone = agent.phone
+
+        def audited(issued):
+            detail = {"phone": agent_phone, "amount": minor, "reference": issued.reference}
+            record(db.session, None, "float.issue", issued.code, via="cli", **detail)
+
+        request = issue_float_and_commit(db.session, agent.id, minor, reference, also=audited)
     except (InvalidAmount, InvalidPhone, FloatError) as exc:
         db.session.rollback()
         raise click.ClickException(f"refused: {exc}") from exc

@@ -3,6 +3,7 @@
 import click
 from flask import Blueprint
 
+from ..admin.models import record
 from ..extensions import db
 from ..phones import InvalidPhone, normalize
 from ..users import find_by_phone
@@ -30,6 +31,10 @@ def create(phone, name, scopes):
     owner = _owner(phone)
     try:
         row, key = create_key(db.session, owner, name, parse_scopes(scopes))
+        # Audited as the back office's is (its id, never the key).
+        record(
+            db.session, None, "api_key.create", row.key_id, via="cli", phone=owner.phone, scopes=row.scopes
+        )
         db.session.commit()
     except KeyRefused as exc:
         db.session.rollback()
@@ -56,5 +61,6 @@ def revoke_key(key_id):
     row = revoke(db.session, key_id)
     if row is None:
         raise click.ClickException(f"no key {key_id}")
+    record(db.session, None, "api_key.revoke", row.key_id, via="cli", phone=row.owner.phone)
     db.session.commit()
     click.echo(f"revoked {row.key_id} ({row.name})")

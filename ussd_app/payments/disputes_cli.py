@@ -21,9 +21,15 @@ def list_disputes():
 @click.option("--code", required=True, help="the protected purchase's transaction code")
 @click.option("--for", "side", required=True, type=click.Choice(["buyer", "merchant"]))
 def decide(code, side):
-    """Refund the buyer (void the hold) or pay the merchant (post it), with both SMS."""
+    """Refund the buyer (void the hold) or pay the merchant (post it), with both SMS; audited
+    as the back office's decision is (committed with it)."""
+    from ..admin.models import record
+
     try:
-        request = decide_dispute(db.session, code.strip().upper(), for_buyer=side == "buyer")
+        code = code.strip().upper()
+        request = decide_dispute(db.session, code, for_buyer=side == "buyer")
+        verdict = "approve" if side == "buyer" else "refuse"  # the back office's words
+        record(db.session, None, f"decision.{verdict}", f"protected:{code}", via="cli", outcome=request.code)
         db.session.commit()
     except DisputeError as exc:
         db.session.rollback()
