@@ -235,6 +235,10 @@ class LoadAndChecks:
                         self.ussd_asked.add((payer, amount))
                     self.report.transfers += 1
                     return "accepted" if amount == amount_major * 100 else "accepted (a resumed session)"
+                if value == PIN and body.startswith("END Not enough money"):
+                    # The payer's balance less their sends still queued does not cover it:
+                    # nothing recorded (payments/submit.py: spendable_statement).
+                    return "told at the PIN: not enough money (nothing sent)"
                 if value == PIN:
                     self.report.ussd[f"  told at the PIN: {body[4:70]!r}"] += 1  # what, for the report
                     return "ended at the PIN (outcome unknown)"
