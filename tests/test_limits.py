@@ -134,7 +134,8 @@ def test_a_full_tier_customer_may_send_more(funded, runner):
     assert db.session.execute(select(User.tier).where(User.phone == amina.phone)).scalar_one() == "full"
     # Audited like the back office's changes: who (the CLI), the customer, old and new tier.
     entry = db.session.execute(select(AuditEntry).where(AuditEntry.action == "account.tier")).scalar_one()
-    assert entry.target == amina.phone and json.loads(entry.detail)["old_tier"] == "basic"
+    detail = json.loads(entry.detail)
+    assert entry.target == amina.phone and (detail["old_tier"], detail["via"]) == ("basic", "cli")
 
 
 def test_a_wallet_cannot_be_credited_past_its_tier_balance(funded):

@@ -192,7 +192,7 @@ def account_tier(phone, tier):
     user = _holder(phone)
     was = user.tier
     user.tier = tier
-    record(db.session, None, "account.tier", user.phone, by="cli", old_tier=was, new_tier=tier)
+    record(db.session, None, "account.tier", user.phone, via="cli", old_tier=was, new_tier=tier)
     db.session.commit()
     click.echo(f"{user.name} {user.phone} is now tier {tier}")
 
