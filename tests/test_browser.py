@@ -95,8 +95,8 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     newcomer.key("1", "Enter your first name")
     newcomer.key("Neema", "Enter your last name")
     newcomer.key("Wafula", "Choose a 4-digit PIN")
-    newcomer.key("5678", "Enter the PIN again")
-    assert "[session ended]" in newcomer.key("5678", "Welcome to Tuma, Neema! Your account is ready.")
+    newcomer.key("5739", "Enter the PIN again")
+    assert "[session ended]" in newcomer.key("5739", "Welcome to Tuma, Neema! Your account is ready.")
 
     # The demo agent deposits cash on the agent's own handset.
     agent.key("*384*7#", "Tuma Agent")
@@ -114,7 +114,7 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     newcomer.key("0700000004", "Send to Wanjiru Kamau")
     newcomer.key("1000", "Send KES 1,000.00 to Wanjiru Kamau +254700000004?")
     newcomer.key("1", "Enter your PIN")
-    newcomer.key("5678", "Sending KES 1,000.00 to Wanjiru Kamau.")
+    newcomer.key("5739", "Sending KES 1,000.00 to Wanjiru Kamau.")
     received = wanjiru.wait_sms("You have received KES 1,000.00 from NEEMA WAFULA")
     sent = newcomer.wait_sms("KES 1,000.00 sent to WANJIRU KAMAU")
     code = CODE.search(received).group(1)
@@ -258,7 +258,7 @@ def test_simulator_and_back_office_in_chromium(stack, browser):
     newcomer.key("5", "Enter the transaction code from the SMS")
     newcomer.key(code, "They must agree.")
     newcomer.key("1", f"Enter your PIN to reverse {code}")
-    newcomer.key("5678", f"Reversal of {code} requested.")
+    newcomer.key("5739", f"Reversal of {code} requested.")
     wanjiru.wait_sms(f"asks you to return KES 1,000.00 ({code})")
     browser.get(f"{stack.url}/admin/disputes")
     row = browser.find_element(By.XPATH, f"//tr[td/a[text()='{code}']]")

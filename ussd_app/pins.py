@@ -21,6 +21,21 @@ def is_valid_pin(pin: str) -> bool:
     return isinstance(pin, str) and len(pin) == 4 and pin.isascii() and pin.isdigit()
 
 
+# What a thief tries first with three tries before the lock: one digit four times, a straight
+# run up or down, and the last four digits of the phone's own number (on the SIM's pack).
+_RUNS = "0123456789"
+EASY = frozenset(
+    {d * 4 for d in _RUNS} | {_RUNS[i : i + 4] for i in range(7)} | {_RUNS[::-1][i : i + 4] for i in range(7)}
+)
+
+
+def is_easy(pin: str, phone: str | None = None) -> bool:
+    """Whether ``pin``, chosen by the holder of ``phone`` (E.164), is among the first guesses
+    of whoever holds the phone: refused wherever a person chooses a PIN (the operator's
+    ``accounts create`` sets one as it is told)."""
+    return pin in EASY or (phone is not None and len(phone) > 4 and pin == phone[-4:])
+
+
 def _peppered(pin: str) -> str:
     pepper = current_app.config["PIN_PEPPER"].encode()
     return hmac.new(pepper, pin.encode(), hashlib.sha256).hexdigest()

@@ -18,6 +18,7 @@ from ...users import holders
 from .. import gsm7
 from ..engine import N_, Choice, Option, Retry, Screen, Step
 from . import common
+from .registration import EASY_PIN
 
 STATEMENT_SIZE = 5
 
@@ -168,6 +169,8 @@ def hold_new_pin(ctx) -> str:
     """Keep a hash of the new PIN (never the PIN) until it is typed again."""
     if pins.verify_pin(ctx.user.pin_hash, ctx.secret):
         return "same"
+    if pins.is_easy(ctx.secret, ctx.phone):
+        return "easy"
     ctx.data["_new_pin_hash"] = pins.hash_pin(ctx.secret)
     return "ok"
 
@@ -246,7 +249,11 @@ FLOW = {
     "hold_new_pin": Step(
         "keep a hash of the new PIN until it is confirmed",
         hold_new_pin,
-        {"ok": "confirm_pin", "same": Retry("new_pin", N_("The new PIN must differ from the old one."))},
+        {
+            "ok": "confirm_pin",
+            "same": Retry("new_pin", N_("The new PIN must differ from the old one.")),
+            "easy": Retry("new_pin", EASY_PIN),
+        },
     ),
     "confirm_pin": Screen(
         "the new PIN again",

@@ -12,6 +12,10 @@ from ...users import Role, UserError, create_user, find_by_phone
 from ..engine import N_, Choice, Retry, Screen, Step
 from . import common
 
+# A PIN chosen anywhere (here, and a new PIN in My account) is refused when it is among the
+# first guesses of whoever holds the phone (``pins.is_easy``).
+EASY_PIN = N_("Choose a PIN that is not easy to guess.")
+
 
 def set_language(ctx) -> str:
     ctx.lang = ctx.data["lang"]
@@ -20,6 +24,8 @@ def set_language(ctx) -> str:
 
 def hold_pin(ctx) -> str:
     """Keep a hash of the chosen PIN (never the PIN) until it is typed again."""
+    if pins.is_easy(ctx.secret, ctx.phone):
+        return "easy"
     ctx.data["_pin_hash"] = pins.hash_pin(ctx.secret)
     return "ok"
 
@@ -57,6 +63,8 @@ def post_held_sends(ctx, user) -> None:
 
 def hold_first_pin(ctx) -> str:
     """A customer an agent registered chooses a PIN: keep its hash until it is typed again."""
+    if pins.is_easy(ctx.secret, ctx.phone):
+        return "easy"
     ctx.data["_pin_hash"] = pins.hash_pin(ctx.secret)
     return "ok"
 
@@ -101,7 +109,11 @@ FLOW = {
         otherwise=N_("A PIN is 4 digits."),
         secret=True,
     ),
-    "hold_pin": Step("keep a hash of the chosen PIN until it is confirmed", hold_pin, {"ok": "confirm_pin"}),
+    "hold_pin": Step(
+        "keep a hash of the chosen PIN until it is confirmed",
+        hold_pin,
+        {"ok": "confirm_pin", "easy": Retry("pin", EASY_PIN)},
+    ),
     "confirm_pin": Screen(
         "the chosen PIN again",
         N_("Enter the PIN again to confirm"),
@@ -133,7 +145,9 @@ FLOW = {
         secret=True,
     ),
     "hold_first_pin": Step(
-        "keep a hash of the chosen PIN until it is confirmed", hold_first_pin, {"ok": "confirm_first_pin"}
+        "keep a hash of the chosen PIN until it is confirmed",
+        hold_first_pin,
+        {"ok": "confirm_first_pin", "easy": Retry("set_pin", EASY_PIN)},
     ),
     "confirm_first_pin": Screen(
         "the chosen PIN again",

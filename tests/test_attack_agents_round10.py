@@ -1,0 +1,63 @@
+"""Round 10's outside attack on agents, registration, PINs and SMS: what it found, held closed.
+
+Easy PINs: a phone thief gets three tries before the lock, and 1234, 1111 or 0000 (or the last
+four digits of the phone's own number, printed on the SIM's pack and read by anyone who has the
+phone) is what people choose most; every screen where a person chooses a PIN refuses them.
+"""
+
+import pytest
+
+from tests.ussd_helpers import Phone, screen
+from ussd_app import pins
+from ussd_app.extensions import db
+from ussd_app.users import find_by_phone
+
+NUMBER = "0712000444"
+E164 = "+254712000444"
+EASY = ("1234", "0000", "1111", "9876", "0444")  # the last: NUMBER's last four digits
+
+
+@pytest.mark.parametrize("easy", EASY)
+def test_registration_refuses_an_easy_pin(client, easy):
+    phone = Phone(client, NUMBER)
+    phone.walk("1", "Amina", "Hassan")
+    body = phone.send(easy)
+    assert screen(body) == "Choose a PIN that is not easy to guess.\nChoose a 4-digit PIN", body
+    assert screen(phone.send("8642")) == "Enter the PIN again to confirm"
+    assert phone.send("8642").startswith("END Welcome to Tuma")
+    assert pins.verify_pin(find_by_phone(db.session, E164).pin_hash, "8642")
+
+
+def test_registration_in_kiswahili_refuses_an_easy_pin_in_kiswahili(client):
+    phone = Phone(client, NUMBER)
+    phone.walk("2", "Baraka", "Mwangi")
+    body = phone.send("1234")
+    assert screen(body) == "Chagua PIN isiyo rahisi kukisiwa.\nChagua PIN ya tarakimu 4", body
+
+
+@pytest.mark.parametrize("easy", EASY)
+def test_changing_the_pin_refuses_an_easy_one(client, customer, easy):
+    # Juma's number is +254712000111: his own last four are 0111.
+    easy = "0111" if easy == "0444" else easy
+    phone = Phone(client, "0712000111")
+    phone.walk("2", "3", "8642")
+    body = phone.send(easy)
+    assert screen(body) == "Choose a PIN that is not easy to guess.\nEnter your new 4-digit PIN", body
+    phone.send("1357")
+    assert phone.send("1357") == "END Your PIN has been changed."
+    user = find_by_phone(db.session, "+254712000111")
+    db.session.refresh(user)
+    assert pins.verify_pin(user.pin_hash, "1357")
+
+
+def test_a_customer_an_agent_registered_cannot_choose_an_easy_pin(client, agent):
+    phone = Phone(client, "0700000101")
+    phone.walk("5", NUMBER, "Akinyi", "Odhiambo", "12345678", "1", "1111")
+    customer = Phone(client, NUMBER)
+    assert customer.dial() == "CON Welcome to Tuma, Akinyi. Choose a 4-digit PIN"
+    body = customer.send("0444")
+    assert screen(body) == (
+        "Choose a PIN that is not easy to guess.\nWelcome to Tuma, Akinyi. Choose a 4-digit PIN"
+    )
+    assert customer.send("2468") == "CON Enter the PIN again to confirm"
+    assert customer.send("2468") == "END Your PIN is set. Dial again to use Tuma."
