@@ -229,7 +229,8 @@ def test_approving_without_the_money_tells_both_and_moves_nothing(client, juma):
     before = len(sms_to(AGENT))
     phone = Phone(client, "0712000111")
     phone.walk("3", "1", "1")
-    assert phone.send(PIN) == "END Approved. You will receive an SMS confirmation."
+    # Said on the screen too (round 10 attack: it said "Approved." at the counter).
+    assert phone.send(PIN) == "END Not enough money to pay KES 10,105.00. Your balance is KES 10,000.00."
     assert withdrawals() == 0 and jobs.execute_transfers() == 0
     assert sms_to(AGENT)[before:] == [
         "JUMA OTIENO +254712000111 does not have enough money to withdraw KES 9,990.00. "

@@ -3,14 +3,20 @@
 Easy PINs: a phone thief gets three tries before the lock, and 1234, 1111 or 0000 (or the last
 four digits of the phone's own number, printed on the SIM's pack and read by anyone who has the
 phone) is what people choose most; every screen where a person chooses a PIN refuses them.
+
+A withdrawal an agent asked for, approved without the money for it: the customer's screen said
+"Approved." (the agent at the counter is shown that screen) while nothing was withdrawn.
 """
 
 import pytest
 
+from tests.escrow_helpers import sms_to
 from tests.ussd_helpers import Phone, screen
 from ussd_app import pins
 from ussd_app.extensions import db
+from ussd_app.payments.emoney import issue_float
 from ussd_app.users import find_by_phone
+from worker import jobs
 
 NUMBER = "0712000444"
 E164 = "+254712000444"
@@ -61,3 +67,22 @@ def test_a_customer_an_agent_registered_cannot_choose_an_easy_pin(client, agent)
     )
     assert customer.send("2468") == "CON Enter the PIN again to confirm"
     assert customer.send("2468") == "END Your PIN is set. Dial again to use Tuma."
+
+
+def test_approving_an_agents_withdrawal_without_the_money_says_so_on_screen(client, customer, agent):
+    issue_float(db.session, agent, 100_000_00, "BANK-1")
+    db.session.commit()
+    Phone(client, "0700000101").walk("1", "0712000111", "500", "1", "1111")  # KES 500 cashed in
+    assert jobs.execute_transfers() == 1
+    asked = Phone(client, "0700000101").walk("9", "0712000111", "1000", "1", "1111")
+    assert asked.startswith("END Sent to Juma Otieno to approve")
+    phone = Phone(client, "0712000111")
+    phone.walk("3", "1", "1")
+    assert phone.send("8642") == "END Not enough money to pay KES 1,029.00. Your balance is KES 500.00."
+    # Recorded as failed and both told, as before: the agent must not pay out.
+    assert jobs.execute_transfers() == 0
+    assert sms_to("+254700000101")[-1].endswith(
+        "does not have enough money to withdraw KES 1,000.00. Do not pay out any cash."
+    )
+    assert sms_to("+254712000111")[-1].startswith("Not enough money to withdraw KES 1,000.00")
+    assert Phone(client, "0712000111").walk("3") == "END Nothing is waiting for your approval."

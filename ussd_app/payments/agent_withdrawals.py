@@ -126,11 +126,7 @@ def approve(session, customer: User, approval_id: str) -> str:
     # (submit.spendable_statement), as the PIN hop of a customer's own send reads it: else a
     # withdrawal approved behind a queued send was refused by the worker (the agent told
     # "approved" first), the withdrawal's own id left out for a replay.
-    spendable = (
-        session.connection()
-        .execute(spendable_statement(), {"payer": customer.account_id, "id": row.id})
-        .scalar_one()
-    )
+    spendable = spendable_for(session, customer, row.id)
     short = spendable < row.amount + row.fee
     to_state = ApprovalState.FAILED if short else ApprovalState.APPROVED
     if not _claim(session, approval_id, to_state, now, customer_account_id=customer.account_id):
@@ -153,6 +149,15 @@ def approve(session, customer: User, approval_id: str) -> str:
         commission=row.commission,
     )
     return "approved"
+
+
+def spendable_for(session, customer: User, approval_id: str) -> int:
+    """What ``customer`` may spend now, the approval's own request left out (a replay)."""
+    return (
+        session.connection()
+        .execute(spendable_statement(), {"payer": customer.account_id, "id": approval_id})
+        .scalar_one()
+    )
 
 
 def _tell_agent(session, row: WithdrawalApproval, news) -> None:

@@ -40,7 +40,8 @@ class Short(Exception):
     (``needed``, minor units) is more than the customer may spend now (``spendable``: their
     balance less their requests still queued, ``submit.spendable_statement``): My approvals
     says "Not enough money" at the PIN, as Send money does, not "Approved" and then a refusal
-    by SMS."""
+    by SMS. (An agent-started withdrawal raises it after recording its failure and the SMS to
+    the customer and the agent: the hop commits them, the screen says "Not enough money".)"""
 
     def __init__(self, needed: int, spendable: int):
         super().__init__(needed, spendable)

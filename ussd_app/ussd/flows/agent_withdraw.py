@@ -124,8 +124,14 @@ class AgentWithdrawals:
         )
 
     def approve(self, session, user, key: str) -> bool:
-        # "short": decided all the same (both are told by SMS that nothing was withdrawn).
-        return agent_withdrawals.approve(session, user, key) != "gone"
+        outcome = agent_withdrawals.approve(session, user, key)
+        if outcome == "short":
+            # Decided all the same (recorded as failed, both told by SMS that nothing was
+            # withdrawn), and the screen says so too: "Approved." was shown at the counter.
+            row = session.get(agent_withdrawals.WithdrawalApproval, key)
+            spendable = agent_withdrawals.spendable_for(session, user, key)
+            raise approvals.Short(row.amount + row.fee, spendable)
+        return outcome != "gone"
 
     def decline(self, session, user, key: str) -> bool:
         return agent_withdrawals.decline(session, user, key)
