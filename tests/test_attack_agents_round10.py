@@ -86,3 +86,51 @@ def test_approving_an_agents_withdrawal_without_the_money_says_so_on_screen(clie
     )
     assert sms_to("+254712000111")[-1].startswith("Not enough money to withdraw KES 1,000.00")
     assert Phone(client, "0712000111").walk("3") == "END Nothing is waiting for your approval."
+
+
+def _withdrawal(customer, agent, amount: int) -> None:
+    """A withdrawal recorded as the menus record one after the PIN (two sessions at the PIN at
+    once each pass the spendable check; a tier lowered after the PIN is read by the worker)."""
+    from ussd_app.payments.models import RequestKind
+    from ussd_app.payments.submit import mint_request_id, record_request
+    from ussd_app.tariffs import commission, quote
+
+    kind = RequestKind.WITHDRAWAL.value
+    record_request(
+        db.session,
+        request_id=mint_request_id(),
+        kind=kind,
+        debit_account_id=customer.account_id,
+        credit_account_id=agent.account_id,
+        amount=amount,
+        fee=quote(kind, amount),
+        commission=commission(kind, amount),
+    )
+    db.session.commit()
+
+
+@pytest.mark.parametrize("refused_by", ["ledger", "limit"])
+def test_the_agent_at_the_counter_hears_of_a_withdrawal_refused_by_the_worker(
+    client, customer, agent, refused_by
+):
+    issue_float(db.session, agent, 100_000_00, "BANK-1")
+    db.session.commit()
+    Phone(client, "0700000101").walk("1", "0712000111", "5000", "1", "1111")
+    assert jobs.execute_transfers() == 1
+    before = len(sms_to("+254700000101"))
+    if refused_by == "ledger":
+        _withdrawal(customer, agent, 3_000_00)
+        _withdrawal(customer, agent, 3_000_00)  # the second is more than what is left
+    else:
+        from ussd_app import limits
+
+        _withdrawal(customer, agent, limits.tier_limits("basic").per_transfer + 100_00)
+    jobs.execute_transfers()
+    to_agent = sms_to("+254700000101")[before:]
+    customer_failed = [b for b in sms_to("+254712000111") if "Failed: withdrawal of" in b]
+    assert len(customer_failed) == 1, sms_to("+254712000111")
+    code = customer_failed[0].split()[0]
+    assert [b for b in to_agent if b.startswith(code)] == [
+        f"{code} Withdrawal of {customer_failed[0].split('withdrawal of ')[1].split(' not')[0]} "
+        "by JUMA OTIENO +254712000111 was not made. Do not pay out any cash."
+    ], to_agent

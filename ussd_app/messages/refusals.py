@@ -39,6 +39,9 @@ STOPPED_AGENT = (
     "{code} Withdrawal of {amount} by {name} {phone} was stopped by a security check. "
     "Do not pay out any cash."
 )
+# To the agent at the counter whose customer's withdrawal the worker refused (a limit, or the
+# ledger: the money went elsewhere since the PIN); he was told to pay out only after an SMS.
+NOT_MADE_AGENT = "{code} Withdrawal of {amount} by {name} {phone} was not made. Do not pay out any cash."
 HELD_BY_KIND = {
     RequestKind.AIRTIME.value: HELD_AIRTIME,
     RequestKind.SEND_UNREGISTERED.value: HELD_TO_NUMBER,
@@ -97,6 +100,11 @@ def held_agent(request, agent, customer) -> str:
 def stopped_agent(request, agent, customer) -> str:
     """To the agent at the counter whose customer's withdrawal review refused."""
     return tell(agent, STOPPED_AGENT, **facts(request), **counterparty(customer))
+
+
+def not_made_agent(request, agent, customer) -> str:
+    """To the agent at the counter whose customer's withdrawal the worker refused."""
+    return tell(agent, NOT_MADE_AGENT, **facts(request), **counterparty(customer))
 
 
 def deposit_refused(request, customer, agent, refusal) -> str:

@@ -26,6 +26,8 @@ def write_refusal(session, request, refusal: limits.Refusal, people) -> None:
         return
     if withdrawal and refusal.result == limits.Result.REVIEW_REFUSED:  # the agent was told to wait
         write(session, payee, texts.stopped_agent(request, payee, payer), request)
+    elif withdrawal and refusal.result != limits.Result.PAYEE_LOCKED:  # a locked agent hears nothing
+        write(session, payee, texts.not_made_agent(request, payee, payer), request)
     told = kinds.spec(request.kind).payee_told_of_balance_refusal
     if refusal.result == limits.Result.BALANCE and told and payee is not None:
         # The customer waits at the counter with cash handed over (a deposit): they must hear it too.

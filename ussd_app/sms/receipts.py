@@ -11,7 +11,9 @@ hears it). A refusal by the limits is ``sms/limit_receipts.py``'s.
 from .. import limits
 from ..ledger import Account, TransferResult
 from ..messages import receipts as texts
+from ..messages import refusals
 from ..payments import kinds
+from ..payments.models import RequestKind
 from ..payments.tips import silent
 from ..users import HolderRow, Role, User, holder_rows
 from .outbox import add_sms
@@ -144,3 +146,6 @@ def write_rejected(session, request, result: TransferResult, people: People) -> 
     if payer is None or row.payer_is_api or row.told_by_its_flow:  # the API, or its flow, says it
         return  # e.g. an operator's float issue: the operator sees the result on the CLI
     write(session, payer, texts.failed(request, payer, payee, result.value, people.balance(payer)), request)
+    if request.kind == RequestKind.WITHDRAWAL.value and payee is not None:
+        # The agent at the counter pays out only after an SMS: tell him none is coming.
+        write(session, payee, refusals.not_made_agent(request, payee, payer), request)
