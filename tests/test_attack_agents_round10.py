@@ -6,6 +6,9 @@ phone) is what people choose most; every screen where a person chooses a PIN ref
 
 A withdrawal an agent asked for, approved without the money for it: the customer's screen said
 "Approved." (the agent at the counter is shown that screen) while nothing was withdrawn.
+
+A withdrawal the worker refused (a limit, or the ledger) told only the customer: the agent, told
+to pay out cash only after the SMS, waited at the counter for one that never came.
 """
 
 import pytest
