@@ -9,6 +9,9 @@ A withdrawal an agent asked for, approved without the money for it: the customer
 
 A withdrawal the worker refused (a limit, or the ledger) told only the customer: the agent, told
 to pay out cash only after the SMS, waited at the counter for one that never came.
+
+A send to a number not on Tuma, checked by its sender's SMS, was "to TUMA" (the suspense account
+has no holder), even once posted to the newly registered customer: it names that number now.
 """
 
 import pytest
@@ -137,3 +140,31 @@ def test_the_agent_at_the_counter_hears_of_a_withdrawal_refused_by_the_worker(
         f"{code} Withdrawal of {customer_failed[0].split('withdrawal of ')[1].split(' not')[0]} "
         "by JUMA OTIENO +254712000111 was not made. Do not pay out any cash."
     ], to_agent
+
+
+def test_checking_a_send_to_a_number_not_on_tuma_names_that_number_not_tuma(client, customer, agent):
+    import itertools
+
+    issue_float(db.session, agent, 100_000_00, "BANK-1")
+    db.session.commit()
+    Phone(client, "0700000101").walk("1", "0712000111", "5000", "1", "1111")
+    assert jobs.execute_transfers() == 1
+    sent = Phone(client, "0712000111").walk("1", "0712000999", "1", "500", "1", "8642")
+    assert sent.startswith("END Sending KES 500.00 to +254712000999")
+    assert jobs.execute_transfers() == 1
+    receipt = sms_to("+254712000111")[-1]
+    code = receipt.split()[0]
+    assert "KES 500.00 sent to +254712000999" in receipt
+    ids = itertools.count(1)
+
+    def check() -> str:
+        fields = {"from": "+254712000111", "to": "22384", "text": code, "id": f"at-r10-{next(ids)}"}
+        assert client.post("/sms/inbound", data=fields).status_code == 200
+        return sms_to("+254712000111")[-1]
+
+    assert check().startswith(f"{code} is genuine: KES 500.00 to +254712000999 on ")
+    Phone(client, "0712000999").walk("1", "Neema", "Wafula", "2468", "2468")
+    jobs.execute_transfers()
+    reply = check()
+    assert reply.startswith(f"{code} is genuine: KES 500.00 to +254712000999 on "), reply
+    assert reply.endswith("Status: completed.")

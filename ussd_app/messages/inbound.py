@@ -77,19 +77,32 @@ def _who(user) -> str:
 
 
 def genuine(
-    language: str, request, other, status: tuple[str, dict], *, asker_paid: bool, named: bool = True
+    language: str,
+    request,
+    other,
+    status: tuple[str, dict],
+    *,
+    asker_paid: bool,
+    named: bool = True,
+    number: str | None = None,
 ) -> str:
     """To a party checking ``request``'s code: the ``other`` party and the ``status`` (a word of
     ``STATUSES`` and its fields). ``named``: whether the other party's registered name may be
-    said (else its number only: ``sms_commands.inbound.named_to_asker``)."""
+    said (else its number only: ``sms_commands.inbound.named_to_asker``). ``number``: the number
+    the money went to when no one holds the other side (a send to a number not on Tuma, held in
+    suspense), said instead of TUMA, as the sender's receipt says it."""
     date, time_ = when(request.executed_at or request.created_at)
     word, fields = status
+    if other is None and number:
+        who = number
+    else:
+        who = other.phone if other is not None and not named else _who(other)
     return say(
         language,
         CHECK_REPLIES["payer" if asker_paid else "payee"],
         code=request.code,
         amount=money(request.amount),
-        who=other.phone if other is not None and not named else _who(other),
+        who=who,
         date=date,
         time=time_,
         status=say(language, word, **fields),

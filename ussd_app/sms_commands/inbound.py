@@ -145,6 +145,8 @@ def answer(session, phone: str, text: str, *, language: str) -> tuple[Intent, st
         status,
         asker_paid=asker_paid,
         named=named_to_asker(request, asker_paid=asker_paid),
+        # A send to a number not on Tuma is held in suspense (no holder): name that number.
+        number=request.reference if request.kind == RequestKind.SEND_UNREGISTERED.value else None,
     )
     return intent, code, None, reply
 
