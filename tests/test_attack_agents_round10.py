@@ -12,6 +12,9 @@ to pay out cash only after the SMS, waited at the counter for one that never cam
 
 A send to a number not on Tuma, checked by its sender's SMS, was "to TUMA" (the suspense account
 has no holder), even once posted to the newly registered customer: it names that number now.
+
+An agent's or merchant's PIN locked by wrong tries was told "Ask an agent to unlock it" (screen
+and SMS), but an agent unlocks only customers: the business went to an agent who could not.
 """
 
 import pytest
@@ -168,3 +171,32 @@ def test_checking_a_send_to_a_number_not_on_tuma_names_that_number_not_tuma(clie
     reply = check()
     assert reply.startswith(f"{code} is genuine: KES 500.00 to +254712000999 on "), reply
     assert reply.endswith("Status: completed.")
+
+
+@pytest.mark.parametrize("who", ["agent", "merchant"])
+def test_a_business_whose_pin_locks_is_not_sent_to_an_agent(client, agent, merchant, who):
+    number, e164 = {"agent": ("0700000101", "+254700000101"), "merchant": ("0700000002", "+254700000002")}[
+        who
+    ]
+    phone = Phone(client, number)
+    phone.walk("2", "0001", "0002")  # Float balance / Statement: a PIN screen
+    body = phone.send("0003")
+    assert body == "END Your PIN is locked after too many wrong tries. Call customer care to unlock it."
+    assert sms_to(e164)[-1].endswith(
+        "wrong tries. Call customer care to unlock it. Not you? Call customer care."
+    )
+    assert Phone(client, number).dial() == body
+    # Indeed no agent can: the unlock menu takes only customers.
+    if who == "merchant":
+        assert (
+            Phone(client, "0700000101")
+            .walk("6", number)
+            .startswith("CON +254700000002 is not a customer account.")
+        )
+
+
+def test_a_customer_whose_pin_locks_is_still_sent_to_an_agent(client, customer):
+    phone = Phone(client, "0712000111")
+    phone.walk("2", "1", "0001", "0002")
+    assert phone.send("0003").endswith("Ask an agent or customer care to unlock it.")
+    assert "Ask an agent to unlock it." in sms_to("+254712000111")[-1]

@@ -9,6 +9,7 @@ from flask import current_app
 
 from ..clock import utcnow
 from ..i18n import t
+from ..users import Role
 from . import money, sms_name, tell, when
 
 # After registration by USSD.
@@ -29,6 +30,11 @@ OPENED_BY_AGENT = (
 LOCKED_SMS = (
     "Tuma: your PIN was locked on {date} at {time} after {tries} wrong tries. Ask an agent to "
     "unlock it. Not you? Call customer care."
+)
+# An agent unlocks only customers' PINs: an agent's or a merchant's is unlocked by customer care.
+LOCKED_BUSINESS_SMS = (
+    "Tuma: your PIN was locked on {date} at {time} after {tries} wrong tries. Call customer care "
+    "to unlock it. Not you? Call customer care."
 )
 UNLOCKED_SMS = "Tuma: your PIN was unlocked on {date} at {time}. Not you? Call customer care now."
 UNLOCKED_BY_AGENT_SMS = (
@@ -75,7 +81,8 @@ def _dated(user, english: str, **fields) -> str:
 
 
 def pin_locked(user, tries: int) -> str:
-    return _dated(user, LOCKED_SMS, tries=tries)
+    english = LOCKED_SMS if user.role == Role.CUSTOMER.value else LOCKED_BUSINESS_SMS
+    return _dated(user, english, tries=tries)
 
 
 def pin_unlocked(user, agent=None) -> str:

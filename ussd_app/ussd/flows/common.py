@@ -277,17 +277,27 @@ def which_lock(ctx) -> str:
     # The caller's facts say it (locked_until) unless the hop has the row: a PIN check that
     # just locked it, or no facts.
     holder = ctx.user if ctx.user_loaded or ctx.caller is None else ctx.caller
-    return "by_tuma" if holder is not None and is_operator_locked(holder) else "pin"
+    if holder is not None and is_operator_locked(holder):
+        return "by_tuma"
+    # An agent unlocks only a customer's PIN (agent_lookup): a business is sent to customer care.
+    return "pin" if holder is None or holder.role == Role.CUSTOMER.value else "business"
 
 
 FLOW = {
     # Where every locked account lands (the home of a locked caller, a PIN check that locks).
     "locked": Step(
-        "which lock: wrong PINs or Tuma's", which_lock, {"pin": "pin_locked", "by_tuma": "by_tuma"}
+        "which lock: wrong PINs (a customer's, a business's) or Tuma's",
+        which_lock,
+        {"pin": "pin_locked", "business": "business_pin_locked", "by_tuma": "by_tuma"},
     ),
     "pin_locked": Screen(
         "the account's PIN is locked after wrong tries (an agent may unlock it)",
         N_("Your PIN is locked after too many wrong tries. Ask an agent or customer care to unlock it."),
+        end=True,
+    ),
+    "business_pin_locked": Screen(
+        "an agent's or merchant's PIN is locked after wrong tries (only customer care unlocks it)",
+        N_("Your PIN is locked after too many wrong tries. Call customer care to unlock it."),
         end=True,
     ),
     "by_tuma": Screen(
