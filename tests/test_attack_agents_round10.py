@@ -15,6 +15,9 @@ has no holder), even once posted to the newly registered customer: it names that
 
 An agent's or merchant's PIN locked by wrong tries was told "Ask an agent to unlock it" (screen
 and SMS), but an agent unlocks only customers: the business went to an agent who could not.
+
+A deposit the ledger refused (the agent's float short: two of his sessions at the PIN at once)
+told only the agent; the customer, who had handed over her cash, heard nothing.
 """
 
 import pytest
@@ -200,3 +203,27 @@ def test_a_customer_whose_pin_locks_is_still_sent_to_an_agent(client, customer):
     phone.walk("2", "1", "0001", "0002")
     assert phone.send("0003").endswith("Ask an agent or customer care to unlock it.")
     assert "Ask an agent to unlock it." in sms_to("+254712000111")[-1]
+
+
+def test_the_customer_at_the_counter_hears_of_a_deposit_the_ledger_refused(client, customer, agent):
+    from ussd_app.payments.models import RequestKind
+    from ussd_app.payments.submit import mint_request_id, record_request
+
+    issue_float(db.session, agent, 8_000_00, "BANK-1")
+    for _ in range(2):  # two of the agent's sessions at the PIN at once: the second is short
+        record_request(
+            db.session,
+            request_id=mint_request_id(),
+            kind=RequestKind.DEPOSIT.value,
+            debit_account_id=agent.account_id,
+            credit_account_id=customer.account_id,
+            amount=5_000_00,
+        )
+    db.session.commit()
+    jobs.execute_transfers()
+    failed = [b for b in sms_to("+254700000101") if "Failed: deposit of" in b]
+    assert len(failed) == 1
+    code = failed[0].split()[0]
+    assert sms_to("+254712000111")[-1] == (
+        f"{code} Failed: ALI AGENT +254700000101 could not deposit KES 5,000.00. Ask for your cash back."
+    )

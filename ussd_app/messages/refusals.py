@@ -102,6 +102,16 @@ def stopped_agent(request, agent, customer) -> str:
     return tell(agent, STOPPED_AGENT, **facts(request), **counterparty(customer))
 
 
+# To the customer at the counter whose deposit the ledger refused (the agent's float was short:
+# two of his sessions at the PIN at once); the agent is told by his failure receipt.
+DEPOSIT_NOT_MADE = "{code} Failed: {name} {phone} could not deposit {amount}. Ask for your cash back."
+
+
+def deposit_not_made(request, customer, agent) -> str:
+    """To the customer at the counter whose deposit the ledger refused."""
+    return tell(customer, DEPOSIT_NOT_MADE, **facts(request), **counterparty(agent))
+
+
 def not_made_agent(request, agent, customer) -> str:
     """To the agent at the counter whose customer's withdrawal the worker refused."""
     return tell(agent, NOT_MADE_AGENT, **facts(request), **counterparty(customer))

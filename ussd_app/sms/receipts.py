@@ -149,3 +149,6 @@ def write_rejected(session, request, result: TransferResult, people: People) -> 
     if request.kind == RequestKind.WITHDRAWAL.value and payee is not None:
         # The agent at the counter pays out only after an SMS: tell him none is coming.
         write(session, payee, refusals.not_made_agent(request, payee, payer), request)
+    elif request.kind == RequestKind.DEPOSIT.value and payee is not None:
+        # The customer at the counter has handed over cash: tell her it was not deposited.
+        write(session, payee, refusals.deposit_not_made(request, payee, payer), request)
