@@ -69,6 +69,24 @@ def test_success_report_marks_the_message_delivered(client, sent):
     assert row.delivery_reported_at is not None
 
 
+def test_a_gateway_id_given_to_two_messages_marks_the_one_to_the_reported_number(client, sent):
+    """A gateway that handed one message id out twice (ids are its own; nothing makes them
+    unique here): a report for it was a 500. It marks the message to the number it names."""
+    from ussd_app.sms.outbox import OutboxMessage
+
+    row_id, message_id = sent
+    first = db.session.get(OutboxMessage, row_id)
+    was = first.status
+    twin = OutboxMessage(phone="+254712000999", body="another", status=was, gateway_message_id=message_id)
+    db.session.add(twin)
+    db.session.commit()
+    twin_id = twin.id
+    answer = report(client, id=message_id, status="Success", phoneNumber="+254712000111")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    rows = {r.id: r.status for r in outbox() if r.id in (row_id, twin_id)}
+    assert rows == {row_id: "delivered", twin_id: was}
+
+
 def test_failed_report_marks_the_message_failed_with_the_reason(client, sent):
     row_id, message_id = sent
     answer = report(

@@ -56,14 +56,25 @@ def delivery_report():
     # Africa's Talking always names the number; a report without it cannot be checked.
     phone = field("phoneNumber", max_length=32)
 
-    row = db.session.execute(
-        select(OutboxMessage).where(OutboxMessage.gateway_message_id == message_id)
-    ).scalar_one_or_none()
+    # A gateway's ids are its own: nothing makes them unique here (a gateway that hands one id
+    # out twice made this a 500). The report is about the message of that id to its number.
+    rows = (
+        db.session.execute(
+            select(OutboxMessage)
+            .where(OutboxMessage.gateway_message_id == message_id)
+            .order_by(OutboxMessage.id)
+            .limit(10)
+        )
+        .scalars()
+        .all()
+    )
+    reported = _e164(phone)
+    row = next((r for r in rows if r.phone == reported), rows[0] if rows else None)
     if row is None:
         log.warning("delivery report for unknown message id %r (%s, %s)", message_id, status, _mask(phone))
         db.session.rollback()
         return plain("unknown id, ignored")
-    if _e164(phone) != row.phone:
+    if reported != row.phone:
         # Not about this message: a report for another number must not mark it delivered or
         # failed. Acknowledged (Africa's Talking would only retry it) and logged, numbers masked.
         log.warning(
