@@ -67,7 +67,8 @@ def review_page():
 def _start(given: str | None) -> int:
     """``?from=N``: the refused settlements from the N-th on (1 without one, or a bad one)."""
     given = (given or "").strip()
-    return int(given) if given.isdigit() and 0 < len(given) < 10 else 1
+    # ASCII digits only: "²".isdigit() is true but int("²") a ValueError (a 500).
+    return int(given) if given.isascii() and given.isdigit() and 0 < len(given) < 10 else 1
 
 
 @bp.post("/review/<code>")

@@ -39,9 +39,9 @@ def transfers():
     if day:
         try:
             start = datetime.combine(date.fromisoformat(day), datetime.min.time())
-            query = query.where(
-                TransferRequest.created_at >= start, TransferRequest.created_at < start + timedelta(days=1)
-            )
+            query = query.where(TransferRequest.created_at >= start)
+            if start.date() < date.max:  # the calendar's last day has no next (OverflowError, a 500)
+                query = query.where(TransferRequest.created_at < start + timedelta(days=1))
         except ValueError:
             error = "A date is YYYY-MM-DD."
     rows = list(db.session.execute(query).scalars())
