@@ -8,12 +8,12 @@ imports nothing above it. A page's own lists (a search, one transfer's trail) st
 page.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, text
 
 from .database import is_postgres
-from .ledger import Account, AccountKind, Transfer
+from .ledger import Account, AccountKind, Transfer, TransferFlags, house_account
 from .ledger.figures import e_money, unresolved_holds
 from .payments.models import RequestStatus, TransferRequest, TrustDeposit
 from .queues import ALL_QUEUES, get_queue
@@ -22,6 +22,7 @@ from .users import holders
 
 __all__ = [
     "account_labels",
+    "fee_account_by_hour",
     "open_holds_by_code",
     "posted_by_hour_and_kind",
     "queue_depths",
@@ -92,6 +93,31 @@ def held_for_review(session) -> tuple[int, int]:
         )
     ).one()
     return int(count), int(amount)
+
+
+HOUR_US = 3_600 * 1_000_000
+
+
+def fee_account_by_hour(session, since: datetime) -> dict[int, int]:
+    """{hour since the epoch (UTC): what the fee account gained in it} over the ledger's posted
+    transfers since ``since`` (naive UTC): payers' fees and merchants' fees in, agents'
+    commissions out, so the hours add up to what its balance moved. Read from the ledger, not
+    the requests: a request's ``fee`` is the payer's alone (a merchant's fee is ``payee_fee``,
+    charged on a protected purchase's post, and a withdrawal's commission leaves it)."""
+    fees = house_account(session, AccountKind.FEES).id
+    start = int(since.replace(tzinfo=UTC).timestamp() * 1_000_000)
+    hour = Transfer.created_at // HOUR_US
+    posted = Transfer.flags.op("&")(int(TransferFlags.PENDING | TransferFlags.VOID_PENDING_TRANSFER)) == 0
+    gained: dict[int, int] = {}
+    for column, sign in ((Transfer.credit_account_id, 1), (Transfer.debit_account_id, -1)):
+        rows = session.execute(
+            select(hour, func.coalesce(func.sum(Transfer.amount), 0))
+            .where(column == fees, Transfer.created_at >= start, posted)
+            .group_by(hour)
+        )
+        for h, amount in rows:
+            gained[int(h)] = gained.get(int(h), 0) + sign * int(amount)
+    return gained
 
 
 def trust_deposits_total(session) -> int:

@@ -1,7 +1,7 @@
 """The dashboard (``/admin/``): the last 24 hours of transfers, value and fees by hour, escrow
 held, queues and SMS delivery."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from flask import render_template
 
@@ -23,14 +23,20 @@ def dashboard():
     rows = reports.posted_by_hour_and_kind(db.session, since)
     counts: dict[str, list[int]] = {}
     values: dict[str, list[int]] = {}
-    fees = [0] * 24
-    for hour, kind, count, amount, fee in rows:
+    for hour, kind, count, amount, _fee in rows:
         i = index.get(hour)
         if i is None:
             continue
         counts.setdefault(kind, [0] * 24)[i] += count
         values.setdefault(kind, [0] * 24)[i] += int(amount)
-        fees[i] += int(fee)
+    # What the fee account gained, from the ledger: the payer's fee of each request, the
+    # merchant's fee (``payee_fee``, left out when this summed the requests' ``fee``) and the
+    # agent's commission out of it; the card beside it shows that account's balance.
+    first = int(since.replace(tzinfo=UTC).timestamp()) // 3600
+    fees = [0] * 24
+    for hour, gained in reports.fee_account_by_hour(db.session, since).items():
+        if 0 <= hour - first < 24:
+            fees[hour - first] += gained
     fee_account = house_account(db.session, AccountKind.FEES)
     sms = reports.sms_by_status(db.session, since)
     handed = sum(sms.get(s, 0) for s in ("sent", "delivered", "failed"))
