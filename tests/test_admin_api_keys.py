@@ -41,3 +41,22 @@ def test_only_merchants_and_agents_and_a_name_are_needed(client, customer):
 def test_signed_out_nobody_makes_keys(client, merchant):
     response = client.post("/admin/api-keys", data={"phone": merchant.phone, "name": "x"})
     assert response.status_code in (302, 400, 401, 403) and db.session.query(ApiKey).count() == 0
+
+
+def test_reloading_the_page_that_shows_a_new_key_makes_no_second_key(client, merchant):
+    """The new key is shown on the answer to the form's POST; a reload sends the same POST again.
+    It made a second active key, never shown: now the form's one-time mark refuses it (409),
+    and a fresh form makes another key."""
+    operator()
+    login(client)
+    page = client.get("/admin/api-keys").get_data(as_text=True)
+    once = re.search(r'name="once" value="([^"]+)"', page).group(1)
+    form = {"phone": "0700000002", "name": "till app", "scopes": ["read"], "once": once}
+    assert post(client, "/admin/api-keys", form).status_code == 200
+    again = post(client, "/admin/api-keys", form)
+    assert again.status_code == 409 and "sent already" in again.get_data(as_text=True)
+    assert db.session.query(ApiKey).count() == 1
+    fresh = re.search(r'name="once" value="([^"]+)"', again.get_data(as_text=True)).group(1)
+    assert post(client, "/admin/api-keys", {**form, "once": fresh}).status_code == 200
+    assert db.session.query(ApiKey).count() == 2
+    assert db.session.query(AuditEntry).filter_by(action="api_key.create").count() == 2
