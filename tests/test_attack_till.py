@@ -492,9 +492,17 @@ def test_two_worker_processes_on_one_busy_till(app, watched):
     assert sender.announce(force=True)
     db.session.remove()
     settings = dict(TUMA_SMS_LANE_DEPTH=4, TUMA_SMS_BATCH_SIZE=20, TUMA_SMS_CLAIM_BATCH=4)
-    workers = [start_worker("--burst", "--queues", "sms", **settings) for _ in range(2)]
-    outputs = [finish(w) for w in workers]
-    assert all(w.returncode == 0 for w in workers), outputs
+    for _round in range(3):
+        workers = [start_worker("--burst", "--queues", "sms", **settings) for _ in range(2)]
+        outputs = [finish(w) for w in workers]
+        assert all(w.returncode == 0 for w in workers), outputs
+        if {r.status for r in outbox()} == {"sent"}:
+            break
+        # Both jobs ended while the other's lane of the till was live (under load a lane can
+        # outlast PASSED_WAIT_SECONDS): the rest is left to the periodic ring (maintenance,
+        # within 15 s), which burst workers do not run. Rung as it rings them.
+        db.session.remove()
+        assert sender.announce(force=True)
     assert {r.status for r in outbox()} == {"sent"}, outputs
     in_order_once(watched, till, expected)
     assert watched.asked(till) == expected
