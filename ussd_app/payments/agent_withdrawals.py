@@ -26,7 +26,7 @@ from ..messages import agent_withdrawals as texts
 from ..sms.outbox import add_sms
 from ..users import User, find_by_account
 from .models import RequestKind
-from .submit import record_request, spendable_statement
+from .submit import record_request, spendable
 
 
 class ApprovalState(enum.StrEnum):
@@ -153,11 +153,7 @@ def approve(session, customer: User, approval_id: str) -> str:
 
 def spendable_for(session, customer: User, approval_id: str) -> int:
     """What ``customer`` may spend now, the approval's own request left out (a replay)."""
-    return (
-        session.connection()
-        .execute(spendable_statement(), {"payer": customer.account_id, "id": approval_id})
-        .scalar_one()
-    )
+    return spendable(session, customer.account_id, approval_id)
 
 
 def _tell_agent(session, row: WithdrawalApproval, news) -> None:

@@ -170,6 +170,13 @@ def spendable_statement():
     return select(spendable).where(t.c.id == bindparam("payer"))
 
 
+def spendable(session, payer_account_id: int, request_id: str = "") -> int:
+    """``spendable_statement`` for ``payer_account_id`` on the session's transaction, the request
+    ``request_id`` (a replay of it) left out."""
+    params = {"payer": payer_account_id, "id": request_id}
+    return session.connection().execute(spendable_statement(), params).scalar_one()
+
+
 @functools.cache
 def _covered_insert():
     """PostgreSQL: ``_insert``'s row written only when the payer's spendable balance covers
@@ -204,19 +211,17 @@ def record_covered_row(session, payer_account_id: int, needed: int, **order) -> 
     process; the transaction began IMMEDIATE, so nothing writes between them)."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        spendable = connection.execute(
-            spendable_statement(), {"payer": payer_account_id, "id": order["request_id"]}
-        ).scalar_one()
-        if spendable < needed:
-            return None, spendable
-        return record_request_row(session, **order), spendable
+        left = spendable(session, payer_account_id, order["request_id"])
+        if left < needed:
+            return None, left
+        return record_request_row(session, **order), left
     values = _values(order)
-    spendable, written = connection.execute(
+    left, written = connection.execute(
         _covered_insert(), {**values, "payer": payer_account_id, "needed": needed}
     ).one()
-    if written is None and spendable < needed:
-        return None, spendable
-    return _recorded(session, values, written is not None), spendable
+    if written is None and left < needed:
+        return None, left
+    return _recorded(session, values, written is not None), left
 
 
 def announce(request_id: str | None = None, *, force: bool = False) -> bool:

@@ -197,10 +197,9 @@ def available(ctx) -> int:
     """What the caller may spend, read now (``submit.spendable_statement``: the available
     balance less the requests still queued, this hop's own left out) by one plain statement on
     the hop's transaction (no object). After the PIN check, as ``wallet`` says."""
-    from ...payments.submit import spendable_statement
+    from ...payments.submit import spendable
 
-    params = {"payer": payer_account_id(ctx), "id": ctx.data.get("transfer_id") or ""}
-    return db.session.connection().execute(spendable_statement(), params).scalar_one()
+    return spendable(db.session, payer_account_id(ctx), ctx.data.get("transfer_id") or "")
 
 
 def spendable_text(spendable: int) -> str:

@@ -17,7 +17,7 @@ from ... import limits
 from ...extensions import db
 from ...i18n import t
 from ...payments import payment_requests as pr
-from ...payments.submit import spendable_statement
+from ...payments.submit import spendable
 from ...users import Role, find_by_phone, holder_by_phone
 from .. import approvals, gsm7
 from ..engine import N_, Retry, Screen
@@ -171,10 +171,9 @@ class PaymentRequests:
         request = session.get(pr.PaymentRequest, key, populate_existing=True)
         if request is not None and request.payer_phone == user.phone and request.state == pr.State.OPEN:
             needed = request.amount + (_valid(quote) or pr.quote(session, request))["fee"]
-            params = {"payer": user.account_id, "id": pr.transfer_id(request)}
-            spendable = session.connection().execute(spendable_statement(), params).scalar_one()
-            if spendable < needed:
-                raise approvals.Short(needed, spendable)
+            left = spendable(session, user.account_id, pr.transfer_id(request))
+            if left < needed:
+                raise approvals.Short(needed, left)
         return pr.pay(session, user, key, quoted=_valid(quote)) is not None
 
     def before_approving(self, session, user, key: str, *, quote: dict | None = None):
